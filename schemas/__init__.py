@@ -1,0 +1,128 @@
+"""The message contract shared by every Aviso service: topics, event models, fingerprints.
+
+Importing this package imports every event module, so ``EVENT_MODELS`` is complete. The JSON
+Schema files in ``schemas/json/`` are generated from these models by ``python -m
+schemas.generate`` and checked in; a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+from schemas import fingerprints, topics
+from schemas.alerts import (
+    AckMethod,
+    AlertAcknowledged,
+    AlertChannel,
+    AlertDelivered,
+    AlertEscalated,
+    AlertResolved,
+    AlertTriggered,
+    ResolutionReason,
+    Urgency,
+)
+from schemas.base import (
+    EVENT_MODELS,
+    AreaCode,
+    ContractModel,
+    DuplicateEventType,
+    EventData,
+    Fingerprint,
+    Language,
+    MsgType,
+    PolicyAnnotation,
+    ReasonCode,
+    ReleasableLabel,
+    ReleasableText,
+    Status,
+    UnknownEventType,
+    VersionRef,
+    is_drill,
+    model_for,
+    models_for_topic,
+    parse_event,
+    parse_version_ref,
+    version_ref,
+)
+from schemas.bulletins import (
+    BulletinApproved,
+    BulletinDrafted,
+    BulletinKind,
+    BulletinPublished,
+    BulletinRejected,
+    BulletinRetracted,
+    BulletinText,
+    LanguageSignoff,
+    PublishChannel,
+)
+from schemas.dlq import DeadLettered, b64encode
+from schemas.notices import (
+    CancelReason,
+    NoticeCancelled,
+    NoticeReceived,
+    NoticeUpdated,
+    OperationType,
+    ReceivedVia,
+)
+from schemas.rumors import RumorAssessed, RumorAssessment, RumorChannel, RumorReported
+from schemas.topics import ALERTS, ALL_TOPICS, BULLETINS, DLQ, NOTICES, RUMORS
+
+__all__ = [
+    "ALERTS",
+    "ALL_TOPICS",
+    "BULLETINS",
+    "DLQ",
+    "EVENT_MODELS",
+    "NOTICES",
+    "RUMORS",
+    "AckMethod",
+    "AlertAcknowledged",
+    "AlertChannel",
+    "AlertDelivered",
+    "AlertEscalated",
+    "AlertResolved",
+    "AlertTriggered",
+    "AreaCode",
+    "BulletinApproved",
+    "BulletinDrafted",
+    "BulletinKind",
+    "BulletinPublished",
+    "BulletinRejected",
+    "BulletinRetracted",
+    "BulletinText",
+    "CancelReason",
+    "ContractModel",
+    "DeadLettered",
+    "DuplicateEventType",
+    "EventData",
+    "Fingerprint",
+    "Language",
+    "LanguageSignoff",
+    "MsgType",
+    "NoticeCancelled",
+    "NoticeReceived",
+    "NoticeUpdated",
+    "OperationType",
+    "PolicyAnnotation",
+    "PublishChannel",
+    "ReasonCode",
+    "ReceivedVia",
+    "ReleasableLabel",
+    "ReleasableText",
+    "ResolutionReason",
+    "RumorAssessed",
+    "RumorAssessment",
+    "RumorChannel",
+    "RumorReported",
+    "Status",
+    "UnknownEventType",
+    "Urgency",
+    "VersionRef",
+    "b64encode",
+    "fingerprints",
+    "is_drill",
+    "model_for",
+    "models_for_topic",
+    "parse_event",
+    "parse_version_ref",
+    "topics",
+    "version_ref",
+]

@@ -1,0 +1,1 @@
+"""Aviso services: intake, router and rumor_control, plus shared infrastructure."""

@@ -1,0 +1,313 @@
+"""The `aviso` command line: run the stack, serve a service, issue tokens, migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from services.common.settings import CommonSettings, get_settings
+
+__all__ = ["app", "main"]
+
+SERVICES: dict[str, int] = {"intake": 8001, "router": 8002, "rumor_control": 8003}
+
+app = typer.Typer(
+    help="Aviso: advance notice of immigration operations, delivered and vetted.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+tokens_app = typer.Typer(help="API tokens (stored hashed; the plaintext is shown once).", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(db_app, name="db")
+
+
+def _mount_service_commands() -> None:
+    from services.intake.cli import commands as intake_commands
+    from services.router.cli import commands as router_commands
+    from services.rumor_control.cli import commands as rumor_commands
+
+    for commands in (intake_commands, router_commands, rumor_commands):
+        for name, sub in commands.items():
+            app.add_typer(sub, name=name)
+
+
+def _service_app_factory(service: str) -> Callable[[], object]:
+    if service == "intake":
+        from services.intake.app import create_app as intake_app
+
+        return intake_app
+    if service == "router":
+        from services.router.app import create_app as router_app
+
+        return router_app
+    from services.rumor_control.app import create_app as rumor_app
+
+    return rumor_app
+
+
+def _service_port(service: str) -> int:
+    env = os.environ.get(f"AVISO_{service.upper()}_PORT")
+    return int(env) if env else SERVICES[service]
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="intake, router or rumor_control")],
+    port: Annotated[int | None, typer.Option(help="HTTP port (default per service)")] = None,
+) -> None:
+    """Run one service in the foreground (HTTP, consumers, outbox relay)."""
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
+    from services.common.serve import serve as run
+
+    factory = _service_app_factory(service)
+    run(service, factory, get_settings(CommonSettings), port=port or _service_port(service))  # type: ignore[arg-type]
+
+
+# -- tokens -----------------------------------------------------------------------
+
+
+def _auth_sessions() -> tuple[object, object]:
+    from services.common.db import make_engine, make_session_factory
+
+    engine = make_engine(get_settings(CommonSettings), "auth")
+    return engine, make_session_factory(engine)
+
+
+@tokens_app.command("issue")
+def tokens_issue(
+    role: Annotated[str, typer.Option(help="field_office, contact, vetter, liaison, ops or admin")],
+    name: Annotated[str, typer.Option(help="Who holds the token (a person or a system)")],
+    subject: Annotated[
+        str | None, typer.Option(help="What the token acts for, e.g. the field office id")
+    ] = None,
+) -> None:
+    """Issue a token and print it once; only its hash is stored."""
+    from services.common.auth import Role, issue_token
+    from services.common.migrations import upgrade
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        raise typer.BadParameter(f"unknown role {role!r}; choose from {', '.join(r.value for r in Role)}") from None
+
+    async def run() -> None:
+        settings = get_settings(CommonSettings)
+        await upgrade(settings, "auth")
+        engine, sessions = _auth_sessions()
+        try:
+            async with sessions() as session, session.begin():  # type: ignore[operator]
+                issued = await issue_token(session, role=role_value, name=name, subject=subject)
+        finally:
+            await engine.dispose()  # type: ignore[attr-defined]
+        typer.echo(issued.token)
+        typer.echo(
+            f"issued token {issued.id} for {issued.name} (role {issued.role}); "
+            "it is shown only this once",
+            err=True,
+        )
+
+    asyncio.run(run())
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List tokens (never their values)."""
+    from services.common.auth import list_tokens
+    from services.common.migrations import upgrade
+
+    async def run() -> None:
+        await upgrade(get_settings(CommonSettings), "auth")
+        engine, sessions = _auth_sessions()
+        try:
+            async with sessions() as session:  # type: ignore[operator]
+                for token in await list_tokens(session):
+                    revoked = f" revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else ""
+                    typer.echo(f"{token.id}  {token.role:<12} {token.name} ({token.subject}){revoked}")
+        finally:
+            await engine.dispose()  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The token's id")]) -> None:
+    """Revoke a token; services stop accepting it within the auth cache lifetime."""
+    from services.common.auth import revoke_token
+
+    async def run() -> None:
+        engine, sessions = _auth_sessions()
+        try:
+            async with sessions() as session, session.begin():  # type: ignore[operator]
+                await revoke_token(session, token_id=token_id)
+        finally:
+            await engine.dispose()  # type: ignore[attr-defined]
+        typer.echo(f"revoked {token_id}")
+
+    asyncio.run(run())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    component: Annotated[str | None, typer.Option(help="One component; default all")] = None,
+) -> None:
+    """Apply migrations (services also do this on start)."""
+    from services.common.db import COMPONENTS
+    from services.common.migrations import upgrade
+
+    async def run() -> None:
+        settings = get_settings(CommonSettings)
+        for name in [component] if component else COMPONENTS:
+            await upgrade(settings, name)
+            typer.echo(f"{name}: at head")
+
+    asyncio.run(run())
+
+
+# -- the local stack ------------------------------------------------------------
+
+
+_COLORS = {"intake": "cyan", "router": "magenta", "rumor_control": "green", "stack": "yellow"}
+
+
+def _say(component: str, message: str) -> None:
+    typer.secho(f"[{component}] ", fg=_COLORS.get(component, "white"), nl=False, err=False)
+    typer.echo(message)
+
+
+def _summarise(line: str) -> str:
+    """One readable line from a JSON log line (the full line stays in var/log/)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return line
+    if not isinstance(record, dict):
+        return line
+    level = record.pop("level", "info")
+    event = record.pop("event", "")
+    for noise in ("ts", "timestamp", "service", "logger", "request_id"):
+        record.pop(noise, None)
+    fields = " ".join(f"{k}={v}" for k, v in record.items() if not isinstance(v, dict | list))
+    return f"{level:<7} {event} {fields}".rstrip()
+
+
+def _pump(service: str, stream: object) -> None:
+    for raw in iter(stream.readline, ""):  # type: ignore[attr-defined]
+        _say(service, _summarise(raw.rstrip("\n")))
+
+
+def _wait_ready(urls: dict[str, str], timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    pending = dict(urls)
+    while pending and time.monotonic() < deadline:
+        for service, url in list(pending.items()):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/internal/ready", timeout=2).status_code == 200:
+                    _say(service, f"ready at {url}  (docs {url}/docs)")
+                    del pending[service]
+        time.sleep(0.5)
+    return list(pending)
+
+
+@app.command()
+def up(
+    with_postgres: Annotated[
+        bool, typer.Option(help="Start a local PostgreSQL too instead of the embedded SQLite files")
+    ] = False,
+    demo: Annotated[bool, typer.Option(help="Play the demo story once the stack is ready")] = True,
+    kafka_port: Annotated[int, typer.Option(help="Port of the local Kafka broker")] = 9092,
+) -> None:
+    """Start Kafka, the database and all three services in the foreground; Ctrl-C stops all."""
+    from deploy.local import stack
+
+    settings = get_settings(CommonSettings)
+    var_dir = settings.var_dir
+    log_dir = var_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    env = dict(os.environ)
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        env["KAFKA_BOOTSTRAP_SERVERS"] = stack.start_kafka(var_dir=var_dir, port=kafka_port)
+    else:
+        _say("stack", f"using the Kafka cluster at {os.environ['KAFKA_BOOTSTRAP_SERVERS']}")
+    if with_postgres and not os.environ.get("DATABASE_URL"):
+        env["DATABASE_URL"] = stack.start_postgres(var_dir=var_dir)
+    if not env.get("DATABASE_URL"):
+        _say("stack", f"database: embedded SQLite files in {var_dir}")
+    env["AVISO_LOG_FORMAT"] = "json"
+    children: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for service in SERVICES:
+            child_env = dict(env, AVISO_LOG_FILE=str(log_dir / f"{service}.log"))
+            children[service] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "serve", service],
+                env=child_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
+            threading.Thread(target=_pump, args=(service, children[service].stdout), daemon=True).start()
+        urls = {s: f"http://127.0.0.1:{_service_port(s)}" for s in SERVICES}
+        not_ready = _wait_ready(urls, timeout=90)
+        if not_ready:
+            raise typer.Exit(_fail(f"not ready after 90 s: {', '.join(not_ready)}; see {log_dir}"))
+        _say("stack", f"all services ready in {time.monotonic() - started:.1f} s; logs in {log_dir}")
+        if demo:
+            _run_demo(urls)
+        _say("stack", "running; press Ctrl-C to stop")
+        while all(child.poll() is None for child in children.values()):
+            time.sleep(0.5)
+        dead = [s for s, c in children.items() if c.poll() is not None]
+        raise typer.Exit(_fail(f"stopped unexpectedly: {', '.join(dead)}; see {log_dir}"))
+    except KeyboardInterrupt:
+        _say("stack", "stopping")
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=30)
+            if child.poll() is None:
+                child.kill()
+        stack.stop_all(var_dir=var_dir)
+        _say("stack", "stopped")
+
+
+def _fail(message: str) -> int:
+    _say("stack", message)
+    return 1
+
+
+def _run_demo(urls: dict[str, str]) -> None:
+    """Play the demo story when the demo module exists (see docs/operations.md)."""
+    try:
+        from services.demo import play
+    except ImportError:
+        return
+    play(urls)
+
+
+def main() -> None:
+    """Entry point of the `aviso` script."""
+    _mount_service_commands()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Infrastructure shared by every service: settings, logging, database, Kafka, outbox, HTTP."""

@@ -1,0 +1,163 @@
+"""Database engines and the unit of work.
+
+One SQLAlchemy model set serves both back ends. On PostgreSQL each component
+(`intake`, `router`, `rumor_control`, `auth`) owns a schema of its own, chosen per
+connection through `search_path`, so table definitions carry no schema name. With no
+`DATABASE_URL` each component gets its own SQLite file under `var/`: the embedded
+default for a single machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from services.common.settings import CommonSettings
+
+__all__ = [
+    "COMPONENTS",
+    "UnitOfWork",
+    "asyncpg_dsn",
+    "component_url",
+    "is_postgres",
+    "make_engine",
+    "make_session_factory",
+    "ping",
+    "session_scope",
+]
+
+# Every component with tables of its own; each maps to a PostgreSQL schema.
+COMPONENTS = ("auth", "intake", "router", "rumor_control")
+
+
+def component_url(settings: CommonSettings, component: str) -> URL:
+    """The database URL `component` uses: the shared PostgreSQL URL or its own SQLite file."""
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+    if settings.database_url:
+        url = make_url(settings.database_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+asyncpg")
+        return url
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return make_url(f"sqlite+aiosqlite:///{settings.var_dir / f'{component}.db'}")
+
+
+def is_postgres(engine_or_url: AsyncEngine | URL) -> bool:
+    """True when the engine or URL points at PostgreSQL."""
+    url = engine_or_url.url if isinstance(engine_or_url, AsyncEngine) else engine_or_url
+    return url.get_backend_name() == "postgresql"
+
+
+def asyncpg_dsn(url: URL) -> str:
+    """A plain libpq-style DSN for asyncpg (LISTEN connections, admin tasks)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_engine(settings: CommonSettings, component: str, **kwargs: Any) -> AsyncEngine:
+    """An engine bound to `component`'s schema (PostgreSQL) or file (SQLite)."""
+    url = component_url(settings, component)
+    if is_postgres(url):
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=kwargs.pop("pool_size", 10),
+            max_overflow=kwargs.pop("max_overflow", 10),
+            connect_args={
+                "server_settings": {"search_path": component, "application_name": component},
+                "timeout": 5,
+            },
+            **kwargs,
+        )
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so that BEGIN is
+        # emitted by us (below) and covers reads as well as writes.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: a transaction that reads and then
+        # writes cannot fail half-way with SQLITE_BUSY because another process wrote
+        # in between. Several processes share a file, so this matters.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (ids are passed on, not objects)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+@asynccontextmanager
+async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session in one transaction: committed when the block succeeds, rolled back otherwise."""
+    async with factory() as session, session.begin():
+        yield session
+
+
+class UnitOfWork:
+    """One transaction: commit is explicit, anything else rolls back.
+
+    Usage::
+
+        async with UnitOfWork(factory) as uow:
+            ... uow.session ...
+            await uow.commit()
+    """
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("UnitOfWork used outside its `async with` block")
+        return self._session
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._session = self._factory()
+        await self._session.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self.session
+        try:
+            if session.in_transaction():
+                await session.rollback()
+        finally:
+            await session.close()
+            self._session = None
+
+    async def commit(self) -> None:
+        """Commit the transaction; the unit of work may not be used afterwards."""
+        await self.session.commit()
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Run `SELECT 1`; raises when the database does not answer."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

@@ -1,0 +1,47 @@
+"""Idempotent consumers: a processed message id is recorded in the effect's transaction.
+
+Kafka delivers at least once (a relay may publish twice, a consumer may be
+rebalanced before committing its offset), so every consumer claims the message id
+first, in the same transaction as its effect. A second delivery finds the claim and
+does nothing; if the transaction rolls back, the claim goes with it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.messaging import inbox_messages
+
+__all__ = ["claim_message", "was_processed"]
+
+
+async def claim_message(session: AsyncSession, *, consumer: str, message_id: str, topic: str) -> bool:
+    """Record `message_id` as processed by `consumer`; False when it already was.
+
+    On PostgreSQL a concurrent claim of the same id waits for the other transaction
+    and then reports the duplicate, so two instances never both apply the effect.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(inbox_messages)
+        .values(consumer=consumer, message_id=message_id, topic=topic, processed_at=datetime.now(UTC))
+        .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+        .returning(inbox_messages.c.message_id)
+    )
+    result = await session.execute(statement)
+    return result.first() is not None
+
+
+async def was_processed(session: AsyncSession, *, consumer: str, message_id: str) -> bool:
+    """True when `consumer` already processed `message_id`."""
+    result = await session.execute(
+        sa.select(inbox_messages.c.message_id).where(
+            inbox_messages.c.consumer == consumer, inbox_messages.c.message_id == message_id
+        )
+    )
+    return result.first() is not None

@@ -1,0 +1,264 @@
+"""Kafka for Aviso services: the broker, the outbox publisher and resilient consumers.
+
+- Producer: `acks=all` and idempotence on, so an acknowledged event is on every
+  in-sync replica and a producer retry cannot write it twice.
+- Consumer: offsets are committed only after the handler's transaction committed
+  (`AckPolicy.ACK`, never auto-commit-first). A failing message is retried K times
+  with exponential backoff, each try in a fresh transaction; then it goes to
+  `aviso.dlq.v1` with the error and its original headers, and the partition moves on.
+  A message that cannot be parsed at all goes to the DLQ at once: retrying it would
+  fail the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+from faststream.middlewares import AckPolicy
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import schemas  # noqa: F401 - registers every event model
+from schemas.base import EventData, UnknownEventType
+from schemas.dlq import DeadLettered, b64encode
+from schemas.topics import DLQ
+from services.common.cloudevents import (
+    Envelope,
+    InvalidEnvelope,
+    correlation_scope,
+    decode_headers,
+    new_event,
+    parse_envelope,
+)
+from services.common.inbox import claim_message
+from services.common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_PROCESSED
+from services.common.logging import bound, faststream_logger, get_logger, scrub_text
+from services.common.outbox import OutboxRow
+from services.common.settings import CommonSettings
+
+__all__ = ["EventConsumer", "Handler", "make_broker", "outbox_publisher", "ping_broker"]
+
+log = get_logger(__name__)
+
+Handler = Callable[[Envelope[Any], AsyncSession], Awaitable[None]]
+
+
+def make_broker(settings: CommonSettings, *, service: str) -> KafkaBroker:
+    """The service's one broker: durable producer, structured logs, graceful stop."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"aviso-{service}",
+        acks="all",
+        enable_idempotence=True,
+        graceful_timeout=settings.shutdown_grace_s,
+        logger=faststream_logger(),
+        description=f"Aviso {service}",
+    )
+
+
+def outbox_publisher(broker: KafkaBroker) -> Callable[[OutboxRow], Awaitable[None]]:
+    """The relay's publish function: send one row and wait for the broker's acknowledgement."""
+
+    async def publish(row: OutboxRow) -> None:
+        await broker.publish(
+            row.payload.encode("utf-8"),
+            topic=row.topic,
+            key=row.key.encode("utf-8"),
+            headers=row.headers,
+            correlation_id=row.headers.get("ce_correlationid"),
+        )
+
+    return publish
+
+
+async def ping_broker(broker: KafkaBroker, *, timeout: float = 3.0) -> bool:
+    """True when the cluster answers a metadata request within `timeout` seconds."""
+    try:
+        return bool(await broker.ping(timeout=timeout))
+    except Exception:  # a readiness probe reports, it does not raise
+        return False
+
+
+async def _raw_body(message: StreamMessage[Any]) -> bytes:
+    # FastStream would json-decode an application/json body before our handler runs;
+    # a body that fails to decode must reach the DLQ through us instead.
+    return message.body
+
+
+@dataclass
+class _Subscription:
+    topic: str
+    group_id: str
+    handlers: dict[str, Handler] = field(default_factory=dict)
+
+
+class EventConsumer:
+    """Routes a topic's events by `ce_type` to handlers, idempotently and with a DLQ.
+
+    Each handler runs inside one transaction that also records the message id in the
+    inbox; the offset is committed after that transaction commits.
+    """
+
+    def __init__(
+        self,
+        *,
+        broker: KafkaBroker,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: CommonSettings,
+        service: str,
+    ) -> None:
+        self._broker = broker
+        self._sessions = sessions
+        self._max_attempts = settings.consumer_max_attempts
+        self._backoff_s = settings.consumer_backoff_s
+        self._service = service
+        self._subscriptions: dict[tuple[str, str], _Subscription] = {}
+        self.processed_total = 0
+        self.dead_lettered_total = 0
+
+    def on(self, event_type: str, *, topic: str, group_id: str) -> Callable[[Handler], Handler]:
+        """Register the decorated coroutine for `event_type` on `topic` in `group_id`."""
+
+        def register(handler: Handler) -> Handler:
+            key = (topic, group_id)
+            subscription = self._subscriptions.get(key)
+            if subscription is None:
+                subscription = self._subscriptions[key] = _Subscription(topic, group_id)
+                self._subscribe(subscription)
+            if event_type in subscription.handlers:
+                raise ValueError(f"{event_type} already has a handler in {group_id}")
+            subscription.handlers[event_type] = handler
+            return handler
+
+        return register
+
+    def _subscribe(self, subscription: _Subscription) -> None:
+        @self._broker.subscriber(
+            subscription.topic,
+            group_id=subscription.group_id,
+            ack_policy=AckPolicy.ACK,
+            auto_offset_reset="earliest",
+            title=f"{subscription.group_id}:{subscription.topic}",
+            decoder=_raw_body,
+        )
+        async def consume(message: KafkaMessage) -> None:
+            # The raw record, not FastStream's decoding: a body that fails to decode
+            # must reach the DLQ, not be acknowledged by a validation error upstream.
+            await self.process(subscription, message)
+
+    async def process(self, subscription: _Subscription, message: KafkaMessage) -> None:
+        """Handle one Kafka record: parse, dedupe, apply with retries, or dead-letter it."""
+        record = message.raw_message
+        body: bytes = record.value or b""  # type: ignore[union-attr]
+        headers = decode_headers(record.headers or ())  # type: ignore[union-attr]
+        message_id = headers.get("ce_id") or f"{record.topic}:{record.partition}:{record.offset}"  # type: ignore[union-attr]
+        with bound(message_id=message_id, topic=subscription.topic, group_id=subscription.group_id):
+            try:
+                envelope = parse_envelope(headers, body)
+            except UnknownEventType as exc:
+                # Another service's newer event: not ours to understand, not an error.
+                log.debug("consumer.event_skipped", event_type=exc.event_type)
+                return
+            except InvalidEnvelope as exc:
+                await self._dead_letter(subscription, message, headers, exc, attempts=1)
+                return
+            handler = subscription.handlers.get(envelope.type)
+            if handler is None:
+                return
+            with correlation_scope(envelope.correlation_id), bound(
+                correlation_id=envelope.correlation_id, event_type=envelope.type
+            ):
+                await self._apply(subscription, handler, envelope, message, headers)
+
+    async def _apply(
+        self,
+        subscription: _Subscription,
+        handler: Handler,
+        envelope: Envelope[EventData],
+        message: KafkaMessage,
+        headers: dict[str, str],
+    ) -> None:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                async with self._sessions() as session, session.begin():
+                    first_time = await claim_message(
+                        session,
+                        consumer=subscription.group_id,
+                        message_id=envelope.id,
+                        topic=subscription.topic,
+                    )
+                    if not first_time:
+                        log.info("consumer.duplicate_skipped")
+                        return
+                    await handler(envelope, session)
+                self.processed_total += 1
+                CONSUMER_PROCESSED.labels(self._service, subscription.group_id).inc()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt >= self._max_attempts:
+                    await self._dead_letter(subscription, message, headers, exc, attempts=attempt)
+                    return
+                delay = self._backoff_s * (2 ** (attempt - 1))
+                log.warning(
+                    "consumer.retrying",
+                    attempt=attempt,
+                    max_attempts=self._max_attempts,
+                    delay_s=delay,
+                    error_type=type(exc).__name__,
+                    error=scrub_text(str(exc)),
+                )
+                await asyncio.sleep(delay)
+
+    async def _dead_letter(
+        self,
+        subscription: _Subscription,
+        message: KafkaMessage,
+        headers: dict[str, str],
+        error: BaseException,
+        *,
+        attempts: int,
+    ) -> None:
+        record = message.raw_message
+        key = record.key  # type: ignore[union-attr]
+        dead = DeadLettered(
+            dead_letter_id=uuid.uuid4(),
+            original_topic=record.topic,  # type: ignore[union-attr]
+            original_partition=record.partition,  # type: ignore[union-attr]
+            original_offset=record.offset,  # type: ignore[union-attr]
+            original_key=b64encode(key) if key is not None else None,
+            original_headers=tuple(headers.items()),
+            original_value=b64encode(record.value) if record.value is not None else None,  # type: ignore[union-attr]
+            error_type=type(error).__name__,
+            error_message=scrub_text(str(error))[:2000],
+            attempts=attempts,
+            consumer_group=subscription.group_id,
+            failed_at=datetime.now(UTC),
+        )
+        outgoing = new_event(dead, source=f"aviso.{self._service}")
+        # Published directly, not through the outbox: the offset is committed right
+        # after, so the DLQ write must be acknowledged first or the message is lost.
+        await self._broker.publish(
+            outgoing.payload.encode(),
+            topic=DLQ,
+            key=outgoing.key.encode(),
+            headers=outgoing.headers,
+        )
+        self.dead_lettered_total += 1
+        CONSUMER_DEAD_LETTERED.labels(self._service, subscription.group_id).inc()
+        log.error(
+            "consumer.dead_lettered",
+            attempts=attempts,
+            error_type=type(error).__name__,
+            partition=record.partition,  # type: ignore[union-attr]
+            offset=record.offset,  # type: ignore[union-attr]
+        )
+

@@ -1,0 +1,310 @@
+"""Transactional outbox: events are written with the state change and published after commit.
+
+`enqueue` adds a row in the caller's transaction. `OutboxRelay` publishes committed
+rows to Kafka, in id order per key, marks them sent, and survives restarts: a row is
+only marked sent after the broker acknowledged it (acks=all), so a crash between the
+two publishes it again, which consumers absorb through their inbox.
+
+Several relays may run against one outbox. Each round a relay claims, in one
+statement, the oldest unsent row of each key that nobody else holds (`FOR UPDATE
+SKIP LOCKED` on PostgreSQL; SQLite's writer lock makes the same statement atomic).
+A row whose key has an earlier unsent row is never claimed, so two relays cannot
+reorder one key. A claim is a lease: a relay that dies leaves rows that another
+relay takes over once `claimed_until` passes.
+
+The relay does not wait a polling interval per message: a commit that enqueued
+something wakes the relays of this process at once (an in-process signal), and on
+PostgreSQL a `NOTIFY` wakes relays in other processes; polling is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from schemas.base import EventData
+from services.common.cloudevents import OutgoingEvent, new_event
+from services.common.db import asyncpg_dsn, is_postgres
+from services.common.logging import get_logger
+from services.common.messaging import outbox_messages
+from services.common.metrics import OUTBOX_PUBLISHED
+
+__all__ = ["OutboxRelay", "OutboxRow", "PublishFn", "enqueue", "enqueue_outgoing", "pending_count"]
+
+log = get_logger(__name__)
+
+_DIRTY = "aviso_outbox_dirty"
+_NOTIFY_CHANNEL = "aviso_outbox"
+
+# Relays of this process, woken after any commit that enqueued a row.
+_wakers: set[asyncio.Event] = set()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays_after_commit(session: Session) -> None:
+    if session.info.pop(_DIRTY, False):
+        for waker in _wakers:
+            waker.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_DIRTY, None)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A claimed row, as handed to the publish function."""
+
+    id: int
+    message_id: str
+    topic: str
+    key: str
+    event_type: str
+    headers: dict[str, str]
+    payload: str
+
+
+PublishFn = Callable[[OutboxRow], Awaitable[None]]
+
+
+async def enqueue(
+    session: AsyncSession,
+    event_data: EventData,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+) -> OutgoingEvent:
+    """Add `event_data` to the outbox in the caller's transaction; returns the envelope.
+
+    Topic and key come from the event model (its topic and aggregate id), so one
+    aggregate always lands on one partition in order.
+    """
+    outgoing = new_event(event_data, source=source, correlation_id=correlation_id)
+    await enqueue_outgoing(session, outgoing)
+    return outgoing
+
+
+async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> None:
+    """Add an already-built envelope to the outbox (used by DLQ replay)."""
+    await session.execute(
+        sa.insert(outbox_messages).values(
+            message_id=outgoing.message_id,
+            topic=outgoing.topic,
+            key=outgoing.key,
+            event_type=outgoing.event_type,
+            headers=outgoing.headers,
+            payload=outgoing.payload,
+            created_at=datetime.now(UTC),
+            attempts=0,
+        )
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered by PostgreSQL only if and when this transaction commits.
+        await session.execute(
+            sa.text("SELECT pg_notify(:prefix || current_schema(), '')"),
+            {"prefix": _NOTIFY_CHANNEL + "_"},
+        )
+    session.sync_session.info[_DIRTY] = True
+
+
+async def pending_count(session: AsyncSession) -> int:
+    """How many rows wait to be published (for metrics and readiness)."""
+    result = await session.execute(
+        sa.select(sa.func.count()).select_from(outbox_messages).where(outbox_messages.c.sent_at.is_(None))
+    )
+    return int(result.scalar_one())
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows; run one or several per service."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        publish: PublishFn,
+        component: str,
+        batch_size: int = 100,
+        poll_interval_s: float = 1.0,
+        claim_ttl_s: float = 30.0,
+        retry_delay_s: float = 1.0,
+        relay_id: str | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._publish = publish
+        self._component = component
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._claim_ttl = timedelta(seconds=claim_ttl_s)
+        self._retry_delay = timedelta(seconds=retry_delay_s)
+        self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: Any = None
+        self.published_total = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start relaying in the background (and listen for NOTIFY on PostgreSQL)."""
+        _wakers.add(self._wake)
+        if is_postgres(self._engine):
+            await self._listen()
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._component}")
+        log.info("outbox.relay_started", relay_id=self.relay_id, component=self._component)
+
+    async def stop(self) -> None:
+        """Finish the round in progress, then stop."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        _wakers.discard(self._wake)
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        log.info("outbox.relay_stopped", relay_id=self.relay_id, published=self.published_total)
+
+    def wake(self) -> None:
+        """Ask for a round now."""
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        import asyncpg
+
+        channel = f"{_NOTIFY_CHANNEL}_{self._component}"
+        try:
+            self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url))
+            await self._listener.add_listener(channel, lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:
+            # Polling still delivers everything; NOTIFY only makes it prompt.
+            log.warning("outbox.listen_failed", component=self._component, error=str(exc))
+            self._listener = None
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                relayed = await self.relay_once()
+            except Exception as exc:
+                log.error("outbox.relay_round_failed", relay_id=self.relay_id, error=str(exc), exc_type=type(exc).__name__)
+                relayed = 0
+                await self._sleep(self._poll_interval_s)
+            if relayed:
+                continue
+            await self._sleep(self._poll_interval_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    # -- one round -----------------------------------------------------------------
+
+    async def relay_once(self) -> int:
+        """Claim, publish and mark one batch; returns how many rows were published."""
+        rows = await self._claim()
+        if not rows:
+            return 0
+        results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+        sent = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
+        failed = [(row, result) for row, result in zip(rows, results, strict=True) if isinstance(result, BaseException)]
+        await self._settle(sent, failed)
+        self.published_total += len(sent)
+        if sent:
+            OUTBOX_PUBLISHED.labels(self._component).inc(len(sent))
+        for row, error in failed:
+            log.warning(
+                "outbox.publish_failed",
+                message_id=row.message_id,
+                topic=row.topic,
+                event_type=row.event_type,
+                error=type(error).__name__,
+            )
+        return len(sent)
+
+    async def _claim(self) -> Sequence[OutboxRow]:
+        now = datetime.now(UTC)
+        t = outbox_messages
+        # Aliases keep the subquery from correlating with the UPDATE's own table.
+        candidate = t.alias("candidate")
+        earlier = t.alias("earlier")
+        heads = (
+            sa.select(candidate.c.id)
+            .where(
+                candidate.c.sent_at.is_(None),
+                sa.or_(candidate.c.claimed_until.is_(None), candidate.c.claimed_until < now),
+                ~sa.exists().where(
+                    earlier.c.key == candidate.c.key,
+                    earlier.c.sent_at.is_(None),
+                    earlier.c.id < candidate.c.id,
+                ),
+            )
+            .order_by(candidate.c.id)
+            .limit(self._batch_size)
+            .with_for_update(skip_locked=True, of=candidate)
+        )
+        claim = (
+            sa.update(t)
+            .where(t.c.id.in_(heads.scalar_subquery()))
+            .values(claimed_by=self.relay_id, claimed_until=now + self._claim_ttl, attempts=t.c.attempts + 1)
+            .returning(t.c.id, t.c.message_id, t.c.topic, t.c.key, t.c.event_type, t.c.headers, t.c.payload)
+        )
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(claim)
+            claimed = [
+                OutboxRow(
+                    id=r.id,
+                    message_id=r.message_id,
+                    topic=r.topic,
+                    key=r.key,
+                    event_type=r.event_type,
+                    headers=r.headers if isinstance(r.headers, dict) else json.loads(r.headers),
+                    payload=r.payload,
+                )
+                for r in result
+            ]
+        return sorted(claimed, key=lambda row: row.id)
+
+    async def _settle(self, sent: list[int], failed: list[tuple[OutboxRow, BaseException]]) -> None:
+        t = outbox_messages
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            if sent:
+                await session.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(sent), t.c.claimed_by == self.relay_id)
+                    .values(sent_at=now, claimed_by=None, claimed_until=None, last_error=None)
+                )
+            for row, error in failed:
+                # Keep the claim a little longer: the key's later rows wait behind it.
+                await session.execute(
+                    sa.update(t)
+                    .where(t.c.id == row.id, t.c.claimed_by == self.relay_id)
+                    .values(claimed_until=now + self._retry_delay, last_error=type(error).__name__)
+                )
+
+    async def prune(self, *, older_than: timedelta) -> int:
+        """Delete rows sent longer ago than `older_than`; returns how many."""
+        cutoff = datetime.now(UTC) - older_than
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                sa.delete(outbox_messages).where(
+                    outbox_messages.c.sent_at.is_not(None), outbox_messages.c.sent_at < cutoff
+                )
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,106 @@
+"""Process settings, read once from the environment (and an optional `.env` file).
+
+Every setting has an `AVISO_`-prefixed environment variable; the two addresses an
+operator sets most often also answer to their conventional names,
+`DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["CommonSettings", "get_settings", "repo_root"]
+
+
+def repo_root() -> Path:
+    """The checkout this code runs from (where `deploy/` and `var/` live)."""
+    return Path(__file__).resolve().parents[2]
+
+
+class CommonSettings(BaseSettings):
+    """Settings every Aviso process shares; services subclass it for their own."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AVISO_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AVISO_DATABASE_URL", "DATABASE_URL"),
+        description=(
+            "SQLAlchemy URL of the PostgreSQL database (postgresql+asyncpg://...). "
+            "Unset: each component uses its own SQLite file under var_dir."
+        ),
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("AVISO_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="Comma-separated host:port list of the Kafka cluster.",
+    )
+    var_dir: Path = Field(
+        default_factory=lambda: repo_root() / "var",
+        description="Where SQLite files, logs and local broker data live.",
+    )
+    log_level: str = Field(default="INFO", description="Minimum log level.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a TTY, JSON lines otherwise."
+    )
+    log_file: Path | None = Field(
+        default=None, description="Also append JSON log lines to this file."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    public_base_url: str | None = Field(
+        default=None,
+        description="Base URL used in links sent to people (defaults to http://host:port).",
+    )
+    max_body_bytes: int = Field(default=64 * 1024, description="Largest accepted request body.")
+    consumer_max_attempts: int = Field(
+        default=3, ge=1, description="Tries (K) before a message goes to the DLQ."
+    )
+    consumer_backoff_s: float = Field(
+        default=0.2, ge=0, description="First retry delay; doubles on each further try."
+    )
+    outbox_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Fallback poll of the outbox; commits wake the relay at once.",
+    )
+    outbox_batch_size: int = Field(default=100, ge=1, description="Rows a relay claims per round.")
+    outbox_claim_ttl_s: float = Field(
+        default=30.0, gt=0, description="How long a relay's claim on outbox rows lasts."
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0, gt=0, description="Time allowed for in-flight work on SIGTERM."
+    )
+    fingerprint_key: SecretStr = Field(
+        default=SecretStr("aviso-dev-fingerprint-key-change-me"),
+        description="HMAC key for fingerprints of restricted terms (shared by intake and rumor_control).",
+    )
+    link_secret: SecretStr = Field(
+        default=SecretStr("aviso-dev-link-secret-change-me"),
+        description="HMAC key for one-click acknowledgement and receipt links.",
+    )
+    auth_cache_ttl_s: float = Field(default=30.0, ge=0, description="Token lookup cache lifetime.")
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+@lru_cache(maxsize=None)
+def _cached(cls: type[CommonSettings]) -> CommonSettings:
+    return cls()
+
+
+def get_settings(cls: type[SettingsT] = CommonSettings) -> SettingsT:  # type: ignore[assignment]
+    """The settings of class `cls`, read from the environment once per process."""
+    settings = _cached(cls)
+    assert isinstance(settings, cls)
+    return settings

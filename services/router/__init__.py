@@ -1,0 +1,1 @@
+"""Aviso router: Delivers each notice to the single point of contact, tracks acknowledgement and escalates along the configured chain."""

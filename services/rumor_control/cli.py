@@ -1,0 +1,10 @@
+"""`aviso` subcommands of the rumor_control service."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["commands"]
+
+# Each entry is mounted on the main CLI as `aviso <name> ...`.
+commands: dict[str, typer.Typer] = {}

@@ -1,0 +1,234 @@
+"""The local infrastructure against the real broker and database.
+
+``kafka_bootstrap`` and ``postgres_url`` are session fixtures from
+tests/conftest.py wrapping tests/support/infra.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from deploy.local import kafka as local_kafka
+from deploy.local import postgres as local_postgres
+from deploy.local.stack import write_env_file
+from tests.support.infra import asyncpg_dsn, drop_database, fresh_database
+
+
+def _unique_topic(label: str) -> str:
+    return f"aviso.test.{label}.{uuid.uuid4().hex[:10]}"
+
+
+# ---------------------------------------------------------------- pure
+
+
+def test_server_properties_configure_a_single_node_kraft_cluster(tmp_path: Path) -> None:
+    settings = local_kafka.KafkaSettings(data_dir=tmp_path, port=29092, controller_port=29093)
+
+    lines = local_kafka.render_server_properties(settings).splitlines()
+
+    for expected in (
+        "process.roles=broker,controller",
+        "node.id=1",
+        "controller.quorum.bootstrap.servers=127.0.0.1:29093",
+        "listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093",
+        "advertised.listeners=PLAINTEXT://127.0.0.1:29092",
+        "controller.listener.names=CONTROLLER",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "group.initial.rebalance.delay.ms=0",
+        "num.partitions=3",
+        "auto.create.topics.enable=true",
+        f"log.dirs={tmp_path / 'data'}",
+    ):
+        assert expected in lines, expected
+
+
+def test_postgres_fast_mode_only_drops_durability_when_asked(tmp_path: Path) -> None:
+    durable = local_postgres.server_options(5555, tmp_path, fast=False)
+    fast = local_postgres.server_options(5555, tmp_path, fast=True)
+
+    assert "-h 127.0.0.1" in durable
+    assert "-p 5555" in durable
+    assert "max_connections=200" in durable
+    assert "fsync=off" not in durable
+    for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
+        assert setting in fast
+
+
+def test_external_addresses_start_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@db.example/aviso")
+
+    assert local_kafka.start(data_dir=tmp_path / "k") == "kafka.example:9092"
+    assert (
+        local_postgres.start(data_dir=tmp_path / "p") == "postgresql+asyncpg://u@db.example/aviso"
+    )
+    assert not (tmp_path / "k").exists()
+    assert not (tmp_path / "p").exists()
+
+
+def test_env_file_is_shell_sourceable(tmp_path: Path) -> None:
+    env_file = tmp_path / "stack.env"
+    tricky = "postgresql+asyncpg://u:p a$s'@127.0.0.1:5432/aviso"
+
+    write_env_file(env_file, {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "DATABASE_URL": tricky})
+    echoed = subprocess.run(
+        [
+            "bash",
+            "-c",
+            '. "$1" && printf "%s\\n%s" "$KAFKA_BOOTSTRAP_SERVERS" "$DATABASE_URL"',
+            "_",
+            str(env_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert echoed == f"127.0.0.1:9092\n{tricky}"
+
+
+# ---------------------------------------------------------------- real Kafka
+
+
+@pytest.mark.kafka
+async def test_message_round_trips_through_the_broker(kafka_bootstrap: str) -> None:
+    topic = _unique_topic("roundtrip")
+    await local_kafka.ensure_topics(kafka_bootstrap, [topic])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(
+            topic, b'{"hello": "world"}', key=b"notice-1", headers=[("ce_id", b"m-1")]
+        )
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        received = await asyncio.wait_for(consumer.getone(), timeout=30)
+    finally:
+        await consumer.stop()
+
+    assert (received.partition, received.offset) == (sent.partition, sent.offset)
+    assert received.key == b"notice-1"
+    assert received.value == b'{"hello": "world"}'
+    assert list(received.headers) == [("ce_id", b"m-1")]
+
+
+@pytest.mark.kafka
+async def test_ensure_topics_is_idempotent(kafka_bootstrap: str) -> None:
+    topics = [_unique_topic("alpha"), _unique_topic("beta")]
+
+    first = await local_kafka.ensure_topics(kafka_bootstrap, topics, partitions=3)
+    second = await local_kafka.ensure_topics(kafka_bootstrap, topics, partitions=3)
+
+    assert sorted(first) == sorted(topics)
+    assert second == []
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    assert {item["topic"]: len(item["partitions"]) for item in described} == dict.fromkeys(
+        topics, 3
+    )
+
+
+@pytest.mark.kafka
+def test_local_broker_starts_answers_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session broker may be external; this one exercises deploy.local itself.
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    data_dir = tmp_path / "kafka"
+    try:
+        bootstrap = local_kafka.start(port=0, data_dir=data_dir, timeout=90)
+        assert local_kafka.status(data_dir=data_dir) == bootstrap
+        assert local_kafka.start(data_dir=data_dir) == bootstrap  # second start finds it
+        assert (data_dir / "logs" / "server.log").stat().st_size > 0
+    finally:
+        stopped = local_kafka.stop(data_dir=data_dir, timeout=15)
+
+    assert stopped
+    assert local_kafka.status(data_dir=data_dir) is None
+    assert not (data_dir / "kafka.pid").exists()
+
+
+# ---------------------------------------------------------------- real PostgreSQL
+
+
+@pytest.mark.postgres
+async def test_postgres_answers_select_version(postgres_url: str) -> None:
+    connection = await asyncpg.connect(asyncpg_dsn(postgres_url), timeout=15)
+    try:
+        version = await connection.fetchval("SELECT version()")
+    finally:
+        await connection.close()
+
+    assert version.startswith("PostgreSQL ")
+
+
+@pytest.mark.postgres
+async def test_fresh_database_is_created_empty_and_dropped(postgres_url: str) -> None:
+    url = fresh_database(postgres_url)
+    name = url.rsplit("/", 1)[-1]
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=15)
+        try:
+            assert await connection.fetchval("SELECT current_database()") == name
+            tables = await connection.fetchval(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+            assert tables == 0
+        finally:
+            await connection.close()
+    finally:
+        drop_database(url)
+
+    server = await asyncpg.connect(asyncpg_dsn(postgres_url), timeout=15)
+    try:
+        still_there = await server.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+    finally:
+        await server.close()
+    assert still_there is None
+
+
+@pytest.mark.postgres
+def test_local_cluster_starts_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    # Not tmp_path: /tmp/pytest-of-root is 0700, which the postgres user cannot enter.
+    data_dir = Path(tempfile.mkdtemp(prefix="aviso-test-pg-"))
+    try:
+        url = local_postgres.start(port=0, data_dir=data_dir, fast=True)
+        assert url.startswith("postgresql+asyncpg://postgres@127.0.0.1:")
+        assert url.endswith("/aviso")
+        assert local_postgres.status(data_dir=data_dir) == url
+    finally:
+        stopped = local_postgres.stop(data_dir=data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    assert stopped
+    assert local_postgres.status(data_dir=data_dir) is None

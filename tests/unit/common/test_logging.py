@@ -1,0 +1,351 @@
+"""Redaction through the real processor chain: structlog, stdlib and FastStream.
+
+Every test configures logging for real (`configure_logging(..., force=True)`) with
+the output pointed at a buffer or a file, logs planted canaries, and reads the
+rendered lines back. `structlog.testing.capture_logs` is not used: it replaces
+the processor chain, which is the thing under test.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+import services.common.logging as aviso_logging
+from services.common.logging import (
+    REDACTED,
+    add_restricted_keys,
+    bind_context,
+    bound,
+    clear_context,
+    configure_logging,
+    faststream_logger,
+    forget_sensitive_value,
+    get_logger,
+    is_restricted_key,
+    register_sensitive_value,
+)
+
+
+def canary() -> str:
+    return f"CANARY-7f3a-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def output() -> Iterator[io.StringIO]:
+    """Route the whole process's logging into a buffer, through the real chain."""
+    buffer = io.StringIO()
+    configure_logging("test-svc", level="DEBUG", fmt="json", stream=buffer, force=True)
+    clear_context()
+    try:
+        yield buffer
+    finally:
+        clear_context()
+        configure_logging("aviso-tests", force=True)
+        # Leave the process as unconfigured so another test's (or fixture's)
+        # first configure_logging call is not silently a no-op.
+        aviso_logging._state.configured = False
+
+
+def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+
+def assert_absent(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text, f"{secret} leaked into the log output"
+
+
+class Notice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    notice_id: str
+    window_hours: int
+    agent_name: str
+
+
+def test_restricted_keys_redacted_at_any_depth_and_other_fields_kept(output: io.StringIO) -> None:
+    secrets = [canary() for _ in range(8)]
+    log = get_logger("tests.redaction")
+    log.info(
+        "notice.received",
+        notice_id="n-1",
+        agent_name=secrets[0],
+        agentPhone=secrets[1],
+        details={"restricted": {"names": [secrets[2]]}, "releasable": "Eastside district"},
+        items=[{"plates": [secrets[3]]}, {"vehicle": {"colour": secrets[4]}}, "plain"],
+        headers=[(b"authorization", f"Bearer {secrets[5]}".encode()), (b"accept", b"*/*")],
+        restricted_free_text=secrets[6],
+        api_token=secrets[7],
+        name="intake",
+    )
+    text = output.getvalue()
+    assert_absent(text, *secrets)
+    (line,) = lines(output)
+    assert line["event"] == "notice.received"
+    assert line["service"] == "test-svc"
+    assert line["level"] == "info"
+    assert line["logger"] == "tests.redaction"
+    assert line["ts"].endswith("Z")
+    assert line["notice_id"] == "n-1"
+    assert line["name"] == "intake"  # a bare `name` is not restricted
+    assert line["agent_name"] == REDACTED
+    assert line["agentPhone"] == REDACTED
+    assert line["details"] == {"restricted": REDACTED, "releasable": "Eastside district"}
+    assert line["items"][0] == {"plates": REDACTED}
+    assert line["items"][1] == {"vehicle": REDACTED}
+    assert line["items"][2] == "plain"
+    assert line["headers"] == [["authorization", REDACTED], ["accept", "*/*"]]
+
+
+def test_pydantic_validation_error_input_values_scrubbed(output: io.StringIO) -> None:
+    secret = canary()
+    log = get_logger("tests.validation")
+    with pytest.raises(ValidationError) as caught:
+        Notice.model_validate(
+            {"notice_id": "n-2", "window_hours": secret, "agent_name": 7, "extra": {"x": secret}}
+        )
+    try:
+        raise caught.value
+    except ValidationError as exc:
+        log.exception("intake.rejected", notice_id="n-2", error=str(exc), cause=exc)
+    text = output.getvalue()
+    assert_absent(text, secret)
+    (line,) = lines(output)
+    assert "input_value=[REDACTED]" in line["exception"]
+    assert "ValidationError" in line["exception"]
+    assert "window_hours" in line["exception"]  # which field failed is still there
+    assert "input_value=[REDACTED]" in line["error"]
+    assert line["notice_id"] == "n-2"
+
+
+def test_model_objects_logged_as_values_are_redacted_by_key(output: io.StringIO) -> None:
+    secret = canary()
+    get_logger("tests.model").info(
+        "notice.loaded", notice=Notice(notice_id="n-3", window_hours=2, agent_name=secret)
+    )
+    assert_absent(output.getvalue(), secret)
+    (line,) = lines(output)
+    assert line["notice"] == {"notice_id": "n-3", "window_hours": 2, "agent_name": REDACTED}
+
+
+def test_stdlib_records_from_libraries_share_the_shape_and_redaction(
+    output: io.StringIO,
+) -> None:
+    secrets = [canary() for _ in range(4)]
+    register_sensitive_value(secrets[2])
+    try:
+        try:
+            Notice.model_validate({"notice_id": "n", "window_hours": secrets[0], "agent_name": "x"})
+        except ValidationError:
+            logging.getLogger("uvicorn.error").exception(
+                "Exception in ASGI application",
+                extra={"person_name": secrets[1], "topic": "aviso.notices.v1"},
+            )
+        logging.getLogger("uvicorn.error").warning("lookup for %s failed", secrets[2])
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            f"/v1/alerts/a-1/ack?token={secrets[3]}&lang=es",
+            "1.1",
+            200,
+        )
+    finally:
+        forget_sensitive_value(secrets[2])
+    assert_absent(output.getvalue(), *secrets)
+    error, warning, access = lines(output)
+    assert error["logger"] == "uvicorn.error"
+    assert error["service"] == "test-svc"
+    assert error["level"] == "error"
+    assert error["topic"] == "aviso.notices.v1"
+    assert error["person_name"] == REDACTED
+    assert "input_value=[REDACTED]" in error["exception"]
+    assert warning["event"] == f"lookup for {REDACTED} failed"
+    assert access["event"].startswith('127.0.0.1:5000 - "GET /v1/alerts/a-1/ack?token=[REDACTED]')
+    assert "lang=es" in access["event"]
+
+
+def test_sqlalchemy_error_parameters_scrubbed(output: io.StringIO) -> None:
+    secret = canary()
+    engine = sa.create_engine("sqlite://")
+    table = sa.Table("t", sa.MetaData(), sa.Column("v", sa.String, unique=True))
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert().values(v=secret))
+    with engine.connect() as conn:
+        try:
+            conn.execute(table.insert().values(v=secret))
+        except sa.exc.IntegrityError:
+            get_logger("tests.db").exception("db.insert_failed")
+    engine.dispose()
+    assert_absent(output.getvalue(), secret)
+    (line,) = lines(output)
+    assert "[parameters: [REDACTED]]" in line["exception"]
+    assert "UNIQUE constraint failed" in line["exception"]
+
+
+def test_registered_values_scrubbed_until_forgotten(output: io.StringIO) -> None:
+    held = canary()
+    released = f"released-{uuid.uuid4().hex}"
+    log = get_logger("tests.registry")
+    register_sensitive_value(held)
+    register_sensitive_value(released)
+    register_sensitive_value(released)  # two handlers hold it at once
+    try:
+        log.info("rumor.text", text=f"seen near {held}", nested={"k": [f"x {released} y"]})
+        forget_sensitive_value(released)
+        log.info("rumor.text", text=f"still {released}")  # one holder remains
+        forget_sensitive_value(released)
+        log.info("rumor.text", text=f"now {released}")
+    finally:
+        forget_sensitive_value(held)
+    first, second, third = lines(output)
+    assert first["text"] == f"seen near {REDACTED}"
+    assert first["nested"] == {"k": [f"x {REDACTED} y"]}
+    assert second["text"] == f"still {REDACTED}"
+    assert third["text"] == f"now {released}"
+    assert_absent(output.getvalue(), held)
+
+
+def test_registry_is_bounded() -> None:
+    registry = aviso_logging._SensitiveValues(max_entries=3)
+    for value in ["aaa", "bbb", "ccc", "ddd"]:
+        registry.register(value)
+    assert set(registry.snapshot) == {"bbb", "ccc", "ddd"}
+
+
+def test_faststream_logger_extra_becomes_fields(output: io.StringIO) -> None:
+    secret = canary()
+    logger = faststream_logger()
+    logger.log(
+        logging.INFO,
+        "Received",
+        extra={"topic": "aviso.alerts.v1", "group_id": "", "message_id": "m-1"},
+    )
+    try:
+        Notice.model_validate({"notice_id": "n", "window_hours": secret, "agent_name": "x"})
+    except ValidationError as exc:
+        logger.log(
+            logging.ERROR,
+            f"ValidationError: {exc}",
+            exc_info=exc,
+            extra={"topic": "aviso.alerts.v1", "message_id": "m-1", "event": "clash"},
+        )
+    assert_absent(output.getvalue(), secret)
+    received, failed = lines(output)
+    assert received["event"] == "Received"
+    assert received["logger"] == "faststream"
+    assert received["topic"] == "aviso.alerts.v1"
+    assert received["message_id"] == "m-1"
+    assert "group_id" not in received  # FastStream's empty placeholders are dropped
+    assert failed["level"] == "error"
+    assert failed["faststream_event"] == "clash"
+    assert "input_value=[REDACTED]" in failed["event"]
+    assert "input_value=[REDACTED]" in failed["exception"]
+
+
+def test_faststream_set_level_filters(output: io.StringIO) -> None:
+    logger = faststream_logger()
+    logger.setLevel(logging.WARNING)
+    try:
+        logger.log(logging.INFO, "Received", extra={})
+        logger.log(logging.WARNING, "Slow", extra={})
+    finally:
+        logger.setLevel(logging.NOTSET)
+    assert [line["event"] for line in lines(output)] == ["Slow"]
+
+
+def test_context_binding(output: io.StringIO) -> None:
+    log = get_logger("tests.context")
+    bind_context(correlation_id="corr-1")
+    with bound(message_id="m-9", topic="aviso.notices.v1"):
+        log.info("inside")
+    log.info("outside")
+    clear_context()
+    log.info("cleared")
+    inside, outside, cleared = lines(output)
+    assert inside["correlation_id"] == "corr-1"
+    assert inside["message_id"] == "m-9"
+    assert inside["topic"] == "aviso.notices.v1"
+    assert outside["correlation_id"] == "corr-1"
+    assert "message_id" not in outside
+    assert "correlation_id" not in cleared
+
+
+def test_log_file_receives_json_lines_too(tmp_path: Path) -> None:
+    secret = canary()
+    buffer = io.StringIO()
+    log_file = tmp_path / "var" / "log" / "intake.jsonl"
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text('{"earlier": "line"}\n')
+    configure_logging("intake", fmt="console", stream=buffer, log_file=log_file, force=True)
+    try:
+        get_logger("tests.file").warning("notice.stored", notice_id="n-5", address=secret)
+        logging.getLogger("aiokafka").info("rebalance chatter")  # quietened to WARNING
+        logging.getLogger("aiokafka").warning("coordinator lost")
+    finally:
+        configure_logging("aviso-tests", force=True)
+        aviso_logging._state.configured = False
+    file_lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert file_lines[0] == {"earlier": "line"}  # appended, not truncated
+    assert [line["event"] for line in file_lines[1:]] == ["notice.stored", "coordinator lost"]
+    assert file_lines[1]["address"] == REDACTED
+    assert file_lines[1]["service"] == "intake"
+    console = buffer.getvalue()
+    assert "notice.stored" in console
+    assert not console.lstrip().startswith("{")  # the console renderer, not JSON
+    assert_absent(console + log_file.read_text(), secret)
+
+
+def test_second_configure_is_a_noop_without_force(output: io.StringIO) -> None:
+    other = io.StringIO()
+    configure_logging("someone-else", fmt="json", stream=other)
+    get_logger("tests.idempotent").info("still.here")
+    assert other.getvalue() == ""
+    (line,) = lines(output)
+    assert line["service"] == "test-svc"
+
+
+def test_add_restricted_keys_extends_the_set(output: io.StringIO) -> None:
+    secret = canary()
+    assert not is_restricted_key("informant_code")
+    add_restricted_keys("Informant-Code")
+    try:
+        assert is_restricted_key("informant_code")
+        assert is_restricted_key("informantCode")
+        get_logger("tests.extend").info("rumor.reported", informant_code=secret)
+    finally:
+        aviso_logging.RESTRICTED_KEYS.discard("informant_code")
+    assert_absent(output.getvalue(), secret)
+
+
+@pytest.mark.parametrize(
+    ("key", "restricted"),
+    [
+        ("name", False),
+        ("service", False),
+        ("topic_name", False),
+        ("notice_id", False),
+        ("token_id", False),
+        ("microphone", False),
+        ("person_name", True),
+        ("agent_email", True),
+        ("X-Api-Key", True),
+        ("Authorization", True),
+        ("restricted_anything", True),
+        ("exactLocations", True),
+        ("db_password", True),
+        ("set_cookie", True),
+    ],
+)
+def test_key_classification(key: str, restricted: bool) -> None:
+    assert is_restricted_key(key) is restricted

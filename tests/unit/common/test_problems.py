@@ -1,0 +1,502 @@
+"""problem+json handlers, the body guard and correlation ids, through a real FastAPI app."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict
+from starlette.types import Message
+
+import services.common.logging as aviso_logging
+from services.common.logging import configure_logging, get_logger
+from services.common.problems import (
+    PROBLEM_JSON,
+    BodyGuardMiddleware,
+    CorrelationIdMiddleware,
+    Problem,
+    conflict,
+    get_correlation_id,
+    install_problem_handlers,
+    is_database_unavailable,
+    not_found,
+    service_unavailable,
+    unauthorized,
+)
+
+MAX_BODY = 256
+
+
+class NoticeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: str
+    window_hours: int
+
+
+class ConnectionDoesNotExistError(Exception):
+    """Stands in for asyncpg's class of the same name (matched by module and name)."""
+
+
+ConnectionDoesNotExistError.__module__ = "asyncpg.exceptions"
+
+
+def build_app(*, guard: bool = True, problems_last: bool = False) -> tuple[FastAPI, list[Any]]:
+    """A small app whose routes record what they store, wired like a service."""
+    app = FastAPI()
+    stored: list[Any] = []
+    if not problems_last:
+        install_problem_handlers(app)
+    if guard:
+        app.add_middleware(BodyGuardMiddleware, max_body_bytes=MAX_BODY)
+    app.add_middleware(CorrelationIdMiddleware)
+    if problems_last:
+        install_problem_handlers(app)
+    log = get_logger("tests.routes")
+
+    @app.post("/v1/notices", status_code=201)
+    async def create(notice: NoticeIn, request: Request) -> dict[str, Any]:
+        stored.append(notice)
+        log.info("notice.created", reference=notice.reference)
+        return {
+            "reference": notice.reference,
+            "correlation_id": request.state.correlation_id,
+            "from_contextvar": get_correlation_id(),
+        }
+
+    @app.post("/v1/notices/{notice_id}/cancel")
+    async def cancel(notice_id: str) -> dict[str, str]:
+        stored.append(notice_id)
+        return {"cancelled": notice_id}
+
+    @app.post("/internal/echo")
+    async def internal(request: Request) -> dict[str, int]:
+        return {"length": len(await request.body())}
+
+    @app.get("/v1/notices/{notice_id}")
+    async def read(notice_id: str) -> dict[str, str]:
+        if notice_id == "missing":
+            raise not_found("No such notice.", notice_id=notice_id)
+        if notice_id == "taken":
+            raise conflict("Reference already used with different content.")
+        if notice_id == "outage":
+            raise service_unavailable("Try later.", retry_after_s=7)
+        if notice_id == "anon":
+            raise unauthorized("Send a token.")
+        return {"id": notice_id}
+
+    @app.get("/v1/failures/{kind}")
+    async def fail(kind: str) -> None:
+        secret = f"CANARY-7f3a-{kind}"
+        if kind == "bug":
+            raise RuntimeError(f"boom {secret}")
+        if kind == "db-refused":
+            raise sa.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError(secret))
+        if kind == "db-asyncpg":
+            try:
+                raise ConnectionDoesNotExistError(secret)
+            except ConnectionDoesNotExistError as cause:
+                raise sa.exc.DBAPIError("SELECT 1", {}, Exception(secret)) from cause
+        if kind == "db-pool":
+            raise TimeoutError(secret)
+        if kind == "db-integrity":
+            raise sa.exc.IntegrityError("INSERT", {"v": secret}, Exception(secret))
+        if kind == "local-file":
+            raise FileNotFoundError(secret)
+
+    return app, stored
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    configure_logging("test-svc", fmt="json", stream=buffer, force=True)
+    try:
+        yield buffer
+    finally:
+        configure_logging("aviso-tests", force=True)
+        aviso_logging._state.configured = False
+
+
+def client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://aviso.test")
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"]
+    return body
+
+
+# --- handlers --------------------------------------------------------------------
+
+
+async def test_problem_exception_renders_rfc9457_with_instance_and_correlation() -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        response = await http.get(
+            "/v1/notices/missing", headers={"X-Correlation-ID": "field-office:42.a_b-c"}
+        )
+    body = assert_problem(response, 404)
+    assert body == {
+        "type": "https://aviso.local/problems/not-found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "No such notice.",
+        "instance": "/v1/notices/missing",
+        "notice_id": "missing",
+        "correlation_id": "field-office:42.a_b-c",
+    }
+    assert response.headers["X-Correlation-ID"] == "field-office:42.a_b-c"
+
+
+async def test_factories_set_their_headers() -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        anon = await http.get("/v1/notices/anon")
+        outage = await http.get("/v1/notices/outage")
+        taken = await http.get("/v1/notices/taken")
+    assert_problem(anon, 401)
+    assert anon.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_problem(outage, 503)
+    assert outage.headers["Retry-After"] == "7"
+    assert assert_problem(taken, 409)["type"] == "https://aviso.local/problems/conflict"
+
+
+def test_extensions_cannot_override_standard_members() -> None:
+    problem = Problem(400, "Bad", "why", extensions={"status": 200, "hint": "x"})
+    assert problem.to_dict(instance="/p") == {
+        "hint": "x",
+        "type": "about:blank",
+        "title": "Bad",
+        "status": 400,
+        "detail": "why",
+        "instance": "/p",
+    }
+
+
+async def test_starlette_http_exceptions_become_problems() -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        unknown = await http.get("/v1/nowhere")
+        wrong_method = await http.delete("/v1/notices/n-1")
+    body = assert_problem(unknown, 404)
+    assert body["type"] == "about:blank"
+    assert body["instance"] == "/v1/nowhere"
+    assert "correlation_id" in body
+    assert_problem(wrong_method, 405)
+    assert "GET" in wrong_method.headers["Allow"]
+
+
+async def test_validation_errors_list_where_and_why_never_the_input() -> None:
+    app, stored = build_app()
+    secret = f"CANARY-7f3a-{uuid.uuid4().hex}"
+    async with client(app) as http:
+        response = await http.post(
+            "/v1/notices",
+            json={"reference": "r-1", "window_hours": secret, "agent_name": secret},
+        )
+    body = assert_problem(response, 422)
+    assert secret not in response.text
+    assert body["type"] == "https://aviso.local/problems/validation-failed"
+    by_type = {error["type"]: error for error in body["errors"]}
+    assert by_type["int_parsing"]["loc"] == ["body", "window_hours"]
+    assert by_type["extra_forbidden"]["loc"] == ["body", "agent_name"]
+    assert all(set(error) == {"loc", "msg", "type"} for error in body["errors"])
+    assert stored == []
+
+
+async def test_unparseable_json_without_the_guard_is_400_not_422() -> None:
+    app, stored = build_app(guard=False)
+    async with client(app) as http:
+        response = await http.post(
+            "/v1/notices", content=b'{"reference": ', headers={"content-type": "application/json"}
+        )
+    assert_problem(response, 400)
+    assert stored == []
+
+
+async def test_unhandled_error_is_a_generic_500_logged_once(log_output: io.StringIO) -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        response = await http.get("/v1/failures/bug", headers={"X-Correlation-ID": "corr-500"})
+    body = assert_problem(response, 500)
+    assert "CANARY" not in response.text
+    assert "boom" not in response.text
+    assert body["correlation_id"] == "corr-500"
+    assert response.headers["X-Correlation-ID"] == "corr-500"
+    records = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    errors = [r for r in records if r["level"] == "error"]
+    assert len(errors) == 1
+    assert errors[0]["event"] == "http.unhandled_error"
+    assert errors[0]["correlation_id"] == "corr-500"
+    assert "RuntimeError" in errors[0]["exception"]
+
+
+async def test_500_keeps_correlation_header_when_problems_installed_last(
+    log_output: io.StringIO,
+) -> None:
+    app, _ = build_app(problems_last=True)
+    async with client(app) as http:
+        response = await http.get("/v1/failures/bug", headers={"X-Correlation-ID": "corr-outer"})
+    assert assert_problem(response, 500)["correlation_id"] == "corr-outer"
+    assert response.headers["X-Correlation-ID"] == "corr-outer"
+    records = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    (error,) = [r for r in records if r["level"] == "error"]
+    assert error["correlation_id"] == "corr-outer"
+
+
+@pytest.mark.parametrize("kind", ["db-refused", "db-asyncpg", "db-pool"])
+async def test_database_unavailable_is_503_with_retry_after(
+    kind: str, log_output: io.StringIO
+) -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        response = await http.get(f"/v1/failures/{kind}")
+    body = assert_problem(response, 503)
+    assert response.headers["Retry-After"] == "5"
+    assert "CANARY" not in response.text
+    assert body["type"] == "https://aviso.local/problems/service-unavailable"
+    records = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    (warning,) = [r for r in records if r["logger"] == "services.common.problems"]
+    assert warning["event"] == "http.database_unavailable"
+    assert warning["level"] == "warning"
+    assert "CANARY" not in log_output.getvalue()  # an outage logs no exception text
+
+
+@pytest.mark.parametrize("kind", ["db-integrity", "local-file"])
+async def test_other_errors_are_not_mistaken_for_an_outage(
+    kind: str, log_output: io.StringIO
+) -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        response = await http.get(f"/v1/failures/{kind}")
+    assert_problem(response, 500)
+    assert "CANARY" not in response.text
+
+
+def test_is_database_unavailable_follows_wrapped_causes() -> None:
+    invalidated = sa.exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
+    assert is_database_unavailable(invalidated)
+    assert is_database_unavailable(ConnectionRefusedError())
+    assert not is_database_unavailable(ValueError("x"))
+    assert not is_database_unavailable(sa.exc.DBAPIError("SELECT 1", {}, Exception("syntax")))
+
+
+# --- correlation id ---------------------------------------------------------------
+
+
+async def test_correlation_id_reaches_state_contextvar_logs_and_response(
+    log_output: io.StringIO,
+) -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        response = await http.post(
+            "/v1/notices",
+            json={"reference": "r-2", "window_hours": 3},
+            headers={"X-Correlation-ID": "corr-abc"},
+        )
+    assert response.status_code == 201
+    assert response.json()["correlation_id"] == "corr-abc"
+    assert response.json()["from_contextvar"] == "corr-abc"
+    assert response.headers["X-Correlation-ID"] == "corr-abc"
+    assert response.headers["X-Request-ID"]
+    records = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    (line,) = [r for r in records if r["event"] == "notice.created"]
+    assert line["correlation_id"] == "corr-abc"
+    assert line["request_id"] == response.headers["X-Request-ID"]
+    assert get_correlation_id() is None  # nothing leaks out of the request
+
+
+@pytest.mark.parametrize("supplied", ["", "has space", "x" * 129, "semi;colon", "ünï"])
+async def test_invalid_correlation_ids_are_replaced(supplied: str) -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        response = await http.get(
+            "/v1/notices/n-1", headers={b"X-Correlation-ID": supplied.encode("utf-8")}
+        )
+    assert response.status_code == 200
+    echoed = response.headers["X-Correlation-ID"]
+    assert echoed != supplied
+    assert uuid.UUID(echoed).version == 4
+
+
+async def test_missing_correlation_id_is_generated() -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        first = await http.get("/v1/notices/n-1")
+        second = await http.get("/v1/notices/n-1")
+    assert uuid.UUID(first.headers["X-Correlation-ID"])
+    assert first.headers["X-Correlation-ID"] != second.headers["X-Correlation-ID"]
+
+
+# --- body guard --------------------------------------------------------------------
+
+
+async def test_valid_json_passes_through_with_body_replayed() -> None:
+    app, stored = build_app()
+    async with client(app) as http:
+        response = await http.post(
+            "/v1/notices",
+            content=json.dumps({"reference": "r-3", "window_hours": 1}).encode(),
+            headers={"content-type": "application/json; charset=UTF-8"},
+        )
+    assert response.status_code == 201
+    assert [n.reference for n in stored] == ["r-3"]
+
+
+async def test_declared_length_over_limit_is_413() -> None:
+    app, stored = build_app()
+    body = json.dumps({"reference": "r" * MAX_BODY, "window_hours": 1}).encode()
+    async with client(app) as http:
+        response = await http.post(
+            "/v1/notices", content=body, headers={"content-type": "application/json"}
+        )
+    problem = assert_problem(response, 413)
+    assert problem["max_body_bytes"] == MAX_BODY
+    assert problem["instance"] == "/v1/notices"
+    assert stored == []
+
+
+async def test_chunked_body_over_limit_is_413() -> None:
+    app, stored = build_app()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"reference": "'
+        for _ in range(10):
+            yield b"r" * 64
+        yield b'", "window_hours": 1}'
+
+    async with client(app) as http:
+        response = await http.post(
+            "/v1/notices", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert "content-length" not in response.request.headers
+    assert_problem(response, 413)
+    assert stored == []
+
+
+async def test_streamed_body_is_never_buffered_past_the_limit() -> None:
+    consumed = 0
+    downstream_called = False
+    sent: list[Message] = []
+
+    async def endless_receive() -> Message:
+        nonlocal consumed
+        consumed += 1
+        return {"type": "http.request", "body": b"x" * 40, "more_body": True}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def downstream(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal downstream_called
+        downstream_called = True
+
+    guard = BodyGuardMiddleware(downstream, max_body_bytes=100)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/notices",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await guard(scope, endless_receive, send)
+    assert consumed == 3  # 120 bytes > 100: stop at the chunk that crossed the limit
+    assert not downstream_called
+    assert sent[0]["status"] == 413
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"],
+)
+async def test_wrong_content_type_is_415(content_type: str) -> None:
+    app, stored = build_app()
+    async with client(app) as http:
+        response = await http.post(
+            "/v1/notices",
+            content=b'{"reference": "r", "window_hours": 1}',
+            headers={"content-type": content_type},
+        )
+    assert assert_problem(response, 415)["accepted"] == ["application/json"]
+    assert stored == []
+
+
+async def test_missing_content_type_allowed_only_for_an_empty_body() -> None:
+    app, stored = build_app()
+    async with client(app) as http:
+        empty = await http.post("/v1/notices/n-1/cancel")
+        with_body = await http.post("/v1/notices/n-1/cancel", content=b'{"reason": "x"}')
+    assert empty.status_code == 200
+    assert_problem(with_body, 415)
+    assert stored == ["n-1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"reference": "r\xff", "window_hours": 1}', "UTF-8"),
+        (b'{"reference": "r", "window_hours": 1', "JSON"),
+        (b'{"reference": "r", "window_hours": NaN}', "JSON"),
+        (b'{"reference": "r", "reference": "s", "window_hours": 1}', "JSON"),
+        (b"\xef\xbb\xbf{}", "JSON"),
+    ],
+)
+async def test_invalid_utf8_or_json_is_400(body: bytes, why: str) -> None:
+    app, stored = build_app()
+    async with client(app) as http:
+        response = await http.post(
+            "/v1/notices", content=body, headers={"content-type": "application/json"}
+        )
+    problem = assert_problem(response, 400)
+    assert why in problem["detail"]
+    assert stored == []
+
+
+async def test_non_numeric_content_length_is_400() -> None:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def downstream(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("must not run")
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/x",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"-1")],
+    }
+    await BodyGuardMiddleware(downstream, max_body_bytes=10)(scope, receive, send)
+    assert sent[0]["status"] == 400
+
+
+async def test_unguarded_paths_and_methods_pass_through() -> None:
+    app, _ = build_app()
+    async with client(app) as http:
+        internal = await http.post(
+            "/internal/echo", content=b"not json at all", headers={"content-type": "text/plain"}
+        )
+        read = await http.get("/v1/notices/n-1", headers={"content-type": "text/plain"})
+    assert internal.json() == {"length": 15}
+    assert read.status_code == 200
+
+
+def test_logging_is_left_usable() -> None:
+    # Sanity check that the fixtures above restore a working root handler.
+    assert logging.getLogger().handlers

@@ -1,0 +1,215 @@
+"""Keyed fingerprints: normalisation, gram choice, and the leak check built on them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from schemas.fingerprints import (
+    STOPWORDS,
+    find_leaks,
+    fingerprint,
+    fingerprint_term,
+    normalize,
+    term_grams,
+    tokens,
+)
+
+KEY = b"k" * 32
+OTHER_KEY = b"o" * 32
+
+ACCENTS = "\u0301\u0300\u0308\u0303\u0302"  # acute, grave, diaeresis, tilde, circumflex
+words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=10)
+# Words that cannot be weak: long enough, not numbers, and no stopword has a "q" with a "z".
+strong_words = st.text(alphabet="bcdfghjkqxz", min_size=4, max_size=10).map(lambda w: "qz" + w)
+separators = st.sampled_from([" ", "  ", "-", ", ", ".", "/", "\t", "_", " \u00a0"])
+
+
+def accented(word: str, draw_marks: list[str], upper: list[bool]) -> str:
+    """Decorate each letter of ``word`` with marks and case changes."""
+    out = []
+    for i, ch in enumerate(word):
+        ch = ch.upper() if upper[i % len(upper)] else ch
+        out.append(ch + draw_marks[i % len(draw_marks)] if ch.isalpha() else ch)
+    return unicodedata.normalize("NFC", "".join(out))
+
+
+def test_normalize_folds_accents_case_and_punctuation() -> None:
+    assert normalize("  José-María  GARCÍA ") == "jose maria garcia"
+    assert normalize("Ñandú_Peña, ABC·123") == "nandu pena abc 123"
+    assert normalize("STRASSE Straße") == "strasse strasse"
+    assert normalize("ﬁeld №5") == "field no5"
+    assert normalize("İstanbul") == "istanbul"
+    assert normalize("¿¡!?") == ""
+
+
+def test_tokens_are_the_normalised_words() -> None:
+    assert tokens("Calle de la Paz #1234") == ["calle", "de", "la", "paz", "1234"]
+
+
+def test_term_grams_take_runs_of_up_to_three_words_and_their_joined_forms() -> None:
+    assert term_grams("ABC 123") == {"abc", "123", "abc 123", "abc123"}
+    grams = term_grams("w x y z")
+    assert "w x y" in grams
+    assert "x y z" in grams
+    assert "w x y z" not in grams
+    assert "wxyz" in grams  # the whole term, spaces removed
+    assert term_grams("a b", max_n=1) == {"a", "b", "ab"}
+    with pytest.raises(ValueError, match="max_n"):
+        term_grams("a", max_n=0)
+
+
+def test_fingerprint_is_truncated_hmac_sha256() -> None:
+    expected = hmac.new(KEY, b"abc123", hashlib.sha256).hexdigest()[:32]
+    assert fingerprint(KEY, "abc123") == expected
+    assert re.fullmatch(r"[0-9a-f]{32}", expected)
+    assert fingerprint(OTHER_KEY, "abc123") != expected
+
+
+def test_a_short_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        fingerprint(b"short", "abc")
+
+
+def test_common_words_of_an_address_are_not_fingerprinted_alone() -> None:
+    fps = fingerprint_term(KEY, "123 Main Street")
+
+    assert find_leaks(KEY, "Avoid the street near the park.", fps) == []
+    assert find_leaks(KEY, "Call 555-123-4567.", fps) == []
+    assert find_leaks(KEY, "Operation near 123 Main.", fps) == ["123 main", "123main", "main"]
+    assert "main street" in find_leaks(KEY, "Seen on MAIN STREET", fps)
+    assert find_leaks(KEY, "at 123mainstreet", fps) == ["123mainstreet"]
+
+
+def test_spanish_dates_and_filler_phrases_do_not_leak_a_street_name() -> None:
+    fps = fingerprint_term(KEY, "Calle 12 de Octubre 45")
+
+    assert find_leaks(KEY, "El 12 de marzo de 2025, a las 10:30.", fps) == []
+    assert find_leaks(KEY, "calle 12 de octubre", fps)  # the street name itself does leak
+
+
+def test_plates_match_with_or_without_spaces() -> None:
+    fps = fingerprint_term(KEY, "ABC 1234")
+
+    assert find_leaks(KEY, "a car with plate abc1234", fps) == ["abc1234"]
+    assert find_leaks(KEY, "plate ABC-1234!", fps) == ["abc", "abc 1234", "abc1234"]
+    assert fingerprint_term(KEY, "AB 12")  # short plate parts still form an identifying phrase
+
+
+def test_terms_with_nothing_identifying_yield_no_fingerprints() -> None:
+    assert fingerprint_term(KEY, "12") == set()
+    assert fingerprint_term(KEY, "de la") == set()
+    assert fingerprint_term(KEY, "Street") == set()
+    assert fingerprint_term(KEY, "!!") == set()
+
+
+def test_find_leaks_with_no_fingerprints_is_empty() -> None:
+    assert find_leaks(KEY, "anything at all", set()) == []
+
+
+def test_a_name_is_caught_in_spanish_text_with_different_accents_and_case() -> None:
+    fps = fingerprint_term(KEY, "José María García")
+
+    leaks = find_leaks(KEY, "Se dice que JOSE MARIA GARCIA fue detenido.", fps)
+
+    assert "jose maria garcia" in leaks
+    assert find_leaks(KEY, "Se dice que Maria fue vista.", fps) == ["maria"]
+    assert find_leaks(OTHER_KEY, "JOSE MARIA GARCIA", fps) == []
+
+
+@given(
+    term=st.lists(words, min_size=1, max_size=5),
+    marks=st.lists(st.sampled_from(["", *ACCENTS]), min_size=1, max_size=4),
+    upper=st.lists(st.booleans(), min_size=1, max_size=4),
+    separator=separators,
+)
+def test_accents_case_and_punctuation_never_change_a_fingerprint(
+    term: list[str], marks: list[str], upper: list[bool], separator: str
+) -> None:
+    plain = " ".join(term)
+    decorated = separator.join(accented(word, marks, upper) for word in term)
+
+    assert normalize(decorated) == plain
+    assert fingerprint_term(KEY, decorated) == fingerprint_term(KEY, plain)
+
+
+@given(
+    term=st.lists(words, min_size=1, max_size=6),
+    before=st.lists(words, max_size=6),
+    after=st.lists(words, max_size=6),
+    separator=separators,
+)
+def test_a_term_is_always_found_in_a_text_that_contains_it(
+    term: list[str], before: list[str], after: list[str], separator: str
+) -> None:
+    fps = fingerprint_term(KEY, " ".join(term))
+    assume(fps)
+    text = separator.join([*before, *term, *after])
+
+    assert find_leaks(KEY, text, fps)
+
+
+@given(
+    term=st.lists(words, min_size=1, max_size=6),
+    before=st.lists(words, max_size=4),
+    after=st.lists(words, max_size=4),
+)
+def test_a_term_written_without_spaces_is_found(
+    term: list[str], before: list[str], after: list[str]
+) -> None:
+    fps = fingerprint_term(KEY, " ".join(term))
+    assume(fps)
+    text = " ".join([*before, "".join(term), *after])
+
+    assert "".join(term) in find_leaks(KEY, text, fps)
+
+
+@given(word=strong_words, text=st.lists(words, max_size=10))
+def test_a_strong_word_is_identifying_and_found_only_where_it_appears(
+    word: str, text: list[str]
+) -> None:
+    fps = fingerprint_term(KEY, word)
+
+    assert len(fps) == 1
+    assert find_leaks(KEY, " ".join(text), fps) == []  # ``words`` never contain "q"
+    assert find_leaks(KEY, " ".join([*text, word.upper()]), fps) == [word]
+
+
+@given(term=st.lists(words | st.sampled_from(sorted(STOPWORDS)), min_size=1, max_size=5))
+def test_exactly_the_terms_with_an_identifying_word_are_fingerprinted(term: list[str]) -> None:
+    def filler(word: str) -> bool:
+        return word in STOPWORDS or (word.isdigit() and len(word) <= 2)
+
+    def strong(word: str) -> bool:
+        return len(word) >= 3 and not word.isdigit() and word not in STOPWORDS
+
+    identifying = any(strong(w) for w in term) or (
+        len(term) > 1 and not all(filler(w) for w in term)
+    )
+    assert bool(fingerprint_term(KEY, " ".join(term))) == identifying
+
+
+@given(text=st.text(max_size=200))
+def test_leaks_are_grams_of_the_text_itself(text: str) -> None:
+    fps = fingerprint_term(KEY, text)
+    leaks = find_leaks(KEY, text, fps)
+
+    assert set(leaks) <= term_grams(text)
+    assert len(leaks) == len(set(leaks))
+    assert bool(leaks) == bool(fps)
+
+
+@given(text=st.text(max_size=100))
+def test_normalising_twice_changes_nothing(text: str) -> None:
+    once = normalize(text)
+
+    assert normalize(once) == once
+    assert fingerprint_term(KEY, once) == fingerprint_term(KEY, text)
+    assert once == once.strip()
+    assert "  " not in once

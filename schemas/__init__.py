@@ -53,6 +53,7 @@ from schemas.bulletins import (
     LanguageSignoff,
     PublishChannel,
 )
+from schemas.deliveries import DeliveryChannel, DeliveryOrigin, DeliveryPurpose, DeliveryRequested
 from schemas.dlq import DeadLettered, b64encode
 from schemas.notices import (
     CancelReason,
@@ -63,12 +64,13 @@ from schemas.notices import (
     ReceivedVia,
 )
 from schemas.rumors import RumorAssessed, RumorAssessment, RumorChannel, RumorReported
-from schemas.topics import ALERTS, ALL_TOPICS, BULLETINS, DLQ, NOTICES, RUMORS
+from schemas.topics import ALERTS, ALL_TOPICS, BULLETINS, DELIVERIES, DLQ, NOTICES, RUMORS
 
 __all__ = [
     "ALERTS",
     "ALL_TOPICS",
     "BULLETINS",
+    "DELIVERIES",
     "DLQ",
     "EVENT_MODELS",
     "NOTICES",
@@ -91,6 +93,10 @@ __all__ = [
     "CancelReason",
     "ContractModel",
     "DeadLettered",
+    "DeliveryChannel",
+    "DeliveryOrigin",
+    "DeliveryPurpose",
+    "DeliveryRequested",
     "DuplicateEventType",
     "EventData",
     "Fingerprint",

@@ -85,6 +85,11 @@ POM_TEMPLATE = _TEMPLATES / "pom.xml"
 LOG4J_CONFIG = _TEMPLATES / "log4j2.yaml"
 _COMPLETE_MARKER = ".complete"
 
+# Brokers this process launched, by pid. Holding the Popen objects lets stop()
+# reap its own children and avoids "subprocess is still running" warnings when
+# a Popen would otherwise be garbage-collected while the broker runs on.
+_launched: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def _say(message: str) -> None:
     say(COMPONENT, message)
@@ -472,6 +477,7 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _launched[proc.pid] = proc
     write_pid(layout.pid_file, proc.pid)
     write_state(
         layout.state_file,
@@ -488,7 +494,7 @@ def start(
         )
     except InfraError as error:
         terminate(proc.pid, timeout=10.0, component=COMPONENT)
-        proc.wait()
+        _forget(proc.pid)
         remove_quietly(layout.pid_file)
         raise InfraError(
             f"{error}\n--- tail of {layout.server_log} ---\n{tail(layout.server_log)}"
@@ -566,10 +572,19 @@ def stop(*, data_dir: Path | None = None, timeout: float = STOP_TIMEOUT) -> bool
     _say(f"stopping broker pid {pid} …")
     began = time.monotonic()
     killed = terminate(pid, timeout=timeout, component=COMPONENT)
+    _forget(pid)
     remove_quietly(layout.pid_file)
     how = "killed" if killed else "stopped cleanly"
     _say(f"{how} in {time.monotonic() - began:.1f} s")
     return True
+
+
+def _forget(pid: int) -> None:
+    """Drop (and reap, if still needed) a broker this process launched."""
+    proc = _launched.pop(pid, None)
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5.0)
 
 
 def status(*, data_dir: Path | None = None) -> str | None:
@@ -586,8 +601,8 @@ def status(*, data_dir: Path | None = None) -> str | None:
 async def ensure_topics(
     bootstrap: str,
     topics: Sequence[str],
-    *,
     partitions: int = 3,
+    *,
     replication_factor: int = 1,
     within: float = 30.0,
 ) -> list[str]:

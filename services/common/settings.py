@@ -89,6 +89,23 @@ class CommonSettings(BaseSettings):
         description="HMAC key for one-click acknowledgement and receipt links.",
     )
     auth_cache_ttl_s: float = Field(default=30.0, ge=0, description="Token lookup cache lifetime.")
+    webhook_secrets: list[SecretStr] = Field(
+        default_factory=lambda: [SecretStr("aviso-dev-webhook-secret-change-me")],
+        description=(
+            "Secrets that sign outgoing webhooks (Aviso-Signature); the first signs, list several "
+            "while receivers rotate. JSON list in the environment."
+        ),
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one webhook call.")
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP relay for e-mail delivery.")
+    smtp_port: int = Field(default=8025, description="SMTP relay port.")
+    smtp_sender: str = Field(
+        default="aviso@localhost", description="From address of e-mail Aviso sends."
+    )
+    smtp_starttls: bool = Field(default=False, description="Use STARTTLS with the relay.")
+    smtp_username: str | None = Field(default=None, description="SMTP login, when required.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one SMTP session.")
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)

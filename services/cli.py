@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -29,7 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-tokens_app = typer.Typer(help="API tokens (stored hashed; the plaintext is shown once).", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="API tokens (stored hashed; the plaintext is shown once).", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
@@ -103,7 +104,9 @@ def tokens_issue(
     try:
         role_value = Role(role)
     except ValueError:
-        raise typer.BadParameter(f"unknown role {role!r}; choose from {', '.join(r.value for r in Role)}") from None
+        raise typer.BadParameter(
+            f"unknown role {role!r}; choose from {', '.join(r.value for r in Role)}"
+        ) from None
 
     async def run() -> None:
         settings = get_settings(CommonSettings)
@@ -137,7 +140,9 @@ def tokens_list() -> None:
             async with sessions() as session:  # type: ignore[operator]
                 for token in await list_tokens(session):
                     revoked = f" revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else ""
-                    typer.echo(f"{token.id}  {token.role:<12} {token.name} ({token.subject}){revoked}")
+                    typer.echo(
+                        f"{token.id}  {token.role:<12} {token.name} ({token.subject}){revoked}"
+                    )
         finally:
             await engine.dispose()  # type: ignore[attr-defined]
 
@@ -253,7 +258,7 @@ def up(
     try:
         for service in SERVICES:
             child_env = dict(env, AVISO_LOG_FILE=str(log_dir / f"{service}.log"))
-            children[service] = subprocess.Popen(
+            children[service] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", "services.cli", "serve", service],
                 env=child_env,
                 stdout=subprocess.PIPE,
@@ -261,12 +266,16 @@ def up(
                 text=True,
                 bufsize=1,
             )
-            threading.Thread(target=_pump, args=(service, children[service].stdout), daemon=True).start()
+            threading.Thread(
+                target=_pump, args=(service, children[service].stdout), daemon=True
+            ).start()
         urls = {s: f"http://127.0.0.1:{_service_port(s)}" for s in SERVICES}
         not_ready = _wait_ready(urls, timeout=90)
         if not_ready:
             raise typer.Exit(_fail(f"not ready after 90 s: {', '.join(not_ready)}; see {log_dir}"))
-        _say("stack", f"all services ready in {time.monotonic() - started:.1f} s; logs in {log_dir}")
+        _say(
+            "stack", f"all services ready in {time.monotonic() - started:.1f} s; logs in {log_dir}"
+        )
         if demo:
             _run_demo(urls)
         _say("stack", "running; press Ctrl-C to stop")

@@ -70,7 +70,7 @@ async def pg_database(postgres_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str | None]:
-    """Both back ends: None (the embedded SQLite default under tmp_path) and a fresh PostgreSQL DB."""
+    """Both back ends: None (embedded SQLite under tmp_path) and a fresh PostgreSQL database."""
     if request.param == "sqlite":
         yield None
         return

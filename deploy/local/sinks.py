@@ -48,13 +48,17 @@ class _Recorder:
         with self._lock:
             return list(self.items)
 
-    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float) -> list[dict[str, Any]]:
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         with self._lock:
             while not predicate(self.items):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"sink condition not met within {timeout} s; have {len(self.items)}")
+                    raise TimeoutError(
+                        f"sink condition not met within {timeout} s; have {len(self.items)}"
+                    )
                 self._lock.wait(remaining)
             return list(self.items)
 
@@ -78,7 +82,7 @@ class WebhookSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with sink._lock:
@@ -91,7 +95,7 @@ class WebhookSink:
                 self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # quiet: the recorder is the log
 
         self._server = ThreadingHTTPServer((LOOPBACK, port), Handler)
@@ -134,7 +138,9 @@ class WebhookSink:
     def received(self) -> list[dict[str, Any]]:
         return self._recorder.snapshot()
 
-    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0) -> list[dict[str, Any]]:
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
         """Block until `predicate(received)` holds (call via asyncio.to_thread from async code)."""
         return self._recorder.wait_for(predicate, timeout)
 
@@ -163,7 +169,7 @@ class SmtpSink:
         recorder = self._recorder
 
         class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 message = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 body = message.get_body(preferencelist=("plain",))
                 recorder.add(
@@ -191,7 +197,9 @@ class SmtpSink:
     def received(self) -> list[dict[str, Any]]:
         return self._recorder.snapshot()
 
-    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0) -> list[dict[str, Any]]:
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
         """Block until `predicate(received)` holds (call via asyncio.to_thread from async code)."""
         return self._recorder.wait_for(predicate, timeout)
 
@@ -215,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--webhook-port", type=int, default=8090)
     parser.add_argument("--smtp-port", type=int, default=8025)
     parser.add_argument("--out", type=Path, default=Path("var/sinks"))
-    parser.add_argument("--secret", action="append", default=[], help="webhook secret to verify with")
+    parser.add_argument(
+        "--secret", action="append", default=[], help="webhook secret to verify with"
+    )
     args = parser.parse_args(argv)
     webhook = WebhookSink(
         port=args.webhook_port,
@@ -223,7 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_file=args.out / "webhooks.jsonl",
     ).start()
     smtp = SmtpSink(port=args.smtp_port, out_file=args.out / "mail.jsonl").start()
-    print(f"[sinks] webhook sink on {webhook.url('/')}, SMTP sink on {LOOPBACK}:{smtp.port}; recording to {args.out}", flush=True)
+    print(
+        f"[sinks] webhook sink on {webhook.url('/')}, SMTP sink on {LOOPBACK}:{smtp.port}; "
+        f"recording to {args.out}",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

@@ -106,7 +106,9 @@ def new_event(
     )
 
 
-def decode_headers(raw: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]]) -> dict[str, str]:
+def decode_headers(
+    raw: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]],
+) -> dict[str, str]:
     """Kafka headers as text (undecodable values are replaced, never raised on)."""
     items = raw.items() if isinstance(raw, Mapping) else raw
     decoded: dict[str, str] = {}
@@ -150,7 +152,7 @@ def parse_envelope(headers: Mapping[str, str], body: bytes) -> Envelope[EventDat
     )
 
 
-class correlation_scope:  # noqa: N801 - used like a function: `with correlation_scope(cid):`
+class correlation_scope:
     """Set the current correlation id for the duration of a block."""
 
     def __init__(self, correlation_id: str | None) -> None:

@@ -12,6 +12,7 @@ from faststream.specification import AsyncAPI, get_asyncapi_html
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match
 
+from services.common.logging import get_logger
 from services.common.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, OUTBOX_PENDING
 from services.common.outbox import pending_count
 from services.common.problems import (
@@ -22,6 +23,8 @@ from services.common.problems import (
 from services.common.runtime import ServiceRuntime
 
 __all__ = ["create_http_app", "health_router"]
+
+log = get_logger(__name__)
 
 
 def health_router(runtime: ServiceRuntime) -> APIRouter:
@@ -60,8 +63,8 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
         try:
             async with runtime.sessions() as session:
                 OUTBOX_PENDING.labels(runtime.name).set(await pending_count(session))
-        except Exception:  # a scrape must not fail because the database blinked
-            pass
+        except Exception as exc:  # a scrape must not fail because the database blinked
+            log.warning("metrics.outbox_pending_unavailable", error_type=type(exc).__name__)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -119,7 +122,9 @@ def create_http_app(
     app.add_middleware(CorrelationIdMiddleware)
 
     @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         route = _route_template(app, request)

@@ -19,7 +19,9 @@ from services.common.messaging import inbox_messages
 __all__ = ["claim_message", "was_processed"]
 
 
-async def claim_message(session: AsyncSession, *, consumer: str, message_id: str, topic: str) -> bool:
+async def claim_message(
+    session: AsyncSession, *, consumer: str, message_id: str, topic: str
+) -> bool:
     """Record `message_id` as processed by `consumer`; False when it already was.
 
     On PostgreSQL a concurrent claim of the same id waits for the other transaction
@@ -29,7 +31,9 @@ async def claim_message(session: AsyncSession, *, consumer: str, message_id: str
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(inbox_messages)
-        .values(consumer=consumer, message_id=message_id, topic=topic, processed_at=datetime.now(UTC))
+        .values(
+            consumer=consumer, message_id=message_id, topic=topic, processed_at=datetime.now(UTC)
+        )
         .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
         .returning(inbox_messages.c.message_id)
     )

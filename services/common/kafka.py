@@ -38,8 +38,8 @@ from services.common.cloudevents import (
     parse_envelope,
 )
 from services.common.inbox import claim_message
-from services.common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_PROCESSED
 from services.common.logging import bound, faststream_logger, get_logger, scrub_text
+from services.common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_PROCESSED
 from services.common.outbox import OutboxRow
 from services.common.settings import CommonSettings
 
@@ -172,8 +172,9 @@ class EventConsumer:
             handler = subscription.handlers.get(envelope.type)
             if handler is None:
                 return
-            with correlation_scope(envelope.correlation_id), bound(
-                correlation_id=envelope.correlation_id, event_type=envelope.type
+            with (
+                correlation_scope(envelope.correlation_id),
+                bound(correlation_id=envelope.correlation_id, event_type=envelope.type),
             ):
                 await self._apply(subscription, handler, envelope, message, headers)
 
@@ -261,4 +262,3 @@ class EventConsumer:
             partition=record.partition,  # type: ignore[union-attr]
             offset=record.offset,  # type: ignore[union-attr]
         )
-

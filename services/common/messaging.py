@@ -48,7 +48,9 @@ def _inbox_columns() -> list[Any]:
 
 
 outbox_messages = sa.Table("outbox_messages", messaging_metadata, *_outbox_columns())
-sa.Index("ix_outbox_pending_key", outbox_messages.c.sent_at, outbox_messages.c.key, outbox_messages.c.id)
+sa.Index(
+    "ix_outbox_pending_key", outbox_messages.c.sent_at, outbox_messages.c.key, outbox_messages.c.id
+)
 inbox_messages = sa.Table("inbox_messages", messaging_metadata, *_inbox_columns())
 
 

@@ -72,7 +72,8 @@ async def upgrade(settings: CommonSettings, component: str, revision: str = "hea
                 # Serialise concurrent starters: CREATE SCHEMA and alembic's own
                 # bookkeeping are not safe to race.
                 await conn.execute(
-                    text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"aviso-migrate-{component}"}
+                    text("SELECT pg_advisory_lock(hashtext(:k))"),
+                    {"k": f"aviso-migrate-{component}"},
                 )
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{component}"'))
                 await conn.commit()

@@ -122,7 +122,9 @@ async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> No
 async def pending_count(session: AsyncSession) -> int:
     """How many rows wait to be published (for metrics and readiness)."""
     result = await session.execute(
-        sa.select(sa.func.count()).select_from(outbox_messages).where(outbox_messages.c.sent_at.is_(None))
+        sa.select(sa.func.count())
+        .select_from(outbox_messages)
+        .where(outbox_messages.c.sent_at.is_(None))
     )
     return int(result.scalar_one())
 
@@ -202,7 +204,12 @@ class OutboxRelay:
             try:
                 relayed = await self.relay_once()
             except Exception as exc:
-                log.error("outbox.relay_round_failed", relay_id=self.relay_id, error=str(exc), exc_type=type(exc).__name__)
+                log.error(
+                    "outbox.relay_round_failed",
+                    relay_id=self.relay_id,
+                    error=str(exc),
+                    exc_type=type(exc).__name__,
+                )
                 relayed = 0
                 await self._sleep(self._poll_interval_s)
             if relayed:
@@ -220,9 +227,19 @@ class OutboxRelay:
         rows = await self._claim()
         if not rows:
             return 0
-        results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
-        sent = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
-        failed = [(row, result) for row, result in zip(rows, results, strict=True) if isinstance(result, BaseException)]
+        results = await asyncio.gather(
+            *(self._publish(row) for row in rows), return_exceptions=True
+        )
+        sent = [
+            row.id
+            for row, result in zip(rows, results, strict=True)
+            if not isinstance(result, BaseException)
+        ]
+        failed = [
+            (row, result)
+            for row, result in zip(rows, results, strict=True)
+            if isinstance(result, BaseException)
+        ]
         await self._settle(sent, failed)
         self.published_total += len(sent)
         if sent:
@@ -261,8 +278,14 @@ class OutboxRelay:
         claim = (
             sa.update(t)
             .where(t.c.id.in_(heads.scalar_subquery()))
-            .values(claimed_by=self.relay_id, claimed_until=now + self._claim_ttl, attempts=t.c.attempts + 1)
-            .returning(t.c.id, t.c.message_id, t.c.topic, t.c.key, t.c.event_type, t.c.headers, t.c.payload)
+            .values(
+                claimed_by=self.relay_id,
+                claimed_until=now + self._claim_ttl,
+                attempts=t.c.attempts + 1,
+            )
+            .returning(
+                t.c.id, t.c.message_id, t.c.topic, t.c.key, t.c.event_type, t.c.headers, t.c.payload
+            )
         )
         async with self._sessions() as session, session.begin():
             result = await session.execute(claim)

@@ -45,7 +45,9 @@ class _WorkerTask:
 class ServiceRuntime:
     """Database, broker, consumer, outbox relay and workers of one service."""
 
-    def __init__(self, *, name: str, settings: CommonSettings, component: str | None = None) -> None:
+    def __init__(
+        self, *, name: str, settings: CommonSettings, component: str | None = None
+    ) -> None:
         self.name = name
         self.component = component or name
         self.settings = settings

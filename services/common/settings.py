@@ -7,7 +7,7 @@ operator sets most often also answer to their conventional names,
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -82,7 +82,7 @@ class CommonSettings(BaseSettings):
     )
     fingerprint_key: SecretStr = Field(
         default=SecretStr("aviso-dev-fingerprint-key-change-me"),
-        description="HMAC key for fingerprints of restricted terms (shared by intake and rumor_control).",
+        description="HMAC key fingerprinting restricted terms (intake and rumor_control share it).",
     )
     link_secret: SecretStr = Field(
         default=SecretStr("aviso-dev-link-secret-change-me"),
@@ -111,7 +111,7 @@ class CommonSettings(BaseSettings):
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached(cls: type[CommonSettings]) -> CommonSettings:
     return cls()
 

@@ -12,4 +12,6 @@ __all__ = ["RumorControlSettings"]
 class RumorControlSettings(CommonSettings):
     """Aviso rumor control settings."""
 
-    rumor_control_port: int = Field(default=8003, description="HTTP port of the rumor_control service.")
+    rumor_control_port: int = Field(
+        default=8003, description="HTTP port of the rumor_control service."
+    )

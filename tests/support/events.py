@@ -11,7 +11,9 @@ from schemas.notices import NoticeUpdated
 __all__ = ["notice_updated"]
 
 
-def notice_updated(notice_id: uuid.UUID, version: int, *, summary: str = "test notice") -> NoticeUpdated:
+def notice_updated(
+    notice_id: uuid.UUID, version: int, *, summary: str = "test notice"
+) -> NoticeUpdated:
     """Version `version` (>= 2) of a notice, releasable fields only."""
     now = datetime.now(UTC)
     return NoticeUpdated(

@@ -35,7 +35,9 @@ async def read_topic(
         while time.monotonic() < deadline and not until(records):
             batch = await consumer.getmany(timeout_ms=500)
             for partition_records in batch.values():
-                records.extend(r for r in partition_records if key_filter is None or key_filter(r.key))
+                records.extend(
+                    r for r in partition_records if key_filter is None or key_filter(r.key)
+                )
     finally:
         await consumer.stop()
     return records
@@ -54,7 +56,9 @@ async def produce_raw(
         await producer.stop()
 
 
-async def wait_for(condition: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1) -> None:
+async def wait_for(
+    condition: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1
+) -> None:
     """Await until `condition()` (sync or async) is truthy; raise AssertionError on timeout."""
     deadline = time.monotonic() + timeout
     while True:

@@ -19,7 +19,9 @@ from services.common.logging import configure_logging
 from services.common.runtime import ServiceRuntime
 from services.common.settings import CommonSettings
 
-EFFECTS = sa.table("test_effects", sa.column("message_id"), sa.column("notice_id"), sa.column("version"))
+EFFECTS = sa.table(
+    "test_effects", sa.column("message_id"), sa.column("notice_id"), sa.column("version")
+)
 
 
 async def main(topic: str, group: str) -> None:
@@ -32,7 +34,9 @@ async def main(topic: str, group: str) -> None:
         await asyncio.sleep(0.15)  # long enough that SIGTERM lands mid-handler
         await session.execute(
             sa.insert(EFFECTS).values(
-                message_id=envelope.id, notice_id=str(envelope.data.notice_id), version=envelope.data.version
+                message_id=envelope.id,
+                notice_id=str(envelope.data.notice_id),
+                version=envelope.data.version,
             )
         )
 

@@ -42,13 +42,17 @@ class Harness:
 
     def relay(self, cls: type[OutboxRelay] = OutboxRelay, **kwargs: Any) -> OutboxRelay:
         engine = kwargs.pop("engine", self.engine)
-        relay = cls(engine=engine, publish=outbox_publisher(self.broker), component="intake", **kwargs)
+        relay = cls(
+            engine=engine, publish=outbox_publisher(self.broker), component="intake", **kwargs
+        )
         self.relays.append(relay)
         return relay
 
     async def effects(self, notice_ids: set[str]) -> list[tuple[str, str, int]]:
         async with self.sessions() as session:
-            rows = await session.execute(sa.select(EFFECTS.c.message_id, EFFECTS.c.notice_id, EFFECTS.c.version))
+            rows = await session.execute(
+                sa.select(EFFECTS.c.message_id, EFFECTS.c.notice_id, EFFECTS.c.version)
+            )
             return [tuple(r) for r in rows if r.notice_id in notice_ids]  # type: ignore[misc]
 
 
@@ -61,7 +65,10 @@ async def harness(
     engine = make_engine(settings, "intake")
     async with engine.begin() as conn:
         await conn.execute(
-            sa.text("CREATE TABLE test_effects (message_id VARCHAR(64), notice_id VARCHAR(64), version INTEGER)")
+            sa.text(
+                "CREATE TABLE test_effects "
+                "(message_id VARCHAR(64), notice_id VARCHAR(64), version INTEGER)"
+            )
         )
     sessions = make_session_factory(engine)
     broker = make_broker(settings, service="test")
@@ -82,17 +89,23 @@ def record_effect(notice_ids: set[str], calls: list[str] | None = None) -> Calla
             calls.append(envelope.id)
         await session.execute(
             sa.insert(EFFECTS).values(
-                message_id=envelope.id, notice_id=str(envelope.data.notice_id), version=envelope.data.version
+                message_id=envelope.id,
+                notice_id=str(envelope.data.notice_id),
+                version=envelope.data.version,
             )
         )
 
     return handle
 
 
-async def test_outbox_to_kafka_to_consumer_round_trip(harness: Harness, unique: Callable[[str], str]) -> None:
+async def test_outbox_to_kafka_to_consumer_round_trip(
+    harness: Harness, unique: Callable[[str], str]
+) -> None:
     notice_id = uuid.uuid4()
     ids = {str(notice_id)}
-    harness.consumer.on("notice.updated", topic=NOTICES, group_id=unique("roundtrip"))(record_effect(ids))
+    harness.consumer.on("notice.updated", topic=NOTICES, group_id=unique("roundtrip"))(
+        record_effect(ids)
+    )
     await harness.broker.connect()
     relay = harness.relay()
     await relay.start()
@@ -100,7 +113,9 @@ async def test_outbox_to_kafka_to_consumer_round_trip(harness: Harness, unique: 
 
     async with harness.sessions() as session, session.begin():
         sent = [
-            await enqueue(session, notice_updated(notice_id, v), source="aviso.test", correlation_id="corr-1")
+            await enqueue(
+                session, notice_updated(notice_id, v), source="aviso.test", correlation_id="corr-1"
+            )
             for v in (2, 3, 4)
         ]
 
@@ -116,7 +131,7 @@ async def test_outbox_to_kafka_to_consumer_round_trip(harness: Harness, unique: 
         until=lambda rs: len(rs) >= 3,
         key_filter=lambda k: k == str(notice_id).encode(),
     )
-    headers = dict((k, v.decode()) for k, v in records[0].headers)
+    headers = {k: v.decode() for k, v in records[0].headers}
     assert headers["ce_specversion"] == "1.0"
     assert headers["ce_type"] == "notice.updated"
     assert headers["ce_subject"] == str(notice_id)
@@ -140,7 +155,9 @@ async def test_relay_crash_between_publish_and_mark_sent_duplicates_on_topic_not
 ) -> None:
     notice_id = uuid.uuid4()
     ids = {str(notice_id)}
-    harness.consumer.on("notice.updated", topic=NOTICES, group_id=unique("crash"))(record_effect(ids))
+    harness.consumer.on("notice.updated", topic=NOTICES, group_id=unique("crash"))(
+        record_effect(ids)
+    )
     await harness.broker.connect()
     await harness.broker.start()
 
@@ -162,7 +179,9 @@ async def test_relay_crash_between_publish_and_mark_sent_duplicates_on_topic_not
         key_filter=lambda k: k == str(notice_id).encode(),
     )
     ce_ids = [dict(r.headers)["ce_id"].decode() for r in records]
-    assert ce_ids == [outgoing.message_id, outgoing.message_id], "the crash should yield a duplicate"
+    assert ce_ids == [outgoing.message_id, outgoing.message_id], (
+        "the crash should yield a duplicate"
+    )
 
     await wait_for(lambda: _count(harness, ids, 1), timeout=30)
     await _settle_consumers()

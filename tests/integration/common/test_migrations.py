@@ -29,7 +29,9 @@ async def test_upgrade_from_empty_creates_every_table_in_its_own_schema(
                 if is_postgres(engine):
                     schema = (await conn.execute(sa.text("SELECT current_schema()"))).scalar_one()
                     assert schema == component
-                version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
+                version = (
+                    await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+                ).scalar_one()
         finally:
             await engine.dispose()
         expected = {t.name for md in target_metadata(component) for t in md.sorted_tables}

@@ -55,19 +55,27 @@ async def test_sigterm_mid_stream_loses_nothing(
     engine = make_engine(settings, "intake")
     async with engine.begin() as conn:
         await conn.execute(
-            sa.text("CREATE TABLE test_effects (message_id VARCHAR(64), notice_id VARCHAR(64), version INTEGER)")
+            sa.text(
+                "CREATE TABLE test_effects "
+                "(message_id VARCHAR(64), notice_id VARCHAR(64), version INTEGER)"
+            )
         )
 
     async def effects() -> list[str]:
         async with engine.connect() as conn:
-            return [r[0] for r in await conn.execute(sa.text("SELECT message_id FROM test_effects"))]
+            return [
+                r[0] for r in await conn.execute(sa.text("SELECT message_id FROM test_effects"))
+            ]
 
     topic, group = unique("aviso.test.sigterm"), unique("sigterm")
     events = [new_event(notice_updated(uuid.uuid4(), 2), source="aviso.test") for _ in range(40)]
     await produce_raw(
         kafka_bootstrap,
         topic,
-        [(e.key.encode(), e.payload.encode(), [(k, v.encode()) for k, v in e.headers.items()]) for e in events],
+        [
+            (e.key.encode(), e.payload.encode(), [(k, v.encode()) for k, v in e.headers.items()])
+            for e in events
+        ],
     )
     env = dict(
         os.environ,

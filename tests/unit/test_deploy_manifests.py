@@ -45,7 +45,8 @@ def test_every_service_has_a_deployment_with_probes_resources_config_and_secrets
 def test_compose_file_is_valid() -> None:
     compose = ROOT / "deploy" / "compose.yaml"
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    has_compose = docker and subprocess.run([docker, "compose", "version"], capture_output=True)
+    if has_compose and has_compose.returncode == 0:
         result = subprocess.run(
             [docker, "compose", "-f", str(compose), "config", "-q"], capture_output=True, text=True
         )

@@ -32,8 +32,10 @@ tokens_app = typer.Typer(
     help="API tokens (stored hashed; the plaintext is shown once).", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter topic: inspect and replay.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
+app.add_typer(dlq_app, name="dlq")
 
 
 def _mount_service_commands() -> None:
@@ -181,6 +183,59 @@ def db_upgrade(
             typer.echo(f"{name}: at head")
 
     asyncio.run(run())
+
+
+# -- dead letters ------------------------------------------------------------------
+
+
+@dlq_app.command("list")
+def dlq_list(
+    group: Annotated[str | None, typer.Option(help="Only this consumer group's")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only those from this topic")] = None,
+) -> None:
+    """List dead letters: id, origin, consumer group, error and attempts (never payloads)."""
+    from services.common.dlq import read_dead_letters
+
+    letters = asyncio.run(read_dead_letters(get_settings(CommonSettings).kafka_bootstrap_servers))
+    shown = 0
+    for entry in letters:
+        letter = entry.letter
+        if (group and letter.consumer_group != group) or (topic and letter.original_topic != topic):
+            continue
+        shown += 1
+        typer.echo(
+            f"{letter.dead_letter_id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  "
+            f"{letter.original_topic}[{letter.original_partition}]@{letter.original_offset}  "
+            f"group={letter.consumer_group}  attempts={letter.attempts}  "
+            f"{letter.error_type}: {letter.error_message[:120]}"
+        )
+    typer.echo(f"{shown} dead letter(s)", err=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead letter ids to replay")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Replay every dead letter of this consumer group")
+    ] = None,
+) -> None:
+    """Republish dead letters' original records to their original topics."""
+    from services.common.dlq import read_dead_letters, replay
+
+    if not ids and not group:
+        raise typer.BadParameter("name dead letter ids, or --group to replay a group's letters")
+    bootstrap = get_settings(CommonSettings).kafka_bootstrap_servers
+    letters = [e.letter for e in asyncio.run(read_dead_letters(bootstrap))]
+    wanted = [
+        letter
+        for letter in letters
+        if (ids and str(letter.dead_letter_id) in ids) or (group and letter.consumer_group == group)
+    ]
+    missing = set(ids or ()) - {str(letter.dead_letter_id) for letter in wanted}
+    if missing:
+        raise typer.BadParameter(f"not on the DLQ: {', '.join(sorted(missing))}")
+    count = asyncio.run(replay(bootstrap, wanted))
+    typer.echo(f"replayed {count} dead letter(s) to their original topics")
 
 
 # -- the local stack ------------------------------------------------------------

@@ -291,3 +291,50 @@ async def test_poison_message_goes_to_dlq_after_k_attempts_and_partition_moves_o
 
 async def _has_version(harness: Harness, notice_id: uuid.UUID, version: int) -> bool:
     return any(e[2] == version for e in await harness.effects({str(notice_id)}))
+
+
+async def test_replayed_dead_letter_is_applied_once_the_cause_is_fixed(
+    harness: Harness, unique: Callable[[str], str]
+) -> None:
+    from services.common.dlq import read_dead_letters, replay
+
+    topic, group = unique("aviso.test.replay"), unique("replay")
+    notice_id = uuid.uuid4()
+    ids = {str(notice_id)}
+    broken = {"yes": True}
+    effect = record_effect(ids)
+
+    async def handler(envelope: Envelope[NoticeUpdated], session: AsyncSession) -> None:
+        if broken["yes"]:
+            raise RuntimeError("downstream not ready")
+        await effect(envelope, session)
+
+    harness.consumer.on("notice.updated", topic=topic, group_id=group)(handler)
+    event = new_event(notice_updated(notice_id, 2), source="aviso.test")
+    await produce_raw(
+        harness.settings.kafka_bootstrap_servers,
+        topic,
+        [
+            (
+                event.key.encode(),
+                event.payload.encode(),
+                [(k, v.encode()) for k, v in event.headers.items()],
+            )
+        ],
+    )
+    await harness.broker.start()
+    bootstrap = harness.settings.kafka_bootstrap_servers
+
+    async def letters() -> list[Any]:
+        return [
+            e.letter for e in await read_dead_letters(bootstrap) if e.letter.original_topic == topic
+        ]
+
+    await wait_for(letters, timeout=45)
+    assert await harness.effects(ids) == []
+
+    broken["yes"] = False
+    assert await replay(bootstrap, await letters()) == 1
+    await wait_for(lambda: _count(harness, ids, 1), timeout=45)
+    effects = await harness.effects(ids)
+    assert [e[0] for e in effects] == [event.message_id], "replayed with its original message id"

@@ -249,14 +249,16 @@ def _say(component: str, message: str) -> None:
     typer.echo(message)
 
 
-def _summarise(line: str) -> str:
-    """One readable line from a JSON log line (the full line stays in var/log/)."""
+def _summarise(line: str) -> str | None:
+    """One readable line from a JSON log line (the full line stays in var/log/); None hides it."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
         return line
     if not isinstance(record, dict):
         return line
+    if record.get("logger") in _QUIET_LOGGERS or "/internal/" in str(record.get("event", "")):
+        return None
     level = record.pop("level", "info")
     event = record.pop("event", "")
     for noise in ("ts", "timestamp", "service", "logger", "request_id"):
@@ -265,9 +267,15 @@ def _summarise(line: str) -> str:
     return f"{level:<7} {event} {fields}".rstrip()
 
 
+# Start-up chatter that is in the log files but would drown the story on the terminal.
+_QUIET_LOGGERS = {"alembic.runtime.migration", "uvicorn.access"}
+
+
 def _pump(service: str, stream: object) -> None:
     for raw in iter(stream.readline, ""):  # type: ignore[attr-defined]
-        _say(service, _summarise(raw.rstrip("\n")))
+        summary = _summarise(raw.rstrip("\n"))
+        if summary is not None:
+            _say(service, summary)
 
 
 def _wait_ready(urls: dict[str, str], timeout: float) -> list[str]:
@@ -295,6 +303,8 @@ def up(
     from deploy.local import stack
 
     settings = get_settings(CommonSettings)
+    # SIGTERM (a service manager, `timeout`, CI) stops the stack the same way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     var_dir = settings.var_dir
     log_dir = var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -351,6 +361,10 @@ def up(
                 child.kill()
         stack.stop_all(var_dir=var_dir)
         _say("stack", "stopped")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _fail(message: str) -> int:

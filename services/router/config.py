@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from services.common.settings import CommonSettings
@@ -13,3 +15,56 @@ class RouterSettings(CommonSettings):
     """Aviso router settings."""
 
     router_port: int = Field(default=8002, description="HTTP port of the router service.")
+    router_group_prefix: str = Field(
+        default="router",
+        min_length=1,
+        max_length=80,
+        description=(
+            "Prefix of the router's Kafka consumer groups (`<prefix>.notices` for alerting, "
+            "`<prefix>.adapters` for the channel adapters). Instances sharing a prefix share work."
+        ),
+    )
+    router_urgency_horizon_s: float = Field(
+        default=2 * 3600,
+        gt=0,
+        description="An operation starting within this many seconds (or under way) is high urgency.",
+    )
+    router_directory_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML directory loaded at start when set. It becomes the current directory only when "
+            "the file changed since it was last loaded, so edits made through PUT /v1/directory "
+            "survive restarts until the file itself changes."
+        ),
+    )
+    router_timer_poll_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=5,
+        description=(
+            "How often the escalation worker looks for timers set by other instances; it sleeps "
+            "until the nearest known deadline in between, so timers fire well within 1 s."
+        ),
+    )
+    router_timer_batch_size: int = Field(
+        default=50, ge=1, description="Due escalation timers one worker claims per round."
+    )
+    router_ack_link_ttl_s: float = Field(
+        default=12 * 3600,
+        gt=0,
+        description="Lifetime of the signed one-click acknowledgement link in each notification.",
+    )
+    router_intake_base_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description=(
+            "Base URL of intake put in notifications: the restricted detail is read there "
+            "(GET /v1/notices/{id} with a contact token), never sent over a channel."
+        ),
+    )
+    router_display_timezone: str = Field(
+        default="UTC",
+        description="IANA time zone in which notification text shows the operation window.",
+    )
+    router_metrics_refresh_s: float = Field(
+        default=5.0, gt=0, description="How often the open-alerts gauge is recounted."
+    )

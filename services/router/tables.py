@@ -1,9 +1,126 @@
-"""Tables owned by the router service (its own PostgreSQL schema, or var/router.db)."""
+"""Tables owned by the router service (its own PostgreSQL schema, or var/router.db).
+
+Column definitions are functions so the migration (`router_0002`) creates exactly these
+tables without importing live metadata (a migration must stay as it was written).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from typing import Any
 
-__all__ = ["metadata"]
+import sqlalchemy as sa
 
-metadata = MetaData()
+__all__ = [
+    "alert_deliveries",
+    "alert_timeline",
+    "alerts",
+    "alerts_columns",
+    "deliveries_columns",
+    "directory_versions",
+    "directory_versions_columns",
+    "metadata",
+    "timeline_columns",
+]
+
+metadata = sa.MetaData()
+
+# BIGINT on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY.
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_Time = sa.DateTime(timezone=True)
+
+
+def directory_versions_columns() -> list[Any]:
+    """Every directory ever in force; the highest version is the current one."""
+    return [
+        # Assigned as max + 1 by the writer: two concurrent writers collide on the key
+        # instead of both believing they wrote the current directory.
+        sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("document", sa.JSON, nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        # api | file | cli: a file is re-applied only when it changed since it was loaded.
+        sa.Column("source", sa.String(16), nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("created_at", _Time, nullable=False),
+    ]
+
+
+def alerts_columns() -> list[Any]:
+    """One alert per notice, with its frozen snapshot and its escalation timer."""
+    return [
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("notice_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("notice_version", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("state", sa.String(32), nullable=False),
+        sa.Column("urgency", sa.String(8), nullable=False),
+        # Releasable content only (summary, area, window, annotations): what messages say.
+        sa.Column("content", sa.JSON, nullable=False),
+        sa.Column("snapshot", sa.JSON, nullable=False),
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("repeat", sa.Integer, nullable=False),
+        sa.Column("escalation_count", sa.Integer, nullable=False),
+        # The durable timer: due when next_fire_at <= now. Fired only by whoever holds
+        # the row and still sees this active_escalation_id (a stale or duplicate run
+        # finds another id, or none, and does nothing).
+        sa.Column("next_fire_at", _Time, nullable=True),
+        sa.Column("active_escalation_id", sa.String(36), nullable=True),
+        sa.Column("correlation_id", sa.String(128), nullable=True),
+        sa.Column("triggered_at", _Time, nullable=False),
+        sa.Column("version_triggered_at", _Time, nullable=False),
+        sa.Column("acknowledged_version", sa.Integer, nullable=True),
+        sa.Column("acknowledged_by", sa.String(36), nullable=True),
+        sa.Column("acknowledged_at", _Time, nullable=True),
+        sa.Column("ack_method", sa.String(8), nullable=True),
+        sa.Column("exhausted_at", _Time, nullable=True),
+        sa.Column("expires_at", _Time, nullable=False),
+        sa.Column("resolved_at", _Time, nullable=True),
+        sa.Column("resolution", sa.String(32), nullable=True),
+        sa.Column("updated_at", _Time, nullable=False),
+    ]
+
+
+def timeline_columns() -> list[Any]:
+    """Append-only log of everything that happened to an alert."""
+    return [
+        sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+        sa.Column("alert_id", sa.String(36), nullable=False),
+        sa.Column("at", _Time, nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("notice_version", sa.Integer, nullable=False),
+        sa.Column("step", sa.Integer, nullable=True),
+        sa.Column("repeat", sa.Integer, nullable=True),
+        sa.Column("recipient_id", sa.String(36), nullable=True),
+        sa.Column("channel", sa.String(16), nullable=True),
+        sa.Column("method", sa.String(16), nullable=True),
+        sa.Column("delivery_id", sa.String(36), nullable=True),
+        sa.Column("detail", sa.JSON, nullable=True),
+    ]
+
+
+def deliveries_columns() -> list[Any]:
+    """One row per delivery id: the proof a message went out (or why it did not)."""
+    return [
+        # The primary key is the idempotency guard: a second sight of the same
+        # delivery finds the row and does not send again.
+        sa.Column("delivery_id", sa.String(36), primary_key=True),
+        sa.Column("alert_id", sa.String(36), nullable=False),
+        sa.Column("notice_version", sa.Integer, nullable=False),
+        sa.Column("purpose", sa.String(16), nullable=False),
+        sa.Column("recipient_id", sa.String(36), nullable=False),
+        sa.Column("channel", sa.String(16), nullable=False),
+        # delivered | failed | skipped
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("error", sa.String(200), nullable=True),
+        sa.Column("at", _Time, nullable=False),
+    ]
+
+
+directory_versions = sa.Table("directory_versions", metadata, *directory_versions_columns())
+alerts = sa.Table("alerts", metadata, *alerts_columns())
+sa.Index("ix_alerts_next_fire_at", alerts.c.next_fire_at)
+sa.Index("ix_alerts_state", alerts.c.state)
+alert_timeline = sa.Table("alert_timeline", metadata, *timeline_columns())
+sa.Index("ix_alert_timeline_alert_id", alert_timeline.c.alert_id, alert_timeline.c.id)
+alert_deliveries = sa.Table("alert_deliveries", metadata, *deliveries_columns())
+sa.Index("ix_alert_deliveries_alert_id", alert_deliveries.c.alert_id)

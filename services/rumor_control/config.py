@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from services.common.settings import CommonSettings
 
-__all__ = ["RumorControlSettings"]
+__all__ = ["PACKAGE_DIR", "RumorControlSettings"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class RumorControlSettings(CommonSettings):
@@ -14,4 +18,49 @@ class RumorControlSettings(CommonSettings):
 
     rumor_control_port: int = Field(
         default=8003, description="HTTP port of the rumor_control service."
+    )
+    rumor_department_file: Path | None = Field(
+        default=None,
+        description="Department configuration (policy statement, phone line, partners, "
+        "liaisons, radio desk). Unset: the bundled services/rumor_control/department.yaml.",
+    )
+    rumor_gazetteer_file: Path | None = Field(
+        default=None,
+        description="Gazetteer of the city's districts and neighbourhoods. Unset: the bundled "
+        "services/rumor_control/gazetteer.yaml.",
+    )
+    rumor_cluster_window_minutes: int = Field(
+        default=180,
+        ge=1,
+        description="Reports about the same place whose times lie within this many minutes of "
+        "a rumor's reports join that rumor.",
+    )
+    rumor_assessment_valid_minutes: int = Field(
+        default=240,
+        ge=1,
+        description="Default lifetime of a rumor assessment before it must be re-checked.",
+    )
+    rumor_notice_slack_minutes: int = Field(
+        default=120,
+        ge=0,
+        description="How far outside a notice's window a rumor may lie and still be suggested "
+        "as related to it.",
+    )
+    rumor_radio_words_per_minute: int = Field(
+        default=150, ge=60, le=300, description="Reading speed assumed for the radio script."
+    )
+    rumor_radio_max_seconds: int = Field(
+        default=120,
+        ge=10,
+        description="Longest radio script (per language) a bulletin may carry, at the WPM above.",
+    )
+    rumor_sms_max_segments: int = Field(
+        default=4, ge=1, le=10, description="Most SMS segments the short text may take."
+    )
+    rumor_receipt_link_ttl_days: int = Field(
+        default=30, ge=1, description="How long a liaison's receipt link stays valid."
+    )
+    rumor_group_prefix: str = Field(
+        default="",
+        description="Prefix of the Kafka consumer group ids (tests give each app its own).",
     )

@@ -143,6 +143,7 @@ class OutboxRelay:
         claim_ttl_s: float = 30.0,
         retry_delay_s: float = 1.0,
         relay_id: str | None = None,
+        wake_on_commit: bool = True,
     ) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -153,6 +154,8 @@ class OutboxRelay:
         self._claim_ttl = timedelta(seconds=claim_ttl_s)
         self._retry_delay = timedelta(seconds=retry_delay_s)
         self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
+        # Off only to measure the polling fallback (benchmarks/outbox_latency.py --no-wake).
+        self._wake_on_commit = wake_on_commit
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -163,8 +166,9 @@ class OutboxRelay:
 
     async def start(self) -> None:
         """Start relaying in the background (and listen for NOTIFY on PostgreSQL)."""
-        _wakers.add(self._wake)
-        if is_postgres(self._engine):
+        if self._wake_on_commit:
+            _wakers.add(self._wake)
+        if self._wake_on_commit and is_postgres(self._engine):
             await self._listen()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._component}")
         log.info("outbox.relay_started", relay_id=self.relay_id, component=self._component)

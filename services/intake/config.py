@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 
 from services.common.settings import CommonSettings
 
@@ -13,3 +16,73 @@ class IntakeSettings(CommonSettings):
     """Aviso intake settings."""
 
     intake_port: int = Field(default=8001, description="HTTP port of the intake service.")
+    intake_encryption_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "AES-256-GCM keys for restricted detail at rest, `id:<base64 of 32 bytes>` separated "
+            "by commas (e.g. `k1:...,k2:...`). Keep retired keys listed until no row uses them. "
+            "Unset, with no key file either: a development key is generated under var_dir."
+        ),
+    )
+    intake_encryption_key_file: Path | None = Field(
+        default=None,
+        description="File holding the same `id:<base64>` entries, one per line (# comments).",
+    )
+    intake_encryption_active_key_id: str | None = Field(
+        default=None,
+        description="Id of the key that encrypts new values; unset: the first key listed.",
+    )
+    intake_require_signature: bool = Field(
+        default=False,
+        description=(
+            "Refuse POSTs without a valid `Aviso-Signature`. Unset, a signature is checked "
+            "only when a request carries one."
+        ),
+    )
+    intake_signing_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description=(
+            "Secrets the field office's system signs requests with; list several while it "
+            "rotates. JSON list in the environment."
+        ),
+    )
+    intake_signature_tolerance_s: int = Field(
+        default=300, ge=1, description="Oldest accepted signature timestamp, in seconds."
+    )
+    intake_signature_future_skew_s: int = Field(
+        default=30, ge=0, description="How far in the future a signature timestamp may be."
+    )
+    intake_expiry_grace_s: float = Field(
+        default=2 * 3600.0,
+        ge=0,
+        description="A notice expires this long after the end of its operation window.",
+    )
+    intake_restricted_retention_s: float = Field(
+        default=30 * 86400.0,
+        ge=0,
+        description=(
+            "Restricted detail is purged this long after a notice was cancelled or expired; "
+            "the record and its audit trail remain."
+        ),
+    )
+    intake_idempotency_ttl_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="How long an Idempotency-Key of an update or cancel is remembered.",
+    )
+    intake_sweep_interval_s: float = Field(
+        default=60.0, gt=0, description="How often the expiry and purge sweeper runs."
+    )
+    intake_policy_file: Path | None = Field(
+        default=None,
+        description="Department policy annotations (TOML); unset: services/intake/policy.toml.",
+    )
+
+    @model_validator(mode="after")
+    def _signing_needs_secrets(self) -> Self:
+        # Requiring signatures with nothing to check them against would refuse every request.
+        if self.intake_require_signature and not self.intake_signing_secrets:
+            raise ValueError("AVISO_INTAKE_REQUIRE_SIGNATURE needs AVISO_INTAKE_SIGNING_SECRETS")
+        if any(not secret.get_secret_value() for secret in self.intake_signing_secrets):
+            raise ValueError("AVISO_INTAKE_SIGNING_SECRETS must not contain an empty secret")
+        return self

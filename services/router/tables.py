@@ -1,7 +1,7 @@
 """Tables owned by the router service (its own PostgreSQL schema, or var/router.db).
 
-Column definitions are functions so the migration (`router_0002`) creates exactly these
-tables without importing live metadata (a migration must stay as it was written).
+Migration `router_0002` creates these tables with the same columns written out (a
+migration must stay as it was written, whatever this module becomes).
 """
 
 from __future__ import annotations
@@ -10,17 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = [
-    "alert_deliveries",
-    "alert_timeline",
-    "alerts",
-    "alerts_columns",
-    "deliveries_columns",
-    "directory_versions",
-    "directory_versions_columns",
-    "metadata",
-    "timeline_columns",
-]
+__all__ = ["alert_deliveries", "alert_timeline", "alerts", "directory_versions", "metadata"]
 
 metadata = sa.MetaData()
 
@@ -29,7 +19,7 @@ _BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _Time = sa.DateTime(timezone=True)
 
 
-def directory_versions_columns() -> list[Any]:
+def _directory_versions_columns() -> list[sa.Column[Any]]:
     """Every directory ever in force; the highest version is the current one."""
     return [
         # Assigned as max + 1 by the writer: two concurrent writers collide on the key
@@ -44,11 +34,11 @@ def directory_versions_columns() -> list[Any]:
     ]
 
 
-def alerts_columns() -> list[Any]:
+def _alerts_columns() -> list[sa.Column[Any]]:
     """One alert per notice, with its frozen snapshot and its escalation timer."""
     return [
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("notice_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("notice_id", sa.String(36), nullable=False),
         sa.Column("notice_version", sa.Integer, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("state", sa.String(32), nullable=False),
@@ -79,7 +69,7 @@ def alerts_columns() -> list[Any]:
     ]
 
 
-def timeline_columns() -> list[Any]:
+def _timeline_columns() -> list[sa.Column[Any]]:
     """Append-only log of everything that happened to an alert."""
     return [
         sa.Column("id", _BigId, primary_key=True, autoincrement=True),
@@ -97,7 +87,7 @@ def timeline_columns() -> list[Any]:
     ]
 
 
-def deliveries_columns() -> list[Any]:
+def _deliveries_columns() -> list[sa.Column[Any]]:
     """One row per delivery id: the proof a message went out (or why it did not)."""
     return [
         # The primary key is the idempotency guard: a second sight of the same
@@ -116,11 +106,16 @@ def deliveries_columns() -> list[Any]:
     ]
 
 
-directory_versions = sa.Table("directory_versions", metadata, *directory_versions_columns())
-alerts = sa.Table("alerts", metadata, *alerts_columns())
+directory_versions = sa.Table("directory_versions", metadata, *_directory_versions_columns())
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    *_alerts_columns(),
+    sa.UniqueConstraint("notice_id", name="uq_alerts_notice_id"),
+)
 sa.Index("ix_alerts_next_fire_at", alerts.c.next_fire_at)
 sa.Index("ix_alerts_state", alerts.c.state)
-alert_timeline = sa.Table("alert_timeline", metadata, *timeline_columns())
+alert_timeline = sa.Table("alert_timeline", metadata, *_timeline_columns())
 sa.Index("ix_alert_timeline_alert_id", alert_timeline.c.alert_id, alert_timeline.c.id)
-alert_deliveries = sa.Table("alert_deliveries", metadata, *deliveries_columns())
+alert_deliveries = sa.Table("alert_deliveries", metadata, *_deliveries_columns())
 sa.Index("ix_alert_deliveries_alert_id", alert_deliveries.c.alert_id)

@@ -1,0 +1,461 @@
+"""Router's pure rules: the directory, who holds the SPOC role, escalation steps and urgency.
+
+Nothing here does I/O, so every rule unit-tests without a broker or a database.
+
+Escalation, as data: a policy is an ordered list of steps, each a target (the current
+SPOC or a named person) and a wait. Step 0 is notified when the alert opens; when a
+step's wait passes without an acknowledgement the next step is notified; after the last
+step the policy starts again from step 0 `repeat` more times; when the last wait of the
+last pass ends unacknowledged the alert is exhausted. The policy and the people it names
+are *frozen on the alert* (a snapshot) when it opens, so a directory edit made while an
+alert is open never changes who that alert reaches: the record of what was done stays
+true, as in Grafana OnCall's escalation snapshot.
+
+Alert states (`AlertState`)::
+
+    triggered -> delivered -> escalated* -> acknowledged -> resolved
+        \\______________________\\-> unacknowledged_exhausted -> acknowledged (late)
+    any open or acknowledged state -(notice.updated)-> triggered (new version, step 0)
+    any state -(notice.cancelled / window over)-> resolved
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from schemas.base import Status, is_drill
+
+__all__ = [
+    "ACKNOWLEDGEABLE_STATES",
+    "OPEN_STATES",
+    "AlertState",
+    "ChannelKind",
+    "Channels",
+    "Delegation",
+    "DirectoryDocument",
+    "DirectoryError",
+    "EscalationPolicy",
+    "EscalationPosition",
+    "EscalationStep",
+    "FrozenPolicy",
+    "FrozenRecipient",
+    "FrozenStep",
+    "Person",
+    "Snapshot",
+    "SpocDesignation",
+    "StepOutcome",
+    "alert_id_for",
+    "delivery_id_for",
+    "directory_digest",
+    "drill_prefix",
+    "first_position",
+    "holder_of_spoc",
+    "next_step",
+    "parse_directory",
+    "snapshot_directory",
+    "urgency_for",
+    "validate_directory",
+    "window_over",
+]
+
+AlertState = Literal[
+    "triggered",
+    "delivered",
+    "escalated",
+    "acknowledged",
+    "unacknowledged_exhausted",
+    "resolved",
+]
+# Escalation timers run only in these states.
+OPEN_STATES: frozenset[str] = frozenset({"triggered", "delivered", "escalated"})
+# A late acknowledgement of an exhausted alert is still worth recording.
+ACKNOWLEDGEABLE_STATES: frozenset[str] = OPEN_STATES | {"unacknowledged_exhausted"}
+
+ChannelKind = Literal["webhook", "email"]
+
+# Deterministic ids: the same notice always opens the same alert id, and the same
+# delivery (alert, version, recipient, channel, purpose, step, pass) always has the
+# same delivery id, so a redelivered request is recognisably the same delivery.
+_ID_NAMESPACE = uuid.UUID("6f1c7d3e-2a8b-5c4d-9e0f-a1b2c3d4e5f6")
+
+_EMAIL = re.compile(r"^[^@\s<>,;:\"]+@[^@\s<>,;:\"]+\.[^@\s<>,;:\"]+$")
+_WEBHOOK = re.compile(r"^https?://[^\s/?#]+(?:[/?#][^\s]*)?$")
+
+MAX_WAIT_S = 24 * 3600
+MAX_REPEAT = 10
+MAX_STEPS = 20
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- the directory, as written by an admin ---------------------------------------------
+
+
+class Channels(_Model):
+    """Where a person can be reached. `phone` is shown to people, not dialled by Aviso."""
+
+    webhook_url: Annotated[str, Field(max_length=2000)] | None = Field(
+        default=None, description="HTTPS endpoint (e.g. a phone push gateway); signed requests."
+    )
+    email: Annotated[str, Field(max_length=320)] | None = None
+    phone: Annotated[str, Field(max_length=40)] | None = Field(
+        default=None, description="For humans reading the directory; Aviso does not call it."
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not _WEBHOOK.match(value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("is not an e-mail address")
+        return value
+
+    def kinds(self) -> tuple[ChannelKind, ...]:
+        """The channels Aviso can deliver on, in delivery order."""
+        kinds: list[ChannelKind] = []
+        if self.webhook_url:
+            kinds.append("webhook")
+        if self.email:
+            kinds.append("email")
+        return tuple(kinds)
+
+    def address(self, kind: ChannelKind) -> str | None:
+        """The address of one channel kind."""
+        return self.webhook_url if kind == "webhook" else self.email
+
+
+class Person(_Model):
+    """Someone the router may notify (the SPOC, a deputy, a backup)."""
+
+    id: uuid.UUID
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    role: Annotated[str, Field(max_length=200)] = ""
+    channels: Channels = Channels()
+    language: Literal["en", "es"] = "en"
+
+
+class Delegation(_Model):
+    """While [starts_at, ends_at) lasts, `deputy_id` holds the SPOC role (leave, travel)."""
+
+    deputy_id: uuid.UUID
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+class SpocDesignation(_Model):
+    """The single point of contact and the windows in which a deputy stands in."""
+
+    person_id: uuid.UUID
+    delegations: tuple[Delegation, ...] = ()
+
+
+class EscalationStep(_Model):
+    """Notify `target`, then wait `wait_s` for an acknowledgement before the next step."""
+
+    target: Literal["spoc", "person"] = Field(
+        description="spoc: whoever holds the SPOC role when the alert opens; person: person_id."
+    )
+    person_id: uuid.UUID | None = None
+    wait_s: float = Field(gt=0, le=MAX_WAIT_S, description="Seconds to wait after notifying.")
+
+
+class EscalationPolicy(_Model):
+    """Ordered steps, passed through `1 + repeat` times before the alert is exhausted."""
+
+    steps: tuple[EscalationStep, ...] = Field(min_length=1, max_length=MAX_STEPS)
+    repeat: int = Field(default=0, ge=0, le=MAX_REPEAT, description="Extra passes.")
+
+
+class DirectoryDocument(_Model):
+    """Everything an admin writes with PUT /v1/directory (or loads from YAML)."""
+
+    people: tuple[Person, ...] = Field(min_length=1)
+    spoc: SpocDesignation
+    policy: EscalationPolicy
+
+
+@dataclass(frozen=True)
+class DirectoryError:
+    """One reason a directory is refused, with the JSON path of what is wrong."""
+
+    path: str
+    message: str
+
+
+def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
+    """Every rule the schema alone cannot express; an empty list means valid."""
+    errors: list[DirectoryError] = []
+    people: dict[uuid.UUID, Person] = {}
+    for index, person in enumerate(document.people):
+        if person.id in people:
+            errors.append(DirectoryError(f"people[{index}].id", "duplicate person id"))
+        people[person.id] = person
+
+    def reachable(person_id: uuid.UUID) -> bool:
+        person = people.get(person_id)
+        return person is not None and bool(person.channels.kinds())
+
+    spoc = document.spoc
+    if spoc.person_id not in people:
+        errors.append(DirectoryError("spoc.person_id", "names no person in the directory"))
+    elif not reachable(spoc.person_id):
+        errors.append(DirectoryError("spoc.person_id", "the SPOC has no webhook or e-mail"))
+    windows = sorted(enumerate(spoc.delegations), key=lambda item: item[1].starts_at)
+    for index, delegation in windows:
+        path = f"spoc.delegations[{index}]"
+        if delegation.ends_at <= delegation.starts_at:
+            errors.append(DirectoryError(f"{path}.ends_at", "must be after starts_at"))
+        if delegation.deputy_id == spoc.person_id:
+            errors.append(DirectoryError(f"{path}.deputy_id", "the SPOC cannot deputise for self"))
+        elif delegation.deputy_id not in people:
+            errors.append(DirectoryError(f"{path}.deputy_id", "names no person in the directory"))
+        elif not reachable(delegation.deputy_id):
+            errors.append(DirectoryError(f"{path}.deputy_id", "the deputy has no webhook or e-mail"))
+    # Overlapping windows would make "who is the SPOC now" ambiguous.
+    for (index_a, a), (index_b, b) in zip(windows, windows[1:], strict=False):
+        if b.starts_at < a.ends_at:
+            errors.append(
+                DirectoryError(
+                    f"spoc.delegations[{index_b}]",
+                    f"overlaps spoc.delegations[{index_a}]; windows must not overlap",
+                )
+            )
+
+    for index, step in enumerate(document.policy.steps):
+        path = f"policy.steps[{index}]"
+        if step.target == "spoc":
+            if step.person_id is not None:
+                errors.append(DirectoryError(f"{path}.person_id", "a spoc step names no person"))
+            continue
+        if step.person_id is None:
+            errors.append(DirectoryError(f"{path}.person_id", "a person step needs person_id"))
+        elif step.person_id not in people:
+            errors.append(DirectoryError(f"{path}.person_id", "names no person in the directory"))
+        elif not reachable(step.person_id):
+            # A step nobody can receive silently burns its wait while the operation nears.
+            errors.append(DirectoryError(f"{path}.person_id", "this person has no webhook or e-mail"))
+    if not errors and not any(
+        reachable(_target_of(step, spoc.person_id)) for step in document.policy.steps
+    ):
+        errors.append(DirectoryError("policy", "no step reaches anybody"))
+    return errors
+
+
+def _target_of(step: EscalationStep, spoc_holder: uuid.UUID) -> uuid.UUID:
+    if step.target == "spoc":
+        return spoc_holder
+    assert step.person_id is not None
+    return step.person_id
+
+
+def directory_digest(document: DirectoryDocument) -> str:
+    """A stable hash of the document's content (to tell whether a file changed)."""
+    canonical = json.dumps(document.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# --- delegation ----------------------------------------------------------------
+
+
+def holder_of_spoc(spoc: SpocDesignation, at: datetime) -> tuple[uuid.UUID, bool]:
+    """Who holds the SPOC role at `at`, and whether through a delegation window."""
+    for delegation in spoc.delegations:
+        # Half-open: at ends_at the SPOC is back, so hand-overs never overlap.
+        if delegation.starts_at <= at < delegation.ends_at:
+            return delegation.deputy_id, True
+    return spoc.person_id, False
+
+
+# --- the snapshot frozen on an alert ------------------------------------------------
+
+
+class FrozenRecipient(_Model):
+    """A person as the directory described them when the alert opened."""
+
+    person_id: uuid.UUID
+    channels: Channels
+    language: Literal["en", "es"] = "en"
+
+
+class FrozenStep(_Model):
+    """A policy step with its target resolved to one person."""
+
+    person_id: uuid.UUID
+    wait_s: float
+    via_spoc: bool = Field(description="Whether the step targeted the SPOC role.")
+
+
+class FrozenPolicy(_Model):
+    """The escalation policy in force when the alert opened."""
+
+    steps: tuple[FrozenStep, ...]
+    repeat: int
+
+
+class Snapshot(_Model):
+    """Who held the SPOC role and which policy applied, frozen when the alert opened."""
+
+    directory_version: int
+    taken_at: AwareDatetime
+    spoc_id: uuid.UUID = Field(description="Who held the SPOC role (the deputy when delegated).")
+    designated_spoc_id: uuid.UUID
+    delegated: bool
+    policy: FrozenPolicy
+    recipients: tuple[FrozenRecipient, ...]
+
+    def recipient(self, person_id: uuid.UUID) -> FrozenRecipient | None:
+        """The frozen entry of `person_id`, if the alert may reach them."""
+        return next((r for r in self.recipients if r.person_id == person_id), None)
+
+    def may_acknowledge(self, person_id: uuid.UUID) -> bool:
+        """Anyone the alert may reach may acknowledge it, and nobody else."""
+        return self.recipient(person_id) is not None
+
+    def target(self, step: int) -> uuid.UUID:
+        """The person step `step` notifies."""
+        return self.policy.steps[step].person_id
+
+    def wait(self, step: int) -> timedelta:
+        """How long step `step` waits for an acknowledgement."""
+        return timedelta(seconds=self.policy.steps[step].wait_s)
+
+
+def snapshot_directory(document: DirectoryDocument, *, version: int, at: datetime) -> Snapshot:
+    """Freeze the SPOC holder at `at`, the policy with every target resolved, and addresses."""
+    holder, delegated = holder_of_spoc(document.spoc, at)
+    people = {person.id: person for person in document.people}
+    steps = tuple(
+        FrozenStep(
+            person_id=_target_of(step, holder), wait_s=step.wait_s, via_spoc=step.target == "spoc"
+        )
+        for step in document.policy.steps
+    )
+    recipient_ids = list(dict.fromkeys([holder, *(step.person_id for step in steps)]))
+    recipients = tuple(
+        FrozenRecipient(
+            person_id=pid, channels=people[pid].channels, language=people[pid].language
+        )
+        for pid in recipient_ids
+        if pid in people
+    )
+    return Snapshot(
+        directory_version=version,
+        taken_at=at,
+        spoc_id=holder,
+        designated_spoc_id=document.spoc.person_id,
+        delegated=delegated,
+        policy=FrozenPolicy(steps=steps, repeat=document.policy.repeat),
+        recipients=recipients,
+    )
+
+
+# --- escalation ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class EscalationPosition:
+    """Where an alert stands in its frozen policy: a pass (`repeat`) and a step in it."""
+
+    repeat: int
+    step: int
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What firing a timer does: notify the next position, or declare the policy exhausted."""
+
+    position: EscalationPosition | None
+    next_fire_at: datetime | None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.position is None
+
+
+def first_position(snapshot: Snapshot, *, at: datetime) -> StepOutcome:
+    """Step 0 of pass 0, notified now; its wait starts now."""
+    return StepOutcome(EscalationPosition(0, 0), at + snapshot.wait(0))
+
+
+def next_step(snapshot: Snapshot, current: EscalationPosition, *, fired_at: datetime) -> StepOutcome:
+    """The step after `current` once its wait ran out at `fired_at`.
+
+    The next wait counts from when the timer really fired, not from the deadline: after
+    an outage each person still gets their full wait to answer instead of a burst of
+    catch-up notifications that exhausts the policy in seconds.
+    """
+    steps = len(snapshot.policy.steps)
+    if current.step + 1 < steps:
+        position = EscalationPosition(current.repeat, current.step + 1)
+    elif current.repeat < snapshot.policy.repeat:
+        position = EscalationPosition(current.repeat + 1, 0)
+    else:
+        return StepOutcome(None, None)
+    return StepOutcome(position, fired_at + snapshot.wait(position.step))
+
+
+# --- urgency, drills, expiry ---------------------------------------------------------------
+
+
+def urgency_for(
+    *, window_start: datetime, window_end: datetime, now: datetime, horizon: timedelta
+) -> Literal["high", "normal"]:
+    """High when the operation starts within `horizon` or is already under way."""
+    if window_end <= now:
+        return "normal"  # over: nothing left to act on (the alert resolves)
+    return "high" if window_start - now <= horizon else "normal"
+
+
+def window_over(window_end: datetime, now: datetime) -> bool:
+    """A notice whose window has ended needs no alert (e.g. replayed history)."""
+    return window_end <= now
+
+
+def drill_prefix(status: Status) -> str:
+    """`DRILL` in front of everything a drill sends."""
+    return "DRILL " if is_drill(status) else ""
+
+
+# --- ids ------------------------------------------------------------------------
+
+
+def alert_id_for(notice_id: uuid.UUID) -> uuid.UUID:
+    """One notice, one alert: its id is derived from the notice id."""
+    return uuid.uuid5(_ID_NAMESPACE, f"alert:{notice_id}")
+
+
+def delivery_id_for(
+    *,
+    alert_id: uuid.UUID,
+    notice_version: int,
+    recipient_id: uuid.UUID,
+    channel: str,
+    purpose: str,
+    position: EscalationPosition | None,
+) -> uuid.UUID:
+    """The idempotency key of one message to one person on one channel."""
+    where = "-" if position is None else f"{position.repeat}.{position.step}"
+    name = f"delivery:{alert_id}:{notice_version}:{recipient_id}:{channel}:{purpose}:{where}"
+    return uuid.uuid5(_ID_NAMESPACE, name)
+
+
+def parse_directory(data: Any) -> DirectoryDocument:
+    """Validate raw data (parsed YAML or JSON) as a directory document (schema only)."""
+    return DirectoryDocument.model_validate(data)

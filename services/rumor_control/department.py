@@ -1,0 +1,141 @@
+"""The department's configuration: its voice in bulletins and the recipients of bulletins.
+
+Read once at start-up from YAML (see department.yaml). Pydantic validates it so a typo in
+a liaison's language or a missing Spanish policy statement stops the service at start, not
+when the first bulletin is drafted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.base import Language
+
+__all__ = [
+    "Bilingual",
+    "Department",
+    "DepartmentConfig",
+    "Liaison",
+    "Partner",
+    "RadioDesk",
+    "Recipient",
+    "load_department",
+]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bilingual(_Config):
+    """A text in English and in Spanish."""
+
+    en: str = Field(min_length=1)
+    es: str = Field(min_length=1)
+
+    def __call__(self, language: Language) -> str:
+        """The text in `language`."""
+        return self.en if language == "en" else self.es
+
+
+class Department(_Config):
+    """Who publishes."""
+
+    name: Bilingual
+    short_name: Bilingual
+    cap_sender: str = Field(min_length=1, pattern=r"^[^\s,<&]+$")
+    web: str = Field(min_length=1)
+    timezone: str = "America/Chicago"
+
+
+class Partner(_Config):
+    """A partner organisation named in every bulletin."""
+
+    id: str
+    name: Bilingual
+
+
+class Recipient(_Config):
+    """Someone bulletins are delivered to, by webhook and/or e-mail."""
+
+    id: UUID
+    name: str
+    language: Language = "es"
+    webhook_url: str | None = None
+    email: str | None = None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Recipient:
+        if not self.webhook_url and not self.email:
+            raise ValueError(f"{self.name}: give a webhook_url, an email or both")
+        return self
+
+    def channels(self) -> tuple[Literal["webhook", "email"], ...]:
+        """The channels configured for this recipient."""
+        found: list[Literal["webhook", "email"]] = []
+        if self.webhook_url:
+            found.append("webhook")
+        if self.email:
+            found.append("email")
+        return tuple(found)
+
+
+class Liaison(Recipient):
+    """A community leader or organisation that relays bulletins."""
+
+
+class RadioDesk(Recipient):
+    """The Spanish-language station's newsroom (always receives Spanish first)."""
+
+
+class DepartmentConfig(_Config):
+    """The whole department.yaml."""
+
+    department: Department
+    policy_statement: Bilingual
+    phone_line: str = Field(min_length=7)
+    public_phones: tuple[str, ...] = ()
+    partners: tuple[Partner, ...] = Field(min_length=1)
+    liaisons: tuple[Liaison, ...] = ()
+    radio_desk: RadioDesk | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DepartmentConfig:
+        ZoneInfo(self.department.timezone)  # fails fast on an unknown zone
+        ids = [r.id for r in self.recipients()]
+        if len(ids) != len(set(ids)):
+            raise ValueError("liaison and radio desk ids must be unique")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The department's local time zone (times in bulletins are local)."""
+        return ZoneInfo(self.department.timezone)
+
+    def recipients(self) -> tuple[Recipient, ...]:
+        """Every liaison and the radio desk."""
+        radio: tuple[Recipient, ...] = (self.radio_desk,) if self.radio_desk else ()
+        return (*self.liaisons, *radio)
+
+    def recipient(self, recipient_id: UUID) -> Recipient | None:
+        """The liaison or radio desk with this id."""
+        for recipient in self.recipients():
+            if recipient.id == recipient_id:
+                return recipient
+        return None
+
+    def allowed_phones(self) -> tuple[str, ...]:
+        """Numbers a bulletin may print: the phone line and the other public numbers."""
+        return (self.phone_line, *self.public_phones)
+
+
+def load_department(path: Path) -> DepartmentConfig:
+    """Read and validate a department YAML file."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return DepartmentConfig.model_validate(data)

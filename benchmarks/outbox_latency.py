@@ -84,7 +84,8 @@ async def run(
     q = statistics.quantiles(ms, n=100)
     backend = "postgresql" if database_url else "sqlite"
     print(
-        f"outbox latency ({backend}, wake-on-commit={'on' if wake else 'off'}, {events} events at {rate}/s)"
+        f"outbox latency ({backend}, wake-on-commit={'on' if wake else 'off'}, "
+        f"{events} events at {rate}/s)"
     )
     print(
         f"  p50 {q[49]:7.1f} ms   p95 {q[94]:7.1f} ms   p99 {q[98]:7.1f} ms   max {ms[-1]:7.1f} ms"

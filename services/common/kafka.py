@@ -43,7 +43,14 @@ from services.common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_PROCESSED
 from services.common.outbox import OutboxRow
 from services.common.settings import CommonSettings
 
-__all__ = ["EventConsumer", "Handler", "make_broker", "outbox_publisher", "ping_broker"]
+__all__ = [
+    "EventConsumer",
+    "Handler",
+    "database_unreachable",
+    "make_broker",
+    "outbox_publisher",
+    "ping_broker",
+]
 
 log = get_logger(__name__)
 
@@ -84,6 +91,42 @@ async def ping_broker(broker: KafkaBroker, *, timeout: float = 3.0) -> bool:
         return bool(await broker.ping(timeout=timeout))
     except Exception:  # a readiness probe reports, it does not raise
         return False
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when `exc` means the database could not be reached (not a bug in the handler).
+
+    Follows explicit causes and unsuppressed contexts only, so an error that a sender
+    re-raised `from None` (a webhook or SMTP failure) is judged as itself.
+    """
+    import sqlalchemy.exc
+
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sqlalchemy.exc.OperationalError):
+            orig = current.orig
+            if orig is not None and type(orig).__module__.startswith(("sqlite3", "aiosqlite")):
+                # On SQLite this class also means "no such table": only a lock or a
+                # file that cannot be opened is an outage.
+                text = str(orig).lower()
+                return "locked" in text or "unable to open" in text
+            return True
+        if isinstance(current, sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError):
+            return True
+        if isinstance(current, ConnectionError | TimeoutError) or type(current).__name__ in (
+            "CannotConnectNowError",
+            "ConnectionDoesNotExistError",
+            "ConnectionFailureError",
+        ):
+            return True
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return False
 
 
 async def _raw_body(message: StreamMessage[Any]) -> bytes:
@@ -186,7 +229,10 @@ class EventConsumer:
         message: KafkaMessage,
         headers: dict[str, str],
     ) -> None:
-        for attempt in range(1, self._max_attempts + 1):
+        attempt = 0
+        outage_delay = self._backoff_s
+        while True:
+            attempt += 1
             try:
                 async with self._sessions() as session, session.begin():
                     first_time = await claim_message(
@@ -205,6 +251,19 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if database_unreachable(exc):
+                    # An outage is not this message's fault: wait it out without spending
+                    # attempts, holding the partition (the offset stays uncommitted), so
+                    # nothing lands in the DLQ because PostgreSQL restarted.
+                    attempt -= 1
+                    outage_delay = min(max(outage_delay * 2, 0.1), 5.0)
+                    log.warning(
+                        "consumer.database_unreachable",
+                        retry_in_s=outage_delay,
+                        error_type=type(exc).__name__,
+                    )
+                    await asyncio.sleep(outage_delay)
+                    continue
                 if attempt >= self._max_attempts:
                     await self._dead_letter(subscription, message, headers, exc, attempts=attempt)
                     return

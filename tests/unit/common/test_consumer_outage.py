@@ -1,0 +1,48 @@
+"""A consumer waits out a database outage but dead-letters a message that is itself at fault."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import sqlalchemy.exc
+
+from services.common.delivery import DeliveryError
+from services.common.kafka import database_unreachable
+
+
+def _sqlite_error(message: str) -> sqlalchemy.exc.OperationalError:
+    return sqlalchemy.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
+
+
+def test_connection_refused_is_an_outage() -> None:
+    assert database_unreachable(ConnectionRefusedError(111, "Connect call failed"))
+
+
+def test_wrapped_connection_error_is_an_outage() -> None:
+    try:
+        try:
+            raise ConnectionResetError("server closed the connection")
+        except ConnectionResetError as inner:
+            raise RuntimeError("query failed") from inner
+    except RuntimeError as outer:
+        assert database_unreachable(outer)
+
+
+def test_sqlite_lock_is_an_outage_but_a_missing_table_is_not() -> None:
+    assert database_unreachable(_sqlite_error("database is locked"))
+    assert not database_unreachable(_sqlite_error("no such table: alerts"))
+
+
+def test_delivery_failure_raised_from_none_is_not_a_database_outage() -> None:
+    try:
+        try:
+            raise ConnectionRefusedError(111, "smtp relay down")
+        except ConnectionRefusedError:
+            raise DeliveryError("smtp failed: ConnectionRefusedError") from None
+    except DeliveryError as exc:
+        assert not database_unreachable(exc)
+
+
+def test_a_bug_is_not_an_outage() -> None:
+    assert not database_unreachable(ValueError("cannot apply this notice"))
+    assert not database_unreachable(KeyError("recipient"))

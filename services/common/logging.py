@@ -383,6 +383,7 @@ _ROUTED_LOGGERS = (
     "sqlalchemy.engine.Engine",
     "sqlalchemy.pool",
     "alembic",
+    "aiosqlite",
     "asyncio",
 )
 
@@ -481,6 +482,8 @@ def configure_logging(
     # prints SQL with bound parameters. Access lines stay at INFO on purpose.
     logging.getLogger("aiokafka").setLevel(max(numeric_level, logging.WARNING))
     logging.getLogger("sqlalchemy").setLevel(max(numeric_level, logging.WARNING))
+    # aiosqlite logs every statement with its parameters at DEBUG: never let that through.
+    logging.getLogger("aiosqlite").setLevel(max(numeric_level, logging.WARNING))
     logging.getLogger("uvicorn.access").setLevel(logging.INFO)
 
     _state.service = service

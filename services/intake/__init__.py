@@ -1,1 +1,4 @@
-"""Aviso intake: Records field-office notices of federal immigration operations: durable, validated, idempotent, versioned; restricted details encrypted at rest."""
+"""Aviso intake: records field-office notices of federal immigration operations.
+
+Durable, validated, idempotent and versioned; restricted details encrypted at rest.
+"""

@@ -68,7 +68,7 @@ class IntakeSettings(CommonSettings):
     intake_idempotency_ttl_s: float = Field(
         default=7 * 86400.0,
         gt=0,
-        description="How long an Idempotency-Key of an update or cancel is remembered.",
+        description="How long an Idempotency-Key is remembered (a reference is unique for good).",
     )
     intake_sweep_interval_s: float = Field(
         default=60.0, gt=0, description="How often the expiry and purge sweeper runs."

@@ -1,0 +1,373 @@
+"""Pure rules of a field-office notice: lifecycle, versions, access, digests, fingerprints.
+
+Nothing here does I/O, so every rule unit-tests without a database or a broker.
+
+Lifecycle (CAP msgType in brackets)::
+
+    received [Alert, v1] -> updated [Update, v2..n]* -> cancelled [Cancel] | expired
+
+`cancelled` and `expired` are terminal. Restricted detail of a terminal notice is
+purged once the retention period has passed; the record and its audit trail stay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+from uuid import UUID
+
+from schemas.base import MsgType, version_ref
+from schemas.fingerprints import STOPWORDS, fingerprint, fingerprint_term, tokens
+from services.common.auth import Role
+
+__all__ = [
+    "TERMINAL_STATES",
+    "Access",
+    "CancelOutcome",
+    "IntakeConflict",
+    "IntakeNotFound",
+    "NoticeState",
+    "Operation",
+    "RestrictedDetail",
+    "RevisionOutcome",
+    "SignatureReplayed",
+    "StoredIdempotencyKey",
+    "access_for",
+    "cancel_outcome",
+    "canonical_json",
+    "check_idempotency_key",
+    "content_digest",
+    "expiry_due",
+    "fingerprint_key_id",
+    "free_text_fingerprints",
+    "msg_type_for",
+    "purge_due",
+    "references_for",
+    "restricted_fingerprints",
+    "revision_outcome",
+    "sensitive_values",
+    "source_key",
+]
+
+NoticeState = Literal["received", "updated", "cancelled", "expired"]
+TERMINAL_STATES: frozenset[str] = frozenset({"cancelled", "expired"})
+Operation = Literal["create", "update", "cancel"]
+
+
+# --- errors -------------------------------------------------------------------
+
+
+class IntakeNotFound(Exception):
+    """The notice does not exist, or the caller may not know that it does."""
+
+
+class IntakeConflict(Exception):
+    """The request conflicts with what is recorded; `code` is a stable problem slug."""
+
+    def __init__(self, code: str, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.extensions = extensions
+
+
+class SignatureReplayed(Exception):
+    """A signed request was already accepted once: what was signed may be used only once."""
+
+
+# --- access -------------------------------------------------------------------
+
+
+class Access(StrEnum):
+    """How much of a notice a caller may see."""
+
+    RESTRICTED = "restricted"  # releasable fields, source and restricted detail (audited)
+    METADATA = "metadata"  # releasable fields only; restricted fields absent
+
+
+def access_for(role: Role) -> Access:
+    """Only the SPOC and backups (contact) read restricted detail; everyone else metadata."""
+    return Access.RESTRICTED if role is Role.CONTACT else Access.METADATA
+
+
+# --- keyed digests -------------------------------------------------------------
+# All use the shared fingerprint key with a distinct prefix, so a digest made for one
+# purpose can never equal one made for another (or a term fingerprint on a topic).
+
+
+def _keyed(key: bytes, purpose: bytes, message: bytes) -> str:
+    return hmac.new(key, purpose + message, hashlib.sha256).hexdigest()
+
+
+def source_key(key: bytes, field_office_id: str) -> str:
+    """The keyed hash that stands for a field office in the database (ownership, uniqueness)."""
+    return _keyed(key, b"aviso-intake-source-v1.", field_office_id.encode("utf-8"))
+
+
+def canonical_json(value: Any) -> bytes:
+    """One byte string per JSON value, whatever order its keys arrived in."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_digest(key: bytes, content: Mapping[str, Any]) -> str:
+    """Keyed digest of submitted content: equal content, equal digest; reveals nothing."""
+    # Keyed rather than a plain hash: restricted content has little entropy (a name, an
+    # address) and a plain hash stored beside it could be confirmed by guessing.
+    return _keyed(key, b"aviso-intake-content-v1.", canonical_json(content))
+
+
+def fingerprint_key_id(key: bytes) -> str:
+    """A stable id of the fingerprint key, derived from it so producer and consumer agree."""
+    return "fp-" + hashlib.sha256(b"aviso-fingerprint-key-id." + key).hexdigest()[:12]
+
+
+# --- restricted detail ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestrictedDetail:
+    """Everything about a notice that identifies a person, place, vehicle or its source.
+
+    Held in plaintext only in memory while a request handles it; stored sealed.
+    """
+
+    field_office_id: str
+    field_office_name: str
+    agent_name: str
+    recorded_by: str
+    agent_phone: str | None = None
+    agent_email: str | None = None
+    names: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()
+    vehicles: tuple[str, ...] = ()
+    exact_locations: tuple[str, ...] = ()
+    free_text: str | None = None
+
+    def to_json(self) -> bytes:
+        """Serialise for sealing."""
+        return canonical_json(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> RestrictedDetail:
+        """Rebuild from `to_json` output."""
+        data = json.loads(raw)
+        for name in ("names", "addresses", "vehicles", "exact_locations"):
+            data[name] = tuple(data.get(name) or ())
+        return cls(**data)
+
+    def values(self) -> list[str]:
+        """Every restricted string, for log scrubbing while the request handles them."""
+        single = [
+            self.field_office_id,
+            self.field_office_name,
+            self.agent_name,
+            self.recorded_by,
+            self.agent_phone,
+            self.agent_email,
+            self.free_text,
+        ]
+        return [v for v in (*single, *self.terms()) if v]
+
+    def terms(self) -> tuple[str, ...]:
+        """The listed terms: names, addresses, vehicles and exact locations."""
+        return (*self.names, *self.addresses, *self.vehicles, *self.exact_locations)
+
+    def matter(self) -> dict[str, Any]:
+        """What the field office said (not who recorded it): compared to detect a change."""
+        data = asdict(self)
+        data.pop("recorded_by")
+        return data
+
+
+def _is_weak(word: str) -> bool:
+    # Mirrors schemas.fingerprints: a word too common to identify anything by itself.
+    return len(word) < 3 or word.isdigit() or word in STOPWORDS
+
+
+def free_text_fingerprints(key: bytes, text: str) -> set[str]:
+    """Fingerprints of the 2-3 word phrases of free text that hold two identifying words.
+
+    Free text is prose, not a term: fingerprinting its single words would block every
+    bulletin that says "operation" or "morning". A phrase with two strong words ("red
+    pickup", "behind the church") is what a leak of the agent's words looks like, and
+    rumor_control's `find_leaks` checks every 1-3 word run of a draft, so it matches.
+    """
+    words = tokens(text)
+    grams: set[str] = set()
+    for start in range(len(words)):
+        for size in (2, 3):
+            run = words[start : start + size]
+            if len(run) == size and sum(not _is_weak(word) for word in run) >= 2:
+                grams.add(" ".join(run))
+                grams.add("".join(run))
+    return {fingerprint(key, gram) for gram in grams}
+
+
+def restricted_fingerprints(key: bytes, detail: RestrictedDetail) -> tuple[str, ...]:
+    """Sorted fingerprints of every restricted term of a version (never the terms)."""
+    terms: list[str] = [*detail.terms(), detail.agent_name]
+    if detail.agent_phone:
+        terms.append(detail.agent_phone)
+    if detail.agent_email:
+        # The local part names the agent; the domain (e.g. ice.dhs.gov) names an agency
+        # every bulletin may mention.
+        terms.append(detail.agent_email.rsplit("@", 1)[0])
+    # Not fingerprinted: the field office's id and name (a public institution a bulletin
+    # may name) and who recorded the notice (department staff, not a target).
+    prints: set[str] = set()
+    for term in terms:
+        prints |= fingerprint_term(key, term)
+    if detail.free_text:
+        prints |= free_text_fingerprints(key, detail.free_text)
+    return tuple(sorted(prints))
+
+
+# --- versions and lifecycle -----------------------------------------------------
+
+
+def msg_type_for(version: int, *, cancel: bool = False) -> MsgType:
+    """CAP msgType of a version: the first is the Alert, later ones Update or Cancel."""
+    if cancel:
+        return "Cancel"
+    return "Alert" if version == 1 else "Update"
+
+
+def references_for(notice_id: UUID, version: int) -> tuple[str, ...]:
+    """CAP references of `version`: every earlier version of the notice, oldest first."""
+    return tuple(version_ref(notice_id, earlier) for earlier in range(1, version))
+
+
+def _check_open(state: str) -> None:
+    if state in TERMINAL_STATES:
+        raise IntakeConflict(
+            f"notice-{state}",
+            f"The notice is {state}; it can no longer change.",
+            state=state,
+        )
+
+
+def _check_version(current_version: int, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != current_version:
+        raise IntakeConflict(
+            "version-mismatch",
+            f"The notice is at version {current_version}, not {expected_version}.",
+            current_version=current_version,
+        )
+
+
+RevisionOutcome = Literal["revise", "unchanged"]
+
+
+def revision_outcome(
+    state: str,
+    *,
+    current_digest: str | None,
+    digest: str,
+    current_version: int,
+    expected_version: int | None,
+) -> RevisionOutcome:
+    """Record a new version, or recognise a retry of the content already current.
+
+    A retry of an update that went through finds its own content current; answering
+    it as done (rather than as a version mismatch) is what makes updates idempotent
+    without an Idempotency-Key.
+    """
+    _check_open(state)
+    if current_digest is not None and hmac.compare_digest(current_digest, digest):
+        return "unchanged"
+    _check_version(current_version, expected_version)
+    return "revise"
+
+
+CancelOutcome = Literal["cancel", "already_cancelled"]
+
+
+def cancel_outcome(
+    state: str,
+    *,
+    current_reason: str | None,
+    reason: str,
+    current_version: int,
+    expected_version: int | None,
+) -> CancelOutcome:
+    """Cancel now, or recognise a retry of the cancellation already recorded."""
+    if state == "cancelled":
+        if current_reason == reason:
+            return "already_cancelled"
+        raise IntakeConflict(
+            "notice-cancelled",
+            "The notice was already cancelled for another reason.",
+            state=state,
+            cancel_reason=current_reason,
+        )
+    _check_open(state)
+    _check_version(current_version, expected_version)
+    return "cancel"
+
+
+@dataclass(frozen=True)
+class StoredIdempotencyKey:
+    """What an Idempotency-Key was first used for."""
+
+    operation: str
+    notice_id: str
+    content_digest: str
+
+
+def check_idempotency_key(
+    stored: StoredIdempotencyKey | None,
+    *,
+    operation: Operation,
+    notice_id: str | None,
+    digest: str,
+) -> bool:
+    """True when the request repeats the one the key was used for; False for a new key.
+
+    Raises IntakeConflict when the key was used for a different request.
+    """
+    if stored is None:
+        return False
+    same = (
+        stored.operation == operation
+        and (notice_id is None or stored.notice_id == notice_id)
+        and hmac.compare_digest(stored.content_digest, digest)
+    )
+    if not same:
+        raise IntakeConflict(
+            "idempotency-key-reused",
+            "This Idempotency-Key was already used for a different request.",
+        )
+    return True
+
+
+def expiry_due(*, state: str, window_end: datetime, now: datetime, grace: timedelta) -> bool:
+    """Whether an open notice's window ended more than `grace` ago."""
+    return state not in TERMINAL_STATES and window_end + grace <= now
+
+
+def purge_due(
+    *,
+    state: str,
+    closed_at: datetime | None,
+    purged_at: datetime | None,
+    now: datetime,
+    retention: timedelta,
+) -> bool:
+    """Whether a closed notice's restricted detail has been kept as long as allowed."""
+    return (
+        state in TERMINAL_STATES
+        and closed_at is not None
+        and purged_at is None
+        and closed_at + retention <= now
+    )
+
+
+def sensitive_values(details: Iterable[RestrictedDetail]) -> list[str]:
+    """All restricted strings of several versions."""
+    return [value for detail in details for value in detail.values()]

@@ -1,0 +1,131 @@
+"""The hash-chained audit log and `aviso audit verify`, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from itertools import pairwise
+
+import pytest
+import sqlalchemy as sa
+import typer
+from typer.testing import CliRunner, Result
+
+from services.common import settings as common_settings
+from services.intake.audit import ChainReport, verify_chain
+from services.intake.cli import commands
+from tests.integration.intake.intake_support import Intake, notice_body, revision_body
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+
+async def _report(intake: Intake) -> ChainReport:
+    async with intake.context.sessions() as session:
+        return await verify_chain(session)
+
+
+async def _exercise(intake: Intake) -> str:
+    body = notice_body()
+    notice_id = (await intake.created(body))["id"]
+    url = f"/v1/notices/{notice_id}"
+    auth = intake.auth("field_office")
+    await intake.client.post(
+        f"{url}/update", json=revision_body(body, summary="Later."), headers=auth
+    )
+    await intake.client.get(url, headers=intake.auth("contact"))
+    await intake.client.get(url, headers=intake.auth("ops"))  # metadata: not audited
+    await intake.client.post(f"{url}/cancel", json={"reason": "superseded"}, headers=auth)
+    return str(notice_id)
+
+
+async def test_every_change_and_restricted_read_is_chained(intake: Intake) -> None:
+    notice_id = await _exercise(intake)
+    entries = sorted(await intake.rows("audit_log"), key=lambda row: row["seq"])
+    assert [e["action"] for e in entries] == [
+        "notice.created",
+        "notice.updated",
+        "notice.restricted_read",
+        "notice.cancelled",
+    ]
+    assert {e["notice_id"] for e in entries} == {notice_id}
+    assert [e["actor_role"] for e in entries] == [
+        "field_office",
+        "field_office",
+        "contact",
+        "field_office",
+    ]
+    for earlier, later in pairwise(entries):
+        assert later["prev_hash"] == earlier["entry_hash"]
+    report = await _report(intake)
+    assert report.intact
+    assert report.entries == 4
+    assert report.head_hash == entries[-1]["entry_hash"]
+
+
+async def test_verify_names_the_first_broken_link(intake: Intake) -> None:
+    await _exercise(intake)
+    await _exercise(intake)
+    engine = intake.app.state.runtime.engine
+
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE audit_log SET action = 'notice.read' WHERE seq = 3"))
+    report = await _report(intake)
+    assert (report.broken_at, report.entries) == (3, 2)
+    assert "altered" in (report.problem or "")
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE audit_log SET action = 'notice.restricted_read' WHERE seq = 3")
+        )
+        await conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 5"))
+    report = await _report(intake)
+    assert report.broken_at == 5
+    assert "missing" in (report.problem or "")
+
+
+async def test_verify_notices_entries_cut_off_the_end(intake: Intake) -> None:
+    await _exercise(intake)
+    async with intake.app.state.runtime.engine.begin() as conn:
+        await conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 4"))
+    report = await _report(intake)
+    assert report.broken_at == 4
+    assert report.entries == 3
+
+
+@pytest.fixture
+def cli_env(intake: Intake, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
+    """The `aviso audit` command reading this test's intake database."""
+    monkeypatch.setenv("AVISO_VAR_DIR", str(intake.settings.var_dir))
+    if intake.settings.database_url:
+        monkeypatch.setenv("DATABASE_URL", intake.settings.database_url)
+    else:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+        monkeypatch.delenv("AVISO_DATABASE_URL", raising=False)
+    _clear_settings_cache()
+    app = typer.Typer()
+    app.add_typer(commands["audit"], name="audit")
+    yield app
+    _clear_settings_cache()
+
+
+def _clear_settings_cache() -> None:
+    # Settings are read once per process; the command must read this test's environment.
+    common_settings._cached.cache_clear()
+
+
+async def _verify(app: typer.Typer) -> Result:
+    # The command runs its own event loop, so it runs in a thread like a real process would.
+    return await asyncio.to_thread(CliRunner().invoke, app, ["audit", "verify"])
+
+
+async def test_aviso_audit_verify(intake: Intake, cli_env: typer.Typer) -> None:
+    await _exercise(intake)
+    ok = await _verify(cli_env)
+    assert ok.exit_code == 0, ok.output
+    assert "audit chain intact: 4 entries" in ok.output
+
+    async with intake.app.state.runtime.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE audit_log SET actor_role = 'admin' WHERE seq = 2"))
+    broken = await _verify(cli_env)
+    assert broken.exit_code == 1
+    assert "broken at entry 2" in broken.output

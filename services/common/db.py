@@ -65,8 +65,19 @@ def asyncpg_dsn(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def make_engine(settings: CommonSettings, component: str, **kwargs: Any) -> AsyncEngine:
-    """An engine bound to `component`'s schema (PostgreSQL) or file (SQLite)."""
+def make_engine(
+    settings: CommonSettings,
+    component: str,
+    *,
+    command_timeout_s: float | None = 10.0,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """An engine bound to `component`'s schema (PostgreSQL) or file (SQLite).
+
+    On PostgreSQL every statement times out after `command_timeout_s`: a database that
+    hangs (rather than refusing connections) must turn into a 503, not a stuck request.
+    Migrations pass None: they and their lock wait may legitimately take longer.
+    """
     url = component_url(settings, component)
     if is_postgres(url):
         return create_async_engine(
@@ -77,6 +88,7 @@ def make_engine(settings: CommonSettings, component: str, **kwargs: Any) -> Asyn
             connect_args={
                 "server_settings": {"search_path": component, "application_name": component},
                 "timeout": 5,
+                "command_timeout": command_timeout_s,
             },
             **kwargs,
         )

@@ -64,6 +64,9 @@ def make_broker(settings: CommonSettings, *, service: str) -> KafkaBroker:
         client_id=f"aviso-{service}",
         acks="all",
         enable_idempotence=True,
+        # While the cluster is away the client retries every backoff and logs each try;
+        # half a second keeps an outage from flooding the logs at no cost to recovery.
+        retry_backoff_ms=500,
         graceful_timeout=settings.shutdown_grace_s,
         logger=faststream_logger(),
         description=f"Aviso {service}",

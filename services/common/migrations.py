@@ -65,7 +65,7 @@ def _upgrade_sync(connection: Connection, component: str, revision: str) -> None
 
 async def upgrade(settings: CommonSettings, component: str, revision: str = "head") -> None:
     """Bring `component`'s tables to `revision`; safe when several processes start at once."""
-    engine = make_engine(settings, component)
+    engine = make_engine(settings, component, command_timeout_s=None)
     try:
         async with engine.connect() as conn:
             if is_postgres(engine):

@@ -160,6 +160,8 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None
+        self._listen_wanted = False
+        self._listen_failing = False
         self.published_total = 0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -168,8 +170,8 @@ class OutboxRelay:
         """Start relaying in the background (and listen for NOTIFY on PostgreSQL)."""
         if self._wake_on_commit:
             _wakers.add(self._wake)
-        if self._wake_on_commit and is_postgres(self._engine):
-            await self._listen()
+        self._listen_wanted = self._wake_on_commit and is_postgres(self._engine)
+        await self._ensure_listening()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._component}")
         log.info("outbox.relay_started", relay_id=self.relay_id, component=self._component)
 
@@ -190,16 +192,29 @@ class OutboxRelay:
         """Ask for a round now."""
         self._wake.set()
 
-    async def _listen(self) -> None:
+    async def _ensure_listening(self) -> None:
+        """(Re)open the LISTEN connection, e.g. after PostgreSQL restarted."""
+        if not self._listen_wanted:
+            return
+        if self._listener is not None and not self._listener.is_closed():
+            return
         import asyncpg
 
         channel = f"{_NOTIFY_CHANNEL}_{self._component}"
         try:
-            self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url))
+            self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url), timeout=5)
             await self._listener.add_listener(channel, lambda *_: self._wake.set())
-        except (OSError, asyncpg.PostgresError) as exc:
-            # Polling still delivers everything; NOTIFY only makes it prompt.
-            log.warning("outbox.listen_failed", component=self._component, error=str(exc))
+            if self._listen_failing:
+                log.info("outbox.listen_restored", component=self._component)
+            self._listen_failing = False
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            # Polling still delivers everything; NOTIFY only makes it prompt. Say so
+            # once per outage, not once per poll.
+            if not self._listen_failing:
+                log.warning(
+                    "outbox.listen_failed", component=self._component, error_type=type(exc).__name__
+                )
+            self._listen_failing = True
             self._listener = None
 
     async def _run(self) -> None:
@@ -218,6 +233,7 @@ class OutboxRelay:
                 await self._sleep(self._poll_interval_s)
             if relayed:
                 continue
+            await self._ensure_listening()
             await self._sleep(self._poll_interval_s)
 
     async def _sleep(self, seconds: float) -> None:

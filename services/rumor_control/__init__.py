@@ -1,1 +1,2 @@
-"""Aviso rumor control: Rumor ledger and vetted English/Spanish bulletins for community liaisons, the radio desk and the public."""
+"""Aviso rumor control: a rumor ledger and vetted English/Spanish bulletins for community
+liaisons, the radio desk and the public."""

@@ -12,7 +12,7 @@ from typing import Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.base import Language

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from schemas.base import Language
 from schemas.fingerprints import normalize
@@ -33,10 +33,18 @@ class Area:
     names: Mapping[Language, str]
     aliases: tuple[str, ...] = ()
     district: str | None = None
+    es_article: str | None = None
 
     def name(self, language: Language) -> str:
         """The official name in `language`."""
         return self.names[language]
+
+    def reference(self, language: Language) -> str:
+        """The name as running text uses it: "el Distrito 4" in Spanish, "District 4"."""
+        name = self.names[language]
+        if language == "es" and self.es_article:
+            return f"{self.es_article} {name}"
+        return name
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,7 @@ def _area(entry: Mapping[str, Any]) -> Area:
         names={"en": str(names["en"]), "es": str(names["es"])},
         aliases=tuple(str(alias) for alias in entry.get("aliases", ())),
         district=entry.get("district"),
+        es_article=entry.get("es_article"),
     )
 
 

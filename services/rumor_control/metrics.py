@@ -1,0 +1,48 @@
+"""Prometheus metrics of rumor control, for ops (served on /metrics beside the shared ones)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+__all__ = [
+    "BULLETINS_PUBLISHED",
+    "DELIVERIES",
+    "GUARDRAIL_BLOCKS",
+    "RECEIPTS",
+    "REPORT_TO_BULLETIN_SECONDS",
+    "RUMOR_REPORTS",
+    "VETTING_REFUSALS",
+]
+
+RUMOR_REPORTS = Counter(
+    "aviso_rumor_reports_total", "Rumor reports received, by channel.", ["channel", "clustered"]
+)
+REPORT_TO_BULLETIN_SECONDS = Histogram(
+    "aviso_rumor_report_to_bulletin_seconds",
+    "Time from a rumor's first report to the publication of the bulletin answering it.",
+    buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+)
+GUARDRAIL_BLOCKS = Counter(
+    "aviso_bulletin_guardrail_blocks_total",
+    "Guardrail findings that blocked a draft, by reason code.",
+    ["reason"],
+)
+VETTING_REFUSALS = Counter(
+    "aviso_bulletin_vetting_refusals_total",
+    "Sign-offs and approvals refused, by reason code.",
+    ["reason"],
+)
+BULLETINS_PUBLISHED = Counter(
+    "aviso_bulletins_published_total",
+    "Bulletin versions published, by kind and msgType.",
+    ["kind", "msg_type"],
+)
+DELIVERIES = Counter(
+    "aviso_bulletin_deliveries_total",
+    "Bulletin deliveries attempted, by channel and outcome (sent, failed, skipped, retry).",
+    ["channel", "outcome"],
+)
+RECEIPTS = Counter(
+    "aviso_bulletin_receipts_total",
+    "Receipt confirmations, first per recipient and version.",
+)

@@ -131,10 +131,27 @@ def _is_filler_word(word: str) -> bool:
 
 
 def _is_identifying(run: tuple[str, ...]) -> bool:
-    """Whether a run of words can identify anything: a strong single word or a real phrase."""
+    """Whether a run of words can identify anything: a strong single word or a real phrase.
+
+    A phrase of numbers alone ("505 555", "12 30") is not: area codes, exchanges, dates and
+    times are shared by the department's own published numbers and every bulletin.
+    """
     if len(run) == 1:
         return not _is_weak_word(run[0])
-    return not all(_is_filler_word(word) for word in run)
+    return not all(_is_filler_word(word) or word.isdigit() for word in run)
+
+
+# A number this long is a phone number or an id; its tail is what people write down.
+_NUMBER_MIN_DIGITS = 7
+_NUMBER_TAILS = (10, 7)
+
+
+def _number_grams(words: list[str]) -> set[str]:
+    """An all-numeric term (a phone number): its digits whole and their last 10 and 7."""
+    digits = "".join(words)
+    if not words or not all(word.isdigit() for word in words) or len(digits) < _NUMBER_MIN_DIGITS:
+        return set()
+    return {digits} | {digits[-n:] for n in _NUMBER_TAILS if len(digits) > n}
 
 
 def fingerprint(key: bytes, gram: str) -> str:
@@ -149,7 +166,8 @@ def fingerprint_term(key: bytes, term: str) -> set[str]:
     """Fingerprints of every identifying gram of one restricted term (a name, address, plate).
 
     Runs of words (and each run with its spaces removed) are kept unless they are a single weak
-    word (stopword, number, under 3 characters) or made only of stopwords and 1-2 digit numbers;
+    word (stopword, number, under 3 characters) or made only of stopwords and numbers; an
+    all-numeric term (a phone number) is kept as its digits, whole and their last 10 and 7;
     the whole term with its spaces removed is kept when the term has any identifying run. A term
     with no identifying gram (e.g. "12" or "de la") yields an empty set.
     """
@@ -162,6 +180,7 @@ def fingerprint_term(key: bytes, term: str) -> set[str]:
     if grams:
         # Catches a term written without its spaces, however many words it has ("ab12cd34").
         grams.add("".join(words))
+    grams |= _number_grams(words)
     return {fingerprint(key, gram) for gram in grams}
 
 

@@ -12,12 +12,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 
 from services.common.settings import CommonSettings, get_settings
+
+if TYPE_CHECKING:
+    from deploy.local.sinks import SmtpSink, WebhookSink
 
 __all__ = ["app", "main"]
 
@@ -27,6 +31,8 @@ app = typer.Typer(
     help="Aviso: advance notice of immigration operations, delivered and vetted.",
     no_args_is_help=True,
     add_completion=False,
+    # Tracebacks must never print local variables: they hold tokens and notice detail.
+    pretty_exceptions_show_locals=False,
 )
 tokens_app = typer.Typer(
     help="API tokens (stored hashed; the plaintext is shown once).", no_args_is_help=True
@@ -298,6 +304,10 @@ def up(
     ] = False,
     demo: Annotated[bool, typer.Option(help="Play the demo story once the stack is ready")] = True,
     kafka_port: Annotated[int, typer.Option(help="Port of the local Kafka broker")] = 9092,
+    sinks: Annotated[
+        bool,
+        typer.Option(help="Run local webhook (8090) and SMTP (8025) sinks that record deliveries"),
+    ] = True,
 ) -> None:
     """Start Kafka, the database and all three services in the foreground; Ctrl-C stops all."""
     from deploy.local import stack
@@ -318,6 +328,12 @@ def up(
         env["DATABASE_URL"] = stack.start_postgres(var_dir=var_dir)
     if not env.get("DATABASE_URL"):
         _say("stack", f"database: embedded SQLite files in {var_dir}")
+    local_sinks = _start_sinks(settings, var_dir) if sinks else None
+    # The example directory sends alerts to the local sinks; a real one comes from the env.
+    env.setdefault(
+        "AVISO_ROUTER_DIRECTORY_FILE",
+        str(Path(__file__).parent / "router" / "directory.example.yaml"),
+    )
     env["AVISO_LOG_FORMAT"] = "json"
     children: dict[str, subprocess.Popen[str]] = {}
     try:
@@ -342,7 +358,9 @@ def up(
             "stack", f"all services ready in {time.monotonic() - started:.1f} s; logs in {log_dir}"
         )
         if demo:
-            _run_demo(urls)
+            # The demo issues its tokens where the services read them.
+            demo_settings = settings.model_copy(update={"database_url": env.get("DATABASE_URL")})
+            _run_demo(urls, demo_settings, local_sinks)
         _say("stack", "running; press Ctrl-C to stop")
         while all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
@@ -359,8 +377,30 @@ def up(
                 child.wait(timeout=30)
             if child.poll() is None:
                 child.kill()
+        if local_sinks is not None:
+            for sink in local_sinks:
+                sink.stop()
         stack.stop_all(var_dir=var_dir)
         _say("stack", "stopped")
+
+
+def _start_sinks(settings: CommonSettings, var_dir: Path) -> tuple[WebhookSink, SmtpSink]:
+    """Local receivers standing in for phones, liaisons and a mail server."""
+    from deploy.local.sinks import SmtpSink, WebhookSink
+
+    out = var_dir / "sinks"
+    webhook = WebhookSink(
+        port=8090,
+        secrets=[s.get_secret_value().encode() for s in settings.webhook_secrets],
+        out_file=out / "webhooks.jsonl",
+    ).start()
+    smtp = SmtpSink(port=settings.smtp_port, out_file=out / "mail.jsonl").start()
+    _say(
+        "stack",
+        f"delivery sinks: webhooks {webhook.url('/')}, SMTP 127.0.0.1:{smtp.port}; "
+        f"recorded in {out}",
+    )
+    return webhook, smtp
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -372,13 +412,20 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _run_demo(urls: dict[str, str]) -> None:
-    """Play the demo story when the demo module exists (see docs/operations.md)."""
-    try:
-        from services.demo import play
-    except ImportError:
+def _run_demo(
+    urls: dict[str, str], settings: CommonSettings, sinks: tuple[WebhookSink, SmtpSink] | None
+) -> None:
+    """Play the demo story: a notice, its alert and acknowledgement, rumors, a bulletin."""
+    from services.demo import DemoFailed, play
+
+    if sinks is None:
+        _say("stack", "the demo needs the local sinks; skipped (--no-sinks)")
         return
-    play(urls)
+    try:
+        play(urls, settings, webhook_sink=sinks[0], smtp_sink=sinks[1])
+    except DemoFailed as exc:
+        # The stack stays up for the user to look into it; the logs say what happened.
+        _say("stack", f"demo stopped: {exc}")
 
 
 def main() -> None:

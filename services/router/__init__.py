@@ -1,1 +1,2 @@
-"""Aviso router: Delivers each notice to the single point of contact, tracks acknowledgement and escalates along the configured chain."""
+"""Aviso router: delivers each notice to the single point of contact, tracks acknowledgement
+and escalates along the configured chain."""

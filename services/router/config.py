@@ -27,7 +27,7 @@ class RouterSettings(CommonSettings):
     router_urgency_horizon_s: float = Field(
         default=2 * 3600,
         gt=0,
-        description="An operation starting within this many seconds (or under way) is high urgency.",
+        description="An operation starting within this many seconds (or under way) is urgent.",
     )
     router_directory_file: Path | None = Field(
         default=None,

@@ -22,6 +22,7 @@ Alert states (`AlertState`)::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import uuid
@@ -37,6 +38,7 @@ __all__ = [
     "ACKNOWLEDGEABLE_STATES",
     "OPEN_STATES",
     "AlertState",
+    "AnnotationText",
     "ChannelKind",
     "Channels",
     "Delegation",
@@ -48,12 +50,14 @@ __all__ = [
     "FrozenPolicy",
     "FrozenRecipient",
     "FrozenStep",
+    "NoticeContent",
     "Person",
     "Snapshot",
     "SpocDesignation",
     "StepOutcome",
     "alert_id_for",
     "delivery_id_for",
+    "delivery_still_wanted",
     "directory_digest",
     "drill_prefix",
     "first_position",
@@ -147,7 +151,6 @@ class Person(_Model):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     role: Annotated[str, Field(max_length=200)] = ""
     channels: Channels = Channels()
-    language: Literal["en", "es"] = "en"
 
 
 class Delegation(_Model):
@@ -227,9 +230,11 @@ def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
         elif delegation.deputy_id not in people:
             errors.append(DirectoryError(f"{path}.deputy_id", "names no person in the directory"))
         elif not reachable(delegation.deputy_id):
-            errors.append(DirectoryError(f"{path}.deputy_id", "the deputy has no webhook or e-mail"))
+            errors.append(
+                DirectoryError(f"{path}.deputy_id", "the deputy has no webhook or e-mail")
+            )
     # Overlapping windows would make "who is the SPOC now" ambiguous.
-    for (index_a, a), (index_b, b) in zip(windows, windows[1:], strict=False):
+    for (index_a, a), (index_b, b) in itertools.pairwise(windows):
         if b.starts_at < a.ends_at:
             errors.append(
                 DirectoryError(
@@ -250,7 +255,9 @@ def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
             errors.append(DirectoryError(f"{path}.person_id", "names no person in the directory"))
         elif not reachable(step.person_id):
             # A step nobody can receive silently burns its wait while the operation nears.
-            errors.append(DirectoryError(f"{path}.person_id", "this person has no webhook or e-mail"))
+            errors.append(
+                DirectoryError(f"{path}.person_id", "this person has no webhook or e-mail")
+            )
     if not errors and not any(
         reachable(_target_of(step, spoc.person_id)) for step in document.policy.steps
     ):
@@ -291,7 +298,6 @@ class FrozenRecipient(_Model):
 
     person_id: uuid.UUID
     channels: Channels
-    language: Literal["en", "es"] = "en"
 
 
 class FrozenStep(_Model):
@@ -349,9 +355,7 @@ def snapshot_directory(document: DirectoryDocument, *, version: int, at: datetim
     )
     recipient_ids = list(dict.fromkeys([holder, *(step.person_id for step in steps)]))
     recipients = tuple(
-        FrozenRecipient(
-            person_id=pid, channels=people[pid].channels, language=people[pid].language
-        )
+        FrozenRecipient(person_id=pid, channels=people[pid].channels)
         for pid in recipient_ids
         if pid in people
     )
@@ -394,7 +398,9 @@ def first_position(snapshot: Snapshot, *, at: datetime) -> StepOutcome:
     return StepOutcome(EscalationPosition(0, 0), at + snapshot.wait(0))
 
 
-def next_step(snapshot: Snapshot, current: EscalationPosition, *, fired_at: datetime) -> StepOutcome:
+def next_step(
+    snapshot: Snapshot, current: EscalationPosition, *, fired_at: datetime
+) -> StepOutcome:
     """The step after `current` once its wait ran out at `fired_at`.
 
     The next wait counts from when the timer really fired, not from the deadline: after
@@ -409,6 +415,45 @@ def next_step(snapshot: Snapshot, current: EscalationPosition, *, fired_at: date
     else:
         return StepOutcome(None, None)
     return StepOutcome(position, fired_at + snapshot.wait(position.step))
+
+
+# --- what the alert says (releasable content of the notice version) ------------------
+
+
+class AnnotationText(_Model):
+    """A department policy statement shown with the notice."""
+
+    code: str
+    text: str
+
+
+class NoticeContent(_Model):
+    """The releasable fields of one notice version: all a notification may say."""
+
+    operation_type: str
+    public_safety_nexus: bool
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    area: str
+    area_code: str | None = None
+    summary: str
+    policy_annotations: tuple[AnnotationText, ...] = ()
+
+
+def delivery_still_wanted(
+    *, state: str, alert_version: int, request_version: int, purpose: str
+) -> bool:
+    """Whether a queued notification should still go out when the adapter gets to it.
+
+    A cancellation always goes out. Anything else is dropped once the alert is
+    acknowledged or resolved (acknowledging stops escalation, including messages
+    already queued) or once a newer notice version superseded it.
+    """
+    if purpose == "cancel":
+        return True
+    if request_version < alert_version:
+        return False
+    return state not in ("acknowledged", "resolved")
 
 
 # --- urgency, drills, expiry ---------------------------------------------------------------

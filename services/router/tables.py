@@ -115,6 +115,14 @@ alerts = sa.Table(
 )
 sa.Index("ix_alerts_next_fire_at", alerts.c.next_fire_at)
 sa.Index("ix_alerts_state", alerts.c.state)
+# Timers: next_fire_at is NULL unless an escalation is pending, so the plain index above
+# only ever ranges over open alerts. Expiry: only unresolved alerts, hence partial.
+sa.Index(
+    "ix_alerts_unresolved_expiry",
+    alerts.c.expires_at,
+    postgresql_where=alerts.c.state != "resolved",
+    sqlite_where=alerts.c.state != "resolved",
+)
 alert_timeline = sa.Table("alert_timeline", metadata, *_timeline_columns())
 sa.Index("ix_alert_timeline_alert_id", alert_timeline.c.alert_id, alert_timeline.c.id)
 alert_deliveries = sa.Table("alert_deliveries", metadata, *_deliveries_columns())

@@ -222,7 +222,9 @@ def test_fingerprints_let_rumor_control_find_leaks_of_every_term() -> None:
         "agent Whitlock called from 415 555 0199."
     )
     leaks = set(find_leaks(KEY, draft, prints))
-    assert {"esteban quiroga", "2231 folsom", "7xyz123", "whitlock", "415 555"} <= leaks
+    # The phone is caught whole (its digits), not by its area code and exchange.
+    assert {"esteban quiroga", "2231 folsom", "7xyz123", "whitlock", "4155550199"} <= leaks
+    assert "415 555" not in leaks
 
 
 def test_fingerprints_skip_the_email_domain_and_the_field_office() -> None:

@@ -213,3 +213,12 @@ def test_normalising_twice_changes_nothing(text: str) -> None:
     assert fingerprint_term(KEY, once) == fingerprint_term(KEY, text)
     assert once == once.strip()
     assert "  " not in once
+
+
+def test_shared_area_code_and_exchange_are_not_a_leak_but_the_number_is() -> None:
+    key = b"k" * 32
+    agent_phone = fingerprint_term(key, "+1 505 555 0199")
+    # The department's own published line shares area code and exchange with the agent.
+    assert find_leaks(key, "Call our line at (505) 555-0142.", agent_phone) == []
+    assert find_leaks(key, "Call 505 555 0199 for details.", agent_phone)
+    assert find_leaks(key, "Llame al 555-0199.", agent_phone)

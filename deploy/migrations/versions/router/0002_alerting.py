@@ -63,6 +63,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_alerts_next_fire_at", "alerts", ["next_fire_at"])
     op.create_index("ix_alerts_state", "alerts", ["state"])
+    # Only unresolved alerts can expire; resolved ones pile up and must not be scanned.
+    unresolved = sa.text("state <> 'resolved'")
+    op.create_index(
+        "ix_alerts_unresolved_expiry",
+        "alerts",
+        ["expires_at"],
+        postgresql_where=unresolved,
+        sqlite_where=unresolved,
+    )
     op.create_table(
         "alert_timeline",
         sa.Column("id", _BigId, primary_key=True, autoincrement=True),

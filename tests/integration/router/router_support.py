@@ -1,0 +1,325 @@
+"""Shared pieces of the router's integration tests: notices, directories, sinks, groups.
+
+Router consumes the real `aviso.notices.v1` and `aviso.deliveries.v1`. Each test app gets
+consumer groups of its own (`router_group_prefix`), positioned at the end of both topics
+before it starts, so it neither steals another test's messages nor replays the history
+of every earlier run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from deploy.local.kafka import ensure_topics
+from deploy.local.sinks import SmtpSink, WebhookSink
+from schemas.base import Status, version_ref
+from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
+from schemas.topics import ALERTS, DELIVERIES, NOTICES
+from services.common.cloudevents import new_event
+from services.common.db import make_engine
+from services.common.messaging import outbox_messages
+from services.router.config import RouterSettings
+from tests.support.kafka_io import produce_raw, read_topic
+
+__all__ = [
+    "LINK_SECRET",
+    "WEBHOOK_SECRET",
+    "People",
+    "alert_events",
+    "cancel",
+    "directory_json",
+    "notice",
+    "position_groups_at_end",
+    "publish",
+    "router_settings",
+    "update",
+    "wait_sink",
+]
+
+WEBHOOK_SECRET = b"router-test-webhook-secret"
+LINK_SECRET = "router-test-link-secret"
+
+
+async def position_groups_at_end(bootstrap: str, prefix: str) -> None:
+    """Commit the current end offsets for the router's groups, as if they had read it all."""
+    await ensure_topics(bootstrap, [NOTICES, DELIVERIES, ALERTS])
+    for topic, group in ((NOTICES, f"{prefix}.notices"), (DELIVERIES, f"{prefix}.adapters")):
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or set()
+            assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            ends = await consumer.end_offsets(assigned)
+            await consumer.commit(dict(ends))
+        finally:
+            await consumer.stop()
+
+
+def router_settings(
+    make_settings: Callable[..., Any],
+    *,
+    kafka_bootstrap: str,
+    database_url: str | None,
+    smtp_port: int,
+    prefix: str,
+    **overrides: Any,
+) -> RouterSettings:
+    """Settings for one test router (short timers, the test's sinks and groups)."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "router_group_prefix": prefix,
+        "smtp_port": smtp_port,
+        "webhook_secrets": [WEBHOOK_SECRET.decode()],
+        "link_secret": LINK_SECRET,
+        "router_timer_poll_interval_s": 0.25,
+        "router_intake_base_url": "http://intake.test",
+        "public_base_url": "http://router.test",
+        "consumer_backoff_s": 0.05,
+    }
+    values.update(overrides)
+    settings: RouterSettings = make_settings(RouterSettings, **values)
+    return settings
+
+
+@dataclass(frozen=True)
+class People:
+    """The people of a test directory."""
+
+    spoc: uuid.UUID
+    backup: uuid.UUID
+    deputy: uuid.UUID
+
+    @classmethod
+    def fresh(cls) -> People:
+        return cls(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
+
+
+def directory_json(
+    people: People,
+    webhook: WebhookSink,
+    *,
+    spoc_wait_s: float = 60,
+    backup_wait_s: float = 60,
+    repeat: int = 0,
+    delegations: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """SPOC (webhook + e-mail), a deputy (webhook), a backup (e-mail); SPOC then backup."""
+    return {
+        "people": [
+            {
+                "id": str(people.spoc),
+                "name": "Assistant Chief",
+                "channels": {
+                    "webhook_url": webhook.url(f"/hooks/{people.spoc}"),
+                    "email": "spoc@police.example",
+                },
+            },
+            {
+                "id": str(people.deputy),
+                "name": "Commander (deputy)",
+                "channels": {"webhook_url": webhook.url(f"/hooks/{people.deputy}")},
+            },
+            {
+                "id": str(people.backup),
+                "name": "Captain (backup)",
+                "channels": {"email": "backup@police.example"},
+            },
+        ],
+        "spoc": {"person_id": str(people.spoc), "delegations": delegations or []},
+        "policy": {
+            "steps": [
+                {"target": "spoc", "wait_s": spoc_wait_s},
+                {"target": "person", "person_id": str(people.backup), "wait_s": backup_wait_s},
+            ],
+            "repeat": repeat,
+        },
+    }
+
+
+def notice(
+    *,
+    status: Status = "Actual",
+    starts_in: timedelta = timedelta(hours=1),
+    summary: str = "Federal agents plan an operation in the district.",
+    notice_id: uuid.UUID | None = None,
+) -> NoticeReceived:
+    """Version 1 of a notice, releasable fields only."""
+    now = datetime.now(UTC)
+    return NoticeReceived(
+        notice_id=notice_id or uuid.uuid4(),
+        version=1,
+        references=(),
+        status=status,
+        sent_at=now,
+        received_at=now,
+        received_via="api",
+        operation_type="targeted_arrest",
+        public_safety_nexus=True,
+        window_start=now + starts_in,
+        window_end=now + starts_in + timedelta(hours=4),
+        area="District 4",
+        summary=summary,
+        policy_annotations=(),
+        restricted_fingerprints=(),
+        fingerprint_key_id="test",
+    )
+
+
+def update(first: NoticeReceived, version: int, *, summary: str) -> NoticeUpdated:
+    """A later version of `first`."""
+    now = datetime.now(UTC)
+    data = first.model_dump()
+    data.update(
+        version=version,
+        msg_type="Update",
+        references=tuple(version_ref(first.notice_id, v) for v in range(1, version)),
+        sent_at=now,
+        received_at=now,
+        summary=summary,
+    )
+    return NoticeUpdated.model_validate(data)
+
+
+def cancel(first: NoticeReceived, version: int) -> NoticeCancelled:
+    """The cancellation of `first`."""
+    now = datetime.now(UTC)
+    return NoticeCancelled(
+        notice_id=first.notice_id,
+        version=version,
+        references=tuple(version_ref(first.notice_id, v) for v in range(1, version)),
+        status=first.status,
+        sent_at=now,
+        received_at=now,
+        reason="operation_postponed",
+    )
+
+
+async def publish(
+    bootstrap: str,
+    *events: NoticeReceived | NoticeUpdated | NoticeCancelled,
+    correlation_id: str | None = None,
+) -> list[str]:
+    """Produce real CloudEvents to aviso.notices.v1 as intake would; returns message ids."""
+    outgoing = [
+        new_event(e, source="aviso.intake", correlation_id=correlation_id or f"corr-{uuid.uuid4()}")
+        for e in events
+    ]
+    await produce_raw(
+        bootstrap,
+        NOTICES,
+        [
+            (o.key.encode(), o.payload.encode(), [(k, v.encode()) for k, v in o.headers.items()])
+            for o in outgoing
+        ],
+    )
+    return [o.message_id for o in outgoing]
+
+
+async def wait_sink(
+    sink: WebhookSink | SmtpSink,
+    predicate: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 20.0,
+) -> list[dict[str, Any]]:
+    """Wait (off the event loop) until the sink's recordings satisfy `predicate`."""
+    return await asyncio.to_thread(sink.wait_for, predicate, timeout)
+
+
+async def alert_events(
+    bootstrap: str,
+    alert_id: uuid.UUID,
+    *,
+    settings: RouterSettings,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 20.0,
+) -> list[dict[str, Any]]:
+    """The alert events this router emitted (its outbox), once all are on aviso.alerts.v1.
+
+    Read from the router's own outbox, then confirmed on the topic: other routers running
+    on the same broker (other suites, a dev stack) may consume the same notices and emit
+    events under the same derived alert id, which must not count as this router's.
+    """
+    engine = make_engine(settings, "router")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            async with engine.connect() as conn:
+                rows = list(
+                    await conn.execute(
+                        sa.select(
+                            outbox_messages.c.message_id,
+                            outbox_messages.c.headers,
+                            outbox_messages.c.payload,
+                        )
+                        .where(
+                            outbox_messages.c.topic == ALERTS,
+                            outbox_messages.c.key == str(alert_id),
+                        )
+                        .order_by(outbox_messages.c.id)
+                    )
+                )
+            events = []
+            for message_id, headers, payload in rows:
+                headers = headers if isinstance(headers, dict) else json.loads(headers)
+                events.append(
+                    {
+                        "id": message_id,
+                        "type": headers["ce_type"],
+                        "correlation_id": headers.get("ce_correlationid"),
+                        "data": json.loads(payload),
+                    }
+                )
+            if until(events):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"alert events never satisfied the condition: {events}")
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+    wanted = {e["id"] for e in events}
+    key = str(alert_id).encode()
+    await read_topic(
+        bootstrap,
+        ALERTS,
+        until=lambda rs: wanted <= {dict(r.headers)["ce_id"].decode() for r in rs},
+        timeout=timeout,
+        key_filter=lambda k: k == key,
+    )
+    return events
+
+
+async def poll_json(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float = 20.0,
+) -> dict[str, Any]:
+    """GET `url` until the JSON body satisfies `predicate` (404 counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        response = await client.get(url, headers=headers)
+        if response.status_code == 200:
+            last = response.json()
+            if predicate(last):
+                return dict(last)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never satisfied the condition; last: {last}")

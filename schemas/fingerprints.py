@@ -31,6 +31,7 @@ __all__ = [
     "STOPWORDS",
     "find_leaks",
     "fingerprint",
+    "fingerprint_key_id",
     "fingerprint_term",
     "normalize",
     "term_grams",
@@ -152,6 +153,15 @@ def _number_grams(words: list[str]) -> set[str]:
     if not words or not all(word.isdigit() for word in words) or len(digits) < _NUMBER_MIN_DIGITS:
         return set()
     return {digits} | {digits[-n:] for n in _NUMBER_TAILS if len(digits) > n}
+
+
+def fingerprint_key_id(key: bytes) -> str:
+    """The id events give the fingerprint key (``fingerprint_key_id``), derived from the key.
+
+    Producer and consumer derive it from the key they hold, so they agree without another
+    setting, and a consumer can tell that an event was fingerprinted with a key it lacks.
+    """
+    return "fp-" + hashlib.sha256(b"aviso-fingerprint-key-id." + key).hexdigest()[:12]
 
 
 def fingerprint(key: bytes, gram: str) -> str:

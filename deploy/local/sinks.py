@@ -177,7 +177,7 @@ class SmtpSink:
                         "received_at": datetime.now(UTC).isoformat(),
                         "from": envelope.mail_from,
                         "to": list(envelope.rcpt_tos),
-                        "subject": str(message["Subject"]),
+                        "subject": " ".join(str(message["Subject"]).split()),  # unfolded
                         "message_id": str(message["Message-ID"]),
                         "delivery_id": str(message.get("Aviso-Delivery-Id", "")) or None,
                         "language": str(message.get("Content-Language", "")) or None,

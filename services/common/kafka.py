@@ -165,6 +165,7 @@ class EventConsumer:
         self._max_attempts = settings.consumer_max_attempts
         self._backoff_s = settings.consumer_backoff_s
         self._service = service
+        self._session_timeout_ms = settings.consumer_session_timeout_ms
         self._subscriptions: dict[tuple[str, str], _Subscription] = {}
         self.processed_total = 0
         self.dead_lettered_total = 0
@@ -193,6 +194,9 @@ class EventConsumer:
             auto_offset_reset="earliest",
             title=f"{subscription.group_id}:{subscription.topic}",
             decoder=_raw_body,
+            session_timeout_ms=self._session_timeout_ms,
+            # Kafka's rule of thumb: heartbeat at most a third of the session timeout.
+            heartbeat_interval_ms=max(self._session_timeout_ms // 3, 1_000),
         )
         async def consume(message: KafkaMessage) -> None:
             # The raw record, not FastStream's decoding: a body that fails to decode

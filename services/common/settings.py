@@ -68,6 +68,14 @@ class CommonSettings(BaseSettings):
     consumer_backoff_s: float = Field(
         default=0.2, ge=0, description="First retry delay; doubles on each further try."
     )
+    consumer_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=6_000,
+        description=(
+            "How long Kafka waits for a silent consumer before giving its partitions to "
+            "another instance (failover time after a crash)."
+        ),
+    )
     outbox_poll_interval_s: float = Field(
         default=1.0,
         gt=0,

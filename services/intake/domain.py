@@ -23,7 +23,13 @@ from typing import Any, Literal
 from uuid import UUID
 
 from schemas.base import MsgType, version_ref
-from schemas.fingerprints import STOPWORDS, fingerprint, fingerprint_term, tokens
+from schemas.fingerprints import (
+    STOPWORDS,
+    fingerprint,
+    fingerprint_key_id,
+    fingerprint_term,
+    tokens,
+)
 from services.common.auth import Role
 
 __all__ = [
@@ -120,11 +126,6 @@ def content_digest(key: bytes, content: Mapping[str, Any]) -> str:
     # Keyed rather than a plain hash: restricted content has little entropy (a name, an
     # address) and a plain hash stored beside it could be confirmed by guessing.
     return _keyed(key, b"aviso-intake-content-v1.", canonical_json(content))
-
-
-def fingerprint_key_id(key: bytes) -> str:
-    """A stable id of the fingerprint key, derived from it so producer and consumer agree."""
-    return "fp-" + hashlib.sha256(b"aviso-fingerprint-key-id." + key).hexdigest()[:12]
 
 
 # --- restricted detail ------------------------------------------------------------

@@ -7,7 +7,6 @@ updated by a new version (CAP Update) or retracted by one (CAP Cancel).
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import datetime, timedelta
 from schemas.base import Language, Status, is_drill, version_ref
 from schemas.bulletins import PublishChannel
 from schemas.deliveries import DeliveryChannel
+from schemas.fingerprints import fingerprint_key_id
 from schemas.rumors import RumorAssessment
 from services.rumor_control.gazetteer import Gazetteer
 
@@ -64,15 +64,6 @@ def person_id(subject: str) -> uuid.UUID:
         return uuid.UUID(subject)
     except ValueError:
         return uuid.uuid5(NAMESPACE, f"person:{subject}")
-
-
-def fingerprint_key_id(key: bytes) -> str:
-    """The id notices give the fingerprint key, derived from the key itself.
-
-    Must equal what intake puts in `fingerprint_key_id`; a notice fingerprinted with another
-    key cannot be checked for leaks, so its drafts are blocked (leak.unknown_key).
-    """
-    return "fp-" + hashlib.sha256(b"aviso-fingerprint-key-id." + key).hexdigest()[:12]
 
 
 def delivery_id(

@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check services schemas deploy tests
-	$(BIN)/ruff format --check services schemas deploy tests
+	$(BIN)/ruff check services schemas deploy tests benchmarks
+	$(BIN)/ruff format --check services schemas deploy tests benchmarks
 	$(BIN)/mypy services schemas
 
 format: $(STAMP)

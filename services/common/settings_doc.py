@@ -1,7 +1,7 @@
 """The configuration reference in README.md, generated from the settings classes.
 
-    python -m services.common.settings_doc          # rewrite the README section
-    python -m services.common.settings_doc --check  # exit 1 when the README drifted
+python -m services.common.settings_doc          # rewrite the README section
+python -m services.common.settings_doc --check  # exit 1 when the README drifted
 """
 
 from __future__ import annotations

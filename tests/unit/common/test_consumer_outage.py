@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 import sqlalchemy.exc
 
@@ -18,14 +19,22 @@ def test_connection_refused_is_an_outage() -> None:
     assert database_unreachable(ConnectionRefusedError(111, "Connect call failed"))
 
 
-def test_wrapped_connection_error_is_an_outage() -> None:
+def _raised(raiser: Callable[[], None]) -> BaseException:
     try:
+        raiser()
+    except Exception as exc:
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_wrapped_connection_error_is_an_outage() -> None:
+    def query() -> None:
         try:
             raise ConnectionResetError("server closed the connection")
         except ConnectionResetError as inner:
             raise RuntimeError("query failed") from inner
-    except RuntimeError as outer:
-        assert database_unreachable(outer)
+
+    assert database_unreachable(_raised(query))
 
 
 def test_sqlite_lock_is_an_outage_but_a_missing_table_is_not() -> None:
@@ -34,13 +43,13 @@ def test_sqlite_lock_is_an_outage_but_a_missing_table_is_not() -> None:
 
 
 def test_delivery_failure_raised_from_none_is_not_a_database_outage() -> None:
-    try:
+    def send() -> None:
         try:
             raise ConnectionRefusedError(111, "smtp relay down")
         except ConnectionRefusedError:
             raise DeliveryError("smtp failed: ConnectionRefusedError") from None
-    except DeliveryError as exc:
-        assert not database_unreachable(exc)
+
+    assert not database_unreachable(_raised(send))
 
 
 def test_a_bug_is_not_an_outage() -> None:

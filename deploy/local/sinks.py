@@ -15,6 +15,7 @@ import argparse
 import email
 import email.policy
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -165,6 +166,8 @@ class SmtpSink:
     def __init__(self, *, port: int = 0, out_file: Path | None = None) -> None:
         from aiosmtpd.controller import Controller
 
+        # aiosmtpd narrates every connection at INFO; the recorder is our record.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         self._recorder = _Recorder(out_file)
         recorder = self._recorder
 

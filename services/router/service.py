@@ -897,6 +897,9 @@ async def acknowledge(
                 acknowledged_at=now,
             ),
             source=deps.source,
+            # The acknowledgement belongs to the notice's chain (its standby bulletin is
+            # drafted from it), not to the click that carried it: keep the notice's id.
+            correlation_id=alert.correlation_id,
         )
         updated = await _require(session, alert.id)
     waited = (now - alert.version_triggered_at).total_seconds()

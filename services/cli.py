@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +22,9 @@ import typer
 from services.common.settings import CommonSettings, get_settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from deploy.local.sinks import SmtpSink, WebhookSink
 
 __all__ = ["app", "main"]
@@ -54,7 +58,7 @@ def _mount_service_commands() -> None:
             app.add_typer(sub, name=name)
 
 
-def _service_app_factory(service: str) -> Callable[[], object]:
+def _service_app_factory(service: str) -> Callable[[], FastAPI]:
     if service == "intake":
         from services.intake.app import create_app as intake_app
 
@@ -84,17 +88,26 @@ def serve(
     from services.common.serve import serve as run
 
     factory = _service_app_factory(service)
-    run(service, factory, get_settings(CommonSettings), port=port or _service_port(service))  # type: ignore[arg-type]
+    run(service, factory, get_settings(CommonSettings), port=port or _service_port(service))
 
 
 # -- tokens -----------------------------------------------------------------------
 
 
-def _auth_sessions() -> tuple[object, object]:
+@asynccontextmanager
+async def _auth_transaction() -> AsyncIterator[AsyncSession]:
+    """A session on the token store, in one transaction, migrated first."""
     from services.common.db import make_engine, make_session_factory
+    from services.common.migrations import upgrade
 
-    engine = make_engine(get_settings(CommonSettings), "auth")
-    return engine, make_session_factory(engine)
+    settings = get_settings(CommonSettings)
+    await upgrade(settings, "auth")
+    engine = make_engine(settings, "auth")
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            yield session
+    finally:
+        await engine.dispose()
 
 
 @tokens_app.command("issue")
@@ -107,7 +120,6 @@ def tokens_issue(
 ) -> None:
     """Issue a token and print it once; only its hash is stored."""
     from services.common.auth import Role, issue_token
-    from services.common.migrations import upgrade
 
     try:
         role_value = Role(role)
@@ -117,14 +129,8 @@ def tokens_issue(
         ) from None
 
     async def run() -> None:
-        settings = get_settings(CommonSettings)
-        await upgrade(settings, "auth")
-        engine, sessions = _auth_sessions()
-        try:
-            async with sessions() as session, session.begin():  # type: ignore[operator]
-                issued = await issue_token(session, role=role_value, name=name, subject=subject)
-        finally:
-            await engine.dispose()  # type: ignore[attr-defined]
+        async with _auth_transaction() as session:
+            issued = await issue_token(session, role=role_value, name=name, subject=subject)
         typer.echo(issued.token)
         typer.echo(
             f"issued token {issued.id} for {issued.name} (role {issued.role}); "
@@ -139,20 +145,13 @@ def tokens_issue(
 def tokens_list() -> None:
     """List tokens (never their values)."""
     from services.common.auth import list_tokens
-    from services.common.migrations import upgrade
 
     async def run() -> None:
-        await upgrade(get_settings(CommonSettings), "auth")
-        engine, sessions = _auth_sessions()
-        try:
-            async with sessions() as session:  # type: ignore[operator]
-                for token in await list_tokens(session):
-                    revoked = f" revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else ""
-                    typer.echo(
-                        f"{token.id}  {token.role:<12} {token.name} ({token.subject}){revoked}"
-                    )
-        finally:
-            await engine.dispose()  # type: ignore[attr-defined]
+        async with _auth_transaction() as session:
+            tokens = await list_tokens(session)
+        for token in tokens:
+            revoked = f" revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else ""
+            typer.echo(f"{token.id}  {token.role:<12} {token.name} ({token.subject}){revoked}")
 
     asyncio.run(run())
 
@@ -162,16 +161,14 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The token's id")
     """Revoke a token; services stop accepting it within the auth cache lifetime."""
     from services.common.auth import revoke_token
 
-    async def run() -> None:
-        engine, sessions = _auth_sessions()
-        try:
-            async with sessions() as session, session.begin():  # type: ignore[operator]
-                await revoke_token(session, token_id=token_id)
-        finally:
-            await engine.dispose()  # type: ignore[attr-defined]
-        typer.echo(f"revoked {token_id}")
+    async def run() -> bool:
+        async with _auth_transaction() as session:
+            return await revoke_token(session, token_id=token_id)
 
-    asyncio.run(run())
+    if not asyncio.run(run()):
+        typer.echo(f"no active token with id {token_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {token_id}")
 
 
 @db_app.command("upgrade")

@@ -7,7 +7,6 @@ PostgreSQL server (see tests/support/infra.py for where they come from). When
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,15 +17,6 @@ import pytest
 from services.common.settings import CommonSettings
 from tests.support import infra
 
-REQUIRE_INFRA = os.environ.get("AVISO_REQUIRE_INFRA") == "1"
-
-
-def _unavailable(what: str, exc: BaseException) -> None:
-    message = f"{what} unavailable: {type(exc).__name__}: {exc}"
-    if REQUIRE_INFRA:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
@@ -35,7 +25,7 @@ def kafka_bootstrap() -> Iterator[str]:
         manager = infra.kafka_bootstrap()
         address = manager.__enter__()
     except Exception as exc:
-        _unavailable("Kafka", exc)
+        infra.infra_unavailable("Kafka", exc)
         raise
     try:
         yield address
@@ -50,7 +40,7 @@ def postgres_url() -> Iterator[str]:
         manager = infra.postgres_url()
         address = manager.__enter__()
     except Exception as exc:
-        _unavailable("PostgreSQL", exc)
+        infra.infra_unavailable("PostgreSQL", exc)
         raise
     try:
         yield address

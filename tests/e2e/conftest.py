@@ -46,7 +46,6 @@ _EXTERNAL_ADDRESSES = (
     "DATABASE_URL",
     "AVISO_DATABASE_URL",
 )
-REQUIRE_INFRA = os.environ.get("AVISO_REQUIRE_INFRA") == "1"
 
 
 @contextmanager
@@ -55,13 +54,6 @@ def _local_only() -> Iterator[None]:
         for name in _EXTERNAL_ADDRESSES:
             patch.delenv(name, raising=False)
         yield
-
-
-def _unavailable(what: str, exc: BaseException) -> None:
-    message = f"{what} for the fault tests unavailable: {type(exc).__name__}: {exc}"
-    if REQUIRE_INFRA:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def _port_of(address: str) -> int:
@@ -169,7 +161,7 @@ def fault_postgres() -> Iterator[FaultPostgres]:
             url = local_postgres.start(port=0, data_dir=data_dir, fast=True)
     except Exception as exc:
         shutil.rmtree(data_dir, ignore_errors=True)
-        _unavailable("PostgreSQL", exc)
+        infra.infra_unavailable("PostgreSQL for the fault tests", exc)
         raise
     try:
         yield FaultPostgres(data_dir=data_dir, url=url)
@@ -188,7 +180,7 @@ def fault_kafka() -> Iterator[FaultKafka]:
     except Exception as exc:
         local_kafka.stop(data_dir=data_dir, timeout=15.0)
         shutil.rmtree(data_dir, ignore_errors=True)
-        _unavailable("Kafka", exc)
+        infra.infra_unavailable("Kafka for the fault tests", exc)
         raise
     try:
         yield FaultKafka(data_dir=data_dir, bootstrap=bootstrap)

@@ -35,12 +35,23 @@ __all__ = [
     "drop_database_async",
     "fresh_database",
     "fresh_database_async",
+    "infra_unavailable",
     "kafka_bootstrap",
     "postgres_url",
 ]
 
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
 POSTGRES_IMAGE = "postgres:16-alpine"
+
+
+def infra_unavailable(what: str, exc: BaseException) -> None:
+    """Skip the test when `what` cannot be had, or fail it under AVISO_REQUIRE_INFRA=1 (CI)."""
+    import pytest
+
+    message = f"{what} unavailable: {type(exc).__name__}: {exc}"
+    if os.environ.get("AVISO_REQUIRE_INFRA") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 @cache

@@ -9,10 +9,10 @@ default for a single machine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
@@ -22,12 +22,16 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
+from services.common.logging import get_logger
 from services.common.settings import CommonSettings
 
 __all__ = [
     "COMPONENTS",
+    "AfterCommit",
     "UnitOfWork",
+    "after_commit",
     "asyncpg_dsn",
     "component_url",
     "is_postgres",
@@ -36,6 +40,8 @@ __all__ = [
     "ping",
     "session_scope",
 ]
+
+log = get_logger(__name__)
 
 # Every component with tables of its own; each maps to a PostgreSQL schema.
 COMPONENTS = ("auth", "intake", "router", "rumor_control")
@@ -130,6 +136,36 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         yield session
 
 
+# -- after-commit effects ---------------------------------------------------------------
+
+AfterCommit = Callable[[], None]
+_AFTER_COMMIT = "aviso_after_commit"
+
+
+def after_commit(session: AsyncSession | Session, effect: AfterCommit) -> None:
+    """Run `effect` once the session's transaction has committed; drop it on rollback.
+
+    Logs, metrics and wake-ups describe what happened: they must not happen for a
+    transaction that then rolls back, nor hold a transaction open while they run.
+    """
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    sync.info.setdefault(_AFTER_COMMIT, []).append(effect)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for effect in session.info.pop(_AFTER_COMMIT, ()):
+        try:
+            effect()
+        except Exception:  # an observability side effect must not undo a commit
+            log.exception("db.after_commit_failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_rollback(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+
+
 class UnitOfWork:
     """One transaction: commit is explicit, anything else rolls back.
 
@@ -137,7 +173,12 @@ class UnitOfWork:
 
         async with UnitOfWork(factory) as uow:
             ... uow.session ...
+            uow.after_commit(lambda: log.info("thing.done"))
             await uow.commit()
+
+    A Kafka consumer opens the unit of work itself (the inbox row shares the
+    transaction) and hands it to the use case, which never commits it: the consumer
+    does, after the use case returned.
     """
 
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
@@ -150,7 +191,7 @@ class UnitOfWork:
             raise RuntimeError("UnitOfWork used outside its `async with` block")
         return self._session
 
-    async def __aenter__(self) -> UnitOfWork:
+    async def __aenter__(self) -> Self:
         self._session = self._factory()
         await self._session.begin()
         return self
@@ -168,6 +209,10 @@ class UnitOfWork:
         finally:
             await session.close()
             self._session = None
+
+    def after_commit(self, effect: AfterCommit) -> None:
+        """Run `effect` (a log line, a metric) only once this unit of work has committed."""
+        after_commit(self.session, effect)
 
     async def commit(self) -> None:
         """Commit the transaction; the unit of work may not be used afterwards."""

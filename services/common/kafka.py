@@ -37,6 +37,7 @@ from services.common.cloudevents import (
     new_event,
     parse_envelope,
 )
+from services.common.db import UnitOfWork
 from services.common.inbox import claim_message
 from services.common.logging import bound, faststream_logger, get_logger, scrub_text
 from services.common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_PROCESSED
@@ -54,7 +55,9 @@ __all__ = [
 
 log = get_logger(__name__)
 
-Handler = Callable[[Envelope[Any], AsyncSession], Awaitable[None]]
+# A handler applies one event inside the consumer's unit of work and never commits it:
+# the consumer commits (with the inbox row) after the handler returned.
+Handler = Callable[[Envelope[Any], UnitOfWork], Awaitable[None]]
 
 
 def make_broker(settings: CommonSettings, *, service: str) -> KafkaBroker:
@@ -241,9 +244,9 @@ class EventConsumer:
         while True:
             attempt += 1
             try:
-                async with self._sessions() as session, session.begin():
+                async with UnitOfWork(self._sessions) as uow:
                     first_time = await claim_message(
-                        session,
+                        uow.session,
                         consumer=subscription.group_id,
                         message_id=envelope.id,
                         topic=subscription.topic,
@@ -251,7 +254,8 @@ class EventConsumer:
                     if not first_time:
                         log.info("consumer.duplicate_skipped")
                         return
-                    await handler(envelope, session)
+                    await handler(envelope, uow)
+                    await uow.commit()
                 self.processed_total += 1
                 CONSUMER_PROCESSED.labels(self._service, subscription.group_id).inc()
                 return

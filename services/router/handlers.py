@@ -17,7 +17,6 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.base import Status, is_drill
 from schemas.deliveries import DeliveryRequested
@@ -25,6 +24,7 @@ from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import DELIVERIES, NOTICES
 from services.common.auth import Principal, Role, require_roles
 from services.common.cloudevents import Envelope
+from services.common.db import UnitOfWork
 from services.common.kafka import EventConsumer
 from services.common.problems import (
     Problem,
@@ -70,24 +70,20 @@ def register_consumers(consumer: EventConsumer, deps: RouterDeps) -> None:
     adapters = f"{deps.settings.router_group_prefix}.adapters"
 
     @consumer.on("notice.received", topic=NOTICES, group_id=notices)
-    async def on_notice_received(envelope: Envelope[NoticeReceived], session: AsyncSession) -> None:
-        await service.open_alert(session, deps=deps, notice=envelope.data)
+    async def on_notice_received(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
+        await service.open_alert(uow.session, deps=deps, notice=envelope.data)
 
     @consumer.on("notice.updated", topic=NOTICES, group_id=notices)
-    async def on_notice_updated(envelope: Envelope[NoticeUpdated], session: AsyncSession) -> None:
-        await service.reopen_alert(session, deps=deps, notice=envelope.data)
+    async def on_notice_updated(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
+        await service.reopen_alert(uow.session, deps=deps, notice=envelope.data)
 
     @consumer.on("notice.cancelled", topic=NOTICES, group_id=notices)
-    async def on_notice_cancelled(
-        envelope: Envelope[NoticeCancelled], session: AsyncSession
-    ) -> None:
-        await service.cancel_alert(session, deps=deps, notice=envelope.data)
+    async def on_notice_cancelled(envelope: Envelope[NoticeCancelled], uow: UnitOfWork) -> None:
+        await service.cancel_alert(uow.session, deps=deps, notice=envelope.data)
 
     @consumer.on("delivery.requested", topic=DELIVERIES, group_id=adapters)
-    async def on_delivery_requested(
-        envelope: Envelope[DeliveryRequested], session: AsyncSession
-    ) -> None:
-        await service.deliver(session, deps=deps, request=envelope.data)
+    async def on_delivery_requested(envelope: Envelope[DeliveryRequested], uow: UnitOfWork) -> None:
+        await service.deliver(uow.session, deps=deps, request=envelope.data)
 
 
 # --- views ------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.alerts import AlertAcknowledged
 from schemas.base import Language, is_drill
@@ -24,6 +23,7 @@ from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import ALERTS, DELIVERIES, NOTICES
 from services.common.auth import Principal, Role, require_roles
 from services.common.cloudevents import Envelope
+from services.common.db import UnitOfWork
 from services.common.logging import get_logger
 from services.common.problems import Problem, conflict, forbidden, not_found, problem_type
 from services.common.runtime import ServiceRuntime
@@ -389,30 +389,26 @@ def register_consumers(runtime: ServiceRuntime, ctx: service.Context) -> None:
     on = runtime.consumer.on
 
     @on("notice.received", topic=NOTICES, group_id=notices_group)
-    async def notice_received(envelope: Envelope[NoticeReceived], session: AsyncSession) -> None:
-        await service.apply_notice(session=session, ctx=ctx, notice=envelope.data)
+    async def notice_received(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
+        await service.apply_notice(session=uow.session, ctx=ctx, notice=envelope.data)
 
     @on("notice.updated", topic=NOTICES, group_id=notices_group)
-    async def notice_updated(envelope: Envelope[NoticeUpdated], session: AsyncSession) -> None:
-        await service.apply_notice(session=session, ctx=ctx, notice=envelope.data)
+    async def notice_updated(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
+        await service.apply_notice(session=uow.session, ctx=ctx, notice=envelope.data)
 
     @on("notice.cancelled", topic=NOTICES, group_id=notices_group)
-    async def notice_cancelled(envelope: Envelope[NoticeCancelled], session: AsyncSession) -> None:
-        await service.apply_notice_cancelled(session=session, ctx=ctx, cancelled=envelope.data)
+    async def notice_cancelled(envelope: Envelope[NoticeCancelled], uow: UnitOfWork) -> None:
+        await service.apply_notice_cancelled(session=uow.session, ctx=ctx, cancelled=envelope.data)
 
     @on("alert.acknowledged", topic=ALERTS, group_id=alerts_group)
-    async def alert_acknowledged(
-        envelope: Envelope[AlertAcknowledged], session: AsyncSession
-    ) -> None:
-        await service.acknowledge_alert(session=session, ctx=ctx, acknowledged=envelope.data)
+    async def alert_acknowledged(envelope: Envelope[AlertAcknowledged], uow: UnitOfWork) -> None:
+        await service.acknowledge_alert(session=uow.session, ctx=ctx, acknowledged=envelope.data)
 
     sender = BulletinSender.from_settings(ctx.settings)
 
     @on("delivery.requested", topic=DELIVERIES, group_id=deliveries_group)
-    async def delivery_requested(
-        envelope: Envelope[DeliveryRequested], session: AsyncSession
-    ) -> None:
-        await service.deliver(session=session, ctx=ctx, sender=sender, request=envelope.data)
+    async def delivery_requested(envelope: Envelope[DeliveryRequested], uow: UnitOfWork) -> None:
+        await service.deliver(session=uow.session, ctx=ctx, sender=sender, request=envelope.data)
 
     async def close_sender(stop: asyncio.Event) -> None:
         # The runtime stops consumers before workers, so no delivery is in flight here.

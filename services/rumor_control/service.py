@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from schemas.alerts import AlertAcknowledged
 from schemas.base import Language, Status, is_drill
@@ -36,6 +34,7 @@ from schemas.deliveries import DeliveryPurpose, DeliveryRequested
 from schemas.fingerprints import normalize
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.rumors import RumorAssessed, RumorAssessment, RumorChannel, RumorReported
+from services.common.db import after_commit
 from services.common.delivery import DeliveryError
 from services.common.logging import get_logger
 from services.common.outbox import enqueue
@@ -214,30 +213,6 @@ class Context:
         return f"{self.public_base_url}/v1/receipts?token={token}"
 
 
-# -- after-commit effects -------------------------------------------------------------------
-
-_AFTER_COMMIT = "rumor_control_after_commit"
-
-
-def _after_commit(session: AsyncSession, effect: Callable[[], None]) -> None:
-    """Run `effect` (a metric, a log line) once the transaction has committed."""
-    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(effect)
-
-
-@event.listens_for(Session, "after_commit")
-def _run_after_commit(session: Session) -> None:
-    for effect in session.info.pop(_AFTER_COMMIT, ()):
-        try:
-            effect()
-        except Exception:  # an observability side effect must not break the caller
-            log.exception("rumor_control.after_commit_failed")
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_after_rollback(session: Session) -> None:
-    session.info.pop(_AFTER_COMMIT, None)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -269,7 +244,7 @@ async def apply_notice(
     # A new version may add restricted terms, so drafts that cite the notice are re-checked
     # (approval re-checks too; this keeps what the vetter sees current).
     await _recheck_drafts(session, ctx, notice.notice_id)
-    _after_commit(
+    after_commit(
         session,
         lambda: log.info(
             "notice.projected", notice_id=str(notice.notice_id), version=notice.version
@@ -459,7 +434,7 @@ def _count_blocks(session: AsyncSession, bulletin_id: uuid.UUID, blocked: Sequen
         if blocked:
             log.info("bulletin.blocked", bulletin_id=str(bulletin_id), reasons=list(blocked))
 
-    _after_commit(session, effect)
+    after_commit(session, effect)
 
 
 async def _create_draft(
@@ -541,7 +516,7 @@ async def _create_draft(
         source=ctx.source,
     )
     _count_blocks(session, bulletin_id, blocked)
-    _after_commit(
+    after_commit(
         session,
         lambda: log.info(
             "bulletin.drafted",
@@ -1587,7 +1562,7 @@ async def deliver(
             error=error,
         )
 
-    _after_commit(session, effect)
+    after_commit(session, effect)
 
 
 @dataclass(frozen=True)

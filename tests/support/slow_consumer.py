@@ -11,10 +11,10 @@ import signal
 import sys
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.notices import NoticeUpdated
 from services.common.cloudevents import Envelope
+from services.common.db import UnitOfWork
 from services.common.logging import configure_logging
 from services.common.runtime import ServiceRuntime
 from services.common.settings import CommonSettings
@@ -30,7 +30,8 @@ async def main(topic: str, group: str) -> None:
     runtime = ServiceRuntime(name="intake", settings=settings)
 
     @runtime.consumer.on("notice.updated", topic=topic, group_id=group)
-    async def slow(envelope: Envelope[NoticeUpdated], session: AsyncSession) -> None:
+    async def slow(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
+        session = uow.session
         await asyncio.sleep(0.15)  # long enough that SIGTERM lands mid-handler
         await session.execute(
             sa.insert(EFFECTS).values(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from schemas.notices import NoticeUpdated
 from schemas.topics import DLQ, NOTICES
 from services.common.cloudevents import Envelope, new_event
-from services.common.db import make_engine, make_session_factory
+from services.common.db import UnitOfWork, make_engine, make_session_factory
 from services.common.kafka import EventConsumer, make_broker, outbox_publisher
 from services.common.migrations import upgrade
 from services.common.outbox import OutboxRelay, enqueue
@@ -82,7 +82,8 @@ async def harness(
 
 
 def record_effect(notice_ids: set[str], calls: list[str] | None = None) -> Callable[..., Any]:
-    async def handle(envelope: Envelope[NoticeUpdated], session: AsyncSession) -> None:
+    async def handle(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
+        session = uow.session
         if str(envelope.data.notice_id) not in notice_ids:
             return
         if calls is not None:
@@ -244,8 +245,8 @@ async def test_poison_message_goes_to_dlq_after_k_attempts_and_partition_moves_o
     calls: list[str] = []
     effect = record_effect(ids, calls)
 
-    async def handler(envelope: Envelope[NoticeUpdated], session: AsyncSession) -> None:
-        await effect(envelope, session)
+    async def handler(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
+        await effect(envelope, uow)
         if envelope.data.notice_id == poison_id:
             raise ValueError("cannot apply this notice")
 
@@ -304,10 +305,10 @@ async def test_replayed_dead_letter_is_applied_once_the_cause_is_fixed(
     broken = {"yes": True}
     effect = record_effect(ids)
 
-    async def handler(envelope: Envelope[NoticeUpdated], session: AsyncSession) -> None:
+    async def handler(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
         if broken["yes"]:
             raise RuntimeError("downstream not ready")
-        await effect(envelope, session)
+        await effect(envelope, uow)
 
     harness.consumer.on("notice.updated", topic=topic, group_id=group)(handler)
     event = new_event(notice_updated(notice_id, 2), source="aviso.test")

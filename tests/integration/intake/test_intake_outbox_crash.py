@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.notices import NoticeReceived
 from schemas.topics import NOTICES
 from services.common.cloudevents import Envelope
+from services.common.db import UnitOfWork
 from services.common.kafka import EventConsumer, make_broker, outbox_publisher
 from services.common.outbox import OutboxRelay, OutboxRow
 from services.intake.config import IntakeSettings
@@ -75,7 +75,8 @@ async def test_a_committed_notice_is_published_after_a_crash_and_applied_once(
     group = unique("crash-test")
 
     @consumer.on("notice.received", topic=NOTICES, group_id=group)
-    async def apply(envelope: Envelope[NoticeReceived], session: AsyncSession) -> None:
+    async def apply(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
+        session = uow.session
         if str(envelope.data.notice_id) == notice_id:
             await session.execute(
                 sa.insert(EFFECTS).values(message_id=envelope.id, notice_id=notice_id)

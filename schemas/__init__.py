@@ -13,6 +13,7 @@ from schemas.alerts import (
     AlertAcknowledged,
     AlertChannel,
     AlertDelivered,
+    AlertDeliveryFailed,
     AlertEscalated,
     AlertResolved,
     AlertTriggered,
@@ -44,6 +45,7 @@ from schemas.base import (
 )
 from schemas.bulletins import (
     BulletinApproved,
+    BulletinDeliveryFailed,
     BulletinDrafted,
     BulletinKind,
     BulletinPublished,
@@ -53,7 +55,13 @@ from schemas.bulletins import (
     LanguageSignoff,
     PublishChannel,
 )
-from schemas.deliveries import DeliveryChannel, DeliveryOrigin, DeliveryPurpose, DeliveryRequested
+from schemas.deliveries import (
+    DeliveryChannel,
+    DeliveryFailureReason,
+    DeliveryOrigin,
+    DeliveryPurpose,
+    DeliveryRequested,
+)
 from schemas.dlq import DeadLettered, b64encode
 from schemas.notices import (
     CancelReason,
@@ -79,11 +87,13 @@ __all__ = [
     "AlertAcknowledged",
     "AlertChannel",
     "AlertDelivered",
+    "AlertDeliveryFailed",
     "AlertEscalated",
     "AlertResolved",
     "AlertTriggered",
     "AreaCode",
     "BulletinApproved",
+    "BulletinDeliveryFailed",
     "BulletinDrafted",
     "BulletinKind",
     "BulletinPublished",
@@ -94,6 +104,7 @@ __all__ = [
     "ContractModel",
     "DeadLettered",
     "DeliveryChannel",
+    "DeliveryFailureReason",
     "DeliveryOrigin",
     "DeliveryPurpose",
     "DeliveryRequested",

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field
 
 from schemas.base import EventData, Status
+from schemas.deliveries import DeliveryFailureReason
 from schemas.topics import ALERTS
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "AlertAcknowledged",
     "AlertChannel",
     "AlertDelivered",
+    "AlertDeliveryFailed",
     "AlertEscalated",
     "AlertResolved",
     "AlertTriggered",
@@ -79,6 +81,25 @@ class AlertDelivered(_AlertEvent):
     channel: AlertChannel = Field(description="The channel kind that succeeded.")
     attempts: int = Field(ge=1, description="Delivery attempts it took, this one included.")
     delivered_at: AwareDatetime
+
+
+class AlertDeliveryFailed(_AlertEvent):
+    """A notification of the alert did not reach a recipient over one channel.
+
+    Every failed attempt is one event; `final` says that no further attempt will be made
+    on this channel (the message was refused for good or its deadline passed).
+    No restricted detail: no address and no receiver text, only a reason class.
+    """
+
+    event_type: ClassVar[str] = "alert.delivery_failed"
+
+    step: int = Field(ge=0, description="Escalation step the notification belongs to.")
+    recipient_id: UUID = Field(description="Directory id of the person not reached.")
+    channel: AlertChannel = Field(description="The channel kind that failed.")
+    reason: DeliveryFailureReason = Field(description="Why the attempt failed, as a class.")
+    attempts: int = Field(ge=1, description="Delivery attempts so far, this one included.")
+    final: bool = Field(description="True when this channel will not be tried again.")
+    failed_at: AwareDatetime
 
 
 class AlertEscalated(_AlertEvent):

@@ -26,10 +26,12 @@ from schemas.base import (
     check_references,
     is_drill,
 )
+from schemas.deliveries import DeliveryChannel, DeliveryFailureReason
 from schemas.topics import BULLETINS
 
 __all__ = [
     "BulletinApproved",
+    "BulletinDeliveryFailed",
     "BulletinDrafted",
     "BulletinKind",
     "BulletinPublished",
@@ -230,3 +232,26 @@ class BulletinRetracted(_BulletinEvent):
     retracted_by: UUID = Field(description="Id of the vetter who retracted it.")
     reason_code: ReasonCode = Field(description="Why it was retracted.")
     retracted_at: AwareDatetime
+
+
+class BulletinDeliveryFailed(EventData):
+    """A published bulletin version did not reach a liaison or the radio desk on one channel.
+
+    Every failed attempt is one event; `final` says that no further attempt will be made on
+    this channel.
+    No restricted detail: recipients are directory ids, no address, only a reason class.
+    """
+
+    event_type: ClassVar[str] = "bulletin.delivery_failed"
+    topic: ClassVar[str] = BULLETINS
+    subject_field: ClassVar[str] = "bulletin_id"
+
+    bulletin_id: UUID
+    version: int = Field(ge=1, description="Bulletin version that was being delivered.")
+    status: Status = Field(description="Actual, or a drill (Exercise/Test).")
+    recipient_id: UUID = Field(description="Directory id of the liaison or radio desk.")
+    channel: DeliveryChannel = Field(description="The channel kind that failed.")
+    reason: DeliveryFailureReason = Field(description="Why the attempt failed, as a class.")
+    attempts: int = Field(ge=1, description="Delivery attempts so far, this one included.")
+    final: bool = Field(description="True when this channel will not be tried again.")
+    failed_at: AwareDatetime

@@ -19,10 +19,28 @@ from pydantic import AwareDatetime, Field
 from schemas.base import EventData, Language, Status
 from schemas.topics import DELIVERIES
 
-__all__ = ["DeliveryChannel", "DeliveryOrigin", "DeliveryPurpose", "DeliveryRequested"]
+__all__ = [
+    "DeliveryChannel",
+    "DeliveryFailureReason",
+    "DeliveryOrigin",
+    "DeliveryPurpose",
+    "DeliveryRequested",
+]
 
 DeliveryOrigin = Literal["router", "rumor_control"]
 DeliveryChannel = Literal["webhook", "email"]
+# Why an attempt failed, as a class: what an operator can act on, never an address or the
+# receiver's own words (a response body could echo anything).
+DeliveryFailureReason = Literal[
+    "timeout",  # the receiver did not answer in time
+    "unreachable",  # no connection (refused, DNS, TLS)
+    "http_5xx",  # the receiver answered a server error, 408 or 429
+    "http_4xx",  # the receiver refused the request for good
+    "rejected",  # the mail relay refused the message or a recipient
+    "circuit_open",  # not attempted: the destination failed repeatedly just before
+    "no_address",  # the recipient has no address on this channel
+    "expired",  # retried until the purpose's deadline without success
+]
 DeliveryPurpose = Literal[
     "alert", "escalation", "update", "cancel", "bulletin", "correction", "retraction"
 ]

@@ -16,10 +16,12 @@ from schemas import (
     EVENT_MODELS,
     AlertAcknowledged,
     AlertDelivered,
+    AlertDeliveryFailed,
     AlertEscalated,
     AlertResolved,
     AlertTriggered,
     BulletinApproved,
+    BulletinDeliveryFailed,
     BulletinDrafted,
     BulletinPublished,
     BulletinRejected,
@@ -54,6 +56,8 @@ BRIEF_CONTRACT: dict[str, set[str]] = {
         "alert.escalated",
         "alert.acknowledged",
         "alert.resolved",
+        # Not in the brief's table: a failed delivery attempt (noted on issue 10).
+        "alert.delivery_failed",
     },
     "aviso.rumors.v1": {"rumor.reported", "rumor.assessed"},
     "aviso.bulletins.v1": {
@@ -62,6 +66,8 @@ BRIEF_CONTRACT: dict[str, set[str]] = {
         "bulletin.rejected",
         "bulletin.published",
         "bulletin.retracted",
+        # Not in the brief's table: a failed delivery attempt (noted on issue 10).
+        "bulletin.delivery_failed",
     },
     "aviso.dlq.v1": {"dlq.dead_lettered"},
     # Not in the brief's table: delivery requests for channel adapters (noted on issue 4).
@@ -175,6 +181,16 @@ EXAMPLES: dict[str, EventData] = {
         attempts=2,
         delivered_at=T0,
     ),
+    "alert.delivery_failed": AlertDeliveryFailed(
+        **alert_fields(),
+        step=0,
+        recipient_id=SPOC_ID,
+        channel="webhook",
+        reason="http_5xx",
+        attempts=1,
+        final=False,
+        failed_at=T0,
+    ),
     "alert.escalated": AlertEscalated(
         **alert_fields(),
         step=1,
@@ -244,6 +260,17 @@ EXAMPLES: dict[str, EventData] = {
         approved_by=VETTER_ID,
         published_at=T0,
         expires_at=T0 + timedelta(hours=6),
+    ),
+    "bulletin.delivery_failed": BulletinDeliveryFailed(
+        bulletin_id=BULLETIN_ID,
+        version=1,
+        status="Actual",
+        recipient_id=SPOC_ID,
+        channel="email",
+        reason="expired",
+        attempts=7,
+        final=True,
+        failed_at=T0,
     ),
     "bulletin.retracted": BulletinRetracted(
         **bulletin_fields(version=2, msg_type="Cancel", references=(version_ref(BULLETIN_ID, 1),)),

@@ -1,4 +1,4 @@
-"""Pure rules of rumor control: clustering, suggestions, vetting, ids. No I/O here.
+"""Pure rules of rumor control: clustering, suggestions, vetting checks, ids. No I/O here.
 
 Rumor: reported -> assessed (re-assessed as facts change; an assessment expires).
 Bulletin version: drafted -> published (on approval) | rejected; a published bulletin is

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from schemas.base import is_drill, parse_version_ref
 from services.rumor_control.department import DepartmentConfig
+from services.rumor_control.domain import BulletinRow, VersionRow
 from services.rumor_control.gazetteer import Gazetteer
-from services.rumor_control.repository import BulletinRow, VersionRow
 
 __all__ = [
     "ATOM_NS",

@@ -1,10 +1,11 @@
 """Bulletin transitions: each step decides the new rows, its timeline entries and its events.
 
-A bulletin: drafted -> published (approve) | rejected (reject); once published it is
-updated by a new drafted version (edit: CAP Update) or retracted by a Cancel version that
-is published at once (retract). The functions here are pure: a use case gathers what they
-need (guardrail findings, rendered texts, delivery requests) and applies what they return
-with one repository call, `uow.bulletins.apply(transition)`.
+A bulletin: drafted -> published (approve) | rejected (reject, in `publication`); once
+published it is updated by a new drafted version (edit: CAP Update) or retracted by a
+Cancel version that is published at once (`publication.retract`). The functions are
+pure: a use case gathers what they need (guardrail findings, rendered texts, delivery
+requests) and applies what they return with one repository call,
+`uow.bulletins.apply(transition)`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from schemas.bulletins import (
     BulletinDrafted,
     BulletinKind,
     BulletinPublished,
-    BulletinRejected,
-    BulletinRetracted,
     BulletinText,
     LanguageSignoff,
 )
@@ -48,16 +47,13 @@ __all__ = [
     "draft",
     "edit",
     "edit_base",
+    "event_header",
     "is_untouched_draft",
     "recheck",
     "redraft",
-    "reject",
-    "retract",
-    "retracted_version",
     "sign_off",
+    "timeline_step",
 ]
-
-SUPERSEDED = "vetting.superseded_by_retraction"
 
 
 @dataclass(frozen=True)
@@ -116,7 +112,7 @@ class _Header(TypedDict):
     notice_ids: tuple[uuid.UUID, ...]
 
 
-def _header(bulletin: BulletinRow, version: VersionRow) -> _Header:
+def event_header(bulletin: BulletinRow, version: VersionRow) -> _Header:
     """The fields every bulletin event carries."""
     return _Header(
         bulletin_id=bulletin.bulletin_id,
@@ -134,7 +130,7 @@ def _drafted(
     bulletin: BulletinRow, version: VersionRow, author: uuid.UUID | None, at: datetime
 ) -> BulletinDrafted:
     return BulletinDrafted(
-        **_header(bulletin, version),
+        **event_header(bulletin, version),
         languages=LANGUAGES,
         template_id=bulletin.template_id,
         author_id=author,
@@ -143,7 +139,7 @@ def _drafted(
     )
 
 
-def _step(
+def timeline_step(
     bulletin: BulletinRow,
     version: int | None,
     action: TimelineAction,
@@ -186,7 +182,7 @@ def draft(
         bulletin=bulletin,
         created=True,
         inserted=(version,),
-        timeline=(_step(bulletin, 1, "drafted", author, at, **detail),),
+        timeline=(timeline_step(bulletin, 1, "drafted", author, at, **detail),),
         events=(_drafted(bulletin, version, None if author is None else author.id, at),),
         blocked=checked.blocked,
     )
@@ -221,7 +217,7 @@ def redraft(
         bulletin.bulletin_id,
         bulletin=bulletin,
         updated=(version,),
-        timeline=(_step(bulletin, version.version, "redrafted", None, at, **detail),),
+        timeline=(timeline_step(bulletin, version.version, "redrafted", None, at, **detail),),
         events=(_drafted(bulletin, version, None, at),),
         blocked=checked.blocked,
     )
@@ -242,7 +238,9 @@ def recheck(
         view.bulletin.bulletin_id,
         updated=(version,),
         timeline=(
-            _step(view.bulletin, version.version, "guardrails_rechecked", None, at, **detail),
+            timeline_step(
+                view.bulletin, version.version, "guardrails_rechecked", None, at, **detail
+            ),
         ),
         blocked=checked.blocked,
     )
@@ -301,7 +299,7 @@ def edit(
         bulletin=changed,
         inserted=inserted,
         updated=updated,
-        timeline=(_step(bulletin, version.version, "edited", actor, at, **detail),),
+        timeline=(timeline_step(bulletin, version.version, "edited", actor, at, **detail),),
         events=(_drafted(bulletin, version, actor.id, at),),
         blocked=checked.blocked,
     )
@@ -339,7 +337,7 @@ def _signoff_steps(
 ) -> tuple[TimelineRecord, ...]:
     latest = view.latest
     return tuple(
-        _step(view.bulletin, latest.version, "signed_off", actor, at, language=language,
+        timeline_step(view.bulletin, latest.version, "signed_off", actor, at, language=language,
               revision=latest.revision)
         for language in languages
     )  # fmt: skip
@@ -391,7 +389,7 @@ def approve(
         published_at=at, expires_at=expires_at,
     )  # fmt: skip
     bulletin = replace(view.bulletin, state="published", updated_at=at)
-    header = _header(bulletin, version)
+    header = event_header(bulletin, version)
     approved = BulletinApproved(
         **header,
         languages=LANGUAGES,
@@ -427,9 +425,9 @@ def approve(
     )
     steps = (
         *_signoff_steps(view, actor, sign_off_languages, at),
-        _step(bulletin, version.version, "approved", actor, at,
+        timeline_step(bulletin, version.version, "approved", actor, at,
               signoffs={lang: v["by"] for lang, v in signoffs.items()}),
-        _step(bulletin, version.version, "published", actor, at,
+        timeline_step(bulletin, version.version, "published", actor, at,
               channels=list(version.channels), deliveries_requested=len(deliveries)),
     )  # fmt: skip
     return BulletinTransition(
@@ -438,99 +436,4 @@ def approve(
         updated=(version,),
         timeline=steps,
         events=(approved, published, *deliveries),
-    )
-
-
-def reject(
-    view: BulletinView,
-    *,
-    actor: Actor,
-    reason_codes: Sequence[str],
-    comment: str | None,
-    at: datetime,
-) -> BulletinTransition:
-    """drafted -> rejected; a rejected update leaves the published version in force."""
-    latest = view.latest
-    if latest.state != "drafted":
-        raise VettingError("vetting.not_a_draft", f"the current version is {latest.state}")
-    codes = tuple(sorted(set(reason_codes)))
-    version = replace(
-        latest, state="rejected", rejected_by=actor.id, rejected_at=at, reason_codes=codes,
-        vetter_comment=comment,
-    )  # fmt: skip
-    bulletin = view.bulletin
-    changed = replace(bulletin, state="rejected", updated_at=at)
-    return BulletinTransition(
-        bulletin.bulletin_id,
-        bulletin=changed if bulletin.state == "drafted" else None,
-        updated=(version,),
-        timeline=(
-            _step(bulletin, version.version, "rejected", actor, at, reason_codes=list(codes)),
-        ),
-        events=(
-            BulletinRejected(
-                **_header(bulletin, version),
-                rejected_by=actor.id,
-                reason_codes=codes,
-                rejected_at=at,
-            ),
-        ),
-    )
-
-
-def retracted_version(view: BulletinView) -> tuple[VersionRow, int]:
-    """The published version a retraction withdraws, and the number of the Cancel."""
-    withdrawn = view.last_published
-    if view.bulletin.state != "published" or withdrawn is None:
-        raise VettingError(
-            "vetting.not_published",
-            f"only a published bulletin is retracted ({view.bulletin.state})",
-        )
-    return withdrawn, view.latest.version + 1
-
-
-def retract(
-    view: BulletinView,
-    *,
-    actor: Actor,
-    reason_code: str,
-    texts: Texts,
-    deliveries: Sequence[DeliveryRequested],
-    at: datetime,
-) -> BulletinTransition:
-    """published -> retracted: a Cancel version, published at once, and its correction."""
-    withdrawn, number = retracted_version(view)
-    bulletin, latest = view.bulletin, view.latest
-    updated: tuple[VersionRow, ...] = ()
-    if latest.state == "drafted":
-        # A pending update is moot once the bulletin is withdrawn.
-        updated = (
-            replace(latest, state="rejected", rejected_by=actor.id, rejected_at=at,
-                    reason_codes=(SUPERSEDED,)),
-        )  # fmt: skip
-    references = references_for(bulletin.bulletin_id, view.published_versions())
-    cancel = VersionRow(
-        bulletin.bulletin_id, number, "Cancel", references, "published", 1, texts, (), (),
-        withdrawn.channels, {}, actor.id, actor.name, at, approved_by=actor.id, approved_at=at,
-        published_at=at,
-    )  # fmt: skip
-    changed = replace(bulletin, state="retracted", current_version=number, updated_at=at)
-    retracted = BulletinRetracted(
-        bulletin_id=bulletin.bulletin_id, version=number, references=references,
-        status=bulletin.status, kind=bulletin.kind, rumor_id=bulletin.rumor_id,
-        notice_ids=bulletin.notice_ids, retracted_by=actor.id, reason_code=reason_code,
-        retracted_at=at,
-    )  # fmt: skip
-    detail = {
-        "reason_code": reason_code,
-        "references": list(references),
-        "deliveries_requested": len(deliveries),
-    }
-    return BulletinTransition(
-        bulletin.bulletin_id,
-        bulletin=changed,
-        inserted=(cancel,),
-        updated=updated,
-        timeline=(_step(bulletin, number, "retracted", actor, at, **detail),),
-        events=(retracted, *deliveries),
     )

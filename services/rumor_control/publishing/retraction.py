@@ -7,8 +7,7 @@ import uuid
 from schemas.base import is_drill
 from services.common.logging import get_logger
 from services.rumor_control.deps import RumorControlDeps
-from services.rumor_control.domain import LANGUAGES, Actor
-from services.rumor_control.domain import bulletins as transitions
+from services.rumor_control.domain import LANGUAGES, Actor, publication
 from services.rumor_control.domain.bulletins import BulletinView
 from services.rumor_control.metrics import BULLETINS_PUBLISHED
 from services.rumor_control.publishing.requests import delivery_requests
@@ -37,7 +36,7 @@ async def retract(
     now = deps.clock()
     view = await load_bulletin(uow, bulletin_id, for_update=True)
     bulletin = view.bulletin
-    withdrawn, version = transitions.retracted_version(view)
+    withdrawn, version = publication.retracted_version(view)
     variables = area_variables(deps, bulletin.area_code, None)
     for lang in LANGUAGES:
         variables[lang].update(
@@ -55,7 +54,7 @@ async def retract(
         texts=sections,
         at=now,
     )
-    transition = transitions.retract(
+    transition = publication.retract(
         view, actor=actor, reason_code=reason_code, texts=texts_json(sections),
         deliveries=deliveries, at=now,
     )  # fmt: skip

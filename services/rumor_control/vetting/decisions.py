@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from schemas.base import Language
 from services.common.logging import get_logger
 from services.rumor_control.deps import RumorControlDeps
-from services.rumor_control.domain import Actor
+from services.rumor_control.domain import Actor, publication
 from services.rumor_control.domain import bulletins as transitions
 from services.rumor_control.domain.bulletins import BulletinView
 from services.rumor_control.metrics import BULLETINS_PUBLISHED, REPORT_TO_BULLETIN_SECONDS
@@ -88,7 +88,7 @@ async def reject(
 ) -> BulletinView:
     """drafted -> rejected; a rejected update leaves the published version in force."""
     view = await load_bulletin(uow, bulletin_id, for_update=True)
-    transition = transitions.reject(
+    transition = publication.reject(
         view, actor=actor, reason_codes=reason_codes, comment=comment, at=deps.clock()
     )
     await apply_bulletin(uow, transition)

@@ -21,7 +21,7 @@ from services.rumor_control.domain import LANGUAGES, fingerprint_key_id
 from services.rumor_control.drafting import Drafter
 from services.rumor_control.gazetteer import Gazetteer, load_gazetteer
 from services.rumor_control.guardrails import GuardrailContext
-from services.rumor_control.unit_of_work import RumorControlUnitOfWork
+from services.rumor_control.unit_of_work import RumorControlTransaction, RumorControlUnitOfWork
 
 __all__ = ["Clock", "RumorControlDeps", "utc_now"]
 
@@ -42,7 +42,7 @@ class RumorControlDeps:
     gazetteer: Gazetteer
     drafter: Drafter
     source: str
-    unit_of_work: Callable[[], RumorControlUnitOfWork]
+    unit_of_work: Callable[[], RumorControlTransaction]
     sender: ChannelSender
     clock: Clock = utc_now
 

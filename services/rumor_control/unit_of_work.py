@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,6 +45,7 @@ __all__ = [
     "Bulletins",
     "Deliveries",
     "Notices",
+    "RumorControlTransaction",
     "RumorControlUnitOfWork",
     "RumorControlUoW",
     "Rumors",
@@ -150,6 +152,19 @@ class RumorControlUoW(Protocol):
     @property
     def timeline(self) -> Timeline: ...
     def after_commit(self, effect: AfterCommit) -> None: ...
+
+
+class RumorControlTransaction(RumorControlUoW, Protocol):
+    """A unit of work as its opener (a route, a worker) holds it: opened, then committed."""
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def commit(self) -> None: ...
 
 
 class RumorControlUnitOfWork(UnitOfWork):

@@ -71,5 +71,12 @@ async def standby_draft(
     await notices.acknowledge_alert(
         FakeUnitOfWork(store), deps=deps, acknowledged=acknowledgement(received.notice_id, at=clock)
     )
-    (bulletin_id,) = [b.bulletin_id for b in store.bulletins.values() if b.kind == "standby"]
+    bulletin_id = await notices_standby(store, received.notice_id)
     return bulletin_id
+
+
+async def notices_standby(store: Store, notice_id: uuid.UUID) -> uuid.UUID:
+    """The standby drafted for a notice."""
+    found = await FakeUnitOfWork(store).bulletins.standby_for(notice_id)
+    assert found is not None, "no standby was drafted"
+    return found

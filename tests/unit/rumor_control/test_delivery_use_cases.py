@@ -13,7 +13,9 @@ from services.rumor_control.deps import RumorControlDeps
 from tests.unit.rumor_control.fakes import FakeClock, FakeSender, FakeUnitOfWork, Store
 
 
-def _request(deps: RumorControlDeps, clock: FakeClock, recipient_id: uuid.UUID) -> DeliveryRequested:
+def _request(
+    deps: RumorControlDeps, clock: FakeClock, recipient_id: uuid.UUID
+) -> DeliveryRequested:
     return DeliveryRequested(
         delivery_id=uuid.uuid4(), origin="rumor_control", aggregate_id=uuid.uuid4(),
         aggregate_version=1, purpose="bulletin", recipient_id=recipient_id, channel="webhook",
@@ -29,7 +31,8 @@ async def test_a_request_is_sent_once_with_a_receipt_link_and_recorded(
     await deliver(FakeUnitOfWork(store), deps=deps, request=request)  # a redelivery
 
     ((recipient, sent, url),) = sender.sent
-    assert recipient.id == request.recipient_id and sent == request
+    assert recipient.id == request.recipient_id
+    assert sent == request
     assert "/v1/receipts?token=" in url
     assert store.deliveries[request.delivery_id].outcome == "sent"
     assert store.actions(request.aggregate_id) == ["delivered"]

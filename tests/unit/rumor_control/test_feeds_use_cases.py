@@ -13,7 +13,9 @@ from tests.unit.rumor_control.conftest import APPROVER, standby_draft
 from tests.unit.rumor_control.fakes import FakeClock, FakeUnitOfWork, Store
 
 
-async def _published(deps: RumorControlDeps, store: Store, clock: FakeClock, **fields: object) -> uuid.UUID:
+async def _published(
+    deps: RumorControlDeps, store: Store, clock: FakeClock, **fields: object
+) -> uuid.UUID:
     bulletin_id = await standby_draft(deps, store, clock, **fields)
     await vetting.approve(
         FakeUnitOfWork(store), deps=deps, actor=APPROVER, bulletin_id=bulletin_id,
@@ -49,7 +51,8 @@ async def test_one_published_version_comes_with_every_version_for_its_references
     bulletin, version, versions = await feeds.public_version(
         FakeUnitOfWork(store), bulletin_id=bulletin_id, version=1
     )
-    assert bulletin.bulletin_id == bulletin_id and version.state == "published"
+    assert bulletin.bulletin_id == bulletin_id
+    assert version.state == "published"
     assert [v.version for v in versions] == [1]
     with pytest.raises(NotFound):
         await feeds.public_version(FakeUnitOfWork(store), bulletin_id=bulletin_id, version=2)

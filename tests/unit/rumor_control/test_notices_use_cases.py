@@ -23,7 +23,8 @@ async def test_an_acknowledged_notice_gets_a_standby_draft_in_both_languages(
     assert "Riverside" in view.latest.texts["en"]["headline"]
     assert "La Ribera" in view.latest.texts["es"]["headline"]
     (drafted,) = store.events(BulletinDrafted)
-    assert drafted.bulletin_id == bulletin_id and drafted.kind == "standby"
+    assert drafted.bulletin_id == bulletin_id
+    assert drafted.kind == "standby"
     assert store.actions(bulletin_id) == ["drafted"]
 
 

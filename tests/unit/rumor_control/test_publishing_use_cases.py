@@ -33,7 +33,8 @@ async def test_a_retraction_publishes_a_cancel_and_sends_the_correction(
         reason_code="vetter.superseded",
     )  # fmt: skip
 
-    assert view.bulletin.state == "retracted" and view.bulletin.current_version == 3
+    assert view.bulletin.state == "retracted"
+    assert view.bulletin.current_version == 3
     assert [(v.msg_type, v.state) for v in view.versions] == [
         ("Alert", "published"),
         ("Update", "rejected"),
@@ -41,11 +42,13 @@ async def test_a_retraction_publishes_a_cancel_and_sends_the_correction(
     ]
     assert view.versions[1].reason_codes == ("vetting.superseded_by_retraction",)
     cancel = view.latest
-    assert cancel.references == (f"{bulletin_id}:1",) and cancel.published_at == clock()
+    assert cancel.references == (f"{bulletin_id}:1",)
+    assert cancel.published_at == clock()
     (retracted,) = store.events(BulletinRetracted)
     assert (retracted.version, retracted.reason_code) == (3, "vetter.superseded")
     corrections = [r for r in store.events(DeliveryRequested) if r.aggregate_version == 3]
-    assert corrections and {r.purpose for r in corrections} == {"retraction"}
+    assert corrections
+    assert {r.purpose for r in corrections} == {"retraction"}
     assert store.timeline[-1].action == "retracted"
     assert store.timeline[-1].detail["deliveries_requested"] == len(corrections)
 

@@ -30,10 +30,12 @@ async def test_a_receipt_is_recorded_once_and_counted_again(
     clock.advance(minutes=5)
     again = await receipts.record_receipt(FakeUnitOfWork(store), deps=deps, token=token)
 
-    assert first.first_time and not again.first_time
+    assert first.first_time
+    assert not again.first_time
     assert first.recipient == liaison
     (receipt,) = store.receipts.values()
-    assert receipt.seen_count == 2 and receipt.last_seen_at == clock()
+    assert receipt.seen_count == 2
+    assert receipt.last_seen_at == clock()
     assert store.actions(bulletin_id).count("receipt_confirmed") == 1
 
 

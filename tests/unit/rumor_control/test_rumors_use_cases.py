@@ -34,10 +34,12 @@ async def test_a_report_opens_a_rumor_and_a_nearby_one_joins_it(
         FakeUnitOfWork(store), deps=deps, actor=LIAISON, report=_report()
     )
 
-    assert first.new_rumor and not second.new_rumor
+    assert first.new_rumor
+    assert not second.new_rumor
     assert second.rumor_id == first.rumor_id
     assert second.report_count == 2
-    assert first.area_code == "riverside" and first.status == "Actual"
+    assert first.area_code == "riverside"
+    assert first.status == "Actual"
     reported = store.events(RumorReported)
     assert [event.report_count for event in reported] == [1, 2]
     assert store.actions(first.rumor_id) == ["reported", "reported"]
@@ -54,7 +56,8 @@ async def test_reports_far_apart_in_time_open_separate_rumors(
     later = await rumors.report_rumor(
         FakeUnitOfWork(store), deps=deps, actor=LIAISON, report=_report()
     )
-    assert later.new_rumor and later.rumor_id != first.rumor_id
+    assert later.new_rumor
+    assert later.rumor_id != first.rumor_id
 
 
 async def test_a_drill_report_makes_a_drill_rumor(deps: RumorControlDeps, store: Store) -> None:
@@ -108,13 +111,15 @@ async def test_an_assessment_drafts_a_rumor_fact_authored_by_the_vetter(
         as_of=None, expires_at=None, linked_notice_ids=[received.notice_id],
     )  # fmt: skip
 
-    assert rumor.assessment == "Confirmed" and rumor.assessment_revision == 1
+    assert rumor.assessment == "Confirmed"
+    assert rumor.assessment_revision == 1
     assert rumor.expires_at == clock() + timedelta(minutes=240)
     assert rumor.linked_notice_ids == (received.notice_id,)
     (assessed,) = store.events(RumorAssessed)
     assert assessed.assessed_by == AUTHOR.id
     bulletin = store.bulletins[bulletin_id]
-    assert bulletin.kind == "rumor_fact" and bulletin.rumor_id == outcome.rumor_id
+    assert bulletin.kind == "rumor_fact"
+    assert bulletin.rumor_id == outcome.rumor_id
     assert store.versions[bulletin_id][1].author_id == AUTHOR.id
     assert [e.kind for e in store.events(BulletinDrafted)] == ["rumor_fact"]
     assert store.actions(outcome.rumor_id) == ["reported", "assessed"]
@@ -172,4 +177,6 @@ async def test_the_timeline_lists_a_rumors_steps_and_unknown_bulletins_are_not_f
     )
     assert [(e.action, e.actor_id) for e in entries] == [("reported", LIAISON.id)]
     with pytest.raises(NotFound):
-        await rumors.timeline(FakeUnitOfWork(store), aggregate="bulletin", aggregate_id=uuid.uuid4())
+        await rumors.timeline(
+            FakeUnitOfWork(store), aggregate="bulletin", aggregate_id=uuid.uuid4()
+        )

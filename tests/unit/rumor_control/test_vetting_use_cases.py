@@ -15,7 +15,9 @@ from tests.unit.rumor_control.conftest import APPROVER, AUTHOR, standby_draft
 from tests.unit.rumor_control.fakes import FakeClock, FakeUnitOfWork, Store
 
 
-async def _signed_and_approved(deps: RumorControlDeps, store: Store, bulletin_id: uuid.UUID) -> None:
+async def _signed_and_approved(
+    deps: RumorControlDeps, store: Store, bulletin_id: uuid.UUID
+) -> None:
     await vetting.approve(
         FakeUnitOfWork(store), deps=deps, actor=APPROVER, bulletin_id=bulletin_id,
         sign_off_languages=["en", "es"],
@@ -73,7 +75,8 @@ async def test_the_author_cannot_sign_off_or_approve(
             FakeUnitOfWork(store), deps=deps, actor=AUTHOR, bulletin_id=bulletin_id,
             languages=["en"],
         )  # fmt: skip
-    assert sign.value.code == "vetting.author_cannot_sign_off" and sign.value.forbidden
+    assert sign.value.code == "vetting.author_cannot_sign_off"
+    assert sign.value.forbidden
     with pytest.raises(VettingError) as approve:
         await vetting.approve(
             FakeUnitOfWork(store), deps=deps, actor=AUTHOR, bulletin_id=bulletin_id
@@ -105,8 +108,10 @@ async def test_approval_publishes_with_both_events_and_the_deliveries(
         uow, deps=deps, actor=APPROVER, bulletin_id=bulletin_id, sign_off_languages=["en", "es"]
     )
 
-    assert view.bulletin.state == "published" and view.latest.state == "published"
-    assert view.latest.published_at == clock() and view.latest.approved_by == APPROVER.id
+    assert view.bulletin.state == "published"
+    assert view.latest.state == "published"
+    assert view.latest.published_at == clock()
+    assert view.latest.approved_by == APPROVER.id
     (approved,) = store.events(BulletinApproved)
     assert [s.language for s in approved.signoffs] == ["en", "es"]
     (published,) = store.events(BulletinPublished)
@@ -136,8 +141,10 @@ async def test_an_edit_of_a_published_bulletin_drafts_a_cap_update(
 
     assert [v.state for v in view.versions] == ["published", "drafted"]
     update = view.latest
-    assert update.msg_type == "Update" and update.references == (f"{bulletin_id}:1",)
-    assert view.bulletin.state == "published" and view.bulletin.current_version == 2
+    assert update.msg_type == "Update"
+    assert update.references == (f"{bulletin_id}:1",)
+    assert view.bulletin.state == "published"
+    assert view.bulletin.current_version == 2
     assert store.events(BulletinDrafted)[-1].msg_type == "Update"
 
 
@@ -180,7 +187,8 @@ async def test_a_rejected_update_leaves_the_published_version_in_force(
     )  # fmt: skip
 
     assert view.bulletin.state == "published"
-    assert view.last_published is not None and view.last_published.version == 1
+    assert view.last_published is not None
+    assert view.last_published.version == 1
 
 
 async def test_bulletins_are_listed_by_state_and_unknown_ones_are_not_found(

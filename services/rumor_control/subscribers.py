@@ -35,12 +35,12 @@ def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
     def ours(uow: UnitOfWork) -> RumorControlUnitOfWork:
         return RumorControlUnitOfWork.joining(uow, source=deps.source)
 
+    # A received and an updated notice are the same use case: project the newest version.
     @on("notice.received", topic=NOTICES, group_id=notices_group)
-    async def notice_received(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
-        await notices.apply_notice(ours(uow), deps=deps, notice=envelope.data)
-
     @on("notice.updated", topic=NOTICES, group_id=notices_group)
-    async def notice_updated(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
+    async def notice_version(
+        envelope: Envelope[NoticeReceived | NoticeUpdated], uow: UnitOfWork
+    ) -> None:
         await notices.apply_notice(ours(uow), deps=deps, notice=envelope.data)
 
     @on("notice.cancelled", topic=NOTICES, group_id=notices_group)

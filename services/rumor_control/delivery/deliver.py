@@ -3,6 +3,7 @@ link, send, record. To be replaced by the shared delivery engine."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from schemas.deliveries import DeliveryRequested
@@ -18,6 +19,21 @@ __all__ = ["deliver"]
 log = get_logger(__name__)
 
 Outcome = Literal["sent", "failed", "skipped"]
+
+
+def _step(request: DeliveryRequested, outcome: Outcome, at: datetime) -> TimelineRecord:
+    detail = {
+        "recipient_id": str(request.recipient_id),
+        "channel": request.channel,
+        "language": request.language,
+        "delivery_id": str(request.delivery_id),
+    }
+    action: Literal["delivered", "delivery_failed"] = (
+        "delivered" if outcome == "sent" else "delivery_failed"
+    )
+    return TimelineRecord(
+        "bulletin", request.aggregate_id, action, None, at, request.aggregate_version, detail
+    )
 
 
 async def deliver(
@@ -53,20 +69,7 @@ async def deliver(
         request.recipient_id, request.channel, request.language, request.purpose, outcome,
         error, now,
     )  # fmt: skip
-    step = None
-    if recipient is not None:
-        detail = {
-            "recipient_id": str(request.recipient_id),
-            "channel": request.channel,
-            "language": request.language,
-            "delivery_id": str(request.delivery_id),
-        }
-        action: Literal["delivered", "delivery_failed"] = (
-            "delivered" if outcome == "sent" else "delivery_failed"
-        )
-        step = TimelineRecord(
-            "bulletin", request.aggregate_id, action, None, now, request.aggregate_version, detail
-        )
+    step = None if recipient is None else _step(request, outcome, now)
     await uow.deliveries.record_outcome(row, step)
 
     def delivered() -> None:

@@ -361,6 +361,52 @@ def sign_off(
     )
 
 
+def _approval_events(
+    bulletin: BulletinRow,
+    version: VersionRow,
+    *,
+    actor: Actor,
+    area_name: str | None,
+    at: datetime,
+) -> tuple[BulletinApproved, BulletinPublished]:
+    """bulletin.approved (who signed what) and bulletin.published (the releasable text)."""
+    header = event_header(bulletin, version)
+    approved = BulletinApproved(
+        **header,
+        languages=LANGUAGES,
+        signoffs=tuple(
+            LanguageSignoff(
+                language=language,
+                signed_off_by=uuid.UUID(value["by"]),
+                signed_off_at=datetime.fromisoformat(value["at"]),
+            )
+            for language, value in sorted(version.signoffs.items())
+        ),
+        author_id=version.author_id,
+        approved_by=actor.id,
+        approved_at=at,
+    )
+    published = BulletinPublished(
+        **header,
+        texts=tuple(
+            BulletinText(
+                language=lang,
+                headline=version.texts[lang]["headline"],
+                body=version.texts[lang]["body"],
+            )
+            for lang in LANGUAGES
+            if lang in version.texts
+        ),
+        channels=version.channels,
+        area_code=bulletin.area_code,
+        area=area_name,
+        approved_by=actor.id,
+        published_at=at,
+        expires_at=version.expires_at,
+    )
+    return approved, published
+
+
 def approve(
     view: BulletinView,
     *,
@@ -389,39 +435,8 @@ def approve(
         published_at=at, expires_at=expires_at,
     )  # fmt: skip
     bulletin = replace(view.bulletin, state="published", updated_at=at)
-    header = event_header(bulletin, version)
-    approved = BulletinApproved(
-        **header,
-        languages=LANGUAGES,
-        signoffs=tuple(
-            LanguageSignoff(
-                language=language,
-                signed_off_by=uuid.UUID(value["by"]),
-                signed_off_at=datetime.fromisoformat(value["at"]),
-            )
-            for language, value in sorted(signoffs.items())
-        ),
-        author_id=version.author_id,
-        approved_by=actor.id,
-        approved_at=at,
-    )
-    published = BulletinPublished(
-        **header,
-        texts=tuple(
-            BulletinText(
-                language=lang,
-                headline=version.texts[lang]["headline"],
-                body=version.texts[lang]["body"],
-            )
-            for lang in LANGUAGES
-            if lang in version.texts
-        ),
-        channels=version.channels,
-        area_code=bulletin.area_code,
-        area=area_name,
-        approved_by=actor.id,
-        published_at=at,
-        expires_at=expires_at,
+    approved, published = _approval_events(
+        bulletin, version, actor=actor, area_name=area_name, at=at
     )
     steps = (
         *_signoff_steps(view, actor, sign_off_languages, at),

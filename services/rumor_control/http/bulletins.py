@@ -228,7 +228,8 @@ def routes(deps: RumorControlDeps) -> APIRouter:
     """`/v1/bulletins` and its sub-resources."""
     router = APIRouter(prefix="/v1", tags=["rumor control"])
     _reading(router, deps)
-    _vetting(router, deps)
+    _drafting(router, deps)
+    _deciding(router, deps)
     return router
 
 
@@ -282,7 +283,7 @@ def _reading(router: APIRouter, deps: RumorControlDeps) -> None:
         return PlainTextResponse(script)
 
 
-def _vetting(router: APIRouter, deps: RumorControlDeps) -> None:
+def _drafting(router: APIRouter, deps: RumorControlDeps) -> None:
     @router.put(
         "/bulletins/{bulletin_id}/texts/{language}",
         summary="Edit one language; the guardrails run again and sign-offs start over",
@@ -312,6 +313,8 @@ def _vetting(router: APIRouter, deps: RumorControlDeps) -> None:
                 await uow.commit()
         return bulletin_detail(view, texts="draft")
 
+
+def _deciding(router: APIRouter, deps: RumorControlDeps) -> None:
     @router.post(
         "/bulletins/{bulletin_id}/approve",
         summary="Approve (not the author; every language signed off) and publish",

@@ -76,16 +76,8 @@ class ReportOut(BaseModel):
 
     @classmethod
     def of(cls, outcome: ReportOutcome) -> ReportOut:
-        """From the use case's outcome."""
-        return cls(
-            report_id=outcome.report_id,
-            rumor_id=outcome.rumor_id,
-            new_rumor=outcome.new_rumor,
-            report_count=outcome.report_count,
-            area_code=outcome.area_code,
-            area=outcome.area,
-            status=outcome.status,
-        )
+        """From the use case's outcome (the same fields)."""
+        return cls.model_validate(outcome, from_attributes=True)
 
 
 class SuggestionOut(BaseModel):

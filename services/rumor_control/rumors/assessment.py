@@ -109,14 +109,10 @@ async def assess_rumor(
         first_reported_at=rumor.first_reported_at,
         author=actor,
     )
-    revision = rumor.assessment_revision
+    assessed = {"assessment": assessment, "revision": rumor.assessment_revision}
     uow.after_commit(
         lambda: log.info(
-            "rumor.assessed",
-            rumor_id=str(rumor_id),
-            assessment=assessment,
-            revision=revision,
-            bulletin_id=str(bulletin_id),
+            "rumor.assessed", rumor_id=str(rumor_id), bulletin_id=str(bulletin_id), **assessed
         )
     )
     return rumor, bulletin_id

@@ -1,4 +1,4 @@
-"""Composition root of the rumor_control service: wires settings, runtime, handlers and HTTP."""
+"""Composition root of the rumor_control service: builds its deps once, wires HTTP and Kafka."""
 
 from __future__ import annotations
 
@@ -7,14 +7,10 @@ from fastapi import FastAPI
 from services.common.http import create_http_app
 from services.common.runtime import ServiceRuntime
 from services.common.settings import get_settings
+from services.rumor_control import subscribers
 from services.rumor_control.config import RumorControlSettings
-from services.rumor_control.handlers import (
-    feeds_router,
-    receipts_router,
-    register_consumers,
-    rumor_router,
-)
-from services.rumor_control.service import Context
+from services.rumor_control.deps import RumorControlDeps
+from services.rumor_control.http import routers
 
 __all__ = ["SERVICE", "create_app"]
 
@@ -27,8 +23,9 @@ def create_app(settings: RumorControlSettings | None = None) -> FastAPI:
     runtime = ServiceRuntime(name=SERVICE, settings=settings)
     # Read the department, gazetteer and templates now: a bad file stops the start, not the
     # first bulletin.
-    ctx = Context.from_settings(settings, source=runtime.source)
-    register_consumers(runtime, ctx)
+    deps = RumorControlDeps.build(settings, sessions=runtime.sessions, source=runtime.source)
+    subscribers.register(runtime.consumer, deps)
+    runtime.add_worker("rumor_control.sender", subscribers.close_sender(deps))
     app = create_http_app(
         runtime,
         title="Aviso rumor control",
@@ -36,11 +33,7 @@ def create_app(settings: RumorControlSettings | None = None) -> FastAPI:
             "Rumor ledger and vetted English/Spanish bulletins for community liaisons, "
             "the radio desk and the public."
         ),
-        routers=[
-            rumor_router(ctx, runtime),
-            receipts_router(ctx, runtime),
-            feeds_router(ctx, runtime),
-        ],
+        routers=routers(deps),
     )
-    app.state.rumor_control = ctx
+    app.state.rumor_control = deps
     return app

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from schemas.base import Language
+from services.rumor_control.calendar_words import MONTHS, WEEKDAYS
 from services.rumor_control.department import DepartmentConfig
 from services.rumor_control.guardrails import SECTIONS, Sections
 from services.rumor_control.radio import say_date, say_numbers, say_phone, say_time
@@ -27,37 +28,6 @@ __all__ = ["TEMPLATE_IDS", "Drafter", "TemplateId", "clock", "long_date"]
 
 TemplateId = Literal["standby", "rumor_fact", "correction"]
 TEMPLATE_IDS: tuple[TemplateId, ...] = ("standby", "rumor_fact", "correction")
-
-_EN_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
-_ES_MONTHS = [
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-]
-_EN_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-_ES_WEEKDAYS = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"]
 
 
 def clock(moment: datetime, language: Language) -> str:
@@ -75,10 +45,10 @@ def clock(moment: datetime, language: Language) -> str:
 def long_date(moment: datetime, language: Language) -> str:
     """ "Tuesday, March 3, 2026" / "martes 3 de marzo de 2026"."""
     if language == "en":
-        month = _EN_MONTHS[moment.month - 1]
-        return f"{_EN_WEEKDAYS[moment.weekday()]}, {month} {moment.day}, {moment.year}"
-    month = _ES_MONTHS[moment.month - 1]
-    return f"{_ES_WEEKDAYS[moment.weekday()]} {moment.day} de {month} de {moment.year}"
+        month = MONTHS["en"][moment.month - 1]
+        return f"{WEEKDAYS['en'][moment.weekday()]}, {month} {moment.day}, {moment.year}"
+    month = MONTHS["es"][moment.month - 1]
+    return f"{WEEKDAYS['es'][moment.weekday()]} {moment.day} de {month} de {moment.year}"
 
 
 def _join_names(names: Sequence[str], language: Language) -> str:

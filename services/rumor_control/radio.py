@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from schemas.base import Language
+from services.rumor_control.calendar_words import MONTHS, WEEKDAYS
 
 __all__ = [
     "RadioScript",
@@ -103,36 +104,6 @@ _EN_ORDINAL_SPECIAL = {
     "nine": "ninth",
     "twelve": "twelfth",
 }
-_EN_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
-_ES_MONTHS = [
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-]
-_EN_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-_ES_WEEKDAYS = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"]
 
 
 def number_words(n: int, language: Language) -> str:
@@ -266,12 +237,12 @@ def say_date(
     """A date in words: "Tuesday, March third" / "el martes tres de marzo" (without `article`:
     "martes tres de marzo", for "del martes ...")."""
     if language == "en":
-        text = f"{_EN_WEEKDAYS[moment.weekday()]}, {_EN_MONTHS[moment.month - 1]} "
+        text = f"{WEEKDAYS['en'][moment.weekday()]}, {MONTHS['en'][moment.month - 1]} "
         text += _en_ordinal(moment.day)
         return text + (f", {_en_words(moment.year)}" if year else "")
     # Latin American usage reads the first of the month as "primero".
     day = "primero" if moment.day == 1 else _es_words(moment.day)
-    text = f"{_ES_WEEKDAYS[moment.weekday()]} {day} de {_ES_MONTHS[moment.month - 1]}"
+    text = f"{WEEKDAYS['es'][moment.weekday()]} {day} de {MONTHS['es'][moment.month - 1]}"
     if article:
         text = f"el {text}"
     return text + (f" de {_es_words(moment.year)}" if year else "")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 import yaml
 
 from deploy.local.sinks import SmtpSink, WebhookSink
@@ -27,10 +28,12 @@ from schemas.notices import NoticeReceived
 from schemas.topics import ALERTS, DELIVERIES, NOTICES
 from services.common.auth import Role
 from services.common.cloudevents import new_event
+from services.common.db import make_engine
 from services.common.logging import configure_logging
 from services.rumor_control.app import create_app
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.domain import fingerprint_key_id
+from services.rumor_control.tables import standby_requests
 from tests.support.apps import issue_test_token, running_app
 from tests.support.kafka_io import produce_raw, wait_for
 
@@ -120,6 +123,22 @@ class RumorApp:
             step=0,
             acknowledged_at=datetime.now(UTC),
         )
+
+    async def wait_for_standby_request(self, notice_id: uuid.UUID, timeout: float = 45) -> None:
+        """Until the acknowledgement of a notice not yet known is recorded as waiting for it."""
+        engine = make_engine(self.settings, "rumor_control")
+        statement = sa.select(standby_requests.c.notice_id).where(
+            standby_requests.c.notice_id == str(notice_id)
+        )
+
+        async def recorded() -> bool:
+            async with engine.connect() as connection:
+                return (await connection.execute(statement)).first() is not None
+
+        try:
+            await wait_for(recorded, timeout=timeout, interval=0.2)
+        finally:
+            await engine.dispose()
 
     async def bulletins(self, who: str = "vetter_a") -> list[dict[str, Any]]:
         response = await self.client.get("/v1/bulletins", headers=self.auth(who))

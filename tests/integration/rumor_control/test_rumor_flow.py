@@ -109,7 +109,9 @@ async def test_acknowledged_notice_gets_a_standby_draft_in_both_languages(rc: Ru
 async def test_acknowledgement_before_its_notice_still_drafts_the_standby(rc: RumorApp) -> None:
     notice = rc.notice(area_code="lakeview")
     await rc.produce(rc.acknowledgement(notice), source="aviso.router")
-    await asyncio.sleep(1.0)
+    # The notice goes out only once the acknowledgement waits for it (different topics: no
+    # order between them otherwise), so this really is the acknowledgement-first case.
+    await rc.wait_for_standby_request(notice.notice_id)
     await rc.produce(notice, source="aviso.intake")
 
     draft = await _standby_for(rc, notice.notice_id)

@@ -1,6 +1,6 @@
 """Channel adapters of rumor control: signed webhooks and e-mail to liaisons and the radio desk.
 
-The publishing use case decides what each recipient gets (`DeliveryRequested` on
+The publishing use cases decide what each recipient gets (`DeliveryRequested` on
 `aviso.deliveries.v1`, recipients by id only); the delivery consumer calls `BulletinSender`
 with the address looked up in department.yaml and a receipt link made for that recipient
 and version. Retries, backoff and the DLQ come from the consumer.
@@ -10,61 +10,24 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from schemas.base import Language, is_drill
+from schemas.base import is_drill
 from schemas.deliveries import DeliveryRequested
 from services.common.delivery import DeliveryError, EmailSender, WebhookSender
 from services.common.settings import CommonSettings
 from services.rumor_control.department import Recipient
-from services.rumor_control.guardrails import Sections
-from services.rumor_control.radio import build_script, read_seconds
 
 __all__ = [
     "BulletinSender",
     "ChannelSender",
     "email_text",
-    "liaison_text",
-    "radio_delivery_text",
-    "script_minutes",
     "webhook_payload",
 ]
 
-_SMS_LABEL = {"en": "Text message version:", "es": "Versión para mensaje de texto:"}
 _RECEIPT_LINE = {
     "en": "Please confirm that you received this bulletin:",
     "es": "Por favor, confirme que recibió este boletín:",
 }
 _DRILL_PREFIX = {"en": "DRILL — ", "es": "SIMULACRO (DRILL) — "}
-
-
-def liaison_text(text: Sections, language: Language) -> str:
-    """What a liaison reads: the bulletin, then the short version to forward by SMS."""
-    return f"{text.body}\n\n{_SMS_LABEL[language]}\n{text.sms}"
-
-
-def radio_delivery_text(
-    *, spanish: Sections, english: Sections, drill: bool, words_per_minute: int, bulletin_ref: str
-) -> tuple[str, str]:
-    """Headline and body of the radio desk's delivery: the read-aloud script, Spanish first."""
-    script = build_script(
-        station_note=(
-            f"Boletín {bulletin_ref}. Español: unos "
-            f"{script_minutes(spanish.radio, words_per_minute)} de lectura. "
-            "Lea el texto tal cual; no lea lo que está entre corchetes."
-        ),
-        spanish=spanish.radio,
-        english=english.radio,
-        drill=drill,
-        words_per_minute=words_per_minute,
-    )
-    return f"Guion para radio / Radio script: {spanish.headline}", script.text
-
-
-def script_minutes(text: str, words_per_minute: int) -> str:
-    """ "45 segundos" / "2 minutos": the reading time, for the newsroom's rundown."""
-    seconds = read_seconds(text, words_per_minute)
-    if seconds < 90:
-        return f"{seconds} segundos"
-    return f"{round(seconds / 60)} minutos"
 
 
 def _marked(text: str, request: DeliveryRequested) -> str:
@@ -106,6 +69,8 @@ class ChannelSender(Protocol):
     async def send(
         self, recipient: Recipient, request: DeliveryRequested, *, receipt_url: str
     ) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class BulletinSender:

@@ -1,4 +1,4 @@
-"""Pure rules of rumor control: clustering, suggestions, vetting, ids. No I/O here.
+"""Pure rules of rumor control: clustering, suggestions, vetting checks, ids. No I/O here.
 
 Rumor: reported -> assessed (re-assessed as facts change; an assessment expires).
 Bulletin version: drafted -> published (on approval) | rejected; a published bulletin is
@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from schemas.base import Language, Status, is_drill, version_ref
 from schemas.bulletins import PublishChannel
@@ -220,20 +221,35 @@ def check_editable(state: str) -> None:
         raise VettingError("vetting.not_editable", f"a {state} bulletin cannot be edited")
 
 
-def check_sign_off(
-    *, state: str, author_id: uuid.UUID | None, vetter_id: uuid.UUID, blocked: Sequence[str]
+def _check_vetter(
+    *,
+    state: str,
+    author_id: uuid.UUID | None,
+    vetter_id: uuid.UUID,
+    blocked: Sequence[str],
+    step: Literal["sign_off", "approve"],
 ) -> None:
-    """A vetter other than the author signs off a draft no guardrail blocks."""
+    """What signing off and approving share: a draft, not its author, nothing blocking."""
     if state != "drafted":
         raise VettingError("vetting.not_a_draft", f"the current version is {state}")
     if author_id is not None and author_id == vetter_id:
+        verb = "sign it off" if step == "sign_off" else "approve it"
         raise VettingError(
-            "vetting.author_cannot_sign_off",
-            "the author of a draft cannot sign it off; ask another vetter",
+            f"vetting.author_cannot_{step}",
+            f"the author of a draft cannot {verb}; ask another vetter",
             forbidden=True,
         )
     if blocked:
         raise VettingError("vetting.blocked", "guardrails block this draft: " + ", ".join(blocked))
+
+
+def check_sign_off(
+    *, state: str, author_id: uuid.UUID | None, vetter_id: uuid.UUID, blocked: Sequence[str]
+) -> None:
+    """A vetter other than the author signs off a draft no guardrail blocks."""
+    _check_vetter(
+        state=state, author_id=author_id, vetter_id=vetter_id, blocked=blocked, step="sign_off"
+    )
 
 
 def missing_signoffs(signed: Iterable[str]) -> tuple[Language, ...]:
@@ -252,16 +268,9 @@ def check_approval(
 ) -> None:
     """drafted -> approved only by a non-author, with no guardrail blocking and every
     language signed off."""
-    if state != "drafted":
-        raise VettingError("vetting.not_a_draft", f"the current version is {state}")
-    if author_id is not None and author_id == vetter_id:
-        raise VettingError(
-            "vetting.author_cannot_approve",
-            "the author of a draft cannot approve it; ask another vetter",
-            forbidden=True,
-        )
-    if blocked:
-        raise VettingError("vetting.blocked", "guardrails block this draft: " + ", ".join(blocked))
+    _check_vetter(
+        state=state, author_id=author_id, vetter_id=vetter_id, blocked=blocked, step="approve"
+    )
     missing = missing_signoffs(signed)
     if missing:
         raise VettingError(

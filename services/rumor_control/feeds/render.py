@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from schemas.base import is_drill, parse_version_ref
 from services.rumor_control.department import DepartmentConfig
+from services.rumor_control.domain import BulletinRow, VersionRow
 from services.rumor_control.gazetteer import Gazetteer
-from services.rumor_control.repository import BulletinRow, VersionRow
 
 __all__ = [
     "ATOM_NS",
@@ -88,6 +88,20 @@ def _public(rows: Iterable[Published]) -> list[Published]:
     ]
 
 
+def _reference_triples(
+    version: VersionRow, versions: Sequence[VersionRow], *, sender: str, tz: ZoneInfo
+) -> list[str]:
+    """CAP `references`: sender,identifier,sent of each earlier version that was published."""
+    published_at = {v.version: v.published_at for v in versions}
+    triples = []
+    for ref in version.references:
+        ref_id, ref_version = parse_version_ref(ref)
+        sent = published_at.get(ref_version)
+        if sent is not None:
+            triples.append(f"{sender},{cap_identifier(ref_id, ref_version)},{_cap_time(sent, tz)}")
+    return triples
+
+
 def cap_alert(
     bulletin: BulletinRow,
     version: VersionRow,
@@ -109,17 +123,9 @@ def cap_alert(
     _sub(alert, _c("status"), bulletin.status)
     _sub(alert, _c("msgType"), version.msg_type)
     _sub(alert, _c("scope"), "Public")
-    if version.references:
-        published_at = {v.version: v.published_at for v in versions}
-        triples = []
-        for ref in version.references:
-            ref_id, ref_version = parse_version_ref(ref)
-            sent = published_at.get(ref_version)
-            if sent is None:
-                continue
-            triples.append(f"{sender},{cap_identifier(ref_id, ref_version)},{_cap_time(sent, tz)}")
-        if triples:
-            _sub(alert, _c("references"), " ".join(triples))
+    triples = _reference_triples(version, versions, sender=sender, tz=tz)
+    if triples:
+        _sub(alert, _c("references"), " ".join(triples))
     area = gazetteer.get(bulletin.area_code)
     for language in ("en", "es"):
         text = version.texts.get(language)

@@ -1,0 +1,127 @@
+"""What every rumor_control use case receives besides its unit of work: built once at start.
+
+The department, gazetteer and templates are read when the deps are built, so a bad file
+stops the start, not the first bulletin.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.signing import make_link_token
+from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
+from services.rumor_control.delivery.adapters import BulletinSender, ChannelSender
+from services.rumor_control.department import DepartmentConfig, load_department
+from services.rumor_control.domain import LANGUAGES, fingerprint_key_id
+from services.rumor_control.drafting import Drafter
+from services.rumor_control.gazetteer import Gazetteer, load_gazetteer
+from services.rumor_control.guardrails import GuardrailContext
+from services.rumor_control.unit_of_work import RumorControlTransaction, RumorControlUnitOfWork
+
+__all__ = ["Clock", "RumorControlDeps", "utc_now"]
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC (tests inject their own)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RumorControlDeps:
+    """Configuration and collaborators of the rumor_control use cases."""
+
+    settings: RumorControlSettings
+    department: DepartmentConfig
+    gazetteer: Gazetteer
+    drafter: Drafter
+    source: str
+    unit_of_work: Callable[[], RumorControlTransaction]
+    sender: ChannelSender
+    clock: Clock = utc_now
+
+    @classmethod
+    def build(
+        cls,
+        settings: RumorControlSettings,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        source: str,
+        sender: ChannelSender | None = None,
+        clock: Clock = utc_now,
+    ) -> RumorControlDeps:
+        """Load the department, gazetteer and templates named by the settings."""
+        department = load_department(
+            settings.rumor_department_file or PACKAGE_DIR / "department.yaml"
+        )
+        gazetteer = load_gazetteer(settings.rumor_gazetteer_file or PACKAGE_DIR / "gazetteer.yaml")
+        return cls(
+            settings=settings,
+            department=department,
+            gazetteer=gazetteer,
+            drafter=Drafter(PACKAGE_DIR / "templates", department),
+            source=source,
+            unit_of_work=lambda: RumorControlUnitOfWork(sessions, source=source),
+            sender=sender or BulletinSender.from_settings(settings),
+            clock=clock,
+        )
+
+    @property
+    def fingerprint_key(self) -> bytes:
+        """The HMAC key intake fingerprints restricted terms with."""
+        return self.settings.fingerprint_key.get_secret_value().encode("utf-8")
+
+    @property
+    def link_secret(self) -> bytes:
+        """The key receipt links are signed with."""
+        return self.settings.link_secret.get_secret_value().encode("utf-8")
+
+    @property
+    def public_base_url(self) -> str:
+        """Where people reach this service (receipt links, feed links)."""
+        base = self.settings.public_base_url
+        if base:
+            return base.rstrip("/")
+        return f"http://{self.settings.http_host}:{self.settings.rumor_control_port}"
+
+    def guardrails(
+        self, fingerprints: frozenset[str], key_ids: frozenset[str] = frozenset()
+    ) -> GuardrailContext:
+        """The guardrails' view of the configuration plus a draft's notice fingerprints."""
+        config = self.department
+        settings = self.settings
+        return GuardrailContext(
+            fingerprint_key=self.fingerprint_key,
+            fingerprints=fingerprints,
+            foreign_key_ids=frozenset(key_ids - {fingerprint_key_id(self.fingerprint_key)}),
+            policy_statement={lang: config.policy_statement(lang) for lang in LANGUAGES},
+            phone_line=config.phone_line,
+            partner_names={
+                lang: tuple(partner.name(lang) for partner in config.partners) for lang in LANGUAGES
+            },
+            gazetteer=self.gazetteer,
+            allowed_phones=config.allowed_phones(),
+            sms_max_segments=settings.rumor_sms_max_segments,
+            radio_words_per_minute=settings.rumor_radio_words_per_minute,
+            radio_max_seconds=settings.rumor_radio_max_seconds,
+        )
+
+    def receipt_url(self, bulletin_id: uuid.UUID, version: int, recipient_id: uuid.UUID) -> str:
+        """A signed, expiring link a recipient opens to confirm they received a version."""
+        ttl = self.settings.rumor_receipt_link_ttl_days * 86400
+        claims: dict[str, str | int] = {
+            "k": "receipt",
+            "b": str(bulletin_id),
+            "v": version,
+            "r": str(recipient_id),
+        }
+        expires_at = int(self.clock().timestamp()) + ttl
+        token = make_link_token(self.link_secret, claims, expires_at=expires_at)
+        # In the query string, where the log scrubber redacts `token=` from access logs.
+        return f"{self.public_base_url}/v1/receipts?token={token}"

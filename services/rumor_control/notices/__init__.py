@@ -1,0 +1,9 @@
+"""Use cases fed by intake's notices and router's acknowledgements (Kafka)."""
+
+from services.rumor_control.notices.projection import (
+    acknowledge_alert,
+    apply_notice,
+    apply_notice_cancelled,
+)
+
+__all__ = ["acknowledge_alert", "apply_notice", "apply_notice_cancelled"]

@@ -1,0 +1,163 @@
+"""Intake's notices as rumor_control knows them, and the standby bulletin an acknowledged
+notice gets, ready before rumors start.
+
+A notice and its acknowledgement arrive on different topics, in either order: each use
+case locks the notice first, and an acknowledgement that comes first leaves a standby
+request the notice then fulfils.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from schemas.alerts import AlertAcknowledged
+from schemas.base import Language, is_drill
+from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
+from services.common.logging import get_logger
+from services.rumor_control.deps import RumorControlDeps
+from services.rumor_control.domain import LANGUAGES, NoticeRow
+from services.rumor_control.domain import bulletins as transitions
+from services.rumor_control.unit_of_work import RumorControlUoW
+from services.rumor_control.vetting.common import (
+    apply_bulletin,
+    area_variables,
+    check_texts,
+    load_bulletin,
+    texts_json,
+)
+from services.rumor_control.vetting.drafts import create_draft
+
+__all__ = ["acknowledge_alert", "apply_notice", "apply_notice_cancelled"]
+
+log = get_logger(__name__)
+
+
+async def apply_notice(
+    uow: RumorControlUoW, *, deps: RumorControlDeps, notice: NoticeReceived | NoticeUpdated
+) -> None:
+    """Project a notice version; draft a standby that waited for it; re-check drafts."""
+    await uow.notices.lock(notice.notice_id)
+    await uow.notices.save_version(notice, at=deps.clock())
+    if await uow.notices.take_standby_request(notice.notice_id):
+        await _draft_standby(uow, deps, notice.notice_id)
+    elif notice.msg_type == "Update":
+        await _refresh_standby(uow, deps, notice.notice_id)
+    # A new version may add restricted terms, so drafts that cite the notice are re-checked
+    # (approval re-checks too; this keeps what the vetter sees current).
+    await _recheck_drafts(uow, deps, notice.notice_id)
+    notice_id, version = str(notice.notice_id), notice.version
+    uow.after_commit(lambda: log.info("notice.projected", notice_id=notice_id, version=version))
+
+
+async def apply_notice_cancelled(
+    uow: RumorControlUoW, *, deps: RumorControlDeps, cancelled: NoticeCancelled
+) -> None:
+    """Mark a notice cancelled: suggestions for rumors about it turn to False."""
+    await uow.notices.lock(cancelled.notice_id)
+    await uow.notices.cancel(
+        notice_id=cancelled.notice_id,
+        version=cancelled.version,
+        status=cancelled.status,
+        at=cancelled.received_at,
+    )
+
+
+async def acknowledge_alert(
+    uow: RumorControlUoW, *, deps: RumorControlDeps, acknowledged: AlertAcknowledged
+) -> None:
+    """The SPOC acknowledged a notice: draft its standby bulletin, ready if rumors start."""
+    await uow.notices.lock(acknowledged.notice_id)
+    notice = await uow.notices.get(acknowledged.notice_id)
+    if notice is None or notice.window_start is None:
+        # alerts and notices are separate topics: the notice may still be on its way.
+        await uow.notices.request_standby(
+            notice_id=acknowledged.notice_id,
+            alert_id=acknowledged.alert_id,
+            by=acknowledged.acknowledged_by,
+            at=deps.clock(),
+        )
+        return
+    await _draft_standby(uow, deps, acknowledged.notice_id)
+
+
+def _standby_variables(deps: RumorControlDeps, notice: NoticeRow) -> dict[Language, dict[str, Any]]:
+    variables = area_variables(deps, notice.area_code, notice.area)
+    for lang in LANGUAGES:
+        variables[lang].update(drill=is_drill(notice.status), as_of=deps.clock())
+    return variables
+
+
+async def _draft_standby(
+    uow: RumorControlUoW, deps: RumorControlDeps, notice_id: uuid.UUID
+) -> None:
+    if await uow.bulletins.standby_for(notice_id) is not None:
+        return  # one standby per notice, however often it is acknowledged
+    notice = await uow.notices.get(notice_id)
+    if notice is None or notice.cancelled_at is not None:
+        return
+    slack = timedelta(minutes=deps.settings.rumor_notice_slack_minutes)
+    if notice.window_end is not None and notice.window_end + slack < deps.clock():
+        # An operation long over needs no standby: this is a replay of old events (a new
+        # deployment reads the topics from the start), not an acknowledgement to act on.
+        return
+    await create_draft(
+        uow,
+        deps=deps,
+        kind="standby",
+        template_id="standby",
+        status=notice.status,
+        variables=_standby_variables(deps, notice),
+        notice_ids=(notice_id,),
+        rumor_id=None,
+        area_code=notice.area_code,
+        standby_for_notice=notice_id,
+        first_reported_at=None,
+        author=None,
+    )
+
+
+async def _refresh_standby(
+    uow: RumorControlUoW, deps: RumorControlDeps, notice_id: uuid.UUID
+) -> None:
+    """Redraft an untouched standby when its notice changes (a new area, a drill flag).
+
+    Only a draft nobody has edited or signed is redrafted: once a person has worked on the
+    text it is theirs, and the guardrails (re-run below and at approval) still protect it.
+    """
+    bulletin_id = await uow.bulletins.standby_for(notice_id)
+    notice = await uow.notices.get(notice_id)
+    if bulletin_id is None or notice is None:
+        return
+    view = await load_bulletin(uow, bulletin_id, for_update=True)
+    if not transitions.is_untouched_draft(view.latest):
+        return
+    texts = texts_json(deps.drafter.render_all("standby", _standby_variables(deps, notice)))
+    checked = await check_texts(
+        uow, deps=deps, texts=texts, status=view.bulletin.status,
+        channels=view.latest.channels, notice_ids=view.bulletin.notice_ids,
+    )  # fmt: skip
+    transition = transitions.redraft(
+        view, texts=texts, checked=checked, area_code=notice.area_code, notice_id=notice_id,
+        notice_version=notice.version, at=deps.clock(),
+    )  # fmt: skip
+    await apply_bulletin(uow, transition)
+
+
+async def _recheck_drafts(
+    uow: RumorControlUoW, deps: RumorControlDeps, notice_id: uuid.UUID
+) -> None:
+    for bulletin, latest in await uow.bulletins.latest(limit=1000):
+        if latest.state != "drafted" or notice_id not in bulletin.notice_ids:
+            continue
+        checked = await check_texts(
+            uow, deps=deps, texts=latest.texts, status=bulletin.status,
+            channels=latest.channels, notice_ids=bulletin.notice_ids,
+        )  # fmt: skip
+        view = transitions.BulletinView(bulletin, (latest,))
+        transition = transitions.recheck(
+            view, checked=checked, notice_id=notice_id, at=deps.clock()
+        )
+        if transition is not None:
+            await apply_bulletin(uow, transition)

@@ -1,0 +1,99 @@
+"""A vetter's decision on a draft: approve it (and so publish it) or reject it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from schemas.base import Language
+from services.common.logging import get_logger
+from services.rumor_control.deps import RumorControlDeps
+from services.rumor_control.domain import Actor, publication
+from services.rumor_control.domain import bulletins as transitions
+from services.rumor_control.domain.bulletins import BulletinView
+from services.rumor_control.metrics import BULLETINS_PUBLISHED, REPORT_TO_BULLETIN_SECONDS
+from services.rumor_control.publishing.requests import delivery_requests
+from services.rumor_control.unit_of_work import RumorControlUoW
+from services.rumor_control.vetting.common import apply_bulletin, load_bulletin, sections_of
+from services.rumor_control.vetting.editing import fresh_check
+
+__all__ = ["approve", "reject"]
+
+log = get_logger(__name__)
+
+
+async def approve(
+    uow: RumorControlUoW,
+    *,
+    deps: RumorControlDeps,
+    actor: Actor,
+    bulletin_id: uuid.UUID,
+    sign_off_languages: Sequence[Language] = (),
+) -> BulletinView:
+    """drafted -> approved -> published, in one transaction: events, deliveries, feeds."""
+    now = deps.clock()
+    view = await load_bulletin(uow, bulletin_id, for_update=True)
+    bulletin, latest = view.bulletin, view.latest
+    checked = await fresh_check(uow, deps=deps, view=view)
+    rumor = None if bulletin.rumor_id is None else await uow.rumors.get(bulletin.rumor_id)
+    area = deps.gazetteer.get(bulletin.area_code)
+    deliveries = delivery_requests(
+        department=deps.department,
+        words_per_minute=deps.settings.rumor_radio_words_per_minute,
+        bulletin=bulletin,
+        version=latest.version,
+        msg_type=latest.msg_type,
+        texts=sections_of(latest.texts),
+        at=now,
+    )
+    transition = transitions.approve(
+        view, actor=actor, sign_off_languages=sign_off_languages, checked=checked,
+        rumor_expires_at=None if rumor is None else rumor.expires_at,
+        area_name=None if area is None else area.name("en"), deliveries=deliveries, at=now,
+    )  # fmt: skip
+    await apply_bulletin(uow, transition)
+    since_report = (
+        None if bulletin.first_reported_at is None else (now - bulletin.first_reported_at)
+    )
+
+    def published() -> None:
+        BULLETINS_PUBLISHED.labels(bulletin.kind, latest.msg_type).inc()
+        if since_report is not None:
+            REPORT_TO_BULLETIN_SECONDS.observe(since_report.total_seconds())
+        log.info(
+            "bulletin.published",
+            bulletin_id=str(bulletin_id),
+            version=latest.version,
+            msg_type=latest.msg_type,
+            status=bulletin.status,
+            channels=list(latest.channels),
+            deliveries_requested=len(deliveries),
+            seconds_since_first_report=(
+                None if since_report is None else round(since_report.total_seconds(), 1)
+            ),
+        )
+
+    uow.after_commit(published)
+    return await load_bulletin(uow, bulletin_id)
+
+
+async def reject(
+    uow: RumorControlUoW,
+    *,
+    deps: RumorControlDeps,
+    actor: Actor,
+    bulletin_id: uuid.UUID,
+    reason_codes: Sequence[str],
+    comment: str | None,
+) -> BulletinView:
+    """drafted -> rejected; a rejected update leaves the published version in force."""
+    view = await load_bulletin(uow, bulletin_id, for_update=True)
+    transition = publication.reject(
+        view, actor=actor, reason_codes=reason_codes, comment=comment, at=deps.clock()
+    )
+    await apply_bulletin(uow, transition)
+    codes = sorted(set(reason_codes))
+    uow.after_commit(
+        lambda: log.info("bulletin.rejected", bulletin_id=str(bulletin_id), reason_codes=codes)
+    )
+    return await load_bulletin(uow, bulletin_id)

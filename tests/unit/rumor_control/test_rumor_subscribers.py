@@ -1,0 +1,126 @@
+"""Kafka wiring of rumor_control at unit level: FastStream's TestKafkaBroker delivers an
+envelope with CloudEvents headers to the real consumer, and each subscriber must call its
+one use case with the event's data and this service's unit of work on the consumer's session.
+
+No broker, no database: the inbox claim is stubbed and the use cases are recorders.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from schemas.base import EventData
+from schemas.deliveries import DeliveryRequested
+from schemas.notices import NoticeCancelled
+from services.common import kafka
+from services.common.cloudevents import new_event
+from services.common.db import make_session_factory
+from services.common.kafka import EventConsumer
+from services.rumor_control import notices, subscribers
+from services.rumor_control.deps import RumorControlDeps
+from services.rumor_control.unit_of_work import RumorControlUnitOfWork
+from tests.unit.rumor_control.conftest import acknowledgement
+from tests.unit.rumor_control.fakes import FakeClock, notice
+
+
+@dataclass
+class Calls:
+    """What each use case was called with."""
+
+    seen: list[tuple[str, Any, RumorControlUnitOfWork]] = field(default_factory=list)
+
+    def recorder(self, name: str, argument: str) -> Callable[..., Any]:
+        async def use_case(uow: RumorControlUnitOfWork, **kwargs: Any) -> None:
+            self.seen.append((name, kwargs[argument], uow))
+
+        return use_case
+
+
+@pytest.fixture
+async def wired(
+    deps: RumorControlDeps, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[KafkaBroker, Calls, list[AsyncSession]]]:
+    calls = Calls()
+    for name, argument in (
+        ("apply_notice", "notice"),
+        ("apply_notice_cancelled", "cancelled"),
+        ("acknowledge_alert", "acknowledged"),
+    ):
+        monkeypatch.setattr(notices, name, calls.recorder(name, argument))
+    monkeypatch.setattr(subscribers, "deliver", calls.recorder("deliver", "request"))
+    claimed: list[AsyncSession] = []
+
+    async def claim(session: AsyncSession, **_: Any) -> bool:
+        claimed.append(session)  # the inbox row would go into this transaction
+        return True
+
+    monkeypatch.setattr(kafka, "claim_message", claim)
+    broker = KafkaBroker()
+    # A session factory that never connects: nothing here executes SQL.
+    engine = create_async_engine("sqlite+aiosqlite://")
+    consumer = EventConsumer(
+        broker=broker,
+        sessions=make_session_factory(engine),
+        settings=deps.settings,
+        service="rumor_control",
+    )
+    subscribers.register(consumer, deps)
+    async with TestKafkaBroker(broker) as test_broker:
+        yield test_broker, calls, claimed
+    await engine.dispose()
+
+
+async def _publish(broker: KafkaBroker, data: EventData) -> None:
+    outgoing = new_event(data, source="aviso.tests")
+    await broker.publish(
+        outgoing.payload.encode(),
+        topic=outgoing.topic,
+        key=outgoing.key.encode(),
+        headers=outgoing.headers,
+    )
+
+
+async def test_each_event_reaches_its_one_use_case_on_the_consumers_session(
+    deps: RumorControlDeps,
+    clock: FakeClock,
+    wired: tuple[KafkaBroker, Calls, list[AsyncSession]],
+) -> None:
+    broker, calls, claimed = wired
+    received = notice(deps)
+    ack = acknowledgement(received.notice_id, at=clock)
+    cancelled = NoticeCancelled(
+        notice_id=received.notice_id,
+        version=2,
+        references=(f"{received.notice_id}:1",),
+        status="Actual",
+        sent_at=clock(),
+        received_at=clock() + timedelta(minutes=1),
+        reason="operation_cancelled",
+    )
+    request = DeliveryRequested(
+        delivery_id=uuid.uuid4(), origin="rumor_control", aggregate_id=uuid.uuid4(),
+        aggregate_version=1, purpose="bulletin", recipient_id=deps.department.liaisons[0].id,
+        channel="email", language="es", status="Actual", headline="Aviso", body="Texto",
+        requested_at=clock(),
+    )  # fmt: skip
+
+    for data in (received, ack, cancelled, request):
+        await _publish(broker, data)
+
+    assert [(name, data) for name, data, _ in calls.seen] == [
+        ("apply_notice", received),
+        ("acknowledge_alert", ack),
+        ("apply_notice_cancelled", cancelled),
+        ("deliver", request),
+    ]
+    for (_, _, uow), session in zip(calls.seen, claimed, strict=True):
+        assert isinstance(uow, RumorControlUnitOfWork)
+        assert uow.session is session  # one transaction with the inbox claim

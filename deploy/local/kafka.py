@@ -325,7 +325,7 @@ def render_server_properties(settings: KafkaSettings) -> str:
         "share.coordinator.state.topic.min.isr=1",
         "# Consumers in tests should not wait 3 s for the first rebalance.",
         "group.initial.rebalance.delay.ms=0",
-        "# Aviso's consumers use a 2.5 s session (failover after a crash within ~3 s);",
+        "# Aviso's consumers use a 2 s session (failover after a crash within ~3 s);",
         "# Kafka's default floor for classic-protocol groups is 6 s and would refuse it.",
         "group.min.session.timeout.ms=1000",
         "# Keep the throwaway broker small on disk.",

@@ -69,7 +69,7 @@ class CommonSettings(BaseSettings):
         default=0.2, ge=0, description="First retry delay; doubles on each further try."
     )
     consumer_session_timeout_ms: int = Field(
-        default=2_500,
+        default=2_000,
         ge=1_000,
         description=(
             "How long Kafka waits for a silent consumer before giving its partitions to "

@@ -55,6 +55,8 @@ __all__ = [
 
 log = get_logger(__name__)
 
+_REBALANCE_TIMEOUT_MS = 10_000
+
 # A handler applies one event inside the consumer's unit of work and never commits it:
 # the consumer commits (with the inbox row) after the handler returned.
 Handler = Callable[[Envelope[Any], UnitOfWork], Awaitable[None]]
@@ -197,9 +199,20 @@ class EventConsumer:
             auto_offset_reset="earliest",
             title=f"{subscription.group_id}:{subscription.topic}",
             decoder=_raw_body,
+            # Failover after a crash: the group notices a silent member after the session
+            # timeout. aiokafka heartbeats from a background task, so a handler that takes
+            # longer than the session (a slow send, a database outage waited out) keeps its
+            # partitions as long as the event loop runs; only max_poll_interval_ms (aiokafka's
+            # 5 min default) bounds how long one message may hold them.
             session_timeout_ms=self._session_timeout_ms,
-            # Kafka's rule of thumb: heartbeat at most a third of the session timeout.
-            heartbeat_interval_ms=max(self._session_timeout_ms // 3, 1_000),
+            # Kafka's rule of thumb: heartbeat every third of the session timeout, so two
+            # lost heartbeats in a row do not yet cost the partitions.
+            heartbeat_interval_ms=max(self._session_timeout_ms // 3, 100),
+            # How long the coordinator waits for live members to rejoin a rebalance (it
+            # defaults to the session timeout). A dead member is dropped on its session
+            # timeout regardless, so a longer wait costs a crash nothing and spares a busy
+            # instance from being evicted during a deploy's rebalances.
+            rebalance_timeout_ms=max(self._session_timeout_ms, _REBALANCE_TIMEOUT_MS),
         )
         async def consume(message: KafkaMessage) -> None:
             # The raw record, not FastStream's decoding: a body that fails to decode

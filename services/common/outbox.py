@@ -9,8 +9,26 @@ Several relays may run against one outbox. Each round a relay claims, in one
 statement, the oldest unsent row of each key that nobody else holds (`FOR UPDATE
 SKIP LOCKED` on PostgreSQL; SQLite's writer lock makes the same statement atomic).
 A row whose key has an earlier unsent row is never claimed, so two relays cannot
-reorder one key. A claim is a lease: a relay that dies leaves rows that another
-relay takes over once `claimed_until` passes.
+reorder one key.
+
+A claim is a short lease (`claimed_until`, 2 s by default) that a heartbeat renews
+every third of its length while the relay publishes and records the round. A relay
+that dies stops renewing, and another relay takes its rows over as soon as the lease
+ends (an idle relay sleeps until the earliest lease ends, not a whole poll). A slow
+publish keeps its claim, so no other relay publishes that row or the key's next one
+behind its back. Chosen over a lock tied to the database session because SQLite, the
+embedded default, has no such lock (it would need the lease anyway); because
+PostgreSQL drops a dead client's locks only when it sees the socket close, which a
+host that lost power or its network never does until TCP keepalive gives up (hours,
+untuned), while a lease ends on time; and because a transaction held open across a
+network publish pins a connection per relay and holds back vacuum.
+
+On PostgreSQL the lease is stamped and compared with the database's clock, so clock
+skew between application hosts cannot eat into a 2 s lease. If a relay's event loop
+stalls for longer than the lease, another relay may publish the same row again: a
+duplicate, never a gap and never a later row of the key first (a row becomes
+claimable only once its predecessor is marked sent, which only the predecessor's
+current holder can do), and consumers drop the duplicate through their inbox.
 
 The relay does not wait a polling interval per message: a commit that enqueued
 something wakes the relays of this process at once (an in-process signal), and on
@@ -129,6 +147,63 @@ async def pending_count(session: AsyncSession) -> int:
     return int(result.scalar_one())
 
 
+_TIMESTAMP = sa.DateTime(timezone=True)
+# The shortest idle wait: a lease that ended but could not be claimed yet (another relay
+# is claiming it this instant) must not make the relay spin.
+_MIN_IDLE_WAIT_S = 0.05
+
+
+def _split(
+    rows: Sequence[OutboxRow], results: Sequence[object]
+) -> tuple[list[int], list[tuple[OutboxRow, BaseException]]]:
+    """Ids of the rows the broker acknowledged, and the rows that failed with their error."""
+    sent: list[int] = []
+    failed: list[tuple[OutboxRow, BaseException]] = []
+    for row, result in zip(rows, results, strict=True):
+        if isinstance(result, BaseException):
+            failed.append((row, result))
+        else:
+            sent.append(row.id)
+    return sent, failed
+
+
+class _LeaseKeeper:
+    """Renews a round's claims every `every_s` until stopped (the relay's heartbeat).
+
+    Renewal and `stop` take one lock, so once `stop` returns no renewal is running or
+    will start: the relay can then settle its rows without a renewal racing it.
+    """
+
+    def __init__(self, *, renew: Callable[[], Awaitable[None]], every_s: float) -> None:
+        self._renew = renew
+        self._every_s = every_s
+        self._stopped = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _LeaseKeeper:
+        self._task = asyncio.create_task(self._beat(), name="outbox-lease-heartbeat")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            self._stopped.set()
+        if self._task is not None:
+            await self._task
+
+    async def _beat(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), timeout=self._every_s)
+            async with self._lock:
+                if self._stopped.is_set():
+                    return
+                await self._renew()
+
+
 class OutboxRelay:
     """Publishes committed outbox rows; run one or several per service."""
 
@@ -140,7 +215,7 @@ class OutboxRelay:
         component: str,
         batch_size: int = 100,
         poll_interval_s: float = 1.0,
-        claim_ttl_s: float = 30.0,
+        claim_ttl_s: float = 2.0,
         retry_delay_s: float = 1.0,
         relay_id: str | None = None,
         wake_on_commit: bool = True,
@@ -151,8 +226,9 @@ class OutboxRelay:
         self._component = component
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
-        self._claim_ttl = timedelta(seconds=claim_ttl_s)
-        self._retry_delay = timedelta(seconds=retry_delay_s)
+        self._claim_ttl_s = claim_ttl_s
+        self._retry_delay_s = retry_delay_s
+        self._postgres = is_postgres(engine)
         self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
         # Off only to measure the polling fallback (benchmarks/outbox_latency.py --no-wake).
         self._wake_on_commit = wake_on_commit
@@ -170,7 +246,7 @@ class OutboxRelay:
         """Start relaying in the background (and listen for NOTIFY on PostgreSQL)."""
         if self._wake_on_commit:
             _wakers.add(self._wake)
-        self._listen_wanted = self._wake_on_commit and is_postgres(self._engine)
+        self._listen_wanted = self._wake_on_commit and self._postgres
         await self._ensure_listening()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._component}")
         log.info("outbox.relay_started", relay_id=self.relay_id, component=self._component)
@@ -234,7 +310,18 @@ class OutboxRelay:
             if relayed:
                 continue
             await self._ensure_listening()
-            await self._sleep(self._poll_interval_s)
+            await self._sleep(await self._idle_wait_s())
+
+    async def _idle_wait_s(self) -> float:
+        """Until the next poll, or sooner when a held lease ends (a crashed relay's rows)."""
+        try:
+            lease_ends_in = await self._earliest_lease_end_s()
+        except Exception:
+            return self._poll_interval_s  # the next round reports what is wrong
+        if lease_ends_in is None:
+            return self._poll_interval_s
+        # A little past the end, so the lease has surely lapsed when we look; never a spin.
+        return min(self._poll_interval_s, max(lease_ends_in + 0.01, _MIN_IDLE_WAIT_S))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -247,20 +334,18 @@ class OutboxRelay:
         rows = await self._claim()
         if not rows:
             return 0
-        results = await asyncio.gather(
-            *(self._publish(row) for row in rows), return_exceptions=True
-        )
-        sent = [
-            row.id
-            for row, result in zip(rows, results, strict=True)
-            if not isinstance(result, BaseException)
-        ]
-        failed = [
-            (row, result)
-            for row, result in zip(rows, results, strict=True)
-            if isinstance(result, BaseException)
-        ]
-        await self._settle(sent, failed)
+        ids = [row.id for row in rows]
+        async with _LeaseKeeper(
+            renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
+        ) as lease:
+            results = await asyncio.gather(
+                *(self._publish(row) for row in rows), return_exceptions=True
+            )
+            # Renewal stops first, so it cannot extend a failed row's shorter retry lease;
+            # what is left of the lease (at least two thirds) covers the settling.
+            await lease.stop()
+            sent, failed = _split(rows, results)
+            await self._settle(sent, failed)
         self.published_total += len(sent)
         if sent:
             OUTBOX_PUBLISHED.labels(self._component).inc(len(sent))
@@ -275,7 +360,7 @@ class OutboxRelay:
         return len(sent)
 
     async def _claim(self) -> Sequence[OutboxRow]:
-        now = datetime.now(UTC)
+        now = self._now()
         t = outbox_messages
         # Aliases keep the subquery from correlating with the UPDATE's own table.
         candidate = t.alias("candidate")
@@ -300,7 +385,7 @@ class OutboxRelay:
             .where(t.c.id.in_(heads.scalar_subquery()))
             .values(
                 claimed_by=self.relay_id,
-                claimed_until=now + self._claim_ttl,
+                claimed_until=self._lease_until(self._claim_ttl_s),
                 attempts=t.c.attempts + 1,
             )
             .returning(
@@ -338,8 +423,68 @@ class OutboxRelay:
                 await session.execute(
                     sa.update(t)
                     .where(t.c.id == row.id, t.c.claimed_by == self.relay_id)
-                    .values(claimed_until=now + self._retry_delay, last_error=type(error).__name__)
+                    .values(
+                        claimed_until=self._lease_until(self._retry_delay_s),
+                        last_error=type(error).__name__,
+                    )
                 )
+
+    async def _renew(self, ids: list[int]) -> None:
+        """Extend this relay's lease on `ids` (the heartbeat); say so if any were lost."""
+        t = outbox_messages
+        try:
+            async with self._sessions() as session, session.begin():
+                result = await session.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(ids), t.c.claimed_by == self.relay_id, t.c.sent_at.is_(None))
+                    .values(claimed_until=self._lease_until(self._claim_ttl_s))
+                )
+        except Exception as exc:
+            # The next beat tries again; if the database stays away no other relay can
+            # claim the rows either.
+            log.warning(
+                "outbox.lease_renewal_failed", relay_id=self.relay_id, error=type(exc).__name__
+            )
+            return
+        renewed = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if renewed < len(ids):
+            # Only after this relay stalled longer than the lease: another relay may publish
+            # those rows again (a duplicate the inbox absorbs, never a reordering).
+            log.warning("outbox.lease_lost", relay_id=self.relay_id, held=len(ids), renewed=renewed)
+
+    async def _earliest_lease_end_s(self) -> float | None:
+        """Seconds until the earliest lease on an unsent row ends (negative: ended)."""
+        t = outbox_messages
+        earliest = sa.func.min(t.c.claimed_until)
+        pending = t.c.sent_at.is_(None) & t.c.claimed_until.is_not(None)
+        async with self._sessions() as session:
+            if self._postgres:
+                seconds = sa.extract("epoch", earliest - sa.func.clock_timestamp())
+                value = (await session.execute(sa.select(seconds).where(pending))).scalar()
+                return None if value is None else float(value)
+            ends = (await session.execute(sa.select(earliest).where(pending))).scalar()
+        if ends is None:
+            return None
+        if ends.tzinfo is None:  # SQLite keeps the UTC wall time without its zone
+            ends = ends.replace(tzinfo=UTC)
+        return float((ends - datetime.now(UTC)).total_seconds())
+
+    # -- the lease clock -----------------------------------------------------------
+    # PostgreSQL's clock when there is one: every relay, on any host, reads the same
+    # time, so a 2 s lease does not depend on the hosts' clocks agreeing. SQLite is one
+    # file on one host, whose clock every relay shares already.
+
+    def _now(self) -> sa.ColumnElement[datetime]:
+        if self._postgres:
+            return sa.func.clock_timestamp(type_=_TIMESTAMP)
+        return sa.literal(datetime.now(UTC), _TIMESTAMP)
+
+    def _lease_until(self, seconds: float) -> sa.ColumnElement[datetime]:
+        if self._postgres:
+            return sa.func.clock_timestamp(type_=_TIMESTAMP) + sa.func.make_interval(
+                0, 0, 0, 0, 0, 0, seconds, type_=sa.Interval()
+            )
+        return sa.literal(datetime.now(UTC) + timedelta(seconds=seconds), _TIMESTAMP)
 
     async def prune(self, *, older_than: timedelta) -> int:
         """Delete rows sent longer ago than `older_than`; returns how many."""

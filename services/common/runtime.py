@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.errors import InvalidSessionTimeoutError
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -88,7 +89,20 @@ class ServiceRuntime:
         self._stop_workers.clear()
         for worker in self._workers:
             worker.task = asyncio.create_task(self._run_worker(worker), name=worker.name)
-        await self.broker.start()
+        try:
+            await self.broker.start()
+        except InvalidSessionTimeoutError:
+            # The quick failover needs the cluster's consent; say which setting to change
+            # instead of leaving the operator with Kafka's bare error code.
+            log.error(
+                "kafka.session_timeout_refused",
+                session_timeout_ms=self.settings.consumer_session_timeout_ms,
+                hint=(
+                    "lower group.min.session.timeout.ms on the brokers to at most this, or "
+                    "raise AVISO_CONSUMER_SESSION_TIMEOUT_MS to the brokers' minimum"
+                ),
+            )
+            raise
         self.started = True
         log.info("service.started", service=self.name)
 

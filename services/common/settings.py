@@ -69,11 +69,13 @@ class CommonSettings(BaseSettings):
         default=0.2, ge=0, description="First retry delay; doubles on each further try."
     )
     consumer_session_timeout_ms: int = Field(
-        default=10_000,
-        ge=6_000,
+        default=2_000,
+        ge=1_000,
         description=(
             "How long Kafka waits for a silent consumer before giving its partitions to "
-            "another instance (failover time after a crash)."
+            "another instance (failover time after a crash); heartbeats go every third of it. "
+            "The brokers' group.min.session.timeout.ms must not exceed it (Kafka's default is "
+            "6000: lower it, or raise this)."
         ),
     )
     outbox_poll_interval_s: float = Field(
@@ -83,7 +85,12 @@ class CommonSettings(BaseSettings):
     )
     outbox_batch_size: int = Field(default=100, ge=1, description="Rows a relay claims per round.")
     outbox_claim_ttl_s: float = Field(
-        default=30.0, gt=0, description="How long a relay's claim on outbox rows lasts."
+        default=2.0,
+        gt=0,
+        description=(
+            "Lease of a relay's claim on outbox rows, renewed every third of it while the relay "
+            "publishes: how long a crashed relay's rows wait before another relay takes them."
+        ),
     )
     shutdown_grace_s: float = Field(
         default=20.0, gt=0, description="Time allowed for in-flight work on SIGTERM."

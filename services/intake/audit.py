@@ -23,12 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.auth import Principal
 from services.common.cloudevents import current_correlation_id
-from services.intake.domain import canonical_json
+from services.intake.domain import AuditNote, canonical_json
 from services.intake.tables import AUDIT_GENESIS_HASH, audit_chain_head, audit_log
 
-__all__ = ["AuditEntry", "ChainReport", "append", "entry_hash", "lock_chain", "verify_chain"]
+__all__ = ["AuditEntry", "AuditTrail", "ChainReport", "entry_hash", "lock_chain", "verify_chain"]
 
 _HEAD_ID = 1
 
@@ -86,16 +85,7 @@ async def lock_chain(session: AsyncSession) -> None:
     )
 
 
-async def append(
-    session: AsyncSession,
-    *,
-    action: str,
-    now: datetime,
-    notice_id: str | None = None,
-    version: int | None = None,
-    actor: Principal | None = None,
-    details: Mapping[str, Any] | None = None,
-) -> AuditEntry:
+async def _append(session: AsyncSession, note: AuditNote, *, now: datetime) -> AuditEntry:
     """Append one entry in the caller's transaction (which must hold `lock_chain`)."""
     head = (
         await session.execute(
@@ -104,17 +94,18 @@ async def append(
             .with_for_update()
         )
     ).one()
+    actor = note.actor
     entry = AuditEntry(
         seq=int(head.seq) + 1,
         entry_id=str(uuid.uuid4()),
         occurred_at=now.astimezone(UTC),
-        action=action,
-        notice_id=notice_id,
-        version=version,
+        action=note.action,
+        notice_id=note.notice_id,
+        version=note.version,
         actor_token_id=actor.token_id if actor else None,
         actor_role=actor.role.value if actor else None,
         correlation_id=current_correlation_id.get(),
-        details=dict(details or {}),
+        details=dict(note.details),
         prev_hash=head.entry_hash,
     )
     digest = entry_hash(entry)
@@ -140,6 +131,21 @@ async def append(
         .values(seq=entry.seq, entry_hash=digest)
     )
     return entry
+
+
+class AuditTrail:
+    """The audit chain as one unit of work sees it: lock first, then append."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def lock(self) -> None:
+        """Take the chain's write lock; first thing in every transaction that writes."""
+        await lock_chain(self._session)
+
+    async def append(self, note: AuditNote, *, now: datetime) -> None:
+        """Append `note` as the chain's next entry."""
+        await _append(self._session, note, now=now)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from schemas.base import Status
 from schemas.notices import OperationType, ReceivedVia
 from services.common.settings import get_settings
 from services.common.signing import SIGNATURE_HEADER, signature_header
-from services.intake.models import (
+from services.intake.notices.commands import (
     IDEMPOTENCY_KEY_PATTERN,
     MAX_TERMS,
     AgentIn,

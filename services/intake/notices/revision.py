@@ -1,0 +1,234 @@
+"""Changing a recorded notice: the next version (CAP Update) or its cancellation (Cancel).
+
+Both recognise a retry: by Idempotency-Key, or by finding their own content already
+current (an update) or the same reason already recorded (a cancellation). Answering a
+retry as done, rather than as a version mismatch, is what makes them idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import assert_never
+
+from services.common.auth import Principal
+from services.common.logging import get_logger
+from services.intake.deps import IntakeDeps
+from services.intake.domain import (
+    NoticeRecord,
+    Operation,
+    Transition,
+    cancel_outcome,
+    content_digest,
+    revision_outcome,
+)
+from services.intake.domain import transitions as domain
+from services.intake.notices.commands import NoticeCancellation, NoticeRevision
+from services.intake.notices.guards import (
+    NoticeResult,
+    begin_write,
+    load_result,
+    owner_key,
+    remember_key,
+    repeated_request,
+    visible_notice,
+)
+from services.intake.notices.sealing import open_latest, restricted_detail, seal_version
+from services.intake.permissions import access_for
+from services.intake.signatures import SignedRequest
+from services.intake.unit_of_work import IntakeUoW
+
+__all__ = ["cancel_notice", "revise_notice"]
+
+log = get_logger(__name__)
+
+# Decides the change of a visible, row-locked notice; None when it is already recorded.
+_Decide = Callable[[NoticeRecord], Awaitable[Transition | None]]
+
+
+@dataclass(frozen=True)
+class _Change:
+    result: NoticeResult
+    transition: Transition | None
+    by_key: bool  # answered from the Idempotency-Key before anything was decided
+
+
+async def revise_notice(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    principal: Principal,
+    notice_id: str,
+    revision: NoticeRevision,
+    idempotency_key: str | None,
+    signed: SignedRequest | None,
+    now: datetime,
+) -> NoticeResult:
+    """Record the next version of a notice (CAP Update), or recognise a retry."""
+    detail = restricted_detail(revision, principal)
+    digest = content_digest(deps.fingerprint_key, revision.content())
+
+    async def decide(notice: NoticeRecord) -> Transition | None:
+        versions = await uow.notices.versions(notice.id)
+        outcome = revision_outcome(
+            notice.state,
+            current_digest=versions[-1].content_digest,
+            digest=digest,
+            current_version=notice.current_version,
+            expected_version=revision.expected_version,
+        )
+        match outcome:
+            case "unchanged":
+                return None
+            case "revise":
+                previous = open_latest(deps.keyring, notice.id, versions)
+                version = seal_version(
+                    deps,
+                    notice_id=notice.id,
+                    version=notice.current_version + 1,
+                    content=revision,
+                    detail=detail,
+                    restricted_changed=previous is None or previous.matter() != detail.matter(),
+                    digest=digest,
+                    actor=principal,
+                    now=now,
+                )
+                return domain.revise(
+                    notice,
+                    version,
+                    detail=detail,
+                    fingerprint_key=deps.fingerprint_key,
+                    actor=principal,
+                )
+            case _:
+                assert_never(outcome)
+
+    change = await _change(
+        uow,
+        deps=deps,
+        principal=principal,
+        notice_id=notice_id,
+        operation="update",
+        digest=digest,
+        idempotency_key=idempotency_key,
+        signed=signed,
+        now=now,
+        decide=decide,
+    )
+    notice = change.result.notice
+    if change.transition is not None:
+        uow.after_commit(
+            lambda: log.info("notice.updated", notice_id=notice.id, version=notice.current_version)
+        )
+    elif not change.by_key:
+        uow.after_commit(lambda: log.info("notice.update_repeated", notice_id=notice.id))
+    return change.result
+
+
+async def cancel_notice(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    principal: Principal,
+    notice_id: str,
+    cancellation: NoticeCancellation,
+    idempotency_key: str | None,
+    signed: SignedRequest | None,
+    now: datetime,
+) -> NoticeResult:
+    """Record the cancellation as the notice's last version (CAP Cancel), or its retry."""
+    digest = content_digest(deps.fingerprint_key, cancellation.content())
+
+    async def decide(notice: NoticeRecord) -> Transition | None:
+        outcome = cancel_outcome(
+            notice.state,
+            current_reason=notice.cancel_reason,
+            reason=cancellation.reason,
+            current_version=notice.current_version,
+            expected_version=cancellation.expected_version,
+        )
+        match outcome:
+            case "already_cancelled":
+                return None
+            case "cancel":
+                previous = await uow.notices.version(notice.id, notice.current_version)
+                assert previous is not None  # the current version always exists
+                return domain.cancel(
+                    notice,
+                    previous,
+                    reason=cancellation.reason,
+                    received_via=cancellation.received_via,
+                    sent_at=cancellation.sent_at,
+                    digest=digest,
+                    actor=principal,
+                    now=now,
+                )
+            case _:
+                assert_never(outcome)
+
+    change = await _change(
+        uow,
+        deps=deps,
+        principal=principal,
+        notice_id=notice_id,
+        operation="cancel",
+        digest=digest,
+        idempotency_key=idempotency_key,
+        signed=signed,
+        now=now,
+        decide=decide,
+    )
+    notice = change.result.notice
+    if change.transition is not None:
+        uow.after_commit(
+            lambda: log.info(
+                "notice.cancelled",
+                notice_id=notice.id,
+                version=notice.current_version,
+                reason=cancellation.reason,
+            )
+        )
+    return change.result
+
+
+async def _change(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    principal: Principal,
+    notice_id: str,
+    operation: Operation,
+    digest: str,
+    idempotency_key: str | None,
+    signed: SignedRequest | None,
+    now: datetime,
+    decide: _Decide,
+) -> _Change:
+    """The steps an update and a cancellation share, around the decision itself."""
+    owner = owner_key(deps, principal)
+    access = access_for(principal.role)
+    await begin_write(uow, signed=signed, now=now)
+    notice = await visible_notice(
+        uow, deps=deps, notice_id=notice_id, principal=principal, for_update=True
+    )
+    repeated = await repeated_request(
+        uow, idempotency_key, owner=owner, operation=operation, notice_id=notice.id, digest=digest
+    )
+    if repeated is not None:
+        result = await load_result(uow, notice.id, access=access, replayed=True)
+        return _Change(result, None, by_key=True)
+    transition = await decide(notice)
+    if transition is not None:
+        await uow.notices.apply(transition, now=now)
+    await remember_key(
+        uow,
+        idempotency_key,
+        owner=owner,
+        operation=operation,
+        notice_id=notice.id,
+        digest=digest,
+        now=now,
+    )
+    result = await load_result(uow, notice.id, access=access, replayed=transition is None)
+    return _Change(result, transition, by_key=False)

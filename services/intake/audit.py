@@ -162,6 +162,49 @@ class ChainReport:
         return self.broken_at is None
 
 
+def _stored_entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        entry_id=row.entry_id,
+        occurred_at=row.occurred_at,
+        action=row.action,
+        notice_id=row.notice_id,
+        version=row.version,
+        actor_token_id=row.actor_token_id,
+        actor_role=row.actor_role,
+        correlation_id=row.correlation_id,
+        details=row.details or {},
+        prev_hash=row.prev_hash,
+    )
+
+
+def _broken_link(row: Any, *, expected_seq: int, prev_hash: str) -> ChainReport | None:
+    """The report for the first problem with this row as the next link, if any."""
+    intact = expected_seq - 1
+    if row.seq != expected_seq:
+        return ChainReport(
+            intact,
+            prev_hash,
+            broken_at=expected_seq,
+            problem=f"entry {expected_seq} is missing (the next entry is {row.seq})",
+        )
+    if row.prev_hash != prev_hash:
+        return ChainReport(
+            intact,
+            prev_hash,
+            broken_at=row.seq,
+            problem=f"entry {row.seq} does not point to entry {row.seq - 1}",
+        )
+    if entry_hash(_stored_entry(row)) != row.entry_hash:
+        return ChainReport(
+            intact,
+            prev_hash,
+            broken_at=row.seq,
+            problem=f"entry {row.seq} was altered after it was written",
+        )
+    return None
+
+
 async def verify_chain(session: AsyncSession, *, batch_size: int = 1000) -> ChainReport:
     """Recompute every link in order; report the first broken one."""
     expected_seq = 1
@@ -178,40 +221,9 @@ async def verify_chain(session: AsyncSession, *, batch_size: int = 1000) -> Chai
         if not rows:
             break
         for row in rows:
-            if row.seq != expected_seq:
-                return ChainReport(
-                    expected_seq - 1,
-                    prev_hash,
-                    broken_at=expected_seq,
-                    problem=f"entry {expected_seq} is missing (the next entry is {row.seq})",
-                )
-            entry = AuditEntry(
-                seq=row.seq,
-                entry_id=row.entry_id,
-                occurred_at=row.occurred_at,
-                action=row.action,
-                notice_id=row.notice_id,
-                version=row.version,
-                actor_token_id=row.actor_token_id,
-                actor_role=row.actor_role,
-                correlation_id=row.correlation_id,
-                details=row.details or {},
-                prev_hash=row.prev_hash,
-            )
-            if row.prev_hash != prev_hash:
-                return ChainReport(
-                    expected_seq - 1,
-                    prev_hash,
-                    broken_at=row.seq,
-                    problem=f"entry {row.seq} does not point to entry {row.seq - 1}",
-                )
-            if entry_hash(entry) != row.entry_hash:
-                return ChainReport(
-                    expected_seq - 1,
-                    prev_hash,
-                    broken_at=row.seq,
-                    problem=f"entry {row.seq} was altered after it was written",
-                )
+            broken = _broken_link(row, expected_seq=expected_seq, prev_hash=prev_hash)
+            if broken is not None:
+                return broken
             prev_hash = row.entry_hash
             expected_seq += 1
     entries = expected_seq - 1

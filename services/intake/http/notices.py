@@ -112,8 +112,10 @@ def notices_router(deps: IntakeDeps) -> APIRouter:
     # A dependency, not a call in the route: it must refuse before the body is validated.
     signed: Any = Depends(_signature(deps))
     _submit_route(router, deps, signed)
-    _read_routes(router, deps)
-    _change_routes(router, deps, signed)
+    _list_route(router, deps)
+    _get_route(router, deps)
+    _update_route(router, deps, signed)
+    _cancel_route(router, deps, signed)
     return router
 
 
@@ -156,7 +158,7 @@ def _submit_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
         return notice_view(result)
 
 
-def _read_routes(router: APIRouter, deps: IntakeDeps) -> None:
+def _list_route(router: APIRouter, deps: IntakeDeps) -> None:
     @router.get(
         "",
         summary="List notices, newest first (field offices see their own)",
@@ -204,6 +206,8 @@ def _read_routes(router: APIRouter, deps: IntakeDeps) -> None:
         items = [notice_summary(notice) for notice in page.notices]
         return NoticePage(items=items, limit=limit, offset=offset, next_cursor=page.next_cursor)
 
+
+def _get_route(router: APIRouter, deps: IntakeDeps) -> None:
     @router.get(
         "/{notice_id}",
         summary="One notice with its version history; restricted detail for contact (audited)",
@@ -223,7 +227,7 @@ def _read_routes(router: APIRouter, deps: IntakeDeps) -> None:
             return notice_view(result)
 
 
-def _change_routes(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
+def _update_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
     @router.post(
         "/{notice_id}/update",
         summary="Record the next version of a notice (CAP Update; full content)",
@@ -260,6 +264,8 @@ def _change_routes(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None
         _mark(response, result, created=False)
         return notice_view(result)
 
+
+def _cancel_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
     @router.post(
         "/{notice_id}/cancel",
         summary="Cancel a notice (CAP Cancel); its last version",

@@ -66,43 +66,18 @@ async def revise_notice(
     now: datetime,
 ) -> NoticeResult:
     """Record the next version of a notice (CAP Update), or recognise a retry."""
-    detail = restricted_detail(revision, principal)
     digest = content_digest(deps.fingerprint_key, revision.content())
 
     async def decide(notice: NoticeRecord) -> Transition | None:
-        versions = await uow.notices.versions(notice.id)
-        outcome = revision_outcome(
-            notice.state,
-            current_digest=versions[-1].content_digest,
+        return await _next_version(
+            uow,
+            deps=deps,
+            notice=notice,
+            revision=revision,
             digest=digest,
-            current_version=notice.current_version,
-            expected_version=revision.expected_version,
+            actor=principal,
+            now=now,
         )
-        match outcome:
-            case "unchanged":
-                return None
-            case "revise":
-                previous = open_latest(deps.keyring, notice.id, versions)
-                version = seal_version(
-                    deps,
-                    notice_id=notice.id,
-                    version=notice.current_version + 1,
-                    content=revision,
-                    detail=detail,
-                    restricted_changed=previous is None or previous.matter() != detail.matter(),
-                    digest=digest,
-                    actor=principal,
-                    now=now,
-                )
-                return domain.revise(
-                    notice,
-                    version,
-                    detail=detail,
-                    fingerprint_key=deps.fingerprint_key,
-                    actor=principal,
-                )
-            case _:
-                assert_never(outcome)
 
     change = await _change(
         uow,
@@ -141,31 +116,9 @@ async def cancel_notice(
     digest = content_digest(deps.fingerprint_key, cancellation.content())
 
     async def decide(notice: NoticeRecord) -> Transition | None:
-        outcome = cancel_outcome(
-            notice.state,
-            current_reason=notice.cancel_reason,
-            reason=cancellation.reason,
-            current_version=notice.current_version,
-            expected_version=cancellation.expected_version,
+        return await _cancellation(
+            uow, notice=notice, cancellation=cancellation, digest=digest, actor=principal, now=now
         )
-        match outcome:
-            case "already_cancelled":
-                return None
-            case "cancel":
-                previous = await uow.notices.version(notice.id, notice.current_version)
-                assert previous is not None  # the current version always exists
-                return domain.cancel(
-                    notice,
-                    previous,
-                    reason=cancellation.reason,
-                    received_via=cancellation.received_via,
-                    sent_at=cancellation.sent_at,
-                    digest=digest,
-                    actor=principal,
-                    now=now,
-                )
-            case _:
-                assert_never(outcome)
 
     change = await _change(
         uow,
@@ -190,6 +143,86 @@ async def cancel_notice(
             )
         )
     return change.result
+
+
+async def _next_version(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    notice: NoticeRecord,
+    revision: NoticeRevision,
+    digest: str,
+    actor: Principal,
+    now: datetime,
+) -> Transition | None:
+    """The update of a visible notice; None when its content is already current."""
+    versions = await uow.notices.versions(notice.id)
+    outcome = revision_outcome(
+        notice.state,
+        current_digest=versions[-1].content_digest,
+        digest=digest,
+        current_version=notice.current_version,
+        expected_version=revision.expected_version,
+    )
+    match outcome:
+        case "unchanged":
+            return None
+        case "revise":
+            detail = restricted_detail(revision, actor)
+            previous = open_latest(deps.keyring, notice.id, versions)
+            version = seal_version(
+                deps,
+                notice_id=notice.id,
+                version=notice.current_version + 1,
+                content=revision,
+                detail=detail,
+                restricted_changed=previous is None or previous.matter() != detail.matter(),
+                digest=digest,
+                actor=actor,
+                now=now,
+            )
+            return domain.revise(
+                notice, version, detail=detail, fingerprint_key=deps.fingerprint_key, actor=actor
+            )
+        case _:
+            assert_never(outcome)
+
+
+async def _cancellation(
+    uow: IntakeUoW,
+    *,
+    notice: NoticeRecord,
+    cancellation: NoticeCancellation,
+    digest: str,
+    actor: Principal,
+    now: datetime,
+) -> Transition | None:
+    """The cancellation of a visible notice; None when the same one is already recorded."""
+    outcome = cancel_outcome(
+        notice.state,
+        current_reason=notice.cancel_reason,
+        reason=cancellation.reason,
+        current_version=notice.current_version,
+        expected_version=cancellation.expected_version,
+    )
+    match outcome:
+        case "already_cancelled":
+            return None
+        case "cancel":
+            previous = await uow.notices.version(notice.id, notice.current_version)
+            assert previous is not None  # the current version always exists
+            return domain.cancel(
+                notice,
+                previous,
+                reason=cancellation.reason,
+                received_via=cancellation.received_via,
+                sent_at=cancellation.sent_at,
+                digest=digest,
+                actor=actor,
+                now=now,
+            )
+        case _:
+            assert_never(outcome)
 
 
 async def _change(

@@ -72,27 +72,16 @@ async def submit_notice(
     if existing is not None:
         await _check_same_content(uow, existing, submission=submission, digest=digest)
     else:
-        detail = restricted_detail(submission, principal)
-        version = seal_version(
-            deps,
+        await _record(
+            uow,
+            deps=deps,
             notice_id=notice_id,
-            version=1,
-            content=submission,
-            detail=detail,
-            restricted_changed=True,
+            owner=owner,
+            submission=submission,
             digest=digest,
             actor=principal,
             now=now,
         )
-        transition = domain.receive(
-            version,
-            source_key=owner,
-            reference=submission.reference,
-            detail=detail,
-            fingerprint_key=deps.fingerprint_key,
-            actor=principal,
-        )
-        await uow.notices.apply(transition, now=now)
     await remember_key(
         uow,
         idempotency_key,
@@ -104,6 +93,41 @@ async def submit_notice(
     )
     uow.after_commit(lambda: _log_submitted(submission, notice_id, repeated=existing is not None))
     return await load_result(uow, notice_id, access=access, replayed=existing is not None)
+
+
+async def _record(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    notice_id: str,
+    owner: str,
+    submission: NoticeSubmission,
+    digest: str,
+    actor: Principal,
+    now: datetime,
+) -> None:
+    """Record the new notice: version 1 sealed, row, audit and notice.received at once."""
+    detail = restricted_detail(submission, actor)
+    version = seal_version(
+        deps,
+        notice_id=notice_id,
+        version=1,
+        content=submission,
+        detail=detail,
+        restricted_changed=True,
+        digest=digest,
+        actor=actor,
+        now=now,
+    )
+    transition = domain.receive(
+        version,
+        source_key=owner,
+        reference=submission.reference,
+        detail=detail,
+        fingerprint_key=deps.fingerprint_key,
+        actor=actor,
+    )
+    await uow.notices.apply(transition, now=now)
 
 
 async def _check_same_content(

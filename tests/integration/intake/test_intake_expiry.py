@@ -34,10 +34,7 @@ async def test_expiry_then_purge_keeps_the_record_and_the_audit(intake: Intake) 
     window_end = datetime.fromisoformat(body["window_end"])
 
     # Not yet: the grace period has not passed.
-    assert (
-        await _expire(ctx, now=window_end + ctx.expiry_grace - timedelta(seconds=1))
-        == 0
-    )
+    assert await _expire(ctx, now=window_end + ctx.expiry_grace - timedelta(seconds=1)) == 0
     expired_at = window_end + ctx.expiry_grace + timedelta(seconds=1)
     assert await _expire(ctx, now=expired_at) == 2
 
@@ -56,10 +53,7 @@ async def test_expiry_then_purge_keeps_the_record_and_the_audit(intake: Intake) 
     ] is not None
 
     # Retention runs from closing; before it ends nothing is purged.
-    assert (
-        await _purge(ctx, now=expired_at + ctx.retention - timedelta(seconds=1))
-        == 0
-    )
+    assert await _purge(ctx, now=expired_at + ctx.retention - timedelta(seconds=1)) == 0
     report = await sweep(ctx, now=expired_at + ctx.retention)
     assert (report.expired, report.purged) == (0, 2)
 

@@ -16,6 +16,7 @@ __all__ = [
     "NoticeRecord",
     "NoticeState",
     "Operation",
+    "Releasable",
     "StoredIdempotencyKey",
     "VersionRecord",
 ]
@@ -26,14 +27,9 @@ Operation = Literal["create", "update", "cancel"]
 
 
 @dataclass(frozen=True)
-class NoticeRecord:
-    """A notice's current releasable state (the `notices` row)."""
+class Releasable:
+    """What a notice says that anyone allowed to read it may see; a version and a row share it."""
 
-    id: str
-    source_key: str
-    reference: str
-    state: NoticeState
-    current_version: int
     status: Status
     received_via: ReceivedVia
     operation_type: OperationType
@@ -44,6 +40,21 @@ class NoticeRecord:
     area_code: str | None
     summary: str
     sent_at: datetime
+
+    def releasable(self) -> dict[str, Any]:
+        """These fields by name: what a notice row copies from its latest version."""
+        return {f.name: getattr(self, f.name) for f in fields(Releasable)}
+
+
+@dataclass(frozen=True)
+class NoticeRecord(Releasable):
+    """A notice's current releasable state (the `notices` row)."""
+
+    id: str
+    source_key: str
+    reference: str
+    state: NoticeState
+    current_version: int
     received_at: datetime
     updated_at: datetime
     closed_at: datetime | None
@@ -56,23 +67,13 @@ class NoticeRecord:
 
 
 @dataclass(frozen=True)
-class VersionRecord:
+class VersionRecord(Releasable):
     """One recorded version (the `notice_versions` row); `restricted_sealed` is ciphertext."""
 
     notice_id: str
     version: int
     msg_type: MsgType
     version_refs: tuple[str, ...]
-    status: Status
-    received_via: ReceivedVia
-    operation_type: OperationType
-    public_safety_nexus: bool
-    window_start: datetime
-    window_end: datetime
-    area: str
-    area_code: str | None
-    summary: str
-    sent_at: datetime
     received_at: datetime
     cancel_reason: CancelReason | None
     policy_annotations: tuple[dict[str, str], ...]
@@ -88,21 +89,6 @@ class VersionRecord:
         data["version_refs"] = list(self.version_refs)
         data["policy_annotations"] = [dict(a) for a in self.policy_annotations]
         return data
-
-    def releasable(self) -> dict[str, Any]:
-        """The releasable content a notice row copies from its latest version."""
-        return {
-            "status": self.status,
-            "received_via": self.received_via,
-            "operation_type": self.operation_type,
-            "public_safety_nexus": self.public_safety_nexus,
-            "window_start": self.window_start,
-            "window_end": self.window_end,
-            "area": self.area,
-            "area_code": self.area_code,
-            "summary": self.summary,
-            "sent_at": self.sent_at,
-        }
 
 
 @dataclass(frozen=True)

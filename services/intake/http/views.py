@@ -153,25 +153,16 @@ class NoticePage(_View):
 
 def _summary_fields(notice: NoticeRecord) -> dict[str, Any]:
     return {
+        **notice.releasable(),
         "id": notice.id,
         "reference": notice.reference,
         "version": notice.current_version,
         "msg_type": msg_type_for(notice.current_version, cancel=notice.state == "cancelled"),
         "state": notice.state,
-        "status": notice.status,
         "drill": is_drill(notice.status),
-        "received_via": notice.received_via,
-        "sent_at": notice.sent_at,
         "received_at": notice.received_at,
         "updated_at": notice.updated_at,
         "closed_at": notice.closed_at,
-        "operation_type": notice.operation_type,
-        "public_safety_nexus": notice.public_safety_nexus,
-        "window_start": notice.window_start,
-        "window_end": notice.window_end,
-        "area": notice.area,
-        "area_code": notice.area_code,
-        "summary": notice.summary,
         "cancel_reason": notice.cancel_reason,
     }
 
@@ -184,20 +175,11 @@ def notice_summary(notice: NoticeRecord) -> NoticeSummary:
 def _version_view(version: VersionRecord) -> VersionView:
     return VersionView.model_validate(
         {
+            **version.releasable(),
             "version": version.version,
             "msg_type": version.msg_type,
             "references": list(version.version_refs),
-            "status": version.status,
-            "received_via": version.received_via,
-            "sent_at": version.sent_at,
             "received_at": version.received_at,
-            "operation_type": version.operation_type,
-            "public_safety_nexus": version.public_safety_nexus,
-            "window_start": version.window_start,
-            "window_end": version.window_end,
-            "area": version.area,
-            "area_code": version.area_code,
-            "summary": version.summary,
             "cancel_reason": version.cancel_reason,
             "policy_annotations": [PolicyAnnotation(**a) for a in version.policy_annotations],
             "restricted_changed": version.restricted_changed,

@@ -48,6 +48,17 @@ _Decide = Callable[[NoticeRecord], Awaitable[Transition | None]]
 
 
 @dataclass(frozen=True)
+class _ChangeRequest:
+    principal: Principal
+    notice_id: str
+    operation: Operation
+    digest: str
+    idempotency_key: str | None
+    signed: SignedRequest | None
+    now: datetime
+
+
+@dataclass(frozen=True)
 class _Change:
     result: NoticeResult
     transition: Transition | None
@@ -79,18 +90,8 @@ async def revise_notice(
             now=now,
         )
 
-    change = await _change(
-        uow,
-        deps=deps,
-        principal=principal,
-        notice_id=notice_id,
-        operation="update",
-        digest=digest,
-        idempotency_key=idempotency_key,
-        signed=signed,
-        now=now,
-        decide=decide,
-    )
+    request = _ChangeRequest(principal, notice_id, "update", digest, idempotency_key, signed, now)
+    change = await _change(uow, deps=deps, request=request, decide=decide)
     notice = change.result.notice
     if change.transition is not None:
         uow.after_commit(
@@ -120,18 +121,8 @@ async def cancel_notice(
             uow, notice=notice, cancellation=cancellation, digest=digest, actor=principal, now=now
         )
 
-    change = await _change(
-        uow,
-        deps=deps,
-        principal=principal,
-        notice_id=notice_id,
-        operation="cancel",
-        digest=digest,
-        idempotency_key=idempotency_key,
-        signed=signed,
-        now=now,
-        decide=decide,
-    )
+    request = _ChangeRequest(principal, notice_id, "cancel", digest, idempotency_key, signed, now)
+    change = await _change(uow, deps=deps, request=request, decide=decide)
     notice = change.result.notice
     if change.transition is not None:
         uow.after_commit(
@@ -226,42 +217,38 @@ async def _cancellation(
 
 
 async def _change(
-    uow: IntakeUoW,
-    *,
-    deps: IntakeDeps,
-    principal: Principal,
-    notice_id: str,
-    operation: Operation,
-    digest: str,
-    idempotency_key: str | None,
-    signed: SignedRequest | None,
-    now: datetime,
-    decide: _Decide,
+    uow: IntakeUoW, *, deps: IntakeDeps, request: _ChangeRequest, decide: _Decide
 ) -> _Change:
     """The steps an update and a cancellation share, around the decision itself."""
-    owner = owner_key(deps, principal)
-    access = access_for(principal.role)
-    await begin_write(uow, signed=signed, now=now)
+    owner = owner_key(deps, request.principal)
+    access = access_for(request.principal.role)
+    await begin_write(uow, signed=request.signed, now=request.now)
     notice = await visible_notice(
-        uow, deps=deps, notice_id=notice_id, principal=principal, for_update=True
+        uow, deps=deps, notice_id=request.notice_id, principal=request.principal, for_update=True
     )
+    key = request.idempotency_key
     repeated = await repeated_request(
-        uow, idempotency_key, owner=owner, operation=operation, notice_id=notice.id, digest=digest
+        uow,
+        key,
+        owner=owner,
+        operation=request.operation,
+        notice_id=notice.id,
+        digest=request.digest,
     )
     if repeated is not None:
         result = await load_result(uow, notice.id, access=access, replayed=True)
         return _Change(result, None, by_key=True)
     transition = await decide(notice)
     if transition is not None:
-        await uow.notices.apply(transition, now=now)
+        await uow.notices.apply(transition, now=request.now)
     await remember_key(
         uow,
-        idempotency_key,
+        key,
         owner=owner,
-        operation=operation,
+        operation=request.operation,
         notice_id=notice.id,
-        digest=digest,
-        now=now,
+        digest=request.digest,
+        now=request.now,
     )
     result = await load_result(uow, notice.id, access=access, replayed=transition is None)
     return _Change(result, transition, by_key=False)

@@ -1,6 +1,8 @@
-"""Composition root of the intake service: wires settings, runtime, handlers and HTTP."""
+"""Composition root of the intake service: builds one IntakeDeps, wires HTTP and the sweeper."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
@@ -11,11 +13,12 @@ from services.common.runtime import ServiceRuntime
 from services.common.settings import get_settings
 from services.intake.config import IntakeSettings
 from services.intake.crypto import load_keyring
-from services.intake.handlers import SignatureCheck, install_error_handlers, router, sweeper
+from services.intake.deps import Clock, IntakeDeps, utc_now
+from services.intake.http import install_error_handlers, routers
 from services.intake.policy import load_policy
-from services.intake.service import IntakeContext
+from services.intake.worker import sweeper
 
-__all__ = ["SERVICE", "create_app"]
+__all__ = ["SERVICE", "IntakeService", "compose", "create_app"]
 
 SERVICE = "intake"
 
@@ -27,21 +30,28 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: IntakeSettings | None = None) -> FastAPI:
-    """Build the intake app; nothing connects until the app's lifespan starts."""
+@dataclass(frozen=True)
+class IntakeService:
+    """The assembled service: its app and the one deps object it was built with."""
+
+    app: FastAPI
+    deps: IntakeDeps
+
+
+def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -> IntakeService:
+    """Build the intake app and its deps; nothing connects until the app's lifespan starts."""
     settings = settings or get_settings(IntakeSettings)
     runtime = ServiceRuntime(name=SERVICE, settings=settings)
     # Read now so a bad key or policy file stops the process before it serves anything.
-    context = IntakeContext.build(
+    deps = IntakeDeps.build(
         settings=settings,
         sessions=runtime.sessions,
         keyring=load_keyring(settings),
         policy=load_policy(settings.intake_policy_file),
         event_source=runtime.source,
+        clock=clock,
     )
-    runtime.add_worker(
-        "intake-sweeper", sweeper(context, interval_s=settings.intake_sweep_interval_s)
-    )
+    runtime.add_worker("intake-sweeper", sweeper(deps))
     # Declared for the AsyncAPI document only: events leave through the outbox relay.
     for event in (NoticeReceived, NoticeUpdated, NoticeCancelled):
         runtime.broker.publisher(
@@ -50,8 +60,13 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             description=(event.__doc__ or "").strip().splitlines()[0],
             schema=event,
         )
-    app = create_http_app(runtime, title="Aviso intake", description=DESCRIPTION, routers=[router])
-    app.state.intake = context
-    app.state.intake_signatures = SignatureCheck.from_settings(settings)
+    app = create_http_app(
+        runtime, title="Aviso intake", description=DESCRIPTION, routers=routers(deps)
+    )
     install_error_handlers(app)
-    return app
+    return IntakeService(app, deps)
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    """Build the intake app; nothing connects until the app's lifespan starts."""
+    return compose(settings).app

@@ -23,12 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.auth import Principal
 from services.common.cloudevents import current_correlation_id
-from services.intake.domain import canonical_json
+from services.intake.domain import AuditNote, canonical_json
 from services.intake.tables import AUDIT_GENESIS_HASH, audit_chain_head, audit_log
 
-__all__ = ["AuditEntry", "ChainReport", "append", "entry_hash", "lock_chain", "verify_chain"]
+__all__ = ["AuditEntry", "AuditTrail", "ChainReport", "entry_hash", "lock_chain", "verify_chain"]
 
 _HEAD_ID = 1
 
@@ -86,16 +85,7 @@ async def lock_chain(session: AsyncSession) -> None:
     )
 
 
-async def append(
-    session: AsyncSession,
-    *,
-    action: str,
-    now: datetime,
-    notice_id: str | None = None,
-    version: int | None = None,
-    actor: Principal | None = None,
-    details: Mapping[str, Any] | None = None,
-) -> AuditEntry:
+async def _append(session: AsyncSession, note: AuditNote, *, now: datetime) -> AuditEntry:
     """Append one entry in the caller's transaction (which must hold `lock_chain`)."""
     head = (
         await session.execute(
@@ -104,17 +94,18 @@ async def append(
             .with_for_update()
         )
     ).one()
+    actor = note.actor
     entry = AuditEntry(
         seq=int(head.seq) + 1,
         entry_id=str(uuid.uuid4()),
         occurred_at=now.astimezone(UTC),
-        action=action,
-        notice_id=notice_id,
-        version=version,
+        action=note.action,
+        notice_id=note.notice_id,
+        version=note.version,
         actor_token_id=actor.token_id if actor else None,
         actor_role=actor.role.value if actor else None,
         correlation_id=current_correlation_id.get(),
-        details=dict(details or {}),
+        details=dict(note.details),
         prev_hash=head.entry_hash,
     )
     digest = entry_hash(entry)
@@ -142,6 +133,21 @@ async def append(
     return entry
 
 
+class AuditTrail:
+    """The audit chain as one unit of work sees it: lock first, then append."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def lock(self) -> None:
+        """Take the chain's write lock; first thing in every transaction that writes."""
+        await lock_chain(self._session)
+
+    async def append(self, note: AuditNote, *, now: datetime) -> None:
+        """Append `note` as the chain's next entry."""
+        await _append(self._session, note, now=now)
+
+
 @dataclass(frozen=True)
 class ChainReport:
     """The outcome of a walk over the chain."""
@@ -154,6 +160,49 @@ class ChainReport:
     @property
     def intact(self) -> bool:
         return self.broken_at is None
+
+
+def _stored_entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        entry_id=row.entry_id,
+        occurred_at=row.occurred_at,
+        action=row.action,
+        notice_id=row.notice_id,
+        version=row.version,
+        actor_token_id=row.actor_token_id,
+        actor_role=row.actor_role,
+        correlation_id=row.correlation_id,
+        details=row.details or {},
+        prev_hash=row.prev_hash,
+    )
+
+
+def _broken_link(row: Any, *, expected_seq: int, prev_hash: str) -> ChainReport | None:
+    """The report for the first problem with this row as the next link, if any."""
+    intact = expected_seq - 1
+    if row.seq != expected_seq:
+        return ChainReport(
+            intact,
+            prev_hash,
+            broken_at=expected_seq,
+            problem=f"entry {expected_seq} is missing (the next entry is {row.seq})",
+        )
+    if row.prev_hash != prev_hash:
+        return ChainReport(
+            intact,
+            prev_hash,
+            broken_at=row.seq,
+            problem=f"entry {row.seq} does not point to entry {row.seq - 1}",
+        )
+    if entry_hash(_stored_entry(row)) != row.entry_hash:
+        return ChainReport(
+            intact,
+            prev_hash,
+            broken_at=row.seq,
+            problem=f"entry {row.seq} was altered after it was written",
+        )
+    return None
 
 
 async def verify_chain(session: AsyncSession, *, batch_size: int = 1000) -> ChainReport:
@@ -172,40 +221,9 @@ async def verify_chain(session: AsyncSession, *, batch_size: int = 1000) -> Chai
         if not rows:
             break
         for row in rows:
-            if row.seq != expected_seq:
-                return ChainReport(
-                    expected_seq - 1,
-                    prev_hash,
-                    broken_at=expected_seq,
-                    problem=f"entry {expected_seq} is missing (the next entry is {row.seq})",
-                )
-            entry = AuditEntry(
-                seq=row.seq,
-                entry_id=row.entry_id,
-                occurred_at=row.occurred_at,
-                action=row.action,
-                notice_id=row.notice_id,
-                version=row.version,
-                actor_token_id=row.actor_token_id,
-                actor_role=row.actor_role,
-                correlation_id=row.correlation_id,
-                details=row.details or {},
-                prev_hash=row.prev_hash,
-            )
-            if row.prev_hash != prev_hash:
-                return ChainReport(
-                    expected_seq - 1,
-                    prev_hash,
-                    broken_at=row.seq,
-                    problem=f"entry {row.seq} does not point to entry {row.seq - 1}",
-                )
-            if entry_hash(entry) != row.entry_hash:
-                return ChainReport(
-                    expected_seq - 1,
-                    prev_hash,
-                    broken_at=row.seq,
-                    problem=f"entry {row.seq} was altered after it was written",
-                )
+            broken = _broken_link(row, expected_seq=expected_seq, prev_hash=prev_hash)
+            if broken is not None:
+                return broken
             prev_hash = row.entry_hash
             expected_seq += 1
     entries = expected_seq - 1

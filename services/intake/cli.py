@@ -25,7 +25,7 @@ from schemas.base import Status
 from schemas.notices import OperationType, ReceivedVia
 from services.common.settings import get_settings
 from services.common.signing import SIGNATURE_HEADER, signature_header
-from services.intake.models import (
+from services.intake.notices.commands import (
     IDEMPOTENCY_KEY_PATTERN,
     MAX_TERMS,
     AgentIn,
@@ -47,6 +47,9 @@ audit_app = typer.Typer(help="The intake audit log.", no_args_is_help=True)
 commands: dict[str, typer.Typer] = {"notice": notice_app, "audit": audit_app}
 
 DEFAULT_URL = "http://127.0.0.1:8001"
+
+# The clock requests are signed by; a test replaces it instead of sleeping past a second.
+unix_time: Callable[[], float] = time.time
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="AVISO_INTAKE_URL", help="Base URL of the intake service")
@@ -96,7 +99,7 @@ def _post(
         headers["Idempotency-Key"] = idempotency_key
     if signing_secret:
         headers[SIGNATURE_HEADER] = signature_header(
-            [signing_secret.encode("utf-8")], body, timestamp=int(time.time())
+            [signing_secret.encode("utf-8")], body, timestamp=int(unix_time())
         )
     try:
         response = httpx.post(url.rstrip("/") + path, content=body, headers=headers, timeout=30)
@@ -233,16 +236,24 @@ def _choice(label: str, options: tuple[str, ...], default: str) -> str:
     return answer
 
 
-@notice_app.command("record")
-def record(
-    token: TokenOption,
-    url: UrlOption = DEFAULT_URL,
-    idempotency_key: KeyOption = None,
-    signing_secret: SecretOption = None,
-) -> None:
-    """Record a notice taken by phone (or e-mail, in person), checking each answer."""
+def _ask_window() -> tuple[datetime, datetime]:
+    start = _ask("Window start", _parse_time)
+    assert start is not None
+
+    def after_start(raw: str) -> datetime:
+        end = _parse_time(raw)
+        if end <= start:
+            raise ValueError("the window must end after it starts")
+        return end
+
+    end = _ask("Window end", after_start)
+    assert end is not None
+    return start, end
+
+
+def _ask_releasable() -> dict[str, Any]:
+    """The releasable part of a notice, in the order a call taker hears it."""
     model = NoticeSubmission
-    typer.secho("Recording a notice. Restricted answers are encrypted on receipt.", bold=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     body: dict[str, Any] = {
         "reference": _ask(
@@ -255,33 +266,30 @@ def record(
             "Serious crime with a public-safety nexus?", default=False
         ),
     }
-    start = _ask("Window start", _parse_time)
-    assert start is not None
-
-    def after_start(raw: str) -> datetime:
-        end = _parse_time(raw)
-        if end <= start:
-            raise ValueError("the window must end after it starts")
-        return end
-
-    end = _ask("Window end", after_start)
-    assert end is not None
+    start, end = _ask_window()
     body["window_start"], body["window_end"] = start.isoformat(), end.isoformat()
     body["area"] = _ask("Area (releasable: neighbourhood or district)", _validator(model, "area"))
     area_code = _ask("Area code", _validator(model, "area_code"), optional=True)
     if area_code:
         body["area_code"] = area_code
     body["summary"] = _ask("Releasable summary", _validator(model, "summary"))
+    return body
+
+
+def _ask_source() -> dict[str, Any]:
     typer.secho("Source (restricted)", bold=True)
     agent: dict[str, Any] = {"name": _ask("Agent name", _validator(AgentIn, "name"))}
     for name in ("phone", "email"):
         value = _ask(f"Agent {name}", _validator(AgentIn, name), optional=True)
         if value:
             agent[name] = value
-    body["source"] = {
+    return {
         "field_office_name": _ask("Field office name", _validator(SourceIn, "field_office_name")),
         "agent": agent,
     }
+
+
+def _ask_restricted() -> dict[str, Any]:
     typer.secho("Restricted detail", bold=True)
     term_adapter = TypeAdapter(Term)
 
@@ -300,10 +308,23 @@ def record(
     )
     if free_text:
         restricted["free_text"] = free_text
-    body["restricted"] = restricted
+    return restricted
 
+
+@notice_app.command("record")
+def record(
+    token: TokenOption,
+    url: UrlOption = DEFAULT_URL,
+    idempotency_key: KeyOption = None,
+    signing_secret: SecretOption = None,
+) -> None:
+    """Record a notice taken by phone (or e-mail, in person), checking each answer."""
+    typer.secho("Recording a notice. Restricted answers are encrypted on receipt.", bold=True)
+    body = _ask_releasable()
+    body["source"] = _ask_source()
+    body["restricted"] = restricted = _ask_restricted()
     try:
-        model.model_validate(body)
+        NoticeSubmission.model_validate(body)
     except ValidationError as exc:
         for line in _errors(exc):
             typer.secho(f"  {line}", fg="red", err=True)

@@ -16,9 +16,9 @@ from fastapi import FastAPI
 
 from services.common.auth import Role, issue_token
 from services.common.db import make_engine, make_session_factory
-from services.intake.app import create_app
+from services.intake.app import compose
 from services.intake.config import IntakeSettings
-from services.intake.service import IntakeContext
+from services.intake.deps import IntakeDeps
 from tests.support.apps import running_app
 
 KEY_K1 = base64.b64encode(b"k1-test-key-for-intake-0123456789"[:32]).decode()
@@ -82,14 +82,10 @@ class Intake:
     """A running intake app and what tests need around it."""
 
     app: FastAPI
+    deps: IntakeDeps
     client: httpx.AsyncClient
     settings: IntakeSettings
     tokens: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def context(self) -> IntakeContext:
-        context: IntakeContext = self.app.state.intake
-        return context
 
     def auth(self, who: str | None, **extra: str) -> dict[str, str]:
         headers = dict(extra)
@@ -161,8 +157,8 @@ async def run_intake(
     settings: IntakeSettings, tokens: dict[str, str] | None = None
 ) -> AsyncIterator[Intake]:
     """Start intake with `settings`; issue a token per principal unless given."""
-    app = create_app(settings)
-    async with running_app(app) as client:
-        harness = Intake(app, client, settings)
+    service = compose(settings)
+    async with running_app(service.app) as client:
+        harness = Intake(service.app, service.deps, client, settings)
         harness.tokens = tokens if tokens is not None else await _issue_tokens(settings)
         yield harness

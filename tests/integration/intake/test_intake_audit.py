@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
 async def _report(intake: Intake) -> ChainReport:
-    async with intake.context.sessions() as session:
-        return await verify_chain(session)
+    async with intake.deps.unit_of_work() as uow:
+        return await verify_chain(uow.session)
 
 
 async def _exercise(intake: Intake) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
 from deploy.local.common import free_port
+from services.intake import cli as intake_cli
 from services.intake.app import create_app
 from services.intake.cli import commands
 from services.intake.config import IntakeSettings
@@ -92,7 +94,9 @@ async def _contact_view(served: Served, notice_id: str) -> dict[str, object]:
         return result
 
 
-async def test_submit_a_notice_file(served: Served, tmp_path: Path) -> None:
+async def test_submit_a_notice_file(
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = tmp_path / "notice.json"
     file.write_text(json.dumps(notice_body(reference="FO-CLI-1")))
     env = {"AVISO_TOKEN": served.tokens["field_office"], "AVISO_SIGNING_SECRET": SECRET}
@@ -104,8 +108,10 @@ async def test_submit_a_notice_file(served: Served, tmp_path: Path) -> None:
     assert notice["reference"] == "FO-CLI-1"
     assert "source" not in notice  # the field office gets the metadata view
 
-    # A retry is signed anew; within the same second it would be the same signed request.
-    await asyncio.sleep(1.05)
+    # A retry is signed anew; within the same second it would be the same signed request,
+    # so the retry signs one second later by its clock rather than by waiting a second.
+    signed_first = time.time()
+    monkeypatch.setattr(intake_cli, "unix_time", lambda: signed_first + 1)
     again = await _run(args, env=env)
     assert again.exit_code == 0, again.output
     assert _printed_notice(again)["id"] == notice["id"]

@@ -7,29 +7,36 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.intake import service
+from services.intake import sweeping
 from services.intake.audit import verify_chain
 from services.intake.config import IntakeSettings
+from services.intake.deps import IntakeDeps
+from services.intake.worker import sweep, sweep_step
 from tests.integration.intake.intake_support import Intake, notice_body, revision_body, run_intake
 from tests.support.kafka_io import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
+async def _expire(deps: IntakeDeps, *, now: datetime) -> int:
+    return await sweep_step(deps, sweeping.expire_notices, now=now)
+
+
+async def _purge(deps: IntakeDeps, *, now: datetime) -> int:
+    return await sweep_step(deps, sweeping.purge_restricted, now=now)
+
+
 async def test_expiry_then_purge_keeps_the_record_and_the_audit(intake: Intake) -> None:
     body = notice_body()
     notice_id = (await intake.created(body))["id"]
     open_one = (await intake.created())["id"]
-    ctx = intake.context
+    ctx = intake.deps
     window_end = datetime.fromisoformat(body["window_end"])
 
     # Not yet: the grace period has not passed.
-    assert (
-        await service.expire_notices(ctx, now=window_end + ctx.expiry_grace - timedelta(seconds=1))
-        == 0
-    )
+    assert await _expire(ctx, now=window_end + ctx.expiry_grace - timedelta(seconds=1)) == 0
     expired_at = window_end + ctx.expiry_grace + timedelta(seconds=1)
-    assert await service.expire_notices(ctx, now=expired_at) == 2
+    assert await _expire(ctx, now=expired_at) == 2
 
     url = f"/v1/notices/{notice_id}"
     detail = (await intake.client.get(url, headers=intake.auth("ops"))).json()
@@ -46,11 +53,8 @@ async def test_expiry_then_purge_keeps_the_record_and_the_audit(intake: Intake) 
     ] is not None
 
     # Retention runs from closing; before it ends nothing is purged.
-    assert (
-        await service.purge_restricted(ctx, now=expired_at + ctx.retention - timedelta(seconds=1))
-        == 0
-    )
-    report = await service.sweep(ctx, now=expired_at + ctx.retention)
+    assert await _purge(ctx, now=expired_at + ctx.retention - timedelta(seconds=1)) == 0
+    report = await sweep(ctx, now=expired_at + ctx.retention)
     assert (report.expired, report.purged) == (0, 2)
 
     detail = (await intake.client.get(url, headers=intake.auth("contact"))).json()
@@ -69,8 +73,8 @@ async def test_expiry_then_purge_keeps_the_record_and_the_audit(intake: Intake) 
     assert actions[-1] == "notice.restricted_read"
     assert "notice.expired" in actions
     assert "notice.restricted_purged" in actions
-    async with ctx.sessions() as session:
-        assert (await verify_chain(session)).intact
+    async with ctx.unit_of_work() as uow:
+        assert (await verify_chain(uow.session)).intact
     assert (await intake.client.get(f"/v1/notices/{open_one}", headers=intake.auth("ops"))).json()[
         "state"
     ] == "expired"
@@ -84,10 +88,10 @@ async def test_cancelled_notices_are_purged_after_retention_too(intake: Intake) 
         headers=intake.auth("field_office"),
     )
     now = datetime.now(UTC)
-    ctx = intake.context
-    assert await service.expire_notices(ctx, now=now + timedelta(days=400)) == 0  # already closed
-    assert await service.purge_restricted(ctx, now=now + ctx.retention + timedelta(minutes=1)) == 1
-    assert await service.purge_restricted(ctx, now=now + ctx.retention + timedelta(minutes=2)) == 0
+    ctx = intake.deps
+    assert await _expire(ctx, now=now + timedelta(days=400)) == 0  # already closed
+    assert await _purge(ctx, now=now + ctx.retention + timedelta(minutes=1)) == 1
+    assert await _purge(ctx, now=now + ctx.retention + timedelta(minutes=2)) == 0
 
 
 async def test_the_sweeper_runs_in_the_service(

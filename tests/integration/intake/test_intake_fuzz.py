@@ -169,7 +169,8 @@ def requests(draw: st.DrawFn) -> tuple[str, Any]:
 
 
 async def _counts(intake: Intake) -> dict[str, int]:
-    async with intake.context.sessions() as session:
+    async with intake.deps.unit_of_work() as uow:
+        session = uow.session
         return {
             table: int(
                 (await session.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"'))).scalar_one()

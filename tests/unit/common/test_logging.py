@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import services.common.logging as aviso_logging
+import services.common.logging.redaction as log_redaction
+import services.common.logging.setup as log_setup
 from services.common.logging import (
     REDACTED,
     add_restricted_keys,
@@ -53,7 +55,7 @@ def output() -> Iterator[io.StringIO]:
         configure_logging("aviso-tests", force=True)
         # Leave the process as unconfigured so another test's (or fixture's)
         # first configure_logging call is not silently a no-op.
-        aviso_logging._state.configured = False
+        log_setup._state.configured = False
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
@@ -217,7 +219,7 @@ def test_registered_values_scrubbed_until_forgotten(output: io.StringIO) -> None
 
 
 def test_registry_is_bounded() -> None:
-    registry = aviso_logging._SensitiveValues(max_entries=3)
+    registry = log_redaction._SensitiveValues(max_entries=3)
     for value in ["aaa", "bbb", "ccc", "ddd"]:
         registry.register(value)
     assert set(registry.snapshot) == {"bbb", "ccc", "ddd"}
@@ -294,7 +296,7 @@ def test_log_file_receives_json_lines_too(tmp_path: Path) -> None:
         logging.getLogger("aiokafka").warning("coordinator lost")
     finally:
         configure_logging("aviso-tests", force=True)
-        aviso_logging._state.configured = False
+        log_setup._state.configured = False
     file_lines = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert file_lines[0] == {"earlier": "line"}  # appended, not truncated
     assert [line["event"] for line in file_lines[1:]] == ["notice.stored", "coordinator lost"]

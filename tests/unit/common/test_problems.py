@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.types import Message
 
-import services.common.logging as aviso_logging
+import services.common.logging.setup as log_setup
 from services.common.logging import configure_logging, get_logger
 from services.common.problems import (
     PROBLEM_JSON,
@@ -122,7 +122,7 @@ def log_output() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         configure_logging("aviso-tests", force=True)
-        aviso_logging._state.configured = False
+        log_setup._state.configured = False
 
 
 def client(app: FastAPI) -> httpx.AsyncClient:

@@ -8,13 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.fingerprints import find_leaks
-from services.common.auth import Role
 from services.intake.domain import (
-    Access,
     IntakeConflict,
     RestrictedDetail,
     StoredIdempotencyKey,
-    access_for,
     cancel_outcome,
     check_idempotency_key,
     content_digest,
@@ -186,12 +183,6 @@ def test_content_digest_ignores_key_order_and_is_keyed() -> None:
 
 
 # --- access -------------------------------------------------------------------------------
-
-
-def test_only_contact_reads_restricted_detail() -> None:
-    assert access_for(Role.CONTACT) is Access.RESTRICTED
-    for role in (Role.FIELD_OFFICE, Role.OPS, Role.VETTER, Role.LIAISON, Role.ADMIN):
-        assert access_for(role) is Access.METADATA
 
 
 # --- restricted detail and fingerprints ------------------------------------------------------

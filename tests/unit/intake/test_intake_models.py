@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.intake.models import NoticeCancellation, NoticeRevision, NoticeSubmission
+from services.intake.notices.commands import NoticeCancellation, NoticeRevision, NoticeSubmission
 
 
 def body(**overrides: Any) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.common.problems import Problem
 from services.common.signing import signature_header
 from services.intake.config import IntakeSettings
-from services.intake.handlers import SignatureCheck
+from services.intake.domain import SignatureRejected
+from services.intake.http.errors import signature_problem
+from services.intake.signatures import SignatureCheck
 
 NOW = 1_800_000_000
 NEW, OLD = b"secret-new", b"secret-old"
@@ -22,11 +23,13 @@ def check(*, required: bool = False, secrets: tuple[bytes, ...] = (NEW, OLD)) ->
 
 
 def reason(signature_check: SignatureCheck, header: str | None, body: bytes = BODY) -> str:
-    with pytest.raises(Problem) as error:
+    with pytest.raises(SignatureRejected) as error:
         signature_check.verify(header, body, now=NOW)
-    assert error.value.status == 401
-    assert error.value.headers["WWW-Authenticate"].startswith("Aviso-Signature")
-    return str(error.value.extensions["reason"])
+    problem = signature_problem(error.value.reason)
+    assert problem.status == 401
+    assert problem.headers["WWW-Authenticate"].startswith("Aviso-Signature")
+    assert problem.extensions["reason"] == error.value.reason
+    return error.value.reason
 
 
 def header(secret: bytes, *, at: int = NOW, body: bytes = BODY) -> str:

@@ -1,4 +1,4 @@
-"""The HTTP contract of intake: request bodies (strict) and response shapes.
+"""What a field office sends: the request bodies, which are also the use cases' commands.
 
 Requests reject unknown fields, control characters (PostgreSQL cannot store NUL, and a
 line break in a name is never meant), timestamps without a zone or outside 2000-2100,
@@ -6,10 +6,8 @@ and a window that ends before it starts; pydantic itself refuses lone surrogates
 Timestamps are normalised to UTC on the way in, so equal content always digests
 equally for idempotency.
 
-Responses: `NoticeSummary` (list items) and `NoticeView` (detail, with history) hold
-releasable fields only; they are what `ops` and field offices see, and restricted
-fields are absent from them, not blank. `RestrictedNoticeView` adds the source and
-restricted detail for `contact`.
+The same models parse `POST /v1/notices` bodies (http/notices.py) and the CLI's input
+(cli.py); the response shapes live with the routes in http/views.py.
 """
 
 from __future__ import annotations
@@ -31,30 +29,21 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.base import AreaCode, MsgType, PolicyAnnotation, Status
+from schemas.base import AreaCode, Status
 from schemas.notices import CancelReason, OperationType, ReceivedVia
-from services.intake.domain import NoticeState
 
 __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
     "MAX_TERMS",
     "AgentIn",
-    "AgentView",
     "NoticeCancellation",
     "NoticeContent",
-    "NoticePage",
     "NoticeRevision",
     "NoticeSubmission",
-    "NoticeSummary",
-    "NoticeView",
     "RestrictedIn",
-    "RestrictedNoticeView",
-    "RestrictedView",
     "SourceIn",
-    "SourceView",
     "Term",
     "UtcDatetime",
-    "VersionView",
 ]
 
 _EARLIEST_YEAR = 2000
@@ -196,115 +185,3 @@ class NoticeCancellation(_Request):
     def content(self) -> dict[str, Any]:
         """The content compared for idempotency."""
         return self.model_dump(mode="json", exclude={"expected_version"})
-
-
-# --- responses -------------------------------------------------------------------
-
-
-class _View(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class VersionView(_View):
-    """One version of a notice, CAP-style (releasable fields)."""
-
-    version: int
-    msg_type: MsgType
-    references: list[str]
-    status: Status
-    received_via: ReceivedVia
-    sent_at: datetime
-    received_at: datetime
-    operation_type: OperationType
-    public_safety_nexus: bool
-    window_start: datetime
-    window_end: datetime
-    area: str
-    area_code: str | None
-    summary: str
-    cancel_reason: CancelReason | None
-    policy_annotations: list[PolicyAnnotation]
-    restricted_changed: bool = Field(
-        description="Whether this version changed the restricted detail."
-    )
-
-
-class NoticeSummary(_View):
-    """A notice's releasable state, as listed."""
-
-    id: str
-    reference: str
-    version: int
-    msg_type: MsgType
-    state: NoticeState = Field(description="received, updated, cancelled or expired.")
-    status: Status
-    drill: bool = Field(description="Exercise or Test: marked DRILL, never public.")
-    received_via: ReceivedVia
-    sent_at: datetime
-    received_at: datetime
-    updated_at: datetime
-    closed_at: datetime | None
-    operation_type: OperationType
-    public_safety_nexus: bool
-    window_start: datetime
-    window_end: datetime
-    area: str
-    area_code: str | None
-    summary: str
-    cancel_reason: CancelReason | None
-
-
-class NoticeView(NoticeSummary):
-    """One notice with its history, releasable fields only: what ops and field offices see."""
-
-    policy_annotations: list[PolicyAnnotation] = Field(
-        description="Department policy statements that apply (frozen when recorded)."
-    )
-    policy_version: str
-    history: list[VersionView] = Field(description="Every version, oldest first.")
-
-
-class AgentView(_View):
-    """The reporting agent."""
-
-    name: str
-    phone: str | None
-    email: str | None
-
-
-class SourceView(_View):
-    """Who sent the notice and who recorded it."""
-
-    field_office_id: str
-    field_office_name: str
-    agent: AgentView
-    recorded_by: str
-
-
-class RestrictedView(_View):
-    """Restricted detail of the current version."""
-
-    names: list[str]
-    addresses: list[str]
-    vehicles: list[str]
-    exact_locations: list[str]
-    free_text: str | None
-
-
-class RestrictedNoticeView(NoticeView):
-    """A notice with its source and restricted detail: only `contact` sees this (audited)."""
-
-    source: SourceView | None = Field(description="Null once purged after retention.")
-    restricted: RestrictedView | None = Field(description="Null once purged after retention.")
-    restricted_purged_at: datetime | None
-
-
-class NoticePage(_View):
-    """A page of notices, newest first."""
-
-    items: list[NoticeSummary]
-    limit: int
-    offset: int
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page."
-    )

@@ -1,4 +1,4 @@
-"""Pure rules of a field-office notice: lifecycle, versions, access, digests, fingerprints.
+"""Pure rules of a field-office notice: lifecycle, versions, digests, fingerprints.
 
 Nothing here does I/O, so every rule unit-tests without a database or a broker.
 
@@ -18,7 +18,6 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
@@ -30,21 +29,16 @@ from schemas.fingerprints import (
     fingerprint_term,
     tokens,
 )
-from services.common.auth import Role
+from services.intake.domain.records import NoticeState, Operation, StoredIdempotencyKey
 
 __all__ = [
     "TERMINAL_STATES",
-    "Access",
     "CancelOutcome",
     "IntakeConflict",
     "IntakeNotFound",
-    "NoticeState",
-    "Operation",
     "RestrictedDetail",
     "RevisionOutcome",
-    "SignatureReplayed",
-    "StoredIdempotencyKey",
-    "access_for",
+    "SignatureRejected",
     "cancel_outcome",
     "canonical_json",
     "check_idempotency_key",
@@ -61,9 +55,7 @@ __all__ = [
     "source_key",
 ]
 
-NoticeState = Literal["received", "updated", "cancelled", "expired"]
-TERMINAL_STATES: frozenset[str] = frozenset({"cancelled", "expired"})
-Operation = Literal["create", "update", "cancel"]
+TERMINAL_STATES: frozenset[NoticeState] = frozenset({"cancelled", "expired"})
 
 
 # --- errors -------------------------------------------------------------------
@@ -83,23 +75,12 @@ class IntakeConflict(Exception):
         self.extensions = extensions
 
 
-class SignatureReplayed(Exception):
-    """A signed request was already accepted once: what was signed may be used only once."""
+class SignatureRejected(Exception):
+    """A request's `Aviso-Signature` is missing, invalid or already used; `reason` says which."""
 
-
-# --- access -------------------------------------------------------------------
-
-
-class Access(StrEnum):
-    """How much of a notice a caller may see."""
-
-    RESTRICTED = "restricted"  # releasable fields, source and restricted detail (audited)
-    METADATA = "metadata"  # releasable fields only; restricted fields absent
-
-
-def access_for(role: Role) -> Access:
-    """Only the SPOC and backups (contact) read restricted detail; everyone else metadata."""
-    return Access.RESTRICTED if role is Role.CONTACT else Access.METADATA
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 # --- keyed digests -------------------------------------------------------------
@@ -244,7 +225,7 @@ def references_for(notice_id: UUID, version: int) -> tuple[str, ...]:
     return tuple(version_ref(notice_id, earlier) for earlier in range(1, version))
 
 
-def _check_open(state: str) -> None:
+def _check_open(state: NoticeState) -> None:
     if state in TERMINAL_STATES:
         raise IntakeConflict(
             f"notice-{state}",
@@ -266,7 +247,7 @@ RevisionOutcome = Literal["revise", "unchanged"]
 
 
 def revision_outcome(
-    state: str,
+    state: NoticeState,
     *,
     current_digest: str | None,
     digest: str,
@@ -290,7 +271,7 @@ CancelOutcome = Literal["cancel", "already_cancelled"]
 
 
 def cancel_outcome(
-    state: str,
+    state: NoticeState,
     *,
     current_reason: str | None,
     reason: str,
@@ -310,15 +291,6 @@ def cancel_outcome(
     _check_open(state)
     _check_version(current_version, expected_version)
     return "cancel"
-
-
-@dataclass(frozen=True)
-class StoredIdempotencyKey:
-    """What an Idempotency-Key was first used for."""
-
-    operation: str
-    notice_id: str
-    content_digest: str
 
 
 def check_idempotency_key(
@@ -347,14 +319,16 @@ def check_idempotency_key(
     return True
 
 
-def expiry_due(*, state: str, window_end: datetime, now: datetime, grace: timedelta) -> bool:
+def expiry_due(
+    *, state: NoticeState, window_end: datetime, now: datetime, grace: timedelta
+) -> bool:
     """Whether an open notice's window ended more than `grace` ago."""
     return state not in TERMINAL_STATES and window_end + grace <= now
 
 
 def purge_due(
     *,
-    state: str,
+    state: NoticeState,
     closed_at: datetime | None,
     purged_at: datetime | None,
     now: datetime,

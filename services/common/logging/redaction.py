@@ -1,0 +1,284 @@
+"""Redaction of restricted detail: restricted keys, registered values, leaky text.
+
+`redact_restricted` is the last processor before anything renders (see setup.py), so
+a restricted value cannot reach a log line by any route that we control.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from structlog.typing import EventDict, WrappedLogger
+
+__all__ = [
+    "REDACTED",
+    "RESTRICTED_KEYS",
+    "add_restricted_keys",
+    "forget_sensitive_value",
+    "is_restricted_key",
+    "redact_restricted",
+    "register_sensitive_value",
+    "scrub_text",
+]
+
+REDACTED = "[REDACTED]"
+
+# Normalised key names (snake_case, lower) whose values never reach a log line.
+# A key is restricted when it equals one of these or ends in "_" + one of these
+# (`agent_phone` via "phone", `x_api_key` via "api_key"), or starts with
+# "restricted_". Bare `name` is deliberately absent: service, topic and field
+# office names are what operators need to read.
+RESTRICTED_KEYS: set[str] = {
+    # restricted detail of a notice (BRIEF: person, address, vehicle, exact target)
+    "restricted",
+    "restricted_details",
+    "names",
+    "person_name",
+    "agent_name",
+    "target_name",
+    "full_name",
+    "first_name",
+    "last_name",
+    "given_name",
+    "family_name",
+    "phone",
+    "phone_number",
+    "email",
+    "addresses",
+    "address",
+    "exact_location",
+    "exact_locations",
+    "location",
+    "locations",
+    "vehicle",
+    "vehicles",
+    "plate",
+    "plates",
+    "license_plate",
+    "free_text",
+    "notes",
+    "raw_body",
+    "request_body",
+    # credentials
+    "password",
+    "passphrase",
+    "secret",
+    "secrets",
+    "token",
+    "authorization",
+    "api_key",
+    "cookie",
+    "signature",
+    "private_key",
+    "encryption_key",
+}
+
+_RESTRICTED_PREFIX = "restricted_"
+_RESTRICTED_TRAILING = "_restricted"
+
+# Keys structlog's ProcessorFormatter uses to carry the LogRecord; they must pass
+# through untouched or the formatter breaks (they are removed before rendering).
+_PROCESSOR_META_KEYS = frozenset({"_record", "_from_structlog"})
+
+# Deeper structures than this are not logged at all: a runaway (or cyclic)
+# structure must not stall logging, and it must not slip through unredacted.
+_MAX_DEPTH = 24
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+
+# Text-level scrubbers for free-form strings (messages, exception text). Each is a
+# (pattern, replacement) pair applied in order.
+_TEXT_SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # pydantic v2 error lines end "[type=..., input_value=<repr>, input_type=...]".
+    # The greedy `.*` stops at the *last* ", input_type=" on the line so a repr
+    # that itself contains that text cannot end the match early; a line without
+    # input_type (truncated or unusual) is redacted to its end.
+    (re.compile(r"input_value=.*(?=, input_type=)|input_value=.*"), f"input_value={REDACTED}"),
+    # SQLAlchemy StatementError text carries the bound parameters on one line.
+    (re.compile(r"\[parameters: [^\n]*"), f"[parameters: {REDACTED}]"),
+    # Bearer credentials and Aviso API tokens quoted in text (e.g. echoed headers).
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), rf"\g<1>{REDACTED}"),
+    (re.compile(r"\bavs_[A-Za-z0-9_-]{16,}"), REDACTED),
+    # One-click links carry a signed token in the query string; uvicorn's access
+    # log prints the full path, and the token would let a log reader act.
+    (
+        re.compile(r"(?i)([?&](?:token|access_token|sig|signature|api_key)=)[^&\s\"']+"),
+        rf"\g<1>{REDACTED}",
+    ),
+)
+
+
+def _normalize_key(key: str) -> str:
+    """Turn `agentName`, `X-Api-Key` or `Agent Phone` into snake_case for matching."""
+    return _NON_ALNUM.sub("_", _CAMEL_BOUNDARY.sub("_", key).lower()).strip("_")
+
+
+def is_restricted_key(key: str) -> bool:
+    """Tell whether a field name is restricted, whatever its case or separators."""
+    normalized = _normalize_key(key)
+    if normalized.startswith(_RESTRICTED_PREFIX) or normalized.endswith(_RESTRICTED_TRAILING):
+        return True
+    if normalized in RESTRICTED_KEYS:
+        return True
+    # Suffix match on whole "_"-separated segments, so `agent_phone` matches
+    # "phone" but `microphone` does not.
+    parts = normalized.split("_")
+    return any("_".join(parts[i:]) in RESTRICTED_KEYS for i in range(1, len(parts)))
+
+
+def add_restricted_keys(*keys: str) -> None:
+    """Extend the restricted key set (normalised the same way as incoming keys)."""
+    for key in keys:
+        normalized = _normalize_key(key)
+        if normalized:
+            RESTRICTED_KEYS.add(normalized)
+
+
+class _SensitiveValues:
+    """A bounded, reference-counted registry of exact values to scrub from text.
+
+    Intake registers decrypted restricted values while it handles them. Counting
+    references keeps a value registered while two requests handle it at once; the
+    LRU bound keeps a leak of forgotten registrations from growing without end.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+        # Longest first, so a value that contains another is replaced whole.
+        self.snapshot: tuple[str, ...] = ()
+
+    def register(self, value: str) -> None:
+        with self._lock:
+            self._counts[value] = self._counts.get(value, 0) + 1
+            self._counts.move_to_end(value)
+            while len(self._counts) > self._max_entries:
+                self._counts.popitem(last=False)
+            self._rebuild()
+
+    def forget(self, value: str) -> None:
+        with self._lock:
+            count = self._counts.get(value)
+            if count is None:
+                return
+            if count > 1:
+                self._counts[value] = count - 1
+                return
+            del self._counts[value]
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        # Readers take the tuple without the lock; swapping one reference is atomic.
+        self.snapshot = tuple(sorted(self._counts, key=len, reverse=True))
+
+
+_SENSITIVE_VALUES_MAX = 10_000
+# Shorter values would shred ordinary words in every line ("Li" in "Listening");
+# the key-based redaction remains the first line of defence for them.
+_SENSITIVE_VALUE_MIN_LENGTH = 3
+_sensitive_values = _SensitiveValues(_SENSITIVE_VALUES_MAX)
+
+
+def register_sensitive_value(value: str) -> None:
+    """Scrub exact occurrences of `value` (3+ chars) from log text until forgotten."""
+    if len(value.strip()) >= _SENSITIVE_VALUE_MIN_LENGTH:
+        _sensitive_values.register(value)
+
+
+def forget_sensitive_value(value: str) -> None:
+    """Drop one registration of `value` (the value stays scrubbed while others hold it)."""
+    _sensitive_values.forget(value)
+
+
+def scrub_text(text: str) -> str:
+    """Remove registered sensitive values and known leaky patterns from free text."""
+    for value in _sensitive_values.snapshot:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    for pattern, replacement in _TEXT_SCRUBBERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_value(value: Any, depth: int) -> Any:
+    """Return `value` with restricted keys, sensitive values and leaky text removed."""
+    if depth > _MAX_DEPTH:
+        return "[TRUNCATED]"
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return scrub_text(bytes(value).decode("utf-8", errors="backslashreplace"))
+    if isinstance(value, Mapping):
+        return _redact_mapping(value, depth + 1)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_item(item, depth + 1) for item in value]
+    # Objects the JSON renderer would repr() are flattened here, before rendering,
+    # so their content passes through the same key and text rules.
+    try:
+        if isinstance(value, BaseModel):
+            return _redact_value(value.model_dump(mode="json"), depth + 1)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return _redact_value(dataclasses.asdict(value), depth + 1)
+    except Exception:  # a log call must never raise; fall back to repr
+        return scrub_text(repr(value))
+    if isinstance(value, enum.Enum):
+        return _redact_value(value.value, depth + 1)
+    if isinstance(value, dt.datetime | dt.date | dt.time | uuid.UUID | Decimal | Path):
+        return str(value)
+    if isinstance(value, BaseException):
+        return scrub_text(f"{type(value).__name__}: {value}")
+    return scrub_text(repr(value))
+
+
+def _redact_item(item: Any, depth: int) -> Any:
+    """Redact a list element; a (name, value) pair such as an ASGI header is a field."""
+    if (
+        isinstance(item, tuple | list)
+        and len(item) == 2
+        and isinstance(item[0], str | bytes)
+        and is_restricted_key(
+            item[0].decode("latin-1") if isinstance(item[0], bytes) else item[0],
+        )
+    ):
+        return [_redact_value(item[0], depth), REDACTED]
+    return _redact_value(item, depth)
+
+
+def _redact_mapping(mapping: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
+    redacted: dict[Any, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(key, str):
+            if is_restricted_key(key):
+                redacted[scrub_text(key)] = REDACTED
+                continue
+            redacted[scrub_text(key)] = _redact_value(value, depth)
+        else:
+            redacted[key] = _redact_value(value, depth)
+    return redacted
+
+
+def redact_restricted(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: replace restricted fields and scrub text at any depth."""
+    for key in list(event_dict):
+        if key in _PROCESSOR_META_KEYS:
+            continue
+        if is_restricted_key(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact_value(event_dict[key], 0)
+    return event_dict

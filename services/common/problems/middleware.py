@@ -1,0 +1,261 @@
+"""Request middleware: correlation ids, and the guard that checks bodies before routes run."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# One correlation contextvar per process: the event envelope (cloudevents) reads
+# the same object when it stamps `ce_correlationid` on outgoing events.
+from services.common.cloudevents import current_correlation_id
+from services.common.problems.errors import (
+    CORRELATION_ID_HEADER,
+    REQUEST_ID_HEADER,
+    Problem,
+    bad_request,
+    payload_too_large,
+    problem_response,
+    unsupported_media_type,
+)
+
+__all__ = [
+    "BodyGuardMiddleware",
+    "CorrelationIdMiddleware",
+    "correlation_id_for",
+    "get_correlation_id",
+    "is_valid_correlation_id",
+    "new_correlation_id",
+]
+
+# --- correlation ids ----------------------------------------------------------
+
+
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def get_correlation_id() -> str | None:
+    """Return the correlation id of the request or message being handled, if any."""
+    return current_correlation_id.get()
+
+
+def new_correlation_id() -> str:
+    """Return a fresh correlation id."""
+    return str(uuid.uuid4())
+
+
+def is_valid_correlation_id(value: str) -> bool:
+    """Accept 1-128 chars of `[A-Za-z0-9._:-]`: safe in headers, logs and Kafka."""
+    return _CORRELATION_ID.fullmatch(value) is not None
+
+
+def _scope_state(scope: Scope) -> dict[str, Any]:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    return state
+
+
+def correlation_id_for(scope: Scope) -> str | None:
+    """The correlation id of the request in `scope`, even after the middleware exited."""
+    # The contextvar is reset when CorrelationIdMiddleware's block exits; the scope
+    # state outlives it, which matters for a catch-all sitting outside it.
+    return current_correlation_id.get() or _scope_state(scope).get("correlation_id")
+
+
+class CorrelationIdMiddleware:
+    """Take or mint a correlation id per request, bind it to logs, echo it back."""
+
+    def __init__(self, app: ASGIApp, *, header_name: str = CORRELATION_ID_HEADER) -> None:
+        self.app = app
+        self.header_name = header_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = Headers(scope=scope).get(self.header_name)
+        # An invalid id is replaced, not rejected: correlation is best effort and
+        # must never be the reason a notice is refused.
+        correlation_id = (
+            supplied
+            if supplied is not None and is_valid_correlation_id(supplied)
+            else new_correlation_id()
+        )
+        request_id = new_correlation_id()
+        state = _scope_state(scope)
+        state["correlation_id"] = correlation_id
+        state["request_id"] = request_id
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers[self.header_name] = correlation_id
+                headers[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        token = current_correlation_id.set(correlation_id)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                correlation_id=correlation_id, request_id=request_id
+            ):
+                await self.app(scope, receive, send_with_ids)
+        finally:
+            current_correlation_id.reset(token)
+
+
+# --- body guard ---------------------------------------------------------------
+
+_GUARDED_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _Rejected(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.title)
+        self.problem = problem
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN/Infinity are not JSON (RFC 8259) and not storable as such.
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Duplicate keys are resolved differently by different parsers (first vs last
+    # wins); refusing them closes the gap between what we check and what we store.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError("duplicate object key")
+        result[key] = value
+    return result
+
+
+class BodyGuardMiddleware:
+    """Reject oversized, non-JSON, non-UTF-8 or malformed bodies before any route runs."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        json_paths_prefixes: Sequence[str] = ("/v1/",),
+    ) -> None:
+        if max_body_bytes <= 0:
+            raise ValueError("max_body_bytes must be positive")
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.json_paths_prefixes = tuple(json_paths_prefixes)
+
+    def _guards(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http"
+            and scope["method"] in _GUARDED_METHODS
+            and str(scope["path"]).startswith(self.json_paths_prefixes)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._guards(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read_checked_body(scope, receive)
+        except _Rejected as rejected:
+            response = problem_response(
+                rejected.problem,
+                instance=str(scope["path"]),
+                correlation_id=correlation_id_for(scope),
+            )
+            await response(scope, receive, send)
+            return
+        if body is None:
+            return  # the client went away mid-body; nobody to answer
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            # After the body, only a disconnect can follow; wait for it as usual.
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read_checked_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        headers = Headers(scope=scope)
+        too_large = payload_too_large(
+            f"The request body exceeds {self.max_body_bytes} bytes.",
+            max_bytes=self.max_body_bytes,
+        )
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise _Rejected(bad_request("The Content-Length header is not a number."))
+            # Refuse before reading a byte: the client said how much it will send.
+            if int(declared) > self.max_body_bytes:
+                raise _Rejected(too_large)
+
+        content_type = headers.get("content-type")
+        if content_type is not None and not _is_json_utf8(content_type):
+            raise _Rejected(unsupported_media_type("Send the body as application/json (UTF-8)."))
+
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            # Counted per chunk so a chunked body without Content-Length is cut off
+            # as soon as it crosses the limit, never buffered past it.
+            if size > self.max_body_bytes:
+                raise _Rejected(too_large)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+
+        if content_type is None:
+            if body:
+                raise _Rejected(
+                    unsupported_media_type("Send the body as application/json (UTF-8).")
+                )
+            return body
+        if not body:
+            # An action endpoint may take no body at all; the route decides.
+            return body
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Rejected(bad_request("The request body is not valid UTF-8.")) from None
+        try:
+            json.loads(
+                text,
+                parse_constant=_reject_constant,
+                object_pairs_hook=_reject_duplicate_keys,
+            )
+        except (ValueError, RecursionError):
+            # The parser's message quotes the offending input; say only where.
+            raise _Rejected(bad_request("The request body is not valid JSON.")) from None
+        return body
+
+
+def _is_json_utf8(content_type: str) -> bool:
+    """Accept `application/json` with no charset or a UTF-8 charset."""
+    media_type, _, params = content_type.partition(";")
+    if media_type.strip().lower() != "application/json":
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in {
+            "utf-8",
+            "utf8",
+        }:
+            return False
+    return True

@@ -1,0 +1,81 @@
+"""SQL for what intake remembers about requests: Idempotency-Keys and signed requests.
+
+Both guard against a request taking effect twice; both are pruned once too old to matter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.domain import Operation, StoredIdempotencyKey
+from services.intake.tables import idempotency_keys, signature_replays
+
+__all__ = ["RequestLedger"]
+
+
+class RequestLedger:
+    """Idempotency-Keys and signature replays of one unit of work."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def idempotency_key(self, *, source_key: str, key: str) -> StoredIdempotencyKey | None:
+        """What a source's Idempotency-Key was first used for."""
+        k = idempotency_keys.c
+        query = sa.select(k.operation, k.notice_id, k.content_digest).where(
+            k.source_key == source_key, k.idempotency_key == key
+        )
+        row = (await self._session.execute(query)).one_or_none()
+        if row is None:
+            return None
+        return StoredIdempotencyKey(row.operation, row.notice_id, row.content_digest)
+
+    async def remember_key(
+        self,
+        *,
+        source_key: str,
+        key: str,
+        operation: Operation,
+        notice_id: str,
+        digest: str,
+        now: datetime,
+    ) -> None:
+        """Remember what an Idempotency-Key was used for."""
+        await self._session.execute(
+            sa.insert(idempotency_keys).values(
+                source_key=source_key,
+                idempotency_key=key,
+                operation=operation,
+                notice_id=notice_id,
+                content_digest=digest,
+                created_at=now,
+            )
+        )
+
+    async def record_signature(
+        self, *, fingerprint: str, signed_at: datetime, now: datetime
+    ) -> bool:
+        """Remember a signed request; False when it was seen before (a replay)."""
+        dialect = self._session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(signature_replays)
+            .values(fingerprint=fingerprint, signed_at=signed_at, seen_at=now)
+            .on_conflict_do_nothing(index_elements=["fingerprint"])
+            .returning(signature_replays.c.fingerprint)
+        )
+        return (await self._session.execute(statement)).first() is not None
+
+    async def prune(self, *, replays_before: datetime, keys_before: datetime) -> int:
+        """Forget signed requests and Idempotency-Keys older than the cutoffs; how many."""
+        replays = await self._session.execute(
+            sa.delete(signature_replays).where(signature_replays.c.seen_at < replays_before)
+        )
+        keys = await self._session.execute(
+            sa.delete(idempotency_keys).where(idempotency_keys.c.created_at < keys_before)
+        )
+        return sum(int(getattr(result, "rowcount", 0) or 0) for result in (replays, keys))

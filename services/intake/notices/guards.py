@@ -1,0 +1,156 @@
+"""What every notice use case shares: the write guard, visibility, idempotency, results.
+
+Every use case that writes calls `begin_write` first: it takes the audit chain's lock
+(see audit.py), which serialises intake's writes. That is what makes the reads that
+decide a write (does this reference exist? which version is current?) safe without
+retries: a concurrent request with the same reference waits, then sees the committed
+notice. Notices are rare; a single writer costs nothing that matters here.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.common.auth import Principal
+from services.intake.deps import IntakeDeps
+from services.intake.domain import (
+    IntakeNotFound,
+    NoticeRecord,
+    Operation,
+    RestrictedDetail,
+    SignatureRejected,
+    StoredIdempotencyKey,
+    VersionRecord,
+    check_idempotency_key,
+    source_key,
+)
+from services.intake.permissions import Access, sees_only_own
+from services.intake.signatures import SignedRequest
+from services.intake.unit_of_work import IntakeUoW
+
+__all__ = [
+    "NoticePageResult",
+    "NoticeResult",
+    "begin_write",
+    "load_result",
+    "owner_key",
+    "remember_key",
+    "repeated_request",
+    "visible_notice",
+]
+
+
+@dataclass(frozen=True)
+class NoticeResult:
+    """A notice as a use case leaves it; `detail` only for callers cleared to read it."""
+
+    notice: NoticeRecord
+    versions: tuple[VersionRecord, ...]
+    access: Access
+    replayed: bool = False
+    detail: RestrictedDetail | None = None
+
+
+@dataclass(frozen=True)
+class NoticePageResult:
+    """One page of notices."""
+
+    notices: tuple[NoticeRecord, ...]
+    next_cursor: str | None
+
+
+def owner_key(deps: IntakeDeps, principal: Principal) -> str:
+    """The keyed hash that stands for the caller's field office in the database."""
+    return source_key(deps.fingerprint_key, principal.subject)
+
+
+async def begin_write(uow: IntakeUoW, *, signed: SignedRequest | None, now: datetime) -> None:
+    """Take the write lock, then refuse a signed request that was already accepted once."""
+    await uow.audit.lock()
+    if signed is None:
+        return
+    first_time = await uow.requests.record_signature(
+        fingerprint=signed.fingerprint,
+        signed_at=datetime.fromtimestamp(signed.signed_at, UTC),
+        now=now,
+    )
+    if not first_time:
+        raise SignatureRejected("replayed")
+
+
+async def visible_notice(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    notice_id: str,
+    principal: Principal,
+    for_update: bool = False,
+) -> NoticeRecord:
+    """The notice if the caller may see it; raises IntakeNotFound otherwise.
+
+    Another field office's notice answers exactly like a missing one, so ids cannot
+    be probed for existence.
+    """
+    notice = await uow.notices.get(notice_id, for_update=for_update)
+    if notice is None:
+        raise IntakeNotFound(notice_id)
+    if sees_only_own(principal.role) and not hmac.compare_digest(
+        notice.source_key, owner_key(deps, principal)
+    ):
+        raise IntakeNotFound(notice_id)
+    return notice
+
+
+async def repeated_request(
+    uow: IntakeUoW,
+    key: str | None,
+    *,
+    owner: str,
+    operation: Operation,
+    notice_id: str | None,
+    digest: str,
+) -> StoredIdempotencyKey | None:
+    """What the Idempotency-Key recorded when this request repeats it; None for a new one.
+
+    Raises IntakeConflict when the key was used for a different request.
+    """
+    if key is None:
+        return None
+    stored = await uow.requests.idempotency_key(source_key=owner, key=key)
+    if check_idempotency_key(stored, operation=operation, notice_id=notice_id, digest=digest):
+        return stored
+    return None
+
+
+async def remember_key(
+    uow: IntakeUoW,
+    key: str | None,
+    *,
+    owner: str,
+    operation: Operation,
+    notice_id: str,
+    digest: str,
+    now: datetime,
+) -> None:
+    """Store what an Idempotency-Key was used for, when the request carried one."""
+    if key is not None:
+        await uow.requests.remember_key(
+            source_key=owner,
+            key=key,
+            operation=operation,
+            notice_id=notice_id,
+            digest=digest,
+            now=now,
+        )
+
+
+async def load_result(
+    uow: IntakeUoW, notice_id: str, *, access: Access, replayed: bool = False
+) -> NoticeResult:
+    """The notice with its versions, as written or found in this unit of work."""
+    notice = await uow.notices.get(notice_id)
+    assert notice is not None  # written or found in this very transaction
+    versions = await uow.notices.versions(notice_id)
+    return NoticeResult(notice, tuple(versions), access, replayed=replayed)

@@ -1,0 +1,70 @@
+"""Reading notices: one with its history (restricted detail for contact, audited), or a page."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from services.common.auth import Principal
+from services.common.logging import get_logger
+from services.intake.deps import IntakeDeps
+from services.intake.domain import transitions as domain
+from services.intake.notices.guards import (
+    NoticePageResult,
+    NoticeResult,
+    owner_key,
+    visible_notice,
+)
+from services.intake.notices.sealing import open_latest
+from services.intake.permissions import Access, access_for, sees_only_own, visible_detail
+from services.intake.repository import Cursor, NoticeFilters
+from services.intake.unit_of_work import IntakeUoW
+
+__all__ = ["list_notices", "read_notice"]
+
+log = get_logger(__name__)
+
+
+async def read_notice(
+    uow: IntakeUoW, *, deps: IntakeDeps, principal: Principal, notice_id: str, now: datetime
+) -> NoticeResult:
+    """One notice with its history; for `contact`, also its restricted detail (audited)."""
+    access = access_for(principal.role)
+    if access is Access.RESTRICTED:
+        # Taken before reading so the audit entry extends the chain the read saw.
+        await uow.audit.lock()
+    notice = await visible_notice(uow, deps=deps, notice_id=notice_id, principal=principal)
+    versions = tuple(await uow.notices.versions(notice.id))
+    if access is Access.METADATA:
+        return NoticeResult(notice, versions, access)
+    detail = visible_detail(access, open_latest(deps.keyring, notice.id, versions))
+    # Every read of restricted detail leaves a trace, even of a purged notice:
+    # the attempt is what an audit wants to see.
+    await uow.audit.append(domain.restricted_read(notice, actor=principal), now=now)
+    uow.after_commit(
+        lambda: log.info(
+            "notice.restricted_read", notice_id=notice.id, version=notice.current_version
+        )
+    )
+    return NoticeResult(notice, versions, access, detail=detail)
+
+
+async def list_notices(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    principal: Principal,
+    filters: NoticeFilters,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+) -> NoticePageResult:
+    """Notices the caller may see, newest first; a field office sees only its own."""
+    if sees_only_own(principal.role):
+        filters = replace(filters, source_key=owner_key(deps, principal))
+    after = Cursor.decode(cursor) if cursor else None
+    # One extra row tells whether another page follows.
+    rows = await uow.notices.page(filters, limit=limit + 1, offset=offset, after=after)
+    page = rows[:limit]
+    next_cursor = Cursor(page[-1].received_at, page[-1].id).encode() if len(rows) > limit else None
+    return NoticePageResult(tuple(page), next_cursor)

@@ -1,0 +1,163 @@
+"""Submitting a notice: version 1 (CAP Alert), or the recognition of a retry.
+
+A retry is recognised by its Idempotency-Key or, without one, by the field office's own
+reference: the same reference with the same content answers with the recorded notice.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import datetime
+
+from services.common.auth import Principal
+from services.common.logging import get_logger
+from services.intake.deps import IntakeDeps
+from services.intake.domain import IntakeConflict, NoticeRecord, content_digest
+from services.intake.domain import transitions as domain
+from services.intake.notices.commands import NoticeSubmission
+from services.intake.notices.guards import (
+    NoticeResult,
+    begin_write,
+    load_result,
+    owner_key,
+    remember_key,
+    repeated_request,
+)
+from services.intake.notices.sealing import restricted_detail, seal_version
+from services.intake.permissions import access_for
+from services.intake.signatures import SignedRequest
+from services.intake.unit_of_work import IntakeUoW
+
+__all__ = ["submit_notice"]
+
+log = get_logger(__name__)
+
+
+async def submit_notice(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    principal: Principal,
+    submission: NoticeSubmission,
+    idempotency_key: str | None,
+    signed: SignedRequest | None,
+    now: datetime,
+) -> NoticeResult:
+    """Record a new notice (version 1, CAP Alert), or recognise a retry of one."""
+    owner = owner_key(deps, principal)
+    digest = content_digest(deps.fingerprint_key, submission.content())
+    # The key stands for the whole request, reference included.
+    request_digest = content_digest(
+        deps.fingerprint_key, {"reference": submission.reference, **submission.content()}
+    )
+    access = access_for(principal.role)
+    await begin_write(uow, signed=signed, now=now)
+    stored = await repeated_request(
+        uow,
+        idempotency_key,
+        owner=owner,
+        operation="create",
+        notice_id=None,
+        digest=request_digest,
+    )
+    if stored is not None:
+        uow.after_commit(
+            lambda: log.info("notice.submit_repeated", notice_id=stored.notice_id, by="key")
+        )
+        return await load_result(uow, stored.notice_id, access=access, replayed=True)
+
+    existing = await uow.notices.find_by_reference(source_key=owner, reference=submission.reference)
+    notice_id = existing.id if existing is not None else str(uuid.uuid4())
+    if existing is not None:
+        await _check_same_content(uow, existing, submission=submission, digest=digest)
+    else:
+        await _record(
+            uow,
+            deps=deps,
+            notice_id=notice_id,
+            owner=owner,
+            submission=submission,
+            digest=digest,
+            actor=principal,
+            now=now,
+        )
+    await remember_key(
+        uow,
+        idempotency_key,
+        owner=owner,
+        operation="create",
+        notice_id=notice_id,
+        digest=request_digest,
+        now=now,
+    )
+    uow.after_commit(lambda: _log_submitted(submission, notice_id, repeated=existing is not None))
+    return await load_result(uow, notice_id, access=access, replayed=existing is not None)
+
+
+async def _record(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    notice_id: str,
+    owner: str,
+    submission: NoticeSubmission,
+    digest: str,
+    actor: Principal,
+    now: datetime,
+) -> None:
+    """Record the new notice: version 1 sealed, row, audit and notice.received at once."""
+    detail = restricted_detail(submission, actor)
+    version = seal_version(
+        deps,
+        notice_id=notice_id,
+        version=1,
+        content=submission,
+        detail=detail,
+        restricted_changed=True,
+        digest=digest,
+        actor=actor,
+        now=now,
+    )
+    transition = domain.receive(
+        version,
+        source_key=owner,
+        reference=submission.reference,
+        detail=detail,
+        fingerprint_key=deps.fingerprint_key,
+        actor=actor,
+    )
+    await uow.notices.apply(transition, now=now)
+
+
+async def _check_same_content(
+    uow: IntakeUoW, existing: NoticeRecord, *, submission: NoticeSubmission, digest: str
+) -> None:
+    """A reused reference must carry the content first recorded under it."""
+    first = await uow.notices.version(existing.id, 1)
+    if (
+        first is None
+        or first.content_digest is None
+        or not hmac.compare_digest(first.content_digest, digest)
+    ):
+        raise IntakeConflict(
+            "reference-conflict",
+            f"Reference {submission.reference!r} already names a notice with "
+            "different content. Change that notice with "
+            f"POST /v1/notices/{existing.id}/update, or use a new reference.",
+            notice_id=existing.id,
+        )
+
+
+def _log_submitted(submission: NoticeSubmission, notice_id: str, *, repeated: bool) -> None:
+    if repeated:
+        log.info("notice.submit_repeated", notice_id=notice_id, by="reference")
+        return
+    log.info(
+        "notice.received",
+        notice_id=notice_id,
+        version=1,
+        status=submission.status,
+        operation_type=submission.operation_type,
+        received_via=submission.received_via,
+    )

@@ -1,0 +1,136 @@
+"""Intake's unit of work: one transaction with the repositories use cases need.
+
+Use cases are typed against `IntakeUoW`, the Protocol below, so unit tests pass an
+in-memory fake (tests/unit/intake/fakes.py) and production passes `IntakeUnitOfWork`.
+A use case never commits: whoever opened the unit of work commits after it returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, Self, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.db import AfterCommit, UnitOfWork
+from services.intake.audit import AuditTrail
+from services.intake.domain import (
+    AuditNote,
+    NoticeRecord,
+    Operation,
+    StoredIdempotencyKey,
+    Transition,
+    VersionRecord,
+)
+from services.intake.ledger import RequestLedger
+from services.intake.repository import Cursor, NoticeFilters, NoticeRepository
+
+__all__ = [
+    "AuditLog",
+    "IntakeUnitOfWork",
+    "IntakeUoW",
+    "Notices",
+    "Requests",
+]
+
+
+class Notices(Protocol):
+    """What use cases read and write of notices (see repository.NoticeRepository)."""
+
+    async def apply(self, transition: Transition, *, now: datetime) -> None: ...
+    async def get(self, notice_id: str, *, for_update: bool = False) -> NoticeRecord | None: ...
+    async def find_by_reference(
+        self, *, source_key: str, reference: str
+    ) -> NoticeRecord | None: ...
+    async def versions(self, notice_id: str) -> list[VersionRecord]: ...
+    async def version(self, notice_id: str, version: int) -> VersionRecord | None: ...
+    async def page(
+        self, filters: NoticeFilters, *, limit: int, offset: int = 0, after: Cursor | None = None
+    ) -> list[NoticeRecord]: ...
+    async def due_for_expiry(self, *, ended_before: datetime, limit: int) -> list[NoticeRecord]: ...
+    async def due_for_purge(self, *, closed_before: datetime, limit: int) -> list[NoticeRecord]: ...
+
+
+class Requests(Protocol):
+    """Idempotency-Keys and signature replays (see ledger.RequestLedger)."""
+
+    async def idempotency_key(
+        self, *, source_key: str, key: str
+    ) -> StoredIdempotencyKey | None: ...
+    async def remember_key(
+        self,
+        *,
+        source_key: str,
+        key: str,
+        operation: Operation,
+        notice_id: str,
+        digest: str,
+        now: datetime,
+    ) -> None: ...
+    async def record_signature(
+        self, *, fingerprint: str, signed_at: datetime, now: datetime
+    ) -> bool: ...
+    async def prune(self, *, replays_before: datetime, keys_before: datetime) -> int: ...
+
+
+class AuditLog(Protocol):
+    """The hash-chained audit log (see audit.AuditTrail)."""
+
+    async def lock(self) -> None: ...
+    async def append(self, note: AuditNote, *, now: datetime) -> None: ...
+
+
+class IntakeUoW(Protocol):
+    """What a use case is given: repositories and after-commit hooks, never `commit`."""
+
+    @property
+    def notices(self) -> Notices: ...
+    @property
+    def requests(self) -> Requests: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    def after_commit(self, effect: AfterCommit) -> None: ...
+
+
+class IntakeUnitOfWork(UnitOfWork):
+    """`services.common.db.UnitOfWork` with intake's repositories over its session."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession], *, event_source: str) -> None:
+        super().__init__(factory)
+        self._event_source = event_source
+        self._notices: NoticeRepository | None = None
+        self._requests: RequestLedger | None = None
+        self._audit: AuditTrail | None = None
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self._audit = AuditTrail(self.session)
+        self._notices = NoticeRepository(
+            self.session, audit=self._audit, event_source=self._event_source
+        )
+        self._requests = RequestLedger(self.session)
+        return self
+
+    @property
+    def notices(self) -> NoticeRepository:
+        """Notices and versions; `apply` writes a transition with its audit and event."""
+        return _opened(self._notices)
+
+    @property
+    def requests(self) -> RequestLedger:
+        """Idempotency-Keys and signature replays."""
+        return _opened(self._requests)
+
+    @property
+    def audit(self) -> AuditTrail:
+        """The audit chain: lock it first in every transaction that writes."""
+        return _opened(self._audit)
+
+
+_T = TypeVar("_T")
+
+
+def _opened(repository: _T | None) -> _T:
+    if repository is None:
+        raise RuntimeError("IntakeUnitOfWork used outside its `async with` block")
+    return repository

@@ -1,0 +1,83 @@
+"""The sweeper: a background worker that expires, purges and prunes until stopped.
+
+It is the caller of the sweeping use cases: one unit of work per batch, committed
+after the use case returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from services.common.logging import get_logger
+from services.common.problems import is_database_unavailable
+from services.common.runtime import Worker
+from services.intake import sweeping
+from services.intake.deps import IntakeDeps
+from services.intake.unit_of_work import IntakeUoW
+
+__all__ = ["Step", "SweepReport", "sweep", "sweep_step", "sweeper"]
+
+log = get_logger(__name__)
+
+
+class Step(Protocol):
+    """A sweeping use case: one batch in the given unit of work; how many it handled."""
+
+    async def __call__(self, uow: IntakeUoW, /, *, deps: IntakeDeps, now: datetime) -> int: ...
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did."""
+
+    expired: int
+    purged: int
+    pruned: int
+
+
+async def sweep_step(deps: IntakeDeps, step: Step, *, now: datetime) -> int:
+    """Run one batch of `step` in its own unit of work and commit it."""
+    async with deps.unit_of_work() as uow:
+        count = await step(uow, deps=deps, now=now)
+        await uow.commit()
+    return count
+
+
+async def sweep(deps: IntakeDeps, *, now: datetime) -> SweepReport:
+    """Expire, purge and prune; each batch in its own transaction, until none is left."""
+    expired = purged = 0
+    while (count := await sweep_step(deps, sweeping.expire_notices, now=now)) > 0:
+        expired += count
+    while (count := await sweep_step(deps, sweeping.purge_restricted, now=now)) > 0:
+        purged += count
+    pruned = await sweep_step(deps, sweeping.prune_records, now=now)
+    return SweepReport(expired, purged, pruned)
+
+
+def sweeper(deps: IntakeDeps) -> Worker:
+    """A worker that sweeps every `deps.sweep_interval_s` until stopped."""
+
+    async def run(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                report = await sweep(deps, now=deps.clock())
+                if report.expired or report.purged:
+                    log.info(
+                        "intake.sweep_done",
+                        expired=report.expired,
+                        purged=report.purged,
+                        pruned=report.pruned,
+                    )
+            except Exception as exc:
+                if not is_database_unavailable(exc):
+                    raise  # a bug: the runtime logs it once and restarts the worker
+                # An outage is not a bug: one line, then try again next round.
+                log.warning("intake.sweep_skipped", error_type=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=deps.sweep_interval_s)
+
+    return run

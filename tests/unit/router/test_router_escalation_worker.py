@@ -9,7 +9,7 @@ import pytest
 
 from services.router.config import RouterSettings
 from services.router.escalation import EscalationWorker
-from services.router.service import RouterDeps
+from services.router.deps import RouterDeps
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

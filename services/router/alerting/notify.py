@@ -22,7 +22,7 @@ from services.router.domain import (
     Transition,
     delivery_id_for,
 )
-from services.router.messages import render_notification
+from services.router.messages import RenderedMessage, render_notification
 from services.router.observability import alert_fields
 
 __all__ = ["Purpose", "notify"]
@@ -55,20 +55,7 @@ def notify(
             "alert.recipient_not_in_snapshot", **alert_fields(alert), recipient_id=str(recipient_id)
         )
         return transition
-    message = render_notification(
-        alert_id=alert.id,
-        notice_id=alert.notice_id,
-        notice_version=alert.notice_version,
-        status=alert.status,
-        urgency=alert.urgency,
-        content=alert.content,
-        purpose=purpose,
-        position=where,
-        notice_url=deps.notice_url(alert.notice_id),
-        timezone=deps.timezone,
-        horizon=deps.horizon,
-        cancel_reason=cancel_reason,
-    )
+    message = _render(deps, alert, purpose=purpose, where=where, cancel_reason=cancel_reason)
     entries: list[TimelineRecord] = []
     requests: list[Publication] = []
     for channel in recipient.channels.kinds():
@@ -101,6 +88,30 @@ def notify(
             )
         )
     return transition.also(tuple(entries), tuple(requests))
+
+
+def _render(
+    deps: RouterDeps,
+    alert: AlertRecord,
+    *,
+    purpose: Purpose,
+    where: EscalationPosition | None,
+    cancel_reason: str | None,
+) -> RenderedMessage:
+    return render_notification(
+        alert_id=alert.id,
+        notice_id=alert.notice_id,
+        notice_version=alert.notice_version,
+        status=alert.status,
+        urgency=alert.urgency,
+        content=alert.content,
+        purpose=purpose,
+        position=where,
+        notice_url=deps.notice_url(alert.notice_id),
+        timezone=deps.timezone,
+        horizon=deps.horizon,
+        cancel_reason=cancel_reason,
+    )
 
 
 def _delivery_id(

@@ -2,7 +2,8 @@
 
 Nothing here does I/O, so every rule unit-tests without a broker or a database:
 `directory` (what an admin writes, the snapshot frozen on an alert), `alert` (the
-aggregate, its states and ids), `transitions` (typed state changes with their events).
+aggregate, its states and ids), `changes` (what a transition consists of) and
+`transitions` (the decisions that return them).
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from services.router.domain.alert import (
     next_step,
     urgency_for,
     window_over,
+)
+from services.router.domain.changes import (
+    EscalationGuard,
+    Guard,
+    Publication,
+    TimelineRecord,
+    Transition,
+    VersionGuard,
+    record,
 )
 from services.router.domain.directory import (
     MAX_REPEAT,
@@ -54,12 +64,6 @@ from services.router.domain.directory import (
     validate_directory,
 )
 from services.router.domain.transitions import (
-    EscalationGuard,
-    Guard,
-    Publication,
-    TimelineRecord,
-    Transition,
-    VersionGuard,
     acknowledge,
     cancel,
     content_of,
@@ -67,7 +71,6 @@ from services.router.domain.transitions import (
     fire_timer,
     mark_delivered,
     open_alert,
-    record,
     reopen,
 )
 

@@ -173,14 +173,51 @@ def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
         people[person.id] = person
 
     def reachable(person_id: uuid.UUID) -> bool:
-        person = people.get(person_id)
-        return person is not None and bool(person.channels.kinds())
+        return _reachable(people, person_id)
 
     spoc = document.spoc
     if spoc.person_id not in people:
         errors.append(DirectoryError("spoc.person_id", "names no person in the directory"))
     elif not reachable(spoc.person_id):
         errors.append(DirectoryError("spoc.person_id", "the SPOC has no webhook or e-mail"))
+    errors.extend(_delegation_errors(spoc, people))
+    for index, step in enumerate(document.policy.steps):
+        path = f"policy.steps[{index}]"
+        if step.target == "spoc":
+            if step.person_id is not None:
+                errors.append(DirectoryError(f"{path}.person_id", "a spoc step names no person"))
+            continue
+        if step.person_id is None:
+            errors.append(DirectoryError(f"{path}.person_id", "a person step needs person_id"))
+        elif step.person_id not in people:
+            errors.append(DirectoryError(f"{path}.person_id", "names no person in the directory"))
+        elif not reachable(step.person_id):
+            # A step nobody can receive silently burns its wait while the operation nears.
+            errors.append(
+                DirectoryError(f"{path}.person_id", "this person has no webhook or e-mail")
+            )
+    if not errors and not any(
+        reachable(_target_of(step, spoc.person_id)) for step in document.policy.steps
+    ):
+        errors.append(DirectoryError("policy", "no step reaches anybody"))
+    return errors
+
+
+def _reachable(people: dict[uuid.UUID, Person], person_id: uuid.UUID) -> bool:
+    """Whether `person_id` is in the directory with a channel Aviso can deliver on."""
+    person = people.get(person_id)
+    return person is not None and bool(person.channels.kinds())
+
+
+def _delegation_errors(
+    spoc: SpocDesignation, people: dict[uuid.UUID, Person]
+) -> list[DirectoryError]:
+    """Delegation windows: well-formed, to a reachable deputy, never overlapping."""
+    errors: list[DirectoryError] = []
+
+    def reachable(person_id: uuid.UUID) -> bool:
+        return _reachable(people, person_id)
+
     windows = sorted(enumerate(spoc.delegations), key=lambda item: item[1].starts_at)
     for index, delegation in windows:
         path = f"spoc.delegations[{index}]"
@@ -203,26 +240,6 @@ def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
                     f"overlaps spoc.delegations[{index_a}]; windows must not overlap",
                 )
             )
-
-    for index, step in enumerate(document.policy.steps):
-        path = f"policy.steps[{index}]"
-        if step.target == "spoc":
-            if step.person_id is not None:
-                errors.append(DirectoryError(f"{path}.person_id", "a spoc step names no person"))
-            continue
-        if step.person_id is None:
-            errors.append(DirectoryError(f"{path}.person_id", "a person step needs person_id"))
-        elif step.person_id not in people:
-            errors.append(DirectoryError(f"{path}.person_id", "names no person in the directory"))
-        elif not reachable(step.person_id):
-            # A step nobody can receive silently burns its wait while the operation nears.
-            errors.append(
-                DirectoryError(f"{path}.person_id", "this person has no webhook or e-mail")
-            )
-    if not errors and not any(
-        reachable(_target_of(step, spoc.person_id)) for step in document.policy.steps
-    ):
-        errors.append(DirectoryError("policy", "no step reaches anybody"))
     return errors
 
 

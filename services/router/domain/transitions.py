@@ -1,17 +1,17 @@
 """Typed state changes of an alert: each decision returns the new row with what it records.
 
-A decision here does no I/O. It returns a `Transition`: the alert before and after, an
-optional guard (a compare-and-set the stored row must still pass), the timeline entries
-and the events to publish. The repository applies all of it in one call
-(`uow.alerts.apply(transition)`), so a row never changes without its timeline entry and
-its outbox event, and nobody writes those three by hand.
+A decision here does no I/O. It returns a `Transition` (`domain.changes`): the alert
+before and after, an optional guard (a compare-and-set the stored row must still pass),
+the timeline entries and the events to publish. The repository applies all of it in one
+call (`uow.alerts.apply(transition)`), so a row never changes without its timeline entry
+and its outbox event, and nobody writes those three by hand.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -23,33 +23,32 @@ from schemas.alerts import (
     AlertTriggered,
     ResolutionReason,
 )
-from schemas.base import EventData, Status
+from schemas.base import Status
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from services.router.domain.alert import (
     ACKNOWLEDGEABLE_STATES,
     OPEN_STATES,
     AlertRecord,
-    AlertState,
     AnnotationText,
-    EscalationPosition,
     NoticeContent,
     StepOutcome,
-    TimelineKind,
     alert_id_for,
     first_position,
     next_step,
     urgency_for,
 )
-from services.router.domain.directory import ChannelKind, DirectoryVersion, snapshot_directory
+from services.router.domain.changes import (
+    EscalationGuard,
+    Guard,
+    Publication,
+    TimelineRecord,
+    Transition,
+    VersionGuard,
+)
+from services.router.domain.directory import DirectoryVersion, snapshot_directory
 from services.router.errors import AlertClosed, NotARecipient, StaleVersion, UnknownVersion
 
 __all__ = [
-    "EscalationGuard",
-    "Guard",
-    "Publication",
-    "TimelineRecord",
-    "Transition",
-    "VersionGuard",
     "acknowledge",
     "cancel",
     "content_of",
@@ -57,82 +56,8 @@ __all__ = [
     "fire_timer",
     "mark_delivered",
     "open_alert",
-    "record",
     "reopen",
 ]
-
-
-@dataclass(frozen=True)
-class TimelineRecord:
-    """One entry to append to the alert's timeline."""
-
-    kind: TimelineKind
-    at: datetime
-    notice_version: int
-    position: EscalationPosition | None = None
-    recipient_id: uuid.UUID | None = None
-    channel: ChannelKind | None = None
-    method: AckMethod | None = None
-    delivery_id: uuid.UUID | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Publication:
-    """An event to put in the outbox with the change (published after commit)."""
-
-    event: EventData
-    # None: the correlation id of whatever is being handled (the request or the message).
-    correlation_id: str | None = None
-
-
-@dataclass(frozen=True)
-class EscalationGuard:
-    """Apply only while the alert is in `states` and still carries `escalation_id`.
-
-    The compare-and-set that makes a timer fire once: a second router that read the same
-    due row, or a stale run after an ack or a notice update, matches no row.
-    """
-
-    states: frozenset[AlertState]
-    escalation_id: str | None
-
-
-@dataclass(frozen=True)
-class VersionGuard:
-    """Apply only while the alert is in `states` and at `notice_version`."""
-
-    states: frozenset[AlertState]
-    notice_version: int
-
-
-Guard = EscalationGuard | VersionGuard
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A decided change: `before` -> `after` (None before: a new alert), plus its records."""
-
-    before: AlertRecord | None
-    after: AlertRecord
-    timeline: tuple[TimelineRecord, ...] = ()
-    events: tuple[Publication, ...] = ()
-    guard: Guard | None = None
-
-    def also(
-        self,
-        timeline: tuple[TimelineRecord, ...] = (),
-        events: tuple[Publication, ...] = (),
-    ) -> Transition:
-        """The same change, recording and publishing more (e.g. its notifications)."""
-        return replace(self, timeline=self.timeline + timeline, events=self.events + events)
-
-
-def record(
-    alert: AlertRecord, *entries: TimelineRecord, events: tuple[Publication, ...] = ()
-) -> Transition:
-    """No change to the row: only timeline entries (and events) about it."""
-    return Transition(before=alert, after=alert, timeline=entries, events=events)
 
 
 def content_of(notice: NoticeReceived | NoticeUpdated) -> NoticeContent:
@@ -346,6 +271,26 @@ def expire(alert: AlertRecord, *, now: datetime) -> Transition:
     )
 
 
+def _already_acknowledged(alert: AlertRecord, *, person_id: uuid.UUID, notice_version: int) -> bool:
+    """Whether `person_id` acknowledging `notice_version` is a repeat; raises if refused."""
+    if not alert.snapshot.may_acknowledge(person_id):
+        raise NotARecipient(str(person_id))
+    if alert.state == "resolved":
+        if alert.acknowledged_version == notice_version:
+            return True
+        raise AlertClosed(resolution=alert.resolution)
+    if notice_version < alert.notice_version:
+        raise StaleVersion(
+            current_version=alert.notice_version, alert_id=alert.id, notice_id=alert.notice_id
+        )
+    if notice_version > alert.notice_version:
+        raise UnknownVersion(current_version=alert.notice_version)
+    if alert.state == "acknowledged":
+        return True
+    assert alert.state in ACKNOWLEDGEABLE_STATES
+    return False
+
+
 def acknowledge(
     alert: AlertRecord,
     *,
@@ -359,21 +304,8 @@ def acknowledge(
 
     Raises NotARecipient, AlertClosed, StaleVersion or UnknownVersion when it must be refused.
     """
-    if not alert.snapshot.may_acknowledge(person_id):
-        raise NotARecipient(str(person_id))
-    if alert.state == "resolved":
-        if alert.acknowledged_version == notice_version:
-            return None
-        raise AlertClosed(resolution=alert.resolution)
-    if notice_version < alert.notice_version:
-        raise StaleVersion(
-            current_version=alert.notice_version, alert_id=alert.id, notice_id=alert.notice_id
-        )
-    if notice_version > alert.notice_version:
-        raise UnknownVersion(current_version=alert.notice_version)
-    if alert.state == "acknowledged":
+    if _already_acknowledged(alert, person_id=person_id, notice_version=notice_version):
         return None
-    assert alert.state in ACKNOWLEDGEABLE_STATES
     # triggered | delivered | escalated | unacknowledged_exhausted -> acknowledged
     # Clearing the active escalation id is what stops a timer already in flight.
     after = replace(

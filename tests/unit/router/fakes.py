@@ -305,6 +305,7 @@ def make_deps(tmp_path: Path, *, clock: Clock | None = None, **settings: Any) ->
     """Deps for a use case under test: fake store, fake channels, a movable clock."""
     values: dict[str, Any] = {
         "var_dir": tmp_path,
+        "database_url": None,
         "link_secret": "unit-test-link-secret",
         "public_base_url": "http://router.test",
         "router_intake_base_url": "http://intake.test",

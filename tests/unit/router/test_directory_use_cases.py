@@ -34,7 +34,8 @@ async def test_replace_stores_the_next_version_and_respects_if_match(deps: FakeD
     )
     assert (first.version, second.version) == (1, 2)
     current = await directory.current_directory(uow)
-    assert current is not None and current.document.policy.repeat == 1
+    assert current is not None
+    assert current.document.policy.repeat == 1
     with pytest.raises(DirectoryConflict) as stale:
         await directory.replace_directory(
             uow,

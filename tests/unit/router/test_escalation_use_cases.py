@@ -80,7 +80,8 @@ async def test_a_due_timer_escalates_to_the_next_step_then_exhausts(
     clock.advance(20)
     with structlog.testing.capture_logs() as logs:
         exhausted = await _fire(deps)
-    assert exhausted is not None and exhausted.exhausted
+    assert exhausted is not None
+    assert exhausted.exhausted
     alert = deps.store.alerts[alert_id]
     assert (alert.state, alert.next_fire_at, alert.exhausted_at) == (
         "unacknowledged_exhausted",
@@ -109,7 +110,8 @@ async def test_a_stale_escalation_id_fires_nothing(deps: FakeDeps, clock: Clock)
     uow.alerts.claim_due_timer = stale  # type: ignore[method-assign]
     result = await escalation.fire_next_timer(uow, deps=deps)
     uow.alerts.claim_due_timer = original  # type: ignore[method-assign]
-    assert result is not None and result.fired is False
+    assert result is not None
+    assert result.fired is False
     assert deps.store.events("alert.escalated") == []
 
 

@@ -54,7 +54,8 @@ class Recorder:
 async def wired(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[KafkaBroker, Recorder]]:
-    settings = RouterSettings(var_dir=tmp_path, router_group_prefix="unit")
+    # database_url=None: a SQLite file under tmp_path, whatever the environment says.
+    settings = RouterSettings(var_dir=tmp_path, database_url=None, router_group_prefix="unit")
     engine = make_engine(settings, "router")
     async with engine.begin() as conn:
         await conn.run_sync(messaging_metadata.create_all)

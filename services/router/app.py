@@ -1,4 +1,4 @@
-"""Composition root of the router service: wires settings, runtime, handlers and HTTP."""
+"""Composition root of the router service: builds one `RouterDeps`, wires HTTP and Kafka."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ from services.common.http import create_http_app
 from services.common.migrations import upgrade
 from services.common.runtime import ServiceRuntime
 from services.common.settings import get_settings
-from services.router.adapters import ChannelAdapters
 from services.router.config import RouterSettings
+from services.router.delivery import ChannelAdapters
+from services.router.deps import Clock, RouterDeps, utcnow
+from services.router.directory import load_directory_file
 from services.router.escalation import EscalationWorker
-from services.router.handlers import (
-    ack_link_router,
-    alerts_router,
-    directory_router,
-    register_consumers,
-)
-from services.router.service import RouterDeps, load_directory_file
+from services.router.http import routers
+from services.router.subscribers import register_consumers
 
 __all__ = ["SERVICE", "RouterRuntime", "create_app"]
 
@@ -27,12 +24,18 @@ SERVICE = "router"
 class RouterRuntime(ServiceRuntime):
     """The common runtime, plus: load the directory file before consuming; close channels."""
 
-    def __init__(self, *, settings: RouterSettings, channels: ChannelAdapters) -> None:
+    def __init__(
+        self, *, settings: RouterSettings, channels: ChannelAdapters, clock: Clock = utcnow
+    ) -> None:
         super().__init__(name=SERVICE, settings=settings)
         self.router_settings = settings
         self.channels = channels
         self.deps = RouterDeps(
-            settings=settings, sessions=self.sessions, channels=channels, source=self.source
+            settings=settings,
+            sessions=self.sessions,
+            channels=channels,
+            source=self.source,
+            clock=clock,
         )
 
     async def start(self, *, migrate: bool = True) -> None:
@@ -56,10 +59,15 @@ class RouterRuntime(ServiceRuntime):
         await self.channels.close()
 
 
-def create_app(settings: RouterSettings | None = None) -> FastAPI:
-    """Build the router app; nothing connects until the app's lifespan starts."""
+def create_app(settings: RouterSettings | None = None, *, clock: Clock = utcnow) -> FastAPI:
+    """Build the router app; nothing connects until the app's lifespan starts.
+
+    `clock` is for tests that move time on instead of waiting for it.
+    """
     settings = settings or get_settings(RouterSettings)
-    runtime = RouterRuntime(settings=settings, channels=ChannelAdapters.from_settings(settings))
+    runtime = RouterRuntime(
+        settings=settings, channels=ChannelAdapters.from_settings(settings), clock=clock
+    )
     register_consumers(runtime.consumer, runtime.deps)
     runtime.add_worker("escalation-timers", EscalationWorker(runtime.deps).run)
     return create_http_app(
@@ -69,9 +77,5 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             "Delivers each notice to the single point of contact, tracks acknowledgement and "
             "escalates along the configured chain."
         ),
-        routers=[
-            alerts_router(runtime.deps),
-            directory_router(runtime.deps),
-            ack_link_router(runtime.deps),
-        ],
+        routers=routers(runtime.deps),
     )

@@ -16,6 +16,7 @@ from services.router.app import create_app
 from services.router.config import RouterSettings
 from tests.integration.router.router_support import (
     WEBHOOK_SECRET,
+    ManualClock,
     People,
     directory_json,
     position_groups_at_end,
@@ -80,9 +81,13 @@ def start_router(
         people: People | None = None,
         prefix: str | None = None,
         put_directory: bool = True,
+        clock: ManualClock | None = None,
         **overrides: Any,
     ) -> AsyncIterator[RouterUnderTest]:
-        """`prefix` given: a restart (the groups keep their offsets); else fresh groups."""
+        """`prefix` given: a restart (the groups keep their offsets); else fresh groups.
+
+        `clock` given: the router reads time from it, so timers fire when the test moves it.
+        """
         restart = prefix is not None
         prefix = prefix or unique("router-test")
         settings = router_settings(
@@ -98,7 +103,8 @@ def start_router(
         people = people or People.fresh()
         admin = await issue_test_token(settings, Role.ADMIN, "admin")
         ops = await issue_test_token(settings, Role.OPS, "ops")
-        async with running_app(create_app(settings)) as client:
+        app = create_app(settings, clock=clock) if clock is not None else create_app(settings)
+        async with running_app(app) as client:
             router = RouterUnderTest(
                 settings,
                 prefix,

@@ -35,6 +35,7 @@ from tests.support.kafka_io import produce_raw, read_topic
 __all__ = [
     "LINK_SECRET",
     "WEBHOOK_SECRET",
+    "ManualClock",
     "People",
     "alert_events",
     "cancel",
@@ -97,6 +98,26 @@ def router_settings(
     values.update(overrides)
     settings: RouterSettings = make_settings(RouterSettings, **values)
     return settings
+
+
+class ManualClock:
+    """A clock the test moves on: a timer fires when the test says its wait has passed.
+
+    Tests that check escalation timing never race the wall clock this way: nothing fires
+    until `advance`, and then the worker (polling every 0.25 s) fires it, however loaded
+    the machine is.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move time on by `seconds`; returns the new now."""
+        self.now += timedelta(seconds=seconds)
+        return self.now
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from tests.integration.router.conftest import RouterFactory, Sinks
 from tests.integration.router.router_support import (
     LINK_SECRET,
     WEBHOOK_SECRET,
+    ManualClock,
     People,
     directory_json,
     notice,
@@ -241,9 +242,11 @@ async def test_timers_pending_across_a_restart_fire_on_time(
 ) -> None:
     backend = "postgres" if database_url else "sqlite"
     people = People.fresh()
+    # One clock for both lives of the router: time moves only when the test says so.
+    clock = ManualClock()
     directory = directory_json(people, sinks.webhook, spoc_wait_s=3.0, backup_wait_s=1.0)
     async with start_router(
-        database_url=database_url, directory=directory, people=people
+        database_url=database_url, directory=directory, people=people, clock=clock
     ) as router:
         first = notice()
         alert_id = alert_id_for(first.notice_id)
@@ -254,15 +257,19 @@ async def test_timers_pending_across_a_restart_fire_on_time(
         prefix = router.prefix
     # Stopped: the timer lives on in the database only. Start a new router on it.
     deadline = datetime.fromisoformat(before["next_escalation_at"])
+    assert deadline == clock() + timedelta(seconds=3)
     async with start_router(
-        database_url=database_url, people=people, prefix=prefix, put_directory=False
+        database_url=database_url, people=people, prefix=prefix, put_directory=False, clock=clock
     ) as restarted:
+        url = f"/v1/alerts/{alert_id}"
+        clock.advance(3.1)  # the SPOC's wait ran out while the router was down
+        await poll_json(restarted.client, url, restarted.ops, lambda a: a["escalation_count"] == 1)
+        clock.advance(1.0)  # the backup's wait too
         escalated = await poll_json(
             restarted.client,
-            f"/v1/alerts/{alert_id}",
+            url,
             restarted.ops,
             lambda a: a["state"] == "unacknowledged_exhausted",
-            timeout=10,
         )
         assert escalated["escalation_count"] == 1
         timeline = (
@@ -270,10 +277,11 @@ async def test_timers_pending_across_a_restart_fire_on_time(
         ).json()["entries"]
         fired = next(e for e in timeline if e["kind"] == "escalated")
         lateness = (datetime.fromisoformat(fired["at"]) - deadline).total_seconds()
-        assert 0 <= lateness < 1.0, lateness
+        assert lateness == pytest.approx(0.1), lateness
+        assert fired["detail"]["lateness_ms"] == 100.0
         exhausted = next(e for e in timeline if e["kind"] == "exhausted")
         gap = datetime.fromisoformat(exhausted["at"]) - datetime.fromisoformat(fired["at"])
-        assert timedelta(seconds=1) <= gap < timedelta(seconds=2)
+        assert gap == timedelta(seconds=1)
         print(f"{backend}: timer fired {lateness * 1000:.1f} ms after its deadline, post-restart")
         await wait_sink(
             sinks.smtp,

@@ -10,6 +10,7 @@ import pytest
 from services.router.domain import alert_id_for
 from tests.integration.router.conftest import RouterFactory, Sinks
 from tests.integration.router.router_support import (
+    ManualClock,
     People,
     alert_events,
     cancel,
@@ -38,9 +39,12 @@ async def test_notice_during_leave_goes_to_the_deputy_and_snapshot_ignores_later
         }
     ]
     directory = directory_json(
-        people, sinks.webhook, spoc_wait_s=1.5, backup_wait_s=60, delegations=on_leave
+        people, sinks.webhook, spoc_wait_s=30, backup_wait_s=60, delegations=on_leave
     )
-    async with start_router(database_url=pg_database, directory=directory, people=people) as router:
+    clock = ManualClock(now)
+    async with start_router(
+        database_url=pg_database, directory=directory, people=people, clock=clock
+    ) as router:
         first = notice()
         alert_id = alert_id_for(first.notice_id)
         await publish(kafka_bootstrap, first)
@@ -62,12 +66,12 @@ async def test_notice_during_leave_goes_to_the_deputy_and_snapshot_ignores_later
         assert stored["version"] == 2
 
         # The open alert escalates along its frozen snapshot: to the original backup.
+        clock.advance(31)
         escalated = await poll_json(
             router.client,
             f"/v1/alerts/{alert_id}",
             router.ops,
             lambda a: a["state"] == "escalated",
-            timeout=10,
         )
         assert escalated["snapshot"]["directory_version"] == 1
         mails = await wait_sink(

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from services.router.config import RouterSettings
+from services.router.deps import RouterDeps
 from services.router.escalation import EscalationWorker
-from services.router.service import RouterDeps
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """Router's channel adapters: a signed webhook and e-mail over SMTP.
 
-The adapter use case (`service.deliver`) decides whether and what to send; this module
+The adapter use case (`delivery.deliver`) decides whether and what to send; this module
 only talks to the outside world. Retries, backoff and the DLQ come from the Kafka
 consumer: a transient failure raises `DeliveryError` and the request is tried again.
 """

@@ -9,8 +9,9 @@ milliseconds of their deadline instead of up to a poll interval late.
 
 Exactly once, with several instances: a timer is claimed with `FOR UPDATE SKIP LOCKED`
 (PostgreSQL) or inside SQLite's write lock, and the update that fires it is a
-compare-and-set on the alert's active escalation id (`service.fire_next_timer`), the
-way Grafana OnCall drops stale and duplicate escalation runs.
+compare-and-set on the alert's active escalation id (`timers.fire_next_timer`), the
+way Grafana OnCall drops stale and duplicate escalation runs. Each use case runs in a
+unit of work of its own that this worker opens and commits: one transaction per timer.
 """
 
 from __future__ import annotations
@@ -18,11 +19,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from datetime import datetime
 
 from services.common.logging import get_logger
-from services.router import service
-from services.router.service import RouterDeps, TimerFailed
+from services.router.deps import RouterDeps
+from services.router.errors import TimerFailed
+from services.router.escalation.timers import (
+    FiredTimer,
+    expire_next_alert,
+    fire_next_timer,
+    next_deadline,
+    refresh_alert_gauges,
+)
 
 __all__ = ["EscalationWorker"]
 
@@ -52,9 +61,11 @@ class EscalationWorker:
             try:
                 progressed = await self.run_once(stop)
                 if time.monotonic() >= next_gauges:
-                    await service.refresh_alert_gauges(deps=self._deps)
+                    async with self._deps.unit_of_work() as uow:
+                        await refresh_alert_gauges(uow)
                     next_gauges = time.monotonic() + self._gauges_every_s
-                deadline = await service.next_deadline(deps=self._deps)
+                async with self._deps.unit_of_work() as uow:
+                    deadline = await next_deadline(uow)
                 delay = self._delay_until(deadline, progressed=progressed)
             except Exception as exc:
                 # The database blinked: keep trying; timers are durable and will fire late.
@@ -96,7 +107,7 @@ class EscalationWorker:
             if stop is not None and stop.is_set():
                 break
             try:
-                result = await service.fire_next_timer(deps=self._deps, skip=failed)
+                result = await self._fire_one(failed)
             except TimerFailed as exc:
                 # Logged once here, with the alert; the others still fire this round.
                 log.error(
@@ -116,7 +127,7 @@ class EscalationWorker:
                 failed.append(str(result.alert_id))
         for _ in range(self._batch):
             try:
-                expired = await service.expire_next_alert(deps=self._deps, skip=expired_failed)
+                expired = await self._expire_one(expired_failed)
             except TimerFailed as exc:
                 log.error("escalation.expiry_failed", alert_id=str(exc.alert_id))
                 expired_failed.append(str(exc.alert_id))
@@ -125,3 +136,15 @@ class EscalationWorker:
                 break
             progressed = True
         return progressed
+
+    async def _fire_one(self, skip: list[str]) -> FiredTimer | None:
+        async with self._deps.unit_of_work() as uow:
+            result = await fire_next_timer(uow, deps=self._deps, skip=skip)
+            await uow.commit()
+        return result
+
+    async def _expire_one(self, skip: list[str]) -> uuid.UUID | None:
+        async with self._deps.unit_of_work() as uow:
+            expired = await expire_next_alert(uow, deps=self._deps, skip=skip)
+            await uow.commit()
+        return expired

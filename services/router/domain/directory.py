@@ -1,22 +1,10 @@
-"""Router's pure rules: the directory, who holds the SPOC role, escalation steps and urgency.
-
-Nothing here does I/O, so every rule unit-tests without a broker or a database.
+"""The directory an admin writes, who holds the SPOC role, and the snapshot frozen on an alert.
 
 Escalation, as data: a policy is an ordered list of steps, each a target (the current
-SPOC or a named person) and a wait. Step 0 is notified when the alert opens; when a
-step's wait passes without an acknowledgement the next step is notified; after the last
-step the policy starts again from step 0 `repeat` more times; when the last wait of the
-last pass ends unacknowledged the alert is exhausted. The policy and the people it names
-are *frozen on the alert* (a snapshot) when it opens, so a directory edit made while an
-alert is open never changes who that alert reaches: the record of what was done stays
-true, as in Grafana OnCall's escalation snapshot.
-
-Alert states (`AlertState`)::
-
-    triggered -> delivered -> escalated* -> acknowledged -> resolved
-        \\______________________\\-> unacknowledged_exhausted -> acknowledged (late)
-    any open or acknowledged state -(notice.updated)-> triggered (new version, step 0)
-    any state -(notice.cancelled / window over)-> resolved
+SPOC or a named person) and a wait. The policy and the people it names are *frozen on the
+alert* (a snapshot) when it opens, so a directory edit made while an alert is open never
+changes who that alert reaches: the record of what was done stays true, as in Grafana
+OnCall's escalation snapshot.
 """
 
 from __future__ import annotations
@@ -32,63 +20,36 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from schemas.base import Status, is_drill
-
 __all__ = [
-    "ACKNOWLEDGEABLE_STATES",
-    "OPEN_STATES",
-    "AlertState",
-    "AnnotationText",
+    "MAX_REPEAT",
+    "MAX_STEPS",
+    "MAX_WAIT_S",
     "ChannelKind",
     "Channels",
     "Delegation",
     "DirectoryDocument",
     "DirectoryError",
+    "DirectorySource",
+    "DirectoryVersion",
     "EscalationPolicy",
-    "EscalationPosition",
     "EscalationStep",
+    "FrozenModel",
     "FrozenPolicy",
     "FrozenRecipient",
     "FrozenStep",
-    "NoticeContent",
     "Person",
     "Snapshot",
     "SpocDesignation",
-    "StepOutcome",
-    "alert_id_for",
-    "delivery_id_for",
-    "delivery_still_wanted",
     "directory_digest",
-    "drill_prefix",
-    "first_position",
     "holder_of_spoc",
-    "next_step",
     "parse_directory",
     "snapshot_directory",
-    "urgency_for",
     "validate_directory",
-    "window_over",
 ]
-
-AlertState = Literal[
-    "triggered",
-    "delivered",
-    "escalated",
-    "acknowledged",
-    "unacknowledged_exhausted",
-    "resolved",
-]
-# Escalation timers run only in these states.
-OPEN_STATES: frozenset[str] = frozenset({"triggered", "delivered", "escalated"})
-# A late acknowledgement of an exhausted alert is still worth recording.
-ACKNOWLEDGEABLE_STATES: frozenset[str] = OPEN_STATES | {"unacknowledged_exhausted"}
 
 ChannelKind = Literal["webhook", "email"]
-
-# Deterministic ids: the same notice always opens the same alert id, and the same
-# delivery (alert, version, recipient, channel, purpose, step, pass) always has the
-# same delivery id, so a redelivered request is recognisably the same delivery.
-_ID_NAMESPACE = uuid.UUID("6f1c7d3e-2a8b-5c4d-9e0f-a1b2c3d4e5f6")
+# Where a stored directory came from: a file is re-applied only when it changed.
+DirectorySource = Literal["api", "file", "cli"]
 
 _EMAIL = re.compile(r"^[^@\s<>,;:\"]+@[^@\s<>,;:\"]+\.[^@\s<>,;:\"]+$")
 _WEBHOOK = re.compile(r"^https?://[^\s/?#]+(?:[/?#][^\s]*)?$")
@@ -98,14 +59,14 @@ MAX_REPEAT = 10
 MAX_STEPS = 20
 
 
-class _Model(BaseModel):
+class FrozenModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --- the directory, as written by an admin ---------------------------------------------
 
 
-class Channels(_Model):
+class Channels(FrozenModel):
     """Where a person can be reached. `phone` is shown to people, not dialled by Aviso."""
 
     webhook_url: Annotated[str, Field(max_length=2000)] | None = Field(
@@ -144,7 +105,7 @@ class Channels(_Model):
         return self.webhook_url if kind == "webhook" else self.email
 
 
-class Person(_Model):
+class Person(FrozenModel):
     """Someone the router may notify (the SPOC, a deputy, a backup)."""
 
     id: uuid.UUID
@@ -153,7 +114,7 @@ class Person(_Model):
     channels: Channels = Channels()
 
 
-class Delegation(_Model):
+class Delegation(FrozenModel):
     """While [starts_at, ends_at) lasts, `deputy_id` holds the SPOC role (leave, travel)."""
 
     deputy_id: uuid.UUID
@@ -162,14 +123,14 @@ class Delegation(_Model):
     reason: Annotated[str, Field(max_length=200)] = ""
 
 
-class SpocDesignation(_Model):
+class SpocDesignation(FrozenModel):
     """The single point of contact and the windows in which a deputy stands in."""
 
     person_id: uuid.UUID
     delegations: tuple[Delegation, ...] = ()
 
 
-class EscalationStep(_Model):
+class EscalationStep(FrozenModel):
     """Notify `target`, then wait `wait_s` for an acknowledgement before the next step."""
 
     target: Literal["spoc", "person"] = Field(
@@ -179,14 +140,14 @@ class EscalationStep(_Model):
     wait_s: float = Field(gt=0, le=MAX_WAIT_S, description="Seconds to wait after notifying.")
 
 
-class EscalationPolicy(_Model):
+class EscalationPolicy(FrozenModel):
     """Ordered steps, passed through `1 + repeat` times before the alert is exhausted."""
 
     steps: tuple[EscalationStep, ...] = Field(min_length=1, max_length=MAX_STEPS)
     repeat: int = Field(default=0, ge=0, le=MAX_REPEAT, description="Extra passes.")
 
 
-class DirectoryDocument(_Model):
+class DirectoryDocument(FrozenModel):
     """Everything an admin writes with PUT /v1/directory (or loads from YAML)."""
 
     people: tuple[Person, ...] = Field(min_length=1)
@@ -212,14 +173,51 @@ def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
         people[person.id] = person
 
     def reachable(person_id: uuid.UUID) -> bool:
-        person = people.get(person_id)
-        return person is not None and bool(person.channels.kinds())
+        return _reachable(people, person_id)
 
     spoc = document.spoc
     if spoc.person_id not in people:
         errors.append(DirectoryError("spoc.person_id", "names no person in the directory"))
     elif not reachable(spoc.person_id):
         errors.append(DirectoryError("spoc.person_id", "the SPOC has no webhook or e-mail"))
+    errors.extend(_delegation_errors(spoc, people))
+    for index, step in enumerate(document.policy.steps):
+        path = f"policy.steps[{index}]"
+        if step.target == "spoc":
+            if step.person_id is not None:
+                errors.append(DirectoryError(f"{path}.person_id", "a spoc step names no person"))
+            continue
+        if step.person_id is None:
+            errors.append(DirectoryError(f"{path}.person_id", "a person step needs person_id"))
+        elif step.person_id not in people:
+            errors.append(DirectoryError(f"{path}.person_id", "names no person in the directory"))
+        elif not reachable(step.person_id):
+            # A step nobody can receive silently burns its wait while the operation nears.
+            errors.append(
+                DirectoryError(f"{path}.person_id", "this person has no webhook or e-mail")
+            )
+    if not errors and not any(
+        reachable(_target_of(step, spoc.person_id)) for step in document.policy.steps
+    ):
+        errors.append(DirectoryError("policy", "no step reaches anybody"))
+    return errors
+
+
+def _reachable(people: dict[uuid.UUID, Person], person_id: uuid.UUID) -> bool:
+    """Whether `person_id` is in the directory with a channel Aviso can deliver on."""
+    person = people.get(person_id)
+    return person is not None and bool(person.channels.kinds())
+
+
+def _delegation_errors(
+    spoc: SpocDesignation, people: dict[uuid.UUID, Person]
+) -> list[DirectoryError]:
+    """Delegation windows: well-formed, to a reachable deputy, never overlapping."""
+    errors: list[DirectoryError] = []
+
+    def reachable(person_id: uuid.UUID) -> bool:
+        return _reachable(people, person_id)
+
     windows = sorted(enumerate(spoc.delegations), key=lambda item: item[1].starts_at)
     for index, delegation in windows:
         path = f"spoc.delegations[{index}]"
@@ -242,26 +240,6 @@ def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
                     f"overlaps spoc.delegations[{index_a}]; windows must not overlap",
                 )
             )
-
-    for index, step in enumerate(document.policy.steps):
-        path = f"policy.steps[{index}]"
-        if step.target == "spoc":
-            if step.person_id is not None:
-                errors.append(DirectoryError(f"{path}.person_id", "a spoc step names no person"))
-            continue
-        if step.person_id is None:
-            errors.append(DirectoryError(f"{path}.person_id", "a person step needs person_id"))
-        elif step.person_id not in people:
-            errors.append(DirectoryError(f"{path}.person_id", "names no person in the directory"))
-        elif not reachable(step.person_id):
-            # A step nobody can receive silently burns its wait while the operation nears.
-            errors.append(
-                DirectoryError(f"{path}.person_id", "this person has no webhook or e-mail")
-            )
-    if not errors and not any(
-        reachable(_target_of(step, spoc.person_id)) for step in document.policy.steps
-    ):
-        errors.append(DirectoryError("policy", "no step reaches anybody"))
     return errors
 
 
@@ -293,14 +271,14 @@ def holder_of_spoc(spoc: SpocDesignation, at: datetime) -> tuple[uuid.UUID, bool
 # --- the snapshot frozen on an alert ------------------------------------------------
 
 
-class FrozenRecipient(_Model):
+class FrozenRecipient(FrozenModel):
     """A person as the directory described them when the alert opened."""
 
     person_id: uuid.UUID
     channels: Channels
 
 
-class FrozenStep(_Model):
+class FrozenStep(FrozenModel):
     """A policy step with its target resolved to one person."""
 
     person_id: uuid.UUID
@@ -308,14 +286,14 @@ class FrozenStep(_Model):
     via_spoc: bool = Field(description="Whether the step targeted the SPOC role.")
 
 
-class FrozenPolicy(_Model):
+class FrozenPolicy(FrozenModel):
     """The escalation policy in force when the alert opened."""
 
     steps: tuple[FrozenStep, ...]
     repeat: int
 
 
-class Snapshot(_Model):
+class Snapshot(FrozenModel):
     """Who held the SPOC role and which policy applied, frozen when the alert opened."""
 
     directory_version: int
@@ -370,137 +348,18 @@ def snapshot_directory(document: DirectoryDocument, *, version: int, at: datetim
     )
 
 
-# --- escalation ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, order=True)
-class EscalationPosition:
-    """Where an alert stands in its frozen policy: a pass (`repeat`) and a step in it."""
-
-    repeat: int
-    step: int
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """What firing a timer does: notify the next position, or declare the policy exhausted."""
-
-    position: EscalationPosition | None
-    next_fire_at: datetime | None
-
-    @property
-    def exhausted(self) -> bool:
-        return self.position is None
-
-
-def first_position(snapshot: Snapshot, *, at: datetime) -> StepOutcome:
-    """Step 0 of pass 0, notified now; its wait starts now."""
-    return StepOutcome(EscalationPosition(0, 0), at + snapshot.wait(0))
-
-
-def next_step(
-    snapshot: Snapshot, current: EscalationPosition, *, fired_at: datetime
-) -> StepOutcome:
-    """The step after `current` once its wait ran out at `fired_at`.
-
-    The next wait counts from when the timer really fired, not from the deadline: after
-    an outage each person still gets their full wait to answer instead of a burst of
-    catch-up notifications that exhausts the policy in seconds.
-    """
-    steps = len(snapshot.policy.steps)
-    if current.step + 1 < steps:
-        position = EscalationPosition(current.repeat, current.step + 1)
-    elif current.repeat < snapshot.policy.repeat:
-        position = EscalationPosition(current.repeat + 1, 0)
-    else:
-        return StepOutcome(None, None)
-    return StepOutcome(position, fired_at + snapshot.wait(position.step))
-
-
-# --- what the alert says (releasable content of the notice version) ------------------
-
-
-class AnnotationText(_Model):
-    """A department policy statement shown with the notice."""
-
-    code: str
-    text: str
-
-
-class NoticeContent(_Model):
-    """The releasable fields of one notice version: all a notification may say."""
-
-    operation_type: str
-    public_safety_nexus: bool
-    window_start: AwareDatetime
-    window_end: AwareDatetime
-    area: str
-    area_code: str | None = None
-    summary: str
-    policy_annotations: tuple[AnnotationText, ...] = ()
-
-
-def delivery_still_wanted(
-    *, state: str, alert_version: int, request_version: int, purpose: str
-) -> bool:
-    """Whether a queued notification should still go out when the adapter gets to it.
-
-    A cancellation always goes out. Anything else is dropped once the alert is
-    acknowledged or resolved (acknowledging stops escalation, including messages
-    already queued) or once a newer notice version superseded it.
-    """
-    if purpose == "cancel":
-        return True
-    if request_version < alert_version:
-        return False
-    return state not in ("acknowledged", "resolved")
-
-
-# --- urgency, drills, expiry ---------------------------------------------------------------
-
-
-def urgency_for(
-    *, window_start: datetime, window_end: datetime, now: datetime, horizon: timedelta
-) -> Literal["high", "normal"]:
-    """High when the operation starts within `horizon` or is already under way."""
-    if window_end <= now:
-        return "normal"  # over: nothing left to act on (the alert resolves)
-    return "high" if window_start - now <= horizon else "normal"
-
-
-def window_over(window_end: datetime, now: datetime) -> bool:
-    """A notice whose window has ended needs no alert (e.g. replayed history)."""
-    return window_end <= now
-
-
-def drill_prefix(status: Status) -> str:
-    """`DRILL` in front of everything a drill sends."""
-    return "DRILL " if is_drill(status) else ""
-
-
-# --- ids ------------------------------------------------------------------------
-
-
-def alert_id_for(notice_id: uuid.UUID) -> uuid.UUID:
-    """One notice, one alert: its id is derived from the notice id."""
-    return uuid.uuid5(_ID_NAMESPACE, f"alert:{notice_id}")
-
-
-def delivery_id_for(
-    *,
-    alert_id: uuid.UUID,
-    notice_version: int,
-    recipient_id: uuid.UUID,
-    channel: str,
-    purpose: str,
-    position: EscalationPosition | None,
-) -> uuid.UUID:
-    """The idempotency key of one message to one person on one channel."""
-    where = "-" if position is None else f"{position.repeat}.{position.step}"
-    name = f"delivery:{alert_id}:{notice_version}:{recipient_id}:{channel}:{purpose}:{where}"
-    return uuid.uuid5(_ID_NAMESPACE, name)
-
-
 def parse_directory(data: Any) -> DirectoryDocument:
     """Validate raw data (parsed YAML or JSON) as a directory document (schema only)."""
     return DirectoryDocument.model_validate(data)
+
+
+@dataclass(frozen=True)
+class DirectoryVersion:
+    """One stored directory; the highest version is the one in force."""
+
+    version: int
+    document: DirectoryDocument
+    digest: str
+    source: DirectorySource
+    created_by: str
+    created_at: datetime

@@ -1,0 +1,156 @@
+"""Alerting use cases driven by aviso.notices.v1: open, re-open and cancel a notice's alert.
+
+Each runs inside the consumer's unit of work (which also holds the inbox claim on the
+message id) and never commits it. Logs and metrics wait for the commit.
+"""
+
+from __future__ import annotations
+
+from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
+from services.common.cloudevents import current_correlation_id
+from services.common.logging import get_logger
+from services.router import domain
+from services.router.alerting.notify import notify
+from services.router.deps import RouterDeps
+from services.router.errors import NoDirectory
+from services.router.metrics import ALERTS_TRIGGERED
+from services.router.observability import alert_fields, drill_label
+from services.router.unit_of_work import RouterUoW
+
+__all__ = ["cancel_alert", "open_alert", "reopen_alert"]
+
+log = get_logger(__name__)
+
+
+async def open_alert(
+    uow: RouterUoW, *, deps: RouterDeps, notice: NoticeReceived | NoticeUpdated
+) -> None:
+    """notice.received: open the notice's alert, freeze who is reached, notify step 0.
+
+    Also takes a notice.updated for a notice router never alerted on (deployed later,
+    or the first version was skipped), so an update is never silently dropped.
+    """
+    now = deps.clock()
+    fields = {"notice_id": str(notice.notice_id), "notice_version": notice.version}
+    existing = await uow.alerts.for_notice(notice.notice_id, lock=True)
+    if existing is not None:
+        if isinstance(notice, NoticeUpdated):
+            await reopen_alert(uow, deps=deps, notice=notice)
+            return
+        # Intake re-sent the notice under another message id: one notice, one alert.
+        log.info("alert.duplicate_notice", alert_id=str(existing.id), **fields)
+        return
+    if domain.window_over(notice.window_end, now):
+        # History replayed to a new consumer group: the operation is over already.
+        log.warning("alert.notice_window_over", **fields)
+        return
+    directory = await uow.directory.current()
+    if directory is None:
+        log.error("alert.no_directory", **fields)
+        raise NoDirectory("no directory configured: PUT /v1/directory or set the directory file")
+    opened = domain.open_alert(
+        notice,
+        directory=directory,
+        now=now,
+        horizon=deps.horizon,
+        correlation_id=current_correlation_id.get(),
+    )
+    alert = opened.after
+    recipient = alert.snapshot.target(0)
+    await uow.alerts.apply(
+        notify(opened, deps=deps, recipient_id=recipient, purpose="alert", now=now)
+    )
+    cause = "notice.received" if isinstance(notice, NoticeReceived) else "notice.updated"
+
+    def committed() -> None:
+        ALERTS_TRIGGERED.labels(cause, drill_label(alert)).inc()
+        log.info(
+            "alert.triggered",
+            **alert_fields(alert, step=0, repeat=0, recipient_id=str(recipient)),
+            urgency=alert.urgency,
+            delegated=alert.snapshot.delegated,
+            directory_version=directory.version,
+        )
+
+    uow.after_commit(committed)
+
+
+async def reopen_alert(uow: RouterUoW, *, deps: RouterDeps, notice: NoticeUpdated) -> None:
+    """notice.updated: re-notify and require a fresh acknowledgement of the new version."""
+    now = deps.clock()
+    alert = await uow.alerts.for_notice(notice.notice_id, lock=True)
+    if alert is None:
+        await open_alert(uow, deps=deps, notice=notice)
+        return
+    if notice.version <= alert.notice_version:
+        log.info("alert.stale_update_ignored", **alert_fields(alert), update_version=notice.version)
+        return
+    if alert.state == "resolved":
+        log.warning("alert.update_after_resolution", **alert_fields(alert))
+        return
+    reopened = domain.reopen(
+        alert,
+        notice=notice,
+        now=now,
+        horizon=deps.horizon,
+        correlation_id=current_correlation_id.get(),
+    )
+    recipient = alert.snapshot.target(0)
+    transition = notify(reopened, deps=deps, recipient_id=recipient, purpose="update", now=now)
+    # Whoever acknowledged the previous version is working on it: they hear of the change.
+    if alert.acknowledged_by is not None and alert.acknowledged_by != recipient:
+        transition = notify(
+            transition, deps=deps, recipient_id=alert.acknowledged_by, purpose="update", now=now
+        )
+    await uow.alerts.apply(transition)
+    after = reopened.after
+
+    def committed() -> None:
+        ALERTS_TRIGGERED.labels("notice.updated", drill_label(after)).inc()
+        log.info(
+            "alert.reopened",
+            **alert_fields(after, step=0, repeat=0, recipient_id=str(recipient)),
+            previous_version=alert.notice_version,
+            previous_state=alert.state,
+        )
+
+    uow.after_commit(committed)
+
+
+async def cancel_alert(uow: RouterUoW, *, deps: RouterDeps, notice: NoticeCancelled) -> None:
+    """notice.cancelled: resolve the alert, stop escalation, tell everyone who was notified."""
+    now = deps.clock()
+    alert = await uow.alerts.for_notice(notice.notice_id, lock=True)
+    if alert is None:
+        log.info(
+            "alert.cancel_without_alert",
+            notice_id=str(notice.notice_id),
+            notice_version=notice.version,
+        )
+        return
+    if alert.state == "resolved" or notice.version <= alert.notice_version:
+        log.info("alert.stale_cancel_ignored", **alert_fields(alert), state=alert.state)
+        return
+    transition = domain.cancel(alert, notice=notice, now=now)
+    told = await uow.alerts.notified_recipients(alert.id)
+    for recipient in told:
+        transition = notify(
+            transition,
+            deps=deps,
+            recipient_id=recipient,
+            purpose="cancel",
+            now=now,
+            at_position=False,
+            cancel_reason=notice.reason,
+        )
+    await uow.alerts.apply(transition)
+    resolved = transition.after
+    uow.after_commit(
+        lambda: log.info(
+            "alert.resolved",
+            **alert_fields(resolved),
+            reason="notice_cancelled",
+            acknowledged=alert.state == "acknowledged",
+            recipients_told=len(told),
+        )
+    )

@@ -1,0 +1,131 @@
+"""Notify: ask the channel adapters to reach one person about an alert, on each channel.
+
+A notification is part of the change that causes it: the caller adds what `notify`
+returns to its transition, so the delivery requests and their "notified" timeline
+entries are written with the state change, in one repository call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from schemas.deliveries import DeliveryRequested
+from services.common.logging import get_logger
+from services.router.deps import RouterDeps
+from services.router.domain import (
+    AlertRecord,
+    EscalationPosition,
+    Publication,
+    TimelineRecord,
+    Transition,
+    delivery_id_for,
+)
+from services.router.messages import RenderedMessage, render_notification
+from services.router.observability import alert_fields
+
+__all__ = ["Purpose", "notify"]
+
+log = get_logger(__name__)
+
+Purpose = Literal["alert", "escalation", "update", "cancel"]
+
+
+def notify(
+    transition: Transition,
+    *,
+    deps: RouterDeps,
+    recipient_id: uuid.UUID,
+    purpose: Purpose,
+    now: datetime,
+    at_position: bool = True,
+    correlation_id: str | None = None,
+    cancel_reason: str | None = None,
+) -> Transition:
+    """`transition`, also requesting delivery to `recipient_id` on each frozen channel.
+
+    `at_position=False` (a cancellation) ties the messages to no escalation step.
+    """
+    alert = transition.after
+    where = alert.position if at_position else None
+    recipient = alert.snapshot.recipient(recipient_id)
+    if recipient is None:
+        log.error(
+            "alert.recipient_not_in_snapshot", **alert_fields(alert), recipient_id=str(recipient_id)
+        )
+        return transition
+    message = _render(deps, alert, purpose=purpose, where=where, cancel_reason=cancel_reason)
+    entries: list[TimelineRecord] = []
+    requests: list[Publication] = []
+    for channel in recipient.channels.kinds():
+        delivery_id = _delivery_id(alert, recipient_id, channel, purpose, where)
+        request = DeliveryRequested(
+            delivery_id=delivery_id,
+            origin="router",
+            aggregate_id=alert.id,
+            aggregate_version=alert.notice_version,
+            purpose=purpose,
+            recipient_id=recipient_id,
+            channel=channel,
+            language="en",
+            status=alert.status,
+            headline=message.headline,
+            body=message.body,
+            requested_at=now,
+        )
+        requests.append(Publication(request, correlation_id))
+        entries.append(
+            TimelineRecord(
+                kind="notified",
+                at=now,
+                notice_version=alert.notice_version,
+                position=where,
+                recipient_id=recipient_id,
+                channel=channel,
+                delivery_id=delivery_id,
+                detail={"purpose": purpose},
+            )
+        )
+    return transition.also(tuple(entries), tuple(requests))
+
+
+def _render(
+    deps: RouterDeps,
+    alert: AlertRecord,
+    *,
+    purpose: Purpose,
+    where: EscalationPosition | None,
+    cancel_reason: str | None,
+) -> RenderedMessage:
+    return render_notification(
+        alert_id=alert.id,
+        notice_id=alert.notice_id,
+        notice_version=alert.notice_version,
+        status=alert.status,
+        urgency=alert.urgency,
+        content=alert.content,
+        purpose=purpose,
+        position=where,
+        notice_url=deps.notice_url(alert.notice_id),
+        timezone=deps.timezone,
+        horizon=deps.horizon,
+        cancel_reason=cancel_reason,
+    )
+
+
+def _delivery_id(
+    alert: AlertRecord,
+    recipient_id: uuid.UUID,
+    channel: str,
+    purpose: Purpose,
+    where: EscalationPosition | None,
+) -> uuid.UUID:
+    return delivery_id_for(
+        alert_id=alert.id,
+        notice_version=alert.notice_version,
+        recipient_id=recipient_id,
+        channel=channel,
+        purpose=purpose,
+        position=where,
+    )

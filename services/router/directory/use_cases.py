@@ -1,0 +1,79 @@
+"""Directory use cases: read the directory in force, replace it with a validated one."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from services.common.logging import get_logger
+from services.router.deps import RouterDeps
+from services.router.directory.document import InvalidDirectory
+from services.router.domain import (
+    DirectoryDocument,
+    DirectorySource,
+    DirectoryVersion,
+    directory_digest,
+    validate_directory,
+)
+from services.router.errors import DirectoryConflict
+from services.router.unit_of_work import RouterUoW
+
+__all__ = ["current_directory", "replace_directory"]
+
+log = get_logger(__name__)
+
+
+async def current_directory(uow: RouterUoW) -> DirectoryVersion | None:
+    """The directory in force."""
+    return await uow.directory.current()
+
+
+async def replace_directory(
+    uow: RouterUoW,
+    *,
+    deps: RouterDeps,
+    document: DirectoryDocument,
+    source: DirectorySource,
+    created_by: str,
+    expected_version: int | None = None,
+) -> DirectoryVersion:
+    """Store a validated directory as the new current version (open alerts keep theirs)."""
+    errors = validate_directory(document)
+    if errors:
+        raise InvalidDirectory(errors)
+    now = deps.clock()
+    current = await uow.directory.current()
+    current_version = current.version if current else 0
+    if expected_version is not None and expected_version != current_version:
+        raise DirectoryConflict(current_version=current_version)
+    stored = DirectoryVersion(
+        version=current_version + 1,
+        document=document,
+        digest=directory_digest(document),
+        source=source,
+        created_by=created_by,
+        created_at=now,
+    )
+    try:
+        await uow.directory.add(
+            version=stored.version,
+            document=document,
+            digest=stored.digest,
+            source=source,
+            created_by=created_by,
+            at=now,
+        )
+    except IntegrityError:
+        # A concurrent writer stored this very version first: it is the current one now.
+        raise DirectoryConflict(current_version=stored.version) from None
+    uow.after_commit(
+        lambda: log.info(
+            "directory.replaced",
+            directory_version=stored.version,
+            source=source,
+            people=len(document.people),
+            steps=len(document.policy.steps),
+            repeat=document.policy.repeat,
+            delegations=len(document.spoc.delegations),
+        )
+    )
+    return stored

@@ -1,0 +1,21 @@
+"""Escalation: fire durable timers (escalate or exhaust), expire alerts, and the worker."""
+
+from __future__ import annotations
+
+from services.router.escalation.timers import (
+    FiredTimer,
+    expire_next_alert,
+    fire_next_timer,
+    next_deadline,
+    refresh_alert_gauges,
+)
+from services.router.escalation.worker import EscalationWorker
+
+__all__ = [
+    "EscalationWorker",
+    "FiredTimer",
+    "expire_next_alert",
+    "fire_next_timer",
+    "next_deadline",
+    "refresh_alert_gauges",
+]

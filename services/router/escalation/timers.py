@@ -1,0 +1,159 @@
+"""Escalation use cases: fire a due timer (escalate or exhaust), expire an alert, look ahead.
+
+The worker (`escalation.worker`) opens one unit of work per timer and commits it. Firing
+is a compare-and-set on the alert's active escalation id (`domain.EscalationGuard`), the
+way Grafana OnCall drops stale and duplicate escalation runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.common.cloudevents import correlation_scope
+from services.common.logging import bound, get_logger
+from services.router import domain
+from services.router.alerting.notify import notify
+from services.router.alerting.queries import require_alert
+from services.router.deps import RouterDeps
+from services.router.domain import ACKNOWLEDGEABLE_STATES, AlertRecord
+from services.router.errors import TimerFailed
+from services.router.metrics import (
+    ALERTS_BY_STATE,
+    ALERTS_EXHAUSTED,
+    ESCALATIONS,
+    OPEN_ALERTS,
+    TIMER_LATENESS,
+)
+from services.router.observability import alert_fields, drill_label
+from services.router.unit_of_work import RouterUoW
+
+__all__ = [
+    "FiredTimer",
+    "expire_next_alert",
+    "fire_next_timer",
+    "next_deadline",
+    "refresh_alert_gauges",
+]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FiredTimer:
+    """What one timer did."""
+
+    alert_id: uuid.UUID
+    fired: bool
+    exhausted: bool = False
+    lateness_s: float = 0.0
+    drill: bool = False
+
+
+async def fire_next_timer(
+    uow: RouterUoW, *, deps: RouterDeps, skip: Sequence[str] = ()
+) -> FiredTimer | None:
+    """Fire the most overdue escalation timer, if any is due; raises TimerFailed."""
+    now = deps.clock()
+    claimed = await uow.alerts.claim_due_timer(now=now, skip=skip)
+    if claimed is None:
+        return None
+    alert_id, escalation_id = claimed
+    try:
+        alert = await require_alert(uow, alert_id)
+        with correlation_scope(alert.correlation_id), bound(correlation_id=alert.correlation_id):
+            return await _fire(uow, deps, alert, escalation_id, now)
+    except Exception as exc:
+        raise TimerFailed(alert_id) from exc
+
+
+async def _fire(
+    uow: RouterUoW, deps: RouterDeps, alert: AlertRecord, escalation_id: str | None, now: datetime
+) -> FiredTimer:
+    transition = domain.fire_timer(alert, escalation_id=escalation_id, now=now)
+    after = transition.after
+    exhausted = after.state == "unacknowledged_exhausted"
+    if not exhausted:
+        recipient = alert.snapshot.target(after.step)
+        transition = notify(
+            transition,
+            deps=deps,
+            recipient_id=recipient,
+            purpose="escalation",
+            now=now,
+            correlation_id=alert.correlation_id,
+        )
+    if not await uow.alerts.apply(transition):
+        return FiredTimer(alert.id, fired=False, drill=alert.drill)
+    assert alert.next_fire_at is not None
+    lateness = (now - alert.next_fire_at).total_seconds()
+    uow.after_commit(lambda: _fired(alert, after, lateness=lateness))
+    return FiredTimer(
+        alert.id, fired=True, exhausted=exhausted, lateness_s=lateness, drill=alert.drill
+    )
+
+
+def _fired(alert: AlertRecord, after: AlertRecord, *, lateness: float) -> None:
+    """Metrics and the log line of a timer that fired (after commit)."""
+    TIMER_LATENESS.observe(max(lateness, 0.0))
+    lateness_ms = round(lateness * 1000, 1)
+    if after.state == "unacknowledged_exhausted":
+        ALERTS_EXHAUSTED.labels(drill_label(alert)).inc()
+        # Loud on purpose: nobody acknowledged an operation notice. Ops must act.
+        log.error(
+            "alert.exhausted",
+            **alert_fields(alert, step=alert.step, repeat=alert.repeat),
+            escalation_count=alert.escalation_count,
+            lateness_ms=lateness_ms,
+        )
+        return
+    ESCALATIONS.labels(drill_label(alert)).inc()
+    log.info(
+        "alert.escalated",
+        **alert_fields(alert, step=after.step, repeat=after.repeat),
+        recipient_id=str(alert.snapshot.target(after.step)),
+        escalation_count=after.escalation_count,
+        lateness_ms=lateness_ms,
+        correlation_id=alert.correlation_id,
+    )
+
+
+async def expire_next_alert(
+    uow: RouterUoW, *, deps: RouterDeps, skip: Sequence[str] = ()
+) -> uuid.UUID | None:
+    """Resolve one alert whose operation window has ended; raises TimerFailed."""
+    now = deps.clock()
+    alert_id = await uow.alerts.claim_due_expiry(now=now, skip=skip)
+    if alert_id is None:
+        return None
+    try:
+        alert = await require_alert(uow, alert_id)
+        await uow.alerts.apply(domain.expire(alert, now=now))
+    except Exception as exc:
+        raise TimerFailed(alert_id) from exc
+    uow.after_commit(
+        lambda: log.info(
+            "alert.resolved",
+            **alert_fields(alert),
+            reason="notice_expired",
+            acknowledged=alert.state == "acknowledged",
+            correlation_id=alert.correlation_id,
+        )
+    )
+    return alert_id
+
+
+async def next_deadline(uow: RouterUoW) -> datetime | None:
+    """The earliest pending timer or expiry."""
+    return await uow.alerts.next_deadline()
+
+
+async def refresh_alert_gauges(uow: RouterUoW) -> dict[str, int]:
+    """Recount alerts by state for the open-alerts gauge."""
+    counts = await uow.alerts.count_by_state()
+    for state in (*sorted(ACKNOWLEDGEABLE_STATES), "acknowledged", "resolved"):
+        ALERTS_BY_STATE.labels(state).set(counts.get(state, 0))
+    OPEN_ALERTS.set(sum(counts.get(state, 0) for state in ACKNOWLEDGEABLE_STATES))
+    return counts

@@ -1,0 +1,17 @@
+"""Router's HTTP edge: one module per area, its models and its thin routes together."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.router.deps import RouterDeps
+from services.router.http.acknowledgement import ack_link_router
+from services.router.http.alerts import alerts_router
+from services.router.http.directory import directory_router
+
+__all__ = ["ack_link_router", "alerts_router", "directory_router", "routers"]
+
+
+def routers(deps: RouterDeps) -> list[APIRouter]:
+    """Every router route, in the order the OpenAPI document lists them."""
+    return [alerts_router(deps), directory_router(deps), ack_link_router(deps)]

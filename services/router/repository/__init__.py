@@ -1,0 +1,19 @@
+"""Router's persistence over its tables; each repository works in the caller's transaction."""
+
+from __future__ import annotations
+
+from services.router.repository.alerts import SqlAlertRepository
+from services.router.repository.deliveries import (
+    DeliveryClaim,
+    DeliveryOutcome,
+    SqlDeliveryRepository,
+)
+from services.router.repository.directory import SqlDirectoryRepository
+
+__all__ = [
+    "DeliveryClaim",
+    "DeliveryOutcome",
+    "SqlAlertRepository",
+    "SqlDeliveryRepository",
+    "SqlDirectoryRepository",
+]

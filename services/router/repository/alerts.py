@@ -1,0 +1,315 @@
+"""Alerts (with their durable timers) and their timeline, in the caller's transaction.
+
+`apply` is the only write: a decided `Transition` becomes its row change, its timeline
+entries and its outbox events at once. Times are UTC; SQLite hands datetimes back naive,
+so reads re-attach UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any, assert_never, cast
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.alerts import AckMethod, ResolutionReason, Urgency
+from schemas.base import Status
+from services.common.outbox import enqueue
+from services.router.domain import (
+    OPEN_STATES,
+    AlertRecord,
+    AlertState,
+    EscalationGuard,
+    NoticeContent,
+    Snapshot,
+    TimelineEntry,
+    TimelineKind,
+    TimelineRecord,
+    Transition,
+    VersionGuard,
+)
+from services.router.repository._sql import aware, is_postgres, must
+from services.router.tables import alert_timeline, alerts
+
+__all__ = ["SqlAlertRepository"]
+
+_COLUMNS = tuple(f.name for f in fields(AlertRecord))
+
+
+def _record(row: Any) -> AlertRecord:
+    return AlertRecord(
+        id=uuid.UUID(row.id),
+        notice_id=uuid.UUID(row.notice_id),
+        notice_version=row.notice_version,
+        status=cast(Status, row.status),
+        state=cast(AlertState, row.state),
+        urgency=cast(Urgency, row.urgency),
+        content=NoticeContent.model_validate(row.content),
+        snapshot=Snapshot.model_validate(row.snapshot),
+        step=row.step,
+        repeat=row.repeat,
+        escalation_count=row.escalation_count,
+        next_fire_at=aware(row.next_fire_at),
+        active_escalation_id=row.active_escalation_id,
+        correlation_id=row.correlation_id,
+        triggered_at=must(row.triggered_at),
+        version_triggered_at=must(row.version_triggered_at),
+        acknowledged_version=row.acknowledged_version,
+        acknowledged_by=uuid.UUID(row.acknowledged_by) if row.acknowledged_by else None,
+        acknowledged_at=aware(row.acknowledged_at),
+        ack_method=cast(AckMethod | None, row.ack_method),
+        exhausted_at=aware(row.exhausted_at),
+        expires_at=must(row.expires_at),
+        resolved_at=aware(row.resolved_at),
+        resolution=cast(ResolutionReason | None, row.resolution),
+        updated_at=must(row.updated_at),
+    )
+
+
+def _column_value(value: object) -> object:
+    """A Python value as its column stores it (UUIDs as text, models as JSON)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, NoticeContent | Snapshot):
+        return value.model_dump(mode="json")
+    return value
+
+
+def _changed_columns(transition: Transition) -> dict[str, object]:
+    """Every column whose value the transition changes (all of them for a new alert)."""
+    before, after = transition.before, transition.after
+    return {
+        name: _column_value(getattr(after, name))
+        for name in _COLUMNS
+        if before is None or getattr(before, name) != getattr(after, name)
+    }
+
+
+def _guarded(transition: Transition) -> list[sa.ColumnElement[bool]]:
+    guard = transition.guard
+    where: list[sa.ColumnElement[bool]] = [alerts.c.id == str(transition.after.id)]
+    match guard:
+        case None:
+            pass
+        case EscalationGuard(states=states, escalation_id=escalation_id):
+            where.append(alerts.c.state.in_(sorted(states)))
+            where.append(
+                alerts.c.active_escalation_id.is_(None)
+                if escalation_id is None
+                else alerts.c.active_escalation_id == escalation_id
+            )
+        case VersionGuard(states=states, notice_version=version):
+            where.append(alerts.c.state.in_(sorted(states)))
+            where.append(alerts.c.notice_version == version)
+        case _:
+            assert_never(guard)
+    return where
+
+
+def _timeline_entry(row: Any) -> TimelineEntry:
+    return TimelineEntry(
+        id=row.id,
+        at=must(row.at),
+        kind=cast(TimelineKind, row.kind),
+        notice_version=row.notice_version,
+        step=row.step,
+        repeat=row.repeat,
+        recipient_id=uuid.UUID(row.recipient_id) if row.recipient_id else None,
+        channel=row.channel,
+        method=row.method,
+        delivery_id=uuid.UUID(row.delivery_id) if row.delivery_id else None,
+        detail=dict(row.detail or {}),
+    )
+
+
+def _timeline_values(alert_id: uuid.UUID, entry: TimelineRecord) -> dict[str, object]:
+    return {
+        "alert_id": str(alert_id),
+        "at": entry.at,
+        "kind": entry.kind,
+        "notice_version": entry.notice_version,
+        "step": entry.position.step if entry.position else None,
+        "repeat": entry.position.repeat if entry.position else None,
+        "recipient_id": str(entry.recipient_id) if entry.recipient_id else None,
+        "channel": entry.channel,
+        "method": entry.method,
+        "delivery_id": str(entry.delivery_id) if entry.delivery_id else None,
+        "detail": dict(entry.detail) if entry.detail else None,
+    }
+
+
+class SqlAlertRepository:
+    """Alerts and their timelines; `source` names this service on the events it enqueues."""
+
+    def __init__(self, session: AsyncSession, *, source: str) -> None:
+        self._session = session
+        self._source = source
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
+        """One alert; `lock` holds its row until the transaction ends."""
+        return await self._one(alerts.c.id == str(alert_id), lock=lock)
+
+    async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
+        """The alert of a notice, if it has one."""
+        return await self._one(alerts.c.notice_id == str(notice_id), lock=lock)
+
+    async def _one(self, where: sa.ColumnElement[bool], *, lock: bool) -> AlertRecord | None:
+        query = sa.select(alerts).where(where)
+        if lock:
+            # Acknowledgement, updates and the timer serialise on this lock (PostgreSQL);
+            # SQLite's BEGIN IMMEDIATE already serialises every writing transaction.
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).first()
+        return _record(row) if row is not None else None
+
+    async def page(self, *, states: Sequence[str], limit: int, offset: int) -> list[AlertRecord]:
+        """Alerts, newest first, optionally only in `states`."""
+        query = sa.select(alerts).order_by(alerts.c.triggered_at.desc(), alerts.c.id)
+        if states:
+            query = query.where(alerts.c.state.in_(list(states)))
+        rows = await self._session.execute(query.limit(limit).offset(offset))
+        return [_record(row) for row in rows]
+
+    async def count_by_state(self) -> dict[str, int]:
+        """How many alerts are in each state."""
+        rows = await self._session.execute(
+            sa.select(alerts.c.state, sa.func.count()).group_by(alerts.c.state)
+        )
+        return {state: int(count) for state, count in rows}
+
+    # --- the one write ----------------------------------------------------------------
+
+    async def apply(self, transition: Transition) -> bool:
+        """Write the row change, the timeline entries and the events; False if the guard failed.
+
+        A failed guard (another instance fired the timer, an ack cleared it) writes nothing.
+        """
+        changes = _changed_columns(transition)
+        if transition.before is None:
+            await self._session.execute(sa.insert(alerts).values(**changes))
+        elif changes or transition.guard is not None:
+            result = await self._session.execute(
+                sa.update(alerts).where(*_guarded(transition)).values(**changes)
+            )
+            if transition.guard is not None and getattr(result, "rowcount", 0) != 1:
+                return False
+        alert_id = transition.after.id
+        for entry in transition.timeline:
+            await self._session.execute(
+                sa.insert(alert_timeline).values(**_timeline_values(alert_id, entry))
+            )
+        for publication in transition.events:
+            await enqueue(
+                self._session,
+                publication.event,
+                source=self._source,
+                correlation_id=publication.correlation_id,
+            )
+        return True
+
+    # --- timers ---------------------------------------------------------------------
+
+    async def claim_due_timer(
+        self, *, now: datetime, skip: Sequence[str] = ()
+    ) -> tuple[uuid.UUID, str | None] | None:
+        """The most overdue open alert nobody else is firing, locked; None when none is due.
+
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two routers each take a different alert
+        and neither waits for the other. SQLite: the transaction began IMMEDIATE and holds
+        the database's write lock, so no other process can read-then-fire the same row.
+        """
+        query = (
+            sa.select(alerts.c.id, alerts.c.active_escalation_id)
+            .where(
+                alerts.c.next_fire_at.is_not(None),
+                alerts.c.next_fire_at <= now,
+                alerts.c.state.in_(sorted(OPEN_STATES)),
+            )
+            .order_by(alerts.c.next_fire_at)
+        )
+        row = await self._claim(query, skip)
+        return (uuid.UUID(row.id), row.active_escalation_id) if row is not None else None
+
+    async def claim_due_expiry(
+        self, *, now: datetime, skip: Sequence[str] = ()
+    ) -> uuid.UUID | None:
+        """An unresolved alert whose operation window has ended, locked like a timer."""
+        query = (
+            sa.select(alerts.c.id)
+            .where(alerts.c.state != "resolved", alerts.c.expires_at <= now)
+            .order_by(alerts.c.expires_at)
+        )
+        row = await self._claim(query, skip)
+        return uuid.UUID(row.id) if row is not None else None
+
+    async def _claim(self, query: sa.Select[Any], skip: Sequence[str]) -> Any:
+        query = query.limit(1)
+        if skip:
+            query = query.where(alerts.c.id.not_in(list(skip)))
+        if is_postgres(self._session):
+            query = query.with_for_update(skip_locked=True)
+        return (await self._session.execute(query)).first()
+
+    async def next_deadline(self) -> datetime | None:
+        """The earliest pending timer or expiry, so the worker can sleep until then."""
+        timers = sa.select(sa.func.min(alerts.c.next_fire_at)).where(
+            alerts.c.state.in_(sorted(OPEN_STATES))
+        )
+        expiries = sa.select(sa.func.min(alerts.c.expires_at)).where(alerts.c.state != "resolved")
+        # min() keeps the column's type, so SQLite's stored text comes back as a datetime.
+        found = [
+            must(value)
+            for value in (
+                (await self._session.execute(timers)).scalar_one_or_none(),
+                (await self._session.execute(expiries)).scalar_one_or_none(),
+            )
+            if value is not None
+        ]
+        return min(found) if found else None
+
+    # --- timeline --------------------------------------------------------------------
+
+    async def timeline(self, alert_id: uuid.UUID) -> list[TimelineEntry]:
+        """The alert's timeline in the order things happened."""
+        rows = await self._session.execute(
+            sa.select(alert_timeline)
+            .where(alert_timeline.c.alert_id == str(alert_id))
+            .order_by(alert_timeline.c.id)
+        )
+        return [_timeline_entry(row) for row in rows]
+
+    async def notified_entry(
+        self, alert_id: uuid.UUID, *, delivery_id: uuid.UUID
+    ) -> TimelineEntry | None:
+        """The "notified" record this router wrote when it requested `delivery_id`, if any."""
+        row = (
+            await self._session.execute(
+                sa.select(alert_timeline)
+                .where(
+                    alert_timeline.c.alert_id == str(alert_id),
+                    alert_timeline.c.delivery_id == str(delivery_id),
+                    alert_timeline.c.kind == "notified",
+                )
+                .limit(1)
+            )
+        ).first()
+        return _timeline_entry(row) if row is not None else None
+
+    async def notified_recipients(self, alert_id: uuid.UUID) -> list[uuid.UUID]:
+        """Everyone a notification was requested for, in the order they were first notified."""
+        rows = await self._session.execute(
+            sa.select(alert_timeline.c.recipient_id)
+            .where(
+                alert_timeline.c.alert_id == str(alert_id),
+                alert_timeline.c.kind == "notified",
+                alert_timeline.c.recipient_id.is_not(None),
+            )
+            .order_by(alert_timeline.c.id)
+        )
+        return list(dict.fromkeys(uuid.UUID(r) for (r,) in rows))

@@ -1,0 +1,164 @@
+"""Router's unit of work: one transaction and the repositories that work inside it.
+
+Use cases are typed against `RouterUoW` (a Protocol), so tests/unit pass an in-memory
+fake; the service passes `RouterUnitOfWork`, the common unit of work plus router's
+repositories over its session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.db import AfterCommit, UnitOfWork
+from services.router.domain import (
+    AlertRecord,
+    DirectoryDocument,
+    DirectorySource,
+    DirectoryVersion,
+    TimelineEntry,
+    Transition,
+)
+from services.router.repository import (
+    DeliveryClaim,
+    DeliveryOutcome,
+    SqlAlertRepository,
+    SqlDeliveryRepository,
+    SqlDirectoryRepository,
+)
+
+__all__ = [
+    "AlertRepository",
+    "DeliveryRepository",
+    "DirectoryRepository",
+    "RouterUnitOfWork",
+    "RouterUoW",
+]
+
+
+class AlertRepository(Protocol):
+    """Alerts, their timers and their timelines."""
+
+    async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None: ...
+
+    async def for_notice(
+        self, notice_id: uuid.UUID, *, lock: bool = False
+    ) -> AlertRecord | None: ...
+
+    async def page(
+        self, *, states: Sequence[str], limit: int, offset: int
+    ) -> list[AlertRecord]: ...
+
+    async def count_by_state(self) -> dict[str, int]: ...
+
+    async def apply(self, transition: Transition) -> bool: ...
+
+    async def claim_due_timer(
+        self, *, now: datetime, skip: Sequence[str] = ()
+    ) -> tuple[uuid.UUID, str | None] | None: ...
+
+    async def claim_due_expiry(
+        self, *, now: datetime, skip: Sequence[str] = ()
+    ) -> uuid.UUID | None: ...
+
+    async def next_deadline(self) -> datetime | None: ...
+
+    async def timeline(self, alert_id: uuid.UUID) -> list[TimelineEntry]: ...
+
+    async def notified_entry(
+        self, alert_id: uuid.UUID, *, delivery_id: uuid.UUID
+    ) -> TimelineEntry | None: ...
+
+    async def notified_recipients(self, alert_id: uuid.UUID) -> list[uuid.UUID]: ...
+
+
+class DirectoryRepository(Protocol):
+    """Stored directory versions."""
+
+    async def current(self) -> DirectoryVersion | None: ...
+
+    async def last_file_digest(self) -> str | None: ...
+
+    async def add(
+        self,
+        *,
+        version: int,
+        document: DirectoryDocument,
+        digest: str,
+        source: DirectorySource,
+        created_by: str,
+        at: datetime,
+    ) -> None: ...
+
+
+class DeliveryRepository(Protocol):
+    """The idempotency record of each delivery id."""
+
+    async def claim(
+        self, claim: DeliveryClaim, *, outcome: DeliveryOutcome, at: datetime
+    ) -> bool: ...
+
+    async def finish(
+        self,
+        delivery_id: uuid.UUID,
+        *,
+        outcome: DeliveryOutcome,
+        attempts: int,
+        at: datetime,
+        error: str | None = None,
+    ) -> None: ...
+
+
+class RouterUoW(Protocol):
+    """What a router use case needs: its repositories and after-commit effects."""
+
+    @property
+    def alerts(self) -> AlertRepository: ...
+
+    @property
+    def directory(self) -> DirectoryRepository: ...
+
+    @property
+    def deliveries(self) -> DeliveryRepository: ...
+
+    def after_commit(self, effect: AfterCommit) -> None: ...
+
+
+class RouterUnitOfWork(UnitOfWork):
+    """The common unit of work with router's repositories over its session."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession], *, source: str) -> None:
+        super().__init__(factory)
+        self._source = source
+        self._outer: UnitOfWork | None = None
+
+    @classmethod
+    def joining(cls, outer: UnitOfWork, *, source: str) -> RouterUnitOfWork:
+        """Router's view of a unit of work opened elsewhere (a Kafka consumer's).
+
+        It shares the outer session, so the outer owner (the consumer, which also holds
+        the inbox row in it) still commits; the use case given this view never does.
+        """
+        joined = cls(outer._factory, source=source)
+        joined._outer = outer
+        return joined
+
+    @property
+    def session(self) -> AsyncSession:
+        return self._outer.session if self._outer is not None else super().session
+
+    @property
+    def alerts(self) -> SqlAlertRepository:
+        return SqlAlertRepository(self.session, source=self._source)
+
+    @property
+    def directory(self) -> SqlDirectoryRepository:
+        return SqlDirectoryRepository(self.session)
+
+    @property
+    def deliveries(self) -> SqlDeliveryRepository:
+        return SqlDeliveryRepository(self.session)

@@ -1,0 +1,158 @@
+"""Alerting use cases on in-memory fakes: open, re-open, cancel, notify, read."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import structlog
+
+from services.router import alerting
+from services.router.domain import alert_id_for
+from services.router.errors import AlertNotFound, NoDirectory
+from tests.unit.router.fakes import (
+    BACKUP,
+    NOW,
+    SPOC,
+    FakeDeps,
+    FakeUnitOfWork,
+    cancelled,
+    make_deps,
+    received,
+    updated,
+    with_directory,
+)
+
+
+@pytest.fixture
+def deps(tmp_path: Path) -> FakeDeps:
+    deps = make_deps(tmp_path)
+    with_directory(deps.store)
+    return deps
+
+
+async def test_open_alert_freezes_the_directory_and_notifies_the_spoc_on_each_channel(
+    deps: FakeDeps,
+) -> None:
+    notice = received(status="Exercise")
+    uow = FakeUnitOfWork(deps.store)
+    with structlog.testing.capture_logs() as logs:
+        await alerting.open_alert(uow, deps=deps, notice=notice)
+        assert not [e for e in logs if e["event"] == "alert.triggered"], "not before commit"
+        await uow.commit()
+
+    alert = deps.store.alerts[alert_id_for(notice.notice_id)]
+    assert alert.state == "triggered"
+    assert alert.urgency == "high"  # starts within the 2 h horizon
+    assert alert.snapshot.directory_version == 1
+    assert alert.next_fire_at == NOW + timedelta(seconds=60)
+    assert [e.kind for e in deps.store.entries(alert.id)] == ["triggered", "notified", "notified"]
+    requests = deps.store.events("delivery.requested")
+    assert [(r.recipient_id, r.channel) for r in requests] == [(SPOC, "webhook"), (SPOC, "email")]
+    assert all(r.headline.startswith("DRILL ") for r in requests)
+    assert [t.recipient_id for t in deps.store.events("alert.triggered")] == [SPOC]
+    assert [e["event"] for e in logs] == ["alert.triggered"]
+
+
+async def test_a_notice_without_a_directory_is_refused_so_it_is_retried(tmp_path: Path) -> None:
+    deps = make_deps(tmp_path)
+    with pytest.raises(NoDirectory):
+        await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=received())
+    assert deps.store.alerts == {}
+
+
+async def test_the_same_notice_twice_opens_one_alert(deps: FakeDeps) -> None:
+    notice = received()
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=notice)
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=notice)
+    assert len(deps.store.alerts) == 1
+    assert len(deps.store.events("alert.triggered")) == 1
+
+
+async def test_a_notice_whose_window_is_over_opens_nothing(deps: FakeDeps) -> None:
+    old = received(now=NOW - timedelta(days=1))
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=old)
+    assert deps.store.alerts == {}
+
+
+async def test_reopen_requires_a_fresh_ack_and_tells_whoever_acknowledged(deps: FakeDeps) -> None:
+    first = received()
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=first)
+    alert_id = alert_id_for(first.notice_id)
+    acked = replace(deps.store.alerts[alert_id], state="acknowledged", acknowledged_by=BACKUP)
+    deps.store.alerts[alert_id] = acked
+    await alerting.reopen_alert(
+        FakeUnitOfWork(deps.store), deps=deps, notice=updated(first, 2, summary="Moved to Monday.")
+    )
+
+    alert = deps.store.alerts[alert_id]
+    assert (alert.state, alert.notice_version, alert.content.summary) == (
+        "triggered",
+        2,
+        "Moved to Monday.",
+    )
+    assert alert.active_escalation_id != acked.active_escalation_id
+    reopened = deps.store.entries(alert_id, "reopened")
+    assert reopened[0].detail["previous_state"] == "acknowledged"
+    updates = [r for r in deps.store.events("delivery.requested") if r.purpose == "update"]
+    assert {r.recipient_id for r in updates} == {SPOC, BACKUP}
+    assert deps.store.events("alert.triggered")[-1].cause == "notice.updated"
+
+
+async def test_a_stale_update_changes_nothing(deps: FakeDeps) -> None:
+    first = received()
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=first)
+    second = updated(first, 2, summary="Second")
+    await alerting.reopen_alert(FakeUnitOfWork(deps.store), deps=deps, notice=second)
+    before, events = dict(deps.store.alerts), len(deps.store.outbox)
+    await alerting.reopen_alert(FakeUnitOfWork(deps.store), deps=deps, notice=second)
+    assert deps.store.alerts == before
+    assert len(deps.store.outbox) == events
+
+
+async def test_an_update_of_an_unknown_notice_opens_its_alert(deps: FakeDeps) -> None:
+    first = received()
+    await alerting.reopen_alert(
+        FakeUnitOfWork(deps.store), deps=deps, notice=updated(first, 2, summary="Later")
+    )
+    assert deps.store.alerts[alert_id_for(first.notice_id)].notice_version == 2
+
+
+async def test_cancel_resolves_and_tells_everyone_who_was_notified(deps: FakeDeps) -> None:
+    first = received()
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=first)
+    await alerting.cancel_alert(FakeUnitOfWork(deps.store), deps=deps, notice=cancelled(first, 2))
+
+    alert = deps.store.alerts[alert_id_for(first.notice_id)]
+    assert (alert.state, alert.resolution, alert.next_fire_at) == (
+        "resolved",
+        "notice_cancelled",
+        None,
+    )
+    resolved = deps.store.events("alert.resolved")
+    assert [(r.reason, r.acknowledged) for r in resolved] == [("notice_cancelled", False)]
+    cancels = [r for r in deps.store.events("delivery.requested") if r.purpose == "cancel"]
+    assert [(r.recipient_id, r.channel) for r in cancels] == [(SPOC, "webhook"), (SPOC, "email")]
+    # A second cancellation (redelivered) is stale: nothing more.
+    await alerting.cancel_alert(FakeUnitOfWork(deps.store), deps=deps, notice=cancelled(first, 2))
+    assert len(deps.store.events("alert.resolved")) == 1
+
+
+async def test_queries_read_alerts_and_timelines(deps: FakeDeps) -> None:
+    notice = received()
+    uow = FakeUnitOfWork(deps.store)
+    await alerting.open_alert(uow, deps=deps, notice=notice)
+    alert_id = alert_id_for(notice.notice_id)
+
+    assert (await alerting.get_alert(uow, alert_id=alert_id)).id == alert_id
+    assert [a.id for a in await alerting.list_alerts(uow, states=[], limit=5, offset=0)] == [
+        alert_id
+    ]
+    assert await alerting.list_alerts(uow, states=["resolved"], limit=5, offset=0) == []
+    alert, entries = await alerting.alert_timeline(uow, alert_id=alert_id)
+    assert alert.id == alert_id
+    assert entries[0].kind == "triggered"
+    with pytest.raises(AlertNotFound):
+        await alerting.get_alert(uow, alert_id=notice.notice_id)

@@ -428,10 +428,12 @@ class DeliveryEngine:
                 max_s=self._config.retry_max_s,
                 rng=self._rng,
             )
-            if reason == "circuit_open" and key is not None:
-                reopens = self._breakers.reopens_at(key)
-                if reopens is not None:
-                    retry_at = max(retry_at, reopens)
+            reopens = self._breakers.reopens_at(key) if key is not None else None
+            if reopens is not None and reopens > retry_at:
+                # The destination's breaker is open: come back when a probe may go,
+                # spread a little so its records do not all return at one instant.
+                spread = self._rng.uniform(0.0, self._config.retry_base_s)
+                retry_at = reopens + timedelta(seconds=spread)
             if retry_at > record.give_up_at:
                 retry_at = None  # the next try would be too late: give up now
         failure = Failure(

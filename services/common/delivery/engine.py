@@ -128,6 +128,7 @@ class DeliveryEngine:
         self._busy: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._last_claim_at = datetime.min.replace(tzinfo=UTC)
 
     @classmethod
     def create(
@@ -234,16 +235,32 @@ class DeliveryEngine:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self._config.poll_interval.total_seconds()
-        with contextlib.suppress(Exception):
+        if len(self._in_flight) >= self._config.max_in_flight:
+            await self._wait(stop, timeout)  # a settled record wakes us
+            return
+        try:
             due = await self._store.next_due()
-            if due is not None and due > self._clock():
-                timeout = min(timeout, (due - self._clock()).total_seconds())
+        except Exception as exc:
+            log.warning("delivery.next_due_failed", service=self._service, error=type(exc).__name__)
+            due = None
+        now = self._clock()
+        if due is not None and due > now:
+            timeout = min(timeout, (due - now).total_seconds())
+        elif due is not None:
+            # Due already: either it became due after the last claim looked (go now), or
+            # its destination is excluded here (busy, breaker open): look again shortly.
+            later = due > self._last_claim_at
+            timeout = 0.0 if later else min(timeout, self._config.busy_delay.total_seconds())
+        await self._wait(stop, timeout)
+
+    async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
+        """Until woken, stopped, or `timeout` seconds passed."""
+        if timeout <= 0:
+            return
         stopping = asyncio.ensure_future(stop.wait())
         woken = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait(
-                {stopping, woken}, timeout=max(timeout, 0.001), return_when="FIRST_COMPLETED"
-            )
+            await asyncio.wait({stopping, woken}, timeout=timeout, return_when="FIRST_COMPLETED")
         finally:
             stopping.cancel()
             woken.cancel()
@@ -261,7 +278,10 @@ class DeliveryEngine:
                 )
             except Exception as exc:
                 log.warning(
-                    "delivery.renew_failed", service=self._service, error=type(exc).__name__
+                    "delivery.renew_failed",
+                    service=self._service,
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
                 )
 
     async def _drain(self) -> None:
@@ -276,7 +296,7 @@ class DeliveryEngine:
         free = self._config.max_in_flight - len(self._in_flight)
         if free <= 0:
             return 0, 0
-        now = self._clock()
+        now = self._last_claim_at = self._clock()
         records = await self._store.claim(
             owner=self.owner_id,
             now=now,

@@ -223,14 +223,22 @@ class SqlDeliveryStore:
         if not ids:
             return 0
         t = self._t
+        held = t.alias("held")
+        # A row being settled right now is locked by its settlement (which ends the
+        # claim anyway): skip it rather than wait, which could deadlock with that batch.
+        mine = (
+            sa.select(held.c.delivery_id)
+            .where(
+                held.c.delivery_id.in_([str(i) for i in ids]),
+                held.c.claimed_by == owner,
+                held.c.state == "sending",
+            )
+            .with_for_update(skip_locked=True, of=held)
+        )
         async with self._sessions() as session, session.begin():
             result = await session.execute(
                 sa.update(t)
-                .where(
-                    t.c.delivery_id.in_([str(i) for i in ids]),
-                    t.c.claimed_by == owner,
-                    t.c.state == "sending",
-                )
+                .where(t.c.delivery_id.in_(mine.scalar_subquery()), t.c.claimed_by == owner)
                 .values(claimed_until=until)
             )
         return int(cast(Any, result).rowcount or 0)

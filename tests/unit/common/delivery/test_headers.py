@@ -42,7 +42,7 @@ def test_safe_header_is_one_clean_line(value: str) -> None:
     assert "  " not in safe
     # Nothing visible is lost: the same non-blank characters, in the same order.
     kept = [
-        ch
+        "\ufffd" if unicodedata.category(ch) == "Cs" else ch
         for ch in value
         if unicodedata.category(ch) not in ("Cc", "Zl", "Zp") and not ch.isspace()
     ]

@@ -121,6 +121,49 @@ class CommonSettings(BaseSettings):
     smtp_username: str | None = Field(default=None, description="SMTP login, when required.")
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
     smtp_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one SMTP session.")
+    smtp_pool_size: int = Field(
+        default=4, ge=1, description="SMTP connections kept open to the relay and reused."
+    )
+    delivery_max_in_flight: int = Field(
+        default=64, ge=1, description="Deliveries one process sends at once (all destinations)."
+    )
+    delivery_per_destination: int = Field(
+        default=4,
+        ge=1,
+        description="Deliveries one process sends at once to one address (a slow one waits alone).",
+    )
+    delivery_lease_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "How long a claim on a delivery lasts unless renewed; a crashed process's "
+            "deliveries are taken over after this."
+        ),
+    )
+    delivery_heartbeat_s: float = Field(
+        default=0.5, gt=0, description="How often claims of deliveries in flight are renewed."
+    )
+    delivery_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Fallback poll for due deliveries; accepting one wakes the dispatcher at once.",
+    )
+    delivery_retry_base_s: float = Field(
+        default=1.0, gt=0, description="Ceiling of the first retry delay (full jitter, doubling)."
+    )
+    delivery_retry_max_s: float = Field(
+        default=60.0, gt=0, description="Largest retry delay of a delivery."
+    )
+    delivery_breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failures to one address that open its circuit breaker.",
+    )
+    delivery_breaker_cooldown_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long an open breaker skips its address before one probe is tried.",
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)

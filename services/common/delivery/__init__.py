@@ -1,0 +1,145 @@
+"""Durable, concurrent delivery of messages to people: one engine, used by every service.
+
+A service accepts a delivery inside its own transaction; the engine's dispatcher sends
+it later, outside any transaction, retries transient failures with backoff and jitter
+until the purpose's give-up time, and reports every outcome back to the service inside
+the transaction that records it. Addresses stay in the service: the engine asks the
+service's plan for them when it sends, and stores only a keyed hash.
+
+Modules: `records` (table and record types), `store` (claims, leases, settlement),
+`engine` (the dispatcher), `outcomes` (recording and hooks), `plan` (the service's side),
+`registry` (channels, message types, senders), `senders` (webhook, e-mail), `policy`
+(backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes).
+
+How a service plugs in
+----------------------
+
+1. Table. In `services/<svc>/tables.py`::
+
+       from services.common.delivery import delivery_records_table
+       delivery_records = delivery_records_table(metadata)
+
+   and in a new alembic revision of the service::
+
+       from services.common.delivery import create_delivery_records_table
+       def upgrade() -> None:
+           create_delivery_records_table(op)
+
+2. Plan. A class in the service (e.g. `services/router/alerting/delivery_plan.py`)::
+
+       class AlertDeliveryPlan(BaseDeliveryPlan):
+           channels = ("webhook", "email")
+
+           def give_up_after(self, order: DeliveryOrder) -> timedelta:
+               return timedelta(minutes=15)            # per purpose
+
+           async def resolve(self, session, record) -> Outbound | Skip:
+               alert = await repo.get_alert(session, ...record.aggregate_id)
+               if alert is acknowledged: return Skip("acknowledged")
+               address = ...                           # the service's own directory
+               if address is None:
+                   raise DeliveryError("no address", reason="no_address")
+               match record.channel:
+                   case "webhook": return WebhookOutbound(url=address, payload={...})
+                   case "email": return EmailOutbound(to=address, subject=..., text=...)
+                   case _: assert_never(record.channel)
+
+           async def on_delivered(self, tx, record, result): ...   # timeline, alert.delivered
+           async def on_attempt_failed(self, tx, record, failure): ...  # timeline
+           async def on_failed(self, tx, record, failure): ...  # alert.delivery_failed, escalate
+           async def on_skipped(self, tx, record, skip): ...
+
+   Hooks run in the transaction that records the outcome (`tx.session`; log and
+   metric lines go in `tx.after_commit`). `failure.reason` is a `ReasonClass`, safe
+   for timelines and events; it never holds an address.
+
+3. Composition root (`services/<svc>/app.py`)::
+
+       senders = SenderRegistry(
+           webhook=WebhookSender.from_settings(settings),
+           email=EmailSender.from_settings(settings),
+       )
+       engine = DeliveryEngine.create(
+           sessions=runtime.sessions, table=delivery_records, senders=senders,
+           plan=AlertDeliveryPlan(...), service="router", settings=settings,
+       )                                      # MissingSender here if a channel has none
+       runtime.add_worker("delivery", engine.run)
+       # on shutdown, after the workers stopped: await senders.close()
+
+4. Use cases, in their own transaction (a Kafka handler's unit of work, or an HTTP
+   use case)::
+
+       await deps.delivery.accept(uow.session, DeliveryOrder(
+           delivery_id=..., aggregate_id=alert.id, aggregate_version=version,
+           recipient_id=person.id, channel="email", purpose="alert",
+           language="en", context={"headline": ..., "body": ...},   # releasable only
+           correlation_id=current_correlation_id.get()))
+       await deps.delivery.cancel(uow.session, aggregate_id=alert.id)  # e.g. acknowledged
+
+   `accept` is idempotent on the delivery id and wakes the dispatcher when the
+   transaction commits. Nothing it does can fail because a receiver is down.
+
+Settings: `delivery_*` and `smtp_pool_size` (README's settings table).
+"""
+
+from __future__ import annotations
+
+from services.common.delivery.engine import DeliveryEngine, EngineConfig
+from services.common.delivery.errors import (
+    PERMANENT_REASONS,
+    REASON_CLASSES,
+    DeliveryError,
+    ReasonClass,
+)
+from services.common.delivery.headers import safe_body, safe_header
+from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan
+from services.common.delivery.records import (
+    Delivered,
+    DeliveryOrder,
+    DeliveryRecord,
+    DeliveryState,
+    Failure,
+    create_delivery_records_table,
+    delivery_records_table,
+)
+from services.common.delivery.registry import (
+    EmailOutbound,
+    MissingSender,
+    Outbound,
+    SenderRegistry,
+    Skip,
+    WebhookOutbound,
+)
+from services.common.delivery.senders import DELIVERY_ID_HEADER, EmailSender, WebhookSender
+from services.common.delivery.store import SqlDeliveryStore, Transaction
+
+__all__ = [
+    "DELIVERY_ID_HEADER",
+    "PERMANENT_REASONS",
+    "REASON_CLASSES",
+    "BaseDeliveryPlan",
+    "Delivered",
+    "DeliveryEngine",
+    "DeliveryError",
+    "DeliveryOrder",
+    "DeliveryPlan",
+    "DeliveryRecord",
+    "DeliveryState",
+    "EmailOutbound",
+    "EmailSender",
+    "EngineConfig",
+    "Failure",
+    "MissingSender",
+    "Outbound",
+    "ReasonClass",
+    "SenderRegistry",
+    "Skip",
+    "SqlDeliveryStore",
+    "Transaction",
+    "WebhookOutbound",
+    "WebhookSender",
+    "create_delivery_records_table",
+    "delivery_records_table",
+    "safe_body",
+    "safe_header",
+]

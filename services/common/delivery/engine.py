@@ -1,0 +1,485 @@
+"""The dispatcher: claim due records, resolve, send outside any transaction, record.
+
+One round: claim due records (a lease renewed by a heartbeat while sends are in
+flight), ask the plan what to send in one short read transaction, send each message
+concurrently with no database transaction open, then record every outcome and call the
+plan's hook in one transaction. Bounded per process (`max_in_flight`) and per
+destination (`per_destination`): a record whose destination is busy is put back for a
+moment instead of waiting on a slot, so a slow endpoint holds only its own slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.deliveries import DeliveryChannel
+from services.common.db import after_commit
+from services.common.delivery.errors import PERMANENT_REASONS, DeliveryError, ReasonClass
+from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
+from services.common.delivery.plan import DeliveryPlan
+from services.common.delivery.policy import CircuitBreakers, backoff_delay
+from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord, Failure
+from services.common.delivery.registry import MissingSender, Outbound, SenderRegistry, Skip
+from services.common.delivery.store import DeliveryStore, SqlDeliveryStore
+from services.common.logging import get_logger
+from services.common.settings import CommonSettings
+
+__all__ = ["DeliveryEngine", "EngineConfig"]
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Limits and timings of one engine (see the `delivery_*` settings)."""
+
+    max_in_flight: int = 64
+    per_destination: int = 4
+    lease: timedelta = timedelta(seconds=2)
+    heartbeat: timedelta = timedelta(seconds=0.5)
+    poll_interval: timedelta = timedelta(seconds=1)
+    retry_base_s: float = 1.0
+    retry_max_s: float = 60.0
+    breaker_failures: int = 5
+    breaker_cooldown: timedelta = timedelta(seconds=15)
+    # How long a record whose destination is busy waits before it is claimable again.
+    busy_delay: timedelta = timedelta(milliseconds=200)
+
+    def __post_init__(self) -> None:
+        if self.heartbeat * 2 > self.lease:
+            raise ValueError("the heartbeat must renew a lease at least twice before it expires")
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> EngineConfig:
+        """The configuration the settings describe."""
+        return cls(
+            max_in_flight=settings.delivery_max_in_flight,
+            per_destination=settings.delivery_per_destination,
+            lease=timedelta(seconds=settings.delivery_lease_s),
+            heartbeat=timedelta(seconds=settings.delivery_heartbeat_s),
+            poll_interval=timedelta(seconds=settings.delivery_poll_interval_s),
+            retry_base_s=settings.delivery_retry_base_s,
+            retry_max_s=settings.delivery_retry_max_s,
+            breaker_failures=settings.delivery_breaker_failures,
+            breaker_cooldown=timedelta(seconds=settings.delivery_breaker_cooldown_s),
+        )
+
+
+@dataclass(frozen=True)
+class _Send:
+    record: DeliveryRecord
+    outbound: Outbound
+    key: str
+
+
+class DeliveryEngine:
+    """Durable, concurrent delivery for one service (see the package docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: DeliveryStore,
+        senders: SenderRegistry,
+        plan: DeliveryPlan,
+        service: str,
+        destination_secret: bytes,
+        config: EngineConfig | None = None,
+        clock: Clock = _utcnow,
+        rng: random.Random | None = None,
+        owner_id: str | None = None,
+    ) -> None:
+        senders.require(plan.channels)  # a channel without a sender fails here, at start-up
+        self._store = store
+        self._senders = senders
+        self._plan = plan
+        self._service = service
+        self._secret = destination_secret
+        self._config = config or EngineConfig()
+        self._clock = clock
+        self._rng = rng or random.Random()  # jitter, not security
+        self.owner_id = owner_id or f"{service}-{uuid.uuid4().hex[:12]}"
+        self._breakers = CircuitBreakers(
+            failure_threshold=self._config.breaker_failures, cooldown=self._config.breaker_cooldown
+        )
+        self._recorder = OutcomeRecorder(
+            store=store, plan=plan, owner=self.owner_id, service=service, released=self._released
+        )
+        # Claimed and not yet settled (renewed by the heartbeat), and sends per destination.
+        self._in_flight: dict[uuid.UUID, DeliveryRecord] = {}
+        self._busy: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._last_claim_at = datetime.min.replace(tzinfo=UTC)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        table: sa.Table,
+        senders: SenderRegistry,
+        plan: DeliveryPlan,
+        service: str,
+        settings: CommonSettings,
+    ) -> DeliveryEngine:
+        """An engine over `table` in the service's database, configured from `settings`."""
+        # Destination keys are HMACs under a key derived from the fingerprint key, with a
+        # label of their own so they can never be compared with restricted-term prints.
+        secret = hmac.new(
+            settings.fingerprint_key.get_secret_value().encode(),
+            b"aviso-delivery-destination",
+            hashlib.sha256,
+        ).digest()
+        return cls(
+            store=SqlDeliveryStore(sessions=sessions, table=table),
+            senders=senders,
+            plan=plan,
+            service=service,
+            destination_secret=secret,
+            config=EngineConfig.from_settings(settings),
+        )
+
+    # -- what services call -----------------------------------------------------------
+
+    async def accept(self, session: AsyncSession, order: DeliveryOrder) -> bool:
+        """Record `order` as pending in the caller's transaction; idempotent on delivery id.
+
+        Returns False when the delivery id was known already. The dispatcher of this
+        process wakes when the transaction commits.
+        """
+        now = self._clock()
+        give_up_at = order.give_up_at or now + self._plan.give_up_after(order)
+        inserted = await self._store.insert(session, order, now=now, give_up_at=give_up_at)
+        if inserted:
+            after_commit(session, self.wake)
+        return inserted
+
+    async def cancel(
+        self,
+        session: AsyncSession,
+        *,
+        aggregate_id: uuid.UUID,
+        recipient_id: uuid.UUID | None = None,
+        purposes: tuple[str, ...] | None = None,
+    ) -> int:
+        """pending -> cancelled for an aggregate (e.g. alert acknowledged); returns how many."""
+        return await self._store.cancel(
+            session,
+            aggregate_id=aggregate_id,
+            now=self._clock(),
+            recipient_id=recipient_id,
+            purposes=purposes,
+        )
+
+    def wake(self) -> None:
+        """Look for due records now."""
+        self._wake.set()
+
+    def destination_key(self, channel: DeliveryChannel, address: str) -> str:
+        """A keyed hash naming the destination (stored and logged instead of the address)."""
+        message = f"{channel}\x00{address.strip()}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
+    # -- the worker ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until `stop` is set, then let the sends in flight finish and record them."""
+        heartbeat = asyncio.create_task(self._heartbeat(stop), name=f"delivery-hb-{self._service}")
+        log.info("delivery.engine_started", service=self._service, owner=self.owner_id)
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                claimed, limit = await self._guarded_fill()
+                if claimed and claimed == limit:
+                    continue  # there may be more due right now
+                await self._idle(stop)
+        finally:
+            await self._drain()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            log.info("delivery.engine_stopped", service=self._service, owner=self.owner_id)
+
+    async def pump(self) -> int:
+        """One full round (claim, resolve, send, record), waiting for every send; for tests."""
+        claimed, _ = await self._fill()
+        await self._drain()
+        return claimed
+
+    async def _guarded_fill(self) -> tuple[int, int]:
+        try:
+            return await self._fill()
+        except Exception as exc:
+            # The database is away: log once per round and try again after a poll.
+            log.warning("delivery.claim_failed", service=self._service, error=type(exc).__name__)
+            return 0, 0
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        timeout = self._config.poll_interval.total_seconds()
+        if len(self._in_flight) >= self._config.max_in_flight:
+            await self._wait(stop, timeout)  # a settled record wakes us
+            return
+        try:
+            due = await self._store.next_due()
+        except Exception as exc:
+            log.warning("delivery.next_due_failed", service=self._service, error=type(exc).__name__)
+            due = None
+        now = self._clock()
+        if due is not None and due > now:
+            timeout = min(timeout, (due - now).total_seconds())
+        elif due is not None:
+            # Due already: either it became due after the last claim looked (go now), or
+            # its destination is excluded here (busy, breaker open): look again shortly.
+            later = due > self._last_claim_at
+            timeout = 0.0 if later else min(timeout, self._config.busy_delay.total_seconds())
+        await self._wait(stop, timeout)
+
+    async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
+        """Until woken, stopped, or `timeout` seconds passed."""
+        if timeout <= 0:
+            return
+        stopping = asyncio.ensure_future(stop.wait())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stopping, woken}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            stopping.cancel()
+            woken.cancel()
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        interval = self._config.heartbeat.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._in_flight)
+            if not ids:
+                continue
+            try:
+                await self._store.renew(
+                    owner=self.owner_id, ids=ids, until=self._clock() + self._config.lease
+                )
+            except Exception as exc:
+                log.warning(
+                    "delivery.renew_failed",
+                    service=self._service,
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                )
+
+    async def _drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._recorder.flush()
+
+    # -- one round ----------------------------------------------------------------------
+
+    async def _fill(self) -> tuple[int, int]:
+        """Claim what fits, record what needs no send, start the sends; (claimed, limit)."""
+        free = self._config.max_in_flight - len(self._in_flight)
+        if free <= 0:
+            return 0, 0
+        now = self._last_claim_at = self._clock()
+        records = await self._store.claim(
+            owner=self.owner_id,
+            now=now,
+            lease_until=now + self._config.lease,
+            limit=free,
+            exclude_keys=self._excluded_keys(now),
+        )
+        if not records:
+            return 0, free
+        for record in records:
+            self._in_flight[record.delivery_id] = record
+        self._recorder.gauge(len(self._in_flight))
+        immediate: list[Outcome] = []
+        sends = await self._resolve(records, now, immediate)
+        for send in sends:
+            task = asyncio.create_task(self._attempt(send), name="delivery-attempt")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if immediate:
+            await self._recorder.submit_all(immediate)
+        return len(records), free
+
+    def _excluded_keys(self, now: datetime) -> list[str]:
+        """Destinations not to claim for now: saturated here, or their breaker is open."""
+        saturated = [k for k, n in self._busy.items() if n >= self._config.per_destination]
+        # A bounded IN list; past it, records of busy destinations are put back instead.
+        return (saturated + self._breakers.open_keys(now))[:500]
+
+    async def _resolve(
+        self, records: list[DeliveryRecord], now: datetime, immediate: list[Outcome]
+    ) -> list[_Send]:
+        """The plan's message for each record, in one read transaction.
+
+        Records that need no send (skipped, expired, no address, busy destination, open
+        breaker) get their outcome in `immediate` instead.
+        """
+        sends: list[_Send] = []
+        async with self._store.reading() as session:
+            for record in records:
+                if record.attempts > 0 and now >= record.give_up_at:
+                    immediate.append(self._failure(record, "expired", now))
+                    continue
+                try:
+                    resolved = await self._plan.resolve(session, record)
+                except DeliveryError as exc:
+                    immediate.append(
+                        self._failure(record, exc.reason, now, permanent=exc.permanent)
+                    )
+                    continue
+                except Exception:
+                    log.exception(
+                        "delivery.resolve_failed",
+                        service=self._service,
+                        delivery_id=str(record.delivery_id),
+                    )
+                    immediate.append(self._failure(record, "internal", now))
+                    continue
+                if isinstance(resolved, Skip):
+                    immediate.append(Outcome(record=record, result=resolved, at=now))
+                elif resolved.channel != record.channel:
+                    # Never on another channel than the one asked for: a plan bug.
+                    log.error("delivery.channel_mismatch", delivery_id=str(record.delivery_id))
+                    immediate.append(self._failure(record, "internal", now, permanent=True))
+                else:
+                    send = self._admit(record, resolved, now, immediate)
+                    if send is not None:
+                        sends.append(send)
+        return sends
+
+    def _admit(
+        self, record: DeliveryRecord, outbound: Outbound, now: datetime, immediate: list[Outcome]
+    ) -> _Send | None:
+        """Take a per-destination slot, or put the record back (busy, breaker open)."""
+        key = self.destination_key(record.channel, outbound.address)
+        if self._busy[key] >= self._config.per_destination:
+            retry_at = now + self._config.busy_delay
+            immediate.append(
+                Outcome(record=record, result=Busy(retry_at), at=now, destination_key=key)
+            )
+            return None
+        if not self._breakers.allow(key, now):
+            immediate.append(self._failure(record, "circuit_open", now, key=key))
+            return None
+        self._busy[key] += 1
+        return _Send(record, outbound, key)
+
+    async def _attempt(self, send: _Send) -> None:
+        """Send one message (no transaction open), then hand its outcome to the recorder."""
+        record, key = send.record, send.key
+        started = time.monotonic()
+        opened = False
+        try:
+            await self._senders.send(send.outbound, delivery_id=str(record.delivery_id))
+        except DeliveryError as exc:
+            now = self._clock()
+            if exc.reason in _DESTINATION_TROUBLE:
+                opened = self._breakers.record_failure(key, now)
+            elif exc.reason in _DESTINATION_ANSWERED:
+                self._breakers.record_success(key)
+            else:
+                self._breakers.release_probe(key)
+            outcome = self._failure(
+                record, exc.reason, now, key=key, attempted=True, permanent=exc.permanent
+            )
+        except (MissingSender, Exception) as exc:
+            self._breakers.release_probe(key)
+            log.error(
+                "delivery.send_crashed",
+                service=self._service,
+                delivery_id=str(record.delivery_id),
+                error=type(exc).__name__,
+            )
+            outcome = self._failure(record, "internal", self._clock(), key=key, attempted=True)
+        else:
+            self._breakers.record_success(key)
+            now = self._clock()
+            result = Delivered(attempts=record.attempts + 1, delivered_at=now, destination_key=key)
+            outcome = Outcome(record=record, result=result, at=now, attempted=True)
+        finally:
+            self._busy[key] -= 1
+            if self._busy[key] <= 0:
+                del self._busy[key]
+        outcome = replace(
+            outcome,
+            destination_key=key,
+            send_seconds=time.monotonic() - started,
+            breaker_opened=opened,
+        )
+        await self._recorder.submit(outcome)
+
+    def _failure(
+        self,
+        record: DeliveryRecord,
+        reason: ReasonClass,
+        now: datetime,
+        *,
+        key: str | None = None,
+        attempted: bool = False,
+        permanent: bool | None = None,
+    ) -> Outcome:
+        """A failed (or impossible) attempt: retry with backoff before give_up_at, else final."""
+        permanent = reason in PERMANENT_REASONS if permanent is None else permanent
+        attempts = record.attempts + (1 if attempted else 0)
+        retry_at: datetime | None = None
+        if not permanent:
+            retry_at = now + backoff_delay(
+                max(attempts, 1),
+                base_s=self._config.retry_base_s,
+                max_s=self._config.retry_max_s,
+                rng=self._rng,
+            )
+            reopens = self._breakers.reopens_at(key) if key is not None else None
+            if reopens is not None and reopens > retry_at:
+                # The destination's breaker is open: come back when a probe may go,
+                # spread a little so its records do not all return at one instant.
+                spread = self._rng.uniform(0.0, self._config.retry_base_s)
+                retry_at = reopens + timedelta(seconds=spread)
+            if retry_at > record.give_up_at:
+                retry_at = None  # the next try would be too late: give up now
+        failure = Failure(
+            reason=reason,
+            permanent=permanent,
+            final=retry_at is None,
+            attempts=attempts,
+            at=now,
+            retry_at=retry_at,
+            destination_key=key,
+        )
+        return Outcome(
+            record=record, result=failure, at=now, attempted=attempted, destination_key=key
+        )
+
+    def _released(self, ids: Sequence[uuid.UUID]) -> None:
+        """Records settled: free their slots and look for more work."""
+        for delivery_id in ids:
+            self._in_flight.pop(delivery_id, None)
+        self._recorder.gauge(len(self._in_flight))
+        self._wake.set()
+
+
+# Failures that say the destination is in trouble (they count towards its breaker), and
+# refusals that prove it is alive and answering.
+_DESTINATION_TROUBLE: frozenset[ReasonClass] = frozenset(
+    {"timeout", "unreachable", "http_5xx", "rate_limited", "deferred"}
+)
+_DESTINATION_ANSWERED: frozenset[ReasonClass] = frozenset({"http_4xx", "rejected"})

@@ -1,0 +1,249 @@
+"""Recording outcomes: the record's new state and the plan's hook, in one transaction.
+
+Outcomes that arrive together are recorded in one transaction (fewer commits under
+load). If that transaction fails, each outcome is recorded on its own; one whose hook
+keeps failing is still recorded without its hook (and logged), so a bug in a service's
+hook cannot make the engine send the same message again and again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import assert_never
+
+from services.common.delivery.metrics import (
+    BREAKER_OPENED,
+    DELIVERY_OUTCOMES,
+    IN_FLIGHT,
+    SEND_SECONDS,
+)
+from services.common.delivery.plan import DeliveryPlan
+from services.common.delivery.records import Delivered, DeliveryRecord, Failure
+from services.common.delivery.registry import Skip
+from services.common.delivery.store import DeliveryStore, Settlement, Transaction
+from services.common.logging import get_logger
+
+__all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result"]
+
+log = get_logger(__name__)
+
+_BATCH = 100
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Not tried: the destination already has its share in flight; claimable at `retry_at`."""
+
+    retry_at: datetime
+
+
+Result = Delivered | Failure | Skip | Busy
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one claimed record this round."""
+
+    record: DeliveryRecord
+    result: Result
+    at: datetime
+    attempted: bool = False  # the network was used
+    destination_key: str | None = None
+    send_seconds: float | None = None
+    breaker_opened: bool = False
+
+
+def settlement(outcome: Outcome) -> Settlement:
+    """The record's new row state for `outcome`."""
+    base = Settlement(
+        delivery_id=outcome.record.delivery_id,
+        state="pending",
+        at=outcome.at,
+        attempted=outcome.attempted,
+        destination_key=outcome.destination_key,
+    )
+    result = outcome.result
+    match result:
+        case Delivered():
+            return replace(base, state="delivered")
+        case Failure(final=True):
+            return replace(base, state="failed", error_class=result.reason)
+        case Failure():
+            # sending -> pending, due again at the retry time
+            return replace(base, next_attempt_at=result.retry_at, error_class=result.reason)
+        case Skip():
+            return replace(base, state="skipped")
+        case Busy():
+            return replace(base, next_attempt_at=result.retry_at)
+        case _:
+            assert_never(result)
+
+
+class OutcomeRecorder:
+    """Queues outcomes and records them in batches; tells the engine which are settled."""
+
+    def __init__(
+        self,
+        *,
+        store: DeliveryStore,
+        plan: DeliveryPlan,
+        owner: str,
+        service: str,
+        released: Callable[[Sequence[uuid.UUID]], None],
+    ) -> None:
+        self._store = store
+        self._plan = plan
+        self._owner = owner
+        self._service = service
+        self._released = released
+        self._queue: list[Outcome] = []
+        self._lock = asyncio.Lock()
+
+    async def submit(self, outcome: Outcome) -> None:
+        """Record `outcome`, together with whatever else is waiting."""
+        self._queue.append(outcome)
+        if self._lock.locked():
+            return  # the task holding the lock records ours in its next batch
+        await self.flush()
+
+    async def submit_all(self, outcomes: Sequence[Outcome]) -> None:
+        """Record several outcomes."""
+        self._queue.extend(outcomes)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Record everything queued."""
+        async with self._lock:
+            while self._queue:
+                batch = self._queue[:_BATCH]
+                del self._queue[:_BATCH]
+                await self._record(batch)
+
+    async def _record(self, batch: list[Outcome]) -> None:
+        try:
+            try:
+                await self._commit(batch, hooks=True)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                for outcome in batch:
+                    await self._record_alone(outcome)
+        except Exception:
+            await self._record_alone(batch[0], retry_with_hooks=False)
+        finally:
+            self._released([o.record.delivery_id for o in batch])
+
+    async def _record_alone(self, outcome: Outcome, *, retry_with_hooks: bool = True) -> None:
+        if retry_with_hooks:
+            try:
+                await self._commit([outcome], hooks=True)
+                return
+            except Exception:  # noqa: S110 - logged just below, once
+                pass
+        log.exception(
+            "delivery.hook_failed",
+            service=self._service,
+            delivery_id=str(outcome.record.delivery_id),
+            channel=outcome.record.channel,
+        )
+        try:
+            await self._commit([outcome], hooks=False)
+        except Exception as exc:
+            # The database is away: the lease lapses and the record is tried again.
+            log.error(
+                "delivery.record_failed",
+                service=self._service,
+                delivery_id=str(outcome.record.delivery_id),
+                error=type(exc).__name__,
+            )
+
+    async def _commit(self, batch: Sequence[Outcome], *, hooks: bool) -> None:
+        async with self._store.transaction() as tx:
+            # One order for every batch: two transactions never wait on each other's rows.
+            for outcome in sorted(batch, key=lambda o: str(o.record.delivery_id)):
+                await self._apply(tx, outcome, hooks=hooks)
+            await tx.commit()
+
+    async def _apply(self, tx: Transaction, outcome: Outcome, *, hooks: bool) -> None:
+        held = await self._store.settle(tx, owner=self._owner, settlement=settlement(outcome))
+        record = outcome.record
+        if not held:
+            # Our lease ran out and another process took the record over: its outcome
+            # is the one that counts.
+            tx.after_commit(lambda: self._lease_lost(record))
+            return
+        if hooks:
+            await self._hook(tx, outcome)
+        tx.after_commit(lambda: self._observe(outcome))
+
+    async def _hook(self, tx: Transaction, outcome: Outcome) -> None:
+        record, result = outcome.record, outcome.result
+        match result:
+            case Delivered():
+                await self._plan.on_delivered(tx, record, result)
+            case Failure(final=True):
+                await self._plan.on_failed(tx, record, result)
+            case Failure():
+                await self._plan.on_attempt_failed(tx, record, result)
+            case Skip():
+                await self._plan.on_skipped(tx, record, result)
+            case Busy():
+                pass  # not an attempt: nothing for the service to record
+            case _:
+                assert_never(result)
+
+    def _lease_lost(self, record: DeliveryRecord) -> None:
+        log.warning(
+            "delivery.lease_lost", service=self._service, delivery_id=str(record.delivery_id)
+        )
+
+    def gauge(self, in_flight: int) -> None:
+        """Publish how many records this engine holds."""
+        IN_FLIGHT.labels(self._service).set(in_flight)
+
+    def _observe(self, outcome: Outcome) -> None:
+        """Metrics and the log line, after commit."""
+        record, result = outcome.record, outcome.result
+        fields = {
+            "service": self._service,
+            "delivery_id": str(record.delivery_id),
+            "aggregate_id": str(record.aggregate_id),
+            "recipient_id": str(record.recipient_id),
+            "channel": record.channel,
+            "purpose": record.purpose,
+        }
+        if outcome.send_seconds is not None:
+            SEND_SECONDS.labels(self._service, record.channel).observe(outcome.send_seconds)
+        if outcome.breaker_opened:
+            BREAKER_OPENED.labels(self._service, record.channel).inc()
+            log.warning("delivery.breaker_opened", **fields, destination=outcome.destination_key)
+        counter = DELIVERY_OUTCOMES
+        match result:
+            case Delivered():
+                counter.labels(self._service, record.channel, "delivered", "none").inc()
+                log.info("delivery.delivered", **fields, attempts=result.attempts)
+            case Failure(final=True):
+                counter.labels(self._service, record.channel, "failed", result.reason).inc()
+                log.error(
+                    "delivery.failed", **fields, reason=result.reason, attempts=result.attempts
+                )
+            case Failure():
+                counter.labels(self._service, record.channel, "retrying", result.reason).inc()
+                log.warning(
+                    "delivery.attempt_failed",
+                    **fields,
+                    reason=result.reason,
+                    attempts=result.attempts,
+                    retry_at=result.retry_at.isoformat() if result.retry_at else None,
+                )
+            case Skip():
+                counter.labels(self._service, record.channel, "skipped", "none").inc()
+                log.info("delivery.skipped", **fields, skip_reason=result.reason)
+            case Busy():
+                pass
+            case _:
+                assert_never(result)

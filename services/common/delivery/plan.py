@@ -1,0 +1,97 @@
+"""What a service tells the engine: where to send, what to say, and what a result means.
+
+The engine knows nothing about alerts or bulletins. A service implements `DeliveryPlan`
+(usually by subclassing `BaseDeliveryPlan`) to
+
+- choose how long a purpose may keep retrying (`give_up_after`),
+- turn a record into a message with its address (`resolve`), in a short read
+  transaction of its own database: the address never leaves the service,
+- react to outcomes (`on_delivered`, `on_attempt_failed`, `on_failed`, `on_skipped`)
+  inside the transaction that records the outcome: timeline rows, outbox events
+  (`alert.delivery_failed` ...), state changes and escalation commit together with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.deliveries import DeliveryChannel
+from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord, Failure
+from services.common.delivery.registry import Outbound, Skip
+from services.common.delivery.store import Transaction
+
+__all__ = ["BaseDeliveryPlan", "DeliveryPlan"]
+
+
+class DeliveryPlan(Protocol):
+    """A service's side of delivery (see the module docstring)."""
+
+    # Channels this service delivers on: the engine refuses to start without a sender
+    # for each (`SenderRegistry.require`).
+    channels: Collection[DeliveryChannel]
+
+    def give_up_after(self, order: DeliveryOrder) -> timedelta:
+        """How long after acceptance retries may go on, for this order's purpose."""
+        ...
+
+    async def resolve(self, session: AsyncSession, record: DeliveryRecord) -> Outbound | Skip:
+        """The message for `record` (address and rendered text), or Skip if none is wanted.
+
+        A missing address is `raise DeliveryError(..., reason="no_address")`.
+        """
+        ...
+
+    async def on_delivered(
+        self, tx: Transaction, record: DeliveryRecord, result: Delivered
+    ) -> None:
+        """The receiver accepted it (record: delivered)."""
+        ...
+
+    async def on_attempt_failed(
+        self, tx: Transaction, record: DeliveryRecord, failure: Failure
+    ) -> None:
+        """An attempt failed; another follows at `failure.retry_at`."""
+        ...
+
+    async def on_failed(self, tx: Transaction, record: DeliveryRecord, failure: Failure) -> None:
+        """No more attempts: permanent refusal or give-up time reached (record: failed)."""
+        ...
+
+    async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
+        """`resolve` said nothing is to be sent (record: skipped)."""
+        ...
+
+
+class BaseDeliveryPlan:
+    """Hooks that do nothing, and one give-up time for every purpose; override what you need."""
+
+    channels: Collection[DeliveryChannel] = ("webhook", "email")
+    default_give_up_after = timedelta(hours=2)
+
+    def give_up_after(self, order: DeliveryOrder) -> timedelta:
+        """The same deadline for every purpose."""
+        return self.default_give_up_after
+
+    async def resolve(self, session: AsyncSession, record: DeliveryRecord) -> Outbound | Skip:
+        """Subclasses must say what to send."""
+        raise NotImplementedError
+
+    async def on_delivered(
+        self, tx: Transaction, record: DeliveryRecord, result: Delivered
+    ) -> None:
+        """Nothing to record."""
+
+    async def on_attempt_failed(
+        self, tx: Transaction, record: DeliveryRecord, failure: Failure
+    ) -> None:
+        """Nothing to record."""
+
+    async def on_failed(self, tx: Transaction, record: DeliveryRecord, failure: Failure) -> None:
+        """Nothing to record."""
+
+    async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
+        """Nothing to record."""

@@ -1,0 +1,121 @@
+"""Pure retry rules: backoff with full jitter, and a circuit breaker per destination.
+
+No I/O and no wall clock: callers pass `now` and a random source, so the rules unit-test
+exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+__all__ = ["BreakerState", "CircuitBreakers", "backoff_delay"]
+
+
+def backoff_delay(
+    attempt: int, *, base_s: float, max_s: float, rng: random.Random | None = None
+) -> timedelta:
+    """Delay before retry number `attempt` (1 = after the first failure): full jitter.
+
+    Uniform in [0, min(max_s, base_s * 2 ** (attempt - 1))]. Full jitter spreads the
+    retries of many deliveries that failed together (a receiver that was down) so they
+    do not all come back at the same instant.
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    # Cap the exponent: 2 ** 1000 is a float overflow, and the ceiling is max_s anyway.
+    ceiling = min(max_s, base_s * 2.0 ** min(attempt - 1, 60))
+    return timedelta(seconds=(rng or random).uniform(0.0, ceiling))
+
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+@dataclass
+class _Breaker:
+    failures: int = 0
+    opened_until: datetime | None = None
+    probing: bool = False
+
+
+class CircuitBreakers:
+    """One breaker per destination key, in memory (each process learns on its own).
+
+    closed -> open after `failure_threshold` consecutive transient failures;
+    open -> half_open once `cooldown` has passed: one probe may go;
+    half_open -> closed when the probe succeeds, -> open again when it fails.
+    Permanent refusals (HTTP 4xx) do not count: the destination answered.
+    """
+
+    def __init__(
+        self, *, failure_threshold: int, cooldown: timedelta, max_tracked: int = 10_000
+    ) -> None:
+        self._threshold = failure_threshold
+        self._cooldown = cooldown
+        self._max_tracked = max_tracked
+        self._breakers: OrderedDict[str, _Breaker] = OrderedDict()
+
+    def state(self, key: str, now: datetime) -> BreakerState:
+        """The breaker's state at `now`."""
+        breaker = self._breakers.get(key)
+        if breaker is None or breaker.opened_until is None:
+            return "closed"
+        if now < breaker.opened_until:
+            return "open"
+        return "half_open"
+
+    def allow(self, key: str, now: datetime) -> bool:
+        """May an attempt to `key` go now? In half-open, only one probe at a time."""
+        state = self.state(key, now)
+        if state == "closed":
+            return True
+        if state == "open":
+            return False
+        breaker = self._breakers[key]
+        if breaker.probing:
+            return False
+        breaker.probing = True
+        return True
+
+    def reopens_at(self, key: str) -> datetime | None:
+        """When `key`'s open breaker lets a probe through (None when closed)."""
+        breaker = self._breakers.get(key)
+        return breaker.opened_until if breaker is not None else None
+
+    def open_keys(self, now: datetime) -> list[str]:
+        """Destinations not to try now (open, or half-open with a probe under way)."""
+        return [
+            key
+            for key, b in self._breakers.items()
+            if b.opened_until is not None and (now < b.opened_until or b.probing)
+        ]
+
+    def record_success(self, key: str) -> None:
+        """The destination answered: close its breaker."""
+        self._breakers.pop(key, None)
+
+    def record_failure(self, key: str, now: datetime) -> bool:
+        """A transient failure; returns True when this failure opened the breaker."""
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = self._breakers[key] = _Breaker()
+            while len(self._breakers) > self._max_tracked:
+                self._breakers.popitem(last=False)
+        self._breakers.move_to_end(key)
+        breaker.failures += 1
+        was_open = breaker.opened_until is not None
+        if breaker.probing or breaker.failures >= self._threshold:
+            # half_open -> open (the probe failed), or closed -> open
+            breaker.opened_until = now + self._cooldown
+            breaker.probing = False
+            return not was_open
+        return False
+
+    def release_probe(self, key: str) -> None:
+        """A probe ended without telling anything (e.g. a permanent refusal)."""
+        breaker = self._breakers.get(key)
+        if breaker is not None:
+            breaker.probing = False

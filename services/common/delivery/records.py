@@ -1,0 +1,169 @@
+"""The durable delivery record: one row per delivery id = (request, recipient, channel).
+
+States (the record is the delivery's whole memory; nothing about it lives in Kafka):
+
+    pending --claim--> sending --sent--> delivered
+       ^                  |  \\--permanent failure or give_up_at passed--> failed
+       |                  \\--plan says nothing to send--> skipped
+       \\--transient failure: next_attempt_at = now + backoff--/
+    pending --engine.cancel()--> cancelled
+
+`next_attempt_at` is the durable retry timer (it survives restarts); `claimed_by` and
+`claimed_until` are a lease renewed by the claimant's heartbeat, so a crashed process's
+records are taken over once the lease runs out. The row holds no address: the owning
+service resolves the address when it sends, and only a keyed hash of it
+(`destination_key`) is kept, for the circuit breaker and per-destination limits.
+
+Each service keeps the table in its own schema: `delivery_records_table(metadata)` in its
+`tables.py`, `create_delivery_records_table(op)` in an alembic migration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from schemas.base import Language
+from schemas.deliveries import DeliveryChannel, DeliveryPurpose
+from services.common.delivery.errors import ReasonClass
+
+__all__ = [
+    "ACTIVE_STATES",
+    "DEFAULT_TABLE_NAME",
+    "Delivered",
+    "DeliveryOrder",
+    "DeliveryRecord",
+    "DeliveryState",
+    "Failure",
+    "create_delivery_records_table",
+    "delivery_records_columns",
+    "delivery_records_table",
+]
+
+DeliveryState = Literal["pending", "sending", "delivered", "failed", "cancelled", "skipped"]
+ACTIVE_STATES: tuple[DeliveryState, ...] = ("pending", "sending")
+DEFAULT_TABLE_NAME = "delivery_records"
+
+_Time = sa.DateTime(timezone=True)
+
+
+def delivery_records_columns() -> list[sa.Column[Any]]:
+    """The columns of the delivery records table (version 1; a migration freezes them)."""
+    return [
+        sa.Column("delivery_id", sa.String(36), primary_key=True),
+        sa.Column("aggregate_id", sa.String(36), nullable=False),
+        sa.Column("aggregate_version", sa.Integer, nullable=False),
+        sa.Column("recipient_id", sa.String(36), nullable=False),
+        sa.Column("channel", sa.String(16), nullable=False),
+        sa.Column("purpose", sa.String(32), nullable=False),
+        sa.Column("language", sa.String(8), nullable=False),
+        # Releasable inputs the owner renders the message from (never an address).
+        sa.Column("context", sa.JSON, nullable=False),
+        sa.Column("correlation_id", sa.String(128), nullable=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        # Attempts that reached the network (a circuit_open reschedule is not one).
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("next_attempt_at", _Time, nullable=False),
+        sa.Column("give_up_at", _Time, nullable=False),
+        sa.Column("claimed_by", sa.String(64), nullable=True),
+        sa.Column("claimed_until", _Time, nullable=True),
+        sa.Column("last_error_class", sa.String(32), nullable=True),
+        sa.Column("destination_key", sa.String(64), nullable=True),
+        sa.Column("created_at", _Time, nullable=False),
+        sa.Column("updated_at", _Time, nullable=False),
+        sa.Column("delivered_at", _Time, nullable=True),
+    ]
+
+
+def _indexes(name: str) -> list[tuple[str, list[str]]]:
+    return [
+        # The dispatcher's claim and its "when is the next one due" question.
+        (f"ix_{name}_due", ["state", "next_attempt_at"]),
+        # Cancelling an aggregate's pending deliveries; timelines by alert or bulletin.
+        (f"ix_{name}_aggregate", ["aggregate_id", "state"]),
+    ]
+
+
+def delivery_records_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE_NAME) -> sa.Table:
+    """Define the delivery records table in `metadata` (a service's `tables.py`)."""
+    table = sa.Table(name, metadata, *delivery_records_columns())
+    for index_name, columns in _indexes(name):
+        sa.Index(index_name, *(table.c[c] for c in columns))
+    return table
+
+
+def create_delivery_records_table(op: Any, name: str = DEFAULT_TABLE_NAME) -> None:
+    """Create the table and its indexes inside an alembic migration (frozen at v1)."""
+    op.create_table(name, *delivery_records_columns())
+    for index_name, columns in _indexes(name):
+        op.create_index(index_name, name, columns)
+
+
+@dataclass(frozen=True)
+class DeliveryOrder:
+    """What a service asks the engine to deliver (`engine.accept`).
+
+    `context` holds the releasable inputs the service's plan renders the message from
+    (JSON-serialisable); it must never hold an address or restricted detail.
+    `give_up_at` overrides the plan's deadline for this purpose; `not_before` delays
+    the first attempt.
+    """
+
+    delivery_id: uuid.UUID
+    aggregate_id: uuid.UUID
+    aggregate_version: int
+    recipient_id: uuid.UUID
+    channel: DeliveryChannel
+    purpose: DeliveryPurpose
+    language: Language = "en"
+    context: Mapping[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+    not_before: datetime | None = None
+    give_up_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A claimed record as the plan sees it (`attempts`: network attempts before this one)."""
+
+    delivery_id: uuid.UUID
+    aggregate_id: uuid.UUID
+    aggregate_version: int
+    recipient_id: uuid.UUID
+    channel: DeliveryChannel
+    purpose: DeliveryPurpose
+    language: Language
+    context: Mapping[str, Any]
+    correlation_id: str | None
+    attempts: int
+    created_at: datetime
+    give_up_at: datetime
+    destination_key: str | None
+    last_error_class: str | None
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The receiver accepted the message."""
+
+    attempts: int
+    delivered_at: datetime
+    destination_key: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An attempt that failed. `final`: no more attempts (gave up, or permanent)."""
+
+    reason: ReasonClass
+    permanent: bool
+    final: bool
+    attempts: int
+    at: datetime
+    retry_at: datetime | None
+    destination_key: str | None

@@ -1,0 +1,248 @@
+"""The network side of delivery: signed webhooks over pooled HTTP, e-mail over pooled SMTP.
+
+A sender makes one attempt and either returns or raises `DeliveryError` with a reason
+class (see `errors.py`); retries, backoff and circuit breaking belong to the engine.
+Every delivery carries its delivery id (`Aviso-Delivery-Id` header, e-mail `Message-ID`)
+so a receiver can drop the duplicate that at-least-once delivery allows after a crash:
+the id stays the same on every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+import aiosmtplib
+import httpx
+
+from services.common.delivery.errors import DeliveryError
+from services.common.delivery.headers import safe_body, safe_header
+from services.common.settings import CommonSettings
+from services.common.signing import SIGNATURE_HEADER, signature_header
+
+__all__ = [
+    "DELIVERY_ID_HEADER",
+    "DeliveryError",
+    "EmailSender",
+    "WebhookSender",
+]
+
+DELIVERY_ID_HEADER = "Aviso-Delivery-Id"
+
+
+class WebhookSender:
+    """POSTs JSON to a webhook with an HMAC signature (the scheme intake verifies)."""
+
+    def __init__(
+        self, *, secrets: Sequence[bytes], timeout_s: float = 5.0, max_connections: int = 128
+    ) -> None:
+        if not secrets:
+            raise ValueError("a webhook sender needs at least one signing secret")
+        self._secrets = list(secrets)
+        # The engine bounds concurrency itself; the pool only has to keep connections
+        # alive for reuse across deliveries to the same receivers.
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, limits=limits)
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> WebhookSender:
+        """A sender signing with the configured secrets."""
+        return cls(
+            secrets=[s.get_secret_value().encode() for s in settings.webhook_secrets],
+            timeout_s=settings.webhook_timeout_s,
+            max_connections=max(settings.delivery_max_in_flight, 8),
+        )
+
+    async def send(self, url: str, payload: Mapping[str, Any], *, delivery_id: str) -> int:
+        """Deliver `payload`; returns the HTTP status, raises DeliveryError on failure."""
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_ID_HEADER: delivery_id,
+            SIGNATURE_HEADER: signature_header(self._secrets, body, timestamp=int(time.time())),
+            "User-Agent": "Aviso-Webhook/1",
+        }
+        try:
+            response = await self._client.post(url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise DeliveryError("webhook timed out", reason="timeout") from None
+        except httpx.InvalidURL:
+            raise DeliveryError("webhook address invalid", reason="invalid_address") from None
+        except httpx.UnsupportedProtocol:
+            raise DeliveryError("webhook address invalid", reason="invalid_address") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryError(
+                f"webhook unreachable: {type(exc).__name__}", reason="unreachable"
+            ) from None
+        status = response.status_code
+        if status >= 500:
+            raise DeliveryError(f"webhook answered {status}", reason="http_5xx")
+        if status in (408, 429):
+            raise DeliveryError(f"webhook answered {status}", reason="rate_limited")
+        if status >= 400:
+            raise DeliveryError(f"webhook refused with {status}", reason="http_4xx")
+        return status
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+class EmailSender:
+    """Sends plain-text e-mail through an SMTP relay over a small pool of kept connections.
+
+    A connection is reused for the next message; one that fails is closed and the next
+    user opens a fresh one. A message that fails on a reused connection which the relay
+    had meanwhile dropped is tried once more on a new connection (same Message-ID).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        pool_size: int = 4,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._sender = sender
+        self._starttls = starttls
+        self._username = username
+        self._password = password
+        self._timeout_s = timeout_s
+        # Slots, not connections: None means "open one when needed".
+        self._pool: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        for _ in range(max(pool_size, 1)):
+            self._pool.put_nowait(None)
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> EmailSender:
+        """A sender using the configured relay."""
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            timeout_s=settings.smtp_timeout_s,
+            pool_size=settings.smtp_pool_size,
+        )
+
+    def build(
+        self, *, to: str, subject: str, text: str, delivery_id: str, language: str = "en"
+    ) -> EmailMessage:
+        """The message as it will be sent (Message-ID derived from the delivery id).
+
+        Subject and every other header are made safe first (see `headers.py`): no text
+        can make the message unbuildable. An unusable recipient address raises
+        DeliveryError("invalid_address").
+        """
+        message = EmailMessage()
+        message["From"] = self._sender
+        try:
+            message["To"] = safe_header(to)
+        except (ValueError, IndexError, TypeError):
+            raise DeliveryError("recipient address invalid", reason="invalid_address") from None
+        message["Subject"] = safe_header(subject)
+        message["Date"] = formatdate(usegmt=True)
+        domain = self._sender.rsplit("@", 1)[-1] or "aviso.local"
+        message["Message-ID"] = f"<{safe_header(delivery_id)}@{domain}>"
+        message[DELIVERY_ID_HEADER] = safe_header(delivery_id)
+        message.set_content(safe_body(text))
+        # After set_content, which owns the Content-* headers.
+        message["Content-Language"] = safe_header(language) or "en"
+        return message
+
+    async def send(
+        self, *, to: str, subject: str, text: str, delivery_id: str, language: str = "en"
+    ) -> None:
+        """Send one e-mail; raises DeliveryError when the relay is unreachable or refuses."""
+        message = self.build(
+            to=to, subject=subject, text=text, delivery_id=delivery_id, language=language
+        )
+        slot = await self._pool.get()
+        try:
+            slot = await self._send_on(slot, message)
+        finally:
+            self._pool.put_nowait(slot)
+
+    async def _send_on(
+        self, smtp: aiosmtplib.SMTP | None, message: EmailMessage
+    ) -> aiosmtplib.SMTP | None:
+        """Send on `smtp` (or a new connection); returns what the slot holds afterwards."""
+        reused = smtp is not None and smtp.is_connected
+        try:
+            if smtp is None or not smtp.is_connected:
+                smtp = await self._connect()
+            try:
+                await smtp.send_message(message)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                if not reused:
+                    raise
+                # The relay closed an idle kept connection: that says nothing about this
+                # message, so one more try on a fresh connection.
+                await _close_quietly(smtp)
+                smtp = await self._connect()
+                await smtp.send_message(message)
+            return smtp
+        except aiosmtplib.SMTPRecipientsRefused:
+            await _close_quietly(smtp)
+            raise DeliveryError("recipient refused by the relay", reason="rejected") from None
+        except aiosmtplib.SMTPResponseException as exc:
+            await _close_quietly(smtp)
+            if 500 <= exc.code < 600:
+                raise DeliveryError(f"relay refused ({exc.code})", reason="rejected") from None
+            raise DeliveryError(f"relay deferred ({exc.code})", reason="deferred") from None
+        except (aiosmtplib.SMTPTimeoutError, TimeoutError):
+            await _close_quietly(smtp)
+            raise DeliveryError("relay timed out", reason="timeout") from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await _close_quietly(smtp)
+            raise DeliveryError(
+                f"smtp failed: {type(exc).__name__}", reason="unreachable"
+            ) from None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            timeout=self._timeout_s,
+            # Explicit: never upgrade on the server's say-so alone, never skip when asked.
+            start_tls=self._starttls,
+        )
+        await smtp.connect()
+        if self._username and self._password:
+            await smtp.login(self._username, self._password)
+        return smtp
+
+    async def close(self) -> None:
+        """Say QUIT on every kept connection."""
+        kept: list[aiosmtplib.SMTP | None] = []
+        while not self._pool.empty():
+            kept.append(self._pool.get_nowait())
+        for smtp in kept:
+            if smtp is not None:
+                with contextlib.suppress(Exception):
+                    await smtp.quit()
+            self._pool.put_nowait(None)
+
+
+async def _close_quietly(smtp: aiosmtplib.SMTP | None) -> None:
+    if smtp is None:
+        return
+    with contextlib.suppress(Exception):
+        smtp.close()

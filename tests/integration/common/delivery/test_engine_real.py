@@ -1,0 +1,336 @@
+"""The delivery engine on real PostgreSQL and SQLite, sending to real HTTP and SMTP receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from deploy.local.sinks import SmtpSink
+from services.common.db import is_postgres, make_engine, make_session_factory
+from services.common.delivery import (
+    BaseDeliveryPlan,
+    Delivered,
+    DeliveryEngine,
+    DeliveryOrder,
+    DeliveryRecord,
+    EmailOutbound,
+    EmailSender,
+    EngineConfig,
+    Failure,
+    Outbound,
+    SenderRegistry,
+    Skip,
+    SqlDeliveryStore,
+    Transaction,
+    WebhookOutbound,
+    WebhookSender,
+    create_delivery_records_table,
+    delivery_records_table,
+)
+from tests.integration.common.delivery.receiver import Receiver
+
+pytestmark = pytest.mark.postgres
+
+metadata = sa.MetaData()
+records = delivery_records_table(metadata)
+# Stands in for a service's timeline: written by the hooks in the outcome's transaction.
+hook_log = sa.Table(
+    "hook_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(36), nullable=False),
+    sa.Column("hook", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=True),
+)
+
+FAST = {
+    "retry_base_s": 0.05,
+    "retry_max_s": 0.3,
+    "lease": timedelta(seconds=1),
+    "heartbeat": timedelta(seconds=0.2),
+    "poll_interval": timedelta(seconds=30),  # wake-on-commit must do the work
+    "breaker_failures": 50,
+}
+
+
+class Plan(BaseDeliveryPlan):
+    """Addresses come from `context`; hooks append to hook_log in the same transaction."""
+
+    async def resolve(self, session: AsyncSession, record: DeliveryRecord) -> Outbound | Skip:
+        address = str(record.context["address"])
+        if record.channel == "email":
+            subject = str(record.context.get("subject", "Aviso"))
+            return EmailOutbound(to=address, subject=subject, text="Área:\u2028Este\n")
+        return WebhookOutbound(url=address, payload={"delivery_id": str(record.delivery_id)})
+
+    async def _log(self, tx: Transaction, record: DeliveryRecord, hook: str, reason: Any) -> None:
+        await tx.session.execute(
+            sa.insert(hook_log).values(
+                delivery_id=str(record.delivery_id), hook=hook, reason=reason
+            )
+        )
+
+    async def on_delivered(
+        self, tx: Transaction, record: DeliveryRecord, result: Delivered
+    ) -> None:
+        await self._log(tx, record, "delivered", None)
+
+    async def on_attempt_failed(
+        self, tx: Transaction, record: DeliveryRecord, failure: Failure
+    ) -> None:
+        await self._log(tx, record, "attempt_failed", failure.reason)
+
+    async def on_failed(self, tx: Transaction, record: DeliveryRecord, failure: Failure) -> None:
+        await self._log(tx, record, "failed", failure.reason)
+
+
+@dataclass
+class Db:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    postgres: bool
+
+
+@pytest.fixture
+async def db(
+    database_url: str | None, make_settings: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[Db]:
+    settings = make_settings(database_url=database_url)
+    engine = make_engine(settings, "router")
+    if is_postgres(engine):
+        async with engine.begin() as conn:
+            await conn.execute(sa.text('CREATE SCHEMA IF NOT EXISTS "router"'))
+    async with engine.begin() as conn:
+        # The helper a service's alembic migration calls, then the test's own table.
+        await conn.run_sync(
+            lambda c: create_delivery_records_table(Operations(MigrationContext.configure(c)))
+        )
+        await conn.run_sync(lambda c: hook_log.create(c))
+    yield Db(engine, make_session_factory(engine), is_postgres(engine))
+    await engine.dispose()
+
+
+def _engine(db: Db, *, webhook_timeout_s: float = 5.0, owner: str | None = None,
+            smtp_port: int | None = None, **config: Any) -> DeliveryEngine:  # fmt: skip
+    email = None
+    if smtp_port is not None:
+        email = EmailSender(host="127.0.0.1", port=smtp_port, sender="aviso@example.org")
+    senders = SenderRegistry(
+        webhook=WebhookSender(secrets=[b"s"], timeout_s=webhook_timeout_s),
+        email=email or EmailSender(host="127.0.0.1", port=1, sender="aviso@example.org"),
+    )
+    return DeliveryEngine(
+        store=SqlDeliveryStore(sessions=db.sessions, table=records),
+        senders=senders,
+        plan=Plan(),
+        service="test",
+        destination_secret=b"k",
+        config=EngineConfig(**{**FAST, **config}),
+        owner_id=owner,
+    )
+
+
+def _order(address: str, channel: str = "webhook", **context: Any) -> DeliveryOrder:
+    return DeliveryOrder(
+        delivery_id=uuid.uuid4(),
+        aggregate_id=uuid.uuid4(),
+        aggregate_version=1,
+        recipient_id=uuid.uuid4(),
+        channel=channel,  # type: ignore[arg-type]
+        purpose="alert",
+        context={"address": address, **context},
+    )
+
+
+async def _accept(db: Db, engine: DeliveryEngine, *orders: DeliveryOrder) -> None:
+    async with db.sessions() as session, session.begin():
+        for order in orders:
+            await engine.accept(session, order)
+
+
+async def _rows(db: Db) -> dict[str, Any]:
+    async with db.sessions() as session:
+        result = await session.execute(sa.select(records))
+        return {row.delivery_id: row for row in result}
+
+
+async def _hooks(db: Db) -> list[tuple[str, str, str | None]]:
+    async with db.sessions() as session:
+        result = await session.execute(
+            sa.select(hook_log.c.delivery_id, hook_log.c.hook, hook_log.c.reason).order_by(
+                hook_log.c.id
+            )
+        )
+        return [tuple(r) for r in result]  # type: ignore[misc]
+
+
+async def _until_settled(db: Db, ids: set[str], timeout: float = 60) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = await _rows(db)
+        if all(rows[i].state not in ("pending", "sending") for i in ids):
+            return rows
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError({i: rows[i].state for i in ids})
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    await r.stop()
+
+
+async def _running(engine: DeliveryEngine) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(engine.run(stop))
+
+
+async def test_receiver_failing_then_recovering_gets_each_delivery_exactly_once(
+    db: Db, receiver: Receiver
+) -> None:
+    recovered = asyncio.Event()
+
+    async def answer(path: str, delivery_id: str, nth: int) -> int:
+        if nth >= 12:
+            recovered.set()
+        return 204 if recovered.is_set() else 500
+
+    receiver.answer = answer
+    engine = _engine(db)
+    stop, task = await _running(engine)
+    orders = [_order(receiver.url()) for _ in range(4)]
+    await _accept(db, engine, *orders)  # nothing a consumer could see fails here
+    ids = {str(o.delivery_id) for o in orders}
+    rows = await _until_settled(db, ids)
+    stop.set()
+    await task
+
+    delivered = [r.delivery_id for r in receiver.delivered()]
+    assert sorted(delivered) == sorted(ids)  # every one, exactly once
+    hooks = await _hooks(db)
+    for delivery_id in ids:
+        row = rows[delivery_id]
+        assert row.state == "delivered"
+        failed = [h for h in hooks if h[0] == delivery_id and h[1] == "attempt_failed"]
+        assert len(failed) == row.attempts - 1
+        assert all(reason == "http_5xx" for _, _, reason in failed)
+        assert [h[1] for h in hooks if h[0] == delivery_id][-1] == "delivered"
+        assert row.claimed_by is None
+        assert len(row.destination_key) == 32  # a keyed hash, not the address
+    assert sum(rows[i].attempts for i in ids) > len(ids)
+
+
+async def test_slow_receiver_keeps_the_delivery_id_and_delays_nobody_else(
+    db: Db, receiver: Receiver
+) -> None:
+    async def answer(path: str, delivery_id: str, nth: int) -> int:
+        if path == "/slow" and nth <= 2:
+            await asyncio.sleep(3)  # longer than the sender's timeout
+        return 204
+
+    receiver.answer = answer
+    engine = _engine(db, webhook_timeout_s=0.5, per_destination=1)
+    stop, task = await _running(engine)
+    slow = _order(receiver.url("/slow"))
+    others = [_order(receiver.url(f"/fast-{i}")) for i in range(30)]
+    await _accept(db, engine, slow, *others)
+    ids = {str(o.delivery_id) for o in [slow, *others]}
+    rows = await _until_settled(db, ids)
+    stop.set()
+    await task
+
+    slow_requests = [r for r in receiver.requests if r.path == "/slow"]
+    assert len(slow_requests) >= 3
+    assert {r.delivery_id for r in slow_requests} == {str(slow.delivery_id)}
+    slow_row = rows[str(slow.delivery_id)]
+    assert slow_row.state == "delivered"
+    assert slow_row.attempts >= 3
+    assert all(rows[str(o.delivery_id)].state == "delivered" for o in others)
+    # Every other destination was served before the slow one finished.
+    assert max(rows[str(o.delivery_id)].delivered_at for o in others) < slow_row.delivered_at
+    timeouts = [h for h in await _hooks(db) if h[0] == str(slow.delivery_id) and h[2] == "timeout"]
+    assert len(timeouts) == 2
+
+
+async def test_email_with_separators_in_the_subject_is_delivered(db: Db) -> None:
+    with SmtpSink() as sink:
+        engine = _engine(db, smtp_port=sink.port)
+        stop, task = await _running(engine)
+        subject = "Operación cerca de\u2028Calle Este\u2029 \vmañana"
+        orders = [_order(f"backup{i}@example.org", "email", subject=subject) for i in range(5)]
+        await _accept(db, engine, *orders)
+        rows = await _until_settled(db, {str(o.delivery_id) for o in orders})
+        stop.set()
+        await task
+        received = await asyncio.to_thread(sink.wait_for, lambda items: len(items) >= 5, 30)
+    assert all(rows[str(o.delivery_id)].state == "delivered" for o in orders)
+    assert {m["subject"] for m in received} == {"Operación cerca de Calle Este mañana"}
+    assert {m["delivery_id"] for m in received} == {str(o.delivery_id) for o in orders}
+    assert all(m["message_id"].startswith(f"<{m['delivery_id']}@") for m in received)
+    assert all("\u2028" in m["text"] for m in received)
+
+
+async def test_a_crashed_claimants_record_is_taken_over_after_its_lease(
+    db: Db, receiver: Receiver
+) -> None:
+    engine = _engine(db)
+    order = _order(receiver.url())
+    await _accept(db, engine, order)
+    # Another process claims it and dies: nobody renews its lease.
+    ghost = SqlDeliveryStore(sessions=db.sessions, table=records)
+    now = datetime.now(UTC)
+    lease_until = now + timedelta(seconds=1)
+    claimed = await ghost.claim(
+        owner="ghost", now=now, lease_until=lease_until, limit=10, exclude_keys=()
+    )
+    assert [r.delivery_id for r in claimed] == [order.delivery_id]
+    stop, task = await _running(engine)
+    rows = await _until_settled(db, {str(order.delivery_id)}, timeout=30)
+    stop.set()
+    await task
+    row = rows[str(order.delivery_id)]
+    assert row.state == "delivered"
+    assert _aware(row.delivered_at) >= lease_until  # not before the ghost's lease ran out
+    assert [r.delivery_id for r in receiver.delivered()] == [str(order.delivery_id)]
+
+
+async def test_two_engines_on_one_database_never_send_a_record_twice(
+    db: Db, receiver: Receiver, make_settings: Callable[..., Any], database_url: str | None
+) -> None:
+    if not db.postgres:
+        pytest.skip("two processes share one PostgreSQL database; SQLite is single-process")
+    second_db = make_engine(make_settings(database_url=database_url), "router")
+    other = Db(second_db, make_session_factory(second_db), True)
+    try:
+        engines = [_engine(db, owner="one"), _engine(other, owner="two")]
+        running = [await _running(e) for e in engines]
+        orders = [_order(receiver.url(f"/r{i % 40}")) for i in range(300)]
+        for chunk in range(0, 300, 50):
+            await _accept(db, engines[chunk // 50 % 2], *orders[chunk : chunk + 50])
+        rows = await _until_settled(db, {str(o.delivery_id) for o in orders})
+        for stop, task in running:
+            stop.set()
+            await task
+    finally:
+        await second_db.dispose()
+    arrived = [r.delivery_id for r in receiver.requests]
+    assert len(arrived) == len(set(arrived)) == 300
+    assert all(row.state == "delivered" and row.attempts == 1 for row in rows.values())
+    assert len(await _hooks(db)) == 300
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,353 @@
+"""In-memory stand-ins for the delivery engine's store, plan and senders (unit tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.common.delivery import (
+    BaseDeliveryPlan,
+    Delivered,
+    DeliveryEngine,
+    DeliveryOrder,
+    DeliveryRecord,
+    EmailOutbound,
+    EngineConfig,
+    Failure,
+    Outbound,
+    SenderRegistry,
+    Skip,
+    WebhookOutbound,
+)
+from services.common.delivery.store import Settlement
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def to(self, when: datetime) -> None:
+        self.now = max(self.now, when)
+
+
+@dataclass
+class Row:
+    record: DeliveryRecord
+    state: str
+    next_attempt_at: datetime
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+    last_error_class: str | None = None
+    delivered_at: datetime | None = None
+
+
+class FakeTx:
+    """A unit of work over the fake store: staged changes apply on commit."""
+
+    def __init__(self) -> None:
+        self.session: Any = None
+        self.staged: list[Callable[[], None]] = []
+        self.effects: list[Callable[[], None]] = []
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        self.effects.append(effect)
+
+    async def commit(self) -> None:
+        for change in self.staged:
+            change()
+        for effect in self.effects:
+            effect()
+        self.staged.clear()
+
+
+class FakeStore:
+    """The engine's persistence, in a dict, with the SQL store's claim and lease rules."""
+
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, Row] = {}
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeTx]:
+        yield FakeTx()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Any]:
+        yield None
+
+    async def insert(
+        self, session: Any, order: DeliveryOrder, *, now: datetime, give_up_at: datetime
+    ) -> bool:
+        if order.delivery_id in self.rows:
+            return False
+        record = DeliveryRecord(
+            delivery_id=order.delivery_id,
+            aggregate_id=order.aggregate_id,
+            aggregate_version=order.aggregate_version,
+            recipient_id=order.recipient_id,
+            channel=order.channel,
+            purpose=order.purpose,
+            language=order.language,
+            context=dict(order.context),
+            correlation_id=order.correlation_id,
+            attempts=0,
+            created_at=now,
+            give_up_at=give_up_at,
+            destination_key=None,
+            last_error_class=None,
+        )
+        self.rows[order.delivery_id] = Row(record, "pending", order.not_before or now)
+        return True
+
+    async def cancel(
+        self,
+        session: Any,
+        *,
+        aggregate_id: uuid.UUID,
+        now: datetime,
+        recipient_id: uuid.UUID | None = None,
+        purposes: Sequence[str] | None = None,
+    ) -> int:
+        count = 0
+        for row in self.rows.values():
+            r = row.record
+            if r.aggregate_id != aggregate_id or row.state != "pending":
+                continue
+            if recipient_id is not None and r.recipient_id != recipient_id:
+                continue
+            if purposes is not None and r.purpose not in purposes:
+                continue
+            row.state = "cancelled"
+            count += 1
+        return count
+
+    def _due(self, row: Row, now: datetime) -> bool:
+        if row.state == "pending":
+            return row.next_attempt_at <= now
+        return row.state == "sending" and row.claimed_until is not None and row.claimed_until < now
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        exclude_keys: Sequence[str] = (),
+    ) -> list[DeliveryRecord]:
+        due = [
+            row
+            for row in self.rows.values()
+            if self._due(row, now) and row.record.destination_key not in set(exclude_keys)
+        ]
+        due.sort(key=lambda r: r.next_attempt_at)
+        claimed = []
+        for row in due[:limit]:
+            row.state, row.claimed_by, row.claimed_until = "sending", owner, lease_until
+            claimed.append(row.record)
+        return claimed
+
+    async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> int:
+        n = 0
+        for i in ids:
+            row = self.rows.get(i)
+            if row and row.claimed_by == owner and row.state == "sending":
+                row.claimed_until = until
+                n += 1
+        return n
+
+    async def settle(self, tx: FakeTx, *, owner: str, settlement: Settlement) -> bool:
+        row = self.rows[settlement.delivery_id]
+        if row.claimed_by != owner or row.state != "sending":
+            return False
+
+        def apply() -> None:
+            row.state = settlement.state
+            row.claimed_by = row.claimed_until = None
+            changes: dict[str, Any] = {}
+            if settlement.attempted:
+                changes["attempts"] = row.record.attempts + 1
+            if settlement.destination_key is not None:
+                changes["destination_key"] = settlement.destination_key
+            if settlement.error_class is not None:
+                row.last_error_class = settlement.error_class
+                changes["last_error_class"] = settlement.error_class
+            if settlement.next_attempt_at is not None:
+                row.next_attempt_at = settlement.next_attempt_at
+            if settlement.state == "delivered":
+                row.delivered_at = settlement.at
+            row.record = replace(row.record, **changes)
+
+        tx.staged.append(apply)
+        return True
+
+    async def next_due(self) -> datetime | None:
+        times = [r.next_attempt_at for r in self.rows.values() if r.state == "pending"]
+        times += [
+            r.claimed_until
+            for r in self.rows.values()
+            if r.state == "sending" and r.claimed_until is not None
+        ]
+        return min(times) if times else None
+
+    def state(self, delivery_id: uuid.UUID) -> str:
+        return self.rows[delivery_id].state
+
+
+@dataclass
+class FakePlan(BaseDeliveryPlan):
+    """Resolves from `context` (url / to) and records every hook call."""
+
+    calls: list[tuple[str, uuid.UUID, Any]] = field(default_factory=list)
+    skip: set[uuid.UUID] = field(default_factory=set)
+    wrong_channel: set[uuid.UUID] = field(default_factory=set)
+    fail_hook: str | None = None
+    give_up: timedelta = timedelta(minutes=15)
+
+    def give_up_after(self, order: DeliveryOrder) -> timedelta:
+        return self.give_up
+
+    async def resolve(self, session: Any, record: DeliveryRecord) -> Outbound | Skip:
+        if record.delivery_id in self.skip:
+            return Skip("acknowledged")
+        address = str(record.context["address"])
+        if record.channel == "webhook" and record.delivery_id not in self.wrong_channel:
+            return WebhookOutbound(url=address, payload={"id": str(record.delivery_id)})
+        return EmailOutbound(to=address, subject="s", text="t")
+
+    def _note(self, hook: str, record: DeliveryRecord, detail: Any) -> None:
+        if hook == self.fail_hook:
+            raise RuntimeError("hook bug")
+        self.calls.append((hook, record.delivery_id, detail))
+
+    async def on_delivered(self, tx: Any, record: DeliveryRecord, result: Delivered) -> None:
+        self._note("delivered", record, result.attempts)
+
+    async def on_attempt_failed(self, tx: Any, record: DeliveryRecord, failure: Failure) -> None:
+        self._note("attempt_failed", record, failure.reason)
+
+    async def on_failed(self, tx: Any, record: DeliveryRecord, failure: Failure) -> None:
+        self._note("failed", record, failure.reason)
+
+    async def on_skipped(self, tx: Any, record: DeliveryRecord, skip: Skip) -> None:
+        self._note("skipped", record, skip.reason)
+
+    def hooks(self, delivery_id: uuid.UUID) -> list[tuple[str, Any]]:
+        return [(hook, detail) for hook, i, detail in self.calls if i == delivery_id]
+
+
+Behaviour = Callable[[str, str], Awaitable[None]]
+
+
+class FakeWebhook:
+    """Records (url, delivery id) of every attempt; `behaviour` decides what happens."""
+
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self.attempts: list[tuple[str, str]] = []
+        self.delivered: list[tuple[str, str]] = []
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+        self._behaviour = behaviour
+        self.changed = asyncio.Event()  # set on every attempt and delivery
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            self.changed.clear()
+            await self.changed.wait()
+
+    async def send(self, url: str, payload: Mapping[str, Any], *, delivery_id: str) -> int:
+        self.attempts.append((url, delivery_id))
+        self.changed.set()
+        self.in_flight[url] = self.in_flight.get(url, 0) + 1
+        self.max_in_flight[url] = max(self.max_in_flight.get(url, 0), self.in_flight[url])
+        try:
+            if self._behaviour is not None:
+                await self._behaviour(url, delivery_id)
+        finally:
+            self.in_flight[url] -= 1
+        self.delivered.append((url, delivery_id))
+        self.changed.set()
+        return 204
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeEmail:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(
+        self, *, to: str, subject: str, text: str, delivery_id: str, language: str = "en"
+    ) -> None:
+        self.sent.append({"to": to, "subject": subject, "delivery_id": delivery_id})
+
+    async def close(self) -> None:
+        return None
+
+
+def order(address: str, *, channel: str = "webhook", aggregate: uuid.UUID | None = None) -> Any:
+    return DeliveryOrder(
+        delivery_id=uuid.uuid4(),
+        aggregate_id=aggregate or uuid.uuid4(),
+        aggregate_version=1,
+        recipient_id=uuid.uuid4(),
+        channel=channel,  # type: ignore[arg-type]
+        purpose="alert",
+        context={"address": address},
+    )
+
+
+def make_engine(
+    *,
+    webhook: FakeWebhook | None = None,
+    email: FakeEmail | None = None,
+    plan: FakePlan | None = None,
+    clock: FakeClock | None = None,
+    store: FakeStore | None = None,
+    owner: str = "engine-a",
+    **config: Any,
+) -> tuple[DeliveryEngine, FakeStore, FakePlan, FakeClock]:
+    import random
+
+    store = store or FakeStore()
+    plan = plan or FakePlan()
+    clock = clock or FakeClock()
+    engine = DeliveryEngine(
+        store=store,  # type: ignore[arg-type]
+        senders=SenderRegistry(webhook=webhook or FakeWebhook(), email=email or FakeEmail()),
+        plan=plan,
+        service="test",
+        destination_secret=b"k",
+        config=EngineConfig(**config),
+        clock=clock,
+        rng=random.Random(7),
+        owner_id=owner,
+    )
+    return engine, store, plan, clock
+
+
+async def accept(engine: DeliveryEngine, *orders: DeliveryOrder) -> None:
+    for o in orders:
+        await engine.accept(_NoSession(), o)  # type: ignore[arg-type]
+
+
+class _NoSession:
+    """Enough of a session for `after_commit` (which stores the effect in `info`)."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}

@@ -310,10 +310,10 @@ async def test_a_crashed_claimants_record_is_taken_over_after_its_lease(
 async def test_two_engines_on_one_database_never_send_a_record_twice(
     db: Db, receiver: Receiver, make_settings: Callable[..., Any], database_url: str | None
 ) -> None:
-    if not db.postgres:
-        pytest.skip("two processes share one PostgreSQL database; SQLite is single-process")
+    # Two engines on one database, as two instances of a service: on PostgreSQL their
+    # claims meet in SKIP LOCKED, on SQLite (two connections to one file) in its write lock.
     second_db = make_engine(make_settings(database_url=database_url), "router")
-    other = Db(second_db, make_session_factory(second_db), True)
+    other = Db(second_db, make_session_factory(second_db), db.postgres)
     try:
         engines = [_engine(db, owner="one"), _engine(other, owner="two")]
         running = [await _running(e) for e in engines]

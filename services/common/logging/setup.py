@@ -176,6 +176,27 @@ def configure_logging(
         return
     numeric_level = _parse_level(level)
 
+    handlers = _handlers(fmt=fmt, log_file=log_file, stream=stream)
+    _install_on_root(handlers, numeric_level)
+    _quiet_chatty_libraries(numeric_level)
+
+    _state.service = service
+    _state.handlers = tuple(handlers)
+    structlog.configure(
+        processors=_STRUCTLOG_CHAIN,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        context_class=dict,
+        # Safe with force=True: the chain is fixed and reads its state at call time.
+        cache_logger_on_first_use=True,
+    )
+    _state.configured = True
+
+
+def _handlers(
+    *, fmt: _FORMAT, log_file: Path | None, stream: TextIO | None
+) -> list[logging.Handler]:
+    """The terminal handler (console or JSON) and, when asked, a JSON file handler."""
     target: TextIO = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not _isatty(target))
     renderer: Processor = (
@@ -192,7 +213,11 @@ def configure_logging(
         file_handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
         file_handler.setFormatter(_formatter(_json_renderer()))
         handlers.append(file_handler)
+    return handlers
 
+
+def _install_on_root(handlers: list[logging.Handler], level: int) -> None:
+    """Make `handlers` the root logger's only ones (ours replaced, foreign ones removed)."""
     root = logging.getLogger()
     for old in _state.handlers:
         root.removeHandler(old)
@@ -204,32 +229,22 @@ def configure_logging(
             root.removeHandler(old)
     for handler in handlers:
         root.addHandler(handler)
-    root.setLevel(numeric_level)
-
+    root.setLevel(level)
     for name in _ROUTED_LOGGERS:
         routed = logging.getLogger(name)
         routed.handlers.clear()
         routed.propagate = True
         routed.setLevel(logging.NOTSET)
+
+
+def _quiet_chatty_libraries(level: int) -> None:
     # aiokafka logs every rebalance and connection at INFO; SQLAlchemy at INFO
     # prints SQL with bound parameters. Access lines stay at INFO on purpose.
-    logging.getLogger("aiokafka").setLevel(max(numeric_level, logging.WARNING))
-    logging.getLogger("sqlalchemy").setLevel(max(numeric_level, logging.WARNING))
+    logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
+    logging.getLogger("sqlalchemy").setLevel(max(level, logging.WARNING))
     # aiosqlite logs every statement with its parameters at DEBUG: never let that through.
-    logging.getLogger("aiosqlite").setLevel(max(numeric_level, logging.WARNING))
+    logging.getLogger("aiosqlite").setLevel(max(level, logging.WARNING))
     logging.getLogger("uvicorn.access").setLevel(logging.INFO)
-
-    _state.service = service
-    _state.handlers = tuple(handlers)
-    structlog.configure(
-        processors=_STRUCTLOG_CHAIN,
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        context_class=dict,
-        # Safe with force=True: the chain is fixed and reads its state at call time.
-        cache_logger_on_first_use=True,
-    )
-    _state.configured = True
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -124,6 +124,38 @@ class CommonSettings(BaseSettings):
     smtp_pool_size: int = Field(
         default=4, ge=1, description="SMTP connections kept open to the relay and reused."
     )
+    kannel_sendsms_url: str = Field(
+        default="http://127.0.0.1:13013/cgi-bin/sendsms",
+        description="Kannel smsbox's sendsms URL (SMS delivery).",
+    )
+    kannel_username: str = Field(default="aviso", description="Kannel sendsms-user name.")
+    kannel_password: SecretStr = Field(
+        default=SecretStr("aviso-dev-kannel-password-change-me"),
+        description="Kannel sendsms-user password.",
+    )
+    kannel_sender: str = Field(
+        default="", description="Sender number or short code of outgoing SMS ('': Kannel's own)."
+    )
+    kannel_dlr_url: str | None = Field(
+        default=None,
+        description=(
+            "Aviso's delivery-report endpoint Kannel calls back (delivery id, status and a "
+            "signature are added). Unset: no delivery reports are asked for."
+        ),
+    )
+    kannel_dlr_secret: SecretStr = Field(
+        default=SecretStr("aviso-dev-kannel-dlr-secret-change-me"),
+        description="Signs the delivery id in delivery-report callbacks so they cannot be forged.",
+    )
+    kannel_max_segments: int = Field(
+        default=6,
+        ge=1,
+        le=255,
+        description="Longest SMS sent, in segments; at most the sendsms-user's max-messages.",
+    )
+    kannel_timeout_s: float = Field(
+        default=5.0, gt=0, description="Timeout of one sendsms request."
+    )
     delivery_max_in_flight: int = Field(
         default=64, ge=1, description="Deliveries one process sends at once (all destinations)."
     )

@@ -8,7 +8,8 @@ service's plan for them when it sends, and stores only a keyed hash.
 
 Modules: `records` (table and record types), `store` (claims, leases, settlement),
 `engine` (the dispatcher), `outcomes` (recording and hooks), `plan` (the service's side),
-`registry` (channels, message types, senders), `senders` (webhook, e-mail), `policy`
+`registry` (channels, message types, senders), `senders` (webhook, e-mail), `sms` (Kannel)
+and `sms_reports` (its delivery reports and replies), `policy`
 (backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes).
 
 How a service plugs in
@@ -108,9 +109,12 @@ from services.common.delivery.registry import (
     Outbound,
     SenderRegistry,
     Skip,
+    SmsOutbound,
+    SmsReceipt,
     WebhookOutbound,
 )
 from services.common.delivery.senders import DELIVERY_ID_HEADER, EmailSender, WebhookSender
+from services.common.delivery.sms import KannelSender
 from services.common.delivery.store import SqlDeliveryStore, Transaction
 
 __all__ = [
@@ -129,11 +133,14 @@ __all__ = [
     "EmailSender",
     "EngineConfig",
     "Failure",
+    "KannelSender",
     "MissingSender",
     "Outbound",
     "ReasonClass",
     "SenderRegistry",
     "Skip",
+    "SmsOutbound",
+    "SmsReceipt",
     "SqlDeliveryStore",
     "Transaction",
     "WebhookOutbound",

@@ -1,7 +1,9 @@
 """One channel type, one message type per channel, one sender per channel.
 
 Adding a channel means: add it to `schemas.deliveries.DeliveryChannel`, add its message
-type here and to `Outbound`, give `SenderRegistry` a sender for it. The type checker
+type here and to `Outbound`, give `SenderRegistry` a sender for it. (`sms` has its message
+type and sender here already; it joins `DeliveryChannel` when a service delivers by SMS,
+until then `SenderChannel` names it.) The type checker
 points at every `match` that forgot it (`assert_never`), and `SenderRegistry.require`
 fails at start-up when a service would deliver on a channel with no sender: a message is
 never quietly sent on another channel instead.
@@ -20,8 +22,12 @@ __all__ = [
     "EmailTransport",
     "MissingSender",
     "Outbound",
+    "SenderChannel",
     "SenderRegistry",
     "Skip",
+    "SmsOutbound",
+    "SmsReceipt",
+    "SmsTransport",
     "WebhookOutbound",
     "WebhookTransport",
 ]
@@ -55,8 +61,33 @@ class EmailOutbound:
         return self.to
 
 
+@dataclass(frozen=True)
+class SmsOutbound:
+    """A text message for one phone number (E.164); the gateway picks GSM-7 or UCS-2."""
+
+    channel: ClassVar[Literal["sms"]] = "sms"
+    to: str
+    text: str
+
+    @property
+    def address(self) -> str:
+        return self.to
+
+
+@dataclass(frozen=True)
+class SmsReceipt:
+    """What the gateway accepted: how the text was coded and in how many segments."""
+
+    encoding: Literal["GSM-7", "UCS-2"]
+    segments: int
+
+
 # What a plan resolves a delivery to: exactly one message type per channel.
-Outbound = WebhookOutbound | EmailOutbound
+Outbound = WebhookOutbound | EmailOutbound | SmsOutbound
+
+# Every channel a sender exists for (a superset of the contract's channels until "sms"
+# joins `DeliveryChannel`).
+SenderChannel = DeliveryChannel | Literal["sms"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +116,14 @@ class EmailTransport(Protocol):
     async def close(self) -> None: ...
 
 
+class SmsTransport(Protocol):
+    """Sends one SMS (KannelSender, or a fake in tests)."""
+
+    async def send(self, *, to: str, text: str, delivery_id: str) -> SmsReceipt: ...
+
+    async def close(self) -> None: ...
+
+
 class MissingSender(RuntimeError):
     """A service would deliver on a channel that has no sender configured."""
 
@@ -93,29 +132,39 @@ class SenderRegistry:
     """The sender of each channel; `send` dispatches on the message type, exhaustively."""
 
     def __init__(
-        self, *, webhook: WebhookTransport | None = None, email: EmailTransport | None = None
+        self,
+        *,
+        webhook: WebhookTransport | None = None,
+        email: EmailTransport | None = None,
+        sms: SmsTransport | None = None,
     ) -> None:
         self._webhook = webhook
         self._email = email
+        self._sms = sms
 
-    def has(self, channel: DeliveryChannel) -> bool:
+    def has(self, channel: SenderChannel) -> bool:
         """Whether `channel` has a sender."""
         match channel:
             case "webhook":
                 return self._webhook is not None
             case "email":
                 return self._email is not None
+            case "sms":
+                return self._sms is not None
             case _:
                 assert_never(channel)
 
-    def require(self, channels: Iterable[DeliveryChannel]) -> None:
+    def require(self, channels: Iterable[SenderChannel]) -> None:
         """Fail (at start-up) unless every channel in `channels` has a sender."""
         missing = sorted({channel for channel in channels if not self.has(channel)})
         if missing:
             raise MissingSender(f"no sender configured for channel(s): {', '.join(missing)}")
 
-    async def send(self, outbound: Outbound, *, delivery_id: str) -> None:
-        """One attempt on the message's own channel; raises DeliveryError on failure."""
+    async def send(self, outbound: Outbound, *, delivery_id: str) -> SmsReceipt | None:
+        """One attempt on the message's own channel; raises DeliveryError on failure.
+
+        Returns the SMS gateway's receipt (coding and segment count) for an SMS, else None.
+        """
         match outbound:
             case WebhookOutbound():
                 if self._webhook is None:
@@ -131,11 +180,18 @@ class SenderRegistry:
                     delivery_id=delivery_id,
                     language=outbound.language,
                 )
+            case SmsOutbound():
+                if self._sms is None:
+                    raise MissingSender("no sender configured for channel: sms")
+                return await self._sms.send(
+                    to=outbound.to, text=outbound.text, delivery_id=delivery_id
+                )
             case _:
                 assert_never(outbound)
+        return None
 
     async def close(self) -> None:
         """Close every sender's connections."""
-        for sender in (self._webhook, self._email):
+        for sender in (self._webhook, self._email, self._sms):
             if sender is not None:
                 await sender.close()

@@ -439,13 +439,18 @@ def _parse_line(line: str) -> FakeSms | None:
     udh = b""
     if rest.startswith("udh "):
         encoded, _, rest = rest[4:].partition(" ")
-        udh = urllib.parse.unquote_to_bytes(encoded)
+        udh = _unquote_plus(encoded)
     kind, _, body = rest.partition(" ")
     if kind == "text":
         return FakeSms(sender, receiver, udh, body.encode("utf-8"))
     if kind in ("data", "ucs2"):
-        return FakeSms(sender, receiver, udh, urllib.parse.unquote_to_bytes(body))
+        return FakeSms(sender, receiver, udh, _unquote_plus(body))
     return None
+
+
+def _unquote_plus(encoded: str) -> bytes:
+    """Kannel's URL encoding: a space is "+", a literal "+" is "%2B"."""
+    return urllib.parse.unquote_to_bytes(encoded.replace("+", " "))
 
 
 def received(*, data_dir: Path | None = None) -> list[FakeSms]:

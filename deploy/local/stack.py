@@ -1,6 +1,7 @@
-"""The local infrastructure Aviso needs: a Kafka broker, its topics, optionally PostgreSQL.
+"""The local infrastructure Aviso needs: a Kafka broker, its topics, optionally PostgreSQL
+and the Kannel SMS gateway (with its fake SMSC).
 
-    python -m deploy.local.stack up [--with-postgres] [--env-file var/stack.env]
+    python -m deploy.local.stack up [--with-postgres] [--with-kannel] [--env-file var/stack.env]
     python -m deploy.local.stack down [--purge]
     python -m deploy.local.stack status
 
@@ -23,13 +24,14 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from deploy.local import kafka, postgres
+from deploy.local import kafka, kannel, postgres
 from deploy.local.common import InfraError, default_var_dir, remove_quietly, run_sync, say
 
 __all__ = [
     "DEFAULT_TOPICS",
     "main",
     "start_kafka",
+    "start_kannel",
     "start_postgres",
     "stop_all",
     "write_env_file",
@@ -85,6 +87,12 @@ def start_postgres(
     return postgres.start(port=port, data_dir=_var(var_dir) / "postgres", fast=fast)
 
 
+def start_kannel(*, var_dir: Path | None = None, mo_url: str | None = None) -> dict[str, str]:
+    """Start (or find) Kannel and its fake SMSC; return the environment that reaches it."""
+    data_dir = _var(var_dir) / "kannel"
+    return kannel.start(data_dir=data_dir, mo_url=mo_url).env(data_dir)
+
+
 def stop_all(*, var_dir: Path | None = None, purge: bool = False) -> None:
     """Stop this var dir's broker and cluster, if running; external services are left alone.
 
@@ -92,9 +100,13 @@ def stop_all(*, var_dir: Path | None = None, purge: bool = False) -> None:
     """
     base = _var(var_dir)
     errors: list[str] = []
-    stops: list[Callable[[], object]] = [lambda: kafka.stop(data_dir=base / "kafka")]
+    stops: list[Callable[[], object]] = [
+        lambda: kannel.stop(data_dir=base / "kannel"),
+        lambda: kafka.stop(data_dir=base / "kafka"),
+    ]
     if purge:
         stops += [
+            lambda: shutil.rmtree(base / "kannel", ignore_errors=True),
             lambda: shutil.rmtree(base / "kafka", ignore_errors=True),
             lambda: postgres.purge(data_dir=base / "postgres"),  # stops it first
         ]
@@ -130,7 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env-file", type=Path, default=None, help="default <var-dir>/stack.env")
     parser.add_argument("--with-postgres", action="store_true", help="also start PostgreSQL")
     parser.add_argument(
-        "--purge", action="store_true", help="down: also delete data and logs of both services"
+        "--with-kannel", action="store_true", help="also start Kannel and its fake SMSC"
+    )
+    parser.add_argument(
+        "--kannel-mo-url", default=None, help="where Kannel delivers SMS replies (default: dropped)"
+    )
+    parser.add_argument(
+        "--purge", action="store_true", help="down: also delete data and logs of every service"
     )
     parser.add_argument("--kafka-port", type=int, default=None, help="0 = any free port")
     parser.add_argument("--postgres-port", type=int, default=None, help="0 = any free port")
@@ -163,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 values["DATABASE_URL"] = start_postgres(
                     var_dir=var_dir, port=args.postgres_port, fast=args.fast
                 )
+            if args.with_kannel:
+                values.update(start_kannel(var_dir=var_dir, mo_url=args.kannel_mo_url))
             text = write_env_file(env_file, values)
             say(COMPONENT, f"wrote {env_file}")
             print(text, end="")
@@ -173,9 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         kafka_at = kafka.status(data_dir=var_dir / "kafka")
         postgres_at = postgres.status(data_dir=var_dir / "postgres")
+        kannel_at = kannel.status(data_dir=var_dir / "kannel")
         say(COMPONENT, f"kafka: {kafka_at or 'not running'}")
         say(COMPONENT, f"postgres: {postgres_at or 'not running'}")
-        return 0 if kafka_at or postgres_at else 3
+        say(COMPONENT, f"kannel: {kannel_at.sendsms_url if kannel_at else 'not running'}")
+        return 0 if kafka_at or postgres_at or kannel_at else 3
     except InfraError as error:
         say(COMPONENT, f"error: {error}")
         return 1

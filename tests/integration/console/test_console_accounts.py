@@ -55,9 +55,15 @@ async def sessions(
 async def _enrol(sessions: async_sessionmaker[AsyncSession], login: str = "spoc") -> Any:
     async with sessions.begin() as session:
         return await create_user(
-            session, box=BOX, login=login, name="A. Reyes", role="contact",
-            subject="3f0e7a53-0000-4000-8000-000000000001", password=PASSWORD, now=T0,
-        )  # fmt: skip
+            session,
+            box=BOX,
+            login=login,
+            name="A. Reyes",
+            role="contact",
+            subject="3f0e7a53-0000-4000-8000-000000000001",
+            password=PASSWORD,
+            now=T0,
+        )
 
 
 async def _sign_in(
@@ -65,9 +71,15 @@ async def _sign_in(
 ) -> Any:
     async with sessions.begin() as session:
         return await sign_in(
-            session, box=BOX, login="spoc", password=password, code=code, now=now, ttl=TTL,
+            session,
+            box=BOX,
+            login="spoc",
+            password=password,
+            code=code,
+            now=now,
+            ttl=TTL,
             policy=POLICY,
-        )  # fmt: skip
+        )
 
 
 async def test_sign_in_needs_password_and_code_and_opens_a_token_backed_session(
@@ -76,22 +88,28 @@ async def test_sign_in_needs_password_and_code_and_opens_a_token_backed_session(
     enrolment = await _enrol(sessions)
     totp = pyotp.TOTP(enrolment.totp_secret)
     wrong_password = await _sign_in(sessions, password="nope nope nope", code=totp.at(T0), now=T0)
-    assert wrong_password.session is None and wrong_password.reason == "password"
+    assert wrong_password.session is None
+    assert wrong_password.reason == "password"
     wrong_code = await _sign_in(sessions, password=PASSWORD, code="000000", now=T0)
-    assert wrong_code.session is None and wrong_code.reason == "totp"
+    assert wrong_code.session is None
+    assert wrong_code.reason == "totp"
     done = await _sign_in(sessions, password=PASSWORD, code=totp.at(T0), now=T0)
-    assert done.session is not None and done.cookie is not None
+    assert done.session is not None
+    assert done.cookie is not None
     # The cookie is an API token of the user's role and subject, expiring with the session.
     async with sessions.begin() as session:
         principal = await authenticate(session, done.cookie)
         stored = (await session.execute(select(console_users.c.password_hash))).scalar_one()
         token_row = (await session.execute(select(api_tokens))).one()
-    assert principal is not None and principal.role.value == "contact"
+    assert principal is not None
+    assert principal.role.value == "contact"
     assert principal.subject == "3f0e7a53-0000-4000-8000-000000000001"
-    assert PASSWORD not in stored and done.cookie not in str(token_row)
+    assert PASSWORD not in stored
+    assert done.cookie not in str(token_row)
     # The same code again is a replay.
     replay = await _sign_in(sessions, password=PASSWORD, code=totp.at(T0), now=T0)
-    assert replay.session is None and replay.reason == "totp"
+    assert replay.session is None
+    assert replay.reason == "totp"
 
 
 async def test_repeated_failures_lock_the_account_even_for_the_right_code(
@@ -103,7 +121,8 @@ async def test_repeated_failures_lock_the_account_even_for_the_right_code(
     assert refused.locked_until == T0 + timedelta(seconds=60)
     totp = pyotp.TOTP(enrolment.totp_secret)
     locked = await _sign_in(sessions, password=PASSWORD, code=totp.at(T0), now=T0)
-    assert locked.session is None and locked.refusal == "locked"
+    assert locked.session is None
+    assert locked.refusal == "locked"
     later = T0 + timedelta(seconds=61)
     opened = await _sign_in(sessions, password=PASSWORD, code=totp.at(later), now=later)
     assert opened.session is not None
@@ -137,7 +156,8 @@ async def test_sessions_end_on_expiry_idle_time_revocation_and_disabling(
         assert await authenticate(session, third.cookie) is None
     t3 = T0 + timedelta(minutes=6)
     refused = await _sign_in(sessions, password=PASSWORD, code=totp.at(t3), now=t3)
-    assert refused.session is None and refused.reason == "disabled"
+    assert refused.session is None
+    assert refused.reason == "disabled"
 
 
 async def test_sweep_ends_expired_sessions_and_reset_issues_new_secrets(
@@ -155,7 +175,8 @@ async def test_sweep_ends_expired_sessions_and_reset_issues_new_secrets(
             await create_user(
                 session, box=BOX, login="spoc", name="x", role="ops", subject=None, now=T0
             )
-    assert fresh.totp_secret != enrolment.totp_secret and fresh.password != PASSWORD
+    assert fresh.totp_secret != enrolment.totp_secret
+    assert fresh.password != PASSWORD
     t1 = T0 + timedelta(minutes=1)
     again = await _sign_in(
         sessions, password=fresh.password, code=pyotp.TOTP(fresh.totp_secret).at(t1), now=t1

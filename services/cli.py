@@ -303,7 +303,8 @@ def _wait_ready(urls: dict[str, str], timeout: float) -> list[str]:
         for service, url in list(pending.items()):
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/internal/ready", timeout=2).status_code == 200:
-                    _say(service, f"ready at {url}  (docs {url}/docs)")
+                    docs = "" if service == "console" else f"  (docs {url}/docs)"
+                    _say(service, f"ready at {url}{docs}")
                     del pending[service]
         time.sleep(0.5)
     return list(pending)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 SERVICES: dict[str, int] = {"intake": 8001, "router": 8002, "rumor_control": 8003}
+# The console is served like a service but is no part of the event flow (no Kafka).
+CONSOLE_PORT = 8000
 
 app = typer.Typer(
     help="Aviso: advance notice of immigration operations, delivered and vetted.",
@@ -49,16 +51,21 @@ app.add_typer(dlq_app, name="dlq")
 
 
 def _mount_service_commands() -> None:
+    from services.console.cli import commands as console_commands
     from services.intake.cli import commands as intake_commands
     from services.router.cli import commands as router_commands
     from services.rumor_control.cli import commands as rumor_commands
 
-    for commands in (intake_commands, router_commands, rumor_commands):
+    for commands in (intake_commands, router_commands, rumor_commands, console_commands):
         for name, sub in commands.items():
             app.add_typer(sub, name=name)
 
 
 def _service_app_factory(service: str) -> Callable[[], FastAPI]:
+    if service == "console":
+        from services.console.app import create_app as console_app
+
+        return console_app
     if service == "intake":
         from services.intake.app import create_app as intake_app
 
@@ -74,17 +81,19 @@ def _service_app_factory(service: str) -> Callable[[], FastAPI]:
 
 def _service_port(service: str) -> int:
     env = os.environ.get(f"AVISO_{service.upper()}_PORT")
-    return int(env) if env else SERVICES[service]
+    return int(env) if env else SERVICES.get(service, CONSOLE_PORT)
 
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="intake, router or rumor_control")],
+    service: Annotated[str, typer.Argument(help="intake, router, rumor_control or console")],
     port: Annotated[int | None, typer.Option(help="HTTP port (default per service)")] = None,
 ) -> None:
     """Run one service in the foreground (HTTP, consumers, outbox relay)."""
-    if service not in SERVICES:
-        raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
+    if service not in (*SERVICES, "console"):
+        raise typer.BadParameter(
+            f"unknown service {service!r}; choose from {', '.join(SERVICES)} or console"
+        )
     from services.common.serve import serve as run
 
     factory = _service_app_factory(service)
@@ -244,7 +253,13 @@ def dlq_replay(
 # -- the local stack ------------------------------------------------------------
 
 
-_COLORS = {"intake": "cyan", "router": "magenta", "rumor_control": "green", "stack": "yellow"}
+_COLORS = {
+    "console": "bright_white",
+    "intake": "cyan",
+    "router": "magenta",
+    "rumor_control": "green",
+    "stack": "yellow",
+}
 
 
 def _say(component: str, message: str) -> None:
@@ -288,7 +303,8 @@ def _wait_ready(urls: dict[str, str], timeout: float) -> list[str]:
         for service, url in list(pending.items()):
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/internal/ready", timeout=2).status_code == 200:
-                    _say(service, f"ready at {url}  (docs {url}/docs)")
+                    docs = "" if service == "console" else f"  (docs {url}/docs)"
+                    _say(service, f"ready at {url}{docs}")
                     del pending[service]
         time.sleep(0.5)
     return list(pending)
@@ -332,9 +348,12 @@ def up(
         str(Path(__file__).parent / "router" / "directory.example.yaml"),
     )
     env["AVISO_LOG_FORMAT"] = "json"
+    urls = {s: f"http://127.0.0.1:{_service_port(s)}" for s in (*SERVICES, "console")}
+    _say("console", f"the console for people: {urls['console']}  (demo accounts below)")
+    env.update(_console_env(urls))
     children: dict[str, subprocess.Popen[str]] = {}
     try:
-        for service in SERVICES:
+        for service in urls:
             child_env = dict(env, AVISO_LOG_FILE=str(log_dir / f"{service}.log"))
             children[service] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", "services.cli", "serve", service],
@@ -347,10 +366,10 @@ def up(
             threading.Thread(
                 target=_pump, args=(service, children[service].stdout), daemon=True
             ).start()
-        urls = {s: f"http://127.0.0.1:{_service_port(s)}" for s in SERVICES}
         not_ready = _wait_ready(urls, timeout=90)
         if not_ready:
             raise typer.Exit(_fail(f"not ready after 90 s: {', '.join(not_ready)}; see {log_dir}"))
+        _say("console", f"open {urls['console']} in a browser")
         _say(
             "stack", f"all services ready in {time.monotonic() - started:.1f} s; logs in {log_dir}"
         )
@@ -379,6 +398,16 @@ def up(
                 sink.stop()
         stack.stop_all(var_dir=var_dir)
         _say("stack", "stopped")
+
+
+def _console_env(urls: dict[str, str]) -> dict[str, str]:
+    """Where the console finds the services; plain http on this machine, so no Secure flag."""
+    return {
+        "AVISO_CONSOLE_INTAKE_URL": urls["intake"],
+        "AVISO_CONSOLE_ROUTER_URL": urls["router"],
+        "AVISO_CONSOLE_RUMOR_CONTROL_URL": urls["rumor_control"],
+        "AVISO_CONSOLE_COOKIE_SECURE": os.environ.get("AVISO_CONSOLE_COOKIE_SECURE", "false"),
+    }
 
 
 def _start_sinks(settings: CommonSettings, var_dir: Path) -> tuple[WebhookSink, SmtpSink]:

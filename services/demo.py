@@ -28,6 +28,8 @@ from services.common.auth import Role, issue_token
 from services.common.db import make_engine, make_session_factory
 from services.common.migrations import upgrade
 from services.common.settings import CommonSettings
+from services.console.accounts import Enrolment, SecretBox, create_user, find_user, reset_user
+from services.console.config import ConsoleSettings
 
 __all__ = ["DemoFailed", "play"]
 
@@ -105,6 +107,68 @@ async def _issue_tokens(settings: CommonSettings, spoc_id: str) -> dict[str, str
     return tokens
 
 
+# The console's local demo accounts: (login, name, role, language). The SPOC's subject is
+# the directory's SPOC, so the console acknowledges as that person.
+_DEMO_ACCOUNTS = (
+    ("spoc", "Assistant Chief A. Reyes", Role.CONTACT, "en"),
+    ("vetter", "Sgt. P. Morales (outreach unit)", Role.VETTER, "es"),
+    ("vetter2", "Lt. R. Daniels (public information)", Role.VETTER, "en"),
+    ("officer", "Ofc. L. Ortiz (línea en español)", Role.LIAISON, "es"),
+    ("ops", "Operations desk", Role.OPS, "en"),
+)
+
+
+async def _console_accounts(settings: CommonSettings, spoc_id: str) -> list[Enrolment]:
+    """Create (or on a re-run, reset) the console's demo accounts; their secrets, once."""
+    console = ConsoleSettings(database_url=settings.database_url, var_dir=settings.var_dir)
+    box = SecretBox(console.console_secret.get_secret_value())
+    await upgrade(settings, "auth")
+    engine = make_engine(settings, "auth")
+    made: list[Enrolment] = []
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            for login, name, role, language in _DEMO_ACCOUNTS:
+                now = datetime.now(UTC)
+                if await find_user(session, login=login) is not None:
+                    made.append(
+                        await reset_user(session, box=box, login=login, password=None, now=now)
+                    )
+                    continue
+                subject = spoc_id if role is Role.CONTACT else None
+                made.append(
+                    await create_user(
+                        session,
+                        box=box,
+                        login=login,
+                        name=name,
+                        role=role,
+                        subject=subject,
+                        language=language,
+                        now=now,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    return made
+
+
+def _show_accounts(console_url: str | None, accounts: list[Enrolment]) -> None:
+    typer.secho(
+        f"[console] sign in at {console_url or 'the console'} with a demo account "
+        "(local only; password, then the 6-digit code of the TOTP secret):",
+        fg="bright_white",
+    )
+    for enrolment in accounts:
+        user = enrolment.user
+        typer.echo(
+            f"         {user.login:<8} {user.role.value:<8} password {enrolment.password}  "
+            f"TOTP secret {enrolment.totp_secret}"
+        )
+    typer.echo(
+        "         current code: python -c \"import pyotp; print(pyotp.TOTP('SECRET').now())\""
+    )
+
+
 def _notice(now: datetime) -> dict[str, Any]:
     tomorrow = (now + timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
     return {
@@ -171,6 +235,7 @@ def play(
     spoc_id = str(directory["spoc"]["person_id"])
     liaison = yaml.safe_load(DEPARTMENT.read_text(encoding="utf-8"))["liaisons"][0]
     tokens = asyncio.run(_issue_tokens(settings, spoc_id))
+    _show_accounts(urls.get("console"), asyncio.run(_console_accounts(settings, spoc_id)))
     correlation_id = f"demo-{uuid.uuid4().hex[:12]}"
     story = _Story(urls, correlation_id)
     now = datetime.now(UTC)

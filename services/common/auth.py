@@ -21,10 +21,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import (
     Column,
     DateTime,
+    Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     insert,
+    or_,
     select,
     update,
 )
@@ -43,6 +46,8 @@ __all__ = [
     "api_tokens",
     "auth_metadata",
     "authenticate",
+    "console_sessions",
+    "console_users",
     "current_principal",
     "generate_token",
     "hash_token",
@@ -91,6 +96,45 @@ api_tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
+    # Tokens the console issues for a sign-in end with the session; CLI tokens never expire.
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+)
+
+# People who sign in to the console: an argon2 password hash and a TOTP secret sealed
+# with the console's key. Each console session is backed by one short-lived api_token
+# (same role and subject as the user), so the services decide permissions as for any token.
+console_users = Table(
+    "console_users",
+    auth_metadata,
+    Column("id", String(36), primary_key=True),
+    Column("login", String(80), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("totp_sealed", LargeBinary, nullable=False),
+    # The last TOTP time step accepted: a code is good once, never replayed.
+    Column("totp_last_step", Integer, nullable=True),
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_sign_in_at", DateTime(timezone=True), nullable=True),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    auth_metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), nullable=False, index=True),
+    # The api_token the session's cookie carries (the cookie is that token; its hash is
+    # in api_tokens, never here).
+    Column("token_id", String(36), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
 
@@ -153,7 +197,12 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 
 async def issue_token(
-    session: AsyncSession, *, role: Role | str, name: str, subject: str | None = None
+    session: AsyncSession,
+    *,
+    role: Role | str,
+    name: str,
+    subject: str | None = None,
+    expires_at: dt.datetime | None = None,
 ) -> IssuedToken:
     """Store a new token's hash and return the plaintext once; the caller commits."""
     role = Role(role)
@@ -171,6 +220,7 @@ async def issue_token(
             subject=subject,
             token_hash=hash_token(token),
             created_at=_utcnow(),
+            expires_at=expires_at,
         )
     )
     return IssuedToken(id=token_id, role=role, name=name, subject=subject, token=token)
@@ -225,7 +275,11 @@ async def authenticate(session: AsyncSession, token: str) -> Principal | None:
         await session.execute(
             select(
                 api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.subject
-            ).where(api_tokens.c.token_hash == hash_token(token), api_tokens.c.revoked_at.is_(None))
+            ).where(
+                api_tokens.c.token_hash == hash_token(token),
+                api_tokens.c.revoked_at.is_(None),
+                or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > _utcnow()),
+            )
         )
     ).one_or_none()
     if row is None:

@@ -27,6 +27,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("intake", "services.intake.config:IntakeSettings"),
     ("router", "services.router.config:RouterSettings"),
     ("rumor_control", "services.rumor_control.config:RumorControlSettings"),
+    ("console", "services.console.config:ConsoleSettings"),
 )
 
 

@@ -281,8 +281,8 @@ async def test_issue_rejects_unknown_roles_and_empty_names(
             await issue_token(session, role=Role.OPS, name="  ")
 
 
-def _load_migration() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("auth_0001", MIGRATION)
+def _load_migration(path: Path = MIGRATION) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -294,14 +294,20 @@ def test_migration_matches_metadata_and_downgrades(tmp_path: Path) -> None:
     migration = _load_migration()
     assert migration.revision == "auth_0001"
     assert migration.down_revision is None
+    # The console's users and sessions (and api_tokens.expires_at) come next.
+    console = _load_migration(MIGRATION.with_name("0002_console.py"))
+    assert console.down_revision == "auth_0001"
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
     try:
         with engine.begin() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             with Operations.context(context):
                 migration.upgrade()
+                console.upgrade()
             assert compare_metadata(context, auth_metadata) == []
             with Operations.context(context):
+                console.downgrade()
+                assert not sa.inspect(conn).has_table("console_users")
                 migration.downgrade()
             assert not sa.inspect(conn).has_table("api_tokens")
     finally:

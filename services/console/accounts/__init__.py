@@ -1,0 +1,43 @@
+"""Console accounts and sessions (local users: argon2 password plus a TOTP second factor)."""
+
+from services.console.accounts.secrets import SecretBox
+from services.console.accounts.sessions import (
+    ConsoleSession,
+    LockoutPolicy,
+    SignInResult,
+    resolve_session,
+    revoke_session,
+    revoke_user_sessions,
+    sign_in,
+    sweep_sessions,
+)
+from services.console.accounts.users import (
+    AccountError,
+    Enrolment,
+    UserRecord,
+    create_user,
+    disable_user,
+    find_user,
+    reset_user,
+    set_language,
+)
+
+__all__ = [
+    "AccountError",
+    "ConsoleSession",
+    "Enrolment",
+    "LockoutPolicy",
+    "SecretBox",
+    "SignInResult",
+    "UserRecord",
+    "create_user",
+    "disable_user",
+    "find_user",
+    "reset_user",
+    "resolve_session",
+    "revoke_session",
+    "revoke_user_sessions",
+    "set_language",
+    "sign_in",
+    "sweep_sessions",
+]

@@ -257,6 +257,19 @@ def _play(
     liaison: dict[str, Any],
     now: datetime,
 ) -> None:
+    notice_id = _notice_reaches_the_spoc(story, tokens, webhook_sink, smtp_sink, now)
+    rumor_id, suggestion = _rumors_gather(story, tokens, notice_id, now)
+    _bulletin_is_published(story, tokens, webhook_sink, liaison, notice_id, rumor_id, suggestion)
+
+
+def _notice_reaches_the_spoc(
+    story: _Story,
+    tokens: dict[str, str],
+    webhook_sink: WebhookSink,
+    smtp_sink: SmtpSink,
+    now: datetime,
+) -> str:
+    """A field office submits; the SPOC's alert arrives and is acknowledged by its link."""
     notice = story.call("POST", "intake", "/v1/notices", tokens["field_office"], json=_notice(now))
     notice_id = notice["id"]
     story.say(
@@ -296,6 +309,13 @@ def _play(
     story.say(
         f"SPOC opened the one-click link on a phone and acknowledged alert {alert['alert_id']}"
     )
+    return str(notice_id)
+
+
+def _rumors_gather(
+    story: _Story, tokens: dict[str, str], notice_id: str, now: datetime
+) -> tuple[str, str]:
+    """The standby draft appears; three reports become one rumor with a suggestion."""
 
     def standby() -> dict[str, Any] | None:
         for bulletin in story.call("GET", "rumor_control", "/v1/bulletins", tokens["author"]):
@@ -323,19 +343,28 @@ def _play(
         f"three rumor reports (two in Spanish) clustered into one rumor about "
         f"{rumor['area']}; suggested status: {rumor['suggestion']['assessment']}"
     )
+    return str(rumor_id), str(rumor["suggestion"]["assessment"])
 
+
+def _bulletin_is_published(
+    story: _Story,
+    tokens: dict[str, str],
+    webhook_sink: WebhookSink,
+    liaison: dict[str, Any],
+    notice_id: str,
+    rumor_id: str,
+    suggestion: str,
+) -> None:
+    """A vetter assesses, a second approves; radio script, liaison message and CAP entry."""
     assessed = story.call(
         "POST",
         "rumor_control",
         f"/v1/rumors/{rumor_id}/assess",
         tokens["author"],
-        json={"assessment": rumor["suggestion"]["assessment"], "linked_notice_ids": [notice_id]},
+        json={"assessment": suggestion, "linked_notice_ids": [notice_id]},
     )
     bulletin_id = assessed["bulletin_id"]
-    story.say(
-        f"vetter assessed the rumor ({rumor['suggestion']['assessment']}); "
-        "Rumor/Fact bulletin drafted"
-    )
+    story.say(f"vetter assessed the rumor ({suggestion}); Rumor/Fact bulletin drafted")
 
     approved = story.call(
         "POST",

@@ -2,7 +2,8 @@
 
 The notification body is rendered from releasable fields only, because it is kept on the
 delivery record until it is sent; the acknowledgement link is added when the delivery
-engine sends it (`delivery.compose`: it is a credential, never stored). Drills say DRILL first, in the headline and in the body.
+engine sends it (`delivery.compose`: it is a credential, never stored). Drills say DRILL
+first, in the headline and in the body.
 """
 
 from __future__ import annotations

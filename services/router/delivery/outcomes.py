@@ -127,13 +127,14 @@ async def record_delivered(
     )
     detail = {"attempts": result.attempts, "purpose": record.purpose}
     entry = _entry(record, "delivered", at=now, detail=detail)
+    current = alert
     if record.purpose != "cancel":
         # triggered -> delivered (only for the version this message carried)
-        await uow.alerts.apply(
-            domain.mark_delivered(alert, notice_version=record.aggregate_version, at=now)
-        )
+        marked = domain.mark_delivered(alert, notice_version=record.aggregate_version, at=now)
+        if await uow.alerts.apply(marked):
+            current = marked.after
     publication = Publication(event, record.correlation_id)
-    await uow.alerts.apply(domain.record(alert, entry, events=(publication,)))
+    await uow.alerts.apply(domain.record(current, entry, events=(publication,)))
 
     def committed() -> None:
         DELIVERIES.labels(record.channel).inc()

@@ -101,6 +101,10 @@ async def test_each_notice_event_runs_its_use_case_once(
 async def test_router_consumes_only_notices(wired: tuple[KafkaBroker, Recorder]) -> None:
     # Delivery requests no longer travel over Kafka: the router's own engine delivers.
     broker, _ = wired
-    topics = {getattr(t, "name", t) for subscriber in broker.subscribers for t in subscriber.topics}
+    topics = {
+        getattr(t, "name", t)
+        for subscriber in broker.subscribers
+        for t in subscriber.topics  # type: ignore[attr-defined]
+    }
     assert topics == {NOTICES}
     assert DELIVERIES not in topics

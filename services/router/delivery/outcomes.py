@@ -63,7 +63,11 @@ def failure_reason(reason: ReasonClass) -> DeliveryFailureReason:
             assert_never(reason)
 
 
-def _fields(record: DeliveryRecord, **extra: Any) -> dict[str, Any]:
+def _fields(
+    record: DeliveryRecord, alert: AlertRecord | None = None, **extra: Any
+) -> dict[str, Any]:
+    if alert is not None:
+        extra = {"notice_id": str(alert.notice_id), "drill": alert.drill, **extra}
     return {
         "alert_id": str(record.aggregate_id),
         "notice_version": record.aggregate_version,
@@ -138,7 +142,7 @@ async def record_delivered(
 
     def committed() -> None:
         DELIVERIES.labels(record.channel).inc()
-        log.info("alert.delivered", **_fields(record, step=step, attempts=result.attempts))
+        log.info("alert.delivered", **_fields(record, alert, step=step, attempts=result.attempts))
 
     uow.after_commit(committed)
 
@@ -146,11 +150,12 @@ async def record_delivered(
 async def record_attempt_failed(
     uow: RouterUoW, *, deps: RouterDeps, record: DeliveryRecord, failure: Failure
 ) -> None:
-    """An attempt failed and another follows: on the timeline and as an event."""
-    if failure.reason == "circuit_open":
-        # Not an attempt: the destination's breaker held the message back (the engine
-        # logs and counts it). Recording each of these would bury the real attempts.
-        return
+    """An attempt failed and another follows: on the timeline and as an event.
+
+    `circuit_open` is recorded too: the message did not go because its destination's
+    breaker is open, which is what whoever reads the alert needs to know. It comes back
+    once per breaker cool-down at most, so it cannot flood the timeline.
+    """
     alert = await _alert(uow, record)
     if alert is None:
         return
@@ -265,7 +270,9 @@ async def _record_failure(
 
     def committed() -> None:
         DELIVERY_FAILURES.labels(record.channel, reason, final).inc()
-        fields = _fields(record, reason=reason, attempt=failure.attempts, final=failure.final)
+        fields = _fields(
+            record, alert, reason=reason, attempt=failure.attempts, final=failure.final
+        )
         if failure.final:
             log.error("alert.delivery_failed", **fields)
         else:
@@ -285,5 +292,7 @@ async def record_skipped(
     entry = _entry(record, "delivery_skipped", at=deps.clock(), detail=detail)
     await uow.alerts.apply(domain.record(alert, entry))
     uow.after_commit(
-        lambda: log.info("alert.delivery_skipped", **_fields(record), skip_reason=skip.reason)
+        lambda: log.info(
+            "alert.delivery_skipped", **_fields(record, alert), skip_reason=skip.reason
+        )
     )

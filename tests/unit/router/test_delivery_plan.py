@@ -233,16 +233,21 @@ async def test_each_failed_attempt_is_on_the_timeline_and_an_event(
     assert deps.store.alerts[alert_id].next_fire_at == NOW + timedelta(seconds=60)
 
 
-async def test_a_held_back_message_is_not_an_attempt(deps: FakeDeps, clock: Clock) -> None:
+async def test_a_message_held_back_by_the_breaker_is_on_the_timeline(
+    deps: FakeDeps, clock: Clock
+) -> None:
     alert_id = await open_one(deps)
     webhook, _ = orders_to(deps, SPOC)
     await hook(
         deps,
         "on_attempt_failed",
-        record_of(webhook, attempts=2),
-        failure("circuit_open", attempts=2, final=False, at=clock()),
+        record_of(webhook),
+        failure("circuit_open", attempts=0, final=False, at=clock()),
     )
-    assert deps.store.entries(alert_id, "delivery_failed") == []
+    [entry] = deps.store.entries(alert_id, "delivery_failed")
+    assert (entry.detail["reason"], entry.detail["attempt"]) == ("circuit_open", 0)
+    [event] = deps.store.events("alert.delivery_failed")
+    assert (event.reason, event.attempts) == ("circuit_open", 1)  # the contract counts from 1
 
 
 async def test_one_channel_failing_for_good_does_not_escalate(deps: FakeDeps, clock: Clock) -> None:

@@ -75,6 +75,8 @@ def _fields(
         "recipient_id": str(record.recipient_id),
         "channel": record.channel,
         "purpose": record.purpose,
+        # The engine runs outside any request or message: the notice's chain is here.
+        "correlation_id": record.correlation_id,
         **extra,
     }
 

@@ -2,41 +2,63 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import FastAPI
 
+from services.common.delivery import DeliveryEngine, EmailSender, SenderRegistry, WebhookSender
 from services.common.http import create_http_app
 from services.common.migrations import upgrade
 from services.common.runtime import ServiceRuntime
 from services.common.settings import get_settings
 from services.router.config import RouterSettings
-from services.router.delivery import ChannelAdapters
+from services.router.delivery import RouterDeliveryPlan
 from services.router.deps import Clock, RouterDeps, utcnow
 from services.router.directory import load_directory_file
 from services.router.escalation import EscalationWorker
 from services.router.http import routers
 from services.router.subscribers import register_consumers
+from services.router.tables import delivery_records
 
-__all__ = ["SERVICE", "RouterRuntime", "create_app"]
+__all__ = ["SERVICE", "RouterRuntime", "create_app", "default_senders"]
 
 SERVICE = "router"
 
 
+def default_senders(settings: RouterSettings) -> SenderRegistry:
+    """A sender for every channel: signed webhooks over pooled HTTP, pooled SMTP e-mail."""
+    return SenderRegistry(
+        webhook=WebhookSender.from_settings(settings), email=EmailSender.from_settings(settings)
+    )
+
+
 class RouterRuntime(ServiceRuntime):
-    """The common runtime, plus: load the directory file before consuming; close channels."""
+    """The common runtime, plus: the delivery engine, the directory file, closing senders.
+
+    Raises MissingSender when a channel the router delivers on has no sender.
+    """
 
     def __init__(
-        self, *, settings: RouterSettings, channels: ChannelAdapters, clock: Clock = utcnow
+        self, *, settings: RouterSettings, senders: SenderRegistry, clock: Clock = utcnow
     ) -> None:
         super().__init__(name=SERVICE, settings=settings)
         self.router_settings = settings
-        self.channels = channels
-        self.deps = RouterDeps(
-            settings=settings,
-            sessions=self.sessions,
-            channels=channels,
-            source=self.source,
-            clock=clock,
+        self.senders = senders
+        # The plan needs the deps (settings, clock) and the deps need the engine the plan
+        # drives: the plan gets the deps without the engine (its hooks order nothing).
+        base = RouterDeps(
+            settings=settings, sessions=self.sessions, source=self.source, clock=clock
         )
+        self.delivery = DeliveryEngine.create(
+            sessions=self.sessions,
+            table=delivery_records,
+            senders=senders,
+            plan=RouterDeliveryPlan(base),
+            service=SERVICE,
+            settings=settings,
+        )
+        self.deps = replace(base, delivery=self.delivery)
+        self.add_worker("delivery", self.delivery.run)
 
     async def start(self, *, migrate: bool = True) -> None:
         """Migrate, apply the directory file, then start consuming.
@@ -54,19 +76,24 @@ class RouterRuntime(ServiceRuntime):
         await super().start(migrate=False)
 
     async def stop(self) -> None:
-        """Stop as the common runtime does, then close the webhook connection pool."""
+        """Stop as the common runtime does (the engine finishes its sends), then the senders."""
         await super().stop()
-        await self.channels.close()
+        await self.senders.close()
 
 
-def create_app(settings: RouterSettings | None = None, *, clock: Clock = utcnow) -> FastAPI:
+def create_app(
+    settings: RouterSettings | None = None,
+    *,
+    clock: Clock = utcnow,
+    senders: SenderRegistry | None = None,
+) -> FastAPI:
     """Build the router app; nothing connects until the app's lifespan starts.
 
     `clock` is for tests that move time on instead of waiting for it.
     """
     settings = settings or get_settings(RouterSettings)
     runtime = RouterRuntime(
-        settings=settings, channels=ChannelAdapters.from_settings(settings), clock=clock
+        settings=settings, senders=senders or default_senders(settings), clock=clock
     )
     register_consumers(runtime.consumer, runtime.deps)
     runtime.add_worker("escalation-timers", EscalationWorker(runtime.deps).run)

@@ -20,8 +20,8 @@ class RouterSettings(CommonSettings):
         min_length=1,
         max_length=80,
         description=(
-            "Prefix of the router's Kafka consumer groups (`<prefix>.notices` for alerting, "
-            "`<prefix>.adapters` for the channel adapters). Instances sharing a prefix share work."
+            "Prefix of the router's Kafka consumer group (`<prefix>.notices`, alerting). "
+            "Instances sharing a prefix share work."
         ),
     )
     router_urgency_horizon_s: float = Field(
@@ -48,6 +48,14 @@ class RouterSettings(CommonSettings):
     )
     router_timer_batch_size: int = Field(
         default=50, ge=1, description="Due escalation timers one worker claims per round."
+    )
+    router_delivery_give_up_s: float = Field(
+        default=900.0,
+        gt=0,
+        description=(
+            "How long a notification keeps being retried (backoff, jitter) while its alert is "
+            "open; after this its channel has failed for good (alert.delivery_failed final)."
+        ),
     )
     router_ack_link_ttl_s: float = Field(
         default=12 * 3600,

@@ -6,18 +6,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import UnitOfWork
+from services.common.delivery import DeliveryOrder, Transaction
 from services.router.config import RouterSettings
+from services.router.repository import AcceptDelivery
 from services.router.unit_of_work import RouterUnitOfWork
 
-if TYPE_CHECKING:  # the delivery package imports this module: no cycle at run time
-    from services.router.delivery.adapters import Channels
-
-__all__ = ["Clock", "RouterDeps", "utcnow"]
+__all__ = ["Clock", "DeliveryIntake", "RouterDeps", "utcnow"]
 
 Clock = Callable[[], datetime]
 
@@ -27,23 +26,42 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _nothing() -> None:
+    """No escalation worker to wake (tests, or one wired later)."""
+
+
+class DeliveryIntake(Protocol):
+    """The delivery engine as use cases see it: orders go in, in the caller's transaction."""
+
+    async def accept(self, session: AsyncSession, order: DeliveryOrder) -> bool: ...
+
+
 @dataclass(frozen=True)
 class RouterDeps:
-    """Settings, the unit-of-work factory, the channels and the clock."""
+    """Settings, the unit-of-work factory, the delivery engine and the clock.
+
+    `delivery` is None only where nothing is delivered (the delivery plan's own view,
+    unit tests with fakes); `wake_escalation` makes the escalation worker look for due
+    timers now (called after a commit that made one due).
+    """
 
     settings: RouterSettings
     sessions: async_sessionmaker[AsyncSession]
-    channels: Channels
+    delivery: DeliveryIntake | None = None
     source: str = "aviso.router"
     clock: Clock = field(default=utcnow)
+    wake_escalation: Callable[[], None] = field(default=_nothing)
 
     def unit_of_work(self) -> RouterUnitOfWork:
         """A new transaction: `async with deps.unit_of_work() as uow: ...; await uow.commit()`."""
-        return RouterUnitOfWork(self.sessions, source=self.source)
+        return RouterUnitOfWork(self.sessions, source=self.source, accept=self._accept())
 
-    def joining(self, outer: UnitOfWork) -> RouterUnitOfWork:
-        """Router's repositories inside a unit of work a Kafka consumer opened."""
-        return RouterUnitOfWork.joining(outer, source=self.source)
+    def joining(self, outer: UnitOfWork | Transaction) -> RouterUnitOfWork:
+        """Router's repositories inside a unit of work a Kafka consumer or the engine opened."""
+        return RouterUnitOfWork.joining(outer, source=self.source, accept=self._accept())
+
+    def _accept(self) -> AcceptDelivery | None:
+        return self.delivery.accept if self.delivery is not None else None
 
     @property
     def horizon(self) -> timedelta:

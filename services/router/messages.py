@@ -1,8 +1,9 @@
 """What router's notifications and one-click pages say, rendered from Jinja2 templates.
 
-The notification body is rendered from releasable fields only, because it travels on
-`aviso.deliveries.v1`; the acknowledgement link is added by the channel adapter at send
-time (it is a credential). Drills say DRILL first, in the headline and in the body.
+The notification body is rendered from releasable fields only, because it is kept on the
+delivery record until it is sent; the acknowledgement link is added when the delivery
+engine sends it (`delivery.compose`: it is a credential, never stored). Drills say DRILL
+first, in the headline and in the body.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ __all__ = [
     "DELIVERY_FAILURES",
     "ESCALATIONS",
     "OPEN_ALERTS",
+    "STEPS_UNREACHABLE",
     "TIMER_LATENESS",
     "TIME_TO_ACKNOWLEDGE",
 ]
@@ -45,8 +46,13 @@ DELIVERIES = Counter(
 )
 DELIVERY_FAILURES = Counter(
     "aviso_router_delivery_failures_total",
-    "Failed delivery attempts, by channel and whether retrying could help.",
-    ["channel", "permanent"],
+    "Failed notification attempts, by channel, reason class and whether it was the last.",
+    ["channel", "reason", "final"],
+)
+STEPS_UNREACHABLE = Counter(
+    "aviso_router_steps_unreachable_total",
+    "Escalation steps whose every channel failed for good, escalated at once.",
+    ["drill"],
 )
 TIMER_LATENESS = Histogram(
     "aviso_router_timer_lateness_seconds",

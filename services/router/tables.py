@@ -1,7 +1,8 @@
 """Tables owned by the router service (its own PostgreSQL schema, or var/router.db).
 
 Migration `router_0002` creates these tables with the same columns written out (a
-migration must stay as it was written, whatever this module becomes).
+migration must stay as it was written, whatever this module becomes); `router_0003`
+adds the delivery engine's `delivery_records` and drops `alert_deliveries`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["alert_deliveries", "alert_timeline", "alerts", "directory_versions", "metadata"]
+from services.common.delivery import delivery_records_table
+
+__all__ = ["alert_timeline", "alerts", "delivery_records", "directory_versions", "metadata"]
 
 metadata = sa.MetaData()
 
@@ -87,25 +90,6 @@ def _timeline_columns() -> list[sa.Column[Any]]:
     ]
 
 
-def _deliveries_columns() -> list[sa.Column[Any]]:
-    """One row per delivery id: the proof a message went out (or why it did not)."""
-    return [
-        # The primary key is the idempotency guard: a second sight of the same
-        # delivery finds the row and does not send again.
-        sa.Column("delivery_id", sa.String(36), primary_key=True),
-        sa.Column("alert_id", sa.String(36), nullable=False),
-        sa.Column("notice_version", sa.Integer, nullable=False),
-        sa.Column("purpose", sa.String(16), nullable=False),
-        sa.Column("recipient_id", sa.String(36), nullable=False),
-        sa.Column("channel", sa.String(16), nullable=False),
-        # delivered | failed | skipped
-        sa.Column("outcome", sa.String(16), nullable=False),
-        sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("error", sa.String(200), nullable=True),
-        sa.Column("at", _Time, nullable=False),
-    ]
-
-
 directory_versions = sa.Table("directory_versions", metadata, *_directory_versions_columns())
 alerts = sa.Table(
     "alerts",
@@ -125,5 +109,5 @@ sa.Index(
 )
 alert_timeline = sa.Table("alert_timeline", metadata, *_timeline_columns())
 sa.Index("ix_alert_timeline_alert_id", alert_timeline.c.alert_id, alert_timeline.c.id)
-alert_deliveries = sa.Table("alert_deliveries", metadata, *_deliveries_columns())
-sa.Index("ix_alert_deliveries_alert_id", alert_deliveries.c.alert_id)
+# The delivery engine's durable queue and record of every notification (router_0003).
+delivery_records = delivery_records_table(metadata)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import AfterCommit, UnitOfWork
+from services.common.delivery import DeliveryState, Transaction
 from services.router.domain import (
     AlertRecord,
     DirectoryDocument,
@@ -24,8 +25,7 @@ from services.router.domain import (
     Transition,
 )
 from services.router.repository import (
-    DeliveryClaim,
-    DeliveryOutcome,
+    AcceptDelivery,
     SqlAlertRepository,
     SqlDeliveryRepository,
     SqlDirectoryRepository,
@@ -96,21 +96,9 @@ class DirectoryRepository(Protocol):
 
 
 class DeliveryRepository(Protocol):
-    """The idempotency record of each delivery id."""
+    """How this router's notifications stand (the delivery engine's records)."""
 
-    async def claim(
-        self, claim: DeliveryClaim, *, outcome: DeliveryOutcome, at: datetime
-    ) -> bool: ...
-
-    async def finish(
-        self,
-        delivery_id: uuid.UUID,
-        *,
-        outcome: DeliveryOutcome,
-        attempts: int,
-        at: datetime,
-        error: str | None = None,
-    ) -> None: ...
+    async def states(self, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, DeliveryState]: ...
 
 
 class RouterUoW(Protocol):
@@ -129,31 +117,53 @@ class RouterUoW(Protocol):
 
 
 class RouterUnitOfWork(UnitOfWork):
-    """The common unit of work with router's repositories over its session."""
+    """The common unit of work with router's repositories over its session.
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession], *, source: str) -> None:
+    `accept` is the delivery engine's: transitions that order deliveries need it.
+    """
+
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        *,
+        source: str,
+        accept: AcceptDelivery | None = None,
+    ) -> None:
         super().__init__(factory)
         self._source = source
-        self._outer: UnitOfWork | None = None
+        self._accept = accept
+        self._joined: AsyncSession | None = None
 
     @classmethod
-    def joining(cls, outer: UnitOfWork, *, source: str) -> RouterUnitOfWork:
-        """Router's view of a unit of work opened elsewhere (a Kafka consumer's).
+    def joining(
+        cls, outer: UnitOfWork | Transaction, *, source: str, accept: AcceptDelivery | None = None
+    ) -> RouterUnitOfWork:
+        """Router's view of a unit of work opened elsewhere (a Kafka consumer's, or the
+        delivery engine's transaction that records an outcome).
 
         It shares the outer session, so the outer owner (the consumer, which also holds
-        the inbox row in it) still commits; the use case given this view never does.
+        the inbox row in it; the engine, which settles the delivery record in it) still
+        commits; the use case given this view never does.
         """
-        joined = cls(outer._factory, source=source)
-        joined._outer = outer
+        return cls.over(outer.session, source=source, accept=accept)
+
+    @classmethod
+    def over(
+        cls, session: AsyncSession, *, source: str, accept: AcceptDelivery | None = None
+    ) -> RouterUnitOfWork:
+        """Router's repositories over a session someone else opened and will end."""
+        # No factory: a joined view never opens a session of its own.
+        joined = cls(cast(async_sessionmaker[AsyncSession], None), source=source, accept=accept)
+        joined._joined = session
         return joined
 
     @property
     def session(self) -> AsyncSession:
-        return self._outer.session if self._outer is not None else super().session
+        return self._joined if self._joined is not None else super().session
 
     @property
     def alerts(self) -> SqlAlertRepository:
-        return SqlAlertRepository(self.session, source=self._source)
+        return SqlAlertRepository(self.session, source=self._source, accept=self._accept)
 
     @property
     def directory(self) -> SqlDirectoryRepository:

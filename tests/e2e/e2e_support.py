@@ -109,15 +109,23 @@ class Cast:
     def liaison_hook(self, webhook: WebhookSink, liaison_id: str) -> str:
         return webhook.url(f"/liaisons/{liaison_id}")
 
-    def directory(self, webhook: WebhookSink, *, spoc_wait_s: float) -> dict[str, Any]:
-        """The router's directory: the SPOC (webhook and e-mail), then a backup by e-mail."""
+    def directory(
+        self, webhook: WebhookSink, *, spoc_wait_s: float, spoc_hook: str | None = None
+    ) -> dict[str, Any]:
+        """The router's directory: the SPOC (webhook and e-mail), then a backup by e-mail.
+
+        `spoc_hook`: another address for the SPOC's webhook (e.g. a faulty receiver).
+        """
         return {
             "people": [
                 {
                     "id": self.spoc_id,
                     "name": "Assistant Chief A. Reyes",
                     "role": "Assistant Chief, Support and Community Outreach (SPOC)",
-                    "channels": {"webhook_url": self.spoc_hook(webhook), "email": self.spoc_email},
+                    "channels": {
+                        "webhook_url": spoc_hook or self.spoc_hook(webhook),
+                        "email": self.spoc_email,
+                    },
                 },
                 {
                     "id": self.backup_id,
@@ -310,7 +318,6 @@ def _groups(router_prefix: str, rumor_prefix: str) -> dict[str, str]:
     """Every consumer group of the system and the topic it reads."""
     return {
         f"{router_prefix}.notices": NOTICES,
-        f"{router_prefix}.adapters": DELIVERIES,
         f"{rumor_prefix}rumor_control.notices": NOTICES,
         f"{rumor_prefix}rumor_control.alerts": ALERTS,
         f"{rumor_prefix}rumor_control.deliveries": DELIVERIES,
@@ -328,15 +335,20 @@ async def running_system(
     rumor_controls: int = 1,
     spoc_wait_s: float = 60.0,
     extra_env: dict[str, str] | None = None,
+    spoc_hook: str | None = None,
 ) -> AsyncIterator[System]:
-    """Start the sinks and every process; stop them all afterwards, whatever happened."""
+    """Start the sinks and every process; stop them all afterwards, whatever happened.
+
+    `spoc_hook`: where the SPOC's webhook goes instead of the webhook sink.
+    """
     cast = Cast()
     async with AsyncExitStack() as stack:
         webhook = stack.enter_context(WebhookSink(secrets=[WEBHOOK_SECRET.encode()]))
         smtp = stack.enter_context(SmtpSink())
         directory_file = tmp_path / "directory.yaml"
         directory_file.write_text(
-            yaml.safe_dump(cast.directory(webhook, spoc_wait_s=spoc_wait_s)), "utf-8"
+            yaml.safe_dump(cast.directory(webhook, spoc_wait_s=spoc_wait_s, spoc_hook=spoc_hook)),
+            "utf-8",
         )
         department_file = tmp_path / "department.yaml"
         department_file.write_text(

@@ -249,10 +249,17 @@ async def _assert_timelines(system: System, *, alert_id: str, bulletin_id: str) 
     assert kinds.count("triggered") == 1, kinds
     assert kinds.count("acknowledged") == 1, kinds
     assert "escalated" not in kinds, kinds
-    delivered = sorted(
-        (e["recipient_id"], e["channel"]) for e in entries if e["kind"] == "delivered"
+    # Both channels are sent concurrently: the killed router may have sent the other one
+    # without recording it. Its lease runs out and the survivor takes the record over; if
+    # the SPOC acknowledged meanwhile, that one is settled as skipped, not sent again (the
+    # sinks above prove it arrived once).
+    settled = sorted(
+        (e["recipient_id"], e["channel"])
+        for e in entries
+        if e["kind"] in ("delivered", "delivery_skipped")
     )
-    assert delivered == [(cast.spoc_id, "email"), (cast.spoc_id, "webhook")], entries
+    assert settled == [(cast.spoc_id, "email"), (cast.spoc_id, "webhook")], entries
+    assert any(e["kind"] == "delivered" for e in entries), entries
 
     steps = await http.get(
         f"{system.rumor_url}/v1/bulletins/{bulletin_id}/timeline", headers=system.auth("ops")

@@ -1,23 +1,26 @@
-"""Notify: ask the channel adapters to reach one person about an alert, on each channel.
+"""Notify: ask the delivery engine to reach one person about an alert, on each channel.
 
 A notification is part of the change that causes it: the caller adds what `notify`
-returns to its transition, so the delivery requests and their "notified" timeline
-entries are written with the state change, in one repository call.
+returns to its transition, so the delivery orders (accepted by the delivery engine into
+its durable queue, `delivery_records`) and their "notified" timeline entries are written
+with the state change, in one repository call and one transaction. Nothing travels over
+Kafka: this router's own delivery engine sends them (`services/router/delivery/`).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from schemas.deliveries import DeliveryRequested
+from schemas.base import Status
+from services.common.cloudevents import current_correlation_id
+from services.common.delivery.records import DeliveryOrder
 from services.common.logging import get_logger
 from services.router.deps import RouterDeps
 from services.router.domain import (
     AlertRecord,
     EscalationPosition,
-    Publication,
     TimelineRecord,
     Transition,
     delivery_id_for,
@@ -25,7 +28,7 @@ from services.router.domain import (
 from services.router.messages import RenderedMessage, render_notification
 from services.router.observability import alert_fields
 
-__all__ = ["Purpose", "notify"]
+__all__ = ["Purpose", "notify", "order_context"]
 
 log = get_logger(__name__)
 
@@ -43,7 +46,7 @@ def notify(
     correlation_id: str | None = None,
     cancel_reason: str | None = None,
 ) -> Transition:
-    """`transition`, also requesting delivery to `recipient_id` on each frozen channel.
+    """`transition`, also ordering delivery to `recipient_id` on each frozen channel.
 
     `at_position=False` (a cancellation) ties the messages to no escalation step.
     """
@@ -56,25 +59,24 @@ def notify(
         )
         return transition
     message = _render(deps, alert, purpose=purpose, where=where, cancel_reason=cancel_reason)
+    context = order_context(message, status=alert.status, position=where)
     entries: list[TimelineRecord] = []
-    requests: list[Publication] = []
+    orders: list[DeliveryOrder] = []
     for channel in recipient.channels.kinds():
         delivery_id = _delivery_id(alert, recipient_id, channel, purpose, where)
-        request = DeliveryRequested(
-            delivery_id=delivery_id,
-            origin="router",
-            aggregate_id=alert.id,
-            aggregate_version=alert.notice_version,
-            purpose=purpose,
-            recipient_id=recipient_id,
-            channel=channel,
-            language="en",
-            status=alert.status,
-            headline=message.headline,
-            body=message.body,
-            requested_at=now,
+        orders.append(
+            DeliveryOrder(
+                delivery_id=delivery_id,
+                aggregate_id=alert.id,
+                aggregate_version=alert.notice_version,
+                recipient_id=recipient_id,
+                channel=channel,
+                purpose=purpose,
+                language="en",
+                context=context,
+                correlation_id=correlation_id or current_correlation_id.get(),
+            )
         )
-        requests.append(Publication(request, correlation_id))
         entries.append(
             TimelineRecord(
                 kind="notified",
@@ -87,7 +89,24 @@ def notify(
                 detail={"purpose": purpose},
             )
         )
-    return transition.also(tuple(entries), tuple(requests))
+    return transition.also(tuple(entries), deliveries=tuple(orders))
+
+
+def order_context(
+    message: RenderedMessage, *, status: Status, position: EscalationPosition | None
+) -> dict[str, Any]:
+    """What a delivery record keeps to render its message: releasable text and the step.
+
+    Never an address (the plan reads it from the alert's frozen snapshot when it sends)
+    and never the acknowledgement link (a credential, minted at send time).
+    """
+    return {
+        "headline": message.headline,
+        "body": message.body,
+        "status": status,
+        "step": position.step if position is not None else None,
+        "repeat": position.repeat if position is not None else None,
+    }
 
 
 def _render(

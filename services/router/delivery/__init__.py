@@ -1,8 +1,30 @@
-"""Router's channel adapters: deliver a requested notification on one channel, once."""
+"""Router's deliveries through the shared delivery engine (services/common/delivery).
+
+`plan.RouterDeliveryPlan` tells the engine what to send for an alert (`compose`) and
+what each outcome means for the alert (`outcomes`: timeline, events, escalation).
+The composition root (`app.py`) builds the engine with this plan and runs it.
+"""
 
 from __future__ import annotations
 
-from services.router.delivery.adapters import ChannelAdapters, Channels, DeliveryError
-from services.router.delivery.deliver import compose, deliver
+from services.router.delivery.compose import compose, outbound, position_of
+from services.router.delivery.outcomes import (
+    failure_reason,
+    record_attempt_failed,
+    record_delivered,
+    record_failed,
+    record_skipped,
+)
+from services.router.delivery.plan import RouterDeliveryPlan
 
-__all__ = ["ChannelAdapters", "Channels", "DeliveryError", "compose", "deliver"]
+__all__ = [
+    "RouterDeliveryPlan",
+    "compose",
+    "failure_reason",
+    "outbound",
+    "position_of",
+    "record_attempt_failed",
+    "record_delivered",
+    "record_failed",
+    "record_skipped",
+]

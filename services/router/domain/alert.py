@@ -43,6 +43,7 @@ __all__ = [
     "drill_prefix",
     "first_position",
     "next_step",
+    "notifies_current_step",
     "urgency_for",
     "window_over",
 ]
@@ -163,6 +164,26 @@ def delivery_still_wanted(
     if request_version < alert_version:
         return False
     return state not in ("acknowledged", "resolved")
+
+
+def notifies_current_step(
+    alert: AlertRecord,
+    *,
+    recipient_id: uuid.UUID,
+    notice_version: int,
+    position: EscalationPosition | None,
+) -> bool:
+    """Whether a notification is the one the alert's open step is waiting on.
+
+    Only that one can make the step give up early: a failure towards an earlier step, an
+    older version or someone told of an update only says nothing about the current wait.
+    """
+    return (
+        alert.is_open
+        and position == alert.position
+        and notice_version == alert.notice_version
+        and recipient_id == alert.snapshot.target(alert.step)
+    )
 
 
 # --- urgency, drills, expiry ---------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A decision (`domain.transitions`) returns a Transition; the repository applies it in one
 call: the row change (guarded by a compare-and-set where it must be), the timeline
-entries and the outbox events together.
+entries, the outbox events and the delivery orders (rows of the delivery engine's
+durable queue) together, or nothing at all when the guard fails.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from schemas.alerts import AckMethod
 from schemas.base import EventData
+from services.common.delivery.records import DeliveryOrder
 from services.router.domain.alert import (
     AlertRecord,
     AlertState,
@@ -90,14 +92,22 @@ class Transition:
     timeline: tuple[TimelineRecord, ...] = ()
     events: tuple[Publication, ...] = ()
     guard: Guard | None = None
+    # Messages to deliver, accepted by the delivery engine in the same transaction.
+    deliveries: tuple[DeliveryOrder, ...] = ()
 
     def also(
         self,
         timeline: tuple[TimelineRecord, ...] = (),
         events: tuple[Publication, ...] = (),
+        deliveries: tuple[DeliveryOrder, ...] = (),
     ) -> Transition:
-        """The same change, recording and publishing more (e.g. its notifications)."""
-        return replace(self, timeline=self.timeline + timeline, events=self.events + events)
+        """The same change, recording, publishing and delivering more (its notifications)."""
+        return replace(
+            self,
+            timeline=self.timeline + timeline,
+            events=self.events + events,
+            deliveries=self.deliveries + deliveries,
+        )
 
 
 def record(

@@ -52,6 +52,7 @@ __all__ = [
     "acknowledge",
     "cancel",
     "content_of",
+    "escalate_now",
     "expire",
     "fire_timer",
     "mark_delivered",
@@ -424,3 +425,17 @@ def mark_delivered(alert: AlertRecord, *, notice_version: int, at: datetime) -> 
     """triggered -> delivered, only for the version the delivered message carried."""
     after = replace(alert, state="delivered", updated_at=at)
     return Transition(alert, after, guard=VersionGuard(frozenset({"triggered"}), notice_version))
+
+
+def escalate_now(alert: AlertRecord, *, now: datetime) -> Transition | None:
+    """The current step cannot be reached at all: its timer is due now, not after `wait_s`.
+
+    None when there is nothing to hasten (the alert is no longer open, or its timer is
+    due already). The same compare-and-set as the timer itself (the active escalation
+    id): whichever instance records the step's last failure, the step escalates once, and
+    the escalation worker fires it like any other due timer.
+    """
+    if alert.state not in OPEN_STATES or alert.next_fire_at is None or alert.next_fire_at <= now:
+        return None
+    after = replace(alert, next_fire_at=now, updated_at=now)
+    return Transition(alert, after, guard=EscalationGuard(OPEN_STATES, alert.active_escalation_id))

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from services.router.repository.alerts import SqlAlertRepository
-from services.router.repository.deliveries import (
-    DeliveryClaim,
-    DeliveryOutcome,
-    SqlDeliveryRepository,
-)
+from services.router.repository.alerts import AcceptDelivery, SqlAlertRepository
+from services.router.repository.deliveries import SqlDeliveryRepository
 from services.router.repository.directory import SqlDirectoryRepository
 
 __all__ = [
-    "DeliveryClaim",
-    "DeliveryOutcome",
+    "AcceptDelivery",
     "SqlAlertRepository",
     "SqlDeliveryRepository",
     "SqlDirectoryRepository",

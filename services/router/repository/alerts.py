@@ -1,14 +1,15 @@
 """Alerts (with their durable timers) and their timeline, in the caller's transaction.
 
 `apply` is the only write: a decided `Transition` becomes its row change, its timeline
-entries and its outbox events at once. Times are UTC; SQLite hands datetimes back naive,
+entries, its outbox events and its delivery orders (accepted by the delivery engine into
+`delivery_records`) at once. Times are UTC; SQLite hands datetimes back naive,
 so reads re-attach UTC.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any, assert_never, cast
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.alerts import AckMethod, ResolutionReason, Urgency
 from schemas.base import Status
+from services.common.delivery.records import DeliveryOrder
 from services.common.outbox import enqueue
 from services.router.domain import (
     OPEN_STATES,
@@ -35,7 +37,10 @@ from services.router.domain import (
 from services.router.repository._sql import aware, is_postgres, must
 from services.router.tables import alert_timeline, alerts
 
-__all__ = ["SqlAlertRepository"]
+__all__ = ["AcceptDelivery", "SqlAlertRepository"]
+
+# The delivery engine's `accept`: records an order in the caller's transaction.
+AcceptDelivery = Callable[[AsyncSession, DeliveryOrder], Awaitable[bool]]
 
 _COLUMNS = tuple(f.name for f in fields(AlertRecord))
 
@@ -143,11 +148,17 @@ def _timeline_values(alert_id: uuid.UUID, entry: TimelineRecord) -> dict[str, ob
 
 
 class SqlAlertRepository:
-    """Alerts and their timelines; `source` names this service on the events it enqueues."""
+    """Alerts and their timelines; `source` names this service on the events it enqueues.
 
-    def __init__(self, session: AsyncSession, *, source: str) -> None:
+    `accept` is the delivery engine's, for transitions that order deliveries.
+    """
+
+    def __init__(
+        self, session: AsyncSession, *, source: str, accept: AcceptDelivery | None = None
+    ) -> None:
         self._session = session
         self._source = source
+        self._accept = accept
 
     # --- reads -----------------------------------------------------------------------
 
@@ -186,7 +197,7 @@ class SqlAlertRepository:
     # --- the one write ----------------------------------------------------------------
 
     async def apply(self, transition: Transition) -> bool:
-        """Write the row change, the timeline entries and the events; False if the guard failed.
+        """Write the row, timeline, events and delivery orders; False if the guard failed.
 
         A failed guard (another instance fired the timer, an ack cleared it) writes nothing.
         """
@@ -211,6 +222,11 @@ class SqlAlertRepository:
                 source=self._source,
                 correlation_id=publication.correlation_id,
             )
+        if transition.deliveries:
+            if self._accept is None:
+                raise RuntimeError("this unit of work has no delivery engine to accept orders")
+            for order in transition.deliveries:
+                await self._accept(self._session, order)
         return True
 
     # --- timers ---------------------------------------------------------------------

@@ -94,7 +94,7 @@ def start_router(
             make_settings,
             kafka_bootstrap=kafka_bootstrap,
             database_url=database_url,
-            smtp_port=sinks.smtp.port,
+            smtp_port=overrides.pop("smtp_port", sinks.smtp.port),
             prefix=prefix,
             **overrides,
         )

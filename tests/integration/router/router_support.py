@@ -1,9 +1,9 @@
 """Shared pieces of the router's integration tests: notices, directories, sinks, groups.
 
-Router consumes the real `aviso.notices.v1` and `aviso.deliveries.v1`. Each test app gets
-consumer groups of its own (`router_group_prefix`), positioned at the end of both topics
-before it starts, so it neither steals another test's messages nor replays the history
-of every earlier run.
+Router consumes the real `aviso.notices.v1` (its notifications leave through its own
+delivery engine, not Kafka). Each test app gets a consumer group of its own
+(`router_group_prefix`), positioned at the end of the topic before it starts, so it
+neither steals another test's messages nor replays the history of every earlier run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from deploy.local.kafka import ensure_topics
 from deploy.local.sinks import SmtpSink, WebhookSink
 from schemas.base import Status, version_ref
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
-from schemas.topics import ALERTS, DELIVERIES, NOTICES
+from schemas.topics import ALERTS, NOTICES
 from services.common.cloudevents import new_event
 from services.common.db import make_engine
 from services.common.messaging import outbox_messages
@@ -54,8 +54,8 @@ LINK_SECRET = "router-test-link-secret"
 
 async def position_groups_at_end(bootstrap: str, prefix: str) -> None:
     """Commit the current end offsets for the router's groups, as if they had read it all."""
-    await ensure_topics(bootstrap, [NOTICES, DELIVERIES, ALERTS])
-    for topic, group in ((NOTICES, f"{prefix}.notices"), (DELIVERIES, f"{prefix}.adapters")):
+    await ensure_topics(bootstrap, [NOTICES, ALERTS])
+    for topic, group in ((NOTICES, f"{prefix}.notices"),):
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
         )

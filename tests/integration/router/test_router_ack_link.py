@@ -12,7 +12,6 @@ import pytest
 
 from deploy.local.common import free_port
 from deploy.local.sinks import WebhookSink
-from schemas.topics import DLQ
 from services.common.signing import make_link_token
 from services.router.domain import alert_id_for
 from tests.integration.router.conftest import RouterFactory, Sinks
@@ -27,7 +26,6 @@ from tests.integration.router.router_support import (
     publish,
     wait_sink,
 )
-from tests.support.kafka_io import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -158,37 +156,64 @@ async def test_expired_or_tampered_links_are_refused(
         assert ok.status_code == 200
 
 
-async def test_unreachable_webhook_is_retried_then_dead_lettered_and_email_still_goes(
+async def test_unreachable_webhook_fails_on_the_timeline_and_email_still_goes(
     pg_database: str, start_router: RouterFactory, sinks: Sinks, kafka_bootstrap: str
 ) -> None:
     people = People.fresh()
     directory = directory_json(people, sinks.webhook, spoc_wait_s=60)
     directory["people"][0]["channels"]["webhook_url"] = f"http://127.0.0.1:{free_port()}/gone"
-    async with start_router(database_url=pg_database, directory=directory, people=people) as router:
+    async with start_router(
+        database_url=pg_database,
+        directory=directory,
+        people=people,
+        delivery_retry_base_s=0.1,
+        delivery_retry_max_s=0.3,
+        router_delivery_give_up_s=2.0,
+    ) as router:
         first = notice()
         alert_id = alert_id_for(first.notice_id)
         await publish(kafka_bootstrap, first)
         await wait_sink(sinks.smtp, lambda items: any(str(alert_id) in m["text"] for m in items))
 
-        group = f"{router.prefix}.adapters"
+        def webhook_failures(body: dict[str, Any]) -> list[dict[str, Any]]:
+            return [
+                e
+                for e in body["entries"]
+                if e["kind"] == "delivery_failed" and e["channel"] == "webhook"
+            ]
 
-        def ours(records: list[Any]) -> list[dict[str, Any]]:
-            letters = [json.loads(r.value) for r in records]
-            return [letter for letter in letters if letter.get("consumer_group") == group]
+        body = await poll_json(
+            router.client,
+            f"/v1/alerts/{alert_id}/timeline",
+            router.ops,
+            lambda b: any(e["detail"]["final"] for e in webhook_failures(b)),
+        )
+        failures = webhook_failures(body)
+        # Retried (same delivery id) until the give-up time, then failed for good.
+        assert len(failures) >= 2
+        assert {e["delivery_id"] for e in failures} == {failures[0]["delivery_id"]}
+        assert {e["detail"]["reason"] for e in failures} == {"unreachable"}
+        assert [e["detail"]["final"] for e in failures][-1] is True
+        assert not any(e["detail"]["final"] for e in failures[:-1])
+        assert "127.0.0.1" not in json.dumps(failures)  # never an address
+        assert [e["channel"] for e in body["entries"] if e["kind"] == "delivered"] == ["email"]
 
-        records = await read_topic(kafka_bootstrap, DLQ, until=lambda rs: bool(ours(rs)))
-        letter = ours(records)[0]
-        assert letter["attempts"] == router.settings.consumer_max_attempts
-        assert letter["original_topic"] == "aviso.deliveries.v1"
-        assert letter["error_type"] == "DeliveryError"
-        assert "channel" not in letter["error_message"]  # no address either: only the kind
-        assert "127.0.0.1" not in letter["error_message"]
-
-        timeline = (
-            await router.client.get(f"/v1/alerts/{alert_id}/timeline", headers=router.ops)
-        ).json()["entries"]
-        assert [e["channel"] for e in timeline if e["kind"] == "delivered"] == ["email"]
+        events = await alert_events(
+            kafka_bootstrap,
+            alert_id,
+            settings=router.settings,
+            until=lambda es: any(
+                e["type"] == "alert.delivery_failed" and e["data"]["final"] for e in es
+            ),
+        )
+        failed = [e["data"] for e in events if e["type"] == "alert.delivery_failed"]
+        assert {(f["channel"], f["reason"]) for f in failed} == {("webhook", "unreachable")}
+        # The e-mail reached the SPOC, so the step is not unreachable: no early escalation.
+        alert = (await router.client.get(f"/v1/alerts/{alert_id}", headers=router.ops)).json()
+        assert alert["state"] == "delivered"
+        assert alert["escalation_count"] == 0
         metrics = (await router.client.get("/metrics")).text
-        assert 'aviso_router_delivery_failures_total{channel="webhook",permanent="false"}' in (
-            metrics
+        assert (
+            'aviso_router_delivery_failures_total{channel="webhook",final="true",'
+            'reason="unreachable"}' in metrics
         )

@@ -17,6 +17,7 @@ from typing import Any, cast
 from schemas.base import Status, version_ref
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit
+from services.common.delivery import DeliveryOrder, DeliveryState
 from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
 from services.router.domain import (
@@ -31,7 +32,6 @@ from services.router.domain import (
     Transition,
     VersionGuard,
 )
-from services.router.repository import DeliveryClaim, DeliveryOutcome
 from services.router.unit_of_work import RouterUnitOfWork
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -61,9 +61,9 @@ class FakeStore:
     timeline: list[tuple[uuid.UUID, TimelineEntry]] = field(default_factory=list)
     outbox: list[Publication] = field(default_factory=list)
     directories: list[DirectoryVersion] = field(default_factory=list)
-    deliveries: dict[uuid.UUID, tuple[DeliveryOutcome, int, str | None]] = field(
-        default_factory=dict
-    )
+    # What the delivery engine was asked to deliver, and the state of each record.
+    orders: list[DeliveryOrder] = field(default_factory=list)
+    delivery_states: dict[uuid.UUID, DeliveryState] = field(default_factory=dict)
 
     def events(self, event_type: str) -> list[Any]:
         """The enqueued events of one type, in order."""
@@ -133,6 +133,10 @@ class FakeAlerts:
             )
             self.store.timeline.append((after.id, entry))
         self.store.outbox.extend(transition.events)
+        for order in transition.deliveries:
+            if order.delivery_id not in self.store.delivery_states:
+                self.store.orders.append(order)
+                self.store.delivery_states[order.delivery_id] = "pending"
         return True
 
     async def claim_due_timer(
@@ -220,22 +224,12 @@ class FakeDeliveries:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
 
-    async def claim(self, claim: DeliveryClaim, *, outcome: DeliveryOutcome, at: datetime) -> bool:
-        if claim.delivery_id in self.store.deliveries:
-            return False
-        self.store.deliveries[claim.delivery_id] = (outcome, 0, None)
-        return True
-
-    async def finish(
-        self,
-        delivery_id: uuid.UUID,
-        *,
-        outcome: DeliveryOutcome,
-        attempts: int,
-        at: datetime,
-        error: str | None = None,
-    ) -> None:
-        self.store.deliveries[delivery_id] = (outcome, attempts, error)
+    async def states(self, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, DeliveryState]:
+        return {
+            i: self.store.delivery_states[i]
+            for i in delivery_ids
+            if i in self.store.delivery_states
+        }
 
 
 class FakeUnitOfWork:
@@ -270,27 +264,6 @@ class FakeUnitOfWork:
         self.effects = []
 
 
-class FakeChannels:
-    """Records what would have been sent; `fail` makes the next sends raise."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.attempts: dict[uuid.UUID, int] = {}
-        self.fail: Exception | None = None
-
-    async def send(self, **message: Any) -> None:
-        if self.fail is not None:
-            raise self.fail
-        self.sent.append(message)
-
-    def count_attempt(self, delivery_id: uuid.UUID) -> int:
-        self.attempts[delivery_id] = self.attempts.get(delivery_id, 0) + 1
-        return self.attempts[delivery_id]
-
-    def forget(self, delivery_id: uuid.UUID) -> None:
-        self.attempts.pop(delivery_id, None)
-
-
 @dataclass(frozen=True)
 class FakeDeps(RouterDeps):
     """RouterDeps whose units of work are fakes over one store."""
@@ -302,7 +275,8 @@ class FakeDeps(RouterDeps):
 
 
 def make_deps(tmp_path: Path, *, clock: Clock | None = None, **settings: Any) -> FakeDeps:
-    """Deps for a use case under test: fake store, fake channels, a movable clock."""
+    """Deps for a use case under test: fake store, a movable clock (no delivery engine: the
+    fake repository records the orders a transition carries)."""
     values: dict[str, Any] = {
         "var_dir": tmp_path,
         "database_url": None,
@@ -314,7 +288,6 @@ def make_deps(tmp_path: Path, *, clock: Clock | None = None, **settings: Any) ->
     return FakeDeps(
         settings=RouterSettings(**values),
         sessions=None,  # type: ignore[arg-type]  # never opened: the store is in memory
-        channels=FakeChannels(),
         clock=clock or Clock(),
     )
 

@@ -49,9 +49,9 @@ async def test_open_alert_freezes_the_directory_and_notifies_the_spoc_on_each_ch
     assert alert.snapshot.directory_version == 1
     assert alert.next_fire_at == NOW + timedelta(seconds=60)
     assert [e.kind for e in deps.store.entries(alert.id)] == ["triggered", "notified", "notified"]
-    requests = deps.store.events("delivery.requested")
+    requests = deps.store.orders
     assert [(r.recipient_id, r.channel) for r in requests] == [(SPOC, "webhook"), (SPOC, "email")]
-    assert all(r.headline.startswith("DRILL ") for r in requests)
+    assert all(r.context["headline"].startswith("DRILL ") for r in requests)
     assert [t.recipient_id for t in deps.store.events("alert.triggered")] == [SPOC]
     assert [e["event"] for e in logs] == ["alert.triggered"]
 
@@ -96,7 +96,7 @@ async def test_reopen_requires_a_fresh_ack_and_tells_whoever_acknowledged(deps: 
     assert alert.active_escalation_id != acked.active_escalation_id
     reopened = deps.store.entries(alert_id, "reopened")
     assert reopened[0].detail["previous_state"] == "acknowledged"
-    updates = [r for r in deps.store.events("delivery.requested") if r.purpose == "update"]
+    updates = [r for r in deps.store.orders if r.purpose == "update"]
     assert {r.recipient_id for r in updates} == {SPOC, BACKUP}
     assert deps.store.events("alert.triggered")[-1].cause == "notice.updated"
 
@@ -133,7 +133,7 @@ async def test_cancel_resolves_and_tells_everyone_who_was_notified(deps: FakeDep
     )
     resolved = deps.store.events("alert.resolved")
     assert [(r.reason, r.acknowledged) for r in resolved] == [("notice_cancelled", False)]
-    cancels = [r for r in deps.store.events("delivery.requested") if r.purpose == "cancel"]
+    cancels = [r for r in deps.store.orders if r.purpose == "cancel"]
     assert [(r.recipient_id, r.channel) for r in cancels] == [(SPOC, "webhook"), (SPOC, "email")]
     # A second cancellation (redelivered) is stale: nothing more.
     await alerting.cancel_alert(FakeUnitOfWork(deps.store), deps=deps, notice=cancelled(first, 2))

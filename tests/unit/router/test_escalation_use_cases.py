@@ -73,7 +73,7 @@ async def test_a_due_timer_escalates_to_the_next_step_then_exhausts(
     assert alert.next_fire_at == NOW + timedelta(seconds=30.5)
     [event] = deps.store.events("alert.escalated")
     assert (event.recipient_id, event.escalation_count) == (BACKUP, 1)
-    requests = [r for r in deps.store.events("delivery.requested") if r.purpose == "escalation"]
+    requests = [r for r in deps.store.orders if r.purpose == "escalation"]
     assert [r.recipient_id for r in requests] == [BACKUP]
     assert [e["event"] for e in logs] == ["alert.escalated"]
 

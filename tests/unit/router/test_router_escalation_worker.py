@@ -17,7 +17,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def worker(tmp_path: Any) -> EscalationWorker:
     settings = RouterSettings(var_dir=tmp_path, router_timer_poll_interval_s=0.5)
-    deps = RouterDeps(settings=settings, sessions=None, channels=None, clock=lambda: NOW)  # type: ignore[arg-type]
+    deps = RouterDeps(settings=settings, sessions=None, clock=lambda: NOW)  # type: ignore[arg-type]
     return EscalationWorker(deps)
 
 

@@ -8,7 +8,6 @@ recorders, so what is checked is which use case ran, with what input, in which u
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,18 +17,17 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from schemas.base import EventData
-from schemas.deliveries import DeliveryRequested
 from schemas.topics import DELIVERIES, NOTICES
 from services.common.cloudevents import current_correlation_id, new_event
 from services.common.db import make_engine, make_session_factory
 from services.common.kafka import EventConsumer
 from services.common.messaging import messaging_metadata
-from services.router import alerting, delivery
+from services.router import alerting
 from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
 from services.router.subscribers import register_consumers
 from services.router.unit_of_work import RouterUnitOfWork
-from tests.unit.router.fakes import NOW, SPOC, FakeChannels, cancelled, received, updated
+from tests.unit.router.fakes import cancelled, received, updated
 
 
 @dataclass
@@ -66,8 +64,7 @@ async def wired(
     monkeypatch.setattr(alerting, "open_alert", recorder.use_case("open_alert", "notice"))
     monkeypatch.setattr(alerting, "reopen_alert", recorder.use_case("reopen_alert", "notice"))
     monkeypatch.setattr(alerting, "cancel_alert", recorder.use_case("cancel_alert", "notice"))
-    monkeypatch.setattr(delivery, "deliver", recorder.use_case("deliver", "request"))
-    register_consumers(consumer, RouterDeps(settings, sessions, FakeChannels()))
+    register_consumers(consumer, RouterDeps(settings, sessions))
     async with TestKafkaBroker(broker) as test_broker:
         yield test_broker, recorder
     await engine.dispose()
@@ -101,25 +98,13 @@ async def test_each_notice_event_runs_its_use_case_once(
     assert {n.notice_id for _, n, _, _ in recorder.calls} == {first.notice_id}
 
 
-async def test_a_delivery_request_runs_the_channel_adapter(
-    wired: tuple[KafkaBroker, Recorder],
-) -> None:
-    broker, recorder = wired
-    request = DeliveryRequested(
-        delivery_id=uuid.uuid4(),
-        origin="router",
-        aggregate_id=uuid.uuid4(),
-        aggregate_version=1,
-        purpose="alert",
-        recipient_id=SPOC,
-        channel="email",
-        language="en",
-        status="Actual",
-        headline="Advance notice",
-        body="Body",
-        requested_at=NOW,
-    )
-    await _publish(broker, request, DELIVERIES, "corr-d")
-    assert [(name, r.delivery_id, c) for name, r, c, _ in recorder.calls] == [
-        ("deliver", request.delivery_id, "corr-d")
-    ]
+async def test_router_consumes_only_notices(wired: tuple[KafkaBroker, Recorder]) -> None:
+    # Delivery requests no longer travel over Kafka: the router's own engine delivers.
+    broker, _ = wired
+    topics = {
+        getattr(t, "name", t)
+        for subscriber in broker.subscribers
+        for t in subscriber.topics  # type: ignore[attr-defined]
+    }
+    assert topics == {NOTICES}
+    assert DELIVERIES not in topics

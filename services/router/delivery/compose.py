@@ -1,0 +1,107 @@
+"""What one notification says on one channel: the releasable text plus the one-click link.
+
+The text was rendered when the notification was decided (`alerting.notify`) and kept on
+the delivery record; the acknowledgement link is a credential, so it is minted here, at
+send time, and never stored. The address comes from the alert's frozen snapshot.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, assert_never
+
+from schemas.base import Status, is_drill
+from services.common.delivery import (
+    DeliveryError,
+    DeliveryRecord,
+    EmailOutbound,
+    Outbound,
+    WebhookOutbound,
+)
+from services.router.acknowledgement.links import ack_link
+from services.router.deps import RouterDeps
+from services.router.domain import AlertRecord, EscalationPosition
+from services.router.messages import render_footer
+
+__all__ = ["compose", "outbound", "position_of"]
+
+
+def position_of(record: DeliveryRecord) -> EscalationPosition | None:
+    """The escalation step a notification belongs to (None: a cancellation)."""
+    step, repeat = record.context.get("step"), record.context.get("repeat")
+    if step is None:
+        return None
+    return EscalationPosition(int(repeat or 0), int(step))
+
+
+def compose(
+    deps: RouterDeps, alert: AlertRecord, record: DeliveryRecord, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The text and webhook payload: the releasable text plus the one-click link."""
+    ack_url: str | None = None
+    ack_expires: datetime | None = None
+    if record.purpose != "cancel" and alert.snapshot.may_acknowledge(record.recipient_id):
+        ack_url, ack_expires = ack_link(
+            deps,
+            alert_id=alert.id,
+            version=record.aggregate_version,
+            person_id=record.recipient_id,
+            now=now,
+        )
+    text = str(record.context["body"]) + render_footer(
+        ack_url=ack_url,
+        ack_expires_at=ack_expires,
+        correlation_id=record.correlation_id,
+        delivery_id=record.delivery_id,
+        timezone=deps.timezone,
+    )
+    status: Status = record.context.get("status", alert.status)
+    payload = {
+        "type": "aviso.alert.notification",
+        "delivery_id": str(record.delivery_id),
+        "purpose": record.purpose,
+        "alert_id": str(alert.id),
+        "notice_id": str(alert.notice_id),
+        "notice_version": record.aggregate_version,
+        "status": status,
+        "drill": is_drill(status),
+        "urgency": alert.urgency,
+        "recipient_id": str(record.recipient_id),
+        "headline": record.context["headline"],
+        "text": text,
+        "ack_url": ack_url,
+        "ack_expires_at": ack_expires.isoformat() if ack_expires else None,
+        "notice_url": deps.notice_url(alert.notice_id),
+        # The webhook sender takes no extra headers, so the correlation id rides inside.
+        "correlation_id": record.correlation_id,
+        "sent_at": now.isoformat(),
+    }
+    return text, payload
+
+
+def outbound(
+    deps: RouterDeps, alert: AlertRecord, record: DeliveryRecord, now: datetime
+) -> Outbound:
+    """The message for `record` on its own channel, addressed from the frozen snapshot.
+
+    Raises DeliveryError("no_address") when the snapshot has no address on the channel:
+    a message is never sent on another channel instead.
+    """
+    recipient = alert.snapshot.recipient(record.recipient_id)
+    address = recipient.channels.address(record.channel) if recipient is not None else None
+    if address is None:
+        raise DeliveryError("no address on this channel in the snapshot", reason="no_address")
+    text, payload = compose(deps, alert, record, now)
+    channel = record.channel
+    match channel:
+        case "webhook":
+            return WebhookOutbound(url=address, payload=payload)
+        case "email":
+            return EmailOutbound(
+                to=address,
+                subject=str(record.context["headline"]),
+                text=text,
+                language=record.language,
+            )
+        case _:
+            assert_never(channel)

@@ -1,0 +1,300 @@
+"""What a notification's outcome does to its alert: the delivery engine's hooks, as use cases.
+
+Each runs inside the transaction in which the engine records the outcome (the record's
+new state, this alert's timeline entry, its outbox event and any escalation commit
+together) and never commits it. Logs and metrics wait for the commit.
+
+    delivered      -> timeline `delivered`, alert.delivered; triggered -> delivered
+    attempt failed -> timeline `delivery_failed` (final: false), alert.delivery_failed
+    failed for good-> timeline `delivery_failed` (final: true), alert.delivery_failed;
+                      every channel of the current step failed -> escalate now
+    skipped        -> timeline `delivery_skipped` (acknowledged, resolved, superseded)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, assert_never
+
+from schemas.alerts import AlertDelivered, AlertDeliveryFailed
+from schemas.base import Status
+from schemas.deliveries import DeliveryFailureReason
+from services.common.delivery import Delivered, DeliveryRecord, Failure, ReasonClass, Skip
+from services.common.logging import get_logger
+from services.router import domain
+from services.router.delivery.compose import position_of
+from services.router.deps import RouterDeps
+from services.router.domain import AlertRecord, Publication, TimelineKind, TimelineRecord
+from services.router.metrics import DELIVERIES, DELIVERY_FAILURES, STEPS_UNREACHABLE
+from services.router.observability import alert_fields, drill_label
+from services.router.unit_of_work import RouterUoW
+
+__all__ = [
+    "failure_reason",
+    "record_attempt_failed",
+    "record_delivered",
+    "record_failed",
+    "record_skipped",
+]
+
+log = get_logger(__name__)
+
+
+def failure_reason(reason: ReasonClass) -> DeliveryFailureReason:
+    """The engine's reason class as the contract's (`alert.delivery_failed.reason`)."""
+    match reason:
+        case "rate_limited":
+            return "http_5xx"  # the contract counts 408 and 429 as the receiver's trouble
+        case (
+            "timeout"
+            | "unreachable"
+            | "http_5xx"
+            | "http_4xx"
+            | "deferred"
+            | "rejected"
+            | "invalid_address"
+            | "no_address"
+            | "circuit_open"
+            | "internal"
+            | "expired"
+        ):
+            return reason
+        case _:
+            assert_never(reason)
+
+
+def _fields(
+    record: DeliveryRecord, alert: AlertRecord | None = None, **extra: Any
+) -> dict[str, Any]:
+    if alert is not None:
+        extra = {"notice_id": str(alert.notice_id), "drill": alert.drill, **extra}
+    return {
+        "alert_id": str(record.aggregate_id),
+        "notice_version": record.aggregate_version,
+        "delivery_id": str(record.delivery_id),
+        "recipient_id": str(record.recipient_id),
+        "channel": record.channel,
+        "purpose": record.purpose,
+        # The engine runs outside any request or message: the notice's chain is here.
+        "correlation_id": record.correlation_id,
+        **extra,
+    }
+
+
+def _entry(
+    record: DeliveryRecord, kind: TimelineKind, *, at: datetime, detail: dict[str, Any]
+) -> TimelineRecord:
+    return TimelineRecord(
+        kind=kind,
+        at=at,
+        notice_version=record.aggregate_version,
+        position=position_of(record),
+        recipient_id=record.recipient_id,
+        channel=record.channel,
+        delivery_id=record.delivery_id,
+        detail=detail,
+    )
+
+
+def _status(record: DeliveryRecord, alert: AlertRecord) -> Status:
+    status: Status = record.context.get("status", alert.status)
+    return status
+
+
+async def _alert(
+    uow: RouterUoW, record: DeliveryRecord, *, lock: bool = False
+) -> AlertRecord | None:
+    alert = await uow.alerts.get(record.aggregate_id, lock=lock)
+    if alert is None:
+        uow.after_commit(lambda: log.warning("alert.delivery_for_unknown_alert", **_fields(record)))
+    return alert
+
+
+async def record_delivered(
+    uow: RouterUoW, *, deps: RouterDeps, record: DeliveryRecord, result: Delivered
+) -> None:
+    """The receiver accepted the notification: the proof, and triggered -> delivered."""
+    alert = await _alert(uow, record)
+    if alert is None:
+        return
+    now = deps.clock()
+    position = position_of(record)
+    step = position.step if position is not None else alert.step
+    event = AlertDelivered(
+        alert_id=alert.id,
+        notice_id=alert.notice_id,
+        notice_version=record.aggregate_version,
+        status=_status(record, alert),
+        step=step,
+        recipient_id=record.recipient_id,
+        channel=record.channel,
+        attempts=result.attempts,
+        delivered_at=now,
+    )
+    detail = {"attempts": result.attempts, "purpose": record.purpose}
+    entry = _entry(record, "delivered", at=now, detail=detail)
+    current = alert
+    if record.purpose != "cancel":
+        # triggered -> delivered (only for the version this message carried)
+        marked = domain.mark_delivered(alert, notice_version=record.aggregate_version, at=now)
+        if await uow.alerts.apply(marked):
+            current = marked.after
+    publication = Publication(event, record.correlation_id)
+    await uow.alerts.apply(domain.record(current, entry, events=(publication,)))
+
+    def committed() -> None:
+        DELIVERIES.labels(record.channel).inc()
+        log.info("alert.delivered", **_fields(record, alert, step=step, attempts=result.attempts))
+
+    uow.after_commit(committed)
+
+
+async def record_attempt_failed(
+    uow: RouterUoW, *, deps: RouterDeps, record: DeliveryRecord, failure: Failure
+) -> None:
+    """An attempt failed and another follows: on the timeline and as an event.
+
+    `circuit_open` is recorded too: the message did not go because its destination's
+    breaker is open, which is what whoever reads the alert needs to know. It comes back
+    once per breaker cool-down at most, so it cannot flood the timeline.
+    """
+    alert = await _alert(uow, record)
+    if alert is None:
+        return
+    await _record_failure(uow, deps, alert, record, failure, step_unreachable=False)
+
+
+async def record_failed(
+    uow: RouterUoW, *, deps: RouterDeps, record: DeliveryRecord, failure: Failure
+) -> None:
+    """No more attempts on this channel; if the whole current step is unreachable, escalate now.
+
+    The alert row is locked first: the step's other channels may be settled by other
+    transactions (another batch, another router), and the last of them to commit must
+    see the others' outcomes, or nobody would notice that the step is unreachable.
+    """
+    alert = await _alert(uow, record, lock=True)
+    if alert is None:
+        return
+    now = deps.clock()
+    hasten = domain.escalate_now(alert, now=now)
+    unreachable = hasten is not None and await _step_unreachable(uow, alert, record)
+    await _record_failure(uow, deps, alert, record, failure, step_unreachable=unreachable)
+    if hasten is None or not unreachable or not await uow.alerts.apply(hasten):
+        return
+
+    def committed() -> None:
+        STEPS_UNREACHABLE.labels(drill_label(alert)).inc()
+        log.warning(
+            "alert.step_unreachable",
+            **alert_fields(alert, step=alert.step, repeat=alert.repeat),
+            recipient_id=str(record.recipient_id),
+        )
+        deps.wake_escalation()
+
+    uow.after_commit(committed)
+
+
+async def _step_unreachable(uow: RouterUoW, alert: AlertRecord, record: DeliveryRecord) -> bool:
+    """Whether every channel of the step this record belongs to has failed for good."""
+    position = position_of(record)
+    if record.purpose == "cancel" or not domain.notifies_current_step(
+        alert,
+        recipient_id=record.recipient_id,
+        notice_version=record.aggregate_version,
+        position=position,
+    ):
+        return False
+    recipient = alert.snapshot.recipient(record.recipient_id)
+    if recipient is None:
+        return False
+    siblings = [
+        domain.delivery_id_for(
+            alert_id=alert.id,
+            notice_version=record.aggregate_version,
+            recipient_id=record.recipient_id,
+            channel=channel,
+            purpose=record.purpose,
+            position=position,
+        )
+        for channel in recipient.channels.kinds()
+    ]
+    if record.delivery_id not in siblings:
+        return False  # not one of this step's notifications as notify() names them
+    states = await uow.deliveries.states(siblings)
+    states[record.delivery_id] = "failed"  # this one, settled in this transaction
+    return all(states.get(delivery_id) == "failed" for delivery_id in siblings)
+
+
+async def _record_failure(
+    uow: RouterUoW,
+    deps: RouterDeps,
+    alert: AlertRecord,
+    record: DeliveryRecord,
+    failure: Failure,
+    *,
+    step_unreachable: bool,
+) -> None:
+    now = deps.clock()
+    reason = failure_reason(failure.reason)
+    position = position_of(record)
+    # The contract counts attempts from 1; a message given up while its destination's
+    # breaker was open never reached the network, and is reported as its first attempt.
+    attempts = max(failure.attempts, 1)
+    detail: dict[str, Any] = {
+        "reason": reason,
+        "attempt": failure.attempts,
+        "final": failure.final,
+        "purpose": record.purpose,
+    }
+    if failure.retry_at is not None:
+        detail["retry_at"] = failure.retry_at.isoformat()
+    if step_unreachable:
+        detail["step_unreachable"] = True
+    event = AlertDeliveryFailed(
+        alert_id=alert.id,
+        notice_id=alert.notice_id,
+        notice_version=record.aggregate_version,
+        status=_status(record, alert),
+        step=position.step if position is not None else alert.step,
+        recipient_id=record.recipient_id,
+        channel=record.channel,
+        reason=reason,
+        attempts=attempts,
+        final=failure.final,
+        failed_at=now,
+    )
+    entry = _entry(record, "delivery_failed", at=now, detail=detail)
+    await uow.alerts.apply(
+        domain.record(alert, entry, events=(Publication(event, record.correlation_id),))
+    )
+    final = str(failure.final).lower()
+
+    def committed() -> None:
+        DELIVERY_FAILURES.labels(record.channel, reason, final).inc()
+        fields = _fields(
+            record, alert, reason=reason, attempt=failure.attempts, final=failure.final
+        )
+        if failure.final:
+            log.error("alert.delivery_failed", **fields)
+        else:
+            log.warning("alert.delivery_attempt_failed", **fields)
+
+    uow.after_commit(committed)
+
+
+async def record_skipped(
+    uow: RouterUoW, *, deps: RouterDeps, record: DeliveryRecord, skip: Skip
+) -> None:
+    """Nothing was sent because the notification is no longer wanted."""
+    alert = await _alert(uow, record)
+    if alert is None:
+        return
+    detail = {"reason": skip.reason, **skip.detail}
+    entry = _entry(record, "delivery_skipped", at=deps.clock(), detail=detail)
+    await uow.alerts.apply(domain.record(alert, entry))
+    uow.after_commit(
+        lambda: log.info(
+            "alert.delivery_skipped", **_fields(record, alert), skip_reason=skip.reason
+        )
+    )

@@ -1,0 +1,107 @@
+"""Router's side of the delivery engine: what to send for an alert, and what outcomes mean.
+
+The engine (services/common/delivery) claims due records, asks `resolve` for the message
+in a short read transaction, sends it outside any transaction, and calls a hook in the
+transaction that records the outcome. The hooks are the use cases of
+`delivery.outcomes`; this class only adapts the engine's calls to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import get_args
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.deliveries import DeliveryChannel
+from services.common.delivery import (
+    BaseDeliveryPlan,
+    Delivered,
+    DeliveryOrder,
+    DeliveryRecord,
+    Failure,
+    Outbound,
+    Skip,
+    Transaction,
+)
+from services.router import domain
+from services.router.delivery.compose import outbound
+from services.router.delivery.outcomes import (
+    record_attempt_failed,
+    record_delivered,
+    record_failed,
+    record_skipped,
+)
+from services.router.deps import RouterDeps
+from services.router.unit_of_work import RouterUnitOfWork, RouterUoW
+
+__all__ = ["RouterDeliveryPlan"]
+
+# Router's repositories over the engine's session (a fake unit of work in unit tests).
+Views = Callable[[AsyncSession], RouterUoW]
+
+
+class RouterDeliveryPlan(BaseDeliveryPlan):
+    """Notifications of alerts: addresses from the alert's frozen snapshot, text from the record.
+
+    `deps` is the router's (its `delivery` is not needed here: outcomes order no
+    deliveries). Retries go on while the alert still wants the message (`resolve` skips
+    it once acknowledged, resolved or superseded), at most `router_delivery_give_up_s`.
+    """
+
+    # Every channel of the one channel type: the engine fails at start-up without a
+    # sender for each, so no channel can silently fall through to another.
+    channels: Collection[DeliveryChannel] = get_args(DeliveryChannel)
+
+    def __init__(self, deps: RouterDeps, *, views: Views | None = None) -> None:
+        self._deps = deps
+        self._views = views or self._sql_view
+
+    def _sql_view(self, session: AsyncSession) -> RouterUoW:
+        return RouterUnitOfWork.over(session, source=self._deps.source)
+
+    def give_up_after(self, order: DeliveryOrder) -> timedelta:
+        """The cap on retrying one notification (`router_delivery_give_up_s`)."""
+        return timedelta(seconds=self._deps.settings.router_delivery_give_up_s)
+
+    async def resolve(self, session: AsyncSession, record: DeliveryRecord) -> Outbound | Skip:
+        """The message to send now, or Skip when the notification is no longer wanted."""
+        alert = await self._views(session).alerts.get(record.aggregate_id)
+        if alert is None:
+            return Skip("unknown_alert")
+        if not domain.delivery_still_wanted(
+            state=alert.state,
+            alert_version=alert.notice_version,
+            request_version=record.aggregate_version,
+            purpose=record.purpose,
+        ):
+            detail = {"state": alert.state, "current_version": alert.notice_version}
+            return Skip("not_wanted", detail)
+        return outbound(self._deps, alert, record, self._deps.clock())
+
+    async def on_delivered(
+        self, tx: Transaction, record: DeliveryRecord, result: Delivered
+    ) -> None:
+        """triggered -> delivered, alert.delivered."""
+        await record_delivered(
+            self._views(tx.session), deps=self._deps, record=record, result=result
+        )
+
+    async def on_attempt_failed(
+        self, tx: Transaction, record: DeliveryRecord, failure: Failure
+    ) -> None:
+        """A failed attempt on the timeline and as alert.delivery_failed (final: false)."""
+        await record_attempt_failed(
+            self._views(tx.session), deps=self._deps, record=record, failure=failure
+        )
+
+    async def on_failed(self, tx: Transaction, record: DeliveryRecord, failure: Failure) -> None:
+        """The channel failed for good (final: true); the step may escalate at once."""
+        await record_failed(
+            self._views(tx.session), deps=self._deps, record=record, failure=failure
+        )
+
+    async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
+        """Not sent: acknowledged, resolved or superseded meanwhile."""
+        await record_skipped(self._views(tx.session), deps=self._deps, record=record, skip=skip)

@@ -14,7 +14,12 @@ from services.common.problems import (
     problem_type,
 )
 from services.common.signing import SIGNATURE_HEADER
-from services.intake.domain import IntakeConflict, IntakeNotFound, SignatureRejected
+from services.intake.domain import (
+    IntakeConflict,
+    IntakeNotFound,
+    RestrictedTermInReleasable,
+    SignatureRejected,
+)
 from services.intake.repository import InvalidCursor
 
 __all__ = ["install_error_handlers", "signature_problem"]
@@ -66,6 +71,25 @@ async def _signature_rejected(request: Request, exc: Exception) -> Response:
     return _respond(request, signature_problem(exc.reason))
 
 
+async def _restricted_in_releasable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RestrictedTermInReleasable)
+    # Names the fields, never the term: the answer must not confirm what matched.
+    msg = "repeats a term listed as restricted for this notice; describe it in general terms"
+    problem = Problem(
+        422,
+        "Restricted detail in a releasable field",
+        f"{', '.join(exc.fields)} {msg}.",
+        type=problem_type("restricted-term-in-releasable"),
+        extensions={
+            "errors": [
+                {"loc": ["body", field], "msg": msg, "type": "restricted_term"}
+                for field in exc.fields
+            ]
+        },
+    )
+    return _respond(request, problem)
+
+
 async def _bad_cursor(request: Request, exc: Exception) -> Response:
     return _respond(request, bad_request("The cursor is not one this service issued."))
 
@@ -76,3 +100,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntakeConflict, _conflict)
     app.add_exception_handler(SignatureRejected, _signature_rejected)
     app.add_exception_handler(InvalidCursor, _bad_cursor)
+    app.add_exception_handler(RestrictedTermInReleasable, _restricted_in_releasable)

@@ -159,6 +159,10 @@ class NoticeContent(_Request):
         """The content compared for idempotency (JSON-ready, UTC timestamps)."""
         return self.model_dump(mode="json", include=set(NoticeContent.model_fields))
 
+    def releasable(self) -> dict[str, str | None]:
+        """The free-text fields that travel on topics and to every reader, by field name."""
+        return {"area": self.area, "summary": self.summary}
+
 
 class NoticeSubmission(NoticeContent):
     """`POST /v1/notices`: a new notice (version 1, CAP Alert)."""

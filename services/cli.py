@@ -332,6 +332,7 @@ def up(
         str(Path(__file__).parent / "router" / "directory.example.yaml"),
     )
     env["AVISO_LOG_FORMAT"] = "json"
+    env.setdefault("AVISO_DEVELOPMENT_MODE", "true")  # a local stack: the published secrets
     children: dict[str, subprocess.Popen[str]] = {}
     try:
         for service in SERVICES:

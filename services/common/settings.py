@@ -75,6 +75,14 @@ class CommonSettings(BaseSettings):
         ),
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    metrics_address: str | None = Field(
+        default=None,
+        pattern=r"^[^\s:]*:[0-9]{1,5}$",
+        description=(
+            "host:port to serve `/metrics` on instead of the service's own port (e.g. an "
+            "interface only the monitoring network reaches); set it per process."
+        ),
+    )
     public_base_url: str | None = Field(
         default=None,
         description="Base URL used in links sent to people (defaults to http://host:port).",

@@ -10,8 +10,6 @@ import pytest
 from services.intake.config import IntakeSettings
 from tests.integration.intake.intake_support import run_intake
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_metrics_are_served_on_the_metrics_address_only(

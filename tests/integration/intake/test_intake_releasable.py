@@ -7,11 +7,7 @@ version listed.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.intake.intake_support import Intake, notice_body, revision_body
-
-pytestmark = pytest.mark.integration
 
 
 def _assert_refused(response_text: str, status: int, field: str) -> None:

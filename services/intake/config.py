@@ -46,6 +46,13 @@ class IntakeSettings(CommonSettings):
             "rotates. JSON list in the environment."
         ),
     )
+    intake_accept_body_only_signatures: bool = Field(
+        default=False,
+        description=(
+            "Migration window only: also accept old `v1` signatures, which cover the body but "
+            "not the method and path (a captured request would be valid on any endpoint)."
+        ),
+    )
     intake_signature_tolerance_s: int = Field(
         default=300, ge=1, description="Oldest accepted signature timestamp, in seconds."
     )

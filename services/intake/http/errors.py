@@ -26,10 +26,14 @@ __all__ = ["install_error_handlers", "signature_problem"]
 
 _SIGNATURE_DETAIL = {
     "missing": f"This service requires an {SIGNATURE_HEADER} header on every submission.",
-    "malformed": f"The {SIGNATURE_HEADER} header must read t=<unix time>,v1=<hex HMAC-SHA256>.",
+    "malformed": f"The {SIGNATURE_HEADER} header must read t=<unix time>,v2=<hex HMAC-SHA256>.",
     "stale": "The signature is too old; sign the request again.",
     "future": "The signature's timestamp lies in the future; check the sender's clock.",
-    "mismatch": "The signature does not match the body under any active secret.",
+    "mismatch": "The signature does not match the request under any active secret.",
+    "body_only": (
+        "Sign the method, path and body (scheme v2, see the signing guide); body-only v1 "
+        "signatures are no longer accepted."
+    ),
     "unverifiable": "This service has no signing secrets configured to check the signature.",
     "replayed": "This signed request was already accepted once; sign each request anew.",
 }

@@ -21,5 +21,5 @@ async def test_metrics_are_served_on_the_metrics_address_only(
         async with httpx.AsyncClient() as scraper:
             response = await scraper.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
         assert response.status_code == 200
-        assert 'route="/metrics"' not in response.text
+        assert 'route="/metrics",service="intake"' not in response.text
         assert "aviso_outbox_pending" in response.text

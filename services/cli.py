@@ -348,6 +348,7 @@ def up(
         str(Path(__file__).parent / "router" / "directory.example.yaml"),
     )
     env["AVISO_LOG_FORMAT"] = "json"
+    env.setdefault("AVISO_DEVELOPMENT_MODE", "true")  # a local stack: the published secrets
     urls = {s: f"http://127.0.0.1:{_service_port(s)}" for s in (*SERVICES, "console")}
     _say("console", f"the console for people: {urls['console']}  (demo accounts below)")
     env.update(_console_env(urls))

@@ -16,6 +16,9 @@ import pytest
 
 from services.common.settings import CommonSettings
 from tests.support import infra
+from tests.support.devmode import enable_development_mode
+
+enable_development_mode()
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI, Request, Response
+import uvicorn
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.specification import AsyncAPI, get_asyncapi_html
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logging import get_logger
 from services.common.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, OUTBOX_PENDING
@@ -22,7 +25,7 @@ from services.common.problems import (
 )
 from services.common.runtime import ServiceRuntime
 
-__all__ = ["create_http_app", "health_router"]
+__all__ = ["UNMATCHED_ROUTE", "create_http_app", "health_router", "metrics_router", "route_label"]
 
 log = get_logger(__name__)
 
@@ -58,6 +61,15 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
             headers={"Retry-After": "5"},
         )
 
+    if runtime.settings.metrics_address is None:
+        router.include_router(metrics_router(runtime))
+    return router
+
+
+def metrics_router(runtime: ServiceRuntime) -> APIRouter:
+    """`/metrics`: on the service's port, or alone on `metrics_address`."""
+    router = APIRouter(tags=["internal"])
+
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
         try:
@@ -68,6 +80,37 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+class _MetricsServer:
+    """`/metrics` served on its own address (an internal interface), beside the service."""
+
+    def __init__(self, runtime: ServiceRuntime, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        app.include_router(metrics_router(runtime))
+        config = uvicorn.Config(
+            app, host=host or "127.0.0.1", port=int(port), log_config=None, lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Serve in the background; return the bound port (useful when 0 was asked)."""
+        self._task = asyncio.create_task(self._server.serve(), name="metrics-server")
+        while not self._server.started:
+            if self._task.done():
+                await self._task  # raises the bind error
+                raise RuntimeError("the metrics server stopped before it started")
+            await asyncio.sleep(0.01)
+        port: int = self._server.servers[0].sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        """Stop serving and wait for the server to close."""
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
 
 
 def _asyncapi_router(runtime: ServiceRuntime, title: str, version: str) -> APIRouter:
@@ -85,12 +128,91 @@ def _asyncapi_router(runtime: ServiceRuntime, title: str, version: str) -> APIRo
     return router
 
 
-def _route_template(app: FastAPI, request: Request) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", request.url.path))
-    return "unmatched"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def route_label(scope: Scope) -> str:
+    """The template of the route that handled a request, never its raw path.
+
+    The router records the route it chose in the scope (also for a 405); anything no
+    route took (a 404, a trailing-slash redirect) shares one label, so unauthenticated
+    requests cannot create series, and ids never appear in metrics.
+    """
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) and template else UNMATCHED_ROUTE
+
+
+class _MetricsMiddleware:
+    """Count and time every HTTP request by service, route template, method and status."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = route_label(scope)
+            method = str(scope.get("method", ""))
+            if method not in _METHODS:
+                method = "other"  # the method is client input too
+            HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
+            HTTP_REQUEST_SECONDS.labels(self.service, route).observe(time.perf_counter() - started)
+
+
+class _RelativeRedirectMiddleware:
+    """Make the router's trailing-slash redirects relative: never built from `Host`.
+
+    Starlette answers `/v1/notices/` with `307 Location: http://<Host header>/v1/notices`;
+    a forged Host would send the client elsewhere (and poison a cache in front). Only a
+    redirect no route produced (no `route` in the scope) is rewritten; a path-only
+    Location is resolved by the client against the URL it actually used.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def relative_send(message: Message) -> None:
+            if (
+                message["type"] == "http.response.start"
+                and 300 <= int(message["status"]) < 400
+                and scope.get("route") is None
+            ):
+                message["headers"] = [
+                    (name, _path_only(value) if name.lower() == b"location" else value)
+                    for name, value in message.get("headers", [])
+                ]
+            await send(message)
+
+        await self.app(scope, receive, relative_send)
+
+
+def _path_only(location: bytes) -> bytes:
+    parts = urlsplit(location.decode("latin-1"))
+    path = "/" + parts.path.lstrip("/")  # "//evil.example" would be another host again
+    return (path + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def create_http_app(
@@ -107,11 +229,17 @@ def create_http_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
-        if on_started is not None:
-            await on_started(app)
+        address = runtime.settings.metrics_address
+        metrics_server = _MetricsServer(runtime, address) if address else None
         try:
+            if metrics_server is not None:
+                app.state.metrics_port = await metrics_server.start()
+            if on_started is not None:
+                await on_started(app)
             yield
         finally:
+            if metrics_server is not None:
+                await metrics_server.stop()
             await runtime.stop()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
@@ -120,17 +248,8 @@ def create_http_app(
     install_problem_handlers(app)
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
-
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_template(app, request)
-        HTTP_REQUESTS.labels(runtime.name, route, request.method, str(response.status_code)).inc()
-        HTTP_REQUEST_SECONDS.labels(runtime.name, route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_RelativeRedirectMiddleware)
+    app.add_middleware(_MetricsMiddleware, service=runtime.name)
 
     app.include_router(health_router(runtime))
     app.include_router(_asyncapi_router(runtime, title, version))

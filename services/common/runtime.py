@@ -28,12 +28,34 @@ from services.common.migrations import upgrade
 from services.common.outbox import OutboxRelay
 from services.common.settings import CommonSettings
 
-__all__ = ["ServiceRuntime", "Worker"]
+__all__ = ["DevelopmentSecretsRefused", "ServiceRuntime", "Worker", "refuse_development_secrets"]
 
 log = get_logger(__name__)
 
 # A background worker runs until the event is set, then returns.
 Worker = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class DevelopmentSecretsRefused(RuntimeError):
+    """A service was asked to run, outside development mode, on a published secret."""
+
+
+def refuse_development_secrets(settings: CommonSettings, *, service: str) -> None:
+    """Raise unless every secret is the operator's own (or development mode is on).
+
+    The development values are published in this repository: with them anyone can forge
+    acknowledgement links, webhooks and fingerprints. So a service says which settings to
+    change rather than running quietly on them.
+    """
+    if settings.development_mode:
+        return
+    names = settings.development_secrets()
+    if names:
+        log.error("service.development_secrets_refused", service=service, settings=names)
+        raise DevelopmentSecretsRefused(
+            f"{', '.join(names)} hold development values; set your own secrets, "
+            "or AVISO_DEVELOPMENT_MODE=true on a development machine"
+        )
 
 
 @dataclass
@@ -49,6 +71,8 @@ class ServiceRuntime:
     def __init__(
         self, *, name: str, settings: CommonSettings, component: str | None = None
     ) -> None:
+        # First of all, so no process (and no subclass's start-up step) runs on them.
+        refuse_development_secrets(settings, service=name)
         self.name = name
         self.component = component or name
         self.settings = settings

@@ -14,7 +14,17 @@ from typing import Literal, TypeVar
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CommonSettings", "get_settings", "repo_root"]
+__all__ = ["CommonSettings", "get_settings", "is_development_secret", "repo_root"]
+
+# Every secret published with Aviso contains one of these: the defaults and the compose file
+# ("change-me"), the Kubernetes example ("REPLACE-").
+_PUBLISHED_SECRET_MARKERS = ("change-me", "REPLACE-")
+
+
+def is_development_secret(secret: SecretStr) -> bool:
+    """Whether `secret` is one of the values published with Aviso (a default or an example)."""
+    value = secret.get_secret_value()
+    return any(marker in value for marker in _PUBLISHED_SECRET_MARKERS)
 
 
 def repo_root() -> Path:
@@ -56,7 +66,23 @@ class CommonSettings(BaseSettings):
     log_file: Path | None = Field(
         default=None, description="Also append JSON log lines to this file."
     )
+    development_mode: bool = Field(
+        default=False,
+        description=(
+            "Local development: accept the published development secrets. Outside it a "
+            "service refuses to start while any secret setting holds one (`make run`, "
+            "`aviso up` and the tests set it)."
+        ),
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    metrics_address: str | None = Field(
+        default=None,
+        pattern=r"^[^\s:]*:[0-9]{1,5}$",
+        description=(
+            "host:port to serve `/metrics` on instead of the service's own port (e.g. an "
+            "interface only the monitoring network reaches); set it per process."
+        ),
+    )
     public_base_url: str | None = Field(
         default=None,
         description="Base URL used in links sent to people (defaults to http://host:port).",
@@ -196,6 +222,19 @@ class CommonSettings(BaseSettings):
         gt=0,
         description="How long an open breaker skips its address before one probe is tried.",
     )
+
+    def development_secrets(self) -> list[str]:
+        """Environment names of the secret settings that hold a published development value."""
+        found: list[str] = []
+        checked = {
+            "AVISO_FINGERPRINT_KEY": [self.fingerprint_key],
+            "AVISO_LINK_SECRET": [self.link_secret],
+            "AVISO_WEBHOOK_SECRETS": list(self.webhook_secrets),
+        }
+        for name, secrets in checked.items():
+            if any(is_development_secret(secret) for secret in secrets):
+                found.append(name)
+        return found
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)

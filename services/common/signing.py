@@ -1,9 +1,16 @@
 """HMAC request signatures (`Aviso-Signature`) and compact signed links.
 
-Request signatures authenticate a webhook or a field office's system:
-`Aviso-Signature: t=<unix>,v1=<hex hmac-sha256(secret, "<t>." + body)>`, with one
-`v1` per active secret so a secret can be rotated without a flag day. Signed
-links carry claims (an alert id, an expiry) in a URL a person can click once.
+Two schemes share the header, each with one signature per active secret so a secret can be
+rotated without a flag day:
+
+- `v2` (requests to Aviso, e.g. a field office's system to intake) covers the method, the
+  path (with its query) and the timestamp as well as the body:
+  `t=<unix>,v2=<hex hmac-sha256(secret, "<t>\n<METHOD>\n<path>\n" + body)>`. A captured
+  request cannot be replayed against another endpoint. docs/signing.md has a worked example.
+- `v1` (outgoing webhooks, and old field-office clients during a migration window) covers
+  the timestamp and the body: `t=<unix>,v1=<hex hmac-sha256(secret, "<t>." + body)>`.
+
+Signed links carry claims (an alert id, an expiry) in a URL a person can click once.
 """
 
 import base64
@@ -21,15 +28,18 @@ __all__ = [
     "SignatureError",
     "make_link_token",
     "read_link_token",
+    "request_signature_header",
     "sign_payload",
+    "sign_request",
     "signature_fingerprint",
     "signature_header",
+    "verify_request_signature",
     "verify_signature",
 ]
 
 SIGNATURE_HEADER = "Aviso-Signature"
 
-SignatureReason = Literal["malformed", "stale", "future", "mismatch"]
+SignatureReason = Literal["malformed", "stale", "future", "mismatch", "body_only"]
 LinkTokenReason = Literal["malformed", "expired", "mismatch"]
 
 # Bounds on what we parse, so a hostile header cannot make us do much work.
@@ -85,12 +95,12 @@ def signature_header(secrets: Sequence[bytes], body: bytes, *, timestamp: int) -
     return ",".join(parts)
 
 
-def _parse_header(header: str) -> tuple[int, list[str]]:
-    """Split a header into its timestamp and v1 signatures, or raise `malformed`."""
+def _parse_schemes(header: str) -> tuple[int, dict[str, list[str]]]:
+    """Split a header into its timestamp and its v1 and v2 signatures, or raise `malformed`."""
     if not isinstance(header, str) or not header or len(header) > _MAX_HEADER_LENGTH:
         raise SignatureError("malformed")
     timestamp: int | None = None
-    signatures: list[str] = []
+    schemes: dict[str, list[str]] = {"v1": [], "v2": []}
     for part in header.split(","):
         key, sep, value = part.strip().partition("=")
         if not sep:
@@ -100,15 +110,42 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
             if timestamp is not None or not _TIMESTAMP.fullmatch(value):
                 raise SignatureError("malformed")
             timestamp = int(value)
-        elif key == "v1":
+        elif key in schemes:
             if not _HEX_SHA256.fullmatch(value):
                 raise SignatureError("malformed")
-            signatures.append(value)
-        # Other schemes (v0, v2, ...) are ignored so senders can add a new scheme
-        # alongside v1 before every receiver understands it.
-    if timestamp is None or not signatures or len(signatures) > _MAX_SIGNATURES:
+            schemes[key].append(value)
+        # Other schemes (v0, v3, ...) are ignored so senders can add a new scheme
+        # alongside before every receiver understands it.
+    count = sum(len(values) for values in schemes.values())
+    if timestamp is None or count == 0 or count > _MAX_SIGNATURES:
         raise SignatureError("malformed")
-    return timestamp, signatures
+    return timestamp, schemes
+
+
+def _parse_header(header: str) -> tuple[int, list[str]]:
+    """The timestamp and v1 signatures of a header, or raise `malformed`."""
+    timestamp, schemes = _parse_schemes(header)
+    if not schemes["v1"]:
+        raise SignatureError("malformed")
+    return timestamp, schemes["v1"]
+
+
+def _check_time(timestamp: int, *, now: int, tolerance_s: int, future_skew_s: int) -> None:
+    # Time first: it is cheap, and a stale or future timestamp is refused whatever the
+    # signature says.
+    if now - timestamp > tolerance_s:
+        raise SignatureError("stale")
+    if timestamp - now > future_skew_s:
+        raise SignatureError("future")
+
+
+def _any_matches(provided: Sequence[str], expected: Sequence[str]) -> bool:
+    matched = False
+    # No early exit: every pair is compared, each in constant time.
+    for candidate in provided:
+        for wanted in expected:
+            matched |= hmac.compare_digest(candidate, wanted)
+    return matched
 
 
 def verify_signature(
@@ -123,21 +160,79 @@ def verify_signature(
     """Verify an `Aviso-Signature` against any active secret; return its timestamp."""
     _check_secrets(secrets)
     timestamp, signatures = _parse_header(header)
-    # Time first: it is cheap, and a stale or future timestamp is refused whatever
-    # the signature says.
-    if now - timestamp > tolerance_s:
-        raise SignatureError("stale")
-    if timestamp - now > future_skew_s:
-        raise SignatureError("future")
+    _check_time(timestamp, now=now, tolerance_s=tolerance_s, future_skew_s=future_skew_s)
     expected = [sign_payload(secret, body, timestamp=timestamp) for secret in secrets]
-    matched = False
-    # No early exit: every pair is compared, each in constant time.
-    for provided in signatures:
-        for candidate in expected:
-            matched |= hmac.compare_digest(provided, candidate)
-    if not matched:
+    if not _any_matches(signatures, expected):
         raise SignatureError("mismatch")
     return timestamp
+
+
+def _request_message(method: str, target: str, body: bytes, timestamp: int) -> bytes:
+    # Newlines separate the parts: none can occur in a timestamp, a method or a request
+    # target, so no two requests share a message.
+    return f"{timestamp}\n{method.upper()}\n{target}\n".encode() + body
+
+
+def sign_request(secret: bytes, *, method: str, target: str, body: bytes, timestamp: int) -> str:
+    """The hex `v2` HMAC-SHA256 of a request: timestamp, method, path with query, body."""
+    _check_secrets([secret])
+    message = _request_message(method, target, body, timestamp)
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def request_signature_header(
+    secrets: Sequence[bytes], *, method: str, target: str, body: bytes, timestamp: int
+) -> str:
+    """An `Aviso-Signature` for a request to Aviso: one `v2` per active secret."""
+    _check_secrets(secrets)
+    if timestamp < 0:
+        raise ValueError("timestamp must not be negative")
+    parts = [f"t={timestamp}"]
+    parts.extend(
+        "v2=" + sign_request(s, method=method, target=target, body=body, timestamp=timestamp)
+        for s in secrets
+    )
+    return ",".join(parts)
+
+
+def verify_request_signature(
+    header: str,
+    *,
+    method: str,
+    target: str,
+    body: bytes,
+    secrets: Sequence[bytes],
+    now: int,
+    tolerance_s: int = 300,
+    future_skew_s: int = 30,
+    accept_body_only: bool = False,
+) -> tuple[int, str]:
+    """Verify a request's `Aviso-Signature`; return its timestamp and replay fingerprint.
+
+    `v2` signatures are checked when present. A header with only `v1` (body-only) ones is
+    refused as `body_only` unless `accept_body_only` (a migration window) allows it.
+    """
+    _check_secrets(secrets)
+    timestamp, schemes = _parse_schemes(header)
+    if not schemes["v2"] and not accept_body_only:
+        raise SignatureError("body_only")
+    _check_time(timestamp, now=now, tolerance_s=tolerance_s, future_skew_s=future_skew_s)
+    if schemes["v2"]:
+        expected = [
+            sign_request(s, method=method, target=target, body=body, timestamp=timestamp)
+            for s in secrets
+        ]
+        if not _any_matches(schemes["v2"], expected):
+            raise SignatureError("mismatch")
+        message = _request_message(method, target, body, timestamp)
+        # Hashes "<t>\n..." where a v1 fingerprint hashes "<t>." + body: never equal.
+        return timestamp, hashlib.sha256(message).hexdigest()
+    legacy = [sign_payload(secret, body, timestamp=timestamp) for secret in secrets]
+    if not _any_matches(schemes["v1"], legacy):
+        raise SignatureError("mismatch")
+    # A body-only signature is valid on any endpoint, so it is remembered as the body
+    # alone: used once anywhere, it is used up everywhere.
+    return timestamp, signature_fingerprint(header, body)
 
 
 def signature_fingerprint(header: str, body: bytes) -> str:

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.base import Status
 from schemas.notices import OperationType, ReceivedVia
 from services.common.settings import get_settings
-from services.common.signing import SIGNATURE_HEADER, signature_header
+from services.common.signing import SIGNATURE_HEADER, request_signature_header
 from services.intake.notices.commands import (
     IDEMPOTENCY_KEY_PATTERN,
     MAX_TERMS,
@@ -98,8 +98,12 @@ def _post(
             raise typer.BadParameter("use 1-200 visible ASCII characters", param_hint="key")
         headers["Idempotency-Key"] = idempotency_key
     if signing_secret:
-        headers[SIGNATURE_HEADER] = signature_header(
-            [signing_secret.encode("utf-8")], body, timestamp=int(unix_time())
+        headers[SIGNATURE_HEADER] = request_signature_header(
+            [signing_secret.encode("utf-8")],
+            method="POST",
+            target=httpx.URL(url.rstrip("/") + path).raw_path.decode("ascii"),
+            body=body,
+            timestamp=int(unix_time()),
         )
     try:
         response = httpx.post(url.rstrip("/") + path, content=body, headers=headers, timeout=30)

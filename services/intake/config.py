@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, is_development_secret
 
 __all__ = ["IntakeSettings"]
 
@@ -46,6 +46,13 @@ class IntakeSettings(CommonSettings):
             "rotates. JSON list in the environment."
         ),
     )
+    intake_accept_body_only_signatures: bool = Field(
+        default=False,
+        description=(
+            "Migration window only: also accept old `v1` signatures, which cover the body but "
+            "not the method and path (a captured request would be valid on any endpoint)."
+        ),
+    )
     intake_signature_tolerance_s: int = Field(
         default=300, ge=1, description="Oldest accepted signature timestamp, in seconds."
     )
@@ -77,6 +84,23 @@ class IntakeSettings(CommonSettings):
         default=None,
         description="Department policy annotations (TOML); unset: services/intake/policy.toml.",
     )
+
+    def development_secrets(self) -> list[str]:
+        """The common ones, published signing secrets, and development encryption keys."""
+        found = super().development_secrets()
+        if any(is_development_secret(secret) for secret in self.intake_signing_secrets):
+            found.append("AVISO_INTAKE_SIGNING_SECRETS")
+        keys = self.intake_encryption_keys
+        if keys is None and self.intake_encryption_key_file is None:
+            # Without either, a key is generated into var_dir: fine on a laptop only.
+            found.append("AVISO_INTAKE_ENCRYPTION_KEYS")
+        elif keys is not None and (
+            is_development_secret(keys)
+            or any(entry.strip().startswith("dev") for entry in keys.get_secret_value().split(","))
+        ):
+            # Key ids beginning `dev` name development keys (the generated one, compose's).
+            found.append("AVISO_INTAKE_ENCRYPTION_KEYS")
+        return found
 
     @model_validator(mode="after")
     def _signing_needs_secrets(self) -> Self:

@@ -1,15 +1,17 @@
 """The `Aviso-Signature` check on submissions: when present, or always when required.
 
-A field office's system signs each request with a shared secret (HMAC over timestamp and
-body). The check here is pure; remembering a verified request against replays happens
-in the use case's transaction (notices/guards.py).
+A field office's system signs each request with a shared secret (scheme `v2`: HMAC over
+timestamp, method, path and body; docs/signing.md). Old body-only `v1` signatures pass
+only while `AVISO_INTAKE_ACCEPT_BODY_ONLY_SIGNATURES` allows them. The check here is pure;
+remembering a verified request against replays happens in the use case's transaction
+(notices/guards.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.signing import SignatureError, signature_fingerprint, verify_signature
+from services.common.signing import SignatureError, verify_request_signature
 from services.intake.config import IntakeSettings
 from services.intake.domain import SignatureRejected
 
@@ -32,6 +34,7 @@ class SignatureCheck:
     required: bool
     tolerance_s: int
     future_skew_s: int
+    accept_body_only: bool = False
 
     @classmethod
     def from_settings(cls, settings: IntakeSettings) -> SignatureCheck:
@@ -43,10 +46,16 @@ class SignatureCheck:
             required=settings.intake_require_signature,
             tolerance_s=settings.intake_signature_tolerance_s,
             future_skew_s=settings.intake_signature_future_skew_s,
+            accept_body_only=settings.intake_accept_body_only_signatures,
         )
 
-    def verify(self, header: str | None, body: bytes, *, now: int) -> SignedRequest | None:
-        """The verified request, None when unsigned and allowed; raises SignatureRejected."""
+    def verify(
+        self, header: str | None, body: bytes, *, method: str, target: str, now: int
+    ) -> SignedRequest | None:
+        """The verified request, None when unsigned and allowed; raises SignatureRejected.
+
+        `target` is the request's path with its query, as the client sent it.
+        """
         if header is None:
             if self.required:
                 raise SignatureRejected("missing")
@@ -54,14 +63,17 @@ class SignatureCheck:
         if not self.secrets:
             raise SignatureRejected("unverifiable")
         try:
-            signed_at = verify_signature(
+            signed_at, fingerprint = verify_request_signature(
                 header,
-                body,
-                self.secrets,
+                method=method,
+                target=target,
+                body=body,
+                secrets=self.secrets,
                 now=now,
                 tolerance_s=self.tolerance_s,
                 future_skew_s=self.future_skew_s,
+                accept_body_only=self.accept_body_only,
             )
         except SignatureError as exc:
             raise SignatureRejected(exc.reason) from None
-        return SignedRequest(fingerprint=signature_fingerprint(header, body), signed_at=signed_at)
+        return SignedRequest(fingerprint=fingerprint, signed_at=signed_at)

@@ -8,6 +8,7 @@ __all__ = [
     "BULLETINS_PUBLISHED",
     "DELIVERIES",
     "GUARDRAIL_BLOCKS",
+    "LEAK_HITS",
     "RECEIPTS",
     "REPORT_TO_BULLETIN_SECONDS",
     "RUMOR_REPORTS",
@@ -21,6 +22,10 @@ REPORT_TO_BULLETIN_SECONDS = Histogram(
     "aviso_rumor_report_to_bulletin_seconds",
     "Time from a rumor's first report to the publication of the bulletin answering it.",
     buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+)
+LEAK_HITS = Counter(
+    "aviso_bulletin_leak_hits_total",
+    "Spans of draft text blocked for matching restricted detail of a live notice.",
 )
 GUARDRAIL_BLOCKS = Counter(
     "aviso_bulletin_guardrail_blocks_total",

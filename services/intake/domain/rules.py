@@ -37,15 +37,18 @@ __all__ = [
     "IntakeConflict",
     "IntakeNotFound",
     "RestrictedDetail",
+    "RestrictedTermInReleasable",
     "RevisionOutcome",
     "SignatureRejected",
     "cancel_outcome",
     "canonical_json",
     "check_idempotency_key",
+    "check_releasable",
     "content_digest",
     "expiry_due",
     "fingerprint_key_id",
     "free_text_fingerprints",
+    "identifying_terms",
     "msg_type_for",
     "purge_due",
     "references_for",
@@ -73,6 +76,17 @@ class IntakeConflict(Exception):
         self.code = code
         self.detail = detail
         self.extensions = extensions
+
+
+class RestrictedTermInReleasable(Exception):
+    """A releasable field repeats a restricted term of the same notice; `fields` names them.
+
+    Deliberately carries no term: the answer must not confirm what was matched.
+    """
+
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        super().__init__(", ".join(fields))
+        self.fields = fields
 
 
 class SignatureRejected(Exception):
@@ -191,8 +205,9 @@ def free_text_fingerprints(key: bytes, text: str) -> set[str]:
     return {fingerprint(key, gram) for gram in grams}
 
 
-def restricted_fingerprints(key: bytes, detail: RestrictedDetail) -> tuple[str, ...]:
-    """Sorted fingerprints of every restricted term of a version (never the terms)."""
+def identifying_terms(detail: RestrictedDetail) -> list[str]:
+    """The restricted terms that identify a target or the agent (fingerprinted, and never
+    allowed in a releasable field)."""
     terms: list[str] = [*detail.terms(), detail.agent_name]
     if detail.agent_phone:
         terms.append(detail.agent_phone)
@@ -200,14 +215,71 @@ def restricted_fingerprints(key: bytes, detail: RestrictedDetail) -> tuple[str, 
         # The local part names the agent; the domain (e.g. ice.dhs.gov) names an agency
         # every bulletin may mention.
         terms.append(detail.agent_email.rsplit("@", 1)[0])
-    # Not fingerprinted: the field office's id and name (a public institution a bulletin
-    # may name) and who recorded the notice (department staff, not a target).
+    # Not included: the field office's id and name (a public institution a bulletin may
+    # name) and who recorded the notice (department staff, not a target).
+    return terms
+
+
+def restricted_fingerprints(key: bytes, detail: RestrictedDetail) -> tuple[str, ...]:
+    """Sorted fingerprints of every restricted term of a version (never the terms)."""
     prints: set[str] = set()
-    for term in terms:
+    for term in identifying_terms(detail):
         prints |= fingerprint_term(key, term)
     if detail.free_text:
         prints |= free_text_fingerprints(key, detail.free_text)
     return tuple(sorted(prints))
+
+
+def _matchable(words: list[str]) -> bool:
+    # A term made only of weak words ("de la", "12") identifies nothing; a long number (a
+    # phone) does, though each of its groups is weak alone.
+    digits = "".join(words)
+    return any(not _is_weak(word) for word in words) or (digits.isdigit() and len(digits) >= 7)
+
+
+def _contains_term(text_words: list[str], term_words: list[str]) -> bool:
+    """Whether the term's words occur in order in the text, spaced or run together."""
+    size = len(term_words)
+    for start in range(len(text_words) - size + 1):
+        if text_words[start : start + size] == term_words:
+            return True
+    # "ABC 123" written "abc123" (or "ab c123"): compare runs with their spaces removed.
+    joined = "".join(term_words)
+    for start in range(len(text_words)):
+        run = ""
+        for word in text_words[start:]:
+            run += word
+            if run == joined:
+                return True
+            if len(run) >= len(joined) or not joined.startswith(run):
+                break
+    return False
+
+
+def check_releasable(releasable: Mapping[str, str | None], terms: Iterable[str]) -> None:
+    """Refuse a releasable field that repeats a restricted term of the same notice.
+
+    Compared after normalisation (case, accents, spacing and punctuation never matter), word
+    for word, so "Ana" in a summary is not matched by a restricted "Anaheim Street".
+    Raises RestrictedTermInReleasable naming the fields, never the term.
+    """
+    wanted: list[list[str]] = []
+    for term in terms:
+        words = tokens(term)
+        if not words or not _matchable(words):
+            continue
+        wanted.append(words)
+        digits = "".join(words)
+        if digits.isdigit():
+            # A phone number is written with or without its country and area code.
+            wanted.extend([digits[-n:]] for n in (10, 7) if len(digits) > n)
+    fields = tuple(
+        name
+        for name, text in releasable.items()
+        if text and any(_contains_term(tokens(text), words) for words in wanted)
+    )
+    if fields:
+        raise RestrictedTermInReleasable(fields)
 
 
 # --- versions and lifecycle -----------------------------------------------------

@@ -14,17 +14,26 @@ from services.common.problems import (
     problem_type,
 )
 from services.common.signing import SIGNATURE_HEADER
-from services.intake.domain import IntakeConflict, IntakeNotFound, SignatureRejected
+from services.intake.domain import (
+    IntakeConflict,
+    IntakeNotFound,
+    RestrictedTermInReleasable,
+    SignatureRejected,
+)
 from services.intake.repository import InvalidCursor
 
 __all__ = ["install_error_handlers", "signature_problem"]
 
 _SIGNATURE_DETAIL = {
     "missing": f"This service requires an {SIGNATURE_HEADER} header on every submission.",
-    "malformed": f"The {SIGNATURE_HEADER} header must read t=<unix time>,v1=<hex HMAC-SHA256>.",
+    "malformed": f"The {SIGNATURE_HEADER} header must read t=<unix time>,v2=<hex HMAC-SHA256>.",
     "stale": "The signature is too old; sign the request again.",
     "future": "The signature's timestamp lies in the future; check the sender's clock.",
-    "mismatch": "The signature does not match the body under any active secret.",
+    "mismatch": "The signature does not match the request under any active secret.",
+    "body_only": (
+        "Sign the method, path and body (scheme v2, see the signing guide); body-only v1 "
+        "signatures are no longer accepted."
+    ),
     "unverifiable": "This service has no signing secrets configured to check the signature.",
     "replayed": "This signed request was already accepted once; sign each request anew.",
 }
@@ -66,6 +75,25 @@ async def _signature_rejected(request: Request, exc: Exception) -> Response:
     return _respond(request, signature_problem(exc.reason))
 
 
+async def _restricted_in_releasable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RestrictedTermInReleasable)
+    # Names the fields, never the term: the answer must not confirm what matched.
+    msg = "repeats a term listed as restricted for this notice; describe it in general terms"
+    problem = Problem(
+        422,
+        "Restricted detail in a releasable field",
+        f"{', '.join(exc.fields)} {msg}.",
+        type=problem_type("restricted-term-in-releasable"),
+        extensions={
+            "errors": [
+                {"loc": ["body", field], "msg": msg, "type": "restricted_term"}
+                for field in exc.fields
+            ]
+        },
+    )
+    return _respond(request, problem)
+
+
 async def _bad_cursor(request: Request, exc: Exception) -> Response:
     return _respond(request, bad_request("The cursor is not one this service issued."))
 
@@ -76,3 +104,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntakeConflict, _conflict)
     app.add_exception_handler(SignatureRejected, _signature_rejected)
     app.add_exception_handler(InvalidCursor, _bad_cursor)
+    app.add_exception_handler(RestrictedTermInReleasable, _restricted_in_releasable)

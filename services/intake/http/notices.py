@@ -97,11 +97,25 @@ def _mark(response: Response, result: notices.NoticeResult, *, created: bool) ->
         response.headers["Location"] = f"/v1/notices/{result.notice.id}"
 
 
+def request_target(request: Request) -> str:
+    """The path and query exactly as the client sent them: what a `v2` signature covers."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    target = bytes(raw).decode("latin-1")
+    return f"{target}?{bytes(query).decode('latin-1')}" if query else target
+
+
 def _signature(deps: IntakeDeps) -> Callable[[Request], Awaitable[SignedRequest | None]]:
     async def signed(request: Request) -> SignedRequest | None:
         header = request.headers.get(SIGNATURE_HEADER)
         body = await request.body() if header is not None else b""
-        return deps.signatures.verify(header, body, now=int(deps.clock().timestamp()))
+        return deps.signatures.verify(
+            header,
+            body,
+            method=request.method,
+            target=request_target(request),
+            now=int(deps.clock().timestamp()),
+        )
 
     return signed
 

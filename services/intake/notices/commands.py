@@ -1,10 +1,10 @@
 """What a field office sends: the request bodies, which are also the use cases' commands.
 
-Requests reject unknown fields, control characters (PostgreSQL cannot store NUL, and a
-line break in a name is never meant), timestamps without a zone or outside 2000-2100,
-and a window that ends before it starts; pydantic itself refuses lone surrogates.
-Timestamps are normalised to UTC on the way in, so equal content always digests
-equally for idempotency.
+Requests reject unknown fields, text the shared hygiene rules refuse (services/common/
+text.py: control, XML-invalid and, in single-line fields, line-separator characters; text
+is NFC-normalised), timestamps that are not zoned strings in 2000-2100
+(services/common/bounds.py), and a window that ends before it starts. Timestamps are
+normalised to UTC on the way in, so equal content always digests equally for idempotency.
 
 The same models parse `POST /v1/notices` bodies (http/notices.py) and the CLI's input
 (cli.py); the response shapes live with the routes in http/views.py.
@@ -13,13 +13,10 @@ The same models parse `POST /v1/notices` bodies (http/notices.py) and the CLI's 
 from __future__ import annotations
 
 import re
-import unicodedata
-from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,6 +28,8 @@ from pydantic import (
 
 from schemas.base import AreaCode, Status
 from schemas.notices import CancelReason, OperationType, ReceivedVia
+from services.common.bounds import BoundedDatetime
+from services.common.text import MultiLine, SingleLine, clean_line
 
 __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
@@ -46,42 +45,14 @@ __all__ = [
     "UtcDatetime",
 ]
 
-_EARLIEST_YEAR = 2000
-_LATEST_YEAR = 2100
 MAX_TERMS = 50
 
 
-def _check_text(value: str, *, multiline: bool) -> str:
-    allowed = {"\n", "\r", "\t"} if multiline else set()
-    for char in value:
-        if unicodedata.category(char) == "Cc" and char not in allowed:
-            raise ValueError("text contains a control character")
-    value = value.strip()
-    if not value:
-        raise ValueError("text is blank")
-    return value
-
-
-def _line(value: str) -> str:
-    return _check_text(value, multiline=False)
-
-
-def _prose(value: str) -> str:
-    return _check_text(value, multiline=True)
-
-
-def _utc(value: datetime) -> datetime:
-    # Bounded first: converting year 1 or 9999 with an offset would overflow.
-    if not _EARLIEST_YEAR <= value.year <= _LATEST_YEAR:
-        raise ValueError(f"year must be between {_EARLIEST_YEAR} and {_LATEST_YEAR}")
-    return value.astimezone(UTC)
-
-
-Line = Annotated[str, StringConstraints(max_length=200), AfterValidator(_line)]
-Term = Annotated[str, StringConstraints(max_length=300), AfterValidator(_line)]
-Prose = Annotated[str, StringConstraints(max_length=4000), AfterValidator(_prose)]
-Summary = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_prose)]
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+Line = Annotated[SingleLine, StringConstraints(max_length=200)]
+Term = Annotated[SingleLine, StringConstraints(max_length=300)]
+Prose = Annotated[MultiLine, StringConstraints(max_length=4000)]
+Summary = Annotated[MultiLine, StringConstraints(max_length=2000)]
+UtcDatetime = BoundedDatetime
 Phone = Annotated[
     str,
     StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ()./-]{2,38}$"),
@@ -89,6 +60,7 @@ Phone = Annotated[
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+$"),
+    AfterValidator(clean_line),
 ]
 Reference = Annotated[
     str,
@@ -158,6 +130,10 @@ class NoticeContent(_Request):
     def content(self) -> dict[str, Any]:
         """The content compared for idempotency (JSON-ready, UTC timestamps)."""
         return self.model_dump(mode="json", include=set(NoticeContent.model_fields))
+
+    def releasable(self) -> dict[str, str | None]:
+        """The free-text fields that travel on topics and to every reader, by field name."""
+        return {"area": self.area, "summary": self.summary}
 
 
 class NoticeSubmission(NoticeContent):

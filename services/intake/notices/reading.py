@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from services.common.auth import Principal
+from services.common.bounds import in_bounds
 from services.common.logging import get_logger
 from services.intake.deps import IntakeDeps
 from services.intake.domain import transitions as domain
@@ -17,7 +18,7 @@ from services.intake.notices.guards import (
 )
 from services.intake.notices.sealing import open_latest
 from services.intake.permissions import Access, access_for, sees_only_own, visible_detail
-from services.intake.repository import Cursor, NoticeFilters
+from services.intake.repository import Cursor, InvalidCursor, NoticeFilters
 from services.intake.unit_of_work import IntakeUoW
 
 __all__ = ["list_notices", "read_notice"]
@@ -62,9 +63,25 @@ async def list_notices(
     """Notices the caller may see, newest first; a field office sees only its own."""
     if sees_only_own(principal.role):
         filters = replace(filters, source_key=owner_key(deps, principal))
-    after = Cursor.decode(cursor) if cursor else None
+    after = _decode_cursor(cursor) if cursor else None
     # One extra row tells whether another page follows.
     rows = await uow.notices.page(filters, limit=limit + 1, offset=offset, after=after)
     page = rows[:limit]
     next_cursor = Cursor(page[-1].received_at, page[-1].id).encode() if len(rows) > limit else None
     return NoticePageResult(tuple(page), next_cursor)
+
+
+def _decode_cursor(text: str) -> Cursor:
+    """A cursor this service issued; InvalidCursor (400) for anything else.
+
+    Bounded here (not only parsed): a hostile cursor's time near year 1 or 9999 with an
+    offset overflows when converted to UTC, and one far outside the stored range is
+    not one this service ever issued anyway.
+    """
+    try:
+        cursor = Cursor.decode(text)
+    except (OverflowError, RecursionError):
+        raise InvalidCursor("the cursor is not one this service issued") from None
+    if not in_bounds(cursor.received_at):
+        raise InvalidCursor("the cursor is not one this service issued")
+    return cursor

@@ -20,7 +20,9 @@ from services.intake.domain import (
     Operation,
     Transition,
     cancel_outcome,
+    check_releasable,
     content_digest,
+    identifying_terms,
     revision_outcome,
 )
 from services.intake.domain import transitions as domain
@@ -161,6 +163,10 @@ async def _next_version(
         case "revise":
             detail = restricted_detail(revision, actor)
             previous = open_latest(deps.keyring, notice.id, versions)
+            # The previous version's terms too: moving a name out of `restricted` and into
+            # the summary is the same leak.
+            earlier = identifying_terms(previous) if previous is not None else []
+            check_releasable(revision.releasable(), [*identifying_terms(detail), *earlier])
             version = seal_version(
                 deps,
                 notice_id=notice.id,

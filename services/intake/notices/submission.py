@@ -13,7 +13,13 @@ from datetime import datetime
 from services.common.auth import Principal
 from services.common.logging import get_logger
 from services.intake.deps import IntakeDeps
-from services.intake.domain import IntakeConflict, NoticeRecord, content_digest
+from services.intake.domain import (
+    IntakeConflict,
+    NoticeRecord,
+    check_releasable,
+    content_digest,
+    identifying_terms,
+)
 from services.intake.domain import transitions as domain
 from services.intake.notices.commands import NoticeSubmission
 from services.intake.notices.guards import (
@@ -45,6 +51,9 @@ async def submit_notice(
     now: datetime,
 ) -> NoticeResult:
     """Record a new notice (version 1, CAP Alert), or recognise a retry of one."""
+    check_releasable(
+        submission.releasable(), identifying_terms(restricted_detail(submission, principal))
+    )
     owner = owner_key(deps, principal)
     digest = content_digest(deps.fingerprint_key, submission.content())
     # The key stands for the whole request, reference included.

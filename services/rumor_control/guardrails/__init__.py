@@ -6,7 +6,7 @@ Any finding blocks approval: a vetter fixes the text (which re-runs every check)
 
 | code | what blocks |
 |---|---|
-| leak.restricted_term | a run of words matches a restricted-term fingerprint of a linked notice |
+| leak.restricted_term | identifying words match a restricted-term fingerprint of a live notice |
 | leak.unknown_key | a linked notice was fingerprinted with a key this service does not hold |
 | pii.phone_number | a phone number that is not one of the department's public numbers |
 | pii.email | an e-mail address |
@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from schemas.base import Status
+from schemas.fingerprints import tokens
 from services.rumor_control.guardrails.checks import (
     check_channels,
     check_drill,
@@ -73,6 +74,7 @@ __all__ = [
     "extract_numbers",
     "extract_phones",
     "extract_times",
+    "public_words",
     "run_all",
 ]
 
@@ -87,6 +89,7 @@ def run_all(
             key=context.fingerprint_key,
             fingerprints=context.fingerprints,
             foreign_key_ids=context.foreign_key_ids,
+            public_words=public_words(context),
         ),
         *check_pii(texts, allowed_phones=context.allowed_phones),
         *check_parity(texts, gazetteer=context.gazetteer),
@@ -104,6 +107,20 @@ def run_all(
         ),
         *check_drill(texts, status=status, channels=channels, markers=context.drill_markers),
     ]
+
+
+def public_words(context: GuardrailContext) -> frozenset[str]:
+    """Words of the department's own public texts: policy, partners, area names.
+
+    Every bulletin names them, so one of them alone never blocks, even when it also occurs
+    in a restricted value ("1200 Riverton Avenue").
+    """
+    texts: list[str] = [context.phone_line]
+    for language in LANGUAGES:
+        texts.append(context.policy_statement[language])
+        texts.extend(context.partner_names[language])
+        texts.extend(area.name(language) for area in context.gazetteer.areas)
+    return frozenset(word for text in texts for word in tokens(text))
 
 
 def blocked_reasons(findings: Iterable[Finding]) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from schemas.base import Language, Status, is_drill
-from schemas.fingerprints import find_leaks, normalize
+from schemas.fingerprints import normalize
 from services.rumor_control.gazetteer import Gazetteer
 from services.rumor_control.guardrails.extraction import (
     EMAIL,
@@ -20,6 +20,7 @@ from services.rumor_control.guardrails.extraction import (
     extract_times,
     plates,
 )
+from services.rumor_control.guardrails.leaks import find_leak_spans
 from services.rumor_control.guardrails.model import (
     LANGUAGES,
     PARITY_SECTIONS,
@@ -32,6 +33,7 @@ from services.rumor_control.radio import read_seconds, say_phone
 from services.rumor_control.sms import count_segments
 
 __all__ = [
+    "LEAK_DETAIL",
     "check_channels",
     "check_drill",
     "check_leaks",
@@ -43,27 +45,45 @@ __all__ = [
 # -- leak ---------------------------------------------------------------------------
 
 
+LEAK_DETAIL = (
+    "remove {quoted} (characters {start}-{end}): it matches restricted detail of a current "
+    "notice (a name, address, vehicle or place that must not be published)"
+)
+
+
 def check_leaks(
     texts: Texts,
     *,
     key: bytes,
     fingerprints: Collection[str],
     foreign_key_ids: Collection[str] = (),
+    public_words: Collection[str] = frozenset(),
 ) -> list[Finding]:
-    """leak.restricted_term for every section holding a gram of a restricted term, and
-    leak.unknown_key when some fingerprints were made with a key we do not hold (a rotated
-    key): a check that cannot be made must block, not pass."""
+    """leak.restricted_term for every span of a section that matches a restricted-term
+    fingerprint and reads as identifying (guardrails/leaks.py), and leak.unknown_key when
+    some fingerprints were made with a key we do not hold (a rotated key): a check that
+    cannot be made must block, not pass."""
     findings: list[Finding] = []
     if foreign_key_ids:
         detail = "fingerprints made with key " + ", ".join(sorted(foreign_key_ids))
         findings.append(Finding("leak.unknown_key", None, None, detail))
     for language, section, text in each_section(texts):
-        grams = find_leaks(key, text, fingerprints)
-        if grams:
-            # The grams are the draft's own words, shown so the vetter can find them; the
-            # restricted term itself is never known here.
-            detail = "remove: " + ", ".join(repr(gram) for gram in grams)
-            findings.append(Finding("leak.restricted_term", language, section, detail))
+        spans = find_leak_spans(
+            key, text, fingerprints, language=language, public_words=public_words
+        )
+        # The span is the vetter's own text; which notice, field or value it matched is
+        # never said, so a block confirms no more than that something must go.
+        findings.extend(
+            Finding(
+                "leak.restricted_term",
+                language,
+                section,
+                LEAK_DETAIL.format(
+                    quoted=repr(text[span.start : span.end]), start=span.start, end=span.end
+                ),
+            )
+            for span in spans
+        )
     return findings
 
 

@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
 from schemas.base import Status, is_drill
 from schemas.rumors import RumorAssessment, RumorChannel
+from services.common.bounds import BoundedDatetime
+from services.common.text import MultiLine, SingleLine
 from services.rumor_control import rumors
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.http.common import (
@@ -28,27 +30,30 @@ from services.rumor_control.rumors import NewReport, ReportOutcome, RumorView
 
 __all__ = ["AssessIn", "AssessOut", "ReportIn", "ReportOut", "RumorOut", "routes", "rumor_out"]
 
-_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# Text hygiene and time bounds are the shared ones (services/common/text.py, bounds.py):
+# NFC; no control, XML-invalid or (in one-line fields) line-separator characters; times
+# are zoned strings in 2000-2100, so `0` (1970) or year 9999 never reach the ledger.
+_Line = Annotated[SingleLine, StringConstraints(max_length=200)]
 
 
 class ReportIn(In):
     """A rumor as heard, by phone, radio, a community leader, social media or a walk-in."""
 
-    claim: Annotated[_Text, StringConstraints(max_length=2000)] = Field(
+    claim: Annotated[MultiLine, StringConstraints(max_length=2000)] = Field(
         description="The claim as heard, in any language."
     )
-    place: Annotated[_Text, StringConstraints(max_length=200)] = Field(
+    place: _Line = Field(
         description="Where it was seen or heard, as said (matched against the gazetteer)."
     )
     channel: RumorChannel
-    organisation: Annotated[_Text, StringConstraints(max_length=200)] | None = Field(
+    organisation: _Line | None = Field(
         default=None, description="The reporting organisation, if any."
     )
-    observed_at: AwareDatetime | None = Field(
+    observed_at: BoundedDatetime | None = Field(
         default=None, description="When the activity was seen or heard; default: now."
     )
-    language: Annotated[str, StringConstraints(max_length=8)] | None = None
-    drill: bool = Field(default=False, description="A drill report (status Exercise).")
+    language: Annotated[SingleLine, StringConstraints(max_length=8)] | None = None
+    drill: StrictBool = Field(default=False, description="A drill report (status Exercise).")
 
     def report(self) -> NewReport:
         """The use case's input."""
@@ -181,8 +186,8 @@ class AssessIn(In):
     """A vetter's assessment of a rumor."""
 
     assessment: RumorAssessment
-    as_of: AwareDatetime | None = Field(default=None, description="Default: now.")
-    expires_at: AwareDatetime | None = Field(
+    as_of: BoundedDatetime | None = Field(default=None, description="Default: now.")
+    expires_at: BoundedDatetime | None = Field(
         default=None, description="Default: as_of plus the configured validity."
     )
     linked_notice_ids: list[uuid.UUID] = Field(
@@ -249,8 +254,9 @@ def routes(deps: RumorControlDeps) -> APIRouter:
 
     @router.get("/rumors/{rumor_id}/timeline", summary="Every step of a rumor")
     async def rumor_timeline(principal: LedgerReader, rumor_id: RumorId) -> list[TimelineEntry]:
-        async with deps.unit_of_work() as uow:
-            entries = await rumors.timeline(uow, aggregate="rumor", aggregate_id=rumor_id)
+        with problems():
+            async with deps.unit_of_work() as uow:
+                entries = await rumors.timeline(uow, aggregate="rumor", aggregate_id=rumor_id)
         return [TimelineEntry.of(entry) for entry in entries]
 
     return router

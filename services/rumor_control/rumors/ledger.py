@@ -84,4 +84,6 @@ async def timeline(
     """Every recorded step of a rumor or bulletin."""
     if aggregate == "bulletin" and await uow.bulletins.get(aggregate_id) is None:
         raise NotFound(str(aggregate_id))
+    if aggregate == "rumor" and await uow.rumors.get(aggregate_id) is None:
+        raise NotFound(str(aggregate_id))
     return await uow.timeline.entries(aggregate=aggregate, aggregate_id=aggregate_id)

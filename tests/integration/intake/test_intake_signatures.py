@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.common.signing import signature_header
+from services.common.signing import request_signature_header, signature_header
 from services.intake.config import IntakeSettings
 from tests.integration.intake.intake_support import Intake, notice_body, run_intake
 
@@ -20,12 +20,14 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 NEW, OLD, RETIRED = b"secret-2026-new", b"secret-2025-old", b"secret-2024-retired"
 
 
-def _signed(body: bytes, secrets: list[bytes], *, at: int | None = None) -> dict[str, str]:
+def _signed(
+    body: bytes, secrets: list[bytes], *, at: int | None = None, path: str = "/v1/notices"
+) -> dict[str, str]:
     timestamp = int(time.time()) if at is None else at
-    return {
-        "Content-Type": "application/json",
-        "Aviso-Signature": signature_header(secrets, body, timestamp=timestamp),
-    }
+    signature = request_signature_header(
+        secrets, method="POST", target=path, body=body, timestamp=timestamp
+    )
+    return {"Content-Type": "application/json", "Aviso-Signature": signature}
 
 
 async def _post(
@@ -87,12 +89,33 @@ async def test_a_replayed_signature_is_refused_on_another_endpoint_too(
     settings = intake_settings(intake_signing_secrets=[SecretStr(NEW.decode())])
     async with run_intake(settings) as intake:
         created = await intake.created()
+        other = await intake.created()
         cancel = json.dumps({"reason": "operation_cancelled"}).encode()
-        headers = _signed(cancel, [NEW])
         path = f"/v1/notices/{created['id']}/cancel"
+        headers = _signed(cancel, [NEW], path=path)
+        # Captured, the signed cancellation of one notice is no good for another notice.
+        other_path = f"/v1/notices/{other['id']}/cancel"
+        assert _reason(await _post(intake, cancel, headers, other_path)) == "mismatch"
+        assert _reason(await _post(intake, cancel, headers)) == "mismatch"  # nor as a submission
         assert (await _post(intake, cancel, headers, path)).status_code == 200
         # The same signed body is a replay even where it would otherwise be an idempotent retry.
         assert _reason(await _post(intake, cancel, headers, path)) == "replayed"
+
+
+async def test_body_only_signatures_need_the_migration_window(
+    intake_settings: Callable[..., IntakeSettings],
+) -> None:
+    secret = [SecretStr(NEW.decode())]
+    body = json.dumps(notice_body()).encode()
+    legacy = {
+        "Content-Type": "application/json",
+        "Aviso-Signature": signature_header([NEW], body, timestamp=int(time.time())),
+    }
+    async with run_intake(intake_settings(intake_signing_secrets=secret)) as intake:
+        assert _reason(await _post(intake, body, legacy)) == "body_only"
+    window = intake_settings(intake_signing_secrets=secret, intake_accept_body_only_signatures=True)
+    async with run_intake(window) as intake:
+        assert (await _post(intake, body, legacy)).status_code == 201
 
 
 async def test_signatures_required(intake_settings: Callable[..., IntakeSettings]) -> None:

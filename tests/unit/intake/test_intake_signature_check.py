@@ -7,24 +7,56 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.common.signing import signature_header
+from services.common.signing import request_signature_header, signature_header
 from services.intake.config import IntakeSettings
 from services.intake.domain import SignatureRejected
 from services.intake.http.errors import signature_problem
-from services.intake.signatures import SignatureCheck
+from services.intake.signatures import SignatureCheck, SignedRequest
 
 NOW = 1_800_000_000
 NEW, OLD = b"secret-new", b"secret-old"
 BODY = b'{"reference":"ERO-1"}'
 
 
-def check(*, required: bool = False, secrets: tuple[bytes, ...] = (NEW, OLD)) -> SignatureCheck:
-    return SignatureCheck(secrets=secrets, required=required, tolerance_s=300, future_skew_s=30)
+PATH = "/v1/notices"
 
 
-def reason(signature_check: SignatureCheck, header: str | None, body: bytes = BODY) -> str:
+def check(
+    *,
+    required: bool = False,
+    secrets: tuple[bytes, ...] = (NEW, OLD),
+    accept_body_only: bool = False,
+) -> SignatureCheck:
+    return SignatureCheck(
+        secrets=secrets,
+        required=required,
+        tolerance_s=300,
+        future_skew_s=30,
+        accept_body_only=accept_body_only,
+    )
+
+
+def verify(
+    c: SignatureCheck,
+    header: str | None,
+    body: bytes = BODY,
+    *,
+    method: str = "POST",
+    target: str = PATH,
+) -> object:
+    return c.verify(header, body, method=method, target=target, now=NOW)
+
+
+def reason(
+    signature_check: SignatureCheck,
+    header: str | None,
+    body: bytes = BODY,
+    *,
+    method: str = "POST",
+    target: str = PATH,
+) -> str:
     with pytest.raises(SignatureRejected) as error:
-        signature_check.verify(header, body, now=NOW)
+        verify(signature_check, header, body, method=method, target=target)
     problem = signature_problem(error.value.reason)
     assert problem.status == 401
     assert problem.headers["WWW-Authenticate"].startswith("Aviso-Signature")
@@ -33,11 +65,11 @@ def reason(signature_check: SignatureCheck, header: str | None, body: bytes = BO
 
 
 def header(secret: bytes, *, at: int = NOW, body: bytes = BODY) -> str:
-    return signature_header([secret], body, timestamp=at)
+    return request_signature_header([secret], method="POST", target=PATH, body=body, timestamp=at)
 
 
 def test_unsigned_requests_pass_unless_signatures_are_required() -> None:
-    assert check().verify(None, BODY, now=NOW) is None
+    assert verify(check(), None) is None
     assert reason(check(required=True), None) == "missing"
 
 
@@ -53,20 +85,41 @@ def test_each_kind_of_bad_signature_has_its_reason() -> None:
 
 def test_rotation_accepts_either_active_secret() -> None:
     c = check()
-    assert c.verify(header(OLD), BODY, now=NOW) is not None
-    assert c.verify(header(NEW, at=NOW - 299), BODY, now=NOW) is not None
-    both = signature_header([NEW, OLD], BODY, timestamp=NOW)
-    assert c.verify(both, BODY, now=NOW) is not None
+    assert verify(c, header(OLD)) is not None
+    assert verify(c, header(NEW, at=NOW - 299)) is not None
+    both = request_signature_header(
+        [NEW, OLD], method="POST", target=PATH, body=BODY, timestamp=NOW
+    )
+    assert verify(c, both) is not None
 
 
 def test_the_replay_fingerprint_is_what_was_signed_not_how() -> None:
     c = check()
-    one = c.verify(header(NEW), BODY, now=NOW)
-    other_spelling = c.verify(header(OLD), BODY, now=NOW)
-    assert one is not None
-    assert other_spelling is not None
+    one = verify(c, header(NEW))
+    other_spelling = verify(c, header(OLD))
+    assert isinstance(one, SignedRequest)
+    assert isinstance(other_spelling, SignedRequest)
     assert one.fingerprint == other_spelling.fingerprint
     assert one.signed_at == NOW
+
+
+def test_a_signature_covers_method_and_path() -> None:
+    c = check()
+    assert reason(c, header(NEW), target="/v1/notices/x/cancel") == "mismatch"
+    assert reason(c, header(NEW), method="PUT") == "mismatch"
+    assert reason(c, header(NEW), target=PATH + "?a=1") == "mismatch"
+
+
+def test_body_only_signatures_pass_only_in_a_migration_window() -> None:
+    legacy = signature_header([NEW], BODY, timestamp=NOW)
+    assert reason(check(), legacy) == "body_only"
+    window = check(accept_body_only=True)
+    accepted = verify(window, legacy, target="/anywhere")
+    assert isinstance(accepted, SignedRequest)
+    # Remembered by body alone: used once on one endpoint, it is used up on every other.
+    elsewhere = verify(window, legacy, target="/v1/notices/x/cancel")
+    assert isinstance(elsewhere, SignedRequest)
+    assert accepted.fingerprint == elsewhere.fingerprint
 
 
 def test_requiring_signatures_needs_secrets(tmp_path: Path) -> None:

@@ -1,0 +1,87 @@
+"""The shared HTTP edge: metrics by route template, redirects never built from Host.
+
+Issue 12, items 4 and 9. The app is built as every service builds it (create_http_app) but
+its lifespan is not entered: these requests need no database or broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+from fastapi import APIRouter
+from prometheus_client import REGISTRY
+
+from services.common.http import UNMATCHED_ROUTE, create_http_app
+from services.common.runtime import ServiceRuntime
+from services.common.settings import CommonSettings
+
+
+def _app(tmp_path: Path, service: str, **settings: object) -> httpx.AsyncClient:
+    runtime = ServiceRuntime(
+        name=service,
+        component="router",  # any known database component; nothing connects here
+        settings=CommonSettings(var_dir=tmp_path, **settings),  # type: ignore[arg-type]
+    )
+    router = APIRouter()
+
+    @router.get("/v1/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @router.post("/v1/things/{thing_id}/close")
+    async def close(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    app = create_http_app(runtime, title="t", description="t", routers=[router])
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+def _series(service: str) -> list[dict[str, str]]:
+    return [
+        sample.labels
+        for metric in REGISTRY.collect()
+        if metric.name == "aviso_http_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["service"] == service
+    ]
+
+
+async def test_metrics_label_routes_by_template_and_unmatched_paths_share_one_label(
+    tmp_path: Path,
+) -> None:
+    service = f"edge-{uuid.uuid4().hex[:8]}"
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    async with _app(tmp_path, service) as client:
+        for thing_id in ids:
+            assert (await client.get(f"/v1/things/{thing_id}")).status_code == 200
+            assert (await client.get(f"/random/{thing_id}")).status_code == 404
+        assert (await client.get(f"/v1/things/{ids[0]}/close")).status_code == 405
+        assert (await client.request("BREW", "/v1/things/x")).status_code == 405
+    series = _series(service)
+    routes = {labels["route"] for labels in series}
+    assert routes == {"/v1/things/{thing_id}", "/v1/things/{thing_id}/close", UNMATCHED_ROUTE}
+    assert not any(thing_id in str(series) for thing_id in ids)
+    assert {labels["method"] for labels in series} == {"GET", "other"}
+
+
+async def test_a_trailing_slash_redirect_is_relative_whatever_the_host_header(
+    tmp_path: Path,
+) -> None:
+    async with _app(tmp_path, f"edge-{uuid.uuid4().hex[:8]}") as client:
+        response = await client.get("/v1/things/7/?a=1", headers={"Host": "evil.example"})
+        assert response.status_code == 307
+        assert response.headers["location"] == "/v1/things/7?a=1"
+        response = await client.get("//evil.example/", headers={"Host": "evil.example"})
+        assert "evil.example" not in response.headers.get("location", "")
+
+
+async def test_metrics_leave_the_service_port_when_given_their_own_address(
+    tmp_path: Path,
+) -> None:
+    async with _app(tmp_path, "edge-a") as client:
+        assert (await client.get("/metrics")).status_code == 200
+    async with _app(tmp_path, "edge-b", metrics_address="127.0.0.1:0") as client:
+        assert (await client.get("/metrics")).status_code == 404

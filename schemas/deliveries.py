@@ -40,6 +40,9 @@ DeliveryFailureReason = Literal[
     "circuit_open",  # not attempted: the destination failed repeatedly just before
     "no_address",  # the recipient has no address on this channel
     "expired",  # retried until the purpose's deadline without success
+    "deferred",  # the mail relay asked us to come back later (SMTP 4xx)
+    "invalid_address",  # the configured address cannot be used at all
+    "internal",  # our side failed to prepare the message; retried
 ]
 DeliveryPurpose = Literal[
     "alert", "escalation", "update", "cancel", "bulletin", "correction", "retraction"

@@ -25,7 +25,7 @@ from schemas.alerts import AlertAcknowledged
 from schemas.base import EventData, Status
 from schemas.fingerprints import fingerprint_term
 from schemas.notices import NoticeReceived
-from schemas.topics import ALERTS, DELIVERIES, NOTICES
+from schemas.topics import ALERTS, NOTICES
 from services.common.auth import Role
 from services.common.cloudevents import new_event
 from services.common.db import make_engine
@@ -33,7 +33,7 @@ from services.common.logging import configure_logging
 from services.rumor_control.app import create_app
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.domain import fingerprint_key_id
-from services.rumor_control.tables import standby_requests
+from services.rumor_control.tables import delivery_records, standby_requests
 from tests.support.apps import issue_test_token, running_app
 from tests.support.kafka_io import produce_raw, wait_for
 
@@ -170,6 +170,26 @@ class RumorApp:
         result: dict[str, Any] = response.json()
         return result
 
+    async def delivery_records(self, bulletin_id: str) -> list[dict[str, Any]]:
+        """The delivery engine's records of a bulletin, as stored."""
+        engine = make_engine(self.settings, "rumor_control")
+        t = delivery_records
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(sa.select(t).where(t.c.aggregate_id == bulletin_id))
+                return [dict(row._mapping) for row in rows]
+        finally:
+            await engine.dispose()
+
+    async def timeline(self, bulletin_id: str, who: str = "ops") -> list[dict[str, Any]]:
+        """The bulletin's timeline as ops read it."""
+        response = await self.client.get(
+            f"/v1/bulletins/{bulletin_id}/timeline", headers=self.auth(who)
+        )
+        assert response.status_code == 200, response.text
+        result: list[dict[str, Any]] = response.json()
+        return result
+
     async def webhooks_for(
         self, bulletin_id: str, count: int, timeout: float = 45
     ) -> list[dict[str, Any]]:
@@ -183,11 +203,7 @@ class RumorApp:
 
 
 def _department(tmp: Path, webhook: WebhookSink) -> dict[str, Any]:
-    """The bundled department with fresh liaison ids pointing at the sinks.
-
-    Fresh ids: the deliveries topic keeps earlier runs' requests, which this app also
-    reads; requests for recipients it does not know are skipped, never re-sent here.
-    """
+    """The bundled department with fresh liaison ids pointing at the sinks."""
     data: dict[str, Any] = yaml.safe_load((PACKAGE_DIR / "department.yaml").read_text("utf-8"))
     data["liaisons"] = [
         {
@@ -281,7 +297,6 @@ async def rumor_app_running(
             {
                 f"{prefix}rumor_control.notices": NOTICES,
                 f"{prefix}rumor_control.alerts": ALERTS,
-                f"{prefix}rumor_control.deliveries": DELIVERIES,
             },
         )
         app = create_app(settings)

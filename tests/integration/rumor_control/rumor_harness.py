@@ -259,15 +259,26 @@ async def skip_history(bootstrap: str, groups: dict[str, str]) -> None:
 
 @asynccontextmanager
 async def rumor_app_running(
-    tmp: Path, *, database_url: str | None, kafka_bootstrap: str
+    tmp: Path,
+    *,
+    database_url: str | None,
+    kafka_bootstrap: str,
+    recipients: Callable[[dict[str, Any]], None] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RumorApp]:
-    """Sinks, settings, tokens and the app's lifespan; everything stopped afterwards."""
+    """Sinks, settings, tokens and the app's lifespan; everything stopped afterwards.
+
+    `recipients` may change the department (liaisons, radio desk) before the app reads it;
+    `overrides` are settings.
+    """
     log_file = tmp / "rumor_control.log.jsonl"
     configure_logging("rumor_control", level="INFO", fmt="json", log_file=log_file, force=True)
-    # The first webhook call is answered 503: delivery must retry through the consumer.
+    # The first webhook call is answered 503: delivery must retry it.
     sink = WebhookSink(secrets=[WEBHOOK_SECRET.encode()], fail_first=1)
     with sink as webhook, SmtpSink() as smtp:
         department = _department(tmp, webhook)
+        if recipients is not None:
+            recipients(department)
         department_file = tmp / "department.yaml"
         department_file.write_text(yaml.safe_dump(department, allow_unicode=True), "utf-8")
         settings = RumorControlSettings(
@@ -284,6 +295,7 @@ async def rumor_app_running(
             rumor_department_file=department_file,
             rumor_group_prefix=f"test-{uuid.uuid4().hex[:8]}.",
             public_base_url="http://testserver",
+            **overrides,
         )
         tokens = {
             "vetter_a": await issue_test_token(settings, Role.VETTER, "Vetter Ana", "vetter-ana"),

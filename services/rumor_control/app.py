@@ -1,31 +1,76 @@
-"""Composition root of the rumor_control service: builds its deps once, wires HTTP and Kafka."""
+"""Composition root of the rumor_control service: builds its deps once, wires HTTP, Kafka
+and the delivery engine."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
+from services.common.delivery import DeliveryEngine, EmailSender, SenderRegistry, WebhookSender
 from services.common.http import create_http_app
-from services.common.runtime import ServiceRuntime
+from services.common.runtime import ServiceRuntime, Worker
 from services.common.settings import get_settings
 from services.rumor_control import subscribers
 from services.rumor_control.config import RumorControlSettings
-from services.rumor_control.deps import RumorControlDeps
+from services.rumor_control.delivery.plan import BulletinDeliveryPlan
+from services.rumor_control.deps import RumorControlDeps, department_of
 from services.rumor_control.http import routers
+from services.rumor_control.tables import delivery_records
+from services.rumor_control.unit_of_work import RumorControlUnitOfWork
 
-__all__ = ["SERVICE", "create_app"]
+__all__ = ["SERVICE", "create_app", "default_senders"]
 
 SERVICE = "rumor_control"
 
 
-def create_app(settings: RumorControlSettings | None = None) -> FastAPI:
-    """Build the rumor_control app; nothing connects until the app's lifespan starts."""
+def default_senders(settings: RumorControlSettings) -> SenderRegistry:
+    """Signed webhooks and pooled SMTP, as configured."""
+    return SenderRegistry(
+        webhook=WebhookSender.from_settings(settings), email=EmailSender.from_settings(settings)
+    )
+
+
+def _delivering(engine: DeliveryEngine, senders: SenderRegistry) -> Worker:
+    """The engine's dispatcher; once it has stopped (sends in flight recorded), the
+    senders' connections are closed."""
+
+    async def run(stop: asyncio.Event) -> None:
+        await engine.run(stop)
+        await senders.close()
+
+    return run
+
+
+def create_app(
+    settings: RumorControlSettings | None = None, *, senders: SenderRegistry | None = None
+) -> FastAPI:
+    """Build the rumor_control app; nothing connects until the app's lifespan starts.
+
+    Fails here (MissingSender) when a liaison or the radio desk is configured on a channel
+    that has no sender.
+    """
     settings = settings or get_settings(RumorControlSettings)
     runtime = ServiceRuntime(name=SERVICE, settings=settings)
     # Read the department, gazetteer and templates now: a bad file stops the start, not the
     # first bulletin.
-    deps = RumorControlDeps.build(settings, sessions=runtime.sessions, source=runtime.source)
+    department = department_of(settings)
+    senders = senders or default_senders(settings)
+    source = runtime.source
+    plan = BulletinDeliveryPlan.from_settings(
+        settings,
+        department=department,
+        unit_of_work=lambda session: RumorControlUnitOfWork.on_session(session, source=source),
+    )
+    engine = DeliveryEngine.create(
+        sessions=runtime.sessions, table=delivery_records, senders=senders, plan=plan,
+        service=SERVICE, settings=settings,
+    )  # fmt: skip
+    deps = RumorControlDeps.build(
+        settings, sessions=runtime.sessions, source=source, delivery=engine, department=department
+    )
     subscribers.register(runtime.consumer, deps)
-    runtime.add_worker("rumor_control.sender", subscribers.close_sender(deps))
+    runtime.add_worker("rumor_control.delivery", _delivering(engine, senders))
     app = create_http_app(
         runtime,
         title="Aviso rumor control",
@@ -36,4 +81,5 @@ def create_app(settings: RumorControlSettings | None = None) -> FastAPI:
         routers=routers(deps),
     )
     app.state.rumor_control = deps
+    app.state.delivery_engine = engine
     return app

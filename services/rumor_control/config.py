@@ -64,3 +64,9 @@ class RumorControlSettings(CommonSettings):
         default="",
         description="Prefix of the Kafka consumer group ids (tests give each app its own).",
     )
+    rumor_delivery_give_up_s: float = Field(
+        default=7200,
+        gt=0,
+        description="How long after approval (or retraction) a bulletin delivery to a liaison "
+        "or the radio desk keeps being retried before it is recorded as failed.",
+    )

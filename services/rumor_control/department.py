@@ -8,14 +8,14 @@ when the first bulletin is drafted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from schemas.base import Language
+from schemas.deliveries import DeliveryChannel
 
 __all__ = [
     "Bilingual",
@@ -76,9 +76,9 @@ class Recipient(_Config):
             raise ValueError(f"{self.name}: give a webhook_url, an email or both")
         return self
 
-    def channels(self) -> tuple[Literal["webhook", "email"], ...]:
+    def channels(self) -> tuple[DeliveryChannel, ...]:
         """The channels configured for this recipient."""
-        found: list[Literal["webhook", "email"]] = []
+        found: list[DeliveryChannel] = []
         if self.webhook_url:
             found.append("webhook")
         if self.email:
@@ -104,6 +104,9 @@ class DepartmentConfig(_Config):
     partners: tuple[Partner, ...] = Field(min_length=1)
     liaisons: tuple[Liaison, ...] = ()
     radio_desk: RadioDesk | None = None
+    # Recipients by id: delivery looks one up per message, and a department may list
+    # thousands of liaisons.
+    _by_id: dict[UUID, Recipient] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> DepartmentConfig:
@@ -111,6 +114,7 @@ class DepartmentConfig(_Config):
         ids = [r.id for r in self.recipients()]
         if len(ids) != len(set(ids)):
             raise ValueError("liaison and radio desk ids must be unique")
+        self._by_id = {r.id: r for r in self.recipients()}
         return self
 
     @property
@@ -125,10 +129,11 @@ class DepartmentConfig(_Config):
 
     def recipient(self, recipient_id: UUID) -> Recipient | None:
         """The liaison or radio desk with this id."""
-        for recipient in self.recipients():
-            if recipient.id == recipient_id:
-                return recipient
-        return None
+        return self._by_id.get(recipient_id)
+
+    def channels(self) -> frozenset[DeliveryChannel]:
+        """Every channel some recipient is configured on (each needs a sender)."""
+        return frozenset(c for recipient in self.recipients() for c in recipient.channels())
 
     def allowed_phones(self) -> tuple[str, ...]:
         """Numbers a bulletin may print: the phone line and the other public numbers."""

@@ -10,12 +10,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common.delivery import DeliveryOrder
 from services.common.signing import make_link_token
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
-from services.rumor_control.delivery.adapters import BulletinSender, ChannelSender
 from services.rumor_control.department import DepartmentConfig, load_department
 from services.rumor_control.domain import LANGUAGES, fingerprint_key_id
 from services.rumor_control.drafting import Drafter
@@ -23,7 +24,15 @@ from services.rumor_control.gazetteer import Gazetteer, load_gazetteer
 from services.rumor_control.guardrails import GuardrailContext
 from services.rumor_control.unit_of_work import RumorControlTransaction, RumorControlUnitOfWork
 
-__all__ = ["Clock", "RumorControlDeps", "utc_now"]
+__all__ = [
+    "BulletinDeliveries",
+    "Clock",
+    "RumorControlDeps",
+    "department_of",
+    "public_base_url",
+    "receipt_link",
+    "utc_now",
+]
 
 Clock = Callable[[], datetime]
 
@@ -31,6 +40,49 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The wall clock, in UTC (tests inject their own)."""
     return datetime.now(UTC)
+
+
+class BulletinDeliveries(Protocol):
+    """Where publishing hands its deliveries (the delivery engine; a fake in unit tests)."""
+
+    async def accept(self, session: AsyncSession, order: DeliveryOrder) -> bool:
+        """Record `order` in the caller's transaction; False if its id was known."""
+        ...
+
+
+def department_of(settings: RumorControlSettings) -> DepartmentConfig:
+    """The department file the settings name (or the bundled one), validated."""
+    return load_department(settings.rumor_department_file or PACKAGE_DIR / "department.yaml")
+
+
+def public_base_url(settings: RumorControlSettings) -> str:
+    """Where people reach this service (receipt links, feed links)."""
+    base = settings.public_base_url
+    if base:
+        return base.rstrip("/")
+    return f"http://{settings.http_host}:{settings.rumor_control_port}"
+
+
+def receipt_link(
+    settings: RumorControlSettings,
+    *,
+    at: datetime,
+    bulletin_id: uuid.UUID,
+    version: int,
+    recipient_id: uuid.UUID,
+) -> str:
+    """A signed link, valid from `at` for the configured days, to confirm receipt."""
+    ttl = settings.rumor_receipt_link_ttl_days * 86400
+    claims: dict[str, str | int] = {
+        "k": "receipt",
+        "b": str(bulletin_id),
+        "v": version,
+        "r": str(recipient_id),
+    }
+    secret = settings.link_secret.get_secret_value().encode("utf-8")
+    token = make_link_token(secret, claims, expires_at=int(at.timestamp()) + ttl)
+    # In the query string, where the log scrubber redacts `token=` from access logs.
+    return f"{public_base_url(settings)}/v1/receipts?token={token}"
 
 
 @dataclass(frozen=True)
@@ -43,7 +95,7 @@ class RumorControlDeps:
     drafter: Drafter
     source: str
     unit_of_work: Callable[[], RumorControlTransaction]
-    sender: ChannelSender
+    delivery: BulletinDeliveries
     clock: Clock = utc_now
 
     @classmethod
@@ -53,13 +105,12 @@ class RumorControlDeps:
         *,
         sessions: async_sessionmaker[AsyncSession],
         source: str,
-        sender: ChannelSender | None = None,
+        delivery: BulletinDeliveries,
+        department: DepartmentConfig | None = None,
         clock: Clock = utc_now,
     ) -> RumorControlDeps:
-        """Load the department, gazetteer and templates named by the settings."""
-        department = load_department(
-            settings.rumor_department_file or PACKAGE_DIR / "department.yaml"
-        )
+        """Load the department (unless given), gazetteer and templates named by the settings."""
+        department = department or department_of(settings)
         gazetteer = load_gazetteer(settings.rumor_gazetteer_file or PACKAGE_DIR / "gazetteer.yaml")
         return cls(
             settings=settings,
@@ -68,7 +119,7 @@ class RumorControlDeps:
             drafter=Drafter(PACKAGE_DIR / "templates", department),
             source=source,
             unit_of_work=lambda: RumorControlUnitOfWork(sessions, source=source),
-            sender=sender or BulletinSender.from_settings(settings),
+            delivery=delivery,
             clock=clock,
         )
 
@@ -85,10 +136,7 @@ class RumorControlDeps:
     @property
     def public_base_url(self) -> str:
         """Where people reach this service (receipt links, feed links)."""
-        base = self.settings.public_base_url
-        if base:
-            return base.rstrip("/")
-        return f"http://{self.settings.http_host}:{self.settings.rumor_control_port}"
+        return public_base_url(self.settings)
 
     def guardrails(
         self, fingerprints: frozenset[str], key_ids: frozenset[str] = frozenset()
@@ -114,14 +162,10 @@ class RumorControlDeps:
 
     def receipt_url(self, bulletin_id: uuid.UUID, version: int, recipient_id: uuid.UUID) -> str:
         """A signed, expiring link a recipient opens to confirm they received a version."""
-        ttl = self.settings.rumor_receipt_link_ttl_days * 86400
-        claims: dict[str, str | int] = {
-            "k": "receipt",
-            "b": str(bulletin_id),
-            "v": version,
-            "r": str(recipient_id),
-        }
-        expires_at = int(self.clock().timestamp()) + ttl
-        token = make_link_token(self.link_secret, claims, expires_at=expires_at)
-        # In the query string, where the log scrubber redacts `token=` from access logs.
-        return f"{self.public_base_url}/v1/receipts?token={token}"
+        return receipt_link(
+            self.settings,
+            at=self.clock(),
+            bulletin_id=bulletin_id,
+            version=version,
+            recipient_id=recipient_id,
+        )

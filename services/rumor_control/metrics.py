@@ -7,6 +7,7 @@ from prometheus_client import Counter, Histogram
 __all__ = [
     "BULLETINS_PUBLISHED",
     "DELIVERIES",
+    "DELIVERY_FAILURES",
     "GUARDRAIL_BLOCKS",
     "LEAK_HITS",
     "RECEIPTS",
@@ -46,6 +47,13 @@ DELIVERIES = Counter(
     "aviso_bulletin_deliveries_total",
     "Bulletin deliveries attempted, by channel and outcome (sent, failed, skipped, retry).",
     ["channel", "outcome"],
+)
+DELIVERY_FAILURES = Counter(
+    "aviso_bulletin_delivery_failures_total",
+    "Failed bulletin delivery attempts, by channel, reason class and whether it was final "
+    "(no attempt follows). Attempts kept off the network by an open circuit breaker are "
+    "not counted here (see aviso_delivery_outcomes_total).",
+    ["channel", "reason", "final"],
 )
 RECEIPTS = Counter(
     "aviso_bulletin_receipts_total",

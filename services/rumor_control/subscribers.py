@@ -6,30 +6,28 @@ it, and commits after the handler returns; handlers adapt it to this service's u
 
 from __future__ import annotations
 
-import asyncio
-
 from schemas.alerts import AlertAcknowledged
-from schemas.deliveries import DeliveryRequested
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
-from schemas.topics import ALERTS, DELIVERIES, NOTICES
+from schemas.topics import ALERTS, NOTICES
 from services.common.cloudevents import Envelope
 from services.common.db import UnitOfWork
 from services.common.kafka import EventConsumer
-from services.common.runtime import Worker
 from services.rumor_control import notices
-from services.rumor_control.delivery.deliver import deliver
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.unit_of_work import RumorControlUnitOfWork
 
-__all__ = ["close_sender", "register"]
+__all__ = ["register"]
 
 
 def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
-    """Notices, acknowledgements and our own delivery requests, each in its consumer group."""
+    """Notices and acknowledgements, each in its consumer group.
+
+    Bulletin deliveries do not come through Kafka: publishing hands them to the delivery
+    engine in its own transaction (publishing/requests.py), and its worker sends them.
+    """
     prefix = deps.settings.rumor_group_prefix
     notices_group = f"{prefix}rumor_control.notices"
     alerts_group = f"{prefix}rumor_control.alerts"
-    deliveries_group = f"{prefix}rumor_control.deliveries"
     on = consumer.on
 
     def ours(uow: UnitOfWork) -> RumorControlUnitOfWork:
@@ -50,18 +48,3 @@ def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
     @on("alert.acknowledged", topic=ALERTS, group_id=alerts_group)
     async def alert_acknowledged(envelope: Envelope[AlertAcknowledged], uow: UnitOfWork) -> None:
         await notices.acknowledge_alert(ours(uow), deps=deps, acknowledged=envelope.data)
-
-    @on("delivery.requested", topic=DELIVERIES, group_id=deliveries_group)
-    async def delivery_requested(envelope: Envelope[DeliveryRequested], uow: UnitOfWork) -> None:
-        await deliver(ours(uow), deps=deps, request=envelope.data)
-
-
-def close_sender(deps: RumorControlDeps) -> Worker:
-    """A worker that closes the sender's connections when the service stops."""
-
-    async def close(stop: asyncio.Event) -> None:
-        # The runtime stops consumers before workers, so no delivery is in flight here.
-        await stop.wait()
-        await deps.sender.close()
-
-    return close

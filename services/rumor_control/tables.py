@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.common.delivery import delivery_records_table
+
 __all__ = [
     "audit_log",
     "bulletin_versions",
     "bulletins",
-    "deliveries",
+    "delivery_records",
     "metadata",
     "notices",
     "receipts",
@@ -167,22 +169,9 @@ audit_log = sa.Table(
 )
 sa.Index("ix_audit_log_aggregate", audit_log.c.aggregate, audit_log.c.aggregate_id, audit_log.c.id)
 
-deliveries = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("delivery_id", _Id, primary_key=True),
-    sa.Column("bulletin_id", _Id, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("recipient_id", _Id, nullable=False),
-    sa.Column("channel", sa.String(16), nullable=False),
-    sa.Column("language", sa.String(8), nullable=False),
-    sa.Column("purpose", sa.String(16), nullable=False),
-    # sent | failed (permanently) | skipped (recipient not configured)
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("error", sa.String(200), nullable=True),
-    sa.Column("attempted_at", _When, nullable=False),
-)
-sa.Index("ix_deliveries_bulletin", deliveries.c.bulletin_id, deliveries.c.version)
+# The delivery engine's records (services/common/delivery): one per bulletin version,
+# recipient and channel; they are the durable queue and the history of every delivery.
+delivery_records = delivery_records_table(metadata)
 
 receipts = sa.Table(
     "receipts",

@@ -113,10 +113,8 @@ class Bulletins(Protocol):
 
 
 class Deliveries(Protocol):
-    """Delivery outcomes and receipts."""
+    """Delivery records (the delivery engine's, read here) and receipts."""
 
-    async def done(self, delivery_id: uuid.UUID) -> bool: ...
-    async def record_outcome(self, delivery: DeliveryRow, step: TimelineRecord | None) -> None: ...
     async def of(self, bulletin_id: uuid.UUID) -> list[DeliveryRow]: ...
     async def confirm_receipt(
         self,
@@ -140,6 +138,11 @@ class Timeline(Protocol):
 
 class RumorControlUoW(Protocol):
     """What a rumor_control use case needs of its transaction."""
+
+    @property
+    def session(self) -> AsyncSession:
+        """The transaction's session (what the delivery engine accepts orders in)."""
+        ...
 
     @property
     def notices(self) -> Notices: ...
@@ -183,6 +186,15 @@ class RumorControlUnitOfWork(UnitOfWork):
         joined._session = uow.session
         return joined
 
+    @classmethod
+    def on_session(cls, session: AsyncSession, *, source: str) -> Self:
+        """This service's view of a transaction known only by its session (the delivery
+        engine's, whose outcome hooks write the timeline); its opener commits it."""
+        # The factory is never used: a joined unit of work is not entered, only read from.
+        joined = cls(async_sessionmaker(session.bind), source=source)
+        joined._session = session
+        return joined
+
     @property
     def notices(self) -> SqlNotices:
         """The notice projection."""
@@ -200,7 +212,7 @@ class RumorControlUnitOfWork(UnitOfWork):
 
     @property
     def deliveries(self) -> SqlDeliveries:
-        """Delivery outcomes and receipts."""
+        """Delivery records and receipts."""
         return SqlDeliveries(self.session)
 
     @property

@@ -1,3 +1,9 @@
-"""Delivery of rumor_control's own delivery requests over webhook and e-mail (Kafka):
-`adapters` sends, `deliver` is the use case. Kept apart so the shared delivery engine can
-replace it whole."""
+"""Bulletin delivery on the shared delivery engine (services/common/delivery).
+
+`plan` is rumor_control's side of the engine: which message a delivery record becomes
+(address from the department file, text from the published version, a receipt link) and
+what each outcome writes on the bulletin's timeline. `messages` renders the texts,
+`reasons` maps the engine's reason classes onto the contract's. Publishing accepts the
+deliveries (publishing/requests.py) in the approval's or retraction's own transaction.
+Modules are imported by name: the repository reads `reasons` without pulling in the plan.
+"""

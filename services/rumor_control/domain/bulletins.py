@@ -3,9 +3,8 @@
 A bulletin: drafted -> published (approve) | rejected (reject, in `publication`); once
 published it is updated by a new drafted version (edit: CAP Update) or retracted by a
 Cancel version that is published at once (`publication.retract`). The functions are
-pure: a use case gathers what they need (guardrail findings, rendered texts, delivery
-requests) and applies what they return with one repository call,
-`uow.bulletins.apply(transition)`.
+pure: a use case gathers what they need (guardrail findings, rendered texts) and applies
+what they return with one repository call, `uow.bulletins.apply(transition)`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from schemas.bulletins import (
     BulletinText,
     LanguageSignoff,
 )
-from schemas.deliveries import DeliveryRequested
 from services.rumor_control.domain.records import BulletinRow, Texts, VersionRow
 from services.rumor_control.domain.rules import (
     LANGUAGES,
@@ -415,10 +413,11 @@ def approve(
     checked: Checked,
     rumor_expires_at: datetime | None,
     area_name: str | None,
-    deliveries: Sequence[DeliveryRequested],
+    deliveries_requested: int,
     at: datetime,
 ) -> BulletinTransition:
-    """drafted -> approved -> published: both events, the delivery requests, the feeds."""
+    """drafted -> approved -> published: both events and the feeds (the use case hands the
+    deliveries to the delivery engine in the same transaction)."""
     latest = _refreshed(view.latest, checked)
     signoffs = _signed(latest, actor, sign_off_languages, at)
     check_approval(
@@ -443,12 +442,12 @@ def approve(
         timeline_step(bulletin, version.version, "approved", actor, at,
               signoffs={lang: v["by"] for lang, v in signoffs.items()}),
         timeline_step(bulletin, version.version, "published", actor, at,
-              channels=list(version.channels), deliveries_requested=len(deliveries)),
+              channels=list(version.channels), deliveries_requested=deliveries_requested),
     )  # fmt: skip
     return BulletinTransition(
         bulletin.bulletin_id,
         bulletin=bulletin,
         updated=(version,),
         timeline=steps,
-        events=(approved, published, *deliveries),
+        events=(approved, published),
     )

@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import datetime
 
 from schemas.bulletins import BulletinRejected, BulletinRetracted
-from schemas.deliveries import DeliveryRequested
 from services.rumor_control.domain.bulletins import (
     BulletinTransition,
     BulletinView,
@@ -83,7 +82,7 @@ def retract(
     actor: Actor,
     reason_code: str,
     texts: Texts,
-    deliveries: Sequence[DeliveryRequested],
+    deliveries_requested: int,
     at: datetime,
 ) -> BulletinTransition:
     """published -> retracted: a Cancel version, published at once, and its correction."""
@@ -112,7 +111,7 @@ def retract(
     detail = {
         "reason_code": reason_code,
         "references": list(references),
-        "deliveries_requested": len(deliveries),
+        "deliveries_requested": deliveries_requested,
     }
     return BulletinTransition(
         bulletin.bulletin_id,
@@ -120,5 +119,5 @@ def retract(
         inserted=(cancel,),
         updated=updated,
         timeline=(timeline_step(bulletin, number, "retracted", actor, at, **detail),),
-        events=(retracted, *deliveries),
+        events=(retracted,),
     )

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from schemas.base import MsgType, Status
 from schemas.bulletins import BulletinKind, PublishChannel
+from schemas.deliveries import DeliveryFailureReason
 from schemas.rumors import RumorAssessment
 
 __all__ = [
@@ -159,7 +160,11 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class DeliveryRow:
-    """The outcome of one delivery."""
+    """One delivery of a bulletin version, as its delivery record stands.
+
+    `state`: pending | sending | delivered | failed | skipped | cancelled (the engine's);
+    `last_failure_reason`: the reason class of the last failed attempt, if any.
+    """
 
     delivery_id: uuid.UUID
     bulletin_id: uuid.UUID
@@ -168,9 +173,11 @@ class DeliveryRow:
     channel: str
     language: str
     purpose: str
-    outcome: str
-    error: str | None
-    attempted_at: datetime
+    state: str
+    attempts: int
+    last_failure_reason: DeliveryFailureReason | None
+    updated_at: datetime
+    delivered_at: datetime | None = None
 
 
 @dataclass(frozen=True)

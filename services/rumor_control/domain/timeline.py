@@ -27,6 +27,7 @@ TimelineAction = Literal[
     "retracted",
     "delivered",
     "delivery_failed",
+    "delivery_skipped",
     "receipt_confirmed",
 ]
 

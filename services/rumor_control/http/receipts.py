@@ -9,8 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from schemas.deliveries import DeliveryFailureReason
 from services.common.problems import forbidden
 from services.rumor_control import receipts
 from services.rumor_control.deps import RumorControlDeps
@@ -26,7 +27,7 @@ _RECEIPT_PAGE = {
 
 
 class DeliveryOut(BaseModel):
-    """One delivery's outcome."""
+    """One delivery as it stands: its state, attempts so far and why the last one failed."""
 
     delivery_id: uuid.UUID
     version: int
@@ -35,8 +36,33 @@ class DeliveryOut(BaseModel):
     channel: str
     language: str
     purpose: str
-    outcome: str
-    attempted_at: datetime
+    state: str = Field(
+        description="pending, sending, delivered, failed (final), skipped (nothing to send: "
+        "e.g. a newer version superseded this one) or cancelled."
+    )
+    attempts: int = Field(description="Attempts that reached the network so far.")
+    last_failure_reason: DeliveryFailureReason | None = Field(
+        description="Reason class of the last failed attempt (never an address)."
+    )
+    outcome: str = Field(
+        description="Older summary of `state`: sent, failed, skipped, or pending while "
+        "the delivery is still being tried."
+    )
+    attempted_at: datetime = Field(description="When the delivery last changed.")
+    delivered_at: datetime | None = None
+
+
+def _outcome(state: str) -> str:
+    """The summary the endpoint has always shown, from the record's state."""
+    match state:
+        case "delivered":
+            return "sent"
+        case "failed":
+            return "failed"
+        case "skipped" | "cancelled":
+            return "skipped"
+        case _:
+            return "pending"
 
 
 class ReceiptOut(BaseModel):
@@ -74,8 +100,12 @@ class DeliveriesOut(BaseModel):
                     channel=d.channel,
                     language=d.language,
                     purpose=d.purpose,
-                    outcome=d.outcome,
-                    attempted_at=d.attempted_at,
+                    state=d.state,
+                    attempts=d.attempts,
+                    last_failure_reason=d.last_failure_reason,
+                    outcome=_outcome(d.state),
+                    attempted_at=d.updated_at,
+                    delivered_at=d.delivered_at,
                 )
                 for d in deliveries
             ],

@@ -1,10 +1,14 @@
 """Use cases and rules of publishing: who gets a version, and retraction (CAP Cancel).
 
-Approval publishes (vetting.decisions.approve); the delivery requests decided here go on
-the outbox in the same transaction.
+Approval publishes (vetting.decisions.approve); the deliveries decided here are accepted by
+the delivery engine in the same transaction.
 """
 
-from services.rumor_control.publishing.requests import delivery_requests, purpose_of
+from services.rumor_control.publishing.requests import (
+    delivery_orders,
+    purpose_of,
+    request_deliveries,
+)
 from services.rumor_control.publishing.retraction import retract
 from services.rumor_control.publishing.texts import (
     liaison_text,
@@ -13,10 +17,11 @@ from services.rumor_control.publishing.texts import (
 )
 
 __all__ = [
-    "delivery_requests",
+    "delivery_orders",
     "liaison_text",
     "purpose_of",
     "radio_delivery_text",
+    "request_deliveries",
     "retract",
     "script_minutes",
 ]

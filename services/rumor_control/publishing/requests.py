@@ -1,20 +1,25 @@
-"""Who gets a published version: one delivery request per liaison and channel, and one per
-radio desk channel. Pure: the requests go on the outbox with the publishing transition."""
+"""Who gets a published version: one delivery per liaison and channel, and one per radio
+desk channel, accepted by the delivery engine in the publishing transaction itself.
+
+The delivery records are the durable queue (as the outbox is for events): they commit if
+and only if the approval or retraction commits, and the engine's worker sends them. A
+record names the recipient by id; the text is rendered from the version when it is sent.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Sequence
 from typing import assert_never
 
-from schemas.base import Language, MsgType, is_drill
-from schemas.deliveries import DeliveryChannel, DeliveryPurpose, DeliveryRequested
+from schemas.base import Language, MsgType
+from schemas.deliveries import DeliveryChannel, DeliveryPurpose
+from services.common.delivery import DeliveryOrder
 from services.rumor_control.department import DepartmentConfig, Recipient
+from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import BulletinRow, delivery_id
-from services.rumor_control.guardrails import Sections
-from services.rumor_control.publishing.texts import liaison_text, radio_delivery_text
+from services.rumor_control.unit_of_work import RumorControlUoW
 
-__all__ = ["delivery_requests", "purpose_of"]
+__all__ = ["delivery_orders", "purpose_of", "request_deliveries"]
 
 
 def purpose_of(msg_type: MsgType) -> DeliveryPurpose:
@@ -30,53 +35,47 @@ def purpose_of(msg_type: MsgType) -> DeliveryPurpose:
             assert_never(msg_type)
 
 
-def delivery_requests(
+def delivery_orders(
     *,
     department: DepartmentConfig,
-    words_per_minute: int,
     bulletin: BulletinRow,
     version: int,
     msg_type: MsgType,
-    texts: Mapping[Language, Sections],
-    at: datetime,
-) -> list[DeliveryRequested]:
-    """Liaisons get the text in their language; the radio desk its read-aloud script."""
+    correlation_id: str | None,
+) -> list[DeliveryOrder]:
+    """Liaisons in their language on each of their channels; the radio desk in Spanish."""
     purpose = purpose_of(msg_type)
 
-    def request(
-        recipient: Recipient, channel: DeliveryChannel, language: Language, headline: str, body: str
-    ) -> DeliveryRequested:
-        return DeliveryRequested(
+    def order(recipient: Recipient, channel: DeliveryChannel, language: Language) -> DeliveryOrder:
+        return DeliveryOrder(
             delivery_id=delivery_id(bulletin.bulletin_id, version, recipient.id, channel),
-            origin="rumor_control",
             aggregate_id=bulletin.bulletin_id,
             aggregate_version=version,
-            purpose=purpose,
             recipient_id=recipient.id,
             channel=channel,
+            purpose=purpose,
             language=language,
-            status=bulletin.status,
-            headline=headline[:300],
-            body=body,
-            requested_at=at,
+            # Releasable and fixed for the bulletin's life: what a failure event carries.
+            context={"status": bulletin.status},
+            correlation_id=correlation_id,
         )
 
-    requests = [
-        request(
-            liaison, channel, liaison.language, texts[liaison.language].headline,
-            liaison_text(texts[liaison.language], liaison.language),
-        )
+    orders = [
+        order(liaison, channel, liaison.language)
         for liaison in department.liaisons
         for channel in liaison.channels()
-    ]  # fmt: skip
+    ]
     desk = department.radio_desk
     if desk is not None:
-        headline, body = radio_delivery_text(
-            spanish=texts["es"],
-            english=texts["en"],
-            drill=is_drill(bulletin.status),
-            words_per_minute=words_per_minute,
-            bulletin_ref=f"{bulletin.bulletin_id} v{version}",
-        )
-        requests += [request(desk, channel, "es", headline, body) for channel in desk.channels()]
-    return requests
+        orders += [order(desk, channel, "es") for channel in desk.channels()]
+    return orders
+
+
+async def request_deliveries(
+    uow: RumorControlUoW, *, deps: RumorControlDeps, orders: Sequence[DeliveryOrder]
+) -> int:
+    """Accept `orders` in `uow`'s transaction (the publishing one); how many were new."""
+    accepted = 0
+    for order in orders:
+        accepted += await deps.delivery.accept(uow.session, order)
+    return accepted

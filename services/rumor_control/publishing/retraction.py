@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 
 from schemas.base import is_drill
+from services.common.cloudevents import current_correlation_id
 from services.common.logging import get_logger
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import LANGUAGES, Actor, publication
 from services.rumor_control.domain.bulletins import BulletinView
 from services.rumor_control.metrics import BULLETINS_PUBLISHED
-from services.rumor_control.publishing.requests import delivery_requests
+from services.rumor_control.publishing.requests import delivery_orders, request_deliveries
 from services.rumor_control.unit_of_work import RumorControlUoW
 from services.rumor_control.vetting.common import (
     apply_bulletin,
@@ -45,20 +46,17 @@ async def retract(
             published_at=withdrawn.published_at,
         )
     sections = deps.drafter.render_all("correction", variables)
-    deliveries = delivery_requests(
-        department=deps.department,
-        words_per_minute=deps.settings.rumor_radio_words_per_minute,
-        bulletin=bulletin,
-        version=version,
-        msg_type="Cancel",
-        texts=sections,
-        at=now,
-    )
+    orders = delivery_orders(
+        department=deps.department, bulletin=bulletin, version=version, msg_type="Cancel",
+        correlation_id=current_correlation_id.get(),
+    )  # fmt: skip
     transition = publication.retract(
         view, actor=actor, reason_code=reason_code, texts=texts_json(sections),
-        deliveries=deliveries, at=now,
+        deliveries_requested=len(orders), at=now,
     )  # fmt: skip
     await apply_bulletin(uow, transition)
+    # The correction goes out if and only if the retraction commits.
+    await request_deliveries(uow, deps=deps, orders=orders)
 
     def retracted() -> None:
         BULLETINS_PUBLISHED.labels(bulletin.kind, "Cancel").inc()
@@ -67,7 +65,7 @@ async def retract(
             bulletin_id=str(bulletin_id),
             version=version,
             reason_code=reason_code,
-            deliveries_requested=len(deliveries),
+            deliveries_requested=len(orders),
         )
 
     uow.after_commit(retracted)

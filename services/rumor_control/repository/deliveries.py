@@ -1,4 +1,4 @@
-"""Delivery outcomes and receipts: who was sent which version, and who confirmed it."""
+"""Deliveries and receipts: who was sent which version (and how it went), who confirmed it."""
 
 from __future__ import annotations
 
@@ -8,68 +8,44 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.rumor_control.delivery.reasons import stored_reason
 from services.rumor_control.domain import DeliveryRow, ReceiptRow, TimelineRecord
-from services.rumor_control.repository._sql import insert_for, when
+from services.rumor_control.repository._sql import aware, insert_for, when
 from services.rumor_control.repository.timeline import record
-from services.rumor_control.tables import deliveries, receipts
+from services.rumor_control.tables import delivery_records, receipts
 
 __all__ = ["SqlDeliveries"]
 
 
 class SqlDeliveries:
-    """Deliveries (one outcome per delivery id) and receipts (one row per recipient/version)."""
+    """Delivery records (written by the delivery engine) and receipts (one row per
+    recipient and version)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def done(self, delivery_id: uuid.UUID) -> bool:
-        """Whether this delivery already has an outcome (sent, failed or skipped)."""
-        statement = sa.select(deliveries.c.delivery_id).where(
-            deliveries.c.delivery_id == str(delivery_id)
-        )
-        return (await self._session.execute(statement)).first() is not None
-
-    async def record_outcome(self, delivery: DeliveryRow, step: TimelineRecord | None) -> None:
-        """Record a delivery's outcome (unique on delivery_id) and its timeline entry."""
-        statement = (
-            insert_for(self._session)(deliveries)
-            .values(
-                delivery_id=str(delivery.delivery_id),
-                bulletin_id=str(delivery.bulletin_id),
-                version=delivery.version,
-                recipient_id=str(delivery.recipient_id),
-                channel=delivery.channel,
-                language=delivery.language,
-                purpose=delivery.purpose,
-                outcome=delivery.outcome,
-                error=delivery.error,
-                attempted_at=delivery.attempted_at,
-            )
-            .on_conflict_do_nothing(index_elements=["delivery_id"])
-        )
-        await self._session.execute(statement)
-        if step is not None:
-            await record(self._session, step)
-
     async def of(self, bulletin_id: uuid.UUID) -> list[DeliveryRow]:
-        """A bulletin's deliveries, oldest first."""
+        """A bulletin's deliveries, oldest first, as their records stand."""
+        t = delivery_records
         rows = await self._session.execute(
-            sa.select(deliveries)
-            .where(deliveries.c.bulletin_id == str(bulletin_id))
-            .order_by(deliveries.c.attempted_at)
+            sa.select(t)
+            .where(t.c.aggregate_id == str(bulletin_id))
+            .order_by(t.c.aggregate_version, t.c.created_at, t.c.delivery_id)
         )
         return [
             DeliveryRow(
                 delivery_id=uuid.UUID(row.delivery_id),
-                bulletin_id=uuid.UUID(row.bulletin_id),
-                version=row.version,
+                bulletin_id=uuid.UUID(row.aggregate_id),
+                version=row.aggregate_version,
                 recipient_id=uuid.UUID(row.recipient_id),
                 channel=row.channel,
                 language=row.language,
                 purpose=row.purpose,
-                outcome=row.outcome,
-                error=row.error,
-                attempted_at=when(row.attempted_at),
+                state=row.state,
+                attempts=row.attempts,
+                last_failure_reason=stored_reason(row.last_error_class),
+                updated_at=when(row.updated_at),
+                delivered_at=aware(row.delivered_at),
             )
             for row in rows
         ]

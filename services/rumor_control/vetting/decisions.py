@@ -6,15 +6,16 @@ import uuid
 from collections.abc import Sequence
 
 from schemas.base import Language
+from services.common.cloudevents import current_correlation_id
 from services.common.logging import get_logger
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import Actor, publication
 from services.rumor_control.domain import bulletins as transitions
 from services.rumor_control.domain.bulletins import BulletinView
 from services.rumor_control.metrics import BULLETINS_PUBLISHED, REPORT_TO_BULLETIN_SECONDS
-from services.rumor_control.publishing.requests import delivery_requests
+from services.rumor_control.publishing.requests import delivery_orders, request_deliveries
 from services.rumor_control.unit_of_work import RumorControlUoW
-from services.rumor_control.vetting.common import apply_bulletin, load_bulletin, sections_of
+from services.rumor_control.vetting.common import apply_bulletin, load_bulletin
 from services.rumor_control.vetting.editing import fresh_check
 
 __all__ = ["approve", "reject"]
@@ -37,21 +38,19 @@ async def approve(
     checked = await fresh_check(uow, deps=deps, view=view)
     rumor = None if bulletin.rumor_id is None else await uow.rumors.get(bulletin.rumor_id)
     area = deps.gazetteer.get(bulletin.area_code)
-    deliveries = delivery_requests(
-        department=deps.department,
-        words_per_minute=deps.settings.rumor_radio_words_per_minute,
-        bulletin=bulletin,
-        version=latest.version,
-        msg_type=latest.msg_type,
-        texts=sections_of(latest.texts),
-        at=now,
-    )
+    orders = delivery_orders(
+        department=deps.department, bulletin=bulletin, version=latest.version,
+        msg_type=latest.msg_type, correlation_id=current_correlation_id.get(),
+    )  # fmt: skip
     transition = transitions.approve(
         view, actor=actor, sign_off_languages=sign_off_languages, checked=checked,
         rumor_expires_at=None if rumor is None else rumor.expires_at,
-        area_name=None if area is None else area.name("en"), deliveries=deliveries, at=now,
+        area_name=None if area is None else area.name("en"), deliveries_requested=len(orders),
+        at=now,
     )  # fmt: skip
     await apply_bulletin(uow, transition)
+    # The deliveries commit with the publication, or not at all.
+    await request_deliveries(uow, deps=deps, orders=orders)
     since_report = (
         None if bulletin.first_reported_at is None else (now - bulletin.first_reported_at)
     )
@@ -67,7 +66,7 @@ async def approve(
             msg_type=latest.msg_type,
             status=bulletin.status,
             channels=list(latest.channels),
-            deliveries_requested=len(deliveries),
+            deliveries_requested=len(orders),
             seconds_since_first_report=(
                 None if since_report is None else round(since_report.total_seconds(), 1)
             ),

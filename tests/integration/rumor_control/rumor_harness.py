@@ -25,7 +25,7 @@ from schemas.alerts import AlertAcknowledged
 from schemas.base import EventData, Status
 from schemas.fingerprints import fingerprint_term
 from schemas.notices import NoticeReceived
-from schemas.topics import ALERTS, DELIVERIES, NOTICES
+from schemas.topics import ALERTS, NOTICES
 from services.common.auth import Role
 from services.common.cloudevents import new_event
 from services.common.db import make_engine
@@ -33,7 +33,7 @@ from services.common.logging import configure_logging
 from services.rumor_control.app import create_app
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.domain import fingerprint_key_id
-from services.rumor_control.tables import standby_requests
+from services.rumor_control.tables import delivery_records, standby_requests
 from tests.support.apps import issue_test_token, running_app
 from tests.support.kafka_io import produce_raw, wait_for
 
@@ -170,6 +170,26 @@ class RumorApp:
         result: dict[str, Any] = response.json()
         return result
 
+    async def delivery_records(self, bulletin_id: str) -> list[dict[str, Any]]:
+        """The delivery engine's records of a bulletin, as stored."""
+        engine = make_engine(self.settings, "rumor_control")
+        t = delivery_records
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(sa.select(t).where(t.c.aggregate_id == bulletin_id))
+                return [dict(row._mapping) for row in rows]
+        finally:
+            await engine.dispose()
+
+    async def timeline(self, bulletin_id: str, who: str = "ops") -> list[dict[str, Any]]:
+        """The bulletin's timeline as ops read it."""
+        response = await self.client.get(
+            f"/v1/bulletins/{bulletin_id}/timeline", headers=self.auth(who)
+        )
+        assert response.status_code == 200, response.text
+        result: list[dict[str, Any]] = response.json()
+        return result
+
     async def webhooks_for(
         self, bulletin_id: str, count: int, timeout: float = 45
     ) -> list[dict[str, Any]]:
@@ -183,11 +203,7 @@ class RumorApp:
 
 
 def _department(tmp: Path, webhook: WebhookSink) -> dict[str, Any]:
-    """The bundled department with fresh liaison ids pointing at the sinks.
-
-    Fresh ids: the deliveries topic keeps earlier runs' requests, which this app also
-    reads; requests for recipients it does not know are skipped, never re-sent here.
-    """
+    """The bundled department with fresh liaison ids pointing at the sinks."""
     data: dict[str, Any] = yaml.safe_load((PACKAGE_DIR / "department.yaml").read_text("utf-8"))
     data["liaisons"] = [
         {
@@ -243,15 +259,26 @@ async def skip_history(bootstrap: str, groups: dict[str, str]) -> None:
 
 @asynccontextmanager
 async def rumor_app_running(
-    tmp: Path, *, database_url: str | None, kafka_bootstrap: str
+    tmp: Path,
+    *,
+    database_url: str | None,
+    kafka_bootstrap: str,
+    recipients: Callable[[dict[str, Any]], None] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RumorApp]:
-    """Sinks, settings, tokens and the app's lifespan; everything stopped afterwards."""
+    """Sinks, settings, tokens and the app's lifespan; everything stopped afterwards.
+
+    `recipients` may change the department (liaisons, radio desk) before the app reads it;
+    `overrides` are settings.
+    """
     log_file = tmp / "rumor_control.log.jsonl"
     configure_logging("rumor_control", level="INFO", fmt="json", log_file=log_file, force=True)
-    # The first webhook call is answered 503: delivery must retry through the consumer.
+    # The first webhook call is answered 503: delivery must retry it.
     sink = WebhookSink(secrets=[WEBHOOK_SECRET.encode()], fail_first=1)
     with sink as webhook, SmtpSink() as smtp:
         department = _department(tmp, webhook)
+        if recipients is not None:
+            recipients(department)
         department_file = tmp / "department.yaml"
         department_file.write_text(yaml.safe_dump(department, allow_unicode=True), "utf-8")
         settings = RumorControlSettings(
@@ -268,6 +295,7 @@ async def rumor_app_running(
             rumor_department_file=department_file,
             rumor_group_prefix=f"test-{uuid.uuid4().hex[:8]}.",
             public_base_url="http://testserver",
+            **overrides,
         )
         tokens = {
             "vetter_a": await issue_test_token(settings, Role.VETTER, "Vetter Ana", "vetter-ana"),
@@ -281,7 +309,6 @@ async def rumor_app_running(
             {
                 f"{prefix}rumor_control.notices": NOTICES,
                 f"{prefix}rumor_control.alerts": ALERTS,
-                f"{prefix}rumor_control.deliveries": DELIVERIES,
             },
         )
         app = create_app(settings)

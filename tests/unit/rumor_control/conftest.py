@@ -12,7 +12,6 @@ from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import Actor
 from tests.unit.rumor_control.fakes import (
     FakeClock,
-    FakeSender,
     FakeUnitOfWork,
     Store,
     make_deps,
@@ -34,13 +33,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def sender() -> FakeSender:
-    return FakeSender()
-
-
-@pytest.fixture
-def deps(store: Store, clock: FakeClock, sender: FakeSender) -> RumorControlDeps:
-    return make_deps(store, clock, sender)
+def deps(store: Store, clock: FakeClock) -> RumorControlDeps:
+    return make_deps(store, clock)
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from types import TracebackType
 from typing import Any, Self
 
 from schemas.base import EventData, Status
-from schemas.deliveries import DeliveryRequested
 from schemas.fingerprints import fingerprint_term
 from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit
+from services.common.delivery import DeliveryOrder
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
-from services.rumor_control.department import Recipient, load_department
+from services.rumor_control.department import load_department
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import (
     Aggregate,
@@ -44,7 +44,7 @@ from services.rumor_control.gazetteer import load_gazetteer
 
 __all__ = [
     "FakeClock",
-    "FakeSender",
+    "FakeDeliveryEngine",
     "FakeUnitOfWork",
     "Store",
     "make_deps",
@@ -77,6 +77,8 @@ class Store:
     bulletins: dict[uuid.UUID, BulletinRow] = field(default_factory=dict)
     versions: dict[uuid.UUID, dict[int, VersionRow]] = field(default_factory=dict)
     deliveries: dict[uuid.UUID, DeliveryRow] = field(default_factory=dict)
+    # What the delivery engine accepted, by delivery id (in the publishing transaction).
+    orders: dict[uuid.UUID, DeliveryOrder] = field(default_factory=dict)
     receipts: dict[tuple[uuid.UUID, int, uuid.UUID], ReceiptRow] = field(default_factory=dict)
     timeline: list[TimelineRecord] = field(default_factory=list)
     outbox: list[EventData] = field(default_factory=list)
@@ -267,14 +269,6 @@ class FakeDeliveries:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def done(self, delivery_id: uuid.UUID) -> bool:
-        return delivery_id in self.store.deliveries
-
-    async def record_outcome(self, delivery: DeliveryRow, step: TimelineRecord | None) -> None:
-        self.store.deliveries.setdefault(delivery.delivery_id, delivery)
-        if step is not None:
-            self.store.timeline.append(step)
-
     async def of(self, bulletin_id: uuid.UUID) -> list[DeliveryRow]:
         return [d for d in self.store.deliveries.values() if d.bulletin_id == bulletin_id]
 
@@ -336,6 +330,8 @@ class FakeUnitOfWork:
         self.timeline = FakeTimeline(store)
         self.effects: list[AfterCommit] = []
         self.committed = False
+        # Stands for the transaction's session: only the fake delivery engine receives it.
+        self.session: Any = self
 
     def after_commit(self, effect: AfterCommit) -> None:
         self.effects.append(effect)
@@ -358,23 +354,17 @@ class FakeUnitOfWork:
         self.effects.clear()
 
 
-@dataclass
-class FakeSender:
-    """Records what would be sent; `fail` makes the next sends raise it."""
+class FakeDeliveryEngine:
+    """The delivery engine's `accept`: records orders in the store, idempotent on the id."""
 
-    sent: list[tuple[Recipient, DeliveryRequested, str]] = field(default_factory=list)
-    fail: Exception | None = None
-    closed: bool = False
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
-    async def send(
-        self, recipient: Recipient, request: DeliveryRequested, *, receipt_url: str
-    ) -> None:
-        if self.fail is not None:
-            raise self.fail
-        self.sent.append((recipient, request, receipt_url))
-
-    async def close(self) -> None:
-        self.closed = True
+    async def accept(self, session: Any, order: DeliveryOrder) -> bool:
+        if order.delivery_id in self.store.orders:
+            return False
+        self.store.orders[order.delivery_id] = order
+        return True
 
 
 _DEPARTMENT = load_department(PACKAGE_DIR / "department.yaml")
@@ -382,9 +372,7 @@ _GAZETTEER = load_gazetteer(PACKAGE_DIR / "gazetteer.yaml")
 _DRAFTER = Drafter(PACKAGE_DIR / "templates", _DEPARTMENT)
 
 
-def make_deps(
-    store: Store, clock: FakeClock | None = None, sender: FakeSender | None = None
-) -> RumorControlDeps:
+def make_deps(store: Store, clock: FakeClock | None = None) -> RumorControlDeps:
     """Deps over the bundled department, gazetteer and templates, with fakes for the rest."""
     return RumorControlDeps(
         settings=RumorControlSettings(),
@@ -393,7 +381,7 @@ def make_deps(
         drafter=_DRAFTER,
         source="aviso.rumor_control",
         unit_of_work=lambda: FakeUnitOfWork(store),
-        sender=sender or FakeSender(),
+        delivery=FakeDeliveryEngine(store),
         clock=clock or FakeClock(),
     )
 

@@ -1,11 +1,10 @@
-"""Publishing use cases with in-memory fakes: retraction (CAP Cancel) and delivery requests."""
+"""Publishing use cases with in-memory fakes: retraction (CAP Cancel) and delivery orders."""
 
 from __future__ import annotations
 
 import pytest
 
 from schemas.bulletins import BulletinRetracted
-from schemas.deliveries import DeliveryRequested
 from services.rumor_control import publishing, vetting
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import VettingError
@@ -46,9 +45,11 @@ async def test_a_retraction_publishes_a_cancel_and_sends_the_correction(
     assert cancel.published_at == clock()
     (retracted,) = store.events(BulletinRetracted)
     assert (retracted.version, retracted.reason_code) == (3, "vetter.superseded")
-    corrections = [r for r in store.events(DeliveryRequested) if r.aggregate_version == 3]
+    corrections = [o for o in store.orders.values() if o.aggregate_version == 3]
     assert corrections
-    assert {r.purpose for r in corrections} == {"retraction"}
+    assert {o.purpose for o in corrections} == {"retraction"}
+    recipients = {r.id for r in deps.department.recipients()}
+    assert {o.recipient_id for o in corrections} == recipients
     assert store.timeline[-1].action == "retracted"
     assert store.timeline[-1].detail["deliveries_requested"] == len(corrections)
 

@@ -66,8 +66,9 @@ async def test_deliveries_and_receipts_of_a_bulletin(
     bulletin_id = await standby_draft(deps, store, clock)
     liaison = deps.department.liaisons[0]
     store.deliveries[uuid.uuid4()] = DeliveryRow(
-        uuid.uuid4(), bulletin_id, 1, liaison.id, "webhook", "es", "bulletin", "sent", None, clock()
-    )
+        uuid.uuid4(), bulletin_id, 1, liaison.id, "webhook", "es", "bulletin", "delivered", 1,
+        None, clock(),
+    )  # fmt: skip
     token = _token(deps, bulletin_id, liaison.id)
     await receipts.record_receipt(FakeUnitOfWork(store), deps=deps, token=token)
 

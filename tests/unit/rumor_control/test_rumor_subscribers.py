@@ -7,7 +7,6 @@ No broker, no database: the inbox claim is stubbed and the use cases are recorde
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,8 +17,8 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from schemas.base import EventData
-from schemas.deliveries import DeliveryRequested
 from schemas.notices import NoticeCancelled
+from schemas.topics import ALERTS, DELIVERIES, NOTICES
 from services.common import kafka
 from services.common.cloudevents import new_event
 from services.common.db import make_session_factory
@@ -55,7 +54,6 @@ async def wired(
         ("acknowledge_alert", "acknowledged"),
     ):
         monkeypatch.setattr(notices, name, calls.recorder(name, argument))
-    monkeypatch.setattr(subscribers, "deliver", calls.recorder("deliver", "request"))
     claimed: list[AsyncSession] = []
 
     async def claim(session: AsyncSession, **_: Any) -> bool:
@@ -105,22 +103,28 @@ async def test_each_event_reaches_its_one_use_case_on_the_consumers_session(
         received_at=clock() + timedelta(minutes=1),
         reason="operation_cancelled",
     )
-    request = DeliveryRequested(
-        delivery_id=uuid.uuid4(), origin="rumor_control", aggregate_id=uuid.uuid4(),
-        aggregate_version=1, purpose="bulletin", recipient_id=deps.department.liaisons[0].id,
-        channel="email", language="es", status="Actual", headline="Aviso", body="Texto",
-        requested_at=clock(),
-    )  # fmt: skip
 
-    for data in (received, ack, cancelled, request):
+    for data in (received, ack, cancelled):
         await _publish(broker, data)
 
     assert [(name, data) for name, data, _ in calls.seen] == [
         ("apply_notice", received),
         ("acknowledge_alert", ack),
         ("apply_notice_cancelled", cancelled),
-        ("deliver", request),
     ]
     for (_, _, uow), session in zip(calls.seen, claimed, strict=True):
         assert isinstance(uow, RumorControlUnitOfWork)
         assert uow.session is session  # one transaction with the inbox claim
+
+
+async def test_nothing_is_consumed_from_the_retired_deliveries_topic(
+    wired: tuple[KafkaBroker, Calls, list[AsyncSession]],
+) -> None:
+    broker, _, _ = wired
+    topics = {
+        str(getattr(topic, "name", topic))
+        for subscriber in broker.subscribers
+        for topic in getattr(subscriber, "topics", ())
+    }
+    assert topics == {NOTICES, ALERTS}
+    assert DELIVERIES not in topics

@@ -7,7 +7,6 @@ import uuid
 import pytest
 
 from schemas.bulletins import BulletinApproved, BulletinDrafted, BulletinPublished, BulletinRejected
-from schemas.deliveries import DeliveryRequested
 from services.rumor_control import vetting
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import NotFound, VettingError
@@ -117,15 +116,22 @@ async def test_approval_publishes_with_both_events_and_the_deliveries(
     (published,) = store.events(BulletinPublished)
     assert published.channels == ("liaison", "public_feed", "radio")
     assert {t.language for t in published.texts} == {"en", "es"}
-    requests = store.events(DeliveryRequested)
-    recipients = {r.id for r in deps.department.recipients()}
-    assert {r.recipient_id for r in requests} == recipients
-    assert {r.purpose for r in requests} == {"bulletin"}
+    # Deliveries are accepted by the engine in the approval's transaction, not on Kafka:
+    # one per recipient and configured channel, each with its own stable id.
+    orders = list(store.orders.values())
+    expected = {(r.id, c) for r in deps.department.recipients() for c in r.channels()}
+    assert {(o.recipient_id, o.channel) for o in orders} == expected
+    assert len(orders) == len(expected)
+    assert {o.purpose for o in orders} == {"bulletin"}
+    assert {(o.aggregate_id, o.aggregate_version) for o in orders} == {(bulletin_id, 1)}
+    assert {o.context["status"] for o in orders} == {"Actual"}
+    desk = deps.department.radio_desk
+    assert desk is not None
+    assert {o.language for o in orders if o.recipient_id == desk.id} == {"es"}
     assert store.actions(bulletin_id)[-4:] == ["signed_off", "signed_off", "approved", "published"]
-    assert store.timeline[-1].detail["deliveries_requested"] == len(requests)
-    # Events go out in the order consumers expect: approved, published, then deliveries.
-    kinds = [type(e).__name__ for e in store.outbox[-len(requests) - 2 :]]
-    assert kinds[:2] == ["BulletinApproved", "BulletinPublished"]
+    assert store.timeline[-1].detail["deliveries_requested"] == len(orders)
+    kinds = [type(e).__name__ for e in store.outbox[-2:]]
+    assert kinds == ["BulletinApproved", "BulletinPublished"]
 
 
 async def test_an_edit_of_a_published_bulletin_drafts_a_cap_update(

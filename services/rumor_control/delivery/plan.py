@@ -1,0 +1,273 @@
+"""rumor_control's delivery plan: what a bulletin delivery record becomes, and what its
+outcome means for the bulletin.
+
+The engine claims a record and asks `resolve` for the message: the version must still be
+the bulletin's version in force (a newer version or a retraction supersedes it: Skip),
+the recipient must still be in the department file (else Skip), and the address for the
+record's channel comes from there (none: a permanent `no_address` failure). Outcomes come
+back to the hooks inside the transaction that records them; each applies one bulletin
+transition (timeline entry, `bulletin.delivery_failed`), and logs and metrics follow the
+commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import assert_never, cast
+from weakref import WeakKeyDictionary
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.base import Status
+from services.common.delivery import (
+    BaseDeliveryPlan,
+    Delivered,
+    DeliveryError,
+    DeliveryOrder,
+    DeliveryRecord,
+    EmailOutbound,
+    Failure,
+    Outbound,
+    Skip,
+    Transaction,
+    WebhookOutbound,
+)
+from services.common.logging import get_logger
+from services.rumor_control.config import RumorControlSettings
+from services.rumor_control.delivery.messages import (
+    BulletinMessage,
+    bulletin_message,
+    email_text,
+    webhook_payload,
+)
+from services.rumor_control.delivery.reasons import contract_reason
+from services.rumor_control.department import DepartmentConfig, RadioDesk, Recipient
+from services.rumor_control.deps import Clock, receipt_link, utc_now
+from services.rumor_control.domain import delivery as outcomes
+from services.rumor_control.domain.bulletins import BulletinTransition, BulletinView
+from services.rumor_control.domain.delivery import BulletinDelivery
+from services.rumor_control.metrics import DELIVERIES, DELIVERY_FAILURES
+from services.rumor_control.unit_of_work import RumorControlUoW
+
+__all__ = ["BulletinDeliveryPlan", "ReceiptLinks"]
+
+log = get_logger(__name__)
+
+# (bulletin_id, version, recipient_id) -> a signed receipt link.
+ReceiptLinks = Callable[[uuid.UUID, int, uuid.UUID], str]
+UnitOfWorkOn = Callable[[AsyncSession], RumorControlUoW]
+
+
+class BulletinDeliveryPlan(BaseDeliveryPlan):
+    """Bulletins to liaisons and the radio desk, on the channels the department configures."""
+
+    def __init__(
+        self,
+        *,
+        department: DepartmentConfig,
+        unit_of_work: UnitOfWorkOn,
+        receipt_links: ReceiptLinks,
+        words_per_minute: int,
+        give_up_after: timedelta,
+        clock: Clock = utc_now,
+    ) -> None:
+        # Only the channels some recipient uses: the engine refuses to start when one of
+        # them has no sender, instead of a message going out on another channel.
+        self.channels = tuple(sorted(department.channels()))
+        self._department = department
+        self._unit_of_work = unit_of_work
+        self._links = receipt_links
+        self._words_per_minute = words_per_minute
+        self._give_up_after = give_up_after
+        self._clock = clock
+        # Bulletins read in one resolve transaction: a fan-out claims many records of one
+        # bulletin at once, and reads it once per round.
+        self._views: WeakKeyDictionary[AsyncSession, dict[uuid.UUID, BulletinView | None]] = (
+            WeakKeyDictionary()
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: RumorControlSettings,
+        *,
+        department: DepartmentConfig,
+        unit_of_work: UnitOfWorkOn,
+        clock: Clock = utc_now,
+    ) -> BulletinDeliveryPlan:
+        """The plan the settings describe (give-up time, reading speed, link signing)."""
+
+        def links(bulletin_id: uuid.UUID, version: int, recipient_id: uuid.UUID) -> str:
+            return receipt_link(
+                settings, at=clock(), bulletin_id=bulletin_id, version=version,
+                recipient_id=recipient_id,
+            )  # fmt: skip
+
+        return cls(
+            department=department,
+            unit_of_work=unit_of_work,
+            receipt_links=links,
+            words_per_minute=settings.rumor_radio_words_per_minute,
+            give_up_after=timedelta(seconds=settings.rumor_delivery_give_up_s),
+            clock=clock,
+        )
+
+    def give_up_after(self, order: DeliveryOrder) -> timedelta:
+        """Bulletins, updates and retractions alike: `rumor_delivery_give_up_s`."""
+        return self._give_up_after
+
+    # -- resolve ------------------------------------------------------------------------
+
+    async def resolve(self, session: AsyncSession, record: DeliveryRecord) -> Outbound | Skip:
+        """The recipient's message for a version still in force, or Skip."""
+        view = await self._view(session, record.aggregate_id)
+        if view is None:
+            return Skip("unknown_bulletin")
+        in_force = view.last_published
+        if in_force is None or in_force.version != record.aggregate_version:
+            # published v1 -> v2 (update) or Cancel (retraction): v1 is not sent any more.
+            return Skip("superseded")
+        recipient = self._department.recipient(record.recipient_id)
+        if recipient is None:
+            return Skip("unknown_recipient")  # removed from the department file meanwhile
+        message = bulletin_message(
+            delivery_id=record.delivery_id, bulletin=view.bulletin, version=in_force,
+            purpose=record.purpose, language=record.language,
+            radio_desk=isinstance(recipient, RadioDesk), words_per_minute=self._words_per_minute,
+        )  # fmt: skip
+        url = self._links(record.aggregate_id, record.aggregate_version, recipient.id)
+        return _outbound(record, recipient, message, url)
+
+    async def _view(self, session: AsyncSession, bulletin_id: uuid.UUID) -> BulletinView | None:
+        seen = self._views.setdefault(session, {})
+        if bulletin_id not in seen:
+            seen[bulletin_id] = await self._unit_of_work(session).bulletins.view(bulletin_id)
+        return seen[bulletin_id]
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    async def on_delivered(
+        self, tx: Transaction, record: DeliveryRecord, result: Delivered
+    ) -> None:
+        """sending -> delivered: on the timeline; counted and logged after commit."""
+        delivery = _delivery(record)
+        transition = outcomes.delivered(delivery, attempts=result.attempts, at=result.delivered_at)
+        await self._apply(tx, transition, lambda: _observe(delivery, "sent", result.attempts))
+
+    async def on_attempt_failed(
+        self, tx: Transaction, record: DeliveryRecord, failure: Failure
+    ) -> None:
+        """An attempt failed and another follows: timeline, event (final false), metrics."""
+        if failure.reason == "circuit_open":
+            # Not an attempt: the destination's breaker kept us off the network, and it
+            # comes back every cooldown while a receiver is down. The engine counts it.
+            return
+        await self._failed(tx, record, failure)
+
+    async def on_failed(self, tx: Transaction, record: DeliveryRecord, failure: Failure) -> None:
+        """No more attempts (refused, no address, or give-up time): event with final true."""
+        await self._failed(tx, record, failure)
+
+    async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
+        """Nothing was sent (version superseded, recipient gone): why, on the timeline."""
+        delivery = _delivery(record)
+
+        def observe() -> None:
+            _observe(delivery, "skipped", record.attempts, skip_reason=skip.reason)
+
+        if skip.reason == "unknown_bulletin":
+            self._unit_of_work(tx.session).after_commit(observe)  # no timeline to write on
+            return
+        transition = outcomes.delivery_skipped(delivery, skip_reason=skip.reason, at=self._clock())
+        await self._apply(tx, transition, observe)
+
+    async def _failed(self, tx: Transaction, record: DeliveryRecord, failure: Failure) -> None:
+        delivery = _delivery(record)
+        reason = contract_reason(failure.reason)
+        transition = outcomes.delivery_failed(
+            delivery, reason=reason, attempts=failure.attempts, final=failure.final, at=failure.at
+        )
+
+        def observe() -> None:
+            DELIVERY_FAILURES.labels(delivery.channel, reason, str(failure.final).lower()).inc()
+            if failure.final:
+                _observe(delivery, "failed", failure.attempts, reason=reason)
+                return
+            DELIVERIES.labels(delivery.channel, "retry").inc()
+            log.warning(
+                "bulletin.delivery_failed",
+                **_fields(delivery),
+                reason=reason,
+                attempts=failure.attempts,
+                final=False,
+            )
+
+        await self._apply(tx, transition, observe)
+
+    async def _apply(
+        self, tx: Transaction, transition: BulletinTransition, observe: Callable[[], None]
+    ) -> None:
+        uow = self._unit_of_work(tx.session)
+        await uow.bulletins.apply(transition)
+        uow.after_commit(observe)
+
+
+def _outbound(
+    record: DeliveryRecord, recipient: Recipient, message: BulletinMessage, url: str
+) -> Outbound:
+    """The message on the record's own channel, at the recipient's address for it."""
+    match record.channel:
+        case "webhook":
+            if not recipient.webhook_url:
+                raise DeliveryError("no webhook configured for the recipient", reason="no_address")
+            payload = webhook_payload(message, receipt_url=url)
+            return WebhookOutbound(url=recipient.webhook_url, payload=payload)
+        case "email":
+            if not recipient.email:
+                raise DeliveryError("no e-mail configured for the recipient", reason="no_address")
+            return EmailOutbound(
+                to=recipient.email,
+                subject=message.marked(message.headline),
+                text=email_text(message, receipt_url=url),
+                language=message.language,
+            )
+        case _:
+            assert_never(record.channel)
+
+
+def _delivery(record: DeliveryRecord) -> BulletinDelivery:
+    return BulletinDelivery(
+        delivery_id=record.delivery_id,
+        bulletin_id=record.aggregate_id,
+        version=record.aggregate_version,
+        recipient_id=record.recipient_id,
+        channel=record.channel,
+        language=record.language,
+        purpose=record.purpose,
+        status=cast(Status, record.context.get("status", "Actual")),
+    )
+
+
+def _fields(delivery: BulletinDelivery) -> dict[str, object]:
+    return {
+        "bulletin_id": str(delivery.bulletin_id),
+        "version": delivery.version,
+        "recipient_id": str(delivery.recipient_id),
+        "channel": delivery.channel,
+        "purpose": delivery.purpose,
+        "delivery_id": str(delivery.delivery_id),
+    }
+
+
+def _observe(delivery: BulletinDelivery, outcome: str, attempts: int, **extra: object) -> None:
+    """The outcome's metric and its `bulletin.delivery` log line (after commit)."""
+    DELIVERIES.labels(delivery.channel, outcome).inc()
+    level = log.warning if outcome == "failed" else log.info
+    if outcome == "failed":
+        log.error(
+            "bulletin.delivery_failed", **_fields(delivery), attempts=attempts, final=True,
+            **extra,
+        )  # fmt: skip
+    level("bulletin.delivery", **_fields(delivery), outcome=outcome, attempts=attempts, **extra)

@@ -58,9 +58,7 @@ from schemas.bulletins import (
 from schemas.deliveries import (
     DeliveryChannel,
     DeliveryFailureReason,
-    DeliveryOrigin,
     DeliveryPurpose,
-    DeliveryRequested,
 )
 from schemas.dlq import DeadLettered, b64encode
 from schemas.notices import (
@@ -72,13 +70,12 @@ from schemas.notices import (
     ReceivedVia,
 )
 from schemas.rumors import RumorAssessed, RumorAssessment, RumorChannel, RumorReported
-from schemas.topics import ALERTS, ALL_TOPICS, BULLETINS, DELIVERIES, DLQ, NOTICES, RUMORS
+from schemas.topics import ALERTS, ALL_TOPICS, BULLETINS, DLQ, NOTICES, RUMORS
 
 __all__ = [
     "ALERTS",
     "ALL_TOPICS",
     "BULLETINS",
-    "DELIVERIES",
     "DLQ",
     "EVENT_MODELS",
     "NOTICES",
@@ -105,9 +102,7 @@ __all__ = [
     "DeadLettered",
     "DeliveryChannel",
     "DeliveryFailureReason",
-    "DeliveryOrigin",
     "DeliveryPurpose",
-    "DeliveryRequested",
     "DuplicateEventType",
     "EventData",
     "Fingerprint",

@@ -1,33 +1,23 @@
-"""Delivery requests on ``aviso.deliveries.v1``: what one recipient must receive on one channel.
+"""Delivery vocabulary shared by the services and their events: channels, purposes, reasons.
 
-Router (alerts to the SPOC and the escalation chain) and rumor_control (bulletins to liaisons
-and the radio desk) decide *what* to send; channel adapters consume these requests and deliver
-them by signed webhook or e-mail, with retries and the DLQ. A request names the recipient by id
-only: adapters look the address up in their own service's directory, so no address or phone
-number travels on a topic. The text is releasable by construction (rendered from releasable
-fields); restricted detail is never in it: a recipient with the right role follows the link to
-read it.
+No delivery request travels on a topic: the service that decides to notify someone (router
+for alerts, rumor_control for bulletins) records the delivery in its own database, in the
+same transaction as the decision, and its delivery engine sends it. Addresses therefore
+never leave their owner. What other services see are the outcomes on the owner's topic:
+`alert.delivered` / `alert.delivery_failed` and `bulletin.delivery_failed`, which name the
+channel kind and a failure reason class, never an address.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-from uuid import UUID
-
-from pydantic import AwareDatetime, Field
-
-from schemas.base import EventData, Language, Status
-from schemas.topics import DELIVERIES
+from typing import Literal
 
 __all__ = [
     "DeliveryChannel",
     "DeliveryFailureReason",
-    "DeliveryOrigin",
     "DeliveryPurpose",
-    "DeliveryRequested",
 ]
 
-DeliveryOrigin = Literal["router", "rumor_control"]
 DeliveryChannel = Literal["webhook", "email"]
 # Why an attempt failed, as a class: what an operator can act on, never an address or the
 # receiver's own words (a response body could echo anything).
@@ -47,29 +37,3 @@ DeliveryFailureReason = Literal[
 DeliveryPurpose = Literal[
     "alert", "escalation", "update", "cancel", "bulletin", "correction", "retraction"
 ]
-
-
-class DeliveryRequested(EventData):
-    """One recipient should receive one message on one channel.
-
-    No restricted detail: recipients are ids, the text is rendered from releasable fields only.
-    """
-
-    event_type: ClassVar[str] = "delivery.requested"
-    topic: ClassVar[str] = DELIVERIES
-    subject_field: ClassVar[str] = "aggregate_id"
-
-    delivery_id: UUID = Field(
-        description="Idempotency key of this delivery: the same id is delivered at most once."
-    )
-    origin: DeliveryOrigin = Field(description="The service whose adapters deliver it.")
-    aggregate_id: UUID = Field(description="The alert or bulletin this delivery belongs to.")
-    aggregate_version: int = Field(ge=1, description="Version of the notice or bulletin sent.")
-    purpose: DeliveryPurpose
-    recipient_id: UUID = Field(description="Directory id of the recipient (person or liaison).")
-    channel: DeliveryChannel
-    language: Language = "en"
-    status: Status = Field(description="Drills (Exercise/Test) start every message with DRILL.")
-    headline: str = Field(min_length=1, max_length=300, description="Subject line / title.")
-    body: str = Field(min_length=1, max_length=20000, description="Releasable message text.")
-    requested_at: AwareDatetime

@@ -6,15 +6,12 @@ stay in order on one partition. The ``.v1`` suffix changes only with an incompat
 
 from __future__ import annotations
 
-__all__ = ["ALERTS", "ALL_TOPICS", "BULLETINS", "DELIVERIES", "DLQ", "NOTICES", "RUMORS"]
+__all__ = ["ALERTS", "ALL_TOPICS", "BULLETINS", "DLQ", "NOTICES", "RUMORS"]
 
 NOTICES = "aviso.notices.v1"
 ALERTS = "aviso.alerts.v1"
 RUMORS = "aviso.rumors.v1"
 BULLETINS = "aviso.bulletins.v1"
 DLQ = "aviso.dlq.v1"
-# Added beside the brief's table: requests for channel adapters (router and rumor_control),
-# so delivery is retried and dead-lettered like any other consumer's work.
-DELIVERIES = "aviso.deliveries.v1"
 
-ALL_TOPICS: tuple[str, ...] = (NOTICES, ALERTS, RUMORS, BULLETINS, DELIVERIES, DLQ)
+ALL_TOPICS: tuple[str, ...] = (NOTICES, ALERTS, RUMORS, BULLETINS, DLQ)

@@ -46,7 +46,6 @@ DEFAULT_TOPICS: tuple[str, ...] = (
     "aviso.alerts.v1",
     "aviso.rumors.v1",
     "aviso.bulletins.v1",
-    "aviso.deliveries.v1",
     "aviso.dlq.v1",
 )
 

@@ -34,7 +34,7 @@ import yaml
 
 from deploy.local.kafka import ensure_topics
 from deploy.local.sinks import SmtpSink, WebhookSink
-from schemas.topics import ALERTS, ALL_TOPICS, DELIVERIES, NOTICES
+from schemas.topics import ALERTS, ALL_TOPICS, NOTICES
 from services.common.auth import Role
 from services.common.settings import CommonSettings
 from services.demo import _notice as demo_notice
@@ -320,7 +320,6 @@ def _groups(router_prefix: str, rumor_prefix: str) -> dict[str, str]:
         f"{router_prefix}.notices": NOTICES,
         f"{rumor_prefix}rumor_control.notices": NOTICES,
         f"{rumor_prefix}rumor_control.alerts": ALERTS,
-        f"{rumor_prefix}rumor_control.deliveries": DELIVERIES,
     }
 
 

@@ -17,7 +17,7 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from schemas.base import EventData
-from schemas.topics import DELIVERIES, NOTICES
+from schemas.topics import NOTICES
 from services.common.cloudevents import current_correlation_id, new_event
 from services.common.db import make_engine, make_session_factory
 from services.common.kafka import EventConsumer
@@ -107,4 +107,3 @@ async def test_router_consumes_only_notices(wired: tuple[KafkaBroker, Recorder])
         for t in subscriber.topics  # type: ignore[attr-defined]
     }
     assert topics == {NOTICES}
-    assert DELIVERIES not in topics

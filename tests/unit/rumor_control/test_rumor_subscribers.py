@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from schemas.base import EventData
 from schemas.notices import NoticeCancelled
-from schemas.topics import ALERTS, DELIVERIES, NOTICES
+from schemas.topics import ALERTS, NOTICES
 from services.common import kafka
 from services.common.cloudevents import new_event
 from services.common.db import make_session_factory
@@ -127,4 +127,3 @@ async def test_nothing_is_consumed_from_the_retired_deliveries_topic(
         for topic in getattr(subscriber, "topics", ())
     }
     assert topics == {NOTICES, ALERTS}
-    assert DELIVERIES not in topics

@@ -44,7 +44,6 @@ from schemas import (
     version_ref,
 )
 from schemas.base import DuplicateEventType
-from schemas.deliveries import DeliveryRequested
 
 # The contract table of BRIEF ("Contract (shared by all services)"), copied here so the test runs
 # in a clone without the brief; change both together, with a note on the issue.
@@ -70,8 +69,6 @@ BRIEF_CONTRACT: dict[str, set[str]] = {
         "bulletin.delivery_failed",
     },
     "aviso.dlq.v1": {"dlq.dead_lettered"},
-    # Not in the brief's table: delivery requests for channel adapters (noted on issue 4).
-    "aviso.deliveries.v1": {"delivery.requested"},
 }
 TOPIC_PREFIX = {
     topics.NOTICES: "notice.",
@@ -79,7 +76,6 @@ TOPIC_PREFIX = {
     topics.RUMORS: "rumor.",
     topics.BULLETINS: "bulletin.",
     topics.DLQ: "dlq.",
-    topics.DELIVERIES: "delivery.",
 }
 
 T0 = datetime(2025, 3, 12, 14, 0, tzinfo=UTC)
@@ -277,19 +273,6 @@ EXAMPLES: dict[str, EventData] = {
         retracted_by=VETTER_ID,
         reason_code="superseded",
         retracted_at=T0,
-    ),
-    "delivery.requested": DeliveryRequested(
-        delivery_id=uuid4(),
-        origin="router",
-        aggregate_id=ALERT_ID,
-        aggregate_version=1,
-        purpose="alert",
-        recipient_id=SPOC_ID,
-        channel="webhook",
-        status="Exercise",
-        headline="DRILL: advance notice, District 4",
-        body="DRILL. An operation is announced in District 4.",
-        requested_at=T0,
     ),
     "dlq.dead_lettered": DeadLettered(
         dead_letter_id=uuid4(),

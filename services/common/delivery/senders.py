@@ -35,6 +35,7 @@ __all__ = [
 
 DELIVERY_ID_HEADER = "Aviso-Delivery-Id"
 USER_AGENT = "Aviso-Webhook/1"
+_KEEPALIVE_S = 4.0
 
 
 class WebhookSender:
@@ -70,7 +71,13 @@ class WebhookSender:
         if self._session is None or self._session.closed:
             # The engine bounds concurrency itself; the pool only has to have a kept
             # connection ready for each delivery in flight.
-            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                # Let go of an idle connection before common servers do (Node: 5 s), so a
+                # POST rarely meets a connection the receiver is closing at that moment.
+                keepalive_timeout=_KEEPALIVE_S,
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 # One bound on the whole attempt (connect, send, answer), as the setting says.

@@ -3,13 +3,16 @@
     python benchmarks/delivery_engine.py [--deliveries 1000] [--hanging 40] [--database-url URL]
 
 Prints, in one run:
-- the sink's floor: requests/s a plain pooled httpx loop reaches at the same concurrency,
+- the floor: requests/s the production WebhookSender reaches in a plain loop at the same
+  concurrency, with no engine and no database (what the engine could reach at best),
 - the engine's deliveries/s (accepted records -> all recorded as delivered), each to its
-  own URL (a fan-out to N liaisons),
+  own URL (a fan-out to N liaisons), through the same WebhookSender,
 - the same with `--hanging` extra records to one endpoint that never answers (the
-  webhook timeout is 5 s): the others' rate should stay where it was.
-The sink runs in its own process (an asyncio HTTP/1.1 server) so it is not the engine's
-competitor for the event loop. SQLite when no URL is given; no assertions.
+  webhook timeout is 5 s): the others' rate should stay where it was,
+- the local WebhookSink of `aviso up` (deploy/local/sinks.py, recording to a file) taking
+  the same load from the WebhookSender, and its CPU time per request.
+The receivers (aiohttp servers) run in their own processes so they do not compete with
+the engine for the event loop. SQLite when no URL is given; no assertions.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deploy.local.common import free_port
 from services.common.db import is_postgres, make_engine, make_session_factory
 from services.common.delivery import (
     BaseDeliveryPlan,
@@ -57,15 +60,19 @@ CONCURRENCY = 64
 
 
 async def _serve(port_file: Path) -> None:
-    from tests.integration.common.delivery.receiver import Receiver
+    """The benchmark's receiver: 204 at once, except /hang which never answers."""
+    from aiohttp import web
 
-    async def answer(path: str, delivery_id: str, nth: int) -> int:
-        if path.startswith("/hang"):
+    async def answer(request: web.BaseRequest) -> web.StreamResponse:
+        await request.read()
+        if request.path.startswith("/hang"):
             await asyncio.sleep(3600)
-        return 204
+        return web.Response(status=204)
 
-    receiver = await Receiver(answer=answer).start()
-    port_file.write_text(str(receiver.port))  # noqa: ASYNC240 - once, at start-up
+    runner = web.ServerRunner(web.Server(answer, access_log=None))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
+    port_file.write_text(str(runner.addresses[0][1]))  # noqa: ASYNC240 - once, at start-up
     await asyncio.Event().wait()
 
 
@@ -94,61 +101,20 @@ class _CountingPlan(BaseDeliveryPlan):
         tx.after_commit(count)
 
 
-class _AiohttpWebhook:
-    """The same signed POST over aiohttp, to tell the engine's cost from httpx's pool."""
-
-    def __init__(self) -> None:
-        import aiohttp
-
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=CONCURRENCY),
-            timeout=aiohttp.ClientTimeout(total=5.0),
-        )
-
-    async def send(self, url: str, payload: Any, *, delivery_id: str) -> int:
-        import aiohttp
-
-        from services.common.delivery import DeliveryError
-
-        try:
-            async with self._session.post(
-                url, json=payload, headers={"Aviso-Delivery-Id": delivery_id}
-            ) as response:
-                await response.read()
-                return response.status
-        except (TimeoutError, aiohttp.ClientError):
-            raise DeliveryError("webhook timed out", reason="timeout") from None
-
-    async def close(self) -> None:
-        await self._session.close()
-
-
-async def _aiohttp_floor(base_url: str, n: int) -> float:
-    transport = _AiohttpWebhook()
+async def _floor(base_url: str, n: int) -> float:
+    """Requests/s of the production sender alone: a plain loop, CONCURRENCY in flight."""
+    sender = WebhookSender(secrets=[b"bench"], timeout_s=5.0, max_connections=CONCURRENCY)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(i: int) -> None:
         async with limit:
-            await transport.send(f"{base_url}/floor{i % 1000}", {}, delivery_id=str(i))
+            await sender.send(f"{base_url}/floor{i % 1000}", {"n": i}, delivery_id=str(i))
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
-    await transport.close()
-    return n / (time.perf_counter() - started)
-
-
-async def _floor(base_url: str, n: int) -> float:
-    limit = asyncio.Semaphore(CONCURRENCY)
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(limits=limits) as client:
-
-        async def one(i: int) -> None:
-            async with limit:
-                await client.post(f"{base_url}/floor{i % 1000}", content=b"{}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    await sender.close()
+    return n / elapsed
 
 
 def _order(path: str) -> DeliveryOrder:
@@ -170,7 +136,7 @@ async def _round(
     hanging: int,
     label: str,
     *,
-    use_aiohttp: bool = False,
+    quiet: bool = False,
 ) -> None:
     db = make_engine(settings, "router")
     table = delivery_records_table(sa.MetaData(), name=f"bench_{uuid.uuid4().hex[:8]}")
@@ -187,13 +153,8 @@ async def _round(
     fast = [_order(f"/liaison{i}") for i in range(deliveries)]
     slow = [_order("/hang") for _ in range(hanging)]
     plan = _CountingPlan(base_url, {str(o.delivery_id) for o in fast})
-    webhook: Any = (
-        _AiohttpWebhook()
-        if use_aiohttp
-        else WebhookSender(secrets=[b"bench"], timeout_s=5.0, max_connections=CONCURRENCY)
-    )
     senders = SenderRegistry(
-        webhook=webhook,
+        webhook=WebhookSender(secrets=[b"bench"], timeout_s=5.0, max_connections=CONCURRENCY),
         email=EmailSender(host="127.0.0.1", port=1, sender="aviso@localhost"),
     )
     engine = DeliveryEngine(
@@ -216,10 +177,57 @@ async def _round(
     await task
     await senders.close()
     await db.dispose()
+    if quiet:
+        return
     print(
-        f"  {label:<38} {deliveries:>6} delivered in {elapsed:6.2f} s = "
+        f"  {label:<42} {deliveries:>6} delivered in {elapsed:6.2f} s = "
         f"{deliveries / elapsed:8.0f} deliveries/s"
     )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _local_sink(root: Path, var: Path, n: int) -> None:
+    """The WebhookSink of `aviso up`, in its own process, recording to a file."""
+    webhook_port, smtp_port = free_port(), free_port()
+    out = var / "sinks"
+    ports = ["--webhook-port", str(webhook_port), "--smtp-port", str(smtp_port)]
+    process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own module, before the measurement
+        [sys.executable, "-m", "deploy.local.sinks", *ports, "--out", str(out), "--secret", "b"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", webhook_port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        cpu_before = _cpu_seconds(process.pid)
+        rate = await _floor(f"http://127.0.0.1:{webhook_port}", n)
+        cpu_after = _cpu_seconds(process.pid)
+        recorded = len((out / "webhooks.jsonl").read_text("utf-8").splitlines())
+        cpu = ""
+        if cpu_before is not None and cpu_after is not None:
+            cpu = f" ({(cpu_after - cpu_before) / n * 1e6:.0f} us CPU/request)"
+        print(
+            f"  {'local WebhookSink, own process':<42} {rate:>33.0f} requests/s, "
+            f"{recorded} recorded{cpu}"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 async def main(deliveries: int, hanging: int, database_url: str | None) -> None:
@@ -240,32 +248,22 @@ async def main(deliveries: int, hanging: int, database_url: str | None) -> None:
         base_url = f"http://127.0.0.1:{port_file.read_text()}"
         settings = CommonSettings(var_dir=var, database_url=database_url, log_level="WARNING")
         backend = "PostgreSQL" if database_url else "SQLite"
-        print(f"delivery engine, {backend}, {CONCURRENCY} in flight, 4 per destination")
+        print(
+            f"delivery engine, {backend}, WebhookSender (aiohttp), "
+            f"{CONCURRENCY} in flight, 4 per destination"
+        )
         floor = await _floor(base_url, deliveries)
-        print(f"  {'sink floor (plain httpx loop)':<38} {floor:>29.0f} requests/s")
+        print(f"  {'floor: WebhookSender in a plain loop':<42} {floor:>33.0f} requests/s")
+        # Unprinted: the first round pays one-off costs (imports, compiled statements).
+        await _round(settings, base_url, 200, 0, "", quiet=True)
         await _round(settings, base_url, deliveries, 0, "engine, all destinations healthy")
         await _round(
             settings, base_url, deliveries, hanging, f"engine, +{hanging} to one hanging endpoint"
         )
-        try:
-            import aiohttp  # noqa: F401 - optional: not a dependency of Aviso
-        except ImportError:
-            print("  (aiohttp not installed: no comparison with another HTTP client)")
-            return
-        floor = await _aiohttp_floor(base_url, deliveries)
-        print(f"  {'sink floor (plain aiohttp loop)':<38} {floor:>29.0f} requests/s")
-        await _round(settings, base_url, deliveries, 0, "engine+aiohttp, healthy", use_aiohttp=True)
-        await _round(
-            settings,
-            base_url,
-            deliveries,
-            hanging,
-            f"engine+aiohttp, +{hanging} hanging",
-            use_aiohttp=True,
-        )
     finally:
         sink.terminate()
         sink.wait(timeout=10)
+    await _local_sink(root, var, deliveries)
 
 
 def _cli(argv: list[str] | None = None) -> Any:

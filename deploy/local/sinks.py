@@ -12,17 +12,23 @@ test can count what really arrived.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import email
 import email.policy
 import json
 import logging
+import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from services.common.signing import SignatureError, verify_signature
 
 __all__ = ["SmtpSink", "WebhookSink", "main"]
 
@@ -30,19 +36,24 @@ LOOPBACK = "127.0.0.1"
 
 
 class _Recorder:
+    """Every item in arrival order, appended to a JSON-lines file too; waitable from any thread."""
+
     def __init__(self, out_file: Path | None) -> None:
         self.items: list[dict[str, Any]] = []
         self._lock = threading.Condition()
-        self._out_file = out_file
+        self._out: TextIO | None = None
         if out_file is not None:
             out_file.parent.mkdir(parents=True, exist_ok=True)
+            # Kept open and line-buffered: one open() per delivery cost more than the
+            # HTTP handling itself, and `tail -f` still sees each line at once.
+            self._out = out_file.open("a", encoding="utf-8", buffering=1)
 
     def add(self, item: dict[str, Any]) -> None:
+        line = json.dumps(item, ensure_ascii=False) + "\n" if self._out is not None else ""
         with self._lock:
             self.items.append(item)
-            if self._out_file is not None:
-                with self._out_file.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+            if self._out is not None:
+                self._out.write(line)
             self._lock.notify_all()
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -53,19 +64,38 @@ class _Recorder:
         self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float
     ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
+        seen = -1
+        while True:
+            with self._lock:
+                while len(self.items) == seen:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(
+                            f"sink condition not met within {timeout} s; have {len(self.items)}"
+                        )
+                    self._lock.wait(remaining)
+                items = list(self.items)
+            seen = len(items)
+            # Outside the lock: a slow predicate over thousands of items must not hold up
+            # the server, and everything that arrived meanwhile is looked at in one go.
+            if predicate(items):
+                return items
+
+    def close(self) -> None:
         with self._lock:
-            while not predicate(self.items):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"sink condition not met within {timeout} s; have {len(self.items)}"
-                    )
-                self._lock.wait(remaining)
-            return list(self.items)
+            if self._out is not None:
+                self._out.close()
+                self._out = None
 
 
 class WebhookSink:
-    """An HTTP server recording signed webhook deliveries (any path, POST)."""
+    """An HTTP server recording signed webhook deliveries (any path, POST).
+
+    aiohttp's server on a thread of its own with its own event loop: it keeps
+    connections alive and takes thousands of requests a second, so the sink is never
+    what limits a delivery benchmark or a test's fan-out. The socket is bound when the
+    sink is made, so `url()` is valid before `start()`.
+    """
 
     def __init__(
         self,
@@ -77,36 +107,28 @@ class WebhookSink:
     ) -> None:
         self._recorder = _Recorder(out_file)
         self._secrets = list(secrets)
-        # Answer 503 to the first N requests: lets tests prove retries happen.
+        # Answer 503 to the first N requests: lets tests prove retries happen. Only the
+        # server's loop touches it, so it needs no lock.
         self._fail_remaining = fail_first
-        self._lock = threading.Lock()
-        sink = self
+        self._socket = socket.create_server((LOOPBACK, port), backlog=1024)
+        self._port = int(self._socket.getsockname()[1])
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                with sink._lock:
-                    if sink._fail_remaining > 0:
-                        sink._fail_remaining -= 1
-                        self.send_response(503)
-                        self.end_headers()
-                        return
-                sink._recorder.add(sink._record(self.path, dict(self.headers.items()), body))
-                self.send_response(204)
-                self.end_headers()
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method != "POST":
+            return web.Response(status=405)
+        body = await request.read()
+        if self._fail_remaining > 0:
+            self._fail_remaining -= 1
+            return web.Response(status=503)
+        self._recorder.add(self._record(request.raw_path, request.headers, body))
+        return web.Response(status=204)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # quiet: the recorder is the log
-
-        self._server = ThreadingHTTPServer((LOOPBACK, port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def _record(self, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    def _record(self, path: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         signature_valid: bool | None = None
         if self._secrets:
-            from services.common.signing import SignatureError, verify_signature
-
             try:
                 verify_signature(
                     headers.get("Aviso-Signature", ""), body, self._secrets, now=int(time.time())
@@ -123,13 +145,13 @@ class WebhookSink:
             "path": path,
             "delivery_id": headers.get("Aviso-Delivery-Id"),
             "signature_valid": signature_valid,
-            "headers": headers,
+            "headers": dict(headers.items()),
             "payload": payload,
         }
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._port
 
     def url(self, path: str = "/hook") -> str:
         """The address to configure as a webhook."""
@@ -146,12 +168,53 @@ class WebhookSink:
         return self._recorder.wait_for(predicate, timeout)
 
     def start(self) -> WebhookSink:
+        """Serve on a background thread; returns once the server accepts requests."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name="webhook-sink", daemon=True
+        )
         self._thread.start()
+        if not ready.wait(timeout=30):
+            raise RuntimeError("the webhook sink did not start within 30 s")
+        if failure:
+            raise RuntimeError("the webhook sink failed to start") from failure[0]
         return self
 
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(ready))
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stopping = asyncio.Event()
+        # No access log: the recorder is the log, and a line per request would halve the rate.
+        server = web.Server(self._handle, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, self._socket).start()
+            ready.set()
+            await self._stopping.wait()
+        finally:
+            await runner.cleanup()
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving and close the record file; safe to call twice."""
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        if loop is not None and stopping is not None and thread is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stopping.set)
+            thread.join(timeout=30)
+        self._thread = None
+        self._socket.close()
+        self._recorder.close()
 
     def __enter__(self) -> WebhookSink:
         return self.start()
@@ -212,6 +275,7 @@ class SmtpSink:
 
     def stop(self) -> None:
         self._controller.stop()
+        self._recorder.close()
 
     def __enter__(self) -> SmtpSink:
         return self.start()

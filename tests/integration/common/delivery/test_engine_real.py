@@ -121,6 +121,17 @@ async def db(
     await engine.dispose()
 
 
+# Sender registries the test made, closed after it (their connection pools).
+_opened: list[SenderRegistry] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_senders() -> AsyncIterator[None]:
+    yield
+    while _opened:
+        await _opened.pop().close()
+
+
 def _engine(db: Db, *, webhook_timeout_s: float = 5.0, owner: str | None = None,
             smtp_port: int | None = None, **config: Any) -> DeliveryEngine:  # fmt: skip
     email = None
@@ -130,6 +141,7 @@ def _engine(db: Db, *, webhook_timeout_s: float = 5.0, owner: str | None = None,
         webhook=WebhookSender(secrets=[b"s"], timeout_s=webhook_timeout_s),
         email=email or EmailSender(host="127.0.0.1", port=1, sender="aviso@example.org"),
     )
+    _opened.append(senders)
     return DeliveryEngine(
         store=SqlDeliveryStore(sessions=db.sessions, table=records),
         senders=senders,

@@ -133,6 +133,10 @@ def _checked(status: int) -> int:
         raise DeliveryError(f"webhook answered {status}", reason="rate_limited")
     if status >= 400:
         raise DeliveryError(f"webhook refused with {status}", reason="http_4xx")
+    if status >= 300:
+        # Redirects are never followed (the signed body must not go where the directory
+        # does not say), so nothing reached the receiver: the configured URL is wrong.
+        raise DeliveryError(f"webhook redirected with {status}", reason="invalid_address")
     return status
 
 

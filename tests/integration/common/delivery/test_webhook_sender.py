@@ -156,8 +156,11 @@ async def test_an_unusable_address_is_permanent(sender: WebhookSender, url: str)
 
 
 async def test_a_redirect_is_not_followed(server: Server, sender: WebhookSender) -> None:
-    status = await sender.send(server.url("/redirect"), {"x": 1}, delivery_id="d")
-    assert status == 307
+    # Nothing reached the receiver: a failure for good, never counted as delivered.
+    with pytest.raises(DeliveryError) as failed:
+        await sender.send(server.url("/redirect"), {"x": 1}, delivery_id="d")
+    assert failed.value.reason == "invalid_address"
+    assert failed.value.permanent
     assert [s.path for s in server.seen] == ["/redirect"]  # the target never got it
 
 

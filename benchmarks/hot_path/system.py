@@ -31,8 +31,9 @@ from tests.support.processes import ServiceProcess
 
 __all__ = ["BenchSystem", "running_services"]
 
-WEBHOOK_SECRET = "bench-webhook-secret"
-LINK_SECRET = "bench-link-secret"
+# Throwaway secrets of a throwaway system.
+WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105
+LINK_SECRET = "bench-link-secret"  # noqa: S105
 _SPOC_WAIT_S = 3600.0
 
 

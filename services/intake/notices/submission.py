@@ -23,6 +23,7 @@ from services.intake.notices.guards import (
     owner_key,
     remember_key,
     repeated_request,
+    request_keys,
 )
 from services.intake.notices.sealing import restricted_detail, seal_version
 from services.intake.permissions import access_for
@@ -52,7 +53,10 @@ async def submit_notice(
         deps.fingerprint_key, {"reference": submission.reference, **submission.content()}
     )
     access = access_for(principal.role)
-    await begin_write(uow, signed=signed, now=now)
+    keys = request_keys(
+        owner=owner, reference=submission.reference, idempotency_key=idempotency_key
+    )
+    await begin_write(uow, signed=signed, now=now, keys=keys)
     stored = await repeated_request(
         uow,
         idempotency_key,

@@ -119,24 +119,26 @@ async def enqueue(
 
 async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> None:
     """Add an already-built envelope to the outbox (used by DLQ replay)."""
-    await session.execute(
-        sa.insert(outbox_messages).values(
-            message_id=outgoing.message_id,
-            topic=outgoing.topic,
-            key=outgoing.key,
-            event_type=outgoing.event_type,
-            headers=outgoing.headers,
-            payload=outgoing.payload,
-            created_at=datetime.now(UTC),
-            attempts=0,
-        )
+    insert = sa.insert(outbox_messages).values(
+        message_id=outgoing.message_id,
+        topic=outgoing.topic,
+        key=outgoing.key,
+        event_type=outgoing.event_type,
+        headers=outgoing.headers,
+        payload=outgoing.payload,
+        created_at=datetime.now(UTC),
+        attempts=0,
     )
     if session.get_bind().dialect.name == "postgresql":
-        # Delivered by PostgreSQL only if and when this transaction commits.
-        await session.execute(
-            sa.text("SELECT pg_notify(:prefix || current_schema(), '')"),
-            {"prefix": _NOTIFY_CHANNEL + "_"},
+        # The row and its NOTIFY in one statement (one round trip); PostgreSQL delivers
+        # the notification only if and when this transaction commits.
+        written = insert.returning(outbox_messages.c.id).cte("written")
+        notify = sa.func.pg_notify(
+            sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), sa.literal("")
         )
+        await session.execute(sa.select(notify).select_from(written))
+    else:
+        await session.execute(insert)
     session.sync_session.info[_DIRTY] = True
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from services.common.auth import Principal
 from services.common.logging import get_logger
 from services.intake.deps import IntakeDeps
-from services.intake.domain import IntakeConflict, NoticeRecord, content_digest
+from services.intake.domain import IntakeConflict, NoticeRecord, Transition, content_digest
 from services.intake.domain import transitions as domain
 from services.intake.notices.commands import NoticeSubmission
 from services.intake.notices.guards import (
@@ -73,10 +73,11 @@ async def submit_notice(
 
     existing = await uow.notices.find_by_reference(source_key=owner, reference=submission.reference)
     notice_id = existing.id if existing is not None else str(uuid.uuid4())
+    recorded: Transition | None = None
     if existing is not None:
         await _check_same_content(uow, existing, submission=submission, digest=digest)
     else:
-        await _record(
+        recorded = await _record(
             uow,
             deps=deps,
             notice_id=notice_id,
@@ -96,6 +97,9 @@ async def submit_notice(
         now=now,
     )
     uow.after_commit(lambda: _log_submitted(submission, notice_id, repeated=existing is not None))
+    if recorded is not None and recorded.version is not None:
+        # Just written in this transaction: no need to read it back.
+        return NoticeResult(recorded.notice, (recorded.version,), access)
     return await load_result(uow, notice_id, access=access, replayed=existing is not None)
 
 
@@ -109,7 +113,7 @@ async def _record(
     digest: str,
     actor: Principal,
     now: datetime,
-) -> None:
+) -> Transition:
     """Record the new notice: version 1 sealed, row, audit and notice.received at once."""
     detail = restricted_detail(submission, actor)
     version = seal_version(
@@ -132,6 +136,7 @@ async def _record(
         actor=actor,
     )
     await uow.notices.apply(transition, now=now)
+    return transition
 
 
 async def _check_same_content(

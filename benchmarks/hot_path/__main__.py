@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,10 +170,12 @@ async def _throughput(
 
 async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     floors = await _floors(infra, plan)
-    with tempfile.TemporaryDirectory(prefix="aviso-bench-") as tmp:
-        async with running_services(infra, Path(tmp)) as system:
-            phases = await _rates(infra, system, plan)
-            throughput = [] if args.skip_throughput else await _throughput(infra, system, plan)
+    # Kept after the run: the services' logs explain a phase that went wrong.
+    work_dir = args.out / f"run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    async with running_services(infra, work_dir) as system:
+        phases = await _rates(infra, system, plan)
+        throughput = [] if args.skip_throughput else await _throughput(infra, system, plan)
     return {"floors": floors, "rates": phases, "throughput": throughput}
 
 

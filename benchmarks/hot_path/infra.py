@@ -14,6 +14,7 @@ backend per connection: its CPU is the postmaster's own and its reaped children'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from deploy.local import kafka as local_kafka
 from deploy.local import postgres as local_postgres
+from tests.support.infra import drop_database_async, fresh_database_async
 
 __all__ = [
     "SERVICE_ROLES",
@@ -145,6 +147,7 @@ class Infra:
     pids: dict[str, int] = field(default_factory=dict)
     pg_stat_statements: bool = False
     service_roles: bool = False
+    admin_url: str = ""
 
     @classmethod
     def start(cls, state_dir: Path) -> Infra:
@@ -166,6 +169,10 @@ class Infra:
             )
         infra.pg_stat_statements = asyncio.run(infra._enable_statements())
         infra.service_roles = asyncio.run(infra._create_service_roles())
+        # A database of this run's own: the router keeps its directory in the database,
+        # and an earlier run's would point at that run's (gone) webhook sink.
+        infra.admin_url = infra.database_url
+        infra.database_url = asyncio.run(fresh_database_async(infra.database_url, prefix="bench"))
         for name, port in (("kafka", infra.kafka_port), ("postgres", infra.postgres_port)):
             pid = pid_listening_on(port)
             if pid is not None:
@@ -173,7 +180,10 @@ class Infra:
         return infra
 
     def stop(self) -> None:
-        """Stop what this run started; leave the environment's servers alone."""
+        """Drop the run's database; stop what this run started, not the environment's."""
+        if self.admin_url:
+            with contextlib.suppress(Exception):
+                asyncio.run(drop_database_async(self.database_url))
         if self.own:
             local_kafka.stop(data_dir=self.state_dir / "kafka")
             local_postgres.stop(data_dir=self.state_dir / "postgres")
@@ -187,8 +197,8 @@ class Infra:
         return int(make_url(self.database_url).port or 5432)
 
     def dsn(self, *, user: str | None = None) -> str:
-        """A libpq DSN for asyncpg, as `user` when given."""
-        url = make_url(self.database_url).set(drivername="postgresql")
+        """A libpq DSN for asyncpg (the administrative database), as `user` when given."""
+        url = make_url(self.admin_url or self.database_url).set(drivername="postgresql")
         if user is not None:
             url = url.set(username=user, password=None)
         return url.render_as_string(hide_password=False)

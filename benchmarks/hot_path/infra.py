@@ -1,8 +1,10 @@
 """The benchmark's Kafka and PostgreSQL, and the CPU each process spends.
 
 Kafka and PostgreSQL come from the environment when KAFKA_BOOTSTRAP_SERVERS and
-DATABASE_URL are set (deploy.local starts nothing then), otherwise the benchmark starts
-its own under var/bench/stack on free ports and stops them at the end. Its own cluster
+DATABASE_URL are set (deploy.local starts nothing then; a broker with history makes the
+services' new consumer groups replay it first), otherwise the benchmark starts its own
+under var/bench/stack on free ports (a new broker each run) and stops them at the end.
+Either way the services get a new database of their own. Its own cluster
 loads pg_stat_statements (a restart after ALTER SYSTEM), so statements are counted by
 the server; each service connects as a role of its own, so they are counted per service.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +159,10 @@ class Infra:
         if own:
             for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
                 os.environ.pop(name, None)
+            # A broker without history: the services' new consumer groups start at the
+            # earliest offset and would first replay every earlier run's events.
+            local_kafka.stop(data_dir=state_dir / "kafka")
+            shutil.rmtree(state_dir / "kafka", ignore_errors=True)
         bootstrap = local_kafka.start(port=0 if own else None, data_dir=state_dir / "kafka")
         database_url = local_postgres.start(
             port=0 if own else None, data_dir=state_dir / "postgres", fast=True

@@ -30,9 +30,6 @@ duplicate, never a gap and never a later row of the key first (a row becomes
 claimable only once its predecessor is marked sent, which only the predecessor's
 current holder can do), and consumers drop the duplicate through their inbox.
 
-On PostgreSQL the relay's statements run in autocommit mode: each is one atomic
-statement, so BEGIN and COMMIT around it would only add round trips.
-
 The relay does not wait a polling interval per message: a commit that enqueued
 something wakes the relays of this process at once (an in-process signal), and on
 PostgreSQL a `NOTIFY` wakes relays in other processes; polling is the fallback.
@@ -130,13 +127,9 @@ async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> No
         attempts=0,
     )
     if session.get_bind().dialect.name == "postgresql":
-        # The row and its NOTIFY in one statement (one round trip); PostgreSQL delivers
-        # the notification only if and when this transaction commits.
-        written = insert.returning(outbox_messages.c.id).cte("written")
-        notify = sa.func.pg_notify(
-            sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), sa.literal("")
-        )
-        await session.execute(sa.select(notify).select_from(written))
+        # Row and NOTIFY in one round trip; the notification goes out only on commit.
+        notify = sa.func.pg_notify(sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), "")
+        await session.execute(sa.select(notify).select_from(insert.returning(sa.literal(1)).cte()))
     else:
         await session.execute(insert)
     session.sync_session.info[_DIRTY] = True
@@ -153,8 +146,7 @@ async def pending_count(session: AsyncSession) -> int:
 
 
 _TIMESTAMP = sa.DateTime(timezone=True)
-# The shortest idle wait: a lease that ended but could not be claimed yet (another relay
-# is claiming it this instant) must not make the relay spin.
+# Shortest idle wait: a lease that ended while another relay claims it must not spin us.
 _MIN_IDLE_WAIT_S = 0.05
 
 
@@ -227,9 +219,8 @@ class OutboxRelay:
     ) -> None:
         self._engine = engine
         self._postgres = is_postgres(engine)
-        # Every statement of a round (claim, settle, renew) is atomic on its own, so on
-        # PostgreSQL it runs without BEGIN and COMMIT: one round trip instead of three.
-        # SQLite keeps its transactions: BEGIN IMMEDIATE is what makes its claim atomic.
+        # Each relay statement is atomic alone: on PostgreSQL no BEGIN/COMMIT round trips
+        # (SQLite keeps them: BEGIN IMMEDIATE is what makes its claim atomic).
         self._sessions = async_sessionmaker(
             engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine,
             expire_on_commit=False,

@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint typecheck format schemas infra-up infra-down clean help
+.PHONY: run test bench lint typecheck format schemas infra-up infra-down clean help
 
 help:
 	@echo "make run     start Kafka, the database and the three services (ARGS=--no-demo to skip the story)"
 	@echo "make test    run the test suite (needs Kafka and PostgreSQL: see README)"
+	@echo "make bench   the hot-path benchmark: latency, CPU and statements per notice (ARGS=--short)"
 	@echo "make lint    ruff + mypy --strict"
 	@echo "make schemas regenerate schemas/json from the event models"
 
@@ -24,6 +25,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.hot_path $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check services schemas deploy tests benchmarks

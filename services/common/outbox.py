@@ -116,24 +116,22 @@ async def enqueue(
 
 async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> None:
     """Add an already-built envelope to the outbox (used by DLQ replay)."""
-    await session.execute(
-        sa.insert(outbox_messages).values(
-            message_id=outgoing.message_id,
-            topic=outgoing.topic,
-            key=outgoing.key,
-            event_type=outgoing.event_type,
-            headers=outgoing.headers,
-            payload=outgoing.payload,
-            created_at=datetime.now(UTC),
-            attempts=0,
-        )
+    insert = sa.insert(outbox_messages).values(
+        message_id=outgoing.message_id,
+        topic=outgoing.topic,
+        key=outgoing.key,
+        event_type=outgoing.event_type,
+        headers=outgoing.headers,
+        payload=outgoing.payload,
+        created_at=datetime.now(UTC),
+        attempts=0,
     )
     if session.get_bind().dialect.name == "postgresql":
-        # Delivered by PostgreSQL only if and when this transaction commits.
-        await session.execute(
-            sa.text("SELECT pg_notify(:prefix || current_schema(), '')"),
-            {"prefix": _NOTIFY_CHANNEL + "_"},
-        )
+        # Row and NOTIFY in one round trip; the notification goes out only on commit.
+        notify = sa.func.pg_notify(sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), "")
+        await session.execute(sa.select(notify).select_from(insert.returning(sa.literal(1)).cte()))
+    else:
+        await session.execute(insert)
     session.sync_session.info[_DIRTY] = True
 
 
@@ -148,8 +146,7 @@ async def pending_count(session: AsyncSession) -> int:
 
 
 _TIMESTAMP = sa.DateTime(timezone=True)
-# The shortest idle wait: a lease that ended but could not be claimed yet (another relay
-# is claiming it this instant) must not make the relay spin.
+# Shortest idle wait: a lease that ended while another relay claims it must not spin us.
 _MIN_IDLE_WAIT_S = 0.05
 
 
@@ -221,14 +218,19 @@ class OutboxRelay:
         wake_on_commit: bool = True,
     ) -> None:
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._postgres = is_postgres(engine)
+        # Each relay statement is atomic alone: on PostgreSQL no BEGIN/COMMIT round trips
+        # (SQLite keeps them: BEGIN IMMEDIATE is what makes its claim atomic).
+        self._sessions = async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine,
+            expire_on_commit=False,
+        )
         self._publish = publish
         self._component = component
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._claim_ttl_s = claim_ttl_s
         self._retry_delay_s = retry_delay_s
-        self._postgres = is_postgres(engine)
         self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
         # Off only to measure the polling fallback (benchmarks/outbox_latency.py --no-wake).
         self._wake_on_commit = wake_on_commit

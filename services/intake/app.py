@@ -16,7 +16,7 @@ from services.intake.crypto import load_keyring
 from services.intake.deps import Clock, IntakeDeps, utc_now
 from services.intake.http import install_error_handlers, routers
 from services.intake.policy import load_policy
-from services.intake.worker import sweeper
+from services.intake.worker import sealer, sweeper
 
 __all__ = ["SERVICE", "IntakeService", "compose", "create_app"]
 
@@ -52,6 +52,7 @@ def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -
         clock=clock,
     )
     runtime.add_worker("intake-sweeper", sweeper(deps))
+    runtime.add_worker("intake-audit-sealer", sealer(deps))
     # Declared for the AsyncAPI document only: events leave through the outbox relay.
     for event in (NoticeReceived, NoticeUpdated, NoticeCancelled):
         runtime.broker.publisher(

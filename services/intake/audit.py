@@ -1,11 +1,20 @@
 """The hash-chained audit log: every create, update, cancel, restricted read and purge.
 
-Each entry's hash covers its own fields and the previous entry's hash, so changing,
-removing or reordering any entry breaks every link after it; `verify_chain` walks the
-chain and names the first broken link. A one-row head table holds the latest hash:
-writers lock it (`lock_chain`) at the start of their transaction, which serialises
-appends so two requests can never both extend the same entry (a fork), and which
-lets verification notice entries cut off the end of the chain.
+Requests append without any lock: an entry is one INSERT into `audit_pending`, in the
+request's own transaction, so it exists if and only if what it records committed. The
+sealer (`seal_pending`, run by a background worker) then chains committed entries into
+`audit_log` in batches, oldest first: each gets the next `seq`, the previous entry's
+hash, and its own hash, an HMAC-SHA256 under the audit key. The key lives in the
+service's settings, never in the database, so write access to the database alone
+cannot rebuild a valid chain after changing, removing or reordering an entry.
+
+One sealing runs at a time: the sealer locks the one-row head table, which no request
+touches. `verify_chain` walks the chain and names the first broken link; entries still
+waiting to be sealed are counted, not verified (they are seconds old at most while a
+sealer runs).
+
+Entries sealed before the chain was keyed (`audit_chain_head.unkeyed_seq`) keep their
+plain SHA-256 links and are verified as such.
 
 Entries hold ids, roles and reason codes only, never restricted detail: the audit
 trail outlives the purge of what it describes.
@@ -14,6 +23,7 @@ trail outlives the purge of what it describes.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,9 +35,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.cloudevents import current_correlation_id
 from services.intake.domain import AuditNote, canonical_json
-from services.intake.tables import AUDIT_GENESIS_HASH, audit_chain_head, audit_log
+from services.intake.tables import (
+    AUDIT_GENESIS_HASH,
+    audit_chain_head,
+    audit_log,
+    audit_pending,
+)
 
-__all__ = ["AuditEntry", "AuditTrail", "ChainReport", "entry_hash", "lock_chain", "verify_chain"]
+__all__ = [
+    "AuditEntry",
+    "AuditTrail",
+    "ChainReport",
+    "entry_hash",
+    "seal_pending",
+    "verify_chain",
+]
 
 _HEAD_ID = 1
 
@@ -56,8 +78,9 @@ class AuditEntry:
     prev_hash: str
 
 
-def entry_hash(entry: AuditEntry) -> str:
-    """SHA-256 over the entry's canonical JSON, which includes the previous hash."""
+def entry_hash(entry: AuditEntry, *, key: bytes | None) -> str:
+    """HMAC-SHA256 under `key` of the entry's canonical JSON, which includes the previous
+    hash; plain SHA-256 for `key=None` (entries sealed before the chain was keyed)."""
     payload = {
         "seq": entry.seq,
         "entry_id": entry.entry_id,
@@ -71,22 +94,46 @@ def entry_hash(entry: AuditEntry) -> str:
         "details": dict(entry.details),
         "prev_hash": entry.prev_hash,
     }
-    return hashlib.sha256(canonical_json(payload)).hexdigest()
+    if key is None:
+        return hashlib.sha256(canonical_json(payload)).hexdigest()
+    return hmac.new(key, canonical_json(payload), hashlib.sha256).hexdigest()
 
 
-async def lock_chain(session: AsyncSession) -> None:
-    """Take the chain's write lock for this transaction (a row lock on PostgreSQL).
+class AuditTrail:
+    """The audit log as one unit of work sees it: append only, no lock."""
 
-    Call it first in every transaction that appends: taking it late, after reading
-    notices, would let two transactions decide on the same stale state.
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def append(self, note: AuditNote, *, now: datetime) -> None:
+        """Write `note` as an entry for the sealer to chain (one INSERT)."""
+        actor = note.actor
+        await self._session.execute(
+            sa.insert(audit_pending).values(
+                entry_id=str(uuid.uuid4()),
+                occurred_at=now.astimezone(UTC),
+                action=note.action,
+                notice_id=note.notice_id,
+                version=note.version,
+                actor_token_id=actor.token_id if actor else None,
+                actor_role=actor.role.value if actor else None,
+                correlation_id=current_correlation_id.get(),
+                details=dict(note.details),
+            )
+        )
+
+    async def seal(self, *, key: bytes, batch_size: int = 500) -> int:
+        """Chain a batch of committed entries (the sealer's job; see `seal_pending`)."""
+        return await seal_pending(self._session, key=key, batch_size=batch_size)
+
+
+async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 500) -> int:
+    """Chain up to `batch_size` committed entries, oldest first; how many were sealed.
+
+    Runs in the caller's transaction, which it serialises with any other sealer through
+    the head row's lock; the caller commits. Pending entries are read after the lock is
+    held, so two sealers never chain the same entry.
     """
-    await session.execute(
-        sa.select(audit_chain_head.c.seq).where(audit_chain_head.c.id == _HEAD_ID).with_for_update()
-    )
-
-
-async def _append(session: AsyncSession, note: AuditNote, *, now: datetime) -> AuditEntry:
-    """Append one entry in the caller's transaction (which must hold `lock_chain`)."""
     head = (
         await session.execute(
             sa.select(audit_chain_head.c.seq, audit_chain_head.c.entry_hash)
@@ -94,58 +141,63 @@ async def _append(session: AsyncSession, note: AuditNote, *, now: datetime) -> A
             .with_for_update()
         )
     ).one()
-    actor = note.actor
-    entry = AuditEntry(
-        seq=int(head.seq) + 1,
-        entry_id=str(uuid.uuid4()),
-        occurred_at=now.astimezone(UTC),
-        action=note.action,
-        notice_id=note.notice_id,
-        version=note.version,
-        actor_token_id=actor.token_id if actor else None,
-        actor_role=actor.role.value if actor else None,
-        correlation_id=current_correlation_id.get(),
-        details=dict(note.details),
-        prev_hash=head.entry_hash,
-    )
-    digest = entry_hash(entry)
-    await session.execute(
-        sa.insert(audit_log).values(
-            seq=entry.seq,
-            entry_id=entry.entry_id,
-            occurred_at=entry.occurred_at,
-            action=entry.action,
-            notice_id=entry.notice_id,
-            version=entry.version,
-            actor_token_id=entry.actor_token_id,
-            actor_role=entry.actor_role,
-            correlation_id=entry.correlation_id,
-            details=entry.details,
-            prev_hash=entry.prev_hash,
-            entry_hash=digest,
+    pending = (
+        await session.execute(
+            sa.select(audit_pending).order_by(audit_pending.c.id).limit(batch_size)
         )
+    ).all()
+    if not pending:
+        return 0
+    seq, prev_hash = int(head.seq), str(head.entry_hash)
+    sealed: list[dict[str, Any]] = []
+    for row in pending:
+        seq += 1
+        entry = _pending_entry(row, seq=seq, prev_hash=prev_hash)
+        prev_hash = entry_hash(entry, key=key)
+        sealed.append({**_columns(entry), "entry_hash": prev_hash})
+    await session.execute(sa.insert(audit_log), sealed)
+    # By id, not by range: an entry that committed after the read must stay pending.
+    await session.execute(
+        sa.delete(audit_pending).where(audit_pending.c.id.in_([row.id for row in pending]))
     )
     await session.execute(
         sa.update(audit_chain_head)
         .where(audit_chain_head.c.id == _HEAD_ID)
-        .values(seq=entry.seq, entry_hash=digest)
+        .values(seq=seq, entry_hash=prev_hash)
     )
-    return entry
+    return len(sealed)
 
 
-class AuditTrail:
-    """The audit chain as one unit of work sees it: lock first, then append."""
+def _pending_entry(row: Any, *, seq: int, prev_hash: str) -> AuditEntry:
+    return AuditEntry(
+        seq=seq,
+        entry_id=row.entry_id,
+        occurred_at=row.occurred_at,
+        action=row.action,
+        notice_id=row.notice_id,
+        version=row.version,
+        actor_token_id=row.actor_token_id,
+        actor_role=row.actor_role,
+        correlation_id=row.correlation_id,
+        details=row.details or {},
+        prev_hash=prev_hash,
+    )
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
 
-    async def lock(self) -> None:
-        """Take the chain's write lock; first thing in every transaction that writes."""
-        await lock_chain(self._session)
-
-    async def append(self, note: AuditNote, *, now: datetime) -> None:
-        """Append `note` as the chain's next entry."""
-        await _append(self._session, note, now=now)
+def _columns(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "entry_id": entry.entry_id,
+        "occurred_at": entry.occurred_at,
+        "action": entry.action,
+        "notice_id": entry.notice_id,
+        "version": entry.version,
+        "actor_token_id": entry.actor_token_id,
+        "actor_role": entry.actor_role,
+        "correlation_id": entry.correlation_id,
+        "details": dict(entry.details),
+        "prev_hash": entry.prev_hash,
+    }
 
 
 @dataclass(frozen=True)
@@ -156,6 +208,9 @@ class ChainReport:
     head_hash: str
     broken_at: int | None = None
     problem: str | None = None
+    # Entries written but not yet sealed (not verified), and those sealed before the key.
+    pending: int = 0
+    unkeyed: int = 0
 
     @property
     def intact(self) -> bool:
@@ -178,7 +233,9 @@ def _stored_entry(row: Any) -> AuditEntry:
     )
 
 
-def _broken_link(row: Any, *, expected_seq: int, prev_hash: str) -> ChainReport | None:
+def _broken_link(
+    row: Any, *, expected_seq: int, prev_hash: str, key: bytes | None
+) -> ChainReport | None:
     """The report for the first problem with this row as the next link, if any."""
     intact = expected_seq - 1
     if row.seq != expected_seq:
@@ -195,7 +252,7 @@ def _broken_link(row: Any, *, expected_seq: int, prev_hash: str) -> ChainReport 
             broken_at=row.seq,
             problem=f"entry {row.seq} does not point to entry {row.seq - 1}",
         )
-    if entry_hash(_stored_entry(row)) != row.entry_hash:
+    if not hmac.compare_digest(entry_hash(_stored_entry(row), key=key), row.entry_hash):
         return ChainReport(
             intact,
             prev_hash,
@@ -205,8 +262,16 @@ def _broken_link(row: Any, *, expected_seq: int, prev_hash: str) -> ChainReport 
     return None
 
 
-async def verify_chain(session: AsyncSession, *, batch_size: int = 1000) -> ChainReport:
-    """Recompute every link in order; report the first broken one."""
+async def verify_chain(session: AsyncSession, *, key: bytes, batch_size: int = 1000) -> ChainReport:
+    """Recompute every link in order with the audit key; report the first broken one."""
+    unkeyed = int(
+        (
+            await session.execute(
+                sa.select(audit_chain_head.c.unkeyed_seq).where(audit_chain_head.c.id == _HEAD_ID)
+            )
+        ).scalar()
+        or 0
+    )
     expected_seq = 1
     prev_hash = AUDIT_GENESIS_HASH
     while True:
@@ -221,7 +286,12 @@ async def verify_chain(session: AsyncSession, *, batch_size: int = 1000) -> Chai
         if not rows:
             break
         for row in rows:
-            broken = _broken_link(row, expected_seq=expected_seq, prev_hash=prev_hash)
+            broken = _broken_link(
+                row,
+                expected_seq=expected_seq,
+                prev_hash=prev_hash,
+                key=key if row.seq > unkeyed else None,
+            )
             if broken is not None:
                 return broken
             prev_hash = row.entry_hash
@@ -242,4 +312,7 @@ async def verify_chain(session: AsyncSession, *, batch_size: int = 1000) -> Chai
             broken_at=entries + 1,
             problem=f"the chain ends at entry {entries} but its head records entry {recorded}",
         )
-    return ChainReport(entries, prev_hash)
+    pending = (
+        await session.execute(sa.select(sa.func.count()).select_from(audit_pending))
+    ).scalar_one()
+    return ChainReport(entries, prev_hash, pending=int(pending), unkeyed=min(unkeyed, entries))

@@ -356,18 +356,23 @@ def record(
 
 @audit_app.command("verify")
 def verify() -> None:
-    """Check the intake audit log's hash chain; report the first broken link (exit 1)."""
+    """Check the intake audit log's keyed hash chain (AVISO_INTAKE_AUDIT_KEY); report the
+    first broken link (exit 1)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from services.common.db import make_engine, make_session_factory
     from services.intake.audit import verify_chain
     from services.intake.config import IntakeSettings
 
+    settings = get_settings(IntakeSettings)
+    # The chain is keyed: without the service's audit key nothing can be checked.
+    key = settings.intake_audit_key.get_secret_value().encode("utf-8")
+
     async def run() -> Any:
-        engine = make_engine(get_settings(IntakeSettings), "intake")
+        engine = make_engine(settings, "intake")
         try:
             async with make_session_factory(engine)() as session:
-                return await verify_chain(session)
+                return await verify_chain(session, key=key)
         finally:
             await engine.dispose()
 
@@ -378,6 +383,10 @@ def verify() -> None:
         raise typer.Exit(2) from None
     if report.intact:
         typer.echo(f"audit chain intact: {report.entries} entries, head {report.head_hash}")
+        if report.unkeyed:
+            typer.echo(f"  the first {report.unkeyed} predate the keyed chain (plain SHA-256)")
+        if report.pending:
+            typer.echo(f"  {report.pending} newer entries wait for the sealer (not verified yet)")
         return
     typer.secho(
         f"audit chain broken at entry {report.broken_at}: {report.problem} "

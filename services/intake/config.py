@@ -80,6 +80,19 @@ class IntakeSettings(CommonSettings):
     intake_sweep_interval_s: float = Field(
         default=60.0, gt=0, description="How often the expiry and purge sweeper runs."
     )
+    intake_audit_key: SecretStr = Field(
+        default=SecretStr("aviso-dev-audit-key-change-me"),
+        description=(
+            "Key of the audit chain's HMAC (at least 32 bytes in production). Kept out of the "
+            "database, so write access to it alone cannot forge the chain; `aviso audit "
+            "verify` needs the same key."
+        ),
+    )
+    intake_audit_seal_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the sealer chains newly written audit entries (in batches).",
+    )
     intake_policy_file: Path | None = Field(
         default=None,
         description="Department policy annotations (TOML); unset: services/intake/policy.toml.",

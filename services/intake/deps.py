@@ -40,6 +40,8 @@ class IntakeDeps:
     idempotency_ttl: timedelta
     replay_ttl: timedelta
     sweep_interval_s: float
+    audit_key: bytes = b"aviso-dev-audit-key-change-me"
+    audit_seal_interval_s: float = 1.0
 
     @classmethod
     def build(
@@ -72,4 +74,6 @@ class IntakeDeps:
             idempotency_ttl=timedelta(seconds=settings.intake_idempotency_ttl_s),
             replay_ttl=timedelta(seconds=replay_s + 60),
             sweep_interval_s=settings.intake_sweep_interval_s,
+            audit_key=settings.intake_audit_key.get_secret_value().encode("utf-8"),
+            audit_seal_interval_s=settings.intake_audit_seal_interval_s,
         )

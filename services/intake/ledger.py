@@ -5,6 +5,8 @@ Both guard against a request taking effect twice; both are pruned once too old t
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -15,6 +17,12 @@ from services.intake.domain import Operation, StoredIdempotencyKey
 from services.intake.tables import idempotency_keys, signature_replays
 
 __all__ = ["RequestLedger"]
+
+
+def _lock_id(key: str) -> int:
+    # A signed 64-bit id, as pg_advisory_xact_lock takes; a collision only serialises two
+    # unrelated requests, never lets two related ones through.
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
 class RequestLedger:
@@ -69,6 +77,19 @@ class RequestLedger:
             .returning(signature_replays.c.fingerprint)
         )
         return (await self._session.execute(statement)).first() is not None
+
+    async def lock_keys(self, keys: Sequence[str]) -> None:
+        """Lock these natural keys until the transaction ends (PostgreSQL advisory locks).
+
+        In a fixed order, so two requests sharing keys cannot deadlock. SQLite needs
+        none: its writer lock (BEGIN IMMEDIATE) already serialises every write.
+        """
+        if self._session.get_bind().dialect.name != "postgresql" or not keys:
+            return
+        ids = sorted({_lock_id(key) for key in keys})
+        await self._session.execute(
+            sa.select(*(sa.func.pg_advisory_xact_lock(sa.literal(i, sa.BigInteger)) for i in ids))
+        )
 
     async def prune(self, *, replays_before: datetime, keys_before: datetime) -> int:
         """Forget signed requests and Idempotency-Keys older than the cutoffs; how many."""

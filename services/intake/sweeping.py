@@ -29,7 +29,6 @@ def _logger(event: str, notice: NoticeRecord) -> AfterCommit:
 
 async def expire_notices(uow: IntakeUoW, *, deps: IntakeDeps, now: datetime) -> int:
     """Move open notices whose window ended more than the grace period ago to expired."""
-    await uow.audit.lock()
     candidates = await uow.notices.due_for_expiry(
         ended_before=now - deps.expiry_grace, limit=SWEEP_BATCH
     )
@@ -46,7 +45,6 @@ async def expire_notices(uow: IntakeUoW, *, deps: IntakeDeps, now: datetime) -> 
 
 async def purge_restricted(uow: IntakeUoW, *, deps: IntakeDeps, now: datetime) -> int:
     """Drop the restricted detail of notices closed longer than the retention period."""
-    await uow.audit.lock()
     candidates = await uow.notices.due_for_purge(
         closed_before=now - deps.retention, limit=SWEEP_BATCH
     )

@@ -16,6 +16,7 @@ __all__ = [
     "AUDIT_GENESIS_HASH",
     "audit_chain_head",
     "audit_log",
+    "audit_pending",
     "idempotency_keys",
     "metadata",
     "notice_versions",
@@ -124,7 +125,24 @@ signature_replays = sa.Table(
 )
 sa.Index("ix_signature_replays_seen_at", signature_replays.c.seen_at)
 
-# Append-only, hash-chained: each entry holds the hash of the one before it.
+# Entries as requests write them, waiting for the sealer (audit.py) to chain them into
+# audit_log, in `id` order, batch by batch. No lock: appending is one INSERT.
+audit_pending = sa.Table(
+    "audit_pending",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.String(36), nullable=False),
+    sa.Column("occurred_at", _Time, nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("notice_id", sa.String(36), nullable=True),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("actor_token_id", sa.String(36), nullable=True),
+    sa.Column("actor_role", sa.String(32), nullable=True),
+    sa.Column("correlation_id", sa.String(128), nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+# Append-only, hash-chained: each entry holds the keyed hash of the one before it.
 audit_log = sa.Table(
     "audit_log",
     metadata,
@@ -145,11 +163,13 @@ audit_log = sa.Table(
 )
 sa.Index("ix_audit_log_notice_id", audit_log.c.notice_id)
 
-# One row: the latest entry. Writers lock it, which serialises appends to the chain.
+# One row: the latest sealed entry. Only the sealer locks it (one sealing at a time);
+# `unkeyed_seq` is the last entry sealed before the chain was keyed (plain SHA-256).
 audit_chain_head = sa.Table(
     "audit_chain_head",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", _BigId, nullable=False),
     sa.Column("entry_hash", sa.String(64), nullable=False),
+    sa.Column("unkeyed_seq", _BigId, nullable=False, server_default="0"),
 )

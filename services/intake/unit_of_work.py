@@ -7,6 +7,7 @@ A use case never commits: whoever opened the unit of work commits after it retur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, Self, TypeVar
 
@@ -71,12 +72,12 @@ class Requests(Protocol):
         self, *, fingerprint: str, signed_at: datetime, now: datetime
     ) -> bool: ...
     async def prune(self, *, replays_before: datetime, keys_before: datetime) -> int: ...
+    async def lock_keys(self, keys: Sequence[str]) -> None: ...
 
 
 class AuditLog(Protocol):
-    """The hash-chained audit log (see audit.AuditTrail)."""
+    """The hash-chained audit log (see audit.AuditTrail): append only; a sealer chains."""
 
-    async def lock(self) -> None: ...
     async def append(self, note: AuditNote, *, now: datetime) -> None: ...
 
 
@@ -123,7 +124,7 @@ class IntakeUnitOfWork(UnitOfWork):
 
     @property
     def audit(self) -> AuditTrail:
-        """The audit chain: lock it first in every transaction that writes."""
+        """The audit log: entries written with the change, chained later by the sealer."""
         return _opened(self._audit)
 
 

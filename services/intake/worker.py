@@ -1,7 +1,9 @@
-"""The sweeper: a background worker that expires, purges and prunes until stopped.
+"""Intake's background workers: the sweeper and the audit sealer.
 
-It is the caller of the sweeping use cases: one unit of work per batch, committed
-after the use case returns.
+The sweeper expires, purges and prunes until stopped: it is the caller of the sweeping
+use cases, one unit of work per batch, committed after the use case returns. The
+sealer chains the audit entries requests wrote (audit.py) every
+`deps.audit_seal_interval_s`, a batch per transaction, so requests never wait on it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from services.intake import sweeping
 from services.intake.deps import IntakeDeps
 from services.intake.unit_of_work import IntakeUoW
 
-__all__ = ["Step", "SweepReport", "sweep", "sweep_step", "sweeper"]
+__all__ = ["Step", "SweepReport", "seal_audit", "sealer", "sweep", "sweep_step", "sweeper"]
 
 log = get_logger(__name__)
 
@@ -79,5 +81,37 @@ def sweeper(deps: IntakeDeps) -> Worker:
                 log.warning("intake.sweep_skipped", error_type=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=deps.sweep_interval_s)
+
+    return run
+
+
+async def seal_audit(deps: IntakeDeps, *, batch_size: int = 500) -> int:
+    """Seal every audit entry written so far, a batch per transaction; how many."""
+    sealed = 0
+    while True:
+        async with deps.unit_of_work() as uow:
+            count = await uow.audit.seal(key=deps.audit_key, batch_size=batch_size)
+            await uow.commit()
+        sealed += count
+        if count < batch_size:
+            return sealed
+
+
+def sealer(deps: IntakeDeps) -> Worker:
+    """A worker that seals the audit chain every `deps.audit_seal_interval_s` until stopped."""
+
+    async def run(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await seal_audit(deps)
+            except Exception as exc:
+                if not is_database_unavailable(exc):
+                    raise  # a bug: the runtime logs it once and restarts the worker
+                log.warning("intake.audit_seal_skipped", error_type=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=deps.audit_seal_interval_s)
+        # Seal what the last requests wrote before the process goes.
+        with contextlib.suppress(Exception):
+            await seal_audit(deps)
 
     return run

@@ -1,15 +1,17 @@
 """What every notice use case shares: the write guard, visibility, idempotency, results.
 
-Every use case that writes calls `begin_write` first: it takes the audit chain's lock
-(see audit.py), which serialises intake's writes. That is what makes the reads that
-decide a write (does this reference exist? which version is current?) safe without
-retries: a concurrent request with the same reference waits, then sees the committed
-notice. Notices are rare; a single writer costs nothing that matters here.
+Every use case that writes calls `begin_write` first, with the natural keys its
+decision reads (the reference, the Idempotency-Key): it locks those keys for the
+transaction (uow.requests.lock_keys), and a revision then row-locks its notice. That
+is what makes the reads that decide a write (does this reference exist? which version
+is current?) safe without retries: a concurrent request with the same reference waits,
+then sees the committed notice, while requests about other notices run in parallel.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,6 +40,7 @@ __all__ = [
     "owner_key",
     "remember_key",
     "repeated_request",
+    "request_keys",
     "visible_notice",
 ]
 
@@ -66,9 +69,12 @@ def owner_key(deps: IntakeDeps, principal: Principal) -> str:
     return source_key(deps.fingerprint_key, principal.subject)
 
 
-async def begin_write(uow: IntakeUoW, *, signed: SignedRequest | None, now: datetime) -> None:
-    """Take the write lock, then refuse a signed request that was already accepted once."""
-    await uow.audit.lock()
+async def begin_write(
+    uow: IntakeUoW, *, signed: SignedRequest | None, now: datetime, keys: Sequence[str] = ()
+) -> None:
+    """Lock the request's natural `keys`, then refuse a signed request accepted once already."""
+    if keys:
+        await uow.requests.lock_keys(keys)
     if signed is None:
         return
     first_time = await uow.requests.record_signature(
@@ -154,3 +160,11 @@ async def load_result(
     assert notice is not None  # written or found in this very transaction
     versions = await uow.notices.versions(notice_id)
     return NoticeResult(notice, tuple(versions), access, replayed=replayed)
+
+
+def request_keys(*, owner: str, reference: str | None, idempotency_key: str | None) -> list[str]:
+    """The natural keys a write request decides on, for `begin_write` to lock."""
+    keys = [f"reference:{owner}:{reference}"] if reference is not None else []
+    if idempotency_key is not None:
+        keys.append(f"idempotency-key:{owner}:{idempotency_key}")
+    return keys

@@ -31,9 +31,6 @@ async def read_notice(
 ) -> NoticeResult:
     """One notice with its history; for `contact`, also its restricted detail (audited)."""
     access = access_for(principal.role)
-    if access is Access.RESTRICTED:
-        # Taken before reading so the audit entry extends the chain the read saw.
-        await uow.audit.lock()
     notice = await visible_notice(uow, deps=deps, notice_id=notice_id, principal=principal)
     versions = tuple(await uow.notices.versions(notice.id))
     if access is Access.METADATA:

@@ -34,6 +34,7 @@ from services.intake.notices.guards import (
     owner_key,
     remember_key,
     repeated_request,
+    request_keys,
     visible_notice,
 )
 from services.intake.notices.sealing import open_latest, restricted_detail, seal_version
@@ -228,7 +229,8 @@ async def _change(
     """The steps an update and a cancellation share, around the decision itself."""
     owner = owner_key(deps, request.principal)
     access = access_for(request.principal.role)
-    await begin_write(uow, signed=request.signed, now=request.now)
+    keys = request_keys(owner=owner, reference=None, idempotency_key=request.idempotency_key)
+    await begin_write(uow, signed=request.signed, now=request.now, keys=keys)
     notice = await visible_notice(
         uow, deps=deps, notice_id=request.notice_id, principal=request.principal, for_update=True
     )

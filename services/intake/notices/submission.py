@@ -16,6 +16,7 @@ from services.intake.deps import IntakeDeps
 from services.intake.domain import (
     IntakeConflict,
     NoticeRecord,
+    Transition,
     check_releasable,
     content_digest,
     identifying_terms,
@@ -29,6 +30,7 @@ from services.intake.notices.guards import (
     owner_key,
     remember_key,
     repeated_request,
+    request_keys,
 )
 from services.intake.notices.sealing import restricted_detail, seal_version
 from services.intake.permissions import access_for
@@ -61,7 +63,10 @@ async def submit_notice(
         deps.fingerprint_key, {"reference": submission.reference, **submission.content()}
     )
     access = access_for(principal.role)
-    await begin_write(uow, signed=signed, now=now)
+    keys = request_keys(
+        owner=owner, reference=submission.reference, idempotency_key=idempotency_key
+    )
+    await begin_write(uow, signed=signed, now=now, keys=keys)
     stored = await repeated_request(
         uow,
         idempotency_key,
@@ -78,10 +83,11 @@ async def submit_notice(
 
     existing = await uow.notices.find_by_reference(source_key=owner, reference=submission.reference)
     notice_id = existing.id if existing is not None else str(uuid.uuid4())
+    recorded: Transition | None = None
     if existing is not None:
         await _check_same_content(uow, existing, submission=submission, digest=digest)
     else:
-        await _record(
+        recorded = await _record(
             uow,
             deps=deps,
             notice_id=notice_id,
@@ -101,6 +107,9 @@ async def submit_notice(
         now=now,
     )
     uow.after_commit(lambda: _log_submitted(submission, notice_id, repeated=existing is not None))
+    if recorded is not None and recorded.version is not None:
+        # Just written in this transaction: no need to read it back.
+        return NoticeResult(recorded.notice, (recorded.version,), access)
     return await load_result(uow, notice_id, access=access, replayed=existing is not None)
 
 
@@ -114,7 +123,7 @@ async def _record(
     digest: str,
     actor: Principal,
     now: datetime,
-) -> None:
+) -> Transition:
     """Record the new notice: version 1 sealed, row, audit and notice.received at once."""
     detail = restricted_detail(submission, actor)
     version = seal_version(
@@ -137,6 +146,7 @@ async def _record(
         actor=actor,
     )
     await uow.notices.apply(transition, now=now)
+    return transition
 
 
 async def _check_same_content(

@@ -14,14 +14,16 @@ from typer.testing import CliRunner, Result
 from services.common import settings as common_settings
 from services.intake.audit import ChainReport, verify_chain
 from services.intake.cli import commands
+from services.intake.worker import seal_audit
 from tests.integration.intake.intake_support import Intake, notice_body, revision_body
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
 async def _report(intake: Intake) -> ChainReport:
+    await seal_audit(intake.deps)
     async with intake.deps.unit_of_work() as uow:
-        return await verify_chain(uow.session)
+        return await verify_chain(uow.session, key=intake.deps.audit_key)
 
 
 async def _exercise(intake: Intake) -> str:
@@ -65,6 +67,7 @@ async def test_every_change_and_restricted_read_is_chained(intake: Intake) -> No
 async def test_verify_names_the_first_broken_link(intake: Intake) -> None:
     await _exercise(intake)
     await _exercise(intake)
+    await seal_audit(intake.deps)
     engine = intake.app.state.runtime.engine
 
     async with engine.begin() as conn:
@@ -85,6 +88,7 @@ async def test_verify_names_the_first_broken_link(intake: Intake) -> None:
 
 async def test_verify_notices_entries_cut_off_the_end(intake: Intake) -> None:
     await _exercise(intake)
+    await seal_audit(intake.deps)
     async with intake.app.state.runtime.engine.begin() as conn:
         await conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 4"))
     report = await _report(intake)
@@ -120,6 +124,7 @@ async def _verify(app: typer.Typer) -> Result:
 
 async def test_aviso_audit_verify(intake: Intake, cli_env: typer.Typer) -> None:
     await _exercise(intake)
+    await seal_audit(intake.deps)
     ok = await _verify(cli_env)
     assert ok.exit_code == 0, ok.output
     assert "audit chain intact: 4 entries" in ok.output
@@ -129,3 +134,52 @@ async def test_aviso_audit_verify(intake: Intake, cli_env: typer.Typer) -> None:
     broken = await _verify(cli_env)
     assert broken.exit_code == 1
     assert "broken at entry 2" in broken.output
+
+
+async def test_concurrent_requests_all_reach_one_unbroken_chain(intake: Intake) -> None:
+    # No request locks the chain: 24 submissions at once, four of them with one reference.
+    shared = notice_body()
+    bodies = [notice_body() for _ in range(20)] + [shared] * 4
+    responses = await asyncio.gather(*(intake.submit(body) for body in bodies))
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    # The four copies of one reference are one notice: its key lock made them wait in turn.
+    assert len({r.json()["id"] for r in responses[20:]}) == 1
+    assert sum(r.status_code == 201 for r in responses) == 21
+    entries = await intake.rows("audit_log")
+    assert sorted(e["action"] for e in entries) == ["notice.created"] * 21
+    report = await _report(intake)
+    assert report.intact, report.problem
+    assert (report.entries, report.pending) == (21, 0)
+
+
+async def test_the_chain_does_not_verify_without_its_key(intake: Intake) -> None:
+    await _exercise(intake)
+    await seal_audit(intake.deps)
+    async with intake.deps.unit_of_work() as uow:
+        report = await verify_chain(uow.session, key=b"not-the-audit-key-0123456789abcdef")
+    assert report.broken_at == 1
+    assert "altered" in (report.problem or "")
+
+
+async def test_an_entry_committed_late_is_sealed_after_the_ones_before_it(
+    intake: Intake,
+) -> None:
+    if not intake.settings.database_url:
+        pytest.skip("SQLite serialises writers: no entry can commit out of order there")
+    engine = intake.app.state.runtime.engine
+    insert = sa.text(
+        "INSERT INTO audit_pending (entry_id, occurred_at, action, details) "
+        "VALUES (:entry_id, now(), :action, '{}')"
+    )
+    async with engine.connect() as slow:
+        late = await slow.begin()
+        # Takes the lower id, but commits only after a sealer ran past it.
+        await slow.execute(insert, {"entry_id": "late", "action": "test.late"})
+        async with engine.begin() as fast:
+            await fast.execute(insert, {"entry_id": "early", "action": "test.early"})
+        assert await seal_audit(intake.deps) == 1
+        await late.commit()
+    assert await seal_audit(intake.deps) == 1
+    entries = sorted(await intake.rows("audit_log"), key=lambda row: row["seq"])
+    assert [e["entry_id"] for e in entries] == ["early", "late"]
+    assert (await _report(intake)).intact

@@ -74,7 +74,7 @@ async def test_expiry_then_purge_keeps_the_record_and_the_audit(intake: Intake) 
     assert "notice.expired" in actions
     assert "notice.restricted_purged" in actions
     async with ctx.unit_of_work() as uow:
-        assert (await verify_chain(uow.session)).intact
+        assert (await verify_chain(uow.session, key=intake.deps.audit_key)).intact
     assert (await intake.client.get(f"/v1/notices/{open_one}", headers=intake.auth("ops"))).json()[
         "state"
     ] == "expired"

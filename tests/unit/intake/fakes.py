@@ -9,7 +9,7 @@ that matter to a use case: `apply` writes a transition whole, nothing is visible
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -55,13 +55,8 @@ class Store:
 class FakeAudit:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self.locks = 0
-
-    async def lock(self) -> None:
-        self.locks += 1
 
     async def append(self, note: AuditNote, *, now: datetime) -> None:
-        assert self.locks, "appended to the audit chain without its lock"
         self._store.audit.append((note, now))
 
 
@@ -149,6 +144,11 @@ def _matches(notice: NoticeRecord, filters: NoticeFilters) -> bool:
 class FakeRequests:
     def __init__(self, store: Store) -> None:
         self._store = store
+        # The natural keys this transaction locked, in the order asked.
+        self.locked: list[str] = []
+
+    async def lock_keys(self, keys: Sequence[str]) -> None:
+        self.locked.extend(keys)
 
     async def idempotency_key(self, *, source_key: str, key: str) -> StoredIdempotencyKey | None:
         stored = self._store.keys.get((source_key, key))

@@ -9,6 +9,8 @@ import pytest
 
 from services.intake.audit import AuditEntry, ChainReport, entry_hash
 
+KEY = b"audit-key-for-tests-0123456789abcdef"
+
 ENTRY = AuditEntry(
     seq=7,
     entry_id="3f0b7a0e-93a5-4d39-9b59-8a1a7a0f3c11",
@@ -41,7 +43,7 @@ ENTRY = AuditEntry(
     ],
 )
 def test_any_change_changes_the_hash(change: dict[str, object]) -> None:
-    assert entry_hash(dataclasses.replace(ENTRY, **change)) != entry_hash(ENTRY)  # type: ignore[arg-type]
+    assert entry_hash(dataclasses.replace(ENTRY, **change), key=KEY) != entry_hash(ENTRY, key=KEY)  # type: ignore[arg-type]
 
 
 def test_the_same_instant_hashes_alike_whatever_the_zone_or_awareness() -> None:
@@ -50,13 +52,22 @@ def test_the_same_instant_hashes_alike_whatever_the_zone_or_awareness() -> None:
         timezone(timedelta(hours=-8))
     )  # as a session zone might
     for occurred_at in (naive_utc, elsewhere):
-        assert entry_hash(dataclasses.replace(ENTRY, occurred_at=occurred_at)) == entry_hash(ENTRY)
+        assert entry_hash(
+            dataclasses.replace(ENTRY, occurred_at=occurred_at), key=KEY
+        ) == entry_hash(ENTRY, key=KEY)
 
 
 def test_detail_key_order_does_not_matter() -> None:
     a = dataclasses.replace(ENTRY, details={"a": 1, "b": 2})
     b = dataclasses.replace(ENTRY, details={"b": 2, "a": 1})
-    assert entry_hash(a) == entry_hash(b)
+    assert entry_hash(a, key=KEY) == entry_hash(b, key=KEY)
+
+
+def test_the_hash_is_keyed() -> None:
+    # Without the key nobody can recompute a link, so rewriting rows cannot hide an edit.
+    assert entry_hash(ENTRY, key=KEY) != entry_hash(ENTRY, key=b"another-key-0123456789abcdefghij")
+    assert entry_hash(ENTRY, key=KEY) != entry_hash(ENTRY, key=None)
+    assert len(entry_hash(ENTRY, key=KEY)) == 64
 
 
 def test_a_report_is_intact_only_without_a_broken_link() -> None:

@@ -1,0 +1,279 @@
+"""The load: open-loop notices at a fixed rate (e2e latency) and closed-loop clients (throughput).
+
+Open loop: notice n is sent at start + n / rate whether or not earlier ones were
+answered, so a slow system meets the load it would meet in life and its queueing shows
+in the latency. At most `max_in_flight` requests are outstanding; a send that finds
+them all busy is counted as late (the system did not keep up), not silently delayed.
+
+Latency is from just before the POST to the SPOC's webhook receipt at the sink (the
+sink stamps wall-clock time on the same machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from benchmarks.hot_path.system import BenchSystem
+
+__all__ = [
+    "RateResult",
+    "ThroughputResult",
+    "notice_body",
+    "percentile",
+    "run_rate",
+    "run_throughput",
+]
+
+
+def notice_body(now: datetime) -> dict[str, Any]:
+    """A unique notice (its own reference) with restricted detail, as a field office sends it."""
+    start = (now + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    return {
+        "reference": f"BENCH-{uuid.uuid4().hex.upper()}",
+        "received_via": "api",
+        "status": "Exercise",
+        "operation_type": "targeted_arrest",
+        "public_safety_nexus": True,
+        "window_start": start.isoformat(),
+        "window_end": (start + timedelta(hours=4)).isoformat(),
+        "area": "District 4",
+        "area_code": "district-4",
+        "summary": "Federal agents plan a targeted operation in District 4 tomorrow.",
+        "source": {
+            "field_office_name": "Riverton ERO field office",
+            "agent": {"name": "Dana Whitlock", "phone": "+1 505 555 0199"},
+        },
+        "restricted": {
+            "names": ["Esteban Quiroga"],
+            "addresses": ["2231 Alameda Ave Apt 4"],
+            "vehicles": ["Silver Tacoma 7XYZ123"],
+            "exact_locations": ["Corner of 19th and Alameda"],
+        },
+    }
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """The p-th percentile (nearest rank) of `values`, or None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class RateResult:
+    """One fixed-rate phase."""
+
+    rate: float
+    duration_s: float
+    sent: int = 0
+    accepted: int = 0
+    errors: int = 0
+    late: int = 0
+    delivered: int = 0
+    http_ms: list[float] = field(default_factory=list)
+    e2e_ms: list[float] = field(default_factory=list)
+    drained_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        e2e = {f"p{p}": percentile(self.e2e_ms, p) for p in (50, 90, 99)}
+        http = {f"p{p}": percentile(self.http_ms, p) for p in (50, 99)}
+        return {
+            "rate": self.rate,
+            "duration_s": self.duration_s,
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "errors": self.errors,
+            "late": self.late,
+            "delivered": self.delivered,
+            # Kept up: nothing late or lost, and the backlog gone soon after the last send.
+            "sustained": self.late == 0
+            and self.errors == 0
+            and self.delivered == self.accepted
+            and self.drained_s <= max(2.0, self.duration_s / 10),
+            "e2e_ms": e2e,
+            "e2e_max_ms": max(self.e2e_ms) if self.e2e_ms else None,
+            "http_ms": http,
+            "drained_s": self.drained_s,
+        }
+
+
+class _SpocWatcher:
+    """Matches the SPOC's webhook receipts to the notices sent (first receipt per notice)."""
+
+    def __init__(self, system: BenchSystem) -> None:
+        self._system = system
+        self._seen = 0
+        self.arrived: dict[str, float] = {}
+
+    def poll(self) -> None:
+        received = self._system.webhook.received
+        path = self._system.spoc_path()
+        for item in received[self._seen :]:
+            payload = item.get("payload")
+            if item.get("path") != path or not isinstance(payload, dict):
+                continue
+            notice_id = payload.get("notice_id")
+            if isinstance(notice_id, str) and notice_id not in self.arrived:
+                self.arrived[notice_id] = datetime.fromisoformat(item["received_at"]).timestamp()
+        self._seen = len(received)
+
+
+def _progress(text: str) -> None:
+    sys.stderr.write("\r\033[K" + text)
+    sys.stderr.flush()
+
+
+async def run_rate(
+    system: BenchSystem,
+    client: httpx.AsyncClient,
+    *,
+    rate: float,
+    duration_s: float,
+    drain_timeout_s: float,
+    max_in_flight: int = 512,
+    label: str = "",
+) -> RateResult:
+    """Send `rate` notices/s for `duration_s`, then wait (bounded) for every SPOC webhook."""
+    result = RateResult(rate, duration_s)
+    watcher = _SpocWatcher(system)
+    sent_at: dict[str, float] = {}
+    slots = asyncio.Semaphore(max_in_flight)
+    url = f"{system.intake.url}/v1/notices"
+    headers = {"Authorization": f"Bearer {system.token}"}
+
+    async def one() -> None:
+        try:
+            began_wall, began = time.time(), time.perf_counter()
+            response = await client.post(url, json=notice_body(datetime.now(UTC)), headers=headers)
+            result.http_ms.append((time.perf_counter() - began) * 1000)
+            if response.status_code == 201:
+                result.accepted += 1
+                body = response.json()
+                sent_at[str(body.get("id") or body.get("notice_id"))] = began_wall
+            else:
+                result.errors += 1
+        except (httpx.HTTPError, ValueError):
+            result.errors += 1
+        finally:
+            slots.release()
+
+    def line() -> str:
+        watcher.poll()
+        return (
+            f"{label} {rate:.0f}/s: sent {result.sent} accepted {result.accepted} "
+            f"delivered {len(watcher.arrived.keys() & sent_at.keys())} late {result.late}"
+        )
+
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    total = int(rate * duration_s)
+    for n in range(total):
+        delay = start + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if slots.locked():
+            result.late += 1
+            continue
+        await slots.acquire()
+        result.sent += 1
+        task = asyncio.create_task(one())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        if n % max(int(rate // 2), 1) == 0:
+            _progress(line())
+    await asyncio.gather(*tasks)
+    drain_start = time.perf_counter()
+    while time.perf_counter() - drain_start < drain_timeout_s:
+        _progress(line())
+        if sent_at.keys() <= watcher.arrived.keys():
+            break
+        await asyncio.sleep(0.2)
+    watcher.poll()
+    result.drained_s = time.perf_counter() - drain_start
+    for notice_id, began_wall in sent_at.items():
+        if notice_id in watcher.arrived:
+            result.delivered += 1
+            result.e2e_ms.append((watcher.arrived[notice_id] - began_wall) * 1000)
+    _progress(line() + "\n")
+    return result
+
+
+@dataclass
+class ThroughputResult:
+    """Closed-loop clients against intake alone."""
+
+    concurrency: int
+    duration_s: float
+    accepted: int = 0
+    errors: int = 0
+    http_ms: list[float] = field(default_factory=list)
+
+    @property
+    def per_s(self) -> float:
+        return self.accepted / self.duration_s if self.duration_s else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "duration_s": self.duration_s,
+            "accepted": self.accepted,
+            "errors": self.errors,
+            "notices_per_s": self.per_s,
+            "http_ms": {f"p{p}": percentile(self.http_ms, p) for p in (50, 99)},
+        }
+
+
+async def run_throughput(
+    system: BenchSystem,
+    *,
+    concurrency: int,
+    duration_s: float,
+    on_tick: Callable[[], None] | None = None,
+) -> ThroughputResult:
+    """`concurrency` clients, each POSTing a new notice as soon as the last one was answered."""
+    result = ThroughputResult(concurrency, duration_s)
+    url = f"{system.intake.url}/v1/notices"
+    headers = {"Authorization": f"Bearer {system.token}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    stop_at = time.perf_counter() + duration_s
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < stop_at:
+            began = time.perf_counter()
+            try:
+                response = await client.post(
+                    url, json=notice_body(datetime.now(UTC)), headers=headers
+                )
+            except httpx.HTTPError:
+                result.errors += 1
+                continue
+            if time.perf_counter() > stop_at:
+                break  # answered after the window: not counted either way
+            result.http_ms.append((time.perf_counter() - began) * 1000)
+            if response.status_code == 201:
+                result.accepted += 1
+            else:
+                result.errors += 1
+
+    async def ticker() -> None:
+        while time.perf_counter() < stop_at:
+            _progress(f"intake c{concurrency}: accepted {result.accepted} errors {result.errors}")
+            if on_tick is not None:
+                on_tick()
+            await asyncio.sleep(0.5)
+
+    async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
+        await asyncio.gather(ticker(), *(client_loop(client) for _ in range(concurrency)))
+    _progress(f"intake c{concurrency}: {result.per_s:.0f} notices/s\n")
+    return result

@@ -1,0 +1,102 @@
+"""The benchmark's results as a plain-text table (the JSON has everything)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["render"]
+
+_PROCESSES = ("intake", "router", "rumor_control", "postgres", "kafka")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _floors(results: dict[str, Any]) -> list[str]:
+    floors = results["floors"]
+    kafka = floors["kafka_round_trip"]
+    lines = [
+        "Floors (same run)",
+        f"  Kafka produce->consume round trip   p50 {_ms(kafka['p50_ms'])} ms   "
+        f"p99 {_ms(kafka['p99_ms'])} ms",
+    ]
+    for pg in floors["postgres_insert_commit"]:
+        lines.append(
+            f"  asyncpg INSERT+COMMIT c{pg['concurrency']:<3}          "
+            f"{pg['commits_per_s']:7.0f}/s   p50 {_ms(pg['p50_ms'])} ms"
+        )
+    return lines
+
+
+def _rates(results: dict[str, Any]) -> list[str]:
+    kafka_p50 = results["floors"]["kafka_round_trip"]["p50_ms"]
+    lines = [
+        "",
+        "notice -> SPOC webhook (open loop)",
+        "  rate/s  sent  deliv  late   p50 ms   p90 ms   p99 ms   max ms  sustained  p50/kafka",
+    ]
+    for phase in results["rates"]:
+        e2e = phase["e2e_ms"]
+        ratio = e2e["p50"] / kafka_p50 if e2e["p50"] and kafka_p50 else None
+        lines.append(
+            f"  {phase['rate']:6.0f} {phase['sent']:5d} {phase['delivered']:6d} {phase['late']:5d}"
+            f" {_ms(e2e['p50']):>8} {_ms(e2e['p90']):>8} {_ms(e2e['p99']):>8}"
+            f" {_ms(phase['e2e_max_ms']):>8}  {'yes' if phase['sustained'] else 'NO':>9}"
+            f"  {_num(ratio, 0):>9}x"
+        )
+    lines += ["", "CPU ms per notice (utime+stime from /proc)"]
+    lines.append("  rate/s " + "".join(f"{p:>14}" for p in _PROCESSES) + "         total")
+    for phase in results["rates"]:
+        cpu = phase["cpu_ms_per_notice"]
+        lines.append(
+            f"  {phase['rate']:6.0f} "
+            + "".join(f"{_num(cpu.get(p)):>14}" for p in _PROCESSES)
+            + f"{_num(phase['cpu_ms_per_notice_total']):>14}"
+        )
+    lines += ["", "Database statements per notice (pg_stat_statements, BEGIN/COMMIT included)"]
+    lines.append("  rate/s        intake        router rumor_control         total")
+    for phase in results["rates"]:
+        stmts = phase["statements_per_notice"]
+        if not stmts:
+            lines.append(f"  {phase['rate']:6.0f}  (pg_stat_statements unavailable)")
+            continue
+        total = sum(v for v in stmts.values() if v is not None)
+        lines.append(
+            f"  {phase['rate']:6.0f} "
+            + "".join(f"{_num(stmts.get(p)):>14}" for p in ("intake", "router", "rumor_control"))
+            + f"{total:>14.1f}"
+        )
+    return lines
+
+
+def _throughput(results: dict[str, Any]) -> list[str]:
+    if not results["throughput"]:
+        return []
+    floors = {f["concurrency"]: f for f in results["floors"]["postgres_insert_commit"]}
+    lines = [
+        "",
+        "Intake alone, closed loop (router and rumor_control stopped)",
+        "  clients  notices/s  of floor   p50 ms   p99 ms  CPU ms/notice intake  pg   stmts",
+    ]
+    for run in results["throughput"]:
+        floor = floors.get(run["concurrency"], {}).get("commits_per_s")
+        share = run["notices_per_s"] / floor * 100 if floor else None
+        cpu = run["cpu_ms_per_notice"]
+        lines.append(
+            f"  {run['concurrency']:7d} {run['notices_per_s']:10.0f} {_num(share):>8}%"
+            f" {_ms(run['http_ms']['p50']):>8} {_ms(run['http_ms']['p99']):>8}"
+            f" {_num(cpu.get('intake')):>21} {_num(cpu.get('postgres')):>4}"
+            f" {_num(run['statements_per_notice']):>7}"
+        )
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    """Floors, per-rate latency, CPU and statements, and intake throughput, as text."""
+    head = f"Aviso hot path @ {results['commit']} ({'short' if results['short'] else 'full'} run)"
+    return "\n".join([head, "", *_floors(results), *_rates(results), *_throughput(results)])

@@ -1,0 +1,68 @@
+"""The PostgreSQL pool without pre-ping: no round trip per checkout, no dead connection used."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.db import UnitOfWork, asyncpg_dsn, make_engine, make_session_factory
+from services.common.settings import CommonSettings
+from tests.support import infra
+
+pytestmark = [pytest.mark.postgres]
+
+
+@pytest.fixture
+async def engine(
+    postgres_url: str, make_settings: Callable[..., CommonSettings]
+) -> AsyncIterator[AsyncEngine]:
+    url = await infra.fresh_database_async(postgres_url)
+    engine = make_engine(make_settings(database_url=url), "intake", pool_size=1, max_overflow=0)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await infra.drop_database_async(url)
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with UnitOfWork(make_session_factory(engine)) as uow:
+        pid = (await uow.session.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+        await uow.commit()
+    return int(pid)
+
+
+async def test_a_connection_the_server_closed_is_replaced_before_use(engine: AsyncEngine) -> None:
+    first = await _backend_pid(engine)
+    # The server ends the pooled connection's backend, as a restart would.
+    admin = await asyncpg.connect(asyncpg_dsn(engine.url))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+        for _ in range(100):  # until the backend is gone and the client saw the socket close
+            gone = await admin.fetchval(
+                "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1", first
+            )
+            if gone:
+                break
+    finally:
+        await admin.close()
+    # The next unit of work gets a fresh connection at checkout instead of failing.
+    second = await _backend_pid(engine)
+    assert second != first
+
+
+async def test_a_transaction_costs_no_ping(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings: list[Any] = []
+    dialect = engine.sync_engine.dialect
+    ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(conn) or ping(conn))
+    await _backend_pid(engine)
+    await _backend_pid(engine)  # a pooled connection, checked out again
+    assert pings == []

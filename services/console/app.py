@@ -82,10 +82,11 @@ def create_app(
     *,
     clock: Callable[[], datetime] | None = None,
     migrate: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The console's FastAPI app."""
+    """The console's FastAPI app (`transport`: how it reaches the services, for tests)."""
     settings = settings or ConsoleSettings()
-    deps = compose(settings, clock=clock)
+    deps = compose(settings, clock=clock, transport=transport)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -47,6 +47,7 @@ class ServiceApi:
         token: str,
         json: Any = None,
         params: Any = None,
+        headers: dict[str, str] | None = None,
         text: bool = False,
     ) -> Any:
         """The JSON (or text) answer of a 2xx; raises ApiProblem otherwise."""
@@ -54,7 +55,7 @@ class ServiceApi:
             response = await self.client.request(
                 method,
                 self.urls[service] + path,
-                headers={"Authorization": f"Bearer {token}"},
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
                 json=json,
                 params=params,
             )

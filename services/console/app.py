@@ -28,13 +28,7 @@ from services.console.accounts import SecretBox, sweep_sessions
 from services.console.api import ApiProblem, ServiceApi
 from services.console.config import ConsoleSettings
 from services.console.deps import ConsoleDeps
-from services.console.http import (
-    alerts_router,
-    bulletins_router,
-    ops_router,
-    rumors_router,
-    signin_router,
-)
+from services.console.http import ROUTERS
 from services.console.http.pages import CsrfRefused, SignInRequired, render, sign_in_redirect
 from services.console.security import SESSION_COOKIE, FormTooLarge
 
@@ -88,10 +82,11 @@ def create_app(
     *,
     clock: Callable[[], datetime] | None = None,
     migrate: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The console's FastAPI app."""
+    """The console's FastAPI app (`transport`: how it reaches the services, for tests)."""
     settings = settings or ConsoleSettings()
-    deps = compose(settings, clock=clock)
+    deps = compose(settings, clock=clock, transport=transport)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,7 +107,7 @@ def create_app(
     app = FastAPI(title="Aviso console", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.deps = deps
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
-    for router in (signin_router, alerts_router, bulletins_router, rumors_router, ops_router):
+    for router in ROUTERS:
         app.include_router(router(deps))
     _probes(app, deps)
     _error_pages(app)

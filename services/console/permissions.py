@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from services.common.auth import Role
 
-__all__ = ["HOME", "NAV", "may_acknowledge", "may_vet", "nav_for"]
+__all__ = ["HOME", "NAV", "may_acknowledge", "may_record_notice", "may_vet", "nav_for"]
 
 # (path, message key) of each page a role's navigation lists.
 _ALERTS = ("/alerts", "nav.alerts")
@@ -20,6 +20,7 @@ _REPORT = ("/rumors/new", "nav.report")
 _LEDGER = ("/rumors", "nav.ledger")
 _OPS = ("/ops", "nav.ops")
 _DIRECTORY = ("/admin/directory", "nav.directory")
+_PHONE_NOTICE = ("/notices/new", "nav.phone_notice")
 
 NAV: Mapping[Role, tuple[tuple[str, str], ...]] = {
     Role.CONTACT: (_ALERTS,),
@@ -27,7 +28,9 @@ NAV: Mapping[Role, tuple[tuple[str, str], ...]] = {
     Role.LIAISON: (_REPORT,),
     Role.OPS: (_OPS, _ALERTS, _LEDGER, _BULLETINS),
     Role.ADMIN: (_OPS, _ALERTS, _DIRECTORY),
-    Role.FIELD_OFFICE: (),
+    # Intake lets only field offices submit notices: the SPOC's staff record a notice
+    # taken by phone with a field-office account (see http/notices.py).
+    Role.FIELD_OFFICE: (_PHONE_NOTICE,),
 }
 
 HOME: Mapping[Role, str] = {
@@ -36,7 +39,7 @@ HOME: Mapping[Role, str] = {
     Role.LIAISON: "/rumors/new",
     Role.OPS: "/ops",
     Role.ADMIN: "/ops",
-    Role.FIELD_OFFICE: "/account",
+    Role.FIELD_OFFICE: "/notices/new",
 }
 
 
@@ -53,3 +56,8 @@ def may_acknowledge(role: Role) -> bool:
 def may_vet(role: Role) -> bool:
     """Whether bulletin pages show the vetting forms (rumor_control decides on submit)."""
     return role is Role.VETTER
+
+
+def may_record_notice(role: Role) -> bool:
+    """Whether the phone-notice form is offered (intake allows field offices to submit)."""
+    return role is Role.FIELD_OFFICE

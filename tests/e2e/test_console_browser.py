@@ -4,7 +4,12 @@ stack: Kafka, PostgreSQL, intake, router and rumor_control as processes, and the
 The SPOC, on a 360x740 phone viewport, follows the alert link, signs in with password and
 TOTP, reads the restricted detail (intake audits it) and acknowledges; an officer records
 three reports that become one rumor; vetter A assesses it and may not approve their own
-draft; vetter B signs off and approves; ops reads the board and the timeline. Also: wrong
+draft; vetter B signs off and approves; ops reads the board and the timeline. The SPOC
+signs in and acknowledges with the keyboard only; the SPOC's staff record a notice taken
+by phone and its alert appears in the SPOC's open inbox without a reload (server-sent
+events); vetter A switches the console from Spanish to English; vetter B reads the
+receipts per liaison and retracts; the admin reviews a directory diff, sees router's
+refusal next to the text, and saves. Also: wrong
 password or code refused, a forged form refused, an expired and a revoked session, and a
 vetter and a liaison never see restricted detail. axe-core runs on every main page and a
 screenshot of each is saved under var/screenshots/.
@@ -27,6 +32,16 @@ from sqlalchemy import update
 from services.common.auth import Role, console_sessions
 from services.console.accounts import revoke_user_sessions
 from services.demo import _reports as demo_reports
+from tests.e2e.console_browser_steps import (
+    PHONE_AREA,
+    admin_reviews_the_directory,
+    keyboard_sign_in,
+    spanish,
+    staff_record_a_phone_notice,
+    switch_language,
+    tab_to,
+    vetter_retracts,
+)
 from tests.e2e.console_browser_support import (
     CHROMIUM,
     CONSOLE_SECRET,
@@ -103,6 +118,8 @@ async def test_the_story_through_the_console_in_chromium(
                     "vetter-b": ("Lt. R. Daniels", Role.VETTER, None, "en"),
                     "officer": ("Ofc. L. Ortiz", Role.LIAISON, None, "es"),
                     "ops": ("Operations desk", Role.OPS, None, "en"),
+                    "staff": ("SPOC staff: J. Lund", Role.FIELD_OFFICE, "fo-riverton", "en"),
+                    "admin": ("Directory admin", Role.ADMIN, None, "en"),
                 },
             )
             async with async_playwright() as playwright:
@@ -126,24 +143,26 @@ async def _story(
     hook, _mail = await spoc_alert(system, notice_id, timeout=60)
     alert_id = hook["payload"]["alert_id"]
 
-    await _spoc_acknowledges(system, url, browser, accounts["spoc"], alert_id, notice_id)
+    inbox = await _spoc_acknowledges(system, url, browser, accounts["spoc"], alert_id, notice_id)
+    await _phone_notice_reaches_the_live_inbox(url, browser, accounts["staff"], inbox)
     rumor_id = await _officer_reports(url, browser, accounts["officer"], alert_id, notice_id)
     bulletin_id = await _vetter_a_assesses(url, browser, accounts["vetter-a"], rumor_id, alert_id)
     await _vetter_b_approves(url, browser, accounts["vetter-b"], bulletin_id)
     await _ops_and_sessions(system, url, browser, accounts, sessions, alert_id)
+    await admin_reviews_the_directory(url, browser, accounts["admin"])
     assert notice_body["restricted"]["names"] == [RESTRICTED_NAME]
 
 
 async def _spoc_acknowledges(
     system: System, url: str, browser: Browser, spoc: Account, alert_id: str, notice_id: str
-) -> None:
+) -> Page:
     page = await new_page(browser, phone=True)
     # The link of the notification: not signed in yet, so the sign-in page first.
     await page.goto(f"{url}/alerts/{alert_id}")
     assert "/signin" in page.url
     await screenshot(page, "01-signin-phone")
     await assert_accessible(page, "sign-in")
-    await sign_in(page, spoc)
+    await keyboard_sign_in(page, spoc)  # Tab, typing and Enter only
     assert page.url == f"{url}/alerts/{alert_id}"
     restricted = page.locator("#restricted")
     assert RESTRICTED_NAME in await restricted.inner_text()
@@ -161,17 +180,38 @@ async def _spoc_acknowledges(
         ],
         timeout=15,
     )
-    await page.fill("#comment", "Leído; coordino con el distrito 4.")
-    await page.click("form[action$='/ack'] button[type=submit]")
+    await tab_to(page, "#comment")
+    await page.keyboard.type("Leído; coordino con el distrito 4.")
+    await tab_to(page, "form[action$='/ack'] button[type=submit]")
+    async with page.expect_navigation():
+        await page.keyboard.press("Enter")
     await page.wait_for_selector("#acknowledged")
     assert "acknowledged=1" in page.url
     assert "acknowledged" in (await page.locator(".timeline").inner_text())
     await screenshot(page, "03-alert-acknowledged-phone")
     await page.goto(f"{url}/alerts")
     assert "Acknowledged" in await page.locator("#inbox").inner_text()
-    await screenshot(page, "04-inbox-phone")
     await assert_accessible(page, "alert inbox")
-    await page.context.close()
+    return page  # left open: the next step's alert must appear in it without a reload
+
+
+async def _phone_notice_reaches_the_live_inbox(
+    url: str, browser: Browser, staff: Account, inbox: Page
+) -> None:
+    await inbox.wait_for_function(
+        "document.getElementById('inbox').dataset.live === 'events'", timeout=15_000
+    )
+    # Survives only if the page is never reloaded.
+    await inbox.evaluate("window.__sameDocument = true")
+    await staff_record_a_phone_notice(url, browser, staff)
+    await inbox.wait_for_function(
+        "s => document.getElementById('inbox').innerText.includes(s)",
+        arg=PHONE_AREA,
+        timeout=60_000,
+    )
+    assert await inbox.evaluate("window.__sameDocument === true")
+    await screenshot(inbox, "04-inbox-phone")
+    await inbox.context.close()
 
 
 async def _officer_reports(
@@ -214,6 +254,11 @@ async def _vetter_a_assesses(
     page = await new_page(browser)
     await page.goto(f"{url}/rumors")
     await sign_in(page, vetter)
+    # Vetter A chose Spanish; the switch in the header turns the console English.
+    assert await page.get_attribute("html", "lang") == "es"
+    assert (await page.locator("h1").inner_text()).strip() == spanish("rumors.title")
+    await switch_language(page, to="en")
+    assert (await page.locator("h1").inner_text()).strip() == "Rumor ledger"
     await screenshot(page, "06-rumor-ledger")
     await assert_accessible(page, "rumor ledger")
     await page.goto(f"{url}/rumors/{rumor_id}")
@@ -255,6 +300,7 @@ async def _vetter_b_approves(url: str, browser: Browser, vetter: Account, bullet
     await page.wait_for_load_state("domcontentloaded")
     assert (await page.locator("#bulletin-state").inner_text()).strip() == "published"
     await screenshot(page, "09-bulletin-published")
+    await vetter_retracts(page, bulletin_id)
     await page.context.close()
 
 
@@ -279,6 +325,8 @@ async def _ops_and_sessions(
     await sign_in(page, ops)
     assert page.url == f"{url}/ops"
     assert (await page.locator("#health-h + ul").inner_text()).count("ready") == 3
+    # The phone notice's alert is open: its next escalation step is listed as due.
+    assert PHONE_AREA in await page.locator("#escalations-due").inner_text()
     await screenshot(page, "10-ops-board")
     await assert_accessible(page, "ops board")
     await page.goto(f"{url}/alerts/{alert_id}")

@@ -34,6 +34,7 @@ __all__ = [
     "check_csrf",
     "field",
     "language_of",
+    "page_html",
     "redirect",
     "render",
     "sign_in_redirect",
@@ -139,11 +140,18 @@ def render(
     request: Request, template: str, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
     """A page in the person's language, with navigation, CSRF token and safe headers."""
+    response = HTMLResponse(page_html(request, template, **context), status_code=status_code)
+    secure_headers(response)
+    return response
+
+
+def page_html(request: Request, template: str, **context: Any) -> str:
+    """A template rendered for the request's person (a page, or a fragment of one)."""
     deps: ConsoleDeps = request.app.state.deps
     found: Viewer | None = getattr(request.state, "viewer", None)
     language = language_of(request)
     binding = found.session.session_id if found else context.pop("presession", None)
-    html = _ENV.get_template(template).render(
+    return _ENV.get_template(template).render(
         t=translator(language),
         lang=language,
         me=found.session if found else None,
@@ -153,9 +161,6 @@ def render(
         refresh_s=int(deps.settings.console_refresh_s),
         **context,
     )
-    response = HTMLResponse(html, status_code=status_code)
-    secure_headers(response)
-    return response
 
 
 def redirect(path: str) -> Response:

@@ -16,7 +16,7 @@ from services.console.deps import ConsoleDeps
 from services.console.http.pages import Viewer, check_csrf, field, redirect, render, viewer
 from services.console.permissions import may_vet
 
-__all__ = ["SOURCES", "rumors_router"]
+__all__ = ["SOURCES", "report_body", "rumors_router"]
 
 Me = Annotated[Viewer, Depends(viewer)]
 _ZONE = ZoneInfo("America/Chicago")
@@ -44,58 +44,78 @@ def _observed_at(value: str) -> str | None:
 def rumors_router(deps: ConsoleDeps) -> APIRouter:
     """Report form, ledger, rumor page and assessment."""
     router = APIRouter(tags=["rumors"])
+    _report_form_route(router, deps)
+    _report_route(router, deps)
+    _ledger_route(router, deps)
+    _rumor_route(router, deps)
+    _assess_route(router, deps)
+    return router
 
-    def form_page(
-        request: Request,
-        *,
-        filed: dict[str, Any] | None = None,
-        error: str | None = None,
-        values: dict[str, str] | None = None,
-        status: int = 200,
-    ) -> Response:
-        return render(
-            request,
-            "report.html.j2",
-            status_code=status,
-            places=deps.places,
-            sources=tuple(SOURCES),
-            filed=filed,
-            error=error,
-            values=values or {"source": "phone_line", "language": "es"},
-        )
 
+def _form_page(
+    request: Request,
+    deps: ConsoleDeps,
+    *,
+    filed: dict[str, Any] | None = None,
+    error: str | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "report.html.j2",
+        status_code=status,
+        places=deps.places,
+        sources=tuple(SOURCES),
+        filed=filed,
+        error=error,
+        values=values or {"source": "phone_line", "language": "es"},
+    )
+
+
+def report_body(values: dict[str, str]) -> dict[str, Any]:
+    """rumor_control's `POST /v1/rumors` body of the report form."""
+    channel, organisation = SOURCES.get(values["source"], SOURCES["phone_line"])
+    return {
+        "claim": values["claim"],
+        "place": values["place"],
+        "channel": channel,
+        "organisation": organisation,
+        "language": values["language"] if values["language"] in ("es", "en") else None,
+        "observed_at": _observed_at(values["observed"]),
+    }
+
+
+def _report_form_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.get("/rumors/new", include_in_schema=False)
     async def report_form(request: Request, _me: Me) -> Response:
-        return form_page(request)
+        return _form_page(request, deps)
 
+
+def _report_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.post("/rumors", include_in_schema=False)
     async def report(request: Request, me: Me) -> Response:
         form = await check_csrf(request, me.session.session_id)
         values = {k: field(form, k) for k in ("claim", "place", "source", "language", "observed")}
-        channel, organisation = SOURCES.get(values["source"], SOURCES["phone_line"])
-        body = {
-            "claim": values["claim"],
-            "place": values["place"],
-            "channel": channel,
-            "organisation": organisation,
-            "language": values["language"] if values["language"] in ("es", "en") else None,
-            "observed_at": _observed_at(values["observed"]),
-        }
         try:
             filed = await deps.api.call(
-                "POST", "rumor_control", "/v1/rumors", token=me.token, json=body
+                "POST", "rumor_control", "/v1/rumors", token=me.token, json=report_body(values)
             )
         except ApiProblem as problem:
             if problem.status == 422:
-                return form_page(request, error="report.invalid", values=values, status=422)
+                return _form_page(request, deps, error="report.invalid", values=values, status=422)
             raise
-        return form_page(request, filed=filed)
+        return _form_page(request, deps, filed=filed)
 
+
+def _ledger_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.get("/rumors", include_in_schema=False)
     async def ledger(request: Request, me: Me) -> Response:
         rumors = await deps.api.call("GET", "rumor_control", "/v1/rumors", token=me.token)
         return render(request, "rumors.html.j2", rumors=rumors)
 
+
+def _rumor_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.get("/rumors/{rumor_id}", include_in_schema=False)
     async def rumor_page(request: Request, rumor_id: uuid.UUID, me: Me) -> Response:
         rumor = await deps.api.call(
@@ -109,6 +129,8 @@ def rumors_router(deps: ConsoleDeps) -> APIRouter:
             can_assess=may_vet(me.session.role),
         )
 
+
+def _assess_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.post("/rumors/{rumor_id}/assess", include_in_schema=False)
     async def assess(request: Request, rumor_id: uuid.UUID, me: Me) -> Response:
         form = await check_csrf(request, me.session.session_id)
@@ -120,5 +142,3 @@ def rumors_router(deps: ConsoleDeps) -> APIRouter:
             "POST", "rumor_control", f"/v1/rumors/{rumor_id}/assess", token=me.token, json=body
         )
         return redirect(f"/bulletins/{assessed['bulletin_id']}")
-
-    return router

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from services.common.logging import get_logger
-from services.console.accounts import revoke_session, set_language, sign_in
+from services.console.accounts import SignInResult, revoke_session, set_language, sign_in
 from services.console.deps import ConsoleDeps
 from services.console.http.pages import (
     Viewer,
@@ -36,6 +36,7 @@ from services.console.security import (
 __all__ = ["signin_router"]
 
 log = get_logger(__name__)
+Me = Annotated[Viewer, Depends(viewer)]
 
 
 def _safe_next(value: str) -> str:
@@ -46,40 +47,58 @@ def _safe_next(value: str) -> str:
 def signin_router(deps: ConsoleDeps) -> APIRouter:
     """Sign-in, sign-out, language, account."""
     router = APIRouter(tags=["sign-in"])
+    _signin_form_route(router, deps)
+    _signin_submit_route(router, deps)
+    _signout_route(router, deps)
+    _language_route(router, deps)
+    _home_routes(router)
+    return router
+
+
+def _sign_in_page(
+    request: Request, deps: ConsoleDeps, *, error: str | None, status_code: int = 200
+) -> Response:
+    """The sign-in form, its CSRF token bound to a pre-sign-in cookie of this browser."""
+    presession = request.cookies.get(PRESESSION_COOKIE) or new_presession()
+    response = render(
+        request,
+        "signin.html.j2",
+        status_code=status_code,
+        presession=presession,
+        error=error,
+        next_path=_safe_next(request.query_params.get("next", "/")),
+    )
     secure = deps.settings.console_cookie_secure
+    set_cookie(response, PRESESSION_COOKIE, presession, secure=secure, max_age=3600)
+    return response
 
-    def sign_in_page(request: Request, *, error: str | None, status_code: int = 200) -> Response:
-        presession = request.cookies.get(PRESESSION_COOKIE) or new_presession()
-        response = render(
-            request,
-            "signin.html.j2",
-            status_code=status_code,
-            presession=presession,
-            error=error,
-            next_path=_safe_next(request.query_params.get("next", "/")),
-        )
-        set_cookie(response, PRESESSION_COOKIE, presession, secure=secure, max_age=3600)
-        return response
 
+def _signin_form_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.get("/signin", include_in_schema=False)
     async def signin_form(request: Request) -> Response:
-        return sign_in_page(request, error=None)
+        return _sign_in_page(request, deps, error=None)
 
+
+async def _attempt(deps: ConsoleDeps, form: dict[str, list[str]]) -> SignInResult:
+    """One sign-in attempt with the form's login, password and code (one transaction)."""
+    async with deps.auth_sessions.begin() as session:
+        return await sign_in(
+            session,
+            box=deps.box,
+            login=field(form, "login"),
+            password=(form.get("password") or [""])[0],
+            code=field(form, "code"),
+            now=deps.clock(),
+            ttl=deps.session_ttl,
+            policy=deps.lockout,
+        )
+
+
+def _signin_submit_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.post("/signin", include_in_schema=False)
     async def signin_submit(request: Request) -> Response:
         form = await check_csrf(request, request.cookies.get(PRESESSION_COOKIE))
-        t = t_for(request)
-        async with deps.auth_sessions.begin() as session:
-            result = await sign_in(
-                session,
-                box=deps.box,
-                login=field(form, "login"),
-                password=(form.get("password") or [""])[0],
-                code=field(form, "code"),
-                now=deps.clock(),
-                ttl=deps.session_ttl,
-                policy=deps.lockout,
-            )
+        result = await _attempt(deps, form)
         if result.session is None or result.cookie is None:
             log.warning(
                 "console.sign_in_refused",
@@ -88,7 +107,7 @@ def signin_router(deps: ConsoleDeps) -> APIRouter:
                 locked=result.locked_until is not None,
             )
             message = "signin.locked" if result.refusal == "locked" else "signin.refused"
-            return sign_in_page(request, error=t(message), status_code=401)
+            return _sign_in_page(request, deps, error=t_for(request)(message), status_code=401)
         log.info(
             "console.signed_in",
             user_id=result.session.user_id,
@@ -101,14 +120,16 @@ def signin_router(deps: ConsoleDeps) -> APIRouter:
             response,
             SESSION_COOKIE,
             result.cookie,
-            secure=secure,
+            secure=deps.settings.console_cookie_secure,
             max_age=int(deps.session_ttl.total_seconds()),
         )
         response.delete_cookie(PRESESSION_COOKIE, path="/")
         return response
 
+
+def _signout_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.post("/signout", include_in_schema=False)
-    async def signout(request: Request, me: Annotated[Viewer, Depends(viewer)]) -> Response:
+    async def signout(request: Request, me: Me) -> Response:
         await check_csrf(request, me.session.session_id)
         async with deps.auth_sessions.begin() as session:
             await revoke_session(session, session_id=me.session.session_id, now=deps.clock())
@@ -117,6 +138,8 @@ def signin_router(deps: ConsoleDeps) -> APIRouter:
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
+
+def _language_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.post("/language", include_in_schema=False)
     async def language(request: Request) -> Response:
         cookie = request.cookies.get(SESSION_COOKIE)
@@ -130,15 +153,16 @@ def signin_router(deps: ConsoleDeps) -> APIRouter:
             async with deps.auth_sessions.begin() as session:
                 await set_language(session, user_id=me.session.user_id, language=chosen)
         response = redirect(_safe_next(field(form, "next", "/")))
+        secure = deps.settings.console_cookie_secure
         set_cookie(response, LANGUAGE_COOKIE, chosen, secure=secure, max_age=365 * 86400)
         return response
 
+
+def _home_routes(router: APIRouter) -> None:
     @router.get("/", include_in_schema=False)
-    async def home(me: Annotated[Viewer, Depends(viewer)]) -> Response:
+    async def home(me: Me) -> Response:
         return redirect(HOME[me.session.role])
 
     @router.get("/account", include_in_schema=False)
-    async def account(request: Request, _me: Annotated[Viewer, Depends(viewer)]) -> Response:
+    async def account(request: Request, _me: Me) -> Response:
         return render(request, "account.html.j2")
-
-    return router

@@ -332,41 +332,15 @@ def up(
     log_dir = var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    env = dict(os.environ)
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        env["KAFKA_BOOTSTRAP_SERVERS"] = stack.start_kafka(var_dir=var_dir, port=kafka_port)
-    else:
-        _say("stack", f"using the Kafka cluster at {os.environ['KAFKA_BOOTSTRAP_SERVERS']}")
-    if with_postgres and not os.environ.get("DATABASE_URL"):
-        env["DATABASE_URL"] = stack.start_postgres(var_dir=var_dir)
-    if not env.get("DATABASE_URL"):
-        _say("stack", f"database: embedded SQLite files in {var_dir}")
+    env = _stack_env(var_dir, with_postgres=with_postgres, kafka_port=kafka_port)
     local_sinks = _start_sinks(settings, var_dir) if sinks else None
-    # The example directory sends alerts to the local sinks; a real one comes from the env.
-    env.setdefault(
-        "AVISO_ROUTER_DIRECTORY_FILE",
-        str(Path(__file__).parent / "router" / "directory.example.yaml"),
-    )
-    env["AVISO_LOG_FORMAT"] = "json"
-    env.setdefault("AVISO_DEVELOPMENT_MODE", "true")  # a local stack: the published secrets
     urls = {s: f"http://127.0.0.1:{_service_port(s)}" for s in (*SERVICES, "console")}
     _say("console", f"the console for people: {urls['console']}  (demo accounts below)")
     env.update(_console_env(urls))
     children: dict[str, subprocess.Popen[str]] = {}
     try:
         for service in urls:
-            child_env = dict(env, AVISO_LOG_FILE=str(log_dir / f"{service}.log"))
-            children[service] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "services.cli", "serve", service],
-                env=child_env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-            )
-            threading.Thread(
-                target=_pump, args=(service, children[service].stdout), daemon=True
-            ).start()
+            children[service] = _spawn(service, env, log_dir)
         not_ready = _wait_ready(urls, timeout=90)
         if not_ready:
             raise typer.Exit(_fail(f"not ready after 90 s: {', '.join(not_ready)}; see {log_dir}"))
@@ -386,19 +360,61 @@ def up(
     except KeyboardInterrupt:
         _say("stack", "stopping")
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=30)
-            if child.poll() is None:
-                child.kill()
+        _stop_children(children)
         if local_sinks is not None:
             for sink in local_sinks:
                 sink.stop()
         stack.stop_all(var_dir=var_dir)
         _say("stack", "stopped")
+
+
+def _stack_env(var_dir: Path, *, with_postgres: bool, kafka_port: int) -> dict[str, str]:
+    """The services' environment: Kafka and the database started here unless given."""
+    from deploy.local import stack
+
+    env = dict(os.environ)
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        env["KAFKA_BOOTSTRAP_SERVERS"] = stack.start_kafka(var_dir=var_dir, port=kafka_port)
+    else:
+        _say("stack", f"using the Kafka cluster at {os.environ['KAFKA_BOOTSTRAP_SERVERS']}")
+    if with_postgres and not os.environ.get("DATABASE_URL"):
+        env["DATABASE_URL"] = stack.start_postgres(var_dir=var_dir)
+    if not env.get("DATABASE_URL"):
+        _say("stack", f"database: embedded SQLite files in {var_dir}")
+    # The example directory sends alerts to the local sinks; a real one comes from the env.
+    env.setdefault(
+        "AVISO_ROUTER_DIRECTORY_FILE",
+        str(Path(__file__).parent / "router" / "directory.example.yaml"),
+    )
+    env["AVISO_LOG_FORMAT"] = "json"
+    env.setdefault("AVISO_DEVELOPMENT_MODE", "true")  # a local stack: the published secrets
+    return env
+
+
+def _spawn(service: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[str]:
+    """`aviso serve SERVICE` as a child whose output is summarised on this terminal."""
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "services.cli", "serve", service],
+        env=dict(env, AVISO_LOG_FILE=str(log_dir / f"{service}.log")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    threading.Thread(target=_pump, args=(service, child.stdout), daemon=True).start()
+    return child
+
+
+def _stop_children(children: dict[str, subprocess.Popen[str]]) -> None:
+    """SIGTERM every child, give each the grace period, then kill what is left."""
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=30)
+        if child.poll() is None:
+            child.kill()
 
 
 def _console_env(urls: dict[str, str]) -> dict[str, str]:

@@ -33,7 +33,7 @@ from services.intake.notices.guards import (
     request_keys,
 )
 from services.intake.notices.sealing import restricted_detail, seal_version
-from services.intake.permissions import access_for
+from services.intake.permissions import Access, access_for
 from services.intake.signatures import SignedRequest
 from services.intake.unit_of_work import IntakeUoW
 
@@ -67,36 +67,23 @@ async def submit_notice(
         owner=owner, reference=submission.reference, idempotency_key=idempotency_key
     )
     await begin_write(uow, signed=signed, now=now, keys=keys)
-    stored = await repeated_request(
-        uow,
-        idempotency_key,
-        owner=owner,
-        operation="create",
-        notice_id=None,
-        digest=request_digest,
-    )
-    if stored is not None:
-        uow.after_commit(
-            lambda: log.info("notice.submit_repeated", notice_id=stored.notice_id, by="key")
-        )
-        return await load_result(uow, stored.notice_id, access=access, replayed=True)
+    replayed = await _replayed_by_key(uow, idempotency_key, owner, request_digest, access)
+    if replayed is not None:
+        return replayed
 
     existing = await uow.notices.find_by_reference(source_key=owner, reference=submission.reference)
     notice_id = existing.id if existing is not None else str(uuid.uuid4())
-    recorded: Transition | None = None
-    if existing is not None:
-        await _check_same_content(uow, existing, submission=submission, digest=digest)
-    else:
-        recorded = await _record(
-            uow,
-            deps=deps,
-            notice_id=notice_id,
-            owner=owner,
-            submission=submission,
-            digest=digest,
-            actor=principal,
-            now=now,
-        )
+    recorded = await _record_unless_repeated(
+        uow,
+        deps=deps,
+        existing=existing,
+        notice_id=notice_id,
+        owner=owner,
+        submission=submission,
+        digest=digest,
+        actor=principal,
+        now=now,
+    )
     await remember_key(
         uow,
         idempotency_key,
@@ -111,6 +98,54 @@ async def submit_notice(
         # Just written in this transaction: no need to read it back.
         return NoticeResult(recorded.notice, (recorded.version,), access)
     return await load_result(uow, notice_id, access=access, replayed=existing is not None)
+
+
+async def _replayed_by_key(
+    uow: IntakeUoW, idempotency_key: str | None, owner: str, request_digest: str, access: Access
+) -> NoticeResult | None:
+    """The stored answer when this Idempotency-Key already created a notice."""
+    stored = await repeated_request(
+        uow,
+        idempotency_key,
+        owner=owner,
+        operation="create",
+        notice_id=None,
+        digest=request_digest,
+    )
+    if stored is None:
+        return None
+    uow.after_commit(
+        lambda: log.info("notice.submit_repeated", notice_id=stored.notice_id, by="key")
+    )
+    return await load_result(uow, stored.notice_id, access=access, replayed=True)
+
+
+async def _record_unless_repeated(
+    uow: IntakeUoW,
+    *,
+    deps: IntakeDeps,
+    existing: NoticeRecord | None,
+    notice_id: str,
+    owner: str,
+    submission: NoticeSubmission,
+    digest: str,
+    actor: Principal,
+    now: datetime,
+) -> Transition | None:
+    """Version 1 of a new reference; None when the reference exists with the same content."""
+    if existing is not None:
+        await _check_same_content(uow, existing, submission=submission, digest=digest)
+        return None
+    return await _record(
+        uow,
+        deps=deps,
+        notice_id=notice_id,
+        owner=owner,
+        submission=submission,
+        digest=digest,
+        actor=actor,
+        now=now,
+    )
 
 
 async def _record(

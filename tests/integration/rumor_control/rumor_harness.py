@@ -222,9 +222,9 @@ def _department(tmp: Path, webhook: WebhookSink) -> dict[str, Any]:
     ]
     data["radio_desk"] = {
         "id": str(uuid.uuid4()),
-        "name": "Radio La Voz newsroom",
+        "name": "La Movida newsroom",
         "language": "es",
-        "email": "redaccion@radiolavoz.example",
+        "email": "redaccion@lamovida.example",
     }
     return data
 

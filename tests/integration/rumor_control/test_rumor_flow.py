@@ -438,14 +438,14 @@ async def test_an_approved_bulletin_reaches_liaisons_and_feeds_and_a_retraction_
         lambda items: (
             sum(bulletin_id in i["text"] or bulletin_id in i["subject"] for i in items) >= 1
             and any(
-                i["to"] == ["redaccion@radiolavoz.example"] and bulletin_id in i["text"]
+                i["to"] == ["redaccion@lamovida.example"] and bulletin_id in i["text"]
                 for i in items
             )
         ),
         45,
     )
     radio = next(
-        m for m in mails if m["to"] == ["redaccion@radiolavoz.example"] and bulletin_id in m["text"]
+        m for m in mails if m["to"] == ["redaccion@lamovida.example"] and bulletin_id in m["text"]
     )
     script = radio["text"]
     spoken_es = script.split("[ESPAÑOL: leer al aire]")[1].split("[ENGLISH]")[0]

@@ -193,7 +193,7 @@ def test_pii_patterns_are_blocked(text: str, code: str) -> None:
         "Llame al (505) 555-0100.",
         "Updated Tuesday, March 3, 2026, at 3:15 PM.",
         "Información actualizada el martes 3 de marzo de 2026, a las 3:15 p. m.",
-        "Radio La Voz 1490 AM and District 4",
+        "La Movida 1490 AM and District 4",
         "We have 2 new court dates.",
         "No salga a la calle hasta las 5 de la tarde.",
     ],

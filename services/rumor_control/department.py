@@ -143,10 +143,18 @@ class DepartmentConfig(_Config):
         department = self.department.model_copy(update={"timezone": timezone})
         return self.model_copy(update={"department": department})
 
+    def community(self) -> tuple[Recipient, ...]:
+        """Who receives real bulletins: every liaison and the radio desk."""
+        radio: tuple[Recipient, ...] = (self.radio_desk,) if self.radio_desk else ()
+        return (*self.liaisons, *radio)
+
+    def audience(self, *, drill: bool) -> tuple[Recipient, ...]:
+        """Who receives a bulletin: the drill audience for a drill, else the community."""
+        return self.drill_audience if drill else self.community()
+
     def recipients(self) -> tuple[Recipient, ...]:
         """Every liaison, the radio desk and the drill audience."""
-        radio: tuple[Recipient, ...] = (self.radio_desk,) if self.radio_desk else ()
-        return (*self.liaisons, *radio, *self.drill_audience)
+        return (*self.community(), *self.drill_audience)
 
     def recipient(self, recipient_id: UUID) -> Recipient | None:
         """The liaison, radio desk or drill recipient with this id."""

@@ -103,8 +103,15 @@ class Bulletins(Protocol):
         self, bulletin_id: uuid.UUID, *, for_update: bool = False
     ) -> BulletinView | None: ...
     async def standby_for(self, notice_id: uuid.UUID) -> uuid.UUID | None: ...
+    async def of_rumor(
+        self, rumor_id: uuid.UUID, *, states: Sequence[BulletinState]
+    ) -> list[uuid.UUID]: ...
     async def latest(
-        self, *, states: Sequence[BulletinState] | None = None, limit: int = 200
+        self,
+        *,
+        states: Sequence[BulletinState] | None = None,
+        drills: bool = True,
+        limit: int = 200,
     ) -> list[tuple[BulletinRow, VersionRow]]: ...
     async def public_versions(
         self, *, limit: int = 200

@@ -191,9 +191,10 @@ def bulletin_status(statuses: Iterable[Status]) -> Status:
 
 
 def channels_for(status: Status) -> tuple[PublishChannel, ...]:
-    """Where a bulletin goes: liaisons and the radio desk always, the public only if real."""
+    """Where a bulletin goes: a real one to liaisons, the radio desk and the public feeds; a
+    drill only to the department's drill audience (it stays inside the department)."""
     if is_drill(status):
-        return ("liaison", "radio")
+        return ("drill_audience",)
     return ("liaison", "public_feed", "radio")
 
 

@@ -44,8 +44,8 @@ __all__ = [
     "Checked",
     "approve",
     "draft",
-    "edit",
     "drafted_event",
+    "edit",
     "edit_base",
     "event_header",
     "is_untouched_draft",
@@ -303,8 +303,8 @@ def edit(
         # published -> a new version drafted as its Update
         version = VersionRow(
             bulletin.bulletin_id, latest.version + 1, "Update", view.chain_references(),
-            "drafted", 1, texts, checked.findings, checked.blocked, base.channels, {}, actor.id, actor.name,
-            at,
+            "drafted", 1, texts, checked.findings, checked.blocked, base.channels, {}, actor.id,
+            actor.name, at,
         )  # fmt: skip
         changed = replace(bulletin, current_version=version.version, updated_at=at)
         inserted = (version,)

@@ -103,9 +103,7 @@ def retract(
         withdrawn.channels, {}, actor.id, actor.name, at, approved_by=actor.id, approved_at=at,
         published_at=at,
     )  # fmt: skip
-    changed = replace(
-        bulletin, state="retracted", current_version=number, flags=(), updated_at=at
-    )
+    changed = replace(bulletin, state="retracted", current_version=number, flags=(), updated_at=at)
     retracted = BulletinRetracted(
         bulletin_id=bulletin.bulletin_id, version=number, references=references,
         status=bulletin.status, kind=bulletin.kind, rumor_id=bulletin.rumor_id,

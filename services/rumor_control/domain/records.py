@@ -34,9 +34,7 @@ __all__ = [
 ]
 
 # What the public sees of a bulletin as a whole.
-BulletinState = Literal[
-    "drafted", "rejected", "published", "superseded", "retracted", "withdrawn"
-]
+BulletinState = Literal["drafted", "rejected", "published", "superseded", "retracted", "withdrawn"]
 # One version's own state: a Cancel version is published at once.
 VersionState = Literal["drafted", "published", "rejected", "withdrawn"]
 # A version's texts as stored: language -> section (headline, body, sms, radio) -> text.

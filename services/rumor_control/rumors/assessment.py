@@ -24,8 +24,8 @@ from services.rumor_control.domain import (
     NoticeRow,
     RumorRow,
     bulletin_status,
+    lifecycle,
 )
-from services.rumor_control.domain import lifecycle
 from services.rumor_control.domain import rumors as transitions
 from services.rumor_control.unit_of_work import RumorControlUoW
 from services.rumor_control.vetting.common import apply_bulletin, area_variables, load_bulletin
@@ -112,9 +112,14 @@ async def assess_rumor(
         template_id="rumor_fact",
         status=status,
         variables=fact_variables(
-            deps, rumor, notices, status=status, as_of=as_of, expires_at=expires_at,
+            deps,
+            rumor,
+            notices,
+            status=status,
+            as_of=as_of,
+            expires_at=expires_at,
             updates=bool(chain),
-        ),  # fmt: skip
+        ),
         notice_ids=rumor.linked_notice_ids,
         rumor_id=rumor_id,
         area_code=rumor.area_code,

@@ -110,9 +110,7 @@ async def _expiry(uow: RumorControlUoW, bulletin: BulletinRow, now: datetime) ->
         notices = await uow.notices.get_many(bulletin.notice_ids)
         ends = [n.window_end for n in notices if n.cancelled_at is None and n.window_end]
         announced = max(ends, default=None)
-    return lifecycle.expiry(
-        assessment_expires_at=rumor.expires_at, announced_end=announced, at=now
-    )
+    return lifecycle.expiry(assessment_expires_at=rumor.expires_at, announced_end=announced, at=now)
 
 
 async def reject(

@@ -197,6 +197,11 @@ class FakeRumors:
     async def reports_of(self, rumor_id: uuid.UUID) -> list[ReportRow]:
         return [r for r in self.store.reports if r.rumor_id == rumor_id]
 
+    async def reports_of_many(
+        self, rumor_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[ReportRow]]:
+        return {i: await self.reports_of(i) for i in rumor_ids}
+
     async def apply(self, transition: RumorTransition) -> None:
         assert transition.created == (transition.rumor.rumor_id not in self.store.rumors)
         self.store.rumors[transition.rumor.rumor_id] = transition.rumor

@@ -86,7 +86,8 @@ def test_an_update_says_so_and_a_cancelled_operation_is_called_off() -> None:
     assert english.headline.startswith("Update: ")
     assert spanish.headline.startswith("Actualización: ")
     assert "replaces our earlier bulletin" in english.body
-    assert "called off" in english.body and "plan to be" not in english.body
+    assert "called off" in english.body
+    assert "plan to be" not in english.body
     assert "se canceló" in spanish.body
     assert "This is an update" in english.radio
     assert english.sms.startswith("Update: Called off")

@@ -195,9 +195,10 @@ def _notice(now: datetime) -> dict[str, Any]:
     }
 
 
-def _reports() -> list[dict[str, Any]]:
-    # The claims name no time of their own ("mañana"): each is related to tomorrow's notice
-    # by its report time, which anticipates the window (docs/operations.md).
+def _reports(now: datetime) -> list[dict[str, Any]]:
+    # The claims name no time of their own ("mañana"), so none gives `observed_at`: each is
+    # related to tomorrow's notice by its report time (`now`), which anticipates the window
+    # (docs/operations.md, the suggestion rule). `now` stays for the e2e tests' callers.
     return [
         {
             "claim": "Dicen que la migra va a hacer redadas en el Distrito 4 mañana.",
@@ -330,7 +331,7 @@ def _rumors_gather(story: _Story, tokens: dict[str, str], notice_id: str) -> tup
         story.call("POST", "rumor_control", "/v1/rumors", tokens["liaison"], json=report)[
             "rumor_id"
         ]
-        for report in _reports()
+        for report in _reports(datetime.now(UTC))
     }
     if len(rumor_ids) != 1:
         raise DemoFailed(f"the three reports made {len(rumor_ids)} rumors instead of one")

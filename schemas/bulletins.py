@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 BulletinKind = Literal["standby", "rumor_fact", "correction"]
-PublishChannel = Literal["liaison", "radio", "public_feed"]
+# drill_audience: people inside the department a drill goes to instead (never the public).
+PublishChannel = Literal["liaison", "radio", "public_feed", "drill_audience"]
 _Languages = Annotated[tuple[Language, ...], SortedUnique]
 
 
@@ -187,7 +188,8 @@ class BulletinPublished(_BulletinEvent):
         min_length=1, description="The published text, one entry per language."
     )
     channels: Annotated[tuple[PublishChannel, ...], SortedUnique] = Field(
-        min_length=1, description="Channels it was released to, sorted; drills never public_feed."
+        min_length=1,
+        description="Channels it was released to, sorted; a drill only to drill_audience.",
     )
     area_code: AreaCode | None = Field(
         default=None, description="Gazetteer id of the area it concerns."
@@ -208,6 +210,8 @@ class BulletinPublished(_BulletinEvent):
             raise ValueError("at most one text per language")
         if is_drill(self.status) and "public_feed" in self.channels:
             raise ValueError("a drill bulletin is never published to the public feed")
+        if not is_drill(self.status) and "drill_audience" in self.channels:
+            raise ValueError("only a drill goes to the drill audience")
         if self.expires_at is not None and self.expires_at <= self.published_at:
             raise ValueError("expires_at must be after published_at")
         return self

@@ -10,11 +10,21 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 from typing import Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CommonSettings", "get_settings", "is_development_secret", "repo_root"]
+__all__ = [
+    "DEFAULT_DEPARTMENT_TIMEZONE",
+    "CommonSettings",
+    "get_settings",
+    "is_development_secret",
+    "repo_root",
+]
+
+# The example department's zone (the story's city is in US Central time).
+DEFAULT_DEPARTMENT_TIMEZONE = "America/Chicago"
 
 # Every secret published with Aviso contains one of these: the defaults and the compose file
 # ("change-me"), the Kubernetes example ("REPLACE-").
@@ -86,6 +96,15 @@ class CommonSettings(BaseSettings):
     public_base_url: str | None = Field(
         default=None,
         description="Base URL used in links sent to people (defaults to http://host:port).",
+    )
+    department_timezone: str = Field(
+        default=DEFAULT_DEPARTMENT_TIMEZONE,
+        validation_alias=AliasChoices("AVISO_DEPARTMENT_TIMEZONE", "AVISO_ROUTER_DISPLAY_TIMEZONE"),
+        description=(
+            "IANA time zone of the department: every time a person reads (router "
+            "notifications, bulletins, radio scripts, CAP messages) is shown in it. "
+            "AVISO_ROUTER_DISPLAY_TIMEZONE is its former name, still read."
+        ),
     )
     max_body_bytes: int = Field(default=64 * 1024, description="Largest accepted request body.")
     consumer_max_attempts: int = Field(
@@ -222,6 +241,15 @@ class CommonSettings(BaseSettings):
         gt=0,
         description="How long an open breaker skips its address before one probe is tried.",
     )
+
+    @field_validator("department_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)  # an unknown zone stops the start, not the first notification
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
     def development_secrets(self) -> list[str]:
         """Environment names of the secret settings that hold a published development value."""

@@ -69,10 +69,6 @@ class RouterSettings(CommonSettings):
             "(GET /v1/notices/{id} with a contact token), never sent over a channel."
         ),
     )
-    router_display_timezone: str = Field(
-        default="UTC",
-        description="IANA time zone in which notification text shows the operation window.",
-    )
     router_metrics_refresh_s: float = Field(
         default=5.0, gt=0, description="How often the open-alerts gauge is recounted."
     )

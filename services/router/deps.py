@@ -80,7 +80,7 @@ class RouterDeps:
 
     @property
     def timezone(self) -> str:
-        return self.settings.router_display_timezone
+        return self.settings.department_timezone
 
     def notice_url(self, notice_id: uuid.UUID) -> str:
         """Where a contact reads the restricted detail (intake, contact token required)."""

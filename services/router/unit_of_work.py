@@ -50,7 +50,12 @@ class AlertRepository(Protocol):
     ) -> AlertRecord | None: ...
 
     async def page(
-        self, *, states: Sequence[str], limit: int, offset: int
+        self,
+        *,
+        states: Sequence[str],
+        limit: int,
+        offset: int,
+        notice_id: uuid.UUID | None = None,
     ) -> list[AlertRecord]: ...
 
     async def count_by_state(self) -> dict[str, int]: ...

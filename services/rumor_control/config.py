@@ -43,8 +43,15 @@ class RumorControlSettings(CommonSettings):
     rumor_notice_slack_minutes: int = Field(
         default=120,
         ge=0,
-        description="How far outside a notice's window a rumor may lie and still be suggested "
-        "as related to it.",
+        description="How far outside a notice's window a report's time may lie and still be "
+        "suggested as related to it (docs/operations.md, the suggestion rule).",
+    )
+    rumor_anticipation_hours: float = Field(
+        default=72,
+        ge=0,
+        description="A report whose claim names no time is related to a notice whose window "
+        "starts up to this many hours after the report (a rumor heard today about tomorrow's "
+        "operation).",
     )
     rumor_radio_words_per_minute: int = Field(
         default=150, ge=60, le=300, description="Reading speed assumed for the radio script."

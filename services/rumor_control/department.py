@@ -16,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from schemas.base import Language
 from schemas.deliveries import DeliveryChannel
+from services.common.settings import DEFAULT_DEPARTMENT_TIMEZONE
 
 __all__ = [
     "Bilingual",
     "Department",
     "DepartmentConfig",
+    "DrillRecipient",
     "Liaison",
     "Partner",
     "RadioDesk",
@@ -51,7 +53,9 @@ class Department(_Config):
     short_name: Bilingual
     cap_sender: str = Field(min_length=1, pattern=r"^[^\s,<&]+$")
     web: str = Field(min_length=1)
-    timezone: str = "America/Chicago"
+    # The zone is one setting shared with router (AVISO_DEPARTMENT_TIMEZONE), applied when
+    # the file is loaded for a service; a file may still name it, and then it must agree.
+    timezone: str | None = None
 
 
 class Partner(_Config):
@@ -94,6 +98,11 @@ class RadioDesk(Recipient):
     """The Spanish-language station's newsroom (always receives Spanish first)."""
 
 
+class DrillRecipient(Recipient):
+    """Someone inside the department who receives drill bulletins (e.g. the outreach unit):
+    drills go to them only, never to liaisons, the radio desk or the feeds."""
+
+
 class DepartmentConfig(_Config):
     """The whole department.yaml."""
 
@@ -104,31 +113,51 @@ class DepartmentConfig(_Config):
     partners: tuple[Partner, ...] = Field(min_length=1)
     liaisons: tuple[Liaison, ...] = ()
     radio_desk: RadioDesk | None = None
+    drill_audience: tuple[DrillRecipient, ...] = ()
     # Recipients by id: delivery looks one up per message, and a department may list
     # thousands of liaisons.
     _by_id: dict[UUID, Recipient] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> DepartmentConfig:
-        ZoneInfo(self.department.timezone)  # fails fast on an unknown zone
+        ZoneInfo(self.department.timezone or DEFAULT_DEPARTMENT_TIMEZONE)  # fails fast
         ids = [r.id for r in self.recipients()]
         if len(ids) != len(set(ids)):
-            raise ValueError("liaison and radio desk ids must be unique")
+            raise ValueError("liaison, radio desk and drill audience ids must be unique")
         self._by_id = {r.id: r for r in self.recipients()}
         return self
 
     @property
     def tz(self) -> ZoneInfo:
         """The department's local time zone (times in bulletins are local)."""
-        return ZoneInfo(self.department.timezone)
+        return ZoneInfo(self.department.timezone or DEFAULT_DEPARTMENT_TIMEZONE)
 
-    def recipients(self) -> tuple[Recipient, ...]:
-        """Every liaison and the radio desk."""
+    def in_zone(self, timezone: str) -> DepartmentConfig:
+        """This department in the configured zone; a file naming another zone is refused."""
+        named = self.department.timezone
+        if named is not None and named != timezone:
+            raise ValueError(
+                f"the department file names time zone {named} but the department's time "
+                f"zone setting is {timezone}; remove it from the file or make them agree"
+            )
+        department = self.department.model_copy(update={"timezone": timezone})
+        return self.model_copy(update={"department": department})
+
+    def community(self) -> tuple[Recipient, ...]:
+        """Who receives real bulletins: every liaison and the radio desk."""
         radio: tuple[Recipient, ...] = (self.radio_desk,) if self.radio_desk else ()
         return (*self.liaisons, *radio)
 
+    def audience(self, *, drill: bool) -> tuple[Recipient, ...]:
+        """Who receives a bulletin: the drill audience for a drill, else the community."""
+        return self.drill_audience if drill else self.community()
+
+    def recipients(self) -> tuple[Recipient, ...]:
+        """Every liaison, the radio desk and the drill audience."""
+        return (*self.community(), *self.drill_audience)
+
     def recipient(self, recipient_id: UUID) -> Recipient | None:
-        """The liaison or radio desk with this id."""
+        """The liaison, radio desk or drill recipient with this id."""
         return self._by_id.get(recipient_id)
 
     def channels(self) -> frozenset[DeliveryChannel]:

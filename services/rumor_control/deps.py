@@ -51,8 +51,10 @@ class BulletinDeliveries(Protocol):
 
 
 def department_of(settings: RumorControlSettings) -> DepartmentConfig:
-    """The department file the settings name (or the bundled one), validated."""
-    return load_department(settings.rumor_department_file or PACKAGE_DIR / "department.yaml")
+    """The department file the settings name (or the bundled one), validated, in the
+    department's time zone (the setting router reads too)."""
+    loaded = load_department(settings.rumor_department_file or PACKAGE_DIR / "department.yaml")
+    return loaded.in_zone(settings.department_timezone)
 
 
 def public_base_url(settings: RumorControlSettings) -> str:

@@ -1,9 +1,11 @@
 """Who may do what in rumor control, and what each role sees: the one place that decides.
 
 Routes ask `allowed(Action)` for their dependency; presenters ask `bulletin_texts(role)`,
-`sees_reports(role)` and `visible_bulletin_states(role)` what to show. A vetter sees drafts
-with their guardrail findings and the claims as heard; a liaison sees only published text;
-ops sees metadata (ids, states, reason codes, timelines), never text or claims.
+`sees_reports(role)`, `visible_bulletin_states(role)`, `lists_drills(role)` and
+`may_read(role, bulletin)` what to show. A vetter sees drafts with their guardrail findings
+and the claims as heard; a liaison sees only the current published text of real bulletins
+(never a draft, a superseded or retracted bulletin, or a drill); ops sees metadata (ids,
+states, reason codes, timelines), never text or claims.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from typing import Any, Literal, assert_never
 
+from schemas.base import is_drill
 from services.common.auth import Principal, Role, require_roles
-from services.rumor_control.domain import BulletinState
+from services.rumor_control.domain import BulletinRow, BulletinState
 
 __all__ = [
     "ALLOWED",
@@ -21,6 +24,8 @@ __all__ = [
     "TextView",
     "allowed",
     "bulletin_texts",
+    "lists_drills",
+    "may_read",
     "sees_reports",
     "visible_bulletin_states",
 ]
@@ -53,8 +58,9 @@ _BULLETIN_TEXTS: dict[Role, TextView] = {
 }
 # The claims as heard (reports) are for vetters only.
 _SEES_REPORTS: frozenset[Role] = frozenset({Role.VETTER})
-# Liaisons list only what was published (or withdrawn); the others every bulletin.
-_PUBLIC_STATES: tuple[BulletinState, ...] = ("published", "retracted")
+# Liaisons list only what is published now (not superseded, retracted or withdrawn) and
+# never a drill: drills stay inside the department. The others list every bulletin.
+_PUBLIC_STATES: tuple[BulletinState, ...] = ("published",)
 
 
 def allowed(action: Action) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -83,3 +89,23 @@ def visible_bulletin_states(role: Role) -> tuple[BulletinState, ...] | None:
             return None
         case _:
             assert_never(view)
+
+
+def lists_drills(role: Role) -> bool:
+    """Whether `role` lists and reads drill bulletins (liaisons never do)."""
+    view = bulletin_texts(role)
+    match view:
+        case "published":
+            return False
+        case "draft" | "none":
+            return True
+        case _:
+            assert_never(view)
+
+
+def may_read(role: Role, bulletin: BulletinRow) -> bool:
+    """Whether `role` may read this bulletin at all (the same rule as its list)."""
+    states = visible_bulletin_states(role)
+    if states is not None and bulletin.state not in states:
+        return False
+    return lists_drills(role) or not is_drill(bulletin.status)

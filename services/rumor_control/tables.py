@@ -108,7 +108,7 @@ bulletins = sa.Table(
     sa.Column("bulletin_id", _Id, primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    # drafted | rejected | published | retracted: the state of the latest version.
+    # drafted | rejected | published | superseded | retracted | withdrawn
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("current_version", sa.Integer, nullable=False),
     sa.Column("template_id", sa.String(64), nullable=False),
@@ -120,7 +120,13 @@ bulletins = sa.Table(
     sa.Column("first_reported_at", _When, nullable=True),
     sa.Column("created_at", _When, nullable=False),
     sa.Column("updated_at", _When, nullable=False),
+    # The bulletin of the same rumor that replaced this one (state superseded).
+    sa.Column("superseded_by", _Id, nullable=True),
+    # Why vetters should look at it again (reason codes), until a vetter decides.
+    sa.Column("flags", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
 )
+# A rumor's bulletins: the live one a new approval supersedes, the drafts it withdraws.
+sa.Index("ix_bulletins_rumor", bulletins.c.rumor_id, bulletins.c.state)
 
 bulletin_versions = sa.Table(
     "bulletin_versions",
@@ -129,7 +135,7 @@ bulletin_versions = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("msg_type", sa.String(8), nullable=False),
     sa.Column("refs", sa.JSON, nullable=False),
-    # drafted | rejected | published
+    # drafted | rejected | published | withdrawn
     sa.Column("state", sa.String(16), nullable=False),
     # Each edit of a draft is a revision; sign-offs apply to one revision only.
     sa.Column("revision", sa.Integer, nullable=False),

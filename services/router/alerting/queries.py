@@ -26,10 +26,16 @@ async def get_alert(uow: RouterUoW, *, alert_id: uuid.UUID) -> AlertRecord:
 
 
 async def list_alerts(
-    uow: RouterUoW, *, states: Sequence[str], limit: int, offset: int
+    uow: RouterUoW,
+    *,
+    states: Sequence[str],
+    limit: int,
+    offset: int,
+    notice_id: uuid.UUID | None = None,
 ) -> list[AlertRecord]:
-    """Alerts, newest first."""
-    return await uow.alerts.page(states=states, limit=limit, offset=offset)
+    """Alerts, newest first; with `notice_id`, only that notice's (a submitter finds its
+    alert)."""
+    return await uow.alerts.page(states=states, limit=limit, offset=offset, notice_id=notice_id)
 
 
 async def alert_timeline(

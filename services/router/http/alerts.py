@@ -215,19 +215,30 @@ def alerts_router(deps: RouterDeps) -> APIRouter:
     """Alerts: list, read, acknowledge, timeline."""
     router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
-    @router.get("", summary="List alerts, newest first, optionally by state")
+    @router.get(
+        "",
+        summary="List alerts, newest first, optionally by state or notice",
+        responses={422: {"description": "A malformed filter (e.g. a notice_id that is not a "
+                         "UUID), as problem+json"}},
+    )  # fmt: skip
     async def list_alerts(
         _principal: Annotated[Principal, Depends(_readers)],
         state: Annotated[
             list[str] | None,
             Query(description=f"Repeatable; one of {', '.join(_STATES)} or `open`."),
         ] = None,
+        notice_id: Annotated[
+            uuid.UUID | None,
+            Query(description="Only the alert of this notice (the id intake returned)."),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> AlertList:
         states = _states(state)
         async with deps.unit_of_work() as uow:
-            alerts = await alerting.list_alerts(uow, states=states, limit=limit, offset=offset)
+            alerts = await alerting.list_alerts(
+                uow, states=states, limit=limit, offset=offset, notice_id=notice_id
+            )
         return AlertList(
             items=tuple(alert_view(deps, a) for a in alerts), limit=limit, offset=offset
         )

@@ -179,11 +179,20 @@ class SqlAlertRepository:
         row = (await self._session.execute(query)).first()
         return _record(row) if row is not None else None
 
-    async def page(self, *, states: Sequence[str], limit: int, offset: int) -> list[AlertRecord]:
-        """Alerts, newest first, optionally only in `states`."""
+    async def page(
+        self,
+        *,
+        states: Sequence[str],
+        limit: int,
+        offset: int,
+        notice_id: uuid.UUID | None = None,
+    ) -> list[AlertRecord]:
+        """Alerts, newest first, optionally only in `states` or only the notice's."""
         query = sa.select(alerts).order_by(alerts.c.triggered_at.desc(), alerts.c.id)
         if states:
             query = query.where(alerts.c.state.in_(list(states)))
+        if notice_id is not None:
+            query = query.where(alerts.c.notice_id == str(notice_id))
         rows = await self._session.execute(query.limit(limit).offset(offset))
         return [_record(row) for row in rows]
 

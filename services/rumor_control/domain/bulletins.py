@@ -2,7 +2,9 @@
 
 A bulletin: drafted -> published (approve) | rejected (reject, in `publication`); once
 published it is updated by a new drafted version (edit: CAP Update) or retracted by a
-Cancel version that is published at once (`publication.retract`). The functions are
+Cancel version that is published at once (`publication.retract`). A rumor (or a notice's
+standby) has one chain of messages: a new bulletin that replaces the live one is its CAP
+Update, referencing every earlier message of the chain (`lifecycle`). The functions are
 pure: a use case gathers what they need (guardrail findings, rendered texts) and applies
 what they return with one repository call, `uow.bulletins.apply(transition)`.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypedDict
 
-from schemas.base import EventData, Language, MsgType, Status
+from schemas.base import EventData, Language, MsgType, Status, parse_version_ref, version_ref
 from schemas.bulletins import (
     BulletinApproved,
     BulletinDrafted,
@@ -33,7 +35,6 @@ from services.rumor_control.domain.rules import (
     check_approval,
     check_editable,
     check_sign_off,
-    references_for,
 )
 from services.rumor_control.domain.timeline import TimelineAction, TimelineRecord
 
@@ -43,6 +44,7 @@ __all__ = [
     "Checked",
     "approve",
     "draft",
+    "drafted_event",
     "edit",
     "edit_base",
     "event_header",
@@ -68,13 +70,30 @@ class BulletinView:
 
     @property
     def last_published(self) -> VersionRow | None:
-        """The newest published version, if any."""
+        """The newest published version in force; None once another bulletin of the same
+        rumor superseded this one (its deliveries not yet sent are skipped)."""
+        if self.bulletin.state == "superseded":
+            return None
         published = [v for v in self.versions if v.state == "published"]
         return published[-1] if published else None
 
     def published_versions(self) -> list[int]:
-        """Numbers of every published version (what a new version references)."""
+        """Numbers of every published version."""
         return [v.version for v in self.versions if v.state == "published"]
+
+    def chain_references(self) -> tuple[str, ...]:
+        """CAP references of the next message in this bulletin's chain: the earlier
+        bulletins' messages it inherited (oldest first), then its own published versions."""
+        own = self.bulletin.bulletin_id
+        found: list[str] = []
+        for version in self.versions:
+            if version.state != "published":
+                continue
+            for ref in version.references:
+                if parse_version_ref(ref)[0] != own and ref not in found:
+                    found.append(ref)
+        found += [version_ref(own, v) for v in self.published_versions()]
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -124,7 +143,7 @@ def event_header(bulletin: BulletinRow, version: VersionRow) -> _Header:
     )
 
 
-def _drafted(
+def drafted_event(
     bulletin: BulletinRow, version: VersionRow, author: uuid.UUID | None, at: datetime
 ) -> BulletinDrafted:
     return BulletinDrafted(
@@ -163,14 +182,17 @@ def draft(
     first_reported_at: datetime | None,
     author: Actor | None,
     at: datetime,
+    references: tuple[str, ...] = (),
 ) -> BulletinTransition:
-    """A new bulletin whose version 1 is drafted from a template (an Alert)."""
+    """A new bulletin whose version 1 is drafted from a template: an Alert, or the Update of
+    the live bulletin it will replace (`references`: that bulletin's chain)."""
     bulletin = BulletinRow(
         bulletin_id, kind, status, "drafted", 1, template_id, rumor_id,
         tuple(sorted(set(notice_ids))), area_code, first_reported_at, at, at, standby_for_notice,
     )  # fmt: skip
     version = VersionRow(
-        bulletin_id, 1, "Alert", (), "drafted", 1, texts, checked.findings, checked.blocked,
+        bulletin_id, 1, "Update" if references else "Alert", references, "drafted", 1, texts,
+        checked.findings, checked.blocked,
         channels_for(status), {}, None if author is None else author.id,
         None if author is None else author.name, at,
     )  # fmt: skip
@@ -181,7 +203,7 @@ def draft(
         created=True,
         inserted=(version,),
         timeline=(timeline_step(bulletin, 1, "drafted", author, at, **detail),),
-        events=(_drafted(bulletin, version, None if author is None else author.id, at),),
+        events=(drafted_event(bulletin, version, None if author is None else author.id, at),),
         blocked=checked.blocked,
     )
 
@@ -216,7 +238,7 @@ def redraft(
         bulletin=bulletin,
         updated=(version,),
         timeline=(timeline_step(bulletin, version.version, "redrafted", None, at, **detail),),
-        events=(_drafted(bulletin, version, None, at),),
+        events=(drafted_event(bulletin, version, None, at),),
         blocked=checked.blocked,
     )
 
@@ -280,10 +302,9 @@ def edit(
     else:
         # published -> a new version drafted as its Update
         version = VersionRow(
-            bulletin.bulletin_id, latest.version + 1, "Update",
-            references_for(bulletin.bulletin_id, view.published_versions()), "drafted", 1,
-            texts, checked.findings, checked.blocked, base.channels, {}, actor.id, actor.name,
-            at,
+            bulletin.bulletin_id, latest.version + 1, "Update", view.chain_references(),
+            "drafted", 1, texts, checked.findings, checked.blocked, base.channels, {}, actor.id,
+            actor.name, at,
         )  # fmt: skip
         changed = replace(bulletin, current_version=version.version, updated_at=at)
         inserted = (version,)
@@ -298,7 +319,7 @@ def edit(
         inserted=inserted,
         updated=updated,
         timeline=(timeline_step(bulletin, version.version, "edited", actor, at, **detail),),
-        events=(_drafted(bulletin, version, actor.id, at),),
+        events=(drafted_event(bulletin, version, actor.id, at),),
         blocked=checked.blocked,
     )
 
@@ -313,6 +334,11 @@ def _refreshed(latest: VersionRow, checked: Checked) -> VersionRow:
 def _signed(
     latest: VersionRow, actor: Actor, languages: Sequence[Language], at: datetime
 ) -> dict[str, Mapping[str, Any]]:
+    if latest.state == "withdrawn":
+        # A newer assessment or a cancelled notice made it untrue: never signed or approved.
+        raise VettingError(
+            "vetting.withdrawn", "this draft was withdrawn and can no longer be approved"
+        )
     signoffs: dict[str, Mapping[str, Any]] = {k: dict(v) for k, v in latest.signoffs.items()}
     for language in languages:
         check_sign_off(
@@ -411,14 +437,18 @@ def approve(
     actor: Actor,
     sign_off_languages: Sequence[Language],
     checked: Checked,
-    rumor_expires_at: datetime | None,
+    expires_at: datetime | None,
     area_name: str | None,
     deliveries_requested: int,
     at: datetime,
+    supersedes: BulletinView | None = None,
 ) -> BulletinTransition:
     """drafted -> approved -> published: both events and the feeds (the use case hands the
-    deliveries to the delivery engine in the same transaction)."""
+    deliveries to the delivery engine in the same transaction). With `supersedes` (the
+    live bulletin of the same rumor) the version is that chain's Update."""
     latest = _refreshed(view.latest, checked)
+    if supersedes is not None:
+        latest = replace(latest, msg_type="Update", references=supersedes.chain_references())
     signoffs = _signed(latest, actor, sign_off_languages, at)
     check_approval(
         state=latest.state,
@@ -427,13 +457,11 @@ def approve(
         blocked=latest.blocked_reasons,
         signed=signoffs,
     )
-    # A Rumor/Fact bulletin lasts as long as its rumor's assessment.
-    expires_at = rumor_expires_at if rumor_expires_at and rumor_expires_at > at else None
     version = replace(
         latest, state="published", signoffs=signoffs, approved_by=actor.id, approved_at=at,
-        published_at=at, expires_at=expires_at,
+        published_at=at, expires_at=expires_at if expires_at and expires_at > at else None,
     )  # fmt: skip
-    bulletin = replace(view.bulletin, state="published", updated_at=at)
+    bulletin = replace(view.bulletin, state="published", flags=(), updated_at=at)
     approved, published = _approval_events(
         bulletin, version, actor=actor, area_name=area_name, at=at
     )

@@ -18,7 +18,7 @@ from services.rumor_control.domain.bulletins import (
     timeline_step,
 )
 from services.rumor_control.domain.records import Texts, VersionRow
-from services.rumor_control.domain.rules import Actor, VettingError, references_for
+from services.rumor_control.domain.rules import Actor, VettingError
 
 __all__ = ["SUPERSEDED", "reject", "retract", "retracted_version"]
 
@@ -44,10 +44,12 @@ def reject(
         vetter_comment=comment,
     )  # fmt: skip
     bulletin = view.bulletin
-    changed = replace(bulletin, state="rejected", updated_at=at)
+    # A rejected draft rejects the bulletin; a rejected update only settles its flags.
+    changed = replace(bulletin, state="rejected" if bulletin.state == "drafted" else
+                      bulletin.state, flags=(), updated_at=at)  # fmt: skip
     return BulletinTransition(
         bulletin.bulletin_id,
-        bulletin=changed if bulletin.state == "drafted" else None,
+        bulletin=changed,
         updated=(version,),
         timeline=(
             timeline_step(
@@ -95,13 +97,13 @@ def retract(
             replace(latest, state="rejected", rejected_by=actor.id, rejected_at=at,
                     reason_codes=(SUPERSEDED,)),
         )  # fmt: skip
-    references = references_for(bulletin.bulletin_id, view.published_versions())
+    references = view.chain_references()  # the whole chain, earlier bulletins included
     cancel = VersionRow(
         bulletin.bulletin_id, number, "Cancel", references, "published", 1, texts, (), (),
         withdrawn.channels, {}, actor.id, actor.name, at, approved_by=actor.id, approved_at=at,
         published_at=at,
     )  # fmt: skip
-    changed = replace(bulletin, state="retracted", current_version=number, updated_at=at)
+    changed = replace(bulletin, state="retracted", current_version=number, flags=(), updated_at=at)
     retracted = BulletinRetracted(
         bulletin_id=bulletin.bulletin_id, version=number, references=references,
         status=bulletin.status, kind=bulletin.kind, rumor_id=bulletin.rumor_id,

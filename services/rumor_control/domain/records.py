@@ -1,7 +1,9 @@
 """The records of rumor control as use cases see them: plain frozen dataclasses, no ORM.
 
-State fields carry their Literal types: a bulletin is drafted, rejected, published or
-retracted; each of its versions is drafted, published or rejected.
+State fields carry their Literal types: a bulletin is drafted, rejected, published,
+superseded (another bulletin of its rumor replaced it), retracted or withdrawn (a draft that
+may no longer be approved); each of its versions is drafted, published, rejected or
+withdrawn.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ __all__ = [
 ]
 
 # What the public sees of a bulletin as a whole.
-BulletinState = Literal["drafted", "rejected", "published", "retracted"]
+BulletinState = Literal["drafted", "rejected", "published", "superseded", "retracted", "withdrawn"]
 # One version's own state: a Cancel version is published at once.
-VersionState = Literal["drafted", "published", "rejected"]
+VersionState = Literal["drafted", "published", "rejected", "withdrawn"]
 # A version's texts as stored: language -> section (headline, body, sms, radio) -> text.
 Texts = Mapping[str, Mapping[str, str]]
 
@@ -113,6 +115,10 @@ class BulletinRow:
     created_at: datetime
     updated_at: datetime
     standby_for_notice: uuid.UUID | None = None
+    # The bulletin of the same rumor (or notice standby) that replaced this one.
+    superseded_by: uuid.UUID | None = None
+    # Why vetters should look at it again (e.g. "notice.cancelled"); cleared by a decision.
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ __all__ = [
     "NAMESPACE",
     "Actor",
     "NoticeFacts",
+    "ReportTime",
     "RumorCandidate",
     "RumorFacts",
     "Suggestion",
@@ -125,13 +126,30 @@ class NoticeFacts:
 
 
 @dataclass(frozen=True)
+class ReportTime:
+    """When one report places its claim: the claim's own time (when the activity was seen,
+    or is said to happen: it may lie ahead), else only when the report was made."""
+
+    claimed_at: datetime | None
+    reported_at: datetime
+
+    def relates_to(self, start: datetime, end: datetime, *, slack: timedelta,
+                   anticipation: timedelta) -> bool:  # fmt: skip
+        """Whether this report points at the window [start, end]: the claim's time within
+        `slack` of it; without one, the report time within `slack` of it or up to
+        `anticipation` before it starts (a rumor heard today about tomorrow's operation)."""
+        if self.claimed_at is not None:
+            return start - slack <= self.claimed_at <= end + slack
+        return start - max(slack, anticipation) <= self.reported_at <= end + slack
+
+
+@dataclass(frozen=True)
 class RumorFacts:
-    """What a suggestion needs to know of a rumor."""
+    """What a suggestion needs to know of a rumor: its place and each report's time."""
 
     status: Status
     area_code: str | None
-    first_observed_at: datetime
-    last_observed_at: datetime
+    times: tuple[ReportTime, ...]
 
 
 @dataclass(frozen=True)
@@ -149,13 +167,16 @@ def suggest_assessment(
     *,
     gazetteer: Gazetteer,
     slack: timedelta,
+    anticipation: timedelta = timedelta(0),
 ) -> Suggestion:
-    """Correlate a rumor with known notices by area and time.
+    """Correlate a rumor with known notices by place and time (docs/operations.md).
 
-    A live notice whose area overlaps (same area, or a neighbourhood of the notice's
-    district) and whose window, widened by `slack`, overlaps the rumor's times suggests
-    Confirmed; only cancelled ones suggest False; none suggests Not confirmed - the
-    department knows only what the field office told it. Drills match drills only.
+    A notice is related when its area overlaps the rumor's (same area, or a neighbourhood
+    of the notice's district) and some report points at its window (`ReportTime`): the
+    claim's time in or near it, or, for a claim with no time, a report made in or near it
+    or ahead of it. Related live notices suggest Confirmed; only cancelled ones suggest
+    False; none suggests Not confirmed - the department knows only what the field office
+    told it. Drills match drills only.
     """
     related = [
         notice
@@ -164,8 +185,12 @@ def suggest_assessment(
         and gazetteer.overlaps(notice.area_code, rumor.area_code)
         and notice.window_start is not None
         and notice.window_end is not None
-        and notice.window_start - slack <= rumor.last_observed_at
-        and rumor.first_observed_at <= notice.window_end + slack
+        and any(
+            time.relates_to(
+                notice.window_start, notice.window_end, slack=slack, anticipation=anticipation
+            )
+            for time in rumor.times
+        )
     ]
     live = tuple(sorted(n.notice_id for n in related if not n.cancelled))
     if live:
@@ -191,9 +216,10 @@ def bulletin_status(statuses: Iterable[Status]) -> Status:
 
 
 def channels_for(status: Status) -> tuple[PublishChannel, ...]:
-    """Where a bulletin goes: liaisons and the radio desk always, the public only if real."""
+    """Where a bulletin goes: a real one to liaisons, the radio desk and the public feeds; a
+    drill only to the department's drill audience (it stays inside the department)."""
     if is_drill(status):
-        return ("liaison", "radio")
+        return ("drill_audience",)
     return ("liaison", "public_feed", "radio")
 
 

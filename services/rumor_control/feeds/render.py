@@ -91,12 +91,13 @@ def _public(rows: Iterable[Published]) -> list[Published]:
 def _reference_triples(
     version: VersionRow, versions: Sequence[VersionRow], *, sender: str, tz: ZoneInfo
 ) -> list[str]:
-    """CAP `references`: sender,identifier,sent of each earlier version that was published."""
-    published_at = {v.version: v.published_at for v in versions}
+    """CAP `references`: sender,identifier,sent of each earlier message that was published,
+    of this bulletin or of the earlier bulletins of its chain (`versions` holds them)."""
+    published_at = {(v.bulletin_id, v.version): v.published_at for v in versions}
     triples = []
     for ref in version.references:
         ref_id, ref_version = parse_version_ref(ref)
-        sent = published_at.get(ref_version)
+        sent = published_at.get((ref_id, ref_version))
         if sent is not None:
             triples.append(f"{sender},{cap_identifier(ref_id, ref_version)},{_cap_time(sent, tz)}")
     return triples
@@ -186,6 +187,14 @@ def _feed(
     return feed
 
 
+def _chain_root(bulletin: BulletinRow, version: VersionRow) -> uuid.UUID:
+    """The first bulletin of the chain this version belongs to (references are oldest
+    first), or the bulletin itself."""
+    if version.references:
+        return parse_version_ref(version.references[0])[0]
+    return bulletin.bulletin_id
+
+
 def atom_feed(rows: Iterable[Published], *, department: DepartmentConfig, base_url: str) -> bytes:
     """Bulletins as Atom: one entry per bulletin and language, its latest public version."""
     public = _public(rows)
@@ -200,7 +209,8 @@ def atom_feed(rows: Iterable[Published], *, department: DepartmentConfig, base_u
             if text is None:
                 continue
             entry = _sub(feed, _a("entry"), **{_XML_LANG: CAP_LANGUAGES[language]})
-            _sub(entry, _a("id"), f"urn:aviso:bulletin:{bulletin.bulletin_id}:{language}")
+            # One id per chain: a reader replaces the superseded bulletin's entry with this.
+            _sub(entry, _a("id"), f"urn:aviso:bulletin:{_chain_root(bulletin, version)}:{language}")
             _sub(entry, _a("title"), text["headline"])
             _sub(entry, _a("updated"), _rfc3339(version.published_at))
             _sub(entry, _a("published"), _rfc3339(bulletin.created_at))
@@ -227,8 +237,10 @@ def cap_feed(
     gazetteer: Gazetteer,
     base_url: str,
 ) -> bytes:
-    """An Atom index of CAP messages, each entry embedding its full `alert`."""
+    """An Atom index of CAP messages, each entry embedding its full `alert`; `versions`
+    holds every published version by bulletin (those a reference names included)."""
     public = _public(rows)
+    every = [v for bulletin_versions in versions.values() for v in bulletin_versions]
     self_url = f"{base_url}/feeds/cap.xml"
     title = f"{department.department.name('en')}: CAP 1.2"
     feed = _feed(title, self_url, department, public)
@@ -249,7 +261,7 @@ def cap_feed(
             cap_alert(
                 bulletin,
                 version,
-                versions=versions.get(bulletin.bulletin_id, [version]),
+                versions=every or [version],
                 department=department,
                 gazetteer=gazetteer,
                 base_url=base_url,

@@ -31,6 +31,8 @@ from services.rumor_control.http.common import (
 from services.rumor_control.permissions import (
     TextView,
     bulletin_texts,
+    lists_drills,
+    may_read,
     visible_bulletin_states,
 )
 from services.rumor_control.rumors import timeline
@@ -109,13 +111,25 @@ class BulletinSummary(BaseModel):
     kind: str
     status: Status
     drill: bool
-    state: str = Field(description="What the public sees: drafted, rejected, published, retracted.")
+    state: str = Field(
+        description="drafted, rejected, published, superseded (a newer bulletin of the same "
+        "rumor replaced it: see superseded_by), retracted, or withdrawn (a draft that can no "
+        "longer be approved)."
+    )
     version: int
     version_state: str = Field(description="The latest version's own state.")
     msg_type: str
     area_code: str | None
     rumor_id: uuid.UUID | None
     notice_ids: list[uuid.UUID]
+    superseded_by: uuid.UUID | None = Field(
+        default=None, description="The bulletin that replaced this one (state superseded)."
+    )
+    flags: list[str] = Field(
+        default_factory=list,
+        description="Why vetters should look at it again (e.g. notice.cancelled: a suggested "
+        "correction is drafted as its next version).",
+    )
     blocked_reasons: list[str]
     signed_off: list[str]
     author_id: uuid.UUID | None
@@ -139,6 +153,8 @@ def bulletin_summary(bulletin: BulletinRow, latest: VersionRow) -> BulletinSumma
         area_code=bulletin.area_code,
         rumor_id=bulletin.rumor_id,
         notice_ids=list(bulletin.notice_ids),
+        superseded_by=bulletin.superseded_by,
+        flags=list(bulletin.flags),
         blocked_reasons=list(latest.blocked_reasons),
         signed_off=sorted(latest.signoffs),
         author_id=latest.author_id,
@@ -234,11 +250,17 @@ def routes(deps: RumorControlDeps) -> APIRouter:
 
 
 def _reading(router: APIRouter, deps: RumorControlDeps) -> None:
-    @router.get("/bulletins", summary="Bulletins (liaisons see published ones only)")
+    @router.get(
+        "/bulletins",
+        summary="Bulletins (liaisons see published, current, real ones only: no drafts, "
+        "superseded, retracted or withdrawn bulletins, no drills)",
+    )
     async def list_bulletins(principal: BulletinReader) -> list[BulletinSummary]:
         states = visible_bulletin_states(principal.role)
         async with deps.unit_of_work() as uow:
-            rows = await vetting.list_bulletins(uow, states=states)
+            rows = await vetting.list_bulletins(
+                uow, states=states, drills=lists_drills(principal.role)
+            )
         return [bulletin_summary(bulletin, latest) for bulletin, latest in rows]
 
     @router.get("/bulletins/{bulletin_id}", summary="A bulletin: both languages and guardrails")
@@ -246,10 +268,9 @@ def _reading(router: APIRouter, deps: RumorControlDeps) -> None:
         with problems():
             async with deps.unit_of_work() as uow:
                 view = await vetting.get_bulletin(uow, bulletin_id=bulletin_id)
-        texts = bulletin_texts(principal.role)
-        if texts == "published" and view.last_published is None:
+        if not may_read(principal.role, view.bulletin):
             raise no_such_thing()
-        return bulletin_detail(view, texts=texts)
+        return bulletin_detail(view, texts=bulletin_texts(principal.role))
 
     @router.get("/bulletins/{bulletin_id}/timeline", summary="Every step of a bulletin")
     async def bulletin_timeline(
@@ -269,6 +290,8 @@ def _reading(router: APIRouter, deps: RumorControlDeps) -> None:
         with problems():
             async with deps.unit_of_work() as uow:
                 view = await vetting.get_bulletin(uow, bulletin_id=bulletin_id)
+        if not may_read(principal.role, view.bulletin):
+            raise no_such_thing()
         shown = bulletin_texts(principal.role)
         version = {"draft": view.latest, "published": view.last_published}.get(shown)
         if version is None:

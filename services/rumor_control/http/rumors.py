@@ -50,7 +50,10 @@ class ReportIn(In):
         default=None, description="The reporting organisation, if any."
     )
     observed_at: BoundedDatetime | None = Field(
-        default=None, description="When the activity was seen or heard; default: now."
+        default=None,
+        description="The claim's own time: when the activity was seen, or is said to happen "
+        "(it may lie ahead). Omit it when the claim names no time: the report time is used, "
+        "and it may anticipate a notice's window (docs/operations.md, the suggestion rule).",
     )
     language: Annotated[SingleLine, StringConstraints(max_length=8)] | None = None
     drill: StrictBool = Field(default=False, description="A drill report (status Exercise).")

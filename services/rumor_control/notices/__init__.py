@@ -1,9 +1,6 @@
 """Use cases fed by intake's notices and router's acknowledgements (Kafka)."""
 
-from services.rumor_control.notices.projection import (
-    acknowledge_alert,
-    apply_notice,
-    apply_notice_cancelled,
-)
+from services.rumor_control.notices.cancellation import apply_notice_cancelled
+from services.rumor_control.notices.projection import acknowledge_alert, apply_notice
 
 __all__ = ["acknowledge_alert", "apply_notice", "apply_notice_cancelled"]

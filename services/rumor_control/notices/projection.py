@@ -14,7 +14,7 @@ from typing import Any
 
 from schemas.alerts import AlertAcknowledged
 from schemas.base import Language, is_drill
-from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
+from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.logging import get_logger
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import LANGUAGES, NoticeRow
@@ -29,7 +29,7 @@ from services.rumor_control.vetting.common import (
 )
 from services.rumor_control.vetting.drafts import create_draft
 
-__all__ = ["acknowledge_alert", "apply_notice", "apply_notice_cancelled"]
+__all__ = ["acknowledge_alert", "apply_notice"]
 
 log = get_logger(__name__)
 
@@ -49,19 +49,6 @@ async def apply_notice(
     await _recheck_drafts(uow, deps, notice.notice_id)
     notice_id, version = str(notice.notice_id), notice.version
     uow.after_commit(lambda: log.info("notice.projected", notice_id=notice_id, version=version))
-
-
-async def apply_notice_cancelled(
-    uow: RumorControlUoW, *, deps: RumorControlDeps, cancelled: NoticeCancelled
-) -> None:
-    """Mark a notice cancelled: suggestions for rumors about it turn to False."""
-    await uow.notices.lock(cancelled.notice_id)
-    await uow.notices.cancel(
-        notice_id=cancelled.notice_id,
-        version=cancelled.version,
-        status=cancelled.status,
-        at=cancelled.received_at,
-    )
 
 
 async def acknowledge_alert(

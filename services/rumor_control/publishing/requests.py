@@ -1,5 +1,7 @@
 """Who gets a published version: one delivery per liaison and channel, and one per radio
-desk channel, accepted by the delivery engine in the publishing transaction itself.
+desk channel, accepted by the delivery engine in the publishing transaction itself. A drill
+goes to the department's drill audience only (e.g. the outreach unit), never to liaisons or
+the radio desk.
 
 The delivery records are the durable queue (as the outbox is for events): they commit if
 and only if the approval or retraction commits, and the engine's worker sends them. A
@@ -11,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import assert_never
 
-from schemas.base import Language, MsgType
+from schemas.base import Language, MsgType, is_drill
 from schemas.deliveries import DeliveryChannel, DeliveryPurpose
 from services.common.delivery import DeliveryOrder
-from services.rumor_control.department import DepartmentConfig, Recipient
+from services.rumor_control.department import DepartmentConfig, RadioDesk, Recipient
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import BulletinRow, delivery_id
 from services.rumor_control.unit_of_work import RumorControlUoW
@@ -43,7 +45,8 @@ def delivery_orders(
     msg_type: MsgType,
     correlation_id: str | None,
 ) -> list[DeliveryOrder]:
-    """Liaisons in their language on each of their channels; the radio desk in Spanish."""
+    """Liaisons in their language on each of their channels; the radio desk in Spanish; a
+    drill only to the drill audience, each in their language."""
     purpose = purpose_of(msg_type)
 
     def order(recipient: Recipient, channel: DeliveryChannel, language: Language) -> DeliveryOrder:
@@ -60,15 +63,12 @@ def delivery_orders(
             correlation_id=correlation_id,
         )
 
-    orders = [
-        order(liaison, channel, liaison.language)
-        for liaison in department.liaisons
-        for channel in liaison.channels()
+    audience = department.audience(drill=is_drill(bulletin.status))
+    return [
+        order(recipient, channel, "es" if isinstance(recipient, RadioDesk) else recipient.language)
+        for recipient in audience
+        for channel in recipient.channels()
     ]
-    desk = department.radio_desk
-    if desk is not None:
-        orders += [order(desk, channel, "es") for channel in desk.channels()]
-    return orders
 
 
 async def request_deliveries(

@@ -38,6 +38,8 @@ def _bulletin(row: Any) -> BulletinRow:
         created_at=when(row.created_at),
         updated_at=when(row.updated_at),
         standby_for_notice=uuid_or_none(row.standby_for_notice),
+        superseded_by=uuid_or_none(row.superseded_by),
+        flags=tuple(row.flags or ()),
     )
 
 
@@ -55,6 +57,8 @@ def _bulletin_columns(bulletin: BulletinRow) -> dict[str, Any]:
         "first_reported_at": bulletin.first_reported_at,
         "created_at": bulletin.created_at,
         "updated_at": bulletin.updated_at,
+        "superseded_by": _id(bulletin.superseded_by),
+        "flags": list(bulletin.flags),
     }
 
 
@@ -156,10 +160,26 @@ class SqlBulletins:
         row = (await self._session.execute(statement)).first()
         return None if row is None else uuid.UUID(row.bulletin_id)
 
+    async def of_rumor(
+        self, rumor_id: uuid.UUID, *, states: Sequence[BulletinState]
+    ) -> list[uuid.UUID]:
+        """A rumor's bulletins in `states`, oldest first (its live one, its pending drafts)."""
+        rows = await self._session.execute(
+            sa.select(bulletins.c.bulletin_id)
+            .where(bulletins.c.rumor_id == str(rumor_id), bulletins.c.state.in_(states))
+            .order_by(bulletins.c.created_at)
+        )
+        return [uuid.UUID(row.bulletin_id) for row in rows]
+
     async def latest(
-        self, *, states: Sequence[BulletinState] | None = None, limit: int = 200
+        self,
+        *,
+        states: Sequence[BulletinState] | None = None,
+        drills: bool = True,
+        limit: int = 200,
     ) -> list[tuple[BulletinRow, VersionRow]]:
-        """Bulletins with their latest version, most recently changed first."""
+        """Bulletins with their latest version, most recently changed first; without
+        `drills`, real ones only."""
         statement = (
             sa.select(*_JOINED)
             .select_from(bulletins)
@@ -175,11 +195,14 @@ class SqlBulletins:
         )
         if states is not None:
             statement = statement.where(bulletins.c.state.in_(states))
+        if not drills:
+            statement = statement.where(bulletins.c.status == "Actual")
         rows = await self._session.execute(statement)
         return [(_bulletin(row), _version(row, "v_")) for row in rows]
 
     async def public_versions(self, *, limit: int = 200) -> list[tuple[BulletinRow, VersionRow]]:
-        """Published versions of real (non-drill) bulletins, newest first: the feeds."""
+        """Published versions of real (non-drill) bulletins, newest first: the feeds (those
+        of superseded bulletins too: a newer message's references name them)."""
         rows = await self._session.execute(
             sa.select(*_JOINED)
             .select_from(bulletins)

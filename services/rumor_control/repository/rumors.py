@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,6 +140,23 @@ class SqlRumors:
             .order_by(rumor_reports.c.reported_at)
         )
         return [_report(row) for row in rows]
+
+    async def reports_of_many(
+        self, rumor_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[ReportRow]]:
+        """The reports of several rumors (one query for a page of the ledger)."""
+        if not rumor_ids:
+            return {}
+        rows = await self._session.execute(
+            sa.select(rumor_reports)
+            .where(rumor_reports.c.rumor_id.in_([str(i) for i in rumor_ids]))
+            .order_by(rumor_reports.c.reported_at)
+        )
+        found: dict[uuid.UUID, list[ReportRow]] = {}
+        for row in rows:
+            report = _report(row)
+            found.setdefault(report.rumor_id, []).append(report)
+        return found
 
     async def apply(self, transition: RumorTransition) -> None:
         """Write the rumor (and its new report), the timeline entry and the event together."""

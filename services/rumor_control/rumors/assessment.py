@@ -1,4 +1,9 @@
-"""A vetter's assessment of a rumor, and the Rumor/Fact bulletin it drafts."""
+"""A vetter's assessment of a rumor, and the Rumor/Fact bulletin it drafts.
+
+A rumor has one chain of bulletins: the new draft replaces the rumor's pending drafts
+(drafted -> withdrawn: they say what the vetter no longer says) and, once approved, its
+live bulletin (the draft is already that chain's CAP Update, worded as an update).
+"""
 
 from __future__ import annotations
 
@@ -19,18 +24,19 @@ from services.rumor_control.domain import (
     NoticeRow,
     RumorRow,
     bulletin_status,
+    lifecycle,
 )
 from services.rumor_control.domain import rumors as transitions
 from services.rumor_control.unit_of_work import RumorControlUoW
-from services.rumor_control.vetting.common import area_variables
+from services.rumor_control.vetting.common import apply_bulletin, area_variables, load_bulletin
 from services.rumor_control.vetting.drafts import create_draft
 
-__all__ = ["assess_rumor"]
+__all__ = ["assess_rumor", "fact_variables"]
 
 log = get_logger(__name__)
 
 
-def _fact_variables(
+def fact_variables(
     deps: RumorControlDeps,
     rumor: RumorRow,
     notices: Sequence[NoticeRow],
@@ -38,8 +44,11 @@ def _fact_variables(
     status: Status,
     as_of: datetime,
     expires_at: datetime,
+    updates: bool,
+    notice_cancelled: bool = False,
 ) -> dict[Language, dict[str, Any]]:
-    """What the Rumor/Fact template says: the assessment and, if confirmed, the window."""
+    """What the Rumor/Fact template says: the assessment and, if confirmed, the window;
+    whether it updates the rumor's earlier bulletin; whether the operation was called off."""
     live = [n for n in notices if n.cancelled_at is None and n.window_start and n.window_end]
     confirmed = rumor.assessment == "Confirmed" and bool(live)
     starts = [n.window_start for n in live if n.window_start is not None]
@@ -54,6 +63,8 @@ def _fact_variables(
             expires_at=expires_at,
             window_start=min(starts) if confirmed else None,
             window_end=max(ends) if confirmed else None,
+            updates=updates,
+            notice_cancelled=notice_cancelled,
         )
     return variables
 
@@ -91,6 +102,7 @@ async def assess_rumor(
     await uow.rumors.apply(transition)
     rumor = transition.rumor
     status = bulletin_status([rumor.status, *(n.status for n in notices)])
+    chain = await _start_over(uow, actor=actor, rumor_id=rumor_id, at=now)
     # The assessing vetter is the author: the assessment decides what the bulletin says,
     # so another vetter must approve it.
     bulletin_id = await create_draft(
@@ -99,8 +111,14 @@ async def assess_rumor(
         kind="rumor_fact",
         template_id="rumor_fact",
         status=status,
-        variables=_fact_variables(
-            deps, rumor, notices, status=status, as_of=as_of, expires_at=expires_at
+        variables=fact_variables(
+            deps,
+            rumor,
+            notices,
+            status=status,
+            as_of=as_of,
+            expires_at=expires_at,
+            updates=bool(chain),
         ),
         notice_ids=rumor.linked_notice_ids,
         rumor_id=rumor_id,
@@ -108,6 +126,7 @@ async def assess_rumor(
         standby_for_notice=None,
         first_reported_at=rumor.first_reported_at,
         author=actor,
+        references=chain,
     )
     assessed = {"assessment": assessment, "revision": rumor.assessment_revision}
     uow.after_commit(
@@ -116,3 +135,21 @@ async def assess_rumor(
         )
     )
     return rumor, bulletin_id
+
+
+async def _start_over(
+    uow: RumorControlUoW, *, actor: Actor, rumor_id: uuid.UUID, at: datetime
+) -> tuple[str, ...]:
+    """Withdraw the rumor's pending drafts; the live bulletin's chain the new one continues."""
+    for bulletin_id in await uow.bulletins.of_rumor(rumor_id, states=("drafted",)):
+        view = await load_bulletin(uow, bulletin_id, for_update=True)
+        await apply_bulletin(
+            uow,
+            lifecycle.withdraw(
+                view, reason_code=lifecycle.WITHDRAWN_BY_ASSESSMENT, actor=actor, at=at
+            ),
+        )
+    live = await uow.bulletins.of_rumor(rumor_id, states=("published",))
+    if not live:
+        return ()
+    return (await load_bulletin(uow, live[-1])).chain_references()

@@ -15,6 +15,7 @@ from services.rumor_control.domain import (
     NoticeFacts,
     NoticeRow,
     ReportRow,
+    ReportTime,
     RumorFacts,
     RumorRow,
     Suggestion,
@@ -38,9 +39,15 @@ class RumorView:
     reports: tuple[ReportRow, ...] = ()
 
 
-def _suggest(deps: RumorControlDeps, rumor: RumorRow, notices: Sequence[NoticeRow]) -> Suggestion:
+def _suggest(
+    deps: RumorControlDeps,
+    rumor: RumorRow,
+    reports: Sequence[ReportRow],
+    notices: Sequence[NoticeRow],
+) -> Suggestion:
+    times = tuple(ReportTime(r.observed_at, r.reported_at) for r in reports)
     return suggest_assessment(
-        RumorFacts(rumor.status, rumor.area_code, rumor.first_observed_at, rumor.last_observed_at),
+        RumorFacts(rumor.status, rumor.area_code, times),
         [
             NoticeFacts(
                 n.notice_id, n.status, n.area_code, n.window_start, n.window_end,
@@ -50,6 +57,7 @@ def _suggest(deps: RumorControlDeps, rumor: RumorRow, notices: Sequence[NoticeRo
         ],
         gazetteer=deps.gazetteer,
         slack=timedelta(minutes=deps.settings.rumor_notice_slack_minutes),
+        anticipation=timedelta(hours=deps.settings.rumor_anticipation_hours),
     )  # fmt: skip
 
 
@@ -58,8 +66,13 @@ async def list_rumors(uow: RumorControlUoW, *, deps: RumorControlDeps) -> list[R
     now = deps.clock()
     rumors = await uow.rumors.latest()
     notices = await uow.notices.recent(since=now - _SUGGESTION_HORIZON)
+    reports = await uow.rumors.reports_of_many([r.rumor_id for r in rumors])
     return [
-        RumorView(r, _suggest(deps, r, notices), r.expires_at is not None and r.expires_at <= now)
+        RumorView(
+            r,
+            _suggest(deps, r, reports.get(r.rumor_id, []), notices),
+            r.expires_at is not None and r.expires_at <= now,
+        )
         for r in rumors
     ]
 
@@ -75,7 +88,7 @@ async def get_rumor(
     reports = await uow.rumors.reports_of(rumor_id)
     notices = await uow.notices.recent(since=now - _SUGGESTION_HORIZON)
     expired = rumor.expires_at is not None and rumor.expires_at <= now
-    return RumorView(rumor, _suggest(deps, rumor, notices), expired, tuple(reports))
+    return RumorView(rumor, _suggest(deps, rumor, reports, notices), expired, tuple(reports))
 
 
 async def timeline(

@@ -37,8 +37,10 @@ async def create_draft(
     standby_for_notice: uuid.UUID | None,
     first_reported_at: datetime | None,
     author: Actor | None,
+    references: tuple[str, ...] = (),
 ) -> uuid.UUID:
-    """Render both languages, run the guardrails and record the draft; returns its id."""
+    """Render both languages, run the guardrails and record the draft; returns its id.
+    With `references` (the chain of the live bulletin it will replace) it is an Update."""
     now = deps.clock()
     texts = texts_json(deps.drafter.render_all(template_id, variables))
     checked = await check_texts(
@@ -53,7 +55,7 @@ async def create_draft(
         bulletin_id=uuid.uuid4(), kind=kind, template_id=template_id, status=status,
         texts=texts, checked=checked, notice_ids=notice_ids, rumor_id=rumor_id,
         area_code=area_code, standby_for_notice=standby_for_notice,
-        first_reported_at=first_reported_at, author=author, at=now,
+        first_reported_at=first_reported_at, author=author, at=now, references=references,
     )  # fmt: skip
     await apply_bulletin(uow, transition)
     bulletin_id, blocked = transition.bulletin_id, list(checked.blocked)

@@ -14,10 +14,11 @@ __all__ = ["get_bulletin", "list_bulletins"]
 
 
 async def list_bulletins(
-    uow: RumorControlUoW, *, states: Sequence[BulletinState] | None = None
+    uow: RumorControlUoW, *, states: Sequence[BulletinState] | None = None, drills: bool = True
 ) -> list[tuple[BulletinRow, VersionRow]]:
-    """Bulletins with their latest version, most recently changed first."""
-    return await uow.bulletins.latest(states=states)
+    """Bulletins with their latest version, most recently changed first (real ones only
+    without `drills`)."""
+    return await uow.bulletins.latest(states=states, drills=drills)
 
 
 async def get_bulletin(uow: RumorControlUoW, *, bulletin_id: uuid.UUID) -> BulletinView:

@@ -62,6 +62,10 @@ class RumorApp:
     def english_liaison(self) -> str:
         return str(self.department["liaisons"][1]["id"])
 
+    @property
+    def outreach_unit(self) -> str:
+        return str(self.department["drill_audience"][0]["id"])
+
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
@@ -222,10 +226,18 @@ def _department(tmp: Path, webhook: WebhookSink) -> dict[str, Any]:
     ]
     data["radio_desk"] = {
         "id": str(uuid.uuid4()),
-        "name": "Radio La Voz newsroom",
+        "name": "La Movida newsroom",
         "language": "es",
-        "email": "redaccion@radiolavoz.example",
+        "email": "redaccion@lamovida.example",
     }
+    data["drill_audience"] = [
+        {
+            "id": str(uuid.uuid4()),
+            "name": "Community Outreach Unit",
+            "language": "es",
+            "webhook_url": webhook.url("/outreach"),
+        }
+    ]
     return data
 
 

@@ -438,14 +438,14 @@ async def test_an_approved_bulletin_reaches_liaisons_and_feeds_and_a_retraction_
         lambda items: (
             sum(bulletin_id in i["text"] or bulletin_id in i["subject"] for i in items) >= 1
             and any(
-                i["to"] == ["redaccion@radiolavoz.example"] and bulletin_id in i["text"]
+                i["to"] == ["redaccion@lamovida.example"] and bulletin_id in i["text"]
                 for i in items
             )
         ),
         45,
     )
     radio = next(
-        m for m in mails if m["to"] == ["redaccion@radiolavoz.example"] and bulletin_id in m["text"]
+        m for m in mails if m["to"] == ["redaccion@lamovida.example"] and bulletin_id in m["text"]
     )
     script = radio["text"]
     spoken_es = script.split("[ESPAÑOL: leer al aire]")[1].split("[ENGLISH]")[0]
@@ -523,7 +523,7 @@ async def test_an_approved_bulletin_reaches_liaisons_and_feeds_and_a_retraction_
     assert events[-1]["msg_type"] == "Cancel"
 
 
-async def test_drill_bulletins_are_marked_drill_and_never_public(rc: RumorApp) -> None:
+async def test_drill_bulletins_stay_inside_the_department(rc: RumorApp) -> None:
     notice = rc.notice(area_code="industrial-park", status="Exercise")
     await rc.produce(notice, source="aviso.intake")
     await rc.produce(rc.acknowledgement(notice), source="aviso.router")
@@ -543,8 +543,16 @@ async def test_drill_bulletins_are_marked_drill_and_never_public(rc: RumorApp) -
     )
     assert approved.status_code == 200, approved.text
 
-    hooks = await rc.webhooks_for(bulletin_id, 2)
+    # Only the drill audience (the outreach unit) receives it: no liaison, no radio desk.
+    records = await rc.delivery_records(bulletin_id)
+    assert {r["recipient_id"] for r in records} == {rc.outreach_unit}
+    hooks = await rc.webhooks_for(bulletin_id, 1)
+    assert [h["path"] for h in hooks] == ["/outreach"]
     assert all(h["payload"]["drill"] and "DRILL" in h["payload"]["headline"] for h in hooks)
+    # Liaisons neither list nor read it.
+    assert bulletin_id not in {b["bulletin_id"] for b in await rc.bulletins("liaison")}
+    hidden = await rc.client.get(f"/v1/bulletins/{bulletin_id}", headers=rc.auth("liaison"))
+    assert hidden.status_code == 404
     assert bulletin_id not in (await rc.client.get("/feeds/bulletins.atom")).text
     assert bulletin_id not in (await rc.client.get("/feeds/cap.xml")).text
     assert (await rc.client.get(f"/feeds/cap/{bulletin_id}/1.xml")).status_code == 404
@@ -562,7 +570,7 @@ async def test_drill_bulletins_are_marked_drill_and_never_public(rc: RumorApp) -
     ]
     assert published
     assert published[0]["status"] == "Exercise"
-    assert "public_feed" not in published[0]["channels"]
+    assert published[0]["channels"] == ["drill_audience"]
 
 
 async def test_a_rejected_draft_is_final_and_its_reasons_are_codes(rc: RumorApp) -> None:

@@ -96,8 +96,19 @@ class FakeAlerts:
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         return next((a for a in self.store.alerts.values() if a.notice_id == notice_id), None)
 
-    async def page(self, *, states: Sequence[str], limit: int, offset: int) -> list[AlertRecord]:
-        found = [a for a in self.store.alerts.values() if not states or a.state in states]
+    async def page(
+        self,
+        *,
+        states: Sequence[str],
+        limit: int,
+        offset: int,
+        notice_id: uuid.UUID | None = None,
+    ) -> list[AlertRecord]:
+        found = [
+            a
+            for a in self.store.alerts.values()
+            if (not states or a.state in states) and notice_id in (None, a.notice_id)
+        ]
         found.sort(key=lambda a: a.triggered_at, reverse=True)
         return found[offset : offset + limit]
 

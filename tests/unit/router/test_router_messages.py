@@ -138,3 +138,25 @@ def test_broken_yaml_is_reported_by_line(tmp_path: Path) -> None:
     with pytest.raises(InvalidDirectory) as caught:
         read_directory_file(bad)
     assert caught.value.errors[0].path.startswith("line ")
+
+
+def test_the_department_time_zone_is_one_setting_read_by_router_and_rumor_control(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.router.config import RouterSettings
+    from services.rumor_control.config import RumorControlSettings
+    from services.rumor_control.deps import department_of
+
+    monkeypatch.delenv("AVISO_DEPARTMENT_TIMEZONE", raising=False)
+    monkeypatch.delenv("AVISO_ROUTER_DISPLAY_TIMEZONE", raising=False)
+    # The example department's default: local time in notifications, not UTC.
+    assert RouterSettings().department_timezone == "America/Chicago"
+    _headline, body = render()
+    assert "Thu 26 Nov 2026 14:00 - 18:00 CST" in body  # 20:00 UTC is 14:00 in Chicago
+    # The former router name is still read; rumor_control's texts follow the same setting.
+    monkeypatch.setenv("AVISO_ROUTER_DISPLAY_TIMEZONE", "America/Denver")
+    assert RouterSettings().department_timezone == "America/Denver"
+    assert str(department_of(RumorControlSettings()).tz) == "America/Denver"
+    monkeypatch.setenv("AVISO_DEPARTMENT_TIMEZONE", "Not/AZone")
+    with pytest.raises(ValueError, match="Not/AZone"):
+        RouterSettings()

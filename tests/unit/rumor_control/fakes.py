@@ -197,6 +197,11 @@ class FakeRumors:
     async def reports_of(self, rumor_id: uuid.UUID) -> list[ReportRow]:
         return [r for r in self.store.reports if r.rumor_id == rumor_id]
 
+    async def reports_of_many(
+        self, rumor_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[ReportRow]]:
+        return {i: await self.reports_of(i) for i in rumor_ids}
+
     async def apply(self, transition: RumorTransition) -> None:
         assert transition.created == (transition.rumor.rumor_id not in self.store.rumors)
         self.store.rumors[transition.rumor.rumor_id] = transition.rumor
@@ -228,13 +233,24 @@ class FakeBulletins:
                 return bulletin.bulletin_id
         return None
 
+    async def of_rumor(
+        self, rumor_id: uuid.UUID, *, states: Sequence[BulletinState]
+    ) -> list[uuid.UUID]:
+        found = [b for b in self.store.bulletins.values() if b.rumor_id == rumor_id]
+        return [b.bulletin_id for b in sorted(found, key=lambda b: b.created_at)
+                if b.state in states]  # fmt: skip
+
     async def latest(
-        self, *, states: Sequence[BulletinState] | None = None, limit: int = 200
+        self,
+        *,
+        states: Sequence[BulletinState] | None = None,
+        drills: bool = True,
+        limit: int = 200,
     ) -> list[tuple[BulletinRow, VersionRow]]:
         rows = [
             (b, self.store.versions[b.bulletin_id][b.current_version])
             for b in self.store.bulletins.values()
-            if states is None or b.state in states
+            if (states is None or b.state in states) and (drills or b.status == "Actual")
         ]
         return sorted(rows, key=lambda row: row[0].updated_at, reverse=True)[:limit]
 

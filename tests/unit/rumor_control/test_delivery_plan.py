@@ -322,6 +322,7 @@ def test_a_liaison_channel_without_a_sender_stops_the_start(tmp_path: Path) -> N
     # With only webhook recipients configured, the same senders are enough.
     department["liaisons"] = [department["liaisons"][0] | {"email": None}]
     department["radio_desk"] = None
+    department["drill_audience"] = []
     department_file.write_text(yaml.safe_dump(department))
     app = create_app(settings, senders=SenderRegistry(webhook=_Webhook()))
     assert app.state.delivery_engine is not None

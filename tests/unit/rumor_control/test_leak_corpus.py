@@ -80,7 +80,9 @@ def _templates() -> list[dict[str, Sections]]:
                 "standby", {lang: {**v, "as_of": AS_OF} for lang, v in places.items()}
             )
         )
-        for assessment in ("Confirmed", "Not confirmed", "False", "Unable to verify"):
+        for assessment, updates in product(
+            ("Confirmed", "Not confirmed", "False", "Unable to verify"), (False, True)
+        ):
             variables = {
                 lang: {
                     **v,
@@ -90,6 +92,8 @@ def _templates() -> list[dict[str, Sections]]:
                     "expires_at": AS_OF + timedelta(hours=4),
                     "window_start": AS_OF + timedelta(hours=1),
                     "window_end": AS_OF + timedelta(hours=3),
+                    "updates": updates,
+                    "notice_cancelled": updates,
                 }
                 for lang, v in places.items()
             }

@@ -48,7 +48,7 @@ async def test_a_retraction_publishes_a_cancel_and_sends_the_correction(
     corrections = [o for o in store.orders.values() if o.aggregate_version == 3]
     assert corrections
     assert {o.purpose for o in corrections} == {"retraction"}
-    recipients = {r.id for r in deps.department.recipients()}
+    recipients = {r.id for r in deps.department.community()}
     assert {o.recipient_id for o in corrections} == recipients
     assert store.timeline[-1].action == "retracted"
     assert store.timeline[-1].detail["deliveries_requested"] == len(corrections)

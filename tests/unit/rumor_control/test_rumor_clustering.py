@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from services.rumor_control.config import PACKAGE_DIR
 from services.rumor_control.domain import (
     NoticeFacts,
+    ReportTime,
     RumorCandidate,
     RumorFacts,
     choose_rumor,
@@ -50,7 +51,8 @@ def test_the_nearest_rumor_wins() -> None:
 
 
 def _rumor(area: str | None = "riverside", status: str = "Actual") -> RumorFacts:
-    return RumorFacts(status, area, T0, T0 + timedelta(minutes=30))  # type: ignore[arg-type]
+    times = (ReportTime(T0, T0), ReportTime(T0 + timedelta(minutes=30), T0))
+    return RumorFacts(status, area, times)  # type: ignore[arg-type]
 
 
 def _notice(
@@ -91,3 +93,60 @@ def test_no_notice_for_the_place_or_time_suggests_not_confirmed() -> None:
 def test_an_unknown_place_cannot_be_verified() -> None:
     suggestion = suggest_assessment(_rumor(None), [], gazetteer=GAZETTEER, slack=timedelta(0))
     assert suggestion.assessment == "Unable to verify"
+
+
+TOMORROW = T0 + timedelta(days=1)
+
+
+def _heard_today(claimed_at: object = None) -> RumorFacts:
+    return RumorFacts("Actual", "riverside", (ReportTime(claimed_at, T0),))  # type: ignore[arg-type]
+
+
+def _tomorrow() -> NoticeFacts:
+    return NoticeFacts(
+        uuid.uuid4(), "Actual", "riverside", TOMORROW, TOMORROW + timedelta(hours=2), False
+    )  # type: ignore[arg-type]
+
+
+def test_a_claim_without_a_time_heard_today_anticipates_tomorrows_window() -> None:
+    # "They say ICE will be in Riverside tomorrow": the report time lies ahead of the window.
+    notice = _tomorrow()
+    suggestion = suggest_assessment(
+        _heard_today(), [notice], gazetteer=GAZETTEER, slack=timedelta(hours=2),
+        anticipation=timedelta(hours=72),
+    )  # fmt: skip
+    assert suggestion.assessment == "Confirmed"
+    assert suggestion.notice_ids == (notice.notice_id,)
+    # Without anticipation the same report is "Not confirmed" (the fault of issue 13).
+    plain = suggest_assessment(
+        _heard_today(), [notice], gazetteer=GAZETTEER, slack=timedelta(hours=2)
+    )
+    assert plain.assessment == "Not confirmed"
+
+
+def test_a_claim_naming_tomorrow_relates_by_its_own_time() -> None:
+    notice = _tomorrow()
+    about_tomorrow = _heard_today(claimed_at=TOMORROW + timedelta(hours=1))
+    suggestion = suggest_assessment(
+        about_tomorrow, [notice], gazetteer=GAZETTEER, slack=timedelta(hours=2)
+    )
+    assert suggestion.assessment == "Confirmed"
+
+
+def test_a_claim_about_a_past_sighting_does_not_anticipate() -> None:
+    # Its own time (seen this morning) is a day before the window: not the same activity.
+    seen_this_morning = _heard_today(claimed_at=T0 - timedelta(hours=2))
+    suggestion = suggest_assessment(
+        seen_this_morning, [_tomorrow()], gazetteer=GAZETTEER, slack=timedelta(hours=2),
+        anticipation=timedelta(hours=72),
+    )  # fmt: skip
+    assert suggestion.assessment == "Not confirmed"
+
+
+def test_a_report_made_after_the_window_and_its_slack_is_not_related() -> None:
+    late = RumorFacts("Actual", "riverside", (ReportTime(None, TOMORROW + timedelta(hours=5)),))
+    suggestion = suggest_assessment(
+        late, [_tomorrow()], gazetteer=GAZETTEER, slack=timedelta(hours=2),
+        anticipation=timedelta(hours=72),
+    )  # fmt: skip
+    assert suggestion.assessment == "Not confirmed"

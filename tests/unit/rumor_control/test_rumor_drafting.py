@@ -55,6 +55,8 @@ def test_confirmed_rumor_names_the_announced_window_in_both_languages() -> None:
         "expires_at": AS_OF + timedelta(hours=4),
         "window_start": AS_OF + timedelta(hours=1),
         "window_end": AS_OF + timedelta(hours=3),
+        "updates": False,
+        "notice_cancelled": False,
     }
     english = DRAFTER.render("rumor_fact", "en", variables)
     spanish = DRAFTER.render("rumor_fact", "es", variables)
@@ -63,3 +65,29 @@ def test_confirmed_rumor_names_the_announced_window_in_both_languages() -> None:
     assert (
         "desde las cuatro y cuarto de la tarde hasta las seis y cuarto de la tarde" in spanish.radio
     )
+
+
+def test_an_update_says_so_and_a_cancelled_operation_is_called_off() -> None:
+    variables = {
+        "drill": False,
+        "area": "Riverside",
+        "area_ref": "Riverside",
+        "assessment": "Confirmed",
+        "observed_at": None,
+        "as_of": AS_OF,
+        "expires_at": AS_OF + timedelta(hours=4),
+        "window_start": None,
+        "window_end": None,
+        "updates": True,
+        "notice_cancelled": True,
+    }
+    english = DRAFTER.render("rumor_fact", "en", variables)
+    spanish = DRAFTER.render("rumor_fact", "es", variables)
+    assert english.headline.startswith("Update: ")
+    assert spanish.headline.startswith("Actualización: ")
+    assert "replaces our earlier bulletin" in english.body
+    assert "called off" in english.body
+    assert "plan to be" not in english.body
+    assert "se canceló" in spanish.body
+    assert "This is an update" in english.radio
+    assert english.sms.startswith("Update: Called off")

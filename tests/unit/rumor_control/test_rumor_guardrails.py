@@ -81,10 +81,19 @@ def _with(texts: dict[str, Sections], language: str, **sections: str) -> dict[st
 
 
 @pytest.mark.parametrize(
-    ("assessment", "drill"),
-    list(product(["Confirmed", "Not confirmed", "False", "Unable to verify"], [False, True])),
+    ("assessment", "drill", "updates", "notice_cancelled"),
+    list(
+        product(
+            ["Confirmed", "Not confirmed", "False", "Unable to verify"],
+            [False, True],
+            [False, True],
+            [False, True],
+        )
+    ),
 )
-def test_every_rumor_fact_variant_passes_every_guardrail(assessment: str, drill: bool) -> None:
+def test_every_rumor_fact_variant_passes_every_guardrail(
+    assessment: str, drill: bool, updates: bool, notice_cancelled: bool
+) -> None:
     area = GAZETTEER.get("san-jose-heights")
     assert area is not None
     texts = DRAFTER.render_all(
@@ -100,12 +109,14 @@ def test_every_rumor_fact_variant_passes_every_guardrail(assessment: str, drill:
                 "expires_at": AS_OF + timedelta(hours=4),
                 "window_start": AS_OF + timedelta(hours=1),
                 "window_end": AS_OF + timedelta(days=1, hours=3),
+                "updates": updates,
+                "notice_cancelled": notice_cancelled,
             }
             for lang in ("en", "es")
         },
     )
     status = "Exercise" if drill else "Actual"
-    channels = ("liaison", "radio") if drill else ("liaison", "public_feed", "radio")
+    channels = ("drill_audience",) if drill else ("liaison", "public_feed", "radio")
     assert run_all(texts, status=status, channels=channels, context=_context()) == []
 
 
@@ -193,7 +204,7 @@ def test_pii_patterns_are_blocked(text: str, code: str) -> None:
         "Llame al (505) 555-0100.",
         "Updated Tuesday, March 3, 2026, at 3:15 PM.",
         "Información actualizada el martes 3 de marzo de 2026, a las 3:15 p. m.",
-        "Radio La Voz 1490 AM and District 4",
+        "La Movida 1490 AM and District 4",
         "We have 2 new court dates.",
         "No salga a la calle hasta las 5 de la tarde.",
     ],

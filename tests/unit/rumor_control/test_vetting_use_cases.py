@@ -119,7 +119,7 @@ async def test_approval_publishes_with_both_events_and_the_deliveries(
     # Deliveries are accepted by the engine in the approval's transaction, not on Kafka:
     # one per recipient and configured channel, each with its own stable id.
     orders = list(store.orders.values())
-    expected = {(r.id, c) for r in deps.department.recipients() for c in r.channels()}
+    expected = {(r.id, c) for r in deps.department.community() for c in r.channels()}
     assert {(o.recipient_id, o.channel) for o in orders} == expected
     assert len(orders) == len(expected)
     assert {o.purpose for o in orders} == {"bulletin"}

@@ -165,7 +165,7 @@ class Cast:
         ]
         data["radio_desk"] = {
             "id": self.radio_desk_id,
-            "name": "Radio La Voz newsroom",
+            "name": "Radio La Movida newsroom",
             "email": self.radio_desk_email,
         }
         return data

@@ -54,15 +54,17 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "reason_code": {"type": "string", "description": "A machine-readable reason."},
         "errors": {
             "type": "array",
-            "description": "Validation failures: where and why, never the submitted value.",
+            "description": "What was refused and why, never the submitted value: schema "
+            "validation gives `loc`, `msg` and `type`; a service's own rules `path` and `message`.",
             "items": {
                 "type": "object",
                 "properties": {
                     "loc": {"type": "array", "items": {"type": "string"}},
                     "msg": {"type": "string"},
                     "type": {"type": "string"},
+                    "path": {"type": "string"},
+                    "message": {"type": "string"},
                 },
-                "required": ["loc", "msg", "type"],
             },
         },
     },

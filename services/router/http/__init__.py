@@ -16,6 +16,7 @@ __all__ = ["PROBLEMS", "ack_link_router", "alerts_router", "directory_router", "
 PROBLEMS: dict[str, set[int]] = {
     "GET /v1/alerts": {400},  # an unknown state
     "POST /ack": {400, 413},  # the link's form: too many fields, not JSON or UTF-8, too large
+    "PUT /v1/directory": {400, 412},  # a malformed If-Match; an If-Match no longer current
 }
 
 

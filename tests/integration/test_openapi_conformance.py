@@ -23,7 +23,7 @@ import pytest
 import schemathesis
 import uvicorn
 from fastapi import FastAPI
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis.errors import Unsatisfiable
 from pydantic import SecretStr
 from schemathesis.generation.modes import GenerationMode
@@ -194,6 +194,9 @@ def _exercise(served: Served, operation: Any, mode: GenerationMode) -> int:
     @given(case=operation.as_strategy(generation_mode=mode))
     def exercise(case: Any) -> None:
         nonlocal sent
+        # A query parameter with an empty name is dropped on the way (`?=null`): the request
+        # that arrives is a valid one, so "schema-violating request accepted" would be wrong.
+        assume("" not in (case.query or {}))
         sent += 1
         case.call_and_validate(
             base_url=served.base_url, headers=headers, excluded_checks=EXCLUDED_CHECKS, timeout=30

@@ -379,4 +379,6 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
             raise forbidden(f"The {principal.role.value} role may not do this.")
         return principal
 
+    # Read by services/common/openapi.py: each operation documents the roles it admits.
+    principal_with_role.allowed_roles = tuple(r for r in Role if r in allowed)  # type: ignore[attr-defined]
     return principal_with_role

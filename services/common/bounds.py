@@ -1,4 +1,7 @@
-"""Bounds on what a request may say about time (the same in every service).
+"""Bounds on what a request may say about time and paging (the same in every service).
+
+A page is at most `MAX_PAGE_SIZE` items from at most `MAX_OFFSET` deep: a larger offset is
+a 422, never an integer the database cannot hold (2**63 overflowed before).
 
 A timestamp is a string with a zone, between the years 2000 and 2100: numbers (`0` would be
 1970) and booleans are refused rather than read as seconds, and years near 1 or 9999 never
@@ -12,10 +15,20 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
-__all__ = ["EARLIEST_YEAR", "LATEST_YEAR", "BoundedDatetime", "bounded_utc", "in_bounds"]
+__all__ = [
+    "EARLIEST_YEAR",
+    "LATEST_YEAR",
+    "MAX_OFFSET",
+    "MAX_PAGE_SIZE",
+    "BoundedDatetime",
+    "bounded_utc",
+    "in_bounds",
+]
 
 EARLIEST_YEAR = 2000
 LATEST_YEAR = 2100
+MAX_PAGE_SIZE = 500
+MAX_OFFSET = 10_000
 
 
 def in_bounds(value: datetime) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logging import get_logger
 from services.common.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, OUTBOX_PENDING
+from services.common.openapi import install_openapi
 from services.common.outbox import pending_count
 from services.common.problems import (
     BodyGuardMiddleware,
@@ -223,8 +224,13 @@ def create_http_app(
     version: str = "0.1.0",
     routers: Sequence[APIRouter] = (),
     on_started: Callable[[FastAPI], Awaitable[None]] | None = None,
+    problems: Mapping[str, Collection[int]] | None = None,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan starts and stops the runtime."""
+    """A FastAPI app whose lifespan starts and stops the runtime.
+
+    `problems`: error statuses of operations that their routes cannot show (a conflict raised
+    in a use case), as `{"POST /v1/things/{id}/approve": {409}}`; see services/common/openapi.py.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -255,4 +261,5 @@ def create_http_app(
     app.include_router(_asyncapi_router(runtime, title, version))
     for router in routers:
         app.include_router(router)
+    install_openapi(app, declared=problems or {})
     return app

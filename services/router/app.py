@@ -16,7 +16,7 @@ from services.router.delivery import RouterDeliveryPlan
 from services.router.deps import Clock, RouterDeps, utcnow
 from services.router.directory import load_directory_file
 from services.router.escalation import EscalationWorker
-from services.router.http import routers
+from services.router.http import PROBLEMS, routers
 from services.router.subscribers import register_consumers
 from services.router.tables import delivery_records
 
@@ -105,4 +105,5 @@ def create_app(
             "escalates along the configured chain."
         ),
         routers=routers(runtime.deps),
+        problems=PROBLEMS,
     )

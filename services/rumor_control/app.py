@@ -15,7 +15,7 @@ from services.rumor_control import subscribers
 from services.rumor_control.config import RumorControlSettings
 from services.rumor_control.delivery.plan import BulletinDeliveryPlan
 from services.rumor_control.deps import RumorControlDeps, department_of
-from services.rumor_control.http import routers
+from services.rumor_control.http import PROBLEMS, routers
 from services.rumor_control.tables import delivery_records
 from services.rumor_control.unit_of_work import RumorControlUnitOfWork
 
@@ -79,6 +79,7 @@ def create_app(
             "the radio desk and the public."
         ),
         routers=routers(deps),
+        problems=PROBLEMS,
     )
     app.state.rumor_control = deps
     app.state.delivery_engine = engine

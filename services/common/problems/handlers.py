@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.cloudevents import current_correlation_id
@@ -117,13 +119,30 @@ async def _handle_problem(request: Request, exc: Exception) -> Response:
     )
 
 
+def _allowed_methods(request: Request) -> str | None:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    # FastAPI keeps included routers nested; walk every route as its router would.
+    for route in iter_route_contexts(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        route_methods = getattr(route, "methods", None)
+        if match is not Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods)) if methods else None
+
+
 async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status_phrase = phrase(exc.status_code)
     # A string detail was written by our code (or Starlette's) and is safe to show;
     # anything else may be structured input and is dropped.
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != status_phrase else None
-    problem = Problem(exc.status_code, status_phrase, detail, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allow = _allowed_methods(request)
+        if allow is not None:
+            headers["Allow"] = allow
+    problem = Problem(exc.status_code, status_phrase, detail, headers=headers)
     return problem_response(
         problem, instance=request.url.path, correlation_id=_request_correlation_id(request)
     )

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from schemas.base import Status
 from schemas.notices import OperationType
 from services.common.auth import Principal, require_roles
+from services.common.bounds import MAX_OFFSET, MAX_PAGE_SIZE
 from services.common.problems import bad_request
 from services.common.signing import SIGNATURE_HEADER
 from services.intake import notices
@@ -44,7 +45,7 @@ from services.intake.unit_of_work import IntakeUnitOfWork
 __all__ = ["MAX_PAGE", "REPLAYED_HEADER", "notices_router"]
 
 REPLAYED_HEADER = "Idempotent-Replayed"
-MAX_PAGE = 200
+MAX_PAGE = MAX_PAGE_SIZE
 
 _T = TypeVar("_T")
 
@@ -191,7 +192,7 @@ def _list_route(router: APIRouter, deps: IntakeDeps) -> None:
             UtcDatetime | None, Query(description="Only windows starting at or before this time")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         cursor: Annotated[
             str | None, Query(max_length=300, description="`next_cursor` of the previous page")
         ] = None,

@@ -19,6 +19,12 @@ from services.router.unit_of_work import RouterUoW
 
 __all__ = ["LinkClaims", "LinkPage", "ack_link", "link_page", "read_link"]
 
+# Bounds on what a signed link may claim. A link is only as trustworthy as the secret that
+# signed it, so its fields are checked like any input: a version or expiry no real link
+# carries (10**30, 2**63) must never reach datetime or database arithmetic and overflow.
+_MAX_VERSION = 2**31 - 1
+_MAX_EXPIRY = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp())
+
 
 @dataclass(frozen=True)
 class LinkClaims:
@@ -50,14 +56,16 @@ def read_link(deps: RouterDeps, token: str) -> LinkClaims:
     except LinkTokenError as exc:
         raise LinkRejected(exc.reason) from None
     try:
-        version = claims["v"]
-        if not isinstance(version, int):
+        version, expiry = claims["v"], claims["exp"]
+        if not isinstance(version, int) or not 1 <= version <= _MAX_VERSION:
             raise ValueError("version")
+        if not isinstance(expiry, int) or expiry > _MAX_EXPIRY:
+            raise ValueError("expiry")
         return LinkClaims(
             alert_id=uuid.UUID(str(claims["a"])),
             notice_version=version,
             person_id=uuid.UUID(str(claims["p"])),
-            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            expires_at=datetime.fromtimestamp(expiry, UTC),
         )
     except (KeyError, ValueError):
         raise LinkRejected("malformed") from None

@@ -9,7 +9,15 @@ from services.router.http.acknowledgement import ack_link_router
 from services.router.http.alerts import alerts_router
 from services.router.http.directory import directory_router
 
-__all__ = ["ack_link_router", "alerts_router", "directory_router", "routers"]
+__all__ = ["PROBLEMS", "ack_link_router", "alerts_router", "directory_router", "routers"]
+
+# Error statuses the routes raise themselves and their signatures cannot show; everything
+# derivable (auth, ids, validation, bodies, database) is added by services/common/openapi.py.
+PROBLEMS: dict[str, set[int]] = {
+    "GET /v1/alerts": {400},  # an unknown state
+    "POST /ack": {400, 413},  # the link's form: too many fields, not JSON or UTF-8, too large
+    "PUT /v1/directory": {400, 412},  # a malformed If-Match; an If-Match no longer current
+}
 
 
 def routers(deps: RouterDeps) -> list[APIRouter]:

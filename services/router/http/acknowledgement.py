@@ -45,6 +45,7 @@ from services.router.permissions import Action, allowed
 __all__ = ["AckRequest", "AckView", "ack_link_router", "add_ack_route"]
 
 _LINK_FORM_MAX_BYTES = 16 * 1024
+_LINK_FORM_MAX_FIELDS = 10  # the form has two; a few more are tolerated, not thousands
 _contacts = allowed(Action.ACKNOWLEDGE)
 _REFUSALS = (NotARecipient, StaleVersion, UnknownVersion, AlertClosed)
 
@@ -187,8 +188,10 @@ def add_ack_route(router: APIRouter, deps: RouterDeps) -> None:
 
 
 def _wants_html(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept or (request.method == "GET" and "json" not in accept)
+    # Only a client that names HTML gets a page (browsers do); `*/*` or no Accept at all is
+    # an API client or a script, which gets problem+json like everywhere else.
+    accept = request.headers.get("accept", "").lower()
+    return "text/html" in accept or "application/xhtml+xml" in accept
 
 
 def _link_problem(request: Request, problem: Problem, *, drill: bool = False) -> Response:
@@ -239,12 +242,16 @@ async def _read_form(request: Request) -> dict[str, str]:
     if content_type == "application/json":
         try:
             data = json.loads(text or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested a thousand deep
             raise bad_request("The request body is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise bad_request("Send an object with `token`.")
+        if not isinstance(data, dict) or len(data) > _LINK_FORM_MAX_FIELDS:
+            raise bad_request("Send an object with `token` (and optionally `comment`).")
         return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-    return {k: v[0] for k, v in parse_qs(text, max_num_fields=10).items() if v}
+    try:
+        fields = parse_qs(text, max_num_fields=_LINK_FORM_MAX_FIELDS)
+    except ValueError:  # more fields than the form has
+        raise bad_request("Send the form fields `token` and optionally `comment`.") from None
+    return {k: v[0] for k, v in fields.items() if v}
 
 
 async def _confirm_page(deps: RouterDeps, request: Request, token: str) -> Response:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import Status
 from services.common.auth import Principal
+from services.common.bounds import MAX_OFFSET, MAX_PAGE_SIZE
 from services.common.problems import bad_request, not_found
 from services.router import alerting
 from services.router.deps import RouterDeps
@@ -231,8 +232,8 @@ def alerts_router(deps: RouterDeps) -> APIRouter:
             uuid.UUID | None,
             Query(description="Only the alert of this notice (the id intake returned)."),
         ] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> AlertList:
         states = _states(state)
         async with deps.unit_of_work() as uow:

@@ -58,10 +58,29 @@ def _c(tag: str) -> str:
     return f"{{{CAP_NS}}}{tag}"
 
 
+def _xml_text(text: str) -> str:
+    """`text` without the characters XML 1.0 cannot carry (ElementTree writes them as they are).
+
+    Edits are refused with such characters (services/common/text.py), so this only matters
+    for text stored before that rule: the public feeds stay well-formed whatever is stored.
+    """
+    return "".join(char for char in text if _xml_char(ord(char)))
+
+
+def _xml_char(code: int) -> bool:
+    # XML 1.0, 2.2 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, attrib)
+    element = ET.SubElement(parent, tag, {k: _xml_text(v) for k, v in attrib.items()})
     if text is not None:
-        element.text = text
+        element.text = _xml_text(text)
     return element
 
 

@@ -7,7 +7,19 @@ from fastapi import APIRouter
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.http import bulletins, feeds, receipts, rumors
 
-__all__ = ["routers"]
+__all__ = ["PROBLEMS", "routers"]
+
+# Error statuses raised in use cases, which the routes' signatures cannot show; everything
+# derivable (auth, ids, validation, bodies, database) is added by services/common/openapi.py.
+_VETTING = {409}  # a vetting step the bulletin's state does not allow (`reason_code` says why)
+PROBLEMS: dict[str, set[int]] = {
+    "PUT /v1/bulletins/{bulletin_id}/texts/{language}": _VETTING,
+    "POST /v1/bulletins/{bulletin_id}/signoff": _VETTING,
+    "POST /v1/bulletins/{bulletin_id}/approve": _VETTING,
+    "POST /v1/bulletins/{bulletin_id}/reject": _VETTING,
+    "POST /v1/bulletins/{bulletin_id}/retract": _VETTING,
+    "GET /v1/receipts": {403, 404},  # a forged, expired or foreign link; an unknown bulletin
+}
 
 
 def routers(deps: RumorControlDeps) -> list[APIRouter]:

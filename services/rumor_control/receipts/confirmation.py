@@ -35,25 +35,52 @@ class ReceiptOutcome:
     first_time: bool
 
 
+# A version number a real bulletin reaches; anything larger never reaches the database
+# (PostgreSQL's integer would overflow).
+_MAX_VERSION = 2**31 - 1
+# Deliveries in these states never sent anything, so nobody holds their link.
+_NOT_SENT = frozenset({"skipped", "cancelled"})
+
+
 def _claims(deps: RumorControlDeps, token: str) -> tuple[uuid.UUID, int, uuid.UUID]:
     try:
         claims = read_link_token(deps.link_secret, token, now=int(deps.clock().timestamp()))
         if claims.get("k") != "receipt":
             raise InvalidLink("not a receipt link")
-        return uuid.UUID(str(claims["b"])), int(claims["v"]), uuid.UUID(str(claims["r"]))
+        version = claims["v"]
+        if not isinstance(version, int) or not 1 <= version <= _MAX_VERSION:
+            raise InvalidLink("version out of range")
+        return uuid.UUID(str(claims["b"])), version, uuid.UUID(str(claims["r"]))
     except (LinkTokenError, KeyError, ValueError) as exc:
         raise InvalidLink(type(exc).__name__) from None
+
+
+async def _was_sent(
+    uow: RumorControlUoW, *, bulletin_id: uuid.UUID, version: int, recipient_id: uuid.UUID
+) -> bool:
+    """Whether this version of the bulletin went out to this recipient (so it holds the link)."""
+    return any(
+        d.version == version and d.recipient_id == recipient_id and d.state not in _NOT_SENT
+        for d in await uow.deliveries.of(bulletin_id)
+    )
 
 
 async def record_receipt(
     uow: RumorControlUoW, *, deps: RumorControlDeps, token: str
 ) -> ReceiptOutcome:
-    """A recipient opened their receipt link: record who has read which version."""
+    """A recipient opened their receipt link: record who has read which version.
+
+    Only a version that was delivered to that recipient is recorded: a link naming another
+    version or another recipient is refused like a forged one, whoever signed it.
+    """
     bulletin_id, version, recipient_id = _claims(deps, token)
     recipient = deps.department.recipient(recipient_id)
     now = deps.clock()
     if await uow.bulletins.get(bulletin_id) is None:
         raise NotFound(str(bulletin_id))
+    sent = await _was_sent(uow, bulletin_id=bulletin_id, version=version, recipient_id=recipient_id)
+    if not sent:
+        raise InvalidLink("not sent to this recipient")
     actor = Actor(recipient_id, recipient.name if recipient else "unknown", "liaison")
     step = TimelineRecord(
         "bulletin", bulletin_id, "receipt_confirmed", actor, now, version,

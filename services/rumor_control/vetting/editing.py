@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 
 from schemas.base import Language
 from services.common.logging import get_logger
+from services.common.text import clean_line, clean_prose
 from services.rumor_control.deps import RumorControlDeps
-from services.rumor_control.domain import Actor
+from services.rumor_control.domain import Actor, InvalidInput
 from services.rumor_control.domain import bulletins as transitions
 from services.rumor_control.domain.bulletins import BulletinView
 from services.rumor_control.unit_of_work import RumorControlUoW
@@ -17,6 +18,26 @@ from services.rumor_control.vetting.common import apply_bulletin, check_texts, l
 __all__ = ["edit_bulletin", "sign_off"]
 
 log = get_logger(__name__)
+
+# The headline is one line (feed titles, e-mail subjects); the other sections are prose.
+_SINGLE_LINE_SECTIONS = frozenset({"headline"})
+
+
+def _clean_changes(changes: Mapping[str, str]) -> dict[str, str]:
+    """Edited sections NFC-normalised; control and XML-invalid characters refused.
+
+    A bulletin's text goes to Atom and CAP feeds, e-mail, SMS and webhooks: a NUL, an ESC or
+    U+FFFE would make the feeds ill-formed XML, so it is refused here, before any version
+    is written. The refusal names the section and the kind of character, never the text.
+    """
+    cleaned: dict[str, str] = {}
+    for section, text in changes.items():
+        clean = clean_line if section in _SINGLE_LINE_SECTIONS else clean_prose
+        try:
+            cleaned[section] = clean(text)
+        except ValueError as exc:
+            raise InvalidInput("invalid_text", f"The {section}: {exc}.") from None
+    return cleaned
 
 
 async def edit_bulletin(
@@ -33,6 +54,7 @@ async def edit_bulletin(
     A draft is edited in place (a new revision; the editor becomes its author, so someone
     else must approve). A published bulletin gets a new draft version, a CAP Update.
     """
+    changes = _clean_changes(changes)
     view = await load_bulletin(uow, bulletin_id, for_update=True)
     base = transitions.edit_base(view)
     texts = {lang: dict(sections) for lang, sections in base.texts.items()}

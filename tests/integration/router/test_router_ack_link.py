@@ -142,9 +142,15 @@ async def test_expired_or_tampered_links_are_refused(
             assert as_json.status_code == status, (bad, as_json.text)
             assert as_json.headers["content-type"] == "application/problem+json"
             assert as_json.json()["status"] == status
-            as_page = await router.client.get("/ack", params={"token": bad})
+            as_page = await router.client.get(
+                "/ack", params={"token": bad}, headers={"accept": "text/html,*/*;q=0.8"}
+            )
             assert as_page.status_code == status
             assert as_page.headers["content-type"].startswith("text/html")
+            # A client that does not ask for HTML gets the problem, not a page.
+            as_any = await router.client.get("/ack", params={"token": bad})
+            assert as_any.status_code == status
+            assert as_any.headers["content-type"] == "application/problem+json"
         assert (await router.client.get("/ack", params={"token": "garbage"})).status_code == 403
 
         alert = (await router.client.get(f"/v1/alerts/{alert_id}", headers=router.ops)).json()

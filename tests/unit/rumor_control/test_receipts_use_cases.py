@@ -14,9 +14,26 @@ from tests.unit.rumor_control.conftest import standby_draft
 from tests.unit.rumor_control.fakes import FakeClock, FakeUnitOfWork, Store
 
 
-def _token(deps: RumorControlDeps, bulletin_id: uuid.UUID, recipient_id: uuid.UUID) -> str:
-    url = deps.receipt_url(bulletin_id, 1, recipient_id)
+def _token(
+    deps: RumorControlDeps, bulletin_id: uuid.UUID, recipient_id: uuid.UUID, version: int = 1
+) -> str:
+    url = deps.receipt_url(bulletin_id, version, recipient_id)
     return parse_qs(urlsplit(url).query)["token"][0]
+
+
+def _sent(
+    store: Store,
+    clock: FakeClock,
+    bulletin_id: uuid.UUID,
+    recipient_id: uuid.UUID,
+    *,
+    version: int = 1,
+    state: str = "delivered",
+) -> None:
+    store.deliveries[uuid.uuid4()] = DeliveryRow(
+        uuid.uuid4(), bulletin_id, version, recipient_id, "webhook", "es", "bulletin", state, 1,
+        None, clock(),
+    )  # fmt: skip
 
 
 async def test_a_receipt_is_recorded_once_and_counted_again(
@@ -24,6 +41,7 @@ async def test_a_receipt_is_recorded_once_and_counted_again(
 ) -> None:
     bulletin_id = await standby_draft(deps, store, clock)
     liaison = deps.department.liaisons[0]
+    _sent(store, clock, bulletin_id, liaison.id)
     token = _token(deps, bulletin_id, liaison.id)
 
     first = await receipts.record_receipt(FakeUnitOfWork(store), deps=deps, token=token)
@@ -43,6 +61,7 @@ async def test_an_expired_or_forged_link_is_refused(
     deps: RumorControlDeps, store: Store, clock: FakeClock
 ) -> None:
     bulletin_id = await standby_draft(deps, store, clock)
+    _sent(store, clock, bulletin_id, deps.department.liaisons[0].id)
     token = _token(deps, bulletin_id, deps.department.liaisons[0].id)
     with pytest.raises(InvalidLink):
         await receipts.record_receipt(FakeUnitOfWork(store), deps=deps, token=token + "x")
@@ -65,10 +84,7 @@ async def test_deliveries_and_receipts_of_a_bulletin(
 ) -> None:
     bulletin_id = await standby_draft(deps, store, clock)
     liaison = deps.department.liaisons[0]
-    store.deliveries[uuid.uuid4()] = DeliveryRow(
-        uuid.uuid4(), bulletin_id, 1, liaison.id, "webhook", "es", "bulletin", "delivered", 1,
-        None, clock(),
-    )  # fmt: skip
+    _sent(store, clock, bulletin_id, liaison.id)
     token = _token(deps, bulletin_id, liaison.id)
     await receipts.record_receipt(FakeUnitOfWork(store), deps=deps, token=token)
 
@@ -80,3 +96,34 @@ async def test_deliveries_and_receipts_of_a_bulletin(
     assert [r.recipient_id for r in received] == [liaison.id]
     with pytest.raises(NotFound):
         await receipts.deliveries_and_receipts(FakeUnitOfWork(store), bulletin_id=uuid.uuid4())
+
+
+@pytest.mark.parametrize(
+    ("version", "recipient", "state"),
+    [
+        (2, "sent-to", "delivered"),  # a version never sent to anyone
+        (-5, "sent-to", "delivered"),
+        (999, "sent-to", "delivered"),
+        (2**63, "sent-to", "delivered"),
+        (1, "other", "delivered"),  # a recipient the version was not sent to
+        (1, "unknown", "delivered"),  # nobody the department knows
+        (1, "sent-to", "skipped"),  # superseded before it went out: nobody has the link
+    ],
+)
+async def test_a_receipt_only_for_a_version_sent_to_that_recipient(
+    deps: RumorControlDeps,
+    store: Store,
+    clock: FakeClock,
+    version: int,
+    recipient: str,
+    state: str,
+) -> None:
+    bulletin_id = await standby_draft(deps, store, clock)
+    sent_to, other = deps.department.liaisons[0].id, deps.department.liaisons[1].id
+    _sent(store, clock, bulletin_id, sent_to, state=state)
+    who = {"sent-to": sent_to, "other": other, "unknown": uuid.uuid4()}[recipient]
+    token = _token(deps, bulletin_id, who, version)
+
+    with pytest.raises(InvalidLink):
+        await receipts.record_receipt(FakeUnitOfWork(store), deps=deps, token=token)
+    assert store.receipts == {}

@@ -109,3 +109,27 @@ def test_the_feeds_embed_every_public_version() -> None:
         "en-US",
         "es-US",
     }
+
+
+def test_feeds_stay_well_formed_whatever_text_is_stored() -> None:
+    # Text stored before edits were cleaned may hold characters XML cannot carry.
+    hostile = "A\x00B\x0bC\x0cD\x1bE\ufffeF\uffffG\ud800H & <i>"
+    texts = {
+        lang: {section: f"{section} {hostile}" for section in ("headline", "body", "sms", "radio")}
+        for lang in ("en", "es")
+    }
+    bulletin, first, _ = _rows()
+    first = VersionRow(
+        bulletin.bulletin_id, 1, "Alert", (), "published", 1, texts, (), (), ("liaison",), {},
+        None, None, T0, published_at=T0,
+    )  # fmt: skip
+    atom = atom_feed([(bulletin, first)], department=DEPARTMENT, base_url="https://a.example")
+    cap = cap_feed(
+        [(bulletin, first)], versions={}, department=DEPARTMENT, gazetteer=GAZETTEER,
+        base_url="https://a.example",
+    )  # fmt: skip
+    for document in (atom, cap, cap_document(_alert(first, bulletin, [first]))):
+        root = ET.fromstring(document)  # raises on ill-formed XML
+        text = "".join(root.itertext())
+        assert "ABCDEFGH & <i>" in text
+    SCHEMA.validate(cap_document(_alert(first, bulletin, [first])).decode())

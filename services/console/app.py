@@ -72,7 +72,7 @@ def compose(
         ),
         box=SecretBox(settings.console_secret.get_secret_value()),
         clock=clock or (lambda: datetime.now(UTC)),
-        places=load_places(settings.console_gazetteer_file),
+        places=load_places(settings.gazetteer_file()),
     )
     return deps
 

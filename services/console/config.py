@@ -58,7 +58,16 @@ class ConsoleSettings(CommonSettings):
     console_api_timeout_s: float = Field(
         default=10.0, gt=0, description="Timeout of one call to a service's API."
     )
-    console_gazetteer_file: Path = Field(
-        default_factory=lambda: repo_root() / "services" / "rumor_control" / "gazetteer.yaml",
-        description="The gazetteer whose places the rumor report form offers.",
+    console_gazetteer_file: Path | None = Field(
+        default=None,
+        description=(
+            "The gazetteer whose places the rumor report form offers. "
+            "Unset: the bundled services/rumor_control/gazetteer.yaml."
+        ),
     )
+
+    def gazetteer_file(self) -> Path:
+        """The configured gazetteer, or the one bundled with rumor_control."""
+        if self.console_gazetteer_file is not None:
+            return self.console_gazetteer_file
+        return repo_root() / "services" / "rumor_control" / "gazetteer.yaml"

@@ -47,7 +47,11 @@ class RouterRuntime(ServiceRuntime):
         # The plan needs the deps (settings, clock) and the deps need the engine the plan
         # drives: the plan gets the deps without the engine (its hooks order nothing).
         base = RouterDeps(
-            settings=settings, sessions=self.sessions, source=self.source, clock=clock
+            settings=settings,
+            sessions=self.sessions,
+            source=self.source,
+            clock=clock,
+            wake_escalation=self._wake_escalation,
         )
         self.delivery = DeliveryEngine.create(
             sessions=self.sessions,
@@ -59,6 +63,11 @@ class RouterRuntime(ServiceRuntime):
         )
         self.deps = replace(base, delivery=self.delivery)
         self.add_worker("delivery", self.delivery.run)
+        self.escalation = EscalationWorker(self.deps)
+
+    def _wake_escalation(self) -> None:
+        """A step's every channel failed and its timer was made due: fire it now."""
+        self.escalation.wake()
 
     async def start(self, *, migrate: bool = True) -> None:
         """Migrate, apply the directory file, then start consuming.
@@ -96,7 +105,7 @@ def create_app(
         settings=settings, senders=senders or default_senders(settings), clock=clock
     )
     register_consumers(runtime.consumer, runtime.deps)
-    runtime.add_worker("escalation-timers", EscalationWorker(runtime.deps).run)
+    runtime.add_worker("escalation-timers", runtime.escalation.run)
     return create_http_app(
         runtime,
         title="Aviso router",

@@ -57,9 +57,9 @@ class AlertRepository(Protocol):
 
     async def apply(self, transition: Transition) -> bool: ...
 
-    async def claim_due_timer(
-        self, *, now: datetime, skip: Sequence[str] = ()
-    ) -> tuple[uuid.UUID, str | None] | None: ...
+    async def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[AlertRecord]: ...
 
     async def claim_due_expiry(
         self, *, now: datetime, skip: Sequence[str] = ()

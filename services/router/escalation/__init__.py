@@ -1,11 +1,11 @@
-"""Escalation: fire durable timers (escalate or exhaust), expire alerts, and the worker."""
+"""Escalation: fire durable timers in batches (escalate or exhaust), expire alerts, the worker."""
 
 from __future__ import annotations
 
 from services.router.escalation.timers import (
     FiredTimer,
     expire_next_alert,
-    fire_next_timer,
+    fire_due_timers,
     next_deadline,
     refresh_alert_gauges,
 )
@@ -15,7 +15,7 @@ __all__ = [
     "EscalationWorker",
     "FiredTimer",
     "expire_next_alert",
-    "fire_next_timer",
+    "fire_due_timers",
     "next_deadline",
     "refresh_alert_gauges",
 ]

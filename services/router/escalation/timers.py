@@ -1,8 +1,9 @@
-"""Escalation use cases: fire a due timer (escalate or exhaust), expire an alert, look ahead.
+"""Escalation use cases: fire due timers (escalate or exhaust), expire an alert, look ahead.
 
-The worker (`escalation.worker`) opens one unit of work per timer and commits it. Firing
-is a compare-and-set on the alert's active escalation id (`domain.EscalationGuard`), the
-way Grafana OnCall drops stale and duplicate escalation runs.
+The worker (`escalation.worker`) opens one unit of work per batch of timers and commits
+it: one claim of up to N locked rows, then one `apply` per alert. Firing is a
+compare-and-set on the alert's active escalation id (`domain.EscalationGuard`), the way
+Grafana OnCall drops stale and duplicate escalation runs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from services.router.unit_of_work import RouterUoW
 __all__ = [
     "FiredTimer",
     "expire_next_alert",
-    "fire_next_timer",
+    "fire_due_timers",
     "next_deadline",
     "refresh_alert_gauges",
 ]
@@ -52,21 +53,25 @@ class FiredTimer:
     drill: bool = False
 
 
-async def fire_next_timer(
-    uow: RouterUoW, *, deps: RouterDeps, skip: Sequence[str] = ()
-) -> FiredTimer | None:
-    """Fire the most overdue escalation timer, if any is due; raises TimerFailed."""
+async def fire_due_timers(
+    uow: RouterUoW, *, deps: RouterDeps, limit: int, skip: Sequence[str] = ()
+) -> list[FiredTimer]:
+    """Fire up to `limit` due escalation timers, most overdue first; raises TimerFailed.
+
+    TimerFailed names the alert that failed: the caller rolls the batch back and fires
+    it again without that alert, so one poison alert never holds the others back.
+    """
     now = deps.clock()
-    claimed = await uow.alerts.claim_due_timer(now=now, skip=skip)
-    if claimed is None:
-        return None
-    alert_id, escalation_id = claimed
-    try:
-        alert = await require_alert(uow, alert_id)
-        with correlation_scope(alert.correlation_id), bound(correlation_id=alert.correlation_id):
-            return await _fire(uow, deps, alert, escalation_id, now)
-    except Exception as exc:
-        raise TimerFailed(alert_id) from exc
+    claimed = await uow.alerts.claim_due_timers(now=now, limit=limit, skip=skip)
+    fired: list[FiredTimer] = []
+    for alert in claimed:
+        try:
+            with correlation_scope(alert.correlation_id), bound(correlation_id=alert.correlation_id):
+                # The escalation id read under the claim's lock is the one compared and set.
+                fired.append(await _fire(uow, deps, alert, alert.active_escalation_id, now))
+        except Exception as exc:
+            raise TimerFailed(alert.id) from exc
+    return fired
 
 
 async def _fire(

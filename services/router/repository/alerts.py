@@ -231,17 +231,18 @@ class SqlAlertRepository:
 
     # --- timers ---------------------------------------------------------------------
 
-    async def claim_due_timer(
-        self, *, now: datetime, skip: Sequence[str] = ()
-    ) -> tuple[uuid.UUID, str | None] | None:
-        """The most overdue open alert nobody else is firing, locked; None when none is due.
+    async def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[AlertRecord]:
+        """Up to `limit` due open alerts nobody else is firing, most overdue first, locked.
 
-        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two routers each take a different alert
-        and neither waits for the other. SQLite: the transaction began IMMEDIATE and holds
-        the database's write lock, so no other process can read-then-fire the same row.
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two routers each take different alerts
+        and neither waits for the other; the rows stay locked until the batch commits, so
+        what is read here is what the compare-and-set will find. SQLite: the transaction
+        began IMMEDIATE and holds the database's write lock for the whole batch.
         """
         query = (
-            sa.select(alerts.c.id, alerts.c.active_escalation_id)
+            sa.select(alerts)
             .where(
                 alerts.c.next_fire_at.is_not(None),
                 alerts.c.next_fire_at <= now,
@@ -249,8 +250,8 @@ class SqlAlertRepository:
             )
             .order_by(alerts.c.next_fire_at)
         )
-        row = await self._claim(query, skip)
-        return (uuid.UUID(row.id), row.active_escalation_id) if row is not None else None
+        rows = await self._claim(query, skip, limit=limit)
+        return [_record(row) for row in rows]
 
     async def claim_due_expiry(
         self, *, now: datetime, skip: Sequence[str] = ()
@@ -261,16 +262,16 @@ class SqlAlertRepository:
             .where(alerts.c.state != "resolved", alerts.c.expires_at <= now)
             .order_by(alerts.c.expires_at)
         )
-        row = await self._claim(query, skip)
-        return uuid.UUID(row.id) if row is not None else None
+        rows = await self._claim(query, skip, limit=1)
+        return uuid.UUID(rows[0].id) if rows else None
 
-    async def _claim(self, query: sa.Select[Any], skip: Sequence[str]) -> Any:
-        query = query.limit(1)
+    async def _claim(self, query: sa.Select[Any], skip: Sequence[str], *, limit: int) -> list[Any]:
+        query = query.limit(limit)
         if skip:
             query = query.where(alerts.c.id.not_in(list(skip)))
         if is_postgres(self._session):
             query = query.with_for_update(skip_locked=True)
-        return (await self._session.execute(query)).first()
+        return list(await self._session.execute(query))
 
     async def next_deadline(self) -> datetime | None:
         """The earliest pending timer or expiry, so the worker can sleep until then."""

@@ -49,7 +49,7 @@ from services.router.escalation import EscalationWorker
 from services.router.tables import alert_timeline, alerts
 from tests.support.infra import drop_database_async, fresh_database_async
 
-WEBHOOK_SECRET = "bench-webhook-secret"
+WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 - a local sink's, for this run only
 SETUP_BATCH = 500
 LEAD_S = 2.0  # the due instant is this far ahead of the UPDATE: the worker sleeps until it
 WAIT_S = 3600.0  # every other wait: nothing else fires during the run
@@ -252,7 +252,9 @@ async def _run(
             last_entry = (await _last_timeline_entry(deps, ids[:due_n]) - due).total_seconds()
             print(f"  floor: one UPDATE of {due_n} rows + commit   {floor * 1000:8.1f} ms")
             print(f"  all {due_n} fired (committed, observed)     {fired * 1000:8.1f} ms after due")
-            print(f"  last `escalated` timeline entry           {last_entry * 1000:8.1f} ms after due")
+            print(
+                f"  last `escalated` timeline entry           {last_entry * 1000:8.1f} ms after due"
+            )
             if kafka:
                 records = await _has_delivery_records(deps)
                 path = "delivery records (engine)" if records else "Kafka delivery requests"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.router.escalation.timers import (
     FiredTimer,
+    TimerBatchFailed,
     expire_next_alert,
     fire_due_timers,
     next_deadline,
@@ -14,6 +15,7 @@ from services.router.escalation.worker import EscalationWorker
 __all__ = [
     "EscalationWorker",
     "FiredTimer",
+    "TimerBatchFailed",
     "expire_next_alert",
     "fire_due_timers",
     "next_deadline",

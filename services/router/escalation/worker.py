@@ -31,6 +31,7 @@ from services.router.deps import RouterDeps
 from services.router.errors import TimerFailed
 from services.router.escalation.timers import (
     FiredTimer,
+    TimerBatchFailed,
     expire_next_alert,
     fire_due_timers,
     next_deadline,
@@ -133,12 +134,21 @@ class EscalationWorker:
         """Batch after batch until fewer than a batch were due; True when any fired."""
         progressed = False
         unfired: list[str] = []  # guard failed: another instance moved on; not again now
+        singles = 0  # after a batch failed as a whole: this many alerts one at a time
         while stop is None or not stop.is_set():
+            limit = 1 if singles else self._batch
             try:
-                results = await self._fire_batch([*self._skipped(), *unfired])
+                results = await self._fire_batch([*self._skipped(), *unfired], limit)
             except TimerFailed as exc:
                 self._poison(exc)
                 continue  # the same batch again, without the poison alert
+            except TimerBatchFailed as exc:
+                # Its writes failed with no alert to blame: fire that batch one alert per
+                # transaction, so the culprit shows up as a TimerFailed of its own.
+                log.warning("escalation.batch_failed", error_type=type(exc.__cause__).__name__)
+                singles = self._batch
+                continue
+            singles = max(singles - 1, 0)
             for result in results:
                 if result.fired:
                     self.fired_total += 1
@@ -146,13 +156,13 @@ class EscalationWorker:
                     self._poisoned.pop(str(result.alert_id), None)
                 else:
                     unfired.append(str(result.alert_id))
-            if len(results) < self._batch:
+            if len(results) < limit:
                 break
         return progressed
 
-    async def _fire_batch(self, skip: list[str]) -> list[FiredTimer]:
+    async def _fire_batch(self, skip: list[str], limit: int) -> list[FiredTimer]:
         async with self._deps.unit_of_work() as uow:
-            results = await fire_due_timers(uow, deps=self._deps, limit=self._batch, skip=skip)
+            results = await fire_due_timers(uow, deps=self._deps, limit=limit, skip=skip)
             await uow.commit()
         return results
 

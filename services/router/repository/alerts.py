@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schemas.alerts import AckMethod, ResolutionReason, Urgency
 from schemas.base import Status
 from services.common.delivery.records import DeliveryOrder
-from services.common.outbox import enqueue
+from services.common.outbox import enqueue, enqueue_all
 from services.router.domain import (
     OPEN_STATES,
     AlertRecord,
@@ -43,6 +43,10 @@ __all__ = ["AcceptDelivery", "SqlAlertRepository"]
 AcceptDelivery = Callable[[AsyncSession, DeliveryOrder], Awaitable[bool]]
 
 _COLUMNS = tuple(f.name for f in fields(AlertRecord))
+# What `apply_all` knows how to write in bulk. A transition carrying anything else (a
+# field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
+_BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard"})
+_OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
 
 
 def _record(row: Any) -> AlertRecord:
@@ -228,6 +232,74 @@ class SqlAlertRepository:
             for order in transition.deliveries:
                 await self._accept(self._session, order)
         return True
+
+    async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
+        """`apply` each transition, in a handful of statements; whether each guard passed.
+
+        For escalation-guarded changes of rows this transaction holds locked (a batch of
+        timers): one guarded UPDATE per row sent together, one read-back telling which
+        guards passed, then the timeline entries and the events of those in one INSERT
+        each. Anything else goes through `apply`, one at a time.
+        """
+        bulk = [
+            t
+            for t in transitions
+            if isinstance(t.guard, EscalationGuard)
+            and t.guard.states == OPEN_STATES
+            and t.before is not None
+            and not any(getattr(t, name) for name in _OTHER_PARTS)
+        ]
+        passed = await self._update_guarded(bulk)
+        done = [t for t in bulk if passed[t.after.id]]
+        rows = [_timeline_values(t.after.id, e) for t in done for e in t.timeline]
+        if rows:
+            await self._session.execute(sa.insert(alert_timeline), rows)
+        events = [(p.event, p.correlation_id) for t in done for p in t.events]
+        await enqueue_all(self._session, events, source=self._source)
+        results: list[bool] = []
+        for transition in transitions:
+            if transition.after.id in passed:
+                results.append(passed[transition.after.id])
+            else:
+                results.append(await self.apply(transition))
+        return results
+
+    async def _update_guarded(self, transitions: Sequence[Transition]) -> dict[uuid.UUID, bool]:
+        """One compare-and-set UPDATE per transition, sent as one batch; which ones took."""
+        if not transitions:
+            return {}
+        names = sorted({name for t in transitions for name in _changed_columns(t)})
+        # Unchanged columns are written with the value they already hold (the row is ours).
+        statement = (
+            sa.update(alerts)
+            .where(
+                alerts.c.id == sa.bindparam("b_id"),
+                alerts.c.state.in_(sorted(OPEN_STATES)),
+                alerts.c.active_escalation_id.is_not_distinct_from(sa.bindparam("b_guard")),
+            )
+            .values({name: sa.bindparam(f"v_{name}") for name in names})
+        )
+        params = []
+        for t in transitions:
+            assert isinstance(t.guard, EscalationGuard)
+            values = {f"v_{n}": _column_value(getattr(t.after, n)) for n in names}
+            params.append({"b_id": str(t.after.id), "b_guard": t.guard.escalation_id, **values})
+        await self._session.execute(statement, params)
+        # Executemany reports no row count per statement: read back what each row holds.
+        # Our locks keep everyone else out, so a row matching its `after` is our write.
+        stored = await self._session.execute(
+            sa.select(
+                alerts.c.id, alerts.c.active_escalation_id, alerts.c.state, alerts.c.updated_at
+            ).where(alerts.c.id.in_([str(t.after.id) for t in transitions]))
+        )
+        now_holds = {
+            uuid.UUID(r.id): (r.active_escalation_id, r.state, aware(r.updated_at)) for r in stored
+        }
+        return {
+            t.after.id: now_holds.get(t.after.id)
+            == (t.after.active_escalation_id, t.after.state, t.after.updated_at)
+            for t in transitions
+        }
 
     # --- timers ---------------------------------------------------------------------
 

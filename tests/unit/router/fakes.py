@@ -139,6 +139,9 @@ class FakeAlerts:
                 self.store.delivery_states[order.delivery_id] = "pending"
         return True
 
+    async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
+        return [await self.apply(t) for t in transitions]
+
     async def claim_due_timers(
         self, *, now: datetime, limit: int, skip: Sequence[str] = ()
     ) -> list[AlertRecord]:

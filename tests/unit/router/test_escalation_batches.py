@@ -161,4 +161,3 @@ async def test_the_service_wires_wake_escalation_to_its_worker(tmp_path: Path) -
         await runtime.channels.close()
         await runtime.engine.dispose()
         await runtime.auth_engine.dispose()
-

@@ -274,7 +274,8 @@ class SqlAlertRepository:
             sa.update(alerts)
             .where(
                 alerts.c.id == sa.bindparam("b_id"),
-                alerts.c.state.in_(sorted(OPEN_STATES)),
+                # No IN (...): an expanding parameter cannot be sent as a batch.
+                sa.or_(*(alerts.c.state == state for state in sorted(OPEN_STATES))),
                 alerts.c.active_escalation_id.is_not_distinct_from(sa.bindparam("b_guard")),
             )
             .values({name: sa.bindparam(f"v_{name}") for name in names})

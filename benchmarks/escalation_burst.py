@@ -40,9 +40,8 @@ from services.common.logging import configure_logging
 from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
 from services.router import domain
-from services.router.app import RouterRuntime
+from services.router.app import RouterRuntime, default_senders
 from services.router.config import RouterSettings
-from services.router.delivery import ChannelAdapters
 from services.router.deps import RouterDeps
 from services.router.domain import DirectoryDocument
 from services.router.escalation import EscalationWorker
@@ -227,7 +226,7 @@ async def _run(
     prefix = f"bench-escalation-{uuid.uuid4().hex[:8]}"
     with WebhookSink(secrets=[WEBHOOK_SECRET.encode()]) as sink:
         settings = _settings(var, database_url, kafka, prefix, smtp_port=1)
-        runtime = RouterRuntime(settings=settings, channels=ChannelAdapters.from_settings(settings))
+        runtime = RouterRuntime(settings=settings, senders=default_senders(settings))
         deps = runtime.deps
         await upgrade(settings, "auth")
         await upgrade(settings, "router")
@@ -269,7 +268,7 @@ async def _run(
             else:
                 stop.set()
                 await task
-                await runtime.channels.close()
+                await runtime.senders.close()
             await runtime.engine.dispose()
             await runtime.auth_engine.dispose()
 

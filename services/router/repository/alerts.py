@@ -45,7 +45,7 @@ AcceptDelivery = Callable[[AsyncSession, DeliveryOrder], Awaitable[bool]]
 _COLUMNS = tuple(f.name for f in fields(AlertRecord))
 # What `apply_all` knows how to write in bulk. A transition carrying anything else (a
 # field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
-_BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard"})
+_BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard", "deliveries"})
 _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
 
 
@@ -239,7 +239,8 @@ class SqlAlertRepository:
         For escalation-guarded changes of rows this transaction holds locked (a batch of
         timers): one guarded UPDATE per row sent together, one read-back telling which
         guards passed, then the timeline entries and the events of those in one INSERT
-        each. Anything else goes through `apply`, one at a time.
+        each, and their delivery orders to the engine. Anything else goes through
+        `apply`, one at a time.
         """
         bulk = [
             t
@@ -256,6 +257,7 @@ class SqlAlertRepository:
             await self._session.execute(sa.insert(alert_timeline), rows)
         events = [(p.event, p.correlation_id) for t in done for p in t.events]
         await enqueue_all(self._session, events, source=self._source)
+        await self._accept_orders([order for t in done for order in t.deliveries])
         results: list[bool] = []
         for transition in transitions:
             if transition.after.id in passed:
@@ -263,6 +265,14 @@ class SqlAlertRepository:
             else:
                 results.append(await self.apply(transition))
         return results
+
+    async def _accept_orders(self, orders: Sequence[DeliveryOrder]) -> None:
+        """Hand the delivery orders to the engine, in this transaction."""
+        if orders and self._accept is None:
+            raise RuntimeError("this unit of work has no delivery engine to accept orders")
+        for order in orders:
+            assert self._accept is not None
+            await self._accept(self._session, order)
 
     async def _update_guarded(self, transitions: Sequence[Transition]) -> dict[uuid.UUID, bool]:
         """One compare-and-set UPDATE per transition, sent as one batch; which ones took."""

@@ -11,22 +11,22 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from schemas.notices import NoticeReceived
-from services.common.db import make_engine, make_session_factory
 from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
 from services.router import domain, escalation
+from services.router.app import RouterRuntime, default_senders
 from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
 from services.router.domain import DirectoryDocument, Transition
 from services.router.escalation import EscalationWorker
 from services.router.repository import SqlAlertRepository
-from services.router.tables import alert_timeline, alerts
+from services.router.tables import alert_timeline, alerts, delivery_records
 
 pytestmark = [pytest.mark.postgres]
 
@@ -91,7 +91,8 @@ def _notice(now: datetime) -> NoticeReceived:
 async def instances(
     database_url: str | None, make_settings: Callable[..., Any]
 ) -> AsyncIterator[tuple[RouterDeps, RouterDeps, Clock]]:
-    """Two router instances' deps (an engine each) on one migrated database, one clock."""
+    """Two router instances' deps (engines of their own) on one migrated database, one
+    clock. Their delivery engines accept orders; none runs, so nothing is sent."""
     settings: RouterSettings = make_settings(
         RouterSettings,
         database_url=database_url,
@@ -100,16 +101,11 @@ async def instances(
     )
     await upgrade(settings, "router")
     clock = Clock()
-    engines = [make_engine(settings, "router") for _ in range(2)]
-    first, second = (
-        RouterDeps(
-            settings=settings,
-            sessions=make_session_factory(engine),
-            channels=cast(Any, None),  # firing a timer sends nothing itself
-            clock=clock,
-        )
-        for engine in engines
-    )
+    runtimes = [
+        RouterRuntime(settings=settings, senders=default_senders(settings), clock=clock)
+        for _ in range(2)
+    ]
+    first, second = (runtime.deps for runtime in runtimes)
     async with first.unit_of_work() as uow:
         await uow.directory.add(
             version=1, document=_directory(), digest="d", source="api", created_by="t", at=T0
@@ -118,8 +114,10 @@ async def instances(
     try:
         yield first, second, clock
     finally:
-        for engine in engines:
-            await engine.dispose()
+        for runtime in runtimes:
+            await runtime.senders.close()
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
 
 
 async def _open(deps: RouterDeps, n: int, *, at: datetime) -> list[str]:
@@ -194,6 +192,13 @@ async def test_two_instances_racing_over_200_due_timers_fire_each_step_once(
         ),
     )
     assert sorted(r.alert_id for r in backup_requests) == sorted(ids), "backup asked once each"
+    orders = await _rows(
+        first,
+        sa.select(delivery_records.c.aggregate_id).where(
+            delivery_records.c.recipient_id == str(BACKUP)
+        ),
+    )
+    assert sorted(r.aggregate_id for r in orders) == sorted(ids), "one delivery record each"
 
 
 async def test_a_stale_escalation_id_in_a_batch_fires_nothing_for_that_alert(

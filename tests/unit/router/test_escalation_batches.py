@@ -11,9 +11,8 @@ import pytest
 import structlog
 
 from services.router import alerting, escalation
-from services.router.app import RouterRuntime
+from services.router.app import RouterRuntime, default_senders
 from services.router.config import RouterSettings
-from services.router.delivery import ChannelAdapters
 from services.router.domain import EscalationGuard, Transition, alert_id_for
 from services.router.escalation import EscalationWorker
 from tests.unit.router.fakes import (
@@ -153,11 +152,11 @@ async def test_wake_cuts_the_sleep_short(deps: FakeDeps) -> None:
 
 async def test_the_service_wires_wake_escalation_to_its_worker(tmp_path: Path) -> None:
     settings = RouterSettings(var_dir=tmp_path, link_secret="unit-test-link-secret")
-    runtime = RouterRuntime(settings=settings, channels=ChannelAdapters.from_settings(settings))
+    runtime = RouterRuntime(settings=settings, senders=default_senders(settings))
     try:
         runtime.deps.wake_escalation()
         assert runtime.escalation._woken.is_set()
     finally:
-        await runtime.channels.close()
+        await runtime.senders.close()
         await runtime.engine.dispose()
         await runtime.auth_engine.dispose()

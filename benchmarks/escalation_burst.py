@@ -209,6 +209,7 @@ def _settings(
         "var_dir": var,
         "database_url": database_url,
         "log_level": "WARNING",
+        "development_mode": True,  # a throw-away local run: development secrets are fine
         "link_secret": "bench-link-secret",
         "webhook_secrets": [WEBHOOK_SECRET],
         "router_group_prefix": prefix,
@@ -238,6 +239,8 @@ async def _run(
             from tests.integration.router.router_support import position_groups_at_end
 
             await position_groups_at_end(kafka, prefix)
+            if not hasattr(runtime, "escalation"):  # before batching: create_app added it
+                runtime.add_worker("escalation-timers", EscalationWorker(deps).run)
             await runtime.start(migrate=False)
         else:
             stop = asyncio.Event()

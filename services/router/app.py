@@ -33,7 +33,8 @@ def default_senders(settings: RouterSettings) -> SenderRegistry:
 
 
 class RouterRuntime(ServiceRuntime):
-    """The common runtime, plus: the delivery engine, the directory file, closing senders.
+    """The common runtime, plus: the delivery engine, the escalation worker, the directory
+    file, closing senders.
 
     Raises MissingSender when a channel the router delivers on has no sender.
     """
@@ -64,6 +65,7 @@ class RouterRuntime(ServiceRuntime):
         self.deps = replace(base, delivery=self.delivery)
         self.add_worker("delivery", self.delivery.run)
         self.escalation = EscalationWorker(self.deps)
+        self.add_worker("escalation-timers", self.escalation.run)
 
     def _wake_escalation(self) -> None:
         """A step's every channel failed and its timer was made due: fire it now."""
@@ -105,7 +107,6 @@ def create_app(
         settings=settings, senders=senders or default_senders(settings), clock=clock
     )
     register_consumers(runtime.consumer, runtime.deps)
-    runtime.add_worker("escalation-timers", runtime.escalation.run)
     return create_http_app(
         runtime,
         title="Aviso router",

@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -34,7 +38,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from deploy.local.sinks import WebhookSink
 from schemas.notices import NoticeReceived
 from services.common.logging import configure_logging
 from services.common.messaging import outbox_messages
@@ -179,25 +182,69 @@ async def _wait_fired(deps: RouterDeps, ids: Sequence[str], due: datetime) -> fl
     return (datetime.now(UTC) - due).total_seconds()
 
 
-async def _wait_notified(sink: WebhookSink, ids: Sequence[str], due: datetime) -> float:
+class _Sink:
+    """The local webhook sink (`deploy.local.sinks`) in a process of its own, so that it
+    does not compete with the router for this process's event loop and GIL."""
+
+    def __init__(self, var: Path) -> None:
+        self._out = var / "sinks"
+        self._process = subprocess.Popen(  # noqa: S603 - our own module, before measuring
+            [
+                sys.executable,
+                "-m",
+                "deploy.local.sinks",
+                "--webhook-port",
+                "0",
+                "--smtp-port",
+                "0",
+                "--out",
+                str(self._out),
+                "--secret",
+                WEBHOOK_SECRET,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        banner = self._process.stdout.readline()
+        found = re.search(r"webhook sink on (http://\S+?)/?,", banner)
+        if found is None:
+            raise RuntimeError(f"unexpected sink banner: {banner!r}")
+        self.base_url = found.group(1)
+
+    def received(self) -> list[dict[str, Any]]:
+        path = self._out / "webhooks.jsonl"
+        if not path.exists():
+            return []
+        found = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                break  # the line the sink is writing right now
+        return found
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+
+async def _wait_notified(sink: _Sink, ids: Sequence[str], due: datetime) -> float:
     """Poll the sink until it holds an escalation for every alert; seconds from `due`."""
     wanted = set(ids)
     deadline = time.monotonic() + DEADLINE_S
     while True:
-        got = {
-            r["payload"].get("alert_id")
-            for r in sink.received
-            if isinstance(r["payload"], dict) and r["path"].startswith("/backup")
-        }
+        received = [r for r in sink.received() if isinstance(r["payload"], dict)]
+        got = {r["payload"].get("alert_id") for r in received}
         if wanted <= got:
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {len(wanted & got)} of {len(wanted)} notified")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
     last = max(
         datetime.fromisoformat(r["received_at"])
-        for r in sink.received
-        if isinstance(r["payload"], dict) and r["payload"].get("alert_id") in wanted
+        for r in received
+        if r["payload"].get("alert_id") in wanted
     )
     return (last - due).total_seconds()
 
@@ -225,14 +272,15 @@ async def _run(
 ) -> None:
     var = Path(tempfile.mkdtemp(prefix="aviso-bench-escalation-"))
     prefix = f"bench-escalation-{uuid.uuid4().hex[:8]}"
-    with WebhookSink(secrets=[WEBHOOK_SECRET.encode()]) as sink:
+    sink = _Sink(var)
+    try:
         settings = _settings(var, database_url, kafka, prefix, smtp_port=1)
         runtime = RouterRuntime(settings=settings, senders=default_senders(settings))
         deps = runtime.deps
         await upgrade(settings, "auth")
         await upgrade(settings, "router")
         started = time.perf_counter()
-        ids = await _open_alerts(deps, alerts_n, sink.url("/backup"))
+        ids = await _open_alerts(deps, alerts_n, sink.base_url + "/backup")
         setup_s = time.perf_counter() - started
         print(f"{label}: {alerts_n} open alerts set up in {setup_s:.1f} s; {due_n} due at once")
         if kafka:
@@ -274,6 +322,8 @@ async def _run(
                 await runtime.senders.close()
             await runtime.engine.dispose()
             await runtime.auth_engine.dispose()
+    finally:
+        sink.stop()
 
 
 async def main(args: argparse.Namespace) -> None:

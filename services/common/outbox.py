@@ -58,7 +58,15 @@ from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
 
-__all__ = ["OutboxRelay", "OutboxRow", "PublishFn", "enqueue", "enqueue_outgoing", "pending_count"]
+__all__ = [
+    "OutboxRelay",
+    "OutboxRow",
+    "PublishFn",
+    "enqueue",
+    "enqueue_all",
+    "enqueue_outgoing",
+    "pending_count",
+]
 
 log = get_logger(__name__)
 
@@ -133,6 +141,46 @@ async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> No
     else:
         await session.execute(insert)
     session.sync_session.info[_DIRTY] = True
+
+
+async def enqueue_all(
+    session: AsyncSession,
+    events: Sequence[tuple[EventData, str | None]],
+    *,
+    source: str,
+) -> list[OutgoingEvent]:
+    """`enqueue` for many (event, correlation id) pairs: one INSERT and one wake-up.
+
+    Rows get ids in the order given, so events of one key keep their order. For batches
+    (a burst of escalations), where a statement per event would dominate the cost.
+    """
+    outgoing = [new_event(data, source=source, correlation_id=cid) for data, cid in events]
+    if not outgoing:
+        return []
+    now = datetime.now(UTC)
+    await session.execute(
+        sa.insert(outbox_messages),
+        [
+            {
+                "message_id": o.message_id,
+                "topic": o.topic,
+                "key": o.key,
+                "event_type": o.event_type,
+                "headers": o.headers,
+                "payload": o.payload,
+                "created_at": now,
+                "attempts": 0,
+            }
+            for o in outgoing
+        ],
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            sa.text("SELECT pg_notify(:prefix || current_schema(), '')"),
+            {"prefix": _NOTIFY_CHANNEL + "_"},
+        )
+    session.sync_session.info[_DIRTY] = True
+    return outgoing
 
 
 async def pending_count(session: AsyncSession) -> int:

@@ -33,7 +33,8 @@ def default_senders(settings: RouterSettings) -> SenderRegistry:
 
 
 class RouterRuntime(ServiceRuntime):
-    """The common runtime, plus: the delivery engine, the directory file, closing senders.
+    """The common runtime, plus: the delivery engine, the escalation worker, the directory
+    file, closing senders.
 
     Raises MissingSender when a channel the router delivers on has no sender.
     """
@@ -47,7 +48,11 @@ class RouterRuntime(ServiceRuntime):
         # The plan needs the deps (settings, clock) and the deps need the engine the plan
         # drives: the plan gets the deps without the engine (its hooks order nothing).
         base = RouterDeps(
-            settings=settings, sessions=self.sessions, source=self.source, clock=clock
+            settings=settings,
+            sessions=self.sessions,
+            source=self.source,
+            clock=clock,
+            wake_escalation=self._wake_escalation,
         )
         self.delivery = DeliveryEngine.create(
             sessions=self.sessions,
@@ -59,6 +64,12 @@ class RouterRuntime(ServiceRuntime):
         )
         self.deps = replace(base, delivery=self.delivery)
         self.add_worker("delivery", self.delivery.run)
+        self.escalation = EscalationWorker(self.deps)
+        self.add_worker("escalation-timers", self.escalation.run)
+
+    def _wake_escalation(self) -> None:
+        """A step's every channel failed and its timer was made due: fire it now."""
+        self.escalation.wake()
 
     async def start(self, *, migrate: bool = True) -> None:
         """Migrate, apply the directory file, then start consuming.
@@ -96,7 +107,6 @@ def create_app(
         settings=settings, senders=senders or default_senders(settings), clock=clock
     )
     register_consumers(runtime.consumer, runtime.deps)
-    runtime.add_worker("escalation-timers", EscalationWorker(runtime.deps).run)
     return create_http_app(
         runtime,
         title="Aviso router",

@@ -47,7 +47,14 @@ class RouterSettings(CommonSettings):
         ),
     )
     router_timer_batch_size: int = Field(
-        default=50, ge=1, description="Due escalation timers one worker claims per round."
+        default=100,
+        ge=1,
+        le=1000,
+        description=(
+            "Due escalation timers claimed (row-locked) and fired in one transaction; a burst "
+            "is fired batch after batch. Larger batches commit less often but hold their rows "
+            "(and an acknowledgement of one of them) a little longer."
+        ),
     )
     router_delivery_give_up_s: float = Field(
         default=900.0,

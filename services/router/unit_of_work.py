@@ -62,9 +62,11 @@ class AlertRepository(Protocol):
 
     async def apply(self, transition: Transition) -> bool: ...
 
-    async def claim_due_timer(
-        self, *, now: datetime, skip: Sequence[str] = ()
-    ) -> tuple[uuid.UUID, str | None] | None: ...
+    async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]: ...
+
+    async def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[AlertRecord]: ...
 
     async def claim_due_expiry(
         self, *, now: datetime, skip: Sequence[str] = ()

@@ -1,8 +1,9 @@
-"""Escalation use cases: fire a due timer (escalate or exhaust), expire an alert, look ahead.
+"""Escalation use cases: fire due timers (escalate or exhaust), expire an alert, look ahead.
 
-The worker (`escalation.worker`) opens one unit of work per timer and commits it. Firing
-is a compare-and-set on the alert's active escalation id (`domain.EscalationGuard`), the
-way Grafana OnCall drops stale and duplicate escalation runs.
+The worker (`escalation.worker`) opens one unit of work per batch of timers and commits
+it: one claim of up to N locked rows, then one `apply` per alert. Firing is a
+compare-and-set on the alert's active escalation id (`domain.EscalationGuard`), the way
+Grafana OnCall drops stale and duplicate escalation runs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from services.router import domain
 from services.router.alerting.notify import notify
 from services.router.alerting.queries import require_alert
 from services.router.deps import RouterDeps
-from services.router.domain import ACKNOWLEDGEABLE_STATES, AlertRecord
+from services.router.domain import ACKNOWLEDGEABLE_STATES, AlertRecord, Transition
 from services.router.errors import TimerFailed
 from services.router.metrics import (
     ALERTS_BY_STATE,
@@ -32,8 +33,9 @@ from services.router.unit_of_work import RouterUoW
 
 __all__ = [
     "FiredTimer",
+    "TimerBatchFailed",
     "expire_next_alert",
-    "fire_next_timer",
+    "fire_due_timers",
     "next_deadline",
     "refresh_alert_gauges",
 ]
@@ -52,50 +54,67 @@ class FiredTimer:
     drill: bool = False
 
 
-async def fire_next_timer(
-    uow: RouterUoW, *, deps: RouterDeps, skip: Sequence[str] = ()
-) -> FiredTimer | None:
-    """Fire the most overdue escalation timer, if any is due; raises TimerFailed."""
+class TimerBatchFailed(Exception):
+    """Writing a batch of fired timers failed, and no single alert can be blamed yet."""
+
+
+async def fire_due_timers(
+    uow: RouterUoW, *, deps: RouterDeps, limit: int, skip: Sequence[str] = ()
+) -> list[FiredTimer]:
+    """Fire up to `limit` due escalation timers, most overdue first.
+
+    Raises TimerFailed naming the alert that failed (the caller rolls the batch back and
+    fires it again without that alert, so one poison alert never holds the others back),
+    or TimerBatchFailed when the batch's writes failed (the caller retries it alert by
+    alert to find the culprit).
+    """
     now = deps.clock()
-    claimed = await uow.alerts.claim_due_timer(now=now, skip=skip)
-    if claimed is None:
-        return None
-    alert_id, escalation_id = claimed
+    claimed = await uow.alerts.claim_due_timers(now=now, limit=limit, skip=skip)
+    transitions = [_decide(deps, alert, now) for alert in claimed]
     try:
-        alert = await require_alert(uow, alert_id)
-        with correlation_scope(alert.correlation_id), bound(correlation_id=alert.correlation_id):
-            return await _fire(uow, deps, alert, escalation_id, now)
+        applied = await uow.alerts.apply_all(transitions)
     except Exception as exc:
-        raise TimerFailed(alert_id) from exc
+        if len(claimed) == 1:
+            raise TimerFailed(claimed[0].id) from exc
+        raise TimerBatchFailed(f"{len(claimed)} timers") from exc
+    return [
+        _fired(uow, alert, transition.after, now=now) if ok else FiredTimer(alert.id, fired=False)
+        for alert, transition, ok in zip(claimed, transitions, applied, strict=True)
+    ]
 
 
-async def _fire(
-    uow: RouterUoW, deps: RouterDeps, alert: AlertRecord, escalation_id: str | None, now: datetime
-) -> FiredTimer:
-    transition = domain.fire_timer(alert, escalation_id=escalation_id, now=now)
-    after = transition.after
-    exhausted = after.state == "unacknowledged_exhausted"
-    if not exhausted:
-        recipient = alert.snapshot.target(after.step)
-        transition = notify(
-            transition,
-            deps=deps,
-            recipient_id=recipient,
-            purpose="escalation",
-            now=now,
-            correlation_id=alert.correlation_id,
-        )
-    if not await uow.alerts.apply(transition):
-        return FiredTimer(alert.id, fired=False, drill=alert.drill)
+def _decide(deps: RouterDeps, alert: AlertRecord, now: datetime) -> Transition:
+    """Escalate (and notify the next step) or exhaust; raises TimerFailed."""
+    try:
+        with correlation_scope(alert.correlation_id), bound(correlation_id=alert.correlation_id):
+            # The escalation id read under the claim's lock is the one compared and set.
+            transition = domain.fire_timer(alert, escalation_id=alert.active_escalation_id, now=now)
+            after = transition.after
+            if after.state == "unacknowledged_exhausted":
+                return transition
+            return notify(
+                transition,
+                deps=deps,
+                recipient_id=alert.snapshot.target(after.step),
+                purpose="escalation",
+                now=now,
+                correlation_id=alert.correlation_id,
+            )
+    except Exception as exc:
+        raise TimerFailed(alert.id) from exc
+
+
+def _fired(uow: RouterUoW, alert: AlertRecord, after: AlertRecord, *, now: datetime) -> FiredTimer:
     assert alert.next_fire_at is not None
     lateness = (now - alert.next_fire_at).total_seconds()
-    uow.after_commit(lambda: _fired(alert, after, lateness=lateness))
+    uow.after_commit(lambda: _observe(alert, after, lateness=lateness))
+    exhausted = after.state == "unacknowledged_exhausted"
     return FiredTimer(
         alert.id, fired=True, exhausted=exhausted, lateness_s=lateness, drill=alert.drill
     )
 
 
-def _fired(alert: AlertRecord, after: AlertRecord, *, lateness: float) -> None:
+def _observe(alert: AlertRecord, after: AlertRecord, *, lateness: float) -> None:
     """Metrics and the log line of a timer that fired (after commit)."""
     TIMER_LATENESS.observe(max(lateness, 0.0))
     lateness_ms = round(lateness * 1000, 1)

@@ -2,24 +2,28 @@
 
 Timers live in the database (`alerts.next_fire_at`), not in memory, so a restarted
 router resumes them and any instance may fire any alert's timer. Each round fires every
-due timer (one transaction each), resolves alerts whose operation window ended, then
-sleeps until the nearest known deadline, never longer than the poll interval: timers
-another instance set are discovered within one poll, and those already known fire within
-milliseconds of their deadline instead of up to a poll interval late.
+due timer in batches, resolves alerts whose operation window ended, then sleeps until
+the nearest known deadline, never longer than the poll interval: timers another instance
+set are discovered within one poll, and those already known fire within milliseconds of
+their deadline instead of up to a poll interval late. `wake()` cuts the sleep short, for
+a timer this process has just made due (every channel of a step failed: escalate now).
 
-Exactly once, with several instances: a timer is claimed with `FOR UPDATE SKIP LOCKED`
-(PostgreSQL) or inside SQLite's write lock, and the update that fires it is a
-compare-and-set on the alert's active escalation id (`timers.fire_next_timer`), the
-way Grafana OnCall drops stale and duplicate escalation runs. Each use case runs in a
-unit of work of its own that this worker opens and commits: one transaction per timer.
+Batches: one transaction claims up to `router_timer_batch_size` due alerts (`FOR UPDATE
+SKIP LOCKED` on PostgreSQL, SQLite's write lock) and fires each with one `apply`, a
+compare-and-set on the alert's active escalation id (`timers.fire_due_timers`), the way
+Grafana OnCall drops stale and duplicate escalation runs. So a burst of 1,000 due timers
+costs a few commits instead of 1,000, and several instances split it without waiting
+for each other. An alert whose firing raises is a poison pill: the batch is rolled back
+and fired again without it, and the alert is retried alone later, with a growing pause
+(logged once as an error, then as a warning per retry), so it never holds the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.common.logging import get_logger
@@ -27,8 +31,9 @@ from services.router.deps import RouterDeps
 from services.router.errors import TimerFailed
 from services.router.escalation.timers import (
     FiredTimer,
+    TimerBatchFailed,
     expire_next_alert,
-    fire_next_timer,
+    fire_due_timers,
     next_deadline,
     refresh_alert_gauges,
 )
@@ -39,6 +44,15 @@ log = get_logger(__name__)
 
 _MIN_SLEEP_S = 0.002
 _RECHECK_S = 0.02
+_MAX_RETRY_PAUSE_S = 60.0
+
+
+@dataclass
+class _Poisoned:
+    """An alert whose timer failed to fire: how often, and when to try it again."""
+
+    failures: int
+    retry_at: float  # time.monotonic()
 
 
 class EscalationWorker:
@@ -51,10 +65,19 @@ class EscalationWorker:
         self._gauges_every_s = deps.settings.router_metrics_refresh_s
         self.fired_total = 0
         self._failed_last_round = False
+        self._poisoned: dict[str, _Poisoned] = {}
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for due timers now instead of at the end of the current sleep.
+
+        Called from the event loop (an after-commit effect), never from another thread.
+        """
+        self._woken.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire due timers, then sleep until the next deadline (or the poll interval)."""
-        log.info("escalation.worker_started", poll_interval_s=self._poll_s)
+        log.info("escalation.worker_started", poll_interval_s=self._poll_s, batch=self._batch)
         next_gauges = 0.0
         while not stop.is_set():
             delay = self._poll_s
@@ -70,9 +93,18 @@ class EscalationWorker:
             except Exception as exc:
                 # The database blinked: keep trying; timers are durable and will fire late.
                 log.error("escalation.round_failed", error_type=type(exc).__name__, error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await self._sleep(stop, delay)
         log.info("escalation.worker_stopped", fired=self.fired_total)
+
+    async def _sleep(self, stop: asyncio.Event, delay: float) -> None:
+        """Sleep `delay` seconds, or less if stopped or woken."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())]
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        self._woken.clear()
 
     def _delay_until(self, deadline: datetime | None, *, progressed: bool) -> float:
         if deadline is None:
@@ -81,67 +113,104 @@ class EscalationWorker:
         if remaining > 0:
             return max(min(remaining, self._poll_s), _MIN_SLEEP_S)
         if self._failed_last_round:
-            return self._poll_s  # it failed this round: retry at poll pace, not in a hot loop
+            return self._poll_s  # a poison alert is still due: retry at poll pace, not hot
         if progressed:
-            return _MIN_SLEEP_S  # a full batch fired: more may be due
+            return _MIN_SLEEP_S  # timers fired: more may be due
         # It came due while this round ran, or another instance holds it (SKIP LOCKED)
         # and is firing it right now: look again shortly.
         return _RECHECK_S
 
     async def run_once(self, stop: asyncio.Event | None = None) -> bool:
-        """Fire up to a batch of due timers and expiries; True when any fired."""
-        progressed = False
-        failed: list[str] = []
+        """Fire every due timer (in batches) and up to a batch of expiries; True if any."""
         expired_failed: list[str] = []
         try:
-            progressed = await self._fire_batch(stop, failed, expired_failed)
+            fired = await self._fire_due(stop)
+            expired = await self._expire_due(expired_failed)
         finally:
-            self._failed_last_round = bool(failed or expired_failed)
+            self._failed_last_round = bool(self._poisoned or expired_failed)
+        return fired or expired
+
+    async def _fire_due(self, stop: asyncio.Event | None) -> bool:
+        """Batch after batch until fewer than a batch were due; True when any fired."""
+        progressed = False
+        unfired: list[str] = []  # guard failed: another instance moved on; not again now
+        singles = 0  # after a batch failed as a whole: this many alerts one at a time
+        while stop is None or not stop.is_set():
+            limit = 1 if singles else self._batch
+            try:
+                results = await self._fire_batch([*self._skipped(), *unfired], limit)
+            except TimerFailed as exc:
+                self._poison(exc)
+                continue  # the same batch again, without the poison alert
+            except TimerBatchFailed as exc:
+                # Its writes failed with no alert to blame: fire that batch one alert per
+                # transaction, so the culprit shows up as a TimerFailed of its own.
+                log.warning("escalation.batch_failed", error_type=type(exc.__cause__).__name__)
+                singles = self._batch
+                continue
+            singles = max(singles - 1, 0)
+            for result in results:
+                if result.fired:
+                    self.fired_total += 1
+                    progressed = True
+                    self._poisoned.pop(str(result.alert_id), None)
+                else:
+                    unfired.append(str(result.alert_id))
+            if len(results) < limit:
+                break
         return progressed
 
-    async def _fire_batch(
-        self, stop: asyncio.Event | None, failed: list[str], expired_failed: list[str]
-    ) -> bool:
+    async def _fire_batch(self, skip: list[str], limit: int) -> list[FiredTimer]:
+        async with self._deps.unit_of_work() as uow:
+            results = await fire_due_timers(uow, deps=self._deps, limit=limit, skip=skip)
+            await uow.commit()
+        return results
+
+    def _skipped(self) -> list[str]:
+        """Poison alerts still pausing before their next try."""
+        now = time.monotonic()
+        return [alert_id for alert_id, p in self._poisoned.items() if p.retry_at > now]
+
+    def _poison(self, exc: TimerFailed) -> None:
+        """Set the failing alert aside, pausing longer after each failure; log it once."""
+        alert_id = str(exc.alert_id)
+        previous = self._poisoned.get(alert_id)
+        failures = previous.failures + 1 if previous else 1
+        pause = min(self._poll_s * 2 ** (failures - 1), _MAX_RETRY_PAUSE_S)
+        self._poisoned[alert_id] = _Poisoned(failures, time.monotonic() + pause)
+        cause = exc.__cause__
+        if previous is None:
+            # Logged once here, with the traceback; the others in its batch still fire.
+            log.error(
+                "escalation.timer_failed",
+                alert_id=alert_id,
+                error_type=type(cause).__name__,
+                retry_in_s=pause,
+                exc_info=cause,
+            )
+        else:
+            log.warning(
+                "escalation.timer_still_failing",
+                alert_id=alert_id,
+                error_type=type(cause).__name__,
+                failures=failures,
+                retry_in_s=pause,
+            )
+
+    async def _expire_due(self, failed: list[str]) -> bool:
+        """Resolve up to a batch of alerts whose window ended, one transaction each."""
         progressed = False
         for _ in range(self._batch):
-            if stop is not None and stop.is_set():
-                break
             try:
-                result = await self._fire_one(failed)
-            except TimerFailed as exc:
-                # Logged once here, with the alert; the others still fire this round.
-                log.error(
-                    "escalation.timer_failed",
-                    alert_id=str(exc.alert_id),
-                    error_type=type(exc.__cause__).__name__,
-                    exc_info=exc.__cause__,
-                )
-                failed.append(str(exc.alert_id))
-                continue
-            if result is None:
-                break
-            if result.fired:
-                self.fired_total += 1
-                progressed = True
-            else:
-                failed.append(str(result.alert_id))
-        for _ in range(self._batch):
-            try:
-                expired = await self._expire_one(expired_failed)
+                expired = await self._expire_one(failed)
             except TimerFailed as exc:
                 log.error("escalation.expiry_failed", alert_id=str(exc.alert_id))
-                expired_failed.append(str(exc.alert_id))
+                failed.append(str(exc.alert_id))
                 continue
             if expired is None:
                 break
             progressed = True
         return progressed
-
-    async def _fire_one(self, skip: list[str]) -> FiredTimer | None:
-        async with self._deps.unit_of_work() as uow:
-            result = await fire_next_timer(uow, deps=self._deps, skip=skip)
-            await uow.commit()
-        return result
 
     async def _expire_one(self, skip: list[str]) -> uuid.UUID | None:
         async with self._deps.unit_of_work() as uow:

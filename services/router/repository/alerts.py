@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schemas.alerts import AckMethod, ResolutionReason, Urgency
 from schemas.base import Status
 from services.common.delivery.records import DeliveryOrder
-from services.common.outbox import enqueue
+from services.common.outbox import enqueue, enqueue_all
 from services.router.domain import (
     OPEN_STATES,
     AlertRecord,
@@ -43,6 +43,10 @@ __all__ = ["AcceptDelivery", "SqlAlertRepository"]
 AcceptDelivery = Callable[[AsyncSession, DeliveryOrder], Awaitable[bool]]
 
 _COLUMNS = tuple(f.name for f in fields(AlertRecord))
+# What `apply_all` knows how to write in bulk. A transition carrying anything else (a
+# field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
+_BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard", "deliveries"})
+_OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
 
 
 def _record(row: Any) -> AlertRecord:
@@ -238,19 +242,99 @@ class SqlAlertRepository:
                 await self._accept(self._session, order)
         return True
 
+    async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
+        """`apply` each transition, in a handful of statements; whether each guard passed.
+
+        For escalation-guarded changes of rows this transaction holds locked (a batch of
+        timers): one guarded UPDATE per row sent together, one read-back telling which
+        guards passed, then the timeline entries and the events of those in one INSERT
+        each, and their delivery orders to the engine. Anything else goes through
+        `apply`, one at a time.
+        """
+        bulk = [
+            t
+            for t in transitions
+            if isinstance(t.guard, EscalationGuard)
+            and t.guard.states == OPEN_STATES
+            and t.before is not None
+            and not any(getattr(t, name) for name in _OTHER_PARTS)
+        ]
+        passed = await self._update_guarded(bulk)
+        done = [t for t in bulk if passed[t.after.id]]
+        rows = [_timeline_values(t.after.id, e) for t in done for e in t.timeline]
+        if rows:
+            await self._session.execute(sa.insert(alert_timeline), rows)
+        events = [(p.event, p.correlation_id) for t in done for p in t.events]
+        await enqueue_all(self._session, events, source=self._source)
+        await self._accept_orders([order for t in done for order in t.deliveries])
+        results: list[bool] = []
+        for transition in transitions:
+            if transition.after.id in passed:
+                results.append(passed[transition.after.id])
+            else:
+                results.append(await self.apply(transition))
+        return results
+
+    async def _accept_orders(self, orders: Sequence[DeliveryOrder]) -> None:
+        """Hand the delivery orders to the engine, in this transaction."""
+        if orders and self._accept is None:
+            raise RuntimeError("this unit of work has no delivery engine to accept orders")
+        for order in orders:
+            assert self._accept is not None
+            await self._accept(self._session, order)
+
+    async def _update_guarded(self, transitions: Sequence[Transition]) -> dict[uuid.UUID, bool]:
+        """One compare-and-set UPDATE per transition, sent as one batch; which ones took."""
+        if not transitions:
+            return {}
+        names = sorted({name for t in transitions for name in _changed_columns(t)})
+        # Unchanged columns are written with the value they already hold (the row is ours).
+        statement = (
+            sa.update(alerts)
+            .where(
+                alerts.c.id == sa.bindparam("b_id"),
+                # No IN (...): an expanding parameter cannot be sent as a batch.
+                sa.or_(*(alerts.c.state == state for state in sorted(OPEN_STATES))),
+                alerts.c.active_escalation_id.is_not_distinct_from(sa.bindparam("b_guard")),
+            )
+            .values({name: sa.bindparam(f"v_{name}") for name in names})
+        )
+        params = []
+        for t in transitions:
+            assert isinstance(t.guard, EscalationGuard)
+            values = {f"v_{n}": _column_value(getattr(t.after, n)) for n in names}
+            params.append({"b_id": str(t.after.id), "b_guard": t.guard.escalation_id, **values})
+        await self._session.execute(statement, params)
+        # Executemany reports no row count per statement: read back what each row holds.
+        # Our locks keep everyone else out, so a row matching its `after` is our write.
+        stored = await self._session.execute(
+            sa.select(
+                alerts.c.id, alerts.c.active_escalation_id, alerts.c.state, alerts.c.updated_at
+            ).where(alerts.c.id.in_([str(t.after.id) for t in transitions]))
+        )
+        now_holds = {
+            uuid.UUID(r.id): (r.active_escalation_id, r.state, aware(r.updated_at)) for r in stored
+        }
+        return {
+            t.after.id: now_holds.get(t.after.id)
+            == (t.after.active_escalation_id, t.after.state, t.after.updated_at)
+            for t in transitions
+        }
+
     # --- timers ---------------------------------------------------------------------
 
-    async def claim_due_timer(
-        self, *, now: datetime, skip: Sequence[str] = ()
-    ) -> tuple[uuid.UUID, str | None] | None:
-        """The most overdue open alert nobody else is firing, locked; None when none is due.
+    async def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[AlertRecord]:
+        """Up to `limit` due open alerts nobody else is firing, most overdue first, locked.
 
-        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two routers each take a different alert
-        and neither waits for the other. SQLite: the transaction began IMMEDIATE and holds
-        the database's write lock, so no other process can read-then-fire the same row.
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two routers each take different alerts
+        and neither waits for the other; the rows stay locked until the batch commits, so
+        what is read here is what the compare-and-set will find. SQLite: the transaction
+        began IMMEDIATE and holds the database's write lock for the whole batch.
         """
         query = (
-            sa.select(alerts.c.id, alerts.c.active_escalation_id)
+            sa.select(alerts)
             .where(
                 alerts.c.next_fire_at.is_not(None),
                 alerts.c.next_fire_at <= now,
@@ -258,8 +342,8 @@ class SqlAlertRepository:
             )
             .order_by(alerts.c.next_fire_at)
         )
-        row = await self._claim(query, skip)
-        return (uuid.UUID(row.id), row.active_escalation_id) if row is not None else None
+        rows = await self._claim(query, skip, limit=limit)
+        return [_record(row) for row in rows]
 
     async def claim_due_expiry(
         self, *, now: datetime, skip: Sequence[str] = ()
@@ -270,16 +354,16 @@ class SqlAlertRepository:
             .where(alerts.c.state != "resolved", alerts.c.expires_at <= now)
             .order_by(alerts.c.expires_at)
         )
-        row = await self._claim(query, skip)
-        return uuid.UUID(row.id) if row is not None else None
+        rows = await self._claim(query, skip, limit=1)
+        return uuid.UUID(rows[0].id) if rows else None
 
-    async def _claim(self, query: sa.Select[Any], skip: Sequence[str]) -> Any:
-        query = query.limit(1)
+    async def _claim(self, query: sa.Select[Any], skip: Sequence[str], *, limit: int) -> list[Any]:
+        query = query.limit(limit)
         if skip:
             query = query.where(alerts.c.id.not_in(list(skip)))
         if is_postgres(self._session):
             query = query.with_for_update(skip_locked=True)
-        return (await self._session.execute(query)).first()
+        return list(await self._session.execute(query))
 
     async def next_deadline(self) -> datetime | None:
         """The earliest pending timer or expiry, so the worker can sleep until then."""

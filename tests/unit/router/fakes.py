@@ -150,9 +150,12 @@ class FakeAlerts:
                 self.store.delivery_states[order.delivery_id] = "pending"
         return True
 
-    async def claim_due_timer(
-        self, *, now: datetime, skip: Sequence[str] = ()
-    ) -> tuple[uuid.UUID, str | None] | None:
+    async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
+        return [await self.apply(t) for t in transitions]
+
+    async def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[AlertRecord]:
         due = [
             a
             for a in self.store.alerts.values()
@@ -161,10 +164,8 @@ class FakeAlerts:
             and a.state in OPEN_STATES
             and str(a.id) not in skip
         ]
-        if not due:
-            return None
-        first = min(due, key=lambda a: cast(datetime, a.next_fire_at))
-        return first.id, first.active_escalation_id
+        due.sort(key=lambda a: cast(datetime, a.next_fire_at))
+        return due[:limit]
 
     async def claim_due_expiry(
         self, *, now: datetime, skip: Sequence[str] = ()

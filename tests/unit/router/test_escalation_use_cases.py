@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from services.router import alerting, escalation
-from services.router.domain import alert_id_for
+from services.router.domain import AlertRecord, alert_id_for
 from services.router.escalation import EscalationWorker
 from tests.unit.router.fakes import (
     BACKUP,
@@ -46,10 +46,11 @@ async def _open(deps: FakeDeps) -> uuid.UUID:
 
 
 async def _fire(deps: FakeDeps) -> escalation.FiredTimer | None:
+    """Fire a batch of one; the one timer that fired, or None when none was due."""
     uow = FakeUnitOfWork(deps.store)
-    result = await escalation.fire_next_timer(uow, deps=deps)
+    results = await escalation.fire_due_timers(uow, deps=deps, limit=1)
     await uow.commit()
-    return result
+    return results[0] if results else None
 
 
 async def test_nothing_fires_before_the_wait_runs_out(deps: FakeDeps, clock: Clock) -> None:
@@ -95,24 +96,21 @@ async def test_a_due_timer_escalates_to_the_next_step_then_exhausts(
 async def test_a_stale_escalation_id_fires_nothing(deps: FakeDeps, clock: Clock) -> None:
     alert_id = await _open(deps)
     clock.advance(11)
-    # Another instance fired first: the active escalation id moved on.
     uow = FakeUnitOfWork(deps.store)
-    claimed = await uow.alerts.claim_due_timer(now=clock())
-    assert claimed is not None
-    deps.store.alerts[alert_id] = replace(
-        deps.store.alerts[alert_id], active_escalation_id=str(uuid.uuid4())
-    )
-    original = uow.alerts.claim_due_timer
+    [claimed] = await uow.alerts.claim_due_timers(now=clock(), limit=10)
+    # Another instance fired first: the active escalation id moved on after the claim.
+    deps.store.alerts[alert_id] = replace(claimed, active_escalation_id=str(uuid.uuid4()))
 
-    async def stale(**_: object) -> tuple[uuid.UUID, str | None]:
-        return claimed
+    async def stale(**_: object) -> list[AlertRecord]:
+        return [claimed]
 
-    uow.alerts.claim_due_timer = stale  # type: ignore[method-assign]
-    result = await escalation.fire_next_timer(uow, deps=deps)
-    uow.alerts.claim_due_timer = original  # type: ignore[method-assign]
-    assert result is not None
-    assert result.fired is False
+    uow.alerts.claim_due_timers = stale  # type: ignore[method-assign]
+    [result] = await escalation.fire_due_timers(uow, deps=deps, limit=10)
+    await uow.commit()
+    assert (result.alert_id, result.fired) == (alert_id, False)
     assert deps.store.events("alert.escalated") == []
+    assert deps.store.entries(alert_id, "escalated") == []
+    assert deps.store.alerts[alert_id].step == 0
 
 
 async def test_expire_resolves_an_alert_whose_window_ended(deps: FakeDeps, clock: Clock) -> None:

@@ -1,0 +1,357 @@
+"""Escalation burst: 1,000 timers due at once among 10,000 open alerts.
+
+    python -m benchmarks.escalation_burst [--alerts 10000] [--due 1000] [--database-url URL]
+                                          [--backend both|postgresql|sqlite] [--deliver]
+
+Sets the alerts up directly through the router's repository (`domain.open_alert` applied
+by `uow.alerts.apply`, so the rows are what the service writes; their setup events are
+marked sent), then moves the timers of `--due` of them to one instant 2 s ahead with a
+single UPDATE, while the router's escalation worker runs. Prints, in one run:
+- the floor: that UPDATE of `--due` rows plus its commit (what one statement costs here),
+- fired: from the due instant until every one of them had escalated (committed rows,
+  observed by polling every 10 ms; the last timeline `escalated` entry is printed too),
+- with `--deliver` (needs KAFKA_BOOTSTRAP_SERVERS): the whole router runs (consumers,
+  outbox relay, delivery, the escalation worker) and the backup is reached by webhook at
+  a local sink; notified: from the due instant until the sink had every escalation.
+  Whether the router has durable delivery records (`delivery_records`) is printed.
+
+PostgreSQL from `--database-url` or DATABASE_URL (a fresh database, dropped afterwards),
+and SQLite in a temporary directory (both by default). No assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from schemas.notices import NoticeReceived
+from services.common.logging import configure_logging
+from services.common.messaging import outbox_messages
+from services.common.migrations import upgrade
+from services.router import domain
+from services.router.app import RouterRuntime, default_senders
+from services.router.config import RouterSettings
+from services.router.deps import RouterDeps
+from services.router.domain import DirectoryDocument
+from services.router.escalation import EscalationWorker
+from services.router.tables import alert_timeline, alerts
+from tests.support.infra import drop_database_async, fresh_database_async
+
+WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 - a local sink's, for this run only
+SETUP_BATCH = 500
+LEAD_S = 2.0  # the due instant is this far ahead of the UPDATE: the worker sleeps until it
+WAIT_S = 3600.0  # every other wait: nothing else fires during the run
+DEADLINE_S = 300.0
+
+
+def _directory(backup_hook: str) -> DirectoryDocument:
+    spoc, backup = uuid.uuid4(), uuid.uuid4()
+    return DirectoryDocument.model_validate(
+        {
+            "people": [
+                {"id": str(spoc), "name": "SPOC", "channels": {"email": "spoc@police.example"}},
+                {"id": str(backup), "name": "Backup", "channels": {"webhook_url": backup_hook}},
+            ],
+            "spoc": {"person_id": str(spoc)},
+            "policy": {
+                "steps": [
+                    {"target": "spoc", "wait_s": WAIT_S},
+                    {"target": "person", "person_id": str(backup), "wait_s": WAIT_S},
+                ],
+                "repeat": 0,
+            },
+        }
+    )
+
+
+def _notice(now: datetime) -> NoticeReceived:
+    return NoticeReceived(
+        notice_id=uuid.uuid4(),
+        version=1,
+        references=(),
+        status="Exercise",
+        sent_at=now,
+        received_at=now,
+        received_via="api",
+        operation_type="targeted_arrest",
+        public_safety_nexus=True,
+        window_start=now + timedelta(hours=1),
+        window_end=now + timedelta(hours=5),
+        area="District 4",
+        summary="Benchmark notice.",
+        policy_annotations=(),
+        restricted_fingerprints=(),
+        fingerprint_key_id="bench",
+    )
+
+
+async def _open_alerts(deps: RouterDeps, count: int, backup_hook: str) -> list[str]:
+    """Open `count` alerts (SPOC step, an hour's wait); their setup events count as sent."""
+    now = deps.clock()
+    document = _directory(backup_hook)
+    async with deps.unit_of_work() as uow:
+        await uow.directory.add(
+            version=1, document=document, digest="bench", source="api", created_by="bench", at=now
+        )
+        await uow.commit()
+    async with deps.unit_of_work() as uow:
+        directory = await uow.directory.current()
+    assert directory is not None
+    ids: list[str] = []
+    for start in range(0, count, SETUP_BATCH):
+        async with deps.unit_of_work() as uow:
+            for _ in range(min(SETUP_BATCH, count - start)):
+                transition = domain.open_alert(
+                    _notice(now),
+                    directory=directory,
+                    now=now,
+                    horizon=deps.horizon,
+                    correlation_id=None,
+                )
+                await uow.alerts.apply(transition)
+                ids.append(str(transition.after.id))
+            await uow.session.execute(
+                sa.update(outbox_messages)
+                .where(outbox_messages.c.sent_at.is_(None))
+                .values(sent_at=now)
+            )
+            await uow.commit()
+    return ids
+
+
+async def _make_due(deps: RouterDeps, ids: Sequence[str], at: datetime) -> float:
+    """One UPDATE moving the timers of `ids` to `at`, and its commit: the floor, in seconds."""
+    started = time.perf_counter()
+    async with deps.sessions() as session, session.begin():
+        await session.execute(
+            sa.update(alerts).where(alerts.c.id.in_(list(ids))).values(next_fire_at=at)
+        )
+    return time.perf_counter() - started
+
+
+async def _escalated(deps: RouterDeps, ids: Sequence[str]) -> int:
+    async with deps.sessions() as session:
+        found = await session.execute(
+            sa.select(sa.func.count())
+            .select_from(alerts)
+            .where(alerts.c.id.in_(list(ids)), alerts.c.escalation_count >= 1)
+        )
+        return int(found.scalar_one())
+
+
+async def _last_timeline_entry(deps: RouterDeps, ids: Sequence[str]) -> datetime:
+    async with deps.sessions() as session:
+        found = await session.execute(
+            sa.select(sa.func.max(alert_timeline.c.at)).where(
+                alert_timeline.c.alert_id.in_(list(ids)), alert_timeline.c.kind == "escalated"
+            )
+        )
+        value = found.scalar_one()
+    assert value is not None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def _has_delivery_records(deps: RouterDeps) -> bool:
+    async with deps.sessions() as session:
+        bind = await session.connection()
+        names = await bind.run_sync(lambda c: sa.inspect(c).get_table_names())
+    return "delivery_records" in names
+
+
+async def _wait_fired(deps: RouterDeps, ids: Sequence[str], due: datetime) -> float:
+    """Poll until every alert of `ids` escalated; seconds from `due` to the observation."""
+    deadline = time.monotonic() + DEADLINE_S
+    while await _escalated(deps, ids) < len(ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {await _escalated(deps, ids)} of {len(ids)} fired")
+        await asyncio.sleep(0.01)
+    return (datetime.now(UTC) - due).total_seconds()
+
+
+class _Sink:
+    """The local webhook sink (`deploy.local.sinks`) in a process of its own, so that it
+    does not compete with the router for this process's event loop and GIL."""
+
+    def __init__(self, var: Path) -> None:
+        self._out = var / "sinks"
+        self._process = subprocess.Popen(  # noqa: S603 - our own module, before measuring
+            [
+                sys.executable,
+                "-m",
+                "deploy.local.sinks",
+                "--webhook-port",
+                "0",
+                "--smtp-port",
+                "0",
+                "--out",
+                str(self._out),
+                "--secret",
+                WEBHOOK_SECRET,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        banner = self._process.stdout.readline()
+        found = re.search(r"webhook sink on (http://\S+?)/?,", banner)
+        if found is None:
+            raise RuntimeError(f"unexpected sink banner: {banner!r}")
+        self.base_url = found.group(1)
+
+    def received(self) -> list[dict[str, Any]]:
+        path = self._out / "webhooks.jsonl"
+        if not path.exists():
+            return []
+        found = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                break  # the line the sink is writing right now
+        return found
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+
+async def _wait_notified(sink: _Sink, ids: Sequence[str], due: datetime) -> float:
+    """Poll the sink until it holds an escalation for every alert; seconds from `due`."""
+    wanted = set(ids)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        received = [r for r in sink.received() if isinstance(r["payload"], dict)]
+        got = {r["payload"].get("alert_id") for r in received}
+        if wanted <= got:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(wanted & got)} of {len(wanted)} notified")
+        await asyncio.sleep(0.05)
+    last = max(
+        datetime.fromisoformat(r["received_at"])
+        for r in received
+        if r["payload"].get("alert_id") in wanted
+    )
+    return (last - due).total_seconds()
+
+
+def _settings(
+    var: Path, database_url: str | None, kafka: str | None, prefix: str, smtp_port: int
+) -> RouterSettings:
+    values: dict[str, Any] = {
+        "var_dir": var,
+        "database_url": database_url,
+        "log_level": "WARNING",
+        "development_mode": True,  # a throw-away local run: development secrets are fine
+        "link_secret": "bench-link-secret",
+        "webhook_secrets": [WEBHOOK_SECRET],
+        "router_group_prefix": prefix,
+        "smtp_port": smtp_port,
+    }
+    if kafka:
+        values["kafka_bootstrap_servers"] = kafka
+    return RouterSettings(**values)
+
+
+async def _run(
+    label: str, database_url: str | None, *, alerts_n: int, due_n: int, kafka: str | None
+) -> None:
+    var = Path(tempfile.mkdtemp(prefix="aviso-bench-escalation-"))
+    prefix = f"bench-escalation-{uuid.uuid4().hex[:8]}"
+    sink = _Sink(var)
+    try:
+        settings = _settings(var, database_url, kafka, prefix, smtp_port=1)
+        runtime = RouterRuntime(settings=settings, senders=default_senders(settings))
+        deps = runtime.deps
+        await upgrade(settings, "auth")
+        await upgrade(settings, "router")
+        started = time.perf_counter()
+        ids = await _open_alerts(deps, alerts_n, sink.base_url + "/backup")
+        setup_s = time.perf_counter() - started
+        print(f"{label}: {alerts_n} open alerts set up in {setup_s:.1f} s; {due_n} due at once")
+        if kafka:
+            from tests.integration.router.router_support import position_groups_at_end
+
+            await position_groups_at_end(kafka, prefix)
+            if not hasattr(runtime, "escalation"):  # before batching: create_app added it
+                runtime.add_worker("escalation-timers", EscalationWorker(deps).run)
+            await runtime.start(migrate=False)
+        else:
+            stop = asyncio.Event()
+            worker = EscalationWorker(deps)
+            task = asyncio.create_task(worker.run(stop))
+        try:
+            await asyncio.sleep(1.0)  # the worker is idle, sleeping at poll pace
+            due = datetime.now(UTC) + timedelta(seconds=LEAD_S)
+            floor = await _make_due(deps, ids[:due_n], due)
+            fired = await _wait_fired(deps, ids[:due_n], due)
+            last_entry = (await _last_timeline_entry(deps, ids[:due_n]) - due).total_seconds()
+            print(f"  floor: one UPDATE of {due_n} rows + commit   {floor * 1000:8.1f} ms")
+            print(f"  all {due_n} fired (committed, observed)     {fired * 1000:8.1f} ms after due")
+            print(
+                f"  last `escalated` timeline entry           {last_entry * 1000:8.1f} ms after due"
+            )
+            if kafka:
+                records = await _has_delivery_records(deps)
+                path = "delivery records (engine)" if records else "Kafka delivery requests"
+                notified = await _wait_notified(sink, ids[:due_n], due)
+                print(
+                    f"  all {due_n} notified at the sink ({path}) "
+                    f"{notified * 1000:8.1f} ms after due"
+                )
+        finally:
+            if kafka:
+                await runtime.stop()
+            else:
+                stop.set()
+                await task
+                await runtime.senders.close()
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
+    finally:
+        sink.stop()
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure_logging("bench", level="WARNING", fmt="console")
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") if args.deliver else None
+    if args.deliver and not kafka:
+        raise SystemExit("--deliver needs KAFKA_BOOTSTRAP_SERVERS")
+    url = args.database_url or os.environ.get("DATABASE_URL")
+    sizes = {"alerts_n": args.alerts, "due_n": args.due, "kafka": kafka}
+    if url and args.backend in ("both", "postgresql"):
+        database = await fresh_database_async(url, prefix="aviso_bench")
+        try:
+            await _run("PostgreSQL", database, **sizes)
+        finally:
+            await drop_database_async(database)
+    if args.backend in ("both", "sqlite"):
+        await _run("SQLite", None, **sizes)
+
+
+def _cli(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--due", type=int, default=1_000)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--backend", choices=("both", "postgresql", "sqlite"), default="both")
+    parser.add_argument("--deliver", action="store_true", help="run the whole router")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(_cli()))

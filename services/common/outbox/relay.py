@@ -1,8 +1,7 @@
-"""Transactional outbox: events are written with the state change and published after commit.
+"""The outbox relay: committed rows published to Kafka in order per key.
 
-`enqueue` adds a row in the caller's transaction. `OutboxRelay` publishes committed
-rows to Kafka, in id order per key, marks them sent, and survives restarts: a row is
-only marked sent after the broker acknowledged it (acks=all), so a crash between the
+`OutboxRelay` publishes committed rows to Kafka, in id order per key, marks them sent,
+and survives restarts: a row is only marked sent after the broker acknowledged it (acks=all), so a crash between the
 two publishes it again, which consumers absorb through their inbox.
 
 Several relays may run against one outbox. Each round a relay claims, in one
@@ -42,156 +41,21 @@ import contextlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from schemas.base import EventData
-from services.common.cloudevents import OutgoingEvent, new_event
 from services.common.db import asyncpg_dsn, is_postgres
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
+from services.common.outbox.writing import _NOTIFY_CHANNEL, OutboxRow, PublishFn, _wakers
 
-__all__ = [
-    "OutboxRelay",
-    "OutboxRow",
-    "PublishFn",
-    "enqueue",
-    "enqueue_all",
-    "enqueue_outgoing",
-    "pending_count",
-]
+__all__ = ["OutboxRelay"]
 
 log = get_logger(__name__)
-
-_DIRTY = "aviso_outbox_dirty"
-_NOTIFY_CHANNEL = "aviso_outbox"
-
-# Relays of this process, woken after any commit that enqueued a row.
-_wakers: set[asyncio.Event] = set()
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_relays_after_commit(session: Session) -> None:
-    if session.info.pop(_DIRTY, False):
-        for waker in _wakers:
-            waker.set()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_DIRTY, None)
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    """A claimed row, as handed to the publish function."""
-
-    id: int
-    message_id: str
-    topic: str
-    key: str
-    event_type: str
-    headers: dict[str, str]
-    payload: str
-
-
-PublishFn = Callable[[OutboxRow], Awaitable[None]]
-
-
-async def enqueue(
-    session: AsyncSession,
-    event_data: EventData,
-    *,
-    source: str,
-    correlation_id: str | None = None,
-) -> OutgoingEvent:
-    """Add `event_data` to the outbox in the caller's transaction; returns the envelope.
-
-    Topic and key come from the event model (its topic and aggregate id), so one
-    aggregate always lands on one partition in order.
-    """
-    outgoing = new_event(event_data, source=source, correlation_id=correlation_id)
-    await enqueue_outgoing(session, outgoing)
-    return outgoing
-
-
-async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> None:
-    """Add an already-built envelope to the outbox (used by DLQ replay)."""
-    insert = sa.insert(outbox_messages).values(
-        message_id=outgoing.message_id,
-        topic=outgoing.topic,
-        key=outgoing.key,
-        event_type=outgoing.event_type,
-        headers=outgoing.headers,
-        payload=outgoing.payload,
-        created_at=datetime.now(UTC),
-        attempts=0,
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # Row and NOTIFY in one round trip; the notification goes out only on commit.
-        notify = sa.func.pg_notify(sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), "")
-        await session.execute(sa.select(notify).select_from(insert.returning(sa.literal(1)).cte()))
-    else:
-        await session.execute(insert)
-    session.sync_session.info[_DIRTY] = True
-
-
-async def enqueue_all(
-    session: AsyncSession,
-    events: Sequence[tuple[EventData, str | None]],
-    *,
-    source: str,
-) -> list[OutgoingEvent]:
-    """`enqueue` for many (event, correlation id) pairs: one INSERT and one wake-up.
-
-    Rows get ids in the order given, so events of one key keep their order. For batches
-    (a burst of escalations), where a statement per event would dominate the cost.
-    """
-    outgoing = [new_event(data, source=source, correlation_id=cid) for data, cid in events]
-    if not outgoing:
-        return []
-    now = datetime.now(UTC)
-    await session.execute(
-        sa.insert(outbox_messages),
-        [
-            {
-                "message_id": o.message_id,
-                "topic": o.topic,
-                "key": o.key,
-                "event_type": o.event_type,
-                "headers": o.headers,
-                "payload": o.payload,
-                "created_at": now,
-                "attempts": 0,
-            }
-            for o in outgoing
-        ],
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            sa.text("SELECT pg_notify(:prefix || current_schema(), '')"),
-            {"prefix": _NOTIFY_CHANNEL + "_"},
-        )
-    session.sync_session.info[_DIRTY] = True
-    return outgoing
-
-
-async def pending_count(session: AsyncSession) -> int:
-    """How many rows wait to be published (for metrics and readiness)."""
-    result = await session.execute(
-        sa.select(sa.func.count())
-        .select_from(outbox_messages)
-        .where(outbox_messages.c.sent_at.is_(None))
-    )
-    return int(result.scalar_one())
-
 
 _TIMESTAMP = sa.DateTime(timezone=True)
 # Shortest idle wait: a lease that ended while another relay claims it must not spin us.

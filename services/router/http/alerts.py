@@ -215,7 +215,15 @@ def _states(values: list[str] | None) -> list[str]:
 def alerts_router(deps: RouterDeps) -> APIRouter:
     """Alerts: list, read, acknowledge, timeline."""
     router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+    _list_route(router, deps)
+    _read_route(router, deps)
+    # Registered here, between reading and the timeline, so the OpenAPI keeps its order.
+    add_ack_route(router, deps)
+    _timeline_route(router, deps)
+    return router
 
+
+def _list_route(router: APIRouter, deps: RouterDeps) -> None:
     @router.get(
         "",
         summary="List alerts, newest first, optionally by state or notice",
@@ -244,6 +252,8 @@ def alerts_router(deps: RouterDeps) -> APIRouter:
             items=tuple(alert_view(deps, a) for a in alerts), limit=limit, offset=offset
         )
 
+
+def _read_route(router: APIRouter, deps: RouterDeps) -> None:
     @router.get("/{alert_id}", summary="One alert", responses={404: {}})
     async def get_alert(
         alert_id: uuid.UUID, _principal: Annotated[Principal, Depends(_readers)]
@@ -255,9 +265,8 @@ def alerts_router(deps: RouterDeps) -> APIRouter:
             raise not_found("No alert with this id.") from None
         return alert_view(deps, alert)
 
-    # Registered here, between reading and the timeline, so the OpenAPI keeps its order.
-    add_ack_route(router, deps)
 
+def _timeline_route(router: APIRouter, deps: RouterDeps) -> None:
     @router.get("/{alert_id}/timeline", summary="Everything that happened to the alert")
     async def timeline(
         alert_id: uuid.UUID, principal: Annotated[Principal, Depends(_readers)]
@@ -273,5 +282,3 @@ def alerts_router(deps: RouterDeps) -> APIRouter:
             state=alert.state,
             entries=tuple(_timeline_entry(e, principal) for e in entries),
         )
-
-    return router

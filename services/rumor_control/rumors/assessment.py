@@ -86,15 +86,7 @@ async def assess_rumor(
     as_of, expires_at = transitions.assessment_window(
         as_of=as_of, expires_at=expires_at, now=now, valid=valid
     )
-    rumor = await uow.rumors.get(rumor_id, for_update=True)
-    if rumor is None:
-        raise NotFound(str(rumor_id))
-    notices = await uow.notices.get_many(linked_notice_ids)
-    unknown = set(linked_notice_ids) - {n.notice_id for n in notices}
-    if unknown:
-        raise InvalidInput(
-            "assessment.unknown_notice", "unknown notice ids: " + ", ".join(map(str, unknown))
-        )
+    rumor, notices = await _rumor_and_notices(uow, rumor_id, linked_notice_ids)
     transition = transitions.assess(
         rumor, actor=actor, assessment=assessment, as_of=as_of, expires_at=expires_at,
         linked_notice_ids=linked_notice_ids, at=now,
@@ -135,6 +127,22 @@ async def assess_rumor(
         )
     )
     return rumor, bulletin_id
+
+
+async def _rumor_and_notices(
+    uow: RumorControlUoW, rumor_id: uuid.UUID, linked_notice_ids: Sequence[uuid.UUID]
+) -> tuple[RumorRow, Sequence[NoticeRow]]:
+    """The rumor, locked for the assessment, and the notices the vetter linked (all known)."""
+    rumor = await uow.rumors.get(rumor_id, for_update=True)
+    if rumor is None:
+        raise NotFound(str(rumor_id))
+    notices = await uow.notices.get_many(linked_notice_ids)
+    unknown = set(linked_notice_ids) - {n.notice_id for n in notices}
+    if unknown:
+        raise InvalidInput(
+            "assessment.unknown_notice", "unknown notice ids: " + ", ".join(map(str, unknown))
+        )
+    return rumor, notices
 
 
 async def _start_over(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
+from schemas.directory import DIRECTORY_ID, DirectoryPublished
 from services.common.logging import get_logger
 from services.router.deps import RouterDeps
 from services.router.directory.document import InvalidDirectory
@@ -65,6 +66,15 @@ async def replace_directory(
     except IntegrityError:
         # A concurrent writer stored this very version first: it is the current one now.
         raise DirectoryConflict(current_version=stored.version) from None
+    # Intake decides from this which contact tokens may read restricted detail: ids only.
+    await uow.directory.announce(
+        DirectoryPublished(
+            directory_id=DIRECTORY_ID,
+            version=stored.version,
+            person_ids=tuple(person.id for person in document.people),
+            published_at=now,
+        )
+    )
     uow.after_commit(
         lambda: log.info(
             "directory.replaced",

@@ -85,7 +85,9 @@ async def test_the_admin_grants_a_contact_restricted_detail_explicitly(tmp_path:
         async with make_session_factory(engine)() as session:
             principal = await authenticate(session, token)
             other = await authenticate(session, plain.stdout.strip())
-        assert principal is not None and principal.restricted_grant
-        assert other is not None and not other.restricted_grant
+        assert principal is not None
+        assert principal.restricted_grant
+        assert other is not None
+        assert not other.restricted_grant
     finally:
         await engine.dispose()

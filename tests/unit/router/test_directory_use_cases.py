@@ -68,6 +68,19 @@ async def test_each_new_version_is_announced_with_person_ids_only(deps: FakeDeps
         assert person.name not in payload
 
 
+async def test_the_directory_in_force_is_announced_again_unchanged(deps: FakeDeps) -> None:
+    uow = FakeUnitOfWork(deps.store)
+    assert await directory.announce_current_directory(uow) is None
+    assert deps.store.events("directory.published") == []
+    await directory.replace_directory(
+        uow, deps=deps, document=directory_document(), source="file", created_by="f"
+    )
+    assert await directory.announce_current_directory(uow) == 1
+    first, again = deps.store.events("directory.published")
+    # The same version and time: intake, which has it already, keeps what it has.
+    assert again == first
+
+
 async def test_a_directory_breaking_the_rules_is_refused(deps: FakeDeps) -> None:
     broken = directory_document().model_copy(update={"people": directory_document().people[1:]})
     with pytest.raises(InvalidDirectory) as refused:

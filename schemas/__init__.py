@@ -60,6 +60,7 @@ from schemas.deliveries import (
     DeliveryFailureReason,
     DeliveryPurpose,
 )
+from schemas.directory import DIRECTORY_ID, DirectoryPublished
 from schemas.dlq import DeadLettered, b64encode
 from schemas.notices import (
     CancelReason,
@@ -70,12 +71,14 @@ from schemas.notices import (
     ReceivedVia,
 )
 from schemas.rumors import RumorAssessed, RumorAssessment, RumorChannel, RumorReported
-from schemas.topics import ALERTS, ALL_TOPICS, BULLETINS, DLQ, NOTICES, RUMORS
+from schemas.topics import ALERTS, ALL_TOPICS, BULLETINS, DIRECTORY, DLQ, NOTICES, RUMORS
 
 __all__ = [
     "ALERTS",
     "ALL_TOPICS",
     "BULLETINS",
+    "DIRECTORY",
+    "DIRECTORY_ID",
     "DLQ",
     "EVENT_MODELS",
     "NOTICES",
@@ -103,6 +106,7 @@ __all__ = [
     "DeliveryChannel",
     "DeliveryFailureReason",
     "DeliveryPurpose",
+    "DirectoryPublished",
     "DuplicateEventType",
     "EventData",
     "Fingerprint",

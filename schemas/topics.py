@@ -6,12 +6,14 @@ stay in order on one partition. The ``.v1`` suffix changes only with an incompat
 
 from __future__ import annotations
 
-__all__ = ["ALERTS", "ALL_TOPICS", "BULLETINS", "DLQ", "NOTICES", "RUMORS"]
+__all__ = ["ALERTS", "ALL_TOPICS", "BULLETINS", "DIRECTORY", "DLQ", "NOTICES", "RUMORS"]
 
 NOTICES = "aviso.notices.v1"
 ALERTS = "aviso.alerts.v1"
 RUMORS = "aviso.rumors.v1"
 BULLETINS = "aviso.bulletins.v1"
 DLQ = "aviso.dlq.v1"
+# Which people are in the directory in force (ids only); one aggregate, one constant key.
+DIRECTORY = "aviso.directory.v1"
 
-ALL_TOPICS: tuple[str, ...] = (NOTICES, ALERTS, RUMORS, BULLETINS, DLQ)
+ALL_TOPICS: tuple[str, ...] = (NOTICES, ALERTS, RUMORS, BULLETINS, DLQ, DIRECTORY)

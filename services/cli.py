@@ -126,6 +126,14 @@ def tokens_issue(
     subject: Annotated[
         str | None, typer.Option(help="What the token acts for, e.g. the field office id")
     ] = None,
+    grant_restricted: Annotated[
+        bool,
+        typer.Option(
+            "--grant-restricted",
+            help="contact only: may read restricted detail even when its subject is not a "
+            "person in the directory in force",
+        ),
+    ] = False,
 ) -> None:
     """Issue a token and print it once; only its hash is stored."""
     from services.common.auth import Role, issue_token
@@ -136,13 +144,23 @@ def tokens_issue(
         raise typer.BadParameter(
             f"unknown role {role!r}; choose from {', '.join(r.value for r in Role)}"
         ) from None
+    if grant_restricted and role_value is not Role.CONTACT:
+        # Only contact reads restricted detail at all; a grant elsewhere would mean nothing.
+        raise typer.BadParameter("--grant-restricted applies to the contact role only")
 
     async def run() -> None:
         async with _auth_transaction() as session:
-            issued = await issue_token(session, role=role_value, name=name, subject=subject)
+            issued = await issue_token(
+                session,
+                role=role_value,
+                name=name,
+                subject=subject,
+                restricted_grant=grant_restricted,
+            )
         typer.echo(issued.token)
+        grant = "; granted restricted detail" if issued.restricted_grant else ""
         typer.echo(
-            f"issued token {issued.id} for {issued.name} (role {issued.role}); "
+            f"issued token {issued.id} for {issued.name} (role {issued.role}){grant}; "
             "it is shown only this once",
             err=True,
         )

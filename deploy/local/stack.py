@@ -47,6 +47,7 @@ DEFAULT_TOPICS: tuple[str, ...] = (
     "aviso.rumors.v1",
     "aviso.bulletins.v1",
     "aviso.dlq.v1",
+    "aviso.directory.v1",
 )
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -98,6 +99,9 @@ api_tokens = Table(
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     # Tokens the console issues for a sign-in end with the session; CLI tokens never expire.
     Column("expires_at", DateTime(timezone=True), nullable=True),
+    # An admin's explicit grant to read restricted detail (a contact outside the directory,
+    # e.g. a backup being onboarded); null means none.
+    Column("restricted_grant", Boolean, nullable=True),
 )
 
 # People who sign in to the console: an argon2 password hash and a TOTP secret sealed
@@ -146,6 +150,8 @@ class Principal:
     name: str
     role: Role
     subject: str
+    # The admin granted this token restricted detail explicitly (services/intake/permissions.py).
+    restricted_grant: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,6 +163,7 @@ class IssuedToken:
     name: str
     subject: str
     token: str = dataclasses.field(repr=False)
+    restricted_grant: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -203,6 +210,7 @@ async def issue_token(
     name: str,
     subject: str | None = None,
     expires_at: dt.datetime | None = None,
+    restricted_grant: bool = False,
 ) -> IssuedToken:
     """Store a new token's hash and return the plaintext once; the caller commits."""
     role = Role(role)
@@ -221,9 +229,17 @@ async def issue_token(
             token_hash=hash_token(token),
             created_at=_utcnow(),
             expires_at=expires_at,
+            restricted_grant=restricted_grant or None,
         )
     )
-    return IssuedToken(id=token_id, role=role, name=name, subject=subject, token=token)
+    return IssuedToken(
+        id=token_id,
+        role=role,
+        name=name,
+        subject=subject,
+        token=token,
+        restricted_grant=restricted_grant,
+    )
 
 
 async def revoke_token(session: AsyncSession, *, token_id: str) -> bool:
@@ -274,7 +290,11 @@ async def authenticate(session: AsyncSession, token: str) -> Principal | None:
     row = (
         await session.execute(
             select(
-                api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.subject
+                api_tokens.c.id,
+                api_tokens.c.name,
+                api_tokens.c.role,
+                api_tokens.c.subject,
+                api_tokens.c.restricted_grant,
             ).where(
                 api_tokens.c.token_hash == hash_token(token),
                 api_tokens.c.revoked_at.is_(None),
@@ -291,7 +311,13 @@ async def authenticate(session: AsyncSession, token: str) -> Principal | None:
     await session.execute(
         update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_at=_utcnow())
     )
-    return Principal(token_id=row.id, name=row.name, role=role, subject=row.subject)
+    return Principal(
+        token_id=row.id,
+        name=row.name,
+        role=role,
+        subject=row.subject,
+        restricted_grant=bool(row.restricted_grant),
+    )
 
 
 class TokenVerifier:

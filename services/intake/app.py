@@ -16,6 +16,7 @@ from services.intake.crypto import load_keyring
 from services.intake.deps import Clock, IntakeDeps, utc_now
 from services.intake.http import install_error_handlers, routers
 from services.intake.policy import load_policy
+from services.intake.subscribers import register
 from services.intake.worker import sealer, sweeper
 
 __all__ = ["SERVICE", "IntakeService", "compose", "create_app"]
@@ -53,6 +54,8 @@ def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -
     )
     runtime.add_worker("intake-sweeper", sweeper(deps))
     runtime.add_worker("intake-audit-sealer", sealer(deps))
+    # Who is in the directory in force decides which contacts read restricted detail.
+    register(runtime.consumer, settings)
     # Declared for the AsyncAPI document only: events leave through the outbox relay.
     for event in (NoticeReceived, NoticeUpdated, NoticeCancelled):
         runtime.broker.publisher(

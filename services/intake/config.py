@@ -93,6 +93,15 @@ class IntakeSettings(CommonSettings):
         gt=0,
         description="How often the sealer chains newly written audit entries (in batches).",
     )
+    intake_group_prefix: str = Field(
+        default="intake",
+        min_length=1,
+        max_length=80,
+        description=(
+            "Prefix of intake's Kafka consumer group (`<prefix>.directory`, who is in the "
+            "directory in force). Instances sharing a prefix share work."
+        ),
+    )
     intake_policy_file: Path | None = Field(
         default=None,
         description="Department policy annotations (TOML); unset: services/intake/policy.toml.",

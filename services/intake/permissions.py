@@ -6,7 +6,9 @@ Read the two tables; routes and use cases only ask them.
     submit           field_office
     update, cancel   field_office (its own notices only)
     read             field_office (its own notices only), contact, ops
-    read_restricted  contact (source and restricted detail; every read audited)
+    read_restricted  contact (source and restricted detail; every read audited), and only
+                     a contact whose subject is a person in the directory in force, or
+                     whose token the admin issued with the explicit grant
 
 Everyone else who may read sees releasable fields only, and the view they get has no
 field that could hold restricted detail (see http/views.py).
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import assert_never
 
-from services.common.auth import Role
+from services.common.auth import Principal, Role
 from services.intake.domain import RestrictedDetail
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "Action",
     "access_for",
     "allowed",
+    "depends_on_directory",
     "roles_for",
     "sees_only_own",
     "visible_detail",
@@ -75,9 +78,27 @@ def roles_for(action: Action) -> tuple[Role, ...]:
     return tuple(role for role in Role if role in PERMISSIONS[action])
 
 
-def access_for(role: Role) -> Access:
-    """The fields `role` sees: restricted detail only where the table allows it."""
-    return Access.RESTRICTED if allowed(role, Action.READ_RESTRICTED) else Access.METADATA
+def depends_on_directory(principal: Principal) -> bool:
+    """Whether `principal`'s access turns on its subject being in the directory in force.
+
+    Only then is the directory worth looking up: other roles never read restricted detail,
+    and a granted contact reads it whatever the directory says.
+    """
+    return allowed(principal.role, Action.READ_RESTRICTED) and not principal.restricted_grant
+
+
+def access_for(principal: Principal, *, in_directory: bool) -> Access:
+    """The fields `principal` sees: restricted detail only where the table allows its role,
+    and then only for a person in the directory in force or a token the admin granted.
+
+    A `contact` token is not enough on its own: any holder of one (a departed backup, a
+    token issued for testing) would otherwise read every notice's source and targets.
+    """
+    if not allowed(principal.role, Action.READ_RESTRICTED):
+        return Access.METADATA
+    if in_directory or principal.restricted_grant:
+        return Access.RESTRICTED
+    return Access.METADATA
 
 
 def sees_only_own(role: Role) -> bool:

@@ -17,6 +17,7 @@ __all__ = [
     "audit_chain_head",
     "audit_log",
     "audit_pending",
+    "directory_people",
     "idempotency_keys",
     "metadata",
     "notice_versions",
@@ -173,3 +174,17 @@ audit_chain_head = sa.Table(
     sa.Column("entry_hash", sa.String(64), nullable=False),
     sa.Column("unkeyed_seq", _BigId, nullable=False, server_default="0"),
 )
+
+# The people of the directory in force, as router last announced it (ids only: names and
+# channels stay in router). Only the newest announced version is kept; `published_at` is
+# when router made it current, which orders announcements even when a rebuilt router
+# starts its versions again from 1.
+directory_people = sa.Table(
+    "directory_people",
+    metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("person_id", sa.String(36), nullable=False),
+    sa.Column("published_at", _Time, nullable=False),
+    sa.PrimaryKeyConstraint("version", "person_id", name="pk_directory_people"),
+)
+sa.Index("ix_directory_people_person_id", directory_people.c.person_id)

@@ -24,10 +24,12 @@ from services.intake.domain import (
     VersionRecord,
 )
 from services.intake.ledger import RequestLedger
+from services.intake.people import DirectoryPeople
 from services.intake.repository import Cursor, NoticeFilters, NoticeRepository
 
 __all__ = [
     "AuditLog",
+    "Directory",
     "IntakeUnitOfWork",
     "IntakeUoW",
     "Notices",
@@ -81,6 +83,14 @@ class AuditLog(Protocol):
     async def append(self, note: AuditNote, *, now: datetime) -> None: ...
 
 
+class Directory(Protocol):
+    """Who is in the directory in force (see people.DirectoryPeople)."""
+
+    async def holds(self, person_id: str) -> bool: ...
+    async def newest(self) -> tuple[datetime, int] | None: ...
+    async def replace(self, *, version: int, person_ids: tuple[str, ...], at: datetime) -> None: ...
+
+
 class IntakeUoW(Protocol):
     """What a use case is given: repositories and after-commit hooks, never `commit`."""
 
@@ -90,6 +100,8 @@ class IntakeUoW(Protocol):
     def requests(self) -> Requests: ...
     @property
     def audit(self) -> AuditLog: ...
+    @property
+    def directory(self) -> Directory: ...
     def after_commit(self, effect: AfterCommit) -> None: ...
 
 
@@ -102,6 +114,7 @@ class IntakeUnitOfWork(UnitOfWork):
         self._notices: NoticeRepository | None = None
         self._requests: RequestLedger | None = None
         self._audit: AuditTrail | None = None
+        self._directory: DirectoryPeople | None = None
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
@@ -110,6 +123,7 @@ class IntakeUnitOfWork(UnitOfWork):
             self.session, audit=self._audit, event_source=self._event_source
         )
         self._requests = RequestLedger(self.session)
+        self._directory = DirectoryPeople(self.session)
         return self
 
     @property
@@ -126,6 +140,11 @@ class IntakeUnitOfWork(UnitOfWork):
     def audit(self) -> AuditTrail:
         """The audit log: entries written with the change, chained later by the sealer."""
         return _opened(self._audit)
+
+    @property
+    def directory(self) -> DirectoryPeople:
+        """Who is in the directory in force, as router last announced it."""
+        return _opened(self._directory)
 
 
 _T = TypeVar("_T")

@@ -14,7 +14,7 @@ from services.common.settings import get_settings
 from services.router.config import RouterSettings
 from services.router.delivery import RouterDeliveryPlan
 from services.router.deps import Clock, RouterDeps, utcnow
-from services.router.directory import load_directory_file
+from services.router.directory import announce_directory_at_start, load_directory_file
 from services.router.escalation import EscalationWorker
 from services.router.http import PROBLEMS, routers
 from services.router.subscribers import register_consumers
@@ -80,10 +80,14 @@ class RouterRuntime(ServiceRuntime):
         if migrate:
             await upgrade(self.settings, "auth")
             await upgrade(self.settings, self.component)
+        loaded = None
         if self.router_settings.router_directory_file is not None:
-            await load_directory_file(
+            loaded = await load_directory_file(
                 deps=self.deps, path=self.router_settings.router_directory_file
             )
+        if loaded is None:
+            # Unchanged (or no file): announced already, unless stored before announcements.
+            await announce_directory_at_start(deps=self.deps)
         await super().start(migrate=False)
 
     async def stop(self) -> None:

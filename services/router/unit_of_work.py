@@ -14,6 +14,7 @@ from typing import Protocol, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from schemas.directory import DirectoryPublished
 from services.common.db import AfterCommit, UnitOfWork
 from services.common.delivery import DeliveryState, Transaction
 from services.router.domain import (
@@ -101,6 +102,8 @@ class DirectoryRepository(Protocol):
         at: datetime,
     ) -> None: ...
 
+    async def announce(self, event: DirectoryPublished) -> None: ...
+
 
 class DeliveryRepository(Protocol):
     """How this router's notifications stand (the delivery engine's records)."""
@@ -174,7 +177,7 @@ class RouterUnitOfWork(UnitOfWork):
 
     @property
     def directory(self) -> SqlDirectoryRepository:
-        return SqlDirectoryRepository(self.session)
+        return SqlDirectoryRepository(self.session, source=self._source)
 
     @property
     def deliveries(self) -> SqlDeliveryRepository:

@@ -381,6 +381,9 @@ async def running_system(
                 **common,
                 "AVISO_INTAKE_ENCRYPTION_KEYS": f"k1:{KEY_K1}",
                 "AVISO_INTAKE_SWEEP_INTERVAL_S": "3600",
+                # A group of its own reads the directory topic from the start; the newest
+                # announcement (this system's router, loading the file) wins.
+                "AVISO_INTAKE_GROUP_PREFIX": unique("e2e-intake"),
             },
             log_dir,
         )

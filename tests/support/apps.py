@@ -30,7 +30,12 @@ async def running_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def issue_test_token(
-    settings: CommonSettings, role: Role | str, name: str, subject: str | None = None
+    settings: CommonSettings,
+    role: Role | str,
+    name: str,
+    subject: str | None = None,
+    *,
+    restricted_grant: bool = False,
 ) -> str:
     """Issue a real token in the settings' auth store; returns the plaintext."""
     await upgrade(settings, "auth")
@@ -38,7 +43,9 @@ async def issue_test_token(
     try:
         sessions = make_session_factory(engine)
         async with sessions() as session, session.begin():
-            issued = await issue_token(session, role=role, name=name, subject=subject)
+            issued = await issue_token(
+                session, role=role, name=name, subject=subject, restricted_grant=restricted_grant
+            )
         return issued.token
     finally:
         await engine.dispose()

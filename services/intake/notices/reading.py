@@ -17,7 +17,13 @@ from services.intake.notices.guards import (
     visible_notice,
 )
 from services.intake.notices.sealing import open_latest
-from services.intake.permissions import Access, access_for, sees_only_own, visible_detail
+from services.intake.permissions import (
+    Access,
+    access_for,
+    depends_on_directory,
+    sees_only_own,
+    visible_detail,
+)
 from services.intake.repository import Cursor, InvalidCursor, NoticeFilters
 from services.intake.unit_of_work import IntakeUoW
 
@@ -29,11 +35,25 @@ log = get_logger(__name__)
 async def read_notice(
     uow: IntakeUoW, *, deps: IntakeDeps, principal: Principal, notice_id: str, now: datetime
 ) -> NoticeResult:
-    """One notice with its history; for `contact`, also its restricted detail (audited)."""
-    access = access_for(principal.role)
+    """One notice with its history; for a contact in the directory (or granted), also its
+    restricted detail (audited)."""
+    in_directory = depends_on_directory(principal) and await uow.directory.holds(principal.subject)
+    access = access_for(principal, in_directory=in_directory)
     notice = await visible_notice(uow, deps=deps, notice_id=notice_id, principal=principal)
     versions = tuple(await uow.notices.versions(notice.id))
     if access is Access.METADATA:
+        if depends_on_directory(principal):
+            # A contact token whose subject is in no directory: metadata only, and the
+            # refusal is worth a line (the token id, never anything it may not read).
+            token_id = principal.token_id
+            uow.after_commit(
+                lambda: log.warning(
+                    "notice.restricted_refused",
+                    notice_id=notice.id,
+                    token_id=token_id,
+                    reason="not_in_directory",
+                )
+            )
         return NoticeResult(notice, versions, access)
     detail = visible_detail(access, open_latest(deps.keyring, notice.id, versions))
     # Every read of restricted detail leaves a trace, even of a purged notice:

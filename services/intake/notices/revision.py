@@ -228,7 +228,7 @@ async def _change(
 ) -> _Change:
     """The steps an update and a cancellation share, around the decision itself."""
     owner = owner_key(deps, request.principal)
-    access = access_for(request.principal.role)
+    access = access_for(request.principal, in_directory=False)  # field offices only
     keys = request_keys(owner=owner, reference=None, idempotency_key=request.idempotency_key)
     await begin_write(uow, signed=request.signed, now=request.now, keys=keys)
     notice = await visible_notice(

@@ -62,7 +62,7 @@ async def submit_notice(
     request_digest = content_digest(
         deps.fingerprint_key, {"reference": submission.reference, **submission.content()}
     )
-    access = access_for(principal.role)
+    access = access_for(principal, in_directory=False)  # field offices: never restricted
     keys = request_keys(
         owner=owner, reference=submission.reference, idempotency_key=idempotency_key
     )

@@ -7,11 +7,17 @@ from services.router.directory.document import (
     check_directory,
     read_directory_file,
 )
-from services.router.directory.flows import load_directory_file
-from services.router.directory.use_cases import current_directory, replace_directory
+from services.router.directory.flows import announce_directory_at_start, load_directory_file
+from services.router.directory.use_cases import (
+    announce_current_directory,
+    current_directory,
+    replace_directory,
+)
 
 __all__ = [
     "InvalidDirectory",
+    "announce_current_directory",
+    "announce_directory_at_start",
     "check_directory",
     "current_directory",
     "load_directory_file",

@@ -11,11 +11,15 @@ from pathlib import Path
 from services.common.logging import get_logger
 from services.router.deps import RouterDeps
 from services.router.directory.document import InvalidDirectory, read_directory_file
-from services.router.directory.use_cases import current_directory, replace_directory
+from services.router.directory.use_cases import (
+    announce_current_directory,
+    current_directory,
+    replace_directory,
+)
 from services.router.domain import directory_digest
 from services.router.errors import DirectoryConflict
 
-__all__ = ["load_directory_file"]
+__all__ = ["announce_directory_at_start", "load_directory_file"]
 
 log = get_logger(__name__)
 
@@ -67,3 +71,11 @@ async def load_directory_file(*, deps: RouterDeps, path: Path) -> int | None:
 async def _file_digest(deps: RouterDeps) -> str | None:
     async with deps.unit_of_work() as uow:
         return await uow.directory.last_file_digest()
+
+
+async def announce_directory_at_start(*, deps: RouterDeps) -> None:
+    """Announce the directory in force once more (see announce_current_directory)."""
+    async with deps.unit_of_work() as uow:
+        version = await announce_current_directory(uow)
+        await uow.commit()
+    log.info("directory.announced", directory_version=version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
+from schemas.directory import DIRECTORY_ID, DirectoryPublished
 from services.common.logging import get_logger
 from services.router.deps import RouterDeps
 from services.router.directory.document import InvalidDirectory
@@ -17,7 +18,7 @@ from services.router.domain import (
 from services.router.errors import DirectoryConflict
 from services.router.unit_of_work import RouterUoW
 
-__all__ = ["current_directory", "replace_directory"]
+__all__ = ["announce_current_directory", "current_directory", "replace_directory"]
 
 log = get_logger(__name__)
 
@@ -25,6 +26,29 @@ log = get_logger(__name__)
 async def current_directory(uow: RouterUoW) -> DirectoryVersion | None:
     """The directory in force."""
     return await uow.directory.current()
+
+
+async def announce_current_directory(uow: RouterUoW) -> int | None:
+    """Announce the directory in force again, exactly as when it became current.
+
+    Run at start: a directory stored before announcements existed (or whose announcement
+    a consumer never saw) reaches intake; one intake already has is ignored there, since
+    it carries the same version and time.
+    """
+    current = await uow.directory.current()
+    if current is None:
+        return None
+    await uow.directory.announce(_announcement(current))
+    return current.version
+
+
+def _announcement(directory: DirectoryVersion) -> DirectoryPublished:
+    return DirectoryPublished(
+        directory_id=DIRECTORY_ID,
+        version=directory.version,
+        person_ids=tuple(person.id for person in directory.document.people),
+        published_at=directory.created_at,
+    )
 
 
 async def replace_directory(
@@ -65,6 +89,8 @@ async def replace_directory(
     except IntegrityError:
         # A concurrent writer stored this very version first: it is the current one now.
         raise DirectoryConflict(current_version=stored.version) from None
+    # Intake decides from this which contact tokens may read restricted detail: ids only.
+    await uow.directory.announce(_announcement(stored))
     uow.after_commit(
         lambda: log.info(
             "directory.replaced",

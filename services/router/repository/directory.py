@@ -8,6 +8,8 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from schemas.directory import DirectoryPublished
+from services.common.outbox import enqueue
 from services.router.domain import DirectoryDocument, DirectorySource, DirectoryVersion
 from services.router.repository._sql import must
 from services.router.tables import directory_versions
@@ -18,8 +20,9 @@ __all__ = ["SqlDirectoryRepository"]
 class SqlDirectoryRepository:
     """Directory versions in the caller's transaction (never commits)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, source: str) -> None:
         self._session = session
+        self._source = source
 
     async def current(self) -> DirectoryVersion | None:
         """The directory in force (the highest version), if any was ever stored."""
@@ -70,3 +73,7 @@ class SqlDirectoryRepository:
                 created_at=at,
             )
         )
+
+    async def announce(self, event: DirectoryPublished) -> None:
+        """Put `event` in the outbox, in the transaction that made its version current."""
+        await enqueue(self._session, event, source=self._source)

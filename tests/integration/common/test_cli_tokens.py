@@ -59,3 +59,35 @@ async def test_issue_list_revoke(tmp_path: Path) -> None:
     unknown_role = _aviso(tmp_path, "tokens", "issue", "--role", "sheriff", "--name", "x")
     assert unknown_role.returncode != 0
     assert "unknown role" in unknown_role.stderr
+
+
+async def test_the_admin_grants_a_contact_restricted_detail_explicitly(tmp_path: Path) -> None:
+    granted = _aviso(
+        tmp_path,
+        *("tokens", "issue", "--role", "contact", "--name", "Backup SPOC"),
+        *("--subject", "backup-being-onboarded", "--grant-restricted"),
+    )
+    assert granted.returncode == 0, granted.stderr
+    assert "granted restricted detail" in granted.stderr
+    token = granted.stdout.strip()
+    assert token not in granted.stderr
+    plain = _aviso(tmp_path, "tokens", "issue", "--role", "contact", "--name", "Other")
+    assert "granted" not in plain.stderr
+    refused = _aviso(
+        tmp_path, "tokens", "issue", "--role", "ops", "--name", "x", "--grant-restricted"
+    )
+    assert refused.returncode != 0
+    assert "contact role only" in refused.stderr
+
+    settings = CommonSettings(var_dir=tmp_path, database_url=None)
+    engine = make_engine(settings, "auth")
+    try:
+        async with make_session_factory(engine)() as session:
+            principal = await authenticate(session, token)
+            other = await authenticate(session, plain.stdout.strip())
+        assert principal is not None
+        assert principal.restricted_grant
+        assert other is not None
+        assert not other.restricted_grant
+    finally:
+        await engine.dispose()

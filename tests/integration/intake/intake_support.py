@@ -25,7 +25,10 @@ from tests.support.apps import running_app
 KEY_K1 = base64.b64encode(b"k1-test-key-for-intake-0123456789"[:32]).decode()
 KEY_K2 = base64.b64encode(b"k2-test-key-for-intake-abcdefghij"[:32]).decode()
 
-# Who holds which token in every harness: (role, name, subject).
+# Who holds which token in every harness: (role, name, subject). `contact` is issued with
+# the admin's grant of restricted detail: these harnesses run intake alone, with no router
+# to announce a directory its subject could be in (test_intake_directory_scope.py covers
+# the directory path and the refusal).
 PRINCIPALS: dict[str, tuple[Role, str, str | None]] = {
     "field_office": (Role.FIELD_OFFICE, "SF field office system", "fo-sf"),
     "field_office_b": (Role.FIELD_OFFICE, "LA field office system", "fo-la"),
@@ -149,7 +152,13 @@ async def _issue_tokens(settings: IntakeSettings) -> dict[str, str]:
         async with make_session_factory(engine)() as session, session.begin():
             tokens = {}
             for who, (role, name, subject) in PRINCIPALS.items():
-                issued = await issue_token(session, role=role, name=name, subject=subject)
+                issued = await issue_token(
+                    session,
+                    role=role,
+                    name=name,
+                    subject=subject,
+                    restricted_grant=who == "contact",
+                )
                 tokens[who] = issued.token
             return tokens
     finally:

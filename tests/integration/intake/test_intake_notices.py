@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from schemas.base import parse_event
-from schemas.topics import NOTICES
+from schemas.topics import DIRECTORY, NOTICES
 from services.intake.repository import Cursor
 from tests.integration.intake.intake_support import Intake, notice_body, revision_body
 from tests.support.kafka_io import read_topic
@@ -411,5 +411,6 @@ async def test_openapi_and_asyncapi_describe_the_service(intake: Intake) -> None
     assert "RestrictedNoticeView" in spec["components"]["schemas"]
     assert (await intake.client.get("/docs")).status_code == 200
     events = (await intake.client.get("/docs/asyncapi.json")).json()
-    assert {channel["address"] for channel in events["channels"].values()} == {NOTICES}
-    assert len(events["channels"]) == 3
+    # Publishes the three notice events; subscribes to router's directory announcements.
+    assert {channel["address"] for channel in events["channels"].values()} == {NOTICES, DIRECTORY}
+    assert len(events["channels"]) == 4

@@ -297,6 +297,9 @@ def test_migration_matches_metadata_and_downgrades(tmp_path: Path) -> None:
     # The console's users and sessions (and api_tokens.expires_at) come next.
     console = _load_migration(MIGRATION.with_name("0002_console.py"))
     assert console.down_revision == "auth_0001"
+    # Then the admin's explicit grant of restricted detail (api_tokens.restricted_grant).
+    grant = _load_migration(MIGRATION.with_name("0003_restricted_grant.py"))
+    assert grant.down_revision == "auth_0002"
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
     try:
         with engine.begin() as conn:
@@ -304,8 +307,12 @@ def test_migration_matches_metadata_and_downgrades(tmp_path: Path) -> None:
             with Operations.context(context):
                 migration.upgrade()
                 console.upgrade()
+                grant.upgrade()
             assert compare_metadata(context, auth_metadata) == []
             with Operations.context(context):
+                grant.downgrade()
+                columns = {c["name"] for c in sa.inspect(conn).get_columns("api_tokens")}
+                assert "restricted_grant" not in columns
                 console.downgrade()
                 assert not sa.inspect(conn).has_table("console_users")
                 migration.downgrade()

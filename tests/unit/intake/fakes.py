@@ -50,6 +50,26 @@ class Store:
     events: list[NoticeEvent] = field(default_factory=list)
     keys: dict[tuple[str, str], tuple[StoredIdempotencyKey, datetime]] = field(default_factory=dict)
     signatures: dict[str, datetime] = field(default_factory=dict)
+    # The directory in force as router announced it: (published_at, version) and person ids.
+    # CONTACT is in it, as the SPOC is in a real deployment's directory.
+    directory: tuple[tuple[datetime, int], frozenset[str]] | None = (
+        (NOW - timedelta(days=1), 1),
+        frozenset({CONTACT.subject}),
+    )
+
+
+class FakeDirectory:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def holds(self, person_id: str) -> bool:
+        return self._store.directory is not None and person_id in self._store.directory[1]
+
+    async def newest(self) -> tuple[datetime, int] | None:
+        return self._store.directory[0] if self._store.directory is not None else None
+
+    async def replace(self, *, version: int, person_ids: tuple[str, ...], at: datetime) -> None:
+        self._store.directory = ((at, version), frozenset(person_ids))
 
 
 class FakeAudit:
@@ -202,6 +222,7 @@ class FakeUnitOfWork:
         self.audit = FakeAudit(self.store)
         self.notices = FakeNotices(self.store, self.audit)
         self.requests = FakeRequests(self.store)
+        self.directory = FakeDirectory(self.store)
 
     def after_commit(self, effect: Callable[[], None]) -> None:
         self._effects.append(effect)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.common.auth import Role
+import dataclasses
+
+from services.common.auth import Principal, Role
 from services.intake.domain import RestrictedDetail
 from services.intake.permissions import (
     PERMISSIONS,
@@ -10,6 +12,7 @@ from services.intake.permissions import (
     Action,
     access_for,
     allowed,
+    depends_on_directory,
     roles_for,
     sees_only_own,
     visible_detail,
@@ -23,10 +26,23 @@ DETAIL = RestrictedDetail(
 )
 
 
-def test_only_contact_reads_restricted_detail() -> None:
-    assert access_for(Role.CONTACT) is Access.RESTRICTED
+CONTACT = Principal(token_id="t-c", name="SPOC", role=Role.CONTACT, subject="person-1")
+
+
+def test_only_a_contact_in_the_directory_or_granted_reads_restricted_detail() -> None:
+    assert access_for(CONTACT, in_directory=True) is Access.RESTRICTED
+    # A contact token alone is not enough: its subject must be a person in the directory...
+    assert access_for(CONTACT, in_directory=False) is Access.METADATA
+    # ...or the admin granted it explicitly.
+    granted = dataclasses.replace(CONTACT, restricted_grant=True)
+    assert access_for(granted, in_directory=False) is Access.RESTRICTED
+    assert depends_on_directory(CONTACT)
+    assert not depends_on_directory(granted)
     for role in (Role.FIELD_OFFICE, Role.OPS, Role.VETTER, Role.LIAISON, Role.ADMIN):
-        assert access_for(role) is Access.METADATA
+        other = dataclasses.replace(CONTACT, role=role, restricted_grant=True)
+        # Neither the directory nor a grant gives another role restricted detail.
+        assert access_for(other, in_directory=True) is Access.METADATA
+        assert not depends_on_directory(other)
 
 
 def test_the_table_as_the_brief_states_it() -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
 
+from schemas.directory import DIRECTORY_ID, DirectoryPublished
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
+from services.common.auth import Principal
 from services.intake import notices
 from services.intake.deps import IntakeDeps
+from services.intake.directory import record_directory
 from services.intake.domain import IntakeConflict, IntakeNotFound, SignatureRejected
 from services.intake.notices.commands import NoticeCancellation, NoticeRevision, NoticeSubmission
 from services.intake.permissions import Access
@@ -277,6 +282,54 @@ async def test_contact_reads_restricted_detail_and_is_audited(
     assert result.detail.names == (RESTRICTED_NAME,)
     note, _ = store.audit[-1]
     assert (note.action, note.actor) == ("notice.restricted_read", CONTACT)
+
+
+async def test_a_contact_outside_the_directory_reads_metadata_unless_granted(
+    store: Store, deps: IntakeDeps
+) -> None:
+    notice_id = (await submit(store, deps, submission())).notice.id
+    stranger = dataclasses.replace(CONTACT, token_id="t-x", subject="not-in-directory")
+
+    def read(principal: Principal) -> Any:
+        return run(
+            store,
+            lambda uow: notices.read_notice(
+                uow, deps=deps, principal=principal, notice_id=notice_id, now=NOW
+            ),
+        )
+
+    refused = await read(stranger)
+    assert refused.access is Access.METADATA
+    assert refused.detail is None
+    assert [note.action for note, _ in store.audit] == ["notice.created"]
+    granted = await read(dataclasses.replace(stranger, restricted_grant=True))
+    assert granted.access is Access.RESTRICTED
+    assert granted.detail is not None
+    assert store.audit[-1][0].action == "notice.restricted_read"
+
+
+async def test_recording_the_directory_keeps_the_newest_announcement(store: Store) -> None:
+    def announced(version: int, at: datetime, *people: str) -> DirectoryPublished:
+        return DirectoryPublished(
+            directory_id=DIRECTORY_ID,
+            version=version,
+            person_ids=tuple(uuid.UUID(p) for p in people),
+            published_at=at,
+        )
+
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    v2 = announced(2, NOW, first, second)
+    assert await run(store, lambda uow: record_directory(uow, event=v2))
+    assert store.directory == ((NOW, 2), frozenset({first, second}))
+    # Delivered again, or an older one arriving late: the directory stays as it is.
+    old = announced(1, NOW - timedelta(hours=1), first)
+    assert not await run(store, lambda uow: record_directory(uow, event=v2))
+    assert not await run(store, lambda uow: record_directory(uow, event=old))
+    assert store.directory == ((NOW, 2), frozenset({first, second}))
+    # A router rebuilt from scratch starts again from version 1, later: that one wins.
+    rebuilt = announced(1, NOW + timedelta(hours=1), second)
+    assert await run(store, lambda uow: record_directory(uow, event=rebuilt))
+    assert store.directory == ((NOW + timedelta(hours=1), 1), frozenset({second}))
 
 
 async def test_ops_reads_metadata_only_and_leaves_no_read_trace(

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from schemas.base import Status, version_ref
+from schemas.directory import DirectoryPublished
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit
 from services.common.delivery import DeliveryOrder, DeliveryState
@@ -230,6 +231,9 @@ class FakeDirectory:
         self.store.directories.append(
             DirectoryVersion(version, document, digest, source, created_by, at)
         )
+
+    async def announce(self, event: DirectoryPublished) -> None:
+        self.store.outbox.append(Publication(event))
 
 
 class FakeDeliveries:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from schemas.directory import DIRECTORY_ID
 from services.router import directory
 from services.router.directory import InvalidDirectory
 from services.router.errors import DirectoryConflict
@@ -46,6 +47,38 @@ async def test_replace_stores_the_next_version_and_respects_if_match(deps: FakeD
             expected_version=1,
         )
     assert stale.value.current_version == 2
+
+
+async def test_each_new_version_is_announced_with_person_ids_only(deps: FakeDeps) -> None:
+    uow = FakeUnitOfWork(deps.store)
+    document = directory_document()
+    await directory.replace_directory(
+        uow, deps=deps, document=document, source="api", created_by="admin"
+    )
+    await directory.replace_directory(
+        uow, deps=deps, document=directory_document(repeat=1), source="file", created_by="f"
+    )
+    announced = deps.store.events("directory.published")
+    assert [e.version for e in announced] == [1, 2]
+    assert all(e.directory_id == DIRECTORY_ID for e in announced)
+    assert announced[0].person_ids == tuple(sorted(p.id for p in document.people))
+    # Ids only: no name, role or channel of anyone in the directory goes on the topic.
+    payload = announced[0].model_dump_json()
+    for person in document.people:
+        assert person.name not in payload
+
+
+async def test_the_directory_in_force_is_announced_again_unchanged(deps: FakeDeps) -> None:
+    uow = FakeUnitOfWork(deps.store)
+    assert await directory.announce_current_directory(uow) is None
+    assert deps.store.events("directory.published") == []
+    await directory.replace_directory(
+        uow, deps=deps, document=directory_document(), source="file", created_by="f"
+    )
+    assert await directory.announce_current_directory(uow) == 1
+    first, again = deps.store.events("directory.published")
+    # The same version and time: intake, which has it already, keeps what it has.
+    assert again == first
 
 
 async def test_a_directory_breaking_the_rules_is_refused(deps: FakeDeps) -> None:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 import schemas
 from schemas import (
     ALL_TOPICS,
+    DIRECTORY_ID,
     EVENT_MODELS,
     AlertAcknowledged,
     AlertDelivered,
@@ -27,6 +28,7 @@ from schemas import (
     BulletinRejected,
     BulletinRetracted,
     DeadLettered,
+    DirectoryPublished,
     EventData,
     NoticeCancelled,
     NoticeReceived,
@@ -69,6 +71,10 @@ BRIEF_CONTRACT: dict[str, set[str]] = {
         "bulletin.delivery_failed",
     },
     "aviso.dlq.v1": {"dlq.dead_lettered"},
+    # Not in the brief's table: who is in the directory in force, person ids only, so intake
+    # can tell which contact tokens may read restricted detail (a contract addition noted on
+    # issue 12).
+    "aviso.directory.v1": {"directory.published"},
 }
 TOPIC_PREFIX = {
     topics.NOTICES: "notice.",
@@ -76,6 +82,7 @@ TOPIC_PREFIX = {
     topics.RUMORS: "rumor.",
     topics.BULLETINS: "bulletin.",
     topics.DLQ: "dlq.",
+    topics.DIRECTORY: "directory.",
 }
 
 T0 = datetime(2025, 3, 12, 14, 0, tzinfo=UTC)
@@ -273,6 +280,12 @@ EXAMPLES: dict[str, EventData] = {
         retracted_by=VETTER_ID,
         reason_code="superseded",
         retracted_at=T0,
+    ),
+    "directory.published": DirectoryPublished(
+        directory_id=DIRECTORY_ID,
+        version=3,
+        person_ids=(SPOC_ID, BACKUP_ID),
+        published_at=T0,
     ),
     "dlq.dead_lettered": DeadLettered(
         dead_letter_id=uuid4(),

@@ -1,8 +1,9 @@
 """The outbox relay: committed rows published to Kafka in order per key.
 
 `OutboxRelay` publishes committed rows to Kafka, in id order per key, marks them sent,
-and survives restarts: a row is only marked sent after the broker acknowledged it (acks=all), so a crash between the
-two publishes it again, which consumers absorb through their inbox.
+and survives restarts: a row is only marked sent after the broker acknowledged it
+(acks=all), so a crash between the two publishes it again, which consumers absorb
+through their inbox.
 
 Several relays may run against one outbox. Each round a relay claims, in one
 statement, the oldest unsent row of each key that nobody else holds (`FOR UPDATE

@@ -10,7 +10,8 @@ Modules: `records` (table and record types), `store` (claims, leases, settlement
 `engine` (the dispatcher), `outcomes` (recording and hooks), `plan` (the service's side),
 `registry` (channels, message types, senders), `senders` (webhook, e-mail), `sms` (Kannel)
 and `sms_reports` (its delivery reports and replies), `policy`
-(backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes).
+(backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes) and
+`reasons` (a reason class as the contract's `DeliveryFailureReason`, for every service).
 
 How a service plugs in
 ----------------------
@@ -94,6 +95,7 @@ from services.common.delivery.errors import (
 )
 from services.common.delivery.headers import safe_body, safe_header
 from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan
+from services.common.delivery.reasons import contract_reason, stored_reason
 from services.common.delivery.records import (
     Delivered,
     DeliveryOrder,
@@ -145,8 +147,10 @@ __all__ = [
     "Transaction",
     "WebhookOutbound",
     "WebhookSender",
+    "contract_reason",
     "create_delivery_records_table",
     "delivery_records_table",
     "safe_body",
     "safe_header",
+    "stored_reason",
 ]

@@ -33,6 +33,7 @@ from services.common.delivery import (
     Skip,
     Transaction,
     WebhookOutbound,
+    contract_reason,
 )
 from services.common.logging import get_logger
 from services.rumor_control.config import RumorControlSettings
@@ -42,7 +43,6 @@ from services.rumor_control.delivery.messages import (
     email_text,
     webhook_payload,
 )
-from services.rumor_control.delivery.reasons import contract_reason
 from services.rumor_control.department import DepartmentConfig, RadioDesk, Recipient
 from services.rumor_control.deps import Clock, receipt_link, utc_now
 from services.rumor_control.domain import delivery as outcomes

@@ -10,16 +10,14 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import REGISTRY
 
 from schemas.bulletins import BulletinDeliveryFailed
-from schemas.deliveries import DeliveryFailureReason
 from services.common.delivery import (
-    REASON_CLASSES,
     Delivered,
     DeliveryError,
     DeliveryOrder,
@@ -36,7 +34,6 @@ from services.rumor_control import publishing, vetting
 from services.rumor_control.app import create_app
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.delivery.plan import BulletinDeliveryPlan
-from services.rumor_control.delivery.reasons import contract_reason, stored_reason
 from services.rumor_control.deps import RumorControlDeps
 from tests.unit.rumor_control.conftest import APPROVER, standby_draft
 from tests.unit.rumor_control.fakes import FakeClock, FakeUnitOfWork, Store
@@ -281,17 +278,6 @@ async def test_delivered_and_skipped_are_on_the_timeline(
 
 
 # -- configuration ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("reason", REASON_CLASSES)
-def test_every_engine_reason_has_a_contract_reason(reason: Any) -> None:
-    assert contract_reason(reason) in get_args(DeliveryFailureReason)
-    assert stored_reason(reason) == contract_reason(reason)
-
-
-def test_a_reason_no_version_knows_reads_as_internal() -> None:
-    assert stored_reason(None) is None
-    assert stored_reason("something_new") == "internal"
 
 
 def test_bulletins_retry_for_two_hours_by_default(deps: RumorControlDeps, store: Store) -> None:

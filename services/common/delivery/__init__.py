@@ -94,16 +94,19 @@ from services.common.delivery.errors import (
     ReasonClass,
 )
 from services.common.delivery.headers import safe_body, safe_header
-from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan
+from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan, Settled
 from services.common.delivery.reasons import contract_reason, stored_reason
 from services.common.delivery.records import (
+    TABLE_VERSION,
     Delivered,
     DeliveryOrder,
     DeliveryRecord,
     DeliveryState,
     Failure,
+    add_delivery_segments_column,
     create_delivery_records_table,
     delivery_records_table,
+    drop_delivery_segments_column,
 )
 from services.common.delivery.registry import (
     EmailOutbound,
@@ -123,6 +126,7 @@ __all__ = [
     "DELIVERY_ID_HEADER",
     "PERMANENT_REASONS",
     "REASON_CLASSES",
+    "TABLE_VERSION",
     "BaseDeliveryPlan",
     "Delivered",
     "DeliveryEngine",
@@ -140,6 +144,7 @@ __all__ = [
     "Outbound",
     "ReasonClass",
     "SenderRegistry",
+    "Settled",
     "Skip",
     "SmsOutbound",
     "SmsReceipt",
@@ -147,9 +152,11 @@ __all__ = [
     "Transaction",
     "WebhookOutbound",
     "WebhookSender",
+    "add_delivery_segments_column",
     "contract_reason",
     "create_delivery_records_table",
     "delivery_records_table",
+    "drop_delivery_segments_column",
     "safe_body",
     "safe_header",
     "stored_reason",

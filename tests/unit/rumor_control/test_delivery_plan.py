@@ -27,6 +27,7 @@ from services.common.delivery import (
     Failure,
     MissingSender,
     SenderRegistry,
+    Settled,
     Skip,
     WebhookOutbound,
 )
@@ -275,6 +276,58 @@ async def test_delivered_and_skipped_are_on_the_timeline(
     assert delivered.detail["recipient_id"] == str(liaison.id)
     assert (skipped.action, skipped.detail["skip_reason"]) == ("delivery_skipped", "superseded")
     assert store.events(BulletinDeliveryFailed) == []
+
+
+async def test_a_batch_of_outcomes_is_one_transition_per_bulletin(
+    deps: RumorControlDeps, store: Store, clock: FakeClock
+) -> None:
+    bulletin_id = await _published(deps, store, clock)
+    first, second = deps.department.liaisons[:2]
+    third = deps.department.radio_desk
+    assert third is not None
+    records = [
+        _record(_order(store, first.id, "webhook"), clock),
+        _record(_order(store, second.id, "email"), clock),
+        _record(_order(store, third.id, "email"), clock),
+    ]
+    uow = FakeUnitOfWork(store)
+    applied: list[Any] = []
+    apply = uow.bulletins.apply
+
+    async def counting(transition: Any) -> None:
+        applied.append(transition)
+        await apply(transition)
+
+    uow.bulletins.apply = counting  # type: ignore[method-assign]
+    plan = _plan(deps, uow)
+    failed = Failure(
+        reason="rate_limited", permanent=False, final=False, attempts=1, at=clock(),
+        retry_at=clock() + timedelta(seconds=2), destination_key="k",
+    )  # fmt: skip
+    shut = replace(failed, reason="circuit_open")
+    before = len(store.timeline)
+
+    await plan.on_outcomes(_Tx(uow), [  # type: ignore[arg-type]
+        Settled(records[0], Delivered(attempts=1, delivered_at=clock(), destination_key="k")),
+        Settled(records[1], failed),
+        Settled(records[2], shut),  # not an attempt: nothing written
+        Settled(records[2], Skip("superseded")),
+    ])  # fmt: skip
+
+    assert len(applied) == 1  # one transition for the bulletin: one INSERT of its rows
+    steps = store.timeline[before:]
+    assert [(s.aggregate_id, s.action, s.detail["recipient_id"]) for s in steps] == [
+        (bulletin_id, "delivered", str(first.id)),
+        (bulletin_id, "delivery_failed", str(second.id)),
+        (bulletin_id, "delivery_skipped", str(third.id)),
+    ]
+    failures = store.events(BulletinDeliveryFailed)
+    assert [(e.recipient_id, e.channel, e.reason, e.final) for e in failures] == [
+        (second.id, "email", "http_5xx", False)
+    ]
+    sent = _metric("aviso_bulletin_deliveries_total", channel="webhook", outcome="sent")
+    await uow.commit()  # logs and metrics follow the commit, once per outcome
+    assert _metric("aviso_bulletin_deliveries_total", channel="webhook", outcome="sent") == sent + 1
 
 
 # -- configuration ------------------------------------------------------------------------

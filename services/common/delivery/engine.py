@@ -24,9 +24,10 @@ import hmac
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.deliveries import DeliveryChannel
 from services.common.db import after_commit
 from services.common.delivery.claims import Claims
+from services.common.delivery.config import EngineConfig
 from services.common.delivery.errors import PERMANENT_REASONS, DeliveryError, ReasonClass
 from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan
@@ -58,46 +60,6 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Limits and timings of one engine (see the `delivery_*` settings)."""
-
-    max_in_flight: int = 64
-    per_destination: int = 4
-    # A delivery is a message a person reads: a long lease, so that a process slowed
-    # down by load keeps its claims (a second send would reach the person twice). The
-    # price: a crashed process's in-flight deliveries wait up to the lease; pending
-    # records are never held by a lease.
-    lease: timedelta = timedelta(seconds=10)
-    heartbeat: timedelta = timedelta(seconds=1)
-    poll_interval: timedelta = timedelta(seconds=1)
-    retry_base_s: float = 1.0
-    retry_max_s: float = 60.0
-    breaker_failures: int = 5
-    breaker_cooldown: timedelta = timedelta(seconds=15)
-    # How long a record whose destination is busy waits before it is claimable again.
-    busy_delay: timedelta = timedelta(milliseconds=200)
-
-    def __post_init__(self) -> None:
-        if self.heartbeat * 2 > self.lease:
-            raise ValueError("the heartbeat must renew a lease at least twice before it expires")
-
-    @classmethod
-    def from_settings(cls, settings: CommonSettings) -> EngineConfig:
-        """The configuration the settings describe."""
-        return cls(
-            max_in_flight=settings.delivery_max_in_flight,
-            per_destination=settings.delivery_per_destination,
-            lease=timedelta(seconds=settings.delivery_lease_s),
-            heartbeat=timedelta(seconds=settings.delivery_heartbeat_s),
-            poll_interval=timedelta(seconds=settings.delivery_poll_interval_s),
-            retry_base_s=settings.delivery_retry_base_s,
-            retry_max_s=settings.delivery_retry_max_s,
-            breaker_failures=settings.delivery_breaker_failures,
-            breaker_cooldown=timedelta(seconds=settings.delivery_breaker_cooldown_s),
-        )
 
 
 @dataclass(frozen=True)
@@ -318,15 +280,35 @@ class DeliveryEngine:
         if not records:
             return 0, free
         self._claims.hold(records)
+        # Resolving and sending go on in a task of their own, so the next claim need not
+        # wait for this batch's read transaction.
+        self._spawn(self._dispatch(records, claimed_at=now), "delivery-dispatch")
+        return len(records), free
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch(self, records: list[DeliveryRecord], *, claimed_at: datetime) -> None:
+        """Resolve a claimed batch, start its sends, record what needs no send."""
         immediate: list[Outcome] = []
-        sends = await self._confirm(await self._resolve(records, now, immediate), claimed_at=now)
-        for send in sends:
-            task = asyncio.create_task(self._attempt(send), name="delivery-attempt")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        sends: list[_Send] = []
+        try:
+            await self._resolve(records, claimed_at, immediate, sends)
+        except Exception as exc:
+            # The database went away while reading: nothing is sent or recorded, the
+            # claims lapse and the records come back (here or in another process).
+            log.warning("delivery.resolve_round_failed", service=self._service,
+                        error=type(exc).__name__, records=len(records))  # fmt: skip
+            for send in sends:
+                self._claims.free_slot(send.key)
+            self._released([r.delivery_id for r in records])
+            return
+        for send in await self._confirm(sends, claimed_at=claimed_at):
+            self._spawn(self._attempt(send), "delivery-attempt")
         if immediate:
             await self._recorder.submit_all(immediate)
-        return len(records), free
 
     async def _confirm(self, sends: list[_Send], *, claimed_at: datetime) -> list[_Send]:
         """The sends whose records are still ours; the others give their slots back."""
@@ -347,14 +329,17 @@ class DeliveryEngine:
         return (saturated + self._breakers.open_keys(now))[:500]
 
     async def _resolve(
-        self, records: list[DeliveryRecord], now: datetime, immediate: list[Outcome]
-    ) -> list[_Send]:
-        """The plan's message for each record, in one read transaction.
+        self,
+        records: list[DeliveryRecord],
+        now: datetime,
+        immediate: list[Outcome],
+        sends: list[_Send],
+    ) -> None:
+        """The plan's message for each record, in one read transaction, into `sends`.
 
         Records that need no send (skipped, expired, no address, busy destination, open
         breaker) get their outcome in `immediate` instead.
         """
-        sends: list[_Send] = []
         async with self._store.reading() as session:
             for record in records:
                 if record.attempts > 0 and now >= record.give_up_at:
@@ -385,7 +370,6 @@ class DeliveryEngine:
                     send = self._admit(record, resolved, now, immediate)
                     if send is not None:
                         sends.append(send)
-        return sends
 
     def _admit(
         self, record: DeliveryRecord, outbound: Outbound, now: datetime, immediate: list[Outcome]

@@ -7,10 +7,10 @@ the transaction that records it. Addresses stay in the service: the engine asks 
 service's plan for them when it sends, and stores only a keyed hash.
 
 Modules: `records` (table and record types), `store` (claims, leases, settlement),
-`engine` (the dispatcher) and `config` (its limits), `claims` (what an engine holds, its heartbeat, lost claims),
-`outcomes` (recording and hooks, in batches), `plan` (the service's side),
-`registry` (channels, message types, senders), `senders` (webhook, e-mail), `sms` (Kannel)
-and `sms_reports` (its delivery reports and replies), `policy`
+`engine` (the dispatcher) and `config` (its limits), `claims` (what an engine holds, its
+heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
+service's side), `registry` (channels, message types, senders), `senders` (webhook,
+e-mail), `sms` (Kannel) and `sms_reports` (its delivery reports and replies), `policy`
 (backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes) and
 `reasons` (a reason class as the contract's `DeliveryFailureReason`, for every service).
 

@@ -1,16 +1,15 @@
 """Bulletin fan-out: one approved bulletin to N liaisons, each with a webhook of its own.
 
     python -m benchmarks.bulletin_fanout [--liaisons 1000 10000] [--database sqlite|postgres]
-                                         [--webhook-client httpx|aiohttp]
 
 For each N: a department file with N liaisons is generated into a temporary directory
 (each liaison's webhook is its own path on one fast local sink), the rumor_control app
 starts in this process (real Kafka, real database, its delivery engine as in production),
 a vetter drafts and another approves one bulletin. Printed beside each other:
 
-- the sink's floor: requests/s a plain pooled client loop (the same HTTP client as the
-  engine's webhooks) reaches against the same sink at the engine's concurrency
-  (`AVISO_DELIVERY_MAX_IN_FLIGHT`),
+- the sink's floor: requests/s the service's own WebhookSender reaches in a plain loop
+  against the same sink at the engine's concurrency (`AVISO_DELIVERY_MAX_IN_FLIGHT`),
+  with no engine and no database,
 - how long the approval request took (it accepts the N delivery records in its own
   transaction),
 - the time from the approval request to the last delivery recorded, and deliveries/s over
@@ -19,10 +18,7 @@ a vetter drafts and another approves one bulletin. Printed beside each other:
 The sink runs in its own process (an asyncio HTTP/1.1 server), so it does not compete with
 the engine for this event loop. Settings come from the environment like a service's:
 KAFKA_BOOTSTRAP_SERVERS is needed; `--database postgres` needs DATABASE_URL (a fresh
-database is created and dropped), `sqlite` uses files in a temporary directory. With
-`--webhook-client aiohttp` (aiohttp installed) the engine's webhooks go through a small
-aiohttp sender instead of the service's own (httpx): httpcore's pool spends CPU in
-proportion to connections x queued requests, which dominates on a small machine. Prints
+database is created and dropped), `sqlite` uses files in a temporary directory. Prints
 figures; asserts nothing.
 """
 
@@ -30,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -47,13 +42,8 @@ import yaml
 
 from services.common.auth import Role
 from services.common.db import make_engine
-from services.common.delivery import (
-    DELIVERY_ID_HEADER,
-    DeliveryError,
-    SenderRegistry,
-)
+from services.common.delivery import WebhookSender
 from services.common.logging import configure_logging
-from services.common.signing import SIGNATURE_HEADER, signature_header
 from services.rumor_control.app import create_app
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.tables import delivery_records
@@ -91,75 +81,20 @@ def _department(directory: Path, base_url: str, liaisons: int) -> Path:
     return path
 
 
-class _AiohttpWebhook:
-    """The engine's webhook transport over aiohttp (signed like the service's own)."""
+async def _floor(settings: RumorControlSettings, base_url: str, n: int) -> float:
+    """Requests/s of the service's WebhookSender alone against the sink (no engine, no DB)."""
+    sender = WebhookSender.from_settings(settings)
+    limit = asyncio.Semaphore(settings.delivery_max_in_flight)
 
-    def __init__(self, settings: RumorControlSettings) -> None:
-        import aiohttp
+    async def one(i: int) -> None:
+        async with limit:
+            await sender.send(f"{base_url}/floor/{i}", {"n": i}, delivery_id=str(i))
 
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.delivery_max_in_flight),
-            timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
-        )
-        self._secrets = [s.get_secret_value().encode() for s in settings.webhook_secrets]
-
-    async def send(self, url: str, payload: Any, *, delivery_id: str) -> int:
-        import aiohttp
-
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {
-            "Content-Type": "application/json",
-            DELIVERY_ID_HEADER: delivery_id,
-            SIGNATURE_HEADER: signature_header(self._secrets, body, timestamp=int(time.time())),
-        }
-        try:
-            async with self._session.post(url, data=body, headers=headers) as response:
-                await response.read()
-        except TimeoutError:
-            raise DeliveryError("webhook timed out", reason="timeout") from None
-        except aiohttp.ClientError:
-            raise DeliveryError("webhook unreachable", reason="unreachable") from None
-        if response.status >= 500:
-            raise DeliveryError("webhook answered 5xx", reason="http_5xx")
-        if response.status >= 400:
-            raise DeliveryError("webhook refused", reason="http_4xx")
-        return response.status
-
-    async def close(self) -> None:
-        await self._session.close()
-
-
-async def _aiohttp_floor(base_url: str, n: int, concurrency: int) -> float:
-    import aiohttp
-
-    limit = asyncio.Semaphore(concurrency)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as client:
-
-        async def one(i: int) -> None:
-            async with limit, client.post(f"{base_url}/floor/{i}", data=b"{}") as response:
-                await response.read()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.perf_counter() - started)
-
-
-async def _floor(base_url: str, n: int, concurrency: int, client_name: str) -> float:
-    """Requests/s of a plain pooled client against the sink at the engine's concurrency."""
-    if client_name == "aiohttp":
-        return await _aiohttp_floor(base_url, n, concurrency)
-    limit = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits) as client:
-
-        async def one(i: int) -> None:
-            async with limit:
-                await client.post(f"{base_url}/floor/{i}", content=b"{}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.perf_counter() - started)
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - started
+    await sender.close()
+    return n / elapsed
 
 
 async def _bulletin(client: httpx.AsyncClient, tokens: dict[str, str]) -> str:
@@ -212,9 +147,7 @@ async def _progress(
         await engine.dispose()
 
 
-async def _round(
-    liaisons: int, base_url: str, database: str, var: Path, bootstrap: str, client_name: str
-) -> None:
+async def _round(liaisons: int, base_url: str, database: str, var: Path, bootstrap: str) -> None:
     directory = var / f"n{liaisons}"
     directory.mkdir(parents=True)
     database_url = None
@@ -229,7 +162,7 @@ async def _round(
             public_base_url="http://bench.example",
         )  # fmt: skip
         concurrency = settings.delivery_max_in_flight
-        floor = await _floor(base_url, min(liaisons, 5000), concurrency, client_name)
+        floor = await _floor(settings, base_url, min(liaisons, 5000))
         tokens = {
             "vetter_a": await issue_test_token(settings, Role.VETTER, "Vetter A", "vetter-a"),
             "vetter_b": await issue_test_token(settings, Role.VETTER, "Vetter B", "vetter-b"),
@@ -241,10 +174,7 @@ async def _round(
             {f"{prefix}rumor_control.notices": "aviso.notices.v1",
              f"{prefix}rumor_control.alerts": "aviso.alerts.v1"},
         )  # fmt: skip
-        senders = None
-        if client_name == "aiohttp":
-            senders = SenderRegistry(webhook=_AiohttpWebhook(settings))
-        async with running_app(create_app(settings, senders=senders)) as client:
+        async with running_app(create_app(settings)) as client:
             bulletin_id = await _bulletin(client, tokens)
             started = datetime.now(UTC)
             approved = await client.post(
@@ -257,8 +187,8 @@ async def _round(
             delivered, failed, last = await _progress(settings, bulletin_id, liaisons)
         total_s = (last - started).total_seconds() if last else float("nan")
         print(f"  {liaisons} liaisons, {database}:")
-        print(f"    sink floor (plain {client_name}, {concurrency} in flight)"
-              f"   {floor:8.0f} requests/s")  # fmt: skip
+        print(f"    sink floor (WebhookSender alone, {concurrency} in flight)"
+              f" {floor:8.0f} requests/s")  # fmt: skip
         print(f"    approval request (accepts {liaisons} records)   {approval_s:8.2f} s")
         print(f"    approval -> last delivery                  {total_s:8.2f} s")
         print(f"    deliveries/s (approval -> last delivery)   {delivered / total_s:8.0f}"
@@ -268,7 +198,7 @@ async def _round(
             await drop_database_async(database_url)
 
 
-async def main(liaisons: list[int], database: str, client_name: str) -> None:
+async def main(liaisons: list[int], database: str) -> None:
     configure_logging("bench", level="WARNING", fmt="console")
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
@@ -288,12 +218,9 @@ async def main(liaisons: list[int], database: str, client_name: str) -> None:
                 break
             await asyncio.sleep(0.05)
         base_url = f"http://127.0.0.1:{port_file.read_text()}"
-        print(
-            f"bulletin fan-out through rumor_control's delivery engine "
-            f"({database}, webhooks over {client_name})"
-        )
+        print(f"bulletin fan-out through rumor_control's delivery engine ({database})")
         for n in liaisons:
-            await _round(n, base_url, database, var, bootstrap, client_name)
+            await _round(n, base_url, database, var, bootstrap)
     finally:
         sink.terminate()
         sink.wait(timeout=10)
@@ -303,7 +230,6 @@ def _cli(argv: list[str] | None = None) -> Any:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--liaisons", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="postgres")
-    parser.add_argument("--webhook-client", choices=("httpx", "aiohttp"), default="httpx")
     parser.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -313,4 +239,4 @@ if __name__ == "__main__":
     if args.serve is not None:
         asyncio.run(_serve(args.serve))
     else:
-        asyncio.run(main(args.liaisons, args.database, args.webhook_client))
+        asyncio.run(main(args.liaisons, args.database))

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploy.local.common import free_port
 from services.common.db import is_postgres, make_engine, make_session_factory
 from services.common.delivery import (
+    TABLE_VERSION,
     BaseDeliveryPlan,
     Delivered,
     DeliveryEngine,
@@ -146,7 +147,7 @@ async def _round(
     async with db.begin() as conn:
         await conn.run_sync(
             lambda c: create_delivery_records_table(
-                Operations(MigrationContext.configure(c)), name=table.name
+                Operations(MigrationContext.configure(c)), name=table.name, version=TABLE_VERSION
             )
         )
     sessions = make_session_factory(db)
@@ -166,8 +167,7 @@ async def _round(
         config=EngineConfig(max_in_flight=CONCURRENCY, per_destination=4),
     )
     async with sessions() as session, session.begin():
-        for o in slow + fast:  # the hanging ones first: they are claimed first
-            await engine.accept(session, o)
+        await engine.accept_many(session, slow + fast)  # the hanging ones are claimed first
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(engine.run(stop))

@@ -210,15 +210,19 @@ class CommonSettings(BaseSettings):
         description="Deliveries one process sends at once to one address (a slow one waits alone).",
     )
     delivery_lease_s: float = Field(
-        default=2.0,
+        default=10.0,
         gt=0,
         description=(
-            "How long a claim on a delivery lasts unless renewed; a crashed process's "
-            "deliveries are taken over after this."
+            "How long a claim on a delivery being sent lasts unless renewed. Long, because a "
+            "process slowed down by load must not lose a send another would repeat (a person "
+            "would read it twice); the price is that a crashed process's in-flight deliveries "
+            "wait up to this long. Pending deliveries are never held by a lease."
         ),
     )
     delivery_heartbeat_s: float = Field(
-        default=0.5, gt=0, description="How often claims of deliveries in flight are renewed."
+        default=1.0,
+        gt=0,
+        description="How often claims of deliveries in flight are renewed (at most half a lease).",
     )
     delivery_poll_interval_s: float = Field(
         default=1.0,

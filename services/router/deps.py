@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -33,7 +33,7 @@ def _nothing() -> None:
 class DeliveryIntake(Protocol):
     """The delivery engine as use cases see it: orders go in, in the caller's transaction."""
 
-    async def accept(self, session: AsyncSession, order: DeliveryOrder) -> bool: ...
+    async def accept_many(self, session: AsyncSession, orders: Sequence[DeliveryOrder]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class RouterDeps:
         return RouterUnitOfWork.joining(outer, source=self.source, accept=self._accept())
 
     def _accept(self) -> AcceptDelivery | None:
-        return self.delivery.accept if self.delivery is not None else None
+        return self.delivery.accept_many if self.delivery is not None else None
 
     @property
     def horizon(self) -> timedelta:

@@ -7,7 +7,7 @@ stops the start, not the first bulletin.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -45,8 +45,8 @@ def utc_now() -> datetime:
 class BulletinDeliveries(Protocol):
     """Where publishing hands its deliveries (the delivery engine; a fake in unit tests)."""
 
-    async def accept(self, session: AsyncSession, order: DeliveryOrder) -> bool:
-        """Record `order` in the caller's transaction; False if its id was known."""
+    async def accept_many(self, session: AsyncSession, orders: Sequence[DeliveryOrder]) -> int:
+        """Record `orders` in the caller's transaction; how many ids were new."""
         ...
 
 

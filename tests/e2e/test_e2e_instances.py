@@ -240,36 +240,62 @@ async def _story_with_crashes(system: System, correlation_id: str) -> None:
 async def _assert_timelines(system: System, *, alert_id: str, bulletin_id: str) -> None:
     """Both timelines, read from the survivors, show each step once."""
     cast, http = system.cast, system.client
-    timeline = await http.get(
-        f"{system.router_url}/v1/alerts/{alert_id}/timeline", headers=system.auth("ops")
-    )
-    assert timeline.status_code == 200, timeline.text
-    entries = timeline.json()["entries"]
+
+    async def alert_timeline() -> list[dict[str, Any]]:
+        response = await http.get(
+            f"{system.router_url}/v1/alerts/{alert_id}/timeline", headers=system.auth("ops")
+        )
+        assert response.status_code == 200, response.text
+        entries: list[dict[str, Any]] = response.json()["entries"]
+        return entries
+
+    def settled_of(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return sorted(
+            (e["recipient_id"], e["channel"])
+            for e in entries
+            if e["kind"] in ("delivered", "delivery_skipped")
+        )
+
+    # Both channels are sent concurrently: the killed router may have sent the other one
+    # without recording it. Its lease (AVISO_DELIVERY_LEASE_S) runs out and the survivor
+    # takes the record over; if the SPOC acknowledged meanwhile, that one is settled as
+    # skipped, not sent again (the sinks above prove it arrived once). So wait for both.
+    async def both_settled() -> list[dict[str, Any]] | None:
+        entries = await alert_timeline()
+        return entries if len(settled_of(entries)) >= 2 else None
+
+    entries = await wait_until("both SPOC channels settled", both_settled, timeout=FAILOVER_S)
     kinds = [e["kind"] for e in entries]
     assert kinds.count("triggered") == 1, kinds
     assert kinds.count("acknowledged") == 1, kinds
     assert "escalated" not in kinds, kinds
-    # Both channels are sent concurrently: the killed router may have sent the other one
-    # without recording it. Its lease runs out and the survivor takes the record over; if
-    # the SPOC acknowledged meanwhile, that one is settled as skipped, not sent again (the
-    # sinks above prove it arrived once).
-    settled = sorted(
-        (e["recipient_id"], e["channel"])
-        for e in entries
-        if e["kind"] in ("delivered", "delivery_skipped")
-    )
+    settled = settled_of(entries)
     assert settled == [(cast.spoc_id, "email"), (cast.spoc_id, "webhook")], entries
     assert any(e["kind"] == "delivered" for e in entries), entries
 
-    steps = await http.get(
-        f"{system.rumor_url}/v1/bulletins/{bulletin_id}/timeline", headers=system.auth("ops")
-    )
-    assert steps.status_code == 200, steps.text
-    actions = [s["action"] for s in steps.json()]
+    async def bulletin_timeline() -> list[dict[str, Any]]:
+        response = await http.get(
+            f"{system.rumor_url}/v1/bulletins/{bulletin_id}/timeline", headers=system.auth("ops")
+        )
+        assert response.status_code == 200, response.text
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    def delivered_of(steps: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return sorted(
+            (s["detail"]["recipient_id"], s["detail"]["channel"])
+            for s in steps
+            if s["action"] == "delivered"
+        )
+
+    # A delivery the killed instance sent without recording is recorded by the survivor
+    # once the lease has run out: wait for every target's entry.
+    async def all_delivered() -> list[dict[str, Any]] | None:
+        steps = await bulletin_timeline()
+        return steps if len(delivered_of(steps)) >= len(cast.bulletin_targets()) else None
+
+    steps = await wait_until("every bulletin delivery recorded", all_delivered, timeout=FAILOVER_S)
+    actions = [s["action"] for s in steps]
     assert actions.count("approved") == actions.count("published") == 1, actions
-    delivered_steps = sorted(
-        (s["detail"]["recipient_id"], s["detail"]["channel"])
-        for s in steps.json()
-        if s["action"] == "delivered"
-    )
+    delivered_steps = delivered_of(steps)
     assert delivered_steps == sorted(cast.bulletin_targets()), delivered_steps

@@ -7,10 +7,12 @@ the transaction that records it. Addresses stay in the service: the engine asks 
 service's plan for them when it sends, and stores only a keyed hash.
 
 Modules: `records` (table and record types), `store` (claims, leases, settlement),
-`engine` (the dispatcher), `outcomes` (recording and hooks), `plan` (the service's side),
-`registry` (channels, message types, senders), `senders` (webhook, e-mail), `sms` (Kannel)
-and `sms_reports` (its delivery reports and replies), `policy`
-(backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes).
+`engine` (the dispatcher) and `config` (its limits), `claims` (what an engine holds, its
+heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
+service's side), `registry` (channels, message types, senders), `senders` (webhook,
+e-mail), `sms` (Kannel) and `sms_reports` (its delivery reports and replies), `policy`
+(backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes) and
+`reasons` (a reason class as the contract's `DeliveryFailureReason`, for every service).
 
 How a service plugs in
 ----------------------
@@ -24,7 +26,8 @@ How a service plugs in
 
        from services.common.delivery import create_delivery_records_table
        def upgrade() -> None:
-           create_delivery_records_table(op)
+           create_delivery_records_table(op)          # version 1, frozen
+           add_delivery_segments_column(op)           # version 2 (TABLE_VERSION)
 
 2. Plan. A class in the service (e.g. `services/router/alerting/delivery_plan.py`)::
 
@@ -52,7 +55,11 @@ How a service plugs in
 
    Hooks run in the transaction that records the outcome (`tx.session`; log and
    metric lines go in `tx.after_commit`). `failure.reason` is a `ReasonClass`, safe
-   for timelines and events; it never holds an address.
+   for timelines and events; it never holds an address; `contract_reason(reason)` is
+   its name in the contract's `DeliveryFailureReason`. Outcomes are recorded in
+   batches: the engine calls `on_outcomes(tx, [Settled(record, result), ...])` once per
+   transaction, which by default calls the hooks above one by one; override it to
+   write a batch in fewer statements (rumor_control writes its timeline rows at once).
 
 3. Composition root (`services/<svc>/app.py`)::
 
@@ -78,7 +85,14 @@ How a service plugs in
        await deps.delivery.cancel(uow.session, aggregate_id=alert.id)  # e.g. acknowledged
 
    `accept` is idempotent on the delivery id and wakes the dispatcher when the
-   transaction commits. Nothing it does can fail because a receiver is down.
+   transaction commits. Nothing it does can fail because a receiver is down. Several
+   orders at once: `await deps.delivery.accept_many(uow.session, orders)` (one
+   `INSERT ... ON CONFLICT DO NOTHING` per 1,000; returns how many were new).
+
+Claims are leases (`delivery_lease_s`, renewed every `delivery_heartbeat_s`): long,
+so that a process slowed down by load never loses a send to another process; a record
+is sent only while its claim is confirmed ours (`claims`). An SMS sender's receipt
+(segments) is kept on `Delivered` and on the record.
 
 Settings: `delivery_*` and `smtp_pool_size` (README's settings table).
 """
@@ -93,15 +107,19 @@ from services.common.delivery.errors import (
     ReasonClass,
 )
 from services.common.delivery.headers import safe_body, safe_header
-from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan
+from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan, Settled
+from services.common.delivery.reasons import contract_reason, stored_reason
 from services.common.delivery.records import (
+    TABLE_VERSION,
     Delivered,
     DeliveryOrder,
     DeliveryRecord,
     DeliveryState,
     Failure,
+    add_delivery_segments_column,
     create_delivery_records_table,
     delivery_records_table,
+    drop_delivery_segments_column,
 )
 from services.common.delivery.registry import (
     EmailOutbound,
@@ -121,6 +139,7 @@ __all__ = [
     "DELIVERY_ID_HEADER",
     "PERMANENT_REASONS",
     "REASON_CLASSES",
+    "TABLE_VERSION",
     "BaseDeliveryPlan",
     "Delivered",
     "DeliveryEngine",
@@ -138,6 +157,7 @@ __all__ = [
     "Outbound",
     "ReasonClass",
     "SenderRegistry",
+    "Settled",
     "Skip",
     "SmsOutbound",
     "SmsReceipt",
@@ -145,8 +165,12 @@ __all__ = [
     "Transaction",
     "WebhookOutbound",
     "WebhookSender",
+    "add_delivery_segments_column",
+    "contract_reason",
     "create_delivery_records_table",
     "delivery_records_table",
+    "drop_delivery_segments_column",
     "safe_body",
     "safe_header",
+    "stored_reason",
 ]

@@ -1,11 +1,18 @@
 """The dispatcher: claim due records, resolve, send outside any transaction, record.
 
-One round: claim due records (a lease renewed by a heartbeat while sends are in
-flight), ask the plan what to send in one short read transaction, send each message
-concurrently with no database transaction open, then record every outcome and call the
-plan's hook in one transaction. Bounded per process (`max_in_flight`) and per
-destination (`per_destination`): a record whose destination is busy is put back for a
-moment instead of waiting on a slot, so a slow endpoint holds only its own slots.
+One round: claim as many due records as there are free slots, in one statement (a lease
+renewed by a heartbeat while sends are in flight), ask the plan what to send in one short
+read transaction, send each message concurrently with no database transaction open, then
+record the outcomes in batches (one transaction settles many records and calls the plan's
+hooks for all of them).
+
+A record is sent only while its claim is ours: the heartbeat drops a record another
+process took over (its lease ran out while this one fell behind), and a round that took
+longer than a heartbeat to resolve confirms its claims before it sends (`claims`).
+
+Bounded per process (`max_in_flight`) and per destination (`per_destination`): a record
+whose destination is busy is put back for a moment instead of waiting on a slot, so a slow
+endpoint holds only its own slots.
 """
 
 from __future__ import annotations
@@ -17,23 +24,30 @@ import hmac
 import random
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.deliveries import DeliveryChannel
 from services.common.db import after_commit
+from services.common.delivery.claims import Claims
+from services.common.delivery.config import EngineConfig
 from services.common.delivery.errors import PERMANENT_REASONS, DeliveryError, ReasonClass
 from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan
-from services.common.delivery.policy import CircuitBreakers, backoff_delay
+from services.common.delivery.policy import (
+    DESTINATION_ANSWERED,
+    DESTINATION_TROUBLE,
+    CircuitBreakers,
+    backoff_delay,
+)
 from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord, Failure
 from services.common.delivery.registry import MissingSender, Outbound, SenderRegistry, Skip
-from services.common.delivery.store import DeliveryStore, SqlDeliveryStore
+from services.common.delivery.store import Accepted, DeliveryStore, SqlDeliveryStore
 from services.common.logging import get_logger
 from services.common.settings import CommonSettings
 
@@ -46,42 +60,6 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Limits and timings of one engine (see the `delivery_*` settings)."""
-
-    max_in_flight: int = 64
-    per_destination: int = 4
-    lease: timedelta = timedelta(seconds=2)
-    heartbeat: timedelta = timedelta(seconds=0.5)
-    poll_interval: timedelta = timedelta(seconds=1)
-    retry_base_s: float = 1.0
-    retry_max_s: float = 60.0
-    breaker_failures: int = 5
-    breaker_cooldown: timedelta = timedelta(seconds=15)
-    # How long a record whose destination is busy waits before it is claimable again.
-    busy_delay: timedelta = timedelta(milliseconds=200)
-
-    def __post_init__(self) -> None:
-        if self.heartbeat * 2 > self.lease:
-            raise ValueError("the heartbeat must renew a lease at least twice before it expires")
-
-    @classmethod
-    def from_settings(cls, settings: CommonSettings) -> EngineConfig:
-        """The configuration the settings describe."""
-        return cls(
-            max_in_flight=settings.delivery_max_in_flight,
-            per_destination=settings.delivery_per_destination,
-            lease=timedelta(seconds=settings.delivery_lease_s),
-            heartbeat=timedelta(seconds=settings.delivery_heartbeat_s),
-            poll_interval=timedelta(seconds=settings.delivery_poll_interval_s),
-            retry_base_s=settings.delivery_retry_base_s,
-            retry_max_s=settings.delivery_retry_max_s,
-            breaker_failures=settings.delivery_breaker_failures,
-            breaker_cooldown=timedelta(seconds=settings.delivery_breaker_cooldown_s),
-        )
 
 
 @dataclass(frozen=True)
@@ -124,8 +102,10 @@ class DeliveryEngine:
             store=store, plan=plan, owner=self.owner_id, service=service, released=self._released
         )
         # Claimed and not yet settled (renewed by the heartbeat), and sends per destination.
-        self._in_flight: dict[uuid.UUID, DeliveryRecord] = {}
-        self._busy: Counter[str] = Counter()
+        self._claims = Claims(
+            store=store, owner=self.owner_id, service=service, lease=self._config.lease,
+            heartbeat=self._config.heartbeat, clock=clock,
+        )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._last_claim_at = datetime.min.replace(tzinfo=UTC)
@@ -166,9 +146,19 @@ class DeliveryEngine:
         Returns False when the delivery id was known already. The dispatcher of this
         process wakes when the transaction commits.
         """
+        return await self.accept_many(session, [order]) > 0
+
+    async def accept_many(self, session: AsyncSession, orders: Sequence[DeliveryOrder]) -> int:
+        """Record `orders` as pending in the caller's transaction, in one statement per
+        1,000; returns how many delivery ids were new (the others are left as they are)."""
+        if not orders:
+            return 0
         now = self._clock()
-        give_up_at = order.give_up_at or now + self._plan.give_up_after(order)
-        inserted = await self._store.insert(session, order, now=now, give_up_at=give_up_at)
+        accepted = [
+            Accepted(order, order.give_up_at or now + self._plan.give_up_after(order))
+            for order in orders
+        ]
+        inserted = await self._store.insert_many(session, accepted, now=now)
         if inserted:
             after_commit(session, self.wake)
         return inserted
@@ -203,7 +193,9 @@ class DeliveryEngine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until `stop` is set, then let the sends in flight finish and record them."""
-        heartbeat = asyncio.create_task(self._heartbeat(stop), name=f"delivery-hb-{self._service}")
+        heartbeat = asyncio.create_task(
+            self._claims.heartbeat(), name=f"delivery-hb-{self._service}"
+        )
         log.info("delivery.engine_started", service=self._service, owner=self.owner_id)
         try:
             while not stop.is_set():
@@ -235,7 +227,7 @@ class DeliveryEngine:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self._config.poll_interval.total_seconds()
-        if len(self._in_flight) >= self._config.max_in_flight:
+        if len(self._claims) >= self._config.max_in_flight:
             await self._wait(stop, timeout)  # a settled record wakes us
             return
         try:
@@ -265,25 +257,6 @@ class DeliveryEngine:
             stopping.cancel()
             woken.cancel()
 
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        interval = self._config.heartbeat.total_seconds()
-        while True:
-            await asyncio.sleep(interval)
-            ids = list(self._in_flight)
-            if not ids:
-                continue
-            try:
-                await self._store.renew(
-                    owner=self.owner_id, ids=ids, until=self._clock() + self._config.lease
-                )
-            except Exception as exc:
-                log.warning(
-                    "delivery.renew_failed",
-                    service=self._service,
-                    error=type(exc).__name__,
-                    detail=str(exc)[:200],
-                )
-
     async def _drain(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -293,7 +266,7 @@ class DeliveryEngine:
 
     async def _fill(self) -> tuple[int, int]:
         """Claim what fits, record what needs no send, start the sends; (claimed, limit)."""
-        free = self._config.max_in_flight - len(self._in_flight)
+        free = self._config.max_in_flight - len(self._claims)
         if free <= 0:
             return 0, 0
         now = self._last_claim_at = self._clock()
@@ -306,34 +279,67 @@ class DeliveryEngine:
         )
         if not records:
             return 0, free
-        for record in records:
-            self._in_flight[record.delivery_id] = record
-        self._recorder.gauge(len(self._in_flight))
+        self._claims.hold(records)
+        # Resolving and sending go on in a task of their own, so the next claim need not
+        # wait for this batch's read transaction.
+        self._spawn(self._dispatch(records, claimed_at=now), "delivery-dispatch")
+        return len(records), free
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch(self, records: list[DeliveryRecord], *, claimed_at: datetime) -> None:
+        """Resolve a claimed batch, start its sends, record what needs no send."""
         immediate: list[Outcome] = []
-        sends = await self._resolve(records, now, immediate)
-        for send in sends:
-            task = asyncio.create_task(self._attempt(send), name="delivery-attempt")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        sends: list[_Send] = []
+        try:
+            await self._resolve(records, claimed_at, immediate, sends)
+        except Exception as exc:
+            # The database went away while reading: nothing is sent or recorded, the
+            # claims lapse and the records come back (here or in another process).
+            log.warning("delivery.resolve_round_failed", service=self._service,
+                        error=type(exc).__name__, records=len(records))  # fmt: skip
+            for send in sends:
+                self._claims.free_slot(send.key)
+            self._released([r.delivery_id for r in records])
+            return
+        for send in await self._confirm(sends, claimed_at=claimed_at):
+            self._spawn(self._attempt(send), "delivery-attempt")
         if immediate:
             await self._recorder.submit_all(immediate)
-        return len(records), free
+
+    async def _confirm(self, sends: list[_Send], *, claimed_at: datetime) -> list[_Send]:
+        """The sends whose records are still ours; the others give their slots back."""
+        if not sends:
+            return sends
+        ours = await self._claims.confirm(
+            [s.record.delivery_id for s in sends], claimed_at=claimed_at
+        )
+        for send in sends:
+            if send.record.delivery_id not in ours:
+                self._claims.free_slot(send.key)
+        return [s for s in sends if s.record.delivery_id in ours]
 
     def _excluded_keys(self, now: datetime) -> list[str]:
         """Destinations not to claim for now: saturated here, or their breaker is open."""
-        saturated = [k for k, n in self._busy.items() if n >= self._config.per_destination]
+        saturated = self._claims.saturated(self._config.per_destination)
         # A bounded IN list; past it, records of busy destinations are put back instead.
         return (saturated + self._breakers.open_keys(now))[:500]
 
     async def _resolve(
-        self, records: list[DeliveryRecord], now: datetime, immediate: list[Outcome]
-    ) -> list[_Send]:
-        """The plan's message for each record, in one read transaction.
+        self,
+        records: list[DeliveryRecord],
+        now: datetime,
+        immediate: list[Outcome],
+        sends: list[_Send],
+    ) -> None:
+        """The plan's message for each record, in one read transaction, into `sends`.
 
         Records that need no send (skipped, expired, no address, busy destination, open
         breaker) get their outcome in `immediate` instead.
         """
-        sends: list[_Send] = []
         async with self._store.reading() as session:
             for record in records:
                 if record.attempts > 0 and now >= record.give_up_at:
@@ -364,14 +370,13 @@ class DeliveryEngine:
                     send = self._admit(record, resolved, now, immediate)
                     if send is not None:
                         sends.append(send)
-        return sends
 
     def _admit(
         self, record: DeliveryRecord, outbound: Outbound, now: datetime, immediate: list[Outcome]
     ) -> _Send | None:
         """Take a per-destination slot, or put the record back (busy, breaker open)."""
         key = self.destination_key(record.channel, outbound.address)
-        if self._busy[key] >= self._config.per_destination:
+        if self._claims.sending_to(key) >= self._config.per_destination:
             retry_at = now + self._config.busy_delay
             immediate.append(
                 Outcome(record=record, result=Busy(retry_at), at=now, destination_key=key)
@@ -380,7 +385,7 @@ class DeliveryEngine:
         if not self._breakers.allow(key, now):
             immediate.append(self._failure(record, "circuit_open", now, key=key))
             return None
-        self._busy[key] += 1
+        self._claims.take_slot(key)
         return _Send(record, outbound, key)
 
     async def _attempt(self, send: _Send) -> None:
@@ -389,12 +394,12 @@ class DeliveryEngine:
         started = time.monotonic()
         opened = False
         try:
-            await self._senders.send(send.outbound, delivery_id=str(record.delivery_id))
+            receipt = await self._senders.send(send.outbound, delivery_id=str(record.delivery_id))
         except DeliveryError as exc:
             now = self._clock()
-            if exc.reason in _DESTINATION_TROUBLE:
+            if exc.reason in DESTINATION_TROUBLE:
                 opened = self._breakers.record_failure(key, now)
-            elif exc.reason in _DESTINATION_ANSWERED:
+            elif exc.reason in DESTINATION_ANSWERED:
                 self._breakers.record_success(key)
             else:
                 self._breakers.release_probe(key)
@@ -413,12 +418,15 @@ class DeliveryEngine:
         else:
             self._breakers.record_success(key)
             now = self._clock()
-            result = Delivered(attempts=record.attempts + 1, delivered_at=now, destination_key=key)
+            result = Delivered(
+                attempts=record.attempts + 1,
+                delivered_at=now,
+                destination_key=key,
+                segments=receipt.segments if receipt is not None else None,
+            )
             outcome = Outcome(record=record, result=result, at=now, attempted=True)
         finally:
-            self._busy[key] -= 1
-            if self._busy[key] <= 0:
-                del self._busy[key]
+            self._claims.free_slot(key)
         outcome = replace(
             outcome,
             destination_key=key,
@@ -471,15 +479,5 @@ class DeliveryEngine:
 
     def _released(self, ids: Sequence[uuid.UUID]) -> None:
         """Records settled: free their slots and look for more work."""
-        for delivery_id in ids:
-            self._in_flight.pop(delivery_id, None)
-        self._recorder.gauge(len(self._in_flight))
+        self._claims.release(ids)
         self._wake.set()
-
-
-# Failures that say the destination is in trouble (they count towards its breaker), and
-# refusals that prove it is alive and answering.
-_DESTINATION_TROUBLE: frozenset[ReasonClass] = frozenset(
-    {"timeout", "unreachable", "http_5xx", "rate_limited", "deferred"}
-)
-_DESTINATION_ANSWERED: frozenset[ReasonClass] = frozenset({"http_4xx", "rejected"})

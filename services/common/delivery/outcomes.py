@@ -1,9 +1,10 @@
-"""Recording outcomes: the record's new state and the plan's hook, in one transaction.
+"""Recording outcomes: the records' new state and the plan's hooks, in one transaction.
 
-Outcomes that arrive together are recorded in one transaction (fewer commits under
-load). If that transaction fails, each outcome is recorded on its own; one whose hook
-keeps failing is still recorded without its hook (and logged), so a bug in a service's
-hook cannot make the engine send the same message again and again.
+Outcomes that arrive together are recorded in one transaction: two statements settle the
+whole batch (`settle_many`) and the plan's `on_outcomes` gets all of it, so the cost of a
+commit is shared by every outcome in it. If that transaction fails, each outcome is
+recorded on its own; one whose hook keeps failing is still recorded without its hook (and
+logged), so a bug in a service's hook cannot make the engine send a message again and again.
 """
 
 from __future__ import annotations
@@ -18,20 +19,20 @@ from typing import assert_never
 from services.common.delivery.metrics import (
     BREAKER_OPENED,
     DELIVERY_OUTCOMES,
-    IN_FLIGHT,
     SEND_SECONDS,
 )
-from services.common.delivery.plan import DeliveryPlan
+from services.common.delivery.plan import DeliveryPlan, Settled
 from services.common.delivery.records import Delivered, DeliveryRecord, Failure
 from services.common.delivery.registry import Skip
-from services.common.delivery.store import DeliveryStore, Settlement, Transaction
+from services.common.delivery.store import DeliveryStore, Settlement
 from services.common.logging import get_logger
 
 __all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result"]
 
 log = get_logger(__name__)
 
-_BATCH = 100
+# Outcomes per transaction: a full engine's worth (max_in_flight) and its busy put-backs.
+_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def settlement(outcome: Outcome) -> Settlement:
     result = outcome.result
     match result:
         case Delivered():
-            return replace(base, state="delivered")
+            return replace(base, state="delivered", segments=result.segments)
         case Failure(final=True):
             return replace(base, state="failed", error_class=result.reason)
         case Failure():
@@ -81,6 +82,14 @@ def settlement(outcome: Outcome) -> Settlement:
             return replace(base, next_attempt_at=result.retry_at)
         case _:
             assert_never(result)
+
+
+def _settled(outcome: Outcome) -> Settled | None:
+    """What the plan hears of `outcome` (nothing for a busy put-back: not an attempt)."""
+    result = outcome.result
+    if isinstance(result, Busy):
+        return None
+    return Settled(outcome.record, result)
 
 
 class OutcomeRecorder:
@@ -162,48 +171,34 @@ class OutcomeRecorder:
             )
 
     async def _commit(self, batch: Sequence[Outcome], *, hooks: bool) -> None:
+        # One order for every batch: two transactions never wait on each other's rows.
+        ordered = sorted(batch, key=lambda o: str(o.record.delivery_id))
         async with self._store.transaction() as tx:
-            # One order for every batch: two transactions never wait on each other's rows.
-            for outcome in sorted(batch, key=lambda o: str(o.record.delivery_id)):
-                await self._apply(tx, outcome, hooks=hooks)
+            held = await self._store.settle_many(
+                tx, owner=self._owner, settlements=[settlement(o) for o in ordered]
+            )
+            # A record missing from `held`: our lease ran out and another process took it
+            # over; its outcome is the one that counts.
+            kept = [o for o in ordered if o.record.delivery_id in held]
+            lost = [o.record for o in ordered if o.record.delivery_id not in held]
+            if hooks:
+                settled = [_settled(o) for o in kept]
+                await self._plan.on_outcomes(tx, [s for s in settled if s is not None])
+            tx.after_commit(lambda: self._committed(kept, lost))
             await tx.commit()
 
-    async def _apply(self, tx: Transaction, outcome: Outcome, *, hooks: bool) -> None:
-        held = await self._store.settle(tx, owner=self._owner, settlement=settlement(outcome))
-        record = outcome.record
-        if not held:
-            # Our lease ran out and another process took the record over: its outcome
-            # is the one that counts.
-            tx.after_commit(lambda: self._lease_lost(record))
-            return
-        if hooks:
-            await self._hook(tx, outcome)
-        tx.after_commit(lambda: self._observe(outcome))
-
-    async def _hook(self, tx: Transaction, outcome: Outcome) -> None:
-        record, result = outcome.record, outcome.result
-        match result:
-            case Delivered():
-                await self._plan.on_delivered(tx, record, result)
-            case Failure(final=True):
-                await self._plan.on_failed(tx, record, result)
-            case Failure():
-                await self._plan.on_attempt_failed(tx, record, result)
-            case Skip():
-                await self._plan.on_skipped(tx, record, result)
-            case Busy():
-                pass  # not an attempt: nothing for the service to record
-            case _:
-                assert_never(result)
+    def _committed(self, kept: Sequence[Outcome], lost: Sequence[DeliveryRecord]) -> None:
+        for record in lost:
+            self._lease_lost(record)
+        for outcome in kept:
+            self._observe(outcome)
 
     def _lease_lost(self, record: DeliveryRecord) -> None:
+        # Sent while another process held the record (our heartbeat fell behind): the
+        # receiver may get it twice, with the same delivery id to drop the second.
         log.warning(
             "delivery.lease_lost", service=self._service, delivery_id=str(record.delivery_id)
         )
-
-    def gauge(self, in_flight: int) -> None:
-        """Publish how many records this engine holds."""
-        IN_FLIGHT.labels(self._service).set(in_flight)
 
     def _observe(self, outcome: Outcome) -> None:
         """Metrics and the log line, after commit."""

@@ -9,13 +9,19 @@ The engine knows nothing about alerts or bulletins. A service implements `Delive
 - react to outcomes (`on_delivered`, `on_attempt_failed`, `on_failed`, `on_skipped`)
   inside the transaction that records the outcome: timeline rows, outbox events
   (`alert.delivery_failed` ...), state changes and escalation commit together with it.
+
+The engine records outcomes in batches: one transaction settles many records and calls
+`on_outcomes` once with all of them. `BaseDeliveryPlan.on_outcomes` calls the hook of each
+outcome in turn; a plan that can write a whole batch in fewer statements (one INSERT of
+its timeline rows) overrides it, with the same meaning as the single hooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Protocol, assert_never
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +30,15 @@ from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryR
 from services.common.delivery.registry import Outbound, Skip
 from services.common.delivery.store import Transaction
 
-__all__ = ["BaseDeliveryPlan", "DeliveryPlan"]
+__all__ = ["BaseDeliveryPlan", "DeliveryPlan", "Settled"]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One record's outcome as the plan's hooks see it (already written to the record)."""
+
+    record: DeliveryRecord
+    result: Delivered | Failure | Skip
 
 
 class DeliveryPlan(Protocol):
@@ -65,6 +79,10 @@ class DeliveryPlan(Protocol):
         """`resolve` said nothing is to be sent (record: skipped)."""
         ...
 
+    async def on_outcomes(self, tx: Transaction, outcomes: Sequence[Settled]) -> None:
+        """Every outcome the transaction records, in one call (in delivery-id order)."""
+        ...
+
 
 class BaseDeliveryPlan:
     """Hooks that do nothing, and one give-up time for every purpose; override what you need."""
@@ -95,3 +113,19 @@ class BaseDeliveryPlan:
 
     async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
         """Nothing to record."""
+
+    async def on_outcomes(self, tx: Transaction, outcomes: Sequence[Settled]) -> None:
+        """Each outcome's own hook, one after the other."""
+        for outcome in outcomes:
+            record, result = outcome.record, outcome.result
+            match result:
+                case Delivered():
+                    await self.on_delivered(tx, record, result)
+                case Failure(final=True):
+                    await self.on_failed(tx, record, result)
+                case Failure():
+                    await self.on_attempt_failed(tx, record, result)
+                case Skip():
+                    await self.on_skipped(tx, record, result)
+                case _:
+                    assert_never(result)

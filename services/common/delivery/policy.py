@@ -12,7 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-__all__ = ["BreakerState", "CircuitBreakers", "backoff_delay"]
+from services.common.delivery.errors import ReasonClass
+
+__all__ = [
+    "DESTINATION_ANSWERED",
+    "DESTINATION_TROUBLE",
+    "BreakerState",
+    "CircuitBreakers",
+    "backoff_delay",
+]
+
+# Failures that say the destination is in trouble (they count towards its breaker), and
+# refusals that prove it is alive and answering.
+DESTINATION_TROUBLE: frozenset[ReasonClass] = frozenset(
+    {"timeout", "unreachable", "http_5xx", "rate_limited", "deferred"}
+)
+DESTINATION_ANSWERED: frozenset[ReasonClass] = frozenset({"http_4xx", "rejected"})
 
 
 def backoff_delay(

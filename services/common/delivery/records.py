@@ -15,7 +15,8 @@ service resolves the address when it sends, and only a keyed hash of it
 (`destination_key`) is kept, for the circuit breaker and per-destination limits.
 
 Each service keeps the table in its own schema: `delivery_records_table(metadata)` in its
-`tables.py`, `create_delivery_records_table(op)` in an alembic migration.
+`tables.py`, `create_delivery_records_table(op)` in an alembic migration (version 1, frozen)
+followed by one helper per later version (`add_delivery_segments_column(op)`: version 2).
 """
 
 from __future__ import annotations
@@ -35,26 +36,31 @@ from services.common.delivery.errors import ReasonClass
 __all__ = [
     "ACTIVE_STATES",
     "DEFAULT_TABLE_NAME",
+    "TABLE_VERSION",
     "Delivered",
     "DeliveryOrder",
     "DeliveryRecord",
     "DeliveryState",
     "Failure",
+    "add_delivery_segments_column",
     "create_delivery_records_table",
     "delivery_records_columns",
     "delivery_records_table",
+    "drop_delivery_segments_column",
 ]
 
 DeliveryState = Literal["pending", "sending", "delivered", "failed", "cancelled", "skipped"]
 ACTIVE_STATES: tuple[DeliveryState, ...] = ("pending", "sending")
 DEFAULT_TABLE_NAME = "delivery_records"
+# The table's current version: 1 = the first shape, 2 = `segments` (the SMS receipt).
+TABLE_VERSION = 2
 
 _Time = sa.DateTime(timezone=True)
 
 
-def delivery_records_columns() -> list[sa.Column[Any]]:
-    """The columns of the delivery records table (version 1; a migration freezes them)."""
-    return [
+def delivery_records_columns(version: int = TABLE_VERSION) -> list[sa.Column[Any]]:
+    """The columns of the delivery records table at `version` (migrations freeze each)."""
+    columns: list[sa.Column[Any]] = [
         sa.Column("delivery_id", sa.String(36), primary_key=True),
         sa.Column("aggregate_id", sa.String(36), nullable=False),
         sa.Column("aggregate_version", sa.Integer, nullable=False),
@@ -78,6 +84,14 @@ def delivery_records_columns() -> list[sa.Column[Any]]:
         sa.Column("updated_at", _Time, nullable=False),
         sa.Column("delivered_at", _Time, nullable=True),
     ]
+    if version >= 2:
+        columns.append(_segments_column())
+    return columns
+
+
+def _segments_column() -> sa.Column[Any]:
+    # SMS segments the gateway accepted for a delivered text (its receipt); NULL otherwise.
+    return sa.Column("segments", sa.Integer, nullable=True)
 
 
 def _indexes(name: str) -> list[tuple[str, list[str]]]:
@@ -97,11 +111,28 @@ def delivery_records_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE_NAME
     return table
 
 
-def create_delivery_records_table(op: Any, name: str = DEFAULT_TABLE_NAME) -> None:
-    """Create the table and its indexes inside an alembic migration (frozen at v1)."""
-    op.create_table(name, *delivery_records_columns())
+def create_delivery_records_table(
+    op: Any, name: str = DEFAULT_TABLE_NAME, *, version: int = 1
+) -> None:
+    """Create the table and its indexes inside an alembic migration.
+
+    Version 1 unless told otherwise: a service's first delivery migration stays what it
+    was, and later revisions add what came after (`add_delivery_segments_column`). A test
+    set-up passes `version=TABLE_VERSION`.
+    """
+    op.create_table(name, *delivery_records_columns(version))
     for index_name, columns in _indexes(name):
         op.create_index(index_name, name, columns)
+
+
+def add_delivery_segments_column(op: Any, name: str = DEFAULT_TABLE_NAME) -> None:
+    """Version 1 -> 2 inside an alembic migration: the nullable `segments` column."""
+    op.add_column(name, _segments_column())
+
+
+def drop_delivery_segments_column(op: Any, name: str = DEFAULT_TABLE_NAME) -> None:
+    """Version 2 -> 1 (an alembic downgrade)."""
+    op.drop_column(name, "segments")
 
 
 @dataclass(frozen=True)
@@ -149,11 +180,12 @@ class DeliveryRecord:
 
 @dataclass(frozen=True)
 class Delivered:
-    """The receiver accepted the message."""
+    """The receiver accepted the message; `segments`: the SMS gateway's count (else None)."""
 
     attempts: int
     delivered_at: datetime
     destination_key: str
+    segments: int | None = None
 
 
 @dataclass(frozen=True)

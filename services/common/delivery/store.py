@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.common.db import AfterCommit, UnitOfWork
 from services.common.delivery.records import DeliveryOrder, DeliveryRecord, DeliveryState
 
-__all__ = ["DeliveryStore", "Settlement", "SqlDeliveryStore", "Transaction"]
+__all__ = [
+    "Accepted",
+    "DeliveryStore",
+    "Renewal",
+    "Settlement",
+    "SqlDeliveryStore",
+    "Transaction",
+]
 
 
 class Transaction(Protocol):
@@ -47,6 +54,27 @@ class Settlement:
     next_attempt_at: datetime | None = None
     error_class: str | None = None
     destination_key: str | None = None
+    segments: int | None = None  # the SMS gateway's receipt, for a delivered text
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What a renewal found: claims extended, and claims another process holds now.
+
+    An id in neither is locked by a transaction (our own settlement of it, or another
+    process taking it over this instant): not renewed, and not known to be lost.
+    """
+
+    renewed: frozenset[uuid.UUID]
+    lost: frozenset[uuid.UUID]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An order with its give-up time, ready to be inserted as a pending record."""
+
+    order: DeliveryOrder
+    give_up_at: datetime
 
 
 class DeliveryStore(Protocol):
@@ -56,9 +84,9 @@ class DeliveryStore(Protocol):
 
     def reading(self) -> AbstractAsyncContextManager[AsyncSession]: ...
 
-    async def insert(
-        self, session: AsyncSession, order: DeliveryOrder, *, now: datetime, give_up_at: datetime
-    ) -> bool: ...
+    async def insert_many(
+        self, session: AsyncSession, orders: Sequence[Accepted], *, now: datetime
+    ) -> int: ...
 
     async def cancel(
         self,
@@ -80,9 +108,11 @@ class DeliveryStore(Protocol):
         exclude_keys: Sequence[str],
     ) -> list[DeliveryRecord]: ...
 
-    async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> int: ...
+    async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal: ...
 
-    async def settle(self, tx: Transaction, *, owner: str, settlement: Settlement) -> bool: ...
+    async def settle_many(
+        self, tx: Transaction, *, owner: str, settlements: Sequence[Settlement]
+    ) -> set[uuid.UUID]: ...
 
     async def next_due(self) -> datetime | None: ...
 
@@ -113,40 +143,34 @@ class SqlDeliveryStore:
         async with self._sessions() as session, session.begin():
             yield session
 
-    async def insert(
-        self, session: AsyncSession, order: DeliveryOrder, *, now: datetime, give_up_at: datetime
-    ) -> bool:
-        """Insert a pending record; False when the delivery id was already there."""
-        values = {
-            "delivery_id": str(order.delivery_id),
-            "aggregate_id": str(order.aggregate_id),
-            "aggregate_version": order.aggregate_version,
-            "recipient_id": str(order.recipient_id),
-            "channel": order.channel,
-            "purpose": order.purpose,
-            "language": order.language,
-            "context": dict(order.context),
-            "correlation_id": order.correlation_id,
-            "state": "pending",
-            "attempts": 0,
-            "next_attempt_at": order.not_before or now,
-            "give_up_at": give_up_at,
-            "created_at": now,
-            "updated_at": now,
-        }
+    async def insert_many(
+        self, session: AsyncSession, orders: Sequence[Accepted], *, now: datetime
+    ) -> int:
+        """Insert pending records, a statement per 1,000; how many were new.
+
+        `INSERT ... ON CONFLICT DO NOTHING`: a delivery id already there (or twice in
+        `orders`) is left as it is, so accepting is idempotent.
+        """
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            statement: Any = pg_insert(self._t).values(values).on_conflict_do_nothing()
+            insert: Any = pg_insert
         elif dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            statement = sqlite_insert(self._t).values(values).on_conflict_do_nothing()
+            insert = sqlite_insert
         else:  # pragma: no cover - only the two back ends exist
             raise RuntimeError(f"unsupported database {dialect}")
-        result = await session.execute(statement)
-        return bool(cast(Any, result).rowcount)
+        # Executed for many rows: SQLAlchemy sends them as multi-row VALUES, 1,000 rows a
+        # statement, compiled once. RETURNING names the rows that were new.
+        statement = (
+            insert(self._t)
+            .on_conflict_do_nothing(index_elements=["delivery_id"])
+            .returning(self._t.c.delivery_id)
+        )
+        result = await session.execute(statement, [_pending(a, now) for a in orders])
+        return len(result.all())
 
     async def cancel(
         self,
@@ -218,60 +242,76 @@ class SqlDeliveryStore:
         records = [_record(row) for row in rows]
         return sorted(records, key=lambda r: (r.created_at, str(r.delivery_id)))
 
-    async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> int:
-        """Extend our claims on records still in flight; returns how many are still ours."""
+    async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal:
+        """Extend our claims on `ids`; say which were extended and which another holds now.
+
+        A row being settled right now is locked by its settlement (which ends the claim
+        anyway): it is skipped rather than waited for, which could deadlock with that
+        batch.
+        """
         if not ids:
-            return 0
+            return Renewal(frozenset(), frozenset())
         t = self._t
+        wanted = {str(i) for i in ids}
         held = t.alias("held")
-        # A row being settled right now is locked by its settlement (which ends the
-        # claim anyway): skip it rather than wait, which could deadlock with that batch.
         mine = (
             sa.select(held.c.delivery_id)
-            .where(
-                held.c.delivery_id.in_([str(i) for i in ids]),
-                held.c.claimed_by == owner,
-                held.c.state == "sending",
-            )
+            .where(held.c.delivery_id.in_(sorted(wanted)), held.c.claimed_by == owner,
+                   held.c.state == "sending")
             .with_for_update(skip_locked=True, of=held)
-        )
+        )  # fmt: skip
+        lost: set[str] = set()
         async with self._sessions() as session, session.begin():
             result = await session.execute(
                 sa.update(t)
                 .where(t.c.delivery_id.in_(mine.scalar_subquery()), t.c.claimed_by == owner)
                 .values(claimed_until=until)
+                .returning(t.c.delivery_id)
             )
-        return int(cast(Any, result).rowcount or 0)
+            renewed = set(result.scalars())
+            if len(renewed) < len(wanted):
+                # Not renewed: locked by a transaction, or no longer ours (a plain read
+                # does not wait for the locks).
+                rest = sorted(wanted - renewed)
+                ours = await session.execute(
+                    sa.select(t.c.delivery_id).where(
+                        t.c.delivery_id.in_(rest), t.c.claimed_by == owner, t.c.state == "sending"
+                    )
+                )
+                lost = set(rest) - set(ours.scalars())
+        return Renewal(
+            renewed=frozenset(uuid.UUID(i) for i in renewed),
+            lost=frozenset(uuid.UUID(i) for i in lost),
+        )
 
-    async def settle(self, tx: Transaction, *, owner: str, settlement: Settlement) -> bool:
-        """Write the outcome if the claim is still ours; False when the lease was lost."""
+    async def settle_many(
+        self, tx: Transaction, *, owner: str, settlements: Sequence[Settlement]
+    ) -> set[uuid.UUID]:
+        """Write outcomes whose claim is still ours, in two statements; returns those ids.
+
+        The rows are locked first (in delivery-id order, the order every batch takes
+        them in) and checked to be ours; then one `UPDATE` executed for many rows writes
+        each its new state. A row another process took over is not written: its outcome
+        is that process's to record.
+        """
+        if not settlements:
+            return set()
         t = self._t
-        values: dict[str, Any] = {
-            "state": settlement.state,
-            "updated_at": settlement.at,
-            "claimed_by": None,
-            "claimed_until": None,
-        }
-        if settlement.attempted:
-            values["attempts"] = t.c.attempts + 1
-        if settlement.next_attempt_at is not None:
-            values["next_attempt_at"] = settlement.next_attempt_at
-        if settlement.error_class is not None:
-            values["last_error_class"] = settlement.error_class
-        if settlement.destination_key is not None:
-            values["destination_key"] = settlement.destination_key
-        if settlement.state == "delivered":
-            values["delivered_at"] = settlement.at
-        result = await tx.session.execute(
-            sa.update(t)
+        locked = await tx.session.execute(
+            sa.select(t.c.delivery_id)
             .where(
-                t.c.delivery_id == str(settlement.delivery_id),
+                t.c.delivery_id.in_(sorted(str(s.delivery_id) for s in settlements)),
                 t.c.claimed_by == owner,
                 t.c.state == "sending",
             )
-            .values(**values)
+            .order_by(t.c.delivery_id)
+            .with_for_update()
         )
-        return bool(cast(Any, result).rowcount)
+        held = set(locked.scalars())
+        rows = [_settled(s) for s in settlements if str(s.delivery_id) in held]
+        if rows:
+            await tx.session.execute(_settle_statement(t, owner), rows)
+        return {uuid.UUID(i) for i in held}
 
     async def next_due(self) -> datetime | None:
         """The earliest retry timer or foreign lease expiry: when to look again."""
@@ -287,6 +327,73 @@ class SqlDeliveryStore:
             await session.rollback()
         times = [v for v in (_utc(row[0]), _utc(row[1])) if v is not None]
         return min(times) if times else None
+
+
+def _pending(accepted: Accepted, now: datetime) -> dict[str, Any]:
+    order = accepted.order
+    return {
+        "delivery_id": str(order.delivery_id),
+        "aggregate_id": str(order.aggregate_id),
+        "aggregate_version": order.aggregate_version,
+        "recipient_id": str(order.recipient_id),
+        "channel": order.channel,
+        "purpose": order.purpose,
+        "language": order.language,
+        "context": dict(order.context),
+        "correlation_id": order.correlation_id,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": order.not_before or now,
+        "give_up_at": accepted.give_up_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _settled(settlement: Settlement) -> dict[str, Any]:
+    """One row's parameters for the settling UPDATE (NULL keeps the column as it is)."""
+    return {
+        "b_id": str(settlement.delivery_id),
+        "b_state": settlement.state,
+        "b_at": settlement.at,
+        "b_attempted": 1 if settlement.attempted else 0,
+        "b_next": settlement.next_attempt_at,
+        "b_error": settlement.error_class,
+        "b_key": settlement.destination_key,
+        "b_delivered": settlement.at if settlement.state == "delivered" else None,
+        "b_segments": settlement.segments,
+    }
+
+
+def _settle_statement(t: sa.Table, owner: str) -> Any:
+    """The settling UPDATE, executed once for many rows (`_settled` gives each its values)."""
+
+    def keep(column: str, param: str, type_: Any) -> Any:
+        return sa.func.coalesce(sa.bindparam(param, type_=type_), t.c[column])
+
+    time_type = t.c.updated_at.type
+    values: dict[str, Any] = {
+        "state": sa.bindparam("b_state", type_=sa.String),
+        "updated_at": sa.bindparam("b_at", type_=time_type),
+        "claimed_by": None,
+        "claimed_until": None,
+        "attempts": t.c.attempts + sa.bindparam("b_attempted", type_=sa.Integer),
+        "next_attempt_at": keep("next_attempt_at", "b_next", time_type),
+        "last_error_class": keep("last_error_class", "b_error", sa.String),
+        "destination_key": keep("destination_key", "b_key", sa.String),
+        "delivered_at": keep("delivered_at", "b_delivered", time_type),
+    }
+    if "segments" in t.c:
+        values["segments"] = keep("segments", "b_segments", sa.Integer)
+    return (
+        sa.update(t)
+        .where(
+            t.c.delivery_id == sa.bindparam("b_id", type_=sa.String),
+            t.c.claimed_by == owner,
+            t.c.state == "sending",
+        )
+        .values(**values)
+    )
 
 
 def _record(row: Any) -> DeliveryRecord:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from services.router.delivery.compose import compose, outbound, position_of
 from services.router.delivery.outcomes import (
-    failure_reason,
     record_attempt_failed,
     record_delivered,
     record_failed,
@@ -20,7 +19,6 @@ from services.router.delivery.plan import RouterDeliveryPlan
 __all__ = [
     "RouterDeliveryPlan",
     "compose",
-    "failure_reason",
     "outbound",
     "position_of",
     "record_attempt_failed",

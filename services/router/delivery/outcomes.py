@@ -14,12 +14,11 @@ together) and never commits it. Logs and metrics wait for the commit.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, assert_never
+from typing import Any
 
 from schemas.alerts import AlertDelivered, AlertDeliveryFailed
 from schemas.base import Status
-from schemas.deliveries import DeliveryFailureReason
-from services.common.delivery import Delivered, DeliveryRecord, Failure, ReasonClass, Skip
+from services.common.delivery import Delivered, DeliveryRecord, Failure, Skip, contract_reason
 from services.common.logging import get_logger
 from services.router import domain
 from services.router.delivery.compose import position_of
@@ -30,7 +29,6 @@ from services.router.observability import alert_fields, drill_label
 from services.router.unit_of_work import RouterUoW
 
 __all__ = [
-    "failure_reason",
     "record_attempt_failed",
     "record_delivered",
     "record_failed",
@@ -38,29 +36,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-
-
-def failure_reason(reason: ReasonClass) -> DeliveryFailureReason:
-    """The engine's reason class as the contract's (`alert.delivery_failed.reason`)."""
-    match reason:
-        case "rate_limited":
-            return "http_5xx"  # the contract counts 408 and 429 as the receiver's trouble
-        case (
-            "timeout"
-            | "unreachable"
-            | "http_5xx"
-            | "http_4xx"
-            | "deferred"
-            | "rejected"
-            | "invalid_address"
-            | "no_address"
-            | "circuit_open"
-            | "internal"
-            | "expired"
-        ):
-            return reason
-        case _:
-            assert_never(reason)
 
 
 def _fields(
@@ -236,7 +211,7 @@ async def _record_failure(
     step_unreachable: bool,
 ) -> None:
     now = deps.clock()
-    reason = failure_reason(failure.reason)
+    reason = contract_reason(failure.reason)
     position = position_of(record)
     # The contract counts attempts from 1; a message given up while its destination's
     # breaker was open never reached the network, and is reported as its first attempt.

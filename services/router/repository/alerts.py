@@ -40,7 +40,8 @@ from services.router.tables import alert_timeline, alerts
 __all__ = ["AcceptDelivery", "SqlAlertRepository"]
 
 # The delivery engine's `accept`: records an order in the caller's transaction.
-AcceptDelivery = Callable[[AsyncSession, DeliveryOrder], Awaitable[bool]]
+# The engine's bulk accept: every order of a transition in one statement.
+AcceptDelivery = Callable[[AsyncSession, Sequence[DeliveryOrder]], Awaitable[int]]
 
 _COLUMNS = tuple(f.name for f in fields(AlertRecord))
 # What `apply_all` knows how to write in bulk. A transition carrying anything else (a
@@ -238,8 +239,7 @@ class SqlAlertRepository:
         if transition.deliveries:
             if self._accept is None:
                 raise RuntimeError("this unit of work has no delivery engine to accept orders")
-            for order in transition.deliveries:
-                await self._accept(self._session, order)
+            await self._accept(self._session, transition.deliveries)
         return True
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:

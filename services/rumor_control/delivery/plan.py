@@ -13,7 +13,8 @@ commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import assert_never, cast
 from weakref import WeakKeyDictionary
@@ -30,9 +31,11 @@ from services.common.delivery import (
     EmailOutbound,
     Failure,
     Outbound,
+    Settled,
     Skip,
     Transaction,
     WebhookOutbound,
+    contract_reason,
 )
 from services.common.logging import get_logger
 from services.rumor_control.config import RumorControlSettings
@@ -42,10 +45,9 @@ from services.rumor_control.delivery.messages import (
     email_text,
     webhook_payload,
 )
-from services.rumor_control.delivery.reasons import contract_reason
 from services.rumor_control.department import DepartmentConfig, RadioDesk, Recipient
 from services.rumor_control.deps import Clock, receipt_link, utc_now
-from services.rumor_control.domain import delivery as outcomes
+from services.rumor_control.domain import delivery as delivery_outcomes
 from services.rumor_control.domain.bulletins import BulletinTransition, BulletinView
 from services.rumor_control.domain.delivery import BulletinDelivery
 from services.rumor_control.metrics import DELIVERIES, DELIVERY_FAILURES
@@ -152,66 +154,116 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
         self, tx: Transaction, record: DeliveryRecord, result: Delivered
     ) -> None:
         """sending -> delivered: on the timeline; counted and logged after commit."""
-        delivery = _delivery(record)
-        transition = outcomes.delivered(delivery, attempts=result.attempts, at=result.delivered_at)
-        await self._apply(tx, transition, lambda: _observe(delivery, "sent", result.attempts))
+        await self._apply(tx, [self._step(record, result)])
 
     async def on_attempt_failed(
         self, tx: Transaction, record: DeliveryRecord, failure: Failure
     ) -> None:
         """An attempt failed and another follows: timeline, event (final false), metrics."""
-        if failure.reason == "circuit_open":
-            # Not an attempt: the destination's breaker kept us off the network, and it
-            # comes back every cooldown while a receiver is down. The engine counts it.
-            return
-        await self._failed(tx, record, failure)
+        await self._apply(tx, [self._step(record, failure)])
 
     async def on_failed(self, tx: Transaction, record: DeliveryRecord, failure: Failure) -> None:
         """No more attempts (refused, no address, or give-up time): event with final true."""
-        await self._failed(tx, record, failure)
+        await self._apply(tx, [self._step(record, failure)])
 
     async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
         """Nothing was sent (version superseded, recipient gone): why, on the timeline."""
+        await self._apply(tx, [self._step(record, skip)])
+
+    async def on_outcomes(self, tx: Transaction, outcomes: Sequence[Settled]) -> None:
+        """A batch of outcomes: one transition per bulletin, its timeline rows in one INSERT."""
+        await self._apply(tx, [self._step(o.record, o.result) for o in outcomes])
+
+    def _step(self, record: DeliveryRecord, result: Delivered | Failure | Skip) -> _Step | None:
+        """What one outcome writes and observes (None: nothing to write)."""
         delivery = _delivery(record)
+        match result:
+            case Delivered():
+                transition = delivery_outcomes.delivered(
+                    delivery, attempts=result.attempts, at=result.delivered_at
+                )
+                return _Step(transition, lambda: _observe(delivery, "sent", result.attempts))
+            case Failure(final=False, reason="circuit_open"):
+                # Not an attempt: the destination's breaker kept us off the network, and
+                # it comes back every cooldown while a receiver is down. The engine counts it.
+                return None
+            case Failure():
+                return _failed(delivery, result)
+            case Skip():
 
-        def observe() -> None:
-            _observe(delivery, "skipped", record.attempts, skip_reason=skip.reason)
+                def skipped() -> None:
+                    _observe(delivery, "skipped", record.attempts, skip_reason=result.reason)
 
-        if skip.reason == "unknown_bulletin":
-            self._unit_of_work(tx.session).after_commit(observe)  # no timeline to write on
+                if result.reason == "unknown_bulletin":
+                    return _Step(None, skipped)  # no timeline to write on
+                transition = delivery_outcomes.delivery_skipped(
+                    delivery, skip_reason=result.reason, at=self._clock()
+                )
+                return _Step(transition, skipped)
+            case _:
+                assert_never(result)
+
+    async def _apply(self, tx: Transaction, steps: Sequence[_Step | None]) -> None:
+        """Apply the steps' transitions (merged per bulletin) and observe them after commit.
+
+        An outcome's transition holds timeline entries and events only (no row changes), so
+        the outcomes of one bulletin merge into one transition without changing meaning.
+        """
+        uow = self._unit_of_work(tx.session)
+        merged: dict[uuid.UUID, BulletinTransition] = {}
+        observers: list[Callable[[], None]] = []
+        for step in steps:
+            if step is None:
+                continue
+            observers.append(step.observe)
+            if step.transition is None:
+                continue
+            t, seen = step.transition, merged.get(step.transition.bulletin_id)
+            if seen is not None:
+                t = replace(
+                    seen, timeline=seen.timeline + t.timeline, events=seen.events + t.events
+                )
+            merged[t.bulletin_id] = t
+        for transition in merged.values():
+            await uow.bulletins.apply(transition)
+        if observers:
+            uow.after_commit(lambda: _observe_all(observers))
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One outcome's transition (None: nothing to write) and its after-commit log and metric."""
+
+    transition: BulletinTransition | None
+    observe: Callable[[], None]
+
+
+def _observe_all(observers: Sequence[Callable[[], None]]) -> None:
+    for observe in observers:
+        observe()
+
+
+def _failed(delivery: BulletinDelivery, failure: Failure) -> _Step:
+    reason = contract_reason(failure.reason)
+    transition = delivery_outcomes.delivery_failed(
+        delivery, reason=reason, attempts=failure.attempts, final=failure.final, at=failure.at
+    )
+
+    def observe() -> None:
+        DELIVERY_FAILURES.labels(delivery.channel, reason, str(failure.final).lower()).inc()
+        if failure.final:
+            _observe(delivery, "failed", failure.attempts, reason=reason)
             return
-        transition = outcomes.delivery_skipped(delivery, skip_reason=skip.reason, at=self._clock())
-        await self._apply(tx, transition, observe)
-
-    async def _failed(self, tx: Transaction, record: DeliveryRecord, failure: Failure) -> None:
-        delivery = _delivery(record)
-        reason = contract_reason(failure.reason)
-        transition = outcomes.delivery_failed(
-            delivery, reason=reason, attempts=failure.attempts, final=failure.final, at=failure.at
+        DELIVERIES.labels(delivery.channel, "retry").inc()
+        log.warning(
+            "bulletin.delivery_failed",
+            **_fields(delivery),
+            reason=reason,
+            attempts=failure.attempts,
+            final=False,
         )
 
-        def observe() -> None:
-            DELIVERY_FAILURES.labels(delivery.channel, reason, str(failure.final).lower()).inc()
-            if failure.final:
-                _observe(delivery, "failed", failure.attempts, reason=reason)
-                return
-            DELIVERIES.labels(delivery.channel, "retry").inc()
-            log.warning(
-                "bulletin.delivery_failed",
-                **_fields(delivery),
-                reason=reason,
-                attempts=failure.attempts,
-                final=False,
-            )
-
-        await self._apply(tx, transition, observe)
-
-    async def _apply(
-        self, tx: Transaction, transition: BulletinTransition, observe: Callable[[], None]
-    ) -> None:
-        uow = self._unit_of_work(tx.session)
-        await uow.bulletins.apply(transition)
-        uow.after_commit(observe)
+    return _Step(transition, observe)
 
 
 def _outbound(

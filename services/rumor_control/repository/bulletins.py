@@ -13,7 +13,7 @@ from services.common.outbox import enqueue
 from services.rumor_control.domain import BulletinRow, BulletinState, VersionRow
 from services.rumor_control.domain.bulletins import BulletinTransition, BulletinView
 from services.rumor_control.repository._sql import aware, uuid_or_none, when
-from services.rumor_control.repository.timeline import record
+from services.rumor_control.repository.timeline import record_all
 from services.rumor_control.tables import bulletin_versions, bulletins
 
 __all__ = ["SqlBulletins"]
@@ -242,7 +242,6 @@ class SqlBulletins:
                 )
                 .values(**_version_columns(version))
             )
-        for entry in transition.timeline:
-            await record(session, entry)
+        await record_all(session, transition.timeline)
         for event in transition.events:
             await enqueue(session, event, source=self._source)

@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rumor_control.delivery.reasons import stored_reason
+from services.common.delivery.reasons import stored_reason
 from services.rumor_control.domain import DeliveryRow, ReceiptRow, TimelineRecord
 from services.rumor_control.repository._sql import aware, insert_for, when
 from services.rumor_control.repository.timeline import record

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,25 +13,33 @@ from services.rumor_control.domain import Aggregate, AuditEntry, TimelineRecord
 from services.rumor_control.repository._sql import uuid_or_none, when
 from services.rumor_control.tables import audit_log
 
-__all__ = ["SqlTimeline", "record"]
+__all__ = ["SqlTimeline", "record", "record_all"]
 
 
 async def record(session: AsyncSession, entry: TimelineRecord) -> None:
     """Append one step to the audit log."""
+    await record_all(session, (entry,))
+
+
+async def record_all(session: AsyncSession, entries: Sequence[TimelineRecord]) -> None:
+    """Append steps to the audit log in one statement (a batch of delivery outcomes)."""
+    if entries:
+        await session.execute(sa.insert(audit_log), [_values(entry) for entry in entries])
+
+
+def _values(entry: TimelineRecord) -> dict[str, Any]:
     actor = entry.actor
-    await session.execute(
-        sa.insert(audit_log).values(
-            at=entry.at,
-            aggregate=entry.aggregate,
-            aggregate_id=str(entry.aggregate_id),
-            version=entry.version,
-            action=entry.action,
-            actor_id=None if actor is None else str(actor.id),
-            actor_name=None if actor is None else actor.name,
-            actor_role=None if actor is None else actor.role,
-            detail=dict(entry.detail),
-        )
-    )
+    return {
+        "at": entry.at,
+        "aggregate": entry.aggregate,
+        "aggregate_id": str(entry.aggregate_id),
+        "version": entry.version,
+        "action": entry.action,
+        "actor_id": None if actor is None else str(actor.id),
+        "actor_name": None if actor is None else actor.name,
+        "actor_role": None if actor is None else actor.role,
+        "detail": dict(entry.detail),
+    }
 
 
 class SqlTimeline:

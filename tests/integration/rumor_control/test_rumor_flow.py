@@ -441,6 +441,12 @@ async def test_an_approved_bulletin_reaches_liaisons_and_feeds_and_a_retraction_
                 i["to"] == ["redaccion@lamovida.example"] and bulletin_id in i["text"]
                 for i in items
             )
+            # Both e-mails: the engine sends them concurrently, in no particular order.
+            and any(
+                i["to"] == ["board@northgate-neighbors.example"]
+                and draft["texts"]["en"]["headline"] in i["subject"]
+                for i in items
+            )
         ),
         45,
     )

@@ -371,16 +371,18 @@ class FakeUnitOfWork:
 
 
 class FakeDeliveryEngine:
-    """The delivery engine's `accept`: records orders in the store, idempotent on the id."""
+    """The delivery engine's `accept_many`: records orders in the store, idempotent on ids."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def accept(self, session: Any, order: DeliveryOrder) -> bool:
-        if order.delivery_id in self.store.orders:
-            return False
-        self.store.orders[order.delivery_id] = order
-        return True
+    async def accept_many(self, session: Any, orders: Sequence[DeliveryOrder]) -> int:
+        new = 0
+        for order in orders:
+            if order.delivery_id not in self.store.orders:
+                self.store.orders[order.delivery_id] = order
+                new += 1
+        return new
 
 
 _DEPARTMENT = load_department(PACKAGE_DIR / "department.yaml")

@@ -10,16 +10,14 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import REGISTRY
 
 from schemas.bulletins import BulletinDeliveryFailed
-from schemas.deliveries import DeliveryFailureReason
 from services.common.delivery import (
-    REASON_CLASSES,
     Delivered,
     DeliveryError,
     DeliveryOrder,
@@ -29,6 +27,7 @@ from services.common.delivery import (
     Failure,
     MissingSender,
     SenderRegistry,
+    Settled,
     Skip,
     WebhookOutbound,
 )
@@ -36,7 +35,6 @@ from services.rumor_control import publishing, vetting
 from services.rumor_control.app import create_app
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.delivery.plan import BulletinDeliveryPlan
-from services.rumor_control.delivery.reasons import contract_reason, stored_reason
 from services.rumor_control.deps import RumorControlDeps
 from tests.unit.rumor_control.conftest import APPROVER, standby_draft
 from tests.unit.rumor_control.fakes import FakeClock, FakeUnitOfWork, Store
@@ -280,18 +278,59 @@ async def test_delivered_and_skipped_are_on_the_timeline(
     assert store.events(BulletinDeliveryFailed) == []
 
 
+async def test_a_batch_of_outcomes_is_one_transition_per_bulletin(
+    deps: RumorControlDeps, store: Store, clock: FakeClock
+) -> None:
+    bulletin_id = await _published(deps, store, clock)
+    first, second = deps.department.liaisons[:2]
+    third = deps.department.radio_desk
+    assert third is not None
+    records = [
+        _record(_order(store, first.id, "webhook"), clock),
+        _record(_order(store, second.id, "email"), clock),
+        _record(_order(store, third.id, "email"), clock),
+    ]
+    uow = FakeUnitOfWork(store)
+    applied: list[Any] = []
+    apply = uow.bulletins.apply
+
+    async def counting(transition: Any) -> None:
+        applied.append(transition)
+        await apply(transition)
+
+    uow.bulletins.apply = counting  # type: ignore[method-assign]
+    plan = _plan(deps, uow)
+    failed = Failure(
+        reason="rate_limited", permanent=False, final=False, attempts=1, at=clock(),
+        retry_at=clock() + timedelta(seconds=2), destination_key="k",
+    )  # fmt: skip
+    shut = replace(failed, reason="circuit_open")
+    before = len(store.timeline)
+
+    await plan.on_outcomes(_Tx(uow), [  # type: ignore[arg-type]
+        Settled(records[0], Delivered(attempts=1, delivered_at=clock(), destination_key="k")),
+        Settled(records[1], failed),
+        Settled(records[2], shut),  # not an attempt: nothing written
+        Settled(records[2], Skip("superseded")),
+    ])  # fmt: skip
+
+    assert len(applied) == 1  # one transition for the bulletin: one INSERT of its rows
+    steps = store.timeline[before:]
+    assert [(s.aggregate_id, s.action, s.detail["recipient_id"]) for s in steps] == [
+        (bulletin_id, "delivered", str(first.id)),
+        (bulletin_id, "delivery_failed", str(second.id)),
+        (bulletin_id, "delivery_skipped", str(third.id)),
+    ]
+    failures = store.events(BulletinDeliveryFailed)
+    assert [(e.recipient_id, e.channel, e.reason, e.final) for e in failures] == [
+        (second.id, "email", "http_5xx", False)
+    ]
+    sent = _metric("aviso_bulletin_deliveries_total", channel="webhook", outcome="sent")
+    await uow.commit()  # logs and metrics follow the commit, once per outcome
+    assert _metric("aviso_bulletin_deliveries_total", channel="webhook", outcome="sent") == sent + 1
+
+
 # -- configuration ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("reason", REASON_CLASSES)
-def test_every_engine_reason_has_a_contract_reason(reason: Any) -> None:
-    assert contract_reason(reason) in get_args(DeliveryFailureReason)
-    assert stored_reason(reason) == contract_reason(reason)
-
-
-def test_a_reason_no_version_knows_reads_as_internal() -> None:
-    assert stored_reason(None) is None
-    assert stored_reason("something_new") == "internal"
 
 
 def test_bulletins_retry_for_two_hours_by_default(deps: RumorControlDeps, store: Store) -> None:

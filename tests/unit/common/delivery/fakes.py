@@ -22,9 +22,11 @@ from services.common.delivery import (
     Outbound,
     SenderRegistry,
     Skip,
+    SmsOutbound,
+    SmsReceipt,
     WebhookOutbound,
 )
-from services.common.delivery.store import Settlement
+from services.common.delivery.store import Accepted, Renewal, Settlement
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -54,6 +56,7 @@ class Row:
     claimed_until: datetime | None = None
     last_error_class: str | None = None
     delivered_at: datetime | None = None
+    segments: int | None = None
 
 
 class FakeTx:
@@ -68,6 +71,7 @@ class FakeTx:
         self.effects.append(effect)
 
     async def commit(self) -> None:
+        await asyncio.sleep(0)  # a real commit waits for the database: others run meanwhile
         for change in self.staged:
             change()
         for effect in self.effects:
@@ -80,6 +84,9 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.rows: dict[uuid.UUID, Row] = {}
+        self.inserts = 0  # insert statements
+        self.renewals = 0
+        self.settle_batches: list[int] = []  # outcomes per settling transaction
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTx]:
@@ -89,29 +96,32 @@ class FakeStore:
     async def reading(self) -> AsyncIterator[Any]:
         yield None
 
-    async def insert(
-        self, session: Any, order: DeliveryOrder, *, now: datetime, give_up_at: datetime
-    ) -> bool:
-        if order.delivery_id in self.rows:
-            return False
-        record = DeliveryRecord(
-            delivery_id=order.delivery_id,
-            aggregate_id=order.aggregate_id,
-            aggregate_version=order.aggregate_version,
-            recipient_id=order.recipient_id,
-            channel=order.channel,
-            purpose=order.purpose,
-            language=order.language,
-            context=dict(order.context),
-            correlation_id=order.correlation_id,
-            attempts=0,
-            created_at=now,
-            give_up_at=give_up_at,
-            destination_key=None,
-            last_error_class=None,
-        )
-        self.rows[order.delivery_id] = Row(record, "pending", order.not_before or now)
-        return True
+    async def insert_many(self, session: Any, orders: Sequence[Accepted], *, now: datetime) -> int:
+        self.inserts += 1
+        inserted = 0
+        for accepted in orders:
+            order = accepted.order
+            if order.delivery_id in self.rows:
+                continue
+            record = DeliveryRecord(
+                delivery_id=order.delivery_id,
+                aggregate_id=order.aggregate_id,
+                aggregate_version=order.aggregate_version,
+                recipient_id=order.recipient_id,
+                channel=order.channel,
+                purpose=order.purpose,
+                language=order.language,
+                context=dict(order.context),
+                correlation_id=order.correlation_id,
+                attempts=0,
+                created_at=now,
+                give_up_at=accepted.give_up_at,
+                destination_key=None,
+                last_error_class=None,
+            )
+            self.rows[order.delivery_id] = Row(record, "pending", order.not_before or now)
+            inserted += 1
+        return inserted
 
     async def cancel(
         self,
@@ -161,16 +171,25 @@ class FakeStore:
             claimed.append(row.record)
         return claimed
 
-    async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> int:
-        n = 0
+    async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal:
+        self.renewals += 1
+        renewed, lost = set(), set()
         for i in ids:
             row = self.rows.get(i)
             if row and row.claimed_by == owner and row.state == "sending":
                 row.claimed_until = until
-                n += 1
-        return n
+                renewed.add(i)
+            else:
+                lost.add(i)
+        return Renewal(frozenset(renewed), frozenset(lost))
 
-    async def settle(self, tx: FakeTx, *, owner: str, settlement: Settlement) -> bool:
+    async def settle_many(
+        self, tx: FakeTx, *, owner: str, settlements: Sequence[Settlement]
+    ) -> set[uuid.UUID]:
+        self.settle_batches.append(len(settlements))
+        return {s.delivery_id for s in settlements if self._settle(tx, owner, s)}
+
+    def _settle(self, tx: FakeTx, owner: str, settlement: Settlement) -> bool:
         row = self.rows[settlement.delivery_id]
         if row.claimed_by != owner or row.state != "sending":
             return False
@@ -190,6 +209,8 @@ class FakeStore:
                 row.next_attempt_at = settlement.next_attempt_at
             if settlement.state == "delivered":
                 row.delivered_at = settlement.at
+            if settlement.segments is not None:
+                row.segments = settlement.segments
             row.record = replace(row.record, **changes)
 
         tx.staged.append(apply)
@@ -225,6 +246,8 @@ class FakePlan(BaseDeliveryPlan):
         if record.delivery_id in self.skip:
             return Skip("acknowledged")
         address = str(record.context["address"])
+        if str(record.channel) == "sms":
+            return SmsOutbound(to=address, text="t")
         if record.channel == "webhook" and record.delivery_id not in self.wrong_channel:
             return WebhookOutbound(url=address, payload={"id": str(record.delivery_id)})
         return EmailOutbound(to=address, subject="s", text="t")
@@ -287,6 +310,21 @@ class FakeWebhook:
         return None
 
 
+class FakeSms:
+    """Accepts every text and answers with the gateway's receipt."""
+
+    def __init__(self, segments: int = 2) -> None:
+        self.sent: list[str] = []
+        self._segments = segments
+
+    async def send(self, *, to: str, text: str, delivery_id: str) -> SmsReceipt:
+        self.sent.append(delivery_id)
+        return SmsReceipt(encoding="GSM-7", segments=self._segments)
+
+    async def close(self) -> None:
+        return None
+
+
 class FakeEmail:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -316,6 +354,7 @@ def make_engine(
     *,
     webhook: FakeWebhook | None = None,
     email: FakeEmail | None = None,
+    sms: FakeSms | None = None,
     plan: FakePlan | None = None,
     clock: FakeClock | None = None,
     store: FakeStore | None = None,
@@ -329,7 +368,9 @@ def make_engine(
     clock = clock or FakeClock()
     engine = DeliveryEngine(
         store=store,  # type: ignore[arg-type]
-        senders=SenderRegistry(webhook=webhook or FakeWebhook(), email=email or FakeEmail()),
+        senders=SenderRegistry(
+            webhook=webhook or FakeWebhook(), email=email or FakeEmail(), sms=sms
+        ),
         plan=plan,
         service="test",
         destination_secret=b"k",
@@ -342,8 +383,7 @@ def make_engine(
 
 
 async def accept(engine: DeliveryEngine, *orders: DeliveryOrder) -> None:
-    for o in orders:
-        await engine.accept(_NoSession(), o)  # type: ignore[arg-type]
+    await engine.accept_many(_NoSession(), orders)  # type: ignore[arg-type]
 
 
 class _NoSession:

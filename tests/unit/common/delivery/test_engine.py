@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from services.common.delivery import DeliveryError
+from services.common.delivery import DeliveryError, EngineConfig
 from tests.unit.common.delivery.fakes import (
     FakePlan,
     FakeWebhook,
@@ -175,7 +175,8 @@ async def test_a_lost_lease_is_taken_over_and_the_late_outcome_ignored() -> None
     round_a = asyncio.create_task(engine_a.pump())
     await asyncio.wait_for(webhook_a.wait_until(lambda: bool(webhook_a.attempts)), timeout=30)
     assert await engine_b.pump() == 0  # a holds the lease
-    clock.advance(3)  # a never renewed (its heartbeat is not running): the lease lapses
+    # a never renewed (its heartbeat is not running): the lease lapses
+    clock.advance(EngineConfig().lease.total_seconds() + 1)
     assert await engine_b.pump() == 1
     assert store.state(o.delivery_id) == "delivered"
     gate.set()

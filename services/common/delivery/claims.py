@@ -1,0 +1,147 @@
+"""What one engine holds: its claimed records, its sends per destination, and their lease.
+
+A claim is a lease (`claimed_until`) that the heartbeat renews while the record is in
+flight. Under load a lease can still run out before the heartbeat renews it (the event
+loop or the database fell behind), and another process then takes the record over. Two
+rules keep that from becoming a second message to a person:
+
+- the heartbeat drops every record the renewal says another process holds now: it is
+  neither renewed nor counted as ours any more;
+- a round that took longer than a heartbeat between its claim and its sends renews the
+  claims first and sends only the records that renewal extended (`confirm`).
+
+A send already on the network when its claim is lost cannot be called back; its outcome
+is not recorded (the settlement checks the claim) and the log says `delivery.lease_lost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+
+from services.common.delivery.metrics import IN_FLIGHT
+from services.common.delivery.records import DeliveryRecord
+from services.common.delivery.store import DeliveryStore
+from services.common.logging import get_logger
+
+__all__ = ["Claims"]
+
+log = get_logger(__name__)
+
+
+class Claims:
+    """The records this engine claimed and has not settled, and its sends per destination."""
+
+    def __init__(
+        self,
+        *,
+        store: DeliveryStore,
+        owner: str,
+        service: str,
+        lease: timedelta,
+        heartbeat: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._owner = owner
+        self._service = service
+        self._lease = lease
+        self._heartbeat = heartbeat
+        self._clock = clock
+        self._held: dict[uuid.UUID, DeliveryRecord] = {}
+        self._busy: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def __contains__(self, delivery_id: uuid.UUID) -> bool:
+        return delivery_id in self._held
+
+    def hold(self, records: Iterable[DeliveryRecord]) -> None:
+        """Records just claimed."""
+        for record in records:
+            self._held[record.delivery_id] = record
+        self._gauge()
+
+    def release(self, ids: Iterable[uuid.UUID]) -> None:
+        """Records settled (or lost): no longer ours to renew."""
+        for delivery_id in ids:
+            self._held.pop(delivery_id, None)
+        self._gauge()
+
+    # -- sends per destination ----------------------------------------------------------
+
+    def sending_to(self, key: str) -> int:
+        """Sends to destination `key` under way now."""
+        return self._busy[key]
+
+    def saturated(self, limit: int) -> list[str]:
+        """Destinations with `limit` sends under way."""
+        return [key for key, n in self._busy.items() if n >= limit]
+
+    def take_slot(self, key: str) -> None:
+        """One more send to `key`."""
+        self._busy[key] += 1
+
+    def free_slot(self, key: str) -> None:
+        """A send to `key` ended (or will not happen)."""
+        self._busy[key] -= 1
+        if self._busy[key] <= 0:
+            del self._busy[key]
+
+    # -- the lease ------------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Renew our claims every heartbeat, forever (cancel the task to stop)."""
+        interval = self._heartbeat.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._held)
+            if not ids:
+                continue
+            try:
+                renewal = await self._store.renew(
+                    owner=self._owner, ids=ids, until=self._clock() + self._lease
+                )
+            except Exception as exc:
+                log.warning(
+                    "delivery.renew_failed",
+                    service=self._service,
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                )
+                continue
+            if renewal.lost:
+                # Taken over by another process: not ours to send or renew any more.
+                self.release(renewal.lost)
+                log.warning("delivery.claims_lost", service=self._service, count=len(renewal.lost))
+
+    async def confirm(self, ids: Sequence[uuid.UUID], *, claimed_at: datetime) -> set[uuid.UUID]:
+        """Which of `ids` may be sent now: still held, and renewed if the claim is old.
+
+        The others are released here; the caller gives back their destination slots.
+        """
+        ours = {i for i in ids if i in self._held}  # the heartbeat released the lost ones
+        now = self._clock()
+        if ours and now - claimed_at >= self._heartbeat:
+            try:
+                renewal = await self._store.renew(
+                    owner=self._owner, ids=sorted(ours), until=now + self._lease
+                )
+                ours &= renewal.renewed
+            except Exception as exc:
+                # Unconfirmed: not sent. The claims lapse and the records come back.
+                log.warning("delivery.renew_failed", service=self._service,
+                            error=type(exc).__name__)  # fmt: skip
+                ours = set()
+        dropped = [i for i in ids if i not in ours]
+        if dropped:
+            self.release(dropped)
+            log.warning("delivery.not_sent_claim_lost", service=self._service, count=len(dropped))
+        return ours
+
+    def _gauge(self) -> None:
+        IN_FLIGHT.labels(self._service).set(len(self._held))

@@ -1,0 +1,147 @@
+"""Bulk acceptance, outcomes recorded in batches, claims lost under load, SMS receipts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from services.common.delivery import DeliveryRecord, EngineConfig, Outbound, Settled, Skip
+from services.common.delivery.claims import Claims
+from tests.unit.common.delivery.fakes import (
+    FakeClock,
+    FakePlan,
+    FakeSms,
+    FakeStore,
+    FakeWebhook,
+    accept,
+    make_engine,
+    order,
+)
+
+
+class BatchPlan(FakePlan):
+    """Counts `on_outcomes` calls (and still records each hook through the default)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def on_outcomes(self, tx: Any, outcomes: Sequence[Settled]) -> None:
+        self.batches.append(len(outcomes))
+        await super().on_outcomes(tx, outcomes)
+
+
+async def test_many_orders_are_accepted_in_one_statement_and_idempotently() -> None:
+    engine, store, _plan, _ = make_engine()
+    orders = [order(f"http://l/{i}") for i in range(50)]
+    assert await engine.accept_many(_session(), orders) == 50
+    assert store.inserts == 1
+    again = [orders[0], order("http://new"), orders[1]]
+    assert await engine.accept_many(_session(), again) == 1  # only the new one
+    assert await engine.accept_many(_session(), []) == 0
+    assert len(store.rows) == 51
+    assert all(store.state(o.delivery_id) == "pending" for o in orders)
+
+
+async def test_outcomes_are_settled_and_heard_in_batches() -> None:
+    webhook = FakeWebhook()
+    plan = BatchPlan()
+    engine, store, _plan, _ = make_engine(webhook=webhook, plan=plan, max_in_flight=64)
+    orders = [order(f"http://l/{i}") for i in range(60)]
+    await accept(engine, *orders)
+    assert await engine.pump() == 60
+    assert all(store.state(o.delivery_id) == "delivered" for o in orders)
+    assert sum(store.settle_batches) == 60
+    assert len(store.settle_batches) < 60 / 4  # many outcomes share a transaction
+    assert plan.batches == store.settle_batches  # one on_outcomes call per transaction
+    assert sorted(i for _, i, _ in plan.calls) == sorted(o.delivery_id for o in orders)
+
+
+async def test_a_claim_taken_over_while_resolving_is_not_sent() -> None:
+    """A slow round (longer than a heartbeat) confirms its claims before it sends."""
+    clock = FakeClock()
+    store = FakeStore()
+    config = EngineConfig()
+
+    class SlowPlan(FakePlan):
+        async def resolve(self, session: Any, record: DeliveryRecord) -> Outbound | Skip:
+            # The machine stalls past our lease, and another process takes the record.
+            clock.advance(config.lease.total_seconds() + 1)
+            taken = await store.claim(
+                owner="b", now=clock(), lease_until=clock() + config.lease, limit=10
+            )
+            assert [r.delivery_id for r in taken] == [record.delivery_id]
+            return await super().resolve(session, record)
+
+    webhook = FakeWebhook()
+    engine, _, plan, _ = make_engine(webhook=webhook, plan=SlowPlan(), clock=clock, store=store)
+    o = order("http://a")
+    await accept(engine, o)
+    assert await engine.pump() == 1
+    assert webhook.attempts == []  # b's to send, not ours
+    assert store.rows[o.delivery_id].claimed_by == "b"
+    assert plan.calls == []
+    # Our slot is free again: the next round may claim other work.
+    assert await engine.pump() == 0
+
+
+async def test_a_quick_round_sends_without_an_extra_renewal() -> None:
+    engine, store, _plan, _ = make_engine()
+    await accept(engine, order("http://a"))
+    await engine.pump()
+    assert store.renewals == 0
+
+
+async def test_the_heartbeat_drops_claims_another_process_took_over() -> None:
+    clock = FakeClock()
+    store = FakeStore()
+    mine, theirs = order("http://a"), order("http://b")
+    await store.insert_many(None, [_accepted(mine), _accepted(theirs)], now=clock())
+    claimed = await store.claim(owner="a", now=clock(), lease_until=clock(), limit=10)
+    claims = Claims(
+        store=store, owner="a", service="test", lease=timedelta(seconds=10),
+        heartbeat=timedelta(milliseconds=10), clock=clock,
+    )  # fmt: skip
+    claims.hold(claimed)
+    store.rows[theirs.delivery_id].claimed_by = "b"  # taken over while we fell behind
+    beating = asyncio.create_task(claims.heartbeat())
+    try:
+        async with asyncio.timeout(30):
+            while theirs.delivery_id in claims:  # noqa: ASYNC110 - polls the engine's state
+                await asyncio.sleep(0.01)
+    finally:
+        beating.cancel()
+    assert mine.delivery_id in claims
+    assert store.rows[mine.delivery_id].claimed_until == clock() + timedelta(seconds=10)
+
+
+async def test_an_sms_receipt_is_kept_on_the_record() -> None:
+    sms = FakeSms(segments=3)
+    plan = FakePlan()
+    plan.channels = ("webhook", "email", "sms")  # type: ignore[assignment]
+    engine, store, plan, _ = make_engine(sms=sms, plan=plan)
+    text = replace(order("+15555550123"), channel="sms")
+    await accept(engine, text)
+    await engine.pump()
+    assert sms.sent == [str(text.delivery_id)]
+    row = store.rows[text.delivery_id]
+    assert (row.state, row.segments) == ("delivered", 3)
+    hook, delivery_id, _ = plan.calls[0]
+    assert (hook, delivery_id) == ("delivered", text.delivery_id)
+
+
+def _accepted(o: Any) -> Any:
+    from services.common.delivery.store import Accepted
+    from tests.unit.common.delivery.fakes import T0
+
+    return Accepted(o, T0 + timedelta(hours=1))
+
+
+def _session() -> Any:
+    class _Session:
+        info: dict[str, Any] = {}
+
+    return _Session()

@@ -39,7 +39,6 @@ from services.router.tables import alert_timeline, alerts
 
 __all__ = ["AcceptDelivery", "SqlAlertRepository"]
 
-# The delivery engine's `accept`: records an order in the caller's transaction.
 # The engine's bulk accept: every order of a transition in one statement.
 AcceptDelivery = Callable[[AsyncSession, Sequence[DeliveryOrder]], Awaitable[int]]
 
@@ -277,11 +276,12 @@ class SqlAlertRepository:
 
     async def _accept_orders(self, orders: Sequence[DeliveryOrder]) -> None:
         """Hand the delivery orders to the engine, in this transaction."""
-        if orders and self._accept is None:
+        if not orders:
+            return
+        if self._accept is None:
             raise RuntimeError("this unit of work has no delivery engine to accept orders")
-        for order in orders:
-            assert self._accept is not None
-            await self._accept(self._session, order)
+        # The whole batch's orders in one bulk statement.
+        await self._accept(self._session, orders)
 
     async def _update_guarded(self, transitions: Sequence[Transition]) -> dict[uuid.UUID, bool]:
         """One compare-and-set UPDATE per transition, sent as one batch; which ones took."""

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "rumor_control_0005"
-down_revision: str | None = "rumor_control_0003"
+down_revision: str | None = "rumor_control_0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

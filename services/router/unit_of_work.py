@@ -8,7 +8,7 @@ repositories over its session.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol, cast
 
@@ -45,6 +45,8 @@ class AlertRepository(Protocol):
     """Alerts, their timers and their timelines."""
 
     async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None: ...
+
+    async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]: ...
 
     async def for_notice(
         self, notice_id: uuid.UUID, *, lock: bool = False

@@ -13,17 +13,32 @@ together) and never commits it. Logs and metrics wait for the commit.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from schemas.alerts import AlertDelivered, AlertDeliveryFailed
 from schemas.base import Status
-from services.common.delivery import Delivered, DeliveryRecord, Failure, Skip, contract_reason
+from services.common.delivery import (
+    Delivered,
+    DeliveryRecord,
+    Failure,
+    Settled,
+    Skip,
+    contract_reason,
+)
 from services.common.logging import get_logger
 from services.router import domain
 from services.router.delivery.compose import position_of
 from services.router.deps import RouterDeps
-from services.router.domain import AlertRecord, Publication, TimelineKind, TimelineRecord
+from services.router.domain import (
+    AlertRecord,
+    Publication,
+    TimelineKind,
+    TimelineRecord,
+    Transition,
+)
 from services.router.metrics import DELIVERIES, DELIVERY_FAILURES, STEPS_UNREACHABLE
 from services.router.observability import alert_fields, drill_label
 from services.router.unit_of_work import RouterUoW
@@ -32,6 +47,7 @@ __all__ = [
     "record_attempt_failed",
     "record_delivered",
     "record_failed",
+    "record_outcomes",
     "record_skipped",
 ]
 
@@ -92,7 +108,31 @@ async def record_delivered(
     alert = await _alert(uow, record)
     if alert is None:
         return
-    now = deps.clock()
+    delivered = _delivered(alert, record, result, now=deps.clock())
+    current = alert
+    if delivered.mark is not None and await uow.alerts.apply(delivered.mark):
+        current = delivered.mark.after
+    await uow.alerts.apply(delivered.note(current))
+    uow.after_commit(delivered.committed)
+
+
+@dataclass(frozen=True)
+class _Delivered:
+    """What one delivered outcome writes: the state change (if any), then its timeline note."""
+
+    mark: Transition | None
+    entry: TimelineRecord
+    publication: Publication
+    committed: Callable[[], None]
+
+    def note(self, current: AlertRecord) -> Transition:
+        """The timeline entry and event, about the alert as it stands after `mark`."""
+        return domain.record(current, self.entry, events=(self.publication,))
+
+
+def _delivered(
+    alert: AlertRecord, record: DeliveryRecord, result: Delivered, *, now: datetime
+) -> _Delivered:
     position = position_of(record)
     step = position.step if position is not None else alert.step
     event = AlertDelivered(
@@ -108,20 +148,18 @@ async def record_delivered(
     )
     detail = {"attempts": result.attempts, "purpose": record.purpose}
     entry = _entry(record, "delivered", at=now, detail=detail)
-    current = alert
-    if record.purpose != "cancel":
-        # triggered -> delivered (only for the version this message carried)
-        marked = domain.mark_delivered(alert, notice_version=record.aggregate_version, at=now)
-        if await uow.alerts.apply(marked):
-            current = marked.after
-    publication = Publication(event, record.correlation_id)
-    await uow.alerts.apply(domain.record(current, entry, events=(publication,)))
+    # triggered -> delivered (only for the version this message carried)
+    mark = (
+        None
+        if record.purpose == "cancel"
+        else domain.mark_delivered(alert, notice_version=record.aggregate_version, at=now)
+    )
 
     def committed() -> None:
         DELIVERIES.labels(record.channel).inc()
         log.info("alert.delivered", **_fields(record, alert, step=step, attempts=result.attempts))
 
-    uow.after_commit(committed)
+    return _Delivered(mark, entry, Publication(event, record.correlation_id), committed)
 
 
 async def record_attempt_failed(
@@ -210,7 +248,22 @@ async def _record_failure(
     *,
     step_unreachable: bool,
 ) -> None:
-    now = deps.clock()
+    transition, committed = _failure(
+        alert, record, failure, now=deps.clock(), step_unreachable=step_unreachable
+    )
+    await uow.alerts.apply(transition)
+    uow.after_commit(committed)
+
+
+def _failure(
+    alert: AlertRecord,
+    record: DeliveryRecord,
+    failure: Failure,
+    *,
+    now: datetime,
+    step_unreachable: bool,
+) -> tuple[Transition, Callable[[], None]]:
+    """The failure's timeline entry and event, and its after-commit log and metric."""
     reason = contract_reason(failure.reason)
     position = position_of(record)
     # The contract counts attempts from 1; a message given up while its destination's
@@ -240,9 +293,7 @@ async def _record_failure(
         failed_at=now,
     )
     entry = _entry(record, "delivery_failed", at=now, detail=detail)
-    await uow.alerts.apply(
-        domain.record(alert, entry, events=(Publication(event, record.correlation_id),))
-    )
+    transition = domain.record(alert, entry, events=(Publication(event, record.correlation_id),))
     final = str(failure.final).lower()
 
     def committed() -> None:
@@ -255,7 +306,7 @@ async def _record_failure(
         else:
             log.warning("alert.delivery_attempt_failed", **fields)
 
-    uow.after_commit(committed)
+    return transition, committed
 
 
 async def record_skipped(
@@ -265,11 +316,82 @@ async def record_skipped(
     alert = await _alert(uow, record)
     if alert is None:
         return
+    transition, committed = _skipped(alert, record, skip, now=deps.clock())
+    await uow.alerts.apply(transition)
+    uow.after_commit(committed)
+
+
+def _skipped(
+    alert: AlertRecord, record: DeliveryRecord, skip: Skip, *, now: datetime
+) -> tuple[Transition, Callable[[], None]]:
     detail = {"reason": skip.reason, **skip.detail}
-    entry = _entry(record, "delivery_skipped", at=deps.clock(), detail=detail)
-    await uow.alerts.apply(domain.record(alert, entry))
-    uow.after_commit(
-        lambda: log.info(
-            "alert.delivery_skipped", **_fields(record, alert), skip_reason=skip.reason
-        )
-    )
+    entry = _entry(record, "delivery_skipped", at=now, detail=detail)
+
+    def committed() -> None:
+        log.info("alert.delivery_skipped", **_fields(record, alert), skip_reason=skip.reason)
+
+    return domain.record(alert, entry), committed
+
+
+async def record_outcomes(uow: RouterUoW, *, deps: RouterDeps, outcomes: Sequence[Settled]) -> None:
+    """A batch of outcomes, with the meaning of the single hooks, in a constant number of calls.
+
+    Their alerts are read in one query; the state changes (triggered -> delivered) go to
+    `apply_all` first, then every timeline entry and event about the alerts as they
+    then stand. A final failure stays one at a time, after the rest: it locks its alert
+    to decide whether the whole step is unreachable (see `record_failed`).
+    """
+    now = deps.clock()
+    finals = [o for o in outcomes if isinstance(o.result, Failure) and o.result.final]
+    rest = [o for o in outcomes if not (isinstance(o.result, Failure) and o.result.final)]
+    found = await uow.alerts.get_many({o.record.aggregate_id for o in rest})
+    delivered: list[_Delivered] = []
+    notes: list[Transition] = []
+    observers: list[Callable[[], None]] = []
+    for outcome in rest:
+        record, result = outcome.record, outcome.result
+        alert = found.get(record.aggregate_id)
+        if alert is None:
+            observers.append(_unknown(record))
+            continue
+        match result:
+            case Delivered():
+                decided = _delivered(alert, record, result, now=now)
+                delivered.append(decided)
+                notes.append(decided.note(alert))
+                observers.append(decided.committed)
+                continue
+            case Failure():
+                note, observe = _failure(alert, record, result, now=now, step_unreachable=False)
+            case Skip():
+                note, observe = _skipped(alert, record, result, now=now)
+            case _:
+                assert_never(result)
+        notes.append(note)
+        observers.append(observe)
+    marks = [d.mark for d in delivered if d.mark is not None]
+    took = await uow.alerts.apply_all(marks) if marks else []
+    current = {mark.after.id: mark.after for mark, ok in zip(marks, took, strict=True) if ok}
+    # A note changes no row, but names the alert as it now stands (as the single hooks do).
+    written = [
+        domain.record(current[n.after.id], *n.timeline, events=n.events)
+        if n.after.id in current
+        else n
+        for n in notes
+    ]
+    if written:
+        await uow.alerts.apply_all(written)
+    if observers:
+        uow.after_commit(lambda: _observe_all(observers))
+    for outcome in finals:
+        assert isinstance(outcome.result, Failure)
+        await record_failed(uow, deps=deps, record=outcome.record, failure=outcome.result)
+
+
+def _unknown(record: DeliveryRecord) -> Callable[[], None]:
+    return lambda: log.warning("alert.delivery_for_unknown_alert", **_fields(record))
+
+
+def _observe_all(observers: Sequence[Callable[[], None]]) -> None:
+    for observe in observers:
+        observe()

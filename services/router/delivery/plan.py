@@ -3,12 +3,13 @@
 The engine (services/common/delivery) claims due records, asks `resolve` for the message
 in a short read transaction, sends it outside any transaction, and calls a hook in the
 transaction that records the outcome. The hooks are the use cases of
-`delivery.outcomes`; this class only adapts the engine's calls to them.
+`delivery.outcomes` (`on_outcomes`: a whole batch at once, `record_outcomes`); this class
+only adapts the engine's calls to them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import get_args
 
@@ -22,6 +23,7 @@ from services.common.delivery import (
     DeliveryRecord,
     Failure,
     Outbound,
+    Settled,
     Skip,
     Transaction,
 )
@@ -31,6 +33,7 @@ from services.router.delivery.outcomes import (
     record_attempt_failed,
     record_delivered,
     record_failed,
+    record_outcomes,
     record_skipped,
 )
 from services.router.deps import RouterDeps
@@ -105,3 +108,7 @@ class RouterDeliveryPlan(BaseDeliveryPlan):
     async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
         """Not sent: acknowledged, resolved or superseded meanwhile."""
         await record_skipped(self._views(tx.session), deps=self._deps, record=record, skip=skip)
+
+    async def on_outcomes(self, tx: Transaction, outcomes: Sequence[Settled]) -> None:
+        """A batch of outcomes: the hooks' meaning, in a constant number of statements."""
+        await record_outcomes(self._views(tx.session), deps=self._deps, outcomes=outcomes)

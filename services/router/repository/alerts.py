@@ -9,7 +9,7 @@ so reads re-attach UTC.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any, assert_never, cast
@@ -98,6 +98,11 @@ def _changed_columns(transition: Transition) -> dict[str, object]:
     }
 
 
+def _plain(changes: dict[str, object]) -> bool:
+    """Whether every changed value is a plain one (one UPDATE can set it for many rows)."""
+    return all(isinstance(v, str | int | datetime | None) for v in changes.values())
+
+
 def _guarded(transition: Transition) -> list[sa.ColumnElement[bool]]:
     guard = transition.guard
     where: list[sa.ColumnElement[bool]] = [alerts.c.id == str(transition.after.id)]
@@ -169,6 +174,13 @@ class SqlAlertRepository:
     async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         """One alert; `lock` holds its row until the transaction ends."""
         return await self._one(alerts.c.id == str(alert_id), lock=lock)
+
+    async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
+        """The alerts of `alert_ids` that exist, in one query (unlocked)."""
+        if not alert_ids:
+            return {}
+        query = sa.select(alerts).where(alerts.c.id.in_(sorted(str(a) for a in alert_ids)))
+        return {r.id: r for r in map(_record, await self._session.execute(query))}
 
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         """The alert of a notice, if it has one."""
@@ -244,35 +256,71 @@ class SqlAlertRepository:
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
         """`apply` each transition, in a handful of statements; whether each guard passed.
 
-        For escalation-guarded changes of rows this transaction holds locked (a batch of
-        timers): one guarded UPDATE per row sent together, one read-back telling which
-        guards passed, then the timeline entries and the events of those in one INSERT
-        each, and their delivery orders to the engine. Anything else goes through
-        `apply`, one at a time.
+        Three kinds go in bulk: escalation-guarded changes of rows this transaction holds
+        locked (a batch of timers: one guarded UPDATE per row sent together, one read-back
+        telling which guards passed), version-guarded changes of a few plain columns (a
+        batch of delivery outcomes: one UPDATE ... RETURNING per distinct change), and
+        transitions that change no row (timeline entries and events only). Then the
+        timeline entries and the events of those that passed in one INSERT each, and their
+        delivery orders to the engine. Anything else goes through `apply`, one at a time,
+        after them; so does a second row change of an alert already changed in bulk.
         """
-        bulk = [
-            t
-            for t in transitions
-            if isinstance(t.guard, EscalationGuard)
-            and t.guard.states == OPEN_STATES
-            and t.before is not None
-            and not any(getattr(t, name) for name in _OTHER_PARTS)
-        ]
-        passed = await self._update_guarded(bulk)
-        done = [t for t in bulk if passed[t.after.id]]
+        timers: list[int] = []
+        versioned: list[int] = []
+        notes: list[int] = []
+        changing: set[uuid.UUID] = set()
+        for i, t in enumerate(transitions):
+            if t.before is None or any(getattr(t, name) for name in _OTHER_PARTS):
+                continue
+            if t.guard is None and not _changed_columns(t):
+                notes.append(i)
+            elif t.after.id in changing:
+                continue
+            elif isinstance(t.guard, EscalationGuard) and t.guard.states == OPEN_STATES:
+                timers.append(i)
+                changing.add(t.after.id)
+            elif isinstance(t.guard, VersionGuard) and _plain(_changed_columns(t)):
+                versioned.append(i)
+                changing.add(t.after.id)
+        passed = await self._update_guarded([transitions[i] for i in timers])
+        results: dict[int, bool] = {i: passed[transitions[i].after.id] for i in timers}
+        took = await self._update_versioned([transitions[i] for i in versioned])
+        results.update({i: transitions[i].after.id in took for i in versioned})
+        results.update(dict.fromkeys(notes, True))
+        done = [transitions[i] for i in sorted(results) if results[i]]
         rows = [_timeline_values(t.after.id, e) for t in done for e in t.timeline]
         if rows:
             await self._session.execute(sa.insert(alert_timeline), rows)
         events = [(p.event, p.correlation_id) for t in done for p in t.events]
         await enqueue_all(self._session, events, source=self._source)
         await self._accept_orders([order for t in done for order in t.deliveries])
-        results: list[bool] = []
-        for transition in transitions:
-            if transition.after.id in passed:
-                results.append(passed[transition.after.id])
-            else:
-                results.append(await self.apply(transition))
-        return results
+        for i, transition in enumerate(transitions):
+            if i not in results:
+                results[i] = await self.apply(transition)
+        return [results[i] for i in range(len(transitions))]
+
+    async def _update_versioned(self, transitions: Sequence[Transition]) -> set[uuid.UUID]:
+        """The version-guarded changes, one UPDATE per distinct change; the rows that took."""
+        groups: dict[tuple[frozenset[str], int, tuple[tuple[str, object], ...]], list[str]] = {}
+        for t in transitions:
+            assert isinstance(t.guard, VersionGuard)
+            changes = tuple(sorted(_changed_columns(t).items()))
+            key = (t.guard.states, t.guard.notice_version, changes)
+            groups.setdefault(key, []).append(str(t.after.id))
+        took: set[uuid.UUID] = set()
+        for (states, version, changes), ids in groups.items():
+            statement = (
+                sa.update(alerts)
+                .where(
+                    alerts.c.id.in_(ids),
+                    alerts.c.state.in_(sorted(states)),
+                    alerts.c.notice_version == version,
+                )
+                .values(dict(changes))
+                .returning(alerts.c.id)
+            )
+            took.update(uuid.UUID(r) for r in (await self._session.execute(statement)).scalars())
+        return took
 
     async def _accept_orders(self, orders: Sequence[DeliveryOrder]) -> None:
         """Hand the delivery orders to the engine, in this transaction."""

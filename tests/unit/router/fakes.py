@@ -7,7 +7,7 @@ repositories the real one does, and runs after-commit effects only on `commit()`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,6 +93,9 @@ class FakeAlerts:
 
     async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         return self.store.alerts.get(alert_id)
+
+    async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
+        return {a: self.store.alerts[a] for a in alert_ids if a in self.store.alerts}
 
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         return next((a for a in self.store.alerts.values() if a.notice_id == notice_id), None)

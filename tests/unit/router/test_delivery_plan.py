@@ -7,6 +7,7 @@ would (built from the order `notify` produced) and checks what the alert records
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from services.common.delivery import (
     MissingSender,
     ReasonClass,
     SenderRegistry,
+    Settled,
     Skip,
     Transaction,
     WebhookOutbound,
@@ -33,12 +35,13 @@ from services.common.delivery import (
 from services.common.delivery.engine import DeliveryEngine
 from services.router import acknowledgement, alerting
 from services.router.delivery import RouterDeliveryPlan
-from services.router.domain import alert_id_for
+from services.router.domain import AlertRecord, Transition, alert_id_for
 from tests.unit.router.fakes import (
     BACKUP,
     NOW,
     SPOC,
     Clock,
+    FakeAlerts,
     FakeDeps,
     FakeUnitOfWork,
     make_deps,
@@ -200,6 +203,55 @@ async def test_delivered_marks_the_alert_and_emits_alert_delivered(deps: FakeDep
     [entry] = deps.store.entries(alert_id, "delivered")
     assert entry.delivery_id == webhook.delivery_id
     assert [e["event"] for e in logs] == ["alert.delivered"]
+
+
+class CountingAlerts(FakeAlerts):
+    """The fake alert repository, noting every call the plan makes on it."""
+
+    def __init__(self, inner: FakeAlerts) -> None:
+        super().__init__(inner.store)
+        self.calls: list[str] = []
+
+    async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
+        self.calls.append("get")
+        return await super().get(alert_id, lock=lock)
+
+    async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
+        self.calls.append("get_many")
+        return await super().get_many(alert_ids)
+
+    async def apply(self, transition: Transition) -> bool:
+        self.calls.append("apply")
+        return await super().apply(transition)
+
+    async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
+        self.calls.append("apply_all")  # one call, however the fake carries it out
+        return [await FakeAlerts.apply(self, t) for t in transitions]
+
+
+@pytest.mark.parametrize("n", [3, 25])
+async def test_a_batch_of_delivered_outcomes_takes_a_constant_number_of_repository_calls(
+    deps: FakeDeps, n: int
+) -> None:
+    alert_ids = [await open_one(deps) for _ in range(n)]
+    webhooks = [o for o in orders_to(deps, SPOC) if o.channel == "webhook"]
+    assert len(webhooks) == n
+    result = Delivered(attempts=1, delivered_at=NOW, destination_key="k")
+    uow = FakeUnitOfWork(deps.store)
+    counting = CountingAlerts(uow.alerts)
+    uow.alerts = counting
+    outcomes = [Settled(record_of(order), result) for order in webhooks]
+
+    with structlog.testing.capture_logs() as logs:
+        await plan_for(deps, uow).on_outcomes(cast(Transaction, FakeTx()), outcomes)
+        await uow.commit()
+
+    # One read of every alert, the state changes, then every timeline entry and event.
+    assert counting.calls == ["get_many", "apply_all", "apply_all"]
+    assert all(deps.store.alerts[a].state == "delivered" for a in alert_ids)
+    assert len(deps.store.events("alert.delivered")) == n
+    assert all(len(deps.store.entries(a, "delivered")) == 1 for a in alert_ids)
+    assert [e["event"] for e in logs] == ["alert.delivered"] * n
 
 
 async def test_each_failed_attempt_is_on_the_timeline_and_an_event(

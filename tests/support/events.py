@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from schemas.base import version_ref
-from schemas.notices import NoticeUpdated
+from schemas.base import Status, version_ref
+from schemas.fingerprints import fingerprint_term
+from schemas.notices import NoticeReceived, NoticeUpdated
 
-__all__ = ["notice_updated"]
+__all__ = ["fingerprinted_notice", "notice_updated"]
 
 
 def notice_updated(
@@ -33,4 +35,40 @@ def notice_updated(
         policy_annotations=(),
         restricted_fingerprints=(),
         fingerprint_key_id="test",
+    )
+
+
+def fingerprinted_notice(
+    *,
+    fingerprint_key: bytes,
+    key_id: str,
+    now: datetime,
+    area_code: str = "riverside",
+    status: Status = "Actual",
+    restricted_terms: Iterable[str] = (),
+    start: datetime | None = None,
+) -> NoticeReceived:
+    """A notice as intake would emit it: restricted terms only as fingerprints."""
+    start = start or now + timedelta(hours=2)
+    prints: set[str] = set()
+    for term in restricted_terms:
+        prints |= fingerprint_term(fingerprint_key, term)
+    return NoticeReceived(
+        notice_id=uuid.uuid4(),
+        version=1,
+        references=(),
+        status=status,
+        sent_at=now,
+        received_at=now,
+        received_via="api",
+        operation_type="targeted_arrest",
+        public_safety_nexus=True,
+        window_start=start,
+        window_end=start + timedelta(hours=3),
+        area=area_code.replace("-", " ").title(),
+        area_code=area_code,
+        summary="Federal operation announced by the field office.",
+        policy_annotations=(),
+        restricted_fingerprints=tuple(sorted(prints)),
+        fingerprint_key_id=key_id,
     )

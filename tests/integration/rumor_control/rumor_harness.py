@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ import yaml
 from deploy.local.sinks import SmtpSink, WebhookSink
 from schemas.alerts import AlertAcknowledged
 from schemas.base import EventData, Status
-from schemas.fingerprints import fingerprint_term
 from schemas.notices import NoticeReceived
 from schemas.topics import ALERTS, NOTICES
 from services.common.auth import Role
@@ -35,6 +34,7 @@ from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.domain import fingerprint_key_id
 from services.rumor_control.tables import delivery_records, standby_requests
 from tests.support.apps import issue_test_token, running_app
+from tests.support.events import fingerprinted_notice
 from tests.support.kafka_io import produce_raw, wait_for
 
 __all__ = ["RumorApp", "rumor_app_running"]
@@ -90,29 +90,14 @@ class RumorApp:
         start: datetime | None = None,
     ) -> NoticeReceived:
         """A notice as intake would emit it: restricted terms only as fingerprints."""
-        start = start or datetime.now(UTC) + timedelta(hours=2)
-        prints: set[str] = set()
-        for term in restricted_terms:
-            prints |= fingerprint_term(self.fingerprint_key, term)
-        now = datetime.now(UTC)
-        return NoticeReceived(
-            notice_id=uuid.uuid4(),
-            version=1,
-            references=(),
-            status=status,
-            sent_at=now,
-            received_at=now,
-            received_via="api",
-            operation_type="targeted_arrest",
-            public_safety_nexus=True,
-            window_start=start,
-            window_end=start + timedelta(hours=3),
-            area=area_code.replace("-", " ").title(),
+        return fingerprinted_notice(
+            fingerprint_key=self.fingerprint_key,
+            key_id=fingerprint_key_id(self.fingerprint_key),
+            now=datetime.now(UTC),
             area_code=area_code,
-            summary="Federal operation announced by the field office.",
-            policy_annotations=(),
-            restricted_fingerprints=tuple(sorted(prints)),
-            fingerprint_key_id=fingerprint_key_id(self.fingerprint_key),
+            status=status,
+            restricted_terms=restricted_terms,
+            start=start,
         )
 
     @staticmethod

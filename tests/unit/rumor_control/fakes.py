@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from schemas.base import EventData, Status
-from schemas.fingerprints import fingerprint_term
 from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit
 from services.common.delivery import DeliveryOrder
@@ -41,6 +40,7 @@ from services.rumor_control.domain.bulletins import BulletinTransition, Bulletin
 from services.rumor_control.domain.rumors import RumorTransition
 from services.rumor_control.drafting import Drafter
 from services.rumor_control.gazetteer import load_gazetteer
+from tests.support.events import fingerprinted_notice
 
 __all__ = [
     "FakeClock",
@@ -413,27 +413,12 @@ def notice(
     start: datetime | None = None,
 ) -> NoticeReceived:
     """A notice as intake would emit it: restricted terms only as fingerprints."""
-    now = deps.clock()
-    start = start or now + timedelta(hours=2)
-    prints: set[str] = set()
-    for term in restricted_terms:
-        prints |= fingerprint_term(deps.fingerprint_key, term)
-    return NoticeReceived(
-        notice_id=uuid.uuid4(),
-        version=1,
-        references=(),
-        status=status,
-        sent_at=now,
-        received_at=now,
-        received_via="api",
-        operation_type="targeted_arrest",
-        public_safety_nexus=True,
-        window_start=start,
-        window_end=start + timedelta(hours=3),
-        area=area_code.replace("-", " ").title(),
+    return fingerprinted_notice(
+        fingerprint_key=deps.fingerprint_key,
+        key_id=fingerprint_key_id(deps.fingerprint_key),
+        now=deps.clock(),
         area_code=area_code,
-        summary="Federal operation announced by the field office.",
-        policy_annotations=(),
-        restricted_fingerprints=tuple(sorted(prints)),
-        fingerprint_key_id=fingerprint_key_id(deps.fingerprint_key),
+        status=status,
+        restricted_terms=restricted_terms,
+        start=start,
     )

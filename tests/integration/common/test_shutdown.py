@@ -68,7 +68,9 @@ async def test_sigterm_mid_stream_loses_nothing(
             ]
 
     topic, group = unique("aviso.test.sigterm"), unique("sigterm")
-    events = [new_event(notice_updated(uuid.uuid4(), 2), source="aviso.test") for _ in range(40)]
+    # Long enough (about 0.15 s a handler) that a SIGTERM after the first five effects
+    # cannot be outrun by the consumer, however late the signal lands on a loaded machine.
+    events = [new_event(notice_updated(uuid.uuid4(), 2), source="aviso.test") for _ in range(120)]
     await produce_raw(
         kafka_bootstrap,
         topic,

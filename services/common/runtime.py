@@ -28,12 +28,20 @@ from services.common.migrations import upgrade
 from services.common.outbox import OutboxRelay
 from services.common.settings import CommonSettings
 
-__all__ = ["DevelopmentSecretsRefused", "ServiceRuntime", "Worker", "refuse_development_secrets"]
+__all__ = [
+    "DevelopmentSecretsRefused",
+    "Fact",
+    "ServiceRuntime",
+    "Worker",
+    "refuse_development_secrets",
+]
 
 log = get_logger(__name__)
 
 # A background worker runs until the event is set, then returns.
 Worker = Callable[[asyncio.Event], Awaitable[None]]
+# A fact for `/internal/ready`: a small JSON-able mapping read when the probe asks.
+Fact = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class DevelopmentSecretsRefused(RuntimeError):
@@ -97,11 +105,17 @@ class ServiceRuntime:
         )
         self._workers: list[_WorkerTask] = []
         self._stop_workers = asyncio.Event()
+        self._facts: dict[str, Fact] = {}
         self.started = False
 
     def add_worker(self, name: str, worker: Worker) -> None:
         """Run `worker` in the background while the service runs (timers, sweepers)."""
         self._workers.append(_WorkerTask(name, worker))
+
+    def add_fact(self, name: str, fact: Fact) -> None:
+        """Report `fact()` under `name` in `/internal/ready` (state an operator compares across
+        services; it never decides readiness and never names a person)."""
+        self._facts[name] = fact
 
     async def start(self, *, migrate: bool = True) -> None:
         """Migrate, connect and start consuming."""
@@ -177,4 +191,17 @@ class ServiceRuntime:
         except Exception as exc:
             checks["database"] = f"unavailable: {type(exc).__name__}"
         checks["kafka"] = "ok" if await ping_broker(self.broker) else "unavailable"
-        return {"ready": all(v == "ok" for v in checks.values()), "checks": checks}
+        report: dict[str, Any] = {
+            "ready": all(v == "ok" for v in checks.values()),
+            "checks": checks,
+        }
+        if self._facts and checks["database"] == "ok":
+            report["facts"] = {name: await _read(fact) for name, fact in self._facts.items()}
+        return report
+
+
+async def _read(fact: Fact) -> dict[str, Any]:
+    try:
+        return await asyncio.wait_for(fact(), timeout=3)
+    except Exception as exc:
+        return {"unavailable": type(exc).__name__}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -14,6 +15,7 @@ from services.common.settings import get_settings
 from services.intake.config import IntakeSettings
 from services.intake.crypto import load_keyring
 from services.intake.deps import Clock, IntakeDeps, utc_now
+from services.intake.directory import directory_fact
 from services.intake.http import install_error_handlers, routers
 from services.intake.policy import load_policy
 from services.intake.subscribers import register
@@ -56,6 +58,7 @@ def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -
     runtime.add_worker("intake-audit-sealer", sealer(deps))
     # Who is in the directory in force decides which contacts read restricted detail.
     register(runtime.consumer, settings)
+    runtime.add_fact("directory", lambda: _directory_fact(deps))
     # Declared for the AsyncAPI document only: events leave through the outbox relay.
     for event in (NoticeReceived, NoticeUpdated, NoticeCancelled):
         runtime.broker.publisher(
@@ -69,6 +72,11 @@ def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -
     )
     install_error_handlers(app)
     return IntakeService(app, deps)
+
+
+async def _directory_fact(deps: IntakeDeps) -> dict[str, Any]:
+    async with deps.unit_of_work() as uow:
+        return await directory_fact(uow)
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:

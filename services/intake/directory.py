@@ -12,14 +12,14 @@ announcement delivered again by the outbox still loses to the one that followed 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from schemas.directory import DirectoryPublished
 from services.common.db import AfterCommit
 from services.common.logging import get_logger
 from services.intake.unit_of_work import Directory
 
-__all__ = ["DirectoryUoW", "record_directory"]
+__all__ = ["DirectoryUoW", "directory_fact", "record_directory"]
 
 log = get_logger(__name__)
 
@@ -48,3 +48,13 @@ async def record_directory(uow: DirectoryUoW, *, event: DirectoryPublished) -> b
         lambda: log.info("directory.recorded", directory_version=version, people=people)
     )
     return True
+
+
+async def directory_fact(uow: DirectoryUoW) -> dict[str, Any]:
+    """The directory intake holds, for `/internal/ready`: version and when router published
+    it (compare with router's `GET /v1/directory`), never who is in it."""
+    recorded = await uow.directory.newest()
+    if recorded is None:
+        return {"version": None, "published_at": None}
+    published_at, version = recorded
+    return {"version": version, "published_at": published_at.isoformat()}

@@ -10,9 +10,11 @@ stranger's subject with the admin's grant.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,16 @@ async def test_only_a_contact_in_the_directory_or_granted_reads_restricted_detai
             people = await _wait_for_people(settings, spoc)
             everyone = {router.people.spoc, router.people.backup, router.people.deputy}
             assert people == {str(person) for person in everyone}
+            # Intake's readiness report names the directory it holds (version and when
+            # router published it, never who is in it): the same as router's.
+            in_force = await router.client.get("/v1/directory", headers=router.auth("admin"))
+            ready = (await intake.client.get("/internal/ready")).json()
+            held = ready["facts"]["directory"]
+            assert held["version"] == in_force.json()["version"]
+            assert datetime.fromisoformat(held["published_at"]) == datetime.fromisoformat(
+                in_force.json()["created_at"]
+            )
+            assert spoc not in json.dumps(ready)
             notice = await intake.created()
 
             # In the directory: source and restricted detail, decrypted.

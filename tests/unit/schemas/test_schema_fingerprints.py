@@ -189,8 +189,13 @@ def test_exactly_the_terms_with_an_identifying_word_are_fingerprinted(term: list
     def strong(word: str) -> bool:
         return len(word) >= 3 and not word.isdigit() and word not in STOPWORDS
 
-    identifying = any(strong(w) for w in term) or (
-        len(term) > 1 and not all(filler(w) for w in term)
+    # A phrase of numbers alone ("0 000", "505 555") is not identifying; a long number is
+    # (a phone number or an id: its digits and their tails).
+    digits = "".join(term)
+    identifying = (
+        any(strong(w) for w in term)
+        or (len(term) > 1 and not all(filler(w) or w.isdigit() for w in term))
+        or (digits.isdigit() and len(digits) >= 7)
     )
     assert bool(fingerprint_term(KEY, " ".join(term))) == identifying
 

@@ -168,7 +168,8 @@ def build(*, cache_dir: Path | None = None) -> Path:
     partial = target.with_suffix(".partial")
     _say(f"building zitadel/oidc's OpenID Provider with {go} (once; cached afterwards) …")
     began = time.monotonic()
-    env = dict(os.environ, GOFLAGS="-mod=readonly -buildvcs=false", GOTOOLCHAIN="local")
+    # GOTOOLCHAIN is left as the machine has it: an older Go fetches the one go.mod names.
+    env = dict(os.environ, GOFLAGS="-mod=readonly -buildvcs=false")
     try:
         done = subprocess.run(
             [go, "build", "-trimpath", "-o", str(partial), "."],

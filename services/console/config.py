@@ -70,7 +70,7 @@ class ConsoleSettings(CommonSettings):
         default=None,
         description=(
             "Issuer URL of the department's OpenID Provider for single sign-on (its discovery "
-            "document is <issuer>/.well-known/openid-configuration). Unset: local accounts only."
+            "document is ISSUER/.well-known/openid-configuration). Unset: local accounts only."
         ),
     )
     console_oidc_client_id: str = Field(
@@ -85,7 +85,7 @@ class ConsoleSettings(CommonSettings):
     )
     console_oidc_provider_name: str = Field(
         default="single sign-on",
-        description='Shown on the sign-in page as "Sign in with <name>".',
+        description='Shown on the sign-in page as "Sign in with NAME".',
     )
 
     def development_secrets(self) -> list[str]:

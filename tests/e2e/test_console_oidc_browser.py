@@ -157,7 +157,7 @@ async def _session_cookie(page: Page) -> dict[str, Any] | None:
 async def _linked_person_signs_in(url: str, browser: Browser, user_id: str, sessions: Any) -> None:
     page = await new_page(browser)
     await page.goto(f"{url}/account")
-    await screenshot(page, "12-signin-with-sso")
+    await screenshot(page, "sso-1-signin")
     await assert_accessible(page, "sign-in page with single sign-on")
     await page.context.close()
 
@@ -180,7 +180,7 @@ async def _linked_person_signs_in(url: str, browser: Browser, user_id: str, sess
             )
         ).all()
     assert len(live) == 1
-    await screenshot(page, "13-signed-in-with-sso")
+    await screenshot(page, "sso-2-signed-in")
     await page.context.close()
 
 
@@ -206,7 +206,7 @@ async def _tampered_state_is_refused(url: str, browser: Browser) -> None:
     assert response.status == 400
     assert await page.locator("#oidc-refused").is_visible()
     assert await _session_cookie(page) is None
-    await screenshot(page, "14-sso-refused-state")
+    await screenshot(page, "sso-3-refused-state")
     # The refusal spent the pending sign-in: the genuine answer is no good any more.
     replay = await page.goto(original)
     assert replay is not None
@@ -221,6 +221,6 @@ async def _unknown_identity_is_refused(url: str, browser: Browser) -> None:
     assert "No console account for this identity" in await page.locator("h1").inner_text()
     assert (await page.locator("#oidc-subject").inner_text()).strip() == STRANGER.subject
     assert await _session_cookie(page) is None
-    await screenshot(page, "15-sso-unknown-identity")
+    await screenshot(page, "sso-4-unknown-identity")
     await assert_accessible(page, "single sign-on refusal")
     await page.context.close()

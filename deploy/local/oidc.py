@@ -270,17 +270,35 @@ def start(
     layout.users_file.chmod(0o600)
     write_state(layout.state_file, state)
     layout.state_file.chmod(0o600)
+    proc = _launch(binary, layout, state, wanted)
+    endpoints = _endpoints(state)
+    try:
+        _wait_ready(endpoints, proc.pid, timeout)
+    except InfraError as error:
+        stop(data_dir=layout.data_dir)
+        raise InfraError(f"{error}\n--- tail of {layout.log} ---\n{tail(layout.log, 20)}") from None
+    _say(
+        f"ready as {endpoints.issuer} (pid {proc.pid}), client {CLIENT_ID}, "
+        f"{time.monotonic() - began:.1f} s in all"
+    )
+    return endpoints
+
+
+def _launch(
+    binary: Path, layout: _Layout, state: Mapping[str, object], redirect_uris: Sequence[str]
+) -> subprocess.Popen[bytes]:
+    """Run the provider with this data dir's issuer, client and users."""
     env = dict(
         os.environ,
-        OIDC_LISTEN=f"{LOOPBACK}:{chosen}",
+        OIDC_LISTEN=f"{LOOPBACK}:{state['port']}",
         # The library's issuer ends with "/", as zitadel's example configures it.
-        OIDC_ISSUER=f"http://localhost:{chosen}/",
+        OIDC_ISSUER=f"http://localhost:{state['port']}/",
         OIDC_CLIENT_ID=CLIENT_ID,
         OIDC_CLIENT_SECRET=str(state["client_secret"]),
-        OIDC_REDIRECT_URIS=",".join(wanted),
+        OIDC_REDIRECT_URIS=",".join(redirect_uris),
         OIDC_USERS_FILE=str(layout.users_file),
     )
-    _say(f"starting the provider on {LOOPBACK}:{chosen} (logs: {layout.log})")
+    _say(f"starting the provider on {LOOPBACK}:{state['port']} (logs: {layout.log})")
     with layout.log.open("ab") as out:
         # A new session: Ctrl-C in the terminal that ran `start` must not stop the provider.
         proc = subprocess.Popen(
@@ -294,17 +312,7 @@ def start(
         )
     _launched[proc.pid] = proc
     write_pid(layout.pid_file, proc.pid)
-    endpoints = _endpoints(state)
-    try:
-        _wait_ready(endpoints, proc.pid, timeout)
-    except InfraError as error:
-        stop(data_dir=layout.data_dir)
-        raise InfraError(f"{error}\n--- tail of {layout.log} ---\n{tail(layout.log, 20)}") from None
-    _say(
-        f"ready as {endpoints.issuer} (pid {proc.pid}), client {CLIENT_ID}, "
-        f"{time.monotonic() - began:.1f} s in all"
-    )
-    return endpoints
+    return proc
 
 
 def _users_json(users: Sequence[OidcUser]) -> str:

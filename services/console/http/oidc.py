@@ -121,8 +121,12 @@ def oidc_router(deps: ConsoleDeps) -> APIRouter:
     """The two single sign-on routes (answer 404 while no provider is configured)."""
     router = APIRouter(tags=["sign-in"])
     sealer = PendingSignInSealer(deps.secret)
-    secure = deps.settings.console_cookie_secure
+    _start_route(router, deps, sealer)
+    _callback_route(router, deps, sealer)
+    return router
 
+
+def _start_route(router: APIRouter, deps: ConsoleDeps, sealer: PendingSignInSealer) -> None:
     @router.get("/signin/oidc", include_in_schema=False)
     async def start(request: Request) -> Response:
         client = _configured(deps)
@@ -142,12 +146,14 @@ def oidc_router(deps: ConsoleDeps) -> APIRouter:
             sealer.seal(pending),
             max_age=int((pending.expires_at - deps.clock()).total_seconds()),
             httponly=True,
-            secure=secure,
+            secure=deps.settings.console_cookie_secure,
             samesite="lax",
             path="/signin/oidc",
         )
         return response
 
+
+def _callback_route(router: APIRouter, deps: ConsoleDeps, sealer: PendingSignInSealer) -> None:
     @router.get(CALLBACK_PATH, include_in_schema=False)
     async def callback(request: Request) -> Response:
         client = _configured(deps)
@@ -177,13 +183,11 @@ def oidc_router(deps: ConsoleDeps) -> APIRouter:
             response,
             SESSION_COOKIE,
             result.cookie,
-            secure=secure,
+            secure=deps.settings.console_cookie_secure,
             max_age=int(deps.session_ttl.total_seconds()),
         )
         response.delete_cookie(PENDING_COOKIE, path="/signin/oidc")
         return response
-
-    return router
 
 
 async def _identity(

@@ -42,7 +42,7 @@ from services.console.oidc import (
 from services.console.permissions import HOME
 from services.console.security import SESSION_COOKIE, secure_headers, set_cookie
 
-__all__ = ["CALLBACK_PATH", "PENDING_COOKIE", "oidc_client", "oidc_router"]
+__all__ = ["CALLBACK_PATH", "PENDING_COOKIE", "oidc_client", "oidc_router", "safe_next"]
 
 log = get_logger(__name__)
 PENDING_COOKIE = "aviso_oidc"
@@ -100,9 +100,13 @@ def oidc_client(settings: ConsoleSettings, *, clock: Callable[[], datetime]) -> 
     )
 
 
-def _safe_next(value: str) -> str:
-    # Only paths of this console: never an absolute URL (no open redirect).
-    return value if value.startswith("/") and not value.startswith("//") else "/"
+def safe_next(value: str) -> str:
+    """`value` when it is a path of this console, else "/"."""
+    # Only paths of this console: never an absolute URL (no open redirect). Browsers read
+    # "\\" as "/", so "/\\evil.example" would be "//evil.example": refused as well.
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
 
 
 def _redirect_uri(request: Request, deps: ConsoleDeps) -> str:
@@ -130,7 +134,7 @@ def _start_route(router: APIRouter, deps: ConsoleDeps, sealer: PendingSignInSeal
     @router.get("/signin/oidc", include_in_schema=False)
     async def start(request: Request) -> Response:
         client = _configured(deps)
-        wanted = _safe_next(request.query_params.get("next", "/"))
+        wanted = safe_next(request.query_params.get("next", "/"))
         pending = PendingSignIn.begin(next_path=wanted, now=deps.clock())
         try:
             url = await client.authorization_url(

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from services.common.runtime import DevelopmentSecretsRefused
 from services.console.config import ConsoleSettings
-from services.console.http.oidc import _REFUSALS, oidc_client
+from services.console.http.oidc import _REFUSALS, oidc_client, safe_next
 from services.console.i18n import LANGUAGES, catalog
 from services.console.oidc import (
     PENDING_TTL,
@@ -230,3 +230,9 @@ def test_every_refusal_has_its_page_text_in_both_languages() -> None:
             assert f"{key}.title" in messages, (language, key)
             assert f"{key}.text" in messages, (language, key)
         assert "{name}" in messages["signin.with"]
+
+
+def test_the_page_after_sign_in_is_always_a_path_of_this_console() -> None:
+    assert safe_next("/alerts/42?x=1") == "/alerts/42?x=1"
+    for hostile in ("https://evil.example", "//evil.example", "/\\evil.example", "alerts", ""):
+        assert safe_next(hostile) == "/", hostile

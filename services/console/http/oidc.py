@@ -102,8 +102,8 @@ def oidc_client(settings: ConsoleSettings, *, clock: Callable[[], datetime]) -> 
 
 def safe_next(value: str) -> str:
     """`value` when it is a path of this console, else "/"."""
-    # Only paths of this console: never an absolute URL (no open redirect). Browsers read
-    # "\\" as "/", so "/\\evil.example" would be "//evil.example": refused as well.
+    # Only paths of this console: never an absolute URL (no open redirect). Browsers read a
+    # backslash as a slash, so a path holding one could turn into "//elsewhere": refused.
     if value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
     return "/"

@@ -85,6 +85,11 @@ def oidc_client(settings: ConsoleSettings, *, clock: Callable[[], datetime]) -> 
         settings.development_mode
     ):
         # Published in this repository: anyone could redeem codes as the console.
+        log.error(
+            "service.development_secrets_refused",
+            service="console",
+            settings=["AVISO_CONSOLE_OIDC_CLIENT_SECRET"],
+        )
         raise DevelopmentSecretsRefused(
             "AVISO_CONSOLE_OIDC_CLIENT_SECRET holds its development value; set the secret "
             "the identity provider gave the console, or AVISO_DEVELOPMENT_MODE=true"

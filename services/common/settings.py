@@ -97,6 +97,14 @@ class CommonSettings(BaseSettings):
         default=None,
         description="Base URL used in links sent to people (defaults to http://host:port).",
     )
+    console_base_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL of the console as people reach it (e.g. https://aviso.example.gov). "
+            "When set, every notification links to the console's page of its alert or "
+            "bulletin; unset, alerts link to intake's API (contact token required)."
+        ),
+    )
     department_timezone: str = Field(
         default=DEFAULT_DEPARTMENT_TIMEZONE,
         validation_alias=AliasChoices("AVISO_DEPARTMENT_TIMEZONE", "AVISO_ROUTER_DISPLAY_TIMEZONE"),

@@ -85,3 +85,13 @@ class RouterDeps:
     def notice_url(self, notice_id: uuid.UUID) -> str:
         """Where a contact reads the restricted detail (intake, contact token required)."""
         return f"{self.settings.router_intake_base_url.rstrip('/')}/v1/notices/{notice_id}"
+
+    def alert_page_url(self, alert_id: uuid.UUID) -> str | None:
+        """The console's page of the alert, when a console is configured (None otherwise)."""
+        base = self.settings.console_base_url
+        return f"{base.rstrip('/')}/alerts/{alert_id}" if base else None
+
+    def reading_url(self, *, alert_id: uuid.UUID, notice_id: uuid.UUID) -> str:
+        """Where a person reads the notice: the console's alert page (sign-in there), or,
+        without a console, intake's API (a phone browser cannot send its token)."""
+        return self.alert_page_url(alert_id) or self.notice_url(notice_id)

@@ -105,6 +105,7 @@ def render_notification(
     timezone: str,
     horizon: timedelta,
     cancel_reason: str | None = None,
+    console_url: str | None = None,
 ) -> RenderedMessage:
     """The releasable headline and body of one notification."""
     label = _PURPOSE_LABELS[purpose]
@@ -130,6 +131,7 @@ def render_notification(
             window=format_window(content.window_start, content.window_end, timezone),
             operation_type=_OPERATION_TYPES.get(content.operation_type, content.operation_type),
             notice_url=notice_url,
+            console_url=console_url,
             notice_id=notice_id,
             alert_id=alert_id,
         )

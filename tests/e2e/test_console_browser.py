@@ -29,6 +29,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from sqlalchemy import update
 
+from deploy.local.common import free_port
 from services.common.auth import Role, console_sessions
 from services.console.accounts import revoke_user_sessions
 from services.demo import _reports as demo_reports
@@ -67,7 +68,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(300)]
 RESTRICTED_NAME = "Esteban Quiroga"
 
 
-def _console(system: System, database_url: str, log_dir: Path) -> ServiceProcess:
+def _console(system: System, database_url: str, log_dir: Path, port: int) -> ServiceProcess:
     return ServiceProcess(
         "console",
         {
@@ -82,6 +83,7 @@ def _console(system: System, database_url: str, log_dir: Path) -> ServiceProcess
             "AVISO_CONSOLE_REFRESH_S": "2",
         },
         log_dir,
+        port=port,
     )
 
 
@@ -94,6 +96,8 @@ async def test_the_story_through_the_console_in_chromium(
 ) -> None:
     if not _chromium_installed():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    # The console's address is known before the services start: their notifications link to it.
+    console_port = free_port()
     async with (
         running_system(
             tmp_path,
@@ -103,11 +107,14 @@ async def test_the_story_through_the_console_in_chromium(
             spoc_wait_s=120,
             # Revocation reaches the services at once (no token cache), so the test can
             # check that an ended console session's token is refused by the services too.
-            extra_env={"AVISO_AUTH_CACHE_TTL_S": "0"},
+            extra_env={
+                "AVISO_AUTH_CACHE_TTL_S": "0",
+                "AVISO_CONSOLE_BASE_URL": f"http://127.0.0.1:{console_port}",
+            },
         ) as system,
         auth_sessions(pg_database, tmp_path / "var") as sessions,
     ):
-        console = _console(system, pg_database, tmp_path / "logs")
+        console = _console(system, pg_database, tmp_path / "logs", console_port)
         await asyncio.to_thread(console.start)
         try:
             accounts = await enrol(
@@ -140,10 +147,15 @@ async def _story(
     notice_body, response = await submit_notice(system, correlation_id="console-e2e")
     assert response.status_code == 201, response.text
     notice_id = response.json()["id"]
-    hook, _mail = await spoc_alert(system, notice_id, timeout=60)
+    hook, mail = await spoc_alert(system, notice_id, timeout=60)
     alert_id = hook["payload"]["alert_id"]
+    # Every notification links to the console's alert page (the one-click link stays).
+    link = hook["payload"]["console_url"]
+    assert link == f"{url}/alerts/{alert_id}"
+    assert link in mail["text"]
+    assert hook["payload"]["ack_url"]
 
-    inbox = await _spoc_acknowledges(system, url, browser, accounts["spoc"], alert_id, notice_id)
+    inbox = await _spoc_acknowledges(system, url, browser, accounts["spoc"], link, notice_id)
     await _phone_notice_reaches_the_live_inbox(url, browser, accounts["staff"], inbox)
     rumor_id = await _officer_reports(url, browser, accounts["officer"], alert_id, notice_id)
     bulletin_id = await _vetter_a_assesses(url, browser, accounts["vetter-a"], rumor_id, alert_id)
@@ -154,11 +166,12 @@ async def _story(
 
 
 async def _spoc_acknowledges(
-    system: System, url: str, browser: Browser, spoc: Account, alert_id: str, notice_id: str
+    system: System, url: str, browser: Browser, spoc: Account, link: str, notice_id: str
 ) -> Page:
     page = await new_page(browser, phone=True)
-    # The link of the notification: not signed in yet, so the sign-in page first.
-    await page.goto(f"{url}/alerts/{alert_id}")
+    # The link of the delivered notification: not signed in yet, so the sign-in page first.
+    await page.goto(link)
+    alert_id = link.rsplit("/", 1)[1]
     assert "/signin" in page.url
     await screenshot(page, "01-signin-phone")
     await assert_accessible(page, "sign-in")

@@ -127,6 +127,7 @@ def _render(
         purpose=purpose,
         position=where,
         notice_url=deps.notice_url(alert.notice_id),
+        console_url=deps.alert_page_url(alert.id),
         timezone=deps.timezone,
         horizon=deps.horizon,
         cancel_reason=cancel_reason,

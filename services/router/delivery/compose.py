@@ -71,7 +71,10 @@ def compose(
         "text": text,
         "ack_url": ack_url,
         "ack_expires_at": ack_expires.isoformat() if ack_expires else None,
-        "notice_url": deps.notice_url(alert.notice_id),
+        # Where a person reads the notice: the console's alert page when there is a
+        # console (a phone browser cannot send intake's bearer token), intake otherwise.
+        "notice_url": deps.reading_url(alert_id=alert.id, notice_id=alert.notice_id),
+        "console_url": deps.alert_page_url(alert.id),
         # The webhook sender takes no extra headers, so the correlation id rides inside.
         "correlation_id": record.correlation_id,
         "sent_at": now.isoformat(),

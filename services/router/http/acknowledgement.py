@@ -105,7 +105,8 @@ def _ack_problem(
                 type=problem_type("stale-notice-version"),
                 extensions={
                     "current_version": exc.current_version,
-                    "notice_url": deps.notice_url(exc.notice_id),
+                    # For a person: the console's alert page when there is a console.
+                    "notice_url": deps.reading_url(alert_id=exc.alert_id, notice_id=exc.notice_id),
                 },
             )
         case UnknownVersion():
@@ -276,6 +277,7 @@ async def _confirm_page(deps: RouterDeps, request: Request, token: str) -> Respo
         urgency=alert.urgency,
         notice_version=link.claims.notice_version,
         notice_url=deps.notice_url(alert.notice_id),
+        console_url=deps.alert_page_url(alert.id),
         already=link.already,
         action="/ack",
         token=token,

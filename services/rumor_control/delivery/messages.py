@@ -24,6 +24,10 @@ _RECEIPT_LINE = {
     "en": "Please confirm that you received this bulletin:",
     "es": "Por favor, confirme que recibió este boletín:",
 }
+_CONSOLE_LINE = {
+    "en": "Read it in the Aviso console:",
+    "es": "Léalo en la consola de Aviso:",
+}
 _DRILL_PREFIX = {"en": "DRILL — ", "es": "SIMULACRO (DRILL) — "}
 _HEADLINE_MAX = 300
 
@@ -86,8 +90,11 @@ def bulletin_message(
     )
 
 
-def webhook_payload(message: BulletinMessage, *, receipt_url: str) -> dict[str, Any]:
-    """The JSON a liaison's or the radio desk's webhook receives."""
+def webhook_payload(
+    message: BulletinMessage, *, receipt_url: str, console_url: str | None = None
+) -> dict[str, Any]:
+    """The JSON a liaison's or the radio desk's webhook receives (`console_url`: the
+    bulletin's console page, when a console is configured)."""
     return {
         "type": "aviso.bulletin",
         "delivery_id": str(message.delivery_id),
@@ -100,10 +107,16 @@ def webhook_payload(message: BulletinMessage, *, receipt_url: str) -> dict[str, 
         "headline": message.marked(message.headline),
         "body": message.marked(message.body),
         "receipt_url": receipt_url,
+        "console_url": console_url,
     }
 
 
-def email_text(message: BulletinMessage, *, receipt_url: str) -> str:
-    """The plain-text e-mail: the message, then the receipt link."""
+def email_text(
+    message: BulletinMessage, *, receipt_url: str, console_url: str | None = None
+) -> str:
+    """The plain-text e-mail: the message, the receipt link, and the console page if any."""
     line = _RECEIPT_LINE[message.language]
-    return f"{message.marked(message.body)}\n\n{line}\n{receipt_url}\n"
+    text = f"{message.marked(message.body)}\n\n{line}\n{receipt_url}\n"
+    if console_url:
+        text += f"\n{_CONSOLE_LINE[message.language]}\n{console_url}\n"
+    return text

@@ -74,6 +74,7 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
         words_per_minute: int,
         give_up_after: timedelta,
         clock: Clock = utc_now,
+        console_base_url: str | None = None,
     ) -> None:
         # Only the channels some recipient uses: the engine refuses to start when one of
         # them has no sender, instead of a message going out on another channel.
@@ -84,6 +85,7 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
         self._words_per_minute = words_per_minute
         self._give_up_after = give_up_after
         self._clock = clock
+        self._console = console_base_url.rstrip("/") if console_base_url else None
         # Bulletins read in one resolve transaction: a fan-out claims many records of one
         # bulletin at once, and reads it once per round.
         self._views: WeakKeyDictionary[AsyncSession, dict[uuid.UUID, BulletinView | None]] = (
@@ -114,6 +116,7 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
             words_per_minute=settings.rumor_radio_words_per_minute,
             give_up_after=timedelta(seconds=settings.rumor_delivery_give_up_s),
             clock=clock,
+            console_base_url=settings.console_base_url,
         )
 
     def give_up_after(self, order: DeliveryOrder) -> timedelta:
@@ -140,7 +143,8 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
             radio_desk=isinstance(recipient, RadioDesk), words_per_minute=self._words_per_minute,
         )  # fmt: skip
         url = self._links(record.aggregate_id, record.aggregate_version, recipient.id)
-        return _outbound(record, recipient, message, url)
+        page = f"{self._console}/bulletins/{record.aggregate_id}" if self._console else None
+        return _outbound(record, recipient, message, url, page)
 
     async def _view(self, session: AsyncSession, bulletin_id: uuid.UUID) -> BulletinView | None:
         seen = self._views.setdefault(session, {})
@@ -267,14 +271,18 @@ def _failed(delivery: BulletinDelivery, failure: Failure) -> _Step:
 
 
 def _outbound(
-    record: DeliveryRecord, recipient: Recipient, message: BulletinMessage, url: str
+    record: DeliveryRecord,
+    recipient: Recipient,
+    message: BulletinMessage,
+    url: str,
+    page: str | None,
 ) -> Outbound:
     """The message on the record's own channel, at the recipient's address for it."""
     match record.channel:
         case "webhook":
             if not recipient.webhook_url:
                 raise DeliveryError("no webhook configured for the recipient", reason="no_address")
-            payload = webhook_payload(message, receipt_url=url)
+            payload = webhook_payload(message, receipt_url=url, console_url=page)
             return WebhookOutbound(url=recipient.webhook_url, payload=payload)
         case "email":
             if not recipient.email:
@@ -282,7 +290,7 @@ def _outbound(
             return EmailOutbound(
                 to=recipient.email,
                 subject=message.marked(message.headline),
-                text=email_text(message, receipt_url=url),
+                text=email_text(message, receipt_url=url, console_url=page),
                 language=message.language,
             )
         case _:

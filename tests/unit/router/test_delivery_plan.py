@@ -151,6 +151,46 @@ async def test_resolve_addresses_each_channel_from_the_snapshot_with_the_ack_lin
     assert "token=" not in str(webhook.context)
 
 
+async def test_without_a_console_the_notice_link_is_intakes_api(deps: FakeDeps) -> None:
+    alert_id = await open_one(deps)
+    webhook, email = orders_to(deps, SPOC)
+    plan = plan_for(deps, FakeUnitOfWork(deps.store))
+    hook_message = await plan.resolve(cast(AsyncSession, None), record_of(webhook))
+    mail = await plan.resolve(cast(AsyncSession, None), record_of(email))
+
+    assert isinstance(hook_message, WebhookOutbound)
+    assert isinstance(mail, EmailOutbound)
+    assert hook_message.payload["console_url"] is None
+    assert str(hook_message.payload["notice_url"]).startswith("http://intake.test/v1/notices/")
+    assert "Restricted detail (contact token required): http://intake.test/" in mail.text
+    assert f"/alerts/{alert_id}" not in mail.text
+
+
+async def test_with_a_console_every_notification_links_to_its_alert_page(
+    tmp_path: Path, clock: Clock
+) -> None:
+    deps = make_deps(tmp_path, clock=clock, console_base_url="https://console.test/")
+    with_directory(deps.store)
+    alert_id = await open_one(deps)
+    webhook, email = orders_to(deps, SPOC)
+    plan = plan_for(deps, FakeUnitOfWork(deps.store))
+    hook_message = await plan.resolve(cast(AsyncSession, None), record_of(webhook))
+    mail = await plan.resolve(cast(AsyncSession, None), record_of(email))
+
+    page = f"https://console.test/alerts/{alert_id}"
+    assert isinstance(hook_message, WebhookOutbound)
+    assert hook_message.payload["console_url"] == page
+    assert hook_message.payload["notice_url"] == page
+    # The one-click link still acknowledges without a sign-in.
+    assert str(hook_message.payload["ack_url"]).startswith("http://router.test/ack?token=")
+    assert isinstance(mail, EmailOutbound)
+    assert f"Read it in the Aviso console (sign in; the restricted detail is there): {page}" in (
+        mail.text
+    )
+    assert "intake.test" not in mail.text
+    assert "http://router.test/ack?token=" in mail.text
+
+
 async def test_resolve_skips_what_is_no_longer_wanted(deps: FakeDeps) -> None:
     alert_id = await open_one(deps)
     webhook, _ = orders_to(deps, SPOC)

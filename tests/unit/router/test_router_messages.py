@@ -68,6 +68,25 @@ def test_actual_notice_is_not_marked_drill_and_carries_releasable_fields() -> No
     assert "token=" not in body  # the ack link is added at send time, never on the topic
 
 
+def test_with_a_console_the_body_links_to_the_alert_page_instead_of_intake() -> None:
+    message = render_notification(
+        alert_id=uuid.UUID(int=1),
+        notice_id=uuid.UUID(int=2),
+        notice_version=1,
+        status="Actual",
+        urgency="normal",
+        content=CONTENT,
+        purpose="alert",
+        position=EscalationPosition(0, 0),
+        notice_url="http://intake.test/v1/notices/00000000-0000-0000-0000-000000000002",
+        console_url="https://console.test/alerts/00000000-0000-0000-0000-000000000001",
+        timezone="America/Chicago",
+        horizon=timedelta(hours=2),
+    )
+    assert "https://console.test/alerts/00000000-0000-0000-0000-000000000001" in message.body
+    assert "intake.test" not in message.body
+
+
 def test_purposes_say_what_happened() -> None:
     assert "next contact in the escalation chain (step 2)" in render(purpose="escalation")[1]
     assert "updated this notice (version 3)" in render(purpose="update")[1]

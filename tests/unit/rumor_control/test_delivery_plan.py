@@ -124,6 +124,34 @@ async def test_a_liaison_gets_its_language_at_its_webhook_with_a_receipt_link(
     assert payload["receipt_url"].startswith(f"{deps.public_base_url}/v1/receipts?token=")
 
 
+async def test_with_a_console_each_message_links_to_the_bulletins_page(
+    deps: RumorControlDeps, store: Store, clock: FakeClock
+) -> None:
+    bulletin_id = await _published(deps, store, clock)
+    spanish = deps.department.liaisons[0]
+    desk = deps.department.radio_desk
+    assert desk is not None
+    settings = deps.settings.model_copy(update={"console_base_url": "https://console.test/"})
+    uow = FakeUnitOfWork(store)
+    plan = BulletinDeliveryPlan.from_settings(
+        settings, department=deps.department, unit_of_work=lambda _: uow, clock=deps.clock
+    )
+    without = await _resolve(_plan(deps, uow), _record(_order(store, spanish.id, "webhook"), clock))
+
+    hook = await _resolve(plan, _record(_order(store, spanish.id, "webhook"), clock))
+    mail = await _resolve(plan, _record(_order(store, desk.id, "email"), clock))
+
+    page = f"https://console.test/bulletins/{bulletin_id}"
+    assert isinstance(without, WebhookOutbound)
+    assert without.payload["console_url"] is None
+    assert isinstance(hook, WebhookOutbound)
+    assert hook.payload["console_url"] == page
+    assert hook.payload["receipt_url"].startswith(f"{deps.public_base_url}/v1/receipts?token=")
+    assert isinstance(mail, EmailOutbound)
+    assert f"Léalo en la consola de Aviso:\n{page}" in mail.text
+    assert "Por favor, confirme que recibió este boletín" in mail.text
+
+
 async def test_the_radio_desk_gets_a_spanish_first_script_by_email(
     deps: RumorControlDeps, store: Store, clock: FakeClock
 ) -> None:

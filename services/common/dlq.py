@@ -1,4 +1,5 @@
-"""Reading and replaying the dead-letter topic (`aviso dlq list`, `aviso dlq replay`).
+"""Reading and replaying the dead-letter topic (`aviso dlq list`, `aviso dlq replay`, and
+router's ops API through `KafkaDeadLetters`).
 
 A dead letter keeps the original record byte for byte (value, key, headers), so a
 replay republishes exactly what failed to the topic it came from. The message id
@@ -9,15 +10,25 @@ inbox, and the group that failed applies it now, once the cause is fixed.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.dlq import DeadLettered
 from schemas.topics import DLQ
 
-__all__ = ["DeadLetter", "read_dead_letters", "replay"]
+__all__ = [
+    "DeadLetter",
+    "DeadLetters",
+    "KafkaDeadLetters",
+    "Replayed",
+    "matching",
+    "read_dead_letters",
+    "replay",
+]
 
 
 @dataclass(frozen=True)
@@ -82,3 +93,60 @@ async def replay(bootstrap: str, letters: Sequence[DeadLettered]) -> int:
         return len(letters)
     finally:
         await producer.stop()
+
+
+def matching(
+    letters: Sequence[DeadLetter], *, group: str | None = None, topic: str | None = None
+) -> list[DeadLetter]:
+    """The letters of consumer group `group` and from topic `topic` (None: any)."""
+    return [
+        entry
+        for entry in letters
+        if (group is None or entry.letter.consumer_group == group)
+        and (topic is None or entry.letter.original_topic == topic)
+    ]
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay did: the letters republished, and the ids that are not on the DLQ."""
+
+    replayed: tuple[uuid.UUID, ...]
+    missing: tuple[uuid.UUID, ...]
+
+
+class DeadLetters(Protocol):
+    """The DLQ as an ops API sees it (tests pass an in-memory one)."""
+
+    async def list(self) -> list[DeadLetter]:
+        """Every dead letter on the topic now."""
+        ...
+
+    async def replay(self, ids: Collection[uuid.UUID]) -> Replayed:
+        """Republish the letters with these ids; nothing when one of them is missing."""
+        ...
+
+
+@dataclass(frozen=True)
+class KafkaDeadLetters:
+    """The dead-letter topic of the cluster at `bootstrap`."""
+
+    bootstrap: str
+    timeout_s: float = 10.0
+
+    async def list(self) -> list[DeadLetter]:
+        """Every dead letter on the topic now."""
+        return await read_dead_letters(self.bootstrap, timeout_s=self.timeout_s)
+
+    async def replay(self, ids: Collection[uuid.UUID]) -> Replayed:
+        """Republish the letters with these ids; nothing when one of them is missing
+        (all or none, so an operator's second try does not repeat half of the first)."""
+        wanted = set(ids)
+        found = [e.letter for e in await self.list() if e.letter.dead_letter_id in wanted]
+        # A letter replayed before and dead-lettered again is on the topic twice: once is enough.
+        unique = list({letter.dead_letter_id: letter for letter in found}.values())
+        missing = tuple(sorted(wanted - {letter.dead_letter_id for letter in unique}, key=str))
+        if missing:
+            return Replayed((), missing)
+        await replay(self.bootstrap, unique)
+        return Replayed(tuple(letter.dead_letter_id for letter in unique), ())

@@ -9,6 +9,7 @@ Read the two tables; routes and use cases only ask them.
     read_restricted  contact (source and restricted detail; every read audited), and only
                      a contact whose subject is a person in the directory in force, or
                      whose token the admin issued with the explicit grant
+    verify_audit     ops (the audit chain's verification result; no entry's content)
 
 Everyone else who may read sees releasable fields only, and the view they get has no
 field that could hold restricted detail (see http/views.py).
@@ -45,6 +46,7 @@ class Action(StrEnum):
     CANCEL = "cancel"
     READ = "read"
     READ_RESTRICTED = "read_restricted"
+    VERIFY_AUDIT = "verify_audit"
 
 
 PERMISSIONS: Mapping[Action, frozenset[Role]] = {
@@ -54,6 +56,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.READ: frozenset({Role.FIELD_OFFICE, Role.CONTACT, Role.OPS}),
     # The SPOC and backups: the only readers of who reported what about whom.
     Action.READ_RESTRICTED: frozenset({Role.CONTACT}),
+    Action.VERIFY_AUDIT: frozenset({Role.OPS}),
 }
 
 # Roles that see (and change) only the notices their own field office recorded; another

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import UnitOfWork
 from services.common.delivery import DeliveryOrder, Transaction
+from services.common.dlq import DeadLetters, KafkaDeadLetters
 from services.router.config import RouterSettings
 from services.router.repository import AcceptDelivery
 from services.router.unit_of_work import RouterUnitOfWork
@@ -51,6 +52,8 @@ class RouterDeps:
     source: str = "aviso.router"
     clock: Clock = field(default=utcnow)
     wake_escalation: Callable[[], None] = field(default=_nothing)
+    # The dead-letter topic for ops (None: this cluster's, read when asked).
+    dead_letters: DeadLetters | None = None
 
     def unit_of_work(self) -> RouterUnitOfWork:
         """A new transaction: `async with deps.unit_of_work() as uow: ...; await uow.commit()`."""
@@ -62,6 +65,10 @@ class RouterDeps:
 
     def _accept(self) -> AcceptDelivery | None:
         return self.delivery.accept_many if self.delivery is not None else None
+
+    def dlq(self) -> DeadLetters:
+        """The dead-letter topic ops read and replay."""
+        return self.dead_letters or KafkaDeadLetters(self.settings.kafka_bootstrap_servers)
 
     @property
     def horizon(self) -> timedelta:

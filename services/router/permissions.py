@@ -22,6 +22,7 @@ class Action(StrEnum):
     ACKNOWLEDGE = "acknowledge"  # acknowledge through the API (links carry their own proof)
     READ_COMMENTS = "read_comments"  # read acknowledgement comments (free text)
     MANAGE_DIRECTORY = "manage_directory"  # read and replace the directory
+    OPERATE_DLQ = "operate_dlq"  # list and replay the dead-letter topic (every service's)
 
 
 ALLOWED: Mapping[Action, frozenset[Role]] = {
@@ -29,6 +30,7 @@ ALLOWED: Mapping[Action, frozenset[Role]] = {
     Action.ACKNOWLEDGE: frozenset({Role.CONTACT}),
     Action.READ_COMMENTS: frozenset({Role.CONTACT, Role.ADMIN}),
     Action.MANAGE_DIRECTORY: frozenset({Role.ADMIN}),
+    Action.OPERATE_DLQ: frozenset({Role.OPS}),
 }
 
 

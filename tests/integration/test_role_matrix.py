@@ -39,6 +39,7 @@ MATRIX: dict[str, dict[tuple[str, str], frozenset[str] | None]] = {
         ("GET", "/v1/notices/{notice_id}"): frozenset({FO, CONTACT, OPS}),
         ("POST", "/v1/notices/{notice_id}/update"): frozenset({FO}),
         ("POST", "/v1/notices/{notice_id}/cancel"): frozenset({FO}),
+        ("GET", "/v1/ops/audit"): frozenset({OPS}),
     },
     "router": {
         ("GET", "/v1/alerts"): frozenset({CONTACT, OPS, ADMIN}),
@@ -47,6 +48,8 @@ MATRIX: dict[str, dict[tuple[str, str], frozenset[str] | None]] = {
         ("GET", "/v1/alerts/{alert_id}/timeline"): frozenset({CONTACT, OPS, ADMIN}),
         ("GET", "/v1/directory"): frozenset({ADMIN}),
         ("PUT", "/v1/directory"): frozenset({ADMIN}),
+        ("GET", "/v1/ops/dead-letters"): frozenset({OPS}),
+        ("POST", "/v1/ops/dead-letters/replay"): frozenset({OPS}),
         ("GET", "/ack"): PUBLIC,
         ("POST", "/ack"): PUBLIC,
     },

@@ -1,4 +1,5 @@
-"""Intake's HTTP edge: the notice routes and the problems its errors become."""
+"""Intake's HTTP edge: the notice routes, the ops audit check, and the problems its errors
+become."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from fastapi import APIRouter
 from services.intake.deps import IntakeDeps
 from services.intake.http.errors import install_error_handlers
 from services.intake.http.notices import REPLAYED_HEADER, notices_router
+from services.intake.http.ops import ops_router
 
 __all__ = ["REPLAYED_HEADER", "install_error_handlers", "routers"]
 
 
 def routers(deps: IntakeDeps) -> list[APIRouter]:
     """Every APIRouter of intake, over the one `deps` of this process."""
-    return [notices_router(deps)]
+    return [notices_router(deps), ops_router(deps)]

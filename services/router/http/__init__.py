@@ -8,8 +8,16 @@ from services.router.deps import RouterDeps
 from services.router.http.acknowledgement import ack_link_router
 from services.router.http.alerts import alerts_router
 from services.router.http.directory import directory_router
+from services.router.http.ops import ops_router
 
-__all__ = ["PROBLEMS", "ack_link_router", "alerts_router", "directory_router", "routers"]
+__all__ = [
+    "PROBLEMS",
+    "ack_link_router",
+    "alerts_router",
+    "directory_router",
+    "ops_router",
+    "routers",
+]
 
 # Error statuses the routes raise themselves and their signatures cannot show; everything
 # derivable (auth, ids, validation, bodies, database) is added by services/common/openapi.py.
@@ -22,4 +30,4 @@ PROBLEMS: dict[str, set[int]] = {
 
 def routers(deps: RouterDeps) -> list[APIRouter]:
     """Every router route, in the order the OpenAPI document lists them."""
-    return [alerts_router(deps), directory_router(deps), ack_link_router(deps)]
+    return [alerts_router(deps), directory_router(deps), ops_router(deps), ack_link_router(deps)]

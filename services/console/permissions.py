@@ -11,7 +11,15 @@ from collections.abc import Mapping
 
 from services.common.auth import Role
 
-__all__ = ["HOME", "NAV", "may_acknowledge", "may_record_notice", "may_vet", "nav_for"]
+__all__ = [
+    "HOME",
+    "NAV",
+    "may_acknowledge",
+    "may_operate",
+    "may_record_notice",
+    "may_vet",
+    "nav_for",
+]
 
 # (path, message key) of each page a role's navigation lists.
 _ALERTS = ("/alerts", "nav.alerts")
@@ -61,3 +69,8 @@ def may_vet(role: Role) -> bool:
 def may_record_notice(role: Role) -> bool:
     """Whether the phone-notice form is offered (intake allows field offices to submit)."""
     return role is Role.FIELD_OFFICE
+
+
+def may_operate(role: Role) -> bool:
+    """Whether the ops board offers the dead letters and the audit check (ops-only APIs)."""
+    return role is Role.OPS

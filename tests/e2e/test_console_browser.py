@@ -33,6 +33,9 @@ from deploy.local.common import free_port
 from services.common.auth import Role, console_sessions
 from services.console.accounts import revoke_user_sessions
 from services.demo import _reports as demo_reports
+from tests.e2e.console_browser_ops_admin import (
+    ops_replays_a_dead_letter_and_verifies_the_audit_chain,
+)
 from tests.e2e.console_browser_steps import (
     PHONE_AREA,
     admin_reviews_the_directory,
@@ -134,7 +137,8 @@ async def test_the_story_through_the_console_in_chromium(
                     executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
                 )
                 try:
-                    await _story(system, console.url, browser, accounts, sessions)
+                    ops_topic = (kafka_bootstrap, unique("aviso.test.console-replay"))
+                    await _story(system, console.url, browser, accounts, sessions, ops_topic)
                 finally:
                     await browser.close()
         finally:
@@ -142,7 +146,12 @@ async def test_the_story_through_the_console_in_chromium(
 
 
 async def _story(
-    system: System, url: str, browser: Browser, accounts: dict[str, Account], sessions: Any
+    system: System,
+    url: str,
+    browser: Browser,
+    accounts: dict[str, Account],
+    sessions: Any,
+    ops_topic: tuple[str, str],
 ) -> None:
     notice_body, response = await submit_notice(system, correlation_id="console-e2e")
     assert response.status_code == 201, response.text
@@ -160,7 +169,7 @@ async def _story(
     rumor_id = await _officer_reports(url, browser, accounts["officer"], alert_id, notice_id)
     bulletin_id = await _vetter_a_assesses(url, browser, accounts["vetter-a"], rumor_id, alert_id)
     await _vetter_b_approves(url, browser, accounts["vetter-b"], bulletin_id)
-    await _ops_and_sessions(system, url, browser, accounts, sessions, alert_id)
+    await _ops_and_sessions(system, url, browser, accounts, sessions, alert_id, ops_topic)
     await admin_reviews_the_directory(url, browser, accounts["admin"])
     assert notice_body["restricted"]["names"] == [RESTRICTED_NAME]
 
@@ -324,6 +333,7 @@ async def _ops_and_sessions(
     accounts: dict[str, Account],
     sessions: Any,
     alert_id: str,
+    ops_topic: tuple[str, str],
 ) -> None:
     ops = accounts["ops"]
     page = await new_page(browser)
@@ -342,6 +352,9 @@ async def _ops_and_sessions(
     assert PHONE_AREA in await page.locator("#escalations-due").inner_text()
     await screenshot(page, "10-ops-board")
     await assert_accessible(page, "ops board")
+    await ops_replays_a_dead_letter_and_verifies_the_audit_chain(
+        page, url, bootstrap=ops_topic[0], topic=ops_topic[1]
+    )
     await page.goto(f"{url}/alerts/{alert_id}")
     assert "acknowledged" in await page.locator(".timeline").inner_text()
     assert RESTRICTED_NAME not in await page.content()

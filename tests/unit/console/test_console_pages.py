@@ -1,5 +1,7 @@
-"""The console's pages on a real auth database (SQLite and PostgreSQL), the services faked
-behind the HTTP transport: what each page sends to which API, and what it shows back."""
+"""The console's pages with the three services faked behind the HTTP transport: what each
+page sends to which API, and what it shows back. The console's own sessions live in an
+embedded SQLite file under tmp_path (the services' real APIs are exercised end to end by
+tests/e2e/test_console_browser.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,7 @@ from starlette.requests import Request
 from services.common.auth import Role
 from services.console.http.inbox import inbox_events
 from services.console.http.pages import Viewer
-from tests.integration.console.pages_support import FakeServices, console_as, problem
-
-pytestmark = pytest.mark.postgres
+from tests.unit.console.pages_support import FakeServices, console_as, problem
 
 ALERT_ID = str(uuid.uuid4())
 NOTICE_ID = str(uuid.uuid4())
@@ -55,12 +55,12 @@ def _stream_request(signed: Any) -> Request:
 
 
 async def test_inbox_stream_pushes_a_new_alert_and_ends_when_router_refuses_the_token(
-    make_settings: Callable[..., Any], database_url: str | None
+    make_settings: Callable[..., Any],
 ) -> None:
     fake = FakeServices()
     listed: dict[str, Any] = {"items": []}
     fake.on("GET", "router", "/v1/alerts", lambda _r: httpx.Response(200, json=listed))
-    async with console_as(make_settings, database_url, fake, role=Role.CONTACT) as signed:
+    async with console_as(make_settings, fake, role=Role.CONTACT) as signed:
         me = Viewer(signed.session, signed.cookie)
         events = inbox_events(_stream_request(signed), signed.deps, me, lifetime_s=60)
         assert (await anext(events)).startswith("retry: ")
@@ -87,11 +87,11 @@ async def test_inbox_stream_pushes_a_new_alert_and_ends_when_router_refuses_the_
 
 
 async def test_inbox_page_subscribes_to_the_stream_and_reloads_itself_without_script(
-    make_settings: Callable[..., Any], database_url: str | None
+    make_settings: Callable[..., Any],
 ) -> None:
     fake = FakeServices()
     fake.on("GET", "router", "/v1/alerts", {"items": [_alert()]})
-    async with console_as(make_settings, database_url, fake, role=Role.CONTACT) as signed:
+    async with console_as(make_settings, fake, role=Role.CONTACT) as signed:
         page = await signed.client.get("/alerts")
     assert page.status_code == 200
     assert 'data-events-url="/alerts/events"' in page.text
@@ -99,7 +99,7 @@ async def test_inbox_page_subscribes_to_the_stream_and_reloads_itself_without_sc
 
 
 async def test_phone_notice_goes_to_intake_as_phone_and_its_errors_show_by_field(
-    make_settings: Callable[..., Any], database_url: str | None
+    make_settings: Callable[..., Any],
 ) -> None:
     fake = FakeServices()
     refusal = problem(422, [{"loc": ["body", "source", "agent", "phone"], "msg": "bad phone"}])
@@ -111,9 +111,7 @@ async def test_phone_notice_goes_to_intake_as_phone_and_its_errors_show_by_field
         "summary": "Planned operation.", "field_office_name": "ERO", "agent_name": "D. W.",
         "agent_phone": "nope", "names": "First Person\n\nSecond Person", "free_text": "",
     }  # fmt: skip
-    async with console_as(
-        make_settings, database_url, fake, role=Role.FIELD_OFFICE, subject="fo-1"
-    ) as signed:
+    async with console_as(make_settings, fake, role=Role.FIELD_OFFICE, subject="fo-1") as signed:
         refused = await signed.client.post("/notices/new", data={**form, "csrf": signed.csrf})
         assert refused.status_code == 422
         assert 'id="agent_phone-error">bad phone<' in refused.text
@@ -132,10 +130,10 @@ async def test_phone_notice_goes_to_intake_as_phone_and_its_errors_show_by_field
 
 
 async def test_phone_notice_form_is_offered_only_to_the_role_intake_accepts(
-    make_settings: Callable[..., Any], database_url: str | None
+    make_settings: Callable[..., Any],
 ) -> None:
     fake = FakeServices()
-    async with console_as(make_settings, database_url, fake, role=Role.CONTACT) as signed:
+    async with console_as(make_settings, fake, role=Role.CONTACT) as signed:
         page = await signed.client.get("/notices/new")
         posted = await signed.client.post("/notices/new", data={"csrf": signed.csrf})
     assert page.status_code == 403
@@ -157,13 +155,13 @@ def _directory(version: int) -> dict[str, Any]:
 
 
 async def test_directory_review_shows_the_diff_and_saving_shows_routers_errors_by_path(
-    make_settings: Callable[..., Any], database_url: str | None
+    make_settings: Callable[..., Any],
 ) -> None:
     fake = FakeServices()
     fake.on("GET", "router", "/v1/directory", _directory(3))
     errors = [{"path": "spoc.person_id", "message": "names no person in the directory"}]
     fake.on("PUT", "router", "/v1/directory", problem(422, errors))
-    async with console_as(make_settings, database_url, fake, role=Role.ADMIN) as signed:
+    async with console_as(make_settings, fake, role=Role.ADMIN) as signed:
         page = await signed.client.get("/admin/directory")
         text = page.text.split('name="text"', 1)[1].split(">", 1)[1].split("</textarea>")[0]
         assert "wait_s: 300.0" in text
@@ -212,7 +210,7 @@ def _bulletin(state: str) -> dict[str, Any]:
 
 
 async def test_published_bulletin_shows_receipts_per_liaison_and_retracts(
-    make_settings: Callable[..., Any], database_url: str | None
+    make_settings: Callable[..., Any],
 ) -> None:
     fake = FakeServices()
     path = f"/v1/bulletins/{BULLETIN_ID}"
@@ -232,7 +230,7 @@ async def test_published_bulletin_shows_receipts_per_liaison_and_retracts(
                       "last_seen_at": "2026-01-01T01:00:00Z", "seen_count": 1}],
     })  # fmt: skip
     fake.on("POST", "rumor_control", f"{path}/retract", _bulletin("retracted"))
-    async with console_as(make_settings, database_url, fake, role=Role.VETTER) as signed:
+    async with console_as(make_settings, fake, role=Role.VETTER) as signed:
         page = await signed.client.get(f"/bulletins/{BULLETIN_ID}")
         assert page.status_code == 200
         rows = page.text.split('id="receipts"', 1)[1].split("</table>")[0]
@@ -253,7 +251,7 @@ async def test_published_bulletin_shows_receipts_per_liaison_and_retracts(
 
 
 async def test_ops_board_lists_escalations_due_and_delivery_failures(
-    make_settings: Callable[..., Any], database_url: str | None
+    make_settings: Callable[..., Any],
 ) -> None:
     fake = FakeServices()
     overdue = datetime.now(UTC) - timedelta(minutes=5)
@@ -265,7 +263,7 @@ async def test_ops_board_lists_escalations_due_and_delivery_failures(
     fake.on("GET", "router", f"/v1/alerts/{ALERT_ID}/timeline", {"entries": [failed]})
     for service in ("intake", "router", "rumor_control"):
         fake.on("GET", service, "/internal/ready", {"status": "ready"})
-    async with console_as(make_settings, database_url, fake, role=Role.OPS) as signed:
+    async with console_as(make_settings, fake, role=Role.OPS) as signed:
         page = await signed.client.get("/ops")
     assert page.status_code == 200
     due = page.text.split('id="escalations-due"', 1)[1].split("</section>")[0]
@@ -274,3 +272,76 @@ async def test_ops_board_lists_escalations_due_and_delivery_failures(
     table = page.text.split('id="open-alerts"', 1)[1].split("</table>")[0]
     assert '<strong class="warn">1</strong>: webhook' in table
     assert page.text.count(">ready<") == 3
+    assert 'href="/ops/dead-letters"' in page.text
+    assert 'href="/ops/audit"' in page.text
+
+
+def _dead_letter(dead_letter_id: str) -> dict[str, Any]:
+    return {
+        "dead_letter_id": dead_letter_id, "failed_at": datetime.now(UTC).isoformat(),
+        "original_topic": "aviso.notices.v1", "original_partition": 0, "original_offset": 41,
+        "consumer_group": "aviso.router", "attempts": 3, "error_type": "NoDirectory",
+        "error_message": "no directory is configured",
+    }  # fmt: skip
+
+
+async def test_ops_read_dead_letters_and_replay_the_chosen_ones(
+    make_settings: Callable[..., Any],
+) -> None:
+    fake = FakeServices()
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    listed = {"items": [_dead_letter(first), _dead_letter(second)]}
+    fake.on("GET", "router", "/v1/ops/dead-letters", listed)
+    fake.on("POST", "router", "/v1/ops/dead-letters/replay", {"replayed": [second]})
+    async with console_as(make_settings, fake, role=Role.OPS) as signed:
+        page = await signed.client.get("/ops/dead-letters")
+        forged = await signed.client.post(
+            "/ops/dead-letters/replay", data={"id": second, "csrf": "forged"}
+        )
+        done = await signed.client.post(
+            "/ops/dead-letters/replay", data={"id": second, "csrf": signed.csrf}
+        )
+        after = await signed.client.get(done.headers["location"])
+        fake.on("POST", "router", "/v1/ops/dead-letters/replay", problem(404, []))
+        gone = await signed.client.post(
+            "/ops/dead-letters/replay", data={"id": first, "csrf": signed.csrf}
+        )
+    assert page.status_code == 200
+    assert f'value="{first}"' in page.text
+    assert "aviso.notices.v1[0]@41" in page.text
+    assert "no directory is configured" in page.text
+    assert forged.status_code == 403
+    assert done.status_code == 303
+    replays = fake.sent("POST", "router", "/v1/ops/dead-letters/replay")
+    assert [FakeServices.body(r) for r in replays] == [{"ids": [second]}, {"ids": [first]}]
+    assert 'id="replayed"' in after.text
+    assert gone.status_code == 409
+    assert 'id="dlq-message"' in gone.text
+
+
+async def test_ops_read_the_audit_chains_verification(make_settings: Callable[..., Any]) -> None:
+    fake = FakeServices()
+    result = {
+        "intact": False, "entries": 11, "head_hash": "ab" * 32, "broken_at": 12,
+        "problem": "entry 12 was altered after it was written", "pending": 0, "unkeyed": 0,
+        "verified_at": datetime.now(UTC).isoformat(),
+    }  # fmt: skip
+    fake.on("GET", "intake", "/v1/ops/audit", result)
+    async with console_as(make_settings, fake, role=Role.OPS) as signed:
+        page = await signed.client.get("/ops/audit")
+    assert page.status_code == 200
+    verdict = page.text.split('id="audit-result"', 1)[1].split("</p>")[0]
+    assert "BROKEN at entry 12" in verdict
+    assert "altered after it was written" in page.text
+
+
+async def test_the_board_offers_dead_letters_and_audit_to_ops_only(
+    make_settings: Callable[..., Any],
+) -> None:
+    fake = FakeServices()
+    fake.on("GET", "router", "/v1/alerts", {"items": []})
+    async with console_as(make_settings, fake, role=Role.ADMIN) as signed:
+        board = await signed.client.get("/ops")
+    assert board.status_code == 200
+    assert 'href="/ops/dead-letters"' not in board.text
+    assert "for operations staff" in board.text

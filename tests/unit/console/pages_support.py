@@ -1,5 +1,5 @@
-"""The console app on a real auth database, with the three services faked behind an httpx
-transport (the console's own behaviour is under test, not the services')."""
+"""The console app on an embedded SQLite auth store, with the three services faked behind an
+httpx transport (the console's own behaviour is under test, not the services')."""
 
 from __future__ import annotations
 
@@ -97,7 +97,6 @@ class SignedIn:
 @asynccontextmanager
 async def console_as(
     make_settings: Callable[..., Any],
-    database_url: str | None,
     fake: FakeServices,
     *,
     role: Role,
@@ -106,7 +105,7 @@ async def console_as(
     """The console app with one signed-in person of `role`."""
     settings: ConsoleSettings = make_settings(
         ConsoleSettings,
-        database_url=database_url,
+        database_url=None,  # SQLite under the test's tmp_path
         console_secret=SECRET,
         console_cookie_secure=False,
         console_refresh_s=0.05,

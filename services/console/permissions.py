@@ -15,6 +15,7 @@ __all__ = [
     "HOME",
     "NAV",
     "may_acknowledge",
+    "may_manage_users",
     "may_operate",
     "may_record_notice",
     "may_vet",
@@ -28,6 +29,7 @@ _REPORT = ("/rumors/new", "nav.report")
 _LEDGER = ("/rumors", "nav.ledger")
 _OPS = ("/ops", "nav.ops")
 _DIRECTORY = ("/admin/directory", "nav.directory")
+_USERS = ("/admin/users", "nav.users")
 _PHONE_NOTICE = ("/notices/new", "nav.phone_notice")
 
 NAV: Mapping[Role, tuple[tuple[str, str], ...]] = {
@@ -35,7 +37,7 @@ NAV: Mapping[Role, tuple[tuple[str, str], ...]] = {
     Role.VETTER: (_BULLETINS, _LEDGER, _REPORT),
     Role.LIAISON: (_REPORT,),
     Role.OPS: (_OPS, _ALERTS, _LEDGER, _BULLETINS),
-    Role.ADMIN: (_OPS, _ALERTS, _DIRECTORY),
+    Role.ADMIN: (_OPS, _ALERTS, _DIRECTORY, _USERS),
     # Intake lets only field offices submit notices: the SPOC's staff record a notice
     # taken by phone with a field-office account (see http/notices.py).
     Role.FIELD_OFFICE: (_PHONE_NOTICE,),
@@ -74,3 +76,12 @@ def may_record_notice(role: Role) -> bool:
 def may_operate(role: Role) -> bool:
     """Whether the ops board offers the dead letters and the audit check (ops-only APIs)."""
     return role is Role.OPS
+
+
+def may_manage_users(role: Role) -> bool:
+    """Whether the person may create, disable, reset and re-role console accounts.
+
+    Unlike everything above, this one the console ENFORCES: it owns its accounts, and no
+    service's API stands behind these pages.
+    """
+    return role is Role.ADMIN

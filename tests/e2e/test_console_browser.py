@@ -34,6 +34,7 @@ from services.common.auth import Role, console_sessions
 from services.console.accounts import revoke_user_sessions
 from services.demo import _reports as demo_reports
 from tests.e2e.console_browser_ops_admin import (
+    admin_manages_users,
     ops_replays_a_dead_letter_and_verifies_the_audit_chain,
 )
 from tests.e2e.console_browser_steps import (
@@ -171,6 +172,7 @@ async def _story(
     await _vetter_b_approves(url, browser, accounts["vetter-b"], bulletin_id)
     await _ops_and_sessions(system, url, browser, accounts, sessions, alert_id, ops_topic)
     await admin_reviews_the_directory(url, browser, accounts["admin"])
+    await admin_manages_users(url, browser, accounts["admin"])
     assert notice_body["restricted"]["names"] == [RESTRICTED_NAME]
 
 

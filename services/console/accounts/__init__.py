@@ -24,8 +24,10 @@ from services.console.accounts.users import (
     create_user,
     disable_user,
     find_user,
+    list_users,
     reset_user,
     set_language,
+    set_role,
 )
 
 __all__ = [
@@ -41,11 +43,13 @@ __all__ = [
     "find_user",
     "link_identity",
     "linked_identity",
+    "list_users",
     "reset_user",
     "resolve_session",
     "revoke_session",
     "revoke_user_sessions",
     "set_language",
+    "set_role",
     "sign_in",
     "sign_in_with_identity",
     "sweep_sessions",

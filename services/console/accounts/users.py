@@ -1,4 +1,5 @@
-"""Console accounts: create, disable, reset, language. Each takes a session; callers commit."""
+"""Console accounts: create, list, disable, reset, change role, language. Each takes a
+session; callers commit."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ __all__ = [
     "create_user",
     "disable_user",
     "find_user",
+    "list_users",
     "reset_user",
     "set_language",
+    "set_role",
 ]
 
 _LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,79}$")
@@ -50,6 +53,8 @@ class UserRecord:
     subject: str
     language: str
     disabled_at: datetime | None
+    locked_until: datetime | None = None
+    last_sign_in_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,8 @@ def _record(row: object) -> UserRecord:
         subject=row.subject,  # type: ignore[attr-defined]
         language=row.language,  # type: ignore[attr-defined]
         disabled_at=row.disabled_at,  # type: ignore[attr-defined]
+        locked_until=row.locked_until,  # type: ignore[attr-defined]
+        last_sign_in_at=row.last_sign_in_at,  # type: ignore[attr-defined]
     )
 
 
@@ -80,6 +87,12 @@ async def find_user(session: AsyncSession, *, login: str) -> UserRecord | None:
         await session.execute(select(console_users).where(console_users.c.login == login))
     ).one_or_none()
     return None if row is None else _record(row)
+
+
+async def list_users(session: AsyncSession) -> list[UserRecord]:
+    """Every console user, by login."""
+    rows = await session.execute(select(console_users).order_by(console_users.c.login))
+    return [_record(row) for row in rows]
 
 
 async def create_user(
@@ -160,6 +173,19 @@ async def reset_user(
     )
     await revoke_user_sessions(session, user_id=user.id, now=now)
     return Enrolment(user, password, secret, provisioning_uri(secret, login=user.login))
+
+
+async def set_role(
+    session: AsyncSession, *, login: str, role: Role | str, now: datetime
+) -> UserRecord:
+    """Give an account another role and end its sessions: their API tokens carry the old one."""
+    user = await _existing(session, login)
+    role = Role(role)
+    await session.execute(
+        update(console_users).where(console_users.c.id == user.id).values(role=role.value)
+    )
+    await revoke_user_sessions(session, user_id=user.id, now=now)
+    return user
 
 
 async def set_language(session: AsyncSession, *, user_id: str, language: str) -> None:

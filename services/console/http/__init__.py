@@ -18,6 +18,7 @@ from services.console.http.oidc import oidc_router
 from services.console.http.ops import ops_router
 from services.console.http.rumors import rumors_router
 from services.console.http.signin import signin_router
+from services.console.http.users import users_router
 
 __all__ = [
     "ROUTERS",
@@ -30,6 +31,7 @@ __all__ = [
     "ops_router",
     "rumors_router",
     "signin_router",
+    "users_router",
 ]
 
 ROUTERS: tuple[Callable[[ConsoleDeps], APIRouter], ...] = (
@@ -42,4 +44,5 @@ ROUTERS: tuple[Callable[[ConsoleDeps], APIRouter], ...] = (
     rumors_router,
     ops_router,
     directory_router,
+    users_router,
 )

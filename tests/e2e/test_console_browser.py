@@ -283,6 +283,10 @@ async def _vetter_a_assesses(
     assert (await page.locator("h1").inner_text()).strip() == spanish("rumors.title")
     await switch_language(page, to="en")
     assert (await page.locator("h1").inner_text()).strip() == "Rumor ledger"
+    # The three reports are one rumor, in the cluster of their place, with a suggestion.
+    cluster = await page.locator("section.cluster").first.inner_text()
+    assert "1 rumor(s), 3 report(s)" in cluster, cluster
+    assert "Suggested:" in cluster, cluster
     await screenshot(page, "06-rumor-ledger")
     await assert_accessible(page, "rumor ledger")
     await page.goto(f"{url}/rumors/{rumor_id}")

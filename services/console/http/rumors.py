@@ -1,5 +1,11 @@
 """Phone-line and outreach officers: record a rumor report in seconds (Spanish first), the
-rumor ledger, and a rumor's page where vetters assess it."""
+rumor ledger, and a rumor's page where vetters assess it.
+
+rumor_control clusters reports into rumors (same place, close in time); the ledger groups
+those rumors by place, so a vetter sees at a glance where talk concentrates, which rumors
+still wait for an assessment, and what the notices suggest for each (never applied by
+itself: the vetter decides).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from services.console.deps import ConsoleDeps
 from services.console.http.pages import Viewer, check_csrf, field, redirect, render, viewer
 from services.console.permissions import may_vet
 
-__all__ = ["SOURCES", "report_body", "rumors_router"]
+__all__ = ["SOURCES", "ledger_clusters", "report_body", "rumors_router"]
 
 Me = Annotated[Viewer, Depends(viewer)]
 _ZONE = ZoneInfo("America/Chicago")
@@ -29,6 +35,31 @@ SOURCES: dict[str, tuple[str, str | None]] = {
     "walk_in": ("walk_in", None),
 }
 ASSESSMENTS = ("Confirmed", "Not confirmed", "False", "Unable to verify")
+
+
+def ledger_clusters(rumors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rumors grouped by place: places with rumors awaiting assessment first, then the most
+    recently heard; within a place, open rumors first, newest first."""
+    by_place: dict[str, list[dict[str, Any]]] = {}
+    for rumor in rumors:
+        by_place.setdefault(rumor.get("area_code") or rumor.get("area") or "", []).append(rumor)
+    clusters = []
+    for place, members in by_place.items():
+        members.sort(key=lambda r: str(r["last_reported_at"]), reverse=True)
+        members.sort(key=lambda r: r.get("assessment") is not None)
+        clusters.append(
+            {
+                "place": place,
+                "area": members[0].get("area"),
+                "rumors": members,
+                "reports": sum(int(r["report_count"]) for r in members),
+                "open": sum(1 for r in members if r.get("assessment") is None),
+                "last_reported_at": max(str(r["last_reported_at"]) for r in members),
+            }
+        )
+    clusters.sort(key=lambda c: c["last_reported_at"], reverse=True)
+    clusters.sort(key=lambda c: c["open"] == 0)
+    return clusters
 
 
 def _observed_at(value: str) -> str | None:
@@ -112,7 +143,7 @@ def _ledger_route(router: APIRouter, deps: ConsoleDeps) -> None:
     @router.get("/rumors", include_in_schema=False)
     async def ledger(request: Request, me: Me) -> Response:
         rumors = await deps.api.call("GET", "rumor_control", "/v1/rumors", token=me.token)
-        return render(request, "rumors.html.j2", rumors=rumors)
+        return render(request, "rumors.html.j2", rumors=rumors, clusters=ledger_clusters(rumors))
 
 
 def _rumor_route(router: APIRouter, deps: ConsoleDeps) -> None:

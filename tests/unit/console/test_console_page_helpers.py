@@ -151,3 +151,43 @@ def test_dynamic_message_keys_of_the_new_pages_exist_in_both_languages() -> None
     for language in ("en", "es"):
         missing = [k for k in keys if k not in catalog(language)]
         assert not missing, (language, missing)
+
+
+def test_dynamic_message_keys_of_ops_admin_and_ledger_pages_exist_in_both_languages() -> None:
+    from services.common.auth import Role
+
+    keys = ["users.done.disabled", "users.done.role", "users.not_yourself", "users.bad_role"]
+    keys += ["enrolled.created", "enrolled.reset", "dlq.pick", "dlq.gone"]
+    keys += [f"role.{role.value}" for role in Role]
+    # rumor_control's suggestion reason codes (services/rumor_control/domain/rules.py).
+    keys += [f"suggest.{code}" for code in ("notice_overlaps", "notice_cancelled",
+             "place_unknown", "no_matching_notice")]  # fmt: skip
+    for language in ("en", "es"):
+        missing = [k for k in keys if k not in catalog(language)]
+        assert not missing, (language, missing)
+
+
+def test_ledger_groups_rumors_by_place_open_ones_first() -> None:
+    from services.console.http.rumors import ledger_clusters
+
+    def rumor(place: str, last: str, *, assessed: bool = False, count: int = 1) -> dict[str, Any]:
+        return {
+            "rumor_id": f"{place}-{last}", "area_code": place, "area": place.title(),
+            "report_count": count, "last_reported_at": f"2026-11-27T{last}:00+00:00",
+            "assessment": "False" if assessed else None,
+        }  # fmt: skip
+
+    clusters = ledger_clusters(
+        [
+            rumor("north", "10:00", assessed=True),
+            rumor("south", "09:00", count=3),
+            rumor("south", "11:00", assessed=True),
+            rumor("east", "08:00", count=2),
+        ]
+    )
+    # Places with rumors awaiting assessment first (newest heard first), then the rest.
+    assert [c["place"] for c in clusters] == ["south", "east", "north"]
+    south = clusters[0]
+    assert (south["reports"], south["open"], south["area"]) == (4, 1, "South")
+    # Within a place, the open rumor before the assessed one, though older.
+    assert [r["rumor_id"] for r in south["rumors"]] == ["south-09:00", "south-11:00"]

@@ -345,3 +345,40 @@ async def test_the_board_offers_dead_letters_and_audit_to_ops_only(
     assert board.status_code == 200
     assert 'href="/ops/dead-letters"' not in board.text
     assert "for operations staff" in board.text
+
+
+def _rumor(area: str, *, count: int, assessment: str | None, reason: str) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    return {
+        "rumor_id": str(uuid.uuid4()), "status": "Actual", "drill": False,
+        "area_code": area.lower().replace(" ", "-"), "area": area, "report_count": count,
+        "channels": ["phone_line", "radio"], "first_reported_at": now, "last_reported_at": now,
+        "first_observed_at": now, "last_observed_at": now, "assessment": assessment,
+        "assessment_revision": 0, "as_of": None, "expires_at": None, "expired": False,
+        "assessed_by": None, "assessed_by_name": None, "linked_notice_ids": [],
+        "suggestion": {"assessment": "Confirmed", "notice_ids": [NOTICE_ID], "reason_code": reason},
+    }  # fmt: skip
+
+
+async def test_the_ledger_shows_clusters_by_place_with_their_suggestions(
+    make_settings: Callable[..., Any],
+) -> None:
+    fake = FakeServices()
+    rumors = [
+        _rumor("Northside", count=1, assessment="False", reason="suggest.no_matching_notice"),
+        _rumor("District 4", count=3, assessment=None, reason="suggest.notice_overlaps"),
+        _rumor("District 4", count=1, assessment=None, reason="suggest.notice_overlaps"),
+    ]
+    fake.on("GET", "rumor_control", "/v1/rumors", rumors)
+    async with console_as(make_settings, fake, role=Role.VETTER) as signed:
+        page = await signed.client.get("/rumors")
+    assert page.status_code == 200
+    sections = page.text.split('<section class="cluster"')[1:]
+    assert len(sections) == 2
+    first = sections[0]
+    assert "District 4" in first
+    assert "2 rumor(s), 4 report(s)" in first
+    assert "2 awaiting assessment" in first
+    assert "Suggested: Confirmed: a notice covers this place and time (1 notice(s))" in first
+    assert "Northside" in sections[1]
+    assert "Assessed: False" in sections[1]

@@ -43,7 +43,7 @@ def ledger_clusters(rumors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_place: dict[str, list[dict[str, Any]]] = {}
     for rumor in rumors:
         by_place.setdefault(rumor.get("area_code") or rumor.get("area") or "", []).append(rumor)
-    clusters = []
+    clusters: list[dict[str, Any]] = []
     for place, members in by_place.items():
         members.sort(key=lambda r: str(r["last_reported_at"]), reverse=True)
         members.sort(key=lambda r: r.get("assessment") is not None)
@@ -57,7 +57,7 @@ def ledger_clusters(rumors: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "last_reported_at": max(str(r["last_reported_at"]) for r in members),
             }
         )
-    clusters.sort(key=lambda c: c["last_reported_at"], reverse=True)
+    clusters.sort(key=lambda c: str(c["last_reported_at"]), reverse=True)
     clusters.sort(key=lambda c: c["open"] == 0)
     return clusters
 

@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from services.common.db import make_engine, make_session_factory, ping
 from services.common.logging import get_logger
 from services.common.migrations import upgrade
+from services.common.runtime import refuse_development_secrets
 from services.console.accounts import SecretBox, sweep_sessions
 from services.console.api import ApiProblem, ServiceApi
 from services.console.config import ConsoleSettings
@@ -89,6 +90,9 @@ def create_app(
 ) -> FastAPI:
     """The console's FastAPI app (`transport`: how it reaches the services, for tests)."""
     settings = settings or ConsoleSettings()
+    # Before anything is built: with the published key anyone can forge CSRF tokens and
+    # open every sealed authenticator secret.
+    refuse_development_secrets(settings, service="console")
     deps = compose(settings, clock=clock, transport=transport)
 
     @asynccontextmanager

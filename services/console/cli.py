@@ -57,11 +57,18 @@ async def _auth_transaction() -> AsyncIterator[AsyncSession]:
 
 
 def _box() -> object:
+    from services.common.runtime import DevelopmentSecretsRefused, refuse_development_secrets
     from services.common.settings import get_settings
     from services.console.accounts import SecretBox
     from services.console.config import ConsoleSettings
 
-    return SecretBox(get_settings(ConsoleSettings).console_secret.get_secret_value())
+    settings = get_settings(ConsoleSettings)
+    try:
+        # A TOTP secret sealed under the published key is as good as unsealed.
+        refuse_development_secrets(settings, service="console")
+    except DevelopmentSecretsRefused as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return SecretBox(settings.console_secret.get_secret_value())
 
 
 OidcSubjectOption = Annotated[

@@ -89,8 +89,15 @@ class ConsoleSettings(CommonSettings):
     )
 
     def development_secrets(self) -> list[str]:
-        """The common ones, and the OpenID client secret while single sign-on is on."""
-        found = super().development_secrets()
+        """The console's own secrets left at a published value (`refuse_development_secrets`):
+        its key, and the OpenID client secret while single sign-on is on.
+
+        Only its own: the console signs no link, webhook or fingerprint, so the shared
+        secrets are the services' concern, not a reason to stop the console.
+        """
+        found: list[str] = []
+        if is_development_secret(self.console_secret):
+            found.append("AVISO_CONSOLE_SECRET")
         if self.console_oidc_issuer and is_development_secret(self.console_oidc_client_secret):
             found.append("AVISO_CONSOLE_OIDC_CLIENT_SECRET")
         return found

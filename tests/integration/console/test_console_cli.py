@@ -102,3 +102,19 @@ async def test_create_disable_reset(tmp_path: Path) -> None:
     assert "taken" in taken.stderr
     bad_role = _aviso(tmp_path, "create", "--login", "x.y", "--name", "x", "--role", "sheriff")
     assert bad_role.returncode != 0
+
+
+def test_users_refuses_the_published_console_secret_outside_development_mode(
+    tmp_path: Path,
+) -> None:
+    env = dict(os.environ, AVISO_VAR_DIR=str(tmp_path), AVISO_DEVELOPMENT_MODE="false")
+    for name in ("AVISO_CONSOLE_SECRET", "DATABASE_URL", "AVISO_DATABASE_URL"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "users", "create", "--login", "a.reyes",
+         "--name", "A. Reyes", "--role", "contact"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "AVISO_CONSOLE_SECRET" in done.stderr
+    assert "password:" not in done.stdout  # nothing was created or shown

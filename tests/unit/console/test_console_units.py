@@ -117,3 +117,27 @@ def test_places_come_from_the_gazetteer_spanish_first() -> None:
     assert ("district-4", "Distrito 4") in places
     assert places.index(("district-4", "Distrito 4")) < places.index(("district-4", "District 4"))
     assert set(LANGUAGES) == {"en", "es"}
+
+
+def test_the_console_refuses_its_published_secret_outside_development_mode(
+    tmp_path: Path,
+) -> None:
+    from pydantic import SecretStr
+
+    from services.common.runtime import DevelopmentSecretsRefused
+    from services.console.app import create_app
+    from services.console.config import ConsoleSettings
+
+    published = ConsoleSettings(development_mode=False, var_dir=tmp_path)
+    assert published.development_secrets() == ["AVISO_CONSOLE_SECRET"]
+    with pytest.raises(DevelopmentSecretsRefused) as caught:
+        create_app(published, migrate=False)
+    assert "AVISO_CONSOLE_SECRET" in str(caught.value)
+    assert "change-me" not in str(caught.value)
+    # Its own secret starts it, whatever the services' shared secrets hold (it uses none).
+    own = ConsoleSettings(
+        development_mode=False, var_dir=tmp_path, console_secret=SecretStr("an-operator-key-42")
+    )
+    assert own.development_secrets() == []
+    assert create_app(own, migrate=False).state.deps is not None
+    assert create_app(ConsoleSettings(development_mode=True, var_dir=tmp_path), migrate=False)

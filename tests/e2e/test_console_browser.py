@@ -1,10 +1,13 @@
 """The console in a real browser (Debian's Chromium, driven by Playwright) against the real
 stack: Kafka, PostgreSQL, intake, router and rumor_control as processes, and the console.
 
-The SPOC, on a 360x740 phone viewport, follows the alert link, signs in with password and
-TOTP, reads the restricted detail (intake audits it) and acknowledges; an officer records
-three reports that become one rumor; vetter A assesses it and may not approve their own
-draft; vetter B signs off and approves; ops reads the board and the timeline. The SPOC
+The SPOC, on a 360x740 phone viewport, follows the console link of the delivered
+notification, signs in with password and TOTP, reads the restricted detail (intake audits
+it) and acknowledges; an officer records three reports that become one rumor, shown as one
+cluster on the ledger with its suggestion; vetter A assesses it and may not approve their
+own draft; vetter B signs off and approves; ops reads the board and the timeline, replays a
+dead letter to its topic and reads the audit chain's verification; the admin creates an
+account that signs in with what the page showed once, then disables it. The SPOC
 signs in and acknowledges with the keyboard only; the SPOC's staff record a notice taken
 by phone and its alert appears in the SPOC's open inbox without a reload (server-sent
 events); vetter A switches the console from Spanish to English; vetter B reads the

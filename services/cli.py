@@ -436,8 +436,7 @@ def _stop_children(children: dict[str, subprocess.Popen[str]]) -> None:
 
 
 def _console_env(urls: dict[str, str]) -> dict[str, str]:
-    """Where the console finds the services (and notifications find the console); plain
-    http on this machine, so no Secure flag."""
+    """Where the console finds the services and notifications the console; plain http."""
     return {
         "AVISO_CONSOLE_BASE_URL": os.environ.get("AVISO_CONSOLE_BASE_URL", urls["console"]),
         "AVISO_CONSOLE_INTAKE_URL": urls["intake"],

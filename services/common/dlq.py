@@ -25,7 +25,6 @@ __all__ = [
     "DeadLetters",
     "KafkaDeadLetters",
     "Replayed",
-    "matching",
     "read_dead_letters",
     "replay",
 ]
@@ -93,18 +92,6 @@ async def replay(bootstrap: str, letters: Sequence[DeadLettered]) -> int:
         return len(letters)
     finally:
         await producer.stop()
-
-
-def matching(
-    letters: Sequence[DeadLetter], *, group: str | None = None, topic: str | None = None
-) -> list[DeadLetter]:
-    """The letters of consumer group `group` and from topic `topic` (None: any)."""
-    return [
-        entry
-        for entry in letters
-        if (group is None or entry.letter.consumer_group == group)
-        and (topic is None or entry.letter.original_topic == topic)
-    ]
 
 
 @dataclass(frozen=True)

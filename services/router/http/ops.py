@@ -13,11 +13,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.auth import Principal
-from services.common.dlq import DeadLetter, matching
+from services.common.dlq import DeadLetter
 from services.common.logging import get_logger
 from services.common.problems import not_found
 from services.router.deps import RouterDeps
@@ -89,12 +89,8 @@ def ops_router(deps: RouterDeps) -> APIRouter:
 
 def _list_route(router: APIRouter, deps: RouterDeps) -> None:
     @router.get("", summary="Dead letters on the DLQ topic, newest first (no payloads)")
-    async def list_dead_letters(
-        _principal: Operator,
-        group: Annotated[str | None, Query(max_length=200)] = None,
-        topic: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> DeadLetterList:
-        letters = matching(await deps.dlq().list(), group=group, topic=topic)
+    async def list_dead_letters(_principal: Operator) -> DeadLetterList:
+        letters = await deps.dlq().list()
         letters.sort(key=lambda e: e.letter.failed_at, reverse=True)
         return DeadLetterList(items=[_view(entry) for entry in letters])
 

@@ -47,6 +47,13 @@ async def _dead_letter(bootstrap: str, topic: str) -> DeadLettered:
     return letter
 
 
+async def _fits_a_phone(page: Page) -> None:
+    """Nothing on the page is wider than a 360 px screen (then back to the desktop size)."""
+    await page.set_viewport_size({"width": 360, "height": 740})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+
 async def ops_replays_a_dead_letter_and_verifies_the_audit_chain(
     page: Page, url: str, *, bootstrap: str, topic: str
 ) -> None:
@@ -59,6 +66,7 @@ async def ops_replays_a_dead_letter_and_verifies_the_audit_chain(
     await box.check()
     await screenshot(page, "16-dead-letters")
     await assert_accessible(page, "dead letters")
+    await _fits_a_phone(page)
     await page.click("#replay")
     await page.wait_for_selector("#replayed")
     records = await read_topic(bootstrap, topic, until=lambda rs: len(rs) >= 1)
@@ -70,6 +78,7 @@ async def ops_replays_a_dead_letter_and_verifies_the_audit_chain(
     assert "Intact" in await page.locator("#audit-result").inner_text()
     await screenshot(page, "17-audit-chain")
     await assert_accessible(page, "audit chain")
+    await _fits_a_phone(page)
 
 
 async def admin_manages_users(url: str, browser: Browser, admin: Account) -> None:

@@ -30,7 +30,7 @@ from services.common.runtime import DevelopmentSecretsRefused
 from services.console.accounts import sign_in_with_identity
 from services.console.config import ConsoleSettings
 from services.console.deps import ConsoleDeps
-from services.console.http.pages import render
+from services.console.http.pages import render, safe_next
 from services.console.oidc import (
     OidcClient,
     OidcIdentity,
@@ -42,7 +42,7 @@ from services.console.oidc import (
 from services.console.permissions import HOME
 from services.console.security import SESSION_COOKIE, secure_headers, set_cookie
 
-__all__ = ["CALLBACK_PATH", "PENDING_COOKIE", "oidc_client", "oidc_router", "safe_next"]
+__all__ = ["CALLBACK_PATH", "PENDING_COOKIE", "oidc_client", "oidc_router"]
 
 log = get_logger(__name__)
 PENDING_COOKIE = "aviso_oidc"
@@ -103,15 +103,6 @@ def oidc_client(settings: ConsoleSettings, *, clock: Callable[[], datetime]) -> 
         http=httpx.AsyncClient(timeout=settings.console_api_timeout_s),
         clock=clock,
     )
-
-
-def safe_next(value: str) -> str:
-    """`value` when it is a path of this console, else "/"."""
-    # Only paths of this console: never an absolute URL (no open redirect). Browsers read a
-    # backslash as a slash, so a path holding one could turn into "//elsewhere": refused.
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
 
 
 def _redirect_uri(request: Request, deps: ConsoleDeps) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "page_html",
     "redirect",
     "render",
+    "safe_next",
     "sign_in_redirect",
     "t_for",
     "viewer",
@@ -161,6 +162,15 @@ def page_html(request: Request, template: str, **context: Any) -> str:
         refresh_s=int(deps.settings.console_refresh_s),
         **context,
     )
+
+
+def safe_next(value: str) -> str:
+    """`value` when it is a path of this console, else "/"."""
+    # Only paths of this console: never an absolute URL (no open redirect). Browsers read a
+    # backslash as a slash, so a path holding one could turn into "//elsewhere": refused.
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
 
 
 def redirect(path: str) -> Response:

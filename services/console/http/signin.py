@@ -20,6 +20,7 @@ from services.console.http.pages import (
     field,
     redirect,
     render,
+    safe_next,
     t_for,
     viewer,
 )
@@ -37,11 +38,6 @@ __all__ = ["signin_router"]
 
 log = get_logger(__name__)
 Me = Annotated[Viewer, Depends(viewer)]
-
-
-def _safe_next(value: str) -> str:
-    # Only paths of this console: never an absolute URL (no open redirect).
-    return value if value.startswith("/") and not value.startswith("//") else "/"
 
 
 def signin_router(deps: ConsoleDeps) -> APIRouter:
@@ -66,7 +62,7 @@ def _sign_in_page(
         status_code=status_code,
         presession=presession,
         error=error,
-        next_path=_safe_next(request.query_params.get("next", "/")),
+        next_path=safe_next(request.query_params.get("next", "/")),
         oidc_name=deps.settings.console_oidc_provider_name if deps.oidc else None,
     )
     secure = deps.settings.console_cookie_secure
@@ -115,7 +111,7 @@ def _signin_submit_route(router: APIRouter, deps: ConsoleDeps) -> None:
             role=result.session.role.value,
             session_id=result.session.session_id,
         )
-        wanted = _safe_next(field(form, "next", "/"))
+        wanted = safe_next(field(form, "next", "/"))
         response = redirect(wanted if wanted != "/" else HOME[result.session.role])
         set_cookie(
             response,
@@ -153,7 +149,7 @@ def _language_route(router: APIRouter, deps: ConsoleDeps) -> None:
         if me is not None:
             async with deps.auth_sessions.begin() as session:
                 await set_language(session, user_id=me.session.user_id, language=chosen)
-        response = redirect(_safe_next(field(form, "next", "/")))
+        response = redirect(safe_next(field(form, "next", "/")))
         secure = deps.settings.console_cookie_secure
         set_cookie(response, LANGUAGE_COOKIE, chosen, secure=secure, max_age=365 * 86400)
         return response

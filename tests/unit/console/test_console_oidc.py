@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from services.common.runtime import DevelopmentSecretsRefused
 from services.console.config import ConsoleSettings
-from services.console.http.oidc import _REFUSALS, oidc_client, safe_next
+from services.console.http.oidc import _REFUSALS, oidc_client
+from services.console.http.pages import safe_next
 from services.console.i18n import LANGUAGES, catalog
 from services.console.oidc import (
     PENDING_TTL,

@@ -10,9 +10,15 @@ A record is sent only while its claim is ours: the heartbeat drops a record anot
 process took over (its lease ran out while this one fell behind), and a round that took
 longer than a heartbeat to resolve confirms its claims before it sends (`claims`).
 
-Bounded per process (`max_in_flight`) and per destination (`per_destination`): a record
-whose destination is busy is put back for a moment instead of waiting on a slot, so a slow
-endpoint holds only its own slots.
+Bounded per process (`max_in_flight`) and per destination: each destination's limit
+starts at `per_destination`, grows while it answers quickly and successfully (up to
+`per_destination_max`) and halves on a timeout, 5xx or connection error
+(`policy.DestinationLimits`), so a slow or dead endpoint holds only a slot or two and a
+healthy one gets throughput. A claim takes of each known destination only as many records
+as it has free slots: no claimed record waits for a slot (its lease could lapse while it
+waited). A record whose destination was not known when it was claimed and turns out to be
+busy is put back at once, with its destination now known, for a later claim to take when
+a slot is free.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from services.common.delivery.policy import (
     DESTINATION_ANSWERED,
     DESTINATION_TROUBLE,
     CircuitBreakers,
+    DestinationLimits,
     backoff_delay,
 )
 from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord, Failure
@@ -98,13 +105,19 @@ class DeliveryEngine:
         self._breakers = CircuitBreakers(
             failure_threshold=self._config.breaker_failures, cooldown=self._config.breaker_cooldown
         )
-        self._recorder = OutcomeRecorder(
-            store=store, plan=plan, owner=self.owner_id, service=service, released=self._released
+        self._limits = DestinationLimits(
+            initial=self._config.per_destination,
+            ceiling=self._config.per_destination_max,
+            fast_answer=self._config.fast_answer,
         )
         # Claimed and not yet settled (renewed by the heartbeat), and sends per destination.
         self._claims = Claims(
             store=store, owner=self.owner_id, service=service, lease=self._config.lease,
             heartbeat=self._config.heartbeat, clock=clock,
+        )  # fmt: skip
+        self._recorder = OutcomeRecorder(
+            store=store, plan=plan, owner=self.owner_id, service=service,
+            released=self._released, settling=self._claims.settling,
         )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -270,12 +283,15 @@ class DeliveryEngine:
         if free <= 0:
             return 0, 0
         now = self._last_claim_at = self._clock()
+        excluded, room = self._destination_room(now)
         records = await self._store.claim(
             owner=self.owner_id,
             now=now,
             lease_until=now + self._config.lease,
             limit=free,
-            exclude_keys=self._excluded_keys(now),
+            exclude_keys=excluded,
+            room=room,
+            default_room=self._limits.initial,
         )
         if not records:
             return 0, free
@@ -322,11 +338,22 @@ class DeliveryEngine:
                 self._claims.free_slot(send.key)
         return [s for s in sends if s.record.delivery_id in ours]
 
-    def _excluded_keys(self, now: datetime) -> list[str]:
-        """Destinations not to claim for now: saturated here, or their breaker is open."""
-        saturated = self._claims.saturated(self._config.per_destination)
-        # A bounded IN list; past it, records of busy destinations are put back instead.
-        return (saturated + self._breakers.open_keys(now))[:500]
+    def _destination_room(self, now: datetime) -> tuple[list[str], dict[str, int]]:
+        """Destinations not to claim for now (saturated here, or their breaker is open),
+        and how many records a claim may take of each other destination this engine knows
+        (its learned limit less its sends under way; `initial` for any other)."""
+        busy = self._claims.busy()
+        excluded = self._breakers.open_keys(now)
+        room: dict[str, int] = {}
+        for key in [*self._limits.learned(), *busy]:
+            free = self._limits.limit(key) - busy.get(key, 0)
+            if free <= 0:
+                excluded.append(key)
+            elif free != self._limits.initial:
+                room[key] = free
+        # Bounded lists (the most recently used destinations last); past them, a record of
+        # a busy destination is put back when resolved instead.
+        return excluded[:500], dict(list(room.items())[-500:])
 
     async def _resolve(
         self,
@@ -376,8 +403,10 @@ class DeliveryEngine:
     ) -> _Send | None:
         """Take a per-destination slot, or put the record back (busy, breaker open)."""
         key = self.destination_key(record.channel, outbound.address)
-        if self._claims.sending_to(key) >= self._config.per_destination:
-            retry_at = now + self._config.busy_delay
+        if self._claims.sending_to(key) >= self._limits.limit(key):
+            # Claimable again at once: its destination is known now, so the next claim
+            # takes it only when that destination has a free slot.
+            retry_at = now
             immediate.append(
                 Outcome(record=record, result=Busy(retry_at), at=now, destination_key=key)
             )
@@ -399,6 +428,7 @@ class DeliveryEngine:
             now = self._clock()
             if exc.reason in DESTINATION_TROUBLE:
                 opened = self._breakers.record_failure(key, now)
+                self._limits.troubled(key)
             elif exc.reason in DESTINATION_ANSWERED:
                 self._breakers.record_success(key)
             else:
@@ -417,6 +447,7 @@ class DeliveryEngine:
             outcome = self._failure(record, "internal", self._clock(), key=key, attempted=True)
         else:
             self._breakers.record_success(key)
+            self._limits.answered(key, seconds=time.monotonic() - started)
             now = self._clock()
             result = Delivered(
                 attempts=record.attempts + 1,
@@ -427,6 +458,7 @@ class DeliveryEngine:
             outcome = Outcome(record=record, result=result, at=now, attempted=True)
         finally:
             self._claims.free_slot(key)
+            self._wake.set()  # a slot is free: the next claim may take one more for `key`
         outcome = replace(
             outcome,
             destination_key=key,

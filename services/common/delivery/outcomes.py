@@ -103,12 +103,14 @@ class OutcomeRecorder:
         owner: str,
         service: str,
         released: Callable[[Sequence[uuid.UUID]], None],
+        settling: Callable[[Sequence[uuid.UUID]], None] | None = None,
     ) -> None:
         self._store = store
         self._plan = plan
         self._owner = owner
         self._service = service
         self._released = released
+        self._settling = settling
         self._queue: list[Outcome] = []
         self._lock = asyncio.Lock()
 
@@ -133,6 +135,8 @@ class OutcomeRecorder:
                 await self._record(batch)
 
     async def _record(self, batch: list[Outcome]) -> None:
+        if self._settling is not None:
+            self._settling([o.record.delivery_id for o in batch])
         try:
             try:
                 await self._commit(batch, hooks=True)

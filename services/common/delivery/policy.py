@@ -1,4 +1,5 @@
-"""Pure retry rules: backoff with full jitter, and a circuit breaker per destination.
+"""Pure retry rules: backoff with full jitter, a circuit breaker and an adaptive
+concurrency limit per destination.
 
 No I/O and no wall clock: callers pass `now` and a random source, so the rules unit-test
 exactly.
@@ -19,6 +20,7 @@ __all__ = [
     "DESTINATION_TROUBLE",
     "BreakerState",
     "CircuitBreakers",
+    "DestinationLimits",
     "backoff_delay",
 ]
 
@@ -134,3 +136,59 @@ class CircuitBreakers:
         breaker = self._breakers.get(key)
         if breaker is not None:
             breaker.probing = False
+
+
+class DestinationLimits:
+    """How many sends one process may have under way to each destination, learned.
+
+    Every destination starts at `initial`. A send the destination answers successfully
+    within `fast_answer` earns it one more slot, up to `ceiling`: a destination that
+    keeps answering quickly doubles its share every round trip (as TCP's slow start), so
+    a burst to one healthy endpoint is not paced by a fixed small limit. A timeout, a 5xx
+    or a connection error (`DESTINATION_TROUBLE`) halves it, down to one: a slow or dead
+    destination holds at most a slot or two, and never anyone else's. A slow success
+    leaves the limit as it is. State is per process and bounded (least recently used
+    destinations are forgotten and start again at `initial`).
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: int,
+        ceiling: int,
+        fast_answer: timedelta,
+        max_tracked: int = 10_000,
+    ) -> None:
+        if not 1 <= initial <= ceiling:
+            raise ValueError("need 1 <= initial <= ceiling")
+        self.initial = initial
+        self.ceiling = ceiling
+        self._fast_s = fast_answer.total_seconds()
+        self._max_tracked = max_tracked
+        self._limits: OrderedDict[str, int] = OrderedDict()
+
+    def limit(self, key: str) -> int:
+        """Sends to `key` allowed at once now."""
+        return self._limits.get(key, self.initial)
+
+    def learned(self) -> dict[str, int]:
+        """Every destination whose limit differs from `initial`, most recently used last."""
+        return dict(self._limits)
+
+    def answered(self, key: str, *, seconds: float) -> None:
+        """`key` accepted a send after `seconds`: a quick answer earns one more slot."""
+        if seconds <= self._fast_s:
+            self._set(key, min(self.limit(key) + 1, self.ceiling))
+
+    def troubled(self, key: str) -> None:
+        """`key` timed out, failed (5xx) or could not be reached: halve its share."""
+        self._set(key, max(self.limit(key) // 2, 1))
+
+    def _set(self, key: str, value: int) -> None:
+        if value == self.initial:
+            self._limits.pop(key, None)
+            return
+        self._limits[key] = value
+        self._limits.move_to_end(key)
+        while len(self._limits) > self._max_tracked:
+            self._limits.popitem(last=False)

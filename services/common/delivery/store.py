@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,6 +106,8 @@ class DeliveryStore(Protocol):
         lease_until: datetime,
         limit: int,
         exclude_keys: Sequence[str],
+        room: Mapping[str, int] | None = None,
+        default_room: int | None = None,
     ) -> list[DeliveryRecord]: ...
 
     async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal: ...
@@ -208,8 +210,16 @@ class SqlDeliveryStore:
         lease_until: datetime,
         limit: int,
         exclude_keys: Sequence[str] = (),
+        room: Mapping[str, int] | None = None,
+        default_room: int | None = None,
     ) -> list[DeliveryRecord]:
-        """pending|lease-expired -> sending: take up to `limit` due records, oldest due first."""
+        """pending|lease-expired -> sending: take up to `limit` due records, oldest due first.
+
+        At most `room[key]` records (`default_room` for a key not in `room`; no cap when
+        None) of one known destination are taken: only as many as can be sent now, so
+        no claimed record waits for a send slot. A record whose destination is not known
+        yet (never resolved) is not capped.
+        """
         t = self._t
         candidate = t.alias("candidate")
         conditions = [self._due(candidate, now)]
@@ -222,18 +232,20 @@ class SqlDeliveryStore:
                     candidate.c.destination_key.not_in(list(exclude_keys)),
                 )
             )
-        picked = (
-            sa.select(candidate.c.delivery_id)
+        scanned = (
+            sa.select(candidate.c.delivery_id, candidate.c.destination_key,
+                      candidate.c.next_attempt_at)
             .where(*conditions)
             .order_by(candidate.c.next_attempt_at)
-            .limit(limit)
+            .limit(limit if default_room is None and not room else limit * _SCAN_FACTOR)
             .with_for_update(skip_locked=True, of=candidate)
-        )
+        )  # fmt: skip
+        picked = _capped(scanned.subquery("scanned"), limit, room or {}, default_room)
         statement = (
             sa.update(t)
             # The due condition again: PostgreSQL re-checks it on a row another claimant
             # changed meanwhile, so a row is never taken twice.
-            .where(t.c.delivery_id.in_(picked.scalar_subquery()), self._due(t, now))
+            .where(t.c.delivery_id.in_(picked), self._due(t, now))
             .values(state="sending", claimed_by=owner, claimed_until=lease_until, updated_at=now)
             .returning(*t.c)
         )
@@ -327,6 +339,36 @@ class SqlDeliveryStore:
             await session.rollback()
         times = [v for v in (_utc(row[0]), _utc(row[1])) if v is not None]
         return min(times) if times else None
+
+
+# How many due records a capped claim looks at per record it may take: enough that a
+# burst to one destination does not hide the records of others behind it.
+_SCAN_FACTOR = 4
+
+
+def _capped(scanned: Any, limit: int, room: Mapping[str, int], default_room: int | None) -> Any:
+    """The ids of `scanned` (oldest due first) to take: at most `room` per destination."""
+    if default_room is None and not room:
+        return sa.select(scanned.c.delivery_id).scalar_subquery()
+    nth = (
+        sa.func.row_number()
+        .over(
+            partition_by=scanned.c.destination_key,
+            order_by=(scanned.c.next_attempt_at, scanned.c.delivery_id),
+        )
+        .label("nth")
+    )
+    ranked = sa.select(scanned.c.delivery_id, scanned.c.destination_key,
+                       scanned.c.next_attempt_at, nth).subquery("ranked")  # fmt: skip
+    fallback = sa.literal(default_room if default_room is not None else limit)
+    cap = sa.case(dict(room), value=ranked.c.destination_key, else_=fallback) if room else fallback
+    return (
+        sa.select(ranked.c.delivery_id)
+        .where(sa.or_(ranked.c.destination_key.is_(None), ranked.c.nth <= cap))
+        .order_by(ranked.c.next_attempt_at)
+        .limit(limit)
+        .scalar_subquery()
+    )
 
 
 def _pending(accepted: Accepted, now: datetime) -> dict[str, Any]:

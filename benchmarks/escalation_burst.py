@@ -188,6 +188,8 @@ class _Sink:
 
     def __init__(self, var: Path) -> None:
         self._out = var / "sinks"
+        self._offset = 0
+        self._seen: list[dict[str, Any]] = []
         self._process = subprocess.Popen(  # noqa: S603 - our own module, before measuring
             [
                 sys.executable,
@@ -213,16 +215,19 @@ class _Sink:
         self.base_url = found.group(1)
 
     def received(self) -> list[dict[str, Any]]:
+        """Everything the sink recorded so far (read incrementally: the poll shares this
+        process's event loop with the router, so re-reading the whole file every time
+        would slow down what it measures)."""
         path = self._out / "webhooks.jsonl"
         if not path.exists():
-            return []
-        found = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                break  # the line the sink is writing right now
-        return found
+            return self._seen
+        with path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # not the line the sink is writing now
+        self._offset += len(complete)
+        self._seen.extend(json.loads(line) for line in complete.splitlines() if line)
+        return self._seen
 
     def stop(self) -> None:
         self._process.terminate()

@@ -107,7 +107,7 @@ from services.common.delivery.errors import (
     ReasonClass,
 )
 from services.common.delivery.headers import safe_body, safe_header
-from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan, Settled
+from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan, Resolution, Settled
 from services.common.delivery.reasons import contract_reason, stored_reason
 from services.common.delivery.records import (
     TABLE_VERSION,
@@ -156,6 +156,7 @@ __all__ = [
     "MissingSender",
     "Outbound",
     "ReasonClass",
+    "Resolution",
     "SenderRegistry",
     "Settled",
     "Skip",

@@ -367,33 +367,38 @@ class DeliveryEngine:
         Records that need no send (skipped, expired, no address, busy destination, open
         breaker) get their outcome in `immediate` instead.
         """
+        due: list[DeliveryRecord] = []
+        for record in records:
+            if record.attempts > 0 and now >= record.give_up_at:
+                immediate.append(self._failure(record, "expired", now))
+            else:
+                due.append(record)
+        if not due:
+            return
         async with self._store.reading() as session:
-            for record in records:
-                if record.attempts > 0 and now >= record.give_up_at:
-                    immediate.append(self._failure(record, "expired", now))
-                    continue
-                try:
-                    resolved = await self._plan.resolve(session, record)
-                except DeliveryError as exc:
+            resolutions = await self._plan.resolve_all(session, due)
+        for record, resolved in zip(due, resolutions, strict=True):
+            match resolved:
+                case DeliveryError():
                     immediate.append(
-                        self._failure(record, exc.reason, now, permanent=exc.permanent)
+                        self._failure(record, resolved.reason, now, permanent=resolved.permanent)
                     )
-                    continue
-                except Exception:
-                    log.exception(
+                case Skip():
+                    immediate.append(Outcome(record=record, result=resolved, at=now))
+                case Exception():
+                    log.error(
                         "delivery.resolve_failed",
                         service=self._service,
                         delivery_id=str(record.delivery_id),
+                        error=type(resolved).__name__,
+                        exc_info=resolved,
                     )
                     immediate.append(self._failure(record, "internal", now))
-                    continue
-                if isinstance(resolved, Skip):
-                    immediate.append(Outcome(record=record, result=resolved, at=now))
-                elif resolved.channel != record.channel:
+                case _ if resolved.channel != record.channel:
                     # Never on another channel than the one asked for: a plan bug.
                     log.error("delivery.channel_mismatch", delivery_id=str(record.delivery_id))
                     immediate.append(self._failure(record, "internal", now, permanent=True))
-                else:
+                case _:
                     send = self._admit(record, resolved, now, immediate)
                     if send is not None:
                         sends.append(send)

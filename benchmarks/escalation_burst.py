@@ -14,6 +14,11 @@ single UPDATE, while the router's escalation worker runs. Prints, in one run:
   outbox relay, delivery, the escalation worker) and the backup is reached by webhook at
   a local sink; notified: from the due instant until the sink had every escalation.
   Whether the router has durable delivery records (`delivery_records`) is printed.
+  Beside it, the sink's own floor, measured in the same run before the router starts:
+  the same number of signed webhooks posted to the sink by the router's own sender
+  (`WebhookSender`) with no database and no Kafka, at the concurrency the engine starts
+  with for one destination (`AVISO_DELIVERY_PER_DESTINATION`) and at the most it may
+  reach (`AVISO_DELIVERY_PER_DESTINATION_MAX`). The load average is printed too.
 
 PostgreSQL from `--database-url` or DATABASE_URL (a fresh database, dropped afterwards),
 and SQLite in a temporary directory (both by default). No assertions.
@@ -39,6 +44,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from schemas.notices import NoticeReceived
+from services.common.delivery import WebhookSender
 from services.common.logging import configure_logging
 from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
@@ -254,6 +260,26 @@ async def _wait_notified(sink: _Sink, ids: Sequence[str], due: datetime) -> floa
     return (last - due).total_seconds()
 
 
+async def _sink_floor(url: str, count: int, concurrency: int) -> float:
+    """Seconds the sink takes to absorb `count` webhooks sent `concurrency` at a time by
+    the router's sender, with nothing else going on (no database, no Kafka)."""
+    sender = WebhookSender(secrets=[WEBHOOK_SECRET.encode()], max_connections=concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    payload = {"type": "alert.escalated", "floor": True, "body": "x" * 400}
+
+    async def one(i: int) -> None:
+        async with gate:
+            await sender.send(url, payload, delivery_id=str(uuid.UUID(int=i)))
+
+    try:
+        await one(0)  # the connection pool warmed up, as the engine's is by the time it fires
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(1, count + 1)))
+        return time.perf_counter() - started
+    finally:
+        await sender.close()
+
+
 def _settings(
     var: Path, database_url: str | None, kafka: str | None, prefix: str, smtp_port: int
 ) -> RouterSettings:
@@ -289,6 +315,15 @@ async def _run(
         setup_s = time.perf_counter() - started
         print(f"{label}: {alerts_n} open alerts set up in {setup_s:.1f} s; {due_n} due at once")
         if kafka:
+            for concurrency in sorted(
+                {settings.delivery_per_destination, settings.delivery_per_destination_max}
+            ):
+                floor_s = await _sink_floor(sink.base_url + "/floor", due_n, concurrency)
+                print(
+                    f"  sink floor: {due_n} webhooks, {concurrency:2d} at a time, no Aviso "
+                    f"{floor_s * 1000:8.1f} ms"
+                )
+        if kafka:
             from tests.integration.router.router_support import position_groups_at_end
 
             await position_groups_at_end(kafka, prefix)
@@ -311,6 +346,7 @@ async def _run(
                 f"  last `escalated` timeline entry           {last_entry * 1000:8.1f} ms after due"
             )
             if kafka:
+                load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
                 records = await _has_delivery_records(deps)
                 path = "delivery records (engine)" if records else "Kafka delivery requests"
                 notified = await _wait_notified(sink, ids[:due_n], due)
@@ -318,6 +354,7 @@ async def _run(
                     f"  all {due_n} notified at the sink ({path}) "
                     f"{notified * 1000:8.1f} ms after due"
                 )
+                print(f"  load average (1, 5, 15 min)               {load}")
         finally:
             if kafka:
                 await runtime.stop()

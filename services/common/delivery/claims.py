@@ -57,6 +57,7 @@ class Claims:
         self._clock = clock
         self._held: dict[uuid.UUID, DeliveryRecord] = {}
         self._settling: set[uuid.UUID] = set()
+        self._sent: set[uuid.UUID] = set()  # the network part is over; outcome not recorded
         self._busy: Counter[str] = Counter()
 
     def __len__(self) -> int:
@@ -64,6 +65,16 @@ class Claims:
 
     def __contains__(self, delivery_id: uuid.UUID) -> bool:
         return delivery_id in self._held
+
+    @property
+    def unsent(self) -> int:
+        """Held records still to be sent, or being sent now."""
+        return len(self._held) - len(self._sent)
+
+    def sent(self, delivery_id: uuid.UUID) -> None:
+        """`delivery_id`'s attempt is over; its outcome waits to be recorded."""
+        if delivery_id in self._held:
+            self._sent.add(delivery_id)
 
     def hold(self, records: Iterable[DeliveryRecord]) -> None:
         """Records just claimed."""
@@ -80,6 +91,7 @@ class Claims:
         for delivery_id in ids:
             self._held.pop(delivery_id, None)
             self._settling.discard(delivery_id)
+            self._sent.discard(delivery_id)
         self._gauge()
 
     def _renewable(self) -> list[uuid.UUID]:

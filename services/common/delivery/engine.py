@@ -240,7 +240,7 @@ class DeliveryEngine:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self._config.poll_interval.total_seconds()
-        if len(self._claims) >= self._config.max_in_flight:
+        if self._free() <= 0:
             await self._wait(stop, timeout)  # a settled record wakes us
             return
         try:
@@ -279,7 +279,7 @@ class DeliveryEngine:
 
     async def _fill(self) -> tuple[int, int]:
         """Claim what fits, record what needs no send, start the sends; (claimed, limit)."""
-        free = self._config.max_in_flight - len(self._claims)
+        free = self._free()
         if free <= 0:
             return 0, 0
         now = self._last_claim_at = self._clock()
@@ -300,6 +300,13 @@ class DeliveryEngine:
         # wait for this batch's read transaction.
         self._spawn(self._dispatch(records, claimed_at=now), "delivery-dispatch")
         return len(records), free
+
+    def _free(self) -> int:
+        """How many more records to claim now: `max_in_flight` counts records being sent;
+        sent ones waiting for their outcome to be recorded (in the next batch) do not, up
+        to as many again, so recording a batch never holds up the next sends."""
+        unsent = self._config.max_in_flight - self._claims.unsent
+        return min(unsent, 2 * self._config.max_in_flight - len(self._claims))
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
@@ -463,6 +470,7 @@ class DeliveryEngine:
             outcome = Outcome(record=record, result=result, at=now, attempted=True)
         finally:
             self._claims.free_slot(key)
+            self._claims.sent(record.delivery_id)
             self._wake.set()  # a slot is free: the next claim may take one more for `key`
         outcome = replace(
             outcome,

@@ -43,18 +43,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from schemas.notices import NoticeReceived
 from services.common.delivery import WebhookSender
 from services.common.logging import configure_logging
-from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
-from services.router import domain
 from services.router.app import RouterRuntime, default_senders
 from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
-from services.router.domain import DirectoryDocument
 from services.router.escalation import EscalationWorker
 from services.router.tables import alert_timeline, alerts
+from tests.support.alerts import open_alerts, spoc_then_backup
 from tests.support.infra import drop_database_async, fresh_database_async
 
 WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 - a local sink's, for this run only
@@ -64,79 +61,24 @@ WAIT_S = 3600.0  # every other wait: nothing else fires during the run
 DEADLINE_S = 300.0
 
 
-def _directory(backup_hook: str) -> DirectoryDocument:
-    spoc, backup = uuid.uuid4(), uuid.uuid4()
-    return DirectoryDocument.model_validate(
-        {
-            "people": [
-                {"id": str(spoc), "name": "SPOC", "channels": {"email": "spoc@police.example"}},
-                {"id": str(backup), "name": "Backup", "channels": {"webhook_url": backup_hook}},
-            ],
-            "spoc": {"person_id": str(spoc)},
-            "policy": {
-                "steps": [
-                    {"target": "spoc", "wait_s": WAIT_S},
-                    {"target": "person", "person_id": str(backup), "wait_s": WAIT_S},
-                ],
-                "repeat": 0,
-            },
-        }
-    )
-
-
-def _notice(now: datetime) -> NoticeReceived:
-    return NoticeReceived(
-        notice_id=uuid.uuid4(),
-        version=1,
-        references=(),
-        status="Exercise",
-        sent_at=now,
-        received_at=now,
-        received_via="api",
-        operation_type="targeted_arrest",
-        public_safety_nexus=True,
-        window_start=now + timedelta(hours=1),
-        window_end=now + timedelta(hours=5),
-        area="District 4",
-        summary="Benchmark notice.",
-        policy_annotations=(),
-        restricted_fingerprints=(),
-        fingerprint_key_id="bench",
-    )
-
-
 async def _open_alerts(deps: RouterDeps, count: int, backup_hook: str) -> list[str]:
     """Open `count` alerts (SPOC step, an hour's wait); their setup events count as sent."""
     now = deps.clock()
-    document = _directory(backup_hook)
+    document = spoc_then_backup(
+        spoc=uuid.uuid4(),
+        backup=uuid.uuid4(),
+        spoc_channels={"email": "spoc@police.example"},
+        backup_channels={"webhook_url": backup_hook},
+        wait_s=WAIT_S,
+    )
     async with deps.unit_of_work() as uow:
         await uow.directory.add(
             version=1, document=document, digest="bench", source="api", created_by="bench", at=now
         )
         await uow.commit()
-    async with deps.unit_of_work() as uow:
-        directory = await uow.directory.current()
-    assert directory is not None
-    ids: list[str] = []
-    for start in range(0, count, SETUP_BATCH):
-        async with deps.unit_of_work() as uow:
-            for _ in range(min(SETUP_BATCH, count - start)):
-                transition = domain.open_alert(
-                    _notice(now),
-                    directory=directory,
-                    now=now,
-                    horizon=deps.horizon,
-                    correlation_id=None,
-                )
-                await uow.alerts.apply(transition)
-                ids.append(str(transition.after.id))
-            await uow.session.execute(
-                sa.update(outbox_messages)
-                .where(outbox_messages.c.sent_at.is_(None))
-                .values(sent_at=now)
-            )
-            await uow.commit()
-    return ids
+    return await open_alerts(
+        deps, count, at=now, batch=SETUP_BATCH, summary="Benchmark notice.", events_sent=True
+    )
 
 
 async def _make_due(deps: RouterDeps, ids: Sequence[str], at: datetime) -> float:

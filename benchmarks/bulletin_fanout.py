@@ -142,7 +142,9 @@ async def _progress(
                 if last is not None and last.tzinfo is None:
                     last = last.replace(tzinfo=UTC)  # SQLite hands back naive UTC
                 return delivered, failed, last
-            await asyncio.sleep(0.1)
+            # Not too often: the figures come from the records' own delivered_at, and on
+            # SQLite every poll takes the database's write lock from the engine it measures.
+            await asyncio.sleep(0.5)
     finally:
         await engine.dispose()
 

@@ -1,10 +1,11 @@
 """The dispatcher: claim due records, resolve, send outside any transaction, record.
 
-One round: claim as many due records as there are free slots, in one statement (a lease
-renewed by a heartbeat while sends are in flight), ask the plan what to send in one short
-read transaction, send each message concurrently with no database transaction open, then
-record the outcomes in batches (one transaction settles many records and calls the plan's
-hooks for all of them).
+One round: claim as many due records as there are free slots (a lease renewed by a
+heartbeat while sends are in flight) and, in the same short transaction, ask the plan what
+to send for the whole batch (`resolve_all`); send each message concurrently with no
+database transaction open, then record the outcomes in batches (one transaction settles
+many records and calls the plan's hooks for all of them). While sends are under way, a
+claim waits until an eighth of `max_in_flight` is free: fewer, larger transactions.
 
 A record is sent only while its claim is ours: the heartbeat drops a record another
 process took over (its lease ran out while this one fell behind), and a round that took
@@ -44,7 +45,7 @@ from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig
 from services.common.delivery.errors import PERMANENT_REASONS, DeliveryError, ReasonClass
 from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
-from services.common.delivery.plan import DeliveryPlan
+from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import (
     DESTINATION_ANSWERED,
     DESTINATION_TROUBLE,
@@ -63,6 +64,9 @@ __all__ = ["DeliveryEngine", "EngineConfig"]
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
+
+# Most destinations a claim caps by name (a bounded statement), and looks at for that.
+_NAMED_KEYS = 200
 
 
 def _utcnow() -> datetime:
@@ -284,6 +288,16 @@ class DeliveryEngine:
             return 0, 0
         now = self._last_claim_at = self._clock()
         excluded, room = self._destination_room(now)
+        resolved: dict[uuid.UUID, Resolution] = {}
+
+        async def resolve(session: AsyncSession, records: list[DeliveryRecord]) -> None:
+            due = [r for r in records if not self._expired(r, now)]
+            if due:
+                answers = await self._plan.resolve_all(session, due)
+                resolved.update(zip((r.delivery_id for r in due), answers, strict=True))
+
+        # The plan reads what it needs in the claim's own transaction: one transaction
+        # a batch instead of two (on SQLite each takes the database's one write lock).
         records = await self._store.claim(
             owner=self.owner_id,
             now=now,
@@ -292,13 +306,13 @@ class DeliveryEngine:
             exclude_keys=excluded,
             room=room,
             default_room=self._limits.initial,
+            read=resolve,
         )
         if not records:
             return 0, free
         self._claims.hold(records)
-        # Resolving and sending go on in a task of their own, so the next claim need not
-        # wait for this batch's read transaction.
-        self._spawn(self._dispatch(records, claimed_at=now), "delivery-dispatch")
+        # Sending goes on in a task of its own, so the next claim need not wait for it.
+        self._spawn(self._dispatch(records, resolved, claimed_at=now), "delivery-dispatch")
         return len(records), free
 
     def _free(self) -> int:
@@ -306,28 +320,29 @@ class DeliveryEngine:
         sent ones waiting for their outcome to be recorded (in the next batch) do not, up
         to as many again, so recording a batch never holds up the next sends."""
         unsent = self._config.max_in_flight - self._claims.unsent
-        return min(unsent, 2 * self._config.max_in_flight - len(self._claims))
+        free = min(unsent, 2 * self._config.max_in_flight - len(self._claims))
+        if self._claims.unsent and free < max(1, self._config.max_in_flight // 8):
+            # A claim is a transaction (on SQLite, the database's one write lock): while
+            # sends are under way, one claim per few freed slots, not one per slot.
+            return 0
+        return free
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _dispatch(self, records: list[DeliveryRecord], *, claimed_at: datetime) -> None:
-        """Resolve a claimed batch, start its sends, record what needs no send."""
+    async def _dispatch(
+        self,
+        records: list[DeliveryRecord],
+        resolved: dict[uuid.UUID, Resolution],
+        *,
+        claimed_at: datetime,
+    ) -> None:
+        """Start a claimed batch's sends, and record what needs no send."""
         immediate: list[Outcome] = []
         sends: list[_Send] = []
-        try:
-            await self._resolve(records, claimed_at, immediate, sends)
-        except Exception as exc:
-            # The database went away while reading: nothing is sent or recorded, the
-            # claims lapse and the records come back (here or in another process).
-            log.warning("delivery.resolve_round_failed", service=self._service,
-                        error=type(exc).__name__, records=len(records))  # fmt: skip
-            for send in sends:
-                self._claims.free_slot(send.key)
-            self._released([r.delivery_id for r in records])
-            return
+        self._sort(records, resolved, claimed_at, immediate, sends)
         for send in await self._confirm(sends, claimed_at=claimed_at):
             self._spawn(self._attempt(send), "delivery-attempt")
         if immediate:
@@ -347,66 +362,64 @@ class DeliveryEngine:
 
     def _destination_room(self, now: datetime) -> tuple[list[str], dict[str, int]]:
         """Destinations not to claim for now (saturated here, or their breaker is open),
-        and how many records a claim may take of each other destination this engine knows
-        (its learned limit less its sends under way; `initial` for any other)."""
+        and how many records a claim may take of a destination whose room is not the
+        starting limit: its learned limit less its sends under way here. Only busy and
+        recently troubled destinations are named (a claim takes `initial` of any other):
+        a fan-out teaches thousands of destinations a limit, and a claim must stay cheap.
+        """
         busy = self._claims.busy()
         excluded = self._breakers.open_keys(now)
         room: dict[str, int] = {}
-        for key in [*self._limits.learned(), *busy]:
+        for key in [*self._limits.reduced()[-_NAMED_KEYS:], *busy]:
             free = self._limits.limit(key) - busy.get(key, 0)
             if free <= 0:
                 excluded.append(key)
             elif free != self._limits.initial:
                 room[key] = free
-        # Bounded lists (the most recently used destinations last); past them, a record of
-        # a busy destination is put back when resolved instead.
-        return excluded[:500], dict(list(room.items())[-500:])
+        # Bounded lists; past them, a record of a busy destination is put back when
+        # resolved instead.
+        return excluded[:500], dict(list(room.items())[-_NAMED_KEYS:])
 
-    async def _resolve(
+    def _expired(self, record: DeliveryRecord, now: datetime) -> bool:
+        return record.attempts > 0 and now >= record.give_up_at
+
+    def _sort(
         self,
         records: list[DeliveryRecord],
+        resolved: dict[uuid.UUID, Resolution],
         now: datetime,
         immediate: list[Outcome],
         sends: list[_Send],
     ) -> None:
-        """The plan's message for each record, in one read transaction, into `sends`.
-
-        Records that need no send (skipped, expired, no address, busy destination, open
-        breaker) get their outcome in `immediate` instead.
-        """
-        due: list[DeliveryRecord] = []
+        """Each claimed record with what the plan made of it: a send into `sends`, or
+        (expired, skipped, no address, busy destination, open breaker) its outcome into
+        `immediate`."""
         for record in records:
-            if record.attempts > 0 and now >= record.give_up_at:
-                immediate.append(self._failure(record, "expired", now))
-            else:
-                due.append(record)
-        if not due:
-            return
-        async with self._store.reading() as session:
-            resolutions = await self._plan.resolve_all(session, due)
-        for record, resolved in zip(due, resolutions, strict=True):
-            match resolved:
+            answer = resolved.get(record.delivery_id)
+            match answer:
+                case None:  # not asked: past its give-up time
+                    immediate.append(self._failure(record, "expired", now))
                 case DeliveryError():
                     immediate.append(
-                        self._failure(record, resolved.reason, now, permanent=resolved.permanent)
+                        self._failure(record, answer.reason, now, permanent=answer.permanent)
                     )
                 case Skip():
-                    immediate.append(Outcome(record=record, result=resolved, at=now))
+                    immediate.append(Outcome(record=record, result=answer, at=now))
                 case Exception():
                     log.error(
                         "delivery.resolve_failed",
                         service=self._service,
                         delivery_id=str(record.delivery_id),
-                        error=type(resolved).__name__,
-                        exc_info=resolved,
+                        error=type(answer).__name__,
+                        exc_info=answer,
                     )
                     immediate.append(self._failure(record, "internal", now))
-                case _ if resolved.channel != record.channel:
+                case _ if answer.channel != record.channel:
                     # Never on another channel than the one asked for: a plan bug.
                     log.error("delivery.channel_mismatch", delivery_id=str(record.delivery_id))
                     immediate.append(self._failure(record, "internal", now, permanent=True))
                 case _:
-                    send = self._admit(record, resolved, now, immediate)
+                    send = self._admit(record, answer, now, immediate)
                     if send is not None:
                         sends.append(send)
 

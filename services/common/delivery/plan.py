@@ -4,8 +4,8 @@ The engine knows nothing about alerts or bulletins. A service implements `Delive
 (usually by subclassing `BaseDeliveryPlan`) to
 
 - choose how long a purpose may keep retrying (`give_up_after`),
-- turn a record into a message with its address (`resolve`), in a short read
-  transaction of its own database: the address never leaves the service; the engine
+- turn a record into a message with its address (`resolve`), in the short transaction
+  of its own database that claimed the record: the address never leaves the service; the engine
   asks for a claimed batch at once (`resolve_all`, by default `resolve` for each), so a
   plan can read what the batch needs in one query instead of one per record,
 - react to outcomes (`on_delivered`, `on_attempt_failed`, `on_failed`, `on_skipped`)

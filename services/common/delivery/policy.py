@@ -166,6 +166,9 @@ class DestinationLimits:
         self._fast_s = fast_answer.total_seconds()
         self._max_tracked = max_tracked
         self._limits: OrderedDict[str, int] = OrderedDict()
+        # The few below `initial`, kept apart: a claim asks for them every round, and a
+        # fan-out teaches thousands of healthy destinations a limit above it.
+        self._reduced: OrderedDict[str, None] = OrderedDict()
 
     def limit(self, key: str) -> int:
         """Sends to `key` allowed at once now."""
@@ -174,6 +177,11 @@ class DestinationLimits:
     def learned(self) -> dict[str, int]:
         """Every destination whose limit differs from `initial`, most recently used last."""
         return dict(self._limits)
+
+    def reduced(self) -> list[str]:
+        """Destinations whose limit is below `initial` now (in trouble lately), most
+        recently troubled last."""
+        return list(self._reduced)
 
     def answered(self, key: str, *, seconds: float) -> None:
         """`key` accepted a send after `seconds`: a quick answer earns one more slot."""
@@ -185,10 +193,14 @@ class DestinationLimits:
         self._set(key, max(self.limit(key) // 2, 1))
 
     def _set(self, key: str, value: int) -> None:
+        self._reduced.pop(key, None)
         if value == self.initial:
             self._limits.pop(key, None)
             return
+        if value < self.initial:
+            self._reduced[key] = None
         self._limits[key] = value
         self._limits.move_to_end(key)
         while len(self._limits) > self._max_tracked:
-            self._limits.popitem(last=False)
+            forgotten, _ = self._limits.popitem(last=False)
+            self._reduced.pop(forgotten, None)

@@ -93,10 +93,6 @@ class FakeStore:
     async def transaction(self) -> AsyncIterator[FakeTx]:
         yield FakeTx()
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Any]:
-        yield None
-
     async def insert_many(self, session: Any, orders: Sequence[Accepted], *, now: datetime) -> int:
         self.inserts += 1
         inserted = 0
@@ -161,6 +157,7 @@ class FakeStore:
         exclude_keys: Sequence[str] = (),
         room: Mapping[str, int] | None = None,
         default_room: int | None = None,
+        read: Any = None,
     ) -> list[DeliveryRecord]:
         due = [
             row
@@ -182,6 +179,8 @@ class FakeStore:
             row.state, row.claimed_by, row.claimed_until = "sending", owner, lease_until
             claimed.append(row.record)
         self.claimed.extend(r.delivery_id for r in claimed)
+        if read is not None and claimed:
+            await read(None, claimed)
         return claimed
 
     async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal:

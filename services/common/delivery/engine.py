@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,17 +43,17 @@ from schemas.deliveries import DeliveryChannel
 from services.common.db import after_commit
 from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig
-from services.common.delivery.errors import PERMANENT_REASONS, DeliveryError, ReasonClass
-from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
+from services.common.delivery.errors import DeliveryError, ReasonClass
+from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder, failure_outcome
 from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import (
     DESTINATION_ANSWERED,
     DESTINATION_TROUBLE,
     CircuitBreakers,
     DestinationLimits,
-    backoff_delay,
+    claim_room,
 )
-from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord, Failure
+from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord
 from services.common.delivery.registry import MissingSender, Outbound, SenderRegistry, Skip
 from services.common.delivery.store import Accepted, DeliveryStore, SqlDeliveryStore
 from services.common.logging import get_logger
@@ -64,9 +64,6 @@ __all__ = ["DeliveryEngine", "EngineConfig"]
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
-
-# Most destinations a claim caps by name (a bounded statement), and looks at for that.
-_NAMED_KEYS = 200
 
 
 def _utcnow() -> datetime:
@@ -361,24 +358,11 @@ class DeliveryEngine:
         return [s for s in sends if s.record.delivery_id in ours]
 
     def _destination_room(self, now: datetime) -> tuple[list[str], dict[str, int]]:
-        """Destinations not to claim for now (saturated here, or their breaker is open),
-        and how many records a claim may take of a destination whose room is not the
-        starting limit: its learned limit less its sends under way here. Only busy and
-        recently troubled destinations are named (a claim takes `initial` of any other):
-        a fan-out teaches thousands of destinations a limit, and a claim must stay cheap.
-        """
-        busy = self._claims.busy()
-        excluded = self._breakers.open_keys(now)
-        room: dict[str, int] = {}
-        for key in [*self._limits.reduced()[-_NAMED_KEYS:], *busy]:
-            free = self._limits.limit(key) - busy.get(key, 0)
-            if free <= 0:
-                excluded.append(key)
-            elif free != self._limits.initial:
-                room[key] = free
-        # Bounded lists; past them, a record of a busy destination is put back when
-        # resolved instead.
-        return excluded[:500], dict(list(room.items())[-_NAMED_KEYS:])
+        """What the next claim may take of each destination (`policy.claim_room`)."""
+        return claim_room(
+            busy=self._claims.busy(), limits=self._limits,
+            unavailable=self._breakers.open_keys(now),
+        )  # fmt: skip
 
     def _expired(self, record: DeliveryRecord, now: datetime) -> bool:
         return record.attempts > 0 and now >= record.give_up_at
@@ -504,36 +488,11 @@ class DeliveryEngine:
         permanent: bool | None = None,
     ) -> Outcome:
         """A failed (or impossible) attempt: retry with backoff before give_up_at, else final."""
-        permanent = reason in PERMANENT_REASONS if permanent is None else permanent
-        attempts = record.attempts + (1 if attempted else 0)
-        retry_at: datetime | None = None
-        if not permanent:
-            retry_at = now + backoff_delay(
-                max(attempts, 1),
-                base_s=self._config.retry_base_s,
-                max_s=self._config.retry_max_s,
-                rng=self._rng,
-            )
-            reopens = self._breakers.reopens_at(key) if key is not None else None
-            if reopens is not None and reopens > retry_at:
-                # The destination's breaker is open: come back when a probe may go,
-                # spread a little so its records do not all return at one instant.
-                spread = self._rng.uniform(0.0, self._config.retry_base_s)
-                retry_at = reopens + timedelta(seconds=spread)
-            if retry_at > record.give_up_at:
-                retry_at = None  # the next try would be too late: give up now
-        failure = Failure(
-            reason=reason,
-            permanent=permanent,
-            final=retry_at is None,
-            attempts=attempts,
-            at=now,
-            retry_at=retry_at,
-            destination_key=key,
-        )
-        return Outcome(
-            record=record, result=failure, at=now, attempted=attempted, destination_key=key
-        )
+        return failure_outcome(
+            record, reason, now, key=key, attempted=attempted, permanent=permanent,
+            retry_base_s=self._config.retry_base_s, retry_max_s=self._config.retry_max_s,
+            reopens=self._breakers.reopens_at(key) if key is not None else None, rng=self._rng,
+        )  # fmt: skip
 
     def _released(self, ids: Sequence[uuid.UUID]) -> None:
         """Records settled: free their slots and look for more work."""

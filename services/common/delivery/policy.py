@@ -22,6 +22,8 @@ __all__ = [
     "CircuitBreakers",
     "DestinationLimits",
     "backoff_delay",
+    "claim_room",
+    "retry_time",
 ]
 
 # Failures that say the destination is in trouble (they count towards its breaker), and
@@ -46,6 +48,25 @@ def backoff_delay(
     # Cap the exponent: 2 ** 1000 is a float overflow, and the ceiling is max_s anyway.
     ceiling = min(max_s, base_s * 2.0 ** min(attempt - 1, 60))
     return timedelta(seconds=(rng or random).uniform(0.0, ceiling))
+
+
+def retry_time(
+    *,
+    attempts: int,
+    now: datetime,
+    give_up_at: datetime,
+    base_s: float,
+    max_s: float,
+    reopens: datetime | None,
+    rng: random.Random,
+) -> datetime | None:
+    """When to try again after a transient failure (None: too late, give up now)."""
+    retry_at = now + backoff_delay(max(attempts, 1), base_s=base_s, max_s=max_s, rng=rng)
+    if reopens is not None and reopens > retry_at:
+        # The destination's breaker is open: come back when a probe may go, spread a
+        # little so its records do not all return at one instant.
+        retry_at = reopens + timedelta(seconds=rng.uniform(0.0, base_s))
+    return None if retry_at > give_up_at else retry_at
 
 
 BreakerState = Literal["closed", "open", "half_open"]
@@ -204,3 +225,32 @@ class DestinationLimits:
         while len(self._limits) > self._max_tracked:
             forgotten, _ = self._limits.popitem(last=False)
             self._reduced.pop(forgotten, None)
+
+
+# Most destinations a claim caps by name (a bounded statement), and looks at for that;
+# most it excludes by name.
+_NAMED_KEYS = 200
+_EXCLUDED_KEYS = 500
+
+
+def claim_room(
+    *, busy: dict[str, int], limits: DestinationLimits, unavailable: list[str]
+) -> tuple[list[str], dict[str, int]]:
+    """Destinations the next claim must leave alone (`unavailable`: breaker open; and
+    those with every slot busy here), and how many records it may take of each
+    destination whose room is not `limits.initial`: its limit less its sends under way.
+
+    Only busy and recently troubled destinations are named (a claim takes `initial` of
+    any other): a fan-out teaches thousands of destinations a limit, and a claim must stay
+    a cheap statement. Past the bounds, a record of a busy destination is claimed and put
+    back when resolved instead.
+    """
+    excluded = list(unavailable)
+    room: dict[str, int] = {}
+    for key in [*limits.reduced()[-_NAMED_KEYS:], *busy]:
+        free = limits.limit(key) - busy.get(key, 0)
+        if free <= 0:
+            excluded.append(key)
+        elif free != limits.initial:
+            room[key] = free
+    return excluded[:_EXCLUDED_KEYS], dict(list(room.items())[-_NAMED_KEYS:])

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import AfterCommit, UnitOfWork
+from services.common.delivery.claim_query import SCAN_FACTOR, capped, unindexed
 from services.common.delivery.records import DeliveryOrder, DeliveryRecord, DeliveryState
 
 __all__ = [
@@ -255,7 +256,7 @@ class SqlDeliveryStore:
             # are few and have waited longest.
             lapsed = sa.and_(candidate.c.state == "sending", candidate.c.claimed_until < now)
             kinds.insert(0, lapsed)
-        capped = default_room is not None or bool(room)
+        is_capped = default_room is not None or bool(room)
         left = dict(room or {})
         rows: list[Any] = []
         async with self._sessions() as session, session.begin():
@@ -268,15 +269,15 @@ class SqlDeliveryStore:
                               candidate.c.next_attempt_at)
                     .where(due, *excluded)
                     .order_by(candidate.c.next_attempt_at)
-                    .limit(want * _SCAN_FACTOR if capped else want)
+                    .limit(want * SCAN_FACTOR if is_capped else want)
                     .with_for_update(skip_locked=True, of=candidate)
                 )  # fmt: skip
-                picked = _capped(scanned.subquery("scanned"), want, left, default_room)
+                picked = capped(scanned.subquery("scanned"), want, left, default_room)
                 statement = (
                     sa.update(t)
                     # The due condition again: PostgreSQL re-checks it on a row another
                     # claimant changed meanwhile, so a row is never taken twice.
-                    .where(t.c.delivery_id.in_(picked), _unindexed(self._due(t, now)))
+                    .where(t.c.delivery_id.in_(picked), unindexed(self._due(t, now)))
                     .values(state="sending", claimed_by=owner, claimed_until=lease_until,
                             updated_at=now)
                     .returning(*t.c)
@@ -285,7 +286,7 @@ class SqlDeliveryStore:
                 rows.extend(taken)
                 for row in taken:
                     key = row["destination_key"]
-                    if key is not None and capped:
+                    if key is not None and is_capped:
                         base = left.get(key, default_room if default_room is not None else want)
                         left[key] = base - 1
             records = sorted(
@@ -380,43 +381,6 @@ class SqlDeliveryStore:
             await session.rollback()
         times = [v for v in (_utc(row[0]), _utc(row[1])) if v is not None]
         return min(times) if times else None
-
-
-def _unindexed(condition: Any) -> Any:
-    """`condition` in a form no planner picks an index for: a claim's re-check must be
-    applied to the few rows picked by id, not drive the statement (SQLite otherwise walked
-    every due record of the due index, 25 ms a claim with 10,000 due)."""
-    return sa.case((condition, sa.true()), else_=sa.false())
-
-
-# How many due records a capped claim looks at per record it may take: enough that a
-# burst to one destination does not hide the records of others behind it.
-_SCAN_FACTOR = 4
-
-
-def _capped(scanned: Any, limit: int, room: Mapping[str, int], default_room: int | None) -> Any:
-    """The ids of `scanned` (oldest due first) to take: at most `room` per destination."""
-    if default_room is None and not room:
-        return sa.select(scanned.c.delivery_id).scalar_subquery()
-    nth = (
-        sa.func.row_number()
-        .over(
-            partition_by=scanned.c.destination_key,
-            order_by=(scanned.c.next_attempt_at, scanned.c.delivery_id),
-        )
-        .label("nth")
-    )
-    ranked = sa.select(scanned.c.delivery_id, scanned.c.destination_key,
-                       scanned.c.next_attempt_at, nth).subquery("ranked")  # fmt: skip
-    fallback = sa.literal(default_room if default_room is not None else limit)
-    cap = sa.case(dict(room), value=ranked.c.destination_key, else_=fallback) if room else fallback
-    return (
-        sa.select(ranked.c.delivery_id)
-        .where(sa.or_(ranked.c.destination_key.is_(None), ranked.c.nth <= cap))
-        .order_by(ranked.c.next_attempt_at)
-        .limit(limit)
-        .scalar_subquery()
-    )
 
 
 def _pending(accepted: Accepted, now: datetime) -> dict[str, Any]:

@@ -12,8 +12,9 @@ Modules: `records` (table and record types), `store` (claims, leases, settlement
 heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
 service's side), `registry` (channels, message types, senders), `senders` (webhook,
 e-mail), `sms` (Kannel) and `sms_reports` (its delivery reports and replies), `policy`
-(backoff, circuit breaker, the adaptive per-destination limit), `headers` (safe header text), `errors` (reason classes) and
-`reasons` (a reason class as the contract's `DeliveryFailureReason`, for every service).
+(backoff, circuit breaker, the adaptive per-destination limit), `headers` (safe header
+text), `errors` (reason classes) and `reasons` (a reason class as the contract's
+`DeliveryFailureReason`, for every service).
 
 How a service plugs in
 ----------------------

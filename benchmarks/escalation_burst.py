@@ -14,6 +14,11 @@ single UPDATE, while the router's escalation worker runs. Prints, in one run:
   outbox relay, delivery, the escalation worker) and the backup is reached by webhook at
   a local sink; notified: from the due instant until the sink had every escalation.
   Whether the router has durable delivery records (`delivery_records`) is printed.
+  Beside it, the sink's own floor, measured in the same run before the router starts:
+  the same number of signed webhooks posted to the sink by the router's own sender
+  (`WebhookSender`) with no database and no Kafka, at the concurrency the engine starts
+  with for one destination (`AVISO_DELIVERY_PER_DESTINATION`) and at the most it may
+  reach (`AVISO_DELIVERY_PER_DESTINATION_MAX`). The load average is printed too.
 
 PostgreSQL from `--database-url` or DATABASE_URL (a fresh database, dropped afterwards),
 and SQLite in a temporary directory (both by default). No assertions.
@@ -38,17 +43,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from schemas.notices import NoticeReceived
+from services.common.delivery import WebhookSender
 from services.common.logging import configure_logging
-from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
-from services.router import domain
 from services.router.app import RouterRuntime, default_senders
 from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
-from services.router.domain import DirectoryDocument
 from services.router.escalation import EscalationWorker
 from services.router.tables import alert_timeline, alerts
+from tests.support.alerts import open_alerts, spoc_then_backup
 from tests.support.infra import drop_database_async, fresh_database_async
 
 WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 - a local sink's, for this run only
@@ -58,79 +61,24 @@ WAIT_S = 3600.0  # every other wait: nothing else fires during the run
 DEADLINE_S = 300.0
 
 
-def _directory(backup_hook: str) -> DirectoryDocument:
-    spoc, backup = uuid.uuid4(), uuid.uuid4()
-    return DirectoryDocument.model_validate(
-        {
-            "people": [
-                {"id": str(spoc), "name": "SPOC", "channels": {"email": "spoc@police.example"}},
-                {"id": str(backup), "name": "Backup", "channels": {"webhook_url": backup_hook}},
-            ],
-            "spoc": {"person_id": str(spoc)},
-            "policy": {
-                "steps": [
-                    {"target": "spoc", "wait_s": WAIT_S},
-                    {"target": "person", "person_id": str(backup), "wait_s": WAIT_S},
-                ],
-                "repeat": 0,
-            },
-        }
-    )
-
-
-def _notice(now: datetime) -> NoticeReceived:
-    return NoticeReceived(
-        notice_id=uuid.uuid4(),
-        version=1,
-        references=(),
-        status="Exercise",
-        sent_at=now,
-        received_at=now,
-        received_via="api",
-        operation_type="targeted_arrest",
-        public_safety_nexus=True,
-        window_start=now + timedelta(hours=1),
-        window_end=now + timedelta(hours=5),
-        area="District 4",
-        summary="Benchmark notice.",
-        policy_annotations=(),
-        restricted_fingerprints=(),
-        fingerprint_key_id="bench",
-    )
-
-
 async def _open_alerts(deps: RouterDeps, count: int, backup_hook: str) -> list[str]:
     """Open `count` alerts (SPOC step, an hour's wait); their setup events count as sent."""
     now = deps.clock()
-    document = _directory(backup_hook)
+    document = spoc_then_backup(
+        spoc=uuid.uuid4(),
+        backup=uuid.uuid4(),
+        spoc_channels={"email": "spoc@police.example"},
+        backup_channels={"webhook_url": backup_hook},
+        wait_s=WAIT_S,
+    )
     async with deps.unit_of_work() as uow:
         await uow.directory.add(
             version=1, document=document, digest="bench", source="api", created_by="bench", at=now
         )
         await uow.commit()
-    async with deps.unit_of_work() as uow:
-        directory = await uow.directory.current()
-    assert directory is not None
-    ids: list[str] = []
-    for start in range(0, count, SETUP_BATCH):
-        async with deps.unit_of_work() as uow:
-            for _ in range(min(SETUP_BATCH, count - start)):
-                transition = domain.open_alert(
-                    _notice(now),
-                    directory=directory,
-                    now=now,
-                    horizon=deps.horizon,
-                    correlation_id=None,
-                )
-                await uow.alerts.apply(transition)
-                ids.append(str(transition.after.id))
-            await uow.session.execute(
-                sa.update(outbox_messages)
-                .where(outbox_messages.c.sent_at.is_(None))
-                .values(sent_at=now)
-            )
-            await uow.commit()
-    return ids
+    return await open_alerts(
+        deps, count, at=now, batch=SETUP_BATCH, summary="Benchmark notice.", events_sent=True
+    )
 
 
 async def _make_due(deps: RouterDeps, ids: Sequence[str], at: datetime) -> float:
@@ -188,6 +136,8 @@ class _Sink:
 
     def __init__(self, var: Path) -> None:
         self._out = var / "sinks"
+        self._offset = 0
+        self._seen: list[dict[str, Any]] = []
         self._process = subprocess.Popen(  # noqa: S603 - our own module, before measuring
             [
                 sys.executable,
@@ -213,16 +163,19 @@ class _Sink:
         self.base_url = found.group(1)
 
     def received(self) -> list[dict[str, Any]]:
+        """Everything the sink recorded so far (read incrementally: the poll shares this
+        process's event loop with the router, so re-reading the whole file every time
+        would slow down what it measures)."""
         path = self._out / "webhooks.jsonl"
         if not path.exists():
-            return []
-        found = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                break  # the line the sink is writing right now
-        return found
+            return self._seen
+        with path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # not the line the sink is writing now
+        self._offset += len(complete)
+        self._seen.extend(json.loads(line) for line in complete.splitlines() if line)
+        return self._seen
 
     def stop(self) -> None:
         self._process.terminate()
@@ -247,6 +200,26 @@ async def _wait_notified(sink: _Sink, ids: Sequence[str], due: datetime) -> floa
         if r["payload"].get("alert_id") in wanted
     )
     return (last - due).total_seconds()
+
+
+async def _sink_floor(url: str, count: int, concurrency: int) -> float:
+    """Seconds the sink takes to absorb `count` webhooks sent `concurrency` at a time by
+    the router's sender, with nothing else going on (no database, no Kafka)."""
+    sender = WebhookSender(secrets=[WEBHOOK_SECRET.encode()], max_connections=concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    payload = {"type": "alert.escalated", "floor": True, "body": "x" * 400}
+
+    async def one(i: int) -> None:
+        async with gate:
+            await sender.send(url, payload, delivery_id=str(uuid.UUID(int=i)))
+
+    try:
+        await one(0)  # the connection pool warmed up, as the engine's is by the time it fires
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(1, count + 1)))
+        return time.perf_counter() - started
+    finally:
+        await sender.close()
 
 
 def _settings(
@@ -284,6 +257,15 @@ async def _run(
         setup_s = time.perf_counter() - started
         print(f"{label}: {alerts_n} open alerts set up in {setup_s:.1f} s; {due_n} due at once")
         if kafka:
+            for concurrency in sorted(
+                {settings.delivery_per_destination, settings.delivery_per_destination_max}
+            ):
+                floor_s = await _sink_floor(sink.base_url + "/floor", due_n, concurrency)
+                print(
+                    f"  sink floor: {due_n} webhooks, {concurrency:2d} at a time, no Aviso "
+                    f"{floor_s * 1000:8.1f} ms"
+                )
+        if kafka:
             from tests.integration.router.router_support import position_groups_at_end
 
             await position_groups_at_end(kafka, prefix)
@@ -306,6 +288,7 @@ async def _run(
                 f"  last `escalated` timeline entry           {last_entry * 1000:8.1f} ms after due"
             )
             if kafka:
+                load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
                 records = await _has_delivery_records(deps)
                 path = "delivery records (engine)" if records else "Kafka delivery requests"
                 notified = await _wait_notified(sink, ids[:due_n], due)
@@ -313,6 +296,7 @@ async def _run(
                     f"  all {due_n} notified at the sink ({path}) "
                     f"{notified * 1000:8.1f} ms after due"
                 )
+                print(f"  load average (1, 5, 15 min)               {load}")
         finally:
             if kafka:
                 await runtime.stop()

@@ -215,7 +215,28 @@ class CommonSettings(BaseSettings):
     delivery_per_destination: int = Field(
         default=4,
         ge=1,
-        description="Deliveries one process sends at once to one address (a slow one waits alone).",
+        description=(
+            "Deliveries one process starts sending at once to one address; an address that "
+            "answers quickly earns more, up to AVISO_DELIVERY_PER_DESTINATION_MAX, and one "
+            "that times out or fails gets half (a slow one waits alone)."
+        ),
+    )
+    delivery_per_destination_max: int = Field(
+        default=32,
+        ge=1,
+        description=(
+            "Most deliveries one process sends at once to one address that keeps answering "
+            "quickly (the adaptive limit's ceiling; set it to AVISO_DELIVERY_PER_DESTINATION "
+            "for a fixed limit)."
+        ),
+    )
+    delivery_fast_answer_s: float = Field(
+        default=0.25,
+        gt=0,
+        description=(
+            "A successful delivery answered within this many seconds raises its address's "
+            "limit by one (see AVISO_DELIVERY_PER_DESTINATION_MAX)."
+        ),
     )
     delivery_lease_s: float = Field(
         default=10.0,

@@ -6,13 +6,15 @@ until the purpose's give-up time, and reports every outcome back to the service 
 the transaction that records it. Addresses stay in the service: the engine asks the
 service's plan for them when it sends, and stores only a keyed hash.
 
-Modules: `records` (table and record types), `store` (claims, leases, settlement),
+Modules: `records` (table and record types), `store` (claims, leases, settlement;
+`claim_query` keeps a claim statement cheap and capped per destination),
 `engine` (the dispatcher) and `config` (its limits), `claims` (what an engine holds, its
 heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
 service's side), `registry` (channels, message types, senders), `senders` (webhook,
 e-mail), `sms` (Kannel) and `sms_reports` (its delivery reports and replies), `policy`
-(backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes) and
-`reasons` (a reason class as the contract's `DeliveryFailureReason`, for every service).
+(backoff, circuit breaker, the adaptive per-destination limit), `headers` (safe header
+text), `errors` (reason classes) and `reasons` (a reason class as the contract's
+`DeliveryFailureReason`, for every service).
 
 How a service plugs in
 ----------------------
@@ -107,7 +109,7 @@ from services.common.delivery.errors import (
     ReasonClass,
 )
 from services.common.delivery.headers import safe_body, safe_header
-from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan, Settled
+from services.common.delivery.plan import BaseDeliveryPlan, DeliveryPlan, Resolution, Settled
 from services.common.delivery.reasons import contract_reason, stored_reason
 from services.common.delivery.records import (
     TABLE_VERSION,
@@ -156,6 +158,7 @@ __all__ = [
     "MissingSender",
     "Outbound",
     "ReasonClass",
+    "Resolution",
     "SenderRegistry",
     "Settled",
     "Skip",

@@ -12,6 +12,10 @@ rules keep that from becoming a second message to a person:
 
 A send already on the network when its claim is lost cannot be called back; its outcome
 is not recorded (the settlement checks the claim) and the log says `delivery.lease_lost`.
+
+Records whose outcome is being recorded (`settling`) are neither renewed nor counted as
+lost: their settlement locks them and ends the claim itself, and a renewal that reads them
+just after it committed must not mistake our own settlement for another process's claim.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Claims:
         self._heartbeat = heartbeat
         self._clock = clock
         self._held: dict[uuid.UUID, DeliveryRecord] = {}
+        self._settling: set[uuid.UUID] = set()
+        self._sent: set[uuid.UUID] = set()  # the network part is over; outcome not recorded
         self._busy: Counter[str] = Counter()
 
     def __len__(self) -> int:
@@ -60,17 +66,36 @@ class Claims:
     def __contains__(self, delivery_id: uuid.UUID) -> bool:
         return delivery_id in self._held
 
+    @property
+    def unsent(self) -> int:
+        """Held records still to be sent, or being sent now."""
+        return len(self._held) - len(self._sent)
+
+    def sent(self, delivery_id: uuid.UUID) -> None:
+        """`delivery_id`'s attempt is over; its outcome waits to be recorded."""
+        if delivery_id in self._held:
+            self._sent.add(delivery_id)
+
     def hold(self, records: Iterable[DeliveryRecord]) -> None:
         """Records just claimed."""
         for record in records:
             self._held[record.delivery_id] = record
         self._gauge()
 
+    def settling(self, ids: Iterable[uuid.UUID]) -> None:
+        """Records whose outcome is being recorded now: the settlement ends their claim."""
+        self._settling.update(i for i in ids if i in self._held)
+
     def release(self, ids: Iterable[uuid.UUID]) -> None:
         """Records settled (or lost): no longer ours to renew."""
         for delivery_id in ids:
             self._held.pop(delivery_id, None)
+            self._settling.discard(delivery_id)
+            self._sent.discard(delivery_id)
         self._gauge()
+
+    def _renewable(self) -> list[uuid.UUID]:
+        return [i for i in self._held if i not in self._settling]
 
     # -- sends per destination ----------------------------------------------------------
 
@@ -78,9 +103,9 @@ class Claims:
         """Sends to destination `key` under way now."""
         return self._busy[key]
 
-    def saturated(self, limit: int) -> list[str]:
-        """Destinations with `limit` sends under way."""
-        return [key for key, n in self._busy.items() if n >= limit]
+    def busy(self) -> dict[str, int]:
+        """Sends under way per destination (only destinations with one or more)."""
+        return dict(self._busy)
 
     def take_slot(self, key: str) -> None:
         """One more send to `key`."""
@@ -99,7 +124,7 @@ class Claims:
         interval = self._heartbeat.total_seconds()
         while True:
             await asyncio.sleep(interval)
-            ids = list(self._held)
+            ids = self._renewable()
             if not ids:
                 continue
             try:
@@ -114,10 +139,12 @@ class Claims:
                     detail=str(exc)[:200],
                 )
                 continue
-            if renewal.lost:
+            # Settled by us while the renewal ran is not lost: only what we still hold.
+            lost = [i for i in renewal.lost if i in self._held and i not in self._settling]
+            if lost:
                 # Taken over by another process: not ours to send or renew any more.
-                self.release(renewal.lost)
-                log.warning("delivery.claims_lost", service=self._service, count=len(renewal.lost))
+                self.release(lost)
+                log.warning("delivery.claims_lost", service=self._service, count=len(lost))
 
     async def confirm(self, ids: Sequence[uuid.UUID], *, claimed_at: datetime) -> set[uuid.UUID]:
         """Which of `ids` may be sent now: still held, and renewed if the claim is old.

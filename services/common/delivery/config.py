@@ -15,7 +15,11 @@ class EngineConfig:
     """Limits and timings of one engine (see the `delivery_*` settings)."""
 
     max_in_flight: int = 64
+    # Where each destination's concurrency starts, and how far a destination that answers
+    # quickly (within `fast_answer`) can raise it (`policy.DestinationLimits`).
     per_destination: int = 4
+    per_destination_max: int = 32
+    fast_answer: timedelta = timedelta(milliseconds=250)
     # A delivery is a message a person reads: a long lease, so that a process slowed
     # down by load keeps its claims (a second send would reach the person twice). The
     # price: a crashed process's in-flight deliveries wait up to the lease; pending
@@ -27,12 +31,15 @@ class EngineConfig:
     retry_max_s: float = 60.0
     breaker_failures: int = 5
     breaker_cooldown: timedelta = timedelta(seconds=15)
-    # How long a record whose destination is busy waits before it is claimable again.
+    # How soon to look again when records are due but their destinations are excluded
+    # here (saturated, breaker open) and nothing wakes the engine earlier.
     busy_delay: timedelta = timedelta(milliseconds=200)
 
     def __post_init__(self) -> None:
         if self.heartbeat * 2 > self.lease:
             raise ValueError("the heartbeat must renew a lease at least twice before it expires")
+        if self.per_destination_max < self.per_destination:
+            raise ValueError("per_destination_max must be at least per_destination")
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> EngineConfig:
@@ -40,6 +47,11 @@ class EngineConfig:
         return cls(
             max_in_flight=settings.delivery_max_in_flight,
             per_destination=settings.delivery_per_destination,
+            # A ceiling below the starting value would only be a typo: start there, grow not.
+            per_destination_max=max(
+                settings.delivery_per_destination_max, settings.delivery_per_destination
+            ),
+            fast_answer=timedelta(seconds=settings.delivery_fast_answer_s),
             lease=timedelta(seconds=settings.delivery_lease_s),
             heartbeat=timedelta(seconds=settings.delivery_heartbeat_s),
             poll_interval=timedelta(seconds=settings.delivery_poll_interval_s),

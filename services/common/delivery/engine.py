@@ -1,18 +1,25 @@
 """The dispatcher: claim due records, resolve, send outside any transaction, record.
 
-One round: claim as many due records as there are free slots, in one statement (a lease
-renewed by a heartbeat while sends are in flight), ask the plan what to send in one short
-read transaction, send each message concurrently with no database transaction open, then
-record the outcomes in batches (one transaction settles many records and calls the plan's
-hooks for all of them).
+One round: claim as many due records as there are free slots (a lease renewed by a
+heartbeat while sends are in flight) and, in the same short transaction, ask the plan what
+to send for the whole batch (`resolve_all`); send each message concurrently with no
+database transaction open, then record the outcomes in batches (one transaction settles
+many records and calls the plan's hooks for all of them). While sends are under way, a
+claim waits until an eighth of `max_in_flight` is free: fewer, larger transactions.
 
 A record is sent only while its claim is ours: the heartbeat drops a record another
 process took over (its lease ran out while this one fell behind), and a round that took
 longer than a heartbeat to resolve confirms its claims before it sends (`claims`).
 
-Bounded per process (`max_in_flight`) and per destination (`per_destination`): a record
-whose destination is busy is put back for a moment instead of waiting on a slot, so a slow
-endpoint holds only its own slots.
+Bounded per process (`max_in_flight`) and per destination: each destination's limit
+starts at `per_destination`, grows while it answers quickly and successfully (up to
+`per_destination_max`) and halves on a timeout, 5xx or connection error
+(`policy.DestinationLimits`), so a slow or dead endpoint holds only a slot or two and a
+healthy one gets throughput. A claim takes of each known destination only as many records
+as it has free slots: no claimed record waits for a slot (its lease could lapse while it
+waited). A record whose destination was not known when it was claimed and turns out to be
+busy is put back at once, with its destination now known, for a later claim to take when
+a slot is free.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,16 +43,17 @@ from schemas.deliveries import DeliveryChannel
 from services.common.db import after_commit
 from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig
-from services.common.delivery.errors import PERMANENT_REASONS, DeliveryError, ReasonClass
-from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
-from services.common.delivery.plan import DeliveryPlan
+from services.common.delivery.errors import DeliveryError, ReasonClass
+from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder, failure_outcome
+from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import (
     DESTINATION_ANSWERED,
     DESTINATION_TROUBLE,
     CircuitBreakers,
-    backoff_delay,
+    DestinationLimits,
+    claim_room,
 )
-from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord, Failure
+from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord
 from services.common.delivery.registry import MissingSender, Outbound, SenderRegistry, Skip
 from services.common.delivery.store import Accepted, DeliveryStore, SqlDeliveryStore
 from services.common.logging import get_logger
@@ -98,13 +106,19 @@ class DeliveryEngine:
         self._breakers = CircuitBreakers(
             failure_threshold=self._config.breaker_failures, cooldown=self._config.breaker_cooldown
         )
-        self._recorder = OutcomeRecorder(
-            store=store, plan=plan, owner=self.owner_id, service=service, released=self._released
+        self._limits = DestinationLimits(
+            initial=self._config.per_destination,
+            ceiling=self._config.per_destination_max,
+            fast_answer=self._config.fast_answer,
         )
         # Claimed and not yet settled (renewed by the heartbeat), and sends per destination.
         self._claims = Claims(
             store=store, owner=self.owner_id, service=service, lease=self._config.lease,
             heartbeat=self._config.heartbeat, clock=clock,
+        )  # fmt: skip
+        self._recorder = OutcomeRecorder(
+            store=store, plan=plan, owner=self.owner_id, service=service,
+            released=self._released, settling=self._claims.settling,
         )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -227,7 +241,7 @@ class DeliveryEngine:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self._config.poll_interval.total_seconds()
-        if len(self._claims) >= self._config.max_in_flight:
+        if self._free() <= 0:
             await self._wait(stop, timeout)  # a settled record wakes us
             return
         try:
@@ -266,45 +280,66 @@ class DeliveryEngine:
 
     async def _fill(self) -> tuple[int, int]:
         """Claim what fits, record what needs no send, start the sends; (claimed, limit)."""
-        free = self._config.max_in_flight - len(self._claims)
+        free = self._free()
         if free <= 0:
             return 0, 0
         now = self._last_claim_at = self._clock()
+        excluded, room = self._destination_room(now)
+        resolved: dict[uuid.UUID, Resolution] = {}
+
+        async def resolve(session: AsyncSession, records: list[DeliveryRecord]) -> None:
+            due = [r for r in records if not self._expired(r, now)]
+            if due:
+                answers = await self._plan.resolve_all(session, due)
+                resolved.update(zip((r.delivery_id for r in due), answers, strict=True))
+
+        # The plan reads what it needs in the claim's own transaction: one transaction
+        # a batch instead of two (on SQLite each takes the database's one write lock).
         records = await self._store.claim(
             owner=self.owner_id,
             now=now,
             lease_until=now + self._config.lease,
             limit=free,
-            exclude_keys=self._excluded_keys(now),
+            exclude_keys=excluded,
+            room=room,
+            default_room=self._limits.initial,
+            read=resolve,
         )
         if not records:
             return 0, free
         self._claims.hold(records)
-        # Resolving and sending go on in a task of their own, so the next claim need not
-        # wait for this batch's read transaction.
-        self._spawn(self._dispatch(records, claimed_at=now), "delivery-dispatch")
+        # Sending goes on in a task of its own, so the next claim need not wait for it.
+        self._spawn(self._dispatch(records, resolved, claimed_at=now), "delivery-dispatch")
         return len(records), free
+
+    def _free(self) -> int:
+        """How many more records to claim now: `max_in_flight` counts records being sent;
+        sent ones waiting for their outcome to be recorded (in the next batch) do not, up
+        to as many again, so recording a batch never holds up the next sends."""
+        unsent = self._config.max_in_flight - self._claims.unsent
+        free = min(unsent, 2 * self._config.max_in_flight - len(self._claims))
+        if self._claims.unsent and free < max(1, self._config.max_in_flight // 8):
+            # A claim is a transaction (on SQLite, the database's one write lock): while
+            # sends are under way, one claim per few freed slots, not one per slot.
+            return 0
+        return free
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _dispatch(self, records: list[DeliveryRecord], *, claimed_at: datetime) -> None:
-        """Resolve a claimed batch, start its sends, record what needs no send."""
+    async def _dispatch(
+        self,
+        records: list[DeliveryRecord],
+        resolved: dict[uuid.UUID, Resolution],
+        *,
+        claimed_at: datetime,
+    ) -> None:
+        """Start a claimed batch's sends, and record what needs no send."""
         immediate: list[Outcome] = []
         sends: list[_Send] = []
-        try:
-            await self._resolve(records, claimed_at, immediate, sends)
-        except Exception as exc:
-            # The database went away while reading: nothing is sent or recorded, the
-            # claims lapse and the records come back (here or in another process).
-            log.warning("delivery.resolve_round_failed", service=self._service,
-                        error=type(exc).__name__, records=len(records))  # fmt: skip
-            for send in sends:
-                self._claims.free_slot(send.key)
-            self._released([r.delivery_id for r in records])
-            return
+        self._sort(records, resolved, claimed_at, immediate, sends)
         for send in await self._confirm(sends, claimed_at=claimed_at):
             self._spawn(self._attempt(send), "delivery-attempt")
         if immediate:
@@ -322,52 +357,53 @@ class DeliveryEngine:
                 self._claims.free_slot(send.key)
         return [s for s in sends if s.record.delivery_id in ours]
 
-    def _excluded_keys(self, now: datetime) -> list[str]:
-        """Destinations not to claim for now: saturated here, or their breaker is open."""
-        saturated = self._claims.saturated(self._config.per_destination)
-        # A bounded IN list; past it, records of busy destinations are put back instead.
-        return (saturated + self._breakers.open_keys(now))[:500]
+    def _destination_room(self, now: datetime) -> tuple[list[str], dict[str, int]]:
+        """What the next claim may take of each destination (`policy.claim_room`)."""
+        return claim_room(
+            busy=self._claims.busy(), limits=self._limits,
+            unavailable=self._breakers.open_keys(now),
+        )  # fmt: skip
 
-    async def _resolve(
+    def _expired(self, record: DeliveryRecord, now: datetime) -> bool:
+        return record.attempts > 0 and now >= record.give_up_at
+
+    def _sort(
         self,
         records: list[DeliveryRecord],
+        resolved: dict[uuid.UUID, Resolution],
         now: datetime,
         immediate: list[Outcome],
         sends: list[_Send],
     ) -> None:
-        """The plan's message for each record, in one read transaction, into `sends`.
-
-        Records that need no send (skipped, expired, no address, busy destination, open
-        breaker) get their outcome in `immediate` instead.
-        """
-        async with self._store.reading() as session:
-            for record in records:
-                if record.attempts > 0 and now >= record.give_up_at:
+        """Each claimed record with what the plan made of it: a send into `sends`, or
+        (expired, skipped, no address, busy destination, open breaker) its outcome into
+        `immediate`."""
+        for record in records:
+            answer = resolved.get(record.delivery_id)
+            match answer:
+                case None:  # not asked: past its give-up time
                     immediate.append(self._failure(record, "expired", now))
-                    continue
-                try:
-                    resolved = await self._plan.resolve(session, record)
-                except DeliveryError as exc:
+                case DeliveryError():
                     immediate.append(
-                        self._failure(record, exc.reason, now, permanent=exc.permanent)
+                        self._failure(record, answer.reason, now, permanent=answer.permanent)
                     )
-                    continue
-                except Exception:
-                    log.exception(
+                case Skip():
+                    immediate.append(Outcome(record=record, result=answer, at=now))
+                case Exception():
+                    log.error(
                         "delivery.resolve_failed",
                         service=self._service,
                         delivery_id=str(record.delivery_id),
+                        error=type(answer).__name__,
+                        exc_info=answer,
                     )
                     immediate.append(self._failure(record, "internal", now))
-                    continue
-                if isinstance(resolved, Skip):
-                    immediate.append(Outcome(record=record, result=resolved, at=now))
-                elif resolved.channel != record.channel:
+                case _ if answer.channel != record.channel:
                     # Never on another channel than the one asked for: a plan bug.
                     log.error("delivery.channel_mismatch", delivery_id=str(record.delivery_id))
                     immediate.append(self._failure(record, "internal", now, permanent=True))
-                else:
-                    send = self._admit(record, resolved, now, immediate)
+                case _:
+                    send = self._admit(record, answer, now, immediate)
                     if send is not None:
                         sends.append(send)
 
@@ -376,8 +412,10 @@ class DeliveryEngine:
     ) -> _Send | None:
         """Take a per-destination slot, or put the record back (busy, breaker open)."""
         key = self.destination_key(record.channel, outbound.address)
-        if self._claims.sending_to(key) >= self._config.per_destination:
-            retry_at = now + self._config.busy_delay
+        if self._claims.sending_to(key) >= self._limits.limit(key):
+            # Claimable again at once: its destination is known now, so the next claim
+            # takes it only when that destination has a free slot.
+            retry_at = now
             immediate.append(
                 Outcome(record=record, result=Busy(retry_at), at=now, destination_key=key)
             )
@@ -399,6 +437,7 @@ class DeliveryEngine:
             now = self._clock()
             if exc.reason in DESTINATION_TROUBLE:
                 opened = self._breakers.record_failure(key, now)
+                self._limits.troubled(key)
             elif exc.reason in DESTINATION_ANSWERED:
                 self._breakers.record_success(key)
             else:
@@ -417,6 +456,7 @@ class DeliveryEngine:
             outcome = self._failure(record, "internal", self._clock(), key=key, attempted=True)
         else:
             self._breakers.record_success(key)
+            self._limits.answered(key, seconds=time.monotonic() - started)
             now = self._clock()
             result = Delivered(
                 attempts=record.attempts + 1,
@@ -427,6 +467,8 @@ class DeliveryEngine:
             outcome = Outcome(record=record, result=result, at=now, attempted=True)
         finally:
             self._claims.free_slot(key)
+            self._claims.sent(record.delivery_id)
+            self._wake.set()  # a slot is free: the next claim may take one more for `key`
         outcome = replace(
             outcome,
             destination_key=key,
@@ -446,36 +488,11 @@ class DeliveryEngine:
         permanent: bool | None = None,
     ) -> Outcome:
         """A failed (or impossible) attempt: retry with backoff before give_up_at, else final."""
-        permanent = reason in PERMANENT_REASONS if permanent is None else permanent
-        attempts = record.attempts + (1 if attempted else 0)
-        retry_at: datetime | None = None
-        if not permanent:
-            retry_at = now + backoff_delay(
-                max(attempts, 1),
-                base_s=self._config.retry_base_s,
-                max_s=self._config.retry_max_s,
-                rng=self._rng,
-            )
-            reopens = self._breakers.reopens_at(key) if key is not None else None
-            if reopens is not None and reopens > retry_at:
-                # The destination's breaker is open: come back when a probe may go,
-                # spread a little so its records do not all return at one instant.
-                spread = self._rng.uniform(0.0, self._config.retry_base_s)
-                retry_at = reopens + timedelta(seconds=spread)
-            if retry_at > record.give_up_at:
-                retry_at = None  # the next try would be too late: give up now
-        failure = Failure(
-            reason=reason,
-            permanent=permanent,
-            final=retry_at is None,
-            attempts=attempts,
-            at=now,
-            retry_at=retry_at,
-            destination_key=key,
-        )
-        return Outcome(
-            record=record, result=failure, at=now, attempted=attempted, destination_key=key
-        )
+        return failure_outcome(
+            record, reason, now, key=key, attempted=attempted, permanent=permanent,
+            retry_base_s=self._config.retry_base_s, retry_max_s=self._config.retry_max_s,
+            reopens=self._breakers.reopens_at(key) if key is not None else None, rng=self._rng,
+        )  # fmt: skip
 
     def _released(self, ids: Sequence[uuid.UUID]) -> None:
         """Records settled: free their slots and look for more work."""

@@ -10,24 +10,27 @@ logged), so a bug in a service's hook cannot make the engine send a message agai
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import assert_never
 
+from services.common.delivery.errors import PERMANENT_REASONS, ReasonClass
 from services.common.delivery.metrics import (
     BREAKER_OPENED,
     DELIVERY_OUTCOMES,
     SEND_SECONDS,
 )
 from services.common.delivery.plan import DeliveryPlan, Settled
+from services.common.delivery.policy import retry_time
 from services.common.delivery.records import Delivered, DeliveryRecord, Failure
 from services.common.delivery.registry import Skip
 from services.common.delivery.store import DeliveryStore, Settlement
 from services.common.logging import get_logger
 
-__all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result"]
+__all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result", "failure_outcome"]
 
 log = get_logger(__name__)
 
@@ -56,6 +59,41 @@ class Outcome:
     destination_key: str | None = None
     send_seconds: float | None = None
     breaker_opened: bool = False
+
+
+def failure_outcome(
+    record: DeliveryRecord,
+    reason: ReasonClass,
+    now: datetime,
+    *,
+    key: str | None,
+    attempted: bool,
+    permanent: bool | None,
+    retry_base_s: float,
+    retry_max_s: float,
+    reopens: datetime | None,
+    rng: random.Random,
+) -> Outcome:
+    """A failed (or impossible) attempt: retried with backoff before give_up_at (after the
+    destination's breaker `reopens`, if later), else final."""
+    permanent = reason in PERMANENT_REASONS if permanent is None else permanent
+    attempts = record.attempts + (1 if attempted else 0)
+    retry_at = None
+    if not permanent:
+        retry_at = retry_time(
+            attempts=attempts, now=now, give_up_at=record.give_up_at, base_s=retry_base_s,
+            max_s=retry_max_s, reopens=reopens, rng=rng,
+        )  # fmt: skip
+    failure = Failure(
+        reason=reason,
+        permanent=permanent,
+        final=retry_at is None,
+        attempts=attempts,
+        at=now,
+        retry_at=retry_at,
+        destination_key=key,
+    )
+    return Outcome(record=record, result=failure, at=now, attempted=attempted, destination_key=key)
 
 
 def settlement(outcome: Outcome) -> Settlement:
@@ -103,12 +141,14 @@ class OutcomeRecorder:
         owner: str,
         service: str,
         released: Callable[[Sequence[uuid.UUID]], None],
+        settling: Callable[[Sequence[uuid.UUID]], None] | None = None,
     ) -> None:
         self._store = store
         self._plan = plan
         self._owner = owner
         self._service = service
         self._released = released
+        self._settling = settling
         self._queue: list[Outcome] = []
         self._lock = asyncio.Lock()
 
@@ -133,6 +173,8 @@ class OutcomeRecorder:
                 await self._record(batch)
 
     async def _record(self, batch: list[Outcome]) -> None:
+        if self._settling is not None:
+            self._settling([o.record.delivery_id for o in batch])
         try:
             try:
                 await self._commit(batch, hooks=True)

@@ -4,8 +4,10 @@ The engine knows nothing about alerts or bulletins. A service implements `Delive
 (usually by subclassing `BaseDeliveryPlan`) to
 
 - choose how long a purpose may keep retrying (`give_up_after`),
-- turn a record into a message with its address (`resolve`), in a short read
-  transaction of its own database: the address never leaves the service,
+- turn a record into a message with its address (`resolve`), in the short transaction
+  of its own database that claimed the record: the address never leaves the service; the engine
+  asks for a claimed batch at once (`resolve_all`, by default `resolve` for each), so a
+  plan can read what the batch needs in one query instead of one per record,
 - react to outcomes (`on_delivered`, `on_attempt_failed`, `on_failed`, `on_skipped`)
   inside the transaction that records the outcome: timeline rows, outbox events
   (`alert.delivery_failed` ...), state changes and escalation commit together with it.
@@ -30,7 +32,11 @@ from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryR
 from services.common.delivery.registry import Outbound, Skip
 from services.common.delivery.store import Transaction
 
-__all__ = ["BaseDeliveryPlan", "DeliveryPlan", "Settled"]
+__all__ = ["BaseDeliveryPlan", "DeliveryPlan", "Resolution", "Settled"]
+
+# What a plan makes of one record: the message, nothing to send, or why it cannot be sent
+# (a DeliveryError with its reason class; any other exception is a bug, logged).
+Resolution = Outbound | Skip | Exception
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,12 @@ class DeliveryPlan(Protocol):
 
         A missing address is `raise DeliveryError(..., reason="no_address")`.
         """
+        ...
+
+    async def resolve_all(
+        self, session: AsyncSession, records: Sequence[DeliveryRecord]
+    ) -> list[Resolution]:
+        """`resolve` for each of `records`, in their order, with exceptions as values."""
         ...
 
     async def on_delivered(
@@ -97,6 +109,18 @@ class BaseDeliveryPlan:
     async def resolve(self, session: AsyncSession, record: DeliveryRecord) -> Outbound | Skip:
         """Subclasses must say what to send."""
         raise NotImplementedError
+
+    async def resolve_all(
+        self, session: AsyncSession, records: Sequence[DeliveryRecord]
+    ) -> list[Resolution]:
+        """`resolve` one record after the other (override to read a batch at once)."""
+        resolved: list[Resolution] = []
+        for record in records:
+            try:
+                resolved.append(await self.resolve(session, record))
+            except Exception as exc:  # reported per record by the engine
+                resolved.append(exc)
+        return resolved
 
     async def on_delivered(
         self, tx: Transaction, record: DeliveryRecord, result: Delivered

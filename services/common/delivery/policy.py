@@ -1,4 +1,5 @@
-"""Pure retry rules: backoff with full jitter, and a circuit breaker per destination.
+"""Pure retry rules: backoff with full jitter, a circuit breaker and an adaptive
+concurrency limit per destination.
 
 No I/O and no wall clock: callers pass `now` and a random source, so the rules unit-test
 exactly.
@@ -19,7 +20,10 @@ __all__ = [
     "DESTINATION_TROUBLE",
     "BreakerState",
     "CircuitBreakers",
+    "DestinationLimits",
     "backoff_delay",
+    "claim_room",
+    "retry_time",
 ]
 
 # Failures that say the destination is in trouble (they count towards its breaker), and
@@ -44,6 +48,25 @@ def backoff_delay(
     # Cap the exponent: 2 ** 1000 is a float overflow, and the ceiling is max_s anyway.
     ceiling = min(max_s, base_s * 2.0 ** min(attempt - 1, 60))
     return timedelta(seconds=(rng or random).uniform(0.0, ceiling))
+
+
+def retry_time(
+    *,
+    attempts: int,
+    now: datetime,
+    give_up_at: datetime,
+    base_s: float,
+    max_s: float,
+    reopens: datetime | None,
+    rng: random.Random,
+) -> datetime | None:
+    """When to try again after a transient failure (None: too late, give up now)."""
+    retry_at = now + backoff_delay(max(attempts, 1), base_s=base_s, max_s=max_s, rng=rng)
+    if reopens is not None and reopens > retry_at:
+        # The destination's breaker is open: come back when a probe may go, spread a
+        # little so its records do not all return at one instant.
+        retry_at = reopens + timedelta(seconds=rng.uniform(0.0, base_s))
+    return None if retry_at > give_up_at else retry_at
 
 
 BreakerState = Literal["closed", "open", "half_open"]
@@ -134,3 +157,100 @@ class CircuitBreakers:
         breaker = self._breakers.get(key)
         if breaker is not None:
             breaker.probing = False
+
+
+class DestinationLimits:
+    """How many sends one process may have under way to each destination, learned.
+
+    Every destination starts at `initial`. A send the destination answers successfully
+    within `fast_answer` earns it one more slot, up to `ceiling`: a destination that
+    keeps answering quickly doubles its share every round trip (as TCP's slow start), so
+    a burst to one healthy endpoint is not paced by a fixed small limit. A timeout, a 5xx
+    or a connection error (`DESTINATION_TROUBLE`) halves it, down to one: a slow or dead
+    destination holds at most a slot or two, and never anyone else's. A slow success
+    leaves the limit as it is. State is per process and bounded (least recently used
+    destinations are forgotten and start again at `initial`).
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: int,
+        ceiling: int,
+        fast_answer: timedelta,
+        max_tracked: int = 10_000,
+    ) -> None:
+        if not 1 <= initial <= ceiling:
+            raise ValueError("need 1 <= initial <= ceiling")
+        self.initial = initial
+        self.ceiling = ceiling
+        self._fast_s = fast_answer.total_seconds()
+        self._max_tracked = max_tracked
+        self._limits: OrderedDict[str, int] = OrderedDict()
+        # The few below `initial`, kept apart: a claim asks for them every round, and a
+        # fan-out teaches thousands of healthy destinations a limit above it.
+        self._reduced: OrderedDict[str, None] = OrderedDict()
+
+    def limit(self, key: str) -> int:
+        """Sends to `key` allowed at once now."""
+        return self._limits.get(key, self.initial)
+
+    def learned(self) -> dict[str, int]:
+        """Every destination whose limit differs from `initial`, most recently used last."""
+        return dict(self._limits)
+
+    def reduced(self) -> list[str]:
+        """Destinations whose limit is below `initial` now (in trouble lately), most
+        recently troubled last."""
+        return list(self._reduced)
+
+    def answered(self, key: str, *, seconds: float) -> None:
+        """`key` accepted a send after `seconds`: a quick answer earns one more slot."""
+        if seconds <= self._fast_s:
+            self._set(key, min(self.limit(key) + 1, self.ceiling))
+
+    def troubled(self, key: str) -> None:
+        """`key` timed out, failed (5xx) or could not be reached: halve its share."""
+        self._set(key, max(self.limit(key) // 2, 1))
+
+    def _set(self, key: str, value: int) -> None:
+        self._reduced.pop(key, None)
+        if value == self.initial:
+            self._limits.pop(key, None)
+            return
+        if value < self.initial:
+            self._reduced[key] = None
+        self._limits[key] = value
+        self._limits.move_to_end(key)
+        while len(self._limits) > self._max_tracked:
+            forgotten, _ = self._limits.popitem(last=False)
+            self._reduced.pop(forgotten, None)
+
+
+# Most destinations a claim caps by name (a bounded statement), and looks at for that;
+# most it excludes by name.
+_NAMED_KEYS = 200
+_EXCLUDED_KEYS = 500
+
+
+def claim_room(
+    *, busy: dict[str, int], limits: DestinationLimits, unavailable: list[str]
+) -> tuple[list[str], dict[str, int]]:
+    """Destinations the next claim must leave alone (`unavailable`: breaker open; and
+    those with every slot busy here), and how many records it may take of each
+    destination whose room is not `limits.initial`: its limit less its sends under way.
+
+    Only busy and recently troubled destinations are named (a claim takes `initial` of
+    any other): a fan-out teaches thousands of destinations a limit, and a claim must stay
+    a cheap statement. Past the bounds, a record of a busy destination is claimed and put
+    back when resolved instead.
+    """
+    excluded = list(unavailable)
+    room: dict[str, int] = {}
+    for key in [*limits.reduced()[-_NAMED_KEYS:], *busy]:
+        free = limits.limit(key) - busy.get(key, 0)
+        if free <= 0:
+            excluded.append(key)
+        elif free != limits.initial:
+            room[key] = free
+    return excluded[:_EXCLUDED_KEYS], dict(list(room.items())[-_NAMED_KEYS:])

@@ -23,6 +23,7 @@ from services.common.delivery import (
     DeliveryRecord,
     Failure,
     Outbound,
+    Resolution,
     Settled,
     Skip,
     Transaction,
@@ -37,6 +38,7 @@ from services.router.delivery.outcomes import (
     record_skipped,
 )
 from services.router.deps import RouterDeps
+from services.router.domain import AlertRecord
 from services.router.unit_of_work import RouterUnitOfWork, RouterUoW
 
 __all__ = ["RouterDeliveryPlan"]
@@ -71,6 +73,23 @@ class RouterDeliveryPlan(BaseDeliveryPlan):
     async def resolve(self, session: AsyncSession, record: DeliveryRecord) -> Outbound | Skip:
         """The message to send now, or Skip when the notification is no longer wanted."""
         alert = await self._views(session).alerts.get(record.aggregate_id)
+        return self._message(alert, record)
+
+    async def resolve_all(
+        self, session: AsyncSession, records: Sequence[DeliveryRecord]
+    ) -> list[Resolution]:
+        """`resolve` for a claimed batch, its alerts read in one query (an escalation burst
+        claims dozens of records at once; a read each was most of their cost)."""
+        alerts = await self._views(session).alerts.get_many({r.aggregate_id for r in records})
+        resolved: list[Resolution] = []
+        for record in records:
+            try:
+                resolved.append(self._message(alerts.get(record.aggregate_id), record))
+            except Exception as exc:  # reported per record by the engine
+                resolved.append(exc)
+        return resolved
+
+    def _message(self, alert: AlertRecord | None, record: DeliveryRecord) -> Outbound | Skip:
         if alert is None:
             return Skip("unknown_alert")
         if not domain.delivery_still_wanted(

@@ -187,11 +187,10 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
                     delivery, attempts=result.attempts, at=result.delivered_at
                 )
                 return _Step(transition, lambda: _observe(delivery, "sent", result.attempts))
-            case Failure(final=False, reason="circuit_open"):
-                # Not an attempt: the destination's breaker kept us off the network, and
-                # it comes back every cooldown while a receiver is down. The engine counts it.
-                return None
             case Failure():
+                # `circuit_open` too, as in the router: not a network attempt, but what a
+                # reader of the bulletin needs to know (the liaison's endpoint is being left
+                # alone); it comes back once per breaker cool-down at most.
                 return _failed(delivery, result)
             case Skip():
 

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from schemas.notices import NoticeReceived
 from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
 from services.router import domain, escalation
@@ -27,6 +26,7 @@ from services.router.domain import DirectoryDocument, Transition
 from services.router.escalation import EscalationWorker
 from services.router.repository import SqlAlertRepository
 from services.router.tables import alert_timeline, alerts, delivery_records
+from tests.support.alerts import open_alerts, spoc_then_backup
 
 pytestmark = [pytest.mark.postgres]
 
@@ -44,46 +44,12 @@ class Clock:
 
 
 def _directory() -> DirectoryDocument:
-    return DirectoryDocument.model_validate(
-        {
-            "people": [
-                {
-                    "id": str(SPOC),
-                    "name": "SPOC",
-                    "channels": {"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
-                },
-                {"id": str(BACKUP), "name": "Backup", "channels": {"email": "b@p.example"}},
-            ],
-            "spoc": {"person_id": str(SPOC)},
-            "policy": {
-                "steps": [
-                    {"target": "spoc", "wait_s": WAIT_S},
-                    {"target": "person", "person_id": str(BACKUP), "wait_s": WAIT_S},
-                ],
-                "repeat": 0,
-            },
-        }
-    )
-
-
-def _notice(now: datetime) -> NoticeReceived:
-    return NoticeReceived(
-        notice_id=uuid.uuid4(),
-        version=1,
-        references=(),
-        status="Exercise",
-        sent_at=now,
-        received_at=now,
-        received_via="api",
-        operation_type="targeted_arrest",
-        public_safety_nexus=True,
-        window_start=now + timedelta(hours=1),
-        window_end=now + timedelta(hours=5),
-        area="District 4",
-        summary="Integration test notice.",
-        policy_annotations=(),
-        restricted_fingerprints=(),
-        fingerprint_key_id="test",
+    return spoc_then_backup(
+        spoc=SPOC,
+        backup=BACKUP,
+        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
+        backup_channels={"email": "b@p.example"},
+        wait_s=WAIT_S,
     )
 
 
@@ -121,18 +87,7 @@ async def instances(
 
 
 async def _open(deps: RouterDeps, n: int, *, at: datetime) -> list[str]:
-    async with deps.unit_of_work() as uow:
-        directory = await uow.directory.current()
-        assert directory is not None
-        ids = []
-        for _ in range(n):
-            transition = domain.open_alert(
-                _notice(at), directory=directory, now=at, horizon=deps.horizon, correlation_id=None
-            )
-            await uow.alerts.apply(transition)
-            ids.append(str(transition.after.id))
-        await uow.commit()
-    return ids
+    return await open_alerts(deps, n, at=at, batch=n, summary="Integration test notice.")
 
 
 async def _rows(deps: RouterDeps, query: sa.Select[Any]) -> list[Any]:

@@ -251,7 +251,8 @@ async def test_each_failed_attempt_and_the_final_failure_reach_timeline_and_even
     await plan.on_attempt_failed(_Tx(uow), replace(record, attempts=0), attempt)
     final = replace(attempt, reason="expired", final=True, attempts=4, retry_at=None)
     await plan.on_failed(_Tx(uow), replace(record, attempts=4), final)
-    # Not an attempt: the breaker kept it off the network.
+    # Not an attempt, but on the timeline as in the router: the breaker kept it off the
+    # network (once per cool-down).
     shut = replace(attempt, reason="circuit_open", attempts=1)
     await plan.on_attempt_failed(_Tx(uow), replace(record, attempts=1), shut)
 
@@ -259,6 +260,7 @@ async def test_each_failed_attempt_and_the_final_failure_reach_timeline_and_even
     assert [(e.reason, e.attempts, e.final) for e in events] == [
         ("http_5xx", 1, False),
         ("expired", 4, True),
+        ("circuit_open", 1, False),
     ]
     assert {(e.bulletin_id, e.version, e.recipient_id, e.channel) for e in events} == {
         (bulletin_id, 1, liaison.id, "webhook")
@@ -267,6 +269,7 @@ async def test_each_failed_attempt_and_the_final_failure_reach_timeline_and_even
     assert [(s.detail["reason"], s.detail["attempts"], s.detail["final"]) for s in steps] == [
         ("http_5xx", 1, False),
         ("expired", 4, True),
+        ("circuit_open", 1, False),
     ]
     assert liaison.webhook_url is not None
     assert liaison.webhook_url not in repr(steps) + repr(events)
@@ -338,7 +341,7 @@ async def test_a_batch_of_outcomes_is_one_transition_per_bulletin(
     await plan.on_outcomes(_Tx(uow), [  # type: ignore[arg-type]
         Settled(records[0], Delivered(attempts=1, delivered_at=clock(), destination_key="k")),
         Settled(records[1], failed),
-        Settled(records[2], shut),  # not an attempt: nothing written
+        Settled(records[2], shut),  # held by the breaker: on the timeline too
         Settled(records[2], Skip("superseded")),
     ])  # fmt: skip
 
@@ -347,11 +350,13 @@ async def test_a_batch_of_outcomes_is_one_transition_per_bulletin(
     assert [(s.aggregate_id, s.action, s.detail["recipient_id"]) for s in steps] == [
         (bulletin_id, "delivered", str(first.id)),
         (bulletin_id, "delivery_failed", str(second.id)),
+        (bulletin_id, "delivery_failed", str(third.id)),
         (bulletin_id, "delivery_skipped", str(third.id)),
     ]
     failures = store.events(BulletinDeliveryFailed)
     assert [(e.recipient_id, e.channel, e.reason, e.final) for e in failures] == [
-        (second.id, "email", "http_5xx", False)
+        (second.id, "email", "http_5xx", False),
+        (third.id, records[2].channel, "circuit_open", False),
     ]
     sent = _metric("aviso_bulletin_deliveries_total", channel="webhook", outcome="sent")
     await uow.commit()  # logs and metrics follow the commit, once per outcome

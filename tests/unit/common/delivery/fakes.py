@@ -86,15 +86,12 @@ class FakeStore:
         self.rows: dict[uuid.UUID, Row] = {}
         self.inserts = 0  # insert statements
         self.renewals = 0
+        self.claimed: list[uuid.UUID] = []  # every claim of every record, in order
         self.settle_batches: list[int] = []  # outcomes per settling transaction
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTx]:
         yield FakeTx()
-
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Any]:
-        yield None
 
     async def insert_many(self, session: Any, orders: Sequence[Accepted], *, now: datetime) -> int:
         self.inserts += 1
@@ -158,6 +155,9 @@ class FakeStore:
         lease_until: datetime,
         limit: int,
         exclude_keys: Sequence[str] = (),
+        room: Mapping[str, int] | None = None,
+        default_room: int | None = None,
+        read: Any = None,
     ) -> list[DeliveryRecord]:
         due = [
             row
@@ -165,10 +165,22 @@ class FakeStore:
             if self._due(row, now) and row.record.destination_key not in set(exclude_keys)
         ]
         due.sort(key=lambda r: r.next_attempt_at)
-        claimed = []
-        for row in due[:limit]:
+        claimed: list[DeliveryRecord] = []
+        taken: dict[str, int] = {}
+        for row in due:
+            if len(claimed) == limit:
+                break
+            key = row.record.destination_key
+            if key is not None and (room or default_room is not None):
+                cap = (room or {}).get(key, default_room if default_room is not None else limit)
+                if taken.get(key, 0) >= cap:
+                    continue
+                taken[key] = taken.get(key, 0) + 1
             row.state, row.claimed_by, row.claimed_until = "sending", owner, lease_until
             claimed.append(row.record)
+        self.claimed.extend(r.delivery_id for r in claimed)
+        if read is not None and claimed:
+            await read(None, claimed)
         return claimed
 
     async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal:

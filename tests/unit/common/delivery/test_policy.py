@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.common.delivery.policy import CircuitBreakers, backoff_delay
+from services.common.delivery.policy import CircuitBreakers, DestinationLimits, backoff_delay
 from tests.unit.common.delivery.fakes import T0
 
 
@@ -90,3 +90,43 @@ def test_released_probe_lets_the_next_one_go() -> None:
     assert breakers.allow("k", later)
     breakers.release_probe("k")
     assert breakers.allow("k", later)
+
+
+def _limits() -> DestinationLimits:
+    return DestinationLimits(initial=4, ceiling=10, fast_answer=timedelta(milliseconds=250))
+
+
+def test_a_destination_answering_quickly_earns_one_slot_per_answer_up_to_the_ceiling() -> None:
+    limits = _limits()
+    assert limits.limit("a") == 4
+    for expected in (5, 6, 7):
+        limits.answered("a", seconds=0.01)
+        assert limits.limit("a") == expected
+    for _ in range(20):
+        limits.answered("a", seconds=0.01)
+    assert limits.limit("a") == 10  # the ceiling
+    assert limits.limit("b") == 4  # every destination learns on its own
+
+
+def test_a_slow_answer_earns_nothing_and_trouble_halves_down_to_one() -> None:
+    limits = _limits()
+    limits.answered("a", seconds=0.3)
+    assert limits.limit("a") == 4
+    limits.troubled("a")
+    assert limits.limit("a") == 2
+    limits.troubled("a")
+    limits.troubled("a")
+    assert limits.limit("a") == 1  # never zero: a probe still goes
+    limits.answered("a", seconds=0.01)
+    assert limits.limit("a") == 2
+    assert limits.learned() == {"a": 2}
+
+
+def test_limits_forget_the_least_recently_used_destination() -> None:
+    limits = DestinationLimits(
+        initial=1, ceiling=4, fast_answer=timedelta(seconds=1), max_tracked=2
+    )
+    for key in ("a", "b", "c"):
+        limits.answered(key, seconds=0.0)
+    assert limits.learned() == {"b": 2, "c": 2}
+    assert limits.limit("a") == 1

@@ -1,0 +1,109 @@
+"""Builders of open alerts for tests and benchmarks of the router's escalation.
+
+One directory shape (the SPOC, then one backup person; no repeat), one plain notice, and
+alerts opened in bulk through the router's own transition (`domain.open_alert`) and
+repository (`uow.alerts.apply`), so the rows are exactly what the service writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from schemas.notices import NoticeReceived
+from services.common.messaging import outbox_messages
+from services.router import domain
+from services.router.deps import RouterDeps
+from services.router.domain import DirectoryDocument
+
+__all__ = ["open_alerts", "plain_notice", "spoc_then_backup"]
+
+
+def spoc_then_backup(
+    *,
+    spoc: uuid.UUID,
+    backup: uuid.UUID,
+    spoc_channels: Mapping[str, str],
+    backup_channels: Mapping[str, str],
+    wait_s: float,
+) -> DirectoryDocument:
+    """A directory whose policy notifies the SPOC, then `backup`, each waiting `wait_s`."""
+    return DirectoryDocument.model_validate(
+        {
+            "people": [
+                {"id": str(spoc), "name": "SPOC", "channels": dict(spoc_channels)},
+                {"id": str(backup), "name": "Backup", "channels": dict(backup_channels)},
+            ],
+            "spoc": {"person_id": str(spoc)},
+            "policy": {
+                "steps": [
+                    {"target": "spoc", "wait_s": wait_s},
+                    {"target": "person", "person_id": str(backup), "wait_s": wait_s},
+                ],
+                "repeat": 0,
+            },
+        }
+    )
+
+
+def plain_notice(now: datetime, *, summary: str = "Test notice.") -> NoticeReceived:
+    """A new Exercise notice with releasable fields only (no restricted fingerprints)."""
+    return NoticeReceived(
+        notice_id=uuid.uuid4(),
+        version=1,
+        references=(),
+        status="Exercise",
+        sent_at=now,
+        received_at=now,
+        received_via="api",
+        operation_type="targeted_arrest",
+        public_safety_nexus=True,
+        window_start=now + timedelta(hours=1),
+        window_end=now + timedelta(hours=5),
+        area="District 4",
+        summary=summary,
+        policy_annotations=(),
+        restricted_fingerprints=(),
+        fingerprint_key_id="test",
+    )
+
+
+async def open_alerts(
+    deps: RouterDeps,
+    count: int,
+    *,
+    at: datetime,
+    batch: int = 500,
+    summary: str = "Test notice.",
+    events_sent: bool = False,
+) -> list[str]:
+    """Open `count` alerts against the current directory, `batch` per transaction; their
+    ids. `events_sent` marks their setup events as already published (a benchmark that
+    must not wait for the relay to drain them)."""
+    async with deps.unit_of_work() as uow:
+        directory = await uow.directory.current()
+    assert directory is not None, "add a directory first"
+    ids: list[str] = []
+    for start in range(0, count, batch):
+        async with deps.unit_of_work() as uow:
+            for _ in range(min(batch, count - start)):
+                transition = domain.open_alert(
+                    plain_notice(at, summary=summary),
+                    directory=directory,
+                    now=at,
+                    horizon=deps.horizon,
+                    correlation_id=None,
+                )
+                await uow.alerts.apply(transition)
+                ids.append(str(transition.after.id))
+            if events_sent:
+                await uow.session.execute(
+                    sa.update(outbox_messages)
+                    .where(outbox_messages.c.sent_at.is_(None))
+                    .values(sent_at=at)
+                )
+            await uow.commit()
+    return ids

@@ -169,16 +169,24 @@ async def test_two_instances_one_killed_mid_stream_alert_deliver_and_escalate_on
         ), "each escalation fired exactly once"
 
         # At the sinks: per alert, one SPOC webhook, one SPOC e-mail, one backup e-mail,
-        # counted both by distinct delivery id and by raw receipts.
+        # counted by distinct delivery id. A send the victim made in the instant before
+        # SIGKILL, with no time to record it, is made again by the survivor under the same
+        # delivery id (the receiver's idempotency key): at most that one repeat, never a
+        # second id for the same alert and channel.
         hooks = ours(sinks.webhook.received)
         mails = ours(sinks.smtp.received)
-        assert len(hooks) == len(notices), Counter(h["payload"]["alert_id"] for h in hooks)
-        assert len({h["delivery_id"] for h in hooks}) == len(notices)
-        assert all(h["signature_valid"] for h in hooks)
         spoc_mails = [m for m in mails if m["to"] == ["spoc@police.example"]]
         backup_mails = [m for m in mails if m["to"] == ["backup@police.example"]]
-        assert len(spoc_mails) == len({m["delivery_id"] for m in spoc_mails}) == len(notices)
-        assert len(backup_mails) == len({m["delivery_id"] for m in backup_mails}) == len(notices)
+        for what, received in (("webhook", hooks), ("spoc mail", spoc_mails),
+                               ("backup mail", backup_mails)):  # fmt: skip
+            per_alert = {
+                alert: {r["delivery_id"] for r in received if alert in json.dumps(r)}
+                for alert in wanted_ids
+            }
+            assert all(len(ids) == 1 for ids in per_alert.values()), (what, per_alert)
+            receipts = Counter(r["delivery_id"] for r in received)
+            assert max(receipts.values()) <= 2, (what, receipts)
+        assert all(h["signature_valid"] for h in hooks)
 
         # Each alert.escalated was emitted once (one outbox row per alert) and reached the
         # topic; a relay crash may republish a row, but always under its one message id.

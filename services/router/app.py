@@ -6,7 +6,13 @@ from dataclasses import replace
 
 from fastapi import FastAPI
 
-from services.common.delivery import DeliveryEngine, EmailSender, SenderRegistry, WebhookSender
+from services.common.delivery import (
+    DeliveryEngine,
+    EmailSender,
+    KannelSender,
+    SenderRegistry,
+    WebhookSender,
+)
 from services.common.http import create_http_app
 from services.common.migrations import upgrade
 from services.common.runtime import ServiceRuntime
@@ -26,9 +32,11 @@ SERVICE = "router"
 
 
 def default_senders(settings: RouterSettings) -> SenderRegistry:
-    """A sender for every channel: signed webhooks over pooled HTTP, pooled SMTP e-mail."""
+    """A sender for every channel: signed webhooks, pooled SMTP e-mail, SMS through Kannel."""
     return SenderRegistry(
-        webhook=WebhookSender.from_settings(settings), email=EmailSender.from_settings(settings)
+        webhook=WebhookSender.from_settings(settings),
+        email=EmailSender.from_settings(settings),
+        sms=KannelSender.from_settings(settings),
     )
 
 

@@ -285,6 +285,10 @@ def _outbound(
                 text=email_text(message, receipt_url=url),
                 language=message.language,
             )
+        case "sms":
+            # Recipients of the department file have no SMS number (community subscribers
+            # by SMS are not built yet): a record on this channel cannot be addressed.
+            raise DeliveryError("no SMS number for the recipient", reason="no_address")
         case _:
             assert_never(record.channel)
 

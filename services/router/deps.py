@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import UnitOfWork
 from services.common.delivery import DeliveryOrder, Transaction
+from services.common.delivery.handset import HandsetPolicy
 from services.router.config import RouterSettings
 from services.router.repository import AcceptDelivery
 from services.router.unit_of_work import RouterUnitOfWork
@@ -42,7 +43,8 @@ class RouterDeps:
 
     `delivery` is None only where nothing is delivered (the delivery plan's own view,
     unit tests with fakes); `wake_escalation` makes the escalation worker look for due
-    timers now (called after a commit that made one due).
+    timers now (called after a commit that made one due); `wake_delivery` makes the
+    delivery engine look for due records now (an SMS to send again).
     """
 
     settings: RouterSettings
@@ -51,6 +53,7 @@ class RouterDeps:
     source: str = "aviso.router"
     clock: Clock = field(default=utcnow)
     wake_escalation: Callable[[], None] = field(default=_nothing)
+    wake_delivery: Callable[[], None] = field(default=_nothing)
 
     def unit_of_work(self) -> RouterUnitOfWork:
         """A new transaction: `async with deps.unit_of_work() as uow: ...; await uow.commit()`."""
@@ -62,6 +65,14 @@ class RouterDeps:
 
     def _accept(self) -> AcceptDelivery | None:
         return self.delivery.accept_many if self.delivery is not None else None
+
+    @property
+    def handset_policy(self) -> HandsetPolicy:
+        """What a handset failure report leads to (`kannel_handset_*`)."""
+        return HandsetPolicy(
+            max_attempts=self.settings.kannel_handset_attempts,
+            retry_after=timedelta(seconds=self.settings.kannel_handset_retry_s),
+        )
 
     @property
     def horizon(self) -> timedelta:

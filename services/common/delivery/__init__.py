@@ -27,7 +27,8 @@ How a service plugs in
        from services.common.delivery import create_delivery_records_table
        def upgrade() -> None:
            create_delivery_records_table(op)          # version 1, frozen
-           add_delivery_segments_column(op)           # version 2 (TABLE_VERSION)
+           add_delivery_segments_column(op)           # version 2
+           add_delivery_report_columns(op)            # version 3 (TABLE_VERSION)
 
 2. Plan. A class in the service (e.g. `services/router/alerting/delivery_plan.py`)::
 
@@ -116,9 +117,11 @@ from services.common.delivery.records import (
     DeliveryRecord,
     DeliveryState,
     Failure,
+    add_delivery_report_columns,
     add_delivery_segments_column,
     create_delivery_records_table,
     delivery_records_table,
+    drop_delivery_report_columns,
     drop_delivery_segments_column,
 )
 from services.common.delivery.registry import (
@@ -165,10 +168,12 @@ __all__ = [
     "Transaction",
     "WebhookOutbound",
     "WebhookSender",
+    "add_delivery_report_columns",
     "add_delivery_segments_column",
     "contract_reason",
     "create_delivery_records_table",
     "delivery_records_table",
+    "drop_delivery_report_columns",
     "drop_delivery_segments_column",
     "safe_body",
     "safe_header",

@@ -117,6 +117,12 @@ _TEXT_SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"(?i)([?&](?:token|access_token|sig|signature|api_key)=)[^&\s\"']+"),
         rf"\g<1>{REDACTED}",
     ),
+    # The SMS gateway's reply callback carries the phone's number, its text and the
+    # shared secret in the query string (uvicorn's access log prints it).
+    (
+        re.compile(r"(?i)([?&](?:sender|receiver|text|key)=)[^&\s\"']+"),
+        rf"\g<1>{REDACTED}",
+    ),
 )
 
 

@@ -19,6 +19,8 @@ OWN = {
     "fingerprint_key": SecretStr("an-operator-chosen-fingerprint-key-0123"),
     "link_secret": SecretStr("an-operator-chosen-link-secret"),
     "webhook_secrets": [SecretStr("an-operator-chosen-webhook-secret")],
+    "kannel_dlr_secret": SecretStr("an-operator-chosen-dlr-secret"),
+    "kannel_mo_secret": SecretStr("an-operator-chosen-sms-reply-secret"),
 }
 
 
@@ -29,7 +31,13 @@ def test_defaults_outside_development_mode_are_refused_naming_each_setting(
     with pytest.raises(DevelopmentSecretsRefused) as caught:
         refuse_development_secrets(settings, service="router")
     message = str(caught.value)
-    for name in ("AVISO_FINGERPRINT_KEY", "AVISO_LINK_SECRET", "AVISO_WEBHOOK_SECRETS"):
+    for name in (
+        "AVISO_FINGERPRINT_KEY",
+        "AVISO_LINK_SECRET",
+        "AVISO_WEBHOOK_SECRETS",
+        "AVISO_KANNEL_DLR_SECRET",
+        "AVISO_KANNEL_MO_SECRET",
+    ):
         assert name in message
     assert "change-me" not in message  # names the setting, never the value
     # The runtime itself will not even be built on them.

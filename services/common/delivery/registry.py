@@ -140,6 +140,11 @@ class SenderRegistry:
         self._email = email
         self._sms = sms
 
+    @property
+    def sms(self) -> SmsTransport | None:
+        """The SMS sender, for replies a service texts back outside any delivery."""
+        return self._sms
+
     def has(self, channel: SenderChannel) -> bool:
         """Whether `channel` has a sender."""
         match channel:

@@ -87,10 +87,16 @@ def start_postgres(
     return postgres.start(port=port, data_dir=_var(var_dir) / "postgres", fast=fast)
 
 
-def start_kannel(*, var_dir: Path | None = None, mo_url: str | None = None) -> dict[str, str]:
-    """Start (or find) Kannel and its fake SMSC; return the environment that reaches it."""
+def start_kannel(
+    *, var_dir: Path | None = None, mo_url: str | None = None, keywords_url: str | None = None
+) -> dict[str, str]:
+    """Start (or find) Kannel and its fake SMSC; return the environment that reaches it.
+
+    Replies go to `mo_url` (router), community keywords to `keywords_url` (rumor_control).
+    """
     data_dir = _var(var_dir) / "kannel"
-    return kannel.start(data_dir=data_dir, mo_url=mo_url).env(data_dir)
+    started = kannel.start(data_dir=data_dir, mo_url=mo_url, keywords_url=keywords_url)
+    return started.env(data_dir)
 
 
 def stop_all(*, var_dir: Path | None = None, purge: bool = False) -> None:
@@ -148,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--kannel-mo-url", default=None, help="where Kannel delivers SMS replies (default: dropped)"
     )
     parser.add_argument(
+        "--kannel-keywords-url",
+        default=None,
+        help="where Kannel delivers community keywords (STOP, ALTO, ...; default: as replies)",
+    )
+    parser.add_argument(
         "--purge", action="store_true", help="down: also delete data and logs of every service"
     )
     parser.add_argument("--kafka-port", type=int, default=None, help="0 = any free port")
@@ -182,7 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     var_dir=var_dir, port=args.postgres_port, fast=args.fast
                 )
             if args.with_kannel:
-                values.update(start_kannel(var_dir=var_dir, mo_url=args.kannel_mo_url))
+                values.update(
+                    start_kannel(
+                        var_dir=var_dir,
+                        mo_url=args.kannel_mo_url,
+                        keywords_url=args.kannel_keywords_url,
+                    )
+                )
             text = write_env_file(env_file, values)
             say(COMPONENT, f"wrote {env_file}")
             print(text, end="")

@@ -13,8 +13,9 @@ The owning service writes the same timeline entries and events as for a failed a
 (`Failure`), so its fallback (the next channel, the next escalation step) applies as is.
 
 A failure reported while the record is still `pending` or `sending` (the engine has not
-settled the send that the report is about) raises `NotSettled`; the endpoint answers 503
-and the gateway calls back again (smsbox `http-request-retry`).
+settled the send that the report is about) raises `NotSettled`: the endpoint tries again
+for a moment (the engine settles within milliseconds of the gateway's answer), then
+answers 503.
 """
 
 from __future__ import annotations

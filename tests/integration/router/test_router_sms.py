@@ -2,8 +2,8 @@
 
 The router app runs in-process (ASGI, no socket), so Kannel's callbacks (delivery
 reports at the `dlr-url` each SMS names, replies at the sms-service's `get-url`) reach
-a small HTTP relay standing in for the network; the test forwards each request, as
-Kannel made it, to the app. The fake SMSC always reports "delivered to the handset"; the
+a relay standing in for the network (tests/support/sms_gateway.py), which forwards each
+request, as Kannel made it, to the app. The fake SMSC always reports "delivered to the handset"; the
 test of a handset failure rewrites that report's type to 2 ("not delivered"), as a
 carrier would have sent it, and lets the signature Kannel carried back do its work.
 """
@@ -11,17 +11,12 @@ carrier would have sent it, and lets the signature Kannel carried back do its wo
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -44,6 +39,7 @@ from tests.integration.router.router_support import (
 )
 from tests.support.infra import infra_unavailable
 from tests.support.kafka_io import read_topic
+from tests.support.sms_gateway import Relay, forwarding, serve_relay, texts_to
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -51,45 +47,14 @@ DLR_SECRET = "router-sms-test-dlr-secret"
 MO_SECRET = "router-sms-test-reply-secret"
 SPOC_NUMBER = "+15557650101"
 STRANGER = "+15557650199"
+PATHS = ("/sms/reports", "/sms/replies")
 postgres_only = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-
-
-@dataclass
-class Relay:
-    """Raw request targets Kannel sent, in order (the network between Kannel and Aviso)."""
-
-    url: str
-    targets: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def since(self, start: int) -> list[str]:
-        with self.lock:
-            return self.targets[start:]
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[Relay]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    found = Relay(f"http://127.0.0.1:{server.server_address[1]}")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with found.lock:
-                found.targets.append(self.path)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # the reply URLs hold phone numbers: keep them out of the test output
-
-    server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_relay() as found:
         yield found
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -108,40 +73,6 @@ def gateway(
         yield endpoints, data_dir
     finally:
         kannel.stop(data_dir=data_dir)
-
-
-Rewrite = Callable[[str], str]
-
-
-@asynccontextmanager
-async def forwarding(
-    relay: Relay, router: RouterUnderTest, rewrite: Rewrite | None = None
-) -> AsyncIterator[list[tuple[str, int]]]:
-    """Forward every callback Kannel makes from now on to the app; yields (path, status)."""
-    answered: list[tuple[str, int]] = []
-    start = len(relay.since(0))
-    stop = asyncio.Event()
-
-    async def pump() -> None:
-        nonlocal start
-        while not stop.is_set():
-            for target in relay.since(start):
-                start += 1
-                target = rewrite(target) if rewrite else target
-                for _ in range(50):  # as smsbox retries a failed callback
-                    status = (await router.client.get(target)).status_code
-                    if status != 503:
-                        break
-                    await asyncio.sleep(0.1)
-                answered.append((urlsplit(target).path, status))
-            await asyncio.sleep(0.05)
-
-    task = asyncio.create_task(pump())
-    try:
-        yield answered
-    finally:
-        stop.set()
-        await task
 
 
 def sms_settings(endpoints: kannel.KannelEndpoints, relay: Relay) -> dict[str, Any]:
@@ -176,19 +107,6 @@ def sms_directory(people: People, sinks: Sinks, *, spoc_channels: dict[str, str]
             ]
         },
     }
-
-
-async def texts_to(
-    data_dir: Path, number: str, count: int, within: float = 20.0
-) -> list[kannel.FakeSms]:
-    deadline = time.monotonic() + within
-    found: list[kannel.FakeSms] = []
-    while time.monotonic() < deadline:
-        found = [s for s in kannel.received(data_dir=data_dir) if s.receiver == number]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{count} SMS expected at the fake SMSC, got {len(found)}")
 
 
 async def timeline(router: RouterUnderTest, alert_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -236,7 +154,7 @@ async def test_the_spocs_alert_by_sms_and_a_reply_1_acknowledges_it(
             start_router(
                 database_url=database_url, people=people, directory=directory, **settings
             ) as router,
-            forwarding(relay, router) as answered,
+            forwarding(relay, router.client, paths=PATHS) as answered,
         ):
             sent = notice()
             alert_id = alert_id_for(sent.notice_id)
@@ -336,7 +254,7 @@ async def test_a_handset_failure_is_retried_then_the_next_step_is_notified_at_on
             directory=directory,
             **sms_settings(endpoints, relay),
         ) as router,
-        forwarding(relay, router, rewrite=handset_failed),
+        forwarding(relay, router.client, paths=PATHS, rewrite=handset_failed),
     ):
         sent = notice()
         alert_id = alert_id_for(sent.notice_id)

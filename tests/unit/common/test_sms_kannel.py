@@ -160,3 +160,20 @@ async def test_the_registry_sends_sms_on_its_own_sender_and_returns_the_receipt(
     assert fake.sent == [("+15550001111", "hi", "d")]
     with pytest.raises(MissingSender):
         SenderRegistry().require(["sms"])
+
+
+def test_sms_urls_in_log_text_lose_numbers_texts_and_credentials() -> None:
+    # httpx logs every sendsms request it makes; uvicorn's access log every reply callback.
+    from services.common.logging.redaction import scrub_text
+
+    sendsms = (
+        "HTTP Request: GET http://127.0.0.1:13013/cgi-bin/sendsms?username=aviso&password=s3cr"
+        "et&to=%2B15557654321&text=Hola&charset=UTF-8&coding=0&from=12345 HTTP/1.1 202"
+    )
+    reply = "GET /sms/replies?key=shared-s3cret&sender=%2B15557654321&receiver=12345&text=1 204"
+    for line in (sendsms, reply):
+        scrubbed = scrub_text(line)
+        assert "15557654321" not in scrubbed
+        assert "s3cr" not in scrubbed
+        assert "Hola" not in scrubbed
+    assert "coding=0" in scrub_text(sendsms)  # what is not restricted stays readable

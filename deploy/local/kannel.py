@@ -59,6 +59,7 @@ __all__ = [
     "KannelEndpoints",
     "KannelLayout",
     "inject",
+    "installed",
     "main",
     "received",
     "render_config",
@@ -243,6 +244,15 @@ def _binary(name: str) -> str:
     if found is None:
         raise InfraError(f"{name} not found; install Kannel (apt-get install -y kannel)")
     return found
+
+
+def installed() -> bool:
+    """Whether bearerbox, smsbox and the fake SMSC are installed on this machine."""
+    boxes = all(
+        shutil.which(box) or shutil.which(box, path="/usr/sbin:/usr/local/sbin")
+        for box in ("bearerbox", "smsbox")
+    )
+    return boxes and os.access(FAKESMSC, os.X_OK)
 
 
 def _fakesmsc() -> str:

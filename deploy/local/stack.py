@@ -18,20 +18,30 @@ file), so either of these works::
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlencode
 
 from deploy.local import kafka, kannel, postgres
-from deploy.local.common import InfraError, default_var_dir, remove_quietly, run_sync, say
+from deploy.local.common import (
+    LOOPBACK,
+    InfraError,
+    default_var_dir,
+    remove_quietly,
+    run_sync,
+    say,
+)
 
 __all__ = [
     "DEFAULT_TOPICS",
     "main",
     "start_kafka",
     "start_kannel",
+    "start_local_kannel",
     "start_postgres",
     "stop_all",
     "write_env_file",
@@ -97,6 +107,33 @@ def start_kannel(
     data_dir = _var(var_dir) / "kannel"
     started = kannel.start(data_dir=data_dir, mo_url=mo_url, keywords_url=keywords_url)
     return started.env(data_dir)
+
+
+def start_local_kannel(*, var_dir: Path | None, port_of: Callable[[str], int]) -> dict[str, str]:
+    """Kannel for `aviso up`, when installed and no other gateway is configured.
+
+    Replies go to router's `/sms/replies` and community keywords to rumor_control's
+    `/sms/keywords` (`port_of(service)` on loopback), with the shared secret the services
+    read (`AVISO_KANNEL_MO_SECRET`). Returns the environment the services need ({} if none).
+    """
+    if os.environ.get("AVISO_KANNEL_SENDSMS_URL"):
+        say(COMPONENT, f"using the SMS gateway at {os.environ['AVISO_KANNEL_SENDSMS_URL']}")
+        return {}
+    if not kannel.installed():
+        say(COMPONENT, "kannel: not installed (apt-get install kannel kannel-extras); no SMS")
+        return {}
+    # Imported lazily: the stack tooling runs before the project is installed.
+    from services.common.settings import CommonSettings
+
+    key = urlencode({"key": CommonSettings().kannel_mo_secret.get_secret_value()})
+    router, rumor_control = (f"http://{LOOPBACK}:{port_of(s)}" for s in ("router", "rumor_control"))
+    env = start_kannel(
+        var_dir=var_dir,
+        mo_url=f"{router}/sms/replies?{key}",
+        keywords_url=f"{rumor_control}/sms/keywords?{key}",
+    )
+    env["AVISO_KANNEL_SENDER"] = kannel.SHORT_CODE
+    return env
 
 
 def stop_all(*, var_dir: Path | None = None, purge: bool = False) -> None:

@@ -121,7 +121,7 @@ _TEXT_SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
     # string: its reply callbacks (uvicorn's access log prints them) and sendsms itself
     # (httpx logs every request it makes at info level).
     (
-        re.compile(r"(?i)([?&](?:sender|receiver|text|key|to|password|username)=)[^&\s\"']+"),
+        re.compile(r"(?i)([?&](?:sender|receiver|text|key|to|password|username|reply)=)[^&\s\"']+"),
         rf"\g<1>{REDACTED}",
     ),
 )

@@ -10,7 +10,8 @@ Modules: `records` (table and record types), `store` (claims, leases, settlement
 `engine` (the dispatcher) and `config` (its limits), `claims` (what an engine holds, its
 heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
 service's side), `registry` (channels, message types, senders), `senders` (webhook,
-e-mail), `sms` (Kannel) and `sms_reports` (its delivery reports and replies), `policy`
+e-mail), `sms` (Kannel), `sms_reports` (its delivery reports and replies) and `handset`
+(a report on the record; a handset failure as the engine's failure), `policy`
 (backoff, circuit breaker), `headers` (safe header text), `errors` (reason classes) and
 `reasons` (a reason class as the contract's `DeliveryFailureReason`, for every service).
 

@@ -1,7 +1,8 @@
-"""The local infrastructure Aviso needs: a Kafka broker, its topics, optionally PostgreSQL
-and the Kannel SMS gateway (with its fake SMSC).
+"""The local infrastructure Aviso needs: a Kafka broker, its topics, optionally PostgreSQL,
+the Kannel SMS gateway (with its fake SMSC) and an OpenID Provider for the console.
 
-    python -m deploy.local.stack up [--with-postgres] [--with-kannel] [--env-file var/stack.env]
+    python -m deploy.local.stack up [--with-postgres] [--with-kannel] [--with-oidc]
+                                    [--env-file var/stack.env]
     python -m deploy.local.stack down [--purge]
     python -m deploy.local.stack status
 
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlencode
 
-from deploy.local import kafka, kannel, postgres
+from deploy.local import kafka, kannel, oidc, postgres
 from deploy.local.common import (
     LOOPBACK,
     InfraError,
@@ -42,6 +43,7 @@ __all__ = [
     "start_kafka",
     "start_kannel",
     "start_local_kannel",
+    "start_oidc",
     "start_postgres",
     "stop_all",
     "write_env_file",
@@ -136,6 +138,14 @@ def start_local_kannel(*, var_dir: Path | None, port_of: Callable[[str], int]) -
     return env
 
 
+def start_oidc(*, var_dir: Path | None = None, console_port: int = 8000) -> dict[str, str]:
+    """Start (or find) the OpenID Provider; return the console's settings that reach it."""
+    return oidc.start(
+        data_dir=_var(var_dir) / "oidc",
+        redirect_uris=oidc.default_redirect_uris(console_port),
+    ).env()
+
+
 def stop_all(*, var_dir: Path | None = None, purge: bool = False) -> None:
     """Stop this var dir's broker and cluster, if running; external services are left alone.
 
@@ -144,11 +154,13 @@ def stop_all(*, var_dir: Path | None = None, purge: bool = False) -> None:
     base = _var(var_dir)
     errors: list[str] = []
     stops: list[Callable[[], object]] = [
+        lambda: oidc.stop(data_dir=base / "oidc"),
         lambda: kannel.stop(data_dir=base / "kannel"),
         lambda: kafka.stop(data_dir=base / "kafka"),
     ]
     if purge:
         stops += [
+            lambda: shutil.rmtree(base / "oidc", ignore_errors=True),
             lambda: shutil.rmtree(base / "kannel", ignore_errors=True),
             lambda: shutil.rmtree(base / "kafka", ignore_errors=True),
             lambda: postgres.purge(data_dir=base / "postgres"),  # stops it first
@@ -186,6 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--with-postgres", action="store_true", help="also start PostgreSQL")
     parser.add_argument(
         "--with-kannel", action="store_true", help="also start Kannel and its fake SMSC"
+    )
+    parser.add_argument(
+        "--with-oidc",
+        action="store_true",
+        help="also start an OpenID Provider for the console's single sign-on",
+    )
+    parser.add_argument(
+        "--console-port",
+        type=int,
+        default=8000,
+        help="with --with-oidc: the console port the provider may send people back to",
     )
     parser.add_argument(
         "--kannel-mo-url", default=None, help="where Kannel delivers SMS replies (default: dropped)"
@@ -237,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         keywords_url=args.kannel_keywords_url,
                     )
                 )
+            if args.with_oidc:
+                values.update(start_oidc(var_dir=var_dir, console_port=args.console_port))
             text = write_env_file(env_file, values)
             say(COMPONENT, f"wrote {env_file}")
             print(text, end="")
@@ -248,10 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         kafka_at = kafka.status(data_dir=var_dir / "kafka")
         postgres_at = postgres.status(data_dir=var_dir / "postgres")
         kannel_at = kannel.status(data_dir=var_dir / "kannel")
+        oidc_at = oidc.status(data_dir=var_dir / "oidc")
         say(COMPONENT, f"kafka: {kafka_at or 'not running'}")
         say(COMPONENT, f"postgres: {postgres_at or 'not running'}")
         say(COMPONENT, f"kannel: {kannel_at.sendsms_url if kannel_at else 'not running'}")
-        return 0 if kafka_at or postgres_at or kannel_at else 3
+        say(COMPONENT, f"oidc: {oidc_at.issuer if oidc_at else 'not running'}")
+        return 0 if kafka_at or postgres_at or kannel_at or oidc_at else 3
     except InfraError as error:
         say(COMPONENT, f"error: {error}")
         return 1

@@ -27,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
     insert,
     or_,
     select,
@@ -47,6 +48,7 @@ __all__ = [
     "api_tokens",
     "auth_metadata",
     "authenticate",
+    "console_identities",
     "console_sessions",
     "console_users",
     "current_principal",
@@ -139,6 +141,19 @@ console_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("last_seen_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+
+# Single sign-on: the identity (OpenID Provider issuer + its `sub`) an admin linked to a
+# console account. Only a linked identity may sign in through the provider; one per account.
+console_identities = Table(
+    "console_identities",
+    auth_metadata,
+    Column("user_id", String(36), primary_key=True),
+    Column("issuer", String(300), nullable=False),
+    Column("oidc_subject", String(255), nullable=False),
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("issuer", "oidc_subject"),
 )
 
 

@@ -29,6 +29,7 @@ from services.console.api import ApiProblem, ServiceApi
 from services.console.config import ConsoleSettings
 from services.console.deps import ConsoleDeps
 from services.console.http import ROUTERS
+from services.console.http.oidc import oidc_client
 from services.console.http.pages import CsrfRefused, SignInRequired, render, sign_in_redirect
 from services.console.security import SESSION_COOKIE, FormTooLarge
 
@@ -58,6 +59,7 @@ def compose(
 ) -> ConsoleDeps:
     """The one deps object: auth database, the services' APIs, the clock, the places."""
     engine = make_engine(settings, "auth")
+    clock = clock or (lambda: datetime.now(UTC))
     client = httpx.AsyncClient(timeout=settings.console_api_timeout_s, transport=transport)
     deps = ConsoleDeps(
         settings=settings,
@@ -71,8 +73,9 @@ def compose(
             client=client,
         ),
         box=SecretBox(settings.console_secret.get_secret_value()),
-        clock=clock or (lambda: datetime.now(UTC)),
+        clock=clock,
         places=load_places(settings.gazetteer_file()),
+        oidc=oidc_client(settings, clock=clock),
     )
     return deps
 
@@ -101,6 +104,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await deps.api.client.aclose()
+            if deps.oidc is not None:
+                await deps.oidc.aclose()
             engine = deps.auth_sessions.kw["bind"]
             await engine.dispose()
 

@@ -2,7 +2,8 @@
 
 They write the `auth` database directly, as `aviso tokens` does. A password and the
 authenticator secret are printed once, when created or reset; only an argon2 hash and
-the sealed secret are stored.
+the sealed secret are stored. `--oidc-subject` (create) and `link`/`unlink` tie an
+account to a person at the configured OpenID Provider, for single sign-on.
 """
 
 from __future__ import annotations
@@ -63,6 +64,25 @@ def _box() -> object:
     return SecretBox(get_settings(ConsoleSettings).console_secret.get_secret_value())
 
 
+OidcSubjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--oidc-subject",
+        help="Their `sub` at the configured OpenID Provider: single sign-on for this account",
+    ),
+]
+
+
+def _oidc_issuer() -> str:
+    from services.common.settings import get_settings
+    from services.console.config import ConsoleSettings
+
+    issuer = get_settings(ConsoleSettings).console_oidc_issuer
+    if not issuer:
+        raise typer.BadParameter("set AVISO_CONSOLE_OIDC_ISSUER first: the provider to link to")
+    return issuer
+
+
 def _show_enrolment(enrolment: object, *, action: str) -> None:
     from services.console.accounts import Enrolment
 
@@ -86,9 +106,10 @@ def users_create(
     ] = None,
     language: Annotated[str, typer.Option(help="en or es")] = "en",
     password: PasswordOption = None,
+    oidc_subject: OidcSubjectOption = None,
 ) -> None:
     """Create an account; prints its password and TOTP provisioning URI once."""
-    from services.console.accounts import AccountError, SecretBox, create_user
+    from services.console.accounts import AccountError, SecretBox, create_user, link_identity
 
     try:
         role_value = Role(role)
@@ -97,11 +118,13 @@ def users_create(
             f"unknown role {role!r}; choose from {', '.join(r.value for r in Role)}"
         ) from None
 
+    issuer = _oidc_issuer() if oidc_subject is not None else None
+
     async def run() -> object:
         box = _box()
         assert isinstance(box, SecretBox)
         async with _auth_transaction() as session:
-            return await create_user(
+            enrolment = await create_user(
                 session,
                 box=box,
                 login=login,
@@ -112,12 +135,19 @@ def users_create(
                 password=password,
                 now=datetime.now(UTC),
             )
+            if issuer is not None and oidc_subject is not None:
+                await link_identity(
+                    session, login=login, issuer=issuer, subject=oidc_subject, now=datetime.now(UTC)
+                )
+            return enrolment
 
     try:
         enrolment = asyncio.run(run())
     except AccountError as exc:
         raise typer.BadParameter(str(exc)) from None
     _show_enrolment(enrolment, action="created")
+    if issuer is not None:
+        typer.echo(f"single sign-on: subject {oidc_subject} at {issuer}")
 
 
 @users_app.command("disable")
@@ -157,3 +187,44 @@ def users_reset(
     except AccountError as exc:
         raise typer.BadParameter(str(exc)) from None
     _show_enrolment(enrolment, action="reset")
+
+
+@users_app.command("link")
+def users_link(
+    login: Annotated[str, typer.Argument(help="The user's login")],
+    oidc_subject: Annotated[
+        str, typer.Option("--oidc-subject", help="Their `sub` at the configured OpenID Provider")
+    ],
+) -> None:
+    """Let a person sign in to this account through the OpenID Provider (one link each)."""
+    from services.console.accounts import AccountError, link_identity
+
+    issuer = _oidc_issuer()
+
+    async def run() -> None:
+        async with _auth_transaction() as session:
+            await link_identity(
+                session, login=login, issuer=issuer, subject=oidc_subject, now=datetime.now(UTC)
+            )
+
+    try:
+        asyncio.run(run())
+    except AccountError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"linked {login} to subject {oidc_subject} at {issuer}")
+
+
+@users_app.command("unlink")
+def users_unlink(login: Annotated[str, typer.Argument(help="The user's login")]) -> None:
+    """End single sign-on for this account (its password and code still work)."""
+    from services.console.accounts import AccountError, unlink_identity
+
+    async def run() -> bool:
+        async with _auth_transaction() as session:
+            return await unlink_identity(session, login=login)
+
+    try:
+        removed = asyncio.run(run())
+    except AccountError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"unlinked {login}" if removed else f"{login} had no single sign-on link")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from services.common.settings import CommonSettings, repo_root
+from services.common.settings import CommonSettings, is_development_secret, repo_root
 
 __all__ = ["ConsoleSettings"]
 
@@ -65,6 +65,35 @@ class ConsoleSettings(CommonSettings):
             "Unset: the bundled services/rumor_control/gazetteer.yaml."
         ),
     )
+
+    console_oidc_issuer: str | None = Field(
+        default=None,
+        description=(
+            "Issuer URL of the department's OpenID Provider for single sign-on (its discovery "
+            "document is ISSUER/.well-known/openid-configuration). Unset: local accounts only."
+        ),
+    )
+    console_oidc_client_id: str = Field(
+        default="aviso-console", description="The console's client id at the OpenID Provider."
+    )
+    console_oidc_client_secret: SecretStr = Field(
+        default=SecretStr("aviso-dev-oidc-client-secret-change-me"),
+        description=(
+            "The console's client secret at the OpenID Provider (refused at its development "
+            "value outside development mode while an issuer is set)."
+        ),
+    )
+    console_oidc_provider_name: str = Field(
+        default="single sign-on",
+        description='Shown on the sign-in page as "Sign in with NAME".',
+    )
+
+    def development_secrets(self) -> list[str]:
+        """The common ones, and the OpenID client secret while single sign-on is on."""
+        found = super().development_secrets()
+        if self.console_oidc_issuer and is_development_secret(self.console_oidc_client_secret):
+            found.append("AVISO_CONSOLE_OIDC_CLIENT_SECRET")
+        return found
 
     def gazetteer_file(self) -> Path:
         """The configured gazetteer, or the one bundled with rumor_control."""

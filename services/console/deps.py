@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.console.accounts import LockoutPolicy, SecretBox
 from services.console.api import ServiceApi
 from services.console.config import ConsoleSettings
+from services.console.oidc import OidcClient
 
 __all__ = ["ConsoleDeps"]
 
@@ -25,6 +26,7 @@ class ConsoleDeps:
     box: SecretBox
     clock: Callable[[], datetime]
     places: tuple[tuple[str, str], ...]  # (area code, name as said) for the report form
+    oidc: OidcClient | None = None  # single sign-on, when an identity provider is configured
 
     @property
     def secret(self) -> str:

@@ -1,5 +1,11 @@
 """Console accounts and sessions (local users: argon2 password plus a TOTP second factor)."""
 
+from services.console.accounts.identities import (
+    link_identity,
+    linked_identity,
+    sign_in_with_identity,
+    unlink_identity,
+)
 from services.console.accounts.secrets import SecretBox
 from services.console.accounts.sessions import (
     ConsoleSession,
@@ -33,11 +39,15 @@ __all__ = [
     "create_user",
     "disable_user",
     "find_user",
+    "link_identity",
+    "linked_identity",
     "reset_user",
     "resolve_session",
     "revoke_session",
     "revoke_user_sessions",
     "set_language",
     "sign_in",
+    "sign_in_with_identity",
     "sweep_sessions",
+    "unlink_identity",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "ConsoleSession",
     "LockoutPolicy",
     "SignInResult",
+    "open_session",
     "resolve_session",
     "revoke_session",
     "revoke_user_sessions",
@@ -137,7 +138,7 @@ async def sign_in(
         .where(console_users.c.id == row.id)
         .values(totp_last_step=step, failed_attempts=0, locked_until=None, last_sign_in_at=now)
     )
-    return await _open(session, row, now=now, ttl=ttl)
+    return await open_session(session, row, now=now, ttl=ttl)
 
 
 async def _failed(
@@ -157,9 +158,10 @@ async def _failed(
     )
 
 
-async def _open(
+async def open_session(
     session: AsyncSession, row: object, *, now: datetime, ttl: timedelta
 ) -> SignInResult:
+    """A new session for the console_users `row` (its cookie: a token of the user's role)."""
     user_id: str = row.id  # type: ignore[attr-defined]
     expires_at = now + ttl
     issued = await issue_token(

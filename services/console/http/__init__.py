@@ -14,6 +14,7 @@ from services.console.http.bulletins import bulletins_router
 from services.console.http.directory import directory_router
 from services.console.http.inbox import inbox_router
 from services.console.http.notices import notices_router
+from services.console.http.oidc import oidc_router
 from services.console.http.ops import ops_router
 from services.console.http.rumors import rumors_router
 from services.console.http.signin import signin_router
@@ -25,6 +26,7 @@ __all__ = [
     "directory_router",
     "inbox_router",
     "notices_router",
+    "oidc_router",
     "ops_router",
     "rumors_router",
     "signin_router",
@@ -32,6 +34,7 @@ __all__ = [
 
 ROUTERS: tuple[Callable[[ConsoleDeps], APIRouter], ...] = (
     signin_router,
+    oidc_router,
     inbox_router,
     notices_router,
     alerts_router,

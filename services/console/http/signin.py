@@ -67,6 +67,7 @@ def _sign_in_page(
         presession=presession,
         error=error,
         next_path=_safe_next(request.query_params.get("next", "/")),
+        oidc_name=deps.settings.console_oidc_provider_name if deps.oidc else None,
     )
     secure = deps.settings.console_cookie_secure
     set_cookie(response, PRESESSION_COOKIE, presession, secure=secure, max_age=3600)

@@ -43,6 +43,7 @@ __all__ = [
     "purge",
     "receive",
     "restricted_read",
+    "restricted_refused",
     "revise",
 ]
 
@@ -54,6 +55,7 @@ AuditAction = Literal[
     "notice.expired",
     "notice.restricted_purged",
     "notice.restricted_read",
+    "notice.restricted_refused",
 ]
 
 
@@ -232,6 +234,13 @@ def purge(notice: NoticeRecord, *, sealed_versions: int, now: datetime) -> Trans
         notice=replace(notice, restricted_purged_at=now),
         audit=AuditNote("notice.restricted_purged", notice.id, notice.current_version, details),
         purge_restricted=True,
+    )
+
+
+def restricted_refused(notice: NoticeRecord, *, actor: Principal, reason: str) -> AuditNote:
+    """The trace a refused read of restricted detail leaves: who asked, and why not."""
+    return AuditNote(
+        "notice.restricted_refused", notice.id, notice.current_version, {"reason": reason}, actor
     )
 
 

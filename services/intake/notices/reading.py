@@ -44,7 +44,10 @@ async def read_notice(
     if access is Access.METADATA:
         if depends_on_directory(principal):
             # A contact token whose subject is in no directory: metadata only, and the
-            # refusal is worth a line (the token id, never anything it may not read).
+            # refusal goes into the audit chain and a log line (the token id, never
+            # anything it may not read).
+            refusal = domain.restricted_refused(notice, actor=principal, reason="not_in_directory")
+            await uow.audit.append(refusal, now=now)
             token_id = principal.token_id
             uow.after_commit(
                 lambda: log.warning(

@@ -132,3 +132,10 @@ async def test_only_a_contact_in_the_directory_or_granted_reads_restricted_detai
                 if row["notice_id"] == notice["id"] and row["action"] == "notice.restricted_read"
             }
             assert len(reads) == 2
+            # The stranger's refused read is in the chain too, as that token, and why.
+            refusals = {
+                row["entry_id"]
+                for row in rows
+                if row["notice_id"] == notice["id"] and row["action"] == "notice.restricted_refused"
+            }
+            assert len(refusals) == 1

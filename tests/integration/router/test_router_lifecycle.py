@@ -244,7 +244,8 @@ async def test_update_reopens_acknowledgement_and_cancel_resolves(
         )
         assert str(alert_id) not in [a["id"] for a in open_ones.json()["items"]]
         bad = await router.client.get("/v1/alerts", params={"state": "nope"}, headers=router.ops)
-        assert bad.status_code == 400
+        assert bad.status_code == 422
+        assert bad.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_directory_is_validated_in_full_and_admin_only(

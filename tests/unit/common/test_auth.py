@@ -300,6 +300,9 @@ def test_migration_matches_metadata_and_downgrades(tmp_path: Path) -> None:
     # Then the admin's explicit grant of restricted detail (api_tokens.restricted_grant).
     grant = _load_migration(MIGRATION.with_name("0003_restricted_grant.py"))
     assert grant.down_revision == "auth_0002"
+    # Then the single sign-on identities linked to console accounts.
+    identities = _load_migration(MIGRATION.with_name("0004_console_identities.py"))
+    assert identities.down_revision == "auth_0003"
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
     try:
         with engine.begin() as conn:
@@ -308,8 +311,11 @@ def test_migration_matches_metadata_and_downgrades(tmp_path: Path) -> None:
                 migration.upgrade()
                 console.upgrade()
                 grant.upgrade()
+                identities.upgrade()
             assert compare_metadata(context, auth_metadata) == []
             with Operations.context(context):
+                identities.downgrade()
+                assert not sa.inspect(conn).has_table("console_identities")
                 grant.downgrade()
                 columns = {c["name"] for c in sa.inspect(conn).get_columns("api_tokens")}
                 assert "restricted_grant" not in columns

@@ -301,7 +301,13 @@ async def test_a_contact_outside_the_directory_reads_metadata_unless_granted(
     refused = await read(stranger)
     assert refused.access is Access.METADATA
     assert refused.detail is None
-    assert [note.action for note, _ in store.audit] == ["notice.created"]
+    # The refusal is in the audit chain, as that token, with the reason.
+    assert [note.action for note, _ in store.audit] == [
+        "notice.created",
+        "notice.restricted_refused",
+    ]
+    assert store.audit[-1][0].details == {"reason": "not_in_directory"}
+    assert store.audit[-1][0].actor == stranger
     granted = await read(dataclasses.replace(stranger, restricted_grant=True))
     assert granted.access is Access.RESTRICTED
     assert granted.detail is not None

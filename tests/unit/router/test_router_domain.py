@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from services.router.domain import (
+    AlertState,
     Channels,
     Delegation,
     DirectoryDocument,
@@ -29,6 +30,7 @@ from services.router.domain import (
     urgency_for,
     validate_directory,
 )
+from services.router.http.alerts import StateFilter
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SPOC, DEPUTY, BACKUP, WATCH = (uuid.UUID(int=i) for i in (1, 2, 3, 4))
@@ -318,3 +320,8 @@ def test_delivery_still_wanted(
         )
         is wanted
     )
+
+
+def test_the_alert_list_filter_names_every_state_and_open() -> None:
+    """`GET /v1/alerts?state=` is an enum in OpenAPI: it must follow the states it filters."""
+    assert set(get_args(StateFilter)) == {*get_args(AlertState), "open"}

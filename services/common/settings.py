@@ -283,8 +283,6 @@ class CommonSettings(BaseSettings):
             "AVISO_FINGERPRINT_KEY": [self.fingerprint_key],
             "AVISO_LINK_SECRET": [self.link_secret],
             "AVISO_WEBHOOK_SECRETS": list(self.webhook_secrets),
-            "AVISO_KANNEL_DLR_SECRET": [self.kannel_dlr_secret],
-            "AVISO_KANNEL_MO_SECRET": [self.kannel_mo_secret],
         }
         for name, secrets in checked.items():
             if any(is_development_secret(secret) for secret in secrets):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, is_development_secret
 
 __all__ = ["DEV_SMS_NUMBER_KEYS", "PACKAGE_DIR", "RumorControlSettings"]
 
@@ -95,8 +95,10 @@ class RumorControlSettings(CommonSettings):
     )
 
     def development_secrets(self) -> list[str]:
-        """The common ones, and the published key that encrypts subscribers' numbers."""
+        """The common ones, the SMS keyword secret and the key sealing subscribers' numbers."""
         found = super().development_secrets()
+        if is_development_secret(self.kannel_mo_secret):
+            found.append("AVISO_KANNEL_MO_SECRET")
         if self.rumor_sms_number_keys.get_secret_value() == DEV_SMS_NUMBER_KEYS:
             found.append("AVISO_RUMOR_SMS_NUMBER_KEYS")
         return found

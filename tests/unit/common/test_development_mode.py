@@ -14,6 +14,8 @@ from services.common.runtime import (
 )
 from services.common.settings import CommonSettings
 from services.intake.config import IntakeSettings
+from services.router.config import RouterSettings
+from services.rumor_control.config import RumorControlSettings
 
 OWN = {
     "fingerprint_key": SecretStr("an-operator-chosen-fingerprint-key-0123"),
@@ -31,13 +33,7 @@ def test_defaults_outside_development_mode_are_refused_naming_each_setting(
     with pytest.raises(DevelopmentSecretsRefused) as caught:
         refuse_development_secrets(settings, service="router")
     message = str(caught.value)
-    for name in (
-        "AVISO_FINGERPRINT_KEY",
-        "AVISO_LINK_SECRET",
-        "AVISO_WEBHOOK_SECRETS",
-        "AVISO_KANNEL_DLR_SECRET",
-        "AVISO_KANNEL_MO_SECRET",
-    ):
+    for name in ("AVISO_FINGERPRINT_KEY", "AVISO_LINK_SECRET", "AVISO_WEBHOOK_SECRETS"):
         assert name in message
     assert "change-me" not in message  # names the setting, never the value
     # The runtime itself will not even be built on them.
@@ -90,3 +86,21 @@ def test_intake_refuses_a_generated_or_published_encryption_key_and_signing_secr
 
 def test_the_tests_run_in_development_mode() -> None:
     assert CommonSettings().development_mode is True
+
+
+def test_the_sms_services_refuse_the_published_sms_secrets(tmp_path: Path) -> None:
+    router = RouterSettings(development_mode=False, var_dir=tmp_path, **OWN)
+    assert router.development_secrets() == []
+    published = {"kannel_dlr_secret": SecretStr("change-me"), "kannel_mo_secret": SecretStr("x")}
+    router = RouterSettings(development_mode=False, var_dir=tmp_path, **{**OWN, **published})
+    assert router.development_secrets() == ["AVISO_KANNEL_DLR_SECRET"]
+    rumor = RumorControlSettings(development_mode=False, var_dir=tmp_path, **OWN)
+    assert rumor.development_secrets() == ["AVISO_RUMOR_SMS_NUMBER_KEYS"]
+    own_keys = "k1:" + "A" * 43 + "="
+    rumor = RumorControlSettings(
+        development_mode=False, var_dir=tmp_path, rumor_sms_number_keys=own_keys, **OWN
+    )
+    assert rumor.development_secrets() == []
+    # intake has no SMS: its secrets say nothing about the gateway's.
+    intake = IntakeSettings(development_mode=False, var_dir=tmp_path, **OWN)
+    assert not [name for name in intake.development_secrets() if "KANNEL" in name]

@@ -30,8 +30,8 @@ __all__ = [
 ]
 
 Urgency = Literal["high", "normal"]
-AlertChannel = Literal["webhook", "email"]
-AckMethod = Literal["api", "link"]
+AlertChannel = Literal["webhook", "email", "sms"]
+AckMethod = Literal["api", "link", "sms"]
 ResolutionReason = Literal["notice_cancelled", "notice_expired"]
 
 
@@ -126,7 +126,9 @@ class AlertAcknowledged(_AlertEvent):
     event_type: ClassVar[str] = "alert.acknowledged"
 
     acknowledged_by: UUID = Field(description="Directory id of the person who acknowledged.")
-    method: AckMethod = Field(description="api: POST /v1/alerts/{id}/ack; link: signed link.")
+    method: AckMethod = Field(
+        description="api: POST /v1/alerts/{id}/ack; link: signed link; sms: a reply by SMS."
+    )
     step: int = Field(ge=0, description="Escalation step in force when acknowledged.")
     acknowledged_at: AwareDatetime
 

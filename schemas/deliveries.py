@@ -18,7 +18,7 @@ __all__ = [
     "DeliveryPurpose",
 ]
 
-DeliveryChannel = Literal["webhook", "email"]
+DeliveryChannel = Literal["webhook", "email", "sms"]
 # Why an attempt failed, as a class: what an operator can act on, never an address or the
 # receiver's own words (a response body could echo anything).
 DeliveryFailureReason = Literal[

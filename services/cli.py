@@ -399,11 +399,11 @@ def _stack_env(var_dir: Path, *, with_postgres: bool, kafka_port: int) -> dict[s
         env["DATABASE_URL"] = stack.start_postgres(var_dir=var_dir)
     if not env.get("DATABASE_URL"):
         _say("stack", f"database: embedded SQLite files in {var_dir}")
-    # The example directory sends alerts to the local sinks; a real one comes from the env.
-    env.setdefault(
-        "AVISO_ROUTER_DIRECTORY_FILE",
-        str(Path(__file__).parent / "router" / "directory.example.yaml"),
-    )
+    # The example directory sends alerts to the local sinks and (SMS) a local Kannel when it
+    # is installed, replies to router and keywords to rumor_control; real ones come from env.
+    example = Path(__file__).parent / "router" / "directory.example.yaml"
+    env.setdefault("AVISO_ROUTER_DIRECTORY_FILE", str(example))
+    env.update(stack.start_local_kannel(var_dir=var_dir, port_of=_service_port))
     env["AVISO_LOG_FORMAT"] = "json"
     env.setdefault("AVISO_DEVELOPMENT_MODE", "true")  # a local stack: the published secrets
     return env

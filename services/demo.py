@@ -1,7 +1,8 @@
 """The demo story `aviso up` plays once the stack is ready.
 
 A field office submits a notice for tomorrow in District 4; the SPOC's alert arrives at
-the local webhook sink and is acknowledged through its one-click link; a standby
+the local webhook sink (and, with a local Kannel, as an SMS at its fake SMSC) and is
+acknowledged by an SMS reply "1 <code>" (without Kannel, through its one-click link); a standby
 bulletin is drafted; three rumor reports arrive (two in Spanish); a vetter assesses
 the rumor and a second vetter approves the Rumor/Fact bulletin; the radio script, the
 liaison's message and the CAP entry are printed. Every step goes through the services'
@@ -15,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -233,6 +235,7 @@ def play(
     """Run the story against the running services; raises DemoFailed when a hop fails."""
     directory = yaml.safe_load(DIRECTORY.read_text(encoding="utf-8"))
     spoc_id = str(directory["spoc"]["person_id"])
+    phone = _spoc_phone(directory, spoc_id, settings.var_dir / "kannel")
     liaison = yaml.safe_load(DEPARTMENT.read_text(encoding="utf-8"))["liaisons"][0]
     tokens = asyncio.run(_issue_tokens(settings, spoc_id))
     _show_accounts(urls.get("console"), asyncio.run(_console_accounts(settings, spoc_id)))
@@ -240,7 +243,7 @@ def play(
     story = _Story(urls, correlation_id)
     now = datetime.now(UTC)
     try:
-        _play(story, tokens, webhook_sink, smtp_sink, liaison, now)
+        _play(story, tokens, webhook_sink, smtp_sink, liaison, now, phone)
     finally:
         story.http.close()
     typer.secho(
@@ -256,8 +259,9 @@ def _play(
     smtp_sink: SmtpSink,
     liaison: dict[str, Any],
     now: datetime,
+    phone: _Phone | None = None,
 ) -> None:
-    notice_id = _notice_reaches_the_spoc(story, tokens, webhook_sink, smtp_sink, now)
+    notice_id = _notice_reaches_the_spoc(story, tokens, webhook_sink, smtp_sink, now, phone)
     rumor_id, suggestion = _rumors_gather(story, tokens, notice_id)
     _bulletin_is_published(story, tokens, webhook_sink, liaison, notice_id, rumor_id, suggestion)
 
@@ -268,8 +272,9 @@ def _notice_reaches_the_spoc(
     webhook_sink: WebhookSink,
     smtp_sink: SmtpSink,
     now: datetime,
+    phone: _Phone | None = None,
 ) -> str:
-    """A field office submits; the SPOC's alert arrives and is acknowledged by its link."""
+    """A field office submits; the SPOC's alert arrives and is acknowledged (SMS or link)."""
     notice = story.call("POST", "intake", "/v1/notices", tokens["field_office"], json=_notice(now))
     notice_id = notice["id"]
     story.say(
@@ -292,6 +297,9 @@ def _notice_reaches_the_spoc(
     story.say(
         f'SPOC alert delivered by webhook{" and e-mail" if mail else ""}: "{alert["headline"]}"'
     )
+    if phone is not None:
+        _spoc_replies_by_sms(story, tokens, phone, str(alert["alert_id"]))
+        return str(notice_id)
 
     ack_url = alert["ack_url"]
     page = story.http.get(ack_url)
@@ -310,6 +318,56 @@ def _notice_reaches_the_spoc(
         f"SPOC opened the one-click link on a phone and acknowledged alert {alert['alert_id']}"
     )
     return str(notice_id)
+
+
+@dataclass(frozen=True)
+class _Phone:
+    """The SPOC's phone on the local Kannel's fake SMSC (the number is never printed)."""
+
+    data_dir: Path
+    number: str
+
+
+def _spoc_phone(directory: dict[str, Any], spoc_id: str, data_dir: Path) -> _Phone | None:
+    """The SPOC's phone when a local Kannel runs and the directory has an SMS number."""
+    from deploy.local import kannel
+
+    spoc: dict[str, Any] = next((p for p in directory["people"] if str(p["id"]) == spoc_id), {})
+    number = spoc.get("channels", {}).get("sms")
+    if not number or kannel.status(data_dir=data_dir) is None:
+        return None
+    return _Phone(data_dir, str(number))
+
+
+def _spoc_replies_by_sms(
+    story: _Story, tokens: dict[str, str], phone: _Phone, alert_id: str
+) -> None:
+    """The SPOC's SMS at the fake SMSC; a reply "1 <code>" acknowledges the alert."""
+    from deploy.local import kannel
+    from services.router.domain.sms import sms_code
+
+    code = sms_code(uuid.UUID(alert_id))
+
+    def texted() -> str | None:
+        for sms in kannel.received(data_dir=phone.data_dir):
+            text = sms.data.decode("utf-8", "replace")
+            if sms.receiver == phone.number and text.startswith(f"Aviso {code}:"):
+                return text
+        return None
+
+    text = _wait("the SMS on the SPOC's phone", texted)
+    story.detail(f'SMS on the SPOC\'s phone: "{text}"')
+    kannel.inject(phone.number, kannel.SHORT_CODE, f"1 {code}", data_dir=phone.data_dir)
+
+    def acknowledged() -> dict[str, Any] | None:
+        alert = story.call("GET", "router", f"/v1/alerts/{alert_id}", tokens["spoc"])
+        return dict(alert) if alert["state"] == "acknowledged" else None
+
+    alert = _wait("the acknowledgement by SMS", acknowledged)
+    story.say(
+        f'SPOC replied "1 {code}" by SMS and acknowledged alert {alert_id} '
+        f"(method {alert['ack_method']})"
+    )
 
 
 def _rumors_gather(story: _Story, tokens: dict[str, str], notice_id: str) -> tuple[str, str]:

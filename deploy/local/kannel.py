@@ -1,6 +1,6 @@
 """A real Kannel SMS gateway for local use: bearerbox, smsbox and the fake SMSC (fakesmsc).
 
-    python -m deploy.local.kannel start [--data-dir DIR] [--mo-url URL]
+    python -m deploy.local.kannel start [--data-dir DIR] [--mo-url URL] [--keywords-url URL]
     python -m deploy.local.kannel stop|status [--data-dir DIR]
     python -m deploy.local.kannel inject --from NUMBER --to NUMBER TEXT   (a phone's reply)
     python -m deploy.local.kannel received                               (what phones got)
@@ -59,6 +59,7 @@ __all__ = [
     "KannelEndpoints",
     "KannelLayout",
     "inject",
+    "installed",
     "main",
     "received",
     "render_config",
@@ -142,10 +143,40 @@ class KannelEndpoints:
         }
 
 
+def _keyword_service(keywords_url: str | None) -> list[str]:
+    """The sms-service that routes community keywords (STOP, ALTO, ...) to rumor_control."""
+    if not keywords_url:
+        return []
+    # Imported lazily, as in render_config.
+    from services.common.delivery.sms_reports import mo_get_url
+    from services.rumor_control.community.keywords import KEYWORDS
+
+    first, *others = sorted(word.lower() for word in KEYWORDS)
+    return [
+        "",
+        "group = sms-service",
+        f"keyword = {first}",
+        f'aliases = "{";".join(others)}"',
+        f'get-url = "{mo_get_url(keywords_url)}"',
+        "max-messages = 0",
+        "omit-empty = true",
+    ]
+
+
 def render_config(
-    layout: KannelLayout, *, ports: dict[str, int], password: str, mo_url: str | None
+    layout: KannelLayout,
+    *,
+    ports: dict[str, int],
+    password: str,
+    mo_url: str | None,
+    keywords_url: str | None = None,
 ) -> str:
-    """Return kannel.conf for one bearerbox, one smsbox and the fake SMSC, all on loopback."""
+    """Return kannel.conf for one bearerbox, one smsbox and the fake SMSC, all on loopback.
+
+    Replies go to `mo_url` (router: acknowledgements), except the community keywords,
+    which go to `keywords_url` (rumor_control) when it is given: Kannel routes a message
+    by its first word, the way a carrier's short code is shared between services.
+    """
     # Escape codes Kannel fills in for each reply; imported lazily so the module runs
     # before the project is installed (the stack tooling does).
     from services.common.delivery.sms_reports import mo_get_url
@@ -187,6 +218,9 @@ def render_config(
         f"global-sender = {SHORT_CODE}",
         f'log-file = "{layout.box_log("smsbox")}"',
         "log-level = 2",
+        # No `http-request-retry`: smsbox repeats a callback the endpoint did receive (a
+        # reused connection the receiver had closed counts as failed), and a repeated
+        # reply would be acted on twice.
         "",
         "group = sendsms-user",
         f"username = {USERNAME}",
@@ -200,6 +234,7 @@ def render_config(
         # 0: the endpoint's answer never becomes an SMS; Aviso replies through sendsms.
         "max-messages = 0",
         "omit-empty = true",
+        *_keyword_service(keywords_url),
     ]
     return "\n".join(lines) + "\n"
 
@@ -209,6 +244,15 @@ def _binary(name: str) -> str:
     if found is None:
         raise InfraError(f"{name} not found; install Kannel (apt-get install -y kannel)")
     return found
+
+
+def installed() -> bool:
+    """Whether bearerbox, smsbox and the fake SMSC are installed on this machine."""
+    boxes = all(
+        shutil.which(box) or shutil.which(box, path="/usr/sbin:/usr/local/sbin")
+        for box in ("bearerbox", "smsbox")
+    )
+    return boxes and os.access(FAKESMSC, os.X_OK)
 
 
 def _fakesmsc() -> str:
@@ -265,17 +309,24 @@ def start(
     *,
     data_dir: Path | None = None,
     mo_url: str | None = None,
+    keywords_url: str | None = None,
     timeout: float = DEFAULT_READY_TIMEOUT,
 ) -> KannelEndpoints:
-    """Start (or find) the gateway on free loopback ports; return it once it takes messages."""
+    """Start (or find) the gateway on free loopback ports; return it once it takes messages.
+
+    Replies go to `mo_url`, community keywords to `keywords_url` (see `render_config`).
+    """
     layout = KannelLayout((data_dir or default_var_dir() / "kannel").resolve())
     running = _running(layout)
-    if len(running) == len(_BOXES):
-        endpoints = _endpoints(read_state(layout.state_file))
+    state = read_state(layout.state_file)
+    routes = {"mo_url": mo_url or "", "keywords_url": keywords_url or ""}
+    same_routes = all(state.get(key, "") == value for key, value in routes.items())
+    if len(running) == len(_BOXES) and same_routes:
+        endpoints = _endpoints(state)
         _say(f"already running ({', '.join(f'{b} {p}' for b, p in running.items())})")
         return endpoints
     if running:
-        _say("partly running; restarting it")
+        _say("partly running or routing elsewhere; restarting it")
         stop(data_dir=layout.data_dir)
     bearerbox, smsbox, fakesmsc = _binary("bearerbox"), _binary("smsbox"), _fakesmsc()
     began = time.monotonic()
@@ -287,11 +338,12 @@ def start(
     for name in ("admin", "smsbox", "smsc", "sendsms"):
         ports[name] = free_port(exclude=frozenset(taken))
         taken.add(ports[name])
-    layout.config.write_text(
-        render_config(layout, ports=ports, password=password, mo_url=mo_url), encoding="utf-8"
+    config = render_config(
+        layout, ports=ports, password=password, mo_url=mo_url, keywords_url=keywords_url
     )
+    layout.config.write_text(config, encoding="utf-8")
     state = {f"{name}_port": port for name, port in ports.items()}
-    state.update(password=password, mo_url=mo_url or "")
+    state.update(password=password, **routes)
     write_state(layout.state_file, state)
     endpoints = _endpoints(state)
     remove_quietly(layout.fakesmsc_log)
@@ -523,13 +575,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("text", nargs="?", default="", help="inject: the reply's text")
     parser.add_argument("--data-dir", type=Path, default=None, help="default var/kannel")
     parser.add_argument("--mo-url", default=None, help="start: where replies are delivered")
+    parser.add_argument(
+        "--keywords-url", default=None, help="start: where community keywords are delivered"
+    )
     parser.add_argument("--from", dest="sender", default="+15555550100", help="inject: phone")
     parser.add_argument("--to", dest="receiver", default=SHORT_CODE, help="inject: Aviso's number")
     args = parser.parse_intermixed_args(argv)
     data_dir: Path = (args.data_dir or default_var_dir() / "kannel").resolve()
     try:
         if args.command == "start":
-            endpoints = start(data_dir=data_dir, mo_url=args.mo_url)
+            endpoints = start(data_dir=data_dir, mo_url=args.mo_url, keywords_url=args.keywords_url)
             for key, value in endpoints.env(data_dir).items():
                 print(f"{key}={value}")
             return 0

@@ -19,20 +19,30 @@ file), so either of these works::
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlencode
 
 from deploy.local import kafka, kannel, oidc, postgres
-from deploy.local.common import InfraError, default_var_dir, remove_quietly, run_sync, say
+from deploy.local.common import (
+    LOOPBACK,
+    InfraError,
+    default_var_dir,
+    remove_quietly,
+    run_sync,
+    say,
+)
 
 __all__ = [
     "DEFAULT_TOPICS",
     "main",
     "start_kafka",
     "start_kannel",
+    "start_local_kannel",
     "start_oidc",
     "start_postgres",
     "stop_all",
@@ -89,10 +99,43 @@ def start_postgres(
     return postgres.start(port=port, data_dir=_var(var_dir) / "postgres", fast=fast)
 
 
-def start_kannel(*, var_dir: Path | None = None, mo_url: str | None = None) -> dict[str, str]:
-    """Start (or find) Kannel and its fake SMSC; return the environment that reaches it."""
+def start_kannel(
+    *, var_dir: Path | None = None, mo_url: str | None = None, keywords_url: str | None = None
+) -> dict[str, str]:
+    """Start (or find) Kannel and its fake SMSC; return the environment that reaches it.
+
+    Replies go to `mo_url` (router), community keywords to `keywords_url` (rumor_control).
+    """
     data_dir = _var(var_dir) / "kannel"
-    return kannel.start(data_dir=data_dir, mo_url=mo_url).env(data_dir)
+    started = kannel.start(data_dir=data_dir, mo_url=mo_url, keywords_url=keywords_url)
+    return started.env(data_dir)
+
+
+def start_local_kannel(*, var_dir: Path | None, port_of: Callable[[str], int]) -> dict[str, str]:
+    """Kannel for `aviso up`, when installed and no other gateway is configured.
+
+    Replies go to router's `/sms/replies` and community keywords to rumor_control's
+    `/sms/keywords` (`port_of(service)` on loopback), with the shared secret the services
+    read (`AVISO_KANNEL_MO_SECRET`). Returns the environment the services need ({} if none).
+    """
+    if os.environ.get("AVISO_KANNEL_SENDSMS_URL"):
+        say(COMPONENT, f"using the SMS gateway at {os.environ['AVISO_KANNEL_SENDSMS_URL']}")
+        return {}
+    if not kannel.installed():
+        say(COMPONENT, "kannel: not installed (apt-get install kannel kannel-extras); no SMS")
+        return {}
+    # Imported lazily: the stack tooling runs before the project is installed.
+    from services.common.settings import CommonSettings
+
+    key = urlencode({"key": CommonSettings().kannel_mo_secret.get_secret_value()})
+    router, rumor_control = (f"http://{LOOPBACK}:{port_of(s)}" for s in ("router", "rumor_control"))
+    env = start_kannel(
+        var_dir=var_dir,
+        mo_url=f"{router}/sms/replies?{key}",
+        keywords_url=f"{rumor_control}/sms/keywords?{key}",
+    )
+    env["AVISO_KANNEL_SENDER"] = kannel.SHORT_CODE
+    return env
 
 
 def start_oidc(*, var_dir: Path | None = None, console_port: int = 8000) -> dict[str, str]:
@@ -171,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--kannel-mo-url", default=None, help="where Kannel delivers SMS replies (default: dropped)"
     )
     parser.add_argument(
+        "--kannel-keywords-url",
+        default=None,
+        help="where Kannel delivers community keywords (STOP, ALTO, ...; default: as replies)",
+    )
+    parser.add_argument(
         "--purge", action="store_true", help="down: also delete data and logs of every service"
     )
     parser.add_argument("--kafka-port", type=int, default=None, help="0 = any free port")
@@ -205,7 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     var_dir=var_dir, port=args.postgres_port, fast=args.fast
                 )
             if args.with_kannel:
-                values.update(start_kannel(var_dir=var_dir, mo_url=args.kannel_mo_url))
+                values.update(
+                    start_kannel(
+                        var_dir=var_dir,
+                        mo_url=args.kannel_mo_url,
+                        keywords_url=args.kannel_keywords_url,
+                    )
+                )
             if args.with_oidc:
                 values.update(start_oidc(var_dir=var_dir, console_port=args.console_port))
             text = write_env_file(env_file, values)

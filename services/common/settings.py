@@ -193,7 +193,8 @@ class CommonSettings(BaseSettings):
         default=None,
         description=(
             "Aviso's delivery-report endpoint Kannel calls back (delivery id, status and a "
-            "signature are added). Unset: no delivery reports are asked for."
+            "signature are added). Unset: the service's own `/sms/reports` at its public base "
+            "URL."
         ),
     )
     kannel_dlr_secret: SecretStr = Field(
@@ -208,6 +209,26 @@ class CommonSettings(BaseSettings):
     )
     kannel_timeout_s: float = Field(
         default=5.0, gt=0, description="Timeout of one sendsms request."
+    )
+    kannel_mo_secret: SecretStr = Field(
+        default=SecretStr("aviso-dev-kannel-mo-secret-change-me"),
+        description=(
+            "Shared secret Kannel's sms-service puts in the reply URL (`key=`): a reply "
+            "(mobile-originated SMS) without it is refused."
+        ),
+    )
+    kannel_handset_attempts: int = Field(
+        default=2,
+        ge=1,
+        description=(
+            "Sends of one SMS in all when the gateway reports that the handset did not get "
+            "it; after the last, the channel has failed (the next channel or step follows)."
+        ),
+    )
+    kannel_handset_retry_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before sending an SMS again after a handset failure report.",
     )
     delivery_max_in_flight: int = Field(
         default=64, ge=1, description="Deliveries one process sends at once (all destinations)."

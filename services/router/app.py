@@ -6,7 +6,13 @@ from dataclasses import replace
 
 from fastapi import FastAPI
 
-from services.common.delivery import DeliveryEngine, EmailSender, SenderRegistry, WebhookSender
+from services.common.delivery import (
+    DeliveryEngine,
+    EmailSender,
+    KannelSender,
+    SenderRegistry,
+    WebhookSender,
+)
 from services.common.http import create_http_app
 from services.common.migrations import upgrade
 from services.common.runtime import ServiceRuntime
@@ -17,6 +23,7 @@ from services.router.deps import Clock, RouterDeps, utcnow
 from services.router.directory import announce_directory_at_start, load_directory_file
 from services.router.escalation import EscalationWorker
 from services.router.http import PROBLEMS, routers
+from services.router.http.sms import REPORTS_PATH
 from services.router.subscribers import register_consumers
 from services.router.tables import delivery_records
 
@@ -26,10 +33,18 @@ SERVICE = "router"
 
 
 def default_senders(settings: RouterSettings) -> SenderRegistry:
-    """A sender for every channel: signed webhooks over pooled HTTP, pooled SMTP e-mail."""
+    """A sender for every channel: signed webhooks, pooled SMTP e-mail, SMS through Kannel."""
     return SenderRegistry(
-        webhook=WebhookSender.from_settings(settings), email=EmailSender.from_settings(settings)
+        webhook=WebhookSender.from_settings(settings),
+        email=EmailSender.from_settings(settings),
+        sms=KannelSender.from_settings(settings, dlr_url=_own_url(settings, REPORTS_PATH)),
     )
+
+
+def _own_url(settings: RouterSettings, path: str) -> str:
+    """Where the SMS gateway reaches this router (`public_base_url`, else its own port)."""
+    base = settings.public_base_url or f"http://{settings.http_host}:{settings.router_port}"
+    return base.rstrip("/") + path
 
 
 class RouterRuntime(ServiceRuntime):
@@ -62,7 +77,7 @@ class RouterRuntime(ServiceRuntime):
             service=SERVICE,
             settings=settings,
         )
-        self.deps = replace(base, delivery=self.delivery)
+        self.deps = replace(base, delivery=self.delivery, wake_delivery=self.delivery.wake)
         self.add_worker("delivery", self.delivery.run)
         self.escalation = EscalationWorker(self.deps)
         self.add_worker("escalation-timers", self.escalation.run)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, is_development_secret
 
 __all__ = ["RouterSettings"]
 
@@ -79,3 +79,12 @@ class RouterSettings(CommonSettings):
     router_metrics_refresh_s: float = Field(
         default=5.0, gt=0, description="How often the open-alerts gauge is recounted."
     )
+
+    def development_secrets(self) -> list[str]:
+        """The common ones, and the SMS gateway's: report signatures and the reply secret."""
+        found = super().development_secrets()
+        if is_development_secret(self.kannel_dlr_secret):
+            found.append("AVISO_KANNEL_DLR_SECRET")
+        if is_development_secret(self.kannel_mo_secret):
+            found.append("AVISO_KANNEL_MO_SECRET")
+        return found

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.common.db import UnitOfWork
 from services.common.delivery import DeliveryOrder, Transaction
 from services.common.dlq import DeadLetters, KafkaDeadLetters
+from services.common.delivery.handset import HandsetPolicy
 from services.router.config import RouterSettings
 from services.router.repository import AcceptDelivery
 from services.router.unit_of_work import RouterUnitOfWork
@@ -43,7 +44,8 @@ class RouterDeps:
 
     `delivery` is None only where nothing is delivered (the delivery plan's own view,
     unit tests with fakes); `wake_escalation` makes the escalation worker look for due
-    timers now (called after a commit that made one due).
+    timers now (called after a commit that made one due); `wake_delivery` makes the
+    delivery engine look for due records now (an SMS to send again).
     """
 
     settings: RouterSettings
@@ -54,6 +56,7 @@ class RouterDeps:
     wake_escalation: Callable[[], None] = field(default=_nothing)
     # The dead-letter topic for ops (None: this cluster's, read when asked).
     dead_letters: DeadLetters | None = None
+    wake_delivery: Callable[[], None] = field(default=_nothing)
 
     def unit_of_work(self) -> RouterUnitOfWork:
         """A new transaction: `async with deps.unit_of_work() as uow: ...; await uow.commit()`."""
@@ -69,6 +72,14 @@ class RouterDeps:
     def dlq(self) -> DeadLetters:
         """The dead-letter topic ops read and replay."""
         return self.dead_letters or KafkaDeadLetters(self.settings.kafka_bootstrap_servers)
+
+    @property
+    def handset_policy(self) -> HandsetPolicy:
+        """What a handset failure report leads to (`kannel_handset_*`)."""
+        return HandsetPolicy(
+            max_attempts=self.settings.kannel_handset_attempts,
+            retry_after=timedelta(seconds=self.settings.kannel_handset_retry_s),
+        )
 
     @property
     def horizon(self) -> timedelta:

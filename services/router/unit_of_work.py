@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.directory import DirectoryPublished
 from services.common.db import AfterCommit, UnitOfWork
 from services.common.delivery import DeliveryState, Transaction
+from services.common.delivery.handset import HandsetPolicy, ReportEffect
+from services.common.delivery.sms_reports import DeliveryReport
 from services.router.domain import (
     AlertRecord,
     DirectoryDocument,
@@ -111,6 +113,10 @@ class DeliveryRepository(Protocol):
     """How this router's notifications stand (the delivery engine's records)."""
 
     async def states(self, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, DeliveryState]: ...
+
+    async def apply_report(
+        self, report: DeliveryReport, *, now: datetime, policy: HandsetPolicy
+    ) -> ReportEffect | None: ...
 
 
 class RouterUoW(Protocol):

@@ -7,7 +7,13 @@ import asyncio
 
 from fastapi import FastAPI
 
-from services.common.delivery import DeliveryEngine, EmailSender, SenderRegistry, WebhookSender
+from services.common.delivery import (
+    DeliveryEngine,
+    EmailSender,
+    KannelSender,
+    SenderRegistry,
+    WebhookSender,
+)
 from services.common.http import create_http_app
 from services.common.runtime import ServiceRuntime, Worker
 from services.common.settings import get_settings
@@ -25,10 +31,19 @@ SERVICE = "rumor_control"
 
 
 def default_senders(settings: RumorControlSettings) -> SenderRegistry:
-    """Signed webhooks and pooled SMTP, as configured."""
+    """Signed webhooks, pooled SMTP and (for community subscribers) SMS, as configured."""
     return SenderRegistry(
-        webhook=WebhookSender.from_settings(settings), email=EmailSender.from_settings(settings)
+        webhook=WebhookSender.from_settings(settings),
+        email=EmailSender.from_settings(settings),
+        sms=_sms_sender(settings),
     )
+
+
+def _sms_sender(settings: RumorControlSettings) -> KannelSender | None:
+    # Bulletins by SMS ask for no delivery reports: rumor_control has no report endpoint yet.
+    if not settings.rumor_sms_subscribers:
+        return None
+    return KannelSender.from_settings(settings, delivery_reports=False)
 
 
 def _delivering(engine: DeliveryEngine, senders: SenderRegistry) -> Worker:
@@ -67,8 +82,9 @@ def create_app(
         service=SERVICE, settings=settings,
     )  # fmt: skip
     deps = RumorControlDeps.build(
-        settings, sessions=runtime.sessions, source=source, delivery=engine, department=department
-    )
+        settings, sessions=runtime.sessions, source=source, delivery=engine,
+        department=department, replies=senders.sms,
+    )  # fmt: skip
     subscribers.register(runtime.consumer, deps)
     runtime.add_worker("rumor_control.delivery", _delivering(engine, senders))
     app = create_http_app(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, is_development_secret
 
-__all__ = ["PACKAGE_DIR", "RumorControlSettings"]
+__all__ = ["DEV_SMS_NUMBER_KEYS", "PACKAGE_DIR", "RumorControlSettings"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# Published with Aviso for local use only: refused outside development mode.
+DEV_SMS_NUMBER_KEYS = "dev1:YXZpc28tcHVibGlzaGVkLXNtcy1udW1iZXIta2V5ISE="
 
 
 class RumorControlSettings(CommonSettings):
@@ -77,3 +79,26 @@ class RumorControlSettings(CommonSettings):
         description="How long after approval (or retraction) a bulletin delivery to a liaison "
         "or the radio desk keeps being retried before it is recorded as failed.",
     )
+    rumor_sms_subscribers: bool = Field(
+        default=True,
+        description=(
+            "Community subscribers by SMS: phones text JOIN/UNIRME (and confirm) to get "
+            "bulletins in their language, STOP/ALTO and START/ALTA; needs the SMS gateway."
+        ),
+    )
+    rumor_sms_number_keys: SecretStr = Field(
+        default=SecretStr(DEV_SMS_NUMBER_KEYS),
+        description=(
+            "AES-256-GCM keys (`id:<base64 32 bytes>`, comma-separated, the first seals new "
+            "numbers) that encrypt subscribers' phone numbers at rest."
+        ),
+    )
+
+    def development_secrets(self) -> list[str]:
+        """The common ones, the SMS keyword secret and the key sealing subscribers' numbers."""
+        found = super().development_secrets()
+        if is_development_secret(self.kannel_mo_secret):
+            found.append("AVISO_KANNEL_MO_SECRET")
+        if self.rumor_sms_number_keys.get_secret_value() == DEV_SMS_NUMBER_KEYS:
+            found.append("AVISO_RUMOR_SMS_NUMBER_KEYS")
+        return found

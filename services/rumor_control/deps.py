@@ -15,7 +15,9 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.delivery import DeliveryOrder
+from services.common.delivery.registry import SmsTransport
 from services.common.signing import make_link_token
+from services.rumor_control.community.numbers import NumberVault
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.department import DepartmentConfig, load_department
 from services.rumor_control.domain import LANGUAGES, fingerprint_key_id
@@ -99,6 +101,8 @@ class RumorControlDeps:
     unit_of_work: Callable[[], RumorControlTransaction]
     delivery: BulletinDeliveries
     clock: Clock = utc_now
+    # Sends the replies to subscribers' keywords (None: no SMS gateway, no replies).
+    replies: SmsTransport | None = None
 
     @classmethod
     def build(
@@ -110,6 +114,7 @@ class RumorControlDeps:
         delivery: BulletinDeliveries,
         department: DepartmentConfig | None = None,
         clock: Clock = utc_now,
+        replies: SmsTransport | None = None,
     ) -> RumorControlDeps:
         """Load the department (unless given), gazetteer and templates named by the settings."""
         department = department or department_of(settings)
@@ -123,12 +128,18 @@ class RumorControlDeps:
             unit_of_work=lambda: RumorControlUnitOfWork(sessions, source=source),
             delivery=delivery,
             clock=clock,
+            replies=replies,
         )
 
     @property
     def fingerprint_key(self) -> bytes:
         """The HMAC key intake fingerprints restricted terms with."""
         return self.settings.fingerprint_key.get_secret_value().encode("utf-8")
+
+    @property
+    def numbers(self) -> NumberVault:
+        """Seals, opens and hashes subscribers' phone numbers."""
+        return NumberVault.from_settings(self.settings)
 
     @property
     def link_secret(self) -> bytes:

@@ -21,6 +21,7 @@ __all__ = [
     "receipts",
     "rumor_reports",
     "rumors",
+    "sms_subscribers",
     "standby_requests",
 ]
 
@@ -188,4 +189,20 @@ receipts = sa.Table(
     sa.Column("first_seen_at", _When, nullable=False),
     sa.Column("last_seen_at", _When, nullable=False),
     sa.Column("seen_count", sa.Integer, nullable=False),
+)
+
+# Community members who get bulletins by SMS. The number is restricted: sealed at rest and
+# found by its keyed hash (community.numbers); it is never in a log, topic or timeline.
+sms_subscribers = sa.Table(
+    "sms_subscribers",
+    metadata,
+    sa.Column("subscriber_id", _Id, primary_key=True),
+    sa.Column("number_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("number_sealed", sa.Text, nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | active | stopped
+    sa.Column("created_at", _When, nullable=False),
+    sa.Column("updated_at", _When, nullable=False),
+    sa.Column("confirmed_at", _When, nullable=True),
+    sa.Index("ix_sms_subscribers_state", "state"),
 )

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.base import Status
 from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit, UnitOfWork
+from services.rumor_control.community.repository import SqlSubscribers, Subscribers
 from services.rumor_control.domain import (
     Aggregate,
     AuditEntry,
@@ -164,6 +165,8 @@ class RumorControlUoW(Protocol):
     def deliveries(self) -> Deliveries: ...
     @property
     def timeline(self) -> Timeline: ...
+    @property
+    def subscribers(self) -> Subscribers: ...
     def after_commit(self, effect: AfterCommit) -> None: ...
 
 
@@ -229,3 +232,8 @@ class RumorControlUnitOfWork(UnitOfWork):
     def timeline(self) -> SqlTimeline:
         """Reads of the audit log."""
         return SqlTimeline(self.session)
+
+    @property
+    def subscribers(self) -> SqlSubscribers:
+        """Community subscribers by SMS."""
+        return SqlSubscribers(self.session)

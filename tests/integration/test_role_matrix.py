@@ -52,6 +52,9 @@ MATRIX: dict[str, dict[tuple[str, str], frozenset[str] | None]] = {
         ("POST", "/v1/ops/dead-letters/replay"): frozenset({OPS}),
         ("GET", "/ack"): PUBLIC,
         ("POST", "/ack"): PUBLIC,
+        # The SMS gateway's callbacks: a signed report URL, a shared secret in the URL.
+        ("GET", "/sms/reports"): PUBLIC,
+        ("GET", "/sms/replies"): PUBLIC,
     },
     "rumor_control": {
         ("GET", "/v1/rumors"): frozenset({VETTER, OPS}),
@@ -73,6 +76,7 @@ MATRIX: dict[str, dict[tuple[str, str], frozenset[str] | None]] = {
         ("GET", "/feeds/bulletins.atom"): PUBLIC,
         ("GET", "/feeds/cap.xml"): PUBLIC,
         ("GET", "/feeds/cap/{bulletin_id}/{version}.xml"): PUBLIC,
+        ("GET", "/sms/keywords"): PUBLIC,  # the SMS gateway, with a shared secret in the URL
     },
 }
 IDENTITIES = [*(r.value for r in Role), None]  # None: no token at all

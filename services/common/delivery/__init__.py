@@ -11,9 +11,10 @@ Modules: `records` (table and record types), `store` (claims, leases, settlement
 `engine` (the dispatcher) and `config` (its limits), `claims` (what an engine holds, its
 heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
 service's side), `registry` (channels, message types, senders), `senders` (webhook,
-e-mail), `sms` (Kannel) and `sms_reports` (its delivery reports and replies), `policy`
-(backoff, circuit breaker, the adaptive per-destination limit), `headers` (safe header
-text), `errors` (reason classes) and `reasons` (a reason class as the contract's
+e-mail), `sms` (Kannel), `sms_reports` (its delivery reports and replies) and `handset`
+(a report on the record; a handset failure as the engine's failure), `policy` (backoff,
+circuit breaker, the adaptive per-destination limit), `headers` (safe header text),
+`errors` (reason classes) and `reasons` (a reason class as the contract's
 `DeliveryFailureReason`, for every service).
 
 How a service plugs in
@@ -29,7 +30,8 @@ How a service plugs in
        from services.common.delivery import create_delivery_records_table
        def upgrade() -> None:
            create_delivery_records_table(op)          # version 1, frozen
-           add_delivery_segments_column(op)           # version 2 (TABLE_VERSION)
+           add_delivery_segments_column(op)           # version 2
+           add_delivery_report_columns(op)            # version 3 (TABLE_VERSION)
 
 2. Plan. A class in the service (e.g. `services/router/alerting/delivery_plan.py`)::
 
@@ -118,9 +120,11 @@ from services.common.delivery.records import (
     DeliveryRecord,
     DeliveryState,
     Failure,
+    add_delivery_report_columns,
     add_delivery_segments_column,
     create_delivery_records_table,
     delivery_records_table,
+    drop_delivery_report_columns,
     drop_delivery_segments_column,
 )
 from services.common.delivery.registry import (
@@ -168,10 +172,12 @@ __all__ = [
     "Transaction",
     "WebhookOutbound",
     "WebhookSender",
+    "add_delivery_report_columns",
     "add_delivery_segments_column",
     "contract_reason",
     "create_delivery_records_table",
     "delivery_records_table",
+    "drop_delivery_report_columns",
     "drop_delivery_segments_column",
     "safe_body",
     "safe_header",

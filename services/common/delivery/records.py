@@ -16,7 +16,8 @@ service resolves the address when it sends, and only a keyed hash of it
 
 Each service keeps the table in its own schema: `delivery_records_table(metadata)` in its
 `tables.py`, `create_delivery_records_table(op)` in an alembic migration (version 1, frozen)
-followed by one helper per later version (`add_delivery_segments_column(op)`: version 2).
+followed by one helper per later version (`add_delivery_segments_column(op)`: version 2,
+`add_delivery_report_columns(op)`: version 3).
 """
 
 from __future__ import annotations
@@ -42,18 +43,21 @@ __all__ = [
     "DeliveryRecord",
     "DeliveryState",
     "Failure",
+    "add_delivery_report_columns",
     "add_delivery_segments_column",
     "create_delivery_records_table",
     "delivery_records_columns",
     "delivery_records_table",
+    "drop_delivery_report_columns",
     "drop_delivery_segments_column",
 ]
 
 DeliveryState = Literal["pending", "sending", "delivered", "failed", "cancelled", "skipped"]
 ACTIVE_STATES: tuple[DeliveryState, ...] = ("pending", "sending")
 DEFAULT_TABLE_NAME = "delivery_records"
-# The table's current version: 1 = the first shape, 2 = `segments` (the SMS receipt).
-TABLE_VERSION = 2
+# The table's current version: 1 = the first shape, 2 = `segments` (the SMS receipt),
+# 3 = `report` and `reported_at` (the SMS gateway's delivery report).
+TABLE_VERSION = 3
 
 _Time = sa.DateTime(timezone=True)
 
@@ -86,7 +90,18 @@ def delivery_records_columns(version: int = TABLE_VERSION) -> list[sa.Column[Any
     ]
     if version >= 2:
         columns.append(_segments_column())
+    if version >= 3:
+        columns.extend(_report_columns())
     return columns
+
+
+def _report_columns() -> list[sa.Column[Any]]:
+    # The furthest a text got by the gateway's delivery reports: accepted (by the carrier),
+    # delivered (to the handset) or failed; NULL when no report came (or not an SMS).
+    return [
+        sa.Column("report", sa.String(16), nullable=True),
+        sa.Column("reported_at", _Time, nullable=True),
+    ]
 
 
 def _segments_column() -> sa.Column[Any]:
@@ -133,6 +148,18 @@ def add_delivery_segments_column(op: Any, name: str = DEFAULT_TABLE_NAME) -> Non
 def drop_delivery_segments_column(op: Any, name: str = DEFAULT_TABLE_NAME) -> None:
     """Version 2 -> 1 (an alembic downgrade)."""
     op.drop_column(name, "segments")
+
+
+def add_delivery_report_columns(op: Any, name: str = DEFAULT_TABLE_NAME) -> None:
+    """Version 2 -> 3 inside an alembic migration: the nullable `report` and `reported_at`."""
+    for column in _report_columns():
+        op.add_column(name, column)
+
+
+def drop_delivery_report_columns(op: Any, name: str = DEFAULT_TABLE_NAME) -> None:
+    """Version 3 -> 2 (an alembic downgrade)."""
+    for column in reversed(_report_columns()):
+        op.drop_column(name, column.name)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,7 @@
 """One channel type, one message type per channel, one sender per channel.
 
 Adding a channel means: add it to `schemas.deliveries.DeliveryChannel`, add its message
-type here and to `Outbound`, give `SenderRegistry` a sender for it. (`sms` has its message
-type and sender here already; it joins `DeliveryChannel` when a service delivers by SMS,
-until then `SenderChannel` names it.) The type checker
+type here and to `Outbound`, give `SenderRegistry` a sender for it. The type checker
 points at every `match` that forgot it (`assert_never`), and `SenderRegistry.require`
 fails at start-up when a service would deliver on a channel with no sender: a message is
 never quietly sent on another channel instead.
@@ -85,9 +83,9 @@ class SmsReceipt:
 # What a plan resolves a delivery to: exactly one message type per channel.
 Outbound = WebhookOutbound | EmailOutbound | SmsOutbound
 
-# Every channel a sender exists for (a superset of the contract's channels until "sms"
-# joins `DeliveryChannel`).
-SenderChannel = DeliveryChannel | Literal["sms"]
+# Every channel a sender exists for: the contract's channels (kept as a name of its own
+# for the code that imported it).
+SenderChannel = DeliveryChannel
 
 
 @dataclass(frozen=True)
@@ -141,6 +139,11 @@ class SenderRegistry:
         self._webhook = webhook
         self._email = email
         self._sms = sms
+
+    @property
+    def sms(self) -> SmsTransport | None:
+        """The SMS sender, for replies a service texts back outside any delivery."""
+        return self._sms
 
     def has(self, channel: SenderChannel) -> bool:
         """Whether `channel` has a sender."""

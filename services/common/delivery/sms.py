@@ -75,14 +75,17 @@ class KannelSender:
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, limits=limits)
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings) -> KannelSender:
-        """A sender using the configured gateway."""
+    def from_settings(
+        cls, settings: CommonSettings, *, dlr_url: str | None = None, delivery_reports: bool = True
+    ) -> KannelSender:
+        """A sender using the configured gateway; reports go to `kannel_dlr_url`, else `dlr_url`
+        (the service's own report endpoint), unless `delivery_reports` is off."""
         return cls(
             sendsms_url=settings.kannel_sendsms_url,
             username=settings.kannel_username,
             password=settings.kannel_password.get_secret_value(),
             sender=settings.kannel_sender,
-            dlr_url=settings.kannel_dlr_url,
+            dlr_url=(settings.kannel_dlr_url or dlr_url) if delivery_reports else None,
             dlr_secret=settings.kannel_dlr_secret.get_secret_value().encode(),
             max_segments=settings.kannel_max_segments,
             timeout_s=settings.kannel_timeout_s,

@@ -117,6 +117,13 @@ _TEXT_SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"(?i)([?&](?:token|access_token|sig|signature|api_key)=)[^&\s\"']+"),
         rf"\g<1>{REDACTED}",
     ),
+    # The SMS gateway's URLs carry phone numbers, texts and credentials in the query
+    # string: its reply callbacks (uvicorn's access log prints them) and sendsms itself
+    # (httpx logs every request it makes at info level).
+    (
+        re.compile(r"(?i)([?&](?:sender|receiver|text|key|to|password|username|reply)=)[^&\s\"']+"),
+        rf"\g<1>{REDACTED}",
+    ),
 )
 
 

@@ -1,4 +1,4 @@
-"""Acknowledgement: acknowledge a notice version, through the API or a one-click link."""
+"""Acknowledgement of a notice version: through the API, a one-click link or an SMS reply."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from services.router.acknowledgement.links import (
     link_page,
     read_link,
 )
+from services.router.acknowledgement.sms import SmsReplyOutcome, acknowledge_by_sms, number_tag
 
 __all__ = [
     "AckResult",
     "LinkClaims",
     "LinkPage",
+    "SmsReplyOutcome",
     "ack_link",
     "acknowledge",
+    "acknowledge_by_sms",
     "link_page",
+    "number_tag",
     "read_link",
 ]

@@ -1,7 +1,8 @@
 """Router's deliveries through the shared delivery engine (services/common/delivery).
 
 `plan.RouterDeliveryPlan` tells the engine what to send for an alert (`compose`) and
-what each outcome means for the alert (`outcomes`: timeline, events, escalation).
+what each outcome means for the alert (`outcomes`: timeline, events, escalation);
+`reports` records the SMS gateway's delivery reports.
 The composition root (`app.py`) builds the engine with this plan and runs it.
 """
 
@@ -15,6 +16,7 @@ from services.router.delivery.outcomes import (
     record_skipped,
 )
 from services.router.delivery.plan import RouterDeliveryPlan
+from services.router.delivery.reports import record_sms_report
 
 __all__ = [
     "RouterDeliveryPlan",
@@ -25,4 +27,5 @@ __all__ = [
     "record_delivered",
     "record_failed",
     "record_skipped",
+    "record_sms_report",
 ]

@@ -1,5 +1,7 @@
 """What one notification says on one channel: the releasable text plus the one-click link.
 
+An SMS says less: the headline and the alert's short code to reply with (`domain.sms`).
+
 The text was rendered when the notification was decided (`alerting.notify`) and kept on
 the delivery record; the acknowledgement link is a credential, so it is minted here, at
 send time, and never stored. The address comes from the alert's frozen snapshot.
@@ -16,11 +18,13 @@ from services.common.delivery import (
     DeliveryRecord,
     EmailOutbound,
     Outbound,
+    SmsOutbound,
     WebhookOutbound,
 )
 from services.router.acknowledgement.links import ack_link
 from services.router.deps import RouterDeps
 from services.router.domain import AlertRecord, EscalationPosition
+from services.router.domain.sms import sms_code, sms_text
 from services.router.messages import render_footer
 
 __all__ = ["compose", "outbound", "position_of"]
@@ -106,5 +110,16 @@ def outbound(
                 text=text,
                 language=record.language,
             )
+        case "sms":
+            # A text names its alert by a short code and carries no link: a reply acknowledges.
+            acknowledgeable = record.purpose != "cancel" and alert.snapshot.may_acknowledge(
+                record.recipient_id
+            )
+            short = sms_text(
+                code=sms_code(alert.id),
+                headline=str(record.context["headline"]),
+                acknowledgeable=acknowledgeable,
+            )
+            return SmsOutbound(to=address, text=short)
         case _:
             assert_never(channel)

@@ -69,6 +69,7 @@ TimelineKind = Literal[
     "delivered",
     "delivery_skipped",
     "delivery_failed",
+    "delivery_report",  # what the SMS gateway reported: accepted, delivered, failed
     "escalated",
     "exhausted",
     "acknowledged",

@@ -57,6 +57,8 @@ DirectorySource = Literal["api", "file", "cli"]
 
 _EMAIL = re.compile(r"^[^@\s<>,;:\"]+@[^@\s<>,;:\"]+\.[^@\s<>,;:\"]+$")
 _WEBHOOK = re.compile(r"^https?://[^\s/?#]+(?:[/?#][^\s]*)?$")
+# E.164: "+", a country code that does not start with 0, at most 15 digits in all.
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 MAX_WAIT_S = 24 * 3600
 MAX_REPEAT = 10
@@ -77,6 +79,13 @@ class Channels(FrozenModel):
         default=None, description="HTTPS endpoint (e.g. a phone push gateway); signed requests."
     )
     email: Annotated[str, Field(max_length=320)] | None = None
+    sms: Annotated[str, Field(max_length=16)] | None = Field(
+        default=None,
+        description=(
+            "Mobile number in E.164 form (+15555550100) that Aviso texts; a reply from it "
+            "acknowledges. Restricted: served to admins only, never logged or put on a topic."
+        ),
+    )
     phone: Annotated[str, Field(max_length=40)] | None = Field(
         default=None, description="For humans reading the directory; Aviso does not call it."
     )
@@ -95,6 +104,14 @@ class Channels(FrozenModel):
             raise ValueError("is not an e-mail address")
         return value
 
+    @field_validator("sms")
+    @classmethod
+    def _sms(cls, value: str | None) -> str | None:
+        # The message never quotes the value: a number is restricted data.
+        if value is not None and not _E164.match(value):
+            raise ValueError("must be an E.164 number: +, country code and number, digits only")
+        return value
+
     def kinds(self) -> tuple[ChannelKind, ...]:
         """The channels this person has an address on, in the channel type's order."""
         return tuple(kind for kind in get_args(DeliveryChannel) if self.address(kind))
@@ -106,6 +123,8 @@ class Channels(FrozenModel):
                 return self.webhook_url
             case "email":
                 return self.email
+            case "sms":
+                return self.sms
             case _:
                 assert_never(kind)
 
@@ -184,7 +203,9 @@ def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
     if spoc.person_id not in people:
         errors.append(DirectoryError("spoc.person_id", "names no person in the directory"))
     elif not reachable(spoc.person_id):
-        errors.append(DirectoryError("spoc.person_id", "the SPOC has no webhook or e-mail"))
+        errors.append(
+            DirectoryError("spoc.person_id", "the SPOC has no webhook, e-mail or SMS number")
+        )
     errors.extend(_delegation_errors(spoc, people))
     for index, step in enumerate(document.policy.steps):
         path = f"policy.steps[{index}]"
@@ -199,7 +220,9 @@ def validate_directory(document: DirectoryDocument) -> list[DirectoryError]:
         elif not reachable(step.person_id):
             # A step nobody can receive silently burns its wait while the operation nears.
             errors.append(
-                DirectoryError(f"{path}.person_id", "this person has no webhook or e-mail")
+                DirectoryError(
+                    f"{path}.person_id", "this person has no webhook, e-mail or SMS number"
+                )
             )
     if not errors and not any(
         reachable(_target_of(step, spoc.person_id)) for step in document.policy.steps
@@ -234,7 +257,9 @@ def _delegation_errors(
             errors.append(DirectoryError(f"{path}.deputy_id", "names no person in the directory"))
         elif not reachable(delegation.deputy_id):
             errors.append(
-                DirectoryError(f"{path}.deputy_id", "the deputy has no webhook or e-mail")
+                DirectoryError(
+                    f"{path}.deputy_id", "the deputy has no webhook, e-mail or SMS number"
+                )
             )
     # Overlapping windows would make "who is the SPOC now" ambiguous.
     for (index_a, a), (index_b, b) in itertools.pairwise(windows):

@@ -4,7 +4,8 @@ outcome means for the bulletin.
 The engine claims a record and asks `resolve` for the message: the version must still be
 the bulletin's version in force (a newer version or a retraction supersedes it: Skip),
 the recipient must still be in the department file (else Skip), and the address for the
-record's channel comes from there (none: a permanent `no_address` failure). Outcomes come
+record's channel comes from there (none: a permanent `no_address` failure). An SMS goes to
+a community subscriber, still active (else Skip), at their sealed number. Outcomes come
 back to the hooks inside the transaction that records them; each applies one bulletin
 transition (timeline entry, `bulletin.delivery_failed`), and logs and metrics follow the
 commit.
@@ -22,6 +23,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.base import Status
+from schemas.deliveries import DeliveryChannel
 from services.common.delivery import (
     BaseDeliveryPlan,
     Delivered,
@@ -38,6 +40,8 @@ from services.common.delivery import (
     contract_reason,
 )
 from services.common.logging import get_logger
+from services.rumor_control.community.numbers import NumberVault
+from services.rumor_control.community.use_cases import subscriber_sms
 from services.rumor_control.config import RumorControlSettings
 from services.rumor_control.delivery.messages import (
     BulletinMessage,
@@ -75,10 +79,16 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
         give_up_after: timedelta,
         clock: Clock = utc_now,
         console_base_url: str | None = None,
+        numbers: NumberVault | None = None,
     ) -> None:
-        # Only the channels some recipient uses: the engine refuses to start when one of
-        # them has no sender, instead of a message going out on another channel.
-        self.channels = tuple(sorted(department.channels()))
+        # Only the channels some recipient uses (SMS: the community's subscribers, when
+        # `numbers` can open their numbers): the engine refuses to start when one of them
+        # has no sender, instead of a message going out on another channel.
+        channels: set[DeliveryChannel] = set(department.channels())
+        if numbers is not None:
+            channels.add("sms")
+        self.channels = tuple(sorted(channels))
+        self._numbers = numbers
         self._department = department
         self._unit_of_work = unit_of_work
         self._links = receipt_links
@@ -117,6 +127,7 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
             give_up_after=timedelta(seconds=settings.rumor_delivery_give_up_s),
             clock=clock,
             console_base_url=settings.console_base_url,
+            numbers=NumberVault.from_settings(settings) if settings.rumor_sms_subscribers else None,
         )
 
     def give_up_after(self, order: DeliveryOrder) -> timedelta:
@@ -134,6 +145,13 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
         if in_force is None or in_force.version != record.aggregate_version:
             # published v1 -> v2 (update) or Cancel (retraction): v1 is not sent any more.
             return Skip("superseded")
+        if record.channel == "sms":
+            if self._numbers is None:
+                return Skip("unknown_recipient")  # SMS subscriptions were switched off
+            subscribers = self._unit_of_work(session).subscribers
+            return await subscriber_sms(
+                subscribers, numbers=self._numbers, record=record, version=in_force
+            )
         recipient = self._department.recipient(record.recipient_id)
         if recipient is None:
             return Skip("unknown_recipient")  # removed from the department file meanwhile
@@ -292,6 +310,10 @@ def _outbound(
                 text=email_text(message, receipt_url=url, console_url=page),
                 language=message.language,
             )
+        case "sms":
+            # Only community subscribers get SMS (`resolve` addresses them); the department
+            # file's recipients have no number.
+            raise DeliveryError("no SMS number for the recipient", reason="no_address")
         case _:
             assert_never(record.channel)
 

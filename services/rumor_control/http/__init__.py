@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.rumor_control.deps import RumorControlDeps
-from services.rumor_control.http import bulletins, feeds, receipts, rumors
+from services.rumor_control.http import bulletins, feeds, receipts, rumors, sms
 
 __all__ = ["PROBLEMS", "routers"]
 
@@ -19,6 +19,7 @@ PROBLEMS: dict[str, set[int]] = {
     "POST /v1/bulletins/{bulletin_id}/reject": _VETTING,
     "POST /v1/bulletins/{bulletin_id}/retract": _VETTING,
     "GET /v1/receipts": {403, 404},  # a forged, expired or foreign link; an unknown bulletin
+    "GET /sms/keywords": {400, 403},  # malformed, without the shared secret
 }
 
 
@@ -30,4 +31,5 @@ def routers(deps: RumorControlDeps) -> list[APIRouter]:
         receipts.deliveries_routes(deps),
         receipts.routes(deps),
         feeds.routes(deps),
+        sms.routes(deps),
     ]

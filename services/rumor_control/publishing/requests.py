@@ -1,7 +1,8 @@
 """Who gets a published version: one delivery per liaison and channel, and one per radio
 desk channel, accepted by the delivery engine in the publishing transaction itself. A drill
 goes to the department's drill audience only (e.g. the outreach unit), never to liaisons or
-the radio desk.
+the radio desk. Community subscribers by SMS get one text each, in their language
+(`community_orders`), never a drill.
 
 The delivery records are the durable queue (as the outbox is for events): they commit if
 and only if the approval or retraction commits, and the engine's worker sends them. A
@@ -21,7 +22,7 @@ from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import BulletinRow, delivery_id
 from services.rumor_control.unit_of_work import RumorControlUoW
 
-__all__ = ["delivery_orders", "purpose_of", "request_deliveries"]
+__all__ = ["community_orders", "delivery_orders", "purpose_of", "request_deliveries"]
 
 
 def purpose_of(msg_type: MsgType) -> DeliveryPurpose:
@@ -68,6 +69,35 @@ def delivery_orders(
         order(recipient, channel, "es" if isinstance(recipient, RadioDesk) else recipient.language)
         for recipient in audience
         for channel in recipient.channels()
+    ]
+
+
+async def community_orders(
+    uow: RumorControlUoW,
+    *,
+    deps: RumorControlDeps,
+    bulletin: BulletinRow,
+    version: int,
+    msg_type: MsgType,
+    correlation_id: str | None,
+) -> list[DeliveryOrder]:
+    """One SMS per active subscriber, in their language (none for a drill)."""
+    if is_drill(bulletin.status) or not deps.settings.rumor_sms_subscribers:
+        return []
+    purpose = purpose_of(msg_type)
+    return [
+        DeliveryOrder(
+            delivery_id=delivery_id(bulletin.bulletin_id, version, subscriber_id, "sms"),
+            aggregate_id=bulletin.bulletin_id,
+            aggregate_version=version,
+            recipient_id=subscriber_id,
+            channel="sms",
+            purpose=purpose,
+            language=language,
+            context={"status": bulletin.status},
+            correlation_id=correlation_id,
+        )
+        for subscriber_id, language in await uow.subscribers.active()
     ]
 
 

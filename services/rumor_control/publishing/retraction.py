@@ -11,7 +11,11 @@ from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import LANGUAGES, Actor, publication
 from services.rumor_control.domain.bulletins import BulletinView
 from services.rumor_control.metrics import BULLETINS_PUBLISHED
-from services.rumor_control.publishing.requests import delivery_orders, request_deliveries
+from services.rumor_control.publishing.requests import (
+    community_orders,
+    delivery_orders,
+    request_deliveries,
+)
 from services.rumor_control.unit_of_work import RumorControlUoW
 from services.rumor_control.vetting.common import (
     apply_bulletin,
@@ -48,6 +52,9 @@ async def retract(
     sections = deps.drafter.render_all("correction", variables)
     orders = delivery_orders(
         department=deps.department, bulletin=bulletin, version=version, msg_type="Cancel",
+        correlation_id=current_correlation_id.get(),
+    ) + await community_orders(
+        uow, deps=deps, bulletin=bulletin, version=version, msg_type="Cancel",
         correlation_id=current_correlation_id.get(),
     )  # fmt: skip
     transition = publication.retract(

@@ -18,7 +18,11 @@ from services.rumor_control.domain import Actor, BulletinRow, lifecycle, publica
 from services.rumor_control.domain import bulletins as transitions
 from services.rumor_control.domain.bulletins import BulletinView
 from services.rumor_control.metrics import BULLETINS_PUBLISHED, REPORT_TO_BULLETIN_SECONDS
-from services.rumor_control.publishing.requests import delivery_orders, request_deliveries
+from services.rumor_control.publishing.requests import (
+    community_orders,
+    delivery_orders,
+    request_deliveries,
+)
 from services.rumor_control.unit_of_work import RumorControlUoW
 from services.rumor_control.vetting.common import apply_bulletin, load_bulletin
 from services.rumor_control.vetting.editing import fresh_check
@@ -48,6 +52,9 @@ async def approve(
     orders = delivery_orders(
         department=deps.department, bulletin=bulletin, version=latest.version,
         msg_type=msg_type, correlation_id=current_correlation_id.get(),
+    ) + await community_orders(
+        uow, deps=deps, bulletin=bulletin, version=latest.version, msg_type=msg_type,
+        correlation_id=current_correlation_id.get(),
     )  # fmt: skip
     transition = transitions.approve(
         view, actor=actor, sign_off_languages=sign_off_languages, checked=checked,

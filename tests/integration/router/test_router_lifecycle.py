@@ -266,7 +266,7 @@ async def test_directory_is_validated_in_full_and_admin_only(
         assert refused.status_code == 422
         assert refused.headers["content-type"] == "application/problem+json"
         errors = {e["path"]: e["message"] for e in refused.json()["errors"]}
-        assert errors["spoc.person_id"] == "the SPOC has no webhook or e-mail"
+        assert errors["spoc.person_id"] == "the SPOC has no webhook, e-mail or SMS number"
 
         stale = await router.client.put(
             "/v1/directory",

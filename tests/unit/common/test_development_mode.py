@@ -14,11 +14,15 @@ from services.common.runtime import (
 )
 from services.common.settings import CommonSettings
 from services.intake.config import IntakeSettings
+from services.router.config import RouterSettings
+from services.rumor_control.config import RumorControlSettings
 
 OWN = {
     "fingerprint_key": SecretStr("an-operator-chosen-fingerprint-key-0123"),
     "link_secret": SecretStr("an-operator-chosen-link-secret"),
     "webhook_secrets": [SecretStr("an-operator-chosen-webhook-secret")],
+    "kannel_dlr_secret": SecretStr("an-operator-chosen-dlr-secret"),
+    "kannel_mo_secret": SecretStr("an-operator-chosen-sms-reply-secret"),
 }
 
 
@@ -82,3 +86,21 @@ def test_intake_refuses_a_generated_or_published_encryption_key_and_signing_secr
 
 def test_the_tests_run_in_development_mode() -> None:
     assert CommonSettings().development_mode is True
+
+
+def test_the_sms_services_refuse_the_published_sms_secrets(tmp_path: Path) -> None:
+    router = RouterSettings(development_mode=False, var_dir=tmp_path, **OWN)
+    assert router.development_secrets() == []
+    published = {"kannel_dlr_secret": SecretStr("change-me"), "kannel_mo_secret": SecretStr("x")}
+    router = RouterSettings(development_mode=False, var_dir=tmp_path, **{**OWN, **published})
+    assert router.development_secrets() == ["AVISO_KANNEL_DLR_SECRET"]
+    rumor = RumorControlSettings(development_mode=False, var_dir=tmp_path, **OWN)
+    assert rumor.development_secrets() == ["AVISO_RUMOR_SMS_NUMBER_KEYS"]
+    own_keys = "k1:" + "A" * 43 + "="
+    rumor = RumorControlSettings(
+        development_mode=False, var_dir=tmp_path, rumor_sms_number_keys=own_keys, **OWN
+    )
+    assert rumor.development_secrets() == []
+    # intake has no SMS: its secrets say nothing about the gateway's.
+    intake = IntakeSettings(development_mode=False, var_dir=tmp_path, **OWN)
+    assert not [name for name in intake.development_secrets() if "KANNEL" in name]

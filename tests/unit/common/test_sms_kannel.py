@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
@@ -160,3 +161,43 @@ async def test_the_registry_sends_sms_on_its_own_sender_and_returns_the_receipt(
     assert fake.sent == [("+15550001111", "hi", "d")]
     with pytest.raises(MissingSender):
         SenderRegistry().require(["sms"])
+
+
+def test_sms_urls_in_log_text_lose_numbers_texts_and_credentials() -> None:
+    # httpx logs every sendsms request it makes; uvicorn's access log every reply callback.
+    from services.common.logging.redaction import scrub_text
+
+    sendsms = (
+        "HTTP Request: GET http://127.0.0.1:13013/cgi-bin/sendsms?username=aviso&password=s3cr"
+        "et&to=%2B15557654321&text=Hola&charset=UTF-8&coding=0&from=12345 HTTP/1.1 202"
+    )
+    reply = "GET /sms/replies?key=shared-s3cret&sender=%2B15557654321&receiver=12345&text=1 204"
+    for line in (sendsms, reply):
+        scrubbed = scrub_text(line)
+        assert "15557654321" not in scrubbed
+        assert "s3cr" not in scrubbed
+        assert "Hola" not in scrubbed
+    assert "coding=0" in scrub_text(sendsms)  # what is not restricted stays readable
+
+
+def test_kannel_routes_community_keywords_to_their_url_and_the_rest_to_replies(
+    tmp_path: Path,
+) -> None:
+    from deploy.local import kannel
+    from services.rumor_control.community.keywords import KEYWORDS
+
+    ports = {"admin": 1, "smsbox": 2, "smsc": 3, "sendsms": 4}
+    config = kannel.render_config(
+        kannel.KannelLayout(tmp_path), ports=ports, password="p",
+        mo_url="http://r/sms/replies?key=k", keywords_url="http://c/sms/keywords?key=k",
+    )  # fmt: skip
+    groups = config.split("group = sms-service")[1:]
+    default, keywords = groups
+    assert "keyword = default" in default
+    assert "http://r/sms/replies?key=k&sender=%p" in default
+    words = {keywords.split("keyword = ")[1].split("\n")[0]}
+    words |= set(keywords.split('aliases = "')[1].split('"')[0].split(";"))
+    assert words == {word.lower() for word in KEYWORDS}
+    assert "http://c/sms/keywords?key=k&sender=%p" in keywords
+    assert "max-messages = 0" in keywords  # Aviso replies itself, after its commit
+    assert "http-request-retry" not in config  # a repeated reply would act twice

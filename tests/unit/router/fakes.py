@@ -19,6 +19,8 @@ from schemas.directory import DirectoryPublished
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit
 from services.common.delivery import DeliveryOrder, DeliveryState
+from services.common.delivery.handset import HandsetPolicy, ReportEffect
+from services.common.delivery.sms_reports import DeliveryReport
 from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
 from services.router.domain import (
@@ -65,6 +67,9 @@ class FakeStore:
     # What the delivery engine was asked to deliver, and the state of each record.
     orders: list[DeliveryOrder] = field(default_factory=list)
     delivery_states: dict[uuid.UUID, DeliveryState] = field(default_factory=dict)
+    # What the SMS report store answers for a delivery id (set by a test), and the reports.
+    report_effects: dict[str, ReportEffect] = field(default_factory=dict)
+    reports: list[DeliveryReport] = field(default_factory=list)
 
     def events(self, event_type: str) -> list[Any]:
         """The enqueued events of one type, in order."""
@@ -242,6 +247,18 @@ class FakeDirectory:
 class FakeDeliveries:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
+
+    async def apply_report(
+        self, report: DeliveryReport, *, now: datetime, policy: HandsetPolicy
+    ) -> ReportEffect | None:
+        self.store.reports.append(report)
+        effect = self.store.report_effects.get(report.delivery_id)
+        if effect is not None and effect.failure is not None:
+            failed = effect.failure.final
+            self.store.delivery_states[effect.record.delivery_id] = (
+                "failed" if failed else "pending"
+            )
+        return effect
 
     async def states(self, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, DeliveryState]:
         return {

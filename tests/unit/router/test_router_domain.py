@@ -211,7 +211,8 @@ def test_unknown_spoc_and_unreachable_people_are_refused() -> None:
         ),
     )
     found = messages(document)
-    assert found["spoc.person_id"] == "the SPOC has no webhook or e-mail"  # a phone is not enough
+    # a phone (for people to call) is not enough
+    assert found["spoc.person_id"] == "the SPOC has no webhook, e-mail or SMS number"
     assert found["policy.steps[1].person_id"] == "names no person in the directory"
 
 

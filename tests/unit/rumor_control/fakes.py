@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from schemas.base import EventData, Status
+from schemas.base import EventData, Language, Status
 from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit
 from services.common.delivery import DeliveryOrder
+from services.rumor_control.community.repository import Subscriber
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.department import load_department
 from services.rumor_control.deps import RumorControlDeps
@@ -82,6 +83,7 @@ class Store:
     receipts: dict[tuple[uuid.UUID, int, uuid.UUID], ReceiptRow] = field(default_factory=dict)
     timeline: list[TimelineRecord] = field(default_factory=list)
     outbox: list[EventData] = field(default_factory=list)
+    subscribers: dict[uuid.UUID, Subscriber] = field(default_factory=dict)
 
     def events(self, kind: type[EventData]) -> list[Any]:
         """Outgoing events of one type, oldest first."""
@@ -334,6 +336,28 @@ class FakeTimeline:
         ]
 
 
+class FakeSubscribers:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def by_hash(self, number_hash: str, *, for_update: bool = False) -> Subscriber | None:
+        found = [s for s in self.store.subscribers.values() if s.number_hash == number_hash]
+        return found[0] if found else None
+
+    async def get(self, subscriber_id: uuid.UUID) -> Subscriber | None:
+        return self.store.subscribers.get(subscriber_id)
+
+    async def save(self, subscriber: Subscriber) -> None:
+        self.store.subscribers[subscriber.subscriber_id] = subscriber
+
+    async def active(self) -> list[tuple[uuid.UUID, Language]]:
+        return sorted(
+            (s.subscriber_id, s.language)
+            for s in self.store.subscribers.values()
+            if s.state == "active"
+        )
+
+
 class FakeUnitOfWork:
     """The unit of work over a `Store`; after-commit effects run on commit only."""
 
@@ -344,6 +368,7 @@ class FakeUnitOfWork:
         self.bulletins = FakeBulletins(store)
         self.deliveries = FakeDeliveries(store)
         self.timeline = FakeTimeline(store)
+        self.subscribers = FakeSubscribers(store)
         self.effects: list[AfterCommit] = []
         self.committed = False
         # Stands for the transaction's session: only the fake delivery engine receives it.

@@ -371,14 +371,17 @@ def test_bulletins_retry_for_two_hours_by_default(deps: RumorControlDeps, store:
     order = next(iter(store.orders.values()), None)
     assert RumorControlSettings().rumor_delivery_give_up_s == 7200
     assert plan.give_up_after(order) == timedelta(hours=2)  # type: ignore[arg-type]
-    assert set(plan.channels) == {"webhook", "email"}
+    assert set(plan.channels) == {"webhook", "email", "sms"}  # sms: community subscribers
 
 
 def test_a_liaison_channel_without_a_sender_stops_the_start(tmp_path: Path) -> None:
     department: dict[str, Any] = yaml.safe_load((PACKAGE_DIR / "department.yaml").read_text())
     department_file = tmp_path / "department.yaml"
     department_file.write_text(yaml.safe_dump(department))
-    settings = RumorControlSettings(var_dir=tmp_path, rumor_department_file=department_file)
+    # Without community subscribers by SMS, no SMS sender is needed either.
+    settings = RumorControlSettings(
+        var_dir=tmp_path, rumor_department_file=department_file, rumor_sms_subscribers=False
+    )
 
     class _Webhook:
         async def send(self, url: str, payload: Any, *, delivery_id: str) -> int:

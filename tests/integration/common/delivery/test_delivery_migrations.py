@@ -1,4 +1,4 @@
-"""The delivery records' version-2 revision (SMS segments), in router and rumor_control."""
+"""The delivery records' later revisions (SMS segments, reports) in router and rumor_control."""
 
 from __future__ import annotations
 
@@ -45,5 +45,32 @@ async def test_segments_come_with_revision_0004_and_go_with_its_downgrade(
             columns: Any = await conn.run_sync(_columns)
         assert "segments" not in columns
         assert {"delivery_id", "state", "claimed_until"} <= columns
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("component", "before"), [("router", "router_0004"), ("rumor_control", "rumor_control_0005")]
+)
+async def test_report_columns_come_with_version_3_and_go_with_its_downgrade(
+    component: str,
+    before: str,
+    database_url: str | None,
+    make_settings: Callable[..., CommonSettings],
+) -> None:
+    settings = make_settings(database_url=database_url)
+    await upgrade(settings, component, before)
+    engine = make_engine(settings, component)
+    try:
+        async with engine.connect() as conn:
+            assert "report" not in await conn.run_sync(_columns)
+        await upgrade(settings, component)
+        async with engine.connect() as conn:
+            assert {"report", "reported_at", "segments"} <= await conn.run_sync(_columns)
+            await conn.run_sync(_downgrade, component, before)
+            await conn.commit()
+            columns: Any = await conn.run_sync(_columns)
+        assert not {"report", "reported_at"} & columns
+        assert "segments" in columns
     finally:
         await engine.dispose()

@@ -14,11 +14,17 @@ from services.common.delivery import (
     WebhookOutbound,
 )
 from services.common.delivery.engine import DeliveryEngine
-from tests.unit.common.delivery.fakes import FakeEmail, FakePlan, FakeStore, FakeWebhook
+from tests.unit.common.delivery.fakes import (
+    FakeEmail,
+    FakePlan,
+    FakeSms,
+    FakeStore,
+    FakeWebhook,
+)
 
 
 def test_every_channel_has_a_branch_in_the_registry() -> None:
-    full = SenderRegistry(webhook=FakeWebhook(), email=FakeEmail())
+    full = SenderRegistry(webhook=FakeWebhook(), email=FakeEmail(), sms=FakeSms())
     for channel in get_args(DeliveryChannel):
         assert full.has(channel), channel
     full.require(get_args(DeliveryChannel))
@@ -26,17 +32,19 @@ def test_every_channel_has_a_branch_in_the_registry() -> None:
 
 @pytest.mark.parametrize("channel", get_args(DeliveryChannel))
 def test_a_channel_without_a_sender_fails_at_start_up(channel: DeliveryChannel) -> None:
-    senders = {"webhook": FakeWebhook(), "email": FakeEmail()}
+    senders = {"webhook": FakeWebhook(), "email": FakeEmail(), "sms": FakeSms()}
     del senders[channel]
     registry = SenderRegistry(**senders)  # type: ignore[arg-type]
     with pytest.raises(MissingSender, match=channel):
-        registry.require(["webhook", "email"])
+        registry.require(get_args(DeliveryChannel))
     # The engine refuses to start for a plan that delivers on that channel.
+    plan = FakePlan()
+    plan.channels = (channel,)
     with pytest.raises(MissingSender):
         DeliveryEngine(
             store=FakeStore(),  # type: ignore[arg-type]
             senders=registry,
-            plan=FakePlan(),
+            plan=plan,
             service="t",
             destination_secret=b"k",
         )

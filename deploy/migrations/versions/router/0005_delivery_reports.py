@@ -1,0 +1,28 @@
+"""router: delivery records keep the SMS gateway's delivery report.
+
+Revision ID: router_0005
+Revises: router_0004
+Create Date: 2026-12-12
+
+The delivery engine's table, version 2 -> 3: nullable `report` (accepted, delivered,
+failed) and `reported_at`. Records without a report (and every non-SMS record) keep NULL.
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+from services.common.delivery import add_delivery_report_columns, drop_delivery_report_columns
+
+revision: str = "router_0005"
+down_revision: str | None = "router_0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    add_delivery_report_columns(op)
+
+
+def downgrade() -> None:
+    drop_delivery_report_columns(op)

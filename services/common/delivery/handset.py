@@ -1,0 +1,153 @@
+"""Delivery reports on the delivery record, and a handset failure as the engine's failure.
+
+Kannel answers a sendsms request as soon as it has queued the text, so the engine records
+the delivery as `delivered` then. The SMS gateway's reports come later (`sms_reports`):
+accepted by the carrier, delivered to the handset, or failed. `apply_report` keeps the
+furthest one on the record (`report`, `reported_at`; a late "accepted" never overwrites
+"delivered") and turns a failure into what any other channel's failure would be:
+
+    delivered --failed report, attempts left--> pending (sent again at `retry_at`)
+    delivered --failed report, none left or past give_up_at--> failed
+
+The owning service writes the same timeline entries and events as for a failed attempt
+(`Failure`), so its fallback (the next channel, the next escalation step) applies as is.
+
+A failure reported while the record is still `pending` or `sending` (the engine has not
+settled the send that the report is about) raises `NotSettled`: the endpoint tries again
+for a moment (the engine settles within milliseconds of the gateway's answer), then
+answers 503.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.delivery.records import DeliveryRecord, Failure
+from services.common.delivery.sms_reports import DeliveryReport, ReportStatus
+
+__all__ = ["HandsetPolicy", "NotSettled", "ReportEffect", "apply_report"]
+
+# How far a report says a text got: a report of a lower rank never replaces a higher one.
+_RANK: dict[ReportStatus, int] = {"accepted": 1, "delivered": 2, "failed": 2}
+
+
+class NotSettled(RuntimeError):
+    """A failure report about a send the engine has not recorded yet: ask again later."""
+
+
+@dataclass(frozen=True)
+class HandsetPolicy:
+    """How many sends a handset failure allows in all, and how long before sending again."""
+
+    max_attempts: int = 2
+    retry_after: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class ReportEffect:
+    """What one report changed. `fresh`: it told something new; `failure`: the handset
+    failure to record as the channel's failure (final, or retried at `failure.retry_at`)."""
+
+    record: DeliveryRecord
+    status: ReportStatus
+    fresh: bool
+    failure: Failure | None = None
+
+
+async def apply_report(
+    session: AsyncSession,
+    table: sa.Table,
+    report: DeliveryReport,
+    *,
+    now: datetime,
+    policy: HandsetPolicy,
+) -> ReportEffect | None:
+    """Record `report` on its delivery (row-locked); None when no such delivery exists."""
+    t = table
+    query = sa.select(t).where(t.c.delivery_id == report.delivery_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await session.execute(query)).mappings().one_or_none()
+    if row is None:
+        return None
+    record = _record(row)
+    known = cast(ReportStatus | None, row["report"])
+    fresh = known is None or _RANK[report.status] > _RANK[known]
+    if not fresh:
+        return ReportEffect(record, report.status, fresh=False)
+    values: dict[str, Any] = {"report": report.status, "reported_at": report.reported_at or now}
+    failure: Failure | None = None
+    if report.status == "failed":
+        if row["state"] in ("pending", "sending"):
+            raise NotSettled(report.delivery_id)
+        if row["state"] == "delivered":
+            failure = _handset_failure(record, now=now, policy=policy)
+            values.update(_failed_values(failure, now=now))
+    await session.execute(sa.update(t).where(t.c.delivery_id == report.delivery_id).values(values))
+    return ReportEffect(record, report.status, fresh=True, failure=failure)
+
+
+def _handset_failure(record: DeliveryRecord, *, now: datetime, policy: HandsetPolicy) -> Failure:
+    retry_at = now + policy.retry_after
+    final = record.attempts >= policy.max_attempts or retry_at >= record.give_up_at
+    return Failure(
+        reason="rejected",
+        permanent=False,
+        final=final,
+        attempts=record.attempts,
+        at=now,
+        retry_at=None if final else retry_at,
+        destination_key=record.destination_key,
+    )
+
+
+def _failed_values(failure: Failure, *, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "last_error_class": failure.reason,
+        "delivered_at": None,
+        "updated_at": now,
+    }
+    if failure.final:
+        values["state"] = "failed"  # delivered -> failed
+    else:
+        # delivered -> pending: the dispatcher sends it again when it is due, and the
+        # reports about that send start afresh (the timeline keeps this one).
+        values.update(
+            state="pending", next_attempt_at=failure.retry_at, report=None, reported_at=None
+        )
+    return values
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # SQLite hands datetimes back naive
+    return value
+
+
+def _record(row: Any) -> DeliveryRecord:
+    context = row["context"]
+    if isinstance(context, str):
+        context = json.loads(context)
+    return DeliveryRecord(
+        delivery_id=uuid.UUID(row["delivery_id"]),
+        aggregate_id=uuid.UUID(row["aggregate_id"]),
+        aggregate_version=row["aggregate_version"],
+        recipient_id=uuid.UUID(row["recipient_id"]),
+        channel=row["channel"],
+        purpose=row["purpose"],
+        language=row["language"],
+        context=context,
+        correlation_id=row["correlation_id"],
+        attempts=row["attempts"],
+        created_at=cast(datetime, _utc(row["created_at"])),
+        give_up_at=cast(datetime, _utc(row["give_up_at"])),
+        destination_key=row["destination_key"],
+        last_error_class=row["last_error_class"],
+    )

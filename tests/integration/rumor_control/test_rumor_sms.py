@@ -1,0 +1,184 @@
+"""Community subscribers by SMS through a real Kannel, Kafka and PostgreSQL.
+
+Kannel routes the community keywords (its sms-service `keyword` and `aliases`) to
+rumor_control's `/sms/keywords` and every other text to router's `/sms/replies`, as the
+local stack configures it; a relay (tests/support/sms_gateway.py) forwards Kannel's
+requests to the in-process app. What phones received is read from the fake SMSC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from deploy.local import kannel
+from schemas.topics import BULLETINS
+from services.common.sms_segments import count_segments
+from tests.integration.rumor_control.rumor_harness import RumorApp, rumor_app_running
+from tests.support import infra
+from tests.support.kafka_io import read_topic
+from tests.support.sms_gateway import Relay, forwarding, serve_relay, texts_to
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+MO_SECRET = "rumor-sms-test-reply-secret"
+SPANISH = "+15557650401"
+ENGLISH = "+15557650402"
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[Relay]:
+    with serve_relay() as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, relay: Relay
+) -> Iterator[tuple[kannel.KannelEndpoints, Path]]:
+    data_dir = tmp_path_factory.mktemp("kannel")
+    try:
+        endpoints = kannel.start(
+            data_dir=data_dir,
+            mo_url=f"{relay.url}/sms/replies?key={MO_SECRET}",
+            keywords_url=f"{relay.url}/sms/keywords?key={MO_SECRET}",
+        )
+    except Exception as exc:
+        infra.infra_unavailable("Kannel", exc)
+        raise
+    try:
+        yield endpoints, data_dir
+    finally:
+        kannel.stop(data_dir=data_dir)
+
+
+@pytest.fixture
+async def rc(
+    tmp_path: Path,
+    postgres_url: str,
+    kafka_bootstrap: str,
+    gateway: tuple[kannel.KannelEndpoints, Path],
+) -> AsyncIterator[RumorApp]:
+    endpoints, _ = gateway
+    database = await infra.fresh_database_async(postgres_url)
+    try:
+        async with rumor_app_running(
+            tmp_path, database_url=database, kafka_bootstrap=kafka_bootstrap,
+            kannel_sendsms_url=endpoints.sendsms_url, kannel_username=endpoints.username,
+            kannel_password=endpoints.password, kannel_sender=kannel.SHORT_CODE,
+            kannel_mo_secret=MO_SECRET,
+        ) as running:  # fmt: skip
+            yield running
+    finally:
+        await infra.drop_database_async(database)
+
+
+async def _published(rc: RumorApp, place: str) -> str:
+    """A rumor assessed as unverified, its bulletin approved: the bulletin id."""
+    observed = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    report = await rc.report(
+        claim="Dicen que la migra está en la tienda", place=place, channel="phone_line",
+        observed_at=observed.isoformat(),
+    )  # fmt: skip
+    assessed = await rc.client.post(
+        f"/v1/rumors/{report['rumor_id']}/assess",
+        json={"assessment": "Unable to verify"},
+        headers=rc.auth("vetter_a"),
+    )
+    assert assessed.status_code == 200, assessed.text
+    bulletin_id = str(assessed.json()["bulletin_id"])
+    approved = await rc.client.post(
+        f"/v1/bulletins/{bulletin_id}/approve",
+        json={"sign_off": ["en", "es"]},
+        headers=rc.auth("vetter_b"),
+    )
+    assert approved.status_code == 200, approved.text
+    return bulletin_id
+
+
+def _received(data_dir: Path, number: str) -> list[kannel.FakeSms]:
+    return [s for s in kannel.received(data_dir=data_dir) if s.receiver == number]
+
+
+async def _next_message(data_dir: Path, number: str, before: int) -> str:
+    """The whole message (all its segments) that follows the first `before` segments."""
+    first = (await texts_to(data_dir, number, before + 1))[before]
+    parts = first.concatenation[1] if first.concatenation else 1
+    return _decoded((await texts_to(data_dir, number, before + parts))[before : before + parts])
+
+
+async def _text(data_dir: Path, number: str, body: str) -> str:
+    """Send `body` from `number` and return the reply the phone received."""
+    before = len(_received(data_dir, number))
+    kannel.inject(number, kannel.SHORT_CODE, body, data_dir=data_dir)
+    return await _next_message(data_dir, number, before)
+
+
+def _decoded(segments: list[kannel.FakeSms]) -> str:
+    ordered = sorted(segments, key=lambda s: s.concatenation[2] if s.concatenation else 0)
+    data = b"".join(s.data for s in ordered)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-16-be")
+
+
+async def test_opt_in_bulletins_in_each_language_and_alto_for_the_next_bulletin(
+    rc: RumorApp, gateway: tuple[kannel.KannelEndpoints, Path], relay: Relay, kafka_bootstrap: str
+) -> None:
+    _, data_dir = gateway
+    async with forwarding(relay, rc.client, paths=("/sms/keywords",)) as answered:
+        # Opt in: a keyword, then the confirmation reply; each answered by SMS.
+        assert "CONFIRMO" in await _text(data_dir, SPANISH, "UNIRME")
+        assert "recibirá" in await _text(data_dir, SPANISH, "Confirmo")
+        assert "YES" in await _text(data_dir, ENGLISH, "join")
+        assert "STOP" in await _text(data_dir, ENGLISH, "YES")
+
+        spanish_before = len(_received(data_dir, SPANISH))
+        english_before = len(_received(data_dir, ENGLISH))
+        first = await _published(rc, "Mercado Latino")
+        detail = await rc.bulletin(first)
+        spanish_text = detail["texts"]["es"]["sms"]
+        english_text = detail["texts"]["en"]["sms"]
+        expected = count_segments(spanish_text)
+        assert expected.encoding == "UCS-2"  # "Aún sin verificar ...": á, í, ó or ú
+        parts = (await texts_to(data_dir, SPANISH, spanish_before + expected.segments))[
+            spanish_before:
+        ]
+        assert len(parts) == expected.segments
+        if expected.segments > 1:
+            assert {p.concatenation[1] for p in parts if p.concatenation} == {expected.segments}
+        assert _decoded(parts) == spanish_text
+        assert await _next_message(data_dir, ENGLISH, english_before) == english_text
+
+        # ALTO: confirmed by SMS, and the next bulletin does not reach that phone.
+        assert "ALTA" in await _text(data_dir, SPANISH, "ALTO")
+        spanish_before = len(_received(data_dir, SPANISH))
+        english_before = len(_received(data_dir, ENGLISH))
+        second = await _published(rc, "Escuela Lincoln")
+        english_second = (await rc.bulletin(second))["texts"]["en"]["sms"]
+        assert await _next_message(data_dir, ENGLISH, english_before) == english_second
+        records = await rc.delivery_records(second)
+        sms = [r for r in records if r["channel"] == "sms"]
+        assert [r["language"] for r in sms] == ["en"]
+        assert len(_received(data_dir, SPANISH)) == spanish_before  # nothing after ALTO's reply
+        assert {status for _, status in answered} == {204}
+
+    # Canary: the numbers are in no log line of the service, no topic, no Kannel log.
+    on_topic = await read_topic(
+        kafka_bootstrap,
+        BULLETINS,
+        until=lambda rs: any(second.encode() in (r.key or b"") for r in rs),
+        key_filter=lambda k: k in (first.encode(), second.encode()),
+    )
+    service_log = rc.log_file.read_text("utf-8")
+    for number in (SPANISH, ENGLISH):
+        digits = number.lstrip("+")
+        assert digits not in service_log
+        assert not [r for r in on_topic if digits.encode() in (r.value or b"")]
+        for path in (data_dir / "logs").iterdir():
+            if path.name != "fakesmsc.log":  # the carrier's side
+                assert digits not in path.read_text("utf-8", "replace"), path.name

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import UnitOfWork
 from services.common.delivery import DeliveryOrder, Transaction
-from services.common.dlq import DeadLetters, KafkaDeadLetters
 from services.common.delivery.handset import HandsetPolicy
+from services.common.dlq import DeadLetters, KafkaDeadLetters
 from services.router.config import RouterSettings
 from services.router.repository import AcceptDelivery
 from services.router.unit_of_work import RouterUnitOfWork

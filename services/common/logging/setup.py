@@ -118,6 +118,7 @@ _ROUTED_LOGGERS = (
     "alembic",
     "aiosqlite",
     "asyncio",
+    "httpx",
 )
 
 
@@ -244,6 +245,10 @@ def _quiet_chatty_libraries(level: int) -> None:
     logging.getLogger("sqlalchemy").setLevel(max(level, logging.WARNING))
     # aiosqlite logs every statement with its parameters at DEBUG: never let that through.
     logging.getLogger("aiosqlite").setLevel(max(level, logging.WARNING))
+    # httpx logs every request's URL at INFO: Kannel's sendsms URL holds the number, the
+    # text and the gateway's credentials (scrubbed by the redaction processor, but better
+    # never written), and one line per webhook is noise beside delivery.delivered.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     logging.getLogger("uvicorn.access").setLevel(logging.INFO)
 
 

@@ -351,3 +351,17 @@ def test_add_restricted_keys_extends_the_set(output: io.StringIO) -> None:
 )
 def test_key_classification(key: str, restricted: bool) -> None:
     assert is_restricted_key(key) is restricted
+
+
+def test_httpx_request_lines_are_not_written(output: io.StringIO) -> None:
+    """httpx logs each request's URL at INFO (Kannel's sendsms URL holds the number and
+    the gateway's password): those lines are dropped; its warnings still come through."""
+    number = "+1505" + canary()[-7:]
+    logging.getLogger("httpx").info(
+        'HTTP Request: GET http://127.0.0.1:13013/cgi-bin/sendsms?to=%s "HTTP/1.1 202"', number
+    )
+    logging.getLogger("httpx").warning("connection pool is full")
+    assert number not in output.getvalue()
+    (warning,) = lines(output)
+    assert warning["logger"] == "httpx"
+    assert warning["event"] == "connection pool is full"

@@ -41,6 +41,7 @@ from benchmarks.hot_path.infra import (
     cpu_ms,
     sample_cpu,
     statements_by_role,
+    top_statements,
 )
 from benchmarks.hot_path.load import run_rate, run_throughput
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
@@ -130,6 +131,7 @@ async def _rates(
             )
             cpu = cpu_ms(before, sample_cpu(pids, forking=["postgres"]))
             statements = await statements_by_role(infra)
+            top = await top_statements(infra)
             if profiler is not None:
                 await asyncio.to_thread(profiler.wait)
             notices = result.accepted
@@ -147,6 +149,7 @@ async def _rates(
                     )
                     if statements
                     else {},
+                    "top_statements": top,
                 }
             )
     return phases
@@ -172,6 +175,7 @@ async def _throughput(
         )
         cpu = cpu_ms(before, sample_cpu(pids, forking=["postgres"]))
         statements = await statements_by_role(infra)
+        top = await top_statements(infra)
         if profiler is not None:
             await asyncio.to_thread(profiler.wait)
         results.append(
@@ -181,6 +185,7 @@ async def _throughput(
                 "statements_per_notice": (
                     statements.get("intake", 0) / outcome.accepted if outcome.accepted else None
                 ),
+                "top_statements": top.get("intake", []),
             }
         )
     return results

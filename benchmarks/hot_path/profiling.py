@@ -49,8 +49,15 @@ _LIBRARIES: tuple[tuple[str, str], ...] = (
     ("prometheus_client/", "prometheus"),
     ("services/", "aviso (own code)"),
     ("schemas/", "aviso (own code)"),
+    ("fast_depends/", "faststream"),
+    ("anyio/", "anyio (threads)"),
     ("asyncio/", "asyncio"),
+    ("selectors.py", "asyncio"),
+    ("threading.py", "threads"),
+    ("queue.py", "threads"),
 )
+# Frames every sample of a served process passes through: no information in them.
+_BOOTSTRAP_ENDS = ("(services/cli.py)", "(services/common/serve.py)")
 
 
 def _library(frame: str) -> str | None:
@@ -65,6 +72,7 @@ def summarise(path: Path, *, top: int = 12) -> dict[str, Any]:
     total = 0
     libraries: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
+    self_libraries: Counter[str] = Counter()
     own: Counter[str] = Counter()
     for line in path.read_text("utf-8", errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -74,10 +82,15 @@ def summarise(path: Path, *, top: int = 12) -> dict[str, Any]:
         frames = stack.split(";")
         total += count
         leaves[frames[-1].strip()] += count
+        # Self time by library: the deepest frame that belongs to a known one.
+        deepest = next((lib for lib in map(_library, reversed(frames)) if lib), "other")
+        self_libraries[deepest] += count
         seen_libraries = {lib for lib in map(_library, frames) if lib is not None}
         for lib in seen_libraries:
             libraries[lib] += count
-        for frame in {f.strip() for f in frames if "services/" in f}:
+        for frame in {
+            f.strip() for f in frames if "services/" in f and not f.endswith(_BOOTSTRAP_ENDS)
+        }:
             own[frame] += count
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
@@ -86,6 +99,7 @@ def summarise(path: Path, *, top: int = 12) -> dict[str, Any]:
     return {
         "samples": total,
         "libraries_pct": shares(libraries) if total else [],
+        "self_by_library_pct": shares(self_libraries) if total else [],
         "self_pct": shares(leaves) if total else [],
         "own_inclusive_pct": shares(own) if total else [],
     }
@@ -163,6 +177,8 @@ def render_summaries(summaries: dict[str, dict[str, Any]]) -> str:
             continue
         libs = ", ".join(f"{name} {pct}%" for name, pct in summary["libraries_pct"])
         lines.append(f"  libraries (inclusive): {libs}")
+        own = ", ".join(f"{name} {pct}%" for name, pct in summary["self_by_library_pct"])
+        lines.append(f"  self time by library: {own}")
         lines.append("  self:")
         lines.extend(f"    {pct:5.1f}%  {frame}" for frame, pct in summary["self_pct"][:8])
         lines.append("  own code (inclusive):")

@@ -2,10 +2,12 @@
 
 - Producer: `acks=all` and idempotence on, so an acknowledged event is on every
   in-sync replica and a producer retry cannot write it twice.
-- Consumer: offsets are committed only after the handler's transaction committed
-  (`AckPolicy.ACK`, never auto-commit-first). A failing message is retried K times
-  with exponential backoff, each try in a fresh transaction; then it goes to
-  `aviso.dlq.v1` with the error and its original headers, and the partition moves on.
+- Consumer: an offset is committed only after the handler's transaction committed
+  (never auto-commit-first), in batches (offsets.py: every N messages or T ms, before
+  a rebalance and on stop), since the inbox already makes a re-delivery a no-op.
+  A failing message is retried K times with exponential backoff, each try in a fresh
+  transaction; then it goes to `aviso.dlq.v1` with the error and its original
+  headers, and the partition moves on.
   A message that cannot be parsed at all goes to the DLQ at once: retrying it would
   fail the same way.
 """
@@ -41,6 +43,7 @@ from services.common.db import UnitOfWork
 from services.common.inbox import claim_message
 from services.common.logging import bound, faststream_logger, get_logger, scrub_text
 from services.common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_PROCESSED
+from services.common.offsets import CommitBeforeRevoke, OffsetCommitter
 from services.common.outbox import OutboxRow
 from services.common.settings import CommonSettings
 
@@ -232,6 +235,10 @@ class EventConsumer:
         self._backoff_s = settings.consumer_backoff_s
         self._service = service
         self._session_timeout_ms = settings.consumer_session_timeout_ms
+        self.offsets = OffsetCommitter(
+            every=settings.consumer_commit_every,
+            interval_s=settings.consumer_commit_interval_ms / 1000,
+        )
         self._subscriptions: dict[tuple[str, str], _Subscription] = {}
         self.processed_total = 0
         self.dead_lettered_total = 0
@@ -256,7 +263,10 @@ class EventConsumer:
         @self._broker.subscriber(
             subscription.topic,
             group_id=subscription.group_id,
-            ack_policy=AckPolicy.ACK,
+            # Offsets are ours to commit, in batches (OffsetCommitter), never before the
+            # message's transaction committed.
+            ack_policy=AckPolicy.MANUAL,
+            listener=CommitBeforeRevoke(self.offsets),
             auto_offset_reset="earliest",
             title=f"{subscription.group_id}:{subscription.topic}",
             decoder=_raw_body,
@@ -278,7 +288,20 @@ class EventConsumer:
         async def consume(message: KafkaMessage) -> None:
             # The raw record, not FastStream's decoding: a body that fails to decode
             # must reach the DLQ, not be acknowledged by a validation error upstream.
-            await self.process(subscription, message)
+            try:
+                await self.process(subscription, message)
+            except asyncio.CancelledError:
+                raise  # stopped mid-message: not done, so not committed
+            except Exception:
+                # As FastStream's ACK policy did: the message is passed, not retried
+                # forever (process() itself retries, dead-letters or waits out outages).
+                await self.offsets.processed(message.consumer, message.raw_message)
+                raise
+            await self.offsets.processed(message.consumer, message.raw_message)
+
+    async def finish(self) -> None:
+        """The service is stopping: commit processed offsets now and after every message."""
+        await self.offsets.finish()
 
     async def process(self, subscription: _Subscription, message: KafkaMessage) -> None:
         """Handle one Kafka record: parse, dedupe, apply with retries, or dead-letter it."""

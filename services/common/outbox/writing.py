@@ -87,23 +87,7 @@ async def enqueue(
 
 async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> None:
     """Add an already-built envelope to the outbox (used by DLQ replay)."""
-    insert = sa.insert(outbox_messages).values(
-        message_id=outgoing.message_id,
-        topic=outgoing.topic,
-        key=outgoing.key,
-        event_type=outgoing.event_type,
-        headers=outgoing.headers,
-        payload=outgoing.payload,
-        created_at=datetime.now(UTC),
-        attempts=0,
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # Row and NOTIFY in one round trip; the notification goes out only on commit.
-        notify = sa.func.pg_notify(sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), "")
-        await session.execute(sa.select(notify).select_from(insert.returning(sa.literal(1)).cte()))
-    else:
-        await session.execute(insert)
-    session.sync_session.info[_DIRTY] = True
+    await _insert(session, [_row(outgoing, datetime.now(UTC))])
 
 
 async def enqueue_all(
@@ -112,38 +96,56 @@ async def enqueue_all(
     *,
     source: str,
 ) -> list[OutgoingEvent]:
-    """`enqueue` for many (event, correlation id) pairs: one INSERT and one wake-up.
+    """`enqueue` for many (event, correlation id) pairs: one statement and one wake-up.
 
     Rows get ids in the order given, so events of one key keep their order. For batches
     (a burst of escalations), where a statement per event would dominate the cost.
     """
     outgoing = [new_event(data, source=source, correlation_id=cid) for data, cid in events]
-    if not outgoing:
-        return []
-    now = datetime.now(UTC)
-    await session.execute(
-        sa.insert(outbox_messages),
-        [
-            {
-                "message_id": o.message_id,
-                "topic": o.topic,
-                "key": o.key,
-                "event_type": o.event_type,
-                "headers": o.headers,
-                "payload": o.payload,
-                "created_at": now,
-                "attempts": 0,
-            }
-            for o in outgoing
-        ],
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            sa.text("SELECT pg_notify(:prefix || current_schema(), '')"),
-            {"prefix": _NOTIFY_CHANNEL + "_"},
-        )
-    session.sync_session.info[_DIRTY] = True
+    if outgoing:
+        now = datetime.now(UTC)
+        await _insert(session, [_row(o, now) for o in outgoing])
     return outgoing
+
+
+# Rows per multi-row INSERT: 8 parameters each, well under PostgreSQL's 32,767 per statement.
+_ROWS_PER_INSERT = 1_000
+
+
+def _row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
+    return {
+        "message_id": outgoing.message_id,
+        "topic": outgoing.topic,
+        "key": outgoing.key,
+        "event_type": outgoing.event_type,
+        "headers": outgoing.headers,
+        "payload": outgoing.payload,
+        "created_at": now,
+        "attempts": 0,
+    }
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    """The rows as multi-row INSERTs (ids in the order given), and the NOTIFY with the first.
+
+    On PostgreSQL the first INSERT and the NOTIFY travel as one statement; the
+    notification goes out only on commit.
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        insert = sa.insert(outbox_messages).values(rows[start : start + _ROWS_PER_INSERT])
+        if postgres and start == 0:
+            notify = sa.func.pg_notify(
+                sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), ""
+            )
+            # A data-modifying CTE runs whole whatever reads it; LIMIT 1: one NOTIFY.
+            inserted = insert.returning(sa.literal(1).label("one")).cte("inserted")
+            await session.execute(
+                sa.select(notify).select_from(sa.select(inserted).limit(1).subquery())
+            )
+        else:
+            await session.execute(insert)
+    session.sync_session.info[_DIRTY] = True
 
 
 async def pending_count(session: AsyncSession) -> int:

@@ -18,7 +18,7 @@ from services.common.db import make_engine, make_session_factory
 from services.common.kafka import make_broker, outbox_publisher
 from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
-from services.common.outbox import OutboxRelay, OutboxRow, enqueue
+from services.common.outbox import OutboxRelay, OutboxRow, enqueue, enqueue_all
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
 from tests.support.kafka_io import read_topic, wait_for
@@ -146,3 +146,27 @@ async def test_a_batch_goes_out_with_the_same_headers_as_a_single_publish(
     single, *batched = (dict(r.headers) for r in records)
     assert all(h == single for h in batched)
     assert single["ce_correlationid"] == single["correlation_id"] == b"corr-9"
+
+
+async def test_many_events_are_enqueued_in_one_statement_in_order(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    writer, _ = engines
+    notice_id = uuid.uuid4()
+    statements = count_statements(writer)
+    async with make_session_factory(writer)() as session, session.begin():
+        outgoing = await enqueue_all(
+            session,
+            [(notice_updated(notice_id, v), f"corr-{v}") for v in (2, 3, 4)],
+            source="aviso.test",
+        )
+    # The INSERT of all three rows (with the NOTIFY on PostgreSQL), nothing per row.
+    assert [s for s in statements if "outbox_messages" in s] == statements[:1]
+    assert len(statements) == 1, statements
+    async with writer.connect() as conn:
+        rows = await conn.execute(
+            sa.select(outbox_messages.c.message_id)
+            .where(outbox_messages.c.key == str(notice_id))
+            .order_by(outbox_messages.c.id)
+        )
+        assert [r.message_id for r in rows] == [o.message_id for o in outgoing]

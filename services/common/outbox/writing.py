@@ -74,20 +74,24 @@ async def enqueue(
     *,
     source: str,
     correlation_id: str | None = None,
+    alongside: Sequence[sa.Insert | sa.Update] = (),
 ) -> OutgoingEvent:
     """Add `event_data` to the outbox in the caller's transaction; returns the envelope.
 
     Topic and key come from the event model (its topic and aggregate id), so one
-    aggregate always lands on one partition in order.
+    aggregate always lands on one partition in order. `alongside`: the caller's other
+    writes of the change (INSERTs and UPDATEs that read none of each other's rows), sent
+    in the same statement on PostgreSQL (data-modifying CTEs: one round trip for the
+    whole change); elsewhere they run first, in order.
     """
     outgoing = new_event(event_data, source=source, correlation_id=correlation_id)
-    await enqueue_outgoing(session, outgoing)
+    await _insert(session, [_row(outgoing, datetime.now(UTC))], alongside=alongside)
     return outgoing
 
 
 async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> None:
     """Add an already-built envelope to the outbox (used by DLQ replay)."""
-    await _insert(session, [_row(outgoing, datetime.now(UTC))])
+    await _insert(session, [_row(outgoing, datetime.now(UTC))], alongside=())
 
 
 async def enqueue_all(
@@ -104,7 +108,7 @@ async def enqueue_all(
     outgoing = [new_event(data, source=source, correlation_id=cid) for data, cid in events]
     if outgoing:
         now = datetime.now(UTC)
-        await _insert(session, [_row(o, now) for o in outgoing])
+        await _insert(session, [_row(o, now) for o in outgoing], alongside=())
     return outgoing
 
 
@@ -125,13 +129,21 @@ def _row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
     }
 
 
-async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+async def _insert(
+    session: AsyncSession,
+    rows: list[dict[str, object]],
+    *,
+    alongside: Sequence[sa.Insert | sa.Update],
+) -> None:
     """The rows as multi-row INSERTs (ids in the order given), and the NOTIFY with the first.
 
-    On PostgreSQL the first INSERT and the NOTIFY travel as one statement; the
-    notification goes out only on commit.
+    On PostgreSQL the first INSERT, the NOTIFY and the `alongside` writes travel as one
+    statement; the notification goes out only on commit.
     """
     postgres = session.get_bind().dialect.name == "postgresql"
+    if not postgres:
+        for write in alongside:
+            await session.execute(write)
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         insert = sa.insert(outbox_messages).values(rows[start : start + _ROWS_PER_INSERT])
         if postgres and start == 0:
@@ -140,9 +152,12 @@ async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
             )
             # A data-modifying CTE runs whole whatever reads it; LIMIT 1: one NOTIFY.
             inserted = insert.returning(sa.literal(1).label("one")).cte("inserted")
-            await session.execute(
-                sa.select(notify).select_from(sa.select(inserted).limit(1).subquery())
-            )
+            statement = sa.select(notify).select_from(sa.select(inserted).limit(1).subquery())
+            if alongside:
+                statement = statement.add_cte(
+                    *(write.cte(f"write_{n}") for n, write in enumerate(alongside))
+                )
+            await session.execute(statement)
         else:
             await session.execute(insert)
     session.sync_session.info[_DIRTY] = True

@@ -170,3 +170,32 @@ async def test_many_events_are_enqueued_in_one_statement_in_order(
             .order_by(outbox_messages.c.id)
         )
         assert [r.message_id for r in rows] == [o.message_id for o in outgoing]
+
+
+async def test_writes_alongside_an_event_share_its_statement_on_postgresql(
+    settings: CommonSettings, engines: tuple[AsyncEngine, AsyncEngine]
+) -> None:
+    writer, _ = engines
+    async with writer.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE side_effects (id VARCHAR(36), n INTEGER)"))
+    side = sa.table("side_effects", sa.column("id"), sa.column("n"))
+    notice_id = uuid.uuid4()
+    statements = count_statements(writer)
+    async with make_session_factory(writer)() as session, session.begin():
+        await enqueue(
+            session,
+            notice_updated(notice_id, 2),
+            source="aviso.test",
+            alongside=[
+                sa.insert(side).values(id=str(notice_id), n=1),
+                sa.insert(side).values(id=str(notice_id), n=2),
+            ],
+        )
+    postgres = settings.database_url is not None
+    # PostgreSQL: both writes, the outbox row and its NOTIFY in one round trip; SQLite:
+    # the writes first, then the row.
+    assert len(statements) == (1 if postgres else 3), statements
+    async with writer.connect() as conn:
+        written = await conn.execute(sa.select(side.c.n).where(side.c.id == str(notice_id)))
+        assert sorted(r.n for r in written) == [1, 2]
+        assert await unsent(writer) == 1

@@ -176,8 +176,8 @@ async def test_writes_alongside_an_event_share_its_statement_on_postgresql(
     settings: CommonSettings, engines: tuple[AsyncEngine, AsyncEngine]
 ) -> None:
     writer, _ = engines
-    async with writer.begin() as conn:
-        await conn.execute(sa.text("CREATE TABLE side_effects (id VARCHAR(36), n INTEGER)"))
+    async with make_session_factory(writer)() as session, session.begin():
+        await session.execute(sa.text("CREATE TABLE side_effects (id VARCHAR(36), n INTEGER)"))
     side = sa.table("side_effects", sa.column("id"), sa.column("n"))
     notice_id = uuid.uuid4()
     statements = count_statements(writer)
@@ -198,4 +198,4 @@ async def test_writes_alongside_an_event_share_its_statement_on_postgresql(
     async with writer.connect() as conn:
         written = await conn.execute(sa.select(side.c.n).where(side.c.id == str(notice_id)))
         assert sorted(r.n for r in written) == [1, 2]
-        assert await unsent(writer) == 1
+    assert await unsent(writer) == 1

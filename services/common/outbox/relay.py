@@ -237,6 +237,8 @@ class OutboxRelay:
         try:
             self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url), timeout=5)
             await self._listener.add_listener(channel, lambda *_: self._wake.set())
+            self._listener.add_termination_listener(lambda *_: self._in_process_wakes(True))
+            self._in_process_wakes(False)
             if self._listen_failing:
                 log.info("outbox.listen_restored", component=self._component)
             self._listen_failing = False
@@ -249,6 +251,20 @@ class OutboxRelay:
                 )
             self._listen_failing = True
             self._listener = None
+            self._in_process_wakes(True)
+
+    def _in_process_wakes(self, wanted: bool) -> None:
+        """Whether this process's commits wake the relay directly (without a NOTIFY).
+
+        While it listens, the NOTIFY of every commit wakes it already, this process's
+        too; the direct wake-up on top would start a second round per commit that finds
+        nothing. Without a listener (SQLite, or the LISTEN connection lost) it is the
+        prompt path.
+        """
+        if wanted and self._wake_on_commit and not self._stopping.is_set():
+            _wakers.add(self._wake)
+        else:
+            _wakers.discard(self._wake)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():

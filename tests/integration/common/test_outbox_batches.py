@@ -3,6 +3,7 @@ two statements per round, and a key's next row sent without waiting for a poll."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -199,3 +200,38 @@ async def test_writes_alongside_an_event_share_its_statement_on_postgresql(
         written = await conn.execute(sa.select(side.c.n).where(side.c.id == str(notice_id)))
         assert sorted(r.n for r in written) == [1, 2]
     assert await unsent(writer) == 1
+
+
+async def test_one_commit_wakes_the_relay_once(
+    broker: KafkaBroker, engines: tuple[AsyncEngine, AsyncEngine]
+) -> None:
+    writer, relay_engine = engines
+    statements = count_statements(relay_engine)
+    kafka = outbox_publisher(broker)
+
+    async def slow_publish(row: OutboxRow) -> None:
+        # Long enough for every wake-up of the commit to arrive while the round runs.
+        await asyncio.sleep(0.3)
+        await kafka(row)
+
+    relay = OutboxRelay(
+        engine=relay_engine,
+        publish=slow_publish,
+        component="intake",
+        poll_interval_s=120,
+        claim_ttl_s=60,
+    )
+    await relay.start()
+    try:
+        # The first, empty round: a claim and the lease query before it sleeps.
+        await wait_for(lambda: len(statements) >= 2, timeout=30)
+        statements.clear()
+        async with make_session_factory(writer)() as session, session.begin():
+            await enqueue(session, notice_updated(uuid.uuid4(), 2), source="aviso.test")
+        await wait_for(lambda: relay.published_total == 1, timeout=30)
+        # Room for a second wake-up to arrive (on PostgreSQL the NOTIFY reaches this
+        # relay too, besides the in-process signal); it must not start another round.
+        await asyncio.sleep(1.0)
+    finally:
+        await relay.stop()
+    assert len(statements) == 2, statements  # one claim, one settling

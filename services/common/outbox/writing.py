@@ -145,7 +145,14 @@ async def _insert(
         for write in alongside:
             await session.execute(write)
     for start in range(0, len(rows), _ROWS_PER_INSERT):
-        insert = sa.insert(outbox_messages).values(rows[start : start + _ROWS_PER_INSERT])
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        # One row as keywords: SQLAlchemy caches that statement's compiled form, while a
+        # multi-row VALUES is compiled anew on every call (worth it only for many rows).
+        insert = (
+            sa.insert(outbox_messages).values(**chunk[0])
+            if len(chunk) == 1
+            else sa.insert(outbox_messages).values(chunk)
+        )
         if postgres and start == 0:
             notify = sa.func.pg_notify(
                 sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), ""

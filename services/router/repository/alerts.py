@@ -311,7 +311,14 @@ class SqlAlertRepository:
         """Timeline rows as multi-row INSERTs: one statement (an executemany is one per row)."""
         for start in range(0, len(rows), _TIMELINE_ROWS_PER_INSERT):
             chunk = rows[start : start + _TIMELINE_ROWS_PER_INSERT]
-            await self._session.execute(sa.insert(alert_timeline).values(chunk))
+            # One row as keywords: that statement's compiled form is cached, a multi-row
+            # VALUES is compiled on every call.
+            insert = (
+                sa.insert(alert_timeline).values(**chunk[0])
+                if len(chunk) == 1
+                else sa.insert(alert_timeline).values(chunk)
+            )
+            await self._session.execute(insert)
 
     async def _update_versioned(self, transitions: Sequence[Transition]) -> set[uuid.UUID]:
         """The version-guarded changes, one UPDATE per distinct change; the rows that took."""

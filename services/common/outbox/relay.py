@@ -61,6 +61,7 @@ from services.common.db import asyncpg_dsn, is_postgres
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
+from services.common.outbox.leases import LeaseKeeper
 from services.common.outbox.writing import _NOTIFY_CHANNEL, OutboxRow, PublishFn, _wakers
 
 __all__ = ["BatchPublisher", "OutboxRelay"]
@@ -109,43 +110,6 @@ def _split(
         else:
             sent.append(row.id)
     return sent, failed
-
-
-class _LeaseKeeper:
-    """Renews a round's claims every `every_s` until stopped (the relay's heartbeat).
-
-    Renewal and `stop` take one lock, so once `stop` returns no renewal is running or
-    will start: the relay can then settle its rows without a renewal racing it.
-    """
-
-    def __init__(self, *, renew: Callable[[], Awaitable[None]], every_s: float) -> None:
-        self._renew = renew
-        self._every_s = every_s
-        self._stopped = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _LeaseKeeper:
-        self._task = asyncio.create_task(self._beat(), name="outbox-lease-heartbeat")
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
-
-    async def stop(self) -> None:
-        async with self._lock:
-            self._stopped.set()
-        if self._task is not None:
-            await self._task
-
-    async def _beat(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), timeout=self._every_s)
-            async with self._lock:
-                if self._stopped.is_set():
-                    return
-                await self._renew()
 
 
 class OutboxRelay:
@@ -316,7 +280,7 @@ class OutboxRelay:
         if not rows:
             return 0
         ids = [row.id for row in rows]
-        async with _LeaseKeeper(
+        async with LeaseKeeper(
             renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
         ) as lease:
             results = await self._publish_batch(rows)

@@ -83,6 +83,11 @@ def normalize(text: str) -> str:
     NFKD, combining marks dropped, casefolded, every run of non-alphanumerics made one space:
     ``"  José-María  GARCÍA "`` -> ``"jose maria garcia"``.
     """
+    if text.isascii():
+        # The same result without the per-character work below (the common case, and hot:
+        # every releasable field and restricted term of every notice): ASCII has nothing
+        # to decompose and no combining marks, and its casefold is its lower case.
+        return _NON_ALPHANUMERIC.sub(" ", text.lower()).strip()
     # Casefold can yield decomposable characters (e.g. U+0130), so decompose again after it.
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     without_marks = "".join(ch for ch in folded if not unicodedata.category(ch).startswith("M"))

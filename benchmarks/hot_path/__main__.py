@@ -1,6 +1,7 @@
 """The hot-path benchmark: `make bench` (or `make bench ARGS=--short`).
 
     python -m benchmarks.hot_path [--short] [--rates 10,50,200] [--duration S] [--out DIR]
+                                  [--profile]
 
 Starts Kafka and PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS + DATABASE_URL from the
 environment), the three services as separate processes, and measures in one run:
@@ -10,6 +11,9 @@ environment), the three services as separate processes, and measures in one run:
    ms per notice of every process (Kafka and PostgreSQL included) and database
    statements per notice per service (pg_stat_statements, one role per service);
 3. intake alone (router and rumor_control stopped) at 16 and 64 closed-loop clients.
+
+With `--profile`, py-spy samples each service during every phase (profiling.py): the
+collapsed stacks are kept beside the run's logs and summarised in the JSON.
 
 Prints a table and writes everything as JSON to var/bench/<timestamp>.json. Nothing is
 asserted: the figures are observations of this machine at this moment.
@@ -37,8 +41,10 @@ from benchmarks.hot_path.infra import (
     cpu_ms,
     sample_cpu,
     statements_by_role,
+    top_statements,
 )
 from benchmarks.hot_path.load import run_rate, run_throughput
+from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
 
@@ -52,6 +58,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=None, help="seconds per rate")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy each service during every phase"
+    )
     return parser.parse_args(argv)
 
 
@@ -97,7 +106,9 @@ def _per_notice(totals: dict[str, float], notices: int) -> dict[str, float | Non
     return {name: (value / notices if notices else None) for name, value in totals.items()}
 
 
-async def _rates(infra: Infra, system: BenchSystem, plan: dict[str, Any]) -> list[dict[str, Any]]:
+async def _rates(
+    infra: Infra, system: BenchSystem, plan: dict[str, Any], profiler: PhaseProfiler | None
+) -> list[dict[str, Any]]:
     phases: list[dict[str, Any]] = []
     async with httpx.AsyncClient(
         timeout=60.0, limits=httpx.Limits(max_connections=512, max_keepalive_connections=512)
@@ -108,6 +119,8 @@ async def _rates(infra: Infra, system: BenchSystem, plan: dict[str, Any]) -> lis
             pids = {**infra.pids, **system.pids(), "bench": os.getpid()}
             await statements_by_role(infra, reset=True)
             before = sample_cpu(pids, forking=["postgres"])
+            if profiler is not None:
+                profiler.start(f"rate{rate:g}", system.pids(), duration_s=plan["durations"][rate])
             result = await run_rate(
                 system,
                 client,
@@ -118,6 +131,9 @@ async def _rates(infra: Infra, system: BenchSystem, plan: dict[str, Any]) -> lis
             )
             cpu = cpu_ms(before, sample_cpu(pids, forking=["postgres"]))
             statements = await statements_by_role(infra)
+            top = await top_statements(infra)
+            if profiler is not None:
+                await asyncio.to_thread(profiler.wait)
             notices = result.accepted
             phases.append(
                 {
@@ -133,13 +149,14 @@ async def _rates(infra: Infra, system: BenchSystem, plan: dict[str, Any]) -> lis
                     )
                     if statements
                     else {},
+                    "top_statements": top,
                 }
             )
     return phases
 
 
 async def _throughput(
-    infra: Infra, system: BenchSystem, plan: dict[str, Any]
+    infra: Infra, system: BenchSystem, plan: dict[str, Any], profiler: PhaseProfiler | None
 ) -> list[dict[str, Any]]:
     # Intake alone: the consumers would otherwise share the two cores with it.
     await asyncio.gather(
@@ -151,11 +168,16 @@ async def _throughput(
         pids = {**infra.pids, **system.pids()}
         await statements_by_role(infra, reset=True)
         before = sample_cpu(pids, forking=["postgres"])
+        if profiler is not None:
+            profiler.start(f"intake-c{concurrency}", system.pids(), duration_s=plan["throughput_s"])
         outcome = await run_throughput(
             system, concurrency=concurrency, duration_s=plan["throughput_s"]
         )
         cpu = cpu_ms(before, sample_cpu(pids, forking=["postgres"]))
         statements = await statements_by_role(infra)
+        top = await top_statements(infra)
+        if profiler is not None:
+            await asyncio.to_thread(profiler.wait)
         results.append(
             {
                 **outcome.summary(),
@@ -163,6 +185,7 @@ async def _throughput(
                 "statements_per_notice": (
                     statements.get("intake", 0) / outcome.accepted if outcome.accepted else None
                 ),
+                "top_statements": top.get("intake", []),
             }
         )
     return results
@@ -173,10 +196,16 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     # Kept after the run: the services' logs explain a phase that went wrong.
     work_dir = args.out / f"run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     work_dir.mkdir(parents=True, exist_ok=True)
+    profiler = PhaseProfiler(work_dir / "profiles") if args.profile else None
     async with running_services(infra, work_dir) as system:
-        phases = await _rates(infra, system, plan)
-        throughput = [] if args.skip_throughput else await _throughput(infra, system, plan)
-    return {"floors": floors, "rates": phases, "throughput": throughput}
+        phases = await _rates(infra, system, plan, profiler)
+        throughput = (
+            [] if args.skip_throughput else await _throughput(infra, system, plan, profiler)
+        )
+    measured: dict[str, Any] = {"floors": floors, "rates": phases, "throughput": throughput}
+    if profiler is not None:
+        measured["profiles"] = profiler.summaries()
+    return measured
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(results, indent=2), "utf-8")
     print(render(results))
+    if "profiles" in results:
+        print(render_summaries(results["profiles"]))
     print(f"\nresults: {out}")
     return 0
 

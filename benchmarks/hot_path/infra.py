@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -273,3 +274,27 @@ async def statements_by_role(infra: Infra, *, reset: bool = False) -> dict[str, 
     finally:
         await conn.close()
     return {row["role"]: int(row["calls"]) for row in rows}
+
+
+async def top_statements(infra: Infra, *, limit: int = 12) -> dict[str, list[dict[str, Any]]]:
+    """Per role, the statements called most since the last reset: where the round trips go."""
+    if not infra.pg_stat_statements:
+        return {}
+    conn = await asyncpg.connect(infra.dsn())
+    try:
+        rows = await conn.fetch(
+            "SELECT role, calls, query FROM ("
+            " SELECT r.rolname AS role, s.calls::bigint AS calls, left(s.query, 160) AS query,"
+            "  row_number() OVER (PARTITION BY r.rolname ORDER BY s.calls DESC) AS n"
+            " FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid) ranked"
+            " WHERE n <= $1 ORDER BY role, calls DESC",
+            limit,
+        )
+    finally:
+        await conn.close()
+    top: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        top.setdefault(row["role"], []).append(
+            {"calls": int(row["calls"]), "query": " ".join(row["query"].split())}
+        )
+    return top

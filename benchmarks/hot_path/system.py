@@ -98,6 +98,8 @@ async def running_services(
             "AVISO_WEBHOOK_SECRETS": json.dumps([WEBHOOK_SECRET]),
             "AVISO_LINK_SECRET": LINK_SECRET,
             "AVISO_SHUTDOWN_GRACE_S": "5",
+            # The secrets above are published (in this file): a throwaway system only.
+            "AVISO_DEVELOPMENT_MODE": "true",
             **(extra_env or {}),
         }
 

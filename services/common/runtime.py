@@ -160,7 +160,10 @@ class ServiceRuntime:
     async def stop(self) -> None:
         """Stop in order so that nothing acknowledged is lost."""
         log.info("service.stopping", service=self.name)
-        # 1. No new messages; in-flight handlers finish and commit their offsets.
+        # 1. No new messages; in-flight handlers finish and commit their offsets (the
+        # batched ones now, each later one as it finishes).
+        with contextlib.suppress(Exception):
+            await self.consumer.finish()
         for subscriber in self.broker.subscribers:
             with contextlib.suppress(Exception):
                 await subscriber.stop()

@@ -131,6 +131,22 @@ class CommonSettings(BaseSettings):
             "6000: lower it, or raise this)."
         ),
     )
+    consumer_commit_every: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Processed messages after which a consumer commits its offsets (1: after each). "
+            "The inbox makes the messages a crash re-delivers no-ops."
+        ),
+    )
+    consumer_commit_interval_ms: int = Field(
+        default=1_000,
+        ge=1,
+        description=(
+            "Longest a processed message's offset waits to be committed; offsets are also "
+            "committed before a rebalance and on stop."
+        ),
+    )
     outbox_poll_interval_s: float = Field(
         default=1.0,
         gt=0,

@@ -107,19 +107,22 @@ class AuditTrail:
 
     async def append(self, note: AuditNote, *, now: datetime) -> None:
         """Write `note` as an entry for the sealer to chain (one INSERT)."""
+        await self._session.execute(self.entry(note, now=now))
+
+    @staticmethod
+    def entry(note: AuditNote, *, now: datetime) -> sa.Insert:
+        """The INSERT that `append` runs, for a caller that sends it with its other writes."""
         actor = note.actor
-        await self._session.execute(
-            sa.insert(audit_pending).values(
-                entry_id=str(uuid.uuid4()),
-                occurred_at=now.astimezone(UTC),
-                action=note.action,
-                notice_id=note.notice_id,
-                version=note.version,
-                actor_token_id=actor.token_id if actor else None,
-                actor_role=actor.role.value if actor else None,
-                correlation_id=current_correlation_id.get(),
-                details=dict(note.details),
-            )
+        return sa.insert(audit_pending).values(
+            entry_id=str(uuid.uuid4()),
+            occurred_at=now.astimezone(UTC),
+            action=note.action,
+            notice_id=note.notice_id,
+            version=note.version,
+            actor_token_id=actor.token_id if actor else None,
+            actor_role=actor.role.value if actor else None,
+            correlation_id=current_correlation_id.get(),
+            details=dict(note.details),
         )
 
     async def seal(self, *, key: bytes, batch_size: int = 500) -> int:

@@ -119,16 +119,23 @@ class NoticeRepository:
     async def apply(self, transition: Transition, *, now: datetime) -> None:
         """Write a transition at once: row, version, purge, audit entry and outbox event."""
         notice = transition.notice
-        if transition.created:
-            await self._session.execute(sa.insert(notices).values(**notice.values()))
-        else:
-            await self._session.execute(
-                sa.update(notices).where(notices.c.id == notice.id).values(**notice.values())
-            )
+        writes: list[sa.Insert | sa.Update] = [
+            sa.insert(notices).values(**notice.values())
+            if transition.created
+            else sa.update(notices).where(notices.c.id == notice.id).values(**notice.values())
+        ]
         if transition.version is not None:
-            await self._session.execute(
-                sa.insert(notice_versions).values(**transition.version.values())
+            writes.append(sa.insert(notice_versions).values(**transition.version.values()))
+        if transition.event is not None and not transition.purge_restricted:
+            # The common case (a submission, an update): row, version, audit entry and
+            # event in one statement on PostgreSQL. None of them reads another's rows.
+            writes.append(self._audit.entry(transition.audit, now=now))
+            await enqueue(
+                self._session, transition.event, source=self._event_source, alongside=writes
             )
+            return
+        for write in writes:
+            await self._session.execute(write)
         if transition.purge_restricted:
             await self._session.execute(
                 sa.update(notice_versions)

@@ -33,6 +33,15 @@ current holder can do), and consumers drop the duplicate through their inbox.
 The relay does not wait a polling interval per message: a commit that enqueued
 something wakes the relays of this process at once (an in-process signal), and on
 PostgreSQL a `NOTIFY` wakes relays in other processes; polling is the fallback.
+
+A round costs two statements whatever its size: the claim (which returns the rows to
+send, and whether a row of the same key waits behind each) and the settling (which
+marks the batch sent and returns when the earliest lease left on the outbox ends). The
+batch goes to the broker in one produce round (`BatchPublisher`: every record handed
+to the producer, then all acknowledgements awaited). The relay claims again at once
+only when the batch was full, a claimed row had a successor, or a commit woke it;
+otherwise it sleeps until a wake-up, the end of that earliest lease, or the poll. It
+never reads back rows it just sent.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -52,15 +61,41 @@ from services.common.db import asyncpg_dsn, is_postgres
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
+from services.common.outbox.leases import LeaseKeeper
 from services.common.outbox.writing import _NOTIFY_CHANNEL, OutboxRow, PublishFn, _wakers
 
-__all__ = ["OutboxRelay"]
+__all__ = ["BatchPublisher", "OutboxRelay"]
 
 log = get_logger(__name__)
 
 _TIMESTAMP = sa.DateTime(timezone=True)
+# Whether a row of the same key waits behind a claimed one (it becomes claimable once
+# the claimed one is marked sent, so the loop claims again without waiting). Written out:
+# SQLite's compiler drops the table names inside RETURNING, which would turn the
+# correlation into `key = key`.
+_HAS_SUCCESSOR = sa.literal_column(
+    "EXISTS (SELECT 1 FROM outbox_messages AS later WHERE later.key = outbox_messages.key"
+    " AND later.sent_at IS NULL AND later.id > outbox_messages.id)",
+    sa.Boolean(),
+).label("has_successor")
 # Shortest idle wait: a lease that ended while another relay claims it must not spin us.
 _MIN_IDLE_WAIT_S = 0.05
+
+
+@runtime_checkable
+class BatchPublisher(Protocol):
+    """Publishes a batch in one produce round; per row, None (acknowledged) or the error."""
+
+    async def publish_batch(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]: ...
+
+
+def _one_by_one(publish: PublishFn) -> Callable[[Sequence[OutboxRow]], Awaitable[list[Any]]]:
+    """A per-row publish function as a batch one: all rows concurrently, errors returned."""
+
+    async def publish_batch(rows: Sequence[OutboxRow]) -> list[Any]:
+        return await asyncio.gather(*(publish(row) for row in rows), return_exceptions=True)
+
+    return publish_batch
 
 
 def _split(
@@ -77,43 +112,6 @@ def _split(
     return sent, failed
 
 
-class _LeaseKeeper:
-    """Renews a round's claims every `every_s` until stopped (the relay's heartbeat).
-
-    Renewal and `stop` take one lock, so once `stop` returns no renewal is running or
-    will start: the relay can then settle its rows without a renewal racing it.
-    """
-
-    def __init__(self, *, renew: Callable[[], Awaitable[None]], every_s: float) -> None:
-        self._renew = renew
-        self._every_s = every_s
-        self._stopped = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _LeaseKeeper:
-        self._task = asyncio.create_task(self._beat(), name="outbox-lease-heartbeat")
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
-
-    async def stop(self) -> None:
-        async with self._lock:
-            self._stopped.set()
-        if self._task is not None:
-            await self._task
-
-    async def _beat(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), timeout=self._every_s)
-            async with self._lock:
-                if self._stopped.is_set():
-                    return
-                await self._renew()
-
-
 class OutboxRelay:
     """Publishes committed outbox rows; run one or several per service."""
 
@@ -121,7 +119,7 @@ class OutboxRelay:
         self,
         *,
         engine: AsyncEngine,
-        publish: PublishFn,
+        publish: PublishFn | BatchPublisher,
         component: str,
         batch_size: int = 100,
         poll_interval_s: float = 1.0,
@@ -138,7 +136,11 @@ class OutboxRelay:
             engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine,
             expire_on_commit=False,
         )
-        self._publish = publish
+        # A BatchPublisher (the Kafka one) sends a batch in one produce round; a plain
+        # function (tests' crashing publishers) is called per row, concurrently.
+        self._publish_batch: Callable[[Sequence[OutboxRow]], Awaitable[Sequence[object]]] = (
+            publish.publish_batch if isinstance(publish, BatchPublisher) else _one_by_one(publish)
+        )
         self._component = component
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
@@ -153,6 +155,10 @@ class OutboxRelay:
         self._listener: Any = None
         self._listen_wanted = False
         self._listen_failing = False
+        # What the last round learnt, so the loop need not ask again: whether rows wait
+        # behind the ones it claimed, and when the earliest lease left on the outbox ends.
+        self._successors_waiting = False
+        self._lease_ends_in_s: float | None = None
         self.published_total = 0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -195,6 +201,8 @@ class OutboxRelay:
         try:
             self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url), timeout=5)
             await self._listener.add_listener(channel, lambda *_: self._wake.set())
+            self._listener.add_termination_listener(lambda *_: self._in_process_wakes(True))
+            self._in_process_wakes(False)
             if self._listen_failing:
                 log.info("outbox.listen_restored", component=self._component)
             self._listen_failing = False
@@ -207,6 +215,20 @@ class OutboxRelay:
                 )
             self._listen_failing = True
             self._listener = None
+            self._in_process_wakes(True)
+
+    def _in_process_wakes(self, wanted: bool) -> None:
+        """Whether this process's commits wake the relay directly (without a NOTIFY).
+
+        While it listens, the NOTIFY of every commit wakes it already, this process's
+        too; the direct wake-up on top would start a second round per commit that finds
+        nothing. Without a listener (SQLite, or the LISTEN connection lost) it is the
+        prompt path.
+        """
+        if wanted and self._wake_on_commit and not self._stopping.is_set():
+            _wakers.add(self._wake)
+        else:
+            _wakers.discard(self._wake)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -222,7 +244,12 @@ class OutboxRelay:
                 )
                 relayed = 0
                 await self._sleep(self._poll_interval_s)
+            if relayed >= self._batch_size or (relayed and self._successors_waiting):
+                continue  # more is claimable now: no need to wait for a wake-up
             if relayed:
+                # The settling said when the earliest lease left ends; a commit meanwhile
+                # has set the wake-up already, so nothing new waits a poll.
+                await self._sleep(self._wait_for_lease_s(self._lease_ends_in_s))
                 continue
             await self._ensure_listening()
             await self._sleep(await self._idle_wait_s())
@@ -233,6 +260,9 @@ class OutboxRelay:
             lease_ends_in = await self._earliest_lease_end_s()
         except Exception:
             return self._poll_interval_s  # the next round reports what is wrong
+        return self._wait_for_lease_s(lease_ends_in)
+
+    def _wait_for_lease_s(self, lease_ends_in: float | None) -> float:
         if lease_ends_in is None:
             return self._poll_interval_s
         # A little past the end, so the lease has surely lapsed when we look; never a spin.
@@ -250,12 +280,10 @@ class OutboxRelay:
         if not rows:
             return 0
         ids = [row.id for row in rows]
-        async with _LeaseKeeper(
+        async with LeaseKeeper(
             renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
         ) as lease:
-            results = await asyncio.gather(
-                *(self._publish(row) for row in rows), return_exceptions=True
-            )
+            results = await self._publish_batch(rows)
             # Renewal stops first, so it cannot extend a failed row's shorter retry lease;
             # what is left of the lease (at least two thirds) covers the settling.
             await lease.stop()
@@ -304,35 +332,41 @@ class OutboxRelay:
                 attempts=t.c.attempts + 1,
             )
             .returning(
-                t.c.id, t.c.message_id, t.c.topic, t.c.key, t.c.event_type, t.c.headers, t.c.payload
+                t.c.id,
+                t.c.message_id,
+                t.c.topic,
+                t.c.key,
+                t.c.event_type,
+                t.c.headers,
+                t.c.payload,
+                _HAS_SUCCESSOR,
             )
         )
         async with self._sessions() as session, session.begin():
             result = await session.execute(claim)
-            claimed = [
-                OutboxRow(
-                    id=r.id,
-                    message_id=r.message_id,
-                    topic=r.topic,
-                    key=r.key,
-                    event_type=r.event_type,
-                    headers=r.headers if isinstance(r.headers, dict) else json.loads(r.headers),
-                    payload=r.payload,
+            claimed: list[OutboxRow] = []
+            successors = False
+            for r in result:
+                successors = successors or bool(r.has_successor)
+                claimed.append(
+                    OutboxRow(
+                        id=r.id,
+                        message_id=r.message_id,
+                        topic=r.topic,
+                        key=r.key,
+                        event_type=r.event_type,
+                        headers=r.headers if isinstance(r.headers, dict) else json.loads(r.headers),
+                        payload=r.payload,
+                    )
                 )
-                for r in result
-            ]
+        self._successors_waiting = successors
         return sorted(claimed, key=lambda row: row.id)
 
     async def _settle(self, sent: list[int], failed: list[tuple[OutboxRow, BaseException]]) -> None:
+        """Mark `sent` sent and hold `failed` back; learn when the earliest lease left ends."""
         t = outbox_messages
-        now = datetime.now(UTC)
+        self._lease_ends_in_s = None
         async with self._sessions() as session, session.begin():
-            if sent:
-                await session.execute(
-                    sa.update(t)
-                    .where(t.c.id.in_(sent), t.c.claimed_by == self.relay_id)
-                    .values(sent_at=now, claimed_by=None, claimed_until=None, last_error=None)
-                )
             for row, error in failed:
                 # Keep the claim a little longer: the key's later rows wait behind it.
                 await session.execute(
@@ -343,6 +377,50 @@ class OutboxRelay:
                         last_error=type(error).__name__,
                     )
                 )
+            if sent:
+                ends = await session.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(sent), t.c.claimed_by == self.relay_id)
+                    .values(
+                        sent_at=datetime.now(UTC),
+                        claimed_by=None,
+                        claimed_until=None,
+                        last_error=None,
+                    )
+                    .returning(self._earliest_other_lease(excluding=sent))
+                )
+                self._lease_ends_in_s = self._seconds_until(ends.scalar())
+
+    def _earliest_other_lease(self, *, excluding: list[int]) -> sa.ColumnElement[Any]:
+        """When the earliest lease on an unsent row not in `excluding` ends (seconds on PG).
+
+        Read in the settling statement itself, which sees the rows as they were before
+        it, so the rows it marks sent are left out by id.
+        """
+        other = outbox_messages.alias("other")
+        earliest = (
+            sa.select(sa.func.min(other.c.claimed_until))
+            .where(
+                other.c.sent_at.is_(None),
+                other.c.claimed_until.is_not(None),
+                other.c.id.not_in(excluding),
+            )
+            .scalar_subquery()
+        )
+        if self._postgres:
+            return sa.extract("epoch", earliest - sa.func.clock_timestamp())
+        return earliest
+
+    def _seconds_until(self, value: Any) -> float | None:
+        """A lease end as read back (PostgreSQL: seconds already; SQLite: a naive UTC time)."""
+        if value is None:
+            return None
+        if self._postgres:
+            return float(value)
+        ends = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        if ends.tzinfo is None:  # SQLite keeps the UTC wall time without its zone
+            ends = ends.replace(tzinfo=UTC)
+        return float((ends - datetime.now(UTC)).total_seconds())
 
     async def _renew(self, ids: list[int]) -> None:
         """Extend this relay's lease on `ids` (the heartbeat); say so if any were lost."""
@@ -376,13 +454,9 @@ class OutboxRelay:
             if self._postgres:
                 seconds = sa.extract("epoch", earliest - sa.func.clock_timestamp())
                 value = (await session.execute(sa.select(seconds).where(pending))).scalar()
-                return None if value is None else float(value)
-            ends = (await session.execute(sa.select(earliest).where(pending))).scalar()
-        if ends is None:
-            return None
-        if ends.tzinfo is None:  # SQLite keeps the UTC wall time without its zone
-            ends = ends.replace(tzinfo=UTC)
-        return float((ends - datetime.now(UTC)).total_seconds())
+            else:
+                value = (await session.execute(sa.select(earliest).where(pending))).scalar()
+        return self._seconds_until(value)
 
     # -- the lease clock -----------------------------------------------------------
     # PostgreSQL's clock when there is one: every relay, on any host, reads the same

@@ -74,36 +74,24 @@ async def enqueue(
     *,
     source: str,
     correlation_id: str | None = None,
+    alongside: Sequence[sa.Insert | sa.Update] = (),
 ) -> OutgoingEvent:
     """Add `event_data` to the outbox in the caller's transaction; returns the envelope.
 
     Topic and key come from the event model (its topic and aggregate id), so one
-    aggregate always lands on one partition in order.
+    aggregate always lands on one partition in order. `alongside`: the caller's other
+    writes of the change (INSERTs and UPDATEs that read none of each other's rows), sent
+    in the same statement on PostgreSQL (data-modifying CTEs: one round trip for the
+    whole change); elsewhere they run first, in order.
     """
     outgoing = new_event(event_data, source=source, correlation_id=correlation_id)
-    await enqueue_outgoing(session, outgoing)
+    await _insert(session, [_row(outgoing, datetime.now(UTC))], alongside=alongside)
     return outgoing
 
 
 async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> None:
     """Add an already-built envelope to the outbox (used by DLQ replay)."""
-    insert = sa.insert(outbox_messages).values(
-        message_id=outgoing.message_id,
-        topic=outgoing.topic,
-        key=outgoing.key,
-        event_type=outgoing.event_type,
-        headers=outgoing.headers,
-        payload=outgoing.payload,
-        created_at=datetime.now(UTC),
-        attempts=0,
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # Row and NOTIFY in one round trip; the notification goes out only on commit.
-        notify = sa.func.pg_notify(sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), "")
-        await session.execute(sa.select(notify).select_from(insert.returning(sa.literal(1)).cte()))
-    else:
-        await session.execute(insert)
-    session.sync_session.info[_DIRTY] = True
+    await _insert(session, [_row(outgoing, datetime.now(UTC))], alongside=())
 
 
 async def enqueue_all(
@@ -112,38 +100,74 @@ async def enqueue_all(
     *,
     source: str,
 ) -> list[OutgoingEvent]:
-    """`enqueue` for many (event, correlation id) pairs: one INSERT and one wake-up.
+    """`enqueue` for many (event, correlation id) pairs: one statement and one wake-up.
 
     Rows get ids in the order given, so events of one key keep their order. For batches
     (a burst of escalations), where a statement per event would dominate the cost.
     """
     outgoing = [new_event(data, source=source, correlation_id=cid) for data, cid in events]
-    if not outgoing:
-        return []
-    now = datetime.now(UTC)
-    await session.execute(
-        sa.insert(outbox_messages),
-        [
-            {
-                "message_id": o.message_id,
-                "topic": o.topic,
-                "key": o.key,
-                "event_type": o.event_type,
-                "headers": o.headers,
-                "payload": o.payload,
-                "created_at": now,
-                "attempts": 0,
-            }
-            for o in outgoing
-        ],
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            sa.text("SELECT pg_notify(:prefix || current_schema(), '')"),
-            {"prefix": _NOTIFY_CHANNEL + "_"},
-        )
-    session.sync_session.info[_DIRTY] = True
+    if outgoing:
+        now = datetime.now(UTC)
+        await _insert(session, [_row(o, now) for o in outgoing], alongside=())
     return outgoing
+
+
+# Rows per multi-row INSERT: 8 parameters each, well under PostgreSQL's 32,767 per statement.
+_ROWS_PER_INSERT = 1_000
+
+
+def _row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
+    return {
+        "message_id": outgoing.message_id,
+        "topic": outgoing.topic,
+        "key": outgoing.key,
+        "event_type": outgoing.event_type,
+        "headers": outgoing.headers,
+        "payload": outgoing.payload,
+        "created_at": now,
+        "attempts": 0,
+    }
+
+
+async def _insert(
+    session: AsyncSession,
+    rows: list[dict[str, object]],
+    *,
+    alongside: Sequence[sa.Insert | sa.Update],
+) -> None:
+    """The rows as multi-row INSERTs (ids in the order given), and the NOTIFY with the first.
+
+    On PostgreSQL the first INSERT, the NOTIFY and the `alongside` writes travel as one
+    statement; the notification goes out only on commit.
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not postgres:
+        for write in alongside:
+            await session.execute(write)
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        # One row as keywords: SQLAlchemy caches that statement's compiled form, while a
+        # multi-row VALUES is compiled anew on every call (worth it only for many rows).
+        insert = (
+            sa.insert(outbox_messages).values(**chunk[0])
+            if len(chunk) == 1
+            else sa.insert(outbox_messages).values(chunk)
+        )
+        if postgres and start == 0:
+            notify = sa.func.pg_notify(
+                sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), ""
+            )
+            # A data-modifying CTE runs whole whatever reads it; LIMIT 1: one NOTIFY.
+            inserted = insert.returning(sa.literal(1).label("one")).cte("inserted")
+            statement = sa.select(notify).select_from(sa.select(inserted).limit(1).subquery())
+            if alongside:
+                statement = statement.add_cte(
+                    *(write.cte(f"write_{n}") for n, write in enumerate(alongside))
+                )
+            await session.execute(statement)
+        else:
+            await session.execute(insert)
+    session.sync_session.info[_DIRTY] = True
 
 
 async def pending_count(session: AsyncSession) -> int:

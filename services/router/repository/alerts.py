@@ -46,6 +46,8 @@ _COLUMNS = tuple(f.name for f in fields(AlertRecord))
 # What `apply_all` knows how to write in bulk. A transition carrying anything else (a
 # field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
 _BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard", "deliveries"})
+# 11 parameters a row: well under PostgreSQL's 32,767 per statement.
+_TIMELINE_ROWS_PER_INSERT = 1_000
 _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
 
 
@@ -236,16 +238,22 @@ class SqlAlertRepository:
             if transition.guard is not None and getattr(result, "rowcount", 0) != 1:
                 return False
         alert_id = transition.after.id
-        for entry in transition.timeline:
-            await self._session.execute(
-                sa.insert(alert_timeline).values(**_timeline_values(alert_id, entry))
-            )
-        for publication in transition.events:
+        await self._insert_timeline(
+            [_timeline_values(alert_id, entry) for entry in transition.timeline]
+        )
+        if len(transition.events) == 1:
+            publication = transition.events[0]
             await enqueue(
                 self._session,
                 publication.event,
                 source=self._source,
                 correlation_id=publication.correlation_id,
+            )
+        elif transition.events:
+            await enqueue_all(
+                self._session,
+                [(p.event, p.correlation_id) for p in transition.events],
+                source=self._source,
             )
         if transition.deliveries:
             if self._accept is None:
@@ -288,9 +296,9 @@ class SqlAlertRepository:
         results.update({i: transitions[i].after.id in took for i in versioned})
         results.update(dict.fromkeys(notes, True))
         done = [transitions[i] for i in sorted(results) if results[i]]
-        rows = [_timeline_values(t.after.id, e) for t in done for e in t.timeline]
-        if rows:
-            await self._session.execute(sa.insert(alert_timeline), rows)
+        await self._insert_timeline(
+            [_timeline_values(t.after.id, e) for t in done for e in t.timeline]
+        )
         events = [(p.event, p.correlation_id) for t in done for p in t.events]
         await enqueue_all(self._session, events, source=self._source)
         await self._accept_orders([order for t in done for order in t.deliveries])
@@ -298,6 +306,19 @@ class SqlAlertRepository:
             if i not in results:
                 results[i] = await self.apply(transition)
         return [results[i] for i in range(len(transitions))]
+
+    async def _insert_timeline(self, rows: list[dict[str, object]]) -> None:
+        """Timeline rows as multi-row INSERTs: one statement (an executemany is one per row)."""
+        for start in range(0, len(rows), _TIMELINE_ROWS_PER_INSERT):
+            chunk = rows[start : start + _TIMELINE_ROWS_PER_INSERT]
+            # One row as keywords: that statement's compiled form is cached, a multi-row
+            # VALUES is compiled on every call.
+            insert = (
+                sa.insert(alert_timeline).values(**chunk[0])
+                if len(chunk) == 1
+                else sa.insert(alert_timeline).values(chunk)
+            )
+            await self._session.execute(insert)
 
     async def _update_versioned(self, transitions: Sequence[Transition]) -> set[uuid.UUID]:
         """The version-guarded changes, one UPDATE per distinct change; the rows that took."""

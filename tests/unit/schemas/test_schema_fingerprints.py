@@ -227,3 +227,40 @@ def test_shared_area_code_and_exchange_are_not_a_leak_but_the_number_is() -> Non
     assert find_leaks(key, "Call our line at (505) 555-0142.", agent_phone) == []
     assert find_leaks(key, "Call 505 555 0199 for details.", agent_phone)
     assert find_leaks(key, "Llame al 555-0199.", agent_phone)
+
+
+def _normalize_slowly(text: str) -> str:
+    """normalize() without its ASCII shortcut: the general path, every character examined."""
+    import re
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    kept = "".join(ch for ch in folded if not unicodedata.category(ch).startswith("M"))
+    return re.sub(r"[\W_]+", " ", kept).strip()
+
+
+def test_the_ascii_shortcut_of_normalize_gives_what_the_general_path_gives() -> None:
+    from schemas.fingerprints import normalize
+
+    samples = [
+        "  Silver Tacoma 7XYZ123 ",
+        "Corner of 19th and Alameda",
+        "2231 Alameda Ave. Apt #4",
+        "dana_whitlock@ice.dhs.gov",
+        "+1 (505) 555-0199",
+        "A\tB\nC\x00D\x7f",
+        "__--__",
+        "".join(chr(c) for c in range(128)),
+    ]
+    for text in samples:
+        assert text.isascii()
+        assert normalize(text) == _normalize_slowly(text), text
+    # Beyond ASCII the general path still runs: accents and the dotted I fold away.
+    assert normalize("  José-María  GARCÍA İ") == "jose maria garcia i"
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_normalize_of_any_ascii_text_matches_the_general_path(text: str) -> None:
+    from schemas.fingerprints import normalize
+
+    assert normalize(text) == _normalize_slowly(text)

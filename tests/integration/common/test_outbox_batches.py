@@ -1,0 +1,237 @@
+"""The relay's batches against real Kafka and real databases: one produce round per batch,
+two statements per round, and a key's next row sent without waiting for a poll."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from faststream.kafka import KafkaBroker
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.topics import NOTICES
+from services.common.db import make_engine, make_session_factory
+from services.common.kafka import make_broker, outbox_publisher
+from services.common.messaging import outbox_messages
+from services.common.migrations import upgrade
+from services.common.outbox import OutboxRelay, OutboxRow, enqueue, enqueue_all
+from services.common.settings import CommonSettings
+from tests.support.events import notice_updated
+from tests.support.kafka_io import read_topic, wait_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+
+@pytest.fixture
+async def settings(
+    database_url: str | None, kafka_bootstrap: str, make_settings: Callable[..., CommonSettings]
+) -> CommonSettings:
+    built = make_settings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap)
+    await upgrade(built, "intake")
+    return built
+
+
+@pytest.fixture
+async def broker(settings: CommonSettings) -> AsyncIterator[KafkaBroker]:
+    made = make_broker(settings, service="test")
+    await made.connect()
+    yield made
+    await made.stop()
+
+
+@pytest.fixture
+async def engines(settings: CommonSettings) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """One engine for the writers, one for the relay alone (its statements are counted)."""
+    writer, relay = make_engine(settings, "intake"), make_engine(settings, "intake")
+    yield writer, relay
+    await writer.dispose()
+    await relay.dispose()
+
+
+def count_statements(engine: AsyncEngine) -> list[str]:
+    """Every statement `engine` sends from now on (BEGIN excluded: SQLite's own)."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            seen.append(" ".join(statement.split())[:80])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    return seen
+
+
+async def unsent(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        query = sa.select(sa.func.count()).where(outbox_messages.c.sent_at.is_(None))
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def test_a_chain_of_one_key_is_sent_without_polls_in_two_statements_per_round(
+    settings: CommonSettings, broker: KafkaBroker, engines: tuple[AsyncEngine, AsyncEngine]
+) -> None:
+    writer, relay_engine = engines
+    chained, single_a, single_b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with make_session_factory(writer)() as session, session.begin():
+        for notice_id, version in [(chained, 2), (single_a, 2), (chained, 3), (single_b, 2)]:
+            await enqueue(session, notice_updated(notice_id, version), source="aviso.test")
+        await enqueue(session, notice_updated(chained, 4), source="aviso.test")
+
+    statements = count_statements(relay_engine)
+    # No wake-ups and a poll far beyond the deadline below: only the relay's own
+    # knowledge that a key's next row waits can get the chain out in time. The long
+    # lease keeps the heartbeat out of the count.
+    relay = OutboxRelay(
+        engine=relay_engine,
+        publish=outbox_publisher(broker),
+        component="intake",
+        poll_interval_s=120,
+        claim_ttl_s=60,
+        wake_on_commit=False,
+    )
+    await relay.start()
+    try:
+        await wait_for(lambda: _none_unsent(writer), timeout=30)
+        records = await read_topic(
+            settings.kafka_bootstrap_servers,
+            NOTICES,
+            until=lambda rs: len(rs) >= 3,
+            key_filter=lambda k: k == str(chained).encode(),
+        )
+    finally:
+        await relay.stop()
+
+    assert [dict(r.headers)["ce_subject"] for r in records] == [str(chained).encode()] * 3
+    assert [_version(r.value) for r in records] == [2, 3, 4], "per-key order kept"
+    assert relay.published_total == 5
+    # Three rounds (three rows of one key), each a claim and a settling: nothing read
+    # back, no empty claim after a round, no lease query while rows keep coming.
+    assert len(statements) == 6, statements
+
+
+async def _none_unsent(engine: AsyncEngine) -> bool:
+    return await unsent(engine) == 0
+
+
+def _version(value: bytes | None) -> int:
+    import json
+
+    assert value is not None
+    return int(json.loads(value)["version"])
+
+
+async def test_a_batch_goes_out_with_the_same_headers_as_a_single_publish(
+    settings: CommonSettings, broker: KafkaBroker
+) -> None:
+    publisher = outbox_publisher(broker)
+    key = str(uuid.uuid4())
+    headers = {"ce_id": "x", "ce_type": "notice.updated", "ce_correlationid": "corr-9"}
+
+    def row(n: int) -> OutboxRow:
+        return OutboxRow(n, f"m{n}", NOTICES, key, "notice.updated", headers, f'{{"n": {n}}}')
+
+    await publisher(row(1))
+    assert await publisher.publish_batch([row(2), row(3), row(4)]) == [None, None, None]
+
+    records = await read_topic(
+        settings.kafka_bootstrap_servers,
+        NOTICES,
+        until=lambda rs: len(rs) >= 4,
+        key_filter=lambda k: k == key.encode(),
+    )
+    assert [r.value for r in records] == [f'{{"n": {n}}}'.encode() for n in (1, 2, 3, 4)]
+    single, *batched = (dict(r.headers) for r in records)
+    assert all(h == single for h in batched)
+    assert single["ce_correlationid"] == single["correlation_id"] == b"corr-9"
+
+
+async def test_many_events_are_enqueued_in_one_statement_in_order(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    writer, _ = engines
+    notice_id = uuid.uuid4()
+    statements = count_statements(writer)
+    async with make_session_factory(writer)() as session, session.begin():
+        outgoing = await enqueue_all(
+            session,
+            [(notice_updated(notice_id, v), f"corr-{v}") for v in (2, 3, 4)],
+            source="aviso.test",
+        )
+    # The INSERT of all three rows (with the NOTIFY on PostgreSQL), nothing per row.
+    assert [s for s in statements if "outbox_messages" in s] == statements[:1]
+    assert len(statements) == 1, statements
+    async with writer.connect() as conn:
+        rows = await conn.execute(
+            sa.select(outbox_messages.c.message_id)
+            .where(outbox_messages.c.key == str(notice_id))
+            .order_by(outbox_messages.c.id)
+        )
+        assert [r.message_id for r in rows] == [o.message_id for o in outgoing]
+
+
+async def test_writes_alongside_an_event_share_its_statement_on_postgresql(
+    settings: CommonSettings, engines: tuple[AsyncEngine, AsyncEngine]
+) -> None:
+    writer, _ = engines
+    async with make_session_factory(writer)() as session, session.begin():
+        await session.execute(sa.text("CREATE TABLE side_effects (id VARCHAR(36), n INTEGER)"))
+    side = sa.table("side_effects", sa.column("id"), sa.column("n"))
+    notice_id = uuid.uuid4()
+    statements = count_statements(writer)
+    async with make_session_factory(writer)() as session, session.begin():
+        await enqueue(
+            session,
+            notice_updated(notice_id, 2),
+            source="aviso.test",
+            alongside=[
+                sa.insert(side).values(id=str(notice_id), n=1),
+                sa.insert(side).values(id=str(notice_id), n=2),
+            ],
+        )
+    postgres = settings.database_url is not None
+    # PostgreSQL: both writes, the outbox row and its NOTIFY in one round trip; SQLite:
+    # the writes first, then the row.
+    assert len(statements) == (1 if postgres else 3), statements
+    async with writer.connect() as conn:
+        written = await conn.execute(sa.select(side.c.n).where(side.c.id == str(notice_id)))
+        assert sorted(r.n for r in written) == [1, 2]
+    assert await unsent(writer) == 1
+
+
+async def test_one_commit_wakes_the_relay_once(
+    broker: KafkaBroker, engines: tuple[AsyncEngine, AsyncEngine]
+) -> None:
+    writer, relay_engine = engines
+    statements = count_statements(relay_engine)
+    kafka = outbox_publisher(broker)
+
+    async def slow_publish(row: OutboxRow) -> None:
+        # Long enough for every wake-up of the commit to arrive while the round runs.
+        await asyncio.sleep(0.3)
+        await kafka(row)
+
+    relay = OutboxRelay(
+        engine=relay_engine,
+        publish=slow_publish,
+        component="intake",
+        poll_interval_s=120,
+        claim_ttl_s=60,
+    )
+    await relay.start()
+    try:
+        # The first, empty round: a claim and the lease query before it sleeps.
+        await wait_for(lambda: len(statements) >= 2, timeout=30)
+        statements.clear()
+        async with make_session_factory(writer)() as session, session.begin():
+            await enqueue(session, notice_updated(uuid.uuid4(), 2), source="aviso.test")
+        await wait_for(lambda: relay.published_total == 1, timeout=30)
+        # Room for a second wake-up to arrive (on PostgreSQL the NOTIFY reaches this
+        # relay too, besides the in-process signal); it must not start another round.
+        await asyncio.sleep(1.0)
+    finally:
+        await relay.stop()
+    assert len(statements) == 2, statements  # one claim, one settling

@@ -35,10 +35,10 @@ async def link_identity(
     """Link the provider's `subject` to the account `login` (replacing its earlier link)."""
     user = await find_user(session, login=login.strip().lower())
     if user is None:
-        raise AccountError(f"no console user {login!r}")
+        raise AccountError(f"no console user {login!r}", code="users.error.unknown", login=login)
     subject = subject.strip()
     if not subject or len(subject) > 255:
-        raise AccountError("an OpenID subject is 1-255 characters")
+        raise AccountError("an OpenID subject is 1-255 characters", code="users.error.subject")
     issuer = normalize_issuer(issuer)
     taken = (
         await session.execute(
@@ -49,7 +49,9 @@ async def link_identity(
         )
     ).scalar_one_or_none()
     if taken is not None and taken != user.id:
-        raise AccountError("that OpenID subject is linked to another console user")
+        raise AccountError(
+            "that OpenID subject is linked to another console user", code="users.error.linked"
+        )
     await session.execute(delete(console_identities).where(console_identities.c.user_id == user.id))
     await session.execute(
         insert(console_identities).values(
@@ -63,7 +65,7 @@ async def unlink_identity(session: AsyncSession, *, login: str) -> bool:
     """Remove the account's single sign-on link; False when it had none."""
     user = await find_user(session, login=login.strip().lower())
     if user is None:
-        raise AccountError(f"no console user {login!r}")
+        raise AccountError(f"no console user {login!r}", code="users.error.unknown", login=login)
     removed = await session.execute(
         delete(console_identities).where(console_identities.c.user_id == user.id)
     )

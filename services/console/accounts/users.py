@@ -39,7 +39,16 @@ _LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,79}$")
 
 
 class AccountError(ValueError):
-    """An account request that cannot be done (unknown login, taken login, bad value)."""
+    """An account request that cannot be done (unknown login, taken login, bad value).
+
+    `str(exc)` is the English sentence the CLI prints; `code` and `params` name the same
+    message in the console's locales, so each person reads it in their own language.
+    """
+
+    def __init__(self, message: str, *, code: str, **params: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +119,19 @@ async def create_user(
     """Create an account; returns its password and TOTP secret, the only time they show."""
     login = login.strip().lower()
     if not _LOGIN.match(login):
-        raise AccountError("a login is 2-80 characters: a-z, 0-9, '.', '_' or '-'")
+        raise AccountError(
+            "a login is 2-80 characters: a-z, 0-9, '.', '_' or '-'", code="users.error.login"
+        )
     if language not in LANGUAGES:
-        raise AccountError(f"language must be one of {', '.join(LANGUAGES)}")
+        raise AccountError(
+            f"language must be one of {', '.join(LANGUAGES)}", code="users.error.language"
+        )
     if await find_user(session, login=login) is not None:
-        raise AccountError(f"the login {login!r} is taken")
+        raise AccountError(f"the login {login!r} is taken", code="users.error.taken", login=login)
     role = Role(role)
     password = password or generate_password()
     if len(password) < 12:
-        raise AccountError("a password has at least 12 characters")
+        raise AccountError("a password has at least 12 characters", code="users.error.password")
     secret = new_totp_secret()
     user_id = str(uuid.uuid4())
     await session.execute(
@@ -157,7 +170,7 @@ async def reset_user(
     user = await _existing(session, login)
     password = password or generate_password()
     if len(password) < 12:
-        raise AccountError("a password has at least 12 characters")
+        raise AccountError("a password has at least 12 characters", code="users.error.password")
     secret = new_totp_secret()
     await session.execute(
         update(console_users)
@@ -191,7 +204,9 @@ async def set_role(
 async def set_language(session: AsyncSession, *, user_id: str, language: str) -> None:
     """Remember the user's language."""
     if language not in LANGUAGES:
-        raise AccountError(f"language must be one of {', '.join(LANGUAGES)}")
+        raise AccountError(
+            f"language must be one of {', '.join(LANGUAGES)}", code="users.error.language"
+        )
     await session.execute(
         update(console_users).where(console_users.c.id == user_id).values(language=language)
     )
@@ -200,5 +215,5 @@ async def set_language(session: AsyncSession, *, user_id: str, language: str) ->
 async def _existing(session: AsyncSession, login: str) -> UserRecord:
     user = await find_user(session, login=login.strip().lower())
     if user is None:
-        raise AccountError(f"no console user {login!r}")
+        raise AccountError(f"no console user {login!r}", code="users.error.unknown", login=login)
     return user

@@ -58,10 +58,13 @@ async def _users_page(
     deps: ConsoleDeps,
     me: Viewer,
     *,
-    error: str | None = None,
+    error: str | AccountError | None = None,
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
+    # A refusal is a locale key, or an AccountError naming its key and values.
+    error_params = error.params if isinstance(error, AccountError) else {}
+    error_key = error.code if isinstance(error, AccountError) else error
     async with deps.auth_sessions.begin() as session:
         users = await list_users(session)
     now = deps.clock()
@@ -74,7 +77,8 @@ async def _users_page(
         languages=LANGUAGES,
         locked={u.login for u in users if _later(u.locked_until, now)},
         done=request.query_params.get("done"),
-        error=error,
+        error=error_key,
+        error_params=error_params,
         values=values or {"role": Role.CONTACT.value, "language": "en"},
         myself=me.session.login,
     )
@@ -114,9 +118,12 @@ def _create_route(router: APIRouter, deps: ConsoleDeps) -> None:
                     role=values["role"], subject=values["subject"] or None,
                     language=values["language"], now=deps.clock(),
                 )  # fmt: skip
-        except (AccountError, ValueError) as exc:
-            text = str(exc) if isinstance(exc, AccountError) else "unknown role"
-            return await _users_page(request, deps, me, error=text, values=values, status=422)
+        except AccountError as exc:
+            return await _users_page(request, deps, me, error=exc, values=values, status=422)
+        except ValueError:  # Role(...) of a value no role has
+            return await _users_page(
+                request, deps, me, error="users.bad_role", values=values, status=422
+            )
         log.info(
             "console.user_created",
             user_id=made.user.id,
@@ -139,7 +146,7 @@ def _disable_route(router: APIRouter, deps: ConsoleDeps) -> None:
             async with deps.auth_sessions.begin() as session:
                 user = await disable_user(session, login=login, now=deps.clock())
         except AccountError as exc:
-            return await _users_page(request, deps, me, error=str(exc), status=404)
+            return await _users_page(request, deps, me, error=exc, status=404)
         log.info("console.user_disabled", user_id=user.id, by=me.session.user_id)
         return redirect("/admin/users?done=disabled")
 
@@ -156,7 +163,7 @@ def _reset_route(router: APIRouter, deps: ConsoleDeps) -> None:
                     session, box=deps.box, login=login, password=None, now=deps.clock()
                 )
         except AccountError as exc:
-            return await _users_page(request, deps, me, error=str(exc), status=404)
+            return await _users_page(request, deps, me, error=exc, status=404)
         log.info("console.user_reset", user_id=made.user.id, by=me.session.user_id)
         return _enrolled(request, made, action="reset")
 
@@ -176,7 +183,7 @@ def _role_route(router: APIRouter, deps: ConsoleDeps) -> None:
             async with deps.auth_sessions.begin() as session:
                 user = await set_role(session, login=login, role=role, now=deps.clock())
         except AccountError as exc:
-            return await _users_page(request, deps, me, error=str(exc), status=404)
+            return await _users_page(request, deps, me, error=exc, status=404)
         log.info(
             "console.user_role_changed",
             user_id=user.id,

@@ -101,6 +101,7 @@ async def console_as(
     *,
     role: Role,
     subject: str | None = None,
+    language: str = "en",
 ) -> AsyncIterator[SignedIn]:
     """The console app with one signed-in person of `role`."""
     settings: ConsoleSettings = make_settings(
@@ -117,7 +118,7 @@ async def console_as(
     async with deps.auth_sessions.begin() as session:
         made = await create_user(
             session, box=SecretBox(SECRET), login="person", name="A. Person", role=role,
-            subject=subject, language="en", now=now,
+            subject=subject, language=language, now=now,
         )  # fmt: skip
     async with deps.auth_sessions.begin() as session:
         result = await sign_in(

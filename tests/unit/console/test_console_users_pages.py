@@ -173,3 +173,20 @@ async def test_a_forged_form_creates_nothing(make_settings: Callable[..., Any]) 
             intruder = await find_user(session, login="intruder")
     assert forged.status_code == 403
     assert intruder is None
+
+
+async def test_a_refusal_reads_in_the_admins_language(make_settings: Callable[..., Any]) -> None:
+    async with console_as(make_settings, FakeServices(), role=Role.ADMIN, language="es") as signed:
+        form = {
+            "login": "Not A Login!", "name": "X", "role": "liaison", "subject": "",
+            "language": "es", "csrf": signed.csrf,
+        }  # fmt: skip
+        bad_login = await signed.client.post("/admin/users", data=form)
+        unknown = await signed.client.post(
+            "/admin/users/nobody.here/reset", data={"csrf": signed.csrf}
+        )
+    assert bad_login.status_code == 422
+    assert "un usuario tiene de 2 a 80 caracteres" in _shown(bad_login.text, "users-error")
+    assert unknown.status_code == 404
+    assert "nobody.here" in _shown(unknown.text, "users-error")
+    assert "no hay ningún usuario" in _shown(unknown.text, "users-error")

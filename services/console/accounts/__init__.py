@@ -2,6 +2,7 @@
 
 from services.console.accounts.identities import (
     link_identity,
+    linked_identities,
     linked_identity,
     sign_in_with_identity,
     unlink_identity,
@@ -42,6 +43,7 @@ __all__ = [
     "disable_user",
     "find_user",
     "link_identity",
+    "linked_identities",
     "linked_identity",
     "list_users",
     "reset_user",

@@ -26,7 +26,13 @@ from services.console.accounts.sessions import SignInResult, open_session
 from services.console.accounts.users import AccountError, UserRecord, find_user
 from services.console.oidc.claims import OidcIdentity, normalize_issuer
 
-__all__ = ["link_identity", "linked_identity", "sign_in_with_identity", "unlink_identity"]
+__all__ = [
+    "link_identity",
+    "linked_identities",
+    "linked_identity",
+    "sign_in_with_identity",
+    "unlink_identity",
+]
 
 
 async def link_identity(
@@ -82,6 +88,18 @@ async def linked_identity(session: AsyncSession, *, user_id: str) -> OidcIdentit
         )
     ).one_or_none()
     return None if row is None else OidcIdentity(issuer=row.issuer, subject=row.oidc_subject)
+
+
+async def linked_identities(session: AsyncSession) -> dict[str, OidcIdentity]:
+    """Every linked identity, by user id (for the users page)."""
+    rows = await session.execute(
+        select(
+            console_identities.c.user_id,
+            console_identities.c.issuer,
+            console_identities.c.oidc_subject,
+        )
+    )
+    return {row.user_id: OidcIdentity(issuer=row.issuer, subject=row.oidc_subject) for row in rows}
 
 
 async def sign_in_with_identity(

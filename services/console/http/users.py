@@ -1,10 +1,12 @@
-"""Admin: the console's own accounts (create, disable, reset password and TOTP, change role).
+"""Admin: the console's own accounts (create, disable, reset password and TOTP, change role,
+and, when single sign-on is configured, link or unlink the person's identity there).
 
 The console owns these accounts, so here, unlike every other page, the console decides who
 may act (permissions.may_manage_users: admins). Every change is audited as a log event
 naming the admin and the account (`console.user_created`, `...disabled`, `...reset`,
-`...role_changed`), written after the change committed; a password or an authenticator
-secret is shown once, on the page that answers the change, and never logged.
+`...role_changed`, `...linked`, `...unlinked`), written after the change committed; a
+password or an authenticator secret is shown once, on the page that answers the change,
+and never logged.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from services.console.accounts import (
     Enrolment,
     create_user,
     disable_user,
+    link_identity,
+    linked_identities,
     list_users,
     reset_user,
     set_role,
+    unlink_identity,
 )
 from services.console.deps import ConsoleDeps
 from services.console.http.pages import Viewer, check_csrf, field, redirect, render, viewer
@@ -46,6 +51,7 @@ def users_router(deps: ConsoleDeps) -> APIRouter:
     _disable_route(router, deps)
     _reset_route(router, deps)
     _role_route(router, deps)
+    _link_routes(router, deps)
     return router
 
 
@@ -67,6 +73,7 @@ async def _users_page(
     error_key = error.code if isinstance(error, AccountError) else error
     async with deps.auth_sessions.begin() as session:
         users = await list_users(session)
+        identities = await linked_identities(session)
     now = deps.clock()
     return render(
         request,
@@ -81,6 +88,10 @@ async def _users_page(
         error_params=error_params,
         values=values or {"role": Role.CONTACT.value, "language": "en"},
         myself=me.session.login,
+        # Linking is offered only where single sign-on is configured; subjects are by user.
+        sso=deps.settings.console_oidc_issuer,
+        sso_name=deps.settings.console_oidc_provider_name,
+        identities={user_id: identity.subject for user_id, identity in identities.items()},
     )
 
 
@@ -192,3 +203,36 @@ def _role_route(router: APIRouter, deps: ConsoleDeps) -> None:
             by=me.session.user_id,
         )
         return redirect("/admin/users?done=role")
+
+
+def _link_routes(router: APIRouter, deps: ConsoleDeps) -> None:
+    @router.post("/admin/users/{login}/link", include_in_schema=False)
+    async def link(request: Request, login: str, me: Me) -> Response:
+        form = await check_csrf(request, me.session.session_id)
+        issuer = deps.settings.console_oidc_issuer
+        if not may_manage_users(me.session.role) or issuer is None:
+            return _refused(request)
+        try:
+            async with deps.auth_sessions.begin() as session:
+                user = await link_identity(
+                    session, login=login, issuer=issuer, subject=field(form, "oidc_subject"),
+                    now=deps.clock(),
+                )  # fmt: skip
+        except AccountError as exc:
+            return await _users_page(request, deps, me, error=exc, status=422)
+        log.info("console.user_linked", user_id=user.id, by=me.session.user_id)
+        return redirect("/admin/users?done=linked")
+
+    @router.post("/admin/users/{login}/unlink", include_in_schema=False)
+    async def unlink(request: Request, login: str, me: Me) -> Response:
+        await check_csrf(request, me.session.session_id)
+        if not may_manage_users(me.session.role):
+            return _refused(request)
+        try:
+            async with deps.auth_sessions.begin() as session:
+                removed = await unlink_identity(session, login=login)
+        except AccountError as exc:
+            return await _users_page(request, deps, me, error=exc, status=404)
+        if removed:
+            log.info("console.user_unlinked", login=login, by=me.session.user_id)
+        return redirect("/admin/users?done=unlinked")

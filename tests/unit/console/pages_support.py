@@ -102,14 +102,16 @@ async def console_as(
     role: Role,
     subject: str | None = None,
     language: str = "en",
+    **settings_values: Any,
 ) -> AsyncIterator[SignedIn]:
-    """The console app with one signed-in person of `role`."""
+    """The console app with one signed-in person of `role` (and any other settings)."""
     settings: ConsoleSettings = make_settings(
         ConsoleSettings,
         database_url=None,  # SQLite under the test's tmp_path
         console_secret=SECRET,
         console_cookie_secure=False,
         console_refresh_s=0.05,
+        **settings_values,
     )
     await upgrade(settings, "auth")
     app = create_app(settings, migrate=False, transport=httpx.MockTransport(fake.handle))

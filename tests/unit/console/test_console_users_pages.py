@@ -22,7 +22,9 @@ from services.console.accounts import (
     find_user,
     resolve_session,
     sign_in,
+    sign_in_with_identity,
 )
+from services.console.oidc import OidcIdentity
 from tests.unit.console.pages_support import FakeServices, SignedIn, console_as
 
 POLICY = LockoutPolicy(max_failures=5, first_lock_s=60, max_lock_s=600)
@@ -190,3 +192,76 @@ async def test_a_refusal_reads_in_the_admins_language(make_settings: Callable[..
     assert unknown.status_code == 404
     assert "nobody.here" in _shown(unknown.text, "users-error")
     assert "no hay ningún usuario" in _shown(unknown.text, "users-error")
+
+
+async def test_admin_links_and_unlinks_a_single_sign_on_identity(
+    make_settings: Callable[..., Any],
+) -> None:
+    issuer = "https://idp.city.example"
+    async with console_as(
+        make_settings, FakeServices(), role=Role.ADMIN,
+        console_oidc_issuer=issuer, console_oidc_provider_name="City ID",
+    ) as signed:  # fmt: skip
+        async with signed.deps.auth_sessions.begin() as session:
+            made = await create_user(
+                session, box=signed.deps.box, login="a.reyes", name="A. Reyes",
+                role=Role.CONTACT, subject="p-1", now=datetime.now(UTC),
+            )  # fmt: skip
+        before = await signed.client.get("/admin/users")
+        with structlog.testing.capture_logs() as logs:
+            linked = await signed.client.post(
+                "/admin/users/a.reyes/link", data={"csrf": signed.csrf, "oidc_subject": "sub-77"}
+            )
+        listed = await signed.client.get("/admin/users")
+        identity = OidcIdentity(issuer=issuer, subject="sub-77")
+        async with signed.deps.auth_sessions.begin() as session:
+            opened = await sign_in_with_identity(
+                session, identity=identity, now=datetime.now(UTC), ttl=timedelta(hours=1)
+            )
+        # The admin's own account cannot take the same subject: one person, one account.
+        taken = await signed.client.post(
+            f"/admin/users/{signed.session.login}/link",
+            data={"csrf": signed.csrf, "oidc_subject": "sub-77"},
+        )
+        unlinked = await signed.client.post(
+            "/admin/users/a.reyes/unlink", data={"csrf": signed.csrf}
+        )
+        async with signed.deps.auth_sessions.begin() as session:
+            after = await sign_in_with_identity(
+                session, identity=identity, now=datetime.now(UTC), ttl=timedelta(hours=1)
+            )
+        forged = await signed.client.post(
+            "/admin/users/a.reyes/link", data={"csrf": "forged", "oidc_subject": "sub-78"}
+        )
+    assert "City ID" in _shown(before.text, "sso-a.reyes")
+    assert linked.status_code == 303
+    assert _shown(listed.text, "sso-a.reyes").strip().endswith(":")  # the subject in <code>
+    assert "<code>sub-77</code>" in listed.text
+    assert opened.session is not None
+    assert opened.session.user_id == made.user.id
+    assert taken.status_code == 422
+    assert "another console user" in _shown(taken.text, "users-error")
+    assert unlinked.status_code == 303
+    assert after.session is None
+    assert forged.status_code == 403
+    (event,) = [e for e in logs if e["event"] == "console.user_linked"]
+    assert event["by"] == signed.session.user_id
+    assert "sub-77" not in str(logs)
+
+
+async def test_without_single_sign_on_the_users_page_offers_no_linking(
+    make_settings: Callable[..., Any],
+) -> None:
+    async with console_as(make_settings, FakeServices(), role=Role.ADMIN) as signed:
+        async with signed.deps.auth_sessions.begin() as session:
+            await create_user(
+                session, box=signed.deps.box, login="a.reyes", name="A. Reyes",
+                role=Role.CONTACT, subject="p-1", now=datetime.now(UTC),
+            )  # fmt: skip
+        page = await signed.client.get("/admin/users")
+        refused = await signed.client.post(
+            "/admin/users/a.reyes/link", data={"csrf": signed.csrf, "oidc_subject": "sub-77"}
+        )
+    assert 'id="sso-a.reyes"' not in page.text
+    assert "/link" not in page.text
+    assert refused.status_code == 403

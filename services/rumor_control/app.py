@@ -14,14 +14,15 @@ from services.common.delivery import (
     SenderRegistry,
     WebhookSender,
 )
+from services.common.delivery.registry import SmsTransport
 from services.common.http import create_http_app
 from services.common.runtime import ServiceRuntime, Worker
 from services.common.settings import get_settings
 from services.rumor_control import subscribers
 from services.rumor_control.config import RumorControlSettings
 from services.rumor_control.delivery.plan import BulletinDeliveryPlan
-from services.rumor_control.deps import RumorControlDeps, department_of
-from services.rumor_control.http import PROBLEMS, routers
+from services.rumor_control.deps import RumorControlDeps, department_of, public_base_url
+from services.rumor_control.http import PROBLEMS, routers, sms
 from services.rumor_control.tables import delivery_records
 from services.rumor_control.unit_of_work import RumorControlUnitOfWork
 
@@ -40,10 +41,17 @@ def default_senders(settings: RumorControlSettings) -> SenderRegistry:
 
 
 def _sms_sender(settings: RumorControlSettings) -> KannelSender | None:
-    # Bulletins by SMS ask for no delivery reports: rumor_control has no report endpoint yet.
     if not settings.rumor_sms_subscribers:
         return None
-    return KannelSender.from_settings(settings, delivery_reports=False)
+    # Reports come back to this service's own endpoint unless `kannel_dlr_url` says where.
+    return KannelSender.from_settings(
+        settings, dlr_url=f"{public_base_url(settings)}{sms.REPORTS_PATH}"
+    )
+
+
+def _replies(sms: SmsTransport | None) -> SmsTransport | None:
+    # A reply to a keyword has no delivery record for a report to land on.
+    return sms.unreported() if isinstance(sms, KannelSender) else sms
 
 
 def _delivering(engine: DeliveryEngine, senders: SenderRegistry) -> Worker:
@@ -83,7 +91,7 @@ def create_app(
     )  # fmt: skip
     deps = RumorControlDeps.build(
         settings, sessions=runtime.sessions, source=source, delivery=engine,
-        department=department, replies=senders.sms,
+        department=department, replies=_replies(senders.sms), wake_delivery=engine.wake,
     )  # fmt: skip
     subscribers.register(runtime.consumer, deps)
     runtime.add_worker("rumor_control.delivery", _delivering(engine, senders))

@@ -15,6 +15,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.delivery import DeliveryOrder
+from services.common.delivery.handset import HandsetPolicy
 from services.common.delivery.registry import SmsTransport
 from services.common.signing import make_link_token
 from services.rumor_control.community.numbers import NumberVault
@@ -42,6 +43,10 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The wall clock, in UTC (tests inject their own)."""
     return datetime.now(UTC)
+
+
+def _nothing() -> None:
+    """No delivery engine to wake (unit tests)."""
 
 
 class BulletinDeliveries(Protocol):
@@ -103,6 +108,8 @@ class RumorControlDeps:
     clock: Clock = utc_now
     # Sends the replies to subscribers' keywords (None: no SMS gateway, no replies).
     replies: SmsTransport | None = None
+    # Makes the delivery engine look for due records now (after a commit made one due).
+    wake_delivery: Callable[[], None] = _nothing
 
     @classmethod
     def build(
@@ -115,6 +122,7 @@ class RumorControlDeps:
         department: DepartmentConfig | None = None,
         clock: Clock = utc_now,
         replies: SmsTransport | None = None,
+        wake_delivery: Callable[[], None] = _nothing,
     ) -> RumorControlDeps:
         """Load the department (unless given), gazetteer and templates named by the settings."""
         department = department or department_of(settings)
@@ -129,12 +137,18 @@ class RumorControlDeps:
             delivery=delivery,
             clock=clock,
             replies=replies,
+            wake_delivery=wake_delivery,
         )
 
     @property
     def fingerprint_key(self) -> bytes:
         """The HMAC key intake fingerprints restricted terms with."""
         return self.settings.fingerprint_key.get_secret_value().encode("utf-8")
+
+    @property
+    def handset_policy(self) -> HandsetPolicy:
+        """What a handset failure report leads to (`kannel_handset_*`)."""
+        return HandsetPolicy.from_settings(self.settings)
 
     @property
     def numbers(self) -> NumberVault:

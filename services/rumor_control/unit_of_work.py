@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.base import Status
 from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit, UnitOfWork
+from services.common.delivery.handset import HandsetPolicy, ReportEffect
+from services.common.delivery.sms_reports import DeliveryReport
 from services.rumor_control.community.repository import SqlSubscribers, Subscribers
 from services.rumor_control.domain import (
     Aggregate,
@@ -127,6 +129,9 @@ class Deliveries(Protocol):
     """Delivery records (the delivery engine's, read here) and receipts."""
 
     async def of(self, bulletin_id: uuid.UUID) -> list[DeliveryRow]: ...
+    async def apply_report(
+        self, report: DeliveryReport, *, now: datetime, policy: HandsetPolicy
+    ) -> ReportEffect | None: ...
     async def confirm_receipt(
         self,
         *,

@@ -77,6 +77,7 @@ MATRIX: dict[str, dict[tuple[str, str], frozenset[str] | None]] = {
         ("GET", "/feeds/cap.xml"): PUBLIC,
         ("GET", "/feeds/cap/{bulletin_id}/{version}.xml"): PUBLIC,
         ("GET", "/sms/keywords"): PUBLIC,  # the SMS gateway, with a shared secret in the URL
+        ("GET", "/sms/reports"): PUBLIC,  # a signed report URL
     },
 }
 IDENTITIES = [*(r.value for r in Role), None]  # None: no token at all

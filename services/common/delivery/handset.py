@@ -15,13 +15,15 @@ The owning service writes the same timeline entries and events as for a failed a
 A failure reported while the record is still `pending` or `sending` (the engine has not
 settled the send that the report is about) raises `NotSettled`: the endpoint tries again
 for a moment (the engine settles within milliseconds of the gateway's answer), then
-answers 503.
+answers 503 (`until_settled` is that wait, shared by every service's report endpoint).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -31,8 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.delivery.records import DeliveryRecord, Failure
 from services.common.delivery.sms_reports import DeliveryReport, ReportStatus
+from services.common.settings import CommonSettings
 
-__all__ = ["HandsetPolicy", "NotSettled", "ReportEffect", "apply_report"]
+__all__ = ["HandsetPolicy", "NotSettled", "ReportEffect", "apply_report", "until_settled"]
 
 # How far a report says a text got: a report of a lower rank never replaces a higher one.
 _RANK: dict[ReportStatus, int] = {"accepted": 1, "delivered": 2, "failed": 2}
@@ -48,6 +51,14 @@ class HandsetPolicy:
 
     max_attempts: int = 2
     retry_after: timedelta = timedelta(seconds=30)
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> HandsetPolicy:
+        """The policy `kannel_handset_attempts` and `kannel_handset_retry_s` describe."""
+        return cls(
+            max_attempts=settings.kannel_handset_attempts,
+            retry_after=timedelta(seconds=settings.kannel_handset_retry_s),
+        )
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,21 @@ async def apply_report(
             values.update(_failed_values(failure, now=now))
     await session.execute(sa.update(t).where(t.c.delivery_id == report.delivery_id).values(values))
     return ReportEffect(record, report.status, fresh=True, failure=failure)
+
+
+async def until_settled(
+    record: Callable[[], Awaitable[object]], *, tries: int = 30, pause_s: float = 0.1
+) -> bool:
+    """Run `record` (one whole transaction) until no `NotSettled`; False: never in `tries`."""
+    for _ in range(tries):
+        try:
+            await record()
+            return True
+        except NotSettled:
+            # The engine is still recording the send this report is about: it does so
+            # right after the gateway's answer, so this wait is short.
+            await asyncio.sleep(pause_s)
+    return False
 
 
 def _handset_failure(record: DeliveryRecord, *, now: datetime, policy: HandsetPolicy) -> Failure:

@@ -20,6 +20,7 @@ error message holds one.
 
 from __future__ import annotations
 
+import copy
 import re
 from urllib.parse import urlencode
 
@@ -91,6 +92,13 @@ class KannelSender:
             timeout_s=settings.kannel_timeout_s,
             max_connections=max(settings.delivery_per_destination * 4, 8),
         )
+
+    def unreported(self) -> KannelSender:
+        """This sender, sharing its connections, asking for no delivery reports (texts that
+        have no delivery record, e.g. replies to keywords). Close the original, not this."""
+        twin = copy.copy(self)
+        twin._dlr_url = None
+        return twin
 
     def plan(self, *, to: str, text: str, delivery_id: str) -> tuple[dict[str, str], SmsCount]:
         """The sendsms query for one message and how it will be coded; DeliveryError if unusable."""

@@ -10,12 +10,11 @@ string. Neither answer becomes an SMS (the sms-service has `max-messages = 0`).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 
 from fastapi import APIRouter, Request, Response
 
-from services.common.delivery.handset import NotSettled
+from services.common.delivery.handset import until_settled
 from services.common.delivery.sms_reports import (
     InvalidCallback,
     parse_delivery_report,
@@ -33,9 +32,6 @@ log = get_logger(__name__)
 
 REPORTS_PATH = "/sms/reports"
 REPLIES_PATH = "/sms/replies"
-# How long a failure report waits for the engine to record the send it is about.
-_SETTLE_TRIES = 30
-_SETTLE_PAUSE_S = 0.1
 
 
 def _refused(exc: InvalidCallback, *, event: str) -> Exception:
@@ -58,16 +54,14 @@ def sms_router(deps: RouterDeps) -> APIRouter:
             report = parse_delivery_report(dict(request.query_params), secret=dlr_secret)
         except InvalidCallback as exc:
             raise _refused(exc, event="sms.report_refused") from None
-        for _ in range(_SETTLE_TRIES):
-            try:
-                async with deps.unit_of_work() as uow:
-                    await record_sms_report(uow, deps=deps, report=report)
-                    await uow.commit()
-                return Response(status_code=204)
-            except NotSettled:
-                # The engine is still recording the send this report is about: it does so
-                # right after the gateway's answer, so this wait is short.
-                await asyncio.sleep(_SETTLE_PAUSE_S)
+
+        async def record() -> None:
+            async with deps.unit_of_work() as uow:
+                await record_sms_report(uow, deps=deps, report=report)
+                await uow.commit()
+
+        if await until_settled(record):
+            return Response(status_code=204)
         log.warning("sms.report_before_settlement", delivery_id=report.delivery_id)
         raise service_unavailable("The delivery is being recorded.", retry_after_s=2)
 

@@ -57,7 +57,13 @@ from services.rumor_control.domain.delivery import BulletinDelivery
 from services.rumor_control.metrics import DELIVERIES, DELIVERY_FAILURES
 from services.rumor_control.unit_of_work import RumorControlUoW
 
-__all__ = ["BulletinDeliveryPlan", "ReceiptLinks"]
+__all__ = [
+    "BulletinDeliveryPlan",
+    "OutcomeStep",
+    "ReceiptLinks",
+    "bulletin_delivery",
+    "failed_step",
+]
 
 log = get_logger(__name__)
 
@@ -196,35 +202,37 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
         """A batch of outcomes: one transition per bulletin, its timeline rows in one INSERT."""
         await self._apply(tx, [self._step(o.record, o.result) for o in outcomes])
 
-    def _step(self, record: DeliveryRecord, result: Delivered | Failure | Skip) -> _Step | None:
+    def _step(
+        self, record: DeliveryRecord, result: Delivered | Failure | Skip
+    ) -> OutcomeStep | None:
         """What one outcome writes and observes (None: nothing to write)."""
-        delivery = _delivery(record)
+        delivery = bulletin_delivery(record)
         match result:
             case Delivered():
                 transition = delivery_outcomes.delivered(
                     delivery, attempts=result.attempts, at=result.delivered_at
                 )
-                return _Step(transition, lambda: _observe(delivery, "sent", result.attempts))
+                return OutcomeStep(transition, lambda: _observe(delivery, "sent", result.attempts))
             case Failure():
                 # `circuit_open` too, as in the router: not a network attempt, but what a
                 # reader of the bulletin needs to know (the liaison's endpoint is being left
                 # alone); it comes back once per breaker cool-down at most.
-                return _failed(delivery, result)
+                return failed_step(delivery, result)
             case Skip():
 
                 def skipped() -> None:
                     _observe(delivery, "skipped", record.attempts, skip_reason=result.reason)
 
                 if result.reason == "unknown_bulletin":
-                    return _Step(None, skipped)  # no timeline to write on
+                    return OutcomeStep(None, skipped)  # no timeline to write on
                 transition = delivery_outcomes.delivery_skipped(
                     delivery, skip_reason=result.reason, at=self._clock()
                 )
-                return _Step(transition, skipped)
+                return OutcomeStep(transition, skipped)
             case _:
                 assert_never(result)
 
-    async def _apply(self, tx: Transaction, steps: Sequence[_Step | None]) -> None:
+    async def _apply(self, tx: Transaction, steps: Sequence[OutcomeStep | None]) -> None:
         """Apply the steps' transitions (merged per bulletin) and observe them after commit.
 
         An outcome's transition holds timeline entries and events only (no row changes), so
@@ -252,7 +260,7 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
 
 
 @dataclass(frozen=True)
-class _Step:
+class OutcomeStep:
     """One outcome's transition (None: nothing to write) and its after-commit log and metric."""
 
     transition: BulletinTransition | None
@@ -264,7 +272,8 @@ def _observe_all(observers: Sequence[Callable[[], None]]) -> None:
         observe()
 
 
-def _failed(delivery: BulletinDelivery, failure: Failure) -> _Step:
+def failed_step(delivery: BulletinDelivery, failure: Failure) -> OutcomeStep:
+    """A failed attempt (or a handset failure report): its transition, metric and log."""
     reason = contract_reason(failure.reason)
     transition = delivery_outcomes.delivery_failed(
         delivery, reason=reason, attempts=failure.attempts, final=failure.final, at=failure.at
@@ -284,7 +293,7 @@ def _failed(delivery: BulletinDelivery, failure: Failure) -> _Step:
             final=False,
         )
 
-    return _Step(transition, observe)
+    return OutcomeStep(transition, observe)
 
 
 def _outbound(
@@ -318,7 +327,8 @@ def _outbound(
             assert_never(record.channel)
 
 
-def _delivery(record: DeliveryRecord) -> BulletinDelivery:
+def bulletin_delivery(record: DeliveryRecord) -> BulletinDelivery:
+    """The engine's record as the bulletin's domain sees it (ids, never an address)."""
     return BulletinDelivery(
         delivery_id=record.delivery_id,
         bulletin_id=record.aggregate_id,

@@ -8,6 +8,8 @@ commit together with the delivery record. Pure: no I/O, no addresses (recipients
     sending -> delivered                        timeline "delivered"
     sending -> pending (retry) | failed (final) timeline "delivery_failed" + event (final?)
     pending -> skipped (version superseded...)  timeline "delivery_skipped"
+    an SMS gateway's report (accepted, ...)     timeline "delivery_report" (a handset
+                                                failure also "delivery_failed", as above)
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ from typing import Any
 from schemas.base import Language, Status
 from schemas.bulletins import BulletinDeliveryFailed
 from schemas.deliveries import DeliveryChannel, DeliveryFailureReason, DeliveryPurpose
+from services.common.delivery.sms_reports import ReportStatus
 from services.rumor_control.domain.bulletins import BulletinTransition
 from services.rumor_control.domain.timeline import TimelineAction, TimelineRecord
 
-__all__ = ["BulletinDelivery", "delivered", "delivery_failed", "delivery_skipped"]
+__all__ = [
+    "BulletinDelivery",
+    "delivered",
+    "delivery_failed",
+    "delivery_reported",
+    "delivery_skipped",
+]
 
 
 @dataclass(frozen=True)
@@ -95,4 +104,16 @@ def delivery_skipped(
     return BulletinTransition(
         delivery.bulletin_id,
         timeline=(delivery.step("delivery_skipped", at, skip_reason=skip_reason),),
+    )
+
+
+def delivery_reported(
+    delivery: BulletinDelivery, *, status: ReportStatus, smsc_error: str | None, at: datetime
+) -> BulletinTransition:
+    """The SMS gateway said how far the text got (accepted, delivered, failed)."""
+    extra: dict[str, Any] = {"status": status}
+    if smsc_error is not None:
+        extra["smsc_error"] = smsc_error  # a code from the carrier, never its free text
+    return BulletinTransition(
+        delivery.bulletin_id, timeline=(delivery.step("delivery_report", at, **extra),)
     )

@@ -31,6 +31,7 @@ TimelineAction = Literal[
     "delivered",
     "delivery_failed",
     "delivery_skipped",
+    "delivery_report",
     "receipt_confirmed",
 ]
 

@@ -20,6 +20,7 @@ PROBLEMS: dict[str, set[int]] = {
     "POST /v1/bulletins/{bulletin_id}/retract": _VETTING,
     "GET /v1/receipts": {403, 404},  # a forged, expired or foreign link; an unknown bulletin
     "GET /sms/keywords": {400, 403},  # malformed, without the shared secret
+    "GET /sms/reports": {400, 403, 503},  # malformed, forged, the send not yet recorded
 }
 
 

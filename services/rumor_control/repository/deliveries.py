@@ -8,7 +8,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.delivery.handset import HandsetPolicy, ReportEffect, apply_report
 from services.common.delivery.reasons import stored_reason
+from services.common.delivery.sms_reports import DeliveryReport
 from services.rumor_control.domain import DeliveryRow, ReceiptRow, TimelineRecord
 from services.rumor_control.repository._sql import aware, insert_for, when
 from services.rumor_control.repository.timeline import record
@@ -49,6 +51,12 @@ class SqlDeliveries:
             )
             for row in rows
         ]
+
+    async def apply_report(
+        self, report: DeliveryReport, *, now: datetime, policy: HandsetPolicy
+    ) -> ReportEffect | None:
+        """Record the SMS gateway's report on its record (None: no such delivery here)."""
+        return await apply_report(self._session, delivery_records, report, now=now, policy=policy)
 
     async def confirm_receipt(
         self,

@@ -19,6 +19,8 @@ from schemas.base import EventData, Language, Status
 from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit
 from services.common.delivery import DeliveryOrder
+from services.common.delivery.handset import HandsetPolicy, ReportEffect
+from services.common.delivery.sms_reports import DeliveryReport
 from services.rumor_control.community.repository import Subscriber
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.department import load_department
@@ -84,6 +86,10 @@ class Store:
     timeline: list[TimelineRecord] = field(default_factory=list)
     outbox: list[EventData] = field(default_factory=list)
     subscribers: dict[uuid.UUID, Subscriber] = field(default_factory=dict)
+    # What the SQL `apply_report` would decide, by delivery id (set by a test), and the
+    # reports applied.
+    report_effects: dict[str, ReportEffect] = field(default_factory=dict)
+    applied_reports: list[DeliveryReport] = field(default_factory=list)
 
     def events(self, kind: type[EventData]) -> list[Any]:
         """Outgoing events of one type, oldest first."""
@@ -289,6 +295,12 @@ class FakeDeliveries:
 
     async def of(self, bulletin_id: uuid.UUID) -> list[DeliveryRow]:
         return [d for d in self.store.deliveries.values() if d.bulletin_id == bulletin_id]
+
+    async def apply_report(
+        self, report: DeliveryReport, *, now: datetime, policy: HandsetPolicy
+    ) -> ReportEffect | None:
+        self.store.applied_reports.append(report)
+        return self.store.report_effects.get(report.delivery_id)
 
     async def confirm_receipt(
         self,

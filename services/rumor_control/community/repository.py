@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schemas.base import Language
 from services.rumor_control.community.keywords import SubscriberState
 from services.rumor_control.repository import aware
+from services.rumor_control.repository._sql import insert_for
 from services.rumor_control.tables import sms_subscribers
 
 __all__ = ["SqlSubscribers", "Subscriber", "Subscribers"]
@@ -40,7 +41,7 @@ class Subscribers(Protocol):
 
     async def by_hash(self, number_hash: str, *, for_update: bool = False) -> Subscriber | None: ...
     async def get(self, subscriber_id: uuid.UUID) -> Subscriber | None: ...
-    async def save(self, subscriber: Subscriber) -> None: ...
+    async def save(self, subscriber: Subscriber) -> bool: ...
     async def active(self) -> list[tuple[uuid.UUID, Language]]: ...
 
 
@@ -79,8 +80,9 @@ class SqlSubscribers:
         row = (await self._session.execute(query)).one_or_none()
         return None if row is None else _subscriber(row)
 
-    async def save(self, subscriber: Subscriber) -> None:
-        """Insert a new subscriber or update its language, state and times."""
+    async def save(self, subscriber: Subscriber) -> bool:
+        """Insert a new subscriber or update its language, state and times; False (nothing
+        written) when a new subscriber's number has one already."""
         values = {
             "number_hash": subscriber.number_hash,
             "number_sealed": subscriber.number_sealed,
@@ -101,10 +103,17 @@ class SqlSubscribers:
                 confirmed_at=subscriber.confirmed_at,
             )
         )
-        if cast(Any, updated).rowcount == 0:
-            await self._session.execute(
-                sa.insert(sms_subscribers).values(subscriber_id=key, **values)
-            )
+        if cast(Any, updated).rowcount > 0:
+            return True
+        # Two first texts from one number at once: both found no subscriber, and the second
+        # insert waits for the first to commit, then writes nothing (instead of failing on
+        # the unique number hash).
+        inserted = await self._session.execute(
+            insert_for(self._session)(sms_subscribers)
+            .values(subscriber_id=key, **values)
+            .on_conflict_do_nothing(index_elements=["number_hash"])
+        )
+        return bool(cast(Any, inserted).rowcount)
 
     async def active(self) -> list[tuple[uuid.UUID, Language]]:
         """Every active subscriber's id and language (who gets the next bulletin)."""

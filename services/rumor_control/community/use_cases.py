@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from services.common.delivery import DeliveryRecord, Skip, SmsOutbound
 from services.common.logging import get_logger
 from services.rumor_control.community.keywords import (
+    Decision,
+    Keyword,
     SubscriberState,
     decide,
     parse_keyword,
@@ -51,26 +54,16 @@ async def handle_keyword(
     if keyword is None:
         uow.after_commit(lambda: log.info("sms.keyword_unknown", sender_tag=number_hash[:16]))
         return KeywordOutcome(reply=None)
-    current = await uow.subscribers.by_hash(number_hash, for_update=True)
-    decision = decide(None if current is None else current.state, keyword.command)
     now = deps.clock()
-    subscriber = current
-    if decision.state is not None:
-        if current is None:
-            new_id = uuid.uuid4()
-            subscriber = Subscriber(
-                subscriber_id=new_id, number_hash=number_hash,
-                number_sealed=vault.seal(sender, subscriber_id=new_id),
-                language=keyword.language, state=decision.state,
-                created_at=now, updated_at=now, confirmed_at=None,
-            )  # fmt: skip
-        else:
-            confirmed = current.confirmed_at or (now if decision.state == "active" else None)
-            subscriber = replace(
-                current, state=decision.state, language=keyword.language,
-                updated_at=now, confirmed_at=confirmed,
-            )  # fmt: skip
-        if subscriber != current:
+    current = await uow.subscribers.by_hash(number_hash, for_update=True)
+    decision, subscriber = _decided(current, keyword, vault, sender, number_hash, now=now)
+    changed = subscriber is not None and subscriber != current
+    if changed and subscriber is not None and not await uow.subscribers.save(subscriber):
+        # Another text from this number made it a subscriber meanwhile (two first JOINs
+        # at once): this keyword applies to that subscriber, as if it came second.
+        current = await uow.subscribers.by_hash(number_hash, for_update=True)
+        decision, subscriber = _decided(current, keyword, vault, sender, number_hash, now=now)
+        if subscriber is not None and subscriber != current:
             await uow.subscribers.save(subscriber)
     fields = {
         "command": keyword.command,
@@ -85,6 +78,36 @@ async def handle_keyword(
         subscriber_id=None if subscriber is None else subscriber.subscriber_id,
         state=decision.state,
     )
+
+
+def _decided(
+    current: Subscriber | None,
+    keyword: Keyword,
+    vault: NumberVault,
+    sender: str,
+    number_hash: str,
+    *,
+    now: datetime,
+) -> tuple[Decision, Subscriber | None]:
+    """The keyword's decision and the subscriber it leaves (unchanged: `current`)."""
+    decision = decide(None if current is None else current.state, keyword.command)
+    if decision.state is None:
+        return decision, current
+    if current is None:
+        new_id = uuid.uuid4()
+        created = Subscriber(
+            subscriber_id=new_id, number_hash=number_hash,
+            number_sealed=vault.seal(sender, subscriber_id=new_id),
+            language=keyword.language, state=decision.state,
+            created_at=now, updated_at=now, confirmed_at=None,
+        )  # fmt: skip
+        return decision, created
+    confirmed = current.confirmed_at or (now if decision.state == "active" else None)
+    changed = replace(
+        current, state=decision.state, language=keyword.language,
+        updated_at=now, confirmed_at=confirmed,
+    )  # fmt: skip
+    return decision, changed
 
 
 async def subscriber_sms(

@@ -359,8 +359,17 @@ class FakeSubscribers:
     async def get(self, subscriber_id: uuid.UUID) -> Subscriber | None:
         return self.store.subscribers.get(subscriber_id)
 
-    async def save(self, subscriber: Subscriber) -> None:
+    async def save(self, subscriber: Subscriber) -> bool:
+        taken = [
+            s
+            for s in self.store.subscribers.values()
+            if s.number_hash == subscriber.number_hash
+            and s.subscriber_id != subscriber.subscriber_id
+        ]
+        if taken:
+            return False  # the unique number hash
         self.store.subscribers[subscriber.subscriber_id] = subscriber
+        return True
 
     async def active(self) -> list[tuple[uuid.UUID, Language]]:
         return sorted(

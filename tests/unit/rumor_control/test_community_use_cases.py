@@ -104,6 +104,31 @@ async def test_join_confirm_stop_start_each_change_the_subscription_and_get_a_re
     assert len(store.subscribers) == 1
 
 
+async def test_a_join_that_lost_the_race_for_its_number_applies_to_the_winner(
+    deps: RumorControlDeps, store: Store
+) -> None:
+    await text(deps, store, "UNIRME")
+    (winner,) = store.subscribers.values()
+    uow = FakeUnitOfWork(store)
+    found = uow.subscribers.by_hash
+    calls: list[str] = []
+
+    async def unseen_at_first(number_hash: str, *, for_update: bool = False) -> object:
+        # The first read ran before the other JOIN committed: no subscriber yet.
+        calls.append(number_hash)
+        return None if len(calls) == 1 else await found(number_hash, for_update=for_update)
+
+    uow.subscribers.by_hash = unseen_at_first  # type: ignore[method-assign]
+    outcome = await handle_keyword(uow, deps=deps, sender=NUMBER, text="JOIN")
+    await uow.commit()
+    assert len(calls) == 2
+    assert list(store.subscribers) == [winner.subscriber_id]
+    after = store.subscribers[winner.subscriber_id]
+    assert (after.state, after.language) == ("pending", "en")  # the later keyword's language
+    assert outcome.subscriber_id == winner.subscriber_id
+    assert "YES" in str(outcome.reply)
+
+
 async def test_an_unknown_text_changes_nothing_and_gets_no_reply(
     deps: RumorControlDeps, store: Store
 ) -> None:

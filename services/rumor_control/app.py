@@ -21,6 +21,7 @@ from services.common.settings import get_settings
 from services.rumor_control import subscribers
 from services.rumor_control.config import RumorControlSettings
 from services.rumor_control.delivery.plan import BulletinDeliveryPlan
+from services.rumor_control.department import DepartmentConfig
 from services.rumor_control.deps import RumorControlDeps, department_of, public_base_url
 from services.rumor_control.http import PROBLEMS, routers, sms
 from services.rumor_control.tables import delivery_records
@@ -31,18 +32,22 @@ __all__ = ["SERVICE", "create_app", "default_senders"]
 SERVICE = "rumor_control"
 
 
-def default_senders(settings: RumorControlSettings) -> SenderRegistry:
-    """Signed webhooks, pooled SMTP and (for community subscribers) SMS, as configured."""
+def default_senders(
+    settings: RumorControlSettings, department: DepartmentConfig | None = None
+) -> SenderRegistry:
+    """Signed webhooks, pooled SMTP and (for community subscribers, or liaisons with a
+    number in `department`) SMS, as configured."""
+    wants_sms = settings.rumor_sms_subscribers or (
+        department is not None and "sms" in department.channels()
+    )
     return SenderRegistry(
         webhook=WebhookSender.from_settings(settings),
         email=EmailSender.from_settings(settings),
-        sms=_sms_sender(settings),
+        sms=_sms_sender(settings) if wants_sms else None,
     )
 
 
-def _sms_sender(settings: RumorControlSettings) -> KannelSender | None:
-    if not settings.rumor_sms_subscribers:
-        return None
+def _sms_sender(settings: RumorControlSettings) -> KannelSender:
     # Reports come back to this service's own endpoint unless `kannel_dlr_url` says where.
     return KannelSender.from_settings(
         settings, dlr_url=f"{public_base_url(settings)}{sms.REPORTS_PATH}"
@@ -78,7 +83,7 @@ def create_app(
     # Read the department, gazetteer and templates now: a bad file stops the start, not the
     # first bulletin.
     department = department_of(settings)
-    senders = senders or default_senders(settings)
+    senders = senders or default_senders(settings, department)
     source = runtime.source
     plan = BulletinDeliveryPlan.from_settings(
         settings,

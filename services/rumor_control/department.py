@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from schemas.base import Language
 from schemas.deliveries import DeliveryChannel
+from services.common.delivery.sms import is_e164
 from services.common.settings import DEFAULT_DEPARTMENT_TIMEZONE
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No input in validation errors: a liaison's SMS number is restricted data, and the
+    # error of a bad file is printed and logged.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class Bilingual(_Config):
@@ -76,8 +79,8 @@ class Recipient(_Config):
 
     @model_validator(mode="after")
     def _reachable(self) -> Recipient:
-        if not self.webhook_url and not self.email:
-            raise ValueError(f"{self.name}: give a webhook_url, an email or both")
+        if not self.channels():
+            raise ValueError(f"{self.name}: give a webhook_url, an email or both (or sms)")
         return self
 
     def channels(self) -> tuple[DeliveryChannel, ...]:
@@ -91,7 +94,30 @@ class Recipient(_Config):
 
 
 class Liaison(Recipient):
-    """A community leader or organisation that relays bulletins."""
+    """A community leader or organisation that relays bulletins; also by SMS with `sms`
+    (E.164), which is restricted: never logged, on a topic or on the timeline."""
+
+    sms: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _e164(cls, data: object) -> object:
+        # Checked here, not as a field, so the error names the liaison (a field error only
+        # gives its position in the list); never the value. Unquoted in YAML, a number
+        # arrives as an int: refused too (its "+" would be lost).
+        if isinstance(data, dict) and data.get("sms") is not None:
+            number = data["sms"]
+            if not isinstance(number, str) or not is_e164(number):
+                raise ValueError(
+                    f"liaison {data.get('name', data.get('id', '?'))}: sms must be an E.164 "
+                    'number in quotes ("+15555550100": +, country code and number)'
+                )
+        return data
+
+    def channels(self) -> tuple[DeliveryChannel, ...]:
+        """The channels configured for this liaison (SMS too when it has a number)."""
+        found = super().channels()
+        return (*found, "sms") if self.sms else found
 
 
 class RadioDesk(Recipient):

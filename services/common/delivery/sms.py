@@ -33,13 +33,22 @@ from services.common.delivery.sms_reports import DEFAULT_DLR_MASK, DLR_QUERY, dl
 from services.common.settings import CommonSettings
 from services.common.sms_segments import SmsCount, count_segments
 
-__all__ = ["KannelSender"]
+__all__ = ["KannelSender", "is_e164"]
 
 log = structlog.get_logger(__name__)
 
 # E.164 with or without "+", or a short code. Kannel reads a space in `to` as "and another
 # receiver", so anything else must never reach it.
 _PHONE = re.compile(r"\+?[0-9]{3,20}")
+# E.164: "+", a country code that does not start with 0, at most 15 digits in all.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def is_e164(number: str) -> bool:
+    """Whether `number` is a mobile number in E.164 form (`+15555550100`)."""
+    return _E164.fullmatch(number) is not None
+
+
 _CODING = {"GSM-7": "0", "UCS-2": "2"}
 
 

@@ -5,7 +5,8 @@ The engine claims a record and asks `resolve` for the message: the version must 
 the bulletin's version in force (a newer version or a retraction supersedes it: Skip),
 the recipient must still be in the department file (else Skip), and the address for the
 record's channel comes from there (none: a permanent `no_address` failure). An SMS goes to
-a community subscriber, still active (else Skip), at their sealed number. Outcomes come
+a liaison's number from that file, or to a community subscriber, still active (else
+Skip), at their sealed number. Outcomes come
 back to the hooks inside the transaction that records them; each applies one bulletin
 transition (timeline entry, `bulletin.delivery_failed`), and logs and metrics follow the
 commit.
@@ -35,6 +36,7 @@ from services.common.delivery import (
     Outbound,
     Settled,
     Skip,
+    SmsOutbound,
     Transaction,
     WebhookOutbound,
     contract_reason,
@@ -49,13 +51,15 @@ from services.rumor_control.delivery.messages import (
     email_text,
     webhook_payload,
 )
-from services.rumor_control.department import DepartmentConfig, RadioDesk, Recipient
+from services.rumor_control.department import DepartmentConfig, Liaison, RadioDesk, Recipient
 from services.rumor_control.deps import Clock, receipt_link, utc_now
+from services.rumor_control.domain import VersionRow
 from services.rumor_control.domain import delivery as delivery_outcomes
 from services.rumor_control.domain.bulletins import BulletinTransition, BulletinView
 from services.rumor_control.domain.delivery import BulletinDelivery
 from services.rumor_control.metrics import DELIVERIES, DELIVERY_FAILURES
 from services.rumor_control.unit_of_work import RumorControlUoW
+from services.rumor_control.vetting.common import sections_of
 
 __all__ = [
     "BulletinDeliveryPlan",
@@ -151,6 +155,9 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
         if in_force is None or in_force.version != record.aggregate_version:
             # published v1 -> v2 (update) or Cancel (retraction): v1 is not sent any more.
             return Skip("superseded")
+        recipient = self._department.recipient(record.recipient_id)
+        if record.channel == "sms" and recipient is not None:
+            return _liaison_sms(recipient, record, in_force)
         if record.channel == "sms":
             if self._numbers is None:
                 return Skip("unknown_recipient")  # SMS subscriptions were switched off
@@ -158,7 +165,6 @@ class BulletinDeliveryPlan(BaseDeliveryPlan):
             return await subscriber_sms(
                 subscribers, numbers=self._numbers, record=record, version=in_force
             )
-        recipient = self._department.recipient(record.recipient_id)
         if recipient is None:
             return Skip("unknown_recipient")  # removed from the department file meanwhile
         message = bulletin_message(
@@ -320,11 +326,18 @@ def _outbound(
                 language=message.language,
             )
         case "sms":
-            # Only community subscribers get SMS (`resolve` addresses them); the department
-            # file's recipients have no number.
+            # `resolve` addresses SMS itself (`_liaison_sms`, `subscriber_sms`).
             raise DeliveryError("no SMS number for the recipient", reason="no_address")
         case _:
             assert_never(record.channel)
+
+
+def _liaison_sms(recipient: Recipient, record: DeliveryRecord, version: VersionRow) -> SmsOutbound:
+    """The version's short text in the record's language, to the liaison's number."""
+    if not isinstance(recipient, Liaison) or not recipient.sms:
+        # The number was removed from the department file since the bulletin was published.
+        raise DeliveryError("no SMS number for the recipient", reason="no_address")
+    return SmsOutbound(to=recipient.sms, text=sections_of(version.texts)[record.language].sms)
 
 
 def bulletin_delivery(record: DeliveryRecord) -> BulletinDelivery:

@@ -31,6 +31,8 @@ SPANISH = "+15557650401"
 ENGLISH = "+15557650402"
 REPORTED = "+15557650403"
 FAILING = "+15557650404"
+LIAISON_ES = "+15557650405"
+LIAISON_EN = "+15557650406"
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,15 @@ def gateway(
         kannel.stop(data_dir=data_dir)
 
 
+def _with_liaison_numbers(department: dict[str, Any]) -> None:
+    spanish, english = department["liaisons"]
+    spanish["sms"] = LIAISON_ES
+    english["sms"] = LIAISON_EN
+
+
 @pytest.fixture
 async def rc(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     postgres_url: str,
     kafka_bootstrap: str,
@@ -68,10 +77,12 @@ async def rc(
     relay: Relay,
 ) -> AsyncIterator[RumorApp]:
     endpoints, _ = gateway
+    # A test that asks for `liaison_numbers` gets the department file's liaisons with SMS numbers.
+    liaisons = _with_liaison_numbers if "liaison_numbers" in request.fixturenames else None
     database = await infra.fresh_database_async(postgres_url)
     try:
         async with rumor_app_running(
-            tmp_path, database_url=database, kafka_bootstrap=kafka_bootstrap,
+            tmp_path, database_url=database, kafka_bootstrap=kafka_bootstrap, recipients=liaisons,
             kannel_sendsms_url=endpoints.sendsms_url, kannel_username=endpoints.username,
             kannel_password=endpoints.password, kannel_sender=kannel.SHORT_CODE,
             kannel_mo_secret=MO_SECRET, kannel_dlr_url=f"{relay.url}/sms/reports",
@@ -280,3 +291,61 @@ async def test_a_handset_failure_is_sent_again_then_fails_for_good(
         ("rejected", False),
         ("rejected", True),
     ]
+
+
+@pytest.fixture
+def liaison_numbers() -> tuple[str, str]:
+    """The Spanish and the English liaison's numbers in the department file."""
+    return LIAISON_ES, LIAISON_EN
+
+
+async def test_liaisons_with_a_number_in_the_department_file_get_bulletins_by_sms(
+    liaison_numbers: tuple[str, str],
+    rc: RumorApp,
+    gateway: tuple[kannel.KannelEndpoints, Path],
+    relay: Relay,
+    kafka_bootstrap: str,
+) -> None:
+    _, data_dir = gateway
+    spanish_before = len(_received(data_dir, LIAISON_ES))
+    english_before = len(_received(data_dir, LIAISON_EN))
+    async with forwarding(relay, rc.client, paths=("/sms/reports",)) as answered:
+        bulletin_id = await _published(rc, "Mercado Latino")
+        texts = (await rc.bulletin(bulletin_id))["texts"]
+        assert await _next_message(data_dir, LIAISON_ES, spanish_before) == texts["es"]["sms"]
+        assert await _next_message(data_dir, LIAISON_EN, english_before) == texts["en"]["sms"]
+
+        def both_reported(steps: list[dict[str, Any]]) -> bool:
+            done = {
+                s["detail"]["recipient_id"]
+                for s in steps
+                if s["action"] == "delivery_report" and s["detail"]["status"] == "delivered"
+            }
+            return len(done) == 2
+
+        steps = await _timeline_until(rc, bulletin_id, both_reported)
+        assert {status for _, status in answered} == {204}
+    liaisons = {str(liaison["id"]): liaison["language"] for liaison in rc.department["liaisons"]}
+    sms = [r for r in await rc.delivery_records(bulletin_id) if r["channel"] == "sms"]
+    assert sorted((r["recipient_id"], r["language"]) for r in sms) == sorted(liaisons.items())
+    assert {r["state"] for r in sms} == {"delivered"}
+
+    # Canary: the department file's numbers are in no log line, topic or timeline entry,
+    # nor in Kannel's own logs (the fake SMSC's is the carrier's side).
+    on_topic = await read_topic(
+        kafka_bootstrap,
+        BULLETINS,
+        until=lambda rs: any(bulletin_id.encode() in (r.key or b"") for r in rs),
+        key_filter=lambda k: k == bulletin_id.encode(),
+    )
+    service_log = rc.log_file.read_text("utf-8")
+    everything = await rc.timeline(bulletin_id)
+    for number in liaison_numbers:
+        digits = number.lstrip("+")
+        assert digits not in service_log
+        assert digits not in str(everything)
+        assert not [r for r in on_topic if digits.encode() in (r.value or b"")]
+        for path in (data_dir / "logs").iterdir():
+            if path.name != "fakesmsc.log":
+                assert digits not in path.read_text("utf-8", "replace"), path.name
+    assert {s["detail"]["channel"] for s in steps} == {"sms"}

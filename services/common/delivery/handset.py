@@ -21,17 +21,15 @@ answers 503 (`until_settled` is that wait, shared by every service's report endp
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.delivery.records import DeliveryRecord, Failure
+from services.common.delivery.records import DeliveryRecord, Failure, record_from_row
 from services.common.delivery.sms_reports import DeliveryReport, ReportStatus
 from services.common.settings import CommonSettings
 
@@ -88,7 +86,7 @@ async def apply_report(
     row = (await session.execute(query)).mappings().one_or_none()
     if row is None:
         return None
-    record = _record(row)
+    record = record_from_row(row)
     known = cast(ReportStatus | None, row["report"])
     fresh = known is None or _RANK[report.status] > _RANK[known]
     if not fresh:
@@ -149,31 +147,3 @@ def _failed_values(failure: Failure, *, now: datetime) -> dict[str, Any]:
             state="pending", next_attempt_at=failure.retry_at, report=None, reported_at=None
         )
     return values
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)  # SQLite hands datetimes back naive
-    return value
-
-
-def _record(row: Any) -> DeliveryRecord:
-    context = row["context"]
-    if isinstance(context, str):
-        context = json.loads(context)
-    return DeliveryRecord(
-        delivery_id=uuid.UUID(row["delivery_id"]),
-        aggregate_id=uuid.UUID(row["aggregate_id"]),
-        aggregate_version=row["aggregate_version"],
-        recipient_id=uuid.UUID(row["recipient_id"]),
-        channel=row["channel"],
-        purpose=row["purpose"],
-        language=row["language"],
-        context=context,
-        correlation_id=row["correlation_id"],
-        attempts=row["attempts"],
-        created_at=cast(datetime, _utc(row["created_at"])),
-        give_up_at=cast(datetime, _utc(row["give_up_at"])),
-        destination_key=row["destination_key"],
-        last_error_class=row["last_error_class"],
-    )

@@ -22,11 +22,12 @@ followed by one helper per later version (`add_delivery_segments_column(op)`: ve
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 
@@ -45,11 +46,13 @@ __all__ = [
     "Failure",
     "add_delivery_report_columns",
     "add_delivery_segments_column",
+    "as_utc",
     "create_delivery_records_table",
     "delivery_records_columns",
     "delivery_records_table",
     "drop_delivery_report_columns",
     "drop_delivery_segments_column",
+    "record_from_row",
 ]
 
 DeliveryState = Literal["pending", "sending", "delivered", "failed", "cancelled", "skipped"]
@@ -226,3 +229,33 @@ class Failure:
     at: datetime
     retry_at: datetime | None
     destination_key: str | None
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """`value` as an aware UTC datetime: SQLite hands datetimes back naive (stored as UTC)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def record_from_row(row: Any) -> DeliveryRecord:
+    """A `delivery_records` row (a mapping) as the engine's record."""
+    context = row["context"]
+    if isinstance(context, str):
+        context = json.loads(context)
+    return DeliveryRecord(
+        delivery_id=uuid.UUID(row["delivery_id"]),
+        aggregate_id=uuid.UUID(row["aggregate_id"]),
+        aggregate_version=row["aggregate_version"],
+        recipient_id=uuid.UUID(row["recipient_id"]),
+        channel=row["channel"],
+        purpose=row["purpose"],
+        language=row["language"],
+        context=context,
+        correlation_id=row["correlation_id"],
+        attempts=row["attempts"],
+        created_at=cast(datetime, as_utc(row["created_at"])),
+        give_up_at=cast(datetime, as_utc(row["give_up_at"])),
+        destination_key=row["destination_key"],
+        last_error_class=row["last_error_class"],
+    )

@@ -8,12 +8,11 @@ talks to the `DeliveryStore` protocol, which unit tests implement in memory.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
@@ -21,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import AfterCommit, UnitOfWork
 from services.common.delivery.claim_query import SCAN_FACTOR, capped, unindexed
-from services.common.delivery.records import DeliveryOrder, DeliveryRecord, DeliveryState
+from services.common.delivery.records import (
+    DeliveryOrder,
+    DeliveryRecord,
+    DeliveryState,
+    as_utc,
+    record_from_row,
+)
 
 __all__ = [
     "Accepted",
@@ -121,13 +126,6 @@ class DeliveryStore(Protocol):
     ) -> set[uuid.UUID]: ...
 
     async def next_due(self) -> datetime | None: ...
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands datetimes back naive; everything stored is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 class SqlDeliveryStore:
@@ -290,7 +288,8 @@ class SqlDeliveryStore:
                         base = left.get(key, default_room if default_room is not None else want)
                         left[key] = base - 1
             records = sorted(
-                (_record(row) for row in rows), key=lambda r: (r.created_at, str(r.delivery_id))
+                (record_from_row(row) for row in rows),
+                key=lambda r: (r.created_at, str(r.delivery_id)),
             )
             if read is not None and records:
                 await read(session, records)
@@ -379,7 +378,7 @@ class SqlDeliveryStore:
                 )
             ).one()
             await session.rollback()
-        times = [v for v in (_utc(row[0]), _utc(row[1])) if v is not None]
+        times = [v for v in (as_utc(row[0]), as_utc(row[1])) if v is not None]
         return min(times) if times else None
 
 
@@ -447,26 +446,4 @@ def _settle_statement(t: sa.Table, owner: str) -> Any:
             t.c.state == "sending",
         )
         .values(**values)
-    )
-
-
-def _record(row: Any) -> DeliveryRecord:
-    context = row["context"]
-    if isinstance(context, str):
-        context = json.loads(context)
-    return DeliveryRecord(
-        delivery_id=uuid.UUID(row["delivery_id"]),
-        aggregate_id=uuid.UUID(row["aggregate_id"]),
-        aggregate_version=row["aggregate_version"],
-        recipient_id=uuid.UUID(row["recipient_id"]),
-        channel=row["channel"],
-        purpose=row["purpose"],
-        language=row["language"],
-        context=context,
-        correlation_id=row["correlation_id"],
-        attempts=row["attempts"],
-        created_at=cast(datetime, _utc(row["created_at"])),
-        give_up_at=cast(datetime, _utc(row["give_up_at"])),
-        destination_key=row["destination_key"],
-        last_error_class=row["last_error_class"],
     )

@@ -12,20 +12,14 @@ the gateway. The reply is texted back through the gateway once the change has co
 
 from __future__ import annotations
 
-import hmac
 import uuid
 
 from fastapi import APIRouter, Request, Response
 
 from services.common.delivery import DeliveryError
-from services.common.delivery.handset import until_settled
-from services.common.delivery.sms_reports import (
-    InvalidCallback,
-    parse_delivery_report,
-    parse_inbound,
-)
+from services.common.delivery.callbacks import REPORTS_PATH, add_report_route, inbound_message
+from services.common.delivery.sms_reports import DeliveryReport
 from services.common.logging import get_logger
-from services.common.problems import bad_request, forbidden, service_unavailable
 from services.rumor_control.community.use_cases import handle_keyword
 from services.rumor_control.delivery.reports import record_sms_report
 from services.rumor_control.deps import RumorControlDeps
@@ -35,47 +29,30 @@ __all__ = ["KEYWORDS_PATH", "REPORTS_PATH", "routes"]
 log = get_logger(__name__)
 
 KEYWORDS_PATH = "/sms/keywords"
-REPORTS_PATH = "/sms/reports"
 
 
 def routes(deps: RumorControlDeps) -> APIRouter:
     """The routes Kannel delivers community keywords and delivery reports to."""
     router = APIRouter(tags=["sms"])
     secret = deps.settings.kannel_mo_secret.get_secret_value()
-    dlr_secret = deps.settings.kannel_dlr_secret.get_secret_value().encode()
 
-    @router.get(REPORTS_PATH, status_code=204, summary="A delivery report from the SMS gateway")
-    async def delivery_report(request: Request) -> Response:
-        """Record how far a bulletin SMS got (accepted, delivered, failed); 503: ask again."""
-        try:
-            report = parse_delivery_report(dict(request.query_params), secret=dlr_secret)
-        except InvalidCallback as exc:
-            log.warning("sms.report_refused", reason=exc.reason)
-            if exc.reason == "signature":
-                raise forbidden("The callback is not signed for this delivery.") from None
-            raise bad_request("The callback is malformed.") from None
+    async def record(report: DeliveryReport) -> None:
+        async with deps.unit_of_work() as uow:
+            await record_sms_report(uow, deps=deps, report=report)
+            await uow.commit()
 
-        async def record() -> None:
-            async with deps.unit_of_work() as uow:
-                await record_sms_report(uow, deps=deps, report=report)
-                await uow.commit()
-
-        if await until_settled(record):
-            return Response(status_code=204)
-        log.warning("sms.report_before_settlement", delivery_id=report.delivery_id)
-        raise service_unavailable("The delivery is being recorded.", retry_after_s=2)
+    add_report_route(
+        router,
+        dlr_secret=deps.settings.kannel_dlr_secret.get_secret_value().encode(),
+        record=record,
+        description="Record how far a bulletin SMS got (accepted, delivered, failed); 503: "
+        "ask again.",
+    )
 
     @router.get(KEYWORDS_PATH, status_code=204, summary="A keyword (SMS) from a phone")
     async def keyword(request: Request) -> Response:
         """Subscribe, confirm, stop or start bulletins by SMS; the reply is texted back."""
-        if not hmac.compare_digest(request.query_params.get("key", "").encode(), secret.encode()):
-            log.warning("sms.keyword_refused", reason="key")
-            raise forbidden("The callback does not carry the shared secret.")
-        try:
-            inbound = parse_inbound(request.scope.get("query_string", b""))
-        except InvalidCallback as exc:
-            log.warning("sms.keyword_refused", reason=exc.reason)
-            raise bad_request("The callback is malformed.") from None
+        inbound = inbound_message(request, secret=secret, event="sms.keyword_refused")
         async with deps.unit_of_work() as uow:
             outcome = await handle_keyword(uow, deps=deps, sender=inbound.sender, text=inbound.text)
             await uow.commit()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, TypeVar
 
 from fastapi import APIRouter, Request, Response
 
@@ -32,16 +34,33 @@ log = get_logger(__name__)
 
 REPORTS_PATH = "/sms/reports"
 
-# Records one report in one whole transaction; raises `NotSettled` while the engine is
-# still recording the send the report is about.
-RecordReport = Callable[[DeliveryReport], Awaitable[None]]
+
+class _Transaction(Protocol):
+    async def commit(self) -> None: ...
+
+
+U = TypeVar("U", bound=_Transaction)
+# The service's use case recording one report in the transaction it is given; it raises
+# `NotSettled` while the engine is still recording the send the report is about.
+RecordReport = Callable[[U, DeliveryReport], Awaitable[object]]
 
 
 def add_report_route(
-    router: APIRouter, *, dlr_secret: bytes, record: RecordReport, description: str
+    router: APIRouter,
+    *,
+    dlr_secret: bytes,
+    unit_of_work: Callable[[], AbstractAsyncContextManager[U]],
+    record: RecordReport[U],
+    description: str,
 ) -> None:
-    """`GET /sms/reports`: how far an SMS got (accepted, delivered, failed); 503 while the
-    send it reports on is still being recorded (Kannel asks again)."""
+    """`GET /sms/reports`: how far an SMS got (accepted, delivered, failed), recorded in one
+    transaction; 503 while the send it reports on is still being recorded (Kannel asks
+    again)."""
+
+    async def record_once(report: DeliveryReport) -> None:
+        async with unit_of_work() as uow:
+            await record(uow, report)
+            await uow.commit()
 
     @router.get(
         REPORTS_PATH,
@@ -54,7 +73,7 @@ def add_report_route(
             report = parse_delivery_report(dict(request.query_params), secret=dlr_secret)
         except InvalidCallback as exc:
             raise _refused(exc, event="sms.report_refused") from None
-        if await until_settled(lambda: record(report)):
+        if await until_settled(lambda: record_once(report)):
             return Response(status_code=204)
         log.warning("sms.report_before_settlement", delivery_id=report.delivery_id)
         raise service_unavailable("The delivery is being recorded.", retry_after_s=2)

@@ -24,16 +24,28 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.db import AfterCommit
 from services.common.delivery.records import DeliveryRecord, Failure, record_from_row
 from services.common.delivery.sms_reports import DeliveryReport, ReportStatus
+from services.common.logging import get_logger
 from services.common.settings import CommonSettings
 
-__all__ = ["HandsetPolicy", "NotSettled", "ReportEffect", "apply_report", "until_settled"]
+__all__ = [
+    "HandsetPolicy",
+    "NotSettled",
+    "ReportEffect",
+    "ReportedDeliveries",
+    "apply_report",
+    "news_of",
+    "until_settled",
+]
+
+log = get_logger(__name__)
 
 # How far a report says a text got: a report of a lower rank never replaces a higher one.
 _RANK: dict[ReportStatus, int] = {"accepted": 1, "delivered": 2, "failed": 2}
@@ -101,6 +113,36 @@ async def apply_report(
             values.update(_failed_values(failure, now=now))
     await session.execute(sa.update(t).where(t.c.delivery_id == report.delivery_id).values(values))
     return ReportEffect(record, report.status, fresh=True, failure=failure)
+
+
+class ReportedDeliveries(Protocol):
+    """A service's delivery repository, as far as reports go."""
+
+    async def apply_report(
+        self, report: DeliveryReport, *, now: datetime, policy: HandsetPolicy
+    ) -> ReportEffect | None: ...
+
+
+async def news_of(
+    deliveries: ReportedDeliveries,
+    report: DeliveryReport,
+    *,
+    now: datetime,
+    policy: HandsetPolicy,
+    after_commit: Callable[[AfterCommit], None],
+) -> ReportEffect | None:
+    """Apply `report` to its delivery record; the effect when it tells the service something
+    new, else None: a report for a delivery this service does not have (a warning) or one
+    it already had (Kannel repeats them; debug), logged after commit by delivery id only."""
+    effect = await deliveries.apply_report(report, now=now, policy=policy)
+    fields = {"delivery_id": report.delivery_id, "status": report.status}
+    if effect is None:
+        after_commit(lambda: log.warning("sms.report_for_unknown_delivery", **fields))
+        return None
+    if not effect.fresh:
+        after_commit(lambda: log.debug("sms.report_repeated", **fields))
+        return None
+    return effect
 
 
 async def until_settled(

@@ -9,7 +9,7 @@ failed (handset)     -> the same, and the channel's failure as for any other cha
 
 from __future__ import annotations
 
-from services.common.delivery.handset import ReportEffect
+from services.common.delivery.handset import ReportEffect, news_of
 from services.common.delivery.sms_reports import DeliveryReport
 from services.common.logging import get_logger
 from services.router import domain
@@ -29,14 +29,11 @@ async def record_sms_report(
 ) -> ReportEffect | None:
     """Record a delivery report on its delivery and timeline; a handset failure fails it."""
     now = deps.clock()
-    effect = await uow.deliveries.apply_report(report, now=now, policy=deps.handset_policy)
-    fields = {"delivery_id": report.delivery_id, "status": report.status}
+    effect = await news_of(
+        uow.deliveries, report, now=now, policy=deps.handset_policy, after_commit=uow.after_commit
+    )
     if effect is None:
-        uow.after_commit(lambda: log.warning("sms.report_for_unknown_delivery", **fields))
         return None
-    if not effect.fresh:
-        uow.after_commit(lambda: log.debug("sms.report_repeated", **fields))
-        return effect
     record = effect.record
     alert = await uow.alerts.get(record.aggregate_id)
     if alert is not None:
@@ -61,5 +58,10 @@ async def record_sms_report(
         await record_attempt_failed(uow, deps=deps, record=record, failure=failure)
         uow.after_commit(deps.wake_delivery)
     alert_id = str(record.aggregate_id)
-    uow.after_commit(lambda: log.info("sms.report_recorded", **fields, alert_id=alert_id))
+    delivery_id, status = report.delivery_id, report.status
+    uow.after_commit(
+        lambda: log.info(
+            "sms.report_recorded", delivery_id=delivery_id, status=status, alert_id=alert_id
+        )
+    )
     return effect

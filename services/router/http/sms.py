@@ -13,7 +13,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from services.common.delivery.callbacks import REPORTS_PATH, add_report_route, inbound_message
-from services.common.delivery.sms_reports import DeliveryReport
 from services.router.acknowledgement import acknowledge_by_sms
 from services.router.delivery import record_sms_report
 from services.router.deps import RouterDeps
@@ -28,15 +27,11 @@ def sms_router(deps: RouterDeps) -> APIRouter:
     router = APIRouter(tags=["sms"])
     mo_secret = deps.settings.kannel_mo_secret.get_secret_value()
 
-    async def record(report: DeliveryReport) -> None:
-        async with deps.unit_of_work() as uow:
-            await record_sms_report(uow, deps=deps, report=report)
-            await uow.commit()
-
     add_report_route(
         router,
         dlr_secret=deps.settings.kannel_dlr_secret.get_secret_value().encode(),
-        record=record,
+        unit_of_work=deps.unit_of_work,
+        record=lambda uow, report: record_sms_report(uow, deps=deps, report=report),
         description="Record how far an SMS got (accepted, delivered, failed); 503: ask again "
         "shortly.",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from services.common.delivery.handset import ReportEffect
+from services.common.delivery.handset import ReportEffect, news_of
 from services.common.delivery.sms_reports import DeliveryReport
 from services.common.logging import get_logger
 from services.rumor_control.delivery.plan import bulletin_delivery, failed_step
@@ -29,14 +29,11 @@ async def record_sms_report(
     """Record a delivery report on its delivery and the bulletin's timeline; a handset
     failure fails the attempt (retried, or final)."""
     now = deps.clock()
-    effect = await uow.deliveries.apply_report(report, now=now, policy=deps.handset_policy)
-    fields = {"delivery_id": report.delivery_id, "status": report.status}
+    effect = await news_of(
+        uow.deliveries, report, now=now, policy=deps.handset_policy, after_commit=uow.after_commit
+    )
     if effect is None:
-        uow.after_commit(lambda: log.warning("sms.report_for_unknown_delivery", **fields))
         return None
-    if not effect.fresh:
-        uow.after_commit(lambda: log.debug("sms.report_repeated", **fields))
-        return effect
     delivery = bulletin_delivery(effect.record)
     transition = delivery_outcomes.delivery_reported(
         delivery, status=report.status, smsc_error=report.smsc_error, at=now
@@ -55,5 +52,10 @@ async def record_sms_report(
             uow.after_commit(deps.wake_delivery)  # delivered -> pending: due at retry_at
     await uow.bulletins.apply(transition)
     bulletin_id = str(delivery.bulletin_id)
-    uow.after_commit(lambda: log.info("sms.report_recorded", **fields, bulletin_id=bulletin_id))
+    delivery_id, status = report.delivery_id, report.status
+    uow.after_commit(
+        lambda: log.info(
+            "sms.report_recorded", delivery_id=delivery_id, status=status, bulletin_id=bulletin_id
+        )
+    )
     return effect

@@ -18,7 +18,6 @@ from fastapi import APIRouter, Request, Response
 
 from services.common.delivery import DeliveryError
 from services.common.delivery.callbacks import REPORTS_PATH, add_report_route, inbound_message
-from services.common.delivery.sms_reports import DeliveryReport
 from services.common.logging import get_logger
 from services.rumor_control.community.use_cases import handle_keyword
 from services.rumor_control.delivery.reports import record_sms_report
@@ -36,15 +35,11 @@ def routes(deps: RumorControlDeps) -> APIRouter:
     router = APIRouter(tags=["sms"])
     secret = deps.settings.kannel_mo_secret.get_secret_value()
 
-    async def record(report: DeliveryReport) -> None:
-        async with deps.unit_of_work() as uow:
-            await record_sms_report(uow, deps=deps, report=report)
-            await uow.commit()
-
     add_report_route(
         router,
         dlr_secret=deps.settings.kannel_dlr_secret.get_secret_value().encode(),
-        record=record,
+        unit_of_work=deps.unit_of_work,
+        record=lambda uow, report: record_sms_report(uow, deps=deps, report=report),
         description="Record how far a bulletin SMS got (accepted, delivered, failed); 503: "
         "ask again.",
     )

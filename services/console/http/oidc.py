@@ -30,7 +30,7 @@ from services.common.runtime import DevelopmentSecretsRefused
 from services.console.accounts import sign_in_with_identity
 from services.console.config import ConsoleSettings
 from services.console.deps import ConsoleDeps
-from services.console.http.pages import render, safe_next
+from services.console.http.pages import render, safe_next, set_session_cookie
 from services.console.oidc import (
     OidcClient,
     OidcIdentity,
@@ -40,7 +40,7 @@ from services.console.oidc import (
     insecure_issuer,
 )
 from services.console.permissions import HOME
-from services.console.security import SESSION_COOKIE, secure_headers, set_cookie
+from services.console.security import secure_headers
 
 __all__ = ["CALLBACK_PATH", "PENDING_COOKIE", "oidc_client", "oidc_router"]
 
@@ -179,13 +179,7 @@ def _callback_route(router: APIRouter, deps: ConsoleDeps, sealer: PendingSignInS
         wanted = pending.next_path
         target = wanted if wanted != "/" else HOME[result.session.role]
         response = render(request, "signin_oidc_continue.html.j2", target=target)
-        set_cookie(
-            response,
-            SESSION_COOKIE,
-            result.cookie,
-            secure=deps.settings.console_cookie_secure,
-            max_age=int(deps.session_ttl.total_seconds()),
-        )
+        set_session_cookie(response, deps, result.cookie)
         response.delete_cookie(PENDING_COOKIE, path="/signin/oidc")
         return response
 

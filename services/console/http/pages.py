@@ -24,6 +24,7 @@ from services.console.security import (
     csrf_valid,
     read_form,
     secure_headers,
+    set_cookie,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "redirect",
     "render",
     "safe_next",
+    "set_session_cookie",
     "sign_in_redirect",
     "t_for",
     "viewer",
@@ -171,6 +173,17 @@ def safe_next(value: str) -> str:
     if value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
     return "/"
+
+
+def set_session_cookie(response: Response, deps: ConsoleDeps, cookie: str) -> None:
+    """Give the browser the session just opened (however the person signed in)."""
+    set_cookie(
+        response,
+        SESSION_COOKIE,
+        cookie,
+        secure=deps.settings.console_cookie_secure,
+        max_age=int(deps.session_ttl.total_seconds()),
+    )
 
 
 def redirect(path: str) -> Response:

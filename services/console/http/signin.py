@@ -21,6 +21,7 @@ from services.console.http.pages import (
     redirect,
     render,
     safe_next,
+    set_session_cookie,
     t_for,
     viewer,
 )
@@ -113,13 +114,7 @@ def _signin_submit_route(router: APIRouter, deps: ConsoleDeps) -> None:
         )
         wanted = safe_next(field(form, "next", "/"))
         response = redirect(wanted if wanted != "/" else HOME[result.session.role])
-        set_cookie(
-            response,
-            SESSION_COOKIE,
-            result.cookie,
-            secure=deps.settings.console_cookie_secure,
-            max_age=int(deps.session_ttl.total_seconds()),
-        )
+        set_session_cookie(response, deps, result.cookie)
         response.delete_cookie(PRESESSION_COOKIE, path="/")
         return response
 

@@ -18,6 +18,7 @@ from schemas.base import MsgType, Status
 from schemas.bulletins import BulletinKind, PublishChannel
 from schemas.deliveries import DeliveryFailureReason
 from schemas.rumors import RumorAssessment
+from services.common.delivery.sms_reports import ReportStatus
 
 __all__ = [
     "AuditEntry",
@@ -184,6 +185,9 @@ class DeliveryRow:
     last_failure_reason: DeliveryFailureReason | None
     updated_at: datetime
     delivered_at: datetime | None = None
+    segments: int | None = None
+    report: ReportStatus | None = None
+    reported_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from schemas.deliveries import DeliveryFailureReason
+from services.common.delivery.sms_reports import ReportStatus
 from services.common.problems import forbidden
 from services.rumor_control import receipts
 from services.rumor_control.deps import RumorControlDeps
@@ -50,6 +51,15 @@ class DeliveryOut(BaseModel):
     )
     attempted_at: datetime = Field(description="When the delivery last changed.")
     delivered_at: datetime | None = None
+    segments: int | None = Field(
+        default=None, description="SMS only: the segments the gateway was handed."
+    )
+    report: ReportStatus | None = Field(
+        default=None,
+        description="SMS only: the furthest the gateway's delivery reports got (accepted by "
+        "the gateway, delivered to the handset, failed); null before any report.",
+    )
+    reported_at: datetime | None = None
 
 
 def _outcome(state: str) -> str:
@@ -106,6 +116,9 @@ class DeliveriesOut(BaseModel):
                     outcome=_outcome(d.state),
                     attempted_at=d.updated_at,
                     delivered_at=d.delivered_at,
+                    segments=d.segments,
+                    report=d.report,
+                    reported_at=d.reported_at,
                 )
                 for d in deliveries
             ],

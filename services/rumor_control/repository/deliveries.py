@@ -48,6 +48,9 @@ class SqlDeliveries:
                 last_failure_reason=stored_reason(row.last_error_class),
                 updated_at=when(row.updated_at),
                 delivered_at=aware(row.delivered_at),
+                segments=row.segments,
+                report=row.report,
+                reported_at=aware(row.reported_at),
             )
             for row in rows
         ]

@@ -237,6 +237,14 @@ async def test_a_spanish_bulletins_sms_shows_the_gateways_reports_on_its_record(
             "delivered",
         )
         assert record["reported_at"] is not None
+        # The same on the bulletin's deliveries for ops: the report and the segments sent.
+        listed = await rc.client.get(
+            f"/v1/bulletins/{bulletin_id}/deliveries", headers=rc.auth("ops")
+        )
+        (shown,) = [d for d in listed.json()["deliveries"] if d["channel"] == "sms"]
+        assert (shown["report"], shown["segments"]) == ("delivered", record["segments"])
+        assert shown["segments"] >= 1
+        assert shown["reported_at"] is not None
         reports = [s["detail"]["status"] for s in steps if s["action"] == "delivery_report"]
         # The fake SMSC reports "accepted" then "delivered"; Kannel may call back in either
         # order, and a late "accepted" never replaces "delivered".

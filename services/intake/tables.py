@@ -9,6 +9,8 @@ needed for ownership checks and reference uniqueness, so it is kept as a keyed h
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy import MetaData
 
@@ -126,21 +128,29 @@ signature_replays = sa.Table(
 )
 sa.Index("ix_signature_replays_seen_at", signature_replays.c.seen_at)
 
+
 # Entries as requests write them, waiting for the sealer (audit.py) to chain them into
 # audit_log, in `id` order, batch by batch. No lock: appending is one INSERT.
+def _audit_entry_columns() -> list[sa.Column[Any]]:
+    """What an audit entry says, the same pending and sealed (the sealer copies it over)."""
+    return [
+        sa.Column("entry_id", sa.String(36), nullable=False),
+        sa.Column("occurred_at", _Time, nullable=False),
+        sa.Column("action", sa.String(40), nullable=False),
+        sa.Column("notice_id", sa.String(36), nullable=True),
+        sa.Column("version", sa.Integer, nullable=True),
+        sa.Column("actor_token_id", sa.String(36), nullable=True),
+        sa.Column("actor_role", sa.String(32), nullable=True),
+        sa.Column("correlation_id", sa.String(128), nullable=True),
+        sa.Column("details", sa.JSON, nullable=False),
+    ]
+
+
 audit_pending = sa.Table(
     "audit_pending",
     metadata,
     sa.Column("id", _BigId, primary_key=True, autoincrement=True),
-    sa.Column("entry_id", sa.String(36), nullable=False),
-    sa.Column("occurred_at", _Time, nullable=False),
-    sa.Column("action", sa.String(40), nullable=False),
-    sa.Column("notice_id", sa.String(36), nullable=True),
-    sa.Column("version", sa.Integer, nullable=True),
-    sa.Column("actor_token_id", sa.String(36), nullable=True),
-    sa.Column("actor_role", sa.String(32), nullable=True),
-    sa.Column("correlation_id", sa.String(128), nullable=True),
-    sa.Column("details", sa.JSON, nullable=False),
+    *_audit_entry_columns(),
 )
 
 # Append-only, hash-chained: each entry holds the keyed hash of the one before it.
@@ -148,15 +158,7 @@ audit_log = sa.Table(
     "audit_log",
     metadata,
     sa.Column("seq", _BigId, primary_key=True, autoincrement=False),
-    sa.Column("entry_id", sa.String(36), nullable=False),
-    sa.Column("occurred_at", _Time, nullable=False),
-    sa.Column("action", sa.String(40), nullable=False),
-    sa.Column("notice_id", sa.String(36), nullable=True),
-    sa.Column("version", sa.Integer, nullable=True),
-    sa.Column("actor_token_id", sa.String(36), nullable=True),
-    sa.Column("actor_role", sa.String(32), nullable=True),
-    sa.Column("correlation_id", sa.String(128), nullable=True),
-    sa.Column("details", sa.JSON, nullable=False),
+    *_audit_entry_columns(),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("entry_hash", sa.String(64), nullable=False),
     # A fork (two entries claiming the same predecessor) cannot be written.

@@ -38,7 +38,7 @@ from tests.integration.router.router_support import (
     wait_sink,
 )
 from tests.support.infra import infra_unavailable
-from tests.support.kafka_io import read_topic
+from tests.support.kafka_io import read_topic, wait_for
 from tests.support.sms_gateway import Relay, forwarding, serve_relay, texts_to
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -136,14 +136,6 @@ def replied(answered: list[tuple[str, int]]) -> list[int]:
     return [status for path, status in answered if path == "/sms/replies"]
 
 
-async def wait_until(condition: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 def reports(entries: list[dict[str, Any]]) -> list[str]:
     return [e["detail"]["status"] for e in entries if e["kind"] == "delivery_report"]
 
@@ -197,7 +189,7 @@ async def test_the_spocs_alert_by_sms_and_a_reply_1_acknowledges_it(
             assert alert["acknowledged_by"] == str(people.spoc)
             assert alert["ack_method"] == "sms"
             # Kannel may deliver the two replies in either order: wait for both.
-            await wait_until(lambda: len(replied(answered)) == 2)
+            await wait_for(lambda: len(replied(answered)) == 2, timeout=20, interval=0.05)
             assert replied(answered) == [204, 204]
             events = await alert_events(
                 kafka_bootstrap,

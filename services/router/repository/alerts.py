@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.alerts import AckMethod, ResolutionReason, Urgency
 from schemas.base import Status
+from services.common.bulk import insert_rows
 from services.common.delivery.records import DeliveryOrder
 from services.common.outbox import enqueue, enqueue_all
 from services.router.domain import (
@@ -46,8 +47,6 @@ _COLUMNS = tuple(f.name for f in fields(AlertRecord))
 # What `apply_all` knows how to write in bulk. A transition carrying anything else (a
 # field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
 _BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard", "deliveries"})
-# 11 parameters a row: well under PostgreSQL's 32,767 per statement.
-_TIMELINE_ROWS_PER_INSERT = 1_000
 _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
 
 
@@ -308,17 +307,8 @@ class SqlAlertRepository:
         return [results[i] for i in range(len(transitions))]
 
     async def _insert_timeline(self, rows: list[dict[str, object]]) -> None:
-        """Timeline rows as multi-row INSERTs: one statement (an executemany is one per row)."""
-        for start in range(0, len(rows), _TIMELINE_ROWS_PER_INSERT):
-            chunk = rows[start : start + _TIMELINE_ROWS_PER_INSERT]
-            # One row as keywords: that statement's compiled form is cached, a multi-row
-            # VALUES is compiled on every call.
-            insert = (
-                sa.insert(alert_timeline).values(**chunk[0])
-                if len(chunk) == 1
-                else sa.insert(alert_timeline).values(chunk)
-            )
-            await self._session.execute(insert)
+        """Timeline rows in one statement (an executemany is one per row on PostgreSQL)."""
+        await insert_rows(self._session, alert_timeline, rows)
 
     async def _update_versioned(self, transitions: Sequence[Transition]) -> set[uuid.UUID]:
         """The version-guarded changes, one UPDATE per distinct change; the rows that took."""

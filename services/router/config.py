@@ -56,6 +56,16 @@ class RouterSettings(CommonSettings):
             "(and an acknowledgement of one of them) a little longer."
         ),
     )
+    router_timer_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description=(
+            "Batches of due escalation timers fired at the same time by one router on "
+            "PostgreSQL (each claims different rows); while one batch waits on the database "
+            "the next is prepared. SQLite fires one batch at a time (one writer)."
+        ),
+    )
     router_delivery_give_up_s: float = Field(
         default=900.0,
         gt=0,

@@ -56,6 +56,8 @@ def _environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=False,
         keep_trailing_newline=True,
+        # The templates ship with the code: no stat of the file on every render.
+        auto_reload=False,
     )
 
 

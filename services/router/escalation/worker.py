@@ -13,8 +13,12 @@ SKIP LOCKED` on PostgreSQL, SQLite's write lock) and fires each with one `apply`
 compare-and-set on the alert's active escalation id (`timers.fire_due_timers`), the way
 Grafana OnCall drops stale and duplicate escalation runs. So a burst of 1,000 due timers
 costs a few commits instead of 1,000, and several instances split it without waiting
-for each other. An alert whose firing raises is a poison pill: the batch is rolled back
-and fired again without it, and the alert is retried alone later, with a growing pause
+for each other. On PostgreSQL one instance also fires `router_timer_concurrency` batches
+at once (lanes claiming different rows): a batch spends most of its time waiting on the
+database, and the next one is decided meanwhile.
+
+An alert whose firing raises is a poison pill: the batch is rolled back and fired again
+without it, and the alert is retried alone later, with a growing pause
 (logged once as an error, then as a warning per retry), so it never holds the others.
 """
 
@@ -26,6 +30,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.common.db import component_url
 from services.common.logging import get_logger
 from services.router.deps import RouterDeps
 from services.router.errors import TimerFailed
@@ -62,6 +67,9 @@ class EscalationWorker:
         self._deps = deps
         self._poll_s = deps.settings.router_timer_poll_interval_s
         self._batch = deps.settings.router_timer_batch_size
+        # SQLite has one writer: a second lane would only wait for the first one's lock.
+        sqlite = component_url(deps.settings, "router").get_backend_name() == "sqlite"
+        self._lanes = 1 if sqlite else deps.settings.router_timer_concurrency
         self._gauges_every_s = deps.settings.router_metrics_refresh_s
         self.fired_total = 0
         self._failed_last_round = False
@@ -77,7 +85,12 @@ class EscalationWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire due timers, then sleep until the next deadline (or the poll interval)."""
-        log.info("escalation.worker_started", poll_interval_s=self._poll_s, batch=self._batch)
+        log.info(
+            "escalation.worker_started",
+            poll_interval_s=self._poll_s,
+            batch=self._batch,
+            lanes=self._lanes,
+        )
         next_gauges = 0.0
         while not stop.is_set():
             delay = self._poll_s
@@ -124,11 +137,23 @@ class EscalationWorker:
         """Fire every due timer (in batches) and up to a batch of expiries; True if any."""
         expired_failed: list[str] = []
         try:
-            fired = await self._fire_due(stop)
+            fired = await self._fire_lanes(stop)
             expired = await self._expire_due(expired_failed)
         finally:
             self._failed_last_round = bool(self._poisoned or expired_failed)
         return fired or expired
+
+    async def _fire_lanes(self, stop: asyncio.Event | None) -> bool:
+        """`_fire_due` in each lane at once; True when any fired."""
+        if self._lanes == 1:
+            return await self._fire_due(stop)
+        try:
+            async with asyncio.TaskGroup() as lanes:  # one lane failing stops the others
+                running = [lanes.create_task(self._fire_due(stop)) for _ in range(self._lanes)]
+        except ExceptionGroup as failed:
+            # The lanes share a database: their errors are one blink, reported as the first.
+            raise failed.exceptions[0] from None
+        return any(lane.result() for lane in running)
 
     async def _fire_due(self, stop: asyncio.Event | None) -> bool:
         """Batch after batch until fewer than a batch were due; True when any fired."""

@@ -92,11 +92,16 @@ def _column_value(value: object) -> object:
 def _changed_columns(transition: Transition) -> dict[str, object]:
     """Every column whose value the transition changes (all of them for a new alert)."""
     before, after = transition.before, transition.after
-    return {
-        name: _column_value(getattr(after, name))
-        for name in _COLUMNS
-        if before is None or getattr(before, name) != getattr(after, name)
-    }
+    if before is None:
+        return {name: _column_value(getattr(after, name)) for name in _COLUMNS}
+    changes: dict[str, object] = {}
+    for name in _COLUMNS:
+        old, new = getattr(before, name), getattr(after, name)
+        # `replace` keeps unchanged fields as the same objects: no deep comparison of the
+        # content and snapshot models for every column of every transition.
+        if old is not new and old != new:
+            changes[name] = _column_value(new)
+    return changes
 
 
 def _plain(changes: dict[str, object]) -> bool:

@@ -24,6 +24,7 @@ from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
 from services.router.domain import DirectoryDocument, Transition
 from services.router.escalation import EscalationWorker
+from services.router.escalation import worker as worker_module
 from services.router.repository import SqlAlertRepository
 from services.router.tables import alert_timeline, alerts, delivery_records
 from tests.support.alerts import open_alerts, spoc_then_backup
@@ -155,6 +156,38 @@ async def test_two_instances_racing_over_200_due_timers_fire_each_step_once(
         ),
     )
     assert sorted(r.aggregate_id for r in orders) == sorted(ids), "one delivery record each"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_one_instance_fires_a_burst_in_lanes_at_once_each_timer_once(
+    instances: tuple[RouterDeps, RouterDeps, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the worker keeps `router_timer_concurrency` batches open at once
+    (each claims other rows), and still fires every timer exactly once."""
+    first, _, clock = instances
+    assert first.settings.router_timer_concurrency == 2
+    ids = await _open(first, 100, at=T0)
+    open_now, most_open = 0, 0
+    fire = worker_module.fire_due_timers
+
+    async def counting(*args: Any, **kwargs: Any) -> list[escalation.timers.FiredTimer]:
+        nonlocal open_now, most_open
+        open_now += 1
+        most_open = max(most_open, open_now)
+        try:
+            return await fire(*args, **kwargs)
+        finally:
+            open_now -= 1
+
+    monkeypatch.setattr(worker_module, "fire_due_timers", counting)
+    worker = EscalationWorker(first)
+    clock.now += timedelta(seconds=WAIT_S + 1)
+    await worker.run_once()
+
+    assert most_open == 2, "two batches were open at the same time"
+    assert worker.fired_total == 100
+    assert await _timeline_counts(first, "escalated") == dict.fromkeys(ids, 1)
+    assert await _event_counts(first, "alert.escalated") == dict.fromkeys(ids, 1)
 
 
 async def test_a_stale_escalation_id_in_a_batch_fires_nothing_for_that_alert(

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["insert_rows", "unnest_insert_sql"]
+__all__ = ["insert_rows"]
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -30,11 +30,13 @@ async def insert_rows(
     rows: Sequence[Mapping[str, object]],
     *,
     skip_conflicts: bool = False,
+    wrap: str = "{insert}",
 ) -> None:
     """Insert `rows` (all with the same keys) in one statement, in the order given.
 
     `skip_conflicts`: a row that collides with a unique key is left out (`ON CONFLICT DO
-    NOTHING`), so inserting is idempotent.
+    NOTHING`), so inserting is idempotent. `wrap`: on PostgreSQL, a constant statement
+    around the INSERT (`{insert}`), e.g. a CTE that also notifies listeners.
     """
     if not rows:
         return
@@ -42,17 +44,14 @@ async def insert_rows(
     if any(tuple(row) != columns for row in rows):
         raise ValueError(f"rows for {table.name} must all name the same columns, in order")
     if session.get_bind().dialect.name == "postgresql":
-        statement = _unnest_insert(table, columns, skip_conflicts)
+        statement = _unnest_insert(table, columns, skip_conflicts, wrap)
         await session.execute(statement, _arrays(columns, rows))
     else:
         await session.execute(_one_row_insert(table, skip_conflicts), list(rows))
 
 
-def unnest_insert_sql(table: sa.Table, columns: Sequence[str], *, skip_conflicts: bool) -> str:
-    """The PostgreSQL INSERT of one array per column (`:<column>` parameters), as text.
-
-    For callers that wrap it in a larger statement (the outbox adds its NOTIFY).
-    """
+def _unnest_insert_sql(table: sa.Table, columns: Sequence[str], *, skip_conflicts: bool) -> str:
+    """The PostgreSQL INSERT of one array per column (`:<column>` parameters), as text."""
     names = ", ".join(_quoted(name) for name in columns)
     arrays = ", ".join(
         f"CAST(:{name} AS {table.c[name].type.compile(dialect=_PG)}[])" for name in columns
@@ -68,9 +67,9 @@ def unnest_insert_sql(table: sa.Table, columns: Sequence[str], *, skip_conflicts
 
 @cache
 def _unnest_insert(
-    table: sa.Table, columns: tuple[str, ...], skip_conflicts: bool
+    table: sa.Table, columns: tuple[str, ...], skip_conflicts: bool, wrap: str
 ) -> sa.TextClause:
-    sql = unnest_insert_sql(table, columns, skip_conflicts=skip_conflicts)
+    sql = wrap.format(insert=_unnest_insert_sql(table, columns, skip_conflicts=skip_conflicts))
     # Typed parameters: SQLAlchemy then applies each column's own bind processing (JSON
     # serialised, aware timestamps) to every element.
     return sa.text(sql).bindparams(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from schemas.base import EventData
+from services.common.bulk import insert_rows
 from services.common.cloudevents import OutgoingEvent, new_event
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
@@ -112,10 +113,6 @@ async def enqueue_all(
     return outgoing
 
 
-# Rows per multi-row INSERT: 8 parameters each, well under PostgreSQL's 32,767 per statement.
-_ROWS_PER_INSERT = 1_000
-
-
 def _row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
     return {
         "message_id": outgoing.message_id,
@@ -129,45 +126,47 @@ def _row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
     }
 
 
+# PostgreSQL: the INSERT and its NOTIFY as one statement, sent only on commit. A
+# data-modifying CTE runs whole whatever reads it; LIMIT 1: one NOTIFY.
+_WITH_NOTIFY = (
+    "WITH inserted AS ({insert} RETURNING 1) "  # noqa: S608 - constant; rows are bound
+    f"SELECT pg_notify('{_NOTIFY_CHANNEL}_' || current_schema(), '') "
+    "FROM (SELECT 1 FROM inserted LIMIT 1) AS one"
+)
+
+
 async def _insert(
     session: AsyncSession,
     rows: list[dict[str, object]],
     *,
     alongside: Sequence[sa.Insert | sa.Update],
 ) -> None:
-    """The rows as multi-row INSERTs (ids in the order given), and the NOTIFY with the first.
+    """The rows in one INSERT (ids in the order given) with the NOTIFY (PostgreSQL).
 
-    On PostgreSQL the first INSERT, the NOTIFY and the `alongside` writes travel as one
-    statement; the notification goes out only on commit.
+    `alongside` on PostgreSQL: the caller's writes and the outbox row as one statement
+    (data-modifying CTEs: one round trip for the whole change); elsewhere they run first.
     """
     postgres = session.get_bind().dialect.name == "postgresql"
-    if not postgres:
+    if postgres and alongside:
+        await _insert_alongside(session, rows, alongside)
+    else:
         for write in alongside:
             await session.execute(write)
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
-        # One row as keywords: SQLAlchemy caches that statement's compiled form, while a
-        # multi-row VALUES is compiled anew on every call (worth it only for many rows).
-        insert = (
-            sa.insert(outbox_messages).values(**chunk[0])
-            if len(chunk) == 1
-            else sa.insert(outbox_messages).values(chunk)
-        )
-        if postgres and start == 0:
-            notify = sa.func.pg_notify(
-                sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), ""
-            )
-            # A data-modifying CTE runs whole whatever reads it; LIMIT 1: one NOTIFY.
-            inserted = insert.returning(sa.literal(1).label("one")).cte("inserted")
-            statement = sa.select(notify).select_from(sa.select(inserted).limit(1).subquery())
-            if alongside:
-                statement = statement.add_cte(
-                    *(write.cte(f"write_{n}") for n, write in enumerate(alongside))
-                )
-            await session.execute(statement)
-        else:
-            await session.execute(insert)
+        await insert_rows(session, outbox_messages, rows, wrap=_WITH_NOTIFY)
     session.sync_session.info[_DIRTY] = True
+
+
+async def _insert_alongside(
+    session: AsyncSession,
+    rows: list[dict[str, object]],
+    alongside: Sequence[sa.Insert | sa.Update],
+) -> None:
+    notify = sa.func.pg_notify(sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), "")
+    insert = sa.insert(outbox_messages).values(rows[0] if len(rows) == 1 else rows)
+    inserted = insert.returning(sa.literal(1).label("one")).cte("inserted")
+    statement = sa.select(notify).select_from(sa.select(inserted).limit(1).subquery())
+    statement = statement.add_cte(*(write.cte(f"write_{n}") for n, write in enumerate(alongside)))
+    await session.execute(statement)
 
 
 async def pending_count(session: AsyncSession) -> int:

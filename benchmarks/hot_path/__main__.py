@@ -1,7 +1,7 @@
 """The hot-path benchmark: `make bench` (or `make bench ARGS=--short`).
 
     python -m benchmarks.hot_path [--short] [--rates 10,50,200] [--duration S] [--out DIR]
-                                  [--profile]
+                                  [--profile] [--backend postgresql|sqlite]
 
 Starts Kafka and PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS + DATABASE_URL from the
 environment), the three services as separate processes, and measures in one run:
@@ -11,6 +11,10 @@ environment), the three services as separate processes, and measures in one run:
    ms per notice of every process (Kafka and PostgreSQL included) and database
    statements per notice per service (pg_stat_statements, one role per service);
 3. intake alone (router and rumor_control stopped) at 16 and 64 closed-loop clients.
+
+With `--backend sqlite` no PostgreSQL runs: each service keeps its own SQLite files (the
+embedded default of `make run`), the database floor is one SQLite connection's INSERT +
+COMMIT, and statements are not counted (there is no server to count them).
 
 With `--profile`, py-spy samples each service during every phase (profiling.py): the
 collapsed stacks are kept beside the run's logs and summarised in the JSON.
@@ -34,7 +38,11 @@ from typing import Any
 
 import httpx
 
-from benchmarks.hot_path.floors import kafka_round_trip, postgres_insert_commit
+from benchmarks.hot_path.floors import (
+    kafka_round_trip,
+    postgres_insert_commit,
+    sqlite_insert_commit,
+)
 from benchmarks.hot_path.infra import (
     SERVICE_ROLES,
     Infra,
@@ -60,6 +68,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy each service during every phase"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="the services' database: PostgreSQL (default) or the embedded SQLite default",
     )
     return parser.parse_args(argv)
 
@@ -92,9 +106,17 @@ def _git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-async def _floors(infra: Infra, plan: dict[str, Any]) -> dict[str, Any]:
+async def _floors(infra: Infra, plan: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+    kafka = await kafka_round_trip(infra.bootstrap, samples=plan["kafka_samples"])
+    if infra.backend == "sqlite":
+        sqlite = await sqlite_insert_commit(work_dir / "floor", duration_s=plan["floor_s"])
+        return {
+            "kafka_round_trip": kafka,
+            "postgres_insert_commit": [],
+            "sqlite_insert_commit": sqlite,
+        }
     return {
-        "kafka_round_trip": await kafka_round_trip(infra.bootstrap, samples=plan["kafka_samples"]),
+        "kafka_round_trip": kafka,
         "postgres_insert_commit": [
             await postgres_insert_commit(infra, concurrency=c, duration_s=plan["floor_s"])
             for c in (16, 64)
@@ -183,7 +205,9 @@ async def _throughput(
                 **outcome.summary(),
                 "cpu_ms_per_notice": _per_notice(cpu, outcome.accepted),
                 "statements_per_notice": (
-                    statements.get("intake", 0) / outcome.accepted if outcome.accepted else None
+                    statements.get("intake", 0) / outcome.accepted
+                    if outcome.accepted and statements
+                    else None
                 ),
                 "top_statements": top.get("intake", []),
             }
@@ -192,10 +216,10 @@ async def _throughput(
 
 
 async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    floors = await _floors(infra, plan)
     # Kept after the run: the services' logs explain a phase that went wrong.
     work_dir = args.out / f"run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     work_dir.mkdir(parents=True, exist_ok=True)
+    floors = await _floors(infra, plan, work_dir)
     profiler = PhaseProfiler(work_dir / "profiles") if args.profile else None
     async with running_services(infra, work_dir) as system:
         phases = await _rates(infra, system, plan, profiler)
@@ -212,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     plan = _plan(args)
     started = datetime.now(UTC)
-    infra = Infra.start(ROOT / "var" / "bench" / "stack")
+    infra = Infra.start(ROOT / "var" / "bench" / "stack", backend=args.backend)
     try:
         began = time.monotonic()
         measured = asyncio.run(_measure(infra, plan, args))
@@ -225,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "short": args.short,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "infra": {
+            "backend": infra.backend,
             "own": infra.own,
             "pg_stat_statements": infra.pg_stat_statements,
             "statements_per_service": infra.service_roles,

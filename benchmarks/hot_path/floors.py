@@ -4,15 +4,21 @@
   round trip from send to receipt.
 - PostgreSQL: asyncpg, one INSERT in its own transaction (BEGIN, INSERT, COMMIT) per
   round, by 16 and by 64 connections at once; commits per second and latency.
+- SQLite (`--backend sqlite`): aiosqlite, one INSERT in its own transaction per round,
+  on a file with the services' own settings (WAL, synchronous=NORMAL); one connection,
+  as SQLite has one writer at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -20,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from benchmarks.hot_path.infra import Infra
 from benchmarks.hot_path.load import percentile
 
-__all__ = ["kafka_round_trip", "postgres_insert_commit"]
+__all__ = ["kafka_round_trip", "postgres_insert_commit", "sqlite_insert_commit"]
 
 
 async def kafka_round_trip(bootstrap: str, *, samples: int) -> dict[str, Any]:
@@ -84,6 +90,36 @@ async def postgres_insert_commit(
         await admin.close()
     return {
         "concurrency": concurrency,
+        "commits_per_s": len(times) / duration_s,
+        "p50_ms": percentile(times, 50),
+        "p99_ms": percentile(times, 99),
+    }
+
+
+async def sqlite_insert_commit(directory: Path, *, duration_s: float) -> dict[str, Any]:
+    """INSERT + COMMIT rounds on one SQLite connection for `duration_s`, in a file under
+    `directory` (removed afterwards, with the directory)."""
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    path = directory / "floor.db"
+    times: list[float] = []
+    try:
+        async with aiosqlite.connect(path, isolation_level=None) as conn:
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):  # as the services' own
+                await conn.execute(f"PRAGMA {pragma}")
+            await conn.execute("CREATE TABLE floor (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+            stop_at = time.perf_counter() + duration_s
+            while time.perf_counter() < stop_at:
+                began = time.perf_counter()
+                await conn.execute("BEGIN IMMEDIATE")
+                await conn.execute(
+                    "INSERT INTO floor (id, body) VALUES (?, ?)", (str(uuid.uuid4()), "x" * 200)
+                )
+                await conn.execute("COMMIT")
+                times.append((time.perf_counter() - began) * 1000)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+    return {
+        "concurrency": 1,
         "commits_per_s": len(times) / duration_s,
         "p50_ms": percentile(times, 50),
         "p99_ms": percentile(times, 99),

@@ -1,4 +1,4 @@
-"""The benchmark's Kafka and PostgreSQL, and the CPU each process spends.
+"""The benchmark's Kafka and PostgreSQL (or SQLite), and the CPU each process spends.
 
 Kafka and PostgreSQL come from the environment when KAFKA_BOOTSTRAP_SERVERS and
 DATABASE_URL are set (deploy.local starts nothing then; a broker with history makes the
@@ -142,7 +142,11 @@ def pid_listening_on(port: int) -> int | None:
 
 @dataclass
 class Infra:
-    """Kafka and PostgreSQL addresses, their pids, and whether this run started them."""
+    """Kafka and PostgreSQL addresses, their pids, and whether this run started them.
+
+    `backend="sqlite"`: no PostgreSQL at all; each service keeps its own SQLite files
+    under the run's var directory (the embedded default), and `database_url` is empty.
+    """
 
     bootstrap: str
     database_url: str
@@ -152,10 +156,13 @@ class Infra:
     pg_stat_statements: bool = False
     service_roles: bool = False
     admin_url: str = ""
+    backend: str = "postgresql"
 
     @classmethod
-    def start(cls, state_dir: Path) -> Infra:
+    def start(cls, state_dir: Path, *, backend: str = "postgresql") -> Infra:
         """Use the environment's Kafka and PostgreSQL, or start both (pg_stat_statements on)."""
+        if backend == "sqlite":
+            return cls._start_kafka_only(state_dir)
         own = not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("DATABASE_URL"))
         if own:
             for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
@@ -187,6 +194,22 @@ class Infra:
                 infra.pids[name] = pid
         return infra
 
+    @classmethod
+    def _start_kafka_only(cls, state_dir: Path) -> Infra:
+        """Kafka from the environment or started here; the services on SQLite."""
+        for name in ("DATABASE_URL", "AVISO_DATABASE_URL"):
+            os.environ.pop(name, None)  # the services inherit this environment
+        own = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if own:
+            local_kafka.stop(data_dir=state_dir / "kafka")
+            shutil.rmtree(state_dir / "kafka", ignore_errors=True)
+        bootstrap = local_kafka.start(port=0 if own else None, data_dir=state_dir / "kafka")
+        infra = cls(bootstrap, "", own, state_dir, backend="sqlite")
+        pid = pid_listening_on(infra.kafka_port)
+        if pid is not None:
+            infra.pids["kafka"] = pid
+        return infra
+
     def stop(self) -> None:
         """Drop the run's database; stop what this run started, not the environment's."""
         if self.admin_url:
@@ -194,7 +217,8 @@ class Infra:
                 asyncio.run(drop_database_async(self.database_url))
         if self.own:
             local_kafka.stop(data_dir=self.state_dir / "kafka")
-            local_postgres.stop(data_dir=self.state_dir / "postgres")
+            if self.backend == "postgresql":
+                local_postgres.stop(data_dir=self.state_dir / "postgres")
 
     @property
     def kafka_port(self) -> int:
@@ -211,8 +235,11 @@ class Infra:
             url = url.set(username=user, password=None)
         return url.render_as_string(hide_password=False)
 
-    def service_url(self, service: str) -> str:
-        """The SQLAlchemy URL `service` connects with (its own role when there is one)."""
+    def service_url(self, service: str) -> str | None:
+        """The SQLAlchemy URL `service` connects with (its own role when there is one);
+        None on SQLite (each service's own files under its var directory)."""
+        if self.backend == "sqlite":
+            return None
         url = make_url(self.database_url)
         if self.service_roles:
             url = url.set(username=service, password=None)

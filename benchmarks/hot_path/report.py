@@ -30,6 +30,12 @@ def _floors(results: dict[str, Any]) -> list[str]:
             f"  asyncpg INSERT+COMMIT c{pg['concurrency']:<3}          "
             f"{pg['commits_per_s']:7.0f}/s   p50 {_ms(pg['p50_ms'])} ms"
         )
+    if "sqlite_insert_commit" in floors:
+        lite = floors["sqlite_insert_commit"]
+        lines.append(
+            f"  SQLite INSERT+COMMIT, one writer    "
+            f"{lite['commits_per_s']:7.0f}/s   p50 {_ms(lite['p50_ms'])} ms"
+        )
     return lines
 
 
@@ -63,7 +69,8 @@ def _rates(results: dict[str, Any]) -> list[str]:
     for phase in results["rates"]:
         stmts = phase["statements_per_notice"]
         if not stmts:
-            lines.append(f"  {phase['rate']:6.0f}  (pg_stat_statements unavailable)")
+            why = "not counted on SQLite" if _sqlite(results) else "pg_stat_statements unavailable"
+            lines.append(f"  {phase['rate']:6.0f}  ({why})")
             continue
         total = sum(v for v in stmts.values() if v is not None)
         lines.append(
@@ -78,13 +85,15 @@ def _throughput(results: dict[str, Any]) -> list[str]:
     if not results["throughput"]:
         return []
     floors = {f["concurrency"]: f for f in results["floors"]["postgres_insert_commit"]}
+    lite = results["floors"].get("sqlite_insert_commit")
     lines = [
         "",
         "Intake alone, closed loop (router and rumor_control stopped)",
         "  clients  notices/s  of floor   p50 ms   p99 ms  CPU ms/notice intake  pg   stmts",
     ]
     for run in results["throughput"]:
-        floor = floors.get(run["concurrency"], {}).get("commits_per_s")
+        # On SQLite every client shares the one writer: its floor is the same at any c.
+        floor = (lite or floors.get(run["concurrency"], {})).get("commits_per_s")
         share = run["notices_per_s"] / floor * 100 if floor else None
         cpu = run["cpu_ms_per_notice"]
         lines.append(
@@ -96,7 +105,13 @@ def _throughput(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sqlite(results: dict[str, Any]) -> bool:
+    return bool(results.get("infra", {}).get("backend") == "sqlite")
+
+
 def render(results: dict[str, Any]) -> str:
     """Floors, per-rate latency, CPU and statements, and intake throughput, as text."""
-    head = f"Aviso hot path @ {results['commit']} ({'short' if results['short'] else 'full'} run)"
+    backend = "SQLite" if _sqlite(results) else "PostgreSQL"
+    run = "short" if results["short"] else "full"
+    head = f"Aviso hot path @ {results['commit']} ({run} run, {backend})"
     return "\n".join([head, "", *_floors(results), *_rates(results), *_throughput(results)])

@@ -105,7 +105,8 @@ async def running_services(
 
         def env(service: str, **more: str) -> dict[str, str]:
             url = infra.service_url(service)
-            return {**common, "DATABASE_URL": url, "AVISO_DATABASE_URL": url, **more}
+            database = {} if url is None else {"DATABASE_URL": url, "AVISO_DATABASE_URL": url}
+            return {**common, **database, **more}
 
         log_dir = work_dir / "logs"
         intake = ServiceProcess(

@@ -144,19 +144,42 @@ class EscalationWorker:
         return fired or expired
 
     async def _fire_lanes(self, stop: asyncio.Event | None) -> bool:
-        """`_fire_due` in each lane at once; True when any fired."""
+        """`_fire_due` in one lane, and in the others too once a batch came back full (a
+        burst: more are due); True when any fired. An idle round claims once, not per lane.
+        """
         if self._lanes == 1:
             return await self._fire_due(stop)
+        burst = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as lanes:  # one lane failing stops the others
-                running = [lanes.create_task(self._fire_due(stop)) for _ in range(self._lanes)]
+                first = lanes.create_task(self._fire_due(stop, burst=burst))
+                others = [
+                    lanes.create_task(self._join_burst(stop, burst, first))
+                    for _ in range(self._lanes - 1)
+                ]
         except ExceptionGroup as failed:
             # The lanes share a database: their errors are one blink, reported as the first.
             raise failed.exceptions[0] from None
-        return any(lane.result() for lane in running)
+        return any(lane.result() for lane in (first, *others))
 
-    async def _fire_due(self, stop: asyncio.Event | None) -> bool:
-        """Batch after batch until fewer than a batch were due; True when any fired."""
+    async def _join_burst(
+        self, stop: asyncio.Event | None, burst: asyncio.Event, first: asyncio.Task[bool]
+    ) -> bool:
+        """Fire in a lane of its own once `burst` is set; nothing if `first` ends before."""
+        waiting = asyncio.ensure_future(burst.wait())
+        try:
+            await asyncio.wait([waiting, first], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        return await self._fire_due(stop) if burst.is_set() else False
+
+    async def _fire_due(
+        self, stop: asyncio.Event | None, *, burst: asyncio.Event | None = None
+    ) -> bool:
+        """Batch after batch until fewer than a batch were due; True when any fired.
+
+        `burst` is set when a batch came back full (more are due).
+        """
         progressed = False
         unfired: list[str] = []  # guard failed: another instance moved on; not again now
         singles = 0  # after a batch failed as a whole: this many alerts one at a time
@@ -183,6 +206,8 @@ class EscalationWorker:
                     unfired.append(str(result.alert_id))
             if len(results) < limit:
                 break
+            if burst is not None:
+                burst.set()
         return progressed
 
     async def _fire_batch(self, skip: list[str], limit: int) -> list[FiredTimer]:

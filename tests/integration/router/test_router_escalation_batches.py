@@ -163,15 +163,16 @@ async def test_one_instance_fires_a_burst_in_lanes_at_once_each_timer_once(
     instances: tuple[RouterDeps, RouterDeps, Clock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL the worker keeps `router_timer_concurrency` batches open at once
-    (each claims other rows), and still fires every timer exactly once."""
+    during a burst (each claims other rows), and still fires every timer exactly once."""
     first, _, clock = instances
     assert first.settings.router_timer_concurrency == 2
     ids = await _open(first, 100, at=T0)
-    open_now, most_open = 0, 0
+    open_now, most_open, calls = 0, 0, 0
     fire = worker_module.fire_due_timers
 
     async def counting(*args: Any, **kwargs: Any) -> list[escalation.timers.FiredTimer]:
-        nonlocal open_now, most_open
+        nonlocal open_now, most_open, calls
+        calls += 1
         open_now += 1
         most_open = max(most_open, open_now)
         try:
@@ -188,6 +189,11 @@ async def test_one_instance_fires_a_burst_in_lanes_at_once_each_timer_once(
     assert worker.fired_total == 100
     assert await _timeline_counts(first, "escalated") == dict.fromkeys(ids, 1)
     assert await _event_counts(first, "alert.escalated") == dict.fromkeys(ids, 1)
+
+    # Nothing due: a round claims once, not once per lane.
+    calls_before = calls
+    await worker.run_once()
+    assert (calls - calls_before, worker.fired_total) == (1, 100)
 
 
 async def test_a_stale_escalation_id_in_a_batch_fires_nothing_for_that_alert(

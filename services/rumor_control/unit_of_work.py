@@ -119,6 +119,9 @@ class Bulletins(Protocol):
         drills: bool = True,
         limit: int = 200,
     ) -> list[tuple[BulletinRow, VersionRow]]: ...
+    async def citing(
+        self, notice_id: uuid.UUID, *, states: Sequence[BulletinState]
+    ) -> list[tuple[BulletinRow, VersionRow]]: ...
     async def public_versions(
         self, *, limit: int = 200
     ) -> list[tuple[BulletinRow, VersionRow]]: ...

@@ -44,9 +44,7 @@ async def apply_notice_cancelled(
     )  # fmt: skip
     withdrawn = await _withdraw_standby(uow, deps, notice_id)
     flagged: list[str] = []
-    for bulletin, _latest in await uow.bulletins.latest(limit=1000):
-        if notice_id not in bulletin.notice_ids or bulletin.state not in ("published", "drafted"):
-            continue
+    for bulletin, _latest in await uow.bulletins.citing(notice_id, states=("published", "drafted")):
         view = await load_bulletin(uow, bulletin.bulletin_id, for_update=True)
         suggestion = await _suggestion(uow, deps, view) if lifecycle.is_live(view) else None
         transition = lifecycle.flag_for_review(

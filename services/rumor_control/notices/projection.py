@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from schemas.alerts import AlertAcknowledged
 from schemas.base import Language, is_drill
 from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.logging import get_logger
 from services.rumor_control.deps import RumorControlDeps
-from services.rumor_control.domain import LANGUAGES, NoticeRow
+from services.rumor_control.domain import LANGUAGES, BulletinState, NoticeRow
 from services.rumor_control.domain import bulletins as transitions
 from services.rumor_control.unit_of_work import RumorControlUoW
 from services.rumor_control.vetting.common import (
@@ -32,6 +32,8 @@ from services.rumor_control.vetting.drafts import create_draft
 __all__ = ["acknowledge_alert", "apply_notice"]
 
 log = get_logger(__name__)
+
+_ALL_STATES: tuple[BulletinState, ...] = get_args(BulletinState)
 
 
 async def apply_notice(
@@ -135,8 +137,9 @@ async def _refresh_standby(
 async def _recheck_drafts(
     uow: RumorControlUoW, deps: RumorControlDeps, notice_id: uuid.UUID
 ) -> None:
-    for bulletin, latest in await uow.bulletins.latest(limit=1000):
-        if latest.state != "drafted" or notice_id not in bulletin.notice_ids:
+    # Whatever the bulletin's state: a published one may have a correction in draft.
+    for bulletin, latest in await uow.bulletins.citing(notice_id, states=_ALL_STATES):
+        if latest.state != "drafted":
             continue
         checked = await check_texts(
             uow, deps=deps, texts=latest.texts, status=bulletin.status,

@@ -200,6 +200,37 @@ class SqlBulletins:
         rows = await self._session.execute(statement)
         return [(_bulletin(row), _version(row, "v_")) for row in rows]
 
+    async def citing(
+        self, notice_id: uuid.UUID, *, states: Sequence[BulletinState]
+    ) -> list[tuple[BulletinRow, VersionRow]]:
+        """Bulletins in `states` that draw on `notice_id`, with their latest version.
+
+        Read on every notice version: the bulletins' state narrows it in SQL, and so does
+        the notice id in their JSON list (as text: an id is never part of another), so a
+        department's years of bulletins are not read, and none is missed past a limit.
+        """
+        statement = (
+            sa.select(*_JOINED)
+            .select_from(bulletins)
+            .join(
+                bulletin_versions,
+                sa.and_(
+                    bulletin_versions.c.bulletin_id == bulletins.c.bulletin_id,
+                    bulletin_versions.c.version == bulletins.c.current_version,
+                ),
+            )
+            .where(
+                bulletins.c.state.in_(states),
+                sa.cast(bulletins.c.notice_ids, sa.Text).contains(f'"{notice_id}"'),
+            )
+            .order_by(bulletins.c.created_at)
+        )
+        rows = await self._session.execute(statement)
+        found = [(_bulletin(row), _version(row, "v_")) for row in rows]
+        return [
+            (bulletin, version) for bulletin, version in found if notice_id in bulletin.notice_ids
+        ]
+
     async def public_versions(self, *, limit: int = 200) -> list[tuple[BulletinRow, VersionRow]]:
         """Published versions of real (non-drill) bulletins, newest first: the feeds (those
         of superseded bulletins too: a newer message's references name them)."""

@@ -144,6 +144,48 @@ async def test_a_notice_update_redrafts_its_untouched_standby(rc: RumorApp) -> N
     await wait_for(redrafted, timeout=45, interval=0.3)
 
 
+async def test_a_notice_update_rechecks_the_drafts_citing_it_and_only_those(
+    rc: RumorApp,
+) -> None:
+    """A later version marks a word restricted that a vetter had written into a draft: the
+    drafts citing that notice are blocked at once; a draft citing another notice is not."""
+    canary = f"Quorlent{uuid.uuid4().hex[:8]}"
+    cited, other = rc.notice(area_code="riverside"), rc.notice(area_code="lakeview")
+    drafts: dict[str, str] = {}
+    for notice in (cited, other):
+        await rc.produce(notice, source="aviso.intake")
+        await rc.produce(rc.acknowledgement(notice), source="aviso.router")
+        draft = await _standby_for(rc, notice.notice_id)
+        drafts[str(notice.notice_id)] = draft["bulletin_id"]
+        edited = await rc.client.put(
+            f"/v1/bulletins/{draft['bulletin_id']}/texts/en",
+            json={"body": draft["texts"]["en"]["body"] + f"\n\nNear the {canary} yard."},
+            headers=rc.auth("vetter_b"),
+        )
+        assert edited.status_code == 200, edited.text
+        assert edited.json()["blocked_reasons"] == []
+
+    marked = rc.notice(area_code="riverside", restricted_terms=(canary,))
+    with_term = NoticeUpdated(
+        **{
+            **cited.model_dump(exclude={"msg_type", "version", "references"}),
+            "restricted_fingerprints": marked.restricted_fingerprints,
+        },
+        msg_type="Update",
+        version=2,
+        references=(f"{cited.notice_id}:1",),
+    )
+    await rc.produce(with_term, source="aviso.intake")
+
+    async def blocked() -> bool:
+        bulletin = await rc.bulletin(drafts[str(cited.notice_id)])
+        return "leak.restricted_term" in bulletin["blocked_reasons"]
+
+    await wait_for(blocked, timeout=45, interval=0.3)
+    untouched = await rc.bulletin(drafts[str(other.notice_id)])
+    assert untouched["blocked_reasons"] == []
+
+
 # -- clustering --------------------------------------------------------------------------------
 
 

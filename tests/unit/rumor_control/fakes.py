@@ -262,6 +262,16 @@ class FakeBulletins:
         ]
         return sorted(rows, key=lambda row: row[0].updated_at, reverse=True)[:limit]
 
+    async def citing(
+        self, notice_id: uuid.UUID, *, states: Sequence[BulletinState]
+    ) -> list[tuple[BulletinRow, VersionRow]]:
+        rows = [
+            (b, self.store.versions[b.bulletin_id][b.current_version])
+            for b in self.store.bulletins.values()
+            if b.state in states and notice_id in b.notice_ids
+        ]
+        return sorted(rows, key=lambda row: row[0].created_at)
+
     async def public_versions(self, *, limit: int = 200) -> list[tuple[BulletinRow, VersionRow]]:
         rows = [
             (b, v)

@@ -121,6 +121,18 @@ def _version_columns(version: VersionRow) -> dict[str, Any]:
 
 # Joined reads label the version's columns "v_*": both tables have bulletin_id and state.
 _JOINED = (*bulletins.c, *(column.label(f"v_{column.name}") for column in bulletin_versions.c))
+# Each bulletin with its current version's row, as `_JOINED` names them.
+_WITH_LATEST_VERSION = (
+    sa.select(*_JOINED)
+    .select_from(bulletins)
+    .join(
+        bulletin_versions,
+        sa.and_(
+            bulletin_versions.c.bulletin_id == bulletins.c.bulletin_id,
+            bulletin_versions.c.version == bulletins.c.current_version,
+        ),
+    )
+)
 
 
 class SqlBulletins:
@@ -180,19 +192,7 @@ class SqlBulletins:
     ) -> list[tuple[BulletinRow, VersionRow]]:
         """Bulletins with their latest version, most recently changed first; without
         `drills`, real ones only."""
-        statement = (
-            sa.select(*_JOINED)
-            .select_from(bulletins)
-            .join(
-                bulletin_versions,
-                sa.and_(
-                    bulletin_versions.c.bulletin_id == bulletins.c.bulletin_id,
-                    bulletin_versions.c.version == bulletins.c.current_version,
-                ),
-            )
-            .order_by(bulletins.c.updated_at.desc())
-            .limit(limit)
-        )
+        statement = _WITH_LATEST_VERSION.order_by(bulletins.c.updated_at.desc()).limit(limit)
         if states is not None:
             statement = statement.where(bulletins.c.state.in_(states))
         if not drills:
@@ -209,22 +209,10 @@ class SqlBulletins:
         the notice id in their JSON list (as text: an id is never part of another), so a
         department's years of bulletins are not read, and none is missed past a limit.
         """
-        statement = (
-            sa.select(*_JOINED)
-            .select_from(bulletins)
-            .join(
-                bulletin_versions,
-                sa.and_(
-                    bulletin_versions.c.bulletin_id == bulletins.c.bulletin_id,
-                    bulletin_versions.c.version == bulletins.c.current_version,
-                ),
-            )
-            .where(
-                bulletins.c.state.in_(states),
-                sa.cast(bulletins.c.notice_ids, sa.Text).contains(f'"{notice_id}"'),
-            )
-            .order_by(bulletins.c.created_at)
-        )
+        statement = _WITH_LATEST_VERSION.where(
+            bulletins.c.state.in_(states),
+            sa.cast(bulletins.c.notice_ids, sa.Text).contains(f'"{notice_id}"'),
+        ).order_by(bulletins.c.created_at)
         rows = await self._session.execute(statement)
         found = [(_bulletin(row), _version(row, "v_")) for row in rows]
         return [

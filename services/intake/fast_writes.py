@@ -4,10 +4,11 @@ A new notice is its row, version 1, its audit entry and its notice.received even
 the outbox (with the NOTIFY that wakes the relays on commit). Here they go as one
 statement of data-modifying CTEs that first looks the source's reference up: when the
 reference is already taken, nothing is written and the statement answers with that
-notice's id, so the submission needs no separate look-up round trip. The caller holds
-the reference's advisory lock (guards.begin_write), so no other transaction can insert
-the same reference between the look-up and the INSERTs; the unique constraint on
-(source_key, reference) stays the last word.
+notice's id, so the submission needs no separate look-up round trip. No lock is needed
+for the reference: when a concurrent request inserts the same reference first, this
+INSERT waits on the unique index (source_key, reference) and, once the other commits,
+writes nothing (ON CONFLICT DO NOTHING); a second look-up, in a new snapshot, then finds
+the other's notice. Either way the request answers like a retry, never with an error.
 
 The outbox row is the one `services.common.outbox.enqueue` writes (its `_row`), and the
 commit wakes this process's relays as enqueue's does (`_DIRTY`), so the relay cannot
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.cloudevents import new_event
@@ -41,6 +43,12 @@ _PREFIXES = ("n", "v", "a", "o")
 _TABLES = (notices, notice_versions, audit_pending, outbox_messages)
 
 
+def _values(prefix: str, table: sa.Table, names: tuple[str, ...]) -> sa.Select[Any]:
+    return sa.select(
+        *(sa.bindparam(f"{prefix}_{name}", type_=table.c[name].type) for name in names)
+    )
+
+
 def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
     existing = (
         sa.select(notices.c.id)
@@ -50,24 +58,34 @@ def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
         )
         .cte("existing")
     )
-    absent = ~sa.exists(sa.select(existing.c.id))
-    writes = []
-    for prefix, table, names in zip(_PREFIXES, _TABLES, columns, strict=True):
-        values = sa.select(
-            *(sa.bindparam(f"{prefix}_{name}", type_=table.c[name].type) for name in names)
-        ).where(absent)
-        writes.append(sa.insert(table).from_select(list(names), values))
+    notice_names, *other_names = columns
+    # No row when the reference is taken: already (seen by `existing`), or by a
+    # transaction that commits while this one waits on the unique index.
+    notice = (
+        postgresql.insert(notices)
+        .from_select(
+            list(notice_names),
+            _values("n", notices, notice_names).where(~sa.exists(sa.select(existing.c.id))),
+        )
+        .on_conflict_do_nothing(constraint="uq_notices_source_reference")
+        .returning(notices.c.id)
+        .cte("w_n")
+    )
+    # The version, audit entry and event only with the notice's row.
+    version, audit, outbox = (
+        sa.insert(table).from_select(list(names), _values(prefix, table, names).select_from(notice))
+        for prefix, table, names in zip(_PREFIXES[1:], _TABLES[1:], other_names, strict=True)
+    )
     # The outbox INSERT says whether it wrote: one NOTIFY, only then.
-    outbox = writes.pop().returning(sa.literal(1).label("one")).cte("w_outbox")
+    outboxed = outbox.returning(sa.literal(1).label("one")).cte("w_o")
     notify = sa.func.pg_notify(
         sa.bindparam("channel", type_=sa.String()) + sa.func.current_schema(), ""
     )
     return sa.select(
         sa.select(existing.c.id).scalar_subquery().label("existing_id"),
-        sa.select(notify).select_from(outbox).limit(1).scalar_subquery().label("notified"),
-    ).add_cte(
-        *(write.cte(f"w_{p}") for p, write in zip(_PREFIXES[:-1], writes, strict=True)), outbox
-    )
+        sa.select(sa.func.count()).select_from(notice).scalar_subquery().label("written"),
+        sa.select(notify).select_from(outboxed).limit(1).scalar_subquery().label("notified"),
+    ).add_cte(notice, version.cte("w_v"), audit.cte("w_a"), outboxed)
 
 
 async def insert_new_notice(
@@ -96,10 +114,19 @@ async def insert_new_notice(
     for prefix, row in zip(_PREFIXES, rows, strict=True):
         values.update({f"{prefix}_{name}": value for name, value in row.items()})
     found = await statement.fetchrow(session, values)
-    existing_id: str | None = found["existing_id"] if found is not None else None
-    if existing_id is None:
+    if found["written"]:
         session.sync_session.info[_DIRTY] = True
-    return existing_id
+        return None
+    if found["existing_id"] is not None:
+        return str(found["existing_id"])
+    # Taken by a transaction that committed while this statement ran: a new statement
+    # (a new snapshot) sees it.
+    taken = await session.execute(
+        sa.select(notices.c.id).where(
+            notices.c.source_key == notice.source_key, notices.c.reference == notice.reference
+        )
+    )
+    return str(taken.scalar_one())
 
 
 def lock_statement(count: int) -> DirectStatement:

@@ -156,7 +156,9 @@ class NoticeRepository:
 
         Returns None when written, or the id of the notice already holding the reference
         (then nothing is written). On PostgreSQL the look-up and every write are one
-        statement (fast_writes.py); the caller holds the reference's lock either way.
+        statement (fast_writes.py), safe against a concurrent request with the same
+        reference without any lock; SQLite's writer lock (BEGIN IMMEDIATE) serialises
+        the look-up and the writes below.
         """
         notice = transition.notice
         if is_postgres_session(self._session):

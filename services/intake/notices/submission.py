@@ -62,9 +62,9 @@ async def submit_notice(
         deps.fingerprint_key, {"reference": submission.reference, **submission.content()}
     )
     access = access_for(principal, in_directory=False)  # field offices: never restricted
-    keys = request_keys(
-        owner=owner, reference=submission.reference, idempotency_key=idempotency_key
-    )
+    # Only the Idempotency-Key is locked: the reference is guarded by the notices table's
+    # unique index, which `apply_new` waits on and reads again (see fast_writes.py).
+    keys = request_keys(owner=owner, reference=None, idempotency_key=idempotency_key)
     await begin_write(uow, signed=signed, now=now, keys=keys)
     replayed = await _replayed_by_key(uow, idempotency_key, owner, request_digest, access)
     if replayed is not None:

@@ -56,10 +56,11 @@ async def submit_notice(
         submission.releasable(), identifying_terms(restricted_detail(submission, principal))
     )
     owner = owner_key(deps, principal)
-    digest = content_digest(deps.fingerprint_key, submission.content())
+    content = submission.content()
+    digest = content_digest(deps.fingerprint_key, content)
     # The key stands for the whole request, reference included.
     request_digest = content_digest(
-        deps.fingerprint_key, {"reference": submission.reference, **submission.content()}
+        deps.fingerprint_key, {"reference": submission.reference, **content}
     )
     access = access_for(principal, in_directory=False)  # field offices: never restricted
     # Only the Idempotency-Key is locked: the reference is guarded by the notices table's

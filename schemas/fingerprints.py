@@ -173,8 +173,8 @@ def fingerprint(key: bytes, gram: str) -> str:
     """Keyed fingerprint of one normalised gram: HMAC-SHA256, hex, first 32 characters."""
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"fingerprint key must be at least {MIN_KEY_BYTES} bytes")
-    digest = hmac.new(key, gram.encode("utf-8"), hashlib.sha256).hexdigest()
-    return digest[:FINGERPRINT_HEX_CHARS]
+    # hmac.digest: the same HMAC in one C call (no HMAC object per gram; dozens per notice).
+    return hmac.digest(key, gram.encode("utf-8"), "sha256").hex()[:FINGERPRINT_HEX_CHARS]
 
 
 def fingerprint_term(key: bytes, term: str) -> set[str]:

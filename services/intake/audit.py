@@ -112,18 +112,23 @@ class AuditTrail:
     @staticmethod
     def entry(note: AuditNote, *, now: datetime) -> sa.Insert:
         """The INSERT that `append` runs, for a caller that sends it with its other writes."""
+        return sa.insert(audit_pending).values(**AuditTrail.entry_values(note, now=now))
+
+    @staticmethod
+    def entry_values(note: AuditNote, *, now: datetime) -> dict[str, Any]:
+        """The `audit_pending` row of `note`: what `entry` inserts."""
         actor = note.actor
-        return sa.insert(audit_pending).values(
-            entry_id=str(uuid.uuid4()),
-            occurred_at=now.astimezone(UTC),
-            action=note.action,
-            notice_id=note.notice_id,
-            version=note.version,
-            actor_token_id=actor.token_id if actor else None,
-            actor_role=actor.role.value if actor else None,
-            correlation_id=current_correlation_id.get(),
-            details=dict(note.details),
-        )
+        return {
+            "entry_id": str(uuid.uuid4()),
+            "occurred_at": now.astimezone(UTC),
+            "action": note.action,
+            "notice_id": note.notice_id,
+            "version": note.version,
+            "actor_token_id": actor.token_id if actor else None,
+            "actor_role": actor.role.value if actor else None,
+            "correlation_id": current_correlation_id.get(),
+            "details": dict(note.details),
+        }
 
     async def seal(self, *, key: bytes, batch_size: int = 500) -> int:
         """Chain a batch of committed entries (the sealer's job; see `seal_pending`)."""

@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.direct import is_postgres_session
 from services.intake.domain import Operation, StoredIdempotencyKey
+from services.intake.fast_writes import lock_statement
 from services.intake.tables import idempotency_keys, signature_replays
 
 __all__ = ["RequestLedger"]
@@ -87,6 +89,12 @@ class RequestLedger:
         if self._session.get_bind().dialect.name != "postgresql" or not keys:
             return
         ids = sorted({_lock_id(key) for key in keys})
+        if is_postgres_session(self._session):
+            # The first statement of every write: sent straight through asyncpg (direct.py).
+            await lock_statement(len(ids)).execute(
+                self._session, {f"id_{n}": lock_id for n, lock_id in enumerate(ids)}
+            )
+            return
         await self._session.execute(
             sa.select(*(sa.func.pg_advisory_xact_lock(sa.literal(i, sa.BigInteger)) for i in ids))
         )

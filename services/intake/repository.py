@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.outbox import enqueue
 from services.intake.audit import AuditTrail
+from services.intake.direct import is_postgres_session
 from services.intake.domain import NoticeRecord, NoticeState, Transition, VersionRecord
+from services.intake.fast_writes import insert_new_notice
 from services.intake.tables import notice_versions, notices
 
 __all__ = [
@@ -148,6 +150,28 @@ class NoticeRepository:
         if transition.event is not None:
             await enqueue(self._session, transition.event, source=self._event_source)
         await self._audit.append(transition.audit, now=now)
+
+    async def apply_new(self, transition: Transition, *, now: datetime) -> str | None:
+        """Write a new notice's transition unless its source already used the reference.
+
+        Returns None when written, or the id of the notice already holding the reference
+        (then nothing is written). On PostgreSQL the look-up and every write are one
+        statement (fast_writes.py), safe against a concurrent request with the same
+        reference without any lock; SQLite's writer lock (BEGIN IMMEDIATE) serialises
+        the look-up and the writes below.
+        """
+        notice = transition.notice
+        if is_postgres_session(self._session):
+            return await insert_new_notice(
+                self._session, transition, now=now, event_source=self._event_source
+            )
+        existing = await self.find_by_reference(
+            source_key=notice.source_key, reference=notice.reference
+        )
+        if existing is not None:
+            return existing.id
+        await self.apply(transition, now=now)
+        return None
 
     async def get(self, notice_id: str, *, for_update: bool = False) -> NoticeRecord | None:
         """The notice, row-locked for the transaction when `for_update` (PostgreSQL)."""

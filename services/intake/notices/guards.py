@@ -1,11 +1,12 @@
 """What every notice use case shares: the write guard, visibility, idempotency, results.
 
 Every use case that writes calls `begin_write` first, with the natural keys its
-decision reads (the reference, the Idempotency-Key): it locks those keys for the
-transaction (uow.requests.lock_keys), and a revision then row-locks its notice. That
-is what makes the reads that decide a write (does this reference exist? which version
-is current?) safe without retries: a concurrent request with the same reference waits,
-then sees the committed notice, while requests about other notices run in parallel.
+decision reads (an Idempotency-Key): it locks those keys for the transaction
+(uow.requests.lock_keys), and a revision then row-locks its notice. That is what makes
+the reads that decide a write (was this key used? which version is current?) safe
+without retries, while requests about other notices run in parallel. A submission's
+reference needs no lock: the notices table's unique index makes a concurrent request
+with the same reference wait, and it then answers as a retry (repository.apply_new).
 """
 
 from __future__ import annotations

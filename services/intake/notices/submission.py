@@ -15,7 +15,6 @@ from services.common.logging import get_logger
 from services.intake.deps import IntakeDeps
 from services.intake.domain import (
     IntakeConflict,
-    NoticeRecord,
     Transition,
     check_releasable,
     content_digest,
@@ -57,26 +56,24 @@ async def submit_notice(
         submission.releasable(), identifying_terms(restricted_detail(submission, principal))
     )
     owner = owner_key(deps, principal)
-    digest = content_digest(deps.fingerprint_key, submission.content())
+    content = submission.content()
+    digest = content_digest(deps.fingerprint_key, content)
     # The key stands for the whole request, reference included.
     request_digest = content_digest(
-        deps.fingerprint_key, {"reference": submission.reference, **submission.content()}
+        deps.fingerprint_key, {"reference": submission.reference, **content}
     )
     access = access_for(principal, in_directory=False)  # field offices: never restricted
-    keys = request_keys(
-        owner=owner, reference=submission.reference, idempotency_key=idempotency_key
-    )
+    # Only the Idempotency-Key is locked: the reference is guarded by the notices table's
+    # unique index, which `apply_new` waits on and reads again (see fast_writes.py).
+    keys = request_keys(owner=owner, reference=None, idempotency_key=idempotency_key)
     await begin_write(uow, signed=signed, now=now, keys=keys)
     replayed = await _replayed_by_key(uow, idempotency_key, owner, request_digest, access)
     if replayed is not None:
         return replayed
 
-    existing = await uow.notices.find_by_reference(source_key=owner, reference=submission.reference)
-    notice_id = existing.id if existing is not None else str(uuid.uuid4())
-    recorded = await _record_unless_repeated(
-        uow,
-        deps=deps,
-        existing=existing,
+    notice_id = str(uuid.uuid4())
+    transition = _new_notice(
+        deps,
         notice_id=notice_id,
         owner=owner,
         submission=submission,
@@ -84,6 +81,11 @@ async def submit_notice(
         actor=principal,
         now=now,
     )
+    # Written unless the reference is taken: then the id of the notice holding it.
+    existing_id = await uow.notices.apply_new(transition, now=now)
+    if existing_id is not None:
+        await _check_same_content(uow, existing_id, submission=submission, digest=digest)
+        notice_id = existing_id
     await remember_key(
         uow,
         idempotency_key,
@@ -93,11 +95,12 @@ async def submit_notice(
         digest=request_digest,
         now=now,
     )
-    uow.after_commit(lambda: _log_submitted(submission, notice_id, repeated=existing is not None))
-    if recorded is not None and recorded.version is not None:
+    repeated = existing_id is not None
+    uow.after_commit(lambda: _log_submitted(submission, notice_id, repeated=repeated))
+    if not repeated and transition.version is not None:
         # Just written in this transaction: no need to read it back.
-        return NoticeResult(recorded.notice, (recorded.version,), access)
-    return await load_result(uow, notice_id, access=access, replayed=existing is not None)
+        return NoticeResult(transition.notice, (transition.version,), access)
+    return await load_result(uow, notice_id, access=access, replayed=repeated)
 
 
 async def _replayed_by_key(
@@ -120,38 +123,9 @@ async def _replayed_by_key(
     return await load_result(uow, stored.notice_id, access=access, replayed=True)
 
 
-async def _record_unless_repeated(
-    uow: IntakeUoW,
-    *,
+def _new_notice(
     deps: IntakeDeps,
-    existing: NoticeRecord | None,
-    notice_id: str,
-    owner: str,
-    submission: NoticeSubmission,
-    digest: str,
-    actor: Principal,
-    now: datetime,
-) -> Transition | None:
-    """Version 1 of a new reference; None when the reference exists with the same content."""
-    if existing is not None:
-        await _check_same_content(uow, existing, submission=submission, digest=digest)
-        return None
-    return await _record(
-        uow,
-        deps=deps,
-        notice_id=notice_id,
-        owner=owner,
-        submission=submission,
-        digest=digest,
-        actor=actor,
-        now=now,
-    )
-
-
-async def _record(
-    uow: IntakeUoW,
     *,
-    deps: IntakeDeps,
     notice_id: str,
     owner: str,
     submission: NoticeSubmission,
@@ -159,7 +133,7 @@ async def _record(
     actor: Principal,
     now: datetime,
 ) -> Transition:
-    """Record the new notice: version 1 sealed, row, audit and notice.received at once."""
+    """A new notice's transition: version 1 sealed, its row, audit note and notice.received."""
     detail = restricted_detail(submission, actor)
     version = seal_version(
         deps,
@@ -172,7 +146,7 @@ async def _record(
         actor=actor,
         now=now,
     )
-    transition = domain.receive(
+    return domain.receive(
         version,
         source_key=owner,
         reference=submission.reference,
@@ -180,15 +154,13 @@ async def _record(
         fingerprint_key=deps.fingerprint_key,
         actor=actor,
     )
-    await uow.notices.apply(transition, now=now)
-    return transition
 
 
 async def _check_same_content(
-    uow: IntakeUoW, existing: NoticeRecord, *, submission: NoticeSubmission, digest: str
+    uow: IntakeUoW, notice_id: str, *, submission: NoticeSubmission, digest: str
 ) -> None:
     """A reused reference must carry the content first recorded under it."""
-    first = await uow.notices.version(existing.id, 1)
+    first = await uow.notices.version(notice_id, 1)
     if (
         first is None
         or first.content_digest is None
@@ -198,8 +170,8 @@ async def _check_same_content(
             "reference-conflict",
             f"Reference {submission.reference!r} already names a notice with "
             "different content. Change that notice with "
-            f"POST /v1/notices/{existing.id}/update, or use a new reference.",
-            notice_id=existing.id,
+            f"POST /v1/notices/{notice_id}/update, or use a new reference.",
+            notice_id=notice_id,
         )
 
 

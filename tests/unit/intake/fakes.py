@@ -99,6 +99,16 @@ class FakeNotices:
             self._store.events.append(transition.event)
         await self._audit.append(transition.audit, now=now)
 
+    async def apply_new(self, transition: Transition, *, now: datetime) -> str | None:
+        notice = transition.notice
+        existing = await self.find_by_reference(
+            source_key=notice.source_key, reference=notice.reference
+        )
+        if existing is not None:
+            return existing.id
+        await self.apply(transition, now=now)
+        return None
+
     async def get(self, notice_id: str, *, for_update: bool = False) -> NoticeRecord | None:
         return self._store.notices.get(notice_id)
 

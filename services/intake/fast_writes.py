@@ -1,0 +1,147 @@
+"""The submission's writes on PostgreSQL: one statement, built once, sent through asyncpg.
+
+A new notice is its row, version 1, its audit entry and its notice.received event in
+the outbox (with the NOTIFY that wakes the relays on commit). Here they go as one
+statement of data-modifying CTEs that first looks the source's reference up: when the
+reference is already taken, nothing is written and the statement answers with that
+notice's id, so the submission needs no separate look-up round trip. No lock is needed
+for the reference: when a concurrent request inserts the same reference first, this
+INSERT waits on the unique index (source_key, reference) and, once the other commits,
+writes nothing (ON CONFLICT DO NOTHING); a second look-up, in a new snapshot, then finds
+the other's notice. Either way the request answers like a retry, never with an error.
+
+The outbox row is the one `services.common.outbox.enqueue` writes (its `_row`), and the
+commit wakes this process's relays as enqueue's does (`_DIRTY`), so the relay cannot
+tell the two apart. SQLite keeps the SQLAlchemy path (repository.NoticeRepository).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.cloudevents import new_event
+from services.common.messaging import outbox_messages
+from services.common.outbox.writing import _DIRTY, _NOTIFY_CHANNEL, _row
+from services.intake.audit import AuditTrail
+from services.intake.direct import DirectStatement
+from services.intake.domain import Transition
+from services.intake.tables import audit_pending, notice_versions, notices
+
+__all__ = ["insert_new_notice", "lock_statement"]
+
+# (notice columns, version columns, audit columns, outbox columns) -> its statement.
+_NEW_NOTICE: dict[tuple[tuple[str, ...], ...], DirectStatement] = {}
+_LOCKS: dict[int, DirectStatement] = {}
+
+_PREFIXES = ("n", "v", "a", "o")
+_TABLES = (notices, notice_versions, audit_pending, outbox_messages)
+
+
+def _values(prefix: str, table: sa.Table, names: tuple[str, ...]) -> sa.Select[Any]:
+    return sa.select(
+        *(sa.bindparam(f"{prefix}_{name}", type_=table.c[name].type) for name in names)
+    )
+
+
+def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
+    existing = (
+        sa.select(notices.c.id)
+        .where(
+            notices.c.source_key == sa.bindparam("source_key", type_=notices.c.source_key.type),
+            notices.c.reference == sa.bindparam("reference", type_=notices.c.reference.type),
+        )
+        .cte("existing")
+    )
+    notice_names, *other_names = columns
+    # No row when the reference is taken: already (seen by `existing`), or by a
+    # transaction that commits while this one waits on the unique index.
+    notice = (
+        postgresql.insert(notices)
+        .from_select(
+            list(notice_names),
+            _values("n", notices, notice_names).where(~sa.exists(sa.select(existing.c.id))),
+        )
+        .on_conflict_do_nothing(constraint="uq_notices_source_reference")
+        .returning(notices.c.id)
+        .cte("w_n")
+    )
+    # The version, audit entry and event only with the notice's row.
+    version, audit, outbox = (
+        sa.insert(table).from_select(list(names), _values(prefix, table, names).select_from(notice))
+        for prefix, table, names in zip(_PREFIXES[1:], _TABLES[1:], other_names, strict=True)
+    )
+    # The outbox INSERT says whether it wrote: one NOTIFY, only then.
+    outboxed = outbox.returning(sa.literal(1).label("one")).cte("w_o")
+    notify = sa.func.pg_notify(
+        sa.bindparam("channel", type_=sa.String()) + sa.func.current_schema(), ""
+    )
+    return sa.select(
+        sa.select(existing.c.id).scalar_subquery().label("existing_id"),
+        sa.select(sa.func.count()).select_from(notice).scalar_subquery().label("written"),
+        sa.select(notify).select_from(outboxed).limit(1).scalar_subquery().label("notified"),
+    ).add_cte(notice, version.cte("w_v"), audit.cte("w_a"), outboxed)
+
+
+async def insert_new_notice(
+    session: AsyncSession, transition: Transition, *, now: datetime, event_source: str
+) -> str | None:
+    """Write a new notice's transition unless its reference exists; that notice's id then."""
+    if not transition.created or transition.version is None or transition.event is None:
+        raise ValueError("insert_new_notice takes a new notice's transition")
+    notice = transition.notice
+    outgoing = new_event(transition.event, source=event_source)
+    rows: Sequence[Mapping[str, Any]] = (
+        notice.values(),
+        transition.version.values(),
+        AuditTrail.entry_values(transition.audit, now=now),
+        _row(outgoing, datetime.now(UTC)),
+    )
+    columns = tuple(tuple(row) for row in rows)
+    statement = _NEW_NOTICE.get(columns)
+    if statement is None:
+        statement = _NEW_NOTICE.setdefault(columns, DirectStatement(lambda: _new_notice(columns)))
+    values: dict[str, Any] = {
+        "source_key": notice.source_key,
+        "reference": notice.reference,
+        "channel": _NOTIFY_CHANNEL + "_",
+    }
+    for prefix, row in zip(_PREFIXES, rows, strict=True):
+        values.update({f"{prefix}_{name}": value for name, value in row.items()})
+    found = await statement.fetchrow(session, values)
+    if found["written"]:
+        session.sync_session.info[_DIRTY] = True
+        return None
+    if found["existing_id"] is not None:
+        return str(found["existing_id"])
+    # Taken by a transaction that committed while this statement ran: a new statement
+    # (a new snapshot) sees it.
+    taken = await session.execute(
+        sa.select(notices.c.id).where(
+            notices.c.source_key == notice.source_key, notices.c.reference == notice.reference
+        )
+    )
+    return str(taken.scalar_one())
+
+
+def lock_statement(count: int) -> DirectStatement:
+    """`SELECT pg_advisory_xact_lock($1), ...` for `count` ids, taken in the order given."""
+    statement = _LOCKS.get(count)
+    if statement is None:
+        statement = _LOCKS.setdefault(
+            count,
+            DirectStatement(
+                lambda: sa.select(
+                    *(
+                        sa.func.pg_advisory_xact_lock(sa.bindparam(f"id_{n}", type_=sa.BigInteger))
+                        for n in range(count)
+                    )
+                )
+            ),
+        )
+    return statement

@@ -55,7 +55,12 @@ from services.common.delivery.policy import (
 )
 from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord
 from services.common.delivery.registry import MissingSender, Outbound, SenderRegistry, Skip
-from services.common.delivery.store import Accepted, DeliveryStore, SqlDeliveryStore
+from services.common.delivery.store import (
+    Accepted,
+    DeliveryStore,
+    SqlDeliveryStore,
+    Transaction,
+)
 from services.common.logging import get_logger
 from services.common.settings import CommonSettings
 
@@ -68,6 +73,17 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What one round did: records claimed of `limit` wanted, and (`looked`: it claimed)
+    when the earliest record not claimed is due."""
+
+    claimed: int
+    limit: int
+    due: datetime | None
+    looked: bool
 
 
 @dataclass(frozen=True)
@@ -214,10 +230,10 @@ class DeliveryEngine:
         try:
             while not stop.is_set():
                 self._wake.clear()
-                claimed, limit = await self._guarded_fill()
-                if claimed and claimed == limit:
-                    continue  # there may be more due right now
-                await self._idle(stop)
+                done = await self._guarded_round()
+                if (done.claimed and done.claimed == done.limit) or self._recorder.waiting:
+                    continue  # there may be more due right now, or outcomes to record
+                await self._idle(stop, done)
         finally:
             await self._drain()
             heartbeat.cancel()
@@ -227,29 +243,24 @@ class DeliveryEngine:
 
     async def pump(self) -> int:
         """One full round (claim, resolve, send, record), waiting for every send; for tests."""
-        claimed, _ = await self._fill()
+        done = await self._round()
         await self._drain()
-        return claimed
+        return done.claimed
 
-    async def _guarded_fill(self) -> tuple[int, int]:
+    async def _guarded_round(self) -> _Round:
         try:
-            return await self._fill()
+            return await self._round()
         except Exception as exc:
             # The database is away: log once per round and try again after a poll.
             log.warning("delivery.claim_failed", service=self._service, error=type(exc).__name__)
-            return 0, 0
+            return _Round(claimed=0, limit=0, due=None, looked=False)
 
-    async def _idle(self, stop: asyncio.Event) -> None:
+    async def _idle(self, stop: asyncio.Event, done: _Round) -> None:
         timeout = self._config.poll_interval.total_seconds()
-        if self._free() <= 0:
-            await self._wait(stop, timeout)  # a settled record wakes us
+        if not done.looked or self._free() <= 0:
+            await self._wait(stop, timeout)  # a finished send or an accepted order wakes us
             return
-        try:
-            due = await self._store.next_due()
-        except Exception as exc:
-            log.warning("delivery.next_due_failed", service=self._service, error=type(exc).__name__)
-            due = None
-        now = self._clock()
+        due, now = done.due, self._clock()
         if due is not None and due > now:
             timeout = min(timeout, (due - now).total_seconds())
         elif due is not None:
@@ -278,14 +289,55 @@ class DeliveryEngine:
 
     # -- one round ----------------------------------------------------------------------
 
-    async def _fill(self) -> tuple[int, int]:
-        """Claim what fits, record what needs no send, start the sends; (claimed, limit)."""
-        free = self._free()
-        if free <= 0:
-            return 0, 0
-        now = self._last_claim_at = self._clock()
-        excluded, room = self._destination_room(now)
+    async def _round(self) -> _Round:
+        """In ONE transaction: settle the outcomes waiting, claim what fits (the plan
+        resolving it), and when that left slots free, read when the next record is due.
+        Then start the sends. A round was three transactions (settle, claim, next due):
+        on SQLite each took the database's one write lock and waited for the others."""
+        batch = self._recorder.take()
+        free = self._free(settling=len(batch))
+        if not batch and free <= 0:
+            return _Round(claimed=0, limit=0, due=None, looked=False)
+        now = self._clock()
         resolved: dict[uuid.UUID, Resolution] = {}
+        records: list[DeliveryRecord] = []
+        due: datetime | None = None
+        try:
+            async with self._store.transaction() as tx:
+                if batch:
+                    await self._recorder.write(tx, batch)
+                if free > 0:
+                    self._last_claim_at = now
+                    records = await self._claim(tx, now=now, limit=free, resolved=resolved)
+                    if len(records) < free:
+                        due = await self._store.next_due(tx)
+                await tx.commit()
+        except Exception as exc:
+            if not batch:
+                raise
+            # Nothing was claimed; the outcomes are recorded one by one (a hook that
+            # fails is left out for its own outcome only), the claim waits for next round.
+            log.warning("delivery.round_failed", service=self._service, error=type(exc).__name__)
+            await self._recorder.recover(batch)
+            return _Round(claimed=0, limit=0, due=None, looked=False)
+        finally:
+            self._recorder.done(batch)
+        if records:
+            self._claims.hold(records)
+            # Sending goes on in a task of its own, so the next round need not wait for it.
+            self._spawn(self._dispatch(records, resolved, claimed_at=now), "delivery-dispatch")
+        return _Round(claimed=len(records), limit=free, due=due, looked=free > 0)
+
+    async def _claim(
+        self,
+        tx: Transaction,
+        *,
+        now: datetime,
+        limit: int,
+        resolved: dict[uuid.UUID, Resolution],
+    ) -> list[DeliveryRecord]:
+        """Claim up to `limit` due records in `tx`; what the plan makes of each in `resolved`."""
+        excluded, room = self._destination_room(now)
 
         async def resolve(session: AsyncSession, records: list[DeliveryRecord]) -> None:
             due = [r for r in records if not self._expired(r, now)]
@@ -293,34 +345,21 @@ class DeliveryEngine:
                 answers = await self._plan.resolve_all(session, due)
                 resolved.update(zip((r.delivery_id for r in due), answers, strict=True))
 
-        # The plan reads what it needs in the claim's own transaction: one transaction
-        # a batch instead of two (on SQLite each takes the database's one write lock).
-        records = await self._store.claim(
-            owner=self.owner_id,
-            now=now,
-            lease_until=now + self._config.lease,
-            limit=free,
-            exclude_keys=excluded,
-            room=room,
-            default_room=self._limits.initial,
-            read=resolve,
-        )
-        if not records:
-            return 0, free
-        self._claims.hold(records)
-        # Sending goes on in a task of its own, so the next claim need not wait for it.
-        self._spawn(self._dispatch(records, resolved, claimed_at=now), "delivery-dispatch")
-        return len(records), free
+        return await self._store.claim(
+            owner=self.owner_id, now=now, lease_until=now + self._config.lease, limit=limit,
+            exclude_keys=excluded, room=room, default_room=self._limits.initial, read=resolve,
+            tx=tx,
+        )  # fmt: skip
 
-    def _free(self) -> int:
+    def _free(self, *, settling: int = 0) -> int:
         """How many more records to claim now: `max_in_flight` counts records being sent;
-        sent ones waiting for their outcome to be recorded (in the next batch) do not, up
-        to as many again, so recording a batch never holds up the next sends."""
+        sent ones waiting for their outcome to be recorded (`settling` of them in this
+        round) do not, up to as many again, so recording never holds up the next sends."""
         unsent = self._config.max_in_flight - self._claims.unsent
-        free = min(unsent, 2 * self._config.max_in_flight - len(self._claims))
-        if self._claims.unsent and free < max(1, self._config.max_in_flight // 8):
-            # A claim is a transaction (on SQLite, the database's one write lock): while
-            # sends are under way, one claim per few freed slots, not one per slot.
+        free = min(unsent, 2 * self._config.max_in_flight - len(self._claims) + settling)
+        if not settling and self._claims.unsent and free < max(1, self._config.max_in_flight // 8):
+            # A round that records nothing is a transaction for the claim alone: while
+            # sends are under way, one per few freed slots, not one per slot.
             return 0
         return free
 
@@ -343,7 +382,8 @@ class DeliveryEngine:
         for send in await self._confirm(sends, claimed_at=claimed_at):
             self._spawn(self._attempt(send), "delivery-attempt")
         if immediate:
-            await self._recorder.submit_all(immediate)
+            self._recorder.queue(immediate)  # recorded by the next round
+            self._wake.set()
 
     async def _confirm(self, sends: list[_Send], *, claimed_at: datetime) -> list[_Send]:
         """The sends whose records are still ours; the others give their slots back."""
@@ -475,7 +515,8 @@ class DeliveryEngine:
             send_seconds=time.monotonic() - started,
             breaker_opened=opened,
         )
-        await self._recorder.submit(outcome)
+        self._recorder.queue([outcome])  # recorded by the next round, with others
+        self._wake.set()
 
     def _failure(
         self,

@@ -2,7 +2,9 @@
 
 Outcomes that arrive together are recorded in one transaction: two statements settle the
 whole batch (`settle_many`) and the plan's `on_outcomes` gets all of it, so the cost of a
-commit is shared by every outcome in it. If that transaction fails, each outcome is
+commit is shared by every outcome in it. The engine's round takes the queued batch
+(`take`) and writes it (`write`) in the transaction that also claims the next records.
+If that transaction fails, each outcome is
 recorded on its own; one whose hook keeps failing is still recorded without its hook (and
 logged), so a bug in a service's hook cannot make the engine send a message again and again.
 """
@@ -27,7 +29,7 @@ from services.common.delivery.plan import DeliveryPlan, Settled
 from services.common.delivery.policy import retry_time
 from services.common.delivery.records import Delivered, DeliveryRecord, Failure
 from services.common.delivery.registry import Skip
-from services.common.delivery.store import DeliveryStore, Settlement
+from services.common.delivery.store import DeliveryStore, Settlement, Transaction
 from services.common.logging import get_logger
 
 __all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result", "failure_outcome"]
@@ -152,41 +154,67 @@ class OutcomeRecorder:
         self._queue: list[Outcome] = []
         self._lock = asyncio.Lock()
 
-    async def submit(self, outcome: Outcome) -> None:
-        """Record `outcome`, together with whatever else is waiting."""
-        self._queue.append(outcome)
-        if self._lock.locked():
-            return  # the task holding the lock records ours in its next batch
-        await self.flush()
+    @property
+    def waiting(self) -> int:
+        """Outcomes queued and not yet taken."""
+        return len(self._queue)
 
-    async def submit_all(self, outcomes: Sequence[Outcome]) -> None:
-        """Record several outcomes."""
+    def queue(self, outcomes: Sequence[Outcome]) -> None:
+        """Queue outcomes for the engine's next round (`take`), or for `flush`."""
         self._queue.extend(outcomes)
-        await self.flush()
+
+    def take(self) -> list[Outcome]:
+        """The next batch to settle in the caller's transaction (`write`; then `done`)."""
+        batch = self._queue[:_BATCH]
+        del self._queue[:_BATCH]
+        if batch and self._settling is not None:
+            self._settling([o.record.delivery_id for o in batch])
+        return batch
 
     async def flush(self) -> None:
-        """Record everything queued."""
+        """Record everything queued, in transactions of its own (tests, and on stop)."""
         async with self._lock:
             while self._queue:
-                batch = self._queue[:_BATCH]
-                del self._queue[:_BATCH]
-                await self._record(batch)
+                await self._record(self.take())
+
+    async def write(self, tx: Transaction, batch: Sequence[Outcome], *, hooks: bool = True) -> None:
+        """Settle `batch` and call the plan's hooks in `tx`; logs and metrics after commit."""
+        # One order for every batch: two transactions never wait on each other's rows.
+        ordered = sorted(batch, key=lambda o: str(o.record.delivery_id))
+        held = await self._store.settle_many(
+            tx, owner=self._owner, settlements=[settlement(o) for o in ordered]
+        )
+        # A record missing from `held`: our lease ran out and another process took it
+        # over; its outcome is the one that counts.
+        kept = [o for o in ordered if o.record.delivery_id in held]
+        lost = [o.record for o in ordered if o.record.delivery_id not in held]
+        if hooks:
+            settled = [_settled(o) for o in kept]
+            await self._plan.on_outcomes(tx, [s for s in settled if s is not None])
+        tx.after_commit(lambda: self._committed(kept, lost))
+
+    async def recover(self, batch: Sequence[Outcome]) -> None:
+        """The transaction that was to record `batch` failed: each outcome on its own."""
+        for outcome in batch:
+            await self._record_alone(outcome)
+
+    def done(self, batch: Sequence[Outcome]) -> None:
+        """`batch` is recorded (or left to its lease): the engine frees its claims."""
+        if batch:
+            self._released([o.record.delivery_id for o in batch])
 
     async def _record(self, batch: list[Outcome]) -> None:
-        if self._settling is not None:
-            self._settling([o.record.delivery_id for o in batch])
         try:
             try:
                 await self._commit(batch, hooks=True)
             except Exception:
                 if len(batch) == 1:
                     raise
-                for outcome in batch:
-                    await self._record_alone(outcome)
+                await self.recover(batch)
         except Exception:
             await self._record_alone(batch[0], retry_with_hooks=False)
         finally:
-            self._released([o.record.delivery_id for o in batch])
+            self.done(batch)
 
     async def _record_alone(self, outcome: Outcome, *, retry_with_hooks: bool = True) -> None:
         if retry_with_hooks:
@@ -213,20 +241,8 @@ class OutcomeRecorder:
             )
 
     async def _commit(self, batch: Sequence[Outcome], *, hooks: bool) -> None:
-        # One order for every batch: two transactions never wait on each other's rows.
-        ordered = sorted(batch, key=lambda o: str(o.record.delivery_id))
         async with self._store.transaction() as tx:
-            held = await self._store.settle_many(
-                tx, owner=self._owner, settlements=[settlement(o) for o in ordered]
-            )
-            # A record missing from `held`: our lease ran out and another process took it
-            # over; its outcome is the one that counts.
-            kept = [o for o in ordered if o.record.delivery_id in held]
-            lost = [o.record for o in ordered if o.record.delivery_id not in held]
-            if hooks:
-                settled = [_settled(o) for o in kept]
-                await self._plan.on_outcomes(tx, [s for s in settled if s is not None])
-            tx.after_commit(lambda: self._committed(kept, lost))
+            await self.write(tx, batch, hooks=hooks)
             await tx.commit()
 
     def _committed(self, kept: Sequence[Outcome], lost: Sequence[DeliveryRecord]) -> None:

@@ -80,6 +80,19 @@ class Renewal:
 
 
 @dataclass(frozen=True)
+class _Claim:
+    """What one claim asks for (`SqlDeliveryStore.claim`)."""
+
+    owner: str
+    now: datetime
+    lease_until: datetime
+    limit: int
+    exclude_keys: Sequence[str]
+    room: Mapping[str, int] | None
+    default_room: int | None
+
+
+@dataclass(frozen=True)
 class Accepted:
     """An order with its give-up time, ready to be inserted as a pending record."""
 
@@ -117,6 +130,7 @@ class DeliveryStore(Protocol):
         room: Mapping[str, int] | None = None,
         default_room: int | None = None,
         read: ReadClaimed | None = None,
+        tx: Transaction | None = None,
     ) -> list[DeliveryRecord]: ...
 
     async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal: ...
@@ -125,7 +139,7 @@ class DeliveryStore(Protocol):
         self, tx: Transaction, *, owner: str, settlements: Sequence[Settlement]
     ) -> set[uuid.UUID]: ...
 
-    async def next_due(self) -> datetime | None: ...
+    async def next_due(self, tx: Transaction | None = None) -> datetime | None: ...
 
 
 class SqlDeliveryStore:
@@ -219,28 +233,42 @@ class SqlDeliveryStore:
         room: Mapping[str, int] | None = None,
         default_room: int | None = None,
         read: ReadClaimed | None = None,
+        tx: Transaction | None = None,
     ) -> list[DeliveryRecord]:
         """pending|lease-expired -> sending: take up to `limit` due records, oldest due first.
 
         `read`, if given, is called with the claim's session and the claimed records
         before the claim commits (the plan's look-ups, in the same transaction); if it
-        raises, nothing is claimed.
+        raises, nothing is claimed. With `tx` the claim runs in that transaction (the
+        caller commits it: the engine settles outcomes in the same one), else in its own.
 
         At most `room[key]` records (`default_room` for a key not in `room`; no cap when
         None) of one known destination are taken: only as many as can be sent now, so
         no claimed record waits for a send slot. A record whose destination is not known
         yet (never resolved) is not capped.
         """
-        t = self._t
+        claim = _Claim(
+            owner=owner, now=now, lease_until=lease_until, limit=limit,
+            exclude_keys=exclude_keys, room=room, default_room=default_room,
+        )  # fmt: skip
+        if tx is not None:
+            return await self._claim_in(tx.session, claim, read)
+        async with self._sessions() as session, session.begin():
+            return await self._claim_in(session, claim, read)
+
+    async def _claim_in(
+        self, session: AsyncSession, claim: _Claim, read: ReadClaimed | None
+    ) -> list[DeliveryRecord]:
+        t, now, limit = self._t, claim.now, claim.limit
         candidate = t.alias("candidate")
         excluded: list[Any] = []
-        if exclude_keys:
+        if claim.exclude_keys:
             # Destinations this process is not sending to now (saturated, breaker open):
             # leave their records for later or for another process.
             excluded.append(
                 sa.or_(
                     candidate.c.destination_key.is_(None),
-                    candidate.c.destination_key.not_in(list(exclude_keys)),
+                    candidate.c.destination_key.not_in(list(claim.exclude_keys)),
                 )
             )
         # Two statements, each an ordered range of the (state, next_attempt_at) index:
@@ -254,45 +282,45 @@ class SqlDeliveryStore:
             # are few and have waited longest.
             lapsed = sa.and_(candidate.c.state == "sending", candidate.c.claimed_until < now)
             kinds.insert(0, lapsed)
-        is_capped = default_room is not None or bool(room)
-        left = dict(room or {})
+        default_room = claim.default_room
+        is_capped = default_room is not None or bool(claim.room)
+        left = dict(claim.room or {})
         rows: list[Any] = []
-        async with self._sessions() as session, session.begin():
-            for due in kinds:
-                want = limit - len(rows)
-                if want <= 0:
-                    break
-                scanned = (
-                    sa.select(candidate.c.delivery_id, candidate.c.destination_key,
-                              candidate.c.next_attempt_at)
-                    .where(due, *excluded)
-                    .order_by(candidate.c.next_attempt_at)
-                    .limit(want * SCAN_FACTOR if is_capped else want)
-                    .with_for_update(skip_locked=True, of=candidate)
-                )  # fmt: skip
-                picked = capped(scanned.subquery("scanned"), want, left, default_room)
-                statement = (
-                    sa.update(t)
-                    # The due condition again: PostgreSQL re-checks it on a row another
-                    # claimant changed meanwhile, so a row is never taken twice.
-                    .where(t.c.delivery_id.in_(picked), unindexed(self._due(t, now)))
-                    .values(state="sending", claimed_by=owner, claimed_until=lease_until,
-                            updated_at=now)
-                    .returning(*t.c)
-                )  # fmt: skip
-                taken = (await session.execute(statement)).mappings().all()
-                rows.extend(taken)
-                for row in taken:
-                    key = row["destination_key"]
-                    if key is not None and is_capped:
-                        base = left.get(key, default_room if default_room is not None else want)
-                        left[key] = base - 1
-            records = sorted(
-                (record_from_row(row) for row in rows),
-                key=lambda r: (r.created_at, str(r.delivery_id)),
-            )
-            if read is not None and records:
-                await read(session, records)
+        for due in kinds:
+            want = limit - len(rows)
+            if want <= 0:
+                break
+            scanned = (
+                sa.select(candidate.c.delivery_id, candidate.c.destination_key,
+                          candidate.c.next_attempt_at)
+                .where(due, *excluded)
+                .order_by(candidate.c.next_attempt_at)
+                .limit(want * SCAN_FACTOR if is_capped else want)
+                .with_for_update(skip_locked=True, of=candidate)
+            )  # fmt: skip
+            picked = capped(scanned.subquery("scanned"), want, left, default_room)
+            statement = (
+                sa.update(t)
+                # The due condition again: PostgreSQL re-checks it on a row another
+                # claimant changed meanwhile, so a row is never taken twice.
+                .where(t.c.delivery_id.in_(picked), unindexed(self._due(t, now)))
+                .values(state="sending", claimed_by=claim.owner,
+                        claimed_until=claim.lease_until, updated_at=now)
+                .returning(*t.c)
+            )  # fmt: skip
+            taken = (await session.execute(statement)).mappings().all()
+            rows.extend(taken)
+            for row in taken:
+                key = row["destination_key"]
+                if key is not None and is_capped:
+                    base = left.get(key, default_room if default_room is not None else want)
+                    left[key] = base - 1
+        records = sorted(
+            (record_from_row(row) for row in rows),
+            key=lambda r: (r.created_at, str(r.delivery_id)),
+        )
+        if read is not None and records:
+            await read(session, records)
         return records
 
     async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal:
@@ -366,18 +394,19 @@ class SqlDeliveryStore:
             await tx.session.execute(_settle_statement(t, owner), rows)
         return {uuid.UUID(i) for i in held}
 
-    async def next_due(self) -> datetime | None:
-        """The earliest retry timer or foreign lease expiry: when to look again."""
+    async def next_due(self, tx: Transaction | None = None) -> datetime | None:
+        """The earliest retry timer or foreign lease expiry: when to look again (in `tx`,
+        the engine's claim, when given: no transaction of its own)."""
         t = self._t
         pending = sa.select(sa.func.min(t.c.next_attempt_at)).where(t.c.state == "pending")
         leased = sa.select(sa.func.min(t.c.claimed_until)).where(t.c.state == "sending")
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    sa.select(pending.scalar_subquery(), leased.scalar_subquery())
-                )
-            ).one()
-            await session.rollback()
+        statement = sa.select(pending.scalar_subquery(), leased.scalar_subquery())
+        if tx is not None:
+            row = (await tx.session.execute(statement)).one()
+        else:
+            async with self._sessions() as session:
+                row = (await session.execute(statement)).one()
+                await session.rollback()
         times = [v for v in (as_utc(row[0]), as_utc(row[1])) if v is not None]
         return min(times) if times else None
 

@@ -158,6 +158,7 @@ class FakeStore:
         room: Mapping[str, int] | None = None,
         default_room: int | None = None,
         read: Any = None,
+        tx: Any = None,
     ) -> list[DeliveryRecord]:
         due = [
             row
@@ -228,7 +229,7 @@ class FakeStore:
         tx.staged.append(apply)
         return True
 
-    async def next_due(self) -> datetime | None:
+    async def next_due(self, tx: Any = None) -> datetime | None:
         times = [r.next_attempt_at for r in self.rows.values() if r.state == "pending"]
         times += [
             r.claimed_until

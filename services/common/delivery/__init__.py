@@ -8,8 +8,9 @@ service's plan for them when it sends, and stores only a keyed hash.
 
 Modules: `records` (table and record types), `store` (claims, leases, settlement;
 `claim_query` keeps a claim statement cheap and capped per destination),
-`engine` (the dispatcher) and `config` (its limits), `claims` (what an engine holds, its
-heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
+`engine` (the dispatcher: one transaction a round settles, claims and reads the next due
+time) and `config` (its limits), `admission` (a claimed record as a send or an outcome),
+`claims` (what an engine holds, its heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
 service's side), `registry` (channels, message types, senders), `senders` (webhook,
 e-mail), `sms` (Kannel), `sms_reports` (its delivery reports and replies) and `handset`
 (a report on the record; a handset failure as the engine's failure), `policy` (backoff,

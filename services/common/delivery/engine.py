@@ -41,20 +41,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.deliveries import DeliveryChannel
 from services.common.db import after_commit
+from services.common.delivery.admission import Admission, Send
 from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig
-from services.common.delivery.errors import DeliveryError, ReasonClass
-from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder, failure_outcome
+from services.common.delivery.errors import DeliveryError
+from services.common.delivery.outcomes import Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import (
     DESTINATION_ANSWERED,
     DESTINATION_TROUBLE,
     CircuitBreakers,
     DestinationLimits,
-    claim_room,
 )
 from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord
-from services.common.delivery.registry import MissingSender, Outbound, SenderRegistry, Skip
+from services.common.delivery.registry import MissingSender, SenderRegistry
 from services.common.delivery.store import (
     Accepted,
     DeliveryStore,
@@ -84,13 +84,6 @@ class _Round:
     limit: int
     due: datetime | None
     looked: bool
-
-
-@dataclass(frozen=True)
-class _Send:
-    record: DeliveryRecord
-    outbound: Outbound
-    key: str
 
 
 class DeliveryEngine:
@@ -135,6 +128,10 @@ class DeliveryEngine:
         self._recorder = OutcomeRecorder(
             store=store, plan=plan, owner=self.owner_id, service=service,
             released=self._released, settling=self._claims.settling,
+        )  # fmt: skip
+        self._admission = Admission(
+            service=service, config=self._config, claims=self._claims, limits=self._limits,
+            breakers=self._breakers, destination_key=self.destination_key, rng=self._rng,
         )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -337,10 +334,10 @@ class DeliveryEngine:
         resolved: dict[uuid.UUID, Resolution],
     ) -> list[DeliveryRecord]:
         """Claim up to `limit` due records in `tx`; what the plan makes of each in `resolved`."""
-        excluded, room = self._destination_room(now)
+        excluded, room = self._admission.room(now)
 
         async def resolve(session: AsyncSession, records: list[DeliveryRecord]) -> None:
-            due = [r for r in records if not self._expired(r, now)]
+            due = [r for r in records if not self._admission.expired(r, now)]
             if due:
                 answers = await self._plan.resolve_all(session, due)
                 resolved.update(zip((r.delivery_id for r in due), answers, strict=True))
@@ -376,16 +373,14 @@ class DeliveryEngine:
         claimed_at: datetime,
     ) -> None:
         """Start a claimed batch's sends, and record what needs no send."""
-        immediate: list[Outcome] = []
-        sends: list[_Send] = []
-        self._sort(records, resolved, claimed_at, immediate, sends)
+        immediate, sends = self._admission.sort(records, resolved, claimed_at)
         for send in await self._confirm(sends, claimed_at=claimed_at):
             self._spawn(self._attempt(send), "delivery-attempt")
         if immediate:
             self._recorder.queue(immediate)  # recorded by the next round
             self._wake.set()
 
-    async def _confirm(self, sends: list[_Send], *, claimed_at: datetime) -> list[_Send]:
+    async def _confirm(self, sends: list[Send], *, claimed_at: datetime) -> list[Send]:
         """The sends whose records are still ours; the others give their slots back."""
         if not sends:
             return sends
@@ -397,76 +392,7 @@ class DeliveryEngine:
                 self._claims.free_slot(send.key)
         return [s for s in sends if s.record.delivery_id in ours]
 
-    def _destination_room(self, now: datetime) -> tuple[list[str], dict[str, int]]:
-        """What the next claim may take of each destination (`policy.claim_room`)."""
-        return claim_room(
-            busy=self._claims.busy(), limits=self._limits,
-            unavailable=self._breakers.open_keys(now),
-        )  # fmt: skip
-
-    def _expired(self, record: DeliveryRecord, now: datetime) -> bool:
-        return record.attempts > 0 and now >= record.give_up_at
-
-    def _sort(
-        self,
-        records: list[DeliveryRecord],
-        resolved: dict[uuid.UUID, Resolution],
-        now: datetime,
-        immediate: list[Outcome],
-        sends: list[_Send],
-    ) -> None:
-        """Each claimed record with what the plan made of it: a send into `sends`, or
-        (expired, skipped, no address, busy destination, open breaker) its outcome into
-        `immediate`."""
-        for record in records:
-            answer = resolved.get(record.delivery_id)
-            match answer:
-                case None:  # not asked: past its give-up time
-                    immediate.append(self._failure(record, "expired", now))
-                case DeliveryError():
-                    immediate.append(
-                        self._failure(record, answer.reason, now, permanent=answer.permanent)
-                    )
-                case Skip():
-                    immediate.append(Outcome(record=record, result=answer, at=now))
-                case Exception():
-                    log.error(
-                        "delivery.resolve_failed",
-                        service=self._service,
-                        delivery_id=str(record.delivery_id),
-                        error=type(answer).__name__,
-                        exc_info=answer,
-                    )
-                    immediate.append(self._failure(record, "internal", now))
-                case _ if answer.channel != record.channel:
-                    # Never on another channel than the one asked for: a plan bug.
-                    log.error("delivery.channel_mismatch", delivery_id=str(record.delivery_id))
-                    immediate.append(self._failure(record, "internal", now, permanent=True))
-                case _:
-                    send = self._admit(record, answer, now, immediate)
-                    if send is not None:
-                        sends.append(send)
-
-    def _admit(
-        self, record: DeliveryRecord, outbound: Outbound, now: datetime, immediate: list[Outcome]
-    ) -> _Send | None:
-        """Take a per-destination slot, or put the record back (busy, breaker open)."""
-        key = self.destination_key(record.channel, outbound.address)
-        if self._claims.sending_to(key) >= self._limits.limit(key):
-            # Claimable again at once: its destination is known now, so the next claim
-            # takes it only when that destination has a free slot.
-            retry_at = now
-            immediate.append(
-                Outcome(record=record, result=Busy(retry_at), at=now, destination_key=key)
-            )
-            return None
-        if not self._breakers.allow(key, now):
-            immediate.append(self._failure(record, "circuit_open", now, key=key))
-            return None
-        self._claims.take_slot(key)
-        return _Send(record, outbound, key)
-
-    async def _attempt(self, send: _Send) -> None:
+    async def _attempt(self, send: Send) -> None:
         """Send one message (no transaction open), then hand its outcome to the recorder."""
         record, key = send.record, send.key
         started = time.monotonic()
@@ -482,7 +408,7 @@ class DeliveryEngine:
                 self._breakers.record_success(key)
             else:
                 self._breakers.release_probe(key)
-            outcome = self._failure(
+            outcome = self._admission.failure(
                 record, exc.reason, now, key=key, attempted=True, permanent=exc.permanent
             )
         except (MissingSender, Exception) as exc:
@@ -493,7 +419,9 @@ class DeliveryEngine:
                 delivery_id=str(record.delivery_id),
                 error=type(exc).__name__,
             )
-            outcome = self._failure(record, "internal", self._clock(), key=key, attempted=True)
+            outcome = self._admission.failure(
+                record, "internal", self._clock(), key=key, attempted=True
+            )
         else:
             self._breakers.record_success(key)
             self._limits.answered(key, seconds=time.monotonic() - started)
@@ -517,23 +445,6 @@ class DeliveryEngine:
         )
         self._recorder.queue([outcome])  # recorded by the next round, with others
         self._wake.set()
-
-    def _failure(
-        self,
-        record: DeliveryRecord,
-        reason: ReasonClass,
-        now: datetime,
-        *,
-        key: str | None = None,
-        attempted: bool = False,
-        permanent: bool | None = None,
-    ) -> Outcome:
-        """A failed (or impossible) attempt: retry with backoff before give_up_at, else final."""
-        return failure_outcome(
-            record, reason, now, key=key, attempted=attempted, permanent=permanent,
-            retry_base_s=self._config.retry_base_s, retry_max_s=self._config.retry_max_s,
-            reopens=self._breakers.reopens_at(key) if key is not None else None, rng=self._rng,
-        )  # fmt: skip
 
     def _released(self, ids: Sequence[uuid.UUID]) -> None:
         """Records settled: free their slots and look for more work."""

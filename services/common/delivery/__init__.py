@@ -7,16 +7,16 @@ the transaction that records it. Addresses stay in the service: the engine asks 
 service's plan for them when it sends, and stores only a keyed hash.
 
 Modules: `records` (table and record types), `store` (claims, leases, settlement;
-`claim_query` keeps a claim statement cheap and capped per destination),
-`engine` (the dispatcher: one transaction a round settles, claims and reads the next due
-time) and `config` (its limits), `admission` (a claimed record as a send or an outcome),
-`claims` (what an engine holds, its heartbeat, lost claims), `outcomes` (recording and hooks, in batches), `plan` (the
-service's side), `registry` (channels, message types, senders), `senders` (webhook,
-e-mail), `sms` (Kannel), `sms_reports` (its delivery reports and replies) and `handset`
-(a report on the record; a handset failure as the engine's failure), `policy` (backoff,
-circuit breaker, the adaptive per-destination limit), `headers` (safe header text),
-`errors` (reason classes) and `reasons` (a reason class as the contract's
-`DeliveryFailureReason`, for every service).
+`claim_query` keeps a claim statement cheap and capped per destination), `engine` (the
+dispatcher: one transaction a round settles, claims and reads the next due time) and
+`config` (its limits), `admission` (a claimed record as a send or an outcome), `claims`
+(what an engine holds, its heartbeat, lost claims), `outcomes` (recording and hooks, in
+batches), `plan` (the service's side), `registry` (channels, message types, senders),
+`senders` (webhook, e-mail), `sms` (Kannel), `sms_reports` (its delivery reports and
+replies) and `handset` (a report on the record; a handset failure as the engine's
+failure), `policy` (backoff, circuit breaker, the adaptive per-destination limit),
+`headers` (safe header text), `errors` (reason classes) and `reasons` (a reason class as
+the contract's `DeliveryFailureReason`, for every service).
 
 How a service plugs in
 ----------------------

@@ -119,7 +119,12 @@ def settlement(outcome: Outcome) -> Settlement:
         case Skip():
             return replace(base, state="skipped")
         case Busy():
-            return replace(base, next_attempt_at=result.retry_at)
+            record = outcome.record
+            return replace(
+                base,
+                next_attempt_at=result.retry_at,
+                share_with=(record.recipient_id, record.channel),
+            )
         case _:
             assert_never(result)
 

@@ -65,6 +65,9 @@ class Settlement:
     error_class: str | None = None
     destination_key: str | None = None
     segments: int | None = None  # the SMS gateway's receipt, for a delivered text
+    # A put-back because the destination was busy: (recipient, channel) whose other
+    # pending records of unknown destination are marked with `destination_key` too.
+    share_with: tuple[uuid.UUID, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -399,7 +402,47 @@ class SqlDeliveryStore:
             if statement is None:
                 statement = self._settle_statements[owner] = _settle_statement(t, owner)
             await tx.session.execute(statement, rows)
+        shared = {
+            (str(s.share_with[0]), s.share_with[1], s.destination_key)
+            for s in settlements
+            if s.share_with is not None and s.destination_key is not None
+        }
+        if shared:
+            await self._share_destinations(tx.session, shared)
         return {uuid.UUID(i) for i in held}
+
+    async def _share_destinations(
+        self, session: AsyncSession, shared: set[tuple[str, str, str]]
+    ) -> None:
+        """Mark the pending records of each (recipient, channel) whose destination is not
+        known yet with the destination just learned for one of them.
+
+        A burst to one person (1,000 escalations to one backup) otherwise claimed every
+        record as of unknown destination, uncapped, resolved it and put most of it back
+        busy, round after round. A recipient's address on a channel is one address; the
+        key is only a scheduling hint (the send resolves the address and its key again),
+        so a stale one delays nothing for long. Rows another transaction holds are
+        skipped, never waited for.
+        """
+        t, other = self._t, self._candidate
+        unknown = (
+            sa.select(other.c.delivery_id)
+            .where(
+                other.c.state == "pending",
+                other.c.destination_key.is_(None),
+                other.c.recipient_id == sa.bindparam("s_recipient"),
+                other.c.channel == sa.bindparam("s_channel"),
+            )
+            .with_for_update(skip_locked=True, of=other)
+            .scalar_subquery()
+        )
+        statement = (
+            sa.update(t)
+            .where(t.c.delivery_id.in_(unknown), t.c.destination_key.is_(None))
+            .values(destination_key=sa.bindparam("s_key"))
+        )
+        params = [{"s_recipient": r, "s_channel": c, "s_key": k} for r, c, k in sorted(shared)]
+        await session.execute(statement, params)
 
     async def next_due(self, tx: Transaction | None = None) -> datetime | None:
         """The earliest retry timer or foreign lease expiry: when to look again (in `tx`,

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -465,3 +465,28 @@ async def test_a_burst_to_one_slow_destination_claims_only_what_it_can_send(
     # claimed to wait for a slot again and again (on main: ~60 claims per record).
     assert max(store.claims.values()) <= 2
     assert sum(store.claims.values()) < 2 * len(orders)
+
+
+async def test_a_burst_to_one_recipient_learns_its_destination_once(
+    db: Db, receiver: Receiver
+) -> None:
+    """The first put-back names the destination of every pending record of that recipient
+    and channel: they are claimed capped from then on, not claimed, resolved and put back
+    busy round after round (1,000 escalations to one backup)."""
+    store = _CountingStore(sessions=db.sessions, table=records)
+    engine = _engine(db, store=store, max_in_flight=8, per_destination=2, per_destination_max=2)
+    backup = uuid.uuid4()
+    orders = [replace(_order(receiver.url("/backup")), recipient_id=backup) for _ in range(40)]
+    stop, task = await _running(engine)
+    await _accept(db, engine, *orders)
+    rows = await _until_settled(db, {str(o.delivery_id) for o in orders})
+    stop.set()
+    await task
+
+    sends = Counter(r.delivery_id for r in receiver.requests)
+    assert sends == Counter({str(o.delivery_id): 1 for o in orders})  # each exactly once
+    assert all(row.state == "delivered" for row in rows.values())
+    # Only the first claim (8 records, destination unknown: 2 sent, 6 put back) took
+    # records it could not send; every other record was claimed exactly once.
+    assert max(store.claims.values()) <= 2
+    assert sum(store.claims.values()) <= len(orders) + 6

@@ -204,6 +204,17 @@ class DestinationLimits:
         recently troubled last."""
         return list(self._reduced)
 
+    def raised(self, most: int) -> list[str]:
+        """Up to `most` destinations whose limit is above `initial`, the most recently
+        used (last)."""
+        found: list[str] = []
+        for key in reversed(self._limits):
+            if len(found) == most:
+                break
+            if self._limits[key] > self.initial:
+                found.append(key)
+        return found[::-1]
+
     def answered(self, key: str, *, seconds: float) -> None:
         """`key` accepted a send after `seconds`: a quick answer earns one more slot."""
         if seconds <= self._fast_s:
@@ -228,9 +239,10 @@ class DestinationLimits:
 
 
 # Most destinations a claim caps by name (a bounded statement), and looks at for that;
-# most it excludes by name.
+# most it excludes by name; most destinations with a raised limit it names.
 _NAMED_KEYS = 200
 _EXCLUDED_KEYS = 500
+_RAISED_KEYS = 16
 
 
 def claim_room(
@@ -240,14 +252,18 @@ def claim_room(
     those with every slot busy here), and how many records it may take of each
     destination whose room is not `limits.initial`: its limit less its sends under way.
 
-    Only busy and recently troubled destinations are named (a claim takes `initial` of
-    any other): a fan-out teaches thousands of destinations a limit, and a claim must stay
-    a cheap statement. Past the bounds, a record of a busy destination is claimed and put
-    back when resolved instead.
+    Only busy, recently troubled and the few most recently used raised destinations are
+    named (a claim takes `initial` of any other): a fan-out teaches thousands of
+    destinations a limit, and a claim must stay a cheap statement. A raised destination
+    with nothing in flight must be named all the same, or a burst to it would be claimed
+    `initial` records a round however high its limit (1,000 escalations to one backup
+    went out four at a time). Past the bounds, a record of a busy destination is claimed
+    and put back when resolved instead.
     """
     excluded = list(unavailable)
     room: dict[str, int] = {}
-    for key in [*limits.reduced()[-_NAMED_KEYS:], *busy]:
+    named = dict.fromkeys([*limits.reduced()[-_NAMED_KEYS:], *limits.raised(_RAISED_KEYS), *busy])
+    for key in named:
         free = limits.limit(key) - busy.get(key, 0)
         if free <= 0:
             excluded.append(key)

@@ -7,7 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from services.common.delivery.policy import CircuitBreakers, DestinationLimits, backoff_delay
+from services.common.delivery.policy import (
+    CircuitBreakers,
+    DestinationLimits,
+    backoff_delay,
+    claim_room,
+)
 from tests.unit.common.delivery.fakes import T0
 
 
@@ -130,3 +135,14 @@ def test_limits_forget_the_least_recently_used_destination() -> None:
         limits.answered(key, seconds=0.0)
     assert limits.learned() == {"b": 2, "c": 2}
     assert limits.limit("a") == 1
+
+
+def test_a_raised_destination_with_nothing_in_flight_is_claimed_up_to_its_limit() -> None:
+    limits = DestinationLimits(initial=4, ceiling=32, fast_answer=timedelta(milliseconds=250))
+    for _ in range(40):
+        limits.answered("backup", seconds=0.01)
+    excluded, room = claim_room(busy={}, limits=limits, unavailable=[])
+    assert room == {"backup": 32}  # not `initial` (4) just because none is in flight now
+    assert excluded == []
+    excluded, room = claim_room(busy={"backup": 30}, limits=limits, unavailable=[])
+    assert room == {"backup": 2}

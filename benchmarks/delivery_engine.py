@@ -9,6 +9,11 @@ Prints, in one run:
   own URL (a fan-out to N liaisons), through the same WebhookSender,
 - the same with `--hanging` extra records to one endpoint that never answers (the
   webhook timeout is 5 s): the others' rate should stay where it was,
+- the same number of deliveries all to ONE destination (one recipient, one URL: an
+  escalation burst to one backup), where the per-destination limit decides the rate,
+- for each, the database statements per delivery (every statement the engine's
+  connections ran, BEGIN, COMMIT and ROLLBACK included; counted by SQLAlchemy events) and
+  the transactions per delivery,
 - the local WebhookSink of `aviso up` (deploy/local/sinks.py, recording to a file) taking
   the same load from the WebhookSender, and its CPU time per request.
 The receivers (aiohttp servers) run in their own processes so they do not compete with
@@ -25,15 +30,18 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from deploy.local.common import free_port
+from schemas.deliveries import DeliveryChannel
 from services.common.db import is_postgres, make_engine, make_session_factory
 from services.common.delivery import (
     TABLE_VERSION,
@@ -77,8 +85,11 @@ async def _serve(port_file: Path) -> None:
     await asyncio.Event().wait()
 
 
+_WEBHOOK: DeliveryChannel = "webhook"
+
+
 class _CountingPlan(BaseDeliveryPlan):
-    channels = ("webhook",)
+    channels: Collection[DeliveryChannel] = (_WEBHOOK,)
 
     def __init__(self, base_url: str, expected: set[str]) -> None:
         self._base = base_url
@@ -118,12 +129,37 @@ async def _floor(base_url: str, n: int) -> float:
     return n / elapsed
 
 
-def _order(path: str) -> DeliveryOrder:
+class _Statements:
+    """Statements an engine's connections run (BEGIN, COMMIT and ROLLBACK included)."""
+
+    def __init__(self, db: AsyncEngine) -> None:
+        self.statements = 0
+        self.transactions = 0
+        target = db.sync_engine
+        event.listen(target, "before_cursor_execute", self._statement)
+        event.listen(target, "begin", self._begin)
+        for name in ("commit", "rollback"):
+            event.listen(target, name, self._end)
+
+    def _statement(self, _c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        # SQLite's BEGIN IMMEDIATE is sent from the "begin" event: counted there.
+        if not statement.startswith("BEGIN"):
+            self.statements += 1
+
+    def _begin(self, _conn: Any) -> None:
+        self.statements += 1
+        self.transactions += 1
+
+    def _end(self, _conn: Any) -> None:
+        self.statements += 1
+
+
+def _order(path: str, recipient: uuid.UUID | None = None) -> DeliveryOrder:
     return DeliveryOrder(
         delivery_id=uuid.uuid4(),
         aggregate_id=uuid.uuid4(),
         aggregate_version=1,
-        recipient_id=uuid.uuid4(),
+        recipient_id=recipient or uuid.uuid4(),
         channel="webhook",
         purpose="bulletin",
         context={"path": path},
@@ -138,6 +174,7 @@ async def _round(
     label: str,
     *,
     quiet: bool = False,
+    one_destination: bool = False,
 ) -> None:
     db = make_engine(settings, "router")
     table = delivery_records_table(sa.MetaData(), name=f"bench_{uuid.uuid4().hex[:8]}")
@@ -151,7 +188,11 @@ async def _round(
             )
         )
     sessions = make_session_factory(db)
-    fast = [_order(f"/liaison{i}") for i in range(deliveries)]
+    backup = uuid.uuid4()
+    fast = [
+        _order("/backup", backup) if one_destination else _order(f"/liaison{i}")
+        for i in range(deliveries)
+    ]
     slow = [_order("/hang") for _ in range(hanging)]
     plan = _CountingPlan(base_url, {str(o.delivery_id) for o in fast})
     senders = SenderRegistry(
@@ -164,15 +205,17 @@ async def _round(
         plan=plan,
         service="bench",
         destination_secret=b"bench",
-        config=EngineConfig(max_in_flight=CONCURRENCY, per_destination=4),
+        config=EngineConfig(max_in_flight=CONCURRENCY, per_destination=4),  # 32 at most
     )
     async with sessions() as session, session.begin():
         await engine.accept_many(session, slow + fast)  # the hanging ones are claimed first
+    counted = _Statements(db)
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(engine.run(stop))
     await asyncio.wait_for(plan.done.wait(), timeout=600)
     elapsed = time.perf_counter() - started
+    statements, transactions = counted.statements, counted.transactions
     stop.set()
     await task
     await senders.close()
@@ -181,7 +224,9 @@ async def _round(
         return
     print(
         f"  {label:<42} {deliveries:>6} delivered in {elapsed:6.2f} s = "
-        f"{deliveries / elapsed:8.0f} deliveries/s"
+        f"{deliveries / elapsed:8.0f} deliveries/s, "
+        f"{statements / deliveries:5.2f} statements and "
+        f"{transactions / deliveries:5.3f} transactions per delivery"
     )
 
 
@@ -260,6 +305,10 @@ async def main(deliveries: int, hanging: int, database_url: str | None) -> None:
         await _round(
             settings, base_url, deliveries, hanging, f"engine, +{hanging} to one hanging endpoint"
         )
+        await _round(
+            settings, base_url, deliveries, 0, "engine, all to one destination",
+            one_destination=True,
+        )  # fmt: skip
     finally:
         sink.terminate()
         sink.wait(timeout=10)

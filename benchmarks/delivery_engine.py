@@ -11,6 +11,7 @@ Prints, in one run:
   webhook timeout is 5 s): the others' rate should stay where it was,
 - the same number of deliveries all to ONE destination (one recipient, one URL: an
   escalation burst to one backup), where the per-destination limit decides the rate,
+- deliveries one at a time (each accepted once the one before was recorded),
 - for each, the database statements per delivery (every statement the engine's
   connections ran, BEGIN, COMMIT and ROLLBACK included; counted by SQLAlchemy events) and
   the transactions per delivery,
@@ -166,6 +167,65 @@ def _order(path: str, recipient: uuid.UUID | None = None) -> DeliveryOrder:
     )
 
 
+async def _table(db: AsyncEngine) -> sa.Table:
+    """A fresh delivery records table for one round."""
+    table = delivery_records_table(sa.MetaData(), name=f"bench_{uuid.uuid4().hex[:8]}")
+    if is_postgres(db):
+        async with db.begin() as conn:
+            await conn.execute(sa.text('CREATE SCHEMA IF NOT EXISTS "router"'))
+    async with db.begin() as conn:
+        await conn.run_sync(
+            lambda c: create_delivery_records_table(
+                Operations(MigrationContext.configure(c)), name=table.name, version=TABLE_VERSION
+            )
+        )
+    return table
+
+
+async def _one_at_a_time(settings: CommonSettings, base_url: str, deliveries: int) -> None:
+    """Deliveries accepted one after the other, each once the one before was recorded (a
+    notice at a time): the engine's statements and transactions per delivery at a low
+    rate, where nothing is shared by a batch. The accepting transactions (the service's)
+    run on an engine of their own and are not counted."""
+    db, accepting = make_engine(settings, "router"), make_engine(settings, "router")
+    table = await _table(db)
+    plan = _CountingPlan(base_url, set())
+    senders = SenderRegistry(
+        webhook=WebhookSender(secrets=[b"bench"], timeout_s=5.0, max_connections=CONCURRENCY),
+        email=EmailSender(host="127.0.0.1", port=1, sender="aviso@localhost"),
+    )
+    engine = DeliveryEngine(
+        store=SqlDeliveryStore(sessions=make_session_factory(db), table=table), senders=senders,
+        plan=plan, service="bench", destination_secret=b"bench",
+        config=EngineConfig(max_in_flight=CONCURRENCY, per_destination=4),
+    )  # fmt: skip
+    counted = _Statements(db)
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    started = time.perf_counter()
+    for i in range(deliveries):
+        order = _order(f"/liaison{i}")
+        plan.expected.add(str(order.delivery_id))
+        plan.done.clear()
+        async with make_session_factory(accepting)() as session, session.begin():
+            await engine.accept_many(session, [order])
+        await asyncio.wait_for(plan.done.wait(), timeout=60)
+    elapsed = time.perf_counter() - started
+    statements, transactions = counted.statements, counted.transactions
+    stop.set()
+    await task
+    await senders.close()
+    await db.dispose()
+    await accepting.dispose()
+    label = "engine, one delivery at a time"
+    print(
+        f"  {label:<42} {deliveries:>6} delivered in {elapsed:6.2f} s, "
+        f"{1000 * elapsed / deliveries:6.1f} ms each, "
+        f"{statements / deliveries:5.2f} statements and "
+        f"{transactions / deliveries:5.3f} transactions per delivery"
+    )
+
+
 async def _round(
     settings: CommonSettings,
     base_url: str,
@@ -177,16 +237,7 @@ async def _round(
     one_destination: bool = False,
 ) -> None:
     db = make_engine(settings, "router")
-    table = delivery_records_table(sa.MetaData(), name=f"bench_{uuid.uuid4().hex[:8]}")
-    if is_postgres(db):
-        async with db.begin() as conn:
-            await conn.execute(sa.text('CREATE SCHEMA IF NOT EXISTS "router"'))
-    async with db.begin() as conn:
-        await conn.run_sync(
-            lambda c: create_delivery_records_table(
-                Operations(MigrationContext.configure(c)), name=table.name, version=TABLE_VERSION
-            )
-        )
+    table = await _table(db)
     sessions = make_session_factory(db)
     backup = uuid.uuid4()
     fast = [
@@ -309,6 +360,7 @@ async def main(deliveries: int, hanging: int, database_url: str | None) -> None:
             settings, base_url, deliveries, 0, "engine, all to one destination",
             one_destination=True,
         )  # fmt: skip
+        await _one_at_a_time(settings, base_url, min(deliveries, 200))
     finally:
         sink.terminate()
         sink.wait(timeout=10)

@@ -88,9 +88,12 @@ class FakeStore:
         self.renewals = 0
         self.claimed: list[uuid.UUID] = []  # every claim of every record, in order
         self.settle_batches: list[int] = []  # outcomes per settling transaction
+        self.transactions = 0
+        self.next_due_alone = 0  # "when is the next one due" asked outside a transaction
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTx]:
+        self.transactions += 1
         yield FakeTx()
 
     async def insert_many(self, session: Any, orders: Sequence[Accepted], *, now: datetime) -> int:
@@ -230,6 +233,8 @@ class FakeStore:
         return True
 
     async def next_due(self, tx: Any = None) -> datetime | None:
+        if tx is None:
+            self.next_due_alone += 1
         times = [r.next_attempt_at for r in self.rows.values() if r.state == "pending"]
         times += [
             r.claimed_until

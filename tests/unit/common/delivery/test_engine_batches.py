@@ -145,3 +145,29 @@ def _session() -> Any:
         info: dict[str, Any] = {}
 
     return _Session()
+
+
+async def test_a_delivery_takes_two_transactions_at_a_low_rate() -> None:
+    """The claim (with the plan's reads and the next-due question) is one transaction; the
+    outcome, settled together with the next claim and next-due question, the other. They
+    were five: claim, next due, settle, an empty claim woken by the settlement, next due."""
+    webhook = FakeWebhook()
+    engine, store, _plan, _ = make_engine(webhook=webhook)
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    o = order("http://l/1")
+    await accept(engine, o)
+    engine.wake()  # what the accepting transaction's commit does
+
+    async def delivered() -> None:
+        while store.state(o.delivery_id) != "delivered":  # noqa: ASYNC110 - the engine's state
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(delivered(), timeout=30)
+    await asyncio.sleep(0.05)  # a needless third round would start at once: let it show
+    stop.set()
+    await running
+    assert webhook.delivered == [("http://l/1", str(o.delivery_id))]
+    assert store.transactions == 2
+    assert store.next_due_alone == 0
+    assert store.settle_batches == [1]

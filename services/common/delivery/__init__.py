@@ -7,7 +7,8 @@ the transaction that records it. Addresses stay in the service: the engine asks 
 service's plan for them when it sends, and stores only a keyed hash.
 
 Modules: `records` (table and record types), `store` (claims, leases, settlement;
-`claim_query` keeps a claim statement cheap and capped per destination), `engine` (the
+`claim_query` keeps a claim statement cheap and capped per destination, `settle_query`
+holds the settling statements), `engine` (the
 dispatcher: one transaction a round settles, claims and reads the next due time) and
 `config` (its limits), `admission` (a claimed record as a send or an outcome), `claims`
 (what an engine holds, its heartbeat, lost claims), `outcomes` (recording and hooks, in

@@ -27,6 +27,7 @@ from services.common.delivery.records import (
     as_utc,
     record_from_row,
 )
+from services.common.delivery.settle_query import settle_params, settle_statement, share_statement
 
 __all__ = [
     "Accepted",
@@ -165,6 +166,7 @@ class SqlDeliveryStore:
         # round was a measurable share of the engine's CPU.
         self._candidate = table.alias("candidate")
         self._settle_statements: dict[str, Any] = {}
+        self._share_statement: Any = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -396,11 +398,11 @@ class SqlDeliveryStore:
             .with_for_update()
         )
         held = set(locked.scalars())
-        rows = [_settled(s) for s in settlements if str(s.delivery_id) in held]
+        rows = [settle_params(s) for s in settlements if str(s.delivery_id) in held]
         if rows:
             statement = self._settle_statements.get(owner)
             if statement is None:
-                statement = self._settle_statements[owner] = _settle_statement(t, owner)
+                statement = self._settle_statements[owner] = settle_statement(t, owner)
             await tx.session.execute(statement, rows)
         shared = {
             (str(s.share_with[0]), s.share_with[1], s.destination_key)
@@ -424,23 +426,9 @@ class SqlDeliveryStore:
         so a stale one delays nothing for long. Rows another transaction holds are
         skipped, never waited for.
         """
-        t, other = self._t, self._candidate
-        unknown = (
-            sa.select(other.c.delivery_id)
-            .where(
-                other.c.state == "pending",
-                other.c.destination_key.is_(None),
-                other.c.recipient_id == sa.bindparam("s_recipient"),
-                other.c.channel == sa.bindparam("s_channel"),
-            )
-            .with_for_update(skip_locked=True, of=other)
-            .scalar_subquery()
-        )
-        statement = (
-            sa.update(t)
-            .where(t.c.delivery_id.in_(unknown), t.c.destination_key.is_(None))
-            .values(destination_key=sa.bindparam("s_key"))
-        )
+        statement = self._share_statement
+        if statement is None:
+            statement = self._share_statement = share_statement(self._t, self._candidate)
         params = [{"s_recipient": r, "s_channel": c, "s_key": k} for r, c, k in sorted(shared)]
         await session.execute(statement, params)
 
@@ -480,49 +468,3 @@ def _pending(accepted: Accepted, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
-
-
-def _settled(settlement: Settlement) -> dict[str, Any]:
-    """One row's parameters for the settling UPDATE (NULL keeps the column as it is)."""
-    return {
-        "b_id": str(settlement.delivery_id),
-        "b_state": settlement.state,
-        "b_at": settlement.at,
-        "b_attempted": 1 if settlement.attempted else 0,
-        "b_next": settlement.next_attempt_at,
-        "b_error": settlement.error_class,
-        "b_key": settlement.destination_key,
-        "b_delivered": settlement.at if settlement.state == "delivered" else None,
-        "b_segments": settlement.segments,
-    }
-
-
-def _settle_statement(t: sa.Table, owner: str) -> Any:
-    """The settling UPDATE, executed once for many rows (`_settled` gives each its values)."""
-
-    def keep(column: str, param: str, type_: Any) -> Any:
-        return sa.func.coalesce(sa.bindparam(param, type_=type_), t.c[column])
-
-    time_type = t.c.updated_at.type
-    values: dict[str, Any] = {
-        "state": sa.bindparam("b_state", type_=sa.String),
-        "updated_at": sa.bindparam("b_at", type_=time_type),
-        "claimed_by": None,
-        "claimed_until": None,
-        "attempts": t.c.attempts + sa.bindparam("b_attempted", type_=sa.Integer),
-        "next_attempt_at": keep("next_attempt_at", "b_next", time_type),
-        "last_error_class": keep("last_error_class", "b_error", sa.String),
-        "destination_key": keep("destination_key", "b_key", sa.String),
-        "delivered_at": keep("delivered_at", "b_delivered", time_type),
-    }
-    if "segments" in t.c:
-        values["segments"] = keep("segments", "b_segments", sa.Integer)
-    return (
-        sa.update(t)
-        .where(
-            t.c.delivery_id == sa.bindparam("b_id", type_=sa.String),
-            t.c.claimed_by == owner,
-            t.c.state == "sending",
-        )
-        .values(**values)
-    )

@@ -147,6 +147,16 @@ class CommonSettings(BaseSettings):
             "committed before a rebalance and on stop."
         ),
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        default=5_000,
+        ge=1,
+        le=30_000,
+        description=(
+            "Longest an idle consumer's fetch waits at the broker for a record (a long-poll: "
+            "a record that arrives is returned at once). Longer means fewer empty fetches "
+            "while idle, never a later message."
+        ),
+    )
     outbox_poll_interval_s: float = Field(
         default=1.0,
         gt=0,

@@ -52,6 +52,7 @@ from benchmarks.hot_path.infra import (
     top_statements,
 )
 from benchmarks.hot_path.load import run_rate, run_throughput
+from benchmarks.hot_path.path import path_breakdown
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
@@ -156,6 +157,9 @@ async def _rates(
             top = await top_statements(infra)
             if profiler is not None:
                 await asyncio.to_thread(profiler.wait)
+            path = await path_breakdown(
+                infra.database_url, posted=result.posted, arrived=result.arrived
+            )
             notices = result.accepted
             phases.append(
                 {
@@ -172,6 +176,7 @@ async def _rates(
                     if statements
                     else {},
                     "top_statements": top,
+                    "path_ms": path,
                 }
             )
     return phases

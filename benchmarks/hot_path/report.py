@@ -64,6 +64,7 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + "".join(f"{_num(cpu.get(p)):>14}" for p in _PROCESSES)
             + f"{_num(phase['cpu_ms_per_notice_total']):>14}"
         )
+    lines += _path(results)
     lines += ["", "Database statements per notice (pg_stat_statements, BEGIN/COMMIT included)"]
     lines.append("  rate/s        intake        router rumor_control         total")
     for phase in results["rates"]:
@@ -78,6 +79,23 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + "".join(f"{_num(stmts.get(p)):>14}" for p in ("intake", "router", "rumor_control"))
             + f"{total:>14.1f}"
         )
+    return lines
+
+
+def _path(results: dict[str, Any]) -> list[str]:
+    """Each leg of notice -> SPOC (benchmarks/hot_path/path.py), p50 / p90 in ms."""
+    legs = [leg for phase in results["rates"] for leg in phase.get("path_ms") or {}]
+    names = list(dict.fromkeys(legs))
+    if not names:
+        return []
+    lines = ["", "notice -> SPOC by leg, p50 / p90 ms (path.py says what each stamp is)"]
+    lines.append("  rate/s " + "".join(f"{name:>22}" for name in names))
+    for phase in results["rates"]:
+        path = phase.get("path_ms") or {}
+        cells = [
+            f"{_ms(path[n]['p50'])} / {_ms(path[n]['p90'])}" if n in path else "-" for n in names
+        ]
+        lines.append(f"  {phase['rate']:6.0f} " + "".join(f"{c:>22}" for c in cells))
     return lines
 
 

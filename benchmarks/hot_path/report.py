@@ -55,6 +55,15 @@ def _rates(results: dict[str, Any]) -> list[str]:
             f" {_ms(phase['e2e_max_ms']):>8}  {'yes' if phase['sustained'] else 'NO':>9}"
             f"  {_num(ratio, 0):>9}x"
         )
+    idle = results.get("idle_cpu_ms_per_s") or {}
+    if idle:
+        lines += ["", "CPU ms per second with no load (background work)"]
+        lines.append("         " + "".join(f"{p:>14}" for p in _PROCESSES) + "         total")
+        lines.append(
+            "         "
+            + "".join(f"{_num(idle.get(p)):>14}" for p in _PROCESSES)
+            + f"{sum(idle.get(p) or 0 for p in _PROCESSES):>14.1f}"
+        )
     lines += ["", "CPU ms per notice (utime+stime from /proc)"]
     lines.append("  rate/s " + "".join(f"{p:>14}" for p in _PROCESSES) + "         total")
     for phase in results["rates"]:

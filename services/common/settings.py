@@ -160,7 +160,10 @@ class CommonSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(
         default=1.0,
         gt=0,
-        description="Fallback poll of the outbox; commits wake the relay at once.",
+        description=(
+            "Fallback poll of the outbox; commits wake the relay at once. Five times "
+            "longer while the relay listens for PostgreSQL's NOTIFY."
+        ),
     )
     outbox_batch_size: int = Field(default=100, ge=1, description="Rows a relay claims per round.")
     outbox_claim_ttl_s: float = Field(

@@ -319,8 +319,11 @@ class EventConsumer:
             decoder=_whole_message,
             # An idle member's fetch long-poll: the broker answers as soon as a record
             # arrives, so a longer wait costs no latency, only fewer empty fetches while
-            # idle; a rebalance cancels the poll in flight (aiokafka), so failover is not
-            # slowed either.
+            # idle (aiokafka's 500 ms default: two per second and member). But after a
+            # rebalance the survivor's first fetch of the dead member's partitions queues
+            # on the connection behind the poll in flight, so failover takes the session
+            # timeout plus up to this (benchmarks/recovery.py: 2.7 s at 2 s + 1 s, 5.6 s
+            # at 2 s + 5 s).
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             # Failover after a crash: the group notices a silent member after the session
             # timeout. aiokafka heartbeats from a background task, so a handler that takes

@@ -148,13 +148,14 @@ class CommonSettings(BaseSettings):
         ),
     )
     consumer_fetch_max_wait_ms: int = Field(
-        default=5_000,
+        default=1_000,
         ge=1,
         le=30_000,
         description=(
             "Longest an idle consumer's fetch waits at the broker for a record (a long-poll: "
             "a record that arrives is returned at once). Longer means fewer empty fetches "
-            "while idle, never a later message."
+            "while idle, but failover after a crash takes up to this much longer than the "
+            "session timeout (the survivor's next fetch queues behind the one in flight)."
         ),
     )
     outbox_poll_interval_s: float = Field(

@@ -253,7 +253,10 @@ async def test_a_notify_wakes_the_relay_unless_its_own_process_sent_it(
         poll_interval_s=120,  # nothing but a wake-up can start a round in this test
         claim_ttl_s=60,
     )
+    statements = count_statements(relay_engine)
     await relay.start()
+    # The first, empty round (a claim and the lease query) is over before anything is written.
+    await wait_for(lambda: len(statements) >= 2, timeout=30)
     # The writer's commits no longer wake this process's relays directly, as if it were
     # another process; its NOTIFY still carries this process's token.
     monkeypatch.setattr(writing, "_wakers", set())

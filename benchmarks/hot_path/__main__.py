@@ -175,8 +175,13 @@ async def _rates(
             top = await top_statements(infra)
             if profiler is not None:
                 await asyncio.to_thread(profiler.wait)
-            path = await path_breakdown(
-                infra.database_url, posted=result.posted, arrived=result.arrived
+            # The legs are read from PostgreSQL (one database, a schema per service).
+            path = (
+                await path_breakdown(
+                    infra.database_url, posted=result.posted, arrived=result.arrived
+                )
+                if infra.backend == "postgresql"
+                else {}
             )
             notices = result.accepted
             phases.append(

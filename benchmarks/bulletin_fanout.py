@@ -50,6 +50,7 @@ from services.common.delivery import WebhookSender
 from services.common.logging import configure_logging
 from services.rumor_control.app import create_app
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
+from services.rumor_control.subscribers import group_id
 from services.rumor_control.tables import delivery_records
 from tests.integration.rumor_control.rumor_harness import skip_history
 from tests.support.apps import issue_test_token, running_app
@@ -180,11 +181,7 @@ async def _round(liaisons: int, base_url: str, database: str, var: Path, bootstr
             "liaison": await issue_test_token(settings, Role.LIAISON, "Phone line", "phone"),
         }
         prefix = settings.rumor_group_prefix
-        await skip_history(
-            bootstrap,
-            {f"{prefix}rumor_control.notices": "aviso.notices.v1",
-             f"{prefix}rumor_control.alerts": "aviso.alerts.v1"},
-        )  # fmt: skip
+        await skip_history(bootstrap, {group_id(prefix): ("aviso.notices.v1", "aviso.alerts.v1")})
         async with running_app(create_app(settings)) as client:
             bulletin_id = await _bulletin(client, tokens)
             started = datetime.now(UTC)

@@ -7,18 +7,27 @@ PostgreSQL server (see tests/support/infra.py for where they come from). When
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from services.common.settings import CommonSettings
 from tests.support import infra
 from tests.support.devmode import enable_development_mode
 
 enable_development_mode()
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on uvloop, the event loop the services run on (serve.py)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,7 @@ from benchmarks.hot_path.infra import (
     top_statements,
 )
 from benchmarks.hot_path.load import run_rate, run_throughput
+from benchmarks.hot_path.path import path_breakdown
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
@@ -93,6 +94,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         "throughput_s": 3.0 if args.short else 10.0,
         "kafka_samples": 50 if args.short else 200,
         "floor_s": 2.0 if args.short else 5.0,
+        "idle_s": 5.0 if args.short else 15.0,
     }
 
 
@@ -128,8 +130,24 @@ def _per_notice(totals: dict[str, float], notices: int) -> dict[str, float | Non
     return {name: (value / notices if notices else None) for name, value in totals.items()}
 
 
+async def _idle(infra: Infra, system: BenchSystem, seconds: float) -> dict[str, float]:
+    """CPU ms per second of each process with no load: the background work (heartbeats,
+    fetch long-polls, pollers) that a low rate's per-notice figures carry."""
+    pids = {**infra.pids, **system.pids()}
+    before = sample_cpu(pids, forking=["postgres"])
+    began = time.monotonic()
+    await asyncio.sleep(seconds)
+    spent = cpu_ms(before, sample_cpu(pids, forking=["postgres"]))
+    elapsed = time.monotonic() - began
+    return {name: ms / elapsed for name, ms in spent.items()}
+
+
 async def _rates(
-    infra: Infra, system: BenchSystem, plan: dict[str, Any], profiler: PhaseProfiler | None
+    infra: Infra,
+    system: BenchSystem,
+    plan: dict[str, Any],
+    profiler: PhaseProfiler | None,
+    idle: dict[str, float],
 ) -> list[dict[str, Any]]:
     phases: list[dict[str, Any]] = []
     async with httpx.AsyncClient(
@@ -137,6 +155,7 @@ async def _rates(
     ) as client:
         # A few notices first: connections, caches and JITs warm, consumers assigned.
         await run_rate(system, client, rate=5, duration_s=2, drain_timeout_s=30, label="warm-up")
+        idle.update(await _idle(infra, system, plan["idle_s"]))
         for rate in plan["rates"]:
             pids = {**infra.pids, **system.pids(), "bench": os.getpid()}
             await statements_by_role(infra, reset=True)
@@ -156,6 +175,14 @@ async def _rates(
             top = await top_statements(infra)
             if profiler is not None:
                 await asyncio.to_thread(profiler.wait)
+            # The legs are read from PostgreSQL (one database, a schema per service).
+            path = (
+                await path_breakdown(
+                    infra.database_url, posted=result.posted, arrived=result.arrived
+                )
+                if infra.backend == "postgresql"
+                else {}
+            )
             notices = result.accepted
             phases.append(
                 {
@@ -172,6 +199,7 @@ async def _rates(
                     if statements
                     else {},
                     "top_statements": top,
+                    "path_ms": path,
                 }
             )
     return phases
@@ -222,11 +250,17 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     floors = await _floors(infra, plan, work_dir)
     profiler = PhaseProfiler(work_dir / "profiles") if args.profile else None
     async with running_services(infra, work_dir) as system:
-        phases = await _rates(infra, system, plan, profiler)
+        idle: dict[str, float] = {}
+        phases = await _rates(infra, system, plan, profiler, idle)
         throughput = (
             [] if args.skip_throughput else await _throughput(infra, system, plan, profiler)
         )
-    measured: dict[str, Any] = {"floors": floors, "rates": phases, "throughput": throughput}
+    measured: dict[str, Any] = {
+        "floors": floors,
+        "idle_cpu_ms_per_s": idle,
+        "rates": phases,
+        "throughput": throughput,
+    }
     if profiler is not None:
         measured["profiles"] = profiler.summaries()
     return measured

@@ -86,6 +86,9 @@ class RateResult:
     http_ms: list[float] = field(default_factory=list)
     e2e_ms: list[float] = field(default_factory=list)
     drained_s: float = 0.0
+    # Wall-clock seconds per notice id: when its POST began, when the SPOC's webhook came.
+    posted: dict[str, float] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         e2e = {f"p{p}": percentile(self.e2e_ms, p) for p in (50, 90, 99)}
@@ -203,8 +206,10 @@ async def run_rate(
         await asyncio.sleep(0.2)
     watcher.poll()
     result.drained_s = time.perf_counter() - drain_start
+    result.posted = sent_at
     for notice_id, began_wall in sent_at.items():
         if notice_id in watcher.arrived:
+            result.arrived[notice_id] = watcher.arrived[notice_id]
             result.delivered += 1
             result.e2e_ms.append((watcher.arrived[notice_id] - began_wall) * 1000)
     _progress(line() + "\n")

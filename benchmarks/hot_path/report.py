@@ -55,6 +55,15 @@ def _rates(results: dict[str, Any]) -> list[str]:
             f" {_ms(phase['e2e_max_ms']):>8}  {'yes' if phase['sustained'] else 'NO':>9}"
             f"  {_num(ratio, 0):>9}x"
         )
+    idle = results.get("idle_cpu_ms_per_s") or {}
+    if idle:
+        lines += ["", "CPU ms per second with no load (background work)"]
+        lines.append("         " + "".join(f"{p:>14}" for p in _PROCESSES) + "         total")
+        lines.append(
+            "         "
+            + "".join(f"{_num(idle.get(p)):>14}" for p in _PROCESSES)
+            + f"{sum(idle.get(p) or 0 for p in _PROCESSES):>14.1f}"
+        )
     lines += ["", "CPU ms per notice (utime+stime from /proc)"]
     lines.append("  rate/s " + "".join(f"{p:>14}" for p in _PROCESSES) + "         total")
     for phase in results["rates"]:
@@ -64,6 +73,7 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + "".join(f"{_num(cpu.get(p)):>14}" for p in _PROCESSES)
             + f"{_num(phase['cpu_ms_per_notice_total']):>14}"
         )
+    lines += _path(results)
     lines += ["", "Database statements per notice (pg_stat_statements, BEGIN/COMMIT included)"]
     lines.append("  rate/s        intake        router rumor_control         total")
     for phase in results["rates"]:
@@ -78,6 +88,23 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + "".join(f"{_num(stmts.get(p)):>14}" for p in ("intake", "router", "rumor_control"))
             + f"{total:>14.1f}"
         )
+    return lines
+
+
+def _path(results: dict[str, Any]) -> list[str]:
+    """Each leg of notice -> SPOC (benchmarks/hot_path/path.py), p50 / p90 in ms."""
+    legs = [leg for phase in results["rates"] for leg in phase.get("path_ms") or {}]
+    names = list(dict.fromkeys(legs))
+    if not names:
+        return []
+    lines = ["", "notice -> SPOC by leg, p50 / p90 ms (path.py says what each stamp is)"]
+    lines.append("  rate/s " + "".join(f"{name:>22}" for name in names))
+    for phase in results["rates"]:
+        path = phase.get("path_ms") or {}
+        cells = [
+            f"{_ms(path[n]['p50'])} / {_ms(path[n]['p90'])}" if n in path else "-" for n in names
+        ]
+        lines.append(f"  {phase['rate']:6.0f} " + "".join(f"{c:>22}" for c in cells))
     return lines
 
 

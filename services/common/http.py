@@ -91,7 +91,12 @@ class _MetricsServer:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         app.include_router(metrics_router(runtime))
         config = uvicorn.Config(
-            app, host=host or "127.0.0.1", port=int(port), log_config=None, lifespan="off"
+            app,
+            host=host or "127.0.0.1",
+            port=int(port),
+            log_config=None,
+            lifespan="off",
+            http="httptools",
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

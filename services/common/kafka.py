@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -216,17 +216,30 @@ async def _whole_message(message: StreamMessage[Any]) -> StreamMessage[Any]:
 
 
 @dataclass
+class _Route:
+    handler: Handler
+    inbox: str
+
+
+@dataclass
 class _Subscription:
-    topic: str
+    """One consumer group: one member per instance, reading all of its topics."""
+
     group_id: str
-    handlers: dict[str, Handler] = field(default_factory=dict)
+    # topic -> the name its messages are recorded under in the inbox
+    inboxes: dict[str, str]
+    routes: dict[tuple[str, str], _Route] = field(default_factory=dict)
 
 
 class EventConsumer:
-    """Routes a topic's events by `ce_type` to handlers, idempotently and with a DLQ.
+    """Routes a group's events by topic and `ce_type` to handlers, idempotently, with a DLQ.
 
     Each handler runs inside one transaction that also records the message id in the
     inbox; the offset is committed after that transaction commits.
+
+    A consumer group is one member per service instance whatever the number of topics it
+    reads: Kafka's per-member cost (a heartbeat every third of the session timeout, a fetch
+    long-poll, a place in every rebalance) is paid once, not once per topic.
     """
 
     def __init__(
@@ -243,41 +256,75 @@ class EventConsumer:
         self._backoff_s = settings.consumer_backoff_s
         self._service = service
         self._session_timeout_ms = settings.consumer_session_timeout_ms
+        self._fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
         self.offsets = OffsetCommitter(
             every=settings.consumer_commit_every,
             interval_s=settings.consumer_commit_interval_ms / 1000,
         )
-        self._subscriptions: dict[tuple[str, str], _Subscription] = {}
+        self._subscriptions: dict[str, _Subscription] = {}
         self.processed_total = 0
         self.dead_lettered_total = 0
 
+    def group(self, group_id: str, *, inboxes: Mapping[str, str]) -> None:
+        """Declare `group_id` reading every topic of `inboxes` (topic -> inbox name).
+
+        A group that reads several topics must be declared before its handlers are
+        registered. The inbox name is what a processed message is recorded under: keeping
+        a topic's former group id there means a group merged from per-topic groups never
+        applies again what those groups applied.
+        """
+        if group_id in self._subscriptions:
+            raise ValueError(f"consumer group {group_id} is already declared")
+        if not inboxes:
+            raise ValueError(f"consumer group {group_id} reads no topic")
+        subscription = _Subscription(group_id, dict(inboxes))
+        self._subscriptions[group_id] = subscription
+        self._subscribe(subscription)
+
     def on(self, event_type: str, *, topic: str, group_id: str) -> Callable[[Handler], Handler]:
-        """Register the decorated coroutine for `event_type` on `topic` in `group_id`."""
+        """Register the decorated coroutine for `event_type` on `topic` in `group_id`.
+
+        A group not declared with `group` reads this one topic, recorded in the inbox
+        under the group's id.
+        """
 
         def register(handler: Handler) -> Handler:
-            key = (topic, group_id)
-            subscription = self._subscriptions.get(key)
+            subscription = self._subscriptions.get(group_id)
             if subscription is None:
-                subscription = self._subscriptions[key] = _Subscription(topic, group_id)
-                self._subscribe(subscription)
-            if event_type in subscription.handlers:
-                raise ValueError(f"{event_type} already has a handler in {group_id}")
-            subscription.handlers[event_type] = handler
+                self.group(group_id, inboxes={topic: group_id})
+                subscription = self._subscriptions[group_id]
+            inbox = subscription.inboxes.get(topic)
+            if inbox is None:
+                raise ValueError(
+                    f"consumer group {group_id} does not read {topic}: declare its topics "
+                    "with EventConsumer.group before registering handlers"
+                )
+            if (topic, event_type) in subscription.routes:
+                raise ValueError(f"{event_type} on {topic} already has a handler in {group_id}")
+            subscription.routes[topic, event_type] = _Route(handler, inbox)
             return handler
 
         return register
 
     def _subscribe(self, subscription: _Subscription) -> None:
         @self._broker.subscriber(
-            subscription.topic,
+            *subscription.inboxes,
             group_id=subscription.group_id,
             # Offsets are ours to commit, in batches (OffsetCommitter), never before the
             # message's transaction committed.
             ack_policy=AckPolicy.MANUAL,
             listener=CommitBeforeRevoke(self.offsets),
             auto_offset_reset="earliest",
-            title=f"{subscription.group_id}:{subscription.topic}",
+            title=subscription.group_id,
             decoder=_whole_message,
+            # An idle member's fetch long-poll: the broker answers as soon as a record
+            # arrives, so a longer wait costs no latency, only fewer empty fetches while
+            # idle (aiokafka's 500 ms default: two per second and member). But after a
+            # rebalance the survivor's first fetch of the dead member's partitions queues
+            # on the connection behind the poll in flight, so failover takes the session
+            # timeout plus up to this (benchmarks/recovery.py: 2.7 s at 2 s + 1 s, 5.6 s
+            # at 2 s + 5 s).
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             # Failover after a crash: the group notices a silent member after the session
             # timeout. aiokafka heartbeats from a background task, so a handler that takes
             # longer than the session (a slow send, a database outage waited out) keeps its
@@ -315,8 +362,9 @@ class EventConsumer:
         record = message.raw_message
         body: bytes = record.value or b""  # type: ignore[union-attr]
         headers = decode_headers(record.headers or ())  # type: ignore[union-attr]
-        message_id = headers.get("ce_id") or f"{record.topic}:{record.partition}:{record.offset}"  # type: ignore[union-attr]
-        with bound(message_id=message_id, topic=subscription.topic, group_id=subscription.group_id):
+        topic: str = record.topic  # type: ignore[union-attr]
+        message_id = headers.get("ce_id") or f"{topic}:{record.partition}:{record.offset}"  # type: ignore[union-attr]
+        with bound(message_id=message_id, topic=topic, group_id=subscription.group_id):
             try:
                 envelope = parse_envelope(headers, body)
             except UnknownEventType as exc:
@@ -326,19 +374,19 @@ class EventConsumer:
             except InvalidEnvelope as exc:
                 await self._dead_letter(subscription, message, headers, exc, attempts=1)
                 return
-            handler = subscription.handlers.get(envelope.type)
-            if handler is None:
+            route = subscription.routes.get((topic, envelope.type))
+            if route is None:
                 return
             with (
                 correlation_scope(envelope.correlation_id),
                 bound(correlation_id=envelope.correlation_id, event_type=envelope.type),
             ):
-                await self._apply(subscription, handler, envelope, message, headers)
+                await self._apply(subscription, route, envelope, message, headers)
 
     async def _apply(
         self,
         subscription: _Subscription,
-        handler: Handler,
+        route: _Route,
         envelope: Envelope[EventData],
         message: KafkaMessage,
         headers: dict[str, str],
@@ -351,14 +399,14 @@ class EventConsumer:
                 async with UnitOfWork(self._sessions) as uow:
                     first_time = await claim_message(
                         uow.session,
-                        consumer=subscription.group_id,
+                        consumer=route.inbox,
                         message_id=envelope.id,
-                        topic=subscription.topic,
+                        topic=message.raw_message.topic,  # type: ignore[union-attr]
                     )
                     if not first_time:
                         log.info("consumer.duplicate_skipped")
                         return
-                    await handler(envelope, uow)
+                    await route.handler(envelope, uow)
                     await uow.commit()
                 self.processed_total += 1
                 CONSUMER_PROCESSED.labels(self._service, subscription.group_id).inc()

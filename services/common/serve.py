@@ -30,6 +30,10 @@ def serve(
         port=port,
         log_config=None,  # keep our structlog setup for uvicorn's loggers too
         lifespan="on",
+        # uvloop and httptools are dependencies, named here so that a missing one is an
+        # error at start-up rather than a silent fall-back to the slower pure-Python pair.
+        loop="uvloop",
+        http="httptools",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         server_header=False,
     )

@@ -147,10 +147,24 @@ class CommonSettings(BaseSettings):
             "committed before a rebalance and on stop."
         ),
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        default=1_000,
+        ge=1,
+        le=30_000,
+        description=(
+            "Longest an idle consumer's fetch waits at the broker for a record (a long-poll: "
+            "a record that arrives is returned at once). Longer means fewer empty fetches "
+            "while idle, but failover after a crash takes up to this much longer than the "
+            "session timeout (the survivor's next fetch queues behind the one in flight)."
+        ),
+    )
     outbox_poll_interval_s: float = Field(
         default=1.0,
         gt=0,
-        description="Fallback poll of the outbox; commits wake the relay at once.",
+        description=(
+            "Fallback poll of the outbox; commits wake the relay at once. Five times "
+            "longer while the relay listens for PostgreSQL's NOTIFY."
+        ),
     )
     outbox_batch_size: int = Field(default=100, ge=1, description="Rows a relay claims per round.")
     outbox_claim_ttl_s: float = Field(

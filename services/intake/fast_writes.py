@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.cloudevents import new_event
 from services.common.messaging import outbox_messages
-from services.common.outbox.writing import _DIRTY, _NOTIFY_CHANNEL, _row
+from services.common.outbox.writing import _DIRTY, _NOTIFY_CHANNEL, _PROCESS_TOKEN, _row
 from services.intake.audit import AuditTrail
 from services.intake.direct import DirectStatement
 from services.intake.domain import Transition
@@ -78,8 +78,11 @@ def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
     )
     # The outbox INSERT says whether it wrote: one NOTIFY, only then.
     outboxed = outbox.returning(sa.literal(1).label("one")).cte("w_o")
+    # This process's token as the payload, as enqueue's: its own relays, woken in process
+    # (`_DIRTY`), ignore their own process's NOTIFY (outbox/relay.py).
     notify = sa.func.pg_notify(
-        sa.bindparam("channel", type_=sa.String()) + sa.func.current_schema(), ""
+        sa.bindparam("channel", type_=sa.String()) + sa.func.current_schema(),
+        sa.literal(_PROCESS_TOKEN),
     )
     return sa.select(
         sa.select(existing.c.id).scalar_subquery().label("existing_id"),

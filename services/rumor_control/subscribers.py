@@ -6,45 +6,62 @@ it, and commits after the handler returns; handlers adapt it to this service's u
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from schemas.alerts import AlertAcknowledged
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import ALERTS, NOTICES
 from services.common.cloudevents import Envelope
 from services.common.db import UnitOfWork
-from services.common.kafka import EventConsumer
+from services.common.kafka import EventConsumer, Handler
 from services.rumor_control import notices
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.unit_of_work import RumorControlUnitOfWork
 
-__all__ = ["register"]
+__all__ = ["group_id", "inboxes", "register"]
+
+
+def group_id(prefix: str) -> str:
+    """Rumor control's one consumer group."""
+    return f"{prefix}rumor_control"
+
+
+def inboxes(prefix: str) -> dict[str, str]:
+    """Topic -> the name its messages are recorded under in the inbox (the former groups)."""
+    return {NOTICES: f"{prefix}rumor_control.notices", ALERTS: f"{prefix}rumor_control.alerts"}
 
 
 def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
-    """Notices and acknowledgements, each in its consumer group.
+    """Notices and acknowledgements, in one consumer group (one member per instance).
+
+    Each topic's messages are recorded in the inbox under the id of the group that read
+    it before the two were merged, so an upgraded instance, whose new group starts at the
+    earliest offset, applies nothing twice.
 
     Bulletin deliveries do not come through Kafka: publishing hands them to the delivery
     engine in its own transaction (publishing/requests.py), and its worker sends them.
     """
-    prefix = deps.settings.rumor_group_prefix
-    notices_group = f"{prefix}rumor_control.notices"
-    alerts_group = f"{prefix}rumor_control.alerts"
-    on = consumer.on
+    group = group_id(deps.settings.rumor_group_prefix)
+    consumer.group(group, inboxes=inboxes(deps.settings.rumor_group_prefix))
+
+    def on(event_type: str, *, topic: str) -> Callable[[Handler], Handler]:
+        return consumer.on(event_type, topic=topic, group_id=group)
 
     def ours(uow: UnitOfWork) -> RumorControlUnitOfWork:
         return RumorControlUnitOfWork.joining(uow, source=deps.source)
 
     # A received and an updated notice are the same use case: project the newest version.
-    @on("notice.received", topic=NOTICES, group_id=notices_group)
-    @on("notice.updated", topic=NOTICES, group_id=notices_group)
+    @on("notice.received", topic=NOTICES)
+    @on("notice.updated", topic=NOTICES)
     async def notice_version(
         envelope: Envelope[NoticeReceived | NoticeUpdated], uow: UnitOfWork
     ) -> None:
         await notices.apply_notice(ours(uow), deps=deps, notice=envelope.data)
 
-    @on("notice.cancelled", topic=NOTICES, group_id=notices_group)
+    @on("notice.cancelled", topic=NOTICES)
     async def notice_cancelled(envelope: Envelope[NoticeCancelled], uow: UnitOfWork) -> None:
         await notices.apply_notice_cancelled(ours(uow), deps=deps, cancelled=envelope.data)
 
-    @on("alert.acknowledged", topic=ALERTS, group_id=alerts_group)
+    @on("alert.acknowledged", topic=ALERTS)
     async def alert_acknowledged(envelope: Envelope[AlertAcknowledged], uow: UnitOfWork) -> None:
         await notices.acknowledge_alert(ours(uow), deps=deps, acknowledged=envelope.data)

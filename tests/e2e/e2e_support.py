@@ -40,6 +40,7 @@ from services.common.settings import CommonSettings
 from services.demo import _notice as demo_notice
 from services.demo import _reports as demo_reports
 from services.rumor_control.config import PACKAGE_DIR
+from services.rumor_control.subscribers import group_id as rumor_group_id
 from tests.integration.intake.intake_support import KEY_K1
 from tests.integration.rumor_control.rumor_harness import skip_history
 from tests.support.apps import issue_test_token
@@ -315,12 +316,11 @@ async def _issue_tokens(database_url: str, var_dir: Path, cast: Cast) -> dict[st
     }
 
 
-def _groups(router_prefix: str, rumor_prefix: str) -> dict[str, str]:
-    """Every consumer group of the system and the topic it reads."""
+def _groups(router_prefix: str, rumor_prefix: str) -> dict[str, tuple[str, ...]]:
+    """Every consumer group of the system and the topics it reads."""
     return {
-        f"{router_prefix}.notices": NOTICES,
-        f"{rumor_prefix}rumor_control.notices": NOTICES,
-        f"{rumor_prefix}rumor_control.alerts": ALERTS,
+        f"{router_prefix}.notices": (NOTICES,),
+        rumor_group_id(rumor_prefix): (NOTICES, ALERTS),
     }
 
 

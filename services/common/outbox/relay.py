@@ -31,8 +31,12 @@ claimable only once its predecessor is marked sent, which only the predecessor's
 current holder can do), and consumers drop the duplicate through their inbox.
 
 The relay does not wait a polling interval per message: a commit that enqueued
-something wakes the relays of this process at once (an in-process signal), and on
-PostgreSQL a `NOTIFY` wakes relays in other processes; polling is the fallback.
+something wakes the relays of this process at once (an in-process signal, with no round
+trip through the database), and on PostgreSQL a `NOTIFY` wakes relays in other
+processes (a relay ignores its own process's, which carry that process's token);
+polling is the fallback. While a relay listens, every commit anywhere wakes it, so it
+polls `_LISTENING_POLL_FACTOR` times less often: an idle relay's claim and lease query
+cost CPU in the service and in PostgreSQL every poll.
 
 A round costs two statements whatever its size: the claim (which returns the rows to
 send, and whether a row of the same key waits behind each) and the settling (which
@@ -62,7 +66,13 @@ from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
 from services.common.outbox.leases import LeaseKeeper
-from services.common.outbox.writing import _NOTIFY_CHANNEL, OutboxRow, PublishFn, _wakers
+from services.common.outbox.writing import (
+    _NOTIFY_CHANNEL,
+    _PROCESS_TOKEN,
+    OutboxRow,
+    PublishFn,
+    _wakers,
+)
 
 __all__ = ["BatchPublisher", "OutboxRelay"]
 
@@ -80,6 +90,9 @@ _HAS_SUCCESSOR = sa.literal_column(
 ).label("has_successor")
 # Shortest idle wait: a lease that ended while another relay claims it must not spin us.
 _MIN_IDLE_WAIT_S = 0.05
+# While listening, the poll only backs up NOTIFY (which a live LISTEN connection does not
+# lose; a lost one wakes the loop to listen again): poll this many times less often.
+_LISTENING_POLL_FACTOR = 5
 
 
 @runtime_checkable
@@ -200,9 +213,9 @@ class OutboxRelay:
         channel = f"{_NOTIFY_CHANNEL}_{self._component}"
         try:
             self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url), timeout=5)
-            await self._listener.add_listener(channel, lambda *_: self._wake.set())
-            self._listener.add_termination_listener(lambda *_: self._in_process_wakes(True))
-            self._in_process_wakes(False)
+            await self._listener.add_listener(channel, self._notified)
+            # Lost: poll at the normal pace again, and try to listen again at once.
+            self._listener.add_termination_listener(lambda *_: self._wake.set())
             if self._listen_failing:
                 log.info("outbox.listen_restored", component=self._component)
             self._listen_failing = False
@@ -215,20 +228,18 @@ class OutboxRelay:
                 )
             self._listen_failing = True
             self._listener = None
-            self._in_process_wakes(True)
 
-    def _in_process_wakes(self, wanted: bool) -> None:
-        """Whether this process's commits wake the relay directly (without a NOTIFY).
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        # This process's own commits woke the relay already, without the round trip.
+        if payload != _PROCESS_TOKEN:
+            self._wake.set()
 
-        While it listens, the NOTIFY of every commit wakes it already, this process's
-        too; the direct wake-up on top would start a second round per commit that finds
-        nothing. Without a listener (SQLite, or the LISTEN connection lost) it is the
-        prompt path.
-        """
-        if wanted and self._wake_on_commit and not self._stopping.is_set():
-            _wakers.add(self._wake)
-        else:
-            _wakers.discard(self._wake)
+    def _listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
+
+    def _fallback_poll_s(self) -> float:
+        factor = _LISTENING_POLL_FACTOR if self._listening() else 1
+        return self._poll_interval_s * factor
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -264,9 +275,9 @@ class OutboxRelay:
 
     def _wait_for_lease_s(self, lease_ends_in: float | None) -> float:
         if lease_ends_in is None:
-            return self._poll_interval_s
+            return self._fallback_poll_s()
         # A little past the end, so the lease has surely lapsed when we look; never a spin.
-        return min(self._poll_interval_s, max(lease_ends_in + 0.01, _MIN_IDLE_WAIT_S))
+        return min(self._fallback_poll_s(), max(lease_ends_in + 0.01, _MIN_IDLE_WAIT_S))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -2,12 +2,15 @@
 
 A commit that enqueued something wakes the relays of this process at once (an
 in-process signal), and on PostgreSQL a `NOTIFY` sent in the same transaction wakes
-relays in other processes; polling is only the fallback.
+relays in other processes; polling is only the fallback. The NOTIFY carries this
+process's token, so its own relays, woken already, ignore it (a second wake-up would
+start a second, empty round per commit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +39,8 @@ log = get_logger(__name__)
 
 _DIRTY = "aviso_outbox_dirty"
 _NOTIFY_CHANNEL = "aviso_outbox"
+# The payload of this process's NOTIFYs: random, so it says nothing but "not yours".
+_PROCESS_TOKEN = uuid.uuid4().hex
 
 # Relays of this process, woken after any commit that enqueued a row.
 _wakers: set[asyncio.Event] = set()
@@ -130,7 +135,7 @@ def _row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
 # data-modifying CTE runs whole whatever reads it; LIMIT 1: one NOTIFY.
 _WITH_NOTIFY = (
     "WITH inserted AS ({insert} RETURNING 1) "  # noqa: S608 - constant; rows are bound
-    f"SELECT pg_notify('{_NOTIFY_CHANNEL}_' || current_schema(), '') "
+    f"SELECT pg_notify('{_NOTIFY_CHANNEL}_' || current_schema(), '{_PROCESS_TOKEN}') "
     "FROM (SELECT 1 FROM inserted LIMIT 1) AS one"
 )
 
@@ -161,7 +166,9 @@ async def _insert_alongside(
     rows: list[dict[str, object]],
     alongside: Sequence[sa.Insert | sa.Update],
 ) -> None:
-    notify = sa.func.pg_notify(sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), "")
+    notify = sa.func.pg_notify(
+        sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), sa.literal(_PROCESS_TOKEN)
+    )
     insert = sa.insert(outbox_messages).values(rows[0] if len(rows) == 1 else rows)
     inserted = insert.returning(sa.literal(1).label("one")).cte("inserted")
     statement = sa.select(notify).select_from(sa.select(inserted).limit(1).subquery())

@@ -1,5 +1,6 @@
 """The relay's batches against real Kafka and real databases: one produce round per batch,
-two statements per round, and a key's next row sent without waiting for a poll."""
+two statements per round, a key's next row sent without waiting for a poll, and the
+wake-ups of a commit (in process, or by another process's NOTIFY)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
@@ -15,11 +17,11 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import NOTICES
-from services.common.db import make_engine, make_session_factory
+from services.common.db import asyncpg_dsn, make_engine, make_session_factory
 from services.common.kafka import make_broker, outbox_publisher
 from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
-from services.common.outbox import OutboxRelay, OutboxRow, enqueue, enqueue_all
+from services.common.outbox import OutboxRelay, OutboxRow, enqueue, enqueue_all, writing
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
 from tests.support.kafka_io import read_topic, wait_for
@@ -235,3 +237,43 @@ async def test_one_commit_wakes_the_relay_once(
     finally:
         await relay.stop()
     assert len(statements) == 2, statements  # one claim, one settling
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_notify_wakes_the_relay_unless_its_own_process_sent_it(
+    broker: KafkaBroker,
+    engines: tuple[AsyncEngine, AsyncEngine],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writer, relay_engine = engines
+    relay = OutboxRelay(
+        engine=relay_engine,
+        publish=outbox_publisher(broker),
+        component="intake",
+        poll_interval_s=120,  # nothing but a wake-up can start a round in this test
+        claim_ttl_s=60,
+    )
+    statements = count_statements(relay_engine)
+    await relay.start()
+    # The first, empty round (a claim and the lease query) is over before anything is written.
+    await wait_for(lambda: len(statements) >= 2, timeout=30)
+    # The writer's commits no longer wake this process's relays directly, as if it were
+    # another process; its NOTIFY still carries this process's token.
+    monkeypatch.setattr(writing, "_wakers", set())
+    try:
+        async with make_session_factory(writer)() as session, session.begin():
+            await enqueue(session, notice_updated(uuid.uuid4(), 2), source="aviso.test")
+        # Its own process's NOTIFY does not wake the relay (the direct wake-up did that).
+        await asyncio.sleep(1.0)
+        assert relay.published_total == 0
+        assert await unsent(writer) == 1
+
+        # Another process's commit: its NOTIFY, with another token, wakes the relay.
+        notifier = await asyncpg.connect(asyncpg_dsn(writer.url))
+        try:
+            await notifier.execute("SELECT pg_notify('aviso_outbox_intake', 'another-process')")
+        finally:
+            await notifier.close()
+        await wait_for(lambda: relay.published_total == 1, timeout=30)
+    finally:
+        await relay.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from services.common.logging import configure_logging
 from services.rumor_control.app import create_app
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.domain import fingerprint_key_id
+from services.rumor_control.subscribers import group_id
 from services.rumor_control.tables import delivery_records, standby_requests
 from tests.support.apps import issue_test_token, running_app
 from tests.support.events import fingerprinted_notice
@@ -226,7 +227,7 @@ def _department(tmp: Path, webhook: WebhookSink) -> dict[str, Any]:
     return data
 
 
-async def skip_history(bootstrap: str, groups: dict[str, str]) -> None:
+async def skip_history(bootstrap: str, groups: Mapping[str, str | Iterable[str]]) -> None:
     """Commit each new consumer group's offsets at the end of its topic.
 
     The service's groups start from the earliest offset (right for a new deployment), but a
@@ -234,7 +235,8 @@ async def skip_history(bootstrap: str, groups: dict[str, str]) -> None:
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    for group, topic in groups.items():
+    for group, wanted in groups.items():
+        topics = [wanted] if isinstance(wanted, str) else list(wanted)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
         )
@@ -242,8 +244,11 @@ async def skip_history(bootstrap: str, groups: dict[str, str]) -> None:
         try:
             # aiokafka's public partitions_for_topic reads a cache nothing public fills.
             metadata = await consumer._client.fetch_all_metadata()
-            numbers = metadata.partitions_for_topic(topic) or set()
-            assigned = [TopicPartition(topic, n) for n in numbers]
+            assigned = [
+                TopicPartition(topic, n)
+                for topic in topics
+                for n in metadata.partitions_for_topic(topic) or set()
+            ]
             if not assigned:
                 continue
             consumer.assign(assigned)
@@ -301,13 +306,7 @@ async def rumor_app_running(
             "ops": await issue_test_token(settings, Role.OPS, "Ops", "ops"),
         }
         prefix = settings.rumor_group_prefix
-        await skip_history(
-            kafka_bootstrap,
-            {
-                f"{prefix}rumor_control.notices": NOTICES,
-                f"{prefix}rumor_control.alerts": ALERTS,
-            },
-        )
+        await skip_history(kafka_bootstrap, {group_id(prefix): (NOTICES, ALERTS)})
         app = create_app(settings)
         async with running_app(app) as client:
             yield RumorApp(settings, client, tokens, webhook, smtp, department, log_file)

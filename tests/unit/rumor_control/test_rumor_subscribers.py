@@ -35,6 +35,8 @@ class Calls:
     """What each use case was called with."""
 
     seen: list[tuple[str, Any, RumorControlUnitOfWork]] = field(default_factory=list)
+    # (topic, inbox name) of every inbox claim, in order.
+    inboxes: list[tuple[str, str]] = field(default_factory=list)
 
     def recorder(self, name: str, argument: str) -> Callable[..., Any]:
         async def use_case(uow: RumorControlUnitOfWork, **kwargs: Any) -> None:
@@ -56,8 +58,9 @@ async def wired(
         monkeypatch.setattr(notices, name, calls.recorder(name, argument))
     claimed: list[AsyncSession] = []
 
-    async def claim(session: AsyncSession, **_: Any) -> bool:
+    async def claim(session: AsyncSession, *, consumer: str, topic: str, **_: Any) -> bool:
         claimed.append(session)  # the inbox row would go into this transaction
+        calls.inboxes.append((topic, consumer))
         return True
 
     monkeypatch.setattr(kafka, "claim_message", claim)
@@ -127,3 +130,25 @@ async def test_nothing_is_consumed_from_the_retired_deliveries_topic(
         for topic in getattr(subscriber, "topics", ())
     }
     assert topics == {NOTICES, ALERTS}
+
+
+async def test_one_group_member_reads_both_topics_each_recorded_under_its_former_group(
+    deps: RumorControlDeps,
+    clock: FakeClock,
+    wired: tuple[KafkaBroker, Calls, list[AsyncSession]],
+) -> None:
+    broker, calls, _ = wired
+    (subscriber,) = broker.subscribers  # one consumer, so one member of one group
+    assert subscriber.group_id == subscribers.group_id(deps.settings.rumor_group_prefix)
+    received = notice(deps)
+
+    await _publish(broker, received)
+    await _publish(broker, acknowledgement(received.notice_id, at=clock))
+
+    assert [name for name, _, _ in calls.seen] == ["apply_notice", "acknowledge_alert"]
+    prefix = deps.settings.rumor_group_prefix
+    # The inbox names of the two groups it replaced: nothing they applied is applied again.
+    assert calls.inboxes == [
+        (NOTICES, f"{prefix}rumor_control.notices"),
+        (ALERTS, f"{prefix}rumor_control.alerts"),
+    ]

@@ -10,9 +10,10 @@ INSERT waits on the unique index (source_key, reference) and, once the other com
 writes nothing (ON CONFLICT DO NOTHING); a second look-up, in a new snapshot, then finds
 the other's notice. Either way the request answers like a retry, never with an error.
 
-The outbox row is the one `services.common.outbox.enqueue` writes (its `_row`), and the
-commit wakes this process's relays as enqueue's does (`_DIRTY`), so the relay cannot
-tell the two apart. SQLite keeps the SQLAlchemy path (repository.NoticeRepository).
+The outbox row is the one `services.common.outbox.enqueue` writes (`outbox_row`), with
+its NOTIFY (`notify_relays`), and the commit wakes this process's relays as enqueue's does
+(`mark_enqueued`), so the relay cannot tell the two apart. SQLite keeps the SQLAlchemy
+path (repository.NoticeRepository).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.cloudevents import new_event
 from services.common.messaging import outbox_messages
-from services.common.outbox.writing import _DIRTY, _NOTIFY_CHANNEL, _PROCESS_TOKEN, _row
+from services.common.outbox import mark_enqueued, notify_relays, outbox_row
 from services.intake.audit import AuditTrail
 from services.intake.direct import DirectStatement
 from services.intake.domain import Transition
@@ -78,12 +79,7 @@ def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
     )
     # The outbox INSERT says whether it wrote: one NOTIFY, only then.
     outboxed = outbox.returning(sa.literal(1).label("one")).cte("w_o")
-    # This process's token as the payload, as enqueue's: its own relays, woken in process
-    # (`_DIRTY`), ignore their own process's NOTIFY (outbox/relay.py).
-    notify = sa.func.pg_notify(
-        sa.bindparam("channel", type_=sa.String()) + sa.func.current_schema(),
-        sa.literal(_PROCESS_TOKEN),
-    )
+    notify = notify_relays()
     return sa.select(
         sa.select(existing.c.id).scalar_subquery().label("existing_id"),
         sa.select(sa.func.count()).select_from(notice).scalar_subquery().label("written"),
@@ -103,7 +99,7 @@ async def insert_new_notice(
         notice.values(),
         transition.version.values(),
         AuditTrail.entry_values(transition.audit, now=now),
-        _row(outgoing, datetime.now(UTC)),
+        outbox_row(outgoing, datetime.now(UTC)),
     )
     columns = tuple(tuple(row) for row in rows)
     statement = _NEW_NOTICE.get(columns)
@@ -112,13 +108,12 @@ async def insert_new_notice(
     values: dict[str, Any] = {
         "source_key": notice.source_key,
         "reference": notice.reference,
-        "channel": _NOTIFY_CHANNEL + "_",
     }
     for prefix, row in zip(_PREFIXES, rows, strict=True):
         values.update({f"{prefix}_{name}": value for name, value in row.items()})
     found = await statement.fetchrow(session, values)
     if found["written"]:
-        session.sync_session.info[_DIRTY] = True
+        mark_enqueued(session)
         return None
     if found["existing_id"] is not None:
         return str(found["existing_id"])

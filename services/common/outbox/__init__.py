@@ -15,6 +15,9 @@ from services.common.outbox.writing import (
     enqueue,
     enqueue_all,
     enqueue_outgoing,
+    mark_enqueued,
+    notify_relays,
+    outbox_row,
     pending_count,
 )
 
@@ -25,5 +28,8 @@ __all__ = [
     "enqueue",
     "enqueue_all",
     "enqueue_outgoing",
+    "mark_enqueued",
+    "notify_relays",
+    "outbox_row",
     "pending_count",
 ]

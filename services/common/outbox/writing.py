@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -32,6 +33,9 @@ __all__ = [
     "enqueue",
     "enqueue_all",
     "enqueue_outgoing",
+    "mark_enqueued",
+    "notify_relays",
+    "outbox_row",
     "pending_count",
 ]
 
@@ -91,13 +95,13 @@ async def enqueue(
     whole change); elsewhere they run first, in order.
     """
     outgoing = new_event(event_data, source=source, correlation_id=correlation_id)
-    await _insert(session, [_row(outgoing, datetime.now(UTC))], alongside=alongside)
+    await _insert(session, [outbox_row(outgoing, datetime.now(UTC))], alongside=alongside)
     return outgoing
 
 
 async def enqueue_outgoing(session: AsyncSession, outgoing: OutgoingEvent) -> None:
     """Add an already-built envelope to the outbox (used by DLQ replay)."""
-    await _insert(session, [_row(outgoing, datetime.now(UTC))], alongside=())
+    await _insert(session, [outbox_row(outgoing, datetime.now(UTC))], alongside=())
 
 
 async def enqueue_all(
@@ -114,11 +118,11 @@ async def enqueue_all(
     outgoing = [new_event(data, source=source, correlation_id=cid) for data, cid in events]
     if outgoing:
         now = datetime.now(UTC)
-        await _insert(session, [_row(o, now) for o in outgoing], alongside=())
+        await _insert(session, [outbox_row(o, now) for o in outgoing], alongside=())
     return outgoing
 
 
-def _row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
+def outbox_row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
     return {
         "message_id": outgoing.message_id,
         "topic": outgoing.topic,
@@ -158,7 +162,7 @@ async def _insert(
         for write in alongside:
             await session.execute(write)
         await insert_rows(session, outbox_messages, rows, wrap=_WITH_NOTIFY)
-    session.sync_session.info[_DIRTY] = True
+    mark_enqueued(session)
 
 
 async def _insert_alongside(
@@ -166,14 +170,24 @@ async def _insert_alongside(
     rows: list[dict[str, object]],
     alongside: Sequence[sa.Insert | sa.Update],
 ) -> None:
-    notify = sa.func.pg_notify(
-        sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema(), sa.literal(_PROCESS_TOKEN)
-    )
+    notify = notify_relays()
     insert = sa.insert(outbox_messages).values(rows[0] if len(rows) == 1 else rows)
     inserted = insert.returning(sa.literal(1).label("one")).cte("inserted")
     statement = sa.select(notify).select_from(sa.select(inserted).limit(1).subquery())
     statement = statement.add_cte(*(write.cte(f"write_{n}") for n, write in enumerate(alongside)))
     await session.execute(statement)
+
+
+def notify_relays() -> sa.ColumnElement[Any]:
+    """The NOTIFY `enqueue` sends with its rows (PostgreSQL), for a statement that writes
+    outbox rows itself: relays of other processes wake; this process's ignore it."""
+    channel = sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema()
+    return sa.func.pg_notify(channel, sa.literal(_PROCESS_TOKEN))
+
+
+def mark_enqueued(session: AsyncSession) -> None:
+    """Wake this process's relays when `session` commits: it wrote outbox rows."""
+    session.sync_session.info[_DIRTY] = True
 
 
 async def pending_count(session: AsyncSession) -> int:

@@ -172,6 +172,7 @@ async def _round(liaisons: int, base_url: str, database: str, var: Path, bootstr
             rumor_department_file=_department(directory, base_url, liaisons),
             rumor_group_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
             public_base_url="http://bench.example",
+            development_mode=True,  # a throw-away local run: development secrets are fine
         )  # fmt: skip
         concurrency = settings.delivery_max_in_flight
         floor = await _floor(settings, base_url, min(liaisons, 5000))

@@ -182,6 +182,36 @@ async def _table(db: AsyncEngine) -> sa.Table:
     return table
 
 
+def _bench_engine(
+    db: AsyncEngine, table: sa.Table, plan: Any
+) -> tuple[DeliveryEngine, SenderRegistry]:
+    """The engine as the services build it, on `db`, sending to the local sink."""
+    senders = SenderRegistry(
+        webhook=WebhookSender(secrets=[b"bench"], timeout_s=5.0, max_connections=CONCURRENCY),
+        email=EmailSender(host="127.0.0.1", port=1, sender="aviso@localhost"),
+    )
+    engine = DeliveryEngine(
+        store=SqlDeliveryStore(sessions=make_session_factory(db), table=table),
+        senders=senders,
+        plan=plan,
+        service="bench",
+        destination_secret=b"bench",
+        config=EngineConfig(max_in_flight=CONCURRENCY, per_destination=4),  # 32 at most
+    )
+    return engine, senders
+
+
+async def _finish(
+    senders: SenderRegistry, stop: asyncio.Event, task: asyncio.Task[None], *dbs: AsyncEngine
+) -> None:
+    """Stop the engine (its task), close its senders and the databases."""
+    stop.set()
+    await task
+    await senders.close()
+    for db in dbs:
+        await db.dispose()
+
+
 async def _one_at_a_time(settings: CommonSettings, base_url: str, deliveries: int) -> None:
     """Deliveries accepted one after the other, each once the one before was recorded (a
     notice at a time): the engine's statements and transactions per delivery at a low
@@ -190,15 +220,7 @@ async def _one_at_a_time(settings: CommonSettings, base_url: str, deliveries: in
     db, accepting = make_engine(settings, "router"), make_engine(settings, "router")
     table = await _table(db)
     plan = _CountingPlan(base_url, set())
-    senders = SenderRegistry(
-        webhook=WebhookSender(secrets=[b"bench"], timeout_s=5.0, max_connections=CONCURRENCY),
-        email=EmailSender(host="127.0.0.1", port=1, sender="aviso@localhost"),
-    )
-    engine = DeliveryEngine(
-        store=SqlDeliveryStore(sessions=make_session_factory(db), table=table), senders=senders,
-        plan=plan, service="bench", destination_secret=b"bench",
-        config=EngineConfig(max_in_flight=CONCURRENCY, per_destination=4),
-    )  # fmt: skip
+    engine, senders = _bench_engine(db, table, plan)
     counted = _Statements(db)
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))
@@ -212,11 +234,7 @@ async def _one_at_a_time(settings: CommonSettings, base_url: str, deliveries: in
         await asyncio.wait_for(plan.done.wait(), timeout=60)
     elapsed = time.perf_counter() - started
     statements, transactions = counted.statements, counted.transactions
-    stop.set()
-    await task
-    await senders.close()
-    await db.dispose()
-    await accepting.dispose()
+    await _finish(senders, stop, task, db, accepting)
     label = "engine, one delivery at a time"
     print(
         f"  {label:<42} {deliveries:>6} delivered in {elapsed:6.2f} s, "
@@ -246,18 +264,7 @@ async def _round(
     ]
     slow = [_order("/hang") for _ in range(hanging)]
     plan = _CountingPlan(base_url, {str(o.delivery_id) for o in fast})
-    senders = SenderRegistry(
-        webhook=WebhookSender(secrets=[b"bench"], timeout_s=5.0, max_connections=CONCURRENCY),
-        email=EmailSender(host="127.0.0.1", port=1, sender="aviso@localhost"),
-    )
-    engine = DeliveryEngine(
-        store=SqlDeliveryStore(sessions=sessions, table=table),
-        senders=senders,
-        plan=plan,
-        service="bench",
-        destination_secret=b"bench",
-        config=EngineConfig(max_in_flight=CONCURRENCY, per_destination=4),  # 32 at most
-    )
+    engine, senders = _bench_engine(db, table, plan)
     async with sessions() as session, session.begin():
         await engine.accept_many(session, slow + fast)  # the hanging ones are claimed first
     counted = _Statements(db)
@@ -267,10 +274,7 @@ async def _round(
     await asyncio.wait_for(plan.done.wait(), timeout=600)
     elapsed = time.perf_counter() - started
     statements, transactions = counted.statements, counted.transactions
-    stop.set()
-    await task
-    await senders.close()
-    await db.dispose()
+    await _finish(senders, stop, task, db)
     if quiet:
         return
     print(

@@ -216,6 +216,18 @@ async def _running(engine: DeliveryEngine) -> tuple[asyncio.Event, asyncio.Task[
     return stop, asyncio.create_task(engine.run(stop))
 
 
+async def _deliver_all(
+    db: Db, engine: DeliveryEngine, orders: list[DeliveryOrder]
+) -> dict[str, Any]:
+    """Run the engine, accept `orders`, wait until each is settled, stop; the rows."""
+    stop, task = await _running(engine)
+    await _accept(db, engine, *orders)
+    rows = await _until_settled(db, {str(o.delivery_id) for o in orders})
+    stop.set()
+    await task
+    return rows
+
+
 async def test_receiver_failing_then_recovering_gets_each_delivery_exactly_once(
     db: Db, receiver: Receiver
 ) -> None:
@@ -448,11 +460,7 @@ async def test_a_burst_to_one_slow_destination_claims_only_what_it_can_send(
     engine = _engine(db, store=store, per_destination=2, per_destination_max=2)
     orders = [_order(receiver.url("/slow")) for _ in range(60)]
     with structlog.testing.capture_logs() as logs:
-        stop, task = await _running(engine)
-        await _accept(db, engine, *orders)
-        rows = await _until_settled(db, {str(o.delivery_id) for o in orders})
-        stop.set()
-        await task
+        rows = await _deliver_all(db, engine, orders)
 
     sends = Counter(r.delivery_id for r in receiver.requests)
     assert sends == Counter({str(o.delivery_id): 1 for o in orders})  # each exactly once
@@ -477,11 +485,7 @@ async def test_a_burst_to_one_recipient_learns_its_destination_once(
     engine = _engine(db, store=store, max_in_flight=8, per_destination=2, per_destination_max=2)
     backup = uuid.uuid4()
     orders = [replace(_order(receiver.url("/backup")), recipient_id=backup) for _ in range(40)]
-    stop, task = await _running(engine)
-    await _accept(db, engine, *orders)
-    rows = await _until_settled(db, {str(o.delivery_id) for o in orders})
-    stop.set()
-    await task
+    rows = await _deliver_all(db, engine, orders)
 
     sends = Counter(r.delivery_id for r in receiver.requests)
     assert sends == Counter({str(o.delivery_id): 1 for o in orders})  # each exactly once

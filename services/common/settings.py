@@ -325,6 +325,17 @@ class CommonSettings(BaseSettings):
         gt=0,
         description="How long an open breaker skips its address before one probe is tried.",
     )
+    delivery_sibling_wait_ms: int = Field(
+        default=25,
+        ge=0,
+        le=1000,
+        description=(
+            "How long a finished delivery's outcome waits for deliveries of the same alert or "
+            "bulletin still being sent (an alert's webhook, e-mail and SMS), so that one "
+            "transaction records them together. Not while new orders wait or the engine is "
+            "busy; 0 records each outcome at once."
+        ),
+    )
 
     @field_validator("department_timezone")
     @classmethod

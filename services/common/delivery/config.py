@@ -34,6 +34,9 @@ class EngineConfig:
     # How soon to look again when records are due but their destinations are excluded
     # here (saturated, breaker open) and nothing wakes the engine earlier.
     busy_delay: timedelta = timedelta(milliseconds=200)
+    # How long an outcome waits for sends of the same request still in flight, so that one
+    # round records them together (`DeliveryEngine._await_siblings`).
+    sibling_wait: timedelta = timedelta(milliseconds=25)
 
     def __post_init__(self) -> None:
         if self.heartbeat * 2 > self.lease:
@@ -59,4 +62,5 @@ class EngineConfig:
             retry_max_s=settings.delivery_retry_max_s,
             breaker_failures=settings.delivery_breaker_failures,
             breaker_cooldown=timedelta(seconds=settings.delivery_breaker_cooldown_s),
+            sibling_wait=timedelta(milliseconds=settings.delivery_sibling_wait_ms),
         )

@@ -31,6 +31,7 @@ import hmac
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -135,6 +136,8 @@ class DeliveryEngine:
         )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._sending: Counter[uuid.UUID] = Counter()  # sends in flight per request
+        self._orders_waiting = False  # woken from outside: new orders (or due records)
         self._last_claim_at = datetime.min.replace(tzinfo=UTC)
 
     @classmethod
@@ -209,6 +212,7 @@ class DeliveryEngine:
 
     def wake(self) -> None:
         """Look for due records now."""
+        self._orders_waiting = True
         self._wake.set()
 
     def destination_key(self, channel: DeliveryChannel, address: str) -> str:
@@ -227,6 +231,7 @@ class DeliveryEngine:
         try:
             while not stop.is_set():
                 self._wake.clear()
+                await self._await_siblings(stop)
                 done = await self._guarded_round()
                 if (done.claimed and done.claimed == done.limit) or self._recorder.waiting:
                     continue  # there may be more due right now, or outcomes to record
@@ -267,6 +272,22 @@ class DeliveryEngine:
             timeout = 0.0 if later else min(timeout, self._config.busy_delay.total_seconds())
         await self._wait(stop, timeout)
 
+    async def _await_siblings(self, stop: asyncio.Event) -> None:
+        """Give sends of the same requests as the outcomes waiting up to `sibling_wait` to
+        finish, so one round records them together: a notice's webhook, e-mail and SMS are
+        then one alert transition, timeline INSERT and relay round, not one each. Never
+        while new orders wait, nor while busy (rounds batch outcomes then, and free slots
+        must refill)."""
+        deadline = time.monotonic() + self._config.sibling_wait.total_seconds()
+        while not (self._orders_waiting or stop.is_set()):
+            busy = self._claims.unsent > max(1, self._config.max_in_flight // 8)
+            waiting = self._recorder.waiting_for()
+            remaining = deadline - time.monotonic()
+            if busy or remaining <= 0 or not any(self._sending[a] for a in waiting):
+                return
+            self._wake.clear()
+            await self._wait(stop, remaining)  # a finished send wakes this
+
     async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
         """Until woken, stopped, or `timeout` seconds passed."""
         if timeout <= 0:
@@ -291,6 +312,7 @@ class DeliveryEngine:
         resolving it), and when that left slots free, read when the next record is due.
         Then start the sends. A round was three transactions (settle, claim, next due):
         on SQLite each took the database's one write lock and waited for the others."""
+        self._orders_waiting = False
         batch = self._recorder.take()
         free = self._free(settling=len(batch))
         if not batch and free <= 0:
@@ -378,6 +400,7 @@ class DeliveryEngine:
         """Start a claimed batch's sends, and record what needs no send."""
         immediate, sends = self._admission.sort(records, resolved, claimed_at)
         for send in await self._confirm(sends, claimed_at=claimed_at):
+            self._sending[send.record.aggregate_id] += 1
             self._spawn(self._attempt(send), "delivery-attempt")
         if immediate:
             self._recorder.queue(immediate)  # recorded by the next round
@@ -439,6 +462,9 @@ class DeliveryEngine:
         finally:
             self._claims.free_slot(key)
             self._claims.sent(record.delivery_id)
+            self._sending[record.aggregate_id] -= 1
+            if self._sending[record.aggregate_id] <= 0:
+                del self._sending[record.aggregate_id]
             self._wake.set()  # a slot is free: the next claim may take one more for `key`
         outcome = replace(
             outcome,

@@ -164,6 +164,10 @@ class OutcomeRecorder:
         """Outcomes queued and not yet taken."""
         return len(self._queue)
 
+    def waiting_for(self) -> set[uuid.UUID]:
+        """The requests (alerts, bulletins) whose queued outcomes wait to be recorded."""
+        return {outcome.record.aggregate_id for outcome in self._queue}
+
     def queue(self, outcomes: Sequence[Outcome]) -> None:
         """Queue outcomes for the engine's next round (`take`), or for `flush`."""
         self._queue.extend(outcomes)

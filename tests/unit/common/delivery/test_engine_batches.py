@@ -171,3 +171,64 @@ async def test_a_delivery_takes_two_transactions_at_a_low_rate() -> None:
     assert store.transactions == 2
     assert store.next_due_alone == 0
     assert store.settle_batches == [1]
+
+
+async def _until(predicate: Any) -> None:
+    while not predicate():  # noqa: ASYNC110 - the engine's own state, nothing to await
+        await asyncio.sleep(0.001)
+
+
+async def test_outcomes_of_one_request_wait_for_its_sends_in_flight_and_settle_together() -> None:
+    """An alert's webhook answers first; its outcome waits (up to `sibling_wait`) for the
+    alert's other send, and one round records both: one alert transition, not two."""
+    release = asyncio.Event()
+
+    async def behaviour(url: str, _delivery_id: str) -> None:
+        if url.endswith("/slow"):
+            await release.wait()
+
+    webhook = FakeWebhook(behaviour)
+    engine, store, _plan, _ = make_engine(webhook=webhook, sibling_wait=timedelta(seconds=60))
+    alert = order("http://l/fast").aggregate_id
+    fast, slow = order("http://l/fast", aggregate=alert), order("http://l/slow", aggregate=alert)
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await accept(engine, fast, slow)
+    engine.wake()
+    await asyncio.wait_for(_until(lambda: len(webhook.delivered) == 1), timeout=30)
+    await asyncio.sleep(0.05)  # a round recording the fast outcome alone would run now
+    assert store.settle_batches == []
+    release.set()
+    await asyncio.wait_for(_until(lambda: store.state(slow.delivery_id) == "delivered"), 30)
+    stop.set()
+    await running
+    assert store.settle_batches == [2]
+
+
+async def test_a_new_order_is_not_held_by_outcomes_waiting_for_their_siblings() -> None:
+    release = asyncio.Event()
+
+    async def behaviour(url: str, _delivery_id: str) -> None:
+        if url.endswith("/slow"):
+            await release.wait()
+
+    webhook = FakeWebhook(behaviour)
+    engine, store, _plan, _ = make_engine(webhook=webhook, sibling_wait=timedelta(seconds=60))
+    alert = order("http://l/fast").aggregate_id
+    fast, slow = order("http://l/fast", aggregate=alert), order("http://l/slow", aggregate=alert)
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await accept(engine, fast, slow)
+    engine.wake()
+    await asyncio.wait_for(_until(lambda: len(webhook.delivered) == 1), timeout=30)
+    new = order("http://l/new")
+    await accept(engine, new)
+    engine.wake()  # the accepting commit: claimed now, not after the sibling wait
+    await asyncio.wait_for(
+        _until(lambda: ("http://l/new", str(new.delivery_id)) in webhook.delivered), 30
+    )
+    release.set()
+    await asyncio.wait_for(_until(lambda: store.state(slow.delivery_id) == "delivered"), 30)
+    stop.set()
+    await running
+    assert store.state(fast.delivery_id) == "delivered"

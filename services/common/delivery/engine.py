@@ -281,9 +281,10 @@ class DeliveryEngine:
         deadline = time.monotonic() + self._config.sibling_wait.total_seconds()
         while not (self._orders_waiting or stop.is_set()):
             busy = self._claims.unsent > max(1, self._config.max_in_flight // 8)
-            waiting = self._recorder.waiting_for()
             remaining = deadline - time.monotonic()
-            if busy or remaining <= 0 or not any(self._sending[a] for a in waiting):
+            if busy or remaining <= 0 or not self._sending or not self._recorder.waiting:
+                return
+            if not any(self._sending[a] for a in self._recorder.waiting_for()):
                 return
             self._wake.clear()
             await self._wait(stop, remaining)  # a finished send wakes this

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -178,57 +179,57 @@ async def _until(predicate: Any) -> None:
         await asyncio.sleep(0.001)
 
 
+@dataclass
+class _AlertSends:
+    engine: Any
+    store: FakeStore
+    webhook: FakeWebhook
+    fast: Any
+    slow: Any
+
+
+@asynccontextmanager
+async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
+    """An alert's two sends running: the fast one answered, the slow one held until the
+    block ends; then the slow one answers, is recorded, and the engine stops."""
+    release = asyncio.Event()
+
+    async def behaviour(url: str, _delivery_id: str) -> None:
+        if url.endswith("/slow"):
+            await release.wait()
+
+    webhook = FakeWebhook(behaviour)
+    engine, store, _plan, _ = make_engine(webhook=webhook, sibling_wait=timedelta(seconds=60))
+    alert = order("http://l/fast").aggregate_id
+    fast, slow = order("http://l/fast", aggregate=alert), order("http://l/slow", aggregate=alert)
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await accept(engine, fast, slow)
+    engine.wake()
+    await asyncio.wait_for(webhook.wait_until(lambda: len(webhook.delivered) == 1), timeout=30)
+    yield _AlertSends(engine, store, webhook, fast, slow)
+    release.set()
+    await asyncio.wait_for(_until(lambda: store.state(slow.delivery_id) == "delivered"), 30)
+    stop.set()
+    await running
+
+
 async def test_outcomes_of_one_request_wait_for_its_sends_in_flight_and_settle_together() -> None:
     """An alert's webhook answers first; its outcome waits (up to `sibling_wait`) for the
     alert's other send, and one round records both: one alert transition, not two."""
-    release = asyncio.Event()
-
-    async def behaviour(url: str, _delivery_id: str) -> None:
-        if url.endswith("/slow"):
-            await release.wait()
-
-    webhook = FakeWebhook(behaviour)
-    engine, store, _plan, _ = make_engine(webhook=webhook, sibling_wait=timedelta(seconds=60))
-    alert = order("http://l/fast").aggregate_id
-    fast, slow = order("http://l/fast", aggregate=alert), order("http://l/slow", aggregate=alert)
-    stop = asyncio.Event()
-    running = asyncio.create_task(engine.run(stop))
-    await accept(engine, fast, slow)
-    engine.wake()
-    await asyncio.wait_for(_until(lambda: len(webhook.delivered) == 1), timeout=30)
-    await asyncio.sleep(0.05)  # a round recording the fast outcome alone would run now
-    assert store.settle_batches == []
-    release.set()
-    await asyncio.wait_for(_until(lambda: store.state(slow.delivery_id) == "delivered"), 30)
-    stop.set()
-    await running
-    assert store.settle_batches == [2]
+    async with _fast_answered_slow_held() as sends:
+        await asyncio.sleep(0.05)  # a round recording the fast outcome alone would run now
+        assert sends.store.settle_batches == []
+    assert sends.store.settle_batches == [2]
 
 
 async def test_a_new_order_is_not_held_by_outcomes_waiting_for_their_siblings() -> None:
-    release = asyncio.Event()
-
-    async def behaviour(url: str, _delivery_id: str) -> None:
-        if url.endswith("/slow"):
-            await release.wait()
-
-    webhook = FakeWebhook(behaviour)
-    engine, store, _plan, _ = make_engine(webhook=webhook, sibling_wait=timedelta(seconds=60))
-    alert = order("http://l/fast").aggregate_id
-    fast, slow = order("http://l/fast", aggregate=alert), order("http://l/slow", aggregate=alert)
-    stop = asyncio.Event()
-    running = asyncio.create_task(engine.run(stop))
-    await accept(engine, fast, slow)
-    engine.wake()
-    await asyncio.wait_for(_until(lambda: len(webhook.delivered) == 1), timeout=30)
-    new = order("http://l/new")
-    await accept(engine, new)
-    engine.wake()  # the accepting commit: claimed now, not after the sibling wait
-    await asyncio.wait_for(
-        _until(lambda: ("http://l/new", str(new.delivery_id)) in webhook.delivered), 30
-    )
-    release.set()
-    await asyncio.wait_for(_until(lambda: store.state(slow.delivery_id) == "delivered"), 30)
-    stop.set()
-    await running
-    assert store.state(fast.delivery_id) == "delivered"
+    async with _fast_answered_slow_held() as sends:
+        new = order("http://l/new")
+        await accept(sends.engine, new)
+        sends.engine.wake()  # the accepting commit: claimed now, not after the sibling wait
+        sent = ("http://l/new", str(new.delivery_id))
+        await asyncio.wait_for(
+            sends.webhook.wait_until(lambda: sent in sends.webhook.delivered), 30
+        )
+    assert sends.store.state(sends.fast.delivery_id) == "delivered"

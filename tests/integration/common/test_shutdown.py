@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.common.cloudevents import new_event
-from services.common.db import make_engine
+from services.common.db import component_url, make_engine
 from services.common.migrations import upgrade
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
@@ -61,8 +62,16 @@ async def test_sigterm_mid_stream_loses_nothing(
             )
         )
 
+    # Reads without the services' write lock: on SQLite every unit of work of `engine`
+    # begins IMMEDIATE, and under load the child's writes could hold this test's reads
+    # off past the busy timeout ("database is locked"). WAL lets a plain read run beside
+    # them.
+    reader = (
+        create_async_engine(component_url(settings, "intake")) if database_url is None else engine
+    )
+
     async def effects() -> list[str]:
-        async with engine.connect() as conn:
+        async with reader.connect() as conn:
             return [
                 r[0] for r in await conn.execute(sa.text("SELECT message_id FROM test_effects"))
             ]
@@ -112,6 +121,7 @@ async def test_sigterm_mid_stream_loses_nothing(
         await asyncio.to_thread(second.wait, 30)
 
     seen = await effects()
+    await reader.dispose()
     await engine.dispose()
     assert sorted(seen) == sorted(e.message_id for e in events), "each event applied exactly once"
 

@@ -41,8 +41,7 @@ async def apply_notice(
 ) -> None:
     """Project a notice version; draft a standby that waited for it; re-check drafts."""
     await uow.notices.lock(notice.notice_id)
-    await uow.notices.save_version(notice, at=deps.clock())
-    if await uow.notices.take_standby_request(notice.notice_id):
+    if await uow.notices.apply_version(notice, at=deps.clock()):
         await _draft_standby(uow, deps, notice.notice_id)
     elif notice.msg_type == "Update":
         await _refresh_standby(uow, deps, notice.notice_id)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.notices import NoticeReceived, NoticeUpdated
@@ -76,8 +78,38 @@ class SqlNotices:
         )
         return [_notice(row) for row in rows]
 
-    async def save_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> None:
+    async def apply_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> bool:
         """Apply a received/updated version: newest fields win, fingerprints accumulate.
+
+        Returns whether an acknowledgement was waiting for this notice: its standby request
+        is taken in the same step. A notice seen for the first time (nearly every one) is
+        one statement on PostgreSQL: the request's DELETE and the row's INSERT together.
+        """
+        values = {
+            "notice_id": str(notice.notice_id),
+            "version": notice.version,
+            "status": notice.status,
+            "area": notice.area,
+            "area_code": notice.area_code,
+            "window_start": notice.window_start,
+            "window_end": notice.window_end,
+            "fingerprints": sorted(set(notice.restricted_fingerprints)),
+            "fingerprint_key_ids": [notice.fingerprint_key_id],
+            "updated_at": at,
+        }
+        if self._session.get_bind().dialect.name == "postgresql":
+            taken, inserted = (await self._session.execute(_first_version(), values)).one()
+        else:
+            deleted = await self._session.execute(_take_request(), values)
+            added = await self._session.execute(_insert_version(sqlite.insert), values)
+            taken = bool(getattr(deleted, "rowcount", 0))
+            inserted = bool(getattr(added, "rowcount", 0))
+        if not inserted:
+            await self._merge_version(notice, at=at)
+        return bool(taken)
+
+    async def _merge_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> None:
+        """A later (or redelivered, or out-of-order) version of a notice already projected.
 
         Versions may arrive out of order after a redelivery, so the releasable fields are
         replaced only by a higher version, while the fingerprints are always added.
@@ -85,34 +117,25 @@ class SqlNotices:
         key = notices.c.notice_id == str(notice.notice_id)
         existing = (
             await self._session.execute(sa.select(notices).where(key).with_for_update())
-        ).first()
-        fields: dict[str, Any] = {
-            "version": notice.version,
-            "status": notice.status,
-            "area": notice.area,
-            "area_code": notice.area_code,
-            "window_start": notice.window_start,
-            "window_end": notice.window_end,
-        }
-        prints, key_id = set(notice.restricted_fingerprints), notice.fingerprint_key_id
-        if existing is None:
-            await self._session.execute(
-                sa.insert(notices).values(
-                    notice_id=str(notice.notice_id),
-                    **fields,
-                    fingerprints=sorted(prints),
-                    fingerprint_key_ids=[key_id],
-                    updated_at=at,
-                )
-            )
-            return
+        ).one()
         values: dict[str, Any] = {
-            "fingerprints": sorted(set(existing.fingerprints or ()) | prints),
-            "fingerprint_key_ids": sorted(set(existing.fingerprint_key_ids or ()) | {key_id}),
+            "fingerprints": sorted(
+                set(existing.fingerprints or ()) | set(notice.restricted_fingerprints)
+            ),
+            "fingerprint_key_ids": sorted(
+                set(existing.fingerprint_key_ids or ()) | {notice.fingerprint_key_id}
+            ),
             "updated_at": at,
         }
         if notice.version > existing.version:
-            values.update(fields)
+            values.update(
+                version=notice.version,
+                status=notice.status,
+                area=notice.area,
+                area_code=notice.area_code,
+                window_start=notice.window_start,
+                window_end=notice.window_end,
+            )
         await self._session.execute(sa.update(notices).where(key).values(**values))
 
     async def cancel(
@@ -166,9 +189,33 @@ class SqlNotices:
         )
         await self._session.execute(statement)
 
-    async def take_standby_request(self, notice_id: uuid.UUID) -> bool:
-        """Remove a pending standby request; True if there was one."""
-        result = await self._session.execute(
-            sa.delete(standby_requests).where(standby_requests.c.notice_id == str(notice_id))
-        )
-        return bool(getattr(result, "rowcount", 0))
+
+_VERSION_COLUMNS = (
+    "notice_id", "version", "status", "area", "area_code", "window_start", "window_end",
+    "fingerprints", "fingerprint_key_ids", "updated_at",
+)  # fmt: skip
+
+
+def _insert_version(insert: Any) -> Any:
+    """INSERT of a notice's first version, bound by column name; nothing if it exists."""
+    bound = {name: sa.bindparam(name, type_=notices.c[name].type) for name in _VERSION_COLUMNS}
+    return insert(notices).values(**bound).on_conflict_do_nothing(index_elements=["notice_id"])
+
+
+@cache
+def _take_request() -> sa.Delete:
+    """DELETE of the standby request waiting for a notice (SQLite; PostgreSQL folds it)."""
+    return sa.delete(standby_requests).where(
+        standby_requests.c.notice_id
+        == sa.bindparam("notice_id", type_=standby_requests.c.notice_id.type)
+    )
+
+
+@cache
+def _first_version() -> sa.Select[bool, bool]:
+    """PostgreSQL: take the notice's standby request and insert its first version in one
+    statement (built once): whether a request was taken, and whether the row is new. Both
+    run after the caller's lock, so a concurrent acknowledgement cannot fall between them."""
+    taken = _take_request().returning(standby_requests.c.notice_id).cte("taken")
+    inserted = _insert_version(postgresql.insert).returning(notices.c.notice_id).cte("inserted")
+    return sa.select(sa.exists(taken.select()), sa.exists(inserted.select()))

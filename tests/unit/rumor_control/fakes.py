@@ -118,7 +118,7 @@ class FakeNotices:
             n for n in self.store.notices.values() if n.window_end is None or n.window_end >= since
         ]
 
-    async def save_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> None:
+    async def apply_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> bool:
         prints = frozenset(notice.restricted_fingerprints)
         fresh = NoticeRow(
             notice.notice_id, notice.version, notice.status, notice.area, notice.area_code,
@@ -135,6 +135,9 @@ class FakeNotices:
                 key_ids=existing.key_ids | {notice.fingerprint_key_id},
             )
         self.store.notices[notice.notice_id] = fresh
+        waiting = notice.notice_id in self.store.standby_requests
+        self.store.standby_requests.discard(notice.notice_id)
+        return waiting
 
     async def cancel(
         self, *, notice_id: uuid.UUID, version: int, status: Status, at: datetime
@@ -161,12 +164,6 @@ class FakeNotices:
         self, *, notice_id: uuid.UUID, alert_id: uuid.UUID, by: uuid.UUID, at: datetime
     ) -> None:
         self.store.standby_requests.add(notice_id)
-
-    async def take_standby_request(self, notice_id: uuid.UUID) -> bool:
-        if notice_id in self.store.standby_requests:
-            self.store.standby_requests.discard(notice_id)
-            return True
-        return False
 
 
 class FakeRumors:

@@ -32,6 +32,7 @@ from services.rumor_control.domain import (
     ReportRow,
     RumorRow,
     TimelineRecord,
+    VersionApplied,
     VersionRow,
 )
 from services.rumor_control.domain.bulletins import BulletinTransition, BulletinView
@@ -65,7 +66,7 @@ class Notices(Protocol):
     async def recent(self, *, since: datetime) -> list[NoticeRow]: ...
     async def apply_version(
         self, notice: NoticeReceived | NoticeUpdated, *, at: datetime
-    ) -> bool: ...
+    ) -> VersionApplied: ...
     async def cancel(
         self, *, notice_id: uuid.UUID, version: int, status: Status, at: datetime
     ) -> None: ...

@@ -16,6 +16,7 @@ from services.rumor_control.domain.records import (
     ReportRow,
     RumorRow,
     Texts,
+    VersionApplied,
     VersionRow,
     VersionState,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Texts",
     "TimelineAction",
     "TimelineRecord",
+    "VersionApplied",
     "VersionRow",
     "VersionState",
     "VettingError",

@@ -30,6 +30,7 @@ __all__ = [
     "ReportRow",
     "RumorRow",
     "Texts",
+    "VersionApplied",
     "VersionRow",
     "VersionState",
 ]
@@ -56,6 +57,15 @@ class NoticeRow:
     cancelled_at: datetime | None
     fingerprints: frozenset[str]
     key_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class VersionApplied:
+    """What projecting a notice version found: whether the notice was new here, and
+    whether an acknowledgement was waiting for it (its standby request now taken)."""
+
+    first_seen: bool
+    standby_requested: bool
 
 
 @dataclass(frozen=True)

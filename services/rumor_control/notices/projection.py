@@ -41,13 +41,17 @@ async def apply_notice(
 ) -> None:
     """Project a notice version; draft a standby that waited for it; re-check drafts."""
     await uow.notices.lock(notice.notice_id)
-    if await uow.notices.apply_version(notice, at=deps.clock()):
+    applied = await uow.notices.apply_version(notice, at=deps.clock())
+    if applied.standby_requested:
         await _draft_standby(uow, deps, notice.notice_id)
     elif notice.msg_type == "Update":
         await _refresh_standby(uow, deps, notice.notice_id)
-    # A new version may add restricted terms, so drafts that cite the notice are re-checked
-    # (approval re-checks too; this keeps what the vetter sees current).
-    await _recheck_drafts(uow, deps, notice.notice_id)
+    if not applied.first_seen:
+        # A new version may add restricted terms, so drafts that cite the notice are
+        # re-checked (approval re-checks too; this keeps what the vetter sees current).
+        # A notice new here has none: a draft cites only notices already projected (the
+        # standby just drafted was checked as it was made).
+        await _recheck_drafts(uow, deps, notice.notice_id)
     notice_id, version = str(notice.notice_id), notice.version
     uow.after_commit(lambda: log.info("notice.projected", notice_id=notice_id, version=version))
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.notices import NoticeReceived, NoticeUpdated
-from services.rumor_control.domain import NoticeRow
+from services.rumor_control.domain import NoticeRow, VersionApplied
 from services.rumor_control.repository._sql import aware, insert_for
 from services.rumor_control.tables import notices, standby_requests
 
@@ -78,12 +78,14 @@ class SqlNotices:
         )
         return [_notice(row) for row in rows]
 
-    async def apply_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> bool:
+    async def apply_version(
+        self, notice: NoticeReceived | NoticeUpdated, *, at: datetime
+    ) -> VersionApplied:
         """Apply a received/updated version: newest fields win, fingerprints accumulate.
 
-        Returns whether an acknowledgement was waiting for this notice: its standby request
-        is taken in the same step. A notice seen for the first time (nearly every one) is
-        one statement on PostgreSQL: the request's DELETE and the row's INSERT together.
+        Also takes the standby request an acknowledgement left waiting for this notice. A
+        notice seen for the first time (nearly every one) is one statement on PostgreSQL:
+        the request's DELETE and the row's INSERT together.
         """
         values = {
             "notice_id": str(notice.notice_id),
@@ -106,7 +108,7 @@ class SqlNotices:
             inserted = bool(getattr(added, "rowcount", 0))
         if not inserted:
             await self._merge_version(notice, at=at)
-        return bool(taken)
+        return VersionApplied(first_seen=bool(inserted), standby_requested=bool(taken))
 
     async def _merge_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> None:
         """A later (or redelivered, or out-of-order) version of a notice already projected.

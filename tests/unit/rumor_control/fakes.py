@@ -36,6 +36,7 @@ from services.rumor_control.domain import (
     ReportRow,
     RumorRow,
     TimelineRecord,
+    VersionApplied,
     VersionRow,
     fingerprint_key_id,
 )
@@ -118,7 +119,9 @@ class FakeNotices:
             n for n in self.store.notices.values() if n.window_end is None or n.window_end >= since
         ]
 
-    async def apply_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> bool:
+    async def apply_version(
+        self, notice: NoticeReceived | NoticeUpdated, *, at: datetime
+    ) -> VersionApplied:
         prints = frozenset(notice.restricted_fingerprints)
         fresh = NoticeRow(
             notice.notice_id, notice.version, notice.status, notice.area, notice.area_code,
@@ -137,7 +140,7 @@ class FakeNotices:
         self.store.notices[notice.notice_id] = fresh
         waiting = notice.notice_id in self.store.standby_requests
         self.store.standby_requests.discard(notice.notice_id)
-        return waiting
+        return VersionApplied(first_seen=existing is None, standby_requested=waiting)
 
     async def cancel(
         self, *, notice_id: uuid.UUID, version: int, status: Status, at: datetime

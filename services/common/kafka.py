@@ -365,6 +365,12 @@ class EventConsumer:
         topic: str = record.topic  # type: ignore[union-attr]
         message_id = headers.get("ce_id") or f"{topic}:{record.partition}:{record.offset}"  # type: ignore[union-attr]
         with bound(message_id=message_id, topic=topic, group_id=subscription.group_id):
+            event_type = headers.get("ce_type")
+            if event_type and (topic, event_type) not in subscription.routes:
+                # Not an event this group applies (rumor_control reads the alerts topic for
+                # acknowledgements only): no need to parse it. A group that applies it
+                # validates it, and dead-letters it if it is bad.
+                return
             try:
                 envelope = parse_envelope(headers, body)
             except UnknownEventType as exc:
@@ -374,9 +380,7 @@ class EventConsumer:
             except InvalidEnvelope as exc:
                 await self._dead_letter(subscription, message, headers, exc, attempts=1)
                 return
-            route = subscription.routes.get((topic, envelope.type))
-            if route is None:
-                return
+            route = subscription.routes[topic, envelope.type]
             with (
                 correlation_scope(envelope.correlation_id),
                 bound(correlation_id=envelope.correlation_id, event_type=envelope.type),

@@ -62,3 +62,42 @@ def test_a_topic_the_group_does_not_read_is_refused(consumer: EventConsumer) -> 
         consumer.group("g", inboxes={"topic.b": "g"})
     with pytest.raises(ValueError, match="already has a handler"):
         consumer.on("x.happened", topic="topic.a", group_id="g")(_handler)
+
+
+class _Record:
+    def __init__(self, topic: str, event_type: str, value: bytes) -> None:
+        self.topic, self.value, self.partition, self.offset = topic, value, 0, 7
+        self.headers = [
+            ("ce_id", b"m-1"),
+            ("ce_type", event_type.encode()),
+            ("ce_source", b"aviso.test"),
+            ("ce_specversion", b"1.0"),
+        ]
+
+
+class _Message:
+    def __init__(self, record: _Record) -> None:
+        self.raw_message = record
+
+
+@pytest.mark.parametrize(
+    ("event_type", "dead_lettered"), [("notice.updated", 1), ("alert.delivered", 0)]
+)
+async def test_only_an_event_the_group_applies_is_parsed_and_a_bad_one_dead_lettered(
+    consumer: EventConsumer, monkeypatch: pytest.MonkeyPatch, event_type: str, dead_lettered: int
+) -> None:
+    consumer.group("g", inboxes={"topic.a": "g"})
+    consumer.on("notice.updated", topic="topic.a", group_id="g")(_handler)
+    letters: list[object] = []
+
+    async def dead_letter(*args: object, **kwargs: object) -> None:
+        letters.append(args)
+
+    monkeypatch.setattr(consumer, "_dead_letter", dead_letter)
+    subscription = consumer._subscriptions["g"]
+
+    await consumer.process(subscription, _Message(_Record("topic.a", event_type, b"{not json")))  # type: ignore[arg-type]
+
+    # A garbage body of a routed type is this group's poison message; one of a type the
+    # group does not apply is not even parsed (the group that applies it judges it).
+    assert len(letters) == dead_lettered

@@ -110,9 +110,28 @@ def make_engine(
         )
         event.listen(engine.sync_engine.pool, "checkout", _drop_closed_at_checkout)
         return engine
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+    engine = create_async_engine(
+        url,
+        connect_args={"timeout": 30},
+        # One connection per process. Every transaction begins IMMEDIATE (below), so only
+        # one at a time could run anyway; with several connections the others polled for
+        # the write lock in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... 100 ms
+        # between tries and so let a freed lock idle while work waited (latency tails
+        # under load). Waiting for the pool's one connection is a FIFO queue woken the
+        # moment it is returned. Other processes on the same file still meet the busy
+        # handler.
+        pool_size=kwargs.pop("pool_size", 1),
+        max_overflow=kwargs.pop("max_overflow", 0),
+        pool_timeout=kwargs.pop("pool_timeout", _SQLITE_QUEUE_S),
+        **kwargs,
+    )
     _configure_sqlite(engine)
     return engine
+
+
+# How long a transaction may queue for the process's SQLite connection: as long as it
+# would wait for another process's write lock (busy_timeout) and then some.
+_SQLITE_QUEUE_S = 30
 
 
 # Younger than PostgreSQL's and most proxies' idle timeouts, so the pool rarely hands out

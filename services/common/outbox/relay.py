@@ -72,6 +72,7 @@ from services.common.outbox.writing import (
     OutboxRow,
     PublishFn,
     _wakers,
+    _watchers,
 )
 
 __all__ = ["BatchPublisher", "OutboxRelay"]
@@ -233,6 +234,8 @@ class OutboxRelay:
         # This process's own commits woke the relay already, without the round trip.
         if payload != _PROCESS_TOKEN:
             self._wake.set()
+            for watcher in _watchers:
+                watcher.set()
 
     def _listening(self) -> bool:
         return self._listener is not None and not self._listener.is_closed()

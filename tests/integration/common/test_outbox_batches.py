@@ -268,12 +268,17 @@ async def test_a_notify_wakes_the_relay_unless_its_own_process_sent_it(
         assert relay.published_total == 0
         assert await unsent(writer) == 1
 
-        # Another process's commit: its NOTIFY, with another token, wakes the relay.
+        # Another process's commit: its NOTIFY, with another token, wakes the relay, and
+        # whoever watches this process's commits (the escalation worker) hears of it too.
+        watcher = asyncio.Event()
+        unwatch = writing.watch_commits(watcher)
         notifier = await asyncpg.connect(asyncpg_dsn(writer.url))
         try:
             await notifier.execute("SELECT pg_notify('aviso_outbox_intake', 'another-process')")
         finally:
             await notifier.close()
         await wait_for(lambda: relay.published_total == 1, timeout=30)
+        await asyncio.wait_for(watcher.wait(), timeout=30)
+        unwatch()
     finally:
         await relay.stop()

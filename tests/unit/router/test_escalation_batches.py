@@ -19,6 +19,7 @@ from services.router.app import RouterRuntime, default_senders
 from services.router.config import RouterSettings
 from services.router.domain import EscalationGuard, Transition, alert_id_for
 from services.router.escalation import EscalationWorker
+from tests.support.kafka_io import wait_for
 from tests.unit.router.fakes import (
     Clock,
     FakeAlerts,
@@ -185,12 +186,12 @@ async def test_the_running_worker_hears_of_commits_that_enqueued(
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     try:
-        await _wait(lambda: len(looks) == 1)
+        await wait_for(lambda: len(looks) == 1, timeout=30, interval=0.01)
         assert worker._changed in writing._watchers
         async with _sqlite_session() as session:
             mark_enqueued(session)
             await session.commit()
-        await _wait(lambda: len(looks) == 2)
+        await wait_for(lambda: len(looks) == 2, timeout=30, interval=0.01)
     finally:
         stop.set()
         await asyncio.wait_for(running, timeout=30)
@@ -205,12 +206,6 @@ async def _sqlite_session() -> AsyncIterator[AsyncSession]:
             yield session
     finally:
         await engine.dispose()
-
-
-async def _wait(done: Callable[[], bool]) -> None:
-    async with asyncio.timeout(30):
-        while not done():
-            await asyncio.sleep(0.01)
 
 
 async def test_the_service_wires_wake_escalation_to_its_worker(tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ class EscalationWorker:
                 done, _ = await asyncio.wait(
                     waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
-                if not done or done != {changed}:
+                if done != {changed}:
                     break  # the deadline, stopped, or woken
                 waits.discard(changed)  # heard once: later commits change nothing more
                 ends = min(ends, looked + self._poll_s)

@@ -42,8 +42,9 @@ class RouterSettings(CommonSettings):
         gt=0,
         le=5,
         description=(
-            "How often the escalation worker looks for timers set by other instances; it sleeps "
-            "until the nearest known deadline in between, so timers fire well within 1 s."
+            "How soon after a commit that may have set a timer (an event enqueued here, or "
+            "another router's NOTIFY) the escalation worker looks again; with nothing heard of "
+            "it looks every ten of these. Known deadlines fire on time regardless."
         ),
     )
     router_timer_batch_size: int = Field(

@@ -51,6 +51,10 @@ def test_server_properties_configure_a_single_node_kraft_cluster(tmp_path: Path)
         "num.partitions=3",
         "auto.create.topics.enable=true",
         f"log.dirs={tmp_path / 'data'}",
+        # Idle cost: no no-op metadata record every 500 ms, few polling threads.
+        "metadata.max.idle.interval.ms=10000",
+        "num.network.threads=1",
+        "num.io.threads=2",
     ):
         assert expected in lines, expected
 

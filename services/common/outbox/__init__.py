@@ -19,6 +19,7 @@ from services.common.outbox.writing import (
     notify_relays,
     outbox_row,
     pending_count,
+    watch_commits,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "notify_relays",
     "outbox_row",
     "pending_count",
+    "watch_commits",
 ]

@@ -66,28 +66,20 @@ from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
 from services.common.outbox.leases import LeaseKeeper
+from services.common.outbox.statements import RelayStatements
 from services.common.outbox.writing import (
     _NOTIFY_CHANNEL,
     _PROCESS_TOKEN,
     OutboxRow,
     PublishFn,
     _wakers,
+    _watchers,
 )
 
 __all__ = ["BatchPublisher", "OutboxRelay"]
 
 log = get_logger(__name__)
 
-_TIMESTAMP = sa.DateTime(timezone=True)
-# Whether a row of the same key waits behind a claimed one (it becomes claimable once
-# the claimed one is marked sent, so the loop claims again without waiting). Written out:
-# SQLite's compiler drops the table names inside RETURNING, which would turn the
-# correlation into `key = key`.
-_HAS_SUCCESSOR = sa.literal_column(
-    "EXISTS (SELECT 1 FROM outbox_messages AS later WHERE later.key = outbox_messages.key"
-    " AND later.sent_at IS NULL AND later.id > outbox_messages.id)",
-    sa.Boolean(),
-).label("has_successor")
 # Shortest idle wait: a lease that ended while another relay claims it must not spin us.
 _MIN_IDLE_WAIT_S = 0.05
 # While listening, the poll only backs up NOTIFY (which a live LISTEN connection does not
@@ -160,6 +152,13 @@ class OutboxRelay:
         self._claim_ttl_s = claim_ttl_s
         self._retry_delay_s = retry_delay_s
         self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
+        self._statements = RelayStatements(
+            postgres=self._postgres,
+            relay_id=self.relay_id,
+            batch_size=batch_size,
+            claim_ttl_s=claim_ttl_s,
+            retry_delay_s=retry_delay_s,
+        )
         # Off only to measure the polling fallback (benchmarks/outbox_latency.py --no-wake).
         self._wake_on_commit = wake_on_commit
         self._wake = asyncio.Event()
@@ -233,6 +232,8 @@ class OutboxRelay:
         # This process's own commits woke the relay already, without the round trip.
         if payload != _PROCESS_TOKEN:
             self._wake.set()
+            for watcher in _watchers:
+                watcher.set()
 
     def _listening(self) -> bool:
         return self._listener is not None and not self._listener.is_closed()
@@ -314,47 +315,8 @@ class OutboxRelay:
         return len(sent)
 
     async def _claim(self) -> Sequence[OutboxRow]:
-        now = self._now()
-        t = outbox_messages
-        # Aliases keep the subquery from correlating with the UPDATE's own table.
-        candidate = t.alias("candidate")
-        earlier = t.alias("earlier")
-        heads = (
-            sa.select(candidate.c.id)
-            .where(
-                candidate.c.sent_at.is_(None),
-                sa.or_(candidate.c.claimed_until.is_(None), candidate.c.claimed_until < now),
-                ~sa.exists().where(
-                    earlier.c.key == candidate.c.key,
-                    earlier.c.sent_at.is_(None),
-                    earlier.c.id < candidate.c.id,
-                ),
-            )
-            .order_by(candidate.c.id)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True, of=candidate)
-        )
-        claim = (
-            sa.update(t)
-            .where(t.c.id.in_(heads.scalar_subquery()))
-            .values(
-                claimed_by=self.relay_id,
-                claimed_until=self._lease_until(self._claim_ttl_s),
-                attempts=t.c.attempts + 1,
-            )
-            .returning(
-                t.c.id,
-                t.c.message_id,
-                t.c.topic,
-                t.c.key,
-                t.c.event_type,
-                t.c.headers,
-                t.c.payload,
-                _HAS_SUCCESSOR,
-            )
-        )
         async with self._sessions() as session, session.begin():
-            result = await session.execute(claim)
+            result = await session.execute(self._statements.claim, self._statements.claim_values())
             claimed: list[OutboxRow] = []
             successors = False
             for r in result:
@@ -375,52 +337,18 @@ class OutboxRelay:
 
     async def _settle(self, sent: list[int], failed: list[tuple[OutboxRow, BaseException]]) -> None:
         """Mark `sent` sent and hold `failed` back; learn when the earliest lease left ends."""
-        t = outbox_messages
+        statements = self._statements
         self._lease_ends_in_s = None
         async with self._sessions() as session, session.begin():
             for row, error in failed:
-                # Keep the claim a little longer: the key's later rows wait behind it.
                 await session.execute(
-                    sa.update(t)
-                    .where(t.c.id == row.id, t.c.claimed_by == self.relay_id)
-                    .values(
-                        claimed_until=self._lease_until(self._retry_delay_s),
-                        last_error=type(error).__name__,
-                    )
+                    statements.hold_back, statements.hold_back_values(row.id, type(error).__name__)
                 )
             if sent:
                 ends = await session.execute(
-                    sa.update(t)
-                    .where(t.c.id.in_(sent), t.c.claimed_by == self.relay_id)
-                    .values(
-                        sent_at=datetime.now(UTC),
-                        claimed_by=None,
-                        claimed_until=None,
-                        last_error=None,
-                    )
-                    .returning(self._earliest_other_lease(excluding=sent))
+                    statements.mark_sent, statements.mark_sent_values(sent)
                 )
                 self._lease_ends_in_s = self._seconds_until(ends.scalar())
-
-    def _earliest_other_lease(self, *, excluding: list[int]) -> sa.ColumnElement[Any]:
-        """When the earliest lease on an unsent row not in `excluding` ends (seconds on PG).
-
-        Read in the settling statement itself, which sees the rows as they were before
-        it, so the rows it marks sent are left out by id.
-        """
-        other = outbox_messages.alias("other")
-        earliest = (
-            sa.select(sa.func.min(other.c.claimed_until))
-            .where(
-                other.c.sent_at.is_(None),
-                other.c.claimed_until.is_not(None),
-                other.c.id.not_in(excluding),
-            )
-            .scalar_subquery()
-        )
-        if self._postgres:
-            return sa.extract("epoch", earliest - sa.func.clock_timestamp())
-        return earliest
 
     def _seconds_until(self, value: Any) -> float | None:
         """A lease end as read back (PostgreSQL: seconds already; SQLite: a naive UTC time)."""
@@ -435,13 +363,10 @@ class OutboxRelay:
 
     async def _renew(self, ids: list[int]) -> None:
         """Extend this relay's lease on `ids` (the heartbeat); say so if any were lost."""
-        t = outbox_messages
         try:
             async with self._sessions() as session, session.begin():
                 result = await session.execute(
-                    sa.update(t)
-                    .where(t.c.id.in_(ids), t.c.claimed_by == self.relay_id, t.c.sent_at.is_(None))
-                    .values(claimed_until=self._lease_until(self._claim_ttl_s))
+                    self._statements.renew, self._statements.renew_values(ids)
                 )
         except Exception as exc:
             # The next beat tries again; if the database stays away no other relay can
@@ -458,33 +383,9 @@ class OutboxRelay:
 
     async def _earliest_lease_end_s(self) -> float | None:
         """Seconds until the earliest lease on an unsent row ends (negative: ended)."""
-        t = outbox_messages
-        earliest = sa.func.min(t.c.claimed_until)
-        pending = t.c.sent_at.is_(None) & t.c.claimed_until.is_not(None)
         async with self._sessions() as session:
-            if self._postgres:
-                seconds = sa.extract("epoch", earliest - sa.func.clock_timestamp())
-                value = (await session.execute(sa.select(seconds).where(pending))).scalar()
-            else:
-                value = (await session.execute(sa.select(earliest).where(pending))).scalar()
+            value = (await session.execute(self._statements.earliest_lease)).scalar()
         return self._seconds_until(value)
-
-    # -- the lease clock -----------------------------------------------------------
-    # PostgreSQL's clock when there is one: every relay, on any host, reads the same
-    # time, so a 2 s lease does not depend on the hosts' clocks agreeing. SQLite is one
-    # file on one host, whose clock every relay shares already.
-
-    def _now(self) -> sa.ColumnElement[datetime]:
-        if self._postgres:
-            return sa.func.clock_timestamp(type_=_TIMESTAMP)
-        return sa.literal(datetime.now(UTC), _TIMESTAMP)
-
-    def _lease_until(self, seconds: float) -> sa.ColumnElement[datetime]:
-        if self._postgres:
-            return sa.func.clock_timestamp(type_=_TIMESTAMP) + sa.func.make_interval(
-                0, 0, 0, 0, 0, 0, seconds, type_=sa.Interval()
-            )
-        return sa.literal(datetime.now(UTC) + timedelta(seconds=seconds), _TIMESTAMP)
 
     async def prune(self, *, older_than: timedelta) -> int:
         """Delete rows sent longer ago than `older_than`; returns how many."""

@@ -37,6 +37,7 @@ __all__ = [
     "notify_relays",
     "outbox_row",
     "pending_count",
+    "watch_commits",
 ]
 
 log = get_logger(__name__)
@@ -48,6 +49,9 @@ _PROCESS_TOKEN = uuid.uuid4().hex
 
 # Relays of this process, woken after any commit that enqueued a row.
 _wakers: set[asyncio.Event] = set()
+# Others that want to hear of the same commits (and of other processes' NOTIFYs that a
+# relay of this process receives): see `watch_commits`.
+_watchers: set[asyncio.Event] = set()
 
 
 @event.listens_for(Session, "after_commit")
@@ -55,6 +59,21 @@ def _wake_relays_after_commit(session: Session) -> None:
     if session.info.pop(_DIRTY, False):
         for waker in _wakers:
             waker.set()
+        for watcher in _watchers:
+            watcher.set()
+
+
+def watch_commits(watcher: asyncio.Event) -> Callable[[], None]:
+    """Set `watcher` after every commit that enqueued a row, in this process or (on
+    PostgreSQL, while a relay of this process listens) another process of the same
+    component; returns the function that stops it.
+
+    A state change worth publishing comes with an event, so a background worker can sleep
+    through quiet times and still hear of new work at once (the escalation worker learns
+    of new timers this way instead of polling for them twice a second).
+    """
+    _watchers.add(watcher)
+    return lambda: _watchers.discard(watcher)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -3,10 +3,17 @@
 Timers live in the database (`alerts.next_fire_at`), not in memory, so a restarted
 router resumes them and any instance may fire any alert's timer. Each round fires every
 due timer in batches, resolves alerts whose operation window ended, then sleeps until
-the nearest known deadline, never longer than the poll interval: timers another instance
-set are discovered within one poll, and those already known fire within milliseconds of
-their deadline instead of up to a poll interval late. `wake()` cuts the sleep short, for
-a timer this process has just made due (every channel of a step failed: escalate now).
+the nearest known deadline (of any instance's alerts), so known timers fire within
+milliseconds of their deadline. `wake()` cuts the sleep short, for a timer this process
+has just made due (every channel of a step failed: escalate now).
+
+A new or moved timer comes with an event (alert.triggered on open and reopen), so the
+worker hears of it from the outbox (`watch_commits`): after any commit of this process
+that enqueued an event, or another router's NOTIFY, it looks again, but no sooner than a
+poll interval after its last look, so a busy router looks as often as the poll always
+did. With nothing committed it sleeps up to `_IDLE_POLL_FACTOR` poll intervals (the
+safety poll, for a NOTIFY lost with its connection): an idle router no longer runs three
+transactions twice a second.
 
 Batches: one transaction claims up to `router_timer_batch_size` due alerts (`FOR UPDATE
 SKIP LOCKED` on PostgreSQL, SQLite's write lock) and fires each with one `apply`, a
@@ -32,6 +39,7 @@ from datetime import datetime
 
 from services.common.db import component_url
 from services.common.logging import get_logger
+from services.common.outbox import watch_commits
 from services.router.deps import RouterDeps
 from services.router.errors import TimerFailed
 from services.router.escalation.timers import (
@@ -50,6 +58,8 @@ log = get_logger(__name__)
 _MIN_SLEEP_S = 0.002
 _RECHECK_S = 0.02
 _MAX_RETRY_PAUSE_S = 60.0
+# With no commit heard of, look this many poll intervals apart (see the module docstring).
+_IDLE_POLL_FACTOR = 10
 
 
 @dataclass
@@ -66,6 +76,7 @@ class EscalationWorker:
     def __init__(self, deps: RouterDeps) -> None:
         self._deps = deps
         self._poll_s = deps.settings.router_timer_poll_interval_s
+        self._idle_poll_s = self._poll_s * _IDLE_POLL_FACTOR
         self._batch = deps.settings.router_timer_batch_size
         # SQLite has one writer: a second lane would only wait for the first one's lock.
         sqlite = component_url(deps.settings, "router").get_backend_name() == "sqlite"
@@ -75,6 +86,8 @@ class EscalationWorker:
         self._failed_last_round = False
         self._poisoned: dict[str, _Poisoned] = {}
         self._woken = asyncio.Event()
+        # Set after a commit that enqueued an event (it may have set a nearer timer).
+        self._changed = asyncio.Event()
 
     def wake(self) -> None:
         """Look for due timers now instead of at the end of the current sleep.
@@ -92,39 +105,59 @@ class EscalationWorker:
             lanes=self._lanes,
         )
         next_gauges = 0.0
-        while not stop.is_set():
-            delay = self._poll_s
-            try:
-                progressed = await self.run_once(stop)
-                if time.monotonic() >= next_gauges:
+        unwatch = watch_commits(self._changed)
+        try:
+            while not stop.is_set():
+                delay = self._poll_s
+                looked = time.monotonic()
+                # Before the round reads: a commit from now on asks for another look.
+                self._changed.clear()
+                try:
+                    progressed = await self.run_once(stop)
+                    if time.monotonic() >= next_gauges:
+                        async with self._deps.unit_of_work() as uow:
+                            await refresh_alert_gauges(uow)
+                        next_gauges = time.monotonic() + self._gauges_every_s
                     async with self._deps.unit_of_work() as uow:
-                        await refresh_alert_gauges(uow)
-                    next_gauges = time.monotonic() + self._gauges_every_s
-                async with self._deps.unit_of_work() as uow:
-                    deadline = await next_deadline(uow)
-                delay = self._delay_until(deadline, progressed=progressed)
-            except Exception as exc:
-                # The database blinked: keep trying; timers are durable and will fire late.
-                log.error("escalation.round_failed", error_type=type(exc).__name__, error=str(exc))
-            await self._sleep(stop, delay)
+                        deadline = await next_deadline(uow)
+                    delay = self._delay_until(deadline, progressed=progressed)
+                except Exception as exc:
+                    # The database blinked: keep trying; timers are durable and will fire late.
+                    log.error(
+                        "escalation.round_failed", error_type=type(exc).__name__, error=str(exc)
+                    )
+                await self._sleep(stop, delay, looked=looked)
+        finally:
+            unwatch()
         log.info("escalation.worker_stopped", fired=self.fired_total)
 
-    async def _sleep(self, stop: asyncio.Event, delay: float) -> None:
-        """Sleep `delay` seconds, or less if stopped or woken."""
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())]
+    async def _sleep(self, stop: asyncio.Event, delay: float, *, looked: float) -> None:
+        """Sleep `delay` seconds, or less if stopped or woken; after a commit that may have
+        set a nearer timer, until a poll interval after the last look (`looked`) at most."""
+        ends = time.monotonic() + delay
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())}
+        changed = asyncio.ensure_future(self._changed.wait())
+        waits.add(changed)
         try:
-            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            while (remaining := ends - time.monotonic()) > 0:
+                done, _ = await asyncio.wait(
+                    waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if done != {changed}:
+                    break  # the deadline, stopped, or woken
+                waits.discard(changed)  # heard once: later commits change nothing more
+                ends = min(ends, looked + self._poll_s)
         finally:
-            for waiting in waits:
+            for waiting in waits | {changed}:
                 waiting.cancel()
         self._woken.clear()
 
     def _delay_until(self, deadline: datetime | None, *, progressed: bool) -> float:
         if deadline is None:
-            return self._poll_s
+            return self._idle_poll_s
         remaining = (deadline - self._deps.clock()).total_seconds()
         if remaining > 0:
-            return max(min(remaining, self._poll_s), _MIN_SLEEP_S)
+            return max(min(remaining, self._idle_poll_s), _MIN_SLEEP_S)
         if self._failed_last_round:
             return self._poll_s  # a poison alert is still due: retry at poll pace, not hot
         if progressed:

@@ -67,6 +67,17 @@ def count_statements(engine: AsyncEngine) -> list[str]:
     return seen
 
 
+def executed_statements(engine: AsyncEngine) -> list[object]:
+    """The statement objects `engine` executes from now on (before SQLAlchemy compiles)."""
+    seen: list[object] = []
+
+    def before(_conn: Any, clauseelement: object, *_args: Any) -> None:
+        seen.append(clauseelement)
+
+    event.listen(engine.sync_engine, "before_execute", before)
+    return seen
+
+
 async def unsent(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         query = sa.select(sa.func.count()).where(outbox_messages.c.sent_at.is_(None))
@@ -84,6 +95,7 @@ async def test_a_chain_of_one_key_is_sent_without_polls_in_two_statements_per_ro
         await enqueue(session, notice_updated(chained, 4), source="aviso.test")
 
     statements = count_statements(relay_engine)
+    executed = executed_statements(relay_engine)
     # No wake-ups and a poll far beyond the deadline below: only the relay's own
     # knowledge that a key's next row waits can get the chain out in time. The long
     # lease keeps the heartbeat out of the count.
@@ -113,6 +125,10 @@ async def test_a_chain_of_one_key_is_sent_without_polls_in_two_statements_per_ro
     # Three rounds (three rows of one key), each a claim and a settling: nothing read
     # back, no empty claim after a round, no lease query while rows keep coming.
     assert len(statements) == 6, statements
+    # Built once per relay, not per round: the three claims are one statement object,
+    # and so are the three settlings (their cache keys are memoised on them).
+    assert len(executed) == 6
+    assert len({id(statement) for statement in executed}) == 2
 
 
 async def _none_unsent(engine: AsyncEngine) -> bool:
@@ -268,12 +284,17 @@ async def test_a_notify_wakes_the_relay_unless_its_own_process_sent_it(
         assert relay.published_total == 0
         assert await unsent(writer) == 1
 
-        # Another process's commit: its NOTIFY, with another token, wakes the relay.
+        # Another process's commit: its NOTIFY, with another token, wakes the relay, and
+        # whoever watches this process's commits (the escalation worker) hears of it too.
+        watcher = asyncio.Event()
+        unwatch = writing.watch_commits(watcher)
         notifier = await asyncpg.connect(asyncpg_dsn(writer.url))
         try:
             await notifier.execute("SELECT pg_notify('aviso_outbox_intake', 'another-process')")
         finally:
             await notifier.close()
         await wait_for(lambda: relay.published_total == 1, timeout=30)
+        await asyncio.wait_for(watcher.wait(), timeout=30)
+        unwatch()
     finally:
         await relay.stop()

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from services.common.outbox import mark_enqueued, writing
 from services.router import alerting, escalation
 from services.router.app import RouterRuntime, default_senders
 from services.router.config import RouterSettings
 from services.router.domain import EscalationGuard, Transition, alert_id_for
 from services.router.escalation import EscalationWorker
+from tests.support.kafka_io import wait_for
 from tests.unit.router.fakes import (
     Clock,
     FakeAlerts,
@@ -141,13 +146,66 @@ async def test_a_failing_alert_does_not_stop_its_batch_and_is_logged_once(
 async def test_wake_cuts_the_sleep_short(deps: FakeDeps) -> None:
     worker = EscalationWorker(deps)
     stop = asyncio.Event()
-    sleeping = asyncio.create_task(worker._sleep(stop, 3600))
+    sleeping = asyncio.create_task(worker._sleep(stop, 3600, looked=time.monotonic()))
     await asyncio.sleep(0)
     assert not sleeping.done()
     worker.wake()
     await asyncio.wait_for(sleeping, timeout=30)
     # Woken once: the next sleep is a whole one again.
     assert not worker._woken.is_set()
+
+
+async def test_a_commit_heard_of_ends_the_sleep_a_poll_after_the_last_look(
+    deps: FakeDeps,
+) -> None:
+    worker = EscalationWorker(deps)
+    stop = asyncio.Event()
+    # The last look was longer than a poll interval ago: a commit heard of means look now.
+    looked = time.monotonic() - 2 * deps.settings.router_timer_poll_interval_s
+    sleeping = asyncio.create_task(worker._sleep(stop, 3600, looked=looked))
+    await asyncio.sleep(0)
+    assert not sleeping.done()
+    worker._changed.set()
+    await asyncio.wait_for(sleeping, timeout=30)
+
+
+async def test_the_running_worker_hears_of_commits_that_enqueued(
+    deps: FakeDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looks: list[float] = []
+
+    async def counted(stop: asyncio.Event | None = None) -> bool:
+        looks.append(time.monotonic())
+        return False
+
+    # Idle: nothing due, so it would sleep for an hour and more; a commit heard of cuts
+    # that to one poll interval after the last look.
+    monkeypatch.setattr(escalation.worker, "_IDLE_POLL_FACTOR", 10_000)
+    worker = EscalationWorker(deps)
+    monkeypatch.setattr(worker, "run_once", counted)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await wait_for(lambda: len(looks) == 1, timeout=30, interval=0.01)
+        assert worker._changed in writing._watchers
+        async with _sqlite_session() as session:
+            mark_enqueued(session)
+            await session.commit()
+        await wait_for(lambda: len(looks) == 2, timeout=30, interval=0.01)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+    assert worker._changed not in writing._watchers
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_session() -> AsyncIterator[AsyncSession]:
+    engine = create_async_engine("sqlite+aiosqlite://")
+    try:
+        async with AsyncSession(engine) as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 async def test_the_service_wires_wake_escalation_to_its_worker(tmp_path: Path) -> None:

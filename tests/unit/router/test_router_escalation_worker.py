@@ -25,10 +25,11 @@ def test_sleeps_exactly_until_a_deadline_inside_the_poll_interval(worker: Escala
     assert worker._delay_until(NOW + timedelta(milliseconds=120), progressed=False) == 0.12
 
 
-def test_never_sleeps_longer_than_the_poll_interval(worker: EscalationWorker) -> None:
-    # Timers set by another instance are only seen by polling.
-    assert worker._delay_until(NOW + timedelta(minutes=5), progressed=False) == 0.5
-    assert worker._delay_until(None, progressed=False) == 0.5
+def test_idle_it_sleeps_ten_poll_intervals_at_most(worker: EscalationWorker) -> None:
+    # New timers come with an event it hears of (watch_commits); this is the safety poll.
+    assert worker._delay_until(NOW + timedelta(minutes=5), progressed=False) == 5.0
+    assert worker._delay_until(None, progressed=False) == 5.0
+    assert worker._delay_until(NOW + timedelta(seconds=3), progressed=False) == 3.0
 
 
 def test_a_deadline_that_came_due_during_the_round_is_retried_at_once(

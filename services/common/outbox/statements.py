@@ -1,0 +1,177 @@
+"""The relay's statements, built once per relay instead of once per round.
+
+A relay round runs the same few statements with different ids and times. Building one
+(two aliases of the outbox table, a correlated subquery, a RETURNING list) and deriving
+its cache key took SQLAlchemy longer than PostgreSQL took to run it, every round, in
+every service. Built once, a statement keeps its memoised cache key, so each round only
+binds its values: the ids (an expanding IN) and, on SQLite, the times. On PostgreSQL
+the times are the database's clock (`clock_timestamp()`), written into the statement:
+every relay, on any host, reads the same time, so a 2 s lease does not depend on the
+hosts' clocks agreeing (SQLite is one file on one host, whose clock all relays share).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.common.messaging import outbox_messages
+
+__all__ = ["RelayStatements"]
+
+_TIMESTAMP = sa.DateTime(timezone=True)
+# Whether a row of the same key waits behind a claimed one (it becomes claimable once
+# the claimed one is marked sent, so the loop claims again without waiting). Written out:
+# SQLite's compiler drops the table names inside RETURNING, which would turn the
+# correlation into `key = key`.
+_HAS_SUCCESSOR = sa.literal_column(
+    "EXISTS (SELECT 1 FROM outbox_messages AS later WHERE later.key = outbox_messages.key"
+    " AND later.sent_at IS NULL AND later.id > outbox_messages.id)",
+    sa.Boolean(),
+).label("has_successor")
+
+
+class RelayStatements:
+    """Claim, hold back, mark sent, renew and the earliest lease, for one relay."""
+
+    def __init__(
+        self,
+        *,
+        postgres: bool,
+        relay_id: str,
+        batch_size: int,
+        claim_ttl_s: float,
+        retry_delay_s: float,
+    ) -> None:
+        self._postgres = postgres
+        self._claim_ttl = timedelta(seconds=claim_ttl_s)
+        self._retry_delay = timedelta(seconds=retry_delay_s)
+        t = outbox_messages
+        ids: sa.BindParameter[list[int]] = sa.bindparam("ids", expanding=True)
+        mine = t.c.claimed_by == relay_id
+        lease = self._lease_until(claim_ttl_s, "lease_until")
+        self.claim = self._claim(relay_id, batch_size, lease)
+        # Keep a failed row's claim a little longer: the key's later rows wait behind it.
+        self.hold_back = (
+            sa.update(t)
+            .where(t.c.id == sa.bindparam("row_id"), mine)
+            .values(
+                claimed_until=self._lease_until(retry_delay_s, "retry_until"),
+                last_error=sa.bindparam("error"),
+            )
+        )
+        self.mark_sent = (
+            sa.update(t)
+            .where(t.c.id.in_(ids), mine)
+            .values(
+                sent_at=sa.bindparam("sent_at", type_=_TIMESTAMP),
+                claimed_by=None,
+                claimed_until=None,
+                last_error=None,
+            )
+            .returning(self._earliest_other_lease())
+        )
+        self.renew = (
+            sa.update(t)
+            .where(t.c.id.in_(ids), mine, t.c.sent_at.is_(None))
+            .values(claimed_until=lease)
+        )
+        earliest = sa.func.min(t.c.claimed_until)
+        self.earliest_lease = sa.select(
+            sa.extract("epoch", earliest - sa.func.clock_timestamp()) if postgres else earliest
+        ).where(t.c.sent_at.is_(None), t.c.claimed_until.is_not(None))
+
+    def _claim(self, relay_id: str, batch_size: int, lease: sa.ColumnElement[Any]) -> sa.Update:
+        """The oldest unsent row of each key nobody holds, leased to this relay."""
+        t = outbox_messages
+        now = sa.func.clock_timestamp(type_=_TIMESTAMP) if self._postgres else _at("now")
+        # Aliases keep the subquery from correlating with the UPDATE's own table.
+        candidate = t.alias("candidate")
+        earlier = t.alias("earlier")
+        heads = (
+            sa.select(candidate.c.id)
+            .where(
+                candidate.c.sent_at.is_(None),
+                sa.or_(candidate.c.claimed_until.is_(None), candidate.c.claimed_until < now),
+                ~sa.exists().where(
+                    earlier.c.key == candidate.c.key,
+                    earlier.c.sent_at.is_(None),
+                    earlier.c.id < candidate.c.id,
+                ),
+            )
+            .order_by(candidate.c.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True, of=candidate)
+        )
+        return (
+            sa.update(t)
+            .where(t.c.id.in_(heads.scalar_subquery()))
+            .values(claimed_by=relay_id, claimed_until=lease, attempts=t.c.attempts + 1)
+            .returning(
+                t.c.id,
+                t.c.message_id,
+                t.c.topic,
+                t.c.key,
+                t.c.event_type,
+                t.c.headers,
+                t.c.payload,
+                _HAS_SUCCESSOR,
+            )
+        )
+
+    def _earliest_other_lease(self) -> sa.ColumnElement[Any]:
+        """When the earliest lease on an unsent row not being marked sent ends.
+
+        Read in the settling statement itself, which sees the rows as they were before
+        it, so the rows it marks sent are left out by id. Seconds on PostgreSQL.
+        """
+        other = outbox_messages.alias("other")
+        earliest = (
+            sa.select(sa.func.min(other.c.claimed_until))
+            .where(
+                other.c.sent_at.is_(None),
+                other.c.claimed_until.is_not(None),
+                other.c.id.not_in(sa.bindparam("ids", expanding=True)),
+            )
+            .scalar_subquery()
+        )
+        if self._postgres:
+            return sa.extract("epoch", earliest - sa.func.clock_timestamp())
+        return earliest
+
+    def _lease_until(self, seconds: float, name: str) -> sa.ColumnElement[datetime]:
+        if self._postgres:
+            return sa.func.clock_timestamp(type_=_TIMESTAMP) + sa.func.make_interval(
+                0, 0, 0, 0, 0, 0, seconds, type_=sa.Interval()
+            )
+        return _at(name)
+
+    # -- the values of one execution ---------------------------------------------
+    # SQLite's times are the host's, bound per execution; PostgreSQL's are in the SQL.
+
+    def claim_values(self) -> dict[str, Any]:
+        if self._postgres:
+            return {}
+        now = datetime.now(UTC)
+        return {"now": now, "lease_until": now + self._claim_ttl}
+
+    def renew_values(self, ids: list[int]) -> dict[str, Any]:
+        if self._postgres:
+            return {"ids": ids}
+        return {"ids": ids, "lease_until": datetime.now(UTC) + self._claim_ttl}
+
+    def hold_back_values(self, row_id: int, error: str) -> dict[str, Any]:
+        values: dict[str, Any] = {"row_id": row_id, "error": error}
+        if not self._postgres:
+            values["retry_until"] = datetime.now(UTC) + self._retry_delay
+        return values
+
+    @staticmethod
+    def mark_sent_values(ids: list[int]) -> dict[str, Any]:
+        return {"ids": ids, "sent_at": datetime.now(UTC)}
+
+
+def _at(name: str) -> sa.BindParameter[datetime]:
+    return sa.bindparam(name, type_=_TIMESTAMP)

@@ -12,30 +12,39 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import fields
 from datetime import datetime
-from typing import Any, assert_never, cast
+from typing import Any, assert_never
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.alerts import AckMethod, ResolutionReason, Urgency
-from schemas.base import Status
 from services.common.bulk import insert_rows
 from services.common.delivery.records import DeliveryOrder
 from services.common.outbox import enqueue, enqueue_all
 from services.router.domain import (
     OPEN_STATES,
     AlertRecord,
-    AlertState,
     EscalationGuard,
-    NoticeContent,
-    Snapshot,
+    Publication,
     TimelineEntry,
-    TimelineKind,
-    TimelineRecord,
     Transition,
     VersionGuard,
 )
 from services.router.repository._sql import aware, is_postgres, must
+from services.router.repository.alert_rows import (
+    COLUMNS,
+    alert_values,
+    column_value,
+    record,
+    timeline_entry,
+    timeline_values,
+)
+from services.router.repository.alert_statements import (
+    TIMELINE_COLUMNS,
+    alert_by_id,
+    alert_by_notice,
+    alerts_by_ids,
+    open_alert_statement,
+)
 from services.router.tables import alert_timeline, alerts
 
 __all__ = ["AcceptDelivery", "SqlAlertRepository"]
@@ -43,64 +52,24 @@ __all__ = ["AcceptDelivery", "SqlAlertRepository"]
 # The engine's bulk accept: every order of a transition in one statement.
 AcceptDelivery = Callable[[AsyncSession, Sequence[DeliveryOrder]], Awaitable[int]]
 
-_COLUMNS = tuple(f.name for f in fields(AlertRecord))
 # What `apply_all` knows how to write in bulk. A transition carrying anything else (a
 # field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
 _BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard", "deliveries"})
 _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
 
 
-def _record(row: Any) -> AlertRecord:
-    return AlertRecord(
-        id=uuid.UUID(row.id),
-        notice_id=uuid.UUID(row.notice_id),
-        notice_version=row.notice_version,
-        status=cast(Status, row.status),
-        state=cast(AlertState, row.state),
-        urgency=cast(Urgency, row.urgency),
-        content=NoticeContent.model_validate(row.content),
-        snapshot=Snapshot.model_validate(row.snapshot),
-        step=row.step,
-        repeat=row.repeat,
-        escalation_count=row.escalation_count,
-        next_fire_at=aware(row.next_fire_at),
-        active_escalation_id=row.active_escalation_id,
-        correlation_id=row.correlation_id,
-        triggered_at=must(row.triggered_at),
-        version_triggered_at=must(row.version_triggered_at),
-        acknowledged_version=row.acknowledged_version,
-        acknowledged_by=uuid.UUID(row.acknowledged_by) if row.acknowledged_by else None,
-        acknowledged_at=aware(row.acknowledged_at),
-        ack_method=cast(AckMethod | None, row.ack_method),
-        exhausted_at=aware(row.exhausted_at),
-        expires_at=must(row.expires_at),
-        resolved_at=aware(row.resolved_at),
-        resolution=cast(ResolutionReason | None, row.resolution),
-        updated_at=must(row.updated_at),
-    )
-
-
-def _column_value(value: object) -> object:
-    """A Python value as its column stores it (UUIDs as text, models as JSON)."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, NoticeContent | Snapshot):
-        return value.model_dump(mode="json")
-    return value
-
-
 def _changed_columns(transition: Transition) -> dict[str, object]:
     """Every column whose value the transition changes (all of them for a new alert)."""
     before, after = transition.before, transition.after
     if before is None:
-        return {name: _column_value(getattr(after, name)) for name in _COLUMNS}
+        return {name: column_value(getattr(after, name)) for name in COLUMNS}
     changes: dict[str, object] = {}
-    for name in _COLUMNS:
+    for name in COLUMNS:
         old, new = getattr(before, name), getattr(after, name)
         # `replace` keeps unchanged fields as the same objects: no deep comparison of the
         # content and snapshot models for every column of every transition.
         if old is not new and old != new:
-            changes[name] = _column_value(new)
+            changes[name] = column_value(new)
     return changes
 
 
@@ -130,38 +99,6 @@ def _guarded(transition: Transition) -> list[sa.ColumnElement[bool]]:
     return where
 
 
-def _timeline_entry(row: Any) -> TimelineEntry:
-    return TimelineEntry(
-        id=row.id,
-        at=must(row.at),
-        kind=cast(TimelineKind, row.kind),
-        notice_version=row.notice_version,
-        step=row.step,
-        repeat=row.repeat,
-        recipient_id=uuid.UUID(row.recipient_id) if row.recipient_id else None,
-        channel=row.channel,
-        method=row.method,
-        delivery_id=uuid.UUID(row.delivery_id) if row.delivery_id else None,
-        detail=dict(row.detail or {}),
-    )
-
-
-def _timeline_values(alert_id: uuid.UUID, entry: TimelineRecord) -> dict[str, object]:
-    return {
-        "alert_id": str(alert_id),
-        "at": entry.at,
-        "kind": entry.kind,
-        "notice_version": entry.notice_version,
-        "step": entry.position.step if entry.position else None,
-        "repeat": entry.position.repeat if entry.position else None,
-        "recipient_id": str(entry.recipient_id) if entry.recipient_id else None,
-        "channel": entry.channel,
-        "method": entry.method,
-        "delivery_id": str(entry.delivery_id) if entry.delivery_id else None,
-        "detail": dict(entry.detail) if entry.detail else None,
-    }
-
-
 class SqlAlertRepository:
     """Alerts and their timelines; `source` names this service on the events it enqueues.
 
@@ -179,27 +116,25 @@ class SqlAlertRepository:
 
     async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         """One alert; `lock` holds its row until the transaction ends."""
-        return await self._one(alerts.c.id == str(alert_id), lock=lock)
+        # Acknowledgement, updates and the timer serialise on this lock (PostgreSQL);
+        # SQLite's BEGIN IMMEDIATE already serialises every writing transaction.
+        found = await self._session.execute(alert_by_id(lock=lock), {"alert_id": str(alert_id)})
+        row = found.first()
+        return record(row) if row is not None else None
 
     async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
         """The alerts of `alert_ids` that exist, in one query (unlocked)."""
         if not alert_ids:
             return {}
-        query = sa.select(alerts).where(alerts.c.id.in_(sorted(str(a) for a in alert_ids)))
-        return {r.id: r for r in map(_record, await self._session.execute(query))}
+        query = alerts_by_ids(self._session.get_bind().dialect.name)
+        found = await self._session.execute(query, {"alert_ids": sorted(map(str, alert_ids))})
+        return {r.id: r for r in map(record, found)}
 
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         """The alert of a notice, if it has one."""
-        return await self._one(alerts.c.notice_id == str(notice_id), lock=lock)
-
-    async def _one(self, where: sa.ColumnElement[bool], *, lock: bool) -> AlertRecord | None:
-        query = sa.select(alerts).where(where)
-        if lock:
-            # Acknowledgement, updates and the timer serialise on this lock (PostgreSQL);
-            # SQLite's BEGIN IMMEDIATE already serialises every writing transaction.
-            query = query.with_for_update()
-        row = (await self._session.execute(query)).first()
-        return _record(row) if row is not None else None
+        query = alert_by_notice(lock=lock)
+        row = (await self._session.execute(query, {"notice_id": str(notice_id)})).first()
+        return record(row) if row is not None else None
 
     async def page(
         self,
@@ -216,7 +151,7 @@ class SqlAlertRepository:
         if notice_id is not None:
             query = query.where(alerts.c.notice_id == str(notice_id))
         rows = await self._session.execute(query.limit(limit).offset(offset))
-        return [_record(row) for row in rows]
+        return [record(row) for row in rows]
 
     async def count_by_state(self) -> dict[str, int]:
         """How many alerts are in each state."""
@@ -243,26 +178,56 @@ class SqlAlertRepository:
                 return False
         alert_id = transition.after.id
         await self._insert_timeline(
-            [_timeline_values(alert_id, entry) for entry in transition.timeline]
+            [timeline_values(alert_id, entry) for entry in transition.timeline]
         )
-        if len(transition.events) == 1:
-            publication = transition.events[0]
+        await self._publish(transition.events)
+        await self._accept_orders(transition.deliveries)
+        return True
+
+    async def _publish(self, publications: Sequence[Publication]) -> None:
+        """Put the events in the outbox, in this transaction."""
+        if len(publications) == 1:
+            publication = publications[0]
             await enqueue(
                 self._session,
                 publication.event,
                 source=self._source,
                 correlation_id=publication.correlation_id,
             )
-        elif transition.events:
+        elif publications:
             await enqueue_all(
                 self._session,
-                [(p.event, p.correlation_id) for p in transition.events],
+                [(p.event, p.correlation_id) for p in publications],
                 source=self._source,
             )
-        if transition.deliveries:
-            if self._accept is None:
-                raise RuntimeError("this unit of work has no delivery engine to accept orders")
-            await self._accept(self._session, transition.deliveries)
+
+    async def open(
+        self, transition: Transition, *, directory_version: int, directory_digest: str
+    ) -> bool:
+        """Write a new alert as `apply` does, unless its notice has an alert already or the
+        directory in force is no longer the one it was opened from; whether it was written.
+
+        No read first: the checks are part of the INSERT (`open_alert_statement`).
+        """
+        if transition.before is not None or transition.guard is not None:
+            raise ValueError("open takes the transition of a new alert")
+        alert_id = transition.after.id
+        entries = [timeline_values(alert_id, entry) for entry in transition.timeline]
+        dialect = self._session.get_bind().dialect.name
+        params: dict[str, object] = {
+            "directory_version": directory_version,
+            "directory_digest": directory_digest,
+            **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
+        }
+        if dialect == "postgresql":
+            params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
+        found = await self._session.execute(open_alert_statement(dialect), params)
+        if found.first() is None:
+            return False
+        if dialect != "postgresql":
+            await self._insert_timeline(entries)
+        await self._publish(transition.events)
+        await self._accept_orders(transition.deliveries)
         return True
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
@@ -301,7 +266,7 @@ class SqlAlertRepository:
         results.update(dict.fromkeys(notes, True))
         done = [transitions[i] for i in sorted(results) if results[i]]
         await self._insert_timeline(
-            [_timeline_values(t.after.id, e) for t in done for e in t.timeline]
+            [timeline_values(t.after.id, e) for t in done for e in t.timeline]
         )
         events = [(p.event, p.correlation_id) for t in done for p in t.events]
         await enqueue_all(self._session, events, source=self._source)
@@ -366,7 +331,7 @@ class SqlAlertRepository:
         params = []
         for t in transitions:
             assert isinstance(t.guard, EscalationGuard)
-            values = {f"v_{n}": _column_value(getattr(t.after, n)) for n in names}
+            values = {f"v_{n}": column_value(getattr(t.after, n)) for n in names}
             params.append({"b_id": str(t.after.id), "b_guard": t.guard.escalation_id, **values})
         await self._session.execute(statement, params)
         # Executemany reports no row count per statement: read back what each row holds.
@@ -407,7 +372,7 @@ class SqlAlertRepository:
             .order_by(alerts.c.next_fire_at)
         )
         rows = await self._claim(query, skip, limit=limit)
-        return [_record(row) for row in rows]
+        return [record(row) for row in rows]
 
     async def claim_due_expiry(
         self, *, now: datetime, skip: Sequence[str] = ()
@@ -455,7 +420,7 @@ class SqlAlertRepository:
             .where(alert_timeline.c.alert_id == str(alert_id))
             .order_by(alert_timeline.c.id)
         )
-        return [_timeline_entry(row) for row in rows]
+        return [timeline_entry(row) for row in rows]
 
     async def notified_entry(
         self, alert_id: uuid.UUID, *, delivery_id: uuid.UUID
@@ -472,7 +437,7 @@ class SqlAlertRepository:
                 .limit(1)
             )
         ).first()
-        return _timeline_entry(row) if row is not None else None
+        return timeline_entry(row) if row is not None else None
 
     async def notified_recipients(self, alert_id: uuid.UUID) -> list[uuid.UUID]:
         """Everyone a notification was requested for, in the order they were first notified."""

@@ -1,0 +1,141 @@
+"""The alert statements of a notice's hot path, each built once.
+
+Why: profiled at 10 and 50 notices/s, building a statement per call (`select(...)
+.where(...)`, `insert(...).values(**row)`) and computing its cache key was a large share
+of router's SQLAlchemy time. A statement built once keeps its cache key (SQLAlchemy
+memoizes it on the object) and its compiled form, and asyncpg keeps it prepared per
+connection; each call only binds values.
+
+`open_alert_statement` also folds a new alert's reads into its write: the alert row goes
+in only if the notice has none yet (ON CONFLICT DO NOTHING) and the directory in force
+is still the one the snapshot was frozen from (version and digest, read in the same
+statement); on PostgreSQL its timeline entries go in the same statement. A caller that
+gets no row back takes the slow path (read, decide, apply).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.router.repository.alert_rows import COLUMNS
+from services.router.tables import alert_timeline, alerts, directory_versions
+
+__all__ = [
+    "TIMELINE_COLUMNS",
+    "alert_by_id",
+    "alert_by_notice",
+    "alerts_by_ids",
+    "open_alert_statement",
+]
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+# The timeline columns `timeline_values` fills, in its order.
+TIMELINE_COLUMNS = (
+    "alert_id",
+    "at",
+    "kind",
+    "notice_version",
+    "step",
+    "repeat",
+    "recipient_id",
+    "channel",
+    "method",
+    "delivery_id",
+    "detail",
+)
+
+
+def _quoted(name: str) -> str:
+    return str(_PG.identifier_preparer.quote(name))
+
+
+def _pg_type(table: sa.Table, name: str) -> str:
+    return str(table.c[name].type.compile(dialect=_PG))
+
+
+@cache
+def alert_by_id(*, lock: bool) -> sa.Select[tuple[object, ...]]:
+    """One alert by `:alert_id`; `lock` adds FOR UPDATE (PostgreSQL; SQLite ignores it)."""
+    query = sa.select(alerts).where(alerts.c.id == sa.bindparam("alert_id", type_=sa.String))
+    return query.with_for_update() if lock else query
+
+
+@cache
+def alert_by_notice(*, lock: bool) -> sa.Select[tuple[object, ...]]:
+    """The alert of `:notice_id`; `lock` as in `alert_by_id`."""
+    query = sa.select(alerts).where(
+        alerts.c.notice_id == sa.bindparam("notice_id", type_=sa.String)
+    )
+    return query.with_for_update() if lock else query
+
+
+@cache
+def alerts_by_ids(dialect: str) -> sa.Select[tuple[object, ...]]:
+    """The alerts whose ids are in `:alert_ids` (a list): one array on PostgreSQL, so one
+    prepared statement whatever the count; an expanding IN elsewhere."""
+    if dialect == "postgresql":
+        ids = sa.bindparam("alert_ids", type_=postgresql.ARRAY(sa.String))
+        return sa.select(alerts).where(alerts.c.id == sa.any_(ids))
+    return sa.select(alerts).where(alerts.c.id.in_(sa.bindparam("alert_ids", expanding=True)))
+
+
+@cache
+def open_alert_statement(dialect: str) -> sa.Executable:
+    """Insert a new alert (`:a_<column>`) if its notice has none and the directory in force
+    is `:directory_version` with `:directory_digest`; returns its id only if inserted.
+
+    On PostgreSQL it also inserts the timeline entries (one array per column,
+    `:t_<column>`, in the order given) when the alert went in.
+    """
+    if dialect == "postgresql":
+        return _open_postgres()
+    newest = sa.select(sa.func.max(directory_versions.c.version)).scalar_subquery()
+    in_force = sa.exists().where(
+        directory_versions.c.version == newest,
+        directory_versions.c.version == sa.bindparam("directory_version", type_=sa.Integer),
+        directory_versions.c.digest == sa.bindparam("directory_digest", type_=sa.String),
+    )
+    values = sa.select(*(sa.bindparam(f"a_{name}", type_=alerts.c[name].type) for name in COLUMNS))
+    # A WHERE on the SELECT is what lets SQLite parse the ON CONFLICT clause after it.
+    return (
+        sqlite.insert(alerts)
+        .from_select(list(COLUMNS), values.where(in_force))
+        .on_conflict_do_nothing()
+        .returning(alerts.c.id)
+    )
+
+
+def _open_postgres() -> sa.TextClause:
+    alert_names = ", ".join(_quoted(name) for name in COLUMNS)
+    alert_values = ", ".join(f"CAST(:a_{name} AS {_pg_type(alerts, name)})" for name in COLUMNS)
+    entry_names = ", ".join(_quoted(name) for name in TIMELINE_COLUMNS)
+    entry_arrays = ", ".join(
+        f"CAST(:t_{name} AS {_pg_type(alert_timeline, name)}[])" for name in TIMELINE_COLUMNS
+    )
+    # Identifiers come from the tables' metadata, quoted by the dialect; values are bound.
+    sql = (
+        "WITH in_force AS (SELECT version, digest FROM directory_versions "  # noqa: S608
+        "ORDER BY version DESC LIMIT 1), "
+        f"opened AS (INSERT INTO alerts ({alert_names}) "
+        f"SELECT {alert_values} FROM in_force "
+        "WHERE in_force.version = :directory_version "
+        "AND in_force.digest = :directory_digest "
+        "ON CONFLICT DO NOTHING RETURNING id), "
+        f"noted AS (INSERT INTO alert_timeline ({entry_names}) "
+        f"SELECT {entry_names} FROM unnest({entry_arrays}) "
+        f"WITH ORDINALITY AS r({entry_names}, _n) "
+        "WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n) "
+        "SELECT id FROM opened"
+    )
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(f"a_{name}", type_=alerts.c[name].type) for name in COLUMNS),
+        *(
+            sa.bindparam(f"t_{name}", type_=postgresql.ARRAY(alert_timeline.c[name].type))
+            for name in TIMELINE_COLUMNS
+        ),
+        sa.bindparam("directory_version", type_=sa.Integer),
+        sa.bindparam("directory_digest", type_=sa.String),
+    )

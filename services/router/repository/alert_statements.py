@@ -29,6 +29,7 @@ __all__ = [
     "alert_by_notice",
     "alerts_by_ids",
     "open_alert_statement",
+    "versioned_update",
 ]
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -108,13 +109,69 @@ def open_alert_statement(dialect: str) -> sa.Executable:
     )
 
 
-def _open_postgres() -> sa.TextClause:
-    alert_names = ", ".join(_quoted(name) for name in COLUMNS)
-    alert_values = ", ".join(f"CAST(:a_{name} AS {_pg_type(alerts, name)})" for name in COLUMNS)
+@cache
+def versioned_update(dialect: str, names: tuple[str, ...]) -> sa.Executable:
+    """Set `:v_<name>` for each of `names` on the alerts in `:b_alert_ids` still in one of
+    `:b_states` at `:b_notice_version`; returns the ids that took.
+
+    On PostgreSQL it also inserts timeline entries (`:t_<column>` arrays, in the order
+    given; empty arrays for none) in the same statement, whether or not any row took: the
+    caller folds in only entries that do not depend on the change.
+    """
+    if dialect == "postgresql":
+        return _versioned_update_postgres(names)
+    return (
+        sa.update(alerts)
+        .where(
+            alerts.c.id.in_(sa.bindparam("b_alert_ids", expanding=True)),
+            alerts.c.state.in_(sa.bindparam("b_states", expanding=True)),
+            alerts.c.notice_version == sa.bindparam("b_notice_version", type_=sa.Integer),
+        )
+        .values({name: sa.bindparam(f"v_{name}", type_=alerts.c[name].type) for name in names})
+        .returning(alerts.c.id)
+    )
+
+
+def _entries_cte() -> str:
     entry_names = ", ".join(_quoted(name) for name in TIMELINE_COLUMNS)
     entry_arrays = ", ".join(
         f"CAST(:t_{name} AS {_pg_type(alert_timeline, name)}[])" for name in TIMELINE_COLUMNS
     )
+    return (
+        f"INSERT INTO alert_timeline ({entry_names}) "  # noqa: S608
+        f"SELECT {entry_names} FROM unnest({entry_arrays}) "
+        f"WITH ORDINALITY AS r({entry_names}, _n)"
+    )
+
+
+def _entry_params() -> list[sa.BindParameter[object]]:
+    return [
+        sa.bindparam(f"t_{name}", type_=postgresql.ARRAY(alert_timeline.c[name].type))
+        for name in TIMELINE_COLUMNS
+    ]
+
+
+def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
+    sets = ", ".join(
+        f"{_quoted(name)} = CAST(:v_{name} AS {_pg_type(alerts, name)})" for name in names
+    )
+    sql = (
+        f"WITH took AS (UPDATE alerts SET {sets} "  # noqa: S608
+        "WHERE alerts.id = ANY(CAST(:b_alert_ids AS VARCHAR[])) "
+        "AND alerts.state = ANY(CAST(:b_states AS VARCHAR[])) "
+        "AND alerts.notice_version = CAST(:b_notice_version AS INTEGER) RETURNING alerts.id), "
+        f"noted AS ({_entries_cte()} ORDER BY _n) "
+        "SELECT id FROM took"
+    )
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(f"v_{name}", type_=alerts.c[name].type) for name in names),
+        *_entry_params(),
+    )
+
+
+def _open_postgres() -> sa.TextClause:
+    alert_names = ", ".join(_quoted(name) for name in COLUMNS)
+    alert_values = ", ".join(f"CAST(:a_{name} AS {_pg_type(alerts, name)})" for name in COLUMNS)
     # Identifiers come from the tables' metadata, quoted by the dialect; values are bound.
     sql = (
         "WITH in_force AS (SELECT version, digest FROM directory_versions "  # noqa: S608
@@ -124,18 +181,12 @@ def _open_postgres() -> sa.TextClause:
         "WHERE in_force.version = :directory_version "
         "AND in_force.digest = :directory_digest "
         "ON CONFLICT DO NOTHING RETURNING id), "
-        f"noted AS (INSERT INTO alert_timeline ({entry_names}) "
-        f"SELECT {entry_names} FROM unnest({entry_arrays}) "
-        f"WITH ORDINALITY AS r({entry_names}, _n) "
-        "WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n) "
+        f"noted AS ({_entries_cte()} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n) "
         "SELECT id FROM opened"
     )
     return sa.text(sql).bindparams(
         *(sa.bindparam(f"a_{name}", type_=alerts.c[name].type) for name in COLUMNS),
-        *(
-            sa.bindparam(f"t_{name}", type_=postgresql.ARRAY(alert_timeline.c[name].type))
-            for name in TIMELINE_COLUMNS
-        ),
+        *_entry_params(),
         sa.bindparam("directory_version", type_=sa.Integer),
         sa.bindparam("directory_digest", type_=sa.String),
     )

@@ -44,6 +44,7 @@ from services.router.repository.alert_statements import (
     alert_by_notice,
     alerts_by_ids,
     open_alert_statement,
+    versioned_update,
 )
 from services.router.tables import alert_timeline, alerts
 
@@ -74,8 +75,11 @@ def _changed_columns(transition: Transition) -> dict[str, object]:
 
 
 def _plain(changes: dict[str, object]) -> bool:
-    """Whether every changed value is a plain one (one UPDATE can set it for many rows)."""
-    return all(isinstance(v, str | int | datetime | None) for v in changes.values())
+    """Whether some column changes and every changed value is a plain one (one UPDATE
+    can set it for many rows)."""
+    return bool(changes) and all(
+        isinstance(v, str | int | datetime | None) for v in changes.values()
+    )
 
 
 def _guarded(transition: Transition) -> list[sa.ColumnElement[bool]]:
@@ -97,6 +101,23 @@ def _guarded(transition: Transition) -> list[sa.ColumnElement[bool]]:
         case _:
             assert_never(guard)
     return where
+
+
+def _foldable(
+    transitions: Sequence[Transition], *, versioned: list[int], notes: list[int], others: int
+) -> list[int]:
+    """The notes whose entries can go in the statement of the version-guarded change.
+
+    A batch of delivery outcomes is row changes without entries of their own (triggered
+    -> delivered) and notes (entries and events only, no guard): the notes' entries are
+    written whatever the change does, so they need not wait for it. Anything else in the
+    batch keeps the order of one INSERT after the changes.
+    """
+    if not versioned or others or len(versioned) + len(notes) != len(transitions):
+        return []
+    if any(transitions[i].timeline for i in versioned):
+        return []
+    return [i for i in notes if transitions[i].timeline]
 
 
 class SqlAlertRepository:
@@ -261,12 +282,24 @@ class SqlAlertRepository:
                 changing.add(t.after.id)
         passed = await self._update_guarded([transitions[i] for i in timers])
         results: dict[int, bool] = {i: passed[transitions[i].after.id] for i in timers}
-        took = await self._update_versioned([transitions[i] for i in versioned])
+        fold = _foldable(transitions, versioned=versioned, notes=notes, others=len(timers))
+        folded = [
+            timeline_values(transitions[i].after.id, e)
+            for i in fold
+            for e in transitions[i].timeline
+        ]
+        took, wrote = await self._update_versioned([transitions[i] for i in versioned], folded)
         results.update({i: transitions[i].after.id in took for i in versioned})
         results.update(dict.fromkeys(notes, True))
-        done = [transitions[i] for i in sorted(results) if results[i]]
+        passing = [i for i in sorted(results) if results[i]]
+        done = [transitions[i] for i in passing]
+        unwritten = [i for i in passing if not (wrote and i in fold)]
         await self._insert_timeline(
-            [timeline_values(t.after.id, e) for t in done for e in t.timeline]
+            [
+                timeline_values(transitions[i].after.id, e)
+                for i in unwritten
+                for e in transitions[i].timeline
+            ]
         )
         events = [(p.event, p.correlation_id) for t in done for p in t.events]
         await enqueue_all(self._session, events, source=self._source)
@@ -280,28 +313,36 @@ class SqlAlertRepository:
         """Timeline rows in one statement (an executemany is one per row on PostgreSQL)."""
         await insert_rows(self._session, alert_timeline, rows)
 
-    async def _update_versioned(self, transitions: Sequence[Transition]) -> set[uuid.UUID]:
-        """The version-guarded changes, one UPDATE per distinct change; the rows that took."""
+    async def _update_versioned(
+        self, transitions: Sequence[Transition], entries: list[dict[str, object]]
+    ) -> tuple[set[uuid.UUID], bool]:
+        """The version-guarded changes, one UPDATE per distinct change; the rows that took,
+        and whether `entries` (timeline rows needing no guard) went in with the first."""
         groups: dict[tuple[frozenset[str], int, tuple[tuple[str, object], ...]], list[str]] = {}
         for t in transitions:
             assert isinstance(t.guard, VersionGuard)
             changes = tuple(sorted(_changed_columns(t).items()))
             key = (t.guard.states, t.guard.notice_version, changes)
             groups.setdefault(key, []).append(str(t.after.id))
+        dialect = self._session.get_bind().dialect.name
         took: set[uuid.UUID] = set()
+        wrote = False
         for (states, version, changes), ids in groups.items():
-            statement = (
-                sa.update(alerts)
-                .where(
-                    alerts.c.id.in_(ids),
-                    alerts.c.state.in_(sorted(states)),
-                    alerts.c.notice_version == version,
-                )
-                .values(dict(changes))
-                .returning(alerts.c.id)
+            params: dict[str, object] = {
+                "b_alert_ids": ids,
+                "b_states": sorted(states),
+                "b_notice_version": version,
+                **{f"v_{name}": value for name, value in changes},
+            }
+            if dialect == "postgresql":
+                rows = entries if not wrote else []
+                params.update({f"t_{n}": [r[n] for r in rows] for n in TIMELINE_COLUMNS})
+                wrote = True
+            statement = versioned_update(dialect, tuple(name for name, _ in changes))
+            took.update(
+                uuid.UUID(r) for r in (await self._session.execute(statement, params)).scalars()
             )
-            took.update(uuid.UUID(r) for r in (await self._session.execute(statement)).scalars())
-        return took
+        return took, wrote and bool(entries)
 
     async def _accept_orders(self, orders: Sequence[DeliveryOrder]) -> None:
         """Hand the delivery orders to the engine, in this transaction."""

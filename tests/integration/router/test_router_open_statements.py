@@ -1,4 +1,4 @@
-"""Opening an alert on a real database: what it writes, and the statements it costs.
+"""Opening an alert and recording outcomes on a real database: writes and statements.
 
 A notice's alert is opened without reading the alert or the directory first once the
 router knows the directory in force: one guarded INSERT (on PostgreSQL with the timeline
@@ -19,11 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from schemas.notices import NoticeReceived, NoticeUpdated
+from services.common.delivery import Delivered, Settled
+from services.common.delivery.records import record_from_row
 from services.common.messaging import outbox_messages
 from services.common.migrations import upgrade
 from services.router import alerting
 from services.router.app import RouterRuntime, default_senders
 from services.router.config import RouterSettings
+from services.router.delivery import RouterDeliveryPlan
 from services.router.deps import RouterDeps
 from services.router.domain import alert_id_for
 from services.router.tables import alert_timeline, alerts, delivery_records
@@ -179,3 +182,41 @@ async def test_an_alert_after_a_directory_change_freezes_the_new_directory(
 async def _rows(deps: RouterDeps, query: sa.Select[Any]) -> list[Any]:
     async with deps.sessions() as session:
         return list(await session.execute(query))
+
+
+async def test_a_batch_of_outcomes_writes_changes_and_entries_together(
+    runtime: RouterRuntime, database_url: str | None
+) -> None:
+    deps = runtime.deps
+    notices = [plain_notice(T0) for _ in range(3)]
+    for notice in notices:
+        await _open(deps, notice)
+    ids = [str(alert_id_for(n.notice_id)) for n in notices]
+    async with deps.sessions() as session:
+        # The last one was acknowledged meanwhile: its guard fails, its entry stands.
+        await session.execute(
+            sa.update(alerts).where(alerts.c.id == ids[-1]).values(state="acknowledged")
+        )
+        await session.commit()
+        rows = await session.execute(
+            sa.select(delivery_records).where(
+                delivery_records.c.aggregate_id.in_(ids), delivery_records.c.channel == "webhook"
+            )
+        )
+        records = [record_from_row(row._mapping) for row in rows]
+    delivered = Delivered(attempts=1, delivered_at=T0, destination_key="k")
+
+    with _statements(runtime) as sent:
+        async with deps.unit_of_work() as uow:
+            outcomes = [Settled(record, delivered) for record in records]
+            await RouterDeliveryPlan(deps).on_outcomes(uow, outcomes)
+            await uow.commit()
+
+    separate_timeline = sum(s.startswith("INSERT INTO alert_timeline") for s in sent)
+    assert separate_timeline == (1 if database_url is None else 0), sent
+    states = dict(await _rows(deps, sa.select(alerts.c.id, alerts.c.state)))
+    assert [states[i] for i in ids] == ["delivered", "delivered", "acknowledged"]
+    for alert_id in ids:
+        assert (await _kinds(deps, alert_id))[-1] == "delivered"
+    delivered_events = outbox_messages.c.event_type == "alert.delivered"
+    assert await _count(deps, outbox_messages, delivered_events) == 3

@@ -138,7 +138,8 @@ class FakeAlerts:
             assert stored is not None
             if not _passes(stored, transition):
                 return False
-        self.store.alerts[after.id] = after
+        if transition.before is not after:  # a note (no change) writes no row
+            self.store.alerts[after.id] = after
         for record in transition.timeline:
             entry = TimelineEntry(
                 id=len(self.store.timeline) + 1,

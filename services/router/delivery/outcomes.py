@@ -370,8 +370,10 @@ async def record_outcomes(uow: RouterUoW, *, deps: RouterDeps, outcomes: Sequenc
         notes.append(note)
         observers.append(observe)
     # The changes (triggered -> delivered) and every note in one call: a note changes no
-    # row, and its entry and event stand whether or not a change's guard passes.
-    marks = [d.mark for d in delivered if d.mark is not None]
+    # row, and its entry and event stand whether or not a change's guard passes. A
+    # notice's channels are often settled together: their marks of one alert are the
+    # same change under the same guard, so it is written once.
+    marks = list({(d.mark.after.id, d.mark.guard): d.mark for d in delivered if d.mark}.values())
     if marks or notes:
         await uow.alerts.apply_all([*marks, *notes])
     if observers:

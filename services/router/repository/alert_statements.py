@@ -20,10 +20,13 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from services.common.messaging import outbox_messages
+from services.common.outbox import notify_relays
 from services.router.repository.alert_rows import COLUMNS
 from services.router.tables import alert_timeline, alerts, directory_versions
 
 __all__ = [
+    "OUTBOX_COLUMNS",
     "TIMELINE_COLUMNS",
     "alert_by_id",
     "alert_by_notice",
@@ -46,6 +49,18 @@ TIMELINE_COLUMNS = (
     "method",
     "delivery_id",
     "detail",
+)
+
+# The outbox columns `services.common.outbox.outbox_row` fills.
+OUTBOX_COLUMNS = (
+    "message_id",
+    "topic",
+    "key",
+    "event_type",
+    "headers",
+    "payload",
+    "created_at",
+    "attempts",
 )
 
 
@@ -88,8 +103,8 @@ def open_alert_statement(dialect: str) -> sa.Executable:
     """Insert a new alert (`:a_<column>`) if its notice has none and the directory in force
     is `:directory_version` with `:directory_digest`; returns its id only if inserted.
 
-    On PostgreSQL it also inserts the timeline entries (one array per column,
-    `:t_<column>`, in the order given) when the alert went in.
+    On PostgreSQL it also inserts the timeline entries and the outbox rows (one array per
+    column, `:t_<column>` and `:o_<column>`, in the order given) when the alert went in.
     """
     if dialect == "postgresql":
         return _open_postgres()
@@ -132,23 +147,38 @@ def versioned_update(dialect: str, names: tuple[str, ...]) -> sa.Executable:
     )
 
 
-def _entries_cte() -> str:
-    entry_names = ", ".join(_quoted(name) for name in TIMELINE_COLUMNS)
-    entry_arrays = ", ".join(
-        f"CAST(:t_{name} AS {_pg_type(alert_timeline, name)}[])" for name in TIMELINE_COLUMNS
-    )
+def _rows_insert(table: sa.Table, columns: tuple[str, ...], prefix: str) -> str:
+    """INSERT of `table`'s rows given as one array per column (`:<prefix><column>`),
+    in the order given (`_n`); the caller appends its WHERE and the ORDER BY."""
+    names = ", ".join(_quoted(name) for name in columns)
+    arrays = ", ".join(f"CAST(:{prefix}{name} AS {_pg_type(table, name)}[])" for name in columns)
     return (
-        f"INSERT INTO alert_timeline ({entry_names}) "  # noqa: S608
-        f"SELECT {entry_names} FROM unnest({entry_arrays}) "
-        f"WITH ORDINALITY AS r({entry_names}, _n)"
+        f"INSERT INTO {_quoted(table.name)} ({names}) "  # noqa: S608
+        f"SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS r({names}, _n)"
     )
+
+
+def _entries_cte() -> str:
+    return _rows_insert(alert_timeline, TIMELINE_COLUMNS, "t_")
+
+
+def _array_params(
+    table: sa.Table, columns: tuple[str, ...], prefix: str
+) -> list[sa.BindParameter[object]]:
+    return [
+        sa.bindparam(f"{prefix}{name}", type_=postgresql.ARRAY(table.c[name].type))
+        for name in columns
+    ]
 
 
 def _entry_params() -> list[sa.BindParameter[object]]:
-    return [
-        sa.bindparam(f"t_{name}", type_=postgresql.ARRAY(alert_timeline.c[name].type))
-        for name in TIMELINE_COLUMNS
-    ]
+    return _array_params(alert_timeline, TIMELINE_COLUMNS, "t_")
+
+
+def _notify_sql() -> str:
+    """The outbox's NOTIFY to other processes' relays, as SQL (constant per process)."""
+    compiled = notify_relays().compile(dialect=_PG, compile_kwargs={"literal_binds": True})
+    return str(compiled)
 
 
 def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
@@ -172,7 +202,10 @@ def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
 def _open_postgres() -> sa.TextClause:
     alert_names = ", ".join(_quoted(name) for name in COLUMNS)
     alert_values = ", ".join(f"CAST(:a_{name} AS {_pg_type(alerts, name)})" for name in COLUMNS)
+    queued = _rows_insert(outbox_messages, OUTBOX_COLUMNS, "o_")
     # Identifiers come from the tables' metadata, quoted by the dialect; values are bound.
+    # The alert's timeline entries and outbox rows go in only if the alert did; the
+    # outbox's NOTIFY (as `enqueue` sends it) only if a row went in.
     sql = (
         "WITH in_force AS (SELECT version, digest FROM directory_versions "  # noqa: S608
         "ORDER BY version DESC LIMIT 1), "
@@ -181,12 +214,15 @@ def _open_postgres() -> sa.TextClause:
         "WHERE in_force.version = :directory_version "
         "AND in_force.digest = :directory_digest "
         "ON CONFLICT DO NOTHING RETURNING id), "
-        f"noted AS ({_entries_cte()} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n) "
-        "SELECT id FROM opened"
+        f"noted AS ({_entries_cte()} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n), "
+        f"queued AS ({queued} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n RETURNING 1) "
+        f"SELECT id, (SELECT {_notify_sql()} FROM (SELECT 1 FROM queued LIMIT 1) AS one) "
+        "FROM opened"
     )
     return sa.text(sql).bindparams(
         *(sa.bindparam(f"a_{name}", type_=alerts.c[name].type) for name in COLUMNS),
         *_entry_params(),
+        *_array_params(outbox_messages, OUTBOX_COLUMNS, "o_"),
         sa.bindparam("directory_version", type_=sa.Integer),
         sa.bindparam("directory_digest", type_=sa.String),
     )

@@ -11,15 +11,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import fields
-from datetime import datetime
-from typing import Any, assert_never
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.bulk import insert_rows
+from services.common.cloudevents import new_event
 from services.common.delivery.records import DeliveryOrder
-from services.common.outbox import enqueue, enqueue_all
+from services.common.outbox import enqueue, enqueue_all, mark_enqueued, outbox_row
 from services.router.domain import (
     OPEN_STATES,
     AlertRecord,
@@ -30,8 +31,13 @@ from services.router.domain import (
     VersionGuard,
 )
 from services.router.repository._sql import aware, is_postgres, must
+from services.router.repository.alert_changes import (
+    changed_columns,
+    foldable,
+    guarded,
+    plain,
+)
 from services.router.repository.alert_rows import (
-    COLUMNS,
     alert_values,
     column_value,
     record,
@@ -39,6 +45,7 @@ from services.router.repository.alert_rows import (
     timeline_values,
 )
 from services.router.repository.alert_statements import (
+    OUTBOX_COLUMNS,
     TIMELINE_COLUMNS,
     alert_by_id,
     alert_by_notice,
@@ -57,67 +64,6 @@ AcceptDelivery = Callable[[AsyncSession, Sequence[DeliveryOrder]], Awaitable[int
 # field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
 _BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard", "deliveries"})
 _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
-
-
-def _changed_columns(transition: Transition) -> dict[str, object]:
-    """Every column whose value the transition changes (all of them for a new alert)."""
-    before, after = transition.before, transition.after
-    if before is None:
-        return {name: column_value(getattr(after, name)) for name in COLUMNS}
-    changes: dict[str, object] = {}
-    for name in COLUMNS:
-        old, new = getattr(before, name), getattr(after, name)
-        # `replace` keeps unchanged fields as the same objects: no deep comparison of the
-        # content and snapshot models for every column of every transition.
-        if old is not new and old != new:
-            changes[name] = column_value(new)
-    return changes
-
-
-def _plain(changes: dict[str, object]) -> bool:
-    """Whether some column changes and every changed value is a plain one (one UPDATE
-    can set it for many rows)."""
-    return bool(changes) and all(
-        isinstance(v, str | int | datetime | None) for v in changes.values()
-    )
-
-
-def _guarded(transition: Transition) -> list[sa.ColumnElement[bool]]:
-    guard = transition.guard
-    where: list[sa.ColumnElement[bool]] = [alerts.c.id == str(transition.after.id)]
-    match guard:
-        case None:
-            pass
-        case EscalationGuard(states=states, escalation_id=escalation_id):
-            where.append(alerts.c.state.in_(sorted(states)))
-            where.append(
-                alerts.c.active_escalation_id.is_(None)
-                if escalation_id is None
-                else alerts.c.active_escalation_id == escalation_id
-            )
-        case VersionGuard(states=states, notice_version=version):
-            where.append(alerts.c.state.in_(sorted(states)))
-            where.append(alerts.c.notice_version == version)
-        case _:
-            assert_never(guard)
-    return where
-
-
-def _foldable(
-    transitions: Sequence[Transition], *, versioned: list[int], notes: list[int], others: int
-) -> list[int]:
-    """The notes whose entries can go in the statement of the version-guarded change.
-
-    A batch of delivery outcomes is row changes without entries of their own (triggered
-    -> delivered) and notes (entries and events only, no guard): the notes' entries are
-    written whatever the change does, so they need not wait for it. Anything else in the
-    batch keeps the order of one INSERT after the changes.
-    """
-    if not versioned or others or len(versioned) + len(notes) != len(transitions):
-        return []
-    if any(transitions[i].timeline for i in versioned):
-        return []
-    return [i for i in notes if transitions[i].timeline]
 
 
 class SqlAlertRepository:
@@ -188,12 +134,12 @@ class SqlAlertRepository:
 
         A failed guard (another instance fired the timer, an ack cleared it) writes nothing.
         """
-        changes = _changed_columns(transition)
+        changes = changed_columns(transition)
         if transition.before is None:
             await self._session.execute(sa.insert(alerts).values(**changes))
         elif changes or transition.guard is not None:
             result = await self._session.execute(
-                sa.update(alerts).where(*_guarded(transition)).values(**changes)
+                sa.update(alerts).where(*guarded(transition)).values(**changes)
             )
             if transition.guard is not None and getattr(result, "rowcount", 0) != 1:
                 return False
@@ -241,15 +187,29 @@ class SqlAlertRepository:
             **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
         }
         if dialect == "postgresql":
+            queued = self._outbox_rows(transition.events)
             params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
+            params.update({f"o_{n}": [q[n] for q in queued] for n in OUTBOX_COLUMNS})
         found = await self._session.execute(open_alert_statement(dialect), params)
         if found.first() is None:
             return False
-        if dialect != "postgresql":
+        if dialect == "postgresql":
+            if queued:
+                mark_enqueued(self._session)
+        else:
             await self._insert_timeline(entries)
-        await self._publish(transition.events)
+            await self._publish(transition.events)
         await self._accept_orders(transition.deliveries)
         return True
+
+    def _outbox_rows(self, publications: Sequence[Publication]) -> list[dict[str, object]]:
+        """The outbox rows of `publications`, for a statement that writes them itself."""
+        now = datetime.now(UTC)
+        events = (
+            new_event(p.event, source=self._source, correlation_id=p.correlation_id)
+            for p in publications
+        )
+        return [outbox_row(event, now) for event in events]
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
         """`apply` each transition, in a handful of statements; whether each guard passed.
@@ -270,19 +230,19 @@ class SqlAlertRepository:
         for i, t in enumerate(transitions):
             if t.before is None or any(getattr(t, name) for name in _OTHER_PARTS):
                 continue
-            if t.guard is None and not _changed_columns(t):
+            if t.guard is None and not changed_columns(t):
                 notes.append(i)
             elif t.after.id in changing:
                 continue
             elif isinstance(t.guard, EscalationGuard) and t.guard.states == OPEN_STATES:
                 timers.append(i)
                 changing.add(t.after.id)
-            elif isinstance(t.guard, VersionGuard) and _plain(_changed_columns(t)):
+            elif isinstance(t.guard, VersionGuard) and plain(changed_columns(t)):
                 versioned.append(i)
                 changing.add(t.after.id)
         passed = await self._update_guarded([transitions[i] for i in timers])
         results: dict[int, bool] = {i: passed[transitions[i].after.id] for i in timers}
-        fold = _foldable(transitions, versioned=versioned, notes=notes, others=len(timers))
+        fold = foldable(transitions, versioned=versioned, notes=notes, others=len(timers))
         folded = [
             timeline_values(transitions[i].after.id, e)
             for i in fold
@@ -321,7 +281,7 @@ class SqlAlertRepository:
         groups: dict[tuple[frozenset[str], int, tuple[tuple[str, object], ...]], list[str]] = {}
         for t in transitions:
             assert isinstance(t.guard, VersionGuard)
-            changes = tuple(sorted(_changed_columns(t).items()))
+            changes = tuple(sorted(changed_columns(t).items()))
             key = (t.guard.states, t.guard.notice_version, changes)
             groups.setdefault(key, []).append(str(t.after.id))
         dialect = self._session.get_bind().dialect.name
@@ -357,7 +317,7 @@ class SqlAlertRepository:
         """One compare-and-set UPDATE per transition, sent as one batch; which ones took."""
         if not transitions:
             return {}
-        names = sorted({name for t in transitions for name in _changed_columns(t)})
+        names = sorted({name for t in transitions for name in changed_columns(t)})
         # Unchanged columns are written with the value they already hold (the row is ours).
         statement = (
             sa.update(alerts)

@@ -8,6 +8,7 @@ check every fallback (a duplicate, an update, a new directory) on both back ends
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -134,6 +135,26 @@ async def test_a_known_directory_opens_an_alert_without_reading_first(
     assert await _count(deps, delivery_records, delivery_records.c.aggregate_id == alert_id) == 2
     triggered = outbox_messages.c.event_type == "alert.triggered"
     assert await _count(deps, outbox_messages, triggered & (outbox_messages.c.key == alert_id)) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_an_alert_opened_in_one_statement_wakes_other_processes_relays(
+    runtime: RouterRuntime, database_url: str | None
+) -> None:
+    deps = runtime.deps
+    await _open(deps, plain_notice(T0))
+    schema = await _scalar(deps, sa.select(sa.func.current_schema()))
+    woken = asyncio.Event()
+    async with runtime.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        listener: Any = raw.driver_connection
+        await listener.add_listener(f"aviso_outbox_{schema}", lambda *_: woken.set())
+        with _statements(runtime) as sent:
+            await _open(deps, plain_notice(T0))
+        await asyncio.wait_for(woken.wait(), timeout=30)
+
+    assert not [s for s in sent if "INSERT INTO outbox_messages" in s and "opened" not in s]
+    assert sum("INSERT INTO alerts" in s for s in sent) == 1
 
 
 async def _kinds(deps: RouterDeps, alert_id: str) -> list[str]:

@@ -62,15 +62,16 @@ def guarded(transition: Transition) -> list[sa.ColumnElement[bool]]:
 def foldable(
     transitions: Sequence[Transition], *, versioned: list[int], notes: list[int], others: int
 ) -> list[int]:
-    """The notes whose entries can go in the statement of the version-guarded change.
+    """The notes whose entries and events can go in the statement of the version-guarded
+    change.
 
-    A batch of delivery outcomes is row changes without entries of their own (triggered
-    -> delivered) and notes (entries and events only, no guard): the notes' entries are
-    written whatever the change does, so they need not wait for it. Anything else in the
-    batch keeps the order of one INSERT after the changes.
+    A batch of delivery outcomes is row changes without entries or events of their own
+    (triggered -> delivered) and notes (entries and events only, no guard): the notes'
+    are written whatever the change does, so they need not wait for it. Anything else
+    in the batch keeps the order of one INSERT each after the changes.
     """
     if not versioned or others or len(versioned) + len(notes) != len(transitions):
         return []
-    if any(transitions[i].timeline for i in versioned):
+    if any(transitions[i].timeline or transitions[i].events for i in versioned):
         return []
-    return [i for i in notes if transitions[i].timeline]
+    return [i for i in notes if transitions[i].timeline or transitions[i].events]

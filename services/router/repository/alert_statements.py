@@ -127,11 +127,12 @@ def open_alert_statement(dialect: str) -> sa.Executable:
 @cache
 def versioned_update(dialect: str, names: tuple[str, ...]) -> sa.Executable:
     """Set `:v_<name>` for each of `names` on the alerts in `:b_alert_ids` still in one of
-    `:b_states` at `:b_notice_version`; returns the ids that took.
+    `:b_states` at `:b_notice_version`; returns the ids that took (SQLite: one row each).
 
-    On PostgreSQL it also inserts timeline entries (`:t_<column>` arrays, in the order
-    given; empty arrays for none) in the same statement, whether or not any row took: the
-    caller folds in only entries that do not depend on the change.
+    On PostgreSQL it also inserts timeline entries and outbox rows (`:t_<column>` and
+    `:o_<column>` arrays, in the order given; empty arrays for none) in the same
+    statement, whether or not any row took (the caller folds in only what does not
+    depend on the change), and returns one row: the ids that took (`ids`, an array).
     """
     if dialect == "postgresql":
         return _versioned_update_postgres(names)
@@ -185,17 +186,22 @@ def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
     sets = ", ".join(
         f"{_quoted(name)} = CAST(:v_{name} AS {_pg_type(alerts, name)})" for name in names
     )
+    queued = _rows_insert(outbox_messages, OUTBOX_COLUMNS, "o_")
+    # One row whatever took: the ids that did, and the outbox's NOTIFY if a row went in.
     sql = (
         f"WITH took AS (UPDATE alerts SET {sets} "  # noqa: S608
         "WHERE alerts.id = ANY(CAST(:b_alert_ids AS VARCHAR[])) "
         "AND alerts.state = ANY(CAST(:b_states AS VARCHAR[])) "
         "AND alerts.notice_version = CAST(:b_notice_version AS INTEGER) RETURNING alerts.id), "
-        f"noted AS ({_entries_cte()} ORDER BY _n) "
-        "SELECT id FROM took"
+        f"noted AS ({_entries_cte()} ORDER BY _n), "
+        f"queued AS ({queued} ORDER BY _n RETURNING 1) "
+        "SELECT (SELECT array_agg(id) FROM took) AS ids, "
+        f"(SELECT {_notify_sql()} FROM (SELECT 1 FROM queued LIMIT 1) AS one) AS notified"
     )
     return sa.text(sql).bindparams(
         *(sa.bindparam(f"v_{name}", type_=alerts.c[name].type) for name in names),
         *_entry_params(),
+        *_array_params(outbox_messages, OUTBOX_COLUMNS, "o_"),
     )
 
 

@@ -243,25 +243,17 @@ class SqlAlertRepository:
         passed = await self._update_guarded([transitions[i] for i in timers])
         results: dict[int, bool] = {i: passed[transitions[i].after.id] for i in timers}
         fold = foldable(transitions, versioned=versioned, notes=notes, others=len(timers))
-        folded = [
-            timeline_values(transitions[i].after.id, e)
-            for i in fold
-            for e in transitions[i].timeline
-        ]
+        folded = [transitions[i] for i in fold]
         took, wrote = await self._update_versioned([transitions[i] for i in versioned], folded)
         results.update({i: transitions[i].after.id in took for i in versioned})
         results.update(dict.fromkeys(notes, True))
         passing = [i for i in sorted(results) if results[i]]
         done = [transitions[i] for i in passing]
-        unwritten = [i for i in passing if not (wrote and i in fold)]
+        rest = [transitions[i] for i in passing if not (wrote and i in fold)]
         await self._insert_timeline(
-            [
-                timeline_values(transitions[i].after.id, e)
-                for i in unwritten
-                for e in transitions[i].timeline
-            ]
+            [timeline_values(t.after.id, e) for t in rest for e in t.timeline]
         )
-        events = [(p.event, p.correlation_id) for t in done for p in t.events]
+        events = [(p.event, p.correlation_id) for t in rest for p in t.events]
         await enqueue_all(self._session, events, source=self._source)
         await self._accept_orders([order for t in done for order in t.deliveries])
         for i, transition in enumerate(transitions):
@@ -274,10 +266,11 @@ class SqlAlertRepository:
         await insert_rows(self._session, alert_timeline, rows)
 
     async def _update_versioned(
-        self, transitions: Sequence[Transition], entries: list[dict[str, object]]
+        self, transitions: Sequence[Transition], notes: Sequence[Transition]
     ) -> tuple[set[uuid.UUID], bool]:
         """The version-guarded changes, one UPDATE per distinct change; the rows that took,
-        and whether `entries` (timeline rows needing no guard) went in with the first."""
+        and whether the `notes`' entries and events (needing no guard) went in with the
+        first (PostgreSQL)."""
         groups: dict[tuple[frozenset[str], int, tuple[tuple[str, object], ...]], list[str]] = {}
         for t in transitions:
             assert isinstance(t.guard, VersionGuard)
@@ -286,7 +279,7 @@ class SqlAlertRepository:
             groups.setdefault(key, []).append(str(t.after.id))
         dialect = self._session.get_bind().dialect.name
         took: set[uuid.UUID] = set()
-        wrote = False
+        carried: Sequence[Transition] = notes if dialect == "postgresql" else ()
         for (states, version, changes), ids in groups.items():
             params: dict[str, object] = {
                 "b_alert_ids": ids,
@@ -294,15 +287,22 @@ class SqlAlertRepository:
                 "b_notice_version": version,
                 **{f"v_{name}": value for name, value in changes},
             }
-            if dialect == "postgresql":
-                rows = entries if not wrote else []
-                params.update({f"t_{n}": [r[n] for r in rows] for n in TIMELINE_COLUMNS})
-                wrote = True
             statement = versioned_update(dialect, tuple(name for name, _ in changes))
-            took.update(
-                uuid.UUID(r) for r in (await self._session.execute(statement, params)).scalars()
-            )
-        return took, wrote and bool(entries)
+            if dialect != "postgresql":
+                result = await self._session.execute(statement, params)
+                took.update(uuid.UUID(r) for r in result.scalars())
+                continue
+            # The first group carries the notes; the others carry empty arrays.
+            entries = [timeline_values(t.after.id, e) for t in carried for e in t.timeline]
+            queued = self._outbox_rows([p for t in carried for p in t.events])
+            params.update({f"t_{n}": [r[n] for r in entries] for n in TIMELINE_COLUMNS})
+            params.update({f"o_{n}": [r[n] for r in queued] for n in OUTBOX_COLUMNS})
+            row = (await self._session.execute(statement, params)).one()
+            took.update(uuid.UUID(r) for r in row.ids or ())
+            if queued:
+                mark_enqueued(self._session)
+            carried = ()
+        return took, dialect == "postgresql" and bool(notes) and bool(groups)
 
     async def _accept_orders(self, orders: Sequence[DeliveryOrder]) -> None:
         """Hand the delivery orders to the engine, in this transaction."""

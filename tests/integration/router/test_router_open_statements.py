@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,18 +137,29 @@ async def test_a_known_directory_opens_an_alert_without_reading_first(
     assert await _count(deps, outbox_messages, triggered & (outbox_messages.c.key == alert_id)) == 1
 
 
+@asynccontextmanager
+async def _relays_woken(runtime: RouterRuntime) -> AsyncIterator[asyncio.Event]:
+    """Set when the outbox's NOTIFY to other processes' relays arrives (PostgreSQL;
+    never set on SQLite, which has none)."""
+    woken = asyncio.Event()
+    if runtime.engine.dialect.name != "postgresql":
+        yield woken
+        return
+    schema = await _scalar(runtime.deps, sa.select(sa.func.current_schema()))
+    async with runtime.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        listener: Any = raw.driver_connection
+        await listener.add_listener(f"aviso_outbox_{schema}", lambda *_: woken.set())
+        yield woken
+
+
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_an_alert_opened_in_one_statement_wakes_other_processes_relays(
     runtime: RouterRuntime, database_url: str | None
 ) -> None:
     deps = runtime.deps
     await _open(deps, plain_notice(T0))
-    schema = await _scalar(deps, sa.select(sa.func.current_schema()))
-    woken = asyncio.Event()
-    async with runtime.engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        listener: Any = raw.driver_connection
-        await listener.add_listener(f"aviso_outbox_{schema}", lambda *_: woken.set())
+    async with _relays_woken(runtime) as woken:
         with _statements(runtime) as sent:
             await _open(deps, plain_notice(T0))
         await asyncio.wait_for(woken.wait(), timeout=30)
@@ -225,16 +236,21 @@ async def test_a_batch_of_outcomes_writes_changes_and_entries_together(
         records = [record_from_row(row._mapping) for row in rows]
     delivered = Delivered(attempts=1, delivered_at=T0, destination_key="k")
 
-    with _statements(runtime) as sent:
-        async with deps.unit_of_work() as uow:
-            outcomes = [Settled(record, delivered) for record in records]
-            await RouterDeliveryPlan(deps).on_outcomes(uow, outcomes)
-            await uow.commit()
+    async with _relays_woken(runtime) as woken:
+        with _statements(runtime) as sent:
+            async with deps.unit_of_work() as uow:
+                outcomes = [Settled(record, delivered) for record in records]
+                await RouterDeliveryPlan(deps).on_outcomes(uow, outcomes)
+                await uow.commit()
+        if database_url is not None:
+            await asyncio.wait_for(woken.wait(), timeout=30)
 
     # Both channels of each alert in one batch: one change statement for all of them.
     assert sum(s.startswith(("UPDATE alerts", "WITH took")) for s in sent) == 1, sent
     separate_timeline = sum(s.startswith("INSERT INTO alert_timeline") for s in sent)
     assert separate_timeline == (1 if database_url is None else 0), sent
+    separate_outbox = sum("INSERT INTO outbox_messages" in s and "took" not in s for s in sent)
+    assert separate_outbox == (1 if database_url is None else 0), sent
     states = dict(await _rows(deps, sa.select(alerts.c.id, alerts.c.state)))
     assert [states[i] for i in ids] == ["delivered", "delivered", "acknowledged"]
     for alert_id in ids:

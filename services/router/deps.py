@@ -15,10 +15,11 @@ from services.common.delivery import DeliveryOrder, Transaction
 from services.common.delivery.handset import HandsetPolicy
 from services.common.dlq import DeadLetters, KafkaDeadLetters
 from services.router.config import RouterSettings
+from services.router.domain import DirectoryVersion
 from services.router.repository import AcceptDelivery
 from services.router.unit_of_work import RouterUnitOfWork
 
-__all__ = ["Clock", "DeliveryIntake", "RouterDeps", "utcnow"]
+__all__ = ["Clock", "DeliveryIntake", "KnownDirectory", "RouterDeps", "utcnow"]
 
 Clock = Callable[[], datetime]
 
@@ -36,6 +37,21 @@ class DeliveryIntake(Protocol):
     """The delivery engine as use cases see it: orders go in, in the caller's transaction."""
 
     async def accept_many(self, session: AsyncSession, orders: Sequence[DeliveryOrder]) -> int: ...
+
+
+class KnownDirectory:
+    """The directory in force when this router last read it, to open alerts without a read.
+
+    Only a hint: the write that uses it checks, in the same statement, that it is still
+    the one in force (version and digest), and the caller reads it again when not.
+    """
+
+    def __init__(self) -> None:
+        self.latest: DirectoryVersion | None = None
+
+    def remember(self, directory: DirectoryVersion) -> None:
+        """`directory` was read as the one in force."""
+        self.latest = directory
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,7 @@ class RouterDeps:
     # The dead-letter topic for ops (None: this cluster's, read when asked).
     dead_letters: DeadLetters | None = None
     wake_delivery: Callable[[], None] = field(default=_nothing)
+    known_directory: KnownDirectory = field(default_factory=KnownDirectory)
 
     def unit_of_work(self) -> RouterUnitOfWork:
         """A new transaction: `async with deps.unit_of_work() as uow: ...; await uow.commit()`."""

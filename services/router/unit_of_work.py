@@ -67,6 +67,10 @@ class AlertRepository(Protocol):
 
     async def apply(self, transition: Transition) -> bool: ...
 
+    async def open(
+        self, transition: Transition, *, directory_version: int, directory_digest: str
+    ) -> bool: ...
+
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]: ...
 
     async def claim_due_timers(

@@ -6,12 +6,15 @@ message id) and never commits it. Logs and metrics wait for the commit.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from services.common.cloudevents import current_correlation_id
 from services.common.logging import get_logger
 from services.router import domain
 from services.router.alerting.notify import notify
 from services.router.deps import RouterDeps
+from services.router.domain import AlertRecord, DirectoryVersion, Transition
 from services.router.errors import NoDirectory
 from services.router.metrics import ALERTS_TRIGGERED
 from services.router.observability import alert_fields, drill_label
@@ -31,6 +34,16 @@ async def open_alert(
     or the first version was skipped), so an update is never silently dropped.
     """
     now = deps.clock()
+    known = deps.known_directory.latest
+    if known is not None and not domain.window_over(notice.window_end, now):
+        # The usual case, without reading the alert or the directory first: the write
+        # itself checks that the notice has no alert and `known` is still in force.
+        opening = _opening(notice, deps=deps, directory=known, now=now)
+        if await uow.alerts.open(
+            opening, directory_version=known.version, directory_digest=known.digest
+        ):
+            _triggered(uow, opening.after, notice=notice, directory=known)
+            return
     fields = {"notice_id": str(notice.notice_id), "notice_version": notice.version}
     existing = await uow.alerts.for_notice(notice.notice_id, lock=True)
     if existing is not None:
@@ -48,6 +61,20 @@ async def open_alert(
     if directory is None:
         log.error("alert.no_directory", **fields)
         raise NoDirectory("no directory configured: PUT /v1/directory or set the directory file")
+    deps.known_directory.remember(directory)
+    opening = _opening(notice, deps=deps, directory=directory, now=now)
+    await uow.alerts.apply(opening)
+    _triggered(uow, opening.after, notice=notice, directory=directory)
+
+
+def _opening(
+    notice: NoticeReceived | NoticeUpdated,
+    *,
+    deps: RouterDeps,
+    directory: DirectoryVersion,
+    now: datetime,
+) -> Transition:
+    """The new alert with its step-0 notification."""
     opened = domain.open_alert(
         notice,
         directory=directory,
@@ -55,12 +82,20 @@ async def open_alert(
         horizon=deps.horizon,
         correlation_id=current_correlation_id.get(),
     )
-    alert = opened.after
-    recipient = alert.snapshot.target(0)
-    await uow.alerts.apply(
-        notify(opened, deps=deps, recipient_id=recipient, purpose="alert", now=now)
-    )
+    recipient = opened.after.snapshot.target(0)
+    return notify(opened, deps=deps, recipient_id=recipient, purpose="alert", now=now)
+
+
+def _triggered(
+    uow: RouterUoW,
+    alert: AlertRecord,
+    *,
+    notice: NoticeReceived | NoticeUpdated,
+    directory: DirectoryVersion,
+) -> None:
+    """The metric and log of a new alert, once it is committed."""
     cause = "notice.received" if isinstance(notice, NoticeReceived) else "notice.updated"
+    recipient = alert.snapshot.target(0)
 
     def committed() -> None:
         ALERTS_TRIGGERED.labels(cause, drill_label(alert)).inc()

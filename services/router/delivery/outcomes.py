@@ -336,10 +336,10 @@ def _skipped(
 async def record_outcomes(uow: RouterUoW, *, deps: RouterDeps, outcomes: Sequence[Settled]) -> None:
     """A batch of outcomes, with the meaning of the single hooks, in a constant number of calls.
 
-    Their alerts are read in one query; the state changes (triggered -> delivered) go to
-    `apply_all` first, then every timeline entry and event about the alerts as they
-    then stand. A final failure stays one at a time, after the rest: it locks its alert
-    to decide whether the whole step is unreachable (see `record_failed`).
+    Their alerts are read in one query; the state changes (triggered -> delivered) and
+    every timeline entry and event go to one `apply_all`. A final failure stays one at a
+    time, after the rest: it locks its alert to decide whether the whole step is
+    unreachable (see `record_failed`).
     """
     now = deps.clock()
     finals = [o for o in outcomes if isinstance(o.result, Failure) and o.result.final]
@@ -369,18 +369,13 @@ async def record_outcomes(uow: RouterUoW, *, deps: RouterDeps, outcomes: Sequenc
                 assert_never(result)
         notes.append(note)
         observers.append(observe)
-    marks = [d.mark for d in delivered if d.mark is not None]
-    took = await uow.alerts.apply_all(marks) if marks else []
-    current = {mark.after.id: mark.after for mark, ok in zip(marks, took, strict=True) if ok}
-    # A note changes no row, but names the alert as it now stands (as the single hooks do).
-    written = [
-        domain.record(current[n.after.id], *n.timeline, events=n.events)
-        if n.after.id in current
-        else n
-        for n in notes
-    ]
-    if written:
-        await uow.alerts.apply_all(written)
+    # The changes (triggered -> delivered) and every note in one call: a note changes no
+    # row, and its entry and event stand whether or not a change's guard passes. A
+    # notice's channels are often settled together: their marks of one alert are the
+    # same change under the same guard, so it is written once.
+    marks = list({(d.mark.after.id, d.mark.guard): d.mark for d in delivered if d.mark}.values())
+    if marks or notes:
+        await uow.alerts.apply_all([*marks, *notes])
     if observers:
         uow.after_commit(lambda: _observe_all(observers))
     for outcome in finals:

@@ -11,31 +11,48 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import fields
-from datetime import datetime
-from typing import Any, assert_never, cast
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.alerts import AckMethod, ResolutionReason, Urgency
-from schemas.base import Status
 from services.common.bulk import insert_rows
+from services.common.cloudevents import new_event
 from services.common.delivery.records import DeliveryOrder
-from services.common.outbox import enqueue, enqueue_all
+from services.common.outbox import enqueue, enqueue_all, mark_enqueued, outbox_row
 from services.router.domain import (
     OPEN_STATES,
     AlertRecord,
-    AlertState,
     EscalationGuard,
-    NoticeContent,
-    Snapshot,
+    Publication,
     TimelineEntry,
-    TimelineKind,
-    TimelineRecord,
     Transition,
     VersionGuard,
 )
 from services.router.repository._sql import aware, is_postgres, must
+from services.router.repository.alert_changes import (
+    changed_columns,
+    foldable,
+    guarded,
+    plain,
+)
+from services.router.repository.alert_rows import (
+    alert_values,
+    column_value,
+    record,
+    timeline_entry,
+    timeline_values,
+)
+from services.router.repository.alert_statements import (
+    OUTBOX_COLUMNS,
+    TIMELINE_COLUMNS,
+    alert_by_id,
+    alert_by_notice,
+    alerts_by_ids,
+    open_alert_statement,
+    versioned_update,
+)
 from services.router.tables import alert_timeline, alerts
 
 __all__ = ["AcceptDelivery", "SqlAlertRepository"]
@@ -43,123 +60,10 @@ __all__ = ["AcceptDelivery", "SqlAlertRepository"]
 # The engine's bulk accept: every order of a transition in one statement.
 AcceptDelivery = Callable[[AsyncSession, Sequence[DeliveryOrder]], Awaitable[int]]
 
-_COLUMNS = tuple(f.name for f in fields(AlertRecord))
 # What `apply_all` knows how to write in bulk. A transition carrying anything else (a
 # field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
 _BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard", "deliveries"})
 _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
-
-
-def _record(row: Any) -> AlertRecord:
-    return AlertRecord(
-        id=uuid.UUID(row.id),
-        notice_id=uuid.UUID(row.notice_id),
-        notice_version=row.notice_version,
-        status=cast(Status, row.status),
-        state=cast(AlertState, row.state),
-        urgency=cast(Urgency, row.urgency),
-        content=NoticeContent.model_validate(row.content),
-        snapshot=Snapshot.model_validate(row.snapshot),
-        step=row.step,
-        repeat=row.repeat,
-        escalation_count=row.escalation_count,
-        next_fire_at=aware(row.next_fire_at),
-        active_escalation_id=row.active_escalation_id,
-        correlation_id=row.correlation_id,
-        triggered_at=must(row.triggered_at),
-        version_triggered_at=must(row.version_triggered_at),
-        acknowledged_version=row.acknowledged_version,
-        acknowledged_by=uuid.UUID(row.acknowledged_by) if row.acknowledged_by else None,
-        acknowledged_at=aware(row.acknowledged_at),
-        ack_method=cast(AckMethod | None, row.ack_method),
-        exhausted_at=aware(row.exhausted_at),
-        expires_at=must(row.expires_at),
-        resolved_at=aware(row.resolved_at),
-        resolution=cast(ResolutionReason | None, row.resolution),
-        updated_at=must(row.updated_at),
-    )
-
-
-def _column_value(value: object) -> object:
-    """A Python value as its column stores it (UUIDs as text, models as JSON)."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, NoticeContent | Snapshot):
-        return value.model_dump(mode="json")
-    return value
-
-
-def _changed_columns(transition: Transition) -> dict[str, object]:
-    """Every column whose value the transition changes (all of them for a new alert)."""
-    before, after = transition.before, transition.after
-    if before is None:
-        return {name: _column_value(getattr(after, name)) for name in _COLUMNS}
-    changes: dict[str, object] = {}
-    for name in _COLUMNS:
-        old, new = getattr(before, name), getattr(after, name)
-        # `replace` keeps unchanged fields as the same objects: no deep comparison of the
-        # content and snapshot models for every column of every transition.
-        if old is not new and old != new:
-            changes[name] = _column_value(new)
-    return changes
-
-
-def _plain(changes: dict[str, object]) -> bool:
-    """Whether every changed value is a plain one (one UPDATE can set it for many rows)."""
-    return all(isinstance(v, str | int | datetime | None) for v in changes.values())
-
-
-def _guarded(transition: Transition) -> list[sa.ColumnElement[bool]]:
-    guard = transition.guard
-    where: list[sa.ColumnElement[bool]] = [alerts.c.id == str(transition.after.id)]
-    match guard:
-        case None:
-            pass
-        case EscalationGuard(states=states, escalation_id=escalation_id):
-            where.append(alerts.c.state.in_(sorted(states)))
-            where.append(
-                alerts.c.active_escalation_id.is_(None)
-                if escalation_id is None
-                else alerts.c.active_escalation_id == escalation_id
-            )
-        case VersionGuard(states=states, notice_version=version):
-            where.append(alerts.c.state.in_(sorted(states)))
-            where.append(alerts.c.notice_version == version)
-        case _:
-            assert_never(guard)
-    return where
-
-
-def _timeline_entry(row: Any) -> TimelineEntry:
-    return TimelineEntry(
-        id=row.id,
-        at=must(row.at),
-        kind=cast(TimelineKind, row.kind),
-        notice_version=row.notice_version,
-        step=row.step,
-        repeat=row.repeat,
-        recipient_id=uuid.UUID(row.recipient_id) if row.recipient_id else None,
-        channel=row.channel,
-        method=row.method,
-        delivery_id=uuid.UUID(row.delivery_id) if row.delivery_id else None,
-        detail=dict(row.detail or {}),
-    )
-
-
-def _timeline_values(alert_id: uuid.UUID, entry: TimelineRecord) -> dict[str, object]:
-    return {
-        "alert_id": str(alert_id),
-        "at": entry.at,
-        "kind": entry.kind,
-        "notice_version": entry.notice_version,
-        "step": entry.position.step if entry.position else None,
-        "repeat": entry.position.repeat if entry.position else None,
-        "recipient_id": str(entry.recipient_id) if entry.recipient_id else None,
-        "channel": entry.channel,
-        "method": entry.method,
-        "delivery_id": str(entry.delivery_id) if entry.delivery_id else None,
-        "detail": dict(entry.detail) if entry.detail else None,
-    }
 
 
 class SqlAlertRepository:
@@ -179,27 +83,25 @@ class SqlAlertRepository:
 
     async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         """One alert; `lock` holds its row until the transaction ends."""
-        return await self._one(alerts.c.id == str(alert_id), lock=lock)
+        # Acknowledgement, updates and the timer serialise on this lock (PostgreSQL);
+        # SQLite's BEGIN IMMEDIATE already serialises every writing transaction.
+        found = await self._session.execute(alert_by_id(lock=lock), {"alert_id": str(alert_id)})
+        row = found.first()
+        return record(row) if row is not None else None
 
     async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
         """The alerts of `alert_ids` that exist, in one query (unlocked)."""
         if not alert_ids:
             return {}
-        query = sa.select(alerts).where(alerts.c.id.in_(sorted(str(a) for a in alert_ids)))
-        return {r.id: r for r in map(_record, await self._session.execute(query))}
+        query = alerts_by_ids(self._session.get_bind().dialect.name)
+        found = await self._session.execute(query, {"alert_ids": sorted(map(str, alert_ids))})
+        return {r.id: r for r in map(record, found)}
 
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         """The alert of a notice, if it has one."""
-        return await self._one(alerts.c.notice_id == str(notice_id), lock=lock)
-
-    async def _one(self, where: sa.ColumnElement[bool], *, lock: bool) -> AlertRecord | None:
-        query = sa.select(alerts).where(where)
-        if lock:
-            # Acknowledgement, updates and the timer serialise on this lock (PostgreSQL);
-            # SQLite's BEGIN IMMEDIATE already serialises every writing transaction.
-            query = query.with_for_update()
-        row = (await self._session.execute(query)).first()
-        return _record(row) if row is not None else None
+        query = alert_by_notice(lock=lock)
+        row = (await self._session.execute(query, {"notice_id": str(notice_id)})).first()
+        return record(row) if row is not None else None
 
     async def page(
         self,
@@ -216,7 +118,7 @@ class SqlAlertRepository:
         if notice_id is not None:
             query = query.where(alerts.c.notice_id == str(notice_id))
         rows = await self._session.execute(query.limit(limit).offset(offset))
-        return [_record(row) for row in rows]
+        return [record(row) for row in rows]
 
     async def count_by_state(self) -> dict[str, int]:
         """How many alerts are in each state."""
@@ -232,38 +134,82 @@ class SqlAlertRepository:
 
         A failed guard (another instance fired the timer, an ack cleared it) writes nothing.
         """
-        changes = _changed_columns(transition)
+        changes = changed_columns(transition)
         if transition.before is None:
             await self._session.execute(sa.insert(alerts).values(**changes))
         elif changes or transition.guard is not None:
             result = await self._session.execute(
-                sa.update(alerts).where(*_guarded(transition)).values(**changes)
+                sa.update(alerts).where(*guarded(transition)).values(**changes)
             )
             if transition.guard is not None and getattr(result, "rowcount", 0) != 1:
                 return False
         alert_id = transition.after.id
         await self._insert_timeline(
-            [_timeline_values(alert_id, entry) for entry in transition.timeline]
+            [timeline_values(alert_id, entry) for entry in transition.timeline]
         )
-        if len(transition.events) == 1:
-            publication = transition.events[0]
+        await self._publish(transition.events)
+        await self._accept_orders(transition.deliveries)
+        return True
+
+    async def _publish(self, publications: Sequence[Publication]) -> None:
+        """Put the events in the outbox, in this transaction."""
+        if len(publications) == 1:
+            publication = publications[0]
             await enqueue(
                 self._session,
                 publication.event,
                 source=self._source,
                 correlation_id=publication.correlation_id,
             )
-        elif transition.events:
+        elif publications:
             await enqueue_all(
                 self._session,
-                [(p.event, p.correlation_id) for p in transition.events],
+                [(p.event, p.correlation_id) for p in publications],
                 source=self._source,
             )
-        if transition.deliveries:
-            if self._accept is None:
-                raise RuntimeError("this unit of work has no delivery engine to accept orders")
-            await self._accept(self._session, transition.deliveries)
+
+    async def open(
+        self, transition: Transition, *, directory_version: int, directory_digest: str
+    ) -> bool:
+        """Write a new alert as `apply` does, unless its notice has an alert already or the
+        directory in force is no longer the one it was opened from; whether it was written.
+
+        No read first: the checks are part of the INSERT (`open_alert_statement`).
+        """
+        if transition.before is not None or transition.guard is not None:
+            raise ValueError("open takes the transition of a new alert")
+        alert_id = transition.after.id
+        entries = [timeline_values(alert_id, entry) for entry in transition.timeline]
+        dialect = self._session.get_bind().dialect.name
+        params: dict[str, object] = {
+            "directory_version": directory_version,
+            "directory_digest": directory_digest,
+            **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
+        }
+        if dialect == "postgresql":
+            queued = self._outbox_rows(transition.events)
+            params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
+            params.update({f"o_{n}": [q[n] for q in queued] for n in OUTBOX_COLUMNS})
+        found = await self._session.execute(open_alert_statement(dialect), params)
+        if found.first() is None:
+            return False
+        if dialect == "postgresql":
+            if queued:
+                mark_enqueued(self._session)
+        else:
+            await self._insert_timeline(entries)
+            await self._publish(transition.events)
+        await self._accept_orders(transition.deliveries)
         return True
+
+    def _outbox_rows(self, publications: Sequence[Publication]) -> list[dict[str, object]]:
+        """The outbox rows of `publications`, for a statement that writes them itself."""
+        now = datetime.now(UTC)
+        events = (
+            new_event(p.event, source=self._source, correlation_id=p.correlation_id)
+            for p in publications
+        )
+        return [outbox_row(event, now) for event in events]
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
         """`apply` each transition, in a handful of statements; whether each guard passed.
@@ -284,26 +230,30 @@ class SqlAlertRepository:
         for i, t in enumerate(transitions):
             if t.before is None or any(getattr(t, name) for name in _OTHER_PARTS):
                 continue
-            if t.guard is None and not _changed_columns(t):
+            if t.guard is None and not changed_columns(t):
                 notes.append(i)
             elif t.after.id in changing:
                 continue
             elif isinstance(t.guard, EscalationGuard) and t.guard.states == OPEN_STATES:
                 timers.append(i)
                 changing.add(t.after.id)
-            elif isinstance(t.guard, VersionGuard) and _plain(_changed_columns(t)):
+            elif isinstance(t.guard, VersionGuard) and plain(changed_columns(t)):
                 versioned.append(i)
                 changing.add(t.after.id)
         passed = await self._update_guarded([transitions[i] for i in timers])
         results: dict[int, bool] = {i: passed[transitions[i].after.id] for i in timers}
-        took = await self._update_versioned([transitions[i] for i in versioned])
+        fold = foldable(transitions, versioned=versioned, notes=notes, others=len(timers))
+        folded = [transitions[i] for i in fold]
+        took, wrote = await self._update_versioned([transitions[i] for i in versioned], folded)
         results.update({i: transitions[i].after.id in took for i in versioned})
         results.update(dict.fromkeys(notes, True))
-        done = [transitions[i] for i in sorted(results) if results[i]]
+        passing = [i for i in sorted(results) if results[i]]
+        done = [transitions[i] for i in passing]
+        rest = [transitions[i] for i in passing if not (wrote and i in fold)]
         await self._insert_timeline(
-            [_timeline_values(t.after.id, e) for t in done for e in t.timeline]
+            [timeline_values(t.after.id, e) for t in rest for e in t.timeline]
         )
-        events = [(p.event, p.correlation_id) for t in done for p in t.events]
+        events = [(p.event, p.correlation_id) for t in rest for p in t.events]
         await enqueue_all(self._session, events, source=self._source)
         await self._accept_orders([order for t in done for order in t.deliveries])
         for i, transition in enumerate(transitions):
@@ -315,28 +265,44 @@ class SqlAlertRepository:
         """Timeline rows in one statement (an executemany is one per row on PostgreSQL)."""
         await insert_rows(self._session, alert_timeline, rows)
 
-    async def _update_versioned(self, transitions: Sequence[Transition]) -> set[uuid.UUID]:
-        """The version-guarded changes, one UPDATE per distinct change; the rows that took."""
+    async def _update_versioned(
+        self, transitions: Sequence[Transition], notes: Sequence[Transition]
+    ) -> tuple[set[uuid.UUID], bool]:
+        """The version-guarded changes, one UPDATE per distinct change; the rows that took,
+        and whether the `notes`' entries and events (needing no guard) went in with the
+        first (PostgreSQL)."""
         groups: dict[tuple[frozenset[str], int, tuple[tuple[str, object], ...]], list[str]] = {}
         for t in transitions:
             assert isinstance(t.guard, VersionGuard)
-            changes = tuple(sorted(_changed_columns(t).items()))
+            changes = tuple(sorted(changed_columns(t).items()))
             key = (t.guard.states, t.guard.notice_version, changes)
             groups.setdefault(key, []).append(str(t.after.id))
+        dialect = self._session.get_bind().dialect.name
         took: set[uuid.UUID] = set()
+        carried: Sequence[Transition] = notes if dialect == "postgresql" else ()
         for (states, version, changes), ids in groups.items():
-            statement = (
-                sa.update(alerts)
-                .where(
-                    alerts.c.id.in_(ids),
-                    alerts.c.state.in_(sorted(states)),
-                    alerts.c.notice_version == version,
-                )
-                .values(dict(changes))
-                .returning(alerts.c.id)
-            )
-            took.update(uuid.UUID(r) for r in (await self._session.execute(statement)).scalars())
-        return took
+            params: dict[str, object] = {
+                "b_alert_ids": ids,
+                "b_states": sorted(states),
+                "b_notice_version": version,
+                **{f"v_{name}": value for name, value in changes},
+            }
+            statement = versioned_update(dialect, tuple(name for name, _ in changes))
+            if dialect != "postgresql":
+                result = await self._session.execute(statement, params)
+                took.update(uuid.UUID(r) for r in result.scalars())
+                continue
+            # The first group carries the notes; the others carry empty arrays.
+            entries = [timeline_values(t.after.id, e) for t in carried for e in t.timeline]
+            queued = self._outbox_rows([p for t in carried for p in t.events])
+            params.update({f"t_{n}": [r[n] for r in entries] for n in TIMELINE_COLUMNS})
+            params.update({f"o_{n}": [r[n] for r in queued] for n in OUTBOX_COLUMNS})
+            row = (await self._session.execute(statement, params)).one()
+            took.update(uuid.UUID(r) for r in row.ids or ())
+            if queued:
+                mark_enqueued(self._session)
+            carried = ()
+        return took, dialect == "postgresql" and bool(notes) and bool(groups)
 
     async def _accept_orders(self, orders: Sequence[DeliveryOrder]) -> None:
         """Hand the delivery orders to the engine, in this transaction."""
@@ -351,7 +317,7 @@ class SqlAlertRepository:
         """One compare-and-set UPDATE per transition, sent as one batch; which ones took."""
         if not transitions:
             return {}
-        names = sorted({name for t in transitions for name in _changed_columns(t)})
+        names = sorted({name for t in transitions for name in changed_columns(t)})
         # Unchanged columns are written with the value they already hold (the row is ours).
         statement = (
             sa.update(alerts)
@@ -366,7 +332,7 @@ class SqlAlertRepository:
         params = []
         for t in transitions:
             assert isinstance(t.guard, EscalationGuard)
-            values = {f"v_{n}": _column_value(getattr(t.after, n)) for n in names}
+            values = {f"v_{n}": column_value(getattr(t.after, n)) for n in names}
             params.append({"b_id": str(t.after.id), "b_guard": t.guard.escalation_id, **values})
         await self._session.execute(statement, params)
         # Executemany reports no row count per statement: read back what each row holds.
@@ -407,7 +373,7 @@ class SqlAlertRepository:
             .order_by(alerts.c.next_fire_at)
         )
         rows = await self._claim(query, skip, limit=limit)
-        return [_record(row) for row in rows]
+        return [record(row) for row in rows]
 
     async def claim_due_expiry(
         self, *, now: datetime, skip: Sequence[str] = ()
@@ -455,7 +421,7 @@ class SqlAlertRepository:
             .where(alert_timeline.c.alert_id == str(alert_id))
             .order_by(alert_timeline.c.id)
         )
-        return [_timeline_entry(row) for row in rows]
+        return [timeline_entry(row) for row in rows]
 
     async def notified_entry(
         self, alert_id: uuid.UUID, *, delivery_id: uuid.UUID
@@ -472,7 +438,7 @@ class SqlAlertRepository:
                 .limit(1)
             )
         ).first()
-        return _timeline_entry(row) if row is not None else None
+        return timeline_entry(row) if row is not None else None
 
     async def notified_recipients(self, alert_id: uuid.UUID) -> list[uuid.UUID]:
         """Everyone a notification was requested for, in the order they were first notified."""

@@ -70,6 +70,8 @@ class FakeStore:
     # What the SMS report store answers for a delivery id (set by a test), and the reports.
     report_effects: dict[str, ReportEffect] = field(default_factory=dict)
     reports: list[DeliveryReport] = field(default_factory=list)
+    # Alerts opened by `open` (no read of the alert or the directory first).
+    opened_without_reads: int = 0
 
     def events(self, event_type: str) -> list[Any]:
         """The enqueued events of one type, in order."""
@@ -136,7 +138,8 @@ class FakeAlerts:
             assert stored is not None
             if not _passes(stored, transition):
                 return False
-        self.store.alerts[after.id] = after
+        if transition.before is not after:  # a note (no change) writes no row
+            self.store.alerts[after.id] = after
         for record in transition.timeline:
             entry = TimelineEntry(
                 id=len(self.store.timeline) + 1,
@@ -158,6 +161,20 @@ class FakeAlerts:
                 self.store.orders.append(order)
                 self.store.delivery_states[order.delivery_id] = "pending"
         return True
+
+    async def open(
+        self, transition: Transition, *, directory_version: int, directory_digest: str
+    ) -> bool:
+        in_force = self.store.directories[-1] if self.store.directories else None
+        if in_force is None or (in_force.version, in_force.digest) != (
+            directory_version,
+            directory_digest,
+        ):
+            return False
+        if any(a.notice_id == transition.after.notice_id for a in self.store.alerts.values()):
+            return False
+        self.store.opened_without_reads += 1
+        return await self.apply(transition)
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
         return [await self.apply(t) for t in transitions]

@@ -19,6 +19,7 @@ from tests.unit.router.fakes import (
     FakeDeps,
     FakeUnitOfWork,
     cancelled,
+    directory_document,
     make_deps,
     received,
     updated,
@@ -69,6 +70,47 @@ async def test_the_same_notice_twice_opens_one_alert(deps: FakeDeps) -> None:
     await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=notice)
     assert len(deps.store.alerts) == 1
     assert len(deps.store.events("alert.triggered")) == 1
+
+
+async def test_later_alerts_open_without_reading_the_directory_again(deps: FakeDeps) -> None:
+    first, second = received(), received()
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=first)
+    assert deps.store.opened_without_reads == 0, "the first alert reads the directory"
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=second)
+
+    assert deps.store.opened_without_reads == 1
+    alert = deps.store.alerts[alert_id_for(second.notice_id)]
+    assert alert.snapshot.directory_version == 1
+    assert [e.kind for e in deps.store.entries(alert.id)] == ["triggered", "notified", "notified"]
+    assert len(deps.store.events("alert.triggered")) == 2
+
+
+async def test_an_alert_after_a_directory_change_freezes_the_new_directory(
+    deps: FakeDeps,
+) -> None:
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=received())
+    deps.store.directories.append(
+        replace(deps.store.directories[-1], version=2, document=directory_document(spoc_wait_s=5))
+    )
+    notice = received()
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=notice)
+
+    assert deps.store.opened_without_reads == 0, "the remembered directory is no longer in force"
+    alert = deps.store.alerts[alert_id_for(notice.notice_id)]
+    assert alert.snapshot.directory_version == 2
+    assert alert.next_fire_at == NOW + timedelta(seconds=5)
+
+
+async def test_an_update_of_an_alerted_notice_through_open_reopens_it(deps: FakeDeps) -> None:
+    first = received()
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=first)
+    await alerting.open_alert(
+        FakeUnitOfWork(deps.store), deps=deps, notice=updated(first, 2, summary="moved")
+    )
+
+    alert = deps.store.alerts[alert_id_for(first.notice_id)]
+    assert alert.notice_version == 2
+    assert len(deps.store.events("alert.triggered")) == 2
 
 
 async def test_a_notice_whose_window_is_over_opens_nothing(deps: FakeDeps) -> None:

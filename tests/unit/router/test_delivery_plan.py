@@ -251,6 +251,7 @@ class CountingAlerts(FakeAlerts):
     def __init__(self, inner: FakeAlerts) -> None:
         super().__init__(inner.store)
         self.calls: list[str] = []
+        self.changes: list[Transition] = []  # the guarded row changes given to apply_all
 
     async def get(self, alert_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         self.calls.append("get")
@@ -266,6 +267,7 @@ class CountingAlerts(FakeAlerts):
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
         self.calls.append("apply_all")  # one call, however the fake carries it out
+        self.changes.extend(t for t in transitions if t.guard is not None)
         return [await FakeAlerts.apply(self, t) for t in transitions]
 
 
@@ -286,12 +288,32 @@ async def test_a_batch_of_delivered_outcomes_takes_a_constant_number_of_reposito
         await plan_for(deps, uow).on_outcomes(cast(Transaction, FakeTx()), outcomes)
         await uow.commit()
 
-    # One read of every alert, the state changes, then every timeline entry and event.
-    assert counting.calls == ["get_many", "apply_all", "apply_all"]
+    # One read of every alert, then the state changes with every timeline entry and event.
+    assert counting.calls == ["get_many", "apply_all"]
     assert all(deps.store.alerts[a].state == "delivered" for a in alert_ids)
     assert len(deps.store.events("alert.delivered")) == n
     assert all(len(deps.store.entries(a, "delivered")) == 1 for a in alert_ids)
     assert [e["event"] for e in logs] == ["alert.delivered"] * n
+
+
+async def test_a_notices_channels_delivered_together_mark_its_alert_once(deps: FakeDeps) -> None:
+    alert_id = await open_one(deps)
+    both = orders_to(deps, SPOC)
+    assert {o.channel for o in both} == {"webhook", "email"}
+    result = Delivered(attempts=1, delivered_at=NOW, destination_key="k")
+    uow = FakeUnitOfWork(deps.store)
+    counting = CountingAlerts(uow.alerts)
+    uow.alerts = counting
+
+    outcomes = [Settled(record_of(order), result) for order in both]
+    await plan_for(deps, uow).on_outcomes(cast(Transaction, FakeTx()), outcomes)
+    await uow.commit()
+
+    assert counting.calls == ["get_many", "apply_all"]
+    assert [t.after.id for t in counting.changes] == [alert_id], "one change for both"
+    assert deps.store.alerts[alert_id].state == "delivered"
+    assert len(deps.store.entries(alert_id, "delivered")) == 2
+    assert len(deps.store.events("alert.delivered")) == 2
 
 
 async def test_each_failed_attempt_is_on_the_timeline_and_an_event(

@@ -1,0 +1,103 @@
+"""How an alert and its timeline entries map to and from their rows (no I/O)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import fields
+from typing import Any, cast
+
+from schemas.alerts import AckMethod, ResolutionReason, Urgency
+from schemas.base import Status
+from services.router.domain import (
+    AlertRecord,
+    AlertState,
+    NoticeContent,
+    Snapshot,
+    TimelineEntry,
+    TimelineKind,
+    TimelineRecord,
+)
+from services.router.repository._sql import aware, must
+
+__all__ = ["COLUMNS", "alert_values", "column_value", "record", "timeline_entry", "timeline_values"]
+
+COLUMNS = tuple(f.name for f in fields(AlertRecord))
+
+
+def record(row: Any) -> AlertRecord:
+    """An alert as its row holds it."""
+    return AlertRecord(
+        id=uuid.UUID(row.id),
+        notice_id=uuid.UUID(row.notice_id),
+        notice_version=row.notice_version,
+        status=cast(Status, row.status),
+        state=cast(AlertState, row.state),
+        urgency=cast(Urgency, row.urgency),
+        content=NoticeContent.model_validate(row.content),
+        snapshot=Snapshot.model_validate(row.snapshot),
+        step=row.step,
+        repeat=row.repeat,
+        escalation_count=row.escalation_count,
+        next_fire_at=aware(row.next_fire_at),
+        active_escalation_id=row.active_escalation_id,
+        correlation_id=row.correlation_id,
+        triggered_at=must(row.triggered_at),
+        version_triggered_at=must(row.version_triggered_at),
+        acknowledged_version=row.acknowledged_version,
+        acknowledged_by=uuid.UUID(row.acknowledged_by) if row.acknowledged_by else None,
+        acknowledged_at=aware(row.acknowledged_at),
+        ack_method=cast(AckMethod | None, row.ack_method),
+        exhausted_at=aware(row.exhausted_at),
+        expires_at=must(row.expires_at),
+        resolved_at=aware(row.resolved_at),
+        resolution=cast(ResolutionReason | None, row.resolution),
+        updated_at=must(row.updated_at),
+    )
+
+
+def column_value(value: object) -> object:
+    """A Python value as its column stores it (UUIDs as text, models as JSON)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, NoticeContent | Snapshot):
+        return value.model_dump(mode="json")
+    return value
+
+
+def timeline_entry(row: Any) -> TimelineEntry:
+    """A timeline entry as its row holds it."""
+    return TimelineEntry(
+        id=row.id,
+        at=must(row.at),
+        kind=cast(TimelineKind, row.kind),
+        notice_version=row.notice_version,
+        step=row.step,
+        repeat=row.repeat,
+        recipient_id=uuid.UUID(row.recipient_id) if row.recipient_id else None,
+        channel=row.channel,
+        method=row.method,
+        delivery_id=uuid.UUID(row.delivery_id) if row.delivery_id else None,
+        detail=dict(row.detail or {}),
+    )
+
+
+def timeline_values(alert_id: uuid.UUID, entry: TimelineRecord) -> dict[str, object]:
+    """The row of one of `alert_id`'s timeline entries."""
+    return {
+        "alert_id": str(alert_id),
+        "at": entry.at,
+        "kind": entry.kind,
+        "notice_version": entry.notice_version,
+        "step": entry.position.step if entry.position else None,
+        "repeat": entry.position.repeat if entry.position else None,
+        "recipient_id": str(entry.recipient_id) if entry.recipient_id else None,
+        "channel": entry.channel,
+        "method": entry.method,
+        "delivery_id": str(entry.delivery_id) if entry.delivery_id else None,
+        "detail": dict(entry.detail) if entry.detail else None,
+    }
+
+
+def alert_values(alert: AlertRecord) -> dict[str, object]:
+    """Every column of `alert` as stored."""
+    return {name: column_value(getattr(alert, name)) for name in COLUMNS}

@@ -1,0 +1,259 @@
+"""Opening an alert and recording outcomes on a real database: writes and statements.
+
+A notice's alert is opened without reading the alert or the directory first once the
+router knows the directory in force: one guarded INSERT (on PostgreSQL with the timeline
+entries in it). These tests count the statements (deterministic, never a timing) and
+check every fallback (a duplicate, an update, a new directory) on both back ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from schemas.notices import NoticeReceived, NoticeUpdated
+from services.common.delivery import Delivered, Settled
+from services.common.delivery.records import record_from_row
+from services.common.messaging import outbox_messages
+from services.common.migrations import upgrade
+from services.router import alerting
+from services.router.app import RouterRuntime, default_senders
+from services.router.config import RouterSettings
+from services.router.delivery import RouterDeliveryPlan
+from services.router.deps import RouterDeps
+from services.router.domain import alert_id_for
+from services.router.tables import alert_timeline, alerts, delivery_records
+from tests.integration.router.router_support import update
+from tests.support.alerts import plain_notice, spoc_then_backup
+
+pytestmark = [pytest.mark.postgres]
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SPOC, BACKUP = uuid.uuid4(), uuid.uuid4()
+
+
+class Clock:
+    def __call__(self) -> datetime:
+        return T0
+
+
+@pytest.fixture
+async def runtime(
+    database_url: str | None, make_settings: Callable[..., Any]
+) -> AsyncIterator[RouterRuntime]:
+    """A router on a migrated database with directory version 1; its engine never runs."""
+    settings: RouterSettings = make_settings(
+        RouterSettings, database_url=database_url, link_secret="test-link-secret"
+    )
+    await upgrade(settings, "router")
+    runtime = RouterRuntime(settings=settings, senders=default_senders(settings), clock=Clock())
+    await _add_directory(runtime.deps, version=1, wait_s=60)
+    try:
+        yield runtime
+    finally:
+        await runtime.senders.close()
+        await runtime.engine.dispose()
+        await runtime.auth_engine.dispose()
+
+
+async def _add_directory(deps: RouterDeps, *, version: int, wait_s: float) -> None:
+    document = spoc_then_backup(
+        spoc=SPOC,
+        backup=BACKUP,
+        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
+        backup_channels={"email": "b@p.example"},
+        wait_s=wait_s,
+    )
+    async with deps.unit_of_work() as uow:
+        await uow.directory.add(
+            version=version,
+            document=document,
+            digest=f"digest-{version}",
+            source="api",
+            created_by="t",
+            at=T0,
+        )
+        await uow.commit()
+
+
+async def _open(deps: RouterDeps, notice: NoticeReceived | NoticeUpdated) -> None:
+    async with deps.unit_of_work() as uow:
+        await alerting.open_alert(uow, deps=deps, notice=notice)
+        await uow.commit()
+
+
+@contextmanager
+def _statements(runtime: RouterRuntime) -> Iterator[list[str]]:
+    """The SQL the runtime's engine sends inside the block."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", before)
+
+
+async def _scalar(deps: RouterDeps, query: sa.Select[Any]) -> Any:
+    async with deps.sessions() as session:
+        return (await session.execute(query)).scalar_one()
+
+
+async def _count(deps: RouterDeps, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
+    return int(await _scalar(deps, sa.select(sa.func.count()).select_from(table).where(where)))
+
+
+async def test_a_known_directory_opens_an_alert_without_reading_first(
+    runtime: RouterRuntime, database_url: str | None
+) -> None:
+    deps = runtime.deps
+    await _open(deps, plain_notice(T0))  # the first alert reads the directory
+    notice = plain_notice(T0)
+    with _statements(runtime) as sent:
+        await _open(deps, notice)
+
+    reads = [s for s in sent if s.startswith("SELECT") and ("alerts" in s or "directory" in s)]
+    assert reads == [], reads
+    assert sum(s.startswith(("INSERT INTO alerts", "WITH in_force")) for s in sent) == 1
+    separate_timeline = sum(s.startswith("INSERT INTO alert_timeline") for s in sent)
+    assert separate_timeline == (1 if database_url is None else 0), sent
+
+    alert_id = str(alert_id_for(notice.notice_id))
+    kinds = await _kinds(deps, alert_id)
+    assert kinds == ["triggered", "notified", "notified"]
+    assert await _count(deps, delivery_records, delivery_records.c.aggregate_id == alert_id) == 2
+    triggered = outbox_messages.c.event_type == "alert.triggered"
+    assert await _count(deps, outbox_messages, triggered & (outbox_messages.c.key == alert_id)) == 1
+
+
+@asynccontextmanager
+async def _relays_woken(runtime: RouterRuntime) -> AsyncIterator[asyncio.Event]:
+    """Set when the outbox's NOTIFY to other processes' relays arrives (PostgreSQL;
+    never set on SQLite, which has none)."""
+    woken = asyncio.Event()
+    if runtime.engine.dialect.name != "postgresql":
+        yield woken
+        return
+    schema = await _scalar(runtime.deps, sa.select(sa.func.current_schema()))
+    async with runtime.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        listener: Any = raw.driver_connection
+        await listener.add_listener(f"aviso_outbox_{schema}", lambda *_: woken.set())
+        yield woken
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_an_alert_opened_in_one_statement_wakes_other_processes_relays(
+    runtime: RouterRuntime, database_url: str | None
+) -> None:
+    deps = runtime.deps
+    await _open(deps, plain_notice(T0))
+    async with _relays_woken(runtime) as woken:
+        with _statements(runtime) as sent:
+            await _open(deps, plain_notice(T0))
+        await asyncio.wait_for(woken.wait(), timeout=30)
+
+    assert not [s for s in sent if "INSERT INTO outbox_messages" in s and "opened" not in s]
+    assert sum("INSERT INTO alerts" in s for s in sent) == 1
+
+
+async def _kinds(deps: RouterDeps, alert_id: str) -> list[str]:
+    async with deps.sessions() as session:
+        rows = await session.execute(
+            sa.select(alert_timeline.c.kind)
+            .where(alert_timeline.c.alert_id == alert_id)
+            .order_by(alert_timeline.c.id)
+        )
+        return [kind for (kind,) in rows]
+
+
+async def test_a_duplicate_and_an_update_of_an_alerted_notice_fall_back_to_reading(
+    runtime: RouterRuntime,
+) -> None:
+    deps = runtime.deps
+    first = plain_notice(T0)
+    await _open(deps, first)
+    await _open(deps, first)  # the same notice again: one notice, one alert
+    alert_id = str(alert_id_for(first.notice_id))
+    assert await _kinds(deps, alert_id) == ["triggered", "notified", "notified"]
+
+    await _open(deps, update(first, 2, summary="Moved."))
+    version = await _scalar(deps, sa.select(alerts.c.notice_version).where(alerts.c.id == alert_id))
+    assert version == 2
+    assert await _count(deps, alerts, alerts.c.notice_id == str(first.notice_id)) == 1
+
+
+async def test_an_alert_after_a_directory_change_freezes_the_new_directory(
+    runtime: RouterRuntime,
+) -> None:
+    deps = runtime.deps
+    await _open(deps, plain_notice(T0))
+    await _add_directory(deps, version=2, wait_s=5)
+    notice = plain_notice(T0)
+    await _open(deps, notice)
+
+    alert_id = str(alert_id_for(notice.notice_id))
+    row = (await _rows(deps, sa.select(alerts).where(alerts.c.id == alert_id)))[0]
+    assert row.snapshot["directory_version"] == 2
+    fire_at = row.next_fire_at if row.next_fire_at.tzinfo else row.next_fire_at.replace(tzinfo=UTC)
+    assert fire_at == T0 + timedelta(seconds=5)
+    assert await _kinds(deps, alert_id) == ["triggered", "notified", "notified"]
+
+
+async def _rows(deps: RouterDeps, query: sa.Select[Any]) -> list[Any]:
+    async with deps.sessions() as session:
+        return list(await session.execute(query))
+
+
+async def test_a_batch_of_outcomes_writes_changes_and_entries_together(
+    runtime: RouterRuntime, database_url: str | None
+) -> None:
+    deps = runtime.deps
+    notices = [plain_notice(T0) for _ in range(3)]
+    for notice in notices:
+        await _open(deps, notice)
+    ids = [str(alert_id_for(n.notice_id)) for n in notices]
+    async with deps.sessions() as session:
+        # The last one was acknowledged meanwhile: its guard fails, its entry stands.
+        await session.execute(
+            sa.update(alerts).where(alerts.c.id == ids[-1]).values(state="acknowledged")
+        )
+        await session.commit()
+        rows = await session.execute(
+            sa.select(delivery_records).where(delivery_records.c.aggregate_id.in_(ids))
+        )
+        records = [record_from_row(row._mapping) for row in rows]
+    delivered = Delivered(attempts=1, delivered_at=T0, destination_key="k")
+
+    async with _relays_woken(runtime) as woken:
+        with _statements(runtime) as sent:
+            async with deps.unit_of_work() as uow:
+                outcomes = [Settled(record, delivered) for record in records]
+                await RouterDeliveryPlan(deps).on_outcomes(uow, outcomes)
+                await uow.commit()
+        if database_url is not None:
+            await asyncio.wait_for(woken.wait(), timeout=30)
+
+    # Both channels of each alert in one batch: one change statement for all of them.
+    assert sum(s.startswith(("UPDATE alerts", "WITH took")) for s in sent) == 1, sent
+    separate_timeline = sum(s.startswith("INSERT INTO alert_timeline") for s in sent)
+    assert separate_timeline == (1 if database_url is None else 0), sent
+    separate_outbox = sum("INSERT INTO outbox_messages" in s and "took" not in s for s in sent)
+    assert separate_outbox == (1 if database_url is None else 0), sent
+    states = dict(await _rows(deps, sa.select(alerts.c.id, alerts.c.state)))
+    assert [states[i] for i in ids] == ["delivered", "delivered", "acknowledged"]
+    for alert_id in ids:
+        assert (await _kinds(deps, alert_id))[-2:] == ["delivered", "delivered"]
+    delivered_events = outbox_messages.c.event_type == "alert.delivered"
+    assert await _count(deps, outbox_messages, delivered_events) == 6

@@ -68,6 +68,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
+        "--intake-only",
+        action="store_true",
+        help="only the floors and intake c16/c64 (--duration seconds each): a quick A/B",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="py-spy each service during every phase"
     )
     parser.add_argument(
@@ -91,7 +96,9 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
             for rate in rates
         },
         "drain_timeout_s": 20.0 if args.short else 60.0,
-        "throughput_s": 3.0 if args.short else 10.0,
+        "throughput_s": (args.duration or 3.0)
+        if args.intake_only
+        else (3.0 if args.short else 10.0),
         "kafka_samples": 50 if args.short else 200,
         "floor_s": 2.0 if args.short else 5.0,
         "idle_s": 5.0 if args.short else 15.0,
@@ -251,7 +258,7 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     profiler = PhaseProfiler(work_dir / "profiles") if args.profile else None
     async with running_services(infra, work_dir) as system:
         idle: dict[str, float] = {}
-        phases = await _rates(infra, system, plan, profiler, idle)
+        phases = [] if args.intake_only else await _rates(infra, system, plan, profiler, idle)
         throughput = (
             [] if args.skip_throughput else await _throughput(infra, system, plan, profiler)
         )

@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.specification import AsyncAPI, get_asyncapi_html
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logging import get_logger
@@ -149,12 +149,29 @@ def route_label(scope: Scope) -> str:
     return template if isinstance(template, str) and template else UNMATCHED_ROUTE
 
 
-class _MetricsMiddleware:
-    """Count and time every HTTP request by service, route template, method and status."""
+class _EdgeMiddleware:
+    """Count and time every HTTP request; make router-made redirects relative.
+
+    One pure ASGI layer with one `send` wrapper for both jobs: every layer costs a call
+    and a closure per message on every request, and these two run on all of them.
+
+    Metrics: by service, route template, method and status; the label children are
+    looked up once per (route, method, status) and kept, not resolved per request.
+
+    Redirects: Starlette answers `/v1/notices/` with `307 Location: http://<Host
+    header>/v1/notices`; a forged Host would send the client elsewhere (and poison a
+    cache in front). Only a redirect no route produced (no `route` in the scope) is
+    rewritten; a path-only Location is resolved by the client against the URL it
+    actually used.
+    """
 
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app = app
         self.service = service
+        # Bounded: routes are templates (or UNMATCHED_ROUTE), methods a fixed set, and
+        # statuses the few the service answers with.
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[str, Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,53 +180,38 @@ class _MetricsMiddleware:
         started = time.perf_counter()
         status = 500
 
-        async def recording_send(message: Message) -> None:
+        async def edge_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if 300 <= status < 400 and scope.get("route") is None:
+                    message["headers"] = [
+                        (name, _path_only(value) if name.lower() == b"location" else value)
+                        for name, value in message.get("headers", [])
+                    ]
             await send(message)
 
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, edge_send)
         finally:
-            route = route_label(scope)
-            method = str(scope.get("method", ""))
-            if method not in _METHODS:
-                method = "other"  # the method is client input too
-            HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
-            HTTP_REQUEST_SECONDS.labels(self.service, route).observe(time.perf_counter() - started)
+            self._record(scope, status, time.perf_counter() - started)
 
-
-class _RelativeRedirectMiddleware:
-    """Make the router's trailing-slash redirects relative: never built from `Host`.
-
-    Starlette answers `/v1/notices/` with `307 Location: http://<Host header>/v1/notices`;
-    a forged Host would send the client elsewhere (and poison a cache in front). Only a
-    redirect no route produced (no `route` in the scope) is rewritten; a path-only
-    Location is resolved by the client against the URL it actually used.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def relative_send(message: Message) -> None:
-            if (
-                message["type"] == "http.response.start"
-                and 300 <= int(message["status"]) < 400
-                and scope.get("route") is None
-            ):
-                message["headers"] = [
-                    (name, _path_only(value) if name.lower() == b"location" else value)
-                    for name, value in message.get("headers", [])
-                ]
-            await send(message)
-
-        await self.app(scope, receive, relative_send)
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = route_label(scope)
+        method = str(scope.get("method", ""))
+        if method not in _METHODS:
+            method = "other"  # the method is client input too
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = HTTP_REQUESTS.labels(self.service, route, method, str(status))
+            self._counters[key] = counter
+        counter.inc()
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = HTTP_REQUEST_SECONDS.labels(self.service, route)
+            self._timers[route] = timer
+        timer.observe(seconds)
 
 
 def _path_only(location: bytes) -> bytes:
@@ -259,8 +261,7 @@ def create_http_app(
     install_problem_handlers(app)
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
-    app.add_middleware(_RelativeRedirectMiddleware)
-    app.add_middleware(_MetricsMiddleware, service=runtime.name)
+    app.add_middleware(_EdgeMiddleware, service=runtime.name)
 
     app.include_router(health_router(runtime))
     app.include_router(_asyncapi_router(runtime, title, version))

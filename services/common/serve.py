@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import uvicorn
@@ -24,8 +25,10 @@ def serve(
     configure_logging(
         service, level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file
     )
+    app = app_factory()
+    _freeze_startup_heap()
     config = uvicorn.Config(
-        app_factory(),
+        app,
         host=settings.http_host,
         port=port,
         log_config=None,  # keep our structlog setup for uvicorn's loggers too
@@ -38,3 +41,17 @@ def serve(
         server_header=False,
     )
     uvicorn.Server(config).run()
+
+
+def _freeze_startup_heap() -> None:
+    """Keep what start-up built (modules, models, routes) out of the collector's way.
+
+    A service builds hundreds of thousands of long-lived objects once (FastAPI, pydantic,
+    SQLAlchemy, aiokafka); every full collection walked them all again: at 64 clients a
+    full collection of intake took ~170 ms of CPU, during which no request moved. Frozen
+    objects are never collected (they live as long as the process anyway); what requests
+    allocate afterwards is collected as before. Only here, in the process that serves:
+    a test process builds and drops many apps and must collect them.
+    """
+    gc.collect()
+    gc.freeze()

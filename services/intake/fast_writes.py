@@ -88,9 +88,17 @@ def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
 
 
 async def insert_new_notice(
-    session: AsyncSession, transition: Transition, *, now: datetime, event_source: str
+    session: AsyncSession,
+    transition: Transition,
+    *,
+    now: datetime,
+    event_source: str,
+    lone: bool = False,
 ) -> str | None:
-    """Write a new notice's transition unless its reference exists; that notice's id then."""
+    """Write a new notice's transition unless its reference exists; that notice's id then.
+
+    `lone`: this statement is the unit of work's only write (see direct.py).
+    """
     if not transition.created or transition.version is None or transition.event is None:
         raise ValueError("insert_new_notice takes a new notice's transition")
     notice = transition.notice
@@ -111,7 +119,7 @@ async def insert_new_notice(
     }
     for prefix, row in zip(_PREFIXES, rows, strict=True):
         values.update({f"{prefix}_{name}": value for name, value in row.items()})
-    found = await statement.fetchrow(session, values)
+    found = await statement.fetchrow(session, values, lone=lone)
     if found["written"]:
         mark_enqueued(session)
         return None

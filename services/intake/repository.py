@@ -113,10 +113,18 @@ class Cursor:
 class NoticeRepository:
     """Notices and versions of one unit of work; events leave through its outbox."""
 
-    def __init__(self, session: AsyncSession, *, audit: AuditTrail, event_source: str) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        audit: AuditTrail,
+        event_source: str,
+        lone_write_commits: bool = False,
+    ) -> None:
         self._session = session
         self._audit = audit
         self._event_source = event_source
+        self._lone_write_commits = lone_write_commits
 
     async def apply(self, transition: Transition, *, now: datetime) -> None:
         """Write a transition at once: row, version, purge, audit entry and outbox event."""
@@ -158,12 +166,18 @@ class NoticeRepository:
         (then nothing is written). On PostgreSQL the look-up and every write are one
         statement (fast_writes.py), safe against a concurrent request with the same
         reference without any lock; SQLite's writer lock (BEGIN IMMEDIATE) serialises
-        the look-up and the writes below.
+        the look-up and the writes below. When the unit of work was opened with
+        `lone_write_commits` and nothing was sent before it, that statement commits by
+        itself (direct.py).
         """
         notice = transition.notice
         if is_postgres_session(self._session):
             return await insert_new_notice(
-                self._session, transition, now=now, event_source=self._event_source
+                self._session,
+                transition,
+                now=now,
+                event_source=self._event_source,
+                lone=self._lone_write_commits,
             )
         existing = await self.find_by_reference(
             source_key=notice.source_key, reference=notice.reference

@@ -116,12 +116,28 @@ class IntakeUnitOfWork(UnitOfWork):
         self._requests: RequestLedger | None = None
         self._audit: AuditTrail | None = None
         self._directory: DirectoryPeople | None = None
+        self._lone_write_commits = False
+
+    def lone_write_commits(self) -> Self:
+        """Let a use case's only write, sent first, commit by itself on PostgreSQL.
+
+        For a caller that runs a use case whose writes are one statement or begin with a
+        lock (the submission: a plain one is one statement; one with an Idempotency-Key or
+        a signature locks first, so its writes stay together). That statement then needs
+        no BEGIN and COMMIT round trips (direct.py); it is as atomic and as durable, and
+        the caller still commits (the rest of the unit of work, and its after-commit hooks).
+        """
+        self._lone_write_commits = True
+        return self
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self._audit = AuditTrail(self.session)
         self._notices = NoticeRepository(
-            self.session, audit=self._audit, event_source=self._event_source
+            self.session,
+            audit=self._audit,
+            event_source=self._event_source,
+            lone_write_commits=self._lone_write_commits,
         )
         self._requests = RequestLedger(self.session)
         self._directory = DirectoryPeople(self.session)

@@ -80,10 +80,14 @@ async def _in_unit_of_work(
     use_case: Callable[[IntakeUnitOfWork], Awaitable[_T]],
     *,
     restricted: Iterable[str] = (),
+    lone_write_commits: bool = False,
 ) -> _T:
     """Run one use case in its own unit of work and commit; scrub `restricted` meanwhile."""
+    unit_of_work = deps.unit_of_work()
+    if lone_write_commits:
+        unit_of_work.lone_write_commits()
     with scrubbed(restricted):
-        async with deps.unit_of_work() as uow:
+        async with unit_of_work as uow:
             result = await use_case(uow)
             await uow.commit()
     return result
@@ -168,6 +172,9 @@ def _submit_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
                 now=deps.clock(),
             ),
             restricted=restricted_detail(body, principal).values(),
+            # A plain submission writes one statement; with a key or signature it locks
+            # first (notices/submission.py), so its writes still commit together.
+            lone_write_commits=True,
         )
         _mark(response, result, created=True)
         return notice_view(result)

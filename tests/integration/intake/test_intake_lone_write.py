@@ -1,0 +1,115 @@
+"""A plain submission on PostgreSQL: its one statement commits by itself, no BEGIN/COMMIT.
+
+The route opens the submission's unit of work with `lone_write_commits`: a notice with
+neither Idempotency-Key nor signature is one statement (fast_writes.py), sent without
+BEGIN, so PostgreSQL commits it as it answers and the unit of work's commit sends
+nothing. With a key the lock comes first and begins the transaction: then every write
+still waits for the unit of work's commit. A unit of work opened without the option
+(every other caller) keeps the statement in its transaction
+(test_intake_submission_race.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from services.common.auth import Principal, Role
+from services.common.db import make_engine
+from services.intake import notices
+from services.intake.direct import driver_connection
+from services.intake.notices.commands import NoticeSubmission
+from services.intake.notices.guards import NoticeResult
+from services.intake.unit_of_work import IntakeUnitOfWork
+from tests.integration.intake.intake_support import Intake, notice_body
+
+FIELD_OFFICE = Principal(
+    token_id="t-lone", name="Lone office", role=Role.FIELD_OFFICE, subject="fo"
+)
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+class _Queries:
+    """Every statement asyncpg sends on one connection (BEGIN and COMMIT included)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self, record: Any) -> None:
+        self.sent.append(record.query.split()[0].upper())
+
+
+async def _submit(
+    intake: Intake, uow: IntakeUnitOfWork, reference: str, *, key: str | None = None
+) -> NoticeResult:
+    return await notices.submit_notice(
+        uow,
+        deps=intake.deps,
+        principal=FIELD_OFFICE,
+        submission=NoticeSubmission.model_validate(notice_body(reference)),
+        idempotency_key=key,
+        signed=None,
+        now=datetime.now(UTC),
+    )
+
+
+async def _visible_elsewhere(intake: Intake, notice_id: str) -> bool:
+    """Whether another connection (another transaction) sees the notice."""
+    engine = make_engine(intake.settings, "intake")
+    try:
+        async with engine.connect() as conn:
+            found = await conn.scalar(
+                sa.text("SELECT count(*) FROM notices WHERE id = :id"), {"id": notice_id}
+            )
+    finally:
+        await engine.dispose()
+    return bool(found)
+
+
+async def test_a_plain_submission_is_one_statement_committed_as_it_answers(intake: Intake) -> None:
+    queries = _Queries()
+    async with intake.deps.unit_of_work().lone_write_commits() as uow:
+        driver = await driver_connection(uow.session, begin=False)
+        driver.add_query_logger(queries)
+        try:
+            result = await _submit(intake, uow, "LONE-1")
+            # Durable before the unit of work commits: it was a transaction of its own.
+            assert not driver.is_in_transaction()
+            assert await _visible_elsewhere(intake, result.notice.id)
+            await uow.commit()
+            await asyncio.sleep(0)  # asyncpg hands query records over on the next loop turn
+        finally:
+            driver.remove_query_logger(queries)
+    assert queries.sent == ["WITH"]  # no BEGIN, no COMMIT
+    assert not result.replayed
+    assert await intake.count("notice_versions") == 1
+    assert [row["event_type"] for row in await intake.rows("outbox_messages")] == [
+        "notice.received"
+    ]
+    assert await intake.count("audit_log") == 1
+
+
+async def test_with_an_idempotency_key_the_writes_wait_for_the_commit(intake: Intake) -> None:
+    async with intake.deps.unit_of_work().lone_write_commits() as uow:
+        result = await _submit(intake, uow, "LONE-2", key="batch-1/item-1")
+        driver = await driver_connection(uow.session)
+        assert driver.is_in_transaction()
+        # The key's lock began the transaction: nothing is visible before the commit.
+        assert not await _visible_elsewhere(intake, result.notice.id)
+        await uow.commit()
+    assert await _visible_elsewhere(intake, result.notice.id)
+    assert await intake.count("idempotency_keys") == 1
+
+
+async def test_a_retry_by_reference_answers_the_recorded_notice(intake: Intake) -> None:
+    body = notice_body("LONE-3")
+    first = await intake.created(body)
+    again = await intake.submit(body)
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    assert await intake.count("notices") == 1

@@ -98,10 +98,12 @@ class _Claim:
 
 @dataclass(frozen=True)
 class Accepted:
-    """An order with its give-up time, ready to be inserted as a pending record."""
+    """An order with its give-up time, ready to be inserted as a pending record, or (a
+    hand-off, `claimed_until` set) as already claimed by the accepting engine."""
 
     order: DeliveryOrder
     give_up_at: datetime
+    claimed_until: datetime | None = None
 
 
 class DeliveryStore(Protocol):
@@ -110,8 +112,13 @@ class DeliveryStore(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
     async def insert_many(
-        self, session: AsyncSession, orders: Sequence[Accepted], *, now: datetime
-    ) -> int: ...
+        self,
+        session: AsyncSession,
+        orders: Sequence[Accepted],
+        *,
+        now: datetime,
+        owner: str | None = None,
+    ) -> set[uuid.UUID]: ...
 
     async def cancel(
         self,
@@ -167,6 +174,7 @@ class SqlDeliveryStore:
         self._candidate = table.alias("candidate")
         self._settle_statements: dict[str, Any] = {}
         self._share_statement: Any = None
+        self._insert_statements: dict[str, Any] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -175,14 +183,31 @@ class SqlDeliveryStore:
             yield uow
 
     async def insert_many(
-        self, session: AsyncSession, orders: Sequence[Accepted], *, now: datetime
-    ) -> int:
-        """Insert pending records, a statement per 1,000; how many were new.
+        self,
+        session: AsyncSession,
+        orders: Sequence[Accepted],
+        *,
+        now: datetime,
+        owner: str | None = None,
+    ) -> set[uuid.UUID]:
+        """Insert pending records, a statement per 1,000; the delivery ids that were new.
 
         `INSERT ... ON CONFLICT DO NOTHING`: a delivery id already there (or twice in
-        `orders`) is left as it is, so accepting is idempotent.
+        `orders`) is left as it is, so accepting is idempotent. An order with
+        `claimed_until` is inserted as `owner`'s claim (state sending, leased), exactly
+        as a claim would leave it: only if its id is new.
         """
         dialect = session.get_bind().dialect.name
+        statement = self._insert_statements.get(dialect)
+        if statement is None:
+            statement = self._insert_statements[dialect] = self._insert_statement(dialect)
+        # Executed for many rows: SQLAlchemy sends them as multi-row VALUES, 1,000 rows a
+        # statement, compiled once. RETURNING names the rows that were new.
+        result = await session.execute(statement, [_pending(a, now, owner) for a in orders])
+        return {uuid.UUID(i) for i in result.scalars()}
+
+    def _insert_statement(self, dialect: str) -> Any:
+        """The accepting INSERT for `dialect`, built once per store."""
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -193,15 +218,11 @@ class SqlDeliveryStore:
             insert = sqlite_insert
         else:  # pragma: no cover - only the two back ends exist
             raise RuntimeError(f"unsupported database {dialect}")
-        # Executed for many rows: SQLAlchemy sends them as multi-row VALUES, 1,000 rows a
-        # statement, compiled once. RETURNING names the rows that were new.
-        statement = (
+        return (
             insert(self._t)
             .on_conflict_do_nothing(index_elements=["delivery_id"])
             .returning(self._t.c.delivery_id)
         )
-        result = await session.execute(statement, [_pending(a, now) for a in orders])
-        return len(result.all())
 
     async def cancel(
         self,
@@ -449,8 +470,10 @@ class SqlDeliveryStore:
         return min(times) if times else None
 
 
-def _pending(accepted: Accepted, now: datetime) -> dict[str, Any]:
+def _pending(accepted: Accepted, now: datetime, owner: str | None) -> dict[str, Any]:
     order = accepted.order
+    # pending, or (a hand-off) sending under `owner`'s lease, as a claim leaves a record.
+    handed = accepted.claimed_until is not None and owner is not None
     return {
         "delivery_id": str(order.delivery_id),
         "aggregate_id": str(order.aggregate_id),
@@ -461,7 +484,9 @@ def _pending(accepted: Accepted, now: datetime) -> dict[str, Any]:
         "language": order.language,
         "context": dict(order.context),
         "correlation_id": order.correlation_id,
-        "state": "pending",
+        "state": "sending" if handed else "pending",
+        "claimed_by": owner if handed else None,
+        "claimed_until": accepted.claimed_until if handed else None,
         "attempts": 0,
         "next_attempt_at": order.not_before or now,
         "give_up_at": accepted.give_up_at,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.common.db import _run_after_commit
 from services.common.delivery import (
     BaseDeliveryPlan,
     Delivered,
@@ -96,9 +97,11 @@ class FakeStore:
         self.transactions += 1
         yield FakeTx()
 
-    async def insert_many(self, session: Any, orders: Sequence[Accepted], *, now: datetime) -> int:
+    async def insert_many(
+        self, session: Any, orders: Sequence[Accepted], *, now: datetime, owner: str | None = None
+    ) -> set[uuid.UUID]:
         self.inserts += 1
-        inserted = 0
+        inserted: set[uuid.UUID] = set()
         for accepted in orders:
             order = accepted.order
             if order.delivery_id in self.rows:
@@ -119,8 +122,13 @@ class FakeStore:
                 destination_key=None,
                 last_error_class=None,
             )
-            self.rows[order.delivery_id] = Row(record, "pending", order.not_before or now)
-            inserted += 1
+            row = Row(record, "pending", order.not_before or now)
+            if accepted.claimed_until is not None and owner is not None:
+                # A hand-off: inserted as the accepting engine's claim.
+                row.state, row.claimed_by = "sending", owner
+                row.claimed_until = accepted.claimed_until
+            self.rows[order.delivery_id] = row
+            inserted.add(order.delivery_id)
         return inserted
 
     async def cancel(
@@ -400,8 +408,13 @@ def make_engine(
     return engine, store, plan, clock
 
 
-async def accept(engine: DeliveryEngine, *orders: DeliveryOrder) -> None:
-    await engine.accept_many(_NoSession(), orders)  # type: ignore[arg-type]
+async def accept(engine: DeliveryEngine, *orders: DeliveryOrder, commit: bool = True) -> None:
+    """Accept `orders` in a transaction that commits (its after-commit effects run: the
+    wake-up, a hand-off's dispatch), or, `commit=False`, whose effects never run."""
+    session = _NoSession()
+    await engine.accept_many(session, orders)  # type: ignore[arg-type]
+    if commit:
+        _run_after_commit(session)  # type: ignore[arg-type]
 
 
 class _NoSession:

@@ -48,7 +48,8 @@ from services.common.delivery.admission import Admission, Send
 from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig, destination_secret
 from services.common.delivery.handoff import HandOff, hand_off
-from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder, due_again, final
+from services.common.delivery.lookout import Lookout
+from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import CircuitBreakers, DestinationLimits
 from services.common.delivery.records import DeliveryOrder, DeliveryRecord
@@ -114,10 +115,9 @@ class DeliveryEngine:
             failure_threshold=self._config.breaker_failures, cooldown=self._config.breaker_cooldown
         )
         self._limits = DestinationLimits(
-            initial=self._config.per_destination,
-            ceiling=self._config.per_destination_max,
+            initial=self._config.per_destination, ceiling=self._config.per_destination_max,
             fast_answer=self._config.fast_answer,
-        )
+        )  # fmt: skip
         # Claimed and not yet settled (renewed by the heartbeat), and sends per destination.
         self._claims = Claims(
             store=store, owner=self.owner_id, service=service, lease=self._config.lease,
@@ -136,10 +136,7 @@ class DeliveryEngine:
         self._sending: Counter[uuid.UUID] = Counter()  # sends in flight per request
         self._orders_waiting = False  # woken from outside: new orders (or due records)
         self._last_claim_at = datetime.min.replace(tzinfo=UTC)
-        # When a claim must look again (None: at the next round). Until then a round that
-        # only records final outcomes claims nothing and reads no next-due time: nothing
-        # new can be due that an accept, a put-back or the poll would not announce.
-        self._look_at: datetime | None = None
+        self._lookout = Lookout(self._config.poll_interval)  # when a claim must look again
         self._stop: asyncio.Event | None = None  # `run`'s, while it dispatches
 
     @classmethod
@@ -198,9 +195,8 @@ class DeliveryEngine:
         return len(new)
 
     def _hand_off_room(self) -> int:
-        """How many accepted orders this engine claims at once (`handoff`): its free slots,
-        while it runs."""
-        if not self._config.hand_off or self._stop is None or self._stop.is_set():
+        """Orders this engine may claim at accept (`handoff`): its free slots while it runs."""
+        if not (self._config.hand_off and self.dispatching):
             return 0
         limit = self._config.max_in_flight
         return max(0, min(limit - self._claims.unsent, 2 * limit - len(self._claims)))
@@ -208,16 +204,15 @@ class DeliveryEngine:
     def _take_over(self, handed: HandOff) -> None:
         """The accepting transaction committed: its handed-off records go to dispatch
         (stopping: not from here; their lease runs out and a claim takes them)."""
-        if self._stop is None or self._stop.is_set():
+        if not self.dispatching:
             log.info("delivery.hand_off_left", service=self._service, count=len(handed.records))
             return
         self._claims.hold(handed.records)
         # Other hand-offs may have committed meanwhile: never more than max_in_flight.
         room = max(0, self._config.max_in_flight - self._claims.unsent + len(handed.records))
-        sending, back = handed.records[:room], handed.records[room:]
-        if back:
-            at = handed.claimed_at  # put back, due at once: a claim takes them when free
-            self._recorder.queue([Outcome(record=r, result=Busy(at), at=at) for r in back])
+        sending, back, now = handed.records[:room], handed.records[room:], handed.claimed_at
+        if back:  # put back, due at once: a claim takes them when slots are free
+            self._recorder.queue([Outcome(record=r, result=Busy(now), at=now) for r in back])
             self._wake.set()
         if sending:
             work = self._dispatch(sending, handed.resolved, claimed_at=handed.claimed_at)
@@ -236,6 +231,11 @@ class DeliveryEngine:
             session, aggregate_id=aggregate_id, now=self._clock(), recipient_id=recipient_id,
             purposes=purposes,
         )  # fmt: skip
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether `run` dispatches now (orders accepted meanwhile may be handed off)."""
+        return self._stop is not None and not self._stop.is_set()
 
     def wake(self) -> None:
         """Look for due records now."""
@@ -283,7 +283,7 @@ class DeliveryEngine:
         except Exception as exc:
             # The database is away: log once per round and try again after a poll.
             log.warning("delivery.claim_failed", service=self._service, error=type(exc).__name__)
-            self._look_at = None
+            self._lookout.forget()
             return _Round(claimed=0, limit=0, due=None, looked=False)
 
     async def _idle(self, stop: asyncio.Event, done: _Round) -> None:
@@ -334,7 +334,7 @@ class DeliveryEngine:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._recorder.flush()
-        self._look_at = None  # what it recorded may be due again (a retry, a put-back)
+        self._lookout.forget()  # what it recorded may be due again (a retry, a put-back)
 
     # -- one round ----------------------------------------------------------------------
 
@@ -346,15 +346,15 @@ class DeliveryEngine:
         batch = self._recorder.take()
         free = self._free(settling=len(batch))
         now = self._clock()
-        look = self._must_look(batch, now)
+        look = self._lookout.must_look(batch, now, woken=self._orders_waiting)
         self._orders_waiting = False
         if free <= 0:
-            self._look_at = None  # records may be due that this round could not claim
+            self._lookout.forget()  # records may be due that this round could not claim
         if not batch and (free <= 0 or not look):
-            return _Round(claimed=0, limit=0, due=self._look_at, looked=free > 0)
+            return _Round(claimed=0, limit=0, due=self._lookout.at, looked=free > 0)
         resolved: dict[uuid.UUID, Resolution] = {}
         records: list[DeliveryRecord] = []
-        due = self._look_at
+        due = self._lookout.at
         try:
             async with self._store.transaction() as tx:
                 if batch:
@@ -363,8 +363,7 @@ class DeliveryEngine:
                     self._last_claim_at = now
                     records = await self._claim(tx, now=now, limit=free, resolved=resolved)
                     due = await self._store.next_due(tx) if len(records) < free else None
-                    full = len(records) >= free
-                    self._look_at = self._next_look(due, now, batch=batch, full=full)
+                    self._lookout.looked(due, now, batch=batch, full=len(records) >= free)
                 await tx.commit()
         except Exception as exc:
             if not batch:
@@ -374,7 +373,7 @@ class DeliveryEngine:
             log.warning("delivery.round_failed", service=self._service, error=type(exc).__name__)
             await self._recorder.recover(batch)
             self._wake.set()  # their slots are free: claim again without waiting for a poll
-            self._look_at = None
+            self._lookout.forget()
             return _Round(claimed=0, limit=0, due=None, looked=False)
         finally:
             self._recorder.done(batch)
@@ -385,24 +384,6 @@ class DeliveryEngine:
             # Sending goes on in a task of its own, so the next round need not wait for it.
             self._spawn(self._dispatch(records, resolved, claimed_at=now), "delivery-dispatch")
         return _Round(claimed=len(records), limit=free, due=due, looked=free > 0)
-
-    def _must_look(self, batch: Sequence[Outcome], now: datetime) -> bool:
-        """Whether this round claims: woken by new orders, a put-back or retry to record
-        (due again soon), or the time to look again has come."""
-        if self._orders_waiting or self._look_at is None or now >= self._look_at:
-            return True
-        return not all(final(outcome) for outcome in batch)
-
-    def _next_look(
-        self, due: datetime | None, now: datetime, *, batch: Sequence[Outcome], full: bool
-    ) -> datetime | None:
-        """When the claim just made must look again: at once after a full claim, else when
-        the next record is due (one this round put back, too), and at least every poll
-        interval (another process's orders announce themselves only through the poll)."""
-        if full:
-            return None
-        times = [now + self._config.poll_interval, *(t for o in batch if (t := due_again(o)))]
-        return min(times) if due is None else min(due, *times)
 
     async def _claim(
         self,

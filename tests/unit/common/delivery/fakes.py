@@ -408,13 +408,19 @@ def make_engine(
     return engine, store, plan, clock
 
 
-async def accept(engine: DeliveryEngine, *orders: DeliveryOrder, commit: bool = True) -> None:
+async def accept(engine: DeliveryEngine, *orders: DeliveryOrder, commit: bool = True) -> Any:
     """Accept `orders` in a transaction that commits (its after-commit effects run: the
-    wake-up, a hand-off's dispatch), or, `commit=False`, whose effects never run."""
+    wake-up, a hand-off's dispatch), or, `commit=False`, not yet (`committed(session)`)."""
     session = _NoSession()
     await engine.accept_many(session, orders)  # type: ignore[arg-type]
     if commit:
-        _run_after_commit(session)  # type: ignore[arg-type]
+        committed(session)
+    return session
+
+
+def committed(session: Any) -> None:
+    """The accepting transaction of `accept(..., commit=False)` commits now."""
+    _run_after_commit(session)
 
 
 class _NoSession:

@@ -140,6 +140,7 @@ async def _close_senders() -> AsyncIterator[None]:
 
 def _engine(db: Db, *, webhook_timeout_s: float = 5.0, owner: str | None = None,
             smtp_port: int | None = None, store: SqlDeliveryStore | None = None,
+            kind: type[DeliveryEngine] = DeliveryEngine,
             **config: Any) -> DeliveryEngine:  # fmt: skip
     email = None
     if smtp_port is not None:
@@ -149,7 +150,7 @@ def _engine(db: Db, *, webhook_timeout_s: float = 5.0, owner: str | None = None,
         email=email or EmailSender(host="127.0.0.1", port=1, sender="aviso@example.org"),
     )
     _opened.append(senders)
-    return DeliveryEngine(
+    return kind(
         store=store or SqlDeliveryStore(sessions=db.sessions, table=records),
         senders=senders,
         plan=Plan(),
@@ -427,16 +428,23 @@ def _aware(value: datetime) -> datetime:
 
 
 class _CountingStore(SqlDeliveryStore):
-    """The real store, counting how often each record is claimed."""
+    """The real store, counting how often each record is claimed, claims and next-due reads."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.claims: Counter[uuid.UUID] = Counter()
+        self.claim_calls = 0
+        self.next_due_calls = 0
 
     async def claim(self, **kwargs: Any) -> list[DeliveryRecord]:
+        self.claim_calls += 1
         claimed = await super().claim(**kwargs)
         self.claims.update(r.delivery_id for r in claimed)
         return claimed
+
+    async def next_due(self, tx: Transaction | None = None) -> datetime | None:
+        self.next_due_calls += 1
+        return await super().next_due(tx)
 
 
 # PostgreSQL: where two transactions (a renewal, a settlement) really interleave.
@@ -494,3 +502,97 @@ async def test_a_burst_to_one_recipient_learns_its_destination_once(
     # records it could not send; every other record was claimed exactly once.
     assert max(store.claims.values()) <= 2
     assert sum(store.claims.values()) <= len(orders) + 6
+
+
+# -- hand-off at accept -------------------------------------------------------------------
+
+
+async def _dispatching(engine: DeliveryEngine) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """The engine running, once it dispatches (accepts from then on may hand off)."""
+    stop, task = await _running(engine)
+    while not engine.dispatching:  # noqa: ASYNC110 - the engine's own state, nothing to await
+        await asyncio.sleep(0)
+    return stop, task
+
+
+async def test_an_order_accepted_while_running_is_sent_without_a_claim(
+    db: Db, receiver: Receiver
+) -> None:
+    """Handed off at accept: claimed in the accepting transaction, sent after its commit;
+    after the start-up look, no claim and no next-due read (the outcome's round only
+    settles)."""
+    store = _CountingStore(sessions=db.sessions, table=records)
+    engine = _engine(db, store=store, lease=timedelta(seconds=10), heartbeat=timedelta(seconds=1))
+    stop, task = await _dispatching(engine)
+    order = _order(receiver.url())
+    async with db.sessions() as session, session.begin():
+        await engine.accept_many(session, [order])
+        claim = await session.execute(
+            sa.select(records.c.state, records.c.claimed_by).where(
+                records.c.delivery_id == str(order.delivery_id)
+            )
+        )
+        assert tuple(claim.one()) == ("sending", engine.owner_id)
+    rows = await _until_settled(db, {str(order.delivery_id)})
+    stop.set()
+    await task
+    assert rows[str(order.delivery_id)].state == "delivered"
+    assert [r.delivery_id for r in receiver.delivered()] == [str(order.delivery_id)]
+    assert await _hooks(db) == [(str(order.delivery_id), "delivered", None)]
+    assert store.claims == Counter()  # never claimed
+    assert store.claim_calls <= 1  # the start-up look only
+    assert store.next_due_calls <= 1
+
+
+class _Abort(Exception):
+    pass
+
+
+async def test_a_hand_off_rolled_back_claims_and_sends_nothing(db: Db, receiver: Receiver) -> None:
+    engine = _engine(db)
+    stop, task = await _dispatching(engine)
+    gone = _order(receiver.url("/gone"))
+    with pytest.raises(_Abort):
+        await _accept_and_roll_back(db, engine, gone)
+    kept = _order(receiver.url("/kept"))  # sent after the rolled-back one would have been
+    await _accept(db, engine, kept)
+    await _until_settled(db, {str(kept.delivery_id)})
+    stop.set()
+    await task
+    assert set(await _rows(db)) == {str(kept.delivery_id)}
+    assert [r.delivery_id for r in receiver.delivered()] == [str(kept.delivery_id)]
+
+
+async def _accept_and_roll_back(db: Db, engine: DeliveryEngine, order: DeliveryOrder) -> None:
+    async with db.sessions() as session, session.begin():
+        await engine.accept_many(session, [order])
+        raise _Abort
+
+
+class _DiesAtCommit(DeliveryEngine):
+    """A process that dies right after the accepting commit, before it sends anything."""
+
+    def _take_over(self, handed: Any) -> None:
+        return None
+
+
+async def test_a_hand_off_whose_process_dies_is_taken_over_after_its_lease(
+    db: Db, receiver: Receiver
+) -> None:
+    dead = _engine(db, owner="dead", kind=_DiesAtCommit)
+    stop, task = await _dispatching(dead)
+    order = _order(receiver.url())
+    await _accept(db, dead, order)
+    accepted = (await _rows(db))[str(order.delivery_id)]
+    assert (accepted.state, accepted.claimed_by) == ("sending", "dead")
+    stop.set()
+    await task
+    live = _engine(db, owner="live")
+    stop, task = await _running(live)
+    rows = await _until_settled(db, {str(order.delivery_id)}, timeout=30)
+    stop.set()
+    await task
+    row = rows[str(order.delivery_id)]
+    assert (row.state, row.attempts) == ("delivered", 1)
+    assert _aware(row.delivered_at) >= _aware(accepted.claimed_until)  # after the lease
+    assert [r.delivery_id for r in receiver.delivered()] == [str(order.delivery_id)]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -407,10 +408,14 @@ async def test_settling_a_batch_writes_each_records_own_outcome(db: Db) -> None:
         Settlement(c, "skipped", now),
         Settlement(d, "delivered", now, attempted=True),
     ]  # fmt: skip
-    async with store.transaction() as tx:
-        held = await store.settle_many(tx, owner="me", settlements=settlements)
-        await tx.commit()
+    with _statements(db) as sent:
+        async with store.transaction() as tx:
+            held = await store.settle_many(tx, owner="me", settlements=settlements)
+            await tx.commit()
     assert held == {a, b, c}
+    # BEGIN, then the settlement: lock and write in one statement on PostgreSQL; on SQLite
+    # a locking read and the UPDATE executed for each row held (COMMIT is no statement here).
+    assert len(sent) == (2 if db.postgres else 1 + 1 + 3)
     rows = await _rows(db)
     ra, rb, rc, rd = (rows[str(i)] for i in (a, b, c, d))
     assert (ra.state, ra.attempts, ra.segments, ra.destination_key) == ("delivered", 1, 2, "ka")
@@ -421,6 +426,29 @@ async def test_settling_a_batch_writes_each_records_own_outcome(db: Db) -> None:
     assert (rd.state, rd.claimed_by) == ("sending", "other")  # not ours: left alone
     renewal = await store.renew(owner="me", ids=[a, d], until=now + timedelta(seconds=90))
     assert (renewal.renewed, renewal.lost) == (frozenset(), frozenset({a, d}))
+
+
+@contextlib.contextmanager
+def _statements(db: Db) -> Iterator[list[str]]:
+    """Every statement `db`'s connections run meanwhile (BEGIN included, COMMIT not: the
+    driver's, not a statement; an executemany counted once per row)."""
+    sent: list[str] = []
+
+    def statement(_c: Any, _cur: Any, text: str, params: Any, _ctx: Any, many: bool) -> None:
+        if not text.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE: counted at "begin"
+            sent.extend([text] * (len(params) if many else 1))
+
+    def begin(_conn: Any) -> None:
+        sent.append("BEGIN")
+
+    target = db.engine.sync_engine
+    sa.event.listen(target, "before_cursor_execute", statement)
+    sa.event.listen(target, "begin", begin)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(target, "before_cursor_execute", statement)
+        sa.event.remove(target, "begin", begin)
 
 
 def _aware(value: datetime) -> datetime:

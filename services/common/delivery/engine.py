@@ -76,8 +76,8 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class _Round:
-    """What one round did: records claimed of `limit` wanted, and (`looked`: it claimed)
-    when the earliest record not claimed is due."""
+    """What one round did: records claimed of `limit` wanted, and (`looked`: this round's
+    claim or an earlier one read it) when the earliest record not claimed is due."""
 
     claimed: int
     limit: int

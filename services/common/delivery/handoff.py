@@ -9,6 +9,10 @@ commits they go straight to dispatch: no claim transaction, no wait for a round.
 Admission (per-destination limits, circuit breakers) applies there as after a claim: a
 busy destination puts the record back as today.
 
+The plan's reads run in the caller's transaction: a plan that raises hands nothing off
+(the orders are accepted as pending), but a read the database refuses fails the caller's
+transaction like any of its own statements (on PostgreSQL an error aborts it).
+
 If the caller's transaction rolls back, nothing was inserted and nothing is claimed. If
 the process dies after the commit, the records stay leased until the lease runs out and
 another engine takes them over like any lapsed claim.

@@ -91,6 +91,8 @@ class FakeStore:
         self.settle_batches: list[int] = []  # outcomes per settling transaction
         self.transactions = 0
         self.next_due_alone = 0  # "when is the next one due" asked outside a transaction
+        self.claim_calls = 0  # claims made, whatever they took
+        self.next_due_calls = 0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTx]:
@@ -171,6 +173,7 @@ class FakeStore:
         read: Any = None,
         tx: Any = None,
     ) -> list[DeliveryRecord]:
+        self.claim_calls += 1
         due = [
             row
             for row in self.rows.values()
@@ -241,6 +244,7 @@ class FakeStore:
         return True
 
     async def next_due(self, tx: Any = None) -> datetime | None:
+        self.next_due_calls += 1
         if tx is None:
             self.next_due_alone += 1
         times = [r.next_attempt_at for r in self.rows.values() if r.state == "pending"]

@@ -166,14 +166,17 @@ async def test_rounds_recording_final_outcomes_do_not_claim_until_something_may_
     webhook = FakeWebhook()
     engine, store, _, _ = make_engine(webhook=webhook)
     async with _running(engine):
-        first = len(store.claimed)
-        looked = store.transactions
+        await _until(lambda: store.claim_calls == 1)  # the start-up look
+        looked, reads = store.transactions, store.next_due_calls
         orders = [order(f"http://l/{i}") for i in range(3)]
         for o in orders:  # one at a time: each its own outcome round
             await accept(engine, o)
             await _until(lambda o=o: store.state(o.delivery_id) == "delivered")  # type: ignore[misc]
-        assert len(store.claimed) == first  # handed off, and no round claimed
+        assert store.claimed == []  # handed off
         assert store.transactions - looked == 3  # one outcome round per delivery
+        # ... which claimed nothing and read no next-due time (the poll is 1 s away on a
+        # clock that does not move).
+        assert (store.claim_calls, store.next_due_calls) == (1, reads)
 
 
 def _outcome(result: Any) -> Outcome:

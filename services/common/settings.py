@@ -336,6 +336,14 @@ class CommonSettings(BaseSettings):
             "busy; 0 records each outcome at once."
         ),
     )
+    delivery_hand_off: bool = Field(
+        default=True,
+        description=(
+            "Whether a delivery accepted while this process's engine has free slots is "
+            "claimed by it in the accepting transaction and sent as soon as that commits "
+            "(no claim transaction). Off: every delivery waits for a claim."
+        ),
+    )
 
     @field_validator("department_timezone")
     @classmethod

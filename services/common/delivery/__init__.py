@@ -8,9 +8,11 @@ service's plan for them when it sends, and stores only a keyed hash.
 
 Modules: `records` (table and record types), `store` (claims, leases, settlement;
 `claim_query` keeps a claim statement cheap and capped per destination, `settle_query`
-holds the settling statements), `engine` (the
+holds the settling statements, `insert_query` the accepting one), `engine` (the
 dispatcher: one transaction a round settles, claims and reads the next due time) and
-`config` (its limits), `admission` (a claimed record as a send or an outcome), `claims`
+`config` (its limits), `handoff` (orders claimed at accept, sent once the accepting
+transaction commits), `lookout` (when a round must claim at all), `admission` (a
+claimed record as a send or an outcome, a send's answer as an outcome), `claims`
 (what an engine holds, its heartbeat, lost claims), `outcomes` (recording and hooks, in
 batches), `plan` (the service's side), `registry` (channels, message types, senders),
 `senders` (webhook, e-mail), `sms` (Kannel), `sms_reports` (its delivery reports and
@@ -91,7 +93,10 @@ How a service plugs in
        await deps.delivery.cancel(uow.session, aggregate_id=alert.id)  # e.g. acknowledged
 
    `accept` is idempotent on the delivery id and wakes the dispatcher when the
-   transaction commits. Nothing it does can fail because a receiver is down. Several
+   transaction commits. While the engine runs with free slots, accepted orders are
+   handed off: claimed and resolved by the plan in the caller's transaction (as it
+   stands at that point: accept after writing what `resolve` reads) and sent as soon as
+   it commits (`handoff`). Nothing it does can fail because a receiver is down. Several
    orders at once: `await deps.delivery.accept_many(uow.session, orders)` (one
    `INSERT ... ON CONFLICT DO NOTHING` per 1,000; returns how many were new).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from schemas.deliveries import DeliveryChannel
@@ -20,9 +20,15 @@ from services.common.delivery.config import EngineConfig
 from services.common.delivery.errors import DeliveryError, ReasonClass
 from services.common.delivery.outcomes import Busy, Outcome, failure_outcome
 from services.common.delivery.plan import Resolution
-from services.common.delivery.policy import CircuitBreakers, DestinationLimits, claim_room
-from services.common.delivery.records import DeliveryRecord
-from services.common.delivery.registry import Outbound, Skip
+from services.common.delivery.policy import (
+    DESTINATION_ANSWERED,
+    DESTINATION_TROUBLE,
+    CircuitBreakers,
+    DestinationLimits,
+    claim_room,
+)
+from services.common.delivery.records import Delivered, DeliveryRecord
+from services.common.delivery.registry import Outbound, Skip, SmsReceipt
 from services.common.logging import get_logger
 
 __all__ = ["Admission", "Send"]
@@ -131,6 +137,45 @@ class Admission:
             return None
         self._claims.take_slot(key)
         return Send(record, outbound, key)
+
+    def answered(
+        self, send: Send, answer: SmsReceipt | Exception | None, *, now: datetime, seconds: float
+    ) -> Outcome:
+        """What a send's answer (a receipt, None, or the exception it raised) makes of its
+        record, after `seconds` on the network; the destination's breaker and limit learn
+        from it."""
+        record, key = send.record, send.key
+        opened = False
+        match answer:
+            case DeliveryError():
+                if answer.reason in DESTINATION_TROUBLE:
+                    opened = self._breakers.record_failure(key, now)
+                    self._limits.troubled(key)
+                elif answer.reason in DESTINATION_ANSWERED:
+                    self._breakers.record_success(key)
+                else:
+                    self._breakers.release_probe(key)
+                outcome = self.failure(
+                    record, answer.reason, now, key=key, attempted=True, permanent=answer.permanent
+                )
+            case Exception():
+                self._breakers.release_probe(key)
+                log.error(
+                    "delivery.send_crashed",
+                    service=self._service,
+                    delivery_id=str(record.delivery_id),
+                    error=type(answer).__name__,
+                )
+                outcome = self.failure(record, "internal", now, key=key, attempted=True)
+            case _:
+                self._breakers.record_success(key)
+                self._limits.answered(key, seconds=seconds)
+                result = Delivered(
+                    attempts=record.attempts + 1, delivered_at=now, destination_key=key,
+                    segments=answer.segments if answer is not None else None,
+                )  # fmt: skip
+                outcome = Outcome(record=record, result=result, at=now, attempted=True)
+        return replace(outcome, destination_key=key, send_seconds=seconds, breaker_opened=opened)
 
     def failure(
         self,

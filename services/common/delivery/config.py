@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 
 from services.common.settings import CommonSettings
 
-__all__ = ["EngineConfig"]
+__all__ = ["EngineConfig", "destination_secret"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class EngineConfig:
     # How long an outcome waits for sends of the same request still in flight, so that one
     # round records them together (`DeliveryEngine._await_siblings`).
     sibling_wait: timedelta = timedelta(milliseconds=25)
+    # Orders accepted while this engine has free slots are claimed by it at accept and
+    # sent as soon as the accepting transaction commits (`handoff`).
+    hand_off: bool = True
 
     def __post_init__(self) -> None:
         if self.heartbeat * 2 > self.lease:
@@ -63,4 +68,16 @@ class EngineConfig:
             breaker_failures=settings.delivery_breaker_failures,
             breaker_cooldown=timedelta(seconds=settings.delivery_breaker_cooldown_s),
             sibling_wait=timedelta(milliseconds=settings.delivery_sibling_wait_ms),
+            hand_off=settings.delivery_hand_off,
         )
+
+
+def destination_secret(settings: CommonSettings) -> bytes:
+    """The key of destination keys (HMACs naming a destination instead of its address)."""
+    # Derived from the fingerprint key, with a label of its own so they can never be
+    # compared with restricted-term prints.
+    return hmac.new(
+        settings.fingerprint_key.get_secret_value().encode(),
+        b"aviso-delivery-destination",
+        hashlib.sha256,
+    ).digest()

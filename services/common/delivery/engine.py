@@ -6,6 +6,8 @@ to send for the whole batch (`resolve_all`); send each message concurrently with
 database transaction open, then record the outcomes in batches (one transaction settles
 many records and calls the plan's hooks for all of them). While sends are under way, a
 claim waits until an eighth of `max_in_flight` is free: fewer, larger transactions.
+Orders accepted while slots are free skip the claim: they are handed off (`handoff`).
+A round that only records final outcomes claims nothing until something may be due.
 
 A record is sent only while its claim is ours: the heartbeat drops a record another
 process took over (its lease ran out while this one fell behind), and a round that took
@@ -33,7 +35,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,18 +46,14 @@ from schemas.deliveries import DeliveryChannel
 from services.common.db import after_commit
 from services.common.delivery.admission import Admission, Send
 from services.common.delivery.claims import Claims
-from services.common.delivery.config import EngineConfig
-from services.common.delivery.errors import DeliveryError
-from services.common.delivery.outcomes import Outcome, OutcomeRecorder
+from services.common.delivery.config import EngineConfig, destination_secret
+from services.common.delivery.handoff import HandOff, hand_off
+from services.common.delivery.lookout import Lookout
+from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan, Resolution
-from services.common.delivery.policy import (
-    DESTINATION_ANSWERED,
-    DESTINATION_TROUBLE,
-    CircuitBreakers,
-    DestinationLimits,
-)
-from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord
-from services.common.delivery.registry import MissingSender, SenderRegistry
+from services.common.delivery.policy import CircuitBreakers, DestinationLimits
+from services.common.delivery.records import DeliveryOrder, DeliveryRecord
+from services.common.delivery.registry import SenderRegistry, SmsReceipt
 from services.common.delivery.store import (
     Accepted,
     DeliveryStore,
@@ -78,8 +76,8 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class _Round:
-    """What one round did: records claimed of `limit` wanted, and (`looked`: it claimed)
-    when the earliest record not claimed is due."""
+    """What one round did: records claimed of `limit` wanted, and (`looked`: this round's
+    claim or an earlier one read it) when the earliest record not claimed is due."""
 
     claimed: int
     limit: int
@@ -117,10 +115,9 @@ class DeliveryEngine:
             failure_threshold=self._config.breaker_failures, cooldown=self._config.breaker_cooldown
         )
         self._limits = DestinationLimits(
-            initial=self._config.per_destination,
-            ceiling=self._config.per_destination_max,
+            initial=self._config.per_destination, ceiling=self._config.per_destination_max,
             fast_answer=self._config.fast_answer,
-        )
+        )  # fmt: skip
         # Claimed and not yet settled (renewed by the heartbeat), and sends per destination.
         self._claims = Claims(
             store=store, owner=self.owner_id, service=service, lease=self._config.lease,
@@ -139,6 +136,8 @@ class DeliveryEngine:
         self._sending: Counter[uuid.UUID] = Counter()  # sends in flight per request
         self._orders_waiting = False  # woken from outside: new orders (or due records)
         self._last_claim_at = datetime.min.replace(tzinfo=UTC)
+        self._lookout = Lookout(self._config.poll_interval)  # when a claim must look again
+        self._stop: asyncio.Event | None = None  # `run`'s, while it dispatches
 
     @classmethod
     def create(
@@ -152,19 +151,12 @@ class DeliveryEngine:
         settings: CommonSettings,
     ) -> DeliveryEngine:
         """An engine over `table` in the service's database, configured from `settings`."""
-        # Destination keys are HMACs under a key derived from the fingerprint key, with a
-        # label of their own so they can never be compared with restricted-term prints.
-        secret = hmac.new(
-            settings.fingerprint_key.get_secret_value().encode(),
-            b"aviso-delivery-destination",
-            hashlib.sha256,
-        ).digest()
         return cls(
             store=SqlDeliveryStore(sessions=sessions, table=table),
             senders=senders,
             plan=plan,
             service=service,
-            destination_secret=secret,
+            destination_secret=destination_secret(settings),
             config=EngineConfig.from_settings(settings),
         )
 
@@ -180,7 +172,8 @@ class DeliveryEngine:
 
     async def accept_many(self, session: AsyncSession, orders: Sequence[DeliveryOrder]) -> int:
         """Record `orders` as pending in the caller's transaction, in one statement per
-        1,000; returns how many delivery ids were new (the others are left as they are)."""
+        1,000; returns how many delivery ids were new (the others are left as they are).
+        While this engine runs and has free slots, some are handed off (`handoff`)."""
         if not orders:
             return 0
         now = self._clock()
@@ -188,10 +181,42 @@ class DeliveryEngine:
             Accepted(order, order.give_up_at or now + self._plan.give_up_after(order))
             for order in orders
         ]
-        inserted = await self._store.insert_many(session, accepted, now=now)
-        if inserted:
-            after_commit(session, self.wake)
-        return inserted
+        handing = await hand_off(
+            session, accepted, plan=self._plan, room=self._hand_off_room(), now=now,
+            service=self._service,
+        )  # fmt: skip
+        accepted = handing.claiming(accepted, until=now + self._config.lease)
+        new = await self._store.insert_many(session, accepted, now=now, owner=self.owner_id)
+        handed = handing.inserted(new)
+        if handed.records:
+            after_commit(session, lambda: self._take_over(handed))
+        if len(new) > len(handed.records):
+            after_commit(session, self.wake)  # the others are pending: a claim takes them
+        return len(new)
+
+    def _hand_off_room(self) -> int:
+        """Orders this engine may claim at accept (`handoff`): its free slots while it runs."""
+        if not (self._config.hand_off and self.dispatching):
+            return 0
+        limit = self._config.max_in_flight
+        return max(0, min(limit - self._claims.unsent, 2 * limit - len(self._claims)))
+
+    def _take_over(self, handed: HandOff) -> None:
+        """The accepting transaction committed: its handed-off records go to dispatch
+        (stopping: not from here; their lease runs out and a claim takes them)."""
+        if not self.dispatching:
+            log.info("delivery.hand_off_left", service=self._service, count=len(handed.records))
+            return
+        self._claims.hold(handed.records)
+        # Other hand-offs may have committed meanwhile: never more than max_in_flight.
+        room = max(0, self._config.max_in_flight - self._claims.unsent + len(handed.records))
+        sending, back, now = handed.records[:room], handed.records[room:], handed.claimed_at
+        if back:  # put back, due at once: a claim takes them when slots are free
+            self._recorder.queue([Outcome(record=r, result=Busy(now), at=now) for r in back])
+            self._wake.set()
+        if sending:
+            work = self._dispatch(sending, handed.resolved, claimed_at=handed.claimed_at)
+            self._spawn(work, "delivery-hand-off")
 
     async def cancel(
         self,
@@ -203,12 +228,14 @@ class DeliveryEngine:
     ) -> int:
         """pending -> cancelled for an aggregate (e.g. alert acknowledged); returns how many."""
         return await self._store.cancel(
-            session,
-            aggregate_id=aggregate_id,
-            now=self._clock(),
-            recipient_id=recipient_id,
+            session, aggregate_id=aggregate_id, now=self._clock(), recipient_id=recipient_id,
             purposes=purposes,
-        )
+        )  # fmt: skip
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether `run` dispatches now (orders accepted meanwhile may be handed off)."""
+        return self._stop is not None and not self._stop.is_set()
 
     def wake(self) -> None:
         """Look for due records now."""
@@ -228,6 +255,7 @@ class DeliveryEngine:
             self._claims.heartbeat(), name=f"delivery-hb-{self._service}"
         )
         log.info("delivery.engine_started", service=self._service, owner=self.owner_id)
+        self._stop = stop
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -255,6 +283,7 @@ class DeliveryEngine:
         except Exception as exc:
             # The database is away: log once per round and try again after a poll.
             log.warning("delivery.claim_failed", service=self._service, error=type(exc).__name__)
+            self._lookout.forget()
             return _Round(claimed=0, limit=0, due=None, looked=False)
 
     async def _idle(self, stop: asyncio.Event, done: _Round) -> None:
@@ -305,6 +334,7 @@ class DeliveryEngine:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._recorder.flush()
+        self._lookout.forget()  # what it recorded may be due again (a retry, a put-back)
 
     # -- one round ----------------------------------------------------------------------
 
@@ -313,24 +343,27 @@ class DeliveryEngine:
         resolving it), and when that left slots free, read when the next record is due.
         Then start the sends. A round was three transactions (settle, claim, next due):
         on SQLite each took the database's one write lock and waited for the others."""
-        self._orders_waiting = False
         batch = self._recorder.take()
         free = self._free(settling=len(batch))
-        if not batch and free <= 0:
-            return _Round(claimed=0, limit=0, due=None, looked=False)
         now = self._clock()
+        look = self._lookout.must_look(batch, now, woken=self._orders_waiting)
+        self._orders_waiting = False
+        if free <= 0:
+            self._lookout.forget()  # records may be due that this round could not claim
+        if not batch and (free <= 0 or not look):
+            return _Round(claimed=0, limit=0, due=self._lookout.at, looked=free > 0)
         resolved: dict[uuid.UUID, Resolution] = {}
         records: list[DeliveryRecord] = []
-        due: datetime | None = None
+        due = self._lookout.at
         try:
             async with self._store.transaction() as tx:
                 if batch:
                     await self._recorder.write(tx, batch)
-                if free > 0:
+                if free > 0 and look:
                     self._last_claim_at = now
                     records = await self._claim(tx, now=now, limit=free, resolved=resolved)
-                    if len(records) < free:
-                        due = await self._store.next_due(tx)
+                    due = await self._store.next_due(tx) if len(records) < free else None
+                    self._lookout.looked(due, now, batch=batch, full=len(records) >= free)
                 await tx.commit()
         except Exception as exc:
             if not batch:
@@ -340,6 +373,7 @@ class DeliveryEngine:
             log.warning("delivery.round_failed", service=self._service, error=type(exc).__name__)
             await self._recorder.recover(batch)
             self._wake.set()  # their slots are free: claim again without waiting for a poll
+            self._lookout.forget()
             return _Round(claimed=0, limit=0, due=None, looked=False)
         finally:
             self._recorder.done(batch)
@@ -423,43 +457,11 @@ class DeliveryEngine:
         """Send one message (no transaction open), then hand its outcome to the recorder."""
         record, key = send.record, send.key
         started = time.monotonic()
-        opened = False
+        answer: SmsReceipt | Exception | None
         try:
-            receipt = await self._senders.send(send.outbound, delivery_id=str(record.delivery_id))
-        except DeliveryError as exc:
-            now = self._clock()
-            if exc.reason in DESTINATION_TROUBLE:
-                opened = self._breakers.record_failure(key, now)
-                self._limits.troubled(key)
-            elif exc.reason in DESTINATION_ANSWERED:
-                self._breakers.record_success(key)
-            else:
-                self._breakers.release_probe(key)
-            outcome = self._admission.failure(
-                record, exc.reason, now, key=key, attempted=True, permanent=exc.permanent
-            )
-        except (MissingSender, Exception) as exc:
-            self._breakers.release_probe(key)
-            log.error(
-                "delivery.send_crashed",
-                service=self._service,
-                delivery_id=str(record.delivery_id),
-                error=type(exc).__name__,
-            )
-            outcome = self._admission.failure(
-                record, "internal", self._clock(), key=key, attempted=True
-            )
-        else:
-            self._breakers.record_success(key)
-            self._limits.answered(key, seconds=time.monotonic() - started)
-            now = self._clock()
-            result = Delivered(
-                attempts=record.attempts + 1,
-                delivered_at=now,
-                destination_key=key,
-                segments=receipt.segments if receipt is not None else None,
-            )
-            outcome = Outcome(record=record, result=result, at=now, attempted=True)
+            answer = await self._senders.send(send.outbound, delivery_id=str(record.delivery_id))
+        except Exception as exc:  # a DeliveryError, or a sender's bug (admission logs it)
+            answer = exc
         finally:
             self._claims.free_slot(key)
             self._claims.sent(record.delivery_id)
@@ -467,11 +469,8 @@ class DeliveryEngine:
             if self._sending[record.aggregate_id] <= 0:
                 del self._sending[record.aggregate_id]
             self._wake.set()  # a slot is free: the next claim may take one more for `key`
-        outcome = replace(
-            outcome,
-            destination_key=key,
-            send_seconds=time.monotonic() - started,
-            breaker_opened=opened,
+        outcome = self._admission.answered(
+            send, answer, now=self._clock(), seconds=time.monotonic() - started
         )
         self._recorder.queue([outcome])  # recorded by the next round, with others
         self._wake.set()

@@ -32,7 +32,7 @@ from services.common.delivery.registry import Skip
 from services.common.delivery.store import DeliveryStore, Settlement, Transaction
 from services.common.logging import get_logger
 
-__all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result", "failure_outcome"]
+__all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result", "due_again", "failure_outcome", "final"]
 
 log = get_logger(__name__)
 
@@ -96,6 +96,26 @@ def failure_outcome(
         destination_key=key,
     )
     return Outcome(record=record, result=failure, at=now, attempted=attempted, destination_key=key)
+
+
+def final(outcome: Outcome) -> bool:
+    """Whether `outcome` ends its record (delivered, failed for good, skipped); a retry or
+    a busy put-back makes it due again."""
+    match outcome.result:
+        case Delivered() | Skip() | Failure(final=True):
+            return True
+        case Failure() | Busy():
+            return False
+        case _:
+            assert_never(outcome.result)
+
+
+def due_again(outcome: Outcome) -> datetime | None:
+    """When a retried or put-back record is due again (None: `outcome` ends it)."""
+    result = outcome.result
+    if isinstance(result, Busy | Failure):
+        return result.retry_at
+    return None
 
 
 def settlement(outcome: Outcome) -> Settlement:

@@ -1,17 +1,27 @@
 """The statements that settle claimed records (used by `store.SqlDeliveryStore`): the
-settling UPDATE executed for many rows, and the one that shares a destination just
-learned with the recipient's other pending records."""
+settling UPDATE executed for many rows (and, on PostgreSQL, one statement that locks and
+settles a whole batch), and the one that shares a destination just learned with the
+recipient's other pending records."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 if TYPE_CHECKING:
     from services.common.delivery.store import Settlement
 
-__all__ = ["settle_params", "settle_statement", "share_statement"]
+__all__ = [
+    "settle_arrays",
+    "settle_batch_statement",
+    "settle_params",
+    "settle_statement",
+    "share_statement",
+]
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def settle_params(settlement: Settlement) -> dict[str, Any]:
@@ -79,4 +89,63 @@ def share_statement(t: sa.Table, other: Any) -> Any:
         sa.update(t)
         .where(t.c.delivery_id.in_(unknown), t.c.destination_key.is_(None))
         .values(destination_key=sa.bindparam("s_key"))
+    )
+
+
+# The batch statement's arrays: (parameter, column of `settle_params`, column type source).
+_ARRAYS = (
+    ("ids", "b_id", "delivery_id"),
+    ("states", "b_state", "state"),
+    ("ats", "b_at", "updated_at"),
+    ("attempted", "b_attempted", None),
+    ("nexts", "b_next", "next_attempt_at"),
+    ("errors", "b_error", "last_error_class"),
+    ("keys", "b_key", "destination_key"),
+    ("delivered", "b_delivered", "delivered_at"),
+    ("segments", "b_segments", "segments"),
+)
+
+
+def settle_arrays(rows: list[dict[str, Any]], owner: str) -> dict[str, Any]:
+    """The batch statement's parameters: one array per column of `settle_params` rows."""
+    arrays: dict[str, Any] = {name: [row[key] for row in rows] for name, key, _ in _ARRAYS}
+    arrays["owner"] = owner
+    return arrays
+
+
+def settle_batch_statement(t: sa.Table) -> sa.TextClause:
+    """PostgreSQL: lock the batch's rows that are still ours (in delivery-id order, the
+    order every batch takes them in, so two batches never wait on each other) and write
+    each its outcome, in ONE statement built once: the rows go as one array per column
+    (`settle_arrays`), so the text never changes with the batch size. Returns the ids
+    written (the others were taken over: not ours to record)."""
+
+    def array_type(column: str | None) -> Any:
+        return postgresql.ARRAY(sa.Integer if column is None else t.c[column].type)
+
+    arrays = [(name, array_type(column)) for name, _, column in _ARRAYS]
+    if "segments" not in t.c:  # a table before version 2
+        arrays = [(name, kind) for name, kind in arrays if name != "segments"]
+    casts = ", ".join(f"CAST(:{name} AS {kind.compile(dialect=_PG)})" for name, kind in arrays)
+    names = ", ".join(name for name, _ in arrays)
+    segments = ", segments = coalesce(v.segments, d.segments)" if "segments" in t.c else ""
+    table = _PG.identifier_preparer.quote(t.name)
+    # Identifiers come from the table's metadata, quoted by the dialect; values are bound.
+    sql = (
+        f"WITH locked AS MATERIALIZED (SELECT delivery_id FROM {table} "  # noqa: S608
+        "WHERE delivery_id = ANY(CAST(:ids AS VARCHAR[])) AND claimed_by = :owner "
+        "AND state = 'sending' ORDER BY delivery_id FOR UPDATE) "
+        f"UPDATE {table} AS d SET state = v.states, updated_at = v.ats, claimed_by = NULL, "
+        "claimed_until = NULL, attempts = d.attempts + v.attempted, "
+        "next_attempt_at = coalesce(v.nexts, d.next_attempt_at), "
+        "last_error_class = coalesce(v.errors, d.last_error_class), "
+        "destination_key = coalesce(v.keys, d.destination_key), "
+        f"delivered_at = coalesce(v.delivered, d.delivered_at){segments} "
+        f"FROM unnest({casts}) AS v({names}) "
+        "JOIN locked ON locked.delivery_id = v.ids WHERE d.delivery_id = v.ids "
+        "RETURNING d.delivery_id"
+    )
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(name, type_=kind) for name, kind in arrays),
+        sa.bindparam("owner", type_=sa.String),
     )

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import AfterCommit, UnitOfWork
 from services.common.delivery.claim_query import SCAN_FACTOR, capped, unindexed
+from services.common.delivery.insert_query import insert_statement, pending_row
 from services.common.delivery.records import (
     DeliveryOrder,
     DeliveryRecord,
@@ -27,7 +28,13 @@ from services.common.delivery.records import (
     as_utc,
     record_from_row,
 )
-from services.common.delivery.settle_query import settle_params, settle_statement, share_statement
+from services.common.delivery.settle_query import (
+    settle_arrays,
+    settle_batch_statement,
+    settle_params,
+    settle_statement,
+    share_statement,
+)
 
 __all__ = [
     "Accepted",
@@ -98,10 +105,12 @@ class _Claim:
 
 @dataclass(frozen=True)
 class Accepted:
-    """An order with its give-up time, ready to be inserted as a pending record."""
+    """An order with its give-up time, ready to be inserted as a pending record, or (a
+    hand-off, `claimed_until` set) as already claimed by the accepting engine."""
 
     order: DeliveryOrder
     give_up_at: datetime
+    claimed_until: datetime | None = None
 
 
 class DeliveryStore(Protocol):
@@ -110,8 +119,13 @@ class DeliveryStore(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
     async def insert_many(
-        self, session: AsyncSession, orders: Sequence[Accepted], *, now: datetime
-    ) -> int: ...
+        self,
+        session: AsyncSession,
+        orders: Sequence[Accepted],
+        *,
+        now: datetime,
+        owner: str | None = None,
+    ) -> set[uuid.UUID]: ...
 
     async def cancel(
         self,
@@ -167,6 +181,8 @@ class SqlDeliveryStore:
         self._candidate = table.alias("candidate")
         self._settle_statements: dict[str, Any] = {}
         self._share_statement: Any = None
+        self._insert_statements: dict[str, Any] = {}
+        self._settle_batch: sa.TextClause | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -175,33 +191,32 @@ class SqlDeliveryStore:
             yield uow
 
     async def insert_many(
-        self, session: AsyncSession, orders: Sequence[Accepted], *, now: datetime
-    ) -> int:
-        """Insert pending records, a statement per 1,000; how many were new.
+        self,
+        session: AsyncSession,
+        orders: Sequence[Accepted],
+        *,
+        now: datetime,
+        owner: str | None = None,
+    ) -> set[uuid.UUID]:
+        """Insert pending records, a statement per 1,000; the delivery ids that were new.
 
         `INSERT ... ON CONFLICT DO NOTHING`: a delivery id already there (or twice in
-        `orders`) is left as it is, so accepting is idempotent.
+        `orders`) is left as it is, so accepting is idempotent. An order with
+        `claimed_until` is inserted as `owner`'s claim (state sending, leased), exactly
+        as a claim would leave it: only if its id is new.
         """
         dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            insert: Any = pg_insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            insert = sqlite_insert
-        else:  # pragma: no cover - only the two back ends exist
-            raise RuntimeError(f"unsupported database {dialect}")
+        statement = self._insert_statements.get(dialect)
+        if statement is None:
+            statement = self._insert_statements[dialect] = insert_statement(self._t, dialect)
         # Executed for many rows: SQLAlchemy sends them as multi-row VALUES, 1,000 rows a
         # statement, compiled once. RETURNING names the rows that were new.
-        statement = (
-            insert(self._t)
-            .on_conflict_do_nothing(index_elements=["delivery_id"])
-            .returning(self._t.c.delivery_id)
-        )
-        result = await session.execute(statement, [_pending(a, now) for a in orders])
-        return len(result.all())
+        rows = [
+            pending_row(a.order, a.give_up_at, a.claimed_until, now=now, owner=owner)
+            for a in orders
+        ]
+        result = await session.execute(statement, rows)
+        return {uuid.UUID(i) for i in result.scalars()}
 
     async def cancel(
         self,
@@ -377,17 +392,45 @@ class SqlDeliveryStore:
     async def settle_many(
         self, tx: Transaction, *, owner: str, settlements: Sequence[Settlement]
     ) -> set[uuid.UUID]:
-        """Write outcomes whose claim is still ours, in two statements; returns those ids.
+        """Write outcomes whose claim is still ours; returns those ids.
 
         The rows are locked first (in delivery-id order, the order every batch takes
-        them in) and checked to be ours; then one `UPDATE` executed for many rows writes
-        each its new state. A row another process took over is not written: its outcome
-        is that process's to record.
+        them in) and checked to be ours, then each gets its new state: one statement on
+        PostgreSQL, two on SQLite. A row another process took over is not written: its
+        outcome is that process's to record.
         """
         if not settlements:
             return set()
+        if tx.session.get_bind().dialect.name == "postgresql":
+            held = await self._settle_batch_pg(tx.session, owner, settlements)
+        else:
+            held = await self._settle_each(tx.session, owner, settlements)
+        shared = {
+            (str(s.share_with[0]), s.share_with[1], s.destination_key)
+            for s in settlements
+            if s.share_with is not None and s.destination_key is not None
+        }
+        if shared:
+            await self._share_destinations(tx.session, shared)
+        return {uuid.UUID(i) for i in held}
+
+    async def _settle_batch_pg(
+        self, session: AsyncSession, owner: str, settlements: Sequence[Settlement]
+    ) -> set[str]:
+        """PostgreSQL: lock and settle the batch in one statement (`settle_batch_statement`)."""
+        if self._settle_batch is None:
+            self._settle_batch = settle_batch_statement(self._t)
+        rows = sorted((settle_params(s) for s in settlements), key=lambda row: row["b_id"])
+        result = await session.execute(self._settle_batch, settle_arrays(rows, owner))
+        return set(result.scalars())
+
+    async def _settle_each(
+        self, session: AsyncSession, owner: str, settlements: Sequence[Settlement]
+    ) -> set[str]:
+        """Lock the rows still ours, then one UPDATE executed for many rows (SQLite: the
+        database's one writer lock, taken at BEGIN, already serialises batches)."""
         t = self._t
-        locked = await tx.session.execute(
+        locked = await session.execute(
             sa.select(t.c.delivery_id)
             .where(
                 t.c.delivery_id.in_(sorted(str(s.delivery_id) for s in settlements)),
@@ -403,15 +446,8 @@ class SqlDeliveryStore:
             statement = self._settle_statements.get(owner)
             if statement is None:
                 statement = self._settle_statements[owner] = settle_statement(t, owner)
-            await tx.session.execute(statement, rows)
-        shared = {
-            (str(s.share_with[0]), s.share_with[1], s.destination_key)
-            for s in settlements
-            if s.share_with is not None and s.destination_key is not None
-        }
-        if shared:
-            await self._share_destinations(tx.session, shared)
-        return {uuid.UUID(i) for i in held}
+            await session.execute(statement, rows)
+        return held
 
     async def _share_destinations(
         self, session: AsyncSession, shared: set[tuple[str, str, str]]
@@ -447,24 +483,3 @@ class SqlDeliveryStore:
                 await session.rollback()
         times = [v for v in (as_utc(row[0]), as_utc(row[1])) if v is not None]
         return min(times) if times else None
-
-
-def _pending(accepted: Accepted, now: datetime) -> dict[str, Any]:
-    order = accepted.order
-    return {
-        "delivery_id": str(order.delivery_id),
-        "aggregate_id": str(order.aggregate_id),
-        "aggregate_version": order.aggregate_version,
-        "recipient_id": str(order.recipient_id),
-        "channel": order.channel,
-        "purpose": order.purpose,
-        "language": order.language,
-        "context": dict(order.context),
-        "correlation_id": order.correlation_id,
-        "state": "pending",
-        "attempts": 0,
-        "next_attempt_at": order.not_before or now,
-        "give_up_at": accepted.give_up_at,
-        "created_at": now,
-        "updated_at": now,
-    }

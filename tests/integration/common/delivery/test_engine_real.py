@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,6 +141,7 @@ async def _close_senders() -> AsyncIterator[None]:
 
 def _engine(db: Db, *, webhook_timeout_s: float = 5.0, owner: str | None = None,
             smtp_port: int | None = None, store: SqlDeliveryStore | None = None,
+            kind: type[DeliveryEngine] = DeliveryEngine,
             **config: Any) -> DeliveryEngine:  # fmt: skip
     email = None
     if smtp_port is not None:
@@ -149,7 +151,7 @@ def _engine(db: Db, *, webhook_timeout_s: float = 5.0, owner: str | None = None,
         email=email or EmailSender(host="127.0.0.1", port=1, sender="aviso@example.org"),
     )
     _opened.append(senders)
-    return DeliveryEngine(
+    return kind(
         store=store or SqlDeliveryStore(sessions=db.sessions, table=records),
         senders=senders,
         plan=Plan(),
@@ -406,10 +408,14 @@ async def test_settling_a_batch_writes_each_records_own_outcome(db: Db) -> None:
         Settlement(c, "skipped", now),
         Settlement(d, "delivered", now, attempted=True),
     ]  # fmt: skip
-    async with store.transaction() as tx:
-        held = await store.settle_many(tx, owner="me", settlements=settlements)
-        await tx.commit()
+    with _statements(db) as sent:
+        async with store.transaction() as tx:
+            held = await store.settle_many(tx, owner="me", settlements=settlements)
+            await tx.commit()
     assert held == {a, b, c}
+    # BEGIN, then the settlement: lock and write in one statement on PostgreSQL; on SQLite
+    # a locking read and the UPDATE executed for each row held (COMMIT is no statement here).
+    assert len(sent) == (2 if db.postgres else 1 + 1 + 3)
     rows = await _rows(db)
     ra, rb, rc, rd = (rows[str(i)] for i in (a, b, c, d))
     assert (ra.state, ra.attempts, ra.segments, ra.destination_key) == ("delivered", 1, 2, "ka")
@@ -422,21 +428,51 @@ async def test_settling_a_batch_writes_each_records_own_outcome(db: Db) -> None:
     assert (renewal.renewed, renewal.lost) == (frozenset(), frozenset({a, d}))
 
 
+@contextlib.contextmanager
+def _statements(db: Db) -> Iterator[list[str]]:
+    """Every statement `db`'s connections run meanwhile (BEGIN included, COMMIT not: the
+    driver's, not a statement; an executemany counted once per row)."""
+    sent: list[str] = []
+
+    def statement(_c: Any, _cur: Any, text: str, params: Any, _ctx: Any, many: bool) -> None:
+        if not text.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE: counted at "begin"
+            sent.extend([text] * (len(params) if many else 1))
+
+    def begin(_conn: Any) -> None:
+        sent.append("BEGIN")
+
+    target = db.engine.sync_engine
+    sa.event.listen(target, "before_cursor_execute", statement)
+    sa.event.listen(target, "begin", begin)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(target, "before_cursor_execute", statement)
+        sa.event.remove(target, "begin", begin)
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class _CountingStore(SqlDeliveryStore):
-    """The real store, counting how often each record is claimed."""
+    """The real store, counting how often each record is claimed, claims and next-due reads."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.claims: Counter[uuid.UUID] = Counter()
+        self.claim_calls = 0
+        self.next_due_calls = 0
 
     async def claim(self, **kwargs: Any) -> list[DeliveryRecord]:
+        self.claim_calls += 1
         claimed = await super().claim(**kwargs)
         self.claims.update(r.delivery_id for r in claimed)
         return claimed
+
+    async def next_due(self, tx: Transaction | None = None) -> datetime | None:
+        self.next_due_calls += 1
+        return await super().next_due(tx)
 
 
 # PostgreSQL: where two transactions (a renewal, a settlement) really interleave.
@@ -494,3 +530,97 @@ async def test_a_burst_to_one_recipient_learns_its_destination_once(
     # records it could not send; every other record was claimed exactly once.
     assert max(store.claims.values()) <= 2
     assert sum(store.claims.values()) <= len(orders) + 6
+
+
+# -- hand-off at accept -------------------------------------------------------------------
+
+
+async def _dispatching(engine: DeliveryEngine) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """The engine running, once it dispatches (accepts from then on may hand off)."""
+    stop, task = await _running(engine)
+    while not engine.dispatching:  # noqa: ASYNC110 - the engine's own state, nothing to await
+        await asyncio.sleep(0)
+    return stop, task
+
+
+async def test_an_order_accepted_while_running_is_sent_without_a_claim(
+    db: Db, receiver: Receiver
+) -> None:
+    """Handed off at accept: claimed in the accepting transaction, sent after its commit;
+    after the start-up look, no claim and no next-due read (the outcome's round only
+    settles)."""
+    store = _CountingStore(sessions=db.sessions, table=records)
+    engine = _engine(db, store=store, lease=timedelta(seconds=10), heartbeat=timedelta(seconds=1))
+    stop, task = await _dispatching(engine)
+    order = _order(receiver.url())
+    async with db.sessions() as session, session.begin():
+        await engine.accept_many(session, [order])
+        claim = await session.execute(
+            sa.select(records.c.state, records.c.claimed_by).where(
+                records.c.delivery_id == str(order.delivery_id)
+            )
+        )
+        assert tuple(claim.one()) == ("sending", engine.owner_id)
+    rows = await _until_settled(db, {str(order.delivery_id)})
+    stop.set()
+    await task
+    assert rows[str(order.delivery_id)].state == "delivered"
+    assert [r.delivery_id for r in receiver.delivered()] == [str(order.delivery_id)]
+    assert await _hooks(db) == [(str(order.delivery_id), "delivered", None)]
+    assert store.claims == Counter()  # never claimed
+    assert store.claim_calls <= 1  # the start-up look only
+    assert store.next_due_calls <= 1
+
+
+class _Abort(Exception):
+    pass
+
+
+async def test_a_hand_off_rolled_back_claims_and_sends_nothing(db: Db, receiver: Receiver) -> None:
+    engine = _engine(db)
+    stop, task = await _dispatching(engine)
+    gone = _order(receiver.url("/gone"))
+    with pytest.raises(_Abort):
+        await _accept_and_roll_back(db, engine, gone)
+    kept = _order(receiver.url("/kept"))  # sent after the rolled-back one would have been
+    await _accept(db, engine, kept)
+    await _until_settled(db, {str(kept.delivery_id)})
+    stop.set()
+    await task
+    assert set(await _rows(db)) == {str(kept.delivery_id)}
+    assert [r.delivery_id for r in receiver.delivered()] == [str(kept.delivery_id)]
+
+
+async def _accept_and_roll_back(db: Db, engine: DeliveryEngine, order: DeliveryOrder) -> None:
+    async with db.sessions() as session, session.begin():
+        await engine.accept_many(session, [order])
+        raise _Abort
+
+
+class _DiesAtCommit(DeliveryEngine):
+    """A process that dies right after the accepting commit, before it sends anything."""
+
+    def _take_over(self, handed: Any) -> None:
+        return None
+
+
+async def test_a_hand_off_whose_process_dies_is_taken_over_after_its_lease(
+    db: Db, receiver: Receiver
+) -> None:
+    dead = _engine(db, owner="dead", kind=_DiesAtCommit)
+    stop, task = await _dispatching(dead)
+    order = _order(receiver.url())
+    await _accept(db, dead, order)
+    accepted = (await _rows(db))[str(order.delivery_id)]
+    assert (accepted.state, accepted.claimed_by) == ("sending", "dead")
+    stop.set()
+    await task
+    live = _engine(db, owner="live")
+    stop, task = await _running(live)
+    rows = await _until_settled(db, {str(order.delivery_id)}, timeout=30)
+    stop.set()
+    await task
+    row = rows[str(order.delivery_id)]
+    assert (row.state, row.attempts) == ("delivered", 1)
+    assert _aware(row.delivered_at) >= _aware(accepted.claimed_until)  # after the lease
+    assert [r.delivery_id for r in receiver.delivered()] == [str(order.delivery_id)]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.common.db import _run_after_commit
 from services.common.delivery import (
     BaseDeliveryPlan,
     Delivered,
@@ -90,15 +91,19 @@ class FakeStore:
         self.settle_batches: list[int] = []  # outcomes per settling transaction
         self.transactions = 0
         self.next_due_alone = 0  # "when is the next one due" asked outside a transaction
+        self.claim_calls = 0  # claims made, whatever they took
+        self.next_due_calls = 0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTx]:
         self.transactions += 1
         yield FakeTx()
 
-    async def insert_many(self, session: Any, orders: Sequence[Accepted], *, now: datetime) -> int:
+    async def insert_many(
+        self, session: Any, orders: Sequence[Accepted], *, now: datetime, owner: str | None = None
+    ) -> set[uuid.UUID]:
         self.inserts += 1
-        inserted = 0
+        inserted: set[uuid.UUID] = set()
         for accepted in orders:
             order = accepted.order
             if order.delivery_id in self.rows:
@@ -119,8 +124,13 @@ class FakeStore:
                 destination_key=None,
                 last_error_class=None,
             )
-            self.rows[order.delivery_id] = Row(record, "pending", order.not_before or now)
-            inserted += 1
+            row = Row(record, "pending", order.not_before or now)
+            if accepted.claimed_until is not None and owner is not None:
+                # A hand-off: inserted as the accepting engine's claim.
+                row.state, row.claimed_by = "sending", owner
+                row.claimed_until = accepted.claimed_until
+            self.rows[order.delivery_id] = row
+            inserted.add(order.delivery_id)
         return inserted
 
     async def cancel(
@@ -163,6 +173,7 @@ class FakeStore:
         read: Any = None,
         tx: Any = None,
     ) -> list[DeliveryRecord]:
+        self.claim_calls += 1
         due = [
             row
             for row in self.rows.values()
@@ -233,6 +244,7 @@ class FakeStore:
         return True
 
     async def next_due(self, tx: Any = None) -> datetime | None:
+        self.next_due_calls += 1
         if tx is None:
             self.next_due_alone += 1
         times = [r.next_attempt_at for r in self.rows.values() if r.state == "pending"]
@@ -400,8 +412,19 @@ def make_engine(
     return engine, store, plan, clock
 
 
-async def accept(engine: DeliveryEngine, *orders: DeliveryOrder) -> None:
-    await engine.accept_many(_NoSession(), orders)  # type: ignore[arg-type]
+async def accept(engine: DeliveryEngine, *orders: DeliveryOrder, commit: bool = True) -> Any:
+    """Accept `orders` in a transaction that commits (its after-commit effects run: the
+    wake-up, a hand-off's dispatch), or, `commit=False`, not yet (`committed(session)`)."""
+    session = _NoSession()
+    await engine.accept_many(session, orders)  # type: ignore[arg-type]
+    if commit:
+        committed(session)
+    return session
+
+
+def committed(session: Any) -> None:
+    """The accepting transaction of `accept(..., commit=False)` commits now."""
+    _run_after_commit(session)
 
 
 class _NoSession:

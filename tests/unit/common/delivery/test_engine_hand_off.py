@@ -1,0 +1,208 @@
+"""Hand-off at accept: orders accepted while the engine runs are claimed in the accepting
+transaction and sent once it commits, with no claim; rounds that only record final
+outcomes claim nothing (`Lookout`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from services.common.delivery import DeliveryEngine, DeliveryRecord, Resolution
+from services.common.delivery.lookout import Lookout
+from services.common.delivery.outcomes import Busy, Outcome
+from tests.unit.common.delivery.fakes import (
+    T0,
+    FakePlan,
+    FakeWebhook,
+    accept,
+    committed,
+    make_engine,
+    order,
+)
+
+
+@asynccontextmanager
+async def _running(engine: DeliveryEngine) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    while not engine.dispatching:  # noqa: ASYNC110 - the engine's own state, nothing to await
+        await asyncio.sleep(0)
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    async def poll() -> None:
+        while not predicate():  # noqa: ASYNC110 - the engine's own state, nothing to await
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+class _CountingPlan(FakePlan):
+    """Counts the records of each `resolve_all` call; `broken` makes it raise."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        super().__init__()
+        self.resolved: list[int] = []
+        self.broken = broken
+
+    async def resolve_all(
+        self, session: Any, records: Sequence[DeliveryRecord]
+    ) -> list[Resolution]:
+        self.resolved.append(len(records))
+        if self.broken:
+            raise RuntimeError("plan bug")
+        return await super().resolve_all(session, records)
+
+
+async def test_an_order_accepted_while_running_is_sent_after_commit_without_a_claim() -> None:
+    webhook = FakeWebhook()
+    plan = _CountingPlan()
+    engine, store, _, _ = make_engine(webhook=webhook, plan=plan)
+    async with _running(engine):
+        o = order("http://a/hook")
+        session = await accept(engine, o, commit=False)
+        # In the accepting transaction: claimed by this engine, resolved there.
+        row = store.rows[o.delivery_id]
+        assert (row.state, row.claimed_by) == ("sending", "engine-a")
+        assert plan.resolved == [1]
+        await asyncio.sleep(0)
+        assert webhook.attempts == []  # nothing is sent before the commit
+        committed(session)
+        await _until(lambda: store.state(o.delivery_id) == "delivered")
+    assert store.claimed == []  # never claimed
+    assert plan.resolved == [1]  # resolved once, at accept
+    assert plan.hooks(o.delivery_id) == [("delivered", 1)]
+    assert webhook.delivered == [("http://a/hook", str(o.delivery_id))]
+
+
+async def test_a_hand_off_takes_only_the_free_slots_and_the_rest_waits_for_a_claim() -> None:
+    webhook = FakeWebhook()
+    engine, store, _plan, _ = make_engine(webhook=webhook, max_in_flight=2)
+    async with _running(engine):
+        orders = [order(f"http://l/{i}") for i in range(5)]
+        session = await accept(engine, *orders, commit=False)
+        states = Counter(store.state(o.delivery_id) for o in orders)
+        assert states == Counter({"sending": 2, "pending": 3})
+        committed(session)
+        await _until(lambda: all(store.state(o.delivery_id) == "delivered" for o in orders))
+    assert Counter(d for _, d in webhook.delivered) == Counter(
+        {str(o.delivery_id): 1 for o in orders}
+    )
+    assert len(store.claimed) == 3  # only the three that were not handed off
+
+
+async def test_a_busy_destination_puts_a_hand_off_back_and_each_is_sent_once() -> None:
+    gate = asyncio.Event()
+
+    async def held(url: str, delivery_id: str) -> None:
+        await gate.wait()
+
+    webhook = FakeWebhook(held)
+    engine, store, _, _ = make_engine(webhook=webhook, per_destination=1, per_destination_max=1)
+    orders = [order("http://one/hook") for _ in range(3)]
+    async with _running(engine):
+        await accept(engine, *orders)
+        await webhook.wait_until(lambda: len(webhook.attempts) == 1)
+        await _until(lambda: sum(store.state(o.delivery_id) == "pending" for o in orders) == 2)
+        gate.set()
+        await _until(lambda: all(store.state(o.delivery_id) == "delivered" for o in orders))
+    assert webhook.max_in_flight["http://one/hook"] == 1
+    assert Counter(d for _, d in webhook.delivered) == Counter(
+        {str(o.delivery_id): 1 for o in orders}
+    )
+
+
+async def test_a_plan_that_fails_at_accept_hands_nothing_off() -> None:
+    plan = _CountingPlan(broken=True)
+    engine, store, _, _ = make_engine(plan=plan)
+    async with _running(engine):
+        o = order("http://a/hook")
+        await accept(engine, o, commit=False)
+        assert store.state(o.delivery_id) == "pending"  # a claim takes it later
+
+
+async def test_nothing_is_handed_off_when_hand_off_is_off_or_the_engine_is_not_running() -> None:
+    engine, store, _, _ = make_engine(hand_off=False)
+    async with _running(engine):
+        o = order("http://a/hook")
+        await accept(engine, o, commit=False)
+        assert store.state(o.delivery_id) == "pending"
+    idle, store, _, _ = make_engine()
+    o = order("http://a/hook")
+    await accept(idle, o)
+    assert store.state(o.delivery_id) == "pending"
+    assert await idle.pump() == 1  # claimed as before
+
+
+async def test_a_hand_off_committed_while_stopping_is_left_to_its_lease() -> None:
+    webhook = FakeWebhook()
+    engine, store, _, _ = make_engine(webhook=webhook)
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    while not engine.dispatching:  # noqa: ASYNC110 - the engine's own state, nothing to await
+        await asyncio.sleep(0)
+    o = order("http://a/hook")
+    session = await accept(engine, o, commit=False)
+    stop.set()
+    await task
+    committed(session)
+    assert webhook.attempts == []
+    assert (store.state(o.delivery_id), store.rows[o.delivery_id].claimed_by) == (
+        "sending",
+        "engine-a",
+    )  # another engine takes it once the lease runs out
+
+
+async def test_rounds_recording_final_outcomes_do_not_claim_until_something_may_be_due() -> None:
+    webhook = FakeWebhook()
+    engine, store, _, _ = make_engine(webhook=webhook)
+    async with _running(engine):
+        await _until(lambda: store.claim_calls == 1)  # the start-up look
+        looked, reads = store.transactions, store.next_due_calls
+        orders = [order(f"http://l/{i}") for i in range(3)]
+        for o in orders:  # one at a time: each its own outcome round
+            await accept(engine, o)
+            await _until(lambda o=o: store.state(o.delivery_id) == "delivered")  # type: ignore[misc]
+        assert store.claimed == []  # handed off
+        assert store.transactions - looked == 3  # one outcome round per delivery
+        # ... which claimed nothing and read no next-due time (the poll is 1 s away on a
+        # clock that does not move).
+        assert (store.claim_calls, store.next_due_calls) == (1, reads)
+
+
+def _outcome(result: Any) -> Outcome:
+    record = DeliveryRecord(
+        delivery_id=order("x").delivery_id, aggregate_id=order("x").aggregate_id,
+        aggregate_version=1, recipient_id=order("x").recipient_id, channel="webhook",
+        purpose="alert", language="en", context={}, correlation_id=None, attempts=0,
+        created_at=T0, give_up_at=T0 + timedelta(hours=1), destination_key=None,
+        last_error_class=None,
+    )  # fmt: skip
+    return Outcome(record=record, result=result, at=T0)
+
+
+def test_the_lookout_claims_when_woken_due_or_a_record_was_put_back() -> None:
+    lookout = Lookout(timedelta(seconds=1))
+    assert lookout.must_look([], T0, woken=False)  # never looked yet
+    lookout.looked(None, T0, batch=[], full=False)
+    assert lookout.at == T0 + timedelta(seconds=1)  # the poll
+    assert not lookout.must_look([], T0, woken=False)
+    assert lookout.must_look([], T0, woken=True)
+    assert lookout.must_look([], T0 + timedelta(seconds=1), woken=False)
+    busy = _outcome(Busy(T0))
+    assert lookout.must_look([busy], T0, woken=False)  # a put-back is due again
+    lookout.looked(T0 + timedelta(seconds=5), T0, batch=[busy], full=False)
+    assert lookout.at == T0  # the put-back's due time, not the later one read
+    lookout.looked(T0 + timedelta(milliseconds=300), T0, batch=[], full=False)
+    assert lookout.at == T0 + timedelta(milliseconds=300)
+    lookout.looked(None, T0, batch=[], full=True)
+    assert lookout.at is None  # a full claim: there may be more at once

@@ -66,6 +66,10 @@ _BATCHED_PARTS = frozenset({"before", "after", "timeline", "events", "guard", "d
 _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHED_PARTS)
 
 
+# Session info key: alerts written by `open` whose orders are being accepted.
+_OPENING = "router.alerts_opening"
+
+
 class SqlAlertRepository:
     """Alerts and their timelines; `source` names this service on the events it enqueues.
 
@@ -91,11 +95,14 @@ class SqlAlertRepository:
 
     async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
         """The alerts of `alert_ids` that exist, in one query (unlocked)."""
-        if not alert_ids:
-            return {}
+        opened: dict[uuid.UUID, AlertRecord] = self._session.info.get(_OPENING, {})
+        known = {i: opened[i] for i in alert_ids if i in opened}
+        rest = [i for i in alert_ids if i not in known]
+        if not rest:
+            return known
         query = alerts_by_ids(self._session.get_bind().dialect.name)
-        found = await self._session.execute(query, {"alert_ids": sorted(map(str, alert_ids))})
-        return {r.id: r for r in map(record, found)}
+        found = await self._session.execute(query, {"alert_ids": sorted(map(str, rest))})
+        return known | {r.id: r for r in map(record, found)}
 
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         """The alert of a notice, if it has one."""
@@ -199,7 +206,16 @@ class SqlAlertRepository:
         else:
             await self._insert_timeline(entries)
             await self._publish(transition.events)
-        await self._accept_orders(transition.deliveries)
+        # The engine may hand the new alert's deliveries off at accept, resolving them in
+        # this transaction: it then sees the alert as just written, from memory instead of
+        # a read (and a parse of its content). Only while accepting: nothing else changes
+        # the alert meanwhile.
+        opening = self._session.info.setdefault(_OPENING, {})
+        opening[alert_id] = transition.after
+        try:
+            await self._accept_orders(transition.deliveries)
+        finally:
+            opening.pop(alert_id, None)
         return True
 
     def _outbox_rows(self, publications: Sequence[Publication]) -> list[dict[str, object]]:

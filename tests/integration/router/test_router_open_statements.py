@@ -31,6 +31,7 @@ from services.router.delivery import RouterDeliveryPlan
 from services.router.deps import RouterDeps
 from services.router.domain import alert_id_for
 from services.router.tables import alert_timeline, alerts, delivery_records
+from tests.integration.router.conftest import Sinks
 from tests.integration.router.router_support import update
 from tests.support.alerts import plain_notice, spoc_then_backup
 
@@ -257,3 +258,61 @@ async def test_a_batch_of_outcomes_writes_changes_and_entries_together(
         assert (await _kinds(deps, alert_id))[-2:] == ["delivered", "delivered"]
     delivered_events = outbox_messages.c.event_type == "alert.delivered"
     assert await _count(deps, outbox_messages, delivered_events) == 6
+
+
+async def test_a_handed_off_alert_is_resolved_from_the_alert_just_written(
+    runtime: RouterRuntime, sinks: Sinks
+) -> None:
+    """With the engine running, a new alert's deliveries are handed off at accept and
+    resolved in the opening transaction: from the alert as written, with no read of it."""
+    deps, engine = runtime.deps, runtime.delivery
+    spoc = {"webhook_url": sinks.webhook.url(f"/hooks/{SPOC}"), "email": "s@p.example"}
+    document = spoc_then_backup(
+        spoc=SPOC, backup=BACKUP, spoc_channels=spoc,
+        backup_channels={"email": "b@p.example"}, wait_s=60,
+    )  # fmt: skip
+    async with deps.unit_of_work() as uow:
+        await uow.directory.add(
+            version=2, document=document, digest="digest-2", source="api", created_by="t", at=T0
+        )
+        await uow.commit()
+    await _open(deps, plain_notice(T0))  # the first alert reads the directory
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    try:
+        while not engine.dispatching:  # noqa: ASYNC110 - the engine's own state, nothing to await
+            await asyncio.sleep(0)
+        notice = plain_notice(T0)
+        with _by_connection(runtime) as seen:
+            await _open(deps, notice)
+    finally:
+        stop.set()
+        await running
+
+    # The opening transaction's statements (the engine runs beside it on other connections).
+    opening = next(
+        c for c, sql, _ in seen if sql.startswith(("INSERT INTO alerts", "WITH in_force"))
+    )
+    mine = [(sql, values) for c, sql, values in seen if c is opening]
+    reads = [sql for sql, _ in mine if sql.startswith("SELECT") and "alerts" in sql]
+    assert reads == [], reads
+    # Handed off: the accepting INSERT wrote both records as this engine's claim.
+    accepted = [v for sql, values in mine if "INSERT INTO delivery_records" in sql for v in values]
+    assert accepted.count(engine.owner_id) == 2, accepted
+
+
+@contextmanager
+def _by_connection(runtime: RouterRuntime) -> Iterator[list[tuple[object, str, list[object]]]]:
+    """(connection, SQL, bound values) of every statement the runtime's engine sends."""
+    seen: list[tuple[object, str, list[object]]] = []
+
+    def before(conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        rows = parameters if isinstance(parameters, list) else [parameters]
+        values = [v for row in rows for v in (row.values() if isinstance(row, dict) else row)]
+        seen.append((conn, " ".join(statement.split()), values))
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", before)

@@ -269,6 +269,15 @@ async def test_a_notify_wakes_the_relay_unless_its_own_process_sent_it(
         poll_interval_s=120,  # nothing but a wake-up can start a round in this test
         claim_ttl_s=60,
     )
+    # Each NOTIFY the relay hears, and whether hearing it woke the relay.
+    heard: asyncio.Queue[bool] = asyncio.Queue()
+    notified = relay._notified
+
+    def hearing(conn: object, pid: int, channel: str, payload: str) -> None:
+        notified(conn, pid, channel, payload)
+        heard.put_nowait(relay._wake.is_set())
+
+    monkeypatch.setattr(relay, "_notified", hearing)
     statements = count_statements(relay_engine)
     await relay.start()
     # The first, empty round (a claim and the lease query) is over before anything is written.
@@ -279,8 +288,10 @@ async def test_a_notify_wakes_the_relay_unless_its_own_process_sent_it(
     try:
         async with make_session_factory(writer)() as session, session.begin():
             await enqueue(session, notice_updated(uuid.uuid4(), 2), source="aviso.test")
-        # Its own process's NOTIFY does not wake the relay (the direct wake-up did that).
-        await asyncio.sleep(1.0)
+        # Its own process's NOTIFY arrives and does not wake the relay (the direct
+        # wake-up did that).
+        woke = await asyncio.wait_for(heard.get(), timeout=30)
+        assert not woke
         assert relay.published_total == 0
         assert await unsent(writer) == 1
 

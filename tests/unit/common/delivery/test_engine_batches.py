@@ -186,6 +186,7 @@ class _AlertSends:
     webhook: FakeWebhook
     fast: Any
     slow: Any
+    holding: asyncio.Event  # set when the engine waits while an outcome is still queued
 
 
 @asynccontextmanager
@@ -200,6 +201,15 @@ async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
 
     webhook = FakeWebhook(behaviour)
     engine, store, _plan, _ = make_engine(webhook=webhook, sibling_wait=timedelta(seconds=60))
+    holding = asyncio.Event()
+    wait = engine._wait
+
+    async def watched_wait(stop: asyncio.Event, timeout: float) -> None:
+        if engine._recorder.waiting:
+            holding.set()
+        await wait(stop, timeout)
+
+    engine._wait = watched_wait
     alert = order("http://l/fast").aggregate_id
     fast, slow = order("http://l/fast", aggregate=alert), order("http://l/slow", aggregate=alert)
     stop = asyncio.Event()
@@ -207,7 +217,7 @@ async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
     await accept(engine, fast, slow)
     engine.wake()
     await asyncio.wait_for(webhook.wait_until(lambda: len(webhook.delivered) == 1), timeout=30)
-    yield _AlertSends(engine, store, webhook, fast, slow)
+    yield _AlertSends(engine, store, webhook, fast, slow, holding)
     release.set()
     await asyncio.wait_for(_until(lambda: store.state(slow.delivery_id) == "delivered"), 30)
     stop.set()
@@ -218,7 +228,9 @@ async def test_outcomes_of_one_request_wait_for_its_sends_in_flight_and_settle_t
     """An alert's webhook answers first; its outcome waits (up to `sibling_wait`) for the
     alert's other send, and one round records both: one alert transition, not two."""
     async with _fast_answered_slow_held() as sends:
-        await asyncio.sleep(0.05)  # a round recording the fast outcome alone would run now
+        # The engine waits while the fast outcome is still queued: it holds it back (a
+        # round recording it alone would have taken it from the queue first).
+        await asyncio.wait_for(sends.holding.wait(), timeout=30)
         assert sends.store.settle_batches == []
     assert sends.store.settle_batches == [2]
 

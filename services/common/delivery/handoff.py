@@ -28,8 +28,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.delivery.insert_query import pending_row
 from services.common.delivery.plan import DeliveryPlan, Resolution
-from services.common.delivery.records import DeliveryOrder, DeliveryRecord
+from services.common.delivery.records import DeliveryRecord, record_from_row
 from services.common.delivery.store import Accepted
 from services.common.logging import get_logger
 
@@ -106,21 +107,7 @@ async def hand_off(
 
 def _record(accepted: Accepted, now: datetime) -> DeliveryRecord:
     """The record as a claim would read it back from the row the accept inserts."""
-    order: DeliveryOrder = accepted.order
-    return DeliveryRecord(
-        delivery_id=order.delivery_id,
-        aggregate_id=order.aggregate_id,
-        aggregate_version=order.aggregate_version,
-        recipient_id=order.recipient_id,
-        channel=order.channel,
-        purpose=order.purpose,
-        language=order.language,
-        # As stored: through JSON (a tuple comes back a list), as a claim would see it.
-        context=json.loads(json.dumps(dict(order.context))),
-        correlation_id=order.correlation_id,
-        attempts=0,
-        created_at=now,
-        give_up_at=accepted.give_up_at,
-        destination_key=None,
-        last_error_class=None,
-    )
+    row = pending_row(accepted.order, accepted.give_up_at, None, now=now, owner=None)
+    # As stored: the context through JSON (a tuple comes back a list); nothing learnt yet.
+    row.update(context=json.dumps(row["context"]), destination_key=None, last_error_class=None)
+    return record_from_row(row)

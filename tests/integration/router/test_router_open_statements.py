@@ -93,17 +93,11 @@ async def _open(deps: RouterDeps, notice: NoticeReceived | NoticeUpdated) -> Non
 
 @contextmanager
 def _statements(runtime: RouterRuntime) -> Iterator[list[str]]:
-    """The SQL the runtime's engine sends inside the block."""
-    seen: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    event.listen(runtime.engine.sync_engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        event.remove(runtime.engine.sync_engine, "before_cursor_execute", before)
+    """The SQL the runtime's engine sent inside the block (read once the block ends)."""
+    sent: list[str] = []
+    with _by_connection(runtime) as seen:
+        yield sent
+    sent.extend(sql for _, sql, _ in seen)
 
 
 async def _scalar(deps: RouterDeps, query: sa.Select[Any]) -> Any:

@@ -432,3 +432,13 @@ class _NoSession:
 
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    """Until `predicate` holds (the engine's or the store's own state), within `timeout` s."""
+
+    async def poll() -> None:
+        while not predicate():  # noqa: ASYNC110 - in-memory state, nothing to await
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout)

@@ -20,6 +20,7 @@ from tests.unit.common.delivery.fakes import (
     accept,
     make_engine,
     order,
+    until,
 )
 
 
@@ -174,11 +175,6 @@ async def test_a_delivery_takes_two_transactions_at_a_low_rate() -> None:
     assert store.settle_batches == [1]
 
 
-async def _until(predicate: Any) -> None:
-    while not predicate():  # noqa: ASYNC110 - the engine's own state, nothing to await
-        await asyncio.sleep(0.001)
-
-
 @dataclass
 class _AlertSends:
     engine: Any
@@ -219,7 +215,7 @@ async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
     await asyncio.wait_for(webhook.wait_until(lambda: len(webhook.delivered) == 1), timeout=30)
     yield _AlertSends(engine, store, webhook, fast, slow, holding)
     release.set()
-    await asyncio.wait_for(_until(lambda: store.state(slow.delivery_id) == "delivered"), 30)
+    await until(lambda: store.state(slow.delivery_id) == "delivered")
     stop.set()
     await running
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from tests.unit.common.delivery.fakes import (
     committed,
     make_engine,
     order,
+    until,
 )
 
 
@@ -36,14 +37,6 @@ async def _running(engine: DeliveryEngine) -> AsyncIterator[None]:
     finally:
         stop.set()
         await task
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110 - the engine's own state, nothing to await
-            await asyncio.sleep(0.001)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 class _CountingPlan(FakePlan):
@@ -77,7 +70,7 @@ async def test_an_order_accepted_while_running_is_sent_after_commit_without_a_cl
         await asyncio.sleep(0)
         assert webhook.attempts == []  # nothing is sent before the commit
         committed(session)
-        await _until(lambda: store.state(o.delivery_id) == "delivered")
+        await until(lambda: store.state(o.delivery_id) == "delivered")
     assert store.claimed == []  # never claimed
     assert plan.resolved == [1]  # resolved once, at accept
     assert plan.hooks(o.delivery_id) == [("delivered", 1)]
@@ -93,7 +86,7 @@ async def test_a_hand_off_takes_only_the_free_slots_and_the_rest_waits_for_a_cla
         states = Counter(store.state(o.delivery_id) for o in orders)
         assert states == Counter({"sending": 2, "pending": 3})
         committed(session)
-        await _until(lambda: all(store.state(o.delivery_id) == "delivered" for o in orders))
+        await until(lambda: all(store.state(o.delivery_id) == "delivered" for o in orders))
     assert Counter(d for _, d in webhook.delivered) == Counter(
         {str(o.delivery_id): 1 for o in orders}
     )
@@ -112,9 +105,9 @@ async def test_a_busy_destination_puts_a_hand_off_back_and_each_is_sent_once() -
     async with _running(engine):
         await accept(engine, *orders)
         await webhook.wait_until(lambda: len(webhook.attempts) == 1)
-        await _until(lambda: sum(store.state(o.delivery_id) == "pending" for o in orders) == 2)
+        await until(lambda: sum(store.state(o.delivery_id) == "pending" for o in orders) == 2)
         gate.set()
-        await _until(lambda: all(store.state(o.delivery_id) == "delivered" for o in orders))
+        await until(lambda: all(store.state(o.delivery_id) == "delivered" for o in orders))
     assert webhook.max_in_flight["http://one/hook"] == 1
     assert Counter(d for _, d in webhook.delivered) == Counter(
         {str(o.delivery_id): 1 for o in orders}
@@ -166,12 +159,12 @@ async def test_rounds_recording_final_outcomes_do_not_claim_until_something_may_
     webhook = FakeWebhook()
     engine, store, _, _ = make_engine(webhook=webhook)
     async with _running(engine):
-        await _until(lambda: store.claim_calls == 1)  # the start-up look
+        await until(lambda: store.claim_calls == 1)  # the start-up look
         looked, reads = store.transactions, store.next_due_calls
         orders = [order(f"http://l/{i}") for i in range(3)]
         for o in orders:  # one at a time: each its own outcome round
             await accept(engine, o)
-            await _until(lambda o=o: store.state(o.delivery_id) == "delivered")  # type: ignore[misc]
+            await until(lambda o=o: store.state(o.delivery_id) == "delivered")  # type: ignore[misc]
         assert store.claimed == []  # handed off
         assert store.transactions - looked == 3  # one outcome round per delivery
         # ... which claimed nothing and read no next-due time (the poll is 1 s away on a

@@ -8,6 +8,7 @@ TTY). The chain always ends in `redact_restricted` before anything renders.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -197,24 +198,71 @@ def configure_logging(
 def _handlers(
     *, fmt: _FORMAT, log_file: Path | None, stream: TextIO | None
 ) -> list[logging.Handler]:
-    """The terminal handler (console or JSON) and, when asked, a JSON file handler."""
+    """The terminal handler (console or JSON) and, when asked, the JSON log file.
+
+    When both outputs are JSON one handler renders each line once and writes it to both:
+    a line costs one pass through the formatter's chain and one JSON encoding, not two.
+    """
     target: TextIO = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not _isatty(target))
-    renderer: Processor = (
-        _json_renderer() if use_json else structlog.dev.ConsoleRenderer(colors=_isatty(target))
-    )
+    if use_json:
+        both = _JsonLinesHandler(stream, log_file)
+        both.setFormatter(_formatter(_json_renderer()))
+        return [both]
     # stderr, not stdout: CLI commands print their results (a new token) on stdout.
     console: logging.Handler = (
         logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
     )
-    console.setFormatter(_formatter(renderer))
+    console.setFormatter(_formatter(structlog.dev.ConsoleRenderer(colors=_isatty(target))))
     handlers: list[logging.Handler] = [console]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        file_handler = _JsonLinesHandler(None, log_file, to_stream=False)
         file_handler.setFormatter(_formatter(_json_renderer()))
         handlers.append(file_handler)
     return handlers
+
+
+class _JsonLinesHandler(logging.Handler):
+    """Write each record, rendered once, to the terminal stream and/or the log file.
+
+    The stream is the given one, or whatever `sys.stderr` is at emit time (pytest swaps it
+    per test); stderr, not stdout: CLI commands print their results (a new token) on
+    stdout. The file is opened for appending, as several worker processes of one service
+    may write the same file (each line goes in one write).
+    """
+
+    def __init__(
+        self, stream: TextIO | None, log_file: Path | None, *, to_stream: bool = True
+    ) -> None:
+        super().__init__()
+        self._stream = stream
+        self._to_stream = to_stream
+        self._file: TextIO | None = None
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._file = log_file.open("a", encoding="utf-8")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            if self._to_stream:
+                stream = self._stream if self._stream is not None else sys.stderr
+                stream.write(line)
+                stream.flush()
+            if self._file is not None:
+                self._file.write(line)
+                self._file.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        super().close()
 
 
 def _install_on_root(handlers: list[logging.Handler], level: int) -> None:

@@ -181,6 +181,9 @@ class _EdgeMiddleware:
         # statuses the few the service answers with.
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._timers: dict[str, Histogram] = {}
+        # Which worker process answered, when several serve the port (serve.py).
+        role = worker_role()
+        self._who: dict[str, int] = {"worker": role.index} if role.count > 1 else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -215,6 +218,7 @@ class _EdgeMiddleware:
                 status=status,
                 duration_ms=round(seconds * 1000, 2),
                 client=client[0] if client else None,
+                **self._who,
             )
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:

@@ -6,6 +6,8 @@ its lifespan is not entered: these requests need no database or broker.
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 from pathlib import Path
 
@@ -13,7 +15,9 @@ import httpx
 from fastapi import APIRouter
 from prometheus_client import REGISTRY
 
+import services.common.logging.setup as log_setup
 from services.common.http import UNMATCHED_ROUTE, create_http_app
+from services.common.logging import configure_logging
 from services.common.runtime import ServiceRuntime
 from services.common.settings import CommonSettings
 
@@ -85,3 +89,33 @@ async def test_metrics_leave_the_service_port_when_given_their_own_address(
         assert (await client.get("/metrics")).status_code == 200
     async with _app(tmp_path, "edge-b", metrics_address="127.0.0.1:0") as client:
         assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_one_request_line_with_status_and_duration_and_no_query(tmp_path: Path) -> None:
+    secret = f"CANARY-{uuid.uuid4().hex}"
+    buffer = io.StringIO()
+    configure_logging("edge", fmt="json", stream=buffer, force=True)
+    try:
+        async with _app(tmp_path, f"edge-{uuid.uuid4().hex[:8]}") as client:
+            response = await client.get(f"/v1/things/7?token={secret}")
+            assert response.status_code == 200
+    finally:
+        configure_logging("aviso-tests", force=True)
+        log_setup._state.configured = False
+    requests = [
+        line
+        for line in map(json.loads, buffer.getvalue().splitlines())
+        if line["event"] == "http.request"
+    ]
+    assert len(requests) == 1
+    (line,) = requests
+    assert line["logger"] == "aviso.access"
+    assert (line["method"], line["path"], line["route"], line["status"]) == (
+        "GET",
+        "/v1/things/7",
+        "/v1/things/{thing_id}",
+        200,
+    )
+    assert line["duration_ms"] >= 0
+    assert "worker" not in line  # one process: no worker field
+    assert secret not in buffer.getvalue()

@@ -15,7 +15,7 @@ from faststream.specification import AsyncAPI, get_asyncapi_html
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.logging import get_logger
+from services.common.logging import RequestLine, get_logger, request_line
 from services.common.metrics import (
     CONTENT_TYPE_LATEST,
     HTTP_REQUEST_SECONDS,
@@ -203,23 +203,35 @@ class _EdgeMiddleware:
                     ]
             await send(message)
 
-        try:
-            await self.app(scope, receive, edge_send)
-        finally:
-            seconds = time.perf_counter() - started
-            self._record(scope, status, seconds)
-            client = scope.get("client")
+        with request_line() as line:
+            try:
+                await self.app(scope, receive, edge_send)
+            finally:
+                seconds = time.perf_counter() - started
+                self._record(scope, status, seconds)
+                self._log(scope, line, status, seconds)
+
+    def _log(self, scope: Scope, line: RequestLine, status: int, seconds: float) -> None:
+        """The request's one line: what the app said about it, or `http.request`."""
+        client = scope.get("client")
+        state = scope.get("state") or {}
+        outcome = {
+            "http_method": scope.get("method"),
             # The path without its query string: a query may carry a signed token.
-            access_log.info(
-                "http.request",
-                method=scope.get("method"),
-                path=scope.get("path"),
-                route=route_label(scope),
-                status=status,
-                duration_ms=round(seconds * 1000, 2),
-                client=client[0] if client else None,
-                **self._who,
-            )
+            "http_path": scope.get("path"),
+            "http_route": route_label(scope),
+            "http_status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "client": client[0] if client else None,
+            # Bound to the context inside, by CorrelationIdMiddleware: gone out here.
+            "correlation_id": state.get("correlation_id"),
+            "request_id": state.get("request_id"),
+            **self._who,
+        }
+        if line.event is None or line.logger is None:
+            access_log.info("http.request", **outcome)
+        else:
+            line.logger.info(line.event, **line.fields, **outcome)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = route_label(scope)

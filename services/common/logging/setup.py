@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -24,12 +25,15 @@ from services.common.logging.redaction import redact_restricted
 
 __all__ = [
     "FastStreamLogger",
+    "RequestLine",
     "bind_context",
     "bound",
     "clear_context",
     "configure_logging",
     "faststream_logger",
     "get_logger",
+    "info_on_request_line",
+    "request_line",
 ]
 
 # --- processor chain ---------------------------------------------------------
@@ -380,3 +384,49 @@ def bound(**kv: Any) -> Iterator[None]:
     """Bind fields for the duration of a block, restoring earlier values after it."""
     with structlog.contextvars.bound_contextvars(**kv):
         yield
+
+
+# --- the request's one line ----------------------------------------------------
+
+
+@dataclasses.dataclass
+class RequestLine:
+    """What the app said about the HTTP request being answered, to log with its outcome.
+
+    The HTTP edge (services/common/http.py) opens one per request and writes it when the
+    request is answered, with the method, route, status and duration: one line per
+    request, however many layers had something to say about it (see
+    `info_on_request_line`).
+    """
+
+    logger: structlog.stdlib.BoundLogger | None = None
+    event: str | None = None
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_request_line: ContextVar[RequestLine | None] = ContextVar("aviso_request_line", default=None)
+
+
+@contextmanager
+def request_line() -> Iterator[RequestLine]:
+    """Open the line of the request answered in this context (the HTTP edge's job)."""
+    line = RequestLine()
+    token = _request_line.set(line)
+    try:
+        yield line
+    finally:
+        _request_line.reset(token)
+
+
+def info_on_request_line(logger: structlog.stdlib.BoundLogger, event: str, **fields: Any) -> None:
+    """Log `event` at INFO on the line of the HTTP request being answered, if any.
+
+    That line is written once the request is answered, with its status and duration; a
+    request carries one such event (a second, or a call outside any request, such as a
+    consumer's or the CLI's, is logged at once as usual).
+    """
+    line = _request_line.get()
+    if line is None or line.event is not None:
+        logger.info(event, **fields)
+        return
+    line.logger, line.event, line.fields = logger, event, fields

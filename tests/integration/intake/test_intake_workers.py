@@ -114,11 +114,11 @@ async def test_two_workers_serve_count_and_seal_as_one(
         responses = await asyncio.gather(*(_submit(intake.url, token) for _ in range(40)))
         assert [r.status_code for r in responses] == [201] * 40, responses[0].text
 
-        # Both workers answered: each request line names its worker.
+        # Both workers answered: each request's line names its worker.
         served_by = {
             record["worker"]
             for record in intake.log_records()
-            if record.get("event") == "http.request" and record.get("status") == 201
+            if record.get("event") == "notice.received" and record.get("http_status") == 201
         }
         assert served_by == {0, 1}
         # Whichever worker answers the scrape, it counts the submissions of both.

@@ -58,6 +58,7 @@ def test_several_workers_need_postgresql(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs PostgreSQL"):
         IntakeSettings(
             var_dir=tmp_path,
+            database_url=None,  # the embedded SQLite default, whatever the environment says
             development_mode=True,
             intake_encryption_keys=SecretStr(f"k1:{KEY_K1}"),
             intake_workers=2,

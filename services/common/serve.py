@@ -18,12 +18,14 @@ same port:
 - SIGTERM or Ctrl-C stops the followers first and the leader last (each one gracefully,
   as a single process does), so the leader's last steps (the audit sealer's final round)
   see every request the group answered. A worker that dies on its own stops the group
-  with an error: the service manager restarts it whole, as it would a single process.
+  with an error: the service manager restarts it whole, as it would a single process. A
+  supervisor killed outright (SIGKILL) takes its workers with it (each stops gracefully).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import multiprocessing
 import os
@@ -48,6 +50,9 @@ from services.common.settings import CommonSettings
 __all__ = ["WorkerRole", "serve", "worker_role"]
 
 log = get_logger(__name__)
+
+# prctl(2): a signal this process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
 
 # What a worker stopping gracefully may take beyond the grace uvicorn gives its requests:
 # the runtime's own stop (consumers, workers, the relay's last round, pools).
@@ -156,16 +161,30 @@ def _worker_main(
     settings: CommonSettings,
     port: int,
     role: WorkerRole,
+    supervisor: int,
 ) -> None:
     """The body of one worker process: logging, the app, its own socket on the port."""
     global _role
     _role = role
+    _stop_with(supervisor)
     configure_logging(
         service, level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file
     )
     # Not listening yet: uvicorn listens once the app's lifespan has started.
     sock = _reuseport_socket(settings.http_host, port)
     _serve_here(app_factory, settings, port=port, sockets=[sock])
+
+
+def _stop_with(supervisor: int) -> None:
+    """Stop gracefully (SIGTERM) when the supervisor dies without stopping us (a SIGKILL).
+
+    Otherwise the workers would go on serving the port, orphaned, where nothing manages
+    them. Linux only; elsewhere an orphaned worker is stopped by hand.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:
+        sys.exit(1)  # it died before the request above took effect
 
 
 class _WorkerGroup:
@@ -211,6 +230,7 @@ class _WorkerGroup:
                         self.settings,
                         self.port,
                         WorkerRole(index, self.workers),
+                        os.getpid(),
                     ),
                     name=f"{self.service}-worker-{index}",
                 )

@@ -171,3 +171,29 @@ async def test_a_sigterm_mid_stream_loses_no_201(
     report = await _chain(settings)
     assert report.intact, report.problem
     assert (report.entries, report.pending) == (len(rows), 0)
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(
+    settings: IntakeSettings, pg_database: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    intake = ServiceProcess("intake", _env(pg_database, kafka_bootstrap, tmp_path), tmp_path)
+    await asyncio.to_thread(intake.start)
+    (started,) = [r for r in intake.log_records() if r.get("event") == "serve.workers_started"]
+    workers = started["pids"]
+    assert len(workers) == 2
+    await asyncio.to_thread(intake.kill)  # SIGKILL: the supervisor stops nothing itself
+
+    def running(pid: int) -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat[stat.rindex(")") + 2] != "Z"  # a zombie has exited, unreaped
+
+    def gone() -> bool:
+        return not any(running(pid) for pid in workers)
+
+    await wait_for(gone, timeout=30)
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient(base_url=intake.url, timeout=5) as client:
+            await client.get("/internal/alive")

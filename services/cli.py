@@ -97,7 +97,18 @@ def serve(
     from services.common.serve import serve as run
 
     factory = _service_app_factory(service)
-    run(service, factory, get_settings(CommonSettings), port=port or _service_port(service))
+    workers = 1
+    if service == "intake":
+        from services.intake.config import IntakeSettings
+
+        workers = get_settings(IntakeSettings).intake_workers
+    run(
+        service,
+        factory,
+        get_settings(CommonSettings),
+        port=port or _service_port(service),
+        workers=workers,
+    )
 
 
 # -- tokens -----------------------------------------------------------------------
@@ -304,7 +315,7 @@ def _summarise(line: str) -> str | None:
 
 
 # Start-up chatter that is in the log files but would drown the story on the terminal.
-_QUIET_LOGGERS = {"alembic.runtime.migration", "uvicorn.access"}
+_QUIET_LOGGERS = {"alembic.runtime.migration", "uvicorn.access", "aviso.access"}
 
 
 def _pump(service: str, stream: object) -> None:

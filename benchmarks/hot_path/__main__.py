@@ -58,6 +58,9 @@ from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
 
 ROOT = Path(__file__).resolve().parents[2]
+# Processes whose CPU is their own and their children's: PostgreSQL's backends, and
+# intake's worker processes when it runs several (a supervisor and its workers).
+_FORKING = ("postgres", "intake")
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -74,6 +77,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy each service during every phase"
+    )
+    parser.add_argument(
+        "--intake-workers",
+        type=int,
+        default=2,
+        help=(
+            "intake's worker processes in the intake-alone phase (AVISO_INTAKE_WORKERS; "
+            "PostgreSQL only); the notice path runs intake as `make run` does, in one"
+        ),
     )
     parser.add_argument(
         "--backend",
@@ -141,10 +153,10 @@ async def _idle(infra: Infra, system: BenchSystem, seconds: float) -> dict[str, 
     """CPU ms per second of each process with no load: the background work (heartbeats,
     fetch long-polls, pollers) that a low rate's per-notice figures carry."""
     pids = {**infra.pids, **system.pids()}
-    before = sample_cpu(pids, forking=["postgres"])
+    before = sample_cpu(pids, forking=_FORKING)
     began = time.monotonic()
     await asyncio.sleep(seconds)
-    spent = cpu_ms(before, sample_cpu(pids, forking=["postgres"]))
+    spent = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
     elapsed = time.monotonic() - began
     return {name: ms / elapsed for name, ms in spent.items()}
 
@@ -166,7 +178,7 @@ async def _rates(
         for rate in plan["rates"]:
             pids = {**infra.pids, **system.pids(), "bench": os.getpid()}
             await statements_by_role(infra, reset=True)
-            before = sample_cpu(pids, forking=["postgres"])
+            before = sample_cpu(pids, forking=_FORKING)
             if profiler is not None:
                 profiler.start(f"rate{rate:g}", system.pids(), duration_s=plan["durations"][rate])
             result = await run_rate(
@@ -177,7 +189,7 @@ async def _rates(
                 drain_timeout_s=plan["drain_timeout_s"],
                 label="e2e",
             )
-            cpu = cpu_ms(before, sample_cpu(pids, forking=["postgres"]))
+            cpu = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
             statements = await statements_by_role(infra)
             top = await top_statements(infra)
             if profiler is not None:
@@ -213,24 +225,35 @@ async def _rates(
 
 
 async def _throughput(
-    infra: Infra, system: BenchSystem, plan: dict[str, Any], profiler: PhaseProfiler | None
+    infra: Infra,
+    system: BenchSystem,
+    plan: dict[str, Any],
+    profiler: PhaseProfiler | None,
+    *,
+    workers: int,
 ) -> list[dict[str, Any]]:
     # Intake alone: the consumers would otherwise share the two cores with it.
     await asyncio.gather(
         asyncio.to_thread(system.router.terminate, 15.0),
         asyncio.to_thread(system.rumor_control.terminate, 15.0),
     )
+    if system.intake.env.get("AVISO_INTAKE_WORKERS") != str(workers):
+        # Several workers for this phase only: at a low rate each worker's relay wakes for
+        # every commit, an extra claim round per notice that the notice path need not pay.
+        await asyncio.to_thread(system.intake.terminate, 15.0)
+        system.intake.env = {**system.intake.env, "AVISO_INTAKE_WORKERS": str(workers)}
+        await asyncio.to_thread(system.intake.start)
     results = []
     for concurrency in (16, 64):
         pids = {**infra.pids, **system.pids()}
         await statements_by_role(infra, reset=True)
-        before = sample_cpu(pids, forking=["postgres"])
+        before = sample_cpu(pids, forking=_FORKING)
         if profiler is not None:
             profiler.start(f"intake-c{concurrency}", system.pids(), duration_s=plan["throughput_s"])
         outcome = await run_throughput(
             system, concurrency=concurrency, duration_s=plan["throughput_s"]
         )
-        cpu = cpu_ms(before, sample_cpu(pids, forking=["postgres"]))
+        cpu = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
         statements = await statements_by_role(infra)
         top = await top_statements(infra)
         if profiler is not None:
@@ -256,13 +279,16 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     work_dir.mkdir(parents=True, exist_ok=True)
     floors = await _floors(infra, plan, work_dir)
     profiler = PhaseProfiler(work_dir / "profiles") if args.profile else None
-    async with running_services(infra, work_dir) as system:
+    workers = args.intake_workers if infra.backend == "postgresql" else 1
+    first = workers if args.intake_only else 1
+    async with running_services(infra, work_dir, intake_workers=first) as system:
         idle: dict[str, float] = {}
         phases = [] if args.intake_only else await _rates(infra, system, plan, profiler, idle)
-        throughput = (
-            [] if args.skip_throughput else await _throughput(infra, system, plan, profiler)
-        )
+        throughput: list[dict[str, Any]] = []
+        if not args.skip_throughput:
+            throughput = await _throughput(infra, system, plan, profiler, workers=workers)
     measured: dict[str, Any] = {
+        "intake_workers": workers,
         "floors": floors,
         "idle_cpu_ms_per_s": idle,
         "rates": phases,

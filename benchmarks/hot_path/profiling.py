@@ -140,6 +140,8 @@ class PhaseProfiler:
                         "--rate",
                         "100",
                         "--nonblocking",
+                        # A service with worker processes: sample them all.
+                        "--subprocesses",
                         "--nolineno",
                         "--format",
                         "raw",

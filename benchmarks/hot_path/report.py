@@ -115,7 +115,8 @@ def _throughput(results: dict[str, Any]) -> list[str]:
     lite = results["floors"].get("sqlite_insert_commit")
     lines = [
         "",
-        "Intake alone, closed loop (router and rumor_control stopped)",
+        "Intake alone, closed loop (router and rumor_control stopped; "
+        f"{results.get('intake_workers', 1)} intake worker process(es))",
         "  clients  notices/s  of floor   p50 ms   p99 ms  CPU ms/notice intake  pg   stmts",
     ]
     for run in results["throughput"]:

@@ -67,9 +67,17 @@ class BenchSystem:
 
 @asynccontextmanager
 async def running_services(
-    infra: Infra, work_dir: Path, *, extra_env: dict[str, str] | None = None
+    infra: Infra,
+    work_dir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    intake_workers: int = 1,
 ) -> AsyncIterator[BenchSystem]:
-    """Start the sinks and the three services; stop them all afterwards."""
+    """Start the sinks and the three services; stop them all afterwards.
+
+    `intake_workers`: intake's worker processes (AVISO_INTAKE_WORKERS; a version of intake
+    without the setting ignores it and serves from one process).
+    """
     cast = Cast()
     run = uuid.uuid4().hex[:8]
     async with AsyncExitStack() as stack:
@@ -115,6 +123,7 @@ async def running_services(
                 "intake",
                 AVISO_INTAKE_ENCRYPTION_KEYS=f"k1:{KEY_K1}",
                 AVISO_INTAKE_SWEEP_INTERVAL_S="3600",
+                AVISO_INTAKE_WORKERS=str(intake_workers),
             ),
             log_dir,
         )

@@ -12,11 +12,17 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.specification import AsyncAPI, get_asyncapi_html
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.logging import get_logger
-from services.common.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, OUTBOX_PENDING
+from services.common.logging import RequestLine, get_logger, request_line
+from services.common.metrics import (
+    CONTENT_TYPE_LATEST,
+    HTTP_REQUEST_SECONDS,
+    HTTP_REQUESTS,
+    OUTBOX_PENDING,
+    exposition,
+)
 from services.common.openapi import install_openapi
 from services.common.outbox import pending_count
 from services.common.problems import (
@@ -25,10 +31,13 @@ from services.common.problems import (
     install_problem_handlers,
 )
 from services.common.runtime import ServiceRuntime
+from services.common.serve import worker_role
 
 __all__ = ["UNMATCHED_ROUTE", "create_http_app", "health_router", "metrics_router", "route_label"]
 
 log = get_logger(__name__)
+# One line per request, written by the app (uvicorn's own access line is off: serve.py).
+access_log = get_logger("aviso.access")
 
 
 def health_router(runtime: ServiceRuntime) -> APIRouter:
@@ -78,7 +87,7 @@ def metrics_router(runtime: ServiceRuntime) -> APIRouter:
                 OUTBOX_PENDING.labels(runtime.name).set(await pending_count(session))
         except Exception as exc:  # a scrape must not fail because the database blinked
             log.warning("metrics.outbox_pending_unavailable", error_type=type(exc).__name__)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -150,9 +159,9 @@ def route_label(scope: Scope) -> str:
 
 
 class _EdgeMiddleware:
-    """Count and time every HTTP request; make router-made redirects relative.
+    """Count, time and log every HTTP request; make router-made redirects relative.
 
-    One pure ASGI layer with one `send` wrapper for both jobs: every layer costs a call
+    One pure ASGI layer with one `send` wrapper for these jobs: every layer costs a call
     and a closure per message on every request, and these two run on all of them.
 
     Metrics: by service, route template, method and status; the label children are
@@ -172,6 +181,9 @@ class _EdgeMiddleware:
         # statuses the few the service answers with.
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._timers: dict[str, Histogram] = {}
+        # Which worker process answered, when several serve the port (serve.py).
+        role = worker_role()
+        self._who: dict[str, int] = {"worker": role.index} if role.count > 1 else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -191,10 +203,35 @@ class _EdgeMiddleware:
                     ]
             await send(message)
 
-        try:
-            await self.app(scope, receive, edge_send)
-        finally:
-            self._record(scope, status, time.perf_counter() - started)
+        with request_line() as line:
+            try:
+                await self.app(scope, receive, edge_send)
+            finally:
+                seconds = time.perf_counter() - started
+                self._record(scope, status, seconds)
+                self._log(scope, line, status, seconds)
+
+    def _log(self, scope: Scope, line: RequestLine, status: int, seconds: float) -> None:
+        """The request's one line: what the app said about it, or `http.request`."""
+        client = scope.get("client")
+        state = scope.get("state") or {}
+        outcome = {
+            "http_method": scope.get("method"),
+            # The path without its query string: a query may carry a signed token.
+            "http_path": scope.get("path"),
+            "http_route": route_label(scope),
+            "http_status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "client": client[0] if client else None,
+            # Bound to the context inside, by CorrelationIdMiddleware: gone out here.
+            "correlation_id": state.get("correlation_id"),
+            "request_id": state.get("request_id"),
+            **self._who,
+        }
+        if line.event is None or line.logger is None:
+            access_log.info("http.request", **outcome)
+        else:
+            line.logger.info(line.event, **line.fields, **outcome)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = route_label(scope)
@@ -242,7 +279,9 @@ def create_http_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
-        address = runtime.settings.metrics_address
+        # Several workers: one serves the separate metrics address (any worker's `/metrics`
+        # reports the whole group's, see services/common/metrics.py).
+        address = runtime.settings.metrics_address if worker_role().leads else None
         metrics_server = _MetricsServer(runtime, address) if address else None
         try:
             if metrics_server is not None:

@@ -1,17 +1,83 @@
-"""Run one service's HTTP app (and with it its consumers and relay) under uvicorn."""
+"""Run one service's HTTP app (and with it its consumers and relay) under uvicorn.
+
+One process by default. With `workers > 1` (intake's `AVISO_INTAKE_WORKERS`) the process
+that was started becomes a small supervisor of that many worker processes serving the
+same port:
+
+- each worker is a fresh interpreter (`spawn`) that sets up logging, builds the app and
+  serves it on a socket of its own bound with SO_REUSEPORT, so the kernel spreads new
+  connections over the workers that are listening (a worker listens only once its
+  lifespan has started: a starting worker gets no connection it cannot serve);
+- worker 0 leads: a composition root asks `worker_role().leads` and registers the work
+  that must run once per group (timers, sweepers, sealers, its consumers) only there;
+  everything per request, and the outbox relay (relays coordinate through leases), runs
+  in every worker;
+- Prometheus metrics are kept per worker in files of one directory made fresh at each
+  start (`<var_dir>/run/<service>-<port>/metrics`, prometheus-client's multiprocess mode),
+  and any worker's `/metrics` reports the sum of all of them;
+- SIGTERM or Ctrl-C stops the followers first and the leader last (each one gracefully,
+  as a single process does), so the leader's last steps (the audit sealer's final round)
+  see every request the group answered. A worker that dies on its own stops the group
+  with an error: the service manager restarts it whole, as it would a single process. A
+  supervisor killed outright (SIGKILL) takes its workers with it (each stops gracefully).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
-from services.common.logging import configure_logging
+from services.common.logging import configure_logging, get_logger
+from services.common.metrics import MULTIPROCESS_DIR_ENV
 from services.common.settings import CommonSettings
 
-__all__ = ["serve"]
+__all__ = ["WorkerRole", "serve", "worker_role"]
+
+log = get_logger(__name__)
+
+# prctl(2): a signal this process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+# What a worker stopping gracefully may take beyond the grace uvicorn gives its requests:
+# the runtime's own stop (consumers, workers, the relay's last round, pools).
+_STOP_MARGIN_S = 15.0
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """Which worker of its group this process is (0 of 1 when it serves alone)."""
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def leads(self) -> bool:
+        """Whether this process runs the group's once-only work."""
+        return self.index == 0
+
+
+_role = WorkerRole()
+
+
+def worker_role() -> WorkerRole:
+    """This process's place in its worker group (0 of 1 outside a group, e.g. in tests)."""
+    return _role
 
 
 def serve(
@@ -20,11 +86,30 @@ def serve(
     settings: CommonSettings,
     *,
     port: int,
+    workers: int = 1,
 ) -> None:
-    """Serve until SIGTERM or Ctrl-C; shutdown lets in-flight work finish first."""
+    """Serve until SIGTERM or Ctrl-C; shutdown lets in-flight work finish first.
+
+    `workers > 1`: that many processes on one port (see the module docstring); the
+    factory must then be importable by name (a module-level function), as a fresh
+    interpreter builds the app.
+    """
     configure_logging(
         service, level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file
     )
+    if workers <= 1:
+        _serve_here(app_factory, settings, port=port, sockets=None)
+        return
+    sys.exit(_WorkerGroup(service, app_factory, settings, port=port, workers=workers).run())
+
+
+def _serve_here(
+    app_factory: Callable[[], FastAPI],
+    settings: CommonSettings,
+    *,
+    port: int,
+    sockets: list[socket.socket] | None,
+) -> None:
     app = app_factory()
     _freeze_startup_heap()
     config = uvicorn.Config(
@@ -32,6 +117,9 @@ def serve(
         host=settings.http_host,
         port=port,
         log_config=None,  # keep our structlog setup for uvicorn's loggers too
+        # The app logs one line per request itself (services/common/http.py, with the
+        # route, status and duration); uvicorn's line would be a second, rendered apart.
+        access_log=False,
         lifespan="on",
         # uvloop and httptools are dependencies, named here so that a missing one is an
         # error at start-up rather than a silent fall-back to the slower pure-Python pair.
@@ -40,7 +128,7 @@ def serve(
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 def _freeze_startup_heap() -> None:
@@ -55,3 +143,153 @@ def _freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port that other sockets of this user may share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker_main(
+    service: str,
+    app_factory: Callable[[], FastAPI],
+    settings: CommonSettings,
+    port: int,
+    role: WorkerRole,
+    supervisor: int,
+) -> None:
+    """The body of one worker process: logging, the app, its own socket on the port."""
+    global _role
+    _role = role
+    _stop_with(supervisor)
+    configure_logging(
+        service, level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file
+    )
+    # Not listening yet: uvicorn listens once the app's lifespan has started.
+    sock = _reuseport_socket(settings.http_host, port)
+    _serve_here(app_factory, settings, port=port, sockets=[sock])
+
+
+def _stop_with(supervisor: int) -> None:
+    """Stop gracefully (SIGTERM) when the supervisor dies without stopping us (a SIGKILL).
+
+    Otherwise the workers would go on serving the port, orphaned, where nothing manages
+    them. Linux only; elsewhere an orphaned worker is stopped by hand.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:
+        sys.exit(1)  # it died before the request above took effect
+
+
+class _WorkerGroup:
+    """The supervisor: starts the workers, forwards stop signals in order, reaps them."""
+
+    def __init__(
+        self,
+        service: str,
+        app_factory: Callable[[], FastAPI],
+        settings: CommonSettings,
+        *,
+        port: int,
+        workers: int,
+    ) -> None:
+        self.service = service
+        self.app_factory = app_factory
+        self.settings = settings
+        self.workers = workers
+        # Held (bound, never listening) for the group's life: the port stays ours between
+        # worker starts, and port 0 becomes the one port every worker binds.
+        self._holder = _reuseport_socket(settings.http_host, port)
+        self.port: int = self._holder.getsockname()[1]
+        self.run_dir = settings.var_dir / "run" / f"{service}-{self.port}"
+        self._stopping = False
+        self._processes: list[BaseProcess] = []
+
+    def run(self) -> int:
+        """Serve until stopped; the exit status (non-zero when a worker died on its own)."""
+        metrics_dir = self._fresh_run_dir()
+        # Read by prometheus-client when a worker imports it (spawn: a fresh interpreter).
+        os.environ[MULTIPROCESS_DIR_ENV] = str(metrics_dir)
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        context = multiprocessing.get_context("spawn")
+        try:
+            for index in range(self.workers):
+                process = context.Process(
+                    target=_worker_main,
+                    args=(
+                        self.service,
+                        self.app_factory,
+                        self.settings,
+                        self.port,
+                        WorkerRole(index, self.workers),
+                        os.getpid(),
+                    ),
+                    name=f"{self.service}-worker-{index}",
+                )
+                process.start()
+                self._processes.append(process)
+            log.info(
+                "serve.workers_started",
+                service=self.service,
+                port=self.port,
+                workers=self.workers,
+                pids=[p.pid for p in self._processes],
+            )
+            failed = self._watch()
+        finally:
+            self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._holder.close()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return 1 if failed else 0
+
+    def _fresh_run_dir(self) -> Path:
+        # Files a crashed earlier run left would add its counts to this run's.
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        metrics_dir = self.run_dir / "metrics"
+        metrics_dir.mkdir(parents=True)
+        return metrics_dir
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def _watch(self) -> bool:
+        """Wait for a stop signal (False) or a worker that exits on its own (True)."""
+        while not self._stopping:
+            ended = wait([p.sentinel for p in self._processes], timeout=0.2)
+            if ended and not self._stopping:
+                dead = [p for p in self._processes if not p.is_alive()]
+                log.error(
+                    "serve.worker_exited",
+                    service=self.service,
+                    workers=[p.name for p in dead],
+                    exit_codes=[p.exitcode for p in dead],
+                )
+                return True
+        return False
+
+    def _stop_all(self) -> None:
+        """Followers first, then the leader, each given the graceful stop's time."""
+        grace = self.settings.shutdown_grace_s + _STOP_MARGIN_S
+        followers, leader = self._processes[1:], self._processes[:1]
+        for group in (followers, leader):
+            for process in group:
+                if process.is_alive() and process.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, signal.SIGTERM)
+            for process in group:
+                process.join(timeout=grace)
+                if process.is_alive():
+                    log.error("serve.worker_killed", service=self.service, worker=process.name)
+                    process.kill()
+                    process.join(timeout=5)
+        log.info("serve.workers_stopped", service=self.service, port=self.port)

@@ -17,6 +17,7 @@ pasted paragraph is meant as text. Use the pydantic types `SingleLine` and `Mult
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Annotated
 
@@ -31,8 +32,27 @@ def _is_noncharacter(code: int) -> bool:
     return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
 
 
+# Every character `_reason` refuses, as one character class: most text holds none, and
+# one search in C spares it the loop in Python (the loop names the reason when one does).
+_REFUSED_ALWAYS = (
+    "\x00-\x08\x0b-\x1f\x7f-\x9f"  # Cc but tab and LF
+    "\ud800-\udfff"  # Cs
+    "\ufdd0-\ufdef"
+    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17))
+    + "\u2028\u2029"  # Zl, Zp
+)
+_SUSPECT_LINE = re.compile(f"[\t\n{_REFUSED_ALWAYS}]")
+_SUSPECT_PROSE = re.compile(f"[{_REFUSED_ALWAYS}]")
+
+
 def refusal(value: str, *, multiline: bool) -> str | None:
     """Why `value` cannot be accepted (a short phrase, never the character), or None."""
+    if (_SUSPECT_PROSE if multiline else _SUSPECT_LINE).search(value) is None:
+        return None
+    return _reason(value, multiline=multiline)
+
+
+def _reason(value: str, *, multiline: bool) -> str | None:
     allowed = {"\t", "\n"} if multiline else set()
     for char in value:
         code = ord(char)

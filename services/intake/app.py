@@ -11,6 +11,7 @@ from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import NOTICES
 from services.common.http import create_http_app
 from services.common.runtime import ServiceRuntime
+from services.common.serve import worker_role
 from services.common.settings import get_settings
 from services.intake.config import IntakeSettings
 from services.intake.crypto import load_keyring
@@ -54,10 +55,13 @@ def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -
         event_source=runtime.source,
         clock=clock,
     )
-    runtime.add_worker("intake-sweeper", sweeper(deps))
-    runtime.add_worker("intake-audit-sealer", sealer(deps))
-    # Who is in the directory in force decides which contacts read restricted detail.
-    register(runtime.consumer, settings)
+    if worker_role().leads:
+        # Once per group of worker processes (services/common/serve.py): the rest serve
+        # requests and relay their own outbox rows only.
+        runtime.add_worker("intake-sweeper", sweeper(deps))
+        runtime.add_worker("intake-audit-sealer", sealer(deps))
+        # Who is in the directory in force decides which contacts read restricted detail.
+        register(runtime.consumer, settings)
     runtime.add_fact("directory", lambda: _directory_fact(deps))
     # Declared for the AsyncAPI document only: events leave through the outbox relay.
     for event in (NoticeReceived, NoticeUpdated, NoticeCancelled):

@@ -16,6 +16,15 @@ class IntakeSettings(CommonSettings):
     """Aviso intake settings."""
 
     intake_port: int = Field(default=8001, description="HTTP port of the intake service.")
+    intake_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Processes serving intake's port (PostgreSQL only). One of them runs the "
+            "sweeper, the audit sealer and the directory consumer; see docs/operations.md."
+        ),
+    )
     intake_encryption_keys: SecretStr | None = Field(
         default=None,
         description=(
@@ -123,6 +132,13 @@ class IntakeSettings(CommonSettings):
             # Key ids beginning `dev` name development keys (the generated one, compose's).
             found.append("AVISO_INTAKE_ENCRYPTION_KEYS")
         return found
+
+    @model_validator(mode="after")
+    def _workers_need_postgres(self) -> Self:
+        # SQLite keeps one connection per process: several would take turns on its lock.
+        if self.intake_workers > 1 and not (self.database_url or "").startswith("postgresql"):
+            raise ValueError("AVISO_INTAKE_WORKERS above 1 needs PostgreSQL (AVISO_DATABASE_URL)")
+        return self
 
     @model_validator(mode="after")
     def _signing_needs_secrets(self) -> Self:

@@ -24,18 +24,22 @@ from services.common.logging.redaction import (
 )
 from services.common.logging.setup import (
     FastStreamLogger,
+    RequestLine,
     bind_context,
     bound,
     clear_context,
     configure_logging,
     faststream_logger,
     get_logger,
+    info_on_request_line,
+    request_line,
 )
 
 __all__ = [
     "REDACTED",
     "RESTRICTED_KEYS",
     "FastStreamLogger",
+    "RequestLine",
     "add_restricted_keys",
     "bind_context",
     "bound",
@@ -44,8 +48,10 @@ __all__ = [
     "faststream_logger",
     "forget_sensitive_value",
     "get_logger",
+    "info_on_request_line",
     "is_restricted_key",
     "redact_restricted",
     "register_sensitive_value",
+    "request_line",
     "scrub_text",
 ]

@@ -127,6 +127,11 @@ _TEXT_SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# Every scrubber above needs one of these in the text; most log strings (ids, states,
+# event names) hold none, and one search spares them the six substitutions.
+_MAY_NEED_SCRUBBING = re.compile(r"input_value=|\[parameters: |(?i:bearer)|avs_|[?&]")
+
+
 def _normalize_key(key: str) -> str:
     """Turn `agentName`, `X-Api-Key` or `Agent Phone` into snake_case for matching."""
     return _NON_ALNUM.sub("_", _CAMEL_BOUNDARY.sub("_", key).lower()).strip("_")
@@ -134,6 +139,37 @@ def _normalize_key(key: str) -> str:
 
 def is_restricted_key(key: str) -> bool:
     """Tell whether a field name is restricted, whatever its case or separators."""
+    # Every field of every line asks: the answer per key is kept (bounded; forgotten
+    # whenever the restricted set changes size, also when changed directly).
+    answers = _key_answers.for_size(len(RESTRICTED_KEYS))
+    known = answers.get(key)
+    if known is None:
+        known = _decide_restricted_key(key)
+        if len(answers) >= _KEY_ANSWERS_MAX:
+            answers.clear()
+        answers[key] = known
+    return known
+
+
+_KEY_ANSWERS_MAX = 4096
+
+
+@dataclasses.dataclass
+class _KeyAnswers:
+    size: int = -1
+    answers: dict[str, bool] = dataclasses.field(default_factory=dict)
+
+    def for_size(self, size: int) -> dict[str, bool]:
+        if size != self.size:
+            self.answers = {}
+            self.size = size
+        return self.answers
+
+
+_key_answers = _KeyAnswers()
+
+
+def _decide_restricted_key(key: str) -> bool:
     normalized = _normalize_key(key)
     if normalized.startswith(_RESTRICTED_PREFIX) or normalized.endswith(_RESTRICTED_TRAILING):
         return True
@@ -215,6 +251,8 @@ def scrub_text(text: str) -> str:
     for value in _sensitive_values.snapshot:
         if value in text:
             text = text.replace(value, REDACTED)
+    if _MAY_NEED_SCRUBBING.search(text) is None:
+        return text
     for pattern, replacement in _TEXT_SCRUBBERS:
         text = pattern.sub(replacement, text)
     return text

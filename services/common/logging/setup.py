@@ -8,11 +8,13 @@ TTY). The chain always ends in `redact_restricted` before anything renders.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -23,12 +25,15 @@ from services.common.logging.redaction import redact_restricted
 
 __all__ = [
     "FastStreamLogger",
+    "RequestLine",
     "bind_context",
     "bound",
     "clear_context",
     "configure_logging",
     "faststream_logger",
     "get_logger",
+    "info_on_request_line",
+    "request_line",
 ]
 
 # --- processor chain ---------------------------------------------------------
@@ -197,24 +202,71 @@ def configure_logging(
 def _handlers(
     *, fmt: _FORMAT, log_file: Path | None, stream: TextIO | None
 ) -> list[logging.Handler]:
-    """The terminal handler (console or JSON) and, when asked, a JSON file handler."""
+    """The terminal handler (console or JSON) and, when asked, the JSON log file.
+
+    When both outputs are JSON one handler renders each line once and writes it to both:
+    a line costs one pass through the formatter's chain and one JSON encoding, not two.
+    """
     target: TextIO = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not _isatty(target))
-    renderer: Processor = (
-        _json_renderer() if use_json else structlog.dev.ConsoleRenderer(colors=_isatty(target))
-    )
+    if use_json:
+        both = _JsonLinesHandler(stream, log_file)
+        both.setFormatter(_formatter(_json_renderer()))
+        return [both]
     # stderr, not stdout: CLI commands print their results (a new token) on stdout.
     console: logging.Handler = (
         logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
     )
-    console.setFormatter(_formatter(renderer))
+    console.setFormatter(_formatter(structlog.dev.ConsoleRenderer(colors=_isatty(target))))
     handlers: list[logging.Handler] = [console]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        file_handler = _JsonLinesHandler(None, log_file, to_stream=False)
         file_handler.setFormatter(_formatter(_json_renderer()))
         handlers.append(file_handler)
     return handlers
+
+
+class _JsonLinesHandler(logging.Handler):
+    """Write each record, rendered once, to the terminal stream and/or the log file.
+
+    The stream is the given one, or whatever `sys.stderr` is at emit time (pytest swaps it
+    per test); stderr, not stdout: CLI commands print their results (a new token) on
+    stdout. The file is opened for appending, as several worker processes of one service
+    may write the same file (each line goes in one write).
+    """
+
+    def __init__(
+        self, stream: TextIO | None, log_file: Path | None, *, to_stream: bool = True
+    ) -> None:
+        super().__init__()
+        self._stream = stream
+        self._to_stream = to_stream
+        self._file: TextIO | None = None
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._file = log_file.open("a", encoding="utf-8")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            if self._to_stream:
+                stream = self._stream if self._stream is not None else sys.stderr
+                stream.write(line)
+                stream.flush()
+            if self._file is not None:
+                self._file.write(line)
+                self._file.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        super().close()
 
 
 def _install_on_root(handlers: list[logging.Handler], level: int) -> None:
@@ -332,3 +384,49 @@ def bound(**kv: Any) -> Iterator[None]:
     """Bind fields for the duration of a block, restoring earlier values after it."""
     with structlog.contextvars.bound_contextvars(**kv):
         yield
+
+
+# --- the request's one line ----------------------------------------------------
+
+
+@dataclasses.dataclass
+class RequestLine:
+    """What the app said about the HTTP request being answered, to log with its outcome.
+
+    The HTTP edge (services/common/http.py) opens one per request and writes it when the
+    request is answered, with the method, route, status and duration: one line per
+    request, however many layers had something to say about it (see
+    `info_on_request_line`).
+    """
+
+    logger: structlog.stdlib.BoundLogger | None = None
+    event: str | None = None
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_request_line: ContextVar[RequestLine | None] = ContextVar("aviso_request_line", default=None)
+
+
+@contextmanager
+def request_line() -> Iterator[RequestLine]:
+    """Open the line of the request answered in this context (the HTTP edge's job)."""
+    line = RequestLine()
+    token = _request_line.set(line)
+    try:
+        yield line
+    finally:
+        _request_line.reset(token)
+
+
+def info_on_request_line(logger: structlog.stdlib.BoundLogger, event: str, **fields: Any) -> None:
+    """Log `event` at INFO on the line of the HTTP request being answered, if any.
+
+    That line is written once the request is answered, with its status and duration; a
+    request carries one such event (a second, or a call outside any request, such as a
+    consumer's or the CLI's, is logged at once as usual).
+    """
+    line = _request_line.get()
+    if line is None or line.event is not None:
+        logger.info(event, **fields)
+        return
+    line.logger, line.event, line.fields = logger, event, fields

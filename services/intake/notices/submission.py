@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 
 from services.common.auth import Principal
-from services.common.logging import get_logger
+from services.common.logging import get_logger, info_on_request_line
 from services.intake.deps import IntakeDeps
 from services.intake.domain import (
     IntakeConflict,
@@ -179,7 +179,9 @@ def _log_submitted(submission: NoticeSubmission, notice_id: str, *, repeated: bo
     if repeated:
         log.info("notice.submit_repeated", notice_id=notice_id, by="reference")
         return
-    log.info(
+    # The request's own line (with its status and duration) when a request submitted it.
+    info_on_request_line(
+        log,
         "notice.received",
         notice_id=notice_id,
         version=1,

@@ -308,6 +308,50 @@ def test_log_file_receives_json_lines_too(tmp_path: Path) -> None:
     assert_absent(console + log_file.read_text(), secret)
 
 
+def test_json_to_the_terminal_and_the_file_is_rendered_once_and_written_to_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, value = canary(), canary()
+    renders = 0
+    real_render = log_setup._order_keys
+
+    def counting(logger: Any, method_name: str, event_dict: Any) -> Any:
+        nonlocal renders
+        renders += 1
+        return real_render(logger, method_name, event_dict)
+
+    monkeypatch.setattr(log_setup, "_order_keys", counting)
+    buffer = io.StringIO()
+    log_file = tmp_path / "intake.jsonl"
+    configure_logging("intake", fmt="json", stream=buffer, log_file=log_file, force=True)
+    register_sensitive_value(value)
+    try:
+        get_logger("tests.both").info(
+            "notice.received", notice_id="n-6", agent_phone=secret, summary=f"seen {value}"
+        )
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 7)
+    finally:
+        forget_sensitive_value(value)
+        configure_logging("aviso-tests", force=True)
+        log_setup._state.configured = False
+    # One handler: each line went through the formatter once, and both outputs hold it.
+    assert renders == 2
+    assert buffer.getvalue() == log_file.read_text()
+    first, second = (json.loads(line) for line in log_file.read_text().splitlines())
+    assert (first["event"], first["agent_phone"]) == ("notice.received", REDACTED)
+    assert first["summary"] == f"seen {REDACTED}"
+    assert second["event"] == "Started server process [7]"
+    assert_absent(buffer.getvalue() + log_file.read_text(), secret, value)
+
+
+def test_text_without_any_scrubber_trigger_is_returned_as_is() -> None:
+    assert log_redaction.scrub_text("notice.received n-1 District 4") == (
+        "notice.received n-1 District 4"
+    )
+    assert log_redaction.scrub_text("GET /ack?token=abc&x=1") == f"GET /ack?token={REDACTED}&x=1"
+    assert REDACTED in log_redaction.scrub_text("Authorization: BEARER abc.def")
+
+
 def test_second_configure_is_a_noop_without_force(output: io.StringIO) -> None:
     other = io.StringIO()
     configure_logging("someone-else", fmt="json", stream=other)

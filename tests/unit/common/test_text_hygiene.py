@@ -85,3 +85,15 @@ def test_times_are_zoned_strings_within_bounds(at: object) -> None:
 def test_a_zoned_time_in_bounds_is_utc() -> None:
     model = _Model(line="x", prose="y", at="2030-06-01T12:00:00-05:00")  # type: ignore[arg-type]
     assert model.at == datetime(2030, 6, 1, 17, tzinfo=UTC)
+
+
+def test_the_one_search_refuses_exactly_what_the_character_rules_refuse() -> None:
+    # Every code point, both kinds of field: the regex fast path and the per-character
+    # rules (which name the reason) agree, so the fast path changes nothing accepted.
+    from services.common import text
+
+    for code in range(0x110000):
+        char = chr(code)
+        for multiline in (True, False):
+            fast = text.refusal(char, multiline=multiline)
+            assert (fast is None) == (text._reason(char, multiline=multiline) is None), hex(code)

@@ -6,10 +6,14 @@ and survives restarts: a row is only marked sent after the broker acknowledged i
 through their inbox.
 
 Several relays may run against one outbox. Each round a relay claims, in one
-statement, the oldest unsent row of each key that nobody else holds (`FOR UPDATE
-SKIP LOCKED` on PostgreSQL; SQLite's writer lock makes the same statement atomic).
-A row whose key has an earlier unsent row is never claimed, so two relays cannot
-reorder one key.
+statement, the unsent rows nobody else holds (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
+SQLite's writer lock makes the same statement atomic), oldest first: a row only
+together with every earlier unsent row of its key, so a key's consecutive rows (an
+alert's `alert.triggered` and its `alert.delivered`) go in one round, and a row whose
+key has an earlier unsent row held by someone else is never claimed: two relays cannot
+reorder one key. A round sends a key's rows in waves (ordering.py): a key's later row
+goes to the broker only once its earlier one was acknowledged, so a failure never
+leaves a later row of its key published before it.
 
 A claim is a short lease (`claimed_until`, 2 s by default) that a heartbeat renews
 every third of its length while the relay publishes and records the round. A relay
@@ -28,7 +32,8 @@ skew between application hosts cannot eat into a 2 s lease. If a relay's event l
 stalls for longer than the lease, another relay may publish the same row again: a
 duplicate, never a gap and never a later row of the key first (a row becomes
 claimable only once its predecessor is marked sent, which only the predecessor's
-current holder can do), and consumers drop the duplicate through their inbox.
+current holder can do, or together with it), and consumers drop the duplicate through
+their inbox.
 
 The relay does not wait a polling interval per message: a commit that enqueued
 something wakes the relays of this process at once (an in-process signal, with no round
@@ -66,6 +71,7 @@ from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
 from services.common.outbox.leases import LeaseKeeper
+from services.common.outbox.ordering import in_waves, one_key_at_a_time
 from services.common.outbox.statements import RelayStatements
 from services.common.outbox.writing import (
     _NOTIFY_CHANNEL,
@@ -95,10 +101,10 @@ class BatchPublisher(Protocol):
 
 
 def _one_by_one(publish: PublishFn) -> Callable[[Sequence[OutboxRow]], Awaitable[list[Any]]]:
-    """A per-row publish function as a batch one: all rows concurrently, errors returned."""
+    """A per-row publish function as a batch one: keys concurrently, a key's rows in turn."""
 
     async def publish_batch(rows: Sequence[OutboxRow]) -> list[Any]:
-        return await asyncio.gather(*(publish(row) for row in rows), return_exceptions=True)
+        return await one_key_at_a_time(rows, publish)
 
     return publish_batch
 
@@ -295,7 +301,7 @@ class OutboxRelay:
         async with LeaseKeeper(
             renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
         ) as lease:
-            results = await self._publish_batch(rows)
+            results = await in_waves(rows, self._publish_batch)
             # Renewal stops first, so it cannot extend a failed row's shorter retry lease;
             # what is left of the lease (at least two thirds) covers the settling.
             await lease.stop()
@@ -318,9 +324,12 @@ class OutboxRelay:
         async with self._sessions() as session, session.begin():
             result = await session.execute(self._statements.claim, self._statements.claim_values())
             claimed: list[OutboxRow] = []
-            successors = False
+            # Per key, whether a row waits behind the last one claimed (the claim takes a
+            # key's consecutive rows, so an earlier row's successor may be claimed too).
+            last_of_key: dict[str, tuple[int, bool]] = {}
             for r in result:
-                successors = successors or bool(r.has_successor)
+                if r.key not in last_of_key or last_of_key[r.key][0] < r.id:
+                    last_of_key[r.key] = (r.id, bool(r.has_successor))
                 claimed.append(
                     OutboxRow(
                         id=r.id,
@@ -332,7 +341,7 @@ class OutboxRelay:
                         payload=r.payload,
                     )
                 )
-        self._successors_waiting = successors
+        self._successors_waiting = any(waits for _id, waits in last_of_key.values())
         return sorted(claimed, key=lambda row: row.id)
 
     async def _settle(self, sent: list[int], failed: list[tuple[OutboxRow, BaseException]]) -> None:

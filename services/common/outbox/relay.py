@@ -59,7 +59,8 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,6 +71,7 @@ from services.common.db import asyncpg_dsn, is_postgres
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
+from services.common.outbox.handoff import Taker, register_taker
 from services.common.outbox.leases import LeaseKeeper
 from services.common.outbox.ordering import in_waves, one_key_at_a_time
 from services.common.outbox.statements import RelayStatements
@@ -109,6 +111,20 @@ def _one_by_one(publish: PublishFn) -> Callable[[Sequence[OutboxRow]], Awaitable
     return publish_batch
 
 
+def _row(r: Mapping[Any, Any]) -> OutboxRow:
+    """A row as the publisher takes it, from a claim's result or a handed-over row."""
+    headers = r["headers"]
+    return OutboxRow(
+        id=r["id"],
+        message_id=r["message_id"],
+        topic=r["topic"],
+        key=r["key"],
+        event_type=r["event_type"],
+        headers=headers if isinstance(headers, dict) else json.loads(headers),
+        payload=r["payload"],
+    )
+
+
 def _split(
     rows: Sequence[OutboxRow], results: Sequence[object]
 ) -> tuple[list[int], list[tuple[OutboxRow, BaseException]]]:
@@ -138,6 +154,7 @@ class OutboxRelay:
         retry_delay_s: float = 1.0,
         relay_id: str | None = None,
         wake_on_commit: bool = True,
+        hand_off: bool = True,
     ) -> None:
         self._engine = engine
         self._postgres = is_postgres(engine)
@@ -167,7 +184,16 @@ class OutboxRelay:
         )
         # Off only to measure the polling fallback (benchmarks/outbox_latency.py --no-wake).
         self._wake_on_commit = wake_on_commit
+        # Rows this process's commits handed over (handoff.py), with when (loop time).
+        self._hand_off = hand_off and self._postgres
+        self._handed: deque[tuple[float, OutboxRow]] = deque()
+        self._stop_taking: Callable[[], None] | None = None
+        # `_wake` starts a loop turn; a claim runs in it only if wanted (a commit that left
+        # a row unleased, a NOTIFY, `wake`) or due (a lease ends, the poll), else the
+        # turn only publishes what was handed over.
         self._wake = asyncio.Event()
+        self._claim_wanted = True
+        self._claim_at = 0.0
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None
@@ -184,27 +210,50 @@ class OutboxRelay:
     async def start(self) -> None:
         """Start relaying in the background (and listen for NOTIFY on PostgreSQL)."""
         if self._wake_on_commit:
-            _wakers.add(self._wake)
+            _wakers.add(self.wake)
+        if self._hand_off:
+            taker = Taker(relay_id=self.relay_id, lease_s=self._claim_ttl_s, take=self._take)
+            self._stop_taking = register_taker(self._engine, taker)
         self._listen_wanted = self._wake_on_commit and self._postgres
         await self._ensure_listening()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._component}")
         log.info("outbox.relay_started", relay_id=self.relay_id, component=self._component)
 
     async def stop(self) -> None:
-        """Finish the round in progress, then stop."""
+        """Finish the round in progress and publish what was handed over, then stop."""
+        if self._stop_taking is not None:
+            self._stop_taking()  # commits from now on lease nothing to this relay
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        _wakers.discard(self._wake)
+        while self._handed:
+            try:
+                await self._relay_handed()
+            except Exception as exc:  # their leases end; another relay takes them then
+                log.warning(
+                    "outbox.hand_off_failed", relay_id=self.relay_id, error=type(exc).__name__
+                )
+                break
+        _wakers.discard(self.wake)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
         log.info("outbox.relay_stopped", relay_id=self.relay_id, published=self.published_total)
 
     def wake(self) -> None:
-        """Ask for a round now."""
+        """Ask for a claim round now."""
+        self._claim_wanted = True
+        self._wake.set()
+
+    def _take(self, rows: list[dict[str, Any]]) -> None:
+        """Rows a commit leased to this relay (handoff.py): published in the next turn."""
+        if self._stopping.is_set():
+            return  # leased: another relay claims them once the lease ends
+        now = asyncio.get_running_loop().time()
+        for row in rows:
+            self._handed.append((now, _row(row)))
         self._wake.set()
 
     async def _ensure_listening(self) -> None:
@@ -220,7 +269,7 @@ class OutboxRelay:
             self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url), timeout=5)
             await self._listener.add_listener(channel, self._notified)
             # Lost: poll at the normal pace again, and try to listen again at once.
-            self._listener.add_termination_listener(lambda *_: self._wake.set())
+            self._listener.add_termination_listener(lambda *_: self.wake())
             if self._listen_failing:
                 log.info("outbox.listen_restored", component=self._component)
             self._listen_failing = False
@@ -237,7 +286,7 @@ class OutboxRelay:
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         # This process's own commits woke the relay already, without the round trip.
         if payload != _PROCESS_TOKEN:
-            self._wake.set()
+            self.wake()
             for watcher in _watchers:
                 watcher.set()
 
@@ -249,28 +298,45 @@ class OutboxRelay:
         return self._poll_interval_s * factor
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             self._wake.clear()
-            try:
-                relayed = await self.relay_once()
-            except Exception as exc:
-                log.error(
-                    "outbox.relay_round_failed",
-                    relay_id=self.relay_id,
-                    error=str(exc),
-                    exc_type=type(exc).__name__,
-                )
-                relayed = 0
-                await self._sleep(self._poll_interval_s)
-            if relayed >= self._batch_size or (relayed and self._successors_waiting):
-                continue  # more is claimable now: no need to wait for a wake-up
-            if relayed:
-                # The settling said when the earliest lease left ends; a commit meanwhile
-                # has set the wake-up already, so nothing new waits a poll.
-                await self._sleep(self._wait_for_lease_s(self._lease_ends_in_s))
-                continue
-            await self._ensure_listening()
-            await self._sleep(await self._idle_wait_s())
+            if self._handed:
+                await self._guarded(self._relay_handed)
+                # What the settling said of other leases bounds the wait for a claim.
+                lease_wait = self._wait_for_lease_s(self._lease_ends_in_s)
+                self._claim_at = min(self._claim_at, loop.time() + lease_wait)
+            if self._claim_wanted or loop.time() >= self._claim_at:
+                self._claim_wanted = False
+                relayed = await self._guarded(self.relay_once)
+                if relayed is None:
+                    wait = self._poll_interval_s
+                elif relayed >= self._batch_size or (relayed and self._successors_waiting):
+                    self._claim_wanted = True  # more is claimable now: no need to wait
+                    continue
+                elif relayed:
+                    # The settling said when the earliest lease left ends; a commit
+                    # meanwhile has set the wake-up already, so nothing new waits a poll.
+                    wait = self._wait_for_lease_s(self._lease_ends_in_s)
+                else:
+                    await self._ensure_listening()
+                    wait = await self._idle_wait_s()
+                self._claim_at = loop.time() + wait
+            if not self._handed and not await self._sleep(self._claim_at - loop.time()):
+                self._claim_wanted = True  # the wait ran out: a lease ended, or the poll
+
+    async def _guarded(self, round_: Callable[[], Awaitable[int]]) -> int | None:
+        """Run one round; None if it failed (logged: the loop carries on)."""
+        try:
+            return await round_()
+        except Exception as exc:
+            log.error(
+                "outbox.relay_round_failed",
+                relay_id=self.relay_id,
+                error=str(exc),
+                exc_type=type(exc).__name__,
+            )
+            return None
 
     async def _idle_wait_s(self) -> float:
         """Until the next poll, or sooner when a held lease ends (a crashed relay's rows)."""
@@ -286,9 +352,15 @@ class OutboxRelay:
         # A little past the end, so the lease has surely lapsed when we look; never a spin.
         return min(self._fallback_poll_s(), max(lease_ends_in + 0.01, _MIN_IDLE_WAIT_S))
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait for a wake-up at most `seconds`; whether one came."""
+        if seconds <= 0:
+            return self._wake.is_set()
+        try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
     # -- one round -----------------------------------------------------------------
 
@@ -297,6 +369,28 @@ class OutboxRelay:
         rows = await self._claim()
         if not rows:
             return 0
+        return await self._publish_and_settle(rows)
+
+    async def _relay_handed(self) -> int:
+        """Publish and mark rows handed over at commit (up to a batch): no claim statement.
+
+        A row that waited longer than a third of its lease (stamped before its commit) is
+        left to a claim instead: its lease may end before this relay's heartbeat renews it.
+        """
+        oldest = asyncio.get_running_loop().time() - self._claim_ttl_s / 3
+        rows: list[OutboxRow] = []
+        while self._handed and len(rows) < self._batch_size:
+            handed_at, row = self._handed.popleft()
+            if handed_at >= oldest:
+                rows.append(row)
+            else:
+                self._claim_wanted = True
+        if not rows:
+            return 0
+        return await self._publish_and_settle(rows)
+
+    async def _publish_and_settle(self, rows: Sequence[OutboxRow]) -> int:
+        """Publish rows this relay holds (in id order per key), mark them; how many went."""
         ids = [row.id for row in rows]
         async with LeaseKeeper(
             renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
@@ -330,17 +424,7 @@ class OutboxRelay:
             for r in result:
                 if r.key not in last_of_key or last_of_key[r.key][0] < r.id:
                     last_of_key[r.key] = (r.id, bool(r.has_successor))
-                claimed.append(
-                    OutboxRow(
-                        id=r.id,
-                        message_id=r.message_id,
-                        topic=r.topic,
-                        key=r.key,
-                        event_type=r.event_type,
-                        headers=r.headers if isinstance(r.headers, dict) else json.loads(r.headers),
-                        payload=r.payload,
-                    )
-                )
+                claimed.append(_row(r._mapping))
         self._successors_waiting = any(waits for _id, waits in last_of_key.values())
         return sorted(claimed, key=lambda row: row.id)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -36,6 +37,7 @@ __all__ = [
     "OUTBOX_COLUMNS",
     "Taker",
     "handed_rows",
+    "lease_columns",
     "lease_values",
     "leased_insert_sql",
     "leased_result_sql",
@@ -129,6 +131,24 @@ def leased_insert_sql(prefix: str) -> str:
         "(SELECT 1 FROM outbox_messages AS waiting WHERE waiting.key = r.key "
         "AND waiting.sent_at IS NULL)) AS lease ON true"
     )
+
+
+def lease_columns(key: sa.ColumnElement[str]) -> list[sa.ColumnElement[Any]]:
+    """`claimed_by` and `claimed_until` of one row of `key`, leased as `leased_insert_sql`
+    leases (for a statement built with SQLAlchemy Core; `:lease_by`, `:lease_s` bound)."""
+    lease_by = sa.bindparam("lease_by", type_=sa.String)
+    waiting = outbox_messages.alias("waiting")
+    free = sa.and_(
+        lease_by.is_not(None),
+        ~sa.exists().where(waiting.c.key == key, waiting.c.sent_at.is_(None)),
+    )
+    until = sa.func.clock_timestamp(type_=sa.DateTime(timezone=True)) + sa.func.make_interval(
+        0, 0, 0, 0, 0, 0, sa.bindparam("lease_s", type_=sa.Float), type_=sa.Interval()
+    )
+    return [
+        sa.case((free, lease_by)).label("claimed_by"),
+        sa.case((free, until)).label("claimed_until"),
+    ]
 
 
 def leased_result_sql(cte: str) -> str:

@@ -68,7 +68,8 @@ class Taker:
 
     relay_id: str
     lease_s: float
-    take: Callable[[list[dict[str, Any]]], None]
+    # The rows, and when (time.monotonic) their INSERT ran: their lease started then.
+    take: Callable[[list[dict[str, Any]], float], None]
 
 
 # Per engine (the sync engine object the sessions are bound to), its relay in this process.

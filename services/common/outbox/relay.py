@@ -35,6 +35,10 @@ claimable only once its predecessor is marked sent, which only the predecessor's
 current holder can do, or together with it), and consumers drop the duplicate through
 their inbox.
 
+On PostgreSQL most rows need no claim at all: the INSERT leases them to this process's
+relay and the commit hands them over (handoff.py); a loop turn woken only by a hand-over
+publishes them and marks them sent (one statement) and claims nothing.
+
 The relay does not wait a polling interval per message: a commit that enqueued
 something wakes the relays of this process at once (an in-process signal, with no round
 trip through the database), and on PostgreSQL a `NOTIFY` wakes relays in other
@@ -58,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -247,13 +252,12 @@ class OutboxRelay:
         self._claim_wanted = True
         self._wake.set()
 
-    def _take(self, rows: list[dict[str, Any]]) -> None:
+    def _take(self, rows: list[dict[str, Any]], leased_at: float) -> None:
         """Rows a commit leased to this relay (handoff.py): published in the next turn."""
         if self._stopping.is_set():
             return  # leased: another relay claims them once the lease ends
-        now = asyncio.get_running_loop().time()
         for row in rows:
-            self._handed.append((now, _row(row)))
+            self._handed.append((leased_at, _row(row)))
         self._wake.set()
 
     async def _ensure_listening(self) -> None:
@@ -374,10 +378,10 @@ class OutboxRelay:
     async def _relay_handed(self) -> int:
         """Publish and mark rows handed over at commit (up to a batch): no claim statement.
 
-        A row that waited longer than a third of its lease (stamped before its commit) is
-        left to a claim instead: its lease may end before this relay's heartbeat renews it.
+        A row leased longer ago than a third of its lease (a long transaction, a busy
+        loop) is left to a claim instead: its lease may end before the heartbeat renews it.
         """
-        oldest = asyncio.get_running_loop().time() - self._claim_ttl_s / 3
+        oldest = time.monotonic() - self._claim_ttl_s / 3
         rows: list[OutboxRow] = []
         while self._handed and len(rows) < self._batch_size:
             handed_at, row = self._handed.popleft()

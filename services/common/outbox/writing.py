@@ -12,6 +12,7 @@ whose rows were all handed over wakes no claim.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,11 +76,11 @@ _watchers: set[asyncio.Event] = set()
 
 @event.listens_for(Session, "after_commit")
 def _wake_relays_after_commit(session: Session) -> None:
-    handed: list[tuple[Taker, list[dict[str, Any]]]] = session.info.pop(_HANDED, [])
+    handed: list[tuple[Taker, list[dict[str, Any]], float]] = session.info.pop(_HANDED, [])
     dirty = session.info.pop(_DIRTY, False)
     written = session.info.pop(_WRITTEN, False)
-    for taker, rows in handed:
-        taker.take(rows)
+    for taker, rows, leased_at in handed:
+        taker.take(rows, leased_at)
     if dirty:
         for waker in _wakers:
             waker()
@@ -266,7 +267,7 @@ def hand_over(
     handed = handed_rows(rows, leased_ids, leased_messages)
     info = session.sync_session.info
     if handed and taker is not None:
-        info.setdefault(_HANDED, []).append((taker, handed))
+        info.setdefault(_HANDED, []).append((taker, handed, time.monotonic()))
     if len(handed) < len(rows):
         info[_DIRTY] = True
     elif rows:

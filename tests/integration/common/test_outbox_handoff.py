@@ -144,7 +144,7 @@ async def test_a_rolled_back_transaction_hands_over_nothing(
 ) -> None:
     taken: list[list[dict[str, Any]]] = []
     stop_taking = register_taker(
-        engine, Taker(relay_id="test-taker", lease_s=60, take=taken.append)
+        engine, Taker(relay_id="test-taker", lease_s=60, take=lambda rows, _at: taken.append(rows))
     )
     rolled_back, committed = uuid.uuid4(), uuid.uuid4()
     try:
@@ -176,7 +176,8 @@ async def test_rows_of_a_process_that_died_after_its_commit_are_claimed_once_the
     # The dead process: its relay leased the rows and was handed them, then it died.
     dropped: list[list[dict[str, Any]]] = []
     stop_taking = register_taker(
-        engine, Taker(relay_id="dead-relay", lease_s=1.0, take=dropped.append)
+        engine,
+        Taker(relay_id="dead-relay", lease_s=1.0, take=lambda rows, _at: dropped.append(rows)),
     )
     notice_id = uuid.uuid4()
     try:

@@ -1,11 +1,15 @@
-"""A round's rows of one key go out in order, and none after one of them failed."""
+"""A round's rows of one key go out in order, and none after one of them failed (the
+relay's waves, a per-row publish function, and the Kafka publisher's hand-over)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from services.common.kafka import KafkaOutboxPublisher
+from services.common.outbox import OutboxRow
 from services.common.outbox.ordering import HeldBehind, in_waves, one_key_at_a_time
 
 
@@ -93,3 +97,58 @@ async def test_one_by_one_sends_a_key_s_rows_in_turn_and_stops_the_key_at_a_fail
     assert results[4] is None
     assert isinstance(results[1], Refused)
     assert isinstance(results[3], HeldBehind), "row 4 must not follow its failed predecessor"
+
+
+class FakeProducer:
+    """Refuses `refuse` at hand-over; acknowledges every other record at once."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        self.refuse = refuse
+        self.handed: list[bytes] = []
+
+    async def send(self, topic: str, *, value: bytes, key: bytes, headers: object) -> Any:
+        if value.decode() in self.refuse:
+            raise BufferError("the producer's buffer is full")
+        self.handed.append(value)
+        done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class PublisherOver(KafkaOutboxPublisher):
+    def __init__(self, producer: FakeProducer | None) -> None:
+        self.producer = producer
+        self.one_by_one: list[str] = []
+
+    def _producer(self) -> Any:
+        return self.producer
+
+    async def __call__(self, row: OutboxRow) -> None:
+        # The first row is the slowest to be acknowledged: sent side by side, it would be last.
+        await asyncio.sleep(0.05 if row.payload == "1" else 0)
+        self.one_by_one.append(row.payload)
+
+
+def _outbox_row(n: int, key: str) -> OutboxRow:
+    return OutboxRow(n, f"m{n}", "aviso.notices.v1", key, "notice.updated", {}, str(n))
+
+
+async def test_the_kafka_publisher_hands_over_nothing_of_a_key_after_a_refused_record() -> None:
+    producer = FakeProducer(refuse={"1"})
+    publisher = PublisherOver(producer)
+    rows = [_outbox_row(1, "a"), _outbox_row(2, "b"), _outbox_row(3, "a")]
+
+    results = await publisher.publish_batch(rows)
+
+    assert isinstance(results[0], BufferError)
+    assert results[1] is None
+    assert isinstance(results[2], HeldBehind)
+    assert producer.handed == [b"2"], "key a's later record must not reach the producer"
+
+
+async def test_the_kafka_publisher_unconnected_sends_a_key_s_rows_in_order() -> None:
+    publisher = PublisherOver(None)
+    rows = [_outbox_row(1, "a"), _outbox_row(2, "a"), _outbox_row(3, "a")]
+
+    assert await publisher.publish_batch(rows) == [None, None, None]
+    assert publisher.one_by_one == ["1", "2", "3"]

@@ -46,6 +46,7 @@ from services.common.logging import bound, faststream_logger, get_logger, scrub_
 from services.common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_PROCESSED
 from services.common.offsets import CommitBeforeRevoke, OffsetCommitter
 from services.common.outbox import OutboxRow
+from services.common.outbox.ordering import HeldBehind, one_key_at_a_time
 from services.common.settings import CommonSettings
 
 __all__ = [
@@ -93,7 +94,11 @@ class KafkaOutboxPublisher:
     `publish_batch` hands every record to the producer first and then awaits all the
     acknowledgements, so a batch costs one produce request per partition leader instead
     of a publish call per row. Records of one partition keep the order they were handed
-    over in (idempotent producer), and the relay hands them over in id order.
+    over in (idempotent producer), and the relay hands them over in id order. A key whose
+    record the producer refuses at hand-over hands over none of its later rows; before
+    the producer is connected a key's rows go one after another. (Whether a key's later
+    record may follow one that failed after hand-over is the relay's concern: it sends a
+    key's rows in waves, `services.common.outbox.ordering`.)
     """
 
     def __init__(self, broker: KafkaBroker) -> None:
@@ -113,10 +118,13 @@ class KafkaOutboxPublisher:
         """Send every row, then await every acknowledgement; per row None or its error."""
         producer = self._producer()
         if producer is None:  # not connected yet, or a test broker: one publish per row
-            results = await asyncio.gather(*(self(row) for row in rows), return_exceptions=True)
-            return [r if isinstance(r, BaseException) else None for r in results]
+            return await one_key_at_a_time(rows, self)
         pending: list[asyncio.Future[Any] | BaseException] = []
+        refused: set[str] = set()
         for row in rows:
+            if row.key in refused:
+                pending.append(HeldBehind())
+                continue
             try:
                 pending.append(
                     await producer.send(
@@ -126,8 +134,9 @@ class KafkaOutboxPublisher:
                         headers=_record_headers(row),
                     )
                 )
-            except Exception as exc:  # this row only (e.g. its buffer is full)
+            except Exception as exc:  # this row and its key's later ones (e.g. buffer full)
                 pending.append(exc)
+                refused.add(row.key)
         acks = await asyncio.gather(
             *(p for p in pending if not isinstance(p, BaseException)), return_exceptions=True
         )

@@ -11,8 +11,9 @@ writes nothing (ON CONFLICT DO NOTHING); a second look-up, in a new snapshot, th
 the other's notice. Either way the request answers like a retry, never with an error.
 
 The outbox row is the one `services.common.outbox.enqueue` writes (`outbox_row`), with
-its NOTIFY (`notify_relays`), and the commit wakes this process's relays as enqueue's does
-(`mark_enqueued`), so the relay cannot tell the two apart. SQLite keeps the SQLAlchemy
+its NOTIFY (`notify_relays`), leased to this process's relay as enqueue's are
+(`lease_columns`), and handed to it at commit (`hand_over`), so the relay cannot tell the
+two apart. SQLite keeps the SQLAlchemy
 path (repository.NoticeRepository).
 """
 
@@ -28,7 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.cloudevents import new_event
 from services.common.messaging import outbox_messages
-from services.common.outbox import mark_enqueued, notify_relays, outbox_row
+from services.common.outbox import (
+    hand_over,
+    lease_columns,
+    lease_values,
+    notify_relays,
+    outbox_row,
+    taker_for,
+)
 from services.intake.audit import AuditTrail
 from services.intake.direct import DirectStatement
 from services.intake.domain import Transition
@@ -77,13 +85,26 @@ def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
         sa.insert(table).from_select(list(names), _values(prefix, table, names).select_from(notice))
         for prefix, table, names in zip(_PREFIXES[1:], _TABLES[1:], other_names, strict=True)
     )
-    # The outbox INSERT says whether it wrote: one NOTIFY, only then.
-    outboxed = outbox.returning(sa.literal(1).label("one")).cte("w_o")
+    # The event leased to this process's relay unless its key has a row waiting.
+    outbox_names = other_names[-1]
+    key = sa.bindparam("o_key", type_=outbox_messages.c.key.type)
+    outbox = sa.insert(outbox_messages).from_select(
+        [*outbox_names, "claimed_by", "claimed_until"],
+        _values("o", outbox_messages, outbox_names)
+        .add_columns(*lease_columns(key))
+        .select_from(notice),
+    )
+    # The outbox INSERT says whether it wrote (one NOTIFY, only then) and what it leased.
+    outboxed = outbox.returning(outbox_messages.c.id, outbox_messages.c.claimed_by).cte("w_o")
     notify = notify_relays()
     return sa.select(
         sa.select(existing.c.id).scalar_subquery().label("existing_id"),
         sa.select(sa.func.count()).select_from(notice).scalar_subquery().label("written"),
         sa.select(notify).select_from(outboxed).limit(1).scalar_subquery().label("notified"),
+        sa.select(outboxed.c.id)
+        .where(outboxed.c.claimed_by.is_not(None))
+        .scalar_subquery()
+        .label("leased_id"),
     ).add_cte(notice, version.cte("w_v"), audit.cte("w_a"), outboxed)
 
 
@@ -113,15 +134,19 @@ async def insert_new_notice(
     statement = _NEW_NOTICE.get(columns)
     if statement is None:
         statement = _NEW_NOTICE.setdefault(columns, DirectStatement(lambda: _new_notice(columns)))
+    taker = taker_for(session)
     values: dict[str, Any] = {
         "source_key": notice.source_key,
         "reference": notice.reference,
+        **lease_values(taker),
     }
     for prefix, row in zip(_PREFIXES, rows, strict=True):
         values.update({f"{prefix}_{name}": value for name, value in row.items()})
     found = await statement.fetchrow(session, values, lone=lone)
     if found["written"]:
-        mark_enqueued(session)
+        leased = None if found["leased_id"] is None else [found["leased_id"]]
+        message_ids = None if leased is None else [outgoing.message_id]
+        hand_over(session, taker, [rows[-1]], leased, message_ids)
         return None
     if found["existing_id"] is not None:
         return str(found["existing_id"])

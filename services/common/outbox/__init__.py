@@ -4,10 +4,22 @@
 publishes committed rows to Kafka, in id order per key, marks them sent, and survives
 restarts: a row is only marked sent after the broker acknowledged it (acks=all), so a
 crash between the two publishes it again, which consumers absorb through their inbox.
+On PostgreSQL a commit hands the rows it wrote straight to this process's relay
+(handoff.py): statements that write outbox rows themselves use `leased_insert_sql` or
+`lease_columns` with `lease_values(taker_for(session))`, and `hand_over` what they leased.
 How several relays share one outbox, and why a claim is a heartbeat-renewed lease, is
 told in relay.py.
 """
 
+from services.common.outbox.handoff import (
+    OUTBOX_COLUMNS,
+    Taker,
+    lease_columns,
+    lease_values,
+    leased_insert_sql,
+    leased_result_sql,
+    taker_for,
+)
 from services.common.outbox.relay import OutboxRelay
 from services.common.outbox.writing import (
     OutboxRow,
@@ -15,6 +27,7 @@ from services.common.outbox.writing import (
     enqueue,
     enqueue_all,
     enqueue_outgoing,
+    hand_over,
     mark_enqueued,
     notify_relays,
     outbox_row,
@@ -23,15 +36,23 @@ from services.common.outbox.writing import (
 )
 
 __all__ = [
+    "OUTBOX_COLUMNS",
     "OutboxRelay",
     "OutboxRow",
     "PublishFn",
+    "Taker",
     "enqueue",
     "enqueue_all",
     "enqueue_outgoing",
+    "hand_over",
+    "lease_columns",
+    "lease_values",
+    "leased_insert_sql",
+    "leased_result_sql",
     "mark_enqueued",
     "notify_relays",
     "outbox_row",
     "pending_count",
+    "taker_for",
     "watch_commits",
 ]

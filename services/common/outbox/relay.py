@@ -6,10 +6,14 @@ and survives restarts: a row is only marked sent after the broker acknowledged i
 through their inbox.
 
 Several relays may run against one outbox. Each round a relay claims, in one
-statement, the oldest unsent row of each key that nobody else holds (`FOR UPDATE
-SKIP LOCKED` on PostgreSQL; SQLite's writer lock makes the same statement atomic).
-A row whose key has an earlier unsent row is never claimed, so two relays cannot
-reorder one key.
+statement, the unsent rows nobody else holds (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
+SQLite's writer lock makes the same statement atomic), oldest first: a row only
+together with every earlier unsent row of its key, so a key's consecutive rows (an
+alert's `alert.triggered` and its `alert.delivered`) go in one round, and a row whose
+key has an earlier unsent row held by someone else is never claimed: two relays cannot
+reorder one key. A round sends a key's rows in waves (ordering.py): a key's later row
+goes to the broker only once its earlier one was acknowledged, so a failure never
+leaves a later row of its key published before it.
 
 A claim is a short lease (`claimed_until`, 2 s by default) that a heartbeat renews
 every third of its length while the relay publishes and records the round. A relay
@@ -28,7 +32,12 @@ skew between application hosts cannot eat into a 2 s lease. If a relay's event l
 stalls for longer than the lease, another relay may publish the same row again: a
 duplicate, never a gap and never a later row of the key first (a row becomes
 claimable only once its predecessor is marked sent, which only the predecessor's
-current holder can do), and consumers drop the duplicate through their inbox.
+current holder can do, or together with it), and consumers drop the duplicate through
+their inbox.
+
+On PostgreSQL most rows need no claim at all: the INSERT leases them to this process's
+relay and the commit hands them over (handoff.py); a loop turn woken only by a hand-over
+publishes them and marks them sent (one statement) and claims nothing.
 
 The relay does not wait a polling interval per message: a commit that enqueued
 something wakes the relays of this process at once (an in-process signal, with no round
@@ -53,8 +62,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -65,7 +76,9 @@ from services.common.db import asyncpg_dsn, is_postgres
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
+from services.common.outbox.handoff import Taker, register_taker
 from services.common.outbox.leases import LeaseKeeper
+from services.common.outbox.ordering import in_waves, one_key_at_a_time
 from services.common.outbox.statements import RelayStatements
 from services.common.outbox.writing import (
     _NOTIFY_CHANNEL,
@@ -95,12 +108,26 @@ class BatchPublisher(Protocol):
 
 
 def _one_by_one(publish: PublishFn) -> Callable[[Sequence[OutboxRow]], Awaitable[list[Any]]]:
-    """A per-row publish function as a batch one: all rows concurrently, errors returned."""
+    """A per-row publish function as a batch one: keys concurrently, a key's rows in turn."""
 
     async def publish_batch(rows: Sequence[OutboxRow]) -> list[Any]:
-        return await asyncio.gather(*(publish(row) for row in rows), return_exceptions=True)
+        return await one_key_at_a_time(rows, publish)
 
     return publish_batch
+
+
+def _row(r: Mapping[Any, Any]) -> OutboxRow:
+    """A row as the publisher takes it, from a claim's result or a handed-over row."""
+    headers = r["headers"]
+    return OutboxRow(
+        id=r["id"],
+        message_id=r["message_id"],
+        topic=r["topic"],
+        key=r["key"],
+        event_type=r["event_type"],
+        headers=headers if isinstance(headers, dict) else json.loads(headers),
+        payload=r["payload"],
+    )
 
 
 def _split(
@@ -132,6 +159,7 @@ class OutboxRelay:
         retry_delay_s: float = 1.0,
         relay_id: str | None = None,
         wake_on_commit: bool = True,
+        hand_off: bool = True,
     ) -> None:
         self._engine = engine
         self._postgres = is_postgres(engine)
@@ -161,7 +189,16 @@ class OutboxRelay:
         )
         # Off only to measure the polling fallback (benchmarks/outbox_latency.py --no-wake).
         self._wake_on_commit = wake_on_commit
+        # Rows this process's commits handed over (handoff.py), with when (loop time).
+        self._hand_off = hand_off and self._postgres
+        self._handed: deque[tuple[float, OutboxRow]] = deque()
+        self._stop_taking: Callable[[], None] | None = None
+        # `_wake` starts a loop turn; a claim runs in it only if wanted (a commit that left
+        # a row unleased, a NOTIFY, `wake`) or due (a lease ends, the poll), else the
+        # turn only publishes what was handed over.
         self._wake = asyncio.Event()
+        self._claim_wanted = True
+        self._claim_at = 0.0
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None
@@ -178,27 +215,49 @@ class OutboxRelay:
     async def start(self) -> None:
         """Start relaying in the background (and listen for NOTIFY on PostgreSQL)."""
         if self._wake_on_commit:
-            _wakers.add(self._wake)
+            _wakers.add(self.wake)
+        if self._hand_off:
+            taker = Taker(relay_id=self.relay_id, lease_s=self._claim_ttl_s, take=self._take)
+            self._stop_taking = register_taker(self._engine, taker)
         self._listen_wanted = self._wake_on_commit and self._postgres
         await self._ensure_listening()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._component}")
         log.info("outbox.relay_started", relay_id=self.relay_id, component=self._component)
 
     async def stop(self) -> None:
-        """Finish the round in progress, then stop."""
+        """Finish the round in progress and publish what was handed over, then stop."""
+        if self._stop_taking is not None:
+            self._stop_taking()  # commits from now on lease nothing to this relay
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        _wakers.discard(self._wake)
+        while self._handed:
+            try:
+                await self._relay_handed()
+            except Exception as exc:  # their leases end; another relay takes them then
+                log.warning(
+                    "outbox.hand_off_failed", relay_id=self.relay_id, error=type(exc).__name__
+                )
+                break
+        _wakers.discard(self.wake)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
         log.info("outbox.relay_stopped", relay_id=self.relay_id, published=self.published_total)
 
     def wake(self) -> None:
-        """Ask for a round now."""
+        """Ask for a claim round now."""
+        self._claim_wanted = True
+        self._wake.set()
+
+    def _take(self, rows: list[dict[str, Any]], leased_at: float) -> None:
+        """Rows a commit leased to this relay (handoff.py): published in the next turn."""
+        if self._stopping.is_set():
+            return  # leased: another relay claims them once the lease ends
+        for row in rows:
+            self._handed.append((leased_at, _row(row)))
         self._wake.set()
 
     async def _ensure_listening(self) -> None:
@@ -214,7 +273,7 @@ class OutboxRelay:
             self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url), timeout=5)
             await self._listener.add_listener(channel, self._notified)
             # Lost: poll at the normal pace again, and try to listen again at once.
-            self._listener.add_termination_listener(lambda *_: self._wake.set())
+            self._listener.add_termination_listener(lambda *_: self.wake())
             if self._listen_failing:
                 log.info("outbox.listen_restored", component=self._component)
             self._listen_failing = False
@@ -231,7 +290,7 @@ class OutboxRelay:
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         # This process's own commits woke the relay already, without the round trip.
         if payload != _PROCESS_TOKEN:
-            self._wake.set()
+            self.wake()
             for watcher in _watchers:
                 watcher.set()
 
@@ -243,28 +302,45 @@ class OutboxRelay:
         return self._poll_interval_s * factor
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             self._wake.clear()
-            try:
-                relayed = await self.relay_once()
-            except Exception as exc:
-                log.error(
-                    "outbox.relay_round_failed",
-                    relay_id=self.relay_id,
-                    error=str(exc),
-                    exc_type=type(exc).__name__,
-                )
-                relayed = 0
-                await self._sleep(self._poll_interval_s)
-            if relayed >= self._batch_size or (relayed and self._successors_waiting):
-                continue  # more is claimable now: no need to wait for a wake-up
-            if relayed:
-                # The settling said when the earliest lease left ends; a commit meanwhile
-                # has set the wake-up already, so nothing new waits a poll.
-                await self._sleep(self._wait_for_lease_s(self._lease_ends_in_s))
-                continue
-            await self._ensure_listening()
-            await self._sleep(await self._idle_wait_s())
+            if self._handed:
+                await self._guarded(self._relay_handed)
+                # What the settling said of other leases bounds the wait for a claim.
+                lease_wait = self._wait_for_lease_s(self._lease_ends_in_s)
+                self._claim_at = min(self._claim_at, loop.time() + lease_wait)
+            if self._claim_wanted or loop.time() >= self._claim_at:
+                self._claim_wanted = False
+                relayed = await self._guarded(self.relay_once)
+                if relayed is None:
+                    wait = self._poll_interval_s
+                elif relayed >= self._batch_size or (relayed and self._successors_waiting):
+                    self._claim_wanted = True  # more is claimable now: no need to wait
+                    continue
+                elif relayed:
+                    # The settling said when the earliest lease left ends; a commit
+                    # meanwhile has set the wake-up already, so nothing new waits a poll.
+                    wait = self._wait_for_lease_s(self._lease_ends_in_s)
+                else:
+                    await self._ensure_listening()
+                    wait = await self._idle_wait_s()
+                self._claim_at = loop.time() + wait
+            if not self._handed and not await self._sleep(self._claim_at - loop.time()):
+                self._claim_wanted = True  # the wait ran out: a lease ended, or the poll
+
+    async def _guarded(self, round_: Callable[[], Awaitable[int]]) -> int | None:
+        """Run one round; None if it failed (logged: the loop carries on)."""
+        try:
+            return await round_()
+        except Exception as exc:
+            log.error(
+                "outbox.relay_round_failed",
+                relay_id=self.relay_id,
+                error=str(exc),
+                exc_type=type(exc).__name__,
+            )
+            return None
 
     async def _idle_wait_s(self) -> float:
         """Until the next poll, or sooner when a held lease ends (a crashed relay's rows)."""
@@ -280,9 +356,15 @@ class OutboxRelay:
         # A little past the end, so the lease has surely lapsed when we look; never a spin.
         return min(self._fallback_poll_s(), max(lease_ends_in + 0.01, _MIN_IDLE_WAIT_S))
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait for a wake-up at most `seconds`; whether one came."""
+        if seconds <= 0:
+            return self._wake.is_set()
+        try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
     # -- one round -----------------------------------------------------------------
 
@@ -291,11 +373,33 @@ class OutboxRelay:
         rows = await self._claim()
         if not rows:
             return 0
+        return await self._publish_and_settle(rows)
+
+    async def _relay_handed(self) -> int:
+        """Publish and mark rows handed over at commit (up to a batch): no claim statement.
+
+        A row leased longer ago than a third of its lease (a long transaction, a busy
+        loop) is left to a claim instead: its lease may end before the heartbeat renews it.
+        """
+        oldest = time.monotonic() - self._claim_ttl_s / 3
+        rows: list[OutboxRow] = []
+        while self._handed and len(rows) < self._batch_size:
+            handed_at, row = self._handed.popleft()
+            if handed_at >= oldest:
+                rows.append(row)
+            else:
+                self._claim_wanted = True
+        if not rows:
+            return 0
+        return await self._publish_and_settle(rows)
+
+    async def _publish_and_settle(self, rows: Sequence[OutboxRow]) -> int:
+        """Publish rows this relay holds (in id order per key), mark them; how many went."""
         ids = [row.id for row in rows]
         async with LeaseKeeper(
             renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
         ) as lease:
-            results = await self._publish_batch(rows)
+            results = await in_waves(rows, self._publish_batch)
             # Renewal stops first, so it cannot extend a failed row's shorter retry lease;
             # what is left of the lease (at least two thirds) covers the settling.
             await lease.stop()
@@ -318,21 +422,14 @@ class OutboxRelay:
         async with self._sessions() as session, session.begin():
             result = await session.execute(self._statements.claim, self._statements.claim_values())
             claimed: list[OutboxRow] = []
-            successors = False
+            # Per key, whether a row waits behind the last one claimed (the claim takes a
+            # key's consecutive rows, so an earlier row's successor may be claimed too).
+            last_of_key: dict[str, tuple[int, bool]] = {}
             for r in result:
-                successors = successors or bool(r.has_successor)
-                claimed.append(
-                    OutboxRow(
-                        id=r.id,
-                        message_id=r.message_id,
-                        topic=r.topic,
-                        key=r.key,
-                        event_type=r.event_type,
-                        headers=r.headers if isinstance(r.headers, dict) else json.loads(r.headers),
-                        payload=r.payload,
-                    )
-                )
-        self._successors_waiting = successors
+                if r.key not in last_of_key or last_of_key[r.key][0] < r.id:
+                    last_of_key[r.key] = (r.id, bool(r.has_successor))
+                claimed.append(_row(r._mapping))
+        self._successors_waiting = any(waits for _id, waits in last_of_key.values())
         return sorted(claimed, key=lambda row: row.id)
 
     async def _settle(self, sent: list[int], failed: list[tuple[OutboxRow, BaseException]]) -> None:

@@ -84,14 +84,19 @@ class RelayStatements:
         ).where(t.c.sent_at.is_(None), t.c.claimed_until.is_not(None))
 
     def _claim(self, relay_id: str, batch_size: int, lease: sa.ColumnElement[Any]) -> sa.Update:
-        """The oldest unsent row of each key nobody holds, leased to this relay."""
+        """A key's consecutive unsent rows nobody holds, oldest first, leased to this relay.
+
+        A row is taken only with every earlier unsent row of its key: none of those may be
+        leased (`claimable`), nor skipped by the LIMIT or by SKIP LOCKED (another relay's
+        claim in progress; `chosen` drops a row whose predecessor is not in `claimable`).
+        """
         t = outbox_messages
         now = sa.func.clock_timestamp(type_=_TIMESTAMP) if self._postgres else _at("now")
-        # Aliases keep the subquery from correlating with the UPDATE's own table.
+        # Aliases keep the subqueries from correlating with the UPDATE's own table.
         candidate = t.alias("candidate")
         earlier = t.alias("earlier")
-        heads = (
-            sa.select(candidate.c.id)
+        claimable = (
+            sa.select(candidate.c.id, candidate.c.key)
             .where(
                 candidate.c.sent_at.is_(None),
                 sa.or_(candidate.c.claimed_until.is_(None), candidate.c.claimed_until < now),
@@ -99,15 +104,27 @@ class RelayStatements:
                     earlier.c.key == candidate.c.key,
                     earlier.c.sent_at.is_(None),
                     earlier.c.id < candidate.c.id,
+                    earlier.c.claimed_until >= now,
                 ),
             )
             .order_by(candidate.c.id)
             .limit(batch_size)
             .with_for_update(skip_locked=True, of=candidate)
+            .cte("claimable")
+        )
+        left_out = t.alias("left_out")
+        taken = sa.select(claimable.c.id).scalar_subquery().correlate(None)
+        chosen = sa.select(claimable.c.id).where(
+            ~sa.exists().where(
+                left_out.c.key == claimable.c.key,
+                left_out.c.sent_at.is_(None),
+                left_out.c.id < claimable.c.id,
+                left_out.c.id.not_in(taken),
+            )
         )
         return (
             sa.update(t)
-            .where(t.c.id.in_(heads.scalar_subquery()))
+            .where(t.c.id.in_(chosen.scalar_subquery()))
             .values(claimed_by=relay_id, claimed_until=lease, attempts=t.c.attempts + 1)
             .returning(
                 t.c.id,

@@ -4,20 +4,25 @@ A commit that enqueued something wakes the relays of this process at once (an
 in-process signal), and on PostgreSQL a `NOTIFY` sent in the same transaction wakes
 relays in other processes; polling is only the fallback. The NOTIFY carries this
 process's token, so its own relays, woken already, ignore it (a second wake-up would
-start a second, empty round per commit).
+start a second, empty round per commit). On PostgreSQL the rows are leased to this
+process's relay as they are inserted and handed to it at commit (handoff.py): a commit
+whose rows were all handed over wakes no claim.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -26,6 +31,15 @@ from services.common.bulk import insert_rows
 from services.common.cloudevents import OutgoingEvent, new_event
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
+from services.common.outbox.handoff import (
+    OUTBOX_COLUMNS,
+    Taker,
+    handed_rows,
+    lease_values,
+    leased_insert_sql,
+    leased_result_sql,
+    taker_for,
+)
 
 __all__ = [
     "OutboxRow",
@@ -33,6 +47,7 @@ __all__ = [
     "enqueue",
     "enqueue_all",
     "enqueue_outgoing",
+    "hand_over",
     "mark_enqueued",
     "notify_relays",
     "outbox_row",
@@ -42,13 +57,18 @@ __all__ = [
 
 log = get_logger(__name__)
 
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
 _DIRTY = "aviso_outbox_dirty"
+_HANDED = "aviso_outbox_handed"
+_WRITTEN = "aviso_outbox_written"
 _NOTIFY_CHANNEL = "aviso_outbox"
 # The payload of this process's NOTIFYs: random, so it says nothing but "not yours".
 _PROCESS_TOKEN = uuid.uuid4().hex
 
-# Relays of this process, woken after any commit that enqueued a row.
-_wakers: set[asyncio.Event] = set()
+# Relays of this process (their `wake`), asked for a claim after any commit that
+# enqueued a row it did not hand over.
+_wakers: set[Callable[[], None]] = set()
 # Others that want to hear of the same commits (and of other processes' NOTIFYs that a
 # relay of this process receives): see `watch_commits`.
 _watchers: set[asyncio.Event] = set()
@@ -56,9 +76,15 @@ _watchers: set[asyncio.Event] = set()
 
 @event.listens_for(Session, "after_commit")
 def _wake_relays_after_commit(session: Session) -> None:
-    if session.info.pop(_DIRTY, False):
+    handed: list[tuple[Taker, list[dict[str, Any]], float]] = session.info.pop(_HANDED, [])
+    dirty = session.info.pop(_DIRTY, False)
+    written = session.info.pop(_WRITTEN, False)
+    for taker, rows, leased_at in handed:
+        taker.take(rows, leased_at)
+    if dirty:
         for waker in _wakers:
-            waker.set()
+            waker()
+    if dirty or written:
         for watcher in _watchers:
             watcher.set()
 
@@ -79,6 +105,8 @@ def watch_commits(watcher: asyncio.Event) -> Callable[[], None]:
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_DIRTY, None)
+    session.info.pop(_HANDED, None)
+    session.info.pop(_WRITTEN, None)
 
 
 @dataclass(frozen=True)
@@ -154,15 +182,6 @@ def outbox_row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
     }
 
 
-# PostgreSQL: the INSERT and its NOTIFY as one statement, sent only on commit. A
-# data-modifying CTE runs whole whatever reads it; LIMIT 1: one NOTIFY.
-_WITH_NOTIFY = (
-    "WITH inserted AS ({insert} RETURNING 1) "  # noqa: S608 - constant; rows are bound
-    f"SELECT pg_notify('{_NOTIFY_CHANNEL}_' || current_schema(), '{_PROCESS_TOKEN}') "
-    "FROM (SELECT 1 FROM inserted LIMIT 1) AS one"
-)
-
-
 async def _insert(
     session: AsyncSession,
     rows: list[dict[str, object]],
@@ -177,10 +196,19 @@ async def _insert(
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and alongside:
         await _insert_alongside(session, rows, alongside)
+    elif postgres:
+        taker = taker_for(session)
+        values: dict[str, object] = {
+            f"o_{name}": [row[name] for row in rows] for name in OUTBOX_COLUMNS
+        }
+        result = await session.execute(_leased_insert(), {**values, **lease_values(taker)})
+        written = result.one()
+        hand_over(session, taker, rows, written.leased_ids, written.leased_messages)
+        return
     else:
         for write in alongside:
             await session.execute(write)
-        await insert_rows(session, outbox_messages, rows, wrap=_WITH_NOTIFY)
+        await insert_rows(session, outbox_messages, rows)
     mark_enqueued(session)
 
 
@@ -202,6 +230,48 @@ def notify_relays() -> sa.ColumnElement[Any]:
     outbox rows itself: relays of other processes wake; this process's ignore it."""
     channel = sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema()
     return sa.func.pg_notify(channel, sa.literal(_PROCESS_TOKEN))
+
+
+@cache
+def _leased_insert() -> sa.TextClause:
+    """`enqueue`'s INSERT on PostgreSQL: the rows leased as they go in (handoff.py), and the
+    NOTIFY (LIMIT 1: one, whatever the row count; a data-modifying CTE runs whole)."""
+    t = outbox_messages
+    notify = notify_relays().compile(dialect=_PG, compile_kwargs={"literal_binds": True})
+    sql = (
+        f"WITH inserted AS ({leased_insert_sql('o_')} "  # noqa: S608 - constant; rows are bound
+        "ORDER BY _n RETURNING id, message_id, claimed_by) "
+        f"SELECT (SELECT {notify} FROM (SELECT 1 FROM inserted LIMIT 1) AS one) AS notified, "
+        f"{leased_result_sql('inserted')}"
+    )
+    # Typed parameters: each column's own bind processing (JSON, aware timestamps) applies.
+    return sa.text(sql).bindparams(
+        *(
+            sa.bindparam(f"o_{name}", type_=postgresql.ARRAY(t.c[name].type))
+            for name in OUTBOX_COLUMNS
+        ),
+        sa.bindparam("lease_by", type_=sa.String),
+        sa.bindparam("lease_s", type_=sa.Float),
+    )
+
+
+def hand_over(
+    session: AsyncSession,
+    taker: Taker | None,
+    rows: Sequence[Mapping[str, object]],
+    leased_ids: Sequence[int] | None,
+    leased_messages: Sequence[str] | None,
+) -> None:
+    """After a statement wrote `rows` with `leased_insert_sql` (leased to `taker`): at commit,
+    hand the leased ones to the relay and wake a claim only for the rest."""
+    handed = handed_rows(rows, leased_ids, leased_messages)
+    info = session.sync_session.info
+    if handed and taker is not None:
+        info.setdefault(_HANDED, []).append((taker, handed, time.monotonic()))
+    if len(handed) < len(rows):
+        info[_DIRTY] = True
+    elif rows:
+        info[_WRITTEN] = True
 
 
 def mark_enqueued(session: AsyncSession) -> None:

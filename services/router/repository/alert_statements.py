@@ -21,7 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.common.messaging import outbox_messages
-from services.common.outbox import notify_relays
+from services.common.outbox import (
+    OUTBOX_COLUMNS,
+    leased_insert_sql,
+    leased_result_sql,
+    notify_relays,
+)
 from services.router.repository.alert_rows import COLUMNS
 from services.router.tables import alert_timeline, alerts, directory_versions
 
@@ -49,18 +54,6 @@ TIMELINE_COLUMNS = (
     "method",
     "delivery_id",
     "detail",
-)
-
-# The outbox columns `services.common.outbox.outbox_row` fills.
-OUTBOX_COLUMNS = (
-    "message_id",
-    "topic",
-    "key",
-    "event_type",
-    "headers",
-    "payload",
-    "created_at",
-    "attempts",
 )
 
 
@@ -104,7 +97,9 @@ def open_alert_statement(dialect: str) -> sa.Executable:
     is `:directory_version` with `:directory_digest`; returns its id only if inserted.
 
     On PostgreSQL it also inserts the timeline entries and the outbox rows (one array per
-    column, `:t_<column>` and `:o_<column>`, in the order given) when the alert went in.
+    column, `:t_<column>` and `:o_<column>`, in the order given) when the alert went in,
+    the rows leased as `services.common.outbox.lease_values` says (`leased_ids`,
+    `leased_messages`: what to hand over).
     """
     if dialect == "postgresql":
         return _open_postgres()
@@ -176,6 +171,11 @@ def _entry_params() -> list[sa.BindParameter[object]]:
     return _array_params(alert_timeline, TIMELINE_COLUMNS, "t_")
 
 
+def _lease_params() -> list[sa.BindParameter[object]]:
+    """The outbox lease's values (`services.common.outbox.lease_values`)."""
+    return [sa.bindparam("lease_by", type_=sa.String), sa.bindparam("lease_s", type_=sa.Float)]
+
+
 def _notify_sql() -> str:
     """The outbox's NOTIFY to other processes' relays, as SQL (constant per process)."""
     compiled = notify_relays().compile(dialect=_PG, compile_kwargs={"literal_binds": True})
@@ -186,29 +186,32 @@ def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
     sets = ", ".join(
         f"{_quoted(name)} = CAST(:v_{name} AS {_pg_type(alerts, name)})" for name in names
     )
-    queued = _rows_insert(outbox_messages, OUTBOX_COLUMNS, "o_")
-    # One row whatever took: the ids that did, and the outbox's NOTIFY if a row went in.
+    queued = leased_insert_sql("o_")
+    # One row whatever took: the ids that did, the outbox's NOTIFY if a row went in, and
+    # the outbox rows leased to this process's relay (services.common.outbox.handoff).
     sql = (
         f"WITH took AS (UPDATE alerts SET {sets} "  # noqa: S608
         "WHERE alerts.id = ANY(CAST(:b_alert_ids AS VARCHAR[])) "
         "AND alerts.state = ANY(CAST(:b_states AS VARCHAR[])) "
         "AND alerts.notice_version = CAST(:b_notice_version AS INTEGER) RETURNING alerts.id), "
         f"noted AS ({_entries_cte()} ORDER BY _n), "
-        f"queued AS ({queued} ORDER BY _n RETURNING 1) "
+        f"queued AS ({queued} ORDER BY _n RETURNING id, message_id, claimed_by) "
         "SELECT (SELECT array_agg(id) FROM took) AS ids, "
-        f"(SELECT {_notify_sql()} FROM (SELECT 1 FROM queued LIMIT 1) AS one) AS notified"
+        f"(SELECT {_notify_sql()} FROM (SELECT 1 FROM queued LIMIT 1) AS one) AS notified, "
+        f"{leased_result_sql('queued')}"
     )
     return sa.text(sql).bindparams(
         *(sa.bindparam(f"v_{name}", type_=alerts.c[name].type) for name in names),
         *_entry_params(),
         *_array_params(outbox_messages, OUTBOX_COLUMNS, "o_"),
+        *_lease_params(),
     )
 
 
 def _open_postgres() -> sa.TextClause:
     alert_names = ", ".join(_quoted(name) for name in COLUMNS)
     alert_values = ", ".join(f"CAST(:a_{name} AS {_pg_type(alerts, name)})" for name in COLUMNS)
-    queued = _rows_insert(outbox_messages, OUTBOX_COLUMNS, "o_")
+    queued = leased_insert_sql("o_")
     # Identifiers come from the tables' metadata, quoted by the dialect; values are bound.
     # The alert's timeline entries and outbox rows go in only if the alert did; the
     # outbox's NOTIFY (as `enqueue` sends it) only if a row went in.
@@ -221,14 +224,16 @@ def _open_postgres() -> sa.TextClause:
         "AND in_force.digest = :directory_digest "
         "ON CONFLICT DO NOTHING RETURNING id), "
         f"noted AS ({_entries_cte()} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n), "
-        f"queued AS ({queued} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n RETURNING 1) "
-        f"SELECT id, (SELECT {_notify_sql()} FROM (SELECT 1 FROM queued LIMIT 1) AS one) "
-        "FROM opened"
+        f"queued AS ({queued} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n "
+        "RETURNING id, message_id, claimed_by) "
+        f"SELECT id, (SELECT {_notify_sql()} FROM (SELECT 1 FROM queued LIMIT 1) AS one), "
+        f"{leased_result_sql('queued')} FROM opened"
     )
     return sa.text(sql).bindparams(
         *(sa.bindparam(f"a_{name}", type_=alerts.c[name].type) for name in COLUMNS),
         *_entry_params(),
         *_array_params(outbox_messages, OUTBOX_COLUMNS, "o_"),
+        *_lease_params(),
         sa.bindparam("directory_version", type_=sa.Integer),
         sa.bindparam("directory_digest", type_=sa.String),
     )

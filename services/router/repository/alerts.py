@@ -20,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.bulk import insert_rows
 from services.common.cloudevents import new_event
 from services.common.delivery.records import DeliveryOrder
-from services.common.outbox import enqueue, enqueue_all, mark_enqueued, outbox_row
+from services.common.outbox import (
+    enqueue,
+    enqueue_all,
+    hand_over,
+    lease_values,
+    outbox_row,
+    taker_for,
+)
 from services.router.domain import (
     OPEN_STATES,
     AlertRecord,
@@ -193,16 +200,17 @@ class SqlAlertRepository:
             "directory_digest": directory_digest,
             **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
         }
+        taker = taker_for(self._session)
         if dialect == "postgresql":
             queued = self._outbox_rows(transition.events)
             params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
             params.update({f"o_{n}": [q[n] for q in queued] for n in OUTBOX_COLUMNS})
-        found = await self._session.execute(open_alert_statement(dialect), params)
-        if found.first() is None:
+            params.update(lease_values(taker))
+        found = (await self._session.execute(open_alert_statement(dialect), params)).first()
+        if found is None:
             return False
         if dialect == "postgresql":
-            if queued:
-                mark_enqueued(self._session)
+            hand_over(self._session, taker, queued, found.leased_ids, found.leased_messages)
         else:
             await self._insert_timeline(entries)
             await self._publish(transition.events)
@@ -313,10 +321,11 @@ class SqlAlertRepository:
             queued = self._outbox_rows([p for t in carried for p in t.events])
             params.update({f"t_{n}": [r[n] for r in entries] for n in TIMELINE_COLUMNS})
             params.update({f"o_{n}": [r[n] for r in queued] for n in OUTBOX_COLUMNS})
+            taker = taker_for(self._session)
+            params.update(lease_values(taker))
             row = (await self._session.execute(statement, params)).one()
             took.update(uuid.UUID(r) for r in row.ids or ())
-            if queued:
-                mark_enqueued(self._session)
+            hand_over(self._session, taker, queued, row.leased_ids, row.leased_messages)
             carried = ()
         return took, dialect == "postgresql" and bool(notes) and bool(groups)
 

@@ -84,8 +84,13 @@ async def unsent(engine: AsyncEngine) -> int:
         return int((await conn.execute(query)).scalar_one())
 
 
+@pytest.mark.parametrize(("batch_size", "rounds"), [(100, 1), (2, 3)])
 async def test_a_chain_of_one_key_is_sent_without_polls_in_two_statements_per_round(
-    settings: CommonSettings, broker: KafkaBroker, engines: tuple[AsyncEngine, AsyncEngine]
+    settings: CommonSettings,
+    broker: KafkaBroker,
+    engines: tuple[AsyncEngine, AsyncEngine],
+    batch_size: int,
+    rounds: int,
 ) -> None:
     writer, relay_engine = engines
     chained, single_a, single_b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -103,6 +108,7 @@ async def test_a_chain_of_one_key_is_sent_without_polls_in_two_statements_per_ro
         engine=relay_engine,
         publish=outbox_publisher(broker),
         component="intake",
+        batch_size=batch_size,
         poll_interval_s=120,
         claim_ttl_s=60,
         wake_on_commit=False,
@@ -122,12 +128,15 @@ async def test_a_chain_of_one_key_is_sent_without_polls_in_two_statements_per_ro
     assert [dict(r.headers)["ce_subject"] for r in records] == [str(chained).encode()] * 3
     assert [_version(r.value) for r in records] == [2, 3, 4], "per-key order kept"
     assert relay.published_total == 5
-    # Three rounds (three rows of one key), each a claim and a settling: nothing read
-    # back, no empty claim after a round, no lease query while rows keep coming.
-    assert len(statements) == 6, statements
-    # Built once per relay, not per round: the three claims are one statement object,
-    # and so are the three settlings (their cache keys are memoised on them).
-    assert len(executed) == 6
+    # A claim takes the key's three rows at once: one round. Two rows a round (ids in
+    # order: chained 2 and single_a, chained 3 and single_b, chained 4) take three, the
+    # next claimed at once because the claim said a row of its key waits. Each round a
+    # claim and a settling: nothing read back, no empty claim after a round, no lease
+    # query while rows keep coming.
+    assert len(statements) == 2 * rounds, statements
+    # Built once per relay, not per round: the claims are one statement object, and so
+    # are the settlings (their cache keys are memoised on them).
+    assert len(executed) == 2 * rounds
     assert len({id(statement) for statement in executed}) == 2
 
 

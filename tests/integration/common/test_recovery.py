@@ -119,8 +119,14 @@ async def test_a_dead_relays_claims_pass_to_another_relay_once_its_lease_lapses(
 
     # A relay claims the head of every key, then dies mid-publish: its heartbeat stops and
     # nothing releases the claims, exactly as after SIGKILL.
+    # (A batch the size of one version: rows go in version by version, so that is the
+    # first row of every key; a larger one would take whole keys.)
     dead = OutboxRelay(
-        engine=outbox.engine, publish=_never_acknowledged(), component="intake", claim_ttl_s=1.0
+        engine=outbox.engine,
+        publish=_never_acknowledged(),
+        component="intake",
+        batch_size=len(keys),
+        claim_ttl_s=1.0,
     )
     dying = asyncio.create_task(dead.relay_once())
     await wait_for(lambda: _is(_claimed_by(outbox, dead.relay_id), len(keys)), timeout=DEADLINE_S)
@@ -169,8 +175,13 @@ async def test_a_slow_publish_keeps_its_claim_so_another_relay_neither_doubles_n
         await release.wait()  # the broker takes several leases to answer
         await publish(row)
 
+    # It claims the first row of every key (a batch the size of one version).
     slow = CountingRelay(
-        engine=outbox.engine, publish=slow_publish, component="intake", claim_ttl_s=2.0
+        engine=outbox.engine,
+        publish=slow_publish,
+        component="intake",
+        batch_size=len(keys),
+        claim_ttl_s=2.0,
     )
     slow_round = asyncio.create_task(slow.relay_once())
     await wait_for(lambda: _is(_claimed_by(outbox, slow.relay_id), len(keys)), timeout=DEADLINE_S)

@@ -1,0 +1,244 @@
+"""Rows a commit hands straight to this process's relay (PostgreSQL): published from
+memory with no claim, nothing after a rollback, taken over after a crash once the lease
+ends, and per-key order kept when an earlier row of the key is held by another relay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from faststream.kafka import KafkaBroker
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.topics import NOTICES
+from services.common.db import make_engine, make_session_factory
+from services.common.kafka import make_broker, outbox_publisher
+from services.common.messaging import outbox_messages
+from services.common.migrations import upgrade
+from services.common.outbox import OutboxRelay, OutboxRow, Taker, enqueue, enqueue_all
+from services.common.outbox.handoff import register_taker
+from services.common.settings import CommonSettings
+from tests.support.events import notice_updated
+from tests.support.kafka_io import read_topic, wait_for
+
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.postgres,
+    pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
+]
+
+DEADLINE_S = 60.0
+
+
+@pytest.fixture
+async def settings(
+    database_url: str | None, kafka_bootstrap: str, make_settings: Callable[..., CommonSettings]
+) -> CommonSettings:
+    built = make_settings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap)
+    await upgrade(built, "intake")
+    return built
+
+
+@pytest.fixture
+async def engine(settings: CommonSettings) -> AsyncIterator[AsyncEngine]:
+    made = make_engine(settings, "intake")
+    yield made
+    await made.dispose()
+
+
+@pytest.fixture
+async def broker(settings: CommonSettings) -> AsyncIterator[KafkaBroker]:
+    made = make_broker(settings, service="test")
+    await made.connect()
+    yield made
+    await made.stop()
+
+
+def statements_of(engine: AsyncEngine) -> list[str]:
+    """Every statement `engine` sends from now on, shortened."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split())[:60])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    return seen
+
+
+def _claims(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("WITH claimable")]
+
+
+def _settlings(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("UPDATE outbox_messages SET claimed_by=")]
+
+
+async def _leases(engine: AsyncEngine, key: uuid.UUID) -> list[str | None]:
+    t = outbox_messages
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(t.c.claimed_by).where(t.c.key == str(key)).order_by(t.c.id)
+        )
+        return [r.claimed_by for r in rows]
+
+
+async def _versions(settings: CommonSettings, key: uuid.UUID, count: int) -> list[int]:
+    records = await read_topic(
+        settings.kafka_bootstrap_servers,
+        NOTICES,
+        until=lambda rs: len(rs) >= count,
+        key_filter=lambda k: k == str(key).encode(),
+        timeout=DEADLINE_S,
+    )
+    return [json.loads(r.value)["version"] for r in records]
+
+
+def _relay(engine: AsyncEngine, broker: KafkaBroker, **options: Any) -> OutboxRelay:
+    # A poll far beyond the test's waits: only a hand-over or a wake-up starts a round.
+    defaults: dict[str, Any] = {"poll_interval_s": 120, "claim_ttl_s": 60}
+    return OutboxRelay(
+        engine=engine,
+        publish=outbox_publisher(broker),
+        component="intake",
+        **(defaults | options),
+    )
+
+
+async def test_rows_a_commit_wrote_are_published_from_memory_without_a_claim(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    relay = _relay(engine, broker)
+    statements = statements_of(engine)
+    await relay.start()
+    notice_id, other = uuid.uuid4(), uuid.uuid4()
+    try:
+        # The first round at start: a claim (empty) and the lease query.
+        await wait_for(lambda: len(_claims(statements)) == 1, timeout=DEADLINE_S)
+        await asyncio.sleep(0.2)  # its lease query too
+        statements.clear()
+        async with make_session_factory(engine)() as session, session.begin():
+            await enqueue_all(
+                session,
+                [(notice_updated(notice_id, v), None) for v in (2, 3)]
+                + [(notice_updated(other, 2), None)],
+                source="aviso.test",
+            )
+        await wait_for(lambda: relay.published_total == 3, timeout=DEADLINE_S)
+        await asyncio.sleep(0.5)  # room for a claim that should not come
+    finally:
+        await relay.stop()
+
+    assert _claims(statements) == [], statements
+    assert len(_settlings(statements)) == 1, statements  # one statement marks all three sent
+    assert await _versions(settings, notice_id, 2) == [2, 3]
+
+
+async def test_a_rolled_back_transaction_hands_over_nothing(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    taken: list[list[dict[str, Any]]] = []
+    stop_taking = register_taker(
+        engine, Taker(relay_id="test-taker", lease_s=60, take=lambda rows, _at: taken.append(rows))
+    )
+    rolled_back, committed = uuid.uuid4(), uuid.uuid4()
+    try:
+        with pytest.raises(RuntimeError, match="the use case failed"):
+            await _enqueue_then_fail(engine, rolled_back)
+        async with make_session_factory(engine)() as session, session.begin():
+            await enqueue(session, notice_updated(committed, 2), source="aviso.test")
+    finally:
+        stop_taking()
+
+    assert [[row["key"] for row in rows] for rows in taken] == [[str(committed)]]
+    assert await _leases(engine, committed) == ["test-taker"]
+    assert await _leases(engine, rolled_back) == []
+
+
+async def _enqueue_then_fail(engine: AsyncEngine, notice_id: uuid.UUID) -> None:
+    async with make_session_factory(engine)() as session, session.begin():
+        await enqueue(session, notice_updated(notice_id, 2), source="aviso.test")
+        leased = await session.execute(
+            sa.select(outbox_messages.c.claimed_by).where(outbox_messages.c.key == str(notice_id))
+        )
+        assert leased.scalars().all() == ["test-taker"]  # to be handed over at commit
+        raise RuntimeError("the use case failed")
+
+
+async def test_rows_of_a_process_that_died_after_its_commit_are_claimed_once_the_lease_ends(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    # The dead process: its relay leased the rows and was handed them, then it died.
+    dropped: list[list[dict[str, Any]]] = []
+    stop_taking = register_taker(
+        engine,
+        Taker(relay_id="dead-relay", lease_s=1.0, take=lambda rows, _at: dropped.append(rows)),
+    )
+    notice_id = uuid.uuid4()
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            await enqueue_all(
+                session, [(notice_updated(notice_id, v), None) for v in (2, 3)], source="aviso.test"
+            )
+    finally:
+        stop_taking()
+    assert len(dropped) == 1
+    assert await _leases(engine, notice_id) == ["dead-relay", "dead-relay"]
+
+    survivor = _relay(engine, broker, poll_interval_s=0.5, claim_ttl_s=2.0)
+    await survivor.start()
+    try:
+        await wait_for(lambda: survivor.published_total == 2, timeout=DEADLINE_S)
+    finally:
+        await survivor.stop()
+    assert await _versions(settings, notice_id, 2) == [2, 3]
+
+
+async def test_a_row_whose_key_has_a_row_held_by_another_relay_waits_for_it(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    notice_id = uuid.uuid4()
+    release = asyncio.Event()
+    kafka = outbox_publisher(broker)
+
+    async def held_until_released(row: OutboxRow) -> None:
+        await release.wait()
+        await kafka(row)
+
+    # Another relay (another process) claimed version 2 and is still publishing it.
+    async with make_session_factory(engine)() as session, session.begin():
+        await enqueue(session, notice_updated(notice_id, 2), source="aviso.test")
+    holder = OutboxRelay(
+        engine=engine, publish=held_until_released, component="intake", hand_off=False
+    )
+    holding = asyncio.create_task(holder.relay_once())
+    await wait_for(
+        lambda: _equals(_leases(engine, notice_id), [holder.relay_id]), timeout=DEADLINE_S
+    )
+
+    relay = _relay(engine, broker, poll_interval_s=0.2)
+    await relay.start()
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            await enqueue(session, notice_updated(notice_id, 3), source="aviso.test")
+        # Not leased at insert: the key has a row waiting. Nothing of the key goes out
+        # while the holder holds version 2.
+        assert await _leases(engine, notice_id) == [holder.relay_id, None]
+        await asyncio.sleep(0.5)
+        assert relay.published_total == 0
+        release.set()
+        assert await asyncio.wait_for(holding, DEADLINE_S) == 1
+        await wait_for(lambda: relay.published_total == 1, timeout=DEADLINE_S)
+    finally:
+        release.set()
+        await relay.stop()
+    assert await _versions(settings, notice_id, 2) == [2, 3]
+
+
+async def _equals(value: Any, expected: object) -> bool:
+    return bool(await value == expected)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-__all__ = ["produce_raw", "read_topic", "wait_for"]
+__all__ = ["produce_raw", "published_versions", "read_topic", "wait_for"]
 
 
 async def read_topic(
@@ -41,6 +42,20 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+async def published_versions(
+    bootstrap: str, topic: str, key: uuid.UUID, count: int, *, timeout: float
+) -> list[int]:
+    """The `version` of each of the first `count` events published on `topic` under `key`."""
+    records = await read_topic(
+        bootstrap,
+        topic,
+        until=lambda rs: len(rs) >= count,
+        key_filter=lambda k: k == str(key).encode(),
+        timeout=timeout,
+    )
+    return [json.loads(r.value)["version"] for r in records]
 
 
 async def produce_raw(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -18,32 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import NOTICES
 from services.common.db import asyncpg_dsn, make_engine, make_session_factory
-from services.common.kafka import make_broker, outbox_publisher
+from services.common.kafka import outbox_publisher
 from services.common.messaging import outbox_messages
-from services.common.migrations import upgrade
 from services.common.outbox import OutboxRelay, OutboxRow, enqueue, enqueue_all, writing
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
 from tests.support.kafka_io import read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
-
-
-@pytest.fixture
-async def settings(
-    database_url: str | None, kafka_bootstrap: str, make_settings: Callable[..., CommonSettings]
-) -> CommonSettings:
-    built = make_settings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap)
-    await upgrade(built, "intake")
-    return built
-
-
-@pytest.fixture
-async def broker(settings: CommonSettings) -> AsyncIterator[KafkaBroker]:
-    made = make_broker(settings, service="test")
-    await made.connect()
-    yield made
-    await made.stop()
 
 
 @pytest.fixture

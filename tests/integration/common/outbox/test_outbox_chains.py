@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 import sqlalchemy as sa
@@ -13,42 +12,17 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import NOTICES
-from services.common.db import make_engine, make_session_factory
-from services.common.kafka import make_broker, outbox_publisher
+from services.common.db import make_session_factory
+from services.common.kafka import outbox_publisher
 from services.common.messaging import outbox_messages
-from services.common.migrations import upgrade
 from services.common.outbox import OutboxRelay, OutboxRow, enqueue
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
-from tests.support.kafka_io import read_topic, wait_for
+from tests.support.kafka_io import published_versions, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 DEADLINE_S = 60.0
-
-
-@pytest.fixture
-async def settings(
-    database_url: str | None, kafka_bootstrap: str, make_settings: Callable[..., CommonSettings]
-) -> CommonSettings:
-    built = make_settings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap)
-    await upgrade(built, "intake")
-    return built
-
-
-@pytest.fixture
-async def engine(settings: CommonSettings) -> AsyncIterator[AsyncEngine]:
-    made = make_engine(settings, "intake")
-    yield made
-    await made.dispose()
-
-
-@pytest.fixture
-async def broker(settings: CommonSettings) -> AsyncIterator[KafkaBroker]:
-    made = make_broker(settings, service="test")
-    await made.connect()
-    yield made
-    await made.stop()
 
 
 async def _enqueue(engine: AsyncEngine, writes: list[tuple[uuid.UUID, int]]) -> None:
@@ -66,17 +40,6 @@ async def _claimed(engine: AsyncEngine, relay_id: str) -> list[tuple[str, int]]:
             .order_by(t.c.id)
         )
         return [(r.key, json.loads(r.payload)["version"]) for r in rows]
-
-
-async def _versions(settings: CommonSettings, key: uuid.UUID, count: int) -> list[int]:
-    records = await read_topic(
-        settings.kafka_bootstrap_servers,
-        NOTICES,
-        until=lambda rs: len(rs) >= count,
-        key_filter=lambda k: k == str(key).encode(),
-        timeout=DEADLINE_S,
-    )
-    return [json.loads(r.value)["version"] for r in records]
 
 
 async def test_a_claim_takes_whole_chains_but_nothing_of_a_key_held_by_another_relay(
@@ -135,6 +98,10 @@ async def test_a_failed_row_holds_its_key_s_later_rows_back_and_all_go_out_in_or
     finally:
         await relay.stop()
 
-    assert await _versions(settings, failing, 3) == [2, 3, 4]
-    assert await _versions(settings, other, 2) == [2, 3]
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, failing, 3, timeout=DEADLINE_S
+    ) == [2, 3, 4]
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, other, 2, timeout=DEADLINE_S
+    ) == [2, 3]
     assert tries.count((str(failing), 3)) == 1, "a held-back row was not sent before its turn"

@@ -5,9 +5,7 @@ ends, and per-key order kept when an earlier row of the key is held by another r
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -17,15 +15,14 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import NOTICES
-from services.common.db import make_engine, make_session_factory
-from services.common.kafka import make_broker, outbox_publisher
+from services.common.db import make_session_factory
+from services.common.kafka import outbox_publisher
 from services.common.messaging import outbox_messages
-from services.common.migrations import upgrade
 from services.common.outbox import OutboxRelay, OutboxRow, Taker, enqueue, enqueue_all
 from services.common.outbox.handoff import register_taker
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
-from tests.support.kafka_io import read_topic, wait_for
+from tests.support.kafka_io import published_versions, wait_for
 
 pytestmark = [
     pytest.mark.kafka,
@@ -34,30 +31,6 @@ pytestmark = [
 ]
 
 DEADLINE_S = 60.0
-
-
-@pytest.fixture
-async def settings(
-    database_url: str | None, kafka_bootstrap: str, make_settings: Callable[..., CommonSettings]
-) -> CommonSettings:
-    built = make_settings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap)
-    await upgrade(built, "intake")
-    return built
-
-
-@pytest.fixture
-async def engine(settings: CommonSettings) -> AsyncIterator[AsyncEngine]:
-    made = make_engine(settings, "intake")
-    yield made
-    await made.dispose()
-
-
-@pytest.fixture
-async def broker(settings: CommonSettings) -> AsyncIterator[KafkaBroker]:
-    made = make_broker(settings, service="test")
-    await made.connect()
-    yield made
-    await made.stop()
 
 
 def statements_of(engine: AsyncEngine) -> list[str]:
@@ -86,17 +59,6 @@ async def _leases(engine: AsyncEngine, key: uuid.UUID) -> list[str | None]:
             sa.select(t.c.claimed_by).where(t.c.key == str(key)).order_by(t.c.id)
         )
         return [r.claimed_by for r in rows]
-
-
-async def _versions(settings: CommonSettings, key: uuid.UUID, count: int) -> list[int]:
-    records = await read_topic(
-        settings.kafka_bootstrap_servers,
-        NOTICES,
-        until=lambda rs: len(rs) >= count,
-        key_filter=lambda k: k == str(key).encode(),
-        timeout=DEADLINE_S,
-    )
-    return [json.loads(r.value)["version"] for r in records]
 
 
 def _relay(engine: AsyncEngine, broker: KafkaBroker, **options: Any) -> OutboxRelay:
@@ -136,7 +98,9 @@ async def test_rows_a_commit_wrote_are_published_from_memory_without_a_claim(
 
     assert _claims(statements) == [], statements
     assert len(_settlings(statements)) == 1, statements  # one statement marks all three sent
-    assert await _versions(settings, notice_id, 2) == [2, 3]
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, notice_id, 2, timeout=DEADLINE_S
+    ) == [2, 3]
 
 
 async def test_a_rolled_back_transaction_hands_over_nothing(
@@ -196,7 +160,9 @@ async def test_rows_of_a_process_that_died_after_its_commit_are_claimed_once_the
         await wait_for(lambda: survivor.published_total == 2, timeout=DEADLINE_S)
     finally:
         await survivor.stop()
-    assert await _versions(settings, notice_id, 2) == [2, 3]
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, notice_id, 2, timeout=DEADLINE_S
+    ) == [2, 3]
 
 
 async def test_a_row_whose_key_has_a_row_held_by_another_relay_waits_for_it(
@@ -237,7 +203,9 @@ async def test_a_row_whose_key_has_a_row_held_by_another_relay_waits_for_it(
     finally:
         release.set()
         await relay.stop()
-    assert await _versions(settings, notice_id, 2) == [2, 3]
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, notice_id, 2, timeout=DEADLINE_S
+    ) == [2, 3]
 
 
 async def _equals(value: Any, expected: object) -> bool:

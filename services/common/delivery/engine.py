@@ -305,15 +305,15 @@ class DeliveryEngine:
             busy_delay=self._config.busy_delay,
         )  # fmt: skip
         ends = time.monotonic() + wait
-        while (remaining := ends - time.monotonic()) > 0:
-            if not await self._wait(stop, remaining, heard=True):
-                return  # the time came, stopped, or woken
-            # A commit heard of: look again a poll interval after the last look at most.
-            self._heard.clear()
-            self._lookout.heard()
-            if (at := self._lookout.at) is not None:
-                soon = max(0.0, (at - self._clock()).total_seconds())
-                ends = min(ends, time.monotonic() + soon)
+        if not await self._wait(stop, wait, heard=True):
+            return  # the time came, stopped, or woken
+        # A commit heard of: look again a poll interval after the last look at the latest
+        # (later commits bring it no nearer, so this wait no longer listens for them).
+        self._lookout.heard()
+        remaining = ends - time.monotonic()
+        if (at := self._lookout.at) is not None:
+            remaining = min(remaining, (at - self._clock()).total_seconds())
+        await self._wait(stop, remaining)
 
     async def _await_siblings(self, stop: asyncio.Event) -> None:
         """Give sends of the same requests as the outcomes waiting up to `sibling_wait` to

@@ -334,6 +334,10 @@ class EventConsumer:
             # timeout plus up to this (benchmarks/recovery.py: 2.7 s at 2 s + 1 s, 5.6 s
             # at 2 s + 5 s).
             fetch_max_wait_ms=self._fetch_max_wait_ms,
+            # aiokafka's fetch task also wakes every consumer_timeout_ms (200 ms) to look for
+            # work it is told of anyway (a fetch answered, records taken, an assignment
+            # changed: futures it waits on): five idle wake-ups a second. Once per long-poll.
+            consumer_timeout_ms=self._fetch_max_wait_ms,
             # Failover after a crash: the group notices a silent member after the session
             # timeout. aiokafka heartbeats from a background task, so a handler that takes
             # longer than the session (a slow send, a database outage waited out) keeps its

@@ -307,7 +307,18 @@ class CommonSettings(BaseSettings):
     delivery_poll_interval_s: float = Field(
         default=1.0,
         gt=0,
-        description="Fallback poll for due deliveries; accepting one wakes the dispatcher at once.",
+        description=(
+            "After a commit that may have made deliveries due is heard of, the dispatcher looks "
+            "again no sooner than this after its last look; accepting one wakes it at once."
+        ),
+    )
+    delivery_idle_poll_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Safety poll for due deliveries when nothing is due and no commit was heard of "
+            "(known retry and lease times wake the dispatcher on time); at most the lease."
+        ),
     )
     delivery_retry_base_s: float = Field(
         default=1.0, gt=0, description="Ceiling of the first retry delay (full jitter, doubling)."

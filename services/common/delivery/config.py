@@ -28,7 +28,10 @@ class EngineConfig:
     # records are never held by a lease.
     lease: timedelta = timedelta(seconds=10)
     heartbeat: timedelta = timedelta(seconds=1)
+    # After a commit heard of (`lookout`), look no sooner than this after the last look;
+    # with nothing heard of and nothing due, look once per `idle_poll` (at most a lease).
     poll_interval: timedelta = timedelta(seconds=1)
+    idle_poll: timedelta = timedelta(seconds=10)
     retry_base_s: float = 1.0
     retry_max_s: float = 60.0
     breaker_failures: int = 5
@@ -63,6 +66,7 @@ class EngineConfig:
             lease=timedelta(seconds=settings.delivery_lease_s),
             heartbeat=timedelta(seconds=settings.delivery_heartbeat_s),
             poll_interval=timedelta(seconds=settings.delivery_poll_interval_s),
+            idle_poll=timedelta(seconds=settings.delivery_idle_poll_s),
             retry_base_s=settings.delivery_retry_base_s,
             retry_max_s=settings.delivery_retry_max_s,
             breaker_failures=settings.delivery_breaker_failures,

@@ -61,6 +61,7 @@ from services.common.delivery.store import (
     Transaction,
 )
 from services.common.logging import get_logger
+from services.common.outbox import watch_commits
 from services.common.settings import CommonSettings
 
 __all__ = ["DeliveryEngine", "EngineConfig"]
@@ -136,7 +137,12 @@ class DeliveryEngine:
         self._sending: Counter[uuid.UUID] = Counter()  # sends in flight per request
         self._orders_waiting = False  # woken from outside: new orders (or due records)
         self._last_claim_at = datetime.min.replace(tzinfo=UTC)
-        self._lookout = Lookout(self._config.poll_interval)  # when a claim must look again
+        # Idle, look at most a lease apart: a lease taken after our last look then ends after
+        # our next one, which reads when it ends, so a crashed process's records are still
+        # taken over when their lease runs out.
+        self._idle_poll = min(self._config.idle_poll, self._config.lease)
+        self._lookout = Lookout(self._config.poll_interval, self._idle_poll)
+        self._heard = asyncio.Event()  # a commit that may have made records due (lookout)
         self._stop: asyncio.Event | None = None  # `run`'s, while it dispatches
 
     @classmethod
@@ -256,15 +262,18 @@ class DeliveryEngine:
         )
         log.info("delivery.engine_started", service=self._service, owner=self.owner_id)
         self._stop = stop
+        unwatch = watch_commits(self._heard)
         try:
             while not stop.is_set():
                 self._wake.clear()
+                self._heard.clear()  # a commit from now on is heard of after this round
                 await self._await_siblings(stop)
                 done = await self._guarded_round()
                 if (done.claimed and done.claimed == done.limit) or self._recorder.waiting:
                     continue  # there may be more due right now, or outcomes to record
                 await self._idle(stop, done)
         finally:
+            unwatch()
             await self._drain()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -287,19 +296,24 @@ class DeliveryEngine:
             return _Round(claimed=0, limit=0, due=None, looked=False)
 
     async def _idle(self, stop: asyncio.Event, done: _Round) -> None:
-        timeout = self._config.poll_interval.total_seconds()
         if not done.looked or self._free() <= 0:
-            await self._wait(stop, timeout)  # a finished send or an accepted order wakes us
+            # A finished send or an accepted order wakes us; else look again after a poll.
+            await self._wait(stop, self._config.poll_interval.total_seconds())
             return
-        due, now = done.due, self._clock()
-        if due is not None and due > now:
-            timeout = min(timeout, (due - now).total_seconds())
-        elif due is not None:
-            # Due already: either it became due after the last claim looked (go now), or
-            # its destination is excluded here (busy, breaker open): look again shortly.
-            later = due > self._last_claim_at
-            timeout = 0.0 if later else min(timeout, self._config.busy_delay.total_seconds())
-        await self._wait(stop, timeout)
+        wait = self._lookout.seconds_to_look(
+            done.due, self._clock(), last_claim_at=self._last_claim_at,
+            busy_delay=self._config.busy_delay,
+        )  # fmt: skip
+        ends = time.monotonic() + wait
+        if not await self._wait(stop, wait, heard=True):
+            return  # the time came, stopped, or woken
+        # A commit heard of: look again a poll interval after the last look at the latest
+        # (later commits bring it no nearer, so this wait no longer listens for them).
+        self._lookout.heard()
+        remaining = ends - time.monotonic()
+        if (at := self._lookout.at) is not None:
+            remaining = min(remaining, (at - self._clock()).total_seconds())
+        await self._wait(stop, remaining)
 
     async def _await_siblings(self, stop: asyncio.Event) -> None:
         """Give sends of the same requests as the outcomes waiting up to `sibling_wait` to
@@ -318,17 +332,19 @@ class DeliveryEngine:
             self._wake.clear()
             await self._wait(stop, remaining)  # a finished send wakes this
 
-    async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
-        """Until woken, stopped, or `timeout` seconds passed."""
+    async def _wait(self, stop: asyncio.Event, timeout: float, *, heard: bool = False) -> bool:
+        """Until woken, stopped, or `timeout` seconds passed; with `heard`, also until a
+        commit is heard of (`watch_commits`), and True if that alone ended the wait."""
         if timeout <= 0:
-            return
-        stopping = asyncio.ensure_future(stop.wait())
-        woken = asyncio.ensure_future(self._wake.wait())
+            return False
+        events = [stop, self._wake, *([self._heard] if heard else [])]
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
         try:
-            await asyncio.wait({stopping, woken}, timeout=timeout, return_when="FIRST_COMPLETED")
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
         finally:
-            stopping.cancel()
-            woken.cancel()
+            for waiting in waits:
+                waiting.cancel()
+        return heard and done == {waits[-1]}
 
     async def _drain(self) -> None:
         while self._tasks:

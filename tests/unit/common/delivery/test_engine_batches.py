@@ -200,10 +200,10 @@ async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
     holding = asyncio.Event()
     wait = engine._wait
 
-    async def watched_wait(stop: asyncio.Event, timeout: float) -> None:
+    async def watched_wait(stop: asyncio.Event, timeout: float, *, heard: bool = False) -> bool:
         if engine._recorder.waiting:
             holding.set()
-        await wait(stop, timeout)
+        return await wait(stop, timeout, heard=heard)
 
     engine._wait = watched_wait
     alert = order("http://l/fast").aggregate_id

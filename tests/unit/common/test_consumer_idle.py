@@ -1,0 +1,36 @@
+"""An idle consumer group member: how often its client wakes up and talks to the broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.common.cloudevents import Envelope
+from services.common.db import UnitOfWork, make_session_factory
+from services.common.kafka import EventConsumer
+from services.common.settings import CommonSettings
+
+
+async def _handler(envelope: Envelope[object], uow: UnitOfWork) -> None:
+    return None
+
+
+def test_an_idle_member_wakes_once_per_long_poll_not_five_times_a_second(tmp_path: Path) -> None:
+    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
+    settings = CommonSettings(var_dir=tmp_path, database_url=None, consumer_fetch_max_wait_ms=1_500)
+    consumer = EventConsumer(
+        broker=KafkaBroker(), sessions=make_session_factory(engine), settings=settings,
+        service="test",
+    )  # fmt: skip
+    consumer.on("x.happened", topic="topic.a", group_id="g")(_handler)
+
+    (subscriber,) = consumer._broker.subscribers
+    # What the subscriber hands to aiokafka's consumer (FastStream keeps it as given).
+    args = subscriber._connection_args  # type: ignore[attr-defined]
+    assert args["fetch_max_wait_ms"] == 1_500
+    # aiokafka's fetch task would otherwise wake every 200 ms to look for work that it
+    # is told of anyway; once per long-poll instead.
+    assert args["consumer_timeout_ms"] == 1_500
+    assert args["heartbeat_interval_ms"] == settings.consumer_session_timeout_ms // 3

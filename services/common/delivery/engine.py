@@ -262,7 +262,8 @@ class DeliveryEngine:
         )
         log.info("delivery.engine_started", service=self._service, owner=self.owner_id)
         self._stop = stop
-        unwatch = watch_commits(self._heard)
+        # This process's orders wake the engine themselves (`accept_many`).
+        unwatch = watch_commits(self._heard, elsewhere_only=True)
         try:
             while not stop.is_set():
                 self._wake.clear()

@@ -10,9 +10,10 @@ for good, skipped) before then claims nothing: at a low rate, that is most round
 Orders of this process announce themselves (`wake`); retries, put-backs and another
 process's leases have due times the claim reads. What no due time tells is an order
 another process accepted and did not take itself (it stopped, or has no engine running):
-its commit comes with an event, so the engine hears of it (`outbox.watch_commits`: this
-process's commits, and other processes' NOTIFYs) and looks again a poll interval after
-its last look at the latest (`heard`). With nothing heard of, it looks once per idle poll,
+its commit comes with an event, so the engine hears of it (`outbox.watch_commits`, other
+processes' NOTIFYs only: this process's own commits would add nothing to `wake` but a
+look a second while notices flow) and looks again a poll interval after its last look
+at the latest (`heard`). With nothing heard of, it looks once per idle poll,
 the safety net for a NOTIFY lost with its connection: an idle engine no longer runs a
 claim transaction every second.
 """

@@ -86,7 +86,7 @@ from services.common.outbox.writing import (
     OutboxRow,
     PublishFn,
     _wakers,
-    _watchers,
+    heard_from_elsewhere,
 )
 
 __all__ = ["BatchPublisher", "OutboxRelay"]
@@ -291,8 +291,7 @@ class OutboxRelay:
         # This process's own commits woke the relay already, without the round trip.
         if payload != _PROCESS_TOKEN:
             self.wake()
-            for watcher in _watchers:
-                watcher.set()
+            heard_from_elsewhere()
 
     def _listening(self) -> bool:
         return self._listener is not None and not self._listener.is_closed()

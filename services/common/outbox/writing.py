@@ -48,6 +48,7 @@ __all__ = [
     "enqueue_all",
     "enqueue_outgoing",
     "hand_over",
+    "heard_from_elsewhere",
     "mark_enqueued",
     "notify_relays",
     "outbox_row",
@@ -72,6 +73,8 @@ _wakers: set[Callable[[], None]] = set()
 # Others that want to hear of the same commits (and of other processes' NOTIFYs that a
 # relay of this process receives): see `watch_commits`.
 _watchers: set[asyncio.Event] = set()
+# Those that want to hear of other processes' commits only (see `watch_commits`).
+_elsewhere_watchers: set[asyncio.Event] = set()
 
 
 @event.listens_for(Session, "after_commit")
@@ -89,17 +92,25 @@ def _wake_relays_after_commit(session: Session) -> None:
             watcher.set()
 
 
-def watch_commits(watcher: asyncio.Event) -> Callable[[], None]:
+def watch_commits(watcher: asyncio.Event, *, elsewhere_only: bool = False) -> Callable[[], None]:
     """Set `watcher` after every commit that enqueued a row, in this process or (on
     PostgreSQL, while a relay of this process listens) another process of the same
-    component; returns the function that stops it.
+    component; returns the function that stops it. With `elsewhere_only`, after other
+    processes' commits only: for a worker that this process's own writers wake directly.
 
     A state change worth publishing comes with an event, so a background worker can sleep
     through quiet times and still hear of new work at once (the escalation worker learns
     of new timers this way instead of polling for them twice a second).
     """
-    _watchers.add(watcher)
-    return lambda: _watchers.discard(watcher)
+    watchers = _elsewhere_watchers if elsewhere_only else _watchers
+    watchers.add(watcher)
+    return lambda: watchers.discard(watcher)
+
+
+def heard_from_elsewhere() -> None:
+    """Another process committed rows to the outbox (its NOTIFY reached a relay here)."""
+    for watcher in (*_watchers, *_elsewhere_watchers):
+        watcher.set()
 
 
 @event.listens_for(Session, "after_rollback")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from services.common.delivery import DeliveryEngine
 from services.common.delivery.lookout import Lookout
 from services.common.delivery.store import Accepted
-from services.common.outbox import mark_enqueued
+from services.common.outbox import heard_from_elsewhere, mark_enqueued
 from tests.unit.common.delivery.fakes import T0, FakeClock, FakeStore, make_engine, order, until
 
 POLL = timedelta(seconds=1)
@@ -97,26 +97,26 @@ async def _accepted_elsewhere(store: FakeStore, address: str) -> Any:
     return placed
 
 
-async def test_an_idle_engine_looks_again_when_a_commit_is_heard_of(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_an_idle_engine_looks_again_when_another_process_commit_is_heard_of() -> None:
     async with _idle_engine() as (_, store, clock):
         placed = await _accepted_elsewhere(store, "http://l/elsewhere")
         clock.advance(POLL.total_seconds())  # a poll interval after the start-up look
-        # The commit that accepted it enqueued its event (here, or a NOTIFY from there).
-        async with sessions() as session, session.begin():
-            await session.execute(sa.text("SELECT 1"))
-            mark_enqueued(session)
+        # The commit that accepted it enqueued its event; its NOTIFY reached a relay here.
+        heard_from_elsewhere()
         await until(lambda: store.state(placed.delivery_id) == "delivered")
         assert store.claim_calls == 2  # one look for the commit heard of
 
 
-async def test_a_commit_that_enqueued_nothing_does_not_wake_an_idle_engine(
+async def test_this_process_commits_do_not_wake_an_idle_engine(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    # Its own orders wake it (accept_many): a commit here, enqueuing or not, adds nothing.
     async with _idle_engine() as (engine, store, _):
         async with sessions() as session, session.begin():
             await session.execute(sa.text("SELECT 1"))
+        async with sessions() as session, session.begin():
+            await session.execute(sa.text("SELECT 1"))
+            mark_enqueued(session)
         assert not engine._heard.is_set()
         placed = await _accepted_elsewhere(store, "http://l/elsewhere")
         engine.wake()  # what an accepting commit of this process does

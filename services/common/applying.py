@@ -178,7 +178,7 @@ class Applier:
 
     async def _try_batch(self, items: list[ReadyMessage]) -> tuple[int | None, Exception] | None:
         """Apply `items` in one transaction: None once committed, else (the index of the
-        message whose handler raised, None when it was no handler or an outage; the error)."""
+        message whose handler raised, None when no handler did; the error)."""
         running: int | None = None
         applied: list[ReadyMessage] = []
         duplicates: list[ReadyMessage] = []
@@ -200,8 +200,8 @@ class Applier:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # An outage is no message's fault: none of them spent a try.
-            return (None if database_unreachable(exc) else running), exc
+            # An outage counts as no try: `apply` waits it out whoever it is charged to.
+            return running, exc
         for item in duplicates:
             with item.scope():
                 log.info("consumer.duplicate_skipped")

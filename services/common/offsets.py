@@ -74,7 +74,15 @@ class OffsetCommitter:
     async def flush(self) -> None:
         """Commit every pending offset now."""
         taken, self._pending, self._count = self._pending, {}, 0
-        for consumer, offsets in taken.items():
+        for consumer, processed in taken.items():
+            # Only partitions still assigned: a batch applied while a rebalance took some
+            # away must not fail the commit of the others (aiokafka refuses the whole
+            # commit then). The new owner reads the others' messages again; the inbox
+            # makes them no-ops.
+            assigned = consumer.assignment()
+            offsets = {tp: offset for tp, offset in processed.items() if tp in assigned}
+            if not offsets:
+                continue
             started = time.monotonic()
             try:
                 await consumer.commit(offsets)

@@ -8,7 +8,9 @@ does nothing; if the transaction rolls back, the claim goes with it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.messaging import inbox_messages
 
-__all__ = ["claim_message", "was_processed"]
+__all__ = ["Claim", "claim_message", "claim_messages", "was_processed"]
 
 
 async def claim_message(
@@ -39,6 +41,47 @@ async def claim_message(
     )
     result = await session.execute(statement)
     return result.first() is not None
+
+
+class Claim(NamedTuple):
+    """A message id to record as processed by a consumer (its inbox name)."""
+
+    consumer: str
+    message_id: str
+    topic: str
+
+
+async def claim_messages(session: AsyncSession, claims: Sequence[Claim]) -> set[tuple[str, str]]:
+    """Record every claim in one statement; the (consumer, message id) pairs that were new.
+
+    A pair claimed twice in `claims` is recorded once and reported new once: the caller
+    applies its first copy and skips the others. Rows go in sorted by key, so two
+    transactions claiming overlapping sets wait for each other instead of deadlocking.
+    """
+    unique = sorted({(c.consumer, c.message_id): c for c in claims}.values())
+    if not unique:
+        return set()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = datetime.now(UTC)
+    statement = (
+        insert(inbox_messages)
+        .values(
+            [
+                {
+                    "consumer": c.consumer,
+                    "message_id": c.message_id,
+                    "topic": c.topic,
+                    "processed_at": now,
+                }
+                for c in unique
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+        .returning(inbox_messages.c.consumer, inbox_messages.c.message_id)
+    )
+    result = await session.execute(statement)
+    return {(row.consumer, row.message_id) for row in result}
 
 
 async def was_processed(session: AsyncSession, *, consumer: str, message_id: str) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -50,12 +51,17 @@ class OffsetCommitter:
 
     async def processed(self, consumer: object, record: Any) -> None:
         """`record` is done with (applied, skipped or dead-lettered): commit in due course."""
+        await self.processed_all(consumer, (record,))
+
+    async def processed_all(self, consumer: object, records: Iterable[Any]) -> None:
+        """Every one of `records` is done with: commit in due course (one check for all)."""
         if not isinstance(consumer, AIOKafkaConsumer):
             return  # FastStream's test broker: there is no group to commit to
-        partition = TopicPartition(record.topic, record.partition)
         offsets = self._pending.setdefault(consumer, {})
-        offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
-        self._count += 1
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+            self._count += 1
         if self._final or self._count >= self._every:
             await self.flush()
         elif self._timer is None or self._timer.done():
@@ -68,7 +74,15 @@ class OffsetCommitter:
     async def flush(self) -> None:
         """Commit every pending offset now."""
         taken, self._pending, self._count = self._pending, {}, 0
-        for consumer, offsets in taken.items():
+        for consumer, processed in taken.items():
+            # Only partitions still assigned: a batch applied while a rebalance took some
+            # away must not fail the commit of the others (aiokafka refuses the whole
+            # commit then). The new owner reads the others' messages again; the inbox
+            # makes them no-ops.
+            assigned = consumer.assignment()
+            offsets = {tp: offset for tp, offset in processed.items() if tp in assigned}
+            if not offsets:
+                continue
             started = time.monotonic()
             try:
                 await consumer.commit(offsets)

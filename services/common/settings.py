@@ -139,6 +139,17 @@ class CommonSettings(BaseSettings):
             "The inbox makes the messages a crash re-delivers no-ops."
         ),
     )
+    consumer_batch_max: int = Field(
+        default=20,
+        ge=1,
+        le=1_000,
+        description=(
+            "Most messages a consumer applies in one transaction: what Kafka has already "
+            "fetched, up to this many (1: one transaction per message). A batch that fails "
+            "is applied again one message at a time. Every message of a batch waits for its "
+            "commit: more saves little per message and lengthens that wait."
+        ),
+    )
     consumer_commit_interval_ms: int = Field(
         default=1_000,
         ge=1,

@@ -98,8 +98,11 @@ async def test_offsets_are_committed_every_n_messages_not_after_each(
 ) -> None:
     topic, group = unique("aviso.test.offsets"), unique("offsets-n")
     bootstrap = consumers.settings.kafka_bootstrap_servers
-    # T far beyond the test: only the count can trigger a commit.
-    broker, consumer = consumers.build(consumer_commit_every=5, consumer_commit_interval_ms=600_000)
+    # T far beyond the test: only the count can trigger a commit. One message per
+    # transaction, so the count is checked after each (a batch is checked once, below).
+    broker, consumer = consumers.build(
+        consumer_commit_every=5, consumer_commit_interval_ms=600_000, consumer_batch_max=1
+    )
     seen: list[str] = []
     consumer.on("notice.updated", topic=topic, group_id=group)(counting(seen))
     await produce(bootstrap, topic, 12)

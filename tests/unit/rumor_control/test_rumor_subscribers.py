@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from schemas.base import EventData
 from schemas.notices import NoticeCancelled
 from schemas.topics import ALERTS, NOTICES
-from services.common import kafka
+from services.common import applying
 from services.common.cloudevents import new_event
 from services.common.db import make_session_factory
 from services.common.kafka import EventConsumer
@@ -63,7 +63,7 @@ async def wired(
         calls.inboxes.append((topic, consumer))
         return True
 
-    monkeypatch.setattr(kafka, "claim_message", claim)
+    monkeypatch.setattr(applying, "claim_message", claim)
     broker = KafkaBroker()
     # A session factory that never connects: nothing here executes SQL.
     engine = create_async_engine("sqlite+aiosqlite://")

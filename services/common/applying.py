@@ -1,0 +1,274 @@
+"""Applying consumed messages: alone with retries, or several in one transaction.
+
+`Applier` is the consumer's (consuming.py) second half: what it does with a message once
+parsed and routed (`ReadyMessage`).
+
+- Alone: the inbox claim and the handler in one transaction; a failure is retried K times
+  with exponential backoff, each try in a fresh transaction; then the message is
+  dead-lettered. A database outage is waited out without spending tries.
+- In a batch: one inbox INSERT for every message (one already recorded, or twice in the
+  batch, is skipped), each handler in turn on the same unit of work, one COMMIT. If
+  anything fails the transaction rolls back and the messages are applied alone, in
+  order; the batch counts as the first try of the message whose handler raised (alone
+  it would have raised the same: the messages before it are applied first either way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.base import EventData
+from services.common.cloudevents import Envelope, correlation_scope
+from services.common.db import UnitOfWork
+from services.common.inbox import Claim, claim_message, claim_messages
+from services.common.logging import bound, get_logger, scrub_text
+from services.common.metrics import CONSUMER_PROCESSED
+
+__all__ = ["Applier", "DeadLetter", "Handler", "ReadyMessage", "Route", "database_unreachable"]
+
+log = get_logger(__name__)
+
+# A handler applies one event inside the consumer's unit of work and never commits it:
+# the consumer commits (with the inbox row) after the handler returned. In a batch the
+# unit of work also holds the batch's other messages, applied before and after it.
+Handler = Callable[[Envelope[Any], UnitOfWork], Awaitable[None]]
+
+
+@dataclass
+class Route:
+    """Where a group's event type goes: its handler, and the inbox name it is recorded under."""
+
+    handler: Handler
+    inbox: str
+
+
+@dataclass(frozen=True)
+class ReadyMessage:
+    """A record parsed and routed to its handler: what applying it needs."""
+
+    record: Any  # aiokafka's ConsumerRecord
+    headers: dict[str, str]
+    message_id: str
+    envelope: Envelope[EventData]
+    route: Route
+    group_id: str
+
+    @property
+    def claim(self) -> Claim:
+        return Claim(self.route.inbox, self.envelope.id, self.record.topic)
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """The message's log fields and correlation id, as while it is applied."""
+        with (
+            bound(message_id=self.message_id, topic=self.record.topic, group_id=self.group_id),
+            correlation_scope(self.envelope.correlation_id),
+            bound(correlation_id=self.envelope.correlation_id, event_type=self.envelope.type),
+        ):
+            yield
+
+
+@contextmanager
+def _effects_in_scope(uow: UnitOfWork, item: ReadyMessage) -> Iterator[None]:
+    """The after-commit effects the block registers run in `item`'s scope at commit.
+
+    A batch commits after its last handler, outside every message's scope; the effects
+    (log lines, metrics, wake-ups) run in registration order, so bracketing each
+    message's own with entering and leaving its scope keeps their log fields as a lone
+    message's.
+    """
+    stack = ExitStack()
+
+    def enter() -> None:
+        stack.enter_context(item.scope())
+
+    uow.after_commit(enter)
+    try:
+        yield
+    finally:
+        uow.after_commit(stack.close)
+
+
+# Dead-letters a message that failed its last try: (message, error, tries).
+DeadLetter = Callable[["ReadyMessage", BaseException, int], Awaitable[None]]
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when `exc` means the database could not be reached (not a bug in the handler).
+
+    Follows explicit causes and unsuppressed contexts only, so an error that a sender
+    re-raised `from None` (a webhook or SMTP failure) is judged as itself.
+    """
+    import sqlalchemy.exc
+
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sqlalchemy.exc.OperationalError):
+            orig = current.orig
+            if orig is not None and type(orig).__module__.startswith(("sqlite3", "aiosqlite")):
+                # On SQLite this class also means "no such table": only a lock or a
+                # file that cannot be opened is an outage.
+                text = str(orig).lower()
+                return "locked" in text or "unable to open" in text
+            return True
+        if isinstance(current, sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError):
+            return True
+        if isinstance(current, ConnectionError | TimeoutError) or type(current).__name__ in (
+            "CannotConnectNowError",
+            "ConnectionDoesNotExistError",
+            "ConnectionFailureError",
+        ):
+            return True
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return False
+
+
+class Applier:
+    """Applies ready messages of one service's consumer, alone or in batches."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        service: str,
+        max_attempts: int,
+        backoff_s: float,
+        dead_letter: DeadLetter,
+    ) -> None:
+        self._sessions = sessions
+        self._service = service
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._dead_letter = dead_letter
+        self.processed_total = 0
+        self.batches_total = 0  # transactions that applied more than one message
+
+    async def apply_batch(self, items: list[ReadyMessage]) -> list[Exception]:
+        """Apply `items` in one transaction; if it fails, one at a time. The errors of
+        messages that could not even be dead-lettered."""
+        tried = await self._try_batch(items)
+        if tried is None:
+            return []
+        failed_at, error = tried
+        log.warning(
+            "consumer.batch_failed",
+            size=len(items),
+            failed_message_id=items[failed_at].message_id if failed_at is not None else None,
+            error_type=type(error).__name__,
+        )
+        errors: list[Exception] = []
+        for index, item in enumerate(items):
+            try:
+                await self.apply(item, failed=error if index == failed_at else None)
+            except Exception as exc:
+                errors.append(exc)
+        return errors
+
+    async def _try_batch(self, items: list[ReadyMessage]) -> tuple[int | None, Exception] | None:
+        """Apply `items` in one transaction: None once committed, else (the index of the
+        message whose handler raised, None when no handler did; the error)."""
+        running: int | None = None
+        applied: list[ReadyMessage] = []
+        duplicates: list[ReadyMessage] = []
+        try:
+            async with UnitOfWork(self._sessions) as uow:
+                new = await claim_messages(uow.session, [item.claim for item in items])
+                for index, item in enumerate(items):
+                    key = (item.route.inbox, item.envelope.id)
+                    if key not in new:
+                        duplicates.append(item)
+                        continue
+                    new.discard(key)  # a second copy in this batch is a duplicate
+                    running = index
+                    with item.scope(), _effects_in_scope(uow, item):
+                        await item.route.handler(item.envelope, uow)
+                    running = None
+                    applied.append(item)
+                await uow.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # An outage counts as no try: `apply` waits it out whoever it is charged to.
+            return running, exc
+        for item in duplicates:
+            with item.scope():
+                log.info("consumer.duplicate_skipped")
+        for item in applied:
+            CONSUMER_PROCESSED.labels(self._service, item.group_id).inc()
+        self.processed_total += len(applied)
+        self.batches_total += 1
+        log.debug("consumer.batch_applied", size=len(items), applied=len(applied))
+        return None
+
+    async def apply(self, item: ReadyMessage, *, failed: Exception | None = None) -> None:
+        """Apply one message in its own transaction, retrying with backoff, then dead-letter
+        it; `failed`: its first try failed already (in a batch) with this error."""
+        attempt, error = (1, failed) if failed is not None else (0, None)
+        outage_delay = self._backoff_s
+        with item.scope():
+            while True:
+                if error is None:
+                    attempt += 1
+                    try:
+                        await self._apply_once(item)
+                        return
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        error = exc
+                if database_unreachable(error):
+                    # An outage is not this message's fault: wait it out without spending
+                    # attempts, holding the partition (the offset stays uncommitted), so
+                    # nothing lands in the DLQ because PostgreSQL restarted.
+                    attempt -= 1
+                    outage_delay = min(max(outage_delay * 2, 0.1), 5.0)
+                    log.warning(
+                        "consumer.database_unreachable",
+                        retry_in_s=outage_delay,
+                        error_type=type(error).__name__,
+                    )
+                    await asyncio.sleep(outage_delay)
+                elif attempt >= self._max_attempts:
+                    await self._dead_letter(item, error, attempt)
+                    return
+                else:
+                    delay = self._backoff_s * (2 ** (attempt - 1))
+                    log.warning(
+                        "consumer.retrying",
+                        attempt=attempt,
+                        max_attempts=self._max_attempts,
+                        delay_s=delay,
+                        error_type=type(error).__name__,
+                        error=scrub_text(str(error)),
+                    )
+                    await asyncio.sleep(delay)
+                error = None
+
+    async def _apply_once(self, item: ReadyMessage) -> None:
+        """One try: the inbox claim and the handler in one transaction, committed."""
+        async with UnitOfWork(self._sessions) as uow:
+            first_time = await claim_message(
+                uow.session,
+                consumer=item.route.inbox,
+                message_id=item.envelope.id,
+                topic=item.record.topic,
+            )
+            if not first_time:
+                log.info("consumer.duplicate_skipped")
+                return
+            await item.route.handler(item.envelope, uow)
+            await uow.commit()
+        self.processed_total += 1
+        CONSUMER_PROCESSED.labels(self._service, item.group_id).inc()

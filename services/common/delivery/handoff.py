@@ -16,6 +16,10 @@ transaction like any of its own statements (on PostgreSQL an error aborts it).
 If the caller's transaction rolls back, nothing was inserted and nothing is claimed. If
 the process dies after the commit, the records stay leased until the lease runs out and
 another engine takes them over like any lapsed claim.
+
+One transaction may accept several times before it commits (a consumer applies a batch
+of messages in one): the engine's free slots are counted once for all of them, so what
+a batch hands off never exceeds them and nothing has to be put back at commit.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from services.common.db import after_commit
 from services.common.delivery.insert_query import pending_row
 from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.records import DeliveryRecord, record_from_row
@@ -37,6 +43,9 @@ from services.common.logging import get_logger
 __all__ = ["HandOff", "hand_off"]
 
 log = get_logger(__name__)
+
+# Per service, the slots earlier accepts of the same transaction already took.
+_PROMISED = "aviso_delivery_promised"
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ async def hand_off(
     pending and claimed later, as without a hand-off.
     """
     records: list[DeliveryRecord] = []
+    promised = _promised(session) if room > 0 else {}
+    room -= promised.get(service, 0)
     seen: set[uuid.UUID] = set()
     for item in accepted:
         if len(records) >= room:
@@ -102,7 +113,19 @@ async def hand_off(
         log.warning("delivery.hand_off_unresolved", service=service, error=type(exc).__name__)
         return HandOff(records=[], resolved={}, claimed_at=now)
     resolved = dict(zip((r.delivery_id for r in records), answers, strict=True))
+    promised[service] = promised.get(service, 0) + len(records)
     return HandOff(records=records, resolved=resolved, claimed_at=now)
+
+
+def _promised(session: AsyncSession | Session) -> dict[str, int]:
+    """The slots this transaction's hand-offs took so far (forgotten when it commits; a
+    unit of work is closed after a rollback, and its session with it)."""
+    info = (session.sync_session if isinstance(session, AsyncSession) else session).info
+    promised: dict[str, int] | None = info.get(_PROMISED)
+    if promised is None:
+        promised = info[_PROMISED] = {}
+        after_commit(session, lambda: info.pop(_PROMISED, None))
+    return promised
 
 
 def _record(accepted: Accepted, now: datetime) -> DeliveryRecord:

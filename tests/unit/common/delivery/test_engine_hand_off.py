@@ -93,6 +93,29 @@ async def test_a_hand_off_takes_only_the_free_slots_and_the_rest_waits_for_a_cla
     assert len(store.claimed) == 3  # only the three that were not handed off
 
 
+async def test_accepts_of_one_transaction_share_the_free_slots() -> None:
+    # A consumer's batch accepts once per message before its one commit.
+    webhook = FakeWebhook()
+    engine, store, _plan, _ = make_engine(webhook=webhook, max_in_flight=2)
+    async with _running(engine):
+        first, second = [order("http://l/1")], [order("http://l/2"), order("http://l/3")]
+        session = await accept(engine, *first, commit=False)
+        await engine.accept_many(session, second)
+        states = Counter(store.state(o.delivery_id) for o in first + second)
+        assert states == Counter({"sending": 2, "pending": 1})
+        committed(session)
+        batch = first + second
+        await until(lambda: all(store.state(o.delivery_id) == "delivered" for o in batch))
+        # The next transaction starts with every slot free again.
+        later = [order("http://l/4"), order("http://l/5")]
+        await until(lambda: len(engine._claims) == 0)
+        session = await accept(engine, *later, commit=False)
+        assert {store.state(o.delivery_id) for o in later} == {"sending"}
+        committed(session)
+        await until(lambda: all(store.state(o.delivery_id) == "delivered" for o in later))
+    assert len(store.claimed) == 1  # only the one order no slot was left for
+
+
 async def test_a_busy_destination_puts_a_hand_off_back_and_each_is_sent_once() -> None:
     gate = asyncio.Event()
 

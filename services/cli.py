@@ -292,8 +292,8 @@ _COLORS = {
 
 
 def _say(component: str, message: str) -> None:
-    typer.secho(f"[{component}] ", fg=_COLORS.get(component, "white"), nl=False, err=False)
-    typer.echo(message)
+    # One write per line, so that lines printed from several threads never interleave.
+    typer.echo(typer.style(f"[{component}] ", fg=_COLORS.get(component, "white")) + message)
 
 
 def _summarise(line: str) -> str | None:

@@ -54,8 +54,9 @@ class _Story:
     def say(self, message: str) -> None:
         self.step += 1
         elapsed = time.monotonic() - self.started
-        typer.secho(f"[demo] {self.step}/{STEPS} ", fg="bright_blue", nl=False)
-        typer.echo(f"{message}  (+{elapsed:.1f} s)")
+        # One write per line: the services' log lines are printed beside it from threads.
+        prefix = typer.style(f"[demo] {self.step}/{STEPS} ", fg="bright_blue")
+        typer.echo(f"{prefix}{message}  (+{elapsed:.1f} s)")
 
     def detail(self, text: str) -> None:
         for line in text.strip().splitlines():

@@ -290,10 +290,29 @@ def _install_on_root(handlers: list[logging.Handler], level: int) -> None:
         routed.setLevel(logging.NOTSET)
 
 
+class _RetriedLookupIsAWarning(logging.Filter):
+    """aiokafka logs a failed group-coordinator look-up at ERROR and tries again after its
+    backoff. A retriable failure (the broker still loading its group coordinator, as on a
+    fresh cluster's first start) is a WARNING: nothing is lost, the consumer joins once it
+    answers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if record.levelno == logging.ERROR and getattr(error, "retriable", False):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_RETRIED_LOOKUP = _RetriedLookupIsAWarning()
+
+
 def _quiet_chatty_libraries(level: int) -> None:
     # aiokafka logs every rebalance and connection at INFO; SQLAlchemy at INFO
     # prints SQL with bound parameters. Access lines stay at INFO on purpose.
     logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    if _RETRIED_LOOKUP not in coordinator.filters:
+        coordinator.addFilter(_RETRIED_LOOKUP)
     logging.getLogger("sqlalchemy").setLevel(max(level, logging.WARNING))
     # aiosqlite logs every statement with its parameters at DEBUG: never let that through.
     logging.getLogger("aiosqlite").setLevel(max(level, logging.WARNING))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import services.common.logging as aviso_logging
@@ -174,6 +175,18 @@ def test_stdlib_records_from_libraries_share_the_shape_and_redaction(
     assert warning["event"] == f"lookup for {REDACTED} failed"
     assert access["event"].startswith('127.0.0.1:5000 - "GET /v1/alerts/a-1/ack?token=[REDACTED]')
     assert "lang=es" in access["event"]
+
+
+def test_a_retried_coordinator_lookup_is_a_warning_and_a_final_one_an_error(
+    output: io.StringIO,
+) -> None:
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    failed = "Group Coordinator Request failed: %s"
+    coordinator.error(failed, GroupCoordinatorNotAvailableError())  # retried by aiokafka
+    coordinator.error(failed, GroupAuthorizationFailedError())  # not retriable
+    retried, final = lines(output)
+    assert (retried["level"], final["level"]) == ("warning", "error")
+    assert "GroupCoordinatorNotAvailableError" in retried["event"]
 
 
 def test_sqlalchemy_error_parameters_scrubbed(output: io.StringIO) -> None:

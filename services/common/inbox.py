@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -29,18 +30,29 @@ async def claim_message(
     On PostgreSQL a concurrent claim of the same id waits for the other transaction
     and then reports the duplicate, so two instances never both apply the effect.
     """
-    dialect = session.get_bind().dialect.name
+    statement = _claim_one(session.get_bind().dialect.name)
+    values = {
+        "consumer": consumer,
+        "message_id": message_id,
+        "topic": topic,
+        "processed_at": datetime.now(UTC),
+    }
+    result = await session.execute(statement, values)
+    return result.first() is not None
+
+
+@cache
+def _claim_one(dialect: str) -> sa.Insert:
+    """`claim_message`'s statement, built once per dialect: every consumed message runs it,
+    and a statement built per call costs its construction and cache key each time."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
+    columns = ("consumer", "message_id", "topic", "processed_at")
+    return (
         insert(inbox_messages)
-        .values(
-            consumer=consumer, message_id=message_id, topic=topic, processed_at=datetime.now(UTC)
-        )
+        .values({name: sa.bindparam(name) for name in columns})
         .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
         .returning(inbox_messages.c.message_id)
     )
-    result = await session.execute(statement)
-    return result.first() is not None
 
 
 class Claim(NamedTuple):

@@ -319,15 +319,16 @@ class CommonSettings(BaseSettings):
         default=1.0,
         gt=0,
         description=(
-            "After a commit that may have made deliveries due is heard of, the dispatcher looks "
-            "again no sooner than this after its last look; accepting one wakes it at once."
+            "When another process's commit that may have made deliveries due is heard of "
+            "(PostgreSQL's NOTIFY), the dispatcher looks again no sooner than this after its "
+            "last look; this process's own accepts wake it at once."
         ),
     )
     delivery_idle_poll_s: float = Field(
         default=10.0,
         gt=0,
         description=(
-            "Safety poll for due deliveries when nothing is due and no commit was heard of "
+            "Safety poll for due deliveries when nothing is due and nothing was heard of "
             "(known retry and lease times wake the dispatcher on time); at most the lease."
         ),
     )

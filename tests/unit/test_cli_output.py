@@ -8,7 +8,7 @@ import io
 import pytest
 import typer
 
-from services import cli
+from services import local_stack
 from services.demo import STEPS, _Story
 
 
@@ -33,7 +33,7 @@ def stdout(monkeypatch: pytest.MonkeyPatch) -> _Writes:
 
 
 def test_a_service_line_is_one_write(stdout: _Writes) -> None:
-    cli._say("router", "info    alert.triggered")
+    local_stack._say("router", "info    alert.triggered")
     assert stdout.writes == ["[router] info    alert.triggered\n"]
 
 

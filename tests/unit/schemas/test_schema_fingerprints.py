@@ -28,6 +28,8 @@ ACCENTS = "\u0301\u0300\u0308\u0303\u0302"  # acute, grave, diaeresis, tilde, ci
 words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=10)
 # Words that cannot be weak: long enough, not numbers, and no stopword has a "q" with a "z".
 strong_words = st.text(alphabet="bcdfghjkqxz", min_size=4, max_size=10).map(lambda w: "qz" + w)
+# Words that can never spell a strong word, even run together ("q z bbbb" is "qzbbbb").
+words_without_q = st.text(alphabet="abcdefghijklmnoprstuvwxyz0123456789", min_size=1, max_size=10)
 separators = st.sampled_from([" ", "  ", "-", ", ", ".", "/", "\t", "_", " \u00a0"])
 
 
@@ -170,14 +172,14 @@ def test_a_term_written_without_spaces_is_found(
     assert "".join(term) in find_leaks(KEY, text, fps)
 
 
-@given(word=strong_words, text=st.lists(words, max_size=10))
+@given(word=strong_words, text=st.lists(words_without_q, max_size=10))
 def test_a_strong_word_is_identifying_and_found_only_where_it_appears(
     word: str, text: list[str]
 ) -> None:
     fps = fingerprint_term(KEY, word)
 
     assert len(fps) == 1
-    assert find_leaks(KEY, " ".join(text), fps) == []  # ``words`` never contain "q"
+    assert find_leaks(KEY, " ".join(text), fps) == []  # no "q": no strong word, however joined
     assert find_leaks(KEY, " ".join([*text, word.upper()]), fps) == [word]
 
 

@@ -14,15 +14,14 @@ import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from email.message import EmailMessage
-from email.utils import formatdate
 from typing import Any
 
 import aiohttp
 import aiosmtplib
 
 from services.common.delivery.errors import DeliveryError
-from services.common.delivery.headers import safe_body, safe_header
+from services.common.delivery.headers import safe_header
+from services.common.delivery.mail import DELIVERY_ID_HEADER, Mail, compose_mail, parse_address
 from services.common.settings import CommonSettings
 from services.common.signing import SIGNATURE_HEADER, signature_header
 
@@ -33,7 +32,6 @@ __all__ = [
     "WebhookSender",
 ]
 
-DELIVERY_ID_HEADER = "Aviso-Delivery-Id"
 USER_AGENT = "Aviso-Webhook/1"
 _KEEPALIVE_S = 4.0
 
@@ -162,7 +160,10 @@ class EmailSender:
     ) -> None:
         self._host = host
         self._port = port
-        self._sender = sender
+        try:
+            self._from = parse_address(safe_header(sender))
+        except DeliveryError:
+            raise ValueError("the SMTP sender must be one e-mail address") from None
         self._starttls = starttls
         self._username = username
         self._password = password
@@ -188,52 +189,43 @@ class EmailSender:
 
     def build(
         self, *, to: str, subject: str, text: str, delivery_id: str, language: str = "en"
-    ) -> EmailMessage:
+    ) -> Mail:
         """The message as it will be sent (Message-ID derived from the delivery id).
 
         Subject and every other header are made safe first (see `headers.py`): no text
-        can make the message unbuildable. An unusable recipient address raises
-        DeliveryError("invalid_address").
+        can make the message unbuildable. A recipient that is not exactly one address
+        raises DeliveryError("invalid_address").
         """
-        message = EmailMessage()
-        message["From"] = self._sender
-        try:
-            message["To"] = safe_header(to)
-        except (ValueError, IndexError, TypeError):
-            raise DeliveryError("recipient address invalid", reason="invalid_address") from None
-        message["Subject"] = safe_header(subject)
-        message["Date"] = formatdate(usegmt=True)
-        domain = self._sender.rsplit("@", 1)[-1] or "aviso.local"
-        message["Message-ID"] = f"<{safe_header(delivery_id)}@{domain}>"
-        message[DELIVERY_ID_HEADER] = safe_header(delivery_id)
-        message.set_content(safe_body(text))
-        # After set_content, which owns the Content-* headers.
-        message["Content-Language"] = safe_header(language) or "en"
-        return message
+        return compose_mail(
+            sender=self._from,
+            to=to,
+            subject=subject,
+            text=text,
+            delivery_id=delivery_id,
+            language=language,
+        )
 
     async def send(
         self, *, to: str, subject: str, text: str, delivery_id: str, language: str = "en"
     ) -> None:
         """Send one e-mail; raises DeliveryError when the relay is unreachable or refuses."""
-        message = self.build(
+        mail = self.build(
             to=to, subject=subject, text=text, delivery_id=delivery_id, language=language
         )
         slot = await self._pool.get()
         try:
-            slot = await self._send_on(slot, message)
+            slot = await self._send_on(slot, mail)
         finally:
             self._pool.put_nowait(slot)
 
-    async def _send_on(
-        self, smtp: aiosmtplib.SMTP | None, message: EmailMessage
-    ) -> aiosmtplib.SMTP | None:
+    async def _send_on(self, smtp: aiosmtplib.SMTP | None, mail: Mail) -> aiosmtplib.SMTP | None:
         """Send on `smtp` (or a new connection); returns what the slot holds afterwards."""
         reused = smtp is not None and smtp.is_connected
         try:
             if smtp is None or not smtp.is_connected:
                 smtp = await self._connect()
             try:
-                await smtp.send_message(message)
+                await _transmit(smtp, mail)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 if not reused:
                     raise
@@ -241,8 +233,11 @@ class EmailSender:
                 # message, so one more try on a fresh connection.
                 await _close_quietly(smtp)
                 smtp = await self._connect()
-                await smtp.send_message(message)
+                await _transmit(smtp, mail)
             return smtp
+        except DeliveryError:
+            await _close_quietly(smtp)
+            raise
         except aiosmtplib.SMTPRecipientsRefused:
             await _close_quietly(smtp)
             raise DeliveryError("recipient refused by the relay", reason="rejected") from None
@@ -283,6 +278,24 @@ class EmailSender:
                 with contextlib.suppress(Exception):
                     await smtp.quit()
             self._pool.put_nowait(None)
+
+
+async def _transmit(smtp: aiosmtplib.SMTP, mail: Mail) -> None:
+    """One SMTP transaction for `mail`, its body 8-bit where the relay offers 8BITMIME."""
+    if smtp.is_ehlo_or_helo_needed:
+        try:
+            await smtp.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await smtp.helo()
+    eight_bit = smtp.supports_extension("8bitmime")
+    options = ["BODY=8BITMIME"] if eight_bit else []
+    if mail.needs_smtputf8:
+        if not smtp.supports_extension("smtputf8"):
+            raise DeliveryError("relay cannot carry this address", reason="invalid_address")
+        options.append("SMTPUTF8")
+    await smtp.sendmail(
+        mail.sender, [mail.recipient], mail.as_bytes(eight_bit=eight_bit), mail_options=options
+    )
 
 
 async def _close_quietly(smtp: aiosmtplib.SMTP | None) -> None:

@@ -6,6 +6,8 @@ its hooks write through the same typed transitions the service applies.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -225,7 +227,8 @@ async def test_a_headline_with_a_vertical_tab_still_makes_a_sendable_email(
     message = EmailSender(host="127.0.0.1", port=1, sender="aviso@example.org").build(
         to=outbound.to, subject=outbound.subject, text=outbound.text, delivery_id="d-1"
     )
-    assert message["Subject"] == "Riverton Police: no operation today"
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert parsed["Subject"] == "Riverton Police: no operation today"
 
 
 # -- hooks --------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""The e-mail sender against a real SMTP relay (aiosmtpd), with and without its extensions."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from deploy.local.common import free_port
+from services.common.delivery import DeliveryError, EmailSender
+
+
+@dataclass
+class Relay:
+    """What the relay was told: each transaction's envelope and its raw content."""
+
+    offer_8bitmime: bool
+    port: int = 0
+    received: list[tuple[list[str], str, bytes]] = field(default_factory=list)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.offer_8bitmime:
+            return responses
+        return [line for line in responses if "8BITMIME" not in line.upper()]
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append((list(envelope.rcpt_tos), envelope.mail_from, envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture(params=[True, False], ids=["8bitmime", "7bit-only"])
+def relay(request: pytest.FixtureRequest) -> Iterator[Relay]:
+    handler = Relay(offer_8bitmime=request.param, port=free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port, enable_SMTPUTF8=False)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def utf8_relay() -> Iterator[Relay]:
+    handler = Relay(offer_8bitmime=True, port=free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port, enable_SMTPUTF8=True)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+def _read(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+async def test_spanish_mail_arrives_whole_on_either_relay(relay: Relay) -> None:
+    sender = EmailSender(host="127.0.0.1", port=relay.port, sender="Aviso <aviso@example.org>")
+    try:
+        for n in range(2):  # the second goes over the kept connection
+            await sender.send(
+                to=f"Oficial Núñez <spoc{n}@example.org>",
+                subject="Aviso: operación cerca de\u2028la escuela",
+                text="Área: Este\n.una línea con punto\nmañana\n",
+                delivery_id=f"d-{n}",
+                language="es",
+            )
+    finally:
+        await sender.close()
+    assert [(rcpt, mail_from) for rcpt, mail_from, _ in relay.received] == [
+        (["spoc0@example.org"], "aviso@example.org"),
+        (["spoc1@example.org"], "aviso@example.org"),
+    ]
+    for n, (_, _, raw) in enumerate(relay.received):
+        assert raw.isascii() is not relay.offer_8bitmime
+        message = _read(raw)
+        assert message["Subject"] == "Aviso: operación cerca de la escuela"
+        assert message["To"].addresses[0].display_name == "Oficial Núñez"
+        assert message["Message-ID"] == f"<d-{n}@example.org>"
+        body = message.get_body(preferencelist=("plain",))
+        assert isinstance(body, EmailMessage)
+        text = body.get_content().replace("\r\n", "\n")
+        assert text == "Área: Este\n.una línea con punto\nmañana\n"
+
+
+async def test_an_international_address_needs_a_relay_with_smtputf8(
+    relay: Relay, utf8_relay: Relay
+) -> None:
+    for target, accepted in ((utf8_relay, True), (relay, False)):
+        sender = EmailSender(host="127.0.0.1", port=target.port, sender="aviso@example.org")
+        try:
+            if accepted:
+                await sender.send(to="núñez@policía.example", subject="s", text="t",
+                                  delivery_id="d")  # fmt: skip
+            else:
+                with pytest.raises(DeliveryError) as refused:
+                    await sender.send(to="núñez@policía.example", subject="s", text="t",
+                                      delivery_id="d")  # fmt: skip
+                assert refused.value.reason == "invalid_address"
+        finally:
+            await sender.close()
+    assert [rcpt for rcpt, _, _ in utf8_relay.received] == [["núñez@policía.example"]]
+    assert relay.received == []
+
+
+def test_a_sender_setting_that_is_not_one_address_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="one e-mail address"):
+        EmailSender(host="127.0.0.1", port=1, sender="aviso, other@example.org")

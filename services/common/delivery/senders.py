@@ -163,7 +163,7 @@ class EmailSender:
         try:
             self._from = parse_address(safe_header(sender))
         except DeliveryError:
-            raise ValueError("the SMTP sender must be one e-mail address") from None
+            raise ValueError("the e-mail sender (AVISO_SMTP_SENDER) must be one address") from None
         self._starttls = starttls
         self._username = username
         self._password = password

@@ -115,5 +115,5 @@ async def test_an_international_address_needs_a_relay_with_smtputf8(
 
 
 def test_a_sender_setting_that_is_not_one_address_is_refused_at_start() -> None:
-    with pytest.raises(ValueError, match="one e-mail address"):
+    with pytest.raises(ValueError, match="must be one address"):
         EmailSender(host="127.0.0.1", port=1, sender="aviso, other@example.org")

@@ -73,7 +73,8 @@ class Mail:
         """The whole message, CRLF line ends; the body 8-bit only where `eight_bit` allows."""
         lines = _LINE_BREAK.split(self.text)
         encoded = [line.encode("utf-8") for line in lines]
-        fits = all(len(line) <= _MAX_LINE for line in encoded)
+        # RFC 2045: 7bit and 8bit lines are at most 998 octets and hold no NUL.
+        fits = "\x00" not in self.text and all(len(line) <= _MAX_LINE for line in encoded)
         if fits and self.text.isascii():
             encoding, body = "7bit", b"\r\n".join(encoded)
         elif fits and eight_bit:

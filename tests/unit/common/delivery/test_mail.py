@@ -87,6 +87,12 @@ def test_a_line_too_long_for_smtp_is_quoted_printable_even_with_8bitmime() -> No
     assert _text(message) == text
 
 
+def test_a_nul_in_the_text_is_quoted_printable() -> None:
+    message = _parse(_compose(text="before\x00after\n"))
+    assert message["Content-Transfer-Encoding"] == "quoted-printable"
+    assert _text(message) == "before\x00after\n"
+
+
 @pytest.mark.parametrize(
     "to", ["", "not an address", "a@", "@example.org", "a@b, c@d", "a@b@c", "<>", "x@exa mple"]
 )

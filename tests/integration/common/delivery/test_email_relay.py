@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -37,26 +38,29 @@ class Relay:
         return "250 OK"
 
 
-@pytest.fixture(params=[True, False], ids=["8bitmime", "7bit-only"])
-def relay(request: pytest.FixtureRequest) -> Iterator[Relay]:
-    handler = Relay(offer_8bitmime=request.param, port=free_port())
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port, enable_SMTPUTF8=False)
+@contextmanager
+def _serving(*, offer_8bitmime: bool, smtputf8: bool) -> Iterator[Relay]:
+    handler = Relay(offer_8bitmime=offer_8bitmime, port=free_port())
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=handler.port, enable_SMTPUTF8=smtputf8
+    )
     controller.start()
     try:
         yield handler
     finally:
         controller.stop()
+
+
+@pytest.fixture(params=[True, False], ids=["8bitmime", "7bit-only"])
+def relay(request: pytest.FixtureRequest) -> Iterator[Relay]:
+    with _serving(offer_8bitmime=request.param, smtputf8=False) as handler:
+        yield handler
 
 
 @pytest.fixture
 def utf8_relay() -> Iterator[Relay]:
-    handler = Relay(offer_8bitmime=True, port=free_port())
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port, enable_SMTPUTF8=True)
-    controller.start()
-    try:
+    with _serving(offer_8bitmime=True, smtputf8=True) as handler:
         yield handler
-    finally:
-        controller.stop()
 
 
 def _read(raw: bytes) -> EmailMessage:

@@ -51,6 +51,7 @@ from benchmarks.hot_path.infra import (
     statements_by_role,
     top_statements,
 )
+from benchmarks.hot_path.kafka_requests import kafka_requests_by_phase, render_requests
 from benchmarks.hot_path.load import run_rate, run_throughput
 from benchmarks.hot_path.path import path_breakdown
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
@@ -61,6 +62,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Processes whose CPU is their own and their children's: PostgreSQL's backends, and
 # intake's worker processes when it runs several (a supervisor and its workers).
 _FORKING = ("postgres", "intake")
+# Each phase's wall-clock window (unix ms): what the broker's request log is cut by.
+WINDOWS: dict[str, tuple[int, int]] = {}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -92,6 +95,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         choices=("postgresql", "sqlite"),
         default="postgresql",
         help="the services' database: PostgreSQL (default) or the embedded SQLite default",
+    )
+    parser.add_argument(
+        "--kafka-requests",
+        action="store_true",
+        help=(
+            "log every request at the broker and count them per phase by type and client "
+            "(benchmarks/kafka_requests.py); the log costs the broker CPU, so read no CPU "
+            "figure from such a run"
+        ),
     )
     return parser.parse_args(argv)
 
@@ -155,10 +167,16 @@ async def _idle(infra: Infra, system: BenchSystem, seconds: float) -> dict[str, 
     pids = {**infra.pids, **system.pids()}
     before = sample_cpu(pids, forking=_FORKING)
     began = time.monotonic()
+    window = [_unix_ms()]
     await asyncio.sleep(seconds)
     spent = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
     elapsed = time.monotonic() - began
+    WINDOWS["idle"] = (window[0], _unix_ms())
     return {name: ms / elapsed for name, ms in spent.items()}
+
+
+def _unix_ms() -> int:
+    return int(time.time() * 1000)
 
 
 async def _rates(
@@ -179,6 +197,7 @@ async def _rates(
             pids = {**infra.pids, **system.pids(), "bench": os.getpid()}
             await statements_by_role(infra, reset=True)
             before = sample_cpu(pids, forking=_FORKING)
+            began_ms = _unix_ms()
             if profiler is not None:
                 profiler.start(f"rate{rate:g}", system.pids(), duration_s=plan["durations"][rate])
             result = await run_rate(
@@ -190,6 +209,7 @@ async def _rates(
                 label="e2e",
             )
             cpu = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
+            WINDOWS[f"rate{rate:g}"] = (began_ms, _unix_ms())
             statements = await statements_by_role(infra)
             top = await top_statements(infra)
             if profiler is not None:
@@ -296,12 +316,19 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     }
     if profiler is not None:
         measured["profiles"] = profiler.summaries()
+    if args.kafka_requests:
+        accepted = {f"rate{p['rate']:g}": p.get("accepted") for p in phases}
+        measured["kafka_requests"] = kafka_requests_by_phase(
+            infra.state_dir / "kafka" / "logs" / "server.log.requests", WINDOWS, accepted
+        )
     return measured
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     plan = _plan(args)
+    if args.kafka_requests:
+        os.environ["AVISO_KAFKA_REQUEST_LOG"] = "1"  # read by deploy/local/kafka.py's start
     started = datetime.now(UTC)
     infra = Infra.start(ROOT / "var" / "bench" / "stack", backend=args.backend)
     try:
@@ -330,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results))
     if "profiles" in results:
         print(render_summaries(results["profiles"]))
+    for phase, summary in results.get("kafka_requests", {}).items():
+        print("\n" + render_requests(summary, title=f"Kafka requests, {phase}"))
     print(f"\nresults: {out}")
     return 0
 

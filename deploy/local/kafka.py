@@ -66,6 +66,7 @@ __all__ = [
     "kafka_version",
     "main",
     "render_server_properties",
+    "request_log_flags",
     "resolve_jars",
     "start",
     "status",
@@ -265,6 +266,11 @@ class KafkaLayout:
         return self.logs / "server.log"
 
     @property
+    def request_log(self) -> Path:
+        """Every completed request, when started with ``AVISO_KAFKA_REQUEST_LOG=1``."""
+        return self.logs / "server.log.requests"
+
+    @property
     def stdout_log(self) -> Path:
         return self.logs / "stdout.log"
 
@@ -307,6 +313,20 @@ JVM_FLAGS: tuple[str, ...] = (
     "-XX:TieredStopAtLevel=1",
     "-XX:+ExitOnOutOfMemoryError",
 )
+
+
+def request_log_flags() -> tuple[str, ...]:
+    """JVM flags that turn the per-request log on when ``AVISO_KAFKA_REQUEST_LOG`` is set.
+
+    Off by default: the broker formats every request as JSON to log it, a cost of its
+    own; benchmarks/kafka_requests.py turns it on to count requests by type.
+    """
+    wanted = os.environ.get("AVISO_KAFKA_REQUEST_LOG", "").strip().lower()
+    if wanted in ("", "0", "false", "no", "off"):
+        return ()
+    return ("-Daviso.kafka.requestlevel=DEBUG",)
+
+
 # The broker's own idle work. The KRaft controller appends a no-op record to the
 # metadata log every 500 ms by default (a write and an fsync, and every metadata
 # listener woken): a health signal for multi-node quorums that one combined node does
@@ -488,6 +508,7 @@ def start(
                 java,
                 f"-Xmx{heap}",
                 *JVM_FLAGS,
+                *request_log_flags(),
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
                 f"-Daviso.kafka.logfile={layout.server_log}",

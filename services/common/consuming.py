@@ -73,6 +73,9 @@ class _Subscription:
     # topic -> the name its messages are recorded under in the inbox
     inboxes: dict[str, str]
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
+    # What the broker gathers before it answers a fetch (or the fetch wait ends): 1 answers
+    # each record as it lands; more batches a group off the latency path.
+    fetch_min_bytes: int = 1
 
 
 class EventConsumer:
@@ -114,19 +117,20 @@ class EventConsumer:
         )
         self.dead_lettered_total = 0
 
-    def group(self, group_id: str, *, inboxes: Mapping[str, str]) -> None:
+    def group(self, group_id: str, *, inboxes: Mapping[str, str], fetch_min_bytes: int = 1) -> None:
         """Declare `group_id` reading every topic of `inboxes` (topic -> inbox name).
 
         A group that reads several topics must be declared before its handlers are
         registered. The inbox name is what a processed message is recorded under: keeping
         a topic's former group id there means a group merged from per-topic groups never
-        applies again what those groups applied.
+        applies again what those groups applied. `fetch_min_bytes` above 1: the broker
+        answers the group's fetches once that much is there or the fetch wait has passed.
         """
         if group_id in self._subscriptions:
             raise ValueError(f"consumer group {group_id} is already declared")
         if not inboxes:
             raise ValueError(f"consumer group {group_id} reads no topic")
-        subscription = _Subscription(group_id, dict(inboxes))
+        subscription = _Subscription(group_id, dict(inboxes), fetch_min_bytes=fetch_min_bytes)
         self._subscriptions[group_id] = subscription
         self._subscribe(subscription)
 
@@ -174,6 +178,7 @@ class EventConsumer:
             # timeout plus up to this (benchmarks/recovery.py: 2.7 s at 2 s + 1 s, 5.6 s
             # at 2 s + 5 s).
             fetch_max_wait_ms=self._fetch_max_wait_ms,
+            fetch_min_bytes=subscription.fetch_min_bytes,
             # aiokafka's fetch task also wakes every consumer_timeout_ms (200 ms) to look for
             # work it is told of anyway (a fetch answered, records taken, an assignment
             # changed: futures it waits on): five idle wake-ups a second. Once per long-poll.

@@ -69,6 +69,16 @@ class RumorControlSettings(CommonSettings):
     rumor_receipt_link_ttl_days: int = Field(
         default=30, ge=1, description="How long a liaison's receipt link stays valid."
     )
+    rumor_consumer_fetch_min_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        le=50 * 1024 * 1024,
+        description="Bytes of events the broker gathers before it answers rumor control's "
+        "fetch, or the fetch wait (AVISO_CONSUMER_FETCH_MAX_WAIT_MS) passes: a notice or an "
+        "acknowledgement reaches rumor control up to that wait later, in one fetch with the "
+        "others, instead of a fetch for each event (it is on no one's urgent path; most of "
+        "the alert events it is sent it skips). 1: each event as it lands.",
+    )
     rumor_group_prefix: str = Field(
         default="",
         description="Prefix of the Kafka consumer group ids (tests give each app its own).",

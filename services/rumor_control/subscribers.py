@@ -38,11 +38,22 @@ def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
     it before the two were merged, so an upgraded instance, whose new group starts at the
     earliest offset, applies nothing twice.
 
+    The broker answers this group's fetches once `rumor_consumer_fetch_min_bytes` of events
+    have gathered or the fetch wait (1 s) has passed, so a notice or an acknowledgement
+    reaches rumor control up to a second later, several events in one fetch and one
+    transaction.
+
     Bulletin deliveries do not come through Kafka: publishing hands them to the delivery
     engine in its own transaction (publishing/requests.py), and its worker sends them.
     """
     group = group_id(deps.settings.rumor_group_prefix)
-    consumer.group(group, inboxes=inboxes(deps.settings.rumor_group_prefix))
+    # Fetches in batches: of a notice's four events here (the notice, three alert events
+    # of which it applies none), each used to wake this member with a fetch of its own.
+    consumer.group(
+        group,
+        inboxes=inboxes(deps.settings.rumor_group_prefix),
+        fetch_min_bytes=deps.settings.rumor_consumer_fetch_min_bytes,
+    )
 
     def on(event_type: str, *, topic: str) -> Callable[[Handler], Handler]:
         return consumer.on(event_type, topic=topic, group_id=group)

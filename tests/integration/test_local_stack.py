@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from benchmarks import kafka_requests
 from deploy.local import kafka as local_kafka
 from deploy.local import postgres as local_postgres
 from deploy.local.stack import write_env_file
@@ -57,6 +58,16 @@ def test_server_properties_configure_a_single_node_kraft_cluster(tmp_path: Path)
         "num.io.threads=2",
     ):
         assert expected in lines, expected
+
+
+def test_the_brokers_request_log_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Logging every request costs the broker CPU: never on in a stack by default.
+    monkeypatch.delenv("AVISO_KAFKA_REQUEST_LOG", raising=False)
+    assert local_kafka.request_log_flags() == ()
+    monkeypatch.setenv("AVISO_KAFKA_REQUEST_LOG", "0")
+    assert local_kafka.request_log_flags() == ()
+    monkeypatch.setenv("AVISO_KAFKA_REQUEST_LOG", "1")
+    assert local_kafka.request_log_flags() == ("-Daviso.kafka.requestlevel=DEBUG",)
 
 
 def test_postgres_fast_mode_only_drops_durability_when_asked(tmp_path: Path) -> None:
@@ -167,12 +178,19 @@ def test_local_broker_starts_answers_and_stops(
 ) -> None:
     # The session broker may be external; this one exercises deploy.local itself.
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    # With its request log on: what `make bench --kafka-requests` counts.
+    monkeypatch.setenv("AVISO_KAFKA_REQUEST_LOG", "1")
     data_dir = tmp_path / "kafka"
     try:
         bootstrap = local_kafka.start(port=0, data_dir=data_dir, timeout=90)
         assert local_kafka.status(data_dir=data_dir) == bootstrap
         assert local_kafka.start(data_dir=data_dir) == bootstrap  # second start finds it
         assert (data_dir / "logs" / "server.log").stat().st_size > 0
+        layout = local_kafka.KafkaLayout(data_dir)
+        with layout.request_log.open(encoding="utf-8") as lines:
+            answered = {request.api for request in kafka_requests.parse(lines)}
+        # The readiness probe's requests, each logged with its timings.
+        assert {"API_VERSIONS", "METADATA"} <= answered
     finally:
         stopped = local_kafka.stop(data_dir=data_dir, timeout=15)
 

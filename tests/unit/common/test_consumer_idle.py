@@ -34,3 +34,20 @@ def test_an_idle_member_wakes_once_per_long_poll_not_five_times_a_second(tmp_pat
     # is told of anyway; once per long-poll instead.
     assert args["consumer_timeout_ms"] == 1_500
     assert args["heartbeat_interval_ms"] == settings.consumer_session_timeout_ms // 3
+    # A group on a latency path is answered as each record lands (rumor control's asks
+    # for batches: tests/unit/rumor_control/test_rumor_subscribers.py).
+    assert args["fetch_min_bytes"] == 1
+
+
+def test_a_group_can_ask_the_broker_for_batched_fetches(tmp_path: Path) -> None:
+    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
+    settings = CommonSettings(var_dir=tmp_path, database_url=None)
+    consumer = EventConsumer(
+        broker=KafkaBroker(), sessions=make_session_factory(engine), settings=settings,
+        service="test",
+    )  # fmt: skip
+    consumer.group("g", inboxes={"topic.a": "g"}, fetch_min_bytes=4096)
+    consumer.on("x.happened", topic="topic.a", group_id="g")(_handler)
+
+    (subscriber,) = consumer._broker.subscribers
+    assert subscriber._connection_args["fetch_min_bytes"] == 4096  # type: ignore[attr-defined]

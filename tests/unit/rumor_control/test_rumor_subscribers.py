@@ -152,3 +152,24 @@ async def test_one_group_member_reads_both_topics_each_recorded_under_its_former
         (NOTICES, f"{prefix}rumor_control.notices"),
         (ALERTS, f"{prefix}rumor_control.alerts"),
     ]
+
+
+def test_the_broker_gathers_rumor_controls_events_before_it_answers_a_fetch(
+    deps: RumorControlDeps,
+) -> None:
+    # Rumor control's one member reads a notice's four events (the notice, three alert
+    # events it skips): with fetch_min_bytes 1 the broker woke it with a fetch for each.
+    broker = KafkaBroker()
+    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
+    consumer = EventConsumer(
+        broker=broker, sessions=make_session_factory(engine), settings=deps.settings,
+        service="rumor_control",
+    )  # fmt: skip
+    subscribers.register(consumer, deps)
+
+    (subscriber,) = broker.subscribers
+    args = subscriber._connection_args  # type: ignore[attr-defined]
+    assert deps.settings.rumor_consumer_fetch_min_bytes == 64 * 1024  # the default
+    assert args["fetch_min_bytes"] == 64 * 1024
+    # Batched up to the shared fetch wait, no longer: that bounds how late it hears.
+    assert args["fetch_max_wait_ms"] == deps.settings.consumer_fetch_max_wait_ms

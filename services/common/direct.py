@@ -97,6 +97,13 @@ class DirectStatement:
         compiled = self.compiled(session.get_bind().dialect)
         return await driver.fetchrow(compiled.sql, *compiled.arguments(values))
 
+    async def fetch(self, session: AsyncSession, values: Mapping[str, Any]) -> list[Any]:
+        """Run it in the session's transaction; every row (asyncpg Records)."""
+        driver = await driver_connection(session)
+        compiled = self.compiled(session.get_bind().dialect)
+        rows: list[Any] = await driver.fetch(compiled.sql, *compiled.arguments(values))
+        return rows
+
     async def execute(self, session: AsyncSession, values: Mapping[str, Any]) -> None:
         """Run it in the session's transaction, discarding any rows."""
         await self.fetchrow(session, values)

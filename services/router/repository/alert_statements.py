@@ -37,6 +37,7 @@ __all__ = [
     "alert_by_id",
     "alert_by_notice",
     "alerts_by_ids",
+    "alerts_by_ids_direct",
     "open_alert_direct",
     "open_alert_statement",
     "versioned_update",
@@ -92,6 +93,12 @@ def alerts_by_ids(dialect: str) -> sa.Select[tuple[object, ...]]:
         ids = sa.bindparam("alert_ids", type_=postgresql.ARRAY(sa.String))
         return sa.select(alerts).where(alerts.c.id == sa.any_(ids))
     return sa.select(alerts).where(alerts.c.id.in_(sa.bindparam("alert_ids", expanding=True)))
+
+
+@cache
+def alerts_by_ids_direct() -> DirectStatement:
+    """`alerts_by_ids` on PostgreSQL, sent to asyncpg directly (JSON columns as text)."""
+    return DirectStatement(lambda: alerts_by_ids("postgresql"))
 
 
 @cache

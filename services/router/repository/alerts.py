@@ -48,6 +48,7 @@ from services.router.repository.alert_rows import (
     alert_values,
     column_value,
     record,
+    record_of,
     timeline_entry,
     timeline_values,
 )
@@ -57,6 +58,7 @@ from services.router.repository.alert_statements import (
     alert_by_id,
     alert_by_notice,
     alerts_by_ids,
+    alerts_by_ids_direct,
     open_alert_direct,
     open_alert_statement,
     versioned_update,
@@ -109,8 +111,13 @@ class SqlAlertRepository:
         rest = [i for i in alert_ids if i not in known]
         if not rest:
             return known
-        query = alerts_by_ids(self._session.get_bind().dialect.name)
-        found = await self._session.execute(query, {"alert_ids": sorted(map(str, rest))})
+        ids = {"alert_ids": sorted(map(str, rest))}
+        dialect = self._session.get_bind().dialect.name
+        if dialect == "postgresql":
+            # Every outcome batch reads its alerts: straight to asyncpg (direct.py).
+            rows = await alerts_by_ids_direct().fetch(self._session, ids)
+            return known | {r.id: r for r in map(record_of, rows)}
+        found = await self._session.execute(alerts_by_ids(dialect), ids)
         return known | {r.id: r for r in map(record, found)}
 
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:

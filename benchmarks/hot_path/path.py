@@ -7,6 +7,9 @@ benchmark reads them per notice and reports each leg's percentiles:
     enqueued  intake writes the notice.received outbox row (inside its transaction)
     sent      intake's relay marks the row sent (after Kafka acknowledged it, acks=all)
     consumed  router's consumer claims the message in its inbox (its transaction starts)
+    handled   router's handler starts opening the alert (the alert's triggered_at, read
+              from the clock as the use case begins: after the inbox claim's round trips
+              and, in a batch, after the messages before it)
     accepted  router accepts the webhook delivery (inside the alert's transaction)
     webhook   the SPOC's webhook sink receives the POST
 
@@ -33,7 +36,8 @@ LEGS = (
     ("post", "enqueued"),
     ("enqueued", "sent"),
     ("sent", "consumed"),
-    ("consumed", "accepted"),
+    ("consumed", "handled"),
+    ("handled", "accepted"),
     ("accepted", "webhook"),
 )
 
@@ -43,6 +47,7 @@ _QUERY = """
 SELECT o.key AS notice_id, o.created_at AS enqueued, o.sent_at AS sent,
        (SELECT min(i.processed_at) FROM router.inbox_messages AS i
          WHERE i.message_id = o.message_id) AS consumed,
+       (SELECT min(a.triggered_at) FROM router.alerts AS a WHERE a.notice_id = o.key) AS handled,
        (SELECT min(d.created_at) FROM router.delivery_records AS d
           JOIN router.alerts AS a ON d.aggregate_id = a.id
          WHERE a.notice_id = o.key AND d.channel = 'webhook') AS accepted
@@ -76,6 +81,7 @@ async def path_breakdown(
             "enqueued": _seconds(row["enqueued"]),
             "sent": _seconds(row["sent"]),
             "consumed": _seconds(row["consumed"]),
+            "handled": _seconds(row["handled"]),
             "accepted": _seconds(row["accepted"]),
             "webhook": arrived[notice_id],
         }

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+
+from pydantic import BaseModel
 
 from schemas.alerts import AckMethod, ResolutionReason, Urgency
 from schemas.base import Status
@@ -19,39 +22,64 @@ from services.router.domain import (
 )
 from services.router.repository._sql import aware, must
 
-__all__ = ["COLUMNS", "alert_values", "column_value", "record", "timeline_entry", "timeline_values"]
+__all__ = [
+    "COLUMNS",
+    "alert_values",
+    "column_value",
+    "record",
+    "record_of",
+    "timeline_entry",
+    "timeline_values",
+]
 
 COLUMNS = tuple(f.name for f in fields(AlertRecord))
 
 
 def record(row: Any) -> AlertRecord:
-    """An alert as its row holds it."""
+    """An alert as its row holds it (a SQLAlchemy row)."""
+    return record_of(row._mapping)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _model(model: type[_Model], value: Any) -> _Model:
+    # JSON columns read straight from asyncpg come as their text: parsed in one step.
+    if isinstance(value, str):
+        return model.model_validate_json(value)
+    return model.model_validate(value)
+
+
+def record_of(row: Mapping[str, Any]) -> AlertRecord:
+    """An alert from its columns by name (a SQLAlchemy row's mapping or an asyncpg
+    record, whose JSON columns are still text)."""
+    acknowledged_by = row["acknowledged_by"]
     return AlertRecord(
-        id=uuid.UUID(row.id),
-        notice_id=uuid.UUID(row.notice_id),
-        notice_version=row.notice_version,
-        status=cast(Status, row.status),
-        state=cast(AlertState, row.state),
-        urgency=cast(Urgency, row.urgency),
-        content=NoticeContent.model_validate(row.content),
-        snapshot=Snapshot.model_validate(row.snapshot),
-        step=row.step,
-        repeat=row.repeat,
-        escalation_count=row.escalation_count,
-        next_fire_at=aware(row.next_fire_at),
-        active_escalation_id=row.active_escalation_id,
-        correlation_id=row.correlation_id,
-        triggered_at=must(row.triggered_at),
-        version_triggered_at=must(row.version_triggered_at),
-        acknowledged_version=row.acknowledged_version,
-        acknowledged_by=uuid.UUID(row.acknowledged_by) if row.acknowledged_by else None,
-        acknowledged_at=aware(row.acknowledged_at),
-        ack_method=cast(AckMethod | None, row.ack_method),
-        exhausted_at=aware(row.exhausted_at),
-        expires_at=must(row.expires_at),
-        resolved_at=aware(row.resolved_at),
-        resolution=cast(ResolutionReason | None, row.resolution),
-        updated_at=must(row.updated_at),
+        id=uuid.UUID(row["id"]),
+        notice_id=uuid.UUID(row["notice_id"]),
+        notice_version=row["notice_version"],
+        status=cast(Status, row["status"]),
+        state=cast(AlertState, row["state"]),
+        urgency=cast(Urgency, row["urgency"]),
+        content=_model(NoticeContent, row["content"]),
+        snapshot=_model(Snapshot, row["snapshot"]),
+        step=row["step"],
+        repeat=row["repeat"],
+        escalation_count=row["escalation_count"],
+        next_fire_at=aware(row["next_fire_at"]),
+        active_escalation_id=row["active_escalation_id"],
+        correlation_id=row["correlation_id"],
+        triggered_at=must(row["triggered_at"]),
+        version_triggered_at=must(row["version_triggered_at"]),
+        acknowledged_version=row["acknowledged_version"],
+        acknowledged_by=uuid.UUID(acknowledged_by) if acknowledged_by else None,
+        acknowledged_at=aware(row["acknowledged_at"]),
+        ack_method=cast(AckMethod | None, row["ack_method"]),
+        exhausted_at=aware(row["exhausted_at"]),
+        expires_at=must(row["expires_at"]),
+        resolved_at=aware(row["resolved_at"]),
+        resolution=cast(ResolutionReason | None, row["resolution"]),
+        updated_at=must(row["updated_at"]),
     )
 
 

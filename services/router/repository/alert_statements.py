@@ -20,6 +20,7 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from services.common.direct import DirectStatement
 from services.common.messaging import outbox_messages
 from services.common.outbox import (
     OUTBOX_COLUMNS,
@@ -36,8 +37,11 @@ __all__ = [
     "alert_by_id",
     "alert_by_notice",
     "alerts_by_ids",
+    "alerts_by_ids_direct",
+    "open_alert_direct",
     "open_alert_statement",
     "versioned_update",
+    "versioned_update_direct",
 ]
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -92,6 +96,12 @@ def alerts_by_ids(dialect: str) -> sa.Select[tuple[object, ...]]:
 
 
 @cache
+def alerts_by_ids_direct() -> DirectStatement:
+    """`alerts_by_ids` on PostgreSQL, sent to asyncpg directly (JSON columns as text)."""
+    return DirectStatement(lambda: alerts_by_ids("postgresql"))
+
+
+@cache
 def open_alert_statement(dialect: str) -> sa.Executable:
     """Insert a new alert (`:a_<column>`) if its notice has none and the directory in force
     is `:directory_version` with `:directory_digest`; returns its id only if inserted.
@@ -117,6 +127,19 @@ def open_alert_statement(dialect: str) -> sa.Executable:
         .on_conflict_do_nothing()
         .returning(alerts.c.id)
     )
+
+
+@cache
+def open_alert_direct() -> DirectStatement:
+    """`open_alert_statement` on PostgreSQL, sent to asyncpg directly (no SQLAlchemy
+    execution per call: see services/common/direct.py)."""
+    return DirectStatement(_open_postgres)
+
+
+@cache
+def versioned_update_direct(names: tuple[str, ...]) -> DirectStatement:
+    """`versioned_update` on PostgreSQL, sent to asyncpg directly."""
+    return DirectStatement(lambda: _versioned_update_postgres(names))
 
 
 @cache

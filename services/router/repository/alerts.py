@@ -48,6 +48,7 @@ from services.router.repository.alert_rows import (
     alert_values,
     column_value,
     record,
+    record_of,
     timeline_entry,
     timeline_values,
 )
@@ -57,8 +58,11 @@ from services.router.repository.alert_statements import (
     alert_by_id,
     alert_by_notice,
     alerts_by_ids,
+    alerts_by_ids_direct,
+    open_alert_direct,
     open_alert_statement,
     versioned_update,
+    versioned_update_direct,
 )
 from services.router.tables import alert_timeline, alerts
 
@@ -107,8 +111,13 @@ class SqlAlertRepository:
         rest = [i for i in alert_ids if i not in known]
         if not rest:
             return known
-        query = alerts_by_ids(self._session.get_bind().dialect.name)
-        found = await self._session.execute(query, {"alert_ids": sorted(map(str, rest))})
+        ids = {"alert_ids": sorted(map(str, rest))}
+        dialect = self._session.get_bind().dialect.name
+        if dialect == "postgresql":
+            # Every outcome batch reads its alerts: straight to asyncpg (direct.py).
+            rows = await alerts_by_ids_direct().fetch(self._session, ids)
+            return known | {r.id: r for r in map(record_of, rows)}
+        found = await self._session.execute(alerts_by_ids(dialect), ids)
         return known | {r.id: r for r in map(record, found)}
 
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
@@ -200,18 +209,21 @@ class SqlAlertRepository:
             "directory_digest": directory_digest,
             **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
         }
-        taker = taker_for(self._session)
         if dialect == "postgresql":
+            taker = taker_for(self._session)
             queued = self._outbox_rows(transition.events)
             params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
             params.update({f"o_{n}": [q[n] for q in queued] for n in OUTBOX_COLUMNS})
             params.update(lease_values(taker))
-        found = (await self._session.execute(open_alert_statement(dialect), params)).first()
-        if found is None:
-            return False
-        if dialect == "postgresql":
-            hand_over(self._session, taker, queued, found.leased_ids, found.leased_messages)
+            # Straight to asyncpg, in the consumer's transaction (services/common/direct.py).
+            row = await open_alert_direct().fetchrow(self._session, params)
+            if row is None:
+                return False
+            hand_over(self._session, taker, queued, row["leased_ids"], row["leased_messages"])
         else:
+            found = (await self._session.execute(open_alert_statement(dialect), params)).first()
+            if found is None:
+                return False
             await self._insert_timeline(entries)
             await self._publish(transition.events)
         # The engine may hand the new alert's deliveries off at accept, resolving them in
@@ -311,8 +323,8 @@ class SqlAlertRepository:
                 "b_notice_version": version,
                 **{f"v_{name}": value for name, value in changes},
             }
-            statement = versioned_update(dialect, tuple(name for name, _ in changes))
             if dialect != "postgresql":
+                statement = versioned_update(dialect, tuple(name for name, _ in changes))
                 result = await self._session.execute(statement, params)
                 took.update(uuid.UUID(r) for r in result.scalars())
                 continue
@@ -323,9 +335,10 @@ class SqlAlertRepository:
             params.update({f"o_{n}": [r[n] for r in queued] for n in OUTBOX_COLUMNS})
             taker = taker_for(self._session)
             params.update(lease_values(taker))
-            row = (await self._session.execute(statement, params)).one()
-            took.update(uuid.UUID(r) for r in row.ids or ())
-            hand_over(self._session, taker, queued, row.leased_ids, row.leased_messages)
+            names = tuple(name for name, _ in changes)
+            row = await versioned_update_direct(names).fetchrow(self._session, params)
+            took.update(uuid.UUID(r) for r in row["ids"] or ())
+            hand_over(self._session, taker, queued, row["leased_ids"], row["leased_messages"])
             carried = ()
         return took, dialect == "postgresql" and bool(notes) and bool(groups)
 

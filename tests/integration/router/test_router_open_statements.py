@@ -297,16 +297,107 @@ async def test_a_handed_off_alert_is_resolved_from_the_alert_just_written(
 
 @contextmanager
 def _by_connection(runtime: RouterRuntime) -> Iterator[list[tuple[object, str, list[object]]]]:
-    """(connection, SQL, bound values) of every statement the runtime's engine sends."""
+    """(checked-out connection, SQL, bound values) of every statement the runtime's engine
+    sends: through SQLAlchemy, and (PostgreSQL) straight to asyncpg on the same
+    connection (services/common/direct.py), which SQLAlchemy's events never see.
+
+    asyncpg reports a query on the loop turn after it answered: a block that ends with a
+    commit has them all.
+    """
     seen: list[tuple[object, str, list[object]]] = []
+    logged: dict[object, Callable[[Any], None]] = {}
+    checked_out: dict[object, object] = {}  # driver connection -> its current checkout
 
     def before(conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
         rows = parameters if isinstance(parameters, list) else [parameters]
         values = [v for row in rows for v in (row.values() if isinstance(row, dict) else row)]
-        seen.append((conn, " ".join(statement.split()), values))
+        seen.append((conn.connection, " ".join(statement.split()), values))
+
+    def checkout(dbapi_connection: Any, _record: Any, proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        checked_out[driver] = proxy
+        if runtime.engine.dialect.name != "postgresql" or driver in logged:
+            return
+
+        def direct(record: Any) -> None:
+            # SQLAlchemy's own statements run as prepared statements, which asyncpg does
+            # not report here; BEGIN/COMMIT (which it does) are left out as above.
+            if not record.query.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+                sql = " ".join(record.query.split())
+                seen.append((checked_out[driver], sql, list(record.args)))
+
+        driver.add_query_logger(direct)
+        logged[driver] = direct
 
     event.listen(runtime.engine.sync_engine, "before_cursor_execute", before)
+    event.listen(runtime.engine.sync_engine.pool, "checkout", checkout)
     try:
         yield seen
     finally:
         event.remove(runtime.engine.sync_engine, "before_cursor_execute", before)
+        event.remove(runtime.engine.sync_engine.pool, "checkout", checkout)
+        for driver, direct in logged.items():
+            driver.remove_query_logger(direct)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_the_opening_and_outcome_statements_go_to_asyncpg_in_the_same_transaction(
+    runtime: RouterRuntime,
+) -> None:
+    """On PostgreSQL router's hot statements skip SQLAlchemy's execution (services/common/
+    direct.py) yet run in the unit of work's transaction: a rollback takes them back."""
+    deps = runtime.deps
+    await _open(deps, plain_notice(T0))  # the first alert reads the directory
+    notice = plain_notice(T0)
+    through_sqlalchemy: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        through_sqlalchemy.append(" ".join(statement.split()))
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", before)
+    try:
+        with _by_connection(runtime) as seen:
+            async with deps.unit_of_work() as uow:
+                await alerting.open_alert(uow, deps=deps, notice=notice)
+                # Left without a commit (rolled back): the alert, its entries and its
+                # event must all go with it.
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", before)
+
+    assert not [s for s in through_sqlalchemy if s.startswith("WITH in_force")]
+    opening = [c for c, sql, _ in seen if sql.startswith("WITH in_force")]
+    assert len(opening) == 1
+    # The engine's accept (through SQLAlchemy) ran on the same checkout: one transaction.
+    accept = [c for c, sql, _ in seen if sql.startswith("INSERT INTO delivery_records")]
+    assert accept == opening
+    alert_id = str(alert_id_for(notice.notice_id))
+    assert await _count(deps, alerts, alerts.c.id == alert_id) == 0
+    assert await _kinds(deps, alert_id) == []
+    assert await _count(deps, outbox_messages, outbox_messages.c.key == alert_id) == 0
+
+    # Opened for real, its outcomes recorded: the UPDATE also goes straight to asyncpg.
+    await _open(deps, notice)
+    async with deps.sessions() as session:
+        rows = await session.execute(
+            sa.select(delivery_records).where(delivery_records.c.aggregate_id == alert_id)
+        )
+        records = [record_from_row(row._mapping) for row in rows]
+    delivered = Delivered(attempts=1, delivered_at=T0, destination_key="k")
+    through_sqlalchemy.clear()
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", before)
+    try:
+        with _by_connection(runtime) as seen:
+            async with deps.unit_of_work() as uow:
+                await RouterDeliveryPlan(deps).on_outcomes(
+                    uow, [Settled(record, delivered) for record in records]
+                )
+                await uow.commit()
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", before)
+    # Router's own statements of the batch (the alerts' read and the UPDATE) skip
+    # SQLAlchemy; the engine's settlement is not router's and still goes through it.
+    assert not [s for s in through_sqlalchemy if s.startswith(("WITH took", "SELECT alerts"))]
+    assert sum(sql.startswith("WITH took") for _, sql, _ in seen) == 1
+    assert sum(sql.startswith("SELECT alerts") for _, sql, _ in seen) == 1
+    state = await _scalar(deps, sa.select(alerts.c.state).where(alerts.c.id == alert_id))
+    assert state == "delivered"

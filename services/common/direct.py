@@ -1,0 +1,136 @@
+"""Hot statements sent straight to asyncpg, inside the unit of work's transaction.
+
+Why: profiled on intake's submission and router's notice path, SQLAlchemy's
+per-execution work (the ORM execute path, the statement's cache key, bind and result
+processing, its asyncpg adapter's cursor) was a third or more of the CPU of a
+one-statement transaction. The statements here are still built with SQLAlchemy (Core or
+a typed `text()`), but once: `DirectStatement` compiles its statement for the
+connection's dialect on first use (with the casts the asyncpg dialect renders) and keeps
+the SQL text, the order of its `$n` parameters and their bind processors. Each execution
+then only orders the values and hands them to asyncpg, whose own cache keeps the
+prepared statement per connection.
+
+Only for PostgreSQL (callers keep their SQLAlchemy path for SQLite), and only for
+statements whose results are plain columns (no result type processing is applied).
+`driver_connection` first makes sure SQLAlchemy's transaction on the session has begun
+(its asyncpg adapter sends BEGIN lazily, before the first statement), so everything
+sent here commits or rolls back with the unit of work.
+
+A lone write (`fetchrow(..., lone=True)`) is a statement that is the whole of its unit
+of work's writes, sent before anything else: it goes without BEGIN and PostgreSQL runs
+it as a transaction of its own (atomic, durable when it answers); the unit of work's
+commit then has nothing to send. When the unit of work already began the statement
+joins that transaction as usual.
+
+(The same mechanism as `services/intake/direct.py`, shared here for the other services.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["DirectStatement", "driver_connection", "is_postgres_session"]
+
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    processors: tuple[_Processor, ...]
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments, in `$n` order, processed as SQLAlchemy would."""
+        arguments = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = values[name] if name in values else self.defaults[name]
+            arguments.append(process(value) if process is not None and value is not None else value)
+        return arguments
+
+
+class DirectStatement:
+    """A statement built once (by `build`) and compiled once per dialect."""
+
+    def __init__(self, build: Callable[[], sa.Executable]) -> None:
+        self._build = build
+        self._compiled: dict[str, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        """The SQL text, parameter order and processors for `dialect` (cached)."""
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self._build().compile(dialect=dialect)  # type: ignore[attr-defined]
+            names = tuple(compiled.positiontup or ())
+            found = _Compiled(
+                sql=str(compiled),
+                names=names,
+                # The values of the statement's own literals (LIMIT 1, the NOTIFY payload).
+                defaults={
+                    name: compiled.binds[name].effective_value
+                    for name in names
+                    if not compiled.binds[name].required
+                },
+                processors=tuple(
+                    compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+                    for name in names
+                ),
+            )
+            self._compiled[dialect.name] = found
+        return found
+
+    async def fetchrow(
+        self, session: AsyncSession, values: Mapping[str, Any], *, lone: bool = False
+    ) -> Any:
+        """Run it in the session's transaction; the first row (an asyncpg Record) or None.
+
+        `lone`: the caller's whole write; with no transaction begun yet it commits by itself.
+        """
+        driver = await driver_connection(session, begin=not lone)
+        compiled = self.compiled(session.get_bind().dialect)
+        return await driver.fetchrow(compiled.sql, *compiled.arguments(values))
+
+    async def fetch(self, session: AsyncSession, values: Mapping[str, Any]) -> list[Any]:
+        """Run it in the session's transaction; every row (asyncpg Records)."""
+        driver = await driver_connection(session)
+        compiled = self.compiled(session.get_bind().dialect)
+        rows: list[Any] = await driver.fetch(compiled.sql, *compiled.arguments(values))
+        return rows
+
+    async def execute(self, session: AsyncSession, values: Mapping[str, Any]) -> None:
+        """Run it in the session's transaction, discarding any rows."""
+        await self.fetchrow(session, values)
+
+
+def is_postgres_session(session: AsyncSession) -> bool:
+    """True when the session talks to PostgreSQL through asyncpg."""
+    return session.get_bind().dialect.driver == "asyncpg"
+
+
+async def driver_connection(session: AsyncSession, *, begin: bool = True) -> Any:
+    """The session's asyncpg connection, with the session's transaction begun on it.
+
+    `begin=False`: when no transaction has begun yet, leave it so (the next statement
+    commits by itself); one that has begun is still the one statements join.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    if adapted._transaction is None and not begin:
+        return raw.driver_connection
+    if adapted._transaction is None:
+        # What SQLAlchemy's asyncpg adapter does before its own first statement: BEGIN,
+        # remembered by the adapter, so the session's commit or rollback ends it.
+        await adapted._start_transaction()
+    driver = raw.driver_connection
+    if driver is None or not driver.is_in_transaction():
+        # Never run a write outside the unit of work's transaction (autocommitted).
+        raise RuntimeError("no transaction open on the session's connection")
+    return driver

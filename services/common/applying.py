@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.base import EventData
 from services.common.cloudevents import Envelope, correlation_scope
 from services.common.db import UnitOfWork
+from services.common.direct import asyncpg_unreachable
 from services.common.inbox import Claim, claim_message, claim_messages
 from services.common.logging import bound, get_logger, scrub_text
 from services.common.metrics import CONSUMER_PROCESSED
@@ -123,11 +124,7 @@ def database_unreachable(exc: BaseException) -> bool:
             return True
         if isinstance(current, sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError):
             return True
-        if isinstance(current, ConnectionError | TimeoutError) or type(current).__name__ in (
-            "CannotConnectNowError",
-            "ConnectionDoesNotExistError",
-            "ConnectionFailureError",
-        ):
+        if isinstance(current, ConnectionError | TimeoutError) or asyncpg_unreachable(current):
             return True
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__

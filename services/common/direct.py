@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["DirectStatement", "driver_connection", "is_postgres_session"]
+__all__ = ["DirectStatement", "asyncpg_unreachable", "driver_connection", "is_postgres_session"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -134,3 +134,33 @@ async def driver_connection(session: AsyncSession, *, begin: bool = True) -> Any
         # Never run a write outside the unit of work's transaction (autocommitted).
         raise RuntimeError("no transaction open on the session's connection")
     return driver
+
+
+# asyncpg's own errors for a database that cannot be reached, matched by name so that callers in
+# SQLite-only processes need not import asyncpg. Statements sent here raise them raw
+# (SQLAlchemy wraps only what goes through its execute path), and so does its asyncpg
+# adapter's BEGIN (as the cause of its own InterfaceError).
+_LOST = frozenset(
+    {
+        "AdminShutdownError",  # the server was told to end this backend (or to stop)
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "CrashShutdownError",
+        "TooManyConnectionsError",  # no connection to be had: an outage, not a bug
+    }
+)
+
+
+def asyncpg_unreachable(exc: BaseException) -> bool:
+    """True when `exc` itself is asyncpg saying the database cannot be reached (not a bug)."""
+    for cls in type(exc).__mro__:
+        if not cls.__module__.startswith("asyncpg"):
+            continue
+        if cls.__name__ in _LOST:
+            return True
+        # A call on a connection whose socket already closed; other InterfaceErrors
+        # (an operation already in progress, ...) are bugs, not outages.
+        if cls.__name__ == "InterfaceError" and "connection is closed" in str(exc):
+            return True
+    return False

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.direct import DirectStatement, driver_connection, is_postgres_session
 from services.common.messaging import inbox_messages
 
 __all__ = ["Claim", "claim_message", "claim_messages", "was_processed"]
@@ -30,14 +31,16 @@ async def claim_message(
     On PostgreSQL a concurrent claim of the same id waits for the other transaction
     and then reports the duplicate, so two instances never both apply the effect.
     """
-    statement = _claim_one(session.get_bind().dialect.name)
     values = {
         "consumer": consumer,
         "message_id": message_id,
         "topic": topic,
         "processed_at": datetime.now(UTC),
     }
-    result = await session.execute(statement, values)
+    if is_postgres_session(session):
+        # Straight to asyncpg (direct.py): every consumed message runs it.
+        return await _CLAIM_ONE_PG.fetchrow(session, values) is not None
+    result = await session.execute(_claim_one(session.get_bind().dialect.name), values)
     return result.first() is not None
 
 
@@ -53,6 +56,20 @@ def _claim_one(dialect: str) -> sa.Insert:
         .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
         .returning(inbox_messages.c.message_id)
     )
+
+
+_CLAIM_ONE_PG = DirectStatement(lambda: _claim_one("postgresql"))
+
+# PostgreSQL: a batch's claims as three arrays, so one prepared statement serves every
+# batch size (a VALUES list would be a new statement, and a new plan, per size). The
+# rows go in array order, which the caller sorts.
+_CLAIM_MANY_PG = """
+INSERT INTO inbox_messages (consumer, message_id, topic, processed_at)
+SELECT c.consumer, c.message_id, c.topic, $4::timestamptz
+  FROM unnest($1::varchar[], $2::varchar[], $3::varchar[]) AS c(consumer, message_id, topic)
+ON CONFLICT (consumer, message_id) DO NOTHING
+RETURNING consumer, message_id
+"""
 
 
 class Claim(NamedTuple):
@@ -73,6 +90,16 @@ async def claim_messages(session: AsyncSession, claims: Sequence[Claim]) -> set[
     unique = sorted({(c.consumer, c.message_id): c for c in claims}.values())
     if not unique:
         return set()
+    if is_postgres_session(session):
+        driver = await driver_connection(session)
+        rows = await driver.fetch(
+            _CLAIM_MANY_PG,
+            [c.consumer for c in unique],
+            [c.message_id for c in unique],
+            [c.topic for c in unique],
+            datetime.now(UTC),
+        )
+        return {(row["consumer"], row["message_id"]) for row in rows}
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = datetime.now(UTC)

@@ -14,6 +14,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.cloudevents import current_correlation_id
+from services.common.direct import asyncpg_unreachable
 from services.common.logging import get_logger
 from services.common.problems.errors import (
     CORRELATION_ID_HEADER,
@@ -52,25 +53,6 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-# asyncpg's connection-loss errors, matched by name so this module neither needs
-# asyncpg's (absent) type information nor imports it in SQLite-only processes.
-_ASYNCPG_UNAVAILABLE = frozenset(
-    {
-        "CannotConnectNowError",
-        "ConnectionDoesNotExistError",
-        "ConnectionFailureError",
-        "TooManyConnectionsError",
-    }
-)
-
-
-def _is_asyncpg_unavailable(exc: BaseException) -> bool:
-    return any(
-        cls.__module__.startswith("asyncpg") and cls.__name__ in _ASYNCPG_UNAVAILABLE
-        for cls in type(exc).__mro__
-    )
-
-
 def _database_unavailable_types() -> tuple[type[BaseException], ...]:
     import sqlalchemy.exc
 
@@ -99,7 +81,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
 
     unavailable = _database_unavailable_types()
     for item in _exception_chain(exc):
-        if isinstance(item, unavailable) or _is_asyncpg_unavailable(item):
+        if isinstance(item, unavailable) or asyncpg_unreachable(item):
             return True
         if isinstance(item, sqlalchemy.exc.DBAPIError) and item.connection_invalidated:
             return True

@@ -9,6 +9,7 @@ import sqlalchemy.exc
 
 from services.common.delivery import DeliveryError
 from services.common.kafka import database_unreachable
+from services.common.problems import is_database_unavailable
 
 
 def _sqlite_error(message: str) -> sqlalchemy.exc.OperationalError:
@@ -55,3 +56,22 @@ def test_delivery_failure_raised_from_none_is_not_a_database_outage() -> None:
 def test_a_bug_is_not_an_outage() -> None:
     assert not database_unreachable(ValueError("cannot apply this notice"))
     assert not database_unreachable(KeyError("recipient"))
+
+
+def test_asyncpg_saying_its_connection_is_gone_is_an_outage_on_either_path() -> None:
+    import asyncpg
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+
+    closed = asyncpg.InterfaceError("connection is closed")
+    shutdown = asyncpg.AdminShutdownError("terminating connection due to administrator command")
+
+    def adapter_begin() -> None:
+        # What SQLAlchemy's asyncpg adapter raises for a BEGIN on a closed connection.
+        raise AsyncAdapt_asyncpg_dbapi.InterfaceError("connection is closed") from closed
+
+    for error in (closed, shutdown, _raised(adapter_begin)):
+        assert database_unreachable(error)
+        assert is_database_unavailable(error)
+    busy = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+    assert not database_unreachable(busy)  # a bug in how the connection is used
+    assert not is_database_unavailable(busy)

@@ -79,7 +79,7 @@ from services.common.metrics import OUTBOX_PUBLISHED
 from services.common.outbox.handoff import Taker, register_taker
 from services.common.outbox.leases import LeaseKeeper
 from services.common.outbox.ordering import in_waves, one_key_at_a_time
-from services.common.outbox.statements import RelayStatements
+from services.common.outbox.statements import MARK_SENT_PG, RelayStatements
 from services.common.outbox.writing import (
     _NOTIFY_CHANNEL,
     _PROCESS_TOKEN,
@@ -435,6 +435,15 @@ class OutboxRelay:
         """Mark `sent` sent and hold `failed` back; learn when the earliest lease left ends."""
         statements = self._statements
         self._lease_ends_in_s = None
+        if self._postgres and sent and not failed:
+            # The usual settling, one statement straight to asyncpg: no SQLAlchemy session
+            # or statement work around it (it runs for every round).
+            async with self._engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                ends = await driver.fetchval(MARK_SENT_PG, sent, self.relay_id, datetime.now(UTC))
+            self._lease_ends_in_s = self._seconds_until(ends)
+            return
         async with self._sessions() as session, session.begin():
             for row, error in failed:
                 await session.execute(

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from services.common.messaging import outbox_messages
 
-__all__ = ["RelayStatements"]
+__all__ = ["MARK_SENT_PG", "RelayStatements"]
 
 _TIMESTAMP = sa.DateTime(timezone=True)
 # Whether a row of the same key waits behind a claimed one (it becomes claimable once
@@ -188,6 +188,20 @@ class RelayStatements:
     @staticmethod
     def mark_sent_values(ids: list[int]) -> dict[str, Any]:
         return {"ids": ids, "sent_at": datetime.now(UTC)}
+
+
+# `mark_sent` on PostgreSQL as asyncpg takes it ($1 ids, $2 this relay, $3 sent at): the ids
+# as one array, so one prepared statement serves every batch size (SQLAlchemy's expanding
+# IN renders a new statement per size). It returns what `mark_sent` returns.
+MARK_SENT_PG = """
+UPDATE outbox_messages
+   SET sent_at = $3, claimed_by = NULL, claimed_until = NULL, last_error = NULL
+ WHERE id = ANY($1::bigint[]) AND claimed_by = $2
+RETURNING (SELECT extract(epoch FROM min(other.claimed_until) - clock_timestamp())
+             FROM outbox_messages AS other
+            WHERE other.sent_at IS NULL AND other.claimed_until IS NOT NULL
+              AND other.id <> ALL($1::bigint[]))
+"""
 
 
 def _at(name: str) -> sa.BindParameter[datetime]:

@@ -30,9 +30,10 @@ def test_a_service_is_served_on_uvloop_with_httptools(
 
     (config,) = served
     # Named, not "auto": a missing package fails at start-up instead of falling back.
-    assert (config.loop, config.http) == ("uvloop", "httptools")
+    # The protocol: httptools' own, writing a response's head and body at once.
+    assert (config.loop, config.http) == ("uvloop", serve_module.OneWriteHttpProtocol)
     config.load()
-    assert config.http_protocol_class is HttpToolsProtocol
+    assert issubclass(config.http_protocol_class, HttpToolsProtocol)
     factory = config.get_loop_factory()
     assert factory is not None
     loop = factory()

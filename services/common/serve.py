@@ -24,7 +24,6 @@ same port:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import gc
@@ -40,17 +39,15 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import MULTIPROCESS_DIR_ENV
 from services.common.settings import CommonSettings
 
-__all__ = ["OneWriteHttpProtocol", "OneWriteTransport", "WorkerRole", "serve", "worker_role"]
+__all__ = ["WorkerRole", "serve", "worker_role"]
 
 log = get_logger(__name__)
 
@@ -127,86 +124,11 @@ def _serve_here(
         # uvloop and httptools are dependencies, named here so that a missing one is an
         # error at start-up rather than a silent fall-back to the slower pure-Python pair.
         loop="uvloop",
-        http=OneWriteHttpProtocol,
+        http="httptools",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         server_header=False,
     )
     uvicorn.Server(config).run(sockets=sockets)
-
-
-class OneWriteTransport:
-    """A connection's transport that sends a response's head and body in one write.
-
-    uvicorn writes the head when the app starts its response and the body when the app
-    sends it: two `send` syscalls, two TCP segments for one small JSON answer. Profiled at
-    64 clients, the socket writes were ~6 % of intake's CPU (on loopback the sender's
-    syscall also does the receiver's TCP work). A write is held until the next one, which
-    goes out joined to it, or until the loop's next turn (a head alone: a 204, a response
-    whose body is still being produced). Every other call passes through, a close or an
-    end of stream after what is held.
-    """
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
-        self._flush_handle: asyncio.Handle | None = None
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Hold `data`, or send it joined to what is held."""
-        held = self._held
-        if held is None:
-            self._held = bytes(data)
-            self._flush_handle = self._loop.call_soon(self.flush)
-            return
-        self._held = None
-        self._cancel_flush()
-        self._transport.write(held + data)
-
-    def flush(self) -> None:
-        """Send what is held now."""
-        held, self._held = self._held, None
-        self._cancel_flush()
-        if held is not None and not self._transport.is_closing():
-            self._transport.write(held)
-
-    def close(self) -> None:
-        """Close after sending what is held (as the transport sends its buffer first)."""
-        self.flush()
-        self._transport.close()
-
-    def write_eof(self) -> None:
-        """End the stream after what is held."""
-        self.flush()
-        self._transport.write_eof()
-
-    def abort(self) -> None:
-        """Drop what is held with the rest of the buffer."""
-        self._held = None
-        self._cancel_flush()
-        self._transport.abort()
-
-    def get_write_buffer_size(self) -> int:
-        """The transport's buffer and what is held."""
-        return self._transport.get_write_buffer_size() + len(self._held or b"")
-
-    def __getattr__(self, name: str) -> Any:
-        # is_closing, pause_reading, get_extra_info, set_protocol, ...: the transport's.
-        return getattr(self._transport, name)
-
-    def _cancel_flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-
-
-class OneWriteHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing through a `OneWriteTransport`."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        # Flow control (pause and resume reading) keeps the real transport.
-        self.transport = OneWriteTransport(transport, self.loop)  # type: ignore[assignment]
 
 
 def _freeze_startup_heap() -> None:

@@ -30,10 +30,9 @@ def test_a_service_is_served_on_uvloop_with_httptools(
 
     (config,) = served
     # Named, not "auto": a missing package fails at start-up instead of falling back.
-    # The protocol: httptools' own, writing a response's head and body at once.
-    assert (config.loop, config.http) == ("uvloop", serve_module.OneWriteHttpProtocol)
+    assert (config.loop, config.http) == ("uvloop", "httptools")
     config.load()
-    assert issubclass(config.http_protocol_class, HttpToolsProtocol)
+    assert config.http_protocol_class is HttpToolsProtocol
     factory = config.get_loop_factory()
     assert factory is not None
     loop = factory()

@@ -280,7 +280,7 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     floors = await _floors(infra, plan, work_dir)
     profiler = PhaseProfiler(work_dir / "profiles") if args.profile else None
     workers = args.intake_workers if infra.backend == "postgresql" else 1
-    first = workers if args.intake_only else 1
+    first = workers if args.intake_only or __import__("os").environ.get("BENCH_PATH_WORKERS") else 1
     async with running_services(infra, work_dir, intake_workers=first) as system:
         idle: dict[str, float] = {}
         phases = [] if args.intake_only else await _rates(infra, system, plan, profiler, idle)

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 

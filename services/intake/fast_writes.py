@@ -96,7 +96,8 @@ def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
     )
     # The outbox INSERT says whether it wrote (one NOTIFY, only then) and what it leased.
     outboxed = outbox.returning(outbox_messages.c.id, outbox_messages.c.claimed_by).cte("w_o")
-    notify = notify_relays()
+    # Its one row handed to this process's relay: other processes' relays need no claim.
+    notify = notify_relays(handed=outboxed.c.claimed_by.is_not(None))
     return sa.select(
         sa.select(existing.c.id).scalar_subquery().label("existing_id"),
         sa.select(sa.func.count()).select_from(notice).scalar_subquery().label("written"),

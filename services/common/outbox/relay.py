@@ -83,6 +83,7 @@ from services.common.outbox.statements import MARK_SENT_PG, RelayStatements
 from services.common.outbox.writing import (
     _NOTIFY_CHANNEL,
     _PROCESS_TOKEN,
+    HANDED_SUFFIX,
     OutboxRow,
     PublishFn,
     _wakers,
@@ -288,10 +289,15 @@ class OutboxRelay:
             self._listener = None
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        token, handed = payload.removesuffix(HANDED_SUFFIX), payload.endswith(HANDED_SUFFIX)
         # This process's own commits woke the relay already, without the round trip.
-        if payload != _PROCESS_TOKEN:
+        if token == _PROCESS_TOKEN:
+            return
+        # Rows all handed to the sender's relay: a claim would find them leased. If that
+        # process dies first, its leases end and a poll claims them, as after a wake.
+        if not handed:
             self.wake()
-            heard_from_elsewhere()
+        heard_from_elsewhere()
 
     def _listening(self) -> bool:
         return self._listener is not None and not self._listener.is_closed()

@@ -42,6 +42,7 @@ from services.common.outbox.handoff import (
 )
 
 __all__ = [
+    "HANDED_SUFFIX",
     "OutboxRow",
     "PublishFn",
     "enqueue",
@@ -66,6 +67,8 @@ _WRITTEN = "aviso_outbox_written"
 _NOTIFY_CHANNEL = "aviso_outbox"
 # The payload of this process's NOTIFYs: random, so it says nothing but "not yours".
 _PROCESS_TOKEN = uuid.uuid4().hex
+# Appended to it when the commit's rows were all handed to this process's relay.
+HANDED_SUFFIX = ":handed"
 
 # Relays of this process (their `wake`), asked for a claim after any commit that
 # enqueued a row it did not hand over.
@@ -236,11 +239,20 @@ async def _insert_alongside(
     await session.execute(statement)
 
 
-def notify_relays() -> sa.ColumnElement[Any]:
+def notify_relays(handed: sa.ColumnElement[bool] | None = None) -> sa.ColumnElement[Any]:
     """The NOTIFY `enqueue` sends with its rows (PostgreSQL), for a statement that writes
-    outbox rows itself: relays of other processes wake; this process's ignore it."""
+    outbox rows itself: relays of other processes wake; this process's ignore it.
+
+    `handed`: true when every row the statement wrote was leased to this process's relay
+    (handoff.py). The payload then ends in `HANDED_SUFFIX`, and other processes' relays
+    skip the claim it would start (it could only find those rows leased), while whoever
+    watches commits there still hears of it (`heard_from_elsewhere`).
+    """
     channel = sa.literal(_NOTIFY_CHANNEL + "_") + sa.func.current_schema()
-    return sa.func.pg_notify(channel, sa.literal(_PROCESS_TOKEN))
+    payload: sa.ColumnElement[str] = sa.literal(_PROCESS_TOKEN)
+    if handed is not None:
+        payload = payload + sa.case((handed, sa.literal(HANDED_SUFFIX)), else_=sa.literal(""))
+    return sa.func.pg_notify(channel, payload)
 
 
 @cache

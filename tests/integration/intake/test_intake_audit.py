@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 
 import pytest
 import sqlalchemy as sa
 import typer
+from sqlalchemy import event
 from typer.testing import CliRunner, Result
 
 from services.common import settings as common_settings
 from services.intake.audit import ChainReport, verify_chain
 from services.intake.cli import commands
+from services.intake.config import IntakeSettings
 from services.intake.worker import seal_audit
-from tests.integration.intake.intake_support import Intake, notice_body, revision_body
+from tests.integration.intake.intake_support import (
+    Intake,
+    notice_body,
+    revision_body,
+    run_intake,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -184,3 +191,36 @@ async def test_an_entry_committed_late_is_sealed_after_the_ones_before_it(
     entries = sorted(await intake.rows("audit_log"), key=lambda row: row["seq"])
     assert [e["entry_id"] for e in entries] == ["early", "late"]
     assert (await _report(intake)).intact
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_sealed_batch_is_one_insert_on_postgres(
+    intake_settings: Callable[..., IntakeSettings],
+) -> None:
+    # The background sealer waits an hour: this test's seal_audit takes the whole batch.
+    async with run_intake(intake_settings(intake_audit_seal_interval_s=3600.0)) as intake:
+        await _exercise(intake)
+        await _exercise(intake)
+        inserts: list[bool] = []
+
+        def seen(
+            _conn: object,
+            _cursor: object,
+            statement: str,
+            _params: object,
+            _ctx: object,
+            many: bool,
+        ) -> None:
+            if statement.startswith("INSERT INTO audit_log"):
+                inserts.append(many)
+
+        engine = intake.app.state.runtime.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert await seal_audit(intake.deps) == 8
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert inserts == [False]  # one statement, not an executemany of one per entry
+        report = await _report(intake)
+    assert report.intact
+    assert report.entries == 8

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from services.common.auth import Principal, Role
 from services.common.db import make_engine
@@ -88,6 +90,46 @@ async def test_a_plain_submission_is_one_statement_committed_as_it_answers(intak
     assert queries.sent == ["WITH"]  # no BEGIN, no COMMIT
     assert not result.replayed
     assert await intake.count("notice_versions") == 1
+    assert [row["event_type"] for row in await intake.rows("outbox_messages")] == [
+        "notice.received"
+    ]
+    assert await intake.count("audit_log") == 1
+
+
+async def test_a_plain_submission_borrows_one_connection_and_its_session_none(
+    intake: Intake,
+) -> None:
+    """The session never checks a connection out: its begin, commit and close send nothing
+    and hold nothing; the statement runs on one connection borrowed from the pool."""
+    async with intake.deps.unit_of_work() as probe:
+        engine = probe.session.get_bind()
+    task = asyncio.current_task()
+    borrowed: list[object] = []
+    session_begins: list[Session] = []
+
+    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if asyncio.current_task() is task:  # not the relay's or the sealer's
+            borrowed.append(dbapi_connection)
+
+    def on_begin(session: Session, _transaction: Any, _connection: Any) -> None:
+        session_begins.append(session)
+
+    event.listen(engine.pool, "checkout", on_checkout)
+    event.listen(Session, "after_begin", on_begin)
+    try:
+        async with intake.deps.unit_of_work().lone_write_commits() as uow:
+            result = await _submit(intake, uow, "LONE-BORROWED")
+            assert len(borrowed) == 1
+            # Committed by itself on the borrowed connection, already back in the pool.
+            assert await _visible_elsewhere(intake, result.notice.id)
+            await uow.commit()
+            own_session = uow.session.sync_session
+    finally:
+        event.remove(engine.pool, "checkout", on_checkout)
+        event.remove(Session, "after_begin", on_begin)
+    assert own_session not in session_begins
+    assert len(borrowed) == 1
+    assert not result.replayed
     assert [row["event_type"] for row in await intake.rows("outbox_messages")] == [
         "notice.received"
     ]

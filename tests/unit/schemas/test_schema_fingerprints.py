@@ -74,6 +74,26 @@ def test_fingerprint_is_truncated_hmac_sha256() -> None:
     assert fingerprint(OTHER_KEY, "abc123") != expected
 
 
+def test_a_keys_pads_are_hashed_once_not_per_gram(monkeypatch: pytest.MonkeyPatch) -> None:
+    keyed: list[bytes] = []
+    real_new = hmac.new
+
+    def counting_new(key: bytes, *args: object, **kwargs: object) -> hmac.HMAC:
+        keyed.append(key)
+        return real_new(key, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hmac, "new", counting_new)
+    fresh = b"f" * 32  # a key no other test used: not yet absorbed
+    prints = fingerprint_term(fresh, "Juan Carlos Perez Gonzalez")
+    prints |= fingerprint_term(fresh, "742 Evergreen Terrace")
+    assert len(prints) > 10
+    assert keyed == [fresh]
+    # Still the HMAC of each gram alone: nothing of one gram carries into the next.
+    assert (
+        fingerprint(fresh, "abc123") == real_new(fresh, b"abc123", hashlib.sha256).hexdigest()[:32]
+    )
+
+
 def test_a_short_key_is_refused() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         fingerprint(b"short", "abc")

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.cloudevents import new_event
+from services.common.direct import DirectStatement
 from services.common.messaging import outbox_messages
 from services.common.outbox import (
     hand_over,
@@ -38,7 +39,6 @@ from services.common.outbox import (
     taker_for,
 )
 from services.intake.audit import AuditTrail
-from services.intake.direct import DirectStatement
 from services.intake.domain import Transition
 from services.intake.tables import audit_pending, notice_versions, notices
 

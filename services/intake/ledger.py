@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.direct import is_postgres_session
+from services.common.direct import is_postgres_session
 from services.intake.domain import Operation, StoredIdempotencyKey
 from services.intake.fast_writes import lock_statement
 from services.intake.tables import idempotency_keys, signature_replays

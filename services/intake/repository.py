@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.direct import is_postgres_session
 from services.common.outbox import enqueue
 from services.intake.audit import AuditTrail
-from services.intake.direct import is_postgres_session
 from services.intake.domain import NoticeRecord, NoticeState, Transition, VersionRecord
 from services.intake.fast_writes import insert_new_notice
 from services.intake.tables import notice_versions, notices

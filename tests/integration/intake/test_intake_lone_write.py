@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from services.common.auth import Principal, Role
 from services.common.db import make_engine
+from services.common.direct import driver_connection
 from services.intake import notices
-from services.intake.direct import driver_connection
 from services.intake.notices.commands import NoticeSubmission
 from services.intake.notices.guards import NoticeResult
 from services.intake.unit_of_work import IntakeUnitOfWork

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 
-from services.intake.direct import DirectStatement
+from services.common.direct import DirectStatement
 from services.intake.fast_writes import lock_statement
 from services.intake.tables import audit_pending
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import NOTICES
@@ -23,6 +22,7 @@ from services.common.outbox.handoff import register_taker
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
 from tests.support.kafka_io import published_versions, wait_for
+from tests.support.statements import record_statements
 
 pytestmark = [
     pytest.mark.kafka,
@@ -33,23 +33,13 @@ pytestmark = [
 DEADLINE_S = 60.0
 
 
-def statements_of(engine: AsyncEngine) -> list[str]:
-    """Every statement `engine` sends from now on, shortened."""
-    seen: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(" ".join(statement.split())[:60])
-
-    event.listen(engine.sync_engine, "before_cursor_execute", before)
-    return seen
-
-
 def _claims(statements: list[str]) -> list[str]:
     return [s for s in statements if s.startswith("WITH claimable")]
 
 
 def _settlings(statements: list[str]) -> list[str]:
-    return [s for s in statements if s.startswith("UPDATE outbox_messages SET claimed_by=")]
+    # PostgreSQL's settling goes straight to asyncpg (relay.py, statements.MARK_SENT_PG).
+    return [s for s in statements if s.startswith("UPDATE outbox_messages SET sent_at")]
 
 
 async def _leases(engine: AsyncEngine, key: uuid.UUID) -> list[str | None]:
@@ -76,7 +66,7 @@ async def test_rows_a_commit_wrote_are_published_from_memory_without_a_claim(
     settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
 ) -> None:
     relay = _relay(engine, broker)
-    statements = statements_of(engine)
+    statements = record_statements(engine, width=60)
     await relay.start()
     notice_id, other = uuid.uuid4(), uuid.uuid4()
     try:
@@ -186,7 +176,7 @@ async def test_a_row_whose_key_has_a_row_held_by_another_relay_waits_for_it(
         lambda: _equals(_leases(engine, notice_id), [holder.relay_id]), timeout=DEADLINE_S
     )
 
-    statements = statements_of(engine)
+    statements = record_statements(engine, width=60)
     relay = _relay(engine, broker, poll_interval_s=0.2)
     await relay.start()
     try:

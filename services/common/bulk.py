@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["insert_rows"]
+__all__ = ["column_arrays", "insert_rows", "unnest_insert"]
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -44,8 +44,8 @@ async def insert_rows(
     if any(tuple(row) != columns for row in rows):
         raise ValueError(f"rows for {table.name} must all name the same columns, in order")
     if session.get_bind().dialect.name == "postgresql":
-        statement = _unnest_insert(table, columns, skip_conflicts, wrap)
-        await session.execute(statement, _arrays(columns, rows))
+        statement = unnest_insert(table, columns, skip_conflicts, wrap)
+        await session.execute(statement, column_arrays(columns, rows))
     else:
         await session.execute(_one_row_insert(table, skip_conflicts), list(rows))
 
@@ -66,9 +66,11 @@ def _unnest_insert_sql(table: sa.Table, columns: Sequence[str], *, skip_conflict
 
 
 @cache
-def _unnest_insert(
-    table: sa.Table, columns: tuple[str, ...], skip_conflicts: bool, wrap: str
+def unnest_insert(
+    table: sa.Table, columns: tuple[str, ...], skip_conflicts: bool, wrap: str = "{insert}"
 ) -> sa.TextClause:
+    """PostgreSQL: the INSERT of `columns` as one array per column (`column_arrays`),
+    built and typed once; `wrap` as in `insert_rows` (e.g. `{insert} RETURNING ...`)."""
     sql = wrap.format(insert=_unnest_insert_sql(table, columns, skip_conflicts=skip_conflicts))
     # Typed parameters: SQLAlchemy then applies each column's own bind processing (JSON
     # serialised, aware timestamps) to every element.
@@ -84,7 +86,10 @@ def _one_row_insert(table: sa.Table, skip_conflicts: bool) -> sa.Insert:
     return sa.insert(table)
 
 
-def _arrays(columns: Sequence[str], rows: Sequence[Mapping[str, object]]) -> dict[str, object]:
+def column_arrays(
+    columns: Sequence[str], rows: Sequence[Mapping[str, object]]
+) -> dict[str, object]:
+    """`rows` as `unnest_insert` takes them: one list per column."""
     return {name: [row[name] for row in rows] for name in columns}
 
 

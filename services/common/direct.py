@@ -41,7 +41,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.util import greenlet_spawn
 
 __all__ = [
@@ -114,6 +114,15 @@ class DirectStatement:
             return await _fetch_borrowed(bind, compiled.sql, compiled.arguments(values))
         driver = await driver_connection(session, begin=not lone)
         return await driver.fetchrow(compiled.sql, *compiled.arguments(values))
+
+    async def fetchrow_alone(self, engine: AsyncEngine, values: Mapping[str, Any]) -> Any:
+        """Run it by itself, autocommitted, on a connection of `engine`'s pool (no session:
+        for a statement that is a whole transaction, such as the relay's settling)."""
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            compiled = self.compiled(engine.dialect)
+            return await driver.fetchrow(compiled.sql, *compiled.arguments(values))
 
     async def fetch(self, session: AsyncSession, values: Mapping[str, Any]) -> list[Any]:
         """Run it in the session's transaction; every row (asyncpg Records)."""

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.direct import DirectStatement, driver_connection, is_postgres_session
+from services.common.bulk import column_arrays, unnest_insert
+from services.common.direct import DirectStatement, is_postgres_session
 from services.common.messaging import inbox_messages
 
 __all__ = ["Claim", "claim_message", "claim_messages", "was_processed"]
@@ -60,16 +61,15 @@ def _claim_one(dialect: str) -> sa.Insert:
 
 _CLAIM_ONE_PG = DirectStatement(lambda: _claim_one("postgresql"))
 
-# PostgreSQL: a batch's claims as three arrays, so one prepared statement serves every
-# batch size (a VALUES list would be a new statement, and a new plan, per size). The
-# rows go in array order, which the caller sorts.
-_CLAIM_MANY_PG = """
-INSERT INTO inbox_messages (consumer, message_id, topic, processed_at)
-SELECT c.consumer, c.message_id, c.topic, $4::timestamptz
-  FROM unnest($1::varchar[], $2::varchar[], $3::varchar[]) AS c(consumer, message_id, topic)
-ON CONFLICT (consumer, message_id) DO NOTHING
-RETURNING consumer, message_id
-"""
+# PostgreSQL: a batch's claims as one array per column (bulk.py), so one prepared statement
+# serves every batch size (a VALUES list would be a new statement, and a new plan, per
+# size). The rows go in the order given, which the caller sorts.
+_CLAIM_COLUMNS = ("consumer", "message_id", "topic", "processed_at")
+_CLAIM_MANY_PG = DirectStatement(
+    lambda: unnest_insert(
+        inbox_messages, _CLAIM_COLUMNS, True, "{insert} RETURNING consumer, message_id"
+    )
+)
 
 
 class Claim(NamedTuple):
@@ -91,15 +91,10 @@ async def claim_messages(session: AsyncSession, claims: Sequence[Claim]) -> set[
     if not unique:
         return set()
     if is_postgres_session(session):
-        driver = await driver_connection(session)
-        rows = await driver.fetch(
-            _CLAIM_MANY_PG,
-            [c.consumer for c in unique],
-            [c.message_id for c in unique],
-            [c.topic for c in unique],
-            datetime.now(UTC),
-        )
-        return {(row["consumer"], row["message_id"]) for row in rows}
+        now = datetime.now(UTC)
+        rows = [{**c._asdict(), "processed_at": now} for c in unique]
+        found = await _CLAIM_MANY_PG.fetch(session, column_arrays(_CLAIM_COLUMNS, rows))
+        return {(row["consumer"], row["message_id"]) for row in found}
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = datetime.now(UTC)

@@ -8,9 +8,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-__all__ = ["produce_raw", "published_versions", "read_topic", "wait_for"]
+__all__ = ["committed_offsets", "produce_raw", "published_versions", "read_topic", "wait_for"]
 
 
 async def read_topic(
@@ -85,3 +85,15 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> list[int]:
+    """`group`'s committed offset on each of `topic`'s partitions (0: none committed)."""
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await reader.start()
+    try:
+        # More partitions than the test broker gives a topic; absent ones answer None.
+        offsets = [await reader.committed(TopicPartition(topic, p)) for p in range(12)]
+    finally:
+        await reader.stop()
+    return [offset or 0 for offset in offsets]

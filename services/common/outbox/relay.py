@@ -73,13 +73,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from services.common.db import asyncpg_dsn, is_postgres
+from services.common.direct import DirectStatement
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
 from services.common.outbox.handoff import Taker, register_taker
 from services.common.outbox.leases import LeaseKeeper
 from services.common.outbox.ordering import in_waves, one_key_at_a_time
-from services.common.outbox.statements import MARK_SENT_PG, RelayStatements
+from services.common.outbox.statements import RelayStatements
 from services.common.outbox.writing import (
     _NOTIFY_CHANNEL,
     _PROCESS_TOKEN,
@@ -188,6 +189,7 @@ class OutboxRelay:
             claim_ttl_s=claim_ttl_s,
             retry_delay_s=retry_delay_s,
         )
+        self._mark_sent = DirectStatement(lambda: self._statements.mark_sent)
         # Off only to measure the polling fallback (benchmarks/outbox_latency.py --no-wake).
         self._wake_on_commit = wake_on_commit
         # Rows this process's commits handed over (handoff.py), with when (loop time).
@@ -442,13 +444,11 @@ class OutboxRelay:
         statements = self._statements
         self._lease_ends_in_s = None
         if self._postgres and sent and not failed:
-            # The usual settling, one statement straight to asyncpg: no SQLAlchemy session
-            # or statement work around it (it runs for every round).
-            async with self._engine.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                assert driver is not None
-                ends = await driver.fetchval(MARK_SENT_PG, sent, self.relay_id, datetime.now(UTC))
-            self._lease_ends_in_s = self._seconds_until(ends)
+            # The usual settling: straight to asyncpg, autocommitted (direct.py).
+            row = await self._mark_sent.fetchrow_alone(
+                self._engine, statements.mark_sent_values(sent)
+            )
+            self._lease_ends_in_s = statements.seconds_until(None if row is None else row[0])
             return
         async with self._sessions() as session, session.begin():
             for row, error in failed:
@@ -459,18 +459,7 @@ class OutboxRelay:
                 ends = await session.execute(
                     statements.mark_sent, statements.mark_sent_values(sent)
                 )
-                self._lease_ends_in_s = self._seconds_until(ends.scalar())
-
-    def _seconds_until(self, value: Any) -> float | None:
-        """A lease end as read back (PostgreSQL: seconds already; SQLite: a naive UTC time)."""
-        if value is None:
-            return None
-        if self._postgres:
-            return float(value)
-        ends = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        if ends.tzinfo is None:  # SQLite keeps the UTC wall time without its zone
-            ends = ends.replace(tzinfo=UTC)
-        return float((ends - datetime.now(UTC)).total_seconds())
+                self._lease_ends_in_s = statements.seconds_until(ends.scalar())
 
     async def _renew(self, ids: list[int]) -> None:
         """Extend this relay's lease on `ids` (the heartbeat); say so if any were lost."""
@@ -496,7 +485,7 @@ class OutboxRelay:
         """Seconds until the earliest lease on an unsent row ends (negative: ended)."""
         async with self._sessions() as session:
             value = (await session.execute(self._statements.earliest_lease)).scalar()
-        return self._seconds_until(value)
+        return self._statements.seconds_until(value)
 
     async def prune(self, *, older_than: timedelta) -> int:
         """Delete rows sent longer ago than `older_than`; returns how many."""

@@ -4,7 +4,8 @@ A relay round runs the same few statements with different ids and times. Buildin
 (two aliases of the outbox table, a correlated subquery, a RETURNING list) and deriving
 its cache key took SQLAlchemy longer than PostgreSQL took to run it, every round, in
 every service. Built once, a statement keeps its memoised cache key, so each round only
-binds its values: the ids (an expanding IN) and, on SQLite, the times. On PostgreSQL
+binds its values: the ids (one array on PostgreSQL, an expanding IN on SQLite) and,
+on SQLite, the times. On PostgreSQL
 the times are the database's clock (`clock_timestamp()`), written into the statement:
 every relay, on any host, reads the same time, so a 2 s lease does not depend on the
 hosts' clocks agreeing (SQLite is one file on one host, whose clock all relays share).
@@ -16,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from services.common.messaging import outbox_messages
 
-__all__ = ["MARK_SENT_PG", "RelayStatements"]
+__all__ = ["RelayStatements"]
 
 _TIMESTAMP = sa.DateTime(timezone=True)
 # Whether a row of the same key waits behind a claimed one (it becomes claimable once
@@ -49,7 +51,6 @@ class RelayStatements:
         self._claim_ttl = timedelta(seconds=claim_ttl_s)
         self._retry_delay = timedelta(seconds=retry_delay_s)
         t = outbox_messages
-        ids: sa.BindParameter[list[int]] = sa.bindparam("ids", expanding=True)
         mine = t.c.claimed_by == relay_id
         lease = self._lease_until(claim_ttl_s, "lease_until")
         self.claim = self._claim(relay_id, batch_size, lease)
@@ -64,7 +65,7 @@ class RelayStatements:
         )
         self.mark_sent = (
             sa.update(t)
-            .where(t.c.id.in_(ids), mine)
+            .where(self._among(t.c.id), mine)
             .values(
                 sent_at=sa.bindparam("sent_at", type_=_TIMESTAMP),
                 claimed_by=None,
@@ -75,7 +76,7 @@ class RelayStatements:
         )
         self.renew = (
             sa.update(t)
-            .where(t.c.id.in_(ids), mine, t.c.sent_at.is_(None))
+            .where(self._among(t.c.id), mine, t.c.sent_at.is_(None))
             .values(claimed_until=lease)
         )
         earliest = sa.func.min(t.c.claimed_until)
@@ -150,13 +151,33 @@ class RelayStatements:
             .where(
                 other.c.sent_at.is_(None),
                 other.c.claimed_until.is_not(None),
-                other.c.id.not_in(sa.bindparam("ids", expanding=True)),
+                ~self._among(other.c.id),
             )
             .scalar_subquery()
         )
         if self._postgres:
             return sa.extract("epoch", earliest - sa.func.clock_timestamp())
         return earliest
+
+    def _among(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """`column` is one of `:ids`: one array on PostgreSQL, so one prepared statement
+        for every batch size (the settling also goes straight to asyncpg there); an
+        expanding IN on SQLite."""
+        if self._postgres:
+            return column == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger)))
+        return column.in_(sa.bindparam("ids", expanding=True))
+
+    def seconds_until(self, value: Any) -> float | None:
+        """A lease end as a statement returns it (PostgreSQL: seconds already; SQLite: a
+        naive UTC time)."""
+        if value is None:
+            return None
+        if self._postgres:
+            return float(value)
+        ends = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        if ends.tzinfo is None:  # SQLite keeps the UTC wall time without its zone
+            ends = ends.replace(tzinfo=UTC)
+        return float((ends - datetime.now(UTC)).total_seconds())
 
     def _lease_until(self, seconds: float, name: str) -> sa.ColumnElement[datetime]:
         if self._postgres:
@@ -188,20 +209,6 @@ class RelayStatements:
     @staticmethod
     def mark_sent_values(ids: list[int]) -> dict[str, Any]:
         return {"ids": ids, "sent_at": datetime.now(UTC)}
-
-
-# `mark_sent` on PostgreSQL as asyncpg takes it ($1 ids, $2 this relay, $3 sent at): the ids
-# as one array, so one prepared statement serves every batch size (SQLAlchemy's expanding
-# IN renders a new statement per size). It returns what `mark_sent` returns.
-MARK_SENT_PG = """
-UPDATE outbox_messages
-   SET sent_at = $3, claimed_by = NULL, claimed_until = NULL, last_error = NULL
- WHERE id = ANY($1::bigint[]) AND claimed_by = $2
-RETURNING (SELECT extract(epoch FROM min(other.claimed_until) - clock_timestamp())
-             FROM outbox_messages AS other
-            WHERE other.sent_at IS NULL AND other.claimed_until IS NOT NULL
-              AND other.id <> ALL($1::bigint[]))
-"""
 
 
 def _at(name: str) -> sa.BindParameter[datetime]:

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -28,7 +27,7 @@ from services.common.kafka import EventConsumer, make_broker
 from services.common.migrations import upgrade
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
-from tests.support.kafka_io import produce_raw, read_topic, wait_for
+from tests.support.kafka_io import committed_offsets, produce_raw, read_topic, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -288,7 +287,7 @@ async def test_a_stop_mid_batch_applies_and_commits_nothing_of_it(
     await broker.stop()  # cancels the handler after the grace: the batch rolls back
 
     assert await harness.effects() == [], "the batch's transaction never committed"
-    assert await _committed(harness.settings.kafka_bootstrap_servers, group, topic) == 0
+    assert sum(await committed_offsets(harness.settings.kafka_bootstrap_servers, group, topic)) == 0
 
     # The next member of the group reads it all again and applies each message once.
     del harness.before_effect[str(stuck)]
@@ -297,14 +296,3 @@ async def test_a_stop_mid_batch_applies_and_commits_nothing_of_it(
     await wait_for(lambda: consumer.applier.processed_total == len(events), timeout=45)
     effects = await harness.effects()
     assert [e[0] for e in effects] == [e.message_id for e in events]
-
-
-async def _committed(bootstrap: str, group: str, topic: str) -> int:
-    """The group's committed offset, summed over the topic's partitions (0: none)."""
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await reader.start()
-    try:
-        offsets = [await reader.committed(TopicPartition(topic, p)) for p in range(12)]
-    finally:
-        await reader.stop()
-    return sum(o or 0 for o in offsets)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 
 from schemas.notices import NoticeUpdated
@@ -19,7 +18,7 @@ from services.common.kafka import EventConsumer, make_broker
 from services.common.migrations import upgrade
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
-from tests.support.kafka_io import produce_raw, wait_for
+from tests.support.kafka_io import committed_offsets, produce_raw, wait_for
 
 pytestmark = [
     pytest.mark.kafka,
@@ -76,14 +75,7 @@ async def produce(bootstrap: str, topic: str, count: int) -> None:
 
 async def committed(bootstrap: str, group: str, topic: str) -> int:
     """The group's committed offset on the one partition in use (KEY's; 0: none)."""
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await reader.start()
-    try:
-        # More partitions than the test broker gives a topic; absent ones answer None.
-        offsets = [await reader.committed(TopicPartition(topic, p)) for p in range(12)]
-    finally:
-        await reader.stop()
-    return max((o or 0 for o in offsets), default=0)
+    return max(await committed_offsets(bootstrap, group, topic))
 
 
 def counting(seen: list[str]) -> Callable[..., Any]:

@@ -38,8 +38,7 @@ def _claims(statements: list[str]) -> list[str]:
 
 
 def _settlings(statements: list[str]) -> list[str]:
-    # PostgreSQL's settling goes straight to asyncpg (relay.py, statements.MARK_SENT_PG).
-    return [s for s in statements if s.startswith("UPDATE outbox_messages SET sent_at")]
+    return [s for s in statements if s.startswith("UPDATE outbox_messages SET claimed_by=")]
 
 
 async def _leases(engine: AsyncEngine, key: uuid.UUID) -> list[str | None]:

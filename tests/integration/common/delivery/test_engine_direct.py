@@ -1,0 +1,176 @@
+"""The delivery engine's rounds on PostgreSQL go straight to asyncpg (direct_rounds.py):
+no SQLAlchemy statement, one SQL text for every batch size; the same outcomes on SQLite,
+which keeps its SQLAlchemy statements."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from services.common.delivery import SqlDeliveryStore
+from services.common.delivery.store import Settlement
+from tests.integration.common.delivery import test_engine_real as real
+from tests.support.statements import record_statements
+
+pytestmark = pytest.mark.postgres
+
+Db = real.Db
+# The engine tests' database (both back ends) and their sender clean-up, shared.
+db = real.db
+_close_senders = real._close_senders
+
+
+@contextmanager
+def _through_sqlalchemy(db: Db) -> Iterator[list[str]]:
+    """Statements that pass through SQLAlchemy's execution path meanwhile (not BEGIN)."""
+    seen: list[str] = []
+
+    def statement(_c: Any, _cur: Any, text: str, *_args: Any) -> None:
+        if not text.startswith("BEGIN"):
+            seen.append(text)
+
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", statement)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", statement)
+
+
+async def _claim_all(store: SqlDeliveryStore, owner: str, now: datetime) -> list[Any]:
+    return await store.claim(owner=owner, now=now, lease_until=now + timedelta(seconds=60),
+                             limit=100, exclude_keys=())  # fmt: skip
+
+
+async def test_accepts_of_any_size_are_one_statement_in_the_callers_transaction(
+    db: Db,
+) -> None:
+    engine = real._engine(db)
+    every = record_statements(db.engine)
+    sizes = (1, 3, 40)
+    with _through_sqlalchemy(db) as orm:
+        for size in sizes:
+            orders = [real._order(f"http://127.0.0.1:1/a{size}-{i}") for i in range(size)]
+            async with db.sessions() as session, session.begin():
+                assert await engine.accept_many(session, orders) == size
+                # Seen by the caller's own transaction before it commits.
+                count = await session.scalar(sa.select(sa.func.count()).select_from(real.records))
+                assert count == sum(sizes[: sizes.index(size) + 1])
+        async with db.sessions() as session:  # rolled back: nothing stays
+            await engine.accept_many(session, [real._order("http://127.0.0.1:1/gone")])
+            await session.rollback()
+    await asyncio.sleep(0)
+    assert len(await real._rows(db)) == sum(sizes)
+    inserts = [s for s in every if s.upper().startswith("INSERT INTO")]
+    if db.postgres:
+        # One INSERT per accept, the same text whatever the number of rows, none through
+        # SQLAlchemy (the count reads above are the test's own).
+        assert len(inserts) == len(sizes) + 1 and len(set(inserts)) == 1
+        assert not [s for s in orm if "delivery_records" in s and "INSERT" in s.upper()]
+    else:
+        assert len(inserts) == len(sizes) + 1
+
+
+async def test_settling_batches_of_any_size_is_one_statement_and_keeps_the_guard(
+    db: Db,
+) -> None:
+    store = SqlDeliveryStore(sessions=db.sessions, table=real.records)
+    engine = real._engine(db)
+    orders = [real._order(f"http://127.0.0.1:1/s{i}") for i in range(4)]
+    await real._accept(db, engine, *orders)
+    now = datetime.now(UTC)
+    assert len(await _claim_all(store, "me", now)) == 4
+    a, b, c, d = (o.delivery_id for o in orders)
+    async with db.sessions() as session, session.begin():  # d is taken over meanwhile
+        await session.execute(
+            sa.update(real.records)
+            .where(real.records.c.delivery_id == str(d))
+            .values(claimed_by="other")
+        )
+    every = record_statements(db.engine)
+    with _through_sqlalchemy(db) as orm:
+        for batch in ([a], [b, c, d]):
+            async with store.transaction() as tx:
+                held = await store.settle_many(
+                    tx, owner="me", settlements=[Settlement(i, "delivered", now) for i in batch]
+                )
+                await tx.commit()
+            assert held == set(batch) - {d}
+    await asyncio.sleep(0)
+    settling = list(every)
+    rows = await real._rows(db)
+    assert [rows[str(i)].state for i in (a, b, c, d)] == ["delivered"] * 3 + ["sending"]
+    assert rows[str(d)].claimed_by == "other"  # another process's claim: left alone
+    if db.postgres:
+        assert orm == []
+        assert len(settling) == 2 and len(set(settling)) == 1  # one text for sizes 1 and 3
+
+
+async def test_a_renewal_extends_ours_and_names_those_another_process_holds(db: Db) -> None:
+    store = SqlDeliveryStore(sessions=db.sessions, table=real.records)
+    engine = real._engine(db)
+    orders = [real._order(f"http://127.0.0.1:1/r{i}") for i in range(3)]
+    await real._accept(db, engine, *orders)
+    now = datetime.now(UTC)
+    assert len(await _claim_all(store, "me", now)) == 3
+    a, b, c = (o.delivery_id for o in orders)
+    until = now + timedelta(seconds=90)
+    every = record_statements(db.engine)
+    with _through_sqlalchemy(db) as orm:
+        all_ours = await store.renew(owner="me", ids=[a, b], until=until)
+        await asyncio.sleep(0)
+        first = list(every)
+    async with db.sessions() as session, session.begin():  # c is taken over
+        await session.execute(
+            sa.update(real.records)
+            .where(real.records.c.delivery_id == str(c))
+            .values(claimed_by="other")
+        )
+    del every[:]
+    with _through_sqlalchemy(db) as orm_then:
+        one_lost = await store.renew(owner="me", ids=[a, c], until=until + timedelta(seconds=1))
+        await asyncio.sleep(0)
+        second = list(every)
+    assert (all_ours.renewed, all_ours.lost) == (frozenset({a, b}), frozenset())
+    assert (one_lost.renewed, one_lost.lost) == (frozenset({a}), frozenset({c}))
+    rows = await real._rows(db)
+    assert real._aware(rows[str(a)].claimed_until) == until + timedelta(seconds=1)
+    assert real._aware(rows[str(b)].claimed_until) == until
+    if db.postgres:
+        # Autocommitted, no session: the UPDATE alone when all were renewed, then the
+        # read of what is still ours when one was not.
+        assert orm == orm_then == []
+        assert len(first) == 1 and first[0].startswith("UPDATE")
+        assert len(second) == 2 and second[0] == first[0] and second[1].startswith("SELECT")
+
+
+async def test_the_next_due_time_is_the_earliest_timer_or_foreign_lease(db: Db) -> None:
+    store = SqlDeliveryStore(sessions=db.sessions, table=real.records)
+    engine = real._engine(db)
+    assert await store.next_due() is None
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    orders = [real._order(f"http://127.0.0.1:1/n{i}") for i in range(2)]
+    await real._accept(db, engine, *orders)
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            sa.update(real.records)
+            .where(real.records.c.delivery_id == str(orders[0].delivery_id))
+            .values(next_attempt_at=later + timedelta(minutes=1))
+        )
+        await session.execute(
+            sa.update(real.records)
+            .where(real.records.c.delivery_id == str(orders[1].delivery_id))
+            .values(state="sending", claimed_by="other", claimed_until=later)
+        )
+    with _through_sqlalchemy(db) as orm:
+        alone = await store.next_due()
+        async with store.transaction() as tx:
+            inside = await store.next_due(tx)
+    assert alone == inside == later
+    if db.postgres:
+        assert orm == []

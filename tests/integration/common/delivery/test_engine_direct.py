@@ -70,7 +70,8 @@ async def test_accepts_of_any_size_are_one_statement_in_the_callers_transaction(
     if db.postgres:
         # One INSERT per accept, the same text whatever the number of rows, none through
         # SQLAlchemy (the count reads above are the test's own).
-        assert len(inserts) == len(sizes) + 1 and len(set(inserts)) == 1
+        assert len(inserts) == len(sizes) + 1
+        assert len(set(inserts)) == 1
         assert not [s for s in orm if "delivery_records" in s and "INSERT" in s.upper()]
     else:
         assert len(inserts) == len(sizes) + 1
@@ -108,7 +109,8 @@ async def test_settling_batches_of_any_size_is_one_statement_and_keeps_the_guard
     assert rows[str(d)].claimed_by == "other"  # another process's claim: left alone
     if db.postgres:
         assert orm == []
-        assert len(settling) == 2 and len(set(settling)) == 1  # one text for sizes 1 and 3
+        assert len(settling) == 2
+        assert len(set(settling)) == 1
 
 
 async def test_a_renewal_extends_ours_and_names_those_another_process_holds(db: Db) -> None:
@@ -145,8 +147,11 @@ async def test_a_renewal_extends_ours_and_names_those_another_process_holds(db: 
         # Autocommitted, no session: the UPDATE alone when all were renewed, then the
         # read of what is still ours when one was not.
         assert orm == orm_then == []
-        assert len(first) == 1 and first[0].startswith("UPDATE")
-        assert len(second) == 2 and second[0] == first[0] and second[1].startswith("SELECT")
+        assert len(first) == 1
+        assert first[0].startswith("UPDATE")
+        assert len(second) == 2
+        assert second[0] == first[0]
+        assert second[1].startswith("SELECT")
 
 
 async def test_the_next_due_time_is_the_earliest_timer_or_foreign_lease(db: Db) -> None:

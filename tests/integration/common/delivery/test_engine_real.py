@@ -421,7 +421,8 @@ async def test_settling_a_batch_writes_each_records_own_outcome(db: Db) -> None:
     # UPDATE executed for each row held (COMMIT is no statement here).
     if db.postgres:
         assert sent == ["BEGIN"]
-        assert len(every) == 1 and every[0].startswith("WITH locked AS MATERIALIZED")
+        assert len(every) == 1
+        assert every[0].startswith("WITH locked AS MATERIALIZED")
     else:
         assert len(sent) == 1 + 1 + 3
     rows = await _rows(db)

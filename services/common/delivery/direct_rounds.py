@@ -10,8 +10,8 @@ prepared per connection. Every batch size takes the same text: rows go as one ar
 column (`unnest`), ids as one array.
 
 Where a statement joins the caller's unit of work (the accept INSERT, in the consumer's
-transaction; the settling statement, in the outcome round's transaction beside the plan's
-hooks) it runs on the session's own connection, in its transaction. A renewal and a
+transaction; the claim and the settling statement, in the round's transaction beside the
+plan's reads and hooks) it runs on the session's own connection, in its transaction. A renewal and a
 next-due read outside a round are whole transactions of their own: autocommitted on a
 pooled connection, with no session at all.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.common.bulk import column_arrays, unnest_insert
+from services.common.delivery.claim_query import ClaimAsk, claim_arguments, claim_statement
 from services.common.delivery.insert_query import PENDING_COLUMNS
 from services.common.delivery.settle_query import settle_batch_statement
 from services.common.direct import DirectStatement
@@ -48,6 +50,10 @@ class DirectRounds:
             lambda: unnest_insert(table, PENDING_COLUMNS, True, "{insert} RETURNING delivery_id")
         )
         self._settle = DirectStatement(lambda: settle_batch_statement(table))
+        self._claims = {
+            lapsed: DirectStatement(partial(claim_statement, table, lapsed=lapsed))
+            for lapsed in (True, False)
+        }
         self._renew = DirectStatement(lambda: _renew_statement(table))
         self._still_ours = DirectStatement(lambda: _still_ours_statement(table))
         self._next_due = DirectStatement(lambda: next_due_statement(table))
@@ -57,6 +63,11 @@ class DirectRounds:
         id left as it is; the ids that were new. One statement for any number of rows."""
         found = await self._insert.fetch(session, column_arrays(PENDING_COLUMNS, rows))
         return {row[0] for row in found}
+
+    async def claim(self, session: AsyncSession, ask: ClaimAsk) -> list[Any]:
+        """Claim what `ask` says in the session's transaction; the rows taken (asyncpg
+        Records, every column; JSON as text)."""
+        return await self._claims[ask.lapsed].fetch(session, claim_arguments(ask))
 
     async def settle(self, session: AsyncSession, arrays: Mapping[str, Any]) -> set[str]:
         """Lock and settle a batch (`settle_query.settle_arrays`) in the session's

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.db import AfterCommit, UnitOfWork
-from services.common.delivery.claim_query import SCAN_FACTOR, capped, unindexed
+from services.common.delivery.claim_query import SCAN_FACTOR, ClaimAsk, claim_update
 from services.common.delivery.direct_rounds import DirectRounds, next_due_statement
 from services.common.delivery.insert_query import insert_statement, pending_row
 from services.common.delivery.records import (
@@ -251,13 +251,6 @@ class SqlDeliveryStore:
         )
         return int(cast(Any, result).rowcount or 0)
 
-    def _due(self, table: Any, now: datetime) -> Any:
-        return sa.or_(
-            sa.and_(table.c.state == "pending", table.c.next_attempt_at <= now),
-            # A claimant that stopped renewing (crashed) loses the record.
-            sa.and_(table.c.state == "sending", table.c.claimed_until < now),
-        )
-
     async def claim(
         self,
         *,
@@ -295,56 +288,36 @@ class SqlDeliveryStore:
     async def _claim_in(
         self, session: AsyncSession, claim: _Claim, read: ReadClaimed | None
     ) -> list[DeliveryRecord]:
-        t, now, limit = self._t, claim.now, claim.limit
-        candidate = self._candidate
-        excluded: list[Any] = []
-        if claim.exclude_keys:
-            # Destinations this process is not sending to now (saturated, breaker open):
-            # leave their records for later or for another process.
-            excluded.append(
-                sa.or_(
-                    candidate.c.destination_key.is_(None),
-                    candidate.c.destination_key.not_in(list(claim.exclude_keys)),
-                )
-            )
+        now, limit = claim.now, claim.limit
         # Two statements, each an ordered range of the (state, next_attempt_at) index:
         # one condition OR-ing both kinds of due record made the database collect and sort
         # every due record on each claim (25 ms a claim on SQLite with 10,000 due).
-        kinds = [sa.and_(candidate.c.state == "pending", candidate.c.next_attempt_at <= now)]
+        kinds = [False]
         last = self._lapsed_looked_at
         if last is None or not last <= now < last + self._lapsed_every:
             self._lapsed_looked_at = now
             # A claimant that stopped renewing (crashed) loses the record: first, they
             # are few and have waited longest.
-            lapsed = sa.and_(candidate.c.state == "sending", candidate.c.claimed_until < now)
-            kinds.insert(0, lapsed)
+            kinds.insert(0, True)
         default_room = claim.default_room
         is_capped = default_room is not None or bool(claim.room)
         left = dict(claim.room or {})
         rows: list[Any] = []
-        for due in kinds:
+        direct = is_postgres_session(session)
+        for lapsed in kinds:
             want = limit - len(rows)
             if want <= 0:
                 break
-            scanned = (
-                sa.select(candidate.c.delivery_id, candidate.c.destination_key,
-                          candidate.c.next_attempt_at)
-                .where(due, *excluded)
-                .order_by(candidate.c.next_attempt_at)
-                .limit(want * SCAN_FACTOR if is_capped else want)
-                .with_for_update(skip_locked=True, of=candidate)
+            ask = ClaimAsk(
+                lapsed=lapsed, now=now, owner=claim.owner, lease_until=claim.lease_until,
+                want=want, scan=want * SCAN_FACTOR if is_capped else want,
+                excluded=tuple(claim.exclude_keys), room=left, default_room=default_room,
             )  # fmt: skip
-            picked = capped(scanned.subquery("scanned"), want, left, default_room)
-            statement = (
-                sa.update(t)
-                # The due condition again: PostgreSQL re-checks it on a row another
-                # claimant changed meanwhile, so a row is never taken twice.
-                .where(t.c.delivery_id.in_(picked), unindexed(self._due(t, now)))
-                .values(state="sending", claimed_by=claim.owner,
-                        claimed_until=claim.lease_until, updated_at=now)
-                .returning(*t.c)
-            )  # fmt: skip
-            taken = (await session.execute(statement)).mappings().all()
+            if direct:  # PostgreSQL: one text for every claim, straight to asyncpg
+                taken = await self._direct.claim(session, ask)
+            else:
+                statement = claim_update(self._t, self._candidate, ask)
+                taken = list((await session.execute(statement)).mappings().all())
             rows.extend(taken)
             for row in taken:
                 key = row["destination_key"]

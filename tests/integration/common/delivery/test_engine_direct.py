@@ -5,6 +5,7 @@ which keeps its SQLAlchemy statements."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -179,3 +180,42 @@ async def test_the_next_due_time_is_the_earliest_timer_or_foreign_lease(db: Db) 
     assert alone == inside == later
     if db.postgres:
         assert orm == []
+
+
+async def test_a_claim_caps_each_destination_in_one_text_for_any_room(db: Db) -> None:
+    store = SqlDeliveryStore(sessions=db.sessions, table=real.records)
+    engine = real._engine(db)
+    keys = ["k1"] * 3 + ["k2"] * 3 + ["k3"] * 2 + [None] * 2
+    orders = [real._order(f"http://127.0.0.1:1/c{i}") for i in range(len(keys))]
+    await real._accept(db, engine, *orders)
+    async with db.sessions() as session, session.begin():
+        for order, key in zip(orders, keys, strict=True):
+            await session.execute(
+                sa.update(real.records)
+                .where(real.records.c.delivery_id == str(order.delivery_id))
+                .values(destination_key=key)
+            )
+    now = datetime.now(UTC)
+    lease = now + timedelta(seconds=60)
+    every = record_statements(db.engine, width=4000)
+    with _through_sqlalchemy(db) as orm:
+        first = await store.claim(owner="me", now=now, lease_until=lease, limit=10,
+                                  exclude_keys=["k3"], room={"k1": 1}, default_room=2)  # fmt: skip
+        second = await store.claim(owner="me", now=now, lease_until=lease, limit=1,
+                                   exclude_keys=(), room={"k3": 5})  # fmt: skip
+        await asyncio.sleep(0)
+    by_key = Counter(r.destination_key for r in first)
+    # k1 capped by its room, k2 by the default, k3 left out, unknown destinations uncapped.
+    assert by_key == {"k1": 1, "k2": 2, None: 2}
+    assert len(second) == 1
+    rows = await real._rows(db)
+    taken = {r.delivery_id for r in [*first, *second]}
+    assert {rows[str(i)].claimed_by for i in taken} == {"me"}
+    assert sum(row.state == "sending" for row in rows.values()) == len(taken)
+    if db.postgres:
+        claims = [s for s in every if s.startswith("WITH scanned")]
+        # Two kinds in the first claim (lapsed looked for once a second), one in the
+        # second: two texts whatever the room, the limit or the destinations left out.
+        assert orm == []
+        assert len(claims) == 3
+        assert len(set(claims)) == 2

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from services.common.bulk import column_arrays, unnest_insert
 from services.common.delivery.claim_query import ClaimAsk, claim_arguments, claim_statement
 from services.common.delivery.insert_query import PENDING_COLUMNS
-from services.common.delivery.settle_query import settle_batch_statement
+from services.common.delivery.settle_query import settle_batch_statement, share_batch_statement
 from services.common.direct import DirectStatement
 
 __all__ = ["DirectRounds", "next_due_statement"]
@@ -50,6 +50,7 @@ class DirectRounds:
             lambda: unnest_insert(table, PENDING_COLUMNS, True, "{insert} RETURNING delivery_id")
         )
         self._settle = DirectStatement(lambda: settle_batch_statement(table))
+        self._share = DirectStatement(lambda: share_batch_statement(table))
         self._claims = {
             lapsed: DirectStatement(partial(claim_statement, table, lapsed=lapsed))
             for lapsed in (True, False)
@@ -73,6 +74,12 @@ class DirectRounds:
         """Lock and settle a batch (`settle_query.settle_arrays`) in the session's
         transaction; the ids written (still ours)."""
         return {row[0] for row in await self._settle.fetch(session, arrays)}
+
+    async def share(self, session: AsyncSession, shared: Sequence[tuple[str, str, str]]) -> None:
+        """Give each (recipient, channel)'s pending records of unknown destination the key
+        learnt for it, in the session's transaction (`settle_query.share_batch_statement`)."""
+        values = {name: [item[n] for item in shared] for n, name in enumerate(_SHARE)}
+        await self._share.execute(session, values)
 
     async def renew(
         self, engine: AsyncEngine, *, owner: str, ids: Sequence[str], until: datetime
@@ -98,6 +105,9 @@ class DirectRounds:
         else:
             row = await self._next_due.fetchrow_alone(engine, {})
         return row[0], row[1]
+
+
+_SHARE = ("recipients", "channels", "keys")
 
 
 def _ids() -> Any:

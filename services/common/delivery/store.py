@@ -445,6 +445,9 @@ class SqlDeliveryStore:
         so a stale one delays nothing for long. Rows another transaction holds are
         skipped, never waited for.
         """
+        if is_postgres_session(session):  # one statement for every pair, straight to asyncpg
+            await self._direct.share(session, sorted(shared))
+            return
         statement = self._share_statement
         if statement is None:
             statement = self._share_statement = share_statement(self._t, self._candidate)

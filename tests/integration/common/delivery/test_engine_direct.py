@@ -5,9 +5,11 @@ which keeps its SQLAlchemy statements."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -219,3 +221,33 @@ async def test_a_claim_caps_each_destination_in_one_text_for_any_room(db: Db) ->
         assert orm == []
         assert len(claims) == 3
         assert len(set(claims)) == 2
+
+
+async def test_a_put_back_shares_its_destination_with_the_recipients_unknown_records(
+    db: Db,
+) -> None:
+    store = SqlDeliveryStore(sessions=db.sessions, table=real.records)
+    engine = real._engine(db)
+    person, other = uuid.uuid4(), uuid.uuid4()
+    mine = [replace(real._order(f"http://127.0.0.1:1/p{i}"), recipient_id=person) for i in range(3)]
+    theirs = replace(real._order("http://127.0.0.1:1/o"), recipient_id=other)
+    await real._accept(db, engine, *mine[:1])
+    now = datetime.now(UTC)
+    (busy,) = await _claim_all(store, "me", now)
+    await real._accept(db, engine, *mine[1:], theirs)
+    put_back = Settlement(busy.delivery_id, "pending", now, next_attempt_at=now,
+                          destination_key="kp", share_with=(person, "webhook"))  # fmt: skip
+    every = record_statements(db.engine, width=4000)
+    with _through_sqlalchemy(db) as orm:
+        async with store.transaction() as tx:
+            await store.settle_many(tx, owner="me", settlements=[put_back])
+            await tx.commit()
+        await asyncio.sleep(0)
+        settling = list(every)
+    rows = await real._rows(db)
+    assert {rows[str(o.delivery_id)].destination_key for o in mine} == {"kp"}
+    assert rows[str(theirs.delivery_id)].destination_key is None  # another person's
+    if db.postgres:
+        assert orm == []
+        assert len(settling) == 2  # the settling statement and the sharing one
+        assert settling[1].startswith("WITH v AS")

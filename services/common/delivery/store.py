@@ -208,7 +208,8 @@ class SqlDeliveryStore:
         now: datetime,
         owner: str | None = None,
     ) -> set[uuid.UUID]:
-        """Insert pending records, a statement per 1,000; the delivery ids that were new.
+        """Insert pending records (one statement on PostgreSQL, one per 1,000 rows on SQLite);
+        the delivery ids that were new.
 
         `INSERT ... ON CONFLICT DO NOTHING`: a delivery id already there (or twice in
         `orders`) is left as it is, so accepting is idempotent. An order with

@@ -124,6 +124,16 @@ class DirectStatement:
             compiled = self.compiled(engine.dialect)
             return await driver.fetchrow(compiled.sql, *compiled.arguments(values))
 
+    async def fetch_alone(self, engine: AsyncEngine, values: Mapping[str, Any]) -> list[Any]:
+        """As `fetchrow_alone`, every row (asyncpg Records): a whole transaction of one
+        statement on a pooled connection, with no session around it."""
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            compiled = self.compiled(engine.dialect)
+            rows: list[Any] = await driver.fetch(compiled.sql, *compiled.arguments(values))
+            return rows
+
     async def fetch(self, session: AsyncSession, values: Mapping[str, Any]) -> list[Any]:
         """Run it in the session's transaction; every row (asyncpg Records)."""
         driver = await driver_connection(session)

@@ -10,7 +10,14 @@ import sqlalchemy as sa
 
 from services.common.delivery.records import DeliveryOrder
 
-__all__ = ["insert_statement", "pending_row"]
+__all__ = ["PENDING_COLUMNS", "insert_statement", "pending_row"]
+
+# The columns of `pending_row`, in its order (PostgreSQL inserts them as one array each).
+PENDING_COLUMNS = (
+    "delivery_id", "aggregate_id", "aggregate_version", "recipient_id", "channel", "purpose",
+    "language", "context", "correlation_id", "state", "claimed_by", "claimed_until",
+    "attempts", "next_attempt_at", "give_up_at", "created_at", "updated_at",
+)  # fmt: skip
 
 
 def insert_statement(t: sa.Table, dialect: str) -> Any:

@@ -18,6 +18,7 @@ __all__ = [
     "settle_batch_statement",
     "settle_params",
     "settle_statement",
+    "share_batch_statement",
     "share_statement",
 ]
 
@@ -148,4 +149,28 @@ def settle_batch_statement(t: sa.Table) -> sa.TextClause:
     return sa.text(sql).bindparams(
         *(sa.bindparam(name, type_=kind) for name, kind in arrays),
         sa.bindparam("owner", type_=sa.String),
+    )
+
+
+def share_batch_statement(t: sa.Table) -> sa.TextClause:
+    """PostgreSQL: `share_statement` for many (recipient, channel, key) at once, as three
+    arrays (`recipients`, `channels`, `keys`) in ONE text. A pair named twice keeps the
+    first key in sort order, as the executemany it replaces left it (the second then
+    found the key set)."""
+    table = _PG.identifier_preparer.quote(t.name)
+    # Identifiers come from the table's metadata, quoted by the dialect; values are bound.
+    sql = (
+        "WITH v AS (SELECT DISTINCT ON (recipient, channel) recipient, channel, key "  # noqa: S608
+        "FROM unnest(CAST(:recipients AS VARCHAR[]), CAST(:channels AS VARCHAR[]), "
+        "CAST(:keys AS VARCHAR[])) AS u(recipient, channel, key) "
+        "ORDER BY recipient, channel, key), "
+        "unknown AS (SELECT o.delivery_id, v.key "
+        f"FROM {table} AS o JOIN v ON o.recipient_id = v.recipient AND o.channel = v.channel "
+        "WHERE o.state = 'pending' AND o.destination_key IS NULL FOR UPDATE OF o SKIP LOCKED) "
+        f"UPDATE {table} AS d SET destination_key = unknown.key FROM unknown "
+        "WHERE d.delivery_id = unknown.delivery_id AND d.destination_key IS NULL"
+    )
+    array = postgresql.ARRAY(sa.String)
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(name, type_=array) for name in ("recipients", "channels", "keys"))
     )

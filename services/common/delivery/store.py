@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.db import AfterCommit, UnitOfWork
-from services.common.delivery.claim_query import SCAN_FACTOR, capped, unindexed
+from services.common.delivery.claim_query import SCAN_FACTOR, ClaimAsk, claim_update
+from services.common.delivery.direct_rounds import DirectRounds, next_due_statement
 from services.common.delivery.insert_query import insert_statement, pending_row
 from services.common.delivery.records import (
     DeliveryOrder,
@@ -30,11 +31,11 @@ from services.common.delivery.records import (
 )
 from services.common.delivery.settle_query import (
     settle_arrays,
-    settle_batch_statement,
     settle_params,
     settle_statement,
     share_statement,
 )
+from services.common.direct import is_postgres_session
 
 __all__ = [
     "Accepted",
@@ -88,6 +89,11 @@ class Renewal:
 
     renewed: frozenset[uuid.UUID]
     lost: frozenset[uuid.UUID]
+
+    @classmethod
+    def of(cls, renewed: set[str], lost: set[str]) -> Renewal:
+        """From the ids as the table holds them."""
+        return cls(frozenset(map(uuid.UUID, renewed)), frozenset(map(uuid.UUID, lost)))
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,11 @@ class SqlDeliveryStore:
         self._settle_statements: dict[str, Any] = {}
         self._share_statement: Any = None
         self._insert_statements: dict[str, Any] = {}
-        self._settle_batch: sa.TextClause | None = None
+        # PostgreSQL: the rounds' statements straight to asyncpg (direct_rounds.py).
+        self._direct = DirectRounds(table)
+        bind = sessions.kw.get("bind")
+        direct = isinstance(bind, AsyncEngine) and bind.dialect.driver == "asyncpg"
+        self._direct_engine: AsyncEngine | None = bind if direct else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -198,23 +208,26 @@ class SqlDeliveryStore:
         now: datetime,
         owner: str | None = None,
     ) -> set[uuid.UUID]:
-        """Insert pending records, a statement per 1,000; the delivery ids that were new.
+        """Insert pending records (one statement on PostgreSQL, one per 1,000 rows on SQLite);
+        the delivery ids that were new.
 
         `INSERT ... ON CONFLICT DO NOTHING`: a delivery id already there (or twice in
         `orders`) is left as it is, so accepting is idempotent. An order with
         `claimed_until` is inserted as `owner`'s claim (state sending, leased), exactly
         as a claim would leave it: only if its id is new.
         """
+        rows = [
+            pending_row(a.order, a.give_up_at, a.claimed_until, now=now, owner=owner)
+            for a in orders
+        ]
+        if is_postgres_session(session):
+            return {uuid.UUID(i) for i in await self._direct.insert(session, rows)}
         dialect = session.get_bind().dialect.name
         statement = self._insert_statements.get(dialect)
         if statement is None:
             statement = self._insert_statements[dialect] = insert_statement(self._t, dialect)
         # Executed for many rows: SQLAlchemy sends them as multi-row VALUES, 1,000 rows a
         # statement, compiled once. RETURNING names the rows that were new.
-        rows = [
-            pending_row(a.order, a.give_up_at, a.claimed_until, now=now, owner=owner)
-            for a in orders
-        ]
         result = await session.execute(statement, rows)
         return {uuid.UUID(i) for i in result.scalars()}
 
@@ -238,13 +251,6 @@ class SqlDeliveryStore:
             sa.update(t).where(*conditions).values(state="cancelled", updated_at=now)
         )
         return int(cast(Any, result).rowcount or 0)
-
-    def _due(self, table: Any, now: datetime) -> Any:
-        return sa.or_(
-            sa.and_(table.c.state == "pending", table.c.next_attempt_at <= now),
-            # A claimant that stopped renewing (crashed) loses the record.
-            sa.and_(table.c.state == "sending", table.c.claimed_until < now),
-        )
 
     async def claim(
         self,
@@ -283,56 +289,36 @@ class SqlDeliveryStore:
     async def _claim_in(
         self, session: AsyncSession, claim: _Claim, read: ReadClaimed | None
     ) -> list[DeliveryRecord]:
-        t, now, limit = self._t, claim.now, claim.limit
-        candidate = self._candidate
-        excluded: list[Any] = []
-        if claim.exclude_keys:
-            # Destinations this process is not sending to now (saturated, breaker open):
-            # leave their records for later or for another process.
-            excluded.append(
-                sa.or_(
-                    candidate.c.destination_key.is_(None),
-                    candidate.c.destination_key.not_in(list(claim.exclude_keys)),
-                )
-            )
+        now, limit = claim.now, claim.limit
         # Two statements, each an ordered range of the (state, next_attempt_at) index:
         # one condition OR-ing both kinds of due record made the database collect and sort
         # every due record on each claim (25 ms a claim on SQLite with 10,000 due).
-        kinds = [sa.and_(candidate.c.state == "pending", candidate.c.next_attempt_at <= now)]
+        kinds = [False]
         last = self._lapsed_looked_at
         if last is None or not last <= now < last + self._lapsed_every:
             self._lapsed_looked_at = now
             # A claimant that stopped renewing (crashed) loses the record: first, they
             # are few and have waited longest.
-            lapsed = sa.and_(candidate.c.state == "sending", candidate.c.claimed_until < now)
-            kinds.insert(0, lapsed)
+            kinds.insert(0, True)
         default_room = claim.default_room
         is_capped = default_room is not None or bool(claim.room)
         left = dict(claim.room or {})
         rows: list[Any] = []
-        for due in kinds:
+        direct = is_postgres_session(session)
+        for lapsed in kinds:
             want = limit - len(rows)
             if want <= 0:
                 break
-            scanned = (
-                sa.select(candidate.c.delivery_id, candidate.c.destination_key,
-                          candidate.c.next_attempt_at)
-                .where(due, *excluded)
-                .order_by(candidate.c.next_attempt_at)
-                .limit(want * SCAN_FACTOR if is_capped else want)
-                .with_for_update(skip_locked=True, of=candidate)
+            ask = ClaimAsk(
+                lapsed=lapsed, now=now, owner=claim.owner, lease_until=claim.lease_until,
+                want=want, scan=want * SCAN_FACTOR if is_capped else want,
+                excluded=tuple(claim.exclude_keys), room=left, default_room=default_room,
             )  # fmt: skip
-            picked = capped(scanned.subquery("scanned"), want, left, default_room)
-            statement = (
-                sa.update(t)
-                # The due condition again: PostgreSQL re-checks it on a row another
-                # claimant changed meanwhile, so a row is never taken twice.
-                .where(t.c.delivery_id.in_(picked), unindexed(self._due(t, now)))
-                .values(state="sending", claimed_by=claim.owner,
-                        claimed_until=claim.lease_until, updated_at=now)
-                .returning(*t.c)
-            )  # fmt: skip
-            taken = (await session.execute(statement)).mappings().all()
+            if direct:  # PostgreSQL: one text for every claim, straight to asyncpg
+                taken = await self._direct.claim(session, ask)
+            else:
+                statement = claim_update(self._t, self._candidate, ask)
+                taken = list((await session.execute(statement)).mappings().all())
             rows.extend(taken)
             for row in taken:
                 key = row["destination_key"]
@@ -358,6 +344,11 @@ class SqlDeliveryStore:
             return Renewal(frozenset(), frozenset())
         t = self._t
         wanted = {str(i) for i in ids}
+        if self._direct_engine is not None:
+            renewed, held_still = await self._direct.renew(
+                self._direct_engine, owner=owner, ids=sorted(wanted), until=until
+            )
+            return Renewal.of(renewed, wanted - renewed - held_still)
         held = t.alias("held")
         mine = (
             sa.select(held.c.delivery_id)
@@ -373,21 +364,16 @@ class SqlDeliveryStore:
                 .values(claimed_until=until)
                 .returning(t.c.delivery_id)
             )
-            renewed = set(result.scalars())
-            if len(renewed) < len(wanted):
+            extended = set(result.scalars())
+            if len(extended) < len(wanted):
                 # Not renewed: locked by a transaction, or no longer ours (a plain read
                 # does not wait for the locks).
-                rest = sorted(wanted - renewed)
-                ours = await session.execute(
-                    sa.select(t.c.delivery_id).where(
-                        t.c.delivery_id.in_(rest), t.c.claimed_by == owner, t.c.state == "sending"
-                    )
+                rest = sorted(wanted - extended)
+                ours = sa.select(t.c.delivery_id).where(
+                    t.c.delivery_id.in_(rest), t.c.claimed_by == owner, t.c.state == "sending"
                 )
-                lost = set(rest) - set(ours.scalars())
-        return Renewal(
-            renewed=frozenset(uuid.UUID(i) for i in renewed),
-            lost=frozenset(uuid.UUID(i) for i in lost),
-        )
+                lost = set(rest) - set((await session.execute(ours)).scalars())
+        return Renewal.of(extended, lost)
 
     async def settle_many(
         self, tx: Transaction, *, owner: str, settlements: Sequence[Settlement]
@@ -401,7 +387,7 @@ class SqlDeliveryStore:
         """
         if not settlements:
             return set()
-        if tx.session.get_bind().dialect.name == "postgresql":
+        if is_postgres_session(tx.session):
             held = await self._settle_batch_pg(tx.session, owner, settlements)
         else:
             held = await self._settle_each(tx.session, owner, settlements)
@@ -417,12 +403,10 @@ class SqlDeliveryStore:
     async def _settle_batch_pg(
         self, session: AsyncSession, owner: str, settlements: Sequence[Settlement]
     ) -> set[str]:
-        """PostgreSQL: lock and settle the batch in one statement (`settle_batch_statement`)."""
-        if self._settle_batch is None:
-            self._settle_batch = settle_batch_statement(self._t)
+        """PostgreSQL: lock and settle the batch in one statement (`settle_batch_statement`),
+        straight to asyncpg in the session's transaction (direct_rounds.py)."""
         rows = sorted((settle_params(s) for s in settlements), key=lambda row: row["b_id"])
-        result = await session.execute(self._settle_batch, settle_arrays(rows, owner))
-        return set(result.scalars())
+        return await self._direct.settle(session, settle_arrays(rows, owner))
 
     async def _settle_each(
         self, session: AsyncSession, owner: str, settlements: Sequence[Settlement]
@@ -462,6 +446,9 @@ class SqlDeliveryStore:
         so a stale one delays nothing for long. Rows another transaction holds are
         skipped, never waited for.
         """
+        if is_postgres_session(session):  # one statement for every pair, straight to asyncpg
+            await self._direct.share(session, sorted(shared))
+            return
         statement = self._share_statement
         if statement is None:
             statement = self._share_statement = share_statement(self._t, self._candidate)
@@ -471,15 +458,14 @@ class SqlDeliveryStore:
     async def next_due(self, tx: Transaction | None = None) -> datetime | None:
         """The earliest retry timer or foreign lease expiry: when to look again (in `tx`,
         the engine's claim, when given: no transaction of its own)."""
-        t = self._t
-        pending = sa.select(sa.func.min(t.c.next_attempt_at)).where(t.c.state == "pending")
-        leased = sa.select(sa.func.min(t.c.claimed_until)).where(t.c.state == "sending")
-        statement = sa.select(pending.scalar_subquery(), leased.scalar_subquery())
-        if tx is not None:
-            row = (await tx.session.execute(statement)).one()
+        row: Sequence[Any]
+        if self._direct_engine is not None:
+            row = await self._direct.next_due(tx.session if tx else None, self._direct_engine)
+        elif tx is not None:
+            row = (await tx.session.execute(next_due_statement(self._t))).one()
         else:
             async with self._sessions() as session:
-                row = (await session.execute(statement)).one()
+                row = (await session.execute(next_due_statement(self._t))).one()
                 await session.rollback()
         times = [v for v in (as_utc(row[0]), as_utc(row[1])) if v is not None]
         return min(times) if times else None

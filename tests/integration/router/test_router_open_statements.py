@@ -290,8 +290,10 @@ async def test_a_handed_off_alert_is_resolved_from_the_alert_just_written(
     mine = [(sql, values) for c, sql, values in seen if c is opening]
     reads = [sql for sql, _ in mine if sql.startswith("SELECT") and "alerts" in sql]
     assert reads == [], reads
-    # Handed off: the accepting INSERT wrote both records as this engine's claim.
-    accepted = [v for sql, values in mine if "INSERT INTO delivery_records" in sql for v in values]
+    # Handed off: the accepting INSERT wrote both records as this engine's claim (its
+    # values one array per column on PostgreSQL).
+    inserted = [v for sql, values in mine if "INSERT INTO delivery_records" in sql for v in values]
+    accepted = [item for v in inserted for item in (v if isinstance(v, list) else [v])]
     assert accepted.count(engine.owner_id) == 2, accepted
 
 

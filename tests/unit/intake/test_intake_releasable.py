@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.intake.domain import RestrictedTermInReleasable, check_releasable
+from services.intake.domain import RestrictedTermInReleasable, check_releasable, rules
 
 TERMS = ["José María García", "2231 Folsom St Apt 4", "7XYZ 123", "+1 415 555 0199", "de la"]
 
@@ -50,3 +52,15 @@ def test_every_offending_field_is_named() -> None:
     with pytest.raises(RestrictedTermInReleasable) as caught:
         check_releasable({"area": "2231 Folsom St Apt 4", "summary": "jose maria garcia"}, TERMS)
     assert caught.value.fields == ("area", "summary")
+
+
+_WORDS = st.lists(st.sampled_from(["a", "ab", "b", "ba", "abc", "c", "12", "3"]), max_size=8)
+
+
+@given(text=_WORDS, wanted=st.lists(_WORDS.filter(bool), min_size=1, max_size=4))
+def test_the_substring_search_before_the_scan_changes_no_answer(
+    text: list[str], wanted: list[list[str]]
+) -> None:
+    # The run-together search only skips terms the word-by-word scan would not match.
+    expected = any(rules._contains_term(text, words) for words in wanted)
+    assert rules._contains_any(text, wanted) is expected

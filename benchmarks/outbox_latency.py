@@ -1,10 +1,14 @@
 """Outbox latency: from a use case's commit to the consumer's handler, through real Kafka.
 
     python benchmarks/outbox_latency.py [--events 300] [--rate 50] [--database-url URL]
+                                        [--busy-tasks N --busy-us U]
 
 Prints percentiles of commit→handled latency and the throughput. It measures what the
 outbox design promises: a commit wakes the relay at once, so latency is the broker
 round trip, not a polling interval (compare `--no-wake`, which only polls).
+`--busy-tasks N` runs N tasks beside it that each hold the loop `--busy-us` microseconds a
+turn, as a busy service's other work does: every loop turn the relay's path takes then
+costs N * U microseconds, so the figure shows how many turns the path waits.
 Needs KAFKA_BOOTSTRAP_SERVERS (or a broker on 127.0.0.1:9092); SQLite when no URL.
 """
 
@@ -32,8 +36,22 @@ from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
 
 
+async def _busy(hold_us: int) -> None:
+    """Hold the loop `hold_us` microseconds a turn, for ever (another task's work)."""
+    while True:
+        until = time.perf_counter() + hold_us / 1e6
+        while time.perf_counter() < until:
+            pass
+        await asyncio.sleep(0)
+
+
 async def run(
-    events: int, rate: float, database_url: str | None, wake: bool, poll_s: float
+    events: int,
+    rate: float,
+    database_url: str | None,
+    wake: bool,
+    poll_s: float,
+    busy: tuple[int, int] = (0, 0),
 ) -> None:
     var = Path(tempfile.mkdtemp(prefix="aviso-bench-"))
     settings = CommonSettings(var_dir=var, database_url=database_url, log_level="WARNING")
@@ -68,6 +86,7 @@ async def run(
     await broker.start()
     await asyncio.sleep(3)  # let the consumer group settle before timing anything
 
+    busy_tasks = [asyncio.create_task(_busy(busy[1])) for _ in range(busy[0])]
     began = time.perf_counter()
     for _ in range(events):
         async with sessions() as session, session.begin():
@@ -76,6 +95,8 @@ async def run(
         await asyncio.sleep(1 / rate)
     await asyncio.wait_for(done.wait(), timeout=120)
     elapsed = time.perf_counter() - began
+    for task in busy_tasks:
+        task.cancel()
 
     await relay.stop()
     await broker.stop()
@@ -85,7 +106,7 @@ async def run(
     backend = "postgresql" if database_url else "sqlite"
     print(
         f"outbox latency ({backend}, wake-on-commit={'on' if wake else 'off'}, "
-        f"{events} events at {rate}/s)"
+        f"{events} events at {rate}/s, busy tasks {busy[0]} x {busy[1]} us)"
     )
     print(
         f"  p50 {q[49]:7.1f} ms   p95 {q[94]:7.1f} ms   p99 {q[98]:7.1f} ms   max {ms[-1]:7.1f} ms"
@@ -102,9 +123,12 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--no-wake", action="store_true", help="disable wake-on-commit (poll only)")
     parser.add_argument("--poll", type=float, default=1.0, help="fallback poll interval, seconds")
+    parser.add_argument("--busy-tasks", type=int, default=0, help="other tasks holding the loop")
+    parser.add_argument("--busy-us", type=int, default=200, help="each one's hold per loop turn")
     args = parser.parse_args()
     configure_logging("bench", level="WARNING", fmt="json")
-    asyncio.run(run(args.events, args.rate, args.database_url, not args.no_wake, args.poll))
+    busy = (args.busy_tasks, args.busy_us)
+    asyncio.run(run(args.events, args.rate, args.database_url, not args.no_wake, args.poll, busy))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,6 @@ from services.common.outbox.handoff import Taker, register_taker
 from services.common.outbox.leases import LeaseKeeper
 from services.common.outbox.ordering import in_waves, one_key_at_a_time
 from services.common.outbox.statements import RelayStatements
-from services.common.outbox.wakeup import Wakeup
 from services.common.outbox.writing import (
     _NOTIFY_CHANNEL,
     _PROCESS_TOKEN,
@@ -199,9 +198,8 @@ class OutboxRelay:
         self._stop_taking: Callable[[], None] | None = None
         # `_wake` starts a loop turn; a claim runs in it only if wanted (a commit that left
         # a row unleased, a NOTIFY, `wake`) or due (a lease ends, the poll), else the
-        # turn only publishes what was handed over. A `Wakeup`, not an `asyncio.Event`
-        # under `wait_for`: the loop resumes one event-loop turn after `set`, not three.
-        self._wake = Wakeup()
+        # turn only publishes what was handed over.
+        self._wake = asyncio.Event()
         self._claim_wanted = True
         self._claim_at = 0.0
         self._stopping = asyncio.Event()
@@ -369,7 +367,11 @@ class OutboxRelay:
         """Wait for a wake-up at most `seconds`; whether one came."""
         if seconds <= 0:
             return self._wake.is_set()
-        return await self._wake.wait(seconds)
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
     # -- one round -----------------------------------------------------------------
 

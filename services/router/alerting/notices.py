@@ -42,7 +42,7 @@ async def open_alert(
         if await uow.alerts.open(
             opening, directory_version=known.version, directory_digest=known.digest
         ):
-            _triggered(uow, opening.after, notice=notice, directory=known)
+            _triggered(uow, opening.after, deps=deps, notice=notice, directory=known)
             return
     fields = {"notice_id": str(notice.notice_id), "notice_version": notice.version}
     existing = await uow.alerts.for_notice(notice.notice_id, lock=True)
@@ -64,7 +64,7 @@ async def open_alert(
     deps.known_directory.remember(directory)
     opening = _opening(notice, deps=deps, directory=directory, now=now)
     await uow.alerts.apply(opening)
-    _triggered(uow, opening.after, notice=notice, directory=directory)
+    _triggered(uow, opening.after, deps=deps, notice=notice, directory=directory)
 
 
 def _opening(
@@ -90,14 +90,17 @@ def _triggered(
     uow: RouterUoW,
     alert: AlertRecord,
     *,
+    deps: RouterDeps,
     notice: NoticeReceived | NoticeUpdated,
     directory: DirectoryVersion,
 ) -> None:
-    """The metric and log of a new alert, once it is committed."""
+    """The metric and log of a new alert, and its deadline to the escalation worker, once
+    it is committed."""
     cause = "notice.received" if isinstance(notice, NoticeReceived) else "notice.updated"
     recipient = alert.snapshot.target(0)
 
     def committed() -> None:
+        deps.timer_set(_deadline(alert))
         ALERTS_TRIGGERED.labels(cause, drill_label(alert)).inc()
         log.info(
             "alert.triggered",
@@ -108,6 +111,13 @@ def _triggered(
         )
 
     uow.after_commit(committed)
+
+
+def _deadline(alert: AlertRecord) -> datetime:
+    """The first of the alert's escalation timer and its expiry (the worker waits for both)."""
+    if alert.next_fire_at is None:
+        return alert.expires_at
+    return min(alert.next_fire_at, alert.expires_at)
 
 
 async def reopen_alert(uow: RouterUoW, *, deps: RouterDeps, notice: NoticeUpdated) -> None:
@@ -141,6 +151,7 @@ async def reopen_alert(uow: RouterUoW, *, deps: RouterDeps, notice: NoticeUpdate
     after = reopened.after
 
     def committed() -> None:
+        deps.timer_set(_deadline(after))
         ALERTS_TRIGGERED.labels("notice.updated", drill_label(after)).inc()
         log.info(
             "alert.reopened",

@@ -10,7 +10,7 @@ only adapts the engine's calls to them.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import get_args
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +29,7 @@ from services.common.delivery import (
     Transaction,
 )
 from services.router import domain
-from services.router.delivery.compose import outbound
+from services.router.delivery.compose import Links, outbound
 from services.router.delivery.outcomes import (
     record_attempt_failed,
     record_delivered,
@@ -82,14 +82,26 @@ class RouterDeliveryPlan(BaseDeliveryPlan):
         claims dozens of records at once; a read each was most of their cost)."""
         alerts = await self._views(session).alerts.get_many({r.aggregate_id for r in records})
         resolved: list[Resolution] = []
+        # One clock reading and one signed link per person for the batch: a notice's
+        # webhook and e-mail to one person are resolved together, with the same link.
+        now = self._deps.clock()
+        links: Links = {}
         for record in records:
             try:
-                resolved.append(self._message(alerts.get(record.aggregate_id), record))
+                alert = alerts.get(record.aggregate_id)
+                resolved.append(self._message(alert, record, now=now, links=links))
             except Exception as exc:  # reported per record by the engine
                 resolved.append(exc)
         return resolved
 
-    def _message(self, alert: AlertRecord | None, record: DeliveryRecord) -> Outbound | Skip:
+    def _message(
+        self,
+        alert: AlertRecord | None,
+        record: DeliveryRecord,
+        *,
+        now: datetime | None = None,
+        links: Links | None = None,
+    ) -> Outbound | Skip:
         if alert is None:
             return Skip("unknown_alert")
         if not domain.delivery_still_wanted(
@@ -100,7 +112,8 @@ class RouterDeliveryPlan(BaseDeliveryPlan):
         ):
             detail = {"state": alert.state, "current_version": alert.notice_version}
             return Skip("not_wanted", detail)
-        return outbound(self._deps, alert, record, self._deps.clock())
+        when = now if now is not None else self._deps.clock()
+        return outbound(self._deps, alert, record, when, links=links)
 
     async def on_delivered(
         self, tx: Transaction, record: DeliveryRecord, result: Delivered

@@ -7,13 +7,17 @@ the nearest known deadline (of any instance's alerts), so known timers fire with
 milliseconds of their deadline. `wake()` cuts the sleep short, for a timer this process
 has just made due (every channel of a step failed: escalate now).
 
-A new or moved timer comes with an event (alert.triggered on open and reopen), so the
-worker hears of it from the outbox (`watch_commits`): after any commit of this process
-that enqueued an event, or another router's NOTIFY, it looks again, but no sooner than a
-poll interval after its last look, so a busy router looks as often as the poll always
-did. With nothing committed it sleeps up to `_IDLE_POLL_FACTOR` poll intervals (the
-safety poll, for a NOTIFY lost with its connection): an idle router no longer runs three
-transactions twice a second.
+A new or moved timer comes with an event (alert.triggered on open and reopen). This
+process's own opening and re-opening tell the worker its deadline after they commit
+(`timer_set`): it looks again only when that deadline comes before its sleep ends (an
+alert's first timer is usually a minute away, and the look at the end of the sleep reads
+it anyway), instead of after every commit that enqueued an event (each notice's opening
+and its delivery outcomes: up to two looks a second, three transactions each, at any
+rate). Another router's commits reach it from the outbox (`watch_commits`, their NOTIFY).
+Either way it looks again no sooner than a poll interval after its last look, so a busy
+router looks as often as the poll always did. With nothing heard of it sleeps up to
+`_IDLE_POLL_FACTOR` poll intervals (the safety poll, for a NOTIFY lost with its
+connection): an idle router no longer runs three transactions twice a second.
 
 Batches: one transaction claims up to `router_timer_batch_size` due alerts (`FOR UPDATE
 SKIP LOCKED` on PostgreSQL, SQLite's write lock) and fires each with one `apply`, a
@@ -86,8 +90,10 @@ class EscalationWorker:
         self._failed_last_round = False
         self._poisoned: dict[str, _Poisoned] = {}
         self._woken = asyncio.Event()
-        # Set after a commit that enqueued an event (it may have set a nearer timer).
+        # Set after a commit that may have set a nearer timer (see the module docstring).
         self._changed = asyncio.Event()
+        # When the current sleep ends (time.monotonic()); None while a round runs.
+        self._sleep_ends: float | None = None
 
     def wake(self) -> None:
         """Look for due timers now instead of at the end of the current sleep.
@@ -95,6 +101,16 @@ class EscalationWorker:
         Called from the event loop (an after-commit effect), never from another thread.
         """
         self._woken.set()
+
+    def timer_set(self, at: datetime) -> None:
+        """This process committed a timer or expiry due at `at`: look again if the current
+        sleep would pass it. Mid-round, always (the round may have read before the commit).
+
+        Called from the event loop (an after-commit effect), never from another thread.
+        """
+        ends = self._sleep_ends
+        if ends is None or time.monotonic() + (at - self._deps.clock()).total_seconds() < ends:
+            self._changed.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire due timers, then sleep until the next deadline (or the poll interval)."""
@@ -105,7 +121,8 @@ class EscalationWorker:
             lanes=self._lanes,
         )
         next_gauges = 0.0
-        unwatch = watch_commits(self._changed)
+        # This process's own new timers come through `timer_set`.
+        unwatch = watch_commits(self._changed, elsewhere_only=True)
         try:
             while not stop.is_set():
                 delay = self._poll_s
@@ -134,7 +151,7 @@ class EscalationWorker:
     async def _sleep(self, stop: asyncio.Event, delay: float, *, looked: float) -> None:
         """Sleep `delay` seconds, or less if stopped or woken; after a commit that may have
         set a nearer timer, until a poll interval after the last look (`looked`) at most."""
-        ends = time.monotonic() + delay
+        ends = self._sleep_ends = time.monotonic() + delay
         waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())}
         changed = asyncio.ensure_future(self._changed.wait())
         waits.add(changed)
@@ -146,8 +163,9 @@ class EscalationWorker:
                 if done != {changed}:
                     break  # the deadline, stopped, or woken
                 waits.discard(changed)  # heard once: later commits change nothing more
-                ends = min(ends, looked + self._poll_s)
+                ends = self._sleep_ends = min(ends, looked + self._poll_s)
         finally:
+            self._sleep_ends = None
             for waiting in waits | {changed}:
                 waiting.cancel()
         self._woken.clear()

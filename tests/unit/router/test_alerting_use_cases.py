@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -55,6 +55,26 @@ async def test_open_alert_freezes_the_directory_and_notifies_the_spoc_on_each_ch
     assert all(r.context["headline"].startswith("DRILL ") for r in requests)
     assert [t.recipient_id for t in deps.store.events("alert.triggered")] == [SPOC]
     assert [e["event"] for e in logs] == ["alert.triggered"]
+
+
+async def test_the_new_alerts_deadline_reaches_the_escalation_worker_after_commit(
+    deps: FakeDeps,
+) -> None:
+    heard: list[datetime] = []
+    deps = replace(deps, timer_set=heard.append)
+    notice = received()
+    uow = FakeUnitOfWork(deps.store)
+    await alerting.open_alert(uow, deps=deps, notice=notice)
+    assert heard == [], "not before commit"
+    await uow.commit()
+    assert heard == [NOW + timedelta(seconds=60)]  # step 0's wait, before the window ends
+
+    first = deps.store.alerts[alert_id_for(notice.notice_id)]
+    uow = FakeUnitOfWork(deps.store)
+    await alerting.reopen_alert(uow, deps=deps, notice=updated(notice, 2, summary="moved"))
+    await uow.commit()
+    assert heard[1:] == [NOW + timedelta(seconds=60)], "a re-opened alert's timer too"
+    assert first.expires_at > heard[1]
 
 
 async def test_a_notice_without_a_directory_is_refused_so_it_is_retried(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ would (built from the order `notify` produced) and checks what the alert records
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ from tests.unit.router.fakes import (
     received,
     with_directory,
 )
+
+# The module, not the function `services.router.delivery` exports under the same name.
+compose_module = importlib.import_module("services.router.delivery.compose")
 
 
 @dataclass
@@ -149,6 +153,46 @@ async def test_resolve_addresses_each_channel_from_the_snapshot_with_the_ack_lin
     # The stored context never holds an address or the link (a credential).
     assert "police.example" not in str(webhook.context)
     assert "token=" not in str(webhook.context)
+
+
+async def test_a_batch_signs_one_link_per_person_and_builds_only_what_each_channel_sends(
+    deps: FakeDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await open_one(deps)
+    webhook, email = orders_to(deps, SPOC)
+    signed: list[uuid.UUID] = []
+    payloads: list[uuid.UUID] = []
+    real_link, real_payload = compose_module.ack_link, compose_module._payload
+
+    def counting_link(*args: Any, **kwargs: Any) -> tuple[str, datetime]:
+        signed.append(kwargs["person_id"])
+        return real_link(*args, **kwargs)
+
+    def counting_payload(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        payloads.append(args[2].delivery_id)
+        return real_payload(*args, **kwargs)
+
+    monkeypatch.setattr(compose_module, "ack_link", counting_link)
+    monkeypatch.setattr(compose_module, "_payload", counting_payload)
+    plan = plan_for(deps, FakeUnitOfWork(deps.store))
+
+    hook_message, mail = await plan.resolve_all(
+        cast(AsyncSession, None), [record_of(webhook), record_of(email)]
+    )
+
+    assert signed == [SPOC], "the person's two channels carry one link, signed once"
+    assert payloads == [webhook.delivery_id], "no webhook payload is built for an e-mail"
+    assert isinstance(hook_message, WebhookOutbound)
+    assert isinstance(mail, EmailOutbound)
+    assert f"\n{hook_message.payload['ack_url']}\n" in mail.text
+    assert hook_message.payload["text"] == mail.text.replace(
+        str(email.delivery_id), str(webhook.delivery_id)
+    )
+    # Alone, each message signs its own link, as before.
+    signed.clear()
+    await plan.resolve(cast(AsyncSession, None), record_of(webhook))
+    await plan.resolve(cast(AsyncSession, None), record_of(email))
+    assert signed == [SPOC, SPOC]
 
 
 async def test_without_a_console_the_notice_link_is_intakes_api(deps: FakeDeps) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -169,7 +170,7 @@ async def test_a_commit_heard_of_ends_the_sleep_a_poll_after_the_last_look(
     await asyncio.wait_for(sleeping, timeout=30)
 
 
-async def test_the_running_worker_hears_of_commits_that_enqueued(
+async def test_the_running_worker_hears_of_other_processes_commits_and_its_own_timers(
     deps: FakeDeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     looks: list[float] = []
@@ -187,15 +188,23 @@ async def test_the_running_worker_hears_of_commits_that_enqueued(
     running = asyncio.create_task(worker.run(stop))
     try:
         await wait_for(lambda: len(looks) == 1, timeout=30, interval=0.01)
-        assert worker._changed in writing._watchers
+        # This process's commits that enqueued events (a notice's opening, its delivery
+        # outcomes) no longer wake it by themselves: its own timers come through timer_set.
+        assert worker._changed not in writing._watchers
+        assert worker._changed in writing._elsewhere_watchers
         async with _sqlite_session() as session:
             mark_enqueued(session)
             await session.commit()
+        assert not worker._changed.is_set()
+        writing.heard_from_elsewhere()  # another router's NOTIFY
         await wait_for(lambda: len(looks) == 2, timeout=30, interval=0.01)
+        await wait_for(lambda: worker._sleep_ends is not None, timeout=30, interval=0.01)
+        worker.timer_set(deps.clock() + timedelta(minutes=1))  # before the hour's sleep ends
+        await wait_for(lambda: len(looks) == 3, timeout=30, interval=0.01)
     finally:
         stop.set()
         await asyncio.wait_for(running, timeout=30)
-    assert worker._changed not in writing._watchers
+    assert worker._changed not in writing._elsewhere_watchers
 
 
 @contextlib.asynccontextmanager
@@ -214,6 +223,8 @@ async def test_the_service_wires_wake_escalation_to_its_worker(tmp_path: Path) -
     try:
         runtime.deps.wake_escalation()
         assert runtime.escalation._woken.is_set()
+        runtime.deps.timer_set(runtime.deps.clock())  # the worker is not asleep yet
+        assert runtime.escalation._changed.is_set()
     finally:
         await runtime.senders.close()
         await runtime.engine.dispose()

@@ -17,13 +17,17 @@ async def _handler(envelope: Envelope[object], uow: UnitOfWork) -> None:
     return None
 
 
-def test_an_idle_member_wakes_once_per_long_poll_not_five_times_a_second(tmp_path: Path) -> None:
+def _consumer(settings: CommonSettings) -> EventConsumer:
     engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
-    settings = CommonSettings(var_dir=tmp_path, database_url=None, consumer_fetch_max_wait_ms=1_500)
-    consumer = EventConsumer(
+    return EventConsumer(
         broker=KafkaBroker(), sessions=make_session_factory(engine), settings=settings,
         service="test",
     )  # fmt: skip
+
+
+def test_an_idle_member_wakes_once_per_long_poll_not_five_times_a_second(tmp_path: Path) -> None:
+    settings = CommonSettings(var_dir=tmp_path, database_url=None, consumer_fetch_max_wait_ms=1_500)
+    consumer = _consumer(settings)
     consumer.on("x.happened", topic="topic.a", group_id="g")(_handler)
 
     (subscriber,) = consumer._broker.subscribers
@@ -40,12 +44,8 @@ def test_an_idle_member_wakes_once_per_long_poll_not_five_times_a_second(tmp_pat
 
 
 def test_a_group_can_ask_the_broker_for_batched_fetches(tmp_path: Path) -> None:
-    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
     settings = CommonSettings(var_dir=tmp_path, database_url=None)
-    consumer = EventConsumer(
-        broker=KafkaBroker(), sessions=make_session_factory(engine), settings=settings,
-        service="test",
-    )  # fmt: skip
+    consumer = _consumer(settings)
     consumer.group("g", inboxes={"topic.a": "g"}, fetch_min_bytes=4096)
     consumer.on("x.happened", topic="topic.a", group_id="g")(_handler)
 
@@ -56,12 +56,8 @@ def test_a_group_can_ask_the_broker_for_batched_fetches(tmp_path: Path) -> None:
 def test_a_group_off_the_urgent_path_can_have_a_longer_session_and_fewer_heartbeats(
     tmp_path: Path,
 ) -> None:
-    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
     settings = CommonSettings(var_dir=tmp_path, database_url=None)
-    consumer = EventConsumer(
-        broker=KafkaBroker(), sessions=make_session_factory(engine), settings=settings,
-        service="test",
-    )  # fmt: skip
+    consumer = _consumer(settings)
     consumer.group("slow", inboxes={"topic.a": "slow"}, session_timeout_ms=6_000)
     consumer.on("x.happened", topic="topic.a", group_id="slow")(_handler)
     consumer.on("x.happened", topic="topic.b", group_id="urgent")(_handler)

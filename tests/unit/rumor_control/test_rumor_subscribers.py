@@ -154,11 +154,8 @@ async def test_one_group_member_reads_both_topics_each_recorded_under_its_former
     ]
 
 
-def test_the_broker_gathers_rumor_controls_events_before_it_answers_a_fetch(
-    deps: RumorControlDeps,
-) -> None:
-    # Rumor control's one member reads a notice's four events (the notice, three alert
-    # events it skips): with fetch_min_bytes 1 the broker woke it with a fetch for each.
+def _member_arguments(deps: RumorControlDeps) -> dict[str, Any]:
+    """What rumor control's one consumer member hands aiokafka (FastStream keeps it as given)."""
     broker = KafkaBroker()
     engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
     consumer = EventConsumer(
@@ -166,9 +163,17 @@ def test_the_broker_gathers_rumor_controls_events_before_it_answers_a_fetch(
         service="rumor_control",
     )  # fmt: skip
     subscribers.register(consumer, deps)
-
     (subscriber,) = broker.subscribers
-    args = subscriber._connection_args  # type: ignore[attr-defined]
+    args: dict[str, Any] = subscriber._connection_args  # type: ignore[attr-defined]
+    return args
+
+
+def test_the_broker_gathers_rumor_controls_events_before_it_answers_a_fetch(
+    deps: RumorControlDeps,
+) -> None:
+    # Rumor control's one member reads a notice's four events (the notice, three alert
+    # events it skips): with fetch_min_bytes 1 the broker woke it with a fetch for each.
+    args = _member_arguments(deps)
     assert deps.settings.rumor_consumer_fetch_min_bytes == 64 * 1024  # the default
     assert args["fetch_min_bytes"] == 64 * 1024
     # Batched up to the shared fetch wait, no longer: that bounds how late it hears.
@@ -180,16 +185,7 @@ def test_rumor_controls_member_heartbeats_a_third_as_often_as_the_urgent_groups(
 ) -> None:
     # Its projections wait on nobody: a 6 s session (heartbeat every 2 s) instead of the
     # services' 2 s (every 667 ms), one broker request a second fewer while idle.
-    broker = KafkaBroker()
-    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
-    consumer = EventConsumer(
-        broker=broker, sessions=make_session_factory(engine), settings=deps.settings,
-        service="rumor_control",
-    )  # fmt: skip
-    subscribers.register(consumer, deps)
-
-    (subscriber,) = broker.subscribers
-    args = subscriber._connection_args  # type: ignore[attr-defined]
+    args = _member_arguments(deps)
     assert deps.settings.rumor_consumer_session_timeout_ms == 6_000  # the default
     assert args["session_timeout_ms"] == 6_000
     assert args["heartbeat_interval_ms"] == 2_000

@@ -111,6 +111,16 @@ class IntakeSettings(CommonSettings):
             "directory in force). Instances sharing a prefix share work."
         ),
     )
+    intake_consumer_session_timeout_ms: int = Field(
+        default=6_000,
+        ge=1_000,
+        description="How long Kafka waits for a silent intake member before another instance "
+        "takes the directory topic's partitions (its heartbeats go every third of it). Longer "
+        "than AVISO_CONSUMER_SESSION_TIMEOUT_MS: directory announcements are on no one's "
+        "urgent path, so it heartbeats a third as often (each heartbeat is a request the "
+        "broker answers). Kafka's own group.min.session.timeout.ms (6000 by default) must "
+        "not exceed it.",
+    )
     intake_policy_file: Path | None = Field(
         default=None,
         description="Department policy annotations (TOML); unset: services/intake/policy.toml.",

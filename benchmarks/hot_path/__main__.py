@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,6 +136,9 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         "kafka_samples": 50 if args.short else 200,
         "floor_s": 2.0 if args.short else 5.0,
         "idle_s": 5.0 if args.short else 15.0,
+        # The warm-up's tail (last settlements and offset commits, the broker's JIT
+        # compiling what the warm-up ran) stays out of the idle window.
+        "idle_settle_s": 5.0 if args.short else 15.0,
     }
 
 
@@ -201,6 +205,8 @@ async def _rates(
     ) as client:
         # A few notices first: connections, caches and JITs warm, consumers assigned.
         await run_rate(system, client, rate=5, duration_s=2, drain_timeout_s=30, label="warm-up")
+        sys.stderr.write(f"\r\033[Kidle: settling {plan['idle_settle_s']:g} s, then measuring\n")
+        await asyncio.sleep(plan["idle_settle_s"])
         idle.update(await _idle(infra, system, plan["idle_s"]))
         for rate in plan["rates"]:
             pids = {**infra.pids, **system.pids(), "bench": os.getpid()}

@@ -8,7 +8,7 @@ The composition root (`app.py`) builds the engine with this plan and runs it.
 
 from __future__ import annotations
 
-from services.router.delivery.compose import compose, outbound, position_of
+from services.router.delivery.compose import outbound, position_of
 from services.router.delivery.outcomes import (
     record_attempt_failed,
     record_delivered,
@@ -20,7 +20,6 @@ from services.router.delivery.reports import record_sms_report
 
 __all__ = [
     "RouterDeliveryPlan",
-    "compose",
     "outbound",
     "position_of",
     "record_attempt_failed",

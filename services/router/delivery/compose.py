@@ -28,7 +28,7 @@ from services.router.domain import AlertRecord, EscalationPosition
 from services.router.domain.sms import sms_code, sms_text
 from services.router.messages import render_footer
 
-__all__ = ["Links", "compose", "outbound", "position_of"]
+__all__ = ["Links", "outbound", "position_of"]
 
 
 def position_of(record: DeliveryRecord) -> EscalationPosition | None:
@@ -122,15 +122,6 @@ def _payload(
         "correlation_id": record.correlation_id,
         "sent_at": now.isoformat(),
     }
-
-
-def compose(
-    deps: RouterDeps, alert: AlertRecord, record: DeliveryRecord, now: datetime
-) -> tuple[str, dict[str, Any]]:
-    """The text and webhook payload: the releasable text plus the one-click link."""
-    link = _link(deps, alert, record, now, None)
-    text = _text(deps, record, link)
-    return text, _payload(deps, alert, record, now, text=text, link=link)
 
 
 def outbound(

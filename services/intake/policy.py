@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from schemas.base import PolicyAnnotation, ReasonCode, ReleasableText, Status
 from schemas.notices import OperationType
@@ -77,6 +77,9 @@ class Policy(_Strict):
 
     version: str = Field(min_length=1, max_length=64)
     rule: tuple[PolicyRule, ...] = Field(min_length=1)
+    _annotated: dict[tuple[str, bool, str], tuple[dict[str, str], ...]] = PrivateAttr(
+        default_factory=dict
+    )
 
     def annotate(self, facts: NoticeFacts) -> tuple[PolicyAnnotation, ...]:
         """The statements that apply to a notice, in the order the file lists them."""
@@ -85,6 +88,24 @@ class Policy(_Strict):
             for rule in self.rule
             if rule.applies_to(facts)
         )
+
+    def annotation_values(
+        self, *, operation_type: OperationType, public_safety_nexus: bool, status: Status
+    ) -> tuple[dict[str, str], ...]:
+        """`annotate` of these facts as a version stores them (shared: never mutate them)."""
+        # A handful of fact combinations exist and the policy is frozen: each one's
+        # statements are worked out once, not per submission (models built and dumped).
+        key = (operation_type, public_safety_nexus, status)
+        found = self._annotated.get(key)
+        if found is None:
+            facts = NoticeFacts(
+                operation_type=operation_type,
+                public_safety_nexus=public_safety_nexus,
+                status=status,
+            )
+            values = tuple(a.model_dump() for a in self.annotate(facts))
+            found = self._annotated.setdefault(key, values)
+        return found
 
 
 def load_policy(path: Path | None = None) -> Policy:

@@ -26,7 +26,7 @@ from schemas.fingerprints import (
     STOPWORDS,
     fingerprint,
     fingerprint_key_id,
-    fingerprint_term,
+    fingerprint_terms,
     tokens,
 )
 from services.intake.domain.records import NoticeState, Operation, StoredIdempotencyKey
@@ -225,9 +225,7 @@ def identifying_terms(detail: RestrictedDetail) -> list[str]:
 
 def restricted_fingerprints(key: bytes, detail: RestrictedDetail) -> tuple[str, ...]:
     """Sorted fingerprints of every restricted term of a version (never the terms)."""
-    prints: set[str] = set()
-    for term in identifying_terms(detail):
-        prints |= fingerprint_term(key, term)
+    prints = fingerprint_terms(key, identifying_terms(detail))
     if detail.free_text:
         prints |= free_text_fingerprints(key, detail.free_text)
     return tuple(sorted(prints))

@@ -17,7 +17,6 @@ from services.intake.crypto import KeyRing
 from services.intake.deps import IntakeDeps
 from services.intake.domain import RestrictedDetail, VersionRecord, msg_type_for, references_for
 from services.intake.notices.commands import NoticeContent
-from services.intake.policy import NoticeFacts
 
 __all__ = ["open_latest", "restricted_detail", "scrubbed", "seal_version"]
 
@@ -71,11 +70,6 @@ def seal_version(
     now: datetime,
 ) -> VersionRecord:
     """A new version of `content`: policy annotations frozen, restricted detail sealed."""
-    facts = NoticeFacts(
-        operation_type=content.operation_type,
-        public_safety_nexus=content.public_safety_nexus,
-        status=content.status,
-    )
     return VersionRecord(
         notice_id=notice_id,
         version=version,
@@ -93,7 +87,11 @@ def seal_version(
         sent_at=content.sent_at or now,
         received_at=now,
         cancel_reason=None,
-        policy_annotations=tuple(a.model_dump() for a in deps.policy.annotate(facts)),
+        policy_annotations=deps.policy.annotation_values(
+            operation_type=content.operation_type,
+            public_safety_nexus=content.public_safety_nexus,
+            status=content.status,
+        ),
         policy_version=deps.policy.version,
         content_digest=digest,
         restricted_sealed=deps.keyring.encrypt(detail.to_json(), aad=_aad(notice_id, version)),

@@ -82,3 +82,48 @@ def test_the_shipped_policy_states_the_departments_commitments() -> None:
 def test_a_malformed_policy_is_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         Policy.model_validate(bad)
+
+
+@pytest.mark.parametrize("operation_type", ["targeted_arrest", "worksite"])
+@pytest.mark.parametrize("nexus", [True, False])
+@pytest.mark.parametrize("status", ["Actual", "Exercise"])
+def test_annotation_values_are_the_annotations_dumped(
+    operation_type: str, nexus: bool, status: str
+) -> None:
+    policy = load_policy()
+    for candidate in (POLICY, policy):
+        expected = tuple(
+            a.model_dump()
+            for a in candidate.annotate(
+                facts(operation_type=operation_type, public_safety_nexus=nexus, status=status)
+            )
+        )
+        given = {"operation_type": operation_type, "public_safety_nexus": nexus, "status": status}
+        assert candidate.annotation_values(**given) == expected  # type: ignore[arg-type]
+        assert candidate.annotation_values(**given) == expected  # type: ignore[arg-type]
+
+
+def test_annotation_values_are_worked_out_once_per_facts(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = Policy.model_validate(POLICY.model_dump())  # its own, empty cache
+    calls: list[NoticeFacts] = []
+    real = Policy.annotate
+
+    def counting(self: Policy, given: NoticeFacts) -> Any:
+        calls.append(given)
+        return real(self, given)
+
+    monkeypatch.setattr(Policy, "annotate", counting)
+    for _ in range(3):
+        policy.annotation_values(
+            operation_type="worksite", public_safety_nexus=False, status="Exercise"
+        )
+        policy.annotation_values(
+            operation_type="worksite", public_safety_nexus=True, status="Exercise"
+        )
+    assert len(calls) == 2
+    assert [
+        c["code"]
+        for c in policy.annotation_values(
+            operation_type="worksite", public_safety_nexus=False, status="Exercise"
+        )
+    ] == ["always", "worksite", "no_nexus", "drill_worksite"]

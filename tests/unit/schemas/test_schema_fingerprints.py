@@ -11,11 +11,13 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from schemas import fingerprints
 from schemas.fingerprints import (
     STOPWORDS,
     find_leaks,
     fingerprint,
     fingerprint_term,
+    fingerprint_terms,
     normalize,
     term_grams,
     tokens,
@@ -76,13 +78,14 @@ def test_fingerprint_is_truncated_hmac_sha256() -> None:
 
 def test_a_keys_pads_are_hashed_once_not_per_gram(monkeypatch: pytest.MonkeyPatch) -> None:
     keyed: list[bytes] = []
-    real_new = hmac.new
+    real = fingerprints._KeyedHash
 
-    def counting_new(key: bytes, *args: object, **kwargs: object) -> hmac.HMAC:
-        keyed.append(key)
-        return real_new(key, *args, **kwargs)  # type: ignore[arg-type]
+    class Counting(real):  # type: ignore[misc,valid-type]
+        def __init__(self, key: bytes) -> None:
+            keyed.append(key)
+            super().__init__(key)
 
-    monkeypatch.setattr(hmac, "new", counting_new)
+    monkeypatch.setattr(fingerprints, "_KeyedHash", Counting)
     fresh = b"f" * 32  # a key no other test used: not yet absorbed
     prints = fingerprint_term(fresh, "Juan Carlos Perez Gonzalez")
     prints |= fingerprint_term(fresh, "742 Evergreen Terrace")
@@ -90,8 +93,73 @@ def test_a_keys_pads_are_hashed_once_not_per_gram(monkeypatch: pytest.MonkeyPatc
     assert keyed == [fresh]
     # Still the HMAC of each gram alone: nothing of one gram carries into the next.
     assert (
-        fingerprint(fresh, "abc123") == real_new(fresh, b"abc123", hashlib.sha256).hexdigest()[:32]
+        fingerprint(fresh, "abc123") == hmac.new(fresh, b"abc123", hashlib.sha256).hexdigest()[:32]
     )
+
+
+@given(key=st.binary(min_size=16, max_size=200), gram=st.text(max_size=60))
+def test_fingerprint_is_hmac_sha256_of_the_gram_for_any_key(key: bytes, gram: str) -> None:
+    # Keys longer than SHA-256's block are hashed first, as RFC 2104 (and `hmac`) do.
+    expected = hmac.new(key, gram.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    assert fingerprint(key, gram) == expected
+
+
+def _reference_fingerprint_term(key: bytes, term: str) -> set[str]:
+    """The gram choice as first written (run by run), with `hmac.new` per gram."""
+    words = tokens(term)
+
+    def weak(word: str) -> bool:
+        return len(word) < 3 or word.isdigit() or word in STOPWORDS
+
+    def identifying(run: tuple[str, ...]) -> bool:
+        if len(run) == 1:
+            return not weak(run[0])
+        return not all(
+            word in STOPWORDS or (word.isdigit() and len(word) <= 2) or word.isdigit()
+            for word in run
+        )
+
+    grams: set[str] = set()
+    for start in range(len(words)):
+        for size in range(1, 4):
+            run = tuple(words[start : start + size])
+            if start + size <= len(words) and identifying(run):
+                grams.add(" ".join(run))
+                grams.add("".join(run))
+    if grams:
+        grams.add("".join(words))
+    digits = "".join(words)
+    if words and all(word.isdigit() for word in words) and len(digits) >= 7:
+        grams |= {digits} | {digits[-n:] for n in (10, 7) if len(digits) > n}
+    return {hmac.new(key, g.encode(), hashlib.sha256).hexdigest()[:32] for g in grams}
+
+
+term_words = (
+    words | st.sampled_from(sorted(STOPWORDS)) | st.from_regex(r"[0-9]{1,4}", fullmatch=True)
+)
+
+
+@given(terms=st.lists(st.lists(term_words, max_size=7).map(" ".join), max_size=5))
+def test_fingerprints_of_terms_are_those_of_the_first_implementation(terms: list[str]) -> None:
+    expected = [_reference_fingerprint_term(KEY, term) for term in terms]
+    assert [fingerprint_term(KEY, term) for term in terms] == expected
+    # All terms at once: the union, each shared gram hashed once.
+    assert fingerprint_terms(KEY, terms) == set().union(*expected)
+
+
+def test_fingerprints_of_a_bench_notice_are_those_of_the_first_implementation() -> None:
+    terms = [
+        "Esteban Quiroga",
+        "2231 Alameda Ave Apt 4",
+        "Silver Tacoma 7XYZ123",
+        "Corner of 19th and Alameda",
+        "Dana Whitlock",
+        "+1 505 555 0199",
+        "Jos\u00e9-Mar\u00eda GARC\u00cdA de la Cruz",
+    ]
+    expected = set().union(*(_reference_fingerprint_term(KEY, term) for term in terms))
+    assert fingerprint_terms(KEY, terms) == expected
+    assert len(expected) > 40
 
 
 def test_a_short_key_is_refused() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,8 @@ from services.common.delivery import (
 )
 from services.common.delivery.engine import DeliveryEngine
 from services.router import acknowledgement, alerting
+from services.router.app import RouterRuntime, default_senders
+from services.router.config import RouterSettings
 from services.router.delivery import RouterDeliveryPlan
 from services.router.domain import AlertRecord, Transition, alert_id_for
 from tests.unit.router.fakes import (
@@ -490,3 +492,11 @@ def test_a_channel_without_a_sender_fails_at_start_up(deps: FakeDeps) -> None:
             service="router",
             destination_secret=b"k",
         )
+
+
+def test_router_leaves_the_delivered_and_skipped_lines_to_its_hooks(
+    make_settings: Callable[..., Any],
+) -> None:
+    settings = make_settings(RouterSettings, link_secret="test-link-secret")
+    runtime = RouterRuntime(settings=settings, senders=default_senders(settings))
+    assert runtime.delivery._config.outcome_lines is False

@@ -78,6 +78,9 @@ class RouterRuntime(ServiceRuntime):
             plan=RouterDeliveryPlan(base),
             service=SERVICE,
             settings=settings,
+            # The plan's hooks log each delivered and skipped notification as
+            # `alert.delivered` / `alert.delivery_skipped`, with the engine's fields.
+            outcome_lines=False,
         )
         self.deps = replace(base, delivery=self.delivery, wake_delivery=self.delivery.wake)
         self.add_worker("delivery", self.delivery.run)

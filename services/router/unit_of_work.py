@@ -50,6 +50,10 @@ class AlertRepository(Protocol):
 
     async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]: ...
 
+    async def get_many_lean(
+        self, alert_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, AlertRecord]: ...
+
     async def for_notice(
         self, notice_id: uuid.UUID, *, lock: bool = False
     ) -> AlertRecord | None: ...

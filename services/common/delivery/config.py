@@ -45,6 +45,12 @@ class EngineConfig:
     # Orders accepted while this engine has free slots are claimed by it at accept and
     # sent as soon as the accepting transaction commits (`handoff`).
     hand_off: bool = True
+    # The engine's own info lines for a delivered or skipped outcome (`delivery.delivered`,
+    # `delivery.skipped`). Off where the plan's hooks write a line for each that carries
+    # the same fields and more (router's `alert.delivered`, `alert.delivery_skipped`): two
+    # lines saying one thing cost a line's rendering twice per notification. Failures,
+    # lost leases and opened breakers are always the engine's lines.
+    outcome_lines: bool = True
 
     def __post_init__(self) -> None:
         if self.heartbeat * 2 > self.lease:
@@ -53,8 +59,8 @@ class EngineConfig:
             raise ValueError("per_destination_max must be at least per_destination")
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings) -> EngineConfig:
-        """The configuration the settings describe."""
+    def from_settings(cls, settings: CommonSettings, *, outcome_lines: bool = True) -> EngineConfig:
+        """The configuration the settings describe (`outcome_lines`: the service's choice)."""
         return cls(
             max_in_flight=settings.delivery_max_in_flight,
             per_destination=settings.delivery_per_destination,
@@ -73,6 +79,7 @@ class EngineConfig:
             breaker_cooldown=timedelta(seconds=settings.delivery_breaker_cooldown_s),
             sibling_wait=timedelta(milliseconds=settings.delivery_sibling_wait_ms),
             hand_off=settings.delivery_hand_off,
+            outcome_lines=outcome_lines,
         )
 
 

@@ -125,8 +125,8 @@ class DeliveryEngine:
             heartbeat=self._config.heartbeat, clock=clock,
         )  # fmt: skip
         self._recorder = OutcomeRecorder(
-            store=store, plan=plan, owner=self.owner_id, service=service,
-            released=self._released, settling=self._claims.settling,
+            store=store, plan=plan, owner=self.owner_id, service=service, released=self._released,
+            settling=self._claims.settling, outcome_lines=self._config.outcome_lines,
         )  # fmt: skip
         self._admission = Admission(
             service=service, config=self._config, claims=self._claims, limits=self._limits,
@@ -155,15 +155,16 @@ class DeliveryEngine:
         plan: DeliveryPlan,
         service: str,
         settings: CommonSettings,
+        outcome_lines: bool = True,
     ) -> DeliveryEngine:
-        """An engine over `table` in the service's database, configured from `settings`."""
+        """An engine over `table`, configured from `settings` (and `EngineConfig.outcome_lines`)."""
         return cls(
             store=SqlDeliveryStore(sessions=sessions, table=table),
             senders=senders,
             plan=plan,
             service=service,
             destination_secret=destination_secret(settings),
-            config=EngineConfig.from_settings(settings),
+            config=EngineConfig.from_settings(settings, outcome_lines=outcome_lines),
         )
 
     # -- what services call -----------------------------------------------------------

@@ -169,6 +169,7 @@ class OutcomeRecorder:
         service: str,
         released: Callable[[Sequence[uuid.UUID]], None],
         settling: Callable[[Sequence[uuid.UUID]], None] | None = None,
+        outcome_lines: bool = True,
     ) -> None:
         self._store = store
         self._plan = plan
@@ -176,6 +177,7 @@ class OutcomeRecorder:
         self._service = service
         self._released = released
         self._settling = settling
+        self._outcome_lines = outcome_lines  # see `EngineConfig.outcome_lines`
         self._queue: list[Outcome] = []
         self._lock = asyncio.Lock()
 
@@ -307,7 +309,8 @@ class OutcomeRecorder:
         match result:
             case Delivered():
                 counter.labels(self._service, record.channel, "delivered", "none").inc()
-                log.info("delivery.delivered", **fields, attempts=result.attempts)
+                if self._outcome_lines:
+                    log.info("delivery.delivered", **fields, attempts=result.attempts)
             case Failure(final=True):
                 counter.labels(self._service, record.channel, "failed", result.reason).inc()
                 log.error(
@@ -324,7 +327,8 @@ class OutcomeRecorder:
                 )
             case Skip():
                 counter.labels(self._service, record.channel, "skipped", "none").inc()
-                log.info("delivery.skipped", **fields, skip_reason=result.reason)
+                if self._outcome_lines:
+                    log.info("delivery.skipped", **fields, skip_reason=result.reason)
             case Busy():
                 pass
             case _:

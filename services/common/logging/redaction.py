@@ -141,7 +141,8 @@ def is_restricted_key(key: str) -> bool:
     """Tell whether a field name is restricted, whatever its case or separators."""
     # Every field of every line asks: the answer per key is kept (bounded; forgotten
     # whenever the restricted set changes size, also when changed directly).
-    answers = _key_answers.for_size(len(RESTRICTED_KEYS))
+    size = len(RESTRICTED_KEYS)
+    answers = _key_answers.answers if _key_answers.size == size else _key_answers.for_size(size)
     known = answers.get(key)
     if known is None:
         known = _decide_restricted_key(key)
@@ -317,13 +318,25 @@ def _redact_mapping(mapping: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
     return redacted
 
 
+_PLAIN_SCALARS = (bool, int, float, type(None))
+
+
 def redact_restricted(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: replace restricted fields and scrub text at any depth."""
-    for key in list(event_dict):
+    # Every line passes here, and most of its fields are ids, names of things and
+    # numbers: those are decided inline (the same answers `_redact_value` gives), the
+    # rest goes the whole way.
+    sensitive = _sensitive_values.snapshot
+    for key, value in list(event_dict.items()):
         if key in _PROCESSOR_META_KEYS:
             continue
         if is_restricted_key(key):
             event_dict[key] = REDACTED
+        elif type(value) in _PLAIN_SCALARS:
+            continue
+        elif type(value) is str and not sensitive:
+            if _MAY_NEED_SCRUBBING.search(value) is not None:
+                event_dict[key] = scrub_text(value)
         else:
-            event_dict[key] = _redact_value(event_dict[key], 0)
+            event_dict[key] = _redact_value(value, 0)
     return event_dict

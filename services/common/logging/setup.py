@@ -183,6 +183,7 @@ def configure_logging(
     numeric_level = _parse_level(level)
 
     handlers = _handlers(fmt=fmt, log_file=log_file, stream=stream)
+    _lean_records()
     _install_on_root(handlers, numeric_level)
     _quiet_chatty_libraries(numeric_level)
 
@@ -267,6 +268,18 @@ class _JsonLinesHandler(logging.Handler):
                 self._file.close()
                 self._file = None
         super().close()
+
+
+def _lean_records() -> None:
+    """Leave out of every stdlib record what no line of ours renders (the logging HOWTO's
+    "Optimization"): the caller's file and line (a walk up the stack per line), the
+    thread's and the process's names and ids. The chain renders the event dict, the
+    logger's name and the level; structlog finds a line's own frame by itself when a
+    call asks for `stack_info`."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def _install_on_root(handlers: list[logging.Handler], level: int) -> None:

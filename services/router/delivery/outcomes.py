@@ -336,15 +336,17 @@ def _skipped(
 async def record_outcomes(uow: RouterUoW, *, deps: RouterDeps, outcomes: Sequence[Settled]) -> None:
     """A batch of outcomes, with the meaning of the single hooks, in a constant number of calls.
 
-    Their alerts are read in one query; the state changes (triggered -> delivered) and
-    every timeline entry and event go to one `apply_all`. A final failure stays one at a
-    time, after the rest: it locks its alert to decide whether the whole step is
-    unreachable (see `record_failed`).
+    Their alerts are read in one query, without content or snapshot; the state changes
+    (triggered -> delivered) and every timeline entry and event go to one `apply_all`. A
+    final failure stays one at a time, after the rest: it locks its alert to decide
+    whether the whole step is unreachable (see `record_failed`).
     """
     now = deps.clock()
     finals = [o for o in outcomes if isinstance(o.result, Failure) and o.result.final]
     rest = [o for o in outcomes if not (isinstance(o.result, Failure) and o.result.final)]
-    found = await uow.alerts.get_many({o.record.aggregate_id for o in rest})
+    # Neither the content nor the snapshot is needed here (a final failure, which may
+    # look at the snapshot's channels, reads its alert whole in `record_failed`).
+    found = await uow.alerts.get_many_lean({o.record.aggregate_id for o in rest})
     delivered: list[_Delivered] = []
     notes: list[Transition] = []
     observers: list[Callable[[], None]] = []

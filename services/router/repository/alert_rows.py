@@ -24,8 +24,11 @@ from services.router.repository._sql import aware, must
 
 __all__ = [
     "COLUMNS",
+    "UNREAD_CONTENT",
+    "UNREAD_SNAPSHOT",
     "alert_values",
     "column_value",
+    "lean_record_of",
     "record",
     "record_of",
     "timeline_entry",
@@ -50,9 +53,35 @@ def _model(model: type[_Model], value: Any) -> _Model:
     return model.model_validate(value)
 
 
+# What a lean record holds in place of the content and the snapshot it did not read:
+# models with no fields set, so any use of one fails at once (AttributeError) instead of
+# reading as an empty notice. A transition keeps them as the same objects (`replace`),
+# so writing it never touches those columns (`changed_columns` compares by identity
+# first).
+_NO_FIELDS: dict[str, Any] = {}
+UNREAD_CONTENT = NoticeContent.model_construct(**_NO_FIELDS)
+UNREAD_SNAPSHOT = Snapshot.model_construct(**_NO_FIELDS)
+
+
 def record_of(row: Mapping[str, Any]) -> AlertRecord:
     """An alert from its columns by name (a SQLAlchemy row's mapping or an asyncpg
     record, whose JSON columns are still text)."""
+    return _record_of(
+        row,
+        content=_model(NoticeContent, row["content"]),
+        snapshot=_model(Snapshot, row["snapshot"]),
+    )
+
+
+def lean_record_of(row: Mapping[str, Any]) -> AlertRecord:
+    """An alert from every column but its content and snapshot (left unread: see
+    `UNREAD_CONTENT`), for readers that need neither, such as the outcome batch."""
+    return _record_of(row, content=UNREAD_CONTENT, snapshot=UNREAD_SNAPSHOT)
+
+
+def _record_of(
+    row: Mapping[str, Any], *, content: NoticeContent, snapshot: Snapshot
+) -> AlertRecord:
     acknowledged_by = row["acknowledged_by"]
     return AlertRecord(
         id=uuid.UUID(row["id"]),
@@ -61,8 +90,8 @@ def record_of(row: Mapping[str, Any]) -> AlertRecord:
         status=cast(Status, row["status"]),
         state=cast(AlertState, row["state"]),
         urgency=cast(Urgency, row["urgency"]),
-        content=_model(NoticeContent, row["content"]),
-        snapshot=_model(Snapshot, row["snapshot"]),
+        content=content,
+        snapshot=snapshot,
         step=row["step"],
         repeat=row["repeat"],
         escalation_count=row["escalation_count"],

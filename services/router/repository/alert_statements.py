@@ -32,6 +32,7 @@ from services.router.repository.alert_rows import COLUMNS
 from services.router.tables import alert_timeline, alerts, directory_versions
 
 __all__ = [
+    "LEFT_OUT_OF_LEAN",
     "OUTBOX_COLUMNS",
     "TIMELINE_COLUMNS",
     "alert_by_id",
@@ -85,20 +86,27 @@ def alert_by_notice(*, lock: bool) -> sa.Select[tuple[object, ...]]:
     return query.with_for_update() if lock else query
 
 
+# What a lean read leaves out: the alert's two JSON documents, the largest columns and
+# the only ones whose reading costs a parse (see `lean_record_of`).
+LEFT_OUT_OF_LEAN = frozenset({"content", "snapshot"})
+
+
 @cache
-def alerts_by_ids(dialect: str) -> sa.Select[tuple[object, ...]]:
+def alerts_by_ids(dialect: str, *, lean: bool = False) -> sa.Select[tuple[object, ...]]:
     """The alerts whose ids are in `:alert_ids` (a list): one array on PostgreSQL, so one
-    prepared statement whatever the count; an expanding IN elsewhere."""
+    prepared statement whatever the count; an expanding IN elsewhere. `lean` reads every
+    column but the content and the snapshot."""
+    columns = [c for c in alerts.c if not (lean and c.name in LEFT_OUT_OF_LEAN)]
     if dialect == "postgresql":
         ids = sa.bindparam("alert_ids", type_=postgresql.ARRAY(sa.String))
-        return sa.select(alerts).where(alerts.c.id == sa.any_(ids))
-    return sa.select(alerts).where(alerts.c.id.in_(sa.bindparam("alert_ids", expanding=True)))
+        return sa.select(*columns).where(alerts.c.id == sa.any_(ids))
+    return sa.select(*columns).where(alerts.c.id.in_(sa.bindparam("alert_ids", expanding=True)))
 
 
 @cache
-def alerts_by_ids_direct() -> DirectStatement:
+def alerts_by_ids_direct(*, lean: bool = False) -> DirectStatement:
     """`alerts_by_ids` on PostgreSQL, sent to asyncpg directly (JSON columns as text)."""
-    return DirectStatement(lambda: alerts_by_ids("postgresql"))
+    return DirectStatement(lambda: alerts_by_ids("postgresql", lean=lean))
 
 
 @cache

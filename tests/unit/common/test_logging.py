@@ -422,3 +422,55 @@ def test_httpx_request_lines_are_not_written(output: io.StringIO) -> None:
     (warning,) = lines(output)
     assert warning["logger"] == "httpx"
     assert warning["event"] == "connection pool is full"
+
+
+def test_top_level_fields_get_the_same_answers_inline_as_the_whole_way(
+    output: io.StringIO,
+) -> None:
+    """The processor decides a line's plain fields inline; each kind keeps its answer."""
+    held = canary()
+    log = get_logger("tests.inline")
+    register_sensitive_value(held)
+    try:
+        log.info("a.line", seen=f"near {held}", count=3, ratio=0.5, ok=True, gone=None)
+    finally:
+        forget_sensitive_value(held)
+    log.info(
+        "a.line",
+        alert_id="4d96d85c-264c-5f8c-bde9-62536bfbcba4",
+        url="https://x.test/ack?token=abc",
+        header="Bearer abc.def",
+        agent_name="A. Person",
+        at=uuid.UUID(int=7),
+    )
+    first, second = lines(output)
+    assert first["seen"] == f"near {REDACTED}"
+    assert (first["count"], first["ratio"], first["ok"], first["gone"]) == (3, 0.5, True, None)
+    assert second["alert_id"] == "4d96d85c-264c-5f8c-bde9-62536bfbcba4"
+    assert second["url"] == f"https://x.test/ack?token={REDACTED}"
+    assert second["header"] == f"Bearer {REDACTED}"
+    assert second["agent_name"] == REDACTED
+    assert second["at"] == str(uuid.UUID(int=7))
+    assert_absent(output.getvalue(), held, "abc.def")
+
+
+def test_records_leave_out_what_no_line_renders(output: io.StringIO) -> None:
+    """No caller look-up (a walk up the stack), thread or process names per record."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        get_logger("tests.lean").info("a.line", n=1)
+    finally:
+        logging.getLogger().removeHandler(keep)
+    (record,) = records
+    assert (record.lineno, record.funcName) == (0, "(unknown function)")
+    assert record.threadName is None
+    assert record.processName is None
+    assert record.process is None
+    assert lines(output)[0]["event"] == "a.line"

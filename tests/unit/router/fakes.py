@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +35,7 @@ from services.router.domain import (
     Transition,
     VersionGuard,
 )
+from services.router.repository.alert_rows import UNREAD_CONTENT, UNREAD_SNAPSHOT
 from services.router.unit_of_work import RouterUnitOfWork
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -104,6 +105,11 @@ class FakeAlerts:
     async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
         return {a: self.store.alerts[a] for a in alert_ids if a in self.store.alerts}
 
+    async def get_many_lean(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
+        lean = {"content": UNREAD_CONTENT, "snapshot": UNREAD_SNAPSHOT}
+        alerts = self.store.alerts
+        return {a: replace(alerts[a], **lean) for a in alert_ids if a in alerts}
+
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         return next((a for a in self.store.alerts.values() if a.notice_id == notice_id), None)
 
@@ -139,6 +145,9 @@ class FakeAlerts:
             if not _passes(stored, transition):
                 return False
         if transition.before is not after:  # a note (no change) writes no row
+            if stored is not None and after.content is UNREAD_CONTENT:
+                # A lean record's change writes none of the columns it did not read.
+                after = replace(after, content=stored.content, snapshot=stored.snapshot)
             self.store.alerts[after.id] = after
         for record in transition.timeline:
             entry = TimelineEntry(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,8 @@ from services.common.delivery import (
 )
 from services.common.delivery.engine import DeliveryEngine
 from services.router import acknowledgement, alerting
+from services.router.app import RouterRuntime, default_senders
+from services.router.config import RouterSettings
 from services.router.delivery import RouterDeliveryPlan
 from services.router.domain import AlertRecord, Transition, alert_id_for
 from tests.unit.router.fakes import (
@@ -305,6 +307,10 @@ class CountingAlerts(FakeAlerts):
         self.calls.append("get_many")
         return await super().get_many(alert_ids)
 
+    async def get_many_lean(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
+        self.calls.append("get_many_lean")
+        return await super().get_many_lean(alert_ids)
+
     async def apply(self, transition: Transition) -> bool:
         self.calls.append("apply")
         return await super().apply(transition)
@@ -333,7 +339,7 @@ async def test_a_batch_of_delivered_outcomes_takes_a_constant_number_of_reposito
         await uow.commit()
 
     # One read of every alert, then the state changes with every timeline entry and event.
-    assert counting.calls == ["get_many", "apply_all"]
+    assert counting.calls == ["get_many_lean", "apply_all"]
     assert all(deps.store.alerts[a].state == "delivered" for a in alert_ids)
     assert len(deps.store.events("alert.delivered")) == n
     assert all(len(deps.store.entries(a, "delivered")) == 1 for a in alert_ids)
@@ -353,7 +359,7 @@ async def test_a_notices_channels_delivered_together_mark_its_alert_once(deps: F
     await plan_for(deps, uow).on_outcomes(cast(Transaction, FakeTx()), outcomes)
     await uow.commit()
 
-    assert counting.calls == ["get_many", "apply_all"]
+    assert counting.calls == ["get_many_lean", "apply_all"]
     assert [t.after.id for t in counting.changes] == [alert_id], "one change for both"
     assert deps.store.alerts[alert_id].state == "delivered"
     assert len(deps.store.entries(alert_id, "delivered")) == 2
@@ -486,3 +492,11 @@ def test_a_channel_without_a_sender_fails_at_start_up(deps: FakeDeps) -> None:
             service="router",
             destination_secret=b"k",
         )
+
+
+def test_router_leaves_the_delivered_and_skipped_lines_to_its_hooks(
+    make_settings: Callable[..., Any],
+) -> None:
+    settings = make_settings(RouterSettings, link_secret="test-link-secret")
+    runtime = RouterRuntime(settings=settings, senders=default_senders(settings))
+    assert runtime.delivery._config.outcome_lines is False

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+import structlog
+
 from services.common.delivery import DeliveryError, EngineConfig
 from tests.unit.common.delivery.fakes import (
     FakePlan,
@@ -218,3 +221,31 @@ def _session():  # type: ignore[no-untyped-def]
     from tests.unit.common.delivery.fakes import _NoSession
 
     return _NoSession()
+
+
+@pytest.mark.parametrize("outcome_lines", [True, False])
+async def test_the_engines_delivered_and_skipped_lines_are_left_to_a_plan_that_writes_its_own(
+    outcome_lines: bool,
+) -> None:
+    """Router's hooks log each delivered and skipped notification: its engine does not
+    log them a second time; failures are the engine's lines either way."""
+    plan = FakePlan()
+    engine, store, plan, _ = make_engine(
+        webhook=_failing(1, "http_4xx"), plan=plan, outcome_lines=outcome_lines
+    )
+    failed, delivered, skipped = order("http://a/1"), order("http://a/2"), order("http://a/3")
+    plan.skip.add(skipped.delivery_id)
+    with structlog.testing.capture_logs() as logs:
+        for o in (failed, delivered, skipped):
+            await accept(engine, o)
+            await engine.pump()
+    assert [store.state(o.delivery_id) for o in (failed, delivered, skipped)] == [
+        "failed",
+        "delivered",
+        "skipped",
+    ]
+    events = [e["event"] for e in logs if e["event"].startswith("delivery.")]
+    quiet = ["delivery.failed"]
+    assert events == (
+        [*quiet, "delivery.delivered", "delivery.skipped"] if outcome_lines else quiet
+    )

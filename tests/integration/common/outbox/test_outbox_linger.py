@@ -45,9 +45,7 @@ class CountingPublisher:
     async def publish_batch(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]:
         raise AssertionError("a key's rows go together, not in waves")
 
-    async def publish_keys_together(
-        self, rows: Sequence[OutboxRow]
-    ) -> list[BaseException | None]:
+    async def publish_keys_together(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]:
         self.calls.append([row.message_id for row in rows])
         if len(self.calls) <= self._failing:
             return [ConnectionError("broker away") for _ in rows]
@@ -67,9 +65,7 @@ def _claims(statements: list[str]) -> list[str]:
 def _relay(engine: AsyncEngine, publisher: CountingPublisher, **options: Any) -> OutboxRelay:
     # A poll far beyond the test's waits: only a hand-over or a wake-up starts a round.
     defaults: dict[str, Any] = {"poll_interval_s": 120, "claim_ttl_s": 60}
-    return OutboxRelay(
-        engine=engine, publish=publisher, component="intake", **(defaults | options)
-    )
+    return OutboxRelay(engine=engine, publish=publisher, component="intake", **(defaults | options))
 
 
 async def _commit(engine: AsyncEngine, notice_id: uuid.UUID, version: int) -> None:

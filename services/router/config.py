@@ -91,7 +91,7 @@ class RouterSettings(CommonSettings):
         default=5.0, gt=0, description="How often the open-alerts gauge is recounted."
     )
     router_outbox_linger_ms: float = Field(
-        default=30.0,
+        default=50.0,
         ge=0,
         description="How long router's relay holds events handed to it for more before it "
         "publishes them in one produce round and marks them sent in one statement: a "

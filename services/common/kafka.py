@@ -18,7 +18,7 @@ from faststream.kafka import KafkaBroker
 from services.common.consuming import EventConsumer, Handler, database_unreachable
 from services.common.logging import faststream_logger
 from services.common.outbox import OutboxRow
-from services.common.outbox.ordering import HeldBehind, one_key_at_a_time
+from services.common.outbox.ordering import HeldBehind, in_waves, one_key_at_a_time
 from services.common.settings import CommonSettings
 
 __all__ = [
@@ -109,11 +109,70 @@ class KafkaOutboxPublisher:
             p if isinstance(p, BaseException) else _error_or_none(next(outcomes)) for p in pending
         ]
 
+    async def publish_keys_together(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]:
+        """Send every row, a partition's rows (so a key's) as ONE record batch; per row None
+        or its error.
+
+        A record batch is appended to the partition whole or not at all, so a key's later
+        rows cannot land without its earlier ones: the relay need not send them in waves
+        (one produce round per wave). Rows that do not fit one batch per partition, or a
+        producer not connected yet, go in waves as before.
+        """
+        producer = self._producer()
+        if producer is None:
+            return await one_key_at_a_time(rows, self)
+        batches = await _partition_batches(producer, rows)
+        if batches is None:
+            return [_error_or_none(r) for r in await in_waves(rows, self.publish_batch)]
+        sent: list[tuple[list[int], asyncio.Future[Any] | BaseException]] = []
+        for (topic, partition), (builder, indexes) in batches.items():
+            try:
+                future = await producer.send_batch(builder, topic, partition=partition)
+                sent.append((indexes, future))
+            except Exception as exc:  # refused at hand-over (e.g. buffer full): none of it
+                sent.append((indexes, exc))
+        acks = await asyncio.gather(
+            *(p for _, p in sent if not isinstance(p, BaseException)), return_exceptions=True
+        )
+        outcomes = iter(acks)
+        results: list[BaseException | None] = [None] * len(rows)
+        for indexes, pending in sent:
+            outcome = pending if isinstance(pending, BaseException) else next(outcomes)
+            for index in indexes:
+                results[index] = _error_or_none(outcome)
+        return results
+
     def _producer(self) -> Any:
         """The broker's aiokafka producer once connected (so both share one connection)."""
         state = getattr(self._broker.config.producer, "_producer", None)
         producer = getattr(state, "producer", None)
         return producer if hasattr(producer, "send") else None
+
+
+async def _partition_batches(
+    producer: Any, rows: Sequence[OutboxRow]
+) -> dict[tuple[str, int], tuple[Any, list[int]]] | None:
+    """One record batch per (topic, partition) holding its rows in order, and their
+    positions; None if a partition's rows do not fit one batch."""
+    batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
+    for index, row in enumerate(rows):
+        key = row.key.encode("utf-8")
+        # The partition `send` would choose (the producer's partitioner over the topic's
+        # metadata), so a key's records land where they always did.
+        # (aiokafka's own `_partition`, as `send` calls it; the metadata first, as there).
+        await producer.partitions_for(row.topic)
+        partition = producer._partition(row.topic, None, key, None, key, None)
+        builder, indexes = batches.setdefault((row.topic, partition), (producer.create_batch(), []))
+        appended = builder.append(
+            timestamp=None,
+            key=key,
+            value=row.payload.encode("utf-8"),
+            headers=_record_headers(row),
+        )
+        if appended is None:  # full: more than one batch would split a key's rows
+            return None
+        indexes.append(index)
+    return batches
 
 
 def _record_headers(row: OutboxRow) -> list[tuple[str, bytes]]:

@@ -134,6 +134,7 @@ def create_app(
     runtime = RouterRuntime(
         settings=settings, senders=senders or default_senders(settings), clock=clock
     )
+    runtime.relay.linger(settings.router_outbox_linger_ms / 1000)
     register_consumers(runtime.consumer, runtime.deps)
     return create_http_app(
         runtime,

@@ -90,6 +90,14 @@ class RouterSettings(CommonSettings):
     router_metrics_refresh_s: float = Field(
         default=5.0, gt=0, description="How often the open-alerts gauge is recounted."
     )
+    router_outbox_linger_ms: float = Field(
+        default=50.0,
+        ge=0,
+        description="How long router's relay holds events handed to it for more before it "
+        "publishes them in one produce round and marks them sent in one statement: a "
+        "notice's alert.triggered and its channels' outcomes go together (none is on the "
+        "SPOC's path). 0: each as it comes. At most a sixth of AVISO_OUTBOX_CLAIM_TTL_S.",
+    )
 
     def development_secrets(self) -> list[str]:
         """The common ones, and the SMS gateway's: report signatures and the reply secret."""

@@ -80,6 +80,7 @@ def create_app(
     """
     settings = settings or get_settings(RumorControlSettings)
     runtime = ServiceRuntime(name=SERVICE, settings=settings)
+    runtime.relay.linger(settings.rumor_outbox_linger_ms / 1000)
     # Read the department, gazetteer and templates now: a bad file stops the start, not the
     # first bulletin.
     department = department_of(settings)

@@ -79,6 +79,14 @@ class RumorControlSettings(CommonSettings):
         "others, instead of a fetch for each event (it is on no one's urgent path; most of "
         "the alert events it is sent it skips). 1: each event as it lands.",
     )
+    rumor_outbox_linger_ms: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long rumor control's relay holds events handed to it for more "
+        "before it publishes them in one produce round and marks them sent in one statement "
+        "(its events are on no one's urgent path). 0: each as it comes. At most a sixth of "
+        "AVISO_OUTBOX_CLAIM_TTL_S.",
+    )
     rumor_consumer_session_timeout_ms: int = Field(
         default=6_000,
         ge=1_000,

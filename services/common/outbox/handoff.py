@@ -3,12 +3,14 @@
 On PostgreSQL the INSERT that writes outbox rows leases each row to the relay this
 process runs for the same engine (`claimed_by`, `claimed_until` set by the INSERT,
 with the database's clock as a claim does), but only a row whose key has no earlier
-unsent row: so a key's order across relays keeps the claim's rule (a row is taken only
-with, or after, every earlier row of its key). The statement returns the rows it
-leased; once the transaction commits they go to the relay as they are in memory, and
-the relay publishes them and marks them sent (one statement). A commit whose rows were
-all handed over wakes no claim; a row left unleased (its key had a row waiting) wakes
-one, as before.
+unsent row held by anyone else (or by no one, or on a lapsed lease): so a key's order
+across relays keeps the claim's rule (a row is taken only with, or after, every earlier
+row of its key). A key's later row joins its earlier one at the same relay, which sends
+them in order (lingering.py says how it keeps that order when a row fails). The
+statement returns the rows it leased; once the transaction commits they go to the relay
+as they are in memory, and the relay publishes them and marks them sent (one
+statement). A commit whose rows were all handed over wakes no claim; a row left
+unleased (its key had a row waiting elsewhere) wakes one, as before.
 
 If the transaction rolls back, nothing was inserted and nothing is handed over. If the
 process dies after the commit, its rows stay leased until the lease ends, and then any
@@ -130,7 +132,8 @@ def leased_insert_sql(prefix: str) -> str:
         "clock_timestamp() + make_interval(secs => CAST(:lease_s AS DOUBLE PRECISION)) "
         "AS claimed_until WHERE CAST(:lease_by AS VARCHAR(64)) IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM outbox_messages AS waiting WHERE waiting.key = r.key "
-        "AND waiting.sent_at IS NULL)) AS lease ON true"
+        "AND waiting.sent_at IS NULL AND NOT (waiting.claimed_by = CAST(:lease_by AS VARCHAR(64)) "
+        "AND waiting.claimed_until > clock_timestamp()))) AS lease ON true"
     )
 
 
@@ -139,11 +142,16 @@ def lease_columns(key: sa.ColumnElement[str]) -> list[sa.ColumnElement[Any]]:
     leases (for a statement built with SQLAlchemy Core; `:lease_by`, `:lease_s` bound)."""
     lease_by = sa.bindparam("lease_by", type_=sa.String)
     waiting = outbox_messages.alias("waiting")
+    now = sa.func.clock_timestamp(type_=sa.DateTime(timezone=True))
     free = sa.and_(
         lease_by.is_not(None),
-        ~sa.exists().where(waiting.c.key == key, waiting.c.sent_at.is_(None)),
+        ~sa.exists().where(
+            waiting.c.key == key,
+            waiting.c.sent_at.is_(None),
+            ~sa.and_(waiting.c.claimed_by == lease_by, waiting.c.claimed_until > now),
+        ),
     )
-    until = sa.func.clock_timestamp(type_=sa.DateTime(timezone=True)) + sa.func.make_interval(
+    until = now + sa.func.make_interval(
         0, 0, 0, 0, 0, 0, sa.bindparam("lease_s", type_=sa.Float), type_=sa.Interval()
     )
     return [

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["HeldBehind", "Keyed", "in_waves", "one_key_at_a_time"]
+__all__ = ["HeldBehind", "Keyed", "KeysTogetherPublisher", "in_waves", "one_key_at_a_time"]
 
 
 class Keyed(Protocol):
@@ -29,6 +29,17 @@ class Keyed(Protocol):
 
 
 R = TypeVar("R", bound="Keyed")
+
+
+@runtime_checkable
+class KeysTogetherPublisher(Protocol):
+    """Publishes a batch with each partition's rows in ONE record batch, which the broker
+    appends whole or not at all: a key's later row can never land without its earlier
+    one, so no waves are needed. Per row, None (acknowledged) or the error."""
+
+    async def publish_keys_together(
+        self, rows: Sequence[Any]
+    ) -> Sequence[BaseException | None]: ...
 
 
 class HeldBehind(Exception):

@@ -11,9 +11,10 @@ SQLite's writer lock makes the same statement atomic), oldest first: a row only
 together with every earlier unsent row of its key, so a key's consecutive rows (an
 alert's `alert.triggered` and its `alert.delivered`) go in one round, and a row whose
 key has an earlier unsent row held by someone else is never claimed: two relays cannot
-reorder one key. A round sends a key's rows in waves (ordering.py): a key's later row
-goes to the broker only once its earlier one was acknowledged, so a failure never
-leaves a later row of its key published before it.
+reorder one key. A round sends a key's rows in one record batch per partition when the
+publisher can (the Kafka one: appended whole or not at all), else in waves (ordering.py):
+a key's later row goes to the broker only once its earlier one was acknowledged, so a
+failure never leaves a later row of its key published before it.
 
 A claim is a short lease (`claimed_until`, 2 s by default) that a heartbeat renews
 every third of its length while the relay publishes and records the round. A relay
@@ -39,6 +40,10 @@ On PostgreSQL most rows need no claim at all: the INSERT leases them to this pro
 relay and the commit hands them over (handoff.py); a loop turn woken only by a hand-over
 publishes them and marks them sent (one statement) and claims nothing.
 
+A relay may linger (`linger`, lingering.py): rows handed over wait up to a few
+milliseconds for more (a notice's alert events, a key's rows handed to the same relay),
+then go in one round and one settling; a stop ends the linger.
+
 The relay does not wait a polling interval per message: a commit that enqueued
 something wakes the relays of this process at once (an in-process signal, with no round
 trip through the database), and on PostgreSQL a `NOTIFY` wakes relays in other
@@ -61,13 +66,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -79,7 +83,9 @@ from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
 from services.common.outbox.handoff import Taker, register_taker
 from services.common.outbox.leases import LeaseKeeper
-from services.common.outbox.ordering import in_waves, one_key_at_a_time
+from services.common.outbox.lingering import Lingering
+from services.common.outbox.ordering import KeysTogetherPublisher, in_waves
+from services.common.outbox.rows import BatchPublisher, one_by_one, relay_row, split_results
 from services.common.outbox.statements import RelayStatements
 from services.common.outbox.writing import (
     _NOTIFY_CHANNEL,
@@ -102,50 +108,6 @@ _MIN_IDLE_WAIT_S = 0.05
 _LISTENING_POLL_FACTOR = 5
 
 
-@runtime_checkable
-class BatchPublisher(Protocol):
-    """Publishes a batch in one produce round; per row, None (acknowledged) or the error."""
-
-    async def publish_batch(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]: ...
-
-
-def _one_by_one(publish: PublishFn) -> Callable[[Sequence[OutboxRow]], Awaitable[list[Any]]]:
-    """A per-row publish function as a batch one: keys concurrently, a key's rows in turn."""
-
-    async def publish_batch(rows: Sequence[OutboxRow]) -> list[Any]:
-        return await one_key_at_a_time(rows, publish)
-
-    return publish_batch
-
-
-def _row(r: Mapping[Any, Any]) -> OutboxRow:
-    """A row as the publisher takes it, from a claim's result or a handed-over row."""
-    headers = r["headers"]
-    return OutboxRow(
-        id=r["id"],
-        message_id=r["message_id"],
-        topic=r["topic"],
-        key=r["key"],
-        event_type=r["event_type"],
-        headers=headers if isinstance(headers, dict) else json.loads(headers),
-        payload=r["payload"],
-    )
-
-
-def _split(
-    rows: Sequence[OutboxRow], results: Sequence[object]
-) -> tuple[list[int], list[tuple[OutboxRow, BaseException]]]:
-    """Ids of the rows the broker acknowledged, and the rows that failed with their error."""
-    sent: list[int] = []
-    failed: list[tuple[OutboxRow, BaseException]] = []
-    for row, result in zip(rows, results, strict=True):
-        if isinstance(result, BaseException):
-            failed.append((row, result))
-        else:
-            sent.append(row.id)
-    return sent, failed
-
-
 class OutboxRelay:
     """Publishes committed outbox rows; run one or several per service."""
 
@@ -162,6 +124,7 @@ class OutboxRelay:
         relay_id: str | None = None,
         wake_on_commit: bool = True,
         hand_off: bool = True,
+        linger_s: float = 0.0,
     ) -> None:
         self._engine = engine
         self._postgres = is_postgres(engine)
@@ -174,7 +137,7 @@ class OutboxRelay:
         # A BatchPublisher (the Kafka one) sends a batch in one produce round; a plain
         # function (tests' crashing publishers) is called per row, concurrently.
         self._publish_batch: Callable[[Sequence[OutboxRow]], Awaitable[Sequence[object]]] = (
-            publish.publish_batch if isinstance(publish, BatchPublisher) else _one_by_one(publish)
+            publish.publish_batch if isinstance(publish, BatchPublisher) else one_by_one(publish)
         )
         self._component = component
         self._batch_size = batch_size
@@ -190,11 +153,17 @@ class OutboxRelay:
             retry_delay_s=retry_delay_s,
         )
         self._mark_sent = DirectStatement(lambda: self._statements.mark_sent)
+        # A publisher that sends a key's rows in one atomic record batch needs no waves.
+        self._publish_together = (
+            publish.publish_keys_together if isinstance(publish, KeysTogetherPublisher) else None
+        )
         # Off only to measure the polling fallback (benchmarks/outbox_latency.py --no-wake).
         self._wake_on_commit = wake_on_commit
         # Rows this process's commits handed over (handoff.py), with when (loop time).
         self._hand_off = hand_off and self._postgres
         self._handed: deque[tuple[float, OutboxRow]] = deque()
+        # Handed rows wait up to `linger_s` for more, then go in one round (lingering.py).
+        self._lingering = Lingering(linger_s=linger_s, rows=batch_size, lease_s=claim_ttl_s)
         self._stop_taking: Callable[[], None] | None = None
         # `_wake` starts a loop turn; a claim runs in it only if wanted (a commit that left
         # a row unleased, a NOTIFY, `wake`) or due (a lease ends, the poll), else the
@@ -250,6 +219,12 @@ class OutboxRelay:
                 await self._listener.close()
         log.info("outbox.relay_stopped", relay_id=self.relay_id, published=self.published_total)
 
+    def linger(self, seconds: float) -> None:
+        """Before `start`: hold handed rows up to `seconds` for more, then send them together."""
+        self._lingering = Lingering(
+            linger_s=seconds, rows=self._batch_size, lease_s=self._claim_ttl_s
+        )
+
     def wake(self) -> None:
         """Ask for a claim round now."""
         self._claim_wanted = True
@@ -260,7 +235,7 @@ class OutboxRelay:
         if self._stopping.is_set():
             return  # leased: another relay claims them once the lease ends
         for row in rows:
-            self._handed.append((leased_at, _row(row)))
+            self._handed.append((leased_at, relay_row(row)))
         self._wake.set()
 
     async def _ensure_listening(self) -> None:
@@ -313,6 +288,12 @@ class OutboxRelay:
         while not self._stopping.is_set():
             self._wake.clear()
             if self._handed:
+                await self._lingering.wait(
+                    first_at=self._handed[0][0],
+                    count=lambda: len(self._handed),
+                    woken=self._wake,
+                    stopping=self._stopping,
+                )
                 await self._guarded(self._relay_handed)
                 # What the settling said of other leases bounds the wait for a claim.
                 lease_wait = self._wait_for_lease_s(self._lease_ends_in_s)
@@ -392,26 +373,35 @@ class OutboxRelay:
         rows: list[OutboxRow] = []
         while self._handed and len(rows) < self._batch_size:
             handed_at, row = self._handed.popleft()
-            if handed_at >= oldest:
+            # A key whose earlier row went to a claim (or failed) keeps its later rows
+            # out of memory's path too: they follow it through the claim, in order.
+            if handed_at >= oldest and not self._lingering.held(row.key):
                 rows.append(row)
             else:
+                self._lingering.hold(row.key)
                 self._claim_wanted = True
         if not rows:
             return 0
-        return await self._publish_and_settle(rows)
+        return await self._publish_and_settle(sorted(rows, key=lambda row: row.id))
 
     async def _publish_and_settle(self, rows: Sequence[OutboxRow]) -> int:
         """Publish rows this relay holds (in id order per key), mark them; how many went."""
         ids = [row.id for row in rows]
-        async with LeaseKeeper(
-            renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
-        ) as lease:
-            results = await in_waves(rows, self._publish_batch)
-            # Renewal stops first, so it cannot extend a failed row's shorter retry lease;
-            # what is left of the lease (at least two thirds) covers the settling.
-            await lease.stop()
-            sent, failed = _split(rows, results)
-            await self._settle(sent, failed)
+        try:
+            async with LeaseKeeper(
+                renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
+            ) as lease:
+                results = await self._publish(rows)
+                # Renewal stops first, so it cannot extend a failed row's shorter retry
+                # lease; what is left of the lease (at least two thirds) covers the settling.
+                await lease.stop()
+                sent, failed = split_results(rows, results)
+                await self._settle(sent, failed)
+        except BaseException:
+            # A later row of these keys handed over meanwhile must not go out before them.
+            self._lingering.hold_all(row.key for row in rows)
+            raise
+        self._lingering.hold_all(row.key for row, _error in failed)
         self.published_total += len(sent)
         if sent:
             OUTBOX_PUBLISHED.labels(self._component).inc(len(sent))
@@ -425,6 +415,12 @@ class OutboxRelay:
             )
         return len(sent)
 
+    async def _publish(self, rows: Sequence[OutboxRow]) -> Sequence[object]:
+        """Per row None or its error: a key's rows together if the publisher can, else in waves."""
+        if self._publish_together is not None:
+            return await self._publish_together(rows)
+        return await in_waves(rows, self._publish_batch)
+
     async def _claim(self) -> Sequence[OutboxRow]:
         async with self._sessions() as session, session.begin():
             result = await session.execute(self._statements.claim, self._statements.claim_values())
@@ -435,7 +431,7 @@ class OutboxRelay:
             for r in result:
                 if r.key not in last_of_key or last_of_key[r.key][0] < r.id:
                     last_of_key[r.key] = (r.id, bool(r.has_successor))
-                claimed.append(_row(r._mapping))
+                claimed.append(relay_row(r._mapping))
         self._successors_waiting = any(waits for _id, waits in last_of_key.values())
         return sorted(claimed, key=lambda row: row.id)
 

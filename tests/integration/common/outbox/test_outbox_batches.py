@@ -142,14 +142,17 @@ async def test_a_batch_goes_out_with_the_same_headers_as_a_single_publish(
 
     await publisher(row(1))
     assert await publisher.publish_batch([row(2), row(3), row(4)]) == [None, None, None]
+    # The lingering relay's way: the key's rows in one record batch.
+    assert await publisher.publish_keys_together([row(5), row(6)]) == [None, None]
 
     records = await read_topic(
         settings.kafka_bootstrap_servers,
         NOTICES,
-        until=lambda rs: len(rs) >= 4,
+        until=lambda rs: len(rs) >= 6,
         key_filter=lambda k: k == key.encode(),
     )
-    assert [r.value for r in records] == [f'{{"n": {n}}}'.encode() for n in (1, 2, 3, 4)]
+    assert [r.value for r in records] == [f'{{"n": {n}}}'.encode() for n in range(1, 7)]
+    assert len({r.partition for r in records}) == 1, "the partition send() chooses"
     single, *batched = (dict(r.headers) for r in records)
     assert all(h == single for h in batched)
     assert single["ce_correlationid"] == single["correlation_id"] == b"corr-9"

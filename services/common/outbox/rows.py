@@ -1,0 +1,56 @@
+"""What the relay hands its publisher, and what it makes of the answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from services.common.outbox.ordering import one_key_at_a_time
+from services.common.outbox.writing import OutboxRow, PublishFn
+
+__all__ = ["BatchPublisher", "one_by_one", "relay_row", "split_results"]
+
+
+@runtime_checkable
+class BatchPublisher(Protocol):
+    """Publishes a batch in one produce round; per row, None (acknowledged) or the error."""
+
+    async def publish_batch(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]: ...
+
+
+def one_by_one(publish: PublishFn) -> Callable[[Sequence[OutboxRow]], Awaitable[list[Any]]]:
+    """A per-row publish function as a batch one: keys concurrently, a key's rows in turn."""
+
+    async def publish_batch(rows: Sequence[OutboxRow]) -> list[Any]:
+        return await one_key_at_a_time(rows, publish)
+
+    return publish_batch
+
+
+def relay_row(r: Mapping[Any, Any]) -> OutboxRow:
+    """A row as the publisher takes it, from a claim's result or a handed-over row."""
+    headers = r["headers"]
+    return OutboxRow(
+        id=r["id"],
+        message_id=r["message_id"],
+        topic=r["topic"],
+        key=r["key"],
+        event_type=r["event_type"],
+        headers=headers if isinstance(headers, dict) else json.loads(headers),
+        payload=r["payload"],
+    )
+
+
+def split_results(
+    rows: Sequence[OutboxRow], results: Sequence[object]
+) -> tuple[list[int], list[tuple[OutboxRow, BaseException]]]:
+    """Ids of the rows the broker acknowledged, and the rows that failed with their error."""
+    sent: list[int] = []
+    failed: list[tuple[OutboxRow, BaseException]] = []
+    for row, result in zip(rows, results, strict=True):
+        if isinstance(result, BaseException):
+            failed.append((row, result))
+        else:
+            sent.append(row.id)
+    return sent, failed

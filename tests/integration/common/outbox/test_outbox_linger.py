@@ -1,0 +1,145 @@
+"""A lingering relay (PostgreSQL, real Kafka): a key's rows committed one by one go out in
+one produce call and one settling, a stop sends what lingers, and a key whose row failed
+keeps its later rows behind it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.topics import NOTICES
+from services.common.db import make_session_factory
+from services.common.kafka import KafkaOutboxPublisher, outbox_publisher
+from services.common.outbox import OutboxRelay, OutboxRow, enqueue
+from services.common.settings import CommonSettings
+from tests.support.events import notice_updated
+from tests.support.kafka_io import published_versions, wait_for
+from tests.support.statements import record_statements
+
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.postgres,
+    pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
+]
+
+DEADLINE_S = 60.0
+
+
+class CountingPublisher:
+    """The Kafka publisher, its calls counted; the first `failing` calls fail every row."""
+
+    def __init__(self, kafka: KafkaOutboxPublisher, *, failing: int = 0) -> None:
+        self._kafka = kafka
+        self._failing = failing
+        self.calls: list[list[str]] = []
+        self.published: list[str] = []
+
+    async def __call__(self, row: OutboxRow) -> None:
+        raise AssertionError("a lingering relay publishes batches")
+
+    async def publish_batch(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]:
+        raise AssertionError("a key's rows go together, not in waves")
+
+    async def publish_keys_together(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]:
+        self.calls.append([row.message_id for row in rows])
+        if len(self.calls) <= self._failing:
+            return [ConnectionError("broker away") for _ in rows]
+        results = await self._kafka.publish_keys_together(rows)
+        self.published += [row.message_id for row in rows]
+        return results
+
+
+def _settlings(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("UPDATE outbox_messages SET claimed_by=")]
+
+
+def _claims(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("WITH claimable")]
+
+
+def _relay(engine: AsyncEngine, publisher: CountingPublisher, **options: Any) -> OutboxRelay:
+    # A poll far beyond the test's waits: only a hand-over or a wake-up starts a round.
+    defaults: dict[str, Any] = {"poll_interval_s": 120, "claim_ttl_s": 60}
+    return OutboxRelay(engine=engine, publish=publisher, component="intake", **(defaults | options))
+
+
+async def _commit(engine: AsyncEngine, notice_id: uuid.UUID, version: int) -> None:
+    async with make_session_factory(engine)() as session, session.begin():
+        await enqueue(session, notice_updated(notice_id, version), source="aviso.test")
+
+
+async def test_a_key_s_rows_committed_one_by_one_go_in_one_produce_call_and_one_settling(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    publisher = CountingPublisher(outbox_publisher(broker))
+    # The linger ends at three rows (the batch), far before its time: no clock involved.
+    relay = _relay(engine, publisher, batch_size=3)
+    relay.linger(10.0)
+    statements = record_statements(engine, width=60)
+    await relay.start()
+    notice_id = uuid.uuid4()
+    try:
+        await wait_for(lambda: len(_claims(statements)) == 1, timeout=DEADLINE_S)  # at start
+        statements.clear()
+        for version in (2, 3, 4):
+            # Each later row is leased to the relay that holds the key's earlier one.
+            await _commit(engine, notice_id, version)
+        await wait_for(lambda: relay.published_total == 3, timeout=DEADLINE_S)
+    finally:
+        await relay.stop()
+
+    assert [len(call) for call in publisher.calls] == [3], publisher.calls
+    assert len(_settlings(statements)) == 1, statements
+    assert _claims(statements) == [], statements
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, notice_id, 3, timeout=DEADLINE_S
+    ) == [2, 3, 4]
+
+
+async def test_a_stop_publishes_what_lingers(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    publisher = CountingPublisher(outbox_publisher(broker))
+    relay = _relay(engine, publisher)
+    relay.linger(10.0)
+    await relay.start()
+    notice_id = uuid.uuid4()
+    try:
+        await _commit(engine, notice_id, 2)
+        assert publisher.calls == []  # lingering: 10 s, one row of a batch of 100
+    finally:
+        await relay.stop()
+
+    assert relay.published_total == 1
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, notice_id, 1, timeout=DEADLINE_S
+    ) == [2]
+
+
+async def test_a_key_whose_row_failed_keeps_its_later_rows_behind_it(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    publisher = CountingPublisher(outbox_publisher(broker), failing=1)
+    # Short leases so the claims that take the rows over come within seconds.
+    relay = _relay(engine, publisher, claim_ttl_s=1.5, retry_delay_s=0.2, poll_interval_s=0.5)
+    await relay.start()
+    notice_id = uuid.uuid4()
+    try:
+        await _commit(engine, notice_id, 2)
+        await wait_for(lambda: len(publisher.calls) == 1, timeout=DEADLINE_S)  # it failed
+        # Handed to this relay (it holds version 2 on its retry lease), but held: version 3
+        # may not go out from memory before version 2.
+        await _commit(engine, notice_id, 3)
+        await wait_for(lambda: relay.published_total == 2, timeout=DEADLINE_S)
+    finally:
+        await relay.stop()
+
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, notice_id, 2, timeout=DEADLINE_S
+    ) == [2, 3]
+    assert len(publisher.published) == 2

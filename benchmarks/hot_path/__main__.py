@@ -55,7 +55,12 @@ from benchmarks.hot_path.infra import (
 from benchmarks.hot_path.kafka_requests import kafka_requests_by_phase, render_requests
 from benchmarks.hot_path.load import run_rate, run_throughput
 from benchmarks.hot_path.path import path_breakdown
-from benchmarks.hot_path.pg_split import PgCpuSplit, statement_costs, tune_statements
+from benchmarks.hot_path.pg_split import (
+    PgCpuSplit,
+    statement_costs,
+    tune_roles,
+    tune_statements,
+)
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
@@ -124,6 +129,16 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
             "pg_stat_statements in the bench's own cluster: on (statements counted), "
             "planning (and planning timed: plans per notice, planning ms) or off (to see "
             "what counting costs PostgreSQL; no statement figures)"
+        ),
+    )
+    parser.add_argument(
+        "--pg-role-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=(
+            "a PostgreSQL setting for every service role (ALTER ROLE ... SET), e.g. "
+            "plan_cache_mode=force_generic_plan: to try a server setting without a code change"
         ),
     )
     return parser.parse_args(argv)
@@ -295,7 +310,10 @@ async def _pg_split_result(
         **done,
         "cpu_ms_per_notice": {k: v / notices for k, v in done["cpu_ms"].items()},
         "total_ms_per_notice": done["total_ms"] / notices,
-        "statements": {role: {k: v / notices for k, v in c.items()} for role, c in costs.items()},
+        "statements": {
+            role: {k: (v / notices if isinstance(v, float) else v) for k, v in c.items()}
+            for role, c in costs.items()
+        },
     }
 
 
@@ -393,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         began = time.monotonic()
         asyncio.run(tune_statements(infra, mode=args.pg_statements))
+        asyncio.run(tune_roles(infra, args.pg_role_setting))
         if args.pg_statements == "off":
             infra.pg_stat_statements = False  # nothing counted: no statement figures
         measured = asyncio.run(_measure(infra, plan, args))

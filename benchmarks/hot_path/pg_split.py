@@ -36,9 +36,16 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks.hot_path.infra import Infra, _children, _ticks
+from benchmarks.hot_path.infra import SERVICE_ROLES, Infra, _children, _ticks
 
-__all__ = ["PgCpuSplit", "pg_activity", "render_split", "statement_costs", "tune_statements"]
+__all__ = [
+    "PgCpuSplit",
+    "pg_activity",
+    "render_split",
+    "statement_costs",
+    "tune_roles",
+    "tune_statements",
+]
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _ACTIVITY = (
@@ -99,7 +106,8 @@ class PgCpuSplit:
 
     async def _sample(self, *, first: bool) -> None:
         live = {pid: _ticks(pid) for pid in _children(self.postmaster_pid)}
-        new = [pid for pid in live if pid not in self._seen]
+        # A backend may show in /proc before pg_stat_activity lists it: label it later.
+        new = [pid for pid in live if pid not in self._seen or self._seen[pid].label == "unknown"]
         labels: dict[int, str] = {}
         if new:
             rows = await self._conn.fetch(_ACTIVITY)
@@ -107,6 +115,8 @@ class PgCpuSplit:
             self._listeners = _count_listeners(rows, self._superuser)
         for pid, ticks in live.items():
             seen = self._seen.get(pid)
+            if seen is not None and seen.label == "unknown" and pid in labels:
+                seen.label = labels[pid]
             if seen is None:
                 label = labels.get(pid, "unknown")
                 self._seen[pid] = _Seen(label, ticks if first else 0, ticks)
@@ -123,9 +133,12 @@ class PgCpuSplit:
         own, reaped = self._postmaster_ticks()
         live = set(_children(self.postmaster_pid))
         ticks: dict[str, int] = {"postmaster": own - self._own_at_start}
+        busy: dict[str, int] = {}
         reaped_seen = 0
         for pid, seen in self._seen.items():
             ticks[seen.label] = ticks.get(seen.label, 0) + seen.last - seen.first
+            if seen.last > seen.first:
+                busy[seen.label] = busy.get(seen.label, 0) + 1
             if pid not in live:
                 reaped_seen += seen.last
         ticks[REAPED] = max(0, reaped - self._reaped_at_start - reaped_seen)
@@ -133,7 +146,13 @@ class PgCpuSplit:
         with contextlib.suppress(Exception):
             await self._conn.close()
         ms = {label: t * 1000.0 / _TICKS_PER_S for label, t in ticks.items() if t}
-        return {"cpu_ms": ms, "total_ms": sum(ms.values()), "listeners": listeners}
+        return {
+            "cpu_ms": ms,
+            "total_ms": sum(ms.values()),
+            "listeners": listeners,
+            # Processes of each label that spent CPU in the phase (a pool's busy connections).
+            "processes_busy": busy,
+        }
 
 
 def _count_listeners(rows: list[asyncpg.Record], superuser: str) -> dict[str, int]:
@@ -175,7 +194,23 @@ async def tune_statements(infra: Infra, *, mode: str) -> None:
         await conn.close()
 
 
-async def statement_costs(infra: Infra) -> dict[str, dict[str, float]]:
+async def tune_roles(infra: Infra, settings: list[str]) -> None:
+    """`name=value` settings for every service role (ALTER ROLE ... SET), or none: each run
+    resets what an earlier run set (roles outlive runs in the bench's cluster)."""
+    if not infra.service_roles:
+        return
+    conn = await asyncpg.connect(infra.dsn())
+    try:
+        for role in SERVICE_ROLES:
+            await conn.execute(f'ALTER ROLE "{role}" RESET ALL')
+            for setting in settings:
+                name, value = setting.split("=", 1)
+                await conn.execute(f'ALTER ROLE "{role}" SET {name} = {value}')
+    finally:
+        await conn.close()
+
+
+async def statement_costs(infra: Infra) -> dict[str, dict[str, Any]]:
     """Per role since the last reset: NOTIFY-sending statement calls, plans, and the
     server's planning and execution ms (pg_stat_statements)."""
     if not infra.pg_stat_statements:
@@ -189,19 +224,36 @@ async def statement_costs(infra: Infra) -> dict[str, dict[str, float]]:
             " sum(s.total_plan_time)::float8 AS plan_ms, sum(s.total_exec_time)::float8 AS exec_ms"
             " FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid GROUP BY r.rolname"
         )
+        planned = await conn.fetch(
+            "SELECT r.rolname AS role, s.calls, s.plans, s.total_plan_time AS plan_ms,"
+            " left(s.query, 120) AS query FROM pg_stat_statements s"
+            " JOIN pg_roles r ON r.oid = s.userid ORDER BY s.total_plan_time DESC LIMIT 15"
+        )
     finally:
         await conn.close()
-    return {
+    costs: dict[str, dict[str, Any]] = {
         row["role"]: {
             k: float(row[k] or 0.0) for k in ("notifies", "plans", "calls", "plan_ms", "exec_ms")
         }
         for row in rows
     }
+    for row in planned:
+        costs.setdefault(row["role"], {}).setdefault("most_planned", []).append(
+            {
+                "calls": int(row["calls"]),
+                "plans": int(row["plans"]),
+                "plan_ms": round(float(row["plan_ms"]), 3),
+                "query": " ".join(row["query"].split()),
+            }
+        )
+    return costs
 
 
 def render_split(phases: list[dict[str, Any]]) -> list[str]:
     """PostgreSQL's CPU per notice by label, one column per phase, largest first."""
-    split = [(p["rate"], p.get("pg_split")) for p in phases if p.get("pg_split")]
+    split: list[tuple[float, dict[str, Any]]] = [
+        (p["rate"], p["pg_split"]) for p in phases if p.get("pg_split")
+    ]
     if not split:
         return []
     totals: dict[str, float] = {}
@@ -219,9 +271,10 @@ def render_split(phases: list[dict[str, Any]]) -> list[str]:
     for rate, s in split:
         costs = s.get("statements") or {}
         lines.append(
-            f"  {rate:g}/s: listeners {s['listeners']}; per notice "
+            f"  {rate:g}/s: listeners {s['listeners']}; busy {s.get('processes_busy', {})};"
+            " per notice "
             + "; ".join(
-                f"{role} NOTIFY {c['notifies']:.2f} plans {c['plans']:.2f} "
+                f"{role} NOTIFY {c.get('notifies', 0.0):.2f} plans {c['plans']:.2f} "
                 f"plan {c['plan_ms']:.3f} ms exec {c['exec_ms']:.3f} ms"
                 for role, c in sorted(costs.items())
             )

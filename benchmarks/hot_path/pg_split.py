@@ -4,8 +4,8 @@ PostgreSQL forks a process per connection and per background task. Each one's CP
 (/proc/<pid>/stat utime + stime) is sampled every `interval_s` while the phase runs and
 put under a label:
 
-- a client backend: `<role>/pool` or `<role>/listener` (its last statement a `LISTEN`:
-  the outbox relay's wake-up connection), `<role>` from `pg_stat_activity.usename` (the
+- a client backend: `<role>/pool` or `<role>/listener` (the outbox relay's wake-up
+  connection: named after its channel, or its last statement a `LISTEN`), `<role>` from `pg_stat_activity.usename` (the
   bench runs one role per service; the bench's own connections are the cluster's
   superuser, `bench`);
 - a background process: its `backend_type` (walwriter, checkpointer, background writer,
@@ -50,7 +50,8 @@ __all__ = [
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _ACTIVITY = (
     "SELECT pid, coalesce(usename, '') AS usename, coalesce(backend_type, '') AS backend_type,"
-    " coalesce(query, '') AS query FROM pg_stat_activity"
+    " coalesce(query, '') AS query, coalesce(application_name, '') AS application_name"
+    " FROM pg_stat_activity"
 )
 REAPED = "reaped, unseen"
 
@@ -60,7 +61,11 @@ def _label(row: asyncpg.Record, superuser: str) -> str:
     if kind != "client backend":
         return kind or "unknown"
     role = "bench" if row["usename"] == superuser else row["usename"]
-    listening = row["query"].lstrip().upper().startswith("LISTEN")
+    # The relay's LISTEN connection: named after its channel (outbox/peers.py), or, in
+    # versions before that, a connection whose last statement was its LISTEN.
+    listening = row["application_name"].startswith("aviso_outbox_") or (
+        row["query"].lstrip().upper().startswith("LISTEN")
+    )
     return f"{role}/{'listener' if listening else 'pool'}"
 
 

@@ -5,9 +5,9 @@ PostgreSQL forks a process per connection and per background task. Each one's CP
 put under a label:
 
 - a client backend: `<role>/pool` or `<role>/listener` (the outbox relay's wake-up
-  connection: named after its channel, or its last statement a `LISTEN`), `<role>` from `pg_stat_activity.usename` (the
-  bench runs one role per service; the bench's own connections are the cluster's
-  superuser, `bench`);
+  connection: named after its channel, or its last statement a `LISTEN`), `<role>`
+  from `pg_stat_activity.usename` (the bench runs one role per service; the bench's
+  own connections are the cluster's superuser, `bench`);
 - a background process: its `backend_type` (walwriter, checkpointer, background writer,
   autovacuum launcher, autovacuum worker, logical replication launcher, ...);
 - `postmaster`: the server's own process.

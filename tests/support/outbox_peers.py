@@ -31,7 +31,7 @@ async def peer_listener(url: URL, component: str, heard: Callable[..., None]) ->
         await listener.execute("SELECT pg_notify($1, 'a-test-peer')", channel)
         await listener.add_listener(channel, heard)
         async with asyncio.timeout(30):
-            while db._outbox_notify.get(component, True) is False:
+            while db._outbox_notify.get(component, True) is False:  # noqa: ASYNC110 - a flag, nothing to await
                 await asyncio.sleep(0.01)
         yield listener
     finally:

@@ -20,10 +20,11 @@ so the split adds up to the phase's PostgreSQL total. Labels of new processes co
 one `pg_stat_activity` read when a new pid shows up (at most every `interval_s`), over a
 connection of the bench's own (`bench`).
 
-Beside the CPU: the listening connections per role, and per role the NOTIFYs its
-statements sent (calls of the statements that hold `pg_notify`, from
-pg_stat_statements), and the planning and execution time the server spent on them
-(pg_stat_statements.track_planning is turned on for the bench's own cluster).
+Beside the CPU: the listening connections per role, and per role the calls of its
+statements that hold a `pg_notify` (pg_stat_statements: an upper bound of the NOTIFYs
+sent, as the outbox's NOTIFY is skipped while no other process listens), and the
+planning and execution time the server spent on them (`--pg-statements planning` turns
+pg_stat_statements.track_planning on in the bench's own cluster).
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ async def statement_costs(infra: Infra) -> dict[str, dict[str, Any]]:
     try:
         rows = await conn.fetch(
             "SELECT r.rolname AS role,"
-            " sum(s.calls) FILTER (WHERE s.query ILIKE '%pg_notify%')::float8 AS notifies,"
+            " sum(s.calls) FILTER (WHERE s.query ILIKE '%pg_notify%')::float8 AS notify_statements,"
             " sum(s.plans)::float8 AS plans, sum(s.calls)::float8 AS calls,"
             " sum(s.total_plan_time)::float8 AS plan_ms, sum(s.total_exec_time)::float8 AS exec_ms"
             " FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid GROUP BY r.rolname"
@@ -238,7 +239,8 @@ async def statement_costs(infra: Infra) -> dict[str, dict[str, Any]]:
         await conn.close()
     costs: dict[str, dict[str, Any]] = {
         row["role"]: {
-            k: float(row[k] or 0.0) for k in ("notifies", "plans", "calls", "plan_ms", "exec_ms")
+            k: float(row[k] or 0.0)
+            for k in ("notify_statements", "plans", "calls", "plan_ms", "exec_ms")
         }
         for row in rows
     }
@@ -279,7 +281,8 @@ def render_split(phases: list[dict[str, Any]]) -> list[str]:
             f"  {rate:g}/s: listeners {s['listeners']}; busy {s.get('processes_busy', {})};"
             " per notice "
             + "; ".join(
-                f"{role} NOTIFY {c.get('notifies', 0.0):.2f} plans {c['plans']:.2f} "
+                f"{role} NOTIFY-bearing statements {c.get('notify_statements', 0.0):.2f} "
+                f"plans {c['plans']:.2f} "
                 f"plan {c['plan_ms']:.3f} ms exec {c['exec_ms']:.3f} ms"
                 for role, c in sorted(costs.items())
             )

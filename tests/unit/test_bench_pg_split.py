@@ -126,7 +126,7 @@ def test_the_split_is_rendered_per_phase() -> None:
             "total_ms_per_notice": 2.6,
             "listeners": {"router": 1},
             "statements": {
-                "router": {"notifies": 0.0, "plans": 0.1, "plan_ms": 0.01, "exec_ms": 1.0}
+                "router": {"notify_statements": 0.0, "plans": 0.1, "plan_ms": 0.01, "exec_ms": 1.0}
             },
         },
     }
@@ -134,4 +134,4 @@ def test_the_split_is_rendered_per_phase() -> None:
     assert "router/pool" in text
     assert "2.50" in text
     assert text.index("router/pool") < text.index("walwriter")
-    assert "router NOTIFY 0.00" in text
+    assert "router NOTIFY-bearing statements 0.00" in text

@@ -55,6 +55,12 @@ from benchmarks.hot_path.infra import (
 from benchmarks.hot_path.kafka_requests import kafka_requests_by_phase, render_requests
 from benchmarks.hot_path.load import run_rate, run_throughput
 from benchmarks.hot_path.path import path_breakdown
+from benchmarks.hot_path.pg_split import (
+    PgCpuSplit,
+    statement_costs,
+    tune_roles,
+    tune_statements,
+)
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
@@ -113,6 +119,26 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
             "log every request at the broker and count them per phase by type and client "
             "(benchmarks/kafka_requests.py); the log costs the broker CPU, so read no CPU "
             "figure from such a run"
+        ),
+    )
+    parser.add_argument(
+        "--pg-statements",
+        choices=("on", "off", "planning"),
+        default="on",
+        help=(
+            "pg_stat_statements in the bench's own cluster: on (statements counted), "
+            "planning (and planning timed: plans per notice, planning ms) or off (to see "
+            "what counting costs PostgreSQL; no statement figures)"
+        ),
+    )
+    parser.add_argument(
+        "--pg-role-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=(
+            "a PostgreSQL setting for every service role (ALTER ROLE ... SET), e.g. "
+            "plan_cache_mode=force_generic_plan: to try a server setting without a code change"
         ),
     )
     return parser.parse_args(argv)
@@ -211,6 +237,9 @@ async def _rates(
         for rate in plan["rates"]:
             pids = {**infra.pids, **system.pids(), "bench": os.getpid()}
             await statements_by_role(infra, reset=True)
+            split = _pg_split(infra)
+            if split is not None:
+                await split.start()
             before = sample_cpu(pids, forking=_FORKING)
             began_ms = _unix_ms()
             if profiler is not None:
@@ -225,6 +254,7 @@ async def _rates(
             )
             cpu = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
             WINDOWS[f"rate{rate:g}"] = (began_ms, _unix_ms())
+            pg_split = await _pg_split_result(infra, split, result.accepted)
             statements = await statements_by_role(infra)
             top = await top_statements(infra)
             if profiler is not None:
@@ -254,9 +284,37 @@ async def _rates(
                     else {},
                     "top_statements": top,
                     "path_ms": path,
+                    "pg_split": pg_split,
                 }
             )
     return phases
+
+
+def _pg_split(infra: Infra) -> PgCpuSplit | None:
+    """A sampler of PostgreSQL's processes for one phase (PostgreSQL only)."""
+    postmaster = infra.pids.get("postgres")
+    if infra.backend != "postgresql" or postmaster is None:
+        return None
+    return PgCpuSplit(infra, postmaster)
+
+
+async def _pg_split_result(
+    infra: Infra, split: PgCpuSplit | None, notices: int
+) -> dict[str, Any] | None:
+    """The phase's PostgreSQL split (pg_split.py), per notice."""
+    if split is None or not notices:
+        return None
+    done = await split.stop()
+    costs = await statement_costs(infra)
+    return {
+        **done,
+        "cpu_ms_per_notice": {k: v / notices for k, v in done["cpu_ms"].items()},
+        "total_ms_per_notice": done["total_ms"] / notices,
+        "statements": {
+            role: {k: (v / notices if isinstance(v, float) else v) for k, v in c.items()}
+            for role, c in costs.items()
+        },
+    }
 
 
 async def _throughput(
@@ -352,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     infra = Infra.start(ROOT / "var" / "bench" / "stack", backend=args.backend)
     try:
         began = time.monotonic()
+        asyncio.run(tune_statements(infra, mode=args.pg_statements))
+        asyncio.run(tune_roles(infra, args.pg_role_setting))
+        if args.pg_statements == "off":
+            infra.pg_stat_statements = False  # nothing counted: no statement figures
         measured = asyncio.run(_measure(infra, plan, args))
     finally:
         infra.stop()

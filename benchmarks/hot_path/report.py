@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.hot_path.pg_split import render_split
+
 __all__ = ["render"]
 
 _PROCESSES = ("intake", "router", "rumor_control", "postgres", "kafka")
@@ -74,6 +76,7 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + f"{_num(phase['cpu_ms_per_notice_total']):>14}"
         )
     lines += _path(results)
+    lines += render_split(results["rates"])
     lines += ["", "Database statements per notice (pg_stat_statements, BEGIN/COMMIT included)"]
     lines.append("  rate/s        intake        router rumor_control         total")
     for phase in results["rates"]:

@@ -24,12 +24,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.util import await_only
 
 from services.common.logging import get_logger
 from services.common.settings import CommonSettings
 
 __all__ = [
     "COMPONENTS",
+    "OUTBOX_NOTIFY_SETTING",
     "AfterCommit",
     "UnitOfWork",
     "after_commit",
@@ -40,6 +42,7 @@ __all__ = [
     "make_session_factory",
     "ping",
     "session_scope",
+    "set_outbox_notify",
 ]
 
 log = get_logger(__name__)
@@ -109,6 +112,7 @@ def make_engine(
             **kwargs,
         )
         event.listen(engine.sync_engine.pool, "checkout", _drop_closed_at_checkout)
+        event.listen(engine.sync_engine.pool, "checkout", _outbox_notify_at_checkout(component))
         return engine
     engine = create_async_engine(
         url,
@@ -147,6 +151,42 @@ def _drop_closed_at_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -
     is_closed = getattr(driver, "is_closed", None)
     if is_closed is not None and is_closed():
         raise DisconnectionError("the pooled connection was closed by the server")
+
+
+# The session setting the outbox's NOTIFY reads (outbox/writing.py `notify_relays`):
+# 'off' skips it. Unset (a connection this process never told) means NOTIFY, as before.
+OUTBOX_NOTIFY_SETTING = "aviso.outbox_notify"
+# Per component, whether this process's commits must NOTIFY (outbox/peers.py decides:
+# only while a relay of another process of the component listens). Absent: they do.
+_outbox_notify: dict[str, bool] = {}
+
+
+def set_outbox_notify(component: str, notify: bool | None) -> None:
+    """Whether `component`'s commits in this process NOTIFY (None: as by default, they do).
+
+    Each pooled connection learns it at its next checkout (one SET when it changed)."""
+    if notify is None:
+        _outbox_notify.pop(component, None)
+    else:
+        _outbox_notify[component] = notify
+
+
+def _outbox_notify_at_checkout(component: str) -> Callable[[Any, Any, Any], None]:
+    def apply(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        wanted = _outbox_notify.get(component, True)
+        if record.info.get(OUTBOX_NOTIFY_SETTING, True) == wanted:
+            return
+        driver = dbapi_connection.driver_connection
+        value = "on" if wanted else "off"
+        try:
+            # On the driver's connection, outside any transaction: a session setting that
+            # no rollback of the unit of work undoes. Nothing ran on it yet.
+            await_only(driver.execute(f"SET {OUTBOX_NOTIFY_SETTING} = '{value}'"))
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection failed a SET") from exc
+        record.info[OUTBOX_NOTIFY_SETTING] = wanted
+
+    return apply
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

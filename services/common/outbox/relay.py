@@ -76,7 +76,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from services.common.db import asyncpg_dsn, is_postgres
+from services.common.db import is_postgres
 from services.common.direct import DirectStatement
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
@@ -85,10 +85,10 @@ from services.common.outbox.handoff import Taker, register_taker
 from services.common.outbox.leases import LeaseKeeper
 from services.common.outbox.lingering import Lingering
 from services.common.outbox.ordering import KeysTogetherPublisher, in_waves
+from services.common.outbox.peers import ListenerPeers
 from services.common.outbox.rows import BatchPublisher, one_by_one, relay_row, split_results
 from services.common.outbox.statements import RelayStatements
 from services.common.outbox.writing import (
-    _NOTIFY_CHANNEL,
     _PROCESS_TOKEN,
     HANDED_SUFFIX,
     OutboxRow,
@@ -174,6 +174,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None
+        self._peers = ListenerPeers(component, clock=time.monotonic)
         self._listen_wanted = False
         self._listen_failing = False
         # What the last round learnt, so the loop need not ask again: whether rows wait
@@ -214,6 +215,7 @@ class OutboxRelay:
                 )
                 break
         _wakers.discard(self.wake)
+        self._peers.left()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -239,19 +241,16 @@ class OutboxRelay:
         self._wake.set()
 
     async def _ensure_listening(self) -> None:
-        """(Re)open the LISTEN connection, e.g. after PostgreSQL restarted."""
+        """(Re)open the LISTEN connection, e.g. after PostgreSQL restarted (peers.py)."""
         if not self._listen_wanted:
             return
         if self._listener is not None and not self._listener.is_closed():
+            await self._peers.recount_if_due(self._listener)
             return
         import asyncpg
 
-        channel = f"{_NOTIFY_CHANNEL}_{self._component}"
         try:
-            self._listener = await asyncpg.connect(asyncpg_dsn(self._engine.url), timeout=5)
-            await self._listener.add_listener(channel, self._notified)
-            # Lost: poll at the normal pace again, and try to listen again at once.
-            self._listener.add_termination_listener(lambda *_: self.wake())
+            self._listener = await self._peers.listen(self._engine.url, self._notified, self.wake)
             if self._listen_failing:
                 log.info("outbox.listen_restored", component=self._component)
             self._listen_failing = False
@@ -270,6 +269,7 @@ class OutboxRelay:
         # This process's own commits woke the relay already, without the round trip.
         if token == _PROCESS_TOKEN:
             return
+        self._peers.heard_peer()
         # Rows all handed to the sender's relay: a claim would find them leased. If that
         # process dies first, its leases end and a poll claims them, as after a wake.
         if not handed:

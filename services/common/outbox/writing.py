@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from schemas.base import EventData
 from services.common.bulk import insert_rows
 from services.common.cloudevents import OutgoingEvent, new_event
+from services.common.db import OUTBOX_NOTIFY_SETTING
 from services.common.logging import get_logger
 from services.common.messaging import outbox_messages
 from services.common.outbox.handoff import (
@@ -252,7 +253,13 @@ def notify_relays(handed: sa.ColumnElement[bool] | None = None) -> sa.ColumnElem
     payload: sa.ColumnElement[str] = sa.literal(_PROCESS_TOKEN)
     if handed is not None:
         payload = payload + sa.case((handed, sa.literal(HANDED_SUFFIX)), else_=sa.literal(""))
-    return sa.func.pg_notify(channel, payload)
+    # Skipped while no relay of another process listens (peers.py sets the connection's
+    # setting to 'off'): on PostgreSQL 15 every NOTIFY signals every listening connection
+    # of the database, whatever its channel, and each reads the queue for it.
+    wanted = sa.func.current_setting(sa.literal(OUTBOX_NOTIFY_SETTING), sa.true())
+    return sa.case(
+        (wanted.is_distinct_from(sa.literal("off")), sa.func.pg_notify(channel, payload))
+    )
 
 
 @cache

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.common.db import asyncpg_dsn
 from services.common.outbox import OutboxRelay, writing
 from tests.integration.intake.intake_support import Intake
+from tests.support.outbox_peers import peer_listener
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -23,15 +22,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_submissions_notify_carries_this_processs_token(intake: Intake) -> None:
     heard: asyncio.Queue[str] = asyncio.Queue()
-    listener = await asyncpg.connect(asyncpg_dsn(make_url(str(intake.settings.database_url))))
-    await listener.add_listener("aviso_outbox_intake", lambda *args: heard.put_nowait(args[3]))
-    try:
+    url = make_url(str(intake.settings.database_url))
+    # Another intake process's relay listens (else no NOTIFY is sent: outbox/peers.py).
+    async with peer_listener(url, "intake", lambda *args: heard.put_nowait(args[3])):
         await intake.created()
         # The running app's relay took the row at commit: handed over, said so.
         payload = await asyncio.wait_for(heard.get(), timeout=30)
         assert payload == writing._PROCESS_TOKEN + writing.HANDED_SUFFIX
-    finally:
-        await listener.close()
 
 
 async def _publish_nothing(*_: object) -> None:

@@ -180,8 +180,11 @@ class SqlAlertRepository:
         if transition.before is None:
             await self._session.execute(sa.insert(alerts).values(**changes))
         elif changes or transition.guard is not None:
+            # A guard with nothing to change still asks its compare-and-set (and locks the
+            # row): an UPDATE needs a column to set, so it sets one to what it holds.
+            values = changes or {"notice_version": alerts.c.notice_version}
             result = await self._session.execute(
-                sa.update(alerts).where(*guarded(transition)).values(**changes)
+                sa.update(alerts).where(*guarded(transition)).values(**values)
             )
             if transition.guard is not None and getattr(result, "rowcount", 0) != 1:
                 return False

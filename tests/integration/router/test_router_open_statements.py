@@ -30,6 +30,7 @@ from services.router.config import RouterSettings
 from services.router.delivery import RouterDeliveryPlan
 from services.router.deps import RouterDeps
 from services.router.domain import alert_id_for
+from services.router.domain.changes import Transition, VersionGuard
 from services.router.tables import alert_timeline, alerts, delivery_records
 from tests.integration.router.conftest import Sinks
 from tests.integration.router.router_support import update
@@ -265,6 +266,28 @@ async def test_a_batch_of_outcomes_writes_changes_and_entries_together(
             assert alert is not None
             assert alert.content.summary == notice.summary
             assert alert.snapshot.spoc_id == SPOC
+
+
+async def test_a_guarded_transition_that_changes_no_column_still_checks_its_guard(
+    runtime: RouterRuntime,
+) -> None:
+    """A guard with nothing to set (the alert already holds every value the transition
+    would write) is asked all the same: True while it holds, False once it does not.
+    Before, the UPDATE had an empty SET and the database refused it."""
+    deps = runtime.deps
+    notice = plain_notice(T0)
+    await _open(deps, notice)
+    alert_id = alert_id_for(notice.notice_id)
+    async with deps.unit_of_work() as uow:
+        alert = await uow.alerts.get(alert_id)
+        assert alert is not None
+        holds = VersionGuard(frozenset({alert.state}), alert.notice_version)
+        stale = VersionGuard(frozenset({alert.state}), alert.notice_version + 1)
+        assert await uow.alerts.apply(Transition(alert, alert, guard=holds)) is True
+        assert await uow.alerts.apply(Transition(alert, alert, guard=stale)) is False
+        await uow.commit()
+    async with deps.unit_of_work() as uow:
+        assert await uow.alerts.get(alert_id) == alert
 
 
 async def test_a_handed_off_alert_is_resolved_from_the_alert_just_written(

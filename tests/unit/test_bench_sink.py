@@ -36,10 +36,15 @@ def _request(body: bytes, *, secret: bytes = SECRET, path: str = "/hooks/spoc") 
 
 
 async def _status(reader: asyncio.StreamReader) -> bytes:
-    line = await reader.readline()
-    while (await reader.readline()) not in (b"\r\n", b""):
-        pass  # the rest of the head; a 204 has no body
-    return line
+    """The answer's status line (a generous deadline: a broken receiver fails, not hangs)."""
+
+    async def read() -> bytes:
+        line = await reader.readline()
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # the rest of the head; a 204 has no body
+        return line
+
+    return await asyncio.wait_for(read(), 30)
 
 
 async def test_a_request_is_stamped_when_its_last_byte_is_read_and_verified_after(

@@ -141,6 +141,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
             "plan_cache_mode=force_generic_plan: to try a server setting without a code change"
         ),
     )
+    parser.add_argument(
+        "--thread-sink",
+        action="store_true",
+        help=(
+            "receive the webhooks on a thread of the bench's own process (deploy.local's "
+            "sink, as before the ninth round) instead of the sink process (sink.py)"
+        ),
+    )
     return parser.parse_args(argv)
 
 
@@ -235,7 +243,8 @@ async def _rates(
         await asyncio.sleep(plan["idle_settle_s"])
         idle.update(await _idle(infra, system, plan["idle_s"]))
         for rate in plan["rates"]:
-            pids = {**infra.pids, **system.pids(), "bench": os.getpid()}
+            # The bench and its webhook sink are not the system: reported, not totalled.
+            pids = {**infra.pids, **system.pids(), "bench": os.getpid(), **system.sink_pid()}
             await statements_by_role(infra, reset=True)
             split = _pg_split(infra)
             if split is not None:
@@ -273,7 +282,7 @@ async def _rates(
                     **result.summary(),
                     "cpu_ms_per_notice": _per_notice(cpu, notices),
                     "cpu_ms_per_notice_total": (
-                        sum(v for k, v in cpu.items() if k != "bench") / notices
+                        sum(v for k, v in cpu.items() if k not in ("bench", "sink")) / notices
                         if notices
                         else None
                     ),
@@ -375,7 +384,9 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     workers = args.intake_workers if infra.backend == "postgresql" else 1
     path_workers = args.path_intake_workers if infra.backend == "postgresql" else 1
     first = workers if args.intake_only else path_workers
-    async with running_services(infra, work_dir, intake_workers=first) as system:
+    async with running_services(
+        infra, work_dir, intake_workers=first, thread_sink=args.thread_sink
+    ) as system:
         idle: dict[str, float] = {}
         phases = [] if args.intake_only else await _rates(infra, system, plan, profiler, idle)
         throughput: list[dict[str, Any]] = []
@@ -389,6 +400,7 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
         # Unix ms of each phase, to line up with outside samplers (per-thread CPU).
         "windows_unix_ms": dict(WINDOWS),
         "rates": phases,
+        "webhook_sink": "thread" if args.thread_sink else "process",
         "throughput": throughput,
     }
     if profiler is not None:

@@ -5,8 +5,10 @@ answered, so a slow system meets the load it would meet in life and its queueing
 in the latency. At most `max_in_flight` requests are outstanding; a send that finds
 them all busy is counted as late (the system did not keep up), not silently delayed.
 
-Latency is from just before the POST to the SPOC's webhook receipt at the sink (the
-sink stamps wall-clock time on the same machine).
+Latency is from just before the POST to the SPOC's webhook receipt: the sink (a process
+of its own, `sink.py`) stamps wall-clock time on the same machine when the request's last
+byte is read, before it verifies the signature. A receipt whose signature is not valid
+does not count as delivered: it is counted as bad (and the phase is not sustained).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class RateResult:
     errors: int = 0
     late: int = 0
     delivered: int = 0
+    bad_signatures: int = 0
     http_ms: list[float] = field(default_factory=list)
     e2e_ms: list[float] = field(default_factory=list)
     drained_s: float = 0.0
@@ -101,9 +104,11 @@ class RateResult:
             "errors": self.errors,
             "late": self.late,
             "delivered": self.delivered,
+            "bad_signatures": self.bad_signatures,
             # Kept up: nothing late or lost, and the backlog gone soon after the last send.
             "sustained": self.late == 0
             and self.errors == 0
+            and self.bad_signatures == 0
             and self.delivered == self.accepted
             and self.drained_s <= max(2.0, self.duration_s / 10),
             "e2e_ms": e2e,
@@ -120,11 +125,15 @@ class _SpocWatcher:
         self._system = system
         self._seen = 0
         self.arrived: dict[str, float] = {}
+        self.bad_signatures = 0  # receipts of any path whose signature did not verify
 
     def poll(self) -> None:
         received = self._system.webhook.received
         path = self._system.spoc_path()
         for item in received[self._seen :]:
+            if item.get("signature_valid") is False:
+                self.bad_signatures += 1
+                continue
             payload = item.get("payload")
             if item.get("path") != path or not isinstance(payload, dict):
                 continue
@@ -206,6 +215,7 @@ async def run_rate(
         await asyncio.sleep(0.2)
     watcher.poll()
     result.drained_s = time.perf_counter() - drain_start
+    result.bad_signatures = watcher.bad_signatures
     result.posted = sent_at
     for notice_id, began_wall in sent_at.items():
         if notice_id in watcher.arrived:

@@ -11,7 +11,9 @@ benchmark reads them per notice and reports each leg's percentiles:
               from the clock as the use case begins: after the inbox claim's round trips
               and, in a batch, after the messages before it)
     accepted  router accepts the webhook delivery (inside the alert's transaction)
-    webhook   the SPOC's webhook sink receives the POST
+    webhook   the SPOC's webhook sink has read the POST's last byte (a process of its
+              own since the ninth round, `sink.py`; before, a thread of the bench that
+              stamped after reading and verifying, sharing the load generator's GIL)
 
 `enqueued` and `accepted` are stamped before their transactions commit, so the commit
 itself counts in the following leg (enqueued -> sent: commit, NOTIFY, the relay's claim,

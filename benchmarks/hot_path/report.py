@@ -75,6 +75,12 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + "".join(f"{_num(cpu.get(p)):>14}" for p in _PROCESSES)
             + f"{_num(phase['cpu_ms_per_notice_total']):>14}"
         )
+    sink = [(p["rate"], p["cpu_ms_per_notice"].get("sink")) for p in results["rates"]]
+    if any(ms is not None for _, ms in sink):  # a process of its own since the ninth round
+        lines.append(
+            "  the webhook sink's own (not the system's, not in the total): "
+            + ", ".join(f"{rate:g}/s {_num(ms)}" for rate, ms in sink)
+        )
     lines += _path(results)
     lines += render_split(results["rates"])
     lines += ["", "Database statements per notice (pg_stat_statements, BEGIN/COMMIT included)"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.hot_path.infra import Infra
+from benchmarks.hot_path.sink import ProcessSink
 from deploy.local.kafka import ensure_topics
 from deploy.local.sinks import SmtpSink, WebhookSink
 from schemas.topics import ALL_TOPICS
@@ -44,7 +45,7 @@ class BenchSystem:
     intake: ServiceProcess
     router: ServiceProcess
     rumor_control: ServiceProcess
-    webhook: WebhookSink
+    webhook: ProcessSink | WebhookSink
     smtp: SmtpSink
     cast: Cast
     token: str
@@ -61,6 +62,11 @@ class BenchSystem:
             if p.process is not None and p.process.poll() is None
         }
 
+    def sink_pid(self) -> dict[str, int]:
+        """The webhook sink's own process (none when it is a thread of the bench)."""
+        pid = self.webhook.pid if isinstance(self.webhook, ProcessSink) else None
+        return {} if pid is None else {"sink": pid}
+
     def spoc_path(self) -> str:
         return f"/hooks/{self.cast.spoc_id}"
 
@@ -72,8 +78,12 @@ async def running_services(
     *,
     extra_env: dict[str, str] | None = None,
     intake_workers: int = 1,
+    thread_sink: bool = False,
 ) -> AsyncIterator[BenchSystem]:
     """Start the sinks and the three services; stop them all afterwards.
+
+    The webhook sink is a process of its own (`sink.py`); `thread_sink`: deploy.local's
+    sink on a thread of this process instead, as before the ninth round.
 
     `intake_workers`: intake's worker processes (AVISO_INTAKE_WORKERS; a version of intake
     without the setting ignores it and serves from one process).
@@ -81,7 +91,12 @@ async def running_services(
     cast = Cast()
     run = uuid.uuid4().hex[:8]
     async with AsyncExitStack() as stack:
-        webhook = stack.enter_context(WebhookSink(secrets=[WEBHOOK_SECRET.encode()]))
+        secrets = [WEBHOOK_SECRET.encode()]
+        webhook: ProcessSink | WebhookSink = stack.enter_context(
+            WebhookSink(secrets=secrets)
+            if thread_sink
+            else ProcessSink(work_dir / "webhooks.jsonl", secrets=secrets)
+        )
         smtp = stack.enter_context(SmtpSink())
         directory_file = work_dir / "directory.yaml"
         directory_file.write_text(

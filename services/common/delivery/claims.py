@@ -153,7 +153,7 @@ class Claims:
         """
         ours = {i for i in ids if i in self._held}  # the heartbeat released the lost ones
         now = self._clock()
-        if ours and now - claimed_at >= self._heartbeat:
+        if ours and not self.fresh(claimed_at):
             try:
                 renewal = await self._store.renew(
                     owner=self._owner, ids=sorted(ours), until=now + self._lease
@@ -164,6 +164,17 @@ class Claims:
                 log.warning("delivery.renew_failed", service=self._service,
                             error=type(exc).__name__)  # fmt: skip
                 ours = set()
+        return self._drop_others(ids, ours)
+
+    def fresh(self, claimed_at: datetime) -> bool:
+        """Whether claims taken at `claimed_at` are sent without renewing them (`confirm`)."""
+        return self._clock() - claimed_at < self._heartbeat
+
+    def confirm_fresh(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """`confirm` for claims that are `fresh`: no renewal, so no I/O and no await."""
+        return self._drop_others(ids, {i for i in ids if i in self._held})
+
+    def _drop_others(self, ids: Sequence[uuid.UUID], ours: set[uuid.UUID]) -> set[uuid.UUID]:
         dropped = [i for i in ids if i not in ours]
         if dropped:
             self.release(dropped)

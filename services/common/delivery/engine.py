@@ -35,7 +35,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +47,7 @@ from services.common.delivery.admission import Admission, Send
 from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig, destination_secret
 from services.common.delivery.handoff import HandOff, hand_off
-from services.common.delivery.lookout import Lookout
+from services.common.delivery.lookout import Lookout, Round
 from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import CircuitBreakers, DestinationLimits
@@ -73,17 +72,6 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class _Round:
-    """What one round did: records claimed of `limit` wanted, and (`looked`: this round's
-    claim or an earlier one read it) when the earliest record not claimed is due."""
-
-    claimed: int
-    limit: int
-    due: datetime | None
-    looked: bool
 
 
 class DeliveryEngine:
@@ -222,8 +210,19 @@ class DeliveryEngine:
             self._recorder.queue([Outcome(record=r, result=Busy(now), at=now) for r in back])
             self._wake.set()
         if sending:
-            work = self._dispatch(sending, handed.resolved, claimed_at=handed.claimed_at)
+            self._start(sending, handed)
+
+    def _start(self, records: list[DeliveryRecord], handed: HandOff) -> None:
+        """`_dispatch` with no task of its own while the claims need no renewal: each send's
+        task is then the first one spawned after the commit (a loop turn sooner)."""
+        claimed_at = handed.claimed_at
+        if not self._claims.fresh(claimed_at):
+            work = self._dispatch(records, handed.resolved, claimed_at=claimed_at)
             self._spawn(work, "delivery-hand-off")
+            return
+        immediate, sends = self._admission.sort(records, handed.resolved, claimed_at)
+        self._send(sends, self._claims.confirm_fresh([s.record.delivery_id for s in sends]))
+        self._record_now(immediate)
 
     async def cancel(
         self,
@@ -288,16 +287,16 @@ class DeliveryEngine:
         await self._drain()
         return done.claimed
 
-    async def _guarded_round(self) -> _Round:
+    async def _guarded_round(self) -> Round:
         try:
             return await self._round()
         except Exception as exc:
             # The database is away: log once per round and try again after a poll.
             log.warning("delivery.claim_failed", service=self._service, error=type(exc).__name__)
             self._lookout.forget()
-            return _Round(claimed=0, limit=0, due=None, looked=False)
+            return Round(claimed=0, limit=0, due=None, looked=False)
 
-    async def _idle(self, stop: asyncio.Event, done: _Round) -> None:
+    async def _idle(self, stop: asyncio.Event, done: Round) -> None:
         if not done.looked or self._free() <= 0:
             # A finished send or an accepted order wakes us; else look again after a poll.
             await self._wait(stop, self._config.poll_interval.total_seconds())
@@ -356,7 +355,7 @@ class DeliveryEngine:
 
     # -- one round ----------------------------------------------------------------------
 
-    async def _round(self) -> _Round:
+    async def _round(self) -> Round:
         """In ONE transaction: settle the outcomes waiting, claim what fits (the plan
         resolving it), and when that left slots free, read when the next record is due.
         Then start the sends. A round was three transactions (settle, claim, next due):
@@ -369,7 +368,7 @@ class DeliveryEngine:
         if free <= 0:
             self._lookout.forget()  # records may be due that this round could not claim
         if not batch and (free <= 0 or not look):
-            return _Round(claimed=0, limit=0, due=self._lookout.at, looked=free > 0)
+            return Round(claimed=0, limit=0, due=self._lookout.at, looked=free > 0)
         resolved: dict[uuid.UUID, Resolution] = {}
         records: list[DeliveryRecord] = []
         due = self._lookout.at
@@ -392,7 +391,7 @@ class DeliveryEngine:
             await self._recorder.recover(batch)
             self._wake.set()  # their slots are free: claim again without waiting for a poll
             self._lookout.forget()
-            return _Round(claimed=0, limit=0, due=None, looked=False)
+            return Round(claimed=0, limit=0, due=None, looked=False)
         finally:
             self._recorder.done(batch)
         if batch and free <= 0:
@@ -401,7 +400,7 @@ class DeliveryEngine:
             self._claims.hold(records)
             # Sending goes on in a task of its own, so the next round need not wait for it.
             self._spawn(self._dispatch(records, resolved, claimed_at=now), "delivery-dispatch")
-        return _Round(claimed=len(records), limit=free, due=due, looked=free > 0)
+        return Round(claimed=len(records), limit=free, due=due, looked=free > 0)
 
     async def _claim(
         self,
@@ -450,26 +449,25 @@ class DeliveryEngine:
         *,
         claimed_at: datetime,
     ) -> None:
-        """Start a claimed batch's sends, and record what needs no send."""
+        """Start a claimed batch's sends (old claims renewed first), record what needs none."""
         immediate, sends = self._admission.sort(records, resolved, claimed_at)
-        for send in await self._confirm(sends, claimed_at=claimed_at):
-            self._sending[send.record.aggregate_id] += 1
-            self._spawn(self._attempt(send), "delivery-attempt")
-        if immediate:
-            self._recorder.queue(immediate)  # recorded by the next round
-            self._wake.set()
+        ids = [s.record.delivery_id for s in sends]
+        self._send(sends, await self._claims.confirm(ids, claimed_at=claimed_at) if ids else set())
+        self._record_now(immediate)
 
-    async def _confirm(self, sends: list[Send], *, claimed_at: datetime) -> list[Send]:
-        """The sends whose records are still ours; the others give their slots back."""
-        if not sends:
-            return sends
-        ours = await self._claims.confirm(
-            [s.record.delivery_id for s in sends], claimed_at=claimed_at
-        )
+    def _send(self, sends: list[Send], ours: set[uuid.UUID]) -> None:
+        """A task for each send whose record is still ours; the others give their slots back."""
         for send in sends:
             if send.record.delivery_id not in ours:
                 self._claims.free_slot(send.key)
-        return [s for s in sends if s.record.delivery_id in ours]
+                continue
+            self._sending[send.record.aggregate_id] += 1
+            self._spawn(self._attempt(send), "delivery-attempt")
+
+    def _record_now(self, immediate: list[Outcome]) -> None:
+        if immediate:
+            self._recorder.queue(immediate)  # recorded by the next round
+            self._wake.set()
 
     async def _attempt(self, send: Send) -> None:
         """Send one message (no transaction open), then hand its outcome to the recorder."""

@@ -21,11 +21,23 @@ claim transaction every second.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.common.delivery.outcomes import Outcome, due_again, final
 
-__all__ = ["Lookout"]
+__all__ = ["Lookout", "Round"]
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one engine round did: records claimed of `limit` wanted, and (`looked`: this
+    round's claim or an earlier one read it) when the earliest record not claimed is due."""
+
+    claimed: int
+    limit: int
+    due: datetime | None
+    looked: bool
 
 
 class Lookout:

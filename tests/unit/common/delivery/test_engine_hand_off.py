@@ -222,3 +222,47 @@ def test_the_lookout_claims_when_woken_due_or_a_record_was_put_back() -> None:
     assert lookout.at == T0 + timedelta(milliseconds=300)
     lookout.looked(None, T0, batch=[], full=True)
     assert lookout.at is None  # a full claim: there may be more at once
+
+
+async def test_a_hand_off_reaches_the_sender_in_the_first_loop_turn_after_the_commit() -> None:
+    # The commit's hand-over starts each send's task itself: no dispatch task in between.
+    webhook = FakeWebhook()
+    engine, store, _plan, _ = make_engine(webhook=webhook)
+    async with _running(engine):
+        o = order("http://a/hook")
+        session = await accept(engine, o, commit=False)
+        committed(session)
+        assert webhook.attempts == []  # the send is a task of its own, not run in the commit
+        await asyncio.sleep(0)  # one loop turn
+        assert webhook.attempts == [("http://a/hook", str(o.delivery_id))]
+        await until(lambda: store.state(o.delivery_id) == "delivered")
+    assert store.renewals == 0  # a fresh claim is sent without renewing it
+
+
+async def test_a_hand_off_committed_a_heartbeat_after_its_claim_is_renewed_before_it_is_sent() -> (
+    None
+):
+    webhook = FakeWebhook()
+    engine, store, _plan, clock = make_engine(webhook=webhook)
+    async with _running(engine):
+        o = order("http://a/hook")
+        session = await accept(engine, o, commit=False)
+        clock.advance(engine._config.heartbeat.total_seconds())  # a slow accepting transaction
+        committed(session)
+        await until(lambda: store.state(o.delivery_id) == "delivered")
+    assert store.renewals == 1
+    assert webhook.delivered == [("http://a/hook", str(o.delivery_id))]
+
+
+async def test_a_late_hand_off_whose_claim_another_process_took_is_not_sent() -> None:
+    webhook = FakeWebhook()
+    engine, store, _plan, clock = make_engine(webhook=webhook)
+    async with _running(engine):
+        o = order("http://a/hook")
+        session = await accept(engine, o, commit=False)
+        clock.advance(engine._config.heartbeat.total_seconds())
+        store.rows[o.delivery_id].claimed_by = "engine-b"  # its lease lapsed and was taken
+        committed(session)
+        await until(lambda: len(engine._claims) == 0)
+    assert store.renewals == 1
+    assert webhook.attempts == []

@@ -60,13 +60,6 @@ class Counter:
 
 
 @pytest.fixture
-async def engine(settings: CommonSettings) -> AsyncIterator[AsyncEngine]:
-    made = make_engine(settings, "intake")
-    yield made
-    await made.dispose()
-
-
-@pytest.fixture
 async def counter(engine: AsyncEngine) -> AsyncIterator[Counter]:
     connection = await asyncpg.connect(asyncpg_dsn(engine.url))
     counting = Counter(connection)

@@ -6,6 +6,7 @@ a restricted value cannot reach a log line by any route that we control.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import enum
@@ -196,22 +197,36 @@ class _SensitiveValues:
     Intake registers decrypted restricted values while it handles them. Counting
     references keeps a value registered while two requests handle it at once; the
     LRU bound keeps a leak of forgotten registrations from growing without end.
+
+    The values stay in order, longest first, as they come and go (a binary search by
+    length, then a list insert or delete): a request registers and forgets about ten,
+    and with a few hundred held by concurrent requests, sorting them all again at each
+    change was ~0.2 ms a request.
     """
 
     def __init__(self, max_entries: int) -> None:
         self._max_entries = max_entries
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
-        # Longest first, so a value that contains another is replaced whole.
+        # `_ordered` longest first; `_keys` its values' negated lengths (ascending, for
+        # `bisect`). Readers take `snapshot`, a tuple of `_ordered`, without the lock:
+        # swapping one reference is atomic.
+        self._ordered: list[str] = []
+        self._keys: list[int] = []
         self.snapshot: tuple[str, ...] = ()
 
     def register(self, value: str) -> None:
         with self._lock:
-            self._counts[value] = self._counts.get(value, 0) + 1
+            count = self._counts.get(value, 0)
+            self._counts[value] = count + 1
             self._counts.move_to_end(value)
+            if count:
+                return
+            self._insert(value)
             while len(self._counts) > self._max_entries:
-                self._counts.popitem(last=False)
-            self._rebuild()
+                oldest, _count = self._counts.popitem(last=False)
+                self._remove(oldest)
+            self.snapshot = tuple(self._ordered)
 
     def forget(self, value: str) -> None:
         with self._lock:
@@ -222,11 +237,19 @@ class _SensitiveValues:
                 self._counts[value] = count - 1
                 return
             del self._counts[value]
-            self._rebuild()
+            self._remove(value)
+            self.snapshot = tuple(self._ordered)
 
-    def _rebuild(self) -> None:
-        # Readers take the tuple without the lock; swapping one reference is atomic.
-        self.snapshot = tuple(sorted(self._counts, key=len, reverse=True))
+    def _insert(self, value: str) -> None:
+        at = bisect.bisect_right(self._keys, -len(value))
+        self._keys.insert(at, -len(value))
+        self._ordered.insert(at, value)
+
+    def _remove(self, value: str) -> None:
+        start = bisect.bisect_left(self._keys, -len(value))
+        at = self._ordered.index(value, start)
+        del self._keys[at]
+        del self._ordered[at]
 
 
 _SENSITIVE_VALUES_MAX = 10_000

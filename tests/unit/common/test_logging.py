@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import services.common.logging as aviso_logging
@@ -236,6 +238,35 @@ def test_registry_is_bounded() -> None:
     for value in ["aaa", "bbb", "ccc", "ddd"]:
         registry.register(value)
     assert set(registry.snapshot) == {"bbb", "ccc", "ddd"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from(["abc", "abcd", "xyz", "wxyz", "hello", "b" * 9])),
+        max_size=60,
+    )
+)
+def test_registry_keeps_the_held_values_longest_first(steps: list[tuple[bool, str]]) -> None:
+    """Whatever comes and goes, the snapshot is what is held (by count, within the bound),
+    longest first: a value that contains another is replaced whole."""
+    registry = log_redaction._SensitiveValues(max_entries=4)
+    counts: dict[str, int] = {}  # the model: insertion order is the LRU order
+    for register, value in steps:
+        if register:
+            counts[value] = counts.pop(value, 0) + 1
+            while len(counts) > 4:
+                del counts[next(iter(counts))]
+            registry.register(value)
+        else:
+            if counts.get(value, 0) > 1:
+                counts[value] -= 1
+            else:
+                counts.pop(value, None)
+            registry.forget(value)
+        assert sorted(registry.snapshot) == sorted(counts)
+        lengths = [len(v) for v in registry.snapshot]
+        assert lengths == sorted(lengths, reverse=True)
 
 
 def test_faststream_logger_extra_becomes_fields(output: io.StringIO) -> None:

@@ -37,7 +37,7 @@ from services.router.domain import (
     Transition,
     VersionGuard,
 )
-from services.router.repository._sql import aware, is_postgres, must
+from services.router.repository._sql import aware
 from services.router.repository.alert_changes import (
     changed_columns,
     foldable,
@@ -65,6 +65,7 @@ from services.router.repository.alert_statements import (
     versioned_update,
     versioned_update_direct,
 )
+from services.router.repository.alert_timers import AlertTimers
 from services.router.tables import alert_timeline, alerts
 
 __all__ = ["AcceptDelivery", "SqlAlertRepository"]
@@ -82,10 +83,11 @@ _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHE
 _OPENING = "router.alerts_opening"
 
 
-class SqlAlertRepository:
+class SqlAlertRepository(AlertTimers):
     """Alerts and their timelines; `source` names this service on the events it enqueues.
 
-    `accept` is the delivery engine's, for transitions that order deliveries.
+    `accept` is the delivery engine's, for transitions that order deliveries. The timers'
+    reads (due timers and expiries, locked; the next deadline) are `AlertTimers`'.
     """
 
     def __init__(
@@ -107,19 +109,7 @@ class SqlAlertRepository:
 
     async def get_many(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
         """The alerts of `alert_ids` that exist, in one query (unlocked)."""
-        opened: dict[uuid.UUID, AlertRecord] = self._session.info.get(_OPENING, {})
-        known = {i: opened[i] for i in alert_ids if i in opened}
-        rest = [i for i in alert_ids if i not in known]
-        if not rest:
-            return known
-        ids = {"alert_ids": sorted(map(str, rest))}
-        dialect = self._session.get_bind().dialect.name
-        if dialect == "postgresql":
-            # Every outcome batch reads its alerts: straight to asyncpg (direct.py).
-            rows = await alerts_by_ids_direct().fetch(self._session, ids)
-            return known | {r.id: r for r in map(record_of, rows)}
-        found = await self._session.execute(alerts_by_ids(dialect), ids)
-        return known | {r.id: r for r in map(record, found)}
+        return await self._get_many(alert_ids, lean=False)
 
     async def get_many_lean(self, alert_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, AlertRecord]:
         """`get_many` without the content and snapshot (left unread: `UNREAD_CONTENT`).
@@ -128,16 +118,27 @@ class SqlAlertRepository:
         to name them in timeline entries, events and log lines: the two JSON documents
         were the most of each row's bytes and of its reading's CPU (their parse).
         """
-        if not alert_ids:
-            return {}
-        ids = {"alert_ids": sorted(map(str, alert_ids))}
+        return await self._get_many(alert_ids, lean=True)
+
+    async def _get_many(
+        self, alert_ids: Collection[uuid.UUID], *, lean: bool
+    ) -> dict[uuid.UUID, AlertRecord]:
+        opened: dict[uuid.UUID, AlertRecord] = self._session.info.get(_OPENING, {})
+        known = {i: opened[i] for i in alert_ids if i in opened}
+        rest = [i for i in alert_ids if i not in known]
+        if not rest:
+            return known
+        ids = {"alert_ids": sorted(map(str, rest))}
         dialect = self._session.get_bind().dialect.name
+        rows: Sequence[Mapping[str, Any]]
         if dialect == "postgresql":
-            rows = await alerts_by_ids_direct(lean=True).fetch(self._session, ids)
-            return {r.id: r for r in map(lean_record_of, rows)}
-        found = await self._session.execute(alerts_by_ids(dialect, lean=True), ids)
-        rows = [cast(Mapping[str, Any], row._mapping) for row in found]
-        return {r.id: r for r in map(lean_record_of, rows)}
+            # Every outcome batch reads its alerts: straight to asyncpg (direct.py).
+            rows = await alerts_by_ids_direct(lean=lean).fetch(self._session, ids)
+        else:
+            found = await self._session.execute(alerts_by_ids(dialect, lean=lean), ids)
+            rows = [cast(Mapping[str, Any], row._mapping) for row in found]
+        read = lean_record_of if lean else record_of
+        return known | {r.id: r for r in map(read, rows)}
 
     async def for_notice(self, notice_id: uuid.UUID, *, lock: bool = False) -> AlertRecord | None:
         """The alert of a notice, if it has one."""
@@ -410,67 +411,6 @@ class SqlAlertRepository:
             == (t.after.active_escalation_id, t.after.state, t.after.updated_at)
             for t in transitions
         }
-
-    # --- timers ---------------------------------------------------------------------
-
-    async def claim_due_timers(
-        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
-    ) -> list[AlertRecord]:
-        """Up to `limit` due open alerts nobody else is firing, most overdue first, locked.
-
-        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two routers each take different alerts
-        and neither waits for the other; the rows stay locked until the batch commits, so
-        what is read here is what the compare-and-set will find. SQLite: the transaction
-        began IMMEDIATE and holds the database's write lock for the whole batch.
-        """
-        query = (
-            sa.select(alerts)
-            .where(
-                alerts.c.next_fire_at.is_not(None),
-                alerts.c.next_fire_at <= now,
-                alerts.c.state.in_(sorted(OPEN_STATES)),
-            )
-            .order_by(alerts.c.next_fire_at)
-        )
-        rows = await self._claim(query, skip, limit=limit)
-        return [record(row) for row in rows]
-
-    async def claim_due_expiry(
-        self, *, now: datetime, skip: Sequence[str] = ()
-    ) -> uuid.UUID | None:
-        """An unresolved alert whose operation window has ended, locked like a timer."""
-        query = (
-            sa.select(alerts.c.id)
-            .where(alerts.c.state != "resolved", alerts.c.expires_at <= now)
-            .order_by(alerts.c.expires_at)
-        )
-        rows = await self._claim(query, skip, limit=1)
-        return uuid.UUID(rows[0].id) if rows else None
-
-    async def _claim(self, query: sa.Select[Any], skip: Sequence[str], *, limit: int) -> list[Any]:
-        query = query.limit(limit)
-        if skip:
-            query = query.where(alerts.c.id.not_in(list(skip)))
-        if is_postgres(self._session):
-            query = query.with_for_update(skip_locked=True)
-        return list(await self._session.execute(query))
-
-    async def next_deadline(self) -> datetime | None:
-        """The earliest pending timer or expiry, so the worker can sleep until then."""
-        timers = sa.select(sa.func.min(alerts.c.next_fire_at)).where(
-            alerts.c.state.in_(sorted(OPEN_STATES))
-        )
-        expiries = sa.select(sa.func.min(alerts.c.expires_at)).where(alerts.c.state != "resolved")
-        # min() keeps the column's type, so SQLite's stored text comes back as a datetime.
-        found = [
-            must(value)
-            for value in (
-                (await self._session.execute(timers)).scalar_one_or_none(),
-                (await self._session.execute(expiries)).scalar_one_or_none(),
-            )
-            if value is not None
-        ]
-        return min(found) if found else None
 
     # --- timeline --------------------------------------------------------------------
 

@@ -155,12 +155,13 @@ async def _partition_batches(
     """One record batch per (topic, partition) holding its rows in order, and their
     positions; None if a partition's rows do not fit one batch."""
     batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
+    for topic in {row.topic for row in rows}:
+        await producer.partitions_for(topic)  # the metadata `_partition` reads, as in `send`
     for index, row in enumerate(rows):
         key = row.key.encode("utf-8")
         # The partition `send` would choose (the producer's partitioner over the topic's
-        # metadata), so a key's records land where they always did.
-        # (aiokafka's own `_partition`, as `send` calls it; the metadata first, as there).
-        await producer.partitions_for(row.topic)
+        # metadata), so a key's records land where they always did (aiokafka's own
+        # `_partition`, as `send` calls it).
         partition = producer._partition(row.topic, None, key, None, key, None)
         builder, indexes = batches.setdefault((row.topic, partition), (producer.create_batch(), []))
         appended = builder.append(

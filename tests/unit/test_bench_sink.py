@@ -64,14 +64,22 @@ async def test_a_request_is_stamped_when_its_last_byte_is_read_and_verified_afte
     monkeypatch.setattr(sink, "verify_signature", verify)
     out = io.StringIO()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Receiver([SECRET], out, clock=stamp), "127.0.0.1", 0)
+    receivers: list[Receiver] = []
+
+    def receiver() -> Receiver:
+        receivers.append(Receiver([SECRET], out, clock=stamp))
+        return receivers[-1]
+
+    server = await loop.create_server(receiver, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         request = _request(json.dumps({"notice_id": "n-1"}).encode())
         writer.write(request[:-3])  # all but the body's last bytes
         await writer.drain()
-        await asyncio.sleep(0.05)  # the receiver reads the part: no stamp yet
+        async with asyncio.timeout(30):  # until the receiver has read the part
+            while not (receivers and receivers[0]._buffer):  # noqa: ASYNC110 - nothing to await
+                await asyncio.sleep(0.01)
         assert steps == []
         before_last_byte = real_time()
         writer.write(request[-3:])

@@ -8,6 +8,7 @@ the processor chain, which is the thing under test.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -267,6 +268,106 @@ def test_registry_keeps_the_held_values_longest_first(steps: list[tuple[bool, st
         assert sorted(registry.snapshot) == sorted(counts)
         lengths = [len(v) for v in registry.snapshot]
         assert lengths == sorted(lengths, reverse=True)
+
+
+def _scrub_value_by_value(text: str, values: tuple[str, ...]) -> str:
+    """The scrub as it was before the plain-text filter: every held value asked, in order."""
+    for value in values:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    if log_redaction._MAY_NEED_SCRUBBING.search(text) is None:
+        return text
+    for pattern, replacement in log_redaction._TEXT_SCRUBBERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+@contextlib.contextmanager
+def _own_registry() -> Iterator[log_redaction._SensitiveValues]:
+    """A registry of this test's own for `scrub_text` (the process's is left as it was)."""
+    registry = log_redaction._SensitiveValues(max_entries=64)
+    saved = log_redaction._sensitive_values
+    log_redaction._sensitive_values = registry
+    try:
+        yield registry
+    finally:
+        log_redaction._sensitive_values = saved
+
+
+# Plain characters, the ones the filter looks for beside them (a space, "@", an accent),
+# regex metacharacters, and the characters of the replacement itself.
+_VALUE_ALPHABET = "ab1-._:/ZT @é[]()*+?|^$\\REDACT"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_one_search_for_all_held_values_answers_as_asking_each_value(data: st.DataObject) -> None:
+    """Whatever is held (overlapping, containing one another, regex metacharacters, parts
+    of the replacement) and whatever the text, the scrub answers as asking each held value
+    in turn did."""
+    bases = data.draw(st.lists(st.text(_VALUE_ALPHABET, min_size=3, max_size=8), max_size=6))
+    values = list(bases)
+    for base in bases:  # values inside others, and values overlapping others' ends
+        start = data.draw(st.integers(0, len(base) - 1))
+        end = data.draw(st.integers(start + 1, len(base)))
+        values.append(base[start:end] + data.draw(st.text(_VALUE_ALPHABET, max_size=3)))
+    pieces = st.one_of(st.sampled_from(values or ["x"]), st.text(_VALUE_ALPHABET, max_size=6))
+    texts = data.draw(st.lists(st.lists(pieces, max_size=6).map("".join), max_size=8))
+    with _own_registry() as registry:
+        for value in values:
+            if len(value.strip()) >= 3:
+                registry.register(value)
+        held = registry.snapshot
+        assert set(registry.held.plain) == {
+            v for v in held if log_redaction._PLAIN_CHARACTERS.issuperset(v)
+        }
+        for text in texts:
+            assert log_redaction.scrub_text(text) == _scrub_value_by_value(text, held)
+        for value in values[::2]:
+            registry.forget(value)
+        held = registry.snapshot
+        for text in texts:
+            assert log_redaction.scrub_text(text) == _scrub_value_by_value(text, held)
+
+
+def test_plain_values_held_among_hundreds_never_reach_a_line(tmp_path: Path) -> None:
+    """Values of id-like characters only (a phone, a plate, a canary) are found inside ids,
+    paths and timestamps, at the top of a line and nested, with hundreds of others held;
+    neither the terminal nor the log file sees any."""
+    buffer = io.StringIO()
+    log_file = tmp_path / "svc.jsonl"
+    configure_logging("test-svc", fmt="json", stream=buffer, log_file=log_file, force=True)
+    others = [f"Person {n} Alameda Ave" for n in range(200)] + [
+        f"505-{n:03d}-0199" for n in range(120)
+    ]
+    phone, plate, token = "505-555-0199", "7XYZ123", canary()
+    planted = [phone, plate, token]
+    for value in others + planted:
+        register_sensitive_value(value)
+    try:
+        get_logger("tests.plain").info(
+            "notice.received",
+            notice_id=f"4d96d85c-{phone}-62536bfbcba4",
+            http_path=f"/v1/notices/{plate}/update",
+            reference=token,
+            version=1,
+            nested={"k": [f"x{plate}y", (f"{token}", 2)]},
+            free=f"call {phone} now",
+        )
+    finally:
+        for value in others + planted:
+            forget_sensitive_value(value)
+        configure_logging("aviso-tests", force=True)
+        log_setup._state.configured = False
+    (line,) = lines(buffer)
+    assert line["notice_id"] == f"4d96d85c-{REDACTED}-62536bfbcba4"
+    assert line["http_path"] == f"/v1/notices/{REDACTED}/update"
+    assert line["reference"] == REDACTED
+    assert line["nested"] == {"k": [f"x{REDACTED}y", [REDACTED, 2]]}
+    assert line["free"] == f"call {REDACTED} now"
+    assert line["version"] == 1
+    for written in (buffer.getvalue(), log_file.read_text(encoding="utf-8")):
+        assert_absent(written, *planted)
 
 
 def test_faststream_logger_extra_becomes_fields(output: io.StringIO) -> None:

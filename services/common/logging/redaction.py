@@ -401,23 +401,48 @@ def _redact_mapping(mapping: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
 
 _PLAIN_SCALARS = (bool, int, float, type(None))
 
+# Joins a line's text fields for the line's one search (see `redact_restricted`). A
+# plain character, so a line of plain fields is plain when joined; a held value or a
+# pattern found across two fields costs a field-by-field scrub, never a miss.
+_FIELD_SEPARATOR = "/"
+
 
 def redact_restricted(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: replace restricted fields and scrub text at any depth."""
     # Every line passes here, and most of its fields are ids, names of things and
     # numbers: those are decided inline (the same answers `_redact_value` gives), the
-    # rest goes the whole way.
-    sensitive = _sensitive_values.held.values
+    # rest goes the whole way. The key answers are read inline too (a call per field).
+    answers = _key_answers.answers if _key_answers.size == len(RESTRICTED_KEYS) else {}
+    text_keys: list[str] = []
+    texts: list[str] = []
     for key, value in list(event_dict.items()):
         if key in _PROCESSOR_META_KEYS:
             continue
-        if is_restricted_key(key):
+        restricted = answers.get(key)
+        if restricted is None:
+            restricted = is_restricted_key(key)
+        if restricted:
             event_dict[key] = REDACTED
         elif type(value) in _PLAIN_SCALARS:
             continue
         elif type(value) is str:
-            if sensitive or _MAY_NEED_SCRUBBING.search(value) is not None:
-                event_dict[key] = scrub_text(value)
+            text_keys.append(key)
+            texts.append(value)
         else:
             event_dict[key] = _redact_value(value, 0)
+    if texts and _line_may_need_scrubbing(_FIELD_SEPARATOR.join(texts)):
+        for key, value in zip(text_keys, texts, strict=True):
+            event_dict[key] = scrub_text(value)
     return event_dict
+
+
+def _line_may_need_scrubbing(joined: str) -> bool:
+    """False only when `scrub_text` would return every field joined here unchanged.
+
+    One search per line instead of one per text field: a line's dozen or so (the time
+    stamp, level, logger, event, ids, names of things) rarely hold anything to scrub.
+    """
+    held = _sensitive_values.held
+    if held.values and _may_hold_a_value(joined, held):
+        return True
+    return _MAY_NEED_SCRUBBING.search(joined) is not None

@@ -323,11 +323,18 @@ def test_one_search_for_all_held_values_answers_as_asking_each_value(data: st.Da
         }
         for text in texts:
             assert log_redaction.scrub_text(text) == _scrub_value_by_value(text, held)
+        line = {f"field_{n}": text for n, text in enumerate(texts)}
+        assert log_redaction.redact_restricted(None, "info", dict(line)) == {
+            key: _scrub_value_by_value(text, held) for key, text in line.items()
+        }
         for value in values[::2]:
             registry.forget(value)
         held = registry.snapshot
         for text in texts:
             assert log_redaction.scrub_text(text) == _scrub_value_by_value(text, held)
+        assert log_redaction.redact_restricted(None, "info", dict(line)) == {
+            key: _scrub_value_by_value(text, held) for key, text in line.items()
+        }
 
 
 def test_plain_values_held_among_hundreds_never_reach_a_line(tmp_path: Path) -> None:
@@ -368,6 +375,23 @@ def test_plain_values_held_among_hundreds_never_reach_a_line(tmp_path: Path) -> 
     assert line["version"] == 1
     for written in (buffer.getvalue(), log_file.read_text(encoding="utf-8")):
         assert_absent(written, *planted)
+
+
+def test_a_line_is_encoded_as_json_dumps_wrote_it() -> None:
+    """One encoder for every line; the bytes are what `json.dumps` wrote before."""
+    event = {
+        "ts": "2026-11-29T02:00:00.000001Z",
+        "event": "boletín.publicado",
+        "ratio": 0.1 + 0.2,
+        "n": 10**20,
+        "ok": None,
+        "nested": {"k": [1, "ñ", {"x": True}], "nan": float("nan")},
+        "at": uuid.UUID(int=7),
+        "quote": 'a "b" \\ c\n',
+    }
+    rendered = log_setup._json_renderer()(None, "info", event)
+    assert rendered == json.dumps(event, ensure_ascii=False, default=str)
+    assert "\n" not in rendered
 
 
 def test_faststream_logger_extra_becomes_fields(output: io.StringIO) -> None:

@@ -196,7 +196,7 @@ def main() -> None:
         if args.profile and count == counts[-1]:
             profiler = cProfile.Profile()
             profiler.runcall(lambda: [lines["intake notice.received"]() for _ in range(5000)])
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         for value in values:
             forget_sensitive_value(value)
     for name, figures in results.items():

@@ -134,6 +134,25 @@ _TEXT_SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
 _MAY_NEED_SCRUBBING = re.compile(r"input_value=|\[parameters: |(?i:bearer)|avs_|[?&]")
 
 
+def _may_need_pattern_scrubbing(text: str) -> bool:
+    """What `_MAY_NEED_SCRUBBING.search(text)` answers, found with str searches.
+
+    The regex cannot skip ahead to a likely first character (its case-insensitive
+    branch), so it tries every position: ~15 us for a line's 300 characters against ~1.
+    Over ASCII, lower-casing finds what `(?i:bearer)` does; other text asks the regex.
+    """
+    if not text.isascii():
+        return _MAY_NEED_SCRUBBING.search(text) is not None
+    return (
+        "?" in text
+        or "&" in text
+        or "avs_" in text
+        or "input_value=" in text
+        or "[parameters: " in text
+        or "bearer" in text.lower()
+    )
+
+
 def _normalize_key(key: str) -> str:
     """Turn `agentName`, `X-Api-Key` or `Agent Phone` into snake_case for matching."""
     return _NON_ALNUM.sub("_", _CAMEL_BOUNDARY.sub("_", key).lower()).strip("_")
@@ -306,7 +325,7 @@ def scrub_text(text: str) -> str:
     held = _sensitive_values.held
     if held.values and _may_hold_a_value(text, held):
         text = _replace_held(text, held.values)
-    if _MAY_NEED_SCRUBBING.search(text) is None:
+    if not _may_need_pattern_scrubbing(text):
         return text
     for pattern, replacement in _TEXT_SCRUBBERS:
         text = pattern.sub(replacement, text)
@@ -445,4 +464,4 @@ def _line_may_need_scrubbing(joined: str) -> bool:
     held = _sensitive_values.held
     if held.values and _may_hold_a_value(joined, held):
         return True
-    return _MAY_NEED_SCRUBBING.search(joined) is not None
+    return _may_need_pattern_scrubbing(joined)

@@ -377,6 +377,49 @@ def test_plain_values_held_among_hundreds_never_reach_a_line(tmp_path: Path) -> 
         assert_absent(written, *planted)
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "?",
+                "&",
+                "=",
+                "[",
+                "]",
+                ":",
+                " ",
+                "_",
+                "input",
+                "value",
+                "parameters",
+                "avs",
+                "b",
+                "B",
+                "e",
+                "E",
+                "a",
+                "A",
+                "r",
+                "R",
+                "bearer",
+                "BeArEr",
+                "é",
+                "ß",
+                "K",
+                "x",
+            ]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_the_pattern_filter_answers_as_its_regex(text: str) -> None:
+    """The str searches that spare a text the leaky-pattern scrubbers say what the regex
+    said (a miss would let a token or a query string through)."""
+    expected = log_redaction._MAY_NEED_SCRUBBING.search(text) is not None
+    assert log_redaction._may_need_pattern_scrubbing(text) is expected
+
+
 def test_a_line_is_encoded_as_json_dumps_wrote_it() -> None:
     """One encoder for every line; the bytes are what `json.dumps` wrote before."""
     event = {

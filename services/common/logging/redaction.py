@@ -252,6 +252,7 @@ class _SensitiveValues:
         self._ordered: list[str] = []
         self._keys: list[int] = []
         self._plain: dict[str, None] = {}
+        self._plain_changed = False
         self.held: _Held = _NOTHING_HELD
 
     @property
@@ -285,7 +286,11 @@ class _SensitiveValues:
             self._publish()
 
     def _publish(self) -> None:
-        self.held = _Held(tuple(self._ordered), tuple(self._plain))
+        plain = self.held.plain
+        if self._plain_changed:  # the plain ones are few, and most changes leave them be
+            plain = tuple(self._plain)
+            self._plain_changed = False
+        self.held = _Held(tuple(self._ordered), plain)
 
     def _insert(self, value: str) -> None:
         at = bisect.bisect_right(self._keys, -len(value))
@@ -293,13 +298,16 @@ class _SensitiveValues:
         self._ordered.insert(at, value)
         if _PLAIN_CHARACTERS.issuperset(value):
             self._plain[value] = None
+            self._plain_changed = True
 
     def _remove(self, value: str) -> None:
         start = bisect.bisect_left(self._keys, -len(value))
         at = self._ordered.index(value, start)
         del self._keys[at]
         del self._ordered[at]
-        self._plain.pop(value, None)
+        if value in self._plain:
+            del self._plain[value]
+            self._plain_changed = True
 
 
 _SENSITIVE_VALUES_MAX = 10_000

@@ -244,7 +244,10 @@ def test_registry_is_bounded() -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.booleans(), st.sampled_from(["abc", "abcd", "xyz", "wxyz", "hello", "b" * 9])),
+        st.tuples(
+            st.booleans(),
+            st.sampled_from(["abc", "abcd", "xyz", "wxyz", "hello", "b" * 9, "a b", "Pérez"]),
+        ),
         max_size=60,
     )
 )
@@ -266,6 +269,8 @@ def test_registry_keeps_the_held_values_longest_first(steps: list[tuple[bool, st
                 counts.pop(value, None)
             registry.forget(value)
         assert sorted(registry.snapshot) == sorted(counts)
+        # The plain ones apart, also when one comes in as another is pushed out.
+        assert set(registry.held.plain) == {v for v in counts if " " not in v and "é" not in v}
         lengths = [len(v) for v in registry.snapshot]
         assert lengths == sorted(lengths, reverse=True)
 

@@ -42,6 +42,11 @@ class Wakeup:
         """Whether the flag is raised."""
         return self._set
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a task waits on it now (the relay's loop is idle)."""
+        return self._waiter is not None
+
     async def wait(self, timeout_s: float) -> bool:
         """Wait until the flag is raised or `timeout_s` passed; whether it is raised."""
         if self._set:

@@ -21,9 +21,10 @@ rows together, in order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable
+
+from services.common.outbox.wakeup import Wakeup
 
 __all__ = ["Lingering"]
 
@@ -54,7 +55,7 @@ class Lingering:
         *,
         first_at: float,
         count: Callable[[], int],
-        woken: asyncio.Event,
+        woken: Wakeup,
         stopping: asyncio.Event,
     ) -> None:
         """Until `linger_s` after `first_at` (the clock's time), `rows` rows, or a stop."""
@@ -62,9 +63,8 @@ class Lingering:
             left = first_at + self.linger_s - self._clock()
             if left <= 0:
                 return
-            woken.clear()  # each hand-over sets it: look at the count again
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout=left)
+            woken.clear()  # each hand-over sets it (so does a stop): look at the count again
+            await woken.wait(left)
 
     def held(self, key: str) -> bool:
         """Whether `key`'s handed rows must follow an earlier row through a claim."""

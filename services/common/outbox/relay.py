@@ -88,6 +88,7 @@ from services.common.outbox.ordering import KeysTogetherPublisher, in_waves
 from services.common.outbox.peers import ListenerPeers
 from services.common.outbox.rows import BatchPublisher, one_by_one, relay_row, split_results
 from services.common.outbox.statements import RelayStatements
+from services.common.outbox.wakeup import Wakeup
 from services.common.outbox.writing import (
     _PROCESS_TOKEN,
     HANDED_SUFFIX,
@@ -167,8 +168,9 @@ class OutboxRelay:
         self._stop_taking: Callable[[], None] | None = None
         # `_wake` starts a loop turn; a claim runs in it only if wanted (a commit that left
         # a row unleased, a NOTIFY, `wake`) or due (a lease ends, the poll), else the
-        # turn only publishes what was handed over.
-        self._wake = asyncio.Event()
+        # turn only publishes what was handed over. A `Wakeup`, not an `asyncio.Event`
+        # under `wait_for`: the loop resumes one event-loop turn after `set`, not three.
+        self._wake = Wakeup()
         self._claim_wanted = True
         self._claim_at = 0.0
         self._stopping = asyncio.Event()
@@ -348,11 +350,7 @@ class OutboxRelay:
         """Wait for a wake-up at most `seconds`; whether one came."""
         if seconds <= 0:
             return self._wake.is_set()
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await self._wake.wait(seconds)
 
     # -- one round -----------------------------------------------------------------
 

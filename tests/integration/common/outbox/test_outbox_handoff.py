@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -234,3 +235,46 @@ async def test_the_leased_insert_settles_on_one_generic_plan(settings: CommonSet
         await engine.dispose()
     assert plans.generic_plans >= 1, plans
     assert plans.custom_plans <= 5, plans
+
+
+class _Recording:
+    """A batch publisher that records what it was given (nothing reaches Kafka)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def publish_batch(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]:
+        self.batches.append([row.key for row in rows])
+        return [None] * len(rows)
+
+
+async def test_a_commit_s_rows_reach_the_publisher_one_loop_turn_after_the_commit(
+    engine: AsyncEngine,
+) -> None:
+    publisher = _Recording()
+    relay = OutboxRelay(
+        engine=engine, publish=publisher, component="intake", poll_interval_s=120, claim_ttl_s=60
+    )
+    await relay.start()
+    notice_id = uuid.uuid4()
+    try:
+        # Idle: the loop waits on its wake-up (after the start's claim and lease look-up).
+        await wait_for(lambda: relay._wake.waiting, timeout=DEADLINE_S)
+        session = make_session_factory(engine)()
+        try:
+            await session.begin()
+            await enqueue(session, notice_updated(notice_id, 2), source="aviso.test")
+            await session.commit()  # hands the row over; nothing after it has yielded yet
+            turns = 0
+            while not publisher.batches and turns < 10:
+                await asyncio.sleep(0)
+                turns += 1
+        finally:
+            await session.close()
+        # One turn: the hand-over resumed the relay's loop, which published at once
+        # (`asyncio.wait_for(event.wait())` took three: its task, its end, the waiter).
+        assert turns == 1
+        assert publisher.batches == [[str(notice_id)]]
+        await wait_for(lambda: relay.published_total == 1, timeout=DEADLINE_S)
+    finally:
+        await relay.stop()

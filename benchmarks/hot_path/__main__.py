@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -53,7 +54,13 @@ from benchmarks.hot_path.infra import (
     top_statements,
 )
 from benchmarks.hot_path.kafka_requests import kafka_requests_by_phase, render_requests
-from benchmarks.hot_path.load import run_rate, run_throughput
+from benchmarks.hot_path.load import (
+    HttpxPoster,
+    NoticePoster,
+    RatePoster,
+    run_rate,
+    run_throughput,
+)
 from benchmarks.hot_path.path import path_breakdown
 from benchmarks.hot_path.pg_split import (
     PgCpuSplit,
@@ -142,6 +149,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
+        "--httpx-load",
+        action="store_true",
+        help=(
+            "send the rate phases' notices with httpx, stamped before its post (as before "
+            "the tenth round), instead of kept raw connections stamped at the write"
+        ),
+    )
+    parser.add_argument(
         "--thread-sink",
         action="store_true",
         help=(
@@ -164,6 +179,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
             for rate in rates
         },
         "drain_timeout_s": 20.0 if args.short else 60.0,
+        "httpx_load": args.httpx_load,
         "throughput_s": (args.duration or 3.0)
         if args.intake_only
         else (3.0 if args.short else 10.0),
@@ -234,11 +250,22 @@ async def _rates(
     idle: dict[str, float],
 ) -> list[dict[str, Any]]:
     phases: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(
-        timeout=60.0, limits=httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    ) as client:
+    url = f"{system.intake.url}/v1/notices"
+    headers = {"Authorization": f"Bearer {system.token}"}
+    raw = RatePoster(url, headers)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(raw.close)
+        post: NoticePoster = raw
+        if plan["httpx_load"]:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    timeout=60.0,
+                    limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+                )
+            )
+            post = HttpxPoster(client, url, headers)
         # A few notices first: connections, caches and JITs warm, consumers assigned.
-        await run_rate(system, client, rate=5, duration_s=2, drain_timeout_s=30, label="warm-up")
+        await run_rate(system, post, rate=5, duration_s=2, drain_timeout_s=30, label="warm-up")
         sys.stderr.write(f"\r\033[Kidle: settling {plan['idle_settle_s']:g} s, then measuring\n")
         await asyncio.sleep(plan["idle_settle_s"])
         idle.update(await _idle(infra, system, plan["idle_s"]))
@@ -255,7 +282,7 @@ async def _rates(
                 profiler.start(f"rate{rate:g}", system.pids(), duration_s=plan["durations"][rate])
             result = await run_rate(
                 system,
-                client,
+                post,
                 rate=rate,
                 duration_s=plan["durations"][rate],
                 drain_timeout_s=plan["drain_timeout_s"],
@@ -401,6 +428,7 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
         "windows_unix_ms": dict(WINDOWS),
         "rates": phases,
         "webhook_sink": "thread" if args.thread_sink else "process",
+        "load_client": "httpx" if args.httpx_load else "raw",
         "throughput": throughput,
     }
     if profiler is not None:

@@ -5,10 +5,13 @@ answered, so a slow system meets the load it would meet in life and its queueing
 in the latency. At most `max_in_flight` requests are outstanding; a send that finds
 them all busy is counted as late (the system did not keep up), not silently delayed.
 
-Latency is from just before the POST to the SPOC's webhook receipt: the sink (a process
-of its own, `sink.py`) stamps wall-clock time on the same machine when the request's last
-byte is read, before it verifies the signature. A receipt whose signature is not valid
-does not count as delivered: it is counted as bad (and the phase is not sustained).
+Latency is from the moment the notice's request is written to intake's socket (its body
+and head built beforehand, so the load generator's own work is not in it) to the SPOC's
+webhook receipt: the sink (a process of its own, `sink.py`) stamps wall-clock time on the
+same machine when the request's last byte is read, before it verifies the signature. A
+receipt whose signature is not valid does not count as delivered: it is counted as bad
+(and the phase is not sustained). `HttpxPoster` (the bench's `--httpx-load`) stamps just
+before httpx's `post`, as the bench did before the tenth round.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +32,10 @@ from benchmarks.hot_path.raw_http import RawConnection
 from benchmarks.hot_path.system import BenchSystem
 
 __all__ = [
+    "HttpxPoster",
+    "NoticePoster",
+    "Posted",
+    "RatePoster",
     "RateResult",
     "ThroughputResult",
     "notice_body",
@@ -143,6 +150,85 @@ class _SpocWatcher:
         self._seen = len(received)
 
 
+@dataclass(frozen=True)
+class Posted:
+    """One notice's answer: status, JSON body (None if not JSON) and when it was sent."""
+
+    status_code: int
+    body: Any
+    sent_at: float  # wall-clock seconds, comparable with the sink's stamps
+
+
+NoticePoster = Callable[[dict[str, Any]], Awaitable[Posted]]
+
+
+class RatePoster:
+    """Posts notices over kept raw connections, stamping each as its bytes are written.
+
+    The stamp is taken once the request is built, just before its one write: what the
+    system is measured on starts when the notice leaves for intake, not while the load
+    generator encodes it. A connection idle for longer than `idle_s` is closed rather
+    than reused: uvicorn closes idle keep-alive connections after 5 s, and a POST must
+    never meet a socket the server is closing (it could not be told apart from a lost
+    notice, and sending it again could submit it twice).
+    """
+
+    def __init__(self, url: str, headers: dict[str, str], *, idle_s: float = 1.0) -> None:
+        parsed = httpx.URL(url)
+        self._host, self._port = parsed.host, parsed.port or 80
+        self._path = parsed.raw_path.decode("ascii")
+        self._headers = headers
+        self._idle_s = idle_s
+        self._free: list[tuple[float, RawConnection]] = []  # (last used, monotonic)
+
+    async def __call__(self, notice: dict[str, Any]) -> Posted:
+        body = json.dumps(notice).encode()
+        connection = await self._take()
+        try:
+            response = await connection.post_json(self._path, body, headers=self._headers)
+        except BaseException:
+            await connection.close()
+            raise
+        assert connection.written_at is not None
+        self._free.append((time.monotonic(), connection))
+        try:
+            parsed = json.loads(response.body) if response.body else None
+        except ValueError:
+            parsed = None
+        return Posted(response.status_code, parsed, connection.written_at)
+
+    async def _take(self) -> RawConnection:
+        while self._free:
+            last_used, connection = self._free.pop()
+            if time.monotonic() - last_used <= self._idle_s:
+                return connection
+            await connection.close()
+        return RawConnection(self._host, self._port)
+
+    async def close(self) -> None:
+        """Close every kept connection."""
+        while self._free:
+            await self._free.pop()[1].close()
+
+
+class HttpxPoster:
+    """Posts notices with httpx, stamped just before `post` (the bench before the tenth round)."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+        self._client = client
+        self._url = url
+        self._headers = headers
+
+    async def __call__(self, notice: dict[str, Any]) -> Posted:
+        sent_at = time.time()
+        response = await self._client.post(self._url, json=notice, headers=self._headers)
+        try:
+            parsed = response.json()
+        except ValueError:
+            parsed = None
+        return Posted(response.status_code, parsed, sent_at)
+
+
 def _progress(text: str) -> None:
     sys.stderr.write("\r\033[K" + text)
     sys.stderr.flush()
@@ -150,7 +236,7 @@ def _progress(text: str) -> None:
 
 async def run_rate(
     system: BenchSystem,
-    client: httpx.AsyncClient,
+    post: NoticePoster,
     *,
     rate: float,
     duration_s: float,
@@ -163,21 +249,18 @@ async def run_rate(
     watcher = _SpocWatcher(system)
     sent_at: dict[str, float] = {}
     slots = asyncio.Semaphore(max_in_flight)
-    url = f"{system.intake.url}/v1/notices"
-    headers = {"Authorization": f"Bearer {system.token}"}
 
     async def one() -> None:
         try:
-            began_wall, began = time.time(), time.perf_counter()
-            response = await client.post(url, json=notice_body(datetime.now(UTC)), headers=headers)
-            result.http_ms.append((time.perf_counter() - began) * 1000)
-            if response.status_code == 201:
+            posted = await post(notice_body(datetime.now(UTC)))
+            result.http_ms.append((time.time() - posted.sent_at) * 1000)
+            body = posted.body
+            if posted.status_code == 201 and isinstance(body, dict):
                 result.accepted += 1
-                body = response.json()
-                sent_at[str(body.get("id") or body.get("notice_id"))] = began_wall
+                sent_at[str(body.get("id") or body.get("notice_id"))] = posted.sent_at
             else:
                 result.errors += 1
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError):
             result.errors += 1
         finally:
             slots.release()

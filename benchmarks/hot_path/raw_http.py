@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 
 __all__ = ["RawConnection", "RawResponse"]
@@ -33,6 +34,8 @@ class RawConnection:
         self._port = port
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # Wall-clock time (time.time()) of the last request's write, taken just before it.
+        self.written_at: float | None = None
 
     async def post_json(self, path: str, body: bytes, *, headers: dict[str, str]) -> RawResponse:
         """POST `body` as application/json; reconnects once if the server closed the socket."""
@@ -46,7 +49,9 @@ class RawConnection:
         ).encode("latin-1")
         assert self._reader is not None
         assert self._writer is not None
-        self._writer.write(head + body)
+        request = head + body
+        self.written_at = time.time()
+        self._writer.write(request)
         return await self._response(self._reader)
 
     async def _connect(self) -> None:

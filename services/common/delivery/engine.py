@@ -47,7 +47,7 @@ from services.common.delivery.accepting import PreparedAccept, prepare
 from services.common.delivery.admission import Admission, Send
 from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig, destination_secret
-from services.common.delivery.handoff import HandOff
+from services.common.delivery.handoff import HandOff, release
 from services.common.delivery.lookout import Lookout, Round
 from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan, Resolution
@@ -183,6 +183,7 @@ class DeliveryEngine:
     def _accepted(self, session: AsyncSession, handing: HandOff, new: Collection[uuid.UUID]) -> int:
         """`new` went in: after the commit, handed-off ones to dispatch, others wake it."""
         handed = handing.inserted(new)
+        release(session, service=self._service, count=len(handing.records) - len(handed.records))
         if handed.records:
             after_commit(session, lambda: self._take_over(handed))
         if len(new) > len(handed.records):

@@ -306,3 +306,20 @@ async def test_an_accept_whose_statement_inserted_nothing_hands_nothing_off() ->
             await asyncio.sleep(0)
         assert len(engine._claims) == 0
     assert webhook.attempts == []
+
+
+async def test_slots_prepared_for_records_that_did_not_go_in_are_free_again() -> None:
+    """A transaction's hand-offs never exceed the free slots, but records its statement did
+    not insert hold none: a later accept of the same transaction may take them."""
+    webhook = FakeWebhook()
+    engine, store, _, _ = make_engine(webhook=webhook, max_in_flight=1)
+    async with _running(engine):
+        session = open_session()
+        prepared = await engine.prepare_accept(session, [order("http://a/1")])
+        assert prepared.finish(session, ()) == 0  # e.g. the notice had an alert already
+        later = order("http://a/2")
+        await engine.accept_many(session, [later])
+        assert store.state(later.delivery_id) == "sending"  # handed off: the slot was free
+        committed(session)
+        await until(lambda: store.state(later.delivery_id) == "delivered")
+    assert webhook.delivered == [("http://a/2", str(later.delivery_id))]

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.db import UnitOfWork
-from services.common.delivery import DeliveryOrder, Transaction
+from services.common.delivery import Transaction
 from services.common.delivery.handset import HandsetPolicy
 from services.common.dlq import DeadLetters, KafkaDeadLetters
 from services.router.config import RouterSettings
 from services.router.domain import DirectoryVersion
-from services.router.repository import AcceptDelivery
+from services.router.repository import DeliveryIntake
 from services.router.unit_of_work import RouterUnitOfWork
 
 __all__ = ["Clock", "DeliveryIntake", "KnownDirectory", "RouterDeps", "utcnow"]
@@ -35,12 +34,6 @@ def _no_timer(_at: datetime) -> None:
 
 def _nothing() -> None:
     """No escalation worker to wake (tests, or one wired later)."""
-
-
-class DeliveryIntake(Protocol):
-    """The delivery engine as use cases see it: orders go in, in the caller's transaction."""
-
-    async def accept_many(self, session: AsyncSession, orders: Sequence[DeliveryOrder]) -> int: ...
 
 
 class KnownDirectory:
@@ -85,14 +78,11 @@ class RouterDeps:
 
     def unit_of_work(self) -> RouterUnitOfWork:
         """A new transaction: `async with deps.unit_of_work() as uow: ...; await uow.commit()`."""
-        return RouterUnitOfWork(self.sessions, source=self.source, accept=self._accept())
+        return RouterUnitOfWork(self.sessions, source=self.source, accept=self.delivery)
 
     def joining(self, outer: UnitOfWork | Transaction) -> RouterUnitOfWork:
         """Router's repositories inside a unit of work a Kafka consumer or the engine opened."""
-        return RouterUnitOfWork.joining(outer, source=self.source, accept=self._accept())
-
-    def _accept(self) -> AcceptDelivery | None:
-        return self.delivery.accept_many if self.delivery is not None else None
+        return RouterUnitOfWork.joining(outer, source=self.source, accept=self.delivery)
 
     def dlq(self) -> DeadLetters:
         """The dead-letter topic ops read and replay."""

@@ -28,7 +28,7 @@ from services.router.domain import (
     Transition,
 )
 from services.router.repository import (
-    AcceptDelivery,
+    DeliveryIntake,
     SqlAlertRepository,
     SqlDeliveryRepository,
     SqlDirectoryRepository,
@@ -153,7 +153,7 @@ class RouterUnitOfWork(UnitOfWork):
         factory: async_sessionmaker[AsyncSession],
         *,
         source: str,
-        accept: AcceptDelivery | None = None,
+        accept: DeliveryIntake | None = None,
     ) -> None:
         super().__init__(factory)
         self._source = source
@@ -162,7 +162,7 @@ class RouterUnitOfWork(UnitOfWork):
 
     @classmethod
     def joining(
-        cls, outer: UnitOfWork | Transaction, *, source: str, accept: AcceptDelivery | None = None
+        cls, outer: UnitOfWork | Transaction, *, source: str, accept: DeliveryIntake | None = None
     ) -> RouterUnitOfWork:
         """Router's view of a unit of work opened elsewhere (a Kafka consumer's, or the
         delivery engine's transaction that records an outcome).
@@ -175,7 +175,7 @@ class RouterUnitOfWork(UnitOfWork):
 
     @classmethod
     def over(
-        cls, session: AsyncSession, *, source: str, accept: AcceptDelivery | None = None
+        cls, session: AsyncSession, *, source: str, accept: DeliveryIntake | None = None
     ) -> RouterUnitOfWork:
         """Router's repositories over a session someone else opened and will end."""
         # No factory: a joined view never opens a session of its own.

@@ -98,7 +98,9 @@ How a service plugs in
    stands at that point: accept after writing what `resolve` reads) and sent as soon as
    it commits (`handoff`). Nothing it does can fail because a receiver is down. Several
    orders at once: `await deps.delivery.accept_many(uow.session, orders)` (one
-   `INSERT ... ON CONFLICT DO NOTHING` per 1,000; returns how many were new).
+   `INSERT ... ON CONFLICT DO NOTHING` per 1,000; returns how many were new). A caller
+   whose own statement can carry the INSERT (PostgreSQL, a data-modifying CTE) uses
+   `prepare_accept` and `accepting.accept_insert_sql`, then `finish` (`accepting`).
 
 Claims are leases (`delivery_lease_s`, renewed every `delivery_heartbeat_s`): long,
 so that a process slowed down by load never loses a send to another process; a record

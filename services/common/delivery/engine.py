@@ -34,7 +34,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,22 +43,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.deliveries import DeliveryChannel
 from services.common.db import after_commit
+from services.common.delivery.accepting import PreparedAccept, prepare
 from services.common.delivery.admission import Admission, Send
 from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig, destination_secret
-from services.common.delivery.handoff import HandOff, hand_off
+from services.common.delivery.handoff import HandOff, release
 from services.common.delivery.lookout import Lookout, Round
 from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import CircuitBreakers, DestinationLimits
 from services.common.delivery.records import DeliveryOrder, DeliveryRecord
 from services.common.delivery.registry import SenderRegistry, SmsReceipt
-from services.common.delivery.store import (
-    Accepted,
-    DeliveryStore,
-    SqlDeliveryStore,
-    Transaction,
-)
+from services.common.delivery.store import DeliveryStore, SqlDeliveryStore, Transaction
 from services.common.logging import get_logger
 from services.common.outbox import watch_commits
 from services.common.settings import CommonSettings
@@ -158,11 +154,8 @@ class DeliveryEngine:
     # -- what services call -----------------------------------------------------------
 
     async def accept(self, session: AsyncSession, order: DeliveryOrder) -> bool:
-        """Record `order` as pending in the caller's transaction; idempotent on delivery id.
-
-        Returns False when the delivery id was known already. The dispatcher of this
-        process wakes when the transaction commits.
-        """
+        """Record `order` as pending in the caller's transaction; idempotent on delivery id
+        (False when it was known already). The dispatcher wakes when it commits."""
         return await self.accept_many(session, [order]) > 0
 
     async def accept_many(self, session: AsyncSession, orders: Sequence[DeliveryOrder]) -> int:
@@ -171,18 +164,26 @@ class DeliveryEngine:
         While this engine runs and has free slots, some are handed off (`handoff`)."""
         if not orders:
             return 0
-        now = self._clock()
-        accepted = [
-            Accepted(order, order.give_up_at or now + self._plan.give_up_after(order))
-            for order in orders
-        ]
-        handing = await hand_off(
-            session, accepted, plan=self._plan, room=self._hand_off_room(), now=now,
-            service=self._service,
-        )  # fmt: skip
-        accepted = handing.claiming(accepted, until=now + self._config.lease)
+        prepared = await self.prepare_accept(session, orders)
+        accepted, now = prepared.accepted, prepared.now
         new = await self._store.insert_many(session, accepted, now=now, owner=self.owner_id)
+        return self._accepted(session, prepared.handing, new)
+
+    async def prepare_accept(
+        self, session: AsyncSession, orders: Sequence[DeliveryOrder]
+    ) -> PreparedAccept:
+        """`accept_many` up to its INSERT, for a caller whose own statement carries it
+        (`accepting`: PostgreSQL; then `finish` with the ids that statement returned)."""
+        return await prepare(
+            session, orders, plan=self._plan, room=self._hand_off_room(), now=self._clock(),
+            lease=self._config.lease, owner=self.owner_id, service=self._service,
+            done=self._accepted,
+        )  # fmt: skip
+
+    def _accepted(self, session: AsyncSession, handing: HandOff, new: Collection[uuid.UUID]) -> int:
+        """`new` went in: after the commit, handed-off ones to dispatch, others wake it."""
         handed = handing.inserted(new)
+        release(session, service=self._service, count=len(handing.records) - len(handed.records))
         if handed.records:
             after_commit(session, lambda: self._take_over(handed))
         if len(new) > len(handed.records):

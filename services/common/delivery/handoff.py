@@ -40,7 +40,7 @@ from services.common.delivery.records import DeliveryRecord, record_from_row
 from services.common.delivery.store import Accepted
 from services.common.logging import get_logger
 
-__all__ = ["HandOff", "hand_off"]
+__all__ = ["HandOff", "hand_off", "release"]
 
 log = get_logger(__name__)
 
@@ -115,6 +115,15 @@ async def hand_off(
     resolved = dict(zip((r.delivery_id for r in records), answers, strict=True))
     promised[service] = promised.get(service, 0) + len(records)
     return HandOff(records=records, resolved=resolved, claimed_at=now)
+
+
+def release(session: AsyncSession | Session, *, service: str, count: int) -> None:
+    """`count` records prepared for a hand-off in this transaction were not inserted (their
+    ids were known, or the caller's statement inserted nothing): their slots are free."""
+    info = (session.sync_session if isinstance(session, AsyncSession) else session).info
+    promised: dict[str, int] | None = info.get(_PROMISED)
+    if promised is not None and count > 0:
+        promised[service] = max(0, promised.get(service, 0) - count)
 
 
 def _promised(session: AsyncSession | Session) -> dict[str, int]:

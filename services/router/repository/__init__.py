@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from services.router.repository.alerts import AcceptDelivery, SqlAlertRepository
+from services.router.repository.alerts import DeliveryIntake, SqlAlertRepository
 from services.router.repository.deliveries import SqlDeliveryRepository
 from services.router.repository.directory import SqlDirectoryRepository
 
 __all__ = [
-    "AcceptDelivery",
+    "DeliveryIntake",
     "SqlAlertRepository",
     "SqlDeliveryRepository",
     "SqlDirectoryRepository",

@@ -9,8 +9,9 @@ connection; each call only binds values.
 `open_alert_statement` also folds a new alert's reads into its write: the alert row goes
 in only if the notice has none yet (ON CONFLICT DO NOTHING) and the directory in force
 is still the one the snapshot was frozen from (version and digest, read in the same
-statement); on PostgreSQL its timeline entries go in the same statement. A caller that
-gets no row back takes the slow path (read, decide, apply).
+statement); on PostgreSQL its timeline entries, outbox rows and delivery records (the
+engine's accept INSERT, `services.common.delivery.accepting`) go in the same statement.
+A caller that gets no row back takes the slow path (read, decide, apply).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from services.common.delivery.accepting import accept_insert_params, accept_insert_sql
+from services.common.delivery.insert_query import PENDING_COLUMNS
 from services.common.direct import DirectStatement
 from services.common.messaging import outbox_messages
 from services.common.outbox import (
@@ -29,10 +32,11 @@ from services.common.outbox import (
     notify_relays,
 )
 from services.router.repository.alert_rows import COLUMNS
-from services.router.tables import alert_timeline, alerts, directory_versions
+from services.router.tables import alert_timeline, alerts, delivery_records, directory_versions
 
 __all__ = [
     "LEFT_OUT_OF_LEAN",
+    "NO_DELIVERIES",
     "OUTBOX_COLUMNS",
     "TIMELINE_COLUMNS",
     "alert_by_id",
@@ -60,6 +64,10 @@ TIMELINE_COLUMNS = (
     "delivery_id",
     "detail",
 )
+
+
+# The opening statement's delivery parameters for an alert that orders none (empty arrays).
+NO_DELIVERIES = tuple(f"d_{name}" for name in PENDING_COLUMNS)
 
 
 def _quoted(name: str) -> str:
@@ -114,10 +122,11 @@ def open_alert_statement(dialect: str) -> sa.Executable:
     """Insert a new alert (`:a_<column>`) if its notice has none and the directory in force
     is `:directory_version` with `:directory_digest`; returns its id only if inserted.
 
-    On PostgreSQL it also inserts the timeline entries and the outbox rows (one array per
-    column, `:t_<column>` and `:o_<column>`, in the order given) when the alert went in,
-    the rows leased as `services.common.outbox.lease_values` says (`leased_ids`,
-    `leased_messages`: what to hand over).
+    On PostgreSQL it also inserts the timeline entries, the outbox rows and the delivery
+    engine's records (one array per column, `:t_<column>`, `:o_<column>` and
+    `:d_<column>`, in the order given) when the alert went in, the outbox rows leased as
+    `services.common.outbox.lease_values` says (`leased_ids`, `leased_messages`: what to
+    hand over), the records as the engine prepared them (`accepted_ids`: the new ones).
     """
     if dialect == "postgresql":
         return _open_postgres()
@@ -243,9 +252,12 @@ def _open_postgres() -> sa.TextClause:
     alert_names = ", ".join(_quoted(name) for name in COLUMNS)
     alert_values = ", ".join(f"CAST(:a_{name} AS {_pg_type(alerts, name)})" for name in COLUMNS)
     queued = leased_insert_sql("o_")
+    opened = "WHERE EXISTS (SELECT 1 FROM opened)"
+    # The delivery engine's accept INSERT (its SQL, router's condition): `:d_<column>`.
+    accepted = accept_insert_sql(delivery_records, prefix="d_", where=opened)
     # Identifiers come from the tables' metadata, quoted by the dialect; values are bound.
-    # The alert's timeline entries and outbox rows go in only if the alert did; the
-    # outbox's NOTIFY (as `enqueue` sends it) only if a row went in.
+    # The alert's timeline entries, outbox rows and deliveries go in only if the alert
+    # did; the outbox's NOTIFY (as `enqueue` sends it) only if a row went in.
     sql = (
         "WITH in_force AS (SELECT version, digest FROM directory_versions "  # noqa: S608
         "ORDER BY version DESC LIMIT 1), "
@@ -254,17 +266,19 @@ def _open_postgres() -> sa.TextClause:
         "WHERE in_force.version = :directory_version "
         "AND in_force.digest = :directory_digest "
         "ON CONFLICT DO NOTHING RETURNING id), "
-        f"noted AS ({_entries_cte()} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n), "
-        f"queued AS ({queued} WHERE EXISTS (SELECT 1 FROM opened) ORDER BY _n "
-        "RETURNING id, message_id, claimed_by) "
+        f"noted AS ({_entries_cte()} {opened} ORDER BY _n), "
+        f"queued AS ({queued} {opened} ORDER BY _n RETURNING id, message_id, claimed_by), "
+        f"accepted AS ({accepted}) "
         f"SELECT id, (SELECT {_notify_sql()} FROM (SELECT 1 FROM queued LIMIT 1) AS one), "
-        f"{leased_result_sql('queued')} FROM opened"
+        f"{leased_result_sql('queued')}, "
+        "(SELECT array_agg(delivery_id) FROM accepted) AS accepted_ids FROM opened"
     )
     return sa.text(sql).bindparams(
         *(sa.bindparam(f"a_{name}", type_=alerts.c[name].type) for name in COLUMNS),
         *_entry_params(),
         *_array_params(outbox_messages, OUTBOX_COLUMNS, "o_"),
         *_lease_params(),
+        *accept_insert_params(delivery_records, prefix="d_"),
         sa.bindparam("directory_version", type_=sa.Integer),
         sa.bindparam("directory_digest", type_=sa.String),
     )

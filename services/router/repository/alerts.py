@@ -9,16 +9,18 @@ so reads re-attach UTC.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.bulk import insert_rows
 from services.common.cloudevents import new_event
+from services.common.delivery.accepting import PreparedAccept
 from services.common.delivery.records import DeliveryOrder
 from services.common.outbox import (
     enqueue,
@@ -54,6 +56,7 @@ from services.router.repository.alert_rows import (
     timeline_values,
 )
 from services.router.repository.alert_statements import (
+    NO_DELIVERIES,
     OUTBOX_COLUMNS,
     TIMELINE_COLUMNS,
     alert_by_id,
@@ -68,10 +71,19 @@ from services.router.repository.alert_statements import (
 from services.router.repository.alert_timers import AlertTimers
 from services.router.tables import alert_timeline, alerts
 
-__all__ = ["AcceptDelivery", "SqlAlertRepository"]
+__all__ = ["DeliveryIntake", "SqlAlertRepository"]
 
-# The engine's bulk accept: every order of a transition in one statement.
-AcceptDelivery = Callable[[AsyncSession, Sequence[DeliveryOrder]], Awaitable[int]]
+
+class DeliveryIntake(Protocol):
+    """The delivery engine as router's writes see it: orders go in, in the caller's
+    transaction, by the engine's own statement or (PostgreSQL) carried by router's."""
+
+    async def accept_many(self, session: AsyncSession, orders: Sequence[DeliveryOrder]) -> int: ...
+
+    async def prepare_accept(
+        self, session: AsyncSession, orders: Sequence[DeliveryOrder]
+    ) -> PreparedAccept: ...
+
 
 # What `apply_all` knows how to write in bulk. A transition carrying anything else (a
 # field added to `Transition` later) goes through `apply`, so nothing is ever dropped.
@@ -91,7 +103,7 @@ class SqlAlertRepository(AlertTimers):
     """
 
     def __init__(
-        self, session: AsyncSession, *, source: str, accept: AcceptDelivery | None = None
+        self, session: AsyncSession, *, source: str, accept: DeliveryIntake | None = None
     ) -> None:
         self._session = session
         self._source = source
@@ -233,33 +245,59 @@ class SqlAlertRepository(AlertTimers):
             **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
         }
         if dialect == "postgresql":
-            taker = taker_for(self._session)
-            queued = self._outbox_rows(transition.events)
-            params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
-            params.update({f"o_{n}": [q[n] for q in queued] for n in OUTBOX_COLUMNS})
-            params.update(lease_values(taker))
-            # Straight to asyncpg, in the consumer's transaction (services/common/direct.py).
-            row = await open_alert_direct().fetchrow(self._session, params)
-            if row is None:
-                return False
-            hand_over(self._session, taker, queued, row["leased_ids"], row["leased_messages"])
-        else:
-            found = (await self._session.execute(open_alert_statement(dialect), params)).first()
-            if found is None:
-                return False
-            await self._insert_timeline(entries)
-            await self._publish(transition.events)
-        # The engine may hand the new alert's deliveries off at accept, resolving them in
-        # this transaction: it then sees the alert as just written, from memory instead of
-        # a read (and a parse of its content). Only while accepting: nothing else changes
-        # the alert meanwhile.
-        opening = self._session.info.setdefault(_OPENING, {})
-        opening[alert_id] = transition.after
-        try:
+            return await self._open_postgres(transition, params, entries)
+        found = (await self._session.execute(open_alert_statement(dialect), params)).first()
+        if found is None:
+            return False
+        await self._insert_timeline(entries)
+        await self._publish(transition.events)
+        with self._opening(transition.after):
             await self._accept_orders(transition.deliveries)
-        finally:
-            opening.pop(alert_id, None)
         return True
+
+    async def _open_postgres(
+        self,
+        transition: Transition,
+        params: dict[str, object],
+        entries: Sequence[Mapping[str, object]],
+    ) -> bool:
+        """`open` in one statement: the alert, its entries, its outbox rows and the
+        engine's records of its deliveries (prepared first: a hand-off resolves them)."""
+        taker = taker_for(self._session)
+        queued = self._outbox_rows(transition.events)
+        params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
+        params.update({f"o_{n}": [q[n] for q in queued] for n in OUTBOX_COLUMNS})
+        params.update(lease_values(taker))
+        prepared: PreparedAccept | None = None
+        if transition.deliveries:
+            intake = self._intake()
+            with self._opening(transition.after):
+                prepared = await intake.prepare_accept(self._session, transition.deliveries)
+            params.update(prepared.arrays("d_"))
+        else:
+            params.update({name: [] for name in NO_DELIVERIES})
+        # Straight to asyncpg, in the consumer's transaction (services/common/direct.py).
+        row = await open_alert_direct().fetchrow(self._session, params)
+        if prepared is not None:
+            # Told even when nothing went in (no row): nothing is then handed off.
+            prepared.finish(self._session, (row["accepted_ids"] or ()) if row is not None else ())
+        if row is None:
+            return False
+        hand_over(self._session, taker, queued, row["leased_ids"], row["leased_messages"])
+        return True
+
+    @contextmanager
+    def _opening(self, alert: AlertRecord) -> Iterator[None]:
+        """While the engine accepts a new alert's deliveries it may hand them off,
+        resolving them in this transaction: it then sees the alert as written (or about
+        to be, in the same statement), from memory instead of a read and a parse of its
+        content. Only while accepting: nothing else changes the alert meanwhile."""
+        opening = self._session.info.setdefault(_OPENING, {})
+        opening[alert.id] = alert
+        try:
+            yield
+        finally:
+            opening.pop(alert.id, None)
 
     def _outbox_rows(self, publications: Sequence[Publication]) -> list[dict[str, object]]:
         """The outbox rows of `publications`, for a statement that writes them itself."""
@@ -369,10 +407,13 @@ class SqlAlertRepository(AlertTimers):
         """Hand the delivery orders to the engine, in this transaction."""
         if not orders:
             return
+        # The whole batch's orders in one bulk statement.
+        await self._intake().accept_many(self._session, orders)
+
+    def _intake(self) -> DeliveryIntake:
         if self._accept is None:
             raise RuntimeError("this unit of work has no delivery engine to accept orders")
-        # The whole batch's orders in one bulk statement.
-        await self._accept(self._session, orders)
+        return self._accept
 
     async def _update_guarded(self, transitions: Sequence[Transition]) -> dict[uuid.UUID, bool]:
         """One compare-and-set UPDATE per transition, sent as one batch; which ones took."""

@@ -422,6 +422,11 @@ async def accept(engine: DeliveryEngine, *orders: DeliveryOrder, commit: bool = 
     return session
 
 
+def open_session() -> Any:
+    """A session as the engine sees one (for `prepare_accept`), committed by `committed`."""
+    return _NoSession()
+
+
 def committed(session: Any) -> None:
     """The accepting transaction of `accept(..., commit=False)` commits now."""
     _run_after_commit(session)

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.common.delivery import DeliveryEngine, DeliveryRecord, Resolution
+from services.common.delivery.insert_query import PENDING_COLUMNS
 from services.common.delivery.lookout import Lookout
 from services.common.delivery.outcomes import Busy, Outcome
 from tests.unit.common.delivery.fakes import (
@@ -21,6 +22,7 @@ from tests.unit.common.delivery.fakes import (
     accept,
     committed,
     make_engine,
+    open_session,
     order,
     until,
 )
@@ -266,3 +268,58 @@ async def test_a_late_hand_off_whose_claim_another_process_took_is_not_sent() ->
         await until(lambda: len(engine._claims) == 0)
     assert store.renewals == 1
     assert webhook.attempts == []
+
+
+async def test_an_accept_carried_by_the_callers_statement_hands_off_what_it_inserted() -> None:
+    """`prepare_accept`: the rows as the caller's statement inserts them (handed-off ones
+    as this engine's claim); `finish` with the ids that went in hands only those off."""
+    webhook = FakeWebhook()
+    plan = _CountingPlan()
+    engine, _store, _, _ = make_engine(webhook=webhook, plan=plan)
+    async with _running(engine):
+        o = order("http://a/hook")
+        session = open_session()
+        prepared = await engine.prepare_accept(session, [o])
+        arrays = prepared.arrays("d_")
+        assert set(arrays) == {f"d_{name}" for name in PENDING_COLUMNS}
+        assert arrays["d_delivery_id"] == [str(o.delivery_id)]
+        assert (arrays["d_state"], arrays["d_claimed_by"]) == (["sending"], ["engine-a"])
+        assert plan.resolved == [1]  # resolved at accept, before the statement ran
+        assert prepared.finish(session, [str(o.delivery_id)]) == 1
+        committed(session)
+        await webhook.wait_until(lambda: len(webhook.delivered) == 1)
+    assert webhook.delivered == [("http://a/hook", str(o.delivery_id))]
+
+
+async def test_an_accept_whose_statement_inserted_nothing_hands_nothing_off() -> None:
+    """The caller's statement inserted no row (its notice had an alert already, or the
+    delivery id was known): nothing is handed off, nothing is sent, no claim is held."""
+    webhook = FakeWebhook()
+    engine, _store, _, _ = make_engine(webhook=webhook)
+    async with _running(engine):
+        session = open_session()
+        prepared = await engine.prepare_accept(session, [order("http://a/hook")])
+        assert prepared.arrays("d_")["d_state"] == ["sending"]
+        assert prepared.finish(session, ()) == 0
+        committed(session)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert len(engine._claims) == 0
+    assert webhook.attempts == []
+
+
+async def test_slots_prepared_for_records_that_did_not_go_in_are_free_again() -> None:
+    """A transaction's hand-offs never exceed the free slots, but records its statement did
+    not insert hold none: a later accept of the same transaction may take them."""
+    webhook = FakeWebhook()
+    engine, store, _, _ = make_engine(webhook=webhook, max_in_flight=1)
+    async with _running(engine):
+        session = open_session()
+        prepared = await engine.prepare_accept(session, [order("http://a/1")])
+        assert prepared.finish(session, ()) == 0  # e.g. the notice had an alert already
+        later = order("http://a/2")
+        await engine.accept_many(session, [later])
+        assert store.state(later.delivery_id) == "sending"  # handed off: the slot was free
+        committed(session)
+        await until(lambda: store.state(later.delivery_id) == "delivered")
+    assert webhook.delivered == [("http://a/2", str(later.delivery_id))]

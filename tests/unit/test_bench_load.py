@@ -17,7 +17,6 @@ import pytest
 from benchmarks.hot_path import load, raw_http
 from benchmarks.hot_path.load import RatePoster
 
-
 _ENCODER = json.JSONEncoder()
 
 

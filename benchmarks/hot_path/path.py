@@ -3,14 +3,18 @@
 Every step leaves a timestamp on this one machine's wall clock, so after a rate phase the
 benchmark reads them per notice and reports each leg's percentiles:
 
-    post      the bench sends POST /v1/notices
+    post      the bench writes POST /v1/notices to intake's socket, the request built
+              first (before the tenth round: just before httpx's post)
     enqueued  intake writes the notice.received outbox row (inside its transaction)
     sent      intake's relay marks the row sent (after Kafka acknowledged it, acks=all)
     consumed  router's consumer claims the message in its inbox (its transaction starts)
     handled   router's handler starts opening the alert (the alert's triggered_at, read
               from the clock as the use case begins: after the inbox claim's round trips
               and, in a batch, after the messages before it)
-    accepted  router accepts the webhook delivery (inside the alert's transaction)
+    accepted  router accepts the webhook delivery (inside the alert's transaction; since
+              the tenth round the engine stamps it before router's opening statement,
+              which carries the accept on PostgreSQL, so that statement's round trip
+              counts in accepted -> webhook, not in handled -> accepted as before)
     webhook   the SPOC's webhook sink has read the POST's last byte (a process of its
               own since the ninth round, `sink.py`; before, a thread of the bench that
               stamped after reading and verifying, sharing the load generator's GIL)

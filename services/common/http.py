@@ -294,7 +294,15 @@ def create_http_app(
                 await metrics_server.stop()
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry asks the three global providers on every
+        # request (~2.6 us); nothing here configures OpenTelemetry, so nothing is lost.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.runtime = runtime
     app.state.token_verifier = runtime.token_verifier
     install_problem_handlers(app)

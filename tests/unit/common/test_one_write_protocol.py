@@ -1,0 +1,115 @@
+"""The HTTP protocol's one send per response: head and body leave together, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.server import ServerState
+
+from services.common.serve import OneWriteHttpProtocol
+
+_REQUEST = b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+class _RecordingTransport(asyncio.Transport):
+    """A socket's transport that records each write (each would be one send)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _protocol(app: Any) -> tuple[OneWriteHttpProtocol, _RecordingTransport]:
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+    config.load()
+    protocol = OneWriteHttpProtocol(config, ServerState(), app_state={})
+    transport = _RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_a_response_is_one_write_of_head_and_body() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    protocol, transport = _protocol(app)
+    protocol.data_received(_REQUEST)
+    await _settle()
+
+    assert len(transport.writes) == 1  # uvicorn alone writes the head, then the body
+    assert transport.writes[0].startswith(b"HTTP/1.1 201 Created\r\n")
+    assert transport.writes[0].endswith(b"\r\n\r\n{}")
+
+
+async def test_a_write_nothing_follows_leaves_on_the_next_turn_in_order() -> None:
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"second", "more_body": False})
+
+    protocol, transport = _protocol(app)
+    protocol.data_received(_REQUEST)
+    await _settle()
+    # The head and the first chunk went out together; nothing is held back while the
+    # app waits.
+    assert b"".join(transport.writes).endswith(b"5\r\nfirst\r\n")
+    release.set()
+    await _settle()
+
+    sent = b"".join(transport.writes)
+    assert sent.index(b"first") < sent.index(b"second")
+    assert sent.endswith(b"0\r\n\r\n")
+
+
+async def test_close_sends_what_is_held_first() -> None:
+    protocol, transport = _protocol(lambda *args: None)
+    protocol.transport.write(b"held")
+    protocol.transport.close()
+    assert transport.writes == [b"held"]
+    assert transport.closed
+
+
+async def test_nothing_is_written_to_a_transport_already_closing() -> None:
+    protocol, transport = _protocol(lambda *args: None)
+    protocol.transport.write(b"held")
+    transport.closed = True  # the peer went away before the next turn
+    await _settle()
+    assert transport.writes == []

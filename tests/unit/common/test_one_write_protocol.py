@@ -113,3 +113,45 @@ async def test_nothing_is_written_to_a_transport_already_closing() -> None:
     transport.closed = True  # the peer went away before the next turn
     await _settle()
     assert transport.writes == []
+
+
+async def test_a_real_connection_gets_every_response_whole_and_in_order() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = scope["path"].encode() * 500  # larger than one segment's head
+        headers = [(b"content-length", str(len(body)).encode())]
+        if scope["path"] == "/last":
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        http=OneWriteHttpProtocol,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving.done()
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for path in ("/a", "/b", "/last"):  # keep-alive, then a response that closes
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            body = await asyncio.wait_for(reader.readexactly(len(path) * 500), timeout=30)
+            assert body == path.encode() * 500
+        # The server closed after the last response, having sent all of it first.
+        assert await asyncio.wait_for(reader.read(), timeout=30) == b""
+        writer.close()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, timeout=30)

@@ -30,9 +30,11 @@ def test_a_service_is_served_on_uvloop_with_httptools(
 
     (config,) = served
     # Named, not "auto": a missing package fails at start-up instead of falling back.
-    assert (config.loop, config.http) == ("uvloop", "httptools")
+    # httptools' protocol, sending a response's head and body at once (serve.py).
+    assert (config.loop, config.http) == ("uvloop", serve_module.OneWriteHttpProtocol)
     config.load()
-    assert config.http_protocol_class is HttpToolsProtocol
+    assert config.http_protocol_class is serve_module.OneWriteHttpProtocol
+    assert issubclass(config.http_protocol_class, HttpToolsProtocol)
     factory = config.get_loop_factory()
     assert factory is not None
     loop = factory()

@@ -202,6 +202,22 @@ class _OneWriteTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + len(self._held or b"")
 
+    # The rest of a transport's surface, for whatever else a connection is handed to
+    # (uvicorn itself calls only the methods above; `writelines` is asyncio's, a joined
+    # `write`): held bytes always go first.
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
 
 class OneWriteHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol over a transport that sends head and body at once."""

@@ -155,3 +155,30 @@ async def test_a_real_connection_gets_every_response_whole_and_in_order() -> Non
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, timeout=30)
+
+
+async def test_the_rest_of_a_transport_s_surface_sends_what_is_held_first() -> None:
+    class _Eof(_RecordingTransport):
+        def can_write_eof(self) -> bool:
+            return True
+
+        def write_eof(self) -> None:
+            self.writes.append(b"<eof>")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("no request is read here")
+
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+    config.load()
+    protocol = OneWriteHttpProtocol(config, ServerState(), app_state={})
+    inner = _Eof()
+    protocol.connection_made(inner)
+    transport = protocol.transport
+
+    transport.write(b"held")
+    transport.writelines([b"a", b"b"])  # joins the held write: one send
+    transport.write(b"tail")
+    assert transport.can_write_eof()
+    transport.write_eof()  # the held tail leaves before the end of the stream
+
+    assert inner.writes == [b"heldab", b"tail", b"<eof>"]

@@ -138,9 +138,10 @@ async def test_a_real_connection_gets_every_response_whole_and_in_order() -> Non
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            assert not serving.done()
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):  # a server that never starts fails, not hangs
+            while not server.started:  # uvicorn sets a flag: nothing to await
+                assert not serving.done()
+                await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for path in ("/a", "/b", "/last"):  # keep-alive, then a response that closes

@@ -79,6 +79,10 @@ class Claim(NamedTuple):
     message_id: str
     topic: str
 
+    def row(self) -> dict[str, object]:
+        """The inbox row recording it now, by column name."""
+        return {**self._asdict(), "processed_at": datetime.now(UTC)}
+
 
 async def claim_messages(session: AsyncSession, claims: Sequence[Claim]) -> set[tuple[str, str]]:
     """Record every claim in one statement; the (consumer, message id) pairs that were new.

@@ -24,6 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -288,7 +289,8 @@ class Applier:
                 carry
                 and carrier is not None
                 and is_postgres_session(uow.session)
-                and await carrier(item.envelope, uow, item.claim)
+                # Stamped now, as the usual claim is stamped at the try's start.
+                and await carrier(item.envelope, uow, item.claim._replace(at=datetime.now(UTC)))
             ):
                 # Applied and committed by its statement: the commit sends nothing and
                 # runs the after-commit effects it registered, as below.

@@ -80,6 +80,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
     async def carrier(envelope: Envelope[NoticeUpdated], uow: UnitOfWork, claim: Claim) -> bool:
         h.offered.append(envelope.id)
+        assert claim.at is not None, "stamped when the try began, as the usual claim"
         if h.carrier_fails:
             raise RuntimeError("the carried statement failed")
         if not h.carries:

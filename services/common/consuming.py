@@ -42,7 +42,14 @@ import schemas  # noqa: F401 - registers every event model
 from schemas.base import UnknownEventType
 from schemas.dlq import DeadLettered, b64encode
 from schemas.topics import DLQ
-from services.common.applying import Applier, Handler, ReadyMessage, Route, database_unreachable
+from services.common.applying import (
+    Applier,
+    ClaimCarrier,
+    Handler,
+    ReadyMessage,
+    Route,
+    database_unreachable,
+)
 from services.common.cloudevents import InvalidEnvelope, decode_headers, new_event, parse_envelope
 from services.common.logging import bound, get_logger, scrub_text
 from services.common.metrics import CONSUMER_DEAD_LETTERED
@@ -151,11 +158,19 @@ class EventConsumer:
         self._subscriptions[group_id] = subscription
         self._subscribe(subscription)
 
-    def on(self, event_type: str, *, topic: str, group_id: str) -> Callable[[Handler], Handler]:
+    def on(
+        self,
+        event_type: str,
+        *,
+        topic: str,
+        group_id: str,
+        carrier: ClaimCarrier | None = None,
+    ) -> Callable[[Handler], Handler]:
         """Register the decorated coroutine for `event_type` on `topic` in `group_id`.
 
         A group not declared with `group` reads this one topic, recorded in the inbox
-        under the group's id.
+        under the group's id. `carrier`: the handler's way to write a lone message's
+        inbox claim in its own one statement, committed by itself (applying.py).
         """
 
         def register(handler: Handler) -> Handler:
@@ -171,7 +186,7 @@ class EventConsumer:
                 )
             if (topic, event_type) in subscription.routes:
                 raise ValueError(f"{event_type} on {topic} already has a handler in {group_id}")
-            subscription.routes[topic, event_type] = Route(handler, inbox)
+            subscription.routes[topic, event_type] = Route(handler, inbox, carrier)
             return handler
 
         return register

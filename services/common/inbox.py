@@ -78,6 +78,19 @@ class Claim(NamedTuple):
     consumer: str
     message_id: str
     topic: str
+    # When its consumer began applying the message (the row's processed_at); None: when
+    # the row is written.
+    at: datetime | None = None
+
+    def row(self) -> dict[str, object]:
+        """The inbox row recording it, by column name."""
+        at = self.at if self.at is not None else datetime.now(UTC)
+        return {
+            "consumer": self.consumer,
+            "message_id": self.message_id,
+            "topic": self.topic,
+            "processed_at": at,
+        }
 
 
 async def claim_messages(session: AsyncSession, claims: Sequence[Claim]) -> set[tuple[str, str]]:
@@ -92,7 +105,7 @@ async def claim_messages(session: AsyncSession, claims: Sequence[Claim]) -> set[
         return set()
     if is_postgres_session(session):
         now = datetime.now(UTC)
-        rows = [{**c._asdict(), "processed_at": now} for c in unique]
+        rows = [c._replace(at=now).row() for c in unique]
         found = await _CLAIM_MANY_PG.fetch(session, column_arrays(_CLAIM_COLUMNS, rows))
         return {(row["consumer"], row["message_id"]) for row in found}
     dialect = session.get_bind().dialect.name

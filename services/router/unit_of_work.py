@@ -19,6 +19,7 @@ from services.common.db import AfterCommit, UnitOfWork
 from services.common.delivery import DeliveryState, Transaction
 from services.common.delivery.handset import HandsetPolicy, ReportEffect
 from services.common.delivery.sms_reports import DeliveryReport
+from services.common.inbox import Claim
 from services.router.domain import (
     AlertRecord,
     DirectoryDocument,
@@ -72,7 +73,12 @@ class AlertRepository(Protocol):
     async def apply(self, transition: Transition) -> bool: ...
 
     async def open(
-        self, transition: Transition, *, directory_version: int, directory_digest: str
+        self,
+        transition: Transition,
+        *,
+        directory_version: int,
+        directory_digest: str,
+        claim: Claim | None = None,
     ) -> bool: ...
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]: ...

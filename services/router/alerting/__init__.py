@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from services.router.alerting.notices import cancel_alert, open_alert, reopen_alert
+from services.router.alerting.notices import (
+    cancel_alert,
+    open_alert,
+    open_alert_claiming,
+    reopen_alert,
+)
 from services.router.alerting.notify import Purpose, notify
 from services.router.alerting.queries import alert_timeline, get_alert, list_alerts, require_alert
 
@@ -14,6 +19,7 @@ __all__ = [
     "list_alerts",
     "notify",
     "open_alert",
+    "open_alert_claiming",
     "reopen_alert",
     "require_alert",
 ]

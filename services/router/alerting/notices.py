@@ -1,7 +1,9 @@
 """Alerting use cases driven by aviso.notices.v1: open, re-open and cancel a notice's alert.
 
 Each runs inside the consumer's unit of work (which also holds the inbox claim on the
-message id) and never commits it. Logs and metrics wait for the commit.
+message id) and never commits it. Logs and metrics wait for the commit. On PostgreSQL a
+lone notice.received's usual opening carries the claim itself instead
+(`open_alert_claiming`): one statement that commits by itself.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import datetime
 
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from services.common.cloudevents import current_correlation_id
+from services.common.inbox import Claim
 from services.common.logging import get_logger
 from services.router import domain
 from services.router.alerting.notify import notify
@@ -20,7 +23,7 @@ from services.router.metrics import ALERTS_TRIGGERED
 from services.router.observability import alert_fields, drill_label
 from services.router.unit_of_work import RouterUoW
 
-__all__ = ["cancel_alert", "open_alert", "reopen_alert"]
+__all__ = ["cancel_alert", "open_alert", "open_alert_claiming", "reopen_alert"]
 
 log = get_logger(__name__)
 
@@ -34,16 +37,8 @@ async def open_alert(
     or the first version was skipped), so an update is never silently dropped.
     """
     now = deps.clock()
-    known = deps.known_directory.latest
-    if known is not None and not domain.window_over(notice.window_end, now):
-        # The usual case, without reading the alert or the directory first: the write
-        # itself checks that the notice has no alert and `known` is still in force.
-        opening = _opening(notice, deps=deps, directory=known, now=now)
-        if await uow.alerts.open(
-            opening, directory_version=known.version, directory_digest=known.digest
-        ):
-            _triggered(uow, opening.after, deps=deps, notice=notice, directory=known)
-            return
+    if await _open_known(uow, deps=deps, notice=notice, now=now):
+        return
     fields = {"notice_id": str(notice.notice_id), "notice_version": notice.version}
     existing = await uow.alerts.for_notice(notice.notice_id, lock=True)
     if existing is not None:
@@ -65,6 +60,37 @@ async def open_alert(
     opening = _opening(notice, deps=deps, directory=directory, now=now)
     await uow.alerts.apply(opening)
     _triggered(uow, opening.after, deps=deps, notice=notice, directory=directory)
+
+
+async def open_alert_claiming(
+    uow: RouterUoW, *, deps: RouterDeps, notice: NoticeReceived, claim: Claim
+) -> bool:
+    """notice.received in one statement with the consumer's inbox claim, committed by
+    itself: whether it was (else nothing was written and `open_alert` decides)."""
+    return await _open_known(uow, deps=deps, notice=notice, now=deps.clock(), claim=claim)
+
+
+async def _open_known(
+    uow: RouterUoW,
+    *,
+    deps: RouterDeps,
+    notice: NoticeReceived | NoticeUpdated,
+    now: datetime,
+    claim: Claim | None = None,
+) -> bool:
+    """The usual case, without reading the alert or the directory first: the write itself
+    checks that the notice has no alert and the directory router knows is still in
+    force. Whether it opened the alert."""
+    known = deps.known_directory.latest
+    if known is None or domain.window_over(notice.window_end, now):
+        return False
+    opening = _opening(notice, deps=deps, directory=known, now=now)
+    if not await uow.alerts.open(
+        opening, directory_version=known.version, directory_digest=known.digest, claim=claim
+    ):
+        return False
+    _triggered(uow, opening.after, deps=deps, notice=notice, directory=known)
+    return True
 
 
 def _opening(

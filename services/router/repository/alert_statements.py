@@ -12,6 +12,11 @@ is still the one the snapshot was frozen from (version and digest, read in the s
 statement); on PostgreSQL its timeline entries, outbox rows and delivery records (the
 engine's accept INSERT, `services.common.delivery.accepting`) go in the same statement.
 A caller that gets no row back takes the slow path (read, decide, apply).
+
+`open_alert_claiming_direct` is the same statement carrying the consumer's inbox claim
+too (services/common/applying.py `ClaimCarrier`), for a statement sent without BEGIN:
+the alert goes in only if the message is not recorded yet, the claim only with the
+alert, so the effect and its claim commit together or not at all.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from services.common.delivery.accepting import accept_insert_params, accept_insert_sql
 from services.common.delivery.insert_query import PENDING_COLUMNS
 from services.common.direct import DirectStatement
-from services.common.messaging import outbox_messages
+from services.common.messaging import inbox_messages, outbox_messages
 from services.common.outbox import (
     OUTBOX_COLUMNS,
     leased_insert_sql,
@@ -43,6 +48,7 @@ __all__ = [
     "alert_by_notice",
     "alerts_by_ids",
     "alerts_by_ids_direct",
+    "open_alert_claiming_direct",
     "open_alert_direct",
     "open_alert_statement",
     "versioned_update",
@@ -154,6 +160,14 @@ def open_alert_direct() -> DirectStatement:
 
 
 @cache
+def open_alert_claiming_direct() -> DirectStatement:
+    """`open_alert_direct` also recording the inbox claim (`:c_consumer`, `:c_message_id`,
+    `:c_topic`, `:c_processed_at`): nothing goes in if that message is recorded already,
+    and the claim goes in only with the alert."""
+    return DirectStatement(lambda: _open_postgres(claiming=True))
+
+
+@cache
 def versioned_update_direct(names: tuple[str, ...]) -> DirectStatement:
     """`versioned_update` on PostgreSQL, sent to asyncpg directly."""
     return DirectStatement(lambda: _versioned_update_postgres(names))
@@ -248,24 +262,52 @@ def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
     )
 
 
-def _open_postgres() -> sa.TextClause:
+# The inbox claim's columns, in `claim_message`'s order (services/common/inbox.py).
+_CLAIM_COLUMNS = ("consumer", "message_id", "topic", "processed_at")
+
+
+def _claim_sql() -> tuple[str, str, str]:
+    """The claim's parts of the opening statement: its values (a CTE), the alert's extra
+    condition (not recorded yet, in the statement's snapshot) and its INSERT (a CTE,
+    only with the alert; a concurrent claim of the same message that committed since
+    is left as it is: the alert's own uniqueness keeps its effect single)."""
+    values = ", ".join(
+        f"CAST(:c_{name} AS {_pg_type(inbox_messages, name)}) AS {_quoted(name)}"
+        for name in _CLAIM_COLUMNS
+    )
+    names = ", ".join(_quoted(name) for name in _CLAIM_COLUMNS)
+    unrecorded = (
+        " AND NOT EXISTS (SELECT 1 FROM inbox_messages, claim "
+        "WHERE inbox_messages.consumer = claim.consumer "
+        "AND inbox_messages.message_id = claim.message_id)"
+    )
+    claimed = (
+        f"claimed AS (INSERT INTO inbox_messages ({names}) "  # noqa: S608
+        f"SELECT {names} FROM claim WHERE EXISTS (SELECT 1 FROM opened) "
+        "ON CONFLICT DO NOTHING), "
+    )
+    return f"claim AS (SELECT {values}), ", unrecorded, claimed
+
+
+def _open_postgres(*, claiming: bool = False) -> sa.TextClause:
     alert_names = ", ".join(_quoted(name) for name in COLUMNS)
     alert_values = ", ".join(f"CAST(:a_{name} AS {_pg_type(alerts, name)})" for name in COLUMNS)
     queued = leased_insert_sql("o_")
     opened = "WHERE EXISTS (SELECT 1 FROM opened)"
     # The delivery engine's accept INSERT (its SQL, router's condition): `:d_<column>`.
     accepted = accept_insert_sql(delivery_records, prefix="d_", where=opened)
+    claim, unrecorded, claimed = _claim_sql() if claiming else ("", "", "")
     # Identifiers come from the tables' metadata, quoted by the dialect; values are bound.
     # The alert's timeline entries, outbox rows and deliveries go in only if the alert
     # did; the outbox's NOTIFY (as `enqueue` sends it) only if a row went in.
     sql = (
         "WITH in_force AS (SELECT version, digest FROM directory_versions "  # noqa: S608
-        "ORDER BY version DESC LIMIT 1), "
+        f"ORDER BY version DESC LIMIT 1), {claim}"
         f"opened AS (INSERT INTO alerts ({alert_names}) "
         f"SELECT {alert_values} FROM in_force "
         "WHERE in_force.version = :directory_version "
-        "AND in_force.digest = :directory_digest "
-        "ON CONFLICT DO NOTHING RETURNING id), "
+        f"AND in_force.digest = :directory_digest{unrecorded} "
+        f"ON CONFLICT DO NOTHING RETURNING id), {claimed}"
         f"noted AS ({_entries_cte()} {opened} ORDER BY _n), "
         f"queued AS ({queued} {opened} ORDER BY _n RETURNING id, message_id, claimed_by), "
         f"accepted AS ({accepted}) "
@@ -281,4 +323,8 @@ def _open_postgres() -> sa.TextClause:
         *accept_insert_params(delivery_records, prefix="d_"),
         sa.bindparam("directory_version", type_=sa.Integer),
         sa.bindparam("directory_digest", type_=sa.String),
+        *(
+            sa.bindparam(f"c_{name}", type_=inbox_messages.c[name].type)
+            for name in (_CLAIM_COLUMNS if claiming else ())
+        ),
     )

@@ -22,6 +22,7 @@ from services.common.bulk import insert_rows
 from services.common.cloudevents import new_event
 from services.common.delivery.accepting import PreparedAccept
 from services.common.delivery.records import DeliveryOrder
+from services.common.inbox import Claim
 from services.common.outbox import (
     enqueue,
     enqueue_all,
@@ -39,16 +40,15 @@ from services.router.domain import (
     Transition,
     VersionGuard,
 )
-from services.router.repository._sql import aware
 from services.router.repository.alert_changes import (
     changed_columns,
     foldable,
     guarded,
     plain,
 )
+from services.router.repository.alert_guarded import update_guarded
 from services.router.repository.alert_rows import (
     alert_values,
-    column_value,
     lean_record_of,
     record,
     record_of,
@@ -63,6 +63,7 @@ from services.router.repository.alert_statements import (
     alert_by_notice,
     alerts_by_ids,
     alerts_by_ids_direct,
+    open_alert_claiming_direct,
     open_alert_direct,
     open_alert_statement,
     versioned_update,
@@ -227,12 +228,20 @@ class SqlAlertRepository(AlertTimers):
             )
 
     async def open(
-        self, transition: Transition, *, directory_version: int, directory_digest: str
+        self,
+        transition: Transition,
+        *,
+        directory_version: int,
+        directory_digest: str,
+        claim: Claim | None = None,
     ) -> bool:
         """Write a new alert as `apply` does, unless its notice has an alert already or the
         directory in force is no longer the one it was opened from; whether it was written.
 
-        No read first: the checks are part of the INSERT (`open_alert_statement`).
+        No read first: the checks are part of the INSERT (`open_alert_statement`). With
+        the consumer's inbox `claim` (PostgreSQL, nothing sent yet in this unit of work)
+        the claim goes in the same statement, which commits by itself, and nothing is
+        written if the message was recorded already (`open_alert_claiming_direct`).
         """
         if transition.before is not None or transition.guard is not None:
             raise ValueError("open takes the transition of a new alert")
@@ -244,8 +253,12 @@ class SqlAlertRepository(AlertTimers):
             "directory_digest": directory_digest,
             **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
         }
+        if claim is not None:
+            if dialect != "postgresql":
+                raise ValueError("only PostgreSQL carries the inbox claim in the opening")
+            params.update({f"c_{name}": value for name, value in claim.row().items()})
         if dialect == "postgresql":
-            return await self._open_postgres(transition, params, entries)
+            return await self._open_postgres(transition, params, entries, lone=claim is not None)
         found = (await self._session.execute(open_alert_statement(dialect), params)).first()
         if found is None:
             return False
@@ -260,9 +273,12 @@ class SqlAlertRepository(AlertTimers):
         transition: Transition,
         params: dict[str, object],
         entries: Sequence[Mapping[str, object]],
+        *,
+        lone: bool,
     ) -> bool:
         """`open` in one statement: the alert, its entries, its outbox rows and the
-        engine's records of its deliveries (prepared first: a hand-off resolves them)."""
+        engine's records of its deliveries (prepared first: a hand-off resolves them);
+        `lone`: with the inbox claim, committed by itself (services/common/direct.py)."""
         taker = taker_for(self._session)
         queued = self._outbox_rows(transition.events)
         params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
@@ -276,8 +292,9 @@ class SqlAlertRepository(AlertTimers):
             params.update(prepared.arrays("d_"))
         else:
             params.update({name: [] for name in NO_DELIVERIES})
-        # Straight to asyncpg, in the consumer's transaction (services/common/direct.py).
-        row = await open_alert_direct().fetchrow(self._session, params)
+        # Straight to asyncpg, in the consumer's transaction or as one of its own.
+        statement = open_alert_claiming_direct() if lone else open_alert_direct()
+        row = await statement.fetchrow(self._session, params, lone=lone)
         if prepared is not None:
             # Told even when nothing went in (no row): nothing is then handed off.
             prepared.finish(self._session, (row["accepted_ids"] or ()) if row is not None else ())
@@ -337,7 +354,7 @@ class SqlAlertRepository(AlertTimers):
             elif isinstance(t.guard, VersionGuard) and plain(changed_columns(t)):
                 versioned.append(i)
                 changing.add(t.after.id)
-        passed = await self._update_guarded([transitions[i] for i in timers])
+        passed = await update_guarded(self._session, [transitions[i] for i in timers])
         results: dict[int, bool] = {i: passed[transitions[i].after.id] for i in timers}
         fold = foldable(transitions, versioned=versioned, notes=notes, others=len(timers))
         folded = [transitions[i] for i in fold]
@@ -414,44 +431,6 @@ class SqlAlertRepository(AlertTimers):
         if self._accept is None:
             raise RuntimeError("this unit of work has no delivery engine to accept orders")
         return self._accept
-
-    async def _update_guarded(self, transitions: Sequence[Transition]) -> dict[uuid.UUID, bool]:
-        """One compare-and-set UPDATE per transition, sent as one batch; which ones took."""
-        if not transitions:
-            return {}
-        names = sorted({name for t in transitions for name in changed_columns(t)})
-        # Unchanged columns are written with the value they already hold (the row is ours).
-        statement = (
-            sa.update(alerts)
-            .where(
-                alerts.c.id == sa.bindparam("b_id"),
-                # No IN (...): an expanding parameter cannot be sent as a batch.
-                sa.or_(*(alerts.c.state == state for state in sorted(OPEN_STATES))),
-                alerts.c.active_escalation_id.is_not_distinct_from(sa.bindparam("b_guard")),
-            )
-            .values({name: sa.bindparam(f"v_{name}") for name in names})
-        )
-        params = []
-        for t in transitions:
-            assert isinstance(t.guard, EscalationGuard)
-            values = {f"v_{n}": column_value(getattr(t.after, n)) for n in names}
-            params.append({"b_id": str(t.after.id), "b_guard": t.guard.escalation_id, **values})
-        await self._session.execute(statement, params)
-        # Executemany reports no row count per statement: read back what each row holds.
-        # Our locks keep everyone else out, so a row matching its `after` is our write.
-        stored = await self._session.execute(
-            sa.select(
-                alerts.c.id, alerts.c.active_escalation_id, alerts.c.state, alerts.c.updated_at
-            ).where(alerts.c.id.in_([str(t.after.id) for t in transitions]))
-        )
-        now_holds = {
-            uuid.UUID(r.id): (r.active_escalation_id, r.state, aware(r.updated_at)) for r in stored
-        }
-        return {
-            t.after.id: now_holds.get(t.after.id)
-            == (t.after.active_escalation_id, t.after.state, t.after.updated_at)
-            for t in transitions
-        }
 
     # --- timeline --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from services.common.db import AfterCommit
 from services.common.delivery import DeliveryOrder, DeliveryState
 from services.common.delivery.handset import HandsetPolicy, ReportEffect
 from services.common.delivery.sms_reports import DeliveryReport
+from services.common.inbox import Claim
 from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
 from services.router.domain import (
@@ -73,6 +74,8 @@ class FakeStore:
     reports: list[DeliveryReport] = field(default_factory=list)
     # Alerts opened by `open` (no read of the alert or the directory first).
     opened_without_reads: int = 0
+    # Inbox claims an opening carried: (consumer, message id).
+    claims: set[tuple[str, str]] = field(default_factory=set)
 
     def events(self, event_type: str) -> list[Any]:
         """The enqueued events of one type, in order."""
@@ -172,8 +175,15 @@ class FakeAlerts:
         return True
 
     async def open(
-        self, transition: Transition, *, directory_version: int, directory_digest: str
+        self,
+        transition: Transition,
+        *,
+        directory_version: int,
+        directory_digest: str,
+        claim: Claim | None = None,
     ) -> bool:
+        if claim is not None and (claim.consumer, claim.message_id) in self.store.claims:
+            return False  # the message was recorded already: nothing is written
         in_force = self.store.directories[-1] if self.store.directories else None
         if in_force is None or (in_force.version, in_force.digest) != (
             directory_version,
@@ -183,6 +193,8 @@ class FakeAlerts:
         if any(a.notice_id == transition.after.notice_id for a in self.store.alerts.values()):
             return False
         self.store.opened_without_reads += 1
+        if claim is not None:
+            self.store.claims.add((claim.consumer, claim.message_id))
         return await self.apply(transition)
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from services.common.inbox import Claim
 from services.router import alerting
 from services.router.domain import alert_id_for
 from services.router.errors import AlertNotFound, NoDirectory
@@ -103,6 +104,41 @@ async def test_later_alerts_open_without_reading_the_directory_again(deps: FakeD
     assert alert.snapshot.directory_version == 1
     assert [e.kind for e in deps.store.entries(alert.id)] == ["triggered", "notified", "notified"]
     assert len(deps.store.events("alert.triggered")) == 2
+
+
+async def test_a_known_directory_opens_an_alert_carrying_the_inbox_claim(deps: FakeDeps) -> None:
+    heard: list[datetime] = []
+    deps = replace(deps, timer_set=heard.append)
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=received())
+    notice = received()
+    claim = Claim("router.notices", "message-1", "aviso.notices.v1")
+    uow = FakeUnitOfWork(deps.store)
+
+    assert await alerting.open_alert_claiming(uow, deps=deps, notice=notice, claim=claim)
+    await uow.commit()
+
+    assert deps.store.claims == {("router.notices", "message-1")}
+    alert = deps.store.alerts[alert_id_for(notice.notice_id)]
+    assert [e.kind for e in deps.store.entries(alert.id)] == ["triggered", "notified", "notified"]
+    assert heard == [alert.next_fire_at], "its deadline after the commit, as ever"
+
+
+async def test_a_claimed_message_or_an_unknown_directory_is_not_carried(
+    deps: FakeDeps,
+) -> None:
+    notice = received()
+    claim = Claim("router.notices", "message-1", "aviso.notices.v1")
+    # No directory known yet: nothing written, the consumer's usual path decides.
+    assert not await alerting.open_alert_claiming(
+        FakeUnitOfWork(deps.store), deps=deps, notice=notice, claim=claim
+    )
+    assert deps.store.alerts == {}
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=received())
+    deps.store.claims.add(("router.notices", "message-1"))  # recorded already
+    assert not await alerting.open_alert_claiming(
+        FakeUnitOfWork(deps.store), deps=deps, notice=notice, claim=claim
+    )
+    assert alert_id_for(notice.notice_id) not in deps.store.alerts
 
 
 async def test_an_alert_after_a_directory_change_freezes_the_new_directory(

@@ -62,6 +62,10 @@ async def wired(
     consumer = EventConsumer(broker=broker, sessions=sessions, settings=settings, service="router")
     recorder = Recorder()
     monkeypatch.setattr(alerting, "open_alert", recorder.use_case("open_alert", "notice"))
+    # On SQLite the consumer never offers notice.received's carrier the inbox claim.
+    monkeypatch.setattr(
+        alerting, "open_alert_claiming", recorder.use_case("open_alert_claiming", "notice")
+    )
     monkeypatch.setattr(alerting, "reopen_alert", recorder.use_case("reopen_alert", "notice"))
     monkeypatch.setattr(alerting, "cancel_alert", recorder.use_case("cancel_alert", "notice"))
     register_consumers(consumer, RouterDeps(settings, sessions))

@@ -1,0 +1,295 @@
+"""A lone notice.received on PostgreSQL: the inbox claim rides in router's opening statement.
+
+The consumer hands the claim to router's carrier (services/common/applying.py
+`ClaimCarrier`) on a lone record's first try: the claim, the alert, its timeline entries,
+outbox rows and the engine's delivery records are one statement sent without BEGIN, so
+PostgreSQL commits it as it answers. One round trip where there were four (BEGIN, the
+claim, the opening, COMMIT). Counted here on the wire (asyncpg's query log on every
+connection the engine hands out, BEGIN and COMMIT included): deterministic, no timing.
+A redelivery, a failing statement and the batch path keep their old behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from schemas.notices import NoticeReceived
+from schemas.topics import NOTICES
+from services.common.applying import Applier, ReadyMessage
+from services.common.cloudevents import new_event
+from services.common.direct import DirectStatement
+from services.common.messaging import inbox_messages, outbox_messages
+from services.common.migrations import upgrade
+from services.router import alerting
+from services.router.app import RouterRuntime, default_senders
+from services.router.config import RouterSettings
+from services.router.deps import RouterDeps
+from services.router.domain import alert_id_for
+from services.router.repository import alerts as alert_repository
+from services.router.subscribers import register_consumers
+from services.router.tables import alert_timeline, alerts, delivery_records
+from tests.support.alerts import plain_notice, spoc_then_backup
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
+]
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SPOC, BACKUP = uuid.uuid4(), uuid.uuid4()
+
+
+class Clock:
+    def __call__(self) -> datetime:
+        return T0
+
+
+class Record:
+    """What aiokafka hands the consumer: enough of a ConsumerRecord."""
+
+    def __init__(self, data: NoticeReceived, offset: int, *, message_id: str | None = None) -> None:
+        outgoing = new_event(data, source="aviso.intake", message_id=message_id)
+        self.topic, self.partition, self.offset = NOTICES, 0, offset
+        self.key = outgoing.key.encode()
+        self.value = outgoing.payload.encode()
+        self.headers = [(k, v.encode()) for k, v in outgoing.headers.items()]
+        self.message_id = outgoing.message_id
+
+
+@pytest.fixture
+async def runtime(
+    database_url: str | None, make_settings: Callable[..., Any]
+) -> AsyncIterator[RouterRuntime]:
+    """A router on a migrated database with a directory, its consumers registered, the
+    directory in force known (as after its first notice); nothing started."""
+    settings: RouterSettings = make_settings(
+        RouterSettings,
+        database_url=database_url,
+        link_secret="test-link-secret",
+        consumer_max_attempts=3,
+        consumer_backoff_s=0.001,
+    )
+    await upgrade(settings, "router")
+    runtime = RouterRuntime(settings=settings, senders=default_senders(settings), clock=Clock())
+    await _add_directory(runtime.deps)
+    register_consumers(runtime.consumer, runtime.deps)
+    async with runtime.deps.unit_of_work() as uow:  # the first notice reads the directory
+        await alerting.open_alert(uow, deps=runtime.deps, notice=plain_notice(T0))
+        await uow.commit()
+    assert runtime.deps.known_directory.latest is not None
+    try:
+        yield runtime
+    finally:
+        await runtime.senders.close()
+        await runtime.engine.dispose()
+        await runtime.auth_engine.dispose()
+
+
+async def _add_directory(deps: RouterDeps) -> None:
+    document = spoc_then_backup(
+        spoc=SPOC,
+        backup=BACKUP,
+        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
+        backup_channels={"email": "b@p.example"},
+        wait_s=60,
+    )
+    async with deps.unit_of_work() as uow:
+        await uow.directory.add(
+            version=1, document=document, digest="digest-1", source="api", created_by="t", at=T0
+        )
+        await uow.commit()
+
+
+def _subscription(runtime: RouterRuntime) -> Any:
+    (subscription,) = runtime.consumer._subscriptions.values()
+    return subscription
+
+
+async def _ready(runtime: RouterRuntime, record: Record) -> ReadyMessage:
+    item = await runtime.consumer._prepare(_subscription(runtime), record)
+    assert item is not None
+    return item
+
+
+@contextmanager
+def _round_trips(runtime: RouterRuntime) -> Iterator[list[str]]:
+    """The first word of every query asyncpg sends on any of the engine's connections
+    (BEGIN and COMMIT included), from now on; read after a loop turn (asyncpg reports a
+    query on the turn after it answered) and before the block ends."""
+    sent: list[str] = []
+    logged: dict[int, Any] = {}
+
+    def log(record: Any) -> None:
+        sent.append(record.query.split()[0].upper().rstrip(";"))
+
+    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if id(driver) not in logged:
+            driver.add_query_logger(log)
+            logged[id(driver)] = driver
+
+    pool = runtime.engine.sync_engine.pool
+    event.listen(pool, "checkout", checkout)
+    try:
+        yield sent
+    finally:
+        event.remove(pool, "checkout", checkout)
+        for driver in logged.values():
+            driver.remove_query_logger(log)
+
+
+async def _count(runtime: RouterRuntime, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
+    async with runtime.deps.sessions() as session:
+        query = sa.select(sa.func.count()).select_from(table).where(where)
+        return int((await session.execute(query)).scalar_one())
+
+
+async def _written(runtime: RouterRuntime, notice: NoticeReceived, message_id: str) -> list[int]:
+    """[alerts, timeline entries, delivery records, alert.triggered events, inbox rows]."""
+    alert_id = str(alert_id_for(notice.notice_id))
+    return [
+        await _count(runtime, alerts, alerts.c.notice_id == str(notice.notice_id)),
+        await _count(runtime, alert_timeline, alert_timeline.c.alert_id == alert_id),
+        await _count(runtime, delivery_records, delivery_records.c.aggregate_id == alert_id),
+        await _count(
+            runtime,
+            outbox_messages,
+            (outbox_messages.c.key == alert_id)
+            & (outbox_messages.c.event_type == "alert.triggered"),
+        ),
+        await _count(runtime, inbox_messages, inbox_messages.c.message_id == message_id),
+    ]
+
+
+OPENED = [1, 3, 2, 1, 1]  # the alert, triggered + 2 notified, 2 deliveries, 1 event, 1 claim
+
+
+async def test_a_lone_notice_is_opened_and_claimed_in_one_round_trip(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notice = plain_notice(T0)
+    record = Record(notice, offset=7)
+    item = await _ready(runtime, record)
+    woken: list[datetime] = []  # the escalation deadline, handed over after the commit
+    monkeypatch.setattr(runtime.escalation, "timer_set", woken.append)
+    applier = runtime.consumer.applier
+    before = applier.processed_total
+
+    with _round_trips(runtime) as sent:
+        await applier.apply(item)
+        await asyncio.sleep(0)
+
+    # One statement, autocommitted: no BEGIN, no separate inbox INSERT, no COMMIT.
+    assert sent == ["WITH"], sent
+    assert await _written(runtime, notice, record.message_id) == OPENED
+    # The after-commit effects ran as after a COMMIT: the escalation deadline, the count.
+    assert len(woken) == 1
+    assert applier.processed_total == before + 1
+
+
+async def test_a_redelivered_notice_writes_nothing_and_its_offset_moves_on(
+    runtime: RouterRuntime,
+) -> None:
+    notice = plain_notice(T0)
+    first = Record(notice, offset=3)
+    again = Record(notice, offset=4, message_id=first.message_id)  # the same message
+    processed: list[int] = []
+
+    async def processed_all(_consumer: object, records: Any) -> None:
+        processed.extend(r.offset for r in records)
+
+    runtime.consumer.offsets.processed_all = processed_all  # type: ignore[method-assign]
+    subscription = _subscription(runtime)
+    await runtime.consumer.apply_records(subscription, object(), [first])
+    applier = runtime.consumer.applier
+    applied = applier.processed_total
+
+    with _round_trips(runtime) as sent:
+        await runtime.consumer.apply_records(subscription, object(), [again])
+        await asyncio.sleep(0)
+
+    assert await _written(runtime, notice, first.message_id) == OPENED
+    assert applier.processed_total == applied, "skipped as a duplicate"
+    assert processed == [3, 4], "both offsets handed on to be committed"
+    # The carried statement found the claim and wrote nothing; the usual claim then
+    # reported the duplicate.
+    assert sent == ["WITH", "BEGIN", "INSERT", "ROLLBACK"], sent
+
+
+def _failing(calls: list[str], name: str) -> Callable[[], DirectStatement]:
+    def build() -> DirectStatement:
+        calls.append(name)
+        return DirectStatement(lambda: sa.text("SELECT 1 / 0 AS id"))
+
+    return build
+
+
+async def test_a_failing_opening_is_retried_the_usual_way_then_dead_lettered(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(alert_repository, "open_alert_claiming_direct", _failing(calls, "carried"))
+    monkeypatch.setattr(alert_repository, "open_alert_direct", _failing(calls, "usual"))
+    letters: list[tuple[str, int]] = []
+
+    async def dead_letter(item: ReadyMessage, _error: BaseException, tries: int) -> None:
+        letters.append((item.message_id, tries))
+
+    applier = Applier(
+        sessions=runtime.deps.sessions,
+        service="router",
+        max_attempts=3,
+        backoff_s=0.001,
+        dead_letter=dead_letter,
+    )
+    notice = plain_notice(T0)
+    record = Record(notice, offset=1)
+
+    await applier.apply(await _ready(runtime, record))
+
+    # The first try carried the claim; its retries took the usual path (BEGIN, claim,
+    # the opening in the transaction), which rolled back each time.
+    assert calls == ["carried", "usual", "usual"]
+    assert letters == [(record.message_id, 3)]
+    assert await _written(runtime, notice, record.message_id) == [0, 0, 0, 0, 0]
+
+
+async def test_a_failed_carried_try_is_applied_by_its_retry(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(alert_repository, "open_alert_claiming_direct", _failing(calls, "carried"))
+    notice = plain_notice(T0)
+    record = Record(notice, offset=1)
+
+    await runtime.consumer.applier.apply(await _ready(runtime, record))
+
+    assert calls == ["carried"]
+    assert await _written(runtime, notice, record.message_id) == OPENED
+    assert runtime.consumer.dead_lettered_total == 0
+
+
+async def test_a_batch_still_applies_its_records_in_one_transaction(
+    runtime: RouterRuntime,
+) -> None:
+    notices = [plain_notice(T0) for _ in range(3)]
+    records = [Record(n, offset=i) for i, n in enumerate(notices)]
+    items = [await _ready(runtime, r) for r in records]
+
+    with _round_trips(runtime) as sent:
+        assert await runtime.consumer.applier.apply_batch(items) == []
+        await asyncio.sleep(0)
+
+    # One BEGIN, one inbox INSERT for all three, their openings in it, one COMMIT.
+    assert sent == ["BEGIN", "INSERT", "WITH", "WITH", "WITH", "COMMIT"], sent
+    for notice, record in zip(notices, records, strict=True):
+        assert await _written(runtime, notice, record.message_id) == OPENED

@@ -1,0 +1,160 @@
+"""The consumer handing a lone message's inbox claim to a handler that carries it.
+
+No Kafka and no PostgreSQL: records are built in memory, the inbox lives in a throwaway
+SQLite file, and "on PostgreSQL" is what `is_postgres_session` answers (patched where a
+test needs it). The carrier here writes its effect and the claim itself; what is checked
+is when the consumer offers it the claim (a lone record's first try, on PostgreSQL only)
+and that everything else keeps the usual path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from faststream.kafka import KafkaBroker
+
+from schemas.notices import NoticeUpdated
+from services.common import applying
+from services.common.cloudevents import Envelope, new_event
+from services.common.db import UnitOfWork, make_engine, make_session_factory
+from services.common.inbox import Claim, claim_message
+from services.common.kafka import EventConsumer
+from services.common.messaging import inbox_messages, messaging_metadata
+from services.common.settings import CommonSettings
+from tests.support.events import notice_updated
+
+TOPIC, GROUP = "aviso.test.carried", "carried"
+
+
+class Record:
+    """What aiokafka hands the consumer: enough of a ConsumerRecord."""
+
+    def __init__(self, offset: int) -> None:
+        outgoing = new_event(notice_updated(uuid.uuid4(), 2), source="aviso.test")
+        self.topic, self.partition, self.offset = TOPIC, 0, offset
+        self.key = outgoing.key.encode()
+        self.value = outgoing.payload.encode()
+        self.headers = [(k, v.encode()) for k, v in outgoing.headers.items()]
+        self.message_id = outgoing.message_id
+
+
+@dataclass
+class Harness:
+    consumer: EventConsumer
+    sessions: Any
+    handled: list[str] = field(default_factory=list)
+    offered: list[str] = field(default_factory=list)
+    committed: list[str] = field(default_factory=list)  # after-commit effects, by message
+    carries: bool = True  # what the carrier answers
+    carrier_fails: bool = False
+
+    async def apply(self, *records: Record) -> None:
+        subscription = self.consumer._subscriptions[GROUP]
+        await self.consumer.apply_records(subscription, None, list(records))
+
+    async def inbox(self) -> list[str]:
+        async with self.sessions() as session:
+            rows = await session.execute(sa.select(inbox_messages.c.message_id))
+            return sorted(rows.scalars())
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = CommonSettings(
+        var_dir=tmp_path, database_url=None, consumer_backoff_s=0.0, consumer_max_attempts=3
+    )
+    engine = make_engine(settings, "intake")
+    async with engine.begin() as conn:
+        await conn.run_sync(messaging_metadata.create_all)
+    sessions = make_session_factory(engine)
+    consumer = EventConsumer(
+        broker=KafkaBroker(), sessions=sessions, settings=settings, service="t"
+    )
+    h = Harness(consumer, sessions)
+
+    async def carrier(envelope: Envelope[NoticeUpdated], uow: UnitOfWork, claim: Claim) -> bool:
+        h.offered.append(envelope.id)
+        assert claim.at is not None, "stamped when the try began, as the usual claim"
+        if h.carrier_fails:
+            raise RuntimeError("the carried statement failed")
+        if not h.carries:
+            return False
+        # As one statement would: the claim with the effect (here in the transaction).
+        await claim_message(
+            uow.session, consumer=claim.consumer, message_id=claim.message_id, topic=claim.topic
+        )
+        uow.after_commit(lambda: h.committed.append(envelope.id))
+        return True
+
+    @consumer.on("notice.updated", topic=TOPIC, group_id=GROUP, carrier=carrier)
+    async def handle(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
+        h.handled.append(envelope.id)
+        uow.after_commit(lambda: h.committed.append(envelope.id))
+
+    yield h
+    await engine.dispose()
+
+
+@pytest.fixture
+def on_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(applying, "is_postgres_session", lambda _session: True)
+
+
+@pytest.mark.usefixtures("on_postgres")
+async def test_a_lone_record_is_carried_by_its_handler(harness: Harness) -> None:
+    record = Record(1)
+    await harness.apply(record)
+
+    assert harness.offered == [record.message_id]
+    assert harness.handled == [], "carried: the handler's usual path did not run"
+    assert await harness.inbox() == [record.message_id], "claimed once, by the carrier"
+    assert harness.committed == [record.message_id], "its after-commit effects ran"
+    assert harness.consumer.applier.processed_total == 1
+
+
+@pytest.mark.usefixtures("on_postgres")
+async def test_a_record_the_carrier_declines_takes_the_usual_path(harness: Harness) -> None:
+    harness.carries = False
+    record = Record(1)
+    await harness.apply(record)
+
+    assert harness.offered == [record.message_id]
+    assert harness.handled == [record.message_id]
+    assert await harness.inbox() == [record.message_id]
+    assert harness.committed == [record.message_id]
+
+
+@pytest.mark.usefixtures("on_postgres")
+async def test_a_failed_carried_try_is_retried_the_usual_way(harness: Harness) -> None:
+    harness.carrier_fails = True
+    record = Record(1)
+    await harness.apply(record)
+
+    assert harness.offered == [record.message_id], "offered on the first try only"
+    assert harness.handled == [record.message_id]
+    assert await harness.inbox() == [record.message_id]
+
+
+@pytest.mark.usefixtures("on_postgres")
+async def test_a_batch_never_offers_the_claim(harness: Harness) -> None:
+    batch = [Record(1), Record(2)]
+    await harness.apply(*batch)
+
+    assert harness.offered == []
+    assert harness.handled == [r.message_id for r in batch]
+    assert harness.consumer.applier.batches_total == 1
+
+
+async def test_sqlite_never_offers_the_claim(harness: Harness) -> None:
+    record = Record(1)
+    await harness.apply(record)
+
+    assert harness.offered == []
+    assert harness.handled == [record.message_id]
+    assert await harness.inbox() == [record.message_id]

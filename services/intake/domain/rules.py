@@ -198,14 +198,21 @@ def free_text_fingerprints(key: bytes, text: str) -> set[str]:
     rumor_control's `find_leaks` checks every 1-3 word run of a draft, so it matches.
     """
     words = tokens(text)
+    # Each word judged once, not once per phrase it is in (profiled: ~80 Python calls of a
+    # submission's ~1,500 went to judging the same words again).
+    strong = [not _is_weak(word) for word in words]
     grams: set[str] = set()
-    for start in range(len(words)):
-        for size in (2, 3):
-            run = words[start : start + size]
-            if len(run) == size and sum(not _is_weak(word) for word in run) >= 2:
-                grams.add(" ".join(run))
-                grams.add("".join(run))
+    for start in range(len(words) - 1):
+        pair = strong[start] + strong[start + 1]
+        if pair == 2:
+            grams.update(_joined(words[start : start + 2]))
+        if start + 2 < len(words) and pair + strong[start + 2] >= 2:
+            grams.update(_joined(words[start : start + 3]))
     return {fingerprint(key, gram) for gram in grams}
+
+
+def _joined(run: list[str]) -> tuple[str, str]:
+    return " ".join(run), "".join(run)
 
 
 def identifying_terms(detail: RestrictedDetail) -> list[str]:

@@ -204,15 +204,13 @@ def free_text_fingerprints(key: bytes, text: str) -> set[str]:
     grams: set[str] = set()
     for start in range(len(words) - 1):
         pair = strong[start] + strong[start + 1]
-        if pair == 2:
-            grams.update(_joined(words[start : start + 2]))
-        if start + 2 < len(words) and pair + strong[start + 2] >= 2:
-            grams.update(_joined(words[start : start + 3]))
+        for size in (2, 3):
+            stop = start + size
+            if stop > len(words) or pair + (size == 3 and strong[start + 2]) < 2:
+                continue
+            grams.add(" ".join(words[start:stop]))
+            grams.add("".join(words[start:stop]))
     return {fingerprint(key, gram) for gram in grams}
-
-
-def _joined(run: list[str]) -> tuple[str, str]:
-    return " ".join(run), "".join(run)
 
 
 def identifying_terms(detail: RestrictedDetail) -> list[str]:
@@ -242,7 +240,7 @@ def _matchable(words: list[str]) -> bool:
     # A term made only of weak words ("de la", "12") identifies nothing; a long number (a
     # phone) does, though each of its groups is weak alone.
     digits = "".join(words)
-    return any(not _is_weak(word) for word in words) or (digits.isdigit() and len(digits) >= 7)
+    return not all(map(_is_weak, words)) or (digits.isdigit() and len(digits) >= 7)
 
 
 def _contains_term(text_words: list[str], term_words: list[str]) -> bool:

@@ -15,6 +15,11 @@ its NOTIFY (`notify_relays`), leased to this process's relay as enqueue's are
 (`lease_columns`), and handed to it at commit (`hand_over`), so the relay cannot tell the
 two apart. SQLite keeps the SQLAlchemy
 path (repository.NoticeRepository).
+
+`insert_new_notice_alone` is the same statement as a unit of work's whole write when that
+unit of work opened no session (a plain submission, unit_of_work.py): autocommitted on a
+borrowed connection, its hand-over noted for the unit of work's commit
+(`services.common.db.SessionlessCommit`).
 """
 
 from __future__ import annotations

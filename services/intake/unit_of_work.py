@@ -110,7 +110,8 @@ class IntakeUoW(Protocol):
 class IntakeUnitOfWork(UnitOfWork):
     """`services.common.db.UnitOfWork` with intake's repositories over its session.
 
-    A submission's unit of work on PostgreSQL (`lone_write_commits` with a `stand_in`)
+    A submission's unit of work on PostgreSQL (`lone_write_commits`, with the process's
+    `stand_in` session, which IntakeDeps gives on PostgreSQL only)
     opens its session only when something asks for it: a plain submission's one statement
     goes autocommitted on a borrowed connection with no session at all
     (fast_writes.insert_new_notice_alone), and its commit runs the after-commit hooks kept
@@ -151,13 +152,8 @@ class IntakeUnitOfWork(UnitOfWork):
         return self
 
     async def __aenter__(self) -> Self:
-        stand_in = self._stand_in
-        if (
-            self._lone_write_commits
-            and stand_in is not None
-            and stand_in.get_bind().dialect.driver == "asyncpg"
-        ):
-            self._sessionless = SessionlessCommit(stand_in)
+        if self._lone_write_commits and self._stand_in is not None:
+            self._sessionless = SessionlessCommit(self._stand_in)
         else:
             await super().__aenter__()
         self._entered = True

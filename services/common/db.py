@@ -9,7 +9,7 @@ default for a single machine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.util import await_only
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from services.common.logging import get_logger
 from services.common.settings import CommonSettings
@@ -33,10 +33,12 @@ __all__ = [
     "COMPONENTS",
     "OUTBOX_NOTIFY_SETTING",
     "AfterCommit",
+    "SessionlessCommit",
     "UnitOfWork",
     "after_commit",
     "asyncpg_dsn",
     "component_url",
+    "fetchrow_borrowed",
     "is_postgres",
     "make_engine",
     "make_session_factory",
@@ -303,6 +305,73 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Commit the transaction; the unit of work may not be used afterwards."""
         await self.session.commit()
+
+
+class SessionlessCommit:
+    """The commit of a unit of work whose only write went without a session.
+
+    A write sent autocommitted on a borrowed connection (`fetchrow_borrowed`) is durable
+    as it answers, and opening a session around it only to commit nothing cost more
+    Python than the statement (profiled on intake's submission: ~75 calls a request).
+    What such a write leaves for the commit, the after-commit effects and the outbox's
+    hand-over to this process's relay, SQLAlchemy code keeps in a session's `info` and
+    runs from the Session `after_commit` listeners. So code that notes into a session
+    notes into `stand_in` instead (a session of the engine that never begins nor runs a
+    statement, one per process), synchronously (`note`), and what it noted is kept
+    here; `committed` gives it to the same listeners; dropping this object is the
+    rollback (nothing is run).
+    """
+
+    def __init__(self, stand_in: AsyncSession) -> None:
+        self._stand_in = stand_in
+        self._info: dict[str, Any] = {}
+
+    @property
+    def stand_in(self) -> AsyncSession:
+        """The session that `note`'s callers and look-ups (its bind, its engine) see."""
+        return self._stand_in
+
+    def note(self, write: Callable[[AsyncSession], None]) -> None:
+        """Run `write`, which notes into a session's `info`, and keep what it noted."""
+        info = self._stand_in.sync_session.info
+        write(self._stand_in)
+        # Moved out at once (no await in between): the stand-in is shared by every
+        # unit of work of the process and must hold nothing between calls.
+        for key, value in info.items():
+            kept = self._info.get(key)
+            if isinstance(kept, list) and isinstance(value, list):
+                kept.extend(value)
+            else:
+                self._info[key] = value
+        info.clear()
+
+    def after_commit(self, effect: AfterCommit) -> None:
+        """Run `effect` once `committed` is called (never when this is dropped)."""
+        self._info.setdefault(_AFTER_COMMIT, []).append(effect)
+
+    def committed(self) -> None:
+        """Run what was noted through the Session `after_commit` listeners, once."""
+        sync = self._stand_in.sync_session
+        sync.info.update(self._info)
+        self._info = {}
+        try:
+            # The event SQLAlchemy itself dispatches when a session's transaction
+            # commits; the listeners read and pop what they noted in `info`.
+            sync.dispatch.after_commit(sync)
+        finally:
+            sync.info.clear()
+
+
+async def fetchrow_borrowed(engine: AsyncEngine, sql: str, arguments: Sequence[Any]) -> Any:
+    """Run one statement autocommitted on a connection borrowed from `engine`'s pool (asyncpg,
+    no session, no SQLAlchemy `Connection`): its first row, or None."""
+    # The pool's checkout and return may open or reset a connection: asyncpg calls that
+    # SQLAlchemy's pool makes from inside a greenlet.
+    borrowed = await greenlet_spawn(engine.sync_engine.raw_connection)
+    try:
+        return await borrowed.driver_connection.fetchrow(sql, *arguments)  # type: ignore[union-attr]
+    finally:
+        await greenlet_spawn(borrowed.close)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -62,8 +62,15 @@ class IntakeDeps:
         if len(fingerprint_key) < MIN_KEY_BYTES:
             # Checked at start: otherwise the first notice would fail, not the deployment.
             raise ValueError(f"AVISO_FINGERPRINT_KEY must be at least {MIN_KEY_BYTES} bytes")
+        # Never begun nor used for a statement: what a submission's sessionless commit
+        # notes into (services.common.db.SessionlessCommit), one per process; PostgreSQL
+        # only (SQLite's submission keeps its session).
+        session = sessions()
+        stand_in = session if session.get_bind().dialect.driver == "asyncpg" else None
         return cls(
-            unit_of_work=lambda: IntakeUnitOfWork(sessions, event_source=event_source),
+            unit_of_work=lambda: IntakeUnitOfWork(
+                sessions, event_source=event_source, stand_in=stand_in
+            ),
             clock=clock,
             keyring=keyring,
             policy=policy,

@@ -15,6 +15,11 @@ its NOTIFY (`notify_relays`), leased to this process's relay as enqueue's are
 (`lease_columns`), and handed to it at commit (`hand_over`), so the relay cannot tell the
 two apart. SQLite keeps the SQLAlchemy
 path (repository.NoticeRepository).
+
+`insert_new_notice_alone` is the same statement as a unit of work's whole write when that
+unit of work opened no session (a plain submission, unit_of_work.py): autocommitted on a
+borrowed connection, its hand-over noted for the unit of work's commit
+(`services.common.db.SessionlessCommit`).
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.common.cloudevents import new_event
+from services.common.db import SessionlessCommit, fetchrow_borrowed
 from services.common.direct import DirectStatement
 from services.common.messaging import outbox_messages
 from services.common.outbox import (
+    Taker,
     hand_over,
     lease_columns,
     lease_values,
@@ -42,7 +49,7 @@ from services.intake.audit import AuditTrail
 from services.intake.domain import Transition
 from services.intake.tables import audit_pending, notice_versions, notices
 
-__all__ = ["insert_new_notice", "lock_statement"]
+__all__ = ["insert_new_notice", "insert_new_notice_alone", "lock_statement"]
 
 # (notice columns, version columns, audit columns, outbox columns) -> its statement.
 _NEW_NOTICE: dict[tuple[tuple[str, ...], ...], DirectStatement] = {}
@@ -109,18 +116,10 @@ def _new_notice(columns: tuple[tuple[str, ...], ...]) -> sa.Executable:
     ).add_cte(notice, version.cte("w_v"), audit.cte("w_a"), outboxed)
 
 
-async def insert_new_notice(
-    session: AsyncSession,
-    transition: Transition,
-    *,
-    now: datetime,
-    event_source: str,
-    lone: bool = False,
-) -> str | None:
-    """Write a new notice's transition unless its reference exists; that notice's id then.
-
-    `lone`: this statement is the unit of work's only write (see direct.py).
-    """
+def _prepared(
+    transition: Transition, *, now: datetime, event_source: str, taker: Taker | None
+) -> tuple[DirectStatement, dict[str, Any], Mapping[str, Any], str]:
+    """The statement, its values, the outbox row and the event's message id."""
     if not transition.created or transition.version is None or transition.event is None:
         raise ValueError("insert_new_notice takes a new notice's transition")
     notice = transition.notice
@@ -135,7 +134,6 @@ async def insert_new_notice(
     statement = _NEW_NOTICE.get(columns)
     if statement is None:
         statement = _NEW_NOTICE.setdefault(columns, DirectStatement(lambda: _new_notice(columns)))
-    taker = taker_for(session)
     values: dict[str, Any] = {
         "source_key": notice.source_key,
         "reference": notice.reference,
@@ -143,22 +141,72 @@ async def insert_new_notice(
     }
     for prefix, row in zip(_PREFIXES, rows, strict=True):
         values.update({f"{prefix}_{name}": value for name, value in row.items()})
+    return statement, values, rows[-1], outgoing.message_id
+
+
+def _hand_over(
+    session: AsyncSession, taker: Taker | None, row: Mapping[str, Any], message_id: str, found: Any
+) -> None:
+    leased = None if found["leased_id"] is None else [found["leased_id"]]
+    hand_over(session, taker, [row], leased, None if leased is None else [message_id])
+
+
+async def insert_new_notice(
+    session: AsyncSession,
+    transition: Transition,
+    *,
+    now: datetime,
+    event_source: str,
+    lone: bool = False,
+) -> str | None:
+    """Write a new notice's transition unless its reference exists; that notice's id then.
+
+    `lone`: this statement is the unit of work's only write (see direct.py).
+    """
+    taker = taker_for(session)
+    statement, values, row, message_id = _prepared(
+        transition, now=now, event_source=event_source, taker=taker
+    )
     found = await statement.fetchrow(session, values, lone=lone)
     if found["written"]:
-        leased = None if found["leased_id"] is None else [found["leased_id"]]
-        message_ids = None if leased is None else [outgoing.message_id]
-        hand_over(session, taker, [rows[-1]], leased, message_ids)
+        _hand_over(session, taker, row, message_id, found)
         return None
     if found["existing_id"] is not None:
         return str(found["existing_id"])
     # Taken by a transaction that committed while this statement ran: a new statement
     # (a new snapshot) sees it.
+    notice = transition.notice
     taken = await session.execute(
         sa.select(notices.c.id).where(
             notices.c.source_key == notice.source_key, notices.c.reference == notice.reference
         )
     )
     return str(taken.scalar_one())
+
+
+async def insert_new_notice_alone(
+    commit: SessionlessCommit, transition: Transition, *, now: datetime, event_source: str
+) -> tuple[bool, str | None]:
+    """`insert_new_notice` as a unit of work's whole write, with no session: autocommitted on
+    a borrowed connection, its outbox hand-over kept for `commit`.
+
+    Whether it wrote, and the id of the notice the reference names when it did not (None:
+    taken by a transaction that committed while it ran; a new snapshot finds that one).
+    """
+    stand_in = commit.stand_in
+    taker = taker_for(stand_in)
+    statement, values, row, message_id = _prepared(
+        transition, now=now, event_source=event_source, taker=taker
+    )
+    engine = stand_in.bind
+    assert isinstance(engine, AsyncEngine)  # a session of the unit of work's factory
+    compiled = statement.compiled(engine.dialect)
+    found = await fetchrow_borrowed(engine, compiled.sql, compiled.arguments(values))
+    if found["written"]:
+        commit.note(lambda session: _hand_over(session, taker, row, message_id, found))
+        return True, None
+    existing = found["existing_id"]
+    return False, None if existing is None else str(existing)
 
 
 def lock_statement(count: int) -> DirectStatement:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,11 +18,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.db import SessionlessCommit
 from services.common.direct import is_postgres_session
 from services.common.outbox import enqueue
 from services.intake.audit import AuditTrail
 from services.intake.domain import NoticeRecord, NoticeState, Transition, VersionRecord
-from services.intake.fast_writes import insert_new_notice
+from services.intake.fast_writes import insert_new_notice, insert_new_notice_alone
 from services.intake.tables import notice_versions, notices
 
 __all__ = [
@@ -115,16 +117,25 @@ class NoticeRepository:
 
     def __init__(
         self,
-        session: AsyncSession,
+        session: AsyncSession | Callable[[], AsyncSession],
         *,
-        audit: AuditTrail,
         event_source: str,
         lone_write_commits: bool = False,
+        sessionless: Callable[[], SessionlessCommit | None] | None = None,
     ) -> None:
-        self._session = session
-        self._audit = audit
+        # A callable: the unit of work's session, opened when first asked for.
+        self._session_of = session if callable(session) else lambda: session
         self._event_source = event_source
         self._lone_write_commits = lone_write_commits
+        self._sessionless = sessionless
+
+    @property
+    def _session(self) -> AsyncSession:
+        return self._session_of()
+
+    @property
+    def _audit(self) -> AuditTrail:
+        return AuditTrail(self._session)
 
     async def apply(self, transition: Transition, *, now: datetime) -> None:
         """Write a transition at once: row, version, purge, audit entry and outbox event."""
@@ -168,9 +179,24 @@ class NoticeRepository:
         reference without any lock; SQLite's writer lock (BEGIN IMMEDIATE) serialises
         the look-up and the writes below. When the unit of work was opened with
         `lone_write_commits` and nothing was sent before it, that statement commits by
-        itself (direct.py).
+        itself (direct.py); when the unit of work opened no session yet, it is sent with
+        none (`insert_new_notice_alone`).
         """
         notice = transition.notice
+        alone = None if self._sessionless is None else self._sessionless()
+        if alone is not None:
+            written, existing_id = await insert_new_notice_alone(
+                alone, transition, now=now, event_source=self._event_source
+            )
+            if written or existing_id is not None:
+                return existing_id
+            # Taken by a transaction that committed while the statement ran: the session,
+            # opened now, reads in a new snapshot that sees it.
+            found = await self.find_by_reference(
+                source_key=notice.source_key, reference=notice.reference
+            )
+            assert found is not None  # the unique index held this reference back
+            return found.id
         if is_postgres_session(self._session):
             return await insert_new_notice(
                 self._session,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from types import TracebackType
 from typing import Protocol, Self, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common.db import AfterCommit, UnitOfWork
+from services.common.db import AfterCommit, SessionlessCommit, UnitOfWork
 from services.intake.audit import AuditTrail
 from services.intake.domain import (
     AuditNote,
@@ -107,11 +108,30 @@ class IntakeUoW(Protocol):
 
 
 class IntakeUnitOfWork(UnitOfWork):
-    """`services.common.db.UnitOfWork` with intake's repositories over its session."""
+    """`services.common.db.UnitOfWork` with intake's repositories over its session.
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession], *, event_source: str) -> None:
+    A submission's unit of work on PostgreSQL (`lone_write_commits`, with the process's
+    `stand_in` session, which IntakeDeps gives on PostgreSQL only)
+    opens its session only when something asks for it: a plain submission's one statement
+    goes autocommitted on a borrowed connection with no session at all
+    (fast_writes.insert_new_notice_alone), and its commit runs the after-commit hooks kept
+    meanwhile (`SessionlessCommit`). A request that locks first (an Idempotency-Key, a
+    signature) or reads (a retry) opens the session then, as every other unit of work
+    opens it at once.
+    """
+
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        *,
+        event_source: str,
+        stand_in: AsyncSession | None = None,
+    ) -> None:
         super().__init__(factory)
         self._event_source = event_source
+        self._stand_in = stand_in
+        self._entered = False
+        self._sessionless: SessionlessCommit | None = None
         self._notices: NoticeRepository | None = None
         self._requests: RequestLedger | None = None
         self._audit: AuditTrail | None = None
@@ -124,24 +144,72 @@ class IntakeUnitOfWork(UnitOfWork):
         For a caller that runs a use case whose writes are one statement or begin with a
         lock (the submission: a plain one is one statement; one with an Idempotency-Key or
         a signature locks first, so its writes stay together). That statement then needs
-        no BEGIN and COMMIT round trips (direct.py); it is as atomic and as durable, and
-        the caller still commits (the rest of the unit of work, and its after-commit hooks).
+        no BEGIN and COMMIT round trips (direct.py), nor a session when it is the first
+        thing sent; it is as atomic and as durable, and the caller still commits (the rest
+        of the unit of work, and its after-commit hooks).
         """
         self._lone_write_commits = True
         return self
 
     async def __aenter__(self) -> Self:
-        await super().__aenter__()
-        self._audit = AuditTrail(self.session)
+        if self._lone_write_commits and self._stand_in is not None:
+            self._sessionless = SessionlessCommit(self._stand_in)
+        else:
+            await super().__aenter__()
+        self._entered = True
         self._notices = NoticeRepository(
-            self.session,
-            audit=self._audit,
+            self._session_now,
             event_source=self._event_source,
             lone_write_commits=self._lone_write_commits,
+            sessionless=self._still_sessionless,
         )
-        self._requests = RequestLedger(self.session)
-        self._directory = DirectoryPeople(self.session)
         return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._session is not None:
+                await super().__aexit__(exc_type, exc, tb)
+        finally:
+            self._entered = False
+            self._sessionless = None  # not committed: its hooks are dropped
+            self._notices = self._requests = self._audit = self._directory = None
+
+    def _session_now(self) -> AsyncSession:
+        """The session, opened (begun lazily, by its first statement) when still unopened."""
+        if not self._entered:
+            raise RuntimeError("IntakeUnitOfWork used outside its `async with` block")
+        if self._session is None:
+            self._session = self._factory()
+        return self._session
+
+    def _still_sessionless(self) -> SessionlessCommit | None:
+        return self._sessionless if self._session is None else None
+
+    @property
+    def session(self) -> AsyncSession:
+        """The unit of work's session (opened now if the unit of work opened none yet)."""
+        return self._session_now()
+
+    def after_commit(self, effect: AfterCommit) -> None:
+        """Run `effect` (a log line, a metric) only once this unit of work has committed."""
+        sessionless = self._still_sessionless()
+        if sessionless is not None:
+            sessionless.after_commit(effect)
+        else:
+            super().after_commit(effect)
+
+    async def commit(self) -> None:
+        """Commit the transaction; the unit of work may not be used afterwards."""
+        if self._session is not None:
+            await super().commit()
+        if self._sessionless is not None:
+            sessionless, self._sessionless = self._sessionless, None
+            sessionless.committed()
 
     @property
     def notices(self) -> NoticeRepository:
@@ -151,17 +219,23 @@ class IntakeUnitOfWork(UnitOfWork):
     @property
     def requests(self) -> RequestLedger:
         """Idempotency-Keys and signature replays."""
-        return _opened(self._requests)
+        if self._requests is None:
+            self._requests = RequestLedger(self._session_now())
+        return self._requests
 
     @property
     def audit(self) -> AuditTrail:
         """The audit log: entries written with the change, chained later by the sealer."""
-        return _opened(self._audit)
+        if self._audit is None:
+            self._audit = AuditTrail(self._session_now())
+        return self._audit
 
     @property
     def directory(self) -> DirectoryPeople:
         """Who is in the directory in force, as router last announced it."""
-        return _opened(self._directory)
+        if self._directory is None:
+            self._directory = DirectoryPeople(self._session_now())
+        return self._directory
 
 
 _T = TypeVar("_T")

@@ -172,19 +172,19 @@ def notice_summary(notice: NoticeRecord) -> NoticeSummary:
     return NoticeSummary.model_validate(_summary_fields(notice))
 
 
-def _version_view(version: VersionRecord) -> VersionView:
-    return VersionView.model_validate(
-        {
-            **version.releasable(),
-            "version": version.version,
-            "msg_type": version.msg_type,
-            "references": list(version.version_refs),
-            "received_at": version.received_at,
-            "cancel_reason": version.cancel_reason,
-            "policy_annotations": [PolicyAnnotation(**a) for a in version.policy_annotations],
-            "restricted_changed": version.restricted_changed,
-        }
-    )
+def _version_fields(version: VersionRecord) -> dict[str, Any]:
+    # Plain values, the annotations as the dicts the version keeps: the view's one
+    # validation builds the nested models in pydantic-core, not one Python call each.
+    return {
+        **version.releasable(),
+        "version": version.version,
+        "msg_type": version.msg_type,
+        "references": list(version.version_refs),
+        "received_at": version.received_at,
+        "cancel_reason": version.cancel_reason,
+        "policy_annotations": version.policy_annotations,
+        "restricted_changed": version.restricted_changed,
+    }
 
 
 def _source(detail: RestrictedDetail) -> SourceView:
@@ -211,9 +211,9 @@ def notice_view(result: NoticeResult) -> NoticeView | RestrictedNoticeView:
     current = result.versions[-1]
     fields = {
         **_summary_fields(result.notice),
-        "policy_annotations": [PolicyAnnotation(**a) for a in current.policy_annotations],
+        "policy_annotations": current.policy_annotations,
         "policy_version": current.policy_version,
-        "history": [_version_view(version) for version in result.versions],
+        "history": [_version_fields(version) for version in result.versions],
     }
     match result.access:
         case Access.METADATA:

@@ -15,6 +15,7 @@ from services.common.logging import get_logger, info_on_request_line
 from services.intake.deps import IntakeDeps
 from services.intake.domain import (
     IntakeConflict,
+    RestrictedDetail,
     Transition,
     check_releasable,
     content_digest,
@@ -52,9 +53,8 @@ async def submit_notice(
     now: datetime,
 ) -> NoticeResult:
     """Record a new notice (version 1, CAP Alert), or recognise a retry of one."""
-    check_releasable(
-        submission.releasable(), identifying_terms(restricted_detail(submission, principal))
-    )
+    detail = restricted_detail(submission, principal)
+    check_releasable(submission.releasable(), identifying_terms(detail))
     owner = owner_key(deps, principal)
     content = submission.content()
     digest = content_digest(deps.fingerprint_key, content)
@@ -77,6 +77,7 @@ async def submit_notice(
         notice_id=notice_id,
         owner=owner,
         submission=submission,
+        detail=detail,
         digest=digest,
         actor=principal,
         now=now,
@@ -129,12 +130,12 @@ def _new_notice(
     notice_id: str,
     owner: str,
     submission: NoticeSubmission,
+    detail: RestrictedDetail,
     digest: str,
     actor: Principal,
     now: datetime,
 ) -> Transition:
     """A new notice's transition: version 1 sealed, its row, audit note and notice.received."""
-    detail = restricted_detail(submission, actor)
     version = seal_version(
         deps,
         notice_id=notice_id,

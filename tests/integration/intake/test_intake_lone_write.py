@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from services.common.auth import Principal, Role
@@ -28,6 +29,7 @@ from services.intake.notices.commands import NoticeSubmission
 from services.intake.notices.guards import NoticeResult
 from services.intake.unit_of_work import IntakeUnitOfWork
 from tests.integration.intake.intake_support import Intake, notice_body
+from tests.support.kafka_io import wait_for
 
 FIELD_OFFICE = Principal(
     token_id="t-lone", name="Lone office", role=Role.FIELD_OFFICE, subject="fo"
@@ -123,11 +125,10 @@ async def test_a_plain_submission_borrows_one_connection_and_its_session_none(
             # Committed by itself on the borrowed connection, already back in the pool.
             assert await _visible_elsewhere(intake, result.notice.id)
             await uow.commit()
-            own_session = uow.session.sync_session
     finally:
         event.remove(engine.pool, "checkout", on_checkout)
         event.remove(Session, "after_begin", on_begin)
-    assert own_session not in session_begins
+    assert session_begins == []
     assert len(borrowed) == 1
     assert not result.replayed
     assert [row["event_type"] for row in await intake.rows("outbox_messages")] == [
@@ -155,3 +156,102 @@ async def test_a_retry_by_reference_answers_the_recorded_notice(intake: Intake) 
     assert again.status_code == 200
     assert again.json()["id"] == first["id"]
     assert await intake.count("notices") == 1
+
+
+class _SessionsOpened:
+    """Every intake session created, every session transaction begun, by one task."""
+
+    def __init__(self, intake: Intake, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.created: list[AsyncSession] = []
+        self.transactions: list[Session] = []
+        self._task = asyncio.current_task()
+        self._engine = intake.deps.unit_of_work()._factory.kw["bind"]
+        created = self.created
+        engine, task = self._engine, self._task
+        original = AsyncSession.__init__
+
+        def counting(session: AsyncSession, *args: Any, **kwargs: Any) -> None:
+            original(session, *args, **kwargs)
+            if asyncio.current_task() is task and session.bind is engine:
+                created.append(session)
+
+        monkeypatch.setattr(AsyncSession, "__init__", counting)
+
+    def on_transaction(self, session: Session, _transaction: Any) -> None:
+        if asyncio.current_task() is self._task and session.bind is self._engine.sync_engine:
+            self.transactions.append(session)
+
+    def __enter__(self) -> _SessionsOpened:
+        event.listen(Session, "after_transaction_create", self.on_transaction)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(Session, "after_transaction_create", self.on_transaction)
+
+
+async def test_a_plain_submission_opens_no_session(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the route: no intake session is created, none begins a transaction; the
+    201 and the rows are as ever."""
+    with _SessionsOpened(intake, monkeypatch) as opened:
+        response = await intake.submit(notice_body("LONE-NO-SESSION"))
+    assert response.status_code == 201, response.text
+    assert opened.created == []
+    assert opened.transactions == []
+    assert response.headers["location"] == f"/v1/notices/{response.json()['id']}"
+    assert await intake.count("notices") == 1
+    assert await intake.count("audit_log") == 1
+
+
+async def test_with_a_key_the_session_opens_for_the_lock(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _SessionsOpened(intake, monkeypatch) as opened:
+        response = await intake.submit(notice_body("LONE-KEYED"), **{"Idempotency-Key": "k-1"})
+    assert response.status_code == 201, response.text
+    assert len(opened.created) == 1
+    assert await intake.count("idempotency_keys") == 1
+
+
+async def test_a_sessionless_commit_runs_its_hooks_and_hands_the_event_over(
+    intake: Intake,
+) -> None:
+    """The after-commit effects and the outbox hand-over to this process's relay run at
+    the unit of work's commit (what SQLAlchemy's listeners were given), not before."""
+    ran: list[str] = []
+    handed: list[str] = []
+
+    def on_commit(session: Session) -> None:
+        for _taker, rows, _leased_at in session.info.get("aviso_outbox_handed", ()):
+            handed.extend(str(row["event_type"]) for row in rows)
+
+    # First in line: the outbox's own listener pops what it was given.
+    event.listen(Session, "after_commit", on_commit, insert=True)
+    try:
+        async with intake.deps.unit_of_work().lone_write_commits() as uow:
+            result = await _submit(intake, uow, "LONE-HOOKS")
+            uow.after_commit(lambda: ran.append("effect"))
+            assert (ran, handed) == ([], [])
+            await uow.commit()
+    finally:
+        event.remove(Session, "after_commit", on_commit)
+    assert ran == ["effect"]
+    assert handed == ["notice.received"]
+
+    async def sent() -> bool:
+        rows = await intake.rows("outbox_messages")
+        return bool(rows) and all(row["sent_at"] is not None for row in rows)
+
+    await wait_for(sent, timeout=30)
+    assert await _visible_elsewhere(intake, result.notice.id)
+
+
+async def test_a_sessionless_unit_of_work_left_uncommitted_runs_no_hook(intake: Intake) -> None:
+    ran: list[str] = []
+    async with intake.deps.unit_of_work().lone_write_commits() as uow:
+        result = await _submit(intake, uow, "LONE-DROPPED")
+        uow.after_commit(lambda: ran.append("effect"))
+    assert ran == []
+    # The statement committed by itself, as on the session path (direct.py).
+    assert await _visible_elsewhere(intake, result.notice.id)

@@ -57,14 +57,19 @@ async def _waiting_on_a_lock(intake: Intake) -> bool:
     return bool(waiting)
 
 
-async def _second_waits_for_first(intake: Intake, *, commit_first: bool) -> NoticeResult:
+async def _second_waits_for_first(
+    intake: Intake, *, commit_first: bool, lone: bool = False
+) -> NoticeResult:
     body = NoticeSubmission.model_validate(notice_body("RACE-1"))
     async with intake.deps.unit_of_work() as first:
         first_result = await _submit(intake, first, body)
         assert not first_result.replayed
 
         async def second() -> NoticeResult:
-            async with intake.deps.unit_of_work() as uow:
+            unit_of_work = intake.deps.unit_of_work()
+            if lone:  # as the route opens it: no session until the look-up after the wait
+                unit_of_work.lone_write_commits()
+            async with unit_of_work as uow:
                 result = await _submit(intake, uow, body)
                 await uow.commit()
                 return result
@@ -81,8 +86,11 @@ async def _second_waits_for_first(intake: Intake, *, commit_first: bool) -> Noti
     return result
 
 
-async def test_the_second_of_two_racing_submissions_answers_as_a_retry(intake: Intake) -> None:
-    result = await _second_waits_for_first(intake, commit_first=True)
+@pytest.mark.parametrize("lone", [False, True], ids=["in-session", "sessionless"])
+async def test_the_second_of_two_racing_submissions_answers_as_a_retry(
+    intake: Intake, lone: bool
+) -> None:
+    result = await _second_waits_for_first(intake, commit_first=True, lone=lone)
     assert result.replayed
     assert await intake.count("notices") == 1
     assert await intake.count("notice_versions") == 1
@@ -91,8 +99,11 @@ async def test_the_second_of_two_racing_submissions_answers_as_a_retry(intake: I
     assert [row["event_type"] for row in outbox] == ["notice.received"]
 
 
-async def test_a_first_submission_that_rolls_back_leaves_the_reference(intake: Intake) -> None:
-    result = await _second_waits_for_first(intake, commit_first=False)
+@pytest.mark.parametrize("lone", [False, True], ids=["in-session", "sessionless"])
+async def test_a_first_submission_that_rolls_back_leaves_the_reference(
+    intake: Intake, lone: bool
+) -> None:
+    result = await _second_waits_for_first(intake, commit_first=False, lone=lone)
     assert not result.replayed
     rows = await intake.rows("notices")
     assert [row["id"] for row in rows] == [result.notice.id]

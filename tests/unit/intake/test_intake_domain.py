@@ -6,8 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from schemas.fingerprints import find_leaks
+from schemas.fingerprints import find_leaks, fingerprint, tokens
 from services.intake.domain import (
     IntakeConflict,
     RestrictedDetail,
@@ -23,6 +25,7 @@ from services.intake.domain import (
     references_for,
     restricted_fingerprints,
     revision_outcome,
+    rules,
     source_key,
 )
 
@@ -229,6 +232,32 @@ def test_free_text_is_fingerprinted_by_phrases_not_common_words() -> None:
     assert "red pickup" in find_leaks(KEY, "a red pickup was seen", prints)
     # Single words of the prose do not block an ordinary bulletin.
     assert find_leaks(KEY, "The church held a forum; a subject of concern.", prints) == []
+
+
+def _free_text_fingerprints_phrase_by_phrase(key: bytes, text: str) -> set[str]:
+    """The rule as first written: every 2-3 word run judged word by word."""
+    words = tokens(text)
+    grams: set[str] = set()
+    for start in range(len(words)):
+        for size in (2, 3):
+            run = words[start : start + size]
+            if len(run) == size and sum(not rules._is_weak(word) for word in run) >= 2:
+                grams.add(" ".join(run))
+                grams.add("".join(run))
+    return {fingerprint(key, gram) for gram in grams}
+
+
+_PROSE_WORDS = st.sampled_from(
+    ["de", "la", "red", "pickup", "12", "2231", "st", "behind", "the", "church", "ab", "x", "José"]
+)
+
+
+@given(st.lists(_PROSE_WORDS, max_size=14))
+def test_free_text_fingerprints_judge_each_word_once_with_the_same_result(
+    words: list[str],
+) -> None:
+    text = " ".join(words)
+    assert free_text_fingerprints(KEY, text) == _free_text_fingerprints_phrase_by_phrase(KEY, text)
 
 
 def test_fingerprint_key_id_is_derived_from_the_key() -> None:

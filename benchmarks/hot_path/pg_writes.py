@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from benchmarks.hot_path.infra import Infra
 
@@ -74,9 +75,14 @@ class PgWrites:
     _indexes: dict[tuple[str, str], int] = field(default_factory=dict)
     _wal: tuple[float, ...] = ()
 
+    def _dsn(self) -> str:
+        # The services' database (the table views are per database), not the admin one.
+        url = make_url(self.infra.database_url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
     async def start(self) -> None:
         """Read the counters the phase will be measured against."""
-        conn = await asyncpg.connect(self.infra.dsn())
+        conn = await asyncpg.connect(self._dsn())
         try:
             self._tables, self._indexes, self._wal = await _counters(conn)
         finally:
@@ -85,16 +91,23 @@ class PgWrites:
     async def stop(self, notices: int) -> dict[str, Any]:
         """The phase's WAL, rows and index work per notice, and the written tables' shape."""
         await asyncio.sleep(_FLUSH_PAUSE_S)
-        conn = await asyncpg.connect(self.infra.dsn())
+        conn = await asyncpg.connect(self._dsn())
         try:
             tables, indexes, wal = await _counters(conn)
-            by_role = await conn.fetch(_BY_ROLE) if self.infra.pg_stat_statements else []
-            top = await conn.fetch(_TOP) if self.infra.pg_stat_statements else []
             written = _table_deltas(self._tables, tables, indexes, self._indexes)
             for name, row in written.items():
                 row.update(await _shape(conn, name))
         finally:
             await conn.close()
+        by_role: list[Any] = []
+        top: list[Any] = []
+        if self.infra.pg_stat_statements:
+            # pg_stat_statements is installed in the administrative database.
+            conn = await asyncpg.connect(self.infra.dsn())
+            try:
+                by_role, top = await conn.fetch(_BY_ROLE), await conn.fetch(_TOP)
+            finally:
+                await conn.close()
         n = float(notices or 1)
         return {
             "wal": {

@@ -16,7 +16,8 @@ what a durable server pays for again in WAL flushes, checkpoints and vacuum:
   written table that no statement of the hot path scans is a cost with no reader here
   (it may still have one elsewhere: a listing, a sweep, a uniqueness it enforces).
 - Row shape of the written tables at the phase's end: live rows, heap, TOAST and index
-  bytes, and the average row width over up to 1,000 rows (`pg_column_size`).
+  bytes, the average row width over up to 1,000 rows (`pg_column_size`) and its columns
+  of 64 bytes or more (a JSON copy of a notice shows here).
 
 The statistics of other backends reach the views when they go idle (at most once a
 second on PostgreSQL 15), so the phase's end is read after a short pause.
@@ -194,12 +195,35 @@ async def _shape(conn: Any, name: str) -> dict[str, Any]:
     )
     live = await conn.fetchval(f"SELECT count(*) FROM {qualified}")  # noqa: S608
     return {
+        "wide_columns": await _wide_columns(conn, qualified, schema, table),
         "live_rows": int(live),
         "heap_bytes": int(row["heap"]),
         "toast_bytes": int(row["toast"]),
         "index_bytes": int(row["indexes"]),
         "row_width": round(float(width or 0.0), 1),
     }
+
+
+async def _wide_columns(conn: Any, qualified: str, schema: str, table: str) -> dict[str, float]:
+    """Columns of 64 bytes or more on average (as stored: compressed or a TOAST pointer)."""
+    names = [
+        row["column_name"]
+        for row in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            schema,
+            table,
+        )
+    ]
+    if not names:
+        return {}
+    sizes = ", ".join(
+        f'avg(pg_column_size("{n.replace(chr(34), chr(34) * 2)}"))::float8' for n in names
+    )
+    row = await conn.fetchrow(
+        f"SELECT {sizes} FROM (SELECT * FROM {qualified} LIMIT 1000) t"  # noqa: S608
+    )
+    return {n: round(float(v), 1) for n, v in zip(names, row, strict=True) if v and v >= 64}
 
 
 def _per_notice(row: dict[str, Any], n: float) -> dict[str, Any]:
@@ -237,4 +261,13 @@ def render_writes(phases: list[dict[str, Any]]) -> list[str]:
                 f"{len(t['index_scans']):4d}{t['index_entries_per_notice']:7.2f}"
                 f"{t['row_width']:7.0f}{t['toast_bytes'] / 1024:9.0f}  {', '.join(unscanned)}"
             )
+    last = next((p["pg_writes"] for p in reversed(phases) if p.get("pg_writes")), None)
+    if last:
+        lines.append(
+            "  columns of 64 B or more, average bytes as stored (the last phase's tables):"
+        )
+        for name, t in sorted(last["tables"].items()):
+            if t.get("wide_columns"):
+                wide = ", ".join(f"{c} {b:.0f}" for c, b in t["wide_columns"].items())
+                lines.append(f"    {name}: {wide}")
     return lines

@@ -1,6 +1,7 @@
 """The indexes nothing reads go (outbox message id, intake's audit log by notice) and come
-back with the downgrade, rows kept, on SQLite and PostgreSQL; the schema at head is the
-metadata's in every service."""
+back with the downgrade, rows kept, on SQLite and PostgreSQL; PostgreSQL keeps a fifth of
+the outbox's and delivery records' pages free; the schema at head is the metadata's in
+every service."""
 
 from __future__ import annotations
 
@@ -13,17 +14,26 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from services.common.db import make_engine
 from services.common.messaging import outbox_messages
 from services.common.migrations import alembic_config, target_metadata, upgrade
 from services.common.settings import CommonSettings
+from services.router.tables import delivery_records as router_deliveries
+from services.rumor_control.tables import delivery_records as rumor_deliveries
 
 pytestmark = pytest.mark.postgres
 
 # The revision before the one that drops the indexes, per service.
 _BEFORE = {"intake": "intake_0004", "router": "router_0005", "rumor_control": "rumor_control_0007"}
+# The tables whose pages PostgreSQL keeps a fifth free at head, per service.
+_FILLFACTOR_TABLES = {
+    "intake": ("outbox_messages",),
+    "router": ("outbox_messages", "delivery_records"),
+    "rumor_control": ("outbox_messages", "delivery_records"),
+}
 
 
 def _message_id_unique(connection: Connection) -> bool:
@@ -42,6 +52,21 @@ def _index_names(connection: Connection, table: str) -> set[str]:
 def _outbox_ids(connection: Connection) -> list[str]:
     rows = connection.execute(sa.select(outbox_messages.c.message_id).order_by("id"))
     return [row.message_id for row in rows]
+
+
+def _fillfactors(connection: Connection) -> dict[str, str | None]:
+    """The fillfactor PostgreSQL keeps per table written on the hot path (None: default)."""
+    if connection.dialect.name != "postgresql":
+        return {}
+    rows = connection.execute(
+        sa.text(
+            "SELECT c.relname, (SELECT o FROM unnest(c.reloptions) AS o"
+            " WHERE o LIKE 'fillfactor=%') AS fillfactor FROM pg_class c"
+            " WHERE c.relnamespace = current_schema()::regnamespace"
+            " AND c.relname IN ('outbox_messages', 'delivery_records')"
+        )
+    )
+    return {row.relname: row.fillfactor for row in rows}
 
 
 def _downgrade(connection: Connection, component: str, revision: str) -> None:
@@ -86,8 +111,12 @@ async def test_outbox_message_id_index_goes_and_comes_back_with_rows_kept(
             assert "ix_outbox_pending_key" in await conn.run_sync(_index_names, "outbox_messages")
             assert await conn.run_sync(_outbox_ids) == ["m-1"]
             assert await conn.run_sync(_differences, component) == []
+            packed = await conn.run_sync(_fillfactors)
+            if database_url is not None:
+                assert packed == dict.fromkeys(_FILLFACTOR_TABLES[component], "fillfactor=80")
             await conn.run_sync(_downgrade, component, _BEFORE[component])
             await conn.commit()
+            assert set((await conn.run_sync(_fillfactors)).values()) <= {None}
             assert await conn.run_sync(_message_id_unique)
             assert "ix_outbox_pending_key" in await conn.run_sync(_index_names, "outbox_messages")
             assert await conn.run_sync(_outbox_ids) == ["m-1"]
@@ -112,3 +141,9 @@ async def test_intake_audit_log_notice_index_goes_and_comes_back(
             assert "ix_audit_log_notice_id" in await conn.run_sync(_index_names, "audit_log")
     finally:
         await engine.dispose()
+
+
+def test_the_declarations_keep_the_fillfactor_the_migrations_set() -> None:
+    for table in (outbox_messages, router_deliveries, rumor_deliveries):
+        ddl = str(sa.schema.CreateTable(table).compile(dialect=postgresql.dialect()))
+        assert "WITH (fillfactor = 80)" in ddl, table.name

@@ -65,6 +65,8 @@ _SHAPE = (
     " FROM pg_class c WHERE c.oid = $1::regclass"
 )
 _FLUSH_PAUSE_S = 1.2
+# A table's inserts, updates, HOT updates and deletes.
+_Counts = tuple[int, int, int, int]
 
 
 @dataclass
@@ -72,7 +74,7 @@ class PgWrites:
     """Counters at a phase's start; `stop` gives the phase's writes per notice."""
 
     infra: Infra
-    _tables: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    _tables: dict[str, _Counts] = field(default_factory=dict)
     _indexes: dict[tuple[str, str], int] = field(default_factory=dict)
     _wal: tuple[float, ...] = ()
 
@@ -143,7 +145,7 @@ _COUNTED = ("inserts", "updates", "hot_updates", "deletes", "index_entries")
 
 async def _counters(
     conn: Any,
-) -> tuple[dict[str, tuple[int, ...]], dict[tuple[str, str], int], tuple[float, ...]]:
+) -> tuple[dict[str, _Counts], dict[tuple[str, str], int], tuple[float, ...]]:
     tables = {
         row["name"]: (row["n_tup_ins"], row["n_tup_upd"], row["n_tup_hot_upd"], row["n_tup_del"])
         for row in await conn.fetch(_TABLES)
@@ -156,8 +158,8 @@ async def _counters(
 
 
 def _table_deltas(
-    before: dict[str, tuple[int, ...]],
-    after: dict[str, tuple[int, ...]],
+    before: dict[str, _Counts],
+    after: dict[str, _Counts],
     indexes: dict[tuple[str, str], int],
     indexes_before: dict[tuple[str, str], int],
 ) -> dict[str, dict[str, Any]]:

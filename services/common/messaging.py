@@ -1,7 +1,8 @@
 """The outbox and inbox tables every service keeps in its own schema.
 
 The definitions are shared; each service's first migration creates them through
-`create_messaging_tables`, and the search path (PostgreSQL) or file (SQLite) decides
+`create_messaging_tables` (version 1, frozen) and a later one makes the outbox version 2
+(`drop_outbox_message_id_unique`), and the search path (PostgreSQL) or file (SQLite) decides
 whose they are.
 """
 
@@ -64,9 +65,9 @@ def _inbox_columns() -> list[Any]:
     ]
 
 
-# PostgreSQL keeps a fifth of each page free (the services' second messaging migration):
-# the relay's update of a row just written lands on the row's own page, where its WAL
-# record holds the changed bytes instead of the whole new row.
+# PostgreSQL keeps a fifth of each page free (intake_0005, router_0006,
+# rumor_control_0008): the relay's update of a row just written lands on the row's own
+# page, where its WAL record holds the changed bytes instead of the whole new row.
 outbox_messages = sa.Table(
     "outbox_messages",
     messaging_metadata,

@@ -68,6 +68,7 @@ from benchmarks.hot_path.pg_split import (
     tune_roles,
     tune_statements,
 )
+from benchmarks.hot_path.pg_writes import PgWrites
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
@@ -276,6 +277,9 @@ async def _rates(
             split = _pg_split(infra)
             if split is not None:
                 await split.start()
+            writes = PgWrites(infra) if split is not None else None
+            if writes is not None:
+                await writes.start()
             before = sample_cpu(pids, forking=_FORKING)
             began_ms = _unix_ms()
             if profiler is not None:
@@ -291,6 +295,7 @@ async def _rates(
             cpu = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
             WINDOWS[f"rate{rate:g}"] = (began_ms, _unix_ms())
             pg_split = await _pg_split_result(infra, split, result.accepted)
+            pg_writes = await writes.stop(result.accepted) if writes is not None else None
             statements = await statements_by_role(infra)
             top = await top_statements(infra)
             if profiler is not None:
@@ -321,6 +326,7 @@ async def _rates(
                     "top_statements": top,
                     "path_ms": path,
                     "pg_split": pg_split,
+                    "pg_writes": pg_writes,
                 }
             )
     return phases

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.hot_path.pg_split import render_split
+from benchmarks.hot_path.pg_writes import render_writes
 
 __all__ = ["render"]
 
@@ -83,6 +84,7 @@ def _rates(results: dict[str, Any]) -> list[str]:
         )
     lines += _path(results)
     lines += render_split(results["rates"])
+    lines += render_writes(results["rates"])
     lines += ["", "Database statements per notice (pg_stat_statements, BEGIN/COMMIT included)"]
     lines.append("  rate/s        intake        router rumor_control         total")
     for phase in results["rates"]:

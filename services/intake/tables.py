@@ -164,7 +164,8 @@ audit_log = sa.Table(
     # A fork (two entries claiming the same predecessor) cannot be written.
     sa.UniqueConstraint("prev_hash", name="uq_audit_log_prev_hash"),
 )
-sa.Index("ix_audit_log_notice_id", audit_log.c.notice_id)
+# No index on notice_id (intake_0005): the verifier reads in seq order and nothing else
+# reads the log, so an index would be one more write per entry for no reader.
 
 # One row: the latest sealed entry. Only the sealer locks it (one sealing at a time);
 # `unkeyed_seq` is the last entry sealed before the chain was keyed (plain SHA-256).

@@ -82,6 +82,21 @@ def test_postgres_fast_mode_only_drops_durability_when_asked(tmp_path: Path) -> 
         assert setting in fast
 
 
+def test_a_durable_cluster_compresses_full_page_images_where_the_server_can(
+    tmp_path: Path,
+) -> None:
+    durable = local_postgres.server_options(5555, tmp_path, fast=False, wal_compression="lz4")
+    fast = local_postgres.server_options(5555, tmp_path, fast=True, wal_compression="lz4")
+
+    assert "-c wal_compression=lz4" in durable
+    assert "wal_compression" not in fast  # no full-page images to compress
+    assert "wal_compression" not in local_postgres.server_options(5555, tmp_path, fast=False)
+    # What start() passes: Debian's PostgreSQL 15+ is built with lz4; an unknown server is not
+    # assumed to be.
+    assert local_postgres.wal_compression_method(local_postgres.find_bin_dir()) == "lz4"
+    assert local_postgres.wal_compression_method(tmp_path / "15" / "bin") is None
+
+
 def test_external_addresses_start_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@db.example/aviso")

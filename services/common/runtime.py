@@ -3,7 +3,8 @@
 A service's composition root (`services/<name>/app.py`) builds a `ServiceRuntime`,
 registers its Kafka handlers and background workers on it, and hands it to
 `create_http_app`. Start-up: migrate, connect the broker, start the outbox relay and
-workers, then consume. Shutdown (SIGTERM): stop consuming and let in-flight handlers
+workers (among them the messaging tables' retention, retention.py), then consume.
+Shutdown (SIGTERM): stop consuming and let in-flight handlers
 finish (their offsets are committed), stop workers, publish what the outbox still
 holds, close the producer, close the database pools.
 """
@@ -26,6 +27,7 @@ from services.common.kafka import EventConsumer, make_broker, outbox_publisher, 
 from services.common.logging import get_logger
 from services.common.migrations import upgrade
 from services.common.outbox import OutboxRelay
+from services.common.retention import MessagingRetention
 from services.common.settings import CommonSettings
 
 __all__ = [
@@ -106,6 +108,14 @@ class ServiceRuntime:
         self._workers: list[_WorkerTask] = []
         self._stop_workers = asyncio.Event()
         self._facts: dict[str, Fact] = {}
+        # Sent outbox rows and old inbox claims would otherwise grow without end.
+        self.retention = MessagingRetention(
+            self.sessions,
+            outbox_retention_s=settings.outbox_retention_s,
+            inbox_retention_s=settings.inbox_retention_s,
+            interval_s=settings.messaging_prune_interval_s,
+        )
+        self.add_worker("messaging-retention", self.retention.run)
         self.started = False
 
     def add_worker(self, name: str, worker: Worker) -> None:

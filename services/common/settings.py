@@ -186,6 +186,28 @@ class CommonSettings(BaseSettings):
             "publishes: how long a crashed relay's rows wait before another relay takes them."
         ),
     )
+    outbox_retention_s: float = Field(
+        default=7 * 86_400,
+        ge=60,
+        description=(
+            "How long an outbox row is kept once Kafka has it (unsent rows are never "
+            "deleted). A worker of every service deletes older ones, in small batches."
+        ),
+    )
+    inbox_retention_s: float = Field(
+        default=30 * 86_400,
+        ge=3_600,
+        description=(
+            "How long a consumer remembers a message it applied, so a redelivery changes "
+            "nothing. Keep it longer than the topics' retention (Kafka's default is 7 "
+            "days): a message replayed after its claim is gone would be applied again."
+        ),
+    )
+    messaging_prune_interval_s: float = Field(
+        default=3_600,
+        gt=0,
+        description="How often each service deletes outbox rows and inbox claims past retention.",
+    )
     shutdown_grace_s: float = Field(
         default=20.0, gt=0, description="Time allowed for in-flight work on SIGTERM."
     )

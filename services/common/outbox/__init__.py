@@ -35,6 +35,7 @@ from services.common.outbox.writing import (
     pending_count,
     watch_commits,
 )
+from services.common.outbox.written import handed_written
 
 __all__ = [
     "OUTBOX_COLUMNS",
@@ -46,6 +47,7 @@ __all__ = [
     "enqueue_all",
     "enqueue_outgoing",
     "hand_over",
+    "handed_written",
     "heard_from_elsewhere",
     "lease_columns",
     "lease_values",

@@ -97,7 +97,7 @@ from services.common.outbox.writing import (
     _wakers,
     heard_from_elsewhere,
 )
-from services.common.outbox.written import SENDER_TURNS, announcing, note_hand_over, release_after
+from services.common.outbox.written import WrittenSignals
 
 __all__ = ["BatchPublisher", "OutboxRelay"]
 
@@ -164,9 +164,7 @@ class OutboxRelay:
         # Rows this process's commits handed over (handoff.py), with when (loop time).
         self._hand_off = hand_off and self._postgres
         self._handed: deque[tuple[float, OutboxRow]] = deque()
-        # Each hand-over's "written" (written.py), resolved once its round's records are
-        # on their way to the broker.
-        self._written: list[asyncio.Future[bool]] = []
+        self._written = WrittenSignals()  # for a committing task to await (written.py)
         # Handed rows wait up to `linger_s` for more, then go in one round (lingering.py).
         self._lingering = Lingering(linger_s=linger_s, rows=batch_size, lease_s=claim_ttl_s)
         self._stop_taking: Callable[[], None] | None = None
@@ -244,9 +242,7 @@ class OutboxRelay:
             return  # leased: another relay claims them once the lease ends
         for row in rows:
             self._handed.append((leased_at, relay_row(row)))
-        written = asyncio.get_running_loop().create_future()
-        self._written.append(written)
-        note_hand_over(written)
+        self._written.add()
         self._wake.set()
 
     async def _ensure_listening(self) -> None:
@@ -375,9 +371,7 @@ class OutboxRelay:
         loop) is left to a claim instead: its lease may end before the heartbeat renews it.
         """
         oldest = time.monotonic() - self._claim_ttl_s / 3
-        # The hand-overs so far: their rows go in this round (or to a claim; a batch's
-        # overflow in the next round, a few tenths of a millisecond later).
-        written, self._written = self._written, []
+        self._written.take()
         rows: list[OutboxRow] = []
         while self._handed and len(rows) < self._batch_size:
             handed_at, row = self._handed.popleft()
@@ -389,28 +383,18 @@ class OutboxRelay:
                 self._lingering.hold(row.key)
                 self._claim_wanted = True
         if not rows:
-            release_after(written, turns=0)
+            self._written.release()
             return 0
-        return await self._publish_and_settle(sorted(rows, key=lambda row: row.id), written)
+        return await self._publish_and_settle(sorted(rows, key=lambda row: row.id))
 
-    async def _publish_and_settle(
-        self, rows: Sequence[OutboxRow], written: list[asyncio.Future[bool]] | None = None
-    ) -> int:
-        """Publish rows this relay holds (in id order per key), mark them; how many went.
-        `written` (hand-overs' signals) resolves once the publisher took every row and the
-        producer's sender had its turns to write them (written.py)."""
+    async def _publish_and_settle(self, rows: Sequence[OutboxRow]) -> int:
+        """Publish rows this relay holds (in id order per key), mark them; how many went."""
         ids = [row.id for row in rows]
         try:
             async with LeaseKeeper(
                 renew=lambda: self._renew(ids), every_s=self._claim_ttl_s / 3
             ) as lease:
-                publishing = self._publish(rows)
-                if written:
-                    wrote = written  # bound now: the lambda runs inside the publish
-                    publishing = announcing(
-                        publishing, lambda: release_after(wrote, turns=SENDER_TURNS)
-                    )
-                results = await publishing
+                results = await self._publish(rows)
                 # Renewal stops first, so it cannot extend a failed row's shorter retry
                 # lease; what is left of the lease (at least two thirds) covers the settling.
                 await lease.stop()
@@ -436,9 +420,9 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> Sequence[object]:
         """Per row None or its error: a key's rows together if the publisher can, else in waves."""
-        if self._publish_together is not None:
-            return await self._publish_together(rows)
-        return await in_waves(rows, self._publish_batch)
+        together = self._publish_together
+        publishing = together(rows) if together else in_waves(rows, self._publish_batch)
+        return await self._written.announced(publishing)  # a handed round's signals
 
     async def _claim(self) -> Sequence[OutboxRow]:
         async with self._sessions() as session, session.begin():

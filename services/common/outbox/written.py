@@ -17,9 +17,15 @@ call's first suspension (in the Kafka publisher, the wait for the acknowledgemen
 every record is in the producer's accumulator by then). aiokafka's sender task then
 needs `SENDER_TURNS` loop turns to write the produce request (its `asyncio.wait` wakes
 on the accumulator's future, the sender drains the batch and spawns the request's
-task, whose first step writes it); the waiter is resumed behind them
-(`tests/integration/common/outbox/test_outbox_written.py` checks the order on a real
-broker).
+task, which writes it on its way through the client): counted on the pinned aiokafka,
+and the waiter is resumed behind them. `tests/integration/common/outbox/
+test_outbox_written.py` checks that order on a real broker (one turn fewer fails it),
+so an aiokafka that needs more turns is caught there; at worst the answer would go a
+turn before the request, as it always did before.
+
+The first record of a topic may wait for the topic's metadata first: its waiter is
+then resumed before the write, as before this module. The relay's first suspension can
+also be a full partition queue (`wait_drain`); the bound covers it.
 """
 
 from __future__ import annotations
@@ -30,11 +36,19 @@ import weakref
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
-__all__ = ["SENDER_TURNS", "announcing", "handed_written", "note_hand_over", "release_after"]
+__all__ = [
+    "SENDER_TURNS",
+    "WrittenSignals",
+    "announcing",
+    "handed_written",
+    "note_hand_over",
+    "release_after",
+]
 
 _T = TypeVar("_T")
 
-# Loop turns aiokafka's sender needs from a record's append to the produce request's write.
+# Loop turns aiokafka's sender needs from a record's append to the produce request's
+# write (aiokafka 0.14, counted by the integration test).
 SENDER_TURNS = 3
 
 # Per committing task, the "written" of the rows its last commit handed over: True once
@@ -86,6 +100,39 @@ def release_after(waiters: list[asyncio.Future[bool]], *, turns: int) -> None:
             _resolve(waiter, True)
 
     step(turns)
+
+
+class WrittenSignals:
+    """A relay's hand-overs' "written": one per hand-over (`add`, in the committing task),
+    taken by the round that publishes their rows (`take`), resolved `SENDER_TURNS` turns
+    after that round's publish call first suspended (`announced`)."""
+
+    def __init__(self) -> None:
+        self._waiting: list[asyncio.Future[bool]] = []
+        self._taken: list[asyncio.Future[bool]] = []
+
+    def add(self) -> None:
+        """A commit handed rows over: its signal, noted for the committing task."""
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(written)
+        note_hand_over(written)
+
+    def take(self) -> None:
+        """The hand-overs so far go in this round (a batch's overflow, or rows sent to a
+        claim, resolve with it: the waiter's bound is a few ms, nothing waits on them)."""
+        self._taken, self._waiting = self._taken + self._waiting, []
+
+    def release(self) -> None:
+        """The round publishes nothing: its signals resolve now."""
+        taken, self._taken = self._taken, []
+        release_after(taken, turns=0)
+
+    def announced(self, publishing: Awaitable[_T]) -> Awaitable[_T]:
+        """`publishing`, resolving the taken signals once it first suspends."""
+        if not self._taken:
+            return publishing
+        taken, self._taken = self._taken, []
+        return announcing(publishing, lambda: release_after(taken, turns=SENDER_TURNS))
 
 
 @types.coroutine

@@ -242,7 +242,8 @@ class OutboxRelay:
             return  # leased: another relay claims them once the lease ends
         for row in rows:
             self._handed.append((leased_at, relay_row(row)))
-        self._written.add()
+        if self._wake.waiting:  # idle: its round starts now (busy: no one waits for it)
+            self._written.add()
         self._wake.set()
 
     async def _ensure_listening(self) -> None:

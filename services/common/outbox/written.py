@@ -23,6 +23,11 @@ test_outbox_written.py` checks that order on a real broker (one turn fewer fails
 so an aiokafka that needs more turns is caught there; at worst the answer would go a
 turn before the request, as it always did before.
 
+Only a hand-over to an idle relay gets a signal: a relay in the middle of a round (its
+records awaiting the broker's answer, then their settling) would publish these rows only
+after that round, several ms later, and the waiter would only sit out its bound (at 64
+concurrent submissions, on every request). Without a signal the route does not wait.
+
 The first record of a topic may wait for the topic's metadata first: its waiter is
 then resumed before the write, as before this module. The relay's first suspension can
 also be a full partition queue (`wait_drain`); the bound covers it.

@@ -1,11 +1,13 @@
 """A hand-over's "written" on a real broker (PostgreSQL): the committing task resumes only
 after the producer has written the produce request carrying its rows, and before that
-row was settled as acknowledged; without a hand-over it does not wait."""
+row was settled as acknowledged; without a hand-over, or to a relay in mid-round, it does not wait."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import make_session_factory
 from services.common.kafka import outbox_publisher
-from services.common.outbox import OutboxRelay, enqueue, handed_written
+from services.common.outbox import OutboxRelay, OutboxRow, enqueue, handed_written
 from services.common.outbox.written import SENDER_TURNS
 from tests.support.events import notice_updated
 from tests.support.kafka_io import wait_for
@@ -104,3 +106,40 @@ async def test_the_wait_ends_at_its_bound_when_no_relay_round_comes(
     finally:
         await relay.stop()
     assert relay.published_total == 1  # the stop published it
+
+
+class _Held:
+    """A batch publisher whose rounds wait for `gate` (a round in flight, its answer due)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.batches = 0
+
+    async def publish_batch(self, rows: Sequence[OutboxRow]) -> list[BaseException | None]:
+        self.batches += 1
+        await self.gate.wait()
+        return [None] * len(rows)
+
+
+async def test_a_hand_over_to_a_relay_in_mid_round_is_not_waited_for(engine: AsyncEngine) -> None:
+    publisher = _Held()
+    relay = OutboxRelay(
+        engine=engine, publish=publisher, component="intake", poll_interval_s=120, claim_ttl_s=60
+    )
+    await relay.start()
+    try:
+        await wait_for(lambda: relay._wake.waiting, timeout=DEADLINE_S)
+        await _commit_one(engine)
+        await wait_for(lambda: publisher.batches == 1, timeout=DEADLINE_S)  # in mid-round
+        await _commit_one(engine)
+        # Its rows go only after the round in flight: no signal, so no wait at all.
+        waiting = asyncio.ensure_future(handed_written(within_s=DEADLINE_S))
+        await asyncio.sleep(0)
+        assert waiting.done()
+        assert waiting.result() is True
+        assert publisher.batches == 1
+        publisher.gate.set()
+        await wait_for(lambda: relay.published_total == 2, timeout=DEADLINE_S)
+    finally:
+        publisher.gate.set()
+        await relay.stop()

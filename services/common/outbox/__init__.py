@@ -35,7 +35,6 @@ from services.common.outbox.writing import (
     pending_count,
     watch_commits,
 )
-from services.common.outbox.written import handed_written
 
 __all__ = [
     "OUTBOX_COLUMNS",
@@ -47,7 +46,6 @@ __all__ = [
     "enqueue_all",
     "enqueue_outgoing",
     "hand_over",
-    "handed_written",
     "heard_from_elsewhere",
     "lease_columns",
     "lease_values",

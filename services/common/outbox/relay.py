@@ -97,7 +97,6 @@ from services.common.outbox.writing import (
     _wakers,
     heard_from_elsewhere,
 )
-from services.common.outbox.written import WrittenSignals
 
 __all__ = ["BatchPublisher", "OutboxRelay"]
 
@@ -164,7 +163,6 @@ class OutboxRelay:
         # Rows this process's commits handed over (handoff.py), with when (loop time).
         self._hand_off = hand_off and self._postgres
         self._handed: deque[tuple[float, OutboxRow]] = deque()
-        self._written = WrittenSignals()  # for a committing task to await (written.py)
         # Handed rows wait up to `linger_s` for more, then go in one round (lingering.py).
         self._lingering = Lingering(linger_s=linger_s, rows=batch_size, lease_s=claim_ttl_s)
         self._stop_taking: Callable[[], None] | None = None
@@ -242,8 +240,6 @@ class OutboxRelay:
             return  # leased: another relay claims them once the lease ends
         for row in rows:
             self._handed.append((leased_at, relay_row(row)))
-        if self._wake.waiting:  # idle: its round starts now (busy: no one waits for it)
-            self._written.add()
         self._wake.set()
 
     async def _ensure_listening(self) -> None:
@@ -372,7 +368,6 @@ class OutboxRelay:
         loop) is left to a claim instead: its lease may end before the heartbeat renews it.
         """
         oldest = time.monotonic() - self._claim_ttl_s / 3
-        self._written.take()
         rows: list[OutboxRow] = []
         while self._handed and len(rows) < self._batch_size:
             handed_at, row = self._handed.popleft()
@@ -384,7 +379,6 @@ class OutboxRelay:
                 self._lingering.hold(row.key)
                 self._claim_wanted = True
         if not rows:
-            self._written.release()
             return 0
         return await self._publish_and_settle(sorted(rows, key=lambda row: row.id))
 
@@ -421,9 +415,9 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> Sequence[object]:
         """Per row None or its error: a key's rows together if the publisher can, else in waves."""
-        together = self._publish_together
-        publishing = together(rows) if together else in_waves(rows, self._publish_batch)
-        return await self._written.announced(publishing)  # a handed round's signals
+        if self._publish_together is not None:
+            return await self._publish_together(rows)
+        return await in_waves(rows, self._publish_batch)
 
     async def _claim(self) -> Sequence[OutboxRow]:
         async with self._sessions() as session, session.begin():

@@ -17,7 +17,6 @@ from schemas.base import Status
 from schemas.notices import OperationType
 from services.common.auth import Principal, require_roles
 from services.common.bounds import MAX_OFFSET, MAX_PAGE_SIZE
-from services.common.outbox import handed_written
 from services.common.problems import bad_request
 from services.common.signing import SIGNATURE_HEADER
 from services.intake import notices
@@ -74,10 +73,6 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 _READ_PROBLEMS: dict[int | str, dict[str, Any]] = {
     k: v for k, v in _PROBLEMS.items() if k in (401, 403, 422)
 }
-
-
-# How long a submission's 201 waits for its event's produce request (outbox `handed_written`).
-_WRITTEN_WITHIN_S = 0.003
 
 
 async def _in_unit_of_work(
@@ -181,9 +176,6 @@ def _submit_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
             # first (notices/submission.py), so its writes still commit together.
             lone_write_commits=True,
         )
-        # The notice's event on its way to the broker before the 201 wakes the submitter
-        # (the relay runs on this loop); never longer than this, never for the broker's ack.
-        await handed_written(within_s=_WRITTEN_WITHIN_S)
         _mark(response, result, created=True)
         return notice_view(result)
 

@@ -85,8 +85,9 @@ class Admission:
         resolved: dict[uuid.UUID, Resolution],
         now: datetime,
     ) -> tuple[list[Outcome], list[Send]]:
-        """Each claimed record with what the plan made of it: a send, or (expired, skipped,
-        no address, busy destination, open breaker) its outcome, recorded at once."""
+        """Each claimed record with what the plan made of it: a send (webhooks first), or
+        (expired, skipped, no address, busy destination, open breaker) its outcome, recorded
+        at once."""
         immediate: list[Outcome] = []
         sends: list[Send] = []
         for record in records:
@@ -117,6 +118,8 @@ class Admission:
                     send = self._admit(record, answer, now, immediate)
                     if send is not None:
                         sends.append(send)
+        # Webhooks' tasks first: the other channels' yield a turn to them (registry.py).
+        sends.sort(key=lambda send: send.outbound.channel != "webhook")
         return immediate, sends
 
     def _admit(

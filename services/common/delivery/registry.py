@@ -9,6 +9,7 @@ never quietly sent on another channel instead.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, assert_never
@@ -168,6 +169,13 @@ class SenderRegistry:
 
         Returns the SMS gateway's receipt (coding and segment count) for an SMS, else None.
         """
+        if not isinstance(outbound, WebhookOutbound):
+            # aiohttp writes a request's body from a task of its own (eagerly only on Python
+            # 3.12+), queued behind whatever is ready when the webhook's attempt spawns it:
+            # an e-mail's composition and SMTP commands, an SMS request, started in the same
+            # turn (the engine starts webhooks first), ran before it. One turn here puts
+            # them behind the webhook's bytes; an e-mail or SMS does not miss it.
+            await asyncio.sleep(0)
         match outbound:
             case WebhookOutbound():
                 if self._webhook is None:

@@ -5,11 +5,14 @@ outcomes claim nothing (`Lookout`)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from services.common.delivery import DeliveryEngine, DeliveryRecord, Resolution
 from services.common.delivery.insert_query import PENDING_COLUMNS
@@ -17,6 +20,7 @@ from services.common.delivery.lookout import Lookout
 from services.common.delivery.outcomes import Busy, Outcome
 from tests.unit.common.delivery.fakes import (
     T0,
+    FakeEmail,
     FakePlan,
     FakeWebhook,
     accept,
@@ -323,3 +327,55 @@ async def test_slots_prepared_for_records_that_did_not_go_in_are_free_again() ->
         committed(session)
         await until(lambda: store.state(later.delivery_id) == "delivered")
     assert webhook.delivered == [("http://a/2", str(later.delivery_id))]
+
+
+class _SpawningWebhook(FakeWebhook):
+    """Writes its request's body from a task of its own, as aiohttp does on Python 3.11."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    async def send(self, url: str, payload: Any, *, delivery_id: str) -> int:
+        self.events.append("webhook called")
+
+        async def write_bytes() -> None:
+            self.events.append("webhook body written")
+
+        await asyncio.create_task(write_bytes())
+        return await super().send(url, payload, delivery_id=delivery_id)
+
+
+class _RecordingEmail(FakeEmail):
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    async def send(
+        self, *, to: str, subject: str, text: str, delivery_id: str, language: str = "en"
+    ) -> None:
+        self.events.append("email called")  # its composition and SMTP commands start here
+        await super().send(
+            to=to, subject=subject, text=text, delivery_id=delivery_id, language=language
+        )
+
+
+@pytest.mark.parametrize("email_first", [True, False])
+async def test_a_hand_off_s_webhook_body_is_written_before_its_e_mail_starts(
+    email_first: bool,
+) -> None:
+    events: list[str] = []
+    engine, store, _, _ = make_engine(
+        webhook=_SpawningWebhook(events), email=_RecordingEmail(events)
+    )
+    async with _running(engine):
+        aggregate = uuid.uuid4()
+        mail = order("spoc@example.org", channel="email", aggregate=aggregate)
+        hook = order("http://a/hook", aggregate=aggregate)
+        await accept(engine, *((mail, hook) if email_first else (hook, mail)))
+        await until(
+            lambda: {store.state(mail.delivery_id), store.state(hook.delivery_id)} == {"delivered"}
+        )
+    # Whatever the order accepted in: the webhook's attempt first, and its body task (a
+    # turn of its own) before the e-mail's attempt, which yields that turn to it.
+    assert events == ["webhook called", "webhook body written", "email called"]

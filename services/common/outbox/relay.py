@@ -70,16 +70,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from services.common.db import is_postgres
 from services.common.direct import DirectStatement
 from services.common.logging import get_logger
-from services.common.messaging import outbox_messages
 from services.common.metrics import OUTBOX_PUBLISHED
 from services.common.outbox.handoff import Taker, register_taker
 from services.common.outbox.leases import LeaseKeeper
@@ -480,14 +477,3 @@ class OutboxRelay:
         async with self._sessions() as session:
             value = (await session.execute(self._statements.earliest_lease)).scalar()
         return self._statements.seconds_until(value)
-
-    async def prune(self, *, older_than: timedelta) -> int:
-        """Delete rows sent longer ago than `older_than`; returns how many."""
-        cutoff = datetime.now(UTC) - older_than
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(
-                sa.delete(outbox_messages).where(
-                    outbox_messages.c.sent_at.is_not(None), outbox_messages.c.sent_at < cutoff
-                )
-            )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]

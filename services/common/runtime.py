@@ -79,8 +79,15 @@ class ServiceRuntime:
     """Database, broker, consumer, outbox relay and workers of one service."""
 
     def __init__(
-        self, *, name: str, settings: CommonSettings, component: str | None = None
+        self,
+        *,
+        name: str,
+        settings: CommonSettings,
+        component: str | None = None,
+        prunes_messaging: bool = True,
     ) -> None:
+        """`prunes_messaging`: whether this process runs the outbox and inbox retention
+        (retention.py); one process of a group of workers sharing a schema is enough."""
         # First of all, so no process (and no subclass's start-up step) runs on them.
         refuse_development_secrets(settings, service=name)
         self.name = name
@@ -115,7 +122,8 @@ class ServiceRuntime:
             inbox_retention_s=settings.inbox_retention_s,
             interval_s=settings.messaging_prune_interval_s,
         )
-        self.add_worker("messaging-retention", self.retention.run)
+        if prunes_messaging:
+            self.add_worker("messaging-retention", self.retention.run)
         self.started = False
 
     def add_worker(self, name: str, worker: Worker) -> None:

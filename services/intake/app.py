@@ -45,7 +45,8 @@ class IntakeService:
 def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -> IntakeService:
     """Build the intake app and its deps; nothing connects until the app's lifespan starts."""
     settings = settings or get_settings(IntakeSettings)
-    runtime = ServiceRuntime(name=SERVICE, settings=settings)
+    leads = worker_role().leads
+    runtime = ServiceRuntime(name=SERVICE, settings=settings, prunes_messaging=leads)
     # Read now so a bad key or policy file stops the process before it serves anything.
     deps = IntakeDeps.build(
         settings=settings,
@@ -55,9 +56,10 @@ def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -
         event_source=runtime.source,
         clock=clock,
     )
-    if worker_role().leads:
-        # Once per group of worker processes (services/common/serve.py): the rest serve
-        # requests and relay their own outbox rows only.
+    if leads:
+        # Once per group of worker processes (services/common/serve.py), as the outbox
+        # and inbox retention is: the rest serve requests and relay their own outbox
+        # rows only.
         runtime.add_worker("intake-sweeper", sweeper(deps))
         runtime.add_worker("intake-audit-sealer", sealer(deps))
         # Who is in the directory in force decides which contacts read restricted detail.

@@ -2,7 +2,8 @@
 
 Built as `aviso serve intake` builds it in each worker, without entering the lifespan:
 nothing connects. Worker 0 of a group (and a process serving alone) registers the
-sweeper, the audit sealer and the directory consumer; any other worker none of them.
+sweeper, the audit sealer, the outbox and inbox retention and the directory consumer;
+any other worker none of them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def test_the_leading_worker_runs_the_sweeper_sealer_and_consumer(
     tmp_path: Path, role: WorkerRole, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     found = _background_work(tmp_path, role, monkeypatch)
-    assert found["workers"] == ["intake-audit-sealer", "intake-sweeper"]
+    assert found["workers"] == ["intake-audit-sealer", "intake-sweeper", "messaging-retention"]
     assert found["subscribers"] == 1
 
 

@@ -230,7 +230,17 @@ async def test_a_spanish_bulletins_sms_shows_the_gateways_reports_on_its_record(
             return any(s["detail"].get("status") == "delivered" for s in steps)
 
         steps = await _timeline_until(rc, bulletin_id, reported)
-        (record,) = [r for r in await rc.delivery_records(bulletin_id) if r["channel"] == "sms"]
+        # The gateway's report may be recorded before the engine has settled the send it
+        # reports on (the fake SMSC answers within milliseconds): wait for both.
+        sms: list[dict[str, Any]] = []
+
+        async def settled() -> bool:
+            records = await rc.delivery_records(bulletin_id)
+            sms[:] = [r for r in records if r["channel"] == "sms"]
+            return len(sms) == 1 and sms[0]["state"] not in ("pending", "sending")
+
+        await wait_for(settled, timeout=60, interval=0.2)
+        (record,) = sms
         assert (record["language"], record["state"], record["report"]) == (
             "es",
             "delivered",

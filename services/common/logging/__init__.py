@@ -17,9 +17,11 @@ from services.common.logging.redaction import (
     RESTRICTED_KEYS,
     add_restricted_keys,
     forget_sensitive_value,
+    forget_sensitive_values,
     is_restricted_key,
     redact_restricted,
     register_sensitive_value,
+    register_sensitive_values,
     scrub_text,
 )
 from services.common.logging.setup import (
@@ -47,11 +49,13 @@ __all__ = [
     "configure_logging",
     "faststream_logger",
     "forget_sensitive_value",
+    "forget_sensitive_values",
     "get_logger",
     "info_on_request_line",
     "is_restricted_key",
     "redact_restricted",
     "register_sensitive_value",
+    "register_sensitive_values",
     "request_line",
     "scrub_text",
 ]

@@ -15,7 +15,7 @@ import string
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,9 +28,11 @@ __all__ = [
     "RESTRICTED_KEYS",
     "add_restricted_keys",
     "forget_sensitive_value",
+    "forget_sensitive_values",
     "is_restricted_key",
     "redact_restricted",
     "register_sensitive_value",
+    "register_sensitive_values",
     "scrub_text",
 ]
 
@@ -261,29 +263,45 @@ class _SensitiveValues:
         return self.held.values
 
     def register(self, value: str) -> None:
+        self.register_all((value,))
+
+    def forget(self, value: str) -> None:
+        self.forget_all((value,))
+
+    def register_all(self, values: Iterable[str]) -> None:
+        """Hold each of `values` once more; what readers see changes once, at the end."""
         with self._lock:
-            count = self._counts.get(value, 0)
-            self._counts[value] = count + 1
-            self._counts.move_to_end(value)
-            if count:
+            added = False
+            for value in values:
+                count = self._counts.get(value, 0)
+                self._counts[value] = count + 1
+                self._counts.move_to_end(value)
+                if not count:
+                    self._insert(value)
+                    added = True
+            if not added:
                 return
-            self._insert(value)
             while len(self._counts) > self._max_entries:
                 oldest, _count = self._counts.popitem(last=False)
                 self._remove(oldest)
             self._publish()
 
-    def forget(self, value: str) -> None:
+    def forget_all(self, values: Iterable[str]) -> None:
+        """Drop one hold on each of `values`; what readers see changes once, at the end."""
         with self._lock:
-            count = self._counts.get(value)
-            if count is None:
-                return
-            if count > 1:
-                self._counts[value] = count - 1
-                return
-            del self._counts[value]
-            self._remove(value)
-            self._publish()
+            removed = False
+            for value in values:
+                count = self._counts.get(value)
+                if count is None:
+                    continue
+                if count > 1:
+                    self._counts[value] = count - 1
+                    continue
+                del self._counts[value]
+                self._remove(value)
+                removed = True
+            if removed:
+                self._publish()
 
     def _publish(self) -> None:
         plain = self.held.plain
@@ -319,13 +337,33 @@ _sensitive_values = _SensitiveValues(_SENSITIVE_VALUES_MAX)
 
 def register_sensitive_value(value: str) -> None:
     """Scrub exact occurrences of `value` (3+ chars) from log text until forgotten."""
-    if len(value.strip()) >= _SENSITIVE_VALUE_MIN_LENGTH:
-        _sensitive_values.register(value)
+    register_sensitive_values((value,))
+
+
+def register_sensitive_values(values: Iterable[str]) -> None:
+    """`register_sensitive_value` for each of `values`, in one change of the registry (a
+    request's dozen values: the held list is rebuilt once, not once per value)."""
+    _sensitive_values.register_all(
+        value for value in _each(values) if len(value.strip()) >= _SENSITIVE_VALUE_MIN_LENGTH
+    )
 
 
 def forget_sensitive_value(value: str) -> None:
     """Drop one registration of `value` (the value stays scrubbed while others hold it)."""
-    _sensitive_values.forget(value)
+    _sensitive_values.forget_all((value,))
+
+
+def forget_sensitive_values(values: Iterable[str]) -> None:
+    """`forget_sensitive_value` for each of `values`, in one change of the registry."""
+    _sensitive_values.forget_all(_each(values))
+
+
+def _each(values: Iterable[str]) -> Iterable[str]:
+    # A lone string is an iterable of strings too: held character by character, it would
+    # scrub every letter of every line and leave the value itself unheld.
+    if isinstance(values, str):
+        raise TypeError("pass a collection of values, not one string")
+    return values
 
 
 def scrub_text(text: str) -> str:

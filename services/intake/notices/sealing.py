@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from services.common.auth import Principal
-from services.common.logging import forget_sensitive_value, register_sensitive_value
+from services.common.logging import forget_sensitive_values, register_sensitive_values
 from services.intake.crypto import KeyRing
 from services.intake.deps import IntakeDeps
 from services.intake.domain import RestrictedDetail, VersionRecord, msg_type_for, references_for
@@ -25,13 +25,11 @@ __all__ = ["open_latest", "restricted_detail", "scrubbed", "seal_version"]
 def scrubbed(values: Iterable[str]) -> Iterator[None]:
     """Scrub these restricted values from every log line while the block runs."""
     held = [value for value in values if value]
-    for value in held:
-        register_sensitive_value(value)
+    register_sensitive_values(held)
     try:
         yield
     finally:
-        for value in held:
-            forget_sensitive_value(value)
+        forget_sensitive_values(held)
 
 
 def restricted_detail(content: NoticeContent, principal: Principal) -> RestrictedDetail:

@@ -36,9 +36,11 @@ from services.common.logging import (
     configure_logging,
     faststream_logger,
     forget_sensitive_value,
+    forget_sensitive_values,
     get_logger,
     is_restricted_key,
     register_sensitive_value,
+    register_sensitive_values,
 )
 
 
@@ -209,6 +211,41 @@ def test_sqlalchemy_error_parameters_scrubbed(output: io.StringIO) -> None:
     (line,) = lines(output)
     assert "[parameters: [REDACTED]]" in line["exception"]
     assert "UNIQUE constraint failed" in line["exception"]
+
+
+def test_values_registered_together_are_scrubbed_and_forgotten_together(
+    output: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = log_redaction._sensitive_values
+    changes = 0
+    publish = registry._publish
+
+    def counted() -> None:
+        nonlocal changes
+        changes += 1
+        publish()
+
+    monkeypatch.setattr(registry, "_publish", counted)
+    phone, plate, name = "+1 555 0100 " + uuid.uuid4().hex[:6], uuid.uuid4().hex[:8], canary()
+    shared = f"shared-{uuid.uuid4().hex}"
+    log = get_logger("tests.registry")
+    register_sensitive_values([phone, plate, name, shared, "ab"])  # "ab": too short to hold
+    register_sensitive_values([shared])  # a second request holds it too
+    try:
+        assert changes == 1  # the second batch added nothing new: no change to publish
+        log.info("rumor.text", text=f"{name} at {phone} in {plate}, {shared}; ab")
+        forget_sensitive_values([phone, plate, name, shared, "ab"])
+        assert changes == 2
+        log.info("rumor.text", text=f"still {shared}, not {plate}")
+    finally:
+        forget_sensitive_values([shared])
+    first, second = lines(output)
+    assert first["text"] == f"{REDACTED} at {REDACTED} in {REDACTED}, {REDACTED}; ab"
+    assert second["text"] == f"still {REDACTED}, not {plate}"
+    assert shared not in registry.snapshot
+    assert name not in registry.snapshot
+    with pytest.raises(TypeError, match="not one string"):
+        register_sensitive_values(name)  # would hold its characters, not the name
 
 
 def test_registered_values_scrubbed_until_forgotten(output: io.StringIO) -> None:

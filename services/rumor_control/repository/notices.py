@@ -49,8 +49,9 @@ class SqlNotices:
 
         A notice and its acknowledgement arrive on different topics and are handled at the
         same time; without this, each could miss the other's uncommitted row and no standby
-        would be drafted. PostgreSQL: a transaction-scoped advisory lock. SQLite: BEGIN
-        IMMEDIATE already serialises every writer.
+        would be drafted. PostgreSQL: a transaction-scoped advisory lock (the same key
+        `project_first_version` takes inside `apply_version`). SQLite: BEGIN IMMEDIATE
+        already serialises every writer.
         """
         if self._session.get_bind().dialect.name == "postgresql":
             await self._session.execute(

@@ -2,6 +2,8 @@
 
 The consumer (services/common/kafka.py) opens the unit of work, records the inbox row in
 it, and commits after the handler returns; handlers adapt it to this service's unit of work.
+A lone notice.received on PostgreSQL may carry the inbox row in its own one statement
+instead (services/common/applying.py `ClaimCarrier`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import ALERTS, NOTICES
 from services.common.cloudevents import Envelope
 from services.common.db import UnitOfWork
+from services.common.inbox import Claim
 from services.common.kafka import EventConsumer, Handler
 from services.rumor_control import notices
 from services.rumor_control.deps import RumorControlDeps
@@ -64,8 +67,17 @@ def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
     def ours(uow: UnitOfWork) -> RumorControlUnitOfWork:
         return RumorControlUnitOfWork.joining(uow, source=deps.source)
 
+    async def project_claiming(
+        envelope: Envelope[NoticeReceived], uow: UnitOfWork, claim: Claim
+    ) -> bool:
+        return await notices.project_notice_claiming(
+            ours(uow), deps=deps, notice=envelope.data, claim=claim
+        )
+
     # A received and an updated notice are the same use case: project the newest version.
-    @on("notice.received", topic=NOTICES)
+    # A lone notice.received new here carries the inbox claim in its one statement
+    # (PostgreSQL); an update, a cancel and an acknowledgement are more than one statement.
+    @consumer.on("notice.received", topic=NOTICES, group_id=group, carrier=project_claiming)
     @on("notice.updated", topic=NOTICES)
     async def notice_version(
         envelope: Envelope[NoticeReceived | NoticeUpdated], uow: UnitOfWork

@@ -20,6 +20,7 @@ from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.db import AfterCommit, UnitOfWork
 from services.common.delivery.handset import HandsetPolicy, ReportEffect
 from services.common.delivery.sms_reports import DeliveryReport
+from services.common.inbox import Claim
 from services.rumor_control.community.repository import SqlSubscribers, Subscribers
 from services.rumor_control.domain import (
     Aggregate,
@@ -67,6 +68,9 @@ class Notices(Protocol):
     async def apply_version(
         self, notice: NoticeReceived | NoticeUpdated, *, at: datetime
     ) -> VersionApplied: ...
+    async def project_new_claiming(
+        self, notice: NoticeReceived | NoticeUpdated, *, at: datetime, claim: Claim
+    ) -> bool: ...
     async def cancel(
         self, *, notice_id: uuid.UUID, version: int, status: Status, at: datetime
     ) -> None: ...

@@ -1,6 +1,15 @@
 """Use cases fed by intake's notices and router's acknowledgements (Kafka)."""
 
 from services.rumor_control.notices.cancellation import apply_notice_cancelled
-from services.rumor_control.notices.projection import acknowledge_alert, apply_notice
+from services.rumor_control.notices.projection import (
+    acknowledge_alert,
+    apply_notice,
+    project_notice_claiming,
+)
 
-__all__ = ["acknowledge_alert", "apply_notice", "apply_notice_cancelled"]
+__all__ = [
+    "acknowledge_alert",
+    "apply_notice",
+    "apply_notice_cancelled",
+    "project_notice_claiming",
+]

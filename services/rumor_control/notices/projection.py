@@ -3,7 +3,8 @@ notice gets, ready before rumors start.
 
 A notice and its acknowledgement arrive on different topics, in either order: each use
 case locks the notice first, and an acknowledgement that comes first leaves a standby
-request the notice then fulfils.
+request the notice then fulfils. On PostgreSQL a lone notice.received new here carries the
+consumer's inbox claim in its one statement instead (`project_notice_claiming`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, get_args
 from schemas.alerts import AlertAcknowledged
 from schemas.base import Language, is_drill
 from schemas.notices import NoticeReceived, NoticeUpdated
+from services.common.inbox import Claim
 from services.common.logging import get_logger
 from services.rumor_control.deps import RumorControlDeps
 from services.rumor_control.domain import LANGUAGES, BulletinState, NoticeRow
@@ -29,7 +31,7 @@ from services.rumor_control.vetting.common import (
 )
 from services.rumor_control.vetting.drafts import create_draft
 
-__all__ = ["acknowledge_alert", "apply_notice"]
+__all__ = ["acknowledge_alert", "apply_notice", "project_notice_claiming"]
 
 log = get_logger(__name__)
 
@@ -40,7 +42,7 @@ async def apply_notice(
     uow: RumorControlUoW, *, deps: RumorControlDeps, notice: NoticeReceived | NoticeUpdated
 ) -> None:
     """Project a notice version; draft a standby that waited for it; re-check drafts."""
-    await uow.notices.lock(notice.notice_id)
+    # apply_version takes the notice's lock first (in its one statement on PostgreSQL).
     applied = await uow.notices.apply_version(notice, at=deps.clock())
     if applied.standby_requested:
         await _draft_standby(uow, deps, notice.notice_id)
@@ -52,6 +54,23 @@ async def apply_notice(
         # A notice new here has none: a draft cites only notices already projected (the
         # standby just drafted was checked as it was made).
         await _recheck_drafts(uow, deps, notice.notice_id)
+    _projected(uow, notice)
+
+
+async def project_notice_claiming(
+    uow: RumorControlUoW, *, deps: RumorControlDeps, notice: NoticeReceived, claim: Claim
+) -> bool:
+    """A notice new here in one statement with the consumer's inbox claim, committed by
+    itself: whether it was (else nothing was written and `apply_notice` decides)."""
+    # A new notice has no drafts to re-check and, with no request waiting (the statement
+    # checks), no standby to draft: its projection's row is all of apply_notice's work.
+    if not await uow.notices.project_new_claiming(notice, at=deps.clock(), claim=claim):
+        return False
+    _projected(uow, notice)
+    return True
+
+
+def _projected(uow: RumorControlUoW, notice: NoticeReceived | NoticeUpdated) -> None:
     notice_id, version = str(notice.notice_id), notice.version
     uow.after_commit(lambda: log.info("notice.projected", notice_id=notice_id, version=version))
 

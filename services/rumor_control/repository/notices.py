@@ -9,10 +9,13 @@ from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.notices import NoticeReceived, NoticeUpdated
+from services.common.direct import DirectStatement, is_postgres_session
+from services.common.inbox import Claim
+from services.common.messaging import inbox_messages
 from services.rumor_control.domain import NoticeRow, VersionApplied
 from services.rumor_control.repository._sql import aware, insert_for
 from services.rumor_control.tables import notices, standby_requests
@@ -46,8 +49,9 @@ class SqlNotices:
 
         A notice and its acknowledgement arrive on different topics and are handled at the
         same time; without this, each could miss the other's uncommitted row and no standby
-        would be drafted. PostgreSQL: a transaction-scoped advisory lock. SQLite: BEGIN
-        IMMEDIATE already serialises every writer.
+        would be drafted. PostgreSQL: a transaction-scoped advisory lock (the same key
+        `project_first_version` takes inside `apply_version`). SQLite: BEGIN IMMEDIATE
+        already serialises every writer.
         """
         if self._session.get_bind().dialect.name == "postgresql":
             await self._session.execute(
@@ -83,25 +87,17 @@ class SqlNotices:
     ) -> VersionApplied:
         """Apply a received/updated version: newest fields win, fingerprints accumulate.
 
-        Also takes the standby request an acknowledgement left waiting for this notice. A
-        notice seen for the first time (nearly every one) is one statement on PostgreSQL:
-        the request's DELETE and the row's INSERT together.
+        Takes the notice's lock first (`lock`), and the standby request an acknowledgement
+        left waiting for this notice. A notice seen for the first time (nearly every one)
+        is one statement on PostgreSQL: the lock, the request's DELETE and the row's INSERT
+        in `project_first_version` (rumor_control_0009).
         """
-        values = {
-            "notice_id": str(notice.notice_id),
-            "version": notice.version,
-            "status": notice.status,
-            "area": notice.area,
-            "area_code": notice.area_code,
-            "window_start": notice.window_start,
-            "window_end": notice.window_end,
-            "fingerprints": sorted(set(notice.restricted_fingerprints)),
-            "fingerprint_key_ids": [notice.fingerprint_key_id],
-            "updated_at": at,
-        }
-        if self._session.get_bind().dialect.name == "postgresql":
-            taken, inserted = (await self._session.execute(_first_version(), values)).one()
+        values = _version_values(notice, at=at)
+        if is_postgres_session(self._session):
+            row = await _FIRST_VERSION_PG.fetchrow(self._session, {**values, **_NO_CLAIM})
+            taken, inserted = row["taken"], row["inserted"]
         else:
+            # SQLite: BEGIN IMMEDIATE already serialises every writer (no lock to take).
             deleted = await self._session.execute(_take_request(), values)
             added = await self._session.execute(_insert_version(sqlite.insert), values)
             taken = bool(getattr(deleted, "rowcount", 0))
@@ -109,6 +105,17 @@ class SqlNotices:
         if not inserted:
             await self._merge_version(notice, at=at)
         return VersionApplied(first_seen=bool(inserted), standby_requested=bool(taken))
+
+    async def project_new_claiming(
+        self, notice: NoticeReceived | NoticeUpdated, *, at: datetime, claim: Claim
+    ) -> bool:
+        """PostgreSQL, the unit of work's only write: project a notice new here with the
+        consumer's inbox `claim`, in one statement committed by itself. False: nothing
+        written (the message is recorded, the notice known or awaited by a standby
+        request), and `apply_version` decides in the usual transaction."""
+        values = {**_version_values(notice, at=at), **_claim_values(claim)}
+        row = await _FIRST_VERSION_PG.fetchrow(self._session, values, lone=True)
+        return bool(row["inserted"])
 
     async def _merge_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> None:
         """A later (or redelivered, or out-of-order) version of a notice already projected.
@@ -213,11 +220,40 @@ def _take_request() -> sa.Delete:
     )
 
 
-@cache
-def _first_version() -> sa.Select[bool, bool]:
-    """PostgreSQL: take the notice's standby request and insert its first version in one
-    statement (built once): whether a request was taken, and whether the row is new. Both
-    run after the caller's lock, so a concurrent acknowledgement cannot fall between them."""
-    taken = _take_request().returning(standby_requests.c.notice_id).cte("taken")
-    inserted = _insert_version(postgresql.insert).returning(notices.c.notice_id).cte("inserted")
-    return sa.select(sa.exists(taken.select()), sa.exists(inserted.select()))
+def _version_values(notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> dict[str, Any]:
+    """A version's row, by column name (restricted detail arrives only as fingerprints)."""
+    return {
+        "notice_id": str(notice.notice_id),
+        "version": notice.version,
+        "status": notice.status,
+        "area": notice.area,
+        "area_code": notice.area_code,
+        "window_start": notice.window_start,
+        "window_end": notice.window_end,
+        "fingerprints": sorted(set(notice.restricted_fingerprints)),
+        "fingerprint_key_ids": [notice.fingerprint_key_id],
+        "updated_at": at,
+    }
+
+
+_CLAIM_PARAMETERS = ("consumer", "message_id", "topic", "processed_at")
+_NO_CLAIM: dict[str, Any] = dict.fromkeys(f"c_{name}" for name in _CLAIM_PARAMETERS)
+
+
+def _claim_values(claim: Claim) -> dict[str, Any]:
+    return {f"c_{name}": value for name, value in claim.row().items()}
+
+
+def _first_version_pg() -> sa.Select[Any]:
+    """PostgreSQL: `project_first_version` (rumor_control_0009), a function so that its
+    reads come after the notice's lock (see the migration); with a claim (`:c_*`) or
+    without (nulls)."""
+    version = [sa.bindparam(name, type_=notices.c[name].type) for name in _VERSION_COLUMNS]
+    claim = [
+        sa.bindparam(f"c_{name}", type_=inbox_messages.c[name].type) for name in _CLAIM_PARAMETERS
+    ]
+    applied = sa.func.project_first_version(*version, *claim).table_valued("taken", "inserted")
+    return sa.select(applied.c.taken, applied.c.inserted)
+
+
+_FIRST_VERSION_PG = DirectStatement(_first_version_pg)

@@ -21,6 +21,7 @@ from services.common.db import AfterCommit
 from services.common.delivery import DeliveryOrder
 from services.common.delivery.handset import HandsetPolicy, ReportEffect
 from services.common.delivery.sms_reports import DeliveryReport
+from services.common.inbox import Claim
 from services.rumor_control.community.repository import Subscriber
 from services.rumor_control.config import PACKAGE_DIR, RumorControlSettings
 from services.rumor_control.department import load_department
@@ -76,6 +77,8 @@ class Store:
 
     notices: dict[uuid.UUID, NoticeRow] = field(default_factory=dict)
     standby_requests: set[uuid.UUID] = field(default_factory=set)
+    # The consumer's inbox as a carried claim wrote it: (consumer, message id).
+    claims: set[tuple[str, str]] = field(default_factory=set)
     rumors: dict[uuid.UUID, RumorRow] = field(default_factory=dict)
     reports: list[ReportRow] = field(default_factory=list)
     bulletins: dict[uuid.UUID, BulletinRow] = field(default_factory=dict)
@@ -141,6 +144,20 @@ class FakeNotices:
         waiting = notice.notice_id in self.store.standby_requests
         self.store.standby_requests.discard(notice.notice_id)
         return VersionApplied(first_seen=existing is None, standby_requested=waiting)
+
+    async def project_new_claiming(
+        self, notice: NoticeReceived | NoticeUpdated, *, at: datetime, claim: Claim
+    ) -> bool:
+        key = (claim.consumer, claim.message_id)
+        if (
+            key in self.store.claims
+            or notice.notice_id in self.store.notices
+            or notice.notice_id in self.store.standby_requests
+        ):
+            return False
+        self.store.claims.add(key)
+        await self.apply_version(notice, at=at)
+        return True
 
     async def cancel(
         self, *, notice_id: uuid.UUID, version: int, status: Status, at: datetime

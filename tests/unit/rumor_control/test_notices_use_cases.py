@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from schemas.bulletins import BulletinDrafted
 from schemas.notices import NoticeCancelled, NoticeUpdated
+from schemas.topics import NOTICES
+from services.common.inbox import Claim
 from services.rumor_control import notices, vetting
 from services.rumor_control.deps import RumorControlDeps
 from tests.unit.rumor_control.conftest import AUTHOR, acknowledgement, standby_draft
@@ -188,3 +190,47 @@ async def test_the_projection_is_logged_only_after_commit(
     assert len(uow.effects) == 1  # held back until the consumer commits
     await uow.commit()
     assert uow.effects == []
+
+
+CLAIM = Claim("rumor_control.notices", "message-1", NOTICES)
+
+
+async def test_a_new_notice_is_projected_with_its_claim(
+    deps: RumorControlDeps, store: Store
+) -> None:
+    received = notice(deps, area_code="lakeview", restricted_terms=("Elm Street",))
+    uow = FakeUnitOfWork(store)
+
+    assert await notices.project_notice_claiming(uow, deps=deps, notice=received, claim=CLAIM)
+
+    projected = store.notices[received.notice_id]
+    assert (projected.version, projected.area_code) == (1, "lakeview")
+    assert projected.fingerprints == frozenset(received.restricted_fingerprints)
+    assert store.claims == {("rumor_control.notices", "message-1")}
+    assert len(uow.effects) == 1  # its log line, after the commit
+
+
+async def test_a_claimed_message_a_known_notice_or_a_waiting_request_is_not_carried(
+    deps: RumorControlDeps, store: Store, clock: FakeClock
+) -> None:
+    received = notice(deps)
+    assert await notices.project_notice_claiming(
+        FakeUnitOfWork(store), deps=deps, notice=received, claim=CLAIM
+    )
+    other = Claim(CLAIM.consumer, "message-2", NOTICES)
+    awaited = notice(deps)
+    ack = acknowledgement(awaited.notice_id, at=clock)
+    await notices.acknowledge_alert(FakeUnitOfWork(store), deps=deps, acknowledged=ack)
+    before = dict(store.notices)
+
+    for version, claim in ((received, CLAIM), (received, other), (awaited, other)):
+        uow = FakeUnitOfWork(store)
+        assert not await notices.project_notice_claiming(
+            uow, deps=deps, notice=version, claim=claim
+        )
+        assert uow.effects == []
+
+    # Nothing written: the usual path (apply_notice) decides each of them.
+    assert store.notices == before
+    assert store.claims == {("rumor_control.notices", "message-1")}
+    assert store.standby_requests == {awaited.notice_id}

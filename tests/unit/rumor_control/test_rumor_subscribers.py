@@ -20,8 +20,9 @@ from schemas.base import EventData
 from schemas.notices import NoticeCancelled
 from schemas.topics import ALERTS, NOTICES
 from services.common import applying
-from services.common.cloudevents import new_event
-from services.common.db import make_session_factory
+from services.common.cloudevents import new_event, parse_envelope
+from services.common.db import UnitOfWork, make_session_factory
+from services.common.inbox import Claim
 from services.common.kafka import EventConsumer
 from services.rumor_control import notices, subscribers
 from services.rumor_control.deps import RumorControlDeps
@@ -190,3 +191,43 @@ def test_rumor_controls_member_heartbeats_a_third_as_often_as_the_urgent_groups(
     assert args["session_timeout_ms"] == 6_000
     assert args["heartbeat_interval_ms"] == 2_000
     assert deps.settings.consumer_session_timeout_ms == 2_000  # router's stays as it was
+
+
+async def test_only_a_received_notice_offers_to_carry_its_inbox_claim(
+    deps: RumorControlDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    carried: list[tuple[Any, Claim, RumorControlUnitOfWork]] = []
+
+    async def use_case(uow: RumorControlUnitOfWork, **kwargs: Any) -> bool:
+        carried.append((kwargs["notice"], kwargs["claim"], uow))
+        return True
+
+    monkeypatch.setattr(notices, "project_notice_claiming", use_case)
+    engine = create_async_engine("sqlite+aiosqlite://")  # never connects here
+    consumer = EventConsumer(
+        broker=KafkaBroker(), sessions=make_session_factory(engine), settings=deps.settings,
+        service="rumor_control",
+    )  # fmt: skip
+    subscribers.register(consumer, deps)
+    (subscription,) = consumer._subscriptions.values()
+    # An update, a cancel and an acknowledgement are more than one statement: never carried.
+    assert {event for (_, event), route in subscription.routes.items() if route.carrier} == {
+        "notice.received"
+    }
+    received = notice(deps)
+    claim = Claim("rumor_control.notices", "m-1", NOTICES)
+    route = subscription.routes[NOTICES, "notice.received"]
+    assert route.carrier is not None
+    async with UnitOfWork(make_session_factory(engine)) as uow:
+        envelope = parse_envelope(*_headers_and_body(received))
+        assert await route.carrier(envelope, uow, claim)
+        ((data, given, ours),) = carried
+        assert (data, given) == (received, claim)
+        assert isinstance(ours, RumorControlUnitOfWork)
+        assert ours.session is uow.session  # the consumer's unit of work, adapted
+    await engine.dispose()
+
+
+def _headers_and_body(data: EventData) -> tuple[dict[str, str], bytes]:
+    outgoing = new_event(data, source="aviso.tests")
+    return dict(outgoing.headers), outgoing.payload.encode()

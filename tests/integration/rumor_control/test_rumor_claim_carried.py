@@ -1,0 +1,298 @@
+"""A lone notice.received on PostgreSQL: the inbox claim rides in rumor_control's projection.
+
+The consumer hands the claim to rumor_control's carrier (services/common/applying.py
+`ClaimCarrier`) on a lone record's first try: the notice's lock, the claim and the
+notice's row are one statement (`project_first_version`, rumor_control_0009) sent without
+BEGIN, so PostgreSQL commits it as it answers. One round trip where there were five
+(BEGIN, the claim, the lock, the projection, COMMIT). Counted on the wire (asyncpg's
+query log on every connection the engine hands out, BEGIN and COMMIT included):
+deterministic, no timing. A redelivery, a version out of order, a waiting standby request
+(also one committed while the statement waited for the lock) and the batch path keep the
+usual path's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from faststream.kafka import KafkaBroker
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.alerts import AlertAcknowledged
+from schemas.base import EventData
+from schemas.topics import NOTICES
+from services.common.applying import ReadyMessage
+from services.common.cloudevents import new_event
+from services.common.db import make_engine, make_session_factory
+from services.common.kafka import EventConsumer
+from services.common.messaging import inbox_messages
+from services.common.migrations import upgrade
+from services.rumor_control import notices, subscribers
+from services.rumor_control.config import RumorControlSettings
+from services.rumor_control.deps import RumorControlDeps
+from services.rumor_control.tables import bulletins, standby_requests
+from services.rumor_control.tables import notices as notice_rows
+from tests.integration.router.router_support import notice, update
+from tests.support.kafka_io import wait_for
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
+]
+
+
+class Record:
+    """What aiokafka hands the consumer: enough of a ConsumerRecord."""
+
+    def __init__(self, data: EventData, offset: int, *, message_id: str | None = None) -> None:
+        outgoing = new_event(data, source="aviso.intake", message_id=message_id)
+        self.topic, self.partition, self.offset = NOTICES, 0, offset
+        self.key = outgoing.key.encode()
+        self.value = outgoing.payload.encode()
+        self.headers = [(k, v.encode()) for k, v in outgoing.headers.items()]
+        self.message_id = outgoing.message_id
+
+
+@dataclass
+class Rumor:
+    engine: AsyncEngine
+    deps: RumorControlDeps
+    consumer: EventConsumer
+
+    async def ready(self, record: Record) -> ReadyMessage:
+        (subscription,) = self.consumer._subscriptions.values()
+        item = await self.consumer._prepare(subscription, record)
+        assert item is not None
+        return item
+
+    async def count(self, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
+        async with self.engine.connect() as connection:
+            query = sa.select(sa.func.count()).select_from(table).where(where)
+            return int((await connection.execute(query)).scalar_one())
+
+    async def written(self, notice_id: uuid.UUID, message_id: str) -> list[int]:
+        """[notice rows, inbox rows of the message, standby requests, standby bulletins]."""
+        key = str(notice_id)
+        return [
+            await self.count(notice_rows, notice_rows.c.notice_id == key),
+            await self.count(inbox_messages, inbox_messages.c.message_id == message_id),
+            await self.count(standby_requests, standby_requests.c.notice_id == key),
+            await self.count(bulletins, bulletins.c.standby_for_notice == key),
+        ]
+
+
+@pytest.fixture
+async def rumor(database_url: str, tmp_path: Path) -> AsyncIterator[Rumor]:
+    """rumor_control's consumer on a migrated database, its handlers registered; no
+    broker started (records are handed to it)."""
+    settings = RumorControlSettings(
+        var_dir=tmp_path / "var",
+        database_url=database_url,
+        consumer_max_attempts=3,
+        consumer_backoff_s=0.001,
+    )
+    await upgrade(settings, "rumor_control")
+    engine = make_engine(settings, "rumor_control")
+    sessions = make_session_factory(engine)
+    deps = RumorControlDeps.build(
+        settings, sessions=sessions, source="aviso.rumor_control", delivery=_NoDelivery()
+    )
+    consumer = EventConsumer(
+        broker=KafkaBroker("127.0.0.1:1"), sessions=sessions, settings=settings,
+        service="rumor_control",
+    )  # fmt: skip
+    subscribers.register(consumer, deps)
+    try:
+        yield Rumor(engine, deps, consumer)
+    finally:
+        await engine.dispose()
+
+
+class _NoDelivery:
+    async def accept_many(self, session: object, orders: object) -> int:
+        return 0
+
+
+_ASYNCPG_INTROSPECTION = (
+    "SELECT current_setting('jit')",
+    "SELECT set_config('jit'",
+    "WITH RECURSIVE typeinfo_tree",
+)
+
+
+@contextmanager
+def _round_trips(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The first word of every query asyncpg sends on any of the engine's connections
+    (BEGIN and COMMIT included), from now on; read after a loop turn (asyncpg reports a
+    query on the turn after it answered) and before the block ends. asyncpg's own type
+    introspection, the first time a connection meets an array parameter, is left out."""
+    sent: list[str] = []
+    logged: dict[int, Any] = {}
+
+    def log(record: Any) -> None:
+        query = " ".join(record.query.split())
+        if not query.startswith(_ASYNCPG_INTROSPECTION):
+            sent.append(query.split()[0].upper().rstrip(";"))
+
+    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if id(driver) not in logged:
+            driver.add_query_logger(log)
+            logged[id(driver)] = driver
+
+    pool = engine.sync_engine.pool
+    event.listen(pool, "checkout", checkout)
+    try:
+        yield sent
+    finally:
+        event.remove(pool, "checkout", checkout)
+        for driver in logged.values():
+            driver.remove_query_logger(log)
+
+
+PROJECTED = [1, 1, 0, 0]  # the notice, its claim; no request left, no standby
+
+
+async def test_a_lone_notice_is_projected_and_claimed_in_one_round_trip(rumor: Rumor) -> None:
+    first = notice().model_copy(update={"restricted_fingerprints": ("a" * 32,)})
+    record = Record(first, offset=7)
+    item = await rumor.ready(record)
+    applier = rumor.consumer.applier
+    before = applier.processed_total
+
+    with _round_trips(rumor.engine) as sent:
+        await applier.apply(item)
+        await asyncio.sleep(0)
+
+    # One statement, autocommitted: no BEGIN, no separate inbox INSERT or lock, no COMMIT.
+    assert sent == ["SELECT"], sent
+    assert await rumor.written(first.notice_id, record.message_id) == PROJECTED
+    async with rumor.deps.unit_of_work() as uow:
+        row = await uow.notices.get(first.notice_id)
+    assert row is not None
+    assert (row.version, row.area, row.fingerprints) == (1, "District 4", frozenset({"a" * 32}))
+    assert applier.processed_total == before + 1
+
+
+async def test_a_redelivered_notice_writes_nothing_and_is_skipped(rumor: Rumor) -> None:
+    first = notice()
+    record = Record(first, offset=3)
+    again = Record(first, offset=4, message_id=record.message_id)  # the same message
+    applier = rumor.consumer.applier
+    await applier.apply(await rumor.ready(record))
+    applied = applier.processed_total
+
+    with _round_trips(rumor.engine) as sent:
+        await applier.apply(await rumor.ready(again))
+        await asyncio.sleep(0)
+
+    assert applier.processed_total == applied, "skipped as a duplicate"
+    assert await rumor.written(first.notice_id, record.message_id) == PROJECTED
+    # The carried statement found the claim and wrote nothing; the usual claim then
+    # reported the duplicate.
+    assert sent == ["SELECT", "BEGIN", "INSERT", "ROLLBACK"], sent
+
+
+async def test_an_older_version_after_a_newer_one_changes_no_field(rumor: Rumor) -> None:
+    first = notice().model_copy(update={"restricted_fingerprints": ("a" * 32,)})
+    second = update(first, 2, summary="Moved.").model_copy(
+        update={"area": "District 9", "restricted_fingerprints": ("b" * 32,)}
+    )
+    await rumor.consumer.applier.apply(await rumor.ready(Record(second, offset=1)))
+    late = Record(first, offset=2)
+
+    with _round_trips(rumor.engine) as sent:
+        await rumor.consumer.applier.apply(await rumor.ready(late))
+        await asyncio.sleep(0)
+
+    # The carrier found the notice known and wrote nothing; the usual path merged it.
+    assert sent[:3] == ["SELECT", "BEGIN", "INSERT"], sent
+    assert sent[-1] == "COMMIT", sent
+    async with rumor.deps.unit_of_work() as uow:
+        row = await uow.notices.get(first.notice_id)
+    assert row is not None
+    assert (row.version, row.area) == (2, "District 9")
+    assert row.fingerprints == frozenset({"a" * 32, "b" * 32})
+    assert await rumor.count(inbox_messages, inbox_messages.c.message_id == late.message_id) == 1
+
+
+def _acknowledged(first: Any) -> AlertAcknowledged:
+    return AlertAcknowledged(
+        alert_id=uuid.uuid4(),
+        notice_id=first.notice_id,
+        notice_version=1,
+        status=first.status,
+        acknowledged_by=uuid.uuid4(),
+        method="api",
+        step=0,
+        acknowledged_at=datetime.now(UTC),
+    )
+
+
+async def test_a_waiting_standby_request_takes_the_usual_path_and_is_drafted(
+    rumor: Rumor,
+) -> None:
+    first = notice()
+    async with rumor.deps.unit_of_work() as uow:
+        await notices.acknowledge_alert(uow, deps=rumor.deps, acknowledged=_acknowledged(first))
+        await uow.commit()
+    record = Record(first, offset=1)
+
+    await rumor.consumer.applier.apply(await rumor.ready(record))
+
+    assert await rumor.written(first.notice_id, record.message_id) == [1, 1, 0, 1]
+
+
+async def _waiting_on_a_lock(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
+        waiting = await connection.scalar(
+            sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        )
+    return bool(waiting)
+
+
+async def test_a_request_committed_while_the_statement_waits_for_the_lock_is_seen(
+    rumor: Rumor,
+) -> None:
+    """The acknowledgement holds the notice's lock and has written its request, not yet
+    committed; the carried statement waits for the lock. Once the acknowledgement commits
+    the statement must see its request (a statement's own snapshot would have been taken
+    before the wait and missed it: no standby, ever) and leave the notice to the usual
+    path, which drafts the standby."""
+    first = notice()
+    record = Record(first, offset=1)
+    item = await rumor.ready(record)
+    async with rumor.deps.unit_of_work() as ack:
+        await notices.acknowledge_alert(ack, deps=rumor.deps, acknowledged=_acknowledged(first))
+        applying = asyncio.create_task(rumor.consumer.applier.apply(item))
+        await wait_for(lambda: _waiting_on_a_lock(rumor.engine), timeout=30, interval=0.02)
+        assert not applying.done()
+        await ack.commit()
+    await asyncio.wait_for(applying, timeout=30)
+
+    assert await rumor.written(first.notice_id, record.message_id) == [1, 1, 0, 1]
+
+
+async def test_a_batch_still_applies_its_records_in_one_transaction(rumor: Rumor) -> None:
+    versions = [notice() for _ in range(3)]
+    records = [Record(v, offset=i) for i, v in enumerate(versions)]
+    items = [await rumor.ready(r) for r in records]
+
+    with _round_trips(rumor.engine) as sent:
+        assert await rumor.consumer.applier.apply_batch(items) == []
+        await asyncio.sleep(0)
+
+    # One BEGIN, one inbox INSERT for all three, one projection each (lock inside), COMMIT.
+    assert sent == ["BEGIN", "INSERT", "SELECT", "SELECT", "SELECT", "COMMIT"], sent
+    for version, record in zip(versions, records, strict=True):
+        assert await rumor.written(version.notice_id, record.message_id) == PROJECTED

@@ -113,9 +113,7 @@ async def test_a_chain_of_one_key_is_sent_without_polls_in_two_statements_per_ro
     assert len(executed) == (1 if postgres else 2) * rounds
     assert len({id(statement) for statement in executed}) == (1 if postgres else 2)
     if postgres:
-        settlings = [
-            s for s in statements if s.startswith("DELETE FROM outbox_messages")
-        ]
+        settlings = [s for s in statements if s.startswith("DELETE FROM outbox_messages")]
         assert len(settlings) == rounds
         assert len(set(settlings)) == 1
 

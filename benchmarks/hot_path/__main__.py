@@ -303,7 +303,10 @@ async def _rates(
             # The legs are read from PostgreSQL (one database, a schema per service).
             path = (
                 await path_breakdown(
-                    infra.database_url, posted=result.posted, arrived=result.arrived
+                    infra.database_url,
+                    infra.bootstrap,
+                    posted=result.posted,
+                    arrived=result.arrived,
                 )
                 if infra.backend == "postgresql"
                 else {}

@@ -5,8 +5,13 @@ benchmark reads them per notice and reports each leg's percentiles:
 
     post      the bench writes POST /v1/notices to intake's socket, the request built
               first (before the tenth round: just before httpx's post)
-    enqueued  intake writes the notice.received outbox row (inside its transaction)
-    sent      intake's relay marks the row sent (after Kafka acknowledged it, acks=all)
+    enqueued  intake stamps the notice (`received_at`: the submission's clock reading just
+              before its one statement, which writes the notice.received outbox row;
+              before the eleventh round the outbox row's own `created_at`, a few µs later)
+    sent      intake's relay hands notice.received to the producer (the record's Kafka
+              timestamp; before the eleventh round the row's `sent_at`, stamped once Kafka
+              had acknowledged it, acks=all: the relay now deletes the row instead, so the
+              ack's round trip moved from enqueued -> sent into sent -> consumed)
     consumed  router's consumer claims the message in its inbox (its transaction starts)
     handled   router's handler starts opening the alert (the alert's triggered_at, read
               from the clock as the use case begins: after the inbox claim's round trips
@@ -20,21 +25,24 @@ benchmark reads them per notice and reports each leg's percentiles:
               stamped after reading and verifying, sharing the load generator's GIL)
 
 `enqueued` and `accepted` are stamped before their transactions commit, so the commit
-itself counts in the following leg (enqueued -> sent: commit, NOTIFY, the relay's claim,
-the produce round; accepted -> webhook: commit, the delivery engine's wake-up, its claim,
+itself counts in the following leg (enqueued -> sent: commit, hand-over to the relay,
+the producer; accepted -> webhook: commit, the delivery engine's wake-up, its claim,
 the HTTP POST).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.engine import make_url
 
 from benchmarks.hot_path.load import percentile
+from schemas.topics import NOTICES
 
 __all__ = ["LEGS", "path_breakdown"]
 
@@ -47,18 +55,20 @@ LEGS = (
     ("accepted", "webhook"),
 )
 
-# One row per notice: intake's outbox row of notice.received, router's inbox claim of that
-# message, and the alert's first webhook delivery record.
+# One row per notice: intake's notice, router's inbox claim of its notice.received (the
+# message id read from the topic: the outbox row is deleted once Kafka has it), and the
+# alert's first webhook delivery record.
 _QUERY = """
-SELECT o.key AS notice_id, o.created_at AS enqueued, o.sent_at AS sent,
+SELECT m.notice_id, n.received_at AS enqueued,
        (SELECT min(i.processed_at) FROM router.inbox_messages AS i
-         WHERE i.message_id = o.message_id) AS consumed,
-       (SELECT min(a.triggered_at) FROM router.alerts AS a WHERE a.notice_id = o.key) AS handled,
+         WHERE i.message_id = m.message_id) AS consumed,
+       (SELECT min(a.triggered_at) FROM router.alerts AS a
+         WHERE a.notice_id = m.notice_id) AS handled,
        (SELECT min(d.created_at) FROM router.delivery_records AS d
           JOIN router.alerts AS a ON d.aggregate_id = a.id
-         WHERE a.notice_id = o.key AND d.channel = 'webhook') AS accepted
-  FROM intake.outbox_messages AS o
- WHERE o.event_type = 'notice.received' AND o.key = ANY($1::text[])
+         WHERE a.notice_id = m.notice_id AND d.channel = 'webhook') AS accepted
+  FROM unnest($1::text[], $2::text[]) AS m(notice_id, message_id)
+  JOIN intake.notices AS n ON n.id = m.notice_id
 """
 
 
@@ -66,17 +76,59 @@ def _seconds(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
+async def _received_records(bootstrap: str, notice_ids: set[str]) -> dict[str, tuple[str, float]]:
+    """Per notice, its notice.received's message id and Kafka timestamp (seconds): the
+    topic read from its beginning to its end as it is now."""
+    # No group: every partition is assigned to this consumer once metadata arrives.
+    consumer = AIOKafkaConsumer(
+        NOTICES, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: dict[str, tuple[str, float]] = {}
+    try:
+        # aiokafka signals no group-less assignment: look until the metadata came in.
+        deadline = asyncio.get_running_loop().time() + 30
+        while not consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                return found
+            await asyncio.sleep(0.05)
+        partitions = list(consumer.assignment())
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    headers = dict(record.headers)
+                    notice_id = record.key.decode() if record.key else ""
+                    if headers.get("ce_type") == b"notice.received" and notice_id in notice_ids:
+                        # The first copy: a relay's crash may have published it twice.
+                        found.setdefault(
+                            notice_id, (headers["ce_id"].decode(), record.timestamp / 1000)
+                        )
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def path_breakdown(
-    database_url: str, *, posted: Mapping[str, float], arrived: Mapping[str, float]
+    database_url: str,
+    bootstrap: str,
+    *,
+    posted: Mapping[str, float],
+    arrived: Mapping[str, float],
 ) -> dict[str, Any]:
     """Per leg, p50/p90/max in ms over the notices that reached the webhook."""
     done = [notice_id for notice_id in posted if notice_id in arrived]
     if not done:
         return {}
+    records = await _received_records(bootstrap, set(done))
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(_QUERY, done)
+        rows = await conn.fetch(
+            _QUERY, list(records), [message_id for message_id, _sent in records.values()]
+        )
     finally:
         await conn.close()
     legs: dict[str, list[float]] = {f"{a}->{b}": [] for a, b in LEGS}
@@ -85,7 +137,7 @@ async def path_breakdown(
         stamps = {
             "post": posted[notice_id],
             "enqueued": _seconds(row["enqueued"]),
-            "sent": _seconds(row["sent"]),
+            "sent": records[notice_id][1],
             "consumed": _seconds(row["consumed"]),
             "handled": _seconds(row["handled"]),
             "accepted": _seconds(row["accepted"]),

@@ -1,12 +1,14 @@
 """Retention of the messaging tables: sent outbox rows and old inbox claims deleted.
 
-Every service keeps an outbox (events committed with their change, marked sent once Kafka
-has them) and an inbox (the ids of the messages it applied). A sent row is never
-published again, and a claim only has to outlive any redelivery of its message; left
-alone, both would grow by a few rows per notice for as long as the system runs. So each
-service process deletes, once an interval, the sent rows older than the outbox's
-retention and the claims older than the inbox's, in bounded batches: each batch is its
-own short transaction, so a relay or a consumer never waits long behind it.
+Every service keeps an outbox (events committed with their change) and an inbox (the ids
+of the messages it applied). The relay deletes an outbox row once Kafka has it
+(services/common/outbox/relay.py); rows marked sent (`sent_at`) by a release before that
+change are left to this pruning, which is the only way they go. A claim only has to
+outlive any redelivery of its message; left alone, claims (and those old sent rows) would
+stay for as long as the system runs. So each service process deletes, once an interval,
+the rows marked sent longer ago than the outbox's retention and the claims older than the
+inbox's, in bounded batches: each batch is its own short transaction, so a relay or a
+consumer never waits long behind it.
 
 Several processes of one service may prune at once: on PostgreSQL each batch skips the
 rows another batch holds, and a row is deleted once, whoever gets it. Unsent outbox rows

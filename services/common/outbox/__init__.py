@@ -1,9 +1,9 @@
 """Transactional outbox: events are written with the state change and published after commit.
 
 `enqueue` (writing.py) adds a row in the caller's transaction. `OutboxRelay` (relay.py)
-publishes committed rows to Kafka, in id order per key, marks them sent, and survives
-restarts: a row is only marked sent after the broker acknowledged it (acks=all), so a
-crash between the two publishes it again, which consumers absorb through their inbox.
+publishes committed rows to Kafka, in id order per key, deletes them once sent, and
+survives restarts: a row is only deleted after the broker acknowledged it (acks=all), so
+a crash between the two publishes it again, which consumers absorb through their inbox.
 On PostgreSQL a commit hands the rows it wrote straight to this process's relay
 (handoff.py): statements that write outbox rows themselves use `leased_insert_sql` or
 `lease_columns` with `lease_values(taker_for(session))`, and `hand_over` what they leased.

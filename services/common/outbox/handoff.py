@@ -8,7 +8,7 @@ across relays keeps the claim's rule (a row is taken only with, or after, every 
 row of its key). A key's later row joins its earlier one at the same relay, which sends
 them in order (lingering.py says how it keeps that order when a row fails). The
 statement returns the rows it leased; once the transaction commits they go to the relay
-as they are in memory, and the relay publishes them and marks them sent (one
+as they are in memory, and the relay publishes them and deletes them (one
 statement). A commit whose rows were all handed over wakes no claim; a row left
 unleased (its key had a row waiting elsewhere) wakes one, as before.
 

@@ -13,7 +13,7 @@ class LeaseKeeper:
 
     A timer, not a task: almost every round ends long before its first renewal is due, and
     a heartbeat task (with the task `asyncio.wait_for` makes for each of its waits) cost a
-    round two tasks and, at `stop`, three loop turns before the rows could be marked sent.
+    round two tasks and, at `stop`, three loop turns before the rows could be settled.
     Now `stop` cancels the timer and returns at once, unless a renewal is under way: then it
     waits for that renewal to end, so once `stop` returns no renewal is running or will start
     and the relay can settle its rows without a renewal racing it.

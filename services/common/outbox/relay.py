@@ -1,9 +1,13 @@
 """The outbox relay: committed rows published to Kafka in order per key.
 
-`OutboxRelay` publishes committed rows to Kafka, in id order per key, marks them sent,
-and survives restarts: a row is only marked sent after the broker acknowledged it
+`OutboxRelay` publishes committed rows to Kafka, in id order per key, deletes them once
+sent, and survives restarts: a row is only deleted after the broker acknowledged it
 (acks=all), so a crash between the two publishes it again, which consumers absorb
-through their inbox.
+through their inbox. A sent row is deleted rather than marked sent (`sent_at`): nobody
+reads it again, and the UPDATE cost the database a whole new row version and an entry in
+every index of the table, where a DELETE writes a few bytes. Rows marked sent before
+that change keep their `sent_at` (every statement here leaves them out) until the
+retention deletes them (services/common/retention.py).
 
 Several relays may run against one outbox. Each round a relay claims, in one
 statement, the unsent rows nobody else holds (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
@@ -32,13 +36,13 @@ On PostgreSQL the lease is stamped and compared with the database's clock, so cl
 skew between application hosts cannot eat into a 2 s lease. If a relay's event loop
 stalls for longer than the lease, another relay may publish the same row again: a
 duplicate, never a gap and never a later row of the key first (a row becomes
-claimable only once its predecessor is marked sent, which only the predecessor's
+claimable only once its predecessor is deleted as sent, which only the predecessor's
 current holder can do, or together with it), and consumers drop the duplicate through
 their inbox.
 
 On PostgreSQL most rows need no claim at all: the INSERT leases them to this process's
 relay and the commit hands them over (handoff.py); a loop turn woken only by a hand-over
-publishes them and marks them sent (one statement) and claims nothing.
+publishes them and deletes them (one statement) and claims nothing.
 
 A relay may linger (`linger`, lingering.py): rows handed over wait up to a few
 milliseconds for more (a notice's alert events, a key's rows handed to the same relay),
@@ -54,7 +58,7 @@ cost CPU in the service and in PostgreSQL every poll.
 
 A round costs two statements whatever its size: the claim (which returns the rows to
 send, and whether a row of the same key waits behind each) and the settling (which
-marks the batch sent and returns when the earliest lease left on the outbox ends). The
+deletes the batch and returns when the earliest lease left on the outbox ends). The
 batch goes to the broker in one produce round (`BatchPublisher`: every record handed
 to the producer, then all acknowledgements awaited). The relay claims again at once
 only when the batch was full, a claimed row had a successor, or a commit woke it;
@@ -150,7 +154,7 @@ class OutboxRelay:
             claim_ttl_s=claim_ttl_s,
             retry_delay_s=retry_delay_s,
         )
-        self._mark_sent = DirectStatement(lambda: self._statements.mark_sent)
+        self._delete_sent = DirectStatement(lambda: self._statements.delete_sent)
         # A publisher that sends a key's rows in one atomic record batch needs no waves.
         self._publish_together = (
             publish.publish_keys_together if isinstance(publish, KeysTogetherPublisher) else None
@@ -352,14 +356,14 @@ class OutboxRelay:
     # -- one round -----------------------------------------------------------------
 
     async def relay_once(self) -> int:
-        """Claim, publish and mark one batch; returns how many rows were published."""
+        """Claim, publish and settle one batch; returns how many rows were published."""
         rows = await self._claim()
         if not rows:
             return 0
         return await self._publish_and_settle(rows)
 
     async def _relay_handed(self) -> int:
-        """Publish and mark rows handed over at commit (up to a batch): no claim statement.
+        """Publish and delete rows handed over at commit (up to a batch): no claim statement.
 
         A row leased longer ago than a third of its lease (a long transaction, a busy
         loop) is left to a claim instead: its lease may end before the heartbeat renews it.
@@ -380,7 +384,7 @@ class OutboxRelay:
         return await self._publish_and_settle(sorted(rows, key=lambda row: row.id))
 
     async def _publish_and_settle(self, rows: Sequence[OutboxRow]) -> int:
-        """Publish rows this relay holds (in id order per key), mark them; how many went."""
+        """Publish rows this relay holds (in id order per key), settle them; how many went."""
         ids = [row.id for row in rows]
         try:
             async with LeaseKeeper(
@@ -431,13 +435,13 @@ class OutboxRelay:
         return sorted(claimed, key=lambda row: row.id)
 
     async def _settle(self, sent: list[int], failed: list[tuple[OutboxRow, BaseException]]) -> None:
-        """Mark `sent` sent and hold `failed` back; learn when the earliest lease left ends."""
+        """Delete `sent` and hold `failed` back; learn when the earliest lease left ends."""
         statements = self._statements
         self._lease_ends_in_s = None
         if self._postgres and sent and not failed:
             # The usual settling: straight to asyncpg, autocommitted (direct.py).
-            row = await self._mark_sent.fetchrow_alone(
-                self._engine, statements.mark_sent_values(sent)
+            row = await self._delete_sent.fetchrow_alone(
+                self._engine, statements.delete_sent_values(sent)
             )
             self._lease_ends_in_s = statements.seconds_until(None if row is None else row[0])
             return
@@ -448,7 +452,7 @@ class OutboxRelay:
                 )
             if sent:
                 ends = await session.execute(
-                    statements.mark_sent, statements.mark_sent_values(sent)
+                    statements.delete_sent, statements.delete_sent_values(sent)
                 )
                 self._lease_ends_in_s = statements.seconds_until(ends.scalar())
 

@@ -1,5 +1,12 @@
 """The relay's statements, built once per relay instead of once per round.
 
+A row the broker acknowledged is deleted, not marked sent: nobody reads a sent row, and
+an UPDATE of `sent_at` (an indexed column) wrote the whole row again, a new entry in
+each of the table's indexes and a dead tuple, where a DELETE writes a few bytes per row.
+So a present row is an unsent one, except rows marked sent before this change (their
+`sent_at` is set): the statements still ask `sent_at IS NULL` to leave those out, and the
+retention (services/common/retention.py) deletes them once they are old enough.
+
 A relay round runs the same few statements with different ids and times. Building one
 (two aliases of the outbox table, a correlated subquery, a RETURNING list) and deriving
 its cache key took SQLAlchemy longer than PostgreSQL took to run it, every round, in
@@ -25,7 +32,7 @@ __all__ = ["RelayStatements"]
 
 _TIMESTAMP = sa.DateTime(timezone=True)
 # Whether a row of the same key waits behind a claimed one (it becomes claimable once
-# the claimed one is marked sent, so the loop claims again without waiting). Written out:
+# the claimed one is deleted as sent, so the loop claims again without waiting). Written out:
 # SQLite's compiler drops the table names inside RETURNING, which would turn the
 # correlation into `key = key`.
 _HAS_SUCCESSOR = sa.literal_column(
@@ -36,7 +43,7 @@ _HAS_SUCCESSOR = sa.literal_column(
 
 
 class RelayStatements:
-    """Claim, hold back, mark sent, renew and the earliest lease, for one relay."""
+    """Claim, hold back, delete sent rows, renew and the earliest lease, for one relay."""
 
     def __init__(
         self,
@@ -63,16 +70,10 @@ class RelayStatements:
                 last_error=sa.bindparam("error"),
             )
         )
-        self.mark_sent = (
-            sa.update(t)
-            .where(self._among(t.c.id), mine)
-            .values(
-                sent_at=sa.bindparam("sent_at", type_=_TIMESTAMP),
-                claimed_by=None,
-                claimed_until=None,
-                last_error=None,
-            )
-            .returning(self._earliest_other_lease())
+        # Only rows this relay still holds: a row whose lease another relay took over
+        # (this one stalled) stays for that relay, which publishes it again.
+        self.delete_sent = (
+            sa.delete(t).where(self._among(t.c.id), mine).returning(self._earliest_other_lease())
         )
         self.renew = (
             sa.update(t)
@@ -140,10 +141,10 @@ class RelayStatements:
         )
 
     def _earliest_other_lease(self) -> sa.ColumnElement[Any]:
-        """When the earliest lease on an unsent row not being marked sent ends.
+        """When the earliest lease on an unsent row not being deleted as sent ends.
 
         Read in the settling statement itself, which sees the rows as they were before
-        it, so the rows it marks sent are left out by id. Seconds on PostgreSQL.
+        it, so the rows it deletes are left out by id. Seconds on PostgreSQL.
         """
         other = outbox_messages.alias("other")
         earliest = (
@@ -207,8 +208,8 @@ class RelayStatements:
         return values
 
     @staticmethod
-    def mark_sent_values(ids: list[int]) -> dict[str, Any]:
-        return {"ids": ids, "sent_at": datetime.now(UTC)}
+    def delete_sent_values(ids: list[int]) -> dict[str, Any]:
+        return {"ids": ids}
 
 
 def _at(name: str) -> sa.BindParameter[datetime]:

@@ -145,7 +145,7 @@ async def _count(harness: Harness, ids: set[str], expected: int) -> bool:
 
 
 class CrashAfterPublish(OutboxRelay):
-    """A relay that dies after Kafka acknowledged but before it marked the rows sent."""
+    """A relay that dies after Kafka acknowledged but before it deleted the rows."""
 
     async def _settle(self, sent: list[int], failed: list[Any]) -> None:
         raise RuntimeError("relay killed between publish and mark-sent")

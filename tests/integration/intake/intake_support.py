@@ -128,8 +128,12 @@ class Intake:
         return len(await self.rows(table))
 
     async def counts(self) -> dict[str, int]:
-        tables = ("notices", "notice_versions", "outbox_messages", "audit_log", "idempotency_keys")
+        tables = ("notices", "notice_versions", OUTBOX_LEDGER, "audit_log", "idempotency_keys")
         return {table: await self.count(table) for table in tables}
+
+    async def events(self) -> list[str]:
+        """The event types written to the outbox, in order (published or not)."""
+        return [row["event_type"] for row in await self.rows(OUTBOX_LEDGER)]
 
     async def dump(self) -> str:
         """Every row of every intake table as text: what a database dump would show."""
@@ -165,6 +169,41 @@ async def _issue_tokens(settings: IntakeSettings) -> dict[str, str]:
         await engine.dispose()
 
 
+# Every row ever written to the outbox, copied by a trigger of the test database: the
+# relay deletes a row once Kafka has it, so the outbox itself holds only the rows still
+# owed, and "announced once" or "nothing stored" must be read here.
+OUTBOX_LEDGER = "test_outbox_ledger"
+_LEDGER_DDL = {
+    "postgresql": (
+        f"CREATE TABLE IF NOT EXISTS {OUTBOX_LEDGER} (id BIGINT, key TEXT, event_type TEXT)",
+        f"CREATE OR REPLACE FUNCTION {OUTBOX_LEDGER}() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN "
+        f"INSERT INTO {OUTBOX_LEDGER} VALUES (NEW.id, NEW.key, NEW.event_type); "
+        "RETURN NULL; END $$",
+        f"DROP TRIGGER IF EXISTS {OUTBOX_LEDGER} ON outbox_messages",
+        f"CREATE TRIGGER {OUTBOX_LEDGER} AFTER INSERT ON outbox_messages "
+        f"FOR EACH ROW EXECUTE FUNCTION {OUTBOX_LEDGER}()",
+    ),
+    "sqlite": (
+        f"CREATE TABLE IF NOT EXISTS {OUTBOX_LEDGER} (id INTEGER, key TEXT, event_type TEXT)",
+        f"CREATE TRIGGER IF NOT EXISTS {OUTBOX_LEDGER} AFTER INSERT ON outbox_messages BEGIN "
+        f"INSERT INTO {OUTBOX_LEDGER} VALUES (NEW.id, NEW.key, NEW.event_type); END",
+    ),
+}
+
+
+async def install_outbox_ledger(settings: IntakeSettings) -> None:
+    """Copy every row written to intake's outbox into `OUTBOX_LEDGER` from now on (again
+    on a restart over the same database: the statements are idempotent)."""
+    engine = make_engine(settings, "intake")
+    try:
+        async with engine.begin() as conn:
+            for statement in _LEDGER_DDL[conn.dialect.name]:
+                await conn.execute(sa.text(statement))
+    finally:
+        await engine.dispose()
+
+
 @asynccontextmanager
 async def run_intake(
     settings: IntakeSettings, tokens: dict[str, str] | None = None
@@ -173,5 +212,6 @@ async def run_intake(
     service = compose(settings)
     async with running_app(service.app) as client:
         harness = Intake(service.app, service.deps, client, settings)
+        await install_outbox_ledger(settings)
         harness.tokens = tokens if tokens is not None else await _issue_tokens(settings)
         yield harness

@@ -16,14 +16,19 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.intake.intake_support import Intake, notice_body, revision_body
+from tests.integration.intake.intake_support import (
+    OUTBOX_LEDGER,
+    Intake,
+    notice_body,
+    revision_body,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 TABLES = (
     "notices",
     "notice_versions",
-    "outbox_messages",
+    OUTBOX_LEDGER,
     "audit_log",
     "idempotency_keys",
     "signature_replays",

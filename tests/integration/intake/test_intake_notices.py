@@ -12,7 +12,12 @@ import pytest
 from schemas.base import parse_event
 from schemas.topics import DIRECTORY, NOTICES
 from services.intake.repository import Cursor
-from tests.integration.intake.intake_support import Intake, notice_body, revision_body
+from tests.integration.intake.intake_support import (
+    OUTBOX_LEDGER,
+    Intake,
+    notice_body,
+    revision_body,
+)
 from tests.support.kafka_io import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -38,7 +43,7 @@ async def test_same_reference_and_content_returns_the_existing_notice(intake: In
     assert again.json()["version"] == 1
     counts = await intake.counts()
     assert counts["notices"] == 1
-    assert counts["outbox_messages"] == 1  # announced once
+    assert counts[OUTBOX_LEDGER] == 1  # announced once
 
 
 async def test_same_reference_with_other_content_is_a_409_problem(intake: Intake) -> None:
@@ -288,7 +293,7 @@ async def test_invalid_requests_are_problems_and_store_nothing(intake: Intake) -
     assert await intake.counts() == {
         "notices": 0,
         "notice_versions": 0,
-        "outbox_messages": 0,
+        OUTBOX_LEDGER: 0,
         "audit_log": 0,
         "idempotency_keys": 0,
     }
@@ -380,7 +385,7 @@ async def test_concurrent_submissions_of_one_reference_record_one_notice(intake:
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 200, 201]
     assert len({r.json()["id"] for r in responses}) == 1
     counts = await intake.counts()
-    assert (counts["notices"], counts["outbox_messages"], counts["audit_log"]) == (1, 1, 1)
+    assert (counts["notices"], counts[OUTBOX_LEDGER], counts["audit_log"]) == (1, 1, 1)
 
 
 async def test_concurrent_updates_make_a_gapless_version_chain(intake: Intake) -> None:

@@ -55,7 +55,6 @@ async def test_ack_through_the_signed_link_after_a_retried_webhook(
             delivered = await alert_events(
                 kafka_bootstrap,
                 alert_id,
-                settings=router.settings,
                 until=lambda es: any(
                     e["type"] == "alert.delivered" and e["data"]["channel"] == "webhook" for e in es
                 ),
@@ -100,7 +99,6 @@ async def test_ack_through_the_signed_link_after_a_retried_webhook(
             events = await alert_events(
                 kafka_bootstrap,
                 alert_id,
-                settings=router.settings,
                 until=lambda es: any(e["type"] == "alert.acknowledged" for e in es),
             )
             ack = next(e["data"] for e in events if e["type"] == "alert.acknowledged")
@@ -207,7 +205,6 @@ async def test_unreachable_webhook_fails_on_the_timeline_and_email_still_goes(
         events = await alert_events(
             kafka_bootstrap,
             alert_id,
-            settings=router.settings,
             until=lambda es: any(
                 e["type"] == "alert.delivery_failed" and e["data"]["final"] for e in es
             ),

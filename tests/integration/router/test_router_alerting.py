@@ -73,7 +73,6 @@ async def test_notice_reaches_the_spoc_by_webhook_and_email_with_its_correlation
         events = await alert_events(
             kafka_bootstrap,
             alert_id,
-            settings=router.settings,
             until=lambda es: sum(e["type"] == "alert.delivered" for e in es) >= 2,
         )
         kinds = [e["type"] for e in events]
@@ -181,7 +180,6 @@ async def test_unacknowledged_alert_escalates_to_the_backup_then_repeats_then_ex
         events = await alert_events(
             kafka_bootstrap,
             alert_id,
-            settings=router.settings,
             until=lambda es: sum(e["type"] == "alert.escalated" for e in es) >= 3,
         )
         escalated = [e for e in events if e["type"] == "alert.escalated"]
@@ -270,7 +268,6 @@ async def test_acknowledging_stops_escalation_and_twice_is_harmless(
         events = await alert_events(
             kafka_bootstrap,
             alert_id,
-            settings=router.settings,
             until=lambda es: any(e["type"] == "alert.acknowledged" for e in es),
         )
         acks = [e["data"] for e in events if e["type"] == "alert.acknowledged"]

@@ -82,7 +82,6 @@ async def test_notice_during_leave_goes_to_the_deputy_and_snapshot_ignores_later
         events = await alert_events(
             kafka_bootstrap,
             alert_id,
-            settings=router.settings,
             until=lambda es: any(e["type"] == "alert.escalated" for e in es),
         )
         triggered = next(e["data"] for e in events if e["type"] == "alert.triggered")
@@ -213,7 +212,6 @@ async def test_update_reopens_acknowledgement_and_cancel_resolves(
         events = await alert_events(
             kafka_bootstrap,
             alert_id,
-            settings=router.settings,
             until=lambda es: any(e["type"] == "alert.resolved" for e in es),
         )
         triggers = [e["data"] for e in events if e["type"] == "alert.triggered"]

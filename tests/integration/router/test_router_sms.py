@@ -194,7 +194,6 @@ async def test_the_spocs_alert_by_sms_and_a_reply_1_acknowledges_it(
             events = await alert_events(
                 kafka_bootstrap,
                 alert_id,
-                settings=router.settings,
                 until=lambda es: any(e["type"] == "alert.acknowledged" for e in es),
             )
             (acked,) = [e for e in events if e["type"] == "alert.acknowledged"]

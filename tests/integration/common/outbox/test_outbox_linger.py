@@ -55,7 +55,7 @@ class CountingPublisher:
 
 
 def _settlings(statements: list[str]) -> list[str]:
-    return [s for s in statements if s.startswith("UPDATE outbox_messages SET claimed_by=")]
+    return [s for s in statements if s.startswith("DELETE FROM outbox_messages")]
 
 
 def _claims(statements: list[str]) -> list[str]:

@@ -190,8 +190,9 @@ class CommonSettings(BaseSettings):
         default=7 * 86_400,
         ge=60,
         description=(
-            "How long an outbox row is kept once Kafka has it (unsent rows are never "
-            "deleted). A worker of every service deletes older ones, in small batches."
+            "How long an outbox row marked sent by an earlier release is kept (the relay "
+            "now deletes a row once Kafka has it; unsent rows are never deleted). A worker "
+            "of every service deletes older ones, in small batches."
         ),
     )
     inbox_retention_s: float = Field(

@@ -94,7 +94,7 @@ class RouterSettings(CommonSettings):
         default=50.0,
         ge=0,
         description="How long router's relay holds events handed to it for more before it "
-        "publishes them in one produce round and marks them sent in one statement: a "
+        "publishes them in one produce round and deletes them in one statement: a "
         "notice's alert.triggered and its channels' outcomes go together (none is on the "
         "SPOC's path). 0: each as it comes. At most a sixth of AVISO_OUTBOX_CLAIM_TTL_S.",
     )

@@ -83,7 +83,7 @@ class RumorControlSettings(CommonSettings):
         default=30.0,
         ge=0,
         description="How long rumor control's relay holds events handed to it for more "
-        "before it publishes them in one produce round and marks them sent in one statement "
+        "before it publishes them in one produce round and deletes them in one statement "
         "(its events are on no one's urgent path). 0: each as it comes. At most a sixth of "
         "AVISO_OUTBOX_CLAIM_TTL_S.",
     )

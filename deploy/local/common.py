@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -72,19 +73,53 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def free_port(host: str = LOOPBACK, exclude: frozenset[int] = frozenset()) -> int:
-    """Return a TCP port that is free on host right now.
+# Where the kernel picks the source ports of outgoing connections (Linux's default when
+# /proc cannot be read). A port picked there for a server that binds it seconds later can
+# meanwhile become the source port of some connection to 127.0.0.1 (the services hold
+# dozens to Kafka and PostgreSQL), and the server then fails with "address already in
+# use". Ports below the range are never handed out that way.
+_EPHEMERAL_FALLBACK = (32768, 60999)
+_LOWEST_PICK = 10_000
 
-    The kernel picks an ephemeral port; there is a small window before the
-    caller binds it, which is acceptable for throwaway local services.
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (ip_local_port_range)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return _EPHEMERAL_FALLBACK
+
+
+def free_port(host: str = LOOPBACK, exclude: frozenset[int] = frozenset()) -> int:
+    """Return a TCP port that is free on host right now, below the ephemeral range.
+
+    Chosen at random below the range the kernel takes outgoing connections' source ports
+    from (so no connection can take it before the caller binds it), and checked by
+    binding it; the kernel's own pick only if the range leaves no room below it.
     """
+    low, _high = ephemeral_range()
     for _ in range(50):
+        if low - _LOWEST_PICK >= 1_000:
+            port = random.randrange(_LOWEST_PICK, low)
+            if port in exclude or not _bindable(host, port):
+                continue
+            return port
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
         if port not in exclude:
             return port
     raise InfraError("could not find a free TCP port")
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for_port(

@@ -25,7 +25,6 @@ from sqlalchemy import event
 from schemas.notices import NoticeReceived
 from schemas.topics import NOTICES
 from services.common.applying import Applier, ReadyMessage
-from services.common.cloudevents import new_event
 from services.common.direct import DirectStatement
 from services.common.messaging import inbox_messages, outbox_messages
 from services.common.migrations import upgrade
@@ -38,6 +37,7 @@ from services.router.repository import alerts as alert_repository
 from services.router.subscribers import register_consumers
 from services.router.tables import alert_timeline, alerts, delivery_records
 from tests.support.alerts import plain_notice, spoc_then_backup
+from tests.support.records import FetchedRecord
 
 pytestmark = [
     pytest.mark.postgres,
@@ -53,16 +53,11 @@ class Clock:
         return T0
 
 
-class Record:
-    """What aiokafka hands the consumer: enough of a ConsumerRecord."""
+class Record(FetchedRecord):
+    """A notice's record on its topic, as intake's relay publishes it."""
 
     def __init__(self, data: NoticeReceived, offset: int, *, message_id: str | None = None) -> None:
-        outgoing = new_event(data, source="aviso.intake", message_id=message_id)
-        self.topic, self.partition, self.offset = NOTICES, 0, offset
-        self.key = outgoing.key.encode()
-        self.value = outgoing.payload.encode()
-        self.headers = [(k, v.encode()) for k, v in outgoing.headers.items()]
-        self.message_id = outgoing.message_id
+        super().__init__(data, offset, topic=NOTICES, source="aviso.intake", message_id=message_id)
 
 
 @pytest.fixture

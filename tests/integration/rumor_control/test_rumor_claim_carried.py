@@ -32,7 +32,6 @@ from schemas.alerts import AlertAcknowledged
 from schemas.base import EventData
 from schemas.topics import NOTICES
 from services.common.applying import ReadyMessage
-from services.common.cloudevents import new_event
 from services.common.db import make_engine, make_session_factory
 from services.common.kafka import EventConsumer
 from services.common.messaging import inbox_messages
@@ -44,6 +43,7 @@ from services.rumor_control.tables import bulletins, standby_requests
 from services.rumor_control.tables import notices as notice_rows
 from tests.integration.router.router_support import notice, update
 from tests.support.kafka_io import wait_for
+from tests.support.records import FetchedRecord
 
 pytestmark = [
     pytest.mark.postgres,
@@ -51,16 +51,11 @@ pytestmark = [
 ]
 
 
-class Record:
-    """What aiokafka hands the consumer: enough of a ConsumerRecord."""
+class Record(FetchedRecord):
+    """A notice's record on its topic, as intake's relay publishes it."""
 
     def __init__(self, data: EventData, offset: int, *, message_id: str | None = None) -> None:
-        outgoing = new_event(data, source="aviso.intake", message_id=message_id)
-        self.topic, self.partition, self.offset = NOTICES, 0, offset
-        self.key = outgoing.key.encode()
-        self.value = outgoing.payload.encode()
-        self.headers = [(k, v.encode()) for k, v in outgoing.headers.items()]
-        self.message_id = outgoing.message_id
+        super().__init__(data, offset, topic=NOTICES, source="aviso.intake", message_id=message_id)
 
 
 @dataclass

@@ -23,29 +23,25 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.notices import NoticeUpdated
-from services.common.cloudevents import Envelope, current_correlation_id, new_event
+from services.common.cloudevents import Envelope, current_correlation_id
 from services.common.db import UnitOfWork, make_engine, make_session_factory
 from services.common.inbox import claim_message
 from services.common.kafka import EventConsumer
 from services.common.messaging import inbox_messages, messaging_metadata
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
+from tests.support.records import FetchedRecord
 
 TOPIC, GROUP = "aviso.test.batches", "batches"
 
 
-class Record:
-    """What aiokafka hands the consumer: enough of a ConsumerRecord."""
+class Record(FetchedRecord):
+    """A notice.updated record on the test topic, its correlation id named by its offset."""
 
     def __init__(self, data: NoticeUpdated, offset: int, *, message_id: str | None = None) -> None:
-        outgoing = new_event(
-            data, source="aviso.test", message_id=message_id, correlation_id=f"corr-{offset}"
+        super().__init__(
+            data, offset, topic=TOPIC, message_id=message_id, correlation_id=f"corr-{offset}"
         )
-        self.topic, self.partition, self.offset = TOPIC, 0, offset
-        self.key = outgoing.key.encode()
-        self.value = outgoing.payload.encode()
-        self.headers = [(k, v.encode()) for k, v in outgoing.headers.items()]
-        self.message_id = outgoing.message_id
 
 
 @dataclass

@@ -21,27 +21,23 @@ from faststream.kafka import KafkaBroker
 
 from schemas.notices import NoticeUpdated
 from services.common import applying
-from services.common.cloudevents import Envelope, new_event
+from services.common.cloudevents import Envelope
 from services.common.db import UnitOfWork, make_engine, make_session_factory
 from services.common.inbox import Claim, claim_message
 from services.common.kafka import EventConsumer
 from services.common.messaging import inbox_messages, messaging_metadata
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
+from tests.support.records import FetchedRecord
 
 TOPIC, GROUP = "aviso.test.carried", "carried"
 
 
-class Record:
-    """What aiokafka hands the consumer: enough of a ConsumerRecord."""
+class Record(FetchedRecord):
+    """A notice.updated record on the test topic."""
 
     def __init__(self, offset: int) -> None:
-        outgoing = new_event(notice_updated(uuid.uuid4(), 2), source="aviso.test")
-        self.topic, self.partition, self.offset = TOPIC, 0, offset
-        self.key = outgoing.key.encode()
-        self.value = outgoing.payload.encode()
-        self.headers = [(k, v.encode()) for k, v in outgoing.headers.items()]
-        self.message_id = outgoing.message_id
+        super().__init__(notice_updated(uuid.uuid4(), 2), offset, topic=TOPIC)
 
 
 @dataclass

@@ -6,22 +6,20 @@ a restricted value cannot reach a log line by any route that we control.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime as dt
 import enum
 import re
-import string
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel
 from structlog.typing import EventDict, WrappedLogger
+
+from services.common.logging.held_values import PLAIN_CHARACTERS, Held, SensitiveValues
 
 __all__ = [
     "REDACTED",
@@ -213,126 +211,11 @@ def add_restricted_keys(*keys: str) -> None:
             RESTRICTED_KEYS.add(normalized)
 
 
-# Characters of what most log strings are made of: ids, timestamps, event, logger and
-# route names, states. A held value with any other character (a space, "@", "+", an
-# accent: most names, addresses and e-mail addresses) cannot be inside a string made of
-# these alone, so such a string is searched for the few held values made of them only.
-_PLAIN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:/")
-
-
-class _Held(NamedTuple):
-    """What the registry holds at one moment; swapped whole, so a reader sees one state."""
-
-    values: tuple[str, ...]  # longest first: the order they are replaced in
-    plain: tuple[str, ...]  # those made of `_PLAIN_CHARACTERS` only
-
-
-_NOTHING_HELD = _Held((), ())
-
-
-class _SensitiveValues:
-    """A bounded, reference-counted registry of exact values to scrub from text.
-
-    Intake registers decrypted restricted values while it handles them. Counting
-    references keeps a value registered while two requests handle it at once; the
-    LRU bound keeps a leak of forgotten registrations from growing without end.
-
-    The values stay in order, longest first, as they come and go (a binary search by
-    length, then a list insert or delete): a request registers and forgets about ten,
-    and with a few hundred held by concurrent requests, sorting them all again at each
-    change was ~0.2 ms a request. Those made of plain characters only are kept apart
-    too (see `scrub_text`).
-    """
-
-    def __init__(self, max_entries: int) -> None:
-        self._max_entries = max_entries
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
-        # `_ordered` longest first; `_keys` its values' negated lengths (ascending, for
-        # `bisect`); `_plain` the plain ones, in the order they came. Readers take
-        # `held` without the lock: swapping one reference is atomic.
-        self._ordered: list[str] = []
-        self._keys: list[int] = []
-        self._plain: dict[str, None] = {}
-        self._plain_changed = False
-        self.held: _Held = _NOTHING_HELD
-
-    @property
-    def snapshot(self) -> tuple[str, ...]:
-        """The held values, longest first."""
-        return self.held.values
-
-    def register(self, value: str) -> None:
-        self.register_all((value,))
-
-    def forget(self, value: str) -> None:
-        self.forget_all((value,))
-
-    def register_all(self, values: Iterable[str]) -> None:
-        """Hold each of `values` once more; what readers see changes once, at the end."""
-        with self._lock:
-            added = False
-            for value in values:
-                count = self._counts.get(value, 0)
-                self._counts[value] = count + 1
-                self._counts.move_to_end(value)
-                if not count:
-                    self._insert(value)
-                    added = True
-            if not added:
-                return
-            while len(self._counts) > self._max_entries:
-                oldest, _count = self._counts.popitem(last=False)
-                self._remove(oldest)
-            self._publish()
-
-    def forget_all(self, values: Iterable[str]) -> None:
-        """Drop one hold on each of `values`; what readers see changes once, at the end."""
-        with self._lock:
-            removed = False
-            for value in values:
-                count = self._counts.get(value)
-                if count is None:
-                    continue
-                if count > 1:
-                    self._counts[value] = count - 1
-                    continue
-                del self._counts[value]
-                self._remove(value)
-                removed = True
-            if removed:
-                self._publish()
-
-    def _publish(self) -> None:
-        plain = self.held.plain
-        if self._plain_changed:  # the plain ones are few, and most changes leave them be
-            plain = tuple(self._plain)
-            self._plain_changed = False
-        self.held = _Held(tuple(self._ordered), plain)
-
-    def _insert(self, value: str) -> None:
-        at = bisect.bisect_right(self._keys, -len(value))
-        self._keys.insert(at, -len(value))
-        self._ordered.insert(at, value)
-        if _PLAIN_CHARACTERS.issuperset(value):
-            self._plain[value] = None
-            self._plain_changed = True
-
-    def _remove(self, value: str) -> None:
-        start = bisect.bisect_left(self._keys, -len(value))
-        at = self._ordered.index(value, start)
-        del self._keys[at]
-        del self._ordered[at]
-        if value in self._plain:
-            del self._plain[value]
-            self._plain_changed = True
-
-
 _SENSITIVE_VALUES_MAX = 10_000
 # Shorter values would shred ordinary words in every line ("Li" in "Listening");
 # the key-based redaction remains the first line of defence for them.
 _SENSITIVE_VALUE_MIN_LENGTH = 3
-_sensitive_values = _SensitiveValues(_SENSITIVE_VALUES_MAX)
+_sensitive_values = SensitiveValues(_SENSITIVE_VALUES_MAX)
 
 
 def register_sensitive_value(value: str) -> None:
@@ -378,7 +261,7 @@ def scrub_text(text: str) -> str:
     return text
 
 
-def _may_hold_a_value(text: str, held: _Held) -> bool:
+def _may_hold_a_value(text: str, held: Held) -> bool:
     """False only when no held value is inside `text` (so replacing them changes nothing).
 
     Every string field of every line asks, and with a few hundred values held (intake at
@@ -387,7 +270,7 @@ def _may_hold_a_value(text: str, held: _Held) -> bool:
     names of things) is asked only for the plain values, a handful; any other text, or
     one holding a plain value, gets the whole replacement, value by value, as before.
     """
-    if not _PLAIN_CHARACTERS.issuperset(text):
+    if not PLAIN_CHARACTERS.issuperset(text):
         return True
     # A loop, not any(...): a generator's turn costs about twice as much.
     for value in held.plain:  # noqa: SIM110

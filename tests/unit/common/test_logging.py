@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import services.common.logging as aviso_logging
+import services.common.logging.held_values as held_values
 import services.common.logging.redaction as log_redaction
 import services.common.logging.setup as log_setup
 from services.common.logging import (
@@ -272,7 +273,7 @@ def test_registered_values_scrubbed_until_forgotten(output: io.StringIO) -> None
 
 
 def test_registry_is_bounded() -> None:
-    registry = log_redaction._SensitiveValues(max_entries=3)
+    registry = held_values.SensitiveValues(max_entries=3)
     for value in ["aaa", "bbb", "ccc", "ddd"]:
         registry.register(value)
     assert set(registry.snapshot) == {"bbb", "ccc", "ddd"}
@@ -291,7 +292,7 @@ def test_registry_is_bounded() -> None:
 def test_registry_keeps_the_held_values_longest_first(steps: list[tuple[bool, str]]) -> None:
     """Whatever comes and goes, the snapshot is what is held (by count, within the bound),
     longest first: a value that contains another is replaced whole."""
-    registry = log_redaction._SensitiveValues(max_entries=4)
+    registry = held_values.SensitiveValues(max_entries=4)
     counts: dict[str, int] = {}  # the model: insertion order is the LRU order
     for register, value in steps:
         if register:
@@ -325,9 +326,9 @@ def _scrub_value_by_value(text: str, values: tuple[str, ...]) -> str:
 
 
 @contextlib.contextmanager
-def _own_registry() -> Iterator[log_redaction._SensitiveValues]:
+def _own_registry() -> Iterator[held_values.SensitiveValues]:
     """A registry of this test's own for `scrub_text` (the process's is left as it was)."""
-    registry = log_redaction._SensitiveValues(max_entries=64)
+    registry = held_values.SensitiveValues(max_entries=64)
     saved = log_redaction._sensitive_values
     log_redaction._sensitive_values = registry
     try:
@@ -361,7 +362,7 @@ def test_one_search_for_all_held_values_answers_as_asking_each_value(data: st.Da
                 registry.register(value)
         held = registry.snapshot
         assert set(registry.held.plain) == {
-            v for v in held if log_redaction._PLAIN_CHARACTERS.issuperset(v)
+            v for v in held if held_values.PLAIN_CHARACTERS.issuperset(v)
         }
         for text in texts:
             assert log_redaction.scrub_text(text) == _scrub_value_by_value(text, held)

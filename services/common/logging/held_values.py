@@ -1,0 +1,131 @@
+"""The registry of exact restricted values to scrub from log text while they are in use.
+
+Intake holds a request's decrypted restricted values here while it handles them; the
+log scrubber (redaction.py `scrub_text`) reads what is held at each line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import string
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import NamedTuple
+
+__all__ = ["NOTHING_HELD", "PLAIN_CHARACTERS", "Held", "SensitiveValues"]
+
+
+# Characters of what most log strings are made of: ids, timestamps, event, logger and
+# route names, states. A held value with any other character (a space, "@", "+", an
+# accent: most names, addresses and e-mail addresses) cannot be inside a string made of
+# these alone, so such a string is searched for the few held values made of them only.
+PLAIN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:/")
+
+
+class Held(NamedTuple):
+    """What the registry holds at one moment; swapped whole, so a reader sees one state."""
+
+    values: tuple[str, ...]  # longest first: the order they are replaced in
+    plain: tuple[str, ...]  # those made of `PLAIN_CHARACTERS` only
+
+
+NOTHING_HELD = Held((), ())
+
+
+class SensitiveValues:
+    """A bounded, reference-counted registry of exact values to scrub from text.
+
+    Intake registers decrypted restricted values while it handles them. Counting
+    references keeps a value registered while two requests handle it at once; the
+    LRU bound keeps a leak of forgotten registrations from growing without end.
+
+    The values stay in order, longest first, as they come and go (a binary search by
+    length, then a list insert or delete): a request registers and forgets about ten,
+    and with a few hundred held by concurrent requests, sorting them all again at each
+    change was ~0.2 ms a request. Those made of plain characters only are kept apart
+    too (see `scrub_text`).
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+        # `_ordered` longest first; `_keys` its values' negated lengths (ascending, for
+        # `bisect`); `_plain` the plain ones, in the order they came. Readers take
+        # `held` without the lock: swapping one reference is atomic.
+        self._ordered: list[str] = []
+        self._keys: list[int] = []
+        self._plain: dict[str, None] = {}
+        self._plain_changed = False
+        self.held: Held = NOTHING_HELD
+
+    @property
+    def snapshot(self) -> tuple[str, ...]:
+        """The held values, longest first."""
+        return self.held.values
+
+    def register(self, value: str) -> None:
+        self.register_all((value,))
+
+    def forget(self, value: str) -> None:
+        self.forget_all((value,))
+
+    def register_all(self, values: Iterable[str]) -> None:
+        """Hold each of `values` once more; what readers see changes once, at the end."""
+        with self._lock:
+            added = False
+            for value in values:
+                count = self._counts.get(value, 0)
+                self._counts[value] = count + 1
+                self._counts.move_to_end(value)
+                if not count:
+                    self._insert(value)
+                    added = True
+            if not added:
+                return
+            while len(self._counts) > self._max_entries:
+                oldest, _count = self._counts.popitem(last=False)
+                self._remove(oldest)
+            self._publish()
+
+    def forget_all(self, values: Iterable[str]) -> None:
+        """Drop one hold on each of `values`; what readers see changes once, at the end."""
+        with self._lock:
+            removed = False
+            for value in values:
+                count = self._counts.get(value)
+                if count is None:
+                    continue
+                if count > 1:
+                    self._counts[value] = count - 1
+                    continue
+                del self._counts[value]
+                self._remove(value)
+                removed = True
+            if removed:
+                self._publish()
+
+    def _publish(self) -> None:
+        plain = self.held.plain
+        if self._plain_changed:  # the plain ones are few, and most changes leave them be
+            plain = tuple(self._plain)
+            self._plain_changed = False
+        self.held = Held(tuple(self._ordered), plain)
+
+    def _insert(self, value: str) -> None:
+        at = bisect.bisect_right(self._keys, -len(value))
+        self._keys.insert(at, -len(value))
+        self._ordered.insert(at, value)
+        if PLAIN_CHARACTERS.issuperset(value):
+            self._plain[value] = None
+            self._plain_changed = True
+
+    def _remove(self, value: str) -> None:
+        start = bisect.bisect_left(self._keys, -len(value))
+        at = self._ordered.index(value, start)
+        del self._keys[at]
+        del self._ordered[at]
+        if value in self._plain:
+            del self._plain[value]
+            self._plain_changed = True

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.db import make_engine, make_session_factory
 from services.common.messaging import inbox_messages, outbox_messages
 from services.common.migrations import upgrade
-from services.common.retention import MessagingRetention
+from services.common.retention import MessagingRetention, Pruned
 from services.common.runtime import ServiceRuntime
 from services.common.settings import CommonSettings
 
@@ -106,15 +106,24 @@ async def test_batches_go_on_until_none_is_left(engine: AsyncEngine) -> None:
     assert await _left(engine) == (["unsent"], [])
 
 
-async def test_the_worker_prunes_at_once_and_stops_when_told(engine: AsyncEngine) -> None:
+async def test_the_worker_prunes_at_once_and_stops_when_told(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await _outbox_row(engine, label="old", sent_days_ago=10)
     stop = asyncio.Event()
     # An interval no test waits out: the first pruning must come at start.
-    worker = asyncio.create_task(_retention(engine, interval_s=3600).run(stop))
-    for _ in range(600):  # 30 s at most
-        if not (await _left(engine))[0]:
-            break
-        await asyncio.sleep(0.05)
+    retention = _retention(engine, interval_s=3600)
+    pruned_once = asyncio.Event()
+    prune = retention.prune
+
+    async def prune_and_tell() -> Pruned:
+        pruned = await prune()
+        pruned_once.set()
+        return pruned
+
+    monkeypatch.setattr(retention, "prune", prune_and_tell)
+    worker = asyncio.create_task(retention.run(stop))
+    await asyncio.wait_for(pruned_once.wait(), timeout=30)
     assert await _left(engine) == ([], [])
     stop.set()
     await asyncio.wait_for(worker, timeout=30)

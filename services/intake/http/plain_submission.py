@@ -67,12 +67,13 @@ async def plain_submission(
         return None
     if principal.role not in allowed:
         return None
-    body = await request.body()  # kept on the request: the fallback reads it again
     try:
-        # As FastAPI does: the body as JSON (Starlette's `request.json`), then the model
-        # validated from Python values.
+        # Kept on the request: the fallback reads the same bytes again. As FastAPI does:
+        # the body as JSON (Starlette's `request.json`), then the model validated from
+        # Python values.
+        body = await request.body()
         submission = NoticeSubmission.model_validate(json.loads(body))
-    except Exception:  # any parse or validation failure is FastAPI's to answer
+    except Exception:  # a failed read, parse or validation is FastAPI's to answer
         return None
     return principal, submission
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.routing import APIRoute
 
 from schemas.base import Status
 from schemas.notices import OperationType
@@ -22,6 +23,7 @@ from services.common.signing import SIGNATURE_HEADER
 from services.intake import notices
 from services.intake.deps import IntakeDeps
 from services.intake.domain import NoticeState
+from services.intake.http.plain_submission import PlainSubmissionRoute
 from services.intake.http.views import (
     NoticePage,
     NoticeView,
@@ -139,19 +141,6 @@ def notices_router(deps: IntakeDeps) -> APIRouter:
 
 
 def _submit_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
-    @router.post(
-        "",
-        status_code=201,
-        summary="Record a new notice (field office); a retry answers 200 with the same notice",
-        response_model=NoticeView,
-        responses={
-            200: {
-                "description": "Same reference (or Idempotency-Key) and content: already recorded"
-            },
-            409: {"description": "The reference or Idempotency-Key was used for other content"},
-            **_PROBLEMS,
-        },
-    )
     async def submit_notice(
         principal: Submitter,
         *,
@@ -178,6 +167,27 @@ def _submit_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
         )
         _mark(response, result, created=True)
         return notice_view(result)
+
+    # Declared as `@router.post` would; a plain submission (no key, no signature) skips
+    # FastAPI's per-request dependency solving (plain_submission.py), everything else is
+    # answered as before.
+    router.add_api_route(
+        "",
+        submit_notice,
+        methods=["POST"],
+        status_code=201,
+        summary="Record a new notice (field office); a retry answers 200 with the same notice",
+        response_model=NoticeView,
+        responses={
+            200: {
+                "description": "Same reference (or Idempotency-Key) and content: already recorded"
+            },
+            409: {"description": "The reference or Idempotency-Key was used for other content"},
+            **_PROBLEMS,
+        },
+        # Where every submission must be signed, none is plain: FastAPI answers them all.
+        route_class_override=APIRoute if deps.signatures.required else PlainSubmissionRoute,
+    )
 
 
 def _list_route(router: APIRouter, deps: IntakeDeps) -> None:

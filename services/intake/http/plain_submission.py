@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Coroutine
-from typing import Any
+from typing import Any, cast
 
+import fastapi.routing
 from fastapi import HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import ResponseValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
@@ -33,11 +35,40 @@ from services.common.signing import SIGNATURE_HEADER
 from services.intake.notices.commands import NoticeSubmission
 from services.intake.permissions import Action, roles_for
 
-__all__ = ["PlainSubmissionRoute", "plain_submission"]
+__all__ = [
+    "REPRODUCED_DEPENDENCIES",
+    "PlainSubmissionRoute",
+    "dependency_names",
+    "plain_submission",
+]
 
 _Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _KEY_HEADER = "idempotency-key"
 _SUBMITTERS = frozenset(roles_for(Action.SUBMIT))
+
+# The route's dependencies that `plain_submission` does itself: the role, the principal,
+# the bearer scheme, and the signature (absent, so None). A route that depends on anything
+# else keeps FastAPI's handler for every request, so a check added later is never skipped.
+REPRODUCED_DEPENDENCIES = frozenset(
+    {
+        "require_roles.<locals>.principal_with_role",
+        "current_principal",
+        "HTTPBearer",
+        "_signature.<locals>.signed",
+    }
+)
+
+
+def dependency_names(dependant: Dependant) -> frozenset[str]:
+    """Every dependency of a route, however deep, by its callable's qualified name."""
+    names: set[str] = set()
+    waiting = list(dependant.dependencies)
+    while waiting:
+        sub = waiting.pop()
+        call = sub.call
+        names.add(getattr(call, "__qualname__", None) or type(call).__qualname__)
+        waiting.extend(sub.dependencies)
+    return frozenset(names)
 
 
 async def plain_submission(
@@ -89,11 +120,15 @@ class PlainSubmissionRoute(APIRoute):
 
     def get_route_handler(self) -> _Handler:
         full = super().get_route_handler()
+        if dependency_names(_effective_dependant(self)) != REPRODUCED_DEPENDENCIES:
+            return full
         endpoint = self.endpoint
         response_field = self.response_field
         default_status = self.status_code
 
         async def handler(request: Request) -> Response:
+            if request.app.dependency_overrides:  # stand-ins are FastAPI's to resolve
+                return await full(request)
             plain = await plain_submission(request)
             if plain is None or response_field is None:
                 return await full(request)
@@ -121,3 +156,17 @@ class PlainSubmissionRoute(APIRoute):
             return response
 
         return handler
+
+
+def _effective_dependant(route: APIRoute) -> Dependant:
+    """The dependencies FastAPI solves for the route: with an including router's own.
+
+    FastAPI 0.163 builds an included route's handler under a context that holds the
+    route's effective dependencies (the router's `include_router(dependencies=...)` too);
+    versions without it copied the route with them, so `route.dependant` is right there.
+    """
+    context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
+    context = context_var.get() if context_var is not None else None
+    if context is not None and getattr(context, "original_route", None) is route:
+        return cast(Dependant, context.dependant)
+    return route.dependant

@@ -85,3 +85,19 @@ async def test_a_body_that_is_not_json_is_answered_by_fastapi(
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
     assert solved == []  # refused while FastAPI read the body, before any dependency
+
+
+async def test_a_dependency_stand_in_sends_even_a_plain_submission_through_fastapi(
+    intake: Intake, solved: list[str]
+) -> None:
+    async def never_called() -> None:
+        raise AssertionError("overridden for nothing")
+
+    intake.app.dependency_overrides[never_called] = never_called
+    try:
+        response = await intake.submit(notice_body())
+    finally:
+        intake.app.dependency_overrides.clear()
+
+    assert response.status_code == 201, response.text
+    assert solved == ["/v1/notices"]

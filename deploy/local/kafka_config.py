@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ __all__ = [
     "IDLE_PROPERTIES",
     "KafkaLayout",
     "KafkaSettings",
+    "extra_properties",
     "render_server_properties",
 ]
 
@@ -92,6 +94,16 @@ IDLE_PROPERTIES: tuple[str, ...] = (
 )
 
 
+def extra_properties() -> tuple[str, ...]:
+    """``key=value`` lines from ``AVISO_KAFKA_PROPERTIES`` (``;``-separated), written last.
+
+    Java's Properties keeps the last of two equal keys, so these override ours: a trial
+    of a broker setting without a code change.
+    """
+    raw = os.environ.get("AVISO_KAFKA_PROPERTIES", "")
+    return tuple(item.strip() for item in raw.split(";") if item.strip())
+
+
 def render_server_properties(settings: KafkaSettings) -> str:
     """Return a KRaft server.properties for one combined broker+controller."""
     layout = KafkaLayout(settings.data_dir)
@@ -128,5 +140,7 @@ def render_server_properties(settings: KafkaSettings) -> str:
         "log.segment.bytes=67108864",
         "# Little background work while idle (see IDLE_PROPERTIES).",
         *IDLE_PROPERTIES,
+        "# AVISO_KAFKA_PROPERTIES, if set: the last of two equal keys wins.",
+        *extra_properties(),
     ]
     return "\n".join(lines) + "\n"

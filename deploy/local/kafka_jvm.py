@@ -15,6 +15,7 @@ __all__ = [
     "JVM_FLAGS",
     "LOG4J_CONFIG",
     "broker_command",
+    "extra_jvm_flags",
     "format_storage",
     "request_log_flags",
 ]
@@ -59,6 +60,15 @@ def _random_cluster_id() -> str:
             return candidate
 
 
+def extra_jvm_flags() -> tuple[str, ...]:
+    """JVM flags from ``AVISO_KAFKA_JVM_OPTS`` (split on spaces), placed after ours.
+
+    HotSpot takes the last of two conflicting flags, so a trial of another collector or
+    JIT needs no code change (``-XX:-UseSerialGC -XX:+UseParallelGC``, for instance).
+    """
+    return tuple(os.environ.get("AVISO_KAFKA_JVM_OPTS", "").split())
+
+
 def format_storage(java: str, cp: str, layout: KafkaLayout) -> None:
     cluster_id = _random_cluster_id()
     _say(f"formatting KRaft storage in {layout.log_dirs} (cluster id {cluster_id})")
@@ -95,6 +105,7 @@ def broker_command(java: str, cp: str, layout: KafkaLayout, *, heap: str) -> lis
         java,
         f"-Xmx{heap}",
         *JVM_FLAGS,
+        *extra_jvm_flags(),
         *request_log_flags(),
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",

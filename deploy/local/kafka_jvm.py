@@ -28,11 +28,11 @@ def _say(message: str) -> None:
 
 
 # The JVM of a small broker (docs/performance.md, "The local broker's JIT: C2 for steady
-# state (twelfth round)"). The full tiered JIT (C1, then C2 for the hot paths): C2's code
-# costs a third less CPU per request than C1's once compiled, and the broker lives for
-# hours; its compilations cost ~6 s of CPU in the first two minutes and are done within
-# ~5. The serial collector: no concurrent GC threads working in the background, and the
-# collector's share of the broker's CPU is small (2-3 %) whichever runs.
+# state (twelfth round)"). The full tiered JIT (C1, then C2 for the hot paths): once
+# compiled, C2's code costs a fifth to a third less CPU per request than C1's, and a
+# broker lives for hours; its compilations cost 8-10 s of CPU, most of it in the first
+# two minutes, and settle within 5-7. The serial collector: no concurrent GC threads
+# working in the background, and the collector is 2-3 % of the broker's CPU whichever runs.
 JVM_FLAGS: tuple[str, ...] = (
     "-Xms64m",
     "-XX:+UseSerialGC",

@@ -27,15 +27,19 @@ def _say(message: str) -> None:
     say("kafka", message)
 
 
-# The JVM of a small broker (docs/performance.md, "The local broker's JIT: C2 for steady
-# state (twelfth round)"). The full tiered JIT (C1, then C2 for the hot paths): once
-# compiled, C2's code costs a fifth to a third less CPU per request than C1's, and a
-# broker lives for hours; its compilations cost 8-10 s of CPU, most of it in the first
-# two minutes, and settle within 5-7. The serial collector: no concurrent GC threads
-# working in the background, and the collector is 2-3 % of the broker's CPU whichever runs.
+# The JVM of a small, short-lived broker: what `make run`, `make bench` and the tests
+# start (docs/performance.md, "The local broker's JIT (twelfth round)"). The JIT stops at
+# C1: the full tiered JIT's C2 code costs a fifth to a third less CPU per request once
+# compiled, but compiling costs 8-10 s of CPU over the broker's first minutes and is
+# repaid only after ~5 minutes of mixed load (a quarter of an hour at 10 notices/s);
+# these brokers rarely live that long. A department's own, long-lived cluster keeps the
+# JVM's defaults (docs/operations.md); `AVISO_KAFKA_JVM_OPTS=-XX:TieredStopAtLevel=4`
+# runs the full JIT here. The serial collector: no concurrent GC threads working in the
+# background, and the collector is 2-3 % of the broker's CPU whichever runs.
 JVM_FLAGS: tuple[str, ...] = (
     "-Xms64m",
     "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
     "-XX:+ExitOnOutOfMemoryError",
 )
 

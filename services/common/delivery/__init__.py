@@ -102,9 +102,10 @@ How a service plugs in
    whose own statement can carry the INSERT (PostgreSQL, a data-modifying CTE) uses
    `prepare_accept` and `accepting.accept_insert_sql`, then `finish` (`accepting`).
 
-Claims are leases (`delivery_lease_s`, renewed every `delivery_heartbeat_s`): long,
-so that a process slowed down by load never loses a send to another process; a record
-is sent only while its claim is confirmed ours (`claims`). An SMS sender's receipt
+Claims are leases (`delivery_lease_s`; the heartbeat looks every `delivery_heartbeat_s`
+and renews those with half their lease or less left): long, so that a process slowed
+down by load never loses a send to another process; a record is sent only while its
+claim is confirmed ours (`claims`). An SMS sender's receipt
 (segments) is kept on `Delivered` and on the record.
 
 Settings: `delivery_*` and `smtp_pool_size` (README's settings table).

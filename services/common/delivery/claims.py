@@ -16,6 +16,13 @@ is not recorded (the settlement checks the claim) and the log says `delivery.lea
 Records whose outcome is being recorded (`settling`) are neither renewed nor counted as
 lost: their settlement locks them and ends the claim itself, and a renewal that reads them
 just after it committed must not mistake our own settlement for another process's claim.
+
+The heartbeat renews a claim only once its lease has half of it left, or two heartbeats
+if that is more (`_renew_within`): a record sent and settled within that time, nearly
+every one, is never renewed. A renewal rewrites the whole row, and renewing every held
+claim on every beat rewrote rows that had nine tenths of their lease left. Past that
+point a claim is renewed on every beat as before, so it is tried at least twice before
+it runs out (the configuration keeps two heartbeats within a lease).
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ class Claims:
         self._heartbeat = heartbeat
         self._clock = clock
         self._held: dict[uuid.UUID, DeliveryRecord] = {}
+        # Where each held claim's lease ends, as we last set it (absent: unknown, renewed
+        # on every beat).
+        self._until: dict[uuid.UUID, datetime] = {}
+        self._renew_within = max(lease / 2, heartbeat * 2)
         self._settling: set[uuid.UUID] = set()
         self._sent: set[uuid.UUID] = set()  # the network part is over; outcome not recorded
         self._busy: Counter[str] = Counter()
@@ -76,10 +87,15 @@ class Claims:
         if delivery_id in self._held:
             self._sent.add(delivery_id)
 
-    def hold(self, records: Iterable[DeliveryRecord]) -> None:
-        """Records just claimed."""
+    def hold(
+        self, records: Iterable[DeliveryRecord], *, claimed_at: datetime | None = None
+    ) -> None:
+        """Records just claimed (at `claimed_at`, leased until `claimed_at + lease`)."""
+        until = claimed_at + self._lease if claimed_at is not None else None
         for record in records:
             self._held[record.delivery_id] = record
+            if until is not None:
+                self._until[record.delivery_id] = until
         self._gauge()
 
     def settling(self, ids: Iterable[uuid.UUID]) -> None:
@@ -90,12 +106,23 @@ class Claims:
         """Records settled (or lost): no longer ours to renew."""
         for delivery_id in ids:
             self._held.pop(delivery_id, None)
+            self._until.pop(delivery_id, None)
             self._settling.discard(delivery_id)
             self._sent.discard(delivery_id)
         self._gauge()
 
     def _renewable(self) -> list[uuid.UUID]:
-        return [i for i in self._held if i not in self._settling]
+        """Held claims not being settled whose lease ends within `_renew_within`."""
+        due = self._clock() + self._renew_within
+        until = self._until
+        return [
+            i for i in self._held if i not in self._settling and (i not in until or until[i] <= due)
+        ]
+
+    def _renewed(self, ids: Iterable[uuid.UUID], until: datetime) -> None:
+        for delivery_id in ids:
+            if delivery_id in self._held:
+                self._until[delivery_id] = until
 
     # -- sends per destination ----------------------------------------------------------
 
@@ -127,10 +154,9 @@ class Claims:
             ids = self._renewable()
             if not ids:
                 continue
+            until = self._clock() + self._lease
             try:
-                renewal = await self._store.renew(
-                    owner=self._owner, ids=ids, until=self._clock() + self._lease
-                )
+                renewal = await self._store.renew(owner=self._owner, ids=ids, until=until)
             except Exception as exc:
                 log.warning(
                     "delivery.renew_failed",
@@ -139,6 +165,7 @@ class Claims:
                     detail=str(exc)[:200],
                 )
                 continue
+            self._renewed(renewal.renewed, until)
             # Settled by us while the renewal ran is not lost: only what we still hold.
             lost = [i for i in renewal.lost if i in self._held and i not in self._settling]
             if lost:
@@ -159,6 +186,7 @@ class Claims:
                     owner=self._owner, ids=sorted(ours), until=now + self._lease
                 )
                 ours &= renewal.renewed
+                self._renewed(renewal.renewed, now + self._lease)
             except Exception as exc:
                 # Unconfirmed: not sent. The claims lapse and the records come back.
                 log.warning("delivery.renew_failed", service=self._service,

@@ -203,7 +203,7 @@ class DeliveryEngine:
         if not self.dispatching:
             log.info("delivery.hand_off_left", service=self._service, count=len(handed.records))
             return
-        self._claims.hold(handed.records)
+        self._claims.hold(handed.records, claimed_at=handed.claimed_at)
         # Other hand-offs may have committed meanwhile: never more than max_in_flight.
         room = max(0, self._config.max_in_flight - self._claims.unsent + len(handed.records))
         sending, back, now = handed.records[:room], handed.records[room:], handed.claimed_at
@@ -398,7 +398,7 @@ class DeliveryEngine:
         if batch and free <= 0:
             self._wake.set()  # slots freed by a round that could not claim: claim now
         if records:
-            self._claims.hold(records)
+            self._claims.hold(records, claimed_at=now)
             # Sending goes on in a task of its own, so the next round need not wait for it.
             self._spawn(self._dispatch(records, resolved, claimed_at=now), "delivery-dispatch")
         return Round(claimed=len(records), limit=free, due=due, looked=free > 0)

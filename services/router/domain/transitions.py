@@ -421,8 +421,17 @@ def _escalate(
     )
 
 
-def mark_delivered(alert: AlertRecord, *, notice_version: int, at: datetime) -> Transition:
-    """triggered -> delivered, only for the version the delivered message carried."""
+def mark_delivered(alert: AlertRecord, *, notice_version: int, at: datetime) -> Transition | None:
+    """triggered -> delivered, only for the version the delivered message carried.
+
+    None when the alert as read is past it (another channel's message marked it, or it
+    was acknowledged) or holds another version: the guard could not pass, since an alert
+    comes back to `triggered` only with a newer version. Asked anyway, the UPDATE matched
+    no row and set nothing but `updated_at` (a notice's second channel, settled in a
+    later round than its first).
+    """
+    if alert.state != "triggered" or alert.notice_version != notice_version:
+        return None
     after = replace(alert, state="delivered", updated_at=at)
     return Transition(alert, after, guard=VersionGuard(frozenset({"triggered"}), notice_version))
 

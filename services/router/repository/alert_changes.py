@@ -67,10 +67,11 @@ def foldable(
 
     A batch of delivery outcomes is row changes without entries or events of their own
     (triggered -> delivered) and notes (entries and events only, no guard): the notes'
-    are written whatever the change does, so they need not wait for it. Anything else
+    are written whatever the change does, so they need not wait for it; with no change
+    at all (every alert marked already) they still go in one statement. Anything else
     in the batch keeps the order of one INSERT each after the changes.
     """
-    if not versioned or others or len(versioned) + len(notes) != len(transitions):
+    if others or not notes or len(versioned) + len(notes) != len(transitions):
         return []
     if any(transitions[i].timeline or transitions[i].events for i in versioned):
         return []

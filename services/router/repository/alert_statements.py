@@ -169,7 +169,8 @@ def open_alert_claiming_direct() -> DirectStatement:
 
 @cache
 def versioned_update_direct(names: tuple[str, ...]) -> DirectStatement:
-    """`versioned_update` on PostgreSQL, sent to asyncpg directly."""
+    """`versioned_update` on PostgreSQL, sent to asyncpg directly. With no `names`: only
+    the timeline entries and outbox rows, no alert changed (`ids` is NULL)."""
     return DirectStatement(lambda: _versioned_update_postgres(names))
 
 
@@ -243,14 +244,18 @@ def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
     queued = leased_insert_sql("o_")
     # One row whatever took: the ids that did, the outbox's NOTIFY if a row went in, and
     # the outbox rows leased to this process's relay (services.common.outbox.handoff).
-    sql = (
-        f"WITH took AS (UPDATE alerts SET {sets} "  # noqa: S608
+    took = (
+        f"took AS (UPDATE alerts SET {sets} "  # noqa: S608
         "WHERE alerts.id = ANY(CAST(:b_alert_ids AS VARCHAR[])) "
         "AND alerts.state = ANY(CAST(:b_states AS VARCHAR[])) "
         "AND alerts.notice_version = CAST(:b_notice_version AS INTEGER) RETURNING alerts.id), "
+    )
+    ids = "(SELECT array_agg(id) FROM took)" if names else "CAST(NULL AS VARCHAR[])"
+    sql = (
+        f"WITH {took if names else ''}"  # noqa: S608
         f"noted AS ({_entries_cte()} ORDER BY _n), "
         f"queued AS ({queued} ORDER BY _n RETURNING id, message_id, claimed_by) "
-        "SELECT (SELECT array_agg(id) FROM took) AS ids, "
+        f"SELECT {ids} AS ids, "
         f"(SELECT {_notify_sql()} FROM (SELECT 1 FROM queued LIMIT 1) AS one) AS notified, "
         f"{leased_result_sql('queued')}"
     )

@@ -394,13 +394,14 @@ class SqlAlertRepository(AlertTimers):
         dialect = self._session.get_bind().dialect.name
         took: set[uuid.UUID] = set()
         carried: Sequence[Transition] = notes if dialect == "postgresql" else ()
+        if carried and not groups:
+            # Notes alone (every outcome's alert already marked): one statement for their
+            # entries and events, as when they ride with a change.
+            groups[(frozenset(), 0, ())] = []
         for (states, version, changes), ids in groups.items():
-            params: dict[str, object] = {
-                "b_alert_ids": ids,
-                "b_states": sorted(states),
-                "b_notice_version": version,
-                **{f"v_{name}": value for name, value in changes},
-            }
+            params: dict[str, object] = {f"v_{name}": value for name, value in changes}
+            if changes:
+                params.update(b_alert_ids=ids, b_states=sorted(states), b_notice_version=version)
             if dialect != "postgresql":
                 statement = versioned_update(dialect, tuple(name for name, _ in changes))
                 result = await self._session.execute(statement, params)

@@ -318,6 +318,55 @@ async def test_a_batch_of_outcomes_writes_changes_and_entries_together(
             assert alert.snapshot.spoc_id == SPOC
 
 
+async def test_outcomes_of_alerts_delivered_already_change_no_row(
+    runtime: RouterRuntime, database_url: str | None
+) -> None:
+    """A notice's second channel settled after its first marked the alert: no guarded
+    UPDATE is asked for it (main sent `UPDATE alerts SET updated_at` that matched no row,
+    a statement of its own beside a batch's real change). With a real change in the
+    batch: one change statement; with none: on PostgreSQL one statement for the entries
+    and events all the same."""
+    deps = runtime.deps
+    marked, fresh = plain_notice(T0), plain_notice(T0)
+    for notice in (marked, fresh):
+        await _open(deps, notice)
+    marked_id, fresh_id = (str(alert_id_for(n.notice_id)) for n in (marked, fresh))
+    async with deps.sessions() as session:
+        await session.execute(
+            sa.update(alerts).where(alerts.c.id == marked_id).values(state="delivered")
+        )
+        await session.commit()
+        rows = await session.execute(sa.select(delivery_records))
+        records = {}
+        for row in rows:
+            record = record_from_row(row._mapping)
+            records.setdefault(str(record.aggregate_id), []).append(record)
+    delivered = Delivered(attempts=1, delivered_at=T0, destination_key="k")
+
+    async def settle(batch: list[Any]) -> list[str]:
+        with _statements(runtime) as sent:
+            async with deps.unit_of_work() as uow:
+                outcomes = [Settled(record, delivered) for record in batch]
+                await RouterDeliveryPlan(deps).on_outcomes(uow, outcomes)
+                await uow.commit()
+        return sent
+
+    mixed = await settle([*records[marked_id], *records[fresh_id]])
+    assert sum(s.startswith(("UPDATE alerts", "WITH took")) for s in mixed) == 1, mixed
+    assert not [s for s in mixed if "SET updated_at" in s], mixed
+    alone = await settle(records[marked_id])
+    assert not [s for s in alone if "UPDATE alerts" in s], alone
+    if database_url is not None:
+        assert sum("INSERT INTO alert_timeline" in s for s in alone) == 1, alone
+        assert not [s for s in alone if s.startswith("INSERT INTO outbox_messages")], alone
+    states = dict(await _rows(deps, sa.select(alerts.c.id, alerts.c.state)))
+    assert (states[marked_id], states[fresh_id]) == ("delivered", "delivered")
+    assert (await _kinds(deps, marked_id)).count("delivered") == 4
+    assert (await _kinds(deps, fresh_id)).count("delivered") == 2
+    delivered_events = outbox_messages.c.event_type == "alert.delivered"
+    assert await _count(deps, outbox_messages, delivered_events) == 6
+
+
 async def test_a_guarded_transition_that_changes_no_column_still_checks_its_guard(
     runtime: RouterRuntime,
 ) -> None:

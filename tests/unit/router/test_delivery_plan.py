@@ -500,3 +500,34 @@ def test_router_leaves_the_delivered_and_skipped_lines_to_its_hooks(
     settings = make_settings(RouterSettings, link_secret="test-link-secret")
     runtime = RouterRuntime(settings=settings, senders=default_senders(settings))
     assert runtime.delivery._config.outcome_lines is False
+
+
+async def test_a_channel_settled_after_its_alert_was_marked_changes_no_row(
+    deps: FakeDeps,
+) -> None:
+    """The e-mail settled a round after the webhook: its alert is delivered already, so
+    the outcome is a note only (entry and event), with no guarded change that could not
+    pass. On main it was a change setting only `updated_at`, a statement of its own
+    beside the batch's real changes."""
+    alert_id = await open_one(deps)
+    webhook, email = sorted(orders_to(deps, SPOC), key=lambda o: o.channel != "webhook")
+    result = Delivered(attempts=1, delivered_at=NOW, destination_key="k")
+    first = FakeUnitOfWork(deps.store)
+    await plan_for(deps, first).on_outcomes(
+        cast(Transaction, FakeTx()), [Settled(record_of(webhook), result)]
+    )
+    await first.commit()
+    assert deps.store.alerts[alert_id].state == "delivered"
+
+    uow = FakeUnitOfWork(deps.store)
+    counting = CountingAlerts(uow.alerts)
+    uow.alerts = counting
+    await plan_for(deps, uow).on_outcomes(
+        cast(Transaction, FakeTx()), [Settled(record_of(email), result)]
+    )
+    await uow.commit()
+
+    assert counting.calls == ["get_many_lean", "apply_all"]
+    assert counting.changes == [], "no guarded change for an alert delivered already"
+    assert len(deps.store.entries(alert_id, "delivered")) == 2
+    assert len(deps.store.events("alert.delivered")) == 2

@@ -10,7 +10,12 @@ import pytest
 
 from services.router.directory import InvalidDirectory, check_directory, read_directory_file
 from services.router.domain import AnnotationText, EscalationPosition, NoticeContent
-from services.router.messages import format_window, render_notification, render_page
+from services.router.messages import (
+    format_window,
+    render_footer,
+    render_notification,
+    render_page,
+)
 
 START = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
 CONTENT = NoticeContent(
@@ -179,3 +184,29 @@ def test_the_department_time_zone_is_one_setting_read_by_router_and_rumor_contro
     monkeypatch.setenv("AVISO_DEPARTMENT_TIMEZONE", "Not/AZone")
     with pytest.raises(ValueError, match="Not/AZone"):
         RouterSettings()
+
+
+def test_the_footer_carries_the_link_and_the_reference_in_the_departments_time() -> None:
+    """The exact text the template rendered before the footer was formatted in code."""
+    delivery = uuid.UUID("908378e0-6480-435a-9ed2-ebbbb9994513")
+    at = datetime(2026, 11, 29, 7, 34, tzinfo=UTC)
+    with_link = render_footer(
+        ack_url="https://x.test/ack?t=abc",
+        ack_expires_at=at,
+        correlation_id="c-1",
+        delivery_id=delivery,
+        timezone="America/Chicago",
+    )
+    assert with_link == (
+        "\nAcknowledge (one tap, valid until Sun 29 Nov 01:34 CST):\n"
+        "https://x.test/ack?t=abc\n"
+        f"\nReference: c-1 / delivery {delivery}\n"
+    )
+    without = render_footer(
+        ack_url=None,
+        ack_expires_at=None,
+        correlation_id=None,
+        delivery_id=delivery,
+        timezone="America/Chicago",
+    )
+    assert without == f"\nReference: - / delivery {delivery}\n"

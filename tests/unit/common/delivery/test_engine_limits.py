@@ -105,3 +105,48 @@ async def test_a_record_being_settled_is_not_reported_lost_by_the_heartbeat() ->
     lost = [e["count"] for e in logs if e["event"] == "delivery.claims_lost"]
     assert lost == [1] * len(lost)
     assert lost
+
+
+class _RenewalLog(_NotOursAnyMore):
+    """Every renewal's ids; each renewed (ours and in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[set[uuid.UUID]] = []
+
+    async def renew(self, *, owner: str, ids, until):  # type: ignore[no-untyped-def]
+        self.asked.append(set(ids))
+        return Renewal(frozenset(ids), frozenset())
+
+
+async def _next_renewal(store: _RenewalLog, seen: int) -> set[uuid.UUID]:
+    async with asyncio.timeout(30):
+        while len(store.asked) <= seen:  # noqa: ASYNC110 - polls the heartbeat's store
+            await asyncio.sleep(0.01)
+    return store.asked[seen]
+
+
+async def test_the_heartbeat_renews_a_claim_only_once_half_its_lease_is_gone() -> None:
+    """A claim settled within half its lease (nearly every one) is never renewed: each
+    renewal rewrote its row. On main every held claim was renewed on every beat."""
+    clock, store = FakeClock(), _RenewalLog()
+    claims = Claims(store=store, owner="me", service="test",  # type: ignore[arg-type]
+                    lease=timedelta(seconds=10), heartbeat=timedelta(milliseconds=10),
+                    clock=clock)  # fmt: skip
+    young, old, unknown = _record(), _record(), _record()
+    claims.hold([young], claimed_at=clock())
+    claims.hold([old], claimed_at=clock() - timedelta(seconds=6))
+    claims.hold([unknown])  # lease end not known: renewed on every beat, as before
+    beat = asyncio.create_task(claims.heartbeat())
+    try:
+        first = await _next_renewal(store, 0)
+        assert first == {old.delivery_id, unknown.delivery_id}
+        # Renewed, their leases are whole again (and known): none is due on this clock.
+        assert claims._renewable() == []
+        clock.advance(6)
+        seen = len(store.asked)
+        later = await _next_renewal(store, seen)
+        assert later == {young.delivery_id, old.delivery_id, unknown.delivery_id}
+    finally:
+        beat.cancel()
+    assert all(r.delivery_id in claims for r in (young, old, unknown))

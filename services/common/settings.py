@@ -336,7 +336,10 @@ class CommonSettings(BaseSettings):
     delivery_heartbeat_s: float = Field(
         default=1.0,
         gt=0,
-        description="How often claims of deliveries in flight are renewed (at most half a lease).",
+        description=(
+            "How often the heartbeat looks at the claims of deliveries in flight (at most half "
+            "a lease); each is renewed once half its lease, or two heartbeats, is left."
+        ),
     )
     delivery_poll_interval_s: float = Field(
         default=1.0,

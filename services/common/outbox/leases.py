@@ -1,11 +1,37 @@
-"""The heartbeat that keeps a relay's claims on outbox rows while it publishes them."""
+"""The heartbeat that keeps a relay's claims on outbox rows while it publishes them, and
+the lease taken again on rows handed over too long ago to trust theirs."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-__all__ = ["LeaseKeeper"]
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.outbox.writing import OutboxRow
+
+__all__ = ["LeaseKeeper", "retake"]
+
+
+async def retake(
+    sessions: async_sessionmaker[AsyncSession],
+    statement: Any,
+    rows: Sequence[OutboxRow],
+    stale: set[int],
+) -> tuple[list[OutboxRow], set[str]]:
+    """Lease the `stale` of `rows` again, in one statement: (the rows to publish, the keys
+    to leave to a claim).
+
+    Only rows still leased to this relay are taken (`statement` is the relay's renewal,
+    returning the ids it renewed). A key with a stale row another relay took meanwhile
+    (its lease had ended) goes to a claim whole: its other rows here must not pass it.
+    """
+    async with sessions() as session, session.begin():
+        result = await session.execute(statement, {"ids": sorted(stale)})
+        kept = set(result.scalars())
+    lost = {row.key for row in rows if row.id in stale and row.id not in kept}
+    return [row for row in rows if row.key not in lost], lost
 
 
 class LeaseKeeper:

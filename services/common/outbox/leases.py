@@ -5,31 +5,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.direct import DirectStatement
 from services.common.outbox.writing import OutboxRow
 
 __all__ = ["LeaseKeeper", "retake"]
 
 
 async def retake(
-    sessions: async_sessionmaker[AsyncSession],
-    statement: Any,
+    engine: AsyncEngine,
+    renewal: DirectStatement,
     rows: Sequence[OutboxRow],
     stale: set[int],
 ) -> tuple[list[OutboxRow], set[str]]:
     """Lease the `stale` of `rows` again, in one statement: (the rows to publish, the keys
     to leave to a claim).
 
-    Only rows still leased to this relay are taken (`statement` is the relay's renewal,
-    returning the ids it renewed). A key with a stale row another relay took meanwhile
-    (its lease had ended) goes to a claim whole: its other rows here must not pass it.
+    `renewal` (the relay's, returning the ids it renewed; straight to asyncpg and
+    autocommitted, as the settling) renews only rows still leased to this relay. A key
+    with a stale row another relay took meanwhile (its lease had ended) goes to a claim
+    whole: its other rows here must not pass that one.
     """
-    async with sessions() as session, session.begin():
-        result = await session.execute(statement, {"ids": sorted(stale)})
-        kept = set(result.scalars())
+    kept = {record[0] for record in await renewal.fetch_alone(engine, {"ids": sorted(stale)})}
     lost = {row.key for row in rows if row.id in stale and row.id not in kept}
     return [row for row in rows if row.key not in lost], lost
 

@@ -154,6 +154,7 @@ class OutboxRelay:
             retry_delay_s=retry_delay_s,
         )
         self._delete_sent = DirectStatement(lambda: self._statements.delete_sent)
+        self._retake = DirectStatement(lambda: self._statements.retake)
         # A publisher that sends a key's rows in one atomic record batch needs no waves.
         self._publish_together = (
             publish.publish_keys_together if isinstance(publish, KeysTogetherPublisher) else None
@@ -364,10 +365,9 @@ class OutboxRelay:
     async def _relay_handed(self) -> int:
         """Publish and delete rows handed over at commit (up to a batch): no claim statement.
 
-        A row leased a third of its lease ago or more (a long transaction, a busy loop)
-        could see its lease end before the heartbeat renews it: it is leased again first,
-        in one statement, if still this relay's. Left to a claim, it waited for its lease
-        to end and cost a claim: a relay behind under load fell further behind.
+        A row leased a third of its lease ago or more (a long transaction, a busy loop) is
+        leased again first, in one statement, if still this relay's: left to a claim, it
+        waited for its lease to end, and a relay behind under load fell further behind.
         """
         oldest = time.monotonic() - self._claim_ttl_s / 3
         rows: list[OutboxRow] = []
@@ -389,10 +389,10 @@ class OutboxRelay:
         return await self._publish_and_settle(sorted(rows, key=lambda row: row.id))
 
     async def _retaken(self, rows: list[OutboxRow], stale: set[int]) -> list[OutboxRow]:
-        """`rows` once their `stale` ones are leased again (leases.py: `retake`)."""
+        # `rows` once their `stale` ones are leased again (leases.py: `retake`).
         lost: set[str] = {row.key for row in rows}  # if it fails: a claim, once leases end
         try:
-            kept, lost = await retake(self._sessions, self._statements.retake, rows, stale)
+            kept, lost = await retake(self._engine, self._retake, rows, stale)
             return kept
         finally:
             if lost:

@@ -363,7 +363,7 @@ class OutboxRelay:
         return await self._publish_and_settle(rows)
 
     async def _relay_handed(self) -> int:
-        """Publish and delete rows handed over at commit (up to a batch): no claim statement.
+        """Publish and delete rows handed over at commit (a few batches at most): no claim.
 
         A row leased a third of its lease ago or more (a long transaction, a busy loop) is
         leased again first, in one statement, if still this relay's: left to a claim, it
@@ -372,7 +372,7 @@ class OutboxRelay:
         oldest = time.monotonic() - self._claim_ttl_s / 3
         rows: list[OutboxRow] = []
         stale: set[int] = set()
-        while self._handed and len(rows) < self._batch_size:
+        while self._handed and len(rows) < self._lingering.round_rows:
             handed_at, row = self._handed.popleft()
             if self._lingering.held(row.key):
                 # A key whose earlier row went to a claim (or failed) keeps its later rows

@@ -45,8 +45,8 @@ class Lingering:
         lease_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # A handed row older than a third of its lease goes to a claim (relay.py); a
-        # linger of at most half of that leaves the loop the other half.
+        # A handed row older than a third of its lease costs a statement to lease it
+        # again (relay.py); a linger of at most half of that leaves the loop the other half.
         if not 0 <= linger_s <= lease_s / 6:
             raise ValueError("linger_s must be between 0 and a sixth of the claim lease")
         self.linger_s = linger_s

@@ -1,11 +1,36 @@
-"""The heartbeat that keeps a relay's claims on outbox rows while it publishes them."""
+"""The heartbeat that keeps a relay's claims on outbox rows while it publishes them, and
+the lease taken again on rows handed over too long ago to trust theirs."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-__all__ = ["LeaseKeeper"]
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.direct import DirectStatement
+from services.common.outbox.writing import OutboxRow
+
+__all__ = ["LeaseKeeper", "retake"]
+
+
+async def retake(
+    engine: AsyncEngine,
+    renewal: DirectStatement,
+    rows: Sequence[OutboxRow],
+    stale: set[int],
+) -> tuple[list[OutboxRow], set[str]]:
+    """Lease the `stale` of `rows` again, in one statement: (the rows to publish, the keys
+    to leave to a claim).
+
+    `renewal` (the relay's, returning the ids it renewed; straight to asyncpg and
+    autocommitted, as the settling) renews only rows still leased to this relay. A key
+    with a stale row another relay took meanwhile (its lease had ended) goes to a claim
+    whole: its other rows here must not pass that one.
+    """
+    kept = {record[0] for record in await renewal.fetch_alone(engine, {"ids": sorted(stale)})}
+    lost = {row.key for row in rows if row.id in stale and row.id not in kept}
+    return [row for row in rows if row.key not in lost], lost
 
 
 class LeaseKeeper:

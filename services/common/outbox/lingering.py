@@ -28,6 +28,11 @@ from services.common.outbox.wakeup import Wakeup
 
 __all__ = ["Lingering"]
 
+# How many batches' worth of handed rows one round may take. A relay whose loop is busy
+# with other work (intake's, at a high rate) is held back by loop turns per round, not
+# rows per round: at 100 rows a round it fell behind at 100/s and never caught up.
+_ROUND_BATCHES = 4
+
 
 class Lingering:
     """When a relay's handed rows go, and which keys must go through a claim."""
@@ -40,12 +45,14 @@ class Lingering:
         lease_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # A handed row older than a third of its lease goes to a claim (relay.py); a
-        # linger of at most half of that leaves the loop the other half.
+        # A handed row older than a third of its lease costs a statement to lease it
+        # again (relay.py); a linger of at most half of that leaves the loop the other half.
         if not 0 <= linger_s <= lease_s / 6:
             raise ValueError("linger_s must be between 0 and a sixth of the claim lease")
         self.linger_s = linger_s
         self._rows = max(1, rows)
+        # Rows one round takes when more wait (a backlog): up to a few batches at once.
+        self.round_rows = self._rows * _ROUND_BATCHES
         self._hold_s = 2 * lease_s
         self._clock = clock
         self._held: dict[str, float] = {}

@@ -40,21 +40,20 @@ claimable only once its predecessor is deleted as sent, which only the predecess
 current holder can do, or together with it), and consumers drop the duplicate through
 their inbox.
 
-On PostgreSQL most rows need no claim at all: the INSERT leases them to this process's
-relay and the commit hands them over (handoff.py); a loop turn woken only by a hand-over
-publishes them and deletes them (one statement) and claims nothing.
+On PostgreSQL most rows need no claim: the INSERT leases them to this process's relay
+and the commit hands them over (handoff.py); a turn publishes and deletes them (one
+statement), re-leasing first those handed over a third of a lease ago or more.
 
 A relay may linger (`linger`, lingering.py): rows handed over wait up to a few
 milliseconds for more (a notice's alert events, a key's rows handed to the same relay),
 then go in one round and one settling; a stop ends the linger.
 
-The relay does not wait a polling interval per message: a commit that enqueued
-something wakes the relays of this process at once (an in-process signal, with no round
-trip through the database), and on PostgreSQL a `NOTIFY` wakes relays in other
-processes (a relay ignores its own process's, which carry that process's token);
-polling is the fallback. While a relay listens, every commit anywhere wakes it, so it
-polls `_LISTENING_POLL_FACTOR` times less often: an idle relay's claim and lease query
-cost CPU in the service and in PostgreSQL every poll.
+A commit that enqueued something wakes the relays of this process at once (an
+in-process signal), and on PostgreSQL a `NOTIFY` wakes relays in other processes (a
+relay ignores its own process's, which carry its token); polling is the fallback.
+While a relay listens, every commit anywhere wakes it, so it polls
+`_LISTENING_POLL_FACTOR` times less often: an idle relay's claim and lease query cost
+CPU in the service and in PostgreSQL every poll.
 
 A round costs two statements whatever its size: the claim (which returns the rows to
 send, and whether a row of the same key waits behind each) and the settling (which
@@ -83,7 +82,7 @@ from services.common.direct import DirectStatement
 from services.common.logging import get_logger
 from services.common.metrics import OUTBOX_PUBLISHED
 from services.common.outbox.handoff import Taker, register_taker
-from services.common.outbox.leases import LeaseKeeper
+from services.common.outbox.leases import LeaseKeeper, retake
 from services.common.outbox.lingering import Lingering
 from services.common.outbox.ordering import KeysTogetherPublisher, in_waves
 from services.common.outbox.peers import ListenerPeers
@@ -155,6 +154,7 @@ class OutboxRelay:
             retry_delay_s=retry_delay_s,
         )
         self._delete_sent = DirectStatement(lambda: self._statements.delete_sent)
+        self._retake = DirectStatement(lambda: self._statements.retake)
         # A publisher that sends a key's rows in one atomic record batch needs no waves.
         self._publish_together = (
             publish.publish_keys_together if isinstance(publish, KeysTogetherPublisher) else None
@@ -363,25 +363,41 @@ class OutboxRelay:
         return await self._publish_and_settle(rows)
 
     async def _relay_handed(self) -> int:
-        """Publish and delete rows handed over at commit (up to a batch): no claim statement.
+        """Publish and delete rows handed over at commit (a few batches at most): no claim.
 
-        A row leased longer ago than a third of its lease (a long transaction, a busy
-        loop) is left to a claim instead: its lease may end before the heartbeat renews it.
+        A row leased a third of its lease ago or more (a long transaction, a busy loop) is
+        leased again first, in one statement, if still this relay's: left to a claim, it
+        waited for its lease to end, and a relay behind under load fell further behind.
         """
         oldest = time.monotonic() - self._claim_ttl_s / 3
         rows: list[OutboxRow] = []
-        while self._handed and len(rows) < self._batch_size:
+        stale: set[int] = set()
+        while self._handed and len(rows) < self._lingering.round_rows:
             handed_at, row = self._handed.popleft()
-            # A key whose earlier row went to a claim (or failed) keeps its later rows
-            # out of memory's path too: they follow it through the claim, in order.
-            if handed_at >= oldest and not self._lingering.held(row.key):
-                rows.append(row)
-            else:
+            if self._lingering.held(row.key):
+                # A key whose earlier row went to a claim (or failed) keeps its later rows
+                # out of memory's path too: they follow it through the claim, in order.
                 self._lingering.hold(row.key)
                 self._claim_wanted = True
+                continue
+            rows.append(row)
+            if handed_at < oldest:
+                stale.add(row.id)
+        rows = await self._retaken(rows, stale) if stale else rows
         if not rows:
             return 0
         return await self._publish_and_settle(sorted(rows, key=lambda row: row.id))
+
+    async def _retaken(self, rows: list[OutboxRow], stale: set[int]) -> list[OutboxRow]:
+        # `rows` once their `stale` ones are leased again (leases.py: `retake`).
+        lost: set[str] = {row.key for row in rows}  # if it fails: a claim, once leases end
+        try:
+            kept, lost = await retake(self._engine, self._retake, rows, stale)
+            return kept
+        finally:
+            if lost:
+                self._lingering.hold_all(lost)
+                self._claim_wanted = True
 
     async def _publish_and_settle(self, rows: Sequence[OutboxRow]) -> int:
         """Publish rows this relay holds (in id order per key), settle them; how many went."""

@@ -80,6 +80,9 @@ class RelayStatements:
             .where(self._among(t.c.id), mine, t.c.sent_at.is_(None))
             .values(claimed_until=lease)
         )
+        # A handed row too old to trust its lease (relay.py): leased again while still
+        # this relay's, and published; a row another relay took meanwhile is not returned.
+        self.retake = self.renew.returning(t.c.id)
         earliest = sa.func.min(t.c.claimed_until)
         self.earliest_lease = sa.select(
             sa.extract("epoch", earliest - sa.func.clock_timestamp()) if postgres else earliest

@@ -5,6 +5,7 @@ ends, and per-key order kept when an earlier row of the key is held by another r
 from __future__ import annotations
 
 import asyncio
+import collections
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -278,3 +279,89 @@ async def test_a_commit_s_rows_reach_the_publisher_one_loop_turn_after_the_commi
         await wait_for(lambda: relay.published_total == 1, timeout=DEADLINE_S)
     finally:
         await relay.stop()
+
+
+async def _hand_over(
+    engine: AsyncEngine,
+    relay: OutboxRelay,
+    versions: dict[uuid.UUID, Sequence[int]],
+    *,
+    stale: bool = True,
+) -> None:
+    """Commit `versions` handed to `relay` (not started), `stale`: as if long ago."""
+    stop_taking = register_taker(
+        engine, Taker(relay_id=relay.relay_id, lease_s=60, take=relay._take)
+    )
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            await enqueue_all(
+                session,
+                [(notice_updated(key, v), None) for key, vs in versions.items() for v in vs],
+                source="aviso.test",
+            )
+    finally:
+        stop_taking()
+    if stale:  # a loop behind under load: handed over more than a third of a lease ago
+        relay._handed = collections.deque((at - 60.0, row) for at, row in relay._handed)
+
+
+async def test_rows_handed_over_long_ago_are_leased_again_and_published_without_a_claim(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    relay = _relay(engine, broker)
+    notice_id = uuid.uuid4()
+    await _hand_over(engine, relay, {notice_id: (2, 3)})
+    statements = record_statements(engine, width=60)
+
+    # Left to a claim, they waited for their lease to end (a whole minute here).
+    assert await relay._relay_handed() == 2
+    assert _claims(statements) == [], statements
+    assert await _leases(engine, notice_id) == []  # deleted once sent
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, notice_id, 2, timeout=DEADLINE_S
+    ) == [2, 3]
+
+
+async def test_a_stale_row_another_relay_took_keeps_its_key_back_and_the_others_go(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    relay = _relay(engine, broker)
+    taken, free = uuid.uuid4(), uuid.uuid4()
+    await _hand_over(engine, relay, {taken: (2, 3), free: (2,)})
+    # The lease of `taken`'s version 2 ended and another relay claimed it.
+    async with engine.begin() as conn:
+        first = (
+            sa.select(sa.func.min(outbox_messages.c.id))
+            .where(outbox_messages.c.key == str(taken))
+            .scalar_subquery()
+        )
+        await conn.execute(
+            sa.update(outbox_messages)
+            .where(outbox_messages.c.id == first)
+            .values(claimed_by="other-relay")
+        )
+
+    assert await relay._relay_handed() == 1  # only `free`'s row
+    assert await _leases(engine, taken) == ["other-relay", relay.relay_id]
+    assert await _leases(engine, free) == []
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, free, 1, timeout=DEADLINE_S
+    ) == [2]
+
+
+async def test_a_backlog_of_handed_rows_goes_in_rounds_of_several_batches(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    relay = _relay(engine, broker, batch_size=10)
+    keys = [uuid.uuid4() for _ in range(25)]
+    await _hand_over(engine, relay, dict.fromkeys(keys, (2,)), stale=False)
+    statements = record_statements(engine, width=60)
+
+    # A relay held back by its loop's turns (intake's, under load) catches up by rows per
+    # round: 10 a round fell behind for good.
+    assert await relay._relay_handed() == 25
+    assert len(_settlings(statements)) == 1, statements
+    assert _claims(statements) == [], statements
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, keys[-1], 1, timeout=DEADLINE_S
+    ) == [2]

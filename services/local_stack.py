@@ -233,6 +233,15 @@ def _start_sinks(settings: CommonSettings, var_dir: Path) -> tuple[WebhookSink, 
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
+    """The first SIGINT or SIGTERM stops the stack; any later one is ignored.
+
+    One stop sends several: make passes its own on to `aviso up`, and a terminal's Ctrl-C
+    and `timeout` signal the whole process group. A second KeyboardInterrupt raised while
+    the services stop would cut the `finally` short and leave Kafka and Kannel running.
+    The children still stop: each gets SIGTERM, then SIGKILL after its grace period.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

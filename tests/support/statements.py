@@ -4,12 +4,14 @@ and the relay's settling), which SQLAlchemy's events never see."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["record_statements"]
+__all__ = ["record_statements", "round_trips"]
 
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 # What asyncpg sends by itself the first time a connection meets a type it has no codec
@@ -54,3 +56,33 @@ def record_statements(engine: AsyncEngine, *, width: int = 80) -> list[str]:
     event.listen(engine.sync_engine, "before_cursor_execute", through_sqlalchemy)
     event.listen(engine.sync_engine.pool, "checkout", checkout)
     return seen
+
+
+@contextmanager
+def round_trips(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The first word of every query asyncpg sends on any of the engine's connections
+    (BEGIN and COMMIT included), from now on; read after a loop turn (asyncpg reports a
+    query on the turn after it answered) and before the block ends. asyncpg's own type
+    introspection, the first time a connection meets an array parameter, is left out."""
+    sent: list[str] = []
+    logged: dict[int, Any] = {}
+
+    def log(record: Any) -> None:
+        query = " ".join(record.query.split())
+        if not query.startswith(_ASYNCPG_INTROSPECTION):
+            sent.append(query.split()[0].upper().rstrip(";"))
+
+    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if id(driver) not in logged:
+            driver.add_query_logger(log)
+            logged[id(driver)] = driver
+
+    pool = engine.sync_engine.pool
+    event.listen(pool, "checkout", checkout)
+    try:
+        yield sent
+    finally:
+        event.remove(pool, "checkout", checkout)
+        for driver in logged.values():
+            driver.remove_query_logger(log)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from schemas.notices import NoticeReceived
 from schemas.topics import NOTICES
@@ -38,6 +36,7 @@ from services.router.subscribers import register_consumers
 from services.router.tables import alert_timeline, alerts, delivery_records
 from tests.support.alerts import plain_notice, spoc_then_backup
 from tests.support.records import FetchedRecord
+from tests.support.statements import round_trips
 
 pytestmark = [
     pytest.mark.postgres,
@@ -115,33 +114,6 @@ async def _ready(runtime: RouterRuntime, record: Record) -> ReadyMessage:
     return item
 
 
-@contextmanager
-def _round_trips(runtime: RouterRuntime) -> Iterator[list[str]]:
-    """The first word of every query asyncpg sends on any of the engine's connections
-    (BEGIN and COMMIT included), from now on; read after a loop turn (asyncpg reports a
-    query on the turn after it answered) and before the block ends."""
-    sent: list[str] = []
-    logged: dict[int, Any] = {}
-
-    def log(record: Any) -> None:
-        sent.append(record.query.split()[0].upper().rstrip(";"))
-
-    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if id(driver) not in logged:
-            driver.add_query_logger(log)
-            logged[id(driver)] = driver
-
-    pool = runtime.engine.sync_engine.pool
-    event.listen(pool, "checkout", checkout)
-    try:
-        yield sent
-    finally:
-        event.remove(pool, "checkout", checkout)
-        for driver in logged.values():
-            driver.remove_query_logger(log)
-
-
 async def _count(runtime: RouterRuntime, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
     async with runtime.deps.sessions() as session:
         query = sa.select(sa.func.count()).select_from(table).where(where)
@@ -179,7 +151,7 @@ async def test_a_lone_notice_is_opened_and_claimed_in_one_round_trip(
     applier = runtime.consumer.applier
     before = applier.processed_total
 
-    with _round_trips(runtime) as sent:
+    with round_trips(runtime.engine) as sent:
         await applier.apply(item)
         await asyncio.sleep(0)
 
@@ -208,7 +180,7 @@ async def test_a_redelivered_notice_writes_nothing_and_its_offset_moves_on(
     applier = runtime.consumer.applier
     applied = applier.processed_total
 
-    with _round_trips(runtime) as sent:
+    with round_trips(runtime.engine) as sent:
         await runtime.consumer.apply_records(subscription, object(), [again])
         await asyncio.sleep(0)
 
@@ -280,7 +252,7 @@ async def test_a_batch_still_applies_its_records_in_one_transaction(
     records = [Record(n, offset=i) for i, n in enumerate(notices)]
     items = [await _ready(runtime, r) for r in records]
 
-    with _round_trips(runtime) as sent:
+    with round_trips(runtime.engine) as sent:
         assert await runtime.consumer.applier.apply_batch(items) == []
         await asyncio.sleep(0)
 

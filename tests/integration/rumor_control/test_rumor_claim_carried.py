@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.alerts import AlertAcknowledged
@@ -44,6 +42,7 @@ from services.rumor_control.tables import notices as notice_rows
 from tests.integration.router.router_support import notice, update
 from tests.support.kafka_io import wait_for
 from tests.support.records import FetchedRecord
+from tests.support.statements import round_trips
 
 pytestmark = [
     pytest.mark.postgres,
@@ -118,43 +117,6 @@ class _NoDelivery:
         return 0
 
 
-_ASYNCPG_INTROSPECTION = (
-    "SELECT current_setting('jit')",
-    "SELECT set_config('jit'",
-    "WITH RECURSIVE typeinfo_tree",
-)
-
-
-@contextmanager
-def _round_trips(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The first word of every query asyncpg sends on any of the engine's connections
-    (BEGIN and COMMIT included), from now on; read after a loop turn (asyncpg reports a
-    query on the turn after it answered) and before the block ends. asyncpg's own type
-    introspection, the first time a connection meets an array parameter, is left out."""
-    sent: list[str] = []
-    logged: dict[int, Any] = {}
-
-    def log(record: Any) -> None:
-        query = " ".join(record.query.split())
-        if not query.startswith(_ASYNCPG_INTROSPECTION):
-            sent.append(query.split()[0].upper().rstrip(";"))
-
-    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if id(driver) not in logged:
-            driver.add_query_logger(log)
-            logged[id(driver)] = driver
-
-    pool = engine.sync_engine.pool
-    event.listen(pool, "checkout", checkout)
-    try:
-        yield sent
-    finally:
-        event.remove(pool, "checkout", checkout)
-        for driver in logged.values():
-            driver.remove_query_logger(log)
-
-
 PROJECTED = [1, 1, 0, 0]  # the notice, its claim; no request left, no standby
 
 
@@ -165,7 +127,7 @@ async def test_a_lone_notice_is_projected_and_claimed_in_one_round_trip(rumor: R
     applier = rumor.consumer.applier
     before = applier.processed_total
 
-    with _round_trips(rumor.engine) as sent:
+    with round_trips(rumor.engine) as sent:
         await applier.apply(item)
         await asyncio.sleep(0)
 
@@ -187,7 +149,7 @@ async def test_a_redelivered_notice_writes_nothing_and_is_skipped(rumor: Rumor) 
     await applier.apply(await rumor.ready(record))
     applied = applier.processed_total
 
-    with _round_trips(rumor.engine) as sent:
+    with round_trips(rumor.engine) as sent:
         await applier.apply(await rumor.ready(again))
         await asyncio.sleep(0)
 
@@ -206,7 +168,7 @@ async def test_an_older_version_after_a_newer_one_changes_no_field(rumor: Rumor)
     await rumor.consumer.applier.apply(await rumor.ready(Record(second, offset=1)))
     late = Record(first, offset=2)
 
-    with _round_trips(rumor.engine) as sent:
+    with round_trips(rumor.engine) as sent:
         await rumor.consumer.applier.apply(await rumor.ready(late))
         await asyncio.sleep(0)
 
@@ -283,7 +245,7 @@ async def test_a_batch_still_applies_its_records_in_one_transaction(rumor: Rumor
     records = [Record(v, offset=i) for i, v in enumerate(versions)]
     items = [await rumor.ready(r) for r in records]
 
-    with _round_trips(rumor.engine) as sent:
+    with round_trips(rumor.engine) as sent:
         assert await rumor.consumer.applier.apply_batch(items) == []
         await asyncio.sleep(0)
 

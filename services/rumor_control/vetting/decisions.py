@@ -7,7 +7,7 @@ rumor never has two live bulletins, not even for a moment.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from schemas.base import Language, MsgType
@@ -70,6 +70,22 @@ async def approve(
         await apply_bulletin(uow, superseded)
     # The deliveries commit with the publication, or not at all.
     await request_deliveries(uow, deps=deps, orders=orders)
+    uow.after_commit(
+        _published(view, live=live, msg_type=msg_type, deliveries=len(orders), now=now)
+    )
+    return await load_bulletin(uow, bulletin_id)
+
+
+def _published(
+    view: BulletinView,
+    *,
+    live: BulletinView | None,
+    msg_type: MsgType,
+    deliveries: int,
+    now: datetime,
+) -> Callable[[], None]:
+    """What runs once the publication has committed: its metrics and its log line."""
+    bulletin, latest = view.bulletin, view.latest
     since_report = (
         None if bulletin.first_reported_at is None else (now - bulletin.first_reported_at)
     )
@@ -80,20 +96,19 @@ async def approve(
             REPORT_TO_BULLETIN_SECONDS.observe(since_report.total_seconds())
         log.info(
             "bulletin.published",
-            bulletin_id=str(bulletin_id),
+            bulletin_id=str(bulletin.bulletin_id),
             version=latest.version,
             msg_type=msg_type,
             supersedes=None if live is None else str(live.bulletin.bulletin_id),
             status=bulletin.status,
             channels=list(latest.channels),
-            deliveries_requested=len(orders),
+            deliveries_requested=deliveries,
             seconds_since_first_report=(
                 None if since_report is None else round(since_report.total_seconds(), 1)
             ),
         )
 
-    uow.after_commit(published)
-    return await load_bulletin(uow, bulletin_id)
+    return published
 
 
 async def _live_of_rumor(uow: RumorControlUoW, bulletin: BulletinRow) -> BulletinView | None:

@@ -158,6 +158,26 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help=(
+            "seconds of load before anything is measured (default 2: connections, caches "
+            "and consumers ready). A long one (300 and more, with --warm-up-rate 50) "
+            "measures the steady state a long-running system is in: the broker's JIT done "
+            "compiling (with AVISO_KAFKA_JVM_OPTS=-XX:TieredStopAtLevel=4, the full JIT a "
+            "department's own cluster runs)"
+        ),
+    )
+    parser.add_argument(
+        "--warm-up-rate",
+        type=float,
+        default=5.0,
+        metavar="N",
+        help="notices/s during the warm-up (default 5)",
+    )
+    parser.add_argument(
         "--thread-sink",
         action="store_true",
         help=(
@@ -181,6 +201,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         },
         "drain_timeout_s": 20.0 if args.short else 60.0,
         "httpx_load": args.httpx_load,
+        "warm_up_s": args.warm_up,
+        "warm_up_rate": args.warm_up_rate,
         "throughput_s": (args.duration or 3.0)
         if args.intake_only
         else (3.0 if args.short else 10.0),
@@ -266,7 +288,14 @@ async def _rates(
             )
             post = HttpxPoster(client, url, headers)
         # A few notices first: connections, caches and JITs warm, consumers assigned.
-        await run_rate(system, post, rate=5, duration_s=2, drain_timeout_s=30, label="warm-up")
+        await run_rate(
+            system,
+            post,
+            rate=plan["warm_up_rate"],
+            duration_s=plan["warm_up_s"],
+            drain_timeout_s=max(30.0, plan["drain_timeout_s"]),
+            label="warm-up",
+        )
         sys.stderr.write(f"\r\033[Kidle: settling {plan['idle_settle_s']:g} s, then measuring\n")
         await asyncio.sleep(plan["idle_settle_s"])
         idle.update(await _idle(infra, system, plan["idle_s"]))
@@ -472,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _git_commit(),
         "short": args.short,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        # What the local broker's JVM ran with beyond its defaults (deploy/local/kafka_jvm.py).
+        "kafka_jvm_opts": os.environ.get("AVISO_KAFKA_JVM_OPTS", ""),
         "infra": {
             "backend": infra.backend,
             "own": infra.own,

@@ -152,5 +152,11 @@ def render(results: dict[str, Any]) -> str:
     """Floors, per-rate latency, CPU and statements, and intake throughput, as text."""
     backend = "SQLite" if _sqlite(results) else "PostgreSQL"
     run = "short" if results["short"] else "full"
-    head = f"Aviso hot path @ {results['commit']} ({run} run, {backend})"
-    return "\n".join([head, "", *_floors(results), *_rates(results), *_throughput(results)])
+    head = [f"Aviso hot path @ {results['commit']} ({run} run, {backend})"]
+    plan = results.get("plan", {})
+    if "warm_up_s" in plan:
+        head.append(
+            f"warmed up {plan['warm_up_s']:g} s at {plan['warm_up_rate']:g} notices/s; "
+            f"the broker's extra JVM flags: {results.get('kafka_jvm_opts') or 'none'}"
+        )
+    return "\n".join([*head, "", *_floors(results), *_rates(results), *_throughput(results)])

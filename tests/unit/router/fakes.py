@@ -6,6 +6,7 @@ repositories the real one does, and runs after-commit effects only on `commit()`
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -325,6 +326,9 @@ class FakeUnitOfWork:
         for effect in self.effects:
             effect()
         self.effects = []
+        # What an effect put off by a loop turn (a new alert's line) has run by the time
+        # a real caller's task resumes after its commit.
+        await asyncio.sleep(0)
 
     async def __aenter__(self) -> FakeUnitOfWork:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,26 @@ async def test_open_alert_freezes_the_directory_and_notifies_the_spoc_on_each_ch
     assert all(r.context["headline"].startswith("DRILL ") for r in requests)
     assert [t.recipient_id for t in deps.store.events("alert.triggered")] == [SPOC]
     assert [e["event"] for e in logs] == ["alert.triggered"]
+
+
+async def test_the_new_alerts_line_and_deadline_come_after_the_hand_offs_first_send_step(
+    deps: FakeDeps,
+) -> None:
+    # At commit the engine's hand-off spawns the notice's sends (registered first, inside
+    # the opening); the new alert's line, counter and deadline wait a turn behind them.
+    order: list[str] = []
+
+    async def send() -> None:
+        order.append("send")
+
+    sends: list[asyncio.Task[None]] = []
+    deps = replace(deps, timer_set=lambda _at: order.append("triggered"))
+    uow = FakeUnitOfWork(deps.store)
+    uow.after_commit(lambda: sends.append(asyncio.create_task(send())))
+    await alerting.open_alert(uow, deps=deps, notice=received())
+    await uow.commit()
+    await asyncio.gather(*sends)
+    assert order == ["send", "triggered"]
 
 
 async def test_the_new_alerts_deadline_reaches_the_escalation_worker_after_commit(

@@ -122,3 +122,27 @@ async def test_this_process_commits_do_not_wake_an_idle_engine(
         engine.wake()  # what an accepting commit of this process does
         await until(lambda: store.state(placed.delivery_id) == "delivered")
         assert store.claim_calls == 2
+
+
+def _waiting_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks other than the test's own that sleep in `Event.wait()`."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and getattr(task.get_coro(), "__qualname__", "") == "Event.wait"
+    ]
+
+
+async def test_an_idle_engine_waits_without_a_task_per_event() -> None:
+    # A wait was `asyncio.wait` over a task per event (stop, woken, a commit heard of),
+    # made and cancelled on every wait, several times a notice: loop turns of their own.
+    async with _idle_engine() as (engine, store, _):
+        await asyncio.sleep(0.05)  # settled into its idle wait
+        # One task hears `stop` for the whole run; a wait adds none (before: three a wait).
+        assert len(_waiting_tasks()) == 1
+        placed = await _accepted_elsewhere(store, "http://l/elsewhere")
+        engine.wake()
+        await until(lambda: store.state(placed.delivery_id) == "delivered")
+        await asyncio.sleep(0.05)
+        assert len(_waiting_tasks()) == 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import uuid
 from email.message import EmailMessage
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.delivery import DeliveryError
+from services.common.delivery import DeliveryError, mail
 from services.common.delivery.mail import Address, compose_mail, parse_address
 
 _FROM = Address(name="Aviso", spec="aviso@police.example")
@@ -137,3 +138,26 @@ def test_any_body_reads_back_as_written(text: str, eight_bit: bool) -> None:
     expected = mail.text.replace("\r\n", "\n").replace("\r", "\n")
     assert _text(message).rstrip("\n") == expected.rstrip("\n")
     assert mail.as_bytes(eight_bit=eight_bit).endswith(b"\r\n")
+
+
+def test_a_recipient_is_parsed_once_for_every_mail_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A contact's address is the same on every alert: parsing it each time was ~1 % of
+    # router's CPU at 50/s.
+    parsed: list[object] = []
+    original = mail.getaddresses
+
+    def counting(values: list[str]) -> list[tuple[str, str]]:
+        parsed.append(values)
+        return original(values)
+
+    monkeypatch.setattr(mail, "getaddresses", counting)
+    to = f"SPOC <spoc-{uuid.uuid4().hex}@police.example>"
+    first = compose_mail(sender=_FROM, to=to, subject="s", text="t", delivery_id="d1")
+    second = compose_mail(sender=_FROM, to=to, subject="s", text="t", delivery_id="d2")
+    assert len(parsed) == 1
+    assert first.recipient == second.recipient
+    assert b"To: SPOC <spoc-" in second.head
+    with pytest.raises(DeliveryError):  # an invalid one raises every time, never kept
+        compose_mail(sender=_FROM, to="a@b, c@d", subject="s", text="t", delivery_id="d3")
+    with pytest.raises(DeliveryError):
+        compose_mail(sender=_FROM, to="a@b, c@d", subject="s", text="t", delivery_id="d4")

@@ -1,0 +1,87 @@
+"""An outbox row's CloudEvents headers, stored as what the row's own columns do not say.
+
+Every event's headers (cloudevents.py `new_event`) were stored whole with its row, ~410
+bytes of JSON a row, most of it said again by the row's columns or by nothing at all: the
+spec version and content type are constants, `ce_id` is `message_id`, `ce_type` is
+`event_type`, `ce_dataschema` follows from it, `ce_subject` is the aggregate id (`key`)
+and `ce_time` the event's time (`created_at`, which `outbox_row` now takes from it). What
+is left is the source and, where it is not the message id, the correlation id: about 75
+bytes. The relay puts the headers back together in the same order with the same values,
+so the record on the topic is what it was.
+
+A row is stored short only when putting it back together gives exactly the headers it
+had (names, values and order): anything else (another shape of envelope, a time not in
+UTC) is stored whole, as is every row written before this change. A stored set with
+`ce_id` in it is whole; the short form never has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from services.common.cloudevents import CONTENT_TYPE, SPECVERSION
+
+__all__ = ["event_time", "full_headers", "stored_headers"]
+
+# What the short form keeps: nothing in the row's columns says them.
+_KEPT = ("ce_source", "ce_correlationid")
+_SCHEMA_URL = "https://aviso.local/schemas/{}.schema.json"
+
+
+def event_time(headers: Mapping[str, str], default: datetime) -> datetime:
+    """The event's time (`ce_time`) as the row's `created_at`, so the header need not be
+    stored; `default` when it is missing or not a time with its zone."""
+    try:
+        stamped = datetime.fromisoformat(headers["ce_time"])
+    except (KeyError, TypeError, ValueError):
+        return default
+    return stamped if stamped.tzinfo is not None else default
+
+
+def stored_headers(
+    headers: Mapping[str, str], *, message_id: str, event_type: str, key: str, created_at: datetime
+) -> dict[str, str]:
+    """What to store of `headers`: the short form if it gives them back exactly, else all."""
+    kept = {name: headers[name] for name in _KEPT if name in headers}
+    if kept.get("ce_correlationid") == message_id:
+        del kept["ce_correlationid"]
+    rebuilt = full_headers(
+        kept, message_id=message_id, event_type=event_type, key=key, created_at=created_at
+    )
+    # Order too: the record's headers are a list, and consumers may read it as one.
+    if list(rebuilt.items()) == list(headers.items()):
+        return kept
+    return dict(headers)
+
+
+def full_headers(
+    stored: Mapping[str, str],
+    *,
+    message_id: str,
+    event_type: str,
+    key: str,
+    created_at: datetime | str,
+) -> dict[str, str]:
+    """The headers a row was written with, from what was stored and the row's columns."""
+    if "ce_id" in stored:
+        return dict(stored)
+    # The order `new_event` gives them, which the record keeps.
+    return {
+        "ce_specversion": SPECVERSION,
+        "ce_id": message_id,
+        "ce_type": event_type,
+        "ce_source": stored.get("ce_source", ""),
+        "ce_time": _iso(created_at),
+        "ce_subject": key,
+        "ce_correlationid": stored.get("ce_correlationid", message_id),
+        "ce_dataschema": _SCHEMA_URL.format(event_type),
+        "content-type": CONTENT_TYPE,
+    }
+
+
+def _iso(created_at: datetime | str) -> str:
+    # PostgreSQL gives the time back in UTC; SQLite as its naive UTC wall time (or text).
+    when = created_at if isinstance(created_at, datetime) else datetime.fromisoformat(created_at)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.isoformat()

@@ -45,7 +45,6 @@ def relay_row(r: Mapping[Any, Any]) -> OutboxRow:
             message_id=message_id,
             event_type=event_type,
             key=key,
-            created_at=r["created_at"],
         ),
         payload=r["payload"],
     )

@@ -142,7 +142,6 @@ class RelayStatements:
                 t.c.event_type,
                 t.c.headers,
                 t.c.payload,
-                t.c.created_at,
                 _HAS_SUCCESSOR,
             )
         )

@@ -41,7 +41,7 @@ from services.common.outbox.handoff import (
     leased_result_sql,
     taker_for,
 )
-from services.common.outbox.headers import event_time, stored_headers
+from services.common.outbox.headers import stored_headers
 
 __all__ = [
     "HANDED_SUFFIX",
@@ -187,14 +187,12 @@ async def enqueue_all(
 
 def outbox_row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
     """The row's values, in `OUTBOX_COLUMNS`: its headers stored as what the other columns
-    do not say (headers.py), its `created_at` the event's time (`now` if it has none)."""
-    created_at = event_time(outgoing.headers, now)
+    do not say (headers.py)."""
     headers = stored_headers(
         outgoing.headers,
         message_id=outgoing.message_id,
         event_type=outgoing.event_type,
         key=outgoing.key,
-        created_at=created_at,
     )
     return {
         "message_id": outgoing.message_id,
@@ -203,7 +201,7 @@ def outbox_row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
         "event_type": outgoing.event_type,
         "headers": headers,
         "payload": outgoing.payload,
-        "created_at": created_at,
+        "created_at": now,
         "attempts": 0,
     }
 

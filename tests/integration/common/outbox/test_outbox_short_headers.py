@@ -71,7 +71,11 @@ async def test_a_claimed_row_stores_short_headers_and_publishes_the_events_own(
     outgoing = await _enqueue(engine, notice_id)
     [stored] = await _stored_headers(engine)
     correlation_id = outgoing.headers["ce_correlationid"]
-    assert stored == {"ce_source": "aviso.test", "ce_correlationid": correlation_id}
+    assert stored == {
+        "ce_source": "aviso.test",
+        "ce_time": outgoing.headers["ce_time"],
+        "ce_correlationid": correlation_id,
+    }
 
     relay = OutboxRelay(
         engine=engine, publish=outbox_publisher(broker), component="intake", poll_interval_s=120

@@ -13,13 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 
 __all__ = [
-    "OUTBOX_STORAGE",
     "OUTBOX_VERSION",
     "create_messaging_tables",
     "drop_outbox_message_id_unique",
     "inbox_messages",
-    "keep_outbox_rows_inline",
-    "let_outbox_rows_toast",
     "messaging_metadata",
     "outbox_messages",
     "restore_outbox_message_id_unique",
@@ -68,19 +65,14 @@ def _inbox_columns() -> list[Any]:
     ]
 
 
-# PostgreSQL keeps a row up to a page long in the table, not in TOAST, and half of each
-# page free (intake_0006, router_0007, rumor_control_0010; before them a fifth free,
-# intake_0005, router_0006, rumor_control_0008). A row is written once and deleted once
-# Kafka has it: in TOAST, intake's 3 kB `notice.received` row wrote two chunks and their
-# index entries more, and deleted them again. Inline, a lease renewal (an update of no
-# indexed column) must find room on the row's own page to be HOT and log only the changed
-# bytes: with half of every page free, every row of a page can be renewed at once there.
-OUTBOX_STORAGE = {"fillfactor": 50, "toast_tuple_target": 8160}
+# PostgreSQL keeps a fifth of each page free (intake_0005, router_0006,
+# rumor_control_0008): the relay's update of a row just written lands on the row's own
+# page, where its WAL record holds the changed bytes instead of the whole new row.
 outbox_messages = sa.Table(
     "outbox_messages",
     messaging_metadata,
     *_outbox_columns(),
-    postgresql_with=OUTBOX_STORAGE,
+    postgresql_with={"fillfactor": 80},
 )
 sa.Index(
     "ix_outbox_pending_key", outbox_messages.c.sent_at, outbox_messages.c.key, outbox_messages.c.id
@@ -103,20 +95,6 @@ def drop_outbox_message_id_unique(op: Any) -> None:
 def restore_outbox_message_id_unique(op: Any) -> None:
     """Outbox version 2 -> 1 (a downgrade): `message_id` unique again."""
     _reshape_outbox(op, version=1)
-
-
-def keep_outbox_rows_inline(op: Any) -> None:
-    """The outbox's rows in the table, half of each page free (PostgreSQL; a migration)."""
-    if op.get_bind().dialect.name == "postgresql":
-        options = ", ".join(f"{name} = {value}" for name, value in OUTBOX_STORAGE.items())
-        op.execute(f"ALTER TABLE outbox_messages SET ({options})")
-
-
-def let_outbox_rows_toast(op: Any) -> None:
-    """Undo `keep_outbox_rows_inline`: the fifth of each page free before it, TOAST's default."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER TABLE outbox_messages SET (fillfactor = 80)")
-        op.execute("ALTER TABLE outbox_messages RESET (toast_tuple_target)")
 
 
 def _reshape_outbox(op: Any, *, version: int) -> None:

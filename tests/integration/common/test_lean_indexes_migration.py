@@ -113,12 +113,7 @@ async def test_outbox_message_id_index_goes_and_comes_back_with_rows_kept(
             assert await conn.run_sync(_differences, component) == []
             packed = await conn.run_sync(_fillfactors)
             if database_url is not None:
-                # The outbox keeps half of each page free since the outbox's inline rows
-                # (test_outbox_inline_migration.py).
-                assert packed == {
-                    table: "fillfactor=50" if table == "outbox_messages" else "fillfactor=80"
-                    for table in _FILLFACTOR_TABLES[component]
-                }
+                assert packed == dict.fromkeys(_FILLFACTOR_TABLES[component], "fillfactor=80")
             await conn.run_sync(_downgrade, component, _BEFORE[component])
             await conn.commit()
             assert set((await conn.run_sync(_fillfactors)).values()) <= {None}
@@ -149,8 +144,6 @@ async def test_intake_audit_log_notice_index_goes_and_comes_back(
 
 
 def test_the_declarations_keep_the_fillfactor_the_migrations_set() -> None:
-    for table in (router_deliveries, rumor_deliveries):
+    for table in (outbox_messages, router_deliveries, rumor_deliveries):
         ddl = str(sa.schema.CreateTable(table).compile(dialect=postgresql.dialect()))
         assert "WITH (fillfactor = 80)" in ddl, table.name
-    ddl = str(sa.schema.CreateTable(outbox_messages).compile(dialect=postgresql.dialect()))
-    assert "WITH (fillfactor = 50, toast_tuple_target = 8160)" in ddl

@@ -22,8 +22,9 @@ pytestmark = [
     pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
 ]
 
-# A backlog of intake-sized rows (3 kB each, a page each): what a relay behind settles
-# against. (A few tiny rows fit a page or two, where reading them all is the cheaper plan.)
+# A backlog of intake-sized rows (3 kB of payload each, in TOAST): what a relay behind
+# settles against. (A few tiny rows fit a page or two, where reading them all is the
+# cheaper plan.)
 WAITING = 2000
 PAYLOAD = json.dumps({"fingerprints": secrets.token_hex(1500)})
 

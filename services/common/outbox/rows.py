@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from services.common.outbox.headers import full_headers
 from services.common.outbox.ordering import one_key_at_a_time
 from services.common.outbox.writing import OutboxRow, PublishFn
 
@@ -29,15 +30,22 @@ def one_by_one(publish: PublishFn) -> Callable[[Sequence[OutboxRow]], Awaitable[
 
 
 def relay_row(r: Mapping[Any, Any]) -> OutboxRow:
-    """A row as the publisher takes it, from a claim's result or a handed-over row."""
-    headers = r["headers"]
+    """A row as the publisher takes it, from a claim's result or a handed-over row: its
+    headers whole again (headers.py)."""
+    stored = r["headers"]
+    message_id, event_type, key = r["message_id"], r["event_type"], r["key"]
     return OutboxRow(
         id=r["id"],
-        message_id=r["message_id"],
+        message_id=message_id,
         topic=r["topic"],
-        key=r["key"],
-        event_type=r["event_type"],
-        headers=headers if isinstance(headers, dict) else json.loads(headers),
+        key=key,
+        event_type=event_type,
+        headers=full_headers(
+            stored if isinstance(stored, dict) else json.loads(stored),
+            message_id=message_id,
+            event_type=event_type,
+            key=key,
+        ),
         payload=r["payload"],
     )
 

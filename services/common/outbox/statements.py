@@ -41,6 +41,9 @@ _HAS_SUCCESSOR = sa.literal_column(
     sa.Boolean(),
 ).label("has_successor")
 
+# How many of the oldest unsent rows the settling looks at for the earliest lease.
+_EARLIEST_OF = 64
+
 
 class RelayStatements:
     """Claim, hold back, delete sent rows, renew and the earliest lease, for one relay."""
@@ -144,21 +147,31 @@ class RelayStatements:
         )
 
     def _earliest_other_lease(self) -> sa.ColumnElement[Any]:
-        """When the earliest lease on an unsent row not being deleted as sent ends.
+        """When the earliest lease on one of the oldest unsent rows not being deleted as
+        sent ends.
 
         Read in the settling statement itself, which sees the rows as they were before
-        it, so the rows it deletes are left out by id. Seconds on PostgreSQL.
+        it, so the rows it deletes are left out by id. Seconds on PostgreSQL. Only the
+        `_EARLIEST_OF` oldest rows are looked at (the primary key's order, where the scan
+        stops): the minimum over every unsent row read the whole backlog at every
+        settling, so a relay behind slowed as it fell further behind. A lease is set at
+        the row's insert or claim and renewed with its round, so the oldest rows hold the
+        earliest leases (a dead relay's among them); a later one missed here is found by
+        the next idle look (`earliest_lease`) or the poll.
         """
         other = outbox_messages.alias("other")
-        earliest = (
-            sa.select(sa.func.min(other.c.claimed_until))
+        oldest = (
+            sa.select(other.c.claimed_until)
             .where(
                 other.c.sent_at.is_(None),
                 other.c.claimed_until.is_not(None),
                 ~self._among(other.c.id),
             )
-            .scalar_subquery()
+            .order_by(other.c.id)
+            .limit(_EARLIEST_OF)
+            .subquery("oldest")
         )
+        earliest = sa.select(sa.func.min(oldest.c.claimed_until)).scalar_subquery()
         if self._postgres:
             return sa.extract("epoch", earliest - sa.func.clock_timestamp())
         return earliest

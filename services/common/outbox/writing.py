@@ -41,6 +41,7 @@ from services.common.outbox.handoff import (
     leased_result_sql,
     taker_for,
 )
+from services.common.outbox.headers import stored_headers
 
 __all__ = [
     "HANDED_SUFFIX",
@@ -185,12 +186,20 @@ async def enqueue_all(
 
 
 def outbox_row(outgoing: OutgoingEvent, now: datetime) -> dict[str, object]:
+    """The row's values, in `OUTBOX_COLUMNS`: its headers stored as what the other columns
+    do not say (headers.py)."""
+    headers = stored_headers(
+        outgoing.headers,
+        message_id=outgoing.message_id,
+        event_type=outgoing.event_type,
+        key=outgoing.key,
+    )
     return {
         "message_id": outgoing.message_id,
         "topic": outgoing.topic,
         "key": outgoing.key,
         "event_type": outgoing.event_type,
-        "headers": outgoing.headers,
+        "headers": headers,
         "payload": outgoing.payload,
         "created_at": now,
         "attempts": 0,

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import NOTICES
 from services.common.cloudevents import OutgoingEvent, correlation_scope
-from services.common.db import is_postgres, make_session_factory
+from services.common.db import make_session_factory
 from services.common.kafka import outbox_publisher
 from services.common.messaging import outbox_messages
 from services.common.outbox import OutboxRelay, enqueue
@@ -85,11 +85,11 @@ async def test_a_claimed_row_stores_short_headers_and_publishes_the_events_own(
     _assert_carries(await _record(settings, notice_id), outgoing)
 
 
+# Rows are handed over at commit on PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_handed_row_publishes_the_events_own_headers(
     settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
 ) -> None:
-    if not is_postgres(engine):
-        pytest.skip("rows are handed over at commit on PostgreSQL only")
     relay = OutboxRelay(
         engine=engine, publish=outbox_publisher(broker), component="intake", poll_interval_s=120
     )

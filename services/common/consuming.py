@@ -86,6 +86,10 @@ class _Subscription:
     # How long the group waits for a silent member (None: the service's setting). A group
     # off the urgent path may take longer to fail over and heartbeat less often.
     session_timeout_ms: int | None = None
+    # How long an idle member's fetch waits at the broker (None: the service's setting). A
+    # record is answered at once whatever it is; longer means fewer empty fetches, and a
+    # slower takeover of a crashed member's partitions (see `_subscribe`).
+    fetch_max_wait_ms: int | None = None
 
 
 class EventConsumer:
@@ -134,6 +138,7 @@ class EventConsumer:
         inboxes: Mapping[str, str],
         fetch_min_bytes: int = 1,
         session_timeout_ms: int | None = None,
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
         """Declare `group_id` reading every topic of `inboxes` (topic -> inbox name).
 
@@ -143,7 +148,8 @@ class EventConsumer:
         applies again what those groups applied. `fetch_min_bytes` above 1: the broker
         answers the group's fetches once that much is there or the fetch wait has passed.
         `session_timeout_ms`: this group's own failover time instead of the service's
-        (its member heartbeats every third of it).
+        (its member heartbeats every third of it). `fetch_max_wait_ms`: this group's own
+        idle long-poll instead of the service's (an empty fetch every that often).
         """
         if group_id in self._subscriptions:
             raise ValueError(f"consumer group {group_id} is already declared")
@@ -154,6 +160,7 @@ class EventConsumer:
             dict(inboxes),
             fetch_min_bytes=fetch_min_bytes,
             session_timeout_ms=session_timeout_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
         self._subscriptions[group_id] = subscription
         self._subscribe(subscription)
@@ -193,6 +200,7 @@ class EventConsumer:
 
     def _subscribe(self, subscription: _Subscription) -> None:
         session_timeout_ms = subscription.session_timeout_ms or self._session_timeout_ms
+        fetch_max_wait_ms = subscription.fetch_max_wait_ms or self._fetch_max_wait_ms
 
         @self._broker.subscriber(
             *subscription.inboxes,
@@ -211,12 +219,12 @@ class EventConsumer:
             # on the connection behind the poll in flight, so failover takes the session
             # timeout plus up to this (benchmarks/recovery.py: 2.7 s at 2 s + 1 s, 5.6 s
             # at 2 s + 5 s).
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             fetch_min_bytes=subscription.fetch_min_bytes,
             # aiokafka's fetch task also wakes every consumer_timeout_ms (200 ms) to look for
             # work it is told of anyway (a fetch answered, records taken, an assignment
             # changed: futures it waits on): five idle wake-ups a second. Once per long-poll.
-            consumer_timeout_ms=self._fetch_max_wait_ms,
+            consumer_timeout_ms=fetch_max_wait_ms,
             # Failover after a crash: the group notices a silent member after the session
             # timeout. aiokafka heartbeats from a background task, so a handler that takes
             # longer than the session (a slow send, a database outage waited out) keeps its

@@ -121,6 +121,16 @@ class IntakeSettings(CommonSettings):
         "broker answers). Kafka's own group.min.session.timeout.ms (6000 by default) must "
         "not exceed it.",
     )
+    intake_consumer_fetch_max_wait_ms: int = Field(
+        default=5_000,
+        ge=1,
+        le=30_000,
+        description="Longest an idle intake member's fetch waits at the broker instead of "
+        "AVISO_CONSUMER_FETCH_MAX_WAIT_MS: an announcement is answered as it lands whatever "
+        "the wait, so a longer one means an empty fetch every 5 s instead of every second. "
+        "A crashed instance's partitions then pass to another up to this much after its "
+        "session ends (the survivor's next fetch queues behind the one in flight).",
+    )
     intake_policy_file: Path | None = Field(
         default=None,
         description="Department policy annotations (TOML); unset: services/intake/policy.toml.",

@@ -37,15 +37,18 @@ class _Joined:
 def register(consumer: EventConsumer, settings: IntakeSettings) -> None:
     """Directory announcements, in intake's own consumer group.
 
-    Its session (`intake_consumer_session_timeout_ms`, 6 s) is longer than router's: a
-    crashed instance's partitions pass to another within ~7 s instead of ~3 s, and an idle
-    member heartbeats every 2 s instead of every 667 ms.
+    Its session (`intake_consumer_session_timeout_ms`, 6 s) is longer than router's, and
+    its idle long-poll (`intake_consumer_fetch_max_wait_ms`, 5 s) longer than the
+    services' 1 s: an idle member heartbeats every 2 s instead of every 667 ms and sends an
+    empty fetch every 5 s instead of every second; an announcement is still fetched as it
+    lands. A crashed instance's partitions pass to another within ~11 s instead of ~3 s.
     """
     group = f"{settings.intake_group_prefix}.directory"
     consumer.group(
         group,
         inboxes={DIRECTORY: group},  # as `on` names it: what the group applied stays applied
         session_timeout_ms=settings.intake_consumer_session_timeout_ms,
+        fetch_max_wait_ms=settings.intake_consumer_fetch_max_wait_ms,
     )
 
     @consumer.on(DirectoryPublished.event_type, topic=DIRECTORY, group_id=group)

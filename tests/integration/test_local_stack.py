@@ -91,6 +91,24 @@ def test_the_local_broker_stops_the_jit_at_c1_unless_told(
     assert "-XX:+UseSerialGC" in short_lived
 
 
+def test_the_local_broker_compiles_its_request_paths_sooner() -> None:
+    # At a few requests a second the JVM's default thresholds leave a short-lived broker's
+    # request paths interpreted for most of its life (docs/performance.md, thirteenth round).
+    command = kafka_jvm.broker_command(
+        "java", "cp/*", local_kafka.KafkaLayout(Path("x")), heap="1g"
+    )
+    assert set(kafka_jvm.COMPILE_SOONER) <= set(command)
+    assert "-XX:Tier3InvocationThreshold=50" in kafka_jvm.COMPILE_SOONER
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("no java on this machine")
+    # HotSpot refuses to start on a flag it does not know: every one of them is real.
+    done = subprocess.run(
+        [java, *kafka_jvm.JVM_FLAGS, "-version"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_broker_setting_can_be_tried_without_a_code_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

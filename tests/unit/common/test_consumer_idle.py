@@ -70,3 +70,27 @@ def test_a_group_off_the_urgent_path_can_have_a_longer_session_and_fewer_heartbe
     # Every other group keeps the service's failover time.
     assert urgent_args["session_timeout_ms"] == settings.consumer_session_timeout_ms == 2_000
     assert urgent_args["heartbeat_interval_ms"] == 2_000 // 3
+
+
+def test_a_group_off_the_urgent_path_can_long_poll_longer(tmp_path: Path) -> None:
+    settings = CommonSettings(var_dir=tmp_path, database_url=None)
+    consumer = _consumer(settings)
+    consumer.group("slow", inboxes={"topic.a": "slow"}, fetch_max_wait_ms=5_000)
+    consumer.on("x.happened", topic="topic.a", group_id="slow")(_handler)
+    consumer.on("x.happened", topic="topic.b", group_id="urgent")(_handler)
+
+    by_group = {s.group_id: s._connection_args for s in consumer._broker.subscribers}  # type: ignore[attr-defined]
+    slow_args, urgent_args = by_group["slow"], by_group["urgent"]
+    # An empty fetch every 5 s, and the fetch task wakes once per long-poll with it.
+    assert slow_args["fetch_max_wait_ms"] == slow_args["consumer_timeout_ms"] == 5_000
+    # Every other group keeps the service's wait (router's takeover after a crash).
+    assert urgent_args["fetch_max_wait_ms"] == settings.consumer_fetch_max_wait_ms == 1_000
+    assert urgent_args["consumer_timeout_ms"] == 1_000
+
+
+def test_offsets_are_committed_every_five_seconds_by_default(tmp_path: Path) -> None:
+    # A commit is a broker request: at 10 messages a second, one every 5 s per group
+    # instead of one a second (the inbox turns what a crash re-delivers into no-ops).
+    settings = CommonSettings(var_dir=tmp_path, database_url=None)
+    assert settings.consumer_commit_interval_ms == 5_000
+    assert _consumer(settings).offsets._interval_s == 5.0

@@ -40,6 +40,17 @@ def test_intakes_member_heartbeats_a_third_as_often_as_routers(tmp_path: Path) -
     assert args["fetch_min_bytes"] == 1
 
 
+def test_intakes_idle_member_sends_an_empty_fetch_every_five_seconds(tmp_path: Path) -> None:
+    # An announcement is answered as it lands whatever the wait; a longer long-poll only
+    # means fewer empty fetches (one every 5 s instead of every second) and a slower
+    # takeover after a crash, which directory announcements can afford.
+    settings = IntakeSettings(var_dir=tmp_path)
+    _, args = _member(settings)
+    assert settings.intake_consumer_fetch_max_wait_ms == 5_000  # the default
+    assert args["fetch_max_wait_ms"] == args["consumer_timeout_ms"] == 5_000
+    assert settings.consumer_fetch_max_wait_ms == 1_000  # router's stays as it was
+
+
 def test_intakes_group_keeps_its_id_and_inbox(tmp_path: Path) -> None:
     # Declaring the group must not rename what it recorded: an announcement it applied
     # before the upgrade is never applied again.

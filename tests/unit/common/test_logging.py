@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -597,6 +598,63 @@ def test_json_to_the_terminal_and_the_file_is_rendered_once_and_written_to_both(
     assert first["summary"] == f"seen {REDACTED}"
     assert second["event"] == "Started server process [7]"
     assert_absent(buffer.getvalue() + log_file.read_text(), secret, value)
+
+
+def test_our_own_line_is_rendered_as_structlog_renders_it_without_a_copy_of_its_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = canary()
+    copies = 0
+    real_copy = logging.makeLogRecord
+
+    def counting(attributes: dict[str, Any]) -> logging.LogRecord:
+        nonlocal copies
+        copies += 1
+        return real_copy(attributes)
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    monkeypatch.setattr(logging, "makeLogRecord", counting)
+    buffer = io.StringIO()
+    configure_logging("intake", fmt="json", stream=buffer, force=True)
+    keep = Keep()  # another handler after ours: what it is handed must be the record
+    logging.getLogger().addHandler(keep)
+    try:
+        with bound(correlation_id="c-7"):
+            get_logger("tests.lean").info(
+                "notice.received", notice_id="n-7", agent_name=secret, http_status=201
+            )
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 8)
+    finally:
+        logging.getLogger().removeHandler(keep)
+        configure_logging("aviso-tests", force=True)
+        log_setup._state.configured = False
+    # Only the stdlib record was copied (by ProcessorFormatter, as before).
+    assert copies == 1
+    ours, foreign = buffer.getvalue().splitlines()
+    record = keep.records[0]
+    assert isinstance(record.msg, dict)
+    assert record.msg["event"] == "notice.received"
+    # Byte for byte what structlog's own formatter renders from the same record.
+    reference = structlog.stdlib.ProcessorFormatter(
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            log_setup._order_keys,
+            log_setup._render_json,
+        ]
+    )
+    assert ours == reference.format(record)
+    line = json.loads(ours)
+    assert list(line)[:5] == ["ts", "level", "service", "logger", "event"]
+    assert (line["agent_name"], line["correlation_id"]) == (REDACTED, "c-7")
+    assert json.loads(foreign)["event"] == "Started server process [8]"
+    assert_absent(buffer.getvalue(), secret)
 
 
 def test_text_without_any_scrubber_trigger_is_returned_as_is() -> None:

@@ -40,6 +40,7 @@ from services.common.logging import (
     forget_sensitive_value,
     forget_sensitive_values,
     get_logger,
+    holding_sensitive_values,
     is_restricted_key,
     register_sensitive_value,
     register_sensitive_values,
@@ -271,6 +272,33 @@ def test_registered_values_scrubbed_until_forgotten(output: io.StringIO) -> None
     assert second["text"] == f"still {REDACTED}"
     assert third["text"] == f"now {released}"
     assert_absent(output.getvalue(), held)
+
+
+def test_values_held_for_a_block_are_sorted_in_only_when_a_line_may_hold_them(
+    output: io.StringIO,
+) -> None:
+    registry = log_redaction._sensitive_values
+    name, spaced, other = canary(), f"Ana {uuid.uuid4().hex[:6]} Pérez", canary()
+    log = get_logger("tests.registry")
+    with holding_sensitive_values([name, spaced, "ab"]):  # "ab": too short to hold
+        assert name not in registry.held.values  # set aside as one group
+        log.info("notice.checked", notice_id="n-1", status="Exercise")
+        assert name not in registry.held.values  # no value of it could be in that line
+        log.info("rumor.text", text=f"seen {name} with {spaced}; ab")
+        assert name in registry.held.values  # sorted in for the line that might hold one
+        with holding_sensitive_values([other]):
+            log.info("notice.checked", notice_id=other)
+        assert other not in registry.snapshot
+        assert not registry.pending
+    log.info("rumor.text", text=f"after {name} and {spaced}")
+    checked, seen, held_line, after = lines(output)
+    assert checked["notice_id"] == "n-1"
+    assert seen["text"] == f"seen {REDACTED} with {REDACTED}; ab"
+    assert held_line["notice_id"] == REDACTED
+    assert after["text"] == f"after {name} and {spaced}"  # released: no longer scrubbed
+    assert name not in registry.snapshot
+    assert spaced not in registry.snapshot
+    assert not registry.pending
 
 
 def test_registry_is_bounded() -> None:
@@ -774,3 +802,35 @@ def test_records_leave_out_what_no_line_renders(output: io.StringIO) -> None:
     assert record.processName is None
     assert record.process is None
     assert lines(output)[0]["event"] == "a.line"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_values_held_aside_are_scrubbed_as_registered_values_are(data: st.DataObject) -> None:
+    """Values some holders set aside (`hold`) and others registered: whatever the text, the
+    scrub answers as if every value had been registered in that order; released, they are
+    gone and the registered ones stay."""
+    bases = data.draw(st.lists(st.text(_VALUE_ALPHABET, min_size=3, max_size=8), max_size=8))
+    split = data.draw(st.integers(0, len(bases)))
+    registered, aside = bases[:split], bases[split:]
+    groups = [aside[0::2], aside[1::2]]  # two holders
+    pieces = st.one_of(st.sampled_from(bases or ["x"]), st.text(_VALUE_ALPHABET, max_size=6))
+    texts = data.draw(st.lists(st.lists(pieces, max_size=6).map("".join), max_size=8))
+    reference = held_values.SensitiveValues(max_entries=64)
+    with _own_registry() as registry:
+        for value in registered:
+            registry.register(value)
+            reference.register(value)
+        tokens = [registry.hold(group) for group in groups]
+        for group in groups:
+            reference.register_all(group)
+        for text in texts:
+            assert log_redaction.scrub_text(text) == _scrub_value_by_value(text, reference.snapshot)
+        line = {f"field_{n}": text for n, text in enumerate(texts)}
+        assert log_redaction.redact_restricted(None, "info", dict(line)) == {
+            key: _scrub_value_by_value(text, reference.snapshot) for key, text in line.items()
+        }
+        for token in tokens:
+            registry.release(token)
+        assert not registry.pending
+        assert sorted(registry.snapshot) == sorted(set(registered))

@@ -56,7 +56,8 @@ class SensitiveValues:
     length, then a list insert or delete): a request registers and forgets about ten,
     and with a few hundred held by concurrent requests, sorting them all again at each
     change was ~0.2 ms a request. Those made of plain characters only are kept apart
-    too (see `scrub_text`).
+    too (see `scrub_text`). A block's values (`hold`) wait aside as one group until a
+    line may hold one of them (`folded`): most blocks end before any line is written.
     """
 
     def __init__(self, max_entries: int) -> None:
@@ -143,10 +144,14 @@ class SensitiveValues:
         return self.held
 
     def _fold(self) -> None:
-        pending, self._pending, self.pending = self._pending, {}, ()
-        for token, group in pending.items():
+        # `held` with the groups is published before `pending` loses them: a reader
+        # without the lock (another thread's line) reads `pending`, then `held`, and so
+        # finds every group in one or the other.
+        for token, group in self._pending.items():
             self._folded[token] = group.values
             self._register_locked(group.values)
+        self._pending = {}
+        self.pending = ()
 
     def register_all(self, values: Iterable[str]) -> None:
         """Hold each of `values` once more; what readers see changes once, at the end."""

@@ -290,7 +290,9 @@ def _may_hold_a_value(text: str, registry: SensitiveValues) -> bool:
     The values of pending groups (`SensitiveValues.hold`) are asked the same way, where
     they are; the replacement then folds them in first (`folded`).
     """
-    held, pending = registry.held, registry.pending
+    # `pending` before `held`: a group folded meanwhile is in `held` by then (see `_fold`).
+    pending = registry.pending
+    held = registry.held
     if not held.values and not pending:
         return False
     if not PLAIN_CHARACTERS.issuperset(text):

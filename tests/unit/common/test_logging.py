@@ -301,6 +301,29 @@ def test_values_held_for_a_block_are_sorted_in_only_when_a_line_may_hold_them(
     assert not registry.pending
 
 
+def test_a_group_being_folded_is_seen_by_a_reader_at_every_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A line written by another thread reads the registry without its lock: while a fold
+    # runs, each value must be in the pending groups or in the sorted values.
+    registry = held_values.SensitiveValues(max_entries=64)
+    first, second = canary(), canary()
+    registry.hold([first])
+    registry.hold([second])
+    seen: list[bool] = []
+    register = registry._register_locked
+
+    def watched(values: Any) -> None:
+        seen.extend(log_redaction._may_hold_a_value(v, registry) for v in (first, second))
+        register(values)
+        seen.extend(log_redaction._may_hold_a_value(v, registry) for v in (first, second))
+
+    monkeypatch.setattr(registry, "_register_locked", watched)
+    assert set(registry.folded().values) == {first, second}
+    assert seen == [True] * 8
+    assert not registry.pending
+
+
 def test_registry_is_bounded() -> None:
     registry = held_values.SensitiveValues(max_entries=3)
     for value in ["aaa", "bbb", "ccc", "ddd"]:

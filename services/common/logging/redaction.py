@@ -11,7 +11,8 @@ import datetime as dt
 import enum
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from structlog.typing import EventDict, WrappedLogger
 
-from services.common.logging.held_values import PLAIN_CHARACTERS, Held, SensitiveValues
+from services.common.logging.held_values import PLAIN_CHARACTERS, SensitiveValues
 
 __all__ = [
     "REDACTED",
@@ -27,6 +28,7 @@ __all__ = [
     "add_restricted_keys",
     "forget_sensitive_value",
     "forget_sensitive_values",
+    "holding_sensitive_values",
     "is_restricted_key",
     "redact_restricted",
     "register_sensitive_value",
@@ -231,6 +233,23 @@ def register_sensitive_values(values: Iterable[str]) -> None:
     )
 
 
+@contextmanager
+def holding_sensitive_values(values: Iterable[str]) -> Iterator[None]:
+    """Scrub `values` (each of 3+ chars) from log text while the block runs.
+
+    What `register_sensitive_values` then `forget_sensitive_values` do, for a block: the
+    values are set aside as one group and sorted into the registry only if a line written
+    meanwhile may hold one (most blocks, a request's, write none).
+    """
+    token = _sensitive_values.hold(
+        [value for value in _each(values) if len(value.strip()) >= _SENSITIVE_VALUE_MIN_LENGTH]
+    )
+    try:
+        yield
+    finally:
+        _sensitive_values.release(token)
+
+
 def forget_sensitive_value(value: str) -> None:
     """Drop one registration of `value` (the value stays scrubbed while others hold it)."""
     _sensitive_values.forget_all((value,))
@@ -251,9 +270,8 @@ def _each(values: Iterable[str]) -> Iterable[str]:
 
 def scrub_text(text: str) -> str:
     """Remove registered sensitive values and known leaky patterns from free text."""
-    held = _sensitive_values.held
-    if held.values and _may_hold_a_value(text, held):
-        text = _replace_held(text, held.values)
+    if _may_hold_a_value(text, _sensitive_values):
+        text = _replace_held(text, _sensitive_values.folded().values)
     if not _may_need_pattern_scrubbing(text):
         return text
     for pattern, replacement in _TEXT_SCRUBBERS:
@@ -261,7 +279,7 @@ def scrub_text(text: str) -> str:
     return text
 
 
-def _may_hold_a_value(text: str, held: Held) -> bool:
+def _may_hold_a_value(text: str, registry: SensitiveValues) -> bool:
     """False only when no held value is inside `text` (so replacing them changes nothing).
 
     Every string field of every line asks, and with a few hundred values held (intake at
@@ -269,13 +287,24 @@ def _may_hold_a_value(text: str, held: Held) -> bool:
     cannot be inside it: a text of plain characters alone (most fields: ids, timestamps,
     names of things) is asked only for the plain values, a handful; any other text, or
     one holding a plain value, gets the whole replacement, value by value, as before.
+    The values of pending groups (`SensitiveValues.hold`) are asked the same way, where
+    they are; the replacement then folds them in first (`folded`).
     """
+    # `pending` before `held`: a group folded meanwhile is in `held` by then (see `_fold`).
+    pending = registry.pending
+    held = registry.held
+    if not held.values and not pending:
+        return False
     if not PLAIN_CHARACTERS.issuperset(text):
         return True
-    # A loop, not any(...): a generator's turn costs about twice as much.
-    for value in held.plain:  # noqa: SIM110
+    # Loops, not any(...): a generator's turn costs about twice as much.
+    for value in held.plain:
         if value in text:
             return True
+    for group in pending:
+        for value in group.plain:
+            if value in text:
+                return True
     return False
 
 
@@ -390,7 +419,6 @@ def _line_may_need_scrubbing(joined: str) -> bool:
     One search per line instead of one per text field: a line's dozen or so (the time
     stamp, level, logger, event, ids, names of things) rarely hold anything to scrub.
     """
-    held = _sensitive_values.held
-    if held.values and _may_hold_a_value(joined, held):
+    if _may_hold_a_value(joined, _sensitive_values):
         return True
     return _may_need_pattern_scrubbing(joined)

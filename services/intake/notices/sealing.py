@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from services.common.auth import Principal
-from services.common.logging import forget_sensitive_values, register_sensitive_values
+from services.common.logging import holding_sensitive_values
 from services.intake.crypto import KeyRing
 from services.intake.deps import IntakeDeps
 from services.intake.domain import RestrictedDetail, VersionRecord, msg_type_for, references_for
@@ -24,12 +24,8 @@ __all__ = ["open_latest", "restricted_detail", "scrubbed", "seal_version"]
 @contextmanager
 def scrubbed(values: Iterable[str]) -> Iterator[None]:
     """Scrub these restricted values from every log line while the block runs."""
-    held = [value for value in values if value]
-    register_sensitive_values(held)
-    try:
+    with holding_sensitive_values([value for value in values if value]):
         yield
-    finally:
-        forget_sensitive_values(held)
 
 
 def restricted_detail(content: NoticeContent, principal: Principal) -> RestrictedDetail:

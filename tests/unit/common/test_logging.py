@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ from services.common.logging import (
     forget_sensitive_value,
     forget_sensitive_values,
     get_logger,
+    holding_sensitive_values,
     is_restricted_key,
     register_sensitive_value,
     register_sensitive_values,
@@ -270,6 +272,56 @@ def test_registered_values_scrubbed_until_forgotten(output: io.StringIO) -> None
     assert second["text"] == f"still {REDACTED}"
     assert third["text"] == f"now {released}"
     assert_absent(output.getvalue(), held)
+
+
+def test_values_held_for_a_block_are_sorted_in_only_when_a_line_may_hold_them(
+    output: io.StringIO,
+) -> None:
+    registry = log_redaction._sensitive_values
+    name, spaced, other = canary(), f"Ana {uuid.uuid4().hex[:6]} Pérez", canary()
+    log = get_logger("tests.registry")
+    with holding_sensitive_values([name, spaced, "ab"]):  # "ab": too short to hold
+        assert name not in registry.held.values  # set aside as one group
+        log.info("notice.checked", notice_id="n-1", status="Exercise")
+        assert name not in registry.held.values  # no value of it could be in that line
+        log.info("rumor.text", text=f"seen {name} with {spaced}; ab")
+        assert name in registry.held.values  # sorted in for the line that might hold one
+        with holding_sensitive_values([other]):
+            log.info("notice.checked", notice_id=other)
+        assert other not in registry.snapshot
+        assert not registry.pending
+    log.info("rumor.text", text=f"after {name} and {spaced}")
+    checked, seen, held_line, after = lines(output)
+    assert checked["notice_id"] == "n-1"
+    assert seen["text"] == f"seen {REDACTED} with {REDACTED}; ab"
+    assert held_line["notice_id"] == REDACTED
+    assert after["text"] == f"after {name} and {spaced}"  # released: no longer scrubbed
+    assert name not in registry.snapshot
+    assert spaced not in registry.snapshot
+    assert not registry.pending
+
+
+def test_a_group_being_folded_is_seen_by_a_reader_at_every_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A line written by another thread reads the registry without its lock: while a fold
+    # runs, each value must be in the pending groups or in the sorted values.
+    registry = held_values.SensitiveValues(max_entries=64)
+    first, second = canary(), canary()
+    registry.hold([first])
+    registry.hold([second])
+    seen: list[bool] = []
+    register = registry._register_locked
+
+    def watched(values: Any) -> None:
+        seen.extend(log_redaction._may_hold_a_value(v, registry) for v in (first, second))
+        register(values)
+        seen.extend(log_redaction._may_hold_a_value(v, registry) for v in (first, second))
+
+    monkeypatch.setattr(registry, "_register_locked", watched)
+    assert set(registry.folded().values) == {first, second}
+    assert seen == [True] * 8
+    assert not registry.pending
 
 
 def test_registry_is_bounded() -> None:
@@ -599,6 +651,63 @@ def test_json_to_the_terminal_and_the_file_is_rendered_once_and_written_to_both(
     assert_absent(buffer.getvalue() + log_file.read_text(), secret, value)
 
 
+def test_our_own_line_is_rendered_as_structlog_renders_it_without_a_copy_of_its_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = canary()
+    copies = 0
+    real_copy = logging.makeLogRecord
+
+    def counting(attributes: dict[str, Any]) -> logging.LogRecord:
+        nonlocal copies
+        copies += 1
+        return real_copy(attributes)
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    monkeypatch.setattr(logging, "makeLogRecord", counting)
+    buffer = io.StringIO()
+    configure_logging("intake", fmt="json", stream=buffer, force=True)
+    keep = Keep()  # another handler after ours: what it is handed must be the record
+    logging.getLogger().addHandler(keep)
+    try:
+        with bound(correlation_id="c-7"):
+            get_logger("tests.lean").info(
+                "notice.received", notice_id="n-7", agent_name=secret, http_status=201
+            )
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 8)
+    finally:
+        logging.getLogger().removeHandler(keep)
+        configure_logging("aviso-tests", force=True)
+        log_setup._state.configured = False
+    # Only the stdlib record was copied (by ProcessorFormatter, as before).
+    assert copies == 1
+    ours, foreign = buffer.getvalue().splitlines()
+    record = keep.records[0]
+    assert isinstance(record.msg, dict)
+    assert record.msg["event"] == "notice.received"
+    # Byte for byte what structlog's own formatter renders from the same record.
+    reference = structlog.stdlib.ProcessorFormatter(
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            log_setup._order_keys,
+            log_setup._render_json,
+        ]
+    )
+    assert ours == reference.format(record)
+    line = json.loads(ours)
+    assert list(line)[:5] == ["ts", "level", "service", "logger", "event"]
+    assert (line["agent_name"], line["correlation_id"]) == (REDACTED, "c-7")
+    assert json.loads(foreign)["event"] == "Started server process [8]"
+    assert_absent(buffer.getvalue(), secret)
+
+
 def test_text_without_any_scrubber_trigger_is_returned_as_is() -> None:
     assert log_redaction.scrub_text("notice.received n-1 District 4") == (
         "notice.received n-1 District 4"
@@ -716,3 +825,35 @@ def test_records_leave_out_what_no_line_renders(output: io.StringIO) -> None:
     assert record.processName is None
     assert record.process is None
     assert lines(output)[0]["event"] == "a.line"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_values_held_aside_are_scrubbed_as_registered_values_are(data: st.DataObject) -> None:
+    """Values some holders set aside (`hold`) and others registered: whatever the text, the
+    scrub answers as if every value had been registered in that order; released, they are
+    gone and the registered ones stay."""
+    bases = data.draw(st.lists(st.text(_VALUE_ALPHABET, min_size=3, max_size=8), max_size=8))
+    split = data.draw(st.integers(0, len(bases)))
+    registered, aside = bases[:split], bases[split:]
+    groups = [aside[0::2], aside[1::2]]  # two holders
+    pieces = st.one_of(st.sampled_from(bases or ["x"]), st.text(_VALUE_ALPHABET, max_size=6))
+    texts = data.draw(st.lists(st.lists(pieces, max_size=6).map("".join), max_size=8))
+    reference = held_values.SensitiveValues(max_entries=64)
+    with _own_registry() as registry:
+        for value in registered:
+            registry.register(value)
+            reference.register(value)
+        tokens = [registry.hold(group) for group in groups]
+        for group in groups:
+            reference.register_all(group)
+        for text in texts:
+            assert log_redaction.scrub_text(text) == _scrub_value_by_value(text, reference.snapshot)
+        line = {f"field_{n}": text for n, text in enumerate(texts)}
+        assert log_redaction.redact_restricted(None, "info", dict(line)) == {
+            key: _scrub_value_by_value(text, reference.snapshot) for key, text in line.items()
+        }
+        for token in tokens:
+            registry.release(token)
+        assert not registry.pending
+        assert sorted(registry.snapshot) == sorted(set(registered))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
+from services.intake import crypto
 from services.intake.crypto import (
     DecryptionError,
     KeyConfigError,
@@ -54,6 +56,29 @@ def test_rotation_opens_old_values_and_seals_new_ones_with_the_new_key() -> None
     retired = KeyRing(keys={"k2": K2}, active_key_id="k2")
     with pytest.raises(DecryptionError, match="k1"):
         retired.decrypt(old, aad=AAD)
+
+
+def test_a_ring_seals_and_opens_with_the_ciphers_it_built_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ring = KeyRing(keys={"k1": K1, "k2": K2}, active_key_id="k2")
+    old = KeyRing(keys={"k1": K1}, active_key_id="k1").encrypt(b"old", aad=AAD)
+    built: list[bytes] = []
+    real = crypto.AESGCM
+
+    def counting(key: bytes) -> Any:
+        built.append(key)
+        return real(key)
+
+    monkeypatch.setattr(crypto, "AESGCM", counting)
+    sealed = [ring.encrypt(b"detail %d" % n, aad=AAD) for n in range(3)]
+    assert [ring.decrypt(value, aad=AAD) for value in sealed] == [
+        b"detail 0",
+        b"detail 1",
+        b"detail 2",
+    ]
+    assert ring.decrypt(old, aad=AAD) == b"old"
+    assert built == []
 
 
 def test_parse_keys() -> None:

@@ -17,6 +17,7 @@ from services.intake import notices
 from services.intake.deps import IntakeDeps
 from services.intake.directory import record_directory
 from services.intake.domain import IntakeConflict, IntakeNotFound, SignatureRejected
+from services.intake.notices import submission as submission_module
 from services.intake.notices.commands import NoticeCancellation, NoticeRevision, NoticeSubmission
 from services.intake.permissions import Access
 from services.intake.repository import NoticeFilters
@@ -180,6 +181,32 @@ async def test_submit_retry_by_idempotency_key(store: Store, deps: IntakeDeps) -
     with pytest.raises(IntakeConflict) as error:
         await submit(store, deps, submission("ERO-2"), idempotency_key="k-1")
     assert error.value.code == "idempotency-key-reused"
+
+
+async def test_a_submission_digests_the_whole_request_only_with_an_idempotency_key(
+    store: Store, deps: IntakeDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The request's digest (reference included) is compared only with a key's record:
+    # without a key, the content's digest is the one made.
+    digested: list[dict[str, Any]] = []
+    real = submission_module.content_digest
+
+    def counting(key: bytes, content: Any) -> str:
+        digested.append(dict(content))
+        return real(key, content)
+
+    monkeypatch.setattr(submission_module, "content_digest", counting)
+    await submit(store, deps, submission("ERO-1"))
+    assert [("reference" in content) for content in digested] == [False]
+    digested.clear()
+    first = await submit(store, deps, submission("ERO-2"), idempotency_key="k-2")
+    assert [("reference" in content) for content in digested] == [False, True]
+    # And the key still tells a retry from another request.
+    again = await submit(store, deps, submission("ERO-2"), idempotency_key="k-2")
+    assert again.replayed
+    assert again.notice.id == first.notice.id
+    with pytest.raises(IntakeConflict):
+        await submit(store, deps, submission("ERO-3"), idempotency_key="k-2")
 
 
 async def test_a_signed_request_counts_once(store: Store, deps: IntakeDeps) -> None:

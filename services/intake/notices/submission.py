@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from datetime import datetime
+from typing import Any
 
 from services.common.auth import Principal
 from services.common.logging import get_logger, info_on_request_line
@@ -58,13 +59,7 @@ async def submit_notice(
     owner = owner_key(deps, principal)
     content = submission.content()
     digest = content_digest(deps.fingerprint_key, content)
-    # The key stands for the whole request, reference included. Only a key is compared
-    # with it: without one (most submissions) its canonical JSON and HMAC are not made.
-    request_digest = (
-        ""
-        if idempotency_key is None
-        else content_digest(deps.fingerprint_key, {"reference": submission.reference, **content})
-    )
+    request_digest = _request_digest(deps, submission, content, idempotency_key)
     access = access_for(principal, in_directory=False)  # field offices: never restricted
     # Only the Idempotency-Key is locked: the reference is guarded by the notices table's
     # unique index, which `apply_new` waits on and reads again (see fast_writes.py).
@@ -105,6 +100,20 @@ async def submit_notice(
         # Just written in this transaction: no need to read it back.
         return NoticeResult(transition.notice, (transition.version,), access)
     return await load_result(uow, notice_id, access=access, replayed=repeated)
+
+
+def _request_digest(
+    deps: IntakeDeps,
+    submission: NoticeSubmission,
+    content: dict[str, Any],
+    idempotency_key: str | None,
+) -> str:
+    """What an Idempotency-Key stands for: the whole request, reference included. Only a
+    key is compared with it: without one (most submissions) its canonical JSON and HMAC
+    are not made."""
+    if idempotency_key is None:
+        return ""
+    return content_digest(deps.fingerprint_key, {"reference": submission.reference, **content})
 
 
 async def _replayed_by_key(

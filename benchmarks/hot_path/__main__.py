@@ -481,6 +481,13 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    if args.profile and PhaseProfiler.executable() is None:
+        # Found out before the run, not after it: a profile-less run is not what was asked.
+        sys.stderr.write(
+            "--profile needs py-spy, which is not installed: "
+            "pip install -e '.[profile]' (it also needs root or ptrace permission)\n"
+        )
+        return 2
     plan = _plan(args)
     if args.kafka_requests:
         os.environ["AVISO_KAFKA_REQUEST_LOG"] = "1"  # read by deploy/local/kafka.py's start

@@ -150,6 +150,12 @@ def _sqlite(results: dict[str, Any]) -> bool:
 
 def render(results: dict[str, Any]) -> str:
     """Floors, per-rate latency, CPU and statements, and intake throughput, as text."""
+    head = _head(results)
+    return "\n".join([*head, "", *_floors(results), *_rates(results), *_throughput(results)])
+
+
+def _head(results: dict[str, Any]) -> list[str]:
+    """The run's commit, kind and back end, and how it was warmed up."""
     backend = "SQLite" if _sqlite(results) else "PostgreSQL"
     run = "short" if results["short"] else "full"
     head = [f"Aviso hot path @ {results['commit']} ({run} run, {backend})"]
@@ -159,4 +165,4 @@ def render(results: dict[str, Any]) -> str:
             f"warmed up {plan['warm_up_s']:g} s at {plan['warm_up_rate']:g} notices/s; "
             f"the broker's extra JVM flags: {results.get('kafka_jvm_opts') or 'none'}"
         )
-    return "\n".join([*head, "", *_floors(results), *_rates(results), *_throughput(results)])
+    return head

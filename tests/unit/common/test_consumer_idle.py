@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -57,14 +58,7 @@ def test_a_group_off_the_urgent_path_can_have_a_longer_session_and_fewer_heartbe
     tmp_path: Path,
 ) -> None:
     settings = CommonSettings(var_dir=tmp_path, database_url=None)
-    consumer = _consumer(settings)
-    consumer.group("slow", inboxes={"topic.a": "slow"}, session_timeout_ms=6_000)
-    consumer.on("x.happened", topic="topic.a", group_id="slow")(_handler)
-    consumer.on("x.happened", topic="topic.b", group_id="urgent")(_handler)
-
-    # The broker keeps its subscribers in no particular order: find each by its group.
-    by_group = {s.group_id: s._connection_args for s in consumer._broker.subscribers}  # type: ignore[attr-defined]
-    slow_args, urgent_args = by_group["slow"], by_group["urgent"]
+    slow_args, urgent_args = _slow_and_urgent(settings, session_timeout_ms=6_000)
     assert slow_args["session_timeout_ms"] == 6_000
     assert slow_args["heartbeat_interval_ms"] == 2_000  # a third of its own session
     # Every other group keeps the service's failover time.
@@ -74,13 +68,7 @@ def test_a_group_off_the_urgent_path_can_have_a_longer_session_and_fewer_heartbe
 
 def test_a_group_off_the_urgent_path_can_long_poll_longer(tmp_path: Path) -> None:
     settings = CommonSettings(var_dir=tmp_path, database_url=None)
-    consumer = _consumer(settings)
-    consumer.group("slow", inboxes={"topic.a": "slow"}, fetch_max_wait_ms=5_000)
-    consumer.on("x.happened", topic="topic.a", group_id="slow")(_handler)
-    consumer.on("x.happened", topic="topic.b", group_id="urgent")(_handler)
-
-    by_group = {s.group_id: s._connection_args for s in consumer._broker.subscribers}  # type: ignore[attr-defined]
-    slow_args, urgent_args = by_group["slow"], by_group["urgent"]
+    slow_args, urgent_args = _slow_and_urgent(settings, fetch_max_wait_ms=5_000)
     # An empty fetch every 5 s, and the fetch task wakes once per long-poll with it.
     assert slow_args["fetch_max_wait_ms"] == slow_args["consumer_timeout_ms"] == 5_000
     # Every other group keeps the service's wait (router's takeover after a crash).
@@ -94,3 +82,14 @@ def test_offsets_are_committed_every_five_seconds_by_default(tmp_path: Path) -> 
     settings = CommonSettings(var_dir=tmp_path, database_url=None)
     assert settings.consumer_commit_interval_ms == 5_000
     assert _consumer(settings).offsets._interval_s == 5.0
+
+
+def _slow_and_urgent(settings: CommonSettings, **slow: int) -> tuple[Any, Any]:
+    """The connection arguments of a group declared with `slow` and of a plain one."""
+    consumer = _consumer(settings)
+    consumer.group("slow", inboxes={"topic.a": "slow"}, **slow)
+    consumer.on("x.happened", topic="topic.a", group_id="slow")(_handler)
+    consumer.on("x.happened", topic="topic.b", group_id="urgent")(_handler)
+    # The broker keeps its subscribers in no particular order: find each by its group.
+    by_group = {s.group_id: s._connection_args for s in consumer._broker.subscribers}  # type: ignore[attr-defined]
+    return by_group["slow"], by_group["urgent"]

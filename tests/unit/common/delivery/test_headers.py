@@ -95,19 +95,25 @@ def test_a_body_keeps_every_character_but_surrogates(text: str) -> None:
     cleaned.encode("utf-8")  # always encodable
 
 
-def test_a_body_without_surrogates_is_not_looked_at_character_by_character(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Every e-mail's text passes here (~1.4 kB a notice): a category lookup per character
-    # cost 0.1-0.2 ms of router's CPU a notice.
-    looked: list[str] = []
+@pytest.fixture
+def looked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The characters `headers` asks `unicodedata.category` about."""
+    asked: list[str] = []
     original = unicodedata.category
 
     def category(ch: str) -> str:
-        looked.append(ch)
+        asked.append(ch)
         return original(ch)
 
     monkeypatch.setattr(headers.unicodedata, "category", category)
+    return asked
+
+
+def test_a_body_without_surrogates_is_not_looked_at_character_by_character(
+    looked: list[str],
+) -> None:
+    # Every e-mail's text passes here (~1.4 kB a notice): a category lookup per character
+    # cost 0.1-0.2 ms of router's CPU a notice.
     text = "DRILL Área: el aviso\u2028sigue.\n" * 50
     assert safe_body(text) is text
     assert looked == []
@@ -133,16 +139,8 @@ def test_safe_header_is_what_a_look_at_every_character_gives(value: str) -> None
 
 
 def test_a_printable_subject_is_not_looked_at_character_by_character(
-    monkeypatch: pytest.MonkeyPatch,
+    looked: list[str],
 ) -> None:
-    looked: list[str] = []
-    original = unicodedata.category
-
-    def category(ch: str) -> str:
-        looked.append(ch)
-        return original(ch)
-
-    monkeypatch.setattr(headers.unicodedata, "category", category)
     assert safe_header("DRILL  Área: aviso de operación") == "DRILL Área: aviso de operación"
     assert looked == []
     assert safe_header("a\u2028b") == "a b"

@@ -138,11 +138,11 @@ async def test_an_idle_engine_waits_without_a_task_per_event() -> None:
     # A wait was `asyncio.wait` over a task per event (stop, woken, a commit heard of),
     # made and cancelled on every wait, several times a notice: loop turns of their own.
     async with _idle_engine() as (engine, store, _):
-        await asyncio.sleep(0.05)  # settled into its idle wait
+        await until(lambda: bool(engine._wake._sleepers))  # in its idle wait
         # One task hears `stop` for the whole run; a wait adds none (before: three a wait).
         assert len(_waiting_tasks()) == 1
         placed = await _accepted_elsewhere(store, "http://l/elsewhere")
         engine.wake()
         await until(lambda: store.state(placed.delivery_id) == "delivered")
-        await asyncio.sleep(0.05)
+        await until(lambda: not engine._wake.is_set() and bool(engine._wake._sleepers))
         assert len(_waiting_tasks()) == 1

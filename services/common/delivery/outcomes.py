@@ -214,11 +214,12 @@ class OutcomeRecorder:
         ordered = sorted(batch, key=lambda o: str(o.record.delivery_id))
         settlements = [settlement(o) for o in ordered]
         read = self._plan.settle_read if hooks else None
-        if read is None:
+        # A busy put-back is not the plan's to hear of: nothing to read for it.
+        ids = tuple(sorted({str(o.record.aggregate_id) for o in ordered if _settled(o)}))
+        if read is None or not ids:
             held = await self._store.settle_many(tx, owner=self._owner, settlements=settlements)
         else:
             # The plan's read of the batch's aggregates rides in the settling statement.
-            ids = tuple(sorted({str(o.record.aggregate_id) for o in ordered}))
             held = await self._store.settle_many(
                 tx, owner=self._owner, settlements=settlements, read=replace(read, ids=ids)
             )

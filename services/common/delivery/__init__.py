@@ -148,6 +148,7 @@ from services.common.delivery.registry import (
     WebhookOutbound,
 )
 from services.common.delivery.senders import DELIVERY_ID_HEADER, EmailSender, WebhookSender
+from services.common.delivery.settle_query import SettleRead
 from services.common.delivery.sms import KannelSender
 from services.common.delivery.store import SqlDeliveryStore, Transaction
 
@@ -174,6 +175,7 @@ __all__ = [
     "ReasonClass",
     "Resolution",
     "SenderRegistry",
+    "SettleRead",
     "Settled",
     "Skip",
     "SmsOutbound",

@@ -36,7 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from services.common.bulk import column_arrays, unnest_insert
 from services.common.delivery.claim_query import ClaimAsk, claim_arguments, claim_statement
 from services.common.delivery.insert_query import PENDING_COLUMNS
-from services.common.delivery.settle_query import settle_batch_statement, share_batch_statement
+from services.common.delivery.settle_query import (
+    SettleRead,
+    settle_batch_statement,
+    share_batch_statement,
+)
 from services.common.direct import DirectStatement
 
 __all__ = ["DirectRounds", "next_due_statement"]
@@ -49,7 +53,9 @@ class DirectRounds:
         self._insert = DirectStatement(
             lambda: unnest_insert(table, PENDING_COLUMNS, True, "{insert} RETURNING delivery_id")
         )
+        self._table = table
         self._settle = DirectStatement(lambda: settle_batch_statement(table))
+        self._settle_reading: dict[str, DirectStatement] = {}
         self._share = DirectStatement(lambda: share_batch_statement(table))
         self._claims = {
             lapsed: DirectStatement(partial(claim_statement, table, lapsed=lapsed))
@@ -74,6 +80,21 @@ class DirectRounds:
         """Lock and settle a batch (`settle_query.settle_arrays`) in the session's
         transaction; the ids written (still ours)."""
         return {row[0] for row in await self._settle.fetch(session, arrays)}
+
+    async def settle_reading(
+        self, session: AsyncSession, arrays: Mapping[str, Any], read: SettleRead
+    ) -> tuple[set[str], list[Any]]:
+        """`settle` with `read` carried in the same statement: (the ids written, the rows
+        `read.sql` returned for `read.ids`)."""
+        statement = self._settle_reading.get(read.sql)
+        if statement is None:
+            table, sql = self._table, read.sql
+            statement = DirectStatement(lambda: settle_batch_statement(table, sql))
+            self._settle_reading[read.sql] = statement
+        rows = await statement.fetch(session, {**arrays, "read_ids": list(read.ids)})
+        settled = rows[0]["settled_ids"] if rows else None
+        # A read that found nothing still returns its one row, of NULLs.
+        return set(settled or ()), [row for row in rows if row[1] is not None]
 
     async def share(self, session: AsyncSession, shared: Sequence[tuple[str, str, str]]) -> None:
         """Give each (recipient, channel)'s pending records of unknown destination the key

@@ -212,9 +212,17 @@ class OutcomeRecorder:
         """Settle `batch` and call the plan's hooks in `tx`; logs and metrics after commit."""
         # One order for every batch: two transactions never wait on each other's rows.
         ordered = sorted(batch, key=lambda o: str(o.record.delivery_id))
-        held = await self._store.settle_many(
-            tx, owner=self._owner, settlements=[settlement(o) for o in ordered]
-        )
+        settlements = [settlement(o) for o in ordered]
+        read = self._plan.settle_read if hooks else None
+        # A busy put-back is not the plan's to hear of: nothing to read for it.
+        ids = tuple(sorted({str(o.record.aggregate_id) for o in ordered if _settled(o)}))
+        if read is None or not ids:
+            held = await self._store.settle_many(tx, owner=self._owner, settlements=settlements)
+        else:
+            # The plan's read of the batch's aggregates rides in the settling statement.
+            held = await self._store.settle_many(
+                tx, owner=self._owner, settlements=settlements, read=replace(read, ids=ids)
+            )
         # A record missing from `held`: our lease ran out and another process took it
         # over; its outcome is the one that counts.
         kept = [o for o in ordered if o.record.delivery_id in held]

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schemas.deliveries import DeliveryChannel
 from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord, Failure
 from services.common.delivery.registry import Outbound, Skip
+from services.common.delivery.settle_query import SettleRead
 from services.common.delivery.store import Transaction
 
 __all__ = ["BaseDeliveryPlan", "DeliveryPlan", "Resolution", "Settled"]
@@ -53,6 +54,9 @@ class DeliveryPlan(Protocol):
     # Channels this service delivers on: the engine refuses to start without a sender
     # for each (`SenderRegistry.require`).
     channels: Collection[DeliveryChannel]
+    # A read of the batch's aggregates for `on_outcomes`, carried by the settling
+    # statement on PostgreSQL (`SettleRead`); None: the plan reads for itself.
+    settle_read: SettleRead | None
 
     def give_up_after(self, order: DeliveryOrder) -> timedelta:
         """How long after acceptance retries may go on, for this order's purpose."""
@@ -101,6 +105,7 @@ class BaseDeliveryPlan:
 
     channels: Collection[DeliveryChannel] = ("webhook", "email")
     default_give_up_after = timedelta(hours=2)
+    settle_read: SettleRead | None = None
 
     def give_up_after(self, order: DeliveryOrder) -> timedelta:
         """The same deadline for every purpose."""

@@ -5,6 +5,7 @@ recipient's other pending records."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from services.common.delivery.store import Settlement
 
 __all__ = [
+    "SettleRead",
     "settle_arrays",
     "settle_batch_statement",
     "settle_params",
@@ -23,6 +25,23 @@ __all__ = [
 ]
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class SettleRead:
+    """A plan's read carried by the settling statement (PostgreSQL only).
+
+    Why: a plan whose `on_outcomes` first reads the batch's aggregates paid one round
+    trip for that read right after the settling statement, in the same transaction.
+    The engine keeps the deliveries table's knowledge; the plan gives only its SELECT
+    (`sql`, bound only to `:read_ids`, a VARCHAR[] of aggregate ids). The store leaves
+    `(ids read, rows)` in the session's `info` under `key` for the plan's hook to take;
+    where nothing is left there (SQLite, a failed statement) the plan reads as before.
+    """
+
+    sql: str
+    key: str
+    ids: tuple[str, ...] = ()
 
 
 def settle_params(settlement: Settlement) -> dict[str, Any]:
@@ -114,12 +133,16 @@ def settle_arrays(rows: list[dict[str, Any]], owner: str) -> dict[str, Any]:
     return arrays
 
 
-def settle_batch_statement(t: sa.Table) -> sa.TextClause:
+def settle_batch_statement(t: sa.Table, read: str | None = None) -> sa.TextClause:
     """PostgreSQL: lock the batch's rows that are still ours (in delivery-id order, the
     order every batch takes them in, so two batches never wait on each other) and write
     each its outcome, in ONE statement built once: the rows go as one array per column
     (`settle_arrays`), so the text never changes with the batch size. Returns the ids
-    written (the others were taken over: not ours to record)."""
+    written (the others were taken over: not ours to record).
+
+    `read` (a caller's SELECT bound only to `:read_ids`, see `SettleRead`) rides along:
+    then the statement returns one row per row it read (at least one, all NULL when it
+    read none), each with `settled_ids`, the array of ids written."""
 
     def array_type(column: str | None) -> Any:
         return postgresql.ARRAY(sa.Integer if column is None else t.c[column].type)
@@ -132,12 +155,9 @@ def settle_batch_statement(t: sa.Table) -> sa.TextClause:
     segments = ", segments = coalesce(v.segments, d.segments)" if "segments" in t.c else ""
     table = _PG.identifier_preparer.quote(t.name)
     # Identifiers come from the table's metadata, quoted by the dialect; values are bound.
-    sql = (
-        f"WITH locked AS MATERIALIZED (SELECT delivery_id FROM {table} "  # noqa: S608
-        "WHERE delivery_id = ANY(CAST(:ids AS VARCHAR[])) AND claimed_by = :owner "
-        "AND state = 'sending' ORDER BY delivery_id FOR UPDATE) "
-        f"UPDATE {table} AS d SET state = v.states, updated_at = v.ats, claimed_by = NULL, "
-        "claimed_until = NULL, attempts = d.attempts + v.attempted, "
+    update = (
+        f"UPDATE {table} AS d SET state = v.states, updated_at = v.ats, "  # noqa: S608
+        "claimed_by = NULL, claimed_until = NULL, attempts = d.attempts + v.attempted, "
         "next_attempt_at = coalesce(v.nexts, d.next_attempt_at), "
         "last_error_class = coalesce(v.errors, d.last_error_class), "
         "destination_key = coalesce(v.keys, d.destination_key), "
@@ -146,9 +166,27 @@ def settle_batch_statement(t: sa.Table) -> sa.TextClause:
         "JOIN locked ON locked.delivery_id = v.ids WHERE d.delivery_id = v.ids "
         "RETURNING d.delivery_id"
     )
+    locked = (
+        f"WITH locked AS MATERIALIZED (SELECT delivery_id FROM {table} "  # noqa: S608
+        "WHERE delivery_id = ANY(CAST(:ids AS VARCHAR[])) AND claimed_by = :owner "
+        "AND state = 'sending' ORDER BY delivery_id FOR UPDATE) "
+    )
+    extra: list[sa.BindParameter[Any]] = []
+    if read is None:
+        sql = locked + update
+    else:
+        # The read sees the statement's snapshot: what a next statement of the same
+        # READ COMMITTED transaction would have read, a round trip earlier.
+        sql = (
+            f"{locked}, settled AS ({update}) "  # noqa: S608
+            "SELECT (SELECT array_agg(delivery_id) FROM settled) AS settled_ids, r.* "
+            f"FROM (SELECT 1) AS one LEFT JOIN LATERAL ({read}) AS r ON true"
+        )
+        extra.append(sa.bindparam("read_ids", type_=postgresql.ARRAY(sa.String)))
     return sa.text(sql).bindparams(
         *(sa.bindparam(name, type_=kind) for name, kind in arrays),
         sa.bindparam("owner", type_=sa.String),
+        *extra,
     )
 
 

@@ -30,6 +30,7 @@ from services.common.delivery.records import (
     record_from_row,
 )
 from services.common.delivery.settle_query import (
+    SettleRead,
     settle_arrays,
     settle_params,
     settle_statement,
@@ -160,7 +161,12 @@ class DeliveryStore(Protocol):
     async def renew(self, *, owner: str, ids: Sequence[uuid.UUID], until: datetime) -> Renewal: ...
 
     async def settle_many(
-        self, tx: Transaction, *, owner: str, settlements: Sequence[Settlement]
+        self,
+        tx: Transaction,
+        *,
+        owner: str,
+        settlements: Sequence[Settlement],
+        read: SettleRead | None = None,
     ) -> set[uuid.UUID]: ...
 
     async def next_due(self, tx: Transaction | None = None) -> datetime | None: ...
@@ -376,7 +382,12 @@ class SqlDeliveryStore:
         return Renewal.of(extended, lost)
 
     async def settle_many(
-        self, tx: Transaction, *, owner: str, settlements: Sequence[Settlement]
+        self,
+        tx: Transaction,
+        *,
+        owner: str,
+        settlements: Sequence[Settlement],
+        read: SettleRead | None = None,
     ) -> set[uuid.UUID]:
         """Write outcomes whose claim is still ours; returns those ids.
 
@@ -388,7 +399,7 @@ class SqlDeliveryStore:
         if not settlements:
             return set()
         if is_postgres_session(tx.session):
-            held = await self._settle_batch_pg(tx.session, owner, settlements)
+            held = await self._settle_batch_pg(tx.session, owner, settlements, read)
         else:
             held = await self._settle_each(tx.session, owner, settlements)
         shared = {
@@ -401,12 +412,22 @@ class SqlDeliveryStore:
         return {uuid.UUID(i) for i in held}
 
     async def _settle_batch_pg(
-        self, session: AsyncSession, owner: str, settlements: Sequence[Settlement]
+        self,
+        session: AsyncSession,
+        owner: str,
+        settlements: Sequence[Settlement],
+        read: SettleRead | None,
     ) -> set[str]:
         """PostgreSQL: lock and settle the batch in one statement (`settle_batch_statement`),
-        straight to asyncpg in the session's transaction (direct_rounds.py)."""
+        straight to asyncpg in the session's transaction (direct_rounds.py); with the
+        plan's `read` carried in it, its rows left in `session.info[read.key]`."""
         rows = sorted((settle_params(s) for s in settlements), key=lambda row: row["b_id"])
-        return await self._direct.settle(session, settle_arrays(rows, owner))
+        arrays = settle_arrays(rows, owner)
+        if read is None:
+            return await self._direct.settle(session, arrays)
+        held, found = await self._direct.settle_reading(session, arrays, read)
+        session.info[read.key] = (frozenset(read.ids), found)
+        return held
 
     async def _settle_each(
         self, session: AsyncSession, owner: str, settlements: Sequence[Settlement]

@@ -25,6 +25,7 @@ from services.common.delivery import (
     Outbound,
     Resolution,
     Settled,
+    SettleRead,
     Skip,
     Transaction,
 )
@@ -39,6 +40,8 @@ from services.router.delivery.outcomes import (
 )
 from services.router.deps import RouterDeps
 from services.router.domain import AlertRecord
+from services.router.repository.alert_statements import lean_settle_read
+from services.router.repository.alerts import SETTLED_READ
 from services.router.unit_of_work import RouterUnitOfWork, RouterUoW
 
 __all__ = ["RouterDeliveryPlan"]
@@ -62,6 +65,10 @@ class RouterDeliveryPlan(BaseDeliveryPlan):
     def __init__(self, deps: RouterDeps, *, views: Views | None = None) -> None:
         self._deps = deps
         self._views = views or self._sql_view
+        if views is None:
+            # On PostgreSQL the outcome batch's lean read of its alerts rides in the
+            # engine's settling statement: one round trip fewer per outcome round.
+            self.settle_read = SettleRead(lean_settle_read(), SETTLED_READ)
 
     def _sql_view(self, session: AsyncSession) -> RouterUoW:
         return RouterUnitOfWork.over(session, source=self._deps.source)

@@ -118,6 +118,20 @@ def alerts_by_ids(dialect: str, *, lean: bool = False) -> sa.Select[tuple[object
 
 
 @cache
+def lean_settle_read() -> str:
+    """`alerts_by_ids(lean=True)` as text bound to `:read_ids`, for the delivery engine to
+    carry in its settling statement (`SettleRead`): the id first (never NULL)."""
+    quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
+    names = ["id", *(c.name for c in alerts.c if c.name != "id" and c.name not in LEFT_OUT_OF_LEAN)]
+    columns = ", ".join(quote(name) for name in names)
+    # Identifiers come from the table's metadata, quoted by the dialect; ids are bound.
+    return (
+        f"SELECT {columns} FROM {quote(alerts.name)} "  # noqa: S608
+        "WHERE id = ANY(CAST(:read_ids AS VARCHAR[]))"
+    )
+
+
+@cache
 def alerts_by_ids_direct(*, lean: bool = False) -> DirectStatement:
     """`alerts_by_ids` on PostgreSQL, sent to asyncpg directly (JSON columns as text)."""
     return DirectStatement(lambda: alerts_by_ids("postgresql", lean=lean))

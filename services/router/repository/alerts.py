@@ -94,6 +94,8 @@ _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHE
 
 # Session info key: alerts written by `open` whose orders are being accepted.
 _OPENING = "router.alerts_opening"
+# Session info key: the outcome batch's alerts, read by the engine's settling statement.
+SETTLED_READ = "router.alerts_settled"
 
 
 class SqlAlertRepository(AlertTimers):
@@ -139,6 +141,10 @@ class SqlAlertRepository(AlertTimers):
         opened: dict[uuid.UUID, AlertRecord] = self._session.info.get(_OPENING, {})
         known = {i: opened[i] for i in alert_ids if i in opened}
         rest = [i for i in alert_ids if i not in known]
+        # Taken once: a later read in this transaction must see its own writes.
+        carried = self._session.info.pop(SETTLED_READ, None)
+        if lean and carried is not None and {str(i) for i in rest} <= carried[0]:
+            return known | {r.id: r for r in map(lean_record_of, carried[1])}
         if not rest:
             return known
         ids = {"alert_ids": sorted(map(str, rest))}

@@ -211,7 +211,12 @@ class FakeStore:
         return Renewal(frozenset(renewed), frozenset(lost))
 
     async def settle_many(
-        self, tx: FakeTx, *, owner: str, settlements: Sequence[Settlement]
+        self,
+        tx: FakeTx,
+        *,
+        owner: str,
+        settlements: Sequence[Settlement],
+        read: object = None,
     ) -> set[uuid.UUID]:
         self.settle_batches.append(len(settlements))
         return {s.delivery_id for s in settlements if self._settle(tx, owner, s)}

@@ -1,0 +1,92 @@
+"""The plan's read carried by the settling statement (`SettleRead`): what the recorder
+asks the store to read with a batch, and when it asks for nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from services.common.delivery import BaseDeliveryPlan, Delivered, DeliveryRecord, SettleRead
+from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
+from services.common.delivery.store import Settlement
+from tests.unit.common.delivery.fakes import T0, FakeTx
+
+
+class _Store:
+    """Holds every record; keeps the `read` each settling was asked to carry."""
+
+    def __init__(self) -> None:
+        self.reads: list[SettleRead | None] = []
+
+    def transaction(self) -> object:
+        raise NotImplementedError
+
+    async def settle_many(
+        self,
+        tx: object,
+        *,
+        owner: str,
+        settlements: Sequence[Settlement],
+        read: SettleRead | None = None,
+    ) -> set[uuid.UUID]:
+        self.reads.append(read)
+        return {s.delivery_id for s in settlements}
+
+
+class _Plan(BaseDeliveryPlan):
+    settle_read = SettleRead("SELECT 1 WHERE :read_ids IS NOT NULL", "test.read")
+
+
+def _record(aggregate_id: uuid.UUID) -> DeliveryRecord:
+    return DeliveryRecord(
+        delivery_id=uuid.uuid4(), aggregate_id=aggregate_id, aggregate_version=1,
+        recipient_id=uuid.uuid4(), channel="webhook", purpose="alert", language="en",
+        context={}, correlation_id=None, attempts=0, created_at=T0,
+        give_up_at=T0 + timedelta(hours=1), destination_key=None, last_error_class=None,
+    )  # fmt: skip
+
+
+def _recorder(store: _Store) -> OutcomeRecorder:
+    return OutcomeRecorder(
+        store=store,  # type: ignore[arg-type]
+        plan=_Plan(),
+        owner="me",
+        service="test",
+        released=lambda _ids: None,
+    )
+
+
+def _delivered(record: DeliveryRecord) -> Outcome:
+    return Outcome(
+        record=record, result=Delivered(attempts=1, delivered_at=T0, destination_key=None), at=T0
+    )
+
+
+async def test_the_batch_reads_the_aggregates_the_plan_hears_of_once_each() -> None:
+    store = _Store()
+    first, second, busy = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    batch = [
+        _delivered(_record(first)),
+        _delivered(_record(first)),
+        _delivered(_record(second)),
+        Outcome(record=_record(busy), result=Busy(T0), at=T0),
+    ]
+
+    await _recorder(store).write(FakeTx(), batch)  # type: ignore[arg-type]
+
+    [read] = store.reads
+    assert read is not None
+    assert read.key == "test.read"
+    assert read.ids == tuple(sorted((str(first), str(second))))
+
+
+async def test_busy_put_backs_alone_and_a_write_without_hooks_read_nothing() -> None:
+    store = _Store()
+    recorder = _recorder(store)
+    busy = Outcome(record=_record(uuid.uuid4()), result=Busy(T0), at=T0)
+
+    await recorder.write(FakeTx(), [busy])  # type: ignore[arg-type]
+    await recorder.write(FakeTx(), [_delivered(_record(uuid.uuid4()))], hooks=False)  # type: ignore[arg-type]
+
+    assert store.reads == [None, None]

@@ -49,6 +49,36 @@ def spoc_then_backup(
     )
 
 
+async def add_spoc_then_backup(
+    deps: RouterDeps,
+    *,
+    spoc: uuid.UUID,
+    backup: uuid.UUID,
+    version: int,
+    wait_s: float,
+    at: datetime,
+) -> None:
+    """Directory `version`: `spoc_then_backup` with a webhook and an e-mail for the SPOC
+    and an e-mail for the backup, added and committed."""
+    document = spoc_then_backup(
+        spoc=spoc,
+        backup=backup,
+        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
+        backup_channels={"email": "b@p.example"},
+        wait_s=wait_s,
+    )
+    async with deps.unit_of_work() as uow:
+        await uow.directory.add(
+            version=version,
+            document=document,
+            digest=f"digest-{version}",
+            source="api",
+            created_by="t",
+            at=at,
+        )
+        await uow.commit()
+
+
 def plain_notice(now: datetime, *, summary: str = "Test notice.") -> NoticeReceived:
     """A new Exercise notice with releasable fields only (no restricted fingerprints)."""
     return NoticeReceived(

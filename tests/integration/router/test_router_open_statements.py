@@ -34,7 +34,7 @@ from services.router.domain.changes import Transition, VersionGuard
 from services.router.tables import alert_timeline, alerts, delivery_records
 from tests.integration.router.conftest import Sinks
 from tests.integration.router.router_support import update
-from tests.support.alerts import plain_notice, spoc_then_backup
+from tests.support.alerts import add_spoc_then_backup, plain_notice, spoc_then_backup
 from tests.support.statements import record_statements
 
 pytestmark = [pytest.mark.postgres]
@@ -68,23 +68,9 @@ async def runtime(
 
 
 async def _add_directory(deps: RouterDeps, *, version: int, wait_s: float) -> None:
-    document = spoc_then_backup(
-        spoc=SPOC,
-        backup=BACKUP,
-        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
-        backup_channels={"email": "b@p.example"},
-        wait_s=wait_s,
+    await add_spoc_then_backup(
+        deps, spoc=SPOC, backup=BACKUP, version=version, wait_s=wait_s, at=T0
     )
-    async with deps.unit_of_work() as uow:
-        await uow.directory.add(
-            version=version,
-            document=document,
-            digest=f"digest-{version}",
-            source="api",
-            created_by="t",
-            at=T0,
-        )
-        await uow.commit()
 
 
 async def _open(deps: RouterDeps, notice: NoticeReceived | NoticeUpdated) -> None:

@@ -30,7 +30,7 @@ from services.router.config import RouterSettings
 from services.router.delivery import RouterDeliveryPlan
 from services.router.domain import alert_id_for
 from services.router.tables import alert_timeline, alerts, delivery_records
-from tests.support.alerts import plain_notice, spoc_then_backup
+from tests.support.alerts import add_spoc_then_backup, plain_notice
 from tests.support.statements import round_trips
 
 pytestmark = [
@@ -58,18 +58,7 @@ async def runtime(
     )
     await upgrade(settings, "router")
     runtime = RouterRuntime(settings=settings, senders=default_senders(settings), clock=Clock())
-    document = spoc_then_backup(
-        spoc=SPOC,
-        backup=BACKUP,
-        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
-        backup_channels={"email": "b@p.example"},
-        wait_s=60,
-    )
-    async with runtime.deps.unit_of_work() as uow:
-        await uow.directory.add(
-            version=1, document=document, digest="d-1", source="api", created_by="t", at=T0
-        )
-        await uow.commit()
+    await add_spoc_then_backup(runtime.deps, spoc=SPOC, backup=BACKUP, version=1, wait_s=60, at=T0)
     try:
         yield runtime
     finally:

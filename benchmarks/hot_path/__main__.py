@@ -52,6 +52,7 @@ from benchmarks.hot_path.infra import (
     sample_cpu,
     statements_by_role,
     top_statements,
+    vacuum_and_settle,
 )
 from benchmarks.hot_path.kafka_requests import kafka_requests_by_phase, render_requests
 from benchmarks.hot_path.load import (
@@ -77,6 +78,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Processes whose CPU is their own and their children's: PostgreSQL's backends, and
 # intake's worker processes when it runs several (a supervisor and its workers).
 _FORKING = ("postgres", "intake")
+# A warm-up this long leaves autovacuum owing enough to run through what follows.
+_LONG_WARM_UP_S = 60.0
 # Each phase's wall-clock window (unix ms): what the broker's request log is cut by.
 WINDOWS: dict[str, tuple[int, int]] = {}
 
@@ -167,7 +170,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
             "and consumers ready). A long one (300 and more, with --warm-up-rate 50) "
             "measures the steady state a long-running system is in: the broker's JIT done "
             "compiling (with AVISO_KAFKA_JVM_OPTS=-XX:TieredStopAtLevel=4, the full JIT a "
-            "department's own cluster runs)"
+            "department's own cluster runs). After a warm-up of 60 s or more on PostgreSQL "
+            "the run's database is vacuumed and autovacuum waited for before the idle "
+            "window, so its workers do not run through the measured phases"
         ),
     )
     parser.add_argument(
@@ -181,8 +186,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--thread-sink",
         action="store_true",
         help=(
-            "receive the webhooks on a thread of the bench's own process (deploy.local's "
-            "sink, as before the ninth round) instead of the sink process (sink.py)"
+            "receive the webhooks and e-mails on threads of the bench's own process "
+            "(deploy.local's sinks, as before the ninth round) instead of the sink process "
+            "(sink.py)"
         ),
     )
     return parser.parse_args(argv)
@@ -203,6 +209,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         "httpx_load": args.httpx_load,
         "warm_up_s": args.warm_up,
         "warm_up_rate": args.warm_up_rate,
+        "vacuum_after_warm_up": args.warm_up >= _LONG_WARM_UP_S and args.backend == "postgresql",
         "throughput_s": (args.duration or 3.0)
         if args.intake_only
         else (3.0 if args.short else 10.0),
@@ -271,6 +278,7 @@ async def _rates(
     plan: dict[str, Any],
     profiler: PhaseProfiler | None,
     idle: dict[str, float],
+    after_warm_up: dict[str, Any],
 ) -> list[dict[str, Any]]:
     phases: list[dict[str, Any]] = []
     url = f"{system.intake.url}/v1/notices"
@@ -296,6 +304,9 @@ async def _rates(
             drain_timeout_s=max(30.0, plan["drain_timeout_s"]),
             label="warm-up",
         )
+        if plan["vacuum_after_warm_up"]:
+            sys.stderr.write("\r\033[Kwarm-up: vacuuming, then waiting for autovacuum\n")
+            after_warm_up.update(await vacuum_and_settle(infra))
         sys.stderr.write(f"\r\033[Kidle: settling {plan['idle_settle_s']:g} s, then measuring\n")
         await asyncio.sleep(plan["idle_settle_s"])
         idle.update(await _idle(infra, system, plan["idle_s"]))
@@ -453,7 +464,12 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
         infra, work_dir, intake_workers=first, thread_sink=args.thread_sink
     ) as system:
         idle: dict[str, float] = {}
-        phases = [] if args.intake_only else await _rates(infra, system, plan, profiler, idle)
+        after_warm_up: dict[str, Any] = {}
+        phases = (
+            []
+            if args.intake_only
+            else await _rates(infra, system, plan, profiler, idle, after_warm_up)
+        )
         throughput: list[dict[str, Any]] = []
         if not args.skip_throughput:
             throughput = await _throughput(infra, system, plan, profiler, workers=workers)
@@ -462,6 +478,7 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
         "path_intake_workers": path_workers,
         "floors": floors,
         "idle_cpu_ms_per_s": idle,
+        "after_warm_up": after_warm_up,
         # Unix ms of each phase, to line up with outside samplers (per-thread CPU).
         "windows_unix_ms": dict(WINDOWS),
         "rates": phases,

@@ -165,4 +165,11 @@ def _head(results: dict[str, Any]) -> list[str]:
             f"warmed up {plan['warm_up_s']:g} s at {plan['warm_up_rate']:g} notices/s; "
             f"the broker's extra JVM flags: {results.get('kafka_jvm_opts') or 'none'}"
         )
+    vacuum = results.get("after_warm_up") or {}
+    if vacuum:
+        settled = "done" if vacuum["autovacuum_quiet"] else "still running when measuring began"
+        head.append(
+            f"then VACUUM took {vacuum['vacuum_s']:g} s; autovacuum waited for "
+            f"{vacuum['autovacuum_wait_s']:g} s ({settled})"
+        )
     return head

@@ -1,4 +1,4 @@
-"""The bench's webhook receiver, in a process of its own: when a delivery ARRIVED.
+"""The bench's webhook and mail receivers, in a process of its own: when a delivery ARRIVED.
 
 A SPOC's receiver is another machine. The deploy.local sink the tests use is a thread of
 the process that runs it; in the bench that process is the load generator, so a webhook's
@@ -11,13 +11,21 @@ and only then verifies the signature and records the delivery as a JSON line (a 
 signature is recorded as such; the bench counts it as a failure). Its CPU is the
 receiver's, not the system's: the bench reports it apart.
 
-    python -m benchmarks.hot_path.sink --out FILE   (secrets: AVISO_WEBHOOK_SECRETS, JSON)
+The SPOC's mail server is another machine too. The same process takes router's e-mails
+over SMTP (aiosmtpd on the same loop) and records each one's arrival, sender,
+recipients and size in a second file, without parsing it: deploy.local's SMTP sink on a
+thread of the bench parsed every message with the `email` package, a third of the
+bench's own CPU at 200/s, on the load generator's GIL.
+
+    python -m benchmarks.hot_path.sink --out FILE [--mail-out FILE]
+    (secrets: AVISO_WEBHOOK_SECRETS, JSON; prints the webhook port, then the SMTP port)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -32,10 +40,11 @@ from types import TracebackType
 from typing import IO, Any, cast
 
 import uvloop
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.common.signing import SignatureError, verify_signature
 
-__all__ = ["ProcessSink", "Receiver", "main"]
+__all__ = ["MailRecorder", "ProcessSink", "Receiver", "main"]
 
 LOOPBACK = "127.0.0.1"
 _NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
@@ -115,41 +124,88 @@ class Receiver(asyncio.Protocol):
         self._out.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
-async def serve(sock: socket.socket, secrets: Sequence[bytes], out: IO[str]) -> None:
-    """Receive on `sock` until SIGTERM or SIGINT."""
+class MailRecorder:
+    """aiosmtpd's handler: one JSON line per message accepted, the message left unparsed."""
+
+    def __init__(self, out: IO[str], *, clock: Callable[[], float] = time.time) -> None:
+        self._out = out
+        self._clock = clock
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        item = {
+            "received_at": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+            "from": envelope.mail_from,
+            "to": list(envelope.rcpt_tos),
+            "bytes": len(content),
+        }
+        self._out.write(json.dumps(item) + "\n")
+        return "250 OK"
+
+
+async def serve(
+    sock: socket.socket,
+    secrets: Sequence[bytes],
+    out: IO[str],
+    mail: tuple[socket.socket, IO[str]] | None = None,
+) -> None:
+    """Receive webhooks on `sock` (and mail on `mail`'s socket) until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = await loop.create_server(lambda: Receiver(secrets, out), sock=sock)
-    async with server:
+    servers = [await loop.create_server(lambda: Receiver(secrets, out), sock=sock)]
+    if mail is not None:
+        mail_sock, mail_out = mail
+        recorder = MailRecorder(mail_out)
+        # A fixed hostname: aiosmtpd would otherwise resolve this machine's name.
+        servers.append(
+            await loop.create_server(lambda: SMTP(recorder, hostname=LOOPBACK), sock=mail_sock)
+        )
+    try:
         await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hot_path.sink")
     parser.add_argument("--out", type=Path, required=True, help="JSON lines, one per delivery")
+    parser.add_argument("--mail-out", type=Path, help="also take mail: JSON lines, one a message")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     secrets = [s.encode() for s in json.loads(os.environ.get("AVISO_WEBHOOK_SECRETS", "[]"))]
     sock = socket.create_server((LOOPBACK, args.port), backlog=1024)
-    sys.stdout.write(f"{sock.getsockname()[1]}\n")  # the parent waits for the port
+    mail_sock = socket.create_server((LOOPBACK, 0), backlog=1024) if args.mail_out else None
+    ports = [sock.getsockname()[1]] + ([] if mail_sock is None else [mail_sock.getsockname()[1]])
+    sys.stdout.write(" ".join(map(str, ports)) + "\n")  # the parent waits for the ports
     sys.stdout.flush()
-    with args.out.open("a", encoding="utf-8", buffering=1) as out:
-        uvloop.run(serve(sock, secrets, out))
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(args.out.open("a", encoding="utf-8", buffering=1))
+        mail = None
+        if mail_sock is not None:
+            mail_out = args.mail_out.open("a", encoding="utf-8", buffering=1)
+            mail = (mail_sock, files.enter_context(mail_out))
+        uvloop.run(serve(sock, secrets, out, mail))
 
 
 class ProcessSink:
-    """The receiver as a child process; `received` reads back what it recorded.
+    """The receivers as a child process; `received` reads back the webhooks it recorded.
 
-    Offers what the bench uses of deploy.local's WebhookSink: `url`, `port`, `received`.
+    Offers what the bench uses of deploy.local's WebhookSink: `url`, `port`, `received`;
+    with `mail_file`, also an SMTP server at `smtp_port`.
     """
 
-    def __init__(self, out_file: Path, *, secrets: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self, out_file: Path, *, secrets: Sequence[bytes] = (), mail_file: Path | None = None
+    ) -> None:
         self._out_file = out_file
+        self._mail_file = mail_file
         self._secrets = [s.decode() for s in secrets]
         self._process: subprocess.Popen[str] | None = None
         self._port = 0
+        self.smtp_port: int | None = None
         self._read = 0
         self._pending = b""
         self._items: list[dict[str, Any]] = []
@@ -158,18 +214,20 @@ class ProcessSink:
         self._out_file.parent.mkdir(parents=True, exist_ok=True)
         self._out_file.write_text("", "utf-8")
         env = {**os.environ, "AVISO_WEBHOOK_SECRETS": json.dumps(self._secrets)}
+        command = [sys.executable, "-m", "benchmarks.hot_path.sink", "--out", str(self._out_file)]
+        if self._mail_file is not None:
+            self._mail_file.write_text("", "utf-8")
+            command += ["--mail-out", str(self._mail_file)]
         self._process = subprocess.Popen(  # noqa: S603 - our own module, our own interpreter
-            [sys.executable, "-m", "benchmarks.hot_path.sink", "--out", str(self._out_file)],
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
+            command, stdout=subprocess.PIPE, env=env, text=True
         )
         assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.strip().isdigit():
+        ports = self._process.stdout.readline().split()
+        if not ports or not all(p.isdigit() for p in ports):
             self.__exit__(None, None, None)
             raise RuntimeError("the webhook sink process did not start")
-        self._port = int(line)
+        self._port = int(ports[0])
+        self.smtp_port = int(ports[1]) if len(ports) > 1 else None
         return self
 
     def __exit__(

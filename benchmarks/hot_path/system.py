@@ -1,9 +1,9 @@
 """The three services as separate processes on free ports, with the sinks they deliver to.
 
 Only what any version of the services keeps is used: `python -m services.cli serve`,
-the HTTP APIs, the router's directory file, the department file, and the webhook and
-SMTP sinks of deploy.local. The SPOC's acknowledgement wait is an hour, so no alert
-escalates while the benchmark runs.
+the HTTP APIs, the router's directory file, the department file, and a webhook and an
+SMTP receiver (`sink.py`'s process, or deploy.local's sinks on threads). The SPOC's
+acknowledgement wait is an hour, so no alert escalates while the benchmark runs.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ class BenchSystem:
     router: ServiceProcess
     rumor_control: ServiceProcess
     webhook: ProcessSink | WebhookSink
-    smtp: SmtpSink
     cast: Cast
     token: str
 
@@ -63,7 +62,7 @@ class BenchSystem:
         }
 
     def sink_pid(self) -> dict[str, int]:
-        """The webhook sink's own process (none when it is a thread of the bench)."""
+        """The sinks' own process (none when they are threads of the bench)."""
         pid = self.webhook.pid if isinstance(self.webhook, ProcessSink) else None
         return {} if pid is None else {"sink": pid}
 
@@ -82,8 +81,9 @@ async def running_services(
 ) -> AsyncIterator[BenchSystem]:
     """Start the sinks and the three services; stop them all afterwards.
 
-    The webhook sink is a process of its own (`sink.py`); `thread_sink`: deploy.local's
-    sink on a thread of this process instead, as before the ninth round.
+    The webhook and SMTP receivers are a process of their own (`sink.py`);
+    `thread_sink`: deploy.local's sinks on threads of this process instead, as before the
+    ninth round (the SMTP sink until the fourteenth).
 
     `intake_workers`: intake's worker processes (AVISO_INTAKE_WORKERS; a version of intake
     without the setting ignores it and serves from one process).
@@ -92,12 +92,18 @@ async def running_services(
     run = uuid.uuid4().hex[:8]
     async with AsyncExitStack() as stack:
         secrets = [WEBHOOK_SECRET.encode()]
-        webhook: ProcessSink | WebhookSink = stack.enter_context(
-            WebhookSink(secrets=secrets)
-            if thread_sink
-            else ProcessSink(work_dir / "webhooks.jsonl", secrets=secrets)
-        )
-        smtp = stack.enter_context(SmtpSink())
+        webhook: ProcessSink | WebhookSink
+        if thread_sink:
+            webhook = stack.enter_context(WebhookSink(secrets=secrets))
+            smtp_port = stack.enter_context(SmtpSink()).port
+        else:
+            webhook = stack.enter_context(
+                ProcessSink(
+                    work_dir / "webhooks.jsonl", secrets=secrets, mail_file=work_dir / "mail.jsonl"
+                )
+            )
+            assert webhook.smtp_port is not None
+            smtp_port = webhook.smtp_port
         directory_file = work_dir / "directory.yaml"
         directory_file.write_text(
             yaml.safe_dump(cast.directory(webhook, spoc_wait_s=_SPOC_WAIT_S)), "utf-8"
@@ -117,7 +123,7 @@ async def running_services(
             "AVISO_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
             "AVISO_VAR_DIR": str(var_dir),
             "AVISO_SMTP_HOST": "127.0.0.1",
-            "AVISO_SMTP_PORT": str(smtp.port),
+            "AVISO_SMTP_PORT": str(smtp_port),
             "AVISO_WEBHOOK_SECRETS": json.dumps([WEBHOOK_SECRET]),
             "AVISO_LINK_SECRET": LINK_SECRET,
             "AVISO_SHUTDOWN_GRACE_S": "5",
@@ -176,4 +182,4 @@ async def running_services(
         # topic only if they exist before anything is published: start them first.
         for process in everything:
             await asyncio.to_thread(process.start)
-        yield BenchSystem(intake, router, rumor, webhook, smtp, cast, token)
+        yield BenchSystem(intake, router, rumor, webhook, cast, token)

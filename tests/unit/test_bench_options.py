@@ -44,3 +44,31 @@ def test_the_warm_up_reaches_the_plan_and_the_reports_head() -> None:
 def test_by_default_the_warm_up_is_two_seconds_at_five_a_second() -> None:
     plan = bench._plan(bench._args([]))
     assert (plan["warm_up_s"], plan["warm_up_rate"]) == (2.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "vacuum"),
+    [
+        ([], False),
+        (["--warm-up", "59"], False),
+        (["--warm-up", "60"], True),
+        (["--warm-up", "300", "--backend", "sqlite"], False),
+    ],
+)
+def test_a_long_warm_up_on_postgresql_is_followed_by_a_vacuum(
+    argv: list[str], vacuum: bool
+) -> None:
+    assert bench._plan(bench._args(argv))["vacuum_after_warm_up"] is vacuum
+
+
+def test_the_reports_head_says_how_the_vacuum_went() -> None:
+    results: dict[str, Any] = {
+        "commit": "abc1234",
+        "short": False,
+        "infra": {"backend": "postgresql"},
+        "plan": bench._plan(bench._args(["--warm-up", "300"])),
+        "after_warm_up": {"vacuum_s": 4.2, "autovacuum_wait_s": 1.0, "autovacuum_quiet": False},
+    }
+    assert report._head(results)[2] == (
+        "then VACUUM took 4.2 s; autovacuum waited for 1 s (still running when measuring began)"
+    )

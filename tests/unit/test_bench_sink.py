@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import smtplib
 import time
 from datetime import datetime
 from pathlib import Path
@@ -129,3 +130,28 @@ async def test_the_sink_process_records_each_delivery_and_the_bench_counts_a_bad
     watcher.poll()
     assert set(watcher.arrived) == {"n-1", "n-3"}  # a bad signature is no delivery
     assert watcher.bad_signatures == 1
+
+
+def _send_mail(port: int, to: str, body: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("aviso@example.org", [to], f"Subject: alert\r\n\r\n{body}\r\n")
+
+
+async def test_the_sink_process_takes_mail_and_records_it_unparsed(tmp_path: Path) -> None:
+    mail_file = tmp_path / "mail.jsonl"
+    with ProcessSink(tmp_path / "hooks.jsonl", secrets=[SECRET], mail_file=mail_file) as sinks:
+        assert sinks.smtp_port is not None
+        assert sinks.smtp_port != sinks.port
+        await asyncio.to_thread(_send_mail, sinks.smtp_port, "spoc@example.org", "x" * 500)
+        await asyncio.to_thread(_send_mail, sinks.smtp_port, "backup@example.org", "y")
+    # The process has stopped: its file is whole.
+    first, second = (json.loads(line) for line in mail_file.read_text("utf-8").splitlines())
+    assert (first["from"], first["to"]) == ("aviso@example.org", ["spoc@example.org"])
+    assert second["to"] == ["backup@example.org"]
+    assert first["bytes"] > 500 > second["bytes"]
+    datetime.fromisoformat(first["received_at"])
+
+
+def test_without_a_mail_file_the_sink_takes_no_mail(tmp_path: Path) -> None:
+    with ProcessSink(tmp_path / "hooks.jsonl") as sinks:
+        assert sinks.smtp_port is None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import assert_never
 
+from services.common.delivery.direct_rounds import settle_carried
 from services.common.delivery.errors import PERMANENT_REASONS, ReasonClass
 from services.common.delivery.metrics import (
     BREAKER_OPENED,
@@ -208,11 +209,18 @@ class OutcomeRecorder:
             while self._queue:
                 await self._record(self.take())
 
-    async def write(self, tx: Transaction, batch: Sequence[Outcome], *, hooks: bool = True) -> None:
-        """Settle `batch` and call the plan's hooks in `tx`; logs and metrics after commit."""
+    async def write(
+        self, tx: Transaction, batch: Sequence[Outcome], *, hooks: bool = True, alone: bool = False
+    ) -> None:
+        """Settle `batch` and call the plan's hooks in `tx`; logs and metrics after commit.
+
+        `alone`: nothing else is written in `tx`; then the plan may carry its writes in
+        the settling statement, sent without BEGIN (`DeliveryPlan.carry_settled`)."""
         # One order for every batch: two transactions never wait on each other's rows.
         ordered = sorted(batch, key=lambda o: str(o.record.delivery_id))
         settlements = [settlement(o) for o in ordered]
+        if hooks and alone and await self._write_carried(tx, ordered, settlements):
+            return
         read = self._plan.settle_read if hooks else None
         # A busy put-back is not the plan's to hear of: nothing to read for it.
         ids = tuple(sorted({str(o.record.aggregate_id) for o in ordered if _settled(o)}))
@@ -226,10 +234,33 @@ class OutcomeRecorder:
         # A record missing from `held`: our lease ran out and another process took it
         # over; its outcome is the one that counts.
         kept = [o for o in ordered if o.record.delivery_id in held]
-        lost = [o.record for o in ordered if o.record.delivery_id not in held]
         if hooks:
             settled = [_settled(o) for o in kept]
             await self._plan.on_outcomes(tx, [s for s in settled if s is not None])
+        self._after_commit(tx, ordered, held)
+
+    async def _write_carried(
+        self, tx: Transaction, ordered: Sequence[Outcome], settlements: Sequence[Settlement]
+    ) -> bool:
+        """Settle `ordered` with the plan's writes in one statement, if the plan carries
+        them (PostgreSQL; no busy put-back in the batch); False: nothing was written."""
+        settled = [_settled(o) for o in ordered]
+        if any(s is None for s in settled):
+            return False  # a busy put-back shares its destination: a statement of its own
+        carry = await self._plan.carry_settled(tx, [s for s in settled if s is not None])
+        if carry is None:
+            return False
+        held = await settle_carried(
+            tx.session, owner=self._owner, settlements=settlements, carry=carry
+        )
+        self._after_commit(tx, ordered, held)
+        return True
+
+    def _after_commit(
+        self, tx: Transaction, ordered: Sequence[Outcome], held: set[uuid.UUID]
+    ) -> None:
+        kept = [o for o in ordered if o.record.delivery_id in held]
+        lost = [o.record for o in ordered if o.record.delivery_id not in held]
         tx.after_commit(lambda: self._committed(kept, lost))
 
     async def recover(self, batch: Sequence[Outcome]) -> None:
@@ -281,7 +312,7 @@ class OutcomeRecorder:
 
     async def _commit(self, batch: Sequence[Outcome], *, hooks: bool) -> None:
         async with self._store.transaction() as tx:
-            await self.write(tx, batch, hooks=hooks)
+            await self.write(tx, batch, hooks=hooks, alone=True)
             await tx.commit()
 
     def _committed(self, kept: Sequence[Outcome], lost: Sequence[DeliveryRecord]) -> None:

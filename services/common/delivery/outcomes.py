@@ -33,7 +33,16 @@ from services.common.delivery.registry import Skip
 from services.common.delivery.store import DeliveryStore, Settlement, Transaction
 from services.common.logging import get_logger
 
-__all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result", "due_again", "failure_outcome", "final"]
+__all__ = [
+    "Busy",
+    "Outcome",
+    "OutcomeRecorder",
+    "Result",
+    "due_again",
+    "failure_outcome",
+    "final",
+    "final_failure",
+]
 
 log = get_logger(__name__)
 
@@ -109,6 +118,11 @@ def final(outcome: Outcome) -> bool:
             return False
         case _:
             assert_never(outcome.result)
+
+
+def final_failure(outcome: Outcome) -> bool:
+    """Whether `outcome` is a failure with no more attempts."""
+    return isinstance(outcome.result, Failure) and outcome.result.final
 
 
 def due_again(outcome: Outcome) -> datetime | None:
@@ -223,7 +237,12 @@ class OutcomeRecorder:
             return
         read = self._plan.settle_read if hooks else None
         # A busy put-back is not the plan's to hear of: nothing to read for it.
-        ids = tuple(sorted({str(o.record.aggregate_id) for o in ordered if _settled(o)}))
+        heard = [
+            o
+            for o in ordered
+            if _settled(o) and (read is None or read.finals or not final_failure(o))
+        ]
+        ids = tuple(sorted({str(o.record.aggregate_id) for o in heard}))
         if read is None or not ids:
             held = await self._store.settle_many(tx, owner=self._owner, settlements=settlements)
         else:

@@ -46,6 +46,9 @@ class SettleRead:
     sql: str
     key: str
     ids: tuple[str, ...] = ()
+    # False: a final failure's aggregate is not read for it (the plan's hook for a final
+    # failure reads it itself, locked); read only if another outcome names it.
+    finals: bool = True
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.delivery import Failure, Settled
 from services.common.delivery.settle_query import SettleCarry
+from services.common.direct import is_postgres_session
 from services.router.delivery.outcomes import decide_outcomes
 from services.router.deps import RouterDeps
-from services.router.repository._sql import is_postgres
 from services.router.repository.alert_settled import lean_alerts_alone, settled_change
 
 __all__ = ["carry_outcomes"]
@@ -29,7 +29,7 @@ async def carry_outcomes(
 ) -> SettleCarry | None:
     """`record_outcomes`' writes for `outcomes` as a `SettleCarry`, or None (SQLite, a
     final failure in the batch, a batch of two different changes)."""
-    if not outcomes or not is_postgres(session):
+    if not outcomes or not is_postgres_session(session):
         return None
     if any(isinstance(o.result, Failure) and o.result.final for o in outcomes):
         return None

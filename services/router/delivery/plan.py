@@ -71,7 +71,8 @@ class RouterDeliveryPlan(BaseDeliveryPlan):
         if views is None:
             # On PostgreSQL the outcome batch's lean read of its alerts rides in the
             # engine's settling statement: one round trip fewer per outcome round.
-            self.settle_read = SettleRead(lean_settle_read(), SETTLED_READ)
+            # A final failure's alert is read by its hook, locked: not read for it here.
+            self.settle_read = SettleRead(lean_settle_read(), SETTLED_READ, finals=False)
 
     def _sql_view(self, session: AsyncSession) -> RouterUoW:
         return RouterUnitOfWork.over(session, source=self._deps.source)

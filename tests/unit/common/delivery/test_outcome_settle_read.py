@@ -7,7 +7,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-from services.common.delivery import BaseDeliveryPlan, Delivered, DeliveryRecord, SettleRead
+from services.common.delivery import (
+    BaseDeliveryPlan,
+    Delivered,
+    DeliveryRecord,
+    Failure,
+    SettleRead,
+)
 from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
 from services.common.delivery.store import Settlement
 from tests.unit.common.delivery.fakes import T0, FakeTx
@@ -90,3 +96,30 @@ async def test_busy_put_backs_alone_and_a_write_without_hooks_read_nothing() -> 
     await recorder.write(FakeTx(), [_delivered(_record(uuid.uuid4()))], hooks=False)  # type: ignore[arg-type]
 
     assert store.reads == [None, None]
+
+
+async def test_a_plan_that_reads_its_finals_itself_has_them_left_out_of_the_read() -> None:
+    store = _Store()
+    recorder = _recorder(store)
+    recorder._plan.settle_read = SettleRead("SELECT 1", "test.read", finals=False)  # type: ignore[misc]
+    delivered, failed, both = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    final = Failure(
+        reason="http_4xx", permanent=True, final=True, attempts=1, at=T0, retry_at=None,
+        destination_key=None,
+    )  # fmt: skip
+    batch = [
+        _delivered(_record(delivered)),
+        Outcome(record=_record(failed), result=final, at=T0),
+        Outcome(record=_record(both), result=final, at=T0),
+        _delivered(_record(both)),
+    ]
+
+    await recorder.write(FakeTx(), batch)  # type: ignore[arg-type]
+    await recorder.write(FakeTx(), batch[1:2])  # type: ignore[arg-type]
+
+    # The final failure's alert is read only where another outcome names it; a batch of
+    # finals alone reads nothing.
+    first, second = store.reads
+    assert first is not None
+    assert first.ids == tuple(sorted((str(delivered), str(both))))
+    assert second is None

@@ -4,7 +4,9 @@ Outcomes that arrive together are recorded in one transaction: two statements se
 whole batch (`settle_many`) and the plan's `on_outcomes` gets all of it, so the cost of a
 commit is shared by every outcome in it. The engine's round takes the queued batch
 (`take`) and writes it (`write`) in the transaction that also claims the next records.
-If that transaction fails, each outcome is
+A round that claims nothing may instead let the plan carry its writes in the settling
+statement (`DeliveryPlan.carry_settled`, PostgreSQL): one statement without BEGIN, each
+of the plan's writes only for a record it settles. If the round fails, each outcome is
 recorded on its own; one whose hook keeps failing is still recorded without its hook (and
 logged), so a bug in a service's hook cannot make the engine send a message again and again.
 """

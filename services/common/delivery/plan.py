@@ -13,9 +13,12 @@ The engine knows nothing about alerts or bulletins. A service implements `Delive
   (`alert.delivery_failed` ...), state changes and escalation commit together with it.
 
 The engine records outcomes in batches: one transaction settles many records and calls
-`on_outcomes` once with all of them. `BaseDeliveryPlan.on_outcomes` calls the hook of each
-outcome in turn; a plan that can write a whole batch in fewer statements (one INSERT of
-its timeline rows) overrides it, with the same meaning as the single hooks.
+`on_outcomes` once with all of them. Where a round records and claims nothing else, a plan
+may instead give the writes of `on_outcomes` to the settling statement (`carry_settled`,
+PostgreSQL), each conditioned on its record being settled, sent without BEGIN.
+`BaseDeliveryPlan.on_outcomes` calls the hook of each outcome in turn; a plan that can
+write a whole batch in fewer statements (one INSERT of its timeline rows) overrides it,
+with the same meaning as the single hooks.
 """
 
 from __future__ import annotations

@@ -24,10 +24,11 @@ HTTP problem handlers already do). SQLite keeps the SQLAlchemy statements of `st
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -37,13 +38,19 @@ from services.common.bulk import column_arrays, unnest_insert
 from services.common.delivery.claim_query import ClaimAsk, claim_arguments, claim_statement
 from services.common.delivery.insert_query import PENDING_COLUMNS
 from services.common.delivery.settle_query import (
+    SettleCarry,
     SettleRead,
+    settle_arrays,
     settle_batch_statement,
+    settle_params,
     share_batch_statement,
 )
 from services.common.direct import DirectStatement
 
-__all__ = ["DirectRounds", "next_due_statement"]
+if TYPE_CHECKING:
+    from services.common.delivery.store import Settlement
+
+__all__ = ["DirectRounds", "next_due_statement", "settle_carried"]
 
 
 class DirectRounds:
@@ -129,6 +136,25 @@ class DirectRounds:
 
 
 _SHARE = ("recipients", "channels", "keys")
+
+
+async def settle_carried(
+    session: AsyncSession, *, owner: str, settlements: Sequence[Settlement], carry: SettleCarry
+) -> set[uuid.UUID]:
+    """Settle a batch with the plan's writes carried in the same statement (`SettleCarry`),
+    sent without BEGIN when nothing opened a transaction on `session` yet: PostgreSQL
+    then commits it by itself and the unit of work's commit has nothing to send. The ids
+    written (still ours). No busy put-backs: their shared destinations are a statement
+    of their own (`DirectRounds.share`)."""
+    if any(s.share_with is not None for s in settlements):
+        raise ValueError("a busy put-back is not settled with a carried write")
+    rows = sorted((settle_params(s) for s in settlements), key=lambda row: row["b_id"])
+    row = await carry.statement.fetchrow(
+        session, {**settle_arrays(rows, owner), **carry.values}, lone=True
+    )
+    held = frozenset(row["settled_ids"] or ())
+    carry.finish(row, held)
+    return {uuid.UUID(i) for i in held}
 
 
 def _ids() -> Any:

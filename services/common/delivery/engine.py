@@ -374,9 +374,10 @@ class DeliveryEngine:
         due = self._lookout.at
         try:
             async with self._store.transaction() as tx:
+                claiming = free > 0 and look  # if not, the outcomes may go autocommitted
                 if batch:
-                    await self._recorder.write(tx, batch)
-                if free > 0 and look:
+                    await self._recorder.write(tx, batch, alone=not claiming)
+                if claiming:
                     self._last_claim_at = now
                     records = await self._claim(tx, now=now, limit=free, resolved=resolved)
                     due = await self._store.next_due(tx) if len(records) < free else None

@@ -4,7 +4,9 @@ Outcomes that arrive together are recorded in one transaction: two statements se
 whole batch (`settle_many`) and the plan's `on_outcomes` gets all of it, so the cost of a
 commit is shared by every outcome in it. The engine's round takes the queued batch
 (`take`) and writes it (`write`) in the transaction that also claims the next records.
-If that transaction fails, each outcome is
+A round that claims nothing may instead let the plan carry its writes in the settling
+statement (`DeliveryPlan.carry_settled`, PostgreSQL): one statement without BEGIN, each
+of the plan's writes only for a record it settles. If the round fails, each outcome is
 recorded on its own; one whose hook keeps failing is still recorded without its hook (and
 logged), so a bug in a service's hook cannot make the engine send a message again and again.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import assert_never
 
+from services.common.delivery.direct_rounds import settle_carried
 from services.common.delivery.errors import PERMANENT_REASONS, ReasonClass
 from services.common.delivery.metrics import (
     BREAKER_OPENED,
@@ -32,7 +35,16 @@ from services.common.delivery.registry import Skip
 from services.common.delivery.store import DeliveryStore, Settlement, Transaction
 from services.common.logging import get_logger
 
-__all__ = ["Busy", "Outcome", "OutcomeRecorder", "Result", "due_again", "failure_outcome", "final"]
+__all__ = [
+    "Busy",
+    "Outcome",
+    "OutcomeRecorder",
+    "Result",
+    "due_again",
+    "failure_outcome",
+    "final",
+    "final_failure",
+]
 
 log = get_logger(__name__)
 
@@ -108,6 +120,11 @@ def final(outcome: Outcome) -> bool:
             return False
         case _:
             assert_never(outcome.result)
+
+
+def final_failure(outcome: Outcome) -> bool:
+    """Whether `outcome` is a failure with no more attempts."""
+    return isinstance(outcome.result, Failure) and outcome.result.final
 
 
 def due_again(outcome: Outcome) -> datetime | None:
@@ -208,14 +225,26 @@ class OutcomeRecorder:
             while self._queue:
                 await self._record(self.take())
 
-    async def write(self, tx: Transaction, batch: Sequence[Outcome], *, hooks: bool = True) -> None:
-        """Settle `batch` and call the plan's hooks in `tx`; logs and metrics after commit."""
+    async def write(
+        self, tx: Transaction, batch: Sequence[Outcome], *, hooks: bool = True, alone: bool = False
+    ) -> None:
+        """Settle `batch` and call the plan's hooks in `tx`; logs and metrics after commit.
+
+        `alone`: nothing else is written in `tx`; then the plan may carry its writes in
+        the settling statement, sent without BEGIN (`DeliveryPlan.carry_settled`)."""
         # One order for every batch: two transactions never wait on each other's rows.
         ordered = sorted(batch, key=lambda o: str(o.record.delivery_id))
         settlements = [settlement(o) for o in ordered]
+        if hooks and alone and await self._write_carried(tx, ordered, settlements):
+            return
         read = self._plan.settle_read if hooks else None
         # A busy put-back is not the plan's to hear of: nothing to read for it.
-        ids = tuple(sorted({str(o.record.aggregate_id) for o in ordered if _settled(o)}))
+        heard = [
+            o
+            for o in ordered
+            if _settled(o) and (read is None or read.finals or not final_failure(o))
+        ]
+        ids = tuple(sorted({str(o.record.aggregate_id) for o in heard}))
         if read is None or not ids:
             held = await self._store.settle_many(tx, owner=self._owner, settlements=settlements)
         else:
@@ -226,10 +255,33 @@ class OutcomeRecorder:
         # A record missing from `held`: our lease ran out and another process took it
         # over; its outcome is the one that counts.
         kept = [o for o in ordered if o.record.delivery_id in held]
-        lost = [o.record for o in ordered if o.record.delivery_id not in held]
         if hooks:
             settled = [_settled(o) for o in kept]
             await self._plan.on_outcomes(tx, [s for s in settled if s is not None])
+        self._after_commit(tx, ordered, held)
+
+    async def _write_carried(
+        self, tx: Transaction, ordered: Sequence[Outcome], settlements: Sequence[Settlement]
+    ) -> bool:
+        """Settle `ordered` with the plan's writes in one statement, if the plan carries
+        them (PostgreSQL; no busy put-back in the batch); False: nothing was written."""
+        settled = [_settled(o) for o in ordered]
+        if any(s is None for s in settled):
+            return False  # a busy put-back shares its destination: a statement of its own
+        carry = await self._plan.carry_settled(tx, [s for s in settled if s is not None])
+        if carry is None:
+            return False
+        held = await settle_carried(
+            tx.session, owner=self._owner, settlements=settlements, carry=carry
+        )
+        self._after_commit(tx, ordered, held)
+        return True
+
+    def _after_commit(
+        self, tx: Transaction, ordered: Sequence[Outcome], held: set[uuid.UUID]
+    ) -> None:
+        kept = [o for o in ordered if o.record.delivery_id in held]
+        lost = [o.record for o in ordered if o.record.delivery_id not in held]
         tx.after_commit(lambda: self._committed(kept, lost))
 
     async def recover(self, batch: Sequence[Outcome]) -> None:
@@ -281,7 +333,7 @@ class OutcomeRecorder:
 
     async def _commit(self, batch: Sequence[Outcome], *, hooks: bool) -> None:
         async with self._store.transaction() as tx:
-            await self.write(tx, batch, hooks=hooks)
+            await self.write(tx, batch, hooks=hooks, alone=True)
             await tx.commit()
 
     def _committed(self, kept: Sequence[Outcome], lost: Sequence[DeliveryRecord]) -> None:

@@ -13,9 +13,12 @@ The engine knows nothing about alerts or bulletins. A service implements `Delive
   (`alert.delivery_failed` ...), state changes and escalation commit together with it.
 
 The engine records outcomes in batches: one transaction settles many records and calls
-`on_outcomes` once with all of them. `BaseDeliveryPlan.on_outcomes` calls the hook of each
-outcome in turn; a plan that can write a whole batch in fewer statements (one INSERT of
-its timeline rows) overrides it, with the same meaning as the single hooks.
+`on_outcomes` once with all of them. Where a round records and claims nothing else, a plan
+may instead give the writes of `on_outcomes` to the settling statement (`carry_settled`,
+PostgreSQL), each conditioned on its record being settled, sent without BEGIN.
+`BaseDeliveryPlan.on_outcomes` calls the hook of each outcome in turn; a plan that can
+write a whole batch in fewer statements (one INSERT of its timeline rows) overrides it,
+with the same meaning as the single hooks.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schemas.deliveries import DeliveryChannel
 from services.common.delivery.records import Delivered, DeliveryOrder, DeliveryRecord, Failure
 from services.common.delivery.registry import Outbound, Skip
-from services.common.delivery.settle_query import SettleRead
+from services.common.delivery.settle_query import SettleCarry, SettleRead
 from services.common.delivery.store import Transaction
 
 __all__ = ["BaseDeliveryPlan", "DeliveryPlan", "Resolution", "Settled"]
@@ -99,6 +102,16 @@ class DeliveryPlan(Protocol):
         """Every outcome the transaction records, in one call (in delivery-id order)."""
         ...
 
+    async def carry_settled(
+        self, tx: Transaction, outcomes: Sequence[Settled]
+    ) -> SettleCarry | None:
+        """`on_outcomes`' writes for `outcomes` (none of them settled yet, some perhaps
+        no longer ours), to be carried by the settling statement and committed with it
+        (`SettleCarry`: each write only for a record the statement settles); None: the
+        batch takes `on_outcomes` in a transaction. Asked only where the round sends
+        nothing else: `tx` has sent nothing yet, and may send reads, not writes."""
+        ...
+
 
 class BaseDeliveryPlan:
     """Hooks that do nothing, and one give-up time for every purpose; override what you need."""
@@ -142,6 +155,12 @@ class BaseDeliveryPlan:
 
     async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
         """Nothing to record."""
+
+    async def carry_settled(
+        self, tx: Transaction, outcomes: Sequence[Settled]
+    ) -> SettleCarry | None:
+        """Nothing carried: the hooks run in the settling transaction."""
+        return None
 
     async def on_outcomes(self, tx: Transaction, outcomes: Sequence[Settled]) -> None:
         """Each outcome's own hook, one after the other."""

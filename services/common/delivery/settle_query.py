@@ -5,6 +5,7 @@ recipient's other pending records."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +14,14 @@ from sqlalchemy.dialects import postgresql
 
 if TYPE_CHECKING:
     from services.common.delivery.store import Settlement
+    from services.common.direct import DirectStatement
 
 __all__ = [
+    "SettleCarry",
     "SettleRead",
     "settle_arrays",
     "settle_batch_statement",
+    "settle_ctes",
     "settle_params",
     "settle_statement",
     "share_batch_statement",
@@ -42,6 +46,32 @@ class SettleRead:
     sql: str
     key: str
     ids: tuple[str, ...] = ()
+    # False: a final failure's aggregate is not read for it (the plan's hook for a final
+    # failure reads it itself, locked); read only if another outcome names it.
+    finals: bool = True
+
+
+@dataclass(frozen=True)
+class SettleCarry:
+    """A plan's writes for an outcome batch, carried by the settling statement and sent
+    alone, without BEGIN (PostgreSQL only; `DeliveryPlan.carry_settled`).
+
+    Why: a delivered outcome's round was BEGIN, the settle (with the plan's read), the
+    plan's change, COMMIT. With the read done first (it needs no transaction: the
+    change is guarded in SQL as it was), the settle and the change are one statement,
+    which PostgreSQL commits by itself: two round trips where there were four.
+
+    `statement` starts `WITH <settle_ctes(table)>, ...` and returns one row whose
+    `settled_ids` is the array of ids written; every write of the plan's is conditioned
+    on its record's id being in `settled`, so a record whose lease was lost writes
+    nothing. `values` are the plan's own parameters. `finish(row, held)` runs once the
+    statement answered, with the ids it settled: the plan registers its after-commit
+    effects (log lines, the outbox hand-over) for those records only.
+    """
+
+    statement: DirectStatement
+    values: Mapping[str, Any]
+    finish: Callable[[Any, frozenset[str]], None]
 
 
 def settle_params(settlement: Settlement) -> dict[str, Any]:
@@ -133,16 +163,18 @@ def settle_arrays(rows: list[dict[str, Any]], owner: str) -> dict[str, Any]:
     return arrays
 
 
-def settle_batch_statement(t: sa.Table, read: str | None = None) -> sa.TextClause:
-    """PostgreSQL: lock the batch's rows that are still ours (in delivery-id order, the
-    order every batch takes them in, so two batches never wait on each other) and write
-    each its outcome, in ONE statement built once: the rows go as one array per column
-    (`settle_arrays`), so the text never changes with the batch size. Returns the ids
-    written (the others were taken over: not ours to record).
+def settle_ctes(t: sa.Table) -> tuple[str, list[sa.BindParameter[Any]]]:
+    """The settling statement's two CTEs as text to follow WITH: `locked` (the batch's
+    rows still ours, locked in delivery-id order) and `settled` (their new state,
+    RETURNING `delivery_id`: the ids written), and their bind parameters (the arrays of
+    `settle_arrays` and `:owner`). A caller that carries writes of its own in the same
+    statement conditions each on its record's id being in `settled`."""
+    locked, update, binds = _settle_parts(t)
+    return f"{locked}, settled AS ({update})", binds
 
-    `read` (a caller's SELECT bound only to `:read_ids`, see `SettleRead`) rides along:
-    then the statement returns one row per row it read (at least one, all NULL when it
-    read none), each with `settled_ids`, the array of ids written."""
+
+def _settle_parts(t: sa.Table) -> tuple[str, str, list[sa.BindParameter[Any]]]:
+    """The `locked` CTE, the settling UPDATE and their bind parameters."""
 
     def array_type(column: str | None) -> Any:
         return postgresql.ARRAY(sa.Integer if column is None else t.c[column].type)
@@ -167,27 +199,38 @@ def settle_batch_statement(t: sa.Table, read: str | None = None) -> sa.TextClaus
         "RETURNING d.delivery_id"
     )
     locked = (
-        f"WITH locked AS MATERIALIZED (SELECT delivery_id FROM {table} "  # noqa: S608
+        f"locked AS MATERIALIZED (SELECT delivery_id FROM {table} "  # noqa: S608
         "WHERE delivery_id = ANY(CAST(:ids AS VARCHAR[])) AND claimed_by = :owner "
-        "AND state = 'sending' ORDER BY delivery_id FOR UPDATE) "
+        "AND state = 'sending' ORDER BY delivery_id FOR UPDATE)"
     )
-    extra: list[sa.BindParameter[Any]] = []
+    binds = [sa.bindparam(name, type_=kind) for name, kind in arrays]
+    binds.append(sa.bindparam("owner", type_=sa.String))
+    return locked, update, binds
+
+
+def settle_batch_statement(t: sa.Table, read: str | None = None) -> sa.TextClause:
+    """PostgreSQL: lock the batch's rows that are still ours (in delivery-id order, the
+    order every batch takes them in, so two batches never wait on each other) and write
+    each its outcome, in ONE statement built once: the rows go as one array per column
+    (`settle_arrays`), so the text never changes with the batch size. Returns the ids
+    written (the others were taken over: not ours to record).
+
+    `read` (a caller's SELECT bound only to `:read_ids`, see `SettleRead`) rides along:
+    then the statement returns one row per row it read (at least one, all NULL when it
+    read none), each with `settled_ids`, the array of ids written."""
+    locked, update, binds = _settle_parts(t)
     if read is None:
-        sql = locked + update
+        sql = f"WITH {locked} {update}"
     else:
         # The read sees the statement's snapshot: what a next statement of the same
         # READ COMMITTED transaction would have read, a round trip earlier.
         sql = (
-            f"{locked}, settled AS ({update}) "  # noqa: S608
+            f"WITH {locked}, settled AS ({update}) "  # noqa: S608
             "SELECT (SELECT array_agg(delivery_id) FROM settled) AS settled_ids, r.* "
             f"FROM (SELECT 1) AS one LEFT JOIN LATERAL ({read}) AS r ON true"
         )
-        extra.append(sa.bindparam("read_ids", type_=postgresql.ARRAY(sa.String)))
-    return sa.text(sql).bindparams(
-        *(sa.bindparam(name, type_=kind) for name, kind in arrays),
-        sa.bindparam("owner", type_=sa.String),
-        *extra,
-    )
+        binds.append(sa.bindparam("read_ids", type_=postgresql.ARRAY(sa.String)))
+    return sa.text(sql).bindparams(*binds)
 
 
 def share_batch_statement(t: sa.Table) -> sa.TextClause:

@@ -13,7 +13,8 @@ together) and never commits it. Logs and metrics wait for the commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, assert_never
@@ -44,6 +45,8 @@ from services.router.observability import alert_fields, drill_label
 from services.router.unit_of_work import RouterUoW
 
 __all__ = [
+    "OutcomeWrites",
+    "decide_outcomes",
     "record_attempt_failed",
     "record_delivered",
     "record_failed",
@@ -341,48 +344,67 @@ async def record_outcomes(uow: RouterUoW, *, deps: RouterDeps, outcomes: Sequenc
     final failure stays one at a time, after the rest: it locks its alert to decide
     whether the whole step is unreachable (see `record_failed`).
     """
-    now = deps.clock()
     finals = [o for o in outcomes if isinstance(o.result, Failure) and o.result.final]
     rest = [o for o in outcomes if not (isinstance(o.result, Failure) and o.result.final)]
     # Neither the content nor the snapshot is needed here (a final failure, which may
     # look at the snapshot's channels, reads its alert whole in `record_failed`).
     found = await uow.alerts.get_many_lean({o.record.aggregate_id for o in rest})
-    delivered: list[_Delivered] = []
-    notes: list[Transition] = []
-    observers: list[Callable[[], None]] = []
-    for outcome in rest:
+    writes = decide_outcomes(found, rest, now=deps.clock())
+    # The changes (triggered -> delivered) and every note in one call: a note changes no
+    # row, and its entry and event stand whether or not a change's guard passes. A
+    # notice's channels are often settled together: their marks of one alert are the
+    # same change under the same guard, so it is written once.
+    marks = list({(m.after.id, m.guard): m for m, _ in writes.marks}.values())
+    notes = [note for note, _ in writes.notes]
+    if marks or notes:
+        await uow.alerts.apply_all([*marks, *notes])
+    observers = [observe for _, observe in writes.observers]
+    if observers:
+        uow.after_commit(lambda: _observe_all(observers))
+    for outcome in finals:
+        assert isinstance(outcome.result, Failure)
+        await record_failed(uow, deps=deps, record=outcome.record, failure=outcome.result)
+
+
+@dataclass(frozen=True)
+class OutcomeWrites:
+    """What a batch of outcomes (no final failure among them) writes, each part with the
+    record it is for: the state changes (one per delivered outcome that marks its alert;
+    the same change for two records of one alert), the notes (timeline entry and event,
+    no row change) and the after-commit log lines and metrics."""
+
+    marks: list[tuple[Transition, DeliveryRecord]]
+    notes: list[tuple[Transition, DeliveryRecord]]
+    observers: list[tuple[DeliveryRecord, Callable[[], None]]]
+
+
+def decide_outcomes(
+    found: Mapping[uuid.UUID, AlertRecord], outcomes: Sequence[Settled], *, now: datetime
+) -> OutcomeWrites:
+    """The writes of `outcomes` (no final failure among them) given their alerts as read
+    (`found`; an alert missing there is logged, nothing written for it)."""
+    writes = OutcomeWrites([], [], [])
+    for outcome in outcomes:
         record, result = outcome.record, outcome.result
         alert = found.get(record.aggregate_id)
         if alert is None:
-            observers.append(_unknown(record))
+            writes.observers.append((record, _unknown(record)))
             continue
         match result:
             case Delivered():
                 decided = _delivered(alert, record, result, now=now)
-                delivered.append(decided)
-                notes.append(decided.note(alert))
-                observers.append(decided.committed)
-                continue
+                if decided.mark is not None:
+                    writes.marks.append((decided.mark, record))
+                note, observe = decided.note(alert), decided.committed
             case Failure():
                 note, observe = _failure(alert, record, result, now=now, step_unreachable=False)
             case Skip():
                 note, observe = _skipped(alert, record, result, now=now)
             case _:
                 assert_never(result)
-        notes.append(note)
-        observers.append(observe)
-    # The changes (triggered -> delivered) and every note in one call: a note changes no
-    # row, and its entry and event stand whether or not a change's guard passes. A
-    # notice's channels are often settled together: their marks of one alert are the
-    # same change under the same guard, so it is written once.
-    marks = list({(d.mark.after.id, d.mark.guard): d.mark for d in delivered if d.mark}.values())
-    if marks or notes:
-        await uow.alerts.apply_all([*marks, *notes])
-    if observers:
-        uow.after_commit(lambda: _observe_all(observers))
-    for outcome in finals:
-        assert isinstance(outcome.result, Failure)
-        await record_failed(uow, deps=deps, record=outcome.record, failure=outcome.result)
+        writes.notes.append((note, record))
+        writes.observers.append((record, observe))
+    return writes
 
 
 def _unknown(record: DeliveryRecord) -> Callable[[], None]:

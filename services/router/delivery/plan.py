@@ -29,7 +29,9 @@ from services.common.delivery import (
     Skip,
     Transaction,
 )
+from services.common.delivery.settle_query import SettleCarry
 from services.router import domain
+from services.router.delivery.carried import carry_outcomes
 from services.router.delivery.compose import Links, outbound
 from services.router.delivery.outcomes import (
     record_attempt_failed,
@@ -65,10 +67,12 @@ class RouterDeliveryPlan(BaseDeliveryPlan):
     def __init__(self, deps: RouterDeps, *, views: Views | None = None) -> None:
         self._deps = deps
         self._views = views or self._sql_view
+        self._carries = views is None
         if views is None:
             # On PostgreSQL the outcome batch's lean read of its alerts rides in the
             # engine's settling statement: one round trip fewer per outcome round.
-            self.settle_read = SettleRead(lean_settle_read(), SETTLED_READ)
+            # A final failure's alert is read by its hook, locked: not read for it here.
+            self.settle_read = SettleRead(lean_settle_read(), SETTLED_READ, finals=False)
 
     def _sql_view(self, session: AsyncSession) -> RouterUoW:
         return RouterUnitOfWork.over(session, source=self._deps.source)
@@ -147,6 +151,15 @@ class RouterDeliveryPlan(BaseDeliveryPlan):
     async def on_skipped(self, tx: Transaction, record: DeliveryRecord, skip: Skip) -> None:
         """Not sent: acknowledged, resolved or superseded meanwhile."""
         await record_skipped(self._views(tx.session), deps=self._deps, record=record, skip=skip)
+
+    async def carry_settled(
+        self, tx: Transaction, outcomes: Sequence[Settled]
+    ) -> SettleCarry | None:
+        """On PostgreSQL, a batch without a final failure: its writes in the engine's
+        settling statement, sent alone (`carry_outcomes`)."""
+        if not self._carries:
+            return None
+        return await carry_outcomes(tx.session, deps=self._deps, outcomes=outcomes)
 
     async def on_outcomes(self, tx: Transaction, outcomes: Sequence[Settled]) -> None:
         """A batch of outcomes: the hooks' meaning, in a constant number of statements."""

@@ -1,11 +1,12 @@
-"""A delivered outcome's round on PostgreSQL: router's read of the alerts rides in the
-engine's settling statement.
+"""A delivered outcome's round on PostgreSQL: two autocommitted statements.
 
-The round was five round trips (BEGIN, the settle, router's lean read of the alerts,
-the guarded change with its timeline entries and events, COMMIT); the read now goes in
-the settling statement (`SettleRead`), its rows taken by router's outcome hook. Counted
-on the wire (asyncpg's query log, BEGIN and COMMIT included): deterministic, no timing.
-A record whose lease was lost (another process took it) still writes nothing.
+The round was four round trips (BEGIN, the settle carrying router's lean read of the
+alerts, the guarded change with its timeline entries and events, COMMIT); now the read
+goes first, autocommitted, and the change, the entries and the events ride in the
+engine's settling statement (`SettleCarry`), which commits by itself. Counted on the
+wire (asyncpg's query log, BEGIN and COMMIT included): deterministic, no timing. A
+record whose lease was lost (another process took it) still writes nothing; a final
+failure keeps the transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.common.delivery import Delivered, SqlDeliveryStore
+from services.common.delivery import Delivered, Failure, Skip, SqlDeliveryStore
 from services.common.delivery.outcomes import Outcome, OutcomeRecorder
 from services.common.delivery.records import record_from_row
 from services.common.messaging import outbox_messages
@@ -123,7 +124,35 @@ async def _written(runtime: RouterRuntime, alert_id: str) -> tuple[str, int, int
         )
 
 
-async def test_a_delivered_outcome_round_is_four_round_trips(runtime: RouterRuntime) -> None:
+def _failed(record: Any, *, final: bool = False) -> Outcome:
+    retry_at = None if final else T0 + timedelta(seconds=30)
+    failure = Failure(
+        reason="http_5xx", permanent=False, final=final, attempts=1, at=T0,
+        retry_at=retry_at, destination_key="k",
+    )  # fmt: skip
+    return Outcome(record=record, result=failure, at=T0, attempted=True, destination_key="k")
+
+
+async def _notes(runtime: RouterRuntime, alert_id: str) -> tuple[list[str], list[str]]:
+    """(the alert's timeline kinds after `notified`, its events after alert.triggered)"""
+    async with runtime.sessions() as session:
+        kinds = await session.execute(
+            sa.select(alert_timeline.c.kind)
+            .where(alert_timeline.c.alert_id == alert_id, alert_timeline.c.kind != "notified")
+            .order_by(alert_timeline.c.id)
+        )
+        events = await session.execute(
+            sa.select(outbox_messages.c.event_type)
+            .where(outbox_messages.c.key == alert_id)
+            .order_by(outbox_messages.c.id)
+        )
+        entries = [k for k in kinds.scalars() if k not in ("triggered", "escalation_scheduled")]
+        return entries, [e for e in events.scalars() if e != "alert.triggered"]
+
+
+async def test_a_delivered_outcome_round_is_two_autocommitted_statements(
+    runtime: RouterRuntime,
+) -> None:
     alert_id, records = await _claimed(runtime, [OWNER, OWNER])
     recorder = _recorder(runtime)
     recorder.queue([_delivered(r) for r in records])
@@ -132,12 +161,75 @@ async def test_a_delivered_outcome_round_is_four_round_trips(runtime: RouterRunt
         await recorder.flush()
         await asyncio.sleep(0)
 
-    # BEGIN, the settle carrying the alerts' read, the change with its notes, COMMIT
-    # (main: a SELECT of the alerts between the two).
-    assert sent == ["BEGIN", "WITH", "WITH", "COMMIT"], sent
+    # The alerts' lean read, then the settle carrying the change with its notes; no
+    # BEGIN, no COMMIT (main: BEGIN, the settle carrying the read, the change, COMMIT).
+    assert sent == ["SELECT", "WITH"], sent
     assert await _written(runtime, alert_id) == ("delivered", 2, 2)
     states = await _states(runtime, alert_id)
     assert states == ["delivered", "delivered"]
+
+
+async def test_a_carried_round_of_a_failed_attempt_and_a_skip_notes_each(
+    runtime: RouterRuntime,
+) -> None:
+    alert_id, records = await _claimed(runtime, [OWNER, OWNER])
+    recorder = _recorder(runtime)
+    first, second = records
+    skip = Outcome(record=second, result=Skip("not_wanted"), at=T0)
+    recorder.queue([_failed(first), skip])
+
+    with round_trips(runtime.engine) as sent:
+        await recorder.flush()
+        await asyncio.sleep(0)
+
+    assert sent == ["SELECT", "WITH"], sent
+    entries, events = await _notes(runtime, alert_id)
+    assert sorted(entries) == ["delivery_failed", "delivery_skipped"]
+    assert events == ["alert.delivery_failed"]
+    assert await _states(runtime, alert_id) == ["pending", "skipped"]
+    # Nothing marked the alert: it is still waiting for a delivery.
+    assert (await _written(runtime, alert_id))[0] == "triggered"
+
+
+async def test_a_lost_lease_on_the_marking_record_changes_no_alert(
+    runtime: RouterRuntime,
+) -> None:
+    alert_id, records = await _claimed(runtime, ["another-engine", OWNER])
+    recorder = _recorder(runtime)
+    lost, kept = records
+    recorder.queue([_delivered(lost), _failed(kept)])
+
+    with round_trips(runtime.engine) as sent:
+        await recorder.flush()
+        await asyncio.sleep(0)
+
+    assert sent == ["SELECT", "WITH"], sent
+    # Only the kept record's note and event; the lost one's delivery marks nothing.
+    assert await _notes(runtime, alert_id) == (["delivery_failed"], ["alert.delivery_failed"])
+    assert await _written(runtime, alert_id) == ("triggered", 0, 0)
+    assert await _states(runtime, alert_id) == ["sending", "pending"]
+
+
+async def test_a_round_with_a_final_failure_keeps_the_transaction(
+    runtime: RouterRuntime,
+) -> None:
+    alert_id, records = await _claimed(runtime, [OWNER, OWNER])
+    recorder = _recorder(runtime)
+    first, second = records
+    recorder.queue([_delivered(first), _failed(second, final=True)])
+
+    with round_trips(runtime.engine) as sent:
+        await recorder.flush()
+        await asyncio.sleep(0)
+
+    # The final failure locks its alert and reads the step's records in a transaction.
+    assert sent[0] == "BEGIN", sent
+    assert sent[-1] == "COMMIT", sent
+    assert await _notes(runtime, alert_id) == (
+        ["delivered", "delivery_failed"],
+        ["alert.delivered", "alert.delivery_failed"],
+    )
+    assert (await _written(runtime, alert_id))[0] == "delivered"
 
 
 async def test_a_record_whose_lease_was_lost_writes_no_note_and_no_event(
@@ -147,7 +239,11 @@ async def test_a_record_whose_lease_was_lost_writes_no_note_and_no_event(
     recorder = _recorder(runtime)
     recorder.queue([_delivered(r) for r in records])
 
-    await recorder.flush()
+    with round_trips(runtime.engine) as sent:
+        await recorder.flush()
+        await asyncio.sleep(0)
+
+    assert sent == ["SELECT", "WITH"], sent
 
     # Ours is settled and noted once; the other engine's record is left as it holds it.
     assert await _written(runtime, alert_id) == ("delivered", 1, 1)
@@ -161,7 +257,11 @@ async def test_an_outcome_round_whose_every_lease_was_lost_writes_nothing(
     recorder = _recorder(runtime)
     recorder.queue([_delivered(r) for r in records])
 
-    await recorder.flush()
+    with round_trips(runtime.engine) as sent:
+        await recorder.flush()
+        await asyncio.sleep(0)
+
+    assert sent == ["SELECT", "WITH"], sent
 
     assert await _written(runtime, alert_id) == ("triggered", 0, 0)
     assert await _states(runtime, alert_id) == ["sending", "sending"]

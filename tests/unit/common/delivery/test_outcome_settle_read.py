@@ -4,11 +4,20 @@ asks the store to read with a batch, and when it asks for nothing."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
-from services.common.delivery import BaseDeliveryPlan, Delivered, DeliveryRecord, SettleRead
+from services.common.delivery import (
+    BaseDeliveryPlan,
+    Delivered,
+    DeliveryRecord,
+    Failure,
+    Settled,
+    SettleRead,
+)
 from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
+from services.common.delivery.settle_query import SettleCarry
 from services.common.delivery.store import Settlement
 from tests.unit.common.delivery.fakes import T0, FakeTx
 
@@ -90,3 +99,98 @@ async def test_busy_put_backs_alone_and_a_write_without_hooks_read_nothing() -> 
     await recorder.write(FakeTx(), [_delivered(_record(uuid.uuid4()))], hooks=False)  # type: ignore[arg-type]
 
     assert store.reads == [None, None]
+
+
+async def test_a_plan_that_reads_its_finals_itself_has_them_left_out_of_the_read() -> None:
+    store = _Store()
+    recorder = _recorder(store)
+    recorder._plan.settle_read = SettleRead("SELECT 1", "test.read", finals=False)  # type: ignore[misc]
+    delivered, failed, both = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    final = Failure(
+        reason="http_4xx", permanent=True, final=True, attempts=1, at=T0, retry_at=None,
+        destination_key=None,
+    )  # fmt: skip
+    batch = [
+        _delivered(_record(delivered)),
+        Outcome(record=_record(failed), result=final, at=T0),
+        Outcome(record=_record(both), result=final, at=T0),
+        _delivered(_record(both)),
+    ]
+
+    await recorder.write(FakeTx(), batch)  # type: ignore[arg-type]
+    await recorder.write(FakeTx(), batch[1:2])  # type: ignore[arg-type]
+
+    # The final failure's alert is read only where another outcome names it; a batch of
+    # finals alone reads nothing.
+    first, second = store.reads
+    assert first is not None
+    assert first.ids == tuple(sorted((str(delivered), str(both))))
+    assert second is None
+
+
+class _Statement:
+    """Stands for the carried statement: answers that it settled `held`."""
+
+    def __init__(self, held: Sequence[uuid.UUID]) -> None:
+        self.held = [str(i) for i in held]
+        self.values: list[Mapping[str, Any]] = []
+
+    async def fetchrow(self, _session: object, values: Mapping[str, Any], *, lone: bool) -> Any:
+        assert lone
+        self.values.append(values)
+        return {"settled_ids": self.held}
+
+
+class _CarryingPlan(BaseDeliveryPlan):
+    def __init__(self, statement: _Statement) -> None:
+        self.statement = statement
+        self.asked: list[list[Settled]] = []
+        self.finished: list[frozenset[str]] = []
+        self.hooked: list[Settled] = []
+
+    async def carry_settled(self, tx: object, outcomes: Sequence[Settled]) -> SettleCarry:
+        self.asked.append(list(outcomes))
+        return SettleCarry(self.statement, {"p": 1}, lambda _row, held: self.finished.append(held))  # type: ignore[arg-type]
+
+    async def on_outcomes(self, tx: object, outcomes: Sequence[Settled]) -> None:
+        self.hooked.extend(outcomes)
+
+
+async def test_a_round_that_writes_alone_carries_the_plans_writes_in_the_settle() -> None:
+    kept, lost = _record(uuid.uuid4()), _record(uuid.uuid4())
+    statement = _Statement([kept.delivery_id])
+    plan = _CarryingPlan(statement)
+    store = _Store()
+    recorder = OutcomeRecorder(
+        store=store,  # type: ignore[arg-type]
+        plan=plan, owner="me", service="test", released=lambda _ids: None,
+    )  # fmt: skip
+    tx = FakeTx()
+
+    await recorder.write(tx, [_delivered(kept), _delivered(lost)], alone=True)  # type: ignore[arg-type]
+
+    # Both asked of (neither settled yet); only the one the statement settled is finished.
+    assert [len(asked) for asked in plan.asked] == [2]
+    assert plan.finished == [frozenset({str(kept.delivery_id)})]
+    assert store.reads == []  # no settle of the store's, no hook in a transaction
+    assert plan.hooked == []
+    [values] = statement.values
+    assert values["p"] == 1
+    assert sorted(values["ids"]) == sorted(str(r.delivery_id) for r in (kept, lost))
+
+
+async def test_a_round_that_claims_too_or_puts_back_keeps_the_transaction() -> None:
+    plan = _CarryingPlan(_Statement([]))
+    store = _Store()
+    recorder = OutcomeRecorder(
+        store=store,  # type: ignore[arg-type]
+        plan=plan, owner="me", service="test", released=lambda _ids: None,
+    )  # fmt: skip
+    busy = Outcome(record=_record(uuid.uuid4()), result=Busy(T0), at=T0)
+
+    await recorder.write(FakeTx(), [_delivered(_record(uuid.uuid4()))])  # type: ignore[arg-type]
+    await recorder.write(FakeTx(), [busy, _delivered(_record(uuid.uuid4()))], alone=True)  # type: ignore[arg-type]
+
+    assert plan.asked == []
+    assert len(store.reads) == 2
+    assert len(plan.hooked) == 2

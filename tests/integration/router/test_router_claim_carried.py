@@ -147,13 +147,21 @@ async def test_a_lone_notice_is_opened_and_claimed_in_one_round_trip(
     record = Record(notice, offset=7)
     item = await _ready(runtime, record)
     woken: list[datetime] = []  # the escalation deadline, handed over after the commit
-    monkeypatch.setattr(runtime.escalation, "timer_set", woken.append)
+    handed = asyncio.Event()
+
+    def timer_set(at: datetime) -> None:
+        woken.append(at)
+        handed.set()
+
+    monkeypatch.setattr(runtime.escalation, "timer_set", timer_set)
     applier = runtime.consumer.applier
     before = applier.processed_total
 
     with round_trips(runtime.engine) as sent:
         await applier.apply(item)
         await asyncio.sleep(0)
+    # A few loop turns after the commit, behind the notice's sends (router's notices.py).
+    await asyncio.wait_for(handed.wait(), timeout=30)
 
     # One statement, autocommitted: no BEGIN, no separate inbox INSERT, no COMMIT.
     assert sent == ["WITH"], sent

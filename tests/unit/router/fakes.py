@@ -326,8 +326,9 @@ class FakeUnitOfWork:
         for effect in self.effects:
             effect()
         self.effects = []
-        # What an effect put off by a loop turn (a new alert's line) has run by the time
-        # a real caller's task resumes after its commit.
+        # What an effect put off by two loop turns (a new alert's line) has run by the
+        # time a real caller's task resumes after its commit.
+        await asyncio.sleep(0)
         await asyncio.sleep(0)
 
     async def __aenter__(self) -> FakeUnitOfWork:

@@ -59,15 +59,22 @@ async def test_open_alert_freezes_the_directory_and_notifies_the_spoc_on_each_ch
     assert [e["event"] for e in logs] == ["alert.triggered"]
 
 
-async def test_the_new_alerts_line_and_deadline_come_after_the_hand_offs_first_send_step(
+async def test_the_new_alerts_line_and_deadline_come_after_the_webhooks_write(
     deps: FakeDeps,
 ) -> None:
     # At commit the engine's hand-off spawns the notice's sends (registered first, inside
-    # the opening); the new alert's line, counter and deadline wait a turn behind them.
+    # the opening). The webhook's first step spawns the task that writes its request, as
+    # aiohttp does on Python 3.11; the new alert's line, counter and deadline wait behind
+    # that write, not only behind the first step.
     order: list[str] = []
+    writers: list[asyncio.Task[None]] = []
+
+    async def write() -> None:
+        order.append("written")
 
     async def send() -> None:
         order.append("send")
+        writers.append(asyncio.create_task(write()))
 
     sends: list[asyncio.Task[None]] = []
     deps = replace(deps, timer_set=lambda _at: order.append("triggered"))
@@ -75,8 +82,8 @@ async def test_the_new_alerts_line_and_deadline_come_after_the_hand_offs_first_s
     uow.after_commit(lambda: sends.append(asyncio.create_task(send())))
     await alerting.open_alert(uow, deps=deps, notice=received())
     await uow.commit()
-    await asyncio.gather(*sends)
-    assert order == ["send", "triggered"]
+    await asyncio.gather(*sends, *writers)
+    assert order == ["send", "written", "triggered"]
 
 
 async def test_the_new_alerts_deadline_reaches_the_escalation_worker_after_commit(

@@ -113,9 +113,15 @@ def source_key(key: bytes, field_office_id: str) -> str:
     return _keyed(key, b"aviso-intake-source-v1.", field_office_id.encode("utf-8"))
 
 
+# `json.dumps` with these options builds this encoder on every call (~2 us of its ~10; a
+# submission makes two canonical forms: its content's digest and its sealed detail). The
+# encoder keeps no state between calls, so one serves every request.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> bytes:
     """One byte string per JSON value, whatever order its keys arrived in."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def content_digest(key: bytes, content: Mapping[str, Any]) -> str:

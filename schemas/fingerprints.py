@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 __all__ = [
     "FINGERPRINT_HEX_CHARS",
@@ -33,13 +33,16 @@ __all__ = [
     "fingerprint_key_id",
     "fingerprint_term",
     "fingerprint_terms",
+    "fingerprint_words",
     "normalize",
     "term_grams",
     "tokens",
 ]
 
 MAX_GRAM_WORDS = 3
-"""Longest run of words fingerprinted; both producer and checker must use the same value."""
+"""Longest run of words fingerprinted; both producer and checker must use the same value.
+
+`_identifying_grams` spells out runs of two and three words: change it with this."""
 
 FINGERPRINT_HEX_CHARS = 32
 """Fingerprints are HMAC-SHA256 hex digests truncated to 128 bits."""
@@ -136,7 +139,7 @@ _NUMBER_MIN_DIGITS = 7
 _NUMBER_TAILS = (10, 7)
 
 
-def _number_grams(words: list[str]) -> set[str]:
+def _number_grams(words: Sequence[str]) -> set[str]:
     """An all-numeric term (a phone number): its digits whole and their last 10 and 7."""
     digits = "".join(words)
     if not words or not all(word.isdigit() for word in words) or len(digits) < _NUMBER_MIN_DIGITS:
@@ -185,6 +188,18 @@ class _KeyedHash:
         outer.update(inner.digest())
         return outer.hexdigest()[:FINGERPRINT_HEX_CHARS]
 
+    def fingerprints(self, grams: Iterable[str]) -> set[str]:
+        """`fingerprint` of every gram, its steps in one loop (no method call a gram)."""
+        inner_start, outer_start = self._inner, self._outer
+        prints: set[str] = set()
+        for gram in grams:
+            inner = inner_start.copy()
+            inner.update(gram.encode("utf-8"))
+            outer = outer_start.copy()
+            outer.update(inner.digest())
+            prints.add(outer.hexdigest()[:FINGERPRINT_HEX_CHARS])
+        return prints
+
 
 def _keyed(key: bytes) -> _KeyedHash:
     keyed = _KEYED.get(key)
@@ -202,30 +217,39 @@ def fingerprint(key: bytes, gram: str) -> str:
     return _keyed(key).fingerprint(gram)
 
 
-def _identifying_grams(words: list[str]) -> set[str]:
+def _identifying_grams(words: Sequence[str]) -> set[str]:
     """The grams of one term's words that `fingerprint_term` fingerprints (see there)."""
-    grams: set[str] = set()
-    count = len(words)
     # A single word identifies something unless it is weak; a run of two or three words
     # unless every word is a stopword or a number: a phrase of numbers alone ("505 555",
     # "12 30") is not, since area codes, exchanges, dates and times are shared by the
     # department's own published numbers and every bulletin.
-    plain = [word in STOPWORDS or word.isdigit() for word in words]
-    for start, word in enumerate(words):
-        if not _is_weak_word(word):
-            grams.add(word)  # spaced and joined alike
-        for size in range(2, MAX_GRAM_WORDS + 1):
-            stop = start + size
-            if stop > count:
-                break
-            if not all(plain[start:stop]):
-                run = words[start:stop]
-                grams.add(" ".join(run))
-                grams.add("".join(run))
+    # Written out for runs of two and three words (MAX_GRAM_WORDS), each word judged once:
+    # a submission's hottest own code after the HMACs (profiled: a bench notice's terms
+    # 21 -> 14 us). The tests compare it with the first, run-by-run implementation.
+    digits = [word.isdigit() for word in words]
+    plain = [digit or word in STOPWORDS for word, digit in zip(words, digits, strict=True)]
+    count = len(words)
+    grams = {
+        word  # spaced and joined alike
+        for word, is_plain in zip(words, plain, strict=True)
+        if not is_plain and len(word) >= _MIN_WORD_CHARS
+    }
+    add = grams.add
+    for start in range(count - 1):
+        first, second = words[start], words[start + 1]
+        both_plain = plain[start] and plain[start + 1]
+        if not both_plain:
+            add(first + " " + second)
+            add(first + second)
+        if start + 2 < count and not (both_plain and plain[start + 2]):
+            third = words[start + 2]
+            add(first + " " + second + " " + third)
+            add(first + second + third)
     if grams:
         # Catches a term written without its spaces, however many words it has ("ab12cd34").
-        grams.add("".join(words))
-    grams |= _number_grams(words)
+        add("".join(words))
+    if count and all(digits):
+        grams |= _number_grams(words)
     return grams
 
 
@@ -243,11 +267,19 @@ def fingerprint_term(key: bytes, term: str) -> set[str]:
 
 def fingerprint_terms(key: bytes, terms: Iterable[str]) -> set[str]:
     """`fingerprint_term` of every term, united; a gram two terms share is hashed once."""
+    return fingerprint_words(key, map(tokens, terms))
+
+
+def fingerprint_words(key: bytes, terms_words: Iterable[Sequence[str]]) -> set[str]:
+    """`fingerprint_terms` of terms already split into their `tokens`.
+
+    For a caller that needs the terms' words for something else too (intake's check of its
+    releasable fields): each term is normalised and split once, not once per use.
+    """
     grams: set[str] = set()
-    for term in terms:
-        grams |= _identifying_grams(tokens(term))
-    keyed = _keyed(key)
-    return {keyed.fingerprint(gram) for gram in grams}
+    for words in terms_words:
+        grams |= _identifying_grams(words)
+    return _keyed(key).fingerprints(grams)
 
 
 def find_leaks(key: bytes, text: str, fingerprints: Collection[str]) -> list[str]:

@@ -20,9 +20,8 @@ from services.intake.domain import (
     Operation,
     Transition,
     cancel_outcome,
-    check_releasable,
+    check_releasable_words,
     content_digest,
-    identifying_terms,
     revision_outcome,
 )
 from services.intake.domain import transitions as domain
@@ -166,8 +165,8 @@ async def _next_version(
             previous = open_latest(deps.keyring, notice.id, versions)
             # The previous version's terms too: moving a name out of `restricted` and into
             # the summary is the same leak.
-            earlier = identifying_terms(previous) if previous is not None else []
-            check_releasable(revision.releasable(), [*identifying_terms(detail), *earlier])
+            earlier = previous.identifying_words if previous is not None else ()
+            check_releasable_words(revision.releasable(), [*detail.identifying_words, *earlier])
             version = seal_version(
                 deps,
                 notice_id=notice.id,

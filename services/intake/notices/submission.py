@@ -18,9 +18,8 @@ from services.intake.domain import (
     IntakeConflict,
     RestrictedDetail,
     Transition,
-    check_releasable,
+    check_releasable_words,
     content_digest,
-    identifying_terms,
 )
 from services.intake.domain import transitions as domain
 from services.intake.notices.commands import NoticeSubmission
@@ -55,7 +54,7 @@ async def submit_notice(
 ) -> NoticeResult:
     """Record a new notice (version 1, CAP Alert), or recognise a retry of one."""
     detail = restricted_detail(submission, principal)
-    check_releasable(submission.releasable(), identifying_terms(detail))
+    check_releasable_words(submission.releasable(), detail.identifying_words)
     owner = owner_key(deps, principal)
     content = submission.content()
     digest = content_digest(deps.fingerprint_key, content)

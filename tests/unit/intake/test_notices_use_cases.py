@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from schemas import fingerprints
 from schemas.directory import DIRECTORY_ID, DirectoryPublished
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from services.common.auth import Principal
@@ -407,3 +408,27 @@ async def test_list_pages_newest_first_and_limits_a_field_office_to_its_own(
     assert [n.reference for n in rest.notices] == ["ERO-0"]
     assert rest.next_cursor is None
     assert (await page(OTHER_OFFICE)).notices == ()
+
+
+async def test_a_submission_normalises_each_identifying_term_once(
+    store: Store, deps: IntakeDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The releasable check and the fingerprints share the terms' words: a term is
+    # normalised once a submission, not once for each (as before the fourteenth round).
+    body = submission("ERO-1")
+    normalised: list[str] = []
+    real = fingerprints.normalize
+
+    def counting(text: str) -> str:
+        normalised.append(text)
+        return real(text)
+
+    monkeypatch.setattr(fingerprints, "normalize", counting)
+    result = await submit(store, deps, body)
+    terms = [RESTRICTED_NAME, "2231 Folsom St Apt 4", "Dana Whitlock"]
+    assert {term: normalised.count(term) for term in terms} == dict.fromkeys(terms, 1)
+    # And the notice still carries the terms' fingerprints.
+    event = store.events[-1]
+    assert isinstance(event, NoticeReceived)
+    assert event.restricted_fingerprints
+    assert result.notice.current_version == 1

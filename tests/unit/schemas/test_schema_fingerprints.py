@@ -354,3 +354,17 @@ def test_normalize_of_any_ascii_text_matches_the_general_path(text: str) -> None
     from schemas.fingerprints import normalize
 
     assert normalize(text) == _normalize_slowly(text)
+
+
+@given(terms=st.lists(st.lists(term_words, max_size=7).map(" ".join), max_size=5))
+def test_fingerprints_of_words_are_those_of_their_terms(terms: list[str]) -> None:
+    # A caller that has split the terms (intake, for its releasable check) gets the same.
+    assert fingerprints.fingerprint_words(KEY, [tokens(t) for t in terms]) == (
+        fingerprint_terms(KEY, terms)
+    )
+
+
+@given(grams=st.lists(st.text(max_size=20), max_size=8))
+def test_a_keys_fingerprints_of_many_grams_are_each_grams_fingerprint(grams: list[str]) -> None:
+    keyed = fingerprints._keyed(KEY)
+    assert keyed.fingerprints(grams) == {fingerprint(KEY, gram) for gram in grams}

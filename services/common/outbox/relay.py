@@ -129,8 +129,7 @@ class OutboxRelay:
     ) -> None:
         self._engine = engine
         self._postgres = is_postgres(engine)
-        # Each relay statement is atomic alone: on PostgreSQL no BEGIN/COMMIT round trips
-        # (SQLite keeps them: BEGIN IMMEDIATE is what makes its claim atomic).
+        # No BEGIN/COMMIT on PostgreSQL; SQLite's BEGIN IMMEDIATE makes a claim atomic.
         self._sessions = async_sessionmaker(
             engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine,
             expire_on_commit=False,
@@ -144,7 +143,6 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._claim_ttl_s = claim_ttl_s
-        self._retry_delay_s = retry_delay_s
         self.relay_id = relay_id or f"relay-{uuid.uuid4().hex[:12]}"
         self._statements = RelayStatements(
             postgres=self._postgres,
@@ -166,6 +164,10 @@ class OutboxRelay:
         self._handed: deque[tuple[float, OutboxRow]] = deque()
         # Handed rows wait up to `linger_s` for more, then go in one round (lingering.py).
         self._lingering = Lingering(linger_s=linger_s, rows=batch_size, lease_s=claim_ttl_s)
+        self._set_loop_state()
+        self.published_total = 0
+
+    def _set_loop_state(self) -> None:  # the loop's state before its first round
         self._stop_taking: Callable[[], None] | None = None
         # `_wake` starts a loop turn; a claim runs in it only if wanted (a commit that left
         # a row unleased, a NOTIFY, `wake`) or due (a lease ends, the poll), else the
@@ -177,14 +179,12 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None
-        self._peers = ListenerPeers(component, clock=time.monotonic)
+        self._peers = ListenerPeers(self._component, clock=time.monotonic)
         self._listen_wanted = False
         self._listen_failing = False
-        # What the last round learnt, so the loop need not ask again: whether rows wait
-        # behind the ones it claimed, and when the earliest lease left on the outbox ends.
+        # What the last round learnt: rows wait behind its claim; the earliest lease's end.
         self._successors_waiting = False
         self._lease_ends_in_s: float | None = None
-        self.published_total = 0
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -56,6 +56,8 @@ __all__ = [
 
 COMPONENT = "postgres"
 DEFAULT_DATABASE = "aviso"
+# How often autovacuum looks at each database (PostgreSQL's default: 1min).
+AUTOVACUUM_NAPTIME = "10s"
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"
 START_TIMEOUT = 60
@@ -216,18 +218,29 @@ def _initdb(bin_dir: Path, layout: PostgresLayout, *, fast: bool) -> None:
 
 
 def server_options(
-    port: int, socket_dir: Path, *, fast: bool, wal_compression: str | None = None
+    port: int,
+    socket_dir: Path,
+    *,
+    fast: bool,
+    wal_compression: str | None = None,
+    toast_compression: str | None = None,
 ) -> str:
     """Return the postgres command-line options passed through ``pg_ctl -o``.
 
     ``wal_compression`` (a durable cluster only): the method full-page images are
     compressed with, ``lz4`` where the server was built with it (`wal_compression_method`).
+    ``toast_compression`` (either kind): the method a new wide value is compressed with.
     """
     options = [
         f"-h {LOOPBACK}",
         f"-p {port}",
         f"-k {socket_dir}",
         "-c max_connections=200",
+        # The outboxes delete every row they publish, oldest first: until vacuum, each
+        # relay statement that reads the table in id order (the settling's earliest
+        # lease, a claim) walks the rows deleted since, and its cost grew with them, a
+        # minute's worth at the default (docs/performance.md, fourteenth round).
+        f"-c autovacuum_naptime={AUTOVACUUM_NAPTIME}",
     ]
     if fast:
         # A throwaway test cluster: losing it on power failure costs nothing,
@@ -238,6 +251,12 @@ def server_options(
         # checkpoint: compressed, the WAL after a checkpoint was ~11-13 % smaller in
         # docs/performance.md's measurement, for a few microseconds of CPU per image.
         options.append(f"-c wal_compression={wal_compression}")
+    if toast_compression is not None:
+        # A row over ~2 kB (intake's outbox row, its hex fingerprints) is compressed before
+        # it is stored. pglz, the default, spent 30-110 us a row on payloads it could not
+        # shrink; lz4 gives up or finishes in a fraction of that (docs/performance.md,
+        # fourteenth round). Values already stored keep their method; both stay readable.
+        options.append(f"-c default_toast_compression={toast_compression}")
     return " ".join(options)
 
 
@@ -355,6 +374,7 @@ def start(
         _initdb(bin_dir, layout, fast=fast)
 
     chosen = _choose_port(port, layout)
+    lz4 = wal_compression_method(bin_dir)
     mode = "fast: fsync off" if fast else "durable"
     _say(f"starting on {LOOPBACK}:{chosen} ({mode}; log: {layout.log_file})")
     started = time.monotonic()
@@ -370,7 +390,8 @@ def start(
                         chosen,
                         layout.socket_dir,
                         fast=fast,
-                        wal_compression=None if fast else wal_compression_method(bin_dir),
+                        wal_compression=None if fast else lz4,
+                        toast_compression=lz4,
                     ),
                     "-l",
                     str(layout.log_file),

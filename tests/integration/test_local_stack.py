@@ -152,6 +152,8 @@ def test_postgres_fast_mode_only_drops_durability_when_asked(tmp_path: Path) -> 
     assert "-h 127.0.0.1" in durable
     assert "-p 5555" in durable
     assert "max_connections=200" in durable
+    for options in (durable, fast):  # the outboxes' deleted rows vacuumed every 10 s
+        assert "-c autovacuum_naptime=10s" in options
     assert "fsync=off" not in durable
     for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
         assert setting in fast
@@ -170,6 +172,18 @@ def test_a_durable_cluster_compresses_full_page_images_where_the_server_can(
     # assumed to be.
     assert local_postgres.wal_compression_method(local_postgres.find_bin_dir()) == "lz4"
     assert local_postgres.wal_compression_method(tmp_path / "15" / "bin") is None
+
+
+def test_both_kinds_of_cluster_compress_wide_values_with_lz4_where_the_server_can(
+    tmp_path: Path,
+) -> None:
+    for fast in (False, True):
+        options = local_postgres.server_options(5555, tmp_path, fast=fast, toast_compression="lz4")
+        assert "-c default_toast_compression=lz4" in options
+        # Unknown servers keep PostgreSQL's default (pglz).
+        assert "default_toast_compression" not in local_postgres.server_options(
+            5555, tmp_path, fast=fast
+        )
 
 
 def test_external_addresses_start_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,8 +56,6 @@ __all__ = [
 
 COMPONENT = "postgres"
 DEFAULT_DATABASE = "aviso"
-# How often autovacuum looks at each database (PostgreSQL's default: 1min).
-AUTOVACUUM_NAPTIME = "10s"
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"
 START_TIMEOUT = 60
@@ -236,11 +234,6 @@ def server_options(
         f"-p {port}",
         f"-k {socket_dir}",
         "-c max_connections=200",
-        # The outboxes delete every row they publish, oldest first: until vacuum, each
-        # relay statement that reads the table in id order (the settling's earliest
-        # lease, a claim) walks the rows deleted since, and its cost grew with them, a
-        # minute's worth at the default (docs/performance.md, fourteenth round).
-        f"-c autovacuum_naptime={AUTOVACUUM_NAPTIME}",
     ]
     if fast:
         # A throwaway test cluster: losing it on power failure costs nothing,

@@ -216,12 +216,18 @@ def _initdb(bin_dir: Path, layout: PostgresLayout, *, fast: bool) -> None:
 
 
 def server_options(
-    port: int, socket_dir: Path, *, fast: bool, wal_compression: str | None = None
+    port: int,
+    socket_dir: Path,
+    *,
+    fast: bool,
+    wal_compression: str | None = None,
+    toast_compression: str | None = None,
 ) -> str:
     """Return the postgres command-line options passed through ``pg_ctl -o``.
 
     ``wal_compression`` (a durable cluster only): the method full-page images are
     compressed with, ``lz4`` where the server was built with it (`wal_compression_method`).
+    ``toast_compression`` (either kind): the method a new wide value is compressed with.
     """
     options = [
         f"-h {LOOPBACK}",
@@ -238,6 +244,12 @@ def server_options(
         # checkpoint: compressed, the WAL after a checkpoint was ~11-13 % smaller in
         # docs/performance.md's measurement, for a few microseconds of CPU per image.
         options.append(f"-c wal_compression={wal_compression}")
+    if toast_compression is not None:
+        # A row over ~2 kB (intake's outbox row, its hex fingerprints) is compressed before
+        # it is stored. pglz, the default, spent 30-110 us a row on payloads it could not
+        # shrink; lz4 gives up or finishes in a fraction of that (docs/performance.md,
+        # fourteenth round). Values already stored keep their method; both stay readable.
+        options.append(f"-c default_toast_compression={toast_compression}")
     return " ".join(options)
 
 
@@ -355,6 +367,7 @@ def start(
         _initdb(bin_dir, layout, fast=fast)
 
     chosen = _choose_port(port, layout)
+    lz4 = wal_compression_method(bin_dir)
     mode = "fast: fsync off" if fast else "durable"
     _say(f"starting on {LOOPBACK}:{chosen} ({mode}; log: {layout.log_file})")
     started = time.monotonic()
@@ -370,7 +383,8 @@ def start(
                         chosen,
                         layout.socket_dir,
                         fast=fast,
-                        wal_compression=None if fast else wal_compression_method(bin_dir),
+                        wal_compression=None if fast else lz4,
+                        toast_compression=lz4,
                     ),
                     "-l",
                     str(layout.log_file),

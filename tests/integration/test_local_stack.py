@@ -172,6 +172,18 @@ def test_a_durable_cluster_compresses_full_page_images_where_the_server_can(
     assert local_postgres.wal_compression_method(tmp_path / "15" / "bin") is None
 
 
+def test_both_kinds_of_cluster_compress_wide_values_with_lz4_where_the_server_can(
+    tmp_path: Path,
+) -> None:
+    for fast in (False, True):
+        options = local_postgres.server_options(5555, tmp_path, fast=fast, toast_compression="lz4")
+        assert "-c default_toast_compression=lz4" in options
+        # Unknown servers keep PostgreSQL's default (pglz).
+        assert "default_toast_compression" not in local_postgres.server_options(
+            5555, tmp_path, fast=fast
+        )
+
+
 def test_external_addresses_start_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@db.example/aviso")

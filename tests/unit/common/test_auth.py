@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import re
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services.common import auth
 from services.common.auth import (
     Principal,
     PrincipalDep,
@@ -235,6 +237,106 @@ async def test_cache_is_bounded(sessions: async_sessionmaker[AsyncSession]) -> N
         assert await verifier.verify(token.token) is not None
     assert len(verifier._cache) == 2
     assert hash_token(issued[0].token) not in verifier._cache  # the oldest went first
+
+
+class _HeldLookups:
+    """`authenticate` counted, each call held after its read until `release`: lookups
+    under way (then failing with `fail_with` when set)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.fail_with: Exception | None = None
+        real = auth.authenticate
+
+        async def held(session: AsyncSession, token: str) -> Principal | None:
+            self.calls += 1
+            found = await real(session, token)
+            self.started.set()
+            await self.release.wait()
+            if self.fail_with is not None:
+                raise self.fail_with
+            return found
+
+        monkeypatch.setattr(auth, "authenticate", held)
+
+
+async def test_an_expired_token_is_looked_up_once_for_all_who_wait_on_it(
+    sessions: async_sessionmaker[AsyncSession],
+    verifier: TokenVerifier,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issued = await issue(sessions, Role.FIELD_OFFICE, "Field office")
+    assert await verifier.verify(issued.token) is not None
+    clock.now += 31  # the cached entry expired: a busy client's next requests all miss
+    held = _HeldLookups(monkeypatch)
+    waiting = [asyncio.create_task(verifier.verify(issued.token)) for _ in range(20)]
+    await asyncio.wait_for(held.started.wait(), 30)
+    held.release.set()
+    principals = await asyncio.gather(*waiting)
+    assert held.calls == 1  # one SELECT and one UPDATE of the token's row, not twenty
+    assert {p.token_id for p in principals if p is not None} == {issued.id}
+    assert None not in principals
+    # Cached again: the next request needs no lookup.
+    assert await verifier.verify(issued.token) is not None
+    assert held.calls == 1
+
+
+async def test_a_caller_that_goes_away_leaves_the_lookup_to_the_others(
+    sessions: async_sessionmaker[AsyncSession],
+    verifier: TokenVerifier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issued = await issue(sessions, Role.FIELD_OFFICE, "Field office")
+    held = _HeldLookups(monkeypatch)
+    first = asyncio.create_task(verifier.verify(issued.token))
+    await asyncio.wait_for(held.started.wait(), 30)
+    second = asyncio.create_task(verifier.verify(issued.token))
+    await asyncio.sleep(0)  # the second is waiting on the first's lookup
+    first.cancel()
+    held.release.set()
+    principal = await second
+    assert principal is not None
+    assert principal.token_id == issued.id
+    assert held.calls == 1
+    assert first.cancelled()
+
+
+async def test_a_failed_lookup_reaches_every_waiter_and_the_next_request_tries_again(
+    sessions: async_sessionmaker[AsyncSession],
+    verifier: TokenVerifier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issued = await issue(sessions, Role.FIELD_OFFICE, "Field office")
+    held = _HeldLookups(monkeypatch)
+    held.fail_with = ConnectionError("database away")
+    waiting = [asyncio.create_task(verifier.verify(issued.token)) for _ in range(3)]
+    await asyncio.wait_for(held.started.wait(), 30)
+    held.release.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [type(r) for r in results] == [ConnectionError] * 3
+    held.fail_with = None
+    assert await verifier.verify(issued.token) is not None
+    assert held.calls == 2
+
+
+async def test_a_lookup_under_way_when_invalidated_answers_but_is_not_cached(
+    sessions: async_sessionmaker[AsyncSession],
+    verifier: TokenVerifier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issued = await issue(sessions, Role.VETTER, "Vetter")
+    held = _HeldLookups(monkeypatch)
+    pending = asyncio.create_task(verifier.verify(issued.token))
+    await asyncio.wait_for(held.started.wait(), 30)  # it has read the token: valid
+    verifier.invalidate(issued.id)  # as after a revocation committed meanwhile
+    held.release.set()
+    assert await pending is not None  # what it read is its caller's answer
+    # ... but is not kept: the next request looks the token up again.
+    assert await verifier.verify(issued.token) is not None
+    assert held.calls == 2
 
 
 async def test_tokens_are_stored_only_as_hashes(

@@ -284,13 +284,19 @@ async def test_an_expired_token_is_looked_up_once_for_all_who_wait_on_it(
     assert held.calls == 1
 
 
+@pytest.fixture
+async def issued(sessions: async_sessionmaker[AsyncSession]) -> Any:
+    return await issue(sessions, Role.FIELD_OFFICE, "Field office")
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> _HeldLookups:
+    return _HeldLookups(monkeypatch)
+
+
 async def test_a_caller_that_goes_away_leaves_the_lookup_to_the_others(
-    sessions: async_sessionmaker[AsyncSession],
-    verifier: TokenVerifier,
-    monkeypatch: pytest.MonkeyPatch,
+    issued: Any, verifier: TokenVerifier, held: _HeldLookups
 ) -> None:
-    issued = await issue(sessions, Role.FIELD_OFFICE, "Field office")
-    held = _HeldLookups(monkeypatch)
     first = asyncio.create_task(verifier.verify(issued.token))
     await asyncio.wait_for(held.started.wait(), 30)
     second = asyncio.create_task(verifier.verify(issued.token))
@@ -305,12 +311,8 @@ async def test_a_caller_that_goes_away_leaves_the_lookup_to_the_others(
 
 
 async def test_a_failed_lookup_reaches_every_waiter_and_the_next_request_tries_again(
-    sessions: async_sessionmaker[AsyncSession],
-    verifier: TokenVerifier,
-    monkeypatch: pytest.MonkeyPatch,
+    issued: Any, verifier: TokenVerifier, held: _HeldLookups
 ) -> None:
-    issued = await issue(sessions, Role.FIELD_OFFICE, "Field office")
-    held = _HeldLookups(monkeypatch)
     held.fail_with = ConnectionError("database away")
     waiting = [asyncio.create_task(verifier.verify(issued.token)) for _ in range(3)]
     await asyncio.wait_for(held.started.wait(), 30)
@@ -323,12 +325,8 @@ async def test_a_failed_lookup_reaches_every_waiter_and_the_next_request_tries_a
 
 
 async def test_a_lookup_under_way_when_invalidated_answers_but_is_not_cached(
-    sessions: async_sessionmaker[AsyncSession],
-    verifier: TokenVerifier,
-    monkeypatch: pytest.MonkeyPatch,
+    issued: Any, verifier: TokenVerifier, held: _HeldLookups
 ) -> None:
-    issued = await issue(sessions, Role.VETTER, "Vetter")
-    held = _HeldLookups(monkeypatch)
     pending = asyncio.create_task(verifier.verify(issued.token))
     await asyncio.wait_for(held.started.wait(), 30)  # it has read the token: valid
     verifier.invalidate(issued.id)  # as after a revocation committed meanwhile

@@ -25,9 +25,8 @@ from schemas.topics import NOTICES
 from services.common.applying import Applier, ReadyMessage
 from services.common.direct import DirectStatement
 from services.common.messaging import inbox_messages, outbox_messages
-from services.common.migrations import upgrade
 from services.router import alerting
-from services.router.app import RouterRuntime, default_senders
+from services.router.app import RouterRuntime
 from services.router.config import RouterSettings
 from services.router.deps import RouterDeps
 from services.router.domain import alert_id_for
@@ -36,6 +35,7 @@ from services.router.subscribers import register_consumers
 from services.router.tables import alert_timeline, alerts, delivery_records
 from tests.support.alerts import plain_notice, spoc_then_backup
 from tests.support.records import FetchedRecord
+from tests.support.router_runtime import stopped_router
 from tests.support.statements import round_trips
 
 pytestmark = [
@@ -45,11 +45,6 @@ pytestmark = [
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SPOC, BACKUP = uuid.uuid4(), uuid.uuid4()
-
-
-class Clock:
-    def __call__(self) -> datetime:
-        return T0
 
 
 class Record(FetchedRecord):
@@ -72,20 +67,14 @@ async def runtime(
         consumer_max_attempts=3,
         consumer_backoff_s=0.001,
     )
-    await upgrade(settings, "router")
-    runtime = RouterRuntime(settings=settings, senders=default_senders(settings), clock=Clock())
-    await _add_directory(runtime.deps)
-    register_consumers(runtime.consumer, runtime.deps)
-    async with runtime.deps.unit_of_work() as uow:  # the first notice reads the directory
-        await alerting.open_alert(uow, deps=runtime.deps, notice=plain_notice(T0))
-        await uow.commit()
-    assert runtime.deps.known_directory.latest is not None
-    try:
+    async with stopped_router(settings, at=T0) as runtime:
+        await _add_directory(runtime.deps)
+        register_consumers(runtime.consumer, runtime.deps)
+        async with runtime.deps.unit_of_work() as uow:  # the first notice reads the directory
+            await alerting.open_alert(uow, deps=runtime.deps, notice=plain_notice(T0))
+            await uow.commit()
+        assert runtime.deps.known_directory.latest is not None
         yield runtime
-    finally:
-        await runtime.senders.close()
-        await runtime.engine.dispose()
-        await runtime.auth_engine.dispose()
 
 
 async def _add_directory(deps: RouterDeps) -> None:

@@ -23,9 +23,8 @@ from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.delivery import Delivered, Settled
 from services.common.delivery.records import record_from_row
 from services.common.messaging import outbox_messages
-from services.common.migrations import upgrade
 from services.router import alerting
-from services.router.app import RouterRuntime, default_senders
+from services.router.app import RouterRuntime
 from services.router.config import RouterSettings
 from services.router.delivery import RouterDeliveryPlan
 from services.router.deps import RouterDeps
@@ -35,17 +34,13 @@ from services.router.tables import alert_timeline, alerts, delivery_records
 from tests.integration.router.conftest import Sinks
 from tests.integration.router.router_support import update
 from tests.support.alerts import add_spoc_then_backup, plain_notice, spoc_then_backup
+from tests.support.router_runtime import stopped_router
 from tests.support.statements import record_statements
 
 pytestmark = [pytest.mark.postgres]
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SPOC, BACKUP = uuid.uuid4(), uuid.uuid4()
-
-
-class Clock:
-    def __call__(self) -> datetime:
-        return T0
 
 
 @pytest.fixture
@@ -56,15 +51,9 @@ async def runtime(
     settings: RouterSettings = make_settings(
         RouterSettings, database_url=database_url, link_secret="test-link-secret"
     )
-    await upgrade(settings, "router")
-    runtime = RouterRuntime(settings=settings, senders=default_senders(settings), clock=Clock())
-    await _add_directory(runtime.deps, version=1, wait_s=60)
-    try:
+    async with stopped_router(settings, at=T0) as runtime:
+        await _add_directory(runtime.deps, version=1, wait_s=60)
         yield runtime
-    finally:
-        await runtime.senders.close()
-        await runtime.engine.dispose()
-        await runtime.auth_engine.dispose()
 
 
 async def _add_directory(deps: RouterDeps, *, version: int, wait_s: float) -> None:

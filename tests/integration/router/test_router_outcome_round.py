@@ -24,14 +24,14 @@ from services.common.delivery import Delivered, Failure, Skip, SqlDeliveryStore
 from services.common.delivery.outcomes import Outcome, OutcomeRecorder
 from services.common.delivery.records import record_from_row
 from services.common.messaging import outbox_messages
-from services.common.migrations import upgrade
 from services.router import alerting
-from services.router.app import RouterRuntime, default_senders
+from services.router.app import RouterRuntime
 from services.router.config import RouterSettings
 from services.router.delivery import RouterDeliveryPlan
 from services.router.domain import alert_id_for
 from services.router.tables import alert_timeline, alerts, delivery_records
 from tests.support.alerts import add_spoc_then_backup, plain_notice
+from tests.support.router_runtime import stopped_router
 from tests.support.statements import round_trips
 
 pytestmark = [
@@ -44,11 +44,6 @@ SPOC, BACKUP = uuid.uuid4(), uuid.uuid4()
 OWNER = "router-test-engine"
 
 
-class Clock:
-    def __call__(self) -> datetime:
-        return T0
-
-
 @pytest.fixture
 async def runtime(
     database_url: str | None, make_settings: Callable[..., Any]
@@ -57,15 +52,11 @@ async def runtime(
     settings: RouterSettings = make_settings(
         RouterSettings, database_url=database_url, link_secret="test-link-secret"
     )
-    await upgrade(settings, "router")
-    runtime = RouterRuntime(settings=settings, senders=default_senders(settings), clock=Clock())
-    await add_spoc_then_backup(runtime.deps, spoc=SPOC, backup=BACKUP, version=1, wait_s=60, at=T0)
-    try:
+    async with stopped_router(settings, at=T0) as runtime:
+        await add_spoc_then_backup(
+            runtime.deps, spoc=SPOC, backup=BACKUP, version=1, wait_s=60, at=T0
+        )
         yield runtime
-    finally:
-        await runtime.senders.close()
-        await runtime.engine.dispose()
-        await runtime.auth_engine.dispose()
 
 
 async def _claimed(runtime: RouterRuntime, owners: Sequence[str]) -> tuple[str, list[Any]]:
@@ -100,6 +91,16 @@ def _recorder(runtime: RouterRuntime) -> OutcomeRecorder:
         service="router",
         released=lambda _ids: None,
     )
+
+
+async def _recorded(runtime: RouterRuntime, outcomes: Sequence[Outcome]) -> list[str]:
+    """The statements one outcome round sent recording `outcomes` as owner `OWNER`."""
+    recorder = _recorder(runtime)
+    recorder.queue(outcomes)
+    with round_trips(runtime.engine) as sent:
+        await recorder.flush()
+        await asyncio.sleep(0)  # asyncpg reports a query the loop turn after its answer
+    return sent
 
 
 def _delivered(record: Any) -> Outcome:
@@ -154,12 +155,7 @@ async def test_a_delivered_outcome_round_is_two_autocommitted_statements(
     runtime: RouterRuntime,
 ) -> None:
     alert_id, records = await _claimed(runtime, [OWNER, OWNER])
-    recorder = _recorder(runtime)
-    recorder.queue([_delivered(r) for r in records])
-
-    with round_trips(runtime.engine) as sent:
-        await recorder.flush()
-        await asyncio.sleep(0)
+    sent = await _recorded(runtime, [_delivered(r) for r in records])
 
     # The alerts' lean read, then the settle carrying the change with its notes; no
     # BEGIN, no COMMIT (main: BEGIN, the settle carrying the read, the change, COMMIT).
@@ -173,14 +169,9 @@ async def test_a_carried_round_of_a_failed_attempt_and_a_skip_notes_each(
     runtime: RouterRuntime,
 ) -> None:
     alert_id, records = await _claimed(runtime, [OWNER, OWNER])
-    recorder = _recorder(runtime)
     first, second = records
     skip = Outcome(record=second, result=Skip("not_wanted"), at=T0)
-    recorder.queue([_failed(first), skip])
-
-    with round_trips(runtime.engine) as sent:
-        await recorder.flush()
-        await asyncio.sleep(0)
+    sent = await _recorded(runtime, [_failed(first), skip])
 
     assert sent == ["SELECT", "WITH"], sent
     entries, events = await _notes(runtime, alert_id)
@@ -195,13 +186,8 @@ async def test_a_lost_lease_on_the_marking_record_changes_no_alert(
     runtime: RouterRuntime,
 ) -> None:
     alert_id, records = await _claimed(runtime, ["another-engine", OWNER])
-    recorder = _recorder(runtime)
     lost, kept = records
-    recorder.queue([_delivered(lost), _failed(kept)])
-
-    with round_trips(runtime.engine) as sent:
-        await recorder.flush()
-        await asyncio.sleep(0)
+    sent = await _recorded(runtime, [_delivered(lost), _failed(kept)])
 
     assert sent == ["SELECT", "WITH"], sent
     # Only the kept record's note and event; the lost one's delivery marks nothing.
@@ -214,13 +200,8 @@ async def test_a_round_with_a_final_failure_keeps_the_transaction(
     runtime: RouterRuntime,
 ) -> None:
     alert_id, records = await _claimed(runtime, [OWNER, OWNER])
-    recorder = _recorder(runtime)
     first, second = records
-    recorder.queue([_delivered(first), _failed(second, final=True)])
-
-    with round_trips(runtime.engine) as sent:
-        await recorder.flush()
-        await asyncio.sleep(0)
+    sent = await _recorded(runtime, [_delivered(first), _failed(second, final=True)])
 
     # The final failure locks its alert and reads the step's records in a transaction.
     assert sent[0] == "BEGIN", sent
@@ -236,12 +217,7 @@ async def test_a_record_whose_lease_was_lost_writes_no_note_and_no_event(
     runtime: RouterRuntime,
 ) -> None:
     alert_id, records = await _claimed(runtime, [OWNER, "another-engine"])
-    recorder = _recorder(runtime)
-    recorder.queue([_delivered(r) for r in records])
-
-    with round_trips(runtime.engine) as sent:
-        await recorder.flush()
-        await asyncio.sleep(0)
+    sent = await _recorded(runtime, [_delivered(r) for r in records])
 
     assert sent == ["SELECT", "WITH"], sent
 
@@ -254,12 +230,7 @@ async def test_an_outcome_round_whose_every_lease_was_lost_writes_nothing(
     runtime: RouterRuntime,
 ) -> None:
     alert_id, records = await _claimed(runtime, ["another-engine", "another-engine"])
-    recorder = _recorder(runtime)
-    recorder.queue([_delivered(r) for r in records])
-
-    with round_trips(runtime.engine) as sent:
-        await recorder.flush()
-        await asyncio.sleep(0)
+    sent = await _recorded(runtime, [_delivered(r) for r in records])
 
     assert sent == ["SELECT", "WITH"], sent
 

@@ -35,4 +35,22 @@ async def peer_listener(url: URL, component: str, heard: Callable[..., None]) ->
                 await asyncio.sleep(0.01)
         yield listener
     finally:
-        await listener.close()
+        await _close_and_wait_gone(listener, url, channel)
+
+
+async def _close_and_wait_gone(listener: Any, url: URL, channel: str) -> None:
+    """Close the peer and return once its backend has left pg_stat_activity: a close only
+    sends Terminate, and a recount made before the backend exits would still find it."""
+    pid = listener.get_server_pid()
+    await listener.close()
+    watcher = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        # Waits on the server (at most 30 s) for a backend still on its way out.
+        await watcher.execute(
+            "SELECT pg_terminate_backend(pid, 30000) FROM pg_stat_activity"
+            " WHERE pid = $1 AND application_name = $2",
+            pid,
+            channel,
+        )
+    finally:
+        await watcher.close()

@@ -11,9 +11,10 @@ three NOTIFYs per notice, three listeners).
 
 So a relay's LISTEN connection is named after its channel (`application_name`), and:
 
-- right after it LISTENs, it counts the other connections of that name (other
-  processes' relays) and announces itself with a NOTIFY of this process's token, which
-  their relays take as "a peer is here" (and as a wake-up, as any NOTIFY);
+- right after it LISTENs, it counts the other connections of that name in its
+  database (other processes' relays) and announces itself with a NOTIFY of this
+  process's token, which their relays take as "a peer is here" (and as a wake-up, as
+  any NOTIFY);
 - hearing any other process's NOTIFY, it knows a peer is there;
 - when idle it counts again now and then (`RECOUNT_S`), so a peer that left (its
   connection closed with it, even on a crash) stops costing NOTIFYs.
@@ -42,8 +43,10 @@ __all__ = ["RECOUNT_S", "ListenerPeers", "listener_name"]
 # How often an idle relay counts its peers again (a departure only costs NOTIFYs).
 RECOUNT_S = 30.0
 
+# pg_stat_activity lists the whole cluster; a NOTIFY reaches only its own database.
 _COUNT_OTHERS = (
-    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()"
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+    " AND datname = current_database() AND pid <> pg_backend_pid()"
 )
 
 

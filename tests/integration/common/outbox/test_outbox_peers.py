@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common import db
 from services.common.db import asyncpg_dsn, make_engine, make_session_factory
 from services.common.outbox import OutboxRelay, OutboxRow, enqueue, writing
+from services.common.outbox.peers import listener_name
 from services.common.settings import CommonSettings
+from tests.support import infra
 from tests.support.events import notice_updated
 from tests.support.kafka_io import wait_for
 from tests.support.outbox_peers import peer_listener
@@ -155,3 +157,27 @@ async def test_a_lost_listen_connection_is_reopened_and_its_peers_counted_again(
         assert await counter.settled() == []
     finally:
         await relay.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_relay_of_another_database_on_the_server_is_no_peer(
+    database_url: str, engine: AsyncEngine, counter: Counter
+) -> None:
+    # Its NOTIFYs and ours never meet: a NOTIFY stays in its database.
+    elsewhere = await infra.fresh_database_async(database_url)
+    stranger = await asyncpg.connect(
+        infra.asyncpg_dsn(elsewhere), server_settings={"application_name": listener_name("intake")}
+    )
+    relay = OutboxRelay(engine=engine, publish=_publish, component="intake", poll_interval_s=60)
+    try:
+        await relay.start()
+        counter.ignore(relay)
+        assert db._outbox_notify.get("intake") is False
+        await relay._peers.recount(relay._listener)
+        assert db._outbox_notify.get("intake") is False
+        await _commit_one(engine)
+        assert await counter.settled() == []
+    finally:
+        await relay.stop()
+        await stranger.close()
+        await infra.drop_database_async(elsewhere)

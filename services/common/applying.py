@@ -16,12 +16,16 @@ parsed and routed (`ReadyMessage`).
   anything fails the transaction rolls back and the messages are applied alone, in
   order; the batch counts as the first try of the message whose handler raised (alone
   it would have raised the same: the messages before it are applied first either way).
+- A run in a batch (PostgreSQL or SQLite; a route with a `RunPreparer`): consecutive new
+  messages of that route are prepared together first (one statement with arrays for all
+  of them instead of one each), then each is finished by the handler the preparer
+  returned, in order and in its own scope, as the route's handler would apply it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +48,7 @@ __all__ = [
     "Handler",
     "ReadyMessage",
     "Route",
+    "RunPreparer",
     "database_unreachable",
 ]
 
@@ -63,15 +68,25 @@ Handler = Callable[[Envelope[Any], UnitOfWork], Awaitable[None]]
 # and the claim only with the effect, so a redelivered message changes nothing.
 ClaimCarrier = Callable[[Envelope[Any], UnitOfWork, Claim], Awaitable[bool]]
 
+# A handler's opt-in to apply a run of its messages in a batch with fewer statements:
+# given the run's events (new ones, in the batch's order) and the batch's unit of work, it
+# does what they share at once (one statement with arrays, say) and returns the handler
+# that finishes each; that one is called for each event in turn, in the event's scope,
+# and must leave what the route's own handler would have left had it applied the run
+# one by one. It writes in the batch's transaction and never commits.
+RunPreparer = Callable[[Sequence[Envelope[Any]], UnitOfWork], Awaitable[Handler]]
+
 
 @dataclass
 class Route:
     """Where a group's event type goes: its handler, the inbox name it is recorded under,
-    and the handler's way to carry the inbox claim in its own statement, if it has one."""
+    the handler's way to carry the inbox claim in its own statement, and its way to apply
+    a run of its messages in a batch together, if it has them."""
 
     handler: Handler
     inbox: str
     carrier: ClaimCarrier | None = None
+    prepare_run: RunPreparer | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,31 @@ def _effects_in_scope(uow: UnitOfWork, item: ReadyMessage) -> Iterator[None]:
         yield
     finally:
         uow.after_commit(stack.close)
+
+
+def _runs(fresh: list[tuple[int, ReadyMessage]]) -> Iterator[list[tuple[int, ReadyMessage]]]:
+    """`fresh` (index, message) cut into runs: consecutive messages of one route that
+    prepares its runs together; any other message is a run of its own."""
+    run: list[tuple[int, ReadyMessage]] = []
+    for entry in fresh:
+        route = entry[1].route
+        if run and (route.prepare_run is None or route is not run[-1][1].route):
+            yield run
+            run = []
+        run.append(entry)
+    if run:
+        yield run
+
+
+async def _run_handler(run: list[tuple[int, ReadyMessage]], uow: UnitOfWork) -> Handler:
+    """What finishes each message of `run`: its route's handler, or, for a route that
+    prepares its runs, the handler its preparer returned once it did their shared work.
+    A preparer that raises fails the batch with no message charged (it is no handler's
+    try), and every message is then applied alone."""
+    route = run[0][1].route
+    if route.prepare_run is None:
+        return route.handler
+    return await route.prepare_run([item.envelope for _, item in run], uow)
 
 
 # Dead-letters a message that failed its last try: (message, error, tries).
@@ -207,17 +247,22 @@ class Applier:
         try:
             async with UnitOfWork(self._sessions) as uow:
                 new = await claim_messages(uow.session, [item.claim for item in items])
+                fresh: list[tuple[int, ReadyMessage]] = []
                 for index, item in enumerate(items):
                     key = (item.route.inbox, item.envelope.id)
                     if key not in new:
                         duplicates.append(item)
                         continue
                     new.discard(key)  # a second copy in this batch is a duplicate
-                    running = index
-                    with item.scope(), _effects_in_scope(uow, item):
-                        await item.route.handler(item.envelope, uow)
-                    running = None
-                    applied.append(item)
+                    fresh.append((index, item))
+                for run in _runs(fresh):
+                    handler = await _run_handler(run, uow)
+                    for index, item in run:
+                        running = index
+                        with item.scope(), _effects_in_scope(uow, item):
+                            await handler(item.envelope, uow)
+                        running = None
+                        applied.append(item)
                 await uow.commit()
         except asyncio.CancelledError:
             raise

@@ -48,6 +48,7 @@ from services.common.applying import (
     Handler,
     ReadyMessage,
     Route,
+    RunPreparer,
     database_unreachable,
 )
 from services.common.cloudevents import InvalidEnvelope, decode_headers, new_event, parse_envelope
@@ -172,12 +173,15 @@ class EventConsumer:
         topic: str,
         group_id: str,
         carrier: ClaimCarrier | None = None,
+        prepare_run: RunPreparer | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated coroutine for `event_type` on `topic` in `group_id`.
 
         A group not declared with `group` reads this one topic, recorded in the inbox
         under the group's id. `carrier`: the handler's way to write a lone message's
         inbox claim in its own one statement, committed by itself (applying.py).
+        `prepare_run`: its way to apply a run of its messages in a batch together
+        (applying.py `RunPreparer`).
         """
 
         def register(handler: Handler) -> Handler:
@@ -193,7 +197,7 @@ class EventConsumer:
                 )
             if (topic, event_type) in subscription.routes:
                 raise ValueError(f"{event_type} on {topic} already has a handler in {group_id}")
-            subscription.routes[topic, event_type] = Route(handler, inbox, carrier)
+            subscription.routes[topic, event_type] = Route(handler, inbox, carrier, prepare_run)
             return handler
 
         return register

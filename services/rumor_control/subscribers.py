@@ -3,12 +3,13 @@
 The consumer (services/common/kafka.py) opens the unit of work, records the inbox row in
 it, and commits after the handler returns; handlers adapt it to this service's unit of work.
 A lone notice.received on PostgreSQL may carry the inbox row in its own one statement
-instead (services/common/applying.py `ClaimCarrier`).
+instead (services/common/applying.py `ClaimCarrier`); a run of them in a batch is
+projected in one statement, then finished one by one (`RunPreparer`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from schemas.alerts import AlertAcknowledged
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
@@ -74,10 +75,34 @@ def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
             ours(uow), deps=deps, notice=envelope.data, claim=claim
         )
 
+    async def project_run(
+        envelopes: Sequence[Envelope[NoticeReceived]], uow: UnitOfWork
+    ) -> Handler:
+        projected = await notices.project_notices(
+            ours(uow), deps=deps, notices=[envelope.data for envelope in envelopes]
+        )
+        # By message id: the run's messages are distinct (the inbox claim dropped copies).
+        applied = {envelope.id: one for envelope, one in zip(envelopes, projected, strict=True)}
+
+        async def finish(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
+            await notices.finish_projected(
+                ours(uow), deps=deps, notice=envelope.data, applied=applied[envelope.id]
+            )
+
+        return finish
+
     # A received and an updated notice are the same use case: project the newest version.
     # A lone notice.received new here carries the inbox claim in its one statement
-    # (PostgreSQL); an update, a cancel and an acknowledgement are more than one statement.
-    @consumer.on("notice.received", topic=NOTICES, group_id=group, carrier=project_claiming)
+    # (PostgreSQL), and a run of them in a batch is projected in one statement before
+    # each is finished; an update, a cancel and an acknowledgement are more than one
+    # statement.
+    @consumer.on(
+        "notice.received",
+        topic=NOTICES,
+        group_id=group,
+        carrier=project_claiming,
+        prepare_run=project_run,
+    )
     @on("notice.updated", topic=NOTICES)
     async def notice_version(
         envelope: Envelope[NoticeReceived | NoticeUpdated], uow: UnitOfWork

@@ -10,6 +10,7 @@ consumer's inbox claim in its one statement instead (`project_notice_claiming`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -19,7 +20,7 @@ from schemas.notices import NoticeReceived, NoticeUpdated
 from services.common.inbox import Claim
 from services.common.logging import get_logger
 from services.rumor_control.deps import RumorControlDeps
-from services.rumor_control.domain import LANGUAGES, BulletinState, NoticeRow
+from services.rumor_control.domain import LANGUAGES, BulletinState, NoticeRow, VersionApplied
 from services.rumor_control.domain import bulletins as transitions
 from services.rumor_control.unit_of_work import RumorControlUoW
 from services.rumor_control.vetting.common import (
@@ -31,7 +32,13 @@ from services.rumor_control.vetting.common import (
 )
 from services.rumor_control.vetting.drafts import create_draft
 
-__all__ = ["acknowledge_alert", "apply_notice", "project_notice_claiming"]
+__all__ = [
+    "acknowledge_alert",
+    "apply_notice",
+    "finish_projected",
+    "project_notice_claiming",
+    "project_notices",
+]
 
 log = get_logger(__name__)
 
@@ -44,6 +51,41 @@ async def apply_notice(
     """Project a notice version; draft a standby that waited for it; re-check drafts."""
     # apply_version takes the notice's lock first (in its one statement on PostgreSQL).
     applied = await uow.notices.apply_version(notice, at=deps.clock())
+    await _after_version(uow, deps, notice, applied)
+
+
+async def project_notices(
+    uow: RumorControlUoW,
+    *,
+    deps: RumorControlDeps,
+    notices: Sequence[NoticeReceived | NoticeUpdated],
+) -> list[VersionApplied]:
+    """`apply_notice` for a run of versions in a consumer's batch, its first part for all
+    of them at once (each one's lock, request and new row: one statement on PostgreSQL);
+    then `finish_projected` for each in the same order does the rest."""
+    return await uow.notices.project_versions(notices, at=deps.clock())
+
+
+async def finish_projected(
+    uow: RumorControlUoW,
+    *,
+    deps: RumorControlDeps,
+    notice: NoticeReceived | NoticeUpdated,
+    applied: VersionApplied,
+) -> None:
+    """What `apply_notice` does after a version's first part (`project_notices`): the
+    merge into a notice already known, a standby that waited, the drafts' re-check."""
+    if not applied.first_seen:
+        await uow.notices.merge_version(notice, at=deps.clock())
+    await _after_version(uow, deps, notice, applied)
+
+
+async def _after_version(
+    uow: RumorControlUoW,
+    deps: RumorControlDeps,
+    notice: NoticeReceived | NoticeUpdated,
+    applied: VersionApplied,
+) -> None:
     if applied.standby_requested:
         await _draft_standby(uow, deps, notice.notice_id)
     elif notice.msg_type == "Update":

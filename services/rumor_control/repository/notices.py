@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.notices import NoticeReceived, NoticeUpdated
@@ -103,8 +104,36 @@ class SqlNotices:
             taken = bool(getattr(deleted, "rowcount", 0))
             inserted = bool(getattr(added, "rowcount", 0))
         if not inserted:
-            await self._merge_version(notice, at=at)
+            await self.merge_version(notice, at=at)
         return VersionApplied(first_seen=bool(inserted), standby_requested=bool(taken))
+
+    async def project_versions(
+        self, versions: Sequence[NoticeReceived | NoticeUpdated], *, at: datetime
+    ) -> list[VersionApplied]:
+        """`apply_version`'s first part for several versions at once, in order: each one's
+        lock, the standby request it takes and its row if the notice is new. A version
+        whose notice was known (`first_seen` False) still needs `merge_version`, called in
+        the same order. PostgreSQL: one statement for all of them."""
+        if not versions:
+            return []
+        rows = [_version_values(notice, at=at) for notice in versions]
+        if is_postgres_session(self._session):
+            found = await _FIRST_VERSIONS_PG.fetch(self._session, _json_texts(rows))
+            return [
+                VersionApplied(first_seen=r["inserted"], standby_requested=r["taken"])
+                for r in found
+            ]
+        applied = []
+        for values in rows:
+            deleted = await self._session.execute(_take_request(), values)
+            added = await self._session.execute(_insert_version(sqlite.insert), values)
+            applied.append(
+                VersionApplied(
+                    first_seen=bool(getattr(added, "rowcount", 0)),
+                    standby_requested=bool(getattr(deleted, "rowcount", 0)),
+                )
+            )
+        return applied
 
     async def project_new_claiming(
         self, notice: NoticeReceived | NoticeUpdated, *, at: datetime, claim: Claim
@@ -117,7 +146,7 @@ class SqlNotices:
         row = await _FIRST_VERSION_PG.fetchrow(self._session, values, lone=True)
         return bool(row["inserted"])
 
-    async def _merge_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> None:
+    async def merge_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> None:
         """A later (or redelivered, or out-of-order) version of a notice already projected.
 
         Versions may arrive out of order after a redelivery, so the releasable fields are
@@ -257,3 +286,50 @@ def _first_version_pg() -> sa.Select[Any]:
 
 
 _FIRST_VERSION_PG = DirectStatement(_first_version_pg)
+
+
+def _first_versions_pg() -> sa.TextClause:
+    """PostgreSQL: `project_first_version` for every row of the arrays, in their order,
+    without a claim, from one statement: the function is VOLATILE, so each of its own
+    statements still takes its snapshot after that row's lock was granted (see
+    rumor_control_0009), and the rows are taken in order by the nested loop the LATERAL
+    call makes (the unnest drives it)."""
+    names = ", ".join(_VERSION_COLUMNS)
+    arrays = ", ".join(
+        f"CAST(:{name} AS {notices.c[name].type.compile(dialect=_PG)}[])"
+        for name in _VERSION_COLUMNS
+    )
+    columns = ", ".join(f"v.{name}" for name in _VERSION_COLUMNS)
+    no_claim = "NULL::varchar, NULL::varchar, NULL::varchar, NULL::timestamptz"
+    # Identifiers are this module's constants; every value is bound.
+    sql = (
+        f"SELECT f.taken, f.inserted FROM unnest({arrays}) "  # noqa: S608
+        f"WITH ORDINALITY AS v({names}, _n) "
+        f"CROSS JOIN LATERAL project_first_version({columns}, {no_claim}) AS f "
+        "ORDER BY v._n"
+    )
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(name, type_=_array_of(notices.c[name].type)) for name in _VERSION_COLUMNS)
+    )
+
+
+def _array_of(column_type: Any) -> Any:
+    """The array type a column's values go in. A JSON column's values are serialised each
+    (`_json_texts`) and sent as text: SQLAlchemy's ARRAY would take a JSON list for
+    another dimension of the array."""
+    return postgresql.ARRAY(sa.Text if isinstance(column_type, sa.JSON) else column_type)
+
+
+def _json_texts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """`rows` as `_first_versions_pg` takes them: one list per column, JSON as text."""
+    arrays: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in _VERSION_COLUMNS}
+    for name in _JSON_COLUMNS:
+        arrays[name] = [json.dumps(value) for value in arrays[name]]
+    return arrays
+
+
+_JSON_COLUMNS = tuple(
+    name for name in _VERSION_COLUMNS if isinstance(notices.c[name].type, sa.JSON)
+)
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_FIRST_VERSIONS_PG = DirectStatement(_first_versions_pg)

@@ -7,8 +7,8 @@ BEGIN, so PostgreSQL commits it as it answers. One round trip where there were f
 (BEGIN, the claim, the lock, the projection, COMMIT). Counted on the wire (asyncpg's
 query log on every connection the engine hands out, BEGIN and COMMIT included):
 deterministic, no timing. A redelivery, a version out of order, a waiting standby request
-(also one committed while the statement waited for the lock) and the batch path keep the
-usual path's outcome.
+(also one committed while the statement waited for the lock) keep the usual path's
+outcome. A batch's run of notices: test_rumor_notice_runs.py.
 """
 
 from __future__ import annotations
@@ -238,18 +238,3 @@ async def test_a_request_committed_while_the_statement_waits_for_the_lock_is_see
     await asyncio.wait_for(applying, timeout=30)
 
     assert await rumor.written(first.notice_id, record.message_id) == [1, 1, 0, 1]
-
-
-async def test_a_batch_still_applies_its_records_in_one_transaction(rumor: Rumor) -> None:
-    versions = [notice() for _ in range(3)]
-    records = [Record(v, offset=i) for i, v in enumerate(versions)]
-    items = [await rumor.ready(r) for r in records]
-
-    with round_trips(rumor.engine) as sent:
-        assert await rumor.consumer.applier.apply_batch(items) == []
-        await asyncio.sleep(0)
-
-    # One BEGIN, one inbox INSERT for all three, one projection each (lock inside), COMMIT.
-    assert sent == ["BEGIN", "INSERT", "SELECT", "SELECT", "SELECT", "COMMIT"], sent
-    for version, record in zip(versions, records, strict=True):
-        assert await rumor.written(version.notice_id, record.message_id) == PROJECTED

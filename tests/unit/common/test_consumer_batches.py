@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from schemas.notices import NoticeUpdated
 from services.common.cloudevents import Envelope, current_correlation_id
 from services.common.db import UnitOfWork, make_engine, make_session_factory
 from services.common.inbox import claim_message
-from services.common.kafka import EventConsumer
+from services.common.kafka import EventConsumer, Handler
 from services.common.messaging import inbox_messages, messaging_metadata
 from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
@@ -209,3 +209,56 @@ async def test_after_commit_effects_keep_their_own_message_s_log_fields(
 
 def _notice_id(record: Record) -> str:
     return str(json.loads(record.value)["notice_id"])
+
+
+def _prepared_runs(harness: Harness, *, fail_with: str | None = None) -> list[list[str]]:
+    """Give the test route a run preparer that records each run's message ids and hands
+    back the route's handler (raising if `fail_with` is among them); the runs it saw."""
+    route = harness.consumer._subscriptions[GROUP].routes[TOPIC, "notice.updated"]
+    handler, runs = route.handler, []
+
+    async def prepare(envelopes: Sequence[Envelope[Any]], uow: UnitOfWork) -> Handler:
+        runs.append([envelope.id for envelope in envelopes])
+        if fail_with in runs[-1]:
+            raise ValueError("cannot prepare this run")
+        return handler
+
+    route.prepare_run = prepare
+    return runs
+
+
+async def test_a_run_is_prepared_once_then_each_message_finished_in_its_scope(
+    harness: Harness,
+) -> None:
+    seen, *batch = records(4)
+    async with UnitOfWork(harness.consumer.applier._sessions) as uow:
+        await claim_message(uow.session, consumer=GROUP, message_id=seen.message_id, topic=TOPIC)
+        await uow.commit()
+    harness.commits = 0
+    runs = _prepared_runs(harness)
+    copy = Record(notice_updated(uuid.uuid4(), 2), 9, message_id=batch[0].message_id)
+
+    await harness.apply(batch[0], seen, *batch[1:], copy)
+
+    fresh = [r.message_id for r in batch]
+    assert runs == [fresh], "one run of the new messages, duplicates left out, in order"
+    assert [m for m, _ in harness.calls] == fresh
+    assert await harness.effects() == fresh
+    assert harness.commits == 1
+    assert harness.after_commit == [(r.message_id, f"corr-{r.offset}") for r in batch]
+
+
+async def test_a_run_whose_preparation_fails_is_applied_alone_the_poison_dead_lettered(
+    harness: Harness,
+) -> None:
+    before, poison, after = records(3)
+    harness.failures[uuid.UUID(_notice_id(poison))] = lambda: ValueError("cannot apply it")
+    runs = _prepared_runs(harness, fail_with=poison.message_id)
+
+    await harness.apply(before, poison, after)
+
+    assert runs == [[before.message_id, poison.message_id, after.message_id]]
+    # The preparation is no message's try: alone, the poison has its K tries, then the DLQ.
+    assert [m for m, _ in harness.calls].count(poison.message_id) == 3
+    assert harness.letters == [(poison.message_id, 3)]
+    assert await harness.effects() == [before.message_id, after.message_id]

@@ -145,6 +145,22 @@ class FakeNotices:
         self.store.standby_requests.discard(notice.notice_id)
         return VersionApplied(first_seen=existing is None, standby_requested=waiting)
 
+    async def project_versions(
+        self, versions: Sequence[NoticeReceived | NoticeUpdated], *, at: datetime
+    ) -> list[VersionApplied]:
+        applied = []
+        for notice in versions:
+            waiting = notice.notice_id in self.store.standby_requests
+            self.store.standby_requests.discard(notice.notice_id)
+            new = notice.notice_id not in self.store.notices
+            if new:
+                await self.apply_version(notice, at=at)
+            applied.append(VersionApplied(first_seen=new, standby_requested=waiting))
+        return applied
+
+    async def merge_version(self, notice: NoticeReceived | NoticeUpdated, *, at: datetime) -> None:
+        await self.apply_version(notice, at=at)
+
     async def project_new_claiming(
         self, notice: NoticeReceived | NoticeUpdated, *, at: datetime, claim: Claim
     ) -> bool:

@@ -107,11 +107,7 @@ def make_engine(
             pool_size=kwargs.pop("pool_size", 20),
             max_overflow=kwargs.pop("max_overflow", 0),
             connect_args={
-                "server_settings": {
-                    "search_path": component,
-                    "application_name": component,
-                    **_SERVER_SETTINGS.get(component, {}),
-                },
+                "server_settings": {"search_path": component, "application_name": component},
                 "timeout": 5,
                 "command_timeout": command_timeout_s,
             },
@@ -137,19 +133,6 @@ def make_engine(
     )
     _configure_sqlite(engine)
     return engine
-
-
-# Per component, settings of its pooled connections beyond the schema and the name.
-# Router: its hot statements carry their batches as arrays (`= ANY($1)`, `unnest(...)`),
-# and a generic plan counts ten elements for an array it has not seen, so PostgreSQL
-# found it dearer than the custom plans of one-element batches and planned most calls
-# anew (0.33 plans a notice at 200/s). Their generic plans are the custom plans' shapes
-# (index probes by id); the statements whose plan needs a partial index carry the
-# index's state as a literal (repository/alert_timers.py), so generic plans use it too.
-# `docs/performance.md`, "Router's statements planned once (fifteenth round)".
-_SERVER_SETTINGS: dict[str, dict[str, str]] = {
-    "router": {"plan_cache_mode": "force_generic_plan"},
-}
 
 
 # How long a transaction may queue for the process's SQLite connection: as long as it

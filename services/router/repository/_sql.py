@@ -32,8 +32,9 @@ def is_postgres(session: AsyncSession) -> bool:
 
 def constant(value: str) -> sa.ColumnElement[str]:
     """A constant of the code (a state, never a caller's value) written into the SQL text
-    as a literal, not bound: a generic plan (router's connections plan generically, see
-    services/common/db.py) can then use a partial index whose predicate names it."""
+    as a literal, not bound: a generic plan of the statement (which PostgreSQL keeps
+    once it costs no more than the custom ones) can then use a partial index whose
+    predicate names it, as the custom plans do."""
     if not value.replace("_", "").isalnum():
         raise ValueError(f"not a plain word: {value!r}")
     return sa.literal_column(f"'{value}'", type_=sa.String)

@@ -198,10 +198,15 @@ def _settle_parts(t: sa.Table) -> tuple[str, str, list[sa.BindParameter[Any]]]:
         "JOIN locked ON locked.delivery_id = v.ids WHERE d.delivery_id = v.ids "
         "RETURNING d.delivery_id"
     )
+    # The state test in a form no index answers: the ids drive (primary key probes).
+    # Planned for an array it has not seen (a generic plan: ten elements assumed),
+    # PostgreSQL otherwise ANDed in the due index's every 'sending' entry: 0.4 ms
+    # instead of 0.03 with 1,200 records in flight, in a dev-cluster check.
     locked = (
         f"locked AS MATERIALIZED (SELECT delivery_id FROM {table} "  # noqa: S608
         "WHERE delivery_id = ANY(CAST(:ids AS VARCHAR[])) AND claimed_by = :owner "
-        "AND state = 'sending' ORDER BY delivery_id FOR UPDATE)"
+        "AND CASE WHEN state = 'sending' THEN true ELSE false END "
+        "ORDER BY delivery_id FOR UPDATE)"
     )
     binds = [sa.bindparam(name, type_=kind) for name, kind in arrays]
     binds.append(sa.bindparam("owner", type_=sa.String))

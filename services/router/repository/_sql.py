@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["aware", "is_postgres", "must"]
+__all__ = ["aware", "constant", "constants", "is_postgres", "must"]
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -26,3 +28,18 @@ def must(value: datetime | None) -> datetime:
 def is_postgres(session: AsyncSession) -> bool:
     """True when the session talks to PostgreSQL (row locks, ON CONFLICT dialect)."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def constant(value: str) -> sa.ColumnElement[str]:
+    """A constant of the code (a state, never a caller's value) written into the SQL text
+    as a literal, not bound: a generic plan of the statement (which PostgreSQL keeps
+    once it costs no more than the custom ones) can then use a partial index whose
+    predicate names it, as the custom plans do."""
+    if not value.replace("_", "").isalnum():
+        raise ValueError(f"not a plain word: {value!r}")
+    return sa.literal_column(f"'{value}'", type_=sa.String)
+
+
+def constants(values: Iterable[str]) -> list[sa.ColumnElement[str]]:
+    """`constant` of each of `values`, sorted (one SQL text whatever the set's order)."""
+    return [constant(value) for value in sorted(values)]

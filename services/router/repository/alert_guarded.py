@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.domain import OPEN_STATES, EscalationGuard, Transition
-from services.router.repository._sql import aware
+from services.router.repository._sql import aware, constants
 from services.router.repository.alert_changes import changed_columns
 from services.router.repository.alert_rows import column_value
 from services.router.tables import alerts
@@ -30,7 +30,7 @@ async def update_guarded(
         .where(
             alerts.c.id == sa.bindparam("b_id"),
             # No IN (...): an expanding parameter cannot be sent as a batch.
-            sa.or_(*(alerts.c.state == state for state in sorted(OPEN_STATES))),
+            sa.or_(*(alerts.c.state == state for state in constants(OPEN_STATES))),
             alerts.c.active_escalation_id.is_not_distinct_from(sa.bindparam("b_guard")),
         )
         .values({name: sa.bindparam(f"v_{name}") for name in names})

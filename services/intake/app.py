@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import NOTICES
@@ -17,7 +18,8 @@ from services.intake.config import IntakeSettings
 from services.intake.crypto import load_keyring
 from services.intake.deps import Clock, IntakeDeps, utc_now
 from services.intake.directory import directory_fact
-from services.intake.http import install_error_handlers, routers
+from services.intake.http import SUBMISSION_PATH, install_error_handlers, routers
+from services.intake.http.submission_layer import PlainSubmissionLayer
 from services.intake.policy import load_policy
 from services.intake.subscribers import register
 from services.intake.worker import sealer, sweeper
@@ -77,6 +79,9 @@ def compose(settings: IntakeSettings | None = None, *, clock: Clock = utc_now) -
         runtime, title="Aviso intake", description=DESCRIPTION, routers=routers(deps)
     )
     install_error_handlers(app)
+    # The innermost of the app's own middlewares: ids, the body guard, metrics and the log
+    # line wrap a plain submission as they wrap every request (http/submission_layer.py).
+    app.user_middleware.append(Middleware(PlainSubmissionLayer, path=SUBMISSION_PATH))
     return IntakeService(app, deps)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,9 +45,28 @@ def get_correlation_id() -> str | None:
     return current_correlation_id.get()
 
 
+# The version (4) and variant (RFC 4122) bits of a random UUID, as `uuid.uuid4` sets them.
+_V4_KEEP = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF
+_V4_SET = 0x00000000_0000_4000_8000_000000000000
+_UUID_BITS = (1 << 128) - 1
+
+
+def _uuid4_text(value: int) -> str:
+    digits = "%032x" % ((value & _V4_KEEP) | _V4_SET)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
 def new_correlation_id() -> str:
-    """Return a fresh correlation id."""
-    return str(uuid.uuid4())
+    """Return a fresh correlation id: a random UUID's text, as `str(uuid.uuid4())`."""
+    return _uuid4_text(int.from_bytes(os.urandom(16), "big"))
+
+
+def _two_new_ids() -> tuple[str, str]:
+    """Two fresh ids from one draw of the system's randomness: a request needs a request
+    id and most need a correlation id too, and `uuid.uuid4` draws (and builds a UUID
+    object) once each: ~4 us a request on a loaded machine."""
+    bits = int.from_bytes(os.urandom(32), "big")
+    return _uuid4_text(bits >> 128), _uuid4_text(bits & _UUID_BITS)
 
 
 def is_valid_correlation_id(value: str) -> bool:
@@ -79,14 +98,12 @@ class CorrelationIdMiddleware:
             await self.app(scope, receive, send)
             return
         supplied = Headers(scope=scope).get(self.header_name)
+        fresh, request_id = _two_new_ids()
         # An invalid id is replaced, not rejected: correlation is best effort and
         # must never be the reason a notice is refused.
         correlation_id = (
-            supplied
-            if supplied is not None and is_valid_correlation_id(supplied)
-            else new_correlation_id()
+            supplied if supplied is not None and is_valid_correlation_id(supplied) else fresh
         )
-        request_id = new_correlation_id()
         state = _scope_state(scope)
         state["correlation_id"] = correlation_id
         state["request_id"] = request_id

@@ -7,10 +7,10 @@ from fastapi import APIRouter
 
 from services.intake.deps import IntakeDeps
 from services.intake.http.errors import install_error_handlers
-from services.intake.http.notices import REPLAYED_HEADER, notices_router
+from services.intake.http.notices import REPLAYED_HEADER, SUBMISSION_PATH, notices_router
 from services.intake.http.ops import ops_router
 
-__all__ = ["REPLAYED_HEADER", "install_error_handlers", "routers"]
+__all__ = ["REPLAYED_HEADER", "SUBMISSION_PATH", "install_error_handlers", "routers"]
 
 
 def routers(deps: IntakeDeps) -> list[APIRouter]:

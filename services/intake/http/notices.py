@@ -44,7 +44,10 @@ from services.intake.repository import NoticeFilters
 from services.intake.signatures import SignedRequest
 from services.intake.unit_of_work import IntakeUnitOfWork
 
-__all__ = ["MAX_PAGE", "REPLAYED_HEADER", "notices_router"]
+__all__ = ["MAX_PAGE", "REPLAYED_HEADER", "SUBMISSION_PATH", "notices_router"]
+
+# Where notices are submitted (and listed): the routes' prefix.
+SUBMISSION_PATH = "/v1/notices"
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_PAGE = MAX_PAGE_SIZE
@@ -129,7 +132,7 @@ def _signature(deps: IntakeDeps) -> Callable[[Request], Awaitable[SignedRequest 
 
 def notices_router(deps: IntakeDeps) -> APIRouter:
     """The notice routes over `deps`."""
-    router = APIRouter(prefix="/v1/notices", tags=["notices"])
+    router = APIRouter(prefix=SUBMISSION_PATH, tags=["notices"])
     # A dependency, not a call in the route: it must refuse before the body is validated.
     signed: Any = Depends(_signature(deps))
     _submit_route(router, deps, signed)

@@ -36,13 +36,17 @@ from services.intake.permissions import Action, roles_for
 
 __all__ = [
     "REPRODUCED_DEPENDENCIES",
+    "PlainAnswer",
     "PlainSubmissionRoute",
     "dependency_names",
     "plain_submission",
 ]
 
 _Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+# A plain submission's answer, or None where the request is not plain (FastAPI's to answer).
+PlainAnswer = Callable[[Request], Coroutine[Any, Any, Response | None]]
 _KEY_HEADER = "idempotency-key"
+_TRIED = "aviso.plain_submission_tried"
 _SUBMITTERS = frozenset(roles_for(Action.SUBMIT))
 
 # The route's dependencies that `plain_submission` does itself: the role, the principal,
@@ -117,22 +121,59 @@ class PlainSubmissionRoute(APIRoute):
     idempotency_key)`), called with the values the dependencies would have given; the
     answer is built as FastAPI's handler builds it (status, headers the endpoint set, the
     response model validated and dumped to JSON once).
+
+    `plain_answer` is that answer on its own, for `PlainSubmissionLayer` (the route reached
+    without Starlette's routing): set only while every handler FastAPI built for the route
+    (its own and one per router that includes it) answers plain submissions.
     """
+
+    _plain_builds: list[PlainAnswer | None]
+
+    @property
+    def plain_answer(self) -> PlainAnswer | None:
+        """The plain answer of every build, or None where any build has none."""
+        builds = getattr(self, "_plain_builds", [])
+        return builds[-1] if builds and all(builds) else None
 
     def get_route_handler(self) -> _Handler:
         full = super().get_route_handler()
-        if dependency_names(_effective_dependant(self)) != REPRODUCED_DEPENDENCIES:
+        answer = self._plain_answer()
+        builds = getattr(self, "_plain_builds", None)
+        if builds is None:
+            builds = self._plain_builds = []
+        builds.append(answer)
+        if answer is None:
             return full
+        plain = answer
+
+        async def handler(request: Request) -> Response:
+            response = await plain(request)
+            return response if response is not None else await full(request)
+
+        return handler
+
+    def _plain_answer(self) -> PlainAnswer | None:
+        """A plain submission's answer (None for any other request); None where the route
+        depends on something `plain_submission` does not do itself."""
+        if dependency_names(_effective_dependant(self)) != REPRODUCED_DEPENDENCIES:
+            return None
         endpoint = self.endpoint
         response_field = self.response_field
         default_status = self.status_code
+        if response_field is None:
+            return None
 
-        async def handler(request: Request) -> Response:
+        async def answer(request: Request) -> Response | None:
             if request.app.dependency_overrides:  # stand-ins are FastAPI's to resolve
-                return await full(request)
+                return None
+            # Tried once a request: a request the submission layer found not plain is not
+            # checked again (its token looked up again) by the route's handler.
+            if request.scope.get(_TRIED):
+                return None
+            request.scope[_TRIED] = True
             plain = await plain_submission(request)
-            if plain is None or response_field is None:
-                return await full(request)
+            if plain is None:
+                return None
             principal, submission = plain
             # FastAPI's sub-response: the endpoint sets its status and headers on it.
             sub_response = Response()
@@ -156,7 +197,7 @@ class PlainSubmissionRoute(APIRoute):
             response.headers.raw.extend(sub_response.headers.raw)
             return response
 
-        return handler
+        return answer
 
 
 def _effective_dependant(route: APIRoute) -> Dependant:

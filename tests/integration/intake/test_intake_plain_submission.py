@@ -1,8 +1,10 @@
-"""A plain submission is answered without FastAPI's dependency solving; every other request
-to the route goes through it as before (http/plain_submission.py).
+"""A plain submission is answered without FastAPI's dependency solving, and without its
+routing; every other request to the route goes through both as before
+(http/plain_submission.py, http/submission_layer.py).
 
 What the route answers is pinned byte for byte by test_intake_answers.py; here, which way
-each request took: `solve_dependencies` counted on the route's real handler.
+each request took: `solve_dependencies` counted on the route's real handler, and the
+route's `handle` (where FastAPI's router hands a request to it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 import fastapi.routing
 import pytest
+from prometheus_client import REGISTRY
+from starlette.types import Receive, Scope, Send
 
 from tests.integration.intake.intake_support import Intake, notice_body
 
@@ -27,6 +31,56 @@ def solved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(fastapi.routing, "solve_dependencies", counted)
     return calls
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The methods and paths of the requests FastAPI's router handed to a route, in order."""
+    calls: list[str] = []
+    handle = fastapi.routing.APIRoute.handle
+
+    async def counted(
+        self: fastapi.routing.APIRoute, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        calls.append(f"{scope['method']} {scope['path']}")
+        await handle(self, scope, receive, send)
+
+    monkeypatch.setattr(fastapi.routing.APIRoute, "handle", counted)
+    return calls
+
+
+def _answered(status: int) -> float:
+    """Intake's count of `POST /v1/notices` answered with `status` (the metrics' label)."""
+    labels = {"service": "intake", "route": "/v1/notices", "method": "POST", "status": str(status)}
+    return REGISTRY.get_sample_value("aviso_http_requests_total", labels) or 0.0
+
+
+async def test_a_plain_submission_is_not_routed_by_fastapi(
+    intake: Intake, routed: list[str]
+) -> None:
+    body = notice_body()
+    before = {status: _answered(status) for status in (201, 200, 409)}
+    created = await intake.submit(body)
+    again = await intake.submit(body)
+    conflict = await intake.submit({**body, "area": "Elsewhere"})  # same reference, other content
+
+    assert (created.status_code, again.status_code, conflict.status_code) == (201, 200, 409)
+    assert routed == []
+    # What the middlewares outside give every request, and the route's label in metrics.
+    for response in (created, again, conflict):
+        assert response.headers["x-request-id"]
+        assert response.headers["x-correlation-id"]
+    assert conflict.headers["content-type"] == "application/problem+json"
+    assert conflict.json()["correlation_id"] == conflict.headers["x-correlation-id"]
+    assert {status: _answered(status) - before[status] for status in before} == {
+        201: 1.0,
+        200: 1.0,
+        409: 1.0,
+    }
+    # Not plain (a key): routed as before, tried by the layer only.
+    keyed = await intake.submit(notice_body(), **{"Idempotency-Key": "k-routed-1"})
+    assert keyed.status_code == 201
+    assert routed == ["POST /v1/notices"]
 
 
 async def test_a_plain_submission_is_not_solved_by_fastapi(

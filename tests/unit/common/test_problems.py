@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from services.common.problems import (
     get_correlation_id,
     install_problem_handlers,
     is_database_unavailable,
+    new_correlation_id,
     not_found,
     service_unavailable,
     unauthorized,
@@ -339,6 +341,33 @@ async def test_missing_correlation_id_is_generated() -> None:
         second = await http.get("/v1/notices/n-1")
     assert uuid.UUID(first.headers["X-Correlation-ID"])
     assert first.headers["X-Correlation-ID"] != second.headers["X-Correlation-ID"]
+
+
+async def test_a_requests_ids_are_random_uuids_drawn_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both ids are a random UUID's text, distinct per request, from one draw of the
+    system's randomness a request (uuid.uuid4 drew once per id: two)."""
+    draws: list[int] = []
+    urandom = os.urandom
+
+    def counted(size: int) -> bytes:
+        draws.append(size)
+        return urandom(size)
+
+    app, _ = build_app()
+    async with client(app) as http:
+        monkeypatch.setattr(os, "urandom", counted)
+        responses = [await http.get("/v1/notices/n-1") for _ in range(20)]
+        monkeypatch.undo()
+    ids = [r.headers[h] for r in responses for h in ("X-Correlation-ID", "X-Request-ID")]
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (str(parsed), parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)
+    assert len(set(ids)) == 40
+    assert len(draws) == 20
+    assert new_correlation_id() != new_correlation_id()
+    assert uuid.UUID(new_correlation_id()).version == 4
 
 
 # --- body guard --------------------------------------------------------------------

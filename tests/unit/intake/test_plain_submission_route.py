@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from starlette.middleware import Middleware
+from starlette.types import Receive, Scope, Send
 
 from services.intake.http import plain_submission as module
 from services.intake.http.plain_submission import (
@@ -20,6 +23,7 @@ from services.intake.http.plain_submission import (
     PlainSubmissionRoute,
     dependency_names,
 )
+from services.intake.http.submission_layer import PlainSubmissionLayer
 
 
 def _named(name: str) -> Any:
@@ -84,3 +88,40 @@ def test_dependencies_are_named_however_deep_and_instances_by_their_class() -> N
 
     here = "test_dependencies_are_named_however_deep_and_instances_by_their_class.<locals>"
     assert dependency_names(route.dependant) == {f"{here}.outer", f"{here}.inner", "HTTPBearer"}
+
+
+@pytest.mark.parametrize(
+    ("on_include", "tried", "routed"),
+    [([], 1, 1), (["tenant_check"], 0, 1)],
+    ids=["only-what-it-does", "one-more-from-the-including-router"],
+)
+async def test_the_submission_layer_hands_what_is_not_plain_to_fastapi_once(
+    monkeypatch: pytest.MonkeyPatch, on_include: list[str], tried: int, routed: int
+) -> None:
+    """The layer (submission_layer.py) tries a request once; one it does not answer is
+    routed by FastAPI, whose handler does not try it again; a route with a dependency
+    the plain answer does not do is never tried."""
+    seen: list[str] = []
+    handled: list[str] = []
+
+    async def recorded(request: Request) -> None:
+        seen.append(request.url.path)
+        assert await request.body() == b"{}"  # read here, and replayed to FastAPI
+        return None
+
+    handle = APIRoute.handle
+
+    async def counted(self: APIRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        handled.append(scope["path"])
+        await handle(self, scope, receive, send)
+
+    monkeypatch.setattr(module, "plain_submission", recorded)
+    monkeypatch.setattr(APIRoute, "handle", counted)
+    app = _app(on_route=[], on_include=on_include)
+    app.user_middleware.append(Middleware(PlainSubmissionLayer, path="/notices"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aviso.test") as client:
+        response = await client.post("/notices", json={})
+
+    assert response.json() == {"answered": "yes"}
+    assert (len(seen), len(handled)) == (tried, routed)

@@ -62,7 +62,7 @@ from benchmarks.hot_path.load import (
     run_rate,
     run_throughput,
 )
-from benchmarks.hot_path.path import path_breakdown
+from benchmarks.hot_path.path import path_breakdown, wait_for_projection
 from benchmarks.hot_path.pg_split import (
     PgCpuSplit,
     statement_costs,
@@ -250,6 +250,24 @@ async def _floors(infra: Infra, plan: dict[str, Any], work_dir: Path) -> dict[st
     }
 
 
+async def _projected(
+    infra: Infra, posted: dict[str, float], timeout_s: float
+) -> dict[str, float | int] | None:
+    """After the SPOC's webhooks: wait for rumor_control's projections of the phase, which
+    may run behind the alerts (it serves at a lower CPU priority); None on SQLite."""
+    if infra.backend != "postgresql" or not posted:
+        return None
+    waited, missing = await wait_for_projection(
+        infra.database_url, list(posted), timeout_s=timeout_s
+    )
+    if waited >= 1.0 or missing:
+        sys.stderr.write(
+            f"\r\033[Krumor_control: projected the phase {waited:.1f} s after its last "
+            f"webhook ({missing} missing)\n"
+        )
+    return {"waited_s": round(waited, 2), "missing": missing}
+
+
 def _per_notice(totals: dict[str, float], notices: int) -> dict[str, float | None]:
     return {name: (value / notices if notices else None) for name, value in totals.items()}
 
@@ -332,6 +350,7 @@ async def _rates(
                 drain_timeout_s=plan["drain_timeout_s"],
                 label="e2e",
             )
+            projected = await _projected(infra, result.posted, plan["drain_timeout_s"])
             cpu = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
             WINDOWS[f"rate{rate:g}"] = (began_ms, _unix_ms())
             pg_split = await _pg_split_result(infra, split, result.accepted)
@@ -367,6 +386,7 @@ async def _rates(
                     if statements
                     else {},
                     "top_statements": top,
+                    "rumor_control_projected": projected,
                     "path_ms": path,
                     "pg_split": pg_split,
                     "pg_writes": pg_writes,

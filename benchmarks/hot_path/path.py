@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 from benchmarks.hot_path.load import percentile
 from schemas.topics import NOTICES
 
-__all__ = ["LEGS", "path_breakdown"]
+__all__ = ["LEGS", "path_breakdown", "wait_for_projection"]
 
 LEGS = (
     ("post", "enqueued"),
@@ -156,3 +156,27 @@ async def path_breakdown(
         }
         for leg, values in legs.items()
     }
+
+
+_PROJECTED = "SELECT count(*) FROM rumor_control.notices WHERE notice_id = ANY($1::text[])"
+
+
+async def wait_for_projection(
+    database_url: str, notice_ids: list[str], *, timeout_s: float
+) -> tuple[float, int]:
+    """Wait until rumor_control has projected the phase's notices (its CPU for them is
+    then inside the phase's window, even when it ran behind the alerts); return the
+    seconds waited and how many were still missing when the wait ended."""
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    conn = await asyncpg.connect(dsn)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    try:
+        while True:
+            missing = len(notice_ids) - int(await conn.fetchval(_PROJECTED, notice_ids))
+            waited = loop.time() - began
+            if missing <= 0 or waited >= timeout_s:
+                return waited, max(missing, 0)
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()

@@ -93,10 +93,7 @@ class DirectStatement:
                     for name in names
                     if not compiled.binds[name].required
                 },
-                processors=tuple(
-                    compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-                    for name in names
-                ),
+                processors=tuple(_processor(compiled.binds[name].type, dialect) for name in names),
             )
             self._compiled[dialect.name] = found
         return found
@@ -144,6 +141,33 @@ class DirectStatement:
     async def execute(self, session: AsyncSession, values: Mapping[str, Any]) -> None:
         """Run it in the session's transaction, discarding any rows."""
         await self.fetchrow(session, values)
+
+
+def _processor(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> _Processor:
+    """The bind processor of `type_` for `dialect`, an array's lighter when it may be.
+
+    An ARRAY whose items need no processing (strings, integers, timestamps on asyncpg)
+    is processed by SQLAlchemy into a new list, twice copied, which asyncpg then reads
+    as it would have read the list given: a flat list is handed over as it is (~0.6 us
+    an array instead of ~1.3; the hot statements bind dozens of arrays a notice).
+    Anything else (a tuple, nested lists, an array of JSON) keeps SQLAlchemy's processor.
+    """
+    impl = type_.dialect_impl(dialect)
+    process = impl.bind_processor(dialect)
+    if process is None or not isinstance(impl, sa.ARRAY):
+        return process
+    if impl.item_type.dialect_impl(dialect).bind_processor(dialect) is not None:
+        return process
+    return _flat_list_as_is(process)
+
+
+def _flat_list_as_is(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def as_is(value: Any) -> Any:
+        if type(value) is list and (not value or not isinstance(value[0], list | tuple)):
+            return value
+        return process(value)
+
+    return as_is
 
 
 def holds_connection(session: AsyncSession) -> bool:

@@ -29,14 +29,14 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from services.common.db import after_commit
-from services.common.delivery.insert_query import pending_row
 from services.common.delivery.plan import DeliveryPlan, Resolution
-from services.common.delivery.records import DeliveryRecord, record_from_row
+from services.common.delivery.records import DeliveryRecord, as_utc
 from services.common.delivery.store import Accepted
 from services.common.logging import get_logger
 
@@ -138,8 +138,36 @@ def _promised(session: AsyncSession | Session) -> dict[str, int]:
 
 
 def _record(accepted: Accepted, now: datetime) -> DeliveryRecord:
-    """The record as a claim would read it back from the row the accept inserts."""
-    row = pending_row(accepted.order, accepted.give_up_at, None, now=now, owner=None)
-    # As stored: the context through JSON (a tuple comes back a list); nothing learnt yet.
-    row.update(context=json.dumps(row["context"]), destination_key=None, last_error_class=None)
-    return record_from_row(row)
+    """The record as a claim would read it back from the row the accept inserts.
+
+    Built from the order itself: the row's ids are the order's, and a context of plain
+    JSON scalars (router's: its text, status and step) comes back from JSON as it went
+    in, so only a context holding anything else takes the trip through JSON (a tuple
+    comes back a list). Profiled: ~16 us a record through the row and JSON, ~2 direct.
+    """
+    order = accepted.order
+    context = order.context
+    if all(type(k) is str and type(v) in _JSON_SCALARS for k, v in context.items()):
+        context = dict(context)
+    else:
+        context = json.loads(json.dumps(dict(context)))
+    return DeliveryRecord(
+        delivery_id=order.delivery_id,
+        aggregate_id=order.aggregate_id,
+        aggregate_version=order.aggregate_version,
+        recipient_id=order.recipient_id,
+        channel=order.channel,
+        purpose=order.purpose,
+        language=order.language,
+        context=context,
+        correlation_id=order.correlation_id,
+        attempts=0,
+        created_at=cast(datetime, as_utc(now)),
+        give_up_at=cast(datetime, as_utc(accepted.give_up_at)),
+        destination_key=None,  # nothing learnt yet
+        last_error_class=None,
+    )
+
+
+# Values JSON gives back exactly as it took them (under str keys).
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from schemas.alerts import AlertAcknowledged
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import ALERTS, NOTICES
+from services.common.applying import ClaimCarrier, RunPreparer
 from services.common.cloudevents import Envelope
 from services.common.db import UnitOfWork
 from services.common.inbox import Claim
@@ -68,29 +69,6 @@ def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
     def ours(uow: UnitOfWork) -> RumorControlUnitOfWork:
         return RumorControlUnitOfWork.joining(uow, source=deps.source)
 
-    async def project_claiming(
-        envelope: Envelope[NoticeReceived], uow: UnitOfWork, claim: Claim
-    ) -> bool:
-        return await notices.project_notice_claiming(
-            ours(uow), deps=deps, notice=envelope.data, claim=claim
-        )
-
-    async def project_run(
-        envelopes: Sequence[Envelope[NoticeReceived]], uow: UnitOfWork
-    ) -> Handler:
-        projected = await notices.project_notices(
-            ours(uow), deps=deps, notices=[envelope.data for envelope in envelopes]
-        )
-        # By message id: the run's messages are distinct (the inbox claim dropped copies).
-        applied = {envelope.id: one for envelope, one in zip(envelopes, projected, strict=True)}
-
-        async def finish(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
-            await notices.finish_projected(
-                ours(uow), deps=deps, notice=envelope.data, applied=applied[envelope.id]
-            )
-
-        return finish
-
     # A received and an updated notice are the same use case: project the newest version.
     # A lone notice.received new here carries the inbox claim in its one statement
     # (PostgreSQL), and a run of them in a batch is projected in one statement before
@@ -100,8 +78,8 @@ def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
         "notice.received",
         topic=NOTICES,
         group_id=group,
-        carrier=project_claiming,
-        prepare_run=project_run,
+        carrier=_claiming(deps),
+        prepare_run=_run_preparer(deps),
     )
     @on("notice.updated", topic=NOTICES)
     async def notice_version(
@@ -116,3 +94,45 @@ def register(consumer: EventConsumer, deps: RumorControlDeps) -> None:
     @on("alert.acknowledged", topic=ALERTS)
     async def alert_acknowledged(envelope: Envelope[AlertAcknowledged], uow: UnitOfWork) -> None:
         await notices.acknowledge_alert(ours(uow), deps=deps, acknowledged=envelope.data)
+
+
+def _claiming(deps: RumorControlDeps) -> ClaimCarrier:
+    """A lone notice.received new here: projected with its inbox claim in one statement."""
+
+    async def project_claiming(
+        envelope: Envelope[NoticeReceived], uow: UnitOfWork, claim: Claim
+    ) -> bool:
+        ours = RumorControlUnitOfWork.joining(uow, source=deps.source)
+        return await notices.project_notice_claiming(
+            ours, deps=deps, notice=envelope.data, claim=claim
+        )
+
+    return project_claiming
+
+
+def _run_preparer(deps: RumorControlDeps) -> RunPreparer:
+    """A run of notice.received in a batch: projected in one statement, then each message
+    finished in order by the handler this returns."""
+
+    async def project_run(
+        envelopes: Sequence[Envelope[NoticeReceived]], uow: UnitOfWork
+    ) -> Handler:
+        projected = await notices.project_notices(
+            RumorControlUnitOfWork.joining(uow, source=deps.source),
+            deps=deps,
+            notices=[envelope.data for envelope in envelopes],
+        )
+        # By message id: the run's messages are distinct (the inbox claim dropped copies).
+        applied = {envelope.id: one for envelope, one in zip(envelopes, projected, strict=True)}
+
+        async def finish(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
+            await notices.finish_projected(
+                RumorControlUnitOfWork.joining(uow, source=deps.source),
+                deps=deps,
+                notice=envelope.data,
+                applied=applied[envelope.id],
+            )
+
+        return finish
+
+    return project_run

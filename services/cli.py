@@ -78,22 +78,17 @@ def serve(
     from services.common.serve import serve as run
 
     factory = _service_app_factory(service)
-    workers, niceness = 1, 0
+    workers = 1
     if service == "intake":
         from services.intake.config import IntakeSettings
 
         workers = get_settings(IntakeSettings).intake_workers
-    elif service == "rumor_control":
-        from services.rumor_control.config import RumorControlSettings
-
-        niceness = get_settings(RumorControlSettings).rumor_control_niceness
     run(
         service,
         factory,
         get_settings(CommonSettings),
         port=port or service_port(service),
         workers=workers,
-        niceness=niceness,
     )
 
 

@@ -254,7 +254,7 @@ async def _projected(
     infra: Infra, posted: dict[str, float], timeout_s: float
 ) -> dict[str, float | int] | None:
     """After the SPOC's webhooks: wait for rumor_control's projections of the phase, which
-    may run behind the alerts (it serves at a lower CPU priority); None on SQLite."""
+    may run behind the alerts (it is not on their path); None on SQLite."""
     if infra.backend != "postgresql" or not posted:
         return None
     waited, missing = await wait_for_projection(

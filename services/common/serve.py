@@ -49,14 +49,7 @@ from services.common.logging import configure_logging, get_logger
 from services.common.metrics import MULTIPROCESS_DIR_ENV
 from services.common.settings import CommonSettings
 
-__all__ = [
-    "OneWriteHttpProtocol",
-    "QuietServer",
-    "WorkerRole",
-    "lower_priority",
-    "serve",
-    "worker_role",
-]
+__all__ = ["OneWriteHttpProtocol", "QuietServer", "WorkerRole", "serve", "worker_role"]
 
 log = get_logger(__name__)
 
@@ -96,19 +89,16 @@ def serve(
     *,
     port: int,
     workers: int = 1,
-    niceness: int = 0,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C; shutdown lets in-flight work finish first.
 
     `workers > 1`: that many processes on one port (see the module docstring); the
     factory must then be importable by name (a module-level function), as a fresh
-    interpreter builds the app. `niceness`: the CPU niceness to serve at (below).
+    interpreter builds the app.
     """
     configure_logging(
         service, level=settings.log_level, fmt=settings.log_format, log_file=settings.log_file
     )
-    if niceness:
-        lower_priority(niceness)
     if workers <= 1:
         _serve_here(app_factory, settings, port=port, sockets=None)
         return
@@ -275,20 +265,6 @@ class QuietServer(uvicorn.Server):
         if self._stop_loop is not None:
             # Called from a signal handler: the thread-safe call also wakes the loop.
             self._stop_loop.call_soon_threadsafe(self._stop.set)
-
-
-def lower_priority(niceness: int) -> int:
-    """Serve at `niceness` or below the launcher's priority, whichever is lower; return it.
-
-    Set before the app starts any thread: Linux keeps a niceness per thread, and threads
-    take their creator's. Lowering needs no privilege; a niceness already higher is kept
-    (raising a priority back would need one).
-    """
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    if niceness > current:
-        os.setpriority(os.PRIO_PROCESS, 0, niceness)
-        log.info("serve.niceness", niceness=niceness, was=current)
-    return max(niceness, current)
 
 
 def _freeze_startup_heap() -> None:

@@ -21,17 +21,6 @@ class RumorControlSettings(CommonSettings):
     rumor_control_port: int = Field(
         default=8003, description="HTTP port of the rumor_control service."
     )
-    rumor_control_niceness: int = Field(
-        default=10,
-        ge=0,
-        le=19,
-        description=(
-            "The CPU niceness rumor_control's process takes at start (0-19; a niceness the "
-            "launcher gave that is higher is kept). On a host it shares with router and "
-            "intake, bulletins then wait for the CPU before alerts do; alone it changes "
-            "nothing. 0: the launcher's."
-        ),
-    )
     rumor_department_file: Path | None = Field(
         default=None,
         description="Department configuration (policy statement, phone line, partners, "

@@ -14,34 +14,25 @@ outcome. A batch's run of notices: test_rumor_notice_runs.py.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.alerts import AlertAcknowledged
-from schemas.base import EventData
-from schemas.topics import NOTICES
-from services.common.applying import ReadyMessage
-from services.common.db import make_engine, make_session_factory
-from services.common.kafka import EventConsumer
 from services.common.messaging import inbox_messages
-from services.common.migrations import upgrade
-from services.rumor_control import notices, subscribers
-from services.rumor_control.config import RumorControlSettings
-from services.rumor_control.deps import RumorControlDeps
-from services.rumor_control.tables import bulletins, standby_requests
-from services.rumor_control.tables import notices as notice_rows
+from services.rumor_control import notices
 from tests.integration.router.router_support import notice, update
+from tests.integration.rumor_control.rumor_consumer import (
+    Record,
+    acknowledged,
+    rumor_consumer,
+)
+from tests.integration.rumor_control.rumor_consumer import (
+    RumorConsumer as Rumor,
+)
 from tests.support.kafka_io import wait_for
-from tests.support.records import FetchedRecord
 from tests.support.statements import round_trips
 
 pytestmark = [
@@ -50,77 +41,18 @@ pytestmark = [
 ]
 
 
-class Record(FetchedRecord):
-    """A notice's record on its topic, as intake's relay publishes it."""
-
-    def __init__(self, data: EventData, offset: int, *, message_id: str | None = None) -> None:
-        super().__init__(data, offset, topic=NOTICES, source="aviso.intake", message_id=message_id)
-
-
-@dataclass
-class Rumor:
-    engine: AsyncEngine
-    deps: RumorControlDeps
-    consumer: EventConsumer
-
-    async def ready(self, record: Record) -> ReadyMessage:
-        (subscription,) = self.consumer._subscriptions.values()
-        item = await self.consumer._prepare(subscription, record)
-        assert item is not None
-        return item
-
-    async def count(self, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
-        async with self.engine.connect() as connection:
-            query = sa.select(sa.func.count()).select_from(table).where(where)
-            return int((await connection.execute(query)).scalar_one())
-
-    async def written(self, notice_id: uuid.UUID, message_id: str) -> list[int]:
-        """[notice rows, inbox rows of the message, standby requests, standby bulletins]."""
-        key = str(notice_id)
-        return [
-            await self.count(notice_rows, notice_rows.c.notice_id == key),
-            await self.count(inbox_messages, inbox_messages.c.message_id == message_id),
-            await self.count(standby_requests, standby_requests.c.notice_id == key),
-            await self.count(bulletins, bulletins.c.standby_for_notice == key),
-        ]
-
-
 @pytest.fixture
 async def rumor(database_url: str, tmp_path: Path) -> AsyncIterator[Rumor]:
-    """rumor_control's consumer on a migrated database, its handlers registered; no
-    broker started (records are handed to it)."""
-    settings = RumorControlSettings(
-        var_dir=tmp_path / "var",
-        database_url=database_url,
-        consumer_max_attempts=3,
-        consumer_backoff_s=0.001,
-    )
-    await upgrade(settings, "rumor_control")
-    engine = make_engine(settings, "rumor_control")
-    sessions = make_session_factory(engine)
-    deps = RumorControlDeps.build(
-        settings, sessions=sessions, source="aviso.rumor_control", delivery=_NoDelivery()
-    )
-    consumer = EventConsumer(
-        broker=KafkaBroker("127.0.0.1:1"), sessions=sessions, settings=settings,
-        service="rumor_control",
-    )  # fmt: skip
-    subscribers.register(consumer, deps)
-    try:
-        yield Rumor(engine, deps, consumer)
-    finally:
-        await engine.dispose()
-
-
-class _NoDelivery:
-    async def accept_many(self, session: object, orders: object) -> int:
-        return 0
+    async with rumor_consumer(database_url, tmp_path) as (engine, deps, consumer):
+        yield Rumor(engine, deps, consumer, postgres=True)
 
 
 PROJECTED = [1, 1, 0, 0]  # the notice, its claim; no request left, no standby
 
 
-async def test_a_lone_notice_is_projected_and_claimed_in_one_round_trip(rumor: Rumor) -> None:
+async def test_a_lone_notice_is_projected_and_claimed_in_one_round_trip(
+    rumor: Rumor,
+) -> None:
     first = notice().model_copy(update={"restricted_fingerprints": ("a" * 32,)})
     record = Record(first, offset=7)
     item = await rumor.ready(record)
@@ -183,25 +115,12 @@ async def test_an_older_version_after_a_newer_one_changes_no_field(rumor: Rumor)
     assert await rumor.count(inbox_messages, inbox_messages.c.message_id == late.message_id) == 1
 
 
-def _acknowledged(first: Any) -> AlertAcknowledged:
-    return AlertAcknowledged(
-        alert_id=uuid.uuid4(),
-        notice_id=first.notice_id,
-        notice_version=1,
-        status=first.status,
-        acknowledged_by=uuid.uuid4(),
-        method="api",
-        step=0,
-        acknowledged_at=datetime.now(UTC),
-    )
-
-
 async def test_a_waiting_standby_request_takes_the_usual_path_and_is_drafted(
     rumor: Rumor,
 ) -> None:
     first = notice()
     async with rumor.deps.unit_of_work() as uow:
-        await notices.acknowledge_alert(uow, deps=rumor.deps, acknowledged=_acknowledged(first))
+        await notices.acknowledge_alert(uow, deps=rumor.deps, acknowledged=acknowledged(first))
         await uow.commit()
     record = Record(first, offset=1)
 
@@ -230,7 +149,7 @@ async def test_a_request_committed_while_the_statement_waits_for_the_lock_is_see
     record = Record(first, offset=1)
     item = await rumor.ready(record)
     async with rumor.deps.unit_of_work() as ack:
-        await notices.acknowledge_alert(ack, deps=rumor.deps, acknowledged=_acknowledged(first))
+        await notices.acknowledge_alert(ack, deps=rumor.deps, acknowledged=acknowledged(first))
         applying = asyncio.create_task(rumor.consumer.applier.apply(item))
         await wait_for(lambda: _waiting_on_a_lock(rumor.engine), timeout=30, interval=0.02)
         assert not applying.done()

@@ -17,55 +17,31 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.alerts import AlertAcknowledged
-from schemas.base import EventData
-from schemas.topics import ALERTS, NOTICES
+from schemas.topics import NOTICES
 from services.common.applying import ReadyMessage
-from services.common.db import make_engine, make_session_factory
 from services.common.inbox import claim_message
-from services.common.kafka import EventConsumer
 from services.common.messaging import inbox_messages
-from services.common.migrations import upgrade
-from services.rumor_control import notices, subscribers
-from services.rumor_control.config import RumorControlSettings
-from services.rumor_control.deps import RumorControlDeps
-from services.rumor_control.tables import bulletins, standby_requests
+from services.rumor_control import notices
+from services.rumor_control.tables import bulletins
 from services.rumor_control.tables import notices as notice_rows
 from tests.integration.router.router_support import notice, update
+from tests.integration.rumor_control.rumor_consumer import (
+    Record,
+    RumorConsumer,
+    acknowledged,
+    rumor_consumer,
+)
 from tests.support.kafka_io import wait_for
-from tests.support.records import FetchedRecord
 from tests.support.statements import round_trips
 
 
-class Record(FetchedRecord):
-    """A notice's record as intake's relay publishes it, or an acknowledgement's."""
-
-    def __init__(self, data: EventData, offset: int, *, message_id: str | None = None) -> None:
-        topic, source = (
-            (ALERTS, "aviso.router")
-            if isinstance(data, AlertAcknowledged)
-            else (NOTICES, "aviso.intake")
-        )
-        super().__init__(data, offset, topic=topic, source=source, message_id=message_id)
-
-
-@dataclass
-class Rumor:
-    engine: AsyncEngine
-    deps: RumorControlDeps
-    consumer: EventConsumer
-    postgres: bool
-
+class Rumor(RumorConsumer):
     async def batch(self, *records: Record) -> list[str]:
         """`records` applied as one fetched batch; what was sent (PostgreSQL; else [])."""
         (subscription,) = self.consumer._subscriptions.values()
@@ -82,73 +58,11 @@ class Rumor:
             await asyncio.sleep(0)
         return list(sent)
 
-    async def count(self, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
-        async with self.engine.connect() as connection:
-            query = sa.select(sa.func.count()).select_from(table).where(where)
-            return int((await connection.execute(query)).scalar_one())
-
-    async def written(self, notice_id: uuid.UUID, message_id: str) -> list[int]:
-        """[notice rows, inbox rows of the message, standby requests, standby bulletins]."""
-        key = str(notice_id)
-        return [
-            await self.count(notice_rows, notice_rows.c.notice_id == key),
-            await self.count(inbox_messages, inbox_messages.c.message_id == message_id),
-            await self.count(standby_requests, standby_requests.c.notice_id == key),
-            await self.count(bulletins, bulletins.c.standby_for_notice == key),
-        ]
-
-    async def acknowledge(self, version: Any) -> None:
-        """An acknowledgement that came before its notice: a standby request waits."""
-        async with self.deps.unit_of_work() as uow:
-            await notices.acknowledge_alert(
-                uow, deps=self.deps, acknowledged=_acknowledged(version)
-            )
-            await uow.commit()
-
 
 @pytest.fixture
 async def rumor(database_url: str | None, tmp_path: Path) -> AsyncIterator[Rumor]:
-    """rumor_control's consumer on a migrated database, its handlers registered; no
-    broker started (records are handed to it)."""
-    settings = RumorControlSettings(
-        var_dir=tmp_path / "var",
-        database_url=database_url,
-        consumer_max_attempts=3,
-        consumer_backoff_s=0.001,
-    )
-    await upgrade(settings, "rumor_control")
-    engine = make_engine(settings, "rumor_control")
-    sessions = make_session_factory(engine)
-    deps = RumorControlDeps.build(
-        settings, sessions=sessions, source="aviso.rumor_control", delivery=_NoDelivery()
-    )
-    consumer = EventConsumer(
-        broker=KafkaBroker("127.0.0.1:1"), sessions=sessions, settings=settings,
-        service="rumor_control",
-    )  # fmt: skip
-    subscribers.register(consumer, deps)
-    try:
+    async with rumor_consumer(database_url, tmp_path) as (engine, deps, consumer):
         yield Rumor(engine, deps, consumer, postgres=database_url is not None)
-    finally:
-        await engine.dispose()
-
-
-class _NoDelivery:
-    async def accept_many(self, session: object, orders: object) -> int:
-        return 0
-
-
-def _acknowledged(version: Any) -> AlertAcknowledged:
-    return AlertAcknowledged(
-        alert_id=uuid.uuid4(),
-        notice_id=version.notice_id,
-        notice_version=1,
-        status=version.status,
-        acknowledged_by=uuid.uuid4(),
-        method="api",
-        step=0,
-        acknowledged_at=datetime.now(UTC),
-    )
 
 
 PROJECTED = [1, 1, 0, 0]  # the notice, its claim; no request left, no standby
@@ -248,11 +162,11 @@ async def test_a_redelivered_batch_changes_nothing(rumor: Rumor) -> None:
 
 
 async def test_an_acknowledgement_between_notices_splits_the_run(rumor: Rumor) -> None:
-    before, acknowledged, after = notice(), notice(), notice()
+    before, acked, after = notice(), notice(), notice()
     records = [
         Record(before, offset=0),
-        Record(_acknowledged(acknowledged), offset=0),
-        Record(acknowledged, offset=1),
+        Record(acknowledged(acked), offset=0),
+        Record(acked, offset=1),
         Record(after, offset=2),
     ]
 
@@ -260,7 +174,7 @@ async def test_an_acknowledgement_between_notices_splits_the_run(rumor: Rumor) -
 
     # The acknowledgement came first: its request waits, and the notice's run takes it.
     assert await rumor.written(before.notice_id, records[0].message_id) == PROJECTED
-    assert await rumor.written(acknowledged.notice_id, records[2].message_id) == DRAFTED
+    assert await rumor.written(acked.notice_id, records[2].message_id) == DRAFTED
     assert await rumor.written(after.notice_id, records[3].message_id) == PROJECTED
     if rumor.postgres:
         # Two runs, a projection each; the acknowledgement's statements between them go
@@ -289,7 +203,7 @@ async def test_a_request_committed_while_the_run_waits_for_a_lock_is_seen(
     first, second = notice(), notice()
     records = [Record(first, offset=0), Record(second, offset=1)]
     async with rumor.deps.unit_of_work() as ack:
-        await notices.acknowledge_alert(ack, deps=rumor.deps, acknowledged=_acknowledged(second))
+        await notices.acknowledge_alert(ack, deps=rumor.deps, acknowledged=acknowledged(second))
         applying = asyncio.create_task(rumor.batch(*records))
         await wait_for(lambda: _waiting_on_a_lock(rumor.engine), timeout=30, interval=0.02)
         assert not applying.done()

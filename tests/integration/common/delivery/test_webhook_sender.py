@@ -72,7 +72,16 @@ async def server() -> AsyncIterator[Server]:
 
 @pytest.fixture
 async def sender() -> AsyncIterator[WebhookSender]:
-    webhook = WebhookSender(secrets=SECRETS, timeout_s=0.3, max_connections=8)
+    # A generous timeout: a busy machine may stall a local answer for a while, and only
+    # the timeout's own test needs a short one (`hasty_sender`).
+    webhook = WebhookSender(secrets=SECRETS, timeout_s=30, max_connections=8)
+    yield webhook
+    await webhook.close()
+
+
+@pytest.fixture
+async def hasty_sender() -> AsyncIterator[WebhookSender]:
+    webhook = WebhookSender(secrets=SECRETS, timeout_s=1.0, max_connections=8)
     yield webhook
     await webhook.close()
 
@@ -126,14 +135,14 @@ async def test_success_answers_return_their_status(server: Server, sender: Webho
 
 
 async def test_a_receiver_slower_than_the_timeout_is_a_transient_timeout(
-    server: Server, sender: WebhookSender
+    server: Server, hasty_sender: WebhookSender
 ) -> None:
     with pytest.raises(DeliveryError) as caught:
-        await sender.send(server.url("/hang"), {}, delivery_id="d")
+        await hasty_sender.send(server.url("/hang"), {}, delivery_id="d")
     assert caught.value.reason == "timeout"
     assert not caught.value.permanent
     # The sender stays usable after a timed-out request.
-    assert await sender.send(server.url("/ok"), {}, delivery_id="d") == 204
+    assert await hasty_sender.send(server.url("/ok"), {}, delivery_id="d") == 204
 
 
 async def test_connection_refused_is_unreachable(sender: WebhookSender) -> None:
@@ -176,10 +185,14 @@ async def test_connections_are_kept_alive_even_when_the_answer_has_a_body(
 async def test_the_pool_holds_as_many_requests_in_flight_as_configured(
     server: Server, sender: WebhookSender
 ) -> None:
-    # /gate answers only when all 8 are in at once: a smaller pool would time out.
+    # /gate answers only when all 8 are in at once: with a smaller pool the eighth would
+    # wait for a connection that never comes back, and the deadline fails the test.
     server.gate = 8
-    results = await asyncio.gather(
-        *(sender.send(server.url("/gate"), {}, delivery_id=str(i)) for i in range(8))
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(sender.send(server.url("/gate"), {}, delivery_id=str(i)) for i in range(8))
+        ),
+        timeout=20,
     )
     assert results == [204] * 8
 

@@ -68,6 +68,9 @@ __all__ = [
 CORRELATION_HEADER = "X-Correlation-ID"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 LINK_SECRET = "e2e-link-secret"
+# Every process of a system starts at once, up to five on two cores: on a busy machine
+# their imports alone can take a minute. A deadline for a hang, not a measure of speed.
+START_S = 150.0
 
 
 # -- the people and organisations of the story ------------------------------------------
@@ -421,7 +424,8 @@ async def running_system(
 
         stack.push_async_callback(stop_all)
         started = await asyncio.gather(
-            *(asyncio.to_thread(p.start) for p in everything), return_exceptions=True
+            *(asyncio.to_thread(p.start, timeout=START_S) for p in everything),
+            return_exceptions=True,
         )
         for outcome in started:
             if isinstance(outcome, BaseException):

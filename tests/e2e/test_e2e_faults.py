@@ -31,7 +31,7 @@ from tests.e2e.conftest import FaultIntake, FaultKafka, FaultPostgres
 from tests.integration.intake.intake_support import notice_body
 from tests.support.kafka_io import read_topic
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 # Sanity limits, far above what a healthy run needs: they catch a hang, not a slowdown.
 ANSWER_LIMIT_S = 15.0

@@ -44,7 +44,7 @@ from tests.e2e.e2e_support import (
 )
 from tests.support.processes import ServiceProcess
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 SESSION_TIMEOUT_MS = 2_000  # the default: failover within about 3 s
 CLAIM_TTL_S = 5.0

@@ -42,7 +42,7 @@ from tests.e2e.e2e_support import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"

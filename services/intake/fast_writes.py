@@ -51,9 +51,8 @@ from services.intake.tables import audit_pending, notice_versions, notices
 
 __all__ = ["insert_new_notice", "insert_new_notice_alone", "lock_statement"]
 
-# (notice columns, version columns, audit columns, outbox columns), the values bound once
-# (`_MIRRORS`) -> its statement.
-_NEW_NOTICE: dict[tuple[tuple[tuple[str, ...], ...], frozenset[str]], DirectStatement] = {}
+# (notice columns, version columns, audit columns, outbox columns) -> its statements.
+_SHAPES: dict[tuple[tuple[str, ...], ...], _Shape] = {}
 _LOCKS: dict[int, DirectStatement] = {}
 
 _PREFIXES = ("n", "v", "a", "o")
@@ -173,34 +172,47 @@ def _prepared(
         AuditTrail.entry_values(transition.audit, now=now),
         outbox_row(outgoing, datetime.now(UTC)),
     )
+    columns = tuple(tuple(row) for row in rows)
+    shape = _SHAPES.get(columns)
+    if shape is None:
+        shape = _SHAPES.setdefault(columns, _Shape(columns))
     values: dict[str, Any] = {
         "source_key": notice.source_key,
         "reference": notice.reference,
         **lease_values(taker),
     }
-    for prefix, row in zip(_PREFIXES, rows, strict=True):
-        values.update({f"{prefix}_{name}": value for name, value in row.items()})
-    bound_once = _bound_once(values)
-    for name in bound_once:
-        del values[name]
-    columns = tuple(tuple(row) for row in rows)
-    key = (columns, bound_once)
-    statement = _NEW_NOTICE.get(key)
-    if statement is None:
-        statement = _NEW_NOTICE.setdefault(
-            key, DirectStatement(lambda: _new_notice(columns, bound_once))
+    for keys, row in zip(shape.keys, rows, strict=True):
+        values.update(zip(keys, row.values(), strict=True))
+    once = [key for key, original in shape.mirrors if values[key] is values[original]]
+    for key in once:
+        del values[key]
+    return shape.statement(once), values, rows[-1], outgoing.message_id
+
+
+class _Shape:
+    """What the statement of one set of columns needs, worked out once: each row's
+    parameter names, the mirrored ones (`_MIRRORS`) and a statement per set bound once."""
+
+    def __init__(self, columns: tuple[tuple[str, ...], ...]) -> None:
+        self.columns = columns
+        self.keys = tuple(
+            tuple(f"{prefix}_{name}" for name in names)
+            for prefix, names in zip(_PREFIXES, columns, strict=True)
         )
-    return statement, values, rows[-1], outgoing.message_id
+        self.mirrors = tuple(
+            (key, _MIRRORS[key]) for keys in self.keys for key in keys if key in _MIRRORS
+        )
+        self._statements: dict[tuple[str, ...], DirectStatement] = {}
 
-
-def _bound_once(values: Mapping[str, Any]) -> frozenset[str]:
-    """The mirrored parameters whose values are their originals' very objects (all of them
-    for a transition of `receive`): only the originals are bound."""
-    return frozenset(
-        name
-        for name, original in _MIRRORS.items()
-        if name in values and original in values and values[name] is values[original]
-    )
+    def statement(self, once: list[str]) -> DirectStatement:
+        key = tuple(once)
+        found = self._statements.get(key)
+        if found is None:
+            bound_once = frozenset(once)
+            found = self._statements.setdefault(
+                key, DirectStatement(lambda: _new_notice(self.columns, bound_once))
+            )
+        return found
 
 
 def _hand_over(

@@ -252,3 +252,65 @@ async def test_a_sessionless_unit_of_work_left_uncommitted_runs_no_hook(intake: 
     assert ran == []
     # The statement committed by itself, as on the session path (direct.py).
     assert await _visible_elsewhere(intake, result.notice.id)
+
+
+class _Arguments:
+    """The arguments of every statement asyncpg sends on one connection."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+
+    def __call__(self, record: Any) -> None:
+        self.sent.append(tuple(record.args))
+
+
+_MIRRORED = (
+    "id",
+    "source_key",
+    "reference",
+    "status",
+    "received_via",
+    "operation_type",
+    "public_safety_nexus",
+    "window_start",
+    "window_end",
+    "area",
+    "area_code",
+    "summary",
+    "sent_at",
+    "received_at",
+    "updated_at",
+    "cancel_reason",
+)
+
+
+async def test_a_new_notices_statement_binds_what_its_row_repeats_once(intake: Intake) -> None:
+    """The notice's row repeats its first version's fields: the statement carries them once
+    (main bound the summary, area and times twice, the notice id three times)."""
+    arguments = _Arguments()
+    async with intake.deps.unit_of_work().lone_write_commits() as uow:
+        driver = await driver_connection(uow.session, begin=False)
+        driver.add_query_logger(arguments)
+        try:
+            result = await _submit(intake, uow, "LONE-ONCE")
+            await uow.commit()
+            await asyncio.sleep(0)  # asyncpg hands query records over on the next loop turn
+        finally:
+            driver.remove_query_logger(arguments)
+    (sent,) = arguments.sent
+    body = notice_body("LONE-ONCE")
+    assert sent.count(body["summary"]) == 1
+    assert sent.count(body["area"]) == 1
+    assert sent.count(body["reference"]) == 1
+    # The version's id, the audit entry's and the outbox key (the event's own string).
+    assert sent.count(result.notice.id) == 2
+    # What the row says is what its version says, as before.
+    (notice,) = await intake.rows("notices")
+    (version,) = await intake.rows("notice_versions")
+    for name in _MIRRORED:
+        original = {"id": "notice_id", "updated_at": "received_at"}.get(name, name)
+        expected = version.get(original, notice[name])  # source_key and reference: the row's
+        assert notice[name] == expected, name
+    assert (notice["source_key"], notice["reference"]) == (result.notice.source_key, "LONE-ONCE")
+    assert notice["state"] == "received"
+    assert notice["current_version"] == 1

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import make_engine, make_session_factory
-from services.common.direct import DirectStatement
+from services.common.direct import DirectStatement, holds_connection
 from services.common.settings import CommonSettings
 from tests.support import infra
 
@@ -34,7 +34,7 @@ async def engine(
 
 
 async def _lone(engine: AsyncEngine) -> int:
-    async with make_session_factory(engine)() as session:
+    async with make_session_factory(engine)() as session, session.begin():
         row = await _PID.fetchrow(session, {}, lone=True)
         return int(row[0])
 
@@ -42,8 +42,10 @@ async def _lone(engine: AsyncEngine) -> int:
 async def test_the_borrowed_connection_goes_back_after_the_caller_went_on(
     engine: AsyncEngine,
 ) -> None:
-    async with make_session_factory(engine)() as session:
+    async with make_session_factory(engine)() as session, session.begin():
         await _PID.fetchrow(session, {}, lone=True)
+        # A unit of work's transaction begun, no connection held: a borrowed one.
+        assert not holds_connection(session)
         # The caller's next steps (its commit's effects) run before the pool's return.
         assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
     deadline = asyncio.get_running_loop().time() + 30

@@ -41,8 +41,8 @@ current holder can do, or together with it), and consumers drop the duplicate th
 their inbox.
 
 On PostgreSQL most rows need no claim: the INSERT leases them to this process's relay
-and the commit hands them over (handoff.py); a turn publishes and deletes them (one
-statement), re-leasing first those handed over a third of a lease ago or more.
+and the commit hands them over (handoff.py; an idle relay's send begins right there,
+eager.py); a turn publishes and deletes them, re-leasing first stale ones (leases.py).
 
 A relay may linger (`linger`, lingering.py): rows handed over wait up to a few
 milliseconds for more (a notice's alert events, a key's rows handed to the same relay),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -19,6 +19,7 @@ from services.common.consuming import EventConsumer, Handler, database_unreachab
 from services.common.logging import faststream_logger
 from services.common.outbox import OutboxRow
 from services.common.outbox.ordering import HeldBehind, in_waves, one_key_at_a_time
+from services.common.produce_now import append_batches, write_now
 from services.common.settings import CommonSettings
 
 __all__ = [
@@ -131,16 +132,36 @@ class KafkaOutboxPublisher:
                 sent.append((indexes, future))
             except Exception as exc:  # refused at hand-over (e.g. buffer full): none of it
                 sent.append((indexes, exc))
-        acks = await asyncio.gather(
-            *(p for _, p in sent if not isinstance(p, BaseException)), return_exceptions=True
+        write_now(producer)  # the request now, not after the sender task's turns
+        return await _outcomes(len(rows), sent)
+
+    def start_keys_together(
+        self, rows: Sequence[OutboxRow]
+    ) -> Awaitable[list[BaseException | None]] | None:
+        """`publish_keys_together` begun in the caller's turn: the produce request written
+        before this returns; what to await for the outcomes, or None (nothing sent: the
+        producer not ready, metadata to fetch, a batch of a partition still queued)."""
+        producer = self._producer()
+        if producer is None:
+            return None
+        cluster = producer.client.cluster
+        if any(not cluster.partitions_for_topic(topic) for topic in {row.topic for row in rows}):
+            return None  # the metadata to fetch first: the round's `publish_keys_together`
+        batches = _partition_batches_now(producer, rows)
+        if batches is None:
+            return None
+        futures = append_batches(
+            producer,
+            [(topic, partition, builder) for (topic, partition), (builder, _) in batches.items()],
         )
-        outcomes = iter(acks)
-        results: list[BaseException | None] = [None] * len(rows)
-        for indexes, pending in sent:
-            outcome = pending if isinstance(pending, BaseException) else next(outcomes)
-            for index in indexes:
-                results[index] = _error_or_none(outcome)
-        return results
+        if futures is None:
+            return None
+        write_now(producer)
+        sent = [
+            (indexes, future)
+            for (_, indexes), future in zip(batches.values(), futures, strict=True)
+        ]
+        return _outcomes(len(rows), sent)
 
     def _producer(self) -> Any:
         """The broker's aiokafka producer once connected (so both share one connection)."""
@@ -154,9 +175,16 @@ async def _partition_batches(
 ) -> dict[tuple[str, int], tuple[Any, list[int]]] | None:
     """One record batch per (topic, partition) holding its rows in order, and their
     positions; None if a partition's rows do not fit one batch."""
-    batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
     for topic in {row.topic for row in rows}:
         await producer.partitions_for(topic)  # the metadata `_partition` reads, as in `send`
+    return _partition_batches_now(producer, rows)
+
+
+def _partition_batches_now(
+    producer: Any, rows: Sequence[OutboxRow]
+) -> dict[tuple[str, int], tuple[Any, list[int]]] | None:
+    """`_partition_batches` with the metadata the producer has already."""
+    batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
     for index, row in enumerate(rows):
         key = row.key.encode("utf-8")
         # The partition `send` would choose (the producer's partitioner over the topic's
@@ -174,6 +202,23 @@ async def _partition_batches(
             return None
         indexes.append(index)
     return batches
+
+
+async def _outcomes(
+    count: int, sent: Sequence[tuple[list[int], asyncio.Future[Any] | BaseException]]
+) -> list[BaseException | None]:
+    """Per row None or its error, once every batch in `sent` (rows' positions, delivery
+    future or refusal) is acknowledged."""
+    acks = await asyncio.gather(
+        *(p for _, p in sent if not isinstance(p, BaseException)), return_exceptions=True
+    )
+    outcomes = iter(acks)
+    results: list[BaseException | None] = [None] * count
+    for indexes, pending in sent:
+        outcome = pending if isinstance(pending, BaseException) else next(outcomes)
+        for index in indexes:
+            results[index] = _error_or_none(outcome)
+    return results
 
 
 def _record_headers(row: OutboxRow) -> list[tuple[str, bytes]]:

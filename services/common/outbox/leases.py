@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.direct import DirectStatement
+from services.common.logging import get_logger
+from services.common.outbox.statements import RelayStatements
 from services.common.outbox.writing import OutboxRow
 
-__all__ = ["LeaseKeeper", "retake"]
+__all__ = ["LeaseKeeper", "renew", "retake"]
+
+log = get_logger(__name__)
 
 
 async def retake(
@@ -31,6 +35,28 @@ async def retake(
     kept = {record[0] for record in await renewal.fetch_alone(engine, {"ids": sorted(stale)})}
     lost = {row.key for row in rows if row.id in stale and row.id not in kept}
     return [row for row in rows if row.key not in lost], lost
+
+
+async def renew(
+    sessions: async_sessionmaker[AsyncSession],
+    statements: RelayStatements,
+    relay_id: str,
+    ids: list[int],
+) -> None:
+    """Extend `relay_id`'s lease on `ids` (the heartbeat); say so if any were lost."""
+    try:
+        async with sessions() as session, session.begin():
+            result = await session.execute(statements.renew, statements.renew_values(ids))
+    except Exception as exc:
+        # The next beat tries again; if the database stays away no other relay can
+        # claim the rows either.
+        log.warning("outbox.lease_renewal_failed", relay_id=relay_id, error=type(exc).__name__)
+        return
+    renewed = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if renewed < len(ids):
+        # Only after this relay stalled longer than the lease: another relay may publish
+        # those rows again (a duplicate the inbox absorbs, never a reordering).
+        log.warning("outbox.lease_lost", relay_id=relay_id, held=len(ids), renewed=renewed)
 
 
 class LeaseKeeper:

@@ -41,8 +41,8 @@ current holder can do, or together with it), and consumers drop the duplicate th
 their inbox.
 
 On PostgreSQL most rows need no claim: the INSERT leases them to this process's relay
-and the commit hands them over (handoff.py); a turn publishes and deletes them (one
-statement), re-leasing first those handed over a third of a lease ago or more.
+and the commit hands them over (handoff.py; an idle relay's send begins right there,
+eager.py); a turn publishes and deletes them, re-leasing first stale ones (leases.py).
 
 A relay may linger (`linger`, lingering.py): rows handed over wait up to a few
 milliseconds for more (a notice's alert events, a key's rows handed to the same relay),
@@ -81,8 +81,9 @@ from services.common.db import is_postgres
 from services.common.direct import DirectStatement
 from services.common.logging import get_logger
 from services.common.metrics import OUTBOX_PUBLISHED
+from services.common.outbox.eager import Started, StartingPublisher
 from services.common.outbox.handoff import Taker, register_taker
-from services.common.outbox.leases import LeaseKeeper, retake
+from services.common.outbox.leases import LeaseKeeper, renew, retake
 from services.common.outbox.lingering import Lingering
 from services.common.outbox.ordering import KeysTogetherPublisher, in_waves
 from services.common.outbox.peers import ListenerPeers
@@ -162,6 +163,8 @@ class OutboxRelay:
         # Rows this process's commits handed over (handoff.py), with when (loop time).
         self._hand_off = hand_off and self._postgres
         self._handed: deque[tuple[float, OutboxRow]] = deque()
+        # An idle relay that does not linger begins a handed batch at the commit (eager.py).
+        self._started = Started(publish) if isinstance(publish, StartingPublisher) else None
         # Handed rows wait up to `linger_s` for more, then go in one round (lingering.py).
         self._lingering = Lingering(linger_s=linger_s, rows=batch_size, lease_s=claim_ttl_s)
         self._set_loop_state()
@@ -239,9 +242,16 @@ class OutboxRelay:
         """Rows a commit leased to this relay (handoff.py): published in the next turn."""
         if self._stopping.is_set():
             return  # leased: another relay claims them once the lease ends
-        for row in rows:
-            self._handed.append((leased_at, relay_row(row)))
+        handed = [relay_row(row) for row in rows]
+        if self._may_start(handed) and self._started is not None:
+            self._started.start(handed)
+        self._handed.extend((leased_at, row) for row in handed)
         self._wake.set()
+
+    def _may_start(self, rows: list[OutboxRow]) -> bool:
+        # Idle, nothing else handed, no linger, no key held behind an earlier row.
+        idle = self._wake.waiting and not self._handed and not self._lingering.linger_s
+        return idle and not any(self._lingering.held(row.key) for row in rows)
 
     async def _ensure_listening(self) -> None:
         """(Re)open the LISTEN connection, e.g. after PostgreSQL restarted (peers.py)."""
@@ -370,6 +380,7 @@ class OutboxRelay:
         waited for its lease to end, and a relay behind under load fell further behind.
         """
         oldest = time.monotonic() - self._claim_ttl_s / 3
+        begun: set[int] = self._started.ids if self._started is not None else set()
         rows: list[OutboxRow] = []
         stale: set[int] = set()
         while self._handed and len(rows) < self._lingering.round_rows:
@@ -381,7 +392,7 @@ class OutboxRelay:
                 self._claim_wanted = True
                 continue
             rows.append(row)
-            if handed_at < oldest:
+            if handed_at < oldest and row.id not in begun:  # begun: sent while leased
                 stale.add(row.id)
         rows = await self._retaken(rows, stale) if stale else rows
         if not rows:
@@ -432,6 +443,11 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> Sequence[object]:
         """Per row None or its error: a key's rows together if the publisher can, else in waves."""
+        if self._started is not None:
+            return await self._started.publish(rows, self._publish_now)
+        return await self._publish_now(rows)
+
+    async def _publish_now(self, rows: Sequence[OutboxRow]) -> Sequence[object]:
         if self._publish_together is not None:
             return await self._publish_together(rows)
         return await in_waves(rows, self._publish_batch)
@@ -473,24 +489,8 @@ class OutboxRelay:
                 self._lease_ends_in_s = statements.seconds_until(ends.scalar())
 
     async def _renew(self, ids: list[int]) -> None:
-        """Extend this relay's lease on `ids` (the heartbeat); say so if any were lost."""
-        try:
-            async with self._sessions() as session, session.begin():
-                result = await session.execute(
-                    self._statements.renew, self._statements.renew_values(ids)
-                )
-        except Exception as exc:
-            # The next beat tries again; if the database stays away no other relay can
-            # claim the rows either.
-            log.warning(
-                "outbox.lease_renewal_failed", relay_id=self.relay_id, error=type(exc).__name__
-            )
-            return
-        renewed = int(result.rowcount or 0)  # type: ignore[attr-defined]
-        if renewed < len(ids):
-            # Only after this relay stalled longer than the lease: another relay may publish
-            # those rows again (a duplicate the inbox absorbs, never a reordering).
-            log.warning("outbox.lease_lost", relay_id=self.relay_id, held=len(ids), renewed=renewed)
+        """Extend this relay's lease on `ids` (the heartbeat; leases.py)."""
+        await renew(self._sessions, self._statements, self.relay_id, ids)
 
     async def _earliest_lease_end_s(self) -> float | None:
         """Seconds until the earliest lease on an unsent row ends (negative: ended)."""

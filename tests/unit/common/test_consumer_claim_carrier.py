@@ -9,6 +9,7 @@ and that everything else keeps the usual path.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ class Harness:
     committed: list[str] = field(default_factory=list)  # after-commit effects, by message
     carries: bool = True  # what the carrier answers
     carrier_fails: bool = False
+    spawns: bool = False  # whether the carried commit's effect starts a send (a task)
+    sent: list[str] = field(default_factory=list)  # the send's write, by message
 
     async def apply(self, *records: Record) -> None:
         subscription = self.consumer._subscriptions[GROUP]
@@ -81,11 +84,21 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
             raise RuntimeError("the carried statement failed")
         if not h.carries:
             return False
-        # As one statement would: the claim with the effect (here in the transaction).
-        await claim_message(
-            uow.session, consumer=claim.consumer, message_id=claim.message_id, topic=claim.topic
-        )
+        # As one statement would: the claim with the effect (here in the transaction; or,
+        # as router's opening on a borrowed connection, outside the unit of work's session,
+        # whose commit then sends nothing).
+        if h.spawns:
+            async with h.sessions() as alone, alone.begin():
+                await claim_message(
+                    alone, consumer=claim.consumer, message_id=claim.message_id, topic=claim.topic
+                )
+        else:
+            await claim_message(
+                uow.session, consumer=claim.consumer, message_id=claim.message_id, topic=claim.topic
+            )
         uow.after_commit(lambda: h.committed.append(envelope.id))
+        if h.spawns:
+            uow.after_commit(lambda: _start_send(h, envelope.id))
         return True
 
     @consumer.on("notice.updated", topic=TOPIC, group_id=GROUP, carrier=carrier)
@@ -95,6 +108,27 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
     yield h
     await engine.dispose()
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def _start_send(h: Harness, message_id: str) -> None:
+    # As the delivery engine's send: a task whose first step spawns the task that writes
+    # (aiohttp's request body).
+    async def write() -> None:
+        h.sent.append(message_id)
+
+    async def attempt() -> None:
+        _spawn(write())
+
+    _spawn(attempt())
+
+
+def _spawn(coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 @pytest.fixture
@@ -154,3 +188,22 @@ async def test_sqlite_never_offers_the_claim(harness: Harness) -> None:
     assert harness.offered == []
     assert harness.handled == [record.message_id]
     assert await harness.inbox() == [record.message_id]
+
+
+@pytest.mark.usefixtures("on_postgres")
+async def test_a_send_its_commit_started_writes_before_the_consumer_s_tail(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.spawns = True
+    closing = UnitOfWork.__aexit__
+
+    async def closed(self: UnitOfWork, *exc: Any) -> None:
+        harness.sent.append("unit of work closed")
+        await closing(self, *exc)
+
+    monkeypatch.setattr(UnitOfWork, "__aexit__", closed)
+    record = Record(1)
+    await harness.apply(record)
+    # The send wrote before the consumer's tail began (the unit of work's close, then the
+    # offsets and FastStream's end of the message).
+    assert harness.sent == [record.message_id, "unit of work closed"]

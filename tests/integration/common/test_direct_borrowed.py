@@ -1,0 +1,61 @@
+"""A lone write's borrowed connection goes back to the pool a few loop turns after its
+answer (direct.py), off the caller's path, and a pool of one still serves the next."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.db import make_engine, make_session_factory
+from services.common.direct import DirectStatement, holds_connection
+from services.common.settings import CommonSettings
+from tests.support import infra
+
+pytestmark = [pytest.mark.postgres]
+
+_PID = DirectStatement(lambda: sa.select(sa.func.pg_backend_pid()))
+
+
+@pytest.fixture
+async def engine(
+    postgres_url: str, make_settings: Callable[..., CommonSettings]
+) -> AsyncIterator[AsyncEngine]:
+    url = await infra.fresh_database_async(postgres_url)
+    engine = make_engine(make_settings(database_url=url), "intake", pool_size=1, max_overflow=0)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await infra.drop_database_async(url)
+
+
+async def _lone(engine: AsyncEngine) -> int:
+    async with make_session_factory(engine)() as session, session.begin():
+        row = await _PID.fetchrow(session, {}, lone=True)
+        return int(row[0])
+
+
+async def test_the_borrowed_connection_goes_back_after_the_caller_went_on(
+    engine: AsyncEngine,
+) -> None:
+    async with make_session_factory(engine)() as session, session.begin():
+        await _PID.fetchrow(session, {}, lone=True)
+        # A unit of work's transaction begun, no connection held: a borrowed one.
+        assert not holds_connection(session)
+        # The caller's next steps (its commit's effects) run before the pool's return.
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    deadline = asyncio.get_running_loop().time() + 30
+    while engine.pool.checkedout():  # type: ignore[attr-defined]
+        assert asyncio.get_running_loop().time() < deadline, "never given back"
+        await asyncio.sleep(0)
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+
+
+async def test_a_pool_of_one_serves_lone_writes_back_to_back(engine: AsyncEngine) -> None:
+    first = await _lone(engine)
+    second = await asyncio.wait_for(_lone(engine), timeout=30)
+    assert second == first  # the one pooled connection, given back in between

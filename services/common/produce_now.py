@@ -25,13 +25,20 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+import aiokafka
 from aiokafka.client import ConnectionGroup
 from aiokafka.conn import CloseReason
 from aiokafka.errors import KafkaError, RequestTimedOutError
 from aiokafka.producer.sender import SendProduceReqHandler
 from aiokafka.structs import TopicPartition
 
-__all__ = ["append_batches", "write_now"]
+__all__ = ["WRITTEN_FOR", "append_batches", "write_now"]
+
+# The aiokafka whose sender this does by hand (the version pinned in pyproject.toml).
+# Under any other, everything is left to aiokafka's own sender, as if this were not here:
+# an upgrade costs the saved turns until this is checked against it, never a batch.
+WRITTEN_FOR = "0.14.0"
+_FITS = aiokafka.__version__ == WRITTEN_FOR
 
 # The tasks reading answers (the loop holds tasks weakly).
 _reading: set[asyncio.Task[None]] = set()
@@ -43,6 +50,8 @@ def append_batches(
     """Append (topic, partition, batch builder) to the producer's accumulator without
     waiting; each batch's delivery future, or None (nothing appended) when one of them
     would have to wait (a batch of its partition still queued, no metadata yet)."""
+    if not _FITS:
+        return None
     accumulator = producer._message_accumulator
     cluster = producer.client.cluster
     if accumulator._closed or accumulator._exception is not None:
@@ -61,6 +70,8 @@ def append_batches(
 def write_now(producer: Any) -> bool:
     """Drain the accumulator and write each broker's produce request now, as the sender
     task would a few turns later; whether it did (False: left to the sender)."""
+    if not _FITS:
+        return False
     sender: Any = getattr(producer, "_sender", None)  # None: not aiokafka's (a test's fake)
     task = None if sender is None else sender.sender_task
     if task is None or task.done():

@@ -246,7 +246,8 @@ class CommonSettings(BaseSettings):
         description=(
             "SMTP connections kept open to the relay and reused, opened as needed. Every "
             "e-mail of a process goes over them: a send waiting for one is a send the "
-            "delivery engine counts as under way (4 carried ~150 e-mails/s to a local relay)."
+            "delivery engine counts as under way (with 4, e-mails at 200/s waited here for "
+            "seconds on a busy host)."
         ),
     )
     kannel_sendsms_url: str = Field(

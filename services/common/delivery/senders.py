@@ -173,8 +173,10 @@ class EmailSender:
         self._username = username
         self._password = password
         self._timeout_s = timeout_s
-        # Slots, not connections: None means "open one when needed".
-        self._pool: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        # Slots, not connections: None means "open one when needed". Last in, first out:
+        # a send takes the connection used last, so only as many are opened as sends
+        # overlap (first in, first out went round every slot and opened them all).
+        self._pool: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.LifoQueue()
         for _ in range(max(pool_size, 1)):
             self._pool.put_nowait(None)
 

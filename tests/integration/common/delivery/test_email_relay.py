@@ -101,6 +101,34 @@ async def test_the_default_pool_carries_sixteen_e_mails_to_the_relay_at_once() -
     assert len(handler.received) == 16
 
 
+@dataclass
+class _Counting(Relay):
+    """Counts the sessions that said EHLO: one per connection."""
+
+    greetings: int = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.greetings += 1
+        return await super().handle_EHLO(server, session, envelope, hostname, responses)
+
+
+async def test_e_mails_sent_one_at_a_time_keep_to_one_connection() -> None:
+    handler = _Counting(offer_8bitmime=True, port=free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    sender = EmailSender(host="127.0.0.1", port=handler.port, sender="aviso@example.org")
+    try:
+        for n in range(6):
+            await sender.send(to=f"spoc{n}@example.org", subject="s", text="t", delivery_id=f"d{n}")
+    finally:
+        await sender.close()
+        controller.stop()
+    assert len(handler.received) == 6
+    assert handler.greetings == 1
+
+
 @pytest.fixture(params=[True, False], ids=["8bitmime", "7bit-only"])
 def relay(request: pytest.FixtureRequest) -> Iterator[Relay]:
     with _serving(offer_8bitmime=request.param, smtputf8=False) as handler:

@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.hot_path.delivery_metrics import delivery_change, scrape_delivery
 from benchmarks.hot_path.floors import (
     kafka_round_trip,
     postgres_insert_commit,
@@ -338,6 +339,7 @@ async def _rates(
             writes = PgWrites(infra) if split is not None else None
             if writes is not None:
                 await writes.start()
+            delivery_before = await scrape_delivery(system.router.url)
             before = sample_cpu(pids, forking=_FORKING)
             began_ms = _unix_ms()
             if profiler is not None:
@@ -357,6 +359,7 @@ async def _rates(
             pg_writes = await writes.stop(result.accepted) if writes is not None else None
             statements = await statements_by_role(infra)
             top = await top_statements(infra)
+            delivery = delivery_change(delivery_before, await scrape_delivery(system.router.url))
             if profiler is not None:
                 await asyncio.to_thread(profiler.wait)
             # The legs are read from PostgreSQL (one database, a schema per service).
@@ -386,6 +389,7 @@ async def _rates(
                     if statements
                     else {},
                     "top_statements": top,
+                    "router_delivery": delivery,
                     "rumor_control_projected": projected,
                     "path_ms": path,
                     "pg_split": pg_split,

@@ -241,7 +241,14 @@ class CommonSettings(BaseSettings):
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
     smtp_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one SMTP session.")
     smtp_pool_size: int = Field(
-        default=4, ge=1, description="SMTP connections kept open to the relay and reused."
+        default=16,
+        ge=1,
+        description=(
+            "SMTP connections kept open to the relay and reused, opened as needed. Every "
+            "e-mail of a process goes over them: a send waiting for one is a send the "
+            "delivery engine counts as under way (with 4, e-mails at 200/s waited here for "
+            "seconds on a busy host)."
+        ),
     )
     kannel_sendsms_url: str = Field(
         default="http://127.0.0.1:13013/cgi-bin/sendsms",

@@ -18,6 +18,7 @@ from schemas.deliveries import DeliveryChannel
 from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig
 from services.common.delivery.errors import DeliveryError, ReasonClass
+from services.common.delivery.metrics import PUT_BACK
 from services.common.delivery.outcomes import Busy, Outcome, failure_outcome
 from services.common.delivery.plan import Resolution
 from services.common.delivery.policy import (
@@ -131,6 +132,7 @@ class Admission:
             # Claimable again at once: its destination is known now, so the next claim
             # takes it only when that destination has a free slot.
             retry_at = now
+            PUT_BACK.labels(self._service, record.channel, "destination_busy").inc()
             immediate.append(
                 Outcome(record=record, result=Busy(retry_at), at=now, destination_key=key)
             )
@@ -140,6 +142,13 @@ class Admission:
             return None
         self._claims.take_slot(key)
         return Send(record, outbound, key)
+
+    def put_back(self, records: list[DeliveryRecord], now: datetime) -> list[Outcome]:
+        """Handed-off records past `max_in_flight`: due again at once, for a claim to take
+        when slots are free."""
+        for record in records:
+            PUT_BACK.labels(self._service, record.channel, "engine_full").inc()
+        return [Outcome(record=record, result=Busy(now), at=now) for record in records]
 
     def answered(
         self, send: Send, answer: SmsReceipt | Exception | None, *, now: datetime, seconds: float

@@ -49,7 +49,7 @@ from services.common.delivery.claims import Claims
 from services.common.delivery.config import EngineConfig, destination_secret
 from services.common.delivery.handoff import HandOff, release
 from services.common.delivery.lookout import Lookout, Round
-from services.common.delivery.outcomes import Busy, Outcome, OutcomeRecorder
+from services.common.delivery.outcomes import Outcome, OutcomeRecorder
 from services.common.delivery.plan import DeliveryPlan, Resolution
 from services.common.delivery.policy import CircuitBreakers, DestinationLimits
 from services.common.delivery.records import DeliveryOrder, DeliveryRecord
@@ -209,7 +209,7 @@ class DeliveryEngine:
         room = max(0, self._config.max_in_flight - self._claims.unsent + len(handed.records))
         sending, back, now = handed.records[:room], handed.records[room:], handed.claimed_at
         if back:  # put back, due at once: a claim takes them when slots are free
-            self._recorder.queue([Outcome(record=r, result=Busy(now), at=now) for r in back])
+            self._recorder.queue(self._admission.put_back(back, now))
             self._wake.set()
         if sending:
             self._start(sending, handed)

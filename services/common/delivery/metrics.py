@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["BREAKER_OPENED", "DELIVERY_OUTCOMES", "IN_FLIGHT", "SEND_SECONDS"]
+__all__ = ["BREAKER_OPENED", "DELIVERY_OUTCOMES", "IN_FLIGHT", "PUT_BACK", "SEND_SECONDS"]
 
 DELIVERY_OUTCOMES = Counter(
     "aviso_delivery_outcomes_total",
@@ -26,4 +26,11 @@ BREAKER_OPENED = Counter(
     "aviso_delivery_breaker_opened_total",
     "Circuit breakers opened on a destination after consecutive failures.",
     ["service", "channel"],
+)
+PUT_BACK = Counter(
+    "aviso_delivery_put_back_total",
+    "Sends put back unsent, due again at once, for a later claim: reason destination_busy "
+    "(every slot of the destination taken here) or engine_full (a hand-off past "
+    "max_in_flight); by service and channel.",
+    ["service", "channel", "reason"],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
 import email.policy
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from aiosmtpd.controller import Controller
 
 from deploy.local.common import free_port
 from services.common.delivery import DeliveryError, EmailSender
+from services.common.settings import CommonSettings
 
 
 @dataclass
@@ -49,6 +52,81 @@ def _serving(*, offer_8bitmime: bool, smtputf8: bool) -> Iterator[Relay]:
         yield handler
     finally:
         controller.stop()
+
+
+@dataclass
+class _Gathering(Relay):
+    """Holds each message's DATA until `expected` sessions are in it at once (or a
+    generous deadline passed): `most` says how many the sender carried at once."""
+
+    expected: int = 0
+    inside: int = 0
+    most: int = 0
+    all_in: asyncio.Event | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.all_in is None:  # the relay's own loop (a thread of the controller)
+            self.all_in = asyncio.Event()
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        if self.inside >= self.expected:
+            self.all_in.set()
+        # Fewer connections than expected: after the deadline (within the SMTP timeout,
+        # 10 s) the ones inside go on alone.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.all_in.wait(), 5.0)
+        self.inside -= 1
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_the_default_pool_carries_sixteen_e_mails_to_the_relay_at_once() -> None:
+    # Every e-mail of a process shares this pool; the engine lets up to 32 go to one
+    # address at once. Four connections held a burst of e-mails at 200/s back by seconds.
+    handler = _Gathering(offer_8bitmime=True, port=free_port(), expected=16)
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    settings = CommonSettings(smtp_host="127.0.0.1", smtp_port=handler.port, database_url=None)
+    sender = EmailSender.from_settings(settings)
+    try:
+        await asyncio.gather(
+            *(
+                sender.send(to=f"spoc{n}@example.org", subject="s", text="t", delivery_id=f"d{n}")
+                for n in range(16)
+            )
+        )
+    finally:
+        await sender.close()
+        controller.stop()
+    assert handler.most == 16
+    assert len(handler.received) == 16
+
+
+@dataclass
+class _Counting(Relay):
+    """Counts the sessions that said EHLO: one per connection."""
+
+    greetings: int = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.greetings += 1
+        return await super().handle_EHLO(server, session, envelope, hostname, responses)
+
+
+async def test_e_mails_sent_one_at_a_time_keep_to_one_connection() -> None:
+    handler = _Counting(offer_8bitmime=True, port=free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    sender = EmailSender(host="127.0.0.1", port=handler.port, sender="aviso@example.org")
+    try:
+        for n in range(6):
+            await sender.send(to=f"spoc{n}@example.org", subject="s", text="t", delivery_id=f"d{n}")
+    finally:
+        await sender.close()
+        controller.stop()
+    assert len(handler.received) == 6
+    assert handler.greetings == 1
 
 
 @pytest.fixture(params=[True, False], ids=["8bitmime", "7bit-only"])

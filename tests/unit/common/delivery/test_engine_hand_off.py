@@ -17,6 +17,7 @@ import pytest
 from services.common.delivery import DeliveryEngine, DeliveryRecord, Resolution
 from services.common.delivery.insert_query import PENDING_COLUMNS
 from services.common.delivery.lookout import Lookout
+from services.common.delivery.metrics import PUT_BACK
 from services.common.delivery.outcomes import Busy, Outcome
 from tests.unit.common.delivery.fakes import (
     T0,
@@ -141,6 +142,32 @@ async def test_a_busy_destination_puts_a_hand_off_back_and_each_is_sent_once() -
     assert Counter(d for _, d in webhook.delivered) == Counter(
         {str(o.delivery_id): 1 for o in orders}
     )
+
+
+def _put_back(channel: str, reason: str) -> float:
+    return PUT_BACK.labels("test", channel, reason)._value.get()  # type: ignore[no-any-return]
+
+
+async def test_put_backs_are_counted_by_channel_and_reason() -> None:
+    gate = asyncio.Event()
+
+    async def held(url: str, delivery_id: str) -> None:
+        await gate.wait()
+
+    webhook = FakeWebhook(held)
+    engine, store, _, _ = make_engine(webhook=webhook, per_destination=1, per_destination_max=1)
+    orders = [order("http://one/hook") for _ in range(3)]
+    busy, full = _put_back("webhook", "destination_busy"), _put_back("webhook", "engine_full")
+    mail = _put_back("email", "destination_busy")
+    async with _running(engine):
+        await accept(engine, *orders)
+        await until(lambda: sum(store.state(o.delivery_id) == "pending" for o in orders) == 2)
+        # Handed off together: the one slot went to the first, the other two were put back.
+        assert _put_back("webhook", "destination_busy") - busy == 2
+        gate.set()
+        await until(lambda: all(store.state(o.delivery_id) == "delivered" for o in orders))
+    assert _put_back("webhook", "engine_full") == full
+    assert _put_back("email", "destination_busy") == mail
 
 
 async def test_a_plan_that_fails_at_accept_hands_nothing_off() -> None:

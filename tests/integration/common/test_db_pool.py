@@ -1,4 +1,6 @@
-"""The PostgreSQL pool without pre-ping: no round trip per checkout, no dead connection used."""
+"""The PostgreSQL pool without pre-ping: no round trip per checkout, no dead connection used.
+A lone write's borrowed connection goes back a few loop turns after its answer (direct.py),
+off the caller's path, and a pool of one still serves the next."""
 
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import UnitOfWork, asyncpg_dsn, make_engine, make_session_factory
+from services.common.direct import DirectStatement, holds_connection
 from services.common.settings import CommonSettings
 from tests.support import infra
 
 pytestmark = [pytest.mark.postgres]
+
+_PID = DirectStatement(lambda: sa.select(sa.func.pg_backend_pid()))
 
 
 @pytest.fixture
@@ -74,3 +79,31 @@ async def test_a_transaction_costs_no_ping(
     await _backend_pid(engine)
     await _backend_pid(engine)  # a pooled connection, checked out again
     assert pings == []
+
+
+async def _lone(engine: AsyncEngine) -> int:
+    async with make_session_factory(engine)() as session, session.begin():
+        row = await _PID.fetchrow(session, {}, lone=True)
+        return int(row[0])
+
+
+async def test_the_borrowed_connection_goes_back_after_the_caller_went_on(
+    engine: AsyncEngine,
+) -> None:
+    async with make_session_factory(engine)() as session, session.begin():
+        await _PID.fetchrow(session, {}, lone=True)
+        # A unit of work's transaction begun, no connection held: a borrowed one.
+        assert not holds_connection(session)
+        # The caller's next steps (its commit's effects) run before the pool's return.
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    deadline = asyncio.get_running_loop().time() + 30
+    while engine.pool.checkedout():  # type: ignore[attr-defined]
+        assert asyncio.get_running_loop().time() < deadline, "never given back"
+        await asyncio.sleep(0)
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+
+
+async def test_a_pool_of_one_serves_lone_writes_back_to_back(engine: AsyncEngine) -> None:
+    first = await _lone(engine)
+    second = await asyncio.wait_for(_lone(engine), timeout=30)
+    assert second == first  # the one pooled connection, given back in between

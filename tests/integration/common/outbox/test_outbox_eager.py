@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -46,12 +48,12 @@ async def _unsent(engine: AsyncEngine, notice_id: uuid.UUID) -> int:
         return int(found.scalar_one())
 
 
-async def test_an_idle_relay_s_produce_request_is_written_before_the_commit_yields(
-    settings: CommonSettings,
-    engine: AsyncEngine,
-    broker: KafkaBroker,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@asynccontextmanager
+async def _idle_relay(
+    engine: AsyncEngine, broker: KafkaBroker, notice_id: uuid.UUID
+) -> AsyncIterator[OutboxRelay]:
+    """intake's relay (no linger), started, its first row (version 2) published so the
+    producer has the topic's metadata and its connection, and idle again; stopped after."""
     relay = OutboxRelay(
         engine=engine,
         publish=outbox_publisher(broker),
@@ -59,6 +61,22 @@ async def test_an_idle_relay_s_produce_request_is_written_before_the_commit_yiel
         poll_interval_s=120,
         claim_ttl_s=60,
     )
+    await relay.start()
+    try:
+        await _commit(engine, notice_id, 2)
+        await wait_for(lambda: relay.published_total == 1, timeout=DEADLINE_S)
+        await wait_for(lambda: relay._wake.waiting, timeout=DEADLINE_S)
+        yield relay
+    finally:
+        await relay.stop()
+
+
+async def test_an_idle_relay_s_produce_request_is_written_before_the_commit_yields(
+    settings: CommonSettings,
+    engine: AsyncEngine,
+    broker: KafkaBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     written: list[str] = []
     send = AIOKafkaConnection.send
 
@@ -67,13 +85,8 @@ async def test_an_idle_relay_s_produce_request_is_written_before_the_commit_yiel
         return send(self, request, expect_response=expect_response)
 
     monkeypatch.setattr(AIOKafkaConnection, "send", recording)
-    await relay.start()
     notice_id = uuid.uuid4()
-    try:
-        # A first row: the producer learns the topic's metadata and opens its connection.
-        await _commit(engine, notice_id, 2)
-        await wait_for(lambda: relay.published_total == 1, timeout=DEADLINE_S)
-        await wait_for(lambda: relay._wake.waiting, timeout=DEADLINE_S)  # idle again
+    async with _idle_relay(engine, broker, notice_id) as relay:
         written.clear()
 
         await _commit(engine, notice_id, 3)
@@ -82,8 +95,6 @@ async def test_an_idle_relay_s_produce_request_is_written_before_the_commit_yiel
         assert "ProduceRequest" in written
 
         await wait_for(lambda: relay.published_total == 2, timeout=DEADLINE_S)
-    finally:
-        await relay.stop()
 
     assert written.count("ProduceRequest") == 1  # the round did not send it again
     assert await _unsent(engine, notice_id) == 0  # settled: deleted once acknowledged
@@ -95,25 +106,12 @@ async def test_an_idle_relay_s_produce_request_is_written_before_the_commit_yiel
 async def test_rows_handed_over_while_a_begun_batch_is_out_follow_it_in_order(
     settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
 ) -> None:
-    relay = OutboxRelay(
-        engine=engine,
-        publish=outbox_publisher(broker),
-        component="intake",
-        poll_interval_s=120,
-        claim_ttl_s=60,
-    )
-    await relay.start()
     notice_id = uuid.uuid4()
-    try:
-        await _commit(engine, notice_id, 2)
-        await wait_for(lambda: relay.published_total == 1, timeout=DEADLINE_S)
-        await wait_for(lambda: relay._wake.waiting, timeout=DEADLINE_S)
+    async with _idle_relay(engine, broker, notice_id) as relay:
         # Two commits in one go: the first is begun at its commit, the second is handed
         # over while the first is out and goes in the same round, after it.
         await asyncio.gather(_commit(engine, notice_id, 3), _commit(engine, notice_id, 4))
         await wait_for(lambda: relay.published_total == 3, timeout=DEADLINE_S)
-    finally:
-        await relay.stop()
 
     assert await _unsent(engine, notice_id) == 0
     assert await published_versions(

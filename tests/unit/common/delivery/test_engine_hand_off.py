@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from services.common.delivery import DeliveryEngine, DeliveryRecord, Resolution
+from services.common.delivery import DeliveryEngine, DeliveryOrder, DeliveryRecord, Resolution
 from services.common.delivery.insert_query import PENDING_COLUMNS
 from services.common.delivery.lookout import Lookout
 from services.common.delivery.metrics import PUT_BACK
@@ -23,6 +23,7 @@ from tests.unit.common.delivery.fakes import (
     T0,
     FakeEmail,
     FakePlan,
+    FakeStore,
     FakeWebhook,
     accept,
     committed,
@@ -123,7 +124,11 @@ async def test_accepts_of_one_transaction_share_the_free_slots() -> None:
     assert len(store.claimed) == 1  # only the one order no slot was left for
 
 
-async def test_a_busy_destination_puts_a_hand_off_back_and_each_is_sent_once() -> None:
+def _held_at_one_slot() -> tuple[
+    asyncio.Event, FakeWebhook, DeliveryEngine, FakeStore, list[DeliveryOrder]
+]:
+    """A destination with one slot whose sends wait for the gate, and three orders to it:
+    (gate, webhook, engine, store, orders)."""
     gate = asyncio.Event()
 
     async def held(url: str, delivery_id: str) -> None:
@@ -131,7 +136,11 @@ async def test_a_busy_destination_puts_a_hand_off_back_and_each_is_sent_once() -
 
     webhook = FakeWebhook(held)
     engine, store, _, _ = make_engine(webhook=webhook, per_destination=1, per_destination_max=1)
-    orders = [order("http://one/hook") for _ in range(3)]
+    return gate, webhook, engine, store, [order("http://one/hook") for _ in range(3)]
+
+
+async def test_a_busy_destination_puts_a_hand_off_back_and_each_is_sent_once() -> None:
+    gate, webhook, engine, store, orders = _held_at_one_slot()
     async with _running(engine):
         await accept(engine, *orders)
         await webhook.wait_until(lambda: len(webhook.attempts) == 1)
@@ -149,14 +158,7 @@ def _put_back(channel: str, reason: str) -> float:
 
 
 async def test_put_backs_are_counted_by_channel_and_reason() -> None:
-    gate = asyncio.Event()
-
-    async def held(url: str, delivery_id: str) -> None:
-        await gate.wait()
-
-    webhook = FakeWebhook(held)
-    engine, store, _, _ = make_engine(webhook=webhook, per_destination=1, per_destination_max=1)
-    orders = [order("http://one/hook") for _ in range(3)]
+    gate, _, engine, store, orders = _held_at_one_slot()
     busy, full = _put_back("webhook", "destination_busy"), _put_back("webhook", "engine_full")
     mail = _put_back("email", "destination_busy")
     async with _running(engine):

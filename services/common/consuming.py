@@ -262,31 +262,19 @@ class EventConsumer:
         )
         async def consume(message: Any) -> None:
             # Any: the decoder's message, passed through untouched (see _whole_message).
-            behind = await self._fetched_behind(
-                message.consumer, by_partition=subscription.by_partition
-            )
+            behind = await self._fetched_behind(message.consumer)
             await self.apply_records(subscription, message.consumer, [message.raw_message, *behind])
 
-    async def _fetched_behind(self, consumer: object, *, by_partition: bool) -> list[Any]:
-        """Records Kafka has already fetched behind the one in hand, up to the batch cap
-        (`by_partition`: up to it for each partition); never waits for more (an empty
-        buffer: none)."""
+    async def _fetched_behind(self, consumer: object) -> list[Any]:
+        """Records Kafka has already fetched behind the one in hand, up to the batch cap;
+        never waits for more (an empty buffer: none)."""
         if self._batch_max <= 1 or not isinstance(consumer, AIOKafkaConsumer):
             return []  # batches off, or FastStream's test broker
         try:
             # Each partition's records in offset order, after the one in hand. Only while
             # a rebalance is under way does this wait (for the new assignment), as the
             # next fetch would.
-            if by_partition:
-                # One cap for all would take a consumer behind's whole batch from the
-                # first partition with records, and leave nothing to apply beside it.
-                fetched: dict[Any, list[Any]] = {}
-                for partition in consumer.assignment():
-                    fetched |= await consumer.getmany(
-                        partition, timeout_ms=0, max_records=self._batch_max - 1
-                    )
-            else:
-                fetched = await consumer.getmany(timeout_ms=0, max_records=self._batch_max - 1)
+            fetched = await consumer.getmany(timeout_ms=0, max_records=self._batch_max - 1)
         except ConsumerStoppedError:
             return []  # stopping: the record in hand is applied alone
         except Exception as exc:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -147,43 +146,3 @@ async def test_without_by_partition_the_fetched_records_are_one_batch(
     await _apply(consumer, recorder, fetched, monkeypatch)
 
     assert recorder.applied == [_ids(fetched)]
-
-
-class _Fetched(AIOKafkaConsumer):
-    """aiokafka's consumer with its fetch buffer in memory: `buffered[partition]`."""
-
-    def __init__(self, buffered: dict[TopicPartition, list[FetchedRecord]]) -> None:
-        self.buffered = buffered
-        self.asked: list[tuple[tuple[TopicPartition, ...], int | None]] = []
-
-    def assignment(self) -> set[TopicPartition]:
-        return set(self.buffered)
-
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[Any]]:
-        self.asked.append((partitions, max_records))
-        limit = max_records or 1_000
-        taken: dict[TopicPartition, list[Any]] = {}
-        for partition in partitions or tuple(sorted(self.buffered)):
-            records = self.buffered[partition][:limit]
-            if records:
-                taken[partition] = records
-                self.buffered[partition] = self.buffered[partition][len(records) :]
-                limit -= len(records)
-        return taken
-
-
-async def test_a_consumer_behind_takes_a_batch_from_every_partition(tmp_path: Path) -> None:
-    consumer = _consumer(tmp_path, by_partition=True)
-    cap = consumer._batch_max
-    p0 = [_record(0, offset) for offset in range(3 * cap)]
-    p1 = [_record(1, offset) for offset in range(3 * cap)]
-    fetched = _Fetched({TopicPartition(TOPIC, 0): p0, TopicPartition(TOPIC, 1): p1})
-
-    behind = await consumer._fetched_behind(fetched, by_partition=True)
-
-    by_partition = {p: [r.message_id for r in behind if r.partition == p] for p in (0, 1)}
-    assert by_partition == {0: _ids(p0[: cap - 1]), 1: _ids(p1[: cap - 1])}, (
-        "up to the cap from each partition, each in offset order"
-    )

@@ -20,18 +20,10 @@
   message costs only itself. A database outage is waited out without spending tries.
 - A message that cannot be parsed at all goes to the DLQ at once: retrying it would
   fail the same way.
-- A group may apply its partitions side by side (`group(..., by_partition=True)`): what
-  Kafka has fetched is cut by partition, and each partition's records are applied as
-  above in a transaction of their own, at the same time as the others'. A partition's
-  records stay in offset order (a notice's events share its key, so its partition); the
-  batch's offsets are marked once every partition's records are applied. A consumer
-  behind waits for one chain of statements per partition at once instead of one chain
-  for all of them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,8 +91,6 @@ class _Subscription:
     # record is answered at once whatever it is; longer means fewer empty fetches, and a
     # slower takeover of a crashed member's partitions (see `_subscribe`).
     fetch_max_wait_ms: int | None = None
-    # Each partition's records applied in a transaction of their own, side by side.
-    by_partition: bool = False
 
 
 class EventConsumer:
@@ -150,7 +140,6 @@ class EventConsumer:
         fetch_min_bytes: int = 1,
         session_timeout_ms: int | None = None,
         fetch_max_wait_ms: int | None = None,
-        by_partition: bool = False,
     ) -> None:
         """Declare `group_id` reading every topic of `inboxes` (topic -> inbox name).
 
@@ -162,8 +151,6 @@ class EventConsumer:
         `session_timeout_ms`: this group's own failover time instead of the service's
         (its member heartbeats every third of it). `fetch_max_wait_ms`: this group's own
         idle long-poll instead of the service's (an empty fetch every that often).
-        `by_partition`: the records fetched together are applied per partition, each
-        partition's in a transaction of its own, the partitions side by side.
         """
         if group_id in self._subscriptions:
             raise ValueError(f"consumer group {group_id} is already declared")
@@ -175,7 +162,6 @@ class EventConsumer:
             fetch_min_bytes=fetch_min_bytes,
             session_timeout_ms=session_timeout_ms,
             fetch_max_wait_ms=fetch_max_wait_ms,
-            by_partition=by_partition,
         )
         self._subscriptions[group_id] = subscription
         self._subscribe(subscription)
@@ -309,28 +295,16 @@ class EventConsumer:
                 continue
             if item is not None:
                 ready.append(item)
-        parts = _by_partition(ready) if subscription.by_partition else [ready]
-        if len(parts) > 1:
-            # Cancelled (stopping): every part is, and nothing is marked below.
-            for part_errors in await asyncio.gather(*(self._apply_ready(p) for p in parts)):
-                errors += part_errors
-        else:
-            errors += await self._apply_ready(ready)
-        await self.offsets.processed_all(consumer, records)
-        if errors:
-            raise errors[0]
-
-    async def _apply_ready(self, ready: list[ReadyMessage]) -> list[Exception]:
-        """`ready` applied in one transaction (several) or alone (one); the errors of
-        messages that could not even be dead-lettered."""
         if len(ready) > 1:
-            return await self.applier.apply_batch(ready)
-        if ready:
+            errors += await self.applier.apply_batch(ready)
+        elif ready:
             try:
                 await self.applier.apply(ready[0])
             except Exception as exc:
-                return [exc]
-        return []
+                errors.append(exc)
+        await self.offsets.processed_all(consumer, records)
+        if errors:
+            raise errors[0]
 
     async def process(self, subscription: _Subscription, message: KafkaMessage) -> None:
         """Handle one Kafka record: parse, dedupe, apply with retries, or dead-letter it."""
@@ -410,11 +384,3 @@ class EventConsumer:
             partition=record.partition,
             offset=record.offset,
         )
-
-
-def _by_partition(ready: list[ReadyMessage]) -> list[list[ReadyMessage]]:
-    """`ready` cut by topic partition, each part in the order given (offset order)."""
-    parts: dict[tuple[str, int], list[ReadyMessage]] = {}
-    for item in ready:
-        parts.setdefault((item.record.topic, item.record.partition), []).append(item)
-    return list(parts.values())

@@ -25,11 +25,6 @@ __all__ = ["register_consumers"]
 def register_consumers(consumer: EventConsumer, deps: RouterDeps) -> None:
     """Alerting consumes notices."""
     notices = f"{deps.settings.router_group_prefix}.notices"
-    # A notice's events share its key, so its partition: partitions applied side by side
-    # keep each notice's events in order. At 200/s a consumer behind waits mostly on its
-    # statements' round trips (docs/performance.md, seventeenth round): one chain per
-    # partition instead of one for all of them.
-    consumer.group(notices, inboxes={NOTICES: notices}, by_partition=True)
 
     async def open_claiming(
         envelope: Envelope[NoticeReceived], uow: UnitOfWork, claim: Claim

@@ -204,6 +204,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
             "notice's hops, measured after the system on the same broker and database)"
         ),
     )
+    parser.add_argument(
+        "--pipeline-floor-only",
+        action="store_true",
+        help=(
+            "only the single-hop floors and the pipeline floor, warmed up with --warm-up and "
+            "--warm-up-rate (no services): e.g. its broker's share with the full JIT"
+        ),
+    )
     return parser.parse_args(argv)
 
 
@@ -496,6 +504,12 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     workers = args.intake_workers if infra.backend == "postgresql" else 1
     path_workers = args.path_intake_workers if infra.backend == "postgresql" else 1
     first = workers if args.intake_only else path_workers
+    if args.pipeline_floor_only:
+        warm_up = (plan["warm_up_s"], plan["warm_up_rate"])
+        floors["pipeline"] = await measure_pipeline_floor(
+            infra, plan, work_dir, workers=path_workers, warm_up=warm_up
+        )
+        return {"floors": floors, "rates": [], "throughput": [], "pipeline_floor_only": True}
     async with running_services(
         infra, work_dir, intake_workers=first, thread_sink=args.thread_sink
     ) as system:
@@ -550,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
             "--profile needs py-spy, which is not installed: "
             "pip install -e '.[profile]' (it also needs root or ptrace permission)\n"
         )
+        return 2
+    if args.pipeline_floor_only and args.backend != "postgresql":
+        sys.stderr.write("--pipeline-floor-only needs PostgreSQL: its tables live there\n")
         return 2
     plan = _plan(args)
     if args.kafka_requests:

@@ -25,9 +25,9 @@ __all__ = ["STANDS_IN_FOR", "measure_pipeline_floor"]
 STANDS_IN_FOR = {"intake": "front", "router": "relay", "rumor_control": "project"}
 # As __main__.py's: PostgreSQL's backends, and the front's workers when it runs several.
 _FORKING = ("postgres", "intake")
-# Connections ready, consumers assigned, caches warm: the system's default warm-up.
-_WARM_UP_S = 2.0
-_WARM_UP_RATE = 5.0
+# Connections ready, consumers assigned, caches warm: the system's default warm-up (the
+# broker and the database have just run the system's phases).
+_WARM_UP = (2.0, 5.0)
 
 
 def _dsn(infra: Infra) -> str:
@@ -59,9 +59,15 @@ async def _idle(pids: dict[str, int], seconds: float) -> dict[str, float]:
 
 
 async def measure_pipeline_floor(
-    infra: Infra, plan: dict[str, Any], work_dir: Path, *, workers: int = 1
+    infra: Infra,
+    plan: dict[str, Any],
+    work_dir: Path,
+    *,
+    workers: int = 1,
+    warm_up: tuple[float, float] = _WARM_UP,
 ) -> dict[str, Any]:
-    """Warm the floor up, measure its idle, then each of the plan's rates."""
+    """Warm the floor up (`warm_up`: seconds, notices/s), measure its idle, then each of
+    the plan's rates."""
     sink_file = work_dir / "pipeline-floor-webhooks.jsonl"
     with ProcessSink(sink_file, secrets=[WEBHOOK_SECRET.encode()]) as sink:
         async with running_floor(
@@ -79,8 +85,8 @@ async def measure_pipeline_floor(
                 await run_rate(
                     bench_system,
                     post,
-                    rate=_WARM_UP_RATE,
-                    duration_s=_WARM_UP_S,
+                    rate=warm_up[1],
+                    duration_s=warm_up[0],
                     drain_timeout_s=max(30.0, plan["drain_timeout_s"]),
                     label="pipeline floor warm-up",
                 )
@@ -95,6 +101,7 @@ async def measure_pipeline_floor(
     return {
         "stands_in_for": STANDS_IN_FOR,
         "front_workers": workers,
+        "warm_up": {"seconds": warm_up[0], "rate": warm_up[1]},
         "idle_cpu_ms_per_s": idle,
         "rates": phases,
     }

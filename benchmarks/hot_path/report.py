@@ -153,12 +153,15 @@ def _cells(values: list[float | None], digits: int = 1, suffix: str = "") -> str
     return "".join(f"{('-' if v is None else f'{v:.{digits}f}{suffix}'):>14}" for v in values)
 
 
-def pipeline_rows(system: dict[str, Any], floor: dict[str, Any]) -> list[str]:
-    """One rate's CPU per notice: the system's, the floor's, and system / floor per process."""
-    ours = [system["cpu_ms_per_notice"].get(p) for p in _PROCESSES]
+def pipeline_rows(system: dict[str, Any] | None, floor: dict[str, Any]) -> list[str]:
+    """One rate's CPU per notice: the system's, the floor's, and system / floor per process
+    (the floor's alone when the system was not measured)."""
     its = [floor["cpu_ms_per_notice"].get(p) for p in _PROCESSES]
-    ours.append(system.get("cpu_ms_per_notice_total"))
     its.append(floor.get("cpu_ms_per_notice_total"))
+    if system is None:
+        return [f"  {floor['rate']:6.0f} floor       " + _cells(its)]
+    ours = [system["cpu_ms_per_notice"].get(p) for p in _PROCESSES]
+    ours.append(system.get("cpu_ms_per_notice_total"))
     ratios = [ratio(a, b) for a, b in zip(ours, its, strict=True)]
     return [
         f"  {system['rate']:6.0f} system      " + _cells(ours),
@@ -172,8 +175,8 @@ def _pipeline(results: dict[str, Any]) -> list[str]:
     floor = results["floors"].get("pipeline")
     if not floor:
         return []
-    by_rate = {phase["rate"]: phase for phase in floor["rates"]}
-    pairs = [(p, by_rate[p["rate"]]) for p in results["rates"] if p["rate"] in by_rate]
+    systems = {phase["rate"]: phase for phase in results["rates"]}
+    pairs = [(systems.get(its["rate"]), its) for its in floor["rates"]]
     lines = [
         "",
         "Pipeline floor (pipeline_floor.py: the notice's hops and nothing else; same broker "
@@ -181,7 +184,8 @@ def _pipeline(results: dict[str, Any]) -> list[str]:
         "  rate/s  sent  deliv  late   p50 ms  system p50  system/floor",
     ]
     for system, its in pairs:
-        p50, ours = its["e2e_ms"]["p50"], system["e2e_ms"]["p50"]
+        p50 = its["e2e_ms"]["p50"]
+        ours = None if system is None else system["e2e_ms"]["p50"]
         lines.append(
             f"  {its['rate']:6.0f} {its['sent']:5d} {its['delivered']:6d} {its['late']:5d}"
             f" {_ms(p50):>8} {_ms(ours):>11} {_num(ratio(ours, p50)):>12}x"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from benchmarks.hot_path import __main__ as bench
 from benchmarks.hot_path import report
 
@@ -81,3 +83,29 @@ def test_the_report_shows_the_floor_beside_the_system_only_when_it_was_measured(
 def test_the_floor_can_be_left_out() -> None:
     assert bench._args([]).skip_pipeline_floor is False
     assert bench._args(["--skip-pipeline-floor"]).skip_pipeline_floor is True
+
+
+def test_the_floor_alone_is_reported_without_a_system_to_compare() -> None:
+    (row,) = report.pipeline_rows(None, FLOOR)
+    assert row.split() == ["10", "floor", "2.0", "2.0", "0.3", "1.5", "4.0", "9.8"]
+
+    results: dict[str, Any] = {
+        "commit": "abc1234",
+        "short": True,
+        "infra": {"backend": "postgresql"},
+        "floors": {
+            "kafka_round_trip": {"p50_ms": 2.0, "p99_ms": 4.0},
+            "postgres_insert_commit": [],
+            "pipeline": {"rates": [FLOOR], "idle_cpu_ms_per_s": {}},
+        },
+        "rates": [],
+        "throughput": [],
+    }
+    text = report.render(results)
+    assert "system/floor" not in text.split("CPU ms per notice (the floor's")[1]
+    assert "  the floor's CPU ms per second with no load" in text
+
+
+def test_the_floor_alone_needs_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--pipeline-floor-only", "--backend", "sqlite"]) == 2
+    assert "needs PostgreSQL" in capsys.readouterr().err

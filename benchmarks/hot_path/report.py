@@ -149,6 +149,10 @@ def ratio(system: float | None, floor: float | None) -> float | None:
     return system / floor if system is not None and floor else None
 
 
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
 def _cells(values: list[float | None], digits: int = 1, suffix: str = "") -> str:
     return "".join(f"{('-' if v is None else f'{v:.{digits}f}{suffix}'):>14}" for v in values)
 
@@ -188,7 +192,7 @@ def _pipeline(results: dict[str, Any]) -> list[str]:
         ours = None if system is None else system["e2e_ms"]["p50"]
         lines.append(
             f"  {its['rate']:6.0f} {its['sent']:5d} {its['delivered']:6d} {its['late']:5d}"
-            f" {_ms(p50):>8} {_ms(ours):>11} {_num(ratio(ours, p50)):>12}x"
+            f" {_ms(p50):>8} {_ms(ours):>11} {_times(ratio(ours, p50)):>13}"
         )
     lines += [
         "  CPU ms per notice (the floor's front, relay and project under intake, router "

@@ -23,6 +23,7 @@ def _phase(rate: float, cpu: dict[str, float], total: float, p50: float) -> dict
     }
 
 
+_LATENCY_HEAD = "  rate/s  sent  deliv  late   p50 ms  system p50  system/floor"
 SYSTEM = _phase(
     10.0,
     {"intake": 4.0, "router": 8.0, "rumor_control": 0.6, "postgres": 3.0, "kafka": 6.0},
@@ -73,10 +74,7 @@ def test_the_report_shows_the_floor_beside_the_system_only_when_it_was_measured(
 
     assert "Pipeline floor" in text
     assert "system/floor" in text
-    latency = text.splitlines()[
-        text.splitlines().index("  rate/s  sent  deliv  late   p50 ms  system p50  system/floor")
-        + 1
-    ]
+    latency = text.splitlines()[text.splitlines().index(_LATENCY_HEAD) + 1]
     assert latency.split() == ["10", "100", "100", "0", "12.0", "30.0", "2.5x"]
 
 
@@ -104,6 +102,8 @@ def test_the_floor_alone_is_reported_without_a_system_to_compare() -> None:
     text = report.render(results)
     assert "system/floor" not in text.split("CPU ms per notice (the floor's")[1]
     assert "  the floor's CPU ms per second with no load" in text
+    latency = text.splitlines()[text.splitlines().index(_LATENCY_HEAD) + 1]
+    assert latency.split() == ["10", "100", "100", "0", "12.0", "-", "-"]
 
 
 def test_the_floor_alone_needs_postgresql(capsys: pytest.CaptureFixture[str]) -> None:

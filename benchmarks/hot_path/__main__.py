@@ -10,7 +10,10 @@ environment), the three services as separate processes, and measures in one run:
 2. per rate, an open-loop load of unique notices: notice -> SPOC webhook latency, CPU
    ms per notice of every process (Kafka and PostgreSQL included) and database
    statements per notice per service (pg_stat_statements, one role per service);
-3. intake alone (router and rumor_control stopped) at 16 and 64 closed-loop clients.
+3. intake alone (router and rumor_control stopped) at 16 and 64 closed-loop clients;
+4. the pipeline floor (pipeline_floor.py), the services stopped: the least pipeline of
+   the same hops on the same broker and database, at the same rates and durations, its
+   CPU per notice beside the system's (`--skip-pipeline-floor` leaves it out).
 
 With `--backend sqlite` no PostgreSQL runs: each service keeps its own SQLite files (the
 embedded default of `make run`), the database floor is one SQLite connection's INSERT +
@@ -71,6 +74,7 @@ from benchmarks.hot_path.pg_split import (
     tune_statements,
 )
 from benchmarks.hot_path.pg_writes import PgWrites
+from benchmarks.hot_path.pipeline_run import measure_pipeline_floor
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
@@ -190,6 +194,22 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
             "receive the webhooks and e-mails on threads of the bench's own process "
             "(deploy.local's sinks, as before the ninth round) instead of the sink process "
             "(sink.py)"
+        ),
+    )
+    parser.add_argument(
+        "--skip-pipeline-floor",
+        action="store_true",
+        help=(
+            "leave out the pipeline floor (pipeline_floor.py: the least pipeline of the "
+            "notice's hops, measured after the system on the same broker and database)"
+        ),
+    )
+    parser.add_argument(
+        "--pipeline-floor-only",
+        action="store_true",
+        help=(
+            "only the single-hop floors and the pipeline floor, warmed up with --warm-up and "
+            "--warm-up-rate (no services): e.g. its broker's share with the full JIT"
         ),
     )
     return parser.parse_args(argv)
@@ -484,6 +504,12 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     workers = args.intake_workers if infra.backend == "postgresql" else 1
     path_workers = args.path_intake_workers if infra.backend == "postgresql" else 1
     first = workers if args.intake_only else path_workers
+    if args.pipeline_floor_only:
+        warm_up = (plan["warm_up_s"], plan["warm_up_rate"])
+        floors["pipeline"] = await measure_pipeline_floor(
+            infra, plan, work_dir, workers=path_workers, warm_up=warm_up
+        )
+        return {"floors": floors, "rates": [], "throughput": [], "pipeline_floor_only": True}
     async with running_services(
         infra, work_dir, intake_workers=first, thread_sink=args.thread_sink
     ) as system:
@@ -497,6 +523,11 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
         throughput: list[dict[str, Any]] = []
         if not args.skip_throughput:
             throughput = await _throughput(infra, system, plan, profiler, workers=workers)
+    if _with_pipeline_floor(infra, args):
+        # The services are stopped: the broker and the database work for the floor alone.
+        floors["pipeline"] = await measure_pipeline_floor(
+            infra, plan, work_dir, workers=path_workers
+        )
     measured: dict[str, Any] = {
         "intake_workers": workers,
         "path_intake_workers": path_workers,
@@ -520,6 +551,11 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
     return measured
 
 
+def _with_pipeline_floor(infra: Infra, args: argparse.Namespace) -> bool:
+    """The floor is measured beside the rate phases, on PostgreSQL (its tables live there)."""
+    return not (args.skip_pipeline_floor or args.intake_only or infra.backend != "postgresql")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     if args.profile and PhaseProfiler.executable() is None:
@@ -528,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
             "--profile needs py-spy, which is not installed: "
             "pip install -e '.[profile]' (it also needs root or ptrace permission)\n"
         )
+        return 2
+    if args.pipeline_floor_only and args.backend != "postgresql":
+        sys.stderr.write("--pipeline-floor-only needs PostgreSQL: its tables live there\n")
         return 2
     plan = _plan(args)
     if args.kafka_requests:

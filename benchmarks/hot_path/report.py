@@ -144,6 +144,71 @@ def _throughput(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ratio(system: float | None, floor: float | None) -> float | None:
+    """How many times the floor's figure the system's is (None without both)."""
+    return system / floor if system is not None and floor else None
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def _cells(values: list[float | None], digits: int = 1, suffix: str = "") -> str:
+    return "".join(f"{('-' if v is None else f'{v:.{digits}f}{suffix}'):>14}" for v in values)
+
+
+def pipeline_rows(system: dict[str, Any] | None, floor: dict[str, Any]) -> list[str]:
+    """One rate's CPU per notice: the system's, the floor's, and system / floor per process
+    (the floor's alone when the system was not measured)."""
+    its = [floor["cpu_ms_per_notice"].get(p) for p in _PROCESSES]
+    its.append(floor.get("cpu_ms_per_notice_total"))
+    if system is None:
+        return [f"  {floor['rate']:6.0f} floor       " + _cells(its)]
+    ours = [system["cpu_ms_per_notice"].get(p) for p in _PROCESSES]
+    ours.append(system.get("cpu_ms_per_notice_total"))
+    ratios = [ratio(a, b) for a, b in zip(ours, its, strict=True)]
+    return [
+        f"  {system['rate']:6.0f} system      " + _cells(ours),
+        "         floor       " + _cells(its),
+        "         system/floor" + _cells(ratios, 1, "x"),
+    ]
+
+
+def _pipeline(results: dict[str, Any]) -> list[str]:
+    """The pipeline floor (pipeline_floor.py) beside the system's rate phases."""
+    floor = results["floors"].get("pipeline")
+    if not floor:
+        return []
+    systems = {phase["rate"]: phase for phase in results["rates"]}
+    pairs = [(systems.get(its["rate"]), its) for its in floor["rates"]]
+    lines = [
+        "",
+        "Pipeline floor (pipeline_floor.py: the notice's hops and nothing else; same broker "
+        "and database, services stopped)",
+        "  rate/s  sent  deliv  late   p50 ms  system p50  system/floor",
+    ]
+    for system, its in pairs:
+        p50 = its["e2e_ms"]["p50"]
+        ours = None if system is None else system["e2e_ms"]["p50"]
+        lines.append(
+            f"  {its['rate']:6.0f} {its['sent']:5d} {its['delivered']:6d} {its['late']:5d}"
+            f" {_ms(p50):>8} {_ms(ours):>11} {_times(ratio(ours, p50)):>13}"
+        )
+    lines += [
+        "  CPU ms per notice (the floor's front, relay and project under intake, router "
+        "and rumor_control)",
+        "  rate/s             " + "".join(f"{p:>14}" for p in _PROCESSES) + "         total",
+    ]
+    for system, its in pairs:
+        lines += pipeline_rows(system, its)
+    idle = floor.get("idle_cpu_ms_per_s") or {}
+    lines.append(
+        "  the floor's CPU ms per second with no load: "
+        + ", ".join(f"{p} {_num(idle.get(p))}" for p in _PROCESSES)
+    )
+    return lines
+
+
 def _sqlite(results: dict[str, Any]) -> bool:
     return bool(results.get("infra", {}).get("backend") == "sqlite")
 
@@ -151,7 +216,16 @@ def _sqlite(results: dict[str, Any]) -> bool:
 def render(results: dict[str, Any]) -> str:
     """Floors, per-rate latency, CPU and statements, and intake throughput, as text."""
     head = _head(results)
-    return "\n".join([*head, "", *_floors(results), *_rates(results), *_throughput(results)])
+    return "\n".join(
+        [
+            *head,
+            "",
+            *_floors(results),
+            *_rates(results),
+            *_pipeline(results),
+            *_throughput(results),
+        ]
+    )
 
 
 def _head(results: dict[str, Any]) -> list[str]:

@@ -195,9 +195,9 @@ class OutboxRelay:
         self._listen_failing = False
         # What the last round learnt: rows wait behind its claim; the earliest lease's end.
         self._successors_waiting = False
-        # A claim ran while sent rows waited to be deleted (a key's later row may wait
-        # behind them): claim again once they are gone.
-        self._claim_after_delete = False
+        # A claim someone asked for (`wake`) ran while sent rows waited to be deleted (a
+        # key's later row may wait behind them): claim again once they are gone.
+        self._asked = self._claim_after_delete = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -246,7 +246,7 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """Ask for a claim round now."""
-        self._claim_wanted = True
+        self._claim_wanted = self._asked = True
         self._wake.set()
 
     def _take(self, rows: list[dict[str, Any]], leased_at: float) -> None:
@@ -323,10 +323,12 @@ class OutboxRelay:
                 lease_wait = self._wait_for_lease_s(self._settling.lease_ends_in_s)
                 self._claim_at = min(self._claim_at, loop.time() + lease_wait)
             if self._claim_wanted or loop.time() >= self._claim_at:
+                asked, self._asked = self._asked, False
                 self._claim_wanted = False
                 relayed = await self._guarded(self.relay_once)
-                # Still waiting: the claim took nothing, maybe a key's row behind them.
-                self._claim_after_delete = self._settling.waiting
+                # Asked (a commit, a NOTIFY) and rows still waiting: a key's row may wait
+                # behind them; look again once they are gone (that look asks nothing more).
+                self._claim_after_delete = asked and self._settling.waiting
                 if relayed is None:
                     wait = self._poll_interval_s
                 elif relayed >= self._batch_size or (relayed and self._successors_waiting):

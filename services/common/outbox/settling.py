@@ -122,6 +122,13 @@ class Settling:
 
     async def earliest_lease_end_s(self) -> float | None:
         """Seconds until the earliest lease on an unsent row ends (negative: ended)."""
+        statements = self._statements
         async with self._sessions() as session:
-            value = (await session.execute(self._statements.earliest_lease)).scalar()
-        return self._statements.seconds_until(value)
+            if self._waiting:
+                found = await session.execute(
+                    statements.earliest_lease_but_waiting, {"waiting": self._waiting}
+                )
+            else:
+                found = await session.execute(statements.earliest_lease)
+            value = found.scalar()
+        return statements.seconds_until(value)

@@ -57,7 +57,8 @@ CPU in the service and in PostgreSQL every poll.
 
 A round costs two statements whatever its size: the claim (which returns the rows to
 send, and whether a row of the same key waits behind each) and the settling (which
-deletes the batch and returns when the earliest lease left on the outbox ends). The
+deletes the batch and returns when the earliest lease left on the outbox ends; a handed
+round's delete waits a moment for the next rounds', settling.py). The
 batch goes to the broker in one produce round (`BatchPublisher`: every record handed
 to the producer, then all acknowledgements awaited). The relay claims again at once
 only when the batch was full, a claimed row had a successor, or a commit woke it;
@@ -88,6 +89,7 @@ from services.common.outbox.lingering import Lingering
 from services.common.outbox.ordering import KeysTogetherPublisher, in_waves
 from services.common.outbox.peers import ListenerPeers
 from services.common.outbox.rows import BatchPublisher, one_by_one, relay_row, split_results
+from services.common.outbox.settling import Settling
 from services.common.outbox.statements import RelayStatements
 from services.common.outbox.wakeup import Wakeup
 from services.common.outbox.writing import (
@@ -152,7 +154,6 @@ class OutboxRelay:
             claim_ttl_s=claim_ttl_s,
             retry_delay_s=retry_delay_s,
         )
-        self._delete_sent = DirectStatement(lambda: self._statements.delete_sent)
         self._retake = DirectStatement(lambda: self._statements.retake)
         # A publisher that sends a key's rows in one atomic record batch needs no waves.
         self._publish_together = (
@@ -167,6 +168,13 @@ class OutboxRelay:
         self._started = Started(publish) if isinstance(publish, StartingPublisher) else None
         # Handed rows wait up to `linger_s` for more, then go in one round (lingering.py).
         self._lingering = Lingering(linger_s=linger_s, rows=batch_size, lease_s=claim_ttl_s)
+        self._settling = Settling(
+            engine=engine,
+            sessions=self._sessions,
+            statements=self._statements,
+            postgres=self._postgres,
+            lease_s=claim_ttl_s,
+        )
         self._set_loop_state()
         self.published_total = 0
 
@@ -187,7 +195,9 @@ class OutboxRelay:
         self._listen_failing = False
         # What the last round learnt: rows wait behind its claim; the earliest lease's end.
         self._successors_waiting = False
-        self._lease_ends_in_s: float | None = None
+        # A claim someone asked for (`wake`) ran while sent rows waited to be deleted (a
+        # key's later row may wait behind them): claim again once they are gone.
+        self._asked = self._claim_after_delete = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -220,6 +230,7 @@ class OutboxRelay:
                     "outbox.hand_off_failed", relay_id=self.relay_id, error=type(exc).__name__
                 )
                 break
+        await self._guarded(self._settling.delete_waiting)  # failed: claimed again (duplicates)
         _wakers.discard(self.wake)
         self._peers.left()
         if self._listener is not None:
@@ -235,7 +246,7 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """Ask for a claim round now."""
-        self._claim_wanted = True
+        self._claim_wanted = self._asked = True
         self._wake.set()
 
     def _take(self, rows: list[dict[str, Any]], leased_at: float) -> None:
@@ -309,11 +320,15 @@ class OutboxRelay:
                 )
                 await self._guarded(self._relay_handed)
                 # What the settling said of other leases bounds the wait for a claim.
-                lease_wait = self._wait_for_lease_s(self._lease_ends_in_s)
+                lease_wait = self._wait_for_lease_s(self._settling.lease_ends_in_s)
                 self._claim_at = min(self._claim_at, loop.time() + lease_wait)
             if self._claim_wanted or loop.time() >= self._claim_at:
+                asked, self._asked = self._asked, False
                 self._claim_wanted = False
                 relayed = await self._guarded(self.relay_once)
+                # Asked (a commit, a NOTIFY) and rows still waiting: a key's row may wait
+                # behind them; look again once they are gone (that look asks nothing more).
+                self._claim_after_delete = asked and self._settling.waiting
                 if relayed is None:
                     wait = self._poll_interval_s
                 elif relayed >= self._batch_size or (relayed and self._successors_waiting):
@@ -322,13 +337,25 @@ class OutboxRelay:
                 elif relayed:
                     # The settling said when the earliest lease left ends; a commit
                     # meanwhile has set the wake-up already, so nothing new waits a poll.
-                    wait = self._wait_for_lease_s(self._lease_ends_in_s)
+                    wait = self._wait_for_lease_s(self._settling.lease_ends_in_s)
                 else:
                     await self._ensure_listening()
                     wait = await self._idle_wait_s()
                 self._claim_at = loop.time() + wait
-            if not self._handed and not await self._sleep(self._claim_at - loop.time()):
-                self._claim_wanted = True  # the wait ran out: a lease ended, or the poll
+            if self._settling.due():
+                await self._guarded(self._settling.delete_waiting)
+                self._claim_wanted |= self._claim_after_delete
+                self._claim_after_delete = False
+            if not self._handed:
+                await self._rest(self._claim_at - loop.time())
+
+    async def _rest(self, wait: float) -> None:
+        """Sleep until a wake-up, `wait` (then claim) or the waiting deletes' time."""
+        due = self._settling.due_in()
+        if due is not None and due < wait:
+            await self._sleep(due)  # the loop's next turn deletes them, or takes what woke it
+        elif not await self._sleep(wait):
+            self._claim_wanted = True  # the wait ran out: a lease ended, or the poll
 
     async def _guarded(self, round_: Callable[[], Awaitable[int]]) -> int | None:
         """Run one round; None if it failed (logged: the loop carries on)."""
@@ -346,7 +373,7 @@ class OutboxRelay:
     async def _idle_wait_s(self) -> float:
         """Until the next poll, or sooner when a held lease ends (a crashed relay's rows)."""
         try:
-            lease_ends_in = await self._earliest_lease_end_s()
+            lease_ends_in = await self._settling.earliest_lease_end_s()
         except Exception:
             return self._poll_interval_s  # the next round reports what is wrong
         return self._wait_for_lease_s(lease_ends_in)
@@ -397,7 +424,7 @@ class OutboxRelay:
         rows = await self._retaken(rows, stale) if stale else rows
         if not rows:
             return 0
-        return await self._publish_and_settle(sorted(rows, key=lambda row: row.id))
+        return await self._publish_and_settle(sorted(rows, key=lambda row: row.id), defer=True)
 
     async def _retaken(self, rows: list[OutboxRow], stale: set[int]) -> list[OutboxRow]:
         # `rows` once their `stale` ones are leased again (leases.py: `retake`).
@@ -410,8 +437,9 @@ class OutboxRelay:
                 self._lingering.hold_all(lost)
                 self._claim_wanted = True
 
-    async def _publish_and_settle(self, rows: Sequence[OutboxRow]) -> int:
-        """Publish rows this relay holds (in id order per key), settle them; how many went."""
+    async def _publish_and_settle(self, rows: Sequence[OutboxRow], *, defer: bool = False) -> int:
+        """Publish rows this relay holds (in id order per key), settle them (`defer`: the
+        delete with the next rounds', settling.py); how many went."""
         ids = [row.id for row in rows]
         try:
             async with LeaseKeeper(
@@ -422,7 +450,7 @@ class OutboxRelay:
                 # lease; what is left of the lease (at least two thirds) covers the settling.
                 await lease.stop()
                 sent, failed = split_results(rows, results)
-                await self._settle(sent, failed)
+                await self._settling.settle(sent, failed, defer=defer)
         except BaseException:
             # A later row of these keys handed over meanwhile must not go out before them.
             self._lingering.hold_all(row.key for row in rows)
@@ -466,34 +494,6 @@ class OutboxRelay:
         self._successors_waiting = any(waits for _id, waits in last_of_key.values())
         return sorted(claimed, key=lambda row: row.id)
 
-    async def _settle(self, sent: list[int], failed: list[tuple[OutboxRow, BaseException]]) -> None:
-        """Delete `sent` and hold `failed` back; learn when the earliest lease left ends."""
-        statements = self._statements
-        self._lease_ends_in_s = None
-        if self._postgres and sent and not failed:
-            # The usual settling: straight to asyncpg, autocommitted (direct.py).
-            row = await self._delete_sent.fetchrow_alone(
-                self._engine, statements.delete_sent_values(sent)
-            )
-            self._lease_ends_in_s = statements.seconds_until(None if row is None else row[0])
-            return
-        async with self._sessions() as session, session.begin():
-            for row, error in failed:
-                await session.execute(
-                    statements.hold_back, statements.hold_back_values(row.id, type(error).__name__)
-                )
-            if sent:
-                ends = await session.execute(
-                    statements.delete_sent, statements.delete_sent_values(sent)
-                )
-                self._lease_ends_in_s = statements.seconds_until(ends.scalar())
-
     async def _renew(self, ids: list[int]) -> None:
         """Extend this relay's lease on `ids` (the heartbeat; leases.py)."""
         await renew(self._sessions, self._statements, self.relay_id, ids)
-
-    async def _earliest_lease_end_s(self) -> float | None:
-        """Seconds until the earliest lease on an unsent row ends (negative: ended)."""
-        async with self._sessions() as session:
-            value = (await session.execute(self._statements.earliest_lease)).scalar()
-        return self._statements.seconds_until(value)

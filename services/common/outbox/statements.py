@@ -90,6 +90,11 @@ class RelayStatements:
         self.earliest_lease = sa.select(
             sa.extract("epoch", earliest - sa.func.clock_timestamp()) if postgres else earliest
         ).where(t.c.sent_at.is_(None), t.c.claimed_until.is_not(None))
+        # The same with this relay's sent rows waiting to be deleted left out (settling.py):
+        # their leases would bring its claim forward for rows about to go.
+        self.earliest_lease_but_waiting = self.earliest_lease.where(
+            t.c.id.not_in(sa.bindparam("waiting", expanding=True))
+        )
 
     def _claim(self, relay_id: str, batch_size: int, lease: sa.ColumnElement[Any]) -> sa.Update:
         """A key's consecutive unsent rows nobody holds, oldest first, leased to this relay.

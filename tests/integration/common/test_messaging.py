@@ -147,7 +147,11 @@ async def _count(harness: Harness, ids: set[str], expected: int) -> bool:
 class CrashAfterPublish(OutboxRelay):
     """A relay that dies after Kafka acknowledged but before it deleted the rows."""
 
-    async def _settle(self, sent: list[int], failed: list[Any]) -> None:
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._settling.settle = self._killed  # type: ignore[method-assign]
+
+    async def _killed(self, sent: list[int], failed: list[Any], *, defer: bool = False) -> None:
         raise RuntimeError("relay killed between publish and mark-sent")
 
 

@@ -34,8 +34,25 @@ pytestmark = [
 DEADLINE_S = 60.0
 
 
-async def _commit(engine: AsyncEngine, notice_id: uuid.UUID, version: int) -> None:
+async def _commit(
+    engine: AsyncEngine,
+    notice_id: uuid.UUID,
+    version: int,
+    *,
+    after: asyncio.Event | None = None,
+    locked: asyncio.Event | None = None,
+) -> None:
+    """Commit `version`; with `after`/`locked`, in turn with another writer of the key."""
+    if after is not None:
+        await after.wait()
     async with make_session_factory(engine)() as session, session.begin():
+        if after is not None or locked is not None:
+            # Writers of one key commit in the order they take this lock, as intake's
+            # writers of one notice do its row's; without it, of two concurrent
+            # transactions the later version's may commit first.
+            await session.execute(sa.text("SELECT pg_advisory_xact_lock(7117)"))
+        if locked is not None:
+            locked.set()
         await enqueue(session, notice_updated(notice_id, version), source="aviso.test")
 
 
@@ -110,7 +127,11 @@ async def test_rows_handed_over_while_a_begun_batch_is_out_follow_it_in_order(
     async with _idle_relay(engine, broker, notice_id) as relay:
         # Two commits in one go: the first is begun at its commit, the second is handed
         # over while the first is out and goes in the same round, after it.
-        await asyncio.gather(_commit(engine, notice_id, 3), _commit(engine, notice_id, 4))
+        in_turn = asyncio.Event()
+        await asyncio.gather(
+            _commit(engine, notice_id, 3, locked=in_turn),
+            _commit(engine, notice_id, 4, after=in_turn),
+        )
         await wait_for(lambda: relay.published_total == 3, timeout=DEADLINE_S)
 
     assert await _unsent(engine, notice_id) == 0

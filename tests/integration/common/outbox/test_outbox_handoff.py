@@ -315,6 +315,7 @@ async def test_rows_handed_over_long_ago_are_leased_again_and_published_without_
 
     # Left to a claim, they waited for their lease to end (a whole minute here).
     assert await relay._relay_handed() == 2
+    await relay._settling.delete_waiting()  # the delete waits for the next rounds'
     assert _claims(statements) == [], statements
     assert await _leases(engine, notice_id) == []  # deleted once sent
     assert await published_versions(
@@ -342,6 +343,7 @@ async def test_a_stale_row_another_relay_took_keeps_its_key_back_and_the_others_
         )
 
     assert await relay._relay_handed() == 1  # only `free`'s row
+    await relay._settling.delete_waiting()
     assert await _leases(engine, taken) == ["other-relay", relay.relay_id]
     assert await _leases(engine, free) == []
     assert await published_versions(
@@ -360,8 +362,54 @@ async def test_a_backlog_of_handed_rows_goes_in_rounds_of_several_batches(
     # A relay held back by its loop's turns (intake's, under load) catches up by rows per
     # round: 10 a round fell behind for good.
     assert await relay._relay_handed() == 25
+    await relay._settling.delete_waiting()
     assert len(_settlings(statements)) == 1, statements
     assert _claims(statements) == [], statements
     assert await published_versions(
         settings.kafka_bootstrap_servers, NOTICES, keys[-1], 1, timeout=DEADLINE_S
     ) == [2]
+
+
+async def test_handed_rounds_sent_rows_are_deleted_together_a_moment_later(
+    settings: CommonSettings, engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    relay = _relay(engine, broker)
+    keys = [uuid.uuid4() for _ in range(3)]
+    statements = record_statements(engine, width=60)
+
+    # Three notices' rounds, as at a low rate: sent at once, deleted in one statement.
+    for key in keys:
+        await _hand_over(engine, relay, {key: (2,)}, stale=False)
+        assert await relay._relay_handed() == 1
+        assert await _leases(engine, key) == [relay.relay_id]  # sent, still leased here
+    assert _settlings(statements) == [], statements
+    # Their leases do not bring a claim forward: the idle look leaves them out.
+    assert await relay._settling.earliest_lease_end_s() is None
+    await relay._settling.delete_waiting()
+    assert len(_settlings(statements)) == 1, statements
+    for key in keys:
+        assert await _leases(engine, key) == []
+    assert await published_versions(
+        settings.kafka_bootstrap_servers, NOTICES, keys[-1], 1, timeout=DEADLINE_S
+    ) == [2]
+
+
+async def test_a_running_relay_deletes_its_sent_rows_once_they_are_due(
+    engine: AsyncEngine, broker: KafkaBroker
+) -> None:
+    relay = _relay(engine, broker, claim_ttl_s=2)  # rows wait a sixth of it: 0.33 s
+    notice_id = uuid.uuid4()
+    await relay.start()
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            await enqueue(session, notice_updated(notice_id, 2), source="aviso.test")
+        await wait_for(lambda: relay.published_total == 1, timeout=DEADLINE_S)
+        # No further commit, no stop: the loop's own wait ends when the delete is due.
+        await wait_for(lambda: _no_rows(engine, notice_id), timeout=DEADLINE_S)
+        assert not relay._settling.waiting
+    finally:
+        await relay.stop()
+
+
+async def _no_rows(engine: AsyncEngine, key: uuid.UUID) -> bool:
+    return await _leases(engine, key) == []

@@ -308,7 +308,9 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
 
         One prepared statement executed once per alert, pipelined (asyncpg's `fetchmany`),
         each execution seeing the ones before it, as N `open`s in a row would; only an
-        alert that went in answers a row, which names it.
+        alert that went in answers a row, which names it. Of two openings of one alert
+        (one notice under two message ids) only the first can go in: a later one meets
+        its row, and an earlier one that wrote nothing met what the later one meets.
         """
         pending = [
             await self._pending_opening(
@@ -318,7 +320,8 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
         ]
         rows = await fetch_each(self._session, open_alert_direct(), [p.params for p in pending])
         by_id = {row["id"]: row for row in rows}
-        return [self._opened(p, by_id.get(str(p.alert.id))) for p in pending]
+        # Popped: the row goes to the first opening of its alert, never to a second one.
+        return [self._opened(p, by_id.pop(str(p.alert.id), None)) for p in pending]
 
     async def _pending_opening(
         self, transition: Transition, params: dict[str, object]

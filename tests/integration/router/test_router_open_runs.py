@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog
 
 from schemas.notices import NoticeReceived
 from schemas.topics import NOTICES
@@ -249,6 +250,28 @@ async def test_a_notice_that_has_its_alert_takes_the_slow_path_alone(
     assert await _written(runtime, first.data, first.message_id) == OPENED
     assert await _written(runtime, last.data, last.message_id) == OPENED
     assert await _written(runtime, known, resent.message_id) == OPENED
+
+
+async def test_one_notice_twice_in_a_run_opens_once_and_the_second_is_a_duplicate(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notice = plain_notice(T0)
+    # Intake re-sent the notice under another message id, into the same batch.
+    first, again = Record(notice, offset=1), Record(notice, offset=2)
+    items = [await _ready(runtime, r) for r in (first, again)]
+    handed = _deadlines(runtime, monkeypatch)
+
+    with structlog.testing.capture_logs() as logs:
+        assert await runtime.consumer.applier.apply_batch(items) == []
+        await _settle()
+
+    assert await _written(runtime, notice, first.message_id) == OPENED
+    assert await _written(runtime, notice, again.message_id) == OPENED
+    assert len(handed) == 1, "one new alert, one deadline"
+    assert [e["event"] for e in logs if e["event"].startswith("alert.")] == [
+        "alert.duplicate_notice",
+        "alert.triggered",
+    ]
 
 
 async def test_a_changed_directory_sends_the_run_down_the_slow_path(

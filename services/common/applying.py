@@ -18,8 +18,9 @@ parsed and routed (`ReadyMessage`).
   it would have raised the same: the messages before it are applied first either way).
 - A run in a batch (PostgreSQL or SQLite; a route with a `RunPreparer`): consecutive new
   messages of that route are prepared together first (one statement with arrays for all
-  of them instead of one each), then each is finished by the handler the preparer
-  returned, in order and in its own scope, as the route's handler would apply it.
+  of them, or one statement's executions pipelined in one round trip, instead of one
+  round trip each), then each is finished by the handler the preparer returned, in
+  order and in its own scope, as the route's handler would apply it.
 """
 
 from __future__ import annotations

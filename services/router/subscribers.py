@@ -5,15 +5,21 @@ it, and commits after the handler returns; the handler joins router's repositori
 Notifications leave through the router's own delivery engine (accepted in the same
 transaction), not through Kafka. notice.received also carries the inbox claim in its
 opening statement when it can (a lone record on PostgreSQL: one round trip instead of
-BEGIN, claim, opening and COMMIT; services/common/applying.py `ClaimCarrier`).
+BEGIN, claim, opening and COMMIT; services/common/applying.py `ClaimCarrier`), and a run
+of them in a batch has its openings sent together (PostgreSQL: one round trip for the
+run instead of one each; `RunPreparer`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import NOTICES
+from services.common.applying import Handler, RunPreparer
 from services.common.cloudevents import Envelope
 from services.common.db import UnitOfWork
+from services.common.direct import is_postgres_session
 from services.common.inbox import Claim
 from services.common.kafka import EventConsumer
 from services.router import alerting
@@ -33,9 +39,16 @@ def register_consumers(consumer: EventConsumer, deps: RouterDeps) -> None:
             deps.joining(uow), deps=deps, notice=envelope.data, claim=claim
         )
 
-    @consumer.on("notice.received", topic=NOTICES, group_id=notices, carrier=open_claiming)
     async def on_notice_received(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
         await alerting.open_alert(deps.joining(uow), deps=deps, notice=envelope.data)
+
+    consumer.on(
+        "notice.received",
+        topic=NOTICES,
+        group_id=notices,
+        carrier=open_claiming,
+        prepare_run=_run_preparer(deps, on_notice_received),
+    )(on_notice_received)
 
     @consumer.on("notice.updated", topic=NOTICES, group_id=notices)
     async def on_notice_updated(envelope: Envelope[NoticeUpdated], uow: UnitOfWork) -> None:
@@ -44,3 +57,27 @@ def register_consumers(consumer: EventConsumer, deps: RouterDeps) -> None:
     @consumer.on("notice.cancelled", topic=NOTICES, group_id=notices)
     async def on_notice_cancelled(envelope: Envelope[NoticeCancelled], uow: UnitOfWork) -> None:
         await alerting.cancel_alert(deps.joining(uow), deps=deps, notice=envelope.data)
+
+
+def _run_preparer(deps: RouterDeps, one_by_one: Handler) -> RunPreparer:
+    """A run of notice.received in a batch: their usual openings in one round trip
+    (PostgreSQL; SQLite applies them `one_by_one`), then each message finished in order
+    by the handler this returns."""
+
+    async def open_run(envelopes: Sequence[Envelope[NoticeReceived]], uow: UnitOfWork) -> Handler:
+        if not is_postgres_session(uow.session):
+            return one_by_one
+        finishers = await alerting.open_alerts(
+            deps.joining(uow),
+            deps=deps,
+            notices=[(envelope.data, envelope.correlation_id) for envelope in envelopes],
+        )
+        # By message id: the run's messages are distinct (the inbox claim dropped copies).
+        finishing = {envelope.id: f for envelope, f in zip(envelopes, finishers, strict=True)}
+
+        async def finish(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
+            await finishing[envelope.id](deps.joining(uow))
+
+        return finish
+
+    return open_run

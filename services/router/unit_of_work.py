@@ -81,6 +81,10 @@ class AlertRepository(Protocol):
         claim: Claim | None = None,
     ) -> bool: ...
 
+    async def open_many(
+        self, transitions: Sequence[Transition], *, directory_version: int, directory_digest: str
+    ) -> list[bool]: ...
+
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]: ...
 
     async def claim_due_timers(

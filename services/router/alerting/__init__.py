@@ -6,6 +6,7 @@ from services.router.alerting.notices import (
     cancel_alert,
     open_alert,
     open_alert_claiming,
+    open_alerts,
     reopen_alert,
 )
 from services.router.alerting.notify import Purpose, notify
@@ -20,6 +21,7 @@ __all__ = [
     "notify",
     "open_alert",
     "open_alert_claiming",
+    "open_alerts",
     "reopen_alert",
     "require_alert",
 ]

@@ -3,16 +3,18 @@
 Each runs inside the consumer's unit of work (which also holds the inbox claim on the
 message id) and never commits it. Logs and metrics wait for the commit. On PostgreSQL a
 lone notice.received's usual opening carries the claim itself instead
-(`open_alert_claiming`): one statement that commits by itself.
+(`open_alert_claiming`): one statement that commits by itself; a run of them in a batch
+has its usual openings written together (`open_alerts`): one round trip for all.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
-from services.common.cloudevents import current_correlation_id
+from services.common.cloudevents import correlation_scope, current_correlation_id
 from services.common.inbox import Claim
 from services.common.logging import get_logger
 from services.router import domain
@@ -24,9 +26,20 @@ from services.router.metrics import ALERTS_TRIGGERED
 from services.router.observability import alert_fields, drill_label
 from services.router.unit_of_work import RouterUoW
 
-__all__ = ["cancel_alert", "open_alert", "open_alert_claiming", "reopen_alert"]
+__all__ = [
+    "FinishOpening",
+    "cancel_alert",
+    "open_alert",
+    "open_alert_claiming",
+    "open_alerts",
+    "reopen_alert",
+]
 
 log = get_logger(__name__)
+
+# What finishes one notice of a run opened together (`open_alerts`), in the batch's unit of
+# work, in the notice's turn.
+FinishOpening = Callable[[RouterUoW], Awaitable[None]]
 
 
 async def open_alert(
@@ -40,6 +53,14 @@ async def open_alert(
     now = deps.clock()
     if await _open_known(uow, deps=deps, notice=notice, now=now):
         return
+    await _open_read(uow, deps=deps, notice=notice, now=now)
+
+
+async def _open_read(
+    uow: RouterUoW, *, deps: RouterDeps, notice: NoticeReceived | NoticeUpdated, now: datetime
+) -> None:
+    """`open_alert`'s slow path, when the usual opening wrote nothing: read the notice's
+    alert (locked) and the directory, then decide."""
     fields = {"notice_id": str(notice.notice_id), "notice_version": notice.version}
     existing = await uow.alerts.for_notice(notice.notice_id, lock=True)
     if existing is not None:
@@ -61,6 +82,57 @@ async def open_alert(
     opening = _opening(notice, deps=deps, directory=directory, now=now)
     await uow.alerts.apply(opening)
     _triggered(uow, opening.after, deps=deps, notice=notice, directory=directory)
+
+
+async def open_alerts(
+    uow: RouterUoW, *, deps: RouterDeps, notices: Sequence[tuple[NoticeReceived, str | None]]
+) -> list[FinishOpening]:
+    """notice.received for a run of a batch, each with its correlation id: each usual
+    opening built as `_open_known` builds it, all written in one round trip (`open_many`:
+    PostgreSQL). What finishes each notice, in order, in the batch's transaction: a new
+    alert's effects once committed, or `open_alert`'s slow path for one whose usual
+    opening wrote nothing (then, not before: it sees every opening before it)."""
+    known = deps.known_directory.latest
+    built: list[tuple[NoticeReceived, datetime, Transition | None]] = []
+    for notice, correlation_id in notices:
+        now = deps.clock()
+        opening = None
+        if known is not None and not domain.window_over(notice.window_end, now):
+            with correlation_scope(correlation_id):  # it goes on the alert and its events
+                opening = _opening(notice, deps=deps, directory=known, now=now)
+        built.append((notice, now, opening))
+    openings = [opening for _, _, opening in built if opening is not None]
+    opened: Iterator[bool] = iter(())
+    if known is not None and openings:
+        version, digest = known.version, known.digest
+        opened = iter(
+            await uow.alerts.open_many(openings, directory_version=version, directory_digest=digest)
+        )
+    finishers: list[FinishOpening] = []
+    for notice, now, opening in built:
+        if opening is not None and next(opened) and known is not None:
+            finishers.append(_finish_opened(deps, notice, opening.after, known))
+        else:
+            finishers.append(_finish_unopened(deps, notice, now))
+    return finishers
+
+
+def _finish_opened(
+    deps: RouterDeps, notice: NoticeReceived, alert: AlertRecord, directory: DirectoryVersion
+) -> FinishOpening:
+    """What `_open_known` does once its write went in."""
+
+    async def finish(uow: RouterUoW) -> None:
+        _triggered(uow, alert, deps=deps, notice=notice, directory=directory)
+
+    return finish
+
+
+def _finish_unopened(deps: RouterDeps, notice: NoticeReceived, now: datetime) -> FinishOpening:
+    async def finish(uow: RouterUoW) -> None:
+        await _open_read(uow, deps=deps, notice=notice, now=now)
+
+    return finish
 
 
 async def open_alert_claiming(

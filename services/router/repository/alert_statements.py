@@ -21,14 +21,17 @@ alert, so the effect and its claim commit together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.delivery.accepting import accept_insert_params, accept_insert_sql
 from services.common.delivery.insert_query import PENDING_COLUMNS
-from services.common.direct import DirectStatement
+from services.common.direct import DirectStatement, driver_connection
 from services.common.messaging import inbox_messages, outbox_messages
 from services.common.outbox import (
     OUTBOX_COLUMNS,
@@ -48,6 +51,7 @@ __all__ = [
     "alert_by_notice",
     "alerts_by_ids",
     "alerts_by_ids_direct",
+    "fetch_each",
     "open_alert_claiming_direct",
     "open_alert_direct",
     "open_alert_statement",
@@ -179,6 +183,22 @@ def open_alert_claiming_direct() -> DirectStatement:
     `:c_topic`, `:c_processed_at`): nothing goes in if that message is recorded already,
     and the claim goes in only with the alert."""
     return DirectStatement(lambda: _open_postgres(claiming=True))
+
+
+async def fetch_each(
+    session: AsyncSession, statement: DirectStatement, values: Sequence[Mapping[str, Any]]
+) -> list[Any]:
+    """`statement` run once for each of `values`, in order, in the session's transaction,
+    all sent in one round trip (asyncpg's `fetchmany`: one prepared statement, its
+    executions pipelined, each seeing the ones before it; one error fails them all): every
+    row they answered, in one flat list (asyncpg Records)."""
+    if not values:
+        return []
+    driver = await driver_connection(session)
+    compiled = statement.compiled(session.get_bind().dialect)
+    arguments = [compiled.arguments(each) for each in values]
+    rows: list[Any] = await driver.fetchmany(compiled.sql, arguments)
+    return rows
 
 
 @cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -24,6 +24,7 @@ from services.common.delivery.accepting import PreparedAccept
 from services.common.delivery.records import DeliveryOrder
 from services.common.inbox import Claim
 from services.common.outbox import (
+    Taker,
     enqueue,
     enqueue_all,
     hand_over,
@@ -36,7 +37,6 @@ from services.router.domain import (
     AlertRecord,
     EscalationGuard,
     Publication,
-    TimelineEntry,
     Transition,
     VersionGuard,
 )
@@ -52,7 +52,6 @@ from services.router.repository.alert_rows import (
     lean_record_of,
     record,
     record_of,
-    timeline_entry,
     timeline_values,
 )
 from services.router.repository.alert_statements import (
@@ -63,12 +62,14 @@ from services.router.repository.alert_statements import (
     alert_by_notice,
     alerts_by_ids,
     alerts_by_ids_direct,
+    fetch_each,
     open_alert_claiming_direct,
     open_alert_direct,
     open_alert_statement,
     versioned_update,
     versioned_update_direct,
 )
+from services.router.repository.alert_timeline import AlertTimeline
 from services.router.repository.alert_timers import AlertTimers
 from services.router.tables import alert_timeline, alerts
 
@@ -98,11 +99,40 @@ _OPENING = "router.alerts_opening"
 SETTLED_READ = "router.alerts_settled"
 
 
-class SqlAlertRepository(AlertTimers):
+@dataclass(frozen=True)
+class _PendingOpening:
+    """An opening's statement values, and what finishing it takes once it ran."""
+
+    alert: AlertRecord
+    params: dict[str, object]
+    taker: Taker | None
+    queued: list[dict[str, object]]
+    prepared: PreparedAccept | None
+
+
+def _open_params(
+    transition: Transition, directory_version: int, directory_digest: str
+) -> dict[str, object]:
+    """The opening statement's alert and directory values."""
+    if transition.before is not None or transition.guard is not None:
+        raise ValueError("open takes the transition of a new alert")
+    return {
+        "directory_version": directory_version,
+        "directory_digest": directory_digest,
+        **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
+    }
+
+
+def _entries(transition: Transition) -> list[dict[str, object]]:
+    return [timeline_values(transition.after.id, entry) for entry in transition.timeline]
+
+
+class SqlAlertRepository(AlertTimers, AlertTimeline):
     """Alerts and their timelines; `source` names this service on the events it enqueues.
 
     `accept` is the delivery engine's, for transitions that order deliveries. The timers'
-    reads (due timers and expiries, locked; the next deadline) are `AlertTimers`'.
+    reads (due timers and expiries, locked; the next deadline) are `AlertTimers`', the
+    timeline's reads `AlertTimeline`'s.
     """
 
     def __init__(
@@ -249,43 +279,58 @@ class SqlAlertRepository(AlertTimers):
         the claim goes in the same statement, which commits by itself, and nothing is
         written if the message was recorded already (`open_alert_claiming_direct`).
         """
-        if transition.before is not None or transition.guard is not None:
-            raise ValueError("open takes the transition of a new alert")
-        alert_id = transition.after.id
-        entries = [timeline_values(alert_id, entry) for entry in transition.timeline]
+        params = _open_params(transition, directory_version, directory_digest)
         dialect = self._session.get_bind().dialect.name
-        params: dict[str, object] = {
-            "directory_version": directory_version,
-            "directory_digest": directory_digest,
-            **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
-        }
         if claim is not None:
             if dialect != "postgresql":
                 raise ValueError("only PostgreSQL carries the inbox claim in the opening")
             params.update({f"c_{name}": value for name, value in claim.row().items()})
         if dialect == "postgresql":
-            return await self._open_postgres(transition, params, entries, lone=claim is not None)
+            pending = await self._pending_opening(transition, params)
+            # Straight to asyncpg, in the consumer's transaction or as one of its own.
+            statement = open_alert_claiming_direct() if claim is not None else open_alert_direct()
+            row = await statement.fetchrow(self._session, params, lone=claim is not None)
+            return self._opened(pending, row)
         found = (await self._session.execute(open_alert_statement(dialect), params)).first()
         if found is None:
             return False
-        await self._insert_timeline(entries)
+        await self._insert_timeline(_entries(transition))
         await self._publish(transition.events)
         with self._opening(transition.after):
             await self._accept_orders(transition.deliveries)
         return True
 
-    async def _open_postgres(
-        self,
-        transition: Transition,
-        params: dict[str, object],
-        entries: Sequence[Mapping[str, object]],
-        *,
-        lone: bool,
-    ) -> bool:
-        """`open` in one statement: the alert, its entries, its outbox rows and the
-        engine's records of its deliveries (prepared first: a hand-off resolves them);
-        `lone`: with the inbox claim, committed by itself (services/common/direct.py)."""
+    async def open_many(
+        self, transitions: Sequence[Transition], *, directory_version: int, directory_digest: str
+    ) -> list[bool]:
+        """`open` of each new alert, from one directory, in the transaction (PostgreSQL): all
+        the statements sent in one round trip; whether each alert was written.
+
+        One prepared statement executed once per alert, pipelined (asyncpg's `fetchmany`),
+        each execution seeing the ones before it, as N `open`s in a row would; only an
+        alert that went in answers a row, which names it. Of two openings of one alert
+        (one notice under two message ids) only the first can go in: a later one meets
+        its row, and an earlier one that wrote nothing met what the later one meets.
+        """
+        pending = [
+            await self._pending_opening(
+                transition, _open_params(transition, directory_version, directory_digest)
+            )
+            for transition in transitions
+        ]
+        rows = await fetch_each(self._session, open_alert_direct(), [p.params for p in pending])
+        by_id = {row["id"]: row for row in rows}
+        # Popped: the row goes to the first opening of its alert, never to a second one.
+        return [self._opened(p, by_id.pop(str(p.alert.id), None)) for p in pending]
+
+    async def _pending_opening(
+        self, transition: Transition, params: dict[str, object]
+    ) -> _PendingOpening:
+        """`open`'s PostgreSQL statement values (added to `params`): the alert, its entries,
+        its outbox rows and the engine's records of its deliveries (prepared first: a
+        hand-off resolves them), and what `_opened` needs once it ran."""
         taker = taker_for(self._session)
+        entries = _entries(transition)
         queued = self._outbox_rows(transition.events)
         params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
         params.update({f"o_{n}": [q[n] for q in queued] for n in OUTBOX_COLUMNS})
@@ -298,15 +343,18 @@ class SqlAlertRepository(AlertTimers):
             params.update(prepared.arrays("d_"))
         else:
             params.update({name: [] for name in NO_DELIVERIES})
-        # Straight to asyncpg, in the consumer's transaction or as one of its own.
-        statement = open_alert_claiming_direct() if lone else open_alert_direct()
-        row = await statement.fetchrow(self._session, params, lone=lone)
-        if prepared is not None:
+        return _PendingOpening(transition.after, params, taker, queued, prepared)
+
+    def _opened(self, pending: _PendingOpening, row: Any) -> bool:
+        """The opening statement answered `row` (None: nothing went in); whether it opened."""
+        if pending.prepared is not None:
             # Told even when nothing went in (no row): nothing is then handed off.
-            prepared.finish(self._session, (row["accepted_ids"] or ()) if row is not None else ())
+            accepted = (row["accepted_ids"] or ()) if row is not None else ()
+            pending.prepared.finish(self._session, accepted)
         if row is None:
             return False
-        hand_over(self._session, taker, queued, row["leased_ids"], row["leased_messages"])
+        leased = row["leased_ids"], row["leased_messages"]
+        hand_over(self._session, pending.taker, pending.queued, *leased)
         return True
 
     @contextmanager
@@ -438,44 +486,3 @@ class SqlAlertRepository(AlertTimers):
         if self._accept is None:
             raise RuntimeError("this unit of work has no delivery engine to accept orders")
         return self._accept
-
-    # --- timeline --------------------------------------------------------------------
-
-    async def timeline(self, alert_id: uuid.UUID) -> list[TimelineEntry]:
-        """The alert's timeline in the order things happened."""
-        rows = await self._session.execute(
-            sa.select(alert_timeline)
-            .where(alert_timeline.c.alert_id == str(alert_id))
-            .order_by(alert_timeline.c.id)
-        )
-        return [timeline_entry(row) for row in rows]
-
-    async def notified_entry(
-        self, alert_id: uuid.UUID, *, delivery_id: uuid.UUID
-    ) -> TimelineEntry | None:
-        """The "notified" record this router wrote when it requested `delivery_id`, if any."""
-        row = (
-            await self._session.execute(
-                sa.select(alert_timeline)
-                .where(
-                    alert_timeline.c.alert_id == str(alert_id),
-                    alert_timeline.c.delivery_id == str(delivery_id),
-                    alert_timeline.c.kind == "notified",
-                )
-                .limit(1)
-            )
-        ).first()
-        return timeline_entry(row) if row is not None else None
-
-    async def notified_recipients(self, alert_id: uuid.UUID) -> list[uuid.UUID]:
-        """Everyone a notification was requested for, in the order they were first notified."""
-        rows = await self._session.execute(
-            sa.select(alert_timeline.c.recipient_id)
-            .where(
-                alert_timeline.c.alert_id == str(alert_id),
-                alert_timeline.c.kind == "notified",
-                alert_timeline.c.recipient_id.is_not(None),
-            )
-            .order_by(alert_timeline.c.id)
-        )
-        return list(dict.fromkeys(uuid.UUID(r) for (r,) in rows))

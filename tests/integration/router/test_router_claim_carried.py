@@ -6,7 +6,8 @@ outbox rows and the engine's delivery records are one statement sent without BEG
 PostgreSQL commits it as it answers. One round trip where there were four (BEGIN, the
 claim, the opening, COMMIT). Counted here on the wire (asyncpg's query log on every
 connection the engine hands out, BEGIN and COMMIT included): deterministic, no timing.
-A redelivery, a failing statement and the batch path keep their old behaviour.
+A redelivery and a failing statement keep their old behaviour; a batch keeps its
+transaction (its openings go together: test_router_open_runs.py).
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ async def test_a_failed_carried_try_is_applied_by_its_retry(
     assert runtime.consumer.dead_lettered_total == 0
 
 
-async def test_a_batch_still_applies_its_records_in_one_transaction(
+async def test_a_batch_still_applies_its_records_in_one_transaction_openings_together(
     runtime: RouterRuntime,
 ) -> None:
     notices = [plain_notice(T0) for _ in range(3)]
@@ -253,7 +254,8 @@ async def test_a_batch_still_applies_its_records_in_one_transaction(
         assert await runtime.consumer.applier.apply_batch(items) == []
         await asyncio.sleep(0)
 
-    # One BEGIN, one inbox INSERT for all three, their openings in it, one COMMIT.
-    assert sent == ["BEGIN", "INSERT", "WITH", "WITH", "WITH", "COMMIT"], sent
+    # One BEGIN, one inbox INSERT for all three, their openings in it in one round trip
+    # (the run's, test_router_open_runs.py), one COMMIT.
+    assert sent == ["BEGIN", "INSERT", "WITH", "COMMIT"], sent
     for notice, record in zip(notices, records, strict=True):
         assert await _written(runtime, notice, record.message_id) == OPENED

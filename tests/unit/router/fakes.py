@@ -75,6 +75,7 @@ class FakeStore:
     reports: list[DeliveryReport] = field(default_factory=list)
     # Alerts opened by `open` (no read of the alert or the directory first).
     opened_without_reads: int = 0
+    opened_together: int = 0  # `open_many` calls (one round trip each on PostgreSQL)
     # Inbox claims an opening carried: (consumer, message id).
     claims: set[tuple[str, str]] = field(default_factory=set)
 
@@ -197,6 +198,16 @@ class FakeAlerts:
         if claim is not None:
             self.store.claims.add((claim.consumer, claim.message_id))
         return await self.apply(transition)
+
+    async def open_many(
+        self, transitions: Sequence[Transition], *, directory_version: int, directory_digest: str
+    ) -> list[bool]:
+        self.store.opened_together += 1
+        version, digest = directory_version, directory_digest
+        return [
+            await self.open(t, directory_version=version, directory_digest=digest)
+            for t in transitions
+        ]
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:
         return [await self.apply(t) for t in transitions]

@@ -169,6 +169,42 @@ async def test_a_claimed_message_or_an_unknown_directory_is_not_carried(
     assert alert_id_for(notice.notice_id) not in deps.store.alerts
 
 
+async def test_a_run_opens_together_and_one_with_an_alert_takes_the_slow_path(
+    deps: FakeDeps,
+) -> None:
+    known = received()
+    await alerting.open_alert(FakeUnitOfWork(deps.store), deps=deps, notice=known)
+    first, last = received(), received()
+    uow = FakeUnitOfWork(deps.store)
+    run = [(first, "c-1"), (known, "c-2"), (last, "c-3")]
+
+    finishers = await alerting.open_alerts(uow, deps=deps, notices=run)
+
+    assert deps.store.opened_together == 1, "the run's usual openings written at once"
+    assert deps.store.opened_without_reads == 2, "the notice with an alert wrote nothing"
+    assert len(finishers) == 3
+    for finish in finishers:
+        await finish(uow)
+    await uow.commit()
+    assert len(deps.store.alerts) == 3
+    assert len(deps.store.events("alert.triggered")) == 3, "one alert per notice"
+    assert deps.store.alerts[alert_id_for(first.notice_id)].correlation_id == "c-1"
+    assert deps.store.alerts[alert_id_for(last.notice_id)].correlation_id == "c-3"
+
+
+async def test_a_run_with_no_known_directory_takes_the_slow_path(deps: FakeDeps) -> None:
+    notices = [received(), received()]
+    uow = FakeUnitOfWork(deps.store)
+
+    finishers = await alerting.open_alerts(uow, deps=deps, notices=[(n, None) for n in notices])
+    for finish in finishers:
+        await finish(uow)
+    await uow.commit()
+
+    assert deps.store.opened_together == 0, "nothing to write without a directory known"
+    assert {alert_id_for(n.notice_id) for n in notices} <= set(deps.store.alerts)
+
+
 async def test_an_alert_after_a_directory_change_freezes_the_new_directory(
     deps: FakeDeps,
 ) -> None:

@@ -1,0 +1,342 @@
+"""A run of notice.received in a batch on PostgreSQL: their openings in one round trip.
+
+Router's `RunPreparer` (services/router/subscribers.py) builds each usual opening as a
+lone notice's would be built and sends them all as one pipelined execution of the
+opening statement (asyncpg's `fetchmany`); each message is then finished in order: a new
+alert's effects after the commit, or the slow path for one whose opening wrote nothing.
+Counted on the wire (asyncpg's query log on every connection the engine hands out,
+BEGIN and COMMIT included; a pipelined `fetchmany` is logged once): no timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import structlog
+
+from schemas.notices import NoticeReceived
+from schemas.topics import NOTICES
+from services.common.applying import ReadyMessage
+from services.common.direct import DirectStatement
+from services.common.messaging import inbox_messages, outbox_messages
+from services.router import alerting
+from services.router.app import RouterRuntime
+from services.router.config import RouterSettings
+from services.router.deps import RouterDeps
+from services.router.domain import alert_id_for
+from services.router.repository import alerts as alert_repository
+from services.router.subscribers import register_consumers
+from services.router.tables import alert_timeline, alerts, delivery_records
+from tests.support.alerts import plain_notice, spoc_then_backup
+from tests.support.records import FetchedRecord
+from tests.support.router_runtime import stopped_router
+from tests.support.statements import record_statements, round_trips
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
+]
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SPOC, BACKUP = uuid.uuid4(), uuid.uuid4()
+OPENED = [1, 3, 2, 1, 1]  # the alert, triggered + 2 notified, 2 deliveries, 1 event, 1 claim
+
+
+class Record(FetchedRecord):
+    """A notice's record on its topic, as intake's relay publishes it."""
+
+    def __init__(self, data: NoticeReceived, offset: int, *, message_id: str | None = None) -> None:
+        self.data = data
+        super().__init__(
+            data,
+            offset,
+            topic=NOTICES,
+            source="aviso.intake",
+            message_id=message_id,
+            correlation_id=f"corr-{offset}-{uuid.uuid4()}",
+        )
+
+
+async def _add_directory(deps: RouterDeps, version: int) -> None:
+    document = spoc_then_backup(
+        spoc=SPOC,
+        backup=BACKUP,
+        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
+        backup_channels={"email": "b@p.example"},
+        wait_s=60 * version,
+    )
+    async with deps.unit_of_work() as uow:
+        await uow.directory.add(
+            version=version,
+            document=document,
+            digest=f"digest-{version}",
+            source="api",
+            created_by="t",
+            at=T0,
+        )
+        await uow.commit()
+
+
+@pytest.fixture
+async def runtime(
+    database_url: str | None, make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RouterRuntime]:
+    """A router on a migrated database with a directory, its consumers registered, the
+    directory in force known (as after its first notice), deadlines counted; not started."""
+    settings: RouterSettings = make_settings(
+        RouterSettings,
+        database_url=database_url,
+        link_secret="test-link-secret",
+        consumer_max_attempts=3,
+        consumer_backoff_s=0.001,
+    )
+    async with stopped_router(settings, at=T0) as runtime:
+        await _add_directory(runtime.deps, 1)
+        register_consumers(runtime.consumer, runtime.deps)
+        async with runtime.deps.unit_of_work() as uow:  # the first notice reads the directory
+            await alerting.open_alert(uow, deps=runtime.deps, notice=plain_notice(T0))
+            await uow.commit()
+        assert runtime.deps.known_directory.latest is not None
+        yield runtime
+
+
+async def _ready(runtime: RouterRuntime, record: Record) -> ReadyMessage:
+    (subscription,) = runtime.consumer._subscriptions.values()
+    item = await runtime.consumer._prepare(subscription, record)
+    assert item is not None
+    return item
+
+
+async def _rows(runtime: RouterRuntime, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    async with runtime.deps.sessions() as session:
+        return [tuple(row) for row in await session.execute(query)]
+
+
+async def _count(runtime: RouterRuntime, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
+    query = sa.select(sa.func.count()).select_from(table).where(where)
+    return int((await _rows(runtime, query))[0][0])
+
+
+async def _written(runtime: RouterRuntime, notice: NoticeReceived, message_id: str) -> list[int]:
+    """[alerts, timeline entries, delivery records, alert.triggered events, inbox rows]."""
+    alert_id = str(alert_id_for(notice.notice_id))
+    return [
+        await _count(runtime, alerts, alerts.c.notice_id == str(notice.notice_id)),
+        await _count(runtime, alert_timeline, alert_timeline.c.alert_id == alert_id),
+        await _count(runtime, delivery_records, delivery_records.c.aggregate_id == alert_id),
+        await _count(
+            runtime,
+            outbox_messages,
+            (outbox_messages.c.key == alert_id)
+            & (outbox_messages.c.event_type == "alert.triggered"),
+        ),
+        await _count(runtime, inbox_messages, inbox_messages.c.message_id == message_id),
+    ]
+
+
+async def _shape(runtime: RouterRuntime, notice: NoticeReceived) -> list[Any]:
+    """What an opening left of a notice's alert, leaving out what is its own (ids, the
+    notice's content) and the engine's clock readings: the alert's state and times, its
+    timeline, its delivery records (the engine's accepts, and whose claim) and event."""
+    alert_id = str(alert_id_for(notice.notice_id))
+    unique = {"id", "notice_id", "content", "correlation_id", "active_escalation_id"}
+    named = [c for c in alerts.c if c.name not in unique]
+    kept = ("kind", "step", "repeat", "recipient_id", "channel", "notice_version", "at")
+    accepted = ("recipient_id", "channel", "purpose", "state", "attempts", "claimed_by")
+    return [
+        await _rows(runtime, sa.select(*named).where(alerts.c.id == alert_id)),
+        await _rows(
+            runtime,
+            sa.select(*(alert_timeline.c[n] for n in kept))
+            .where(alert_timeline.c.alert_id == alert_id)
+            .order_by(alert_timeline.c.id),
+        ),
+        await _rows(
+            runtime,
+            sa.select(*(delivery_records.c[n] for n in accepted))
+            .where(delivery_records.c.aggregate_id == alert_id)
+            .order_by(delivery_records.c.channel, delivery_records.c.recipient_id),
+        ),
+        await _rows(
+            runtime,
+            sa.select(outbox_messages.c.event_type).where(outbox_messages.c.key == alert_id),
+        ),
+    ]
+
+
+async def _correlations(runtime: RouterRuntime, notice: NoticeReceived) -> set[Any]:
+    """The correlation ids on the notice's alert and its delivery records."""
+    alert_id = str(alert_id_for(notice.notice_id))
+    on_alert = await _rows(
+        runtime, sa.select(alerts.c.correlation_id).where(alerts.c.id == alert_id)
+    )
+    on_records = await _rows(
+        runtime,
+        sa.select(delivery_records.c.correlation_id).where(
+            delivery_records.c.aggregate_id == alert_id
+        ),
+    )
+    return {row[0] for row in on_alert + on_records}
+
+
+def _deadlines(runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The escalation deadlines handed over after commits, from now on."""
+    handed: list[datetime] = []
+    monkeypatch.setattr(runtime.escalation, "timer_set", handed.append)
+    return handed
+
+
+async def _settle() -> None:
+    """The loop turns a commit's after-commit effects take (the deadline, behind the sends)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_run_is_opened_in_one_round_trip_as_single_openings_leave_it(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applier = runtime.consumer.applier
+    alone = [Record(plain_notice(T0), offset=i) for i in range(3)]
+    for record in alone:  # the usual batch of one: carried, one statement each
+        await applier.apply(await _ready(runtime, record))
+    together = [Record(plain_notice(T0), offset=10 + i) for i in range(3)]
+    items = [await _ready(runtime, record) for record in together]
+    handed = _deadlines(runtime, monkeypatch)
+    before = applier.processed_total
+
+    with round_trips(runtime.engine) as sent:
+        assert await applier.apply_batch(items) == []
+        await _settle()
+
+    # BEGIN, one inbox INSERT for the three, their three openings in one round trip, COMMIT.
+    assert sent == ["BEGIN", "INSERT", "WITH", "COMMIT"], sent
+    assert applier.processed_total == before + 3
+    assert len(handed) == 3, "each new alert's deadline handed to the escalation worker"
+    for one, other, item in zip(alone, together, items, strict=True):
+        assert await _written(runtime, other.data, other.message_id) == OPENED
+        assert await _shape(runtime, other.data) == await _shape(runtime, one.data)
+        # Each opening was built under its own message's correlation id.
+        assert await _correlations(runtime, other.data) == {item.envelope.correlation_id}
+
+
+async def test_a_notice_that_has_its_alert_takes_the_slow_path_alone(
+    runtime: RouterRuntime,
+) -> None:
+    applier = runtime.consumer.applier
+    known = plain_notice(T0)
+    await applier.apply(await _ready(runtime, Record(known, offset=1)))
+    # Intake re-sent the notice under another message id, between two new notices.
+    resent = Record(known, offset=2)
+    first, last = Record(plain_notice(T0), offset=3), Record(plain_notice(T0), offset=4)
+    items = [await _ready(runtime, r) for r in (first, resent, last)]
+
+    statements = record_statements(runtime.engine)
+    with round_trips(runtime.engine) as sent:
+        assert await applier.apply_batch(items) == []
+        await _settle()
+
+    # The run's openings together; then the re-sent one alone reads its alert (locked,
+    # through SQLAlchemy, which the round trips' log does not show) and leaves it be.
+    assert sent == ["BEGIN", "INSERT", "WITH", "COMMIT"], sent
+    reads = [s for s in statements if s.startswith("SELECT")]
+    assert len(reads) == 1, statements
+    assert reads[0].startswith("SELECT alerts.id"), reads
+    assert await _written(runtime, first.data, first.message_id) == OPENED
+    assert await _written(runtime, last.data, last.message_id) == OPENED
+    assert await _written(runtime, known, resent.message_id) == OPENED
+
+
+async def test_one_notice_twice_in_a_run_opens_once_and_the_second_is_a_duplicate(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notice = plain_notice(T0)
+    # Intake re-sent the notice under another message id, into the same batch.
+    first, again = Record(notice, offset=1), Record(notice, offset=2)
+    items = [await _ready(runtime, r) for r in (first, again)]
+    handed = _deadlines(runtime, monkeypatch)
+
+    with structlog.testing.capture_logs() as logs:
+        assert await runtime.consumer.applier.apply_batch(items) == []
+        await _settle()
+
+    assert await _written(runtime, notice, first.message_id) == OPENED
+    assert await _written(runtime, notice, again.message_id) == OPENED
+    assert len(handed) == 1, "one new alert, one deadline"
+    assert [e["event"] for e in logs if e["event"].startswith("alert.")] == [
+        "alert.duplicate_notice",
+        "alert.triggered",
+    ]
+
+
+async def test_a_changed_directory_sends_the_run_down_the_slow_path(
+    runtime: RouterRuntime,
+) -> None:
+    await _add_directory(runtime.deps, 2)  # put in by another router: this one knows 1
+    records = [Record(plain_notice(T0), offset=i) for i in range(2)]
+    items = [await _ready(runtime, r) for r in records]
+
+    with round_trips(runtime.engine) as sent:
+        assert await runtime.consumer.applier.apply_batch(items) == []
+        await _settle()
+
+    # Neither usual opening went in (the directory in force changed): each then read
+    # its alert and the directory, and opened from version 2.
+    assert sent.count("WITH") == 1, sent
+    assert sent[:3] == ["BEGIN", "INSERT", "WITH"], sent
+    for record in records:
+        assert await _written(runtime, record.data, record.message_id) == OPENED
+        async with runtime.deps.unit_of_work() as uow:
+            found = await uow.alerts.for_notice(record.data.notice_id)
+        assert found is not None
+        assert found.snapshot.directory_version == 2
+    latest = runtime.deps.known_directory.latest
+    assert latest is not None
+    assert latest.version == 2
+
+
+async def test_a_redelivered_batch_changes_nothing(runtime: RouterRuntime) -> None:
+    applier = runtime.consumer.applier
+    records = [Record(plain_notice(T0), offset=i) for i in range(3)]
+    assert await applier.apply_batch([await _ready(runtime, r) for r in records]) == []
+    shapes = [await _shape(runtime, r.data) for r in records]
+    processed = applier.processed_total
+
+    again = [await _ready(runtime, r) for r in records]  # the same messages
+    with round_trips(runtime.engine) as sent:
+        assert await applier.apply_batch(again) == []
+        await _settle()
+
+    assert "WITH" not in sent, sent
+    assert applier.processed_total == processed
+    for record, shape in zip(records, shapes, strict=True):
+        assert await _written(runtime, record.data, record.message_id) == OPENED
+        assert await _shape(runtime, record.data) == shape
+
+
+async def test_a_failing_run_fails_the_batch_and_each_is_applied_alone(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def failing() -> DirectStatement:
+        calls.append("run")
+        return DirectStatement(lambda: sa.text("SELECT 1 / 0 AS id"))
+
+    monkeypatch.setattr(alert_repository, "open_alert_direct", failing)
+    applier = runtime.consumer.applier
+    records = [Record(plain_notice(T0), offset=i) for i in range(3)]
+
+    assert await applier.apply_batch([await _ready(runtime, r) for r in records]) == []
+
+    # The run's statement failed once; each message was then applied alone on its first
+    # try (its opening carried with its claim), none charged a try or dead-lettered.
+    assert calls == ["run"]
+    assert runtime.consumer.dead_lettered_total == 0
+    for record in records:
+        assert await _written(runtime, record.data, record.message_id) == OPENED

@@ -14,12 +14,20 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from schemas.notices import NoticeReceived
-from services.common.messaging import outbox_messages
+from services.common.messaging import inbox_messages, outbox_messages
 from services.router import domain
 from services.router.deps import RouterDeps
-from services.router.domain import DirectoryDocument
+from services.router.domain import DirectoryDocument, alert_id_for
+from services.router.tables import alert_timeline, alerts, delivery_records
 
-__all__ = ["open_alerts", "plain_notice", "spoc_then_backup"]
+__all__ = [
+    "OPENED",
+    "add_spoc_then_backup",
+    "open_alerts",
+    "opening_written",
+    "plain_notice",
+    "spoc_then_backup",
+]
 
 
 def spoc_then_backup(
@@ -136,3 +144,34 @@ async def open_alerts(
                 )
             await uow.commit()
     return ids
+
+
+# What a notice.received's opening leaves (`opening_written`): the alert, its timeline
+# (triggered + 2 notified), 2 delivery records, 1 alert.triggered event, 1 inbox claim.
+OPENED = [1, 3, 2, 1, 1]
+
+
+async def opening_written(deps: RouterDeps, notice: NoticeReceived, message_id: str) -> list[int]:
+    """[alerts, timeline entries, delivery records, alert.triggered events, inbox rows]
+    of `notice`'s alert and the message that opened it."""
+    alert_id = str(alert_id_for(notice.notice_id))
+    counted = (
+        (alerts, alerts.c.notice_id == str(notice.notice_id)),
+        (alert_timeline, alert_timeline.c.alert_id == alert_id),
+        (delivery_records, delivery_records.c.aggregate_id == alert_id),
+        (
+            outbox_messages,
+            (outbox_messages.c.key == alert_id)
+            & (outbox_messages.c.event_type == "alert.triggered"),
+        ),
+        (inbox_messages, inbox_messages.c.message_id == message_id),
+    )
+    async with deps.sessions() as session:
+        return [
+            int(
+                (
+                    await session.execute(sa.select(sa.func.count()).select_from(t).where(w))
+                ).scalar_one()
+            )
+            for t, w in counted
+        ]

@@ -25,16 +25,17 @@ from schemas.notices import NoticeReceived
 from schemas.topics import NOTICES
 from services.common.applying import Applier, ReadyMessage
 from services.common.direct import DirectStatement
-from services.common.messaging import inbox_messages, outbox_messages
 from services.router import alerting
 from services.router.app import RouterRuntime
 from services.router.config import RouterSettings
-from services.router.deps import RouterDeps
-from services.router.domain import alert_id_for
 from services.router.repository import alerts as alert_repository
 from services.router.subscribers import register_consumers
-from services.router.tables import alert_timeline, alerts, delivery_records
-from tests.support.alerts import plain_notice, spoc_then_backup
+from tests.support.alerts import (
+    OPENED,
+    add_spoc_then_backup,
+    opening_written,
+    plain_notice,
+)
 from tests.support.records import FetchedRecord
 from tests.support.router_runtime import stopped_router
 from tests.support.statements import round_trips
@@ -69,28 +70,15 @@ async def runtime(
         consumer_backoff_s=0.001,
     )
     async with stopped_router(settings, at=T0) as runtime:
-        await _add_directory(runtime.deps)
+        await add_spoc_then_backup(
+            runtime.deps, spoc=SPOC, backup=BACKUP, version=1, wait_s=60, at=T0
+        )
         register_consumers(runtime.consumer, runtime.deps)
         async with runtime.deps.unit_of_work() as uow:  # the first notice reads the directory
             await alerting.open_alert(uow, deps=runtime.deps, notice=plain_notice(T0))
             await uow.commit()
         assert runtime.deps.known_directory.latest is not None
         yield runtime
-
-
-async def _add_directory(deps: RouterDeps) -> None:
-    document = spoc_then_backup(
-        spoc=SPOC,
-        backup=BACKUP,
-        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
-        backup_channels={"email": "b@p.example"},
-        wait_s=60,
-    )
-    async with deps.unit_of_work() as uow:
-        await uow.directory.add(
-            version=1, document=document, digest="digest-1", source="api", created_by="t", at=T0
-        )
-        await uow.commit()
 
 
 def _subscription(runtime: RouterRuntime) -> Any:
@@ -102,32 +90,6 @@ async def _ready(runtime: RouterRuntime, record: Record) -> ReadyMessage:
     item = await runtime.consumer._prepare(_subscription(runtime), record)
     assert item is not None
     return item
-
-
-async def _count(runtime: RouterRuntime, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
-    async with runtime.deps.sessions() as session:
-        query = sa.select(sa.func.count()).select_from(table).where(where)
-        return int((await session.execute(query)).scalar_one())
-
-
-async def _written(runtime: RouterRuntime, notice: NoticeReceived, message_id: str) -> list[int]:
-    """[alerts, timeline entries, delivery records, alert.triggered events, inbox rows]."""
-    alert_id = str(alert_id_for(notice.notice_id))
-    return [
-        await _count(runtime, alerts, alerts.c.notice_id == str(notice.notice_id)),
-        await _count(runtime, alert_timeline, alert_timeline.c.alert_id == alert_id),
-        await _count(runtime, delivery_records, delivery_records.c.aggregate_id == alert_id),
-        await _count(
-            runtime,
-            outbox_messages,
-            (outbox_messages.c.key == alert_id)
-            & (outbox_messages.c.event_type == "alert.triggered"),
-        ),
-        await _count(runtime, inbox_messages, inbox_messages.c.message_id == message_id),
-    ]
-
-
-OPENED = [1, 3, 2, 1, 1]  # the alert, triggered + 2 notified, 2 deliveries, 1 event, 1 claim
 
 
 async def test_a_lone_notice_is_opened_and_claimed_in_one_round_trip(
@@ -155,7 +117,7 @@ async def test_a_lone_notice_is_opened_and_claimed_in_one_round_trip(
 
     # One statement, autocommitted: no BEGIN, no separate inbox INSERT, no COMMIT.
     assert sent == ["WITH"], sent
-    assert await _written(runtime, notice, record.message_id) == OPENED
+    assert await opening_written(runtime.deps, notice, record.message_id) == OPENED
     # The after-commit effects ran as after a COMMIT: the escalation deadline, the count.
     assert len(woken) == 1
     assert applier.processed_total == before + 1
@@ -182,7 +144,7 @@ async def test_a_redelivered_notice_writes_nothing_and_its_offset_moves_on(
         await runtime.consumer.apply_records(subscription, object(), [again])
         await asyncio.sleep(0)
 
-    assert await _written(runtime, notice, first.message_id) == OPENED
+    assert await opening_written(runtime.deps, notice, first.message_id) == OPENED
     assert applier.processed_total == applied, "skipped as a duplicate"
     assert processed == [3, 4], "both offsets handed on to be committed"
     # The carried statement found the claim and wrote nothing; the usual claim then
@@ -225,7 +187,7 @@ async def test_a_failing_opening_is_retried_the_usual_way_then_dead_lettered(
     # the opening in the transaction), which rolled back each time.
     assert calls == ["carried", "usual", "usual"]
     assert letters == [(record.message_id, 3)]
-    assert await _written(runtime, notice, record.message_id) == [0, 0, 0, 0, 0]
+    assert await opening_written(runtime.deps, notice, record.message_id) == [0, 0, 0, 0, 0]
 
 
 async def test_a_failed_carried_try_is_applied_by_its_retry(
@@ -239,7 +201,7 @@ async def test_a_failed_carried_try_is_applied_by_its_retry(
     await runtime.consumer.applier.apply(await _ready(runtime, record))
 
     assert calls == ["carried"]
-    assert await _written(runtime, notice, record.message_id) == OPENED
+    assert await opening_written(runtime.deps, notice, record.message_id) == OPENED
     assert runtime.consumer.dead_lettered_total == 0
 
 
@@ -258,4 +220,4 @@ async def test_a_batch_still_applies_its_records_in_one_transaction_openings_tog
     # (the run's, test_router_open_runs.py), one COMMIT.
     assert sent == ["BEGIN", "INSERT", "WITH", "COMMIT"], sent
     for notice, record in zip(notices, records, strict=True):
-        assert await _written(runtime, notice, record.message_id) == OPENED
+        assert await opening_written(runtime.deps, notice, record.message_id) == OPENED

@@ -24,16 +24,20 @@ from schemas.notices import NoticeReceived
 from schemas.topics import NOTICES
 from services.common.applying import ReadyMessage
 from services.common.direct import DirectStatement
-from services.common.messaging import inbox_messages, outbox_messages
+from services.common.messaging import outbox_messages
 from services.router import alerting
 from services.router.app import RouterRuntime
 from services.router.config import RouterSettings
-from services.router.deps import RouterDeps
 from services.router.domain import alert_id_for
 from services.router.repository import alerts as alert_repository
 from services.router.subscribers import register_consumers
 from services.router.tables import alert_timeline, alerts, delivery_records
-from tests.support.alerts import plain_notice, spoc_then_backup
+from tests.support.alerts import (
+    OPENED,
+    add_spoc_then_backup,
+    opening_written,
+    plain_notice,
+)
 from tests.support.records import FetchedRecord
 from tests.support.router_runtime import stopped_router
 from tests.support.statements import record_statements, round_trips
@@ -45,7 +49,6 @@ pytestmark = [
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SPOC, BACKUP = uuid.uuid4(), uuid.uuid4()
-OPENED = [1, 3, 2, 1, 1]  # the alert, triggered + 2 notified, 2 deliveries, 1 event, 1 claim
 
 
 class Record(FetchedRecord):
@@ -63,26 +66,6 @@ class Record(FetchedRecord):
         )
 
 
-async def _add_directory(deps: RouterDeps, version: int) -> None:
-    document = spoc_then_backup(
-        spoc=SPOC,
-        backup=BACKUP,
-        spoc_channels={"webhook_url": "https://hooks.test/spoc", "email": "s@p.example"},
-        backup_channels={"email": "b@p.example"},
-        wait_s=60 * version,
-    )
-    async with deps.unit_of_work() as uow:
-        await uow.directory.add(
-            version=version,
-            document=document,
-            digest=f"digest-{version}",
-            source="api",
-            created_by="t",
-            at=T0,
-        )
-        await uow.commit()
-
-
 @pytest.fixture
 async def runtime(
     database_url: str | None, make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
@@ -97,7 +80,9 @@ async def runtime(
         consumer_backoff_s=0.001,
     )
     async with stopped_router(settings, at=T0) as runtime:
-        await _add_directory(runtime.deps, 1)
+        await add_spoc_then_backup(
+            runtime.deps, spoc=SPOC, backup=BACKUP, version=1, wait_s=60, at=T0
+        )
         register_consumers(runtime.consumer, runtime.deps)
         async with runtime.deps.unit_of_work() as uow:  # the first notice reads the directory
             await alerting.open_alert(uow, deps=runtime.deps, notice=plain_notice(T0))
@@ -116,28 +101,6 @@ async def _ready(runtime: RouterRuntime, record: Record) -> ReadyMessage:
 async def _rows(runtime: RouterRuntime, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
     async with runtime.deps.sessions() as session:
         return [tuple(row) for row in await session.execute(query)]
-
-
-async def _count(runtime: RouterRuntime, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
-    query = sa.select(sa.func.count()).select_from(table).where(where)
-    return int((await _rows(runtime, query))[0][0])
-
-
-async def _written(runtime: RouterRuntime, notice: NoticeReceived, message_id: str) -> list[int]:
-    """[alerts, timeline entries, delivery records, alert.triggered events, inbox rows]."""
-    alert_id = str(alert_id_for(notice.notice_id))
-    return [
-        await _count(runtime, alerts, alerts.c.notice_id == str(notice.notice_id)),
-        await _count(runtime, alert_timeline, alert_timeline.c.alert_id == alert_id),
-        await _count(runtime, delivery_records, delivery_records.c.aggregate_id == alert_id),
-        await _count(
-            runtime,
-            outbox_messages,
-            (outbox_messages.c.key == alert_id)
-            & (outbox_messages.c.event_type == "alert.triggered"),
-        ),
-        await _count(runtime, inbox_messages, inbox_messages.c.message_id == message_id),
-    ]
 
 
 async def _shape(runtime: RouterRuntime, notice: NoticeReceived) -> list[Any]:
@@ -219,7 +182,7 @@ async def test_a_run_is_opened_in_one_round_trip_as_single_openings_leave_it(
     assert applier.processed_total == before + 3
     assert len(handed) == 3, "each new alert's deadline handed to the escalation worker"
     for one, other, item in zip(alone, together, items, strict=True):
-        assert await _written(runtime, other.data, other.message_id) == OPENED
+        assert await opening_written(runtime.deps, other.data, other.message_id) == OPENED
         assert await _shape(runtime, other.data) == await _shape(runtime, one.data)
         # Each opening was built under its own message's correlation id.
         assert await _correlations(runtime, other.data) == {item.envelope.correlation_id}
@@ -247,9 +210,9 @@ async def test_a_notice_that_has_its_alert_takes_the_slow_path_alone(
     reads = [s for s in statements if s.startswith("SELECT")]
     assert len(reads) == 1, statements
     assert reads[0].startswith("SELECT alerts.id"), reads
-    assert await _written(runtime, first.data, first.message_id) == OPENED
-    assert await _written(runtime, last.data, last.message_id) == OPENED
-    assert await _written(runtime, known, resent.message_id) == OPENED
+    assert await opening_written(runtime.deps, first.data, first.message_id) == OPENED
+    assert await opening_written(runtime.deps, last.data, last.message_id) == OPENED
+    assert await opening_written(runtime.deps, known, resent.message_id) == OPENED
 
 
 async def test_one_notice_twice_in_a_run_opens_once_and_the_second_is_a_duplicate(
@@ -265,8 +228,8 @@ async def test_one_notice_twice_in_a_run_opens_once_and_the_second_is_a_duplicat
         assert await runtime.consumer.applier.apply_batch(items) == []
         await _settle()
 
-    assert await _written(runtime, notice, first.message_id) == OPENED
-    assert await _written(runtime, notice, again.message_id) == OPENED
+    assert await opening_written(runtime.deps, notice, first.message_id) == OPENED
+    assert await opening_written(runtime.deps, notice, again.message_id) == OPENED
     assert len(handed) == 1, "one new alert, one deadline"
     assert [e["event"] for e in logs if e["event"].startswith("alert.")] == [
         "alert.duplicate_notice",
@@ -277,7 +240,9 @@ async def test_one_notice_twice_in_a_run_opens_once_and_the_second_is_a_duplicat
 async def test_a_changed_directory_sends_the_run_down_the_slow_path(
     runtime: RouterRuntime,
 ) -> None:
-    await _add_directory(runtime.deps, 2)  # put in by another router: this one knows 1
+    await add_spoc_then_backup(
+        runtime.deps, spoc=SPOC, backup=BACKUP, version=2, wait_s=120, at=T0
+    )  # put in by another router: this one knows 1
     records = [Record(plain_notice(T0), offset=i) for i in range(2)]
     items = [await _ready(runtime, r) for r in records]
 
@@ -290,7 +255,7 @@ async def test_a_changed_directory_sends_the_run_down_the_slow_path(
     assert sent.count("WITH") == 1, sent
     assert sent[:3] == ["BEGIN", "INSERT", "WITH"], sent
     for record in records:
-        assert await _written(runtime, record.data, record.message_id) == OPENED
+        assert await opening_written(runtime.deps, record.data, record.message_id) == OPENED
         async with runtime.deps.unit_of_work() as uow:
             found = await uow.alerts.for_notice(record.data.notice_id)
         assert found is not None
@@ -315,7 +280,7 @@ async def test_a_redelivered_batch_changes_nothing(runtime: RouterRuntime) -> No
     assert "WITH" not in sent, sent
     assert applier.processed_total == processed
     for record, shape in zip(records, shapes, strict=True):
-        assert await _written(runtime, record.data, record.message_id) == OPENED
+        assert await opening_written(runtime.deps, record.data, record.message_id) == OPENED
         assert await _shape(runtime, record.data) == shape
 
 
@@ -339,4 +304,4 @@ async def test_a_failing_run_fails_the_batch_and_each_is_applied_alone(
     assert calls == ["run"]
     assert runtime.consumer.dead_lettered_total == 0
     for record in records:
-        assert await _written(runtime, record.data, record.message_id) == OPENED
+        assert await opening_written(runtime.deps, record.data, record.message_id) == OPENED

@@ -24,6 +24,8 @@ go in the order of their (source, reference), so two groups never wait on each o
 references in opposite orders. A group that fails (a dropped connection, an error in any
 one execution: nothing of it was written) hands each of its statements back to its
 caller, which sends it alone as before and so gets the answer it would have got alone.
+(A connection lost during the commit may have committed the group: each statement alone
+then finds its reference taken by its own notice and answers as a retry does.)
 """
 
 from __future__ import annotations

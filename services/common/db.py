@@ -38,6 +38,7 @@ __all__ = [
     "after_commit",
     "asyncpg_dsn",
     "component_url",
+    "fetchmany_borrowed",
     "fetchrow_borrowed",
     "is_postgres",
     "make_engine",
@@ -370,6 +371,21 @@ async def fetchrow_borrowed(engine: AsyncEngine, sql: str, arguments: Sequence[A
     borrowed = await greenlet_spawn(engine.sync_engine.raw_connection)
     try:
         return await borrowed.driver_connection.fetchrow(sql, *arguments)  # type: ignore[union-attr]
+    finally:
+        await greenlet_spawn(borrowed.close)
+
+
+async def fetchmany_borrowed(
+    engine: AsyncEngine, sql: str, arguments: Sequence[Sequence[Any]]
+) -> list[Any]:
+    """Run one statement for each of `arguments` on a connection borrowed from `engine`'s
+    pool: asyncpg's `fetchmany`, every execution pipelined in one round trip (one Sync),
+    so PostgreSQL runs them as one implicit transaction, committed when they all succeed
+    and rolled back whole when any fails. Every row they answered, in order."""
+    borrowed = await greenlet_spawn(engine.sync_engine.raw_connection)
+    try:
+        rows: list[Any] = await borrowed.driver_connection.fetchmany(sql, arguments)  # type: ignore[union-attr]
+        return rows
     finally:
         await greenlet_spawn(borrowed.close)
 

@@ -25,6 +25,16 @@ class IntakeSettings(CommonSettings):
             "sweeper, the audit sealer and the directory consumer; see docs/operations.md."
         ),
     )
+    intake_group_writers: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description=(
+            "Plain submissions a process writes at once on PostgreSQL. A submission that "
+            "finds them all busy waits, and the next to finish writes every one waiting "
+            "(up to 32) in one round trip and one commit; see docs/performance.md."
+        ),
+    )
     intake_encryption_keys: SecretStr | None = Field(
         default=None,
         description=(

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schemas.fingerprints import MIN_KEY_BYTES
 from services.intake.config import IntakeSettings
 from services.intake.crypto import KeyRing
+from services.intake.grouped_writes import GroupedWrites
 from services.intake.policy import Policy
 from services.intake.signatures import SignatureCheck
 from services.intake.unit_of_work import IntakeUnitOfWork
@@ -42,6 +43,8 @@ class IntakeDeps:
     sweep_interval_s: float
     audit_key: bytes = b"aviso-dev-audit-key-change-me"
     audit_seal_interval_s: float = 1.0
+    # The process's grouped writes of plain submissions (PostgreSQL only; None on SQLite).
+    writes: GroupedWrites | None = None
 
     @classmethod
     def build(
@@ -67,9 +70,15 @@ class IntakeDeps:
         # only (SQLite's submission keeps its session).
         session = sessions()
         stand_in = session if session.get_bind().dialect.driver == "asyncpg" else None
+        # A plain submission's statement, grouped with those waiting when the writers
+        # are busy (grouped_writes.py); PostgreSQL only, as the stand-in.
+        writes = None
+        if stand_in is not None:
+            assert isinstance(stand_in.bind, AsyncEngine)
+            writes = GroupedWrites(stand_in.bind, writers=settings.intake_group_writers)
         return cls(
             unit_of_work=lambda: IntakeUnitOfWork(
-                sessions, event_source=event_source, stand_in=stand_in
+                sessions, event_source=event_source, stand_in=stand_in, writes=writes
             ),
             clock=clock,
             keyring=keyring,
@@ -83,4 +92,5 @@ class IntakeDeps:
             sweep_interval_s=settings.intake_sweep_interval_s,
             audit_key=settings.intake_audit_key.get_secret_value().encode("utf-8"),
             audit_seal_interval_s=settings.intake_audit_seal_interval_s,
+            writes=writes,
         )

@@ -47,6 +47,7 @@ from services.common.outbox import (
 )
 from services.intake.audit import AuditTrail
 from services.intake.domain import Transition
+from services.intake.grouped_writes import GroupedWrites
 from services.intake.tables import audit_pending, notice_versions, notices
 
 __all__ = ["insert_new_notice", "insert_new_notice_alone", "lock_statement"]
@@ -256,10 +257,17 @@ async def insert_new_notice(
 
 
 async def insert_new_notice_alone(
-    commit: SessionlessCommit, transition: Transition, *, now: datetime, event_source: str
+    commit: SessionlessCommit,
+    transition: Transition,
+    *,
+    now: datetime,
+    event_source: str,
+    writes: GroupedWrites | None = None,
 ) -> tuple[bool, str | None]:
     """`insert_new_notice` as a unit of work's whole write, with no session: autocommitted on
-    a borrowed connection, its outbox hand-over kept for `commit`.
+    a borrowed connection, its outbox hand-over kept for `commit`. Through `writes` (the
+    process's, grouped_writes.py) when given: with the submissions waiting for a writer,
+    if any, in one round trip and one commit.
 
     Whether it wrote, and the id of the notice the reference names when it did not (None:
     taken by a transaction that committed while it ran; a new snapshot finds that one).
@@ -272,7 +280,13 @@ async def insert_new_notice_alone(
     engine = stand_in.bind
     assert isinstance(engine, AsyncEngine)  # a session of the unit of work's factory
     compiled = statement.compiled(engine.dialect)
-    found = await fetchrow_borrowed(engine, compiled.sql, compiled.arguments(values))
+    arguments = compiled.arguments(values)
+    notice = transition.notice
+    found = await (
+        fetchrow_borrowed(engine, compiled.sql, arguments)
+        if writes is None
+        else writes.fetchrow(compiled.sql, arguments, order=(notice.source_key, notice.reference))
+    )
     if found["written"]:
         commit.note(lambda session: _hand_over(session, taker, row, message_id, found))
         return True, None

@@ -24,6 +24,7 @@ from services.common.outbox import enqueue
 from services.intake.audit import AuditTrail
 from services.intake.domain import NoticeRecord, NoticeState, Transition, VersionRecord
 from services.intake.fast_writes import insert_new_notice, insert_new_notice_alone
+from services.intake.grouped_writes import GroupedWrites
 from services.intake.tables import notice_versions, notices
 
 __all__ = [
@@ -122,12 +123,14 @@ class NoticeRepository:
         event_source: str,
         lone_write_commits: bool = False,
         sessionless: Callable[[], SessionlessCommit | None] | None = None,
+        writes: GroupedWrites | None = None,
     ) -> None:
         # A callable: the unit of work's session, opened when first asked for.
         self._session_of = session if callable(session) else lambda: session
         self._event_source = event_source
         self._lone_write_commits = lone_write_commits
         self._sessionless = sessionless
+        self._writes = writes
 
     @property
     def _session(self) -> AsyncSession:
@@ -186,7 +189,7 @@ class NoticeRepository:
         alone = None if self._sessionless is None else self._sessionless()
         if alone is not None:
             written, existing_id = await insert_new_notice_alone(
-                alone, transition, now=now, event_source=self._event_source
+                alone, transition, now=now, event_source=self._event_source, writes=self._writes
             )
             if written or existing_id is not None:
                 return existing_id

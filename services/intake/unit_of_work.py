@@ -24,6 +24,7 @@ from services.intake.domain import (
     Transition,
     VersionRecord,
 )
+from services.intake.grouped_writes import GroupedWrites
 from services.intake.ledger import RequestLedger
 from services.intake.people import DirectoryPeople
 from services.intake.repository import Cursor, NoticeFilters, NoticeRepository
@@ -126,8 +127,10 @@ class IntakeUnitOfWork(UnitOfWork):
         *,
         event_source: str,
         stand_in: AsyncSession | None = None,
+        writes: GroupedWrites | None = None,
     ) -> None:
         super().__init__(factory)
+        self._writes = writes
         self._event_source = event_source
         self._stand_in = stand_in
         self._entered = False
@@ -162,6 +165,7 @@ class IntakeUnitOfWork(UnitOfWork):
             event_source=self._event_source,
             lone_write_commits=self._lone_write_commits,
             sessionless=self._still_sessionless,
+            writes=self._writes,
         )
         return self
 

@@ -59,7 +59,7 @@ def notify(
         )
         return transition
     message = _render(deps, alert, purpose=purpose, where=where, cancel_reason=cancel_reason)
-    context = order_context(message, status=alert.status, position=where)
+    context = order_context(message, notice_id=alert.notice_id, status=alert.status, position=where)
     entries: list[TimelineRecord] = []
     orders: list[DeliveryOrder] = []
     for channel in recipient.channels.kinds():
@@ -93,14 +93,21 @@ def notify(
 
 
 def order_context(
-    message: RenderedMessage, *, status: Status, position: EscalationPosition | None
+    message: RenderedMessage,
+    *,
+    notice_id: uuid.UUID,
+    status: Status,
+    position: EscalationPosition | None,
 ) -> dict[str, Any]:
-    """What a delivery record keeps to render its message: releasable text and the step.
+    """What a delivery record keeps to render its message: releasable text and the step,
+    and its notice's id (an outcome's event and line say it without reading the alert:
+    `delivery/known.py`).
 
     Never an address (the plan reads it from the alert's frozen snapshot when it sends)
     and never the acknowledgement link (a credential, minted at send time).
     """
     return {
+        "notice_id": str(notice_id),
         "headline": message.headline,
         "body": message.body,
         "status": status,

@@ -1,9 +1,11 @@
 """A batch of outcomes carried by the engine's settling statement (PostgreSQL).
 
-The meaning is `record_outcomes`' (the same decisions, `decide_outcomes`), in two round
-trips instead of four: the alerts' lean read, autocommitted, then the engine's settle
-with the changes, the timeline entries and the events in one statement, committed by
-itself (`services/router/repository/alert_settled.py`). A final failure locks its alert
+The meaning is `record_outcomes`' (the same decisions, `decide_outcomes`), in one round
+trip instead of four: the engine's settle with the changes, the timeline entries and
+the events in one statement, committed by itself
+(`services/router/repository/alert_settled.py`). The alerts are not read when the
+records know what the decisions take of them (`known.py`); otherwise the alerts' lean
+read goes first, autocommitted: two round trips. A final failure locks its alert
 and reads the step's other records: such a batch keeps the transaction, and so does
 anything the carried statement does not write (`settled_change` says None).
 """
@@ -17,9 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.delivery import Failure, Settled
 from services.common.delivery.settle_query import SettleCarry
 from services.common.direct import is_postgres_session
+from services.router.delivery.known import decide_known
 from services.router.delivery.outcomes import decide_outcomes
 from services.router.deps import RouterDeps
-from services.router.repository.alert_settled import lean_alerts_alone, settled_change
+from services.router.repository.alert_settled import (
+    carried_writes,
+    lean_alerts_alone,
+    settled_change,
+)
 
 __all__ = ["carry_outcomes"]
 
@@ -33,12 +40,12 @@ async def carry_outcomes(
         return None
     if any(isinstance(o.result, Failure) and o.result.final for o in outcomes):
         return None
-    found = await lean_alerts_alone(session, {o.record.aggregate_id for o in outcomes})
-    writes = decide_outcomes(found, outcomes, now=deps.clock())
-    return settled_change(
-        session,
-        source=deps.source,
-        marks=writes.marks,
-        notes=writes.notes,
-        observers=writes.observers,
-    )
+    now = deps.clock()
+    carried = decide_known(outcomes, now=now)
+    if carried is None:
+        found = await lean_alerts_alone(session, {o.record.aggregate_id for o in outcomes})
+        writes = decide_outcomes(found, outcomes, now=now)
+        carried = carried_writes(marks=writes.marks, notes=writes.notes, observers=writes.observers)
+    if carried is None:
+        return None
+    return settled_change(session, source=deps.source, writes=carried)

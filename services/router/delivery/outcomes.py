@@ -17,30 +17,28 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, assert_never
+from typing import assert_never
 
-from schemas.alerts import AlertDelivered, AlertDeliveryFailed
-from schemas.base import Status
 from services.common.delivery import (
     Delivered,
     DeliveryRecord,
     Failure,
     Settled,
     Skip,
-    contract_reason,
 )
 from services.common.logging import get_logger
 from services.router import domain
 from services.router.delivery.compose import position_of
-from services.router.deps import RouterDeps
-from services.router.domain import (
-    AlertRecord,
-    Publication,
-    TimelineKind,
-    TimelineRecord,
-    Transition,
+from services.router.delivery.notes import (
+    Subject,
+    delivered_told,
+    failure_told,
+    outcome_fields,
+    skipped_told,
 )
-from services.router.metrics import DELIVERIES, DELIVERY_FAILURES, STEPS_UNREACHABLE
+from services.router.deps import RouterDeps
+from services.router.domain import AlertRecord, Publication, TimelineRecord, Transition
+from services.router.metrics import STEPS_UNREACHABLE
 from services.router.observability import alert_fields, drill_label
 from services.router.unit_of_work import RouterUoW
 
@@ -57,50 +55,14 @@ __all__ = [
 log = get_logger(__name__)
 
 
-def _fields(
-    record: DeliveryRecord, alert: AlertRecord | None = None, **extra: Any
-) -> dict[str, Any]:
-    if alert is not None:
-        extra = {"notice_id": str(alert.notice_id), "drill": alert.drill, **extra}
-    return {
-        "alert_id": str(record.aggregate_id),
-        "notice_version": record.aggregate_version,
-        "delivery_id": str(record.delivery_id),
-        "recipient_id": str(record.recipient_id),
-        "channel": record.channel,
-        "purpose": record.purpose,
-        # The engine runs outside any request or message: the notice's chain is here.
-        "correlation_id": record.correlation_id,
-        **extra,
-    }
-
-
-def _entry(
-    record: DeliveryRecord, kind: TimelineKind, *, at: datetime, detail: dict[str, Any]
-) -> TimelineRecord:
-    return TimelineRecord(
-        kind=kind,
-        at=at,
-        notice_version=record.aggregate_version,
-        position=position_of(record),
-        recipient_id=record.recipient_id,
-        channel=record.channel,
-        delivery_id=record.delivery_id,
-        detail=detail,
-    )
-
-
-def _status(record: DeliveryRecord, alert: AlertRecord) -> Status:
-    status: Status = record.context.get("status", alert.status)
-    return status
-
-
 async def _alert(
     uow: RouterUoW, record: DeliveryRecord, *, lock: bool = False
 ) -> AlertRecord | None:
     alert = await uow.alerts.get(record.aggregate_id, lock=lock)
     if alert is None:
-        uow.after_commit(lambda: log.warning("alert.delivery_for_unknown_alert", **_fields(record)))
+        uow.after_commit(
+            lambda: log.warning("alert.delivery_for_unknown_alert", **outcome_fields(record))
+        )
     return alert
 
 
@@ -136,33 +98,15 @@ class _Delivered:
 def _delivered(
     alert: AlertRecord, record: DeliveryRecord, result: Delivered, *, now: datetime
 ) -> _Delivered:
-    position = position_of(record)
-    step = position.step if position is not None else alert.step
-    event = AlertDelivered(
-        alert_id=alert.id,
-        notice_id=alert.notice_id,
-        notice_version=record.aggregate_version,
-        status=_status(record, alert),
-        step=step,
-        recipient_id=record.recipient_id,
-        channel=record.channel,
-        attempts=result.attempts,
-        delivered_at=now,
-    )
-    detail = {"attempts": result.attempts, "purpose": record.purpose}
-    entry = _entry(record, "delivered", at=now, detail=detail)
+    told = delivered_told(Subject.of(alert), record, result, now=now)
     # triggered -> delivered (only for the version this message carried)
     mark = (
         None
         if record.purpose == "cancel"
         else domain.mark_delivered(alert, notice_version=record.aggregate_version, at=now)
     )
-
-    def committed() -> None:
-        DELIVERIES.labels(record.channel).inc()
-        log.info("alert.delivered", **_fields(record, alert, step=step, attempts=result.attempts))
-
-    return _Delivered(mark, entry, Publication(event, record.correlation_id), committed)
+    assert told.publication is not None
+    return _Delivered(mark, told.entry, told.publication, told.committed)
 
 
 async def record_attempt_failed(
@@ -267,49 +211,10 @@ def _failure(
     step_unreachable: bool,
 ) -> tuple[Transition, Callable[[], None]]:
     """The failure's timeline entry and event, and its after-commit log and metric."""
-    reason = contract_reason(failure.reason)
-    position = position_of(record)
-    # The contract counts attempts from 1; a message given up while its destination's
-    # breaker was open never reached the network, and is reported as its first attempt.
-    attempts = max(failure.attempts, 1)
-    detail: dict[str, Any] = {
-        "reason": reason,
-        "attempt": failure.attempts,
-        "final": failure.final,
-        "purpose": record.purpose,
-    }
-    if failure.retry_at is not None:
-        detail["retry_at"] = failure.retry_at.isoformat()
-    if step_unreachable:
-        detail["step_unreachable"] = True
-    event = AlertDeliveryFailed(
-        alert_id=alert.id,
-        notice_id=alert.notice_id,
-        notice_version=record.aggregate_version,
-        status=_status(record, alert),
-        step=position.step if position is not None else alert.step,
-        recipient_id=record.recipient_id,
-        channel=record.channel,
-        reason=reason,
-        attempts=attempts,
-        final=failure.final,
-        failed_at=now,
+    told = failure_told(
+        Subject.of(alert), record, failure, now=now, step_unreachable=step_unreachable
     )
-    entry = _entry(record, "delivery_failed", at=now, detail=detail)
-    transition = domain.record(alert, entry, events=(Publication(event, record.correlation_id),))
-    final = str(failure.final).lower()
-
-    def committed() -> None:
-        DELIVERY_FAILURES.labels(record.channel, reason, final).inc()
-        fields = _fields(
-            record, alert, reason=reason, attempt=failure.attempts, final=failure.final
-        )
-        if failure.final:
-            log.error("alert.delivery_failed", **fields)
-        else:
-            log.warning("alert.delivery_attempt_failed", **fields)
-
-    return transition, committed
+    return domain.record(alert, told.entry, events=told.events), told.committed
 
 
 async def record_skipped(
@@ -327,13 +232,8 @@ async def record_skipped(
 def _skipped(
     alert: AlertRecord, record: DeliveryRecord, skip: Skip, *, now: datetime
 ) -> tuple[Transition, Callable[[], None]]:
-    detail = {"reason": skip.reason, **skip.detail}
-    entry = _entry(record, "delivery_skipped", at=now, detail=detail)
-
-    def committed() -> None:
-        log.info("alert.delivery_skipped", **_fields(record, alert), skip_reason=skip.reason)
-
-    return domain.record(alert, entry), committed
+    told = skipped_told(Subject.of(alert), record, skip, now=now)
+    return domain.record(alert, told.entry), told.committed
 
 
 async def record_outcomes(uow: RouterUoW, *, deps: RouterDeps, outcomes: Sequence[Settled]) -> None:
@@ -408,7 +308,7 @@ def decide_outcomes(
 
 
 def _unknown(record: DeliveryRecord) -> Callable[[], None]:
-    return lambda: log.warning("alert.delivery_for_unknown_alert", **_fields(record))
+    return lambda: log.warning("alert.delivery_for_unknown_alert", **outcome_fields(record))
 
 
 def _observe_all(observers: Sequence[Callable[[], None]]) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "acknowledge",
     "cancel",
     "content_of",
+    "delivered_unread",
     "escalate_now",
     "expire",
     "fire_timer",
@@ -430,10 +431,22 @@ def mark_delivered(alert: AlertRecord, *, notice_version: int, at: datetime) -> 
     no row and set nothing but `updated_at` (a notice's second channel, settled in a
     later round than its first).
     """
-    if alert.state != "triggered" or alert.notice_version != notice_version:
+    guard, values = delivered_unread(notice_version=notice_version, at=at)
+    if alert.state not in guard.states or alert.notice_version != notice_version:
         return None
-    after = replace(alert, state="delivered", updated_at=at)
-    return Transition(alert, after, guard=VersionGuard(frozenset({"triggered"}), notice_version))
+    after = replace(alert, **values)
+    return Transition(alert, after, guard=guard)
+
+
+def delivered_unread(*, notice_version: int, at: datetime) -> tuple[VersionGuard, dict[str, Any]]:
+    """triggered -> delivered for an alert not read: the guard and the columns it sets,
+    as `mark_delivered` decides them. Written under the guard, it changes the alert only
+    where `mark_delivered` would have (an alert past it, or at another version, is left
+    as it is)."""
+    return VersionGuard(frozenset({"triggered"}), notice_version), {
+        "state": "delivered",
+        "updated_at": at,
+    }
 
 
 def escalate_now(alert: AlertRecord, *, now: datetime) -> Transition | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -41,7 +41,13 @@ from services.common.outbox import (
     outbox_row,
     taker_for,
 )
-from services.router.domain import AlertRecord, Transition, VersionGuard
+from services.router.domain import (
+    AlertRecord,
+    Publication,
+    TimelineRecord,
+    Transition,
+    VersionGuard,
+)
 from services.router.repository.alert_changes import changed_columns, plain
 from services.router.repository.alert_rows import lean_record_of, timeline_values
 from services.router.repository.alert_statements import (
@@ -57,7 +63,14 @@ from services.router.repository.alert_statements import (
 )
 from services.router.tables import alerts, delivery_records
 
-__all__ = ["lean_alerts_alone", "settled_change", "settled_change_direct"]
+__all__ = [
+    "CarriedWrites",
+    "Change",
+    "carried_writes",
+    "lean_alerts_alone",
+    "settled_change",
+    "settled_change_direct",
+]
 
 # A transition's parts this statement writes; one carrying anything else is not carried.
 _CARRIED_PARTS = frozenset({"before", "after", "timeline", "events", "guard"})
@@ -78,36 +91,62 @@ async def lean_alerts_alone(
     return {r.id: r for r in map(lean_record_of, rows)}
 
 
-def settled_change(
-    session: AsyncSession,
+# What makes marks one UPDATE: the guard's states, its notice version, the columns set.
+Change = tuple[frozenset[str], int, tuple[tuple[str, Any], ...]]
+
+
+@dataclass(frozen=True)
+class CarriedWrites:
+    """An outcome batch's writes as the settling statement carries them, each with the
+    record it is for: one version-guarded `change` of the alerts in `marks`, the timeline
+    `entries` and outbox `events` of notes (no row change), the after-commit `observers`."""
+
+    change: Change | None
+    marks: Sequence[tuple[uuid.UUID, DeliveryRecord]]
+    entries: Sequence[tuple[uuid.UUID, TimelineRecord, DeliveryRecord]]
+    events: Sequence[tuple[Publication, DeliveryRecord]]
+    observers: Sequence[tuple[DeliveryRecord, Observer]]
+
+
+def carried_writes(
     *,
-    source: str,
     marks: Sequence[tuple[Transition, DeliveryRecord]],
     notes: Sequence[tuple[Transition, DeliveryRecord]],
     observers: Sequence[tuple[DeliveryRecord, Observer]],
-) -> SettleCarry | None:
-    """The batch's writes as a `SettleCarry`: the state changes (version-guarded, one
-    change for all: `marks`, each with a record that asks for it), the notes' entries and
-    events, and the after-commit `observers`, each only for a record the statement
-    settles. None when the batch is anything else (two different changes, a note that
+) -> CarriedWrites | None:
+    """Decided transitions as `CarriedWrites`: the state changes (version-guarded, one
+    change for all: `marks`, each with a record that asks for it) and the notes' entries
+    and events. None when the batch is anything else (two different changes, a note that
     changes a row): it then takes the transaction."""
     changes = {_change_key(mark) for mark, _ in marks}
     if len(changes) > 1 or None in changes or not all(_is_note(note) for note, _ in notes):
         return None
-    key = next(iter(changes), None)
+    return CarriedWrites(
+        change=next(iter(changes), None),
+        marks=[(mark.after.id, record) for mark, record in marks],
+        entries=[
+            (note.after.id, entry, record) for note, record in notes for entry in note.timeline
+        ],
+        events=[(p, record) for note, record in notes for p in note.events],
+        observers=observers,
+    )
+
+
+def settled_change(session: AsyncSession, *, source: str, writes: CarriedWrites) -> SettleCarry:
+    """`writes` as a `SettleCarry`: each write, and each observer, only for a record the
+    statement settles."""
     params: dict[str, Any] = {}
     names: tuple[str, ...] = ()
-    if key is not None:
-        states, version, change = key
+    if writes.change is not None and writes.marks:
+        states, version, change = writes.change
         names = tuple(name for name, _ in change)
         params.update({f"v_{name}": value for name, value in change})
         params.update(b_states=sorted(states), b_notice_version=version)
-        params["m_alerts"] = [str(mark.after.id) for mark, _ in marks]
-        params["m_deliveries"] = [str(record.delivery_id) for _, record in marks]
+        params["m_alerts"] = [str(alert_id) for alert_id, _ in writes.marks]
+        params["m_deliveries"] = [str(record.delivery_id) for _, record in writes.marks]
     entries = [
-        (timeline_values(note.after.id, entry), str(record.delivery_id))
-        for note, record in notes
-        for entry in note.timeline
+        (timeline_values(alert_id, entry), str(record.delivery_id))
+        for alert_id, entry, record in writes.entries
     ]
     params.update({f"t_{n}": [row[n] for row, _ in entries] for n in TIMELINE_COLUMNS})
     params["t_gate"] = [gate for _, gate in entries]
@@ -115,13 +154,13 @@ def settled_change(
     queued = [
         (outbox_row(new_event(p.event, source=source, correlation_id=p.correlation_id), now),
          str(record.delivery_id))
-        for note, record in notes
-        for p in note.events
+        for p, record in writes.events
     ]  # fmt: skip
     params.update({f"o_{n}": [row[n] for row, _ in queued] for n in OUTBOX_COLUMNS})
     params["o_gate"] = [gate for _, gate in queued]
     taker = taker_for(session)
     params.update(lease_values(taker))
+    observers = writes.observers
 
     def finish(row: Any, held: frozenset[str]) -> None:
         # Only the rows of records settled went in: the others are not handed over.
@@ -134,7 +173,7 @@ def settled_change(
     return SettleCarry(settled_change_direct(names), params, finish)
 
 
-def _change_key(mark: Transition) -> tuple[frozenset[str], int, tuple[Any, ...]] | None:
+def _change_key(mark: Transition) -> Change | None:
     """What makes two marks one UPDATE (None: not a plain version-guarded change)."""
     changes = changed_columns(mark)
     guard = mark.guard

@@ -1,19 +1,24 @@
-"""A delivered outcome's round on PostgreSQL: two autocommitted statements.
+"""A delivered outcome's round on PostgreSQL: one autocommitted statement.
 
 The round was four round trips (BEGIN, the settle carrying router's lean read of the
-alerts, the guarded change with its timeline entries and events, COMMIT); now the read
-goes first, autocommitted, and the change, the entries and the events ride in the
-engine's settling statement (`SettleCarry`), which commits by itself. Counted on the
-wire (asyncpg's query log, BEGIN and COMMIT included): deterministic, no timing. A
-record whose lease was lost (another process took it) still writes nothing; a final
-failure keeps the transaction.
+alerts, the guarded change with its timeline entries and events, COMMIT), then two (the
+read, autocommitted, and the settle carrying the rest); now the records say what the
+decisions took from the read (their notice, status and step), and the change, the
+entries and the events ride in the engine's settling statement (`SettleCarry`) alone,
+which commits by itself. A record that does not say its notice (one ordered before
+contexts held it) still has its alert read first. Counted on the wire (asyncpg's query
+log, BEGIN and COMMIT included): deterministic, no timing. A record whose lease was
+lost (another process took it) still writes nothing; a final failure keeps the
+transaction; the change is still guarded by the alert's state and notice version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -151,15 +156,15 @@ async def _notes(runtime: RouterRuntime, alert_id: str) -> tuple[list[str], list
         return entries, [e for e in events.scalars() if e != "alert.triggered"]
 
 
-async def test_a_delivered_outcome_round_is_two_autocommitted_statements(
+async def test_a_delivered_outcome_round_is_one_autocommitted_statement(
     runtime: RouterRuntime,
 ) -> None:
     alert_id, records = await _claimed(runtime, [OWNER, OWNER])
     sent = await _recorded(runtime, [_delivered(r) for r in records])
 
-    # The alerts' lean read, then the settle carrying the change with its notes; no
-    # BEGIN, no COMMIT (main: BEGIN, the settle carrying the read, the change, COMMIT).
-    assert sent == ["SELECT", "WITH"], sent
+    # The settle carrying the change with its notes; no read of the alerts, no BEGIN, no
+    # COMMIT (before: the alerts' lean read, then the settle).
+    assert sent == ["WITH"], sent
     assert await _written(runtime, alert_id) == ("delivered", 2, 2)
     states = await _states(runtime, alert_id)
     assert states == ["delivered", "delivered"]
@@ -173,7 +178,7 @@ async def test_a_carried_round_of_a_failed_attempt_and_a_skip_notes_each(
     skip = Outcome(record=second, result=Skip("not_wanted"), at=T0)
     sent = await _recorded(runtime, [_failed(first), skip])
 
-    assert sent == ["SELECT", "WITH"], sent
+    assert sent == ["WITH"], sent
     entries, events = await _notes(runtime, alert_id)
     assert sorted(entries) == ["delivery_failed", "delivery_skipped"]
     assert events == ["alert.delivery_failed"]
@@ -189,7 +194,7 @@ async def test_a_lost_lease_on_the_marking_record_changes_no_alert(
     lost, kept = records
     sent = await _recorded(runtime, [_delivered(lost), _failed(kept)])
 
-    assert sent == ["SELECT", "WITH"], sent
+    assert sent == ["WITH"], sent
     # Only the kept record's note and event; the lost one's delivery marks nothing.
     assert await _notes(runtime, alert_id) == (["delivery_failed"], ["alert.delivery_failed"])
     assert await _written(runtime, alert_id) == ("triggered", 0, 0)
@@ -219,7 +224,7 @@ async def test_a_record_whose_lease_was_lost_writes_no_note_and_no_event(
     alert_id, records = await _claimed(runtime, [OWNER, "another-engine"])
     sent = await _recorded(runtime, [_delivered(r) for r in records])
 
-    assert sent == ["SELECT", "WITH"], sent
+    assert sent == ["WITH"], sent
 
     # Ours is settled and noted once; the other engine's record is left as it holds it.
     assert await _written(runtime, alert_id) == ("delivered", 1, 1)
@@ -232,7 +237,7 @@ async def test_an_outcome_round_whose_every_lease_was_lost_writes_nothing(
     alert_id, records = await _claimed(runtime, ["another-engine", "another-engine"])
     sent = await _recorded(runtime, [_delivered(r) for r in records])
 
-    assert sent == ["SELECT", "WITH"], sent
+    assert sent == ["WITH"], sent
 
     assert await _written(runtime, alert_id) == ("triggered", 0, 0)
     assert await _states(runtime, alert_id) == ["sending", "sending"]
@@ -245,3 +250,79 @@ async def _states(runtime: RouterRuntime, alert_id: str) -> list[str]:
             sa.select(t.c.state).where(t.c.aggregate_id == alert_id).order_by(t.c.delivery_id)
         )
         return list(found.scalars())
+
+
+def _unnamed(record: Any) -> Any:
+    """`record` as one ordered before contexts named their notice."""
+    return replace(record, context={k: v for k, v in record.context.items() if k != "notice_id"})
+
+
+async def _delivered_events(runtime: RouterRuntime, alert_id: str) -> list[dict[str, Any]]:
+    async with runtime.sessions() as session:
+        payloads = await session.execute(
+            sa.select(outbox_messages.c.payload).where(
+                outbox_messages.c.key == alert_id,
+                outbox_messages.c.event_type == "alert.delivered",
+            )
+        )
+        return sorted((json.loads(p) for p in payloads.scalars()), key=lambda e: e["channel"])
+
+
+async def test_records_that_do_not_name_their_notice_have_their_alert_read_first(
+    runtime: RouterRuntime,
+) -> None:
+    alert_id, records = await _claimed(runtime, [OWNER, OWNER])
+    sent = await _recorded(runtime, [_delivered(_unnamed(r)) for r in records])
+
+    assert sent == ["SELECT", "WITH"], sent
+    assert await _written(runtime, alert_id) == ("delivered", 2, 2)
+
+
+async def test_an_alert_delivered_event_says_the_same_read_or_not(
+    runtime: RouterRuntime,
+) -> None:
+    read_id, read_records = await _claimed(runtime, [OWNER, OWNER])
+    await _recorded(runtime, [_delivered(_unnamed(r)) for r in read_records])
+    known_id, known_records = await _claimed(runtime, [OWNER, OWNER])
+    await _recorded(runtime, [_delivered(r) for r in known_records])
+
+    async with runtime.sessions() as session:
+        rows = await session.execute(sa.select(alerts.c.id, alerts.c.notice_id))
+        notices = {row.id: row.notice_id for row in rows}
+    read = await _delivered_events(runtime, read_id)
+    known = await _delivered_events(runtime, known_id)
+    assert len(read) == len(known) == 2
+    for alert_id, events in ((read_id, read), (known_id, known)):
+        assert {e["alert_id"] for e in events} == {alert_id}
+        assert {e["notice_id"] for e in events} == {notices[alert_id]}
+    ids = ("alert_id", "notice_id")
+    assert [{k: v for k, v in e.items() if k not in ids} for e in read] == [
+        {k: v for k, v in e.items() if k not in ids} for e in known
+    ]
+
+
+@pytest.mark.parametrize(
+    ("state", "version"), [("acknowledged", 1), ("delivered", 1), ("triggered", 2)]
+)
+async def test_a_delivered_outcome_leaves_an_alert_no_longer_triggered_at_its_version(
+    runtime: RouterRuntime, state: str, version: int
+) -> None:
+    alert_id, records = await _claimed(runtime, [OWNER, OWNER])
+    # Acknowledged meanwhile, marked by another round, or re-opened by a notice update.
+    async with runtime.sessions() as session:
+        await session.execute(
+            sa.update(alerts)
+            .where(alerts.c.id == alert_id)
+            .values(state=state, notice_version=version)
+        )
+        await session.commit()
+        before = (await session.execute(sa.select(alerts).where(alerts.c.id == alert_id))).one()
+    sent = await _recorded(runtime, [_delivered(r) for r in records])
+
+    # Not read: the statement's guard (triggered, at the record's version) leaves the
+    # row as it is, and the entries and events are written as after a read.
+    assert sent == ["WITH"], sent
+    async with runtime.sessions() as session:
+        after = (await session.execute(sa.select(alerts).where(alerts.c.id == alert_id))).one()
+    assert after == before
+    assert await _written(runtime, alert_id) == (state, 2, 2)

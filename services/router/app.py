@@ -7,6 +7,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
+from schemas.topics import DIRECTORY
 from services.common.delivery import (
     DeliveryEngine,
     EmailSender,
@@ -16,6 +17,7 @@ from services.common.delivery import (
 )
 from services.common.http import create_http_app
 from services.common.migrations import upgrade
+from services.common.outbox import OutboxRelay
 from services.common.runtime import ServiceRuntime
 from services.common.settings import get_settings
 from services.router.config import RouterSettings
@@ -28,7 +30,7 @@ from services.router.http.sms import REPORTS_PATH
 from services.router.subscribers import register_consumers
 from services.router.tables import delivery_records
 
-__all__ = ["SERVICE", "RouterRuntime", "create_app", "default_senders"]
+__all__ = ["SERVICE", "RouterRuntime", "create_app", "default_senders", "linger_relay"]
 
 SERVICE = "router"
 
@@ -40,6 +42,15 @@ def default_senders(settings: RouterSettings) -> SenderRegistry:
         email=EmailSender.from_settings(settings),
         sms=KannelSender.from_settings(settings, dlr_url=_own_url(settings, REPORTS_PATH)),
     )
+
+
+def linger_relay(relay: OutboxRelay, settings: RouterSettings) -> None:
+    """Router's relay waits a moment for the next notices' alert events (their consumers
+    read them in batches, a second apart), but sends a directory change at once: intake
+    decides who reads restricted detail by it, and a contact alerted just after the
+    change may fetch the notice at once. The lease bounds the linger (lingering.py)."""
+    linger_s = min(settings.router_outbox_linger_ms / 1000, settings.outbox_claim_ttl_s / 6)
+    relay.linger(linger_s, at_once=(DIRECTORY,))
 
 
 def _own_url(settings: RouterSettings, path: str) -> str:
@@ -134,7 +145,7 @@ def create_app(
     runtime = RouterRuntime(
         settings=settings, senders=senders or default_senders(settings), clock=clock
     )
-    runtime.relay.linger(settings.router_outbox_linger_ms / 1000)
+    linger_relay(runtime.relay, settings)
     register_consumers(runtime.consumer, runtime.deps)
     return create_http_app(
         runtime,

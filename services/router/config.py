@@ -91,12 +91,14 @@ class RouterSettings(CommonSettings):
         default=5.0, gt=0, description="How often the open-alerts gauge is recounted."
     )
     router_outbox_linger_ms: float = Field(
-        default=50.0,
+        default=300.0,
         ge=0,
         description="How long router's relay holds events handed to it for more before it "
-        "publishes them in one produce round and deletes them in one statement: a "
-        "notice's alert.triggered and its channels' outcomes go together (none is on the "
-        "SPOC's path). 0: each as it comes. At most a sixth of AVISO_OUTBOX_CLAIM_TTL_S.",
+        "publishes them in one produce round and deletes them in one statement: a few "
+        "notices' alert events go together at 10 notices a second (none is on the SPOC's "
+        "path; rumor control's fetch waits up to a second anyway). A directory change goes "
+        "at once (intake's access decisions follow it). 0: each as it comes. Cut to a "
+        "sixth of AVISO_OUTBOX_CLAIM_TTL_S when longer.",
     )
 
     def development_secrets(self) -> list[str]:

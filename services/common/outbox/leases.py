@@ -1,5 +1,13 @@
 """The heartbeat that keeps a relay's claims on outbox rows while it publishes them, and
-the lease taken again on rows handed over too long ago to trust theirs."""
+the lease taken again on rows handed over too long ago to trust theirs.
+
+On PostgreSQL the lease is stamped and compared with the database's clock, so clock
+skew between application hosts cannot eat into a 2 s lease. If a relay's event loop
+stalls for longer than the lease, another relay may publish the same row again: a
+duplicate, never a gap and never a later row of the key first (a row becomes
+claimable only once its predecessor is deleted as sent, which only the predecessor's
+current holder can do, or together with it), and consumers drop the duplicate through
+their inbox."""
 
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ channel's outcome a few milliseconds apart), all of one key. Sent as they come, 
 a produce round, a settling statement, and a fetch answered to every member reading the
 topic. Lingering (`linger_s` after the first row handed over, or until `rows` rows wait)
 sends them in one round and settles them in one statement. None of those events is on
-the SPOC's path; intake's `notice.received` is, so intake does not linger (0).
+the SPOC's path; intake's `notice.received` is, so intake does not linger (0). A topic named
+`at_once` ends the linger as soon as one of its rows is handed over (router's directory
+changes: intake's access decisions follow them), and the rows waiting go with it.
 
 Nothing is lost while rows linger: they are committed rows, leased to this relay; a crash
 leaves them to a claim once the lease ends, and a stop ends the linger at once.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from services.common.outbox.wakeup import Wakeup
 
@@ -43,6 +46,7 @@ class Lingering:
         linger_s: float,
         rows: int,
         lease_s: float,
+        at_once: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # A handed row older than a third of its lease costs a statement to lease it
@@ -54,8 +58,17 @@ class Lingering:
         # Rows one round takes when more wait (a backlog): up to a few batches at once.
         self.round_rows = self._rows * _ROUND_BATCHES
         self._hold_s = 2 * lease_s
+        self._at_once: Final = frozenset(at_once)
         self._clock = clock
         self._held: dict[str, float] = {}
+
+    def now(self) -> float:
+        """The linger's clock (a hand-over to an empty queue starts the linger then)."""
+        return self._clock()
+
+    def at_once(self, topics: Iterable[str]) -> bool:
+        """Whether rows of `topics` end the linger as soon as they are handed over."""
+        return bool(self._at_once) and not self._at_once.isdisjoint(topics)
 
     async def wait(
         self,
@@ -64,9 +77,11 @@ class Lingering:
         count: Callable[[], int],
         woken: Wakeup,
         stopping: asyncio.Event,
+        urgent: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Until `linger_s` after `first_at` (the clock's time), `rows` rows, or a stop."""
-        while not stopping.is_set() and count() < self._rows:
+        """Until `linger_s` after `first_at` (the clock's time), `rows` rows, a row that
+        goes at once (`urgent`), or a stop."""
+        while not stopping.is_set() and count() < self._rows and not urgent():
             left = first_at + self.linger_s - self._clock()
             if left <= 0:
                 return

@@ -32,21 +32,14 @@ host that lost power or its network never does until TCP keepalive gives up (hou
 untuned), while a lease ends on time; and because a transaction held open across a
 network publish pins a connection per relay and holds back vacuum.
 
-On PostgreSQL the lease is stamped and compared with the database's clock, so clock
-skew between application hosts cannot eat into a 2 s lease. If a relay's event loop
-stalls for longer than the lease, another relay may publish the same row again: a
-duplicate, never a gap and never a later row of the key first (a row becomes
-claimable only once its predecessor is deleted as sent, which only the predecessor's
-current holder can do, or together with it), and consumers drop the duplicate through
-their inbox.
+Why the lease is the database's clock, and what a stalled loop costs: leases.py.
 
 On PostgreSQL most rows need no claim: the INSERT leases them to this process's relay
 and the commit hands them over (handoff.py; an idle relay's send begins right there,
 eager.py); a turn publishes and deletes them, re-leasing first stale ones (leases.py).
 
-A relay may linger (`linger`, lingering.py): rows handed over wait up to a few
-milliseconds for more (a notice's alert events, a key's rows handed to the same relay),
-then go in one round and one settling; a stop ends the linger.
+A relay may linger (`linger`, lingering.py): rows handed over wait a moment for more (a
+few notices' alert events), then go in one round and one settling; a stop ends it.
 
 A commit that enqueued something wakes the relays of this process at once (an
 in-process signal), and on PostgreSQL a `NOTIFY` wakes relays in other processes (a
@@ -73,7 +66,7 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -88,7 +81,13 @@ from services.common.outbox.leases import LeaseKeeper, renew, retake
 from services.common.outbox.lingering import Lingering
 from services.common.outbox.ordering import KeysTogetherPublisher, in_waves
 from services.common.outbox.peers import ListenerPeers
-from services.common.outbox.rows import BatchPublisher, one_by_one, relay_row, split_results
+from services.common.outbox.rows import (
+    BatchPublisher,
+    claim_rows,
+    one_by_one,
+    relay_row,
+    split_results,
+)
 from services.common.outbox.settling import Settling
 from services.common.outbox.statements import RelayStatements
 from services.common.outbox.wakeup import Wakeup
@@ -129,6 +128,7 @@ class OutboxRelay:
         wake_on_commit: bool = True,
         hand_off: bool = True,
         linger_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,  # the linger's (tests move it on)
     ) -> None:
         self._engine = engine
         self._postgres = is_postgres(engine)
@@ -167,7 +167,8 @@ class OutboxRelay:
         # An idle relay that does not linger begins a handed batch at the commit (eager.py).
         self._started = Started(publish) if isinstance(publish, StartingPublisher) else None
         # Handed rows wait up to `linger_s` for more, then go in one round (lingering.py).
-        self._lingering = Lingering(linger_s=linger_s, rows=batch_size, lease_s=claim_ttl_s)
+        self._clock = clock
+        self.linger(linger_s)
         self._settling = Settling(
             engine=engine,
             sessions=self._sessions,
@@ -198,6 +199,9 @@ class OutboxRelay:
         # A claim someone asked for (`wake`) ran while sent rows waited to be deleted (a
         # key's later row may wait behind them): claim again once they are gone.
         self._asked = self._claim_after_delete = False
+        # When the rows handed now began to linger (the linger's clock); whether one of
+        # them goes at once (lingering.py).
+        self._linger_from, self._urgent = 0.0, False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -238,10 +242,15 @@ class OutboxRelay:
                 await self._listener.close()
         log.info("outbox.relay_stopped", relay_id=self.relay_id, published=self.published_total)
 
-    def linger(self, seconds: float) -> None:
-        """Before `start`: hold handed rows up to `seconds` for more, then send them together."""
+    def linger(self, seconds: float, *, at_once: Iterable[str] = ()) -> None:
+        """Before `start`: hold handed rows up to `seconds` for more, then send them together;
+        a row of an `at_once` topic ends the wait when handed over."""
         self._lingering = Lingering(
-            linger_s=seconds, rows=self._batch_size, lease_s=self._claim_ttl_s
+            linger_s=seconds,
+            rows=self._batch_size,
+            lease_s=self._claim_ttl_s,
+            at_once=at_once,
+            clock=self._clock,
         )
 
     def wake(self) -> None:
@@ -256,6 +265,9 @@ class OutboxRelay:
         handed = [relay_row(row) for row in rows]
         if self._may_start(handed) and self._started is not None:
             self._started.start(handed)
+        if not self._handed:
+            self._linger_from = self._lingering.now()
+        self._urgent |= self._lingering.at_once(row.topic for row in handed)
         self._handed.extend((leased_at, row) for row in handed)
         self._wake.set()
 
@@ -313,11 +325,13 @@ class OutboxRelay:
             self._wake.clear()
             if self._handed:
                 await self._lingering.wait(
-                    first_at=self._handed[0][0],
+                    first_at=self._linger_from,
                     count=lambda: len(self._handed),
                     woken=self._wake,
                     stopping=self._stopping,
+                    urgent=lambda: self._urgent,
                 )
+                self._urgent = False
                 await self._guarded(self._relay_handed)
                 # What the settling said of other leases bounds the wait for a claim.
                 lease_wait = self._wait_for_lease_s(self._settling.lease_ends_in_s)
@@ -394,7 +408,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Claim, publish and settle one batch; returns how many rows were published."""
-        rows = await self._claim()
+        rows, self._successors_waiting = await claim_rows(self._sessions, self._statements)
         if not rows:
             return 0
         return await self._publish_and_settle(rows)
@@ -479,20 +493,6 @@ class OutboxRelay:
         if self._publish_together is not None:
             return await self._publish_together(rows)
         return await in_waves(rows, self._publish_batch)
-
-    async def _claim(self) -> Sequence[OutboxRow]:
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(self._statements.claim, self._statements.claim_values())
-            claimed: list[OutboxRow] = []
-            # Per key, whether a row waits behind the last one claimed (the claim takes a
-            # key's consecutive rows, so an earlier row's successor may be claimed too).
-            last_of_key: dict[str, tuple[int, bool]] = {}
-            for r in result:
-                if r.key not in last_of_key or last_of_key[r.key][0] < r.id:
-                    last_of_key[r.key] = (r.id, bool(r.has_successor))
-                claimed.append(relay_row(r._mapping))
-        self._successors_waiting = any(waits for _id, waits in last_of_key.values())
-        return sorted(claimed, key=lambda row: row.id)
 
     async def _renew(self, ids: list[int]) -> None:
         """Extend this relay's lease on `ids` (the heartbeat; leases.py)."""

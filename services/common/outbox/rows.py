@@ -6,11 +6,14 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from services.common.outbox.headers import full_headers
 from services.common.outbox.ordering import one_key_at_a_time
+from services.common.outbox.statements import RelayStatements
 from services.common.outbox.writing import OutboxRow, PublishFn
 
-__all__ = ["BatchPublisher", "one_by_one", "relay_row", "split_results"]
+__all__ = ["BatchPublisher", "claim_rows", "one_by_one", "relay_row", "split_results"]
 
 
 @runtime_checkable
@@ -62,3 +65,21 @@ def split_results(
         else:
             sent.append(row.id)
     return sent, failed
+
+
+async def claim_rows(
+    sessions: async_sessionmaker[AsyncSession], statements: RelayStatements
+) -> tuple[list[OutboxRow], bool]:
+    """A claim round's rows in id order, and whether a row of a key waits behind its last."""
+    async with sessions() as session, session.begin():
+        result = await session.execute(statements.claim, statements.claim_values())
+        claimed: list[OutboxRow] = []
+        # Per key, whether a row waits behind the last one claimed (the claim takes a
+        # key's consecutive rows, so an earlier row's successor may be claimed too).
+        last_of_key: dict[str, tuple[int, bool]] = {}
+        for r in result:
+            if r.key not in last_of_key or last_of_key[r.key][0] < r.id:
+                last_of_key[r.key] = (r.id, bool(r.has_successor))
+            claimed.append(relay_row(r._mapping))
+    waiting = any(waits for _id, waits in last_of_key.values())
+    return sorted(claimed, key=lambda row: row.id), waiting

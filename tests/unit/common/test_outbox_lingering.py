@@ -4,15 +4,22 @@ publisher's one record batch per partition, on fakes: no broker, no database."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from schemas.topics import DIRECTORY
 from services.common.kafka import KafkaOutboxPublisher
 from services.common.outbox import OutboxRow
 from services.common.outbox.lingering import Lingering
 from services.common.outbox.ordering import KeysTogetherPublisher
 from services.common.outbox.wakeup import Wakeup
+from services.router.app import linger_relay
+from services.router.config import RouterSettings
+
+DEADLINE_S = 30.0
 
 
 class Clock:
@@ -55,6 +62,81 @@ async def test_the_linger_ends_at_the_batch_s_rows_at_its_time_or_at_a_stop() ->
     assert waiting.done()
     stopping.set()
     await lingering.wait(first_at=clock.now, count=lambda: 1, woken=woken, stopping=stopping)
+
+
+async def test_router_s_linger_holds_a_notice_s_events_until_the_next_notice_at_10_a_second(
+    tmp_path: Path,
+) -> None:
+    # Router's default linger, as its settings give it: a notice's events (handed over at
+    # 0) still wait when the next notice's come 100 ms later, and go once the linger ends.
+    linger_s = RouterSettings(var_dir=tmp_path).router_outbox_linger_ms / 1000
+    clock = Clock()
+    lingering = Lingering(linger_s=linger_s, rows=100, lease_s=2.0, clock=clock)
+    woken, stopping = Wakeup(), asyncio.Event()
+    handed = [1]
+    waiting = asyncio.create_task(
+        lingering.wait(
+            first_at=clock.now, count=lambda: len(handed), woken=woken, stopping=stopping
+        )
+    )
+    await asyncio.sleep(0)
+    clock.now += 0.1
+    handed.append(2)  # the next notice's events
+    woken.set()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    clock.now += linger_s
+    woken.set()
+    await asyncio.wait_for(waiting, timeout=DEADLINE_S)
+
+
+async def test_a_row_of_an_at_once_topic_ends_the_linger() -> None:
+    clock = Clock()
+    lingering = Lingering(
+        linger_s=0.3, rows=100, lease_s=2.0, at_once=("aviso.directory.v1",), clock=clock
+    )
+    assert lingering.at_once(["aviso.alerts.v1", "aviso.directory.v1"])
+    assert not lingering.at_once(["aviso.alerts.v1"])
+    assert not Lingering(linger_s=0.3, rows=100, lease_s=2.0).at_once(["aviso.directory.v1"])
+    woken, stopping = Wakeup(), asyncio.Event()
+    urgent = False
+    waiting = asyncio.create_task(
+        lingering.wait(
+            first_at=clock.now,
+            count=lambda: 1,
+            woken=woken,
+            stopping=stopping,
+            urgent=lambda: urgent,
+        )
+    )
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    urgent = True  # a directory change handed over: the clock has not moved
+    woken.set()
+    await asyncio.wait_for(waiting, timeout=DEADLINE_S)
+
+
+class RecordedLinger:
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, tuple[str, ...]]] = []
+
+    def linger(self, seconds: float, *, at_once: Iterable[str] = ()) -> None:
+        self.calls.append((seconds, tuple(at_once)))
+
+
+def test_router_s_relay_lingers_at_most_a_sixth_of_the_lease_and_sends_directory_changes_at_once(
+    tmp_path: Path,
+) -> None:
+    relay = RecordedLinger()
+    linger_relay(relay, RouterSettings(var_dir=tmp_path))  # type: ignore[arg-type]
+    linger_relay(relay, RouterSettings(var_dir=tmp_path, outbox_claim_ttl_s=0.6))  # type: ignore[arg-type]
+    linger_relay(relay, RouterSettings(var_dir=tmp_path, router_outbox_linger_ms=0))  # type: ignore[arg-type]
+    assert relay.calls == [
+        (0.3, (DIRECTORY,)),
+        (pytest.approx(0.1), (DIRECTORY,)),
+        (0.0, (DIRECTORY,)),
+    ]
 
 
 def test_a_held_key_stays_held_twice_the_lease_after_its_last_turned_away_row() -> None:

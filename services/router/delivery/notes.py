@@ -22,7 +22,15 @@ from services.router.delivery.compose import position_of
 from services.router.domain import AlertRecord, Publication, TimelineKind, TimelineRecord
 from services.router.metrics import DELIVERIES, DELIVERY_FAILURES
 
-__all__ = ["Subject", "Told", "delivered_told", "failure_told", "outcome_fields", "skipped_told"]
+__all__ = [
+    "Subject",
+    "Told",
+    "delivered_told",
+    "failure_told",
+    "outcome_fields",
+    "record_entry",
+    "skipped_told",
+]
 
 # The lines kept the logger they were written under before this module was split out.
 log = get_logger("services.router.delivery.outcomes")
@@ -76,9 +84,10 @@ def outcome_fields(
     }
 
 
-def _entry(
+def record_entry(
     record: DeliveryRecord, kind: TimelineKind, *, at: datetime, detail: dict[str, Any]
 ) -> TimelineRecord:
+    """The alert's timeline entry of `kind` for what happened to `record`'s delivery."""
     return TimelineRecord(
         kind=kind,
         at=at,
@@ -124,7 +133,7 @@ def delivered_told(
         fields = outcome_fields(record, subject, step=step, attempts=result.attempts)
         log.info("alert.delivered", **fields)
 
-    entry = _entry(record, "delivered", at=now, detail=detail)
+    entry = record_entry(record, "delivered", at=now, detail=detail)
     return Told(entry, Publication(event, record.correlation_id), committed)
 
 
@@ -176,7 +185,7 @@ def failure_told(
         else:
             log.warning("alert.delivery_attempt_failed", **fields)
 
-    entry = _entry(record, "delivery_failed", at=now, detail=detail)
+    entry = record_entry(record, "delivery_failed", at=now, detail=detail)
     return Told(entry, Publication(event, record.correlation_id), committed)
 
 
@@ -188,4 +197,4 @@ def skipped_told(subject: Subject, record: DeliveryRecord, skip: Skip, *, now: d
         fields = outcome_fields(record, subject, skip_reason=skip.reason)
         log.info("alert.delivery_skipped", **fields)
 
-    return Told(_entry(record, "delivery_skipped", at=now, detail=detail), None, committed)
+    return Told(record_entry(record, "delivery_skipped", at=now, detail=detail), None, committed)

@@ -13,10 +13,9 @@ from services.common.delivery.handset import ReportEffect, news_of
 from services.common.delivery.sms_reports import DeliveryReport
 from services.common.logging import get_logger
 from services.router import domain
-from services.router.delivery.compose import position_of
+from services.router.delivery.notes import record_entry
 from services.router.delivery.outcomes import record_attempt_failed, record_failed
 from services.router.deps import RouterDeps
-from services.router.domain import TimelineRecord
 from services.router.unit_of_work import RouterUoW
 
 __all__ = ["record_sms_report"]
@@ -40,16 +39,7 @@ async def record_sms_report(
         detail: dict[str, object] = {"status": report.status, "purpose": record.purpose}
         if report.smsc_error is not None:
             detail["smsc_error"] = report.smsc_error
-        entry = TimelineRecord(
-            kind="delivery_report",
-            at=now,
-            notice_version=record.aggregate_version,
-            position=position_of(record),
-            recipient_id=record.recipient_id,
-            channel=record.channel,
-            delivery_id=record.delivery_id,
-            detail=detail,
-        )
+        entry = record_entry(record, "delivery_report", at=now, detail=detail)
         await uow.alerts.apply(domain.record(alert, entry))
     failure = effect.failure
     if failure is not None and failure.final:

@@ -213,15 +213,24 @@ async def _outcome(write: Awaitable[Any]) -> Any:
         return "duplicate"
 
 
-async def test_a_group_that_fails_writes_each_alone_with_its_own_answer(
+async def _one_writer_held(
     intake: Intake, probe: asyncpg.Connection
-) -> None:
+) -> tuple[GroupedWrites, asyncpg.transaction.Transaction, asyncio.Future[Any]]:
+    """Grouped writes with one writer, held by the probe's lock on its first statement
+    (id 0): what comes next waits. Rolling the transaction back lets it go."""
     writes = GroupedWrites(_writes(intake).engine, writers=1)
     transaction = probe.transaction()
     await transaction.start()
     await probe.execute("LOCK TABLE grouped_probe IN SHARE MODE")
-    held = asyncio.ensure_future(_outcome(writes.fetchrow(_INSERT, [0])))
+    held = asyncio.ensure_future(writes.fetchrow(_INSERT, [0]))
     await wait_for(lambda: _waiting_on_the_lock(intake.settings), timeout=30)
+    return writes, transaction, held
+
+
+async def test_a_group_that_fails_writes_each_alone_with_its_own_answer(
+    intake: Intake, probe: asyncpg.Connection
+) -> None:
+    writes, transaction, held = await _one_writer_held(intake, probe)
     ids = [1, 2, 2, 3]
     queued = [asyncio.ensure_future(_outcome(writes.fetchrow(_INSERT, [n]))) for n in ids]
 
@@ -230,7 +239,7 @@ async def test_a_group_that_fails_writes_each_alone_with_its_own_answer(
 
     await wait_for(all_waiting, timeout=30)
     await transaction.rollback()
-    outcomes = await asyncio.gather(held, *queued)
+    outcomes = await asyncio.gather(_outcome(held), *queued)
 
     # The group's second 2 failed it whole; each then went alone: one 2 is a duplicate,
     # as it would have been alone, and nothing else is lost.
@@ -244,12 +253,7 @@ async def test_a_group_that_fails_writes_each_alone_with_its_own_answer(
 async def test_a_waiting_statement_whose_caller_gave_up_is_left_out(
     intake: Intake, probe: asyncpg.Connection
 ) -> None:
-    writes = GroupedWrites(_writes(intake).engine, writers=1)
-    transaction = probe.transaction()
-    await transaction.start()
-    await probe.execute("LOCK TABLE grouped_probe IN SHARE MODE")
-    held = asyncio.ensure_future(writes.fetchrow(_INSERT, [0]))
-    await wait_for(lambda: _waiting_on_the_lock(intake.settings), timeout=30)
+    writes, transaction, held = await _one_writer_held(intake, probe)
     given_up = asyncio.ensure_future(writes.fetchrow(_INSERT, [1]))
     kept = [asyncio.ensure_future(writes.fetchrow(_INSERT, [n])) for n in (2, 3)]
 

@@ -16,8 +16,9 @@ its NOTIFY (`notify_relays`), leased to this process's relay as enqueue's are
 two apart. SQLite keeps the SQLAlchemy
 path (repository.NoticeRepository).
 
-When such writes are grouped (grouped_writes.py), a group goes as `_new_notices`: the same
-writes for every member at once, each parameter an array of the members' values.
+When such writes are grouped (grouped_writes.py), a group goes as one statement
+(fast_group_writes.py): the same writes for every member at once, each parameter an array
+of the members' values.
 
 `insert_new_notice_alone` is the same statement as a unit of work's whole write when that
 unit of work opened no session (a plain submission, unit_of_work.py): autocommitted on a
@@ -52,17 +53,15 @@ from services.common.outbox import (
 )
 from services.intake.audit import AuditTrail
 from services.intake.domain import Transition
+from services.intake.fast_group_writes import PREFIXES, TABLES, new_notices, together
 from services.intake.grouped_writes import GroupedWrites, Together
-from services.intake.tables import audit_pending, notice_versions, notices
+from services.intake.tables import notices
 
 __all__ = ["insert_new_notice", "insert_new_notice_alone", "lock_statement"]
 
 # (notice columns, version columns, audit columns, outbox columns) -> its statements.
 _SHAPES: dict[tuple[tuple[str, ...], ...], _Shape] = {}
 _LOCKS: dict[int, DirectStatement] = {}
-
-_PREFIXES = ("n", "v", "a", "o")
-_TABLES = (notices, notice_versions, audit_pending, outbox_messages)
 
 
 # A new notice's row repeats its first version's releasable fields, id and time, and its
@@ -138,7 +137,7 @@ def _new_notice(columns: tuple[tuple[str, ...], ...], bound_once: frozenset[str]
         sa.insert(table).from_select(
             list(names), _values(prefix, table, names, bound_once).select_from(notice)
         )
-        for prefix, table, names in zip(_PREFIXES[1:], _TABLES[1:], other_names, strict=True)
+        for prefix, table, names in zip(PREFIXES[1:], TABLES[1:], other_names, strict=True)
     )
     # The event leased to this process's relay unless its key has a row waiting.
     outbox_names = other_names[-1]
@@ -162,136 +161,6 @@ def _new_notice(columns: tuple[tuple[str, ...], ...], bound_once: frozenset[str]
         .scalar_subquery()
         .label("leased_id"),
     ).add_cte(notice, version.cte("w_v"), audit.cte("w_a"), outboxed)
-
-
-def _new_notices(columns: tuple[tuple[str, ...], ...], bound_once: frozenset[str]) -> sa.Executable:
-    """`_new_notice` for a group of submissions: each parameter an array of their values,
-    unnested into one row a submission; one answer row each, in the group's order.
-
-    Each row's reference is looked up (`existing`) and its notice inserted unless taken;
-    its version, audit entry and event go only with its notice's row. Two rows of one
-    reference: the second's insert meets the first's row (ON CONFLICT DO NOTHING) and
-    answers neither written nor existing, as one taken by a concurrent commit does, so its
-    caller looks it up in a new snapshot and answers as the second of two in a row.
-    """
-
-    def parameter(prefix: str, name: str) -> str:
-        key = f"{prefix}_{name}"
-        return _MIRRORS[key] if key in bound_once else key
-
-    rows = _group_rows(columns, parameter)
-    each = rows.c
-    notice_names, version_names, audit_names, outbox_names = columns
-
-    def picked(prefix: str, names: tuple[str, ...]) -> list[sa.ColumnElement[Any]]:
-        return [each[parameter(prefix, name)] for name in names]
-
-    existing = (
-        sa.select(each.ord, notices.c.id)
-        .join_from(
-            rows,
-            notices,
-            sa.and_(notices.c.source_key == each.source_key, notices.c.reference == each.reference),
-        )
-        .cte("existing")
-    )
-    # In the group's order, which is (source, reference)'s: the unique index's waits too.
-    notice = (
-        postgresql.insert(notices)
-        .from_select(
-            list(notice_names),
-            sa.select(*picked("n", notice_names))
-            .where(~sa.exists().where(existing.c.ord == each.ord))
-            .order_by(each.ord),
-        )
-        .on_conflict_do_nothing(constraint="uq_notices_source_reference")
-        .returning(notices.c.id)
-        .cte("w_n")
-    )
-    notice_id = each[parameter("n", "id")]
-    version, audit = (
-        sa.insert(table).from_select(
-            list(names),
-            sa.select(*picked(prefix, names)).join_from(rows, notice, notice.c.id == notice_id),
-        )
-        for prefix, table, names in (
-            ("v", notice_versions, version_names),
-            ("a", audit_pending, audit_names),
-        )
-    )
-    outbox = sa.insert(outbox_messages).from_select(
-        [*outbox_names, "claimed_by", "claimed_until"],
-        sa.select(*picked("o", outbox_names), *lease_columns(each[parameter("o", "key")]))
-        .join_from(rows, notice, notice.c.id == notice_id)
-        .order_by(each.ord),
-    )
-    outboxed = outbox.returning(
-        outbox_messages.c.id, outbox_messages.c.message_id, outbox_messages.c.claimed_by
-    ).cte("w_o")
-    answers = _group_answers(rows, existing, notice, outboxed, parameter)
-    return answers.add_cte(notice, version.cte("w_v"), audit.cte("w_a"), outboxed)
-
-
-def _group_rows(
-    columns: tuple[tuple[str, ...], ...], parameter: Callable[[str, str], str]
-) -> sa.CTE:
-    """A group's values, one row a member (`ord`: its place), a column a parameter."""
-    types: dict[str, Any] = {
-        "source_key": notices.c.source_key.type,
-        "reference": notices.c.reference.type,
-    }
-    for prefix, table, names in zip(_PREFIXES, _TABLES, columns, strict=True):
-        for name in names:
-            types.setdefault(parameter(prefix, name), table.c[name].type)
-    # Cast as the lone statement casts (`$n::VARCHAR`): a length in the array's cast would
-    # cut a value too long where the column's own check refuses it.
-    unnested = sa.func.unnest(
-        *(
-            sa.bindparam(name, type_=postgresql.ARRAY(_unbounded(type_)))
-            for name, type_ in types.items()
-        )
-    ).table_valued(*types, with_ordinality="ord")
-    return sa.select(unnested.render_derived(name="each")).cte("rows")
-
-
-def _group_answers(
-    rows: sa.CTE,
-    existing: sa.CTE,
-    notice: sa.CTE,
-    outboxed: sa.CTE,
-    parameter: Callable[[str, str], str],
-) -> sa.Select[Any]:
-    """A member's answer as the lone statement's, one row each in the group's order."""
-    each = rows.c
-    notice_id = each[parameter("n", "id")]
-    # One NOTIFY for the group, marked handed when every event was leased here.
-    notify = notify_relays(handed=sa.func.bool_and(outboxed.c.claimed_by.is_not(None)))
-    leased = sa.and_(
-        outboxed.c.message_id == each[parameter("o", "message_id")],
-        outboxed.c.claimed_by.is_not(None),
-    )
-    return (
-        sa.select(
-            existing.c.id.label("existing_id"),
-            sa.case((notice.c.id.is_not(None), 1), else_=0).label("written"),
-            sa.select(notify)
-            .select_from(outboxed)
-            .having(sa.func.count() > 0)
-            .scalar_subquery()
-            .label("notified"),
-            outboxed.c.id.label("leased_id"),
-        )
-        .select_from(
-            rows.outerjoin(existing, existing.c.ord == each.ord)
-            .outerjoin(notice, notice.c.id == notice_id)
-            .outerjoin(outboxed, leased)
-        )
-        .order_by(each.ord)
-    )
-
-
-def _unbounded(type_: Any) -> Any:
-    return sa.String() if type(type_) in (sa.String, sa.Text, sa.Unicode) else type_
 
 
 def _prepared(
@@ -344,7 +213,7 @@ class _Shape:
         self.columns = columns
         self.keys = tuple(
             tuple(f"{prefix}_{name}" for name in names)
-            for prefix, names in zip(_PREFIXES, columns, strict=True)
+            for prefix, names in zip(PREFIXES, columns, strict=True)
         )
         self.mirrors = tuple(
             (key, _MIRRORS[key]) for keys in self.keys for key in keys if key in _MIRRORS
@@ -363,52 +232,21 @@ class _Shape:
         return found
 
     def together(self, once: tuple[str, ...], dialect: Dialect) -> Together:
-        """The group's one statement (`_new_notices`) for the statement bound `once`."""
+        """The group's one statement (fast_group_writes.py) for the statement bound `once`."""
         key = (once, dialect.name)
         found = self._together.get(key)
         if found is None:
+            parameter = partial(_parameter, frozenset(once))
             lone = self.statement(list(once)).compiled(dialect)
-            statement = DirectStatement(lambda: _new_notices(self.columns, frozenset(once)))
-            compiled = statement.compiled(dialect)
-            # Each of its parameters: a literal of its own (its processed value), the lease
-            # (a lone parameter shared), or an array of a lone parameter (by position).
-            required = (name for name in compiled.names if name not in compiled.defaults)
-            literals = compiled.arguments(dict.fromkeys(required))
-            plan = tuple(
-                (_LITERAL, literals[n])
-                if name in compiled.defaults
-                else (_SHARED_AT if name in _SHARED else _ARRAY_AT, lone.names.index(name))
-                for n, name in enumerate(compiled.names)
-            )
-            found = self._together.setdefault(
-                key, Together(compiled.sql, partial(_group_arguments, plan))
-            )
+            group = DirectStatement(lambda: new_notices(self.columns, parameter))
+            found = self._together.setdefault(key, together(lone, group.compiled(dialect)))
         return found
 
 
-# The parameters a group's statement binds once: the process's lease, the same for all.
-_SHARED = frozenset(lease_values(None))
-_LITERAL, _SHARED_AT, _ARRAY_AT = range(3)
-
-
-def _group_arguments(
-    plan: tuple[tuple[int, Any], ...], members: Sequence[Sequence[Any]]
-) -> list[Any]:
-    """The group statement's arguments from its members' lone ones, as processed for the
-    lone statement: each member's value of a parameter an item of that parameter's array
-    (an array's own processor would read a JSON list as a dimension), the lease once."""
-    first = members[0]
-    arguments: list[Any] = []
-    for kind, what in plan:
-        if kind == _ARRAY_AT:
-            arguments.append([each[what] for each in members])
-        elif kind == _SHARED_AT:
-            if any(each[what] != first[what] for each in members):
-                raise ValueError("a group's members must share their lease")
-            arguments.append(first[what])
-        else:
-            arguments.append(what)
-    return arguments
+def _parameter(bound_once: frozenset[str], prefix: str, name: str) -> str:
+    """The parameter a row's column takes: the one whose value it repeats when bound once."""
+    key = f"{prefix}_{name}"
+    return _MIRRORS[key] if key in bound_once else key
 
 
 def _hand_over(

@@ -38,7 +38,6 @@ __all__ = [
     "after_commit",
     "asyncpg_dsn",
     "component_url",
-    "fetch_borrowed",
     "fetchmany_borrowed",
     "fetchrow_borrowed",
     "is_postgres",
@@ -372,17 +371,6 @@ async def fetchrow_borrowed(engine: AsyncEngine, sql: str, arguments: Sequence[A
     borrowed = await greenlet_spawn(engine.sync_engine.raw_connection)
     try:
         return await borrowed.driver_connection.fetchrow(sql, *arguments)  # type: ignore[union-attr]
-    finally:
-        await greenlet_spawn(borrowed.close)
-
-
-async def fetch_borrowed(engine: AsyncEngine, sql: str, arguments: Sequence[Any]) -> list[Any]:
-    """Run one statement autocommitted on a connection borrowed from `engine`'s pool, as
-    `fetchrow_borrowed` does: every row it answered."""
-    borrowed = await greenlet_spawn(engine.sync_engine.raw_connection)
-    try:
-        rows: list[Any] = await borrowed.driver_connection.fetch(sql, *arguments)  # type: ignore[union-attr]
-        return rows
     finally:
         await greenlet_spawn(borrowed.close)
 

@@ -16,10 +16,6 @@ its NOTIFY (`notify_relays`), leased to this process's relay as enqueue's are
 two apart. SQLite keeps the SQLAlchemy
 path (repository.NoticeRepository).
 
-When such writes are grouped (grouped_writes.py), a group goes as one statement
-(fast_group_writes.py): the same writes for every member at once, each parameter an array
-of the members' values.
-
 `insert_new_notice_alone` is the same statement as a unit of work's whole write when that
 unit of work opened no session (a plain submission, unit_of_work.py): autocommitted on a
 borrowed connection, its hand-over noted for the unit of work's commit
@@ -28,14 +24,12 @@ borrowed connection, its hand-over noted for the unit of work's commit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.common.cloudevents import new_event
@@ -53,15 +47,17 @@ from services.common.outbox import (
 )
 from services.intake.audit import AuditTrail
 from services.intake.domain import Transition
-from services.intake.fast_group_writes import PREFIXES, TABLES, new_notices, together
-from services.intake.grouped_writes import GroupedWrites, Together
-from services.intake.tables import notices
+from services.intake.grouped_writes import GroupedWrites
+from services.intake.tables import audit_pending, notice_versions, notices
 
 __all__ = ["insert_new_notice", "insert_new_notice_alone", "lock_statement"]
 
 # (notice columns, version columns, audit columns, outbox columns) -> its statements.
 _SHAPES: dict[tuple[tuple[str, ...], ...], _Shape] = {}
 _LOCKS: dict[int, DirectStatement] = {}
+
+_PREFIXES = ("n", "v", "a", "o")
+_TABLES = (notices, notice_versions, audit_pending, outbox_messages)
 
 
 # A new notice's row repeats its first version's releasable fields, id and time, and its
@@ -137,7 +133,7 @@ def _new_notice(columns: tuple[tuple[str, ...], ...], bound_once: frozenset[str]
         sa.insert(table).from_select(
             list(names), _values(prefix, table, names, bound_once).select_from(notice)
         )
-        for prefix, table, names in zip(PREFIXES[1:], TABLES[1:], other_names, strict=True)
+        for prefix, table, names in zip(_PREFIXES[1:], _TABLES[1:], other_names, strict=True)
     )
     # The event leased to this process's relay unless its key has a row waiting.
     outbox_names = other_names[-1]
@@ -167,16 +163,6 @@ def _prepared(
     transition: Transition, *, now: datetime, event_source: str, taker: Taker | None
 ) -> tuple[DirectStatement, dict[str, Any], Mapping[str, Any], str]:
     """The statement, its values, the outbox row and the event's message id."""
-    statement, values, row, message_id, _together = _shaped(
-        transition, now=now, event_source=event_source, taker=taker
-    )
-    return statement, values, row, message_id
-
-
-def _shaped(
-    transition: Transition, *, now: datetime, event_source: str, taker: Taker | None
-) -> tuple[DirectStatement, dict[str, Any], Mapping[str, Any], str, Callable[[Dialect], Together]]:
-    """As `_prepared`, with the group's form of its statement (given the dialect)."""
     if not transition.created or transition.version is None or transition.event is None:
         raise ValueError("insert_new_notice takes a new notice's transition")
     notice = transition.notice
@@ -201,8 +187,7 @@ def _shaped(
     once = [key for key, original in shape.mirrors if values[key] is values[original]]
     for key in once:
         del values[key]
-    together = partial(shape.together, tuple(once))
-    return shape.statement(once), values, rows[-1], outgoing.message_id, together
+    return shape.statement(once), values, rows[-1], outgoing.message_id
 
 
 class _Shape:
@@ -213,13 +198,12 @@ class _Shape:
         self.columns = columns
         self.keys = tuple(
             tuple(f"{prefix}_{name}" for name in names)
-            for prefix, names in zip(PREFIXES, columns, strict=True)
+            for prefix, names in zip(_PREFIXES, columns, strict=True)
         )
         self.mirrors = tuple(
             (key, _MIRRORS[key]) for keys in self.keys for key in keys if key in _MIRRORS
         )
         self._statements: dict[tuple[str, ...], DirectStatement] = {}
-        self._together: dict[tuple[tuple[str, ...], str], Together] = {}
 
     def statement(self, once: list[str]) -> DirectStatement:
         key = tuple(once)
@@ -230,23 +214,6 @@ class _Shape:
                 key, DirectStatement(lambda: _new_notice(self.columns, bound_once))
             )
         return found
-
-    def together(self, once: tuple[str, ...], dialect: Dialect) -> Together:
-        """The group's one statement (fast_group_writes.py) for the statement bound `once`."""
-        key = (once, dialect.name)
-        found = self._together.get(key)
-        if found is None:
-            parameter = partial(_parameter, frozenset(once))
-            lone = self.statement(list(once)).compiled(dialect)
-            group = DirectStatement(lambda: new_notices(self.columns, parameter))
-            found = self._together.setdefault(key, together(lone, group.compiled(dialect)))
-        return found
-
-
-def _parameter(bound_once: frozenset[str], prefix: str, name: str) -> str:
-    """The parameter a row's column takes: the one whose value it repeats when bound once."""
-    key = f"{prefix}_{name}"
-    return _MIRRORS[key] if key in bound_once else key
 
 
 def _hand_over(
@@ -307,7 +274,7 @@ async def insert_new_notice_alone(
     """
     stand_in = commit.stand_in
     taker = taker_for(stand_in)
-    statement, values, row, message_id, together = _shaped(
+    statement, values, row, message_id = _prepared(
         transition, now=now, event_source=event_source, taker=taker
     )
     engine = stand_in.bind
@@ -318,12 +285,7 @@ async def insert_new_notice_alone(
     found = await (
         fetchrow_borrowed(engine, compiled.sql, arguments)
         if writes is None
-        else writes.fetchrow(
-            compiled.sql,
-            arguments,
-            order=(notice.source_key, notice.reference),
-            together=together(engine.dialect),
-        )
+        else writes.fetchrow(compiled.sql, arguments, order=(notice.source_key, notice.reference))
     )
     if found["written"]:
         commit.note(lambda session: _hand_over(session, taker, row, message_id, found))

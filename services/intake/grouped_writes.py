@@ -18,15 +18,8 @@ statement that finds every writer busy waits, and the next writer to finish take
 waiting ones of the same SQL (at most `most`) as its next write. The writers are a few of
 the pool's connections, so reads, the sealer and the relay keep the rest.
 
-A caller that gives its statement's `Together` form (a submission's: fast_writes.py
-`_new_notices`) has its group sent as that one statement instead, every member's values
-as arrays: PostgreSQL then parses, binds, plans and starts an executor once a group, not
-once a member (nineteenth round). Its answer rows are the members' own, in their order.
-
 A group's executions see each other (one transaction, in order): two submissions of one
-reference in a group are as two in a row, the second finding the first's notice (in the
-one statement, the second's insert meets the first's row and its caller looks the
-reference up once the group is committed, as after a concurrent commit). They
+reference in a group are as two in a row, the second finding the first's notice. They
 go in the order of their (source, reference), so two groups never wait on each other's
 references in opposite orders. A group that fails (a dropped connection, an error in any
 one execution: nothing of it was written) hands each of its statements back to its
@@ -39,16 +32,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.db import fetch_borrowed, fetchmany_borrowed, fetchrow_borrowed
+from services.common.db import fetchmany_borrowed, fetchrow_borrowed
 from services.common.logging import get_logger
 
-__all__ = ["GroupedWrites", "Together"]
+__all__ = ["GroupedWrites"]
 
 log = get_logger(__name__)
 
@@ -57,24 +50,11 @@ _ALONE: Any = object()
 
 
 @dataclass(frozen=True)
-class Together:
-    """A statement's form for a whole group: one execution, its rows in the group's order.
-
-    `arguments`: its arguments from each member's own (in the group's order); it raises
-    ValueError for members that cannot go together (the group then goes one by one).
-    """
-
-    sql: str
-    arguments: Callable[[Sequence[Sequence[Any]]], Sequence[Any]]
-
-
-@dataclass(frozen=True)
 class _Waiting:
     sql: str
     arguments: Sequence[Any]
     order: tuple[str, ...]
     answer: asyncio.Future[Any]
-    together: Together | None = None
 
 
 class GroupedWrites:
@@ -105,17 +85,11 @@ class GroupedWrites:
         return len(self._waiting)
 
     async def fetchrow(
-        self,
-        sql: str,
-        arguments: Sequence[Any],
-        *,
-        order: tuple[str, ...] = (),
-        together: Together | None = None,
+        self, sql: str, arguments: Sequence[Any], *, order: tuple[str, ...] = ()
     ) -> Any:
         """`sql` with `arguments`, autocommitted: its one row, once it is committed.
 
-        `order`: where it goes in a group (by this, ascending). `together`: the group's
-        one statement for `sql`; without it a group goes as pipelined executions of `sql`.
+        `order`: where it goes in a group (by this, ascending).
         """
         # Nothing waits while a writer is free (`_freed` hands a freed writer to what
         # waits at once), so this is the lone path exactly as without grouping.
@@ -125,8 +99,7 @@ class GroupedWrites:
                 return await fetchrow_borrowed(self._engine, sql, arguments)
             finally:
                 self._freed()
-        answer = asyncio.get_running_loop().create_future()
-        waiting = _Waiting(sql, arguments, order, answer, together)
+        waiting = _Waiting(sql, arguments, order, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         self.waited += 1
         row = await waiting.answer
@@ -172,7 +145,9 @@ class GroupedWrites:
                 (only,) = group
                 rows = [await fetchrow_borrowed(self._engine, only.sql, only.arguments)]
             else:
-                rows = await self._write_group(group)
+                rows = await fetchmany_borrowed(
+                    self._engine, group[0].sql, [each.arguments for each in group]
+                )
                 if len(rows) != len(group):
                     raise RuntimeError("a grouped statement must answer one row an execution")
         except BaseException as exc:
@@ -198,15 +173,3 @@ class GroupedWrites:
                     each.answer.set_result(row)
         finally:
             self._freed()
-
-    async def _write_group(self, group: list[_Waiting]) -> list[Any]:
-        """One statement for the group when its members share a `Together` (PostgreSQL
-        parses, plans and starts its executor once, not once a member); else pipelined
-        executions of their one statement."""
-        together = group[0].together
-        if together is not None and all(each.together is together for each in group):
-            arguments = together.arguments([each.arguments for each in group])
-            return await fetch_borrowed(self._engine, together.sql, arguments)
-        return await fetchmany_borrowed(
-            self._engine, group[0].sql, [each.arguments for each in group]
-        )

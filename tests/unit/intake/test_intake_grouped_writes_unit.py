@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.intake import grouped_writes
-from services.intake.grouped_writes import GroupedWrites, Together
+from services.intake.grouped_writes import GroupedWrites
 
 
 class _Sends:
@@ -20,7 +20,6 @@ class _Sends:
     def __init__(self) -> None:
         self.alone: list[tuple[str, Any]] = []
         self.groups: list[tuple[str, list[Any]]] = []
-        self.together: list[tuple[str, Sequence[Any]]] = []
         self.release = asyncio.Event()
         self.fail_groups = False
 
@@ -35,15 +34,10 @@ class _Sends:
             raise RuntimeError("one execution failed")
         return [{"sql": sql, "value": each[0]} for each in arguments]
 
-    async def fetch(self, _engine: Any, sql: str, arguments: Sequence[Any]) -> Any:
-        self.together.append((sql, arguments))
-        return [{"sql": sql, "value": each} for each in arguments[0]]
-
 
 @pytest.fixture
 def sends(monkeypatch: pytest.MonkeyPatch) -> _Sends:
     fake = _Sends()
-    monkeypatch.setattr(grouped_writes, "fetch_borrowed", fake.fetch)
     monkeypatch.setattr(grouped_writes, "fetchrow_borrowed", fake.fetchrow)
     monkeypatch.setattr(grouped_writes, "fetchmany_borrowed", fake.fetchmany)
     return fake
@@ -128,69 +122,3 @@ async def test_a_writer_is_free_again_once_nothing_waits(sends: _Sends) -> None:
 
     assert writes.waited == 0
     assert sends.alone == [("Q", "1"), ("Q", "2")]
-
-
-def _arrays(members: Sequence[Sequence[Any]]) -> list[Any]:
-    if any(each[0] == "apart" for each in members):
-        raise ValueError("cannot go together")
-    return [[each[0] for each in members]]
-
-
-async def _held_then(writes: GroupedWrites, values: Sequence[str], together: Together) -> Any:
-    held = asyncio.ensure_future(writes.fetchrow("Q", ["held"], together=together))
-    await _settle()
-    queued = [
-        asyncio.ensure_future(writes.fetchrow("Q", [value], order=(value,), together=together))
-        for value in values
-    ]
-    await _settle()
-    return held, queued
-
-
-async def test_a_group_with_its_statements_together_form_goes_as_that_one_statement(
-    sends: _Sends,
-) -> None:
-    writes = GroupedWrites(None, writers=1)  # type: ignore[arg-type]
-    together = Together("QQ", _arrays)
-    held, queued = await _held_then(writes, ("c", "a", "b"), together)
-
-    sends.release.set()
-    rows = await asyncio.gather(held, *queued)
-
-    # One statement, its arrays in the group's order; each caller its own row.
-    assert sends.together == [("QQ", [["a", "b", "c"]])]
-    assert sends.groups == []
-    assert [row["value"] for row in rows] == ["held", "c", "a", "b"]
-    assert (writes.waited, writes.grouped) == (3, 3)
-
-
-async def test_a_group_that_cannot_go_together_goes_one_by_one(sends: _Sends) -> None:
-    writes = GroupedWrites(None, writers=1)  # type: ignore[arg-type]
-    held, queued = await _held_then(writes, ("a", "apart"), Together("QQ", _arrays))
-
-    sends.release.set()
-    rows = await asyncio.gather(held, *queued)
-
-    assert [row["value"] for row in rows] == ["held", "a", "apart"]
-    assert sends.together == []
-    assert sends.groups == []
-    assert [value for _, value in sends.alone] == ["held", "a", "apart"]
-    assert writes.grouped == 0
-
-
-async def test_statements_of_two_together_forms_are_not_sent_as_one(sends: _Sends) -> None:
-    writes = GroupedWrites(None, writers=1)  # type: ignore[arg-type]
-    held = asyncio.ensure_future(writes.fetchrow("Q", ["held"]))
-    await _settle()
-    queued = [
-        asyncio.ensure_future(writes.fetchrow("Q", [value], together=Together("QQ", _arrays)))
-        for value in ("a", "b")
-    ]
-    await _settle()
-
-    sends.release.set()
-    await asyncio.gather(held, *queued)
-
-    # Only the form both share may carry a group: the pipelined executions of "Q".
-    assert sends.together == []
-    assert sends.groups == [("Q", ["a", "b"])]

@@ -26,7 +26,7 @@ class IntakeSettings(CommonSettings):
         ),
     )
     intake_group_writers: int = Field(
-        default=4,
+        default=3,
         ge=1,
         le=20,
         description=(

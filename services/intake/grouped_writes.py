@@ -60,7 +60,7 @@ class _Waiting:
 class GroupedWrites:
     """One process's autocommitted statements on `engine`, grouped when `writers` are busy."""
 
-    def __init__(self, engine: AsyncEngine, *, writers: int = 4, most: int = 32) -> None:
+    def __init__(self, engine: AsyncEngine, *, writers: int = 3, most: int = 32) -> None:
         if writers < 1 or most < 1:
             raise ValueError("writers and most must be at least 1")
         self._engine = engine

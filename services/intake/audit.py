@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.bulk import insert_rows
 from services.common.cloudevents import current_correlation_id
 from services.intake.domain import AuditNote, canonical_json
+from services.intake.ids import new_id
 from services.intake.tables import (
     AUDIT_GENESIS_HASH,
     audit_chain_head,
@@ -120,7 +120,7 @@ class AuditTrail:
         """The `audit_pending` row of `note`: what `entry` inserts."""
         actor = note.actor
         return {
-            "entry_id": str(uuid.uuid4()),
+            "entry_id": new_id(),
             "occurred_at": now.astimezone(UTC),
             "action": note.action,
             "notice_id": note.notice_id,

@@ -7,7 +7,6 @@ reference: the same reference with the same content answers with the recorded no
 from __future__ import annotations
 
 import hmac
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from services.intake.domain import (
     content_digest,
 )
 from services.intake.domain import transitions as domain
+from services.intake.ids import new_id
 from services.intake.notices.commands import NoticeSubmission
 from services.intake.notices.guards import (
     NoticeResult,
@@ -68,7 +68,7 @@ async def submit_notice(
     if replayed is not None:
         return replayed
 
-    notice_id = str(uuid.uuid4())
+    notice_id = new_id()
     transition = _new_notice(
         deps,
         notice_id=notice_id,

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -48,7 +47,7 @@ async def fixed(
 ) -> AsyncIterator[Intake]:
     """Intake with a fixed clock and notice ids (in order from NOTICE_ID)."""
     ids = itertools.count(NOTICE_ID.int)
-    monkeypatch.setattr(submission, "uuid", SimpleNamespace(uuid4=lambda: uuid.UUID(int=next(ids))))
+    monkeypatch.setattr(submission, "new_id", lambda: str(uuid.UUID(int=next(ids))))
     settings = intake_settings()
     service = compose(settings, clock=lambda: NOW)
     async with running_app(service.app) as client:

@@ -394,6 +394,18 @@ class CommonSettings(BaseSettings):
             "busy; 0 records each outcome at once."
         ),
     )
+    delivery_outcome_linger_ms: int = Field(
+        default=40,
+        ge=0,
+        le=1000,
+        description=(
+            "How long the oldest finished outcome waits for deliveries of other alerts or "
+            "bulletins still being sent, so that one statement records them together (fewer "
+            "rounds at a steady rate), at most a quarter of the lease. Not while new orders "
+            "wait or the engine is busy; 0 "
+            "waits for the same alert's or bulletin's deliveries only."
+        ),
+    )
     delivery_hand_off: bool = Field(
         default=True,
         description=(

@@ -323,18 +323,19 @@ class DeliveryEngine:
         await self._wait(stop, remaining)
 
     async def _await_siblings(self, stop: asyncio.Event) -> None:
-        """Give sends of the same requests as the outcomes waiting up to `sibling_wait` to
-        finish, so one round records them together: a notice's webhook, e-mail and SMS are
-        then one alert transition, timeline INSERT and relay round, not one each. Never
-        while new orders wait, nor while busy (rounds batch outcomes then, and free slots
-        must refill)."""
-        deadline = time.monotonic() + self._config.sibling_wait.total_seconds()
+        """Let sends in flight finish so one round records them together: the same requests'
+        as the outcomes waiting up to `sibling_wait` (one alert transition), others' up to
+        `linger_s` after the oldest outcome queued (one statement for several notices).
+        Never while new orders wait, nor while busy (rounds batch then)."""
+        siblings_until = time.monotonic() + self._config.sibling_wait.total_seconds()
         while not (self._orders_waiting or stop.is_set()):
             busy = self._claims.unsent > max(1, self._config.max_in_flight // 8)
-            remaining = deadline - time.monotonic()
-            if busy or remaining <= 0 or not self._sending or not self._recorder.waiting:
+            since = self._recorder.waiting_since
+            if busy or since is None or not self._sending:
                 return
-            if not any(self._sending[a] for a in self._recorder.waiting_for()):
+            siblings = any(self._sending[a] for a in self._recorder.waiting_for())
+            until = max(siblings_until if siblings else 0, since + self._config.linger_s)
+            if (remaining := until - time.monotonic()) <= 0:
                 return
             self._wake.clear()
             await self._wait(stop, remaining)  # a finished send wakes this
@@ -494,6 +495,5 @@ class DeliveryEngine:
 
     def _released(self, ids: Sequence[uuid.UUID]) -> None:
         """Records settled: no longer ours. No wake-up: the round that settled them claimed
-        for the slots they free in the same transaction (a wake here cost every delivery
-        a third, empty round)."""
+        for the slots they free in the same transaction (a wake cost a third, empty round)."""
         self._claims.release(ids)

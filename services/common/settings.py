@@ -399,11 +399,10 @@ class CommonSettings(BaseSettings):
         ge=0,
         le=1000,
         description=(
-            "How long the oldest finished outcome waits for deliveries of other alerts or "
-            "bulletins still being sent, so that one statement records them together (fewer "
-            "rounds at a steady rate), at most a quarter of the lease. Not while new orders "
-            "wait or the engine is busy; 0 "
-            "waits for the same alert's or bulletin's deliveries only."
+            "How long the oldest finished delivery's outcome waits for more outcomes (other "
+            "alerts' or bulletins'), so that one statement records them together: fewer "
+            "rounds at a steady rate. At most a quarter of the lease; not while new orders "
+            "wait or the engine is busy; 0 waits only as the sibling wait does."
         ),
     )
     delivery_hand_off: bool = Field(

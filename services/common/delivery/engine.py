@@ -323,15 +323,15 @@ class DeliveryEngine:
         await self._wait(stop, remaining)
 
     async def _await_siblings(self, stop: asyncio.Event) -> None:
-        """Let sends in flight finish so one round records them together: the same requests'
-        as the outcomes waiting up to `sibling_wait` (one alert transition), others' up to
-        `linger_s` after the oldest outcome queued (one statement for several notices).
+        """Hold the outcomes queued so one round records more: up to `sibling_wait` for
+        sends of the same requests (one alert transition), and up to `linger_s` after the
+        oldest was queued for any outcome (at 50/s, the next notices': one statement).
         Never while new orders wait, nor while busy (rounds batch then)."""
         siblings_until = time.monotonic() + self._config.sibling_wait.total_seconds()
         while not (self._orders_waiting or stop.is_set()):
             busy = self._claims.unsent > max(1, self._config.max_in_flight // 8)
             since = self._recorder.waiting_since
-            if busy or since is None or not self._sending:
+            if busy or since is None:
                 return
             siblings = any(self._sending[a] for a in self._recorder.waiting_for())
             until = max(siblings_until if siblings else 0, since + self._config.linger_s)

@@ -272,21 +272,55 @@ async def _two_alerts_one_held(**config: Any) -> AsyncIterator[_AlertSends]:
     await asyncio.wait_for(webhook.wait_until(lambda: len(webhook.delivered) == 1), timeout=30)
     yield _AlertSends(engine, store, webhook, fast, slow, holding)
     release.set()
+    if engine._config.outcome_linger > timedelta(seconds=1):
+        await until(lambda: not engine._sending)  # both answered (and waiting, lingering)
+        _linger_ends(engine)
     await until(lambda: store.state(slow.delivery_id) == "delivered")
     stop.set()
     await running
 
 
+# A lease long enough that the linger (at most a quarter of it) outlasts any test: the
+# test ends it itself (`_linger_ends`), so nothing depends on how fast the machine is.
+_LONG_LINGER = {"outcome_linger": timedelta(minutes=1), "lease": timedelta(minutes=10)}
+
+
+def _linger_ends(engine: Any) -> None:
+    engine._config = replace(engine._config, outcome_linger=timedelta(0))
+    engine._wake.set()
+
+
 async def test_outcomes_linger_for_other_requests_in_flight_and_settle_in_one_round() -> None:
     """One alert's outcome waits (up to `outcome_linger`, counted from when it was
     queued) for another alert's send still in flight: one round records both."""
-    # A lease long enough that the linger (at most a quarter of it) outlasts the test.
-    linger = {"outcome_linger": timedelta(minutes=1), "lease": timedelta(minutes=10)}
-    async with _two_alerts_one_held(**linger) as sends:
+    async with _two_alerts_one_held(**_LONG_LINGER) as sends:
         await asyncio.wait_for(sends.holding.wait(), timeout=30)
         assert sends.store.settle_batches == []
         assert sends.store.state(sends.fast.delivery_id) == "sending"
     assert sends.store.settle_batches == [2]
+
+
+async def test_an_outcome_lingers_for_the_next_requests_outcome_with_nothing_in_flight() -> None:
+    """At a steady rate a notice's sends are often done before the next notice's start:
+    the outcome waits for outcomes to come, not only for sends under way."""
+    webhook = FakeWebhook()
+    engine, store, _plan, _ = make_engine(webhook=webhook, **_LONG_LINGER)
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    first, second = order("http://l/1"), order("http://l/2")  # two alerts
+    await accept(engine, first)
+    engine.wake()
+    await asyncio.wait_for(webhook.wait_until(lambda: len(webhook.delivered) == 1), timeout=30)
+    await until(lambda: engine._recorder.waiting == 1 and not engine._sending)
+    assert store.settle_batches == []  # nothing in flight, and still held
+    await accept(engine, second)
+    await until(lambda: engine._recorder.waiting == 2 and not engine._sending)
+    assert store.settle_batches == []
+    _linger_ends(engine)
+    await until(lambda: store.state(second.delivery_id) == "delivered")
+    stop.set()
+    await running
+    assert store.settle_batches == [2]
 
 
 async def test_without_a_linger_another_requests_send_does_not_hold_an_outcome() -> None:

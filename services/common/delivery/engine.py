@@ -323,10 +323,9 @@ class DeliveryEngine:
         await self._wait(stop, remaining)
 
     async def _await_siblings(self, stop: asyncio.Event) -> None:
-        """Hold the outcomes queued so one round records more: up to `sibling_wait` for
-        sends of the same requests (one alert transition), and up to `linger_s` after the
-        oldest was queued for any outcome (at 50/s, the next notices': one statement).
-        Never while new orders wait, nor while busy (rounds batch then)."""
+        """Hold outcomes so one round records more: up to `sibling_wait` for the same
+        requests' sends, and at a steady rate (sends under way, or a round a linger ago) up
+        to `linger_s` after the oldest for any outcome. Not while orders wait or busy."""
         siblings_until = time.monotonic() + self._config.sibling_wait.total_seconds()
         while not (self._orders_waiting or stop.is_set()):
             busy = self._claims.unsent > max(1, self._config.max_in_flight // 8)
@@ -334,7 +333,9 @@ class DeliveryEngine:
             if busy or since is None:
                 return
             siblings = any(self._sending[a] for a in self._recorder.waiting_for())
-            until = max(siblings_until if siblings else 0, since + self._config.linger_s)
+            linger = self._config.linger_s  # not after a quiet spell (at 10/s): no gain
+            steady = bool(self._sending) or since - self._recorder.taken_at <= linger
+            until = max(siblings_until if siblings else 0, since + linger if steady else 0)
             if (remaining := until - time.monotonic()) <= 0:
                 return
             self._wake.clear()
@@ -494,6 +495,5 @@ class DeliveryEngine:
         self._wake.set()
 
     def _released(self, ids: Sequence[uuid.UUID]) -> None:
-        """Records settled: no longer ours. No wake-up: the round that settled them claimed
-        for the slots they free in the same transaction (a wake cost a third, empty round)."""
+        """Records settled: no longer ours (no wake-up: their round claimed for their slots)."""
         self._claims.release(ids)

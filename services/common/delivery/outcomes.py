@@ -198,6 +198,7 @@ class OutcomeRecorder:
         self._outcome_lines = outcome_lines  # see `EngineConfig.outcome_lines`
         self._queue: list[Outcome] = []
         self._since: float | None = None  # monotonic time the oldest queued was queued
+        self.taken_at = float("-inf")  # monotonic time of the last batch taken
         self._lock = asyncio.Lock()
 
     @property
@@ -224,6 +225,8 @@ class OutcomeRecorder:
         """The next batch to settle in the caller's transaction (`write`; then `done`)."""
         batch = self._queue[:_BATCH]
         del self._queue[:_BATCH]
+        if batch:
+            self.taken_at = time.monotonic()
         if not self._queue:
             self._since = None  # what is left over a full batch keeps its age
         if batch and self._settling is not None:

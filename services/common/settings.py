@@ -399,10 +399,10 @@ class CommonSettings(BaseSettings):
         ge=0,
         le=1000,
         description=(
-            "How long the oldest finished delivery's outcome waits for more outcomes (other "
-            "alerts' or bulletins'), so that one statement records them together: fewer "
-            "rounds at a steady rate. At most a quarter of the lease; not while new orders "
-            "wait or the engine is busy; 0 waits only as the sibling wait does."
+            "At a steady rate (sends under way, or a round this long ago), how long the "
+            "oldest finished delivery's outcome waits for more outcomes (other alerts' or "
+            "bulletins'), so that one statement records them together. At most a quarter of "
+            "the lease; not while new orders wait or the engine is busy; 0 turns it off."
         ),
     )
     delivery_hand_off: bool = Field(

@@ -42,10 +42,10 @@ class EngineConfig:
     # How long an outcome waits for sends of the same request still in flight, so that one
     # round records them together (`DeliveryEngine._await_siblings`).
     sibling_wait: timedelta = timedelta(milliseconds=25)
-    # How long, counted from the oldest outcome queued, a round waits for more outcomes
-    # (of other requests: the next notices' at a steady rate), so that one statement
-    # records several. Never while new orders wait or the engine is busy; at most a
-    # quarter of the lease. Only the recording waits, not the sends.
+    # At a steady rate (sends under way, or a round a linger ago), how long, counted from
+    # the oldest outcome queued, a round waits for more outcomes (the next notices'), so
+    # that one statement records several. Never while new orders wait or the engine is
+    # busy; at most a quarter of the lease. Only the recording waits, not the sends.
     outcome_linger: timedelta = timedelta(milliseconds=40)
     # Orders accepted while this engine has free slots are claimed by it at accept and
     # sent as soon as the accepting transaction commits (`handoff`).

@@ -394,6 +394,17 @@ class CommonSettings(BaseSettings):
             "busy; 0 records each outcome at once."
         ),
     )
+    delivery_outcome_linger_ms: int = Field(
+        default=40,
+        ge=0,
+        le=1000,
+        description=(
+            "At a steady rate (sends under way, or a round this long ago), how long the "
+            "oldest finished delivery's outcome waits for more outcomes (other alerts' or "
+            "bulletins'), so that one statement records them together. At most a quarter of "
+            "the lease; not while new orders wait or the engine is busy; 0 turns it off."
+        ),
+    )
     delivery_hand_off: bool = Field(
         default=True,
         description=(

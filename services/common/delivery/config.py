@@ -42,6 +42,11 @@ class EngineConfig:
     # How long an outcome waits for sends of the same request still in flight, so that one
     # round records them together (`DeliveryEngine._await_siblings`).
     sibling_wait: timedelta = timedelta(milliseconds=25)
+    # At a steady rate (sends under way, or a round a linger ago), how long, counted from
+    # the oldest outcome queued, a round waits for more outcomes (the next notices'), so
+    # that one statement records several. Never while new orders wait or the engine is
+    # busy; at most a quarter of the lease. Only the recording waits, not the sends.
+    outcome_linger: timedelta = timedelta(milliseconds=40)
     # Orders accepted while this engine has free slots are claimed by it at accept and
     # sent as soon as the accepting transaction commits (`handoff`).
     hand_off: bool = True
@@ -57,6 +62,11 @@ class EngineConfig:
             raise ValueError("the heartbeat must renew a lease at least twice before it expires")
         if self.per_destination_max < self.per_destination:
             raise ValueError("per_destination_max must be at least per_destination")
+
+    @property
+    def linger_s(self) -> float:
+        """`outcome_linger` in seconds, at most a quarter of the lease."""
+        return min(self.outcome_linger, self.lease / 4).total_seconds()
 
     @classmethod
     def from_settings(cls, settings: CommonSettings, *, outcome_lines: bool = True) -> EngineConfig:
@@ -78,6 +88,7 @@ class EngineConfig:
             breaker_failures=settings.delivery_breaker_failures,
             breaker_cooldown=timedelta(seconds=settings.delivery_breaker_cooldown_s),
             sibling_wait=timedelta(milliseconds=settings.delivery_sibling_wait_ms),
+            outcome_linger=timedelta(milliseconds=settings.delivery_outcome_linger_ms),
             hand_off=settings.delivery_hand_off,
             outcome_lines=outcome_lines,
         )

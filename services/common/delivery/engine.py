@@ -323,18 +323,20 @@ class DeliveryEngine:
         await self._wait(stop, remaining)
 
     async def _await_siblings(self, stop: asyncio.Event) -> None:
-        """Give sends of the same requests as the outcomes waiting up to `sibling_wait` to
-        finish, so one round records them together: a notice's webhook, e-mail and SMS are
-        then one alert transition, timeline INSERT and relay round, not one each. Never
-        while new orders wait, nor while busy (rounds batch outcomes then, and free slots
-        must refill)."""
-        deadline = time.monotonic() + self._config.sibling_wait.total_seconds()
+        """Hold outcomes so one round records more: up to `sibling_wait` for the same
+        requests' sends, and at a steady rate (sends under way, or a round a linger ago) up
+        to `linger_s` after the oldest for any outcome. Not while orders wait or busy."""
+        siblings_until = time.monotonic() + self._config.sibling_wait.total_seconds()
         while not (self._orders_waiting or stop.is_set()):
             busy = self._claims.unsent > max(1, self._config.max_in_flight // 8)
-            remaining = deadline - time.monotonic()
-            if busy or remaining <= 0 or not self._sending or not self._recorder.waiting:
+            since = self._recorder.waiting_since
+            if busy or since is None:
                 return
-            if not any(self._sending[a] for a in self._recorder.waiting_for()):
+            siblings = any(self._sending[a] for a in self._recorder.waiting_for())
+            linger = self._config.linger_s  # not after a quiet spell (at 10/s): no gain
+            steady = bool(self._sending) or since - self._recorder.taken_at <= linger
+            until = max(siblings_until if siblings else 0, since + linger if steady else 0)
+            if (remaining := until - time.monotonic()) <= 0:
                 return
             self._wake.clear()
             await self._wait(stop, remaining)  # a finished send wakes this
@@ -493,7 +495,5 @@ class DeliveryEngine:
         self._wake.set()
 
     def _released(self, ids: Sequence[uuid.UUID]) -> None:
-        """Records settled: no longer ours. No wake-up: the round that settled them claimed
-        for the slots they free in the same transaction (a wake here cost every delivery
-        a third, empty round)."""
+        """Records settled: no longer ours (no wake-up: their round claimed for their slots)."""
         self._claims.release(ids)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -196,6 +197,8 @@ class OutcomeRecorder:
         self._settling = settling
         self._outcome_lines = outcome_lines  # see `EngineConfig.outcome_lines`
         self._queue: list[Outcome] = []
+        self._since: float | None = None  # monotonic time the oldest queued was queued
+        self.taken_at = float("-inf")  # monotonic time of the last batch taken
         self._lock = asyncio.Lock()
 
     @property
@@ -203,18 +206,29 @@ class OutcomeRecorder:
         """Outcomes queued and not yet taken."""
         return len(self._queue)
 
+    @property
+    def waiting_since(self) -> float | None:
+        """When (`time.monotonic`) the oldest outcome still queued was queued; None: none."""
+        return self._since
+
     def waiting_for(self) -> set[uuid.UUID]:
         """The requests (alerts, bulletins) whose queued outcomes wait to be recorded."""
         return {outcome.record.aggregate_id for outcome in self._queue}
 
     def queue(self, outcomes: Sequence[Outcome]) -> None:
         """Queue outcomes for the engine's next round (`take`), or for `flush`."""
+        if outcomes and not self._queue:
+            self._since = time.monotonic()
         self._queue.extend(outcomes)
 
     def take(self) -> list[Outcome]:
         """The next batch to settle in the caller's transaction (`write`; then `done`)."""
         batch = self._queue[:_BATCH]
         del self._queue[:_BATCH]
+        if batch:
+            self.taken_at = time.monotonic()
+        if not self._queue:
+            self._since = None  # what is left over a full batch keeps its age
         if batch and self._settling is not None:
             self._settling([o.record.delivery_id for o in batch])
         return batch

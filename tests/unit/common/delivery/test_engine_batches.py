@@ -241,3 +241,107 @@ async def test_a_new_order_is_not_held_by_outcomes_waiting_for_their_siblings() 
             sends.webhook.wait_until(lambda: sent in sends.webhook.delivered), 30
         )
     assert sends.store.state(sends.fast.delivery_id) == "delivered"
+
+
+@asynccontextmanager
+async def _two_alerts_one_held(**config: Any) -> AsyncIterator[_AlertSends]:
+    """Two alerts' sends running: one alert's answered, the other's held until the block
+    ends; then it answers, is recorded, and the engine stops."""
+    release = asyncio.Event()
+
+    async def behaviour(url: str, _delivery_id: str) -> None:
+        if url.endswith("/slow"):
+            await release.wait()
+
+    webhook = FakeWebhook(behaviour)
+    engine, store, _plan, _ = make_engine(webhook=webhook, **config)
+    holding = asyncio.Event()
+    wait = engine._wait
+
+    async def watched_wait(stop: asyncio.Event, timeout: float, *, heard: bool = False) -> bool:
+        if engine._recorder.waiting:
+            holding.set()
+        return await wait(stop, timeout, heard=heard)
+
+    engine._wait = watched_wait
+    fast, slow = order("http://l/fast"), order("http://l/slow")  # two alerts
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await accept(engine, fast, slow)
+    engine.wake()
+    await asyncio.wait_for(webhook.wait_until(lambda: len(webhook.delivered) == 1), timeout=30)
+    yield _AlertSends(engine, store, webhook, fast, slow, holding)
+    release.set()
+    if engine._config.outcome_linger > timedelta(seconds=1):
+        await until(lambda: not engine._sending)  # both answered (and waiting, lingering)
+        _linger_ends(engine)
+    await until(lambda: store.state(slow.delivery_id) == "delivered")
+    stop.set()
+    await running
+
+
+# A lease long enough that the linger (at most a quarter of it) outlasts any test: the
+# test ends it itself (`_linger_ends`), so nothing depends on how fast the machine is.
+_LONG_LINGER = {"outcome_linger": timedelta(minutes=1), "lease": timedelta(minutes=10)}
+
+
+def _linger_ends(engine: Any) -> None:
+    engine._config = replace(engine._config, outcome_linger=timedelta(0))
+    engine._wake.set()
+
+
+async def test_outcomes_linger_for_other_requests_in_flight_and_settle_in_one_round() -> None:
+    """One alert's outcome waits (up to `outcome_linger`, counted from when it was
+    queued) for another alert's send still in flight: one round records both."""
+    async with _two_alerts_one_held(**_LONG_LINGER) as sends:
+        await asyncio.wait_for(sends.holding.wait(), timeout=30)
+        assert sends.store.settle_batches == []
+        assert sends.store.state(sends.fast.delivery_id) == "sending"
+    assert sends.store.settle_batches == [2]
+
+
+async def test_an_outcome_lingers_for_the_next_requests_outcome_with_nothing_in_flight() -> None:
+    """At a steady rate a notice's sends are often done before the next notice's start:
+    after a recent round, the outcome waits for outcomes to come, not only for sends
+    under way. After a quiet spell (the first round here) it does not wait."""
+    webhook = FakeWebhook()
+    engine, store, _plan, _ = make_engine(webhook=webhook, **_LONG_LINGER)
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    first, second, third = order("http://l/1"), order("http://l/2"), order("http://l/3")
+    await accept(engine, first)
+    engine.wake()
+    await until(lambda: store.state(first.delivery_id) == "delivered")  # not held
+    assert store.settle_batches == [1]
+    await accept(engine, second)
+    await until(lambda: engine._recorder.waiting == 1 and not engine._sending)
+    await accept(engine, third)
+    await until(lambda: engine._recorder.waiting == 2 and not engine._sending)
+    assert store.settle_batches == [1]  # nothing in flight, and both still held
+    _linger_ends(engine)
+    await until(lambda: store.state(third.delivery_id) == "delivered")
+    stop.set()
+    await running
+    assert store.settle_batches == [1, 2]
+
+
+async def test_without_a_linger_another_requests_send_does_not_hold_an_outcome() -> None:
+    async with _two_alerts_one_held(outcome_linger=timedelta(0)) as sends:
+        await until(lambda: sends.store.state(sends.fast.delivery_id) == "delivered")
+        assert sends.store.state(sends.slow.delivery_id) == "sending"
+    assert sends.store.settle_batches == [1, 1]
+
+
+async def test_the_linger_is_bounded_an_outcome_is_recorded_while_others_still_send() -> None:
+    """A send that never answers within the linger holds nobody else's outcome for longer."""
+    async with _two_alerts_one_held(outcome_linger=timedelta(milliseconds=50)) as sends:
+        await until(lambda: sends.store.state(sends.fast.delivery_id) == "delivered")
+        assert sends.holding.is_set()  # it did wait first
+        assert sends.store.state(sends.slow.delivery_id) == "sending"
+    assert sends.store.settle_batches == [1, 1]
+
+
+def test_the_linger_stays_under_a_quarter_of_the_lease() -> None:
+    config = EngineConfig(outcome_linger=timedelta(seconds=5), lease=timedelta(seconds=8))
+    assert config.linger_s == 2.0
+    assert EngineConfig(outcome_linger=timedelta(milliseconds=40)).linger_s == 0.04

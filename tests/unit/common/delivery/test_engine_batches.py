@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -186,9 +186,9 @@ class _AlertSends:
 
 
 @asynccontextmanager
-async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
-    """An alert's two sends running: the fast one answered, the slow one held until the
-    block ends; then the slow one answers, is recorded, and the engine stops."""
+async def _one_answered_one_held(fast: Any, slow: Any, **config: Any) -> AsyncIterator[_AlertSends]:
+    """Two sends running: `fast` answered, `slow` (its URL ends in /slow) held until the
+    block ends; then it answers, is recorded, and the engine stops."""
     release = asyncio.Event()
 
     async def behaviour(url: str, _delivery_id: str) -> None:
@@ -196,7 +196,7 @@ async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
             await release.wait()
 
     webhook = FakeWebhook(behaviour)
-    engine, store, _plan, _ = make_engine(webhook=webhook, sibling_wait=timedelta(seconds=60))
+    engine, store, _plan, _ = make_engine(webhook=webhook, **config)
     holding = asyncio.Event()
     wait = engine._wait
 
@@ -206,8 +206,6 @@ async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
         return await wait(stop, timeout, heard=heard)
 
     engine._wait = watched_wait
-    alert = order("http://l/fast").aggregate_id
-    fast, slow = order("http://l/fast", aggregate=alert), order("http://l/slow", aggregate=alert)
     stop = asyncio.Event()
     running = asyncio.create_task(engine.run(stop))
     await accept(engine, fast, slow)
@@ -215,9 +213,19 @@ async def _fast_answered_slow_held() -> AsyncIterator[_AlertSends]:
     await asyncio.wait_for(webhook.wait_until(lambda: len(webhook.delivered) == 1), timeout=30)
     yield _AlertSends(engine, store, webhook, fast, slow, holding)
     release.set()
+    if engine._config.outcome_linger > timedelta(seconds=1):
+        await until(lambda: not engine._sending)  # both answered (and waiting, lingering)
+        _linger_ends(engine)
     await until(lambda: store.state(slow.delivery_id) == "delivered")
     stop.set()
     await running
+
+
+def _fast_answered_slow_held() -> AbstractAsyncContextManager[_AlertSends]:
+    """An alert's two sends running: the fast one answered, the slow one held."""
+    alert = order("http://l/fast").aggregate_id
+    fast, slow = order("http://l/fast", aggregate=alert), order("http://l/slow", aggregate=alert)
+    return _one_answered_one_held(fast, slow, sibling_wait=timedelta(seconds=60))
 
 
 async def test_outcomes_of_one_request_wait_for_its_sends_in_flight_and_settle_together() -> None:
@@ -243,41 +251,9 @@ async def test_a_new_order_is_not_held_by_outcomes_waiting_for_their_siblings() 
     assert sends.store.state(sends.fast.delivery_id) == "delivered"
 
 
-@asynccontextmanager
-async def _two_alerts_one_held(**config: Any) -> AsyncIterator[_AlertSends]:
-    """Two alerts' sends running: one alert's answered, the other's held until the block
-    ends; then it answers, is recorded, and the engine stops."""
-    release = asyncio.Event()
-
-    async def behaviour(url: str, _delivery_id: str) -> None:
-        if url.endswith("/slow"):
-            await release.wait()
-
-    webhook = FakeWebhook(behaviour)
-    engine, store, _plan, _ = make_engine(webhook=webhook, **config)
-    holding = asyncio.Event()
-    wait = engine._wait
-
-    async def watched_wait(stop: asyncio.Event, timeout: float, *, heard: bool = False) -> bool:
-        if engine._recorder.waiting:
-            holding.set()
-        return await wait(stop, timeout, heard=heard)
-
-    engine._wait = watched_wait
-    fast, slow = order("http://l/fast"), order("http://l/slow")  # two alerts
-    stop = asyncio.Event()
-    running = asyncio.create_task(engine.run(stop))
-    await accept(engine, fast, slow)
-    engine.wake()
-    await asyncio.wait_for(webhook.wait_until(lambda: len(webhook.delivered) == 1), timeout=30)
-    yield _AlertSends(engine, store, webhook, fast, slow, holding)
-    release.set()
-    if engine._config.outcome_linger > timedelta(seconds=1):
-        await until(lambda: not engine._sending)  # both answered (and waiting, lingering)
-        _linger_ends(engine)
-    await until(lambda: store.state(slow.delivery_id) == "delivered")
-    stop.set()
-    await running
+def _two_alerts_one_held(**config: Any) -> AbstractAsyncContextManager[_AlertSends]:
+    """Two alerts' sends running: one alert's answered, the other's held."""
+    return _one_answered_one_held(order("http://l/fast"), order("http://l/slow"), **config)
 
 
 # A lease long enough that the linger (at most a quarter of it) outlasts any test: the

@@ -8,7 +8,6 @@ HTTP request through every event it causes.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Generic, TypeVar
 from pydantic import ValidationError
 
 from schemas.base import EventData, model_for
+from services.common.ids import new_id
 
 __all__ = [
     "CONTENT_TYPE",
@@ -81,7 +81,7 @@ def new_event(
     time: datetime | None = None,
 ) -> OutgoingEvent:
     """Wrap `data` in a CloudEvents envelope keyed by its aggregate id."""
-    message_id = message_id or str(uuid.uuid4())
+    message_id = message_id or new_id()
     correlation_id = correlation_id or current_correlation_id.get() or message_id
     subject = data.subject()
     headers = {

@@ -34,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.bulk import insert_rows
 from services.common.cloudevents import current_correlation_id
+from services.common.ids import new_id
 from services.intake.domain import AuditNote, canonical_json
-from services.intake.ids import new_id
 from services.intake.tables import (
     AUDIT_GENESIS_HASH,
     audit_chain_head,

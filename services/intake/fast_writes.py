@@ -48,7 +48,6 @@ from services.common.outbox import (
 from services.intake.audit import AuditTrail
 from services.intake.domain import Transition
 from services.intake.grouped_writes import GroupedWrites
-from services.intake.ids import new_id
 from services.intake.tables import audit_pending, notice_versions, notices
 
 __all__ = ["insert_new_notice", "insert_new_notice_alone", "lock_statement"]
@@ -167,7 +166,7 @@ def _prepared(
     if not transition.created or transition.version is None or transition.event is None:
         raise ValueError("insert_new_notice takes a new notice's transition")
     notice = transition.notice
-    outgoing = new_event(transition.event, source=event_source, message_id=new_id())
+    outgoing = new_event(transition.event, source=event_source)
     rows: Sequence[Mapping[str, Any]] = (
         notice.values(),
         transition.version.values(),

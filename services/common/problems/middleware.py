@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # One correlation contextvar per process: the event envelope (cloudevents) reads
 # the same object when it stamps `ce_correlationid` on outgoing events.
 from services.common.cloudevents import current_correlation_id
+from services.common.ids import new_id, new_ids
 from services.common.problems.errors import (
     CORRELATION_ID_HEADER,
     REQUEST_ID_HEADER,
@@ -45,28 +45,8 @@ def get_correlation_id() -> str | None:
     return current_correlation_id.get()
 
 
-# The version (4) and variant (RFC 4122) bits of a random UUID, as `uuid.uuid4` sets them.
-_V4_KEEP = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF
-_V4_SET = 0x00000000_0000_4000_8000_000000000000
-_UUID_BITS = (1 << 128) - 1
-
-
-def _uuid4_text(value: int) -> str:
-    digits = "%032x" % ((value & _V4_KEEP) | _V4_SET)
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-
-
-def new_correlation_id() -> str:
-    """Return a fresh correlation id: a random UUID's text, as `str(uuid.uuid4())`."""
-    return _uuid4_text(int.from_bytes(os.urandom(16), "big"))
-
-
-def _two_new_ids() -> tuple[str, str]:
-    """Two fresh ids from one draw of the system's randomness: a request needs a request
-    id and most need a correlation id too, and `uuid.uuid4` draws (and builds a UUID
-    object) once each: ~4 us a request on a loaded machine."""
-    bits = int.from_bytes(os.urandom(32), "big")
-    return _uuid4_text(bits >> 128), _uuid4_text(bits & _UUID_BITS)
+# A fresh correlation id: a random UUID's text, as `str(uuid.uuid4())`.
+new_correlation_id = new_id
 
 
 def is_valid_correlation_id(value: str) -> bool:
@@ -98,7 +78,8 @@ class CorrelationIdMiddleware:
             await self.app(scope, receive, send)
             return
         supplied = Headers(scope=scope).get(self.header_name)
-        fresh, request_id = _two_new_ids()
+        # A request needs a request id and most a correlation id too: one draw for both.
+        fresh, request_id = new_ids()
         # An invalid id is replaced, not rejected: correlation is best effort and
         # must never be the reason a notice is refused.
         correlation_id = (

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.auth import Principal
+from services.common.ids import new_id
 from services.common.logging import get_logger, info_on_request_line
 from services.intake.deps import IntakeDeps
 from services.intake.domain import (
@@ -21,7 +22,6 @@ from services.intake.domain import (
     content_digest,
 )
 from services.intake.domain import transitions as domain
-from services.intake.ids import new_id
 from services.intake.notices.commands import NoticeSubmission
 from services.intake.notices.guards import (
     NoticeResult,

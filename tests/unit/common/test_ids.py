@@ -1,11 +1,12 @@
-"""A submission's ids (its notice, audit entry and event) are random UUIDs' text, as
-`str(uuid.uuid4())` wrote them, though no `uuid.UUID` is built for them any more."""
+"""Fresh ids (a submission's notice, audit entry and event; a request's; an event's)
+are random UUIDs' text, as `str(uuid.uuid4())` wrote them, though no `uuid.UUID` is
+built for them."""
 
 from __future__ import annotations
 
 import uuid
 
-from services.intake.ids import new_id
+from services.common.ids import new_id
 
 
 def test_an_id_is_a_version_4_uuid_written_as_uuid_writes_it() -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.bulk import insert_rows
+from services.common.bulk import column_arrays, insert_rows, unnest_insert
 from services.common.cloudevents import current_correlation_id
 from services.common.ids import new_id
 from services.intake.domain import AuditNote, canonical_json
@@ -47,6 +47,7 @@ __all__ = [
     "AuditEntry",
     "AuditTrail",
     "ChainReport",
+    "SealRaced",
     "entry_hash",
     "seal_pending",
     "verify_chain",
@@ -136,13 +137,20 @@ class AuditTrail:
         return await seal_pending(self._session, key=key, batch_size=batch_size)
 
 
+class SealRaced(Exception):
+    """Another sealer chained from the same head first: nothing of this round was written
+    (the caller rolls its transaction back; the next round reads the new head)."""
+
+
 async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 500) -> int:
     """Chain up to `batch_size` committed entries, oldest first; how many were sealed.
 
-    Runs in the caller's transaction, which it serialises with any other sealer through
-    the head row's lock; the caller commits. Pending entries are read after the lock is
-    held, so two sealers never chain the same entry.
+    Runs in the caller's transaction; the caller commits. On PostgreSQL in two statements
+    (`_seal_in_two`); elsewhere the head row's lock serialises sealers, and pending
+    entries are read after it is held, so two sealers never chain the same entry.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        return await _seal_in_two(session, key=key, batch_size=batch_size)
     head = (
         await session.execute(
             sa.select(audit_chain_head.c.seq, audit_chain_head.c.entry_hash)
@@ -158,12 +166,8 @@ async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 5
     if not pending:
         return 0
     seq, prev_hash = int(head.seq), str(head.entry_hash)
-    sealed: list[dict[str, Any]] = []
-    for row in pending:
-        seq += 1
-        entry = _pending_entry(row, seq=seq, prev_hash=prev_hash)
-        prev_hash = entry_hash(entry, key=key)
-        sealed.append({**_columns(entry), "entry_hash": prev_hash})
+    sealed = _chained(pending, seq=seq, prev_hash=prev_hash, key=key)
+    seq, prev_hash = sealed[-1]["seq"], sealed[-1]["entry_hash"]
     # One statement for the batch on PostgreSQL (one array per column), not one per entry.
     await insert_rows(session, audit_log, sealed)
     # By id, not by range: an entry that committed after the read must stay pending.
@@ -175,6 +179,76 @@ async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 5
         .where(audit_chain_head.c.id == _HEAD_ID)
         .values(seq=seq, entry_hash=prev_hash)
     )
+    return len(sealed)
+
+
+def _chained(
+    pending: Sequence[Any], *, seq: int, prev_hash: str, key: bytes
+) -> list[dict[str, Any]]:
+    """The `audit_log` rows of `pending`, chained after the entry `seq` whose hash is
+    `prev_hash`."""
+    sealed: list[dict[str, Any]] = []
+    for row in pending:
+        seq += 1
+        entry = _pending_entry(row, seq=seq, prev_hash=prev_hash)
+        prev_hash = entry_hash(entry, key=key)
+        sealed.append({**_columns(entry), "entry_hash": prev_hash})
+    return sealed
+
+
+# The head and the oldest pending entries, read in one statement (one snapshot): no lock.
+_PENDING_COLUMNS = ", ".join(f"p.{c.name}" for c in audit_pending.c)
+_READ = sa.text(
+    f"SELECT h.seq AS head_seq, h.entry_hash AS head_hash, {_PENDING_COLUMNS} "  # noqa: S608
+    "FROM audit_chain_head h LEFT JOIN LATERAL "
+    "(SELECT * FROM audit_pending ORDER BY id LIMIT :batch) p ON true "
+    f"WHERE h.id = {_HEAD_ID} ORDER BY p.id"
+).columns(
+    sa.column("head_seq", sa.BigInteger),
+    sa.column("head_hash", sa.String),
+    *(sa.column(c.name, c.type) for c in audit_pending.c),
+)
+# The batch sealed in one statement: the entries into the log, the pending rows out, the
+# head moved on only if it is still the one read. The statement is atomic: a sealer that
+# read the same head and wrote first leaves `moved` empty (the head's recheck) and, as
+# it holds the same seqs, fails the log's key (a sealer still writing makes this one
+# wait for it, then fail): either way nothing of the round stays.
+_WRITE = (
+    "WITH moved AS (UPDATE audit_chain_head SET seq = :new_seq, entry_hash = :new_hash "  # noqa: S608 - constants only
+    f"WHERE id = {_HEAD_ID} AND seq = :old_seq AND entry_hash = :old_hash RETURNING id), "
+    "gone AS (DELETE FROM audit_pending WHERE id = ANY(CAST(:pending_ids AS BIGINT[]))), "
+    "added AS ({insert} RETURNING seq) "
+    "SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM added) AS added"
+)
+
+
+async def _seal_in_two(session: AsyncSession, *, key: bytes, batch_size: int) -> int:
+    """PostgreSQL: read the head and the pending entries in one statement, write the batch
+    in one more (BEGIN and COMMIT the caller's): four round trips a round, where the lock,
+    the read, the insert, the delete and the head's update were seven. Entries are still
+    deleted by id: one that committed after the read stays pending."""
+    rows = (await session.execute(_READ, {"batch": batch_size})).all()
+    pending = [row for row in rows if row.id is not None]
+    if not pending:
+        return 0
+    old_seq, old_hash = int(rows[0].head_seq), str(rows[0].head_hash)
+    sealed = _chained(pending, seq=old_seq, prev_hash=old_hash, key=key)
+    columns = tuple(sealed[0])
+    written = (
+        await session.execute(
+            unnest_insert(audit_log, columns, False, _WRITE),
+            {
+                **column_arrays(columns, sealed),
+                "new_seq": sealed[-1]["seq"],
+                "new_hash": sealed[-1]["entry_hash"],
+                "old_seq": old_seq,
+                "old_hash": old_hash,
+                "pending_ids": [row.id for row in pending],
+            },
+        )
+    ).one()
+    if written.moved != 1 or written.added != len(sealed):
+        raise SealRaced()
     return len(sealed)
 
 

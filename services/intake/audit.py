@@ -145,7 +145,7 @@ class AuditTrail:
 
 class SealRaced(Exception):
     """Another sealer chained from the same head first: nothing of this round was written
-    (the caller rolls its transaction back; the next round reads the new head)."""
+    (PostgreSQL's round; the next round reads the new head)."""
 
 
 async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 500) -> int:

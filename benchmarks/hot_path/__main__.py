@@ -6,7 +6,9 @@
 Starts Kafka and PostgreSQL (or uses KAFKA_BOOTSTRAP_SERVERS + DATABASE_URL from the
 environment), the three services as separate processes, and measures in one run:
 
-1. the floors: Kafka produce -> consume round trip; asyncpg INSERT + COMMIT at c16/c64;
+1. the floors: Kafka produce -> consume round trip; asyncpg INSERT + COMMIT at c16/c64
+   (sampled again after the intake phase: intake's share is read against the median,
+   floor_samples.py);
 2. per rate, an open-loop load of unique notices: notice -> SPOC webhook latency, CPU
    ms per notice of every process (Kafka and PostgreSQL included) and database
    statements per notice per service (pg_stat_statements, one role per service);
@@ -46,6 +48,7 @@ from typing import Any
 import httpx
 
 from benchmarks.hot_path.delivery_metrics import delivery_change, scrape_delivery
+from benchmarks.hot_path.floor_samples import floor_samples, sample_after, with_shares
 from benchmarks.hot_path.floors import (
     kafka_round_trip,
     postgres_insert_commit,
@@ -525,12 +528,23 @@ async def _measure(infra: Infra, plan: dict[str, Any], args: argparse.Namespace)
         throughput: list[dict[str, Any]] = []
         if not args.skip_throughput:
             throughput = await _throughput(infra, system, plan, profiler, workers=workers)
+    settled: dict[str, Any] | None = None
+    if throughput and infra.backend == "postgresql":
+        # The services are stopped and their rows vacuumed, as at the start nothing runs
+        # beside the floor: more samples of it, and intake's share read against their
+        # median (floor_samples.py); the first sample's share stays as it was.
+        settled = await vacuum_and_settle(infra)
+        first = floors["postgres_insert_commit"]
+        floors["postgres_insert_commit_samples"] = floor_samples(
+            first, await sample_after(infra, duration_s=plan["floor_s"])
+        )
+        throughput = with_shares(throughput, first, floors["postgres_insert_commit_samples"])
     if _with_pipeline_floor(infra, args):
         # The services are stopped: the broker and the database work for the floor alone.
         # Their tables vacuumed first and autovacuum waited for: a faster system writes
         # more rows in the intake phase, whose vacuum then fell in the floor's window (the
         # floor at 50/s rose with the system's throughput, eighteenth round).
-        settled = await vacuum_and_settle(infra)
+        settled = settled or await vacuum_and_settle(infra)
         floors["pipeline"] = {
             **await measure_pipeline_floor(infra, plan, work_dir, workers=path_workers),
             "vacuumed_before": settled,

@@ -33,6 +33,12 @@ def _floors(results: dict[str, Any]) -> list[str]:
             f"  asyncpg INSERT+COMMIT c{pg['concurrency']:<3}          "
             f"{pg['commits_per_s']:7.0f}/s   p50 {_ms(pg['p50_ms'])} ms"
         )
+    for c, its in (floors.get("postgres_insert_commit_samples") or {}).items():
+        every = ", ".join(f"{v:.0f}" for v in its["commits_per_s"])
+        lines.append(
+            f"  ... c{c} every sample (the start's first, then after intake's phase): "
+            f"{every}; median {its['median_commits_per_s']:.0f}/s"
+        )
     if "sqlite_insert_commit" in floors:
         lite = floors["sqlite_insert_commit"]
         lines.append(
@@ -128,7 +134,10 @@ def _throughput(results: dict[str, Any]) -> list[str]:
         "",
         "Intake alone, closed loop (router and rumor_control stopped; "
         f"{results.get('intake_workers', 1)} intake worker process(es))",
-        "  clients  notices/s  of floor   p50 ms   p99 ms  CPU ms/notice intake  pg   stmts",
+        "  (of floor: the share of the first floor sample; of median: of the median of"
+        " every sample)",
+        "  clients  notices/s  of floor  of median   p50 ms   p99 ms  CPU ms/notice intake"
+        "  pg   stmts",
     ]
     for run in results["throughput"]:
         # On SQLite every client shares the one writer: its floor is the same at any c.
@@ -137,6 +146,7 @@ def _throughput(results: dict[str, Any]) -> list[str]:
         cpu = run["cpu_ms_per_notice"]
         lines.append(
             f"  {run['concurrency']:7d} {run['notices_per_s']:10.0f} {_num(share):>8}%"
+            f" {_num(run.get('share_of_floor_median_pct')):>9}%"
             f" {_ms(run['http_ms']['p50']):>8} {_ms(run['http_ms']['p99']):>8}"
             f" {_num(cpu.get('intake')):>21} {_num(cpu.get('postgres')):>4}"
             f" {_num(run['statements_per_notice']):>7}"

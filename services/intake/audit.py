@@ -8,7 +8,10 @@ hash, and its own hash, an HMAC-SHA256 under the audit key. The key lives in the
 service's settings, never in the database, so write access to the database alone
 cannot rebuild a valid chain after changing, removing or reordering an entry.
 
-One sealing runs at a time: the sealer locks the one-row head table, which no request
+One sealing takes effect at a time. On PostgreSQL a round is two statements, each a
+transaction of its own: the head and the pending entries read together, then the batch
+written only if the head is still the one read (a racing sealer's round writes nothing
+and reads again). On SQLite the sealer locks the one-row head table, which no request
 touches. `verify_chain` walks the chain and names the first broken link; entries still
 waiting to be sealed are counted, not verified (they are seconds old at most while a
 sealer runs).
@@ -24,13 +27,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.common.bulk import insert_rows
 from services.common.cloudevents import current_correlation_id
@@ -47,12 +52,14 @@ __all__ = [
     "AuditEntry",
     "AuditTrail",
     "ChainReport",
+    "SealRaced",
     "entry_hash",
     "seal_pending",
     "verify_chain",
 ]
 
 _HEAD_ID = 1
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def _iso(value: datetime) -> str:
@@ -136,13 +143,22 @@ class AuditTrail:
         return await seal_pending(self._session, key=key, batch_size=batch_size)
 
 
+class SealRaced(Exception):
+    """Another sealer chained from the same head first: nothing of this round was written
+    (PostgreSQL's round; the next round reads the new head)."""
+
+
 async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 500) -> int:
     """Chain up to `batch_size` committed entries, oldest first; how many were sealed.
 
-    Runs in the caller's transaction, which it serialises with any other sealer through
-    the head row's lock; the caller commits. Pending entries are read after the lock is
-    held, so two sealers never chain the same entry.
+    On PostgreSQL in two statements of their own, outside the caller's transaction
+    (`_seal_in_two`). Elsewhere (SQLite) in the caller's transaction, which the caller
+    commits: the head row's lock serialises sealers, and pending entries are read after
+    it is held, so two sealers never chain the same entry.
     """
+    engine = session.bind
+    if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
+        return await _seal_in_two(engine, key=key, batch_size=batch_size)
     head = (
         await session.execute(
             sa.select(audit_chain_head.c.seq, audit_chain_head.c.entry_hash)
@@ -158,12 +174,8 @@ async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 5
     if not pending:
         return 0
     seq, prev_hash = int(head.seq), str(head.entry_hash)
-    sealed: list[dict[str, Any]] = []
-    for row in pending:
-        seq += 1
-        entry = _pending_entry(row, seq=seq, prev_hash=prev_hash)
-        prev_hash = entry_hash(entry, key=key)
-        sealed.append({**_columns(entry), "entry_hash": prev_hash})
+    sealed = _chained(pending, seq=seq, prev_hash=prev_hash, key=key)
+    seq, prev_hash = sealed[-1]["seq"], sealed[-1]["entry_hash"]
     # One statement for the batch on PostgreSQL (one array per column), not one per entry.
     await insert_rows(session, audit_log, sealed)
     # By id, not by range: an entry that committed after the read must stay pending.
@@ -176,6 +188,96 @@ async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 5
         .values(seq=seq, entry_hash=prev_hash)
     )
     return len(sealed)
+
+
+def _chained(
+    pending: Sequence[Any], *, seq: int, prev_hash: str, key: bytes
+) -> list[dict[str, Any]]:
+    """The `audit_log` rows of `pending`, chained after the entry `seq` whose hash is
+    `prev_hash`."""
+    sealed: list[dict[str, Any]] = []
+    for row in pending:
+        seq += 1
+        entry = _pending_entry(row, seq=seq, prev_hash=prev_hash)
+        prev_hash = entry_hash(entry, key=key)
+        sealed.append({**_columns(entry), "entry_hash": prev_hash})
+    return sealed
+
+
+# The head and the oldest pending entries, read in one statement (one snapshot): no lock.
+_PENDING_COLUMNS = ", ".join(f"p.{c.name}" for c in audit_pending.c)
+_READ = sa.text(
+    f"SELECT h.seq AS head_seq, h.entry_hash AS head_hash, {_PENDING_COLUMNS} "  # noqa: S608
+    "FROM audit_chain_head h LEFT JOIN LATERAL "
+    "(SELECT * FROM audit_pending ORDER BY id LIMIT :batch) p ON true "
+    f"WHERE h.id = {_HEAD_ID} ORDER BY p.id"
+).columns(
+    sa.column("head_seq", sa.BigInteger),
+    sa.column("head_hash", sa.String),
+    *(sa.column(c.name, c.type) for c in audit_pending.c),
+)
+
+
+@cache
+def _write(columns: tuple[str, ...]) -> sa.TextClause:
+    """The batch sealed in one statement: the head moved on if it is still the one read,
+    and only then the entries into the log (one array per column, in order) and the
+    pending rows out by id. A sealer that read the same head and wrote first leaves
+    `moved` empty (PostgreSQL rechecks the row after waiting for its lock), so nothing of
+    this round is written; the log's keys (seq, prev_hash) still refuse a fork."""
+    names = ", ".join(columns)
+    arrays = ", ".join(
+        f"CAST(:{name} AS {audit_log.c[name].type.compile(dialect=_PG)}[])" for name in columns
+    )
+    # Identifiers and types come from the table's metadata; every value is bound.
+    sql = (
+        "WITH moved AS (UPDATE audit_chain_head SET seq = :new_seq, entry_hash = :new_hash "  # noqa: S608
+        f"WHERE id = {_HEAD_ID} AND seq = :old_seq AND entry_hash = :old_hash RETURNING id), "
+        "gone AS (DELETE FROM audit_pending WHERE id = ANY(CAST(:pending_ids AS BIGINT[])) "
+        "AND EXISTS (SELECT 1 FROM moved)), "
+        f"added AS (INSERT INTO audit_log ({names}) SELECT {names} "
+        f"FROM unnest({arrays}) WITH ORDINALITY AS r({names}, _n) "
+        "WHERE EXISTS (SELECT 1 FROM moved) ORDER BY _n RETURNING seq) "
+        "SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM added) AS added"
+    )
+    # Typed parameters: each column's own bind processing (JSON, aware timestamps).
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(name, type_=postgresql.ARRAY(audit_log.c[name].type)) for name in columns)
+    )
+
+
+async def _seal_in_two(engine: AsyncEngine, *, key: bytes, batch_size: int) -> int:
+    """PostgreSQL: read the head and the pending entries in one statement and write the
+    batch in one more, each a transaction of its own (no BEGIN, no COMMIT): two round
+    trips a round, one with nothing to seal, where the lock, the read, the insert, the
+    delete and the head's update in a transaction were seven (four with nothing). An
+    entry is still deleted by id: one that committed after the read stays pending."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        rows = (await conn.execute(_READ, {"batch": batch_size})).all()
+        pending = [row for row in rows if row.id is not None]
+        if not pending:
+            return 0
+        old_seq, old_hash = int(rows[0].head_seq), str(rows[0].head_hash)
+        sealed = _chained(pending, seq=old_seq, prev_hash=old_hash, key=key)
+        columns = tuple(sealed[0])
+        arguments = {name: [row[name] for row in sealed] for name in columns}
+        written = (
+            await conn.execute(
+                _write(columns),
+                {
+                    **arguments,
+                    "new_seq": sealed[-1]["seq"],
+                    "new_hash": sealed[-1]["entry_hash"],
+                    "old_seq": old_seq,
+                    "old_hash": old_hash,
+                    "pending_ids": [row.id for row in pending],
+                },
+            )
+        ).one()
+    if written.moved != 1:
+        raise SealRaced()  # nothing was written: the next round reads the new head
+    return int(written.added)
 
 
 def _pending_entry(row: Any, *, seq: int, prev_hash: str) -> AuditEntry:

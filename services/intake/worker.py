@@ -3,7 +3,7 @@
 The sweeper expires, purges and prunes until stopped: it is the caller of the sweeping
 use cases, one unit of work per batch, committed after the use case returns. The
 sealer chains the audit entries requests wrote (audit.py) every
-`deps.audit_seal_interval_s`, a batch per transaction, so requests never wait on it.
+`deps.audit_seal_interval_s`, a batch per round, so requests never wait on it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from services.common.logging import get_logger
 from services.common.problems import is_database_unavailable
 from services.common.runtime import Worker
 from services.intake import sweeping
+from services.intake.audit import SealRaced
 from services.intake.deps import IntakeDeps
 from services.intake.unit_of_work import IntakeUoW
 
@@ -86,12 +87,18 @@ def sweeper(deps: IntakeDeps) -> Worker:
 
 
 async def seal_audit(deps: IntakeDeps, *, batch_size: int = 500) -> int:
-    """Seal every audit entry written so far, a batch per transaction; how many."""
+    """Seal every audit entry written so far, a batch per round; how many.
+
+    A round another sealer wrote first from the same head (another instance's: audit.py
+    `SealRaced`) wrote nothing: the next round reads the new head and what is left."""
     sealed = 0
     while True:
-        async with deps.unit_of_work() as uow:
-            count = await uow.audit.seal(key=deps.audit_key, batch_size=batch_size)
-            await uow.commit()
+        try:
+            async with deps.unit_of_work() as uow:
+                count = await uow.audit.seal(key=deps.audit_key, batch_size=batch_size)
+                await uow.commit()
+        except SealRaced:
+            continue
         sealed += count
         if count < batch_size:
             return sealed

@@ -194,14 +194,14 @@ async def test_an_entry_committed_late_is_sealed_after_the_ones_before_it(
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-async def test_a_sealed_batch_is_one_insert_on_postgres(
+async def test_a_sealed_batch_is_two_statements_on_postgres(
     intake_settings: Callable[..., IntakeSettings],
 ) -> None:
     # The background sealer waits an hour: this test's seal_audit takes the whole batch.
     async with run_intake(intake_settings(intake_audit_seal_interval_s=3600.0)) as intake:
         await _exercise(intake)
         await _exercise(intake)
-        inserts: list[bool] = []
+        statements: list[tuple[str, bool]] = []
 
         def seen(
             _conn: object,
@@ -211,8 +211,7 @@ async def test_a_sealed_batch_is_one_insert_on_postgres(
             _ctx: object,
             many: bool,
         ) -> None:
-            if statement.startswith("INSERT INTO audit_log"):
-                inserts.append(many)
+            statements.append((" ".join(statement.split()), many))
 
         engine = intake.app.state.runtime.engine.sync_engine
         event.listen(engine, "before_cursor_execute", seen)
@@ -220,7 +219,38 @@ async def test_a_sealed_batch_is_one_insert_on_postgres(
             assert await seal_audit(intake.deps) == 8
         finally:
             event.remove(engine, "before_cursor_execute", seen)
-        assert inserts == [False]  # one statement, not an executemany of one per entry
+        # The head and the pending entries read together; the log's INSERT, the pending
+        # rows' DELETE and the head's UPDATE in one more statement (was five statements).
+        # (The relay's statements run on the same engine meanwhile: left out.)
+        (read, _), (write, many) = [(sql, m) for sql, m in statements if "audit_" in sql]
+        assert "FROM audit_chain_head" in read
+        assert "audit_pending" in read
+        assert "INSERT INTO audit_log" in write
+        assert "DELETE FROM audit_pending" in write
+        assert "UPDATE audit_chain_head" in write
+        assert not many  # one statement, not an executemany of one per entry
         report = await _report(intake)
     assert report.intact
     assert report.entries == 8
+    assert report.pending == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_sealers_racing_chain_every_entry_once(
+    intake_settings: Callable[..., IntakeSettings],
+) -> None:
+    # Two instances' sealers at once (the background one waits an hour): whoever writes
+    # second from the same head writes nothing, and what is left is sealed next round.
+    async with run_intake(intake_settings(intake_audit_seal_interval_s=3600.0)) as intake:
+        for _ in range(3):
+            await _exercise(intake)
+        counts = await asyncio.gather(*(seal_audit(intake.deps, batch_size=3) for _ in range(4)))
+        while await seal_audit(intake.deps):
+            pass
+        entries = await intake.rows("audit_log")
+        report = await _report(intake)
+    assert sum(counts) == 12  # each entry sealed by one of them
+    assert sorted(e["seq"] for e in entries) == list(range(1, 13))
+    assert len({e["entry_id"] for e in entries}) == 12  # no entry chained twice
+    assert report.intact
+    assert report.pending == 0

@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.common.db import make_engine
-from services.common.migrations import upgrade
+from services.common.migrations import alembic_config, upgrade
 from services.router.config import RouterSettings
 from services.router.repository import SqlAlertRepository
 
@@ -90,3 +92,44 @@ async def test_the_expiry_sweep_sees_unresolved_alerts_only(engine: AsyncEngine)
         deadline = await alerts.next_deadline()
     assert len(claimed) == 3
     assert deadline == NOW - timedelta(hours=1)
+
+
+def _alerts_indexes(connection: Connection) -> dict[str, str]:
+    """The alerts' indexes by name, each with its predicate's text ('' for none)."""
+    found = sa.inspect(connection).get_indexes("alerts")
+    return {
+        str(ix["name"]): str(
+            ix.get("dialect_options", {}).get(f"{connection.dialect.name}_where", "")
+        )
+        for ix in found
+    }
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config("router")
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
+async def test_the_state_index_goes_and_comes_back(
+    database_url: str | None, make_settings: Callable[..., Any]
+) -> None:
+    settings: RouterSettings = make_settings(RouterSettings, database_url=database_url)
+    await upgrade(settings, "router", "router_0006")
+    engine = make_engine(settings, "router")
+    try:
+        async with engine.connect() as conn:
+            before = await conn.run_sync(_alerts_indexes)
+            assert "ix_alerts_state" in before
+            assert "state" in before["ix_alerts_unresolved_expiry"]
+        await upgrade(settings, "router")
+        async with engine.connect() as conn:
+            head = await conn.run_sync(_alerts_indexes)
+            assert "ix_alerts_state" not in head
+            assert "resolved_at" in head["ix_alerts_unresolved_expiry"]
+            assert not any("state" in predicate for predicate in head.values())
+            await conn.run_sync(_downgrade, "router_0006")
+            await conn.commit()
+            assert await conn.run_sync(_alerts_indexes) == before
+    finally:
+        await engine.dispose()

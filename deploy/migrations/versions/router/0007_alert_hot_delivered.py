@@ -4,12 +4,12 @@ Revision ID: router_0007
 Revises: router_0006
 Create Date: 2026-11-30
 
-Measured in docs/performance.md, "Router's alert marked delivered in place (twentieth
-round)". The outcome round's triggered -> delivered sets only `state` and `updated_at`,
-yet it wrote a new entry into each of the alerts' five indexes: `state` was a key of
-`ix_alerts_state` and in the predicate of `ix_alerts_unresolved_expiry`, and PostgreSQL
-never makes an update HOT when an indexed column (or one in an index's predicate)
-changes.
+Measured in docs/performance.md, "Router's alert marked delivered in place: a HOT
+update, no index on its state (twentieth round)". The outcome round's triggered ->
+delivered sets only `state` and `updated_at`, yet it wrote a new entry into each of the
+alerts' five indexes: `state` was a key of `ix_alerts_state` and in the predicate of
+`ix_alerts_unresolved_expiry`, and PostgreSQL never makes an update HOT when an indexed
+column (or one in an index's predicate) changes.
 
 - `ix_alerts_state` goes: only the open-alerts gauge (a count by state, every few
   seconds) and the alert list's state filter read by state, and both read every alert
@@ -18,7 +18,8 @@ changes.
   alert is resolved (a notice cancelled, its window over), the same rows as
   `state != 'resolved'`.
 - The alerts keep 30 % of each page free (fillfactor 70, PostgreSQL): a row is ~2 kB,
-  and a HOT update needs room for its new version on the row's own page.
+  and a HOT update needs room for its new version on the row's own page (at 80 % only
+  rows up to ~2.0 kB keep it).
 """
 
 from collections.abc import Sequence

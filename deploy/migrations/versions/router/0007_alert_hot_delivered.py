@@ -11,9 +11,9 @@ alerts' five indexes: `state` was a key of `ix_alerts_state` and in the predicat
 `ix_alerts_unresolved_expiry`, and PostgreSQL never makes an update HOT when an indexed
 column (or one in an index's predicate) changes.
 
-- `ix_alerts_state` goes: only the open-alerts gauge (a count by state, every few
-  seconds) and the alert list's state filter read by state, and both read every alert
-  either way.
+- `ix_alerts_state` goes: only the open-alerts gauge (a count by state every few
+  seconds, a read of every alert either way) and the alert list filtered by state read
+  by state; the list now reads the table.
 - The expiry index keeps unresolved alerts by `resolved_at IS NULL`: set exactly when an
   alert is resolved (a notice cancelled, its window over), the same rows as
   `state != 'resolved'`.

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.domain import OPEN_STATES, AlertRecord
-from services.router.repository._sql import constant, constants, is_postgres, must
+from services.router.repository._sql import constants, is_postgres, must
 from services.router.repository.alert_rows import record
 from services.router.tables import alerts
 
@@ -52,7 +52,7 @@ class AlertTimers:
         """An unresolved alert whose operation window has ended, locked like a timer."""
         query = (
             sa.select(alerts.c.id)
-            .where(alerts.c.state != constant("resolved"), alerts.c.expires_at <= now)
+            .where(alerts.c.resolved_at.is_(None), alerts.c.expires_at <= now)
             .order_by(alerts.c.expires_at)
         )
         rows = await self._claim(query, skip, limit=1)
@@ -71,10 +71,8 @@ class AlertTimers:
         timers = sa.select(sa.func.min(alerts.c.next_fire_at)).where(
             alerts.c.state.in_(constants(OPEN_STATES))
         )
-        # The state as a literal: the partial index of unresolved alerts answers it.
-        expiries = sa.select(sa.func.min(alerts.c.expires_at)).where(
-            alerts.c.state != constant("resolved")
-        )
+        # The partial index's own predicate: the index of unresolved alerts answers it.
+        expiries = sa.select(sa.func.min(alerts.c.expires_at)).where(alerts.c.resolved_at.is_(None))
         # min() keeps the column's type, so SQLite's stored text comes back as a datetime.
         found = [
             must(value)

@@ -60,7 +60,8 @@ async def _populate(conn: AsyncConnection) -> None:
             "INSERT INTO alerts SELECT md5('a' || i)::uuid::text, md5('n' || i)::uuid::text, "
             "1, 'Actual', CASE WHEN i % 40 = 0 THEN 'delivered' ELSE 'resolved' END, 'high', "
             "'{}'::json, '{}'::json, 0, 0, 0, NULL, NULL, NULL, :now, :now, NULL, NULL, "
-            "NULL, NULL, NULL, :now + i * interval '1 minute', NULL, NULL, :now "
+            "NULL, NULL, NULL, :now + i * interval '1 minute', "
+            "CASE WHEN i % 40 = 0 THEN NULL ELSE :now END, NULL, :now "
             "FROM generate_series(1, :n) AS i"
         ).bindparams(now, n=ALERTS)
     )

@@ -57,8 +57,12 @@ def is_valid_correlation_id(value: str) -> bool:
 def _first_header(scope: Scope, name: bytes) -> str | None:
     """The first value of header `name` (lower case), as `Headers(scope=scope).get` gives."""
     # Read straight from the raw list: a `Headers` object (a copy of the list, a lower-cased
-    # key per look-up) on every request cost more than the look-up itself.
-    for key, value in scope["headers"]:
+    # key per look-up) on every request cost more than the look-up itself. Any other
+    # iterable is made a list first, as `Headers` makes it, so layers inside can read it too.
+    headers = scope["headers"]
+    if type(headers) is not list:
+        headers = scope["headers"] = list(headers)
+    for key, value in headers:
         if key == name:
             return str(value.decode("latin-1"))
     return None

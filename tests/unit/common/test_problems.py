@@ -358,6 +358,31 @@ async def test_the_ids_replace_any_the_app_set_and_leave_other_headers_in_order(
     assert sent[1]["body"] == b"{}"
 
 
+async def test_headers_given_as_a_one_pass_iterable_are_still_there_for_the_app() -> None:
+    """ASGI allows any iterable of headers: the layers read them without using them up."""
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(list(scope["headers"]))
+        await receive()
+
+    raw = [(b"content-type", b"application/json"), (b"x-correlation-id", b"corr-9")]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/x",
+        "headers": iter(raw),
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    layers = CorrelationIdMiddleware(BodyGuardMiddleware(app, max_body_bytes=64))
+    await layers(scope, receive, _ignore)
+    assert seen == [raw]
+    assert scope["state"]["correlation_id"] == "corr-9"
+
+
 async def test_the_ids_bound_for_a_request_give_way_to_those_bound_before_it(
     log_output: io.StringIO,
 ) -> None:

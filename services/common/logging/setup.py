@@ -470,12 +470,10 @@ _request_line: ContextVar[RequestLine | None] = ContextVar("aviso_request_line",
 
 
 class request_line:  # lower case: it replaced a function of that name
-    """Open the line of the request answered in this context (the HTTP edge's job).
+    """Open the line of the request answered in this context (the HTTP edge's job)."""
 
-    A class, not a `@contextmanager` generator: every request enters one, and the
-    generator's frame and wrapper cost more than the context variable's set and reset.
-    """
-
+    # A class, not a `@contextmanager` generator: every request enters one, and the
+    # generator's frame and wrapper cost more than the context variable's set and reset.
     __slots__ = ("_token",)
 
     def __enter__(self) -> RequestLine:

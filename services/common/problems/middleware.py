@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # One correlation contextvar per process: the event envelope (cloudevents) reads
@@ -38,6 +37,7 @@ __all__ = [
 
 
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode("latin-1")
 
 
 def get_correlation_id() -> str | None:
@@ -52,6 +52,35 @@ new_correlation_id = new_id
 def is_valid_correlation_id(value: str) -> bool:
     """Accept 1-128 chars of `[A-Za-z0-9._:-]`: safe in headers, logs and Kafka."""
     return _CORRELATION_ID.fullmatch(value) is not None
+
+
+def _first_header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header `name` (lower case), as `Headers(scope=scope).get` gives."""
+    # Read straight from the raw list: a `Headers` object (a copy of the list, a lower-cased
+    # key per look-up) on every request cost more than the look-up itself. Any other
+    # iterable is made a list first, as `Headers` makes it, so layers inside can read it too.
+    headers = scope["headers"]
+    if type(headers) is not list:
+        headers = scope["headers"] = list(headers)
+    for key, value in headers:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _set_header(message: Message, name: bytes, value: str) -> None:
+    """Set header `name` (lower case) on a response start, as `MutableHeaders` does: any
+    earlier values replaced, the first in its place, else appended."""
+    raw: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
+    message["headers"] = raw
+    encoded = value.encode("latin-1")
+    found = [index for index, (key, _) in enumerate(raw) if key == name]
+    if not found:
+        raw.append((name, encoded))
+        return
+    for index in reversed(found[1:]):
+        del raw[index]
+    raw[found[0]] = (name, encoded)
 
 
 def _scope_state(scope: Scope) -> dict[str, Any]:
@@ -72,12 +101,13 @@ class CorrelationIdMiddleware:
     def __init__(self, app: ASGIApp, *, header_name: str = CORRELATION_ID_HEADER) -> None:
         self.app = app
         self.header_name = header_name
+        self._raw_name = header_name.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied = Headers(scope=scope).get(self.header_name)
+        supplied = _first_header(scope, self._raw_name)
         # A request needs a request id and most a correlation id too: one draw for both.
         fresh, request_id = new_ids()
         # An invalid id is replaced, not rejected: correlation is best effort and
@@ -89,20 +119,25 @@ class CorrelationIdMiddleware:
         state["correlation_id"] = correlation_id
         state["request_id"] = request_id
 
+        raw_name = self._raw_name
+
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers[self.header_name] = correlation_id
-                headers[REQUEST_ID_HEADER] = request_id
+                _set_header(message, raw_name, correlation_id)
+                _set_header(message, _REQUEST_ID_NAME, request_id)
             await send(message)
 
         token = current_correlation_id.set(correlation_id)
+        # Bound, then reset by their tokens: what `bound_contextvars` leaves behind, without
+        # its scan of every context variable of the context (`get_contextvars`) on the way in
+        # and its unbind and rebind on the way out.
+        bound = structlog.contextvars.bind_contextvars(
+            correlation_id=correlation_id, request_id=request_id
+        )
         try:
-            with structlog.contextvars.bound_contextvars(
-                correlation_id=correlation_id, request_id=request_id
-            ):
-                await self.app(scope, receive, send_with_ids)
+            await self.app(scope, receive, send_with_ids)
         finally:
+            structlog.contextvars.reset_contextvars(**bound)
             current_correlation_id.reset(token)
 
 
@@ -125,11 +160,11 @@ def _reject_constant(name: str) -> Any:
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Duplicate keys are resolved differently by different parsers (first vs last
     # wins); refusing them closes the gap between what we check and what we store.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError("duplicate object key")
-        result[key] = value
+    # The keys arrive decoded (`"a"` and `"\u0061"` are one key here): a repeat leaves the
+    # dict shorter than its pairs. Built in C, where a loop over the pairs was Python.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate object key")
     return result
 
 
@@ -192,8 +227,7 @@ class BodyGuardMiddleware:
         await self.app(scope, replay, send)
 
     async def _read_checked_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length")
+        declared = _first_header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 raise _Rejected(bad_request("The Content-Length header is not a number."))
@@ -201,7 +235,7 @@ class BodyGuardMiddleware:
             if int(declared) > self.max_body_bytes:
                 raise _Rejected(self._too_large())
 
-        content_type = headers.get("content-type")
+        content_type = _first_header(scope, b"content-type")
         if content_type is not None and not _is_json_utf8(content_type):
             raise _Rejected(unsupported_media_type("Send the body as application/json (UTF-8)."))
 

@@ -7,8 +7,7 @@ every restricted string out of log lines for that time.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime
 
 from services.common.auth import Principal
@@ -21,11 +20,10 @@ from services.intake.notices.commands import NoticeContent
 __all__ = ["open_latest", "restricted_detail", "scrubbed", "seal_version"]
 
 
-@contextmanager
-def scrubbed(values: Iterable[str]) -> Iterator[None]:
+def scrubbed(values: Iterable[str]) -> holding_sensitive_values:
     """Scrub these restricted values from every log line while the block runs."""
-    with holding_sensitive_values([value for value in values if value]):
-        yield
+    # The holder itself, not a generator around it: one context manager a request.
+    return holding_sensitive_values([value for value in values if value])
 
 
 def restricted_detail(content: NoticeContent, principal: Principal) -> RestrictedDetail:

@@ -274,6 +274,35 @@ def test_registered_values_scrubbed_until_forgotten(output: io.StringIO) -> None
     assert_absent(output.getvalue(), held)
 
 
+def test_values_are_held_from_entering_the_block_to_leaving_it_however_it_ends(
+    output: io.StringIO,
+) -> None:
+    """Held on entry (not when the holder is made), released on the way out, an error's
+    too; a lone string is refused where it is given."""
+    registry = log_redaction._sensitive_values
+    name = canary()
+    log = get_logger("tests.registry")
+    holder = holding_sensitive_values([name])
+    log.info("rumor.text", text=f"before {name}")
+
+    def fails_inside() -> None:
+        with holder:
+            log.info("rumor.text", text=f"inside {name}")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fails_inside()
+    log.info("rumor.text", text=f"after {name}")
+    before, inside, after = lines(output)
+    assert before["text"] == f"before {name}"
+    assert inside["text"] == f"inside {REDACTED}"
+    assert after["text"] == f"after {name}"
+    assert name not in registry.snapshot
+    assert not registry.pending
+    with pytest.raises(TypeError):
+        holding_sensitive_values(name)
+
+
 def test_values_held_for_a_block_are_sorted_in_only_when_a_line_may_hold_them(
     output: io.StringIO,
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import structlog
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.types import Message
@@ -321,6 +322,104 @@ async def test_correlation_id_reaches_state_contextvar_logs_and_response(
     assert get_correlation_id() is None  # nothing leaks out of the request
 
 
+async def test_the_ids_replace_any_the_app_set_and_leave_other_headers_in_order() -> None:
+    """An answer's own `X-Correlation-ID`/`X-Request-ID` (any case, repeated) give way to
+    the request's: one of each, where the first stood; other headers stay as they were."""
+    sent: list[Message] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [
+            (b"x-correlation-id", b"mine"),
+            (b"content-type", b"application/json"),
+            (b"x-correlation-id", b"again"),
+            (b"x-other", b"1"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/x",
+        "headers": [(b"x-correlation-id", b"corr-1"), (b"X-Correlation-ID", b"corr-2")],
+    }
+    await CorrelationIdMiddleware(app)(scope, _no_body, send)
+    headers = sent[0]["headers"]
+    request_id = scope["state"]["request_id"]
+    assert headers == [
+        (b"x-correlation-id", b"corr-1"),  # the first of the request's, as Headers.get
+        (b"content-type", b"application/json"),
+        (b"x-other", b"1"),
+        (b"x-request-id", request_id.encode()),
+    ]
+    assert sent[1]["body"] == b"{}"
+
+
+async def test_headers_given_as_a_one_pass_iterable_are_still_there_for_the_app() -> None:
+    """ASGI allows any iterable of headers: the layers read them without using them up."""
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(list(scope["headers"]))
+        await receive()
+
+    raw = [(b"content-type", b"application/json"), (b"x-correlation-id", b"corr-9")]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/x",
+        "headers": iter(raw),
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    layers = CorrelationIdMiddleware(BodyGuardMiddleware(app, max_body_bytes=64))
+    await layers(scope, receive, _ignore)
+    assert seen == [raw]
+    assert scope["state"]["correlation_id"] == "corr-9"
+
+
+async def test_the_ids_bound_for_a_request_give_way_to_those_bound_before_it(
+    log_output: io.StringIO,
+) -> None:
+    """Inside, lines carry the request's ids; after it (an answer or an error) the log
+    context is what it was before: an outer id back, an id never bound absent."""
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(structlog.contextvars.get_contextvars())
+        if scope["path"] == "/v1/fail":
+            raise RuntimeError("boom")
+
+    scope: dict[str, Any] = {"type": "http", "method": "GET", "path": "/v1/x", "headers": []}
+    with structlog.contextvars.bound_contextvars(correlation_id="outer"):
+        await CorrelationIdMiddleware(app)(scope, _no_body, _ignore)
+        assert structlog.contextvars.get_contextvars() == {"correlation_id": "outer"}
+        failing = {**scope, "path": "/v1/fail", "state": {}}
+        with pytest.raises(RuntimeError):
+            await CorrelationIdMiddleware(app)(failing, _no_body, _ignore)
+        assert structlog.contextvars.get_contextvars() == {"correlation_id": "outer"}
+    assert "request_id" not in structlog.contextvars.get_contextvars()
+    assert seen[0] == {
+        "correlation_id": scope["state"]["correlation_id"],
+        "request_id": scope["state"]["request_id"],
+    }
+    assert seen[0]["correlation_id"] != "outer"
+    assert get_correlation_id() is None
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _ignore(message: Message) -> None:
+    return None
+
+
 @pytest.mark.parametrize("supplied", ["", "has space", "x" * 129, "semi;colon", "ünï"])
 async def test_invalid_correlation_ids_are_replaced(supplied: str) -> None:
     app, _ = build_app()
@@ -491,6 +590,69 @@ async def test_invalid_utf8_or_json_is_400(body: bytes, why: str) -> None:
     problem = assert_problem(response, 400)
     assert why in problem["detail"]
     assert stored == []
+
+
+async def _guarded(body: bytes) -> tuple[list[Message], list[bytes]]:
+    """The guard alone over `body`: what it answered, and the bodies it let through."""
+    sent: list[Message] = []
+    passed: list[bytes] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def downstream(scope: Any, receive: Any, send: Any) -> None:
+        passed.append((await receive())["body"])
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/x",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await BodyGuardMiddleware(downstream, max_body_bytes=4096)(scope, receive, send)
+    return sent, passed
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1, "a": 1}',
+        b'{"a": 1, "\\u0061": 2}',  # one key, two spellings
+        b'{"\\u0061": 1, "\\u0061": 2}',
+        b'{"caf\\u00e9": 1, "caf\xc3\xa9": 2}',  # escaped and raw UTF-8
+        b'{"a\\/b": 1, "a/b": 2}',
+        b'{"outer": {"b": 1, "c": 2, "b": 3}}',  # nested
+        b'[{"ok": 1}, {"x": 1, "\\u0078": 2}]',  # in an array
+        b'{"a": {"a": {"a": 1, "a": 2}}}',
+    ],
+    ids=["plain", "escaped", "both-escaped", "unicode", "solidus", "nested", "array", "deep"],
+)
+async def test_duplicate_keys_are_refused_in_every_spelling(body: bytes) -> None:
+    sent, passed = await _guarded(body)
+    assert passed == []
+    assert sent[0]["status"] == 400
+    problem = json.loads(sent[1]["body"])
+    assert problem["detail"] == "The request body is not valid JSON."
+    assert problem["instance"] == "/v1/x"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1, "b": {"a": 2, "b": [{"a": 3}, {"a": 4}]}}',  # one key in several objects
+        b'{"a": 1, "A": 2, "a ": 3}',  # different keys, alike to the eye
+        b"{}",
+        b"[]",
+        b'"a"',
+    ],
+)
+async def test_a_key_repeated_only_across_objects_passes(body: bytes) -> None:
+    sent, passed = await _guarded(body)
+    assert passed == [body]
+    assert sent == []
 
 
 async def test_non_numeric_content_length_is_400() -> None:

@@ -12,13 +12,15 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deploy.local.kafka import ensure_topics
 from deploy.local.sinks import SmtpSink, WebhookSink
@@ -26,6 +28,8 @@ from schemas.base import Status, version_ref
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import ALERTS, NOTICES
 from services.common.cloudevents import new_event
+from services.common.db import make_engine
+from services.common.migrations import upgrade
 from services.router.config import RouterSettings
 from tests.support.kafka_io import produce_raw, read_topic
 
@@ -37,6 +41,7 @@ __all__ = [
     "alert_events",
     "cancel",
     "directory_json",
+    "migrated_engine",
     "notice",
     "position_groups_at_end",
     "publish",
@@ -328,3 +333,17 @@ async def poll_json(
                 return dict(last)
         await asyncio.sleep(0.1)
     raise AssertionError(f"{url} never satisfied the condition; last: {last}")
+
+
+@asynccontextmanager
+async def migrated_engine(
+    database_url: str, make_settings: Callable[..., Any]
+) -> AsyncIterator[AsyncEngine]:
+    """Router's engine on `database_url`, its schema migrated to the latest; disposed after."""
+    settings: RouterSettings = make_settings(RouterSettings, database_url=database_url)
+    await upgrade(settings, "router")
+    engine = make_engine(settings, "router")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -23,6 +23,7 @@ from services.common.db import make_engine
 from services.common.migrations import alembic_config, upgrade
 from services.router.config import RouterSettings
 from services.router.repository import SqlAlertRepository
+from tests.integration.router.router_support import migrated_engine
 
 pytestmark = [pytest.mark.postgres]
 
@@ -33,13 +34,8 @@ WIDE = '{"summary": "' + "x" * 1700 + '"}'
 
 @pytest.fixture
 async def engine(pg_database: str, make_settings: Callable[..., Any]) -> AsyncIterator[AsyncEngine]:
-    settings: RouterSettings = make_settings(RouterSettings, database_url=pg_database)
-    await upgrade(settings, "router")
-    engine = make_engine(settings, "router")
-    try:
+    async with migrated_engine(pg_database, make_settings) as engine:
         yield engine
-    finally:
-        await engine.dispose()
 
 
 async def _insert(engine: AsyncEngine, n: int, *, resolved_every: int = 0) -> None:

@@ -20,13 +20,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from services.common.db import make_engine
 from services.common.delivery.settle_query import settle_arrays, settle_batch_statement
 from services.common.direct import DirectStatement
-from services.common.migrations import upgrade
-from services.router.config import RouterSettings
 from services.router.repository import SqlAlertRepository
 from services.router.tables import delivery_records
+from tests.integration.router.router_support import migrated_engine
 
 pytestmark = [pytest.mark.postgres]
 
@@ -38,10 +36,7 @@ IN_FLIGHT = 1_500  # delivery records being sent
 @pytest.fixture
 async def engine(pg_database: str, make_settings: Callable[..., Any]) -> AsyncIterator[AsyncEngine]:
     """Router's engine on a migrated, populated and analysed router schema."""
-    settings: RouterSettings = make_settings(RouterSettings, database_url=pg_database)
-    await upgrade(settings, "router")
-    engine = make_engine(settings, "router")
-    try:
+    async with migrated_engine(pg_database, make_settings) as engine:
         async with engine.begin() as conn:
             await _populate(conn)
         async with engine.connect() as conn:
@@ -49,8 +44,6 @@ async def engine(pg_database: str, make_settings: Callable[..., Any]) -> AsyncIt
             await conn.execute(sa.text("ANALYZE alerts"))
             await conn.execute(sa.text("ANALYZE delivery_records"))
         yield engine
-    finally:
-        await engine.dispose()
 
 
 async def _populate(conn: AsyncConnection) -> None:

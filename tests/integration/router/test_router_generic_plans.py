@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from services.common.delivery.settle_query import settle_arrays, settle_batch_statement
@@ -190,3 +191,30 @@ def _settlement(delivery_id: str) -> dict[str, Any]:
         "b_delivered": NOW,
         "b_segments": None,
     }
+
+
+async def test_the_count_by_state_reads_unresolved_alerts_by_the_partial_index(
+    engine: AsyncEngine,
+) -> None:
+    # No index names `state` (router_0007): the gauge's count finds the few open alerts by
+    # the partial index, not by reading every alert's row; resolved ones are the total
+    # less the rest.
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with engine.connect() as conn, conn.begin():
+            counts = await SqlAlertRepository(
+                AsyncSession(bind=conn), source="router"
+            ).count_by_state()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert counts == {"delivered": ALERTS // 40, "resolved": ALERTS - ALERTS // 40}
+
+    (count,) = [s for s in statements if "UNION ALL" in s]
+    async with engine.connect() as conn:
+        plan = "\n".join(row[0] for row in await conn.execute(sa.text(f"EXPLAIN {count}")))
+    assert "ix_alerts_unresolved_expiry" in plan, plan

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.common.bulk import insert_rows
 from services.common.cloudevents import current_correlation_id
+from services.common.db import is_postgres
 from services.common.ids import new_id
 from services.intake.domain import AuditNote, canonical_json
 from services.intake.tables import (
@@ -157,7 +158,7 @@ async def seal_pending(session: AsyncSession, *, key: bytes, batch_size: int = 5
     it is held, so two sealers never chain the same entry.
     """
     engine = session.bind
-    if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
+    if isinstance(engine, AsyncEngine) and is_postgres(engine):
         return await _seal_in_two(engine, key=key, batch_size=batch_size)
     head = (
         await session.execute(

@@ -35,15 +35,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.drop_index("ix_alerts_state", table_name="alerts")
-    op.drop_index("ix_alerts_unresolved_expiry", table_name="alerts")
-    unresolved = sa.text("resolved_at IS NULL")
-    op.create_index(
-        "ix_alerts_unresolved_expiry",
-        "alerts",
-        ["expires_at"],
-        postgresql_where=unresolved,
-        sqlite_where=unresolved,
-    )
+    _expiry_index_where("resolved_at IS NULL")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE alerts SET (fillfactor = 70)")
 
@@ -51,8 +43,14 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE alerts RESET (fillfactor)")
+    _expiry_index_where("state <> 'resolved'")
+    op.create_index("ix_alerts_state", "alerts", ["state"])
+
+
+def _expiry_index_where(predicate: str) -> None:
+    """The partial index of unresolved alerts' expiries, rebuilt on `predicate`."""
     op.drop_index("ix_alerts_unresolved_expiry", table_name="alerts")
-    unresolved = sa.text("state <> 'resolved'")
+    unresolved = sa.text(predicate)
     op.create_index(
         "ix_alerts_unresolved_expiry",
         "alerts",
@@ -60,4 +58,3 @@ def downgrade() -> None:
         postgresql_where=unresolved,
         sqlite_where=unresolved,
     )
-    op.create_index("ix_alerts_state", "alerts", ["state"])

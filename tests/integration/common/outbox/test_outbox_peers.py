@@ -1,8 +1,10 @@
 """A commit NOTIFYs other processes' relays only while one listens (outbox/peers.py).
 
 Counted at a plain LISTEN connection (not a relay's: it is nobody's peer), with a
-sentinel NOTIFY after each commit: NOTIFYs arrive in commit order, so when the sentinel
-is heard, any NOTIFY of the commit before it has been heard too.
+sentinel NOTIFY after each commit: a session hears NOTIFYs in commit order, whatever their
+channel, so when the sentinel is heard, any NOTIFY of the commit before it has been heard
+too. The sentinel goes on a channel of its own: on intake's, the relay would take it for
+another process's NOTIFY, a peer, and turn its process's NOTIFYs on again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.support.outbox_peers import peer_listener
 pytestmark = [pytest.mark.postgres]
 
 _CHANNEL = "aviso_outbox_intake"
+_SENTINEL_CHANNEL = "aviso_test_sentinel"
 
 
 class Counter:
@@ -42,17 +45,17 @@ class Counter:
         self._sentinel = asyncio.Event()
 
     def hear(self, _conn: object, pid: int, _channel: str, payload: str) -> None:
-        if payload == "sentinel":
-            self._sentinel.set()
-        else:
-            self.heard.append((pid, payload))
+        self.heard.append((pid, payload))
+
+    def hear_sentinel(self, *_: object) -> None:
+        self._sentinel.set()
 
     def ignore(self, relay: OutboxRelay) -> None:
         self.relays.add(relay._listener.get_server_pid())
 
     async def settled(self) -> list[str]:
         self._sentinel.clear()
-        await self.connection.execute(f"SELECT pg_notify('{_CHANNEL}', 'sentinel')")
+        await self.connection.execute(f"SELECT pg_notify('{_SENTINEL_CHANNEL}', 'sentinel')")
         await asyncio.wait_for(self._sentinel.wait(), timeout=30)
         return [
             p
@@ -66,6 +69,7 @@ async def counter(engine: AsyncEngine) -> AsyncIterator[Counter]:
     connection = await asyncpg.connect(asyncpg_dsn(engine.url))
     counting = Counter(connection)
     await connection.add_listener(_CHANNEL, counting.hear)
+    await connection.add_listener(_SENTINEL_CHANNEL, counting.hear_sentinel)
     yield counting
     await connection.close()
 

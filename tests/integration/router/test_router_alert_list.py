@@ -146,6 +146,35 @@ async def test_a_page_of_unresolved_states_reads_only_unresolved_alerts(
     assert unresolved_only or in_list_order, plan
 
 
+@pytest.mark.parametrize("states", [["resolved"], []], ids=["resolved", "all"])
+async def test_sqlite_reads_a_page_in_the_list_index_order(
+    make_settings: Callable[..., Any], states: list[str]
+) -> None:
+    """SQLite (the embedded default) walks the same index and builds no sort for it."""
+    settings: RouterSettings = make_settings(RouterSettings)
+    await upgrade(settings, "router")
+    engine = make_engine(settings, "router")
+    sent: list[tuple[str, Any]] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with engine.connect() as conn, conn.begin():
+            alerts = SqlAlertRepository(AsyncSession(bind=conn), source="router")
+            assert await alerts.page(states=states, limit=50, offset=0) == []
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+        (statement, parameters) = next((s, p) for s, p in sent if "ORDER BY" in s)
+        async with engine.connect() as conn:
+            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plan = "\n".join(str(row[-1]) for row in rows)
+    finally:
+        await engine.dispose()
+    assert "ix_alerts_listed" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
 def _index_names(connection: Connection) -> set[str]:
     return {str(ix["name"]) for ix in sa.inspect(connection).get_indexes("alerts")}
 

@@ -62,6 +62,7 @@ from services.router.repository.alert_statements import (
     alert_by_notice,
     alerts_by_ids,
     alerts_by_ids_direct,
+    alerts_page,
     fetch_each,
     open_alert_claiming_direct,
     open_alert_direct,
@@ -203,20 +204,8 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
         offset: int,
         notice_id: uuid.UUID | None = None,
     ) -> list[AlertRecord]:
-        """Alerts, newest first, optionally only in `states` or only the notice's.
-
-        Read in the order of `ix_alerts_listed` (router_0008). States without `resolved`
-        are an unresolved alert's, whose `resolved_at` is NULL (set exactly when it is
-        resolved): saying so lets the planner read only the unresolved alerts (the
-        expiry's partial index) where they are few.
-        """
-        query = sa.select(alerts).order_by(alerts.c.triggered_at.desc(), alerts.c.id)
-        if states:
-            query = query.where(alerts.c.state.in_(list(states)))
-            if "resolved" not in states:
-                query = query.where(alerts.c.resolved_at.is_(None))
-        if notice_id is not None:
-            query = query.where(alerts.c.notice_id == str(notice_id))
+        """Alerts, newest first, optionally only in `states` or only the notice's."""
+        query = alerts_page(states, str(notice_id) if notice_id is not None else None)
         rows = await self._session.execute(query.limit(limit).offset(offset))
         return [record(row) for row in rows]
 

@@ -146,7 +146,9 @@ async def test_a_page_of_unresolved_states_reads_only_unresolved_alerts(
     assert unresolved_only or in_list_order, plan
 
 
-@pytest.mark.parametrize("states", [["resolved"], []], ids=["resolved", "all"])
+@pytest.mark.parametrize(
+    "states", [["resolved"], ["delivered"], []], ids=["resolved", "delivered", "all"]
+)
 async def test_sqlite_reads_a_page_in_the_list_index_order(
     make_settings: Callable[..., Any], states: list[str]
 ) -> None:

@@ -294,9 +294,10 @@ async def _transmit(smtp: aiosmtplib.SMTP, mail: Mail) -> None:
     MAIL, RCPT and DATA as aiosmtplib's `sendmail` sends them for one recipient, with the
     same answers accepted, but from the envelope `compose_mail` already parsed and checked
     (`parse_address`): `sendmail` parsed both addresses twice more and measured the body
-    twice, ~half of the e-mail's CPU in the sending process (docs/performance.md, "Router's
-    e-mail sent from its parsed envelope (twenty-first round)"). No RSET after a refusal:
-    the caller closes the connection instead.
+    twice, ~a quarter of the e-mail's CPU in the sending process (docs/performance.md,
+    "Router's alert list read in its order from an index; an e-mail sent from its parsed
+    envelope (twenty-first round)"). No RSET after a refusal: the caller closes the
+    connection instead.
     """
     if smtp.is_ehlo_or_helo_needed:
         try:

@@ -4,15 +4,15 @@ Revision ID: router_0008
 Revises: router_0007
 Create Date: 2026-11-30
 
-Measured in docs/performance.md, "Router's alert list read in its order from an index
-(twenty-first round)". router_0007 dropped `ix_alerts_state` so a notice's triggered ->
-delivered is a HOT update; the alert list filtered by state (and the SMS reply's search
-of acknowledgeable alerts) then read and sorted every alert, and alerts are never
-deleted. `ix_alerts_listed` holds the list's order, `(triggered_at DESC, id)`: a page is
-its first entries whose rows pass the filter, with no sort. A list of unresolved states
-also says `resolved_at IS NULL`, so it may read only the unresolved alerts (the expiry's
-partial index) instead. Neither key changes after the alert's insert, so the
-triggered -> delivered update stays HOT.
+Measured in docs/performance.md, "Router's alert list read in its order from an index;
+an e-mail sent from its parsed envelope (twenty-first round)". router_0007 dropped
+`ix_alerts_state` so a notice's triggered -> delivered is a HOT update; the alert list
+filtered by state (and the SMS reply's search of acknowledgeable alerts) then read and
+sorted every alert, and alerts are never deleted. `ix_alerts_listed` holds the list's
+order, `(triggered_at DESC, id)`: a page is its first entries whose rows pass the
+filter, with no sort. A list of unresolved states also says `resolved_at IS NULL`, so it
+may read only the unresolved alerts (the expiry's partial index) instead. Neither key
+changes after the alert's insert, so the triggered -> delivered update stays HOT.
 """
 
 from collections.abc import Sequence

@@ -3,7 +3,8 @@
 Migration `router_0002` creates these tables with the same columns written out (a
 migration must stay as it was written, whatever this module becomes); `router_0003`
 adds the delivery engine's `delivery_records` and drops `alert_deliveries`; `router_0007`
-drops `ix_alerts_state` and keys the expiry index on `resolved_at`.
+drops `ix_alerts_state` and keys the expiry index on `resolved_at`; `router_0008` adds
+the alert list's `ix_alerts_listed`.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ sa.Index(
     postgresql_where=alerts.c.resolved_at.is_(None),
     sqlite_where=alerts.c.resolved_at.is_(None),
 )
+# The alert list's order, newest first (router_0008): a page is the first entries whose
+# rows pass its filter, with no sort of every alert. Neither key changes after the insert,
+# so the triggered -> delivered update stays HOT.
+sa.Index("ix_alerts_listed", alerts.c.triggered_at.desc(), alerts.c.id)
 # Three rows of ~2 kB a page at most (router_0007): the room a HOT update needs to put
 # the row's new version on its own page.
 alerts.dialect_kwargs["postgresql_with"] = {"fillfactor": 70}

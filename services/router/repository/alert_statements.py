@@ -51,6 +51,7 @@ __all__ = [
     "alert_by_notice",
     "alerts_by_ids",
     "alerts_by_ids_direct",
+    "alerts_page",
     "fetch_each",
     "open_alert_claiming_direct",
     "open_alert_direct",
@@ -102,6 +103,24 @@ def alert_by_notice(*, lock: bool) -> sa.Select[tuple[object, ...]]:
         alerts.c.notice_id == sa.bindparam("notice_id", type_=sa.String)
     )
     return query.with_for_update() if lock else query
+
+
+def alerts_page(states: Sequence[str], notice_id: str | None) -> sa.Select[tuple[object, ...]]:
+    """Alerts newest first, in the order of `ix_alerts_listed` (router_0008), only in
+    `states` (if any) or only the notice's.
+
+    States without `resolved` are an unresolved alert's, whose `resolved_at` is NULL (set
+    exactly when it is resolved): saying so lets the planner read only the unresolved
+    alerts (the expiry's partial index) where they are few.
+    """
+    query = sa.select(alerts).order_by(alerts.c.triggered_at.desc(), alerts.c.id)
+    if states:
+        query = query.where(alerts.c.state.in_(list(states)))
+        if "resolved" not in states:
+            query = query.where(alerts.c.resolved_at.is_(None))
+    if notice_id is not None:
+        query = query.where(alerts.c.notice_id == notice_id)
+    return query
 
 
 # What a lean read leaves out: the alert's two JSON documents, the largest columns and

@@ -62,6 +62,7 @@ from services.router.repository.alert_statements import (
     alert_by_notice,
     alerts_by_ids,
     alerts_by_ids_direct,
+    alerts_page,
     fetch_each,
     open_alert_claiming_direct,
     open_alert_direct,
@@ -204,11 +205,7 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
         notice_id: uuid.UUID | None = None,
     ) -> list[AlertRecord]:
         """Alerts, newest first, optionally only in `states` or only the notice's."""
-        query = sa.select(alerts).order_by(alerts.c.triggered_at.desc(), alerts.c.id)
-        if states:
-            query = query.where(alerts.c.state.in_(list(states)))
-        if notice_id is not None:
-            query = query.where(alerts.c.notice_id == str(notice_id))
+        query = alerts_page(states, str(notice_id) if notice_id is not None else None)
         rows = await self._session.execute(query.limit(limit).offset(offset))
         return [record(row) for row in rows]
 

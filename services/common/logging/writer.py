@@ -12,7 +12,10 @@ shutdown, another thread) is written at once after whatever is kept, so the orde
 an ERROR or worse is written at once with what is kept before it, so a process that dies
 after logging why has it on disk; a turn that logs more than `BATCH_CHARS` writes them as
 it goes. `flush()` and `close()` (`logging.shutdown` at exit, a `force=True`
-reconfigure) write what is kept.
+reconfigure) write what is kept. What a SIGKILL can take is the INFO and WARNING lines
+of the turn it stops, which were to be written when that turn ended. A stream with no
+file descriptor (a test's StringIO) is written at once: there is no system call to save,
+and its reader may look within the same turn.
 
 The file is opened with `O_APPEND` and written with `os.write` (one system call, bytes):
 several worker processes of a service share it, and each write, a whole batch of whole
@@ -44,10 +47,9 @@ BATCH_CHARS = 64 * 1024
 # Writes of at most this many bytes to a pipe are never split by another writer's.
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
-# What a stream is, which decides how its lines are written: an in-memory stream (a
-# test's StringIO) at once, as there is no system call to save and its reader may look in
-# the same turn; a regular file a batch in one write; a pipe, socket or terminal in
-# pieces of at most PIPE_BUF bytes.
+# What a stream is, which decides how its lines are written: in memory at once (see
+# above); a regular file a batch in one write; a pipe, socket or terminal in pieces of at
+# most PIPE_BUF bytes.
 _IN_MEMORY, _REGULAR_FILE, _SHARED_CHANNEL = "in memory", "regular file", "shared channel"
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)

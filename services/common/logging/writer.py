@@ -36,6 +36,10 @@ import select
 import stat
 import sys
 import traceback
+
+# asyncio's own look-up of this thread's running loop (listed in asyncio.events.__all__):
+# None outside a loop, where `get_running_loop` raises.
+from asyncio import _get_running_loop
 from pathlib import Path
 from typing import TextIO
 
@@ -88,13 +92,15 @@ class JsonLinesHandler(logging.Handler):
         # Called under the handler's lock (`Handler.handle`), as are flush() and close().
         try:
             line = self.format(record) + "\n"
-            stream = self._target()
-            loop = _running_loop()
+            stream = self._stream if self._stream is not None else sys.stderr
+            if stream is not self._checked_stream:
+                self._check(stream)
+            loop = _get_running_loop()  # this thread's, if any: None costs no exception
             if (
                 loop is None
                 or self._closed
                 or record.levelno >= logging.ERROR
-                or (self._to_stream and self._in_memory(stream))
+                or (self._to_stream and self._stream_kind is _IN_MEMORY)
             ):
                 self._write_kept()  # first, so the order holds
                 self._write(stream, [line])
@@ -172,24 +178,19 @@ class JsonLinesHandler(logging.Handler):
                 for piece in _pieces(lines):
                     _write_all(self._fd, piece.encode("utf-8", "backslashreplace"))
 
-    def _in_memory(self, stream: TextIO) -> bool:
-        if stream is not self._checked_stream:
-            self._checked_stream, self._stream_kind = stream, _kind_of(stream)
-        return self._stream_kind == _IN_MEMORY
+    def _check(self, stream: TextIO) -> None:
+        self._checked_stream, self._stream_kind = stream, _kind_of(stream)
 
     def _write_stream(self, stream: TextIO, lines: list[str]) -> None:
-        whole = self._in_memory(stream) or self._stream_kind == _REGULAR_FILE
-        for piece in ["".join(lines)] if whole else _pieces(lines):
-            stream.write(piece)
+        if stream is not self._checked_stream:
+            self._check(stream)  # kept lines go to the stream they were logged for
+        if self._stream_kind is _SHARED_CHANNEL:
+            for piece in _pieces(lines):
+                stream.write(piece)
+                stream.flush()
+        else:
+            stream.write(lines[0] if len(lines) == 1 else "".join(lines))
             stream.flush()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    """This thread's running loop, if any: a line logged in it waits for the turn's end."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _kind_of(stream: TextIO) -> str:
@@ -223,9 +224,11 @@ def _pieces(lines: list[str]) -> list[str]:
 
 def _write_all(fd: int, data: bytes) -> None:
     """One `write` normally; a short one (a full disk, a signal) goes on from where it was."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _report_write_error() -> None:

@@ -7,7 +7,8 @@ TTY). The chain always ends in `redact_restricted` before anything renders, so a
 restricted value cannot reach a log line by any route that we control.
 
 `redaction` holds what is redacted and how; `setup` the chain, handlers, the
-FastStream adapter and context binding. Import from here.
+FastStream adapter and context binding; `writer` the handler that writes the JSON
+lines, a loop turn's lines at a time. Import from here.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ TTY). The chain always ends in `redact_restricted` before anything renders.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -23,6 +22,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from services.common.logging.redaction import redact_restricted
+from services.common.logging.writer import JsonLinesHandler
 
 __all__ = [
     "FastStreamLogger",
@@ -241,7 +241,7 @@ def _handlers(
     target: TextIO = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not _isatty(target))
     if use_json:
-        both = _JsonLinesHandler(stream, log_file)
+        both = JsonLinesHandler(stream, log_file)
         both.setFormatter(_LineFormatter(_json_renderer()))
         return [both]
     # stderr, not stdout: CLI commands print their results (a new token) on stdout.
@@ -251,53 +251,10 @@ def _handlers(
     console.setFormatter(_LineFormatter(structlog.dev.ConsoleRenderer(colors=_isatty(target))))
     handlers: list[logging.Handler] = [console]
     if log_file is not None:
-        file_handler = _JsonLinesHandler(None, log_file, to_stream=False)
+        file_handler = JsonLinesHandler(None, log_file, to_stream=False)
         file_handler.setFormatter(_LineFormatter(_json_renderer()))
         handlers.append(file_handler)
     return handlers
-
-
-class _JsonLinesHandler(logging.Handler):
-    """Write each record, rendered once, to the terminal stream and/or the log file.
-
-    The stream is the given one, or whatever `sys.stderr` is at emit time (pytest swaps it
-    per test); stderr, not stdout: CLI commands print their results (a new token) on
-    stdout. The file is opened for appending, as several worker processes of one service
-    may write the same file (each line goes in one write).
-    """
-
-    def __init__(
-        self, stream: TextIO | None, log_file: Path | None, *, to_stream: bool = True
-    ) -> None:
-        super().__init__()
-        self._stream = stream
-        self._to_stream = to_stream
-        self._file: TextIO | None = None
-        if log_file is not None:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            self._file = log_file.open("a", encoding="utf-8")
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + "\n"
-            if self._to_stream:
-                stream = self._stream if self._stream is not None else sys.stderr
-                stream.write(line)
-                stream.flush()
-            if self._file is not None:
-                self._file.write(line)
-                self._file.flush()
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-
-    def close(self) -> None:
-        with self.lock if self.lock is not None else contextlib.nullcontext():
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-        super().close()
 
 
 def _lean_records() -> None:

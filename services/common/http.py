@@ -3,41 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
 from faststream.specification import AsyncAPI, get_asyncapi_html
-from prometheus_client import Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import ASGIApp
 
-from services.common.logging import RequestLine, get_logger, request_line
-from services.common.metrics import (
-    CONTENT_TYPE_LATEST,
-    HTTP_REQUEST_SECONDS,
-    HTTP_REQUESTS,
-    OUTBOX_PENDING,
-    exposition,
-)
+from services.common.edge import UNMATCHED_ROUTE, RequestEdge, route_label
+from services.common.logging import get_logger
+from services.common.metrics import CONTENT_TYPE_LATEST, OUTBOX_PENDING, exposition
 from services.common.openapi import install_openapi
 from services.common.outbox import pending_count
-from services.common.problems import (
-    BodyGuardMiddleware,
-    CorrelationIdMiddleware,
-    install_problem_handlers,
-)
+from services.common.problems import install_problem_handlers
 from services.common.runtime import ServiceRuntime
 from services.common.serve import worker_role
 
 __all__ = ["UNMATCHED_ROUTE", "create_http_app", "health_router", "metrics_router", "route_label"]
 
 log = get_logger(__name__)
-# One line per request, written by the app (uvicorn's own access line is off: serve.py).
-access_log = get_logger("aviso.access")
 
 
 def health_router(runtime: ServiceRuntime) -> APIRouter:
@@ -143,121 +131,32 @@ def _asyncapi_router(runtime: ServiceRuntime, title: str, version: str) -> APIRo
     return router
 
 
-UNMATCHED_ROUTE = "unmatched"
+class _ServiceApp(FastAPI):
+    """FastAPI, without its two outermost layers where they do nothing for a service.
 
-
-def route_label(scope: Scope) -> str:
-    """The template of the route that handled a request, never its raw path.
-
-    The router records the route it chose in the scope (also for a 405); anything no
-    route took (a 404, a trailing-slash redirect) shares one label, so unauthenticated
-    requests cannot create series, and ids never appear in metrics.
-    """
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) and template else UNMATCHED_ROUTE
-
-
-class _EdgeMiddleware:
-    """Count, time and log every HTTP request; make router-made redirects relative.
-
-    One pure ASGI layer with one `send` wrapper for these jobs: every layer costs a call
-    and a closure per message on every request, and these two run on all of them.
-
-    Metrics: by service, route template, method and status; the label children are
-    looked up once per (route, method, status) and kept, not resolved per request.
-
-    Redirects: Starlette answers `/v1/notices/` with `307 Location: http://<Host
-    header>/v1/notices`; a forged Host would send the client elsewhere (and poison a
-    cache in front). Only a redirect no route produced (no `route` in the scope) is
-    rewritten; a path-only Location is resolved by the client against the URL it
-    actually used.
+    FastAPI wraps every request in `ServerErrorMiddleware` (a 500 for an exception that
+    escapes every other layer, then re-raised to the server) and `ExceptionTelemetryMiddleware`
+    (which records an exception for telemetry, off here): two more calls and a `send`
+    closure a request. Here `RequestEdge` answers every exception raised below it with a
+    problem, and what escapes the edge itself uvicorn answers with the same plain 500 and
+    logs, as it did after `ServerErrorMiddleware` re-raised it. So both are left out while
+    telemetry is off, the app is not in debug mode (its HTML tracebacks are
+    `ServerErrorMiddleware`'s) and no handler for 500 or `Exception` is registered (which
+    only `ServerErrorMiddleware` would call); otherwise the stack is FastAPI's own.
     """
 
-    def __init__(self, app: ASGIApp, *, service: str) -> None:
-        self.app = app
-        self.service = service
-        # Bounded: routes are templates (or UNMATCHED_ROUTE), methods a fixed set, and
-        # statuses the few the service answers with.
-        self._counters: dict[tuple[str, str, int], Counter] = {}
-        self._timers: dict[str, Histogram] = {}
-        # Which worker process answered, when several serve the port (serve.py).
-        role = worker_role()
-        self._who: dict[str, int] = {"worker": role.index} if role.count > 1 else {}
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if self.debug or self._native_telemetry.enabled() or self._error_handler_registered():
+            return stack
+        if isinstance(stack, ServerErrorMiddleware) and isinstance(
+            stack.app, ExceptionTelemetryMiddleware
+        ):
+            return stack.app.app
+        return stack
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def edge_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                if 300 <= status < 400 and scope.get("route") is None:
-                    message["headers"] = [
-                        (name, _path_only(value) if name.lower() == b"location" else value)
-                        for name, value in message.get("headers", [])
-                    ]
-            await send(message)
-
-        with request_line() as line:
-            try:
-                await self.app(scope, receive, edge_send)
-            finally:
-                seconds = time.perf_counter() - started
-                self._record(scope, status, seconds)
-                self._log(scope, line, status, seconds)
-
-    def _log(self, scope: Scope, line: RequestLine, status: int, seconds: float) -> None:
-        """The request's one line: what the app said about it, or `http.request`."""
-        client = scope.get("client")
-        state = scope.get("state") or {}
-        outcome = {
-            "http_method": scope.get("method"),
-            # The path without its query string: a query may carry a signed token.
-            "http_path": scope.get("path"),
-            "http_route": route_label(scope),
-            "http_status": status,
-            "duration_ms": round(seconds * 1000, 2),
-            "client": client[0] if client else None,
-            # Bound to the context inside, by CorrelationIdMiddleware: gone out here.
-            "correlation_id": state.get("correlation_id"),
-            "request_id": state.get("request_id"),
-            **self._who,
-        }
-        if line.event is None or line.logger is None:
-            access_log.info("http.request", **outcome)
-        else:
-            line.logger.info(line.event, **line.fields, **outcome)
-
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = route_label(scope)
-        method = str(scope.get("method", ""))
-        if method not in _METHODS:
-            method = "other"  # the method is client input too
-        key = (route, method, status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = HTTP_REQUESTS.labels(self.service, route, method, str(status))
-            self._counters[key] = counter
-        counter.inc()
-        timer = self._timers.get(route)
-        if timer is None:
-            timer = HTTP_REQUEST_SECONDS.labels(self.service, route)
-            self._timers[route] = timer
-        timer.observe(seconds)
-
-
-def _path_only(location: bytes) -> bytes:
-    parts = urlsplit(location.decode("latin-1"))
-    path = "/" + parts.path.lstrip("/")  # "//evil.example" would be another host again
-    return (path + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
-
-
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+    def _error_handler_registered(self) -> bool:
+        return any(key in (500, Exception) for key in self.exception_handlers)
 
 
 def create_http_app(
@@ -294,7 +193,7 @@ def create_http_app(
                 await metrics_server.stop()
             await runtime.stop()
 
-    app = FastAPI(
+    app = _ServiceApp(
         title=title,
         description=description,
         version=version,
@@ -305,10 +204,12 @@ def create_http_app(
     )
     app.state.runtime = runtime
     app.state.token_verifier = runtime.token_verifier
-    install_problem_handlers(app)
-    app.add_middleware(BodyGuardMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
-    app.add_middleware(CorrelationIdMiddleware)
-    app.add_middleware(_EdgeMiddleware, service=runtime.name)
+    # The catch-all problem is the edge's (one layer for ids, body guard, catch-all,
+    # metrics and the log line: services/common/edge.py).
+    install_problem_handlers(app, catch_all=False)
+    app.add_middleware(
+        RequestEdge, service=runtime.name, max_body_bytes=runtime.settings.max_body_bytes
+    )
 
     app.include_router(health_router(runtime))
     app.include_router(_asyncapi_router(runtime, title, version))

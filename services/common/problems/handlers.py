@@ -27,7 +27,7 @@ from services.common.problems.errors import (
 )
 from services.common.problems.middleware import correlation_id_for
 
-__all__ = ["install_problem_handlers", "is_database_unavailable"]
+__all__ = ["install_problem_handlers", "is_database_unavailable", "unhandled_error_response"]
 
 # The package's name, as before the split: operators filter log lines on it.
 log = get_logger("services.common.problems")
@@ -185,47 +185,52 @@ class _UnhandledErrorMiddleware:
             if response_started:
                 # Too late for a problem response; let the server log and close it.
                 raise
-            response = self._response_for(scope, exc)
+            response = unhandled_error_response(scope, exc)
             await response(scope, receive, send)
 
-    @staticmethod
-    def _response_for(scope: Scope, exc: Exception) -> Response:
-        correlation_id = correlation_id_for(scope)
-        path = str(scope.get("path", ""))
-        headers = {CORRELATION_ID_HEADER: correlation_id} if correlation_id else {}
-        context = {"correlation_id": correlation_id} if correlation_id else {}
-        with structlog.contextvars.bound_contextvars(**context):
-            if is_database_unavailable(exc):
-                # An outage is not a bug: one warning line, no traceback per request.
-                log.warning(
-                    "http.database_unavailable",
-                    method=scope.get("method"),
-                    path=path,
-                    error_type=type(exc).__name__,
-                )
-                problem = service_unavailable(
-                    "The database is unavailable; retry shortly.", retry_after_s=_RETRY_AFTER_S
-                )
-            else:
-                log.exception("http.unhandled_error", method=scope.get("method"), path=path)
-                problem = Problem(
-                    500,
-                    "Internal Server Error",
-                    "An unexpected error occurred. Quote the correlation id when reporting it.",
-                    type=problem_type("internal-error"),
-                )
-        response = problem_response(problem, instance=path, correlation_id=correlation_id)
-        # The correlation middleware may already have exited when this runs.
-        for name, value in headers.items():
-            response.headers.setdefault(name, value)
-        return response
+
+def unhandled_error_response(scope: Scope, exc: Exception) -> Response:
+    """The 500 problem (503 for a database outage) for an exception no handler took, logged."""
+    correlation_id = correlation_id_for(scope)
+    path = str(scope.get("path", ""))
+    headers = {CORRELATION_ID_HEADER: correlation_id} if correlation_id else {}
+    context = {"correlation_id": correlation_id} if correlation_id else {}
+    with structlog.contextvars.bound_contextvars(**context):
+        if is_database_unavailable(exc):
+            # An outage is not a bug: one warning line, no traceback per request.
+            log.warning(
+                "http.database_unavailable",
+                method=scope.get("method"),
+                path=path,
+                error_type=type(exc).__name__,
+            )
+            problem = service_unavailable(
+                "The database is unavailable; retry shortly.", retry_after_s=_RETRY_AFTER_S
+            )
+        else:
+            log.exception("http.unhandled_error", method=scope.get("method"), path=path)
+            problem = Problem(
+                500,
+                "Internal Server Error",
+                "An unexpected error occurred. Quote the correlation id when reporting it.",
+                type=problem_type("internal-error"),
+            )
+    response = problem_response(problem, instance=path, correlation_id=correlation_id)
+    # The correlation middleware may already have exited when this runs.
+    for name, value in headers.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 _Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Make every error from `app` an RFC 9457 problem+json response."""
+def install_problem_handlers(app: FastAPI, *, catch_all: bool = True) -> None:
+    """Make every error from `app` an RFC 9457 problem+json response.
+
+    `catch_all=False`: the app's own outer layer answers what no handler took with
+    `unhandled_error_response` (services/common/edge.py does, in the layer it folds).
+    """
     handlers: dict[type[Exception], _Handler] = {
         Problem: _handle_problem,
         StarletteHTTPException: _handle_http_exception,
@@ -233,4 +238,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     }
     for exc_class, handler in handlers.items():
         app.add_exception_handler(exc_class, handler)
-    app.add_middleware(_UnhandledErrorMiddleware)
+    if catch_all:
+        app.add_middleware(_UnhandledErrorMiddleware)

@@ -26,11 +26,15 @@ from services.common.problems.errors import (
 
 __all__ = [
     "BodyGuardMiddleware",
+    "BodyRejected",
     "CorrelationIdMiddleware",
     "correlation_id_for",
     "get_correlation_id",
     "is_valid_correlation_id",
     "new_correlation_id",
+    "replaying",
+    "set_id_headers",
+    "take_request_ids",
 ]
 
 # --- correlation ids ----------------------------------------------------------
@@ -95,6 +99,32 @@ def correlation_id_for(scope: Scope) -> str | None:
     return current_correlation_id.get() or _scope_state(scope).get("correlation_id")
 
 
+def take_request_ids(scope: Scope, raw_name: bytes) -> tuple[str, str]:
+    """The request's correlation id (the client's, if valid) and a fresh request id.
+
+    Both are kept in the scope's state, where layers outside the log context (the request's
+    log line, a catch-all) read them.
+    """
+    supplied = _first_header(scope, raw_name)
+    # A request needs a request id and most a correlation id too: one draw for both.
+    fresh, request_id = new_ids()
+    # An invalid id is replaced, not rejected: correlation is best effort and
+    # must never be the reason a notice is refused.
+    correlation_id = (
+        supplied if supplied is not None and is_valid_correlation_id(supplied) else fresh
+    )
+    state = _scope_state(scope)
+    state["correlation_id"] = correlation_id
+    state["request_id"] = request_id
+    return correlation_id, request_id
+
+
+def set_id_headers(message: Message, raw_name: bytes, correlation_id: str, request_id: str) -> None:
+    """Echo the request's ids on a response start, replacing any the app set itself."""
+    _set_header(message, raw_name, correlation_id)
+    _set_header(message, _REQUEST_ID_NAME, request_id)
+
+
 class CorrelationIdMiddleware:
     """Take or mint a correlation id per request, bind it to logs, echo it back."""
 
@@ -107,24 +137,12 @@ class CorrelationIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied = _first_header(scope, self._raw_name)
-        # A request needs a request id and most a correlation id too: one draw for both.
-        fresh, request_id = new_ids()
-        # An invalid id is replaced, not rejected: correlation is best effort and
-        # must never be the reason a notice is refused.
-        correlation_id = (
-            supplied if supplied is not None and is_valid_correlation_id(supplied) else fresh
-        )
-        state = _scope_state(scope)
-        state["correlation_id"] = correlation_id
-        state["request_id"] = request_id
-
         raw_name = self._raw_name
+        correlation_id, request_id = take_request_ids(scope, raw_name)
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":
-                _set_header(message, raw_name, correlation_id)
-                _set_header(message, _REQUEST_ID_NAME, request_id)
+                set_id_headers(message, raw_name, correlation_id, request_id)
             await send(message)
 
         token = current_correlation_id.set(correlation_id)
@@ -146,7 +164,9 @@ class CorrelationIdMiddleware:
 _GUARDED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class _Rejected(Exception):
+class BodyRejected(Exception):
+    """A body the guard refuses, with the problem to answer."""
+
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.title)
         self.problem = problem
@@ -190,7 +210,8 @@ class BodyGuardMiddleware:
             max_bytes=self.max_body_bytes,
         )
 
-    def _guards(self, scope: Scope) -> bool:
+    def guards(self, scope: Scope) -> bool:
+        """Whether a request's body is checked: a JSON method on the API's paths."""
         return (
             scope["type"] == "http"
             and scope["method"] in _GUARDED_METHODS
@@ -198,12 +219,12 @@ class BodyGuardMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._guards(scope):
+        if not self.guards(scope):
             await self.app(scope, receive, send)
             return
         try:
-            body = await self._read_checked_body(scope, receive)
-        except _Rejected as rejected:
+            body = await self.read_checked_body(scope, receive)
+        except BodyRejected as rejected:
             response = problem_response(
                 rejected.problem,
                 instance=str(scope["path"]),
@@ -214,30 +235,21 @@ class BodyGuardMiddleware:
         if body is None:
             return  # the client went away mid-body; nobody to answer
 
-        replayed = False
+        await self.app(scope, replaying(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            # After the body, only a disconnect can follow; wait for it as usual.
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _read_checked_body(self, scope: Scope, receive: Receive) -> bytes | None:
+    async def read_checked_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body if it passes (None: the client left mid-body); else BodyRejected."""
         declared = _first_header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                raise _Rejected(bad_request("The Content-Length header is not a number."))
+                raise BodyRejected(bad_request("The Content-Length header is not a number."))
             # Refuse before reading a byte: the client said how much it will send.
             if int(declared) > self.max_body_bytes:
-                raise _Rejected(self._too_large())
+                raise BodyRejected(self._too_large())
 
         content_type = _first_header(scope, b"content-type")
         if content_type is not None and not _is_json_utf8(content_type):
-            raise _Rejected(unsupported_media_type("Send the body as application/json (UTF-8)."))
+            raise BodyRejected(unsupported_media_type("Send the body as application/json (UTF-8)."))
 
         chunks: list[bytes] = []
         size = 0
@@ -250,7 +262,7 @@ class BodyGuardMiddleware:
             # Counted per chunk so a chunked body without Content-Length is cut off
             # as soon as it crosses the limit, never buffered past it.
             if size > self.max_body_bytes:
-                raise _Rejected(self._too_large())
+                raise BodyRejected(self._too_large())
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -258,7 +270,7 @@ class BodyGuardMiddleware:
 
         if content_type is None:
             if body:
-                raise _Rejected(
+                raise BodyRejected(
                     unsupported_media_type("Send the body as application/json (UTF-8).")
                 )
             return body
@@ -268,7 +280,7 @@ class BodyGuardMiddleware:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Rejected(bad_request("The request body is not valid UTF-8.")) from None
+            raise BodyRejected(bad_request("The request body is not valid UTF-8.")) from None
         try:
             json.loads(
                 text,
@@ -277,7 +289,7 @@ class BodyGuardMiddleware:
             )
         except (ValueError, RecursionError):
             # The parser's message quotes the offending input; say only where.
-            raise _Rejected(bad_request("The request body is not valid JSON.")) from None
+            raise BodyRejected(bad_request("The request body is not valid JSON.")) from None
         return body
 
 
@@ -294,3 +306,18 @@ def _is_json_utf8(content_type: str) -> bool:
         }:
             return False
     return True
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives `body` whole once, then what `receive` gives."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        # After the body, only a disconnect can follow; wait for it as usual.
+        return await receive()
+
+    return replay

@@ -176,9 +176,7 @@ class PlainSubmissionRoute(APIRoute):
                 return None
             principal, submission = plain
             # FastAPI's sub-response: the endpoint sets its status and headers on it.
-            sub_response = Response()
-            del sub_response.headers["content-length"]
-            sub_response.status_code = None  # type: ignore[assignment]
+            sub_response = _bare_response(None, [])
             result = await endpoint(
                 principal,
                 signed=None,
@@ -189,15 +187,47 @@ class PlainSubmissionRoute(APIRoute):
             value, errors = response_field.validate(result, {}, loc=("response",))
             if errors:
                 raise ResponseValidationError(errors=errors, body=result)
-            response = Response(
-                content=response_field.serialize_json(value, by_alias=True),
-                media_type="application/json",
-                status_code=sub_response.status_code or default_status or 200,
+            return _json_answer(
+                response_field.serialize_json(value, by_alias=True),
+                sub_response.status_code or default_status or 200,
+                sub_response.raw_headers,
             )
-            response.headers.raw.extend(sub_response.headers.raw)
-            return response
 
         return answer
+
+
+def _bare_response(status_code: int | None, raw_headers: list[tuple[bytes, bytes]]) -> Response:
+    """A Response with exactly these headers and no body, its header building skipped.
+
+    `Response()` renders and measures an empty body and builds its headers (then FastAPI's
+    sub-response deletes the length again): work a request's answer redid twice.
+    """
+    response = Response.__new__(Response)
+    response.status_code = status_code  # type: ignore[assignment]  # None: the endpoint's to set
+    response.background = None
+    response.body = b""
+    response.raw_headers = raw_headers
+    return response
+
+
+_JSON = b"application/json"
+_NO_LENGTH = frozenset({204, 304})
+
+
+def _json_answer(body: bytes, status_code: int, extra: list[tuple[bytes, bytes]]) -> Response:
+    """`Response(body, status_code, media_type="application/json")` with `extra` appended.
+
+    The same raw headers in the same order (length, type, then the endpoint's), built as
+    bytes at once instead of through `init_headers` and a `MutableHeaders` view.
+    """
+    if status_code < 200 or status_code in _NO_LENGTH:  # never here: 200 and 201 only
+        response = Response(body, status_code=status_code, media_type="application/json")
+        response.raw_headers.extend(extra)
+        return response
+    head = [(b"content-length", str(len(body)).encode("latin-1")), (b"content-type", _JSON)]
+    response = _bare_response(status_code, head + extra)
+    response.body = body
+    return response
 
 
 def _effective_dependant(route: APIRoute) -> Dependant:

@@ -42,7 +42,9 @@ class PlainSubmissionLayer:
         self.app = app
         self.path = path
         self._route: PlainSubmissionRoute | None = _UNRESOLVED
-        # Set with the route: its plain answer, inside the app's exception handlers.
+        # Set with the route: its plain answer, and the app's exception handlers for what
+        # that answer raises (only then: on every request they cost a Request, two
+        # closures and a send wrapper).
         self._plain: PlainAnswer | None = None
         self._guarded: ASGIApp | None = None
 
@@ -65,14 +67,23 @@ class PlainSubmissionLayer:
         scope["route"] = route
         scope["endpoint"] = route.endpoint
         scope["path_params"] = {}
+        plain = self._plain
+        assert plain is not None
+        request = Request(scope, receive, send)
         try:
+            response = await plain(request)
+        except Exception as exc:  # the app's handlers answer it, as they would the route's
+            scope[_RAISED] = exc
             await self._guarded(scope, receive, send)
-        except _NotPlain as not_plain:
+            return
+        if response is None:
             # FastAPI answers it (a 401, 403, 415, 422, a keyed or signed submission),
             # from the body already read, with its own routing, handlers and exit stacks.
             for key in ("route", "endpoint", "path_params"):
                 scope.pop(key, None)
-            await self.app(scope, _replay(not_plain.request, receive), send)
+            await self.app(scope, _replay(request, receive), send)
+            return
+        await response(scope, receive, send)
 
     def _resolve(self, app: FastAPI) -> PlainSubmissionRoute | None:
         """The route FastAPI's router picks for `POST path`, if it answers plain ones."""
@@ -92,28 +103,19 @@ class PlainSubmissionLayer:
                     }
                     self._plain = plain
                     self._guarded = ExceptionMiddleware(
-                        self._answer, handlers=handlers, debug=app.debug
+                        _raise_again, handlers=handlers, debug=app.debug
                     )
                     return route
                 return None
         return None
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        plain = self._plain
-        assert plain is not None
-        request = Request(scope, receive, send)
-        response = await plain(request)
-        if response is None:
-            raise _NotPlain(request)  # no handler takes it: it leaves the guard unanswered
-        await response(scope, receive, send)
+
+_RAISED = "aviso.plain_submission_raised"
 
 
-class _NotPlain(Exception):
-    """The request is not a plain submission; nothing was answered or written."""
-
-    def __init__(self, request: Request) -> None:
-        super().__init__("not a plain submission")
-        self.request = request
+async def _raise_again(scope: Scope, receive: Receive, send: Send) -> None:
+    """Raise what the plain answer raised, inside the app's exception handlers."""
+    raise scope.pop(_RAISED)
 
 
 def _replay(request: Request, receive: Receive) -> Receive:

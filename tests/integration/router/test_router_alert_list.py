@@ -90,10 +90,10 @@ async def _populate(conn: AsyncConnection) -> None:
     )
 
 
-async def _listed_with_plan(
+async def _page_and_statements(
     engine: AsyncEngine, states: Sequence[str], limit: int
-) -> tuple[list[datetime], str]:
-    """The page's alerts' trigger times, and the plan of the statement that read them."""
+) -> tuple[list[Any], list[tuple[str, Any]]]:
+    """The first page of the alert list in `states`, and every statement sent to read it."""
     sent: list[tuple[str, Any]] = []
 
     def seen(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
@@ -106,6 +106,14 @@ async def _listed_with_plan(
             page = await alerts.page(states=states, limit=limit, offset=0)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    return page, sent
+
+
+async def _listed_with_plan(
+    engine: AsyncEngine, states: Sequence[str], limit: int
+) -> tuple[list[datetime], str]:
+    """The page's alerts' trigger times, and the plan of the statement that read them."""
+    page, sent = await _page_and_statements(engine, states, limit)
     ((statement, parameters),) = sent
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
@@ -156,17 +164,9 @@ async def test_sqlite_reads_a_page_in_the_list_index_order(
     settings: RouterSettings = make_settings(RouterSettings)
     await upgrade(settings, "router")
     engine = make_engine(settings, "router")
-    sent: list[tuple[str, Any]] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
-        sent.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", seen)
     try:
-        async with engine.connect() as conn, conn.begin():
-            alerts = SqlAlertRepository(AsyncSession(bind=conn), source="router")
-            assert await alerts.page(states=states, limit=50, offset=0) == []
-        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+        page, sent = await _page_and_statements(engine, states, 50)
+        assert page == []
         (statement, parameters) = next((s, p) for s, p in sent if "ORDER BY" in s)
         async with engine.connect() as conn:
             rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)

@@ -7,6 +7,7 @@ problem+json), and the answer's bytes are those `Response` would have built.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,6 +31,22 @@ def _named(name: str) -> Any:
 
     dependency.__qualname__ = name
     return Depends(dependency)
+
+
+def _endpoint(answer: Callable[[Any, Response], dict[str, str]]) -> Any:
+    """An endpoint with the real submission's signature, answering as `answer` says."""
+
+    async def endpoint(
+        principal: Any = None,
+        *,
+        signed: Any = None,
+        body: Any = None,
+        response: Response,
+        idempotency_key: Any = None,
+    ) -> dict[str, str]:
+        return answer(principal, response)
+
+    return endpoint
 
 
 def _app(endpoint: Any) -> FastAPI:
@@ -84,19 +101,12 @@ async def _post(app: FastAPI) -> httpx.Response:
 async def test_a_plain_answer_is_sent_as_response_builds_it_without_exception_layers(
     exception_layers: list[str],
 ) -> None:
-    async def endpoint(
-        principal: Any = None,
-        *,
-        signed: Any = None,
-        body: Any = None,
-        response: Response,
-        idempotency_key: Any = None,
-    ) -> dict[str, str]:
+    def answer_with_headers(principal: Any, response: Response) -> dict[str, str]:
         response.headers["Location"] = "/notices/n-1"
         response.headers["X-Extra"] = "1"
         return {"id": "n-1", "principal": principal}
 
-    answer = await _post(_app(endpoint))
+    answer = await _post(_app(_endpoint(answer_with_headers)))
 
     assert answer.status_code == 201
     body = b'{"id":"n-1","principal":"principal"}'
@@ -111,17 +121,10 @@ async def test_a_plain_answer_is_sent_as_response_builds_it_without_exception_la
 async def test_what_a_plain_answer_raises_is_answered_by_the_apps_handlers(
     exception_layers: list[str],
 ) -> None:
-    async def endpoint(
-        principal: Any = None,
-        *,
-        signed: Any = None,
-        body: Any = None,
-        response: Response,
-        idempotency_key: Any = None,
-    ) -> dict[str, str]:
+    def refuse(_principal: Any, _response: Response) -> dict[str, str]:
         raise conflict("The reference was used for other content.")
 
-    answer = await _post(_app(endpoint))
+    answer = await _post(_app(_endpoint(refuse)))
 
     assert answer.status_code == 409
     assert answer.headers["content-type"] == PROBLEM_JSON
@@ -131,17 +134,10 @@ async def test_what_a_plain_answer_raises_is_answered_by_the_apps_handlers(
 
 @pytest.mark.usefixtures("every_request_plain")
 async def test_an_error_no_handler_takes_leaves_the_layer_as_it_came() -> None:
-    async def endpoint(
-        principal: Any = None,
-        *,
-        signed: Any = None,
-        body: Any = None,
-        response: Response,
-        idempotency_key: Any = None,
-    ) -> dict[str, str]:
+    def fail(_principal: Any, _response: Response) -> dict[str, str]:
         raise RuntimeError("a bug")
 
-    answer = await _post(_app(endpoint))
+    answer = await _post(_app(_endpoint(fail)))
 
     assert answer.status_code == 500  # the catch-all's problem, outside the layer
     assert answer.headers["content-type"] == PROBLEM_JSON

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,8 +18,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.types import Message
 
-import services.common.logging.setup as log_setup
-from services.common.logging import configure_logging, get_logger
+from services.common.logging import get_logger
 from services.common.problems import (
     PROBLEM_JSON,
     BodyGuardMiddleware,
@@ -115,17 +114,6 @@ def build_app(*, guard: bool = True, problems_last: bool = False) -> tuple[FastA
             raise FileNotFoundError(secret)
 
     return app, stored
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    buffer = io.StringIO()
-    configure_logging("test-svc", fmt="json", stream=buffer, force=True)
-    try:
-        yield buffer
-    finally:
-        configure_logging("aviso-tests", force=True)
-        log_setup._state.configured = False
 
 
 def client(app: FastAPI) -> httpx.AsyncClient:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +23,12 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import Message
 
-import services.common.logging.setup as log_setup
 from services.common.cloudevents import current_correlation_id
 from services.common.edge import RequestEdge
 from services.common.http import create_http_app
-from services.common.logging import configure_logging
 from services.common.problems import PROBLEM_JSON
 from services.common.runtime import ServiceRuntime
 from services.common.settings import CommonSettings
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    buffer = io.StringIO()
-    configure_logging("edge-test", fmt="json", stream=buffer, force=True)
-    try:
-        yield buffer
-    finally:
-        configure_logging("aviso-tests", force=True)
-        log_setup._state.configured = False
 
 
 def _lines(buffer: io.StringIO) -> list[dict[str, Any]]:

@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from services.common.db import make_engine
 from services.common.delivery import SqlDeliveryStore
-from services.common.delivery.claim_query import ClaimAsk, claim_arguments, claim_statement
+from services.common.delivery.claim_query import (
+    ClaimAsk,
+    claim_arguments,
+    claim_statement,
+    claim_update,
+)
+from services.common.delivery.direct_rounds import next_due_statement
+from services.common.delivery.records import state_is
 from services.common.direct import DirectStatement
 from services.common.migrations import alembic_config, upgrade
 from services.router.config import RouterSettings
@@ -271,3 +278,54 @@ async def test_the_next_due_read_and_the_cancel_keep_their_indexes_in_a_generic_
     assert "Seq Scan" not in next_due, next_due
     assert "ix_delivery_records_aggregate" in cancel, cancel
     assert "Seq Scan" not in cancel, cancel
+
+
+def _sqlite_statements() -> dict[str, Any]:
+    """The engine's SQLAlchemy statements that must read an in-flight index on SQLite."""
+    t = delivery_records
+    ask = partial(
+        ClaimAsk, now=NOW, owner="router-1", lease_until=NOW, want=5, scan=20,
+        excluded=(), room={}, default_room=None,
+    )  # fmt: skip
+    return {
+        "claim": claim_update(t, t.alias("candidate"), ask(lapsed=False)),
+        "lapsed claim": claim_update(t, t.alias("candidate"), ask(lapsed=True)),
+        "next due": next_due_statement(t),
+        "cancel": sa.update(t)
+        .where(t.c.aggregate_id == ALERT, state_is(t.c.state, "pending"))
+        .values(state="cancelled"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [
+        ("claim", ["ix_delivery_records_due"]),
+        ("lapsed claim", ["ix_delivery_records_leased"]),
+        ("next due", ["ix_delivery_records_due", "ix_delivery_records_leased"]),
+        ("cancel", ["ix_delivery_records_aggregate"]),
+    ],
+)
+async def test_sqlite_reads_each_in_flight_index_as_written(
+    make_settings: Callable[..., Any], name: str, index: list[str]
+) -> None:
+    """SQLite uses a partial index only when the query names its predicate's term as
+    written (`state_is`); a bound state, or `state IN (...)`, would read the table."""
+    settings: RouterSettings = make_settings(RouterSettings)
+    await upgrade(settings, "router")
+    engine = make_engine(settings, "router")
+    try:
+        async with engine.connect() as conn:
+            compiled = _sqlite_statements()[name].compile(dialect=conn.dialect)
+            rows = await conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())
+            )
+            plan = "\n".join(str(row[-1]) for row in rows)
+    finally:
+        await engine.dispose()
+    for wanted in index:
+        assert f"INDEX {wanted}" in plan, plan
+    # No read of the whole table (a SCAN of a table, not of one of its indexes).
+    reads = ("SCAN delivery_records", "SCAN candidate")
+    tables = [line for line in plan.splitlines() if line.startswith(reads)]
+    assert all("USING" in line for line in tables), plan

@@ -9,9 +9,10 @@ what a durable server pays for again in WAL flushes, checkpoints and vacuum:
   runs with `full_page_writes=off` (`--fast`), so its full-page images are 0: a durable
   server adds one per page first touched after each checkpoint.
 - Rows: `pg_stat_user_tables` inserts, updates (and how many were HOT: no index entry
-  written), deletes per table; index entries written are estimated as (inserts + non-HOT
-  updates) x the table's indexes (a HOT update writes none; a non-HOT one writes into
-  every index).
+  written), deletes per table; index entries written are counted from the WAL per index
+  where pg_walinspect is available (wal_entries.py: a partial index gets none for a row
+  outside its predicate), else estimated as (inserts + non-HOT updates) x the table's
+  indexes (a HOT update writes none; a non-HOT one writes into every index).
 - Index scans per index in the phase (`pg_stat_user_indexes.idx_scan`): an index of a
   written table that no statement of the hot path scans is a cost with no reader here
   (it may still have one elsewhere: a listing, a sweep, a uniqueness it enforces).
@@ -33,6 +34,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from benchmarks.hot_path.infra import Infra
+from benchmarks.hot_path.wal_entries import entries_by_index, wal_position
 
 __all__ = ["PgWrites", "render_writes"]
 
@@ -77,6 +79,7 @@ class PgWrites:
     _tables: dict[str, _Counts] = field(default_factory=dict)
     _indexes: dict[tuple[str, str], int] = field(default_factory=dict)
     _wal: tuple[float, ...] = ()
+    _lsn: str | None = None
 
     def _dsn(self) -> str:
         # The services' database (the table views are per database), not the admin one.
@@ -90,6 +93,7 @@ class PgWrites:
             self._tables, self._indexes, self._wal = await _counters(conn)
         finally:
             await conn.close()
+        self._lsn = await wal_position(self.infra.dsn())
 
     async def stop(self, notices: int) -> dict[str, Any]:
         """The phase's WAL, rows and index work per notice, and the written tables' shape."""
@@ -102,6 +106,10 @@ class PgWrites:
                 row.update(await _shape(conn, name))
         finally:
             await conn.close()
+        if self._lsn is not None:
+            counted = await entries_by_index(self.infra.dsn(), self._dsn(), self._lsn)
+            if counted is not None:
+                _use_counted(written, counted)
         by_role: list[Any] = []
         top: list[Any] = []
         if self.infra.pg_stat_statements:
@@ -186,6 +194,15 @@ def _table_deltas(
     return written
 
 
+def _use_counted(written: dict[str, dict[str, Any]], counted: dict[tuple[str, str], int]) -> None:
+    """The tables' index entries as counted in the WAL, in place of the estimate."""
+    for name, row in written.items():
+        per_index = {ix: counted.get((name, ix), 0) for ix in row["index_scans"]}
+        row["index_entries"] = sum(per_index.values())
+        row["index_entries_by_index"] = per_index
+        row["index_entries_counted"] = True
+
+
 async def _shape(conn: Any, name: str) -> dict[str, Any]:
     # The name comes from pg_stat_user_tables (the server's own catalogue), quoted.
     schema, table = (part.replace('"', '""') for part in name.split(".", 1))
@@ -229,7 +246,12 @@ async def _wide_columns(conn: Any, qualified: str, schema: str, table: str) -> d
 
 
 def _per_notice(row: dict[str, Any], n: float) -> dict[str, Any]:
-    return {**row, **{f"{k}_per_notice": row[k] / n for k in _COUNTED}}
+    per = {f"{k}_per_notice": row[k] / n for k in _COUNTED}
+    if "index_entries_by_index" in row:
+        per["index_entries_by_index_per_notice"] = {
+            ix: entries / n for ix, entries in row["index_entries_by_index"].items()
+        }
+    return {**row, **per}
 
 
 def render_writes(phases: list[dict[str, Any]]) -> list[str]:
@@ -263,6 +285,7 @@ def render_writes(phases: list[dict[str, Any]]) -> list[str]:
                 f"{len(t['index_scans']):4d}{t['index_entries_per_notice']:7.2f}"
                 f"{t['row_width']:7.0f}{t['toast_bytes'] / 1024:9.0f}  {', '.join(unscanned)}"
             )
+        lines += _entries_lines(writes["tables"])
     last = next((p["pg_writes"] for p in reversed(phases) if p.get("pg_writes")), None)
     if last:
         lines.append(
@@ -272,4 +295,16 @@ def render_writes(phases: list[dict[str, Any]]) -> list[str]:
             if t.get("wide_columns"):
                 wide = ", ".join(f"{c} {b:.0f}" for c, b in t["wide_columns"].items())
                 lines.append(f"    {name}: {wide}")
+    return lines
+
+
+def _entries_lines(tables: dict[str, Any]) -> list[str]:
+    """Entries per notice per index, where they were counted from the WAL."""
+    counted = {n: t for n, t in tables.items() if t.get("index_entries_counted")}
+    if not counted:
+        return ["  (index entries estimated: pg_walinspect not available)"]
+    lines = ["  index entries per notice, counted from the WAL (wal_entries.py):"]
+    for name, t in sorted(counted.items()):
+        per_index = sorted(t["index_entries_by_index_per_notice"].items())
+        lines.append(f"    {name}: " + ", ".join(f"{ix} {n:.2f}" for ix, n in per_index))
     return lines

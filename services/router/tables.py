@@ -4,7 +4,8 @@ Migration `router_0002` creates these tables with the same columns written out (
 migration must stay as it was written, whatever this module becomes); `router_0003`
 adds the delivery engine's `delivery_records` and drops `alert_deliveries`; `router_0007`
 drops `ix_alerts_state` and keys the expiry index on `resolved_at`; `router_0008` adds
-the alert list's `ix_alerts_listed`.
+the alert list's `ix_alerts_listed`; `router_0009` keeps the delivery records' indexes
+over records in flight (and pending) only.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ alerts.dialect_kwargs["postgresql_with"] = {"fillfactor": 70}
 alert_timeline = sa.Table("alert_timeline", metadata, *_timeline_columns())
 sa.Index("ix_alert_timeline_alert_id", alert_timeline.c.alert_id, alert_timeline.c.id)
 # The delivery engine's durable queue and record of every notification (router_0003).
-delivery_records = delivery_records_table(metadata)
+# Router reads an alert's records only to cancel its pending ones: its aggregate index
+# holds pending records only (router_0009), as the claim's indexes hold records in flight.
+delivery_records = delivery_records_table(metadata, pending_aggregate=True)
 # A fifth of each page kept free (router_0006): an update soon after the insert (the
 # engine's outcome, a renewed lease) lands on the row's own page, where its WAL record
 # holds the changed bytes and not the whole row (`context`, ~1.2 kB, precedes every

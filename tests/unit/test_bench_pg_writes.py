@@ -74,3 +74,35 @@ def test_the_report_lists_unscanned_indexes_and_wide_columns() -> None:
     assert "alerts_pkey" not in alerts  # scanned, so not listed
     assert "3.20" in alerts  # index entries per notice
     assert "router.alerts: content 854, snapshot 825" in text
+
+
+def test_entries_counted_in_the_wal_replace_the_estimate_per_index() -> None:
+    # A partial index gets no entry for a row outside its predicate: the estimate (every
+    # insert and non-HOT update into every index) would say 3 x 6 = 18.
+    written = pg_writes._table_deltas(
+        {"router.delivery_records": (0, 0, 0, 0)},
+        {"router.delivery_records": (4, 2, 0, 0)},
+        {("router.delivery_records", "pkey"): 0, ("router.delivery_records", "ix_due"): 5},
+        {},
+    )
+    assert written["router.delivery_records"]["index_entries"] == 12
+    written["router.delivery_records"].update(row_width=1500.0, toast_bytes=0)
+
+    pg_writes._use_counted(written, {("router.delivery_records", "pkey"): 6,
+                                     ("router.delivery_records", "ix_due"): 1,
+                                     ("router.other", "pkey"): 9})  # fmt: skip
+
+    row = pg_writes._per_notice(written["router.delivery_records"], 2.0)
+    assert row["index_entries"] == 7
+    assert row["index_entries_by_index_per_notice"] == {"pkey": 3.0, "ix_due": 0.5}
+    phase = {
+        "rate": 200.0,
+        "pg_writes": {
+            "wal": {"wal_bytes": 1.0, "wal_records": 1.0, "wal_fpi": 0.0},
+            "by_role": {},
+            "top_statements": [],
+            "tables": {"router.delivery_records": row},
+        },
+    }
+    text = "\n".join(pg_writes.render_writes([phase]))
+    assert "router.delivery_records: ix_due 0.50, pkey 3.00" in text

@@ -35,7 +35,8 @@ How a service plugs in
        def upgrade() -> None:
            create_delivery_records_table(op)          # version 1, frozen
            add_delivery_segments_column(op)           # version 2
-           add_delivery_report_columns(op)            # version 3 (TABLE_VERSION)
+           add_delivery_report_columns(op)            # version 3
+           add_in_flight_indexes(op)                  # version 4 (TABLE_VERSION)
 
 2. Plan. A class in the service (e.g. `services/router/alerting/delivery_plan.py`)::
 
@@ -132,10 +133,12 @@ from services.common.delivery.records import (
     Failure,
     add_delivery_report_columns,
     add_delivery_segments_column,
+    add_in_flight_indexes,
     create_delivery_records_table,
     delivery_records_table,
     drop_delivery_report_columns,
     drop_delivery_segments_column,
+    drop_in_flight_indexes,
 )
 from services.common.delivery.registry import (
     EmailOutbound,
@@ -186,11 +189,13 @@ __all__ = [
     "WebhookSender",
     "add_delivery_report_columns",
     "add_delivery_segments_column",
+    "add_in_flight_indexes",
     "contract_reason",
     "create_delivery_records_table",
     "delivery_records_table",
     "drop_delivery_report_columns",
     "drop_delivery_segments_column",
+    "drop_in_flight_indexes",
     "safe_body",
     "safe_header",
     "stored_reason",

@@ -12,6 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from services.common.delivery.records import state_is
+
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 __all__ = [
@@ -129,9 +131,9 @@ class ClaimAsk:
 
 def _due(table: Any, now: datetime) -> Any:
     return sa.or_(
-        sa.and_(table.c.state == "pending", table.c.next_attempt_at <= now),
+        sa.and_(state_is(table.c.state, "pending"), table.c.next_attempt_at <= now),
         # A claimant that stopped renewing (crashed) loses the record.
-        sa.and_(table.c.state == "sending", table.c.claimed_until < now),
+        sa.and_(state_is(table.c.state, "sending"), table.c.claimed_until < now),
     )
 
 
@@ -139,9 +141,9 @@ def claim_update(t: sa.Table, candidate: Any, ask: ClaimAsk) -> Any:
     """The claim as a SQLAlchemy statement (SQLite; `candidate` an alias of `t`)."""
     now = ask.now
     if ask.lapsed:
-        due = sa.and_(candidate.c.state == "sending", candidate.c.claimed_until < now)
+        due = sa.and_(state_is(candidate.c.state, "sending"), candidate.c.claimed_until < now)
     else:
-        due = sa.and_(candidate.c.state == "pending", candidate.c.next_attempt_at <= now)
+        due = sa.and_(state_is(candidate.c.state, "pending"), candidate.c.next_attempt_at <= now)
     excluded: list[Any] = []
     if ask.excluded:
         # Destinations this process is not sending to now (saturated, breaker open):

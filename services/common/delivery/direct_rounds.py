@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from services.common.bulk import column_arrays, unnest_insert
 from services.common.delivery.claim_query import ClaimAsk, claim_arguments, claim_statement
 from services.common.delivery.insert_query import PENDING_COLUMNS
+from services.common.delivery.records import state_is
 from services.common.delivery.settle_query import (
     SettleCarry,
     SettleRead,
@@ -188,7 +189,8 @@ def _still_ours_statement(t: sa.Table) -> sa.Executable:
 
 
 def next_due_statement(t: sa.Table) -> sa.Select[Any]:
-    """(earliest retry timer, earliest lease end) of the table (both back ends)."""
-    pending = sa.select(sa.func.min(t.c.next_attempt_at)).where(t.c.state == "pending")
-    leased = sa.select(sa.func.min(t.c.claimed_until)).where(t.c.state == "sending")
+    """(earliest retry timer, earliest lease end) of the table (both back ends): each a
+    read of one in-flight index (`ix_<name>_due`, `ix_<name>_leased`)."""
+    pending = sa.select(sa.func.min(t.c.next_attempt_at)).where(state_is(t.c.state, "pending"))
+    leased = sa.select(sa.func.min(t.c.claimed_until)).where(state_is(t.c.state, "sending"))
     return sa.select(pending.scalar_subquery(), leased.scalar_subquery())

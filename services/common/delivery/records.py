@@ -17,7 +17,18 @@ service resolves the address when it sends, and only a keyed hash of it
 Each service keeps the table in its own schema: `delivery_records_table(metadata)` in its
 `tables.py`, `create_delivery_records_table(op)` in an alembic migration (version 1, frozen)
 followed by one helper per later version (`add_delivery_segments_column(op)`: version 2,
-`add_delivery_report_columns(op)`: version 3).
+`add_delivery_report_columns(op)`: version 3, `add_in_flight_indexes(op)`: version 4).
+
+From version 4 the claim's indexes hold only records in flight: `ix_<name>_due` the
+pending ones, `ix_<name>_leased` the ones being sent. A record's last update (to
+delivered, failed, skipped or cancelled) then writes no entry into either, and the
+indexes stay as small as the queue instead of growing with every record ever sent. A
+service that reads an aggregate's records only to cancel its pending ones (router) keeps
+`ix_<name>_aggregate` over pending records only too (`pending_aggregate=True`); one that
+lists an aggregate's records of every state (rumor_control's bulletin deliveries) keeps
+it whole. A statement meant to use one of these indexes names the state as a literal
+(`state_is`): a bound state would leave a generic plan unable to prove the index's
+predicate.
 """
 
 from __future__ import annotations
@@ -46,21 +57,25 @@ __all__ = [
     "Failure",
     "add_delivery_report_columns",
     "add_delivery_segments_column",
+    "add_in_flight_indexes",
     "as_utc",
     "create_delivery_records_table",
     "delivery_records_columns",
     "delivery_records_table",
     "drop_delivery_report_columns",
     "drop_delivery_segments_column",
+    "drop_in_flight_indexes",
     "record_from_row",
+    "state_is",
 ]
 
 DeliveryState = Literal["pending", "sending", "delivered", "failed", "cancelled", "skipped"]
 ACTIVE_STATES: tuple[DeliveryState, ...] = ("pending", "sending")
 DEFAULT_TABLE_NAME = "delivery_records"
 # The table's current version: 1 = the first shape, 2 = `segments` (the SMS receipt),
-# 3 = `report` and `reported_at` (the SMS gateway's delivery report).
-TABLE_VERSION = 3
+# 3 = `report` and `reported_at` (the SMS gateway's delivery report), 4 = the claim's
+# indexes over records in flight only (no new column).
+TABLE_VERSION = 4
 
 _Time = sa.DateTime(timezone=True)
 
@@ -112,25 +127,69 @@ def _segments_column() -> sa.Column[Any]:
     return sa.Column("segments", sa.Integer, nullable=True)
 
 
-def _indexes(name: str) -> list[tuple[str, list[str]]]:
+@dataclass(frozen=True)
+class _IndexSpec:
+    """One index of the table: its name, key columns and (partial) the state it covers."""
+
+    name: str
+    columns: list[str]
+    state: DeliveryState | None = None
+
+    def where(self) -> Any:
+        """The partial index's predicate (None: every row), in both dialects' DDL."""
+        return None if self.state is None else sa.text(f"state = '{self.state}'")
+
+
+def _indexes(name: str, version: int, *, pending_aggregate: bool) -> list[_IndexSpec]:
+    if version < 4:
+        return [
+            # The dispatcher's claim and its "when is the next one due" question.
+            _IndexSpec(f"ix_{name}_due", ["state", "next_attempt_at"]),
+            # Cancelling an aggregate's pending deliveries; timelines by alert or bulletin.
+            _IndexSpec(f"ix_{name}_aggregate", ["aggregate_id", "state"]),
+        ]
+    aggregate = (
+        _IndexSpec(f"ix_{name}_aggregate", ["aggregate_id"], "pending")
+        if pending_aggregate
+        else _IndexSpec(f"ix_{name}_aggregate", ["aggregate_id", "state"])
+    )
     return [
-        # The dispatcher's claim and its "when is the next one due" question.
-        (f"ix_{name}_due", ["state", "next_attempt_at"]),
-        # Cancelling an aggregate's pending deliveries; timelines by alert or bulletin.
-        (f"ix_{name}_aggregate", ["aggregate_id", "state"]),
+        # The claim of pending records due, oldest first, and the next retry timer.
+        _IndexSpec(f"ix_{name}_due", ["next_attempt_at"], "pending"),
+        # The claim of records whose claimant stopped renewing, and the next lease end.
+        # Keyed as the due index, not on `claimed_until`: a renewed lease stays HOT.
+        _IndexSpec(f"ix_{name}_leased", ["next_attempt_at"], "sending"),
+        # Cancelling an aggregate's pending deliveries (and, whole, listing its records).
+        aggregate,
     ]
 
 
-def delivery_records_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE_NAME) -> sa.Table:
-    """Define the delivery records table in `metadata` (a service's `tables.py`)."""
+def state_is(column: Any, state: DeliveryState) -> Any:
+    """`column = '<state>'` with the state written into the statement, not bound: the
+    partial indexes' predicates are then provable in every plan (a generic plan knows
+    no bound value; SQLite matches a partial index's terms as written)."""
+    return column == sa.literal_column(f"'{state}'", sa.String)
+
+
+def delivery_records_table(
+    metadata: sa.MetaData, name: str = DEFAULT_TABLE_NAME, *, pending_aggregate: bool = False
+) -> sa.Table:
+    """Define the delivery records table in `metadata` (a service's `tables.py`);
+    `pending_aggregate`: the aggregate index over pending records only (see above)."""
     table = sa.Table(name, metadata, *delivery_records_columns())
-    for index_name, columns in _indexes(name):
-        sa.Index(index_name, *(table.c[c] for c in columns))
+    for spec in _indexes(name, TABLE_VERSION, pending_aggregate=pending_aggregate):
+        where = spec.where()
+        sa.Index(
+            spec.name,
+            *(table.c[c] for c in spec.columns),
+            postgresql_where=where,
+            sqlite_where=where,
+        )
     return table
 
 
 def create_delivery_records_table(
-    op: Any, name: str = DEFAULT_TABLE_NAME, *, version: int = 1
+    op: Any, name: str = DEFAULT_TABLE_NAME, *, version: int = 1, pending_aggregate: bool = False
 ) -> None:
     """Create the table and its indexes inside an alembic migration.
 
@@ -139,8 +198,39 @@ def create_delivery_records_table(
     set-up passes `version=TABLE_VERSION`.
     """
     op.create_table(name, *delivery_records_columns(version))
-    for index_name, columns in _indexes(name):
-        op.create_index(index_name, name, columns)
+    for spec in _indexes(name, version, pending_aggregate=pending_aggregate):
+        _create_index(op, name, spec)
+
+
+def _create_index(op: Any, table: str, spec: _IndexSpec) -> None:
+    where = spec.where()
+    op.create_index(spec.name, table, spec.columns, postgresql_where=where, sqlite_where=where)
+
+
+def add_in_flight_indexes(
+    op: Any, name: str = DEFAULT_TABLE_NAME, *, pending_aggregate: bool = False
+) -> None:
+    """Version 3 -> 4 inside an alembic migration: the claim's indexes over records in
+    flight only (and, with `pending_aggregate`, the aggregate index over pending ones)."""
+    _replace_indexes(op, name, 3, 4, pending_aggregate)
+
+
+def drop_in_flight_indexes(
+    op: Any, name: str = DEFAULT_TABLE_NAME, *, pending_aggregate: bool = False
+) -> None:
+    """Version 4 -> 3 (an alembic downgrade): the whole-table indexes back."""
+    _replace_indexes(op, name, 4, 3, pending_aggregate)
+
+
+def _replace_indexes(op: Any, name: str, old: int, new: int, pending_aggregate: bool) -> None:
+    before = {s.name: s for s in _indexes(name, old, pending_aggregate=pending_aggregate)}
+    after = {s.name: s for s in _indexes(name, new, pending_aggregate=pending_aggregate)}
+    for spec in before.values():
+        if after.get(spec.name) != spec:
+            op.drop_index(spec.name, table_name=name)
+    for spec in after.values():
+        if before.get(spec.name) != spec:
+            _create_index(op, name, spec)
 
 
 def add_delivery_segments_column(op: Any, name: str = DEFAULT_TABLE_NAME) -> None:

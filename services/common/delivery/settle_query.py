@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from services.common.delivery.records import state_is
+
 if TYPE_CHECKING:
     from services.common.delivery.store import Settlement
     from services.common.direct import DirectStatement
@@ -127,7 +129,7 @@ def share_statement(t: sa.Table, other: Any) -> Any:
     unknown = (
         sa.select(other.c.delivery_id)
         .where(
-            other.c.state == "pending",
+            state_is(other.c.state, "pending"),
             other.c.destination_key.is_(None),
             other.c.recipient_id == sa.bindparam("s_recipient"),
             other.c.channel == sa.bindparam("s_channel"),

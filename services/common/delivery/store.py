@@ -28,6 +28,7 @@ from services.common.delivery.records import (
     DeliveryState,
     as_utc,
     record_from_row,
+    state_is,
 )
 from services.common.delivery.settle_query import (
     SettleRead,
@@ -246,9 +247,11 @@ class SqlDeliveryStore:
         recipient_id: uuid.UUID | None = None,
         purposes: Sequence[str] | None = None,
     ) -> int:
-        """pending -> cancelled for an aggregate's records; a send in flight completes."""
+        """pending -> cancelled for an aggregate's records; a send in flight completes.
+        The state is written into the statement: router's aggregate index holds pending
+        records only, and a generic plan could not prove a bound state matches it."""
         t = self._t
-        conditions = [t.c.aggregate_id == str(aggregate_id), t.c.state == "pending"]
+        conditions = [t.c.aggregate_id == str(aggregate_id), state_is(t.c.state, "pending")]
         if recipient_id is not None:
             conditions.append(t.c.recipient_id == str(recipient_id))
         if purposes is not None:

@@ -147,7 +147,7 @@ def server_config(app: FastAPI, settings: CommonSettings, *, port: int) -> uvico
     )
 
 
-def forwarded_headers(trusted_proxies: str) -> dict[str, Any]:
+def forwarded_headers(trusted_proxies: str | None) -> dict[str, Any]:
     """uvicorn's proxy-headers options for `trusted_proxies` (the setting's text).
 
     uvicorn believes X-Forwarded-* from 127.0.0.1 by default, which a service served
@@ -155,7 +155,8 @@ def forwarded_headers(trusted_proxies: str) -> dict[str, Any]:
     intake's CPU at 64 clients), and which lets any local process write the client
     address of the request's log line. Only the proxies an operator names are believed.
     """
-    proxies = [address.strip() for address in trusted_proxies.split(",") if address.strip()]
+    listed = (trusted_proxies or "").split(",")
+    proxies = [address.strip() for address in listed if address.strip()]
     if not proxies:
         return {"proxy_headers": False}
     return {"proxy_headers": True, "forwarded_allow_ips": proxies}

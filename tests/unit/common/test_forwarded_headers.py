@@ -65,8 +65,9 @@ async def _seen_by_app(settings: CommonSettings) -> tuple[Any, str]:
     return seen[0]
 
 
-async def test_by_default_no_forwarded_header_is_believed() -> None:
-    client, scheme = await _seen_by_app(CommonSettings())
+@pytest.mark.parametrize("trusted", [None, "", " , "], ids=["unset", "empty", "blank"])
+async def test_by_default_no_forwarded_header_is_believed(trusted: str | None) -> None:
+    client, scheme = await _seen_by_app(CommonSettings(trusted_proxies=trusted))
     assert tuple(client) == ("127.0.0.1", 40000)
     assert scheme == "http"
 

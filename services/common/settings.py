@@ -85,6 +85,16 @@ class CommonSettings(BaseSettings):
         ),
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    trusted_proxies: str | None = Field(
+        default=None,
+        description=(
+            "Comma-separated addresses or networks (e.g. `127.0.0.1` or `10.0.0.0/8`) of "
+            "reverse proxies whose X-Forwarded-For and X-Forwarded-Proto a service believes: "
+            "the client address in the request's log line and the request's scheme. Unset: "
+            "none, the client is the connection's peer. Set it when a proxy fronts the "
+            "services, to the proxy's address."
+        ),
+    )
     metrics_address: str | None = Field(
         default=None,
         pattern=r"^[^\s:]*:[0-9]{1,5}$",

@@ -188,6 +188,13 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Built once: `json.loads` with hooks builds a new decoder (and its scanner) on every call,
+# and the guard parses every JSON body the API receives.
+_STRICT_JSON = json.JSONDecoder(
+    parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys
+)
+
+
 class BodyGuardMiddleware:
     """Reject oversized, non-JSON, non-UTF-8 or malformed bodies before any route runs."""
 
@@ -282,11 +289,7 @@ class BodyGuardMiddleware:
         except UnicodeDecodeError:
             raise BodyRejected(bad_request("The request body is not valid UTF-8.")) from None
         try:
-            json.loads(
-                text,
-                parse_constant=_reject_constant,
-                object_pairs_hook=_reject_duplicate_keys,
-            )
+            _STRICT_JSON.decode(text)
         except (ValueError, RecursionError):
             # The parser's message quotes the offending input; say only where.
             raise BodyRejected(bad_request("The request body is not valid JSON.")) from None

@@ -643,6 +643,21 @@ async def test_a_key_repeated_only_across_objects_passes(body: bytes) -> None:
     assert sent == []
 
 
+async def test_the_guard_builds_no_json_decoder_per_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `json.loads` with hooks built a decoder (and its scanner) for every body it checked.
+    built: list[object] = []
+
+    class CountedDecoder(json.JSONDecoder):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(json, "JSONDecoder", CountedDecoder)
+    for body in (b'{"a": 1}', b'{"a": 1, "a": 2}', b"[NaN]"):
+        await _guarded(body)
+    assert built == []
+
+
 async def test_non_numeric_content_length_is_400() -> None:
     sent: list[Message] = []
 

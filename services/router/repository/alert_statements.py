@@ -31,7 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.delivery.accepting import accept_insert_params, accept_insert_sql
 from services.common.delivery.insert_query import PENDING_COLUMNS
-from services.common.direct import DirectStatement, driver_connection
+from services.common.direct import (
+    DirectStatement,
+    driver_connection,
+    fetch_each_borrowed,
+    holds_connection,
+)
 from services.common.messaging import inbox_messages, outbox_messages
 from services.common.outbox import (
     OUTBOX_COLUMNS,
@@ -205,17 +210,29 @@ def open_alert_claiming_direct() -> DirectStatement:
 
 
 async def fetch_each(
-    session: AsyncSession, statement: DirectStatement, values: Sequence[Mapping[str, Any]]
+    session: AsyncSession,
+    statement: DirectStatement,
+    values: Sequence[Mapping[str, Any]],
+    *,
+    lone: bool = False,
 ) -> list[Any]:
     """`statement` run once for each of `values`, in order, in the session's transaction,
     all sent in one round trip (asyncpg's `fetchmany`: one prepared statement, its
     executions pipelined, each seeing the ones before it; one error fails them all): every
-    row they answered, in one flat list (asyncpg Records)."""
+    row they answered, in one flat list (asyncpg Records).
+
+    `lone`: the executions are the unit of work's whole write, sent before anything else.
+    With no transaction begun they go without BEGIN: PostgreSQL runs everything up to the
+    pipeline's one Sync as one implicit transaction, committed as they answer, or rolled
+    back whole when any fails (the unit of work's commit then sends nothing).
+    """
     if not values:
         return []
-    driver = await driver_connection(session)
     compiled = statement.compiled(session.get_bind().dialect)
     arguments = [compiled.arguments(each) for each in values]
+    if lone and not holds_connection(session):
+        return await fetch_each_borrowed(session.get_bind(), compiled.sql, arguments)
+    driver = await driver_connection(session, begin=not lone)
     rows: list[Any] = await driver.fetchmany(compiled.sql, arguments)
     return rows
 

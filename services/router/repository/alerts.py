@@ -307,7 +307,12 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
         return True
 
     async def open_many(
-        self, transitions: Sequence[Transition], *, directory_version: int, directory_digest: str
+        self,
+        transitions: Sequence[Transition],
+        *,
+        directory_version: int,
+        directory_digest: str,
+        claims: Sequence[Claim] | None = None,
     ) -> list[bool]:
         """`open` of each new alert, from one directory, in the transaction (PostgreSQL): all
         the statements sent in one round trip; whether each alert was written.
@@ -317,14 +322,24 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
         alert that went in answers a row, which names it. Of two openings of one alert
         (one notice under two message ids) only the first can go in: a later one meets
         its row, and an earlier one that wrote nothing met what the later one meets.
+
+        With the consumer's inbox `claims` (one per transition; nothing sent yet in this
+        unit of work) each execution carries its claim as `open` does, and the pipeline
+        goes without BEGIN: one implicit transaction up to its Sync, committed as it
+        answers, rolled back whole (every claim with it) if any execution fails.
         """
+        params = [_open_params(t, directory_version, directory_digest) for t in transitions]
+        if claims is not None:
+            for each, claim in zip(params, claims, strict=True):
+                each.update({f"c_{name}": value for name, value in claim.row().items()})
         pending = [
-            await self._pending_opening(
-                transition, _open_params(transition, directory_version, directory_digest)
-            )
-            for transition in transitions
+            await self._pending_opening(transition, each)
+            for transition, each in zip(transitions, params, strict=True)
         ]
-        rows = await fetch_each(self._session, open_alert_direct(), [p.params for p in pending])
+        statement = open_alert_direct() if claims is None else open_alert_claiming_direct()
+        rows = await fetch_each(
+            self._session, statement, [p.params for p in pending], lone=claims is not None
+        )
         by_id = {row["id"]: row for row in rows}
         # Popped: the row goes to the first opening of its alert, never to a second one.
         return [self._opened(p, by_id.pop(str(p.alert.id), None)) for p in pending]

@@ -44,7 +44,7 @@ from services.common.outbox import (
     leased_result_sql,
     notify_relays,
 )
-from services.router.repository.alert_rows import COLUMNS
+from services.router.repository.alert_rows import COLUMNS, JSON_TEXT_COLUMNS
 from services.router.tables import alert_timeline, alerts, delivery_records, directory_versions
 
 __all__ = [
@@ -337,6 +337,8 @@ def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
     )
 
 
+_JSON_TEXT = frozenset(JSON_TEXT_COLUMNS)
+
 # The inbox claim's columns, in `claim_message`'s order (services/common/inbox.py).
 _CLAIM_COLUMNS = ("consumer", "message_id", "topic", "processed_at")
 
@@ -391,7 +393,11 @@ def _open_postgres(*, claiming: bool = False) -> sa.TextClause:
         "(SELECT array_agg(delivery_id) FROM accepted) AS accepted_ids FROM opened"
     )
     return sa.text(sql).bindparams(
-        *(sa.bindparam(f"a_{name}", type_=alerts.c[name].type) for name in COLUMNS),
+        # The JSON columns bound as their text, written by Pydantic (`alert_values`).
+        *(
+            sa.bindparam(f"a_{name}", type_=sa.Text if name in _JSON_TEXT else alerts.c[name].type)
+            for name in COLUMNS
+        ),
         *_entry_params(),
         *_array_params(outbox_messages, OUTBOX_COLUMNS, "o_"),
         *_lease_params(),

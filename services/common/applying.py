@@ -16,6 +16,14 @@ parsed and routed (`ReadyMessage`).
   anything fails the transaction rolls back and the messages are applied alone, in
   order; the batch counts as the first try of the message whose handler raised (alone
   it would have raised the same: the messages before it are applied first either way).
+- A batch's leading run, carried (PostgreSQL, a route with a `RunCarrier`): the messages
+  of that route at the batch's head are handed with their inbox claims to the route's
+  carrier, whose statements go without BEGIN, pipelined up to one Sync: PostgreSQL runs
+  them as one implicit transaction, committed as it answers (one round trip instead of
+  BEGIN, claim, effects, COMMIT), or rolled back whole if any fails (the batch then
+  fails as one whose handler raised nowhere). What it could not apply (it wrote neither
+  effect nor claim: a duplicate, an effect its statement does not cover) is applied as
+  usual with the rest of the batch, after the run's.
 - A run in a batch (PostgreSQL or SQLite; a route with a `RunPreparer`): consecutive new
   messages of that route are prepared together first (one statement with arrays for all
   of them, or one statement's executions pipelined in one round trip, instead of one
@@ -30,6 +38,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import takewhile
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,6 +58,7 @@ __all__ = [
     "Handler",
     "ReadyMessage",
     "Route",
+    "RunCarrier",
     "RunPreparer",
     "database_unreachable",
 ]
@@ -77,17 +87,32 @@ ClaimCarrier = Callable[[Envelope[Any], UnitOfWork, Claim], Awaitable[bool]]
 # one by one. It writes in the batch's transaction and never commits.
 RunPreparer = Callable[[Sequence[Envelope[Any]], UnitOfWork], Awaitable[Handler]]
 
+# A handler's opt-in to carry the inbox claims of a batch's leading run of its messages
+# (PostgreSQL only): given the run's events, their claims (in the same order) and a fresh
+# unit of work, it writes each event it can with its claim, in statements sent without
+# BEGIN and pipelined up to one Sync, so that all it sends is one transaction PostgreSQL
+# commits as it answers or rolls back whole; it answers, per event, the handler that
+# finishes it (its after-commit effects: no statement), or None where it wrote neither
+# the effect nor the claim (the consumer then applies that event as usual, after the
+# run). As a `ClaimCarrier`'s, its statements write an effect only if its claim was not
+# recorded yet, and a claim only with its effect, so a redelivered message changes nothing.
+RunCarrier = Callable[
+    [Sequence[Envelope[Any]], Sequence[Claim], UnitOfWork], Awaitable[list[Handler | None]]
+]
+
 
 @dataclass
 class Route:
     """Where a group's event type goes: its handler, the inbox name it is recorded under,
-    the handler's way to carry the inbox claim in its own statement, and its way to apply
-    a run of its messages in a batch together, if it has them."""
+    the handler's way to carry the inbox claim in its own statement, its way to apply a
+    run of its messages in a batch together, and its way to carry a run's claims, if it
+    has them."""
 
     handler: Handler
     inbox: str
     carrier: ClaimCarrier | None = None
     prepare_run: RunPreparer | None = None
+    carry_run: RunCarrier | None = None
 
 
 @dataclass(frozen=True)
@@ -232,12 +257,70 @@ class Applier:
         self.batches_total = 0  # transactions that applied more than one message
 
     async def apply_batch(self, items: list[ReadyMessage]) -> list[Exception]:
-        """Apply `items` in one transaction; if it fails, one at a time. The errors of
-        messages that could not even be dead-lettered."""
-        tried = await self._try_batch(items)
+        """Apply `items` in one transaction (a leading run carried in one of its own
+        first); if it fails, one at a time. The errors of messages that could not even be
+        dead-lettered."""
+        try:
+            left = await self._carry_leading_run(items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Rolled back whole, no handler's try: as a failed preparer, each alone.
+            return await self._one_by_one(items, None, exc)
+        if not left:
+            return []
+        tried = await self._try_batch(left)
         if tried is None:
             return []
         failed_at, error = tried
+        return await self._one_by_one(left, failed_at, error)
+
+    async def _carry_leading_run(self, items: list[ReadyMessage]) -> list[ReadyMessage]:
+        """The batch's leading run of a route that carries its runs' claims (PostgreSQL),
+        applied and committed by its carrier's statements; what is left to apply, in order:
+        the run's messages it did not apply, then the rest of the batch.
+
+        The run's applied messages commit before those it left, which are then applied
+        in their order: a left one is a duplicate or one its carrier's statement does not
+        cover, and each of the run's events stands for itself (route by route, the
+        carrier says so by carrying).
+        """
+        route = items[0].route
+        carry = route.carry_run
+        if carry is None:
+            return items
+        run = list(takewhile(lambda item: item.route is route, items))
+        applied: list[ReadyMessage] = []
+        left: list[ReadyMessage] = []
+        async with UnitOfWork(self._sessions) as uow:
+            if not is_postgres_session(uow.session):
+                return items
+            now = datetime.now(UTC)  # the claims' stamp, as the usual claim's: the try's start
+            finishers = await carry(
+                [item.envelope for item in run], [item.claim._replace(at=now) for item in run], uow
+            )
+            for item, finish in zip(run, finishers, strict=True):
+                if finish is None:
+                    left.append(item)
+                    continue
+                with item.scope(), _effects_in_scope(uow, item):
+                    await finish(item.envelope, uow)
+                applied.append(item)
+            # Committed by the carrier's statements: this sends nothing and runs the
+            # after-commit effects they and the finishers registered.
+            await uow.commit()
+        for item in applied:
+            CONSUMER_PROCESSED.labels(self._service, item.group_id).inc()
+        self.processed_total += len(applied)
+        if len(applied) > 1:
+            self.batches_total += 1
+        return left + items[len(run) :]
+
+    async def _one_by_one(
+        self, items: list[ReadyMessage], failed_at: int | None, error: Exception
+    ) -> list[Exception]:
+        """`items` applied alone, in order, after their batch failed with `error` (raised
+        by the handler of `items[failed_at]`, whose first try it was; None: no handler's)."""
         log.warning(
             "consumer.batch_failed",
             size=len(items),

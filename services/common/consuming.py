@@ -48,6 +48,7 @@ from services.common.applying import (
     Handler,
     ReadyMessage,
     Route,
+    RunCarrier,
     RunPreparer,
     database_unreachable,
 )
@@ -174,6 +175,7 @@ class EventConsumer:
         group_id: str,
         carrier: ClaimCarrier | None = None,
         prepare_run: RunPreparer | None = None,
+        carry_run: RunCarrier | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated coroutine for `event_type` on `topic` in `group_id`.
 
@@ -181,7 +183,8 @@ class EventConsumer:
         under the group's id. `carrier`: the handler's way to write a lone message's
         inbox claim in its own one statement, committed by itself (applying.py).
         `prepare_run`: its way to apply a run of its messages in a batch together
-        (applying.py `RunPreparer`).
+        (applying.py `RunPreparer`). `carry_run`: its way to write a batch's leading run
+        with their inbox claims in one implicit transaction (applying.py `RunCarrier`).
         """
 
         def register(handler: Handler) -> Handler:
@@ -197,7 +200,9 @@ class EventConsumer:
                 )
             if (topic, event_type) in subscription.routes:
                 raise ValueError(f"{event_type} on {topic} already has a handler in {group_id}")
-            subscription.routes[topic, event_type] = Route(handler, inbox, carrier, prepare_run)
+            subscription.routes[topic, event_type] = Route(
+                handler, inbox, carrier, prepare_run, carry_run
+            )
             return handler
 
         return register

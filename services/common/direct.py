@@ -23,6 +23,10 @@ answers, and the unit of work's commit then has nothing to send (intake's plain
 submission: two round trips of three fewer). When the unit of work already began (a
 lock or another write came first) the statement joins that transaction as usual.
 
+A run of one statement's executions that is the whole write (`fetch_each_borrowed`,
+router's run of openings with their inbox claims) goes the same way: pipelined with one
+Sync and no BEGIN, PostgreSQL runs them as one implicit transaction.
+
 A lone write whose session holds no connection yet does not give it one: it borrows a
 connection from the engine's pool for the one statement and returns it a few loop turns
 later, off the caller's path (`_fetch_borrowed`). Profiled at 64 clients, the session's
@@ -37,7 +41,7 @@ reads of a retry) checks out a connection of its own, in a snapshot that sees th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +54,7 @@ __all__ = [
     "DirectStatement",
     "asyncpg_unreachable",
     "driver_connection",
+    "fetch_each_borrowed",
     "holds_connection",
     "is_postgres_session",
 ]
@@ -182,17 +187,31 @@ def holds_connection(session: AsyncSession) -> bool:
 
 async def _fetch_borrowed(bind: Any, sql: str, arguments: list[Any]) -> Any:
     """Run one autocommitted statement on a connection borrowed from `bind`'s pool."""
+    return await _on_borrowed(bind, lambda driver: driver.fetchrow(sql, *arguments))
+
+
+async def fetch_each_borrowed(bind: Any, sql: str, arguments: list[list[Any]]) -> list[Any]:
+    """Run `sql` once for each of `arguments` on a connection borrowed from `bind`'s pool
+    (a session's bind), pipelined with one Sync and no BEGIN: one implicit transaction,
+    committed as it answers or rolled back whole. Every row, in order (asyncpg Records)."""
+    rows: list[Any] = await _on_borrowed(bind, lambda driver: driver.fetchmany(sql, arguments))
+    return rows
+
+
+async def _on_borrowed(bind: Any, call: Callable[[Any], Awaitable[Any]]) -> Any:
+    """`call` with the asyncpg connection of a connection borrowed from `bind`'s pool,
+    given back a few loop turns after it answered (`_give_back_later`)."""
     engine = bind if isinstance(bind, Engine) else bind.engine
     # The pool's checkout and return may open or reset a connection: asyncpg calls that
     # SQLAlchemy's pool makes from inside a greenlet.
     borrowed = await greenlet_spawn(engine.raw_connection)
     try:
-        row = await borrowed.driver_connection.fetchrow(sql, *arguments)
+        answer = await call(borrowed.driver_connection)
     except BaseException:
         await greenlet_spawn(borrowed.close)
         raise
     _give_back_later(borrowed)
-    return row
+    return answer
 
 
 # Connections on their way back to the pool (the loop holds tasks weakly).

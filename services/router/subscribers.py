@@ -7,7 +7,9 @@ transaction), not through Kafka. notice.received also carries the inbox claim in
 opening statement when it can (a lone record on PostgreSQL: one round trip instead of
 BEGIN, claim, opening and COMMIT; services/common/applying.py `ClaimCarrier`), and a run
 of them in a batch has its openings sent together (PostgreSQL: one round trip for the
-run instead of one each; `RunPreparer`).
+run instead of one each; `RunPreparer`); at a batch's head they carry their claims too,
+sent without BEGIN (one round trip for the run instead of BEGIN, the claim, the openings
+and COMMIT; `RunCarrier`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from collections.abc import Sequence
 
 from schemas.notices import NoticeCancelled, NoticeReceived, NoticeUpdated
 from schemas.topics import NOTICES
-from services.common.applying import Handler, RunPreparer
+from services.common.applying import Handler, RunCarrier, RunPreparer
 from services.common.cloudevents import Envelope
 from services.common.db import UnitOfWork
 from services.common.direct import is_postgres_session
 from services.common.inbox import Claim
 from services.common.kafka import EventConsumer
 from services.router import alerting
+from services.router.alerting.notices import FinishOpening
 from services.router.deps import RouterDeps
 
 __all__ = ["register_consumers"]
@@ -48,6 +51,7 @@ def register_consumers(consumer: EventConsumer, deps: RouterDeps) -> None:
         group_id=notices,
         carrier=open_claiming,
         prepare_run=_run_preparer(deps, on_notice_received),
+        carry_run=_run_carrier(deps),
     )(on_notice_received)
 
     @consumer.on("notice.updated", topic=NOTICES, group_id=notices)
@@ -81,3 +85,33 @@ def _run_preparer(deps: RouterDeps, one_by_one: Handler) -> RunPreparer:
         return finish
 
     return open_run
+
+
+def _run_carrier(deps: RouterDeps) -> RunCarrier:
+    """A batch's leading run of notice.received with their inbox claims (PostgreSQL): each
+    usual opening carrying its claim, all in one round trip without BEGIN; per message
+    what finishes it once committed, or None for one to apply as usual."""
+
+    async def carry_run(
+        envelopes: Sequence[Envelope[NoticeReceived]], claims: Sequence[Claim], uow: UnitOfWork
+    ) -> list[Handler | None]:
+        finishers = await alerting.open_alerts_claiming(
+            deps.joining(uow),
+            deps=deps,
+            notices=[
+                (envelope.data, envelope.correlation_id, claim)
+                for envelope, claim in zip(envelopes, claims, strict=True)
+            ],
+        )
+        return [_finishing(deps, f) if f is not None else None for f in finishers]
+
+    return carry_run
+
+
+def _finishing(deps: RouterDeps, finish: FinishOpening) -> Handler:
+    """A run's opening finished as a handler: on the unit of work it was carried in."""
+
+    async def finished(envelope: Envelope[NoticeReceived], uow: UnitOfWork) -> None:
+        await finish(deps.joining(uow))
+
+    return finished

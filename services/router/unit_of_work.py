@@ -82,7 +82,12 @@ class AlertRepository(Protocol):
     ) -> bool: ...
 
     async def open_many(
-        self, transitions: Sequence[Transition], *, directory_version: int, directory_digest: str
+        self,
+        transitions: Sequence[Transition],
+        *,
+        directory_version: int,
+        directory_digest: str,
+        claims: Sequence[Claim] | None = None,
     ) -> list[bool]: ...
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]: ...

@@ -7,6 +7,7 @@ from services.router.alerting.notices import (
     open_alert,
     open_alert_claiming,
     open_alerts,
+    open_alerts_claiming,
     reopen_alert,
 )
 from services.router.alerting.notify import Purpose, notify
@@ -22,6 +23,7 @@ __all__ = [
     "open_alert",
     "open_alert_claiming",
     "open_alerts",
+    "open_alerts_claiming",
     "reopen_alert",
     "require_alert",
 ]

@@ -4,7 +4,9 @@ Each runs inside the consumer's unit of work (which also holds the inbox claim o
 message id) and never commits it. Logs and metrics wait for the commit. On PostgreSQL a
 lone notice.received's usual opening carries the claim itself instead
 (`open_alert_claiming`): one statement that commits by itself; a run of them in a batch
-has its usual openings written together (`open_alerts`): one round trip for all.
+has its usual openings written together (`open_alerts`): one round trip for all; a
+batch's leading run carries its claims too (`open_alerts_claiming`): one round trip, no
+BEGIN and no COMMIT.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "open_alert",
     "open_alert_claiming",
     "open_alerts",
+    "open_alerts_claiming",
     "reopen_alert",
 ]
 
@@ -93,14 +96,7 @@ async def open_alerts(
     alert's effects once committed, or `open_alert`'s slow path for one whose usual
     opening wrote nothing (then, not before: it sees every opening before it)."""
     known = deps.known_directory.latest
-    built: list[tuple[NoticeReceived, datetime, Transition | None]] = []
-    for notice, correlation_id in notices:
-        now = deps.clock()
-        opening = None
-        if known is not None and not domain.window_over(notice.window_end, now):
-            with correlation_scope(correlation_id):  # it goes on the alert and its events
-                opening = _opening(notice, deps=deps, directory=known, now=now)
-        built.append((notice, now, opening))
+    built = _usual_openings(deps, known, notices)
     openings = [opening for _, _, opening in built if opening is not None]
     opened: Iterator[bool] = iter(())
     if known is not None and openings:
@@ -115,6 +111,62 @@ async def open_alerts(
         else:
             finishers.append(_finish_unopened(deps, notice, now))
     return finishers
+
+
+async def open_alerts_claiming(
+    uow: RouterUoW,
+    *,
+    deps: RouterDeps,
+    notices: Sequence[tuple[NoticeReceived, str | None, Claim]],
+) -> list[FinishOpening | None]:
+    """notice.received for a batch's leading run, each with its correlation id and the
+    consumer's inbox claim (PostgreSQL, nothing sent yet in `uow`): each usual opening
+    carrying its claim, as `open_alert_claiming`'s, all in one round trip without BEGIN
+    (`open_many` with claims: one implicit transaction, committed as it answers). Per
+    notice what finishes it once committed (a new alert's effects), or None where nothing
+    was written, neither the alert nor the claim (the consumer then applies it as usual)."""
+    known = deps.known_directory.latest
+    built = _usual_openings(deps, known, [(notice, corr) for notice, corr, _ in notices])
+    carried = [
+        (opening, claim)
+        for (_, _, opening), (_, _, claim) in zip(built, notices, strict=True)
+        if opening is not None
+    ]
+    if known is None or not carried:
+        return [None] * len(built)
+    opened = iter(
+        await uow.alerts.open_many(
+            [opening for opening, _ in carried],
+            directory_version=known.version,
+            directory_digest=known.digest,
+            claims=[claim for _, claim in carried],
+        )
+    )
+    return [
+        _finish_opened(deps, notice, opening.after, known)
+        if opening is not None and next(opened)
+        else None
+        for notice, _, opening in built
+    ]
+
+
+def _usual_openings(
+    deps: RouterDeps,
+    known: DirectoryVersion | None,
+    notices: Sequence[tuple[NoticeReceived, str | None]],
+) -> list[tuple[NoticeReceived, datetime, Transition | None]]:
+    """Each notice with its clock reading and its usual opening from the directory router
+    knows, built under its own correlation id; None where there is none to try (no
+    directory known, the window over)."""
+    built: list[tuple[NoticeReceived, datetime, Transition | None]] = []
+    for notice, correlation_id in notices:
+        now = deps.clock()
+        opening = None
+        if known is not None and not domain.window_over(notice.window_end, now):
+            with correlation_scope(correlation_id):  # it goes on the alert and its events
+                opening = _opening(notice, deps=deps, directory=known, now=now)
+        built.append((notice, now, opening))
+    return built
 
 
 def _finish_opened(

@@ -31,7 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.delivery.accepting import accept_insert_params, accept_insert_sql
 from services.common.delivery.insert_query import PENDING_COLUMNS
-from services.common.direct import DirectStatement, driver_connection
+from services.common.direct import (
+    DirectStatement,
+    driver_connection,
+    fetch_each_borrowed,
+    holds_connection,
+)
 from services.common.messaging import inbox_messages, outbox_messages
 from services.common.outbox import (
     OUTBOX_COLUMNS,
@@ -39,7 +44,7 @@ from services.common.outbox import (
     leased_result_sql,
     notify_relays,
 )
-from services.router.repository.alert_rows import COLUMNS
+from services.router.repository.alert_rows import COLUMNS, JSON_TEXT_COLUMNS
 from services.router.tables import alert_timeline, alerts, delivery_records, directory_versions
 
 __all__ = [
@@ -205,17 +210,29 @@ def open_alert_claiming_direct() -> DirectStatement:
 
 
 async def fetch_each(
-    session: AsyncSession, statement: DirectStatement, values: Sequence[Mapping[str, Any]]
+    session: AsyncSession,
+    statement: DirectStatement,
+    values: Sequence[Mapping[str, Any]],
+    *,
+    lone: bool = False,
 ) -> list[Any]:
     """`statement` run once for each of `values`, in order, in the session's transaction,
     all sent in one round trip (asyncpg's `fetchmany`: one prepared statement, its
     executions pipelined, each seeing the ones before it; one error fails them all): every
-    row they answered, in one flat list (asyncpg Records)."""
+    row they answered, in one flat list (asyncpg Records).
+
+    `lone`: the executions are the unit of work's whole write, sent before anything else.
+    With no transaction begun they go without BEGIN: PostgreSQL runs everything up to the
+    pipeline's one Sync as one implicit transaction, committed as they answer, or rolled
+    back whole when any fails (the unit of work's commit then sends nothing).
+    """
     if not values:
         return []
-    driver = await driver_connection(session)
     compiled = statement.compiled(session.get_bind().dialect)
     arguments = [compiled.arguments(each) for each in values]
+    if lone and not holds_connection(session):
+        return await fetch_each_borrowed(session.get_bind(), compiled.sql, arguments)
+    driver = await driver_connection(session, begin=not lone)
     rows: list[Any] = await driver.fetchmany(compiled.sql, arguments)
     return rows
 
@@ -320,6 +337,8 @@ def _versioned_update_postgres(names: tuple[str, ...]) -> sa.TextClause:
     )
 
 
+_JSON_TEXT = frozenset(JSON_TEXT_COLUMNS)
+
 # The inbox claim's columns, in `claim_message`'s order (services/common/inbox.py).
 _CLAIM_COLUMNS = ("consumer", "message_id", "topic", "processed_at")
 
@@ -374,7 +393,11 @@ def _open_postgres(*, claiming: bool = False) -> sa.TextClause:
         "(SELECT array_agg(delivery_id) FROM accepted) AS accepted_ids FROM opened"
     )
     return sa.text(sql).bindparams(
-        *(sa.bindparam(f"a_{name}", type_=alerts.c[name].type) for name in COLUMNS),
+        # The JSON columns bound as their text, written by Pydantic (`alert_values`).
+        *(
+            sa.bindparam(f"a_{name}", type_=sa.Text if name in _JSON_TEXT else alerts.c[name].type)
+            for name in COLUMNS
+        ),
         *_entry_params(),
         *_array_params(outbox_messages, OUTBOX_COLUMNS, "o_"),
         *_lease_params(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -24,7 +24,6 @@ from services.common.delivery.accepting import PreparedAccept
 from services.common.delivery.records import DeliveryOrder
 from services.common.inbox import Claim
 from services.common.outbox import (
-    Taker,
     enqueue,
     enqueue_all,
     hand_over,
@@ -47,8 +46,12 @@ from services.router.repository.alert_changes import (
     plain,
 )
 from services.router.repository.alert_guarded import update_guarded
+from services.router.repository.alert_openings import (
+    PendingOpening,
+    open_params,
+    opening_entries,
+)
 from services.router.repository.alert_rows import (
-    alert_values,
     lean_record_of,
     record,
     record_of,
@@ -98,34 +101,6 @@ _OTHER_PARTS = tuple(f.name for f in fields(Transition) if f.name not in _BATCHE
 _OPENING = "router.alerts_opening"
 # Session info key: the outcome batch's alerts, read by the engine's settling statement.
 SETTLED_READ = "router.alerts_settled"
-
-
-@dataclass(frozen=True)
-class _PendingOpening:
-    """An opening's statement values, and what finishing it takes once it ran."""
-
-    alert: AlertRecord
-    params: dict[str, object]
-    taker: Taker | None
-    queued: list[dict[str, object]]
-    prepared: PreparedAccept | None
-
-
-def _open_params(
-    transition: Transition, directory_version: int, directory_digest: str
-) -> dict[str, object]:
-    """The opening statement's alert and directory values."""
-    if transition.before is not None or transition.guard is not None:
-        raise ValueError("open takes the transition of a new alert")
-    return {
-        "directory_version": directory_version,
-        "directory_digest": directory_digest,
-        **{f"a_{name}": value for name, value in alert_values(transition.after).items()},
-    }
-
-
-def _entries(transition: Transition) -> list[dict[str, object]]:
-    return [timeline_values(transition.after.id, entry) for entry in transition.timeline]
 
 
 class SqlAlertRepository(AlertTimers, AlertTimeline):
@@ -285,8 +260,10 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
         the claim goes in the same statement, which commits by itself, and nothing is
         written if the message was recorded already (`open_alert_claiming_direct`).
         """
-        params = _open_params(transition, directory_version, directory_digest)
         dialect = self._session.get_bind().dialect.name
+        params = open_params(
+            transition, directory_version, directory_digest, postgres=dialect == "postgresql"
+        )
         if claim is not None:
             if dialect != "postgresql":
                 raise ValueError("only PostgreSQL carries the inbox claim in the opening")
@@ -300,14 +277,19 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
         found = (await self._session.execute(open_alert_statement(dialect), params)).first()
         if found is None:
             return False
-        await self._insert_timeline(_entries(transition))
+        await self._insert_timeline(opening_entries(transition))
         await self._publish(transition.events)
         with self._opening(transition.after):
             await self._accept_orders(transition.deliveries)
         return True
 
     async def open_many(
-        self, transitions: Sequence[Transition], *, directory_version: int, directory_digest: str
+        self,
+        transitions: Sequence[Transition],
+        *,
+        directory_version: int,
+        directory_digest: str,
+        claims: Sequence[Claim] | None = None,
     ) -> list[bool]:
         """`open` of each new alert, from one directory, in the transaction (PostgreSQL): all
         the statements sent in one round trip; whether each alert was written.
@@ -317,26 +299,38 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
         alert that went in answers a row, which names it. Of two openings of one alert
         (one notice under two message ids) only the first can go in: a later one meets
         its row, and an earlier one that wrote nothing met what the later one meets.
+
+        With the consumer's inbox `claims` (one per transition; nothing sent yet in this
+        unit of work) each execution carries its claim as `open` does, and the pipeline
+        goes without BEGIN: one implicit transaction up to its Sync, committed as it
+        answers, rolled back whole (every claim with it) if any execution fails.
         """
-        pending = [
-            await self._pending_opening(
-                transition, _open_params(transition, directory_version, directory_digest)
-            )
-            for transition in transitions
+        params = [
+            open_params(t, directory_version, directory_digest, postgres=True) for t in transitions
         ]
-        rows = await fetch_each(self._session, open_alert_direct(), [p.params for p in pending])
+        if claims is not None:
+            for each, claim in zip(params, claims, strict=True):
+                each.update({f"c_{name}": value for name, value in claim.row().items()})
+        pending = [
+            await self._pending_opening(transition, each)
+            for transition, each in zip(transitions, params, strict=True)
+        ]
+        statement = open_alert_direct() if claims is None else open_alert_claiming_direct()
+        rows = await fetch_each(
+            self._session, statement, [p.params for p in pending], lone=claims is not None
+        )
         by_id = {row["id"]: row for row in rows}
         # Popped: the row goes to the first opening of its alert, never to a second one.
         return [self._opened(p, by_id.pop(str(p.alert.id), None)) for p in pending]
 
     async def _pending_opening(
         self, transition: Transition, params: dict[str, object]
-    ) -> _PendingOpening:
+    ) -> PendingOpening:
         """`open`'s PostgreSQL statement values (added to `params`): the alert, its entries,
         its outbox rows and the engine's records of its deliveries (prepared first: a
         hand-off resolves them), and what `_opened` needs once it ran."""
         taker = taker_for(self._session)
-        entries = _entries(transition)
+        entries = opening_entries(transition)
         queued = self._outbox_rows(transition.events)
         params.update({f"t_{n}": [e[n] for e in entries] for n in TIMELINE_COLUMNS})
         params.update({f"o_{n}": [q[n] for q in queued] for n in OUTBOX_COLUMNS})
@@ -349,9 +343,9 @@ class SqlAlertRepository(AlertTimers, AlertTimeline):
             params.update(prepared.arrays("d_"))
         else:
             params.update({name: [] for name in NO_DELIVERIES})
-        return _PendingOpening(transition.after, params, taker, queued, prepared)
+        return PendingOpening(transition.after, params, taker, queued, prepared)
 
-    def _opened(self, pending: _PendingOpening, row: Any) -> bool:
+    def _opened(self, pending: PendingOpening, row: Any) -> bool:
         """The opening statement answered `row` (None: nothing went in); whether it opened."""
         if pending.prepared is not None:
             # Told even when nothing went in (no row): nothing is then handed off.

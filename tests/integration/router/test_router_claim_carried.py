@@ -6,8 +6,8 @@ outbox rows and the engine's delivery records are one statement sent without BEG
 PostgreSQL commits it as it answers. One round trip where there were four (BEGIN, the
 claim, the opening, COMMIT). Counted here on the wire (asyncpg's query log on every
 connection the engine hands out, BEGIN and COMMIT included): deterministic, no timing.
-A redelivery and a failing statement keep their old behaviour; a batch keeps its
-transaction (its openings go together: test_router_open_runs.py).
+A redelivery and a failing statement keep their old behaviour; a batch's leading run
+carries its claims in one implicit transaction (test_router_open_runs.py).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ async def test_a_failed_carried_try_is_applied_by_its_retry(
     assert runtime.consumer.dead_lettered_total == 0
 
 
-async def test_a_batch_still_applies_its_records_in_one_transaction_openings_together(
+async def test_a_batch_applies_its_records_in_one_transaction_their_claims_carried(
     runtime: RouterRuntime,
 ) -> None:
     notices = [plain_notice(T0) for _ in range(3)]
@@ -216,8 +216,8 @@ async def test_a_batch_still_applies_its_records_in_one_transaction_openings_tog
         assert await runtime.consumer.applier.apply_batch(items) == []
         await asyncio.sleep(0)
 
-    # One BEGIN, one inbox INSERT for all three, their openings in it in one round trip
-    # (the run's, test_router_open_runs.py), one COMMIT.
-    assert sent == ["BEGIN", "INSERT", "WITH", "COMMIT"], sent
+    # The three openings, each carrying its claim, in one round trip without BEGIN: one
+    # implicit transaction, committed at the pipeline's Sync (test_router_open_runs.py).
+    assert sent == ["WITH"], sent
     for notice, record in zip(notices, records, strict=True):
         assert await opening_written(runtime.deps, notice, record.message_id) == OPENED

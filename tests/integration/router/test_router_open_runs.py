@@ -1,9 +1,13 @@
 """A run of notice.received in a batch on PostgreSQL: their openings in one round trip.
 
-Router's `RunPreparer` (services/router/subscribers.py) builds each usual opening as a
-lone notice's would be built and sends them all as one pipelined execution of the
-opening statement (asyncpg's `fetchmany`); each message is then finished in order: a new
-alert's effects after the commit, or the slow path for one whose opening wrote nothing.
+Router's `RunCarrier` (services/router/subscribers.py) takes the batch's leading run:
+each usual opening built as a lone notice's would be, carrying its message's inbox
+claim, all sent as one pipelined execution of the claiming opening statement (asyncpg's
+`fetchmany`) without BEGIN, so PostgreSQL commits them as one implicit transaction at
+the pipeline's Sync. A message whose opening wrote nothing (a duplicate, a notice with
+its alert, a changed directory) is then applied as usual with the rest of the batch:
+BEGIN, the inbox claim, the `RunPreparer`'s openings of a run (one round trip), the
+slow path for one whose opening wrote nothing, COMMIT.
 Counted on the wire (asyncpg's query log on every connection the engine hands out,
 BEGIN and COMMIT included; a pipelined `fetchmany` is logged once): no timing.
 """
@@ -22,7 +26,7 @@ import structlog
 
 from schemas.notices import NoticeReceived
 from schemas.topics import NOTICES
-from services.common.applying import ReadyMessage
+from services.common.applying import ReadyMessage, Route
 from services.common.direct import DirectStatement
 from services.common.messaging import outbox_messages
 from services.router import alerting
@@ -96,6 +100,12 @@ async def _ready(runtime: RouterRuntime, record: Record) -> ReadyMessage:
     item = await runtime.consumer._prepare(subscription, record)
     assert item is not None
     return item
+
+
+def _route(runtime: RouterRuntime) -> Route:
+    """notice.received's route in router's notices group."""
+    (subscription,) = runtime.consumer._subscriptions.values()
+    return subscription.routes[NOTICES, "notice.received"]
 
 
 async def _rows(runtime: RouterRuntime, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
@@ -177,8 +187,9 @@ async def test_a_run_is_opened_in_one_round_trip_as_single_openings_leave_it(
         assert await applier.apply_batch(items) == []
         await _settle()
 
-    # BEGIN, one inbox INSERT for the three, their three openings in one round trip, COMMIT.
-    assert sent == ["BEGIN", "INSERT", "WITH", "COMMIT"], sent
+    # The three openings with their claims in one round trip, committed by PostgreSQL at
+    # the pipeline's Sync: no BEGIN, no inbox INSERT of its own, no COMMIT.
+    assert sent == ["WITH"], sent
     assert applier.processed_total == before + 3
     assert len(handed) == 3, "each new alert's deadline handed to the escalation worker"
     for one, other, item in zip(alone, together, items, strict=True):
@@ -204,9 +215,10 @@ async def test_a_notice_that_has_its_alert_takes_the_slow_path_alone(
         assert await applier.apply_batch(items) == []
         await _settle()
 
-    # The run's openings together; then the re-sent one alone reads its alert (locked,
-    # through SQLAlchemy, which the round trips' log does not show) and leaves it be.
-    assert sent == ["BEGIN", "INSERT", "WITH", "COMMIT"], sent
+    # The run's openings together, committed; then the re-sent one, left by them, is
+    # applied as usual: claimed, its opening tried, its alert read (locked, through
+    # SQLAlchemy, which the round trips' log does not show) and left be.
+    assert sent == ["WITH", "BEGIN", "INSERT", "WITH", "COMMIT"], sent
     reads = [s for s in statements if s.startswith("SELECT")]
     assert len(reads) == 1, statements
     assert reads[0].startswith("SELECT alerts.id"), reads
@@ -231,9 +243,10 @@ async def test_one_notice_twice_in_a_run_opens_once_and_the_second_is_a_duplicat
     assert await opening_written(runtime.deps, notice, first.message_id) == OPENED
     assert await opening_written(runtime.deps, notice, again.message_id) == OPENED
     assert len(handed) == 1, "one new alert, one deadline"
+    # The first committed with the run before the second was applied.
     assert [e["event"] for e in logs if e["event"].startswith("alert.")] == [
-        "alert.duplicate_notice",
         "alert.triggered",
+        "alert.duplicate_notice",
     ]
 
 
@@ -250,10 +263,11 @@ async def test_a_changed_directory_sends_the_run_down_the_slow_path(
         assert await runtime.consumer.applier.apply_batch(items) == []
         await _settle()
 
-    # Neither usual opening went in (the directory in force changed): each then read
-    # its alert and the directory, and opened from version 2.
-    assert sent.count("WITH") == 1, sent
-    assert sent[:3] == ["BEGIN", "INSERT", "WITH"], sent
+    # Neither usual opening went in with its claim (the directory in force changed), nor
+    # in the usual path's run: each then read its alert and the directory, and opened
+    # from version 2.
+    assert sent.count("WITH") == 2, sent
+    assert sent[:4] == ["WITH", "BEGIN", "INSERT", "WITH"], sent
     for record in records:
         assert await opening_written(runtime.deps, record.data, record.message_id) == OPENED
         async with runtime.deps.unit_of_work() as uow:
@@ -277,7 +291,9 @@ async def test_a_redelivered_batch_changes_nothing(runtime: RouterRuntime) -> No
         assert await applier.apply_batch(again) == []
         await _settle()
 
-    assert "WITH" not in sent, sent
+    # The carried openings wrote nothing (every claim recorded), and the usual path's
+    # claim found them all duplicates: no opening of its own.
+    assert sent == ["WITH", "BEGIN", "INSERT", "COMMIT"], sent
     assert applier.processed_total == processed
     for record, shape in zip(records, shapes, strict=True):
         assert await opening_written(runtime.deps, record.data, record.message_id) == OPENED
@@ -294,6 +310,8 @@ async def test_a_failing_run_fails_the_batch_and_each_is_applied_alone(
         return DirectStatement(lambda: sa.text("SELECT 1 / 0 AS id"))
 
     monkeypatch.setattr(alert_repository, "open_alert_direct", failing)
+    # Not carried with its claims (as behind another event's message in a batch).
+    monkeypatch.setattr(_route(runtime), "carry_run", None)
     applier = runtime.consumer.applier
     records = [Record(plain_notice(T0), offset=i) for i in range(3)]
 
@@ -303,5 +321,84 @@ async def test_a_failing_run_fails_the_batch_and_each_is_applied_alone(
     # try (its opening carried with its claim), none charged a try or dead-lettered.
     assert calls == ["run"]
     assert runtime.consumer.dead_lettered_total == 0
+    for record in records:
+        assert await opening_written(runtime.deps, record.data, record.message_id) == OPENED
+
+
+async def test_a_duplicate_in_a_carried_run_does_nothing_and_the_others_open(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applier = runtime.consumer.applier
+    seen = Record(plain_notice(T0), offset=1)
+    await applier.apply(await _ready(runtime, seen))
+    shape = await _shape(runtime, seen.data)
+    # The same message again (a relay's second publish), between two new notices.
+    first, last = Record(plain_notice(T0), offset=2), Record(plain_notice(T0), offset=3)
+    items = [await _ready(runtime, r) for r in (first, seen, last)]
+    handed = _deadlines(runtime, monkeypatch)
+    before = applier.processed_total
+
+    with round_trips(runtime.engine) as sent, structlog.testing.capture_logs() as logs:
+        assert await applier.apply_batch(items) == []
+        await _settle()
+
+    # The run's openings with their claims (the duplicate's wrote nothing: its claim is
+    # recorded); then the duplicate alone, as usual: its claim finds it, nothing more.
+    assert sent == ["WITH", "BEGIN", "INSERT", "COMMIT"], sent
+    assert applier.processed_total == before + 2
+    assert len(handed) == 2, "the two new alerts' deadlines, none for the duplicate"
+    events = [e["event"] for e in logs]
+    assert events.count("alert.triggered") == 2
+    assert events.count("consumer.duplicate_skipped") == 1
+    assert "alert.duplicate_notice" not in events, "the duplicate's opening never ran"
+    assert await _shape(runtime, seen.data) == shape
+    assert await opening_written(runtime.deps, seen.data, seen.message_id) == OPENED
+    for record in (first, last):
+        assert await opening_written(runtime.deps, record.data, record.message_id) == OPENED
+
+
+async def test_a_failing_opening_rolls_back_the_whole_carried_run_with_its_claims(
+    runtime: RouterRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [Record(plain_notice(T0), offset=i) for i in range(3)]
+    items = [await _ready(runtime, r) for r in records]
+    opened_many = alert_repository.SqlAlertRepository.open_many
+
+    async def second_fails(self: Any, transitions: Any, **kwargs: Any) -> list[bool]:
+        claims = kwargs.pop("claims", None)
+        if claims is not None:  # the carried run: its second claim breaks NOT NULL
+            claims = [claims[0], claims[1]._replace(topic=None), *claims[2:]]
+        return await opened_many(self, transitions, claims=claims, **kwargs)
+
+    monkeypatch.setattr(alert_repository.SqlAlertRepository, "open_many", second_fails)
+    # What the run left once it failed, before any message is applied alone.
+    left: list[list[int]] = []
+    one_by_one = runtime.consumer.applier._one_by_one
+
+    async def looked_at_first(*args: Any, **kwargs: Any) -> list[Exception]:
+        for record in records:
+            left.append(await opening_written(runtime.deps, record.data, record.message_id))
+        return await one_by_one(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.consumer.applier, "_one_by_one", looked_at_first)
+
+    with (
+        round_trips(runtime.engine) as sent,
+        structlog.testing.capture_logs() as logs,
+    ):
+        assert await runtime.consumer.applier.apply_batch(items) == []
+        await _settle()
+
+    # The first opening went in before the second failed, in the same implicit
+    # transaction: rolled back with it, claim and all. Nothing of the run was left.
+    assert sent[0] == "WITH", sent
+    assert left == [[0, 0, 0, 0, 0]] * 3
+    (failed,) = [e for e in logs if e["event"] == "consumer.batch_failed"]
+    assert failed["error_type"] == "NotNullViolationError"
+    assert failed["failed_message_id"] is None, "no handler's try was spent"
+    # Then each was applied alone on its first try (carried with its claim): none
+    # charged a try, none dead-lettered.
+    assert runtime.consumer.dead_lettered_total == 0
+    assert not [e for e in logs if e["event"] == "consumer.retrying"]
     for record in records:
         assert await opening_written(runtime.deps, record.data, record.message_id) == OPENED

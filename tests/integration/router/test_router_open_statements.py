@@ -136,6 +136,36 @@ async def test_a_notices_opening_is_one_statement_on_postgres(runtime: RouterRun
         assert sorted(rows) == [("email", "pending"), ("webhook", "pending")]
 
 
+async def test_an_opened_alert_reads_back_its_content_and_snapshot_as_built(
+    runtime: RouterRuntime,
+) -> None:
+    """The opening binds the content and the snapshot as JSON text Pydantic wrote
+    (PostgreSQL) or as dicts (SQLite): either way the alert reads back as it was built,
+    a Spanish summary's letters included."""
+    deps = runtime.deps
+    await _open(deps, plain_notice(T0))  # the first alert reads the directory
+    notice = plain_notice(T0, summary="Operación en el área: información en español, «ñ».")
+    built: list[Any] = []
+    record_opening = alerting.notices._opening
+
+    def kept(*args: Any, **kwargs: Any) -> Any:
+        transition = record_opening(*args, **kwargs)
+        built.append(transition.after)
+        return transition
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(alerting.notices, "_opening", kept)
+        await _open(deps, notice)
+
+    (alert,) = built
+    async with deps.unit_of_work() as uow:
+        found = await uow.alerts.get(alert.id)
+    assert found is not None
+    assert found.content == alert.content
+    assert found.content.summary == notice.summary
+    assert found.snapshot == alert.snapshot
+
+
 async def test_a_redelivered_notice_inserts_no_second_delivery(runtime: RouterRuntime) -> None:
     """notice.received again (intake re-sent it, or the consumer's inbox row was lost): the
     alert is not opened twice, so its deliveries are not accepted twice, on either path."""

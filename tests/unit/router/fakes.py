@@ -200,13 +200,19 @@ class FakeAlerts:
         return await self.apply(transition)
 
     async def open_many(
-        self, transitions: Sequence[Transition], *, directory_version: int, directory_digest: str
+        self,
+        transitions: Sequence[Transition],
+        *,
+        directory_version: int,
+        directory_digest: str,
+        claims: Sequence[Claim] | None = None,
     ) -> list[bool]:
         self.store.opened_together += 1
         version, digest = directory_version, directory_digest
+        carried: Sequence[Claim | None] = [None] * len(transitions) if claims is None else claims
         return [
-            await self.open(t, directory_version=version, directory_digest=digest)
-            for t in transitions
+            await self.open(t, directory_version=version, directory_digest=digest, claim=claim)
+            for t, claim in zip(transitions, carried, strict=True)
         ]
 
     async def apply_all(self, transitions: Sequence[Transition]) -> list[bool]:

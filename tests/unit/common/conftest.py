@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import services.common.logging.setup as log_setup
+from services.common.kafka import EventConsumer
 from services.common.logging import configure_logging
+from tests.unit.common.inbox_harness import consumer_on_sqlite
 
 
 @pytest.fixture
@@ -21,3 +25,10 @@ def log_output() -> Iterator[io.StringIO]:
     finally:
         configure_logging("aviso-tests", force=True)
         log_setup._state.configured = False
+
+
+@pytest.fixture
+async def sqlite_consumer(tmp_path: Path) -> AsyncIterator[tuple[EventConsumer, Any]]:
+    """A consumer whose inbox is a fresh SQLite file, and its session factory."""
+    async with consumer_on_sqlite(tmp_path) as pair:
+        yield pair

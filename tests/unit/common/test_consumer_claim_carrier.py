@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from faststream.kafka import KafkaBroker
 
 from schemas.notices import NoticeUpdated
 from services.common import applying
 from services.common.cloudevents import Envelope
-from services.common.db import UnitOfWork, make_engine, make_session_factory
+from services.common.db import UnitOfWork
 from services.common.inbox import Claim, claim_message
 from services.common.kafka import EventConsumer
-from services.common.messaging import inbox_messages, messaging_metadata
-from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
 from tests.support.records import FetchedRecord
+from tests.unit.common.inbox_harness import InboxHarness
 
 TOPIC, GROUP = "aviso.test.carried", "carried"
 
@@ -42,9 +37,7 @@ class Record(FetchedRecord):
 
 
 @dataclass
-class Harness:
-    consumer: EventConsumer
-    sessions: Any
+class Harness(InboxHarness):
     handled: list[str] = field(default_factory=list)
     offered: list[str] = field(default_factory=list)
     committed: list[str] = field(default_factory=list)  # after-commit effects, by message
@@ -53,29 +46,11 @@ class Harness:
     spawns: bool = False  # whether the carried commit's effect starts a send (a task)
     sent: list[str] = field(default_factory=list)  # the send's write, by message
 
-    async def apply(self, *records: Record) -> None:
-        subscription = self.consumer._subscriptions[GROUP]
-        await self.consumer.apply_records(subscription, None, list(records))
-
-    async def inbox(self) -> list[str]:
-        async with self.sessions() as session:
-            rows = await session.execute(sa.select(inbox_messages.c.message_id))
-            return sorted(rows.scalars())
-
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = CommonSettings(
-        var_dir=tmp_path, database_url=None, consumer_backoff_s=0.0, consumer_max_attempts=3
-    )
-    engine = make_engine(settings, "intake")
-    async with engine.begin() as conn:
-        await conn.run_sync(messaging_metadata.create_all)
-    sessions = make_session_factory(engine)
-    consumer = EventConsumer(
-        broker=KafkaBroker(), sessions=sessions, settings=settings, service="t"
-    )
-    h = Harness(consumer, sessions)
+async def harness(sqlite_consumer: tuple[EventConsumer, Any]) -> Harness:
+    consumer, sessions = sqlite_consumer
+    h = Harness(consumer, sessions, GROUP)
 
     async def carrier(envelope: Envelope[NoticeUpdated], uow: UnitOfWork, claim: Claim) -> bool:
         h.offered.append(envelope.id)
@@ -106,8 +81,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         h.handled.append(envelope.id)
         uow.after_commit(lambda: h.committed.append(envelope.id))
 
-    yield h
-    await engine.dispose()
+    return h
 
 
 _tasks: set[asyncio.Task[None]] = set()

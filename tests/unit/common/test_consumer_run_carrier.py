@@ -11,29 +11,25 @@ which order, and what a failing carrier leaves.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import structlog
-from faststream.kafka import KafkaBroker
 
 from schemas.base import version_ref
 from schemas.notices import NoticeCancelled, NoticeUpdated
 from services.common import applying
 from services.common.applying import Handler
 from services.common.cloudevents import Envelope
-from services.common.db import UnitOfWork, make_engine, make_session_factory
+from services.common.db import UnitOfWork
 from services.common.inbox import Claim, claim_messages
 from services.common.kafka import EventConsumer
-from services.common.messaging import inbox_messages, messaging_metadata
-from services.common.settings import CommonSettings
 from tests.support.events import notice_updated
 from tests.support.records import FetchedRecord
+from tests.unit.common.inbox_harness import InboxHarness
 
 TOPIC, GROUP = "aviso.test.runs", "runs"
 
@@ -64,38 +60,18 @@ class Cancelled(FetchedRecord):
 
 
 @dataclass
-class Harness:
-    consumer: EventConsumer
-    sessions: Any
+class Harness(InboxHarness):
     offered: list[list[str]] = field(default_factory=list)  # each run the carrier was given
     handled: list[str] = field(default_factory=list)  # the usual path's handlers
     committed: list[str] = field(default_factory=list)  # after-commit effects, in order
     declined: set[str] = field(default_factory=set)  # what the carrier does not apply
     fails: bool = False
 
-    async def apply(self, *records: FetchedRecord) -> None:
-        subscription = self.consumer._subscriptions[GROUP]
-        await self.consumer.apply_records(subscription, None, list(records))
-
-    async def inbox(self) -> list[str]:
-        async with self.sessions() as session:
-            rows = await session.execute(sa.select(inbox_messages.c.message_id))
-            return sorted(rows.scalars())
-
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = CommonSettings(
-        var_dir=tmp_path, database_url=None, consumer_backoff_s=0.0, consumer_max_attempts=3
-    )
-    engine = make_engine(settings, "intake")
-    async with engine.begin() as conn:
-        await conn.run_sync(messaging_metadata.create_all)
-    sessions = make_session_factory(engine)
-    consumer = EventConsumer(
-        broker=KafkaBroker(), sessions=sessions, settings=settings, service="t"
-    )
-    h = Harness(consumer, sessions)
+async def harness(sqlite_consumer: tuple[EventConsumer, Any]) -> Harness:
+    consumer, sessions = sqlite_consumer
+    h = Harness(consumer, sessions, GROUP)
 
     async def carry_run(
         envelopes: Sequence[Envelope[NoticeUpdated]], claims: Sequence[Claim], uow: UnitOfWork
@@ -113,8 +89,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
     consumer.on("notice.updated", topic=TOPIC, group_id=GROUP, carry_run=carry_run)(_handler(h))
     consumer.on("notice.cancelled", topic=TOPIC, group_id=GROUP)(_handler(h))
-    yield h
-    await engine.dispose()
+    return h
 
 
 def _finisher(h: Harness) -> Handler:

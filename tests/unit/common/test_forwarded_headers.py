@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from uvicorn.server import ServerState
 
-from services.common.serve import OneWriteHttpProtocol, server_config
+from services.common.serve import server_config
 from services.common.settings import CommonSettings
+from tests.unit.common.http_wire import serve_on, settle
 
 # From a local peer, as a proxy on the same host (or any local process) would send it.
 _FORWARDED = (
     b"POST /v1/x HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n"
     b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n\r\n"
 )
-
-
-class _LocalPeerTransport(asyncio.Transport):
-    """A connection from 127.0.0.1 that keeps what the server writes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-
-    def write(self, data: Any) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(
-            name, default
-        )
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 async def _seen_by_app(settings: CommonSettings) -> tuple[Any, str]:
@@ -54,13 +28,9 @@ async def _seen_by_app(settings: CommonSettings) -> tuple[Any, str]:
 
     config = server_config(app, settings, port=0)  # type: ignore[arg-type]
     config.lifespan = "off"
-    config.load()
-    protocol = OneWriteHttpProtocol(config, ServerState(), app_state={})
-    transport = _LocalPeerTransport()
-    protocol.connection_made(transport)
+    protocol, transport = serve_on(config)
     protocol.data_received(_FORWARDED)
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await settle()
     assert transport.writes, "the app did not answer"
     return seen[0]
 

@@ -6,54 +6,15 @@ import asyncio
 from typing import Any
 
 import uvicorn
-from uvicorn.server import ServerState
 
 from services.common.serve import OneWriteHttpProtocol
+from tests.unit.common.http_wire import RecordingTransport, serve_on, settle
 
 _REQUEST = b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n"
 
 
-class _RecordingTransport(asyncio.Transport):
-    """A socket's transport that records each write (each would be one send)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(
-            name, default
-        )
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
-def _protocol(app: Any) -> tuple[OneWriteHttpProtocol, _RecordingTransport]:
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-    config.load()
-    protocol = OneWriteHttpProtocol(config, ServerState(), app_state={})
-    transport = _RecordingTransport()
-    protocol.connection_made(transport)
-    return protocol, transport
-
-
-async def _settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
+def _protocol(app: Any) -> tuple[OneWriteHttpProtocol, RecordingTransport]:
+    return serve_on(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False))
 
 
 async def test_a_response_is_one_write_of_head_and_body() -> None:
@@ -69,7 +30,7 @@ async def test_a_response_is_one_write_of_head_and_body() -> None:
 
     protocol, transport = _protocol(app)
     protocol.data_received(_REQUEST)
-    await _settle()
+    await settle()
 
     assert len(transport.writes) == 1  # uvicorn alone writes the head, then the body
     assert transport.writes[0].startswith(b"HTTP/1.1 201 Created\r\n")
@@ -87,12 +48,12 @@ async def test_a_write_nothing_follows_leaves_on_the_next_turn_in_order() -> Non
 
     protocol, transport = _protocol(app)
     protocol.data_received(_REQUEST)
-    await _settle()
+    await settle()
     # The head and the first chunk went out together; nothing is held back while the
     # app waits.
     assert b"".join(transport.writes).endswith(b"5\r\nfirst\r\n")
     release.set()
-    await _settle()
+    await settle()
 
     sent = b"".join(transport.writes)
     assert sent.index(b"first") < sent.index(b"second")
@@ -111,7 +72,7 @@ async def test_nothing_is_written_to_a_transport_already_closing() -> None:
     protocol, transport = _protocol(lambda *args: None)
     protocol.transport.write(b"held")
     transport.closed = True  # the peer went away before the next turn
-    await _settle()
+    await settle()
     assert transport.writes == []
 
 
@@ -159,7 +120,7 @@ async def test_a_real_connection_gets_every_response_whole_and_in_order() -> Non
 
 
 async def test_the_rest_of_a_transport_s_surface_sends_what_is_held_first() -> None:
-    class _Eof(_RecordingTransport):
+    class _Eof(RecordingTransport):
         def can_write_eof(self) -> bool:
             return True
 
@@ -170,10 +131,7 @@ async def test_the_rest_of_a_transport_s_surface_sends_what_is_held_first() -> N
         raise AssertionError("no request is read here")
 
     config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-    config.load()
-    protocol = OneWriteHttpProtocol(config, ServerState(), app_state={})
-    inner = _Eof()
-    protocol.connection_made(inner)
+    protocol, inner = serve_on(config, _Eof())
     transport = protocol.transport
 
     transport.write(b"held")

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import Response
 from starlette.middleware import Middleware
 
 from services.common.http import create_http_app
@@ -35,36 +35,20 @@ from services.common.logging import configure_logging
 from services.common.runtime import ServiceRuntime
 from services.common.settings import CommonSettings
 from services.intake.http import plain_submission as plain_module
-from services.intake.http.plain_submission import REPRODUCED_DEPENDENCIES, PlainSubmissionRoute
 from services.intake.http.submission_layer import PlainSubmissionLayer
+from tests.support.plain_submission import (
+    plain_stand_in,
+    submission_endpoint,
+    submission_router,
+)
 
 _BODY = json.dumps({"reference": "r-1", "text": "x" * (685 - 32)}).encode()
 
 
-def _named(name: str) -> Any:
-    async def dependency() -> None:
-        return None
-
-    dependency.__qualname__ = name
-    return Depends(dependency)
-
-
-async def _endpoint(
-    principal: Any = None,
-    *,
-    signed: Any = None,
-    body: Any = None,
-    response: Response,
-    idempotency_key: Any = None,
-) -> dict[str, str]:
+def _created(_principal: Any, response: Response) -> dict[str, str]:
     response.status_code = 201
     response.headers["Location"] = "/v1/notices/n-1"
     return {"id": "n-1", "reference": "r-1"}
-
-
-async def _plain(request: Any) -> tuple[str, dict[str, str]]:
-    await request.body()
-    return "principal", {"reference": "r-1"}
 
 
 def _app(var_dir: Path) -> Any:
@@ -73,15 +57,7 @@ def _app(var_dir: Path) -> Any:
         component="intake",
         settings=CommonSettings(var_dir=var_dir, development_mode=True),
     )
-    router = APIRouter()
-    router.add_api_route(
-        "/v1/notices",
-        _endpoint,
-        methods=["POST"],
-        status_code=201,
-        dependencies=[_named(n) for n in sorted(REPRODUCED_DEPENDENCIES)],
-        route_class_override=PlainSubmissionRoute,
-    )
+    router = submission_router("/v1/notices", submission_endpoint(_created))
     app = create_http_app(runtime, title="t", description="t", routers=[router])
     app.user_middleware.append(Middleware(PlainSubmissionLayer, path="/v1/notices"))
     return app
@@ -129,7 +105,7 @@ async def _round(app: Any, requests: int) -> float:
 
 
 async def _main(requests: int, rounds: int) -> None:
-    plain_module.plain_submission = _plain  # type: ignore[assignment]
+    plain_module.plain_submission = plain_stand_in  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as var_dir:
         app = _app(Path(var_dir))
         await _round(app, 200)  # warm: the stack built, the route resolved

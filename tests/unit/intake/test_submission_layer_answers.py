@@ -7,58 +7,27 @@ problem+json), and the answer's bytes are those `Response` would have built.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi import FastAPI, Response
 from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import Receive, Scope, Send
 
 from services.common.problems import PROBLEM_JSON, conflict, install_problem_handlers
 from services.intake.http import plain_submission as module
-from services.intake.http.plain_submission import REPRODUCED_DEPENDENCIES, PlainSubmissionRoute
 from services.intake.http.submission_layer import PlainSubmissionLayer
-
-
-def _named(name: str) -> Any:
-    """A dependency that does nothing, under the qualified name of a real one."""
-
-    async def dependency() -> None:
-        return None
-
-    dependency.__qualname__ = name
-    return Depends(dependency)
-
-
-def _endpoint(answer: Callable[[Any, Response], dict[str, str]]) -> Any:
-    """An endpoint with the real submission's signature, answering as `answer` says."""
-
-    async def endpoint(
-        principal: Any = None,
-        *,
-        signed: Any = None,
-        body: Any = None,
-        response: Response,
-        idempotency_key: Any = None,
-    ) -> dict[str, str]:
-        return answer(principal, response)
-
-    return endpoint
+from tests.support.plain_submission import (
+    plain_stand_in,
+    submission_endpoint,
+    submission_router,
+)
 
 
 def _app(endpoint: Any) -> FastAPI:
-    router = APIRouter()
-    router.add_api_route(
-        "/notices",
-        endpoint,
-        methods=["POST"],
-        status_code=201,
-        dependencies=[_named(n) for n in sorted(REPRODUCED_DEPENDENCIES)],
-        route_class_override=PlainSubmissionRoute,
-    )
+    router = submission_router("/notices", endpoint)
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(router)
@@ -68,11 +37,7 @@ def _app(endpoint: Any) -> FastAPI:
 
 @pytest.fixture
 def every_request_plain(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def plain(request: Any) -> tuple[str, dict[str, str]]:
-        await request.body()
-        return "principal", {"reference": "r-1"}
-
-    monkeypatch.setattr(module, "plain_submission", plain)
+    monkeypatch.setattr(module, "plain_submission", plain_stand_in)
 
 
 @pytest.fixture
@@ -106,7 +71,7 @@ async def test_a_plain_answer_is_sent_as_response_builds_it_without_exception_la
         response.headers["X-Extra"] = "1"
         return {"id": "n-1", "principal": principal}
 
-    answer = await _post(_app(_endpoint(answer_with_headers)))
+    answer = await _post(_app(submission_endpoint(answer_with_headers)))
 
     assert answer.status_code == 201
     body = b'{"id":"n-1","principal":"principal"}'
@@ -124,7 +89,7 @@ async def test_what_a_plain_answer_raises_is_answered_by_the_apps_handlers(
     def refuse(_principal: Any, _response: Response) -> dict[str, str]:
         raise conflict("The reference was used for other content.")
 
-    answer = await _post(_app(_endpoint(refuse)))
+    answer = await _post(_app(submission_endpoint(refuse)))
 
     assert answer.status_code == 409
     assert answer.headers["content-type"] == PROBLEM_JSON
@@ -137,7 +102,7 @@ async def test_an_error_no_handler_takes_leaves_the_layer_as_it_came() -> None:
     def fail(_principal: Any, _response: Response) -> dict[str, str]:
         raise RuntimeError("a bug")
 
-    answer = await _post(_app(_endpoint(fail)))
+    answer = await _post(_app(submission_endpoint(fail)))
 
     assert answer.status_code == 500  # the catch-all's problem, outside the layer
     assert answer.headers["content-type"] == PROBLEM_JSON

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from schemas.base import Status, version_ref
 from schemas.fingerprints import fingerprint_term
-from schemas.notices import NoticeReceived, NoticeUpdated
+from schemas.notices import CancelReason, NoticeCancelled, NoticeReceived, NoticeUpdated
 
-__all__ = ["fingerprinted_notice", "notice_updated"]
+__all__ = ["fingerprinted_notice", "notice_cancelled", "notice_updated"]
 
 
 def notice_updated(
@@ -35,6 +35,26 @@ def notice_updated(
         policy_annotations=(),
         restricted_fingerprints=(),
         fingerprint_key_id="test",
+    )
+
+
+def notice_cancelled(
+    notice_id: uuid.UUID,
+    version: int = 2,
+    *,
+    status: Status = "Exercise",
+    reason: CancelReason = "operation_postponed",
+) -> NoticeCancelled:
+    """Version `version` (>= 2) of a notice: its cancellation."""
+    now = datetime.now(UTC)
+    return NoticeCancelled(
+        notice_id=notice_id,
+        version=version,
+        references=tuple(version_ref(notice_id, v) for v in range(1, version)),
+        status=status,
+        sent_at=now,
+        received_at=now,
+        reason=reason,
     )
 
 

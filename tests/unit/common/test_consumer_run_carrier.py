@@ -13,21 +13,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import structlog
 
-from schemas.base import version_ref
-from schemas.notices import NoticeCancelled, NoticeUpdated
+from schemas.notices import NoticeUpdated
 from services.common import applying
 from services.common.applying import Handler
 from services.common.cloudevents import Envelope
 from services.common.db import UnitOfWork
 from services.common.inbox import Claim, claim_messages
 from services.common.kafka import EventConsumer
-from tests.support.events import notice_updated
+from tests.support.events import notice_cancelled, notice_updated
 from tests.support.records import FetchedRecord
 from tests.unit.common.inbox_harness import InboxHarness
 
@@ -46,17 +44,7 @@ class Cancelled(FetchedRecord):
     """A notice.cancelled record: a route with no carrier."""
 
     def __init__(self, offset: int) -> None:
-        now, notice_id = datetime.now(UTC), uuid.uuid4()
-        data = NoticeCancelled(
-            notice_id=notice_id,
-            version=2,
-            references=(version_ref(notice_id, 1),),
-            status="Exercise",
-            sent_at=now,
-            received_at=now,
-            reason="operation_postponed",
-        )
-        super().__init__(data, offset, topic=TOPIC)
+        super().__init__(notice_cancelled(uuid.uuid4()), offset, topic=TOPIC)
 
 
 @dataclass

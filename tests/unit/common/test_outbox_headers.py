@@ -7,24 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
-from schemas.base import version_ref
-from schemas.notices import NoticeCancelled
 from services.common.cloudevents import OutgoingEvent, new_event
 from services.common.outbox.rows import relay_row
 from services.common.outbox.writing import outbox_row
+from tests.support.events import notice_cancelled
 
 
 def _event(**kwargs: object) -> OutgoingEvent:
-    notice_id, now = uuid4(), datetime.now(UTC)
-    data = NoticeCancelled(
-        notice_id=notice_id,
-        version=2,
-        references=(version_ref(notice_id, 1),),
-        status="Test",
-        sent_at=now,
-        received_at=now,
-        reason="other",
-    )
+    data = notice_cancelled(uuid4(), status="Test", reason="other")
     return new_event(data, source="aviso.intake", **kwargs)  # type: ignore[arg-type]
 
 

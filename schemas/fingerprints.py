@@ -18,6 +18,7 @@ the local part of an e-mail address or a full phone number, not a domain every b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -147,11 +148,13 @@ def _number_grams(words: Sequence[str]) -> set[str]:
     return {digits} | {digits[-n:] for n in _NUMBER_TAILS if len(digits) > n}
 
 
+@functools.lru_cache(maxsize=8)
 def fingerprint_key_id(key: bytes) -> str:
     """The id events give the fingerprint key (``fingerprint_key_id``), derived from the key.
 
     Producer and consumer derive it from the key they hold, so they agree without another
     setting, and a consumer can tell that an event was fingerprinted with a key it lacks.
+    Kept per key (a process holds one or two): every notice event names it.
     """
     return "fp-" + hashlib.sha256(b"aviso-fingerprint-key-id." + key).hexdigest()[:12]
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from services.common.logging.own_lines import direct_lines_to, write_or_wrap
 from services.common.logging.redaction import redact_restricted
 from services.common.logging.writer import JsonLinesHandler
 
@@ -99,7 +100,9 @@ _COMMON_CHAIN: tuple[Processor, ...] = (
 _STRUCTLOG_CHAIN: list[Processor] = [
     structlog.stdlib.filter_by_level,
     *_COMMON_CHAIN,
-    structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    # `ProcessorFormatter.wrap_for_formatter`, or the line written directly where only
+    # our JSON handler would see its record (own_lines.py).
+    write_or_wrap,
 ]
 
 _FOREIGN_CHAIN: list[Processor] = [
@@ -174,7 +177,7 @@ class _LineFormatter(structlog.stdlib.ProcessorFormatter):
         remove_meta = structlog.stdlib.ProcessorFormatter.remove_processors_meta
         processors = [remove_meta, _order_keys, renderer]
         super().__init__(foreign_pre_chain=_FOREIGN_CHAIN, processors=processors)
-        self._line_processors = (_order_keys, renderer)
+        self.line_processors: tuple[Processor, ...] = (_order_keys, renderer)
 
     def format(self, record: logging.LogRecord) -> str:
         event_dict = record.msg
@@ -183,7 +186,7 @@ class _LineFormatter(structlog.stdlib.ProcessorFormatter):
             return super().format(record)
         logger = record.__dict__["_logger"]
         line: Any = dict(event_dict)  # the processors change it; the record keeps its own
-        for processor in self._line_processors:
+        for processor in self.line_processors:
             line = processor(logger, name, line)
         # As ProcessorFormatter: the last processor renders text (else its own way).
         return line if isinstance(line, str) else super().format(record)
@@ -219,6 +222,7 @@ def configure_logging(
 
     _state.service = service
     _state.handlers = tuple(handlers)
+    _direct_own_lines(handlers)
     structlog.configure(
         processors=_STRUCTLOG_CHAIN,
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -255,6 +259,16 @@ def _handlers(
         file_handler.setFormatter(_LineFormatter(_json_renderer()))
         handlers.append(file_handler)
     return handlers
+
+
+def _direct_own_lines(handlers: list[logging.Handler]) -> None:
+    """Our lines straight to the one JSON handler, when it is the only one (own_lines.py)."""
+    (only,) = handlers if len(handlers) == 1 else (None,)
+    formatter = only.formatter if isinstance(only, JsonLinesHandler) else None
+    if isinstance(only, JsonLinesHandler) and isinstance(formatter, _LineFormatter):
+        direct_lines_to(only, formatter.line_processors)
+    else:
+        direct_lines_to(None)
 
 
 def _lean_records() -> None:

@@ -91,27 +91,40 @@ class JsonLinesHandler(logging.Handler):
         """Keep the line for the end of the loop's turn, or write it at once (see above)."""
         # Called under the handler's lock (`Handler.handle`), as are flush() and close().
         try:
-            line = self.format(record) + "\n"
-            stream = self._stream if self._stream is not None else sys.stderr
-            if stream is not self._checked_stream:
-                self._check(stream)
-            loop = _get_running_loop()  # this thread's, if any: None costs no exception
-            if (
-                loop is None
-                or self._closed
-                or record.levelno >= logging.ERROR
-                or (self._to_stream and self._stream_kind is _IN_MEMORY)
-            ):
-                self._write_kept()  # first, so the order holds
-                self._write(stream, [line])
-                return
-            if self._kept and (loop is not self._turn_of or stream is not self._kept_for):
-                self._write_kept()  # another loop's turn, or a stream swapped since
-            self._keep(line, stream, loop)
+            self._put(self.format(record) + "\n", record.levelno)
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def emit_line(self, line: str, levelno: int) -> None:
+        """What `handle` then `emit` do for a record that `format`s to `line`, without the
+        record: for a line rendered already (own_lines.py), which no filter looks at."""
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            try:
+                self._put(line + "\n", levelno)
+            except RecursionError:
+                raise
+            except Exception:  # no record to hand to handleError: report as it would
+                _report_write_error()
+
+    def _put(self, line: str, levelno: int) -> None:
+        stream = self._stream if self._stream is not None else sys.stderr
+        if stream is not self._checked_stream:
+            self._check(stream)
+        loop = _get_running_loop()  # this thread's, if any: None costs no exception
+        if (
+            loop is None
+            or self._closed
+            or levelno >= logging.ERROR
+            or (self._to_stream and self._stream_kind is _IN_MEMORY)
+        ):
+            self._write_kept()  # first, so the order holds
+            self._write(stream, [line])
+            return
+        if self._kept and (loop is not self._turn_of or stream is not self._kept_for):
+            self._write_kept()  # another loop's turn, or a stream swapped since
+        self._keep(line, stream, loop)
 
     def flush(self) -> None:
         """Write the kept lines now (at exit, before a reconfigure, when asked)."""

@@ -152,6 +152,8 @@ def _submit_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
         response: Response,
         idempotency_key: IdempotencyKey = None,
     ) -> NoticeView | RestrictedNoticeView:
+        # Gathered once: scrubbed from the log while the use case runs, and its input.
+        detail = restricted_detail(body, principal)
         result = await _in_unit_of_work(
             deps,
             lambda uow: notices.submit_notice(
@@ -162,8 +164,9 @@ def _submit_route(router: APIRouter, deps: IntakeDeps, signed_dep: Any) -> None:
                 idempotency_key=idempotency_key,
                 signed=signed,
                 now=deps.clock(),
+                detail=detail,
             ),
-            restricted=restricted_detail(body, principal).values(),
+            restricted=detail.values(),
             # A plain submission writes one statement; with a key or signature it locks
             # first (notices/submission.py), so its writes still commit together.
             lone_write_commits=True,

@@ -51,9 +51,15 @@ async def submit_notice(
     idempotency_key: str | None,
     signed: SignedRequest | None,
     now: datetime,
+    detail: RestrictedDetail | None = None,
 ) -> NoticeResult:
-    """Record a new notice (version 1, CAP Alert), or recognise a retry of one."""
-    detail = restricted_detail(submission, principal)
+    """Record a new notice (version 1, CAP Alert), or recognise a retry of one.
+
+    `detail`: the submission's restricted detail when the caller gathered it already (the
+    route does, to scrub it from the log meanwhile); gathered here otherwise.
+    """
+    if detail is None:
+        detail = restricted_detail(submission, principal)
     check_releasable_words(submission.releasable(), detail.identifying_words)
     owner = owner_key(deps, principal)
     content = submission.content()

@@ -237,6 +237,10 @@ class FakeUnitOfWork:
     def after_commit(self, effect: Callable[[], None]) -> None:
         self._effects.append(effect)
 
+    def lone_write_commits(self) -> Self:
+        """As IntakeUnitOfWork's (the submit route asks): nothing to change here."""
+        return self
+
     async def commit(self) -> None:
         for name, value in vars(self.store).items():
             setattr(self._committed_store, name, value)

@@ -9,6 +9,7 @@ office, or anywhere in the intake database.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,9 +21,10 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+import services.common.logging.setup as log_setup
 from schemas.topics import NOTICES
 from services.common.auth import Role
-from services.common.logging import configure_logging
+from services.common.logging import configure_logging, own_lines
 from services.intake.config import IntakeSettings
 from tests.integration.intake.intake_support import notice_body, revision_body, run_intake
 from tests.support.apps import issue_test_token
@@ -118,12 +120,23 @@ async def _every_message(bootstrap: str) -> list[bytes]:
 
 @contextmanager
 def logging_to(path: Path) -> Iterator[None]:
-    """Every log line of the process, through the real processor chain, into `path`."""
+    """Every log line of the process, through the real processor chain, into `path`.
+
+    Our JSON handler is left the root's only one, as in a service, so our own lines take
+    the way a service's do: rendered and handed to the handler without a stdlib record
+    (services/common/logging/own_lines.py). pytest's capture handlers would otherwise
+    send every line the record's way.
+    """
     # DEBUG on purpose: the most a misconfigured production process would write.
     configure_logging("intake", level="DEBUG", fmt="json", log_file=path, force=True)
+    root = logging.getLogger()
+    others = root.handlers
+    root.handlers = list(log_setup._state.handlers)
+    assert own_lines._route.handler is root.handlers[0], "not the service's way"
     try:
         yield
     finally:
+        root.handlers = others
         # As the foundation's own logging tests do: back to the plain setup, file closed.
         configure_logging("aviso-tests", force=True)
 

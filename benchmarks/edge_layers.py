@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import Response
 from starlette.middleware import Middleware
 
+from benchmarks.asgi_calls import post_scope
 from services.common.http import create_http_app
 from services.common.logging import configure_logging
 from services.common.runtime import ServiceRuntime
@@ -64,26 +65,7 @@ def _app(var_dir: Path) -> Any:
 
 
 def _scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "method": "POST",
-        "root_path": "",
-        "path": "/v1/notices",
-        "raw_path": b"/v1/notices",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"content-type", b"application/json"),
-            (b"authorization", b"Bearer " + b"t" * 43),
-            (b"content-length", str(len(_BODY)).encode()),
-        ],
-        "state": {},
-    }
+    return post_scope("/v1/notices", _BODY, token="t" * 43, port=8000)
 
 
 async def _round(app: Any, requests: int) -> float:

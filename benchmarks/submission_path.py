@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from benchmarks.asgi_calls import post_scope
 from benchmarks.hot_path.load import notice_body
 from services.common.auth import Principal, Role
 from services.common.logging import configure_logging
@@ -77,26 +78,7 @@ def _service(var_dir: Path) -> IntakeService:
 
 
 def _scope(body: bytes) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8001),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "method": "POST",
-        "root_path": "",
-        "path": "/v1/notices",
-        "raw_path": b"/v1/notices",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1:8001"),
-            (b"content-type", b"application/json"),
-            (b"authorization", b"Bearer " + _TOKEN.encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "state": {},
-    }
+    return post_scope("/v1/notices", body, token=_TOKEN, port=8001)
 
 
 async def _round(app: Any, requests: int) -> float:

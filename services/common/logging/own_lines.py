@@ -23,12 +23,12 @@ it did.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+from structlog.typing import EventDict, WrappedLogger
 
 from services.common.logging.writer import JsonLinesHandler
 
@@ -52,27 +52,30 @@ class _Route:
     """The handler our lines may go to directly, and how its formatter renders one."""
 
     handler: JsonLinesHandler | None = None
-    render: Sequence[Processor] = ()
+    render: Callable[[WrappedLogger, str, EventDict], Any] | None = None
 
 
 _route = _Route()
 
 
-def direct_lines_to(handler: JsonLinesHandler | None, render: Sequence[Processor] = ()) -> None:
-    """Let our lines go to `handler` directly (None: never), rendered by `render` in turn
-    (the processors its formatter applies to a copy of a record's event dict)."""
+def direct_lines_to(
+    handler: JsonLinesHandler | None,
+    render: Callable[[WrappedLogger, str, EventDict], Any] | None = None,
+) -> None:
+    """Let our lines go to `handler` directly (None: never), rendered by `render` (what its
+    formatter does with a record's event dict)."""
     _route.handler = handler
-    _route.render = tuple(render)
+    _route.render = render if handler is not None else None
 
 
 def write_or_wrap(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
     """structlog's last processor: the line written directly where only our handler would
     see it (then the call ends: `DropEvent`), else `wrap_for_formatter`'s record arguments."""
-    handler = _route.handler
-    if handler is not None and _plain_record_path(type(logger)):
+    handler, render = _route.handler, _route.render
+    if handler is not None and render is not None and _plain_record_path(type(logger)):
         levelno = _LEVELS.get(method_name)
         if levelno is not None and _only_handler_sees(logger, handler, levelno):
-            line = _rendered(logger, method_name, event_dict)
+            line = _rendered(render, logger, method_name, event_dict)
             if line is not None:
                 handler.emit_line(line, levelno)
                 raise structlog.DropEvent
@@ -116,13 +119,16 @@ def _plain_record_path(cls: type) -> bool:
     return plain
 
 
-def _rendered(logger: logging.Logger, method_name: str, event_dict: EventDict) -> str | None:
+def _rendered(
+    render: Callable[[WrappedLogger, str, EventDict], Any],
+    logger: logging.Logger,
+    method_name: str,
+    event_dict: EventDict,
+) -> str | None:
     """The line as the handler's formatter would render it; None where that raises (the
     record's way then reports it as before)."""
-    line: Any = dict(event_dict)  # the stdlib's way needs it whole if this fails
     try:
-        for processor in _route.render:
-            line = processor(logger, method_name, line)  # as the formatter calls them
+        line = render(logger, method_name, event_dict)
     except Exception:
         return None
     return line if isinstance(line, str) else None

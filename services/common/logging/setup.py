@@ -177,19 +177,28 @@ class _LineFormatter(structlog.stdlib.ProcessorFormatter):
         remove_meta = structlog.stdlib.ProcessorFormatter.remove_processors_meta
         processors = [remove_meta, _order_keys, renderer]
         super().__init__(foreign_pre_chain=_FOREIGN_CHAIN, processors=processors)
-        self.line_processors: tuple[Processor, ...] = (_order_keys, renderer)
+        self._line_processors = (_order_keys, renderer)
 
     def format(self, record: logging.LogRecord) -> str:
         event_dict = record.msg
         name = getattr(record, "_name", None)
         if type(event_dict) is not dict or name is None or getattr(record, "_logger", None) is None:
             return super().format(record)
-        logger = record.__dict__["_logger"]
-        line: Any = dict(event_dict)  # the processors change it; the record keeps its own
-        for processor in self.line_processors:
-            line = processor(logger, name, line)
+        line = self.render(record.__dict__["_logger"], name, event_dict)
         # As ProcessorFormatter: the last processor renders text (else its own way).
         return line if isinstance(line, str) else super().format(record)
+
+    def render(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> Any:
+        """One of our lines as this formatter renders it: keys ordered, then the renderer.
+
+        The processors change the dict they get, so they get a copy: a record keeps its
+        own, and a line written without one (own_lines.py) is left whole for the
+        record's way if rendering fails.
+        """
+        line: Any = dict(event_dict)
+        for processor in self._line_processors:
+            line = processor(logger, name, line)
+        return line
 
 
 def _parse_level(level: str | int) -> int:
@@ -266,7 +275,7 @@ def _direct_own_lines(handlers: list[logging.Handler]) -> None:
     (only,) = handlers if len(handlers) == 1 else (None,)
     formatter = only.formatter if isinstance(only, JsonLinesHandler) else None
     if isinstance(only, JsonLinesHandler) and isinstance(formatter, _LineFormatter):
-        direct_lines_to(only, formatter.line_processors)
+        direct_lines_to(only, formatter.render)
     else:
         direct_lines_to(None)
 

@@ -104,6 +104,7 @@ def create_app(
         try:
             yield
         finally:
+            log.info("service.stopping", service="console")
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -112,6 +113,7 @@ def create_app(
                 await deps.oidc.aclose()
             engine = deps.auth_sessions.kw["bind"]
             await engine.dispose()
+            log.info("service.stopped", service="console")
 
     app = FastAPI(title="Aviso console", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.deps = deps

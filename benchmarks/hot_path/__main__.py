@@ -298,6 +298,13 @@ def _per_notice(totals: dict[str, float], notices: int) -> dict[str, float | Non
     return {name: (value / notices if notices else None) for name, value in totals.items()}
 
 
+def _system_total(totals: dict[str, float], notices: int) -> float | None:
+    """The system's processes' ms per notice, summed (the bench and its sink are not it)."""
+    if not notices:
+        return None
+    return sum(v for k, v in totals.items() if k not in ("bench", "sink")) / notices
+
+
 async def _idle(infra: Infra, system: BenchSystem, seconds: float) -> dict[str, float]:
     """CPU ms per second of each process with no load: the background work (heartbeats,
     fetch long-polls, pollers) that a low rate's per-notice figures carry."""
@@ -378,7 +385,9 @@ async def _rates(
                 label="e2e",
             )
             projected = await _projected(infra, result.posted, plan["drain_timeout_s"])
-            cpu = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
+            after = sample_cpu(pids, forking=_FORKING)
+            cpu = cpu_ms(before, after)
+            kernel = cpu_ms(before, after, kernel=True)
             WINDOWS[f"rate{rate:g}"] = (began_ms, _unix_ms())
             pg_split = await _pg_split_result(infra, split, result.accepted)
             pg_writes = await writes.stop(result.accepted) if writes is not None else None
@@ -403,11 +412,9 @@ async def _rates(
                 {
                     **result.summary(),
                     "cpu_ms_per_notice": _per_notice(cpu, notices),
-                    "cpu_ms_per_notice_total": (
-                        sum(v for k, v in cpu.items() if k not in ("bench", "sink")) / notices
-                        if notices
-                        else None
-                    ),
+                    "cpu_ms_per_notice_total": _system_total(cpu, notices),
+                    "kernel_ms_per_notice": _per_notice(kernel, notices),
+                    "kernel_ms_per_notice_total": _system_total(kernel, notices),
                     "statements_per_notice": _per_notice(
                         {role: float(statements.get(role, 0)) for role in SERVICE_ROLES}, notices
                     )

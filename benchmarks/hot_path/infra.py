@@ -10,7 +10,8 @@ the server; each service connects as a role of its own, so they are counted per 
 
 CPU comes from /proc/<pid>/stat (utime + stime, in clock ticks). PostgreSQL forks a
 backend per connection: its CPU is the postmaster's own and its reaped children's
-(cutime + cstime) plus every live child's.
+(cutime + cstime) plus every live child's. The kernel's part (stime: system calls,
+wake-ups, the network stack of loopback sockets) is kept apart as well.
 """
 
 from __future__ import annotations
@@ -56,14 +57,19 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def _ticks(pid: int, *, with_children: bool = False) -> int:
+    """Clock ticks a process has spent."""
+    return _tick_pair(pid, with_children=with_children)[0]
+
+
+def _tick_pair(pid: int, *, with_children: bool = False) -> tuple[int, int]:
+    """(all, the kernel's) clock ticks of a process."""
     fields = _stat_fields(pid)
     if fields is None:
-        return 0
+        return 0, 0
     # Fields from 3 on (state is index 0 here): utime 11, stime 12, cutime 13, cstime 14.
-    total = int(fields[11]) + int(fields[12])
-    if with_children:
-        total += int(fields[13]) + int(fields[14])
-    return total
+    kernel = int(fields[12]) + (int(fields[14]) if with_children else 0)
+    user = int(fields[11]) + (int(fields[13]) if with_children else 0)
+    return user + kernel, kernel
 
 
 def _children(pid: int) -> list[int]:
@@ -78,34 +84,37 @@ def _children(pid: int) -> list[int]:
 
 @dataclass(frozen=True)
 class CpuSample:
-    """Clock ticks per process name at one instant (per live child for a forking server)."""
+    """(all, the kernel's) clock ticks per process name at one instant (per live child for
+    a forking server)."""
 
-    ticks: dict[str, int] = field(default_factory=dict)
-    children: dict[str, dict[int, int]] = field(default_factory=dict)
+    ticks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    children: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)
 
 
 def sample_cpu(pids: dict[str, int], *, forking: Iterable[str] = ()) -> CpuSample:
     """Ticks spent so far by each named process; `forking` ones include their children."""
     forking = set(forking)
-    ticks: dict[str, int] = {}
-    children: dict[str, dict[int, int]] = {}
+    ticks: dict[str, tuple[int, int]] = {}
+    children: dict[str, dict[int, tuple[int, int]]] = {}
     for name, pid in pids.items():
         if name in forking:
-            ticks[name] = _ticks(pid, with_children=True)
-            children[name] = {child: _ticks(child) for child in _children(pid)}
+            ticks[name] = _tick_pair(pid, with_children=True)
+            children[name] = {child: _tick_pair(child) for child in _children(pid)}
         else:
-            ticks[name] = _ticks(pid)
+            ticks[name] = _tick_pair(pid)
     return CpuSample(ticks, children)
 
 
-def cpu_ms(before: CpuSample, after: CpuSample) -> dict[str, float]:
-    """Milliseconds of CPU each process spent between two samples."""
+def cpu_ms(before: CpuSample, after: CpuSample, *, kernel: bool = False) -> dict[str, float]:
+    """Milliseconds of CPU each process spent between two samples (`kernel`: only its
+    system time)."""
+    part = 1 if kernel else 0
     spent: dict[str, float] = {}
     for name, end in after.ticks.items():
-        ticks = end - before.ticks.get(name, end)
+        ticks = end[part] - before.ticks.get(name, end)[part]
         old = before.children.get(name, {})
         for child, child_end in after.children.get(name, {}).items():
-            ticks += child_end - old.get(child, 0)
+            ticks += child_end[part] - old.get(child, (0, 0))[part]
         spent[name] = ticks * 1000.0 / _TICKS_PER_S
     return spent
 

@@ -136,7 +136,9 @@ async def _rate(
         - projected
     )
     waited = time.monotonic() - began
-    cpu = cpu_ms(before, sample_cpu(pids, forking=_FORKING))
+    after = sample_cpu(pids, forking=_FORKING)
+    cpu = cpu_ms(before, after)
+    kernel = cpu_ms(before, after, kernel=True)
     notices = result.accepted
     summary = result.summary()
     return {
@@ -152,5 +154,9 @@ async def _rate(
         "cpu_ms_per_notice": {k: (v / notices if notices else None) for k, v in cpu.items()},
         "cpu_ms_per_notice_total": (
             sum(v for k, v in cpu.items() if k != "sink") / notices if notices else None
+        ),
+        "kernel_ms_per_notice": {k: (v / notices if notices else None) for k, v in kernel.items()},
+        "kernel_ms_per_notice_total": (
+            sum(v for k, v in kernel.items() if k != "sink") / notices if notices else None
         ),
     }

@@ -73,7 +73,7 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + "".join(f"{_num(idle.get(p)):>14}" for p in _PROCESSES)
             + f"{sum(idle.get(p) or 0 for p in _PROCESSES):>14.1f}"
         )
-    lines += ["", "CPU ms per notice (utime+stime from /proc)"]
+    lines += ["", "CPU ms per notice (utime+stime from /proc; below each rate, stime alone)"]
     lines.append("  rate/s " + "".join(f"{p:>14}" for p in _PROCESSES) + "         total")
     for phase in results["rates"]:
         cpu = phase["cpu_ms_per_notice"]
@@ -82,6 +82,13 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + "".join(f"{_num(cpu.get(p)):>14}" for p in _PROCESSES)
             + f"{_num(phase['cpu_ms_per_notice_total']):>14}"
         )
+        kernel = phase.get("kernel_ms_per_notice")  # runs before the twenty-fourth round
+        if kernel:
+            lines.append(
+                "  kernel "
+                + "".join(f"{_num(kernel.get(p)):>14}" for p in _PROCESSES)
+                + f"{_num(phase.get('kernel_ms_per_notice_total')):>14}"
+            )
     sink = [(p["rate"], p["cpu_ms_per_notice"].get("sink")) for p in results["rates"]]
     if any(ms is not None for _, ms in sink):  # a process of its own since the ninth round
         lines.append(
@@ -211,6 +218,12 @@ def _pipeline(results: dict[str, Any]) -> list[str]:
     ]
     for system, its in pairs:
         lines += pipeline_rows(system, its)
+    kernel = [
+        f"{its['rate']:g}/s {_num((system or {}).get('kernel_ms_per_notice_total'))}"
+        f" / {_num(its.get('kernel_ms_per_notice_total'))}"
+        for system, its in pairs
+    ]
+    lines.append("  of it in the kernel (stime), system / floor: " + "; ".join(kernel))
     idle = floor.get("idle_cpu_ms_per_s") or {}
     lines.append(
         "  the floor's CPU ms per second with no load: "

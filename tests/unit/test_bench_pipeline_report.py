@@ -1,5 +1,6 @@
 """The report's pipeline floor: each rate's CPU per notice, the system's beside the floor's,
-with system / floor per process and in total; nothing printed without a floor."""
+with system / floor per process and in total; nothing printed without a floor. The kernel's
+part of the CPU: under each rate, and the system's beside the floor's."""
 
 from __future__ import annotations
 
@@ -38,6 +39,29 @@ FLOOR = _phase(
 )
 
 
+def _reported(**kernel: Any) -> dict[str, Any]:
+    """SYSTEM as a rate phase the report prints, with `kernel` figures if given."""
+    phase = {**SYSTEM, "e2e_ms": {"p50": 30.0, "p90": 40.0, "p99": 50.0}, **kernel}
+    return {**phase, "e2e_max_ms": 60.0, "sustained": True, "statements_per_notice": {}}
+
+
+def _results(rates: list[dict[str, Any]], pipeline: dict[str, Any] | None = None) -> dict[str, Any]:
+    floors: dict[str, Any] = {
+        "kafka_round_trip": {"p50_ms": 2.0, "p99_ms": 4.0},
+        "postgres_insert_commit": [],
+    }
+    if pipeline is not None:
+        floors["pipeline"] = pipeline
+    return {
+        "commit": "abc1234",
+        "short": True,
+        "infra": {"backend": "postgresql"},
+        "floors": floors,
+        "rates": rates,
+        "throughput": [],
+    }
+
+
 def test_the_ratio_is_the_systems_over_the_floors_and_none_without_both() -> None:
     assert report.ratio(8.0, 2.0) == 4.0
     assert report.ratio(None, 2.0) is None
@@ -55,18 +79,7 @@ def test_a_rates_rows_put_the_system_the_floor_and_their_ratio_under_each_proces
 
 
 def test_the_report_shows_the_floor_beside_the_system_only_when_it_was_measured() -> None:
-    results: dict[str, Any] = {
-        "commit": "abc1234",
-        "short": True,
-        "infra": {"backend": "postgresql"},
-        "floors": {
-            "kafka_round_trip": {"p50_ms": 2.0, "p99_ms": 4.0},
-            "postgres_insert_commit": [],
-        },
-        "rates": [{**SYSTEM, "e2e_ms": {"p50": 30.0, "p90": 40.0, "p99": 50.0}}],
-        "throughput": [],
-    }
-    results["rates"][0].update(e2e_max_ms=60.0, sustained=True, statements_per_notice={})
+    results = _results([_reported()])
     assert "Pipeline floor" not in report.render(results)
 
     results["floors"]["pipeline"] = {"rates": [FLOOR], "idle_cpu_ms_per_s": {"kafka": 5.0}}
@@ -87,19 +100,7 @@ def test_the_floor_alone_is_reported_without_a_system_to_compare() -> None:
     (row,) = report.pipeline_rows(None, FLOOR)
     assert row.split() == ["10", "floor", "2.0", "2.0", "0.3", "1.5", "4.0", "9.8"]
 
-    results: dict[str, Any] = {
-        "commit": "abc1234",
-        "short": True,
-        "infra": {"backend": "postgresql"},
-        "floors": {
-            "kafka_round_trip": {"p50_ms": 2.0, "p99_ms": 4.0},
-            "postgres_insert_commit": [],
-            "pipeline": {"rates": [FLOOR], "idle_cpu_ms_per_s": {}},
-        },
-        "rates": [],
-        "throughput": [],
-    }
-    text = report.render(results)
+    text = report.render(_results([], {"rates": [FLOOR], "idle_cpu_ms_per_s": {}}))
     assert "system/floor" not in text.split("CPU ms per notice (the floor's")[1]
     assert "  the floor's CPU ms per second with no load" in text
     latency = text.splitlines()[text.splitlines().index(_LATENCY_HEAD) + 1]
@@ -109,3 +110,28 @@ def test_the_floor_alone_is_reported_without_a_system_to_compare() -> None:
 def test_the_floor_alone_needs_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--pipeline-floor-only", "--backend", "sqlite"]) == 2
     assert "needs PostgreSQL" in capsys.readouterr().err
+
+
+KERNEL = {"intake": 1.0, "router": 1.5, "rumor_control": 0.1, "postgres": 0.9, "kafka": 0.5}
+
+
+def test_the_kernels_part_is_printed_under_each_rates_cpu() -> None:
+    phase = _reported(kernel_ms_per_notice=KERNEL, kernel_ms_per_notice_total=4.0)
+    lines = report.render(_results([phase])).splitlines()
+
+    row = lines.index(next(line for line in lines if line.split()[-1:] == ["21.6"]))
+    assert lines[row + 1].split() == ["kernel", "1.0", "1.5", "0.1", "0.9", "0.5", "4.0"]
+
+
+def test_a_run_from_before_the_split_prints_no_kernel_row() -> None:
+    lines = report.render(_results([_reported()])).splitlines()
+    assert not any(line.startswith("  kernel") for line in lines)
+
+
+def test_the_pipeline_floor_puts_the_kernels_part_beside_the_floors() -> None:
+    phase = _reported(kernel_ms_per_notice=KERNEL, kernel_ms_per_notice_total=4.0)
+    floor = {**FLOOR, "kernel_ms_per_notice_total": 1.5}
+
+    text = report.render(_results([phase], {"rates": [floor], "idle_cpu_ms_per_s": {}}))
+
+    assert "  of it in the kernel (stime), system / floor: 10/s 4.0 / 1.5" in text.splitlines()

@@ -240,6 +240,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         if args.intake_only
         else (3.0 if args.short else 10.0),
         "kafka_samples": 50 if args.short else 200,
+        # One every 100 ms: 3 s (short) or 6 s of the run.
+        "kafka_paced_samples": 30 if args.short else 60,
         "floor_s": 2.0 if args.short else 5.0,
         "idle_s": 5.0 if args.short else 15.0,
         # The warm-up's tail (last settlements and offset commits, the broker's JIT
@@ -259,7 +261,9 @@ def _git_commit() -> str:
 
 
 async def _floors(infra: Infra, plan: dict[str, Any], work_dir: Path) -> dict[str, Any]:
-    kafka = await kafka_round_trip(infra.bootstrap, samples=plan["kafka_samples"])
+    kafka = await kafka_round_trip(
+        infra.bootstrap, samples=plan["kafka_samples"], paced_samples=plan["kafka_paced_samples"]
+    )
     if infra.backend == "sqlite":
         sqlite = await sqlite_insert_commit(work_dir / "floor", duration_s=plan["floor_s"])
         return {

@@ -28,6 +28,12 @@ def _floors(results: dict[str, Any]) -> list[str]:
         f"  Kafka produce->consume round trip   p50 {_ms(kafka['p50_ms'])} ms   "
         f"p99 {_ms(kafka['p99_ms'])} ms",
     ]
+    paced = kafka.get("paced")
+    if paced:  # results written before the twenty-fourth round have none
+        lines.append(
+            f"  ... one every {paced['pace_s'] * 1000:.0f} ms (10/s's pace)      "
+            f"p50 {_ms(paced['p50_ms'])} ms   p99 {_ms(paced['p99_ms'])} ms"
+        )
     for pg in floors["postgres_insert_commit"]:
         lines.append(
             f"  asyncpg INSERT+COMMIT c{pg['concurrency']:<3}          "

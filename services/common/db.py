@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only, greenlet_spawn
 
+from services.common.direct import give_back_later
 from services.common.logging import get_logger
 from services.common.settings import CommonSettings
 
@@ -365,14 +366,20 @@ class SessionlessCommit:
 
 async def fetchrow_borrowed(engine: AsyncEngine, sql: str, arguments: Sequence[Any]) -> Any:
     """Run one statement autocommitted on a connection borrowed from `engine`'s pool (asyncpg,
-    no session, no SQLAlchemy `Connection`): its first row, or None."""
+    no session, no SQLAlchemy `Connection`): its first row, or None. The connection goes
+    back to the pool a few loop turns after the answer (`direct.give_back_later`)."""
     # The pool's checkout and return may open or reset a connection: asyncpg calls that
     # SQLAlchemy's pool makes from inside a greenlet.
     borrowed = await greenlet_spawn(engine.sync_engine.raw_connection)
     try:
-        return await borrowed.driver_connection.fetchrow(sql, *arguments)  # type: ignore[union-attr]
-    finally:
+        row = await borrowed.driver_connection.fetchrow(sql, *arguments)  # type: ignore[union-attr]
+    except BaseException:
         await greenlet_spawn(borrowed.close)
+        raise
+    # Back a few turns from now: the caller's commit hands its outbox row to the relay,
+    # which writes the produce request, before the pool's return (~0.1 ms) runs.
+    give_back_later(borrowed)
+    return row
 
 
 async def fetchmany_borrowed(
@@ -385,9 +392,11 @@ async def fetchmany_borrowed(
     borrowed = await greenlet_spawn(engine.sync_engine.raw_connection)
     try:
         rows: list[Any] = await borrowed.driver_connection.fetchmany(sql, arguments)  # type: ignore[union-attr]
-        return rows
-    finally:
+    except BaseException:
         await greenlet_spawn(borrowed.close)
+        raise
+    give_back_later(borrowed)  # as `fetchrow_borrowed`'s
+    return rows
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "asyncpg_unreachable",
     "driver_connection",
     "fetch_each_borrowed",
+    "give_back_later",
     "holds_connection",
     "is_postgres_session",
 ]
@@ -200,7 +201,7 @@ async def fetch_each_borrowed(bind: Any, sql: str, arguments: list[list[Any]]) -
 
 async def _on_borrowed(bind: Any, call: Callable[[Any], Awaitable[Any]]) -> Any:
     """`call` with the asyncpg connection of a connection borrowed from `bind`'s pool,
-    given back a few loop turns after it answered (`_give_back_later`)."""
+    given back a few loop turns after it answered (`give_back_later`)."""
     engine = bind if isinstance(bind, Engine) else bind.engine
     # The pool's checkout and return may open or reset a connection: asyncpg calls that
     # SQLAlchemy's pool makes from inside a greenlet.
@@ -210,7 +211,7 @@ async def _on_borrowed(bind: Any, call: Callable[[Any], Awaitable[Any]]) -> Any:
     except BaseException:
         await greenlet_spawn(borrowed.close)
         raise
-    _give_back_later(borrowed)
+    give_back_later(borrowed)
     return answer
 
 
@@ -218,13 +219,15 @@ async def _on_borrowed(bind: Any, call: Callable[[Any], Awaitable[Any]]) -> Any:
 _GIVING_BACK: set[asyncio.Task[None]] = set()
 
 
-def _give_back_later(borrowed: Any) -> None:
+def give_back_later(borrowed: Any) -> None:
     """Return `borrowed` to its pool three loop turns from now, not before the caller goes on.
 
     The return (~0.1 ms of SQLAlchemy's pool, through a greenlet) sat between a lone
     write's answer and its unit of work's after-commit effects: on router's path, before
-    the sends those effects start. Two hops, then a task: by then the send's first step
-    and the task writing its request have run (the consumer lets them, applying.py). The
+    the sends those effects start; on intake's (`db.fetchrow_borrowed`), before the
+    relay's produce request. Two hops, then a task: by then the send's first step and the
+    task writing its request have run (the consumer lets them, applying.py), and intake's
+    commit has handed its row to the relay, which writes the request in that turn. The
     connection is idle meanwhile (the statement committed as it answered).
     """
     loop = asyncio.get_running_loop()

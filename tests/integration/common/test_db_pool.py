@@ -1,6 +1,7 @@
 """The PostgreSQL pool without pre-ping: no round trip per checkout, no dead connection used.
-A lone write's borrowed connection goes back a few loop turns after its answer (direct.py),
-off the caller's path, and a pool of one still serves the next."""
+A lone write's borrowed connection goes back a few loop turns after its answer (direct.py,
+and db.py's `fetchrow_borrowed` and `fetchmany_borrowed`, intake's writes), off the
+caller's path, and a pool of one still serves the next."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.db import UnitOfWork, asyncpg_dsn, make_engine, make_session_factory
+from services.common.db import (
+    UnitOfWork,
+    asyncpg_dsn,
+    fetchmany_borrowed,
+    fetchrow_borrowed,
+    make_engine,
+    make_session_factory,
+)
 from services.common.direct import DirectStatement, holds_connection
 from services.common.settings import CommonSettings
 from tests.support import infra
@@ -107,3 +115,41 @@ async def test_a_pool_of_one_serves_lone_writes_back_to_back(engine: AsyncEngine
     first = await _lone(engine)
     second = await asyncio.wait_for(_lone(engine), timeout=30)
     assert second == first  # the one pooled connection, given back in between
+
+
+async def _given_back(engine: AsyncEngine) -> None:
+    """Until the pool has its one connection back (a few loop turns, never a sleep)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while engine.pool.checkedout():  # type: ignore[attr-defined]
+        assert asyncio.get_running_loop().time() < deadline, "never given back"
+        await asyncio.sleep(0)
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+
+
+async def test_a_borrowed_row_goes_back_after_the_caller_went_on(engine: AsyncEngine) -> None:
+    row = await fetchrow_borrowed(engine, "SELECT pg_backend_pid()", [])
+    # Intake's next steps (its commit hands the outbox row to the relay, which writes the
+    # produce request) run before the pool's return.
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    await _given_back(engine)
+    again = await asyncio.wait_for(fetchrow_borrowed(engine, "SELECT pg_backend_pid()", []), 30)
+    assert again[0] == row[0]  # the pool of one served both
+
+
+async def test_borrowed_rows_in_one_round_go_back_after_the_caller_went_on(
+    engine: AsyncEngine,
+) -> None:
+    rows = await fetchmany_borrowed(engine, "SELECT $1::int + 1", [[1], [2]])
+    assert [r[0] for r in rows] == [2, 3]
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    await _given_back(engine)
+
+
+async def test_a_failed_borrowed_write_gives_its_connection_back_at_once(
+    engine: AsyncEngine,
+) -> None:
+    with pytest.raises(asyncpg.PostgresError):
+        await fetchrow_borrowed(engine, "SELECT 1 / $1::int", [0])
+    # Nothing of the caller's to run first: back before the error reached it.
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]

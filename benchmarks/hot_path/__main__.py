@@ -63,6 +63,7 @@ from benchmarks.hot_path.infra import (
     top_statements,
     vacuum_and_settle,
 )
+from benchmarks.hot_path.interpreter import python_build
 from benchmarks.hot_path.kafka_requests import kafka_requests_by_phase, render_requests
 from benchmarks.hot_path.load import (
     HttpxPoster,
@@ -619,7 +620,11 @@ def main(argv: list[str] | None = None) -> int:
         "took_s": round(time.monotonic() - began, 1),
         "commit": _git_commit(),
         "short": args.short,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "python_build": python_build(),
+        },
         # What the local broker's JVM ran with beyond its defaults (deploy/local/kafka_jvm.py).
         "kafka_jvm_opts": os.environ.get("AVISO_KAFKA_JVM_OPTS", ""),
         "infra": {

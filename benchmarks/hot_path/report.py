@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.hot_path.interpreter import describe
 from benchmarks.hot_path.pg_split import render_split
 from benchmarks.hot_path.pg_writes import render_writes
 
@@ -262,6 +263,9 @@ def _head(results: dict[str, Any]) -> list[str]:
     backend = "SQLite" if _sqlite(results) else "PostgreSQL"
     run = "short" if results["short"] else "full"
     head = [f"Aviso hot path @ {results['commit']} ({run} run, {backend})"]
+    build = results.get("machine", {}).get("python_build")
+    if build:  # runs before the twenty-fourth round did not record it
+        head.append(describe(build))
     plan = results.get("plan", {})
     if "warm_up_s" in plan:
         head.append(

@@ -4,6 +4,7 @@ and on the report's head."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from benchmarks.hot_path import report
@@ -28,7 +29,7 @@ def test_libpython_is_shared_only_when_the_process_maps_it() -> None:
 def test_this_interpreter_is_described_with_its_version_and_executable() -> None:
     build = python_build()
     assert build["version"].startswith("3.")
-    assert build["executable"].endswith(("python3", "python3.11", "python"))
+    assert Path(build["executable"]).name.startswith("python")
     assert isinstance(build["enable_optimizations"], bool)
 
 

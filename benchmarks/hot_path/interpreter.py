@@ -5,7 +5,9 @@ Two builds of one Python version can differ by a tenth in the CPU figures here: 
 project's test machine Debian's `/usr/bin/python3.11` (libpython linked into the
 executable) took ~11 % less CPU a notice at 50/s and ~12 % less of intake's a submission
 at c64 than a pyenv build of 3.11 (libpython a shared library, configured without
-`--enable-optimizations`). So the report names the build beside the figures. Whether libpython is shared is read from this process's memory map, since a
+`--enable-optimizations`). So the report names the build beside the figures.
+
+Whether libpython is shared is read from this process's memory map, since a
 distribution's `sysconfig` may describe its shared build while its executable is static
 (Debian's does), and may not name the flags that executable was built with.
 """

@@ -58,8 +58,10 @@ from benchmarks.hot_path.infra import (
     SERVICE_ROLES,
     Infra,
     cpu_ms,
+    per_notice,
     sample_cpu,
     statements_by_role,
+    system_total,
     top_statements,
     vacuum_and_settle,
 )
@@ -299,17 +301,6 @@ async def _projected(
     return {"waited_s": round(waited, 2), "missing": missing}
 
 
-def _per_notice(totals: dict[str, float], notices: int) -> dict[str, float | None]:
-    return {name: (value / notices if notices else None) for name, value in totals.items()}
-
-
-def _system_total(totals: dict[str, float], notices: int) -> float | None:
-    """The system's processes' ms per notice, summed (the bench and its sink are not it)."""
-    if not notices:
-        return None
-    return sum(v for k, v in totals.items() if k not in ("bench", "sink")) / notices
-
-
 async def _idle(infra: Infra, system: BenchSystem, seconds: float) -> dict[str, float]:
     """CPU ms per second of each process with no load: the background work (heartbeats,
     fetch long-polls, pollers) that a low rate's per-notice figures carry."""
@@ -416,11 +407,11 @@ async def _rates(
             phases.append(
                 {
                     **result.summary(),
-                    "cpu_ms_per_notice": _per_notice(cpu, notices),
-                    "cpu_ms_per_notice_total": _system_total(cpu, notices),
-                    "kernel_ms_per_notice": _per_notice(kernel, notices),
-                    "kernel_ms_per_notice_total": _system_total(kernel, notices),
-                    "statements_per_notice": _per_notice(
+                    "cpu_ms_per_notice": per_notice(cpu, notices),
+                    "cpu_ms_per_notice_total": system_total(cpu, notices),
+                    "kernel_ms_per_notice": per_notice(kernel, notices),
+                    "kernel_ms_per_notice_total": system_total(kernel, notices),
+                    "statements_per_notice": per_notice(
                         {role: float(statements.get(role, 0)) for role in SERVICE_ROLES}, notices
                     )
                     if statements
@@ -500,7 +491,7 @@ async def _throughput(
         results.append(
             {
                 **outcome.summary(),
-                "cpu_ms_per_notice": _per_notice(cpu, outcome.accepted),
+                "cpu_ms_per_notice": per_notice(cpu, outcome.accepted),
                 "statements_per_notice": (
                     statements.get("intake", 0) / outcome.accepted
                     if outcome.accepted and statements

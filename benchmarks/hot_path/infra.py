@@ -38,9 +38,11 @@ __all__ = [
     "CpuSample",
     "Infra",
     "cpu_ms",
+    "per_notice",
     "pid_listening_on",
     "sample_cpu",
     "statements_by_role",
+    "system_total",
 ]
 
 SERVICE_ROLES = ("intake", "router", "rumor_control")
@@ -117,6 +119,19 @@ def cpu_ms(before: CpuSample, after: CpuSample, *, kernel: bool = False) -> dict
             ticks += child_end[part] - old.get(child, (0, 0))[part]
         spent[name] = ticks * 1000.0 / _TICKS_PER_S
     return spent
+
+
+def per_notice(totals: dict[str, float], notices: int) -> dict[str, float | None]:
+    """Each process's figure divided by the phase's notices (None without notices)."""
+    return {name: (value / notices if notices else None) for name, value in totals.items()}
+
+
+def system_total(totals: dict[str, float], notices: int) -> float | None:
+    """The system's processes' figure per notice, summed: the bench and its sink are not
+    the system."""
+    if not notices:
+        return None
+    return sum(v for k, v in totals.items() if k not in ("bench", "sink")) / notices
 
 
 def pid_listening_on(port: int) -> int | None:

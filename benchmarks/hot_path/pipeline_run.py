@@ -13,7 +13,7 @@ from typing import Any, cast
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from benchmarks.hot_path.infra import Infra, cpu_ms, sample_cpu
+from benchmarks.hot_path.infra import Infra, cpu_ms, per_notice, sample_cpu, system_total
 from benchmarks.hot_path.load import RatePoster, run_rate
 from benchmarks.hot_path.pipeline_floor import running_floor
 from benchmarks.hot_path.sink import ProcessSink
@@ -151,12 +151,8 @@ async def _rate(
         "sustained": summary["sustained"],
         "e2e_ms": summary["e2e_ms"],
         "projected": {"waited_s": round(waited, 2), "missing": wanted - projected},
-        "cpu_ms_per_notice": {k: (v / notices if notices else None) for k, v in cpu.items()},
-        "cpu_ms_per_notice_total": (
-            sum(v for k, v in cpu.items() if k != "sink") / notices if notices else None
-        ),
-        "kernel_ms_per_notice": {k: (v / notices if notices else None) for k, v in kernel.items()},
-        "kernel_ms_per_notice_total": (
-            sum(v for k, v in kernel.items() if k != "sink") / notices if notices else None
-        ),
+        "cpu_ms_per_notice": per_notice(cpu, notices),
+        "cpu_ms_per_notice_total": system_total(cpu, notices),
+        "kernel_ms_per_notice": per_notice(kernel, notices),
+        "kernel_ms_per_notice_total": system_total(kernel, notices),
     }

@@ -95,6 +95,15 @@ async def _lone(engine: AsyncEngine) -> int:
         return int(row[0])
 
 
+async def _given_back(engine: AsyncEngine) -> None:
+    """Until the pool has its one connection back (a few loop turns, never a sleep)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while engine.pool.checkedout():  # type: ignore[attr-defined]
+        assert asyncio.get_running_loop().time() < deadline, "never given back"
+        await asyncio.sleep(0)
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+
+
 async def test_the_borrowed_connection_goes_back_after_the_caller_went_on(
     engine: AsyncEngine,
 ) -> None:
@@ -104,26 +113,13 @@ async def test_the_borrowed_connection_goes_back_after_the_caller_went_on(
         assert not holds_connection(session)
         # The caller's next steps (its commit's effects) run before the pool's return.
         assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
-    deadline = asyncio.get_running_loop().time() + 30
-    while engine.pool.checkedout():  # type: ignore[attr-defined]
-        assert asyncio.get_running_loop().time() < deadline, "never given back"
-        await asyncio.sleep(0)
-    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    await _given_back(engine)
 
 
 async def test_a_pool_of_one_serves_lone_writes_back_to_back(engine: AsyncEngine) -> None:
     first = await _lone(engine)
     second = await asyncio.wait_for(_lone(engine), timeout=30)
     assert second == first  # the one pooled connection, given back in between
-
-
-async def _given_back(engine: AsyncEngine) -> None:
-    """Until the pool has its one connection back (a few loop turns, never a sleep)."""
-    deadline = asyncio.get_running_loop().time() + 30
-    while engine.pool.checkedout():  # type: ignore[attr-defined]
-        assert asyncio.get_running_loop().time() < deadline, "never given back"
-        await asyncio.sleep(0)
-    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
 
 
 async def test_a_borrowed_row_goes_back_after_the_caller_went_on(engine: AsyncEngine) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -371,6 +372,11 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
 # fields our chain owns.
 _RESERVED_FIELDS = frozenset({"event", "level", "ts", "service", "logger", "exc_info"})
 
+# FastStream's subscriber supervisor says this at INFO whenever a subscriber's task ends,
+# which every stop does; it says nothing an operator acts on, so it is DEBUG here. A task
+# that failed is reported apart, at ERROR.
+_TASK_CALLBACK = re.compile(r"callback for \S+ is being executed\.\.\.")
+
 
 class FastStreamLogger:
     """Adapter satisfying FastStream's `LoggerProto`: its `extra` become log fields."""
@@ -396,7 +402,10 @@ class FastStreamLogger:
             fields[f"faststream_{key}" if key in _RESERVED_FIELDS else key] = value
         if exc_info:
             fields["exc_info"] = exc_info
-        self._logger.log(level, str(msg), **fields)
+        text = str(msg)
+        if level == logging.INFO and _TASK_CALLBACK.fullmatch(text):
+            level = logging.DEBUG
+        self._logger.log(level, text, **fields)
 
     def setLevel(self, level: int) -> None:  # camelCase: FastStream looks up this name
         """Apply the broker's `log_level` to the underlying stdlib logger."""

@@ -602,6 +602,27 @@ def test_faststream_set_level_filters(output: io.StringIO) -> None:
     assert [line["event"] for line in lines(output)] == ["Slow"]
 
 
+def test_faststream_task_callback_line_is_debug(output: io.StringIO) -> None:
+    # FastStream's supervisor logs this at INFO as every subscriber task ends (each stop).
+    logger = faststream_logger()
+    logger.log(logging.INFO, "callback for Task-17 is being executed...", extra={})
+    logger.log(logging.INFO, "callback for a task, said otherwise", extra={})
+    logger.log(logging.ERROR, "callback for Task-18 is being executed...", extra={})
+    seen = [(line["level"], line["event"]) for line in lines(output)]
+    assert seen == [
+        ("debug", "callback for Task-17 is being executed..."),
+        ("info", "callback for a task, said otherwise"),
+        ("error", "callback for Task-18 is being executed..."),
+    ]
+
+
+def test_faststream_task_callback_line_hidden_at_info(output: io.StringIO) -> None:
+    configure_logging("test-svc", level="INFO", fmt="json", stream=output, force=True)
+    faststream_logger().log(logging.INFO, "callback for Task-3 is being executed...", extra={})
+    faststream_logger().log(logging.INFO, "Received", extra={})
+    assert [line["event"] for line in lines(output)] == ["Received"]
+
+
 def test_context_binding(output: io.StringIO) -> None:
     log = get_logger("tests.context")
     bind_context(correlation_id="corr-1")

@@ -86,6 +86,7 @@ from benchmarks.hot_path.pipeline_run import measure_pipeline_floor
 from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
+from benchmarks.hot_path.targets import readings
 
 ROOT = Path(__file__).resolve().parents[2]
 # Processes whose CPU is their own and their children's: PostgreSQL's backends, and
@@ -627,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": {**plan, "durations": {str(k): v for k, v in plan["durations"].items()}},
         **measured,
     }
+    results["targets"] = readings(results)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(results, indent=2), "utf-8")

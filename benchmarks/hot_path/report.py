@@ -7,6 +7,7 @@ from typing import Any
 from benchmarks.hot_path.interpreter import describe
 from benchmarks.hot_path.pg_split import render_split
 from benchmarks.hot_path.pg_writes import render_writes
+from benchmarks.hot_path.targets import render_targets
 
 __all__ = ["render"]
 
@@ -244,7 +245,8 @@ def _sqlite(results: dict[str, Any]) -> bool:
 
 
 def render(results: dict[str, Any]) -> str:
-    """Floors, per-rate latency, CPU and statements, and intake throughput, as text."""
+    """Floors, per-rate latency, CPU and statements, intake throughput, and the targets
+    this run measured (met or not), as text."""
     head = _head(results)
     return "\n".join(
         [
@@ -254,6 +256,7 @@ def render(results: dict[str, Any]) -> str:
             *_rates(results),
             *_pipeline(results),
             *_throughput(results),
+            *render_targets(results),
         ]
     )
 

@@ -38,6 +38,10 @@ class Reading:
     sustained: bool = True
 
 
+# What a target reads from a run's results: nothing when the run did not measure it.
+Reader = Callable[[dict[str, Any]], Iterator[Reading]]
+
+
 @dataclass(frozen=True)
 class Target:
     """A figure held to a limit: `at_most` (≤) or at least (≥)."""
@@ -46,7 +50,7 @@ class Target:
     limit: float
     unit: str
     at_most: bool
-    read: Callable[[dict[str, Any]], Iterator[Reading]]
+    read: Reader
 
     def met(self, reading: Reading) -> bool | None:
         """Whether the reading is within the limit; None when nothing was read."""
@@ -102,9 +106,6 @@ def _intake_share(results: dict[str, Any]) -> Iterator[Reading]:
     for run in _c64(results):
         share = run.get("share_of_floor_median_pct", run.get("share_of_first_floor_pct"))
         yield Reading("c64", share)
-
-
-Reader = Callable[[dict[str, Any]], Iterator[Reading]]
 
 
 def _latency(backend: str, rate: float, percentile: str, *, seconds: float = 0.0) -> Reader:

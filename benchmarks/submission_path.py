@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import pstats
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,29 @@ class _Verifier:
         return _PRINCIPAL if token == _TOKEN else None
 
 
+def intake_app(var_dir: Path) -> Any:
+    """Intake's ASGI app as `compose` builds it for PostgreSQL, with the token's look-up
+    and the grouped writes' round trip answered in process (nothing is connected)."""
+    return _service(var_dir).app
+
+
+async def submit(app: Any, body: bytes) -> int:
+    """POST `body` to the app's /v1/notices, then let the loop turn once (the turn's log
+    line is written then, as a server's); the response's status."""
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(_scope(body), receive, send)
+    await asyncio.sleep(0)
+    return statuses[0] if statuses else 0
+
+
 def _service(var_dir: Path) -> IntakeService:
     settings = IntakeSettings(
         var_dir=var_dir,
@@ -84,20 +109,8 @@ def _scope(body: bytes) -> dict[str, Any]:
 async def _round(app: Any, requests: int) -> float:
     now = datetime.now(UTC)
     bodies = [json.dumps(notice_body(now)).encode() for _ in range(requests)]
-    statuses: list[int] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
     started = time.process_time()
-    for body in bodies:
-
-        async def receive(body: bytes = body) -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await app(_scope(body), receive, send)
-        await asyncio.sleep(0)  # the turn ends: its log line is written, as a server's
+    statuses = [await submit(app, body) for body in bodies]
     spent = time.process_time() - started
     assert set(statuses) == {201}, set(statuses)
     return spent / requests * 1e6
@@ -120,7 +133,7 @@ def _top(stats: pstats.Stats, requests: int, per_request_us: float, count: int) 
 
 async def _main(requests: int, rounds: int, profile: int) -> None:
     with tempfile.TemporaryDirectory() as var_dir:
-        app = _service(Path(var_dir)).app
+        app = intake_app(Path(var_dir))
         await _round(app, 300)  # warm: the stack built, the route resolved, statements
         results = [await _round(app, requests) for _ in range(rounds)]
         profiler = cProfile.Profile()
@@ -136,21 +149,25 @@ async def _main(requests: int, rounds: int, profile: int) -> None:
         _top(stats, 1000, median, profile)
 
 
+@contextlib.contextmanager
+def logging_to_a_file() -> Iterator[None]:
+    """Intake's JSON log lines to a temporary regular file, as the bench's services write
+    theirs (a turn's lines in one write), not to the terminal."""
+    with tempfile.TemporaryFile("w") as log_stream:
+        configure_logging("intake", fmt="json", stream=log_stream, force=True)
+        yield
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     args = parser.parse_args()
-    # A regular file, as the bench's: a turn's lines in one write.
-    with tempfile.TemporaryFile("w") as log_stream:
-        configure_logging("intake", fmt="json", stream=log_stream, force=True)
-        try:
-            import uvloop
+    import uvloop
 
-            uvloop.run(_main(args.requests, args.rounds, args.profile))
-        except ImportError:
-            asyncio.run(_main(args.requests, args.rounds, args.profile))
+    with logging_to_a_file():
+        uvloop.run(_main(args.requests, args.rounds, args.profile))
 
 
 if __name__ == "__main__":

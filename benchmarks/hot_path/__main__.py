@@ -8,7 +8,8 @@ environment), the three services as separate processes, and measures in one run:
 
 1. the floors: Kafka produce -> consume round trip; asyncpg INSERT + COMMIT at c16/c64
    (sampled again after the intake phase: intake's share is read against the median,
-   floor_samples.py);
+   floor_samples.py); intake's request in process, back to back and after each rate's
+   pause (cold_request.py: what this machine charges in CPU for waking the same code);
 2. per rate, an open-loop load of unique notices: notice -> SPOC webhook latency, CPU
    ms per notice of every process (Kafka and PostgreSQL included) and database
    statements per notice per service (pg_stat_statements, one role per service);
@@ -47,6 +48,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.hot_path.cold_request import measure_cold_request
 from benchmarks.hot_path.delivery_metrics import delivery_change, scrape_delivery
 from benchmarks.hot_path.floor_samples import floor_samples, sample_after, with_shares
 from benchmarks.hot_path.floors import (
@@ -230,6 +232,9 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         rates = [float(r) for r in args.rates.split(",")]
     return {
         "rates": rates,
+        # The machine's price for waking a process, at each rate's pause (cold_request.py);
+        # intake alone at c16/c64 never sleeps, so --intake-only leaves it out.
+        "cold_request_rates": [] if args.intake_only else rates,
         # 60 s at the top rate: the goal is p99 sustained for a minute.
         "durations": {
             rate: args.duration or (5.0 if args.short else (60.0 if rate >= 200 else 20.0))
@@ -268,20 +273,24 @@ async def _floors(infra: Infra, plan: dict[str, Any], work_dir: Path) -> dict[st
     kafka = await kafka_round_trip(
         infra.bootstrap, samples=plan["kafka_samples"], paced_samples=plan["kafka_paced_samples"]
     )
+    floors: dict[str, Any] = {"kafka_round_trip": kafka}
     if infra.backend == "sqlite":
-        sqlite = await sqlite_insert_commit(work_dir / "floor", duration_s=plan["floor_s"])
-        return {
-            "kafka_round_trip": kafka,
-            "postgres_insert_commit": [],
-            "sqlite_insert_commit": sqlite,
-        }
-    return {
-        "kafka_round_trip": kafka,
-        "postgres_insert_commit": [
+        floors["postgres_insert_commit"] = []
+        floors["sqlite_insert_commit"] = await sqlite_insert_commit(
+            work_dir / "floor", duration_s=plan["floor_s"]
+        )
+    else:
+        floors["postgres_insert_commit"] = [
             await postgres_insert_commit(infra, concurrency=c, duration_s=plan["floor_s"])
             for c in (16, 64)
-        ],
-    }
+        ]
+    if plan["cold_request_rates"]:
+        sys.stderr.write(
+            "\r\033[Kfloors: intake's request in process, back to back and after each "
+            "rate's pause (~10 s)\n"
+        )
+        floors["cold_request"] = await measure_cold_request(plan["cold_request_rates"])
+    return floors
 
 
 async def _projected(

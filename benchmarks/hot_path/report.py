@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.hot_path.cold_request import render_cold_request
 from benchmarks.hot_path.interpreter import describe
 from benchmarks.hot_path.pg_split import render_split
 from benchmarks.hot_path.pg_writes import render_writes
@@ -53,7 +54,7 @@ def _floors(results: dict[str, Any]) -> list[str]:
             f"  SQLite INSERT+COMMIT, one writer    "
             f"{lite['commits_per_s']:7.0f}/s   p50 {_ms(lite['p50_ms'])} ms"
         )
-    return lines
+    return lines + render_cold_request(floors)
 
 
 def _rates(results: dict[str, Any]) -> list[str]:

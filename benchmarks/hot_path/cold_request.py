@@ -8,14 +8,14 @@ the view, the log line), called in a process of its own, first back to back, the
 after each pause: the CPU of identical work, measured with `time.process_time_ns`
 around each request. On the machine these rounds ran on (a KVM guest with two vCPUs,
 shared), a request that cost ~0.55 ms back to back cost 1.5-2.2 ms after a sleep of
-10-100 ms, and ~0.65 ms after 1 ms: a process that slept a few milliseconds or more
-finds its caches (and the host's) cold, and pays for it in CPU, not only in latency. A
-tight loop with little memory paid almost nothing; huge pages for the heap and spinners
-keeping both vCPUs out of halt changed little (docs/performance.md, the twenty-sixth
-round).
+10-100 ms, and 0.6-1.0 ms after 1 ms: a process that slept a few milliseconds or more
+finds its caches cold, and pays for it in CPU, not only in latency. A
+tight loop with little memory paid almost nothing; huge pages for the heap, spinners
+keeping both vCPUs out of halt and pinning to one CPU changed little (docs/performance.md,
+the twenty-sixth round).
 
 At 10 notices/s every process a notice passes through has slept ~100 ms before it, so
-the bench's CPU per notice at low rates carries this price once per process and hop; at
+the bench's CPU per notice at low rates carries this price at each process's wake; at
 200/s the processes rarely sleep that long. The bench runs this at the start, with the
 other floors, at each rate's pause (1 / rate), so a run's low-rate CPU can be read
 beside what this machine charged that day for waking the same code. Prints JSON.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Callable, Iterator
@@ -30,12 +31,16 @@ __all__ = ["TARGETS", "Reading", "Target", "main", "readings", "render_targets"]
 class Reading:
     """One target's figure in one run: where it was read, its value, the same figure of the
     pipeline floor at that rate when the run measured it, and whether the rate was held
-    (a rate phase that was not sustained misses a latency target whatever its percentile)."""
+    (a rate phase that was not sustained misses a latency target whatever its percentile).
+    A CPU reading also carries the price of waking at its rate's gap, when the run measured
+    it: intake's request's CPU after that gap asleep, as a multiple of back to back
+    (cold_request.py)."""
 
     where: str
     value: float | None
     floor: float | None = None
     sustained: bool = True
+    waking: float | None = None
 
 
 # What a target reads from a run's results: nothing when the run did not measure it.
@@ -75,11 +80,22 @@ def _pipeline(results: dict[str, Any], rate: float) -> dict[str, Any]:
     return next((its for its in floor.get("rates", []) if its["rate"] == rate), {})
 
 
+def _waking(results: dict[str, Any], rate: float) -> float | None:
+    """The price of waking at `rate`'s gap between notices, or None when not measured."""
+    cold = results.get("floors", {}).get("cold_request") or {}
+    gap_ms = 1000.0 / rate
+    paced = cold.get("paced", [])
+    return next(
+        (p["ratio"] for p in paced if math.isclose(p["pause_ms"], gap_ms, abs_tol=1e-3)), None
+    )
+
+
 def _cpu(results: dict[str, Any]) -> Iterator[Reading]:
     for phase in results.get("rates", []):
         rate = phase["rate"]
         floor = _pipeline(results, rate).get("cpu_ms_per_notice_total")
-        yield Reading(f"{rate:g}/s", phase.get("cpu_ms_per_notice_total"), floor)
+        waking = _waking(results, rate)
+        yield Reading(f"{rate:g}/s", phase.get("cpu_ms_per_notice_total"), floor, waking=waking)
 
 
 def _statements(results: dict[str, Any]) -> Iterator[Reading]:
@@ -159,6 +175,7 @@ def readings(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "where": r.where,
                     "value": r.value,
                     "pipeline_floor": r.floor,
+                    "waking_ratio": r.waking,
                     "sustained": r.sustained,
                     "met": target.met(r),
                 }
@@ -187,8 +204,9 @@ def render_targets(results: dict[str, Any]) -> list[str]:
     """The report's lines: each target this run measured, its reading(s) and the verdict."""
     lines = [
         "",
-        "Targets (floor: the pipeline floor's same figure at that rate; one run of a shared "
-        "machine, read several: python -m benchmarks.hot_path.targets FILES)",
+        "Targets (floor: the pipeline floor's same figure at that rate; waking: intake's "
+        "request's CPU after that rate's gap asleep, as a multiple of back to back; one run "
+        "of a shared machine, read several: python -m benchmarks.hot_path.targets FILES)",
     ]
     for target in TARGETS:
         read = list(target.read(results))
@@ -196,7 +214,9 @@ def render_targets(results: dict[str, Any]) -> list[str]:
             continue
         cells = []
         for r in read:
-            floor = "" if r.floor is None else f" (floor {_figure(r.floor)}{target.unit})"
+            beside = [] if r.floor is None else [f"floor {_figure(r.floor)}{target.unit}"]
+            beside += [] if r.waking is None else [f"waking x{r.waking:.2f}"]
+            floor = f" ({'; '.join(beside)})" if beside else ""
             held = "" if r.sustained else " not sustained,"
             figure = f"{_figure(r.value)}{target.unit}"
             cells.append(f"{r.where} {figure}{floor}{held} {_verdict(target.met(r))}")
@@ -225,6 +245,7 @@ def summarise(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         for where, seen in by_place.items():
             values = [r.value for _, r in seen if r.value is not None]
             floors = [r.floor for _, r in seen if r.floor is not None]
+            wakings = [r.waking for _, r in seen if r.waking is not None]
             met = sum(1 for _, r in seen if target.met(r))
             median = statistics.median(values) if values else None
             floor = (
@@ -232,6 +253,8 @@ def summarise(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
                 if floors
                 else ""
             )
+            if wakings:
+                floor += f", waking's median x{statistics.median(wakings):.2f}"
             lines.append(
                 f"  {where:>6}: median {_figure(median)}{target.unit}"
                 f" ({_verdict(target.within(median))})"

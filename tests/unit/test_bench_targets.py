@@ -188,3 +188,61 @@ def test_a_file_that_is_not_a_runs_results_is_refused(
 
     assert targets.main([str(bad)]) == 2
     assert "not a bench run's results" in capsys.readouterr().err
+
+
+def _with_waking(results: dict[str, Any], paced: list[tuple[float, float]]) -> dict[str, Any]:
+    """The run's price of waking (cold_request.py): (pause in ms, ratio) per gap."""
+    results["floors"]["cold_request"] = {
+        "warm_us": 550.0,
+        "paced": [
+            {"pause_ms": pause, "samples": 30, "us": 550.0 * ratio, "ratio": ratio}
+            for pause, ratio in paced
+        ],
+    }
+    return results
+
+
+def test_a_cpu_reading_carries_the_price_of_waking_at_its_rate_s_gap() -> None:
+    floor = {"rate": 10.0, "cpu_ms_per_notice_total": 9.0, "e2e_ms": {"p50": 4.0}}
+    run = _with_waking(
+        _run(
+            [
+                _phase(10.0, cpu_ms_per_notice_total=20.0),
+                _phase(50.0, cpu_ms_per_notice_total=12.0),
+                _phase(200.0, cpu_ms_per_notice_total=8.0),
+            ],
+            pipeline=[floor],
+        ),
+        [(100.0, 2.79), (20.0, 3.38)],  # 200/s's gap was not measured
+    )
+    cpu = _by_name(run)["CPU per notice, all processes"]
+    assert [(r["where"], r["waking_ratio"]) for r in cpu] == [
+        ("10/s", 2.79),
+        ("50/s", 3.38),
+        ("200/s", None),
+    ]
+    # Only CPU is read beside it.
+    assert [r["waking_ratio"] for r in _by_name(run)["notice -> SPOC p50 at 10/s"]] == [None]
+
+    (line,) = [x for x in targets.render_targets(run) if "CPU per notice" in x]
+    assert line.endswith(
+        "   10/s 20.0 ms (floor 9.0 ms; waking x2.79) NOT met; "
+        "50/s 12.0 ms (waking x3.38) NOT met; 200/s 8.0 ms met"
+    )
+
+
+def test_several_runs_give_the_price_of_waking_s_median_beside_the_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = [
+        _write(
+            tmp_path / f"run{i}.json",
+            _with_waking(_run([_phase(10.0, cpu_ms_per_notice_total=cpu)]), [(100.0, ratio)]),
+        )
+        for i, (cpu, ratio) in enumerate(((20.0, 2.8), (19.0, 3.5), (21.0, 3.0)))
+    ]
+
+    assert targets.main([str(f) for f in files]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head = out.index("CPU per notice, all processes (≤ 10 ms)")
+    assert out[head + 1].endswith("waking's median x3.00; 0 of 3 runs met it")

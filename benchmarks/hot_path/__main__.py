@@ -89,6 +89,7 @@ from benchmarks.hot_path.profiling import PhaseProfiler, render_summaries
 from benchmarks.hot_path.report import render
 from benchmarks.hot_path.system import BenchSystem, running_services
 from benchmarks.hot_path.targets import readings
+from benchmarks.hot_path.wakes import sample_wakes, wakes_per_notice
 
 ROOT = Path(__file__).resolve().parents[2]
 # Processes whose CPU is their own and their children's: PostgreSQL's backends, and
@@ -379,6 +380,7 @@ async def _rates(
                 await writes.start()
             delivery_before = await scrape_delivery(system.router.url)
             before = sample_cpu(pids, forking=_FORKING)
+            woken = sample_wakes(pids, forking=_FORKING)
             began_ms = _unix_ms()
             if profiler is not None:
                 profiler.start(f"rate{rate:g}", system.pids(), duration_s=plan["durations"][rate])
@@ -392,6 +394,7 @@ async def _rates(
             )
             projected = await _projected(infra, result.posted, plan["drain_timeout_s"])
             after = sample_cpu(pids, forking=_FORKING)
+            woke = wakes_per_notice(woken, sample_wakes(pids, forking=_FORKING), result.accepted)
             cpu = cpu_ms(before, after)
             kernel = cpu_ms(before, after, kernel=True)
             WINDOWS[f"rate{rate:g}"] = (began_ms, _unix_ms())
@@ -421,6 +424,7 @@ async def _rates(
                     "cpu_ms_per_notice_total": system_total(cpu, notices),
                     "kernel_ms_per_notice": per_notice(kernel, notices),
                     "kernel_ms_per_notice_total": system_total(kernel, notices),
+                    **woke,
                     "statements_per_notice": per_notice(
                         {role: float(statements.get(role, 0)) for role in SERVICE_ROLES}, notices
                     )

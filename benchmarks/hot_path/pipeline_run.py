@@ -18,6 +18,7 @@ from benchmarks.hot_path.load import RatePoster, run_rate
 from benchmarks.hot_path.pipeline_floor import running_floor
 from benchmarks.hot_path.sink import ProcessSink
 from benchmarks.hot_path.system import WEBHOOK_SECRET, BenchSystem
+from benchmarks.hot_path.wakes import sample_wakes, wakes_per_notice
 
 __all__ = ["STANDS_IN_FOR", "measure_pipeline_floor"]
 
@@ -119,6 +120,7 @@ async def _rate(
     pids = {**infra.pids, **floor_pids, **({} if sink_pid is None else {"sink": sink_pid})}
     projected = await _projected(_dsn(infra), 0, within=0.0)
     before = sample_cpu(pids, forking=_FORKING)
+    woken = sample_wakes(pids, forking=_FORKING)
     result = await run_rate(
         system,
         post,
@@ -137,6 +139,7 @@ async def _rate(
     )
     waited = time.monotonic() - began
     after = sample_cpu(pids, forking=_FORKING)
+    woke = wakes_per_notice(woken, sample_wakes(pids, forking=_FORKING), result.accepted)
     cpu = cpu_ms(before, after)
     kernel = cpu_ms(before, after, kernel=True)
     notices = result.accepted
@@ -155,4 +158,5 @@ async def _rate(
         "cpu_ms_per_notice_total": system_total(cpu, notices),
         "kernel_ms_per_notice": per_notice(kernel, notices),
         "kernel_ms_per_notice_total": system_total(kernel, notices),
+        **woke,
     }

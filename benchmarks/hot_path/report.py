@@ -9,6 +9,7 @@ from benchmarks.hot_path.interpreter import describe
 from benchmarks.hot_path.pg_split import render_split
 from benchmarks.hot_path.pg_writes import render_writes
 from benchmarks.hot_path.targets import render_targets
+from benchmarks.hot_path.wakes import render_wakes
 
 __all__ = ["render"]
 
@@ -82,7 +83,11 @@ def _rates(results: dict[str, Any]) -> list[str]:
             + "".join(f"{_num(idle.get(p)):>14}" for p in _PROCESSES)
             + f"{sum(idle.get(p) or 0 for p in _PROCESSES):>14.1f}"
         )
-    lines += ["", "CPU ms per notice (utime+stime from /proc; below each rate, stime alone)"]
+    lines += [
+        "",
+        "CPU ms per notice (utime+stime from /proc; below each rate, stime alone, and the "
+        "wakes: voluntary context switches per notice, wakes.py)",
+    ]
     lines.append("  rate/s " + "".join(f"{p:>14}" for p in _PROCESSES) + "         total")
     for phase in results["rates"]:
         cpu = phase["cpu_ms_per_notice"]
@@ -98,6 +103,7 @@ def _rates(results: dict[str, Any]) -> list[str]:
                 + "".join(f"{_num(kernel.get(p)):>14}" for p in _PROCESSES)
                 + f"{_num(phase.get('kernel_ms_per_notice_total')):>14}"
             )
+        lines += render_wakes(phase, _PROCESSES)
     sink = [(p["rate"], p["cpu_ms_per_notice"].get("sink")) for p in results["rates"]]
     if any(ms is not None for _, ms in sink):  # a process of its own since the ninth round
         lines.append(
@@ -233,6 +239,13 @@ def _pipeline(results: dict[str, Any]) -> list[str]:
         for system, its in pairs
     ]
     lines.append("  of it in the kernel (stime), system / floor: " + "; ".join(kernel))
+    if any(its.get("wakes_per_notice_total") is not None for _, its in pairs):
+        woken = [
+            f"{its['rate']:g}/s {_num((system or {}).get('wakes_per_notice_total'))}"
+            f" / {_num(its.get('wakes_per_notice_total'))}"
+            for system, its in pairs
+        ]
+        lines.append("  wakes per notice, system / floor: " + "; ".join(woken))
     idle = floor.get("idle_cpu_ms_per_s") or {}
     lines.append(
         "  the floor's CPU ms per second with no load: "

@@ -11,8 +11,9 @@ environment), the three services as separate processes, and measures in one run:
    floor_samples.py); intake's request in process, back to back and after each rate's
    pause (cold_request.py: what this machine charges in CPU for waking the same code);
 2. per rate, an open-loop load of unique notices: notice -> SPOC webhook latency, CPU
-   ms per notice of every process (Kafka and PostgreSQL included) and database
-   statements per notice per service (pg_stat_statements, one role per service);
+   ms per notice of every process (Kafka and PostgreSQL included), its wakes per notice
+   (wakes.py) and database statements per notice per service (pg_stat_statements, one
+   role per service);
 3. intake alone (router and rumor_control stopped) at 16 and 64 closed-loop clients;
 4. the pipeline floor (pipeline_floor.py), the services stopped and the database
    vacuumed (so what the system wrote before does not fall in its window): the least

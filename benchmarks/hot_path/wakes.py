@@ -5,8 +5,8 @@ gave up the CPU to wait: for a socket, a lock, a timer. Each is followed by a wa
 a machine where a process that slept a few milliseconds runs cold (cold_request.py: the
 same request two to four times the CPU), each long one costs CPU beyond the work it
 wakes for. Summed over every thread of a process, and for a forking server (PostgreSQL's
-backends, intake's workers) over its live children too; a child that exited in the phase
-takes its count with it, so a server's figure is a lower bound. Short waits (a round trip
+backends, intake's workers) over its live children too; a child or a thread that exited
+in the phase takes its count with it, so the figure is a lower bound. Short waits (a round trip
 of a millisecond) count the same as long ones: the figure says how many wakes, not how
 cold each was.
 """

@@ -29,6 +29,7 @@ from sqlalchemy.util import await_only, greenlet_spawn
 from services.common.direct import give_back_later
 from services.common.logging import get_logger
 from services.common.settings import CommonSettings
+from services.common.sqlite_driver import aiosqlite_dbapi
 
 __all__ = [
     "COMPONENTS",
@@ -120,6 +121,8 @@ def make_engine(
         return engine
     engine = create_async_engine(
         url,
+        # aiosqlite with one hand-off to its thread a statement (sqlite_driver.py).
+        module=kwargs.pop("module", aiosqlite_dbapi()),
         connect_args={"timeout": 30},
         # One connection per process. Every transaction begins IMMEDIATE (below), so only
         # one at a time could run anyway; with several connections the others polled for

@@ -1,0 +1,164 @@
+"""The SQLite default's statements: one hand-off each to aiosqlite's thread, same results.
+
+Every test runs on a real SQLite file through `make_engine`, as the services do. The
+hand-offs are counted at aiosqlite's `Connection._execute`, the one door to the
+connection's thread that every aiosqlite call goes through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import exc as orm_exc
+
+from services.common.db import make_engine
+from services.common.settings import CommonSettings
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Row(_Base):
+    __tablename__ = "rows"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    version: Mapped[int] = mapped_column(default=1)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class _HandOffs:
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@pytest.fixture
+def hand_offs(monkeypatch: pytest.MonkeyPatch) -> _HandOffs:
+    counted = _HandOffs()
+    queue = aiosqlite.Connection._execute
+
+    async def counting(
+        self: aiosqlite.Connection, fn: object, *args: object, **kw: object
+    ) -> object:
+        counted.count += 1
+        return await queue(self, fn, *args, **kw)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    return counted
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(CommonSettings(database_url=None, var_dir=tmp_path), "intake")
+    async with engine.begin() as connection:
+        await connection.run_sync(_Base.metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+async def test_a_statement_is_one_hand_off(engine: AsyncEngine, hand_offs: _HandOffs) -> None:
+    """BEGIN IMMEDIATE, four statements and the commit: six hand-offs (SQLAlchemy's stock
+    aiosqlite cursor takes three or four a statement: cursor, execute, fetchall, close)."""
+    async with engine.connect() as connection:
+        await connection.execute(sa.text("SELECT 1"))  # the pool's connection opened
+        await connection.rollback()
+        hand_offs.count = 0
+        async with connection.begin():
+            await connection.execute(sa.text("INSERT INTO rows (name, version) VALUES ('a', 1)"))
+            await connection.execute(
+                sa.text("INSERT INTO rows (name, version) VALUES (:n, 1)"), [{"n": "b"}, {"n": "c"}]
+            )
+            await connection.execute(sa.text("SELECT id, name FROM rows"))
+            await connection.execute(sa.text("UPDATE rows SET version = 2 RETURNING id"))
+        assert hand_offs.count == 6
+
+
+async def test_results_rowcount_lastrowid_and_description(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        inserted = await connection.execute(
+            sa.text("INSERT INTO rows (name, version) VALUES ('a', 1)")
+        )
+        assert (inserted.rowcount, inserted.lastrowid) == (1, 1)
+        many = await connection.execute(
+            sa.text("INSERT INTO rows (name, version) VALUES (:n, 1)"), [{"n": "b"}, {"n": "c"}]
+        )
+        assert many.rowcount == 2
+        selected = await connection.execute(sa.text("SELECT id, name FROM rows ORDER BY id"))
+        assert list(selected.keys()) == ["id", "name"]
+        assert selected.all() == [(1, "a"), (2, "b"), (3, "c")]
+        updated = await connection.execute(
+            sa.text("UPDATE rows SET version = 2 WHERE id > 1 RETURNING id")
+        )
+        assert sorted(updated.scalars()) == [2, 3]
+        none = await connection.execute(sa.text("DELETE FROM rows WHERE id = 99"))
+        assert none.rowcount == 0
+        # A result read a row at a time, then the rest.
+        partial = await connection.execute(sa.text("SELECT name FROM rows ORDER BY id"))
+        assert partial.fetchone() == ("a",)
+        assert partial.fetchmany(1) == [("b",)]
+        assert partial.fetchall() == [("c",)]
+
+
+async def test_the_orm_gets_ids_and_checks_versions(engine: AsyncEngine) -> None:
+    """The ORM reads lastrowid for a new row's key and rowcount for its version check."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        row = _Row(name="first")
+        session.add(row)
+        await session.flush()
+        assert row.id == 1
+        row.name = "renamed"
+        await session.flush()
+        assert row.version == 2
+    async with engine.begin() as connection:  # another writer moves the version on
+        await connection.execute(sa.text("UPDATE rows SET version = 9"))
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        session.add(row)  # as loaded above: version 2
+        row.name = "again"
+        with pytest.raises(orm_exc.StaleDataError):
+            await session.flush()
+
+
+_INSERT = sa.text("INSERT INTO rows (name, version) VALUES (:n, 1)")
+
+
+async def _insert_both(engine: AsyncEngine, first: str, second: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(_INSERT, {"n": first})
+        await connection.execute(_INSERT, {"n": second})
+
+
+async def _select_nope(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("SELECT nope FROM rows"))
+
+
+async def test_errors_are_sqlalchemys_and_roll_back(engine: AsyncEngine) -> None:
+    canary = f"canary-{uuid.uuid4()}"
+    async with engine.begin() as connection:
+        await connection.execute(_INSERT, {"n": canary})
+    with pytest.raises(exc.IntegrityError):
+        await _insert_both(engine, "x", canary)
+    with pytest.raises(exc.OperationalError):
+        await _select_nope(engine)
+    async with engine.connect() as connection:
+        names = (await connection.execute(sa.text("SELECT name FROM rows"))).scalars().all()
+    assert names == [canary]  # 'x' rolled back with its transaction
+
+
+async def test_streamed_results_keep_the_server_side_cursor(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text("INSERT INTO rows (name, version) VALUES (:n, 1)"),
+            [{"n": f"r{i}"} for i in range(5)],
+        )
+    async with engine.connect() as connection:
+        streamed = await connection.stream(sa.text("SELECT name FROM rows ORDER BY id"))
+        assert [row.name async for row in streamed] == [f"r{i}" for i in range(5)]

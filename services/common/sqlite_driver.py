@@ -12,9 +12,12 @@ notice and a third of their CPU was aiosqlite's queueing and its thread
 Here a statement's cursor is made, executed, read to the end and closed in one function
 run on the connection's thread: one hand-off a statement. What SQLAlchemy reads from the
 cursor afterwards (the description, the rows, rowcount, lastrowid) was taken on that
-thread before the cursor closed. Everything else is SQLAlchemy's and aiosqlite's own: the
-connection, its transactions (`commit`, `rollback`), errors (raised as aiosqlite raises
-them, wrapped by SQLAlchemy as before), server-side cursors, and terminate.
+thread before the cursor closed. A transaction's BEGIN goes in its first statement's
+hand-off, and a commit or rollback with no transaction open (the pool's rollback of every
+connection given back, after its commit) is not sent: a one-statement transaction is two
+hand-offs, not eight. Everything else is SQLAlchemy's and aiosqlite's own: the connection,
+its commits and rollbacks, errors (raised as aiosqlite raises them, wrapped by SQLAlchemy
+as before), server-side cursors, and terminate.
 
 `make_engine` passes `module=aiosqlite_dbapi()` for a SQLite URL; the URL stays
 `sqlite+aiosqlite`. It relies on two names that are not public API of pinned versions:
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import aiosqlite
-from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
+from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection, AsyncIODBAPIConnection
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
@@ -53,8 +56,25 @@ class _Ran:
     lastrowid: int | None
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Ran:
-    """On the connection's thread: the statement run on a cursor of its own, read whole."""
+# The statements that open a transaction, as `_deferred_begin` recognises them.
+_BEGINS = frozenset(
+    f"BEGIN{mode}{word}"
+    for mode in ("", " DEFERRED", " IMMEDIATE", " EXCLUSIVE")
+    for word in ("", " TRANSACTION")
+)
+
+
+def _run(
+    connection: sqlite3.Connection,
+    begin: str | None,
+    operation: str,
+    parameters: Any,
+    many: bool,
+) -> _Ran:
+    """On the connection's thread: the transaction's deferred `begin` if any, then the
+    statement run on a cursor of its own, read whole."""
+    if begin is not None:
+        connection.execute(begin).close()
     cursor = connection.cursor()
     try:
         if many:
@@ -121,12 +141,18 @@ class _OneHandOffCursor(AsyncAdapt_aiosqlite_cursor):
         await self._run(operation, seq_of_parameters, many=True)
 
     async def _run(self, operation: str, parameters: Any, *, many: bool) -> None:
+        adapted = cast(_OneHandOffConnection, self._adapt_connection)
+        if not many and adapted.defer_begin(operation, parameters):
+            self._description, self._rowcount, self._lastrowid = None, -1, None
+            self._rows.clear()
+            return
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         # aiosqlite's own door to the connection's thread (queued in order, as every
         # aiosqlite call is), typed here: aiosqlite leaves it untyped.
         queue = cast(Callable[..., Awaitable[_Ran]], connection._execute)
-        async with self._adapt_connection._execute_mutex:
-            ran = await queue(_run, connection._conn, operation, parameters, many)
+        async with adapted._execute_mutex:
+            begin = adapted.take_begin()
+            ran = await queue(_run, connection._conn, begin, operation, parameters, many)
         self._description = ran.description
         self._rows = collections.deque(ran.rows)
         self._rowcount = ran.rowcount
@@ -137,9 +163,53 @@ class _OneHandOffCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class _OneHandOffConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """SQLAlchemy's aiosqlite connection with `_OneHandOffCursor`, a deferred BEGIN, and
+    no hand-off for a commit or rollback with no transaction open.
+
+    A BEGIN is sent with the transaction's first statement, in its hand-off, ahead of it:
+    the lock BEGIN IMMEDIATE takes is still taken before any statement of the transaction
+    runs, and a BEGIN that fails (SQLite busy past its timeout) fails that statement. A
+    transaction that ends before any statement never reaches SQLite. SQLAlchemy's pool
+    rolls back every connection given back to it, most after their commit: with nothing
+    open (sqlite3's own `in_transaction`) that rollback, like such a commit, does nothing
+    and is not sent.
+    """
+
+    __slots__ = ("_begin",)
 
     _cursor_cls = _OneHandOffCursor
+
+    def __init__(self, dbapi: Any, connection: AsyncIODBAPIConnection) -> None:
+        super().__init__(dbapi, connection)
+        self._begin: str | None = None
+
+    def defer_begin(self, operation: str, parameters: Any) -> bool:
+        """Keep `operation` for the next statement if it is a BEGIN (and none is kept)."""
+        if self._begin is not None or parameters or operation.strip().upper() not in _BEGINS:
+            return False
+        self._begin = operation
+        return True
+
+    def take_begin(self) -> str | None:
+        """The deferred BEGIN, for the statement about to be sent; none kept after it."""
+        begin, self._begin = self._begin, None
+        return begin
+
+    def _nothing_open(self) -> bool:
+        """Whether no transaction is open: none began, or only a deferred BEGIN (dropped)."""
+        if self.take_begin() is not None:
+            return True
+        raw = self._connection._connection
+        # None once closed: the base class decides what a closed connection does.
+        return raw is not None and not raw.in_transaction
+
+    def commit(self) -> None:
+        if not self._nothing_open():
+            super().commit()
+
+    def rollback(self) -> None:
+        if not self._nothing_open():
+            super().rollback()
 
 
 class _OneHandOffDbapi(AsyncAdapt_aiosqlite_dbapi):

@@ -7,6 +7,7 @@ connection's thread that every aiosqlite call goes through.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,20 +66,70 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 
 async def test_a_statement_is_one_hand_off(engine: AsyncEngine, hand_offs: _HandOffs) -> None:
-    """BEGIN IMMEDIATE, four statements and the commit: six hand-offs (SQLAlchemy's stock
-    aiosqlite cursor takes three or four a statement: cursor, execute, fetchall, close)."""
-    async with engine.connect() as connection:
+    """Four statements, their BEGIN IMMEDIATE with the first, the commit, and no rollback
+    when the pool takes the connection back: five hand-offs (SQLAlchemy's stock aiosqlite
+    adapter took eighteen: cursor, execute, fetchall and close each one)."""
+    async with engine.begin() as connection:
         await connection.execute(sa.text("SELECT 1"))  # the pool's connection opened
+    hand_offs.count = 0
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("INSERT INTO rows (name, version) VALUES ('a', 1)"))
+        await connection.execute(
+            sa.text("INSERT INTO rows (name, version) VALUES (:n, 1)"), [{"n": "b"}, {"n": "c"}]
+        )
+        await connection.execute(sa.text("SELECT id, name FROM rows"))
+        await connection.execute(sa.text("UPDATE rows SET version = 2 RETURNING id"))
+    assert hand_offs.count == 5
+    # A transaction that ends before any statement never reaches SQLite.
+    async with engine.begin():
+        pass
+    assert hand_offs.count == 5
+
+
+def _lock_free(path: Path) -> bool:
+    """Whether another connection can take the file's write lock right now."""
+    other = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return False
+    else:
+        other.execute("ROLLBACK")
+        return True
+    finally:
+        other.close()
+
+
+async def test_begin_immediate_locks_before_the_first_statement(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """The deferred BEGIN IMMEDIATE goes ahead of the transaction's first statement, a
+    read: the write lock is held from it on, and given back at the commit."""
+    path = tmp_path / "intake.db"
+    async with engine.begin() as connection:
+        assert _lock_free(path)  # nothing sent yet
+        await connection.execute(sa.text("SELECT count(*) FROM rows"))
+        assert not _lock_free(path)
+    assert _lock_free(path)
+
+
+async def test_a_begin_that_finds_the_file_locked_fails_its_statement(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("PRAGMA busy_timeout = 50")
+        await connection.commit()
+        holder = sqlite3.connect(tmp_path / "intake.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(exc.OperationalError, match="locked"):
+            await connection.execute(sa.text("SELECT count(*) FROM rows"))
         await connection.rollback()
-        hand_offs.count = 0
-        async with connection.begin():
-            await connection.execute(sa.text("INSERT INTO rows (name, version) VALUES ('a', 1)"))
-            await connection.execute(
-                sa.text("INSERT INTO rows (name, version) VALUES (:n, 1)"), [{"n": "b"}, {"n": "c"}]
-            )
-            await connection.execute(sa.text("SELECT id, name FROM rows"))
-            await connection.execute(sa.text("UPDATE rows SET version = 2 RETURNING id"))
-        assert hand_offs.count == 6
+        holder.execute("ROLLBACK")
+        holder.close()
+        # Nothing left half-open: the next transaction begins and commits as usual.
+        await connection.execute(sa.text("INSERT INTO rows (name, version) VALUES ('z', 1)"))
+        await connection.commit()
+        assert (await connection.execute(sa.text("SELECT name FROM rows"))).scalar() == "z"
 
 
 async def test_results_rowcount_lastrowid_and_description(engine: AsyncEngine) -> None:

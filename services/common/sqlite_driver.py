@@ -6,8 +6,8 @@ SQLAlchemy's aiosqlite adapter makes one such call for each DB-API step of a sta
 the cursor's creation, its execute, its fetchall when it answers rows, and its close,
 three or four hand-offs a statement (BEGIN IMMEDIATE three, for its cursor). Profiled on
 the SQLite default at 50 notices a second, intake and router each woke ~100 times a
-notice and a third of their CPU was aiosqlite's queueing and its thread
-(docs/performance.md, "The SQLite default's hand-offs").
+notice, and a third of their samples were in aiosqlite: its queueing, and its thread,
+where SQLite's own work runs too (docs/performance.md, "The SQLite default's hand-offs").
 
 Here a statement's cursor is made, executed, read to the end and closed in one function
 run on the connection's thread: one hand-off a statement. What SQLAlchemy reads from the
@@ -23,7 +23,7 @@ as before), server-side cursors, and terminate.
 `sqlite+aiosqlite`. It relies on two names that are not public API of pinned versions:
 aiosqlite's `Connection._execute` (queue a function for the connection's thread, as
 aiosqlite's own methods do) and SQLAlchemy's adapter classes for aiosqlite, which it
-subclasses; tests/unit/test_sqlite_driver.py fails if either stops behaving so.
+subclasses; tests/unit/common/test_sqlite_driver.py fails if either stops behaving so.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class _Ran:
     lastrowid: int | None
 
 
-# The statements that open a transaction, as `_deferred_begin` recognises them.
+# The statements that open a transaction, as `defer_begin` recognises them.
 _BEGINS = frozenset(
     f"BEGIN{mode}{word}"
     for mode in ("", " DEFERRED", " IMMEDIATE", " EXCLUSIVE")

@@ -68,7 +68,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 async def test_a_statement_is_one_hand_off(engine: AsyncEngine, hand_offs: _HandOffs) -> None:
     """Four statements, their BEGIN IMMEDIATE with the first, the commit, and no rollback
     when the pool takes the connection back: five hand-offs (SQLAlchemy's stock aiosqlite
-    adapter took eighteen: cursor, execute, fetchall and close each one)."""
+    adapter took nineteen: cursor, execute, fetchall and close each one)."""
     async with engine.begin() as connection:
         await connection.execute(sa.text("SELECT 1"))  # the pool's connection opened
     hand_offs.count = 0

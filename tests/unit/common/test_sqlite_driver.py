@@ -1,8 +1,8 @@
 """The SQLite default's statements: one hand-off each to aiosqlite's thread, same results.
 
 Every test runs on a real SQLite file through `make_engine`, as the services do. The
-hand-offs are counted at aiosqlite's `Connection._execute`, the one door to the
-connection's thread that every aiosqlite call goes through.
+hand-offs are counted at aiosqlite's `Connection._execute`, the door to the connection's
+thread that every statement, commit and rollback goes through.
 """
 
 from __future__ import annotations
